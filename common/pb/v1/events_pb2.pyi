@@ -1,0 +1,156 @@
+from common.pb.v1 import tx_pb2 as _tx_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class EventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    EVENT_KIND_UNSPECIFIED: _ClassVar[EventKind]
+    EVENT_KIND_TX_SEEN: _ClassVar[EventKind]
+    EVENT_KIND_TX_DECODED: _ClassVar[EventKind]
+    EVENT_KIND_OPP_DETECTED: _ClassVar[EventKind]
+
+class TxCategory(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TX_CATEGORY_UNSPECIFIED: _ClassVar[TxCategory]
+    TX_CATEGORY_SWAP: _ClassVar[TxCategory]
+    TX_CATEGORY_TRANSFER: _ClassVar[TxCategory]
+    TX_CATEGORY_APPROVAL: _ClassVar[TxCategory]
+    TX_CATEGORY_OTHER: _ClassVar[TxCategory]
+
+class OpportunityKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OPPORTUNITY_KIND_UNSPECIFIED: _ClassVar[OpportunityKind]
+    OPPORTUNITY_KIND_SANDWICH_CANDIDATE: _ClassVar[OpportunityKind]
+    OPPORTUNITY_KIND_BACKRUN_CANDIDATE: _ClassVar[OpportunityKind]
+    OPPORTUNITY_KIND_ARB_CANDIDATE: _ClassVar[OpportunityKind]
+EVENT_KIND_UNSPECIFIED: EventKind
+EVENT_KIND_TX_SEEN: EventKind
+EVENT_KIND_TX_DECODED: EventKind
+EVENT_KIND_OPP_DETECTED: EventKind
+TX_CATEGORY_UNSPECIFIED: TxCategory
+TX_CATEGORY_SWAP: TxCategory
+TX_CATEGORY_TRANSFER: TxCategory
+TX_CATEGORY_APPROVAL: TxCategory
+TX_CATEGORY_OTHER: TxCategory
+OPPORTUNITY_KIND_UNSPECIFIED: OpportunityKind
+OPPORTUNITY_KIND_SANDWICH_CANDIDATE: OpportunityKind
+OPPORTUNITY_KIND_BACKRUN_CANDIDATE: OpportunityKind
+OPPORTUNITY_KIND_ARB_CANDIDATE: OpportunityKind
+
+class TxFeatures(_message.Message):
+    __slots__ = ("protocol", "category", "method", "selector", "token_in", "token_out", "amount_in", "amount_out_min", "amount_in_max", "amount_out", "path", "fee_tiers", "recipient", "deadline", "value", "gas_price", "priority_fee", "calldata_len", "decoded", "decode_error")
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_IN_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_OUT_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_IN_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_OUT_MIN_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_IN_MAX_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_OUT_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    FEE_TIERS_FIELD_NUMBER: _ClassVar[int]
+    RECIPIENT_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    GAS_PRICE_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FEE_FIELD_NUMBER: _ClassVar[int]
+    CALLDATA_LEN_FIELD_NUMBER: _ClassVar[int]
+    DECODED_FIELD_NUMBER: _ClassVar[int]
+    DECODE_ERROR_FIELD_NUMBER: _ClassVar[int]
+    protocol: str
+    category: TxCategory
+    method: str
+    selector: bytes
+    token_in: bytes
+    token_out: bytes
+    amount_in: bytes
+    amount_out_min: bytes
+    amount_in_max: bytes
+    amount_out: bytes
+    path: _containers.RepeatedScalarFieldContainer[bytes]
+    fee_tiers: _containers.RepeatedScalarFieldContainer[int]
+    recipient: bytes
+    deadline: int
+    value: bytes
+    gas_price: bytes
+    priority_fee: bytes
+    calldata_len: int
+    decoded: bool
+    decode_error: str
+    def __init__(self, protocol: _Optional[str] = ..., category: _Optional[_Union[TxCategory, str]] = ..., method: _Optional[str] = ..., selector: _Optional[bytes] = ..., token_in: _Optional[bytes] = ..., token_out: _Optional[bytes] = ..., amount_in: _Optional[bytes] = ..., amount_out_min: _Optional[bytes] = ..., amount_in_max: _Optional[bytes] = ..., amount_out: _Optional[bytes] = ..., path: _Optional[_Iterable[bytes]] = ..., fee_tiers: _Optional[_Iterable[int]] = ..., recipient: _Optional[bytes] = ..., deadline: _Optional[int] = ..., value: _Optional[bytes] = ..., gas_price: _Optional[bytes] = ..., priority_fee: _Optional[bytes] = ..., calldata_len: _Optional[int] = ..., decoded: _Optional[bool] = ..., decode_error: _Optional[str] = ...) -> None: ...
+
+class Opportunity(_message.Message):
+    __slots__ = ("chain_id", "tx_hash", "kind", "score", "reasons", "protocol", "token_in", "token_out", "notional_wei", "slippage_bps", "seq_id")
+    CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
+    TX_HASH_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    REASONS_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_IN_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_OUT_FIELD_NUMBER: _ClassVar[int]
+    NOTIONAL_WEI_FIELD_NUMBER: _ClassVar[int]
+    SLIPPAGE_BPS_FIELD_NUMBER: _ClassVar[int]
+    SEQ_ID_FIELD_NUMBER: _ClassVar[int]
+    chain_id: int
+    tx_hash: bytes
+    kind: OpportunityKind
+    score: int
+    reasons: _containers.RepeatedScalarFieldContainer[str]
+    protocol: str
+    token_in: bytes
+    token_out: bytes
+    notional_wei: bytes
+    slippage_bps: int
+    seq_id: int
+    def __init__(self, chain_id: _Optional[int] = ..., tx_hash: _Optional[bytes] = ..., kind: _Optional[_Union[OpportunityKind, str]] = ..., score: _Optional[int] = ..., reasons: _Optional[_Iterable[str]] = ..., protocol: _Optional[str] = ..., token_in: _Optional[bytes] = ..., token_out: _Optional[bytes] = ..., notional_wei: _Optional[bytes] = ..., slippage_bps: _Optional[int] = ..., seq_id: _Optional[int] = ...) -> None: ...
+
+class TxSeen(_message.Message):
+    __slots__ = ("tx",)
+    TX_FIELD_NUMBER: _ClassVar[int]
+    tx: _tx_pb2.TxEnvelope
+    def __init__(self, tx: _Optional[_Union[_tx_pb2.TxEnvelope, _Mapping]] = ...) -> None: ...
+
+class TxDecoded(_message.Message):
+    __slots__ = ("features",)
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    features: TxFeatures
+    def __init__(self, features: _Optional[_Union[TxFeatures, _Mapping]] = ...) -> None: ...
+
+class OppDetected(_message.Message):
+    __slots__ = ("opportunity",)
+    OPPORTUNITY_FIELD_NUMBER: _ClassVar[int]
+    opportunity: Opportunity
+    def __init__(self, opportunity: _Optional[_Union[Opportunity, _Mapping]] = ...) -> None: ...
+
+class Event(_message.Message):
+    __slots__ = ("seq_id", "chain_id", "kind", "tx_hash", "first_seen_unix_ns", "received_unix_ns", "source_id", "tx_seen", "tx_decoded", "opp_detected")
+    SEQ_ID_FIELD_NUMBER: _ClassVar[int]
+    CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    TX_HASH_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SEEN_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
+    RECEIVED_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_ID_FIELD_NUMBER: _ClassVar[int]
+    TX_SEEN_FIELD_NUMBER: _ClassVar[int]
+    TX_DECODED_FIELD_NUMBER: _ClassVar[int]
+    OPP_DETECTED_FIELD_NUMBER: _ClassVar[int]
+    seq_id: int
+    chain_id: int
+    kind: EventKind
+    tx_hash: bytes
+    first_seen_unix_ns: int
+    received_unix_ns: int
+    source_id: str
+    tx_seen: TxSeen
+    tx_decoded: TxDecoded
+    opp_detected: OppDetected
+    def __init__(self, seq_id: _Optional[int] = ..., chain_id: _Optional[int] = ..., kind: _Optional[_Union[EventKind, str]] = ..., tx_hash: _Optional[bytes] = ..., first_seen_unix_ns: _Optional[int] = ..., received_unix_ns: _Optional[int] = ..., source_id: _Optional[str] = ..., tx_seen: _Optional[_Union[TxSeen, _Mapping]] = ..., tx_decoded: _Optional[_Union[TxDecoded, _Mapping]] = ..., opp_detected: _Optional[_Union[OppDetected, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,216 @@
+from common.pb.v1 import events_pb2 as _events_pb2
+from common.pb.v1 import ingest_pb2 as _ingest_pb2
+from common.pb.v1 import tx_pb2 as _tx_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class StoredTx(_message.Message):
+    __slots__ = ("seq_id", "tx", "received_unix_ns")
+    SEQ_ID_FIELD_NUMBER: _ClassVar[int]
+    TX_FIELD_NUMBER: _ClassVar[int]
+    RECEIVED_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
+    seq_id: int
+    tx: _tx_pb2.TxEnvelope
+    received_unix_ns: int
+    def __init__(self, seq_id: _Optional[int] = ..., tx: _Optional[_Union[_tx_pb2.TxEnvelope, _Mapping]] = ..., received_unix_ns: _Optional[int] = ...) -> None: ...
+
+class FeatureRecord(_message.Message):
+    __slots__ = ("seq_id", "chain_id", "tx_hash", "features")
+    SEQ_ID_FIELD_NUMBER: _ClassVar[int]
+    CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
+    TX_HASH_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    seq_id: int
+    chain_id: int
+    tx_hash: bytes
+    features: _events_pb2.TxFeatures
+    def __init__(self, seq_id: _Optional[int] = ..., chain_id: _Optional[int] = ..., tx_hash: _Optional[bytes] = ..., features: _Optional[_Union[_events_pb2.TxFeatures, _Mapping]] = ...) -> None: ...
+
+class FeatureSummary(_message.Message):
+    __slots__ = ("chain_id", "protocol", "category", "count")
+    CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    chain_id: int
+    protocol: str
+    category: _events_pb2.TxCategory
+    count: int
+    def __init__(self, chain_id: _Optional[int] = ..., protocol: _Optional[str] = ..., category: _Optional[_Union[_events_pb2.TxCategory, str]] = ..., count: _Optional[int] = ...) -> None: ...
+
+class ReplayPoint(_message.Message):
+    __slots__ = ("seq_high_water", "committed_unix_ns", "pending_count")
+    SEQ_HIGH_WATER_FIELD_NUMBER: _ClassVar[int]
+    COMMITTED_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
+    PENDING_COUNT_FIELD_NUMBER: _ClassVar[int]
+    seq_high_water: int
+    committed_unix_ns: int
+    pending_count: int
+    def __init__(self, seq_high_water: _Optional[int] = ..., committed_unix_ns: _Optional[int] = ..., pending_count: _Optional[int] = ...) -> None: ...
+
+class ChainTotals(_message.Message):
+    __slots__ = ("chain_id", "tx_count", "decoded_count", "opportunity_count", "rejected", "replay", "ingest", "drop_ratio")
+    CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
+    TX_COUNT_FIELD_NUMBER: _ClassVar[int]
+    DECODED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    OPPORTUNITY_COUNT_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    REPLAY_FIELD_NUMBER: _ClassVar[int]
+    INGEST_FIELD_NUMBER: _ClassVar[int]
+    DROP_RATIO_FIELD_NUMBER: _ClassVar[int]
+    chain_id: int
+    tx_count: int
+    decoded_count: int
+    opportunity_count: int
+    rejected: _containers.RepeatedCompositeFieldContainer[_ingest_pb2.RejectCount]
+    replay: ReplayPoint
+    ingest: _ingest_pb2.ChainIngestStats
+    drop_ratio: float
+    def __init__(self, chain_id: _Optional[int] = ..., tx_count: _Optional[int] = ..., decoded_count: _Optional[int] = ..., opportunity_count: _Optional[int] = ..., rejected: _Optional[_Iterable[_Union[_ingest_pb2.RejectCount, _Mapping]]] = ..., replay: _Optional[_Union[ReplayPoint, _Mapping]] = ..., ingest: _Optional[_Union[_ingest_pb2.ChainIngestStats, _Mapping]] = ..., drop_ratio: _Optional[float] = ...) -> None: ...
+
+class GetSnapshotRequest(_message.Message):
+    __slots__ = ("chain_id", "tx_limit", "opp_limit", "min_score", "feature_limit")
+    CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
+    TX_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    OPP_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    MIN_SCORE_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    chain_id: int
+    tx_limit: int
+    opp_limit: int
+    min_score: int
+    feature_limit: int
+    def __init__(self, chain_id: _Optional[int] = ..., tx_limit: _Optional[int] = ..., opp_limit: _Optional[int] = ..., min_score: _Optional[int] = ..., feature_limit: _Optional[int] = ...) -> None: ...
+
+class GetSnapshotResponse(_message.Message):
+    __slots__ = ("chains", "replay", "feature_summary", "recent_features", "top_opportunities", "recent_transactions", "last_seq_id")
+    CHAINS_FIELD_NUMBER: _ClassVar[int]
+    REPLAY_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    RECENT_FEATURES_FIELD_NUMBER: _ClassVar[int]
+    TOP_OPPORTUNITIES_FIELD_NUMBER: _ClassVar[int]
+    RECENT_TRANSACTIONS_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEQ_ID_FIELD_NUMBER: _ClassVar[int]
+    chains: _containers.RepeatedCompositeFieldContainer[ChainTotals]
+    replay: ReplayPoint
+    feature_summary: _containers.RepeatedCompositeFieldContainer[FeatureSummary]
+    recent_features: _containers.RepeatedCompositeFieldContainer[FeatureRecord]
+    top_opportunities: _containers.RepeatedCompositeFieldContainer[_events_pb2.Opportunity]
+    recent_transactions: _containers.RepeatedCompositeFieldContainer[StoredTx]
+    last_seq_id: int
+    def __init__(self, chains: _Optional[_Iterable[_Union[ChainTotals, _Mapping]]] = ..., replay: _Optional[_Union[ReplayPoint, _Mapping]] = ..., feature_summary: _Optional[_Iterable[_Union[FeatureSummary, _Mapping]]] = ..., recent_features: _Optional[_Iterable[_Union[FeatureRecord, _Mapping]]] = ..., top_opportunities: _Optional[_Iterable[_Union[_events_pb2.Opportunity, _Mapping]]] = ..., recent_transactions: _Optional[_Iterable[_Union[StoredTx, _Mapping]]] = ..., last_seq_id: _Optional[int] = ...) -> None: ...
+
+class ListTransactionsRequest(_message.Message):
+    __slots__ = ("chain_id", "limit", "cursor", "ascending")
+    CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    ASCENDING_FIELD_NUMBER: _ClassVar[int]
+    chain_id: int
+    limit: int
+    cursor: int
+    ascending: bool
+    def __init__(self, chain_id: _Optional[int] = ..., limit: _Optional[int] = ..., cursor: _Optional[int] = ..., ascending: _Optional[bool] = ...) -> None: ...
+
+class ListTransactionsResponse(_message.Message):
+    __slots__ = ("transactions", "next_cursor", "last_seq_id")
+    TRANSACTIONS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEQ_ID_FIELD_NUMBER: _ClassVar[int]
+    transactions: _containers.RepeatedCompositeFieldContainer[StoredTx]
+    next_cursor: int
+    last_seq_id: int
+    def __init__(self, transactions: _Optional[_Iterable[_Union[StoredTx, _Mapping]]] = ..., next_cursor: _Optional[int] = ..., last_seq_id: _Optional[int] = ...) -> None: ...
+
+class GetTransactionRequest(_message.Message):
+    __slots__ = ("chain_id", "hash")
+    CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    chain_id: int
+    hash: bytes
+    def __init__(self, chain_id: _Optional[int] = ..., hash: _Optional[bytes] = ...) -> None: ...
+
+class GetTransactionResponse(_message.Message):
+    __slots__ = ("transaction", "features", "opportunities")
+    TRANSACTION_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    OPPORTUNITIES_FIELD_NUMBER: _ClassVar[int]
+    transaction: StoredTx
+    features: FeatureRecord
+    opportunities: _containers.RepeatedCompositeFieldContainer[_events_pb2.Opportunity]
+    def __init__(self, transaction: _Optional[_Union[StoredTx, _Mapping]] = ..., features: _Optional[_Union[FeatureRecord, _Mapping]] = ..., opportunities: _Optional[_Iterable[_Union[_events_pb2.Opportunity, _Mapping]]] = ...) -> None: ...
+
+class ListFeaturesRequest(_message.Message):
+    __slots__ = ("chain_id", "limit")
+    CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    chain_id: int
+    limit: int
+    def __init__(self, chain_id: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListFeaturesResponse(_message.Message):
+    __slots__ = ("features",)
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    features: _containers.RepeatedCompositeFieldContainer[FeatureRecord]
+    def __init__(self, features: _Optional[_Iterable[_Union[FeatureRecord, _Mapping]]] = ...) -> None: ...
+
+class ListOpportunitiesRequest(_message.Message):
+    __slots__ = ("chain_id", "limit", "min_score")
+    CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    MIN_SCORE_FIELD_NUMBER: _ClassVar[int]
+    chain_id: int
+    limit: int
+    min_score: int
+    def __init__(self, chain_id: _Optional[int] = ..., limit: _Optional[int] = ..., min_score: _Optional[int] = ...) -> None: ...
+
+class ListOpportunitiesResponse(_message.Message):
+    __slots__ = ("opportunities",)
+    OPPORTUNITIES_FIELD_NUMBER: _ClassVar[int]
+    opportunities: _containers.RepeatedCompositeFieldContainer[_events_pb2.Opportunity]
+    def __init__(self, opportunities: _Optional[_Iterable[_Union[_events_pb2.Opportunity, _Mapping]]] = ...) -> None: ...
+
+class ScanEventsRequest(_message.Message):
+    __slots__ = ("from_seq_id", "limit", "chain_id", "kinds")
+    FROM_SEQ_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
+    KINDS_FIELD_NUMBER: _ClassVar[int]
+    from_seq_id: int
+    limit: int
+    chain_id: int
+    kinds: _containers.RepeatedScalarFieldContainer[_events_pb2.EventKind]
+    def __init__(self, from_seq_id: _Optional[int] = ..., limit: _Optional[int] = ..., chain_id: _Optional[int] = ..., kinds: _Optional[_Iterable[_Union[_events_pb2.EventKind, str]]] = ...) -> None: ...
+
+class ScanEventsResponse(_message.Message):
+    __slots__ = ("events", "next_seq_id", "last_seq_id")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_SEQ_ID_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEQ_ID_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[_events_pb2.Event]
+    next_seq_id: int
+    last_seq_id: int
+    def __init__(self, events: _Optional[_Iterable[_Union[_events_pb2.Event, _Mapping]]] = ..., next_seq_id: _Optional[int] = ..., last_seq_id: _Optional[int] = ...) -> None: ...
+
+class SubscribeEventsRequest(_message.Message):
+    __slots__ = ("from_seq_id", "chain_id", "kinds")
+    FROM_SEQ_ID_FIELD_NUMBER: _ClassVar[int]
+    CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
+    KINDS_FIELD_NUMBER: _ClassVar[int]
+    from_seq_id: int
+    chain_id: int
+    kinds: _containers.RepeatedScalarFieldContainer[_events_pb2.EventKind]
+    def __init__(self, from_seq_id: _Optional[int] = ..., chain_id: _Optional[int] = ..., kinds: _Optional[_Iterable[_Union[_events_pb2.EventKind, str]]] = ...) -> None: ...
+
+class SubscribeEventsResponse(_message.Message):
+    __slots__ = ("events", "last_seq_id")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEQ_ID_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[_events_pb2.Event]
+    last_seq_id: int
+    def __init__(self, events: _Optional[_Iterable[_Union[_events_pb2.Event, _Mapping]]] = ..., last_seq_id: _Optional[int] = ...) -> None: ...

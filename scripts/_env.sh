@@ -1,0 +1,64 @@
+# Shared setup for mempulse's scripts: sourced, not run. Creates what is missing and nothing more:
+#   .venv/    Python virtual environment with `pip install -e .[dev]` (re-run when pyproject.toml changes)
+#   .tools/   npm packages: @foundry-rs/anvil (the local EVM node) and @bufbuild/buf (protobuf lint/breaking)
+# Every step is idempotent, so a second run costs a few hash checks.
+set -euo pipefail
+
+MEMPULSE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export MEMPULSE_ROOT
+ANVIL_NPM_VERSION="1.7.1"
+BUF_NPM_VERSION="1.75.0"
+
+die() { echo "error: $*" >&2; exit 1; }
+
+mempulse_python() {
+  local py
+  for py in python3.13 python3.12 python3.11 python3; do
+    if command -v "$py" >/dev/null 2>&1 && "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+      echo "$py"; return 0
+    fi
+  done
+  return 1
+}
+
+setup_venv() {
+  local venv="$MEMPULSE_ROOT/.venv" stamp want py
+  py="$(mempulse_python)" || die "Python >= 3.11 not found: install python3.11 (or newer) and retry"
+  if [ ! -x "$venv/bin/python" ]; then
+    echo "setup: creating virtualenv in .venv" >&2
+    "$py" -m venv "$venv" || die "could not create .venv: install the python3-venv package and retry"
+  fi
+  stamp="$venv/.mempulse-installed"
+  want="$(cat "$MEMPULSE_ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)"
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    echo "setup: pip install -e .[dev] (first run takes about a minute)" >&2
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$MEMPULSE_ROOT[dev]" >&2 \
+      || die "pip install failed (see above); check that PyPI is reachable"
+    echo "$want" > "$stamp"
+  fi
+  export PATH="$venv/bin:$PATH"
+}
+
+setup_tools() {
+  local tools="$MEMPULSE_ROOT/.tools"
+  if [ -x "$tools/node_modules/.bin/anvil" ] && [ -x "$tools/node_modules/.bin/buf" ] \
+     && "$tools/node_modules/.bin/anvil" --version 2>/dev/null | grep -q "$ANVIL_NPM_VERSION"; then
+    export PATH="$tools/node_modules/.bin:$PATH"
+    return 0
+  fi
+  command -v npm >/dev/null 2>&1 || die "npm not found: install Node.js >= 18 with npm (e.g. apt-get install nodejs npm) and retry"
+  echo "setup: npm install @foundry-rs/anvil@$ANVIL_NPM_VERSION @bufbuild/buf@$BUF_NPM_VERSION into .tools/" >&2
+  mkdir -p "$tools"
+  [ -f "$tools/package.json" ] || echo '{"name": "mempulse-tools", "private": true}' > "$tools/package.json"
+  (cd "$tools" && npm install --no-audit --no-fund --loglevel=error \
+      "@foundry-rs/anvil@$ANVIL_NPM_VERSION" "@bufbuild/buf@$BUF_NPM_VERSION" >&2) \
+    || die "npm install of anvil/buf failed (see above); check that the npm registry is reachable"
+  "$tools/node_modules/.bin/anvil" --version >/dev/null 2>&1 || die "anvil did not install correctly in .tools/"
+  export PATH="$tools/node_modules/.bin:$PATH"
+}
+
+setup_all() {
+  setup_venv
+  setup_tools
+  export MEMPULSE_ANVIL_BIN="$MEMPULSE_ROOT/.tools/node_modules/.bin/anvil"
+}

@@ -1,0 +1,85 @@
+"""Tests of the shared helpers in ``common``: hex conversions, chain registry, fixtures and the replayer."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from common.chains import UnknownChainError, chain_name, parse_chain
+from common.fixtures import load_mainnet_calls
+from common.hexutil import (
+    HexError,
+    hex_to_bytes,
+    int_to_uint256,
+    quantity_to_uint256,
+    uint256_to_decimal,
+    uint256_to_int,
+)
+from common.replay import Replayer, intrinsic_gas
+
+
+@given(st.integers(min_value=0, max_value=2**256 - 1))
+def test_uint256_roundtrip_is_minimal(value: int) -> None:
+    raw = int_to_uint256(value)
+    assert uint256_to_int(raw) == value
+    assert raw == b"" or raw[0] != 0
+    assert quantity_to_uint256(hex(value)) == raw
+    assert uint256_to_decimal(raw) == str(value)
+
+
+def test_uint256_rejects_out_of_range() -> None:
+    with pytest.raises(HexError):
+        int_to_uint256(2**256)
+    with pytest.raises(HexError):
+        int_to_uint256(-1)
+
+
+@pytest.mark.parametrize("bad", ["", "0x0", "abcd", "0xzz", None, 5])
+def test_hex_to_bytes_rejects_malformed(bad: object) -> None:
+    with pytest.raises(HexError):
+        hex_to_bytes(bad, 32)  # type: ignore[arg-type]
+
+
+def test_chain_names_and_ids() -> None:
+    assert parse_chain("Polygon") == 137
+    assert parse_chain("8453") == 8453
+    assert chain_name(1) == "ethereum"
+    assert chain_name(999999) == "999999"
+    with pytest.raises(UnknownChainError, match="polygon=137"):
+        parse_chain("nochain")
+    with pytest.raises(UnknownChainError):
+        parse_chain("0")
+
+
+def test_bundled_fixture_is_complete() -> None:
+    calls = load_mainnet_calls()
+    assert len(calls) > 2200
+    assert len({c.tx_hash for c in calls}) == len(calls)
+    uniswap_v2_router = "0x7a250d5630b4cf539739df2c5dacb4c659f2488d"
+    assert sum(1 for c in calls if c.to == uniswap_v2_router) > 50
+
+
+def test_intrinsic_gas_counts_zero_and_nonzero_bytes() -> None:
+    assert intrinsic_gas("0x") == 21_000
+    assert intrinsic_gas("0x00ff") == 21_000 + 4 + 16
+
+
+@pytest.mark.integration
+async def test_replayer_puts_real_calls_in_anvils_pending_pool(anvil) -> None:
+    calls = load_mainnet_calls()[:150]
+    async with Replayer(anvil.http_url, batch_size=40) as replayer:
+        sent = await replayer.send(calls)
+    assert replayer.stats.rejected == 0, replayer.stats.errors_by_message
+    assert len(sent) == len(calls)
+    # Every accepted hash is a pending transaction carrying the fixture's calldata and recipient.
+    async with httpx.AsyncClient() as client:
+        for item in sent[::15]:
+            resp = await client.post(anvil.http_url, json={"jsonrpc": "2.0", "id": 1,
+                                     "method": "eth_getTransactionByHash", "params": [item.tx_hash]})
+            tx = resp.json()["result"]
+            assert tx["blockNumber"] is None
+            assert tx["input"] == item.call.input
+            assert tx["to"] == item.call.to
+            assert int(tx["value"], 16) == item.call.value

@@ -1,0 +1,115 @@
+"""Tests of the benchmark harness helpers (statistics, /proc sampling, rate search, artifacts)."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from scripts.bench.harness import (
+    RssSampler,
+    StepResult,
+    cpu_seconds,
+    linear_slope,
+    percentile,
+    read_artifact,
+    rss_bytes,
+    stepped_rate_search,
+    summarize,
+    write_artifact,
+)
+
+
+def test_percentile_matches_linear_interpolation() -> None:
+    data = [5.0, 1.0, 3.0, 2.0, 4.0]
+    assert percentile(data, 0) == 1.0
+    assert percentile(data, 50) == 3.0
+    assert percentile(data, 100) == 5.0
+    assert percentile(data, 25) == 2.0
+    assert percentile([1.0, 2.0], 50) == 1.5
+    assert math.isnan(percentile([], 50))
+    with pytest.raises(ValueError):
+        percentile(data, 101)
+
+
+@given(st.lists(st.floats(min_value=-1e6, max_value=1e6), min_size=1, max_size=200))
+def test_percentiles_are_ordered_and_bounded(values: list[float]) -> None:
+    p50, p99 = percentile(values, 50), percentile(values, 99)
+    assert min(values) <= p50 <= p99 <= max(values)
+
+
+def test_summarize_and_empty() -> None:
+    s = summarize([float(i) for i in range(1, 101)])
+    assert s["n"] == 100 and s["max"] == 100.0 and s["p50"] == 50.5
+    assert summarize([])["p99"] is None
+
+
+def test_linear_slope() -> None:
+    xs = [0.0, 1.0, 2.0, 3.0]
+    assert linear_slope(xs, [2 * x + 1 for x in xs]) == pytest.approx(2.0)
+    assert linear_slope(xs, [7.0] * 4) == 0.0
+    assert linear_slope([1.0], [1.0]) == 0.0
+
+
+def test_proc_readers_on_self_and_gone_pid() -> None:
+    assert (rss_bytes(os.getpid()) or 0) > 1_000_000
+    assert cpu_seconds(os.getpid()) is not None
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    assert rss_bytes(proc.pid) is None
+
+
+def test_rss_sampler_sees_growth_of_a_child() -> None:
+    # A child that allocates 8 MiB every 50 ms: the sampler must report a clearly positive slope.
+    code = "import time\nblocks=[]\nfor _ in range(40):\n    blocks.append(bytearray(8<<20)); time.sleep(0.05)\n"
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        with RssSampler({"child": proc.pid}, interval_s=0.1) as sampler:
+            proc.wait(timeout=30)
+        summary = sampler.summary(warmup_fraction=0.0)["child"]
+    finally:
+        proc.kill()
+        proc.wait()
+    assert summary["samples"] >= 5
+    assert summary["max_mib"] > summary["start_mib"] + 50
+    assert summary["slope_mib_per_min_after_warmup"] > 0
+
+
+def _fake_system(capacity: float):
+    def run(rate: float) -> StepResult:
+        accepted = int(rate * 10)
+        delivered = accepted if rate <= capacity else int(capacity * 10)
+        return StepResult(rate, offered=accepted, accepted=accepted, delivered=delivered, duration_s=10.0)
+    return run
+
+
+def test_stepped_rate_search_stops_at_first_lossy_step() -> None:
+    result = stepped_rate_search(_fake_system(capacity=300), [400, 100, 200, 800])
+    assert result["best_target_rate"] == 200
+    assert [s["target_rate"] for s in result["steps"]] == [100, 200, 400]
+    assert "drop ratio" in result["stop_reason"]
+
+
+def test_stepped_rate_search_stops_when_source_saturates() -> None:
+    def run(rate: float) -> StepResult:
+        accepted = int(min(rate, 150) * 10)
+        return StepResult(rate, offered=int(rate * 10), accepted=accepted, delivered=accepted, duration_s=10.0)
+    result = stepped_rate_search(run, [100, 200, 400, 800])
+    assert result["best_target_rate"] == 400
+    assert "saturated" in result["stop_reason"]
+
+
+def test_artifact_roundtrip(tmp_path: Path) -> None:
+    path = write_artifact("unit", {"x": 1.5, "nested": {"a": [1, 2]}}, directory=tmp_path, mode="short")
+    assert path == tmp_path / "unit.json"
+    doc = read_artifact(path)
+    assert doc["results"] == {"x": 1.5, "nested": {"a": [1, 2]}}
+    assert doc["mode"] == "short" and doc["machine"]["cpu_count"] == os.cpu_count()
+    with pytest.raises(ValueError):
+        write_artifact("../escape", {}, directory=tmp_path)

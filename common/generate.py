@@ -1,0 +1,96 @@
+"""``scripts/generate``: replay the bundled real mainnet calls into a node as pending transactions.
+
+    scripts/generate --rpc http://127.0.0.1:8545 --rate-tx-s 200 --duration-s 60
+
+Works against any node that accepts ``anvil_setBalance`` and impersonated ``eth_sendTransaction`` (anvil
+with ``--auto-impersonate``, as ``common.anvil`` starts it). Prints one progress line per second and, at
+the end, one JSON line with the totals (``sent``, ``accepted``, ``rejected``, ``behind``, rates).
+Exit status: 0 on success, 1 when nothing was accepted, 2 on bad arguments or an unreachable node.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from dataclasses import asdict
+
+import httpx
+import orjson
+
+from common.envconfig import ConfigError, env_float, env_int
+from common.logsetup import configure_logging
+from common.traffic import TrafficGenerator
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="generate", description="Replay real mainnet calls into a node's pending pool at a steady rate.")
+    parser.add_argument("--rpc", required=True, help="HTTP JSON-RPC URL of the node (e.g. http://127.0.0.1:8545)")
+    parser.add_argument("--rate-tx-s", type=float, default=None,
+                        help="target transactions per second (env MEMPULSE_GENERATE_RATE_TX_S, default 50)")
+    parser.add_argument("--duration-s", type=float, default=None,
+                        help="stop after this many seconds (default: run until Ctrl-C)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="eth_sendTransaction calls per JSON-RPC batch (env MEMPULSE_GENERATE_BATCH_SIZE, "
+                             "default 50)")
+    parser.add_argument("--offset", type=int, default=0,
+                        help="start at this index of the fixture (different offsets give different traffic)")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines, only the final JSON line")
+    return parser
+
+
+def _check_node(url: str) -> int:
+    """The node's chain id; raises ConfigError with a one-line message when it does not answer."""
+    try:
+        resp = httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}, timeout=5)
+        resp.raise_for_status()
+        return int(resp.json()["result"], 16)
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"node at {url} does not answer eth_chainId ({exc.__class__.__name__}: {exc}); "
+                          "start one (e.g. .tools/node_modules/.bin/anvil --no-mining --auto-impersonate)") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging("WARNING")
+    try:
+        rate = args.rate_tx_s if args.rate_tx_s is not None else env_float("generate_rate_tx_s", 50.0)
+        batch = args.batch_size if args.batch_size is not None else env_int("generate_batch_size", 50, minimum=1)
+        if rate <= 0:
+            raise ConfigError(f"--rate-tx-s must be > 0, got {rate}")
+        if args.duration_s is not None and args.duration_s <= 0:
+            raise ConfigError(f"--duration-s must be > 0, got {args.duration_s}")
+        chain_id = _check_node(args.rpc)
+    except ConfigError as exc:
+        print(f"generate: error: {exc}", file=sys.stderr)
+        return 2
+
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    gen = TrafficGenerator(args.rpc, rate, chain_id=chain_id, batch_size=batch, start_offset=args.offset,
+                           duration_s=args.duration_s).start()
+    last_accepted = 0
+    while gen.running and not done.wait(1.0):
+        stats = gen.stats()
+        if not args.quiet:
+            print(f"chain {chain_id}: {stats.accepted - last_accepted} tx/s accepted, total sent {stats.sent} "
+                  f"accepted {stats.accepted} rejected {stats.rejected} behind {stats.behind}",
+                  file=sys.stderr, flush=True)
+        last_accepted = stats.accepted
+    gen.stop()
+    stats = gen.stats()
+    if gen.error is not None:
+        print(f"generate: error: {gen.error}", file=sys.stderr)
+    summary = {**asdict(stats), "accepted_rate_tx_s": round(stats.accepted_rate_tx_s, 1),
+               "finished_unix_ms": int(time.time() * 1000)}
+    print(orjson.dumps(summary).decode(), flush=True)
+    return 0 if stats.accepted > 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,359 @@
+"""Supervisor of a whole local mempulse stack: anvil chains, processd, ingestd, gatewayd and replay traffic.
+
+Everything runs as real subprocesses on free loopback ports, each daemon's output captured to
+``<log_dir>/<name>.log``. The demo, the end-to-end tests, benchmarks, soak and reliability scripts all build
+on it::
+
+    from common.stack import ChainSpec, Stack, StackConfig
+
+    config = StackConfig(chains=(ChainSpec(1, rate_tx_s=50), ChainSpec(137, rate_tx_s=50)))
+    with Stack(config) as stack:                   # start() waits until every part is ready
+        print(stack.gateway_url)                   # http://127.0.0.1:<port>
+        stack.get_json("/transactions", chain_id=137)
+        stack.process("processd").kill()           # SIGKILL; .start() restarts it on the same port
+    # stop(): generators, ingestd, gatewayd, processd, anvils - SIGTERM, then SIGKILL; idempotent
+
+Start order is anvils, processd, gatewayd, ingestd, traffic generators (so nothing is sent before ingestd
+has subscribed); stop order is the reverse, so ingestd's last batches are acked before processd stops.
+Parts can be left out (``ingestd=False``, ``gatewayd=False``, rate 0 = no generator) for narrower tests,
+and ``start_generators()`` may be called later (benchmarks start the clock themselves).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+
+from common.anvil import AnvilNode
+from common.netutil import free_port, port_in_use
+from common.process import ManagedProcess, ProcessError, child_env, python_module_argv
+from common.traffic import AcceptedCallback, TrafficGenerator, TrafficStats
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+T = TypeVar("T")
+
+
+class StackError(RuntimeError):
+    """The stack could not start (a part exited or did not become ready), or a wait timed out."""
+
+
+@dataclass(frozen=True)
+class ChainSpec:
+    """One local chain: an anvil node with this chain id, and replay traffic at ``rate_tx_s`` (0 = none)."""
+
+    chain_id: int
+    rate_tx_s: float = 0.0
+    anvil_args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """What to run. Ports left at 0 are picked free at start; paths left at None are temp dirs."""
+
+    chains: tuple[ChainSpec, ...] = (ChainSpec(1), ChainSpec(137))
+    host: str = "127.0.0.1"
+    #: processd's LMDB directory; None = a temp dir removed by stop().
+    data_dir: Path | None = None
+    #: Where each part's log goes (``processd.log`` ...); None = a temp dir removed by a clean stop().
+    log_dir: Path | None = None
+    processd: bool = True
+    ingestd: bool = True
+    gatewayd: bool = True
+    #: One ingestd for all chains (the default, like the demo), or one ingestd per chain.
+    ingestd_per_chain: bool = False
+    processd_port: int = 0
+    gateway_port: int = 0
+    #: Give every daemon a Prometheus ``--metrics-port`` (free port; see ``Stack.metrics_ports``).
+    metrics: bool = True
+    #: Extra command-line arguments per daemon.
+    processd_args: tuple[str, ...] = ()
+    ingestd_args: tuple[str, ...] = ()
+    gatewayd_args: tuple[str, ...] = ()
+    #: Extra environment for the daemons (e.g. ``{"MEMPULSE_LOG_LEVEL": "DEBUG"}``).
+    env: Mapping[str, str] = field(default_factory=dict)
+    #: Replay batch size (JSON-RPC batch of eth_sendTransaction).
+    replay_batch_size: int = 50
+    #: Start the traffic generators in start() (False: call start_generators() yourself).
+    start_traffic: bool = True
+    ready_timeout_s: float = 45.0
+    stop_timeout_s: float = 15.0
+
+
+class Stack:
+    """Starts, observes and stops a local stack described by a :class:`StackConfig`.
+
+    Attributes after ``start()``: ``anvils`` (chain id -> :class:`AnvilNode`), ``generators`` (chain id ->
+    :class:`TrafficGenerator`), ``processes`` (name -> :class:`ManagedProcess`: ``processd``, ``gatewayd``,
+    ``ingestd`` or ``ingestd-<chain id>``), ``metrics_ports`` (name -> port), ``data_dir``, ``log_dir``.
+    """
+
+    def __init__(self, config: StackConfig | None = None) -> None:
+        self.config = config or StackConfig()
+        self.anvils: dict[int, AnvilNode] = {}
+        self.generators: dict[int, TrafficGenerator] = {}
+        self.processes: dict[str, ManagedProcess] = {}
+        self.metrics_ports: dict[str, int] = {}
+        self.processd_port = self.config.processd_port
+        self.gateway_port = self.config.gateway_port
+        self._temp_dirs: list[Path] = []
+        self.data_dir: Path = Path()
+        self.log_dir: Path = Path()
+        self._started = False
+        self._failed = False
+        self._http: httpx.Client | None = None
+
+    # ---- addresses -------------------------------------------------------------------------------------
+    @property
+    def processd_addr(self) -> str:
+        """``HOST:PORT`` of processd's gRPC server."""
+        return f"{self.config.host}:{self.processd_port}"
+
+    @property
+    def gateway_url(self) -> str:
+        """Base URL of gatewayd, e.g. ``http://127.0.0.1:8080``."""
+        return f"http://{self.config.host}:{self.gateway_port}"
+
+    def process(self, name: str) -> ManagedProcess:
+        """The supervised process called ``name`` (KeyError lists the known names)."""
+        try:
+            return self.processes[name]
+        except KeyError:
+            raise KeyError(f"no process {name!r} in this stack; have {sorted(self.processes)}") from None
+
+    # ---- lifecycle -------------------------------------------------------------------------------------
+    def start(self) -> Stack:
+        """Starts every configured part and waits until each is ready; on failure stops what started and
+        raises :class:`StackError` whose message includes the failing part's log tail."""
+        if self._started:
+            return self
+        self._started = True
+        try:
+            self._prepare_dirs()
+            self._start_anvils()
+            if self.config.processd:
+                self._start_processd()
+            if self.config.gatewayd:
+                self._start_gatewayd()
+            if self.config.ingestd:
+                self._start_ingestd()
+            if self.config.start_traffic:
+                self.start_generators()
+        except BaseException as exc:
+            self._failed = True
+            self.stop()
+            if isinstance(exc, ProcessError | RuntimeError) and not isinstance(exc, StackError):
+                raise StackError(str(exc)) from exc
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stops generators, ingestd, gatewayd, processd and anvils, in that order. Idempotent; never raises
+        for a part that already died. Temp dirs are removed (logs are kept when a part failed)."""
+        self.stop_generators()
+        for name in sorted(self.processes, key=_stop_rank):
+            try:
+                self.processes[name].stop(self.config.stop_timeout_s)
+            except OSError as exc:  # pragma: no cover - a process we can no longer signal
+                log.warning("stopping %s: %s", name, exc)
+        for node in self.anvils.values():
+            node.stop()
+        if self._http is not None:
+            self._http.close()
+            self._http = None
+        keep_logs = self._failed or any(p.returncode not in (0, None, -15) for p in self.processes.values())
+        for path in self._temp_dirs:
+            if keep_logs and self.log_dir.is_relative_to(path):
+                log.warning("keeping logs of a failed stack in %s", path)
+                continue
+            shutil.rmtree(path, ignore_errors=True)
+        self._temp_dirs.clear()
+        self._started = False
+
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc_type is not None:
+            self._failed = True
+        self.stop()
+
+    # ---- traffic ---------------------------------------------------------------------------------------
+    def start_generators(self, rate_tx_s: float | None = None, on_accepted: AcceptedCallback | None = None,
+                         duration_s: float | None = None) -> None:
+        """Starts one replay generator per chain with a positive rate (``rate_tx_s`` overrides the specs'
+        rates, applying to every chain)."""
+        for offset, spec in enumerate(self.config.chains):
+            rate = spec.rate_tx_s if rate_tx_s is None else rate_tx_s
+            if rate <= 0 or (spec.chain_id in self.generators and self.generators[spec.chain_id].running):
+                continue
+            gen = TrafficGenerator(self.anvils[spec.chain_id].http_url, rate, chain_id=spec.chain_id,
+                                   batch_size=self.config.replay_batch_size, on_accepted=on_accepted,
+                                   start_offset=offset * 997, duration_s=duration_s)
+            self.generators[spec.chain_id] = gen.start()
+
+    def stop_generators(self) -> None:
+        """Stops every traffic generator (idempotent)."""
+        for gen in self.generators.values():
+            gen.stop()
+
+    def traffic_stats(self) -> dict[int, TrafficStats]:
+        """Per chain id, the counters of its generator."""
+        return {cid: gen.stats() for cid, gen in self.generators.items()}
+
+    # ---- observation -----------------------------------------------------------------------------------
+    def get(self, path: str, **params: Any) -> httpx.Response:
+        """GET ``path`` on gatewayd with query ``params`` (None values are left out)."""
+        if self._http is None:
+            self._http = httpx.Client(base_url=self.gateway_url, timeout=10.0)
+        return self._http.get(path, params={k: v for k, v in params.items() if v is not None})
+
+    def get_json(self, path: str, **params: Any) -> Any:
+        """GET ``path`` on gatewayd and return the decoded JSON; raises on a non-2xx answer."""
+        resp = self.get(path, **params)
+        resp.raise_for_status()
+        return resp.json()
+
+    def check_alive(self) -> None:
+        """Raises :class:`StackError` naming every daemon that has exited, with its log tail."""
+        dead = [p for p in self.processes.values() if p.starts and not p.alive]
+        if dead:
+            self._failed = True
+            raise StackError("; ".join(f"{p.name} exited with status {p.returncode}; log {p.log_path}:\n"
+                                       f"{p.log_tail()}" for p in dead))
+
+    def wait_for(self, predicate: Callable[[], T | None], timeout_s: float, what: str,
+                 interval_s: float = 0.2, require_alive: bool = True) -> T:
+        """Polls ``predicate`` until it returns a truthy value (returned), checking meanwhile that every
+        daemon is alive (unless ``require_alive`` is False); raises :class:`StackError` saying ``what`` was
+        awaited on timeout. HTTP errors, ValueError and KeyError from the predicate mean "not yet"."""
+        deadline = time.monotonic() + timeout_s
+        last_exc: Exception | None = None
+        while True:
+            if require_alive:
+                self.check_alive()
+            try:
+                value = predicate()
+                if value:
+                    return value
+            except (httpx.HTTPError, ValueError, KeyError) as exc:
+                last_exc = exc
+            if time.monotonic() > deadline:
+                suffix = f" (last error: {last_exc})" if last_exc else ""
+                raise StackError(f"timed out after {timeout_s:.0f}s waiting for {what}{suffix}")
+            time.sleep(interval_s)
+
+    # ---- internals -------------------------------------------------------------------------------------
+    def _prepare_dirs(self) -> None:
+        root: Path | None = None
+        if self.config.log_dir is None or self.config.data_dir is None:
+            root = Path(tempfile.mkdtemp(prefix="mempulse-stack-"))
+            self._temp_dirs.append(root)
+        self.data_dir = self.config.data_dir or Path(str(root)) / "data"
+        self.log_dir = self.config.log_dir or Path(str(root)) / "logs"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+
+    def _start_anvils(self) -> None:
+        seen: set[int] = set()
+        for spec in self.config.chains:
+            if spec.chain_id in seen:
+                raise StackError(f"chain id {spec.chain_id} configured twice")
+            seen.add(spec.chain_id)
+            node = AnvilNode(chain_id=spec.chain_id, host=self.config.host, extra_args=spec.anvil_args)
+            self.anvils[spec.chain_id] = node
+            node.start()
+
+    def _metrics_args(self, name: str) -> list[str]:
+        if not self.config.metrics:
+            return []
+        port = free_port(self.config.host)
+        self.metrics_ports[name] = port
+        return ["--metrics-port", str(port)]
+
+    def _add(self, name: str, module: str, args: Sequence[str], **kwargs: Any) -> ManagedProcess:
+        proc = ManagedProcess(name, python_module_argv(module, *args), self.log_dir / f"{name}.log",
+                              env=child_env(self.config.env), cwd=REPO_ROOT,
+                              ready_timeout_s=self.config.ready_timeout_s, stop_timeout_s=self.config.stop_timeout_s,
+                              **kwargs)
+        self.processes[name] = proc
+        return proc
+
+    def _start_processd(self) -> None:
+        host = self.config.host
+        if not self.processd_port:
+            self.processd_port = free_port(host)
+        elif port_in_use(host, self.processd_port):
+            raise StackError(f"processd port {host}:{self.processd_port} is already in use")
+        args = ["--data-dir", str(self.data_dir), "--listen", self.processd_addr,
+                *self._metrics_args("processd"), *self.config.processd_args]
+        self._add("processd", "processd", args, ready=lambda: _grpc_serving(self.processd_addr)).start()
+
+    def _start_gatewayd(self) -> None:
+        host = self.config.host
+        if not self.gateway_port:
+            self.gateway_port = free_port(host)
+        elif port_in_use(host, self.gateway_port):
+            raise StackError(f"gateway port {host}:{self.gateway_port} is already in use")
+        args = ["--listen", f"{host}:{self.gateway_port}", "--processd", self.processd_addr,
+                *self.config.gatewayd_args]
+        self._add("gatewayd", "gatewayd", args, ready=lambda: _http_ok(f"{self.gateway_url}/healthz")).start()
+
+    def _start_ingestd(self) -> None:
+        groups: list[tuple[str, tuple[ChainSpec, ...]]]
+        if self.config.ingestd_per_chain:
+            groups = [(f"ingestd-{spec.chain_id}", (spec,)) for spec in self.config.chains]
+        else:
+            groups = [("ingestd", self.config.chains)]
+        for name, specs in groups:
+            args: list[str] = []
+            for spec in specs:
+                node = self.anvils[spec.chain_id]
+                args += ["--chain", f"{spec.chain_id}={node.ws_url},{node.http_url}"]
+            args += ["--processd", self.processd_addr]
+            metrics = self._metrics_args(name)
+            args += [*metrics, *self.config.ingestd_args]
+            port = self.metrics_ports.get(name)
+            ready = (lambda p=port: port_in_use(self.config.host, p)) if port else None
+            self._add(name, "ingestd", args, ready=ready, ready_log=_INGESTD_READY_LOG).start()
+
+
+# ingestd logs one line per chain once its subscription is live; waiting for it means traffic sent after
+# start() returns is never missed.
+_INGESTD_READY_LOG: str | None = None
+
+
+def _stop_rank(name: str) -> int:
+    return {"gatewayd": 1, "processd": 2}.get(name, 0)  # ingestd* first, processd last
+
+
+def _http_ok(url: str) -> bool:
+    return httpx.get(url, timeout=1.0).status_code == 200
+
+
+def _grpc_serving(addr: str) -> bool:
+    """True once processd answers grpc.health.v1 Check with SERVING."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(addr) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        try:
+            resp = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1.0)
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.UNIMPLEMENTED:  # no health service: the port answering will do
+                return True
+            return False
+        return bool(resp.status == health_pb2.HealthCheckResponse.SERVING)

@@ -1,0 +1,187 @@
+"""Background traffic generator: replays the bundled real mainnet calls into one anvil node at a steady rate.
+
+:class:`TrafficGenerator` runs a :class:`common.replay.Replayer` on its own thread and event loop, so a
+synchronous caller (the stack supervisor, the demo, a benchmark script) can start, observe and stop it
+without owning an event loop. Pacing is by wall clock: after ``t`` seconds about ``rate_tx_s * t``
+transactions have been sent; if anvil falls behind, the generator sends larger batches (up to
+``batch_size``) and never builds an unbounded backlog (it skips what it could not send in time and counts
+it as ``behind``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import httpx
+
+from common.fixtures import MainnetCall, load_mainnet_calls
+from common.replay import Replayer, SentTx
+
+log = logging.getLogger(__name__)
+
+#: Called on the generator thread with the transactions anvil accepted and the send time (unix ns).
+AcceptedCallback = Callable[[list[SentTx], int], None]
+
+# How far (in seconds of traffic) the generator may lag before it skips ahead instead of catching up.
+_MAX_LAG_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficStats:
+    """A snapshot of one generator's counters."""
+
+    chain_id: int
+    target_rate_tx_s: float
+    sent: int
+    accepted: int
+    rejected: int
+    behind: int
+    send_errors: int
+    elapsed_s: float
+
+    @property
+    def accepted_rate_tx_s(self) -> float:
+        """Average accepted transactions per second since the start."""
+        return self.accepted / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+class TrafficGenerator:
+    """Replays fixture calls into ``http_url`` at ``rate_tx_s`` on a background thread.
+
+    ``start()`` returns once the thread runs; ``stop()`` (idempotent) ends it and waits for the in-flight
+    batch. ``on_accepted`` lets benchmarks record the accepted hashes with their send time.
+    """
+
+    def __init__(self, http_url: str, rate_tx_s: float, *, chain_id: int = 0, batch_size: int = 50,
+                 calls: Sequence[MainnetCall] | None = None, start_offset: int = 0,
+                 on_accepted: AcceptedCallback | None = None, duration_s: float | None = None) -> None:
+        if rate_tx_s <= 0:
+            raise ValueError(f"rate_tx_s must be > 0, got {rate_tx_s}")
+        self.http_url = http_url
+        self.rate_tx_s = rate_tx_s
+        self.chain_id = chain_id
+        self.batch_size = batch_size
+        self.duration_s = duration_s
+        self._calls = calls
+        self._start_offset = start_offset
+        self._on_accepted = on_accepted
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_event: asyncio.Event | None = None
+        self._started_mono = 0.0
+        self._stopped_mono: float | None = None
+        self._replayer: Replayer | None = None
+        self._behind = 0
+        self._send_errors = 0
+        self._ready = threading.Event()
+        self.error: BaseException | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> TrafficGenerator:
+        """Starts the generator thread (no-op when already running)."""
+        if self.running:
+            return self
+        self._ready.clear()
+        self._thread = threading.Thread(target=self._thread_main, name=f"traffic-{self.chain_id}", daemon=True)
+        self._thread.start()
+        self._ready.wait(timeout=10)
+        return self
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stops sending and joins the thread. Idempotent."""
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        loop, event = self._loop, self._stop_event
+        if loop is not None and event is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(event.set)
+            except RuntimeError:  # loop closed between the check and the call: the thread is ending
+                pass
+        thread.join(timeout=timeout_s)
+        if thread.is_alive():
+            log.warning("traffic generator for chain %s did not stop within %.0fs", self.chain_id, timeout_s)
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        """Waits for a generator with ``duration_s`` to finish; returns whether it did."""
+        thread = self._thread
+        if thread is None:
+            return True
+        thread.join(timeout=timeout_s)
+        return not thread.is_alive()
+
+    def stats(self) -> TrafficStats:
+        """Current counters (safe to call from any thread: plain integer reads)."""
+        rs = self._replayer.stats if self._replayer is not None else None
+        end = self._stopped_mono if self._stopped_mono is not None else time.monotonic()
+        elapsed = max(0.0, end - self._started_mono) if self._started_mono else 0.0
+        return TrafficStats(
+            chain_id=self.chain_id, target_rate_tx_s=self.rate_tx_s,
+            sent=rs.sent if rs else 0, accepted=rs.accepted if rs else 0, rejected=rs.rejected if rs else 0,
+            behind=self._behind, send_errors=self._send_errors, elapsed_s=elapsed)
+
+    def _thread_main(self) -> None:
+        try:
+            asyncio.run(self._run())
+        except BaseException as exc:  # reported through .error; the thread must not die silently
+            self.error = exc
+            log.error("traffic generator for chain %s failed: %s", self.chain_id, exc)
+        finally:
+            self._stopped_mono = time.monotonic()
+            self._ready.set()
+
+    async def _run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop_event = asyncio.Event()
+        calls = list(self._calls) if self._calls is not None else load_mainnet_calls()
+        if not calls:
+            raise ValueError("no calls to replay")
+        offset = self._start_offset % len(calls)
+        cycle = itertools.cycle(calls[offset:] + calls[:offset])
+        async with Replayer(self.http_url, batch_size=self.batch_size) as replayer:
+            self._replayer = replayer
+            self._started_mono = time.monotonic()
+            self._ready.set()
+            await self._pace(replayer, cycle)
+
+    async def _pace(self, replayer: Replayer, cycle: itertools.cycle[MainnetCall]) -> None:
+        assert self._stop_event is not None
+        scheduled = 0  # transactions due so far (sent or skipped)
+        while not self._stop_event.is_set():
+            elapsed = time.monotonic() - self._started_mono
+            if self.duration_s is not None and elapsed >= self.duration_s:
+                return
+            due = int(elapsed * self.rate_tx_s) + 1 - scheduled
+            lag_limit = max(self.batch_size, int(self.rate_tx_s * _MAX_LAG_S))
+            if due > lag_limit:  # anvil cannot keep up: skip ahead rather than queue without bound
+                self._behind += due - lag_limit
+                scheduled += due - lag_limit
+                due = lag_limit
+            if due <= 0:
+                wait_s = (scheduled / self.rate_tx_s) - elapsed
+                try:
+                    await asyncio.wait_for(self._stop_event.wait(), timeout=max(0.001, min(0.2, wait_s)))
+                except TimeoutError:
+                    pass
+                continue
+            batch = [next(cycle) for _ in range(min(due, self.batch_size))]
+            scheduled += len(batch)
+            sent_ns = time.time_ns()
+            try:
+                accepted = await replayer.send(batch)
+            except httpx.HTTPError as exc:
+                self._send_errors += 1
+                log.warning("replay to %s failed: %s", self.http_url, exc)
+                await asyncio.sleep(0.5)
+                continue
+            if self._on_accepted is not None and accepted:
+                self._on_accepted(accepted, sent_ns)

@@ -1,0 +1,151 @@
+"""Locust load test of processd's ``Ingest.Stream``: each user keeps one bidi stream open and pushes
+``TxBatch`` messages of synthetic envelopes, one batch in flight at a time, timing each batch until its
+durable ack (processd acks only after the LMDB commit, so the response time is ingest-to-durable latency).
+
+Run headless (``scripts/loadtest`` does this and writes CSV/HTML into ``artifacts/perf/``)::
+
+    locust -f loadtests/locustfile_ingest.py --headless -u 4 -r 4 -t 30s --host 127.0.0.1:50051
+
+``--host`` is processd's gRPC address (``grpc://`` prefix optional). Knobs (env):
+``MEMPULSE_LOADTEST_BATCH_SIZE`` (envelopes per batch, default 500), ``MEMPULSE_LOADTEST_CHAIN_IDS``
+(comma-separated, default ``1,137``), ``MEMPULSE_LOADTEST_SEED`` (default 7; each user derives its own).
+Each request event is one batch: Locust's req/s times the batch size is tx/s; ``response_length`` is the
+number of envelopes processd newly stored, and a batch with rejects or unaccounted envelopes is a failure.
+
+gRPC's sync client runs on gevent here through ``grpc.experimental.gevent.init_gevent()``, called once
+before any channel exists, so blocking stream reads yield to the other Locust users instead of blocking
+the whole worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+import random
+import time
+import uuid
+from collections.abc import Iterator
+
+import gevent.queue
+import grpc
+import grpc.experimental.gevent as grpc_gevent
+from locust import User, task
+from locust.env import Environment
+
+from common.fixtures import MainnetCall, load_mainnet_calls
+from common.hexutil import int_to_uint256
+from common.pb.v1 import ingest_pb2, ingest_pb2_grpc, tx_pb2
+
+grpc_gevent.init_gevent()
+
+_CALLS: list[MainnetCall] = []
+
+
+def _calls() -> list[MainnetCall]:
+    if not _CALLS:
+        _CALLS.extend(load_mainnet_calls())
+    return _CALLS
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "")
+    return int(raw) if raw.strip() else default
+
+
+class EnvelopeFactory:
+    """Deterministic synthetic envelopes: real mainnet calldata, senders and targets from the bundled
+    fixture, with unique hashes derived from (seed, counter) so every envelope is new to processd."""
+
+    def __init__(self, seed: int, chain_ids: list[int]) -> None:
+        self._rng = random.Random(seed)
+        self._seed = seed
+        self._counter = itertools.count()
+        self._chains = itertools.cycle(chain_ids)
+        calls = list(_calls())
+        self._rng.shuffle(calls)
+        self._cycle = itertools.cycle(calls)
+
+    def envelope(self) -> tx_pb2.TxEnvelope:
+        call = next(self._cycle)
+        n = next(self._counter)
+        return tx_pb2.TxEnvelope(
+            chain_id=next(self._chains),
+            hash=hashlib.sha256(f"{self._seed}:{n}".encode()).digest(),
+            sender=bytes.fromhex(call.sender[2:]),
+            to=bytes.fromhex(call.to[2:]) if call.to else b"",
+            nonce=n,
+            value=int_to_uint256(call.value),
+            gas_price=int_to_uint256(call.effective_gas_price or 30 * 10**9),
+            gas=call.gas + 21_000,
+            input=bytes.fromhex(call.input[2:]),
+            source_id="locust",
+            first_seen_unix_ns=time.time_ns(),
+        )
+
+    def batch(self, session_id: str, batch_seq: int, size: int) -> ingest_pb2.TxBatch:
+        return ingest_pb2.TxBatch(session_id=session_id, batch_seq=batch_seq,
+                                  envelopes=[self.envelope() for _ in range(size)])
+
+
+class IngestStreamUser(User):
+    """One ingest session: one bidi ``Ingest.Stream``, one batch in flight, timed until its ack."""
+
+    _user_ids = itertools.count(1)
+
+    def __init__(self, environment: Environment) -> None:
+        super().__init__(environment)
+        self.batch_size = _env_int("MEMPULSE_LOADTEST_BATCH_SIZE", 500)
+        chain_ids = [int(c) for c in os.environ.get("MEMPULSE_LOADTEST_CHAIN_IDS", "1,137").split(",") if c]
+        user_id = next(self._user_ids)
+        self.factory = EnvelopeFactory(_env_int("MEMPULSE_LOADTEST_SEED", 7) * 1000 + user_id, chain_ids)
+        self.session_id = f"locust-{uuid.uuid4().hex[:12]}"
+        self._batch_seq = itertools.count(1)
+        self._outbox: gevent.queue.Queue = gevent.queue.Queue(maxsize=1)
+        self._channel: grpc.Channel | None = None
+        self._acks: Iterator[ingest_pb2.IngestAck] | None = None
+
+    def _requests(self) -> Iterator[ingest_pb2.TxBatch]:
+        while True:
+            batch = self._outbox.get()
+            if batch is None:
+                return
+            yield batch
+
+    def on_start(self) -> None:
+        target = (self.host or "127.0.0.1:50051").removeprefix("grpc://")
+        self._channel = grpc.insecure_channel(target, options=[("grpc.max_send_message_length", 64 << 20),
+                                                                ("grpc.max_receive_message_length", 64 << 20)])
+        stub = ingest_pb2_grpc.IngestStub(self._channel)
+        self._acks = iter(stub.Stream(self._requests()))
+
+    def on_stop(self) -> None:
+        self._outbox.put(None)
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+
+    @task
+    def push_batch(self) -> None:
+        assert self._acks is not None
+        batch = self.factory.batch(self.session_id, next(self._batch_seq), self.batch_size)
+        started = time.perf_counter()
+        exc: Exception | None = None
+        accepted = 0
+        try:
+            self._outbox.put(batch)
+            ack = next(self._acks)
+            accepted = ack.accepted
+            rejected = sum(r.count for r in ack.rejected)
+            if ack.batch_seq != batch.batch_seq:
+                exc = RuntimeError(f"ack for batch {ack.batch_seq}, expected {batch.batch_seq}")
+            elif rejected or ack.accepted + ack.duplicates != len(batch.envelopes):
+                exc = RuntimeError(f"accepted {ack.accepted} duplicates {ack.duplicates} rejected {rejected} "
+                                   f"of {len(batch.envelopes)}")
+        except (grpc.RpcError, StopIteration) as err:
+            exc = RuntimeError(f"stream ended: {err}")
+            self.on_stop()
+            self.on_start()  # a fresh stream for the next batch
+        self.environment.events.request.fire(request_type="grpc", name=f"Ingest.Stream batch={self.batch_size}",
+                            response_time=(time.perf_counter() - started) * 1000.0, response_length=accepted,
+                            exception=exc, context={})

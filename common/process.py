@@ -90,9 +90,9 @@ class ManagedProcess:
             return self
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as fh:
-            self._log_offset = fh.tell()
             fh.write(f"---- {time.strftime('%H:%M:%S')} start: {' '.join(self.argv)}\n".encode())
             fh.flush()
+            self._log_offset = fh.tell()  # output() and readiness look at this run's output only
             self._proc = subprocess.Popen(
                 self.argv, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT, env=self.env,
                 cwd=self.cwd, start_new_session=True,

@@ -275,6 +275,7 @@ class Stack:
             node = AnvilNode(chain_id=spec.chain_id, host=self.config.host, extra_args=spec.anvil_args)
             self.anvils[spec.chain_id] = node
             node.start()
+            log.info("anvil chain %s ready on %s", spec.chain_id, node.http_url)
 
     def _metrics_args(self, name: str) -> list[str]:
         if not self.config.metrics:
@@ -300,6 +301,7 @@ class Stack:
         args = ["--data-dir", str(self.data_dir), "--listen", self.processd_addr,
                 *self._metrics_args("processd"), *self.config.processd_args]
         self._add("processd", "processd", args, ready=lambda: _grpc_serving(self.processd_addr)).start()
+        log.info("processd ready on %s (data %s)", self.processd_addr, self.data_dir)
 
     def _start_gatewayd(self) -> None:
         host = self.config.host
@@ -310,6 +312,7 @@ class Stack:
         args = ["--listen", f"{host}:{self.gateway_port}", "--processd", self.processd_addr,
                 *self.config.gatewayd_args]
         self._add("gatewayd", "gatewayd", args, ready=lambda: _http_ok(f"{self.gateway_url}/healthz")).start()
+        log.info("gatewayd ready on %s", self.gateway_url)
 
     def _start_ingestd(self) -> None:
         groups: list[tuple[str, tuple[ChainSpec, ...]]]
@@ -328,6 +331,7 @@ class Stack:
             port = self.metrics_ports.get(name)
             ready = (lambda p=port: port_in_use(self.config.host, p)) if port else None
             self._add(name, "ingestd", args, ready=ready, ready_log=_INGESTD_READY_LOG).start()
+            log.info("%s ready for chains %s", name, ", ".join(str(s.chain_id) for s in specs))
 
 
 # ingestd logs one line per chain once its subscription is live; waiting for it means traffic sent after

@@ -1,0 +1,308 @@
+"""``./scripts/demo``: the whole mempulse stack on two local anvil chains with real replayed traffic.
+
+Starts anvil chains 1 and 137 (``--no-mining``), processd (LMDB in ``data/demo/lmdb``), one ingestd for both
+chains, gatewayd on 127.0.0.1:8080 and one generator per chain replaying the bundled real mainnet calls;
+prints the URLs to try and a live one-line status (tx/s per chain, total stored, drops) read from
+``/dashboard/snapshot`` until Ctrl-C (or ``--duration-s``), then stops every child cleanly. The last line
+printed is ``demo summary: {json}`` (per chain: stored, generated; drops), which CI smoke tests parse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from common.anvil import AnvilNotFoundError, anvil_binary
+from common.chains import UnknownChainError, chain_name, parse_chain
+from common.envconfig import ConfigError, env_float, env_int, env_str
+from common.netutil import port_in_use
+from common.stack import REPO_ROOT, ChainSpec, Stack, StackConfig, StackError
+from common.traffic import TrafficStats
+
+log = logging.getLogger("mempulse.demo")
+
+DEFAULT_DATA_DIR = REPO_ROOT / "data" / "demo"
+
+
+@dataclass(frozen=True, slots=True)
+class ChainStatus:
+    """What the status line shows for one chain, taken from one ``/dashboard/snapshot`` answer."""
+
+    chain_id: int
+    stored: int
+    dropped: int
+    seen: int
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _dropped(ingest: Any) -> int:
+    """Sum of ingest drops: a list of ``{reason, count}``, a ``{reason: count}`` map, or a number."""
+    if isinstance(ingest, dict):
+        drops = ingest.get("dropped", ingest.get("drops", 0))
+    else:
+        return 0
+    if isinstance(drops, list):
+        return sum(_int(d.get("count")) for d in drops if isinstance(d, dict))
+    if isinstance(drops, dict):
+        return sum(_int(v) for v in drops.values())
+    return _int(drops)
+
+
+def parse_snapshot(snapshot: Any) -> dict[int, ChainStatus]:
+    """Per-chain counters from a ``/dashboard/snapshot`` JSON document (missing fields count as 0)."""
+    chains = snapshot.get("chains", []) if isinstance(snapshot, dict) else []
+    if isinstance(chains, dict):  # keyed by chain id
+        chains = [{"chain_id": k, **v} for k, v in chains.items() if isinstance(v, dict)]
+    out: dict[int, ChainStatus] = {}
+    for item in chains:
+        if not isinstance(item, dict):
+            continue
+        cid = _int(item.get("chain_id"))
+        ingest = item.get("ingest") or {}
+        out[cid] = ChainStatus(chain_id=cid, stored=_int(item.get("tx_count")), dropped=_dropped(ingest),
+                               seen=_int(ingest.get("seen")) if isinstance(ingest, dict) else 0)
+    return out
+
+
+class RateMeter:
+    """tx/s per chain over a sliding window of (time, stored) samples (bounded: ``window`` samples)."""
+
+    def __init__(self, window: int = 5) -> None:
+        self._samples: dict[int, deque[tuple[float, int]]] = {}
+        self._window = window
+
+    def add(self, now: float, statuses: dict[int, ChainStatus]) -> dict[int, float]:
+        rates: dict[int, float] = {}
+        for cid, st in statuses.items():
+            samples = self._samples.setdefault(cid, deque(maxlen=self._window + 1))
+            samples.append((now, st.stored))
+            t0, n0 = samples[0]
+            rates[cid] = (st.stored - n0) / (now - t0) if now > t0 else 0.0
+        return rates
+
+
+def format_status(chain_ids: list[int], statuses: dict[int, ChainStatus], rates: dict[int, float],
+                  traffic: dict[int, TrafficStats], elapsed_s: float) -> str:
+    """The one-line status: per chain tx/s and stored, then totals and drops."""
+    parts = []
+    for cid in chain_ids:
+        st = statuses.get(cid)
+        stored = st.stored if st else 0
+        parts.append(f"{chain_name(cid)}({cid}) {rates.get(cid, 0.0):5.0f} tx/s {stored:>7} stored")
+    total = sum(st.stored for st in statuses.values())
+    dropped = sum(st.dropped for st in statuses.values())
+    seen = sum(st.seen for st in statuses.values())
+    ratio = f" ({100.0 * dropped / seen:.2f}%)" if seen else ""
+    sent = sum(t.accepted for t in traffic.values())
+    return (f"[{elapsed_s:5.0f}s] " + " | ".join(parts)
+            + f" | total {total} stored, {dropped} dropped{ratio}, {sent} generated")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="demo", description="Run the whole mempulse stack on local anvil chains with replayed mainnet traffic.")
+    parser.add_argument("--chains", default=None,
+                        help="comma-separated chain names or ids (env MEMPULSE_DEMO_CHAINS, default 1,137)")
+    parser.add_argument("--rate-tx-s", type=float, default=None,
+                        help="replayed transactions per second per chain (env MEMPULSE_DEMO_RATE_TX_S, default 50)")
+    parser.add_argument("--gateway-port", type=int, default=None,
+                        help="gatewayd port on 127.0.0.1 (env MEMPULSE_DEMO_GATEWAY_PORT, default 8080; 0 = any "
+                             "free port)")
+    parser.add_argument("--processd-port", type=int, default=None,
+                        help="processd gRPC port (env MEMPULSE_DEMO_PROCESSD_PORT, default 50051, or a free port "
+                             "when 50051 is taken; 0 = any free port)")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="where processd's LMDB and the daemons' logs go (env MEMPULSE_DEMO_DATA_DIR, default "
+                             "data/demo, emptied at start unless --keep-data)")
+    parser.add_argument("--keep-data", action="store_true",
+                        help="keep the events stored by earlier runs (the default data dir is emptied at start)")
+    parser.add_argument("--duration-s", type=float, default=None,
+                        help="stop by itself after this many seconds (default: run until Ctrl-C)")
+    parser.add_argument("--interval-s", type=float, default=1.0, help="status refresh interval (default 1 s)")
+    return parser
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """The demo's settings, from flags then ``MEMPULSE_DEMO_*`` env vars then defaults."""
+
+    chain_ids: tuple[int, ...]
+    rate_tx_s: float
+    gateway_port: int
+    processd_port: int
+    data_dir: Path
+    wipe_data: bool
+    duration_s: float | None
+    interval_s: float
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> DemoConfig:
+        try:
+            chains_text = args.chains if args.chains is not None else env_str("demo_chains", "1,137")
+            chain_ids = tuple(parse_chain(c) for c in chains_text.split(",") if c.strip())
+        except UnknownChainError as exc:
+            raise ConfigError(str(exc)) from None
+        if not chain_ids or len(set(chain_ids)) != len(chain_ids):
+            raise ConfigError(f"--chains needs distinct chains, got {chains_text!r}")
+        rate = args.rate_tx_s if args.rate_tx_s is not None else env_float("demo_rate_tx_s", 50.0)
+        if rate < 0:
+            raise ConfigError(f"--rate-tx-s must be >= 0, got {rate}")
+        gw = args.gateway_port if args.gateway_port is not None else env_int("demo_gateway_port", 8080, minimum=0)
+        pd = args.processd_port if args.processd_port is not None else env_int("demo_processd_port", 50051,
+                                                                                 minimum=0)
+        for what, port in (("--gateway-port", gw), ("--processd-port", pd)):
+            if not 0 <= port < 65536:
+                raise ConfigError(f"{what} must be a port number (0 = any free port), got {port}")
+        explicit_dir = args.data_dir if args.data_dir is not None else env_str("demo_data_dir", "")
+        data_dir = Path(explicit_dir).resolve() if explicit_dir else DEFAULT_DATA_DIR
+        if args.duration_s is not None and args.duration_s <= 0:
+            raise ConfigError(f"--duration-s must be > 0, got {args.duration_s}")
+        if args.interval_s <= 0:
+            raise ConfigError(f"--interval-s must be > 0, got {args.interval_s}")
+        # Only the demo's own default directory is emptied: a directory the user named is never deleted.
+        wipe = not args.keep_data and data_dir == DEFAULT_DATA_DIR
+        return cls(chain_ids, rate, gw, pd, data_dir, wipe, args.duration_s, args.interval_s)
+
+
+def check_prerequisites(cfg: DemoConfig) -> DemoConfig:
+    """Fails with a one-line ConfigError saying what to do when anvil or the gateway port is missing."""
+    try:
+        anvil_binary()
+    except AnvilNotFoundError as exc:
+        raise ConfigError(str(exc)) from None
+    if cfg.gateway_port and port_in_use("127.0.0.1", cfg.gateway_port):
+        raise ConfigError(f"port 127.0.0.1:{cfg.gateway_port} is in use (another demo or gatewayd?): stop it, "
+                          f"or run ./scripts/demo --gateway-port {cfg.gateway_port + 1} (0 = any free port)")
+    if cfg.processd_port == 50051 and port_in_use("127.0.0.1", 50051):
+        log.warning("port 50051 is in use: processd listens on a free port instead")
+        return DemoConfig(**{**cfg.__dict__, "processd_port": 0})
+    if cfg.processd_port and port_in_use("127.0.0.1", cfg.processd_port):
+        raise ConfigError(f"port 127.0.0.1:{cfg.processd_port} is in use: pass another --processd-port (0 = any)")
+    return cfg
+
+
+def print_banner(stack: Stack, cfg: DemoConfig) -> None:
+    gw = stack.gateway_url.removeprefix("http://")
+    first, last = cfg.chain_ids[0], cfg.chain_ids[-1]
+    chains = ", ".join(f"{chain_name(c)} ({c}) on {stack.anvils[c].http_url}" for c in cfg.chain_ids)
+    print(f"""
+mempulse demo running: anvil {chains}
+  replaying real mainnet calls at {cfg.rate_tx_s:g} tx/s per chain; processd {stack.processd_addr} (data \
+{stack.data_dir}); one ingestd; gatewayd {stack.gateway_url}
+
+Try:
+  curl '{gw}/transactions?chain_id={last}'
+  curl '{gw}/transactions/all?chain_id={first}&limit=100'
+  curl '{gw}/dashboard/snapshot'
+  curl '{gw}/opps/recent?min_score=50'
+  curl -N '{gw}/events/stream?chain_id={last}'
+  curl '{gw}/healthz'   curl '{gw}/metrics'   curl '{gw}/openapi.json'
+Logs: {stack.log_dir}/  (processd.log, ingestd.log, gatewayd.log)
+Ctrl-C stops everything.
+""", flush=True)
+
+
+def run(cfg: DemoConfig, stop: threading.Event) -> dict[str, Any]:
+    """Runs the stack until ``stop`` is set or the duration passes; returns the final summary."""
+    if cfg.wipe_data and cfg.data_dir.exists():
+        shutil.rmtree(cfg.data_dir)
+    stack_cfg = StackConfig(
+        chains=tuple(ChainSpec(cid, rate_tx_s=cfg.rate_tx_s) for cid in cfg.chain_ids),
+        data_dir=cfg.data_dir / "lmdb", log_dir=cfg.data_dir / "logs",
+        gateway_port=cfg.gateway_port, processd_port=cfg.processd_port)
+    print(f"starting: {len(cfg.chain_ids)} anvil chains, processd, gatewayd, ingestd (logs in "
+          f"{stack_cfg.log_dir}) ...", flush=True)
+    tty = sys.stdout.isatty()
+    statuses: dict[int, ChainStatus] = {}
+    with Stack(stack_cfg) as stack:
+        print_banner(stack, cfg)
+        meter = RateMeter()
+        started = time.monotonic()
+        last_print = 0.0
+        while not stop.is_set():
+            elapsed = time.monotonic() - started
+            if cfg.duration_s is not None and elapsed >= cfg.duration_s:
+                break
+            stack.check_alive()
+            try:
+                statuses = parse_snapshot(stack.get_json("/dashboard/snapshot"))
+                line = format_status(list(cfg.chain_ids), statuses, meter.add(time.monotonic(), statuses),
+                                     stack.traffic_stats(), elapsed)
+            except (httpx.HTTPError, ValueError) as exc:  # e.g. 503 while processd is busy: keep going
+                line = f"[{elapsed:5.0f}s] gateway not answering yet ({exc.__class__.__name__}); " \
+                       f"{sum(t.accepted for t in stack.traffic_stats().values())} generated"
+            if tty:
+                print("\r\x1b[K" + line, end="", flush=True)
+            elif elapsed - last_print >= 5.0 or last_print == 0.0:  # logs and CI: a line every 5 s
+                print(line, flush=True)
+                last_print = elapsed or 1e-9
+            stop.wait(cfg.interval_s)
+        if tty:
+            print(flush=True)
+        print("stopping ...", flush=True)
+        traffic = stack.traffic_stats()
+        stack.stop_generators()
+        try:  # a last look after the generators stopped, so the summary includes everything in flight
+            time.sleep(min(2.0, cfg.interval_s * 2))
+            statuses = parse_snapshot(stack.get_json("/dashboard/snapshot"))
+        except (httpx.HTTPError, ValueError):
+            pass
+    return {
+        "chains": {str(cid): {"stored": statuses[cid].stored if cid in statuses else 0,
+                              "dropped": statuses[cid].dropped if cid in statuses else 0,
+                              "generated": traffic[cid].accepted if cid in traffic else 0}
+                   for cid in cfg.chain_ids},
+        "total_stored": sum(st.stored for st in statuses.values()),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = check_prerequisites(DemoConfig.from_args(args))
+    except ConfigError as exc:
+        print(f"demo: error: {exc}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        if stop.is_set():
+            print("\nstill stopping (children get SIGKILL after 15 s) ...", file=sys.stderr, flush=True)
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        summary = run(cfg, stop)
+    except StackError as exc:
+        first, _, rest = str(exc).partition("\n")
+        print(f"\ndemo: error: {first}", file=sys.stderr)
+        if rest:
+            print(rest, file=sys.stderr)
+        return 1
+    print("stopped; demo summary: " + orjson.dumps(summary).decode(), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

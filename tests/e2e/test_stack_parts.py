@@ -1,0 +1,140 @@
+"""Tests of the stack supervisor's building blocks that need no daemon: supervised child processes (log
+capture, readiness, SIGTERM then SIGKILL, restart) and anvil chains with replayed traffic."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from common.demo import ChainStatus, RateMeter, format_status, parse_snapshot
+from common.process import ManagedProcess, ProcessError
+from common.stack import ChainSpec, Stack, StackConfig, StackError
+from common.traffic import TrafficStats
+
+
+def _py(code: str) -> list[str]:
+    return [sys.executable, "-u", "-c", code]
+
+
+def test_process_captures_output_and_waits_for_ready_log(tmp_path: Path) -> None:
+    proc = ManagedProcess("child", _py("import time; print('booting'); time.sleep(0.3); print('ready on 1');"
+                                       "time.sleep(60)"), tmp_path / "child.log", ready_log=r"ready on \d+")
+    try:
+        proc.start()
+        assert proc.alive
+        assert "booting" in proc.output() and "ready on 1" in proc.log_tail(2)
+    finally:
+        assert proc.stop() == -signal.SIGTERM
+    assert not proc.alive
+    assert proc.stop() == -signal.SIGTERM  # idempotent
+
+
+def test_process_that_ignores_sigterm_is_killed(tmp_path: Path) -> None:
+    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up'); time.sleep(60)"
+    proc = ManagedProcess("stubborn", _py(code), tmp_path / "s.log", ready_log="up", stop_timeout_s=0.5)
+    proc.start()
+    assert proc.stop() == -signal.SIGKILL
+
+
+def test_process_exiting_at_start_reports_status_and_log_tail(tmp_path: Path) -> None:
+    proc = ManagedProcess("bad", _py("import sys; print('error: chain id mismatch'); sys.exit(2)"),
+                          tmp_path / "bad.log", ready_log="never")
+    with pytest.raises(ProcessError, match=r"bad exited with status 2 while starting(.|\n)*chain id mismatch"):
+        proc.start()
+
+
+def test_process_not_ready_in_time(tmp_path: Path) -> None:
+    proc = ManagedProcess("slow", _py("import time; time.sleep(60)"), tmp_path / "slow.log",
+                          ready=lambda: False, ready_timeout_s=0.3)
+    try:
+        with pytest.raises(ProcessError, match="slow not ready within"):
+            proc.start()
+    finally:
+        proc.stop()
+
+
+def test_process_restart_after_kill_appends_to_log(tmp_path: Path) -> None:
+    code = "import os, time; print('pid', os.getpid()); time.sleep(60)"
+    proc = ManagedProcess("re", _py(code), tmp_path / "re.log", ready_log="pid")
+    try:
+        proc.start()
+        first = proc.pid
+        assert proc.kill() == -signal.SIGKILL
+        proc.start()
+        assert proc.pid != first and proc.starts == 2
+        assert f"pid {proc.pid}" in proc.output() and f"pid {first}" not in proc.output()
+        assert f"pid {first}" in (tmp_path / "re.log").read_text()
+    finally:
+        proc.stop()
+
+
+def test_parse_snapshot_and_status_line() -> None:
+    snap = {"chains": [
+        {"chain_id": 1, "tx_count": 120, "ingest": {"seen": 130, "dropped": [{"reason": "dedup", "count": 3}]}},
+        {"chain_id": 137, "tx_count": "80", "ingest": {}},
+    ]}
+    statuses = parse_snapshot(snap)
+    assert statuses == {1: ChainStatus(1, 120, 3, 130), 137: ChainStatus(137, 80, 0, 0)}
+    assert parse_snapshot({"chains": {"5": {"tx_count": 2}}}) == {5: ChainStatus(5, 2, 0, 0)}
+    assert parse_snapshot("garbage") == {}
+    meter = RateMeter()
+    meter.add(0.0, {1: ChainStatus(1, 100, 0, 0)})
+    rates = meter.add(2.0, {1: ChainStatus(1, 200, 0, 0)})
+    assert rates == {1: 50.0}
+    traffic = {1: TrafficStats(1, 50.0, 210, 205, 5, 0, 0, 4.0)}
+    line = format_status([1, 137], statuses, rates, traffic, 4.0)
+    assert "ethereum(1)    50 tx/s     120 stored" in line
+    assert "polygon(137)     0 tx/s      80 stored" in line
+    assert "total 200 stored, 3 dropped (2.31%), 205 generated" in line
+
+
+def _pending_count(url: str) -> int:
+    resp = httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "txpool_status", "params": []}, timeout=5)
+    return int(resp.json()["result"]["pending"], 16)
+
+
+@pytest.mark.integration
+def test_stack_of_anvils_with_traffic_only(tmp_path: Path) -> None:
+    config = StackConfig(chains=(ChainSpec(1, rate_tx_s=100), ChainSpec(137, rate_tx_s=60)),
+                         processd=False, ingestd=False, gatewayd=False, log_dir=tmp_path / "logs")
+    stack = Stack(config)
+    with stack:
+        assert set(stack.anvils) == {1, 137}
+        stats = stack.wait_for(lambda: (s := stack.traffic_stats()) and all(t.accepted >= 60 for t in s.values())
+                               and s, timeout_s=20, what="traffic on both chains")
+        assert all(t.rejected == 0 for t in stats.values()), stats
+        for cid, node in stack.anvils.items():
+            assert _pending_count(node.http_url) >= 60, cid
+        urls = [node.http_url for node in stack.anvils.values()]
+    # Stopped: generators and anvils are gone, and stop() is idempotent.
+    assert not any(gen.running for gen in stack.generators.values())
+    for url in urls:
+        with pytest.raises(httpx.HTTPError):
+            httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}, timeout=1)
+    stack.stop()
+
+
+@pytest.mark.integration
+def test_traffic_rate_is_paced(tmp_path: Path) -> None:
+    with Stack(StackConfig(chains=(ChainSpec(137, rate_tx_s=40),), processd=False, ingestd=False,
+                           gatewayd=False, log_dir=tmp_path)) as stack:
+        time.sleep(3.0)
+        stats = stack.traffic_stats()[137]
+    # 3 s at 40 tx/s: about 120, never a burst far beyond the schedule.
+    assert 80 <= stats.accepted <= 165, stats
+
+
+@pytest.mark.integration
+def test_stack_start_failure_stops_everything_and_says_why(tmp_path: Path) -> None:
+    config = StackConfig(chains=(ChainSpec(1),), ingestd=False, gatewayd=False, log_dir=tmp_path / "logs",
+                         processd_args=("--no-such-flag",), ready_timeout_s=20)
+    stack = Stack(config)
+    with pytest.raises(StackError, match="processd exited"):
+        stack.start()
+    assert not any(node.running for node in stack.anvils.values())
+    assert (tmp_path / "logs" / "processd.log").exists()

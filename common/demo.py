@@ -53,16 +53,20 @@ def _int(value: Any) -> int:
         return 0
 
 
+#: Drop reasons that are not a loss (a transaction announced again, by the same or another source).
+NOT_A_LOSS = frozenset({"dedup"})
+
+
 def _dropped(ingest: Any) -> int:
-    """Sum of ingest drops: a list of ``{reason, count}``, a ``{reason: count}`` map, or a number."""
-    if isinstance(ingest, dict):
-        drops = ingest.get("dropped", ingest.get("drops", 0))
-    else:
+    """Sum of ingest losses: ``dropped`` as a ``{reason: count}`` map (gatewayd's shape), a list of
+    ``{reason, count}``, or a number; dedup hits are not losses."""
+    if not isinstance(ingest, dict):
         return 0
+    drops = ingest.get("dropped", 0)
     if isinstance(drops, list):
-        return sum(_int(d.get("count")) for d in drops if isinstance(d, dict))
+        return sum(_int(d.get("count")) for d in drops if isinstance(d, dict) and d.get("reason") not in NOT_A_LOSS)
     if isinstance(drops, dict):
-        return sum(_int(v) for v in drops.values())
+        return sum(_int(v) for k, v in drops.items() if k not in NOT_A_LOSS)
     return _int(drops)
 
 

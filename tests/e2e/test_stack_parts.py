@@ -75,8 +75,8 @@ def test_process_restart_after_kill_appends_to_log(tmp_path: Path) -> None:
 
 def test_parse_snapshot_and_status_line() -> None:
     snap = {"chains": [
-        {"chain_id": 1, "tx_count": 120, "ingest": {"seen": 130, "dropped": [{"reason": "dedup", "count": 3}]}},
-        {"chain_id": 137, "tx_count": "80", "ingest": {}},
+        {"chain_id": 1, "tx_count": 120, "ingest": {"seen": 130, "dropped": {"dedup": 9, "fetch_queue_full": 3}}},
+        {"chain_id": 137, "tx_count": "80", "ingest": None},
     ]}
     statuses = parse_snapshot(snap)
     assert statuses == {1: ChainStatus(1, 120, 3, 130), 137: ChainStatus(137, 80, 0, 0)}

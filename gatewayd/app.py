@@ -1,0 +1,377 @@
+"""The gatewayd Sanic application: REST + SSE over processd's gRPC Query service.
+
+``create_app(config)`` builds an app with its own gRPC client, metrics registry, auth and rate limiter.
+Every route goes through one wrapper (:meth:`Gateway.endpoint`) that applies, in order: CORS preflight,
+API-key auth, the per-key rate limit, strict query-parameter parsing, the handler, error mapping to
+``{"error": {"code", "message"}}`` and metrics. The wrapper is a plain function rather than Sanic middleware
+because middleware adds a coroutine hop per request and per response on the hot path.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import orjson
+from sanic import Request, Sanic
+from sanic.exceptions import SanicException
+from sanic.response import HTTPResponse
+
+from common.pb.v1 import query_pb2
+from gatewayd import serializers as ser
+from gatewayd.auth import ApiKeyAuth, AuthError
+from gatewayd.config import GatewayConfig
+from gatewayd.metrics import CONTENT_TYPE_LATEST, GatewayMetrics
+from gatewayd.openapi import build_openapi, render_docs_html
+from gatewayd.params import ROUTE_PARAMS, ParamError, ParamSpec, parse_hash, parse_params
+from gatewayd.processd_client import ProcessdClient, UpstreamError
+from gatewayd.ratelimit import RateLimited, RateLimiter
+from gatewayd.singleflight import SingleFlight
+from gatewayd.sse import EventStreamer
+
+log = logging.getLogger(__name__)
+
+JSON = "application/json"
+_app_ids = itertools.count(1)
+Handler = Callable[..., Coroutine[Any, Any, HTTPResponse | None]]
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> HTTPResponse:
+    """orjson-encoded JSON response (bytes are sent as they are)."""
+    raw = body if isinstance(body, bytes) else orjson.dumps(body)
+    return HTTPResponse(raw, status=status, headers=headers, content_type=JSON)
+
+
+def error_body(code: str, message: str, param: str | None = None) -> bytes:
+    """The error document: ``{"error": {"code", "message"[, "parameter"]}}``."""
+    err: dict[str, Any] = {"code": code, "message": message}
+    if param is not None:
+        err["parameter"] = param
+    return orjson.dumps({"error": err})
+
+
+class Gateway:
+    """State shared by the routes of one app: config, processd client, auth, limiter, metrics."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.metrics = GatewayMetrics()
+        self.client = ProcessdClient(config.processd_target, config.grpc_timeout_ms / 1000, self.metrics.grpc_error)
+        self.auth = ApiKeyAuth(config.api_keys)
+        self.limiter = RateLimiter(config.rate_limit_rps, config.rate_limit_burst, config.rate_limit_max_keys)
+        self.flights: SingleFlight[bytes] = SingleFlight()
+        self.streamer = EventStreamer(self.client, self.metrics, config.sse_max_clients, config.sse_heartbeat_s)
+        self.started_at = time.time()
+        self.openapi_body = orjson.dumps(build_openapi(), option=orjson.OPT_INDENT_2)
+        self.docs_html = render_docs_html(build_openapi())
+        self._cors_all = "*" in config.cors_origins
+        self._cors_origins = frozenset(config.cors_origins)
+
+    # -- cross-cutting ------------------------------------------------------------------------------------
+
+    def cors_headers(self, request: Request) -> dict[str, str] | None:
+        """CORS response headers for an allowed Origin, else None (CORS is off by default)."""
+        if not self._cors_origins:
+            return None
+        origin = request.headers.get("origin")
+        if not origin:
+            return None
+        if self._cors_all:
+            return {"access-control-allow-origin": "*", "access-control-expose-headers": "retry-after"}
+        if origin in self._cors_origins:
+            return {
+                "access-control-allow-origin": origin,
+                "access-control-expose-headers": "retry-after",
+                "vary": "origin",
+            }
+        return None
+
+    def preflight(self, request: Request) -> HTTPResponse:
+        """Answer to a CORS preflight (OPTIONS) request."""
+        headers = self.cors_headers(request)
+        if headers is None:
+            return json_response(error_body("cors_origin_denied", "origin not allowed"), 403)
+        headers.update(
+            {
+                "access-control-allow-methods": "GET, OPTIONS",
+                "access-control-allow-headers": "x-api-key, authorization, last-event-id, cache-control",
+                "access-control-max-age": "600",
+            }
+        )
+        return HTTPResponse(b"", status=204, headers=headers)
+
+    def error_response(
+        self, status: int, code: str, message: str, param: str | None = None, **headers: str
+    ) -> HTTPResponse:
+        """Counts and renders one error answer."""
+        self.metrics.error(code)
+        return HTTPResponse(error_body(code, message, param), status=status, headers=headers or None, content_type=JSON)
+
+    def endpoint(self, route: str, handler: Handler, *, public: bool = False) -> Handler:
+        """Wraps ``handler(request, params, **path_args)`` with auth, rate limit, params, errors and metrics."""
+        specs: dict[str, ParamSpec] = ROUTE_PARAMS[route]
+        defaults = {name: spec.default for name, spec in specs.items()}
+        auth = self.auth
+        limiter = self.limiter
+        metrics = self.metrics
+        cors = bool(self._cors_origins)
+
+        async def wrapped(request: Request, **path_args: Any) -> HTTPResponse | None:
+            t0 = time.perf_counter()
+            response: HTTPResponse | None
+            try:
+                if cors and request.method == "OPTIONS":
+                    response = self.preflight(request)
+                else:
+                    if not public:
+                        key = auth.authenticate(request.headers)
+                        if limiter.enabled:
+                            limiter.acquire(key if key is not None else f"ip:{request.ip}")
+                    if request.query_string:
+                        params = parse_params(request.get_args(keep_blank_values=True), specs)
+                    else:
+                        params = dict(defaults)
+                    response = await handler(request, params, **path_args)
+            except ParamError as exc:
+                response = self.error_response(400, exc.code, exc.message, exc.param)
+            except AuthError as exc:
+                response = self.error_response(401, exc.code, exc.message, **{"www-authenticate": "Bearer"})
+            except RateLimited as exc:
+                response = self.error_response(429, exc.code, exc.message, **{"retry-after": str(exc.retry_after_s)})
+            except UpstreamError as exc:
+                extra = {"retry-after": "1"} if exc.status == 503 else {}
+                response = self.error_response(exc.status, exc.code, exc.message, **extra)
+            if response is None:  # streamed (SSE): the stream already went out
+                metrics.observe(route, 200, time.perf_counter() - t0)
+                return None
+            if cors:
+                extra_headers = self.cors_headers(request)
+                if extra_headers:
+                    response.headers.update(extra_headers)
+            metrics.observe(route, response.status, time.perf_counter() - t0)
+            return response
+
+        wrapped.__name__ = f"route_{route}"
+        return wrapped
+
+    # -- routes ---------------------------------------------------------------------------------------------
+
+    async def healthz(self, request: Request, p: dict[str, Any]) -> HTTPResponse:
+        status = await self.client.health()
+        ok = status == "serving"
+        body = {
+            "status": "ok" if ok else "degraded",
+            "gateway": {"status": "ok", "uptime_s": int(time.time() - self.started_at)},
+            "processd": {"target": self.config.processd_target, "status": status},
+        }
+        return json_response(body, 200 if ok else 503)
+
+    async def metrics_route(self, request: Request) -> HTTPResponse:
+        body = self.metrics.render(self._refresh_gauges)
+        return HTTPResponse(body, status=200, content_type=CONTENT_TYPE_LATEST)
+
+    def _refresh_gauges(self) -> None:
+        self.metrics.ratelimit_keys.set(len(self.limiter))
+        self.metrics.ratelimit_evictions.set(self.limiter.evictions)
+        shared = self.flights.shared
+        self.flights.shared = 0
+        self.metrics.coalesced.inc(shared)
+
+    async def openapi(self, request: Request, p: dict[str, Any]) -> HTTPResponse:
+        return json_response(self.openapi_body)
+
+    async def docs(self, request: Request, p: dict[str, Any]) -> HTTPResponse:
+        return HTTPResponse(self.docs_html, status=200, content_type="text/html; charset=utf-8")
+
+    async def snapshot(self, request: Request, p: dict[str, Any]) -> HTTPResponse:
+        key = ("snapshot", p["chain_id"], p["tx_limit"], p["opp_limit"], p["feature_limit"], p["min_score"])
+
+        async def produce() -> bytes:
+            resp = await self.client.get_snapshot(
+                query_pb2.GetSnapshotRequest(
+                    chain_id=p["chain_id"],
+                    tx_limit=p["tx_limit"],
+                    opp_limit=p["opp_limit"],
+                    min_score=p["min_score"],
+                    feature_limit=p["feature_limit"],
+                )
+            )
+            return orjson.dumps(ser.snapshot_json(resp))
+
+        return json_response(await self.flights.run(key, produce))
+
+    async def transactions(self, request: Request, p: dict[str, Any]) -> HTTPResponse:
+        chain_id, limit = p["chain_id"], p["limit"]
+
+        async def produce() -> bytes:
+            resp = await self.client.list_transactions(
+                query_pb2.ListTransactionsRequest(chain_id=chain_id, limit=limit)
+            )
+            return orjson.dumps(
+                {
+                    "transactions": [ser.stored_tx_json(t) for t in resp.transactions],
+                    "last_seq_id": resp.last_seq_id,
+                }
+            )
+
+        return json_response(await self.flights.run(("transactions", chain_id, limit), produce))
+
+    async def transactions_all(self, request: Request, p: dict[str, Any]) -> HTTPResponse:
+        from_seq = p["from_seq_id"]
+        resp = await self.client.list_transactions(
+            query_pb2.ListTransactionsRequest(chain_id=p["chain_id"], limit=p["limit"], cursor=from_seq, ascending=True)
+        )
+        txs = resp.transactions
+        if resp.next_cursor:
+            next_from, has_more = resp.next_cursor, True
+        else:
+            # No further page right now: poll again from just past what was returned.
+            next_from, has_more = max(from_seq, txs[-1].seq_id + 1 if txs else 0), False
+        return json_response(
+            {
+                "transactions": [ser.stored_tx_json(t) for t in txs],
+                "next_from_seq_id": next_from,
+                "has_more": has_more,
+                "last_seq_id": resp.last_seq_id,
+            }
+        )
+
+    async def transaction(self, request: Request, p: dict[str, Any], tx_hash: str) -> HTTPResponse:
+        raw = parse_hash("hash", tx_hash)
+        try:
+            resp = await self.client.get_transaction(query_pb2.GetTransactionRequest(chain_id=p["chain_id"], hash=raw))
+        except UpstreamError as exc:
+            if exc.status == 404:
+                where = f" on chain {p['chain_id']}" if p["chain_id"] else ""
+                return self.error_response(404, "tx_not_found", f"transaction {tx_hash.lower()} is not known{where}")
+            raise
+        return json_response(ser.transaction_detail_json(resp))
+
+    async def features_recent(self, request: Request, p: dict[str, Any]) -> HTTPResponse:
+        chain_id, limit = p["chain_id"], p["limit"]
+
+        async def produce() -> bytes:
+            resp = await self.client.list_features(query_pb2.ListFeaturesRequest(chain_id=chain_id, limit=limit))
+            return orjson.dumps({"features": [ser.feature_record_json(f) for f in resp.features]})
+
+        return json_response(await self.flights.run(("features", chain_id, limit), produce))
+
+    async def opps_recent(self, request: Request, p: dict[str, Any]) -> HTTPResponse:
+        chain_id, limit, min_score = p["chain_id"], p["limit"], p["min_score"]
+
+        async def produce() -> bytes:
+            resp = await self.client.list_opportunities(
+                query_pb2.ListOpportunitiesRequest(chain_id=chain_id, limit=limit, min_score=min_score)
+            )
+            return orjson.dumps({"opportunities": [ser.opportunity_json(o) for o in resp.opportunities]})
+
+        return json_response(await self.flights.run(("opps", chain_id, limit, min_score), produce))
+
+    async def events(self, request: Request, p: dict[str, Any]) -> HTTPResponse:
+        resp = await self.client.scan_events(
+            query_pb2.ScanEventsRequest(
+                from_seq_id=p["from_seq_id"], limit=p["limit"], chain_id=p["chain_id"], kinds=p["kinds"]
+            )
+        )
+        return json_response(
+            {
+                "events": [ser.event_json(e) for e in resp.events],
+                "next_from_seq_id": max(resp.next_seq_id, p["from_seq_id"]),
+                "last_seq_id": resp.last_seq_id,
+            }
+        )
+
+    async def events_stream(self, request: Request, p: dict[str, Any]) -> None:
+        await self.streamer.stream(request, p)
+
+    # -- errors raised by Sanic itself (no route, 405, body/header too large, timeouts) ---------------------
+
+    def sanic_error(self, request: Request, exc: Exception) -> HTTPResponse:
+        if isinstance(exc, SanicException):
+            status = int(exc.status_code or 500)
+            message = str(exc) or "error"
+            if status == 413 and "header" in message.lower():
+                return self.error_response(
+                    431, "header_too_large", f"request headers exceed {self.config.max_header_bytes} bytes"
+                )
+            codes = {
+                400: "bad_request",
+                404: "route_not_found",
+                405: "method_not_allowed",
+                408: "request_timeout",
+                413: "payload_too_large",
+                503: "service_unavailable",
+            }
+            code = codes.get(status, "http_error")
+            if status == 404:
+                message = f"no route {request.path!r}; see /openapi.json"
+            elif status == 413:
+                message = f"request exceeds {self.config.max_request_bytes} bytes"
+            if status >= 500:
+                log.warning("request %s failed: %s", request.path, message)
+            return self.error_response(status, code, message)
+        log.error("unhandled error on %s", request.path, exc_info=exc)
+        return self.error_response(500, "internal_error", "internal error")
+
+
+#: (route name, URI, methods) of every route; the OpenAPI document is tested against this table.
+ROUTES: tuple[tuple[str, str], ...] = (
+    ("healthz", "/healthz"),
+    ("metrics", "/metrics"),
+    ("openapi", "/openapi.json"),
+    ("docs", "/docs"),
+    ("snapshot", "/dashboard/snapshot"),
+    ("transactions", "/transactions"),
+    ("transactions_all", "/transactions/all"),
+    ("transaction", "/transactions/<tx_hash:str>"),
+    ("features_recent", "/features/recent"),
+    ("opps_recent", "/opps/recent"),
+    ("events", "/events"),
+    ("events_stream", "/events/stream"),
+)
+_PUBLIC = frozenset({"healthz", "metrics"})
+
+
+def create_app(config: GatewayConfig, name: str | None = None) -> Sanic:
+    """Builds the gatewayd Sanic app for ``config``. The gRPC channel opens when the server starts."""
+    # configure_logging=False: logging is set up once, in __main__ (Sanic would add its own handlers).
+    app = Sanic(name or f"gatewayd_{next(_app_ids)}", dumps=orjson.dumps, configure_logging=False)
+    app.config.update(
+        {
+            "AUTO_EXTEND": False,  # no sanic-ext: OpenAPI is hand-written, and its middleware costs throughput
+            "MOTD": False,
+            "ACCESS_LOG": config.access_log,
+            "REQUEST_MAX_SIZE": config.max_request_bytes,
+            "REQUEST_MAX_HEADER_SIZE": config.max_header_bytes,
+            "REQUEST_TIMEOUT": 15,
+            # A handler running longer is cut; SSE streams stay alive because every heartbeat resets the clock.
+            "RESPONSE_TIMEOUT": max(30, int(config.sse_heartbeat_s * 2) + 1),
+            "KEEP_ALIVE_TIMEOUT": 30,
+            "FALLBACK_ERROR_FORMAT": "json",
+            "NOISY_EXCEPTIONS": False,
+        }
+    )
+    gw = Gateway(config)
+    app.ctx.gateway = gw
+    methods = ["GET", "OPTIONS"] if config.cors_origins else ["GET"]
+    for route, uri in ROUTES:
+        if route == "metrics":
+            app.add_route(gw.metrics_route, uri, methods=["GET"], name=route)
+            continue
+        handler = getattr(gw, route)
+        app.add_route(gw.endpoint(route, handler, public=route in _PUBLIC), uri, methods=methods, name=route)
+    app.error_handler.add(Exception, gw.sanic_error)
+
+    async def start_client(_app: Sanic) -> None:
+        await gw.client.start()
+
+    async def stop_client(_app: Sanic) -> None:
+        await gw.streamer.close()
+        await gw.client.stop()
+
+    app.register_listener(start_client, "before_server_start")
+    app.register_listener(stop_client, "after_server_stop")
+    return app

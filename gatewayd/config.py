@@ -1,0 +1,184 @@
+"""gatewayd configuration: one frozen dataclass built from CLI flags, then ``MEMPULSE_*`` env vars, then defaults."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from common.envconfig import ConfigError, env_bool, env_float, env_int, env_name, env_str, parse_hostport
+
+DEFAULT_LISTEN = "127.0.0.1:8080"
+DEFAULT_PROCESSD = "127.0.0.1:50051"
+#: Sanic refuses header limits above this (its parser reads at most 16 KiB of header).
+MAX_HEADER_LIMIT_BYTES = 16384
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    """Every knob of gatewayd. Build it with :func:`load_config` (CLI + env) or directly in tests."""
+
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8080
+    #: processd's gRPC address (HOST:PORT).
+    processd_target: str = DEFAULT_PROCESSD
+    #: Deadline of every unary gRPC call to processd.
+    grpc_timeout_ms: int = 2000
+    #: Accepted API keys; empty = authentication off (every route is public).
+    api_keys: frozenset[str] = field(default_factory=frozenset, repr=False)
+    #: Token bucket per API key (per client IP when authentication is off); 0 disables rate limiting.
+    rate_limit_rps: float = 100.0
+    rate_limit_burst: int = 200
+    #: Bound of the bucket table; the least recently used bucket is dropped beyond it.
+    rate_limit_max_keys: int = 10000
+    #: Allowed CORS origins ("*" for any); empty = no CORS headers (off).
+    cors_origins: tuple[str, ...] = ()
+    #: Largest accepted request (header + body); bigger gets 413.
+    max_request_bytes: int = 16384
+    #: Largest accepted request header block; bigger gets 431.
+    max_header_bytes: int = 8192
+    #: Concurrent /events/stream clients; more get 503.
+    sse_max_clients: int = 64
+    #: Seconds between SSE heartbeat comments when no event flows.
+    sse_heartbeat_s: float = 15.0
+    #: Sanic worker processes (each has its own gRPC channel and rate-limit table).
+    workers: int = 1
+    #: Log every request (costs throughput).
+    access_log: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 < self.listen_port < 65536:
+            raise ConfigError(f"listen port must be 1..65535, got {self.listen_port}")
+        parse_hostport(self.processd_target, "processd")
+        if self.grpc_timeout_ms < 1:
+            raise ConfigError(f"grpc_timeout_ms must be >= 1, got {self.grpc_timeout_ms}")
+        if self.rate_limit_rps < 0:
+            raise ConfigError(f"rate_limit_rps must be >= 0, got {self.rate_limit_rps}")
+        if self.rate_limit_rps > 0 and self.rate_limit_burst < 1:
+            raise ConfigError(f"rate_limit_burst must be >= 1, got {self.rate_limit_burst}")
+        if self.rate_limit_max_keys < 1:
+            raise ConfigError(f"rate_limit_max_keys must be >= 1, got {self.rate_limit_max_keys}")
+        if not 1024 <= self.max_header_bytes <= MAX_HEADER_LIMIT_BYTES:
+            raise ConfigError(f"max_header_bytes must be 1024..{MAX_HEADER_LIMIT_BYTES}, got {self.max_header_bytes}")
+        if self.max_request_bytes < self.max_header_bytes:
+            raise ConfigError(
+                f"max_request_bytes ({self.max_request_bytes}) must be >= max_header_bytes ({self.max_header_bytes})"
+            )
+        if self.sse_max_clients < 1:
+            raise ConfigError(f"sse_max_clients must be >= 1, got {self.sse_max_clients}")
+        if self.sse_heartbeat_s <= 0:
+            raise ConfigError(f"sse_heartbeat_s must be > 0, got {self.sse_heartbeat_s}")
+        if self.workers < 1:
+            raise ConfigError(f"workers must be >= 1, got {self.workers}")
+        for key in self.api_keys:
+            if not key or any(ch.isspace() for ch in key) or not key.isprintable():
+                raise ConfigError("API keys must be non-empty printable strings without whitespace")
+
+    @property
+    def auth_enabled(self) -> bool:
+        """True when API keys are configured."""
+        return bool(self.api_keys)
+
+
+def parse_api_keys(text: str) -> frozenset[str]:
+    """Keys separated by commas or newlines; ``#`` starts a comment line; blanks are ignored."""
+    keys: set[str] = set()
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        keys.update(part.strip() for part in line.split(",") if part.strip())
+    return frozenset(keys)
+
+
+def read_api_keys_file(path: str) -> frozenset[str]:
+    """Reads an API key file (one key per line); a missing or unreadable file is a ConfigError."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read API keys file {path!r}: {exc.__class__.__name__}") from None
+    keys = parse_api_keys(text)
+    if not keys:
+        raise ConfigError(f"API keys file {path!r} contains no key")
+    return keys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``gatewayd`` command line. Every flag also has a ``MEMPULSE_*`` environment variable."""
+    p = argparse.ArgumentParser(
+        prog="gatewayd",
+        description="mempulse REST + Server-Sent Events gateway in front of processd's gRPC Query service.",
+    )
+    add = p.add_argument
+    add("--listen", help=f"HOST:PORT to serve HTTP on (env MEMPULSE_GATEWAY_LISTEN, default {DEFAULT_LISTEN})")
+    add("--processd", help=f"processd gRPC HOST:PORT (env MEMPULSE_PROCESSD_TARGET, default {DEFAULT_PROCESSD})")
+    add("--grpc-timeout-ms", type=int, help="deadline of each gRPC call (env MEMPULSE_GRPC_TIMEOUT_MS, default 2000)")
+    add(
+        "--api-keys-file",
+        help="file with one API key per line; keys in env MEMPULSE_API_KEYS (comma-separated) are added. "
+        "No keys = no authentication (env MEMPULSE_API_KEYS_FILE)",
+    )
+    add("--rate-limit-rps", type=float, help="requests/s per key, 0 = off (env MEMPULSE_RATE_LIMIT_RPS, default 100)")
+    add("--rate-limit-burst", type=int, help="token bucket size per key (env MEMPULSE_RATE_LIMIT_BURST, default 200)")
+    add(
+        "--rate-limit-max-keys",
+        type=int,
+        help="bound of the per-key bucket table (env MEMPULSE_RATE_LIMIT_MAX_KEYS, default 10000)",
+    )
+    add("--cors-origins", help="comma-separated allowed origins or '*'; empty = CORS off (env MEMPULSE_CORS_ORIGINS)")
+    add("--max-request-bytes", type=int, help="request size limit, 413 above (env MEMPULSE_MAX_REQUEST_BYTES, 16384)")
+    add("--max-header-bytes", type=int, help="header size limit, 431 above (env MEMPULSE_MAX_HEADER_BYTES, 8192)")
+    add("--sse-max-clients", type=int, help="concurrent SSE streams (env MEMPULSE_SSE_MAX_CLIENTS, default 64)")
+    add("--sse-heartbeat-s", type=float, help="SSE heartbeat interval (env MEMPULSE_SSE_HEARTBEAT_S, default 15)")
+    add("--workers", type=int, help="Sanic worker processes (env MEMPULSE_GATEWAY_WORKERS, default 1)")
+    add("--access-log", action="store_true", default=None, help="log every request (env MEMPULSE_ACCESS_LOG)")
+    return p
+
+
+def _int(flag: int | None, knob: str, default: int, env: Mapping[str, str]) -> int:
+    return flag if flag is not None else env_int(knob, default, env)
+
+
+def _float(flag: float | None, knob: str, default: float, env: Mapping[str, str]) -> float:
+    return flag if flag is not None else env_float(knob, default, env)
+
+
+def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> GatewayConfig:
+    """Builds the config from ``argv`` and ``env`` (defaults: ``sys.argv[1:]``, ``os.environ``).
+
+    Raises :class:`ConfigError` with a one-line message on any bad value.
+    """
+    source = os.environ if env is None else env
+    args = build_parser().parse_args(argv)
+    listen = args.listen or env_str("gateway_listen", DEFAULT_LISTEN, source)
+    host, port = parse_hostport(listen, "--listen")
+    target = args.processd or env_str("processd_target", DEFAULT_PROCESSD, source)
+    parse_hostport(target, "--processd")
+
+    keys = parse_api_keys(source.get(env_name("api_keys"), ""))
+    keys_file = args.api_keys_file or env_str("api_keys_file", "", source)
+    if keys_file:
+        keys = keys | read_api_keys_file(keys_file)
+
+    cors_text = args.cors_origins if args.cors_origins is not None else env_str("cors_origins", "", source)
+    cors = tuple(o.strip() for o in cors_text.split(",") if o.strip())
+
+    return GatewayConfig(
+        listen_host=host,
+        listen_port=port,
+        processd_target=target,
+        grpc_timeout_ms=_int(args.grpc_timeout_ms, "grpc_timeout_ms", 2000, source),
+        api_keys=keys,
+        rate_limit_rps=_float(args.rate_limit_rps, "rate_limit_rps", 100.0, source),
+        rate_limit_burst=_int(args.rate_limit_burst, "rate_limit_burst", 200, source),
+        rate_limit_max_keys=_int(args.rate_limit_max_keys, "rate_limit_max_keys", 10000, source),
+        cors_origins=cors,
+        max_request_bytes=_int(args.max_request_bytes, "max_request_bytes", 16384, source),
+        max_header_bytes=_int(args.max_header_bytes, "max_header_bytes", 8192, source),
+        sse_max_clients=_int(args.sse_max_clients, "sse_max_clients", 64, source),
+        sse_heartbeat_s=_float(args.sse_heartbeat_s, "sse_heartbeat_s", 15.0, source),
+        workers=_int(args.workers, "gateway_workers", 1, source),
+        access_log=args.access_log if args.access_log is not None else env_bool("access_log", False, source),
+    )

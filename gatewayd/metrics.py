@@ -1,0 +1,94 @@
+"""Prometheus metrics of gatewayd, in a registry of their own (one per app, so tests can build many apps)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["CONTENT_TYPE_LATEST", "GatewayMetrics"]
+
+_LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class GatewayMetrics:
+    """Counters and histograms of the gateway; label children are cached so the hot path does no lookups."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "mempulse_gateway_requests_total",
+            "HTTP requests answered, by route and status",
+            ["route", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "mempulse_gateway_request_duration_seconds",
+            "Time to answer an HTTP request, by route (SSE: time to first byte)",
+            ["route"],
+            buckets=_LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.errors = Counter(
+            "mempulse_gateway_errors_total", "Error answers by stable error code", ["code"], registry=r
+        )
+        self.grpc_errors = Counter(
+            "mempulse_gateway_grpc_errors_total",
+            "Failed processd calls, by method and gRPC status",
+            ["method", "grpc_code"],
+            registry=r,
+        )
+        self.coalesced = Counter(
+            "mempulse_gateway_coalesced_requests_total",
+            "Requests answered from a concurrent identical processd call (single-flight)",
+            registry=r,
+        )
+        self.ratelimit_keys = Gauge(
+            "mempulse_gateway_ratelimit_keys", "Token buckets in the rate-limit table (bounded)", registry=r
+        )
+        self.ratelimit_evictions = Gauge(
+            "mempulse_gateway_ratelimit_evictions",
+            "Buckets evicted from the full rate-limit table since start",
+            registry=r,
+        )
+        self.sse_clients = Gauge("mempulse_gateway_sse_clients", "Open /events/stream connections", registry=r)
+        self.sse_events = Counter("mempulse_gateway_sse_events_total", "Events sent over SSE", registry=r)
+        self.sse_rejected = Counter(
+            "mempulse_gateway_sse_rejected_total",
+            "SSE connections refused because sse_max_clients were open",
+            registry=r,
+        )
+        self._request_children: dict[tuple[str, int], Counter] = {}
+        self._latency_children: dict[str, Histogram] = {}
+        self._error_children: dict[str, Counter] = {}
+
+    def observe(self, route: str, status: int, duration_s: float) -> None:
+        """Counts one answered request."""
+        key = (route, status)
+        child = self._request_children.get(key)
+        if child is None:
+            child = self._request_children[key] = self.requests.labels(route, str(status))
+        child.inc()
+        hist = self._latency_children.get(route)
+        if hist is None:
+            hist = self._latency_children[route] = self.latency.labels(route)
+        hist.observe(duration_s)
+
+    def error(self, code: str) -> None:
+        """Counts one error answer by its code."""
+        child = self._error_children.get(code)
+        if child is None:
+            child = self._error_children[code] = self.errors.labels(code)
+        child.inc()
+
+    def grpc_error(self, method: str, grpc_code: str) -> None:
+        """Counts one failed processd call."""
+        self.grpc_errors.labels(method, grpc_code).inc()
+
+    def render(self, refresh: Callable[[], None] | None = None) -> bytes:
+        """Text exposition of every metric (``refresh`` updates gauges first)."""
+        if refresh is not None:
+            refresh()
+        return generate_latest(self.registry)

@@ -1,0 +1,210 @@
+"""Pure validation of REST query parameters into typed values.
+
+Every route declares its parameters as :class:`ParamSpec` records (also the source of the OpenAPI document).
+:func:`parse_params` turns the raw query (name -> list of strings) into a dict of typed values, or raises
+:class:`ParamError` with a stable code and a message that names the parameter. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from common.chains import KNOWN_CHAINS, UnknownChainError, known_chain_names, parse_chain
+from common.pb.v1 import events_pb2
+
+UINT64_MAX = 2**64 - 1
+_DIGITS = re.compile(r"[0-9]{1,20}")
+_HASH = re.compile(r"0[xX][0-9a-fA-F]{64}")
+
+#: REST names of event kinds, in the order of the protobuf enum.
+EVENT_KINDS: dict[str, int] = {
+    "tx_seen": events_pb2.EVENT_KIND_TX_SEEN,
+    "tx_decoded": events_pb2.EVENT_KIND_TX_DECODED,
+    "opp_detected": events_pb2.EVENT_KIND_OPP_DETECTED,
+}
+
+
+class ParamError(ValueError):
+    """A request parameter is missing, unknown or malformed (HTTP 400)."""
+
+    status = 400
+
+    def __init__(self, code: str, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.param = param
+
+
+def _show(value: str) -> str:
+    """The offending value quoted and cut short, safe to echo back."""
+    return repr(value[:64] + ("..." if len(value) > 64 else ""))
+
+
+def parse_chain_param(name: str, value: str) -> int:
+    """A chain id or known chain name -> chain id."""
+    try:
+        return parse_chain(value)
+    except UnknownChainError:
+        raise ParamError(
+            "unknown_chain",
+            f"{name}: unknown chain {_show(value)}; use a positive chain id or one of {known_chain_names()}",
+            name,
+        ) from None
+
+
+def parse_uint(name: str, value: str, minimum: int, maximum: int, code: str = "out_of_range") -> int:
+    """A plain decimal integer (ASCII digits only, no sign or spaces) within ``minimum..maximum``."""
+    if not _DIGITS.fullmatch(value):
+        raise ParamError(
+            "invalid_integer", f"{name} must be an integer in {minimum}..{maximum}, got {_show(value)}", name
+        )
+    number = int(value)
+    if not minimum <= number <= maximum:
+        raise ParamError(code, f"{name} must be in {minimum}..{maximum}, got {number}", name)
+    return number
+
+
+def parse_hash(name: str, value: str) -> bytes:
+    """A 0x-prefixed 32-byte hex transaction hash (either case) -> 32 raw bytes."""
+    if not _HASH.fullmatch(value):
+        raise ParamError(
+            "invalid_hash", f"{name} must be 0x followed by 64 hex digits (a 32-byte hash), got {_show(value)}", name
+        )
+    return bytes.fromhex(value[2:])
+
+
+def parse_kinds(name: str, values: list[str]) -> tuple[int, ...]:
+    """Comma-separated (or repeated) event kind names -> protobuf EventKind values, deduplicated, in order."""
+    kinds: list[int] = []
+    for value in values:
+        for part in value.split(","):
+            kind = EVENT_KINDS.get(part.strip().lower())
+            if kind is None:
+                raise ParamError(
+                    "invalid_kind", f"{name}: unknown event kind {_show(part)}; use {', '.join(EVENT_KINDS)}", name
+                )
+            if kind not in kinds:
+                kinds.append(kind)
+    return tuple(kinds)
+
+
+@dataclass(frozen=True, slots=True)
+class ParamSpec:
+    """One query parameter: how to parse it, its default and its documentation."""
+
+    name: str
+    #: "chain", "uint", "cursor" or "kinds".
+    kind: str
+    description: str
+    default: Any = None
+    minimum: int = 0
+    maximum: int = UINT64_MAX
+
+    def parse(self, values: list[str]) -> Any:
+        """Typed value of the parameter from its raw values (one unless the kind allows repetition)."""
+        if self.kind == "kinds":
+            return parse_kinds(self.name, values)
+        if len(values) != 1:
+            raise ParamError(
+                "duplicate_parameter", f"{self.name} is given {len(values)} times; give it once", self.name
+            )
+        value = values[0]
+        if self.kind == "chain":
+            return parse_chain_param(self.name, value)
+        code = "invalid_cursor" if self.kind == "cursor" else "out_of_range"
+        return parse_uint(self.name, value, self.minimum, self.maximum, code)
+
+
+def _chain() -> ParamSpec:
+    return ParamSpec(
+        "chain_id",
+        "chain",
+        "Only this chain: a numeric chain id or a known name (" + ", ".join(KNOWN_CHAINS) + "). Omit for all chains.",
+        default=0,
+    )
+
+
+def _limit(default: int, maximum: int, name: str = "limit", what: str = "items") -> ParamSpec:
+    return ParamSpec(name, "uint", f"Maximum number of {what} returned.", default, 1, maximum)
+
+
+def _min_score() -> ParamSpec:
+    return ParamSpec("min_score", "uint", "Only opportunities scoring at least this (0..100).", 0, 0, 100)
+
+
+def _from_seq(description: str, default: int | None = 0) -> ParamSpec:
+    return ParamSpec("from_seq_id", "cursor", description, default, 0, UINT64_MAX)
+
+
+def _kinds() -> ParamSpec:
+    return ParamSpec(
+        "kinds", "kinds", "Only these event kinds, comma-separated: " + ", ".join(EVENT_KINDS) + ". Omit for all.", ()
+    )
+
+
+def _specs(*specs: ParamSpec) -> dict[str, ParamSpec]:
+    return {spec.name: spec for spec in specs}
+
+
+#: Query parameters of every route, by route name (the name is also the OpenAPI operationId).
+ROUTE_PARAMS: dict[str, dict[str, ParamSpec]] = {
+    "healthz": {},
+    "openapi": {},
+    "docs": {},
+    "snapshot": _specs(
+        _chain(),
+        _limit(20, 200, "tx_limit", "recent transactions"),
+        _limit(20, 200, "opp_limit", "top opportunities"),
+        _limit(20, 200, "feature_limit", "recent feature records"),
+        _min_score(),
+    ),
+    "transactions": _specs(_chain(), _limit(25, 200, what="transactions")),
+    "transactions_all": _specs(
+        _chain(),
+        _from_seq("First seq_id to return (inclusive); 0 = from the oldest. Use next_from_seq_id of the last page."),
+        _limit(1000, 5000, what="transactions"),
+    ),
+    "transaction": _specs(_chain()),
+    "features_recent": _specs(_chain(), _limit(25, 200, what="feature records")),
+    "opps_recent": _specs(_chain(), _limit(25, 200, what="opportunities"), _min_score()),
+    "events": _specs(
+        _from_seq("First seq_id to return (inclusive); 0 = from the oldest retained. Use next_from_seq_id."),
+        _limit(100, 1000, what="events"),
+        _chain(),
+        _kinds(),
+    ),
+    "events_stream": _specs(
+        _from_seq(
+            "Replay from this seq_id (inclusive) before going live; omit to receive only new events. "
+            "A Last-Event-ID header takes precedence (resume after that id).",
+            default=None,
+        ),
+        _chain(),
+        _kinds(),
+    ),
+}
+
+
+def parse_params(raw: Mapping[str, list[str]], specs: Mapping[str, ParamSpec]) -> dict[str, Any]:
+    """Typed values for every parameter of ``specs`` (defaults filled in), from the raw query.
+
+    Raises :class:`ParamError`: ``unknown_parameter`` for a name the route does not take, and the parse
+    errors of each parameter.
+    """
+    values: dict[str, Any] = {}
+    for name, given in raw.items():
+        spec = specs.get(name)
+        if spec is None:
+            known = ", ".join(specs) or "none"
+            raise ParamError(
+                "unknown_parameter", f"unknown query parameter {_show(name)}; this route takes: {known}", name
+            )
+        values[name] = spec.parse(given)
+    for name, spec in specs.items():
+        if name not in values:
+            values[name] = spec.default
+    return values

@@ -1,0 +1,235 @@
+"""Pure mappers from processd's protobuf messages to the REST JSON representation.
+
+Conventions (stable, documented in docs/gatewayd.md and the OpenAPI document):
+- hashes and addresses: lowercase ``0x`` hex; a missing address (contract creation ``to``, unknown token) is null;
+- uint256 amounts (wei, token units): decimal strings; an optional amount the node did not report is null;
+- gas, nonces, counts, scores: integers; times: integer unix milliseconds (``*_unix_ms``);
+- enums: lowercase names without their prefix (``swap``, ``sandwich_candidate``, ``tx_seen``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from common.chains import chain_name
+from common.pb.v1 import events_pb2, ingest_pb2, query_pb2, tx_pb2
+
+_NS_PER_MS = 1_000_000
+
+
+def _enum_names(enum: Any, prefix: str) -> dict[int, str]:
+    return {v.number: v.name.removeprefix(prefix).lower() for v in enum.DESCRIPTOR.values}
+
+
+CATEGORY_NAMES = _enum_names(events_pb2.TxCategory, "TX_CATEGORY_")
+OPPORTUNITY_KIND_NAMES = _enum_names(events_pb2.OpportunityKind, "OPPORTUNITY_KIND_")
+EVENT_KIND_NAMES = _enum_names(events_pb2.EventKind, "EVENT_KIND_")
+REJECT_REASON_NAMES = _enum_names(ingest_pb2.RejectReason, "REJECT_REASON_")
+VISIBILITY_NAMES = _enum_names(ingest_pb2.MempoolVisibility, "MEMPOOL_VISIBILITY_")
+
+
+def _name(names: dict[int, str], number: int) -> str:
+    # A newer processd may send enum values this gateway does not know yet: show the number, never fail.
+    return names.get(number) or f"unknown_{number}"
+
+
+def hex_or_null(raw: bytes) -> str | None:
+    """``0x`` hex of an address/hash/selector, or None when empty."""
+    return "0x" + raw.hex() if raw else None
+
+
+def amount(raw: bytes) -> str:
+    """Decimal string of a big-endian uint256 (empty = "0")."""
+    return str(int.from_bytes(raw, "big"))
+
+
+def amount_or_null(raw: bytes) -> str | None:
+    """Decimal string of an optional uint256; None when it was not reported (empty bytes)."""
+    return str(int.from_bytes(raw, "big")) if raw else None
+
+
+def ns_to_ms(ns: int) -> int:
+    """Unix nanoseconds -> unix milliseconds (integer)."""
+    return ns // _NS_PER_MS
+
+
+def envelope_json(tx: tx_pb2.TxEnvelope) -> dict[str, Any]:
+    """A pending transaction as ingestd saw it."""
+    return {
+        "chain_id": tx.chain_id,
+        "hash": "0x" + tx.hash.hex(),
+        "from": "0x" + tx.sender.hex(),
+        "to": "0x" + tx.to.hex() if tx.to else None,
+        "nonce": tx.nonce,
+        "value": str(int.from_bytes(tx.value, "big")),
+        "gas": tx.gas,
+        "gas_price": amount_or_null(tx.gas_price),
+        "max_fee_per_gas": amount_or_null(tx.max_fee_per_gas),
+        "max_priority_fee_per_gas": amount_or_null(tx.max_priority_fee_per_gas),
+        "type": tx.tx_type,
+        "input": "0x" + tx.input.hex(),
+        "source_id": tx.source_id,
+        "first_seen_unix_ms": tx.first_seen_unix_ns // _NS_PER_MS,
+    }
+
+
+def stored_tx_json(stored: query_pb2.StoredTx) -> dict[str, Any]:
+    """A stored transaction: its envelope plus seq_id and when processd received it."""
+    out = envelope_json(stored.tx)
+    out["seq_id"] = stored.seq_id
+    out["received_unix_ms"] = stored.received_unix_ns // _NS_PER_MS
+    return out
+
+
+def features_json(f: events_pb2.TxFeatures) -> dict[str, Any]:
+    """Decoded facts about a transaction's call."""
+    return {
+        "protocol": f.protocol,
+        "category": _name(CATEGORY_NAMES, f.category),
+        "method": f.method or None,
+        "selector": hex_or_null(f.selector),
+        "token_in": hex_or_null(f.token_in),
+        "token_out": hex_or_null(f.token_out),
+        "amount_in": amount_or_null(f.amount_in),
+        "amount_out_min": amount_or_null(f.amount_out_min),
+        "amount_in_max": amount_or_null(f.amount_in_max),
+        "amount_out": amount_or_null(f.amount_out),
+        "path": ["0x" + a.hex() for a in f.path],
+        "fee_tiers": list(f.fee_tiers),
+        "recipient": hex_or_null(f.recipient),
+        "deadline_unix_ms": f.deadline * 1000 if f.deadline else None,
+        "value": amount(f.value),
+        "gas_price": amount(f.gas_price),
+        "priority_fee": amount(f.priority_fee),
+        "calldata_len": f.calldata_len,
+        "decoded": f.decoded,
+        "decode_error": f.decode_error or None,
+    }
+
+
+def feature_record_json(rec: query_pb2.FeatureRecord) -> dict[str, Any]:
+    """Features of one transaction with its seq_id, chain and hash."""
+    out = features_json(rec.features)
+    out["seq_id"] = rec.seq_id
+    out["chain_id"] = rec.chain_id
+    out["tx_hash"] = "0x" + rec.tx_hash.hex()
+    return out
+
+
+def opportunity_json(o: events_pb2.Opportunity) -> dict[str, Any]:
+    """One ranked opportunity."""
+    return {
+        "seq_id": o.seq_id,
+        "chain_id": o.chain_id,
+        "tx_hash": "0x" + o.tx_hash.hex(),
+        "kind": _name(OPPORTUNITY_KIND_NAMES, o.kind),
+        "score": o.score,
+        "reasons": list(o.reasons),
+        "protocol": o.protocol,
+        "token_in": hex_or_null(o.token_in),
+        "token_out": hex_or_null(o.token_out),
+        "notional_wei": amount(o.notional_wei),
+        "slippage_bps": o.slippage_bps,
+    }
+
+
+def event_json(e: events_pb2.Event) -> dict[str, Any]:
+    """One event-log record; exactly one of ``tx``, ``features``, ``opportunity`` is set, by ``kind``."""
+    out: dict[str, Any] = {
+        "seq_id": e.seq_id,
+        "chain_id": e.chain_id,
+        "kind": _name(EVENT_KIND_NAMES, e.kind),
+        "tx_hash": "0x" + e.tx_hash.hex(),
+        "first_seen_unix_ms": e.first_seen_unix_ns // _NS_PER_MS,
+        "received_unix_ms": e.received_unix_ns // _NS_PER_MS,
+        "source_id": e.source_id,
+    }
+    body = e.WhichOneof("body")
+    if body == "tx_seen":
+        out["tx"] = envelope_json(e.tx_seen.tx)
+    elif body == "tx_decoded":
+        out["features"] = features_json(e.tx_decoded.features)
+    elif body == "opp_detected":
+        out["opportunity"] = opportunity_json(e.opp_detected.opportunity)
+    return out
+
+
+def rejected_json(counts: Any) -> dict[str, int]:
+    """Repeated RejectCount -> {reason: count}."""
+    return {_name(REJECT_REASON_NAMES, c.reason): c.count for c in counts}
+
+
+def replay_json(r: query_pb2.ReplayPoint) -> dict[str, Any]:
+    """Where the log stands."""
+    return {
+        "seq_high_water": r.seq_high_water,
+        "committed_unix_ms": r.committed_unix_ns // _NS_PER_MS,
+        "pending_count": r.pending_count,
+    }
+
+
+def ingest_stats_json(s: ingest_pb2.ChainIngestStats) -> dict[str, Any]:
+    """ingestd's cumulative counters for one chain, as forwarded to processd."""
+    return {
+        "seen": s.seen,
+        "delivered": s.delivered,
+        "dropped": {d.reason: d.count for d in s.dropped},
+        "sources": [
+            {
+                "source_id": src.source_id,
+                "connected": src.connected,
+                "silent": src.silent,
+                "notifications": src.notifications,
+                "reconnects": src.reconnects,
+                "last_notification_unix_ms": src.last_notification_unix_ms or None,
+            }
+            for src in s.sources
+        ],
+        "visibility": _name(VISIBILITY_NAMES, s.visibility),
+        "as_of_unix_ms": s.as_of_unix_ms,
+    }
+
+
+def chain_totals_json(c: query_pb2.ChainTotals) -> dict[str, Any]:
+    """Per-chain counters of the snapshot."""
+    return {
+        "chain_id": c.chain_id,
+        "chain": chain_name(c.chain_id),
+        "tx_count": c.tx_count,
+        "decoded_count": c.decoded_count,
+        "opportunity_count": c.opportunity_count,
+        "rejected": rejected_json(c.rejected),
+        "replay": replay_json(c.replay),
+        "ingest": ingest_stats_json(c.ingest) if c.HasField("ingest") else None,
+        "drop_ratio": c.drop_ratio,
+    }
+
+
+def snapshot_json(s: query_pb2.GetSnapshotResponse) -> dict[str, Any]:
+    """The dashboard view."""
+    return {
+        "chains": [chain_totals_json(c) for c in s.chains],
+        "replay": replay_json(s.replay),
+        "feature_summary": [
+            {
+                "chain_id": f.chain_id,
+                "protocol": f.protocol,
+                "category": _name(CATEGORY_NAMES, f.category),
+                "count": f.count,
+            }
+            for f in s.feature_summary
+        ],
+        "recent_features": [feature_record_json(f) for f in s.recent_features],
+        "top_opportunities": [opportunity_json(o) for o in s.top_opportunities],
+        "recent_transactions": [stored_tx_json(t) for t in s.recent_transactions],
+        "last_seq_id": s.last_seq_id,
+    }
+
+
+def transaction_detail_json(r: query_pb2.GetTransactionResponse) -> dict[str, Any]:
+    """One transaction with its features (null when not decoded yet) and opportunities."""
+    return {
+        "transaction": stored_tx_json(r.transaction),
+        "features": feature_record_json(r.features) if r.HasField("features") else None,
+        "opportunities": [opportunity_json(o) for o in r.opportunities],
+    }

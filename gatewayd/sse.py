@@ -1,0 +1,152 @@
+"""``GET /events/stream``: Server-Sent Events relayed from processd's SubscribeEvents stream.
+
+Each event is one SSE message ``id: <seq_id>`` / ``event: <kind>`` / ``data: <event JSON>``. The stream
+replays from ``from_seq_id`` (or just after a ``Last-Event-ID`` header, which browsers' EventSource sends
+when it reconnects), then goes live; without either it starts at the current head (new events only).
+A comment line is sent every ``heartbeat_s`` when nothing else flows, so proxies keep the connection and
+clients can detect a dead one. If processd ends the subscription (restart, slow consumer cut off), the
+gateway sends an ``event: error`` message and closes: the client reconnects with Last-Event-ID and loses
+nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import grpc
+import orjson
+from sanic import Request
+
+from common.pb.v1 import query_pb2
+from gatewayd.metrics import GatewayMetrics
+from gatewayd.params import UINT64_MAX, parse_uint
+from gatewayd.processd_client import ProcessdClient, UpstreamError, map_rpc_error
+from gatewayd.serializers import event_json
+
+log = logging.getLogger(__name__)
+
+#: A cursor past any real seq_id: ScanEvents from here returns no event, only the log's last_seq_id.
+HEAD_PROBE_SEQ = 2**63
+#: Messages buffered between the gRPC reader and the HTTP writer; when full, gRPC flow control pushes back.
+QUEUE_MESSAGES = 16
+_END = object()
+
+
+def format_events(events: Any) -> bytes:
+    """SSE messages for a batch of protobuf events (one write for the whole batch)."""
+    parts: list[bytes] = []
+    for e in events:
+        doc = event_json(e)
+        parts.append(b"id: %d\nevent: %s\ndata: %s\n\n" % (e.seq_id, doc["kind"].encode(), orjson.dumps(doc)))
+    return b"".join(parts)
+
+
+class EventStreamer:
+    """Serves SSE streams, at most ``max_clients`` at a time, each with its own processd subscription."""
+
+    def __init__(self, client: ProcessdClient, metrics: GatewayMetrics, max_clients: int, heartbeat_s: float) -> None:
+        self.client = client
+        self.metrics = metrics
+        self.max_clients = max_clients
+        self.heartbeat_s = heartbeat_s
+        self._open: set[asyncio.Task[Any]] = set()
+
+    @property
+    def open_streams(self) -> int:
+        """Streams being served right now."""
+        return len(self._open)
+
+    async def close(self) -> None:
+        """Ends every open stream (server shutdown)."""
+        for task in list(self._open):
+            task.cancel()
+
+    async def _head(self, chain_id: int) -> int:
+        resp = await self.client.scan_events(
+            query_pb2.ScanEventsRequest(from_seq_id=HEAD_PROBE_SEQ, limit=1, chain_id=chain_id)
+        )
+        return int(resp.last_seq_id)
+
+    async def stream(self, request: Request, p: dict[str, Any]) -> None:
+        """Streams events to the client until it disconnects or processd ends the subscription."""
+        from_seq: int | None = p["from_seq_id"]
+        last_event_id = request.headers.get("last-event-id")
+        if last_event_id:
+            from_seq = parse_uint("Last-Event-ID", last_event_id.strip(), 0, UINT64_MAX - 1, "invalid_cursor") + 1
+        if len(self._open) >= self.max_clients:
+            self.metrics.sse_rejected.inc()
+            raise UpstreamError(
+                503,
+                "too_many_streams",
+                f"{self.max_clients} event streams are open; retry later",
+                retriable=True,
+                grpc_code="",
+            )
+        # Also proves processd is reachable, so a down processd gets a 503 JSON answer, not a dead stream.
+        head = await self._head(p["chain_id"])
+        if from_seq is None:
+            from_seq = head + 1
+
+        task = asyncio.current_task()
+        assert task is not None
+        self._open.add(task)
+        self.metrics.sse_clients.set(len(self._open))
+        call = self.client.subscribe_events(
+            query_pb2.SubscribeEventsRequest(from_seq_id=from_seq, chain_id=p["chain_id"], kinds=p["kinds"])
+        )
+        queue: asyncio.Queue[Any] = asyncio.Queue(QUEUE_MESSAGES)
+        reader = asyncio.create_task(self._pump(call, queue))
+        try:
+            response = await request.respond(
+                content_type="text/event-stream; charset=utf-8",
+                headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+            )
+            await response.send(b"retry: 2000\n: stream from seq_id %d, head %d\n\n" % (from_seq, head))
+            while True:
+                try:
+                    item = await asyncio.wait_for(queue.get(), self.heartbeat_s)
+                except TimeoutError:
+                    await response.send(b": heartbeat\n\n")
+                    continue
+                if item is _END:
+                    await response.send(
+                        b"event: error\ndata: %s\n\n"
+                        % orjson.dumps(
+                            {"error": {"code": "stream_ended", "message": "processd ended the stream; reconnect"}}
+                        )
+                    )
+                    break
+                if isinstance(item, UpstreamError):
+                    await response.send(
+                        b"event: error\ndata: %s\n\n"
+                        % orjson.dumps({"error": {"code": item.code, "message": item.message}})
+                    )
+                    break
+                if item.events:
+                    await response.send(format_events(item.events))
+                    self.metrics.sse_events.inc(len(item.events))
+            await response.eof()
+        finally:
+            reader.cancel()
+            call.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+            self._open.discard(task)
+            self.metrics.sse_clients.set(len(self._open))
+
+    async def _pump(self, call: Any, queue: asyncio.Queue[Any]) -> None:
+        """Moves subscription messages into ``queue``; ends with ``_END`` or an :class:`UpstreamError`."""
+        try:
+            while True:
+                msg = await call.read()
+                if msg is grpc.aio.EOF:  # type: ignore[attr-defined]
+                    await queue.put(_END)
+                    return
+                await queue.put(msg)
+        except grpc.RpcError as err:
+            if err.code() is not grpc.StatusCode.CANCELLED:
+                self.metrics.grpc_error("SubscribeEvents", err.code().name)
+            await queue.put(map_rpc_error("SubscribeEvents", err))

@@ -147,14 +147,17 @@ class TrafficGenerator:
             raise ValueError("no calls to replay")
         offset = self._start_offset % len(calls)
         cycle = itertools.cycle(calls[offset:] + calls[:offset])
-        async with Replayer(self.http_url, batch_size=self.batch_size) as replayer:
-            self._replayer = replayer
-            self._started_mono = time.monotonic()
-            self._ready.set()
-            await self._pace(replayer, cycle)
+        replayer = Replayer(self.http_url, batch_size=self.batch_size)
+        self._replayer = replayer
+        self._started_mono = time.monotonic()
+        self._ready.set()
+        try:
+            await self._pace(cycle)
+        finally:
+            await self._replayer.aclose()
 
-    async def _pace(self, replayer: Replayer, cycle: itertools.cycle[MainnetCall]) -> None:
-        assert self._stop_event is not None
+    async def _pace(self, cycle: itertools.cycle[MainnetCall]) -> None:
+        assert self._stop_event is not None and self._replayer is not None
         scheduled = 0  # transactions due so far (sent or skipped)
         while not self._stop_event.is_set():
             elapsed = time.monotonic() - self._started_mono
@@ -177,11 +180,22 @@ class TrafficGenerator:
             scheduled += len(batch)
             sent_ns = time.time_ns()
             try:
-                accepted = await replayer.send(batch)
+                accepted = await self._replayer.send(batch)
             except httpx.HTTPError as exc:
                 self._send_errors += 1
                 log.warning("replay to %s failed: %s", self.http_url, exc)
+                await self._renew_replayer()
                 await asyncio.sleep(0.5)
                 continue
             if self._on_accepted is not None and accepted:
                 self._on_accepted(accepted, sent_ns)
+
+    async def _renew_replayer(self) -> None:
+        """After a failed batch the node may or may not have taken some of its nonces: a fresh replayer
+        (same counters) learns every sender's pending nonce again instead of leaving a nonce gap."""
+        assert self._replayer is not None
+        old = self._replayer
+        fresh = Replayer(self.http_url, batch_size=self.batch_size)
+        fresh.stats = old.stats
+        self._replayer = fresh
+        await old.aclose()

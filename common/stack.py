@@ -21,6 +21,7 @@ and ``start_generators()`` may be called later (benchmarks start the clock thems
 
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
 import tempfile
@@ -329,14 +330,11 @@ class Stack:
             metrics = self._metrics_args(name)
             args += [*metrics, *self.config.ingestd_args]
             port = self.metrics_ports.get(name)
-            ready = (lambda p=port: port_in_use(self.config.host, p)) if port else None
-            self._add(name, "ingestd", args, ready=ready, ready_log=_INGESTD_READY_LOG).start()
+            # Ready = every WS source subscribed, so traffic sent after start() returns is never missed.
+            ready = functools.partial(_sources_connected, f"http://{self.config.host}:{port}/metrics",
+                                      len(specs)) if port else None
+            self._add(name, "ingestd", args, ready=ready).start()
             log.info("%s ready for chains %s", name, ", ".join(str(s.chain_id) for s in specs))
-
-
-# ingestd logs one line per chain once its subscription is live; waiting for it means traffic sent after
-# start() returns is never missed.
-_INGESTD_READY_LOG: str | None = None
 
 
 def _stop_rank(name: str) -> int:
@@ -345,6 +343,16 @@ def _stop_rank(name: str) -> int:
 
 def _http_ok(url: str) -> bool:
     return httpx.get(url, timeout=1.0).status_code == 200
+
+
+def _sources_connected(metrics_url: str, expected: int) -> bool:
+    """True when at least ``expected`` ingestd WS sources are subscribed (``ingestd_source_connected``)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(metrics_url, timeout=1.0).text
+    connected = sum(1 for family in text_string_to_metric_families(text) if family.name == "ingestd_source_connected"
+                    for sample in family.samples if sample.value >= 1)
+    return connected >= expected
 
 
 def _grpc_serving(addr: str) -> bool:

@@ -188,6 +188,20 @@ def rss_bytes(pid: int) -> int | None:
         return None
 
 
+def rss_anon_bytes(pid: int) -> int | None:
+    """Anonymous resident memory of ``pid`` (``RssAnon`` in ``/proc/<pid>/status``): heap and stacks, without
+    file-backed pages. processd maps its LMDB file, whose touched pages count in RSS and grow with the log;
+    growth of the anonymous part is what a leak or an unbounded queue looks like."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, IndexError, ValueError):
+        return None
+    return None
+
+
 def cpu_seconds(pid: int) -> float | None:
     """User + system CPU seconds ``pid`` has used so far (None when the process is gone)."""
     try:
@@ -211,16 +225,19 @@ class RssSeries:
     pid: int
     t_s: list[float] = field(default_factory=list)
     rss_mib: list[float] = field(default_factory=list)
+    anon_mib: list[float] = field(default_factory=list)
     cpu_s_start: float | None = None
     cpu_s_end: float | None = None
 
     def summary(self, warmup_fraction: float = 0.25) -> dict[str, Any]:
-        """Start/max/end RSS, the slope in MiB per minute after the first ``warmup_fraction`` of the run
-        (allocators and caches fill up first, which is not growth), and CPU seconds used meanwhile."""
+        """Start/max/end RSS, the slopes of RSS and of anonymous RSS in MiB per minute after the first
+        ``warmup_fraction`` of the run (allocators and bounded caches fill up first, which is not growth), and
+        CPU seconds used meanwhile."""
         if not self.rss_mib:
             return {"pid": self.pid, "samples": 0}
         cut = int(len(self.t_s) * warmup_fraction)
         xs, ys = self.t_s[cut:], self.rss_mib[cut:]
+        anon = self.anon_mib[cut:]
         cpu = (self.cpu_s_end - self.cpu_s_start
                if self.cpu_s_start is not None and self.cpu_s_end is not None else None)
         return {
@@ -229,7 +246,11 @@ class RssSeries:
             "start_mib": round(self.rss_mib[0], 1),
             "max_mib": round(max(self.rss_mib), 1),
             "end_mib": round(self.rss_mib[-1], 1),
+            "max_anon_mib": round(max(self.anon_mib), 1) if self.anon_mib else None,
+            "end_anon_mib": round(self.anon_mib[-1], 1) if self.anon_mib else None,
             "slope_mib_per_min_after_warmup": round(linear_slope(xs, ys) * 60.0, 3),
+            "anon_slope_mib_per_min_after_warmup": (round(linear_slope(xs, anon) * 60.0, 3)
+                                                    if len(anon) == len(xs) else None),
             "cpu_s": round(cpu, 2) if cpu is not None else None,
         }
 
@@ -258,9 +279,11 @@ class RssSampler:
         now = time.monotonic() - self._t0
         for series in list(self.series.values()):
             rss = rss_bytes(series.pid)
-            if rss is not None:
+            anon = rss_anon_bytes(series.pid)
+            if rss is not None and anon is not None:
                 series.t_s.append(round(now, 3))
                 series.rss_mib.append(rss / 2**20)
+                series.anon_mib.append(anon / 2**20)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -303,7 +326,8 @@ class RssSampler:
         out: dict[str, dict[str, list[float]]] = {}
         for name, s in self.series.items():
             step = max(1, math.ceil(len(s.t_s) / max_points))
-            out[name] = {"t_s": s.t_s[::step], "rss_mib": [round(v, 1) for v in s.rss_mib[::step]]}
+            out[name] = {"t_s": s.t_s[::step], "rss_mib": [round(v, 1) for v in s.rss_mib[::step]],
+                         "anon_mib": [round(v, 1) for v in s.anon_mib[::step]]}
         return out
 
 

@@ -19,6 +19,7 @@ from scripts.bench.harness import (
     linear_slope,
     percentile,
     read_artifact,
+    rss_anon_bytes,
     rss_bytes,
     stepped_rate_search,
     summarize,
@@ -59,6 +60,7 @@ def test_linear_slope() -> None:
 
 def test_proc_readers_on_self_and_gone_pid() -> None:
     assert (rss_bytes(os.getpid()) or 0) > 1_000_000
+    assert 0 < (rss_anon_bytes(os.getpid()) or 0) <= (rss_bytes(os.getpid()) or 0)
     assert cpu_seconds(os.getpid()) is not None
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
@@ -79,6 +81,8 @@ def test_rss_sampler_sees_growth_of_a_child() -> None:
     assert summary["samples"] >= 5
     assert summary["max_mib"] > summary["start_mib"] + 50
     assert summary["slope_mib_per_min_after_warmup"] > 0
+    assert summary["anon_slope_mib_per_min_after_warmup"] > 0
+    assert summary["max_anon_mib"] > 200
 
 
 def _fake_system(capacity: float):

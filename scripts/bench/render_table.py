@@ -1,0 +1,113 @@
+"""Prints the README's performance table (markdown) from the latest artifacts in ``artifacts/perf/``.
+
+    python -m scripts.bench.render_table [--dir artifacts/perf]
+
+Each row reads one value from one artifact (see ``ROWS``); a row whose artifact or value is missing says
+"not measured" rather than showing a stale figure. Under the table it prints when and on what machine each
+artifact was produced, and the command that reproduces the whole set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from scripts.bench.budget import resolve
+from scripts.bench.harness import ARTIFACT_DIR
+
+REPRODUCE = "./scripts/perf_tx_pipeline_baseline.sh"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One table row: a label, where the value comes from, how to show it, and the target it is held to."""
+
+    label: str
+    artifact: str
+    path: str
+    fmt: str
+    target: str = ""
+
+
+ROWS: tuple[Row, ...] = (
+    # End to end on real anvil nodes (scripts/bench/pipeline_bench.py).
+    Row("End-to-end sustained rate, 2 anvil chains, drop < 0.5% (tx/s visible)", "pipeline",
+        "target_load.achieved_tx_s", "{:,.0f}", "anvil-bound; ratio to accepted below"),
+    Row("Drop ratio at that rate (accepted by anvil, never visible)", "pipeline", "target_load.drop_ratio",
+        "{:.3%}", "< 0.5%"),
+    Row("Most anvil accepted in any step (tx/s, both chains)", "pipeline", "max_anvil_accepted_tx_s", "{:,.0f}",
+        "the node's limit, not ours"),
+    Row("Ingest-to-visible latency p50 (ms, notification -> SSE client)", "pipeline",
+        "target_load.ingest_to_visible_ms.p50", "{:.1f}", ""),
+    Row("Ingest-to-visible latency p99 (ms)", "pipeline", "target_load.ingest_to_visible_ms.p99", "{:.1f}",
+        "< 700 (own target < 100)"),
+    Row("Ingest-to-visible latency max (ms)", "pipeline", "target_load.ingest_to_visible_ms.max", "{:.1f}", ""),
+    Row("SSE catch-up replay of the whole log (events/s)", "pipeline", "catch_up.events_per_s", "{:,.0f}", ""),
+    # gRPC boundary evaluation (scripts/bench/grpc_boundary.py).
+    Row("processd via gRPC, best batch size (tx/s)", "grpc_boundary", "best.grpc_tx_s", "{:,.0f}", ""),
+    Row("Same path in-process, no gRPC (tx/s)", "grpc_boundary", "best.inprocess_tx_s", "{:,.0f}", ""),
+    Row("gRPC / in-process throughput at that batch size", "grpc_boundary", "best.grpc_over_inprocess",
+        "{:.2f}x", ""),
+    # Soak (scripts/soak).
+    Row("Soak: anonymous-RSS slope after warm-up, worst daemon (MiB/min)", "soak", "worst_anon_slope_mib_per_min",
+        "{:.2f}", "no upward trend"),
+    Row("Soak duration (min)", "soak", "config.minutes", "{:.0f}", "30"),
+    # REST load (loadtests/, scripts/loadtest).
+    Row("REST /transactions (req/s, with ingest running)", "loadtest", "rest.transactions.rps", "{:,.0f}",
+        ">= 3,000"),
+    Row("REST /transactions p99 (ms)", "loadtest", "rest.transactions.p99_ms", "{:.0f}", "< 50"),
+    Row("REST /dashboard/snapshot (req/s)", "loadtest", "rest.snapshot.rps", "{:,.0f}", ">= 3,000"),
+    Row("REST /dashboard/snapshot p99 (ms)", "loadtest", "rest.snapshot.p99_ms", "{:.0f}", "< 50"),
+    Row("gRPC ingest via Locust (tx/s)", "loadtest", "ingest.tx_per_s", "{:,.0f}", ""),
+)
+
+
+def _value(doc: dict[str, Any] | None, path: str) -> Any:
+    if doc is None:
+        return None
+    found = resolve(doc.get("results", {}), path)
+    return found[0][1] if found else None
+
+
+def render(artifacts_dir: Path, rows: tuple[Row, ...] = ROWS) -> str:
+    """The markdown table plus provenance lines."""
+    docs: dict[str, dict[str, Any] | None] = {}
+    for row in rows:
+        if row.artifact not in docs:
+            path = artifacts_dir / f"{row.artifact}.json"
+            docs[row.artifact] = orjson.loads(path.read_bytes()) if path.exists() else None
+    lines = ["| Measure | Result | Target | Artifact |", "|---|---:|---|---|"]
+    for row in rows:
+        value = _value(docs[row.artifact], row.path)
+        shown = row.fmt.format(value) if isinstance(value, int | float) and not isinstance(value, bool) \
+            else "not measured"
+        lines.append(f"| {row.label} | {shown} | {row.target} | `{row.artifact}.json` |")
+    lines.append("")
+    for name, doc in docs.items():
+        if doc is None:
+            continue
+        machine = doc.get("machine", {})
+        lines.append(f"- `{name}.json`: {doc.get('created_utc')}, mode {doc.get('mode')}, "
+                     f"{machine.get('cpu_count')} x {machine.get('cpu_model')}, "
+                     f"load {machine.get('load_avg_1m_at_start')} at start, commit {machine.get('git_commit')}")
+    lines.append("")
+    lines.append(f"Reproduce: `{REPRODUCE}` (writes `artifacts/perf/*.json`), then "
+                 "`python -m scripts.bench.render_table`.")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Print the README performance table from artifacts/perf.")
+    parser.add_argument("--dir", type=Path, default=ARTIFACT_DIR)
+    args = parser.parse_args(argv)
+    print(render(args.dir))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

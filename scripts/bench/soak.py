@@ -1,0 +1,184 @@
+"""Soak run: the whole stack at a steady load for N minutes, RSS of every daemon sampled, no upward trend.
+
+    scripts/soak --minutes 30            # long mode
+    scripts/soak --minutes 2             # CI mode: same checks, looser slope bound
+
+Two anvil chains with replay traffic (``--rate-tx-s`` per chain), processd, ingestd and gatewayd, plus a
+light reader load on gatewayd (REST polls and one live SSE client), so every daemon's queues, caches and
+subscriptions are exercised. Every daemon's RSS and anonymous RSS are sampled from /proc; after a warm-up
+(the first quarter of the run, when bounded caches fill) the least-squares slope of anonymous RSS must stay
+below ``--max-slope-mib-per-min`` (default: 1 MiB/min for 30 minutes, scaled up for short runs, where a
+bounded cache still filling looks like growth). The log's file-backed pages (LMDB mmap) are excluded from
+the slope on purpose: they grow with the stored log and are reclaimable page cache. Also checked: every
+transaction anvil accepted was stored (drop ratio < 0.5%) and no daemon died. Writes
+``artifacts/perf/soak.json`` (or ``soak_short.json`` for runs under 10 minutes). Exit 1 when a check fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from common.stack import ChainSpec, Stack, StackConfig
+from scripts.bench.harness import RssSampler, summarize, write_artifact
+from scripts.bench.pipeline_bench import MAX_DROP_RATIO, Observer
+
+log = logging.getLogger("soak")
+
+def default_max_slope(minutes: float) -> float:
+    """1 MiB/min for a 30-minute run; proportionally looser for shorter runs (15 MiB/min at 2 minutes)."""
+    return max(1.0, 30.0 / max(minutes, 0.1))
+
+
+class ReaderLoad:
+    """Polls a few gateway routes on a thread, like a dashboard would; records latency and errors."""
+
+    def __init__(self, gateway_url: str, interval_s: float = 0.25) -> None:
+        self.gateway_url = gateway_url
+        self.interval_s = interval_s
+        self.latencies_ms: list[float] = []
+        self.errors = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="soak-readers", daemon=True)
+
+    def _run(self) -> None:
+        routes = [("/transactions", {"limit": "50"}), ("/dashboard/snapshot", {}), ("/opps/recent", {})]
+        with httpx.Client(base_url=self.gateway_url, timeout=5.0) as client:
+            i = 0
+            while not self._stop.wait(self.interval_s):
+                path, params = routes[i % len(routes)]
+                i += 1
+                started = time.perf_counter()
+                try:
+                    ok = client.get(path, params=params).status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                if ok:
+                    if len(self.latencies_ms) < 200_000:
+                        self.latencies_ms.append((time.perf_counter() - started) * 1000)
+                else:
+                    self.errors += 1
+
+    def start(self) -> ReaderLoad:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def _stored_per_chain(stack: Stack) -> dict[int, int]:
+    snap = stack.get_json("/dashboard/snapshot", tx_limit=1, opp_limit=1)
+    return {int(c["chain_id"]): int(c.get("tx_count") or 0) for c in snap.get("chains", [])}
+
+
+def run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
+    """Runs the soak; returns (results, passed)."""
+    duration_s = args.minutes * 60.0
+    max_slope = args.max_slope_mib_per_min or default_max_slope(args.minutes)
+    chains = tuple(ChainSpec(int(c), rate_tx_s=args.rate_tx_s) for c in args.chains.split(","))
+    workdir = Path(tempfile.mkdtemp(prefix="mempulse-soak-"))
+    config = StackConfig(chains=chains, start_traffic=False, log_dir=workdir / "logs")
+    interval_s = max(1.0, duration_s / 400)
+    with Stack(config) as stack:
+        pids = {name: p.pid for name, p in stack.processes.items() if p.pid}
+        sampler = RssSampler(pids, interval_s=interval_s).start()
+        readers = ReaderLoad(stack.gateway_url).start()
+        observer = Observer(stack.gateway_url, workdir / "visible.txt").start()
+        died: str | None = None
+        try:
+            stack.start_generators(duration_s=duration_s)
+            deadline = time.monotonic() + duration_s
+            while time.monotonic() < deadline:
+                time.sleep(min(5.0, max(0.0, deadline - time.monotonic())))
+                try:
+                    stack.check_alive()
+                except Exception as exc:
+                    died = str(exc)[:2000]
+                    break
+                log.info("soak: %.0fs left, %s", deadline - time.monotonic(),
+                         {n: s.rss_mib[-1] if s.rss_mib else None for n, s in sampler.series.items()})
+            stack.stop_generators()
+            traffic = stack.traffic_stats()
+            accepted = {cid: s.accepted for cid, s in traffic.items()}
+            stored: dict[int, int] = {}
+            if died is None:  # drain: wait until processd stored what anvil accepted, or stops progressing
+                last, last_change = -1, time.monotonic()
+                while time.monotonic() - last_change < 10.0:
+                    stored = _stored_per_chain(stack)
+                    if all(stored.get(c, 0) >= n for c, n in accepted.items()):
+                        break
+                    total = sum(stored.values())
+                    if total != last:
+                        last, last_change = total, time.monotonic()
+                    time.sleep(0.5)
+        finally:
+            readers.stop()
+            observer_result = observer.stop()
+            sampler.stop()
+    rss = sampler.summary(warmup_fraction=0.25)
+    slopes = {n: s.get("anon_slope_mib_per_min_after_warmup") for n, s in rss.items()}
+    worst = max((v for v in slopes.values() if v is not None), default=None)
+    total_accepted, total_stored = sum(accepted.values()), sum(min(stored.get(c, 0), n) for c, n in accepted.items())
+    drop_ratio = (total_accepted - total_stored) / total_accepted if total_accepted else None
+    checks = {
+        "no_daemon_died": died is None,
+        "anon_rss_slope_ok": worst is not None and worst <= max_slope,
+        "drop_ratio_ok": drop_ratio is not None and drop_ratio < MAX_DROP_RATIO,
+        "gateway_reads_ok": readers.errors == 0,
+    }
+    results = {
+        "config": {"minutes": args.minutes, "rate_tx_s_per_chain": args.rate_tx_s,
+                   "chains": [c.chain_id for c in chains], "sample_interval_s": interval_s,
+                   "max_slope_mib_per_min": max_slope},
+        "worst_anon_slope_mib_per_min": worst,
+        "anon_slope_mib_per_min": slopes,
+        "rss": rss,
+        "rss_timeline": sampler.timeline(),
+        "accepted_by_anvil": total_accepted,
+        "stored": total_stored,
+        "drop_ratio": round(drop_ratio, 6) if drop_ratio is not None else None,
+        "gateway_reads": {"latency_ms": summarize(readers.latencies_ms, 1), "errors": readers.errors},
+        "sse_observer": observer_result,
+        "daemon_died": died,
+        "checks": checks,
+        "passed": all(checks.values()),
+    }
+    return results, all(checks.values())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Soak the whole stack and check that memory does not grow.")
+    parser.add_argument("--minutes", type=float, default=30.0)
+    parser.add_argument("--rate-tx-s", type=float, default=200.0, help="replay rate per chain (default 200)")
+    parser.add_argument("--chains", default="1,137")
+    parser.add_argument("--max-slope-mib-per-min", type=float, default=None,
+                        help="bound on the anonymous-RSS slope after warm-up (default scales with --minutes)")
+    parser.add_argument("--name", default=None, help="artifact name (default soak, or soak_short under 10 min)")
+    parser.add_argument("--out-dir", type=Path, default=None)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    results, passed = run(args)
+    name = args.name or ("soak" if args.minutes >= 10 else "soak_short")
+    path = write_artifact(name, results, directory=args.out_dir, mode=f"{args.minutes:g}min")
+    print(f"soak {args.minutes:g} min: worst anon-RSS slope {results['worst_anon_slope_mib_per_min']} MiB/min "
+          f"(max {results['config']['max_slope_mib_per_min']:.1f}), drop ratio {results['drop_ratio']}, "
+          f"checks {results['checks']} -> {path}")
+    return 0 if passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

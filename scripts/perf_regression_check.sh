@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Performance regression gate: a fresh run compared with the committed budget (scripts/perf_budget.json).
+#
+#   ./scripts/perf_regression_check.sh --short   # CI mode, about 2-3 minutes on 2 cores
+#   ./scripts/perf_regression_check.sh --full    # checks the full artifacts of perf_tx_pipeline_baseline.sh
+#
+# --short runs every benchmark in its short mode into artifacts/perf/check/ (the full artifacts behind the
+# README stay untouched) and checks them with the budget's "short" rules: ratios measured in the same run
+# (pipeline/naive, full path/floor, gRPC/in-process) wherever possible, absolute times only with wide
+# margins, SLOs (drop ratio < 0.5%, p99 ingest-to-visible < 700 ms). --full checks artifacts/perf/ with the
+# "full" rules (run ./scripts/perf_tx_pipeline_baseline.sh first). Exit 1 on a regression, 2 on missing
+# results.
+source "$(dirname "$0")/_env.sh"
+setup_all
+cd "$MEMPULSE_ROOT"
+
+MODE=short
+case "${1:---short}" in
+  --short) MODE=short ;;
+  --full) MODE=full ;;
+  -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+  *) die "unknown argument $1 (use --short or --full)" ;;
+esac
+
+if [ "$MODE" = full ]; then
+  exec python -m scripts.bench.budget --mode full --dir artifacts/perf
+fi
+
+OUT=artifacts/perf/check
+rm -rf "$OUT"; mkdir -p "$OUT"
+run() {  # run MODULE ARGS... (skipped with a note when another owner's module is not there yet)
+  local module="$1"; shift
+  if [ ! -f "${module//.//}.py" ]; then echo "== ${module} not present, skipped"; return 0; fi
+  echo "== python -m $module $*"
+  local started=$SECONDS
+  python -m "$module" "$@" || echo "!! $module exited with status $? (the budget check reports what is missing)"
+  echo "== took $((SECONDS - started)) s"
+}
+run scripts.bench.pipeline_bench --mode short --out-dir "$OUT"
+run scripts.bench.grpc_boundary --mode short --out-dir "$OUT"
+python -m scripts.bench.budget --mode short --dir "$OUT"

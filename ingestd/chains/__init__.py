@@ -1,0 +1,1 @@
+"""Per-chain ingest workers (one isolated worker per configured chain)."""

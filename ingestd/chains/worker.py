@@ -1,0 +1,276 @@
+"""One chain's isolated ingest pipeline: sources -> dedup -> fetch queue -> batch fetcher -> outbound stream.
+
+A worker owns everything of its chain (dedup set, queues, fetcher, gRPC stream, counters), so a slow or
+broken chain never affects another. The WebSocket readers call :meth:`ChainWorker.on_notification`
+synchronously; it only does bounded, non-blocking work and drops with a counted reason when a queue is full.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from common.chains import SEQUENCER_CHAINS
+from common.pb.v1 import ingest_pb2, tx_pb2
+from ingestd.config import ChainConfig, IngestConfig
+from ingestd.dedup import Dedup
+from ingestd.drops import DropCounter, DropReason
+from ingestd.fetcher import BatchFetcher
+from ingestd.mapping import MappingError, tx_to_envelope
+from ingestd.metrics import ChainStats, Histograms
+from ingestd.notifications import PendingHash, PendingTx
+from ingestd.outbound import Outbound
+from ingestd.ws_source import WsSource
+
+log = logging.getLogger(__name__)
+
+#: Logged once per chain when its first source is subscribed (scripts wait for it before sending traffic).
+READY_LOG = "chain ready"
+
+_VISIBLE = ingest_pb2.MEMPOOL_VISIBILITY_VISIBLE
+_NOT_VISIBLE = ingest_pb2.MEMPOOL_VISIBILITY_NOT_VISIBLE
+
+
+@dataclass(slots=True)
+class _PendingFetch:
+    tx_hash: bytes
+    source_id: str
+    first_seen_ns: int
+
+
+class ChainWorker:
+    """The pipeline of one chain. ``await start()``, then ``await stop()`` (idempotent)."""
+
+    def __init__(self, chain: ChainConfig, cfg: IngestConfig, session_id: str, histograms: Histograms) -> None:
+        self.chain = chain
+        self.cfg = cfg
+        label = chain.name
+        self.stats = ChainStats(chain.chain_id, label, DropCounter(label))
+        for src in chain.sources:
+            self.stats.source(src.source_id)
+        self.dedup = Dedup(cfg.dedup_size, cfg.dedup_ttl_s)
+        self._fetch_queue: deque[_PendingFetch] = deque()
+        self._fetch_wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(cfg.fetch_max_in_flight)
+        self._fetch_tasks: set[asyncio.Task[None]] = set()
+        self._batch_hist = histograms.fetch_batch_size.labels(label)
+        self._latency = histograms.rpc_latency
+        self.fetcher = BatchFetcher(
+            chain.fetch_urls, max_in_flight=cfg.fetch_max_in_flight, timeout_s=cfg.fetch_timeout_ms / 1000,
+            retries=cfg.fetch_retries, backoff_s=cfg.fetch_backoff_ms / 1000,
+            cooldown_s=cfg.fetch_endpoint_cooldown_ms / 1000, on_error=self._on_rpc_error,
+            on_latency=self._on_rpc_latency)
+        self.outbound = Outbound(
+            cfg.processd, f"{session_id}-{chain.chain_id}", self.stats, histograms,
+            capacity=cfg.outbound_queue_size, batch_size=cfg.outbound_batch_size,
+            flush_s=cfg.outbound_flush_ms / 1000, max_unacked=cfg.outbound_max_unacked_batches,
+            stats_interval_s=cfg.stats_interval_ms / 1000, max_message_bytes=cfg.grpc_max_message_bytes)
+        self.sources = [
+            WsSource(src, label, cfg.full_tx, self.stats.source(src.source_id), self.on_notification,
+                     self.on_reject, max_message_bytes=cfg.ws_max_message_bytes,
+                     reconnect_min_s=cfg.reconnect_min_ms / 1000, reconnect_max_s=cfg.reconnect_max_ms / 1000,
+                     on_subscribed=self._on_subscribed)
+            for src in chain.sources]
+        self.stats.queues = {"fetch": (lambda: len(self._fetch_queue), cfg.fetch_queue_size),
+                             "outbound": (lambda: self.outbound.depth, cfg.outbound_queue_size)}
+        self.stats.in_flight = lambda: self.fetcher.in_flight
+        self.stats.unacked_batches = lambda: self.outbound.unacked_batches
+        self.stats.dedup_entries = lambda: len(self.dedup)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._started_mono = 0.0
+        self._ready_logged = False
+        self._visibility_logged = False
+        self.peak_fetch_queue = 0
+        self.peak_outbound_queue = 0
+
+    # -- hot path (called by the readers; never blocks) --------------------------------------------------
+
+    def on_notification(self, source_id: str, msg: PendingHash | PendingTx, first_seen_ns: int) -> None:
+        """Dedups, then either queues the envelope (full tx) or queues the hash for a batch fetch."""
+        src = self.stats.sources[source_id]
+        src.notifications += 1
+        src.last_notification_mono = time.monotonic()
+        src.last_notification_unix_ms = first_seen_ns // 1_000_000
+        if self.stats.visibility != _VISIBLE:
+            self._became_visible()
+        if self.dedup.check_and_add(msg.tx_hash):
+            src.dedup_hits += 1
+            self.stats.drops.add(DropReason.DEDUP, source_id)
+            return
+        self.stats.seen += 1
+        if isinstance(msg, PendingTx):
+            self.stats.full_tx_received += 1
+            try:
+                envelope = tx_to_envelope(msg.tx, self.chain.chain_id, source_id, first_seen_ns, msg.tx_hash)
+            except MappingError:
+                pass  # an unusable full object: fetch the transaction by hash instead of dropping it
+            else:
+                self._send(envelope, source_id)
+                return
+        if len(self._fetch_queue) >= self.cfg.fetch_queue_size:
+            self.stats.drops.add(DropReason.FETCH_QUEUE_FULL, source_id)
+            return
+        self._fetch_queue.append(_PendingFetch(msg.tx_hash, source_id, first_seen_ns))
+        if len(self._fetch_queue) > self.peak_fetch_queue:
+            self.peak_fetch_queue = len(self._fetch_queue)
+        self._fetch_wake.set()
+
+    def on_reject(self, source_id: str, reason: str) -> None:
+        """A message that is not a usable notification: counted by parser reason and as a drop."""
+        src = self.stats.sources[source_id]
+        src.rejected[reason] += 1
+        self.stats.seen += 1
+        drop = DropReason.UNKNOWN_SUBSCRIPTION if reason == "unknown_subscription" else DropReason.MALFORMED
+        self.stats.drops.add(drop, source_id, detail=reason)
+
+    def _send(self, envelope: tx_pb2.TxEnvelope, source_id: str) -> None:
+        if self.outbound.try_enqueue(envelope):
+            if self.outbound.depth > self.peak_outbound_queue:
+                self.peak_outbound_queue = self.outbound.depth
+        else:
+            self.stats.drops.add(DropReason.OUTBOUND_QUEUE_FULL, source_id)
+
+    # -- fetch path ----------------------------------------------------------------------------------------
+
+    async def _batcher(self) -> None:
+        queue, batch_size, wait_s = self._fetch_queue, self.cfg.fetch_batch_size, self.cfg.fetch_batch_wait_ms / 1000
+        while True:
+            if not queue:
+                self._fetch_wake.clear()
+                await self._fetch_wake.wait()
+            if len(queue) < batch_size and wait_s > 0:
+                await asyncio.sleep(wait_s)  # let a partial batch fill for up to the batch wait
+            await self._slots.acquire()  # bounded in flight: while we wait here, the queue absorbs (or drops)
+            batch = [queue.popleft() for _ in range(min(batch_size, len(queue)))]
+            if not batch:
+                self._slots.release()
+                continue
+            task = asyncio.create_task(self._fetch_batch(batch))
+            self._fetch_tasks.add(task)
+            task.add_done_callback(self._fetch_done)
+
+    def _fetch_done(self, task: asyncio.Task[None]) -> None:
+        self._fetch_tasks.discard(task)
+        self._slots.release()
+
+    async def _fetch_batch(self, batch: list[_PendingFetch]) -> None:
+        self._batch_hist.observe(len(batch))
+        by_hash = {p.tx_hash: p for p in batch}
+        drops, chain_id = self.stats.drops, self.chain.chain_id
+        try:
+            outcome = await self.fetcher.fetch(list(by_hash))
+        except asyncio.CancelledError:
+            drops.add(DropReason.SHUTDOWN, count=len(batch), detail="fetch cancelled at shutdown")
+            raise
+        except Exception:  # a bug must not lose transactions silently: count them and keep going
+            log.exception("fetch failed unexpectedly chain=%s batch=%d", self.chain.name, len(batch))
+            for p in batch:
+                drops.add(DropReason.RPC_ERROR, p.source_id, detail="internal_error")
+            return
+        self.stats.fetched += len(outcome.found)
+        for tx_hash, tx in outcome.found:
+            p = by_hash[tx_hash]
+            try:
+                envelope = tx_to_envelope(tx, chain_id, p.source_id, p.first_seen_ns, tx_hash)
+            except MappingError as exc:
+                drops.add(DropReason.MALFORMED, p.source_id, detail=str(exc)[:100])
+                continue
+            self._send(envelope, p.source_id)
+        for tx_hash in outcome.gone:
+            drops.add(DropReason.GONE_BEFORE_FETCH, by_hash[tx_hash].source_id)
+        for tx_hash, code in outcome.failed:
+            drops.add(DropReason.RPC_ERROR, by_hash[tx_hash].source_id, detail=code)
+            self.dedup.forget(tx_hash)  # another announcement may succeed later
+
+    def _on_rpc_error(self, endpoint: str, code: str) -> None:
+        self.stats.rpc_errors[(endpoint, code)] += 1
+
+    def _on_rpc_latency(self, endpoint: str, seconds: float, size: int) -> None:
+        self._latency.labels(self.chain.name, endpoint).observe(seconds)
+
+    # -- health ----------------------------------------------------------------------------------------------
+
+    def _on_subscribed(self, source_id: str, full_tx: bool) -> None:
+        log.info("%s chain=%s chain_id=%d source=%s full_tx=%s", READY_LOG if not self._ready_logged else
+                 "subscribed", self.chain.name, self.chain.chain_id, source_id, full_tx)
+        self._ready_logged = True
+
+    def _became_visible(self) -> None:
+        if self.stats.visibility == _NOT_VISIBLE:
+            log.info("mempool_visible chain=%s: pending transactions are arriving", self.chain.name)
+        self.stats.visibility = _VISIBLE
+
+    def _check_health(self, now: float) -> None:
+        for src in self.stats.sources.values():
+            since = max(src.last_notification_mono, src.subscribed_since_mono)
+            silent = src.connected and now - since > self.cfg.source_silent_s
+            if silent and not src.silent:
+                log.warning("source_silent chain=%s source=%s silent_for_s=%.0f", self.chain.name, src.source_id,
+                            now - since)
+            elif src.silent and not silent and src.connected:
+                log.info("source_active chain=%s source=%s", self.chain.name, src.source_id)
+            src.silent = silent
+        if self.stats.visibility == _VISIBLE:
+            return
+        subscribed = [s.subscribed_since_mono for s in self.stats.sources.values() if s.subscribed_since_mono]
+        sequencer = self.chain.chain_id in SEQUENCER_CHAINS
+        if sequencer or (subscribed and now - min(subscribed) > self.cfg.not_visible_after_s):
+            self.stats.visibility = _NOT_VISIBLE
+            if not self._visibility_logged:
+                self._visibility_logged = True
+                why = ("a sequencer chain without a public mempool" if sequencer else
+                       f"no pending transaction in {self.cfg.not_visible_after_s:.0f}s since subscribing")
+                log.warning("mempool_not_visible chain=%s chain_id=%d: %s", self.chain.name, self.chain.chain_id,
+                            why)
+
+    async def _watchdog(self) -> None:
+        while True:
+            self._check_health(time.monotonic())
+            await asyncio.sleep(1.0)
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Starts the outbound stream, the batcher, the watchdog and every source."""
+        if self._tasks:
+            return
+        self._started_mono = time.monotonic()
+        await self.outbound.start()
+        name = self.chain.name
+        self._tasks = [asyncio.create_task(self._batcher(), name=f"batcher-{name}"),
+                       asyncio.create_task(self._watchdog(), name=f"watchdog-{name}")]
+        self._sources = [asyncio.create_task(s.run(), name=f"source-{name}-{s.source.source_id}")
+                         for s in self.sources]
+        self._tasks += self._sources
+
+    async def stop(self, grace_s: float) -> None:
+        """Stops reading, fetches what is queued, flushes to processd and waits up to ``grace_s`` for acks."""
+        if not self._tasks:
+            return
+        deadline = time.monotonic() + grace_s
+        for task in self._sources:
+            task.cancel()
+        while (self._fetch_queue or self._fetch_tasks) and time.monotonic() < deadline:
+            if self._fetch_tasks:  # the batcher keeps draining the queue meanwhile
+                await asyncio.wait(set(self._fetch_tasks), timeout=max(0.0, deadline - time.monotonic()),
+                                   return_when=asyncio.FIRST_COMPLETED)
+            else:
+                await asyncio.sleep(0.01)
+        for task in self._tasks:
+            task.cancel()
+        for task in list(self._fetch_tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, *self._fetch_tasks, return_exceptions=True)
+        self._tasks = []
+        if self._fetch_queue:
+            self.stats.drops.add(DropReason.SHUTDOWN, count=len(self._fetch_queue), detail="fetch queue at shutdown")
+            self._fetch_queue.clear()
+        await self.outbound.stop(max(0.0, deadline - time.monotonic()))
+        with contextlib.suppress(Exception):
+            await self.fetcher.aclose()
+        for src in self.stats.sources.values():
+            src.connected = False

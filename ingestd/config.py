@@ -1,0 +1,233 @@
+"""ingestd configuration: one frozen dataclass built from CLI flags and ``MEMPULSE_*`` environment variables.
+
+CLI contract::
+
+    ingestd --chain NAME_OR_ID=URL[,URL...] [--chain ...] --processd HOST:PORT [--metrics-port N]
+            [--full-tx auto|on|off]
+
+``ws://``/``wss://`` URLs are pending-transaction sources; ``http://``/``https://`` URLs are fetch endpoints
+(the first is primary, the rest are fallbacks; with none, the http(s) twin of the first ws URL is used).
+``--chain NAME`` without ``=`` reads the URLs from ``MEMPULSE_CHAIN_<NAME>_URLS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from common.chains import UnknownChainError, chain_name, parse_chain
+from common.envconfig import ConfigError, env_float, env_int, env_str, parse_hostport
+
+FULL_TX_MODES = ("auto", "on", "off")
+
+
+def redact_url(url: str) -> str:
+    """``scheme://host:port`` of a URL plus ``/...`` when it has a path: paths and credentials often hold
+    API keys, which must never reach logs or metrics labels."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    port = f":{parts.port}" if parts.port else ""
+    suffix = "/..." if parts.path not in ("", "/") or parts.query else ""
+    return f"{parts.scheme}://{host}{port}{suffix}"
+
+
+def http_twin(ws_url: str) -> str:
+    """The http(s) URL served by the same node as a ws(s) URL."""
+    if ws_url.startswith("wss://"):
+        return "https://" + ws_url[len("wss://"):]
+    if ws_url.startswith("ws://"):
+        return "http://" + ws_url[len("ws://"):]
+    raise ConfigError(f"not a ws:// URL: {redact_url(ws_url)}")
+
+
+@dataclass(frozen=True)
+class Source:
+    """One pending-transaction WebSocket source; ``source_id`` is a log-safe name (no path, no credentials)."""
+
+    source_id: str
+    url: str
+
+
+@dataclass(frozen=True)
+class ChainConfig:
+    """One chain to ingest: its id, its WebSocket sources and its fetch endpoints (primary first)."""
+
+    chain_id: int
+    name: str
+    sources: tuple[Source, ...]
+    fetch_urls: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """Every ingestd knob. Env names: ``MEMPULSE_INGEST_<KNOB>`` (e.g. ``MEMPULSE_INGEST_FETCH_BATCH_SIZE``)."""
+
+    chains: tuple[ChainConfig, ...]
+    processd: str = "127.0.0.1:50051"
+    metrics_port: int = 0  # 0 = no metrics endpoint
+    metrics_host: str = "127.0.0.1"
+    full_tx: str = "auto"
+    fetch_batch_size: int = 100
+    fetch_batch_wait_ms: int = 5
+    fetch_max_in_flight: int = 8
+    fetch_timeout_ms: int = 5000
+    fetch_retries: int = 3
+    fetch_backoff_ms: int = 50
+    fetch_endpoint_cooldown_ms: int = 5000
+    fetch_queue_size: int = 20_000
+    dedup_size: int = 500_000
+    dedup_ttl_s: float = 900.0
+    outbound_queue_size: int = 20_000
+    outbound_batch_size: int = 500
+    outbound_flush_ms: int = 10
+    outbound_max_unacked_batches: int = 64
+    grpc_max_message_bytes: int = 16 * 1024 * 1024
+    stats_interval_ms: int = 1000
+    source_silent_s: float = 30.0
+    not_visible_after_s: float = 60.0
+    ws_max_message_bytes: int = 4 * 1024 * 1024
+    reconnect_min_ms: int = 100
+    reconnect_max_ms: int = 10_000
+    startup_check_timeout_ms: int = 5000
+    shutdown_grace_ms: int = 3000
+
+    def chain(self, chain_id: int) -> ChainConfig:
+        """The configuration of one chain (KeyError if not configured)."""
+        for chain in self.chains:
+            if chain.chain_id == chain_id:
+                return chain
+        raise KeyError(chain_id)
+
+
+def _split_urls(text: str, what: str) -> list[str]:
+    urls = [u.strip() for u in text.split(",") if u.strip()]
+    if not urls:
+        raise ConfigError(f"{what}: no URL given")
+    for url in urls:
+        if not url.startswith(("ws://", "wss://", "http://", "https://")):
+            raise ConfigError(f"{what}: {redact_url(url)} is not a ws://, wss://, http:// or https:// URL")
+    return urls
+
+
+def parse_chain_spec(spec: str, env: Mapping[str, str]) -> ChainConfig:
+    """Parses one ``--chain`` value (``NAME_OR_ID=URL[,URL...]`` or ``NAME`` reading the environment)."""
+    name_part, sep, urls_text = spec.partition("=")
+    name_part = name_part.strip()
+    try:
+        chain_id = parse_chain(name_part)
+    except UnknownChainError as exc:
+        raise ConfigError(f"--chain {name_part}: {exc}") from None
+    if not sep:
+        var = f"MEMPULSE_CHAIN_{name_part.upper()}_URLS"
+        urls_text = env.get(var, "")
+        if not urls_text.strip():
+            raise ConfigError(f"--chain {name_part}: no URLs given and {var} is not set")
+        urls = _split_urls(urls_text, var)
+    else:
+        urls = _split_urls(urls_text, f"--chain {name_part}")
+    ws_urls = [u for u in urls if u.startswith(("ws://", "wss://"))]
+    http_urls = [u for u in urls if u.startswith(("http://", "https://"))]
+    if not ws_urls:
+        raise ConfigError(f"--chain {name_part}: at least one ws:// or wss:// source URL is needed")
+    if not http_urls:
+        http_urls = [http_twin(ws_urls[0])]
+    sources: list[Source] = []
+    used: set[str] = set()
+    for url in ws_urls:
+        parts = urlsplit(url)
+        base = f"{parts.hostname}:{parts.port or (443 if parts.scheme == 'wss' else 80)}"
+        source_id, n = base, 1
+        while source_id in used:
+            n += 1
+            source_id = f"{base}#{n}"
+        used.add(source_id)
+        sources.append(Source(source_id, url))
+    return ChainConfig(chain_id, chain_name(chain_id), tuple(sources), tuple(http_urls))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``ingestd`` argument parser (``--help`` documents every flag)."""
+    parser = argparse.ArgumentParser(
+        prog="ingestd",
+        description="Streams the pending transactions of EVM chains to processd. Tuning knobs come from "
+                    "MEMPULSE_INGEST_* environment variables (see .env.example and docs/ingestd.md).")
+    parser.add_argument("--chain", action="append", default=[], metavar="NAME_OR_ID[=URL[,URL...]]",
+                        help="chain to ingest (repeatable): a chain name or numeric id, then its URLs. ws(s):// "
+                             "URLs are pending-tx sources, http(s):// URLs fetch endpoints (first = primary). "
+                             "Without '=URL', URLs come from MEMPULSE_CHAIN_<NAME>_URLS. Without any --chain, "
+                             "MEMPULSE_INGEST_CHAINS (comma-separated names) is used.")
+    parser.add_argument("--processd", default=None, metavar="HOST:PORT",
+                        help="processd gRPC address (default MEMPULSE_INGEST_PROCESSD or 127.0.0.1:50051)")
+    parser.add_argument("--metrics-port", type=int, default=None, metavar="N",
+                        help="serve Prometheus metrics on 127.0.0.1:N (default MEMPULSE_INGEST_METRICS_PORT; "
+                             "0 = off)")
+    parser.add_argument("--full-tx", choices=FULL_TX_MODES, default=None,
+                        help="ask nodes for full transaction objects: auto = ask and fall back to hashes, "
+                             "on = always ask, off = hashes + batch fetch (default MEMPULSE_INGEST_FULL_TX "
+                             "or auto)")
+    return parser
+
+
+def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> IngestConfig:
+    """Builds the config from ``argv`` and ``env``; raises ConfigError (one line) on invalid input."""
+    env = os.environ if env is None else env
+    args = build_parser().parse_args(argv)
+    specs: list[str] = list(args.chain)
+    if not specs:
+        specs = [s.strip() for s in env_str("ingest_chains", "", env).split(",") if s.strip()]
+    if not specs:
+        raise ConfigError("no chain configured: pass --chain NAME_OR_ID=URL[,URL...] (or set MEMPULSE_INGEST_CHAINS)")
+    chains = [parse_chain_spec(spec, env) for spec in specs]
+    ids = [c.chain_id for c in chains]
+    dupes = sorted({cid for cid in ids if ids.count(cid) > 1})
+    if dupes:
+        raise ConfigError(f"chain {dupes[0]} is configured twice: put all its URLs in one --chain")
+    processd = args.processd or env_str("ingest_processd", "127.0.0.1:50051", env)
+    parse_hostport(processd, "--processd")
+    metrics_port = args.metrics_port if args.metrics_port is not None else env_int("ingest_metrics_port", 0, env)
+    if not 0 <= metrics_port < 65536:
+        raise ConfigError(f"--metrics-port: {metrics_port} is not a port number")
+    full_tx = args.full_tx or env_str("ingest_full_tx", "auto", env)
+    if full_tx not in FULL_TX_MODES:
+        raise ConfigError(f"MEMPULSE_INGEST_FULL_TX={full_tx!r}: use auto, on or off")
+    d = IngestConfig(chains=())
+
+    def i(knob: str, default: int, minimum: int = 1) -> int:
+        return env_int("ingest_" + knob, default, env, minimum=minimum)
+
+    def f(knob: str, default: float) -> float:
+        value = env_float("ingest_" + knob, default, env)
+        if value <= 0:
+            raise ConfigError(f"MEMPULSE_INGEST_{knob.upper()} must be > 0")
+        return value
+
+    return IngestConfig(
+        chains=tuple(chains), processd=processd, metrics_port=metrics_port,
+        metrics_host=env_str("ingest_metrics_host", d.metrics_host, env), full_tx=full_tx,
+        fetch_batch_size=i("fetch_batch_size", d.fetch_batch_size),
+        fetch_batch_wait_ms=i("fetch_batch_wait_ms", d.fetch_batch_wait_ms, 0),
+        fetch_max_in_flight=i("fetch_max_in_flight", d.fetch_max_in_flight),
+        fetch_timeout_ms=i("fetch_timeout_ms", d.fetch_timeout_ms),
+        fetch_retries=i("fetch_retries", d.fetch_retries, 0),
+        fetch_backoff_ms=i("fetch_backoff_ms", d.fetch_backoff_ms, 0),
+        fetch_endpoint_cooldown_ms=i("fetch_endpoint_cooldown_ms", d.fetch_endpoint_cooldown_ms, 0),
+        fetch_queue_size=i("fetch_queue_size", d.fetch_queue_size),
+        dedup_size=i("dedup_size", d.dedup_size),
+        dedup_ttl_s=f("dedup_ttl_s", d.dedup_ttl_s),
+        outbound_queue_size=i("outbound_queue_size", d.outbound_queue_size),
+        outbound_batch_size=i("outbound_batch_size", d.outbound_batch_size),
+        outbound_flush_ms=i("outbound_flush_ms", d.outbound_flush_ms),
+        outbound_max_unacked_batches=i("outbound_max_unacked_batches", d.outbound_max_unacked_batches),
+        grpc_max_message_bytes=i("grpc_max_message_bytes", d.grpc_max_message_bytes, 1024),
+        stats_interval_ms=i("stats_interval_ms", d.stats_interval_ms, 10),
+        source_silent_s=f("source_silent_s", d.source_silent_s),
+        not_visible_after_s=f("not_visible_after_s", d.not_visible_after_s),
+        ws_max_message_bytes=i("ws_max_message_bytes", d.ws_max_message_bytes, 1024),
+        reconnect_min_ms=i("reconnect_min_ms", d.reconnect_min_ms),
+        reconnect_max_ms=i("reconnect_max_ms", d.reconnect_max_ms),
+        startup_check_timeout_ms=i("startup_check_timeout_ms", d.startup_check_timeout_ms),
+        shutdown_grace_ms=i("shutdown_grace_ms", d.shutdown_grace_ms, 0),
+    )

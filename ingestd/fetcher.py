@@ -1,0 +1,234 @@
+"""Batch fetching of pending transactions: JSON-RPC batches of ``eth_getTransactionByHash`` over pooled HTTP.
+
+Responses are matched by ``id`` (nodes may reorder batch items). A per-chain semaphore caps requests in
+flight. Whole-request failures (transport errors, timeouts, HTTP 429/5xx, malformed bodies, a single error
+object) and retriable per-item errors (-32005 limit exceeded, -32007 rate limited, -32603 internal) are
+retried with jittered exponential backoff, rotating to fallback endpoints; the failing endpoint cools down
+so later batches start elsewhere. ``null`` results mean the transaction is gone (mined or evicted); other
+per-item errors fail only their item.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+
+from ingestd.config import redact_url
+
+log = logging.getLogger(__name__)
+
+RETRIABLE_RPC_CODES = frozenset({-32005, -32007, -32603})
+MAX_BACKOFF_S = 2.0
+
+
+class FetchError(Exception):
+    """A whole batch request failed; ``code`` is a stable label (``timeout``, ``http_429``, ...)."""
+
+    def __init__(self, code: str, detail: str = "", retriable: bool = True, retry_after_s: float | None = None):
+        super().__init__(f"{code}: {detail}" if detail else code)
+        self.code = code
+        self.retriable = retriable
+        self.retry_after_s = retry_after_s
+
+
+@dataclass
+class FetchOutcome:
+    """Per-hash result of one :meth:`BatchFetcher.fetch`: every requested hash is in exactly one list."""
+
+    found: list[tuple[bytes, dict[str, Any]]] = field(default_factory=list)
+    gone: list[bytes] = field(default_factory=list)
+    failed: list[tuple[bytes, str]] = field(default_factory=list)
+    attempts: int = 0
+
+
+@dataclass
+class _Endpoint:
+    url: str
+    label: str
+    cooldown_until: float = 0.0
+
+
+ErrorHook = Callable[[str, str], None]  # (endpoint label, code)
+LatencyHook = Callable[[str, float, int], None]  # (endpoint label, seconds, batch size)
+
+
+class BatchFetcher:
+    """Fetches transactions by hash from a primary endpoint and fallbacks. ``async with`` or ``aclose()``."""
+
+    def __init__(self, urls: Sequence[str], *, max_in_flight: int = 8, timeout_s: float = 5.0, retries: int = 3,
+                 backoff_s: float = 0.05, cooldown_s: float = 5.0, on_error: ErrorHook | None = None,
+                 on_latency: LatencyHook | None = None, client: httpx.AsyncClient | None = None) -> None:
+        if not urls:
+            raise ValueError("at least one fetch endpoint is needed")
+        self.endpoints = [_Endpoint(u, redact_url(u)) for u in urls]
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.cooldown_s = cooldown_s
+        self.max_in_flight = max_in_flight
+        self._sem = asyncio.Semaphore(max_in_flight)
+        self._in_flight = 0
+        self.peak_in_flight = 0
+        self.requests = 0
+        self._on_error = on_error or (lambda endpoint, code: None)
+        self._on_latency = on_latency or (lambda endpoint, seconds, size: None)
+        self._ids = itertools.count(1)
+        self._own_client = client is None
+        self._client = client or httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout_s),
+            limits=httpx.Limits(max_connections=max_in_flight * 2, max_keepalive_connections=max_in_flight * 2),
+            headers={"content-type": "application/json"})
+
+    @property
+    def in_flight(self) -> int:
+        """Requests currently in flight."""
+        return self._in_flight
+
+    async def aclose(self) -> None:
+        if self._own_client:
+            await self._client.aclose()
+
+    async def __aenter__(self) -> BatchFetcher:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def _pick(self, now: float) -> _Endpoint:
+        """The first endpoint (primary first) not cooling down; else the one whose cooldown ends first."""
+        for ep in self.endpoints:
+            if ep.cooldown_until <= now:
+                return ep
+        return min(self.endpoints, key=lambda ep: ep.cooldown_until)
+
+    async def fetch(self, hashes: Sequence[bytes]) -> FetchOutcome:
+        """Fetches ``hashes`` (one JSON-RPC batch per attempt); never raises for upstream faults."""
+        outcome = FetchOutcome()
+        pending: dict[bytes, str] = {h: "" for h in dict.fromkeys(hashes)}  # hash -> last error code
+        attempt = 0
+        while pending:
+            outcome.attempts += 1
+            endpoint = self._pick(time.monotonic())
+            retry_after: float | None = None
+            try:
+                items = await self._request(endpoint, list(pending))
+            except FetchError as exc:
+                self._on_error(endpoint.label, exc.code)
+                endpoint.cooldown_until = time.monotonic() + self.cooldown_s
+                for h in pending:
+                    pending[h] = exc.code
+                retry_after = exc.retry_after_s
+                log.debug("batch of %d to %s failed: %s", len(pending), endpoint.label, exc)
+            else:
+                cool = False
+                for h, kind, value in items:
+                    if kind == "tx":
+                        outcome.found.append((h, value))
+                        del pending[h]
+                    elif kind == "null":
+                        outcome.gone.append(h)
+                        del pending[h]
+                    else:  # per-item error: value is the code label
+                        self._on_error(endpoint.label, value)
+                        if kind == "error_retriable":
+                            pending[h] = value
+                            cool = True
+                        else:
+                            outcome.failed.append((h, value))
+                            del pending[h]
+                missing = [h for h, code in pending.items() if code == ""]
+                if missing:
+                    self._on_error(endpoint.label, "missing_item")
+                    for h in missing:
+                        pending[h] = "missing_item"
+                if cool:
+                    endpoint.cooldown_until = time.monotonic() + self.cooldown_s
+            if not pending:
+                break
+            if attempt >= self.retries:
+                outcome.failed.extend(pending.items())
+                break
+            attempt += 1
+            for h in pending:
+                pending[h] = ""
+            delay = min(MAX_BACKOFF_S, self.backoff_s * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+            if retry_after is not None:
+                delay = max(delay, min(retry_after, MAX_BACKOFF_S))
+            await asyncio.sleep(delay)
+        return outcome
+
+    async def _request(self, endpoint: _Endpoint, hashes: list[bytes]) -> list[tuple[bytes, str, Any]]:
+        """One batch request; returns (hash, kind, value) for every answered item (kind: tx, null, error_*)."""
+        by_id: dict[int, bytes] = {}
+        parts: list[bytes] = []
+        for h in hashes:
+            rid = next(self._ids)
+            by_id[rid] = h
+            # Hand-built request: cheaper than building dicts for orjson, and the shape is fixed.
+            parts.append(b'{"jsonrpc":"2.0","id":%d,"method":"eth_getTransactionByHash","params":["0x%s"]}'
+                         % (rid, h.hex().encode()))
+        body = b"[" + b",".join(parts) + b"]"
+        async with self._sem:
+            self._in_flight += 1
+            self.requests += 1
+            self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
+            started = time.perf_counter()
+            try:
+                resp = await self._client.post(endpoint.url, content=body)
+            except httpx.TimeoutException as exc:
+                raise FetchError("timeout", str(exc)) from None
+            except httpx.HTTPError as exc:
+                raise FetchError("transport", type(exc).__name__) from None
+            finally:
+                self._in_flight -= 1
+            self._on_latency(endpoint.label, time.perf_counter() - started, len(hashes))
+        if resp.status_code != 200:
+            retry_after = None
+            if resp.status_code == 429:
+                try:
+                    retry_after = float(resp.headers.get("retry-after", ""))
+                except ValueError:
+                    retry_after = None
+            raise FetchError(f"http_{resp.status_code}", retriable=resp.status_code in (408, 429) or
+                             resp.status_code >= 500, retry_after_s=retry_after)
+        try:
+            doc = orjson.loads(resp.content)
+        except orjson.JSONDecodeError:
+            raise FetchError("malformed_response", f"{len(resp.content)} bytes") from None
+        if isinstance(doc, dict):  # one error object for the whole batch (rate limits look like this)
+            err = doc.get("error")
+            code = err.get("code") if isinstance(err, dict) else None
+            raise FetchError(str(code) if isinstance(code, int) else "malformed_response", "batch-level error")
+        if not isinstance(doc, list):
+            raise FetchError("malformed_response", type(doc).__name__)
+        out: list[tuple[bytes, str, Any]] = []
+        for item in doc:
+            if not isinstance(item, dict):
+                continue
+            item_id = item.get("id")
+            if not isinstance(item_id, int) or item_id not in by_id:
+                continue  # unknown or duplicated id: ignored; an unanswered hash stays pending
+            h = by_id.pop(item_id)
+            if "error" in item:
+                err = item["error"]
+                code = err.get("code") if isinstance(err, dict) else None
+                label = str(code) if isinstance(code, int) else "bad_error"
+                out.append((h, "error_retriable" if code in RETRIABLE_RPC_CODES else "error", label))
+            elif "result" in item:
+                result = item["result"]
+                if result is None:
+                    out.append((h, "null", None))
+                elif isinstance(result, dict):
+                    out.append((h, "tx", result))
+                else:
+                    out.append((h, "error", "bad_result"))
+            # neither result nor error: leave pending (counted as missing_item)
+        return out

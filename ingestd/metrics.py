@@ -1,0 +1,181 @@
+"""Per-chain ingest counters and their Prometheus exposition.
+
+Hot-path counting is plain attribute increments on :class:`ChainStats` (one object per chain worker, no
+locks, no label lookups per transaction). :class:`IngestCollector` turns them into Prometheus metric
+families at scrape time; only the per-batch histograms are prometheus-client objects.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from common.pb.v1 import ingest_pb2
+from ingestd.drops import DropCounter
+
+LATENCY_BUCKETS_S = (0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2,
+                     0.3, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 30.0)
+BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+
+
+@dataclass
+class SourceStats:
+    """Health and counters of one WebSocket source."""
+
+    source_id: str
+    connected: bool = False
+    silent: bool = False
+    full_tx: bool = False
+    notifications: int = 0
+    dedup_hits: int = 0
+    reconnects: int = 0
+    gaps: int = 0
+    gap_seconds: float = 0.0
+    rejected: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
+    last_notification_unix_ms: int = 0
+    last_notification_mono: float = 0.0
+    subscribed_since_mono: float = 0.0
+
+    def to_proto(self) -> ingest_pb2.SourceHealth:
+        return ingest_pb2.SourceHealth(source_id=self.source_id, connected=self.connected, silent=self.silent,
+                                       notifications=self.notifications, reconnects=self.reconnects,
+                                       last_notification_unix_ms=self.last_notification_unix_ms)
+
+
+@dataclass
+class ChainStats:
+    """Cumulative counters of one chain worker.
+
+    Accounting: ``seen == delivered + dropped (loss reasons) + in pipeline``, where ``seen`` counts every
+    announcement that passed dedup (malformed ones included, they are dropped as ``malformed``) and
+    ``delivered`` counts envelopes processd acknowledged (stored or already stored).
+    """
+
+    chain_id: int
+    name: str
+    drops: DropCounter
+    sources: dict[str, SourceStats] = field(default_factory=dict)
+    seen: int = 0
+    delivered: int = 0
+    envelopes_sent: int = 0
+    batches_sent: int = 0
+    batches_resent: int = 0
+    acks: int = 0
+    processd_accepted: int = 0
+    processd_duplicates: int = 0
+    stream_reconnects: int = 0
+    fetched: int = 0
+    full_tx_received: int = 0
+    rpc_errors: defaultdict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
+    visibility: int = ingest_pb2.MEMPOOL_VISIBILITY_UNSPECIFIED
+    #: queue name -> (current depth, capacity); filled in by the worker.
+    queues: dict[str, tuple[Callable[[], int], int]] = field(default_factory=dict)
+    in_flight: Callable[[], int] = lambda: 0
+    unacked_batches: Callable[[], int] = lambda: 0
+    dedup_entries: Callable[[], int] = lambda: 0
+
+    def source(self, source_id: str) -> SourceStats:
+        if source_id not in self.sources:
+            self.sources[source_id] = SourceStats(source_id)
+        return self.sources[source_id]
+
+    def to_proto(self) -> ingest_pb2.ChainIngestStats:
+        """The cumulative ChainIngestStats forwarded to processd (dedup is listed but is not a loss)."""
+        return ingest_pb2.ChainIngestStats(
+            chain_id=self.chain_id, seen=self.seen, delivered=self.delivered,
+            dropped=[ingest_pb2.DropCount(reason=r, count=n) for r, n in sorted(self.drops.by_reason().items())],
+            sources=[s.to_proto() for s in self.sources.values()], visibility=self.visibility,  # type: ignore[arg-type]
+            as_of_unix_ms=int(time.time() * 1000))
+
+
+class Histograms:
+    """The per-batch histograms (prometheus-client objects in one registry)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.fetch_batch_size = Histogram("ingestd_fetch_batch_size", "Hashes per eth_getTransactionByHash batch",
+                                          ["chain"], buckets=BATCH_BUCKETS, registry=registry)
+        self.rpc_latency = Histogram("ingestd_rpc_latency_seconds", "Batch JSON-RPC request latency",
+                                     ["chain", "endpoint"], buckets=LATENCY_BUCKETS_S, registry=registry)
+        self.outbound_batch_size = Histogram("ingestd_outbound_batch_size", "Envelopes per TxBatch sent to processd",
+                                             ["chain"], buckets=BATCH_BUCKETS, registry=registry)
+        self.ack_latency = Histogram("ingestd_notification_to_ack_seconds",
+                                     "From the pending notification to processd's durable ack, per envelope",
+                                     ["chain"], buckets=LATENCY_BUCKETS_S, registry=registry)
+
+
+class IngestCollector(Collector):
+    """Exposes every chain's :class:`ChainStats` as Prometheus metrics at scrape time."""
+
+    def __init__(self, chains: Callable[[], Iterable[ChainStats]]) -> None:
+        self._chains = chains
+
+    def collect(self) -> Iterator[Metric]:
+        def counter(name: str, doc: str, labels: list[str]) -> CounterMetricFamily:
+            return CounterMetricFamily(name, doc, labels=labels)
+
+        def gauge(name: str, doc: str, labels: list[str]) -> GaugeMetricFamily:
+            return GaugeMetricFamily(name, doc, labels=labels)
+
+        seen = counter("ingestd_seen", "Distinct announcements that passed dedup", ["chain"])
+        delivered = counter("ingestd_delivered", "Envelopes acknowledged by processd", ["chain"])
+        sent = counter("ingestd_envelopes_sent", "Envelopes written to the processd stream (resends included)",
+                       ["chain"])
+        acks = counter("ingestd_acks", "IngestAcks received", ["chain"])
+        resent = counter("ingestd_batches_resent", "Unacked batches resent after a stream reconnect", ["chain"])
+        stream_rc = counter("ingestd_stream_reconnects", "Reconnects of the processd stream", ["chain"])
+        notif = counter("ingestd_notifications", "Pending-transaction notifications received", ["chain", "source"])
+        dedup = counter("ingestd_dedup_hits", "Notifications of an already seen transaction", ["chain", "source"])
+        rejected = counter("ingestd_notifications_rejected", "Messages rejected by the parser",
+                           ["chain", "source", "reason"])
+        reconnects = counter("ingestd_source_reconnects", "WebSocket reconnects", ["chain", "source"])
+        gaps = counter("ingestd_source_gap_seconds", "Seconds a source was disconnected", ["chain", "source"])
+        drops = counter("ingestd_drops", "Transactions not delivered, by reason (dedup is not a loss)",
+                        ["chain", "source", "reason"])
+        rpc_err = counter("ingestd_rpc_errors", "Fetch errors by endpoint and code", ["chain", "endpoint", "code"])
+        connected = gauge("ingestd_source_connected", "1 when the source is subscribed", ["chain", "source"])
+        silent = gauge("ingestd_source_silent", "1 when the source is silent beyond the watchdog threshold",
+                       ["chain", "source"])
+        visibility = gauge("ingestd_mempool_visible",
+                           "1 pending txs arrive, 0 not visible (e.g. sequencer chain), -1 unknown yet", ["chain"])
+        depth = gauge("ingestd_queue_depth", "Items in a bounded queue", ["chain", "queue"])
+        capacity = gauge("ingestd_queue_capacity", "Bound of a queue", ["chain", "queue"])
+        in_flight = gauge("ingestd_fetch_in_flight", "Batch fetch requests in flight", ["chain"])
+        unacked = gauge("ingestd_unacked_batches", "Batches sent to processd and not yet acknowledged", ["chain"])
+        dedup_size = gauge("ingestd_dedup_entries", "Hashes held by the dedup set", ["chain"])
+        for c in self._chains():
+            ch = c.name
+            seen.add_metric([ch], c.seen)
+            delivered.add_metric([ch], c.delivered)
+            sent.add_metric([ch], c.envelopes_sent)
+            acks.add_metric([ch], c.acks)
+            resent.add_metric([ch], c.batches_resent)
+            stream_rc.add_metric([ch], c.stream_reconnects)
+            vis = {ingest_pb2.MEMPOOL_VISIBILITY_VISIBLE: 1, ingest_pb2.MEMPOOL_VISIBILITY_NOT_VISIBLE: 0}
+            visibility.add_metric([ch], vis.get(c.visibility, -1))  # type: ignore[call-overload]
+            for s in c.sources.values():
+                notif.add_metric([ch, s.source_id], s.notifications)
+                dedup.add_metric([ch, s.source_id], s.dedup_hits)
+                reconnects.add_metric([ch, s.source_id], s.reconnects)
+                gaps.add_metric([ch, s.source_id], s.gap_seconds)
+                connected.add_metric([ch, s.source_id], 1 if s.connected else 0)
+                silent.add_metric([ch, s.source_id], 1 if s.silent else 0)
+                for reason, n in s.rejected.items():
+                    rejected.add_metric([ch, s.source_id, reason], n)
+            for (source, reason), n in c.drops.counts.items():
+                drops.add_metric([ch, source, reason.value], n)
+            for (endpoint, code), n in c.rpc_errors.items():
+                rpc_err.add_metric([ch, endpoint, code], n)
+            for queue, (depth_fn, cap) in c.queues.items():
+                depth.add_metric([ch, queue], depth_fn())
+                capacity.add_metric([ch, queue], cap)
+            in_flight.add_metric([ch], c.in_flight())
+            unacked.add_metric([ch], c.unacked_batches())
+            dedup_size.add_metric([ch], c.dedup_entries())
+        yield from (seen, delivered, sent, acks, resent, stream_rc, notif, dedup, rejected, reconnects, gaps, drops,
+                    rpc_err, connected, silent, visibility, depth, capacity, in_flight, unacked, dedup_size)

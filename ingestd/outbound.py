@@ -1,0 +1,248 @@
+"""Outbound stream of one chain to processd: bounded queue -> TxBatch -> gRPC ``Ingest.Stream``.
+
+Every batch with envelopes is kept until processd acknowledges it (after its LMDB commit) and resent, in
+order, after a reconnect; processd deduplicates by (chain_id, hash), so a resend never duplicates. At most
+``max_unacked`` batches are outstanding: when processd is slow the unacked window fills, the writer
+pauses, the bounded queue fills, and :meth:`Outbound.try_enqueue` starts refusing (the caller counts
+``outbound_queue_full``). Nothing here ever blocks the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import grpc
+
+from common.pb.v1 import ingest_pb2, ingest_pb2_grpc, tx_pb2
+from ingestd.drops import DropReason
+from ingestd.metrics import ChainStats, Histograms
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Unacked:
+    batch: ingest_pb2.TxBatch
+    first_seen_ns: list[int]
+
+
+class Outbound:
+    """Owns one gRPC stream to processd for one chain. ``start()``, ``try_enqueue()``, ``stop()``."""
+
+    def __init__(self, target: str, session_id: str, stats: ChainStats, histograms: Histograms, *,
+                 capacity: int = 20_000, batch_size: int = 500, flush_s: float = 0.01, max_unacked: int = 64,
+                 stats_interval_s: float = 1.0, max_message_bytes: int = 16 * 1024 * 1024,
+                 reconnect_max_s: float = 5.0, stats_source: Callable[[], ingest_pb2.ChainIngestStats] | None = None):
+        self.target = target
+        self.session_id = session_id
+        self.stats = stats
+        self.capacity = capacity
+        self.batch_size = batch_size
+        self.flush_s = flush_s
+        self.max_unacked = max_unacked
+        self.stats_interval_s = stats_interval_s
+        self.max_message_bytes = max_message_bytes
+        self.reconnect_max_s = reconnect_max_s
+        self._stats_source = stats_source or stats.to_proto
+        self._chain_label = stats.name
+        self._batch_hist = histograms.outbound_batch_size.labels(stats.name)
+        self._ack_hist = histograms.ack_latency.labels(stats.name)
+        self._queue: deque[tx_pb2.TxEnvelope] = deque()
+        self._wake = asyncio.Event()
+        self._acked = asyncio.Event()
+        self._unacked: dict[int, _Unacked] = {}
+        self._seq = 0
+        self._last_stats = 0.0
+        self._task: asyncio.Task[None] | None = None
+        self._channel: grpc.aio.Channel | None = None
+        self._closing = False
+
+    @property
+    def depth(self) -> int:
+        """Envelopes queued and not yet in a batch."""
+        return len(self._queue)
+
+    @property
+    def unacked_batches(self) -> int:
+        return len(self._unacked)
+
+    @property
+    def unacked_envelopes(self) -> int:
+        return sum(len(u.first_seen_ns) for u in self._unacked.values())
+
+    def try_enqueue(self, envelope: tx_pb2.TxEnvelope) -> bool:
+        """Queues ``envelope`` unless the queue is at capacity (returns False; the caller counts the drop)."""
+        if len(self._queue) >= self.capacity or self._closing:
+            return False
+        self._queue.append(envelope)
+        if len(self._queue) >= self.batch_size or not self._wake.is_set():
+            self._wake.set()
+        return True
+
+    async def start(self) -> None:
+        """Opens the channel and starts the sender task."""
+        if self._task is not None:
+            return
+        options = [("grpc.max_send_message_length", self.max_message_bytes),
+                   ("grpc.max_receive_message_length", self.max_message_bytes),
+                   ("grpc.keepalive_time_ms", 20_000), ("grpc.keepalive_timeout_ms", 20_000),
+                   ("grpc.initial_reconnect_backoff_ms", 100), ("grpc.max_reconnect_backoff_ms", 2000)]
+        self._channel = grpc.aio.insecure_channel(self.target, options=options)
+        self._task = asyncio.create_task(self._run(), name=f"outbound-{self._chain_label}")
+
+    async def stop(self, grace_s: float) -> None:
+        """Flushes queued envelopes and waits up to ``grace_s`` for acks; what is left is counted as
+        ``shutdown`` drops. Idempotent."""
+        if self._task is None:
+            return
+        self._closing = True
+        self._wake.set()
+        deadline = time.monotonic() + grace_s
+        while (self._queue or self._unacked) and time.monotonic() < deadline and not self._task.done():
+            self._acked.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._acked.wait(), min(0.05, max(0.0, deadline - time.monotonic())))
+        task, self._task = self._task, None
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        lost = len(self._queue) + self.unacked_envelopes
+        if lost:
+            self.stats.drops.add(DropReason.SHUTDOWN, count=lost, detail="unacked at shutdown")
+            log.warning("shutdown chain=%s envelopes_not_acked=%d", self._chain_label, lost)
+        self._queue.clear()
+        self._unacked.clear()
+        if self._channel is not None:
+            await self._channel.close(grace=0.2)
+
+    # -- sender ------------------------------------------------------------------------------------------
+
+    def _next_batch(self, with_stats: bool) -> tuple[ingest_pb2.TxBatch, list[int]] | None:
+        n = min(len(self._queue), self.batch_size)
+        if n == 0 and not with_stats:
+            return None
+        envelopes = [self._queue.popleft() for _ in range(n)]
+        self._seq += 1
+        batch = ingest_pb2.TxBatch(session_id=self.session_id, batch_seq=self._seq, envelopes=envelopes)
+        if with_stats:
+            batch.chain_stats.append(self._stats_source())
+        return batch, [e.first_seen_unix_ns for e in envelopes]
+
+    async def _run(self) -> None:
+        delay = 0.1
+        first = True
+        while True:
+            if not first:
+                self.stats.stream_reconnects += 1
+                await asyncio.sleep(delay * (0.5 + random.random()))
+                delay = min(self.reconnect_max_s, delay * 2)
+            first = False
+            assert self._channel is not None
+            stub = ingest_pb2_grpc.IngestStub(self._channel)
+            call = stub.Stream(wait_for_ready=True)
+            reader = asyncio.create_task(self._read_acks(call))
+            try:
+                for seq in sorted(self._unacked):  # resend what the previous stream left unacked, in order
+                    await call.write(self._unacked[seq].batch)
+                    self.stats.batches_resent += 1
+                    self.stats.envelopes_sent += len(self._unacked[seq].batch.envelopes)
+                delay = 0.1
+                await self._write_loop(call, reader)
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception):
+                    call.cancel()
+                reader.cancel()
+                raise
+            except (grpc.aio.AioRpcError, grpc.aio.UsageError, StreamBroken) as exc:
+                log.warning("processd stream broken chain=%s unacked_batches=%d error=%s", self._chain_label,
+                            len(self._unacked), _rpc_error_text(exc))
+            finally:
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await reader
+                with contextlib.suppress(Exception):
+                    call.cancel()
+
+    async def _write_loop(self, call: grpc.aio.StreamStreamCall, reader: asyncio.Task[None]) -> None:
+        while True:
+            if reader.done():
+                raise StreamBroken(str(reader.exception() or "ack stream ended"))
+            now = time.monotonic()
+            stats_due = now - self._last_stats >= self.stats_interval_s
+            if len(self._unacked) >= self.max_unacked:
+                self._acked.clear()
+                await self._wait_any(self._acked, reader, self.stats_interval_s)
+                continue
+            if len(self._queue) < self.batch_size and not stats_due and not self._closing:
+                if not self._queue:
+                    self._wake.clear()
+                    timeout = max(0.0, self.stats_interval_s - (now - self._last_stats))
+                    await self._wait_any(self._wake, reader, timeout)
+                    continue
+                await asyncio.sleep(self.flush_s)  # let a partial batch fill for up to flush_s
+            item = self._next_batch(stats_due)
+            if item is None:
+                continue
+            batch, first_seen = item
+            if stats_due:
+                self._last_stats = time.monotonic()
+            if batch.envelopes:
+                self._unacked[batch.batch_seq] = _Unacked(batch, first_seen)
+                self._batch_hist.observe(len(batch.envelopes))
+                self.stats.envelopes_sent += len(batch.envelopes)
+            self.stats.batches_sent += 1
+            await call.write(batch)
+
+    @staticmethod
+    async def _wait_any(event: asyncio.Event, reader: asyncio.Task[None], wait_s: float) -> None:
+        waiter = asyncio.create_task(event.wait())
+        try:
+            await asyncio.wait({waiter, reader}, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+
+    async def _read_acks(self, call: grpc.aio.StreamStreamCall) -> None:
+        while True:
+            ack = await call.read()
+            if not isinstance(ack, ingest_pb2.IngestAck):  # grpc.aio.EOF
+                raise StreamBroken("processd closed the stream")
+            self._on_ack(ack)
+
+    def _on_ack(self, ack: ingest_pb2.IngestAck) -> None:
+        self.stats.acks += 1
+        entry = self._unacked.pop(ack.batch_seq, None)
+        if entry is None:
+            return  # a stats-only batch, or a duplicate ack after a resend
+        rejected = 0
+        for rc in ack.rejected:
+            rejected += rc.count
+            self.stats.drops.add(DropReason.REJECTED, count=rc.count,
+                                 detail=ingest_pb2.RejectReason.Name(rc.reason) if rc.reason in
+                                 ingest_pb2.RejectReason.values() else str(rc.reason))
+        self.stats.processd_accepted += ack.accepted
+        self.stats.processd_duplicates += ack.duplicates
+        self.stats.delivered += max(0, len(entry.first_seen_ns) - rejected)
+        now = time.time_ns()
+        observe = self._ack_hist.observe
+        for ns in entry.first_seen_ns:
+            observe((now - ns) / 1e9)
+        self._acked.set()
+
+
+class StreamBroken(Exception):
+    """The ack stream ended or failed; the sender reconnects and resends unacked batches."""
+
+    retriable = True
+
+
+def _rpc_error_text(exc: BaseException) -> str:
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"{exc.code().name}: {exc.details()}"
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,154 @@
+"""One WebSocket pending-transaction source: connect, subscribe, read, reconnect with backoff and jitter.
+
+The read loop only parses and hands each message to a synchronous, non-blocking handler (the chain
+worker's ``try_enqueue`` path), so a slow fetch or a slow processd can never stall the reader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
+
+from ingestd.config import Source, redact_url
+from ingestd.metrics import SourceStats
+from ingestd.notifications import (
+    NotificationError,
+    PendingHash,
+    PendingTx,
+    SubscribeFailure,
+    SubscribeResult,
+    parse_message,
+    subscribe_request,
+)
+
+log = logging.getLogger(__name__)
+
+#: handler(source_id, notification, first_seen_unix_ns); must not block.
+NotificationHandler = Callable[[str, PendingHash | PendingTx, int], None]
+#: rejected(source_id, reason); called for messages that are not a valid notification of our subscription.
+RejectHandler = Callable[[str, str], None]
+
+
+class SubscribeError(Exception):
+    """The node refused or did not answer the subscription; retried with backoff."""
+
+    retriable = True
+
+
+class WsSource:
+    """Reads one ``newPendingTransactions`` subscription forever (until cancelled), reconnecting as needed."""
+
+    def __init__(self, source: Source, chain_label: str, full_tx: str, stats: SourceStats,
+                 on_notification: NotificationHandler, on_reject: RejectHandler, *,
+                 max_message_bytes: int = 4 * 1024 * 1024, reconnect_min_s: float = 0.1,
+                 reconnect_max_s: float = 10.0, subscribe_timeout_s: float = 10.0,
+                 on_subscribed: Callable[[str, bool], None] | None = None) -> None:
+        self.source = source
+        self.chain_label = chain_label
+        self.full_tx = full_tx
+        self.stats = stats
+        self._on_notification = on_notification
+        self._on_reject = on_reject
+        self._on_subscribed = on_subscribed or (lambda source_id, full: None)
+        self.max_message_bytes = max_message_bytes
+        self.reconnect_min_s = reconnect_min_s
+        self.reconnect_max_s = reconnect_max_s
+        self.subscribe_timeout_s = subscribe_timeout_s
+        self.subscription_id: str | None = None
+        self._full_tx_refused = False
+        self._request_ids = 0
+
+    async def run(self) -> None:
+        """Connects, subscribes and reads until cancelled; every failure leads to a jittered reconnect."""
+        delay = self.reconnect_min_s
+        disconnected_at: float | None = None
+        while True:
+            try:
+                async with connect(self.source.url, max_size=self.max_message_bytes, compression=None,
+                                   open_timeout=self.subscribe_timeout_s, ping_interval=20, ping_timeout=20,
+                                   max_queue=1024) as ws:
+                    await self._subscribe(ws)
+                    if disconnected_at is not None:
+                        self.stats.gaps += 1
+                        self.stats.gap_seconds += time.monotonic() - disconnected_at
+                    delay = self.reconnect_min_s
+                    await self._read(ws)
+            except asyncio.CancelledError:
+                raise
+            except (OSError, TimeoutError, websockets.WebSocketException, SubscribeError) as exc:
+                level = logging.WARNING if self.stats.connected or disconnected_at is None else logging.DEBUG
+                log.log(level, "source_disconnected chain=%s source=%s url=%s error=%s", self.chain_label,
+                        self.source.source_id, redact_url(self.source.url), type(exc).__name__ + ": " + str(exc)[:200])
+            finally:
+                if self.stats.connected or disconnected_at is None:
+                    disconnected_at = time.monotonic()
+                self.stats.connected = False
+                self.subscription_id = None
+            self.stats.reconnects += 1
+            await asyncio.sleep(delay * (0.5 + random.random()))  # full jitter around the current step
+            delay = min(self.reconnect_max_s, delay * 2)
+
+    def _next_id(self) -> int:
+        self._request_ids += 1
+        return self._request_ids
+
+    async def _subscribe(self, ws: ClientConnection) -> None:
+        want_full = self.full_tx == "on" or (self.full_tx == "auto" and not self._full_tx_refused)
+        request_id = self._next_id()
+        await ws.send(subscribe_request(request_id, want_full), text=True)
+        deadline = time.monotonic() + self.subscribe_timeout_s
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise SubscribeError("no answer to eth_subscribe")
+            raw = await asyncio.wait_for(ws.recv(decode=False), remaining)
+            try:
+                msg = parse_message(raw)
+            except NotificationError as exc:
+                self._on_reject(self.source.source_id, exc.reason)
+                continue
+            if isinstance(msg, SubscribeResult) and msg.request_id == request_id:
+                break
+            if isinstance(msg, SubscribeFailure) and msg.request_id in (request_id, None):
+                if want_full and self.full_tx == "auto":
+                    log.info("source chain=%s source=%s refused full transactions (%s); using hashes",
+                             self.chain_label, self.source.source_id, msg.message)
+                    self._full_tx_refused = True
+                    want_full = False
+                    request_id = self._next_id()
+                    await ws.send(subscribe_request(request_id, False), text=True)
+                    continue
+                raise SubscribeError(f"eth_subscribe failed: {msg.code} {msg.message}")
+            self._on_reject(self.source.source_id, "unknown_subscription")
+        self.subscription_id = msg.subscription_id
+        now = time.monotonic()
+        self.stats.connected = True
+        self.stats.silent = False
+        self.stats.full_tx = want_full
+        self.stats.subscribed_since_mono = now
+        self._on_subscribed(self.source.source_id, want_full)
+
+    async def _read(self, ws: ClientConnection) -> None:
+        on_notification, on_reject = self._on_notification, self._on_reject
+        source_id = self.source.source_id
+        while True:
+            raw = await ws.recv(decode=False)
+            first_seen_ns = time.time_ns()
+            try:
+                msg = parse_message(raw)
+            except NotificationError as exc:
+                on_reject(source_id, exc.reason)
+                continue
+            if isinstance(msg, PendingHash | PendingTx):
+                if msg.subscription_id != self.subscription_id:
+                    on_reject(source_id, "unknown_subscription")
+                    continue
+                on_notification(source_id, msg, first_seen_ns)
+            else:
+                on_reject(source_id, "unexpected_reply")

@@ -1,0 +1,134 @@
+"""Pure tests of the protobuf -> JSON mappers (gatewayd.serializers)."""
+
+from __future__ import annotations
+
+import orjson
+from hypothesis import given
+from hypothesis import strategies as st
+
+from common.hexutil import int_to_uint256
+from common.pb.v1 import events_pb2, ingest_pb2, query_pb2, tx_pb2
+from gatewayd import serializers as ser
+
+H = bytes(range(32))
+A = bytes(range(100, 120))
+B = bytes(range(200, 220))
+
+
+def envelope(**kw: object) -> tx_pb2.TxEnvelope:
+    base: dict[str, object] = dict(
+        chain_id=137, hash=H, sender=A, to=B, nonce=7, value=int_to_uint256(10**18), gas=21000,
+        gas_price=b"", max_fee_per_gas=int_to_uint256(30 * 10**9), max_priority_fee_per_gas=int_to_uint256(10**9),
+        tx_type=2, input=b"\xa9\x05\x9c\xbb", source_id="ws://node", first_seen_unix_ns=1_700_000_000_123_456_789,
+    )
+    base.update(kw)
+    return tx_pb2.TxEnvelope(**base)  # type: ignore[arg-type]
+
+
+def test_stored_tx_conventions() -> None:
+    out = ser.stored_tx_json(query_pb2.StoredTx(seq_id=9, tx=envelope(), received_unix_ns=1_700_000_000_999_000_000))
+    assert out["hash"] == "0x" + H.hex() and out["hash"] == out["hash"].lower()
+    assert out["from"] == "0x" + A.hex() and out["to"] == "0x" + B.hex()
+    assert out["value"] == str(10**18) and isinstance(out["value"], str)
+    assert out["gas"] == 21000 and out["nonce"] == 7 and out["type"] == 2
+    assert out["gas_price"] is None and out["max_fee_per_gas"] == str(30 * 10**9)
+    assert out["input"] == "0xa9059cbb"
+    assert out["first_seen_unix_ms"] == 1_700_000_000_123 and out["received_unix_ms"] == 1_700_000_000_999
+    assert out["seq_id"] == 9 and out["chain_id"] == 137
+
+
+def test_contract_creation_and_empty_value() -> None:
+    out = ser.envelope_json(envelope(to=b"", value=b"", input=b""))
+    assert out["to"] is None and out["value"] == "0" and out["input"] == "0x"
+
+
+def test_uint256_max_is_exact() -> None:
+    big = 2**256 - 1
+    out = ser.envelope_json(envelope(value=int_to_uint256(big)))
+    assert out["value"] == str(big)
+    assert orjson.loads(orjson.dumps(out))["value"] == str(big)
+
+
+def test_features_and_opportunity() -> None:
+    f = events_pb2.TxFeatures(
+        protocol="uniswap_v2", category=events_pb2.TX_CATEGORY_SWAP, method="swapExactETHForTokens",
+        selector=b"\x7f\xf3\x6a\xb5", token_in=A, token_out=B, amount_out_min=int_to_uint256(5), path=[A, B],
+        fee_tiers=[3000], deadline=1_700_000_000, value=int_to_uint256(1), calldata_len=4, decoded=True,
+    )
+    out = ser.feature_record_json(query_pb2.FeatureRecord(seq_id=3, chain_id=1, tx_hash=H, features=f))
+    assert out["category"] == "swap" and out["method"] == "swapExactETHForTokens"
+    assert out["selector"] == "0x7ff36ab5" and out["path"] == ["0x" + A.hex(), "0x" + B.hex()]
+    assert out["amount_in"] is None and out["amount_out_min"] == "5"
+    assert out["deadline_unix_ms"] == 1_700_000_000_000 and out["fee_tiers"] == [3000]
+    assert out["recipient"] is None and out["decode_error"] is None and out["gas_price"] == "0"
+    o = events_pb2.Opportunity(
+        chain_id=1, tx_hash=H, kind=events_pb2.OPPORTUNITY_KIND_SANDWICH_CANDIDATE, score=87, reasons=["big"],
+        protocol="uniswap_v2", token_in=A, notional_wei=int_to_uint256(10**20), slippage_bps=50, seq_id=4,
+    )
+    oj = ser.opportunity_json(o)
+    assert oj["kind"] == "sandwich_candidate" and oj["score"] == 87 and oj["notional_wei"] == str(10**20)
+    assert oj["token_out"] is None and oj["reasons"] == ["big"]
+
+
+def test_unknown_enum_values_do_not_fail() -> None:
+    o = events_pb2.Opportunity(kind=99)  # type: ignore[arg-type]
+    assert ser.opportunity_json(o)["kind"] == "unknown_99"
+
+
+def test_events_by_kind() -> None:
+    seen = events_pb2.Event(
+        seq_id=1, chain_id=1, kind=events_pb2.EVENT_KIND_TX_SEEN, tx_hash=H, first_seen_unix_ns=5_000_000,
+        received_unix_ns=6_000_000, tx_seen=events_pb2.TxSeen(tx=envelope()),
+    )
+    out = ser.event_json(seen)
+    assert out["kind"] == "tx_seen" and out["tx"]["hash"] == "0x" + H.hex() and "features" not in out
+    assert out["first_seen_unix_ms"] == 5 and out["received_unix_ms"] == 6
+    dec = events_pb2.Event(seq_id=2, kind=events_pb2.EVENT_KIND_TX_DECODED, tx_decoded=events_pb2.TxDecoded())
+    assert ser.event_json(dec)["features"]["category"] == "unspecified"
+    opp = events_pb2.Event(seq_id=3, kind=events_pb2.EVENT_KIND_OPP_DETECTED, opp_detected=events_pb2.OppDetected())
+    assert "opportunity" in ser.event_json(opp)
+
+
+def test_snapshot_with_ingest_stats() -> None:
+    snap = query_pb2.GetSnapshotResponse(
+        chains=[
+            query_pb2.ChainTotals(
+                chain_id=137, tx_count=10, rejected=[ingest_pb2.RejectCount(reason=ingest_pb2.REJECT_REASON_BAD_HASH, count=2)],
+                ingest=ingest_pb2.ChainIngestStats(
+                    chain_id=137, seen=12, delivered=10, dropped=[ingest_pb2.DropCount(reason="dedup", count=2)],
+                    sources=[ingest_pb2.SourceHealth(source_id="ws", connected=True, notifications=12)],
+                    visibility=ingest_pb2.MEMPOOL_VISIBILITY_VISIBLE,
+                ),
+                drop_ratio=0.25,
+            ),
+            query_pb2.ChainTotals(chain_id=1),
+        ],
+        last_seq_id=30,
+    )
+    out = ser.snapshot_json(snap)
+    polygon, eth = out["chains"]
+    assert polygon["chain"] == "polygon" and polygon["rejected"] == {"bad_hash": 2}
+    assert polygon["ingest"]["dropped"] == {"dedup": 2} and polygon["ingest"]["visibility"] == "visible"
+    assert polygon["ingest"]["sources"][0]["last_notification_unix_ms"] is None
+    assert eth["ingest"] is None and eth["chain"] == "ethereum"
+    assert out["last_seq_id"] == 30 and orjson.loads(orjson.dumps(out)) == out
+
+
+def test_detail_without_features() -> None:
+    out = ser.transaction_detail_json(query_pb2.GetTransactionResponse(transaction=query_pb2.StoredTx(tx=envelope())))
+    assert out["features"] is None and out["opportunities"] == []
+
+
+@given(
+    value=st.integers(0, 2**256 - 1),
+    gas=st.integers(0, 2**64 - 1),
+    to=st.sampled_from([b"", B]),
+    data=st.binary(max_size=64),
+    ns=st.integers(0, 2**64 - 1),
+)
+def test_fuzz_envelope_roundtrip(value: int, gas: int, to: bytes, data: bytes, ns: int) -> None:
+    out = orjson.loads(orjson.dumps(ser.envelope_json(envelope(value=int_to_uint256(value), gas=gas, to=to, input=data,
+                                                               first_seen_unix_ns=ns))))
+    assert int(out["value"]) == value and out["gas"] == gas
+    assert bytes.fromhex(out["input"][2:]) == data and out["first_seen_unix_ms"] == ns // 1_000_000
+    assert (out["to"] is None) == (to == b"")

@@ -1,0 +1,75 @@
+"""Deterministic synthetic pending transactions built from the real mainnet calls in ``common/fixtures``.
+
+Each envelope reuses a real call's sender, target, value, gas and calldata (so decoders see real swaps,
+transfers and approvals) but gets a unique hash derived from (seed, index), a chain id from ``chain_ids`` and
+deterministic fees and timestamps. The same (seed, index) always yields the same envelope.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Iterator, Sequence
+from functools import lru_cache
+
+from common.fixtures import load_mainnet_calls
+from common.hexutil import int_to_uint256
+from common.pb.v1 import ingest_pb2, tx_pb2
+
+DEFAULT_CHAIN_IDS: tuple[int, ...] = (1, 137, 56)
+BASE_TIME_NS = 1_700_000_000_000_000_000
+
+
+@lru_cache(maxsize=1)
+def _templates() -> tuple[tx_pb2.TxEnvelope, ...]:
+    out = []
+    for call in load_mainnet_calls():
+        gas_price = call.effective_gas_price or 30_000_000_000
+        out.append(tx_pb2.TxEnvelope(
+            sender=bytes.fromhex(call.sender[2:]),
+            to=bytes.fromhex(call.to[2:]) if call.to else b"",
+            value=int_to_uint256(call.value),
+            gas=call.gas,
+            input=bytes.fromhex(call.input[2:]),
+            max_fee_per_gas=int_to_uint256(gas_price),
+            max_priority_fee_per_gas=int_to_uint256(max(gas_price // 20, 1)),
+            tx_type=2,
+        ))
+    return tuple(out)
+
+
+def synthetic_hash(seed: int, index: int) -> bytes:
+    """The 32-byte hash of synthetic transaction ``index`` of ``seed`` (unique per (seed, index))."""
+    return hashlib.blake2b(f"mempulse-synth:{seed}:{index}".encode(), digest_size=32).digest()
+
+
+def iter_envelopes(count: int, seed: int = 0, chain_ids: Sequence[int] = DEFAULT_CHAIN_IDS,
+                   start: int = 0, source_id: str = "synth") -> Iterator[tx_pb2.TxEnvelope]:
+    """Yields envelopes ``start .. start+count-1`` of the synthetic stream ``seed``."""
+    templates = _templates()
+    rng = random.Random(seed * 1_000_003 + start)
+    for index in range(start, start + count):
+        env = tx_pb2.TxEnvelope()
+        env.CopyFrom(templates[rng.randrange(len(templates))])
+        env.chain_id = chain_ids[index % len(chain_ids)]
+        env.hash = synthetic_hash(seed, index)
+        env.nonce = index
+        env.source_id = source_id
+        env.first_seen_unix_ns = BASE_TIME_NS + index * 1000
+        yield env
+
+
+def synthetic_envelopes(count: int, seed: int = 0, chain_ids: Sequence[int] = DEFAULT_CHAIN_IDS,
+                        start: int = 0, source_id: str = "synth") -> list[tx_pb2.TxEnvelope]:
+    """``count`` deterministic envelopes (see :func:`iter_envelopes`)."""
+    return list(iter_envelopes(count, seed, chain_ids, start, source_id))
+
+
+def batches(envelopes: Sequence[tx_pb2.TxEnvelope], batch_size: int, session_id: str = "synth",
+            first_batch_seq: int = 1) -> list[ingest_pb2.TxBatch]:
+    """Splits envelopes into TxBatch messages with consecutive batch_seq numbers."""
+    out = []
+    for i in range(0, len(envelopes), batch_size):
+        out.append(ingest_pb2.TxBatch(session_id=session_id, batch_seq=first_batch_seq + i // batch_size,
+                                      envelopes=envelopes[i:i + batch_size]))
+    return out

@@ -1,0 +1,151 @@
+"""processd configuration: one frozen dataclass built from CLI flags and ``MEMPULSE_*`` environment variables.
+
+Precedence: CLI flag, then environment variable, then the default. Every knob carries its unit in its name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from common.chains import UnknownChainError, parse_chain
+from common.envconfig import ConfigError, env_int, env_name, env_str, parse_hostport
+
+DURABILITY_MODES = ("sync", "nosync")
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessdConfig:
+    """Every processd knob. Sizes in bytes or MiB, times in ms or s, as the names say."""
+
+    data_dir: Path
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 50051
+    #: Prometheus /metrics port on the listen host; 0 disables the metrics endpoint.
+    metrics_port: int = 0
+    #: Longest time an envelope waits for its group commit once the writer is idle.
+    flush_interval_ms: int = 2
+    #: Most envelopes in one LMDB write transaction.
+    flush_max_events: int = 8192
+    #: ``sync``: every commit is fsync'd before its ack (survives power loss). ``nosync``: commits reach the
+    #: OS page cache only (survives a processd crash, not an OS crash; several times faster).
+    durability: str = "sync"
+    map_size_mb: int = 1024
+    #: The map grows in steps up to this size on MapFullError; beyond it writes are rejected (storage_full).
+    map_max_size_mb: int = 65536
+    #: Retention: keep at most this many events (0 = unlimited) ...
+    retention_max_events: int = 0
+    #: ... and/or events no older than this (0 = unlimited).
+    retention_max_age_s: int = 0
+    #: Envelopes accepted into processd but not yet committed (all streams together).
+    commit_queue_max_envelopes: int = 65536
+    #: Unacked batches one ingest stream may have in flight before processd stops reading it.
+    stream_max_inflight_batches: int = 64
+    #: How long a stream waits for commit-queue room before it is answered RESOURCE_EXHAUSTED.
+    queue_full_timeout_ms: int = 5000
+    #: Largest gRPC message processd accepts or sends.
+    max_message_bytes: int = 16 * 1024 * 1024
+    #: Largest calldata accepted per envelope.
+    max_input_bytes: int = 128 * 1024
+    #: Chains served (empty = every positive chain id).
+    chain_ids: frozenset[int] = frozenset()
+    recent_tx_per_chain: int = 2000
+    recent_features: int = 2000
+    opportunity_window: int = 5000
+    max_subscribers: int = 64
+    #: Live events buffered per subscriber before it is cut off as too slow.
+    subscriber_queue_events: int = 20000
+    #: Default / maximum page sizes of Query RPCs.
+    default_page_limit: int = 100
+    max_page_limit: int = 5000
+    #: A scan with filters examines at most this many events per call (it returns a cursor to continue).
+    scan_max_examined: int = 20000
+
+
+def _positive(name: str, value: int, minimum: int = 1) -> int:
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``processd`` command line; each flag also reads ``MEMPULSE_<FLAG>`` from the environment."""
+    p = argparse.ArgumentParser(
+        prog="processd",
+        description="mempulse processd: validates, decodes, ranks and durably logs pending transactions "
+        "(LMDB event log, group commit) and serves the Query gRPC API.",
+    )
+    p.add_argument("--data-dir", help="LMDB directory (env MEMPULSE_DATA_DIR); created if missing")
+    p.add_argument("--listen", help="gRPC HOST:PORT (env MEMPULSE_PROCESSD_LISTEN, default 127.0.0.1:50051)")
+    p.add_argument("--metrics-port", type=int, help="Prometheus metrics port, 0 = off (env MEMPULSE_METRICS_PORT)")
+    p.add_argument("--durability", choices=DURABILITY_MODES, help="sync (default) or nosync (env MEMPULSE_DURABILITY)")
+    p.add_argument("--flush-interval-ms", type=int, help="group commit wait (env MEMPULSE_FLUSH_INTERVAL_MS, 2)")
+    p.add_argument("--flush-max-events", type=int, help="envelopes per commit (env MEMPULSE_FLUSH_MAX_EVENTS, 8192)")
+    p.add_argument("--map-size-mb", type=int, help="initial LMDB map size (env MEMPULSE_MAP_SIZE_MB, 1024)")
+    p.add_argument("--map-max-size-mb", type=int, help="LMDB map growth limit (env MEMPULSE_MAP_MAX_SIZE_MB, 65536)")
+    p.add_argument("--retention-max-events", type=int, help="keep at most N events, 0 = all "
+                   "(env MEMPULSE_RETENTION_MAX_EVENTS)")
+    p.add_argument("--retention-max-age-s", type=int, help="drop events older than N s, 0 = never "
+                   "(env MEMPULSE_RETENTION_MAX_AGE_S)")
+    p.add_argument("--chains", help="comma-separated chain names/ids served, empty = all "
+                   "(env MEMPULSE_PROCESSD_CHAINS)")
+    return p
+
+
+def _pick_int(cli: int | None, knob: str, default: int, env: Mapping[str, str], minimum: int) -> int:
+    value = cli if cli is not None else env_int(knob, default, env)
+    return _positive(f"--{knob.replace('_', '-')} / {env_name(knob)}", value, minimum)
+
+
+def config_from_args(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> ProcessdConfig:
+    """Parses flags and environment into a :class:`ProcessdConfig`; raises :class:`ConfigError` on bad input."""
+    source = os.environ if env is None else env
+    args = build_parser().parse_args(argv)
+    data_dir = args.data_dir or env_str("data_dir", "", source)
+    if not data_dir:
+        raise ConfigError("--data-dir (or MEMPULSE_DATA_DIR) is required")
+    listen = args.listen or env_str("processd_listen", "127.0.0.1:50051", source)
+    host, port = parse_hostport(listen, "--listen")
+    durability = args.durability or env_str("durability", "sync", source)
+    if durability not in DURABILITY_MODES:
+        raise ConfigError(f"{env_name('durability')} must be sync or nosync, got {durability!r}")
+    chains_text = args.chains if args.chains is not None else env_str("processd_chains", "", source)
+    try:
+        chain_ids = frozenset(parse_chain(c) for c in chains_text.split(",") if c.strip())
+    except UnknownChainError as exc:
+        raise ConfigError(str(exc)) from None
+    d = ProcessdConfig(data_dir=Path(data_dir))
+    cfg = ProcessdConfig(
+        data_dir=Path(data_dir),
+        listen_host=host,
+        listen_port=port,
+        metrics_port=_pick_int(args.metrics_port, "metrics_port", 0, source, 0),
+        flush_interval_ms=_pick_int(args.flush_interval_ms, "flush_interval_ms", d.flush_interval_ms, source, 0),
+        flush_max_events=_pick_int(args.flush_max_events, "flush_max_events", d.flush_max_events, source, 1),
+        durability=durability,
+        map_size_mb=_pick_int(args.map_size_mb, "map_size_mb", d.map_size_mb, source, 1),
+        map_max_size_mb=_pick_int(args.map_max_size_mb, "map_max_size_mb", d.map_max_size_mb, source, 1),
+        retention_max_events=_pick_int(args.retention_max_events, "retention_max_events", 0, source, 0),
+        retention_max_age_s=_pick_int(args.retention_max_age_s, "retention_max_age_s", 0, source, 0),
+        commit_queue_max_envelopes=_pick_int(None, "commit_queue_max_envelopes", d.commit_queue_max_envelopes,
+                                             source, 1),
+        stream_max_inflight_batches=_pick_int(None, "stream_max_inflight_batches", d.stream_max_inflight_batches,
+                                              source, 1),
+        queue_full_timeout_ms=_pick_int(None, "queue_full_timeout_ms", d.queue_full_timeout_ms, source, 0),
+        max_message_bytes=_pick_int(None, "max_message_bytes", d.max_message_bytes, source, 1024),
+        max_input_bytes=_pick_int(None, "max_input_bytes", d.max_input_bytes, source, 0),
+        chain_ids=chain_ids,
+        recent_tx_per_chain=_pick_int(None, "recent_tx_per_chain", d.recent_tx_per_chain, source, 1),
+        recent_features=_pick_int(None, "recent_features", d.recent_features, source, 1),
+        opportunity_window=_pick_int(None, "opportunity_window", d.opportunity_window, source, 1),
+        max_subscribers=_pick_int(None, "max_subscribers", d.max_subscribers, source, 0),
+        subscriber_queue_events=_pick_int(None, "subscriber_queue_events", d.subscriber_queue_events, source, 1),
+    )
+    if cfg.map_max_size_mb < cfg.map_size_mb:
+        raise ConfigError(f"map_max_size_mb ({cfg.map_max_size_mb}) must be >= map_size_mb ({cfg.map_size_mb})")
+    if cfg.max_input_bytes >= cfg.max_message_bytes:
+        raise ConfigError("max_input_bytes must be smaller than max_message_bytes")
+    return cfg

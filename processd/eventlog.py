@@ -1,0 +1,305 @@
+"""The LMDB event log: environment, key layout and read paths (the single writer lives in ``writer.py``).
+
+Layout (one LMDB environment, five named databases; all integers big-endian so byte order = numeric order):
+
+==============  ===============================  =============================================
+database        key                              value
+==============  ===============================  =============================================
+``events``      seq (u64)                        kind (u8) + serialized ``mempulse.v1.Event``
+``chain_seq``   chain_id (u64) + seq (u64)       kind (u8)
+``tx_hash``     chain_id (u64) + hash (32 B)     seq (u64) of the transaction's TX_SEEN event
+``agg``         see ``AGG_*`` below              u64 counter
+``meta``        ``schema_version`` / ``last_seq``  u32 / u64
+==============  ===============================  =============================================
+
+The events of one transaction are contiguous: TX_SEEN at seq s, TX_DECODED at s+1, then one OPP_DETECTED per
+opportunity. ``agg`` holds the cumulative counters of the read models, written in the same transaction as the
+events they count, so they are exactly as durable as the log (a restart never recounts the log).
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lmdb
+
+from common.pb.v1 import events_pb2
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+U64 = struct.Struct(">Q")
+U32 = struct.Struct(">I")
+CHAIN_SEQ = struct.Struct(">QQ")
+META_SCHEMA = b"schema_version"
+META_LAST_SEQ = b"last_seq"
+
+#: agg keys: b"C" + chain (u64) + one field byte; b"F" + chain (u64) + category (u8) + protocol (utf-8).
+AGG_CHAIN = b"C"
+AGG_FEATURE = b"F"
+AGG_TX = b"t"
+AGG_DECODED = b"d"
+AGG_OPPS = b"o"
+AGG_RETAINED_TX = b"p"
+AGG_HIGH_WATER = b"h"
+AGG_COMMITTED_NS = b"n"
+
+KIND_SEEN: int = events_pb2.EVENT_KIND_TX_SEEN
+KIND_DECODED: int = events_pb2.EVENT_KIND_TX_DECODED
+KIND_OPP: int = events_pb2.EVENT_KIND_OPP_DETECTED
+
+
+class StorageError(Exception):
+    """The event log cannot be opened or is inconsistent; not retriable without operator action."""
+
+    retriable = False
+
+
+def seq_key(seq: int) -> bytes:
+    """Key of event ``seq`` in ``events``."""
+    return U64.pack(seq)
+
+
+def chain_seq_key(chain_id: int, seq: int) -> bytes:
+    """Key of event ``seq`` in ``chain_seq``."""
+    return CHAIN_SEQ.pack(chain_id, seq)
+
+
+def tx_key(chain_id: int, tx_hash: bytes) -> bytes:
+    """Key of a transaction in ``tx_hash``."""
+    return U64.pack(chain_id) + tx_hash
+
+
+def agg_chain_key(chain_id: int, field: bytes) -> bytes:
+    """Key of one per-chain counter in ``agg``."""
+    return AGG_CHAIN + U64.pack(chain_id) + field
+
+
+def agg_feature_key(chain_id: int, category: int, protocol: str) -> bytes:
+    """Key of one (chain, category, protocol) feature count in ``agg``."""
+    return AGG_FEATURE + U64.pack(chain_id) + bytes((category,)) + protocol.encode()
+
+
+def decode_event(value: bytes | memoryview) -> events_pb2.Event:
+    """Parses an ``events`` value (kind byte + Event)."""
+    event = events_pb2.Event()
+    event.ParseFromString(memoryview(value)[1:])  # type: ignore[arg-type]  # upb accepts any buffer
+    return event
+
+
+@dataclass(slots=True)
+class ScanStats:
+    """Work done by one scan, counted for tests (cursor steps and point reads, never seconds)."""
+
+    cursor_steps: int = 0
+    point_reads: int = 0
+
+
+class EventLog:
+    """Owns the LMDB environment. Reads are synchronous and short; the writer thread uses :attr:`env` directly."""
+
+    def __init__(self, path: Path, map_size_bytes: int, sync: bool = True) -> None:
+        self.path = path
+        self.map_size_bytes = map_size_bytes
+        self.sync = sync
+        self.env: lmdb.Environment | None = None
+        self.events_db: Any = None
+        self.chain_db: Any = None
+        self.tx_db: Any = None
+        self.agg_db: Any = None
+        self.meta_db: Any = None
+        self.stale_readers_cleared = 0
+
+    def open(self) -> EventLog:
+        """Opens (creating if needed) the environment, clears stale reader slots and checks the schema."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            env = lmdb.open(
+                str(self.path), map_size=self.map_size_bytes, max_dbs=8, max_readers=256,
+                sync=self.sync, metasync=self.sync, readahead=False, writemap=False, lock=True,
+            )
+        except lmdb.Error as exc:
+            raise StorageError(f"cannot open LMDB at {self.path}: {exc}") from exc
+        # A reader killed mid-transaction leaves its slot behind; clearing it lets LMDB reuse freed pages.
+        self.stale_readers_cleared = env.reader_check()
+        self.env = env
+        self.events_db = env.open_db(b"events")
+        self.chain_db = env.open_db(b"chain_seq")
+        self.tx_db = env.open_db(b"tx_hash")
+        self.agg_db = env.open_db(b"agg")
+        self.meta_db = env.open_db(b"meta")
+        with env.begin(write=True) as txn:
+            raw = txn.get(META_SCHEMA, db=self.meta_db)
+            if raw is None:
+                txn.put(META_SCHEMA, U32.pack(SCHEMA_VERSION), db=self.meta_db)
+            elif U32.unpack(raw)[0] != SCHEMA_VERSION:
+                raise StorageError(f"{self.path}: schema version {U32.unpack(raw)[0]}, expected {SCHEMA_VERSION}")
+        self.map_size_bytes = env.info()["map_size"]
+        log.info("event log open at %s (last seq %d, %d stale reader slots cleared)",
+                 self.path, self.last_seq(), self.stale_readers_cleared)
+        return self
+
+    def close(self) -> None:
+        """Closes the environment (idempotent)."""
+        if self.env is not None:
+            self.env.close()
+            self.env = None
+
+    def _require(self) -> lmdb.Environment:
+        if self.env is None:
+            raise StorageError("event log is not open")
+        return self.env
+
+    def begin(self) -> lmdb.Transaction:
+        """A read transaction (callers keep it short)."""
+        return self._require().begin(buffers=True)
+
+    def last_seq(self) -> int:
+        """Highest committed seq (0 when empty)."""
+        with self._require().begin() as txn:
+            raw = txn.get(META_LAST_SEQ, db=self.meta_db)
+            return U64.unpack(raw)[0] if raw else 0
+
+    def txn_last_seq(self, txn: lmdb.Transaction) -> int:
+        """Highest committed seq as seen by ``txn``."""
+        raw = txn.get(META_LAST_SEQ, db=self.meta_db)
+        return U64.unpack(raw)[0] if raw is not None else 0
+
+    def first_seq(self) -> int:
+        """Lowest retained seq (0 when empty)."""
+        with self._require().begin() as txn:
+            cur = txn.cursor(db=self.events_db)
+            return U64.unpack(cur.key())[0] if cur.first() else 0
+
+    def load_aggregates(self) -> dict[bytes, int]:
+        """All persisted counters (a few per chain and per (chain, category, protocol))."""
+        with self._require().begin() as txn:
+            return {bytes(k): U64.unpack(v)[0] for k, v in txn.cursor(db=self.agg_db)}
+
+    def storage_bytes(self) -> int:
+        """Bytes of the map in use (last page number times page size)."""
+        env = self._require()
+        return int(env.info()["last_pgno"] + 1) * int(env.stat()["psize"])
+
+    def set_map_size(self, size_bytes: int) -> None:
+        """Grows the map; only while no transaction of this process is open (the caller guarantees it)."""
+        self._require().set_mapsize(size_bytes)
+        self.map_size_bytes = self._require().info()["map_size"]
+
+    # ---- reads -------------------------------------------------------------------------------------------
+
+    def tx_seq(self, txn: lmdb.Transaction, chain_id: int, tx_hash: bytes) -> int | None:
+        """seq of a transaction's TX_SEEN event, or None."""
+        raw = txn.get(tx_key(chain_id, tx_hash), db=self.tx_db)
+        return U64.unpack(raw)[0] if raw is not None else None
+
+    def tx_events(self, txn: lmdb.Transaction, seq: int) -> list[events_pb2.Event]:
+        """The TX_SEEN event at ``seq`` and the TX_DECODED / OPP_DETECTED events that follow it."""
+        cur = txn.cursor(db=self.events_db)
+        out: list[events_pb2.Event] = []
+        if not cur.set_key(seq_key(seq)):
+            return out
+        first = decode_event(cur.value())
+        out.append(first)
+        while cur.next():
+            value = cur.value()
+            if value[0] == KIND_SEEN:
+                break
+            event = decode_event(value)
+            if event.tx_hash != first.tx_hash or event.chain_id != first.chain_id:
+                break
+            out.append(event)
+        return out
+
+    def scan(
+        self,
+        txn: lmdb.Transaction,
+        from_seq: int,
+        limit: int,
+        chain_id: int = 0,
+        kinds: frozenset[int] = frozenset(),
+        max_examined: int = 20000,
+        stats: ScanStats | None = None,
+        descending: bool = False,
+    ) -> tuple[list[events_pb2.Event], int, bool]:
+        """Events from ``from_seq`` (inclusive) in seq order, filtered by chain and kinds.
+
+        Cost O(log N + examined): one positioned cursor and ``examined`` steps (each a point read when a chain
+        filter walks the ``chain_seq`` index). Returns the events and the seq to continue from (one past the
+        last examined event when ascending; the last examined seq when descending, i.e. exclusive upper bound)
+        and whether the walk stopped early (more events may follow) rather than reaching the end.
+        """
+        stats = stats if stats is not None else ScanStats()
+        out: list[events_pb2.Event] = []
+        if chain_id:
+            walker = self._walk_chain(txn, chain_id, from_seq, descending, stats)
+        else:
+            walker = self._walk_all(txn, from_seq, descending, stats)
+        next_seq = from_seq
+        examined = 0
+        more = False
+        events_db = self.events_db
+        value: Any
+        for seq, kind, value in walker:
+            examined += 1
+            next_seq = seq if descending else seq + 1
+            if not kinds or kind in kinds:
+                if value is None:
+                    value = txn.get(seq_key(seq), db=events_db)
+                    stats.point_reads += 1
+                if value is not None:
+                    out.append(decode_event(value))
+                    if len(out) >= limit:
+                        more = True
+                        break
+            if examined >= max_examined:
+                more = True
+                break
+        return out, next_seq, more
+
+    def _walk_all(self, txn: lmdb.Transaction, from_seq: int, descending: bool,
+                  stats: ScanStats) -> Iterator[tuple[int, int, Any]]:
+        # Yields (seq, kind, value); the value buffer is valid until the consumer asks for the next item.
+        cur = txn.cursor(db=self.events_db)
+        stats.cursor_steps += 1
+        if not descending:
+            positioned = cur.set_range(seq_key(max(from_seq, 1)))
+            step = cur.next
+        else:  # from_seq is an exclusive upper bound (0 = from the newest)
+            if from_seq == 0:
+                positioned = cur.last()
+            elif cur.set_range(seq_key(from_seq)):
+                positioned = cur.prev()
+            else:
+                positioned = cur.last()
+            step = cur.prev
+        while positioned:
+            value = cur.value()
+            yield U64.unpack(cur.key())[0], value[0], value
+            stats.cursor_steps += 1
+            positioned = step()
+
+    def _walk_chain(self, txn: lmdb.Transaction, chain_id: int, from_seq: int, descending: bool,
+                    stats: ScanStats) -> Iterator[tuple[int, int, Any]]:
+        cur = txn.cursor(db=self.chain_db)
+        stats.cursor_steps += 1
+        prefix = U64.pack(chain_id)
+        if not descending:
+            positioned = cur.set_range(chain_seq_key(chain_id, max(from_seq, 1)))
+            step = cur.next
+        else:
+            upper = chain_seq_key(chain_id, from_seq) if from_seq else U64.pack(chain_id + 1)
+            positioned = cur.prev() if cur.set_range(upper) else cur.last()
+            step = cur.prev
+        while positioned:
+            key = cur.key()
+            if key[:8] != prefix:
+                return
+            yield CHAIN_SEQ.unpack(key)[1], cur.value()[0], None
+            stats.cursor_steps += 1
+            positioned = step()

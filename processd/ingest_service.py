@@ -1,0 +1,129 @@
+"""Ingest.Stream: validates batches, hands them to the group-commit writer and acks after the commit.
+
+Per stream, at most ``stream_max_inflight_batches`` batches are unacked: beyond that the handler stops reading,
+so HTTP/2 flow control pushes back on the client instead of processd buffering. When the shared commit queue
+stays full longer than ``queue_full_timeout_ms`` the stream ends with RESOURCE_EXHAUSTED (the client resends
+its unacked batches; dedup makes that idempotent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+
+import grpc
+
+from common.pb.v1 import ingest_pb2, ingest_pb2_grpc
+from processd.crashpoints import CrashSwitch
+from processd.metrics import ProcessdMetrics
+from processd.readmodels import ReadModels
+from processd.validation import OK, REASON_NAMES, validate
+from processd.writer import CommitWriter, PendingBatch, QueueFullError, WriterStoppedError
+
+log = logging.getLogger(__name__)
+
+
+class IngestService(ingest_pb2_grpc.IngestServicer):
+    """The Ingest gRPC service."""
+
+    def __init__(self, writer: CommitWriter, models: ReadModels, metrics: ProcessdMetrics, *,
+                 chain_ids: frozenset[int], max_input_bytes: int, max_inflight_batches: int,
+                 crash: CrashSwitch | None = None) -> None:
+        self._writer = writer
+        self._models = models
+        self._metrics = metrics
+        self._chain_ids = chain_ids
+        self._max_input_bytes = max_input_bytes
+        self._max_inflight = max_inflight_batches
+        self._crash = crash or CrashSwitch()
+        self._session_streams: dict[str, int] = {}
+        self.open_streams = 0
+
+    def prepare(self, batch: ingest_pb2.TxBatch, future: asyncio.Future[ingest_pb2.IngestAck]) -> PendingBatch:
+        """Validates every envelope; invalid ones are counted by reason (per chain too) and not queued."""
+        valid = []
+        rejected: dict[int, int] = {}
+        chain_ids = self._chain_ids
+        max_input = self._max_input_bytes
+        for envelope in batch.envelopes:
+            reason = validate(envelope, chain_ids, max_input)
+            if reason == OK:
+                valid.append(envelope)
+                continue
+            rejected[reason] = rejected.get(reason, 0) + 1
+            self._metrics.rejects.labels(REASON_NAMES[reason]).inc()
+            if 0 < envelope.chain_id < 2**63 and (not chain_ids or envelope.chain_id in chain_ids):
+                self._models.count_reject(envelope.chain_id, reason)
+        return PendingBatch(batch_seq=batch.batch_seq, envelopes=valid, rejected=rejected,
+                            received_ns=time.time_ns(), future=future)
+
+    async def Stream(self, request_iterator: AsyncIterator[ingest_pb2.TxBatch],
+                     context: grpc.aio.ServicerContext) -> None:
+        loop = asyncio.get_running_loop()
+        inflight = asyncio.Semaphore(self._max_inflight)
+        done: asyncio.Queue[tuple[asyncio.Future[ingest_pb2.IngestAck], float] | None] = asyncio.Queue()
+        sessions: set[str] = set()
+        self.open_streams += 1
+        self._metrics.ingest_streams.inc()
+        ack_task = asyncio.create_task(self._send_acks(context, done, inflight))
+        try:
+            async for batch in request_iterator:
+                await inflight.acquire()
+                started = time.perf_counter()
+                if batch.session_id and batch.session_id not in sessions:
+                    sessions.add(batch.session_id)
+                    self._session_streams[batch.session_id] = self._session_streams.get(batch.session_id, 0) + 1
+                if batch.chain_stats:
+                    self._models.update_ingest_stats(batch.session_id, batch.chain_stats)
+                future: asyncio.Future[ingest_pb2.IngestAck] = loop.create_future()
+                pending = self.prepare(batch, future)
+                if pending.envelopes:
+                    try:
+                        await self._writer.submit(pending)
+                    except QueueFullError as exc:
+                        self._metrics.resource_exhausted.labels("commit_queue_full").inc()
+                        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+                    except WriterStoppedError as exc:
+                        await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+                else:
+                    future.set_result(CommitWriter._ack(pending))
+                done.put_nowait((future, started))
+            done.put_nowait(None)
+            await ack_task
+        finally:
+            if not ack_task.done():
+                ack_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await ack_task
+            self.open_streams -= 1
+            self._metrics.ingest_streams.dec()
+            for sid in sessions:
+                left = self._session_streams.get(sid, 1) - 1
+                if left <= 0:
+                    self._session_streams.pop(sid, None)
+                    self._models.end_session(sid)
+                else:
+                    self._session_streams[sid] = left
+
+    async def _send_acks(self, context: grpc.aio.ServicerContext,
+                         done: asyncio.Queue[tuple[asyncio.Future[ingest_pb2.IngestAck], float] | None],
+                         inflight: asyncio.Semaphore) -> None:
+        # Acks are written in batch order per stream: a batch's commit never finishes before an earlier one's
+        # because one writer commits the queue in order.
+        while True:
+            item = await done.get()
+            if item is None:
+                return
+            future, started = item
+            try:
+                ack = await future
+            except WriterStoppedError as exc:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+                return
+            await context.write(ack)
+            self._metrics.ack_seconds.observe(time.perf_counter() - started)
+            self._crash.hit("after_ack", 1)
+            inflight.release()

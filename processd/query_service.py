@@ -1,0 +1,241 @@
+"""The Query gRPC service: read models for dashboards, LMDB cursors for paging, a live event tail.
+
+Every LMDB read transaction here is opened and closed synchronously (never across an ``await``), so readers
+never pin old pages while a client is slow, and the writer can grow the map between commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+import grpc
+
+from common.chains import MAX_CHAIN_ID
+from common.pb.v1 import query_pb2, query_pb2_grpc
+from processd.eventlog import KIND_DECODED, KIND_OPP, KIND_SEEN, EventLog
+from processd.metrics import ProcessdMetrics
+from processd.readmodels import ReadModels
+from processd.subscriptions import Subscriber, SubscriptionHub
+
+log = logging.getLogger(__name__)
+
+VALID_KINDS = frozenset({KIND_SEEN, KIND_DECODED, KIND_OPP})
+SNAPSHOT_DEFAULT_LIMIT = 20
+HEARTBEAT_S = 5.0
+SUBSCRIBE_PAGE = 500
+
+
+class BadRequestError(Exception):
+    """A request field is out of range (answered INVALID_ARGUMENT)."""
+
+    retriable = False
+
+
+class QueryService(query_pb2_grpc.QueryServicer):
+    """The Query gRPC service over the event log, read models and subscription hub."""
+
+    def __init__(self, eventlog: EventLog, models: ReadModels, hub: SubscriptionHub, metrics: ProcessdMetrics, *,
+                 default_limit: int = 100, max_limit: int = 5000, scan_max_examined: int = 20000) -> None:
+        self._log = eventlog
+        self._models = models
+        self._hub = hub
+        self._metrics = metrics
+        self.default_limit = default_limit
+        self.max_limit = max_limit
+        self.scan_max_examined = scan_max_examined
+
+    # ---- request checks ----------------------------------------------------------------------------------
+
+    def _limit(self, value: int, default: int | None = None) -> int:
+        if value == 0:
+            return default if default is not None else self.default_limit
+        return min(value, self.max_limit)
+
+    @staticmethod
+    def _chain(value: int) -> int:
+        if value > MAX_CHAIN_ID:
+            raise BadRequestError(f"chain_id {value} out of range")
+        return value
+
+    @staticmethod
+    def _kinds(values: list[int]) -> frozenset[int]:
+        kinds = frozenset(values)
+        bad = kinds - VALID_KINDS
+        if bad:
+            raise BadRequestError(f"unknown event kinds {sorted(bad)}")
+        return kinds
+
+    @staticmethod
+    def _score(value: int) -> int:
+        if value > 100:
+            raise BadRequestError(f"min_score must be 0..100, got {value}")
+        return value
+
+    async def _bad(self, context: grpc.aio.ServicerContext, rpc: str, exc: BadRequestError) -> None:
+        self._metrics.bad_requests.labels(rpc).inc()
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+
+    # ---- unary RPCs --------------------------------------------------------------------------------------
+
+    async def GetSnapshot(self, request: query_pb2.GetSnapshotRequest,
+                          context: grpc.aio.ServicerContext) -> query_pb2.GetSnapshotResponse:
+        try:
+            chain_id = self._chain(request.chain_id)
+            min_score = self._score(request.min_score)
+        except BadRequestError as exc:
+            await self._bad(context, "GetSnapshot", exc)
+            raise
+        m = self._models
+        chains = [chain_id] if chain_id else m.chain_ids()
+        return query_pb2.GetSnapshotResponse(
+            chains=[m.chain_totals(c) for c in chains],
+            replay=m.replay_point(0),
+            feature_summary=m.feature_summary(chain_id),
+            recent_features=m.recent_feature_records(chain_id, self._limit(request.feature_limit,
+                                                                             SNAPSHOT_DEFAULT_LIMIT)),
+            top_opportunities=m.top_opportunities(chain_id, self._limit(request.opp_limit, SNAPSHOT_DEFAULT_LIMIT),
+                                                  min_score),
+            recent_transactions=m.recent_txs(chain_id, self._limit(request.tx_limit, SNAPSHOT_DEFAULT_LIMIT)),
+            last_seq_id=m.last_seq,
+        )
+
+    async def ListTransactions(self, request: query_pb2.ListTransactionsRequest,
+                               context: grpc.aio.ServicerContext) -> query_pb2.ListTransactionsResponse:
+        try:
+            chain_id = self._chain(request.chain_id)
+        except BadRequestError as exc:
+            await self._bad(context, "ListTransactions", exc)
+            raise
+        limit = self._limit(request.limit)
+        with self._log.begin() as txn:
+            events, next_seq, more = self._log.scan(
+                txn, request.cursor, limit, chain_id=chain_id, kinds=frozenset({KIND_SEEN}),
+                max_examined=self.scan_max_examined, descending=not request.ascending)
+            last = self._log.txn_last_seq(txn)
+        return query_pb2.ListTransactionsResponse(
+            transactions=[query_pb2.StoredTx(seq_id=e.seq_id, tx=e.tx_seen.tx, received_unix_ns=e.received_unix_ns)
+                          for e in events],
+            next_cursor=next_seq if more else 0,
+            last_seq_id=last,
+        )
+
+    async def GetTransaction(self, request: query_pb2.GetTransactionRequest,
+                             context: grpc.aio.ServicerContext) -> query_pb2.GetTransactionResponse:
+        try:
+            chain_id = self._chain(request.chain_id)
+            if chain_id == 0:
+                raise BadRequestError("chain_id is required")
+            if len(request.hash) != 32:
+                raise BadRequestError(f"hash must be 32 bytes, got {len(request.hash)}")
+        except BadRequestError as exc:
+            await self._bad(context, "GetTransaction", exc)
+            raise
+        with self._log.begin() as txn:
+            seq = self._log.tx_seq(txn, chain_id, request.hash)
+            events = self._log.tx_events(txn, seq) if seq is not None else []
+        if not events:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"transaction 0x{request.hash.hex()} not found on "
+                                f"chain {chain_id}")
+        response = query_pb2.GetTransactionResponse()
+        for e in events:
+            if e.kind == KIND_SEEN:
+                response.transaction.CopyFrom(query_pb2.StoredTx(seq_id=e.seq_id, tx=e.tx_seen.tx,
+                                                                 received_unix_ns=e.received_unix_ns))
+            elif e.kind == KIND_DECODED:
+                response.features.CopyFrom(query_pb2.FeatureRecord(seq_id=e.seq_id, chain_id=e.chain_id,
+                                                                   tx_hash=e.tx_hash,
+                                                                   features=e.tx_decoded.features))
+            elif e.kind == KIND_OPP:
+                response.opportunities.append(e.opp_detected.opportunity)
+        return response
+
+    async def ListFeatures(self, request: query_pb2.ListFeaturesRequest,
+                           context: grpc.aio.ServicerContext) -> query_pb2.ListFeaturesResponse:
+        try:
+            chain_id = self._chain(request.chain_id)
+        except BadRequestError as exc:
+            await self._bad(context, "ListFeatures", exc)
+            raise
+        return query_pb2.ListFeaturesResponse(
+            features=self._models.recent_feature_records(chain_id, self._limit(request.limit)))
+
+    async def ListOpportunities(self, request: query_pb2.ListOpportunitiesRequest,
+                                context: grpc.aio.ServicerContext) -> query_pb2.ListOpportunitiesResponse:
+        try:
+            chain_id = self._chain(request.chain_id)
+            min_score = self._score(request.min_score)
+        except BadRequestError as exc:
+            await self._bad(context, "ListOpportunities", exc)
+            raise
+        return query_pb2.ListOpportunitiesResponse(
+            opportunities=self._models.top_opportunities(chain_id, self._limit(request.limit), min_score))
+
+    async def ScanEvents(self, request: query_pb2.ScanEventsRequest,
+                         context: grpc.aio.ServicerContext) -> query_pb2.ScanEventsResponse:
+        try:
+            chain_id = self._chain(request.chain_id)
+            kinds = self._kinds(list(request.kinds))
+        except BadRequestError as exc:
+            await self._bad(context, "ScanEvents", exc)
+            raise
+        start = max(request.from_seq_id, 1)
+        with self._log.begin() as txn:
+            events, next_seq, _more = self._log.scan(txn, start, self._limit(request.limit), chain_id=chain_id,
+                                                     kinds=kinds, max_examined=self.scan_max_examined)
+            last = self._log.txn_last_seq(txn)
+        return query_pb2.ScanEventsResponse(events=events, next_seq_id=max(next_seq, start), last_seq_id=last)
+
+    # ---- streaming ---------------------------------------------------------------------------------------
+
+    async def SubscribeEvents(self, request: query_pb2.SubscribeEventsRequest,
+                              context: grpc.aio.ServicerContext) -> AsyncIterator[query_pb2.SubscribeEventsResponse]:
+        try:
+            chain_id = self._chain(request.chain_id)
+            kinds = self._kinds(list(request.kinds))
+        except BadRequestError as exc:
+            await self._bad(context, "SubscribeEvents", exc)
+            raise
+        hub = self._hub
+        if len(hub.subscribers) >= hub.max_subscribers:
+            self._metrics.resource_exhausted.labels("too_many_subscribers").inc()
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"too many subscribers (max {hub.max_subscribers})")
+        sub = Subscriber(chain_id, kinds, hub.max_buffered)
+        cursor = max(request.from_seq_id, 1)
+        # Catch-up from LMDB in pages; each page's read transaction closes before the (possibly slow) write.
+        while True:
+            with self._log.begin() as txn:
+                events, next_seq, more = self._log.scan(txn, cursor, SUBSCRIBE_PAGE, chain_id=chain_id,
+                                                        kinds=kinds, max_examined=self.scan_max_examined)
+                txn_last = self._log.txn_last_seq(txn)
+            cursor = max(cursor, next_seq) if more else max(cursor, txn_last + 1)
+            if events:
+                yield query_pb2.SubscribeEventsResponse(events=events, last_seq_id=txn_last)
+            # Registration happens with no await since the check, so no commit slips between them.
+            if cursor > hub.last_seq:
+                sub.next_seq = cursor
+                hub.register(sub)
+                break
+        self._metrics.subscribers.inc()
+        try:
+            while not hub.closed:
+                try:
+                    await asyncio.wait_for(sub.wakeup.wait(), HEARTBEAT_S)
+                except TimeoutError:
+                    yield query_pb2.SubscribeEventsResponse(last_seq_id=hub.last_seq)
+                    continue
+                sub.wakeup.clear()
+                if sub.cut_reason:
+                    await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                        f"subscriber too slow ({sub.cut_reason}); resume from your last seq_id")
+                while sub.buffer:
+                    n = min(len(sub.buffer), SUBSCRIBE_PAGE)
+                    page = [sub.buffer.popleft() for _ in range(n)]
+                    yield query_pb2.SubscribeEventsResponse(events=page, last_seq_id=hub.last_seq)
+                    if sub.cut_reason:
+                        break
+        finally:
+            hub.unregister(sub)
+            self._metrics.subscribers.dec()

@@ -1,0 +1,338 @@
+"""Incremental, bounded read models: updated on every commit, rebuilt from the log at start.
+
+Counters (per-chain totals, feature summary) mirror the ``agg`` database, which the writer updates in the
+same transaction as the events, so they never need a recount. Windows (recent transactions, recent features,
+opportunities) are rebuilt by walking the newest events backwards until every window is full. A snapshot reads
+only these structures: its cost depends on the requested limits, never on the size of the log.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import logging
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from common.pb.v1 import events_pb2, ingest_pb2, query_pb2, tx_pb2
+from processd.eventlog import (
+    AGG_CHAIN,
+    AGG_COMMITTED_NS,
+    AGG_DECODED,
+    AGG_FEATURE,
+    AGG_HIGH_WATER,
+    AGG_OPPS,
+    AGG_RETAINED_TX,
+    AGG_TX,
+    KIND_DECODED,
+    KIND_OPP,
+    KIND_SEEN,
+    U64,
+    EventLog,
+    decode_event,
+)
+from processd.writer import CommitResult
+
+log = logging.getLogger(__name__)
+
+TxEntry = tuple[int, tx_pb2.TxEnvelope, int]  # (seq, envelope, received_ns)
+FeatureEntry = tuple[int, int, bytes, events_pb2.TxFeatures]  # (seq, chain, hash, features)
+
+
+class OpportunityWindow:
+    """The newest ``maxlen`` opportunities, kept sorted by (score desc, seq desc) for O(limit) top-k reads."""
+
+    def __init__(self, maxlen: int) -> None:
+        self.maxlen = maxlen
+        self._by_age: deque[events_pb2.Opportunity] = deque()
+        self._keys: list[tuple[int, int]] = []  # (-score, -seq), ascending = best first
+        self._items: list[events_pb2.Opportunity] = []
+
+    def __len__(self) -> int:
+        return len(self._by_age)
+
+    def add(self, opp: events_pb2.Opportunity) -> None:
+        key = (-opp.score, -opp.seq_id)
+        i = bisect.bisect_left(self._keys, key)
+        self._keys.insert(i, key)
+        self._items.insert(i, opp)
+        self._by_age.append(opp)
+        if len(self._by_age) > self.maxlen:
+            old = self._by_age.popleft()
+            j = bisect.bisect_left(self._keys, (-old.score, -old.seq_id))
+            del self._keys[j]
+            del self._items[j]
+
+    def top(self, limit: int, min_score: int = 0) -> list[events_pb2.Opportunity]:
+        """Best first, newer first among equal scores; stops at the first score below ``min_score``."""
+        out: list[events_pb2.Opportunity] = []
+        for opp in self._items:
+            if opp.score < min_score or len(out) >= limit:
+                break
+            out.append(opp)
+        return out
+
+    def seqs(self) -> list[int]:
+        return [-k[1] for k in self._keys]
+
+
+@dataclass(slots=True)
+class ChainView:
+    """The bounded per-chain windows and the in-memory reject counters of one chain."""
+
+    txs: deque[TxEntry]
+    features: deque[FeatureEntry]
+    opportunities: OpportunityWindow
+    rejected: dict[int, int] = field(default_factory=dict)
+
+
+class ReadModels:
+    """All read models of processd. Mutated only on the event loop thread (commit results, ingest stats)."""
+
+    def __init__(self, recent_tx: int = 2000, recent_features: int = 2000, opportunity_window: int = 5000,
+                 max_ingest_stats: int = 1024) -> None:
+        self.recent_tx = recent_tx
+        self.recent_features = recent_features
+        self.opportunity_window = opportunity_window
+        self.max_ingest_stats = max_ingest_stats
+        self.chains: dict[int, ChainView] = {}
+        self.all_txs: deque[TxEntry] = deque(maxlen=recent_tx)
+        self.all_features: deque[FeatureEntry] = deque(maxlen=recent_features)
+        self.all_opportunities = OpportunityWindow(opportunity_window)
+        self.counters: dict[bytes, int] = {}
+        self.last_seq = 0
+        self.last_committed_ns = 0
+        #: Latest ChainIngestStats per (session_id, chain_id), for sessions with an open stream.
+        self.ingest_stats: dict[tuple[str, int], ingest_pb2.ChainIngestStats] = {}
+        self.ingest_stats_evicted = 0
+
+    # ---- updates -----------------------------------------------------------------------------------------
+
+    def chain(self, chain_id: int) -> ChainView:
+        view = self.chains.get(chain_id)
+        if view is None:
+            view = ChainView(deque(maxlen=self.recent_tx), deque(maxlen=self.recent_features),
+                             OpportunityWindow(self.opportunity_window))
+            self.chains[chain_id] = view
+        return view
+
+    def apply(self, result: CommitResult) -> None:
+        """Folds one committed transaction into the models (O(size of the commit))."""
+        self._add_entries(result.txs, result.features, result.opportunities)
+        self.counters.update(result.aggregates)
+        for key in result.aggregates:
+            if key[:1] == AGG_CHAIN:
+                self.chain(U64.unpack(key[1:9])[0])
+        if result.last_seq > self.last_seq:
+            self.last_seq = result.last_seq
+            self.last_committed_ns = result.committed_ns
+
+    def _add_entries(self, txs: Iterable[TxEntry], features: Iterable[FeatureEntry],
+                     opportunities: Iterable[events_pb2.Opportunity]) -> None:
+        for entry in txs:
+            self.all_txs.append(entry)
+            self.chain(entry[1].chain_id).txs.append(entry)
+        for fentry in features:
+            self.all_features.append(fentry)
+            self.chain(fentry[1]).features.append(fentry)
+        for opp in opportunities:
+            self.all_opportunities.add(opp)
+            self.chain(opp.chain_id).opportunities.add(opp)
+
+    def count_reject(self, chain_id: int, reason: int, count: int = 1) -> None:
+        """Counts envelopes rejected for ``chain_id`` (only chains already known or valid ids get a view)."""
+        rejected = self.chain(chain_id).rejected
+        rejected[reason] = rejected.get(reason, 0) + count
+
+    def update_ingest_stats(self, session_id: str, stats: Iterable[ingest_pb2.ChainIngestStats]) -> None:
+        """Keeps the latest counters per (session, chain); bounded, oldest entry evicted first."""
+        for s in stats:
+            key = (session_id, s.chain_id)
+            self.ingest_stats.pop(key, None)
+            self.ingest_stats[key] = s
+            while len(self.ingest_stats) > self.max_ingest_stats:
+                self.ingest_stats.pop(next(iter(self.ingest_stats)))
+                self.ingest_stats_evicted += 1
+
+    def end_session(self, session_id: str) -> None:
+        """Forgets a session's counters when its last stream closes (only live sessions are summed)."""
+        for key in [k for k in self.ingest_stats if k[0] == session_id]:
+            del self.ingest_stats[key]
+
+    # ---- rebuild -----------------------------------------------------------------------------------------
+
+    def rebuild(self, eventlog: EventLog) -> int:
+        """Loads counters and refills the windows from the newest events; returns the events examined."""
+        self.counters = eventlog.load_aggregates()
+        for key in self.counters:
+            if key[:1] == AGG_CHAIN:
+                self.chain(U64.unpack(key[1:9])[0])
+        self.last_seq = eventlog.last_seq()
+        txs: list[TxEntry] = []
+        features: list[FeatureEntry] = []
+        opps: list[events_pb2.Opportunity] = []
+        examined = 0
+        with eventlog.begin() as txn:
+            cur = txn.cursor(db=eventlog.events_db)
+            positioned = cur.last()
+            if positioned:
+                self.last_committed_ns = max(
+                    (v for k, v in self.counters.items() if k[:1] == AGG_CHAIN and k[9:] == AGG_COMMITTED_NS),
+                    default=0)
+            need_tx = dict.fromkeys(self.chains, self.recent_tx)
+            need_feat = dict.fromkeys(self.chains, self.recent_features)
+            need_opp = dict.fromkeys(self.chains, self.opportunity_window)
+            while positioned and (any(need_tx.values()) or any(need_feat.values()) or any(need_opp.values())):
+                examined += 1
+                value = cur.value()
+                kind = value[0]
+                event = decode_event(value)
+                c = event.chain_id
+                if kind == KIND_SEEN and need_tx.get(c):
+                    need_tx[c] -= 1
+                    txs.append((event.seq_id, event.tx_seen.tx, event.received_unix_ns))
+                elif kind == KIND_DECODED and need_feat.get(c):
+                    need_feat[c] -= 1
+                    features.append((event.seq_id, c, event.tx_hash, event.tx_decoded.features))
+                elif kind == KIND_OPP and need_opp.get(c):
+                    need_opp[c] -= 1
+                    opps.append(event.opp_detected.opportunity)
+                positioned = cur.prev()
+        self._add_entries(reversed(txs), reversed(features), reversed(opps))
+        log.info("read models rebuilt: %d chains, %d events examined, last seq %d",
+                 len(self.chains), examined, self.last_seq)
+        return examined
+
+    # ---- reads -------------------------------------------------------------------------------------------
+
+    def counter(self, chain_id: int, field_key: bytes) -> int:
+        return self.counters.get(AGG_CHAIN + U64.pack(chain_id) + field_key, 0)
+
+    def chain_ids(self) -> list[int]:
+        return sorted(self.chains)
+
+    def replay_point(self, chain_id: int = 0) -> query_pb2.ReplayPoint:
+        if chain_id:
+            return query_pb2.ReplayPoint(
+                seq_high_water=self.counter(chain_id, AGG_HIGH_WATER),
+                committed_unix_ns=self.counter(chain_id, AGG_COMMITTED_NS),
+                pending_count=self.counter(chain_id, AGG_RETAINED_TX),
+            )
+        return query_pb2.ReplayPoint(
+            seq_high_water=self.last_seq,
+            committed_unix_ns=self.last_committed_ns,
+            pending_count=sum(self.counter(c, AGG_RETAINED_TX) for c in self.chains),
+        )
+
+    def ingest_for_chain(self, chain_id: int) -> ingest_pb2.ChainIngestStats | None:
+        """ingestd's counters for a chain summed over live sessions (None when none were forwarded)."""
+        parts = [s for (_sid, c), s in self.ingest_stats.items() if c == chain_id]
+        if not parts:
+            return None
+        total = ingest_pb2.ChainIngestStats(chain_id=chain_id)
+        drops: dict[str, int] = {}
+        visibility = ingest_pb2.MEMPOOL_VISIBILITY_UNSPECIFIED
+        for s in parts:
+            total.seen += s.seen
+            total.delivered += s.delivered
+            total.as_of_unix_ms = max(total.as_of_unix_ms, s.as_of_unix_ms)
+            for d in s.dropped:
+                drops[d.reason] = drops.get(d.reason, 0) + d.count
+            total.sources.extend(s.sources)
+            if s.visibility == ingest_pb2.MEMPOOL_VISIBILITY_VISIBLE or not visibility:
+                visibility = s.visibility
+        total.visibility = visibility
+        total.dropped.extend(ingest_pb2.DropCount(reason=r, count=c) for r, c in sorted(drops.items()))
+        return total
+
+    def chain_totals(self, chain_id: int) -> query_pb2.ChainTotals:
+        view = self.chains.get(chain_id)
+        totals = query_pb2.ChainTotals(
+            chain_id=chain_id,
+            tx_count=self.counter(chain_id, AGG_TX),
+            decoded_count=self.counter(chain_id, AGG_DECODED),
+            opportunity_count=self.counter(chain_id, AGG_OPPS),
+            replay=self.replay_point(chain_id),
+        )
+        if view is not None:
+            totals.rejected.extend(
+                ingest_pb2.RejectCount(reason=r, count=c)  # type: ignore[arg-type]
+                for r, c in sorted(view.rejected.items()))
+        ingest = self.ingest_for_chain(chain_id)
+        if ingest is not None:
+            totals.ingest.CopyFrom(ingest)
+            dropped = sum(d.count for d in ingest.dropped)
+            totals.drop_ratio = dropped / ingest.seen if ingest.seen else 0.0
+        return totals
+
+    def feature_summary(self, chain_id: int = 0) -> list[query_pb2.FeatureSummary]:
+        out = []
+        for key, count in sorted(self.counters.items()):
+            if key[:1] != AGG_FEATURE:
+                continue
+            c = U64.unpack(key[1:9])[0]
+            if chain_id and c != chain_id:
+                continue
+            out.append(query_pb2.FeatureSummary(chain_id=c, protocol=key[10:].decode(), category=key[9],  # type: ignore[arg-type]
+                                                count=count))
+        return out
+
+    def recent_txs(self, chain_id: int, limit: int) -> list[query_pb2.StoredTx]:
+        source = self.all_txs if not chain_id else (self.chains[chain_id].txs if chain_id in self.chains else ())
+        out: list[query_pb2.StoredTx] = []
+        for seq, env, received in reversed(source):
+            if len(out) >= limit:
+                break
+            out.append(query_pb2.StoredTx(seq_id=seq, tx=env, received_unix_ns=received))
+        return out
+
+    def recent_feature_records(self, chain_id: int, limit: int) -> list[query_pb2.FeatureRecord]:
+        source = (self.all_features if not chain_id
+                  else (self.chains[chain_id].features if chain_id in self.chains else ()))
+        out: list[query_pb2.FeatureRecord] = []
+        for seq, c, tx_hash, features in reversed(source):
+            if len(out) >= limit:
+                break
+            out.append(query_pb2.FeatureRecord(seq_id=seq, chain_id=c, tx_hash=tx_hash, features=features))
+        return out
+
+    def top_opportunities(self, chain_id: int, limit: int, min_score: int) -> list[events_pb2.Opportunity]:
+        if not chain_id:
+            return self.all_opportunities.top(limit, min_score)
+        view = self.chains.get(chain_id)
+        return view.opportunities.top(limit, min_score) if view else []
+
+    def sizes(self) -> dict[str, int]:
+        """Entry counts of every bounded structure, for metrics."""
+        return {
+            "recent_tx": len(self.all_txs) + sum(len(v.txs) for v in self.chains.values()),
+            "recent_features": len(self.all_features) + sum(len(v.features) for v in self.chains.values()),
+            "opportunities": len(self.all_opportunities) + sum(len(v.opportunities) for v in self.chains.values()),
+            "counters": len(self.counters),
+            "ingest_stats": len(self.ingest_stats),
+            "chains": len(self.chains),
+        }
+
+    def digest(self) -> str:
+        """SHA-256 over the durable read-model state (counters and windows, not live ingest stats or rejects).
+
+        Equal before a shutdown (or kill -9 after the last commit) and after the restart's rebuild.
+        """
+        h = hashlib.sha256()
+        h.update(U64.pack(self.last_seq))
+        for key, value in sorted(self.counters.items()):
+            if key[9:] == AGG_COMMITTED_NS and key[:1] == AGG_CHAIN:
+                continue  # commit wall time is informative, not state
+            h.update(key)
+            h.update(U64.pack(value))
+        for chain_id in sorted(self.chains):
+            view = self.chains[chain_id]
+            h.update(b"c" + U64.pack(chain_id))
+            h.update(b"t" + b"".join(U64.pack(e[0]) for e in view.txs))
+            h.update(b"f" + b"".join(U64.pack(e[0]) for e in view.features))
+            h.update(b"o" + b"".join(U64.pack(s) for s in view.opportunities.seqs()))
+        h.update(b"T" + b"".join(U64.pack(e[0]) for e in self.all_txs))
+        h.update(b"F" + b"".join(U64.pack(e[0]) for e in self.all_features))
+        h.update(b"O" + b"".join(U64.pack(s) for s in self.all_opportunities.seqs()))
+        return h.hexdigest()

@@ -1,0 +1,211 @@
+"""ProcessdServer: wires the event log, writer, read models, subscriptions and gRPC services together."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from common.pb.v1 import events_pb2, ingest_pb2, ingest_pb2_grpc, query_pb2, query_pb2_grpc, tx_pb2
+from processd import analysis
+from processd.analysis import Analysis
+from processd.config import ProcessdConfig
+from processd.crashpoints import CrashSwitch
+from processd.eventlog import EventLog
+from processd.ingest_service import IngestService
+from processd.metrics import ProcessdMetrics
+from processd.query_service import QueryService
+from processd.readmodels import ReadModels
+from processd.subscriptions import SubscriptionHub
+from processd.writer import CommitResult, CommitWriter
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    ingest_pb2.DESCRIPTOR.services_by_name["Ingest"].full_name,
+    query_pb2.DESCRIPTOR.services_by_name["Query"].full_name,
+)
+_KIND_NAMES: dict[int, str] = {events_pb2.EVENT_KIND_TX_SEEN: "tx_seen", events_pb2.EVENT_KIND_TX_DECODED: "tx_decoded",
+               events_pb2.EVENT_KIND_OPP_DETECTED: "opp_detected"}
+
+
+class _Gate(grpc.aio.ServerInterceptor):
+    """Answers UNAVAILABLE to Ingest/Query calls until the event log is open (health/reflection pass)."""
+
+    def __init__(self) -> None:
+        self.ready = False
+
+    async def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
+        if self.ready or not handler_call_details.method.startswith("/mempulse."):
+            return await continuation(handler_call_details)
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+
+        async def unavailable(_request: Any, context: grpc.aio.ServicerContext) -> None:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "processd is starting (event log not open yet)")
+
+        if handler.request_streaming and handler.response_streaming:
+            return grpc.stream_stream_rpc_method_handler(
+                unavailable, handler.request_deserializer, handler.response_serializer)
+        if handler.response_streaming:
+            return grpc.unary_stream_rpc_method_handler(
+                unavailable, handler.request_deserializer, handler.response_serializer)
+        return grpc.unary_unary_rpc_method_handler(
+            unavailable, handler.request_deserializer, handler.response_serializer)
+
+
+class ProcessdServer:
+    """The processd daemon as an object: ``await start()``, ``await stop()`` (idempotent), or ``async with``."""
+
+    def __init__(self, config: ProcessdConfig,
+                 analyze: Callable[[tx_pb2.TxEnvelope], Analysis] | None = None,
+                 crash: CrashSwitch | None = None) -> None:
+        self.config = config
+        self.metrics = ProcessdMetrics()
+        self.eventlog = EventLog(config.data_dir, config.map_size_mb << 20, sync=config.durability == "sync")
+        self.models = ReadModels(config.recent_tx_per_chain, config.recent_features, config.opportunity_window)
+        self.hub = SubscriptionHub(config.max_subscribers, config.subscriber_queue_events,
+                                   on_cut=lambda reason: self.metrics.subscriber_cuts.labels(reason).inc())
+        self.crash = crash or CrashSwitch.from_env()
+        self.writer = CommitWriter(
+            self.eventlog, analyze or analysis.analyze, self._on_commit,
+            flush_interval_ms=config.flush_interval_ms, flush_max_events=config.flush_max_events,
+            queue_max_envelopes=config.commit_queue_max_envelopes,
+            queue_full_timeout_ms=config.queue_full_timeout_ms,
+            map_max_size_bytes=config.map_max_size_mb << 20,
+            retention_max_events=config.retention_max_events, retention_max_age_s=config.retention_max_age_s,
+            crash=self.crash, on_storage_full=self._on_storage_full,
+        )
+        self.ingest = IngestService(self.writer, self.models, self.metrics, chain_ids=config.chain_ids,
+                                    max_input_bytes=config.max_input_bytes,
+                                    max_inflight_batches=config.stream_max_inflight_batches, crash=self.crash)
+        self.query = QueryService(self.eventlog, self.models, self.hub, self.metrics,
+                                  default_limit=config.default_page_limit, max_limit=config.max_page_limit,
+                                  scan_max_examined=config.scan_max_examined)
+        self.health = HealthServicer()
+        self._gate = _Gate()
+        self._server: grpc.aio.Server | None = None
+        self.port = 0
+        self._started = False
+        self._stopped = False
+        self.digest = ""
+
+    @property
+    def address(self) -> str:
+        return f"{self.config.listen_host}:{self.port}"
+
+    async def start(self) -> ProcessdServer:
+        """Binds the port (health NOT_SERVING), opens the log, rebuilds read models, then serves."""
+        cfg = self.config
+        options = [
+            ("grpc.max_receive_message_length", cfg.max_message_bytes),
+            ("grpc.max_send_message_length", cfg.max_message_bytes),
+            ("grpc.so_reuseport", 0),
+            ("grpc.keepalive_time_ms", 30_000),
+            ("grpc.http2.max_pings_without_data", 0),
+        ]
+        server = grpc.aio.server(options=options, interceptors=[self._gate])
+        ingest_pb2_grpc.add_IngestServicer_to_server(self.ingest, server)
+        query_pb2_grpc.add_QueryServicer_to_server(self.query, server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            server)
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        try:
+            self.port = server.add_insecure_port(f"{cfg.listen_host}:{cfg.listen_port}")
+        except RuntimeError as exc:
+            raise OSError(f"cannot listen on {cfg.listen_host}:{cfg.listen_port}: {exc}") from exc
+        if self.port == 0:
+            raise OSError(f"cannot listen on {cfg.listen_host}:{cfg.listen_port} (port in use?)")
+        self._server = server
+        await server.start()
+        self._started = True
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.eventlog.open)
+        await loop.run_in_executor(None, self.models.rebuild, self.eventlog)
+        self.hub.last_seq = self.models.last_seq
+        await self.writer.start()
+        self._bind_gauges()
+        self.digest = self.models.digest()
+        self.metrics.replay_digest.info({"digest": self.digest, "last_seq": str(self.models.last_seq)})
+        log.info("replay digest at start: %s (last seq %d)", self.digest, self.models.last_seq)
+        if cfg.metrics_port:
+            self.metrics.serve(cfg.listen_host, cfg.metrics_port)
+        self._gate.ready = True
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("processd listening on %s", self.address)
+        return self
+
+    def _bind_gauges(self) -> None:
+        m = self.metrics
+        m.storage_bytes.set_function(lambda: self.eventlog.storage_bytes() if self.eventlog.env else 0)
+        m.map_size_bytes.set_function(lambda: self.eventlog.map_size_bytes)
+        m.last_seq.set_function(lambda: self.models.last_seq)
+        m.queue_envelopes.set_function(lambda: self.writer.queued_envelopes)
+        m.queue_capacity.set(self.config.commit_queue_max_envelopes)
+        for name in ("recent_tx", "recent_features", "opportunities", "counters", "ingest_stats", "chains"):
+            m.read_model_entries.labels(name).set_function(self._size_getter(name))
+
+    def _size_getter(self, name: str) -> Callable[[], float]:
+        return lambda: self.models.sizes()[name]
+
+    def _on_commit(self, result: CommitResult) -> None:
+        self.models.apply(result)
+        self.hub.publish(result.last_seq, result.events)
+        m = self.metrics
+        if result.envelopes:
+            m.commit_envelopes.observe(result.envelopes)
+            m.commit_events.observe(len(result.events))
+            m.commit_seconds.observe(result.duration_s)
+        accepted = len(result.txs)
+        if accepted:
+            m.envelopes.labels("accepted").inc(accepted)
+        if result.envelopes - accepted:
+            m.envelopes.labels("duplicate_or_rejected").inc(result.envelopes - accepted)
+        counts: dict[int, int] = {}
+        for _s, _c, kind, _v in result.events:
+            counts[kind] = counts.get(kind, 0) + 1
+        for kind, n in counts.items():
+            m.events.labels(_KIND_NAMES.get(kind, str(kind))).inc(n)
+        if result.pruned_events:
+            m.pruned.inc(result.pruned_events)
+        if self.writer.map_grows:
+            m.map_grows.inc(self.writer.map_grows - getattr(self, "_grows_seen", 0))
+            self._grows_seen = self.writer.map_grows
+
+    def _on_storage_full(self, count: int) -> None:
+        self.metrics.rejects.labels("storage_full").inc(count)
+
+    async def stop(self, grace_s: float = 2.0) -> None:
+        """NOT_SERVING, stop accepting, commit everything queued, close the log (idempotent)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._started:
+            await self.health.enter_graceful_shutdown()
+        self.hub.close()
+        if self._server is not None:
+            await self._server.stop(grace_s)
+        await self.writer.stop()
+        if self.eventlog.env is not None:
+            self.digest = self.models.digest()
+            log.info("replay digest at stop: %s (last seq %d)", self.digest, self.models.last_seq)
+        self.eventlog.close()
+
+    async def __aenter__(self) -> ProcessdServer:
+        return await self.start()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.stop()

@@ -1,0 +1,86 @@
+"""Live fan-out of committed events to SubscribeEvents streams.
+
+Each subscriber has a bounded buffer. ``publish`` never waits: when a subscriber's buffer would overflow it
+is marked cut off (reason ``slow_subscriber``) and its stream ends with RESOURCE_EXHAUSTED; it may resume from
+its last seq. Events are parsed once per commit, and only when someone is subscribed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+
+from common.pb.v1 import events_pb2
+from processd.eventlog import decode_event
+
+CUT_SLOW = "slow_subscriber"
+
+
+class Subscriber:
+    """One live subscription: its filters, buffer and wake-up event."""
+
+    def __init__(self, chain_id: int, kinds: frozenset[int], max_buffered: int) -> None:
+        self.chain_id = chain_id
+        self.kinds = kinds
+        self.max_buffered = max_buffered
+        self.buffer: deque[events_pb2.Event] = deque()
+        self.wakeup = asyncio.Event()
+        self.cut_reason = ""
+        self.next_seq = 0  # events below this were already delivered by catch-up
+
+    def offer(self, events: list[tuple[int, int, int, events_pb2.Event]]) -> bool:
+        """Appends matching events; returns False (and marks the cut) when the buffer would overflow."""
+        matching = [
+            e for seq, chain, kind, e in events
+            if seq >= self.next_seq and (not self.chain_id or chain == self.chain_id)
+            and (not self.kinds or kind in self.kinds)
+        ]
+        if not matching:
+            return True
+        if len(self.buffer) + len(matching) > self.max_buffered:
+            self.cut_reason = CUT_SLOW
+            self.buffer.clear()
+            self.wakeup.set()
+            return False
+        self.buffer.extend(matching)
+        self.wakeup.set()
+        return True
+
+
+class SubscriptionHub:
+    """Registry of live subscribers (bounded in number) and the per-commit publisher."""
+
+    def __init__(self, max_subscribers: int, max_buffered: int,
+                 on_cut: Callable[[str], None] | None = None) -> None:
+        self.max_subscribers = max_subscribers
+        self.max_buffered = max_buffered
+        self.subscribers: set[Subscriber] = set()
+        self.last_seq = 0
+        self._on_cut = on_cut
+        self.closed = False
+
+    def register(self, sub: Subscriber) -> None:
+        self.subscribers.add(sub)
+
+    def unregister(self, sub: Subscriber) -> None:
+        self.subscribers.discard(sub)
+
+    def publish(self, last_seq: int, raw_events: list[tuple[int, int, int, bytes]]) -> None:
+        """Hands one commit's events to every subscriber without waiting for any of them."""
+        if last_seq > self.last_seq:
+            self.last_seq = last_seq
+        if not self.subscribers or not raw_events:
+            return
+        parsed = [(seq, chain, kind, decode_event(value)) for seq, chain, kind, value in raw_events]
+        for sub in list(self.subscribers):
+            if not sub.offer(parsed):
+                self.subscribers.discard(sub)
+                if self._on_cut is not None:
+                    self._on_cut(sub.cut_reason)
+
+    def close(self) -> None:
+        """Wakes every subscriber so its stream ends (shutdown)."""
+        self.closed = True
+        for sub in self.subscribers:
+            sub.wakeup.set()

@@ -1,0 +1,422 @@
+"""The single writer: group commit of ingest batches into the LMDB event log.
+
+Batches from every ingest stream wait in one bounded queue. When the writer is idle it waits at most
+``flush_interval_ms`` for more (or until ``flush_max_events`` envelopes are queued), then one worker thread
+runs analysis, encodes events and commits them all in ONE write transaction. While that transaction commits
+(fsync releases the GIL) the event loop keeps receiving the next group. Only after the commit returns are the
+batches' acks resolved, the read models updated and live subscribers fed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import lmdb
+
+from common.pb.v1 import events_pb2, ingest_pb2, tx_pb2
+from processd import encoding
+from processd.analysis import Analysis
+from processd.crashpoints import CrashSwitch
+from processd.eventlog import (
+    AGG_COMMITTED_NS,
+    AGG_DECODED,
+    AGG_HIGH_WATER,
+    AGG_OPPS,
+    AGG_RETAINED_TX,
+    AGG_TX,
+    CHAIN_SEQ,
+    KIND_SEEN,
+    META_LAST_SEQ,
+    U64,
+    EventLog,
+    agg_chain_key,
+    agg_feature_key,
+    decode_event,
+)
+
+log = logging.getLogger(__name__)
+
+STORAGE_FULL = ingest_pb2.REJECT_REASON_STORAGE_FULL
+_SEEN_FLAG = bytes((encoding.KIND_SEEN,))
+_DECODED_FLAG = bytes((encoding.KIND_DECODED,))
+_OPP_FLAG = bytes((encoding.KIND_OPP,))
+
+
+class QueueFullError(Exception):
+    """The commit queue stayed full longer than the configured timeout (answer RESOURCE_EXHAUSTED)."""
+
+    retriable = True
+
+
+class WriterStoppedError(Exception):
+    """The writer is shutting down or failed; the batch was not committed (resend it)."""
+
+    retriable = True
+
+
+class _MapFull(Exception):
+    """Internal: the write transaction hit MapFullError and was aborted."""
+
+
+@dataclass(slots=True)
+class PendingBatch:
+    """One ingest batch waiting for its group commit: its valid envelopes and pre-counted rejects."""
+
+    batch_seq: int
+    envelopes: list[tx_pb2.TxEnvelope]
+    rejected: dict[int, int]
+    received_ns: int
+    future: asyncio.Future[ingest_pb2.IngestAck]
+    accepted: int = 0
+    duplicates: int = 0
+    first_seq: int = 0
+    last_seq: int = 0
+
+
+@dataclass(slots=True)
+class CommitResult:
+    """What one committed write transaction changed, for the read models and subscribers."""
+
+    last_seq: int
+    committed_ns: int
+    batches: int
+    envelopes: int
+    #: (seq, envelope, received_ns) of newly stored transactions.
+    txs: list[tuple[int, tx_pb2.TxEnvelope, int]] = field(default_factory=list)
+    #: (seq, chain_id, tx_hash, features) of their TX_DECODED events.
+    features: list[tuple[int, int, bytes, events_pb2.TxFeatures]] = field(default_factory=list)
+    opportunities: list[events_pb2.Opportunity] = field(default_factory=list)
+    #: (seq, chain_id, kind, value) of every event, value = kind byte + Event bytes.
+    events: list[tuple[int, int, int, bytes]] = field(default_factory=list)
+    #: New values of the persisted counters this commit touched.
+    aggregates: dict[bytes, int] = field(default_factory=dict)
+    pruned_events: int = 0
+    duration_s: float = 0.0
+
+
+class CommitWriter:
+    """Owns the write side of the event log: queueing, group commit, map growth, retention."""
+
+    def __init__(
+        self,
+        eventlog: EventLog,
+        analyze: Callable[[tx_pb2.TxEnvelope], Analysis],
+        on_commit: Callable[[CommitResult], None],
+        *,
+        flush_interval_ms: int = 2,
+        flush_max_events: int = 8192,
+        queue_max_envelopes: int = 65536,
+        queue_full_timeout_ms: int = 5000,
+        map_max_size_bytes: int = 1 << 36,
+        retention_max_events: int = 0,
+        retention_max_age_s: int = 0,
+        crash: CrashSwitch | None = None,
+        on_storage_full: Callable[[int], None] | None = None,
+    ) -> None:
+        self.log = eventlog
+        self._analyze = analyze
+        self._on_commit = on_commit
+        self.flush_interval_s = flush_interval_ms / 1000
+        self.flush_max_events = flush_max_events
+        self.queue_max_envelopes = queue_max_envelopes
+        self.queue_full_timeout_s = queue_full_timeout_ms / 1000
+        self.map_max_size_bytes = map_max_size_bytes
+        self.retention_max_events = retention_max_events
+        self.retention_max_age_ns = retention_max_age_s * 1_000_000_000
+        self._crash = crash or CrashSwitch()
+        self._on_storage_full = on_storage_full
+        self._queue: deque[PendingBatch] = deque()
+        self.queued_envelopes = 0
+        self._wakeup = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="processd-writer")
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._failure: BaseException | None = None
+        self.last_seq = 0
+        self._agg: dict[bytes, int] = {}
+        self.committing = False
+        self.commits = 0
+        self.map_grows = 0
+
+    # ---- lifecycle ---------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Loads the log's last seq and counters and starts the commit loop."""
+        self.last_seq = self.log.last_seq()
+        self._agg = self.log.load_aggregates()
+        self._task = asyncio.create_task(self._run(), name="processd-writer")
+
+    async def stop(self) -> None:
+        """Commits everything already queued, then stops (idempotent)."""
+        self._stopping = True
+        self._wakeup.set()
+        self._room.set()
+        if self._task is not None:
+            try:
+                await self._task
+            finally:
+                self._task = None
+                self._executor.shutdown(wait=True)
+
+    # ---- submission --------------------------------------------------------------------------------------
+
+    async def submit(self, batch: PendingBatch) -> None:
+        """Queues a batch for commit; waits (gRPC flow control) while the queue is full.
+
+        Raises QueueFullError after ``queue_full_timeout_ms`` of waiting and WriterStoppedError when stopping.
+        """
+        n = len(batch.envelopes)
+        deadline = time.monotonic() + self.queue_full_timeout_s
+        while self.queued_envelopes + n > self.queue_max_envelopes and self.queued_envelopes > 0:
+            self._check_running()
+            self._room.clear()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise QueueFullError(f"commit queue full ({self.queued_envelopes} envelopes)")
+            try:
+                await asyncio.wait_for(self._room.wait(), remaining)
+            except TimeoutError:
+                raise QueueFullError(f"commit queue full ({self.queued_envelopes} envelopes)") from None
+        self._check_running()
+        self._queue.append(batch)
+        self.queued_envelopes += n
+        self._wakeup.set()
+
+    def _check_running(self) -> None:
+        if self._failure is not None:
+            raise WriterStoppedError(f"writer failed: {self._failure!r}")
+        if self._stopping:
+            raise WriterStoppedError("processd is shutting down")
+
+    # ---- commit loop -------------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                if not self._queue:
+                    if self._stopping:
+                        return
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                    continue
+                if self.queued_envelopes < self.flush_max_events and self.flush_interval_s > 0 and not self._stopping:
+                    # Writer idle and little queued: give other streams a moment to join this commit.
+                    await asyncio.sleep(self.flush_interval_s)
+                group = self._take_group()
+                await self._commit_group(loop, group)
+        except BaseException as exc:
+            self._failure = exc
+            log.exception("writer failed; failing queued batches")
+            while self._queue:
+                batch = self._queue.popleft()
+                if not batch.future.done():
+                    batch.future.set_exception(WriterStoppedError(f"writer failed: {exc!r}"))
+            raise
+
+    def _take_group(self) -> list[PendingBatch]:
+        group: list[PendingBatch] = []
+        total = 0
+        while self._queue and (not group or total + len(self._queue[0].envelopes) <= self.flush_max_events):
+            batch = self._queue.popleft()
+            total += len(batch.envelopes)
+            group.append(batch)
+        self.queued_envelopes -= total
+        self._room.set()
+        return group
+
+    async def _commit_group(self, loop: asyncio.AbstractEventLoop, group: list[PendingBatch]) -> None:
+        self.committing = True
+        try:
+            while True:
+                try:
+                    result = await loop.run_in_executor(self._executor, self._commit, group)
+                    break
+                except _MapFull:
+                    # No read transaction is open here: reads run synchronously on this event loop thread.
+                    if not self._grow_map():
+                        result = self._reject_storage_full(group)
+                        break
+        finally:
+            self.committing = False
+        self.commits += 1
+        self._on_commit(result)
+        for batch in group:
+            if not batch.future.done():
+                batch.future.set_result(self._ack(batch))
+
+    def _grow_map(self) -> bool:
+        current = self.log.map_size_bytes
+        if current >= self.map_max_size_bytes:
+            return False
+        new_size = min(self.map_max_size_bytes, max(current * 2, current + (64 << 20)))
+        log.warning("LMDB map full at %d MiB; growing to %d MiB", current >> 20, new_size >> 20)
+        self.log.set_map_size(new_size)
+        self.map_grows += 1
+        return True
+
+    def _reject_storage_full(self, group: list[PendingBatch]) -> CommitResult:
+        total = 0
+        for batch in group:
+            n = len(batch.envelopes)
+            total += n
+            if n:
+                batch.rejected[STORAGE_FULL] = batch.rejected.get(STORAGE_FULL, 0) + n
+            batch.accepted = batch.duplicates = batch.first_seq = batch.last_seq = 0
+        log.error("event log full (map %d MiB = max): rejected %d envelopes as storage_full",
+                  self.log.map_size_bytes >> 20, total)
+        if self._on_storage_full is not None:
+            self._on_storage_full(total)
+        return CommitResult(last_seq=self.last_seq, committed_ns=time.time_ns(), batches=len(group), envelopes=0)
+
+    @staticmethod
+    def _ack(batch: PendingBatch) -> ingest_pb2.IngestAck:
+        return ingest_pb2.IngestAck(
+            batch_seq=batch.batch_seq,
+            first_seq_id=batch.first_seq,
+            last_seq_id=batch.last_seq,
+            accepted=batch.accepted,
+            duplicates=batch.duplicates,
+            rejected=[ingest_pb2.RejectCount(reason=r, count=c)  # type: ignore[arg-type]
+                      for r, c in sorted(batch.rejected.items()) if c],
+        )
+
+    # ---- the write transaction (worker thread) ----------------------------------------------------------
+
+    def _commit(self, group: list[PendingBatch]) -> CommitResult:
+        started = time.perf_counter()
+        self._crash.hit("before_put", len(group))
+        eventlog = self.log
+        env = eventlog.env
+        assert env is not None
+        tx_db = eventlog.tx_db
+        analyze = self._analyze
+        event_value = encoding.event_value
+        event_header = encoding.event_header
+        u64 = U64.pack
+        chain_seq = CHAIN_SEQ.pack
+        seq = self.last_seq
+        result = CommitResult(last_seq=seq, committed_ns=0, batches=len(group), envelopes=0)
+        events = result.events
+        deltas: dict[bytes, int] = {}
+        high_water: dict[int, int] = {}
+        txn = env.begin(write=True)
+        try:
+            for batch in group:
+                batch.first_seq = batch.last_seq = batch.accepted = batch.duplicates = 0
+                for envelope in batch.envelopes:
+                    chain_id = envelope.chain_id
+                    tx_hash = envelope.hash
+                    if not txn.put(u64(chain_id) + tx_hash, u64(seq + 1), overwrite=False, db=tx_db):
+                        batch.duplicates += 1
+                        continue
+                    analysis = analyze(envelope)
+                    header = event_header(chain_id, tx_hash, envelope.first_seen_unix_ns, batch.received_ns,
+                                          envelope.source_id)
+                    seq += 1
+                    if not batch.first_seq:
+                        batch.first_seq = seq
+                    result.txs.append((seq, envelope, batch.received_ns))
+                    events.append((seq, chain_id, KIND_SEEN,
+                                   event_value(seq, encoding.KIND_SEEN, header, envelope.SerializeToString())))
+                    features = analysis.features
+                    seq += 1
+                    result.features.append((seq, chain_id, tx_hash, features))
+                    events.append((seq, chain_id, encoding.KIND_DECODED,
+                                   event_value(seq, encoding.KIND_DECODED, header, features.SerializeToString())))
+                    key = agg_feature_key(chain_id, features.category, features.protocol)
+                    deltas[key] = deltas.get(key, 0) + 1
+                    for opp in analysis.opportunities:
+                        seq += 1
+                        opp.seq_id = seq
+                        if not opp.chain_id:
+                            opp.chain_id = chain_id
+                        if not opp.tx_hash:
+                            opp.tx_hash = tx_hash
+                        result.opportunities.append(opp)
+                        events.append((seq, chain_id, encoding.KIND_OPP,
+                                       event_value(seq, encoding.KIND_OPP, header, opp.SerializeToString())))
+                    n_opps = len(analysis.opportunities)
+                    for field_key, inc in ((AGG_TX, 1), (AGG_DECODED, 1 if features.decoded else 0),
+                                           (AGG_OPPS, n_opps), (AGG_RETAINED_TX, 1)):
+                        if inc:
+                            k = agg_chain_key(chain_id, field_key)
+                            deltas[k] = deltas.get(k, 0) + inc
+                    high_water[chain_id] = seq
+                    batch.accepted += 1
+                    batch.last_seq = seq
+                result.envelopes += len(batch.envelopes)
+            if events:
+                txn.cursor(db=eventlog.events_db).putmulti(
+                    [(u64(s), v) for s, _c, _k, v in events], append=True)
+                txn.cursor(db=eventlog.chain_db).putmulti(
+                    [(chain_seq(c, s), bytes((k,))) for s, c, k, _v in events])
+                txn.put(META_LAST_SEQ, u64(seq), db=eventlog.meta_db)
+            committed_ns = time.time_ns()
+            result.pruned_events = self._prune(txn, seq, committed_ns, deltas, len(events))
+            new_values = self._apply_aggregates(txn, deltas, high_water, committed_ns)
+            self._crash.hit("after_put", len(group))
+            txn.commit()
+        except lmdb.MapFullError:
+            txn.abort()
+            raise _MapFull() from None
+        except BaseException:
+            txn.abort()
+            raise
+        self._crash.hit("after_commit", len(group))
+        self.last_seq = seq
+        self._agg.update(new_values)
+        result.last_seq = seq
+        result.committed_ns = committed_ns
+        result.aggregates = new_values
+        result.duration_s = time.perf_counter() - started
+        return result
+
+    def _apply_aggregates(self, txn: lmdb.Transaction, deltas: dict[bytes, int], high_water: dict[int, int],
+                          committed_ns: int) -> dict[bytes, int]:
+        agg_db = self.log.agg_db
+        new_values: dict[bytes, int] = {}
+        for key, delta in deltas.items():
+            new_values[key] = max(0, self._agg.get(key, 0) + delta)
+        for chain_id, hw in high_water.items():
+            new_values[agg_chain_key(chain_id, AGG_HIGH_WATER)] = hw
+            new_values[agg_chain_key(chain_id, AGG_COMMITTED_NS)] = committed_ns
+        for key, value in new_values.items():
+            txn.put(key, U64.pack(value), db=agg_db)
+        return new_values
+
+    def _prune(self, txn: lmdb.Transaction, last_seq: int, now_ns: int, deltas: dict[bytes, int],
+               added: int) -> int:
+        """Retention: deletes the oldest events with their index entries; bounded work per commit."""
+        if not self.retention_max_events and not self.retention_max_age_ns:
+            return 0
+        eventlog = self.log
+        budget = max(1024, 2 * added)
+        cutoff_ns = now_ns - self.retention_max_age_ns if self.retention_max_age_ns else 0
+        cur = txn.cursor(db=eventlog.events_db)
+        positioned = cur.first()
+        pruned = 0
+        while positioned and pruned < budget:
+            seq = U64.unpack(cur.key())[0]
+            over_count = self.retention_max_events and last_seq - seq + 1 > self.retention_max_events
+            event = decode_event(cur.value())
+            if not over_count and not (cutoff_ns and event.received_unix_ns < cutoff_ns):
+                break
+            txn.delete(CHAIN_SEQ.pack(event.chain_id, seq), db=eventlog.chain_db)
+            if event.kind == KIND_SEEN:
+                key = U64.pack(event.chain_id) + event.tx_hash
+                if txn.get(key, db=eventlog.tx_db) == U64.pack(seq):
+                    txn.delete(key, db=eventlog.tx_db)
+                k = agg_chain_key(event.chain_id, AGG_RETAINED_TX)
+                deltas[k] = deltas.get(k, 0) - 1
+            positioned = cur.delete()
+            pruned += 1
+        return pruned

@@ -62,7 +62,10 @@ def test_config_is_frozen() -> None:
 def test_cli_bad_config_one_line_exit_2() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "gatewayd", "--listen", "127.0.0.1:99999"],
-        capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin"},
         cwd=Path(__file__).resolve().parents[2],
     )
     assert proc.returncode == 2
@@ -72,10 +75,22 @@ def test_cli_bad_config_one_line_exit_2() -> None:
 
 def test_cli_help_documents_flags() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "gatewayd", "--help"], capture_output=True, text=True, timeout=60,
+        [sys.executable, "-m", "gatewayd", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
         cwd=Path(__file__).resolve().parents[2],
     )
     assert proc.returncode == 0
-    for flag in ["--listen", "--processd", "--api-keys-file", "--rate-limit-rps", "--rate-limit-burst", "--cors-origins",
-                 "--max-request-bytes", "--max-header-bytes", "MEMPULSE_API_KEYS"]:
+    for flag in [
+        "--listen",
+        "--processd",
+        "--api-keys-file",
+        "--rate-limit-rps",
+        "--rate-limit-burst",
+        "--cors-origins",
+        "--max-request-bytes",
+        "--max-header-bytes",
+        "MEMPULSE_API_KEYS",
+    ]:
         assert flag in proc.stdout

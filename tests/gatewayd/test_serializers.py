@@ -17,9 +17,20 @@ B = bytes(range(200, 220))
 
 def envelope(**kw: object) -> tx_pb2.TxEnvelope:
     base: dict[str, object] = dict(
-        chain_id=137, hash=H, sender=A, to=B, nonce=7, value=int_to_uint256(10**18), gas=21000,
-        gas_price=b"", max_fee_per_gas=int_to_uint256(30 * 10**9), max_priority_fee_per_gas=int_to_uint256(10**9),
-        tx_type=2, input=b"\xa9\x05\x9c\xbb", source_id="ws://node", first_seen_unix_ns=1_700_000_000_123_456_789,
+        chain_id=137,
+        hash=H,
+        sender=A,
+        to=B,
+        nonce=7,
+        value=int_to_uint256(10**18),
+        gas=21000,
+        gas_price=b"",
+        max_fee_per_gas=int_to_uint256(30 * 10**9),
+        max_priority_fee_per_gas=int_to_uint256(10**9),
+        tx_type=2,
+        input=b"\xa9\x05\x9c\xbb",
+        source_id="ws://node",
+        first_seen_unix_ns=1_700_000_000_123_456_789,
     )
     base.update(kw)
     return tx_pb2.TxEnvelope(**base)  # type: ignore[arg-type]
@@ -51,9 +62,19 @@ def test_uint256_max_is_exact() -> None:
 
 def test_features_and_opportunity() -> None:
     f = events_pb2.TxFeatures(
-        protocol="uniswap_v2", category=events_pb2.TX_CATEGORY_SWAP, method="swapExactETHForTokens",
-        selector=b"\x7f\xf3\x6a\xb5", token_in=A, token_out=B, amount_out_min=int_to_uint256(5), path=[A, B],
-        fee_tiers=[3000], deadline=1_700_000_000, value=int_to_uint256(1), calldata_len=4, decoded=True,
+        protocol="uniswap_v2",
+        category=events_pb2.TX_CATEGORY_SWAP,
+        method="swapExactETHForTokens",
+        selector=b"\x7f\xf3\x6a\xb5",
+        token_in=A,
+        token_out=B,
+        amount_out_min=int_to_uint256(5),
+        path=[A, B],
+        fee_tiers=[3000],
+        deadline=1_700_000_000,
+        value=int_to_uint256(1),
+        calldata_len=4,
+        decoded=True,
     )
     out = ser.feature_record_json(query_pb2.FeatureRecord(seq_id=3, chain_id=1, tx_hash=H, features=f))
     assert out["category"] == "swap" and out["method"] == "swapExactETHForTokens"
@@ -62,8 +83,16 @@ def test_features_and_opportunity() -> None:
     assert out["deadline_unix_ms"] == 1_700_000_000_000 and out["fee_tiers"] == [3000]
     assert out["recipient"] is None and out["decode_error"] is None and out["gas_price"] == "0"
     o = events_pb2.Opportunity(
-        chain_id=1, tx_hash=H, kind=events_pb2.OPPORTUNITY_KIND_SANDWICH_CANDIDATE, score=87, reasons=["big"],
-        protocol="uniswap_v2", token_in=A, notional_wei=int_to_uint256(10**20), slippage_bps=50, seq_id=4,
+        chain_id=1,
+        tx_hash=H,
+        kind=events_pb2.OPPORTUNITY_KIND_SANDWICH_CANDIDATE,
+        score=87,
+        reasons=["big"],
+        protocol="uniswap_v2",
+        token_in=A,
+        notional_wei=int_to_uint256(10**20),
+        slippage_bps=50,
+        seq_id=4,
     )
     oj = ser.opportunity_json(o)
     assert oj["kind"] == "sandwich_candidate" and oj["score"] == 87 and oj["notional_wei"] == str(10**20)
@@ -77,8 +106,13 @@ def test_unknown_enum_values_do_not_fail() -> None:
 
 def test_events_by_kind() -> None:
     seen = events_pb2.Event(
-        seq_id=1, chain_id=1, kind=events_pb2.EVENT_KIND_TX_SEEN, tx_hash=H, first_seen_unix_ns=5_000_000,
-        received_unix_ns=6_000_000, tx_seen=events_pb2.TxSeen(tx=envelope()),
+        seq_id=1,
+        chain_id=1,
+        kind=events_pb2.EVENT_KIND_TX_SEEN,
+        tx_hash=H,
+        first_seen_unix_ns=5_000_000,
+        received_unix_ns=6_000_000,
+        tx_seen=events_pb2.TxSeen(tx=envelope()),
     )
     out = ser.event_json(seen)
     assert out["kind"] == "tx_seen" and out["tx"]["hash"] == "0x" + H.hex() and "features" not in out
@@ -93,9 +127,14 @@ def test_snapshot_with_ingest_stats() -> None:
     snap = query_pb2.GetSnapshotResponse(
         chains=[
             query_pb2.ChainTotals(
-                chain_id=137, tx_count=10, rejected=[ingest_pb2.RejectCount(reason=ingest_pb2.REJECT_REASON_BAD_HASH, count=2)],
+                chain_id=137,
+                tx_count=10,
+                rejected=[ingest_pb2.RejectCount(reason=ingest_pb2.REJECT_REASON_BAD_HASH, count=2)],
                 ingest=ingest_pb2.ChainIngestStats(
-                    chain_id=137, seen=12, delivered=10, dropped=[ingest_pb2.DropCount(reason="dedup", count=2)],
+                    chain_id=137,
+                    seen=12,
+                    delivered=10,
+                    dropped=[ingest_pb2.DropCount(reason="dedup", count=2)],
                     sources=[ingest_pb2.SourceHealth(source_id="ws", connected=True, notifications=12)],
                     visibility=ingest_pb2.MEMPOOL_VISIBILITY_VISIBLE,
                 ),
@@ -127,8 +166,11 @@ def test_detail_without_features() -> None:
     ns=st.integers(0, 2**64 - 1),
 )
 def test_fuzz_envelope_roundtrip(value: int, gas: int, to: bytes, data: bytes, ns: int) -> None:
-    out = orjson.loads(orjson.dumps(ser.envelope_json(envelope(value=int_to_uint256(value), gas=gas, to=to, input=data,
-                                                               first_seen_unix_ns=ns))))
+    out = orjson.loads(
+        orjson.dumps(
+            ser.envelope_json(envelope(value=int_to_uint256(value), gas=gas, to=to, input=data, first_seen_unix_ns=ns))
+        )
+    )
     assert int(out["value"]) == value and out["gas"] == gas
     assert bytes.fromhex(out["input"][2:]) == data and out["first_seen_unix_ms"] == ns // 1_000_000
     assert (out["to"] is None) == (to == b"")

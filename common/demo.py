@@ -262,14 +262,18 @@ def run(cfg: DemoConfig, stop: threading.Event) -> dict[str, Any]:
         if tty:
             print(flush=True)
         print("stopping ...", flush=True)
-        traffic = stack.traffic_stats()
         stack.stop_generators()
+        traffic = stack.traffic_stats()
         try:  # a last look after the generators stopped, so the summary includes everything in flight
             time.sleep(min(2.0, cfg.interval_s * 2))
             statuses = parse_snapshot(stack.get_json("/dashboard/snapshot"))
         except (httpx.HTTPError, ValueError):
             pass
+    unclean = {name: status for name, status in stack.exit_statuses.items() if status != 0}
+    if unclean:
+        print(f"warning: not every daemon exited cleanly: {unclean} (logs in {stack.log_dir})", file=sys.stderr)
     return {
+        "exit_statuses": stack.exit_statuses,
         "chains": {str(cid): {"stored": statuses[cid].stored if cid in statuses else 0,
                               "dropped": statuses[cid].dropped if cid in statuses else 0,
                               "generated": traffic[cid].accepted if cid in traffic else 0}

@@ -11,7 +11,6 @@ Exit status: 0 on success, 1 when nothing was accepted, 2 on bad arguments or an
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import sys
 import threading

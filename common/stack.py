@@ -106,6 +106,8 @@ class Stack:
         self.generators: dict[int, TrafficGenerator] = {}
         self.processes: dict[str, ManagedProcess] = {}
         self.metrics_ports: dict[str, int] = {}
+        #: name -> exit status of each daemon at the last stop() (0 = clean exit on SIGTERM).
+        self.exit_statuses: dict[str, int | None] = {}
         self.processd_port = self.config.processd_port
         self.gateway_port = self.config.gateway_port
         self._temp_dirs: list[Path] = []
@@ -165,7 +167,8 @@ class Stack:
         self.stop_generators()
         for name in sorted(self.processes, key=_stop_rank):
             try:
-                self.processes[name].stop(self.config.stop_timeout_s)
+                if self.processes[name].starts:
+                    self.exit_statuses[name] = self.processes[name].stop(self.config.stop_timeout_s)
             except OSError as exc:  # pragma: no cover - a process we can no longer signal
                 log.warning("stopping %s: %s", name, exc)
         for node in self.anvils.values():
@@ -173,7 +176,7 @@ class Stack:
         if self._http is not None:
             self._http.close()
             self._http = None
-        keep_logs = self._failed or any(p.returncode not in (0, None, -15) for p in self.processes.values())
+        keep_logs = self._failed or any(status not in (0, None) for status in self.exit_statuses.values())
         for path in self._temp_dirs:
             if keep_logs and self.log_dir.is_relative_to(path):
                 log.warning("keeping logs of a failed stack in %s", path)

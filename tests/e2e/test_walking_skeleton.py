@@ -164,6 +164,13 @@ def test_ingestd_exits_2_on_chain_id_mismatch(stack: Stack) -> None:
     assert re.search(r"\b137\b", rest) and re.search(r"\b1\b", rest), line
 
 
+def test_every_daemon_stops_cleanly_on_sigterm(stack: Stack) -> None:
+    """Runs last in this module: stops the shared stack (the fixture's stop is then a no-op)."""
+    stack.stop()
+    assert stack.exit_statuses == {"processd": 0, "gatewayd": 0, "ingestd": 0}
+    stack.stop()  # idempotent
+
+
 def test_demo_shows_both_chains(tmp_path: Path) -> None:
     script = _ROOT / "scripts" / "demo"
     proc = subprocess.run([str(script), "--duration-s", "8", "--rate-tx-s", "40", "--gateway-port", "0",
@@ -177,4 +184,5 @@ def test_demo_shows_both_chains(tmp_path: Path) -> None:
         chain = summary["chains"][cid]
         assert chain["generated"] > 0 and chain["stored"] > 0, summary
         assert chain["stored"] >= 0.9 * chain["generated"], summary
+    assert summary["exit_statuses"] == {"processd": 0, "gatewayd": 0, "ingestd": 0}
     assert "stored" in proc.stdout and "tx/s" in proc.stdout

@@ -24,12 +24,7 @@ from common.replay import Replayer, SentTx
 from common.stack import ChainSpec, Stack, StackConfig
 
 _ROOT = Path(__file__).resolve().parents[2]
-pytestmark = [
-    pytest.mark.integration,
-    # Transitional: the daemons' entry points are being written in parallel with these tests.
-    pytest.mark.skipif(not all((_ROOT / d / "__main__.py").exists() for d in ("processd", "ingestd", "gatewayd")),
-                       reason="daemon entry points not written yet"),
-]
+pytestmark = pytest.mark.integration
 
 N_CHAIN_1 = 200
 N_CHAIN_137 = 120

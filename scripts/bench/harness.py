@@ -217,12 +217,44 @@ def cpu_seconds(pid: int) -> float | None:
         return None
 
 
+def descendants(pid: int) -> list[int]:
+    """Every descendant pid of ``pid`` (children of all its threads, recursively) from /proc."""
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            tids = os.listdir(f"/proc/{current}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{current}/task/{tid}/children", encoding="ascii") as fh:
+                    kids = [int(k) for k in fh.read().split()]
+            except (OSError, ValueError):
+                continue
+            out.extend(kids)
+            todo.extend(kids)
+    return out
+
+
+def _tree(pid: int, tree: bool) -> list[int]:
+    return [pid, *descendants(pid)] if tree else [pid]
+
+
+def _sum_or_none(values: Iterable[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return sum(present) if present else None
+
+
 @dataclass
 class RssSeries:
     """RSS samples of one process: seconds since sampling started and MiB."""
 
     name: str
     pid: int
+    #: Sum over the process and its descendants (e.g. a launcher script and the real binary it runs).
+    tree: bool = False
     t_s: list[float] = field(default_factory=list)
     rss_mib: list[float] = field(default_factory=list)
     anon_mib: list[float] = field(default_factory=list)
@@ -270,16 +302,19 @@ class RssSampler:
         self._thread: threading.Thread | None = None
         self._t0 = 0.0
 
-    def add(self, name: str, pid: int) -> None:
-        """Starts sampling one more process (also while running)."""
-        series = RssSeries(name, pid, cpu_s_start=cpu_seconds(pid))
+    def add(self, name: str, pid: int, tree: bool = False) -> None:
+        """Samples one more process (also while running); ``tree`` sums it with its descendants."""
+        series = RssSeries(name, pid, tree=tree)
+        if self._thread is not None:
+            series.cpu_s_start = _sum_or_none(cpu_seconds(p) for p in _tree(pid, tree))
         self.series[name] = series
 
     def _sample(self) -> None:
         now = time.monotonic() - self._t0
         for series in list(self.series.values()):
-            rss = rss_bytes(series.pid)
-            anon = rss_anon_bytes(series.pid)
+            pids = _tree(series.pid, series.tree)
+            rss = _sum_or_none(rss_bytes(p) for p in pids)
+            anon = _sum_or_none(rss_anon_bytes(p) for p in pids)
             if rss is not None and anon is not None:
                 series.t_s.append(round(now, 3))
                 series.rss_mib.append(rss / 2**20)
@@ -294,7 +329,7 @@ class RssSampler:
             return self
         self._t0 = time.monotonic()
         for series in self.series.values():
-            series.cpu_s_start = cpu_seconds(series.pid)
+            series.cpu_s_start = _sum_or_none(cpu_seconds(p) for p in _tree(series.pid, series.tree))
         self._sample()
         self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
         self._thread.start()
@@ -309,7 +344,7 @@ class RssSampler:
         thread.join()
         self._sample()
         for series in self.series.values():
-            series.cpu_s_end = cpu_seconds(series.pid)
+            series.cpu_s_end = _sum_or_none(cpu_seconds(p) for p in _tree(series.pid, series.tree))
 
     def __enter__(self) -> RssSampler:
         return self.start()

@@ -59,11 +59,12 @@ MODES: dict[str, dict[str, Any]] = {
 
 
 class VisibleTail:
-    """Incrementally reads the observer's output file: hash -> (first_seen_unix_ms, visible_unix_ns)."""
+    """Incrementally reads the observer's output file:
+    hash -> (first_seen_unix_ms, received_unix_ms, visible_unix_ns)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.seen: dict[str, tuple[int, int]] = {}
+        self.seen: dict[str, tuple[int, int, int]] = {}
         self.last_seq = 0
         self._offset = 0
         self._partial = b""
@@ -82,10 +83,10 @@ class VisibleTail:
         self._partial = lines.pop()
         for line in lines:
             parts = line.split()
-            if len(parts) != 4:
+            if len(parts) != 5:
                 continue
-            seq, tx_hash, first_ms, visible_ns = parts
-            self.seen.setdefault(tx_hash.decode().lower(), (int(first_ms), int(visible_ns)))
+            seq, tx_hash, first_ms, received_ms, visible_ns = parts
+            self.seen.setdefault(tx_hash.decode().lower(), (int(first_ms), int(received_ms), int(visible_ns)))
             self.last_seq = max(self.last_seq, int(seq))
         return len(lines)
 
@@ -171,14 +172,21 @@ def make_step_runner(stack: Stack, tail: VisibleTail, step_s: float, drain_timeo
             elif time.monotonic() - last_progress > 5.0:
                 break
             time.sleep(0.2)
-        latencies = [tail.seen[h][1] / 1e6 - tail.seen[h][0] for h in accepted_hashes if h in tail.seen]
-        send_to_visible = [(tail.seen[h][1] - ns) / 1e6 for h, ns in accepted_hashes.items() if h in tail.seen]
+        visible = [tail.seen[h] for h in accepted_hashes if h in tail.seen]
+        latencies = [v / 1e6 - first for first, _, v in visible]
+        to_processd = [received - first for first, received, _ in visible]
+        processd_to_visible = [v / 1e6 - received for _, received, v in visible]
+        send_to_visible = [(tail.seen[h][2] - ns) / 1e6 for h, ns in accepted_hashes.items() if h in tail.seen]
         offered = sum(s.sent + s.behind for s in stats.values())
         return StepResult(
             target_rate=total_rate, offered=offered, accepted=len(accepted_hashes), delivered=max(delivered, 0),
             duration_s=step_s,
             extra={
                 "ingest_to_visible_ms": summarize(latencies, 1),
+                # The split at processd's receive stamp (ms resolution): ingestd's fetch + batching + gRPC,
+                # then processd's commit + gatewayd's SSE delivery.
+                "first_seen_to_processd_ms": summarize(to_processd, 1),
+                "processd_to_visible_ms": summarize(processd_to_visible, 1),
                 "send_to_visible_ms": summarize(send_to_visible, 1),
                 "anvil_accepted_rate_per_chain": {str(cid): round(s.accepted_rate_tx_s, 1)
                                                   for cid, s in stats.items()},
@@ -226,9 +234,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                          replay_batch_size=args.replay_batch_size)
     with Stack(config) as stack:
         pids = {name: p.pid for name, p in stack.processes.items() if p.pid}
-        pids.update({f"anvil-{cid}": n.pid for cid, n in stack.anvils.items() if n.pid})
         pids["bench+generators"] = os.getpid()
-        sampler = RssSampler(pids, interval_s=args.rss_interval_s).start()
+        sampler = RssSampler(pids, interval_s=args.rss_interval_s)
+        for cid, node in stack.anvils.items():  # the npm launcher's child is the real anvil: sample the tree
+            if node.pid:
+                sampler.add(f"anvil-{cid}", node.pid, tree=True)
+        sampler.start()
         observer = Observer(stack.gateway_url, workdir / "visible.txt").start()
         tail = VisibleTail(workdir / "visible.txt")
         run_step = make_step_runner(stack, tail, step_s, args.drain_timeout_s)
@@ -259,6 +270,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "drop_ratio": search["best_drop_ratio"],
             "ingest_to_visible_ms": latency,
             "send_to_visible_ms": best["extra"]["send_to_visible_ms"] if best else None,
+            "first_seen_to_processd_ms": best["extra"]["first_seen_to_processd_ms"] if best else None,
+            "processd_to_visible_ms": best["extra"]["processd_to_visible_ms"] if best else None,
         },
         "max_anvil_accepted_tx_s": max((sum(s["extra"]["anvil_accepted_rate_per_chain"].values())
                                         for s in search["steps"]), default=None),
@@ -297,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     results = run(args)
     name = args.name or ("pipeline" if args.mode == "full" else "pipeline_short")
     path = write_artifact(name, results, directory=args.out_dir, mode=args.mode)

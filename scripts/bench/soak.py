@@ -171,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     results, passed = run(args)
     name = args.name or ("soak" if args.minutes >= 10 else "soak_short")
     path = write_artifact(name, results, directory=args.out_dir, mode=f"{args.minutes:g}min")

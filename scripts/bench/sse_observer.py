@@ -4,10 +4,11 @@ Runs as its own process (``python -m scripts.bench.sse_observer``) so that the b
 generator threads cannot delay its reads through the GIL: the timestamp taken here is the moment a client
 of the gateway would see the event. One output line per ``tx_seen`` event::
 
-    <seq_id> <0xhash> <first_seen_unix_ms> <visible_unix_ns>
+    <seq_id> <0xhash> <first_seen_unix_ms> <received_unix_ms> <visible_unix_ns>
 
 ``first_seen_unix_ms`` is ingestd's stamp of the pending notification, so ``visible - first_seen`` is the
-ingest-to-visible latency. With ``--until-seq N`` the observer exits once it has seen seq N and prints one
+ingest-to-visible latency; ``received_unix_ms`` (processd's receive stamp) splits it into the ingestd part
+and the processd + gatewayd part. With ``--until-seq N`` the observer exits once it has seen seq N and prints one
 JSON line with the count and the elapsed time (stream catch-up time).
 """
 
@@ -73,7 +74,7 @@ def observe(args: argparse.Namespace) -> dict[str, object]:
                     last_seq = int(event["seq_id"])
                     if out is not None and event.get("kind", "tx_seen") == "tx_seen":
                         out.write(f"{last_seq} {event.get('tx_hash')} {event.get('first_seen_unix_ms', 0)} "
-                                  f"{now_ns}\n")
+                                  f"{event.get('received_unix_ms', 0)} {now_ns}\n")
                     if args.until_seq is not None and last_seq >= args.until_seq:
                         break
                 elif not line and out is not None:

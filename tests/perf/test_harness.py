@@ -6,6 +6,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from scripts.bench.harness import (
     RssSampler,
     StepResult,
     cpu_seconds,
+    descendants,
     linear_slope,
     percentile,
     read_artifact,
@@ -117,3 +119,22 @@ def test_artifact_roundtrip(tmp_path: Path) -> None:
     assert doc["mode"] == "short" and doc["machine"]["cpu_count"] == os.cpu_count()
     with pytest.raises(ValueError):
         write_artifact("../escape", {}, directory=tmp_path)
+
+
+def test_tree_sampling_counts_the_child_a_launcher_runs() -> None:
+    # Like anvil's npm launcher: the parent is small, the child it runs holds the memory.
+    child = "import time; b = bytearray(96 << 20); time.sleep(3)"
+    proc = subprocess.Popen(["/bin/sh", "-c", f'"{sys.executable}" -c "{child}"; true'])
+    try:
+        time.sleep(1.5)
+        assert descendants(proc.pid), "the shell's child should be visible in /proc"
+        sampler = RssSampler({}, interval_s=0.1)
+        sampler.add("flat", proc.pid)
+        sampler.add("tree", proc.pid, tree=True)
+        with sampler:
+            time.sleep(0.3)
+        summary = sampler.summary(warmup_fraction=0.0)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert summary["tree"]["max_mib"] > 90 > summary["flat"]["max_mib"]

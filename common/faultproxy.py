@@ -94,6 +94,7 @@ class FaultProxy:
         self._ws_conns: set[_WsBridge] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._cutter: asyncio.Task[None] | None = None
+        self._active_http = 0
 
     @property
     def http_url(self) -> str:
@@ -186,7 +187,7 @@ class FaultProxy:
                     head = await reader.readuntil(b"\r\n\r\n")
                 except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
                     return
-                request_line, headers = _parse_head(head)
+                _, headers = _parse_head(head)
                 if headers.get("upgrade", "").lower() == "websocket":
                     await self._bridge_ws(head, reader, writer)
                     return
@@ -194,7 +195,7 @@ class FaultProxy:
                 if length > _MAX_BODY_BYTES:
                     return
                 body = await reader.readexactly(length) if length else b""
-                status, payload, extra = await self._exchange(request_line, body)
+                status, payload, extra = await self._exchange(body)
                 keep = headers.get("connection", "").lower() != "close"
                 lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}", "content-type: application/json",
                          f"content-length: {len(payload)}", *extra,
@@ -214,7 +215,15 @@ class FaultProxy:
                 self._tasks.discard(task)
             writer.close()
 
-    async def _exchange(self, request_line: str, body: bytes) -> tuple[int, bytes, list[str]]:
+    async def _exchange(self, body: bytes) -> tuple[int, bytes, list[str]]:
+        self._active_http += 1
+        self.stats["http_max_concurrent"] = max(self.stats["http_max_concurrent"], self._active_http)
+        try:
+            return await self._exchange_inner(body)
+        finally:
+            self._active_http -= 1
+
+    async def _exchange_inner(self, body: bytes) -> tuple[int, bytes, list[str]]:
         f = self.faults
         self.stats["http_requests"] += 1
         if f.latency_ms > 0:

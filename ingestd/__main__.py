@@ -66,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"ingestd: {exc}", file=sys.stderr)
         sys.exit(2)
     configure_logging()
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per fetch request otherwise
     sys.exit(asyncio.run(run(cfg)))
 
 

@@ -1,0 +1,146 @@
+"""Pure parts of ingestd: dedup bounds, the JSON-RPC -> TxEnvelope mapper, drop accounting, config parsing."""
+
+from __future__ import annotations
+
+import pytest
+
+from common.envconfig import ConfigError
+from ingestd.config import load_config, parse_chain_spec, redact_url
+from ingestd.dedup import Dedup
+from ingestd.drops import DropCounter, DropReason
+from ingestd.mapping import MappingError, tx_to_envelope
+
+TX = {
+    "hash": "0x3c4bd6e9c61ebf0f0cf1baa6c63c25853469314a37bf079e4a03a56521f21955",
+    "from": "0x1111111111111111111111111111111111111111",
+    "to": "0x2222222222222222222222222222222222222222",
+    "nonce": "0x7", "gas": "0x5208", "value": "0xde0b6b3a7640000", "gasPrice": "0x77359400",
+    "maxFeePerGas": "0x77359400", "maxPriorityFeePerGas": "0x3b9aca00", "type": "0x2", "input": "0xa9059cbb00",
+    "chainId": "0x89",
+}
+
+
+# -- dedup ------------------------------------------------------------------------------------------------------
+
+def test_dedup_hits_and_capacity_bound() -> None:
+    d = Dedup(capacity=3, ttl_s=100)
+    assert [d.check_and_add(k, now=0) for k in (b"a", b"b", b"a")] == [False, False, True]
+    assert d.hits == 1
+    for k in (b"c", b"d", b"e"):
+        d.check_and_add(k, now=1)
+    assert len(d) == 3 and d.evicted == 2
+    assert b"a" not in d and b"e" in d  # oldest first out
+
+
+def test_dedup_ttl_expiry() -> None:
+    d = Dedup(capacity=100, ttl_s=10)
+    d.check_and_add(b"x", now=0)
+    assert d.check_and_add(b"x", now=5) is True
+    assert d.check_and_add(b"x", now=10.5) is False  # expired, seen again as new
+    assert d.expired == 1 and len(d) == 1
+
+
+def test_dedup_forget() -> None:
+    d = Dedup(capacity=10, ttl_s=10)
+    d.check_and_add(b"x", now=0)
+    d.forget(b"x")
+    assert d.check_and_add(b"x", now=1) is False
+
+
+# -- mapping ----------------------------------------------------------------------------------------------------
+
+def test_mapper_fields() -> None:
+    env = tx_to_envelope(TX, 137, "src", 123, expected_hash=bytes.fromhex(TX["hash"][2:]))
+    assert env.chain_id == 137 and env.source_id == "src" and env.first_seen_unix_ns == 123
+    assert env.hash.hex() == TX["hash"][2:]
+    assert env.sender == b"\x11" * 20 and env.to == b"\x22" * 20
+    assert env.nonce == 7 and env.gas == 21000 and env.tx_type == 2
+    assert int.from_bytes(env.value, "big") == 10**18
+    assert env.gas_price == (2 * 10**9).to_bytes(4, "big")
+    assert int.from_bytes(env.max_priority_fee_per_gas, "big") == 10**9
+    assert env.input == bytes.fromhex("a9059cbb00")
+
+
+def test_mapper_contract_creation_and_legacy() -> None:
+    tx = {k: v for k, v in TX.items() if k not in ("maxFeePerGas", "maxPriorityFeePerGas", "type")}
+    tx["to"] = None
+    tx["value"] = "0x0"
+    env = tx_to_envelope(tx, 1, "s", 1)
+    assert env.to == b"" and env.tx_type == 0 and env.value == b"" and env.max_fee_per_gas == b""
+
+
+@pytest.mark.parametrize("patch", [
+    {"hash": "0x12"}, {"from": None}, {"from": "0x11"}, {"to": "0xzz"}, {"nonce": None}, {"nonce": "12"},
+    {"nonce": hex(2**64)}, {"value": hex(2**256)}, {"gas": "0x"}, {"type": "0x1ff"}, {"input": "nothex"},
+])
+def test_mapper_rejects_malformed(patch: dict) -> None:
+    with pytest.raises(MappingError):
+        tx_to_envelope({**TX, **patch}, 1, "s", 1)
+
+
+def test_mapper_rejects_wrong_hash() -> None:
+    with pytest.raises(MappingError):
+        tx_to_envelope(TX, 1, "s", 1, expected_hash=b"\x00" * 32)
+
+
+# -- drops ------------------------------------------------------------------------------------------------------
+
+def test_drop_counter_excludes_dedup_from_losses(caplog: pytest.LogCaptureFixture) -> None:
+    c = DropCounter("polygon", log_interval_s=3600)
+    c.add(DropReason.DEDUP, "a", 5)
+    c.add(DropReason.FETCH_QUEUE_FULL, "a", 2)
+    c.add(DropReason.FETCH_QUEUE_FULL, "b", 1)
+    c.add(DropReason.GONE_BEFORE_FETCH, "a")
+    assert c.total() == 4 and c.total_dedup() == 5
+    assert c.by_reason() == {"dedup": 5, "fetch_queue_full": 3, "gone_before_fetch": 1}
+    # rate limited: one line per reason within the interval, none for dedup
+    lines = [r.getMessage() for r in caplog.records if "drop chain=polygon" in r.getMessage()]
+    assert len(lines) == 2 and "reason=fetch_queue_full" in lines[0]
+
+
+# -- config -----------------------------------------------------------------------------------------------------
+
+def test_chain_flags_ws_sources_and_fetch_endpoints() -> None:
+    cfg = load_config(["--chain", "polygon=ws://a:1,ws://b:2,http://c:3,https://d:4", "--chain", "1=ws://e:5",
+                       "--processd", "10.0.0.1:9000", "--metrics-port", "9100", "--full-tx", "off"], env={})
+    assert [c.chain_id for c in cfg.chains] == [137, 1]
+    polygon = cfg.chain(137)
+    assert [s.url for s in polygon.sources] == ["ws://a:1", "ws://b:2"]
+    assert [s.source_id for s in polygon.sources] == ["a:1", "b:2"]
+    assert polygon.fetch_urls == ("http://c:3", "https://d:4")
+    assert cfg.chain(1).fetch_urls == ("http://e:5",)  # http twin of the first ws URL
+    assert cfg.processd == "10.0.0.1:9000" and cfg.metrics_port == 9100 and cfg.full_tx == "off"
+
+
+def test_chain_urls_from_env_and_knobs() -> None:
+    env = {"MEMPULSE_CHAIN_BASE_URLS": "wss://x.example/v2/SECRETKEY", "MEMPULSE_CHAIN_BSC_URLS": "ws://h:1",
+           "MEMPULSE_INGEST_FETCH_BATCH_SIZE": "42", "MEMPULSE_INGEST_PROCESSD": "h:7"}
+    cfg = load_config(["--chain", "base", "--chain", "bsc"], env=env)
+    assert [c.chain_id for c in cfg.chains] == [8453, 56]
+    assert cfg.chain(8453).fetch_urls == ("https://x.example/v2/SECRETKEY",)
+    assert cfg.chain(8453).sources[0].source_id == "x.example:443"
+    assert cfg.fetch_batch_size == 42 and cfg.processd == "h:7" and cfg.full_tx == "auto"
+    cfg2 = load_config([], env={**env, "MEMPULSE_INGEST_CHAINS": "bsc"})
+    assert [c.chain_id for c in cfg2.chains] == [56]
+
+
+@pytest.mark.parametrize(("argv", "env", "fragment"), [
+    (["--chain", "nochain=ws://a:1"], {}, "unknown chain"),
+    (["--chain", "polygon"], {}, "MEMPULSE_CHAIN_POLYGON_URLS"),
+    (["--chain", "polygon=http://a:1"], {}, "ws://"),
+    (["--chain", "polygon=ftp://a:1"], {}, "not a ws://"),
+    (["--chain", "1=ws://a:1", "--chain", "ethereum=ws://b:1"], {}, "configured twice"),
+    (["--chain", "1=ws://a:1", "--processd", "nope"], {}, "HOST:PORT"),
+    ([], {}, "no chain configured"),
+    (["--chain", "1=ws://a:1"], {"MEMPULSE_INGEST_FETCH_QUEUE_SIZE": "0"}, "MEMPULSE_INGEST_FETCH_QUEUE_SIZE"),
+])
+def test_config_errors_are_one_line(argv: list[str], env: dict[str, str], fragment: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(argv, env=env)
+    assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
+def test_redact_url_hides_keys() -> None:
+    assert redact_url("wss://user:pw@eth.example.com/v2/KEY?x=1") == "wss://eth.example.com/..."
+    assert redact_url("http://127.0.0.1:8545") == "http://127.0.0.1:8545"
+    assert "KEY" not in parse_chain_spec("1=wss://h.example/KEY", {}).sources[0].source_id

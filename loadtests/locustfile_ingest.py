@@ -8,7 +8,8 @@ Run headless (``scripts/loadtest`` does this and writes CSV/HTML into ``artifact
 
 ``--host`` is processd's gRPC address (``grpc://`` prefix optional). Knobs (env):
 ``MEMPULSE_LOADTEST_BATCH_SIZE`` (envelopes per batch, default 500), ``MEMPULSE_LOADTEST_CHAIN_IDS``
-(comma-separated, default ``1,137``), ``MEMPULSE_LOADTEST_SEED`` (default 7; each user derives its own).
+(comma-separated, default ``1,137``), ``MEMPULSE_LOADTEST_SEED`` (default: the start time; each user derives
+its own, so envelopes are new to processd and reproducible when the seed is given).
 Each request event is one batch: Locust's req/s times the batch size is tx/s; ``response_length`` is the
 number of envelopes processd newly stored, and a batch with rejects or unaccounted envelopes is a failure.
 
@@ -19,10 +20,8 @@ the whole worker.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import os
-import random
 import time
 import uuid
 from collections.abc import Iterator
@@ -33,19 +32,12 @@ import grpc.experimental.gevent as grpc_gevent
 from locust import User, task
 from locust.env import Environment
 
-from common.fixtures import MainnetCall, load_mainnet_calls
-from common.hexutil import int_to_uint256
-from common.pb.v1 import ingest_pb2, ingest_pb2_grpc, tx_pb2
+from common.pb.v1 import ingest_pb2, ingest_pb2_grpc
+from common.synth import synthetic_envelopes
 
 grpc_gevent.init_gevent()
 
-_CALLS: list[MainnetCall] = []
-
-
-def _calls() -> list[MainnetCall]:
-    if not _CALLS:
-        _CALLS.extend(load_mainnet_calls())
-    return _CALLS
+_RUN_SEED = int(time.time())
 
 
 def _env_int(name: str, default: int) -> int:
@@ -54,38 +46,22 @@ def _env_int(name: str, default: int) -> int:
 
 
 class EnvelopeFactory:
-    """Deterministic synthetic envelopes: real mainnet calldata, senders and targets from the bundled
-    fixture, with unique hashes derived from (seed, counter) so every envelope is new to processd."""
+    """Deterministic synthetic envelopes (:mod:`common.synth`: real mainnet calldata, senders and targets, a
+    unique hash per (seed, index)) stamped with the current time as ``first_seen``."""
 
     def __init__(self, seed: int, chain_ids: list[int]) -> None:
-        self._rng = random.Random(seed)
-        self._seed = seed
-        self._counter = itertools.count()
-        self._chains = itertools.cycle(chain_ids)
-        calls = list(_calls())
-        self._rng.shuffle(calls)
-        self._cycle = itertools.cycle(calls)
-
-    def envelope(self) -> tx_pb2.TxEnvelope:
-        call = next(self._cycle)
-        n = next(self._counter)
-        return tx_pb2.TxEnvelope(
-            chain_id=next(self._chains),
-            hash=hashlib.sha256(f"{self._seed}:{n}".encode()).digest(),
-            sender=bytes.fromhex(call.sender[2:]),
-            to=bytes.fromhex(call.to[2:]) if call.to else b"",
-            nonce=n,
-            value=int_to_uint256(call.value),
-            gas_price=int_to_uint256(call.effective_gas_price or 30 * 10**9),
-            gas=call.gas + 21_000,
-            input=bytes.fromhex(call.input[2:]),
-            source_id="locust",
-            first_seen_unix_ns=time.time_ns(),
-        )
+        self.seed = seed
+        self.chain_ids = chain_ids
+        self._next = 0
 
     def batch(self, session_id: str, batch_seq: int, size: int) -> ingest_pb2.TxBatch:
-        return ingest_pb2.TxBatch(session_id=session_id, batch_seq=batch_seq,
-                                  envelopes=[self.envelope() for _ in range(size)])
+        envelopes = synthetic_envelopes(size, seed=self.seed, chain_ids=self.chain_ids, start=self._next,
+                                        source_id="locust")
+        self._next += size
+        now = time.time_ns()
+        for env in envelopes:
+            env.first_seen_unix_ns = now
+        return ingest_pb2.TxBatch(session_id=session_id, batch_seq=batch_seq, envelopes=envelopes)
 
 
 class IngestStreamUser(User):
@@ -98,7 +74,8 @@ class IngestStreamUser(User):
         self.batch_size = _env_int("MEMPULSE_LOADTEST_BATCH_SIZE", 500)
         chain_ids = [int(c) for c in os.environ.get("MEMPULSE_LOADTEST_CHAIN_IDS", "1,137").split(",") if c]
         user_id = next(self._user_ids)
-        self.factory = EnvelopeFactory(_env_int("MEMPULSE_LOADTEST_SEED", 7) * 1000 + user_id, chain_ids)
+        # Default seed: the run's start time, so a rerun against the same processd stores new transactions.
+        self.factory = EnvelopeFactory(_env_int("MEMPULSE_LOADTEST_SEED", _RUN_SEED) * 1000 + user_id, chain_ids)
         self.session_id = f"locust-{uuid.uuid4().hex[:12]}"
         self._batch_seq = itertools.count(1)
         self._outbox: gevent.queue.Queue = gevent.queue.Queue(maxsize=1)

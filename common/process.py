@@ -28,7 +28,7 @@ class ProcessError(RuntimeError):
     """A supervised process failed to start, exited early, or did not become ready."""
 
 
-def _pdeathsig_preexec() -> Callable[[], None] | None:
+def die_with_parent_preexec() -> Callable[[], None] | None:
     """A preexec_fn that asks Linux to SIGTERM the child when its parent dies (None elsewhere).
 
     libc's ``prctl`` is resolved here, in the parent: the child between fork and exec must not dlopen.
@@ -96,7 +96,7 @@ class ManagedProcess:
             self._proc = subprocess.Popen(
                 self.argv, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT, env=self.env,
                 cwd=self.cwd, start_new_session=True,
-                preexec_fn=_pdeathsig_preexec())
+                preexec_fn=die_with_parent_preexec())
         self.starts += 1
         log.debug("%s started (pid %s): %s", self.name, self._proc.pid, self.argv)
         if wait_ready:

@@ -17,7 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from common.pb.v1 import ingest_pb2
-from ingestd.drops import DropCounter
+from ingestd.drops import DropCounter, DropReason
 
 LATENCY_BUCKETS_S = (0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2,
                      0.3, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 30.0)
@@ -86,10 +86,15 @@ class ChainStats:
         return self.sources[source_id]
 
     def to_proto(self) -> ingest_pb2.ChainIngestStats:
-        """The cumulative ChainIngestStats forwarded to processd (dedup is listed but is not a loss)."""
+        """The cumulative ChainIngestStats forwarded to processd.
+
+        Dedup hits are left out of ``dropped``: they are not losses, and processd's drop ratio sums
+        ``dropped`` (they stay visible in ingestd's own metrics as ``ingestd_dedup_hits_total``).
+        """
+        dropped = [ingest_pb2.DropCount(reason=r, count=n) for r, n in sorted(self.drops.by_reason().items())
+                   if r != DropReason.DEDUP.value]
         return ingest_pb2.ChainIngestStats(
-            chain_id=self.chain_id, seen=self.seen, delivered=self.delivered,
-            dropped=[ingest_pb2.DropCount(reason=r, count=n) for r, n in sorted(self.drops.by_reason().items())],
+            chain_id=self.chain_id, seen=self.seen, delivered=self.delivered, dropped=dropped,
             sources=[s.to_proto() for s in self.sources.values()], visibility=self.visibility,  # type: ignore[arg-type]
             as_of_unix_ms=int(time.time() * 1000))
 
@@ -127,6 +132,9 @@ class IngestCollector(Collector):
         sent = counter("ingestd_envelopes_sent", "Envelopes written to the processd stream (resends included)",
                        ["chain"])
         acks = counter("ingestd_acks", "IngestAcks received", ["chain"])
+        fetched = counter("ingestd_fetched", "Transactions fetched by batch eth_getTransactionByHash", ["chain"])
+        full_tx = counter("ingestd_full_tx_notifications", "Notifications carrying the full transaction",
+                          ["chain"])
         resent = counter("ingestd_batches_resent", "Unacked batches resent after a stream reconnect", ["chain"])
         stream_rc = counter("ingestd_stream_reconnects", "Reconnects of the processd stream", ["chain"])
         notif = counter("ingestd_notifications", "Pending-transaction notifications received", ["chain", "source"])
@@ -154,6 +162,8 @@ class IngestCollector(Collector):
             delivered.add_metric([ch], c.delivered)
             sent.add_metric([ch], c.envelopes_sent)
             acks.add_metric([ch], c.acks)
+            fetched.add_metric([ch], c.fetched)
+            full_tx.add_metric([ch], c.full_tx_received)
             resent.add_metric([ch], c.batches_resent)
             stream_rc.add_metric([ch], c.stream_reconnects)
             vis = {ingest_pb2.MEMPOOL_VISIBILITY_VISIBLE: 1, ingest_pb2.MEMPOOL_VISIBILITY_NOT_VISIBLE: 0}
@@ -177,5 +187,6 @@ class IngestCollector(Collector):
             in_flight.add_metric([ch], c.in_flight())
             unacked.add_metric([ch], c.unacked_batches())
             dedup_size.add_metric([ch], c.dedup_entries())
-        yield from (seen, delivered, sent, acks, resent, stream_rc, notif, dedup, rejected, reconnects, gaps, drops,
-                    rpc_err, connected, silent, visibility, depth, capacity, in_flight, unacked, dedup_size)
+        yield from (seen, delivered, sent, acks, fetched, full_tx, resent, stream_rc, notif, dedup, rejected,
+                    reconnects, gaps, drops, rpc_err, connected, silent, visibility, depth, capacity, in_flight,
+                    unacked, dedup_size)

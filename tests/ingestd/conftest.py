@@ -20,21 +20,25 @@ from common.anvil import AnvilNode
 from common.fixtures import load_mainnet_calls
 from common.netutil import free_port, wait_for_port
 from common.pb.v1 import query_pb2, query_pb2_grpc
-from common.replay import Replayer
+from common.replay import Replayer, SentTx
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def send_calls(http_url: str, start: int, count: int, batch_size: int = 50) -> list[str]:
-    """Sends ``count`` fixture calls (from index ``start``) into anvil; returns the accepted hashes."""
+def send_txs(http_url: str, start: int, count: int, batch_size: int = 50) -> list[SentTx]:
+    """Sends ``count`` fixture calls (from index ``start``) into anvil; returns what anvil accepted."""
     calls = load_mainnet_calls()[start:start + count]
 
-    async def go() -> list[str]:
+    async def go() -> list[SentTx]:
         async with Replayer(http_url, batch_size=batch_size) as replayer:
-            sent = await replayer.send(calls)
-        return [s.tx_hash for s in sent]
+            return await replayer.send(calls)
 
     return asyncio.run(go())
+
+
+def send_calls(http_url: str, start: int, count: int, batch_size: int = 50) -> list[str]:
+    """Like :func:`send_txs`, returning the accepted hashes."""
+    return [s.tx_hash for s in send_txs(http_url, start, count, batch_size)]
 
 
 class Daemon:

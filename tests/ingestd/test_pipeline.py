@@ -1,0 +1,235 @@
+"""ingestd end to end as a real subprocess: anvil -> (fault proxy) -> ingestd -> real processd, checked via Query."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+
+from common.anvil import AnvilNode
+from common.faultproxy import Faults, FaultProxyThread
+from common.netutil import free_port
+from common.pb.v1 import query_pb2, query_pb2_grpc
+from tests.ingestd.conftest import ROOT, Daemon, Ingestd, Processd, send_calls, send_txs
+
+pytestmark = pytest.mark.integration
+
+
+def _settled(ing: Ingestd, chain: str) -> bool:
+    """Every seen transaction is delivered or dropped, nothing queued or unacked."""
+    m = ing.metrics()
+
+    def get(name: str, **labels: str) -> float:
+        return sum(v for (n, lab), v in m.items() if n == name and all((k, x) in lab for k, x in labels.items()))
+
+    losses = sum(v for (n, lab), v in m.items() if n == "ingestd_drops_total" and ("chain", chain) in lab
+                 and dict(lab).get("reason") != "dedup")
+    return (get("ingestd_seen_total", chain=chain) > 0
+            and get("ingestd_delivered_total", chain=chain) + losses == get("ingestd_seen_total", chain=chain)
+            and get("ingestd_unacked_batches", chain=chain) == 0
+            and get("ingestd_queue_depth", chain=chain) == 0)
+
+
+def _drops(ing: Ingestd, chain: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for (n, lab), v in ing.metrics().items():
+        d = dict(lab)
+        if n == "ingestd_drops_total" and d.get("chain") == chain and v:
+            out[d["reason"]] = out.get(d["reason"], 0) + v
+    return out
+
+
+def test_two_chains_one_worker_each_tagged_in_processd(tmp_path: Path, processd: Processd,
+                                                       daemons: list[Daemon]) -> None:
+    with AnvilNode(chain_id=1) as eth, AnvilNode(chain_id=137) as pol:
+        ing = Ingestd(["--chain", f"ethereum={eth.ws_url}", "--chain", f"137={pol.ws_url},{pol.http_url}"],
+                      processd.addr, tmp_path / "ingestd.log", "--full-tx", "off")
+        daemons.append(ing)
+        ing.wait_ready(sources=2)
+        sent_eth = send_calls(eth.http_url, 0, 40)
+        sent_pol_txs = send_txs(pol.http_url, 100, 30)
+        sent_pol = [t.tx_hash for t in sent_pol_txs]
+        ing.wait_for(lambda: _settled(ing, "ethereum") and _settled(ing, "polygon"), what="both chains settled")
+        stored_eth, stored_pol = processd.stored(1), processd.stored(137)
+        assert sorted("0x" + s.tx.hash.hex() for s in stored_eth) == sorted(sent_eth)
+        assert sorted("0x" + s.tx.hash.hex() for s in stored_pol) == sorted(sent_pol)
+        assert {s.tx.chain_id for s in stored_eth} == {1} and {s.tx.chain_id for s in stored_pol} == {137}
+        assert {s.tx.source_id for s in stored_pol} == {f"127.0.0.1:{pol.port}"}
+        # fields survive the path: compare with the replayed mainnet calls
+        calls = {t.tx_hash: t.call for t in sent_pol_txs}
+        for s in stored_pol:
+            call = calls["0x" + s.tx.hash.hex()]
+            assert "0x" + s.tx.input.hex() == call.input.lower()
+            assert "0x" + s.tx.sender.hex() == call.sender.lower()
+            assert int.from_bytes(s.tx.value, "big") == call.value
+            assert ("0x" + s.tx.to.hex() if s.tx.to else None) == (call.to.lower() if call.to else None)
+        # one isolated worker per chain: separate counters, the fetch path was used (full-tx off)
+        assert ing.metric("ingestd_seen_total", chain="ethereum") == 40
+        assert ing.metric("ingestd_seen_total", chain="polygon") == 30
+        assert ing.metric("ingestd_fetched_total", chain="polygon") == 30
+        assert ing.metric("ingestd_fetch_batch_size_count", chain="polygon") >= 1
+        assert ing.metric("ingestd_drops_total") == 0
+        # the per-chain counters reach processd's snapshot (forwarded about every second)
+        with grpc.insecure_channel(processd.addr) as channel:
+            stub = query_pb2_grpc.QueryStub(channel)
+            deadline = time.monotonic() + 10
+            while True:
+                snap = stub.GetSnapshot(query_pb2.GetSnapshotRequest(), timeout=5)
+                totals = {c.chain_id: c for c in snap.chains}
+                if all(c in totals and totals[c].ingest.delivered == n for c, n in ((1, 40), (137, 30))):
+                    break
+                assert time.monotonic() < deadline, snap
+                time.sleep(0.3)
+        assert totals[137].ingest.seen == 30 and totals[137].drop_ratio == 0.0
+        assert totals[137].ingest.visibility == 1  # MEMPOOL_VISIBILITY_VISIBLE
+        assert ing.stop() == 0
+        assert "stopped chain=polygon seen=30 delivered=30" in ing.log_text()
+
+
+def test_full_tx_mode_skips_the_fetch(tmp_path: Path, processd: Processd, daemons: list[Daemon]) -> None:
+    with AnvilNode(chain_id=137) as pol:
+        ing = Ingestd(["--chain", f"polygon={pol.ws_url}"], processd.addr, tmp_path / "ingestd.log")
+        daemons.append(ing)
+        ing.wait_ready(sources=1)
+        sent = send_calls(pol.http_url, 0, 30)
+        ing.wait_for(lambda: _settled(ing, "polygon"), what="settled")
+        assert ing.metric("ingestd_full_tx_notifications_total", chain="polygon") == 30
+        assert ing.metric("ingestd_fetched_total", chain="polygon") == 0
+        assert sorted("0x" + s.tx.hash.hex() for s in processd.stored(137)) == sorted(sent)
+
+
+def test_two_sources_stored_once_first_seen_attributed(tmp_path: Path, processd: Processd,
+                                                       daemons: list[Daemon]) -> None:
+    with AnvilNode(chain_id=137) as pol, FaultProxyThread(pol.http_url, Faults(latency_ms=200)) as slow:
+        # The slow source (proxy, +100 ms per direction) is listed first: attribution follows arrival, not order.
+        ing = Ingestd(["--chain", f"polygon={slow.ws_url},{pol.ws_url},{pol.http_url}"], processd.addr,
+                      tmp_path / "ingestd.log", "--full-tx", "off")
+        daemons.append(ing)
+        ing.wait_ready(sources=2)
+        sent = send_calls(pol.http_url, 0, 40)
+        fast_id, slow_id = f"127.0.0.1:{pol.port}", f"127.0.0.1:{slow.proxy.port}"
+        ing.wait_for(lambda: _settled(ing, "polygon") and ing.metric("ingestd_dedup_hits_total") == 40,
+                     what="settled with 40 dedup hits")
+        stored = processd.stored(137)
+        assert sorted("0x" + s.tx.hash.hex() for s in stored) == sorted(sent)  # each exactly once
+        assert {s.tx.source_id for s in stored} == {fast_id}
+        assert ing.metric("ingestd_notifications_total", source=slow_id) == 40
+        assert ing.metric("ingestd_dedup_hits_total", source=slow_id) == 40
+        assert ing.metric("ingestd_seen_total") == 40 and _drops(ing, "polygon") == {"dedup": 40}
+
+
+def test_reconnect_after_ws_cut_and_malformed_frames(tmp_path: Path, processd: Processd,
+                                                     daemons: list[Daemon]) -> None:
+    with AnvilNode(chain_id=137) as pol, FaultProxyThread(pol.http_url) as proxy:
+        ing = Ingestd(["--chain", f"polygon={proxy.ws_url}"], processd.addr, tmp_path / "ingestd.log",
+                      "--full-tx", "off", env={"MEMPULSE_INGEST_RECONNECT_MIN_MS": "50"})
+        daemons.append(ing)
+        ing.wait_ready(sources=1)
+        first = send_calls(pol.http_url, 0, 20)
+        ing.wait_for(lambda: ing.metric("ingestd_delivered_total") == 20, what="first 20 delivered")
+        assert proxy.inject_ws(b'{"jsonrpc":"2.0","method":"eth_subscription","params":{"subscr') == 1
+        assert proxy.inject_ws(b'{"jsonrpc":"2.0","method":"eth_subscription","params":{"subscription":"0xdead",'
+                               b'"result":"0x' + b"ab" * 32 + b'"}}') == 1
+        assert proxy.cut_ws() == 1
+        ing.wait_for(lambda: ing.metric("ingestd_source_reconnects_total") >= 1
+                     and ing.metric("ingestd_source_connected") == 1, what="resubscribed")
+        second = send_calls(pol.http_url, 20, 20)
+        ing.wait_for(lambda: ing.metric("ingestd_delivered_total") == 40, what="all 40 delivered")
+        assert sorted("0x" + s.tx.hash.hex() for s in processd.stored(137)) == sorted(first + second)
+        assert _drops(ing, "polygon") == {"malformed": 1, "unknown_subscription": 1}
+        assert ing.metric("ingestd_notifications_rejected_total", reason="malformed_json") == 1
+        assert ing.metric("ingestd_seen_total") == 42  # 40 transactions + 2 rejected messages, all accounted
+
+
+def test_upstream_faults_are_accounted(tmp_path: Path, processd: Processd, daemons: list[Daemon]) -> None:
+    faults = Faults(http_429_next=3, rpc_error_next=2, malformed_next=1, reorder=True, partial_error_rate=0.1,
+                    drop_item_rate=0.05, null_rate=0.1)
+    with AnvilNode(chain_id=137) as pol, FaultProxyThread(pol.http_url, faults, seed=11) as proxy:
+        ing = Ingestd(["--chain", f"polygon={pol.ws_url},{proxy.http_url}"], processd.addr, tmp_path / "ingestd.log",
+                      "--full-tx", "off", env={"MEMPULSE_INGEST_FETCH_RETRIES": "8",
+                                               "MEMPULSE_INGEST_FETCH_BACKOFF_MS": "5",
+                                               "MEMPULSE_INGEST_FETCH_ENDPOINT_COOLDOWN_MS": "0"})
+        daemons.append(ing)
+        ing.wait_ready(sources=1)
+        sent = send_calls(pol.http_url, 0, 150)
+        ing.wait_for(lambda: _settled(ing, "polygon"), what="settled")
+        stored = {"0x" + s.tx.hash.hex() for s in processd.stored(137)}
+        drops = _drops(ing, "polygon")
+        assert set(drops) <= {"gone_before_fetch"}, drops  # nulls are the only loss; retries absorb the rest
+        assert stored <= set(sent) and len(stored) + drops.get("gone_before_fetch", 0) == 150
+        assert proxy.proxy.stats["items_nulled"] >= drops.get("gone_before_fetch", 0) > 0
+        for code in ("http_429", "-32005", "malformed_response"):
+            assert ing.metric("ingestd_rpc_errors_total", code=code) >= 1, code
+
+
+def test_overload_slow_processd_bounded_and_counted(tmp_path: Path, processd: Processd,
+                                                    daemons: list[Daemon]) -> None:
+    env = {"MEMPULSE_INGEST_OUTBOUND_QUEUE_SIZE": "60", "MEMPULSE_INGEST_OUTBOUND_BATCH_SIZE": "20",
+           "MEMPULSE_INGEST_OUTBOUND_MAX_UNACKED_BATCHES": "2", "MEMPULSE_INGEST_FETCH_QUEUE_SIZE": "100"}
+    with AnvilNode(chain_id=137) as pol:
+        ing = Ingestd(["--chain", f"polygon={pol.ws_url}"], processd.addr, tmp_path / "ingestd.log",
+                      "--full-tx", "off", env=env)
+        daemons.append(ing)
+        ing.wait_ready(sources=1)
+        os.kill(processd.proc.pid, signal.SIGSTOP)
+        try:
+            sent = send_calls(pol.http_url, 0, 400)
+            # The reader keeps reading while processd is frozen: every notification is counted...
+            ing.wait_for(lambda: ing.metric("ingestd_notifications_total") == 400, what="reader kept reading")
+            ing.wait_for(lambda: ing.metric("ingestd_queue_depth", queue="outbound") == 60
+                         and ing.metric("ingestd_queue_depth", queue="fetch") == 0, what="outbound queue full")
+            m_unacked = ing.metric("ingestd_unacked_batches")
+            drops = _drops(ing, "polygon")
+        finally:
+            os.kill(processd.proc.pid, signal.SIGCONT)
+        # ...queues stay at their bounds and the excess is dropped with its reason
+        assert m_unacked <= 2
+        assert set(drops) == {"outbound_queue_full"} and drops["outbound_queue_full"] >= 400 - 60 - 2 * 20 - 20
+        ing.wait_for(lambda: _settled(ing, "polygon"), what="settled after processd resumed")
+        delivered = ing.metric("ingestd_delivered_total")
+        stored = {"0x" + s.tx.hash.hex() for s in processd.stored(137)}
+        assert len(stored) == delivered and stored <= set(sent)
+        assert delivered + _drops(ing, "polygon")["outbound_queue_full"] == 400
+
+
+def test_visibility_and_silent_source(tmp_path: Path, processd: Processd, daemons: list[Daemon]) -> None:
+    with AnvilNode(chain_id=10) as op:
+        ing = Ingestd(["--chain", f"optimism={op.ws_url}"], processd.addr, tmp_path / "ingestd.log",
+                      env={"MEMPULSE_INGEST_SOURCE_SILENT_S": "1"})
+        daemons.append(ing)
+        ing.wait_ready(sources=1)
+        ing.wait_for(lambda: ing.metric("ingestd_mempool_visible", chain="optimism") == 0
+                     and ing.metric("ingestd_source_silent", chain="optimism") == 1, what="not visible + silent")
+        assert "mempool_not_visible chain=optimism" in ing.log_text() and "source_silent" in ing.log_text()
+        send_calls(op.http_url, 0, 3)
+        ing.wait_for(lambda: ing.metric("ingestd_mempool_visible", chain="optimism") == 1
+                     and ing.metric("ingestd_source_silent", chain="optimism") == 0, what="visible again")
+
+
+def _run_ingestd(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ingestd", *args], capture_output=True, text=True, timeout=60,
+                          cwd=ROOT)
+
+
+def test_chain_id_mismatch_and_unreachable_exit_2() -> None:
+    with AnvilNode(chain_id=137) as pol:
+        proc = _run_ingestd("--chain", f"ethereum={pol.ws_url}")
+        assert proc.returncode == 2
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in proc.stderr
+        assert f"127.0.0.1:{pol.port}" in lines[0] and "expected chain id 1 " in lines[0]
+        assert "actual chain id 137" in lines[0]
+        dead = free_port()
+        proc = _run_ingestd("--chain", f"polygon={pol.ws_url},http://127.0.0.1:{dead}")
+        assert proc.returncode == 2
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and f"http://127.0.0.1:{dead}" in lines[0] and "unreachable" in lines[0]
+        assert "expected chain id 137" in lines[0]
+    proc = _run_ingestd("--chain", "nosuchchain=ws://127.0.0.1:1")
+    assert proc.returncode == 2 and "unknown chain" in proc.stderr

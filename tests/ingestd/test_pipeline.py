@@ -13,7 +13,7 @@ import grpc
 import pytest
 
 from common.anvil import AnvilNode
-from common.faultproxy import Faults, FaultProxyThread
+from common.faultproxy import FaultProxyThread, Faults
 from common.netutil import free_port
 from common.pb.v1 import query_pb2, query_pb2_grpc
 from tests.ingestd.conftest import ROOT, Daemon, Ingestd, Processd, send_calls, send_txs

@@ -32,8 +32,10 @@ setup_venv() {
   want="$(cat "$MEMPULSE_ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)"
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "setup: pip install -e .[dev] (first run takes about a minute)" >&2
-    "$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$MEMPULSE_ROOT[dev]" >&2 \
-      || die "pip install failed (see above); check that PyPI is reachable"
+    # (grep drops pip's notices about unreachable local mirrors that some machines configure)
+    { "$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$MEMPULSE_ROOT[dev]" 2>&1 \
+        || echo "MEMPULSE_PIP_FAILED"; } | grep -v "^WARNING: Location" | tee /dev/stderr | grep -q MEMPULSE_PIP_FAILED \
+      && die "pip install failed (see above); check that PyPI is reachable"
     echo "$want" > "$stamp"
   fi
   export PATH="$venv/bin:$PATH"

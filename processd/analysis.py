@@ -2,7 +2,7 @@
 
 ``analyze`` turns one envelope into its features and ranked opportunities. The storage path calls it for
 every accepted envelope; the decoding registry, feature extraction and searcher behind it live in
-``processd.decoding``, ``processd.features`` and ``processd.searcher``.
+``processd.decoding``, ``processd.features`` and ``processd.searcher``. It never raises on any calldata.
 """
 
 from __future__ import annotations
@@ -10,6 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from common.pb.v1 import events_pb2, tx_pb2
+from processd.decoding import Decoder
+from processd.decoding.methods import DecoderFactory
+from processd.decoding.model import OTHER, WRAPPED_NATIVE, DecodedCall
+from processd.decoding.registry import Registry
+from processd.features import NATIVE_PROTOCOL, build_features
+from processd.searcher import DEFAULT_MIN_SCORE, Searcher, is_rankable
 
 
 @dataclass(slots=True)
@@ -20,14 +26,61 @@ class Analysis:
     opportunities: list[events_pb2.Opportunity] = field(default_factory=list)
 
 
+class Analyzer:
+    """Decoder + registry + searcher, built once and reused for every envelope (read-only, thread-safe)."""
+
+    __slots__ = ("decoder", "registry", "searcher")
+
+    def __init__(self, registry: Registry | None = None, min_score: int = DEFAULT_MIN_SCORE,
+                 factory: DecoderFactory | None = None) -> None:
+        self.registry = registry or Registry()
+        self.decoder = Decoder(factory) if factory is not None else Decoder()
+        self.searcher = Searcher(self.registry, min_score)
+
+    def analyze(self, envelope: tx_pb2.TxEnvelope) -> Analysis:
+        """Features (always present; category OTHER when the call is not recognised) and opportunities."""
+        data = envelope.input
+        size = len(data)
+        to = envelope.to
+        chain_id = envelope.chain_id
+        value = int.from_bytes(envelope.value, "big")
+        call: DecodedCall | None = None
+        if size:
+            # Borrowed: the decoder reads the calldata through a memoryview, nested calls are views too.
+            call = self.decoder.decode(memoryview(data), to, value, envelope.sender)
+            if call is not None:
+                protocol = self.registry.label(chain_id, to, call.family) if to else ""
+            else:
+                protocol = self.registry.any_label(chain_id, to) if to else ""
+        elif to:
+            protocol = NATIVE_PROTOCOL
+            contract = self.registry.contract(chain_id, to)
+            if contract is not None and WRAPPED_NATIVE in contract.labels:
+                # Plain value sent to WETH/WMATIC/...: the fallback function deposits it.
+                protocol = contract.labels[WRAPPED_NATIVE]
+                call = DecodedCall("deposit", OTHER, WRAPPED_NATIVE, token_out=to, amount_in=value,
+                                   recipient=envelope.sender)
+        else:
+            protocol = ""  # contract creation
+        features = build_features(envelope, call, protocol, size)
+        if call is None or not is_rankable(call):
+            return Analysis(features)
+        tip = envelope.max_priority_fee_per_gas or envelope.gas_price
+        opportunities = self.searcher.rank(chain_id, envelope.hash, call, protocol, value, int.from_bytes(tip, "big"))
+        return Analysis(features, opportunities)
+
+
+_default: Analyzer | None = None
+
+
+def default_analyzer() -> Analyzer:
+    """The process-wide Analyzer, built on first use (no work at import time)."""
+    global _default
+    if _default is None:
+        _default = Analyzer()
+    return _default
+
+
 def analyze(envelope: tx_pb2.TxEnvelope) -> Analysis:
     """Features (always present; category OTHER when the call is not recognised) and opportunities."""
-    features = events_pb2.TxFeatures(
-        category=events_pb2.TX_CATEGORY_OTHER,
-        selector=envelope.input[:4],
-        value=envelope.value,
-        gas_price=envelope.max_fee_per_gas or envelope.gas_price,
-        priority_fee=envelope.max_priority_fee_per_gas or envelope.gas_price,
-        calldata_len=len(envelope.input),
-    )
-    return Analysis(features=features)
+    return (_default or default_analyzer()).analyze(envelope)

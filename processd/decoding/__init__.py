@@ -1,0 +1,52 @@
+"""Calldata decoding: a selector/ABI registry over ERC-20, wrapped-native, Uniswap V2-style routers,
+Uniswap V3 SwapRouter / SwapRouter02 (with multicall) and the Universal Router, plus a per-chain registry
+of known addresses for protocol labels. See docs/decoding.md.
+
+``Decoder.decode`` never raises: unknown selectors give ``None``; a known selector whose arguments do not
+decode gives a DecodedCall with ``decoded=False`` and ``error`` set.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from processd.decoding.abi import AbiDecodeError, ArgsDecoder
+from processd.decoding.methods import DecoderFactory, Method, plain_methods
+from processd.decoding.model import DecodedCall
+from processd.decoding.registry import Registry
+from processd.decoding.routers import router_methods
+
+__all__ = ["AbiDecodeError", "DecodedCall", "Decoder", "Method", "Registry", "all_methods"]
+
+
+def all_methods(factory: DecoderFactory = ArgsDecoder) -> dict[bytes, Method]:
+    """Selector -> Method for every known method (plain and batching)."""
+    plain = plain_methods(factory)
+    return {**plain, **router_methods(plain, factory)}
+
+
+class Decoder:
+    """Decodes one call's calldata by its selector. Build once (tables are compiled in the constructor)."""
+
+    __slots__ = ("methods",)
+
+    def __init__(self, factory: DecoderFactory = ArgsDecoder) -> None:
+        self.methods = all_methods(factory)
+
+    def decode(self, data: Any, to: bytes, value: int, sender: bytes) -> DecodedCall | None:
+        """Decodes ``data`` (borrowed: bytes or memoryview, selector included) sent to ``to`` with ``value``.
+
+        Returns None when the selector is unknown (or data is shorter than a selector).
+        """
+        if len(data) < 4:
+            return None
+        method = self.methods.get(bytes(data[:4]))
+        if method is None:
+            return None
+        try:
+            return method.extract(method.args.decode(data), to, value, sender)
+        except AbiDecodeError as exc:
+            return DecodedCall(method.name, method.category, method.family, decoded=False, error=str(exc))
+        except Exception as exc:
+            return DecodedCall(method.name, method.category, method.family, decoded=False,
+                               error=f"internal decoder error: {type(exc).__name__}: {exc}")

@@ -1,0 +1,265 @@
+"""Opportunity ranking: how exploitable a pending swap is, as sandwich, backrun and arbitrage candidate.
+
+Each kind gets a deterministic integer score 0-100, the sum of capped components (weights below and in
+docs/decoding.md), and human-readable reasons. The inputs are only the decoded call, the envelope's value
+and tip, and fixed tables (reference prices, venue classes), so the same transaction always gets the same
+scores, on any machine, in any order.
+
+Components:
+- size: notional of the swap in USD at fixed reference prices (native value for ETH-in swaps, else the
+  known input or output token amount); log scale from $100 (0 points) to $1M (full points).
+- slippage (sandwich only): tolerance inferred from amountOutMin == 0 / unbounded amountInMax, or from a
+  pair of tokens pegged to the same asset (USDC/DAI, WETH/stETH); full points from 3%; unknown = 0.5%.
+- venue: constant-product (V2) pools are the textbook sandwich target; forks have thinner pools whose
+  prices diverge after a swap (backrun/arb); every extra hop dislocates one more pool.
+- urgency: the tip (priority fee, or legacy gas price) on a log scale from 1 gwei to 1000 gwei: a high tip
+  lands in the next block, so the opportunity is real and immediate.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from common.pb.v1 import events_pb2
+from processd.decoding.model import UNISWAP_V2, UNISWAP_V3, DecodedCall
+from processd.decoding.registry import REF_USD_MICROS, Registry, Token, native_peg
+from processd.features import u256
+
+SANDWICH = events_pb2.OPPORTUNITY_KIND_SANDWICH_CANDIDATE
+BACKRUN = events_pb2.OPPORTUNITY_KIND_BACKRUN_CANDIDATE
+ARB = events_pb2.OPPORTUNITY_KIND_ARB_CANDIDATE
+
+#: Opportunities scoring below this are not emitted (they remain visible as TxFeatures).
+DEFAULT_MIN_SCORE = 10
+#: Slippage reported for "no protection at all" (amountOutMin = 0 or unbounded amountInMax).
+UNLIMITED_BPS = 10_000
+#: Assumed tolerance when nothing can be inferred: the Uniswap interface default.
+ASSUMED_BPS = 50
+_UNBOUNDED = 1 << 255
+_WEI = 10**18
+_GWEI = 10**9
+_UNKNOWN_SLIPPAGE = f"slippage unknown (assumed {ASSUMED_BPS / 100:.2f}%)"
+#: Main venues: labels of the canonical Uniswap deployments (everything else is a secondary venue).
+MAIN_VENUES = frozenset({"uniswap_v2", "uniswap_v3"})
+
+
+@dataclass(slots=True)
+class SwapAssessment:
+    """The per-transaction facts every kind's score is built from (computed once per swap)."""
+
+    notional_wei: int | None
+    usd: float | None
+    slippage_bps: int  # 0 = unknown
+    slippage_reason: str
+    tip_gwei: float
+    hops: int
+    v2_style: bool
+    main_venue: bool
+    cyclic: bool
+
+
+def _log_points(value: float | None, low: float, high: float, cap: float) -> float:
+    """0 at or below ``low``, ``cap`` at or above ``high``, log-linear in between."""
+    if value is None or value <= low:
+        return 0.0
+    if value >= high:
+        return cap
+    return cap * (math.log10(value) - math.log10(low)) / (math.log10(high) - math.log10(low))
+
+
+def size_points(usd: float | None, cap: float) -> float:
+    """Size component: $100 -> 0, $1M -> cap."""
+    return _log_points(usd, 100.0, 1_000_000.0, cap)
+
+
+def urgency_points(tip_gwei: float, cap: float) -> float:
+    """Urgency component: tip 1 gwei -> 0, 1000 gwei -> cap."""
+    return _log_points(tip_gwei, 1.0, 1000.0, cap)
+
+
+def slippage_points(bps: int, cap: float) -> float:
+    """Slippage component: linear up to 3% (300 bps) = cap; unknown counts as the assumed 0.5%."""
+    return cap * min(bps if bps else ASSUMED_BPS, 300) / 300
+
+
+class Searcher:
+    """Ranks decoded swaps into opportunities. Stateless apart from its fixed tables."""
+
+    __slots__ = ("min_score", "registry")
+
+    def __init__(self, registry: Registry, min_score: int = DEFAULT_MIN_SCORE) -> None:
+        self.registry = registry
+        self.min_score = min_score
+
+    # --- facts ---------------------------------------------------------------------------------------
+
+    def _token_usd_micros(self, token: Token, amount: int) -> int:
+        return amount * REF_USD_MICROS[token.peg] // 10**token.decimals
+
+    def notional(self, chain_id: int, call: DecodedCall, value: int) -> tuple[int | None, int | None]:
+        """(notional in native wei, in micro-USD) at reference prices; (None, None) when unknowable."""
+        native_micros = REF_USD_MICROS[native_peg(chain_id)]
+        if call.native_in and value > 0:
+            return value, value * native_micros // _WEI
+        usd_micros = None
+        token = self.registry.token(chain_id, call.token_in)
+        amount = call.amount_in if call.amount_in is not None else call.amount_in_max
+        if token is not None and amount is not None and amount < _UNBOUNDED:
+            usd_micros = self._token_usd_micros(token, amount)
+        else:
+            token = self.registry.token(chain_id, call.token_out)
+            amount = call.amount_out if call.amount_out is not None else call.amount_out_min
+            if token is not None and amount:
+                usd_micros = self._token_usd_micros(token, amount)
+        if usd_micros is None:
+            return None, None
+        return usd_micros * _WEI // native_micros, usd_micros
+
+    def slippage(self, chain_id: int, call: DecodedCall, value: int) -> tuple[int, str]:
+        """(tolerance in bps, 0 = unknown; reason)."""
+        if call.amount_out_min is not None and call.amount_out_min == 0 and call.amount_out is None:
+            return UNLIMITED_BPS, "amountOutMin = 0: no slippage protection"
+        if call.amount_in_max is not None and call.amount_in_max >= _UNBOUNDED:
+            return UNLIMITED_BPS, "amountInMax unbounded: no slippage protection"
+        t_in = self.registry.token(chain_id, call.token_in)
+        t_out = self.registry.token(chain_id, call.token_out)
+        if t_in is None or t_out is None or t_in.peg != t_out.peg:
+            return 0, _UNKNOWN_SLIPPAGE
+        if call.amount_out_min is not None:  # exact input
+            paid = call.amount_in if call.amount_in is not None else (value if call.native_in else None)
+            if not paid:
+                return 0, _UNKNOWN_SLIPPAGE
+            paid_n = paid * 10 ** (18 - t_in.decimals) if t_in.decimals <= 18 else paid
+            floor_n = call.amount_out_min * 10 ** (18 - t_out.decimals) if t_out.decimals <= 18 else call.amount_out_min
+            bps = (paid_n - floor_n) * 10_000 // paid_n
+        elif call.amount_out and call.amount_in_max is not None:  # exact output
+            ceil_n = call.amount_in_max * 10 ** (18 - t_in.decimals) if t_in.decimals <= 18 else call.amount_in_max
+            out_n = call.amount_out * 10 ** (18 - t_out.decimals) if t_out.decimals <= 18 else call.amount_out
+            bps = (ceil_n - out_n) * 10_000 // out_n
+        else:
+            return 0, _UNKNOWN_SLIPPAGE
+        bps = max(1, min(UNLIMITED_BPS, bps))
+        return bps, f"slippage tolerance {bps / 100:.2f}% ({t_in.symbol}/{t_out.symbol} pegged to {t_in.peg})"
+
+    def assess(self, chain_id: int, call: DecodedCall, protocol: str, value: int, tip_wei: int) -> SwapAssessment:
+        """The facts all scores are built from."""
+        notional_wei, usd_micros = self.notional(chain_id, call, value)
+        bps, slip_reason = self.slippage(chain_id, call, value)
+        hops = max(1, len(call.path) - 1)
+        return SwapAssessment(
+            notional_wei=notional_wei,
+            usd=None if usd_micros is None else usd_micros / 1_000_000,
+            slippage_bps=bps,
+            slippage_reason=slip_reason,
+            tip_gwei=tip_wei / _GWEI,
+            hops=hops,
+            v2_style=call.family == UNISWAP_V2,
+            main_venue=protocol in MAIN_VENUES,
+            cyclic=len(call.path) >= 3 and call.token_in == call.token_out,
+        )
+
+    # --- scores --------------------------------------------------------------------------------------
+
+    def sandwich_score(self, a: SwapAssessment, call: DecodedCall) -> int:
+        """size 0-45 + slippage 0-30 + venue 0-15 + urgency 0-10 (- 10 for fee-on-transfer tokens)."""
+        venue = (15 if a.main_venue else 12) if a.v2_style else (10 if a.main_venue else 8)
+        venue = max(0, venue - 2 * (a.hops - 1))
+        score = size_points(a.usd, 45) + slippage_points(a.slippage_bps, 30) + venue + urgency_points(a.tip_gwei, 10)
+        if call.fee_on_transfer:
+            score -= 10
+        if a.cyclic:
+            score = 0.0  # the tx is itself an arbitrage: nothing to sandwich
+        return _clamp(score)
+
+    def backrun_score(self, a: SwapAssessment) -> int:
+        """size 0-60 + venue 0-25 (thin fork pools and extra hops diverge more) + urgency 0-15."""
+        venue = (10 if a.main_venue else 15) if a.v2_style else (8 if a.main_venue else 12)
+        venue += min(10, 5 * (a.hops - 1))
+        return _clamp(size_points(a.usd, 60) + venue + urgency_points(a.tip_gwei, 15))
+
+    def arb_score(self, a: SwapAssessment) -> int:
+        """Structural triggers (cyclic 40, secondary venue 20, extra hops 10 each up to 20) + size 0-30
+        + urgency 0-10; 0 when no trigger applies."""
+        trigger = (40 if a.cyclic else 0) + (0 if a.main_venue else 20) + min(20, 10 * (a.hops - 1))
+        if trigger == 0:
+            return 0
+        return _clamp(trigger + size_points(a.usd, 30) + urgency_points(a.tip_gwei, 10))
+
+    # --- opportunities -------------------------------------------------------------------------------
+
+    def rank(self, chain_id: int, tx_hash: bytes, call: DecodedCall, protocol: str, value: int,
+             tip_wei: int) -> list[events_pb2.Opportunity]:
+        """Opportunities of a decoded swap scoring at least ``min_score``, highest score first."""
+        a = self.assess(chain_id, call, protocol, value, tip_wei)
+        scored = [
+            (self.sandwich_score(a, call), SANDWICH),
+            (self.backrun_score(a), BACKRUN),
+            (self.arb_score(a), ARB),
+        ]
+        scored = [(s, k) for s, k in scored if s >= self.min_score and s > 0]
+        if not scored:
+            return []
+        scored.sort(key=lambda sk: (-sk[0], sk[1]))
+        common = self._reasons(chain_id, a, call, protocol)
+        out = []
+        for score, kind in scored:
+            opp = events_pb2.Opportunity()
+            opp.chain_id = chain_id
+            opp.tx_hash = tx_hash
+            opp.kind = kind
+            opp.score = score
+            opp.protocol = protocol
+            if call.token_in is not None:
+                opp.token_in = call.token_in
+            if call.token_out is not None:
+                opp.token_out = call.token_out
+            if a.notional_wei:
+                opp.notional_wei = u256(a.notional_wei)
+            opp.slippage_bps = a.slippage_bps
+            if kind == SANDWICH:
+                opp.reasons.extend(common)
+            elif kind == BACKRUN:
+                opp.reasons.extend([r for r in common if not r.startswith(("slippage", "amount"))])
+            else:
+                opp.reasons.extend(self._arb_reasons(a, protocol) + common[:1] + common[-1:])
+            out.append(opp)
+        return out
+
+    def _reasons(self, chain_id: int, a: SwapAssessment, call: DecodedCall, protocol: str) -> list[str]:
+        """Shared reasons: size first, tip last."""
+        peg = native_peg(chain_id)
+        if a.notional_wei is None or a.usd is None:
+            size = "size unknown (no native value; tokens not in the reference table)"
+        else:
+            size = f"size ≈ {a.notional_wei / _WEI:,.4g} {peg} ≈ ${a.usd:,.0f} at fixed reference prices"
+        kind = "constant-product (V2-style)" if a.v2_style else "concentrated-liquidity (V3-style)"
+        plural = "s" if a.hops > 1 else ""
+        venue = f"{protocol or 'unknown'} {kind} pool{plural}, {a.hops} hop{plural}"
+        reasons = [size, a.slippage_reason, venue]
+        if call.fee_on_transfer:
+            reasons.append("fee-on-transfer token: the transfer tax eats sandwich profit")
+        if call.swap_count > 1:
+            reasons.append(f"{call.swap_count} swaps in one transaction")
+        reasons.append(f"tip {a.tip_gwei:,.1f} gwei")
+        return reasons
+
+    @staticmethod
+    def _arb_reasons(a: SwapAssessment, protocol: str) -> list[str]:
+        out = []
+        if a.cyclic:
+            out.append("cyclic path (token in = token out): the tx is itself an arbitrage, a price gap exists now")
+        if not a.main_venue:
+            out.append(f"secondary venue {protocol or 'unknown'}: its price will diverge from the main pools")
+        if a.hops > 1:
+            out.append(f"crosses {a.hops} pools: each one is left dislocated")
+        return out
+
+
+def _clamp(score: float) -> int:
+    return max(0, min(100, round(score)))
+
+
+def is_rankable(call: DecodedCall) -> bool:
+    """Only decoded swaps on AMM families are ranked."""
+    return call.decoded and call.swap_count > 0 and call.family in (UNISWAP_V2, UNISWAP_V3)

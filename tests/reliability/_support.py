@@ -1,0 +1,279 @@
+"""Shared machinery of the reliability suite: a processd subprocess, a resending ingest client, a log auditor.
+
+Everything here runs for real: processd is the real daemon in a subprocess with its LMDB in a temp dir, the
+client speaks real gRPC, and the auditor reads the LMDB files directly (independently of processd's own
+read paths) to check the log's invariants after every crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import struct
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import lmdb
+
+from common.netutil import free_port
+from common.pb.v1 import events_pb2, ingest_pb2, ingest_pb2_grpc, tx_pb2
+from common.process import ManagedProcess, child_env, python_module_argv
+
+ROOT = Path(__file__).resolve().parents[2]
+U64 = struct.Struct(">Q")
+CHAIN_SEQ = struct.Struct(">QQ")
+KIND_SEEN = events_pb2.EVENT_KIND_TX_SEEN
+ARTIFACTS = ROOT / "artifacts" / "reliability"
+
+
+def long_mode() -> bool:
+    """True when the long runs are asked for (``MEMPULSE_RELIABILITY_LONG=1``, set by scripts/reliability)."""
+    return os.environ.get("MEMPULSE_RELIABILITY_LONG", "") not in ("", "0")
+
+
+def knob(name: str, short: int, long: int) -> int:
+    """A size of a test: ``MEMPULSE_RELIABILITY_<NAME>`` if set, else the long or short default."""
+    raw = os.environ.get(f"MEMPULSE_RELIABILITY_{name.upper()}")
+    if raw:
+        return int(raw)
+    return long if long_mode() else short
+
+
+def write_artifact(name: str, figures: dict[str, object]) -> Path | None:
+    """Writes ``artifacts/reliability/<name>.json`` in long mode (short runs leave the committed figures alone)."""
+    if not long_mode() and not os.environ.get("MEMPULSE_RELIABILITY_ARTIFACTS"):
+        return None
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.json"
+    doc = {"test": name, "long_mode": long_mode(), "finished_unix": int(time.time()), **figures}
+    path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def grpc_serving(addr: str) -> bool:
+    """True once the server at ``addr`` answers grpc.health.v1 Check with SERVING."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(addr) as channel:
+        try:
+            resp = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1.0)
+        except grpc.RpcError:
+            return False
+        return bool(resp.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+class ProcessdProc(ManagedProcess):
+    """The real processd daemon as a restartable subprocess on a fixed free port (same port across restarts)."""
+
+    def __init__(self, data_dir: Path, log_path: Path, *args: str, env: dict[str, str] | None = None,
+                 metrics: bool = False) -> None:
+        self.port = free_port()
+        self.addr = f"127.0.0.1:{self.port}"
+        self.data_dir = data_dir
+        self.metrics_port = free_port() if metrics else 0
+        argv = ["--data-dir", str(data_dir), "--listen", self.addr, *args]
+        if metrics:
+            argv += ["--metrics-port", str(self.metrics_port)]
+        super().__init__("processd", python_module_argv("processd", *argv), log_path, env=child_env(env or {}),
+                         cwd=ROOT, ready=lambda: grpc_serving(self.addr), ready_timeout_s=60, stop_timeout_s=20)
+
+
+# ---- the log auditor ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Audit:
+    """What the LMDB files hold, and every invariant violation found in them."""
+
+    last_seq: int = 0
+    first_seq: int = 0
+    events: int = 0
+    txs: dict[tuple[int, bytes], int] = field(default_factory=dict)
+    duplicates: list[tuple[int, bytes]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    stale_readers_cleared: int = 0
+
+    def assert_clean(self) -> None:
+        assert not self.duplicates, f"{len(self.duplicates)} duplicate (chain, hash) events, e.g. {self.duplicates[:3]}"
+        assert not self.problems, "event log invariants violated:\n" + "\n".join(self.problems[:20])
+
+
+def audit_log(data_dir: Path) -> Audit:
+    """Opens the LMDB environment (as a second process would) and checks the event log's invariants.
+
+    * the environment opens, ``meta.last_seq`` equals the highest event key;
+    * event seqs are contiguous from the first retained one to ``last_seq`` and each event's ``seq_id`` equals
+      its key;
+    * no (chain_id, hash) has two TX_SEEN events;
+    * the ``chain_seq`` index has exactly one entry per event, and ``tx_hash`` maps every stored transaction
+      to its TX_SEEN event (and nothing else).
+    """
+    out = Audit()
+    env = lmdb.open(str(data_dir), readonly=True, max_dbs=8, lock=True, max_readers=256)
+    try:
+        out.stale_readers_cleared = env.reader_check()
+        events_db = env.open_db(b"events", create=False)
+        chain_db = env.open_db(b"chain_seq", create=False)
+        tx_db = env.open_db(b"tx_hash", create=False)
+        meta_db = env.open_db(b"meta", create=False)
+        with env.begin() as txn:
+            raw = txn.get(b"last_seq", db=meta_db)
+            out.last_seq = U64.unpack(raw)[0] if raw else 0
+            expected = None
+            chain_keys: set[bytes] = set()
+            for key, value in txn.cursor(db=events_db):
+                seq = U64.unpack(key)[0]
+                if expected is None:
+                    out.first_seq = seq
+                elif seq != expected:
+                    out.problems.append(f"gap: seq {expected} missing before {seq}")
+                expected = seq + 1
+                out.events += 1
+                event = events_pb2.Event()
+                event.ParseFromString(value[1:])
+                if event.seq_id != seq or value[0] != event.kind:
+                    out.problems.append(f"event at key {seq} says seq {event.seq_id} kind {event.kind}/{value[0]}")
+                chain_keys.add(CHAIN_SEQ.pack(event.chain_id, seq))
+                if event.kind == KIND_SEEN:
+                    k = (event.chain_id, bytes(event.tx_hash))
+                    if k in out.txs:
+                        out.duplicates.append(k)
+                    out.txs[k] = seq
+            if expected is not None and expected - 1 != out.last_seq:
+                out.problems.append(f"meta last_seq {out.last_seq} != highest event {expected - 1}")
+            if expected is None and out.last_seq:
+                out.problems.append(f"meta last_seq {out.last_seq} but no events")
+            index = {bytes(k) for k, _v in txn.cursor(db=chain_db)}
+            if index != chain_keys:
+                out.problems.append(f"chain_seq index differs: {len(index - chain_keys)} extra, "
+                                    f"{len(chain_keys - index)} missing")
+            tx_index = {(U64.unpack(k[:8])[0], bytes(k[8:])): U64.unpack(v)[0] for k, v in txn.cursor(db=tx_db)}
+            if tx_index != out.txs:
+                out.problems.append(f"tx_hash index differs from TX_SEEN events ({len(tx_index)} vs {len(out.txs)})")
+    finally:
+        env.close()
+    return out
+
+
+# ---- a resending ingest client -------------------------------------------------------------------------------
+
+
+class ResendingPusher:
+    """Streams envelopes to processd like ingestd does: keeps every batch until acked, resends after a failure.
+
+    Runs in its own thread with its own event loop so a test can kill and restart processd meanwhile.
+    ``acked`` holds the (chain_id, hash) of every envelope of every acked batch (under ``lock``).
+    """
+
+    def __init__(self, addr: str, envelopes: Sequence[tx_pb2.TxEnvelope], batch_size: int = 100,
+                 max_inflight: int = 8, session_id: str = "reliability", pace_s: float = 0.0) -> None:
+        self.addr = addr
+        self.batches = [ingest_pb2.TxBatch(session_id=session_id, batch_seq=i // batch_size + 1,
+                                           envelopes=envelopes[i:i + batch_size])
+                        for i in range(0, len(envelopes), batch_size)]
+        self.max_inflight = max_inflight
+        self.pace_s = pace_s
+        self.lock = threading.Lock()
+        self.acked: set[tuple[int, bytes]] = set()
+        self.acks: dict[int, ingest_pb2.IngestAck] = {}
+        self.stream_failures = 0
+        self.resent_batches = 0
+        self.accepted = 0
+        self.duplicates = 0
+        self._sent_once: set[int] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="resending-pusher", daemon=True)
+        self.error: BaseException | None = None
+
+    @property
+    def done(self) -> bool:
+        with self.lock:
+            return len(self.acks) == len(self.batches)
+
+    def acked_snapshot(self) -> set[tuple[int, bytes]]:
+        with self.lock:
+            return set(self.acked)
+
+    def start(self) -> ResendingPusher:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def wait_done(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not self.done and time.monotonic() < deadline and self._thread.is_alive():
+            time.sleep(0.05)
+        if self.error is not None:
+            raise self.error
+        assert self.done, f"only {len(self.acks)}/{len(self.batches)} batches acked after {timeout_s}s"
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._run())
+        except BaseException as exc:  # surfaced by wait_done
+            self.error = exc
+
+    async def _run(self) -> None:
+        while not self._stop.is_set() and not self.done:
+            try:
+                await self._one_stream()
+            except (grpc.aio.AioRpcError, ConnectionError, asyncio.TimeoutError):
+                self.stream_failures += 1
+                await asyncio.sleep(0.05)
+
+    async def _one_stream(self) -> None:
+        with self.lock:
+            pending = [b for b in self.batches if b.batch_seq not in self.acks]
+        if not pending:
+            return
+        window = asyncio.Semaphore(self.max_inflight)
+        async with grpc.aio.insecure_channel(self.addr) as channel:
+            stub = ingest_pb2_grpc.IngestStub(channel)
+
+            async def requests():  # type: ignore[no-untyped-def]
+                for batch in pending:
+                    await window.acquire()
+                    if self._stop.is_set():
+                        return
+                    if batch.batch_seq in self._sent_once:
+                        self.resent_batches += 1
+                    self._sent_once.add(batch.batch_seq)
+                    if self.pace_s:
+                        await asyncio.sleep(self.pace_s)
+                    yield batch
+
+            call = stub.Stream(requests(), timeout=120)
+            by_seq = {b.batch_seq: b for b in pending}
+            async for ack in call:
+                batch = by_seq[ack.batch_seq]
+                rejected = sum(r.count for r in ack.rejected)
+                assert ack.accepted + ack.duplicates + rejected == len(batch.envelopes), ack
+                with self.lock:
+                    self.acks[ack.batch_seq] = ack
+                    self.accepted += ack.accepted
+                    self.duplicates += ack.duplicates
+                    if not rejected:
+                        self.acked.update((e.chain_id, e.hash) for e in batch.envelopes)
+                window.release()
+                if len(self.acks) == len(self.batches):
+                    call.cancel()
+                    return
+
+
+def keys_of(envelopes: Iterable[tx_pb2.TxEnvelope]) -> set[tuple[int, bytes]]:
+    """(chain_id, hash) of each envelope."""
+    return {(e.chain_id, bytes(e.hash)) for e in envelopes}
+
+
+def random_pause(rng: random.Random, low_s: float, high_s: float) -> None:
+    """Sleeps a random time in [low_s, high_s] (a random moment for a fault)."""
+    time.sleep(rng.uniform(low_s, high_s))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import random
 import shutil
 import tempfile
 import time
@@ -86,6 +87,9 @@ class StackConfig:
     env: Mapping[str, str] = field(default_factory=dict)
     #: Replay batch size (JSON-RPC batch of eth_sendTransaction).
     replay_batch_size: int = 50
+    #: Extra gas limit added to every replayed call so this stack's hashes differ from an earlier run's on a
+    #: kept data dir (fresh anvils repeat nonces); None = random per Stack, 0 = the fixture's exact gas.
+    traffic_gas_salt: int | None = None
     #: Start the traffic generators in start() (False: call start_generators() yourself).
     start_traffic: bool = True
     ready_timeout_s: float = 45.0
@@ -116,6 +120,8 @@ class Stack:
         self._started = False
         self._failed = False
         self._http: httpx.Client | None = None
+        salt = self.config.traffic_gas_salt
+        self.traffic_gas_salt = random.randrange(1, 10_000) if salt is None else salt
 
     # ---- addresses -------------------------------------------------------------------------------------
     @property
@@ -205,7 +211,8 @@ class Stack:
                 continue
             gen = TrafficGenerator(self.anvils[spec.chain_id].http_url, rate, chain_id=spec.chain_id,
                                    batch_size=self.config.replay_batch_size, on_accepted=on_accepted,
-                                   start_offset=offset * 997, duration_s=duration_s)
+                                   start_offset=offset * 997, duration_s=duration_s,
+                                   gas_salt=self.traffic_gas_salt)
             self.generators[spec.chain_id] = gen.start()
 
     def stop_generators(self) -> None:

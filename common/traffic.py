@@ -11,6 +11,7 @@ it as ``behind``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 import threading
@@ -55,12 +56,15 @@ class TrafficGenerator:
     """Replays fixture calls into ``http_url`` at ``rate_tx_s`` on a background thread.
 
     ``start()`` returns once the thread runs; ``stop()`` (idempotent) ends it and waits for the in-flight
-    batch. ``on_accepted`` lets benchmarks record the accepted hashes with their send time.
+    batch. ``on_accepted`` lets benchmarks record the accepted hashes with their send time. ``gas_salt``
+    adds that many gas units to every call's gas limit, so that runs against fresh anvils (which hand out the
+    same nonces each time) produce different transaction hashes.
     """
 
     def __init__(self, http_url: str, rate_tx_s: float, *, chain_id: int = 0, batch_size: int = 50,
                  calls: Sequence[MainnetCall] | None = None, start_offset: int = 0,
-                 on_accepted: AcceptedCallback | None = None, duration_s: float | None = None) -> None:
+                 on_accepted: AcceptedCallback | None = None, duration_s: float | None = None,
+                 gas_salt: int = 0) -> None:
         if rate_tx_s <= 0:
             raise ValueError(f"rate_tx_s must be > 0, got {rate_tx_s}")
         self.http_url = http_url
@@ -69,6 +73,7 @@ class TrafficGenerator:
         self.batch_size = batch_size
         self.duration_s = duration_s
         self._calls = calls
+        self.gas_salt = gas_salt
         self._start_offset = start_offset
         self._on_accepted = on_accepted
         self._thread: threading.Thread | None = None
@@ -145,6 +150,11 @@ class TrafficGenerator:
         calls = list(self._calls) if self._calls is not None else load_mainnet_calls()
         if not calls:
             raise ValueError("no calls to replay")
+        if self.gas_salt:
+            # A fresh anvil assigns the same nonces every run, so the same call would get the same hash as in
+            # an earlier run (and processd, which keeps that run's log, would rightly deduplicate it). A few
+            # extra gas units of limit make this run's transactions distinct without changing what they do.
+            calls = [dataclasses.replace(c, gas=c.gas + self.gas_salt) for c in calls]
         offset = self._start_offset % len(calls)
         cycle = itertools.cycle(calls[offset:] + calls[:offset])
         replayer = Replayer(self.http_url, batch_size=self.batch_size)

@@ -11,10 +11,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from common.anvil import AnvilNode
 from common.demo import ChainStatus, RateMeter, format_status, parse_snapshot
+from common.fixtures import load_mainnet_calls
 from common.process import ManagedProcess, ProcessError
 from common.stack import ChainSpec, Stack, StackConfig, StackError
-from common.traffic import TrafficStats
+from common.traffic import TrafficGenerator, TrafficStats
 
 
 def _py(code: str) -> list[str]:
@@ -138,3 +140,23 @@ def test_stack_start_failure_stops_everything_and_says_why(tmp_path: Path) -> No
         stack.start()
     assert not any(node.running for node in stack.anvils.values())
     assert (tmp_path / "logs" / "processd.log").exists()
+
+
+def _hashes_from_fresh_anvil(gas_salt: int) -> set[str]:
+    """Hashes of one pass over 40 fixture calls replayed into a fresh anvil."""
+    hashes: list[str] = []
+    with AnvilNode(chain_id=137) as node:
+        gen = TrafficGenerator(node.http_url, 200, calls=load_mainnet_calls()[:40], duration_s=0.5,
+                               gas_salt=gas_salt, on_accepted=lambda sent, _ns: hashes.extend(s.tx_hash for s in sent))
+        gen.start()
+        assert gen.wait(20)
+    assert len(hashes) >= 40
+    return set(hashes[:40])  # the first pass: later passes depend on how far the timed run got
+
+
+@pytest.mark.integration
+def test_gas_salt_makes_runs_on_fresh_anvils_distinct() -> None:
+    # Without a salt a fresh anvil reproduces the same hashes (same senders, nonces and payloads) ...
+    assert _hashes_from_fresh_anvil(0) == _hashes_from_fresh_anvil(0)
+    # ... which a kept processd log would deduplicate; a salted run is all new transactions.
+    assert not _hashes_from_fresh_anvil(0) & _hashes_from_fresh_anvil(17)

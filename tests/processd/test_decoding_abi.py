@@ -34,7 +34,7 @@ def ours(types: tuple[str, ...], data: bytes, start: int = 4) -> tuple[Any, ...]
 def reference(types: tuple[str, ...], data: bytes) -> tuple[Any, ...] | None:
     try:
         return normalize(eth_abi.decode(types, data))  # type: ignore[no-any-return]
-    except DecodingError:
+    except (DecodingError, OverflowError):  # eth-abi raises OverflowError on absurd lengths: a rejection too
         return None
 
 

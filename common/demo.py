@@ -224,8 +224,9 @@ Ctrl-C stops everything.
 """, flush=True)
 
 
-def run(cfg: DemoConfig, stop: threading.Event) -> dict[str, Any]:
-    """Runs the stack until ``stop`` is set or the duration passes; returns the final summary."""
+def run(cfg: DemoConfig, stop: threading.Event, running: threading.Event | None = None) -> dict[str, Any]:
+    """Runs the stack until ``stop`` is set or the duration passes; returns the final summary. ``running`` is
+    set once every part has started."""
     if cfg.wipe_data and cfg.data_dir.exists():
         shutil.rmtree(cfg.data_dir)
     stack_cfg = StackConfig(
@@ -237,6 +238,8 @@ def run(cfg: DemoConfig, stop: threading.Event) -> dict[str, Any]:
     tty = sys.stdout.isatty()
     statuses: dict[int, ChainStatus] = {}
     with Stack(stack_cfg) as stack:
+        if running is not None:
+            running.set()
         print_banner(stack, cfg)
         meter = RateMeter()
         started = time.monotonic()
@@ -253,8 +256,9 @@ def run(cfg: DemoConfig, stop: threading.Event) -> dict[str, Any]:
             except (httpx.HTTPError, ValueError) as exc:  # e.g. 503 while processd is busy: keep going
                 line = f"[{elapsed:5.0f}s] gateway not answering yet ({exc.__class__.__name__}); " \
                        f"{sum(t.accepted for t in stack.traffic_stats().values())} generated"
-            if tty:
-                print("\r\x1b[K" + line, end="", flush=True)
+            if tty:  # cut to the terminal width: a wrapped line could not be redrawn in place
+                width = shutil.get_terminal_size().columns - 1
+                print("\r\x1b[K" + line[:width], end="", flush=True)
             elif elapsed - last_print >= 5.0 or last_print == 0.0:  # logs and CI: a line every 5 s
                 print(line, flush=True)
                 last_print = elapsed or 1e-9
@@ -291,9 +295,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"demo: error: {exc}", file=sys.stderr)
         return 2
-    stop = threading.Event()
+    stop, running = threading.Event(), threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
+        if not running.is_set():  # still starting: abort the start (Stack.start stops what it started)
+            raise KeyboardInterrupt
         if stop.is_set():
             print("\nstill stopping (children get SIGKILL after 15 s) ...", file=sys.stderr, flush=True)
         stop.set()
@@ -301,7 +307,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        summary = run(cfg, stop)
+        summary = run(cfg, stop, running)
+    except KeyboardInterrupt:
+        print("\ndemo: interrupted while starting; every started process was stopped", file=sys.stderr)
+        return 130
     except StackError as exc:
         first, _, rest = str(exc).partition("\n")
         print(f"\ndemo: error: {first}", file=sys.stderr)

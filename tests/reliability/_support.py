@@ -277,3 +277,115 @@ def keys_of(envelopes: Iterable[tx_pb2.TxEnvelope]) -> set[tuple[int, bytes]]:
 def random_pause(rng: random.Random, low_s: float, high_s: float) -> None:
     """Sleeps a random time in [low_s, high_s] (a random moment for a fault)."""
     time.sleep(rng.uniform(low_s, high_s))
+
+
+# ---- ingestd, anvil traffic and Query helpers -------------------------------------------------------------
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a Prometheus endpoint on loopback, keyed by (name, sorted labels)."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def metric_sum(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
+    """Sum of the samples called ``name`` whose labels include ``labels``."""
+    return sum(v for (n, lab), v in samples.items() if n == name and all((k, x) in lab for k, x in labels.items()))
+
+
+class IngestdProc(ManagedProcess):
+    """The real ingestd daemon as a subprocess with a metrics port; ready once ``sources`` WS sources subscribed."""
+
+    def __init__(self, chain_args: Sequence[str], processd_addr: str, log_path: Path, *extra: str,
+                 sources: int = 1, env: dict[str, str] | None = None) -> None:
+        self.metrics_port = free_port()
+        argv = [*chain_args, "--processd", processd_addr, "--metrics-port", str(self.metrics_port), *extra]
+
+        def ready() -> bool:
+            return metric_sum(scrape(self.metrics_port), "ingestd_source_connected") >= sources
+
+        super().__init__("ingestd", python_module_argv("ingestd", *argv), log_path, env=child_env(env or {}),
+                         cwd=ROOT, ready=ready, ready_timeout_s=60, stop_timeout_s=20)
+
+    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        return scrape(self.metrics_port)
+
+    def metric(self, name: str, **labels: str) -> float:
+        return metric_sum(self.metrics(), name, **labels)
+
+    def drops(self, chain: str) -> dict[str, float]:
+        """Cumulative drops of ``chain`` by reason (dedup included)."""
+        out: dict[str, float] = {}
+        for (n, lab), v in self.metrics().items():
+            d = dict(lab)
+            if n == "ingestd_drops_total" and d.get("chain") == chain and v:
+                out[d["reason"]] = out.get(d["reason"], 0) + v
+        return out
+
+    def settled(self, chain: str) -> bool:
+        """Every seen transaction delivered or dropped; nothing queued, in flight or unacked."""
+        m = self.metrics()
+        seen = metric_sum(m, "ingestd_seen_total", chain=chain)
+        losses = sum(v for (n, lab), v in m.items() if n == "ingestd_drops_total" and ("chain", chain) in lab
+                     and dict(lab).get("reason") != "dedup")
+        return (seen > 0 and metric_sum(m, "ingestd_delivered_total", chain=chain) + losses == seen
+                and metric_sum(m, "ingestd_unacked_batches", chain=chain) == 0
+                and metric_sum(m, "ingestd_queue_depth", chain=chain) == 0
+                and metric_sum(m, "ingestd_fetch_in_flight", chain=chain) == 0)
+
+
+def wait_until(predicate, timeout_s: float, what: str, interval_s: float = 0.1, alive: Sequence[ManagedProcess] = ()):  # type: ignore[no-untyped-def]
+    """Polls ``predicate`` until truthy (returned); fails naming ``what`` on timeout or when a process died."""
+    deadline = time.monotonic() + timeout_s
+    last: Exception | None = None
+    while True:
+        for p in alive:
+            assert p.alive, f"{p.name} died ({p.returncode}) while waiting for {what}:\n{p.log_tail(40)}"
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # "not yet" (e.g. metrics endpoint restarting)
+            last = exc
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what} (last error: {last})")
+        time.sleep(interval_s)
+
+
+def send_calls(http_url: str, start: int, count: int, batch_size: int = 50) -> list[str]:
+    """Sends ``count`` fixture calls (from index ``start``, wrapping) into anvil; returns the accepted hashes."""
+    from common.fixtures import load_mainnet_calls
+    from common.replay import Replayer
+
+    calls = load_mainnet_calls()
+    chosen = [calls[(start + i) % len(calls)] for i in range(count)]
+
+    async def go() -> list[str]:
+        async with Replayer(http_url, batch_size=batch_size) as replayer:
+            return [s.tx_hash for s in await replayer.send(chosen)]
+
+    return asyncio.run(go())
+
+
+def stored_hashes(addr: str, chain_id: int) -> list[str]:
+    """Every stored transaction hash of a chain (0x hex, oldest first), paging through Query.ListTransactions."""
+    from common.pb.v1 import query_pb2, query_pb2_grpc
+
+    out: list[str] = []
+    with grpc.insecure_channel(addr) as channel:
+        stub = query_pb2_grpc.QueryStub(channel)
+        cursor = 0
+        while True:
+            page = stub.ListTransactions(query_pb2.ListTransactionsRequest(
+                chain_id=chain_id, limit=1000, cursor=cursor, ascending=True), timeout=10)
+            out.extend("0x" + s.tx.hash.hex() for s in page.transactions)
+            if not page.next_cursor or not page.transactions:
+                return out
+            cursor = page.next_cursor

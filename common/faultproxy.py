@@ -330,24 +330,36 @@ class _WsBridge:
             with contextlib.suppress(ConnectionError):
                 await self.c_writer.drain()
 
-    async def _delay(self) -> None:
-        latency = self.proxy.faults.latency_ms
-        if latency > 0:
-            await asyncio.sleep(latency / 2000)
+    def _due(self) -> float:
+        return time.monotonic() + self.proxy.faults.latency_ms / 2000
 
-    async def _client_to_upstream(self) -> None:
+    async def _deliver(self, queue: asyncio.Queue[tuple[float, bytes]], writer: asyncio.StreamWriter,
+                       locked: bool) -> None:
+        """Writes queued chunks in order, each once its due time has come: a constant added delay that
+        pipelines (a 15 ms delay still lets thousands of frames per second through)."""
+        while True:
+            due, data = await queue.get()
+            wait = due - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            if locked:
+                async with self._lock:
+                    writer.write(data)
+                    await writer.drain()
+            else:
+                writer.write(data)
+                await writer.drain()
+
+    async def _client_to_upstream(self, queue: asyncio.Queue[tuple[float, bytes]]) -> None:
         while True:
             data = await self.c_reader.read(65536)
             if not data:
                 return
-            await self._delay()
-            self.u_writer.write(data)
-            await self.u_writer.drain()
+            await queue.put((self._due(), data))
 
-    async def _upstream_to_client(self) -> None:
+    async def _upstream_to_client(self, queue: asyncio.Queue[tuple[float, bytes]]) -> None:
         head = await self.u_reader.readuntil(b"\r\n\r\n")
-        self.c_writer.write(head)
-        await self.c_writer.drain()
+        await queue.put((self._due(), head))
         while True:
             b01 = await self.u_reader.readexactly(2)
             length = b01[1] & 0x7F
@@ -360,14 +372,16 @@ class _WsBridge:
                 length = int.from_bytes(ext, "big")
             mask = await self.u_reader.readexactly(4) if b01[1] & 0x80 else b""
             payload = await self.u_reader.readexactly(length)
-            await self._delay()
-            async with self._lock:
-                self.c_writer.write(b01 + ext + mask + payload)
-                await self.c_writer.drain()
+            await queue.put((self._due(), b01 + ext + mask + payload))  # whole frames: injection stays safe
             self.proxy.stats["ws_frames"] += 1
 
     async def run(self) -> None:
-        tasks = [asyncio.create_task(self._client_to_upstream()), asyncio.create_task(self._upstream_to_client())]
+        # Bounded queues: a slow reader on one side back-pressures the other side instead of growing memory.
+        up: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue(maxsize=4096)
+        down: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue(maxsize=4096)
+        tasks = [asyncio.create_task(self._client_to_upstream(up)), asyncio.create_task(self._upstream_to_client(down)),
+                 asyncio.create_task(self._deliver(up, self.u_writer, False)),
+                 asyncio.create_task(self._deliver(down, self.c_writer, True))]
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:

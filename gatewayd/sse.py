@@ -112,6 +112,7 @@ class EventStreamer:
                     await response.send(b": heartbeat\n\n")
                     continue
                 if item is _END:
+                    log.warning("processd ended the event subscription")
                     await response.send(
                         b"event: error\ndata: %s\n\n"
                         % orjson.dumps(
@@ -148,5 +149,6 @@ class EventStreamer:
                 await queue.put(msg)
         except grpc.RpcError as err:
             if err.code() is not grpc.StatusCode.CANCELLED:
+                log.warning("event subscription ended: %s %s", err.code().name, err.details())
                 self.metrics.grpc_error("SubscribeEvents", err.code().name)
             await queue.put(map_rpc_error("SubscribeEvents", err))

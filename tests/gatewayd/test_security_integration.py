@@ -1,0 +1,159 @@
+"""API keys, per-key rate limits, CORS and processd outages, through the real gatewayd and a real processd."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from common.synth import synthetic_envelopes
+
+from .conftest import CHAINS
+
+pytestmark = pytest.mark.integration
+
+PROTECTED = [
+    "/dashboard/snapshot",
+    "/transactions",
+    "/transactions/all",
+    "/features/recent",
+    "/opps/recent",
+    "/events",
+    "/openapi.json",
+    "/docs",
+    "/transactions/0x" + "ab" * 32,
+]
+
+
+def test_api_keys(processd_factory, gateway_factory, tmp_path: Path) -> None:
+    p = processd_factory()
+    p.push(synthetic_envelopes(30, seed=1, chain_ids=CHAINS))
+    keys_file = tmp_path / "keys"
+    keys_file.write_text("# ops\nfile-key-0123456789\n")
+    g = gateway_factory(
+        p.addr, "--api-keys-file", str(keys_file), "--rate-limit-rps", "0", env={"MEMPULSE_API_KEYS": "env-key-abcdef"}
+    )
+    with g.client() as http:
+        for path in PROTECTED:
+            resp = http.get(path)
+            assert resp.status_code == 401, path
+            assert resp.json()["error"]["code"] == "missing_api_key" and resp.headers["www-authenticate"] == "Bearer"
+            for wrong in [
+                {"x-api-key": "env-key-abcde"},
+                {"x-api-key": "ENV-KEY-ABCDEF"},
+                {"authorization": "Bearer nope"},
+                {"authorization": "Basic env-key-abcdef"},
+            ]:
+                resp = http.get(path, headers=wrong)
+                assert resp.status_code == 401, (path, wrong)
+        good = [
+            {"x-api-key": "env-key-abcdef"},
+            {"x-api-key": "file-key-0123456789"},
+            {"authorization": "Bearer env-key-abcdef"},
+        ]
+        for headers in good:
+            resp = http.get("/transactions", headers=headers)
+            assert resp.status_code == 200 and len(resp.json()["transactions"]) == 25
+        # Health and metrics stay open for probes and scrapers.
+        assert http.get("/healthz").status_code == 200
+        assert http.get("/metrics").status_code == 200
+    log = g.proc.output()
+    assert "env-key-abcdef" not in log and "file-key-0123456789" not in log, "keys never reach the logs"
+
+
+def test_burst_over_the_limit_gets_429_with_retry_after(processd_factory, gateway_factory) -> None:
+    p = processd_factory()
+    p.push(synthetic_envelopes(10, seed=2, chain_ids=CHAINS))
+    g = gateway_factory(
+        p.addr, "--rate-limit-rps", "0.5", "--rate-limit-burst", "5", env={"MEMPULSE_API_KEYS": "key-a,key-b"}
+    )
+    with g.client(**{"x-api-key": "key-a"}) as a, g.client(**{"x-api-key": "key-b"}) as b:
+        statuses = [a.get("/transactions", params={"limit": 1}).status_code for _ in range(5)]
+        assert statuses == [200] * 5
+        resp = a.get("/transactions", params={"limit": 1})
+        assert resp.status_code == 429 and resp.json()["error"]["code"] == "rate_limited"
+        assert 1 <= int(resp.headers["retry-after"]) <= 2
+        # Each key has its own bucket.
+        assert b.get("/transactions", params={"limit": 1}).status_code == 200
+        # 401s are answered before the limiter: an unknown key cannot drain a real key's bucket.
+        with g.client(**{"x-api-key": "key-c"}) as c:
+            assert c.get("/transactions").status_code == 401
+        metrics = a.get("/metrics").text
+        assert 'mempulse_gateway_errors_total{code="rate_limited"} 1.0' in metrics
+        assert "mempulse_gateway_ratelimit_keys 2.0" in metrics
+
+
+def test_cors_off_by_default_and_configurable(processd_factory, gateway_factory) -> None:
+    p = processd_factory()
+    plain = gateway_factory(p.addr)
+    with plain.client() as http:
+        resp = http.get("/transactions", headers={"origin": "https://evil.example"})
+        assert resp.status_code == 200 and "access-control-allow-origin" not in resp.headers
+        assert http.options("/transactions", headers={"origin": "https://evil.example"}).status_code == 405
+    cors = gateway_factory(p.addr, "--cors-origins", "https://dash.example", env={"MEMPULSE_API_KEYS": "k1"})
+    with cors.client() as http:
+        pre = http.options(
+            "/transactions", headers={"origin": "https://dash.example", "access-control-request-method": "GET"}
+        )
+        assert pre.status_code == 204 and pre.headers["access-control-allow-origin"] == "https://dash.example"
+        assert "x-api-key" in pre.headers["access-control-allow-headers"]
+        resp = http.get("/transactions", headers={"origin": "https://dash.example", "x-api-key": "k1"})
+        assert resp.status_code == 200 and resp.headers["access-control-allow-origin"] == "https://dash.example"
+        denied = http.get("/transactions", headers={"origin": "https://evil.example", "x-api-key": "k1"})
+        assert "access-control-allow-origin" not in denied.headers
+        # Errors carry CORS headers too, so browsers can read them.
+        err = http.get("/transactions", headers={"origin": "https://dash.example"})
+        assert err.status_code == 401 and err.headers["access-control-allow-origin"] == "https://dash.example"
+
+
+def wait_status(http: httpx.Client, path: str, status: int, timeout_s: float = 20.0) -> httpx.Response:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        resp = http.get(path)
+        if resp.status_code == status or time.monotonic() > deadline:
+            return resp
+        time.sleep(0.1)
+
+
+def test_processd_down_503_then_recovery(processd_factory, gateway_factory) -> None:
+    p = processd_factory()
+    envelopes = synthetic_envelopes(60, seed=3, chain_ids=CHAINS)
+    p.push(envelopes)
+    g = gateway_factory(p.addr, "--grpc-timeout-ms", "500", "--rate-limit-rps", "0")
+    with g.client() as http:
+        assert http.get("/transactions").status_code == 200
+        p.stop()
+        for path in [
+            "/transactions",
+            "/transactions/all",
+            "/dashboard/snapshot",
+            "/features/recent",
+            "/opps/recent",
+            "/events",
+            "/events/stream",
+            "/transactions/0x" + envelopes[0].hash.hex(),
+        ]:
+            resp = http.get(path)
+            assert resp.status_code == 503, (path, resp.status_code, resp.text)
+            assert resp.json()["error"]["code"] == "processd_unavailable" and resp.headers["retry-after"] == "1"
+        health = http.get("/healthz")
+        assert health.status_code == 503 and health.json()["processd"]["status"] == "unavailable"
+        assert http.get("/openapi.json").status_code == 200  # the gateway itself stays up
+        p.start()
+        resp = wait_status(http, "/transactions", 200)
+        assert resp.status_code == 200, resp.text
+        assert len(resp.json()["transactions"]) == 25
+        assert wait_status(http, "/healthz", 200).json()["status"] == "ok"
+        metrics = http.get("/metrics").text
+        assert 'mempulse_gateway_grpc_errors_total{grpc_code="UNAVAILABLE",method="ListTransactions"}' in metrics
+
+
+def test_processd_never_started(gateway_factory) -> None:
+    from common.netutil import free_port
+
+    g = gateway_factory(f"127.0.0.1:{free_port()}", "--grpc-timeout-ms", "300")
+    with g.client() as http:
+        resp = http.get("/dashboard/snapshot")
+        assert resp.status_code == 503 and resp.json()["error"]["code"] == "processd_unavailable"

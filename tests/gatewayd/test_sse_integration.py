@@ -1,0 +1,173 @@
+"""/events/stream (Server-Sent Events) against a real processd: catch-up then live, Last-Event-ID resume,
+heartbeats, chain/kind filters, client limits and cleanup on disconnect."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from common.synth import synthetic_envelopes
+
+from .conftest import CHAINS
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Message:
+    id: int | None = None
+    event: str | None = None
+    data: Any = None
+    comments: list[str] = field(default_factory=list)
+
+
+class SSEReader:
+    """Minimal SSE parser over an httpx streaming response (what an EventSource does)."""
+
+    def __init__(self, resp: httpx.Response) -> None:
+        self.lines: Iterator[str] = resp.iter_lines()
+
+    def next(self) -> Message:
+        msg = Message()
+        for line in self.lines:
+            if line == "":
+                if msg.id is not None or msg.event is not None or msg.comments:
+                    return msg
+                continue
+            if line.startswith(":"):
+                msg.comments.append(line[1:].strip())
+            elif line.startswith("id: "):
+                msg.id = int(line[4:])
+            elif line.startswith("event: "):
+                msg.event = line[7:]
+            elif line.startswith("data: "):
+                msg.data = orjson.loads(line[6:])
+        raise EOFError("stream ended")
+
+    def events(self, count: int, timeout_s: float = 20.0) -> tuple[list[Message], int]:
+        """The next ``count`` event messages (and how many heartbeats went by meanwhile)."""
+        out: list[Message] = []
+        heartbeats = 0
+        deadline = time.monotonic() + timeout_s
+        while len(out) < count:
+            assert time.monotonic() < deadline, f"only {len(out)} of {count} events within {timeout_s}s"
+            msg = self.next()
+            if msg.event == "error":
+                raise AssertionError(f"stream error: {msg.data}")
+            if msg.id is not None:
+                out.append(msg)
+            elif "heartbeat" in msg.comments:
+                heartbeats += 1
+        return out, heartbeats
+
+
+def stream(http: httpx.Client, **kw: Any) -> Any:
+    return http.stream("GET", "/events/stream", **kw)
+
+
+def test_catch_up_then_live_with_filters_and_heartbeats(processd_factory, gateway_factory) -> None:
+    p = processd_factory()
+    first = synthetic_envelopes(90, seed=11, chain_ids=CHAINS)
+    p.push(first)
+    g = gateway_factory(p.addr, "--sse-heartbeat-s", "0.3")
+    with g.client() as http, stream(http, params={"from_seq_id": 1, "chain_id": "polygon", "kinds": "tx_seen"}) as resp:
+        assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/event-stream")
+        reader = SSEReader(resp)
+        caught_up, _ = reader.events(30)
+        assert [m.data["tx"]["hash"] for m in caught_up] == ["0x" + e.hash.hex() for e in first if e.chain_id == 137]
+        assert all(m.event == "tx_seen" and m.data["chain_id"] == 137 and m.data["seq_id"] == m.id for m in caught_up)
+        # Idle: heartbeats flow; then new transactions arrive live.
+        msg = reader.next()
+        assert "heartbeat" in msg.comments
+        more = synthetic_envelopes(60, seed=12, chain_ids=CHAINS)
+        p.push(more)
+        live, _ = reader.events(20)
+        assert [m.data["tx"]["hash"] for m in live] == ["0x" + e.hash.hex() for e in more if e.chain_id == 137]
+        ids = [m.id for m in caught_up + live]
+        assert ids == sorted(set(ids))
+
+
+def test_resume_with_last_event_id(processd_factory, gateway_factory) -> None:
+    p = processd_factory()
+    p.push(synthetic_envelopes(40, seed=13, chain_ids=CHAINS))
+    g = gateway_factory(p.addr, "--rate-limit-rps", "0")
+    with g.client() as http:
+        truth = [e["seq_id"] for e in http.get("/events", params={"limit": 1000}).json()["events"]]
+        with stream(http, params={"from_seq_id": 1}) as resp:
+            got, _ = SSEReader(resp).events(10)
+        assert [m.id for m in got] == truth[:10]
+        last_id = got[-1].id
+        # A reconnecting EventSource sends Last-Event-ID; it wins over from_seq_id.
+        with stream(http, params={"from_seq_id": 1}, headers={"last-event-id": str(last_id)}) as resp:
+            rest, _ = SSEReader(resp).events(len(truth) - 10)
+        assert [m.id for m in rest] == truth[10:], "resumed right after the last seen id: no gap, no duplicate"
+        bad = http.get("/events/stream", headers={"last-event-id": "abc"})
+        assert bad.status_code == 400 and bad.json()["error"]["parameter"] == "Last-Event-ID"
+
+
+def test_without_cursor_only_new_events(processd_factory, gateway_factory) -> None:
+    p = processd_factory()
+    p.push(synthetic_envelopes(30, seed=14, chain_ids=CHAINS))
+    g = gateway_factory(p.addr, "--sse-heartbeat-s", "0.3")
+    with g.client() as http:
+        head = http.get("/events", params={"from_seq_id": 10**9}).json()["last_seq_id"]
+        with stream(http, params={"kinds": "tx_seen,tx_decoded"}) as resp:
+            reader = SSEReader(resp)
+            reader.next()  # the opening comment: the stream is registered
+            more = synthetic_envelopes(3, seed=15, chain_ids=CHAINS)
+            p.push(more)
+            live, _ = reader.events(6)
+        assert all(m.id > head for m in live)
+        assert {m.event for m in live} == {"tx_seen", "tx_decoded"}
+        assert {m.data["tx_hash"] for m in live} == {"0x" + e.hash.hex() for e in more}
+
+
+def metric(http: httpx.Client, name: str) -> float:
+    for line in http.get("/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"metric {name} missing")
+
+
+def test_client_limit_and_cleanup_on_disconnect(processd_factory, gateway_factory) -> None:
+    p = processd_factory()
+    g = gateway_factory(p.addr, "--sse-max-clients", "1", "--sse-heartbeat-s", "0.3")
+    with g.client() as http:
+        with stream(http) as resp:
+            reader = SSEReader(resp)  # keep a reference: a collected line iterator closes the response
+            reader.next()
+            assert metric(http, "mempulse_gateway_sse_clients") == 1
+            with stream(http) as second:  # a stream, so a wrongly accepted one cannot hang the test
+                assert second.status_code == 503
+                assert orjson.loads(second.read())["error"]["code"] == "too_many_streams"
+            assert "heartbeat" in reader.next().comments
+        deadline = time.monotonic() + 10
+        while metric(http, "mempulse_gateway_sse_clients") != 0:
+            assert time.monotonic() < deadline, "stream slot not released after the client went away"
+            time.sleep(0.1)
+        with stream(http) as resp:  # the slot is free again
+            assert resp.status_code == 200
+
+
+def test_processd_restart_ends_stream_with_error_event(processd_factory, gateway_factory) -> None:
+    p = processd_factory()
+    p.push(synthetic_envelopes(6, seed=16, chain_ids=CHAINS))
+    g = gateway_factory(p.addr, "--sse-heartbeat-s", "0.3")
+    with g.client() as http, stream(http, params={"from_seq_id": 1}) as resp:
+        reader = SSEReader(resp)
+        got, _ = reader.events(12)
+        p.stop()
+        deadline = time.monotonic() + 20
+        while True:
+            assert time.monotonic() < deadline
+            msg = reader.next()
+            if msg.event == "error":
+                break
+        assert msg.data["error"]["code"] in ("processd_unavailable", "stream_ended")
+        assert got[-1].id == 12

@@ -157,6 +157,7 @@ def _hashes_from_fresh_anvil(gas_salt: int) -> set[str]:
 @pytest.mark.integration
 def test_gas_salt_makes_runs_on_fresh_anvils_distinct() -> None:
     # Without a salt a fresh anvil reproduces the same hashes (same senders, nonces and payloads) ...
-    assert _hashes_from_fresh_anvil(0) == _hashes_from_fresh_anvil(0)
+    first = _hashes_from_fresh_anvil(0)
+    assert _hashes_from_fresh_anvil(0) == first
     # ... which a kept processd log would deduplicate; a salted run is all new transactions.
-    assert not _hashes_from_fresh_anvil(0) & _hashes_from_fresh_anvil(17)
+    assert not first & _hashes_from_fresh_anvil(17)

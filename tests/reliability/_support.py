@@ -226,7 +226,7 @@ class ResendingPusher:
         while not self._stop.is_set() and not self.done:
             try:
                 await self._one_stream()
-            except (grpc.aio.AioRpcError, ConnectionError, asyncio.TimeoutError):
+            except (TimeoutError, grpc.aio.AioRpcError, ConnectionError):
                 self.stream_failures += 1
                 await asyncio.sleep(0.05)
 

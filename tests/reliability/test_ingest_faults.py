@@ -130,7 +130,8 @@ def test_upstream_fault_storm_is_fully_accounted(tmp_path: Path) -> None:
                 batch = send_calls(node.http_url, offset, per_round)
                 offset += per_round
                 sent += batch
-                wait_until(lambda b=before, n=len(batch): ing.metric("ingestd_notifications_total") >= b + n, 30,
+                target = before + len(batch)
+                wait_until(lambda t=target: ing.metric("ingestd_notifications_total") >= t, 30,
                            f"round {r}: every announcement read", alive=[ing, proc])
                 injected_ws += proxy.inject_ws(b'{"jsonrpc":"2.0","method":"eth_subscription","params":{"subsc')
                 injected_ws += proxy.inject_ws(b'{"jsonrpc":"2.0","method":"eth_subscription","params":'

@@ -42,7 +42,9 @@ class ChainStatus:
 
     chain_id: int
     stored: int
+    #: Transactions lost: ingestd's drops (dedup hits excluded) plus envelopes processd rejected.
     dropped: int
+    #: Distinct transactions ingestd saw (the drop ratio's denominator).
     seen: int
 
 
@@ -81,7 +83,9 @@ def parse_snapshot(snapshot: Any) -> dict[int, ChainStatus]:
             continue
         cid = _int(item.get("chain_id"))
         ingest = item.get("ingest") or {}
-        out[cid] = ChainStatus(chain_id=cid, stored=_int(item.get("tx_count")), dropped=_dropped(ingest),
+        rejected = item.get("rejected")
+        n_rejected = sum(_int(v) for v in rejected.values()) if isinstance(rejected, dict) else 0
+        out[cid] = ChainStatus(chain_id=cid, stored=_int(item.get("tx_count")), dropped=_dropped(ingest) + n_rejected,
                                seen=_int(ingest.get("seen")) if isinstance(ingest, dict) else 0)
     return out
 

@@ -78,10 +78,10 @@ def test_process_restart_after_kill_appends_to_log(tmp_path: Path) -> None:
 def test_parse_snapshot_and_status_line() -> None:
     snap = {"chains": [
         {"chain_id": 1, "tx_count": 120, "ingest": {"seen": 130, "dropped": {"dedup": 9, "fetch_queue_full": 3}}},
-        {"chain_id": 137, "tx_count": "80", "ingest": None},
+        {"chain_id": 137, "tx_count": "80", "ingest": None, "rejected": {"bad_hash": 2}},
     ]}
     statuses = parse_snapshot(snap)
-    assert statuses == {1: ChainStatus(1, 120, 3, 130), 137: ChainStatus(137, 80, 0, 0)}
+    assert statuses == {1: ChainStatus(1, 120, 3, 130), 137: ChainStatus(137, 80, 2, 0)}
     assert parse_snapshot({"chains": {"5": {"tx_count": 2}}}) == {5: ChainStatus(5, 2, 0, 0)}
     assert parse_snapshot("garbage") == {}
     meter = RateMeter()
@@ -92,7 +92,7 @@ def test_parse_snapshot_and_status_line() -> None:
     line = format_status([1, 137], statuses, rates, traffic, 4.0)
     assert "ethereum(1)    50 tx/s     120 stored" in line
     assert "polygon(137)     0 tx/s      80 stored" in line
-    assert "total 200 stored, 3 dropped (2.31%), 205 generated" in line
+    assert "total 200 stored, 5 dropped (3.85%), 205 generated" in line
 
 
 def _pending_count(url: str) -> int:

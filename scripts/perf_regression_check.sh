@@ -36,6 +36,7 @@ run() {  # run MODULE ARGS... (skipped with a note when another owner's module i
   python -m "$module" "$@" || echo "!! $module exited with status $? (the budget check reports what is missing)"
   echo "== took $((SECONDS - started)) s"
 }
+run scripts.bench.ingest_bench --short --out-dir "$OUT"
 run scripts.bench.pipeline_bench --mode short --out-dir "$OUT"
 run scripts.bench.grpc_boundary --mode short --out-dir "$OUT"
 python -m scripts.bench.budget --mode short --dir "$OUT"

@@ -314,6 +314,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def markdown_table(results: dict[str, Any]) -> str:
+    """The per-batch-size comparison as a markdown table (for docs/perf/grpc-boundary.md)."""
+    lines = ["| batch | in-process tx/s | gRPC tx/s | gRPC/in-proc tx/s | in-proc CPU us/tx | gRPC CPU us/tx "
+             "| gRPC extra CPU us/tx | in-proc peak RSS MiB | gRPC peak RSS MiB (producer + processd) "
+             "| in-proc ack p50/p99 ms | gRPC ack p50/p99 ms |", "|" + "---:|" * 11]
+    for r in results["by_batch_size"]:
+        ip, gr = r["inprocess"], r["grpc"]
+        rss = gr["peak_rss_mib"]
+        lines.append(
+            f"| {r['batch_size']} | {ip['tx_s']:,.0f} | {gr['tx_s']:,.0f} | {r['grpc_over_inprocess_tx_s']} "
+            f"| {ip['cpu_us_per_tx']} | {gr['cpu_us_per_tx']} | {r['grpc_cpu_overhead_us_per_tx']} "
+            f"| {ip['peak_rss_total_mib']} | {gr['peak_rss_total_mib']} ({rss.get('bench')} + {rss.get('processd')}) "
+            f"| {ip['batch_to_ack_ms']['p50']} / {ip['batch_to_ack_ms']['p99']} "
+            f"| {gr['batch_to_ack_ms']['p50']} / {gr['batch_to_ack_ms']['p99']} |")
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="In-process vs gRPC boundary between ingest and processing.")
     parser.add_argument("--mode", choices=sorted(MODES), default="full")
@@ -325,6 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--flush-max-events", type=int, default=8192)
     parser.add_argument("--name", default=None)
     parser.add_argument("--out-dir", type=Path, default=None)
+    parser.add_argument("--markdown", type=Path, default=None,
+                        help="print the markdown table of an existing artifact and exit")
     parser.add_argument("--cell", help=argparse.SUPPRESS)  # internal: VARIANT:BATCH_SIZE:SEED, one measurement
     return parser
 
@@ -333,6 +352,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("processd").setLevel(logging.WARNING)
+    if args.markdown:
+        print(markdown_table(orjson.loads(args.markdown.read_bytes())["results"]))
+        return 0
     if args.cell:
         args.count = args.count or MODES["short"]["count"]
         print(orjson.dumps(run_cell(args)).decode(), flush=True)

@@ -35,6 +35,21 @@ class Row:
 
 
 ROWS: tuple[Row, ...] = (
+    # ingestd vs the naive loop on the same anvil nodes (scripts/bench/ingest_bench.py).
+    Row("ingestd, anvil direct, chain 1 (tx/s delivered to processd)", "ingest", "ingestd_direct.chains.1.ingest_tx_s",
+        "{:,.0f}", "anvil-bound"),
+    Row("Naive loop, anvil direct, chain 1 (tx/s)", "ingest", "naive_direct.chains.1.naive_tx_s", "{:,.0f}", ""),
+    Row("ingestd / naive, direct (worst chain, same run)", "ingest", "ratios.direct.min", "{:.1f}x",
+        "floor when anvil is the limit"),
+    Row("ingestd, through 30 ms proxy, chain 1 (tx/s)", "ingest", "ingestd_proxy.chains.1.ingest_tx_s", "{:,.0f}", ""),
+    Row("Naive loop, through 30 ms proxy, chain 1 (tx/s)", "ingest", "naive_proxy.chains.1.naive_tx_s", "{:,.0f}",
+        ""),
+    Row("ingestd / naive, through 30 ms proxy (worst chain, same run)", "ingest", "ratios.proxy.min", "{:.1f}x",
+        ">= 5x"),
+    Row("ingestd drop ratio, direct", "ingest", "ingestd_direct.drop_ratio", "{:.3%}", "< 0.5%"),
+    # processd's analysis (scripts/bench/analysis_bench.py).
+    Row("Decode + features + ranking, one core (tx/s)", "analysis", "analyze_fast.tx_per_s_one_core_best_cpu",
+        "{:,.0f}", ""),
     # End to end on real anvil nodes (scripts/bench/pipeline_bench.py).
     Row("End-to-end sustained rate, 2 anvil chains, drop < 0.5% (tx/s visible)", "pipeline",
         "target_load.achieved_tx_s", "{:,.0f}", "anvil-bound; ratio to accepted below"),
@@ -49,10 +64,12 @@ ROWS: tuple[Row, ...] = (
     Row("Ingest-to-visible latency max (ms)", "pipeline", "target_load.ingest_to_visible_ms.max", "{:.1f}", ""),
     Row("SSE catch-up replay of the whole log (events/s)", "pipeline", "catch_up.events_per_s", "{:,.0f}", ""),
     # gRPC boundary evaluation (scripts/bench/grpc_boundary.py).
-    Row("processd via gRPC, best batch size (tx/s)", "grpc_boundary", "best.grpc_tx_s", "{:,.0f}", ""),
-    Row("Same path in-process, no gRPC (tx/s)", "grpc_boundary", "best.inprocess_tx_s", "{:,.0f}", ""),
-    Row("gRPC / in-process throughput at that batch size", "grpc_boundary", "best.grpc_over_inprocess",
-        "{:.2f}x", ""),
+    Row("Ingest -> processd across gRPC, best batch size (CPU us per tx, all processes)", "grpc_boundary",
+        "best.grpc_cpu_us_per_tx", "{:.0f}", ""),
+    Row("Same path in one process, direct call (CPU us per tx)", "grpc_boundary", "best.inprocess_cpu_us_per_tx",
+        "{:.0f}", ""),
+    Row("gRPC / in-process throughput at that batch size (same run)", "grpc_boundary", "best.grpc_over_inprocess",
+        "{:.2f}x", ">= 0.3x"),
     # Soak (scripts/soak).
     Row("Soak: anonymous-RSS slope after warm-up, worst daemon (MiB/min)", "soak", "worst_anon_slope_mib_per_min",
         "{:.2f}", "no upward trend"),

@@ -182,10 +182,12 @@ class QueryService(query_pb2_grpc.QueryServicer):
             raise
         start = max(request.from_seq_id, 1)
         with self._log.begin() as txn:
-            events, next_seq, _more = self._log.scan(txn, start, self._limit(request.limit), chain_id=chain_id,
-                                                     kinds=kinds, max_examined=self.scan_max_examined)
+            events, next_seq, more = self._log.scan(txn, start, self._limit(request.limit), chain_id=chain_id,
+                                                    kinds=kinds, max_examined=self.scan_max_examined)
             last = self._log.txn_last_seq(txn)
-        return query_pb2.ScanEventsResponse(events=events, next_seq_id=max(next_seq, start), last_seq_id=last)
+        # A walk that reached the end has looked at everything up to ``last``, matching or not.
+        next_seq = max(next_seq, start) if more else max(start, last + 1)
+        return query_pb2.ScanEventsResponse(events=events, next_seq_id=next_seq, last_seq_id=last)
 
     # ---- streaming ---------------------------------------------------------------------------------------
 

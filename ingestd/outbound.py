@@ -186,7 +186,8 @@ class Outbound:
                     timeout = max(0.0, self.stats_interval_s - (now - self._last_stats))
                     await self._wait_any(self._wake, reader, timeout)
                     continue
-                await asyncio.sleep(self.flush_s)  # let a partial batch fill for up to flush_s
+                if self._unacked:  # adaptive: idle stream = send now; busy stream = let the batch fill
+                    await asyncio.sleep(self.flush_s)
             item = self._next_batch(stats_due)
             if item is None:
                 continue

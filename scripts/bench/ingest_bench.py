@@ -29,6 +29,7 @@ import itertools
 import json
 import logging
 import math
+import os
 import shutil
 import signal
 import subprocess
@@ -47,10 +48,11 @@ from common.fixtures import load_mainnet_calls
 from common.netutil import free_port, wait_for_port
 from common.pb.v1 import query_pb2, query_pb2_grpc
 from common.replay import Replayer
-from scripts.bench.harness import REPO_ROOT, ratio, write_artifact
+from scripts.bench.harness import REPO_ROOT, cpu_seconds, ratio, rss_bytes, write_artifact
 
 log = logging.getLogger("ingest_bench")
 CHAINS = {1: "ethereum", 137: "polygon"}
+PHASES = ("ingestd_direct", "ingestd_proxy", "naive_direct", "naive_proxy")
 PY = sys.executable
 
 
@@ -81,6 +83,17 @@ async def drive_all(nodes: dict[int, AnvilNode], duration_s: float, batch_size: 
     return dict(zip(nodes, results, strict=True))
 
 
+async def drive_paced(nodes: dict[int, AnvilNode], rate_per_s: float, duration_s: float) -> None:
+    """Light, paced traffic (for latency without saturation)."""
+    calls = load_mainnet_calls()
+
+    async def one(node: AnvilNode, offset: int) -> None:
+        async with Replayer(node.http_url, batch_size=10) as replayer:
+            await replayer.run(calls[offset:] + calls[:offset], rate_per_s, duration_s)
+
+    await asyncio.gather(*(one(n, 1000 + 50 * i) for i, n in enumerate(nodes.values())))
+
+
 def clear_pool(node: AnvilNode) -> None:
     """Empties anvil's pending pool between phases (keeps the nodes comparable from phase to phase)."""
     try:
@@ -105,13 +118,16 @@ def msum(m: dict[str, list[tuple[dict[str, str], float]]], name: str, **labels: 
     return sum(v for lab, v in m.get(name, []) if all(lab.get(k) == x for k, x in labels.items()))
 
 
-def hist_quantile(m: dict[str, list[tuple[dict[str, str], float]]], name: str, q: float, **labels: str) -> float | None:
-    """Quantile of a Prometheus histogram (summed over matching series), linear within the bucket."""
+def hist_quantile(m: dict[str, list[tuple[dict[str, str], float]]], name: str, q: float,
+                  since: dict[str, list[tuple[dict[str, str], float]]] | None = None, **labels: str) -> float | None:
+    """Quantile of a Prometheus histogram (summed over matching series; minus the ``since`` scrape when
+    given), linear within the bucket."""
     buckets: dict[float, float] = {}
-    for lab, v in m.get(name + "_bucket", []):
-        if all(lab.get(k) == x for k, x in labels.items()):
-            le = float(lab["le"])
-            buckets[le] = buckets.get(le, 0.0) + v
+    for sign, scraped in ((1.0, m), (-1.0, since or {})):
+        for lab, v in scraped.get(name + "_bucket", []):
+            if all(lab.get(k) == x for k, x in labels.items()):
+                le = float(lab["le"])
+                buckets[le] = buckets.get(le, 0.0) + sign * v
     if not buckets:
         return None
     edges = sorted(buckets)
@@ -177,7 +193,8 @@ def stop(proc: subprocess.Popen[bytes], timeout_s: float = 15) -> int | None:
 
 
 def run_ingestd_phase(name: str, endpoints: dict[int, tuple[str, str]], nodes: dict[int, AnvilNode],
-                      processd_addr: str, args: argparse.Namespace, phase: int, logs: Path) -> dict[str, Any]:
+                      processd_addr: str, args: argparse.Namespace, phase: int, logs: Path,
+                      processd_pid: int) -> dict[str, Any]:
     metrics_port = free_port()
     cmd = [PY, "-m", "ingestd", "--processd", processd_addr, "--metrics-port", str(metrics_port),
            "--full-tx", args.full_tx]
@@ -195,7 +212,28 @@ def run_ingestd_phase(name: str, endpoints: dict[int, tuple[str, str]], nodes: d
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise RuntimeError(f"{name}: ingestd did not become ready (see {logs / (name + '.log')})")
             time.sleep(0.1)
+        light: dict[str, Any] = {}
+        if args.light_rate > 0:
+            log.info("%s: light load, %.0f tx/s per chain for %.0fs", name, args.light_rate, args.light_s)
+            before = scrape(metrics_port)
+            asyncio.run(drive_paced(nodes, args.light_rate, args.light_s))
+            time.sleep(1.0)
+            after = scrape(metrics_port)
+            for cid in nodes:
+                ch = CHAINS[cid]
+                light[str(cid)] = {
+                    "rate_tx_s": args.light_rate,
+                    "envelopes": msum(after, "ingestd_notification_to_ack_seconds_count", chain=ch)
+                    - msum(before, "ingestd_notification_to_ack_seconds_count", chain=ch),
+                    "notification_to_ack_ms": {
+                        q: _ms(hist_quantile(after, "ingestd_notification_to_ack_seconds", v, since=before, chain=ch))
+                        for q, v in (("p50", 0.5), ("p99", 0.99))},
+                    "rpc_latency_ms": {
+                        q: _ms(hist_quantile(after, "ingestd_rpc_latency_seconds", v, since=before, chain=ch))
+                        for q, v in (("p50", 0.5), ("p99", 0.99))}}
         log.info("%s: driving both chains for %.0fs", name, args.drive_s)
+        cpu0 = cpu_seconds(proc.pid) or 0.0
+        pcpu0 = cpu_seconds(processd_pid) or 0.0
         t0 = time.monotonic()
         traffic = asyncio.run(drive_all(nodes, args.drive_s, args.replay_batch_size, phase))
         settle_deadline = time.monotonic() + args.drain_timeout_s
@@ -208,6 +246,9 @@ def run_ingestd_phase(name: str, endpoints: dict[int, tuple[str, str]], nodes: d
                     done_at[cid] = time.monotonic()
             time.sleep(0.1)
         m = scrape(metrics_port)
+        cpu = (cpu_seconds(proc.pid) or 0.0) - cpu0
+        pcpu = (cpu_seconds(processd_pid) or 0.0) - pcpu0
+        rss = rss_bytes(proc.pid)
         chains: dict[str, Any] = {}
         for cid in nodes:
             ch = CHAINS[cid]
@@ -246,7 +287,15 @@ def run_ingestd_phase(name: str, endpoints: dict[int, tuple[str, str]], nodes: d
             }
         total_seen = sum(c["seen"] for c in chains.values())
         total_loss = sum(sum(v for r, v in c["drops_by_reason"].items() if r != "dedup") for c in chains.values())
+        delivered_total = sum(c["delivered"] for c in chains.values())
         return {"chains": chains, "drop_ratio": round(total_loss / total_seen, 6) if total_seen else None,
+                "light_load": light,
+                "ingestd_cpu_s": round(cpu, 2),
+                "ingestd_cpu_ms_per_tx": round(cpu * 1000 / delivered_total, 3) if delivered_total else None,
+                "ingestd_rss_mib": round(rss / 2**20, 1) if rss else None,
+                "processd_cpu_s": round(pcpu, 2),
+                "processd_cpu_ms_per_tx": round(pcpu * 1000 / delivered_total, 3) if delivered_total else None,
+                "load_avg_1m_after": round(os.getloadavg()[0], 2),
                 "every_accepted_tx_delivered": all(c["delivered_all_accepted"] for c in chains.values()),
                 "ingestd_exit_status": stop(proc)}
     finally:
@@ -364,14 +413,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             proxied[cid] = (f"ws://{addr}", f"http://{addr}")
         results: dict[str, Any] = {"drive_s": args.drive_s, "proxy_latency_ms": args.latency_ms,
                                    "full_tx": args.full_tx, "replay_batch_size": args.replay_batch_size}
-        results["ingestd_direct"] = run_ingestd_phase("ingestd_direct", direct, nodes, f"127.0.0.1:{pport}", args, 0,
-                                                      logs)
-        results["ingestd_proxy"] = run_ingestd_phase("ingestd_proxy", proxied, nodes, f"127.0.0.1:{pport}", args, 1,
-                                                     logs)
-        results["naive_direct"] = run_naive_phase("naive_direct", direct, nodes, args, 2)
-        results["naive_proxy"] = run_naive_phase("naive_proxy", proxied, nodes, args, 3)
+        addr = f"127.0.0.1:{pport}"
+        for i, phase in enumerate(PHASES):
+            if phase not in args.phases:
+                continue
+            endpoints = direct if phase.endswith("direct") else proxied
+            if phase.startswith("ingestd"):
+                results[phase] = run_ingestd_phase(phase, endpoints, nodes, addr, args, i, logs, processd.pid)
+            else:
+                results[phase] = run_naive_phase(phase, endpoints, nodes, args, i)
         results["ratios"] = {}
         for path in ("direct", "proxy"):
+            if f"ingestd_{path}" not in results or f"naive_{path}" not in results:
+                continue
             per_chain = {cid: ratio(results[f"ingestd_{path}"]["chains"][cid]["ingest_tx_s"],
                                     results[f"naive_{path}"]["chains"][cid]["naive_tx_s"], 2)
                          for cid in results[f"ingestd_{path}"]["chains"]}
@@ -387,9 +441,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                          "ingestd kept up with anvil; the naive loop fell behind" if anvil_limited else
                          "ingestd did not keep up with anvil"),
             }
-        results["target_drop_ratio_met"] = max(results[p]["drop_ratio"] or 0 for p in
-                                                ("ingestd_direct", "ingestd_proxy")) < 0.005
-        results["target_ratio_proxy_met"] = (results["ratios"]["proxy"]["min"] or 0) >= 5
+        ingest_phases = [p for p in ("ingestd_direct", "ingestd_proxy") if p in results]
+        results["target_drop_ratio_met"] = all((results[p]["drop_ratio"] or 0) < 0.005 for p in ingest_phases)
+        results["every_accepted_tx_delivered"] = all(results[p]["every_accepted_tx_delivered"] for p in ingest_phases)
+        results["target_ratio_proxy_met"] = ((results["ratios"].get("proxy") or {}).get("min") or 0) >= 5
         results["logs"] = str(logs)
         return results
     finally:
@@ -409,12 +464,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--full-tx", choices=("off", "auto"), default="off",
                         help="ingestd --full-tx (default off: exercise the batch fetch path)")
     parser.add_argument("--replay-batch-size", type=int, default=100)
+    parser.add_argument("--light-rate", type=float, default=50.0,
+                        help="tx/s per chain of the light-load latency step before each ingestd drive (0 = skip)")
+    parser.add_argument("--light-s", type=float, default=None, help="seconds of light load (10; 4 short)")
     parser.add_argument("--drain-timeout-s", type=float, default=30.0)
     parser.add_argument("--naive-extra-s", type=float, default=None,
                         help="how long the naive loop may keep working after the drive (default = drive)")
     parser.add_argument("--name", default=None, help="artifact name (default ingest, or ingest_short)")
     parser.add_argument("--out-dir", type=Path, default=None)
     parser.add_argument("--keep-logs", action="store_true")
+    parser.add_argument("--phases", default=",".join(PHASES), help="comma-separated subset of " + ", ".join(PHASES))
     parser.add_argument("--naive-worker", nargs=2, metavar=("WS", "HTTP"), help=argparse.SUPPRESS)
     parser.add_argument("--naive-cap-s", type=float, default=60.0, help=argparse.SUPPRESS)
     return parser
@@ -422,6 +481,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    args.phases = [p.strip() for p in args.phases.split(",") if p.strip()]
+    unknown = set(args.phases) - set(PHASES)
+    if unknown:
+        build_parser().error(f"unknown phases: {sorted(unknown)}")
     if args.naive_worker:
         result = asyncio.run(naive_worker(args.naive_worker[0], args.naive_worker[1], args.naive_cap_s))
         print(json.dumps(result), flush=True)
@@ -430,6 +493,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     if args.drive_s is None:
         args.drive_s = 6.0 if args.short else 30.0
+    if args.light_s is None:
+        args.light_s = 4.0 if args.short else 10.0
     if args.naive_extra_s is None:
         args.naive_extra_s = 4.0 if args.short else args.drive_s
     started = time.monotonic()
@@ -437,10 +502,10 @@ def main(argv: list[str] | None = None) -> None:
     results["wall_s"] = round(time.monotonic() - started, 1)
     name = args.name or ("ingest_short" if args.short else "ingest")
     path = write_artifact(name, results, directory=args.out_dir, mode="short" if args.short else "full")
-    summary = {p: {c: {k: v for k, v in d.items() if k in ("ingest_tx_s", "naive_tx_s", "drop_ratio",
-                                                             "anvil_accept_tx_s", "delivered_all_accepted")}
-                       for c, d in results[p]["chains"].items()}
-               for p in ("ingestd_direct", "ingestd_proxy", "naive_direct", "naive_proxy")}
+    keys = ("ingest_tx_s", "naive_tx_s", "drop_ratio", "anvil_accept_tx_s", "delivered_all_accepted",
+            "notification_to_ack_ms", "rpc_latency_ms", "fetch_batch_size_mean")
+    summary = {p: {c: {k: v for k, v in d.items() if k in keys} for c, d in results[p]["chains"].items()}
+               for p in PHASES if p in results}
     print(json.dumps({"artifact": str(path), "summary": summary, "ratios": results["ratios"],
                       "wall_s": results["wall_s"]}, indent=1))
 

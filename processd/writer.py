@@ -417,6 +417,6 @@ class CommitWriter:
                     txn.delete(key, db=eventlog.tx_db)
                 k = agg_chain_key(event.chain_id, AGG_RETAINED_TX)
                 deltas[k] = deltas.get(k, 0) - 1
-            positioned = cur.delete()
+            positioned = cur.delete() and bool(cur.key())
             pruned += 1
         return pruned

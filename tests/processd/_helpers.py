@@ -44,6 +44,7 @@ class ProcessdSubprocess:
         return f"127.0.0.1:{self.port}"
 
     def start(self, timeout_s: float = 60.0) -> ProcessdSubprocess:
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "processd", "--data-dir", str(self.data_dir), "--listen", self.address,
@@ -52,7 +53,7 @@ class ProcessdSubprocess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"processd exited with {self.proc.returncode}: {self.log_path.read_text()[-2000:]}")
-            if b"processd listening on" in self.log_path.read_bytes():
+            if b"processd listening on" in self.log_path.read_bytes()[offset:]:
                 assert wait_for_port("127.0.0.1", self.port, 5)
                 return self
             time.sleep(0.05)

@@ -39,15 +39,13 @@ class Analyzer:
 
     def analyze(self, envelope: tx_pb2.TxEnvelope) -> Analysis:
         """Features (always present; category OTHER when the call is not recognised) and opportunities."""
-        data = envelope.input
-        size = len(data)
+        data = envelope.input  # read once: every protobuf field read materialises a new object
         to = envelope.to
         chain_id = envelope.chain_id
         value = int.from_bytes(envelope.value, "big")
         call: DecodedCall | None = None
-        if size:
-            # Borrowed: the decoder reads the calldata through a memoryview, nested calls are views too.
-            call = self.decoder.decode(memoryview(data), to, value, envelope.sender)
+        if data:
+            call = self.decoder.decode(data, to, value, envelope.sender)
             if call is not None:
                 protocol = self.registry.label(chain_id, to, call.family) if to else ""
             else:
@@ -62,12 +60,11 @@ class Analyzer:
                                    recipient=envelope.sender)
         else:
             protocol = ""  # contract creation
-        features = build_features(envelope, call, protocol, size)
-        if call is None or not is_rankable(call):
+        features = build_features(envelope, call, protocol, data)
+        if call is None or not call.swap_count or not is_rankable(call):
             return Analysis(features)
-        tip = envelope.max_priority_fee_per_gas or envelope.gas_price
-        opportunities = self.searcher.rank(chain_id, envelope.hash, call, protocol, value, int.from_bytes(tip, "big"))
-        return Analysis(features, opportunities)
+        tip = int.from_bytes(features.priority_fee, "big")
+        return Analysis(features, self.searcher.rank(chain_id, envelope.hash, call, protocol, value, tip))
 
 
 _default: Analyzer | None = None

@@ -14,30 +14,37 @@ def u256(value: int) -> bytes:
 
 
 def build_features(envelope: tx_pb2.TxEnvelope, call: DecodedCall | None, protocol: str,
-                   calldata_len: int) -> events_pb2.TxFeatures:
-    """The TxFeatures of one transaction.
+                   data: bytes) -> events_pb2.TxFeatures:
+    """The TxFeatures of one transaction whose calldata is ``data`` (``envelope.input``, read once).
 
     ``call`` is None for an unknown selector (category other, method empty) and for empty calldata (a plain
     value transfer: category transfer, protocol "native", recipient = to, amount_in = value; or a contract
-    creation: category other). Fields are set one by one: markedly cheaper than keyword construction with
-    upb protobuf.
+    creation: category other). Fields are set one by one and only when non-empty: markedly cheaper than
+    keyword construction with upb protobuf.
     """
     f = events_pb2.TxFeatures()
-    f.protocol = protocol
-    f.value = envelope.value
-    f.gas_price = envelope.max_fee_per_gas or envelope.gas_price
-    f.priority_fee = envelope.max_priority_fee_per_gas or envelope.gas_price
-    f.calldata_len = calldata_len
+    if protocol:
+        f.protocol = protocol
+    value = envelope.value
+    if value:
+        f.value = value
+    gas_price = envelope.gas_price
+    f.gas_price = envelope.max_fee_per_gas or gas_price
+    f.priority_fee = envelope.max_priority_fee_per_gas or gas_price
+    size = len(data)
+    f.calldata_len = size
     if call is None:
-        if calldata_len == 0 and envelope.to:
+        if size == 0 and envelope.to:
             f.category = TRANSFER
             f.recipient = envelope.to
-            f.amount_in = envelope.value
+            if value:
+                f.amount_in = value
         else:
             f.category = OTHER
-            f.selector = envelope.input[:4]
+            f.selector = data[:4]
         return f
-    f.selector = envelope.input[:4]
+    if size:
+        f.selector = data[:4]
     f.category = call.category  # type: ignore[assignment]
     f.method = call.method
     if not call.decoded:

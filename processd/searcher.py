@@ -46,7 +46,10 @@ MAIN_VENUES = frozenset({"uniswap_v2", "uniswap_v3"})
 
 @dataclass(slots=True)
 class SwapAssessment:
-    """The per-transaction facts every kind's score is built from (computed once per swap)."""
+    """The per-transaction facts every kind's score is built from (computed once per swap).
+
+    ``size``, ``slip`` and ``urgency`` are normalised to 0..1; each kind multiplies them by its own caps.
+    """
 
     notional_wei: int | None
     usd: float | None
@@ -57,25 +60,27 @@ class SwapAssessment:
     v2_style: bool
     main_venue: bool
     cyclic: bool
+    size: float
+    slip: float
+    urgency: float
 
 
-def _log_points(value: float | None, low: float, high: float, cap: float) -> float:
-    """0 at or below ``low``, ``cap`` at or above ``high``, log-linear in between."""
-    if value is None or value <= low:
+def _log_fraction(value: float | None, log_low: float, log_span: float) -> float:
+    """0 at or below 10**log_low, 1 at or above 10**(log_low + log_span), log-linear in between."""
+    if value is None or value <= 0:
         return 0.0
-    if value >= high:
-        return cap
-    return cap * (math.log10(value) - math.log10(low)) / (math.log10(high) - math.log10(low))
+    x = (math.log10(value) - log_low) / log_span
+    return 0.0 if x <= 0.0 else (1.0 if x >= 1.0 else x)
 
 
 def size_points(usd: float | None, cap: float) -> float:
-    """Size component: $100 -> 0, $1M -> cap."""
-    return _log_points(usd, 100.0, 1_000_000.0, cap)
+    """Size component: $100 -> 0, $1M -> cap (log-linear)."""
+    return cap * _log_fraction(usd, 2.0, 4.0)
 
 
 def urgency_points(tip_gwei: float, cap: float) -> float:
-    """Urgency component: tip 1 gwei -> 0, 1000 gwei -> cap."""
-    return _log_points(tip_gwei, 1.0, 1000.0, cap)
+    """Urgency component: tip 1 gwei -> 0, 1000 gwei -> cap (log-linear)."""
+    return cap * _log_fraction(tip_gwei, 0.0, 3.0)
 
 
 def slippage_points(bps: int, cap: float) -> float:
@@ -94,49 +99,47 @@ class Searcher:
 
     # --- facts ---------------------------------------------------------------------------------------
 
-    def _token_usd_micros(self, token: Token, amount: int) -> int:
-        return amount * REF_USD_MICROS[token.peg] // 10**token.decimals
+    def notional(self, chain_id: int, call: DecodedCall, value: int, t_in: Token | None,
+                 t_out: Token | None) -> tuple[int | None, int | None]:
+        """(notional in native wei, in micro-USD) at reference prices; (None, None) when unknowable.
 
-    def notional(self, chain_id: int, call: DecodedCall, value: int) -> tuple[int | None, int | None]:
-        """(notional in native wei, in micro-USD) at reference prices; (None, None) when unknowable."""
+        Native value for ETH-in swaps, else the known input token amount (exact or maximum), else the
+        known output token amount (exact or minimum).
+        """
         native_micros = REF_USD_MICROS[native_peg(chain_id)]
         if call.native_in and value > 0:
             return value, value * native_micros // _WEI
         usd_micros = None
-        token = self.registry.token(chain_id, call.token_in)
         amount = call.amount_in if call.amount_in is not None else call.amount_in_max
-        if token is not None and amount is not None and amount < _UNBOUNDED:
-            usd_micros = self._token_usd_micros(token, amount)
-        else:
-            token = self.registry.token(chain_id, call.token_out)
+        if t_in is not None and amount is not None and amount < _UNBOUNDED:
+            usd_micros = amount * REF_USD_MICROS[t_in.peg] // 10**t_in.decimals
+        elif t_out is not None:
             amount = call.amount_out if call.amount_out is not None else call.amount_out_min
-            if token is not None and amount:
-                usd_micros = self._token_usd_micros(token, amount)
+            if amount:
+                usd_micros = amount * REF_USD_MICROS[t_out.peg] // 10**t_out.decimals
         if usd_micros is None:
             return None, None
         return usd_micros * _WEI // native_micros, usd_micros
 
-    def slippage(self, chain_id: int, call: DecodedCall, value: int) -> tuple[int, str]:
-        """(tolerance in bps, 0 = unknown; reason)."""
-        if call.amount_out_min is not None and call.amount_out_min == 0 and call.amount_out is None:
+    @staticmethod
+    def slippage(call: DecodedCall, value: int, t_in: Token | None, t_out: Token | None) -> tuple[int, str]:
+        """(tolerance in bps, 0 = unknown; reason). Inferable only from a missing bound, or from two tokens
+        pegged to the same asset (where the expected rate is 1:1 without any price feed)."""
+        if call.amount_out_min == 0 and call.amount_out is None:
             return UNLIMITED_BPS, "amountOutMin = 0: no slippage protection"
         if call.amount_in_max is not None and call.amount_in_max >= _UNBOUNDED:
             return UNLIMITED_BPS, "amountInMax unbounded: no slippage protection"
-        t_in = self.registry.token(chain_id, call.token_in)
-        t_out = self.registry.token(chain_id, call.token_out)
         if t_in is None or t_out is None or t_in.peg != t_out.peg:
             return 0, _UNKNOWN_SLIPPAGE
-        if call.amount_out_min is not None:  # exact input
+        if call.amount_out_min is not None:  # exact input: paid vs guaranteed minimum
             paid = call.amount_in if call.amount_in is not None else (value if call.native_in else None)
             if not paid:
                 return 0, _UNKNOWN_SLIPPAGE
-            paid_n = paid * 10 ** (18 - t_in.decimals) if t_in.decimals <= 18 else paid
-            floor_n = call.amount_out_min * 10 ** (18 - t_out.decimals) if t_out.decimals <= 18 else call.amount_out_min
-            bps = (paid_n - floor_n) * 10_000 // paid_n
-        elif call.amount_out and call.amount_in_max is not None:  # exact output
-            ceil_n = call.amount_in_max * 10 ** (18 - t_in.decimals) if t_in.decimals <= 18 else call.amount_in_max
-            out_n = call.amount_out * 10 ** (18 - t_out.decimals) if t_out.decimals <= 18 else call.amount_out
-            bps = (ceil_n - out_n) * 10_000 // out_n
+            paid_n = _scale18(paid, t_in.decimals)
+            bps = (paid_n - _scale18(call.amount_out_min, t_out.decimals)) * 10_000 // max(1, paid_n)
+        elif call.amount_out and call.amount_in_max is not None:  # exact output: maximum paid vs received
+            out_n = _scale18(call.amount_out, t_out.decimals)
+            bps = (_scale18(call.amount_in_max, t_in.decimals) - out_n) * 10_000 // max(1, out_n)
         else:
             return 0, _UNKNOWN_SLIPPAGE
         bps = max(1, min(UNLIMITED_BPS, bps))
@@ -144,19 +147,21 @@ class Searcher:
 
     def assess(self, chain_id: int, call: DecodedCall, protocol: str, value: int, tip_wei: int) -> SwapAssessment:
         """The facts all scores are built from."""
-        notional_wei, usd_micros = self.notional(chain_id, call, value)
-        bps, slip_reason = self.slippage(chain_id, call, value)
-        hops = max(1, len(call.path) - 1)
+        t_in = self.registry.token(chain_id, call.token_in)
+        t_out = self.registry.token(chain_id, call.token_out)
+        notional_wei, usd_micros = self.notional(chain_id, call, value, t_in, t_out)
+        bps, slip_reason = self.slippage(call, value, t_in, t_out)
+        usd = None if usd_micros is None else usd_micros / 1_000_000
+        tip_gwei = tip_wei / _GWEI
         return SwapAssessment(
-            notional_wei=notional_wei,
-            usd=None if usd_micros is None else usd_micros / 1_000_000,
-            slippage_bps=bps,
-            slippage_reason=slip_reason,
-            tip_gwei=tip_wei / _GWEI,
-            hops=hops,
-            v2_style=call.family == UNISWAP_V2,
-            main_venue=protocol in MAIN_VENUES,
-            cyclic=len(call.path) >= 3 and call.token_in == call.token_out,
+            notional_wei, usd, bps, slip_reason, tip_gwei,
+            max(1, len(call.path) - 1),
+            call.family == UNISWAP_V2,
+            protocol in MAIN_VENUES,
+            len(call.path) >= 3 and call.token_in == call.token_out,
+            _log_fraction(usd, 2.0, 4.0),
+            min(bps if bps else ASSUMED_BPS, 300) / 300,
+            _log_fraction(tip_gwei, 0.0, 3.0),
         )
 
     # --- scores --------------------------------------------------------------------------------------
@@ -165,7 +170,7 @@ class Searcher:
         """size 0-45 + slippage 0-30 + venue 0-15 + urgency 0-10 (- 10 for fee-on-transfer tokens)."""
         venue = (15 if a.main_venue else 12) if a.v2_style else (10 if a.main_venue else 8)
         venue = max(0, venue - 2 * (a.hops - 1))
-        score = size_points(a.usd, 45) + slippage_points(a.slippage_bps, 30) + venue + urgency_points(a.tip_gwei, 10)
+        score = 45 * a.size + 30 * a.slip + venue + 10 * a.urgency
         if call.fee_on_transfer:
             score -= 10
         if a.cyclic:
@@ -176,7 +181,7 @@ class Searcher:
         """size 0-60 + venue 0-25 (thin fork pools and extra hops diverge more) + urgency 0-15."""
         venue = (10 if a.main_venue else 15) if a.v2_style else (8 if a.main_venue else 12)
         venue += min(10, 5 * (a.hops - 1))
-        return _clamp(size_points(a.usd, 60) + venue + urgency_points(a.tip_gwei, 15))
+        return _clamp(60 * a.size + venue + 15 * a.urgency)
 
     def arb_score(self, a: SwapAssessment) -> int:
         """Structural triggers (cyclic 40, secondary venue 20, extra hops 10 each up to 20) + size 0-30
@@ -184,7 +189,7 @@ class Searcher:
         trigger = (40 if a.cyclic else 0) + (0 if a.main_venue else 20) + min(20, 10 * (a.hops - 1))
         if trigger == 0:
             return 0
-        return _clamp(trigger + size_points(a.usd, 30) + urgency_points(a.tip_gwei, 10))
+        return _clamp(trigger + 30 * a.size + 10 * a.urgency)
 
     # --- opportunities -------------------------------------------------------------------------------
 
@@ -202,21 +207,26 @@ class Searcher:
             return []
         scored.sort(key=lambda sk: (-sk[0], sk[1]))
         common = self._reasons(chain_id, a, call, protocol)
+        base = events_pb2.Opportunity()
+        base.chain_id = chain_id
+        base.tx_hash = tx_hash
+        base.protocol = protocol
+        if call.token_in is not None:
+            base.token_in = call.token_in
+        if call.token_out is not None:
+            base.token_out = call.token_out
+        if a.notional_wei:
+            base.notional_wei = u256(a.notional_wei)
+        base.slippage_bps = a.slippage_bps
         out = []
-        for score, kind in scored:
-            opp = events_pb2.Opportunity()
-            opp.chain_id = chain_id
-            opp.tx_hash = tx_hash
+        for i, (score, kind) in enumerate(scored):
+            if i + 1 < len(scored):
+                opp = events_pb2.Opportunity()
+                opp.CopyFrom(base)  # one C-level copy instead of re-setting every shared field
+            else:
+                opp = base
             opp.kind = kind
             opp.score = score
-            opp.protocol = protocol
-            if call.token_in is not None:
-                opp.token_in = call.token_in
-            if call.token_out is not None:
-                opp.token_out = call.token_out
-            if a.notional_wei:
-                opp.notional_wei = u256(a.notional_wei)
-            opp.slippage_bps = a.slippage_bps
             if kind == SANDWICH:
                 opp.reasons.extend(common)
             elif kind == BACKRUN:
@@ -254,6 +264,11 @@ class Searcher:
         if a.hops > 1:
             out.append(f"crosses {a.hops} pools: each one is left dislocated")
         return out
+
+
+def _scale18(amount: int, decimals: int) -> int:
+    """A token amount in 18-decimal units, so amounts of tokens with different decimals compare."""
+    return amount * 10 ** (18 - decimals) if decimals <= 18 else amount // 10 ** (decimals - 18)
 
 
 def _clamp(score: float) -> int:

@@ -34,19 +34,21 @@ class Decoder:
         self.methods = all_methods(factory)
 
     def decode(self, data: Any, to: bytes, value: int, sender: bytes) -> DecodedCall | None:
-        """Decodes ``data`` (borrowed: bytes or memoryview, selector included) sent to ``to`` with ``value``.
+        """Decodes ``data`` (selector included) sent to ``to`` with ``value``.
 
-        Returns None when the selector is unknown (or data is shorter than a selector).
+        ``data`` is borrowed: bytes or a memoryview; arguments are read through a memoryview, so nested
+        calldata (multicall inner calls, Universal Router inputs) is never copied. Returns None when the
+        selector is unknown (or data is shorter than a selector).
         """
         if len(data) < 4:
             return None
-        method = self.methods.get(bytes(data[:4]))
+        method = self.methods.get(data[:4])  # a memoryview slice hashes and compares like its bytes
         if method is None:
             return None
         try:
-            return method.extract(method.args.decode(data), to, value, sender)
+            return method.extract(method.args.decode(memoryview(data)), to, value, sender)
         except AbiDecodeError as exc:
             return DecodedCall(method.name, method.category, method.family, decoded=False, error=str(exc))
-        except Exception as exc:
+        except Exception as exc:  # an extractor bug must not take processd down
             return DecodedCall(method.name, method.category, method.family, decoded=False,
                                error=f"internal decoder error: {type(exc).__name__}: {exc}")

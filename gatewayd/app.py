@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 JSON = "application/json"
 _app_ids = itertools.count(1)
+#: Bound of the parsed-query cache (cleared when full: a flood of distinct queries just disables it).
+PARSED_QUERY_CACHE = 4096
 Handler = Callable[..., Coroutine[Any, Any, HTTPResponse | None]]
 
 
@@ -63,11 +65,14 @@ class Gateway:
         self.client = ProcessdClient(config.processd_target, config.grpc_timeout_ms / 1000, self.metrics.grpc_error)
         self.auth = ApiKeyAuth(config.api_keys)
         self.limiter = RateLimiter(config.rate_limit_rps, config.rate_limit_burst, config.rate_limit_max_keys)
-        self.flights: SingleFlight[bytes] = SingleFlight()
+        self.flights: SingleFlight[bytes] = SingleFlight(config.cache_ttl_ms / 1000)
         self.streamer = EventStreamer(self.client, self.metrics, config.sse_max_clients, config.sse_heartbeat_s)
         self.started_at = time.time()
         self.openapi_body = orjson.dumps(build_openapi(), option=orjson.OPT_INDENT_2)
         self.docs_html = render_docs_html(build_openapi())
+        # Parsed query strings by (route, raw query): clients repeat the same few queries, so parsing is skipped
+        # on the hot path. Bounded; only successful parses are kept (values are never mutated by handlers).
+        self._parsed: dict[tuple[str, str], dict[str, Any]] = {}
         self._cors_all = "*" in config.cors_origins
         self._cors_origins = frozenset(config.cors_origins)
 
@@ -119,6 +124,7 @@ class Gateway:
         limiter = self.limiter
         metrics = self.metrics
         cors = bool(self._cors_origins)
+        parsed = self._parsed
 
         async def wrapped(request: Request, **path_args: Any) -> HTTPResponse | None:
             t0 = time.perf_counter()
@@ -131,10 +137,17 @@ class Gateway:
                         key = auth.authenticate(request.headers)
                         if limiter.enabled:
                             limiter.acquire(key if key is not None else f"ip:{request.ip}")
-                    if request.query_string:
-                        params = parse_params(request.get_args(keep_blank_values=True), specs)
+                    query = request.query_string
+                    if query:
+                        cached = parsed.get((route, query))
+                        if cached is None:
+                            cached = parse_params(request.get_args(keep_blank_values=True), specs)
+                            if len(parsed) >= PARSED_QUERY_CACHE:
+                                parsed.clear()
+                            parsed[(route, query)] = cached
+                        params = cached
                     else:
-                        params = dict(defaults)
+                        params = defaults
                     response = await handler(request, params, **path_args)
             except ParamError as exc:
                 response = self.error_response(400, exc.code, exc.message, exc.param)
@@ -177,9 +190,10 @@ class Gateway:
     def _refresh_gauges(self) -> None:
         self.metrics.ratelimit_keys.set(len(self.limiter))
         self.metrics.ratelimit_evictions.set(self.limiter.evictions)
-        shared = self.flights.shared
-        self.flights.shared = 0
+        shared, hits = self.flights.shared, self.flights.hits
+        self.flights.shared = self.flights.hits = 0
         self.metrics.coalesced.inc(shared)
+        self.metrics.cache_hits.inc(hits)
 
     async def openapi(self, request: Request, p: dict[str, Any]) -> HTTPResponse:
         return json_response(self.openapi_body)

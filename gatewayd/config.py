@@ -43,6 +43,9 @@ class GatewayConfig:
     sse_max_clients: int = 64
     #: Seconds between SSE heartbeat comments when no event flows.
     sse_heartbeat_s: float = 15.0
+    #: How long a rendered "newest" view (/transactions, /dashboard/snapshot, /features/recent, /opps/recent)
+    #: is reused for identical queries; 0 = off (identical concurrent queries still share one processd call).
+    cache_ttl_ms: int = 50
     #: Sanic worker processes (each has its own gRPC channel and rate-limit table).
     workers: int = 1
     #: Log every request (costs throughput).
@@ -70,6 +73,8 @@ class GatewayConfig:
             raise ConfigError(f"sse_max_clients must be >= 1, got {self.sse_max_clients}")
         if self.sse_heartbeat_s <= 0:
             raise ConfigError(f"sse_heartbeat_s must be > 0, got {self.sse_heartbeat_s}")
+        if not 0 <= self.cache_ttl_ms <= 60000:
+            raise ConfigError(f"cache_ttl_ms must be 0..60000, got {self.cache_ttl_ms}")
         if self.workers < 1:
             raise ConfigError(f"workers must be >= 1, got {self.workers}")
         for key in self.api_keys:
@@ -132,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--max-header-bytes", type=int, help="header size limit, 431 above (env MEMPULSE_MAX_HEADER_BYTES, 8192)")
     add("--sse-max-clients", type=int, help="concurrent SSE streams (env MEMPULSE_SSE_MAX_CLIENTS, default 64)")
     add("--sse-heartbeat-s", type=float, help="SSE heartbeat interval (env MEMPULSE_SSE_HEARTBEAT_S, default 15)")
+    add(
+        "--cache-ttl-ms",
+        type=int,
+        help="reuse a rendered newest-items view this long for identical queries, 0 = off "
+        "(env MEMPULSE_CACHE_TTL_MS, default 50)",
+    )
     add("--workers", type=int, help="Sanic worker processes (env MEMPULSE_GATEWAY_WORKERS, default 1)")
     add("--access-log", action="store_true", default=None, help="log every request (env MEMPULSE_ACCESS_LOG)")
     return p
@@ -179,6 +190,7 @@ def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None
         max_header_bytes=_int(args.max_header_bytes, "max_header_bytes", 8192, source),
         sse_max_clients=_int(args.sse_max_clients, "sse_max_clients", 64, source),
         sse_heartbeat_s=_float(args.sse_heartbeat_s, "sse_heartbeat_s", 15.0, source),
+        cache_ttl_ms=_int(args.cache_ttl_ms, "cache_ttl_ms", 50, source),
         workers=_int(args.workers, "gateway_workers", 1, source),
         access_log=args.access_log if args.access_log is not None else env_bool("access_log", False, source),
     )

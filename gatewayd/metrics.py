@@ -45,6 +45,11 @@ class GatewayMetrics:
             "Requests answered from a concurrent identical processd call (single-flight)",
             registry=r,
         )
+        self.cache_hits = Counter(
+            "mempulse_gateway_cache_hits_total",
+            "Requests answered from the micro-cache of newest-items views (cache_ttl_ms)",
+            registry=r,
+        )
         self.ratelimit_keys = Gauge(
             "mempulse_gateway_ratelimit_keys", "Token buckets in the rate-limit table (bounded)", registry=r
         )

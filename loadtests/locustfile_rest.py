@@ -1,0 +1,77 @@
+"""Locust load test of gatewayd's REST hot paths: ``GET /transactions`` and ``GET /dashboard/snapshot``.
+
+Run headless (``scripts/loadtest_rest`` starts a stack with ingest running, or targets a running one, and
+writes JSON/CSV into ``artifacts/perf/``)::
+
+    locust -f loadtests/locustfile_rest.py --headless -u 64 -r 64 -t 30s --host http://127.0.0.1:8080
+
+Knobs (env):
+- ``MEMPULSE_LOADTEST_API_KEYS``: comma-separated API keys (falls back to ``MEMPULSE_API_KEYS``); users take
+  them round-robin and send ``x-api-key``. Empty = no key (a gateway without auth).
+- ``MEMPULSE_LOADTEST_CHAINS``: chain ids or names the users query, round-robin (default ``1,137``; an empty
+  entry means "all chains").
+- ``MEMPULSE_LOADTEST_USER_RPS``: per-user request rate (Locust ``constant_throughput``); 0 (default) = as fast
+  as the gateway answers (closed loop).
+- ``MEMPULSE_LOADTEST_SNAPSHOT_WEIGHT`` / ``MEMPULSE_LOADTEST_TX_WEIGHT``: task mix (default 1 / 3).
+
+Request names are exactly ``/transactions`` and ``/dashboard/snapshot`` (query strings are not part of the
+name), so the stats CSV has one row per route. A non-200 answer, or a body without the expected key, is a
+failure.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+
+from locust import constant, constant_throughput, task
+from locust.contrib.fasthttp import FastHttpUser
+
+
+def _env_list(*names: str, default: str = "") -> list[str]:
+    for name in names:
+        raw = os.environ.get(name)
+        if raw is not None and raw.strip():
+            return [part.strip() for part in raw.split(",")]
+    return [part.strip() for part in default.split(",")] if default else []
+
+
+_KEYS = [k for k in _env_list("MEMPULSE_LOADTEST_API_KEYS", "MEMPULSE_API_KEYS") if k]
+_CHAINS = _env_list("MEMPULSE_LOADTEST_CHAINS", default="1,137")
+_USER_RPS = float(os.environ.get("MEMPULSE_LOADTEST_USER_RPS") or 0)
+_TX_WEIGHT = int(os.environ.get("MEMPULSE_LOADTEST_TX_WEIGHT") or 3)
+_SNAPSHOT_WEIGHT = int(os.environ.get("MEMPULSE_LOADTEST_SNAPSHOT_WEIGHT") or 1)
+_user_ids = itertools.count()
+
+
+class GatewayUser(FastHttpUser):
+    """One API client polling the newest transactions and the dashboard snapshot of one chain."""
+
+    wait_time = constant_throughput(_USER_RPS) if _USER_RPS > 0 else constant(0)
+    # Fail fast rather than queue forever when the gateway is saturated.
+    network_timeout = 10.0
+    connection_timeout = 5.0
+
+    def on_start(self) -> None:
+        n = next(_user_ids)
+        self.headers = {"x-api-key": _KEYS[n % len(_KEYS)]} if _KEYS else {}
+        chain = _CHAINS[n % len(_CHAINS)] if _CHAINS else ""
+        self.tx_path = f"/transactions?chain_id={chain}&limit=25" if chain else "/transactions?limit=25"
+        self.snapshot_path = f"/dashboard/snapshot?chain_id={chain}" if chain else "/dashboard/snapshot"
+
+    def _get(self, path: str, name: str, key: str) -> None:
+        with self.client.get(path, name=name, headers=self.headers, catch_response=True) as resp:
+            if resp.status_code != 200:
+                resp.failure(f"HTTP {resp.status_code}: {(resp.text or '')[:200]}")
+            elif f'"{key}"' not in (resp.text or ""):
+                resp.failure(f"no {key!r} in the body")
+            else:
+                resp.success()
+
+    @task(_TX_WEIGHT)
+    def transactions(self) -> None:
+        self._get(self.tx_path, "/transactions", "transactions")
+
+    @task(_SNAPSHOT_WEIGHT)
+    def snapshot(self) -> None:
+        self._get(self.snapshot_path, "/dashboard/snapshot", "chains")

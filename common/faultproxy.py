@@ -22,7 +22,8 @@ Faults (all off by default, changeable at any time through :attr:`FaultProxy.fau
 
 Request-level faults (429, rpc errors, malformed, slow) only hit requests that contain a method of
 ``fault_methods`` (default ``eth_getTransactionByHash``), so a traffic generator sending through the same
-proxy is not disturbed. Counters of what was injected are in :attr:`FaultProxy.stats`.
+proxy is not disturbed. Counters of what was injected are in :attr:`FaultProxy.stats` (plus
+``http_requests``, ``http_max_concurrent``, ``max_batch_items``, ``ws_connections``, ``ws_frames``).
 
 Use it in a running event loop::
 
@@ -234,6 +235,7 @@ class FaultProxy:
             request = None
         items = request if isinstance(request, list) else [request] if isinstance(request, dict) else []
         methods = {it.get("method") for it in items if isinstance(it, dict)}
+        self.stats["max_batch_items"] = max(self.stats["max_batch_items"], len(items))
         targeted = bool(methods & f.fault_methods)
         if targeted and f.slow_ms > 0:
             self.stats["slow"] += 1

@@ -153,6 +153,8 @@ def test_upstream_faults_are_accounted(tmp_path: Path, processd: Processd, daemo
     with AnvilNode(chain_id=137) as pol, FaultProxyThread(pol.http_url, faults, seed=11) as proxy:
         ing = Ingestd(["--chain", f"polygon={pol.ws_url},{proxy.http_url}"], processd.addr, tmp_path / "ingestd.log",
                       "--full-tx", "off", env={"MEMPULSE_INGEST_FETCH_RETRIES": "8",
+                                               "MEMPULSE_INGEST_FETCH_BATCH_SIZE": "7",
+                                               "MEMPULSE_INGEST_FETCH_MAX_IN_FLIGHT": "2",
                                                "MEMPULSE_INGEST_FETCH_BACKOFF_MS": "5",
                                                "MEMPULSE_INGEST_FETCH_ENDPOINT_COOLDOWN_MS": "0"})
         daemons.append(ing)
@@ -164,6 +166,9 @@ def test_upstream_faults_are_accounted(tmp_path: Path, processd: Processd, daemo
         assert set(drops) <= {"gone_before_fetch"}, drops  # nulls are the only loss; retries absorb the rest
         assert stored <= set(sent) and len(stored) + drops.get("gone_before_fetch", 0) == 150
         assert proxy.proxy.stats["items_nulled"] >= drops.get("gone_before_fetch", 0) > 0
+        # batch size and in-flight bounds, as seen by the upstream
+        assert proxy.proxy.stats["max_batch_items"] == 7 and proxy.proxy.stats["http_max_concurrent"] <= 2
+        assert ing.metric("ingestd_fetch_batch_size_count") >= 150 / 7
         for code in ("http_429", "-32005", "malformed_response"):
             assert ing.metric("ingestd_rpc_errors_total", code=code) >= 1, code
 
@@ -233,3 +238,28 @@ def test_chain_id_mismatch_and_unreachable_exit_2() -> None:
         assert "expected chain id 137" in lines[0]
     proc = _run_ingestd("--chain", "nosuchchain=ws://127.0.0.1:1")
     assert proc.returncode == 2 and "unknown chain" in proc.stderr
+
+
+def test_processd_killed_and_restarted_unacked_batches_resent(tmp_path: Path, daemons: list[Daemon]) -> None:
+    port = free_port()
+    first = Processd(tmp_path / "lmdb", tmp_path / "processd-1.log", port=port)
+    daemons.append(first)
+    with AnvilNode(chain_id=137) as pol:
+        ing = Ingestd(["--chain", f"polygon={pol.ws_url}"], first.addr, tmp_path / "ingestd.log", "--full-tx", "off")
+        daemons.append(ing)
+        ing.wait_ready(sources=1)
+        sent = send_calls(pol.http_url, 0, 50)
+        ing.wait_for(lambda: ing.metric("ingestd_delivered_total") == 50, what="first 50 acked")
+        os.kill(first.proc.pid, signal.SIGSTOP)  # freeze so the next batches stay unacked, then kill
+        sent += send_calls(pol.http_url, 50, 50)
+        ing.wait_for(lambda: ing.metric("ingestd_unacked_batches") >= 1 and ing.metric("ingestd_seen_total") == 100,
+                     what="batches unacked while processd is frozen")
+        os.kill(first.proc.pid, signal.SIGKILL)
+        first.proc.wait()
+        second = Processd(tmp_path / "lmdb", tmp_path / "processd-2.log", port=port)
+        daemons.append(second)
+        ing.wait_for(lambda: _settled(ing, "polygon"), what="settled after the restart")
+        assert ing.metric("ingestd_batches_resent_total") >= 1 and ing.metric("ingestd_stream_reconnects_total") >= 1
+        stored = ["0x" + s.tx.hash.hex() for s in second.stored(137)]
+        assert sorted(stored) == sorted(sent)  # nothing lost, nothing twice
+        assert ing.metric("ingestd_delivered_total") == 100 and _drops(ing, "polygon") == {}

@@ -1,0 +1,88 @@
+"""WsSource subscription handling.
+
+anvil, geth and reth accept ``["newPendingTransactions", true]``; some nodes (e.g. Nethermind, Erigon
+versions) refuse the extra parameter. We cannot run those here, so a minimal WebSocket server plays such a
+node for these tests: it refuses full transactions, then announces hashes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import orjson
+import pytest
+from websockets.asyncio.server import ServerConnection, serve
+
+from ingestd.config import Source
+from ingestd.metrics import SourceStats
+from ingestd.notifications import PendingHash, PendingTx
+from ingestd.ws_source import WsSource
+
+HASHES = [bytes([i]) * 32 for i in range(1, 4)]
+
+
+async def _refusing_node(ws: ServerConnection) -> None:
+    async for raw in ws:
+        req = orjson.loads(raw)
+        if req["params"] != ["newPendingTransactions"]:
+            await ws.send(orjson.dumps({"jsonrpc": "2.0", "id": req["id"],
+                                        "error": {"code": -32602, "message": "invalid params"}}).decode())
+            continue
+        await ws.send(orjson.dumps({"jsonrpc": "2.0", "id": req["id"], "result": "0xsub"}).decode())
+        for h in HASHES:
+            await ws.send(orjson.dumps({"jsonrpc": "2.0", "method": "eth_subscription",
+                                        "params": {"subscription": "0xsub", "result": "0x" + h.hex()}}).decode())
+        await ws.send(orjson.dumps({"jsonrpc": "2.0", "method": "eth_subscription",
+                                    "params": {"subscription": "0xother", "result": "0x" + "ee" * 32}}).decode())
+        await ws.send(b"\xff not json")
+
+
+@pytest.fixture
+async def node_url() -> AsyncIterator[str]:
+    async with serve(_refusing_node, "127.0.0.1", 0) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        yield f"ws://127.0.0.1:{port}"
+
+
+async def _run(url: str, mode: str, until: int, seconds: float) -> tuple[SourceStats, list, dict[str, int]]:
+    got: list[PendingHash | PendingTx] = []
+    rejected: dict[str, int] = {}
+    enough = asyncio.Event()
+
+    def on_notification(sid: str, msg: PendingHash | PendingTx, ns: int) -> None:
+        got.append(msg)
+        if len(got) >= until:
+            enough.set()
+
+    stats = SourceStats("fake")
+    source = WsSource(Source("fake", url), "test", mode, stats, on_notification,
+                      lambda sid, reason: rejected.__setitem__(reason, rejected.get(reason, 0) + 1),
+                      reconnect_min_s=0.01, reconnect_max_s=0.05)
+    task = asyncio.create_task(source.run())
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(enough.wait(), seconds)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return stats, got, rejected
+
+
+async def test_auto_falls_back_to_hashes_when_full_tx_is_refused(node_url: str) -> None:
+    stats, got, rejected = await _run(node_url, "auto", until=3, seconds=5)
+    assert [m.tx_hash for m in got] == HASHES and all(isinstance(m, PendingHash) for m in got)
+    assert stats.full_tx is False and stats.reconnects == 0
+    await asyncio.sleep(0)  # the remaining frames may still be in flight; what arrived is counted
+    assert set(rejected) <= {"unknown_subscription", "malformed_json"}
+
+
+async def test_off_subscribes_for_hashes_and_counts_bad_messages(node_url: str) -> None:
+    _, got, rejected = await _run(node_url, "off", until=10, seconds=0.5)
+    assert [m.tx_hash for m in got] == HASHES
+    assert rejected == {"unknown_subscription": 1, "malformed_json": 1}
+
+
+async def test_on_insists_and_keeps_retrying(node_url: str) -> None:
+    stats, got, _ = await _run(node_url, "on", until=1, seconds=0.5)
+    assert got == [] and stats.reconnects >= 2 and not stats.connected

@@ -11,6 +11,8 @@
 #   analysis_bench   decoding/feature/ranking throughput on the real fixture calls
 #   pipeline         end to end on real anvil nodes: stepped rates, drop ratio, ingest-to-visible latency, RSS
 #   grpc_boundary    the same ingest->process path in one process vs across gRPC, by batch size
+#   loadtest_rest    gatewayd's REST routes under Locust, with ingest running (gatewayd's module)
+#   loadtest         both Locust files headless; the gRPC ingest figures come from here
 # Benchmarks another module owns are skipped with a note when they are not there yet.
 source "$(dirname "$0")/_env.sh"
 setup_all
@@ -20,7 +22,7 @@ ONLY=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --only) ONLY=",$2,"; shift 2 ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) die "unknown argument $1 (use --only NAME[,NAME])" ;;
   esac
 done
@@ -41,6 +43,8 @@ bench processd scripts.bench.processd_bench
 bench analysis scripts.bench.analysis_bench
 bench pipeline scripts.bench.pipeline_bench --mode full
 bench grpc_boundary scripts.bench.grpc_boundary --mode full
+bench loadtest_rest loadtests.loadtest_rest
+bench loadtest scripts.bench.loadtest
 
 echo "== README performance table"
 python -m scripts.bench.render_table

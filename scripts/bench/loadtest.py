@@ -6,8 +6,8 @@
 Without ``--gateway``/``--processd`` it starts its own stack (two anvil chains with replay traffic at
 ``--rate-tx-s`` per chain, so ingest is running, plus processd, ingestd and gatewayd). Then, one after the
 other: ``loadtests/locustfile_rest.py`` against gatewayd (when present) and ``loadtests/locustfile_ingest.py``
-against processd's ``Ingest.Stream``. Locust's CSV and HTML reports go to ``artifacts/perf/loadtest_rest*``
-and ``artifacts/perf/loadtest_ingest*``; the JSON artifact keeps req/s, failures and p50/p99 per request
+against processd's ``Ingest.Stream``. Locust's CSV and HTML reports go to ``artifacts/perf/locust_rest*``
+and ``artifacts/perf/locust_ingest*``; the JSON artifact keeps req/s, failures and p50/p99 per request
 name, and the ingest tx/s (batches/s x batch size). API keys for the REST file pass through the environment.
 """
 
@@ -96,8 +96,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         rest: dict[str, Any] = {"skipped": f"{REST_FILE.name} not present"}
         if REST_FILE.exists():
-            rest = run_locust(REST_FILE, gateway, args.users_rest, args.run_time_s, "loadtest_rest", env)
-        ingest = run_locust(INGEST_FILE, processd, args.users_ingest, args.run_time_s, "loadtest_ingest", env)
+            rest = run_locust(REST_FILE, gateway, args.users_rest, args.run_time_s, "locust_rest", env)
+        ingest = run_locust(INGEST_FILE, processd, args.users_ingest, args.run_time_s, "locust_ingest", env)
     finally:
         if stack is not None:
             stack.stop()

@@ -7,10 +7,10 @@ Two anvil chains with replay traffic (``--rate-tx-s`` per chain), processd, inge
 light reader load on gatewayd (REST polls and one live SSE client), so every daemon's queues, caches and
 subscriptions are exercised. Every daemon's RSS and anonymous RSS are sampled from /proc; after a warm-up
 (the first half of the run by default, while bounded caches and TTL windows fill) the least-squares slope of
-anonymous RSS must stay below ``--max-slope-mib-per-min`` (default: 1 MiB/min for 30 minutes, scaled up for short runs, where a
-bounded cache still filling looks like growth). The log's file-backed pages (LMDB mmap) are excluded from
-the slope on purpose: they grow with the stored log and are reclaimable page cache. Also checked: every
-transaction anvil accepted was stored (drop ratio < 0.5%) and no daemon died. Writes
+anonymous RSS must stay below ``--max-slope-mib-per-min`` (default: 1 MiB/min for 30 minutes, scaled up
+for short runs, where a bounded cache still filling looks like growth). The log's file-backed pages (LMDB
+mmap) are excluded from the slope on purpose: they grow with the stored log and are reclaimable page cache.
+Also checked: every transaction anvil accepted was stored (drop ratio < 0.5%) and no daemon died. Writes
 ``artifacts/perf/soak.json`` (or ``soak_short.json`` for runs under 10 minutes). Exit 1 when a check fails.
 """
 

@@ -38,6 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "default 50)")
     parser.add_argument("--offset", type=int, default=0,
                         help="start at this index of the fixture (different offsets give different traffic)")
+    parser.add_argument("--max-pending", type=int, default=None,
+                        help="empty the node's pending pool (anvil_dropAllTransactions) after this many accepted "
+                             "transactions, since anvil slows down as its pool grows (env "
+                             "MEMPULSE_GENERATE_MAX_PENDING, default 2000; 0 = never)")
+    parser.add_argument("--salt", type=int, default=0,
+                        help="extra gas limit per call, so a rerun against a fresh anvil gives new hashes (default 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines, only the final JSON line")
     return parser
 
@@ -59,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rate = args.rate_tx_s if args.rate_tx_s is not None else env_float("generate_rate_tx_s", 50.0)
         batch = args.batch_size if args.batch_size is not None else env_int("generate_batch_size", 50, minimum=1)
+        max_pending = args.max_pending if args.max_pending is not None else env_int("generate_max_pending", 2000,
+                                                                                    minimum=0)
+        if max_pending < 0 or args.salt < 0:
+            raise ConfigError("--max-pending and --salt must be >= 0")
         if rate <= 0:
             raise ConfigError(f"--rate-tx-s must be > 0, got {rate}")
         if args.duration_s is not None and args.duration_s <= 0:
@@ -72,13 +82,14 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
     gen = TrafficGenerator(args.rpc, rate, chain_id=chain_id, batch_size=batch, start_offset=args.offset,
-                           duration_s=args.duration_s).start()
+                           duration_s=args.duration_s, gas_salt=args.salt, max_pending=max_pending).start()
     last_accepted = 0
     while gen.running and not done.wait(1.0):
         stats = gen.stats()
         if not args.quiet:
             print(f"chain {chain_id}: {stats.accepted - last_accepted} tx/s accepted, total sent {stats.sent} "
-                  f"accepted {stats.accepted} rejected {stats.rejected} behind {stats.behind}",
+                  f"accepted {stats.accepted} rejected {stats.rejected} behind {stats.behind} "
+                  f"pool resets {stats.pool_resets}",
                   file=sys.stderr, flush=True)
         last_accepted = stats.accepted
     gen.stop()

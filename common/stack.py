@@ -90,6 +90,9 @@ class StackConfig:
     #: Extra gas limit added to every replayed call so this stack's hashes differ from an earlier run's on a
     #: kept data dir (fresh anvils repeat nonces); None = random per Stack, 0 = the fixture's exact gas.
     traffic_gas_salt: int | None = None
+    #: Bound of each anvil's pending pool: after this many replayed transactions the generator empties it
+    #: (anvil slows down as its pool grows; see common.traffic). 0 = never.
+    anvil_max_pending: int = 2000
     #: Start the traffic generators in start() (False: call start_generators() yourself).
     start_traffic: bool = True
     ready_timeout_s: float = 45.0
@@ -212,7 +215,7 @@ class Stack:
             gen = TrafficGenerator(self.anvils[spec.chain_id].http_url, rate, chain_id=spec.chain_id,
                                    batch_size=self.config.replay_batch_size, on_accepted=on_accepted,
                                    start_offset=offset * 997, duration_s=duration_s,
-                                   gas_salt=self.traffic_gas_salt)
+                                   gas_salt=self.traffic_gas_salt, max_pending=self.config.anvil_max_pending)
             self.generators[spec.chain_id] = gen.start()
 
     def stop_generators(self) -> None:

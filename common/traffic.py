@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import itertools
 import logging
 import threading
 import time
@@ -31,6 +30,8 @@ AcceptedCallback = Callable[[list[SentTx], int], None]
 
 # How far (in seconds of traffic) the generator may lag before it skips ahead instead of catching up.
 _MAX_LAG_S = 2.0
+# What common.replay sends as gas price when the fixture has none (a pool epoch adds to it).
+_DEFAULT_GAS_PRICE_WEI = 30 * 10**9
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,7 @@ class TrafficStats:
     behind: int
     send_errors: int
     elapsed_s: float
+    pool_resets: int = 0
 
     @property
     def accepted_rate_tx_s(self) -> float:
@@ -59,12 +61,18 @@ class TrafficGenerator:
     batch. ``on_accepted`` lets benchmarks record the accepted hashes with their send time. ``gas_salt``
     adds that many gas units to every call's gas limit, so that runs against fresh anvils (which hand out the
     same nonces each time) produce different transaction hashes.
+
+    ``max_pending`` bounds anvil's pending pool: anvil (``--no-mining``) slows down as its pool grows (measured
+    here: about 1,100 tx/s accepted into an empty pool, 400 at 3,000 pending, 100 at 6,000), so after that
+    many accepted transactions the generator empties the pool with ``anvil_dropAllTransactions`` (what a
+    real mempool does as blocks are mined) and goes on from the senders' nonces again, one wei of gas price
+    higher so that no hash repeats. 0 = never.
     """
 
     def __init__(self, http_url: str, rate_tx_s: float, *, chain_id: int = 0, batch_size: int = 50,
                  calls: Sequence[MainnetCall] | None = None, start_offset: int = 0,
                  on_accepted: AcceptedCallback | None = None, duration_s: float | None = None,
-                 gas_salt: int = 0) -> None:
+                 gas_salt: int = 0, max_pending: int = 0) -> None:
         if rate_tx_s <= 0:
             raise ValueError(f"rate_tx_s must be > 0, got {rate_tx_s}")
         self.http_url = http_url
@@ -74,6 +82,9 @@ class TrafficGenerator:
         self.duration_s = duration_s
         self._calls = calls
         self.gas_salt = gas_salt
+        self.max_pending = max_pending
+        self._epoch = 0  # pool resets so far; each adds 1 wei of gas price so hashes never repeat
+        self._in_pool = 0  # accepted since the last pool reset
         self._start_offset = start_offset
         self._on_accepted = on_accepted
         self._thread: threading.Thread | None = None
@@ -132,7 +143,7 @@ class TrafficGenerator:
         return TrafficStats(
             chain_id=self.chain_id, target_rate_tx_s=self.rate_tx_s,
             sent=rs.sent if rs else 0, accepted=rs.accepted if rs else 0, rejected=rs.rejected if rs else 0,
-            behind=self._behind, send_errors=self._send_errors, elapsed_s=elapsed)
+            behind=self._behind, send_errors=self._send_errors, elapsed_s=elapsed, pool_resets=self._epoch)
 
     def _thread_main(self) -> None:
         try:
@@ -150,25 +161,30 @@ class TrafficGenerator:
         calls = list(self._calls) if self._calls is not None else load_mainnet_calls()
         if not calls:
             raise ValueError("no calls to replay")
-        if self.gas_salt:
-            # A fresh anvil assigns the same nonces every run, so the same call would get the same hash as in
-            # an earlier run (and processd, which keeps that run's log, would rightly deduplicate it). A few
-            # extra gas units of limit make this run's transactions distinct without changing what they do.
-            calls = [dataclasses.replace(c, gas=c.gas + self.gas_salt) for c in calls]
         offset = self._start_offset % len(calls)
-        cycle = itertools.cycle(calls[offset:] + calls[:offset])
-        replayer = Replayer(self.http_url, batch_size=self.batch_size)
-        self._replayer = replayer
+        self._replayer = Replayer(self.http_url, batch_size=self.batch_size)
         self._started_mono = time.monotonic()
         self._ready.set()
         try:
-            await self._pace(cycle)
+            await self._pace(calls[offset:] + calls[:offset])
         finally:
             await self._replayer.aclose()
 
-    async def _pace(self, cycle: itertools.cycle[MainnetCall]) -> None:
+    def _salted(self, call: MainnetCall) -> MainnetCall:
+        """The call as this run and pool epoch send it (see the class docstring)."""
+        if not self.gas_salt and not self._epoch:
+            return call
+        # A fresh anvil assigns the same nonces every run, so the same call would get the same hash as in an
+        # earlier run (and a processd keeping that run's log would rightly deduplicate it): a few units of
+        # gas limit, and one wei of gas price per pool reset, make every transaction distinct.
+        price = (call.effective_gas_price or _DEFAULT_GAS_PRICE_WEI) + self._epoch if self._epoch else \
+            call.effective_gas_price
+        return dataclasses.replace(call, gas=call.gas + self.gas_salt, effective_gas_price=price)
+
+    async def _pace(self, calls: list[MainnetCall]) -> None:
         assert self._stop_event is not None and self._replayer is not None
         scheduled = 0  # transactions due so far (sent or skipped)
+        position = 0
         while not self._stop_event.is_set():
             elapsed = time.monotonic() - self._started_mono
             if self.duration_s is not None and elapsed >= self.duration_s:
@@ -186,11 +202,16 @@ class TrafficGenerator:
                 except TimeoutError:
                     pass
                 continue
-            batch = [next(cycle) for _ in range(min(due, self.batch_size))]
-            scheduled += len(batch)
+            n = min(due, self.batch_size)
+            batch = [self._salted(calls[(position + i) % len(calls)]) for i in range(n)]
+            position = (position + n) % len(calls)
+            scheduled += n
             sent_ns = time.time_ns()
             try:
                 accepted = await self._replayer.send(batch)
+                self._in_pool += len(accepted)
+                if self.max_pending and self._in_pool >= self.max_pending:
+                    await self._reset_pool()
             except httpx.HTTPError as exc:
                 self._send_errors += 1
                 log.warning("replay to %s failed: %s", self.http_url, exc)
@@ -199,6 +220,21 @@ class TrafficGenerator:
                 continue
             if self._on_accepted is not None and accepted:
                 self._on_accepted(accepted, sent_ns)
+
+    async def _reset_pool(self) -> None:
+        """Empties anvil's pending pool and starts the next epoch from the senders' mined nonces."""
+        async with httpx.AsyncClient(timeout=30.0) as client:
+            resp = await client.post(self.http_url, json={
+                "jsonrpc": "2.0", "id": 0, "method": "anvil_dropAllTransactions", "params": []})
+        resp.raise_for_status()
+        if "error" in resp.json():
+            log.warning("anvil_dropAllTransactions failed on %s: %s; pool reset disabled", self.http_url,
+                        resp.json()["error"])
+            self.max_pending = 0
+            return
+        self._epoch += 1
+        self._in_pool = 0
+        await self._renew_replayer()
 
     async def _renew_replayer(self) -> None:
         """After a failed batch the node may or may not have taken some of its nonces: a fresh replayer

@@ -161,3 +161,23 @@ def test_gas_salt_makes_runs_on_fresh_anvils_distinct() -> None:
     assert _hashes_from_fresh_anvil(0) == first
     # ... which a kept processd log would deduplicate; a salted run is all new transactions.
     assert not first & _hashes_from_fresh_anvil(17)
+
+
+@pytest.mark.integration
+def test_generator_keeps_anvils_pool_bounded_with_distinct_hashes() -> None:
+    hashes: list[str] = []
+    with AnvilNode(chain_id=1) as node:
+        gen = TrafficGenerator(node.http_url, 300, calls=load_mainnet_calls()[:60], batch_size=20, max_pending=100,
+                               on_accepted=lambda sent, _ns: hashes.extend(s.tx_hash for s in sent))
+        gen.start()
+        deadline = time.monotonic() + 30
+        while gen.stats().accepted < 250 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        gen.stop()
+        stats = gen.stats()
+        pending = _pending_count(node.http_url)
+    assert gen.error is None
+    assert stats.rejected == 0 and stats.accepted == len(hashes) >= 250
+    assert stats.pool_resets >= 2
+    assert pending < 100 + 20  # never more than the bound plus one batch
+    assert len(set(hashes)) == len(hashes)  # the same calls and nonces again, yet new hashes after each reset

@@ -72,7 +72,7 @@ class WsSource:
             try:
                 async with connect(self.source.url, max_size=self.max_message_bytes, compression=None,
                                    open_timeout=self.subscribe_timeout_s, ping_interval=20, ping_timeout=20,
-                                   max_queue=1024) as ws:
+                                   max_queue=256) as ws:
                     await self._subscribe(ws)
                     if disconnected_at is not None:
                         self.stats.gaps += 1

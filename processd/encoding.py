@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from common.pb.v1 import events_pb2
 
-_SMALL = [bytes((i,)) for i in range(128)]
-
 # Tags: (field number << 3) | wire type.
 _TAG_SEQ = b"\x08"  # Event.seq_id, varint
 _TAG_KIND = b"\x18"  # Event.kind, varint
@@ -28,16 +26,28 @@ _KIND_FIELD: dict[int, bytes] = {k: _TAG_KIND + bytes((k,)) for k in (KIND_SEEN,
 _BODY_TAG: dict[int, bytes] = {KIND_SEEN: _TAG_TX_SEEN, KIND_DECODED: _TAG_TX_DECODED, KIND_OPP: _TAG_OPP}
 
 
-def varint(n: int) -> bytes:
-    """Protobuf base-128 varint of a non-negative int."""
-    if n < 0x80:
-        return _SMALL[n]
+def _slow_varint(n: int) -> bytes:
     out = bytearray()
     while n >= 0x80:
         out.append((n & 0x7F) | 0x80)
         n >>= 7
     out.append(n)
     return bytes(out)
+
+
+#: Every varint below 2**14 (lengths of nearly all fields), precomputed: a list index beats any encoder.
+_TABLE = [_slow_varint(i) for i in range(1 << 14)]
+
+
+def varint(n: int) -> bytes:
+    """Protobuf base-128 varint of a non-negative int."""
+    if n < 16384:
+        return _TABLE[n]
+    if n < 2097152:
+        return bytes(((n & 0x7F) | 0x80, ((n >> 7) & 0x7F) | 0x80, n >> 14))
+    if n < 268435456:
+        return bytes(((n & 0x7F) | 0x80, ((n >> 7) & 0x7F) | 0x80, ((n >> 14) & 0x7F) | 0x80, n >> 21))
+    return _slow_varint(n)
 
 
 def event_header(chain_id: int, tx_hash: bytes, first_seen_ns: int, received_ns: int, source_id: str) -> bytes:

@@ -308,6 +308,8 @@ class CommitWriter:
         events = result.events
         deltas: dict[bytes, int] = {}
         high_water: dict[int, int] = {}
+        chain_tally: dict[int, list[int]] = {}  # chain -> [txs, decoded, opportunities]
+        feature_tally: dict[tuple[int, int, str], int] = {}
         txn = env.begin(write=True)
         try:
             for batch in group:
@@ -332,8 +334,8 @@ class CommitWriter:
                     result.features.append((seq, chain_id, tx_hash, features))
                     events.append((seq, chain_id, encoding.KIND_DECODED,
                                    event_value(seq, encoding.KIND_DECODED, header, features.SerializeToString())))
-                    key = agg_feature_key(chain_id, features.category, features.protocol)
-                    deltas[key] = deltas.get(key, 0) + 1
+                    fkey = (chain_id, features.category, features.protocol)
+                    feature_tally[fkey] = feature_tally.get(fkey, 0) + 1
                     for opp in analysis.opportunities:
                         seq += 1
                         opp.seq_id = seq
@@ -344,16 +346,26 @@ class CommitWriter:
                         result.opportunities.append(opp)
                         events.append((seq, chain_id, encoding.KIND_OPP,
                                        event_value(seq, encoding.KIND_OPP, header, opp.SerializeToString())))
-                    n_opps = len(analysis.opportunities)
-                    for field_key, inc in ((AGG_TX, 1), (AGG_DECODED, 1 if features.decoded else 0),
-                                           (AGG_OPPS, n_opps), (AGG_RETAINED_TX, 1)):
-                        if inc:
-                            k = agg_chain_key(chain_id, field_key)
-                            deltas[k] = deltas.get(k, 0) + inc
+                    tally = chain_tally.get(chain_id)
+                    if tally is None:
+                        tally = chain_tally[chain_id] = [0, 0, 0]
+                    tally[0] += 1
+                    tally[1] += features.decoded
+                    tally[2] += len(analysis.opportunities)
                     high_water[chain_id] = seq
                     batch.accepted += 1
                     batch.last_seq = seq
                 result.envelopes += len(batch.envelopes)
+            # Counters are tallied per chain in plain ints and turned into agg keys once per commit.
+            for chain_id, (n_tx, n_decoded, n_opps) in chain_tally.items():
+                for field_key, inc in ((AGG_TX, n_tx), (AGG_DECODED, n_decoded), (AGG_OPPS, n_opps),
+                                       (AGG_RETAINED_TX, n_tx)):
+                    if inc:
+                        k = agg_chain_key(chain_id, field_key)
+                        deltas[k] = deltas.get(k, 0) + inc
+            for (chain_id, category, protocol), n in feature_tally.items():
+                k = agg_feature_key(chain_id, category, protocol)
+                deltas[k] = deltas.get(k, 0) + n
             if events:
                 txn.cursor(db=eventlog.events_db).putmulti(
                     [(u64(s), v) for s, _c, _k, v in events], append=True)

@@ -1,0 +1,327 @@
+"""processd benchmark: full ingest path vs the bare floor, commit latency, query latency by log size.
+
+    python -m scripts.bench.processd_bench [--short] [--tx N] [--batch 500] [--out-name processd]
+
+Both ingest variants get the identical client work: ``orjson`` parse of node-format transaction JSON ->
+``TxEnvelope`` (``ingestd.mapping.tx_to_envelope``) -> ``TxBatch`` of ``--batch`` -> one gRPC bidi stream with
+``--window`` batches in flight. The client runs in this process, the server in its own process.
+
+* ``full``: the real ``python -m processd`` (sync durability by default): validation, dedup, decoding,
+  features, ranking, event encoding, LMDB group commit (fsync), read models, subscriptions, ack.
+* ``floor``: a bare gRPC server in this file (``--floor-server``): per batch, LMDB puts of the envelope
+  bytes keyed by a counter, one fsync'd commit, ack. No processing.
+
+Then the full server keeps ingesting until the log holds 10k / 100k / 1M events (``--short``: 10k / 100k) and
+at each size measures GetSnapshot, ScanEvents (global and chain-filtered, from a random cursor),
+ListTransactions (newest page of a chain) and GetTransaction latency. Figures: throughput (tx/s), server CPU
+microseconds per transaction (steadier than tx/s on a shared machine), batch-to-ack latency, commit latency
+and size from processd's Prometheus histograms. Writes ``artifacts/perf/processd.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+import orjson
+
+from common.netutil import free_port, wait_for_port
+from common.pb.v1 import ingest_pb2, ingest_pb2_grpc, query_pb2, query_pb2_grpc
+from common.synth import synthetic_envelopes
+from scripts.bench.harness import cpu_seconds, summarize, write_artifact
+
+ROOT = Path(__file__).resolve().parents[2]
+CHAINS = (1, 137, 56)
+
+
+# ------------------------------------------------------------------------------------------ input data
+
+def make_json_lines(count: int, seed: int) -> list[bytes]:
+    """Node-format transaction objects (as eth_getTransactionByHash returns them), one JSON document each."""
+    out = []
+    for env in synthetic_envelopes(count, seed=seed, chain_ids=CHAINS):
+        out.append(orjson.dumps({
+            "hash": "0x" + env.hash.hex(), "from": "0x" + env.sender.hex(),
+            "to": ("0x" + env.to.hex()) if env.to else None, "nonce": hex(env.nonce),
+            "value": hex(int.from_bytes(env.value, "big")), "gas": hex(env.gas), "type": "0x2",
+            "maxFeePerGas": hex(int.from_bytes(env.max_fee_per_gas, "big")),
+            "maxPriorityFeePerGas": hex(int.from_bytes(env.max_priority_fee_per_gas, "big")),
+            "gasPrice": hex(int.from_bytes(env.max_fee_per_gas, "big")),
+            "input": "0x" + env.input.hex(), "chainId": hex(env.chain_id),
+        }))
+    return out
+
+
+# ------------------------------------------------------------------------------------------ the client
+
+async def stream(target: str, lines: list[bytes], batch_size: int, window: int, session: str,
+                 first_batch: int = 1) -> dict[str, Any]:
+    """Parses, maps and streams ``lines``; returns throughput and batch-to-ack latencies."""
+    from ingestd.mapping import tx_to_envelope
+
+    sent_at: dict[int, float] = {}
+    latencies: list[float] = []
+    slots = asyncio.Semaphore(window)
+    accepted = 0
+
+    async def batches() -> AsyncIterator[ingest_pb2.TxBatch]:
+        seq = first_batch
+        for i in range(0, len(lines), batch_size):
+            await slots.acquire()
+            now = time.time_ns()
+            envs = []
+            for raw in lines[i:i + batch_size]:
+                tx = orjson.loads(raw)
+                envs.append(tx_to_envelope(tx, int(tx["chainId"], 16), "bench", now))
+            sent_at[seq] = time.perf_counter()
+            yield ingest_pb2.TxBatch(session_id=session, batch_seq=seq, envelopes=envs)
+            seq += 1
+
+    n_batches = (len(lines) + batch_size - 1) // batch_size
+    started = time.perf_counter()
+    async with grpc.aio.insecure_channel(target, options=[("grpc.max_send_message_length", 64 << 20)]) as ch:
+        call = ingest_pb2_grpc.IngestStub(ch).Stream(batches())
+        got = 0
+        async for ack in call:
+            latencies.append((time.perf_counter() - sent_at.pop(ack.batch_seq)) * 1000)
+            accepted += ack.accepted
+            slots.release()
+            got += 1
+            if got == n_batches:
+                break
+    elapsed = time.perf_counter() - started
+    return {"tx": len(lines), "accepted": accepted, "seconds": round(elapsed, 3),
+            "tx_per_s": round(len(lines) / elapsed, 1), "batch_to_ack_ms": summarize(latencies)}
+
+
+# ------------------------------------------------------------------------------------------ floor server
+
+def floor_server(port: int, data_dir: str) -> None:
+    """The bare path: protobuf off the wire, LMDB puts of the envelopes, one fsync'd commit per batch."""
+    import lmdb
+
+    env = lmdb.open(data_dir, map_size=8 << 30, sync=True, metasync=True)
+    counter = [0]
+
+    class Floor(ingest_pb2_grpc.IngestServicer):
+        async def Stream(self, request_iterator: Any, context: Any) -> AsyncIterator[ingest_pb2.IngestAck]:
+            loop = asyncio.get_running_loop()
+            async for batch in request_iterator:
+                first = counter[0] + 1
+
+                def commit(b: ingest_pb2.TxBatch = batch, start: int = first) -> int:
+                    with env.begin(write=True) as txn:
+                        cur = txn.cursor()
+                        items = [((start + i).to_bytes(8, "big"),
+                                  e.SerializeToString()) for i, e in enumerate(b.envelopes)]
+                        cur.putmulti(items, append=True)
+                    return start + len(items) - 1
+
+                last = await loop.run_in_executor(None, commit)
+                counter[0] = last
+                yield ingest_pb2.IngestAck(batch_seq=batch.batch_seq, first_seq_id=first, last_seq_id=last,
+                                           accepted=len(batch.envelopes))
+
+    async def main() -> None:
+        server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 << 20)])
+        ingest_pb2_grpc.add_IngestServicer_to_server(Floor(), server)
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        await server.start()
+        print("floor listening", flush=True)
+        await server.wait_for_termination()
+
+    asyncio.run(main())
+
+
+# ------------------------------------------------------------------------------------------ processes
+
+class Server:
+    """A benchmark server subprocess (processd or the floor) with its CPU accounting."""
+
+    def __init__(self, argv: list[str], port: int, log_path: Path) -> None:
+        self.port = port
+        self.log = log_path.open("ab")
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT,
+                                     env={**os.environ, "PYTHONPATH": str(ROOT)})
+        if not wait_for_port("127.0.0.1", port, 60):
+            raise RuntimeError(f"server did not start: {argv}")
+        time.sleep(0.5)
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.proc.pid) or 0.0
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.log.close()
+
+
+async def measured_stream(server: Server, lines: list[bytes], args: argparse.Namespace, session: str,
+                          first_batch: int = 1) -> dict[str, Any]:
+    cpu0, own0 = server.cpu(), time.process_time()
+    result = await stream(server.target, lines, args.batch, args.window, session, first_batch)
+    result["server_cpu_us_per_tx"] = round((server.cpu() - cpu0) / len(lines) * 1e6, 1)
+    result["client_cpu_us_per_tx"] = round((time.process_time() - own0) / len(lines) * 1e6, 1)
+    return result
+
+
+def histogram(metrics_text: str, name: str) -> dict[str, Any]:
+    """Mean and bucket-estimated p50/p99 of a Prometheus histogram."""
+    buckets: list[tuple[float, float]] = []
+    total = count = 0.0
+    for line in metrics_text.splitlines():
+        if line.startswith(f"{name}_bucket"):
+            le = line.split('le="')[1].split('"')[0]
+            buckets.append((float("inf") if le == "+Inf" else float(le), float(line.rsplit(" ", 1)[1])))
+        elif line.startswith(f"{name}_sum"):
+            total = float(line.rsplit(" ", 1)[1])
+        elif line.startswith(f"{name}_count"):
+            count = float(line.rsplit(" ", 1)[1])
+
+    def quantile(q: float) -> float | None:
+        for le, c in buckets:
+            if count and c >= q * count:
+                return le
+        return None
+
+    return {"count": int(count), "mean": round(total / count, 6) if count else None,
+            "p50_le": quantile(0.5), "p99_le": quantile(0.99)}
+
+
+async def query_latencies(target: str, last_seq: int, rounds: int) -> dict[str, Any]:
+    rng = random.Random(7)
+    out: dict[str, list[float]] = {k: [] for k in ("snapshot", "scan", "scan_chain", "list_tx", "get_tx")}
+    async with grpc.aio.insecure_channel(target, options=[("grpc.max_receive_message_length", 64 << 20)]) as ch:
+        q = query_pb2_grpc.QueryStub(ch)
+        sample = await q.ListTransactions(query_pb2.ListTransactionsRequest(limit=200))
+        txs = list(sample.transactions)
+        for _ in range(rounds):
+            # Calls are created one at a time (a grpc.aio call starts when it is created).
+            calls = {
+                "snapshot": lambda: q.GetSnapshot(query_pb2.GetSnapshotRequest()),
+                "scan": lambda: q.ScanEvents(query_pb2.ScanEventsRequest(
+                    from_seq_id=rng.randint(1, last_seq), limit=100)),
+                "scan_chain": lambda: q.ScanEvents(query_pb2.ScanEventsRequest(
+                    from_seq_id=rng.randint(1, last_seq), limit=100, chain_id=rng.choice(CHAINS))),
+                "list_tx": lambda: q.ListTransactions(query_pb2.ListTransactionsRequest(chain_id=137, limit=50)),
+            }
+            for name, make in calls.items():
+                t = time.perf_counter()
+                await make()
+                out[name].append((time.perf_counter() - t) * 1000)
+            tx = rng.choice(txs).tx
+            t = time.perf_counter()
+            await q.GetTransaction(query_pb2.GetTransactionRequest(chain_id=tx.chain_id, hash=tx.hash))
+            out["get_tx"].append((time.perf_counter() - t) * 1000)
+    return {k: summarize(v) for k, v in out.items()}
+
+
+async def last_seq(target: str) -> int:
+    async with grpc.aio.insecure_channel(target) as ch:
+        r = await query_pb2_grpc.QueryStub(ch).GetSnapshot(query_pb2.GetSnapshotRequest(tx_limit=1))
+        return r.last_seq_id
+
+
+# ------------------------------------------------------------------------------------------ main
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="processd-bench-"))
+    sizes = [10_000, 100_000] if args.short else [10_000, 100_000, 1_000_000]
+    results: dict[str, Any] = {"batch_size": args.batch, "window": args.window, "durability": args.durability,
+                               "flush_max_events": args.flush_max_events, "tx": args.tx,
+                               "load_avg_1m": os.getloadavg()[0]}
+    lines = make_json_lines(args.tx, seed=1)
+    warm = make_json_lines(2000, seed=2)
+    try:
+        # Floor first: a bare gRPC stream into fsync'd LMDB commits.
+        port = free_port()
+        floor = Server([sys.executable, "-m", "scripts.bench.processd_bench", "--floor-server", str(port),
+                        str(work / "floor")], port, work / "floor.log")
+        try:
+            await stream(floor.target, warm, args.batch, args.window, "warm")
+            results["floor"] = await measured_stream(floor, lines, args, "floor", first_batch=10_000)
+        finally:
+            floor.stop()
+        # Full path through the real daemon.
+        port, mport = free_port(), free_port()
+        full = Server([sys.executable, "-m", "processd", "--data-dir", str(work / "full"), "--listen",
+                       f"127.0.0.1:{port}", "--metrics-port", str(mport), "--durability", args.durability,
+                       "--flush-max-events", str(args.flush_max_events), "--map-max-size-mb", "65536"],
+                      port, work / "processd.log")
+        try:
+            await stream(full.target, warm, args.batch, args.window, "warm")
+            results["full"] = await measured_stream(full, lines, args, "full")
+            metrics = httpx.get(f"http://127.0.0.1:{mport}/metrics", timeout=10).text
+            results["full"]["commit_seconds"] = histogram(metrics, "processd_commit_seconds")
+            results["full"]["commit_envelopes"] = histogram(metrics, "processd_commit_envelopes")
+            results["full_over_floor"] = round(results["full"]["tx_per_s"] / results["floor"]["tx_per_s"], 3)
+            results["floor_over_full_server_cpu"] = round(
+                results["full"]["server_cpu_us_per_tx"] / max(results["floor"]["server_cpu_us_per_tx"], 0.1), 2)
+            by_size = []
+            seed = 100
+            for size in sizes:
+                while (seq := await last_seq(full.target)) < size:
+                    need_tx = min(50_000, max(1000, (size - seq) // 2 + 1))
+                    await stream(full.target, make_json_lines(need_tx, seed=seed), 1000, args.window, f"fill{seed}")
+                    seed += 1
+                seq = await last_seq(full.target)
+                print(f"querying at {seq} events", flush=True)
+                by_size.append({"target_events": size, "stored_events": seq,
+                                "latency_ms": await query_latencies(full.target, seq, args.query_rounds)})
+            results["queries_by_size"] = by_size
+            first, last = by_size[0]["latency_ms"], by_size[-1]["latency_ms"]
+            results["query_p50_growth_smallest_to_largest"] = {
+                k: round(last[k]["p50"] / first[k]["p50"], 2) for k in first if first[k]["p50"]}
+            metrics = httpx.get(f"http://127.0.0.1:{mport}/metrics", timeout=10).text
+            results["storage_bytes"] = next((float(x.split()[1]) for x in metrics.splitlines()
+                                             if x.startswith("processd_storage_bytes ")), None)
+        finally:
+            full.stop()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return results
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--floor-server":
+        floor_server(int(sys.argv[2]), sys.argv[3])
+        return
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--short", action="store_true", help="CI mode: 10k/100k events, fewer transactions")
+    p.add_argument("--tx", type=int, help="transactions in the throughput runs (default 100k, short 30k)")
+    p.add_argument("--batch", type=int, default=500)
+    p.add_argument("--window", type=int, default=16, help="batches in flight")
+    p.add_argument("--durability", default="sync", choices=("sync", "nosync"))
+    p.add_argument("--flush-max-events", type=int, default=8192)
+    p.add_argument("--query-rounds", type=int, default=200)
+    p.add_argument("--out-name", default="processd")
+    args = p.parse_args()
+    args.tx = args.tx or (30_000 if args.short else 100_000)
+    results = asyncio.run(run(args))
+    path = write_artifact(args.out_name, results, mode="short" if args.short else "full")
+    print(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode())
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

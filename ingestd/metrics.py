@@ -115,7 +115,12 @@ class Histograms:
 
 
 class IngestCollector(Collector):
-    """Exposes every chain's :class:`ChainStats` as Prometheus metrics at scrape time."""
+    """Exposes every chain's :class:`ChainStats` as Prometheus metrics at scrape time.
+
+    Scrapes run on prometheus-client's HTTP thread while the event loop mutates the counters: every dict is
+    copied with ``list(...)`` (one C-level call under the GIL) before iterating, so a key added meanwhile
+    cannot break the iteration; values are plain ints, so a scrape sees each one consistently.
+    """
 
     def __init__(self, chains: Callable[[], Iterable[ChainStats]]) -> None:
         self._chains = chains
@@ -156,7 +161,7 @@ class IngestCollector(Collector):
         in_flight = gauge("ingestd_fetch_in_flight", "Batch fetch requests in flight", ["chain"])
         unacked = gauge("ingestd_unacked_batches", "Batches sent to processd and not yet acknowledged", ["chain"])
         dedup_size = gauge("ingestd_dedup_entries", "Hashes held by the dedup set", ["chain"])
-        for c in self._chains():
+        for c in list(self._chains()):
             ch = c.name
             seen.add_metric([ch], c.seen)
             delivered.add_metric([ch], c.delivered)
@@ -168,20 +173,20 @@ class IngestCollector(Collector):
             stream_rc.add_metric([ch], c.stream_reconnects)
             vis = {ingest_pb2.MEMPOOL_VISIBILITY_VISIBLE: 1, ingest_pb2.MEMPOOL_VISIBILITY_NOT_VISIBLE: 0}
             visibility.add_metric([ch], vis.get(c.visibility, -1))  # type: ignore[call-overload]
-            for s in c.sources.values():
+            for s in list(c.sources.values()):
                 notif.add_metric([ch, s.source_id], s.notifications)
                 dedup.add_metric([ch, s.source_id], s.dedup_hits)
                 reconnects.add_metric([ch, s.source_id], s.reconnects)
                 gaps.add_metric([ch, s.source_id], s.gap_seconds)
                 connected.add_metric([ch, s.source_id], 1 if s.connected else 0)
                 silent.add_metric([ch, s.source_id], 1 if s.silent else 0)
-                for reason, n in s.rejected.items():
+                for reason, n in list(s.rejected.items()):
                     rejected.add_metric([ch, s.source_id, reason], n)
-            for (source, reason), n in c.drops.counts.items():
+            for (source, reason), n in list(c.drops.counts.items()):
                 drops.add_metric([ch, source, reason.value], n)
-            for (endpoint, code), n in c.rpc_errors.items():
+            for (endpoint, code), n in list(c.rpc_errors.items()):
                 rpc_err.add_metric([ch, endpoint, code], n)
-            for queue, (depth_fn, cap) in c.queues.items():
+            for queue, (depth_fn, cap) in list(c.queues.items()):
                 depth.add_metric([ch, queue], depth_fn())
                 capacity.add_metric([ch, queue], cap)
             in_flight.add_metric([ch], c.in_flight())

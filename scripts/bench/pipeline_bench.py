@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -99,8 +100,14 @@ class Observer:
                      "--out", str(out), *(extra or [])]
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> Observer:
+    def start(self, wait_connected_s: float = 20.0) -> Observer:
+        """Starts the observer and waits until its stream is open (so no early event is missed)."""
         self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, cwd=Path(__file__).resolve().parents[2])
+        if wait_connected_s > 0 and self.proc.stdout is not None:
+            ready, _, _ = select.select([self.proc.stdout], [], [], wait_connected_s)
+            line = self.proc.stdout.readline() if ready else b""
+            if b"connected" not in line:
+                raise RuntimeError(f"SSE observer did not connect within {wait_connected_s:.0f}s: {line[:300]!r}")
         return self
 
     def stop(self) -> dict[str, Any]:
@@ -208,7 +215,7 @@ def measure_catch_up(stack: Stack, workdir: Path) -> dict[str, Any]:
                    ["--from-seq-id", "1", "--until-seq", str(last_seq), "--kinds", "tx_seen,tx_decoded,opp_detected",
                     "--timeout-s", "300"])
     started = time.monotonic()
-    obs.start()
+    obs.start(wait_connected_s=0)
     assert obs.proc is not None
     try:
         obs.proc.wait(timeout=320)

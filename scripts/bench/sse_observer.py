@@ -61,6 +61,7 @@ def observe(args: argparse.Namespace) -> dict[str, object]:
         with httpx.Client(timeout=httpx.Timeout(10.0, read=60.0)) as client, \
                 client.stream("GET", f"{args.gateway}/events/stream", params=params, headers=headers) as resp:
             resp.raise_for_status()
+            print('{"connected": true}', flush=True)  # the benchmark waits for this before sending traffic
             for line in resp.iter_lines():
                 now_ns = time.time_ns()
                 if line.startswith("data:"):

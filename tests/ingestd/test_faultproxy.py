@@ -1,0 +1,51 @@
+"""The fault proxy's own contract (used by the ingestd, reliability and benchmark suites)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+import httpx
+import orjson
+import pytest
+
+from common.anvil import AnvilNode
+from common.faultproxy import FaultProxy, Faults
+from common.netutil import free_port, wait_for_port
+from tests.ingestd.conftest import ROOT
+
+pytestmark = pytest.mark.integration
+
+GET = {"jsonrpc": "2.0", "id": 1, "method": "eth_getTransactionByHash", "params": ["0x" + "00" * 32]}
+CHAIN_ID = {"jsonrpc": "2.0", "id": 2, "method": "eth_chainId", "params": []}
+
+
+def test_cli_injects_targeted_faults_only_and_stops_cleanly(anvil: AnvilNode) -> None:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "common.faultproxy", "--upstream", anvil.http_url, "--listen",
+                             f"127.0.0.1:{port}", "--http-429-next", "1", "--rpc-error-next", "1"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert wait_for_port("127.0.0.1", port, 15)
+        url = f"http://127.0.0.1:{port}"
+        assert httpx.post(url, json=CHAIN_ID).json()["result"] == hex(31337)  # not a targeted method
+        assert httpx.post(url, json=GET).status_code == 429
+        assert httpx.post(url, json=[GET]).json()[0]["error"]["code"] == -32005
+        assert httpx.post(url, json=[GET]).json() == [{"jsonrpc": "2.0", "id": 1, "result": None}]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=15)
+    assert proc.returncode == 0
+    assert f"listening on http://127.0.0.1:{port}" in out and "'http_429': 1" in out and "'rpc_error': 1" in out
+
+
+async def test_reorder_and_partial_keep_ids_intact(anvil: AnvilNode) -> None:
+    batch = [{**GET, "id": i} for i in range(20)]
+    async with FaultProxy(anvil.http_url, Faults(reorder=True, partial_error_rate=0.5), seed=1) as proxy, \
+            httpx.AsyncClient() as client:
+        items = orjson.loads((await client.post(proxy.http_url, content=orjson.dumps(batch))).content)
+    assert sorted(it["id"] for it in items) == list(range(20))
+    assert [it["id"] for it in items] != list(range(20))
+    errors = [it for it in items if "error" in it]
+    assert 0 < len(errors) < 20 and proxy.stats["items_errored"] == len(errors)

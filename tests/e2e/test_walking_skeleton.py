@@ -2,7 +2,8 @@
 
 Every transaction is sent with the real replayer into anvil's pending pool (``--no-mining``); the tests then
 read it back through gatewayd and compare what anvil accepted with what the REST API returns, field by field.
-One stack (chains 1 and 137, no background traffic) is shared by the tests of this module.
+One stack (chains 1 and 137, no background traffic) is shared by the tests of this module; they run in file
+order, and a test asserting an exact set of stored transactions runs before any later test adds to that chain.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ import asyncio
 import re
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 
@@ -127,6 +130,43 @@ def test_each_chain_records_come_back_only_under_their_chain(stack: Stack) -> No
     chains = {c["chain_id"]: c for c in stack.get_json("/dashboard/snapshot")["chains"]}
     assert chains[137]["tx_count"] == len(rows_137)
     assert chains[1]["tx_count"] == len(rows_1)
+
+
+def test_live_stream_delivers_new_transactions(stack: Stack) -> None:
+    """SSE /events/stream: connected first, then transactions sent to anvil arrive live as tx_seen events."""
+    seen: set[str] = set()
+    connected, done = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            with httpx.stream("GET", f"{stack.gateway_url}/events/stream", params={"chain_id": 137},
+                              timeout=httpx.Timeout(5.0, read=60.0)) as resp:
+                assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/event-stream")
+                connected.set()
+                for line in resp.iter_lines():
+                    if line.startswith("data:"):
+                        event = orjson.loads(line[5:])
+                        assert event["chain_id"] == 137
+                        if event["kind"] == "tx_seen":
+                            seen.add(event["tx"]["hash"])
+                    if done.is_set():
+                        return
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connected.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert connected.wait(15) and not errors, errors
+        sent = {s.tx_hash.lower() for s in _send(stack.anvils[137].http_url, load_mainnet_calls()[1500:1530])}
+        stack.wait_for(lambda: sent <= seen or errors, 30, "the sent transactions on the SSE stream")
+        assert not errors, errors
+    finally:
+        done.set()
+    assert sent <= seen
 
 
 def _run_ingestd(*args: str) -> subprocess.CompletedProcess[str]:

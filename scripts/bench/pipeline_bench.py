@@ -307,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--chains", default="1,137", help="chain ids, one anvil each (default 1,137)")
     parser.add_argument("--drain-timeout-s", type=float, default=20.0,
                         help="max wait after a step for accepted transactions to become visible")
-    parser.add_argument("--replay-batch-size", type=int, default=50, help="eth_sendTransaction per JSON-RPC batch")
+    parser.add_argument("--replay-batch-size", type=int, default=100, help="eth_sendTransaction per JSON-RPC batch")
     parser.add_argument("--rss-interval-s", type=float, default=1.0)
     parser.add_argument("--name", default=None, help="artifact name (default pipeline, or pipeline_short)")
     parser.add_argument("--out-dir", type=Path, default=None, help="artifact directory (default artifacts/perf)")

@@ -6,8 +6,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,7 +24,7 @@ pytestmark = pytest.mark.integration
 N_TX = 600
 
 
-@dataclass
+@dataclass(repr=False)
 class Seeded:
     processd: Processd
     gateway: Gateway
@@ -294,3 +296,26 @@ def test_fuzz_parameters_never_500(seeded: Seeded, path: str, params: list[tuple
     body = resp.json()
     if resp.status_code != 200:
         assert set(body) == {"error"} and body["error"]["code"] and body["error"]["message"]
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    segment=st.one_of(QUERY_CHARS, st.from_regex(r"0[xX][0-9a-fA-F]{60,68}", fullmatch=True)),
+    key=st.one_of(st.none(), st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=255), max_size=40)),
+    last_event_id=st.one_of(
+        st.none(), st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=25)
+    ),
+)
+def test_fuzz_paths_and_headers_never_500(
+    seeded: Seeded, segment: str, key: str | None, last_event_id: str | None
+) -> None:
+    headers: dict[str, bytes] = {"x-api-key": key.encode("latin-1")} if key else {}
+    resp = seeded.http.get("/transactions/" + quote(segment, safe=""), headers=headers)
+    assert resp.status_code in (200, 400, 404), (segment, resp.status_code, resp.text)
+    assert resp.status_code == 200 or resp.json()["error"]["code"]
+    if last_event_id is not None and last_event_id.strip():
+        headers["last-event-id"] = last_event_id.encode()
+        with seeded.http.stream("GET", "/events/stream", headers=headers) as stream:
+            assert stream.status_code in (200, 400), (last_event_id, stream.status_code)
+            if stream.status_code == 400:
+                assert orjson.loads(stream.read())["error"]["parameter"] == "Last-Event-ID"

@@ -158,8 +158,8 @@ class Gateway:
             except UpstreamError as exc:
                 extra = {"retry-after": "1"} if exc.status == 503 else {}
                 response = self.error_response(exc.status, exc.code, exc.message, **extra)
-            if response is None:  # streamed (SSE): the stream already went out
-                metrics.observe(route, 200, time.perf_counter() - t0)
+            if response is None:  # streamed (SSE): counted, but its lifetime is no request latency
+                metrics.count(route, 200)
                 return None
             if cors:
                 extra_headers = self.cors_headers(request)

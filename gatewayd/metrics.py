@@ -26,7 +26,7 @@ class GatewayMetrics:
         )
         self.latency = Histogram(
             "mempulse_gateway_request_duration_seconds",
-            "Time to answer an HTTP request, by route (SSE: time to first byte)",
+            "Time to answer an HTTP request, by route (SSE streams are not timed)",
             ["route"],
             buckets=_LATENCY_BUCKETS_S,
             registry=r,
@@ -69,13 +69,17 @@ class GatewayMetrics:
         self._latency_children: dict[str, Histogram] = {}
         self._error_children: dict[str, Counter] = {}
 
-    def observe(self, route: str, status: int, duration_s: float) -> None:
+    def count(self, route: str, status: int) -> None:
         """Counts one answered request."""
         key = (route, status)
         child = self._request_children.get(key)
         if child is None:
             child = self._request_children[key] = self.requests.labels(route, str(status))
         child.inc()
+
+    def observe(self, route: str, status: int, duration_s: float) -> None:
+        """Counts one answered request and its latency."""
+        self.count(route, status)
         hist = self._latency_children.get(route)
         if hist is None:
             hist = self._latency_children[route] = self.latency.labels(route)

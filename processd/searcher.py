@@ -197,15 +197,21 @@ class Searcher:
              tip_wei: int) -> list[events_pb2.Opportunity]:
         """Opportunities of a decoded swap scoring at least ``min_score``, highest score first."""
         a = self.assess(chain_id, call, protocol, value, tip_wei)
-        scored = [
-            (self.sandwich_score(a, call), SANDWICH),
-            (self.backrun_score(a), BACKRUN),
-            (self.arb_score(a), ARB),
-        ]
-        scored = [(s, k) for s, k in scored if s >= self.min_score and s > 0]
+        floor = self.min_score if self.min_score > 0 else 1
+        scored = []
+        score = self.sandwich_score(a, call)
+        if score >= floor:
+            scored.append((score, SANDWICH))
+        score = self.backrun_score(a)
+        if score >= floor:
+            scored.append((score, BACKRUN))
+        score = self.arb_score(a)
+        if score >= floor:
+            scored.append((score, ARB))
         if not scored:
             return []
-        scored.sort(key=lambda sk: (-sk[0], sk[1]))
+        if len(scored) > 1:
+            scored.sort(key=_by_score_then_kind)
         common = self._reasons(chain_id, a, call, protocol)
         base = events_pb2.Opportunity()
         base.chain_id = chain_id
@@ -219,8 +225,9 @@ class Searcher:
             base.notional_wei = u256(a.notional_wei)
         base.slippage_bps = a.slippage_bps
         out = []
+        last = len(scored) - 1
         for i, (score, kind) in enumerate(scored):
-            if i + 1 < len(scored):
+            if i < last:
                 opp = events_pb2.Opportunity()
                 opp.CopyFrom(base)  # one C-level copy instead of re-setting every shared field
             else:
@@ -230,14 +237,14 @@ class Searcher:
             if kind == SANDWICH:
                 opp.reasons.extend(common)
             elif kind == BACKRUN:
-                opp.reasons.extend([r for r in common if not r.startswith(("slippage", "amount"))])
+                opp.reasons.extend(common[:1] + common[2:])  # all but the slippage reason
             else:
-                opp.reasons.extend(self._arb_reasons(a, protocol) + common[:1] + common[-1:])
+                opp.reasons.extend([*self._arb_reasons(a, protocol), common[0], common[-1]])
             out.append(opp)
         return out
 
     def _reasons(self, chain_id: int, a: SwapAssessment, call: DecodedCall, protocol: str) -> list[str]:
-        """Shared reasons: size first, tip last."""
+        """Shared reasons: size first, slippage second (left out for backruns), tip last."""
         peg = native_peg(chain_id)
         if a.notional_wei is None or a.usd is None:
             size = "size unknown (no native value; tokens not in the reference table)"
@@ -264,6 +271,10 @@ class Searcher:
         if a.hops > 1:
             out.append(f"crosses {a.hops} pools: each one is left dislocated")
         return out
+
+
+def _by_score_then_kind(scored: tuple[int, int]) -> tuple[int, int]:
+    return -scored[0], scored[1]
 
 
 def _scale18(amount: int, decimals: int) -> int:

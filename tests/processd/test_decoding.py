@@ -275,3 +275,18 @@ def test_truncated_or_extended_fixture_calls_never_raise(index: int, cut: int, j
 @given(data=st.binary(max_size=300))
 def test_random_calldata_never_raises(data: bytes) -> None:
     ANALYZER.analyze(envelope(b"\x07" * 20, data))
+
+
+def test_nested_calldata_is_borrowed_not_copied() -> None:
+    """multicall inner calls and Universal Router inputs are views into the original calldata buffer."""
+    call = CALLS["0x7bef2d089a3403863f08183aeafc5f39e0fc649621e7d3845219afc4df54f866"]
+    data = bytes.fromhex(call.input[2:])
+    method = Decoder().methods[data[:4]]
+    (inner_calls,) = method.args.decode(memoryview(data))
+    assert len(inner_calls) == 2
+    for inner in inner_calls:
+        assert isinstance(inner, memoryview) and inner.obj is data
+    swap = eth_abi.encode(["address", "uint256", "uint256", "address[]", "bool"], [SENDER, 5, 4, [USDC, USDT], True])
+    ur = ur_execute(b"\x08", [swap])
+    commands, inputs, _ = Decoder().methods[ur[:4]].args.decode(memoryview(ur))
+    assert commands.obj is ur and inputs[0].obj is ur and bytes(inputs[0]) == swap

@@ -99,9 +99,11 @@ def test_corrupted_fixture_calls_agree_with_eth_abi(index: int, pos: int, byte: 
     assert ours(method.types, bytes(data)) == reference(method.types, bytes(data[4:]))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=1500, deadline=None)
 @given(method_index=st.integers(min_value=0), words=st.lists(
-    st.one_of(st.integers(0, 300), st.integers(0, 2**256 - 1), st.sampled_from([32, 64, 96, 128, 2**255])),
+    st.one_of(st.integers(0, 300), st.integers(0, 2**256 - 1), st.sampled_from([32, 64, 96, 128, 2**255]),
+              # just inside / outside every width the registry uses (padding checks)
+              st.sampled_from([2**b + d for b in (8, 24, 160, 256) for d in (-1, 0) if 2**b + d < 2**256])),
     max_size=14), tail=st.binary(max_size=40))
 def test_random_word_soup_agrees_with_eth_abi(method_index: int, words: list[int], tail: bytes) -> None:
     """Small integers make plausible offsets and lengths, so pointer/length validation paths are hit."""
@@ -132,3 +134,23 @@ def test_universal_router_inputs_agree_with_eth_abi(cmd: int, recipient: bytes, 
     encoded = eth_abi.encode(list(types), values)
     for data in (encoded, encoded[: len(encoded) - cut]):
         assert ours(types, data, start=0) == reference(types, data)
+
+
+def test_padding_edges_of_every_head_word_agree_with_eth_abi() -> None:
+    """Deterministic sweep: in each of the first 12 argument words of every known fixture call, set the
+    byte that sits just above an address (11), a uint160 (11), a uint24 (28) or a bool/uint8 (30) to 1."""
+    checked = rejected = 0
+    for call in KNOWN:
+        data = bytes.fromhex(call.input[2:])
+        method = METHODS[data[:4]]
+        for word in range(min(12, (len(data) - 4) // 32)):
+            for byte in (11, 28, 30):
+                pos = 4 + 32 * word + byte
+                if data[pos] == 1:
+                    continue
+                mutated = data[:pos] + b"\x01" + data[pos + 1 :]
+                expected = reference(method.types, mutated[4:])
+                assert ours(method.types, mutated) == expected, (call.tx_hash, word, byte)
+                checked += 1
+                rejected += expected is None
+    assert checked > 5_000 and rejected > 1_000

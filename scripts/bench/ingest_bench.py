@@ -324,7 +324,10 @@ def run_naive_phase(name: str, endpoints: dict[int, tuple[str, str]], nodes: dic
         chains = {}
         for cid, proc in workers.items():
             out, _ = proc.communicate(timeout=cap_s + 60)
-            result = json.loads(out.decode().strip().splitlines()[-1])
+            lines = out.decode().strip().splitlines()
+            if proc.returncode != 0 or not lines:
+                raise RuntimeError(f"{name}: naive worker for chain {cid} failed (exit {proc.returncode})")
+            result = json.loads(lines[-1])
             accepted = len(traffic[cid]["accepted"])
             result.update(accepted_by_anvil=accepted, anvil_accept_tx_s=round(traffic[cid]["accepted_tx_s"], 1),
                           processed_fraction=round(result["processed"] / accepted, 4) if accepted else None)
@@ -348,7 +351,11 @@ async def naive_worker(ws_url: str, http_url: str, cap_s: float, idle_s: float =
     processed = 0
     latencies: list[float] = []
     first = last = 0.0
-    async with httpx.AsyncClient(timeout=30) as client, websockets.connect(ws_url, max_size=None) as ws:
+    connection_lost = ""
+    # Keepalive off: while the loop is behind, the library stops reading the socket and pongs would time out,
+    # which would end the measurement rather than show the loop's throughput.
+    async with httpx.AsyncClient(timeout=30) as client, websockets.connect(ws_url, max_size=None,
+                                                                          ping_interval=None) as ws:
         await ws.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe",
                                   "params": ["newPendingTransactions"]}))
         sub = json.loads(await ws.recv())["result"]
@@ -361,6 +368,9 @@ async def naive_worker(ws_url: str, http_url: str, cap_s: float, idle_s: float =
             try:
                 raw = await asyncio.wait_for(ws.recv(), min(remaining, idle_s if processed else remaining))
             except TimeoutError:
+                break
+            except websockets.ConnectionClosed as exc:
+                connection_lost = str(exc)[:200]
                 break
             msg = json.loads(raw)
             if msg.get("params", {}).get("subscription") != sub:
@@ -382,7 +392,7 @@ async def naive_worker(ws_url: str, http_url: str, cap_s: float, idle_s: float =
     span = last - first
     return {"processed": processed, "active_s": round(span, 2),
             "naive_tx_s": round(processed / span, 1) if span > 0 else None,
-            "hit_cap": time.monotonic() - started >= cap_s - 0.5,
+            "hit_cap": time.monotonic() - started >= cap_s - 0.5, "connection_lost": connection_lost,
             "fetch_latency_ms": {"p50": round(latencies[len(latencies) // 2] * 1000, 2) if latencies else None,
                                  "p99": round(latencies[int(len(latencies) * 0.99)] * 1000, 2) if latencies else None}}
 

@@ -42,7 +42,12 @@ async def run(cfg: IngestConfig, stop: asyncio.Event | None = None) -> int:
     workers = [ChainWorker(chain, cfg, session_id, histograms) for chain in cfg.chains]
     registry.register(IngestCollector(lambda: [w.stats for w in workers]))
     if cfg.metrics_port:
-        start_http_server(cfg.metrics_port, addr=cfg.metrics_host, registry=registry)
+        try:
+            start_http_server(cfg.metrics_port, addr=cfg.metrics_host, registry=registry)
+        except OSError as exc:
+            print(f"ingestd: cannot serve metrics on {cfg.metrics_host}:{cfg.metrics_port}: {exc.strerror or exc}",
+                  file=sys.stderr, flush=True)
+            return 2
         log.info("metrics on http://%s:%d/metrics", cfg.metrics_host, cfg.metrics_port)
     for worker in workers:
         await worker.start()

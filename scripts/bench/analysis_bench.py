@@ -71,7 +71,12 @@ def run(rounds: int) -> dict[str, Any]:
 
     def analyze_all(analyzer: Analyzer, envs: list[tx_pb2.TxEnvelope]) -> Callable[[], None]:
         fn = analyzer.analyze
-        return lambda: [fn(e) for e in envs] and None
+
+        def loop() -> None:
+            for e in envs:  # results are dropped: this measures analysis, not the storage path's buffers
+                fn(e)
+
+        return loop
 
     def decode_fast() -> None:
         for method, data in known:
@@ -136,10 +141,19 @@ def _per_category(analyzer: Analyzer, envelopes: list[tx_pb2.TxEnvelope], rounds
         groups[key].append(e)
     out = {}
     for key, envs in sorted(groups.items()):
-        fn = analyzer.analyze
-        best = min(_time_round(lambda envs=envs, fn=fn: [fn(e) for e in envs])[1] for _ in range(rounds))
+        best = min(_time_round(_loop(analyzer, envs))[1] for _ in range(rounds))
         out[key] = {"count": len(envs), "us_per_tx_best_cpu": round(best / len(envs) * 1e6, 3)}
     return out
+
+
+def _loop(analyzer: Analyzer, envs: list[tx_pb2.TxEnvelope]) -> Callable[[], None]:
+    fn = analyzer.analyze
+
+    def loop() -> None:
+        for e in envs:
+            fn(e)
+
+    return loop
 
 
 def _coverage(analyzer: Analyzer, envelopes: list[tx_pb2.TxEnvelope]) -> dict[str, Any]:

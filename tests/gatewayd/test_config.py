@@ -94,3 +94,14 @@ def test_cli_help_documents_flags() -> None:
         "MEMPULSE_API_KEYS",
     ]:
         assert flag in proc.stdout
+
+
+def test_access_log_masks_unknown_query_values() -> None:
+    import logging
+
+    from gatewayd.__main__ import RedactQueryFilter
+
+    record = logging.LogRecord("sanic.access", logging.INFO, __file__, 1, "", None, None)
+    record.request = "GET http://h/transactions?chain_id=137&api_key=secret123&limit=5&token="
+    assert RedactQueryFilter().filter(record)
+    assert record.request == "GET http://h/transactions?chain_id=137&api_key=***&limit=5&token=***"

@@ -198,6 +198,21 @@ class EventLog:
         raw = txn.get(tx_key(chain_id, tx_hash), db=self.tx_db)
         return U64.unpack(raw)[0] if raw is not None else None
 
+    def raw_range(self, first_seq: int, last_seq: int) -> list[tuple[int, int, int, bytes]]:
+        """(seq, chain_id, kind, value) of events ``first_seq..last_seq`` (a short read transaction)."""
+        out: list[tuple[int, int, int, bytes]] = []
+        with self._require().begin() as txn:
+            cur = txn.cursor(db=self.events_db)
+            positioned = cur.set_range(seq_key(first_seq))
+            while positioned:
+                seq = U64.unpack(cur.key())[0]
+                if seq > last_seq:
+                    break
+                value = cur.value()
+                out.append((seq, decode_event(value).chain_id, value[0], value))
+                positioned = cur.next()
+        return out
+
     def tx_events(self, txn: lmdb.Transaction, seq: int) -> list[events_pb2.Event]:
         """The TX_SEEN event at ``seq`` and the TX_DECODED / OPP_DETECTED events that follow it."""
         cur = txn.cursor(db=self.events_db)

@@ -46,21 +46,26 @@ class OpportunityWindow:
     def __init__(self, maxlen: int) -> None:
         self.maxlen = maxlen
         self._by_age: deque[events_pb2.Opportunity] = deque()
-        self._keys: list[tuple[int, int]] = []  # (-score, -seq), ascending = best first
+        self._keys: list[int] = []  # _rank(score, seq), ascending = best first
         self._items: list[events_pb2.Opportunity] = []
+
+    @staticmethod
+    def _rank(score: int, seq: int) -> int:
+        # One int instead of a (-score, -seq) tuple: int comparisons make bisect several times faster.
+        return ((0xFFFFFFFF - score) << 64) | (0xFFFFFFFFFFFFFFFF - seq)
 
     def __len__(self) -> int:
         return len(self._by_age)
 
     def add(self, opp: events_pb2.Opportunity) -> None:
-        key = (-opp.score, -opp.seq_id)
+        key = self._rank(opp.score, opp.seq_id)
         i = bisect.bisect_left(self._keys, key)
         self._keys.insert(i, key)
         self._items.insert(i, opp)
         self._by_age.append(opp)
         if len(self._by_age) > self.maxlen:
             old = self._by_age.popleft()
-            j = bisect.bisect_left(self._keys, (-old.score, -old.seq_id))
+            j = bisect.bisect_left(self._keys, self._rank(old.score, old.seq_id))
             del self._keys[j]
             del self._items[j]
 
@@ -74,7 +79,7 @@ class OpportunityWindow:
         return out
 
     def seqs(self) -> list[int]:
-        return [-k[1] for k in self._keys]
+        return [0xFFFFFFFFFFFFFFFF - (k & 0xFFFFFFFFFFFFFFFF) for k in self._keys]
 
 
 @dataclass(slots=True)
@@ -128,14 +133,17 @@ class ReadModels:
             self.last_seq = result.last_seq
             self.last_committed_ns = result.committed_ns
 
-    def _add_entries(self, txs: Iterable[TxEntry], features: Iterable[FeatureEntry],
+    def _add_entries(self, txs: list[TxEntry], features: list[FeatureEntry],
                      opportunities: Iterable[events_pb2.Opportunity]) -> None:
+        # Hot path (every committed transaction): bounded deques extended in C, one dict lookup per entry.
+        get = self.chains.get
         for entry in txs:
-            self.all_txs.append(entry)
-            self.chain(entry[1].chain_id).txs.append(entry)
+            chain_id = entry[1].chain_id
+            (get(chain_id) or self.chain(chain_id)).txs.append(entry)
+        self.all_txs.extend(txs)
         for fentry in features:
-            self.all_features.append(fentry)
-            self.chain(fentry[1]).features.append(fentry)
+            (get(fentry[1]) or self.chain(fentry[1])).features.append(fentry)
+        self.all_features.extend(features)
         for opp in opportunities:
             self.all_opportunities.add(opp)
             self.chain(opp.chain_id).opportunities.add(opp)
@@ -199,7 +207,7 @@ class ReadModels:
                     need_opp[c] -= 1
                     opps.append(event.opp_detected.opportunity)
                 positioned = cur.prev()
-        self._add_entries(reversed(txs), reversed(features), reversed(opps))
+        self._add_entries(txs[::-1], features[::-1], opps[::-1])
         log.info("read models rebuilt: %d chains, %d events examined, last seq %d",
                  len(self.chains), examined, self.last_seq)
         return examined

@@ -73,7 +73,8 @@ class ProcessdServer:
         self.eventlog = EventLog(config.data_dir, config.map_size_mb << 20, sync=config.durability == "sync")
         self.models = ReadModels(config.recent_tx_per_chain, config.recent_features, config.opportunity_window)
         self.hub = SubscriptionHub(config.max_subscribers, config.subscriber_queue_events,
-                                   on_cut=lambda reason: self.metrics.subscriber_cuts.labels(reason).inc())
+                                   on_cut=lambda reason: self.metrics.subscriber_cuts.labels(reason).inc(),
+                                   read_range=self.eventlog.raw_range)
         self.crash = crash or CrashSwitch.from_env()
         self.writer = CommitWriter(
             self.eventlog, analyze or analysis.analyze, self._on_commit,
@@ -84,6 +85,7 @@ class ProcessdServer:
             retention_max_events=config.retention_max_events, retention_max_age_s=config.retention_max_age_s,
             crash=self.crash, on_storage_full=self._on_storage_full,
         )
+        self.writer.want_events = lambda: bool(self.hub.subscribers)
         self.ingest = IngestService(self.writer, self.models, self.metrics, chain_ids=config.chain_ids,
                                     max_input_bytes=config.max_input_bytes,
                                     max_inflight_batches=config.stream_max_inflight_batches, crash=self.crash)
@@ -162,22 +164,21 @@ class ProcessdServer:
 
     def _on_commit(self, result: CommitResult) -> None:
         self.models.apply(result)
-        self.hub.publish(result.last_seq, result.events)
+        self.hub.publish(result.first_seq, result.last_seq, result.events)
         m = self.metrics
         if result.envelopes:
             m.commit_envelopes.observe(result.envelopes)
-            m.commit_events.observe(len(result.events))
+            m.commit_events.observe(result.last_seq - result.first_seq + 1)
             m.commit_seconds.observe(result.duration_s)
         accepted = len(result.txs)
         if accepted:
             m.envelopes.labels("accepted").inc(accepted)
         if result.envelopes - accepted:
             m.envelopes.labels("duplicate_or_rejected").inc(result.envelopes - accepted)
-        counts: dict[int, int] = {}
-        for _s, _c, kind, _v in result.events:
-            counts[kind] = counts.get(kind, 0) + 1
-        for kind, n in counts.items():
-            m.events.labels(_KIND_NAMES.get(kind, str(kind))).inc(n)
+        for kind, n in ((events_pb2.EVENT_KIND_TX_SEEN, accepted), (events_pb2.EVENT_KIND_TX_DECODED,
+                        len(result.features)), (events_pb2.EVENT_KIND_OPP_DETECTED, len(result.opportunities))):
+            if n:
+                m.events.labels(_KIND_NAMES[kind]).inc(n)
         if result.pruned_events:
             m.pruned.inc(result.pruned_events)
         if self.writer.map_grows:

@@ -52,12 +52,14 @@ class SubscriptionHub:
     """Registry of live subscribers (bounded in number) and the per-commit publisher."""
 
     def __init__(self, max_subscribers: int, max_buffered: int,
-                 on_cut: Callable[[str], None] | None = None) -> None:
+                 on_cut: Callable[[str], None] | None = None,
+                 read_range: Callable[[int, int], list[tuple[int, int, int, bytes]]] | None = None) -> None:
         self.max_subscribers = max_subscribers
         self.max_buffered = max_buffered
         self.subscribers: set[Subscriber] = set()
         self.last_seq = 0
         self._on_cut = on_cut
+        self._read_range = read_range
         self.closed = False
 
     def register(self, sub: Subscriber) -> None:
@@ -66,11 +68,21 @@ class SubscriptionHub:
     def unregister(self, sub: Subscriber) -> None:
         self.subscribers.discard(sub)
 
-    def publish(self, last_seq: int, raw_events: list[tuple[int, int, int, bytes]]) -> None:
-        """Hands one commit's events to every subscriber without waiting for any of them."""
+    def publish(self, first_seq: int, last_seq: int, raw_events: list[tuple[int, int, int, bytes]] | None) -> None:
+        """Hands one commit's events (seqs ``first_seq..last_seq``) to every subscriber without waiting.
+
+        ``raw_events`` is None when the writer skipped collecting them (nobody was subscribed when the commit
+        started); if someone subscribed meanwhile, the range is read back from the log.
+        """
         if last_seq > self.last_seq:
             self.last_seq = last_seq
-        if not self.subscribers or not raw_events:
+        if not self.subscribers or last_seq < first_seq:
+            return
+        if raw_events is None:
+            if self._read_range is None:
+                return
+            raw_events = self._read_range(first_seq, last_seq)
+        if not raw_events:
             return
         parsed = [(seq, chain, kind, decode_event(value)) for seq, chain, kind, value in raw_events]
         for sub in list(self.subscribers):

@@ -31,6 +31,8 @@ from processd.eventlog import (
     AGG_RETAINED_TX,
     AGG_TX,
     CHAIN_SEQ,
+    KIND_DECODED,
+    KIND_OPP,
     KIND_SEEN,
     META_LAST_SEQ,
     U64,
@@ -92,8 +94,10 @@ class CommitResult:
     #: (seq, chain_id, tx_hash, features) of their TX_DECODED events.
     features: list[tuple[int, int, bytes, events_pb2.TxFeatures]] = field(default_factory=list)
     opportunities: list[events_pb2.Opportunity] = field(default_factory=list)
-    #: (seq, chain_id, kind, value) of every event, value = kind byte + Event bytes.
-    events: list[tuple[int, int, int, bytes]] = field(default_factory=list)
+    #: (seq, chain_id, kind, value) of every event, value = kind byte + Event bytes; None when nobody was
+    #: subscribed at the start of the commit (the events are then only in LMDB).
+    events: list[tuple[int, int, int, bytes]] | None = field(default_factory=list)
+    first_seq: int = 0
     #: New values of the persisted counters this commit touched.
     aggregates: dict[bytes, int] = field(default_factory=dict)
     pruned_events: int = 0
@@ -143,6 +147,8 @@ class CommitWriter:
         self.last_seq = 0
         self._agg: dict[bytes, int] = {}
         self.committing = False
+        #: Whether commits should hand their encoded events to live subscribers (set by the server).
+        self.want_events: Callable[[], bool] = lambda: True
         self.commits = 0
         self.map_grows = 0
 
@@ -305,7 +311,18 @@ class CommitWriter:
         chain_seq = CHAIN_SEQ.pack
         seq = self.last_seq
         result = CommitResult(last_seq=seq, committed_ns=0, batches=len(group), envelopes=0)
-        events = result.events
+        # Events for live subscribers are collected only while someone is subscribed; otherwise the hub reads
+        # the committed range back from LMDB if a subscriber appears meanwhile (see SubscriptionHub.publish).
+        want_events = self.want_events()
+        events: list[tuple[int, int, int, bytes]] = []
+        result.events = events if want_events else None
+        result.first_seq = seq + 1
+        ev_items: list[tuple[bytes, bytes]] = []
+        ch_items: list[tuple[bytes, bytes]] = []
+        ev_append = ev_items.append
+        ch_append = ch_items.append
+        txs_append = result.txs.append
+        features_append = result.features.append
         deltas: dict[bytes, int] = {}
         high_water: dict[int, int] = {}
         chain_tally: dict[int, list[int]] = {}  # chain -> [txs, decoded, opportunities]
@@ -326,14 +343,20 @@ class CommitWriter:
                     seq += 1
                     if not batch.first_seq:
                         batch.first_seq = seq
-                    result.txs.append((seq, envelope, batch.received_ns))
-                    events.append((seq, chain_id, KIND_SEEN,
-                                   event_value(seq, encoding.KIND_SEEN, header, envelope.SerializeToString())))
+                    txs_append((seq, envelope, batch.received_ns))
+                    value = event_value(seq, KIND_SEEN, header, envelope.SerializeToString())
+                    ev_append((u64(seq), value))
+                    ch_append((chain_seq(chain_id, seq), _SEEN_FLAG))
+                    if want_events:
+                        events.append((seq, chain_id, KIND_SEEN, value))
                     features = analysis.features
                     seq += 1
-                    result.features.append((seq, chain_id, tx_hash, features))
-                    events.append((seq, chain_id, encoding.KIND_DECODED,
-                                   event_value(seq, encoding.KIND_DECODED, header, features.SerializeToString())))
+                    features_append((seq, chain_id, tx_hash, features))
+                    value = event_value(seq, KIND_DECODED, header, features.SerializeToString())
+                    ev_append((u64(seq), value))
+                    ch_append((chain_seq(chain_id, seq), _DECODED_FLAG))
+                    if want_events:
+                        events.append((seq, chain_id, KIND_DECODED, value))
                     fkey = (chain_id, features.category, features.protocol)
                     feature_tally[fkey] = feature_tally.get(fkey, 0) + 1
                     for opp in analysis.opportunities:
@@ -344,8 +367,11 @@ class CommitWriter:
                         if not opp.tx_hash:
                             opp.tx_hash = tx_hash
                         result.opportunities.append(opp)
-                        events.append((seq, chain_id, encoding.KIND_OPP,
-                                       event_value(seq, encoding.KIND_OPP, header, opp.SerializeToString())))
+                        value = event_value(seq, KIND_OPP, header, opp.SerializeToString())
+                        ev_append((u64(seq), value))
+                        ch_append((chain_seq(chain_id, seq), _OPP_FLAG))
+                        if want_events:
+                            events.append((seq, chain_id, KIND_OPP, value))
                     tally = chain_tally.get(chain_id)
                     if tally is None:
                         tally = chain_tally[chain_id] = [0, 0, 0]
@@ -366,14 +392,12 @@ class CommitWriter:
             for (chain_id, category, protocol), n in feature_tally.items():
                 k = agg_feature_key(chain_id, category, protocol)
                 deltas[k] = deltas.get(k, 0) + n
-            if events:
-                txn.cursor(db=eventlog.events_db).putmulti(
-                    [(u64(s), v) for s, _c, _k, v in events], append=True)
-                txn.cursor(db=eventlog.chain_db).putmulti(
-                    [(chain_seq(c, s), bytes((k,))) for s, c, k, _v in events])
+            if ev_items:
+                txn.cursor(db=eventlog.events_db).putmulti(ev_items, append=True)
+                txn.cursor(db=eventlog.chain_db).putmulti(ch_items)
                 txn.put(META_LAST_SEQ, u64(seq), db=eventlog.meta_db)
             committed_ns = time.time_ns()
-            result.pruned_events = self._prune(txn, seq, committed_ns, deltas, len(events))
+            result.pruned_events = self._prune(txn, seq, committed_ns, deltas, len(ev_items))
             new_values = self._apply_aggregates(txn, deltas, high_water, committed_ns)
             self._crash.hit("after_put", len(group))
             txn.commit()

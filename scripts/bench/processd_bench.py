@@ -208,6 +208,11 @@ def histogram(metrics_text: str, name: str) -> dict[str, Any]:
             "p50_le": quantile(0.5), "p99_le": quantile(0.99)}
 
 
+async def scrape(port: int) -> str:
+    async with httpx.AsyncClient(timeout=10) as client:
+        return (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+
+
 async def query_latencies(target: str, last_seq: int, rounds: int) -> dict[str, Any]:
     rng = random.Random(7)
     out: dict[str, list[float]] = {k: [] for k in ("snapshot", "scan", "scan_chain", "list_tx", "get_tx")}
@@ -271,7 +276,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         try:
             await stream(full.target, warm, args.batch, args.window, "warm")
             results["full"] = await measured_stream(full, lines, args, "full")
-            metrics = httpx.get(f"http://127.0.0.1:{mport}/metrics", timeout=10).text
+            metrics = await scrape(mport)
             results["full"]["commit_seconds"] = histogram(metrics, "processd_commit_seconds")
             results["full"]["commit_envelopes"] = histogram(metrics, "processd_commit_envelopes")
             results["full_over_floor"] = round(results["full"]["tx_per_s"] / results["floor"]["tx_per_s"], 3)
@@ -292,7 +297,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             first, last = by_size[0]["latency_ms"], by_size[-1]["latency_ms"]
             results["query_p50_growth_smallest_to_largest"] = {
                 k: round(last[k]["p50"] / first[k]["p50"], 2) for k in first if first[k]["p50"]}
-            metrics = httpx.get(f"http://127.0.0.1:{mport}/metrics", timeout=10).text
+            metrics = await scrape(mport)
             results["storage_bytes"] = next((float(x.split()[1]) for x in metrics.splitlines()
                                              if x.startswith("processd_storage_bytes ")), None)
         finally:

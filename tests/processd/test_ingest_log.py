@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import grpc
 import pytest
@@ -39,7 +40,7 @@ async def test_concurrent_streams_get_contiguous_seqs_and_exact_ack_ranges(serve
     ranges = sorted((a.first_seq_id, a.last_seq_id) for acks in results for a in acks)
     # Ack ranges tile the log exactly: no gap, no overlap.
     assert ranges[0][0] == 1 and ranges[-1][1] == len(events)
-    for (_, last), (first, _) in zip(ranges, ranges[1:], strict=False):
+    for (_, last), (first, _) in itertools.pairwise(ranges):
         assert first == last + 1
     assert sum(a.accepted for acks in results for a in acks) == 1800
     # Per transaction: TX_SEEN, TX_DECODED, then its opportunities, all about the same hash.

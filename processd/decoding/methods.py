@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from processd.decoding.abi import ArgsDecoder
+from processd.decoding.abi import AbiDecodeError, ArgsDecoder
 from processd.decoding.model import (
     APPROVAL,
     ERC20,
@@ -24,7 +24,7 @@ from processd.decoding.model import (
     WRAPPED_NATIVE,
     DecodedCall,
 )
-from processd.decoding.v3path import parse_v3_path
+from processd.decoding.v3path import MAX_PATH_TOKENS, parse_v3_path
 
 MAX_U64 = (1 << 64) - 1
 
@@ -151,6 +151,8 @@ def _v2(name: str, shape: str, native_in: bool = False, native_out: bool = False
         else:  # out_eth
             out, in_max, path, recipient = a[0], value, a[1], a[2]
             amount_in = out_min = None
+        if len(path) > MAX_PATH_TOKENS:
+            raise AbiDecodeError(f"path of {len(path)} tokens (max {MAX_PATH_TOKENS})")
         deadline = deadline_u64(a[-1]) if len(a) == deadline_arity else 0
         return DecodedCall(
             name,

@@ -14,7 +14,7 @@ from typing import Any
 from processd.decoding.abi import AbiDecodeError, ArgsDecoder
 from processd.decoding.methods import ArgsDecoderLike, DecoderFactory, Method, deadline_u64, make_method
 from processd.decoding.model import OTHER, SWAP, UNISWAP_V2, UNISWAP_V3, DecodedCall
-from processd.decoding.v3path import parse_v3_path
+from processd.decoding.v3path import MAX_PATH_TOKENS, parse_v3_path
 
 ZERO_ADDRESS = bytes(20)
 MSG_SENDER = bytes(19) + b"\x01"
@@ -86,7 +86,8 @@ def _fold(primary: DecodedCall, part: DecodedCall) -> None:
     """Adds a further swap of the batch: a chained hop extends the route, a split of the same pair sums."""
     exact_in = primary.amount_in is not None or primary.amount_out_min is not None
     part_exact_in = part.amount_in is not None or part.amount_out_min is not None
-    if exact_in and part_exact_in and part.token_in == primary.token_out and part.token_in != part.token_out:
+    if (exact_in and part_exact_in and part.token_in == primary.token_out and part.token_in != part.token_out
+            and len(primary.path) + len(part.path) <= MAX_PATH_TOKENS + 1):
         primary.token_out = part.token_out
         primary.path = primary.path + part.path[1:]
         primary.fee_tiers = primary.fee_tiers + part.fee_tiers
@@ -141,8 +142,8 @@ def _ur_part(cmd: int, name: str, a: tuple[Any, ...], value: int) -> DecodedCall
     elif cmd in (UR_V2_SWAP_EXACT_IN, UR_V2_SWAP_EXACT_OUT):
         exact_in = cmd == UR_V2_SWAP_EXACT_IN
         tokens, fees = a[3], ()
-        if not tokens:
-            raise AbiDecodeError(f"{name}: empty path")
+        if not tokens or len(tokens) > MAX_PATH_TOKENS:
+            raise AbiDecodeError(f"{name}: path of {len(tokens)} tokens (1 to {MAX_PATH_TOKENS})")
         family = UNISWAP_V2
     elif cmd == UR_UNWRAP_WETH:
         return DecodedCall(name, OTHER, "", recipient=a[0], amount_out_min=a[1], native_out=True)

@@ -290,3 +290,17 @@ def test_nested_calldata_is_borrowed_not_copied() -> None:
     ur = ur_execute(b"\x08", [swap])
     commands, inputs, _ = Decoder().methods[ur[:4]].args.decode(memoryview(ur))
     assert commands.obj is ur and inputs[0].obj is ur and bytes(inputs[0]) == swap
+
+
+def test_absurd_paths_are_bounded() -> None:
+    """A valid ABI encoding of a 40-token path is refused: features never grow with pathological input."""
+    long_path = [bytes([i]) * 20 for i in range(1, 41)]
+    v2 = bytes.fromhex("7ff36ab5") + eth_abi.encode(["uint256", "address[]", "address", "uint256"],
+                                                     [1, long_path, SENDER, 2])
+    f = ANALYZER.analyze(envelope(b"\x05" * 20, v2, value=1)).features
+    assert not f.decoded and "path of 40 tokens" in f.decode_error and not f.path
+    v3 = bytes.fromhex("c04b8d59") + eth_abi.encode(["(bytes,address,uint256,uint256,uint256)"],
+                                                    [(v3_path(*[x for t in long_path for x in (t, 500)][:-1]),
+                                                      SENDER, 1, 2, 3)])
+    g = ANALYZER.analyze(envelope(SWAP_ROUTER02, v3)).features
+    assert not g.decoded and "40 tokens" in g.decode_error

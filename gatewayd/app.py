@@ -379,6 +379,8 @@ def create_app(config: GatewayConfig, name: str | None = None) -> Sanic:
             # A handler running longer is cut; SSE streams stay alive because every heartbeat resets the clock.
             "RESPONSE_TIMEOUT": max(30, int(config.sse_heartbeat_s * 2) + 1),
             "KEEP_ALIVE_TIMEOUT": 30,
+            # Requests are bounded by the gRPC deadline and streams end at shutdown: no need to wait 15 s.
+            "GRACEFUL_SHUTDOWN_TIMEOUT": 5.0,
             "FALLBACK_ERROR_FORMAT": "json",
             "NOISY_EXCEPTIONS": False,
         }
@@ -397,10 +399,14 @@ def create_app(config: GatewayConfig, name: str | None = None) -> Sanic:
     async def start_client(_app: Sanic) -> None:
         await gw.client.start()
 
-    async def stop_client(_app: Sanic) -> None:
+    async def end_streams(_app: Sanic) -> None:
         await gw.streamer.close()
+
+    async def stop_client(_app: Sanic) -> None:
         await gw.client.stop()
 
     app.register_listener(start_client, "before_server_start")
+    # Streams end before Sanic's graceful shutdown starts waiting for open connections.
+    app.register_listener(end_streams, "before_server_stop")
     app.register_listener(stop_client, "after_server_stop")
     return app

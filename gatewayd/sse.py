@@ -33,6 +33,7 @@ HEAD_PROBE_SEQ = 2**63
 #: Messages buffered between the gRPC reader and the HTTP writer; when full, gRPC flow control pushes back.
 QUEUE_MESSAGES = 16
 _END = object()
+_SHUTDOWN = object()
 
 
 def format_events(events: Any) -> bytes:
@@ -52,7 +53,8 @@ class EventStreamer:
         self.metrics = metrics
         self.max_clients = max_clients
         self.heartbeat_s = heartbeat_s
-        self._open: set[asyncio.Task[Any]] = set()
+        # Open streams: handler task -> its message queue (to end it cleanly at shutdown).
+        self._open: dict[asyncio.Task[Any], asyncio.Queue[Any]] = {}
 
     @property
     def open_streams(self) -> int:
@@ -60,9 +62,13 @@ class EventStreamer:
         return len(self._open)
 
     async def close(self) -> None:
-        """Ends every open stream (server shutdown)."""
-        for task in list(self._open):
-            task.cancel()
+        """Ends every open stream with a final ``event: error`` (server shutdown), so clients reconnect
+        elsewhere or later with Last-Event-ID, and the server does not wait on them to stop."""
+        for task, queue in list(self._open.items()):
+            try:
+                queue.put_nowait(_SHUTDOWN)
+            except asyncio.QueueFull:
+                task.cancel()
 
     async def _head(self, chain_id: int) -> int:
         resp = await self.client.scan_events(
@@ -92,12 +98,12 @@ class EventStreamer:
 
         task = asyncio.current_task()
         assert task is not None
-        self._open.add(task)
+        queue: asyncio.Queue[Any] = asyncio.Queue(QUEUE_MESSAGES)
+        self._open[task] = queue
         self.metrics.sse_clients.set(len(self._open))
         call = self.client.subscribe_events(
             query_pb2.SubscribeEventsRequest(from_seq_id=from_seq, chain_id=p["chain_id"], kinds=p["kinds"])
         )
-        queue: asyncio.Queue[Any] = asyncio.Queue(QUEUE_MESSAGES)
         reader = asyncio.create_task(self._pump(call, queue))
         try:
             response = await request.respond(
@@ -111,6 +117,14 @@ class EventStreamer:
                 except TimeoutError:
                     await response.send(b": heartbeat\n\n")
                     continue
+                if item is _SHUTDOWN:
+                    await response.send(
+                        b"event: error\ndata: %s\n\n"
+                        % orjson.dumps(
+                            {"error": {"code": "shutting_down", "message": "gateway is stopping; reconnect"}}
+                        )
+                    )
+                    break
                 if item is _END:
                     log.warning("processd ended the event subscription")
                     await response.send(
@@ -135,7 +149,7 @@ class EventStreamer:
             call.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await reader
-            self._open.discard(task)
+            self._open.pop(task, None)
             self.metrics.sse_clients.set(len(self._open))
 
     async def _pump(self, call: Any, queue: asyncio.Queue[Any]) -> None:

@@ -3,6 +3,7 @@ heartbeats, chain/kind filters, client limits and cleanup on disconnect."""
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -171,3 +172,17 @@ def test_processd_restart_ends_stream_with_error_event(processd_factory, gateway
                 break
         assert msg.data["error"]["code"] in ("processd_unavailable", "stream_ended")
         assert got[-1].id == 12
+
+
+def test_sigterm_ends_open_streams_and_exits_promptly(processd_factory, gateway_factory) -> None:
+    p = processd_factory()
+    g = gateway_factory(p.addr)  # default 15 s heartbeat: an idle stream sends nothing for a while
+    with g.client() as http, stream(http) as resp:
+        reader = SSEReader(resp)
+        reader.next()
+        t0 = time.monotonic()
+        g.proc.send_signal(signal.SIGTERM)
+        msg = reader.next()
+        assert msg.event == "error" and msg.data["error"]["code"] == "shutting_down"
+        assert g.proc.wait(10) == 0
+        assert time.monotonic() - t0 < 10

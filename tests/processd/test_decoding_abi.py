@@ -75,7 +75,7 @@ def test_equal_to_eth_abi_on_every_fixture_call() -> None:
     assert inner_checked >= 10
 
 
-@pytest.mark.parametrize("cut", [1, 5, 31, 32, 33, 64])
+@pytest.mark.parametrize("cut", [1, 31, 33])
 def test_truncated_fixture_calls_rejected_like_eth_abi(cut: int) -> None:
     for call in KNOWN:
         data = bytes.fromhex(call.input[2:])
@@ -99,7 +99,7 @@ def test_corrupted_fixture_calls_agree_with_eth_abi(index: int, pos: int, byte: 
     assert ours(method.types, bytes(data)) == reference(method.types, bytes(data[4:]))
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(method_index=st.integers(min_value=0), words=st.lists(
     st.one_of(st.integers(0, 300), st.integers(0, 2**256 - 1), st.sampled_from([32, 64, 96, 128, 2**255]),
               # just inside / outside every width the registry uses (padding checks)

@@ -162,3 +162,25 @@ async def test_oversized_message_is_resource_exhausted(server_factory) -> None:
     # The server is still fine afterwards.
     acks = await push_envelopes(srv.address, envs[:10], batch_size=10)
     assert acks[0].accepted + acks[0].duplicates + sum(r.count for r in acks[0].rejected) == 10
+
+
+async def test_full_commit_queue_answers_resource_exhausted_and_resend_completes(server_factory) -> None:
+    # The writer waits 300 ms before each commit and the queue holds 100 envelopes: the second batch of a
+    # stream cannot get in within 1 ms.
+    srv = await server_factory(commit_queue_max_envelopes=100, queue_full_timeout_ms=1, flush_interval_ms=300)
+    envs = synthetic_envelopes(200, seed=15)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await push_envelopes(srv.address, envs, batch_size=100)
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert srv.metrics.registry.get_sample_value("processd_resource_exhausted_total",
+                                                 {"cause": "commit_queue_full"}) == 1
+    assert srv.writer.queued_envelopes <= 100
+    for _ in range(200):  # the first batch is still queued; let it commit
+        if srv.writer.queued_envelopes == 0 and not srv.writer.committing:
+            break
+        await asyncio.sleep(0.05)
+    # The resend (as ingestd does after an error) stores the rest exactly once.
+    acks = await push_envelopes(srv.address, envs, batch_size=100, first_batch_seq=10, max_inflight=1)
+    assert sum(a.accepted for a in acks) + sum(a.duplicates for a in acks) == 200
+    events = await _all_events(srv)
+    assert len([e for e in events if e.kind == SEEN]) == 200

@@ -36,3 +36,31 @@ def test_visible_tail_reads_appended_lines_and_partial_writes(tmp_path: Path) ->
         fh.write("5 103000000\n")
     tail.poll()
     assert tail.seen["0xbb"] == (100, 105, 103000000) and tail.last_seq == 2
+
+
+@pytest.mark.integration
+def test_ingest_locustfile_pushes_batches_that_processd_stores(tmp_path: Path) -> None:
+    # The gRPC locustfile against a real processd: every batch acked in full, none failed.
+    from common.stack import Stack, StackConfig
+    from scripts.bench.loadtest import INGEST_FILE, run_locust
+
+    env = {"MEMPULSE_PERF_OUT": str(tmp_path), "MEMPULSE_LOADTEST_BATCH_SIZE": "50"}
+    with Stack(StackConfig(chains=(), ingestd=False, gatewayd=False, metrics=False)) as stack:
+        result = run_locust(INGEST_FILE, stack.processd_addr, users=2, run_time_s=10, prefix="locust_ingest", env=env)
+        stored = stack.wait_for(lambda: _last_seq(stack.processd_addr), 10, "processd to answer GetSnapshot")
+    row = result["by_name"].get("Ingest.Stream batch=50")
+    assert row is not None, result
+    assert result["exit_status"] == 0
+    assert row["requests"] > 0 and row["failures"] == 0
+    # Every acked envelope was stored: processd's log holds at least 50 events per acked batch.
+    assert stored >= 50 * row["requests"]
+    assert (tmp_path / "locust_ingest.html").exists()
+
+
+def _last_seq(addr: str) -> int:
+    import grpc
+
+    from common.pb.v1 import query_pb2, query_pb2_grpc
+
+    with grpc.insecure_channel(addr) as ch:
+        return int(query_pb2_grpc.QueryStub(ch).GetSnapshot(query_pb2.GetSnapshotRequest(tx_limit=1)).last_seq_id)

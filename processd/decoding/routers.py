@@ -19,6 +19,9 @@ from processd.decoding.v3path import MAX_PATH_TOKENS, parse_v3_path
 ZERO_ADDRESS = bytes(20)
 MSG_SENDER = bytes(19) + b"\x01"
 ADDRESS_THIS = bytes(19) + b"\x02"
+#: Most inner calls / commands decoded per batch (real ones carry 2-6). A bound, so that one crafted
+#: transaction of many pointers to the same inner call cannot cost milliseconds of CPU.
+MAX_BATCH_CALLS = 64
 #: Universal Router / SwapRouter02 sentinel amount: "use the router's whole balance".
 CONTRACT_BALANCE = 1 << 255
 
@@ -114,6 +117,9 @@ def _multicall(name: str, plain: dict[bytes, Method], deadline_arg: bool) -> Any
     def extract(a: tuple[Any, ...], to: bytes, value: int, sender: bytes) -> DecodedCall:
         calls = a[-1]
         deadline = deadline_u64(a[0]) if deadline_arg else 0
+        if len(calls) > MAX_BATCH_CALLS:
+            return DecodedCall(name, OTHER, "", decoded=False,
+                               error=f"{name} of {len(calls)} calls (max {MAX_BATCH_CALLS})")
         parts = []
         for i, inner in enumerate(calls):
             method = plain.get(bytes(inner[:4])) if len(inner) >= 4 else None
@@ -175,6 +181,9 @@ def _execute(name: str, deadline_arg: bool, decoders: dict[int, tuple[str, ArgsD
     def extract(a: tuple[Any, ...], to: bytes, value: int, sender: bytes) -> DecodedCall:
         commands, inputs = a[0], a[1]
         deadline = deadline_u64(a[2]) if deadline_arg else 0
+        if len(commands) > MAX_BATCH_CALLS:
+            return DecodedCall(name, OTHER, "", decoded=False,
+                               error=f"{name} of {len(commands)} commands (max {MAX_BATCH_CALLS})")
         if len(commands) != len(inputs):
             failed = DecodedCall(name, OTHER, "", decoded=False)
             failed.error = f"{name}: {len(commands)} commands but {len(inputs)} inputs"

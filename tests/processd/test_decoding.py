@@ -304,3 +304,16 @@ def test_absurd_paths_are_bounded() -> None:
                                                       SENDER, 1, 2, 3)])
     g = ANALYZER.analyze(envelope(SWAP_ROUTER02, v3)).features
     assert not g.decoded and "40 tokens" in g.decode_error
+
+
+def test_oversized_batches_are_refused_cheaply() -> None:
+    single = bytes.fromhex("04e45aaf") + eth_abi.encode(
+        ["(address,address,uint24,address,uint256,uint256,uint160)"], [(WETH, TOKEN, 3000, SENDER, 1, 1, 0)])
+    f = ANALYZER.analyze(envelope(SWAP_ROUTER02, bytes.fromhex("ac9650d8")
+                                  + eth_abi.encode(["bytes[]"], [[single] * 65]))).features
+    assert not f.decoded and "multicall of 65 calls (max 64)" in f.decode_error
+    ok = ANALYZER.analyze(envelope(SWAP_ROUTER02, bytes.fromhex("ac9650d8")
+                                   + eth_abi.encode(["bytes[]"], [[single] * 64]))).features
+    assert ok.decoded and ok.method == "multicall/exactInputSingle" and u(ok.amount_in) == 64
+    g = ANALYZER.analyze(envelope(UNIVERSAL_ROUTER, ur_execute(b"\x3f" * 65, [b""] * 65))).features
+    assert not g.decoded and "65 commands" in g.decode_error

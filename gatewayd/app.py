@@ -116,6 +116,18 @@ class Gateway:
         self.metrics.error(code)
         return HTTPResponse(error_body(code, message, param), status=status, headers=headers or None, content_type=JSON)
 
+    def auth_failed(self, request: Request, exc: AuthError) -> HTTPResponse:
+        """401, or 429 once a client address keeps failing: failed attempts spend tokens of a per-address
+        bucket (same rate and burst as a key's), so keys cannot be guessed at line rate."""
+        if self.limiter.enabled:
+            try:
+                self.limiter.acquire(f"authfail:{request.ip}")
+            except RateLimited as limited:
+                return self.error_response(
+                    429, limited.code, limited.message, **{"retry-after": str(limited.retry_after_s)}
+                )
+        return self.error_response(401, exc.code, exc.message, **{"www-authenticate": "Bearer"})
+
     def endpoint(self, route: str, handler: Handler, *, public: bool = False) -> Handler:
         """Wraps ``handler(request, params, **path_args)`` with auth, rate limit, params, errors and metrics."""
         specs: dict[str, ParamSpec] = ROUTE_PARAMS[route]
@@ -152,7 +164,7 @@ class Gateway:
             except ParamError as exc:
                 response = self.error_response(400, exc.code, exc.message, exc.param)
             except AuthError as exc:
-                response = self.error_response(401, exc.code, exc.message, **{"www-authenticate": "Bearer"})
+                response = self.auth_failed(request, exc)
             except RateLimited as exc:
                 response = self.error_response(429, exc.code, exc.message, **{"retry-after": str(exc.retry_after_s)})
             except UpstreamError as exc:

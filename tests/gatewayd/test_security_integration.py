@@ -77,12 +77,16 @@ def test_burst_over_the_limit_gets_429_with_retry_after(processd_factory, gatewa
         assert 1 <= int(resp.headers["retry-after"]) <= 2
         # Each key has its own bucket.
         assert b.get("/transactions", params={"limit": 1}).status_code == 200
-        # 401s are answered before the limiter: an unknown key cannot drain a real key's bucket.
+        # 401s are answered before the key's limiter: an unknown key cannot drain a real key's bucket...
         with g.client(**{"x-api-key": "key-c"}) as c:
-            assert c.get("/transactions").status_code == 401
+            assert [c.get("/transactions").status_code for _ in range(5)] == [401] * 5
+            # ...but failed attempts spend the client address's own bucket: no guessing keys at line rate.
+            guessing = c.get("/transactions")
+            assert guessing.status_code == 429 and int(guessing.headers["retry-after"]) >= 1
+        assert b.get("/transactions", params={"limit": 1}).status_code == 200
         metrics = a.get("/metrics").text
-        assert 'mempulse_gateway_errors_total{code="rate_limited"} 1.0' in metrics
-        assert "mempulse_gateway_ratelimit_keys 2.0" in metrics
+        assert 'mempulse_gateway_errors_total{code="rate_limited"} 2.0' in metrics
+        assert "mempulse_gateway_ratelimit_keys 3.0" in metrics
 
 
 def test_cors_off_by_default_and_configurable(processd_factory, gateway_factory) -> None:

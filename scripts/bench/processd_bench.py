@@ -282,26 +282,37 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             results["full_over_floor"] = round(results["full"]["tx_per_s"] / results["floor"]["tx_per_s"], 3)
             results["floor_over_full_server_cpu"] = round(
                 results["full"]["server_cpu_us_per_tx"] / max(results["floor"]["server_cpu_us_per_tx"], 0.1), 2)
+            metrics = await scrape(mport)
+            results["storage_bytes_after_throughput_run"] = next(
+                (float(x.split()[1]) for x in metrics.splitlines() if x.startswith("processd_storage_bytes ")), None)
+        finally:
+            full.stop()
+        # Query latency by log size, on a fresh log filled in steps (nosync fill: only the reads are timed).
+        port, mport = free_port(), free_port()
+        sized = Server([sys.executable, "-m", "processd", "--data-dir", str(work / "sized"), "--listen",
+                        f"127.0.0.1:{port}", "--metrics-port", str(mport), "--durability", "nosync",
+                        "--map-max-size-mb", "65536"], port, work / "processd-sized.log")
+        try:
             by_size = []
             seed = 100
             for size in sizes:
-                while (seq := await last_seq(full.target)) < size:
-                    need_tx = min(50_000, max(1000, (size - seq) // 2 + 1))
-                    await stream(full.target, make_json_lines(need_tx, seed=seed), 1000, args.window, f"fill{seed}")
+                while (seq := await last_seq(sized.target)) < size:
+                    need_tx = min(50_000, max(500, (size - seq) // 2 + 1))
+                    await stream(sized.target, make_json_lines(need_tx, seed=seed), 1000, args.window, f"fill{seed}")
                     seed += 1
-                seq = await last_seq(full.target)
+                seq = await last_seq(sized.target)
                 print(f"querying at {seq} events", flush=True)
                 by_size.append({"target_events": size, "stored_events": seq,
-                                "latency_ms": await query_latencies(full.target, seq, args.query_rounds)})
+                                "latency_ms": await query_latencies(sized.target, seq, args.query_rounds)})
             results["queries_by_size"] = by_size
             first, last = by_size[0]["latency_ms"], by_size[-1]["latency_ms"]
             results["query_p50_growth_smallest_to_largest"] = {
                 k: round(last[k]["p50"] / first[k]["p50"], 2) for k in first if first[k]["p50"]}
             metrics = await scrape(mport)
-            results["storage_bytes"] = next((float(x.split()[1]) for x in metrics.splitlines()
-                                             if x.startswith("processd_storage_bytes ")), None)
+            results["storage_bytes_largest"] = next((float(x.split()[1]) for x in metrics.splitlines()
+                                                     if x.startswith("processd_storage_bytes ")), None)
         finally:
-            full.stop()
+            sized.stop()
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return results

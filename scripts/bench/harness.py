@@ -30,6 +30,12 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACT_DIR = REPO_ROOT / "artifacts" / "perf"
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+# The load average when the benchmark process started (this module is imported first thing): with the one
+# at write time, a reader can tell a run that shared the cores with other work.
+try:
+    _LOAD_AT_START: float | None = os.getloadavg()[0]
+except OSError:
+    _LOAD_AT_START = None
 _VERSIONED_PACKAGES = ("grpcio", "protobuf", "lmdb", "orjson", "sanic", "websockets", "httpx", "uvloop", "locust")
 
 
@@ -57,7 +63,8 @@ def _git_commit() -> str | None:
 
 def machine_description() -> dict[str, Any]:
     """What ran the benchmark: CPU model and count, memory, OS, Python and key library versions, git commit,
-    and the 1-minute load average at the time of the call (high load = other work shared the cores)."""
+    and the 1-minute load average when the benchmark started and now (high load = other work shared the
+    cores; on 2 cores anything above ~2 means the figures are pessimistic)."""
     mem_kib = _read_first("/proc/meminfo", "MemTotal")
     versions: dict[str, str | None] = {}
     for pkg in _VERSIONED_PACKAGES:
@@ -77,7 +84,8 @@ def machine_description() -> dict[str, Any]:
         "python": platform.python_version(),
         "packages": versions,
         "git_commit": _git_commit(),
-        "load_avg_1m_at_start": round(load1, 2) if load1 is not None else None,
+        "load_avg_1m_at_start": round(_LOAD_AT_START, 2) if _LOAD_AT_START is not None else None,
+        "load_avg_1m_at_end": round(load1, 2) if load1 is not None else None,
     }
 
 

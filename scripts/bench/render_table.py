@@ -132,7 +132,8 @@ def render(artifacts_dir: Path, rows: tuple[Row, ...] = ROWS) -> str:
         machine = doc.get("machine", {})
         lines.append(f"- `{name}.json`: {doc.get('created_utc')}, mode {doc.get('mode')}, "
                      f"{machine.get('cpu_count')} x {machine.get('cpu_model')}, "
-                     f"load {machine.get('load_avg_1m_at_start')} at start, commit {machine.get('git_commit')}")
+                     f"load average {machine.get('load_avg_1m_at_start')} at start / "
+                     f"{machine.get('load_avg_1m_at_end')} at end, commit {machine.get('git_commit')}")
     lines.append("")
     lines.append(f"Reproduce: `{REPRODUCE}` (writes `artifacts/perf/*.json`), then "
                  "`python -m scripts.bench.render_table`.")

@@ -3,15 +3,15 @@
 Used by :mod:`common.stack` for the daemons; reusable by any script that needs to run, kill and restart a
 daemon (reliability loops, benchmarks). Children run in their own session, so a Ctrl-C in the terminal
 reaches only the supervisor, which then stops them in order; on Linux they also receive SIGTERM if the
-supervisor dies (``PR_SET_PDEATHSIG``), so a killed supervisor leaves no orphans behind.
+supervisor dies (``PR_SET_PDEATHSIG`` through ``setpriv``), so a killed supervisor leaves no daemon behind.
 """
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,33 +21,29 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-_PR_SET_PDEATHSIG = 1
-
-
 class ProcessError(RuntimeError):
     """A supervised process failed to start, exited early, or did not become ready."""
 
 
-def die_with_parent_preexec() -> Callable[[], None] | None:
-    """A preexec_fn that asks Linux to SIGTERM the child when its parent dies (None elsewhere).
+def die_with_parent_prefix() -> list[str]:
+    """argv prefix that makes Linux SIGTERM the child when the thread that started it dies (``[]`` elsewhere).
 
-    libc's ``prctl`` is resolved here, in the parent: the child between fork and exec must not dlopen.
+    util-linux ``setpriv --pdeathsig`` sets ``PR_SET_PDEATHSIG`` and execs the command (same pid, same
+    cmdline after exec). Deliberately not a ``preexec_fn``: that forces a plain fork, and a child forked from
+    a process with live gRPC threads can abort before its exec (seen here: SIGABRT, "epoll_wait error: Bad
+    file descriptor"), whereas without preexec_fn CPython spawns with vfork and nothing runs in between.
     """
     if sys.platform != "linux":
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-    def preexec() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-    return preexec
+        return []
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []
 
 
 class ManagedProcess:
     """A child process whose stdout and stderr go to ``log_path`` (appended across restarts).
+
+    With ``die_with_parent`` (default, Linux with util-linux ``setpriv``) the child gets SIGTERM when the
+    thread that started it exits: start children from a thread that outlives them (normally the main thread).
 
     ``start()`` launches it and waits for ``ready`` (a callable returning True once the process serves)
     and/or ``ready_log`` (a regex searched in its log). ``stop()`` sends SIGTERM, then SIGKILL after
@@ -57,7 +53,7 @@ class ManagedProcess:
 
     def __init__(self, name: str, argv: Sequence[str], log_path: Path, *, env: Mapping[str, str] | None = None,
                  cwd: Path | None = None, ready: Callable[[], bool] | None = None, ready_log: str | None = None,
-                 ready_timeout_s: float = 30.0, stop_timeout_s: float = 10.0) -> None:
+                 ready_timeout_s: float = 30.0, stop_timeout_s: float = 10.0, die_with_parent: bool = True) -> None:
         self.name = name
         self.argv = list(argv)
         self.log_path = log_path
@@ -67,6 +63,7 @@ class ManagedProcess:
         self.ready_log = re.compile(ready_log) if ready_log else None
         self.ready_timeout_s = ready_timeout_s
         self.stop_timeout_s = stop_timeout_s
+        self.die_with_parent = die_with_parent
         self.starts = 0
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_offset = 0  # where the current run's output starts in the log file
@@ -93,10 +90,10 @@ class ManagedProcess:
             fh.write(f"---- {time.strftime('%H:%M:%S')} start: {' '.join(self.argv)}\n".encode())
             fh.flush()
             self._log_offset = fh.tell()  # output() and readiness look at this run's output only
+            prefix = die_with_parent_prefix() if self.die_with_parent else []
             self._proc = subprocess.Popen(
-                self.argv, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT, env=self.env,
-                cwd=self.cwd, start_new_session=True,
-                preexec_fn=die_with_parent_preexec())
+                [*prefix, *self.argv], stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT, env=self.env,
+                cwd=self.cwd, start_new_session=True)
         self.starts += 1
         log.debug("%s started (pid %s): %s", self.name, self._proc.pid, self.argv)
         if wait_ready:

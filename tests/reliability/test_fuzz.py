@@ -13,7 +13,7 @@ tests/gatewayd/test_params.py + test_routes_integration.py (every REST parameter
 * processd for real: a seeded stream of malformed and valid envelopes through gRPC; every envelope is
   accepted, a duplicate, or rejected with the oracle's reason, and ``processd_rejects_total`` agrees.
 
-Example counts: ``MEMPULSE_RELIABILITY_FUZZ_EXAMPLES`` (short 150, long 3000 per property).
+Example counts: ``MEMPULSE_RELIABILITY_FUZZ_EXAMPLES`` (short 100, long 3000 per property).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import orjson
 import pytest
@@ -35,7 +36,7 @@ from common.pb.v1 import ingest_pb2, tx_pb2
 from common.synth import synthetic_envelopes
 from tests.reliability._support import ProcessdProc, knob, metric_sum, scrape, write_artifact
 
-EXAMPLES = knob("fuzz_examples", 150, 3000)
+EXAMPLES = knob("fuzz_examples", 100, 3000)
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow],
                 derandomize=False)
 TRIED: dict[str, int] = {}
@@ -276,7 +277,11 @@ def test_processd_maps_every_fuzzed_envelope_to_an_outcome(tmp_path: Path) -> No
                         env={"MEMPULSE_MAX_INPUT_BYTES": str(max_input)})
     try:
         proc.start()
-        acks = asyncio.run(push_envelopes(proc.addr, envelopes, batch_size=250))
+        try:
+            acks = asyncio.run(push_envelopes(proc.addr, envelopes, batch_size=250, timeout_s=90))
+        except grpc.aio.AioRpcError as exc:
+            raise AssertionError(f"stream failed: {exc.code()} {exc.details()}; processd log:\n"
+                                 f"{proc.log_tail(40)}") from None
         got: dict[int, int] = {}
         for a in acks:
             for r in a.rejected:

@@ -8,7 +8,7 @@
    the time, so it absorbs about a tenth of the offered load). ingestd's queues stay within their bounds,
    its RSS plateaus, the excess is dropped with counted reasons, nothing crashes, and the books balance.
 
-Durations: ``MEMPULSE_RELIABILITY_OVERLOAD_S`` (short 8 s, long 120 s).
+Durations: ``MEMPULSE_RELIABILITY_OVERLOAD_S`` (short 6 s, long 120 s).
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ class Flood:
 @pytest.fixture(scope="module")
 def grpc_flood(tmp_path_factory: pytest.TempPathFactory) -> Flood:
     tmp_path = tmp_path_factory.mktemp("flood")
-    flood = Flood(duration_s=knob("overload_s", 8, 120), streams=6, capacity=3000)
+    flood = Flood(duration_s=knob("overload_s", 6, 120), streams=6, capacity=3000)
     env = {"MEMPULSE_COMMIT_QUEUE_MAX_ENVELOPES": str(flood.capacity), "MEMPULSE_QUEUE_FULL_TIMEOUT_MS": "100",
            "MEMPULSE_STREAM_MAX_INFLIGHT_BATCHES": "16"}
     proc = ProcessdProc(tmp_path / "lmdb", tmp_path / "processd.log", "--flush-max-events", "200",
@@ -186,7 +186,7 @@ def test_processd_overload_answer_is_always_resource_exhausted_never_internal(gr
 
 
 def test_ingest_path_overload_bounded_counted_and_balanced(tmp_path: Path) -> None:
-    duration = knob("overload_s", 8, 120)
+    duration = knob("overload_s", 6, 120)
     outbound_cap, fetch_cap = 100, 200
     env = {"MEMPULSE_INGEST_OUTBOUND_QUEUE_SIZE": str(outbound_cap), "MEMPULSE_INGEST_FETCH_QUEUE_SIZE": str(fetch_cap),
            "MEMPULSE_INGEST_OUTBOUND_BATCH_SIZE": "50", "MEMPULSE_INGEST_OUTBOUND_MAX_UNACKED_BATCHES": "2",

@@ -187,8 +187,6 @@ def test_gatewayd_never_logs_api_keys_even_at_debug_with_access_log(tmp_path: Pa
 
 
 @pytest.mark.integration
-@pytest.mark.xfail(strict=True, reason="gatewayd bug: with --access-log the sanic.access lines are empty: "
-                   "configure_logging's format has only %(message)s and Sanic puts host/request/status in extras")
 def test_gatewayd_access_log_lines_say_what_was_requested(tmp_path: Path) -> None:
     proc = ProcessdProc(tmp_path / "lmdb", tmp_path / "processd.log")
     gw_port = free_port()

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 class _Unacked:
     batch: ingest_pb2.TxBatch
     first_seen_ns: list[int]
+    sent_mono: float = 0.0
 
 
 class Outbound:
@@ -54,6 +55,7 @@ class Outbound:
         self._chain_label = stats.name
         self._batch_hist = histograms.outbound_batch_size.labels(stats.name)
         self._ack_hist = histograms.ack_latency.labels(stats.name)
+        self._stream_ack_hist = histograms.stream_ack_latency.labels(stats.name)
         self._queue: deque[tx_pb2.TxEnvelope] = deque()
         self._wake = asyncio.Event()
         self._acked = asyncio.Event()
@@ -150,6 +152,7 @@ class Outbound:
             reader = asyncio.create_task(self._read_acks(call))
             try:
                 for seq in sorted(self._unacked):  # resend what the previous stream left unacked, in order
+                    self._unacked[seq].sent_mono = time.monotonic()
                     await call.write(self._unacked[seq].batch)
                     self.stats.batches_resent += 1
                     self.stats.envelopes_sent += len(self._unacked[seq].batch.envelopes)
@@ -195,7 +198,7 @@ class Outbound:
             if stats_due:
                 self._last_stats = time.monotonic()
             if batch.envelopes:
-                self._unacked[batch.batch_seq] = _Unacked(batch, first_seen)
+                self._unacked[batch.batch_seq] = _Unacked(batch, first_seen, time.monotonic())
                 self._batch_hist.observe(len(batch.envelopes))
                 self.stats.envelopes_sent += len(batch.envelopes)
             self.stats.batches_sent += 1
@@ -230,6 +233,7 @@ class Outbound:
         self.stats.processd_accepted += ack.accepted
         self.stats.processd_duplicates += ack.duplicates
         self.stats.delivered += max(0, len(entry.first_seen_ns) - rejected)
+        self._stream_ack_hist.observe(time.monotonic() - entry.sent_mono)
         now = time.time_ns()
         observe = self._ack_hist.observe
         for ns in entry.first_seen_ns:

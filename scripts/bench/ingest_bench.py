@@ -147,6 +147,19 @@ def hist_quantile(m: dict[str, list[tuple[dict[str, str], float]]], name: str, q
     return prev_edge
 
 
+def delta(m: dict[str, list[tuple[dict[str, str], float]]],
+          base: dict[str, list[tuple[dict[str, str], float]]]) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """Counters and histogram series of ``m`` minus those of the earlier scrape ``base``; gauges as in ``m``."""
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for name, samples in m.items():
+        if not name.endswith(("_total", "_bucket", "_sum", "_count")):
+            out[name] = samples
+            continue
+        before = {tuple(sorted(lab.items())): v for lab, v in base.get(name, [])}
+        out[name] = [(lab, v - before.get(tuple(sorted(lab.items())), 0.0)) for lab, v in samples]
+    return out
+
+
 def settled(m: dict[str, list[tuple[dict[str, str], float]]], chain: str) -> bool:
     losses = sum(v for lab, v in m.get("ingestd_drops_total", []) if lab.get("chain") == chain
                  and lab.get("reason") != "dedup")
@@ -232,6 +245,7 @@ def run_ingestd_phase(name: str, endpoints: dict[int, tuple[str, str]], nodes: d
                         q: _ms(hist_quantile(after, "ingestd_rpc_latency_seconds", v, since=before, chain=ch))
                         for q, v in (("p50", 0.5), ("p99", 0.99))}}
         log.info("%s: driving both chains for %.0fs", name, args.drive_s)
+        base = scrape(metrics_port)  # the drive's figures are deltas from here (the light step is excluded)
         cpu0 = cpu_seconds(proc.pid) or 0.0
         pcpu0 = cpu_seconds(processd_pid) or 0.0
         t0 = time.monotonic()
@@ -241,11 +255,11 @@ def run_ingestd_phase(name: str, endpoints: dict[int, tuple[str, str]], nodes: d
         while time.monotonic() < settle_deadline and len(done_at) < len(nodes):
             m = scrape(metrics_port)
             for cid in nodes:
-                if cid not in done_at and settled(m, CHAINS[cid]) and \
-                        msum(m, "ingestd_seen_total", chain=CHAINS[cid]) >= len(traffic[cid]["accepted"]):
+                if cid not in done_at and settled(m, CHAINS[cid]) and msum(
+                        delta(m, base), "ingestd_seen_total", chain=CHAINS[cid]) >= len(traffic[cid]["accepted"]):
                     done_at[cid] = time.monotonic()
             time.sleep(0.1)
-        m = scrape(metrics_port)
+        m = delta(scrape(metrics_port), base)
         cpu = (cpu_seconds(proc.pid) or 0.0) - cpu0
         pcpu = (cpu_seconds(processd_pid) or 0.0) - pcpu0
         rss = rss_bytes(proc.pid)
@@ -282,6 +296,8 @@ def run_ingestd_phase(name: str, endpoints: dict[int, tuple[str, str]], nodes: d
                                    for q, v in (("p50", 0.5), ("p99", 0.99))},
                 "notification_to_ack_ms": {q: _ms(hist_quantile(m, "ingestd_notification_to_ack_seconds", v, chain=ch))
                                            for q, v in (("p50", 0.5), ("p99", 0.99))},
+                "batch_write_to_ack_ms": {q: _ms(hist_quantile(m, "ingestd_stream_ack_seconds", v, chain=ch))
+                                          for q, v in (("p50", 0.5), ("p99", 0.99))},
                 "rpc_errors": {f"{lab['code']}": v for lab, v in m.get("ingestd_rpc_errors_total", [])
                                if lab.get("chain") == ch and v},
             }

@@ -16,8 +16,8 @@ from processd.eventlog import StorageError
 log = logging.getLogger("processd")
 
 
-async def run(config: ProcessdConfig) -> None:
-    """Runs a ProcessdServer until a termination signal arrives."""
+async def run(config: ProcessdConfig) -> int:
+    """Runs a ProcessdServer until a termination signal arrives (exit code 0) or its writer fails (1)."""
     from processd.server import ProcessdServer
 
     stop = asyncio.Event()
@@ -25,13 +25,24 @@ async def run(config: ProcessdConfig) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     server = ProcessdServer(config)
+    code = 0
     try:
         await server.start()
-        await stop.wait()
-        log.info("shutting down: flushing and committing queued batches")
+        stop_task = asyncio.create_task(stop.wait())
+        fail_task = asyncio.create_task(server.writer.failed.wait())
+        await asyncio.wait({stop_task, fail_task}, return_when=asyncio.FIRST_COMPLETED)
+        stop_task.cancel()
+        fail_task.cancel()
+        if server.writer.failed.is_set():
+            log.error("the event-log writer failed; exiting so a supervisor restarts processd")
+            code = 1
+        else:
+            log.info("shutting down: flushing and committing queued batches")
     finally:
         await server.stop()
-    log.info("processd stopped cleanly at seq %d", server.models.last_seq)
+    if code == 0:
+        log.info("processd stopped cleanly at seq %d", server.models.last_seq)
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -43,12 +54,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(2)
     configure_logging()
     try:
-        asyncio.run(run(config))
+        code = asyncio.run(run(config))
     except (OSError, StorageError, ValueError) as exc:
         print(f"processd: {exc}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        pass
+        code = 0
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -121,7 +121,8 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
             try:
                 ack = await future
             except WriterStoppedError as exc:
-                await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+                with contextlib.suppress(Exception):  # abort() raises to end the call
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
                 return
             await context.write(ack)
             self._metrics.ack_seconds.observe(time.perf_counter() - started)

@@ -24,6 +24,8 @@ class ProcessdMetrics:
         self.events = Counter("processd_events", "Events committed to the log", ["kind"], registry=r)
         self.envelopes = Counter("processd_envelopes", "Envelopes received, by outcome", ["outcome"], registry=r)
         self.rejects = Counter("processd_rejects", "Envelopes rejected, by reason", ["reason"], registry=r)
+        self.analysis_errors = Counter("processd_analysis_errors", "Transactions whose analysis raised (stored "
+                                       "undecoded)", registry=r)
         self.pruned = Counter("processd_pruned_events", "Events removed by retention", registry=r)
         self.map_grows = Counter("processd_map_grows", "LMDB map size increases", registry=r)
         self.resource_exhausted = Counter("processd_resource_exhausted", "RESOURCE_EXHAUSTED answers, by cause",

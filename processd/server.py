@@ -179,6 +179,8 @@ class ProcessdServer:
                         len(result.features)), (events_pb2.EVENT_KIND_OPP_DETECTED, len(result.opportunities))):
             if n:
                 m.events.labels(_KIND_NAMES[kind]).inc(n)
+        if result.analysis_errors:
+            m.analysis_errors.inc(result.analysis_errors)
         if result.pruned_events:
             m.pruned.inc(result.pruned_events)
         if self.writer.map_grows:

@@ -50,6 +50,17 @@ _DECODED_FLAG = bytes((encoding.KIND_DECODED,))
 _OPP_FLAG = bytes((encoding.KIND_OPP,))
 
 
+def _fallback_analysis(envelope: tx_pb2.TxEnvelope, exc: Exception) -> Analysis:
+    """Features of a transaction whose analysis raised: category OTHER, the error in decode_error."""
+    log.warning("analysis failed for 0x%s: %r", envelope.hash.hex(), exc)
+    data = envelope.input
+    return Analysis(features=events_pb2.TxFeatures(
+        category=events_pb2.TX_CATEGORY_OTHER, selector=data[:4], value=envelope.value,
+        gas_price=envelope.max_fee_per_gas or envelope.gas_price,
+        priority_fee=envelope.max_priority_fee_per_gas or envelope.gas_price,
+        calldata_len=len(data), decode_error=f"analysis failed: {exc!r}"[:200]))
+
+
 class QueueFullError(Exception):
     """The commit queue stayed full longer than the configured timeout (answer RESOURCE_EXHAUSTED)."""
 
@@ -101,6 +112,8 @@ class CommitResult:
     #: New values of the persisted counters this commit touched.
     aggregates: dict[bytes, int] = field(default_factory=dict)
     pruned_events: int = 0
+    #: Transactions whose analysis raised (stored with category OTHER and decode_error set).
+    analysis_errors: int = 0
     duration_s: float = 0.0
 
 
@@ -151,6 +164,8 @@ class CommitWriter:
         self.want_events: Callable[[], bool] = lambda: True
         self.commits = 0
         self.map_grows = 0
+        #: Set when the commit loop died (an LMDB error other than map full): processd must exit.
+        self.failed = asyncio.Event()
 
     # ---- lifecycle ---------------------------------------------------------------------------------------
 
@@ -168,6 +183,9 @@ class CommitWriter:
         if self._task is not None:
             try:
                 await self._task
+            except Exception:
+                if self._failure is None:
+                    raise  # already logged and reported through ``failed`` otherwise
             finally:
                 self._task = None
                 self._executor.shutdown(wait=True)
@@ -221,6 +239,7 @@ class CommitWriter:
                 await self._commit_group(loop, group)
         except BaseException as exc:
             self._failure = exc
+            self.failed.set()
             log.exception("writer failed; failing queued batches")
             while self._queue:
                 batch = self._queue.popleft()
@@ -251,10 +270,20 @@ class CommitWriter:
                     if not self._grow_map():
                         result = self._reject_storage_full(group)
                         break
+        except BaseException as exc:
+            # Nothing of this group was committed: fail its batches (their streams end, clients resend).
+            for batch in group:
+                if not batch.future.done():
+                    batch.future.set_exception(WriterStoppedError(f"commit failed: {exc!r}"))
+            raise
         finally:
             self.committing = False
         self.commits += 1
-        self._on_commit(result)
+        try:
+            self._on_commit(result)
+        except Exception:
+            # The data is committed; a read-model bug must not withhold the acks.
+            log.exception("updating read models after commit %d failed", result.last_seq)
         for batch in group:
             if not batch.future.done():
                 batch.future.set_result(self._ack(batch))
@@ -337,7 +366,11 @@ class CommitWriter:
                     if not txn.put(u64(chain_id) + tx_hash, u64(seq + 1), overwrite=False, db=tx_db):
                         batch.duplicates += 1
                         continue
-                    analysis = analyze(envelope)
+                    try:
+                        analysis = analyze(envelope)
+                    except Exception as exc:  # analysis must never stop the log; store the tx undecoded
+                        analysis = _fallback_analysis(envelope, exc)
+                        result.analysis_errors += 1
                     header = event_header(chain_id, tx_hash, envelope.first_seen_unix_ns, batch.received_ns,
                                           envelope.source_id)
                     seq += 1

@@ -184,3 +184,43 @@ async def test_full_commit_queue_answers_resource_exhausted_and_resend_completes
     assert sum(a.accepted for a in acks) + sum(a.duplicates for a in acks) == 200
     events = await _all_events(srv)
     assert len([e for e in events if e.kind == SEEN]) == 200
+
+
+async def test_analysis_failure_stores_the_tx_undecoded_and_keeps_going(tmp_path) -> None:
+    from processd.analysis import analyze
+    from tests.processd._helpers import make_config
+
+    envs = synthetic_envelopes(20, seed=16)
+    poison = envs[7].hash
+
+    def flaky(envelope):
+        if envelope.hash == poison:
+            raise RuntimeError("decoder bug")
+        return analyze(envelope)
+
+    srv = ProcessdServer(make_config(tmp_path / "lmdb"), analyze=flaky)
+    await srv.start()
+    try:
+        acks = await push_envelopes(srv.address, envs, batch_size=10)
+        assert sum(a.accepted for a in acks) == 20
+        async with channel(srv.address) as ch:
+            r = await query_stub(ch).GetTransaction(query_pb2.GetTransactionRequest(chain_id=envs[7].chain_id,
+                                                                                    hash=poison))
+        assert r.features.features.category == events_pb2.TX_CATEGORY_OTHER
+        assert "decoder bug" in r.features.features.decode_error
+        assert srv.metrics.registry.get_sample_value("processd_analysis_errors_total") == 1
+    finally:
+        await srv.stop()
+
+
+async def test_writer_failure_fails_pending_batches_and_signals(server: ProcessdServer, monkeypatch) -> None:
+    import lmdb
+
+    def broken(_group):
+        raise lmdb.DiskError("injected I/O error")
+
+    monkeypatch.setattr(server.writer, "_commit", broken)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await push_envelopes(server.address, synthetic_envelopes(10, seed=17), batch_size=10)
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert server.writer.failed.is_set()  # __main__ exits 1 on this, for a supervisor to restart processd

@@ -165,7 +165,7 @@ class BatchFetcher:
             await asyncio.sleep(delay)
         return outcome
 
-    async def _request(self, endpoint: _Endpoint, hashes: list[bytes]) -> list[tuple[bytes, str, Any]]:
+    async def _request(self, endpoint: _Endpoint, hashes: list[bytes]) -> list[ItemResult]:
         """One batch request; returns (hash, kind, value) for every answered item (kind: tx, null, error_*)."""
         by_id: dict[int, bytes] = {}
         parts: list[bytes] = []
@@ -199,36 +199,53 @@ class BatchFetcher:
                     retry_after = None
             raise FetchError(f"http_{resp.status_code}", retriable=resp.status_code in (408, 429) or
                              resp.status_code >= 500, retry_after_s=retry_after)
-        try:
-            doc = orjson.loads(resp.content)
-        except orjson.JSONDecodeError:
-            raise FetchError("malformed_response", f"{len(resp.content)} bytes") from None
-        if isinstance(doc, dict):  # one error object for the whole batch (rate limits look like this)
-            err = doc.get("error")
+        return parse_batch_response(resp.content, by_id)
+
+
+ItemResult = tuple[bytes, str, Any]
+
+
+def parse_batch_response(content: bytes, by_id: dict[int, bytes]) -> list[ItemResult]:
+    """Parses a JSON-RPC batch response of ``eth_getTransactionByHash``; ``by_id`` maps request ids to hashes.
+
+    Returns ``(hash, kind, value)`` for every answered item, matched by id (order is irrelevant): kind
+    ``tx`` (value = the transaction object), ``null`` (gone), ``error_retriable`` / ``error`` (value = code
+    label). Unknown, duplicated and non-integer ids are ignored; unanswered hashes are simply absent.
+    Raises FetchError (retriable) when the body is not a JSON array.
+    """
+    by_id = dict(by_id)
+    try:
+        doc = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        raise FetchError("malformed_response", f"{len(content)} bytes") from None
+    if isinstance(doc, dict):  # one error object for the whole batch (rate limits look like this)
+        err = doc.get("error")
+        code = err.get("code") if isinstance(err, dict) else None
+        raise FetchError(str(code) if isinstance(code, int) and not isinstance(code, bool) else "malformed_response",
+                         "batch-level error")
+    if not isinstance(doc, list):
+        raise FetchError("malformed_response", type(doc).__name__)
+    out: list[ItemResult] = []
+    for item in doc:
+        if not isinstance(item, dict):
+            continue
+        item_id = item.get("id")
+        if not isinstance(item_id, int) or isinstance(item_id, bool) or item_id not in by_id:
+            continue  # unknown or duplicated id: ignored; an unanswered hash stays pending
+        h = by_id.pop(item_id)
+        if "error" in item:
+            err = item["error"]
             code = err.get("code") if isinstance(err, dict) else None
-            raise FetchError(str(code) if isinstance(code, int) else "malformed_response", "batch-level error")
-        if not isinstance(doc, list):
-            raise FetchError("malformed_response", type(doc).__name__)
-        out: list[tuple[bytes, str, Any]] = []
-        for item in doc:
-            if not isinstance(item, dict):
-                continue
-            item_id = item.get("id")
-            if not isinstance(item_id, int) or item_id not in by_id:
-                continue  # unknown or duplicated id: ignored; an unanswered hash stays pending
-            h = by_id.pop(item_id)
-            if "error" in item:
-                err = item["error"]
-                code = err.get("code") if isinstance(err, dict) else None
-                label = str(code) if isinstance(code, int) else "bad_error"
-                out.append((h, "error_retriable" if code in RETRIABLE_RPC_CODES else "error", label))
-            elif "result" in item:
-                result = item["result"]
-                if result is None:
-                    out.append((h, "null", None))
-                elif isinstance(result, dict):
-                    out.append((h, "tx", result))
-                else:
-                    out.append((h, "error", "bad_result"))
-            # neither result nor error: leave pending (counted as missing_item)
-        return out
+            label = str(code) if isinstance(code, int) and not isinstance(code, bool) else "bad_error"
+            out.append((h, "error_retriable" if label.lstrip("-").isdigit() and int(label) in RETRIABLE_RPC_CODES
+                        else "error", label))
+        elif "result" in item:
+            result = item["result"]
+            if result is None:
+                out.append((h, "null", None))
+            elif isinstance(result, dict):
+                out.append((h, "tx", result))
+            else:
+                out.append((h, "error", "bad_result"))
+        # neither result nor error: left out, so the caller keeps it pending (counted as missing_item)
+    return out

@@ -1,0 +1,72 @@
+"""The hand-rolled event encoding equals protobuf's; config precedence and validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from common.envconfig import ConfigError
+from common.pb.v1 import events_pb2, tx_pb2
+from common.synth import synthetic_envelopes
+from processd import encoding
+from processd.config import config_from_args
+from processd.eventlog import decode_event
+
+
+@settings(max_examples=300, deadline=None)
+@given(seq=st.integers(1, 2**64 - 1), chain=st.integers(0, 2**63 - 1), first=st.integers(0, 2**64 - 1),
+       received=st.integers(0, 2**64 - 1), source=st.text(max_size=300), tx_hash=st.binary(max_size=40),
+       calldata=st.binary(max_size=20000))
+def test_event_values_parse_as_the_protobuf_encoding(seq, chain, first, received, source, tx_hash, calldata):
+    env = tx_pb2.TxEnvelope(chain_id=chain, hash=tx_hash, input=calldata)
+    header = encoding.event_header(chain, tx_hash, first, received, source)
+    value = encoding.event_value(seq, encoding.KIND_SEEN, header, env.SerializeToString())
+    expected = events_pb2.Event(seq_id=seq, chain_id=chain, kind=encoding.KIND_SEEN, tx_hash=tx_hash,
+                                first_seen_unix_ns=first, received_unix_ns=received, source_id=source,
+                                tx_seen=events_pb2.TxSeen(tx=env))
+    assert value[0] == encoding.KIND_SEEN
+    assert decode_event(value) == expected
+
+
+def test_decoded_and_opportunity_bodies() -> None:
+    env = synthetic_envelopes(1, seed=1)[0]
+    header = encoding.event_header(env.chain_id, env.hash, 7, 8, "s")
+    features = events_pb2.TxFeatures(protocol="uniswap_v2", method="swap", calldata_len=100, decoded=True)
+    opp = events_pb2.Opportunity(chain_id=env.chain_id, tx_hash=env.hash, score=77, reasons=["big"], seq_id=12)
+    dec = decode_event(encoding.event_value(11, encoding.KIND_DECODED, header, features.SerializeToString()))
+    assert dec.seq_id == 11 and dec.kind == encoding.KIND_DECODED and dec.tx_decoded.features == features
+    o = decode_event(encoding.event_value(12, encoding.KIND_OPP, header, opp.SerializeToString()))
+    assert o.opp_detected.opportunity == opp and o.source_id == "s" and o.first_seen_unix_ns == 7
+
+
+def test_varint_matches_reference() -> None:
+    for n in [*range(0, 70000, 3), 2**21 - 1, 2**21, 2**28 - 1, 2**28, 2**35, 2**63, 2**64 - 1]:
+        assert encoding.varint(n) == encoding._slow_varint(n)
+
+
+def test_config_precedence_cli_over_env_over_default(tmp_path: Path) -> None:
+    env = {"MEMPULSE_FLUSH_MAX_EVENTS": "100", "MEMPULSE_DURABILITY": "nosync", "MEMPULSE_DATA_DIR": str(tmp_path),
+           "MEMPULSE_PROCESSD_CHAINS": "ethereum,137"}
+    cfg = config_from_args(["--flush-max-events", "7"], env)
+    assert cfg.flush_max_events == 7 and cfg.durability == "nosync" and cfg.data_dir == tmp_path
+    assert cfg.chain_ids == frozenset({1, 137}) and cfg.flush_interval_ms == 2
+    assert (cfg.listen_host, cfg.listen_port) == ("127.0.0.1", 50051)
+    with pytest.raises(AttributeError):
+        cfg.flush_max_events = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("argv, env, needle", [
+    ([], {}, "--data-dir"),
+    (["--data-dir", "x", "--listen", "nohost"], {}, "--listen"),
+    (["--data-dir", "x"], {"MEMPULSE_FLUSH_MAX_EVENTS": "0"}, "FLUSH_MAX_EVENTS"),
+    (["--data-dir", "x"], {"MEMPULSE_DURABILITY": "maybe"}, "DURABILITY"),
+    (["--data-dir", "x", "--chains", "narnia"], {}, "narnia"),
+    (["--data-dir", "x"], {"MEMPULSE_MAX_INPUT_BYTES": "99999999"}, "max_input_bytes"),
+])
+def test_bad_config_is_one_clear_error(argv, env, needle) -> None:
+    with pytest.raises(ConfigError) as info:
+        config_from_args(argv, env)
+    assert needle in str(info.value) and "\n" not in str(info.value)

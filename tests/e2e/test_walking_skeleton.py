@@ -208,7 +208,7 @@ def test_every_daemon_stops_cleanly_on_sigterm(stack: Stack) -> None:
 
 def test_demo_shows_both_chains(tmp_path: Path) -> None:
     script = _ROOT / "scripts" / "demo"
-    proc = subprocess.run([str(script), "--duration-s", "8", "--rate-tx-s", "40", "--gateway-port", "0",
+    proc = subprocess.run([str(script), "--duration-s", "5", "--rate-tx-s", "40", "--gateway-port", "0",
                            "--processd-port", "0", "--data-dir", str(tmp_path / "demo"), "--interval-s", "0.5"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]

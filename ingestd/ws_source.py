@@ -67,27 +67,33 @@ class WsSource:
     async def run(self) -> None:
         """Connects, subscribes and reads until cancelled; every failure leads to a jittered reconnect."""
         delay = self.reconnect_min_s
-        disconnected_at: float | None = None
+        lost_at: float | None = None  # when a live subscription was lost (a gap in what we saw)
+        warned = False  # one warning per outage; repeated failures while down log at debug level
         while True:
             try:
                 async with connect(self.source.url, max_size=self.max_message_bytes, compression=None,
                                    open_timeout=self.subscribe_timeout_s, ping_interval=20, ping_timeout=20,
                                    max_queue=256) as ws:
                     await self._subscribe(ws)
-                    if disconnected_at is not None:
+                    if lost_at is not None:
                         self.stats.gaps += 1
-                        self.stats.gap_seconds += time.monotonic() - disconnected_at
+                        self.stats.gap_seconds += time.monotonic() - lost_at
+                        log.info("source_resubscribed chain=%s source=%s gap_s=%.2f", self.chain_label,
+                                 self.source.source_id, time.monotonic() - lost_at)
+                        lost_at = None
                     delay = self.reconnect_min_s
+                    warned = False
                     await self._read(ws)
             except asyncio.CancelledError:
                 raise
             except (OSError, TimeoutError, websockets.WebSocketException, SubscribeError) as exc:
-                level = logging.WARNING if self.stats.connected or disconnected_at is None else logging.DEBUG
-                log.log(level, "source_disconnected chain=%s source=%s url=%s error=%s", self.chain_label,
+                log.log(logging.DEBUG if warned else logging.WARNING,
+                        "source_disconnected chain=%s source=%s url=%s error=%s", self.chain_label,
                         self.source.source_id, redact_url(self.source.url), type(exc).__name__ + ": " + str(exc)[:200])
+                warned = True
             finally:
-                if self.stats.connected or disconnected_at is None:
-                    disconnected_at = time.monotonic()
+                if self.stats.connected:
+                    lost_at = time.monotonic()
                 self.stats.connected = False
                 self.subscription_id = None
             self.stats.reconnects += 1

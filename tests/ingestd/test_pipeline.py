@@ -145,6 +145,7 @@ def test_reconnect_after_ws_cut_and_malformed_frames(tmp_path: Path, processd: P
         assert _drops(ing, "polygon") == {"malformed": 1, "unknown_subscription": 1}
         assert ing.metric("ingestd_notifications_rejected_total", reason="malformed_json") == 1
         assert ing.metric("ingestd_seen_total") == 42  # 40 transactions + 2 rejected messages, all accounted
+        assert ing.metric("ingestd_source_gap_seconds_total") > 0 and "source_resubscribed" in ing.log_text()
 
 
 def test_upstream_faults_are_accounted(tmp_path: Path, processd: Processd, daemons: list[Daemon]) -> None:

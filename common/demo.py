@@ -120,8 +120,11 @@ def format_status(chain_ids: list[int], statuses: dict[int, ChainStatus], rates:
     seen = sum(st.seen for st in statuses.values())
     ratio = f" ({100.0 * dropped / seen:.2f}%)" if seen else ""
     sent = sum(t.accepted for t in traffic.values())
+    behind = sum(t.behind for t in traffic.values())
+    # Skipped sends mean anvil (not mempulse) is the limit: say so, or a lower tx/s looks like a loss.
+    lag = f" ({behind} skipped: anvil cannot take the target rate)" if behind else ""
     return (f"[{elapsed_s:5.0f}s] " + " | ".join(parts)
-            + f" | total {total} stored, {dropped} dropped{ratio}, {sent} generated")
+            + f" | total {total} stored, {dropped} dropped{ratio}, {sent} generated{lag}")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -92,7 +92,10 @@ def test_parse_snapshot_and_status_line() -> None:
     line = format_status([1, 137], statuses, rates, traffic, 4.0)
     assert "ethereum(1)    50 tx/s     120 stored" in line
     assert "polygon(137)     0 tx/s      80 stored" in line
-    assert "total 200 stored, 5 dropped (3.85%), 205 generated" in line
+    assert line.endswith("total 200 stored, 5 dropped (3.85%), 205 generated")
+    behind = {1: TrafficStats(1, 900.0, 210, 205, 5, 40, 0, 4.0)}
+    assert format_status([1], statuses, rates, behind, 4.0).endswith(
+        "205 generated (40 skipped: anvil cannot take the target rate)")
 
 
 def _pending_count(url: str) -> int:

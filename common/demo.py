@@ -226,6 +226,7 @@ Try:
   curl '{gw}/opps/recent?min_score=50'
   curl -N '{gw}/events/stream?chain_id={last}'
   curl '{gw}/healthz'   curl '{gw}/metrics'   curl '{gw}/openapi.json'
+  API docs in a browser: http://{gw}/docs
 Logs: {stack.log_dir}/  (processd.log, ingestd.log, gatewayd.log)
 Ctrl-C stops everything.
 """, flush=True)

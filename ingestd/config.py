@@ -84,6 +84,7 @@ class IngestConfig:
     outbound_batch_size: int = 500
     outbound_flush_ms: int = 10
     outbound_max_unacked_batches: int = 64
+    outbound_max_batch_bytes: int = 4 * 1024 * 1024
     grpc_max_message_bytes: int = 16 * 1024 * 1024
     stats_interval_ms: int = 1000
     source_silent_s: float = 30.0
@@ -221,6 +222,7 @@ def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None
         outbound_batch_size=i("outbound_batch_size", d.outbound_batch_size),
         outbound_flush_ms=i("outbound_flush_ms", d.outbound_flush_ms),
         outbound_max_unacked_batches=i("outbound_max_unacked_batches", d.outbound_max_unacked_batches),
+        outbound_max_batch_bytes=i("outbound_max_batch_bytes", d.outbound_max_batch_bytes, 1024),
         grpc_max_message_bytes=i("grpc_max_message_bytes", d.grpc_max_message_bytes, 1024),
         stats_interval_ms=i("stats_interval_ms", d.stats_interval_ms, 10),
         source_silent_s=f("source_silent_s", d.source_silent_s),

@@ -40,6 +40,7 @@ class Outbound:
     def __init__(self, target: str, session_id: str, stats: ChainStats, histograms: Histograms, *,
                  capacity: int = 20_000, batch_size: int = 500, flush_s: float = 0.01, max_unacked: int = 64,
                  stats_interval_s: float = 1.0, max_message_bytes: int = 16 * 1024 * 1024,
+                 max_batch_bytes: int = 4 * 1024 * 1024,
                  reconnect_max_s: float = 5.0, stats_source: Callable[[], ingest_pb2.ChainIngestStats] | None = None):
         self.target = target
         self.session_id = session_id
@@ -50,6 +51,7 @@ class Outbound:
         self.max_unacked = max_unacked
         self.stats_interval_s = stats_interval_s
         self.max_message_bytes = max_message_bytes
+        self.max_batch_bytes = min(max_batch_bytes, max_message_bytes // 2)
         self.reconnect_max_s = reconnect_max_s
         self._stats_source = stats_source or stats.to_proto
         self._chain_label = stats.name
@@ -130,7 +132,16 @@ class Outbound:
         n = min(len(self._queue), self.batch_size)
         if n == 0 and not with_stats:
             return None
-        envelopes = [self._queue.popleft() for _ in range(n)]
+        # Bounded by count and by bytes, so a batch of large calldata never exceeds processd's gRPC message
+        # limit (a batch that can never be delivered would be resent forever). One envelope always goes.
+        envelopes: list[tx_pb2.TxEnvelope] = []
+        size = 0
+        while len(envelopes) < n:
+            env_size = self._queue[0].ByteSize()
+            if envelopes and size + env_size > self.max_batch_bytes:
+                break
+            envelopes.append(self._queue.popleft())
+            size += env_size
         self._seq += 1
         batch = ingest_pb2.TxBatch(session_id=self.session_id, batch_seq=self._seq, envelopes=envelopes)
         if with_stats:

@@ -68,7 +68,8 @@ class ChainWorker:
             cfg.processd, f"{session_id}-{chain.chain_id}", self.stats, histograms,
             capacity=cfg.outbound_queue_size, batch_size=cfg.outbound_batch_size,
             flush_s=cfg.outbound_flush_ms / 1000, max_unacked=cfg.outbound_max_unacked_batches,
-            stats_interval_s=cfg.stats_interval_ms / 1000, max_message_bytes=cfg.grpc_max_message_bytes)
+            stats_interval_s=cfg.stats_interval_ms / 1000, max_message_bytes=cfg.grpc_max_message_bytes,
+            max_batch_bytes=cfg.outbound_max_batch_bytes)
         self.sources = [
             WsSource(src, label, cfg.full_tx, self.stats.source(src.source_id), self.on_notification,
                      self.on_reject, max_message_bytes=cfg.ws_max_message_bytes,

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from common.envconfig import ConfigError
+from common.pb.v1 import tx_pb2
 from ingestd.config import load_config, parse_chain_spec, redact_url
 from ingestd.dedup import Dedup
 from ingestd.drops import DropCounter, DropReason
 from ingestd.mapping import MappingError, tx_to_envelope
+from ingestd.metrics import ChainStats, Histograms
+from ingestd.outbound import Outbound
 
 TX = {
     "hash": "0x3c4bd6e9c61ebf0f0cf1baa6c63c25853469314a37bf079e4a03a56521f21955",
@@ -144,3 +148,24 @@ def test_redact_url_hides_keys() -> None:
     assert redact_url("wss://user:pw@eth.example.com/v2/KEY?x=1") == "wss://eth.example.com/..."
     assert redact_url("http://127.0.0.1:8545") == "http://127.0.0.1:8545"
     assert "KEY" not in parse_chain_spec("1=wss://h.example/KEY", {}).sources[0].source_id
+
+
+# -- outbound batching --------------------------------------------------------------------------------------------
+
+def test_outbound_batches_are_bounded_by_bytes_and_count() -> None:
+    stats = ChainStats(137, "polygon", DropCounter("polygon"))
+    out = Outbound("127.0.0.1:1", "s", stats, Histograms(CollectorRegistry()), capacity=20, batch_size=5,
+                   max_batch_bytes=10_000)
+    envs = [tx_pb2.TxEnvelope(chain_id=137, hash=bytes([i]) * 32, input=b"\x01" * 3000) for i in range(8)]
+    big = tx_pb2.TxEnvelope(chain_id=137, hash=b"\xff" * 32, input=b"\x02" * 50_000)
+    assert all(out.try_enqueue(e) for e in [*envs, big])
+    sizes = []
+    while (item := out._next_batch(with_stats=False)) is not None:
+        batch, _ = item
+        assert batch.ByteSize() <= 10_000 or len(batch.envelopes) == 1
+        sizes.append(len(batch.envelopes))
+    assert sizes == [3, 3, 2, 1]  # 3 x ~3 KB per 10 KB batch; the 50 KB envelope alone
+    with_stats = out._next_batch(with_stats=True)
+    assert with_stats is not None and len(with_stats[0].envelopes) == 0 and len(with_stats[0].chain_stats) == 1
+    # the queue is bounded: try_enqueue refuses at capacity instead of growing
+    assert sum(out.try_enqueue(envs[0]) for _ in range(30)) == 20

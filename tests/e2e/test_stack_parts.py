@@ -3,7 +3,9 @@ capture, readiness, SIGTERM then SIGKILL, restart) and anvil chains with replaye
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -14,7 +16,7 @@ import pytest
 from common.anvil import AnvilNode
 from common.demo import ChainStatus, RateMeter, format_status, parse_snapshot
 from common.fixtures import load_mainnet_calls
-from common.process import ManagedProcess, ProcessError
+from common.process import ManagedProcess, ProcessError, die_with_parent_prefix
 from common.stack import ChainSpec, Stack, StackConfig, StackError
 from common.traffic import TrafficGenerator, TrafficStats
 
@@ -180,3 +182,34 @@ def test_generator_keeps_anvils_pool_bounded_with_distinct_hashes() -> None:
     assert stats.pool_resets >= 2
     assert pending < 100 + 20  # never more than the bound plus one batch
     assert len(set(hashes)) == len(hashes)  # the same calls and nonces again, yet new hashes after each reset
+
+
+@pytest.mark.skipif(not die_with_parent_prefix(), reason="needs Linux with util-linux setpriv")
+def test_children_die_with_a_killed_supervisor(tmp_path: Path) -> None:
+    supervisor_code = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from common.process import ManagedProcess\n"
+        f"p = ManagedProcess('child', [sys.executable, '-u', '-c', 'import time; print(1); time.sleep(60)'],"
+        f" Path({str(tmp_path / 'child.log')!r}), ready_log='1').start()\n"
+        "print(p.pid, flush=True)\n"
+        "time.sleep(60)\n")
+    sup = subprocess.Popen([sys.executable, "-c", supervisor_code], stdout=subprocess.PIPE, text=True,
+                           cwd=Path(__file__).resolve().parents[2])
+    try:
+        assert sup.stdout is not None
+        child = int(sup.stdout.readline())
+        os.kill(child, 0)  # alive
+        sup.kill()
+        sup.wait()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(child, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+        os.kill(child, signal.SIGKILL)
+        pytest.fail("the child outlived its killed supervisor")
+    finally:
+        sup.kill()

@@ -52,6 +52,9 @@ class ProcessdConfig:
     max_input_bytes: int = 128 * 1024
     #: Chains served (empty = every positive chain id).
     chain_ids: frozenset[int] = frozenset()
+    #: Most distinct chains stored (counters and windows are per chain); envelopes of further chains are
+    #: rejected as unknown_chain.
+    max_chains: int = 1024
     recent_tx_per_chain: int = 2000
     recent_features: int = 2000
     opportunity_window: int = 5000
@@ -138,6 +141,7 @@ def config_from_args(argv: Sequence[str] | None = None, env: Mapping[str, str] |
         max_message_bytes=_pick_int(None, "max_message_bytes", d.max_message_bytes, source, 1024),
         max_input_bytes=_pick_int(None, "max_input_bytes", d.max_input_bytes, source, 0),
         chain_ids=chain_ids,
+        max_chains=_pick_int(None, "max_chains", d.max_chains, source, 1),
         recent_tx_per_chain=_pick_int(None, "recent_tx_per_chain", d.recent_tx_per_chain, source, 1),
         recent_features=_pick_int(None, "recent_features", d.recent_features, source, 1),
         opportunity_window=_pick_int(None, "opportunity_window", d.opportunity_window, source, 1),

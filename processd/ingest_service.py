@@ -21,6 +21,8 @@ from processd.crashpoints import CrashSwitch
 from processd.metrics import ProcessdMetrics
 from processd.readmodels import ReadModels
 from processd.validation import OK, REASON_NAMES, validate
+
+UNKNOWN_CHAIN = ingest_pb2.REJECT_REASON_UNKNOWN_CHAIN
 from processd.writer import CommitWriter, PendingBatch, QueueFullError, WriterStoppedError
 
 log = logging.getLogger(__name__)
@@ -31,7 +33,7 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
 
     def __init__(self, writer: CommitWriter, models: ReadModels, metrics: ProcessdMetrics, *,
                  chain_ids: frozenset[int], max_input_bytes: int, max_inflight_batches: int,
-                 crash: CrashSwitch | None = None) -> None:
+                 crash: CrashSwitch | None = None, max_chains: int = 1024) -> None:
         self._writer = writer
         self._models = models
         self._metrics = metrics
@@ -39,6 +41,9 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         self._max_input_bytes = max_input_bytes
         self._max_inflight = max_inflight_batches
         self._crash = crash or CrashSwitch()
+        self._max_chains = max_chains
+        #: Chains that may be stored (those already in the read models, then new ones up to max_chains).
+        self._admitted: set[int] = set()
         self._session_streams: dict[str, int] = {}
         self.open_streams = 0
 
@@ -48,17 +53,29 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         rejected: dict[int, int] = {}
         chain_ids = self._chain_ids
         max_input = self._max_input_bytes
+        admitted = self._admitted
         for envelope in batch.envelopes:
             reason = validate(envelope, chain_ids, max_input)
+            chain_id = envelope.chain_id
+            if chain_id not in admitted and reason != UNKNOWN_CHAIN:
+                # Bounded: at most max_chains distinct chains get counters and windows.
+                if len(admitted) < self._max_chains:
+                    admitted.add(chain_id)
+                elif reason == OK:
+                    reason = UNKNOWN_CHAIN
             if reason == OK:
                 valid.append(envelope)
                 continue
             rejected[reason] = rejected.get(reason, 0) + 1
             self._metrics.rejects.labels(REASON_NAMES[reason]).inc()
-            if 0 < envelope.chain_id < 2**63 and (not chain_ids or envelope.chain_id in chain_ids):
-                self._models.count_reject(envelope.chain_id, reason)
+            if chain_id in admitted:
+                self._models.count_reject(chain_id, reason)
         return PendingBatch(batch_seq=batch.batch_seq, envelopes=valid, rejected=rejected,
                             received_ns=time.time_ns(), future=future)
+
+    def admit_known_chains(self, chain_ids: list[int]) -> None:
+        """Admits the chains already in the log (called at start, after the read models are rebuilt)."""
+        self._admitted.update(chain_ids)
 
     async def Stream(self, request_iterator: AsyncIterator[ingest_pb2.TxBatch],
                      context: grpc.aio.ServicerContext) -> None:

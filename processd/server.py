@@ -88,7 +88,8 @@ class ProcessdServer:
         self.writer.want_events = lambda: bool(self.hub.subscribers)
         self.ingest = IngestService(self.writer, self.models, self.metrics, chain_ids=config.chain_ids,
                                     max_input_bytes=config.max_input_bytes,
-                                    max_inflight_batches=config.stream_max_inflight_batches, crash=self.crash)
+                                    max_inflight_batches=config.stream_max_inflight_batches, crash=self.crash,
+                                    max_chains=config.max_chains)
         self.query = QueryService(self.eventlog, self.models, self.hub, self.metrics,
                                   default_limit=config.default_page_limit, max_limit=config.max_page_limit,
                                   scan_max_examined=config.scan_max_examined)
@@ -136,6 +137,7 @@ class ProcessdServer:
         await loop.run_in_executor(None, self.eventlog.open)
         await loop.run_in_executor(None, self.models.rebuild, self.eventlog)
         self.hub.last_seq = self.models.last_seq
+        self.ingest.admit_known_chains(self.models.chain_ids())
         await self.writer.start()
         self._bind_gauges()
         self.digest = self.models.digest()

@@ -224,3 +224,12 @@ async def test_writer_failure_fails_pending_batches_and_signals(server: Processd
         await push_envelopes(server.address, synthetic_envelopes(10, seed=17), batch_size=10)
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE
     assert server.writer.failed.is_set()  # __main__ exits 1 on this, for a supervisor to restart processd
+
+
+async def test_number_of_chains_is_bounded(server_factory) -> None:
+    srv = await server_factory(max_chains=2)
+    envs = synthetic_envelopes(6, seed=18, chain_ids=(1, 137, 56))
+    acks = await push_envelopes(srv.address, envs, batch_size=6)
+    assert acks[0].accepted == 4
+    assert [(r.reason, r.count) for r in acks[0].rejected] == [(ingest_pb2.REJECT_REASON_UNKNOWN_CHAIN, 2)]
+    assert srv.models.chain_ids() == [1, 137]

@@ -21,11 +21,11 @@ from processd.crashpoints import CrashSwitch
 from processd.metrics import ProcessdMetrics
 from processd.readmodels import ReadModels
 from processd.validation import OK, REASON_NAMES, validate
-
-UNKNOWN_CHAIN = ingest_pb2.REJECT_REASON_UNKNOWN_CHAIN
 from processd.writer import CommitWriter, PendingBatch, QueueFullError, WriterStoppedError
 
 log = logging.getLogger(__name__)
+
+UNKNOWN_CHAIN = ingest_pb2.REJECT_REASON_UNKNOWN_CHAIN
 
 
 class IngestService(ingest_pb2_grpc.IngestServicer):

@@ -19,6 +19,7 @@ Example counts: ``MEMPULSE_RELIABILITY_FUZZ_EXAMPLES`` (short 100, long 3000 per
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,11 @@ def _tx_object(h: bytes) -> dict[str, Any]:
             "value": "0x0", "gas": "0x5208", "gasPrice": "0x3b9aca00", "input": "0x", "type": "0x0"}
 
 
+def _dumps(doc: Any) -> bytes:
+    """JSON like a node may send it: the stdlib writes integers of any size (orjson refuses > 64 bits)."""
+    return json.dumps(doc).encode()
+
+
 ITEM_KINDS = ["tx", "null", "error_32005", "error_other", "error_weird", "result_scalar", "missing", "dup",
               "wrong_id", "string_id", "not_object", "empty_object", "tx_wrong_hash"]
 BODY_KINDS = ["items"] * 6 + ["garbage", "batch_error", "http_500", "http_429", "object", "scalar"]
@@ -76,18 +82,18 @@ def test_batch_responses_every_hash_gets_exactly_one_outcome(kinds: list[str], b
         calls += 1
         req = orjson.loads(request.content)
         if calls > 1:  # retries get a clean answer, so the final outcome is the parser's, not the budget's
-            return httpx.Response(200, content=orjson.dumps(
+            return httpx.Response(200, content=_dumps(
                 [{"jsonrpc": "2.0", "id": it["id"], "result": None} for it in req]))
         if body_kind == "garbage":
             return httpx.Response(200, content=garbage + b"\x00{")
         if body_kind == "batch_error":
-            return httpx.Response(200, content=orjson.dumps({"jsonrpc": "2.0", "id": None, "error": weird}))
+            return httpx.Response(200, content=_dumps({"jsonrpc": "2.0", "id": None, "error": weird}))
         if body_kind in ("http_500", "http_429"):
             return httpx.Response(int(body_kind[5:]), content=garbage, headers={"retry-after": "0"})
         if body_kind == "object":
-            return httpx.Response(200, content=orjson.dumps({"result": weird}))
+            return httpx.Response(200, content=_dumps({"result": weird}))
         if body_kind == "scalar":
-            return httpx.Response(200, content=orjson.dumps(weird))
+            return httpx.Response(200, content=_dumps(weird))
         out: list[Any] = []
         for item, kind in zip(req, kinds, strict=True):
             rid = item["id"]
@@ -119,7 +125,7 @@ def test_batch_responses_every_hash_gets_exactly_one_outcome(kinds: list[str], b
                 out.append({})
         if shuffle:
             random.Random(len(out)).shuffle(out)
-        return httpx.Response(200, content=orjson.dumps(out))
+        return httpx.Response(200, content=_dumps(out))
 
     from ingestd.fetcher import BatchFetcher
     from ingestd.mapping import MappingError, tx_to_envelope

@@ -70,6 +70,7 @@ class ChainStats:
     processd_accepted: int = 0
     processd_duplicates: int = 0
     stream_reconnects: int = 0
+    storage_full_retries: int = 0
     fetched: int = 0
     full_tx_received: int = 0
     rpc_errors: defaultdict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
@@ -145,6 +146,8 @@ class IngestCollector(Collector):
                           ["chain"])
         resent = counter("ingestd_batches_resent", "Unacked batches resent after a stream reconnect", ["chain"])
         stream_rc = counter("ingestd_stream_reconnects", "Reconnects of the processd stream", ["chain"])
+        storage_full = counter("ingestd_storage_full_retries", "Batches processd answered storage_full (resent later)",
+                               ["chain"])
         notif = counter("ingestd_notifications", "Pending-transaction notifications received", ["chain", "source"])
         dedup = counter("ingestd_dedup_hits", "Notifications of an already seen transaction", ["chain", "source"])
         rejected = counter("ingestd_notifications_rejected", "Messages rejected by the parser",
@@ -174,6 +177,7 @@ class IngestCollector(Collector):
             full_tx.add_metric([ch], c.full_tx_received)
             resent.add_metric([ch], c.batches_resent)
             stream_rc.add_metric([ch], c.stream_reconnects)
+            storage_full.add_metric([ch], c.storage_full_retries)
             vis = {ingest_pb2.MEMPOOL_VISIBILITY_VISIBLE: 1, ingest_pb2.MEMPOOL_VISIBILITY_NOT_VISIBLE: 0}
             visibility.add_metric([ch], vis.get(c.visibility, -1))  # type: ignore[call-overload]
             for s in list(c.sources.values()):
@@ -195,6 +199,6 @@ class IngestCollector(Collector):
             in_flight.add_metric([ch], c.in_flight())
             unacked.add_metric([ch], c.unacked_batches())
             dedup_size.add_metric([ch], c.dedup_entries())
-        yield from (seen, delivered, sent, acks, fetched, full_tx, resent, stream_rc, notif, dedup, rejected,
-                    reconnects, gaps, drops, rpc_err, connected, silent, visibility, depth, capacity, in_flight,
-                    unacked, dedup_size)
+        yield from (seen, delivered, sent, acks, fetched, full_tx, resent, stream_rc, storage_full, notif, dedup,
+                    rejected, reconnects, gaps, drops, rpc_err, connected, silent, visibility, depth, capacity,
+                    in_flight, unacked, dedup_size)

@@ -16,7 +16,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 
@@ -32,6 +32,12 @@ class _Unacked:
     batch: ingest_pb2.TxBatch
     first_seen_ns: list[int]
     sent_mono: float = 0.0
+    #: > 0 while waiting to resend after a storage_full answer (monotonic due time).
+    retry_at: float = 0.0
+    attempts: int = 0
+    #: What earlier answers for this batch already counted (a resend is answered for the whole batch again).
+    delivered_before: int = 0
+    rejected_before: dict[int, int] = field(default_factory=dict)
 
 
 class Outbound:
@@ -62,6 +68,7 @@ class Outbound:
         self._wake = asyncio.Event()
         self._acked = asyncio.Event()
         self._unacked: dict[int, _Unacked] = {}
+        self._retrying = 0  # unacked batches waiting to be resent after storage_full
         self._seq = 0
         self._last_stats = 0.0
         self._task: asyncio.Task[None] | None = None
@@ -162,7 +169,9 @@ class Outbound:
             call = stub.Stream(wait_for_ready=True)
             reader = asyncio.create_task(self._read_acks(call))
             try:
+                self._retrying = 0
                 for seq in sorted(self._unacked):  # resend what the previous stream left unacked, in order
+                    self._unacked[seq].retry_at = 0.0
                     self._unacked[seq].sent_mono = time.monotonic()
                     await call.write(self._unacked[seq].batch)
                     self.stats.batches_resent += 1
@@ -184,20 +193,33 @@ class Outbound:
                 with contextlib.suppress(Exception):
                     call.cancel()
 
+    async def _resend_due(self, call: grpc.aio.StreamStreamCall, now: float) -> None:
+        """Resends batches whose storage_full retry time has come."""
+        for entry in [e for e in self._unacked.values() if e.retry_at and e.retry_at <= now]:
+            entry.retry_at = 0.0
+            self._retrying -= 1
+            entry.sent_mono = now
+            self.stats.batches_resent += 1
+            self.stats.envelopes_sent += len(entry.batch.envelopes)
+            await call.write(entry.batch)
+
     async def _write_loop(self, call: grpc.aio.StreamStreamCall, reader: asyncio.Task[None]) -> None:
         while True:
             if reader.done():
                 raise StreamBroken(str(reader.exception() or "ack stream ended"))
             now = time.monotonic()
+            if self._retrying:
+                await self._resend_due(call, now)
             stats_due = now - self._last_stats >= self.stats_interval_s
+            wait_cap = 0.1 if self._retrying else self.stats_interval_s
             if len(self._unacked) >= self.max_unacked:
                 self._acked.clear()
-                await self._wait_any(self._acked, reader, self.stats_interval_s)
+                await self._wait_any(self._acked, reader, wait_cap)
                 continue
             if len(self._queue) < self.batch_size and not stats_due and not self._closing:
                 if not self._queue:
                     self._wake.clear()
-                    timeout = max(0.0, self.stats_interval_s - (now - self._last_stats))
+                    timeout = min(wait_cap, max(0.0, self.stats_interval_s - (now - self._last_stats)))
                     await self._wait_any(self._wake, reader, timeout)
                     continue
                 if self._unacked:  # adaptive: idle stream = send now; busy stream = let the batch fill
@@ -232,24 +254,50 @@ class Outbound:
 
     def _on_ack(self, ack: ingest_pb2.IngestAck) -> None:
         self.stats.acks += 1
-        entry = self._unacked.pop(ack.batch_seq, None)
-        if entry is None:
-            return  # a stats-only batch, or a duplicate ack after a resend
-        rejected = 0
-        for rc in ack.rejected:
-            rejected += rc.count
-            self.stats.drops.add(DropReason.REJECTED, count=rc.count,
-                                 detail=ingest_pb2.RejectReason.Name(rc.reason) if rc.reason in
-                                 ingest_pb2.RejectReason.values() else str(rc.reason))
+        entry = self._unacked.get(ack.batch_seq)
+        if entry is None or entry.retry_at:
+            return  # a stats-only batch, a duplicate ack after a resend, or a batch already waiting to retry
         self.stats.processd_accepted += ack.accepted
         self.stats.processd_duplicates += ack.duplicates
-        self.stats.delivered += max(0, len(entry.first_seen_ns) - rejected)
+        storage_full = 0
+        rejected = 0
+        for rc in ack.rejected:
+            if rc.reason == ingest_pb2.REJECT_REASON_STORAGE_FULL:
+                storage_full += rc.count
+                continue
+            rejected += rc.count
+            new = rc.count - entry.rejected_before.get(rc.reason, 0)
+            if new > 0:
+                entry.rejected_before[rc.reason] = rc.count
+                self.stats.drops.add(DropReason.REJECTED, count=new, detail=_reason_name(rc.reason))
+        stored = max(0, len(entry.first_seen_ns) - rejected - storage_full)
+        self.stats.delivered += max(0, stored - entry.delivered_before)
+        entry.delivered_before = max(entry.delivered_before, stored)
+        if storage_full and not self._closing:
+            # processd's log is full: nothing is lost yet. Resend the whole batch later (stored envelopes come
+            # back as duplicates); meanwhile it holds its place in the unacked window, which back-pressures.
+            entry.attempts += 1
+            entry.retry_at = time.monotonic() + min(5.0, 0.25 * 2 ** entry.attempts)
+            self._retrying += 1
+            self.stats.storage_full_retries += 1
+            if entry.attempts == 1:
+                log.warning("processd storage full chain=%s batch_seq=%d not_stored=%d: will resend",
+                            self._chain_label, ack.batch_seq, storage_full)
+            self._acked.set()
+            return
+        if storage_full:
+            self.stats.drops.add(DropReason.REJECTED, count=storage_full, detail="REJECT_REASON_STORAGE_FULL")
+        del self._unacked[ack.batch_seq]
         self._stream_ack_hist.observe(time.monotonic() - entry.sent_mono)
         now = time.time_ns()
         observe = self._ack_hist.observe
         for ns in entry.first_seen_ns:
             observe((now - ns) / 1e9)
         self._acked.set()
+
+
+def _reason_name(reason: int) -> str:
+    return ingest_pb2.RejectReason.Name(reason) if reason in ingest_pb2.RejectReason.values() else str(reason)
 
 
 class StreamBroken(Exception):

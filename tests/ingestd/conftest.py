@@ -78,10 +78,10 @@ class _suppress:
 class Processd(Daemon):
     """A real processd on a free port with its LMDB in a temp dir."""
 
-    def __init__(self, data_dir: Path, log_path: Path, port: int = 0) -> None:
+    def __init__(self, data_dir: Path, log_path: Path, port: int = 0, *extra: str) -> None:
         self.port = port or free_port()
         self.addr = f"127.0.0.1:{self.port}"
-        super().__init__(["-m", "processd", "--data-dir", str(data_dir), "--listen", self.addr], log_path)
+        super().__init__(["-m", "processd", "--data-dir", str(data_dir), "--listen", self.addr, *extra], log_path)
         if not wait_for_port("127.0.0.1", self.port, 30):
             self.stop()
             raise RuntimeError(f"processd did not start: {log_path.read_text()[-2000:]}")

@@ -264,3 +264,25 @@ def test_processd_killed_and_restarted_unacked_batches_resent(tmp_path: Path, da
         stored = ["0x" + s.tx.hash.hex() for s in second.stored(137)]
         assert sorted(stored) == sorted(sent)  # nothing lost, nothing twice
         assert ing.metric("ingestd_delivered_total") == 100 and _drops(ing, "polygon") == {}
+
+
+def test_storage_full_is_retried_not_dropped(tmp_path: Path, daemons: list[Daemon]) -> None:
+    port = free_port()
+    tiny = Processd(tmp_path / "lmdb", tmp_path / "processd-1.log", port, "--map-size-mb", "1",
+                    "--map-max-size-mb", "1")
+    daemons.append(tiny)
+    with AnvilNode(chain_id=137) as pol:
+        ing = Ingestd(["--chain", f"polygon={pol.ws_url}"], tiny.addr, tmp_path / "ingestd.log")
+        daemons.append(ing)
+        ing.wait_ready(sources=1)
+        sent = send_calls(pol.http_url, 0, 1500, batch_size=100)
+        ing.wait_for(lambda: ing.metric("ingestd_storage_full_retries_total") >= 1, what="storage_full answers")
+        assert ing.metric("ingestd_delivered_total") < 1500 and _drops(ing, "polygon") == {}
+        # make room: restart processd on the same log with a larger map; ingestd resends what was not stored
+        assert tiny.stop() == 0
+        roomy = Processd(tmp_path / "lmdb", tmp_path / "processd-2.log", port, "--map-size-mb", "64",
+                     "--map-max-size-mb", "256")
+        daemons.append(roomy)
+        ing.wait_for(lambda: _settled(ing, "polygon"), timeout_s=60, what="settled after room was made")
+        assert _drops(ing, "polygon") == {} and ing.metric("ingestd_delivered_total") == 1500
+        assert sorted("0x" + s.tx.hash.hex() for s in roomy.stored(137)) == sorted(sent)

@@ -30,6 +30,7 @@ from gatewayd.openapi import build_openapi, render_docs_html
 from gatewayd.params import ROUTE_PARAMS, ParamError, ParamSpec, parse_hash, parse_params
 from gatewayd.processd_client import ProcessdClient, UpstreamError
 from gatewayd.ratelimit import RateLimited, RateLimiter
+from gatewayd.render import RenderCache
 from gatewayd.singleflight import SingleFlight
 from gatewayd.sse import EventStreamer
 
@@ -66,6 +67,7 @@ class Gateway:
         self.auth = ApiKeyAuth(config.api_keys)
         self.limiter = RateLimiter(config.rate_limit_rps, config.rate_limit_burst, config.rate_limit_max_keys)
         self.flights: SingleFlight[bytes] = SingleFlight(config.cache_ttl_ms / 1000)
+        self.render = RenderCache()
         self.streamer = EventStreamer(self.client, self.metrics, config.sse_max_clients, config.sse_heartbeat_s)
         self.started_at = time.time()
         self.openapi_body = orjson.dumps(build_openapi(), option=orjson.OPT_INDENT_2)
@@ -206,6 +208,8 @@ class Gateway:
         self.flights.shared = self.flights.hits = 0
         self.metrics.coalesced.inc(shared)
         self.metrics.cache_hits.inc(hits)
+        self.metrics.render_cache_bytes.set(self.render.bytes)
+        self.metrics.render_cache_entries.set(len(self.render))
 
     async def openapi(self, request: Request, p: dict[str, Any]) -> HTTPResponse:
         return json_response(self.openapi_body)
@@ -226,7 +230,7 @@ class Gateway:
                     feature_limit=p["feature_limit"],
                 )
             )
-            return orjson.dumps(ser.snapshot_json(resp))
+            return orjson.dumps(ser.snapshot_json(resp, self.render.tx, self.render.feature))
 
         return json_response(await self.flights.run(key, produce))
 
@@ -239,7 +243,7 @@ class Gateway:
             )
             return orjson.dumps(
                 {
-                    "transactions": [ser.stored_tx_json(t) for t in resp.transactions],
+                    "transactions": self.render.txs(resp.transactions),
                     "last_seq_id": resp.last_seq_id,
                 }
             )
@@ -259,7 +263,7 @@ class Gateway:
             next_from, has_more = max(from_seq, txs[-1].seq_id + 1 if txs else 0), False
         return json_response(
             {
-                "transactions": [ser.stored_tx_json(t) for t in txs],
+                "transactions": self.render.txs(txs),
                 "next_from_seq_id": next_from,
                 "has_more": has_more,
                 "last_seq_id": resp.last_seq_id,
@@ -296,7 +300,7 @@ class Gateway:
 
         async def produce() -> bytes:
             resp = await self.client.list_features(query_pb2.ListFeaturesRequest(chain_id=chain_id, limit=limit))
-            return orjson.dumps({"features": [ser.feature_record_json(f) for f in resp.features]})
+            return orjson.dumps({"features": self.render.features(resp.features)})
 
         return json_response(await self.flights.run(("features", chain_id, limit), produce))
 

@@ -44,6 +44,14 @@ class GatewayMetrics:
             "Requests answered from the micro-cache of newest-items views (cache_ttl_ms)",
             registry=r,
         )
+        self.render_cache_bytes = Gauge(
+            "mempulse_gateway_render_cache_bytes",
+            "Bytes of rendered transaction/feature JSON kept (bounded)",
+            registry=r,
+        )
+        self.render_cache_entries = Gauge(
+            "mempulse_gateway_render_cache_entries", "Records in the rendered-JSON cache", registry=r
+        )
         self.ratelimit_keys = Gauge(
             "mempulse_gateway_ratelimit_keys", "Token buckets in the rate-limit table (bounded)", registry=r
         )

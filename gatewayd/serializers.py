@@ -9,6 +9,7 @@ Conventions (stable, documented in docs/gatewayd.md and the OpenAPI document):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from common.chains import chain_name
@@ -205,8 +206,12 @@ def chain_totals_json(c: query_pb2.ChainTotals) -> dict[str, Any]:
     }
 
 
-def snapshot_json(s: query_pb2.GetSnapshotResponse) -> dict[str, Any]:
-    """The dashboard view."""
+def snapshot_json(
+    s: query_pb2.GetSnapshotResponse,
+    render_tx: Callable[[query_pb2.StoredTx], Any] = stored_tx_json,
+    render_feature: Callable[[query_pb2.FeatureRecord], Any] = feature_record_json,
+) -> dict[str, Any]:
+    """The dashboard view (``render_*`` may return pre-rendered ``orjson.Fragment`` records)."""
     return {
         "chains": [chain_totals_json(c) for c in s.chains],
         "replay": replay_json(s.replay),
@@ -219,9 +224,9 @@ def snapshot_json(s: query_pb2.GetSnapshotResponse) -> dict[str, Any]:
             }
             for f in s.feature_summary
         ],
-        "recent_features": [feature_record_json(f) for f in s.recent_features],
+        "recent_features": [render_feature(f) for f in s.recent_features],
         "top_opportunities": [opportunity_json(o) for o in s.top_opportunities],
-        "recent_transactions": [stored_tx_json(t) for t in s.recent_transactions],
+        "recent_transactions": [render_tx(t) for t in s.recent_transactions],
         "last_seq_id": s.last_seq_id,
     }
 

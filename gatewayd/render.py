@@ -1,0 +1,75 @@
+"""Cache of rendered JSON for immutable records (stored transactions, feature records).
+
+A stored transaction never changes once committed, and the "newest" views overlap heavily from one request
+to the next (the newest 25 move by a few transactions at a time), yet mapping one protobuf transaction to
+JSON costs tens of microseconds (each field access allocates). So each record is rendered once and reused as
+an ``orjson.Fragment`` inside later responses. Keys include the hash as well as the seq_id, so a processd
+restarted on a fresh log (seq ids reused for other transactions) can never get a stale rendering served.
+
+Bounded by total bytes (oldest entries out first).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from common.pb.v1 import query_pb2
+from gatewayd.serializers import feature_record_json, stored_tx_json
+
+#: Default bound of the cache, bytes of rendered JSON.
+DEFAULT_MAX_BYTES = 32 * 1024 * 1024
+
+
+class RenderCache:
+    """Rendered JSON of stored transactions and feature records, bounded by ``max_bytes``."""
+
+    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.hits = 0
+        self.misses = 0
+        self._entries: dict[tuple[int, int, bytes], tuple[orjson.Fragment, int]] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _put(self, key: tuple[int, int, bytes], raw: bytes) -> orjson.Fragment:
+        self.misses += 1
+        entries = self._entries
+        size = len(raw) + 64
+        while entries and self.bytes + size > self.max_bytes:
+            oldest = next(iter(entries))
+            self.bytes -= entries.pop(oldest)[1]
+        fragment = orjson.Fragment(raw)
+        if size <= self.max_bytes:
+            entries[key] = (fragment, size)
+            self.bytes += size
+        return fragment
+
+    def tx(self, stored: query_pb2.StoredTx) -> orjson.Fragment:
+        """JSON of a stored transaction (see :func:`gatewayd.serializers.stored_tx_json`)."""
+        key = (0, stored.seq_id, stored.tx.hash)
+        entry = self._entries.get(key)
+        if entry is not None:
+            self.hits += 1
+            return entry[0]
+        return self._put(key, orjson.dumps(stored_tx_json(stored)))
+
+    def feature(self, rec: query_pb2.FeatureRecord) -> orjson.Fragment:
+        """JSON of a feature record (see :func:`gatewayd.serializers.feature_record_json`)."""
+        key = (1, rec.seq_id, rec.tx_hash)
+        entry = self._entries.get(key)
+        if entry is not None:
+            self.hits += 1
+            return entry[0]
+        return self._put(key, orjson.dumps(feature_record_json(rec)))
+
+    def txs(self, items: Any) -> list[orjson.Fragment]:
+        """Rendered transactions of a repeated StoredTx field."""
+        return [self.tx(t) for t in items]
+
+    def features(self, items: Any) -> list[orjson.Fragment]:
+        """Rendered feature records of a repeated FeatureRecord field."""
+        return [self.feature(f) for f in items]

@@ -1,0 +1,41 @@
+"""The rendered-JSON cache of immutable records (gatewayd.render)."""
+
+from __future__ import annotations
+
+import orjson
+
+from common.pb.v1 import query_pb2
+from common.synth import synthetic_envelopes
+from gatewayd.render import RenderCache
+from gatewayd.serializers import snapshot_json, stored_tx_json
+
+
+def stored(seq: int, index: int) -> query_pb2.StoredTx:
+    return query_pb2.StoredTx(seq_id=seq, tx=synthetic_envelopes(1, seed=9, start=index)[0], received_unix_ns=10**18)
+
+
+def test_same_json_as_the_plain_mapper_and_reused() -> None:
+    cache = RenderCache()
+    tx = stored(7, 0)
+    first = orjson.dumps({"t": [cache.tx(tx)]})
+    assert orjson.loads(first) == {"t": [stored_tx_json(tx)]}
+    assert orjson.dumps({"t": [cache.tx(tx)]}) == first and (cache.hits, cache.misses) == (1, 1)
+
+
+def test_seq_reused_by_another_transaction_is_not_served_stale() -> None:
+    cache = RenderCache()
+    a, b = stored(1, 0), stored(1, 1)  # a fresh processd log reuses seq 1 for another transaction
+    assert orjson.loads(orjson.dumps(cache.tx(a)))["hash"] != orjson.loads(orjson.dumps(cache.tx(b)))["hash"]
+
+
+def test_bounded_by_bytes() -> None:
+    cache = RenderCache(max_bytes=20_000)
+    for i in range(200):
+        cache.tx(stored(i, i))
+    assert cache.bytes <= 20_000 and 0 < len(cache) < 200
+
+
+def test_snapshot_with_rendered_records_equals_plain() -> None:
+    cache = RenderCache()
+    snap = query_pb2.GetSnapshotResponse(recent_transactions=[stored(3, 3), stored(4, 4)], last_seq_id=4)
+    assert orjson.loads(orjson.dumps(snapshot_json(snap, cache.tx, cache.feature))) == snapshot_json(snap)

@@ -100,6 +100,7 @@ class ProcessdServer:
         self._started = False
         self._stopped = False
         self.digest = ""
+        self._digest_task: asyncio.Task[None] | None = None
 
     @property
     def address(self) -> str:
@@ -145,11 +146,21 @@ class ProcessdServer:
         log.info("replay digest at start: %s (last seq %d)", self.digest, self.models.last_seq)
         if cfg.metrics_port:
             self.metrics.serve(cfg.listen_host, cfg.metrics_port)
+        self._digest_task = asyncio.create_task(self._refresh_digest(), name="processd-digest")
         self._gate.ready = True
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("processd listening on %s", self.address)
         return self
+
+    async def _refresh_digest(self, interval_s: float = 10.0) -> None:
+        """Keeps ``processd_replay_info`` current (the digest costs O(window sizes), so not per commit)."""
+        seen = self.models.last_seq
+        while True:
+            await asyncio.sleep(interval_s)
+            if self.models.last_seq != seen:
+                seen = self.models.last_seq
+                self.metrics.replay_digest.info({"digest": self.models.digest(), "last_seq": str(seen)})
 
     def _bind_gauges(self) -> None:
         m = self.metrics
@@ -199,12 +210,15 @@ class ProcessdServer:
         self._stopped = True
         if self._started:
             await self.health.enter_graceful_shutdown()
+        if self._digest_task is not None:
+            self._digest_task.cancel()
         self.hub.close()
         if self._server is not None:
             await self._server.stop(grace_s)
         await self.writer.stop()
         if self.eventlog.env is not None:
             self.digest = self.models.digest()
+            self.metrics.replay_digest.info({"digest": self.digest, "last_seq": str(self.models.last_seq)})
             log.info("replay digest at stop: %s (last seq %d)", self.digest, self.models.last_seq)
         self.eventlog.close()
 

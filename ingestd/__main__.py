@@ -13,25 +13,28 @@ import sys
 import uuid
 from collections.abc import Sequence
 
-from prometheus_client import CollectorRegistry, start_http_server
-
 from common.envconfig import ConfigError
 from common.logsetup import configure_logging
-from ingestd.chains.worker import ChainWorker
 from ingestd.config import IngestConfig, load_config
-from ingestd.metrics import Histograms, IngestCollector
-from ingestd.startup import EndpointCheckError, check_all
 
 log = logging.getLogger("ingestd")
 
 
 async def run(cfg: IngestConfig, stop: asyncio.Event | None = None) -> int:
     """Checks endpoints, runs one worker per chain until ``stop`` (or a signal), then stops cleanly."""
+    # Imported here, not at module level: a bad flag or endpoint then fails fast, before grpc is loaded.
+    from ingestd.startup import EndpointCheckError, check_all
+
     try:
         await check_all(cfg.chains, cfg.startup_check_timeout_ms / 1000)
     except EndpointCheckError as exc:
         print(f"ingestd: {exc}", file=sys.stderr, flush=True)
         return 2
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from ingestd.chains.worker import ChainWorker
+    from ingestd.metrics import Histograms, IngestCollector
+
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

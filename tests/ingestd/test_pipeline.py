@@ -241,6 +241,7 @@ def test_chain_id_mismatch_and_unreachable_exit_2() -> None:
     assert proc.returncode == 2 and "unknown chain" in proc.stderr
 
 
+@pytest.mark.slow  # the reliability suite's kill -9 loop covers this path by default; this is the focused version
 def test_processd_killed_and_restarted_unacked_batches_resent(tmp_path: Path, daemons: list[Daemon]) -> None:
     port = free_port()
     first = Processd(tmp_path / "lmdb", tmp_path / "processd-1.log", port=port)

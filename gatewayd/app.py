@@ -68,6 +68,7 @@ class Gateway:
         self.limiter = RateLimiter(config.rate_limit_rps, config.rate_limit_burst, config.rate_limit_max_keys)
         self.flights: SingleFlight[bytes] = SingleFlight(config.cache_ttl_ms / 1000)
         self.render = RenderCache()
+        self._snapshot_ttl_s = config.snapshot_cache_ttl_ms / 1000
         self.streamer = EventStreamer(self.client, self.metrics, config.sse_max_clients, config.sse_heartbeat_s)
         self.started_at = time.time()
         self.openapi_body = orjson.dumps(build_openapi(), option=orjson.OPT_INDENT_2)
@@ -232,7 +233,7 @@ class Gateway:
             )
             return orjson.dumps(ser.snapshot_json(resp, self.render.tx, self.render.feature))
 
-        return json_response(await self.flights.run(key, produce))
+        return json_response(await self.flights.run(key, produce, self._snapshot_ttl_s))
 
     async def transactions(self, request: Request, p: dict[str, Any]) -> HTTPResponse:
         chain_id, limit = p["chain_id"], p["limit"]

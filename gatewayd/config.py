@@ -46,6 +46,8 @@ class GatewayConfig:
     #: How long a rendered "newest" view (/transactions, /dashboard/snapshot, /features/recent, /opps/recent)
     #: is reused for identical queries; 0 = off (identical concurrent queries still share one processd call).
     cache_ttl_ms: int = 50
+    #: The same for /dashboard/snapshot, the most expensive view (dashboards poll it about once a second).
+    snapshot_cache_ttl_ms: int = 250
     #: Sanic worker processes (each has its own gRPC channel and rate-limit table).
     workers: int = 1
     #: Log every request (costs throughput).
@@ -75,6 +77,8 @@ class GatewayConfig:
             raise ConfigError(f"sse_heartbeat_s must be > 0, got {self.sse_heartbeat_s}")
         if not 0 <= self.cache_ttl_ms <= 60000:
             raise ConfigError(f"cache_ttl_ms must be 0..60000, got {self.cache_ttl_ms}")
+        if not 0 <= self.snapshot_cache_ttl_ms <= 60000:
+            raise ConfigError(f"snapshot_cache_ttl_ms must be 0..60000, got {self.snapshot_cache_ttl_ms}")
         if self.workers < 1:
             raise ConfigError(f"workers must be >= 1, got {self.workers}")
         for key in self.api_keys:
@@ -143,6 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="reuse a rendered newest-items view this long for identical queries, 0 = off "
         "(env MEMPULSE_CACHE_TTL_MS, default 50)",
     )
+    add(
+        "--snapshot-cache-ttl-ms",
+        type=int,
+        help="the same for /dashboard/snapshot (env MEMPULSE_SNAPSHOT_CACHE_TTL_MS, default 250)",
+    )
     add("--workers", type=int, help="Sanic worker processes (env MEMPULSE_GATEWAY_WORKERS, default 1)")
     add("--access-log", action="store_true", default=None, help="log every request (env MEMPULSE_ACCESS_LOG)")
     return p
@@ -191,6 +200,7 @@ def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None
         sse_max_clients=_int(args.sse_max_clients, "sse_max_clients", 64, source),
         sse_heartbeat_s=_float(args.sse_heartbeat_s, "sse_heartbeat_s", 15.0, source),
         cache_ttl_ms=_int(args.cache_ttl_ms, "cache_ttl_ms", 50, source),
+        snapshot_cache_ttl_ms=_int(args.snapshot_cache_ttl_ms, "snapshot_cache_ttl_ms", 250, source),
         workers=_int(args.workers, "gateway_workers", 1, source),
         access_log=args.access_log if args.access_log is not None else env_bool("access_log", False, source),
     )

@@ -43,9 +43,13 @@ class SingleFlight(Generic[T]):
         """Entries in the cache (bounded by ``max_entries``)."""
         return len(self._cache)
 
-    async def run(self, key: Hashable, produce: Callable[[], Awaitable[T]]) -> T:
-        """Result of ``produce()`` for ``key``: cached, shared with a concurrent caller, or computed."""
-        if self.ttl_s > 0:
+    async def run(self, key: Hashable, produce: Callable[[], Awaitable[T]], ttl_s: float | None = None) -> T:
+        """Result of ``produce()`` for ``key``: cached, shared with a concurrent caller, or computed.
+
+        ``ttl_s`` overrides the default time to live for this key.
+        """
+        ttl = self.ttl_s if ttl_s is None else ttl_s
+        if ttl > 0:
             entry = self._cache.get(key)
             if entry is not None and entry[0] > self._clock():
                 self.hits += 1
@@ -62,12 +66,12 @@ class SingleFlight(Generic[T]):
             self._inflight.pop(key, None)
             if f.cancelled():
                 return
-            if f.exception() is None and self.ttl_s > 0:  # errors are never cached
+            if f.exception() is None and ttl > 0:  # errors are never cached
                 cache = self._cache
                 cache.pop(key, None)
                 if len(cache) >= self.max_entries:
                     del cache[next(iter(cache))]
-                cache[key] = (self._clock() + self.ttl_s, f.result())
+                cache[key] = (self._clock() + ttl, f.result())
 
         future.add_done_callback(done)
         return await asyncio.shield(future)

@@ -27,7 +27,11 @@ def test_flags_beat_env_beat_defaults(tmp_path: Path) -> None:
         "MEMPULSE_API_KEYS": "env-a, env-b",
         "MEMPULSE_CORS_ORIGINS": "https://a.example,https://b.example",
     }
-    cfg = load_config(["--rate-limit-rps", "7.5", "--api-keys-file", str(keys), "--processd", "10.0.0.1:1"], env=env)
+    cfg = load_config(
+        ["--rate-limit-rps", "7.5", "--api-keys-file", str(keys), "--processd", "10.0.0.1:1", "--cache-ttl-ms", "0"],
+        env={**env, "MEMPULSE_SNAPSHOT_CACHE_TTL_MS": "1000"},
+    )
+    assert cfg.cache_ttl_ms == 0 and cfg.snapshot_cache_ttl_ms == 1000
     assert cfg.listen_port == 9000 and cfg.rate_limit_rps == 7.5 and cfg.processd_target == "10.0.0.1:1"
     assert cfg.api_keys == {"env-a", "env-b", "file-key-1", "file-key-2"}
     assert cfg.cors_origins == ("https://a.example", "https://b.example")
@@ -46,6 +50,8 @@ def test_flags_beat_env_beat_defaults(tmp_path: Path) -> None:
         ([], {"MEMPULSE_GRPC_TIMEOUT_MS": "soon"}),
         (["--api-keys-file", "/nonexistent/keys"], {}),
         ([], {"MEMPULSE_API_KEYS": "a b"}),
+        (["--cache-ttl-ms", "-1"], {}),
+        ([], {"MEMPULSE_SNAPSHOT_CACHE_TTL_MS": "999999"}),
     ],
 )
 def test_bad_config_raises_config_error(argv: list[str], env: dict[str, str]) -> None:

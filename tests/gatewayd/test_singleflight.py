@@ -87,3 +87,22 @@ async def test_cache_is_bounded() -> None:
     for i in range(100):
         await flights.run(i, produce)
     assert flights.cached == 3
+
+
+async def test_per_key_ttl_overrides_default() -> None:
+    clock = Clock()
+    flights: SingleFlight[int] = SingleFlight(ttl_s=0.05, clock=clock)
+    calls = 0
+
+    async def produce() -> int:
+        nonlocal calls
+        calls += 1
+        return calls
+
+    assert await flights.run("snap", produce, ttl_s=0.25) == 1
+    clock.now = 0.2
+    assert await flights.run("snap", produce, ttl_s=0.25) == 1
+    assert await flights.run("tx", produce) == 2
+    clock.now = 0.26
+    assert await flights.run("snap", produce, ttl_s=0.25) == 3
+    assert await flights.run("off", produce, ttl_s=0) == 4 and await flights.run("off", produce, ttl_s=0) == 5

@@ -30,7 +30,7 @@ from gatewayd.openapi import build_openapi, render_docs_html
 from gatewayd.params import ROUTE_PARAMS, ParamError, ParamSpec, parse_hash, parse_params
 from gatewayd.processd_client import ProcessdClient, UpstreamError
 from gatewayd.ratelimit import RateLimited, RateLimiter
-from gatewayd.render import RenderCache
+from gatewayd.render import RenderCache, render_yielding
 from gatewayd.singleflight import SingleFlight
 from gatewayd.sse import EventStreamer
 
@@ -264,7 +264,7 @@ class Gateway:
             next_from, has_more = max(from_seq, txs[-1].seq_id + 1 if txs else 0), False
         return json_response(
             {
-                "transactions": self.render.txs(txs),
+                "transactions": await render_yielding(txs, self.render.tx),
                 "next_from_seq_id": next_from,
                 "has_more": has_more,
                 "last_seq_id": resp.last_seq_id,
@@ -324,7 +324,7 @@ class Gateway:
         )
         return json_response(
             {
-                "events": [ser.event_json(e) for e in resp.events],
+                "events": await render_yielding(resp.events, ser.event_json),
                 "next_from_seq_id": max(resp.next_seq_id, p["from_seq_id"]),
                 "last_seq_id": resp.last_seq_id,
             }

@@ -39,3 +39,27 @@ def test_snapshot_with_rendered_records_equals_plain() -> None:
     cache = RenderCache()
     snap = query_pb2.GetSnapshotResponse(recent_transactions=[stored(3, 3), stored(4, 4)], last_seq_id=4)
     assert orjson.loads(orjson.dumps(snapshot_json(snap, cache.tx, cache.feature))) == snapshot_json(snap)
+
+
+async def test_render_yielding_keeps_order_and_lets_others_run() -> None:
+    import asyncio
+
+    from gatewayd.render import render_yielding
+
+    ticks = 0
+    stop = False
+
+    async def other() -> None:
+        nonlocal ticks
+        while not stop:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(other())
+    await asyncio.sleep(0)
+    before = ticks
+    out = await render_yielding(list(range(1000)), lambda x: x * 2, chunk=200)
+    stop = True
+    await task
+    assert out == [x * 2 for x in range(1000)]
+    assert ticks - before >= 4  # the loop ran other work between the 5 slices

@@ -68,6 +68,7 @@ class Gateway:
         self.limiter = RateLimiter(config.rate_limit_rps, config.rate_limit_burst, config.rate_limit_max_keys)
         self.flights: SingleFlight[bytes] = SingleFlight(config.cache_ttl_ms / 1000)
         self.render = RenderCache()
+        self.health_flights: SingleFlight[str] = SingleFlight(ttl_s=0.25)
         self._snapshot_ttl_s = config.snapshot_cache_ttl_ms / 1000
         self.streamer = EventStreamer(self.client, self.metrics, config.sse_max_clients, config.sse_heartbeat_s)
         self.started_at = time.time()
@@ -189,7 +190,8 @@ class Gateway:
     # -- routes ---------------------------------------------------------------------------------------------
 
     async def healthz(self, request: Request, p: dict[str, Any]) -> HTTPResponse:
-        status = await self.client.health()
+        # Unauthenticated, so a flood of probes must not become a flood of gRPC calls: shared and cached briefly.
+        status = await self.health_flights.run("processd", self.client.health)
         ok = status == "serving"
         body = {
             "status": "ok" if ok else "degraded",

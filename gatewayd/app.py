@@ -70,7 +70,9 @@ class Gateway:
         self.render = RenderCache()
         self.health_flights: SingleFlight[str] = SingleFlight(ttl_s=0.25)
         self._snapshot_ttl_s = config.snapshot_cache_ttl_ms / 1000
-        self.streamer = EventStreamer(self.client, self.metrics, config.sse_max_clients, config.sse_heartbeat_s)
+        self.streamer = EventStreamer(
+            self.client, self.metrics, config.sse_max_clients, config.sse_heartbeat_s, self.render
+        )
         self.started_at = time.time()
         self.openapi_body = orjson.dumps(build_openapi(), option=orjson.OPT_INDENT_2)
         self.docs_html = render_docs_html(build_openapi())
@@ -326,7 +328,7 @@ class Gateway:
         )
         return json_response(
             {
-                "events": await render_yielding(resp.events, ser.event_json),
+                "events": await render_yielding(resp.events, self.render.event),
                 "next_from_seq_id": max(resp.next_seq_id, p["from_seq_id"]),
                 "last_seq_id": resp.last_seq_id,
             }

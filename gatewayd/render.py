@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 
 import orjson
 
-from common.pb.v1 import query_pb2
-from gatewayd.serializers import feature_record_json, stored_tx_json
+from common.pb.v1 import events_pb2, query_pb2
+from gatewayd.serializers import event_json, feature_record_json, stored_tx_json
 
 #: Default bound of the cache, bytes of rendered JSON.
 DEFAULT_MAX_BYTES = 32 * 1024 * 1024
@@ -50,23 +50,24 @@ class RenderCache:
         self.bytes = 0
         self.hits = 0
         self.misses = 0
-        self._entries: dict[tuple[int, int, bytes], tuple[orjson.Fragment, int]] = {}
+        # key -> (orjson.Fragment, or raw bytes for SSE frames; size in bytes)
+        self._entries: dict[tuple[int, int, bytes], tuple[Any, int]] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def _put(self, key: tuple[int, int, bytes], raw: bytes) -> orjson.Fragment:
+    def _put(self, key: tuple[int, int, bytes], raw: bytes, fragment: bool = True) -> Any:
         self.misses += 1
         entries = self._entries
         size = len(raw) + 64
         while entries and self.bytes + size > self.max_bytes:
             oldest = next(iter(entries))
             self.bytes -= entries.pop(oldest)[1]
-        fragment = orjson.Fragment(raw)
+        value = orjson.Fragment(raw) if fragment else raw
         if size <= self.max_bytes:
-            entries[key] = (fragment, size)
+            entries[key] = (value, size)
             self.bytes += size
-        return fragment
+        return value
 
     def tx(self, stored: query_pb2.StoredTx) -> orjson.Fragment:
         """JSON of a stored transaction (see :func:`gatewayd.serializers.stored_tx_json`)."""
@@ -85,6 +86,26 @@ class RenderCache:
             self.hits += 1
             return entry[0]
         return self._put(key, orjson.dumps(feature_record_json(rec)))
+
+    def event(self, e: events_pb2.Event) -> orjson.Fragment:
+        """JSON of an event-log record (see :func:`gatewayd.serializers.event_json`)."""
+        key = (2, e.seq_id, e.tx_hash)
+        entry = self._entries.get(key)
+        if entry is not None:
+            self.hits += 1
+            return entry[0]
+        return self._put(key, orjson.dumps(event_json(e)))
+
+    def sse_frame(self, e: events_pb2.Event) -> bytes:
+        """One Server-Sent Events message for an event: every stream client shares one rendering."""
+        key = (3, e.seq_id, e.tx_hash)
+        entry = self._entries.get(key)
+        if entry is not None:
+            self.hits += 1
+            return bytes(entry[0])
+        doc = event_json(e)
+        frame = b"id: %d\nevent: %s\ndata: %s\n\n" % (e.seq_id, doc["kind"].encode(), orjson.dumps(doc))
+        return bytes(self._put(key, frame, fragment=False))
 
     def txs(self, items: Any) -> list[orjson.Fragment]:
         """Rendered transactions of a repeated StoredTx field."""

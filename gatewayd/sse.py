@@ -24,6 +24,7 @@ from common.pb.v1 import query_pb2
 from gatewayd.metrics import GatewayMetrics
 from gatewayd.params import UINT64_MAX, parse_uint
 from gatewayd.processd_client import ProcessdClient, UpstreamError, map_rpc_error
+from gatewayd.render import RenderCache
 from gatewayd.serializers import event_json
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,10 @@ _END = object()
 _SHUTDOWN = object()
 
 
-def format_events(events: Any) -> bytes:
+def format_events(events: Any, render: RenderCache | None = None) -> bytes:
     """SSE messages for a batch of protobuf events (one write for the whole batch)."""
+    if render is not None:
+        return b"".join(render.sse_frame(e) for e in events)
     parts: list[bytes] = []
     for e in events:
         doc = event_json(e)
@@ -48,8 +51,16 @@ def format_events(events: Any) -> bytes:
 class EventStreamer:
     """Serves SSE streams, at most ``max_clients`` at a time, each with its own processd subscription."""
 
-    def __init__(self, client: ProcessdClient, metrics: GatewayMetrics, max_clients: int, heartbeat_s: float) -> None:
+    def __init__(
+        self,
+        client: ProcessdClient,
+        metrics: GatewayMetrics,
+        max_clients: int,
+        heartbeat_s: float,
+        render: RenderCache | None = None,
+    ) -> None:
         self.client = client
+        self.render = render
         self.metrics = metrics
         self.max_clients = max_clients
         self.heartbeat_s = heartbeat_s
@@ -141,7 +152,7 @@ class EventStreamer:
                     )
                     break
                 if item.events:
-                    await response.send(format_events(item.events))
+                    await response.send(format_events(item.events, self.render))
                     self.metrics.sse_events.inc(len(item.events))
             await response.eof()
         finally:

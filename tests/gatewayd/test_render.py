@@ -63,3 +63,32 @@ async def test_render_yielding_keeps_order_and_lets_others_run() -> None:
     await task
     assert out == [x * 2 for x in range(1000)]
     assert ticks - before >= 4  # the loop ran other work between the 5 slices
+
+
+def test_events_and_sse_frames() -> None:
+    from common.pb.v1 import events_pb2
+    from gatewayd.serializers import event_json
+    from gatewayd.sse import format_events
+
+    tx = stored(5, 5).tx
+    events = [
+        events_pb2.Event(
+            seq_id=5,
+            chain_id=tx.chain_id,
+            kind=events_pb2.EVENT_KIND_TX_SEEN,
+            tx_hash=tx.hash,
+            tx_seen=events_pb2.TxSeen(tx=tx),
+        ),
+        events_pb2.Event(
+            seq_id=6,
+            chain_id=tx.chain_id,
+            kind=events_pb2.EVENT_KIND_TX_DECODED,
+            tx_hash=tx.hash,
+            tx_decoded=events_pb2.TxDecoded(),
+        ),
+    ]
+    cache = RenderCache()
+    assert [orjson.loads(orjson.dumps(cache.event(e))) for e in events] == [event_json(e) for e in events]
+    plain = format_events(events)
+    assert format_events(events, cache) == plain == format_events(events, cache)
+    assert plain.startswith(b"id: 5\nevent: tx_seen\ndata: {") and b"\n\nid: 6\nevent: tx_decoded\n" in plain

@@ -190,11 +190,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if stack is not None:
             snap = httpx.get(f"{url}/dashboard/snapshot", headers=headers, timeout=10).json()
             tx_stored = {c["chain_id"]: c["tx_count"] for c in snap["chains"]}
+        # Calibration while the stack (and its ingest) still runs: same machine load as the gateway run.
+        baseline = None if args.no_baseline else run_baseline(bodies, args.users, args.run_time_s, out_dir, locust_args)
     finally:
         if stack is not None:
             stack.stop()
         tmp.cleanup()
-    baseline = None if args.no_baseline else run_baseline(bodies, args.users, args.run_time_s, out_dir, locust_args)
     tx = gateway["transactions"] or {}
     results: dict[str, Any] = {
         "config": {

@@ -170,8 +170,13 @@ class ReadModels:
 
     # ---- rebuild -----------------------------------------------------------------------------------------
 
-    def rebuild(self, eventlog: EventLog) -> int:
-        """Loads counters and refills the windows from the newest events; returns the events examined."""
+    def rebuild(self, eventlog: EventLog, max_examined: int = 5_000_000) -> int:
+        """Loads counters and refills the windows from the newest events; returns the events examined.
+
+        The backward walk stops when every window is full, at the log start, or after ``max_examined`` events
+        (a chain whose windows are never filled, e.g. one without opportunities, would otherwise walk the
+        whole log; past that bound its windows start shorter than before the restart, which is logged).
+        """
         self.counters = eventlog.load_aggregates()
         for key in self.counters:
             if key[:1] == AGG_CHAIN:
@@ -192,6 +197,10 @@ class ReadModels:
             need_feat = dict.fromkeys(self.chains, self.recent_features)
             need_opp = dict.fromkeys(self.chains, self.opportunity_window)
             while positioned and (any(need_tx.values()) or any(need_feat.values()) or any(need_opp.values())):
+                if examined >= max_examined:
+                    log.warning("read-model rebuild stopped after %d events; some windows start shorter",
+                                examined)
+                    break
                 examined += 1
                 value = cur.value()
                 kind = value[0]

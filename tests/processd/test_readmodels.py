@@ -1,0 +1,74 @@
+"""Read models and the subscription hub as units (real LMDB where a log is involved)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from common.ingest_push import push_envelopes
+from common.pb.v1 import events_pb2
+from common.synth import synthetic_envelopes
+from processd.readmodels import OpportunityWindow, ReadModels
+from processd.server import ProcessdServer
+from processd.subscriptions import Subscriber, SubscriptionHub
+from tests.processd._helpers import make_config
+
+
+def test_opportunity_window_keeps_newest_and_ranks_by_score_then_recency() -> None:
+    w = OpportunityWindow(maxlen=4)
+    for seq, score in ((1, 90), (2, 10), (3, 50), (4, 50), (5, 70), (6, 20)):
+        w.add(events_pb2.Opportunity(seq_id=seq, score=score))
+    assert len(w) == 4  # seqs 1 and 2 aged out
+    assert [(o.seq_id, o.score) for o in w.top(10)] == [(5, 70), (4, 50), (3, 50), (6, 20)]
+    assert [o.seq_id for o in w.top(10, min_score=50)] == [5, 4, 3]
+    assert [o.seq_id for o in w.top(1)] == [5]
+    assert w.seqs() == [5, 4, 3, 6]
+
+
+def test_hub_reads_back_a_commit_it_was_not_handed(tmp_path: Path) -> None:
+    """A subscriber that registers while a commit runs without collected events still gets them (from LMDB)."""
+
+    async def scenario() -> None:
+        srv = ProcessdServer(make_config(tmp_path / "lmdb"))
+        await srv.start()
+        try:
+            await push_envelopes(srv.address, synthetic_envelopes(30, seed=81), batch_size=30)
+            last = srv.models.last_seq
+            hub = SubscriptionHub(4, 1000, read_range=srv.eventlog.raw_range)
+            sub = Subscriber(0, frozenset(), 1000)
+            sub.next_seq = 5
+            hub.register(sub)
+            hub.publish(1, last, None)
+            assert [e.seq_id for e in sub.buffer] == list(range(5, last + 1))
+            hub.publish(last + 1, last, None)  # an empty commit (all duplicates) delivers nothing
+            assert len(sub.buffer) == last - 4
+        finally:
+            await srv.stop()
+
+    asyncio.run(scenario())
+
+
+def test_rebuild_is_bounded_and_equal_when_complete(tmp_path: Path) -> None:
+    async def fill() -> tuple[str, int]:
+        srv = ProcessdServer(make_config(tmp_path / "lmdb", recent_tx_per_chain=50, recent_features=50,
+                                         opportunity_window=20))
+        await srv.start()
+        try:
+            await push_envelopes(srv.address, synthetic_envelopes(1200, seed=82), batch_size=200)
+            return srv.models.digest(), srv.models.last_seq
+        finally:
+            await srv.stop()
+
+    digest, last = asyncio.run(fill())
+    from processd.eventlog import EventLog
+
+    log = EventLog(tmp_path / "lmdb", 1 << 30).open()
+    try:
+        full = ReadModels(50, 50, 20)
+        examined = full.rebuild(log)
+        assert full.digest() == digest and examined < last  # windows full long before the log start
+        capped = ReadModels(50, 50, 20)
+        assert capped.rebuild(log, max_examined=10) == 10
+        assert capped.digest() != digest and capped.last_seq == last
+    finally:
+        log.close()

@@ -49,3 +49,20 @@ async def test_reorder_and_partial_keep_ids_intact(anvil: AnvilNode) -> None:
     assert [it["id"] for it in items] != list(range(20))
     errors = [it for it in items if "error" in it]
     assert 0 < len(errors) < 20 and proxy.stats["items_errored"] == len(errors)
+
+
+async def test_periodic_ws_cuts_and_injection(anvil: AnvilNode) -> None:
+    import asyncio
+
+    import websockets
+
+    async with FaultProxy(anvil.http_url) as proxy:
+        async with websockets.connect(proxy.ws_url) as ws:
+            await ws.send(orjson.dumps({**CHAIN_ID, "id": 9}).decode())
+            assert orjson.loads(await ws.recv())["result"] == hex(31337)  # bridged to the real node
+            assert await proxy.inject_ws(b"not json") == 1
+            assert await ws.recv() == "not json"
+            proxy.faults.ws_cut_every_s = 0.2
+            with pytest.raises(websockets.ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 10)
+        assert proxy.stats["ws_cuts"] >= 1 and proxy.stats["ws_injected"] == 1

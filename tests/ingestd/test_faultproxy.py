@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import sys
 import httpx
 import orjson
 import pytest
+import websockets
 
 from common.anvil import AnvilNode
 from common.faultproxy import FaultProxy, Faults
@@ -52,10 +54,6 @@ async def test_reorder_and_partial_keep_ids_intact(anvil: AnvilNode) -> None:
 
 
 async def test_periodic_ws_cuts_and_injection(anvil: AnvilNode) -> None:
-    import asyncio
-
-    import websockets
-
     async with FaultProxy(anvil.http_url) as proxy:
         async with websockets.connect(proxy.ws_url) as ws:
             await ws.send(orjson.dumps({**CHAIN_ID, "id": 9}).decode())

@@ -110,6 +110,10 @@ class Histograms:
                                      ["chain", "endpoint"], buckets=LATENCY_BUCKETS_S, registry=registry)
         self.outbound_batch_size = Histogram("ingestd_outbound_batch_size", "Envelopes per TxBatch sent to processd",
                                              ["chain"], buckets=BATCH_BUCKETS, registry=registry)
+        self.enqueue_latency = Histogram("ingestd_notification_to_enqueue_seconds",
+                                         "From the pending notification to the envelope entering the outbound queue "
+                                         "(parse, dedup, fetch queue, batch fetch, mapping)",
+                                         ["chain"], buckets=LATENCY_BUCKETS_S, registry=registry)
         self.stream_ack_latency = Histogram("ingestd_stream_ack_seconds",
                                             "From writing a TxBatch to processd's ack (gRPC + commit + ack)",
                                             ["chain"], buckets=LATENCY_BUCKETS_S, registry=registry)

@@ -58,6 +58,7 @@ class ChainWorker:
         self._slots = asyncio.Semaphore(cfg.fetch_max_in_flight)
         self._fetch_tasks: set[asyncio.Task[None]] = set()
         self._batch_hist = histograms.fetch_batch_size.labels(label)
+        self._enqueue_hist = histograms.enqueue_latency.labels(label)
         self._latency = histograms.rpc_latency
         self.fetcher = BatchFetcher(
             chain.fetch_urls, max_in_flight=cfg.fetch_max_in_flight, timeout_s=cfg.fetch_timeout_ms / 1000,
@@ -130,6 +131,7 @@ class ChainWorker:
 
     def _send(self, envelope: tx_pb2.TxEnvelope, source_id: str) -> None:
         if self.outbound.try_enqueue(envelope):
+            self._enqueue_hist.observe((time.time_ns() - envelope.first_seen_unix_ns) / 1e9)
             if self.outbound.depth > self.peak_outbound_queue:
                 self.peak_outbound_queue = self.outbound.depth
         else:

@@ -296,6 +296,9 @@ def run_ingestd_phase(name: str, endpoints: dict[int, tuple[str, str]], nodes: d
                                    for q, v in (("p50", 0.5), ("p99", 0.99))},
                 "notification_to_ack_ms": {q: _ms(hist_quantile(m, "ingestd_notification_to_ack_seconds", v, chain=ch))
                                            for q, v in (("p50", 0.5), ("p99", 0.99))},
+                "notification_to_enqueue_ms": {
+                    q: _ms(hist_quantile(m, "ingestd_notification_to_enqueue_seconds", v, chain=ch))
+                    for q, v in (("p50", 0.5), ("p99", 0.99))},
                 "batch_write_to_ack_ms": {q: _ms(hist_quantile(m, "ingestd_stream_ack_seconds", v, chain=ch))
                                           for q, v in (("p50", 0.5), ("p99", 0.99))},
                 "rpc_errors": {f"{lab['code']}": v for lab, v in m.get("ingestd_rpc_errors_total", [])

@@ -25,6 +25,7 @@ import grpc
 import pytest
 
 from common.anvil import AnvilNode
+from common.netutil import free_port
 from common.pb.v1 import ingest_pb2, ingest_pb2_grpc
 from common.synth import synthetic_envelopes
 from common.traffic import TrafficGenerator
@@ -256,3 +257,91 @@ def test_ingest_path_overload_bounded_counted_and_balanced(tmp_path: Path) -> No
             if ingestd is not None:
                 ingestd.stop()
             proc.stop()
+
+
+def test_gateway_rest_flood_and_stalled_sse_clients_stay_bounded(tmp_path: Path) -> None:
+    """3. The read side: while envelopes stream in at full speed, SSE clients that never read their socket
+    (stalled subscribers) and a REST flood over one key's rate limit. gatewayd and processd RSS plateau,
+    the stalled subscribers are cut off with a counted reason instead of being buffered, the flood gets 429
+    with Retry-After (never a 5xx), a second key is not affected, and nothing crashes."""
+    import socket
+
+    import httpx
+
+    from common.process import ManagedProcess, child_env, python_module_argv
+    from tests.reliability._support import ROOT
+
+    duration = knob("overload_s", 6, 120)
+    proc = ProcessdProc(tmp_path / "lmdb", tmp_path / "processd.log", "--durability", "nosync", metrics=True,
+                        env={"MEMPULSE_SUBSCRIBER_QUEUE_EVENTS": "2000"})
+    gw_port = free_port()
+    gw_url = f"http://127.0.0.1:{gw_port}"
+    gateway = ManagedProcess(
+        "gatewayd", python_module_argv("gatewayd", "--listen", f"127.0.0.1:{gw_port}", "--processd", proc.addr,
+                                       "--rate-limit-rps", "20", "--rate-limit-burst", "20"),
+        tmp_path / "gatewayd.log", cwd=ROOT, env=child_env({"MEMPULSE_API_KEYS": "flood-key,calm-key"}),
+        ready=lambda: httpx.get(f"{gw_url}/metrics", timeout=1).status_code == 200)
+    envelopes = synthetic_envelopes(knob("read_flood_envelopes", 60_000, 600_000), seed=31, chain_ids=(1, 137))
+    pusher = ResendingPusher(proc.addr, envelopes, batch_size=500, max_inflight=8)
+    stalled: list[socket.socket] = []
+    statuses: dict[int, int] = {}
+    missing_retry_after = 0
+    calm_failures: list[int] = []
+    rss: dict[str, list[int]] = {"processd": [], "gatewayd": []}
+    stop = threading.Event()
+
+    def flood() -> None:
+        nonlocal missing_retry_after
+        with httpx.Client(base_url=gw_url, headers={"x-api-key": "flood-key"}, timeout=10) as http:
+            while not stop.is_set():
+                for path in ("/transactions?limit=200", "/dashboard/snapshot"):
+                    r = http.get(path)
+                    statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+                    if r.status_code == 429 and not r.headers.get("retry-after"):
+                        missing_retry_after += 1
+
+    try:
+        proc.start()
+        gateway.start()
+        for _ in range(4):  # SSE clients that send the request, then never read a byte
+            s = socket.create_connection(("127.0.0.1", gw_port))
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.sendall(b"GET /events/stream?from_seq_id=1 HTTP/1.1\r\nHost: x\r\nx-api-key: calm-key\r\n\r\n")
+            stalled.append(s)
+        pusher.start()
+        flooders = [threading.Thread(target=flood, daemon=True) for _ in range(4)]
+        for t in flooders:
+            t.start()
+        end = time.monotonic() + duration
+        with httpx.Client(base_url=gw_url, headers={"x-api-key": "calm-key"}, timeout=10) as calm:
+            while time.monotonic() < end:
+                assert proc.alive and gateway.alive
+                rss["processd"].append(rss_bytes(proc.pid or 0))
+                rss["gatewayd"].append(rss_bytes(gateway.pid or 0))
+                r = calm.get("/transactions", params={"limit": 5})
+                if r.status_code != 200:
+                    calm_failures.append(r.status_code)
+                time.sleep(0.2)
+        stop.set()
+        for t in flooders:
+            t.join(30)
+        pusher.wait_done(300)
+        cuts = wait_until(lambda: metric_sum(scrape(proc.metrics_port), "processd_subscriber_cuts_total"), 30,
+                          "stalled subscribers cut off", alive=[proc, gateway])
+        assert not [c for c in statuses if c >= 500], statuses
+        assert statuses.get(429, 0) > 0 and missing_retry_after == 0, statuses
+        assert not calm_failures, f"the calm key was affected by the other key's flood: {calm_failures[:5]}"
+        plateaus = {name: assert_plateau(samples, name) for name, samples in rss.items()}
+        assert proc.alive and gateway.alive
+        write_artifact("overload_read_side", {"duration_s": duration, "envelopes": len(envelopes),
+                                              "rest_statuses": statuses, "subscriber_cuts": cuts,
+                                              "stalled_sse_clients": len(stalled), **{
+                                                  f"{name}_{k}": v for name, p in plateaus.items()
+                                                  for k, v in p.items()}})
+    finally:
+        stop.set()
+        for s in stalled:
+            s.close()
+        pusher.stop()
+        gateway.stop()
+        proc.stop()

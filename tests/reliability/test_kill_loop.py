@@ -23,16 +23,23 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.mark.timeout(3600)
-def test_kill9_loop_loses_nothing_acked(tmp_path: Path) -> None:
+@pytest.mark.parametrize("variant", ["default", "growing_map"])
+def test_kill9_loop_loses_nothing_acked(tmp_path: Path, variant: str) -> None:
+    """``growing_map`` starts with a 1 MiB map, so kills also land around MapFull -> abort -> grow -> retry."""
     kills = knob("kills", 10, 200)
+    extra: tuple[str, ...] = ()
+    if variant == "growing_map":
+        kills = max(1, kills // 2)
+        extra = ("--map-size-mb", "1", "--map-max-size-mb", "1024")
     seed = knob("seed", 7, int(time.time()))
     rng = random.Random(seed)
     per_kill = 400
     envelopes = synthetic_envelopes(per_kill * (kills + 1), seed=seed, chain_ids=(1, 137, 56))
     expected = keys_of(envelopes)
-    proc = ProcessdProc(tmp_path / "lmdb", tmp_path / "processd.log", "--flush-interval-ms", "1")
+    proc = ProcessdProc(tmp_path / "lmdb", tmp_path / "processd.log", "--flush-interval-ms", "1", *extra)
     pusher = ResendingPusher(proc.addr, envelopes, batch_size=50, max_inflight=8, pace_s=0.002)
-    figures: dict[str, object] = {"seed": seed, "kills_planned": kills, "envelopes": len(envelopes)}
+    figures: dict[str, object] = {"seed": seed, "variant": variant, "kills_planned": kills,
+                                  "envelopes": len(envelopes)}
     survived = 0
     max_acked_checked = 0
     try:
@@ -66,7 +73,10 @@ def test_kill9_loop_loses_nothing_acked(tmp_path: Path) -> None:
                        stored=len(final.txs), events=final.events, last_seq=final.last_seq,
                        batches_resent=pusher.resent_batches, duplicates_answered_on_resend=pusher.duplicates,
                        stream_failures=pusher.stream_failures, largest_acked_set_checked=max_acked_checked)
-        write_artifact("kill_loop", figures)
+        if variant == "growing_map":  # the log file spans every restart
+            figures["map_grows"] = proc.log_path.read_text(errors="replace").count("LMDB map full")
+            assert figures["map_grows"], "the map never grew: the variant did not test what it claims"
+        write_artifact("kill_loop" if variant == "default" else f"kill_loop_{variant}", figures)
     finally:
         pusher.stop()
         proc.stop()

@@ -251,7 +251,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         tail = VisibleTail(workdir / "visible.txt")
         run_step = make_step_runner(stack, tail, step_s, args.drain_timeout_s)
         try:
-            warm = run_step(20.0 * len(chains))  # also proves the observer is connected before step 1
+            warm = run_step(20.0 * len(chains))  # warm-up: connections, caches, the first commits
             log.info("warm-up: %d accepted, %d visible", warm.accepted, warm.delivered)
             search = stepped_rate_search(run_step, [r * len(chains) for r in rates], MAX_DROP_RATIO,
                                          log=log.info)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -14,6 +15,20 @@ from processd.config import ProcessdConfig, config_from_args
 from processd.eventlog import StorageError
 
 log = logging.getLogger("processd")
+
+#: Cyclic-GC thresholds for the running daemon. The hot path allocates (and frees) tens of thousands of short-lived
+#: tuples and messages per group commit; with CPython's default (700, 10, 10) the collector ran every few hundred
+#: transactions and its full collections walked every long-lived object (decoder registries, read-model
+#: windows), about 10% of processd's CPU. The event path creates no reference cycles, so rarer collections cost
+#: no memory growth; memory stays bounded by the read-model and queue bounds.
+GC_THRESHOLDS = (50_000, 50, 100)
+
+
+def tune_gc() -> None:
+    """Moves everything allocated during start-up out of the collector's reach and makes collections rarer."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 async def run(config: ProcessdConfig) -> int:
@@ -28,6 +43,7 @@ async def run(config: ProcessdConfig) -> int:
     code = 0
     try:
         await server.start()
+        tune_gc()
         stop_task = asyncio.create_task(stop.wait())
         fail_task = asyncio.create_task(server.writer.failed.wait())
         await asyncio.wait({stop_task, fail_task}, return_when=asyncio.FIRST_COMPLETED)

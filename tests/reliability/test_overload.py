@@ -347,9 +347,6 @@ def test_gateway_rest_flood_and_stalled_sse_clients_stay_bounded(tmp_path: Path)
         proc.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="gatewayd bug: RenderCache accounts ~0.9 KiB of JSON per entry while each "
-                   "entry costs ~8 KiB of RSS, so its 32 MiB bound lets RSS grow by ~300 MiB under a REST flood "
-                   "over a growing log (seen: +3 MiB/s, no plateau within 90 s)")
 def test_gateway_memory_under_rest_flood_stays_within_its_accounted_cache(tmp_path: Path) -> None:
     """gatewayd's memory growth under a REST flood while the log grows is what its bounded caches account
     for (at most 3x their accounted bytes plus 20 MiB), so the configured bounds really bound RSS."""

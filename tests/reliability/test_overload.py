@@ -130,14 +130,25 @@ def grpc_flood(tmp_path_factory: pytest.TempPathFactory) -> Flood:
         flooder = threading.Thread(target=lambda: asyncio.run(flood_all()), daemon=True)
         flooder.start()
         end = time.monotonic() + flood.duration_s
+
+        def sample_rss() -> None:  # its own thread: scrapes below get slow on a loaded machine
+            while time.monotonic() < end and proc.alive:
+                try:
+                    flood.rss.append(rss_bytes(proc.pid or 0))
+                except OSError:  # exited meanwhile: the main loop reports it
+                    return
+                time.sleep(0.1)
+
+        sampler = threading.Thread(target=sample_rss, daemon=True)
+        sampler.start()
         while time.monotonic() < end and proc.alive:
-            flood.rss.append(rss_bytes(proc.pid or 0))
             depth = metric_sum(scrape(proc.metrics_port), "processd_commit_queue_envelopes")
             flood.depth_max = max(flood.depth_max, int(depth))
             if depth > flood.capacity:
                 flood.depth_over_bound.append(depth)
             time.sleep(0.25)
         stop.set()
+        sampler.join(10)
         flooder.join(60)
         flood.alive_after = proc.alive
         if proc.alive:

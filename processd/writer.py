@@ -159,6 +159,8 @@ class CommitWriter:
         self._failure: BaseException | None = None
         self.last_seq = 0
         self._agg: dict[bytes, int] = {}
+        #: Encoded ``Event.chain_id`` field per chain (bounded by the admitted chains, max_chains).
+        self._chain_fields: dict[int, bytes] = {}
         self.committing = False
         #: Whether commits should hand their encoded events to live subscribers (set by the server).
         self.want_events: Callable[[], bool] = lambda: True
@@ -335,7 +337,8 @@ class CommitWriter:
         tx_db = eventlog.tx_db
         analyze = self._analyze
         event_value = encoding.event_value
-        event_header = encoding.event_header
+        make_header = encoding.header
+        chain_fields = self._chain_fields
         u64 = U64.pack
         chain_seq = CHAIN_SEQ.pack
         seq = self.last_seq
@@ -360,6 +363,8 @@ class CommitWriter:
         try:
             for batch in group:
                 batch.first_seq = batch.last_seq = batch.accepted = batch.duplicates = 0
+                # received time and source id are nearly always shared by a whole batch: encoded once per source.
+                tails: dict[str, bytes] = {}
                 for envelope in batch.envelopes:
                     chain_id = envelope.chain_id
                     tx_hash = envelope.hash
@@ -371,8 +376,14 @@ class CommitWriter:
                     except Exception as exc:  # analysis must never stop the log; store the tx undecoded
                         analysis = _fallback_analysis(envelope, exc)
                         result.analysis_errors += 1
-                    header = event_header(chain_id, tx_hash, envelope.first_seen_unix_ns, batch.received_ns,
-                                          envelope.source_id)
+                    source_id = envelope.source_id
+                    tail = tails.get(source_id)
+                    if tail is None:
+                        tail = tails[source_id] = encoding.header_tail(batch.received_ns, source_id)
+                    chain_field = chain_fields.get(chain_id)
+                    if chain_field is None:
+                        chain_field = chain_fields[chain_id] = encoding.chain_field(chain_id)
+                    header = make_header(chain_field, tx_hash, envelope.first_seen_unix_ns, tail)
                     seq += 1
                     if not batch.first_seq:
                         batch.first_seq = seq

@@ -102,8 +102,19 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
                         await self._writer.submit(pending)
                     except QueueFullError as exc:
                         self._metrics.resource_exhausted.labels("commit_queue_full").inc()
-                        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+                        # Only one task may operate on the call: let the ack task write the acks of the
+                        # batches already queued (they are committed or about to be), then abort here.
+                        # Aborting while it is inside context.write() made grpc core answer INTERNAL.
+                        # The status is set and the handler returns (rather than context.abort()), so no
+                        # second operation is started on the call while grpc core finishes it.
+                        done.put_nowait(None)
+                        with contextlib.suppress(Exception):
+                            await ack_task
+                        context.set_code(grpc.StatusCode.RESOURCE_EXHAUSTED)
+                        context.set_details(str(exc))
+                        return
                     except WriterStoppedError as exc:
+                        await self._stop_acks(ack_task)
                         await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
                 else:
                     future.set_result(CommitWriter._ack(pending))
@@ -112,9 +123,7 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
             await ack_task
         finally:
             if not ack_task.done():
-                ack_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await ack_task
+                await self._stop_acks(ack_task)
             self.open_streams -= 1
             self._metrics.ingest_streams.dec()
             for sid in sessions:
@@ -124,6 +133,13 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
                     self._models.end_session(sid)
                 else:
                     self._session_streams[sid] = left
+
+    @staticmethod
+    async def _stop_acks(ack_task: asyncio.Task[None]) -> None:
+        """Cancels the ack task and waits for it, so that the caller is the only one touching the call."""
+        ack_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await ack_task
 
     async def _send_acks(self, context: grpc.aio.ServicerContext,
                          done: asyncio.Queue[tuple[asyncio.Future[ingest_pb2.IngestAck], float] | None],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from pathlib import Path
 
 from common.ingest_push import push_envelopes
@@ -72,3 +73,24 @@ def test_rebuild_is_bounded_and_equal_when_complete(tmp_path: Path) -> None:
         assert capped.digest() != digest and capped.last_seq == last
     finally:
         log.close()
+
+
+def test_opportunity_window_batch_extend_equals_one_by_one() -> None:
+    """extend() (one merge for large batches) leaves exactly the state of add() per opportunity."""
+    rng = random.Random(5)
+    for _trial in range(100):
+        maxlen = rng.choice([1, 3, 10, 100, 500])
+        one, batch = OpportunityWindow(maxlen), OpportunityWindow(maxlen)
+        seq = 0
+        for _ in range(rng.randint(1, 6)):
+            opps = []
+            for _ in range(rng.choice([0, 1, 5, 63, 64, 65, 200, 700])):
+                seq += rng.randint(1, 3)
+                opps.append(events_pb2.Opportunity(seq_id=seq, score=rng.randint(0, 100)))
+            for opp in opps:
+                one.add(opp)
+            batch.extend(opps)
+            min_score = rng.randint(0, 100)
+            assert len(one) == len(batch) <= maxlen
+            assert one.seqs() == batch.seqs()
+            assert [o.seq_id for o in one.top(10**6, min_score)] == [o.seq_id for o in batch.top(10**6, min_score)]

@@ -357,19 +357,24 @@ class CommitWriter:
         features_append = result.features.append
         deltas: dict[bytes, int] = {}
         high_water: dict[int, int] = {}
-        chain_tally: dict[int, list[int]] = {}  # chain -> [txs, decoded, opportunities]
-        feature_tally: dict[tuple[int, int, str], int] = {}
+        # (chain, category, protocol, decoded) -> transactions; per-chain tx / decoded / feature counts derive from
+        # it once per commit instead of several counter updates per transaction.
+        feature_tally: dict[tuple[int, int, str, bool], int] = {}
+        opp_tally: dict[int, int] = {}
+        opportunities = result.opportunities
         txn = env.begin(write=True)
         try:
             for batch in group:
-                batch.first_seq = batch.last_seq = batch.accepted = batch.duplicates = 0
+                received_ns = batch.received_ns
+                first = seq + 1
+                duplicates = 0
                 # received time and source id are nearly always shared by a whole batch: encoded once per source.
                 tails: dict[str, bytes] = {}
                 for envelope in batch.envelopes:
                     chain_id = envelope.chain_id
                     tx_hash = envelope.hash
                     if not txn.put(u64(chain_id) + tx_hash, u64(seq + 1), overwrite=False, db=tx_db):
-                        batch.duplicates += 1
+                        duplicates += 1
                         continue
                     try:
                         analysis = analyze(envelope)
@@ -379,15 +384,13 @@ class CommitWriter:
                     source_id = envelope.source_id
                     tail = tails.get(source_id)
                     if tail is None:
-                        tail = tails[source_id] = encoding.header_tail(batch.received_ns, source_id)
+                        tail = tails[source_id] = encoding.header_tail(received_ns, source_id)
                     chain_field = chain_fields.get(chain_id)
                     if chain_field is None:
                         chain_field = chain_fields[chain_id] = encoding.chain_field(chain_id)
                     header = make_header(chain_field, tx_hash, envelope.first_seen_unix_ns, tail)
                     seq += 1
-                    if not batch.first_seq:
-                        batch.first_seq = seq
-                    txs_append((seq, envelope, batch.received_ns))
+                    txs_append((seq, envelope, received_ns))
                     value = event_value(seq, KIND_SEEN, header, envelope.SerializeToString())
                     ev_append((u64(seq), value))
                     ch_append((chain_seq(chain_id, seq), _SEEN_FLAG))
@@ -401,41 +404,48 @@ class CommitWriter:
                     ch_append((chain_seq(chain_id, seq), _DECODED_FLAG))
                     if want_events:
                         events.append((seq, chain_id, KIND_DECODED, value))
-                    fkey = (chain_id, features.category, features.protocol)
+                    fkey = (chain_id, features.category, features.protocol, features.decoded)
                     feature_tally[fkey] = feature_tally.get(fkey, 0) + 1
-                    for opp in analysis.opportunities:
-                        seq += 1
-                        opp.seq_id = seq
-                        if not opp.chain_id:
-                            opp.chain_id = chain_id
-                        if not opp.tx_hash:
-                            opp.tx_hash = tx_hash
-                        result.opportunities.append(opp)
-                        value = event_value(seq, KIND_OPP, header, opp.SerializeToString())
-                        ev_append((u64(seq), value))
-                        ch_append((chain_seq(chain_id, seq), _OPP_FLAG))
-                        if want_events:
-                            events.append((seq, chain_id, KIND_OPP, value))
-                    tally = chain_tally.get(chain_id)
-                    if tally is None:
-                        tally = chain_tally[chain_id] = [0, 0, 0]
-                    tally[0] += 1
-                    tally[1] += features.decoded
-                    tally[2] += len(analysis.opportunities)
+                    opps = analysis.opportunities
+                    if opps:
+                        for opp in opps:
+                            seq += 1
+                            opp.seq_id = seq
+                            if not opp.chain_id:
+                                opp.chain_id = chain_id
+                            if not opp.tx_hash:
+                                opp.tx_hash = tx_hash
+                            opportunities.append(opp)
+                            value = event_value(seq, KIND_OPP, header, opp.SerializeToString())
+                            ev_append((u64(seq), value))
+                            ch_append((chain_seq(chain_id, seq), _OPP_FLAG))
+                            if want_events:
+                                events.append((seq, chain_id, KIND_OPP, value))
+                        opp_tally[chain_id] = opp_tally.get(chain_id, 0) + len(opps)
                     high_water[chain_id] = seq
-                    batch.accepted += 1
-                    batch.last_seq = seq
-                result.envelopes += len(batch.envelopes)
-            # Counters are tallied per chain in plain ints and turned into agg keys once per commit.
-            for chain_id, (n_tx, n_decoded, n_opps) in chain_tally.items():
-                for field_key, inc in ((AGG_TX, n_tx), (AGG_DECODED, n_decoded), (AGG_OPPS, n_opps),
+                n = len(batch.envelopes)
+                batch.duplicates = duplicates
+                batch.accepted = n - duplicates
+                # seq only moves for accepted transactions: the batch's events are first..seq.
+                batch.first_seq, batch.last_seq = (first, seq) if seq >= first else (0, 0)
+                result.envelopes += n
+            # Counters are tallied in plain ints and turned into agg keys once per commit.
+            chain_tally: dict[int, list[int]] = {}  # chain -> [txs, decoded]
+            for (chain_id, category, protocol, decoded), n in feature_tally.items():
+                tally = chain_tally.get(chain_id)
+                if tally is None:
+                    tally = chain_tally[chain_id] = [0, 0]
+                tally[0] += n
+                if decoded:
+                    tally[1] += n
+                k = agg_feature_key(chain_id, category, protocol)
+                deltas[k] = deltas.get(k, 0) + n
+            for chain_id, (n_tx, n_decoded) in chain_tally.items():
+                for field_key, inc in ((AGG_TX, n_tx), (AGG_DECODED, n_decoded), (AGG_OPPS, opp_tally.get(chain_id, 0)),
                                        (AGG_RETAINED_TX, n_tx)):
                     if inc:
                         k = agg_chain_key(chain_id, field_key)
                         deltas[k] = deltas.get(k, 0) + inc
-            for (chain_id, category, protocol), n in feature_tally.items():
-                k = agg_feature_key(chain_id, category, protocol)
-                deltas[k] = deltas.get(k, 0) + n
             if ev_items:
                 txn.cursor(db=eventlog.events_db).putmulti(ev_items, append=True)
                 txn.cursor(db=eventlog.chain_db).putmulti(ch_items)

@@ -276,6 +276,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         try:
             await stream(full.target, warm, args.batch, args.window, "warm")
             results["full"] = await measured_stream(full, lines, args, "full")
+            # Load around the two throughput runs: the ratio is only meaningful when both saw similar load.
+            results["load_avg_1m_after_throughput_runs"] = os.getloadavg()[0]
             metrics = await scrape(mport)
             results["full"]["commit_seconds"] = histogram(metrics, "processd_commit_seconds")
             results["full"]["commit_envelopes"] = histogram(metrics, "processd_commit_envelopes")

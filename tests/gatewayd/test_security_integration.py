@@ -129,6 +129,9 @@ def test_processd_down_503_then_recovery(processd_factory, gateway_factory) -> N
     with g.client() as http:
         assert http.get("/transactions").status_code == 200
         p.stop()
+        # Answers may come from the micro-cache for up to cache_ttl_ms (50 ms) after the last good call, by
+        # design; once processd is known down, every route answers 503.
+        assert wait_status(http, "/transactions", 503, timeout_s=5).status_code == 503
         for path in [
             "/transactions",
             "/transactions/all",

@@ -183,9 +183,15 @@ class Outbound:
                     call.cancel()
                 reader.cancel()
                 raise
-            except (grpc.aio.AioRpcError, grpc.aio.UsageError, StreamBroken) as exc:
+            except (grpc.aio.AioRpcError, grpc.aio.UsageError, StreamBroken, asyncio.InvalidStateError) as exc:
+                # InvalidStateError('RPC already finished.') is what call.write() raises when processd died
+                # between two writes; like the others it only means "reconnect and resend".
                 log.warning("processd stream broken chain=%s unacked_batches=%d error=%s", self._chain_label,
                             len(self._unacked), _rpc_error_text(exc))
+            except Exception:
+                # Anything else is a bug, but this loop is the only way envelopes reach processd: log it loudly
+                # and reconnect (the unacked window is kept), rather than die silently and stop delivering.
+                log.exception("unexpected error in the processd stream chain=%s; reconnecting", self._chain_label)
             finally:
                 reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -32,9 +32,6 @@ def _stored(stack: Stack, chain_id: int) -> list[dict[str, Any]]:
             return rows
 
 
-@pytest.mark.xfail(strict=False, reason="ingestd bug (reported): Outbound._run dies silently with "
-                   "asyncio.InvalidStateError('RPC already finished.') when processd is killed mid-write, so ingestd "
-                   "never reconnects; fails in about 2 runs of 5. Remove this mark once ingestd catches it.")
 def test_processd_kill_9_mid_stream_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     accepted: list[SentTx] = []
     lock = threading.Lock()

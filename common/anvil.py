@@ -19,6 +19,7 @@ from types import TracebackType
 import httpx
 
 from common.netutil import free_port
+from common.process import die_with_parent_prefix
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +33,16 @@ def anvil_binary() -> str:
     explicit = os.environ.get("MEMPULSE_ANVIL_BIN")
     if explicit and Path(explicit).exists():
         return explicit
-    local = Path(__file__).resolve().parent.parent / ".tools" / "node_modules" / ".bin" / "anvil"
-    if local.exists():
-        return str(local)
+    modules = Path(__file__).resolve().parent.parent / ".tools" / "node_modules"
+    # The npm package's launcher (.bin/anvil) is a node script that runs the platform package's native
+    # binary as its child; starting the native binary directly saves a node process per chain and lets
+    # signals reach anvil itself.
+    for native in sorted(modules.glob("@foundry-rs/anvil-*/bin/anvil")):
+        if os.access(native, os.X_OK):
+            return str(native)
+    launcher = modules / ".bin" / "anvil"
+    if launcher.exists():
+        return str(launcher)
     found = shutil.which("anvil")
     if found:
         return found
@@ -75,6 +83,7 @@ class AnvilNode:
         if not self.port:
             self.port = free_port(self.host)
         args = [
+            *die_with_parent_prefix(),  # no orphaned anvil when the process that started it is killed
             anvil_binary(), "--no-mining", "--auto-impersonate", "--silent",
             "--chain-id", str(self.chain_id), "--host", self.host, "--port", str(self.port),
             *self.extra_args,

@@ -62,5 +62,8 @@ setup_tools() {
 setup_all() {
   setup_venv
   setup_tools
-  export MEMPULSE_ANVIL_BIN="$MEMPULSE_ROOT/.tools/node_modules/.bin/anvil"
+  # the platform package's native binary (the .bin/anvil launcher is a node wrapper around it)
+  local native
+  native="$(ls "$MEMPULSE_ROOT"/.tools/node_modules/@foundry-rs/anvil-*/bin/anvil 2>/dev/null | head -n 1)"
+  export MEMPULSE_ANVIL_BIN="${native:-$MEMPULSE_ROOT/.tools/node_modules/.bin/anvil}"
 }

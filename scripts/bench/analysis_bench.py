@@ -97,7 +97,7 @@ def run(rounds: int) -> dict[str, Any]:
         make = events_pb2.TxFeatures
         for _ in range(n):
             f = make()
-            f.category = 4
+            f.category = events_pb2.TX_CATEGORY_OTHER
             f.value = b"\x01"
             f.gas_price = b"\x02"
             f.priority_fee = b"\x02"

@@ -295,7 +295,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         f"127.0.0.1:{port}", "--metrics-port", str(mport), "--durability", "nosync",
                         "--map-max-size-mb", "65536"], port, work / "processd-sized.log")
         try:
-            by_size = []
+            by_size: list[dict[str, Any]] = []
             seed = 100
             for size in sizes:
                 while (seq := await last_seq(sized.target)) < size:

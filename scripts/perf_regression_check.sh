@@ -37,11 +37,7 @@ run() {  # run MODULE ARGS... (skipped with a note when another owner's module i
   echo "== took $((SECONDS - started)) s"
 }
 run scripts.bench.ingest_bench --short --out-dir "$OUT"
-if python -m scripts.bench.processd_bench --help 2>/dev/null | grep -q -- "--out-dir"; then
-  run scripts.bench.processd_bench --short --out-dir "$OUT" --out-name processd_short
-else
-  echo "== processd_bench has no --out-dir yet: its short checks are skipped"
-fi
+run scripts.bench.processd_bench --short --tx 15000 --out-dir "$OUT" --out-name processd_short
 run scripts.bench.pipeline_bench --mode short --out-dir "$OUT"
 run scripts.bench.grpc_boundary --mode short --out-dir "$OUT"
 python -m scripts.bench.budget --mode short --dir "$OUT"

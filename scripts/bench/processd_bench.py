@@ -333,10 +333,11 @@ def main() -> None:
     p.add_argument("--flush-max-events", type=int, default=8192)
     p.add_argument("--query-rounds", type=int, default=200)
     p.add_argument("--out-name", default="processd")
+    p.add_argument("--out-dir", type=Path, default=None, help="artifact directory (default artifacts/perf)")
     args = p.parse_args()
     args.tx = args.tx or (30_000 if args.short else 100_000)
     results = asyncio.run(run(args))
-    path = write_artifact(args.out_name, results, mode="short" if args.short else "full")
+    path = write_artifact(args.out_name, results, directory=args.out_dir, mode="short" if args.short else "full")
     print(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode())
     print(f"wrote {path}")
 

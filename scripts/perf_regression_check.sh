@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Performance regression gate: a fresh run compared with the committed budget (scripts/perf_budget.json).
 #
-#   ./scripts/perf_regression_check.sh --short   # CI mode, about 2-3 minutes on 2 cores
+#   ./scripts/perf_regression_check.sh --short   # CI mode, about 5 minutes on 2 cores (includes a 2-min soak)
 #   ./scripts/perf_regression_check.sh --full    # checks the full artifacts of perf_tx_pipeline_baseline.sh
 #
 # --short runs every benchmark in its short mode into artifacts/perf/check/ (the full artifacts behind the
@@ -40,4 +40,5 @@ run scripts.bench.ingest_bench --short --out-dir "$OUT"
 run scripts.bench.processd_bench --short --tx 15000 --out-dir "$OUT" --out-name processd_short
 run scripts.bench.pipeline_bench --mode short --out-dir "$OUT"
 run scripts.bench.grpc_boundary --mode short --out-dir "$OUT"
+run scripts.bench.soak --minutes 2 --out-dir "$OUT"
 python -m scripts.bench.budget --mode short --dir "$OUT"

@@ -255,7 +255,8 @@ def _generate(t: _Type, components: list[_Type], head_bytes: int, eth_abi_head_b
     return env["dec"]
 
 
-def _split_components(text: str) -> list[str]:
+def split_components(text: str) -> list[str]:
+    """Splits a comma-separated ABI type list at its top level (``"a,(b,c),d"`` -> ``["a", "(b,c)", "d"]``)."""
     parts: list[str] = []
     depth = 0
     start = 0
@@ -278,7 +279,7 @@ def parse_type(text: str) -> _Type:
     if text.endswith("[]"):
         return _array_type(parse_type(text[:-2]))
     if text.startswith("(") and text.endswith(")"):
-        return _tuple_type([parse_type(c) for c in _split_components(text[1:-1])])
+        return _tuple_type([parse_type(c) for c in split_components(text[1:-1])])
     if text == "address":
         return _Type(text, _dec_address, False, 1)
     if text == "bool":

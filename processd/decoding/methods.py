@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from processd.decoding.abi import AbiDecodeError, ArgsDecoder
+from processd.decoding.abi import AbiDecodeError, ArgsDecoder, split_components
 from processd.decoding.model import (
     APPROVAL,
     ERC20,
@@ -62,7 +62,7 @@ class Method:
 
 def signature_types(signature: str) -> tuple[str, ...]:
     """Argument types of a canonical signature: ``f(uint256,(bytes,address))`` -> ("uint256", "(bytes,address)")."""
-    return tuple(_split_top(signature[signature.index("(") + 1 : -1]))
+    return tuple(split_components(signature[signature.index("(") + 1 : -1]))
 
 
 def make_method(selector: str, signature: str, family: str, category: int, extract: Extractor,
@@ -70,22 +70,6 @@ def make_method(selector: str, signature: str, family: str, category: int, extra
     """A Method whose argument decoder is built by ``factory`` from the signature's types."""
     return Method(bytes.fromhex(selector), signature[: signature.index("(")], signature, family, category, extract,
                   factory(signature_types(signature)))
-
-
-def _split_top(text: str) -> list[str]:
-    parts: list[str] = []
-    depth = start = 0
-    for i, ch in enumerate(text):
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-        elif ch == "," and depth == 0:
-            parts.append(text[start:i])
-            start = i + 1
-    if text:
-        parts.append(text[start:])
-    return parts
 
 
 def deadline_u64(value: int) -> int:

@@ -7,6 +7,7 @@ every accepted envelope; the decoding registry, feature extraction and searcher 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from common.pb.v1 import events_pb2, tx_pb2
@@ -17,6 +18,10 @@ from processd.decoding.registry import Registry
 from processd.features import NATIVE_PROTOCOL, build_features
 from processd.searcher import DEFAULT_MIN_SCORE, Searcher, is_rankable
 
+#: What batch preparation needs of an analysis: (serialized TxFeatures, category, protocol, decoded,
+#: opportunities). Opportunities carry chain_id and tx_hash; seq_id is set by the writer.
+EncodedAnalysis = tuple[bytes, int, str, bool, list[events_pb2.Opportunity]]
+
 
 @dataclass(slots=True)
 class Analysis:
@@ -24,6 +29,10 @@ class Analysis:
 
     features: events_pb2.TxFeatures
     opportunities: list[events_pb2.Opportunity] = field(default_factory=list)
+
+
+#: An analysis function (``Analyzer.analyze`` or a test's replacement).
+AnalyzeFn = Callable[[tx_pb2.TxEnvelope], Analysis]
 
 
 class Analyzer:
@@ -65,6 +74,17 @@ class Analyzer:
             return Analysis(features)
         tip = int.from_bytes(features.priority_fee, "big")
         return Analysis(features, self.searcher.rank(chain_id, envelope.hash, call, protocol, value, tip))
+
+
+    def analyze_encoded(self, envelope: tx_pb2.TxEnvelope) -> EncodedAnalysis:
+        """:meth:`analyze` with the features serialized (what the event log stores)."""
+        return encode_analysis(self.analyze(envelope))
+
+
+def encode_analysis(analysis: Analysis) -> EncodedAnalysis:
+    """The :data:`EncodedAnalysis` of an :class:`Analysis`."""
+    f = analysis.features
+    return f.SerializeToString(), f.category, f.protocol, f.decoded, analysis.opportunities
 
 
 _default: Analyzer | None = None

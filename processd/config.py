@@ -66,6 +66,9 @@ class ProcessdConfig:
     max_page_limit: int = 5000
     #: A scan with filters examines at most this many events per call (it returns a cursor to continue).
     scan_max_examined: int = 20000
+    #: Processes that prepare batches (validation, decoding, features, ranking, event encoding) beside the
+    #: writer; 0 = one thread inside processd (uses one core at most). See processd/analysis_pool.py.
+    analysis_workers: int = 2
 
 
 def _positive(name: str, value: int, minimum: int = 1) -> int:
@@ -93,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(env MEMPULSE_RETENTION_MAX_EVENTS)")
     p.add_argument("--retention-max-age-s", type=int, help="drop events older than N s, 0 = never "
                    "(env MEMPULSE_RETENTION_MAX_AGE_S)")
+    p.add_argument("--analysis-workers", type=int, help="batch preparation processes, 0 = in-process "
+                   "(env MEMPULSE_ANALYSIS_WORKERS, 2)")
     p.add_argument("--chains", help="comma-separated chain names/ids served, empty = all "
                    "(env MEMPULSE_PROCESSD_CHAINS)")
     return p
@@ -147,6 +152,7 @@ def config_from_args(argv: Sequence[str] | None = None, env: Mapping[str, str] |
         opportunity_window=_pick_int(None, "opportunity_window", d.opportunity_window, source, 1),
         max_subscribers=_pick_int(None, "max_subscribers", d.max_subscribers, source, 0),
         subscriber_queue_events=_pick_int(None, "subscriber_queue_events", d.subscriber_queue_events, source, 1),
+        analysis_workers=_pick_int(args.analysis_workers, "analysis_workers", d.analysis_workers, source, 0),
     )
     if cfg.map_max_size_mb < cfg.map_size_mb:
         raise ConfigError(f"map_max_size_mb ({cfg.map_max_size_mb}) must be >= map_size_mb ({cfg.map_size_mb})")

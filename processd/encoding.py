@@ -99,3 +99,27 @@ def event_value(seq: int, kind: int, header: bytes, inner: bytes) -> bytes:
         (_SEQ_PREFIX[kind], varint(seq), _KIND_FIELD[kind], header, _BODY_TAG[kind], varint(body_len), _TAG_INNER,
          inner_len, inner)
     )
+
+
+def event_rest(kind: int, header: bytes, inner: bytes) -> bytes:
+    """An event value without its first two parts (kind byte + seq field): what :func:`with_seq` completes.
+
+    Batch preparation (possibly in an analysis worker process) encodes everything but the seq, which only the
+    writer knows; ``with_seq(seq, kind, event_rest(kind, h, b)) == event_value(seq, kind, h, b)``.
+    """
+    n = len(inner)
+    inner_len = _TABLE[n] if n < 16384 else varint(n)
+    body_len = 1 + len(inner_len) + n
+    return b"".join((_KIND_FIELD[kind], header, _BODY_TAG[kind],
+                     _TABLE[body_len] if body_len < 16384 else varint(body_len), _TAG_INNER, inner_len, inner))
+
+
+def with_seq(seq: int, kind: int, rest: bytes) -> bytes:
+    """The ``events`` value of event ``seq`` from its :func:`event_rest`."""
+    if 16384 <= seq < 268435456:
+        return b"".join((_SEQ_PREFIX[kind], _CONT14[seq & 0x3FFF], _TABLE[seq >> 14], rest))
+    return b"".join((_SEQ_PREFIX[kind], varint(seq), rest))
+
+
+#: Opportunity.seq_id (field 11, varint) is its last field, so appending it keeps the canonical encoding.
+OPP_SEQ_TAG = b"\x58"

@@ -1,4 +1,9 @@
-"""Ingest.Stream: validates batches, hands them to the group-commit writer and acks after the commit.
+"""Ingest.Stream: hands batches to preparation and the group-commit writer, and acks after the commit.
+
+Each batch arrives as bytes (the method is registered without a request deserializer): processd parses it once
+for the envelopes the read models keep, and the same bytes go to the analysis pool, which validates, decodes
+and encodes it (``processd.prepare``). Chain admission (at most ``max_chains`` chains) and reject counting
+then happen here, on the event loop, before the writer commits the batch.
 
 Per stream, at most ``stream_max_inflight_batches`` batches are unacked: beyond that the handler stops reading,
 so HTTP/2 flow control pushes back on the client instead of processd buffering. When the shared commit queue
@@ -15,12 +20,15 @@ import time
 from collections.abc import AsyncIterator
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from common.pb.v1 import ingest_pb2, ingest_pb2_grpc
+from processd.analysis_pool import AnalysisPool
 from processd.crashpoints import CrashSwitch
 from processd.metrics import ProcessdMetrics
+from processd.prepare import PreparedBatch, PreparedTx
 from processd.readmodels import ReadModels
-from processd.validation import OK, REASON_NAMES, validate
+from processd.validation import OK, REASON_NAMES
 from processd.writer import CommitWriter, PendingBatch, QueueFullError, WriterStoppedError
 
 log = logging.getLogger(__name__)
@@ -31,14 +39,12 @@ UNKNOWN_CHAIN = ingest_pb2.REJECT_REASON_UNKNOWN_CHAIN
 class IngestService(ingest_pb2_grpc.IngestServicer):
     """The Ingest gRPC service."""
 
-    def __init__(self, writer: CommitWriter, models: ReadModels, metrics: ProcessdMetrics, *,
-                 chain_ids: frozenset[int], max_input_bytes: int, max_inflight_batches: int,
-                 crash: CrashSwitch | None = None, max_chains: int = 1024) -> None:
+    def __init__(self, writer: CommitWriter, pool: AnalysisPool, models: ReadModels, metrics: ProcessdMetrics, *,
+                 max_inflight_batches: int, crash: CrashSwitch | None = None, max_chains: int = 1024) -> None:
         self._writer = writer
+        self._pool = pool
         self._models = models
         self._metrics = metrics
-        self._chain_ids = chain_ids
-        self._max_input_bytes = max_input_bytes
         self._max_inflight = max_inflight_batches
         self._crash = crash or CrashSwitch()
         self._max_chains = max_chains
@@ -47,38 +53,49 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         self._session_streams: dict[str, int] = {}
         self.open_streams = 0
 
-    def prepare(self, batch: ingest_pb2.TxBatch, future: asyncio.Future[ingest_pb2.IngestAck]) -> PendingBatch:
-        """Validates every envelope; invalid ones are counted by reason (per chain too) and not queued."""
-        valid = []
-        rejected: dict[int, int] = {}
-        chain_ids = self._chain_ids
-        max_input = self._max_input_bytes
+    def prepare(self, batch: ingest_pb2.TxBatch, future: asyncio.Future[ingest_pb2.IngestAck],
+                raw: bytes | None = None) -> PendingBatch:
+        """A :class:`PendingBatch` whose preparation has started (``raw``: the batch's bytes, if at hand)."""
+        pending = PendingBatch(batch_seq=batch.batch_seq, envelopes=batch.envelopes, rejected={},
+                               received_ns=time.time_ns(), future=future, prepared=None)  # type: ignore[arg-type]
+        pending.prepared = asyncio.ensure_future(
+            self._prepare(pending, raw if raw is not None else batch.SerializeToString()))
+        return pending
+
+    async def _prepare(self, pending: PendingBatch, raw: bytes) -> PreparedBatch:
+        reasons, txs, errors = await self._pool.prepare(raw, pending.received_ns)
+        return reasons, self._admit(pending, reasons, txs), errors
+
+    def _admit(self, pending: PendingBatch, reasons: bytes, txs: list[PreparedTx]) -> list[PreparedTx]:
+        """Chain admission and reject counting; the transactions that may be stored."""
         admitted = self._admitted
-        for envelope in batch.envelopes:
-            reason = validate(envelope, chain_ids, max_input)
-            chain_id = envelope.chain_id
+        if not any(reasons) and {tx[1] for tx in txs} <= admitted:
+            return txs  # the usual batch: all valid, all chains known
+        rejected = pending.rejected
+        envelopes = pending.envelopes
+        refused: set[int] = set()
+        for index, reason in enumerate(reasons):
+            chain_id = envelopes[index].chain_id
             if chain_id not in admitted and reason != UNKNOWN_CHAIN:
                 # Bounded: at most max_chains distinct chains get counters and windows.
                 if len(admitted) < self._max_chains:
                     admitted.add(chain_id)
                 elif reason == OK:
                     reason = UNKNOWN_CHAIN
+                    refused.add(chain_id)
             if reason == OK:
-                valid.append(envelope)
                 continue
             rejected[reason] = rejected.get(reason, 0) + 1
             self._metrics.rejects.labels(REASON_NAMES[reason]).inc()
             if chain_id in admitted:
                 self._models.count_reject(chain_id, reason)
-        return PendingBatch(batch_seq=batch.batch_seq, envelopes=valid, rejected=rejected,
-                            received_ns=time.time_ns(), future=future)
+        return [tx for tx in txs if tx[1] not in refused] if refused else txs
 
     def admit_known_chains(self, chain_ids: list[int]) -> None:
         """Admits the chains already in the log (called at start, after the read models are rebuilt)."""
         self._admitted.update(chain_ids)
 
-    async def Stream(self, request_iterator: AsyncIterator[ingest_pb2.TxBatch],
-                     context: grpc.aio.ServicerContext) -> None:
+    async def Stream(self, request_iterator: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> None:
         loop = asyncio.get_running_loop()
         inflight = asyncio.Semaphore(self._max_inflight)
         done: asyncio.Queue[tuple[asyncio.Future[ingest_pb2.IngestAck], float] | None] = asyncio.Queue()
@@ -87,17 +104,23 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         self._metrics.ingest_streams.inc()
         ack_task = asyncio.create_task(self._send_acks(context, done, inflight))
         try:
-            async for batch in request_iterator:
+            async for raw in request_iterator:
                 await inflight.acquire()
                 started = time.perf_counter()
+                try:
+                    batch = ingest_pb2.TxBatch.FromString(raw)
+                except DecodeError as exc:
+                    self._metrics.rejects.labels("malformed_batch").inc()
+                    await self._stop_acks(ack_task)
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed TxBatch: {exc}")
                 if batch.session_id and batch.session_id not in sessions:
                     sessions.add(batch.session_id)
                     self._session_streams[batch.session_id] = self._session_streams.get(batch.session_id, 0) + 1
                 if batch.chain_stats:
                     self._models.update_ingest_stats(batch.session_id, batch.chain_stats)
                 future: asyncio.Future[ingest_pb2.IngestAck] = loop.create_future()
-                pending = self.prepare(batch, future)
-                if pending.envelopes:
+                if batch.envelopes:
+                    pending = self.prepare(batch, future, raw)
                     try:
                         await self._writer.submit(pending)
                     except QueueFullError as exc:
@@ -117,7 +140,7 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
                         await self._stop_acks(ack_task)
                         await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
                 else:
-                    future.set_result(CommitWriter._ack(pending))
+                    future.set_result(ingest_pb2.IngestAck(batch_seq=batch.batch_seq))
                 done.put_nowait((future, started))
             done.put_nowait(None)
             await ack_task
@@ -161,3 +184,10 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
             self._metrics.ack_seconds.observe(time.perf_counter() - started)
             self._crash.hit("after_ack", 1)
             inflight.release()
+
+
+def add_ingest_service(service: IngestService, server: grpc.aio.Server) -> None:
+    """Registers ``mempulse.v1.Ingest`` with the batches delivered as bytes (see the module doc)."""
+    handler = grpc.stream_stream_rpc_method_handler(
+        service.Stream, request_deserializer=None, response_serializer=ingest_pb2.IngestAck.SerializeToString)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("mempulse.v1.Ingest", {"Stream": handler}),))

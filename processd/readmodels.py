@@ -37,7 +37,7 @@ from processd.writer import CommitResult
 log = logging.getLogger(__name__)
 
 TxEntry = tuple[int, tx_pb2.TxEnvelope, int]  # (seq, envelope, received_ns)
-FeatureEntry = tuple[int, int, bytes, events_pb2.TxFeatures]  # (seq, chain, hash, features)
+FeatureEntry = tuple[int, int, bytes, bytes]  # (seq, chain, hash, serialized TxFeatures: parsed when queried)
 
 
 class OpportunityWindow:
@@ -248,7 +248,7 @@ class ReadModels:
                     txs.append((event.seq_id, event.tx_seen.tx, event.received_unix_ns))
                 elif kind == KIND_DECODED and need_feat.get(c):
                     need_feat[c] -= 1
-                    features.append((event.seq_id, c, event.tx_hash, event.tx_decoded.features))
+                    features.append((event.seq_id, c, event.tx_hash, event.tx_decoded.features.SerializeToString()))
                 elif kind == KIND_OPP and need_opp.get(c):
                     need_opp[c] -= 1
                     opps.append(event.opp_detected.opportunity)
@@ -348,7 +348,8 @@ class ReadModels:
         for seq, c, tx_hash, features in reversed(source):
             if len(out) >= limit:
                 break
-            out.append(query_pb2.FeatureRecord(seq_id=seq, chain_id=c, tx_hash=tx_hash, features=features))
+            out.append(query_pb2.FeatureRecord(seq_id=seq, chain_id=c, tx_hash=tx_hash,
+                                              features=events_pb2.TxFeatures.FromString(features)))
         return out
 
     def top_opportunities(self, chain_id: int, limit: int, min_score: int) -> list[events_pb2.Opportunity]:

@@ -13,13 +13,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from common.pb.v1 import events_pb2, ingest_pb2, ingest_pb2_grpc, query_pb2, query_pb2_grpc, tx_pb2
-from processd import analysis
-from processd.analysis import Analysis
+from common.pb.v1 import events_pb2, ingest_pb2, query_pb2, query_pb2_grpc
+from processd.analysis import AnalyzeFn
+from processd.analysis_pool import AnalysisPool
 from processd.config import ProcessdConfig
 from processd.crashpoints import CrashSwitch
 from processd.eventlog import EventLog
-from processd.ingest_service import IngestService
+from processd.ingest_service import IngestService, add_ingest_service
 from processd.metrics import ProcessdMetrics
 from processd.query_service import QueryService
 from processd.readmodels import ReadModels
@@ -66,7 +66,7 @@ class ProcessdServer:
     """The processd daemon as an object: ``await start()``, ``await stop()`` (idempotent), or ``async with``."""
 
     def __init__(self, config: ProcessdConfig,
-                 analyze: Callable[[tx_pb2.TxEnvelope], Analysis] | None = None,
+                 analyze: AnalyzeFn | None = None,
                  crash: CrashSwitch | None = None) -> None:
         self.config = config
         self.metrics = ProcessdMetrics()
@@ -77,7 +77,7 @@ class ProcessdServer:
                                    read_range=self.eventlog.raw_range)
         self.crash = crash or CrashSwitch.from_env()
         self.writer = CommitWriter(
-            self.eventlog, analyze or analysis.analyze, self._on_commit,
+            self.eventlog, self._on_commit,
             flush_interval_ms=config.flush_interval_ms, flush_max_events=config.flush_max_events,
             queue_max_envelopes=config.commit_queue_max_envelopes,
             queue_full_timeout_ms=config.queue_full_timeout_ms,
@@ -86,8 +86,10 @@ class ProcessdServer:
             crash=self.crash, on_storage_full=self._on_storage_full,
         )
         self.writer.want_events = lambda: bool(self.hub.subscribers)
-        self.ingest = IngestService(self.writer, self.models, self.metrics, chain_ids=config.chain_ids,
-                                    max_input_bytes=config.max_input_bytes,
+        # A custom analysis function (tests) cannot be sent to worker processes: it runs in-process.
+        self.pool = AnalysisPool(workers=config.analysis_workers, chain_ids=config.chain_ids,
+                                 max_input_bytes=config.max_input_bytes, analyze=analyze)
+        self.ingest = IngestService(self.writer, self.pool, self.models, self.metrics,
                                     max_inflight_batches=config.stream_max_inflight_batches, crash=self.crash,
                                     max_chains=config.max_chains)
         self.query = QueryService(self.eventlog, self.models, self.hub, self.metrics,
@@ -117,7 +119,7 @@ class ProcessdServer:
             ("grpc.http2.max_pings_without_data", 0),
         ]
         server = grpc.aio.server(options=options, interceptors=[self._gate])
-        ingest_pb2_grpc.add_IngestServicer_to_server(self.ingest, server)
+        add_ingest_service(self.ingest, server)
         query_pb2_grpc.add_QueryServicer_to_server(self.query, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
@@ -139,6 +141,7 @@ class ProcessdServer:
         await loop.run_in_executor(None, self.models.rebuild, self.eventlog)
         self.hub.last_seq = self.models.last_seq
         self.ingest.admit_known_chains(self.models.chain_ids())
+        await self.pool.start()
         await self.writer.start()
         self._bind_gauges()
         self.digest = self.models.digest()
@@ -216,6 +219,7 @@ class ProcessdServer:
         if self._server is not None:
             await self._server.stop(grace_s)
         await self.writer.stop()
+        await self.pool.stop()
         if self.eventlog.env is not None:
             self.digest = self.models.digest()
             self.metrics.replay_digest.info({"digest": self.digest, "last_seq": str(self.models.last_seq)})

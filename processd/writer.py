@@ -1,9 +1,11 @@
 """The single writer: group commit of ingest batches into the LMDB event log.
 
-Batches from every ingest stream wait in one bounded queue. When the writer is idle it waits at most
-``flush_interval_ms`` for more (or until ``flush_max_events`` envelopes are queued), then one worker thread
-runs analysis, encodes events and commits them all in ONE write transaction. While that transaction commits
-(fsync releases the GIL) the event loop keeps receiving the next group. Only after the commit returns are the
+Batches from every ingest stream wait in one bounded queue, in arrival order, while they are prepared
+(validated, analysed, their events encoded: ``processd.prepare``, usually in analysis worker processes). When
+the writer is idle it waits at most ``flush_interval_ms`` for more (or until ``flush_max_events`` envelopes are
+queued), then one thread assigns seqs to the prepared batches at the head of the queue, deduplicates and
+writes them all in ONE write transaction. While that transaction commits (fsync releases the GIL) the event
+loop keeps receiving and the workers keep preparing the next group. Only after the commit returns are the
 batches' acks resolved, the read models updated and live subscribers fed.
 """
 
@@ -13,7 +15,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -21,7 +23,6 @@ import lmdb
 
 from common.pb.v1 import events_pb2, ingest_pb2, tx_pb2
 from processd import encoding
-from processd.analysis import Analysis
 from processd.crashpoints import CrashSwitch
 from processd.eventlog import (
     AGG_COMMITTED_NS,
@@ -41,6 +42,7 @@ from processd.eventlog import (
     agg_feature_key,
     decode_event,
 )
+from processd.prepare import PreparedBatch
 
 log = logging.getLogger(__name__)
 
@@ -48,17 +50,6 @@ STORAGE_FULL = ingest_pb2.REJECT_REASON_STORAGE_FULL
 _SEEN_FLAG = bytes((encoding.KIND_SEEN,))
 _DECODED_FLAG = bytes((encoding.KIND_DECODED,))
 _OPP_FLAG = bytes((encoding.KIND_OPP,))
-
-
-def _fallback_analysis(envelope: tx_pb2.TxEnvelope, exc: Exception) -> Analysis:
-    """Features of a transaction whose analysis raised: category OTHER, the error in decode_error."""
-    log.warning("analysis failed for 0x%s: %r", envelope.hash.hex(), exc)
-    data = envelope.input
-    return Analysis(features=events_pb2.TxFeatures(
-        category=events_pb2.TX_CATEGORY_OTHER, selector=data[:4], value=envelope.value,
-        gas_price=envelope.max_fee_per_gas or envelope.gas_price,
-        priority_fee=envelope.max_priority_fee_per_gas or envelope.gas_price,
-        calldata_len=len(data), decode_error=f"analysis failed: {exc!r}"[:200]))
 
 
 class QueueFullError(Exception):
@@ -79,13 +70,19 @@ class _MapFull(Exception):
 
 @dataclass(slots=True)
 class PendingBatch:
-    """One ingest batch waiting for its group commit: its valid envelopes and pre-counted rejects."""
+    """One ingest batch waiting for its group commit.
+
+    ``prepared`` resolves to the batch's :data:`~processd.prepare.PreparedBatch` (its valid transactions, after
+    chain admission); ``rejected`` holds the reject counts of the others by then.
+    """
 
     batch_seq: int
-    envelopes: list[tx_pb2.TxEnvelope]
+    #: Every envelope of the batch (``PreparedTx`` index into it).
+    envelopes: Sequence[tx_pb2.TxEnvelope]
     rejected: dict[int, int]
     received_ns: int
     future: asyncio.Future[ingest_pb2.IngestAck]
+    prepared: asyncio.Future[PreparedBatch]
     accepted: int = 0
     duplicates: int = 0
     first_seq: int = 0
@@ -102,8 +99,8 @@ class CommitResult:
     envelopes: int
     #: (seq, envelope, received_ns) of newly stored transactions.
     txs: list[tuple[int, tx_pb2.TxEnvelope, int]] = field(default_factory=list)
-    #: (seq, chain_id, tx_hash, features) of their TX_DECODED events.
-    features: list[tuple[int, int, bytes, events_pb2.TxFeatures]] = field(default_factory=list)
+    #: (seq, chain_id, tx_hash, serialized TxFeatures) of their TX_DECODED events.
+    features: list[tuple[int, int, bytes, bytes]] = field(default_factory=list)
     opportunities: list[events_pb2.Opportunity] = field(default_factory=list)
     #: (seq, chain_id, kind, value) of every event, value = kind byte + Event bytes; None when nobody was
     #: subscribed at the start of the commit (the events are then only in LMDB).
@@ -123,7 +120,6 @@ class CommitWriter:
     def __init__(
         self,
         eventlog: EventLog,
-        analyze: Callable[[tx_pb2.TxEnvelope], Analysis],
         on_commit: Callable[[CommitResult], None],
         *,
         flush_interval_ms: int = 2,
@@ -137,7 +133,6 @@ class CommitWriter:
         on_storage_full: Callable[[int], None] | None = None,
     ) -> None:
         self.log = eventlog
-        self._analyze = analyze
         self._on_commit = on_commit
         self.flush_interval_s = flush_interval_ms / 1000
         self.flush_max_events = flush_max_events
@@ -159,8 +154,6 @@ class CommitWriter:
         self._failure: BaseException | None = None
         self.last_seq = 0
         self._agg: dict[bytes, int] = {}
-        #: Encoded ``Event.chain_id`` field per chain (bounded by the admitted chains, max_chains).
-        self._chain_fields: dict[int, bytes] = {}
         self.committing = False
         #: Whether commits should hand their encoded events to live subscribers (set by the server).
         self.want_events: Callable[[], bool] = lambda: True
@@ -237,6 +230,9 @@ class CommitWriter:
                 if self.queued_envelopes < self.flush_max_events and self.flush_interval_s > 0 and not self._stopping:
                     # Writer idle and little queued: give other streams a moment to join this commit.
                     await asyncio.sleep(self.flush_interval_s)
+                head = self._queue[0].prepared
+                if not head.done():
+                    await asyncio.wait((head,))
                 group = self._take_group()
                 await self._commit_group(loop, group)
         except BaseException as exc:
@@ -250,9 +246,11 @@ class CommitWriter:
             raise
 
     def _take_group(self) -> list[PendingBatch]:
+        """The prepared batches at the head of the queue, up to ``flush_max_events`` envelopes (at least one)."""
         group: list[PendingBatch] = []
         total = 0
-        while self._queue and (not group or total + len(self._queue[0].envelopes) <= self.flush_max_events):
+        while self._queue and self._queue[0].prepared.done() and (
+                not group or total + len(self._queue[0].envelopes) <= self.flush_max_events):
             batch = self._queue.popleft()
             total += len(batch.envelopes)
             group.append(batch)
@@ -261,6 +259,14 @@ class CommitWriter:
         return group
 
     async def _commit_group(self, loop: asyncio.AbstractEventLoop, group: list[PendingBatch]) -> None:
+        failed = [batch for batch in group if batch.prepared.exception() is not None]
+        if failed:
+            # Preparation cannot fail on valid protobuf (analysis errors are caught per transaction); if it does
+            # anyway, those batches are not stored and their streams end (the client resends them).
+            for batch in failed:
+                log.error("preparing batch %d failed: %r", batch.batch_seq, batch.prepared.exception())
+                batch.future.set_exception(WriterStoppedError(f"preparation failed: {batch.prepared.exception()!r}"))
+            group = [batch for batch in group if batch.prepared.exception() is None]
         self.committing = True
         try:
             while True:
@@ -335,10 +341,15 @@ class CommitWriter:
         env = eventlog.env
         assert env is not None
         tx_db = eventlog.tx_db
-        analyze = self._analyze
         event_value = encoding.event_value
-        make_header = encoding.header
-        chain_fields = self._chain_fields
+        varint = encoding.varint
+        # encoding.with_seq inlined (this runs for every event): seqs 16k..268M are two table lookups.
+        table = encoding._TABLE
+        cont14 = encoding._CONT14
+        seen_prefix = encoding._SEQ_PREFIX[KIND_SEEN]
+        decoded_prefix = encoding._SEQ_PREFIX[KIND_DECODED]
+        opp_seq_tag = encoding.OPP_SEQ_TAG
+        parse_opportunity = events_pb2.Opportunity.FromString
         u64 = U64.pack
         chain_seq = CHAIN_SEQ.pack
         seq = self.last_seq
@@ -363,67 +374,54 @@ class CommitWriter:
         opp_tally: dict[int, int] = {}
         opportunities = result.opportunities
         txn = env.begin(write=True)
+        put = txn.put
         try:
             for batch in group:
                 received_ns = batch.received_ns
+                envelopes = batch.envelopes
+                _, prepared, errors = batch.prepared.result()
+                result.analysis_errors += errors
                 first = seq + 1
                 duplicates = 0
-                # received time and source id are nearly always shared by a whole batch: encoded once per source.
-                tails: dict[str, bytes] = {}
-                for envelope in batch.envelopes:
-                    chain_id = envelope.chain_id
-                    tx_hash = envelope.hash
-                    if not txn.put(u64(chain_id) + tx_hash, u64(seq + 1), overwrite=False, db=tx_db):
+                for index, chain_id, tx_key, seen_rest, decoded_rest, features, fkey, opps in prepared:
+                    if not put(tx_key, u64(seq + 1), overwrite=False, db=tx_db):
                         duplicates += 1
                         continue
-                    try:
-                        analysis = analyze(envelope)
-                    except Exception as exc:  # analysis must never stop the log; store the tx undecoded
-                        analysis = _fallback_analysis(envelope, exc)
-                        result.analysis_errors += 1
-                    source_id = envelope.source_id
-                    tail = tails.get(source_id)
-                    if tail is None:
-                        tail = tails[source_id] = encoding.header_tail(received_ns, source_id)
-                    chain_field = chain_fields.get(chain_id)
-                    if chain_field is None:
-                        chain_field = chain_fields[chain_id] = encoding.chain_field(chain_id)
-                    header = make_header(chain_field, tx_hash, envelope.first_seen_unix_ns, tail)
                     seq += 1
-                    txs_append((seq, envelope, received_ns))
-                    value = event_value(seq, KIND_SEEN, header, envelope.SerializeToString())
+                    txs_append((seq, envelopes[index], received_ns))
+                    if 16384 <= seq < 268435456:
+                        value = b"".join((seen_prefix, cont14[seq & 0x3FFF], table[seq >> 14], seen_rest))
+                    else:
+                        value = encoding.with_seq(seq, KIND_SEEN, seen_rest)
                     ev_append((u64(seq), value))
                     ch_append((chain_seq(chain_id, seq), _SEEN_FLAG))
                     if want_events:
                         events.append((seq, chain_id, KIND_SEEN, value))
-                    features = analysis.features
                     seq += 1
-                    features_append((seq, chain_id, tx_hash, features))
-                    value = event_value(seq, KIND_DECODED, header, features.SerializeToString())
+                    features_append((seq, chain_id, tx_key[8:], features))
+                    if 16384 <= seq < 268435456:
+                        value = b"".join((decoded_prefix, cont14[seq & 0x3FFF], table[seq >> 14], decoded_rest))
+                    else:
+                        value = encoding.with_seq(seq, KIND_DECODED, decoded_rest)
                     ev_append((u64(seq), value))
                     ch_append((chain_seq(chain_id, seq), _DECODED_FLAG))
                     if want_events:
                         events.append((seq, chain_id, KIND_DECODED, value))
-                    fkey = (chain_id, features.category, features.protocol, features.decoded)
                     feature_tally[fkey] = feature_tally.get(fkey, 0) + 1
-                    opps = analysis.opportunities
-                    if opps:
-                        for opp in opps:
+                    if opps is not None:
+                        header, bodies = opps
+                        for body in bodies:
                             seq += 1
-                            opp.seq_id = seq
-                            if not opp.chain_id:
-                                opp.chain_id = chain_id
-                            if not opp.tx_hash:
-                                opp.tx_hash = tx_hash
-                            opportunities.append(opp)
-                            value = event_value(seq, KIND_OPP, header, opp.SerializeToString())
+                            inner = body + opp_seq_tag + varint(seq)  # seq_id is Opportunity's last field
+                            opportunities.append(parse_opportunity(inner))
+                            value = event_value(seq, KIND_OPP, header, inner)
                             ev_append((u64(seq), value))
                             ch_append((chain_seq(chain_id, seq), _OPP_FLAG))
                             if want_events:
                                 events.append((seq, chain_id, KIND_OPP, value))
-                        opp_tally[chain_id] = opp_tally.get(chain_id, 0) + len(opps)
+                        opp_tally[chain_id] = opp_tally.get(chain_id, 0) + len(bodies)
                     high_water[chain_id] = seq
-                n = len(batch.envelopes)
+                n = len(prepared)
                 batch.duplicates = duplicates
                 batch.accepted = n - duplicates
                 # seq only moves for accepted transactions: the batch's events are first..seq.

@@ -42,6 +42,11 @@ class ProcessdMetrics:
         self.queue_capacity = Gauge("processd_commit_queue_capacity", "Commit queue bound (envelopes)", registry=r)
         self.read_model_entries = Gauge("processd_read_model_entries", "Entries per read model", ["model"],
                                         registry=r)
+        self.pool_workers = Gauge("processd_analysis_workers", "Analysis worker processes (0 = in-process)",
+                                  registry=r)
+        self.pool_inflight = Gauge("processd_analysis_inflight_batches", "Batches being prepared", registry=r)
+        self.pool_restarts = Gauge("processd_analysis_pool_restarts", "Times a dead analysis worker broke the pool "
+                                   "and it was replaced (its batches were prepared in-process)", registry=r)
         self.replay_digest = Info("processd_replay", "Replay digest of the read models at the last check",
                                   registry=r)
 

@@ -172,6 +172,9 @@ class ProcessdServer:
         m.last_seq.set_function(lambda: self.models.last_seq)
         m.queue_envelopes.set_function(lambda: self.writer.queued_envelopes)
         m.queue_capacity.set(self.config.commit_queue_max_envelopes)
+        m.pool_workers.set(self.pool.workers)
+        m.pool_inflight.set_function(lambda: self.pool.inflight)
+        m.pool_restarts.set_function(lambda: self.pool.restarts)
         for name in ("recent_tx", "recent_features", "opportunities", "counters", "ingest_stats", "chains"):
             m.read_model_entries.labels(name).set_function(self._size_getter(name))
 

@@ -2,12 +2,19 @@
 
 With ``analysis_workers`` > 0 the batches go to that many worker processes, so that preparation runs on other
 cores while the single writer commits: CPython's GIL would otherwise keep processd on one core, and
-preparation is about three quarters of its CPU per transaction. With 0 (or a custom analysis function, which
-cannot be sent to another process) they are prepared in one thread of this process.
+preparation is most of its CPU per transaction. With 0 (or a custom analysis function, which cannot be sent to
+another process) they are prepared in one thread of this process.
 
-A worker that dies (killed, out of memory) breaks the pool: the batches it held are prepared again in this
-process, the pool is replaced and ``processd_analysis_pool_restarts_total`` counts it. Nothing is lost; the
-acks of those batches are only later. Workers die with processd (``PR_SET_PDEATHSIG``), also after kill -9.
+Each worker has two pipes, driven from the event loop with asyncio pipe transports: no helper threads, no
+cross-thread wake-ups (``concurrent.futures.ProcessPoolExecutor`` costs a feeder and a manager thread that
+contend for the GIL with the writer: several microseconds per transaction here). Frames use
+``multiprocessing.Connection``'s format (a signed 32-bit big-endian length, then the bytes), so the worker side
+is plain ``recv_bytes``/``send_bytes``. A job is ``received_ns`` (8 bytes) + the serialized ``TxBatch``; a result
+is the pickled :data:`~processd.prepare.PreparedBatch`. A worker answers its jobs in order.
+
+A worker that dies (killed, out of memory) is noticed by the end of its result pipe: the batches it held are
+prepared again in this process, a new worker replaces it and ``restarts`` counts it. Nothing is lost; those
+acks are only later. Workers die with processd (``PR_SET_PDEATHSIG``), also after kill -9.
 """
 
 from __future__ import annotations
@@ -15,13 +22,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import logging
 import multiprocessing
+import os
+import pickle
 import signal
+import struct
 import sys
 import time
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import IO
 
 from processd.analysis import AnalyzeFn, default_analyzer, encode_analysis
 from processd.prepare import AnalyzeEncoded, PreparedBatch, prepare_batch
@@ -29,29 +43,93 @@ from processd.prepare import AnalyzeEncoded, PreparedBatch, prepare_batch
 log = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
+_LENGTH = struct.Struct("!i")
+_READY = b"ready"
+#: Workers replaced one after another without a result in between before the pool gives up on processes.
+MAX_FUTILE_RESTARTS = 5
 
-# Set in each worker process by _init_worker (module globals: the job function must be picklable by name).
-_worker_settings: tuple[AnalyzeEncoded, frozenset[int], int] | None = None
+
+class PoolStoppedError(Exception):
+    """The pool is stopped; the batch was not prepared."""
+
+    retriable = True
 
 
-def _init_worker(chain_ids: frozenset[int], max_input_bytes: int) -> None:
+def _worker_main(jobs: Connection, results: Connection, chain_ids: frozenset[int], max_input_bytes: int) -> None:
+    """A worker process: prepares the batches it is sent until its job pipe closes."""
     if sys.platform == "linux":
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: processd decides
-    global _worker_settings
-    _worker_settings = (default_analyzer().analyze_encoded, chain_ids, max_input_bytes)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    analyze = default_analyzer().analyze_encoded
+    results.send_bytes(_READY)
+    while True:
+        try:
+            frame = jobs.recv_bytes()
+        except EOFError:
+            return
+        received_ns = int.from_bytes(frame[:8], "big")
+        prepared = prepare_batch(frame[8:], received_ns, analyze, chain_ids, max_input_bytes)
+        results.send_bytes(pickle.dumps(prepared, protocol=pickle.HIGHEST_PROTOCOL))
 
 
-def _prepare_in_worker(raw: bytes, received_ns: int) -> PreparedBatch:
-    assert _worker_settings is not None
-    analyze, chain_ids, max_input_bytes = _worker_settings
-    return prepare_batch(raw, received_ns, analyze, chain_ids, max_input_bytes)
+class _ResultReader(asyncio.Protocol):
+    """Splits a worker's result pipe into frames and hands them to its :class:`_Worker`."""
+
+    def __init__(self, worker: _Worker) -> None:
+        self.worker = worker
+        self.buffer = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buffer
+        buf += data
+        while len(buf) >= 4:
+            size = _LENGTH.unpack_from(buf)[0]
+            if len(buf) < 4 + size:
+                break
+            frame = bytes(buf[4:4 + size])
+            del buf[:4 + size]
+            self.worker.on_frame(frame)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.worker.on_lost()
 
 
-def _warm_up(delay_s: float) -> int:
-    time.sleep(delay_s)  # holds this worker so the next warm-up job starts another one
-    return 0
+class _Worker:
+    """One worker process, its pipes and the jobs it holds (answered in order)."""
+
+    def __init__(self, pool: AnalysisPool, process: BaseProcess, write: asyncio.WriteTransport) -> None:
+        self.pool = pool
+        self.process = process
+        self.write = write
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.jobs: deque[tuple[bytes, int, asyncio.Future[PreparedBatch]]] = deque()
+        self.alive = True
+
+    def submit(self, raw: bytes, received_ns: int) -> asyncio.Future[PreparedBatch]:
+        future: asyncio.Future[PreparedBatch] = asyncio.get_running_loop().create_future()
+        self.jobs.append((raw, received_ns, future))
+        self.write.writelines((_LENGTH.pack(len(raw) + 8), received_ns.to_bytes(8, "big"), raw))
+        return future
+
+    def on_frame(self, frame: bytes) -> None:
+        if not self.ready.done():
+            self.ready.set_result(None)
+            return
+        _, _, future = self.jobs.popleft()
+        self.pool.futile_restarts = 0
+        if not future.done():
+            future.set_result(pickle.loads(frame))
+
+    def on_lost(self) -> None:
+        if not self.alive:
+            return
+        self.alive = False
+        self.write.close()
+        if not self.ready.done():
+            self.ready.set_exception(RuntimeError(f"analysis worker exited with {self.process.exitcode}"))
+        self.pool.worker_lost(self)
 
 
 class AnalysisPool:
@@ -66,63 +144,133 @@ class AnalysisPool:
             (lambda envelope: encode_analysis(analyze(envelope))) if analyze is not None
             else default_analyzer().analyze_encoded)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="processd-prepare")
-        self._processes: ProcessPoolExecutor | None = None
+        self._workers: list[_Worker] = []
         #: Batches handed out and not yet prepared.
         self.inflight = 0
+        #: Dead workers replaced so far.
         self.restarts = 0
+        self.futile_restarts = 0
         self._stopped = False
 
-    def _new_process_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker, initargs=(self._chain_ids, self._max_input_bytes))
+    # ---- lifecycle ---------------------------------------------------------------------------------------
 
     async def start(self) -> AnalysisPool:
         """Starts the worker processes (if any) and waits until each has loaded the decoders."""
+        for _ in range(self.workers):
+            self._workers.append(await self._spawn())
+        await asyncio.gather(*(w.ready for w in self._workers))
         if self.workers:
-            self._processes = self._new_process_pool()
-            loop = asyncio.get_running_loop()
-            await asyncio.gather(*(loop.run_in_executor(self._processes, _warm_up, 0.2) for _ in range(self.workers)))
             log.info("analysis pool: %d worker processes", self.workers)
         return self
 
-    async def prepare(self, raw: bytes, received_ns: int) -> PreparedBatch:
-        """The :data:`PreparedBatch` of one serialized ``TxBatch``."""
+    async def _spawn(self) -> _Worker:
         loop = asyncio.get_running_loop()
-        self.inflight += 1
-        try:
-            pool = self._processes
-            if pool is not None:
-                try:
-                    return await loop.run_in_executor(pool, _prepare_in_worker, raw, received_ns)
-                except BrokenProcessPool:
-                    self._replace_broken(pool)
-            return await loop.run_in_executor(self._thread, prepare_batch, raw, received_ns, self._local_analyze,
-                                              self._chain_ids, self._max_input_bytes)
-        finally:
-            self.inflight -= 1
-
-    def _replace_broken(self, pool: ProcessPoolExecutor) -> None:
-        if self._processes is not pool or self._stopped:
-            return  # another batch already replaced it
-        log.error("an analysis worker process died; preparing its batches here and starting a new pool")
-        self.restarts += 1
-        pool.shutdown(wait=False, cancel_futures=True)
-        self._processes = self._new_process_pool()
+        ctx = multiprocessing.get_context("spawn")
+        job_read, job_write = ctx.Pipe(duplex=False)
+        result_read, result_write = ctx.Pipe(duplex=False)
+        process = ctx.Process(target=_worker_main, name="processd-analysis", daemon=True,
+                              args=(job_read, result_write, self._chain_ids, self._max_input_bytes))
+        await loop.run_in_executor(None, process.start)
+        job_read.close()  # the child's ends: closing ours lets EOF tell us the child is gone
+        result_write.close()
+        write_transport, _ = await loop.connect_write_pipe(asyncio.Protocol, _own_file(job_write, "wb"))
+        worker = _Worker(self, process, write_transport)
+        await loop.connect_read_pipe(lambda: _ResultReader(worker), _own_file(result_read, "rb"))
+        return worker
 
     async def stop(self) -> None:
         """Stops the workers after the batches in flight (idempotent)."""
         if self._stopped:
             return
         self._stopped = True
-        executors: list[Executor] = [self._thread]
-        if self._processes is not None:
-            executors.append(self._processes)
         loop = asyncio.get_running_loop()
-        for executor in executors:
-            await loop.run_in_executor(None, executor.shutdown)
+        pending = [f for w in self._workers for (_, _, f) in w.jobs]
+        if pending:
+            await asyncio.wait(pending, timeout=10)
+        for worker in self._workers:
+            worker.alive = False
+            worker.write.close()  # EOF on its job pipe: the worker returns
+        deadline = time.monotonic() + 5
+        for worker in self._workers:
+            await loop.run_in_executor(None, worker.process.join, max(0.1, deadline - time.monotonic()))
+            if worker.process.is_alive():
+                worker.process.kill()
+                await loop.run_in_executor(None, worker.process.join, 1)
+        self._workers.clear()
+        await loop.run_in_executor(None, self._thread.shutdown)
 
     async def __aenter__(self) -> AnalysisPool:
         return await self.start()
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
+
+    # ---- work --------------------------------------------------------------------------------------------
+
+    async def prepare(self, raw: bytes, received_ns: int) -> PreparedBatch:
+        """The :data:`PreparedBatch` of one serialized ``TxBatch``."""
+        if self._stopped:
+            raise PoolStoppedError("analysis pool is stopped")
+        self.inflight += 1
+        try:
+            live = [w for w in self._workers if w.alive]
+            if live:
+                worker = min(live, key=lambda w: len(w.jobs))
+                return await worker.submit(raw, received_ns)
+            return await self._prepare_here(raw, received_ns)
+        finally:
+            self.inflight -= 1
+
+    def _prepare_here(self, raw: bytes, received_ns: int) -> asyncio.Future[PreparedBatch]:
+        return asyncio.get_running_loop().run_in_executor(
+            self._thread, prepare_batch, raw, received_ns, self._local_analyze, self._chain_ids, self._max_input_bytes)
+
+    def worker_lost(self, worker: _Worker) -> None:
+        """A worker's result pipe closed: re-prepare its batches here and replace it."""
+        if worker in self._workers:
+            self._workers.remove(worker)
+        if self._stopped:
+            for _, _, future in worker.jobs:
+                if not future.done():
+                    future.set_exception(PoolStoppedError("analysis pool stopped"))
+            return
+        log.error("analysis worker %s exited with %s; preparing its %d batches here", worker.process.pid,
+                  worker.process.exitcode, len(worker.jobs))
+        for raw, received_ns, future in worker.jobs:
+            self._prepare_here(raw, received_ns).add_done_callback(functools.partial(_relay, target=future))
+        worker.jobs.clear()
+        self.restarts += 1
+        self.futile_restarts += 1
+        if self.futile_restarts > MAX_FUTILE_RESTARTS:
+            log.error("analysis workers keep dying; preparing every batch in-process from now on")
+            return
+        asyncio.get_running_loop().create_task(self._replace())
+
+    async def _replace(self) -> None:
+        try:
+            worker = await self._spawn()
+            await worker.ready
+        except Exception:
+            log.exception("could not start a replacement analysis worker")
+            return
+        if self._stopped:
+            worker.alive = False
+            worker.write.close()
+            return
+        self._workers.append(worker)
+
+
+def _own_file(conn: Connection, mode: str) -> IO[bytes]:
+    """A file object owning a duplicate of ``conn``'s descriptor (``conn`` is closed), for asyncio pipe transports."""
+    fd = os.dup(conn.fileno())
+    conn.close()
+    return os.fdopen(fd, mode)
+
+
+def _relay(done: asyncio.Future[PreparedBatch], target: asyncio.Future[PreparedBatch]) -> None:
+    if target.done():
+        return
+    if done.exception() is not None:
+        target.set_exception(done.exception())  # type: ignore[arg-type]
+    else:
+        target.set_result(done.result())

@@ -349,3 +349,20 @@ async def test_worker_pool_prepares_like_prepare_batch_and_stops_once() -> None:
     await pool.stop()  # idempotent
     assert _wait_for(lambda: not any(_alive(pid) for pid in workers), 10)
     assert pool.restarts == 0
+
+
+@pytest.mark.xfail(strict=True, reason="FOUND BUG (reported to the lead): with analysis workers, chain admission "
+                   "(max_chains) runs when a batch's preparation finishes, not in arrival order, so a later small "
+                   "batch can take the last chain slot of an earlier large one")
+async def test_chain_admission_follows_arrival_order_with_workers(server_factory: Any) -> None:
+    # Batch 1 is large and brings chain 10 last; batch 2 (one envelope of chain 20) arrives after it but is
+    # prepared much sooner by the other worker. max_chains=2: chains 1 and 10 arrived first, so 20 is refused.
+    big = synthetic_envelopes(5000, seed=48, chain_ids=(1,)) + synthetic_envelopes(1, seed=49, chain_ids=(10,))
+    small = synthetic_envelopes(1, seed=50, chain_ids=(20,))
+    batches = [ingest_pb2.TxBatch(session_id="c", batch_seq=1, envelopes=big),
+               ingest_pb2.TxBatch(session_id="c", batch_seq=2, envelopes=small)]
+    srv: ProcessdServer = await server_factory(analysis_workers=2, max_chains=2)
+    acks = await push_batches(srv.address, batches)
+    assert (acks[0].accepted, list(acks[0].rejected)) == (5001, [])
+    assert acks[1].accepted == 0
+    assert [(r.reason, r.count) for r in acks[1].rejected] == [(ingest_pb2.REJECT_REASON_UNKNOWN_CHAIN, 1)]

@@ -351,6 +351,41 @@ async def test_worker_pool_prepares_like_prepare_batch_and_stops_once() -> None:
     assert pool.restarts == 0
 
 
+def _cpu_ticks(pid: int) -> int:
+    """User + system CPU time of a process, in clock ticks (/proc/PID/stat fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+async def test_every_dead_worker_is_replaced_and_the_replacements_do_the_work(server_factory: Any) -> None:
+    srv: ProcessdServer = await server_factory(analysis_workers=2)
+    me = os.getpid()
+    killed: set[int] = set()
+    stored = 0
+    for round_ in range(3):
+        assert _wait_for(lambda: len(_workers(me) - killed) >= 1, 10)
+        victim = min(_workers(me) - killed)
+        os.kill(victim, signal.SIGKILL)
+        killed.add(victim)
+        envs = synthetic_envelopes(800, seed=60 + round_)
+        acks = await push_envelopes(srv.address, envs, batch_size=100, session_id=f"r{round_}")
+        assert sum(a.accepted for a in acks) == 800
+        stored += 800
+        assert srv.pool.restarts == round_ + 1  # each death counted once
+    # After three deaths the batches go to worker processes again (not to processd's own thread for good).
+    assert _wait_for(lambda: len(_workers(me) - killed) == 2, 10)
+    workers = _workers(me) - killed
+    before = {pid: _cpu_ticks(pid) for pid in workers}
+    await push_envelopes(srv.address, synthetic_envelopes(4000, seed=70), batch_size=200, session_id="after")
+    stored += 4000
+    assert sum(_cpu_ticks(pid) - before[pid] for pid in workers) >= 5
+    assert srv.pool.restarts == 3
+    events = await _scan_all(srv.address)
+    assert [e.seq_id for e in events] == list(range(1, len(events) + 1))
+    seen = [(e.chain_id, e.tx_hash) for e in events if e.kind == SEEN]
+    assert len(seen) == len(set(seen)) == stored
+
+
 @pytest.mark.xfail(strict=True, reason="FOUND BUG (reported to the lead): with analysis workers, chain admission "
                    "(max_chains) runs when a batch's preparation finishes, not in arrival order, so a later small "
                    "batch can take the last chain slot of an earlier large one")

@@ -29,7 +29,7 @@ from common.synth import batches as synth_batches
 from common.synth import synthetic_envelopes
 from processd import ingest_service
 from processd.analysis import analyze, default_analyzer
-from processd.analysis_pool import AnalysisPool
+from processd.analysis_pool import MAX_FUTILE_RESTARTS, AnalysisPool, PoolStoppedError
 from processd.prepare import prepare_batch
 from processd.server import ProcessdServer
 from tests.processd._helpers import ProcessdSubprocess, make_config, query_stub
@@ -122,6 +122,16 @@ def _wait_for(predicate: Any, timeout_s: float, interval_s: float = 0.05) -> boo
         if predicate():
             return True
         time.sleep(interval_s)
+    return predicate()
+
+
+async def _eventually(predicate: Any, timeout_s: float, interval_s: float = 0.05) -> bool:
+    """``_wait_for`` for pools living on this event loop (they need the loop to notice deaths and respawn)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(interval_s)
     return predicate()
 
 
@@ -349,6 +359,35 @@ async def test_worker_pool_prepares_like_prepare_batch_and_stops_once() -> None:
     await pool.stop()  # idempotent
     assert _wait_for(lambda: not any(_alive(pid) for pid in workers), 10)
     assert pool.restarts == 0
+    with pytest.raises(PoolStoppedError) as info:
+        await pool.prepare(raw, 456)
+    assert info.value.retriable
+
+
+async def test_workers_that_keep_dying_are_given_up_on() -> None:
+    """A worker that dies again and again without preparing anything (say, a decoder crashing at import) must
+    not be respawned forever: after MAX_FUTILE_RESTARTS the pool prepares every batch in-process."""
+    envs = synthetic_envelopes(50, seed=80)
+    raw = ingest_pb2.TxBatch(batch_seq=1, envelopes=envs).SerializeToString()
+    me = os.getpid()
+    before = _workers(me)
+    pool = await AnalysisPool(workers=1, chain_ids=CHAINS, max_input_bytes=128 * 1024).start()
+    killed: set[int] = set()
+    try:
+        for _ in range(MAX_FUTILE_RESTARTS + 1):
+            assert await _eventually(lambda: bool(_workers(me) - before - killed), 10), "no replacement worker"
+            victim = min(_workers(me) - before - killed)
+            os.kill(victim, signal.SIGKILL)
+            killed.add(victim)
+            assert await _eventually(lambda: pool.restarts == len(killed), 10)
+        await asyncio.sleep(1.0)  # a replacement would be spawned right away
+        assert not _workers(me) - before - killed
+        assert pool.restarts == MAX_FUTILE_RESTARTS + 1
+        # Still serving, in this process.
+        assert await pool.prepare(raw, 7) == prepare_batch(raw, 7, default_analyzer().analyze_encoded, CHAINS,
+                                                             128 * 1024)
+    finally:
+        await pool.stop()
 
 
 def _cpu_ticks(pid: int) -> int:
@@ -363,7 +402,7 @@ async def test_every_dead_worker_is_replaced_and_the_replacements_do_the_work(se
     killed: set[int] = set()
     stored = 0
     for round_ in range(3):
-        assert _wait_for(lambda: len(_workers(me) - killed) >= 1, 10)
+        assert await _eventually(lambda: len(_workers(me) - killed) >= 1, 10)
         victim = min(_workers(me) - killed)
         os.kill(victim, signal.SIGKILL)
         killed.add(victim)
@@ -373,7 +412,7 @@ async def test_every_dead_worker_is_replaced_and_the_replacements_do_the_work(se
         stored += 800
         assert srv.pool.restarts == round_ + 1  # each death counted once
     # After three deaths the batches go to worker processes again (not to processd's own thread for good).
-    assert _wait_for(lambda: len(_workers(me) - killed) == 2, 10)
+    assert await _eventually(lambda: len(_workers(me) - killed) == 2, 10)
     workers = _workers(me) - killed
     before = {pid: _cpu_ticks(pid) for pid in workers}
     await push_envelopes(srv.address, synthetic_envelopes(4000, seed=70), batch_size=200, session_id="after")

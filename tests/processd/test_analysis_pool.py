@@ -30,6 +30,7 @@ from common.synth import synthetic_envelopes
 from processd import ingest_service
 from processd.analysis import analyze, default_analyzer
 from processd.analysis_pool import MAX_FUTILE_RESTARTS, AnalysisPool, PoolStoppedError
+from processd.columns import to_columns
 from processd.prepare import prepare_batch
 from processd.server import ProcessdServer
 from tests.processd._helpers import ProcessdSubprocess, make_config, query_stub
@@ -331,9 +332,9 @@ async def test_custom_analysis_runs_in_process_and_stop_is_idempotent() -> None:
     pool = AnalysisPool(workers=2, chain_ids=CHAINS, max_input_bytes=128 * 1024, analyze=recording)
     assert pool.workers == 0  # a function of the test cannot be sent to worker processes
     async with pool:
-        reasons, txs, errors = await pool.prepare(raw, 123)
+        columns = await pool.prepare(raw, 123)
         assert pool.inflight == 0
-    assert reasons == bytes(20) and len(txs) == 20 and errors == 0
+    assert columns.reasons == bytes(20) and len(columns.tx_key) == 20 and columns.analysis_errors == 0
     assert len(calls) == 20
     assert {pid for pid, _ in calls} == {os.getpid()}
     assert all(name.startswith("processd-prepare") for _, name in calls)
@@ -346,14 +347,14 @@ async def test_worker_pool_prepares_like_prepare_batch_and_stops_once() -> None:
     envs = synthetic_envelopes(200, seed=47)
     envs[5].hash = b"short"
     raw = ingest_pb2.TxBatch(batch_seq=1, envelopes=envs).SerializeToString()
-    expected = prepare_batch(raw, 456, default_analyzer().analyze_encoded, CHAINS, 128 * 1024)
+    expected = to_columns(prepare_batch(raw, 456, default_analyzer().analyze_encoded, CHAINS, 128 * 1024))
     before = _workers(os.getpid())
     pool = await AnalysisPool(workers=1, chain_ids=CHAINS, max_input_bytes=128 * 1024).start()
     try:
         workers = _workers(os.getpid()) - before
         assert len(workers) == 1
         assert await pool.prepare(raw, 456) == expected
-        assert expected[0][5] == ingest_pb2.REJECT_REASON_BAD_HASH and len(expected[1]) == 199
+        assert expected.reasons[5] == ingest_pb2.REJECT_REASON_BAD_HASH and len(expected.tx_key) == 199
     finally:
         await pool.stop()
     await pool.stop()  # idempotent
@@ -384,8 +385,8 @@ async def test_workers_that_keep_dying_are_given_up_on() -> None:
         assert not _workers(me) - before - killed
         assert pool.restarts == MAX_FUTILE_RESTARTS + 1
         # Still serving, in this process.
-        assert await pool.prepare(raw, 7) == prepare_batch(raw, 7, default_analyzer().analyze_encoded, CHAINS,
-                                                             128 * 1024)
+        assert await pool.prepare(raw, 7) == to_columns(
+            prepare_batch(raw, 7, default_analyzer().analyze_encoded, CHAINS, 128 * 1024))
     finally:
         await pool.stop()
 
@@ -397,9 +398,9 @@ def _cpu_ticks(pid: int) -> int:
 
 
 async def test_every_dead_worker_is_replaced_and_the_replacements_do_the_work(server_factory: Any) -> None:
-    srv: ProcessdServer = await server_factory(analysis_workers=2)
     me = os.getpid()
-    killed: set[int] = set()
+    killed = set(_workers(me))  # workers an earlier test may have leaked: never touch those
+    srv: ProcessdServer = await server_factory(analysis_workers=2)
     stored = 0
     for round_ in range(3):
         assert await _eventually(lambda: len(_workers(me) - killed) >= 1, 10)

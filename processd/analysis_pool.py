@@ -10,7 +10,7 @@ cross-thread wake-ups (``concurrent.futures.ProcessPoolExecutor`` costs a feeder
 contend for the GIL with the writer: several microseconds per transaction here). Frames use
 ``multiprocessing.Connection``'s format (a signed 32-bit big-endian length, then the bytes), so the worker side
 is plain ``recv_bytes``/``send_bytes``. A job is ``received_ns`` (8 bytes) + the serialized ``TxBatch``; a result
-is the pickled :data:`~processd.prepare.PreparedBatch`. A worker answers its jobs in order.
+is the pickled :class:`~processd.columns.BatchColumns`. A worker answers its jobs in order.
 
 A worker that dies (killed, out of memory) is noticed by the end of its result pipe: the batches it held are
 prepared again in this process, a new worker replaces it and ``restarts`` counts it. Nothing is lost; those
@@ -38,7 +38,8 @@ from multiprocessing.process import BaseProcess
 from typing import IO
 
 from processd.analysis import AnalyzeFn, default_analyzer, encode_analysis
-from processd.prepare import AnalyzeEncoded, PreparedBatch, prepare_batch
+from processd.columns import BatchColumns, to_columns
+from processd.prepare import AnalyzeEncoded, prepare_batch
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +71,8 @@ def _worker_main(jobs: Connection, results: Connection, chain_ids: frozenset[int
         except EOFError:
             return
         received_ns = int.from_bytes(frame[:8], "big")
-        prepared = prepare_batch(frame[8:], received_ns, analyze, chain_ids, max_input_bytes)
-        results.send_bytes(pickle.dumps(prepared, protocol=pickle.HIGHEST_PROTOCOL))
+        columns = to_columns(prepare_batch(frame[8:], received_ns, analyze, chain_ids, max_input_bytes))
+        results.send_bytes(pickle.dumps(columns, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 class _ResultReader(asyncio.Protocol):
@@ -104,11 +105,11 @@ class _Worker:
         self.process = process
         self.write = write
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.jobs: deque[tuple[bytes, int, asyncio.Future[PreparedBatch]]] = deque()
+        self.jobs: deque[tuple[bytes, int, asyncio.Future[BatchColumns]]] = deque()
         self.alive = True
 
-    def submit(self, raw: bytes, received_ns: int) -> asyncio.Future[PreparedBatch]:
-        future: asyncio.Future[PreparedBatch] = asyncio.get_running_loop().create_future()
+    def submit(self, raw: bytes, received_ns: int) -> asyncio.Future[BatchColumns]:
+        future: asyncio.Future[BatchColumns] = asyncio.get_running_loop().create_future()
         self.jobs.append((raw, received_ns, future))
         self.write.writelines((_LENGTH.pack(len(raw) + 8), received_ns.to_bytes(8, "big"), raw))
         return future
@@ -207,8 +208,8 @@ class AnalysisPool:
 
     # ---- work --------------------------------------------------------------------------------------------
 
-    async def prepare(self, raw: bytes, received_ns: int) -> PreparedBatch:
-        """The :data:`PreparedBatch` of one serialized ``TxBatch``."""
+    async def prepare(self, raw: bytes, received_ns: int) -> BatchColumns:
+        """The :data:`BatchColumns` of one serialized ``TxBatch``."""
         if self._stopped:
             raise PoolStoppedError("analysis pool is stopped")
         self.inflight += 1
@@ -221,9 +222,11 @@ class AnalysisPool:
         finally:
             self.inflight -= 1
 
-    def _prepare_here(self, raw: bytes, received_ns: int) -> asyncio.Future[PreparedBatch]:
-        return asyncio.get_running_loop().run_in_executor(
-            self._thread, prepare_batch, raw, received_ns, self._local_analyze, self._chain_ids, self._max_input_bytes)
+    def _prepare_here(self, raw: bytes, received_ns: int) -> asyncio.Future[BatchColumns]:
+        return asyncio.get_running_loop().run_in_executor(self._thread, self._prepare_columns, raw, received_ns)
+
+    def _prepare_columns(self, raw: bytes, received_ns: int) -> BatchColumns:
+        return to_columns(prepare_batch(raw, received_ns, self._local_analyze, self._chain_ids, self._max_input_bytes))
 
     def worker_lost(self, worker: _Worker) -> None:
         """A worker's result pipe closed: re-prepare its batches here and replace it."""
@@ -267,7 +270,7 @@ def _own_file(conn: Connection, mode: str) -> IO[bytes]:
     return os.fdopen(fd, mode)
 
 
-def _relay(done: asyncio.Future[PreparedBatch], target: asyncio.Future[PreparedBatch]) -> None:
+def _relay(done: asyncio.Future[BatchColumns], target: asyncio.Future[BatchColumns]) -> None:
     if target.done():
         return
     if done.exception() is not None:

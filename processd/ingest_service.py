@@ -24,9 +24,9 @@ from google.protobuf.message import DecodeError
 
 from common.pb.v1 import ingest_pb2, ingest_pb2_grpc
 from processd.analysis_pool import AnalysisPool
+from processd.columns import BatchColumns, keep_only
 from processd.crashpoints import CrashSwitch
 from processd.metrics import ProcessdMetrics
-from processd.prepare import PreparedBatch, PreparedTx
 from processd.readmodels import ReadModels
 from processd.validation import OK, REASON_NAMES
 from processd.writer import CommitWriter, PendingBatch, QueueFullError, WriterStoppedError
@@ -51,6 +51,8 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         #: Chains that may be stored (those already in the read models, then new ones up to max_chains).
         self._admitted: set[int] = set()
         self._session_streams: dict[str, int] = {}
+        #: Resolved once the latest batch handed to preparation has been through chain admission.
+        self._admitted_through: asyncio.Future[None] | None = None
         self.open_streams = 0
 
     def prepare(self, batch: ingest_pb2.TxBatch, future: asyncio.Future[ingest_pb2.IngestAck],
@@ -58,19 +60,32 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         """A :class:`PendingBatch` whose preparation has started (``raw``: the batch's bytes, if at hand)."""
         pending = PendingBatch(batch_seq=batch.batch_seq, envelopes=batch.envelopes, rejected={},
                                received_ns=time.time_ns(), future=future, prepared=None)  # type: ignore[arg-type]
+        previous = self._admitted_through
+        admitted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._admitted_through = admitted
         pending.prepared = asyncio.ensure_future(
-            self._prepare(pending, raw if raw is not None else batch.SerializeToString()))
+            self._prepare(pending, raw if raw is not None else batch.SerializeToString(), previous, admitted))
         return pending
 
-    async def _prepare(self, pending: PendingBatch, raw: bytes) -> PreparedBatch:
-        reasons, txs, errors = await self._pool.prepare(raw, pending.received_ns)
-        return reasons, self._admit(pending, reasons, txs), errors
+    async def _prepare(self, pending: PendingBatch, raw: bytes, previous: asyncio.Future[None] | None,
+                       admitted: asyncio.Future[None]) -> BatchColumns:
+        try:
+            columns = await self._pool.prepare(raw, pending.received_ns)
+            # Batches are prepared in parallel and finish in any order; chain admission (max_chains) follows
+            # arrival order, as the commits do.
+            if previous is not None:
+                await previous
+            return self._admit(pending, columns)
+        finally:
+            if not admitted.done():
+                admitted.set_result(None)
 
-    def _admit(self, pending: PendingBatch, reasons: bytes, txs: list[PreparedTx]) -> list[PreparedTx]:
+    def _admit(self, pending: PendingBatch, columns: BatchColumns) -> BatchColumns:
         """Chain admission and reject counting; the transactions that may be stored."""
         admitted = self._admitted
-        if not any(reasons) and {tx[1] for tx in txs} <= admitted:
-            return txs  # the usual batch: all valid, all chains known
+        reasons = columns.reasons
+        if not any(reasons) and columns.last_event.keys() <= admitted:
+            return columns  # the usual batch: all valid, all chains known
         rejected = pending.rejected
         envelopes = pending.envelopes
         refused: set[int] = set()
@@ -89,7 +104,7 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
             self._metrics.rejects.labels(REASON_NAMES[reason]).inc()
             if chain_id in admitted:
                 self._models.count_reject(chain_id, reason)
-        return [tx for tx in txs if tx[1] not in refused] if refused else txs
+        return keep_only(columns, [c not in refused for c in columns.chain]) if refused else columns
 
     def admit_known_chains(self, chain_ids: list[int]) -> None:
         """Admits the chains already in the log (called at start, after the read models are rebuilt)."""

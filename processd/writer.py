@@ -18,11 +18,13 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import repeat
 
 import lmdb
 
 from common.pb.v1 import events_pb2, ingest_pb2, tx_pb2
 from processd import encoding
+from processd.columns import BatchColumns, keep_only
 from processd.crashpoints import CrashSwitch
 from processd.eventlog import (
     AGG_COMMITTED_NS,
@@ -32,7 +34,6 @@ from processd.eventlog import (
     AGG_RETAINED_TX,
     AGG_TX,
     CHAIN_SEQ,
-    KIND_DECODED,
     KIND_OPP,
     KIND_SEEN,
     META_LAST_SEQ,
@@ -42,7 +43,6 @@ from processd.eventlog import (
     agg_feature_key,
     decode_event,
 )
-from processd.prepare import PreparedBatch
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,73 @@ STORAGE_FULL = ingest_pb2.REJECT_REASON_STORAGE_FULL
 _SEEN_FLAG = bytes((encoding.KIND_SEEN,))
 _DECODED_FLAG = bytes((encoding.KIND_DECODED,))
 _OPP_FLAG = bytes((encoding.KIND_OPP,))
+
+
+def _claim_hashes(txn: lmdb.Transaction, tx_db: lmdb._Database, cursor: lmdb.Cursor, columns: BatchColumns,
+                  first: int) -> tuple[BatchColumns, int]:
+    """Dedup: puts every transaction's (chain, hash) -> TX_SEEN seq; returns the new ones and the duplicate count.
+
+    The usual batch has no duplicate: one ``putmulti`` with no-overwrite adds every key. When it added fewer,
+    the keys it did add (their value is the seq assigned here) are taken back and the batch is redone without the
+    duplicates (already stored, or twice in this batch), so seqs stay contiguous.
+    """
+    u64 = U64.pack
+    items = [(key, u64(first + offset)) for key, offset in zip(columns.tx_key, columns.seen_at, strict=True)]
+    _, added = cursor.putmulti(items, dupdata=False, overwrite=False)
+    if added == len(items):
+        return columns, 0
+    keep = [txn.get(key, db=tx_db) == value for key, value in items]  # False: stored before (or twice here)
+    for (key, _), mine in zip(items, keep, strict=True):
+        if mine:
+            txn.delete(key, db=tx_db)
+    columns = keep_only(columns, keep)
+    items = [(key, u64(first + offset)) for key, offset in zip(columns.tx_key, columns.seen_at, strict=True)]
+    _, added = cursor.putmulti(items, dupdata=False, overwrite=False)
+    assert added == len(items), "a transaction hash seen twice after removing duplicates"
+    return columns, len(keep) - len(items)
+
+
+_FLAGS = [bytes((kind,)) for kind in range(256)]
+
+
+def _append_events(columns: BatchColumns, first: int, batch: PendingBatch, result: CommitResult,
+                   ev_items: list[tuple[bytes, bytes]], ch_items: list[tuple[bytes, bytes]],
+                   events: list[tuple[int, int, int, bytes]] | None) -> None:
+    """Event values, index entries and read-model entries of one deduplicated batch whose first seq is ``first``.
+
+    Comprehensions and zips instead of a loop per event: this is the part of processd that runs on one core.
+    """
+    kinds = columns.kinds
+    seqs = range(first, first + len(kinds))
+    prefix = encoding._SEQ_PREFIX
+    if first >= 16384 and seqs[-1] < 268435456:  # encoding.with_seq inlined: two table lookups per seq
+        table = encoding._TABLE
+        cont14 = encoding._CONT14
+        values = [b"".join((prefix[k], cont14[s & 0x3FFF], table[s >> 14], r))
+                  for k, s, r in zip(kinds, seqs, columns.rests, strict=True)]
+    else:
+        with_seq = encoding.with_seq
+        values = [with_seq(s, k, r) for k, s, r in zip(kinds, seqs, columns.rests, strict=True)]
+    if columns.opps:
+        varint = encoding.varint
+        parse_opportunity = events_pb2.Opportunity.FromString
+        for offset, header, body in columns.opps:
+            s = first + offset
+            inner = body + encoding.OPP_SEQ_TAG + varint(s)  # seq_id is Opportunity's last field
+            values[offset] = encoding.event_value(s, KIND_OPP, header, inner)
+            result.opportunities.append(parse_opportunity(inner))
+    u64 = U64.pack
+    chain_seq = CHAIN_SEQ.pack
+    ev_items.extend(zip([u64(s) for s in seqs], values, strict=True))
+    ch_keys = [chain_seq(c, s) for c, s in zip(columns.event_chain, seqs, strict=True)]
+    ch_items.extend(zip(ch_keys, [_FLAGS[k] for k in kinds], strict=True))
+    if events is not None:
+        events.extend(zip(seqs, columns.event_chain, kinds, values, strict=True))
+    seen = [first + offset for offset in columns.seen_at]
+    envelopes = batch.envelopes
+    result.txs.extend(zip(seen, [envelopes[i] for i in columns.position], repeat(batch.received_ns)))
+    result.features.extend(zip([s + 1 for s in seen], columns.chain, [key[8:] for key in columns.tx_key],
+                               columns.features, strict=True))
 
 
 class QueueFullError(Exception):
@@ -82,7 +149,7 @@ class PendingBatch:
     rejected: dict[int, int]
     received_ns: int
     future: asyncio.Future[ingest_pb2.IngestAck]
-    prepared: asyncio.Future[PreparedBatch]
+    prepared: asyncio.Future[BatchColumns]
     accepted: int = 0
     duplicates: int = 0
     first_seq: int = 0
@@ -340,18 +407,6 @@ class CommitWriter:
         eventlog = self.log
         env = eventlog.env
         assert env is not None
-        tx_db = eventlog.tx_db
-        event_value = encoding.event_value
-        varint = encoding.varint
-        # encoding.with_seq inlined (this runs for every event): seqs 16k..268M are two table lookups.
-        table = encoding._TABLE
-        cont14 = encoding._CONT14
-        seen_prefix = encoding._SEQ_PREFIX[KIND_SEEN]
-        decoded_prefix = encoding._SEQ_PREFIX[KIND_DECODED]
-        opp_seq_tag = encoding.OPP_SEQ_TAG
-        parse_opportunity = events_pb2.Opportunity.FromString
-        u64 = U64.pack
-        chain_seq = CHAIN_SEQ.pack
         seq = self.last_seq
         result = CommitResult(last_seq=seq, committed_ns=0, batches=len(group), envelopes=0)
         # Events for live subscribers are collected only while someone is subscribed; otherwise the hub reads
@@ -362,70 +417,35 @@ class CommitWriter:
         result.first_seq = seq + 1
         ev_items: list[tuple[bytes, bytes]] = []
         ch_items: list[tuple[bytes, bytes]] = []
-        ev_append = ev_items.append
-        ch_append = ch_items.append
-        txs_append = result.txs.append
-        features_append = result.features.append
         deltas: dict[bytes, int] = {}
         high_water: dict[int, int] = {}
         # (chain, category, protocol, decoded) -> transactions; per-chain tx / decoded / feature counts derive from
         # it once per commit instead of several counter updates per transaction.
         feature_tally: dict[tuple[int, int, str, bool], int] = {}
         opp_tally: dict[int, int] = {}
-        opportunities = result.opportunities
         txn = env.begin(write=True)
-        put = txn.put
         try:
+            hash_cursor = txn.cursor(db=eventlog.tx_db)
             for batch in group:
-                received_ns = batch.received_ns
-                envelopes = batch.envelopes
-                _, prepared, errors = batch.prepared.result()
-                result.analysis_errors += errors
-                first = seq + 1
-                duplicates = 0
-                for index, chain_id, tx_key, seen_rest, decoded_rest, features, fkey, opps in prepared:
-                    if not put(tx_key, u64(seq + 1), overwrite=False, db=tx_db):
-                        duplicates += 1
-                        continue
-                    seq += 1
-                    txs_append((seq, envelopes[index], received_ns))
-                    if 16384 <= seq < 268435456:
-                        value = b"".join((seen_prefix, cont14[seq & 0x3FFF], table[seq >> 14], seen_rest))
-                    else:
-                        value = encoding.with_seq(seq, KIND_SEEN, seen_rest)
-                    ev_append((u64(seq), value))
-                    ch_append((chain_seq(chain_id, seq), _SEEN_FLAG))
-                    if want_events:
-                        events.append((seq, chain_id, KIND_SEEN, value))
-                    seq += 1
-                    features_append((seq, chain_id, tx_key[8:], features))
-                    if 16384 <= seq < 268435456:
-                        value = b"".join((decoded_prefix, cont14[seq & 0x3FFF], table[seq >> 14], decoded_rest))
-                    else:
-                        value = encoding.with_seq(seq, KIND_DECODED, decoded_rest)
-                    ev_append((u64(seq), value))
-                    ch_append((chain_seq(chain_id, seq), _DECODED_FLAG))
-                    if want_events:
-                        events.append((seq, chain_id, KIND_DECODED, value))
-                    feature_tally[fkey] = feature_tally.get(fkey, 0) + 1
-                    if opps is not None:
-                        header, bodies = opps
-                        for body in bodies:
-                            seq += 1
-                            inner = body + opp_seq_tag + varint(seq)  # seq_id is Opportunity's last field
-                            opportunities.append(parse_opportunity(inner))
-                            value = event_value(seq, KIND_OPP, header, inner)
-                            ev_append((u64(seq), value))
-                            ch_append((chain_seq(chain_id, seq), _OPP_FLAG))
-                            if want_events:
-                                events.append((seq, chain_id, KIND_OPP, value))
-                        opp_tally[chain_id] = opp_tally.get(chain_id, 0) + len(bodies)
-                    high_water[chain_id] = seq
-                n = len(prepared)
+                columns = batch.prepared.result()
+                result.analysis_errors += columns.analysis_errors
+                n = len(columns.tx_key)
+                columns, duplicates = _claim_hashes(txn, eventlog.tx_db, hash_cursor, columns, seq + 1)
+                if columns.tx_key:
+                    first = seq + 1
+                    seq += len(columns.kinds)
+                    _append_events(columns, first, batch, result, ev_items, ch_items, events if want_events else None)
+                    for fkey, count in columns.tally.items():
+                        feature_tally[fkey] = feature_tally.get(fkey, 0) + count
+                    for chain_id, count in columns.opp_count.items():
+                        opp_tally[chain_id] = opp_tally.get(chain_id, 0) + count
+                    for chain_id, offset in columns.last_event.items():
+                        high_water[chain_id] = first + offset
+                    batch.first_seq, batch.last_seq = first, seq
+                else:
+                    batch.first_seq = batch.last_seq = 0
                 batch.duplicates = duplicates
                 batch.accepted = n - duplicates
-                # seq only moves for accepted transactions: the batch's events are first..seq.
-                batch.first_seq, batch.last_seq = (first, seq) if seq >= first else (0, 0)
                 result.envelopes += n
             # Counters are tallied in plain ints and turned into agg keys once per commit.
             chain_tally: dict[int, list[int]] = {}  # chain -> [txs, decoded]
@@ -447,7 +467,7 @@ class CommitWriter:
             if ev_items:
                 txn.cursor(db=eventlog.events_db).putmulti(ev_items, append=True)
                 txn.cursor(db=eventlog.chain_db).putmulti(ch_items)
-                txn.put(META_LAST_SEQ, u64(seq), db=eventlog.meta_db)
+                txn.put(META_LAST_SEQ, U64.pack(seq), db=eventlog.meta_db)
             committed_ns = time.time_ns()
             result.pruned_events = self._prune(txn, seq, committed_ns, deltas, len(ev_items))
             new_values = self._apply_aggregates(txn, deltas, high_water, committed_ns)

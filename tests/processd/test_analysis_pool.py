@@ -426,9 +426,6 @@ async def test_every_dead_worker_is_replaced_and_the_replacements_do_the_work(se
     assert len(seen) == len(set(seen)) == stored
 
 
-@pytest.mark.xfail(strict=True, reason="FOUND BUG (reported to the lead): with analysis workers, chain admission "
-                   "(max_chains) runs when a batch's preparation finishes, not in arrival order, so a later small "
-                   "batch can take the last chain slot of an earlier large one")
 async def test_chain_admission_follows_arrival_order_with_workers(server_factory: Any) -> None:
     # Batch 1 is large and brings chain 10 last; batch 2 (one envelope of chain 20) arrives after it but is
     # prepared much sooner by the other worker. max_chains=2: chains 1 and 10 arrived first, so 20 is refused.

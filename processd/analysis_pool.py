@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import fcntl
 import functools
 import logging
 import multiprocessing
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
 _LENGTH = struct.Struct("!i")
 _READY = b"ready"
+_PIPE_BYTES = 1 << 20  # Linux's default /proc/sys/fs/pipe-max-size
 #: Workers replaced one after another without a result in between before the pool gives up on processes.
 MAX_FUTILE_RESTARTS = 5
 
@@ -267,6 +269,9 @@ def _own_file(conn: Connection, mode: str) -> IO[bytes]:
     """A file object owning a duplicate of ``conn``'s descriptor (``conn`` is closed), for asyncio pipe transports."""
     fd = os.dup(conn.fileno())
     conn.close()
+    # A batch is a few hundred KiB: with the default 64 KiB pipe buffer each one costs several write/read wake-ups.
+    with contextlib.suppress(OSError, AttributeError):
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)  # Linux only
     return os.fdopen(fd, mode)
 
 

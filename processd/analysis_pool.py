@@ -78,22 +78,34 @@ def _worker_main(jobs: Connection, results: Connection, chain_ids: frozenset[int
 
 
 class _ResultReader(asyncio.Protocol):
-    """Splits a worker's result pipe into frames and hands them to its :class:`_Worker`."""
+    """Splits a worker's result pipe into frames and hands them to its :class:`_Worker`.
+
+    Results are a few hundred KiB and arrive in pipe-sized chunks: the chunks of a frame are kept in a list and
+    joined once, rather than appended to a growing buffer and copied out again.
+    """
 
     def __init__(self, worker: _Worker) -> None:
         self.worker = worker
-        self.buffer = bytearray()
+        self.chunks: list[bytes] = []
+        self.buffered = 0
+        self.need = 4  # bytes that complete the current length header or frame
 
     def data_received(self, data: bytes) -> None:
-        buf = self.buffer
-        buf += data
-        while len(buf) >= 4:
-            size = _LENGTH.unpack_from(buf)[0]
-            if len(buf) < 4 + size:
-                break
-            frame = bytes(buf[4:4 + size])
-            del buf[:4 + size]
-            self.worker.on_frame(frame)
+        self.chunks.append(data)
+        self.buffered += len(data)
+        while self.buffered >= self.need:
+            joined = self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
+            size = _LENGTH.unpack_from(joined)[0]
+            end = 4 + size
+            if len(joined) < end:
+                self.chunks = [joined]
+                self.need = end
+                return
+            self.worker.on_frame(memoryview(joined)[4:end])
+            rest = joined[end:]
+            self.chunks = [rest] if rest else []
+            self.buffered = len(rest)
+            self.need = 4
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.worker.on_lost()
@@ -116,7 +128,7 @@ class _Worker:
         self.write.writelines((_LENGTH.pack(len(raw) + 8), received_ns.to_bytes(8, "big"), raw))
         return future
 
-    def on_frame(self, frame: bytes) -> None:
+    def on_frame(self, frame: memoryview) -> None:
         if not self.ready.done():
             self.ready.set_result(None)
             return

@@ -204,6 +204,13 @@ class ResendingPusher:
         self._thread.start()
         return self
 
+    def wait_stream_failure(self, failures_before: int, timeout_s: float) -> None:
+        """Waits until a stream ended in an error after ``failures_before`` such ends: by then every ack that
+        arrived before the failure has been processed (a snapshot taken earlier can miss the last ones)."""
+        deadline = time.monotonic() + timeout_s
+        while self.stream_failures <= failures_before and not self.done and time.monotonic() < deadline:
+            time.sleep(0.02)
+
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(30)

@@ -52,6 +52,7 @@ def test_record_survives_exactly_when_acked(tmp_path: Path, point: str, inflight
         status = crashing.wait(timeout_s=60)
         assert status == 137, f"processd did not crash at {point}: {status}\n{crashing.log_tail()}"
         assert f"TEST crash point {point}" in crashing.output()
+        pusher.wait_stream_failure(0, timeout_s=30)  # acks received before the crash are all counted
         acked = pusher.acked_snapshot()
         audit = audit_log(crashing.data_dir)
         audit.assert_clean()

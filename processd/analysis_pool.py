@@ -10,7 +10,8 @@ cross-thread wake-ups (``concurrent.futures.ProcessPoolExecutor`` costs a feeder
 contend for the GIL with the writer: several microseconds per transaction here). Frames use
 ``multiprocessing.Connection``'s format (a signed 32-bit big-endian length, then the bytes), so the worker side
 is plain ``recv_bytes``/``send_bytes``. A job is ``received_ns`` (8 bytes) + the serialized ``TxBatch``; a result
-is the pickled :class:`~processd.columns.BatchColumns`. A worker answers its jobs in order.
+is a :class:`~processd.columns.BatchColumns` in ``marshal`` format (only lists, bytes, ints and strings: about
+twice as fast as pickle both ways, and the pipe is private to processd). A worker answers its jobs in order.
 
 A worker that dies (killed, out of memory) is noticed by the end of its result pipe: the batches it held are
 prepared again in this process, a new worker replaces it and ``restarts`` counts it. Nothing is lost; those
@@ -25,9 +26,9 @@ import ctypes
 import fcntl
 import functools
 import logging
+import marshal
 import multiprocessing
 import os
-import pickle
 import signal
 import struct
 import sys
@@ -74,7 +75,7 @@ def _worker_main(jobs: Connection, results: Connection, chain_ids: frozenset[int
             return
         received_ns = int.from_bytes(frame[:8], "big")
         columns = to_columns(prepare_batch(frame[8:], received_ns, analyze, chain_ids, max_input_bytes))
-        results.send_bytes(pickle.dumps(columns, protocol=pickle.HIGHEST_PROTOCOL))
+        results.send_bytes(marshal.dumps(tuple(columns)))
 
 
 class _ResultReader(asyncio.Protocol):
@@ -135,7 +136,7 @@ class _Worker:
         _, _, future = self.jobs.popleft()
         self.pool.futile_restarts = 0
         if not future.done():
-            future.set_result(pickle.loads(frame))
+            future.set_result(BatchColumns(*marshal.loads(frame)))
 
     def on_lost(self) -> None:
         if not self.alive:

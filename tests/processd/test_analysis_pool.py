@@ -266,6 +266,7 @@ async def test_killed_worker_loses_nothing_and_the_pool_restarts(
     for (_, last), (first, _) in itertools.pairwise(ranges):
         assert first == last + 1
     assert await _metric(metrics_port, "processd_analysis_pool_restarts") >= 1
+    assert await _metric(metrics_port, "processd_analysis_inflight_batches") == 0
     assert not _alive(victim)
     # The replacement pool has its own workers; they too die with processd (PR_SET_PDEATHSIG).
     replacement = _workers(processd_pid)
@@ -284,6 +285,31 @@ async def test_workers_exit_when_processd_is_killed(tmp_path: Path, subprocesses
     assert len(workers) == 2 and all(_alive(pid) for pid in workers)
     proc.kill9()
     assert _wait_for(lambda: not any(_alive(pid) for pid in workers), 10), "analysis workers outlived processd"
+
+
+async def test_sigterm_stops_the_workers_with_processd(tmp_path: Path,
+                                                       subprocesses: list[ProcessdSubprocess]) -> None:
+    proc = ProcessdSubprocess(tmp_path / "lmdb", tmp_path / "processd.log", "--analysis-workers", "2")
+    subprocesses.append(proc)
+    proc.start()
+    assert proc.proc is not None
+    envs = synthetic_envelopes(600, seed=51)
+    acks = await push_envelopes(proc.address, envs, batch_size=100)
+    assert sum(a.accepted for a in acks) == 600
+    workers = _workers(proc.proc.pid)
+    assert len(workers) == 2
+    assert proc.terminate() == 0
+    # processd joins its workers before it exits (they are not left for PR_SET_PDEATHSIG to clean up).
+    assert not any(_alive(pid) for pid in workers)
+    # The log written through the workers opens in-process (no workers) with every transaction once.
+    again = ProcessdSubprocess(tmp_path / "lmdb", tmp_path / "processd.log", "--analysis-workers", "0")
+    subprocesses.append(again)
+    again.start()
+    assert again.proc is not None and not _workers(again.proc.pid)
+    acks = await push_envelopes(again.address, envs, batch_size=300, first_batch_seq=10)
+    assert [(a.accepted, a.duplicates) for a in acks] == [(0, 300), (0, 300)]
+    seen = [(e.chain_id, e.tx_hash) for e in await _scan_all(again.address) if e.kind == SEEN]
+    assert sorted(seen) == sorted((e.chain_id, e.hash) for e in envs)
 
 
 async def test_malformed_batch_ends_the_stream_with_invalid_argument(server_factory: Any) -> None:

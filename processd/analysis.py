@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 from common.pb.v1 import events_pb2, tx_pb2
 from processd.decoding import Decoder
 from processd.decoding.methods import DecoderFactory
-from processd.decoding.model import OTHER, WRAPPED_NATIVE, DecodedCall
+from processd.decoding.model import OTHER, TRANSFER, WRAPPED_NATIVE, DecodedCall
 from processd.decoding.registry import Registry
-from processd.features import NATIVE_PROTOCOL, build_features
+from processd.features import NATIVE_PROTOCOL, build_features, build_features_from, encode_features
 from processd.searcher import DEFAULT_MIN_SCORE, Searcher, is_rankable
 
 #: What batch preparation needs of an analysis: (serialized TxFeatures, category, protocol, decoded,
-#: opportunities). Opportunities carry chain_id and tx_hash; seq_id is set by the writer.
-EncodedAnalysis = tuple[bytes, int, str, bool, list[events_pb2.Opportunity]]
+#: serialized opportunities). Opportunities carry chain_id and tx_hash; seq_id is appended by the writer.
+EncodedAnalysis = tuple[bytes, int, str, bool, tuple[bytes, ...]]
 
 
 @dataclass(slots=True)
@@ -52,39 +52,73 @@ class Analyzer:
         to = envelope.to
         chain_id = envelope.chain_id
         value = int.from_bytes(envelope.value, "big")
-        call: DecodedCall | None = None
-        if data:
-            call = self.decoder.decode(data, to, value, envelope.sender)
-            if call is not None:
-                protocol = self.registry.label(chain_id, to, call.family) if to else ""
-            else:
-                protocol = self.registry.any_label(chain_id, to) if to else ""
-        elif to:
-            protocol = NATIVE_PROTOCOL
-            contract = self.registry.contract(chain_id, to)
-            if contract is not None and WRAPPED_NATIVE in contract.labels:
-                # Plain value sent to WETH/WMATIC/...: the fallback function deposits it.
-                protocol = contract.labels[WRAPPED_NATIVE]
-                call = DecodedCall("deposit", OTHER, WRAPPED_NATIVE, token_out=to, amount_in=value,
-                                   recipient=envelope.sender)
-        else:
-            protocol = ""  # contract creation
+        call, protocol = self.decode_call(chain_id, to, value, envelope.sender, data)
         features = build_features(envelope, call, protocol, data)
         if call is None or not call.swap_count or not is_rankable(call):
             return Analysis(features)
         tip = int.from_bytes(features.priority_fee, "big")
         return Analysis(features, self.searcher.rank(chain_id, envelope.hash, call, protocol, value, tip))
 
+    def decode_call(self, chain_id: int, to: bytes, value: int, sender: bytes,
+               data: bytes) -> tuple[DecodedCall | None, str]:
+        """(decoded call or None, protocol label) of calldata ``data`` sent to ``to`` with ``value`` wei."""
+        if data:
+            call = self.decoder.decode(data, to, value, sender)
+            if call is not None:
+                return call, self.registry.label(chain_id, to, call.family) if to else ""
+            return None, self.registry.any_label(chain_id, to) if to else ""
+        if to:
+            contract = self.registry.contract(chain_id, to)
+            if contract is not None and WRAPPED_NATIVE in contract.labels:
+                # Plain value sent to WETH/WMATIC/...: the fallback function deposits it.
+                return DecodedCall("deposit", OTHER, WRAPPED_NATIVE, token_out=to, amount_in=value,
+                                   recipient=sender), contract.labels[WRAPPED_NATIVE]
+            return None, NATIVE_PROTOCOL
+        return None, ""  # contract creation
 
     def analyze_encoded(self, envelope: tx_pb2.TxEnvelope) -> EncodedAnalysis:
-        """:meth:`analyze` with the features serialized (what the event log stores)."""
-        return encode_analysis(self.analyze(envelope))
+        """:meth:`analyze` with the features and opportunities serialized (what the event log stores)."""
+        return self.analyze_fields(envelope.chain_id, envelope.hash, envelope.sender, envelope.to, envelope.value,
+                                   envelope.gas_price, envelope.max_fee_per_gas, envelope.max_priority_fee_per_gas,
+                                   envelope.input)
+
+    def analyze_fields(self, chain_id: int, tx_hash: bytes, sender: bytes, to: bytes, value: bytes,
+                       gas_price: bytes, max_fee_per_gas: bytes, max_priority_fee_per_gas: bytes,
+                       data: bytes) -> EncodedAnalysis:
+        """:meth:`analyze_encoded` of the envelope with these fields (batch preparation has read them already).
+
+        Equal, byte for byte, to serializing what :meth:`analyze` returns, but without building protobuf
+        messages: the features and opportunities are encoded by hand (``encode_features``, ``rank_encoded``),
+        about four times cheaper. Should a hand encoder refuse a value, the message path encodes it, so even
+        errors are those of :meth:`analyze`.
+        """
+        value_wei = int.from_bytes(value, "big")
+        call, protocol = self.decode_call(chain_id, to, value_wei, sender, data)
+        bid = max_fee_per_gas or gas_price
+        tip = max_priority_fee_per_gas or gas_price
+        try:
+            features = encode_features(call, protocol, data, to, value, bid, tip)
+        except Exception:
+            features = build_features_from(call, protocol, data, to, value, bid, tip).SerializeToString()
+        if call is None:
+            return features, (TRANSFER if not data and to else OTHER), protocol, False, ()
+        if not call.swap_count or not is_rankable(call):
+            return features, call.category, protocol, bool(call.decoded), ()
+        tip_wei = int.from_bytes(tip, "big")
+        searcher = self.searcher
+        try:
+            opportunities = searcher.rank_encoded(chain_id, tx_hash, call, protocol, value_wei, tip_wei)
+        except Exception:
+            opportunities = tuple(o.SerializeToString()
+                                  for o in searcher.rank(chain_id, tx_hash, call, protocol, value_wei, tip_wei))
+        return features, call.category, protocol, True, opportunities
 
 
 def encode_analysis(analysis: Analysis) -> EncodedAnalysis:
     """The :data:`EncodedAnalysis` of an :class:`Analysis`."""
     f = analysis.features
-    return f.SerializeToString(), f.category, f.protocol, f.decoded, analysis.opportunities
+    return (f.SerializeToString(), f.category, f.protocol, f.decoded,
+            tuple(o.SerializeToString() for o in analysis.opportunities))
 
 
 _default: Analyzer | None = None

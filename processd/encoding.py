@@ -47,6 +47,9 @@ def varint(n: int) -> bytes:
     """Protobuf base-128 varint of a non-negative int (minimal: the last chunk is never zero)."""
     if n < 16384:
         return _TABLE[n]
+    if 72057594037927936 <= n < 1180591620717411303424:  # 2**56 <= n < 2**70: nanosecond timestamps, unrolled
+        return b"".join((_CONT14[n & 0x3FFF], _CONT14[n >> 14 & 0x3FFF], _CONT14[n >> 28 & 0x3FFF],
+                         _CONT14[n >> 42 & 0x3FFF], _TABLE[n >> 56]))
     out = b""
     while n >= 16384:
         out += _CONT14[n & 0x3FFF]
@@ -112,6 +115,40 @@ def event_rest(kind: int, header: bytes, inner: bytes) -> bytes:
     body_len = 1 + len(inner_len) + n
     return b"".join((_KIND_FIELD[kind], header, _BODY_TAG[kind],
                      _TABLE[body_len] if body_len < 16384 else varint(body_len), _TAG_INNER, inner_len, inner))
+
+
+# --- batch preparation's building blocks (processd.prepare inlines them: it runs for every transaction) ---
+
+#: ``Event.kind`` fields of the TX_SEEN and TX_DECODED events.
+SEEN_KIND_FIELD = _KIND_FIELD[KIND_SEEN]
+DECODED_KIND_FIELD = _KIND_FIELD[KIND_DECODED]
+#: Tags of the TxSeen (10) and TxDecoded (11) bodies.
+SEEN_BODY_TAG = _TAG_TX_SEEN
+DECODED_BODY_TAG = _TAG_TX_DECODED
+#: Varint of every int below 2**14 (see :func:`varint`) and 14 bits as two continued varint groups.
+VARINT_TABLE = _TABLE
+CONT14_TABLE = _CONT14
+#: Bodies shorter than this have their lengths in :data:`BODY_LENGTHS`.
+BODY_LENGTHS_MAX = 16380
+
+
+def body_lengths(n: int) -> bytes:
+    """What separates an event body's tag from its ``n`` inner bytes: the body's length, the inner field's tag
+    (1) and the inner length. ``event_rest(kind, h, inner) == kind field + h + body tag + body_lengths(n) + inner``.
+    """
+    inner_len = varint(n)
+    return varint(1 + len(inner_len) + n) + _TAG_INNER + inner_len
+
+
+#: :func:`body_lengths` of every n below :data:`BODY_LENGTHS_MAX` (about 0.5 MB, built on first use).
+BODY_LENGTHS: list[bytes] = []
+
+
+def body_lengths_table() -> list[bytes]:
+    """:data:`BODY_LENGTHS`, filled on first use (no work at import time)."""
+    if not BODY_LENGTHS:
+        BODY_LENGTHS.extend(body_lengths(n) for n in range(BODY_LENGTHS_MAX))
+    return BODY_LENGTHS
 
 
 def with_seq(seq: int, kind: int, rest: bytes) -> bytes:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from common.pb.v1 import events_pb2
 from processd.decoding.model import UNISWAP_V2, UNISWAP_V3, DecodedCall
 from processd.decoding.registry import REF_USD_MICROS, Registry, Token, native_peg
+from processd.encoding import varint
 from processd.features import u256
 
 SANDWICH = events_pb2.OPPORTUNITY_KIND_SANDWICH_CANDIDATE
@@ -42,6 +43,12 @@ _GWEI = 10**9
 _UNKNOWN_SLIPPAGE = f"slippage unknown (assumed {ASSUMED_BPS / 100:.2f}%)"
 #: Main venues: labels of the canonical Uniswap deployments (everything else is a secondary venue).
 MAIN_VENUES = frozenset({"uniswap_v2", "uniswap_v3"})
+_MAX_U32 = (1 << 32) - 1
+_MAX_U64 = (1 << 64) - 1
+_VARINT = [varint(i) for i in range(1 << 14)]
+#: Opportunity.kind (3) and .score (4) fields by value (0: left out, as protobuf does).
+_KIND_FIELDS = {k: b"\x18" + varint(k) if k else b"" for k in events_pb2.OpportunityKind.values()}
+_SCORE_FIELDS = [b""] + [b"\x20" + varint(s) for s in range(1, 101)]
 
 
 @dataclass(slots=True)
@@ -196,23 +203,10 @@ class Searcher:
     def rank(self, chain_id: int, tx_hash: bytes, call: DecodedCall, protocol: str, value: int,
              tip_wei: int) -> list[events_pb2.Opportunity]:
         """Opportunities of a decoded swap scoring at least ``min_score``, highest score first."""
-        a = self.assess(chain_id, call, protocol, value, tip_wei)
-        floor = self.min_score if self.min_score > 0 else 1
-        scored = []
-        score = self.sandwich_score(a, call)
-        if score >= floor:
-            scored.append((score, SANDWICH))
-        score = self.backrun_score(a)
-        if score >= floor:
-            scored.append((score, BACKRUN))
-        score = self.arb_score(a)
-        if score >= floor:
-            scored.append((score, ARB))
-        if not scored:
+        ranked = self._rank(chain_id, call, protocol, value, tip_wei)
+        if ranked is None:
             return []
-        if len(scored) > 1:
-            scored.sort(key=_by_score_then_kind)
-        common = self._reasons(chain_id, a, call, protocol)
+        a, scored = ranked
         base = events_pb2.Opportunity()
         base.chain_id = chain_id
         base.tx_hash = tx_hash
@@ -226,22 +220,98 @@ class Searcher:
         base.slippage_bps = a.slippage_bps
         out = []
         last = len(scored) - 1
-        for i, (score, kind) in enumerate(scored):
+        for i, (score, kind, reasons) in enumerate(scored):
             if i < last:
                 opp = events_pb2.Opportunity()
                 opp.CopyFrom(base)  # one C-level copy instead of re-setting every shared field
             else:
                 opp = base
-            opp.kind = kind
+            opp.kind = kind  # type: ignore[assignment]
             opp.score = score
-            if kind == SANDWICH:
-                opp.reasons.extend(common)
-            elif kind == BACKRUN:
-                opp.reasons.extend(common[:1] + common[2:])  # all but the slippage reason
-            else:
-                opp.reasons.extend([*self._arb_reasons(a, protocol), common[0], common[-1]])
+            opp.reasons.extend(reasons)
             out.append(opp)
         return out
+
+    def rank_encoded(self, chain_id: int, tx_hash: bytes, call: DecodedCall, protocol: str, value: int,
+                     tip_wei: int) -> tuple[bytes, ...]:
+        """:meth:`rank` with every opportunity serialized, written by hand (what batch preparation stores).
+
+        Fields in field-number order, empty ones left out, as protobuf serializes them; raises when a value is
+        one protobuf would reject (callers then fall back to :meth:`rank`, whose errors are protobuf's).
+        """
+        ranked = self._rank(chain_id, call, protocol, value, tip_wei)
+        if ranked is None:
+            return ()
+        a, scored = ranked
+        # Shared fields: chain_id (1), tx_hash (2) before the per-kind ones; protocol (6) .. slippage (10) after.
+        # Lengths come from a table of varints below 2**14: a longer value is an IndexError (-> rank()).
+        table = _VARINT
+        if not 0 <= chain_id <= _MAX_U64:
+            raise ValueError(f"chain id out of range: {chain_id}")
+        head = b"\x08" + varint(chain_id) if chain_id else b""
+        if _as_bytes(tx_hash):
+            head += b"\x12" + table[len(tx_hash)] + tx_hash
+        tail = b""
+        if protocol:
+            raw = protocol.encode()
+            tail = b"\x32" + table[len(raw)] + raw
+        token = call.token_in
+        if token is not None and _as_bytes(token):
+            tail += b"\x3a" + table[len(token)] + token
+        token = call.token_out
+        if token is not None and _as_bytes(token):
+            tail += b"\x42" + table[len(token)] + token
+        if a.notional_wei:
+            raw = u256(a.notional_wei)
+            tail += b"\x4a" + table[len(raw)] + raw
+        if a.slippage_bps:
+            if not 0 < a.slippage_bps <= _MAX_U32:
+                raise ValueError(f"slippage out of range: {a.slippage_bps}")
+            tail += b"\x50" + varint(a.slippage_bps)
+        fields: dict[str, bytes] = {}  # the kinds share most reasons: each is encoded once
+        out = []
+        for score, kind, reasons in scored:
+            parts = [head, _KIND_FIELDS[kind], _SCORE_FIELDS[score]]
+            for reason in reasons:
+                field = fields.get(reason)
+                if field is None:
+                    raw = reason.encode()
+                    field = fields[reason] = b"\x2a" + table[len(raw)] + raw
+                parts.append(field)
+            parts.append(tail)
+            out.append(b"".join(parts))
+        return tuple(out)
+
+    def _rank(self, chain_id: int, call: DecodedCall, protocol: str, value: int,
+              tip_wei: int) -> tuple[SwapAssessment, list[tuple[int, int, list[str]]]] | None:
+        """(assessment, [(score, kind, reasons)] highest score first), None when no kind reaches the floor."""
+        a = self.assess(chain_id, call, protocol, value, tip_wei)
+        floor = self.min_score if self.min_score > 0 else 1
+        scored: list[tuple[int, int]] = []
+        score = self.sandwich_score(a, call)
+        if score >= floor:
+            scored.append((score, SANDWICH))
+        score = self.backrun_score(a)
+        if score >= floor:
+            scored.append((score, BACKRUN))
+        score = self.arb_score(a)
+        if score >= floor:
+            scored.append((score, ARB))
+        if not scored:
+            return None
+        if len(scored) > 1:
+            scored.sort(key=_by_score_then_kind)
+        common = self._reasons(chain_id, a, call, protocol)
+        out = []
+        for score, kind in scored:
+            if kind == SANDWICH:
+                reasons = common
+            elif kind == BACKRUN:
+                reasons = common[:1] + common[2:]  # all but the slippage reason
+            else:
+                reasons = [*self._arb_reasons(a, protocol), common[0], common[-1]]
+            out.append((score, kind, reasons))
+        return a, out
 
     def _reasons(self, chain_id: int, a: SwapAssessment, call: DecodedCall, protocol: str) -> list[str]:
         """Shared reasons: size first, slippage second (left out for backruns), tip last."""
@@ -280,6 +350,13 @@ def _by_score_then_kind(scored: tuple[int, int]) -> tuple[int, int]:
 def _scale18(amount: int, decimals: int) -> int:
     """A token amount in 18-decimal units, so amounts of tokens with different decimals compare."""
     return amount * 10 ** (18 - decimals) if decimals <= 18 else amount // 10 ** (decimals - 18)
+
+
+def _as_bytes(value: object) -> bytes:
+    """A bytes value of an opportunity (protobuf accepts only bytes: anything else must fail the same way)."""
+    if type(value) is not bytes:
+        raise TypeError(f"expected bytes, {type(value).__name__} found")
+    return value
 
 
 def _clamp(score: float) -> int:

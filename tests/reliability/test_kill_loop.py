@@ -37,7 +37,10 @@ def test_kill9_loop_loses_nothing_acked(tmp_path: Path, variant: str) -> None:
     envelopes = synthetic_envelopes(per_kill * (kills + 1), seed=seed, chain_ids=(1, 137, 56))
     expected = keys_of(envelopes)
     proc = ProcessdProc(tmp_path / "lmdb", tmp_path / "processd.log", "--flush-interval-ms", "1", *extra)
-    pusher = ResendingPusher(proc.addr, envelopes, batch_size=50, max_inflight=8, pace_s=0.002)
+    # Paced so that sending spans every kill (about 0.35 s apart plus a restart): a kill must find a stream
+    # to break however fast processd commits.
+    batches = len(envelopes) // 50
+    pusher = ResendingPusher(proc.addr, envelopes, batch_size=50, max_inflight=8, pace_s=kills * 0.8 / batches)
     figures: dict[str, object] = {"seed": seed, "variant": variant, "kills_planned": kills,
                                   "envelopes": len(envelopes)}
     survived = 0

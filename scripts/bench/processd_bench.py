@@ -178,14 +178,19 @@ def floor_server(port: int, data_dir: str) -> None:
 class Server:
     """A benchmark server subprocess (processd or the floor) with its CPU accounting."""
 
-    def __init__(self, argv: list[str], port: int, log_path: Path) -> None:
+    def __init__(self, argv: list[str], port: int, log_path: Path, ready_line: bytes = b"listening") -> None:
         self.port = port
         self.log = log_path.open("ab")
         self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT,
                                      env={**os.environ, "PYTHONPATH": str(ROOT)})
+        # processd binds its port before it is ready (health NOT_SERVING): wait for its "listening" log line.
+        deadline = time.monotonic() + 120
+        while ready_line not in log_path.read_bytes():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"server did not start: {argv}: {log_path.read_bytes()[-2000:]!r}")
+            time.sleep(0.05)
         if not wait_for_port("127.0.0.1", port, 60):
             raise RuntimeError(f"server did not start: {argv}")
-        time.sleep(0.5)
 
     @property
     def target(self) -> str:
@@ -335,6 +340,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 (float(x.split()[1]) for x in metrics.splitlines() if x.startswith("processd_storage_bytes ")), None)
         finally:
             full.stop()
+        if args.no_queries:
+            return results
         # Query latency by log size, on a fresh log filled in steps (nosync fill: only the reads are timed).
         port, mport = free_port(), free_port()
         sized = Server([sys.executable, "-m", "processd", "--data-dir", str(work / "sized"), "--listen",
@@ -379,6 +386,7 @@ def main() -> None:
     p.add_argument("--analysis-workers", type=int, default=None, help="processd --analysis-workers (default: its own)")
     p.add_argument("--flush-max-events", type=int, default=8192)
     p.add_argument("--query-rounds", type=int, default=200)
+    p.add_argument("--no-queries", action="store_true", help="throughput runs only (no query latency by size)")
     p.add_argument("--out-name", default="processd")
     p.add_argument("--out-dir", type=Path, default=None, help="artifact directory (default artifacts/perf)")
     args = p.parse_args()

@@ -226,9 +226,12 @@ async def test_killed_worker_loses_nothing_and_the_pool_restarts(
 
     envs = synthetic_envelopes(12_000, seed=43)
     encoded = [(b.batch_seq, b.SerializeToString()) for b in synth_batches(envs, 400, session_id="kill")]
-    held_back = 10  # sent only after the kill, so that the broken pool is certainly noticed
+    held_back = 10  # sent only after the kill, so that batches also go to the pool after the death
     killed = asyncio.Event()
     victim = min(first_workers)
+    # The victim is frozen first: the batches it is given stay inside it, and since commits follow arrival
+    # order the acks stall. Killing it then certainly kills a worker holding batches (however fast processd is).
+    os.kill(victim, signal.SIGSTOP)
     window = asyncio.Semaphore(8)
     acks: list[ingest_pb2.IngestAck] = []
 
@@ -243,15 +246,19 @@ async def test_killed_worker_loses_nothing_and_the_pool_restarts(
         method = ch.stream_stream("/mempulse.v1.Ingest/Stream", request_serializer=_identity,
                                   response_deserializer=ingest_pb2.IngestAck.FromString)
         call = method(requests(), timeout=120)
-        async for ack in call:
-            acks.append(ack)
-            window.release()
-            if len(acks) == 2:
-                # Mid-stream: up to 8 batches are unacked, some of them inside the workers.
+        while len(acks) < len(encoded):
+            reading = asyncio.ensure_future(call.read())  # waited on, never cancelled (that would end the call)
+            while not killed.is_set() and not (await asyncio.wait({reading}, timeout=1.5))[0]:
+                # Stalled with batches unacked: one of them is inside the frozen worker.
+                stalled_at = len(acks)
                 os.kill(victim, signal.SIGKILL)
                 killed.set()
-            if len(acks) == len(encoded):
-                break
+            ack = await reading
+            assert isinstance(ack, ingest_pb2.IngestAck)
+            acks.append(ack)
+            window.release()
+    assert killed.is_set(), "the acks never stalled: no batch reached the frozen worker"
+    assert stalled_at < len(encoded) - held_back
 
     assert sorted(a.batch_seq for a in acks) == [seq for seq, _ in encoded]
     assert sum(a.accepted for a in acks) == 12_000

@@ -80,7 +80,7 @@ _FLAGS = [bytes((kind,)) for kind in range(256)]
 
 
 def _append_events(columns: BatchColumns, first: int, batch: PendingBatch, result: CommitResult,
-                   ev_items: list[tuple[bytes, bytes]], ch_items: list[tuple[bytes, bytes]],
+                   events_cursor: lmdb.Cursor, chain_cursor: lmdb.Cursor,
                    events: list[tuple[int, int, int, bytes]] | None) -> None:
     """Event values, index entries and read-model entries of one deduplicated batch whose first seq is ``first``.
 
@@ -107,9 +107,11 @@ def _append_events(columns: BatchColumns, first: int, batch: PendingBatch, resul
             result.opportunities.append(parse_opportunity(inner))
     u64 = U64.pack
     chain_seq = CHAIN_SEQ.pack
-    ev_items.extend(zip([u64(s) for s in seqs], values, strict=True))
+    # Straight into LMDB, batch by batch (seqs only grow, so the events db is appended to): no list of
+    # (key, value) tuples for the whole group is built and kept.
+    events_cursor.putmulti(zip([u64(s) for s in seqs], values, strict=True), append=True)
     ch_keys = [chain_seq(c, s) for c, s in zip(columns.event_chain, seqs, strict=True)]
-    ch_items.extend(zip(ch_keys, [_FLAGS[k] for k in kinds], strict=True))
+    chain_cursor.putmulti(zip(ch_keys, [_FLAGS[k] for k in kinds], strict=True))
     if events is not None:
         events.extend(zip(seqs, columns.event_chain, kinds, values, strict=True))
     seen = [first + offset for offset in columns.seen_at]
@@ -415,8 +417,6 @@ class CommitWriter:
         events: list[tuple[int, int, int, bytes]] = []
         result.events = events if want_events else None
         result.first_seq = seq + 1
-        ev_items: list[tuple[bytes, bytes]] = []
-        ch_items: list[tuple[bytes, bytes]] = []
         deltas: dict[bytes, int] = {}
         high_water: dict[int, int] = {}
         # (chain, category, protocol, decoded) -> transactions; per-chain tx / decoded / feature counts derive from
@@ -426,6 +426,8 @@ class CommitWriter:
         txn = env.begin(write=True)
         try:
             hash_cursor = txn.cursor(db=eventlog.tx_db)
+            events_cursor = txn.cursor(db=eventlog.events_db)
+            chain_cursor = txn.cursor(db=eventlog.chain_db)
             for batch in group:
                 columns = batch.prepared.result()
                 result.analysis_errors += columns.analysis_errors
@@ -434,7 +436,8 @@ class CommitWriter:
                 if columns.tx_key:
                     first = seq + 1
                     seq += len(columns.kinds)
-                    _append_events(columns, first, batch, result, ev_items, ch_items, events if want_events else None)
+                    _append_events(columns, first, batch, result, events_cursor, chain_cursor,
+                                   events if want_events else None)
                     for fkey, count in columns.tally.items():
                         feature_tally[fkey] = feature_tally.get(fkey, 0) + count
                     for chain_id, count in columns.opp_count.items():
@@ -464,12 +467,10 @@ class CommitWriter:
                     if inc:
                         k = agg_chain_key(chain_id, field_key)
                         deltas[k] = deltas.get(k, 0) + inc
-            if ev_items:
-                txn.cursor(db=eventlog.events_db).putmulti(ev_items, append=True)
-                txn.cursor(db=eventlog.chain_db).putmulti(ch_items)
+            if seq > result.first_seq - 1:
                 txn.put(META_LAST_SEQ, U64.pack(seq), db=eventlog.meta_db)
             committed_ns = time.time_ns()
-            result.pruned_events = self._prune(txn, seq, committed_ns, deltas, len(ev_items))
+            result.pruned_events = self._prune(txn, seq, committed_ns, deltas, seq - result.first_seq + 1)
             new_values = self._apply_aggregates(txn, deltas, high_water, committed_ns)
             self._crash.hit("after_put", len(group))
             txn.commit()

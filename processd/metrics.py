@@ -17,7 +17,8 @@ class ProcessdMetrics:
                                           buckets=_BATCH_BUCKETS, registry=r)
         self.commit_events = Histogram("processd_commit_events", "Events per group commit",
                                        buckets=_BATCH_BUCKETS, registry=r)
-        self.commit_seconds = Histogram("processd_commit_seconds", "Group commit latency (dedup, seqs, puts, commit with fsync in sync mode)",
+        self.commit_seconds = Histogram("processd_commit_seconds",
+                                        "Group commit latency (dedup, seqs, puts, commit with fsync in sync mode)",
                                         buckets=_LATENCY_BUCKETS, registry=r)
         self.ack_seconds = Histogram("processd_ack_latency_seconds", "Batch received to ack sent",
                                      buckets=_LATENCY_BUCKETS, registry=r)

@@ -36,8 +36,9 @@ class Decoder:
     def decode(self, data: Any, to: bytes, value: int, sender: bytes) -> DecodedCall | None:
         """Decodes ``data`` (selector included) sent to ``to`` with ``value``.
 
-        ``data`` is borrowed: bytes or a memoryview; arguments are read through a memoryview, so nested
-        calldata (multicall inner calls, Universal Router inputs) is never copied. Returns None when the
+        ``data`` is borrowed: bytes or a memoryview; ``bytes`` arguments come back as memoryviews into it, so
+        nested calldata (multicall inner calls, Universal Router inputs) is never copied (static words are read
+        straight from ``data``: slicing 32 bytes costs less than a memoryview of them). Returns None when the
         selector is unknown (or data is shorter than a selector).
         """
         if len(data) < 4:
@@ -46,7 +47,7 @@ class Decoder:
         if method is None:
             return None
         try:
-            return method.extract(method.args.decode(memoryview(data)), to, value, sender)
+            return method.extract(method.args.decode(data), to, value, sender)
         except AbiDecodeError as exc:
             return DecodedCall(method.name, method.category, method.family, decoded=False, error=str(exc))
         except Exception as exc:  # an extractor bug must not take processd down

@@ -34,10 +34,11 @@ import struct
 import sys
 import time
 from collections import deque
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import IO
+from typing import IO, Any
 
 from processd.analysis import AnalyzeFn, default_analyzer, encode_analysis
 from processd.columns import BatchColumns, to_columns
@@ -67,7 +68,10 @@ def _worker_main(jobs: Connection, results: Connection, chain_ids: frozenset[int
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: processd decides
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     analyze = default_analyzer().analyze_encoded
-    results.send_bytes(_READY)
+    try:
+        results.send_bytes(_READY)
+    except BrokenPipeError:
+        return  # processd closed its end before this worker was ready
     while True:
         try:
             frame = jobs.recv_bytes()
@@ -75,7 +79,10 @@ def _worker_main(jobs: Connection, results: Connection, chain_ids: frozenset[int
             return
         received_ns = int.from_bytes(frame[:8], "big")
         columns = to_columns(prepare_batch(frame[8:], received_ns, analyze, chain_ids, max_input_bytes))
-        results.send_bytes(marshal.dumps(tuple(columns)))
+        try:
+            results.send_bytes(marshal.dumps(tuple(columns)))
+        except BrokenPipeError:
+            return  # processd closed its end (stopping, or gone): nothing to answer to
 
 
 class _ResultReader(asyncio.Protocol):
@@ -122,9 +129,13 @@ class _Worker:
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.jobs: deque[tuple[bytes, int, asyncio.Future[BatchColumns]]] = deque()
         self.alive = True
+        #: When the worker last answered, or was handed work while idle (the stall watchdog's clock).
+        self.progress_at = time.monotonic()
 
     def submit(self, raw: bytes, received_ns: int) -> asyncio.Future[BatchColumns]:
         future: asyncio.Future[BatchColumns] = asyncio.get_running_loop().create_future()
+        if not self.jobs:
+            self.progress_at = time.monotonic()
         self.jobs.append((raw, received_ns, future))
         self.write.writelines((_LENGTH.pack(len(raw) + 8), received_ns.to_bytes(8, "big"), raw))
         return future
@@ -134,6 +145,7 @@ class _Worker:
             self.ready.set_result(None)
             return
         _, _, future = self.jobs.popleft()
+        self.progress_at = time.monotonic()
         self.pool.futile_restarts = 0
         if not future.done():
             future.set_result(BatchColumns(*marshal.loads(frame)))
@@ -152,8 +164,9 @@ class AnalysisPool:
     """Prepares ingest batches in worker processes or in one thread; ``start()``, ``stop()`` (idempotent)."""
 
     def __init__(self, *, workers: int, chain_ids: frozenset[int], max_input_bytes: int,
-                 analyze: AnalyzeFn | None = None) -> None:
+                 analyze: AnalyzeFn | None = None, stall_timeout_ms: int = 10_000) -> None:
         self.workers = 0 if analyze is not None else workers
+        self.stall_timeout_s = stall_timeout_ms / 1000
         self._chain_ids = chain_ids
         self._max_input_bytes = max_input_bytes
         self._local_analyze: AnalyzeEncoded = (
@@ -165,8 +178,11 @@ class AnalysisPool:
         self.inflight = 0
         #: Dead workers replaced so far.
         self.restarts = 0
+        #: Workers killed because they held batches without answering for ``stall_timeout_ms``.
+        self.stall_kills = 0
         self.futile_restarts = 0
         self._stopped = False
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # ---- lifecycle ---------------------------------------------------------------------------------------
 
@@ -177,7 +193,28 @@ class AnalysisPool:
         await asyncio.gather(*(w.ready for w in self._workers))
         if self.workers:
             log.info("analysis pool: %d worker processes", self.workers)
+            self._background(self._watch_stalls())
         return self
+
+    def _background(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)  # a reference, or the loop may let a pending task be collected
+        task.add_done_callback(self._tasks.discard)
+
+    async def _watch_stalls(self) -> None:
+        """Kills a worker that holds batches without answering (stopped, deadlocked, swapping): its batches are
+        then prepared here and it is replaced, as for any dead worker. A 500-transaction batch takes ~10 ms."""
+        interval = min(1.0, self.stall_timeout_s / 4)
+        while not self._stopped:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            for worker in list(self._workers):
+                if worker.alive and worker.jobs and now - worker.progress_at > self.stall_timeout_s:
+                    log.error("analysis worker %s held %d batches for %.1f s without answering; killing it",
+                              worker.process.pid, len(worker.jobs), now - worker.progress_at)
+                    self.stall_kills += 1
+                    with contextlib.suppress(OSError, ValueError):
+                        worker.process.kill()  # EOF on its result pipe -> worker_lost
 
     async def _spawn(self) -> _Worker:
         loop = asyncio.get_running_loop()
@@ -186,7 +223,9 @@ class AnalysisPool:
         result_read, result_write = ctx.Pipe(duplex=False)
         process = ctx.Process(target=_worker_main, name="processd-analysis", daemon=True,
                               args=(job_read, result_write, self._chain_ids, self._max_input_bytes))
-        await loop.run_in_executor(None, process.start)
+        # Started from the event loop's thread: PR_SET_PDEATHSIG fires when the *thread* that forked the worker
+        # ends, so an executor thread would do for processd's life only by accident.
+        process.start()
         job_read.close()  # the child's ends: closing ours lets EOF tell us the child is gone
         result_write.close()
         write_transport, _ = await loop.connect_write_pipe(asyncio.Protocol, _own_file(job_write, "wb"))
@@ -199,6 +238,8 @@ class AnalysisPool:
         if self._stopped:
             return
         self._stopped = True
+        for task in list(self._tasks):
+            task.cancel()
         loop = asyncio.get_running_loop()
         pending = [f for w in self._workers for (_, _, f) in w.jobs]
         if pending:
@@ -262,7 +303,7 @@ class AnalysisPool:
         if self.futile_restarts > MAX_FUTILE_RESTARTS:
             log.error("analysis workers keep dying; preparing every batch in-process from now on")
             return
-        asyncio.get_running_loop().create_task(self._replace())
+        self._background(self._replace())
 
     async def _replace(self) -> None:
         try:

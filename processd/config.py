@@ -69,6 +69,9 @@ class ProcessdConfig:
     #: Processes that prepare batches (validation, decoding, features, ranking, event encoding) beside the
     #: writer; 0 = one thread inside processd (uses one core at most). See processd/analysis_pool.py.
     analysis_workers: int = 2
+    #: A worker holding batches this long without answering is killed and replaced (its batches are prepared
+    #: in-process meanwhile); a 500-transaction batch takes about 10 ms.
+    analysis_stall_timeout_ms: int = 10_000
 
 
 def _positive(name: str, value: int, minimum: int = 1) -> int:
@@ -153,6 +156,8 @@ def config_from_args(argv: Sequence[str] | None = None, env: Mapping[str, str] |
         max_subscribers=_pick_int(None, "max_subscribers", d.max_subscribers, source, 0),
         subscriber_queue_events=_pick_int(None, "subscriber_queue_events", d.subscriber_queue_events, source, 1),
         analysis_workers=_pick_int(args.analysis_workers, "analysis_workers", d.analysis_workers, source, 0),
+        analysis_stall_timeout_ms=_pick_int(None, "analysis_stall_timeout_ms", d.analysis_stall_timeout_ms, source,
+                                            100),
     )
     if cfg.map_max_size_mb < cfg.map_size_mb:
         raise ConfigError(f"map_max_size_mb ({cfg.map_max_size_mb}) must be >= map_size_mb ({cfg.map_size_mb})")

@@ -46,8 +46,10 @@ class ProcessdMetrics:
         self.pool_workers = Gauge("processd_analysis_workers", "Analysis worker processes (0 = in-process)",
                                   registry=r)
         self.pool_inflight = Gauge("processd_analysis_inflight_batches", "Batches being prepared", registry=r)
-        self.pool_restarts = Gauge("processd_analysis_pool_restarts", "Times a dead analysis worker broke the pool "
-                                   "and it was replaced (its batches were prepared in-process)", registry=r)
+        self.pool_restarts = Gauge("processd_analysis_pool_restarts", "Analysis workers that died and were replaced "
+                                   "(their batches were prepared in-process)", registry=r)
+        self.pool_stall_kills = Gauge("processd_analysis_stall_kills", "Analysis workers killed for holding batches "
+                                      "longer than analysis_stall_timeout_ms without answering", registry=r)
         self.replay_digest = Info("processd_replay", "Replay digest of the read models at the last check",
                                   registry=r)
 

@@ -88,7 +88,8 @@ class ProcessdServer:
         self.writer.want_events = lambda: bool(self.hub.subscribers)
         # A custom analysis function (tests) cannot be sent to worker processes: it runs in-process.
         self.pool = AnalysisPool(workers=config.analysis_workers, chain_ids=config.chain_ids,
-                                 max_input_bytes=config.max_input_bytes, analyze=analyze)
+                                 max_input_bytes=config.max_input_bytes, analyze=analyze,
+                                 stall_timeout_ms=config.analysis_stall_timeout_ms)
         self.ingest = IngestService(self.writer, self.pool, self.models, self.metrics,
                                     max_inflight_batches=config.stream_max_inflight_batches, crash=self.crash,
                                     max_chains=config.max_chains)
@@ -175,6 +176,7 @@ class ProcessdServer:
         m.pool_workers.set(self.pool.workers)
         m.pool_inflight.set_function(lambda: self.pool.inflight)
         m.pool_restarts.set_function(lambda: self.pool.restarts)
+        m.pool_stall_kills.set_function(lambda: self.pool.stall_kills)
         for name in ("recent_tx", "recent_features", "opportunities", "counters", "ingest_stats", "chains"):
             m.read_model_entries.labels(name).set_function(self._size_getter(name))
 

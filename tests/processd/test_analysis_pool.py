@@ -471,3 +471,25 @@ async def test_chain_admission_follows_arrival_order_with_workers(server_factory
     assert (acks[0].accepted, list(acks[0].rejected)) == (5001, [])
     assert acks[1].accepted == 0
     assert [(r.reason, r.count) for r in acks[1].rejected] == [(ingest_pb2.REJECT_REASON_UNKNOWN_CHAIN, 1)]
+
+
+async def test_a_stalled_worker_is_killed_and_its_batch_prepared_here() -> None:
+    """A worker that holds a batch without answering (here: SIGSTOPped) is killed after the stall timeout; the
+    batch is prepared in-process and the worker replaced, so commits never wait on it for long."""
+    envs = synthetic_envelopes(100, seed=81)
+    raw = ingest_pb2.TxBatch(batch_seq=1, envelopes=envs).SerializeToString()
+    me = os.getpid()
+    before = _workers(me)
+    pool = await AnalysisPool(workers=1, chain_ids=CHAINS, max_input_bytes=128 * 1024, stall_timeout_ms=400).start()
+    try:
+        (victim,) = _workers(me) - before
+        os.kill(victim, signal.SIGSTOP)
+        started = time.monotonic()
+        columns = await asyncio.wait_for(pool.prepare(raw, 9), 20)
+        assert columns == to_columns(prepare_batch(raw, 9, default_analyzer().analyze_encoded, CHAINS, 128 * 1024))
+        assert time.monotonic() - started >= 0.4  # not before the timeout
+        assert (pool.stall_kills, pool.restarts) == (1, 1)
+        assert _wait_for(lambda: not _alive(victim), 10)
+        assert await _eventually(lambda: bool(_workers(me) - before - {victim}), 10), "no replacement worker"
+    finally:
+        await pool.stop()

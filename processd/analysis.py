@@ -92,8 +92,16 @@ class Analyzer:
         about four times cheaper. Should a hand encoder refuse a value, the message path encodes it, so even
         errors are those of :meth:`analyze`.
         """
-        value_wei = int.from_bytes(value, "big")
-        call, protocol = self.decode_call(chain_id, to, value_wei, sender, data)
+        value_wei = int.from_bytes(value, "big") if value else 0
+        if data:  # decode_call's first case, inlined (most transactions carry calldata)
+            call = self.decoder.decode(data, to, value_wei, sender)
+            registry = self.registry
+            if call is not None:
+                protocol = registry.label(chain_id, to, call.family) if to else ""
+            else:
+                protocol = registry.any_label(chain_id, to) if to else ""
+        else:
+            call, protocol = self.decode_call(chain_id, to, value_wei, sender, data)
         bid = max_fee_per_gas or gas_price
         tip = max_priority_fee_per_gas or gas_price
         try:

@@ -149,19 +149,23 @@ def encode_features(call: DecodedCall | None, protocol: str, data: bytes, to: by
     message path.
     """
     size = len(data)
-    # Fields 15-18, shared by every branch: value, gas price, tip, calldata length.
-    tail = b"".join((_VALUE[len(value)], value, _GAS_PRICE[len(gas_price)], gas_price,
-                     _PRIORITY_FEE[len(priority_fee)], priority_fee,
-                     _CALLDATA_LEN[size] if size < 16384 else b"\x90\x01" + varint(size)))
+    size_field = _CALLDATA_LEN[size] if size < 16384 else b"\x90\x01" + varint(size)
     if protocol:
         head = _PROTOCOL_FIELDS.get(protocol) or _string_field(_PROTOCOL_FIELDS, b"\x0a", protocol)
     else:
         head = b""
+    # Fields 15-18 (value, gas price, tip, calldata length) close every branch.
     if call is None:
         if size == 0 and to:  # a plain transfer: amount_in (7) = value, recipient (13) = to
-            return b"".join((head, _TRANSFER_FIELD, _AMOUNT_IN[len(value)], value, _RECIPIENT[len(to)], to, tail))
+            return b"".join((head, _TRANSFER_FIELD, _AMOUNT_IN[len(value)], value, _RECIPIENT[len(to)], to,
+                             _VALUE[len(value)], value, _GAS_PRICE[len(gas_price)], gas_price,
+                             _PRIORITY_FEE[len(priority_fee)], priority_fee, size_field))
         selector = data[:4]
-        return b"".join((head, _OTHER_FIELD, _SELECTOR[len(selector)], selector, tail))
+        return b"".join((head, _OTHER_FIELD, _SELECTOR[len(selector)], selector,
+                         _VALUE[len(value)], value, _GAS_PRICE[len(gas_price)], gas_price,
+                         _PRIORITY_FEE[len(priority_fee)], priority_fee, size_field))
+    tail = b"".join((_VALUE[len(value)], value, _GAS_PRICE[len(gas_price)], gas_price,
+                     _PRIORITY_FEE[len(priority_fee)], priority_fee, size_field))
     method = _METHOD_FIELDS.get(call.method)
     if method is None:
         method = _string_field(_METHOD_FIELDS, b"\x1a", call.method)

@@ -160,14 +160,16 @@ class Searcher:
         bps, slip_reason = self.slippage(call, value, t_in, t_out)
         usd = None if usd_micros is None else usd_micros / 1_000_000
         tip_gwei = tip_wei / _GWEI
+        hops = len(call.path) - 1
+        slip_bps = bps if bps else ASSUMED_BPS
         return SwapAssessment(
             notional_wei, usd, bps, slip_reason, tip_gwei,
-            max(1, len(call.path) - 1),
+            hops if hops > 1 else 1,
             call.family == UNISWAP_V2,
             protocol in MAIN_VENUES,
             len(call.path) >= 3 and call.token_in == call.token_out,
             _log_fraction(usd, 2.0, 4.0),
-            min(bps if bps else ASSUMED_BPS, 300) / 300,
+            (slip_bps if slip_bps < 300 else 300) / 300,
             _log_fraction(tip_gwei, 0.0, 3.0),
         )
 
@@ -176,7 +178,9 @@ class Searcher:
     def sandwich_score(self, a: SwapAssessment, call: DecodedCall) -> int:
         """size 0-45 + slippage 0-30 + venue 0-15 + urgency 0-10 (- 10 for fee-on-transfer tokens)."""
         venue = (15 if a.main_venue else 12) if a.v2_style else (10 if a.main_venue else 8)
-        venue = max(0, venue - 2 * (a.hops - 1))
+        venue -= 2 * (a.hops - 1)
+        if venue < 0:
+            venue = 0
         score = 45 * a.size + 30 * a.slip + venue + 10 * a.urgency
         if call.fee_on_transfer:
             score -= 10
@@ -187,13 +191,15 @@ class Searcher:
     def backrun_score(self, a: SwapAssessment) -> int:
         """size 0-60 + venue 0-25 (thin fork pools and extra hops diverge more) + urgency 0-15."""
         venue = (10 if a.main_venue else 15) if a.v2_style else (8 if a.main_venue else 12)
-        venue += min(10, 5 * (a.hops - 1))
+        extra = 5 * (a.hops - 1)
+        venue += extra if extra < 10 else 10
         return _clamp(60 * a.size + venue + 15 * a.urgency)
 
     def arb_score(self, a: SwapAssessment) -> int:
         """Structural triggers (cyclic 40, secondary venue 20, extra hops 10 each up to 20) + size 0-30
         + urgency 0-10; 0 when no trigger applies."""
-        trigger = (40 if a.cyclic else 0) + (0 if a.main_venue else 20) + min(20, 10 * (a.hops - 1))
+        extra = 10 * (a.hops - 1)
+        trigger = (40 if a.cyclic else 0) + (0 if a.main_venue else 20) + (extra if extra < 20 else 20)
         if trigger == 0:
             return 0
         return _clamp(trigger + 30 * a.size + 10 * a.urgency)
@@ -360,7 +366,9 @@ def _as_bytes(value: object) -> bytes:
 
 
 def _clamp(score: float) -> int:
-    return max(0, min(100, round(score)))
+    # Comparisons, not max(0, min(100, ...)): builtin calls cost more than the whole score on the hot path.
+    rounded = round(score)
+    return 0 if rounded < 0 else (100 if rounded > 100 else rounded)
 
 
 def is_rankable(call: DecodedCall) -> bool:

@@ -11,6 +11,7 @@ tables, analysis functions that raise, decoded calls the hand encoders must refu
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 
 import pytest
@@ -229,20 +230,22 @@ def test_analysis_that_raises() -> None:
     assert got == want and got[2] == 14
 
 
-class CraftedAnalyzer(Analyzer):
+class CraftedDecoder:
     """Decodes every call as a fixed DecodedCall: values no decoder produces, some of which protobuf rejects."""
 
-    __slots__ = ("call",)
-
     def __init__(self, call: DecodedCall | Exception) -> None:
-        super().__init__()
         self.call = call
 
-    def decode_call(self, chain_id: int, to: bytes, value: int, sender: bytes,
-                    data: bytes) -> tuple[DecodedCall | None, str]:
+    def decode(self, data: bytes, to: bytes, value: int, sender: bytes) -> DecodedCall:
         if isinstance(self.call, Exception):
             raise self.call
-        return DecodedCall(**{f: getattr(self.call, f) for f in DecodedCall.__slots__}), "uniswap_v2"
+        return DecodedCall(**{f.name: getattr(self.call, f.name) for f in dataclasses.fields(DecodedCall)})
+
+
+def crafted_analyzer(call: DecodedCall | Exception) -> Analyzer:
+    analyzer = Analyzer()
+    analyzer.decoder = CraftedDecoder(call)  # type: ignore[assignment]
+    return analyzer
 
 
 def swap(**fields: object) -> DecodedCall:
@@ -278,8 +281,9 @@ def swap(**fields: object) -> DecodedCall:
     RuntimeError("decoder bug"),
 ])
 def test_crafted_calls_fall_back_to_protobuf_exactly(call: DecodedCall | Exception) -> None:
-    envelopes = [*synthetic_envelopes(12, seed=3), env(), env(to=b"", value=b"\x02", input=b"\x01\x02\x03\x04")]
-    assert_equal(raw_batch(envelopes), analyzer=CraftedAnalyzer(call))
+    envelopes = [*synthetic_envelopes(12, seed=3), env(), env(to=b"", value=b"\x02", input=b"\x01\x02\x03\x04"),
+                 env(input=b"\x01\x02")]
+    assert_equal(raw_batch(envelopes), analyzer=crafted_analyzer(call))
 
 
 @settings(max_examples=150, deadline=None)

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from common.pb.v1 import events_pb2, ingest_pb2, query_pb2, tx_pb2
+from common.pb.v1 import events_pb2, ingest_pb2, query_pb2
 from processd.eventlog import (
     AGG_CHAIN,
     AGG_COMMITTED_NS,
@@ -36,7 +36,9 @@ from processd.writer import CommitResult
 
 log = logging.getLogger(__name__)
 
-TxEntry = tuple[int, tx_pb2.TxEnvelope, int]  # (seq, envelope, received_ns)
+#: (seq, chain, TX_SEEN events value): the envelope is parsed when queried. Keeping the value (exact size) rather
+#: than an envelope message matters: a message parsed out of an ingest batch keeps that whole batch alive.
+TxEntry = tuple[int, int, bytes]
 FeatureEntry = tuple[int, int, bytes, bytes]  # (seq, chain, hash, serialized TxFeatures: parsed when queried)
 
 
@@ -181,8 +183,7 @@ class ReadModels:
         # opportunities go into each window as one batch (see OpportunityWindow.extend).
         get = self.chains.get
         for entry in txs:
-            chain_id = entry[1].chain_id
-            (get(chain_id) or self.chain(chain_id)).txs.append(entry)
+            (get(entry[1]) or self.chain(entry[1])).txs.append(entry)
         self.all_txs.extend(txs)
         for fentry in features:
             (get(fentry[1]) or self.chain(fentry[1])).features.append(fentry)
@@ -260,7 +261,7 @@ class ReadModels:
                 c = event.chain_id
                 if kind == KIND_SEEN and need_tx.get(c):
                     need_tx[c] -= 1
-                    txs.append((event.seq_id, event.tx_seen.tx, event.received_unix_ns))
+                    txs.append((event.seq_id, c, bytes(value)))
                 elif kind == KIND_DECODED and need_feat.get(c):
                     need_feat[c] -= 1
                     features.append((event.seq_id, c, event.tx_hash, event.tx_decoded.features.SerializeToString()))
@@ -350,10 +351,11 @@ class ReadModels:
     def recent_txs(self, chain_id: int, limit: int) -> list[query_pb2.StoredTx]:
         source = self.all_txs if not chain_id else (self.chains[chain_id].txs if chain_id in self.chains else ())
         out: list[query_pb2.StoredTx] = []
-        for seq, env, received in reversed(source):
+        for seq, _, value in reversed(source):
             if len(out) >= limit:
                 break
-            out.append(query_pb2.StoredTx(seq_id=seq, tx=env, received_unix_ns=received))
+            event = decode_event(value)
+            out.append(query_pb2.StoredTx(seq_id=seq, tx=event.tx_seen.tx, received_unix_ns=event.received_unix_ns))
         return out
 
     def recent_feature_records(self, chain_id: int, limit: int) -> list[query_pb2.FeatureRecord]:

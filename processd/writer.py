@@ -18,7 +18,6 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from itertools import repeat
 
 import lmdb
 
@@ -79,7 +78,7 @@ def _claim_hashes(txn: lmdb.Transaction, tx_db: lmdb._Database, cursor: lmdb.Cur
 _FLAGS = [bytes((kind,)) for kind in range(256)]
 
 
-def _append_events(columns: BatchColumns, first: int, batch: PendingBatch, result: CommitResult,
+def _append_events(columns: BatchColumns, first: int, result: CommitResult,
                    events_cursor: lmdb.Cursor, chain_cursor: lmdb.Cursor,
                    events: list[tuple[int, int, int, bytes]] | None) -> None:
     """Event values, index entries and read-model entries of one deduplicated batch whose first seq is ``first``.
@@ -115,8 +114,7 @@ def _append_events(columns: BatchColumns, first: int, batch: PendingBatch, resul
     if events is not None:
         events.extend(zip(seqs, columns.event_chain, kinds, values, strict=True))
     seen = [first + offset for offset in columns.seen_at]
-    envelopes = batch.envelopes
-    result.txs.extend(zip(seen, [envelopes[i] for i in columns.position], repeat(batch.received_ns)))
+    result.txs.extend(zip(seen, columns.chain, [values[offset] for offset in columns.seen_at], strict=True))
     result.features.extend(zip([s + 1 for s in seen], columns.chain, [key[8:] for key in columns.tx_key],
                                columns.features, strict=True))
 
@@ -166,8 +164,8 @@ class CommitResult:
     committed_ns: int
     batches: int
     envelopes: int
-    #: (seq, envelope, received_ns) of newly stored transactions.
-    txs: list[tuple[int, tx_pb2.TxEnvelope, int]] = field(default_factory=list)
+    #: (seq, chain_id, TX_SEEN events value) of newly stored transactions.
+    txs: list[tuple[int, int, bytes]] = field(default_factory=list)
     #: (seq, chain_id, tx_hash, serialized TxFeatures) of their TX_DECODED events.
     features: list[tuple[int, int, bytes, bytes]] = field(default_factory=list)
     opportunities: list[events_pb2.Opportunity] = field(default_factory=list)
@@ -436,7 +434,7 @@ class CommitWriter:
                 if columns.tx_key:
                     first = seq + 1
                     seq += len(columns.kinds)
-                    _append_events(columns, first, batch, result, events_cursor, chain_cursor,
+                    _append_events(columns, first, result, events_cursor, chain_cursor,
                                    events if want_events else None)
                     for fkey, count in columns.tally.items():
                         feature_tally[fkey] = feature_tally.get(fkey, 0) + count

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from common.pb.v1 import events_pb2, tx_pb2
 from processd.decoding.model import OTHER, TRANSFER, DecodedCall
-from processd.encoding import varint
+from processd.encoding import VARINT_TABLE, varint
 
 NATIVE_PROTOCOL = "native"
 _MAX_U32 = (1 << 32) - 1
@@ -101,7 +101,7 @@ def _prefixes(tag: bytes, count: int) -> list[bytes]:
     return [b""] + [tag + varint(n) for n in range(1, count)]
 
 
-_VARINT = [varint(i) for i in range(1 << 14)]
+_VARINT = VARINT_TABLE
 # Per-field prefixes of the fields taken from the envelope (uint256 quantities are at most 32 bytes: a longer
 # one is an IndexError, and the caller's fallback encodes it with protobuf).
 _TOKEN_IN = _prefixes(b"\x2a", 33)
@@ -115,8 +115,6 @@ _VALUE = _prefixes(b"\x7a", 33)
 _GAS_PRICE = _prefixes(b"\x82\x01", 33)
 _PRIORITY_FEE = _prefixes(b"\x8a\x01", 33)
 _SELECTOR = _prefixes(b"\x22", 5)
-#: calldata_len (18) of lengths below 2**14, the whole field (0: left out).
-_CALLDATA_LEN = [b""] + [b"\x90\x01" + varint(n) for n in range(1, 1 << 14)]
 #: category -> its field (2, varint); a category outside the enum is a KeyError (see encode_features).
 _CATEGORY_FIELD: dict[int, bytes] = {c: (b"\x10" + varint(c) if c else b"")
                                      for c in events_pb2.TxCategory.values()}
@@ -149,7 +147,7 @@ def encode_features(call: DecodedCall | None, protocol: str, data: bytes, to: by
     message path.
     """
     size = len(data)
-    size_field = _CALLDATA_LEN[size] if size < 16384 else b"\x90\x01" + varint(size)
+    size_field = (b"\x90\x01" + _VARINT[size] if size < 16384 else b"\x90\x01" + varint(size)) if size else b""
     if protocol:
         head = _PROTOCOL_FIELDS.get(protocol) or _string_field(_PROTOCOL_FIELDS, b"\x0a", protocol)
     else:

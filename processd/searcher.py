@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from common.pb.v1 import events_pb2
 from processd.decoding.model import UNISWAP_V2, UNISWAP_V3, DecodedCall
 from processd.decoding.registry import REF_USD_MICROS, Registry, Token, native_peg
-from processd.encoding import varint
+from processd.encoding import VARINT_TABLE, varint
 from processd.features import u256
 
 SANDWICH = events_pb2.OPPORTUNITY_KIND_SANDWICH_CANDIDATE
@@ -45,7 +45,7 @@ _UNKNOWN_SLIPPAGE = f"slippage unknown (assumed {ASSUMED_BPS / 100:.2f}%)"
 MAIN_VENUES = frozenset({"uniswap_v2", "uniswap_v3"})
 _MAX_U32 = (1 << 32) - 1
 _MAX_U64 = (1 << 64) - 1
-_VARINT = [varint(i) for i in range(1 << 14)]
+_VARINT = VARINT_TABLE
 #: Opportunity.kind (3) and .score (4) fields by value (0: left out, as protobuf does).
 _KIND_FIELDS = {k: b"\x18" + varint(k) if k else b"" for k in events_pb2.OpportunityKind.values()}
 _SCORE_FIELDS = [b""] + [b"\x20" + varint(s) for s in range(1, 101)]

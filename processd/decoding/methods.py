@@ -80,18 +80,23 @@ def deadline_u64(value: int) -> int:
 # --- ERC-20 / wrapped native -------------------------------------------------------------------------
 
 
+# The most frequent calls of all (a third of a mempool) build their DecodedCall with positional arguments:
+# (method, category, family, decoded, error, token_in, token_out, amount_in, amount_out_min, amount_in_max,
+# amount_out, path, fee_tiers, recipient). Binding keywords to the 19 fields costs a quarter of the decoding.
+
+
 def _transfer(a: tuple[Any, ...], to: bytes, value: int, sender: bytes) -> DecodedCall:
-    return DecodedCall("transfer", TRANSFER, ERC20, token_in=to, amount_in=a[1], recipient=a[0])
+    return DecodedCall("transfer", TRANSFER, ERC20, True, "", to, None, a[1], None, None, None, (), (), a[0])
 
 
 def _transfer_from(a: tuple[Any, ...], to: bytes, value: int, sender: bytes) -> DecodedCall:
-    return DecodedCall("transferFrom", TRANSFER, ERC20, token_in=to, amount_in=a[2], recipient=a[1])
+    return DecodedCall("transferFrom", TRANSFER, ERC20, True, "", to, None, a[2], None, None, None, (), (), a[1])
 
 
 def _approve(name: str) -> Extractor:
     def extract(a: tuple[Any, ...], to: bytes, value: int, sender: bytes) -> DecodedCall:
         # The spender goes into ``recipient`` and the allowance into ``amount_in`` (documented).
-        return DecodedCall(name, APPROVAL, ERC20, token_in=to, amount_in=a[1], recipient=a[0])
+        return DecodedCall(name, APPROVAL, ERC20, True, "", to, None, a[1], None, None, None, (), (), a[0])
 
     return extract
 

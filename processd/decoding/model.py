@@ -35,6 +35,7 @@ class DecodedCall:
 
     For multicall and Universal Router transactions the swap fields describe the primary (first) swap,
     with amounts summed over further swaps of the same token pair; ``swap_count`` counts all swaps.
+    The field order is relied on: the ERC-20 extractors in ``methods.py`` pass the first 14 positionally.
     """
 
     method: str

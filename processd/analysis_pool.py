@@ -119,26 +119,32 @@ class _ResultReader(asyncio.Protocol):
         self.worker.on_lost()
 
 
+#: Jobs sent to one worker and not yet answered: one being prepared, one waiting in its pipe. The rest wait in the
+#: pool's queue: batches go to whichever worker frees up first, and asyncio's write buffer never holds megabytes
+#: (it trims written bytes off the front of a bytearray, a copy of everything behind them on every write).
+CREDIT = 2
+_Job = tuple[bytes, int, "asyncio.Future[BatchColumns]"]
+
+
 class _Worker:
-    """One worker process, its pipes and the jobs it holds (answered in order)."""
+    """One worker process, its pipes and the jobs it holds (at most :data:`CREDIT`, answered in order)."""
 
     def __init__(self, pool: AnalysisPool, process: BaseProcess, write: asyncio.WriteTransport) -> None:
         self.pool = pool
         self.process = process
         self.write = write
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.jobs: deque[tuple[bytes, int, asyncio.Future[BatchColumns]]] = deque()
+        self.jobs: deque[_Job] = deque()
         self.alive = True
         #: When the worker last answered, or was handed work while idle (the stall watchdog's clock).
         self.progress_at = time.monotonic()
 
-    def submit(self, raw: bytes, received_ns: int) -> asyncio.Future[BatchColumns]:
-        future: asyncio.Future[BatchColumns] = asyncio.get_running_loop().create_future()
+    def send(self, job: _Job) -> None:
+        raw, received_ns, _ = job
         if not self.jobs:
             self.progress_at = time.monotonic()
-        self.jobs.append((raw, received_ns, future))
+        self.jobs.append(job)
         self.write.writelines((_LENGTH.pack(len(raw) + 8), received_ns.to_bytes(8, "big"), raw))
-        return future
 
     def on_frame(self, frame: memoryview) -> None:
         if not self.ready.done():
@@ -149,6 +155,7 @@ class _Worker:
         self.pool.futile_restarts = 0
         if not future.done():
             future.set_result(BatchColumns(*marshal.loads(frame)))
+        self.pool.dispatch()
 
     def on_lost(self) -> None:
         if not self.alive:
@@ -174,6 +181,8 @@ class AnalysisPool:
             else default_analyzer().analyze_encoded)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="processd-prepare")
         self._workers: list[_Worker] = []
+        #: Jobs waiting for a worker's credit (FIFO: batches are prepared roughly in arrival order).
+        self._queue: deque[_Job] = deque()
         #: Batches handed out and not yet prepared.
         self.inflight = 0
         #: Dead workers replaced so far.
@@ -241,7 +250,7 @@ class AnalysisPool:
         for task in list(self._tasks):
             task.cancel()
         loop = asyncio.get_running_loop()
-        pending = [f for w in self._workers for (_, _, f) in w.jobs]
+        pending = [f for w in self._workers for (_, _, f) in w.jobs] + [f for (_, _, f) in self._queue]
         if pending:
             await asyncio.wait(pending, timeout=10)
         for worker in self._workers:
@@ -270,13 +279,28 @@ class AnalysisPool:
             raise PoolStoppedError("analysis pool is stopped")
         self.inflight += 1
         try:
-            live = [w for w in self._workers if w.alive]
-            if live:
-                worker = min(live, key=lambda w: len(w.jobs))
-                return await worker.submit(raw, received_ns)
-            return await self._prepare_here(raw, received_ns)
+            if not self._workers:
+                return await self._prepare_here(raw, received_ns)
+            future: asyncio.Future[BatchColumns] = asyncio.get_running_loop().create_future()
+            self._queue.append((raw, received_ns, future))
+            self.dispatch()
+            return await future
         finally:
             self.inflight -= 1
+
+    def dispatch(self) -> None:
+        """Sends queued jobs to workers with credit left, the least busy first."""
+        queue = self._queue
+        while queue:
+            worker = min(self._workers, key=_load, default=None)
+            if worker is None or len(worker.jobs) >= CREDIT:
+                return
+            worker.send(queue.popleft())
+
+    def _prepare_all_here(self, jobs: deque[_Job]) -> None:
+        for raw, received_ns, future in jobs:
+            self._prepare_here(raw, received_ns).add_done_callback(functools.partial(_relay, target=future))
+        jobs.clear()
 
     def _prepare_here(self, raw: bytes, received_ns: int) -> asyncio.Future[BatchColumns]:
         return asyncio.get_running_loop().run_in_executor(self._thread, self._prepare_columns, raw, received_ns)
@@ -295,9 +319,9 @@ class AnalysisPool:
             return
         log.error("analysis worker %s exited with %s; preparing its %d batches here", worker.process.pid,
                   worker.process.exitcode, len(worker.jobs))
-        for raw, received_ns, future in worker.jobs:
-            self._prepare_here(raw, received_ns).add_done_callback(functools.partial(_relay, target=future))
-        worker.jobs.clear()
+        self._prepare_all_here(worker.jobs)
+        if not self._workers:
+            self._prepare_all_here(self._queue)  # nobody left to send them to until a replacement is ready
         self.restarts += 1
         self.futile_restarts += 1
         if self.futile_restarts > MAX_FUTILE_RESTARTS:
@@ -317,6 +341,7 @@ class AnalysisPool:
             worker.write.close()
             return
         self._workers.append(worker)
+        self.dispatch()
 
 
 def _own_file(conn: Connection, mode: str) -> IO[bytes]:
@@ -327,6 +352,10 @@ def _own_file(conn: Connection, mode: str) -> IO[bytes]:
     with contextlib.suppress(OSError, AttributeError):
         fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)  # Linux only
     return os.fdopen(fd, mode)
+
+
+def _load(worker: _Worker) -> int:
+    return len(worker.jobs)
 
 
 def _relay(done: asyncio.Future[BatchColumns], target: asyncio.Future[BatchColumns]) -> None:

@@ -102,7 +102,10 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
     interval_s = max(1.0, duration_s / 400)
     with Stack(config) as stack:
         pids = {name: p.pid for name, p in stack.processes.items() if p.pid}
-        sampler = RssSampler(pids, interval_s=interval_s).start()
+        sampler = RssSampler({n: pid for n, pid in pids.items() if n != "processd"}, interval_s=interval_s)
+        if "processd" in pids:  # with its analysis worker processes: their memory is processd's too
+            sampler.add("processd", pids["processd"], tree=True)
+        sampler.start()
         readers = ReaderLoad(stack.gateway_url).start()
         observer = Observer(stack.gateway_url, workdir / "visible.txt").start()
         died: str | None = None

@@ -2,7 +2,7 @@
 
 Two builders of the same record: :func:`build_features` (a protobuf ``TxFeatures`` message, for callers that
 want the message) and :func:`encode_features` (its serialized bytes, written by hand: what batch preparation
-stores, about four times cheaper than setting upb fields one by one and serializing them).
+stores; for speed, it skips the upb message, its field sets and its serialization: 1.3-2.5x faster).
 """
 
 from __future__ import annotations

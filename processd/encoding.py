@@ -128,7 +128,7 @@ DECODED_BODY_TAG = _TAG_TX_DECODED
 #: Varint of every int below 2**14 (see :func:`varint`) and 14 bits as two continued varint groups.
 VARINT_TABLE = _TABLE
 CONT14_TABLE = _CONT14
-#: Bodies shorter than this have their lengths in :data:`BODY_LENGTHS`.
+#: Bodies shorter than this have their lengths in :func:`body_lengths_table`.
 BODY_LENGTHS_MAX = 16380
 
 
@@ -140,15 +140,17 @@ def body_lengths(n: int) -> bytes:
     return varint(1 + len(inner_len) + n) + _TAG_INNER + inner_len
 
 
-#: :func:`body_lengths` of every n below :data:`BODY_LENGTHS_MAX` (about 0.5 MB, built on first use).
-BODY_LENGTHS: list[bytes] = []
+_body_lengths: list[bytes] | None = None
 
 
 def body_lengths_table() -> list[bytes]:
-    """:data:`BODY_LENGTHS`, filled on first use (no work at import time)."""
-    if not BODY_LENGTHS:
-        BODY_LENGTHS.extend(body_lengths(n) for n in range(BODY_LENGTHS_MAX))
-    return BODY_LENGTHS
+    """:func:`body_lengths` of every n below :data:`BODY_LENGTHS_MAX` (about 0.6 MB), built on first use (no
+    work at import time; threads racing to build it each build a whole, equal table)."""
+    global _body_lengths
+    table = _body_lengths
+    if table is None:
+        table = _body_lengths = [body_lengths(n) for n in range(BODY_LENGTHS_MAX)]
+    return table
 
 
 def with_seq(seq: int, kind: int, rest: bytes) -> bytes:

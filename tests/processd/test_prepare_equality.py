@@ -307,3 +307,29 @@ def test_random_envelopes(fields: list[dict[str, object]], received_ns: int) -> 
     raw = raw_batch(tx_pb2.TxEnvelope(**f) for f in fields)  # type: ignore[arg-type]
     assert_equal(raw, received_ns=received_ns)
     assert_equal(raw, chain_ids=frozenset({1, 137}), max_input_bytes=200, received_ns=received_ns)
+
+
+@pytest.mark.parametrize("n", [0, 1, 127, 128, 200, 16_379, 16_380, 16_381, 16_383, 16_384, 70_000])
+def test_body_lengths_complete_event_rest(n: int) -> None:
+    header = encoding.event_header(137, b"\x05" * 32, 2**60 + 3, RECEIVED_NS, "src")
+    inner = bytes(range(256)) * (n // 256) + bytes(n % 256)
+    table = encoding.body_lengths_table()
+    assert len(table) == encoding.BODY_LENGTHS_MAX and (n >= len(table) or table[n] == encoding.body_lengths(n))
+    for kind, kind_field, tag in ((encoding.KIND_SEEN, encoding.SEEN_KIND_FIELD, encoding.SEEN_BODY_TAG),
+                                  (encoding.KIND_DECODED, encoding.DECODED_KIND_FIELD, encoding.DECODED_BODY_TAG)):
+        assert encoding.event_rest(kind, header, inner) == kind_field + header + tag + encoding.body_lengths(n) + inner
+
+
+def test_varint_of_every_width() -> None:
+    def slow(n: int) -> bytes:
+        out = bytearray()
+        while n >= 0x80:
+            out.append((n & 0x7F) | 0x80)
+            n >>= 7
+        out.append(n)
+        return bytes(out)
+
+    for bits in range(0, 80):
+        for n in {2**bits - 1, 2**bits, 2**bits + 1, (2**bits) * 3 // 2}:
+            if n >= 0:
+                assert encoding.varint(n) == slow(n), n

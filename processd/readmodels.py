@@ -32,7 +32,7 @@ from processd.eventlog import (
     EventLog,
     decode_event,
 )
-from processd.writer import CommitResult
+from processd.group_commit import CommitResult
 
 log = logging.getLogger(__name__)
 

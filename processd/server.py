@@ -19,12 +19,13 @@ from processd.analysis_pool import AnalysisPool
 from processd.config import ProcessdConfig
 from processd.crashpoints import CrashSwitch
 from processd.eventlog import EventLog
+from processd.group_commit import CommitResult
 from processd.ingest_service import IngestService, add_ingest_service
 from processd.metrics import ProcessdMetrics
 from processd.query_service import QueryService
 from processd.readmodels import ReadModels
 from processd.subscriptions import SubscriptionHub
-from processd.writer import CommitResult, CommitWriter
+from processd.writer import CommitWriter
 
 log = logging.getLogger(__name__)
 

@@ -29,6 +29,7 @@ from common.netutil import free_port
 from common.pb.v1 import ingest_pb2, ingest_pb2_grpc
 from common.synth import synthetic_envelopes
 from common.traffic import TrafficGenerator
+from scripts.bench.harness import descendants, rss_anon_bytes
 from tests.reliability._support import (
     IngestdProc,
     ProcessdProc,
@@ -47,9 +48,12 @@ pytestmark = pytest.mark.integration
 
 
 def rss_bytes(pid: int) -> int:
-    """Resident set size of a process (from /proc)."""
-    with open(f"/proc/{pid}/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    """Anonymous resident memory of a process and its child processes (processd's analysis workers), from /proc.
+
+    Anonymous, because processd maps its LMDB file: the log pages it touches count in the total RSS and grow with
+    the log (the faster processd commits, the faster), while a leak or an unbounded queue grows the anonymous part.
+    """
+    return sum(rss_anon_bytes(p) or 0 for p in [pid, *descendants(pid)])
 
 
 def assert_plateau(samples: list[int], what: str, slack_bytes: int = 24 << 20,

@@ -93,7 +93,7 @@ class CommitWriter:
         on_commit: Callable[[CommitResult], None],
         *,
         flush_interval_ms: int = 2,
-        flush_max_events: int = 8192,
+        flush_max_events: int = 32768,
         queue_max_envelopes: int = 65536,
         queue_full_timeout_ms: int = 5000,
         map_max_size_bytes: int = 1 << 36,

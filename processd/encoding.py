@@ -128,6 +128,9 @@ DECODED_BODY_TAG = _TAG_TX_DECODED
 #: Varint of every int below 2**14 (see :func:`varint`) and 14 bits as two continued varint groups.
 VARINT_TABLE = _TABLE
 CONT14_TABLE = _CONT14
+#: Per event kind, the first bytes of its ``events`` value: the kind byte and the ``seq_id`` tag (the writer's
+#: inlined :func:`with_seq`).
+SEQ_PREFIX = _SEQ_PREFIX
 #: Bodies shorter than this have their lengths in :func:`body_lengths_table`.
 BODY_LENGTHS_MAX = 16380
 

@@ -43,9 +43,8 @@ class CommitResult:
     duration_s: float = 0.0
 
 
-
 def claim_hashes(txn: lmdb.Transaction, tx_db: lmdb._Database, cursor: lmdb.Cursor, columns: BatchColumns,
-                  first: int) -> tuple[BatchColumns, int]:
+                 first: int) -> tuple[BatchColumns, int]:
     """Dedup: puts every transaction's (chain, hash) -> TX_SEEN seq; returns the new ones and the duplicate count.
 
     The usual batch has no duplicate: one ``putmulti`` with no-overwrite adds every key. When it added fewer,
@@ -72,18 +71,18 @@ _FLAGS = [bytes((kind,)) for kind in range(256)]
 
 
 def append_events(columns: BatchColumns, first: int, result: CommitResult,
-                   events_cursor: lmdb.Cursor, chain_cursor: lmdb.Cursor,
-                   events: list[tuple[int, int, int, bytes]] | None) -> None:
+                  events_cursor: lmdb.Cursor, chain_cursor: lmdb.Cursor,
+                  events: list[tuple[int, int, int, bytes]] | None) -> None:
     """Event values, index entries and read-model entries of one deduplicated batch whose first seq is ``first``.
 
     Comprehensions and zips instead of a loop per event: this is the part of processd that runs on one core.
     """
     kinds = columns.kinds
     seqs = range(first, first + len(kinds))
-    prefix = encoding._SEQ_PREFIX
+    prefix = encoding.SEQ_PREFIX
     if first >= 16384 and seqs[-1] < 268435456:  # encoding.with_seq inlined: two table lookups per seq
-        table = encoding._TABLE
-        cont14 = encoding._CONT14
+        table = encoding.VARINT_TABLE
+        cont14 = encoding.CONT14_TABLE
         values = [b"".join((prefix[k], cont14[s & 0x3FFF], table[s >> 14], r))
                   for k, s, r in zip(kinds, seqs, columns.rests, strict=True)]
     else:

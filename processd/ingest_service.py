@@ -1,9 +1,10 @@
 """Ingest.Stream: hands batches to preparation and the group-commit writer, and acks after the commit.
 
 Each batch arrives as bytes (the method is registered without a request deserializer): processd parses it once
-for the envelopes the read models keep, and the same bytes go to the analysis pool, which validates, decodes
-and encodes it (``processd.prepare``). Chain admission (at most ``max_chains`` chains) and reject counting
-then happen here, on the event loop, before the writer commits the batch.
+(session, batch seq, chain stats; envelope chain ids when admission needs them), and the same bytes go to the
+analysis pool, which validates, decodes and encodes it (``processd.prepare``). Chain admission (at most
+``max_chains`` chains, in arrival order) and reject counting then happen here, on the event loop, before the
+writer commits the batch.
 
 Per stream, at most ``stream_max_inflight_batches`` batches are unacked: beyond that the handler stops reading,
 so HTTP/2 flow control pushes back on the client instead of processd buffering. When the shared commit queue

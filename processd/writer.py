@@ -67,12 +67,12 @@ class _MapFull(Exception):
 class PendingBatch:
     """One ingest batch waiting for its group commit.
 
-    ``prepared`` resolves to the batch's :data:`~processd.prepare.PreparedBatch` (its valid transactions, after
+    ``prepared`` resolves to the batch's :class:`~processd.columns.BatchColumns` (its valid transactions, after
     chain admission); ``rejected`` holds the reject counts of the others by then.
     """
 
     batch_seq: int
-    #: Every envelope of the batch (``PreparedTx`` index into it).
+    #: Every envelope of the batch (``BatchColumns.position`` indexes into it; chain admission reads it).
     envelopes: Sequence[tx_pb2.TxEnvelope]
     rejected: dict[int, int]
     received_ns: int
@@ -338,7 +338,7 @@ class CommitWriter:
                     first = seq + 1
                     seq += len(columns.kinds)
                     append_events(columns, first, result, events_cursor, chain_cursor,
-                                   events if want_events else None)
+                                  events if want_events else None)
                     for fkey, count in columns.tally.items():
                         feature_tally[fkey] = feature_tally.get(fkey, 0) + count
                     for chain_id, count in columns.opp_count.items():
@@ -368,7 +368,7 @@ class CommitWriter:
                     if inc:
                         k = agg_chain_key(chain_id, field_key)
                         deltas[k] = deltas.get(k, 0) + inc
-            if seq > result.first_seq - 1:
+            if seq != self.last_seq:  # this commit stored events
                 txn.put(META_LAST_SEQ, U64.pack(seq), db=eventlog.meta_db)
             committed_ns = time.time_ns()
             result.pruned_events = self._prune(txn, seq, committed_ns, deltas, seq - result.first_seq + 1)

@@ -19,8 +19,9 @@ from processd.features import NATIVE_PROTOCOL, build_features, build_features_fr
 from processd.searcher import DEFAULT_MIN_SCORE, Searcher, is_rankable
 
 #: What batch preparation needs of an analysis: (serialized TxFeatures, category, protocol, decoded,
-#: serialized opportunities). Opportunities carry chain_id and tx_hash; seq_id is appended by the writer.
-EncodedAnalysis = tuple[bytes, int, str, bool, tuple[bytes, ...]]
+#: (score, serialized opportunity) pairs). Opportunities carry chain_id and tx_hash; seq_id is their event's key
+#: (set when read).
+EncodedAnalysis = tuple[bytes, int, str, bool, tuple[tuple[int, bytes], ...]]
 
 
 @dataclass(slots=True)
@@ -118,7 +119,7 @@ class Analyzer:
         try:
             opportunities = searcher.rank_encoded(chain_id, tx_hash, call, protocol, value_wei, tip_wei)
         except Exception:
-            opportunities = tuple(o.SerializeToString()
+            opportunities = tuple((o.score, o.SerializeToString())
                                   for o in searcher.rank(chain_id, tx_hash, call, protocol, value_wei, tip_wei))
         return features, call.category, protocol, True, opportunities
 
@@ -127,7 +128,7 @@ def encode_analysis(analysis: Analysis) -> EncodedAnalysis:
     """The :data:`EncodedAnalysis` of an :class:`Analysis`."""
     f = analysis.features
     return (f.SerializeToString(), f.category, f.protocol, f.decoded,
-            tuple(o.SerializeToString() for o in analysis.opportunities))
+            tuple((o.score, o.SerializeToString()) for o in analysis.opportunities))
 
 
 _default: Analyzer | None = None

@@ -41,7 +41,7 @@ from multiprocessing.process import BaseProcess
 from typing import IO, Any
 
 from processd.analysis import AnalyzeFn, default_analyzer, encode_analysis
-from processd.columns import BatchColumns, to_columns
+from processd.columns import BatchColumns
 from processd.prepare import AnalyzeEncoded, prepare_batch
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ def _worker_main(jobs: Connection, results: Connection, chain_ids: frozenset[int
         except EOFError:
             return
         received_ns = int.from_bytes(frame[:8], "big")
-        columns = to_columns(prepare_batch(frame[8:], received_ns, analyze, chain_ids, max_input_bytes))
+        columns = prepare_batch(frame[8:], received_ns, analyze, chain_ids, max_input_bytes)
         try:
             results.send_bytes(marshal.dumps(tuple(columns)))
         except BrokenPipeError:
@@ -306,7 +306,7 @@ class AnalysisPool:
         return asyncio.get_running_loop().run_in_executor(self._thread, self._prepare_columns, raw, received_ns)
 
     def _prepare_columns(self, raw: bytes, received_ns: int) -> BatchColumns:
-        return to_columns(prepare_batch(raw, received_ns, self._local_analyze, self._chain_ids, self._max_input_bytes))
+        return prepare_batch(raw, received_ns, self._local_analyze, self._chain_ids, self._max_input_bytes)
 
     def worker_lost(self, worker: _Worker) -> None:
         """A worker's result pipe closed: re-prepare its batches here and replace it."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 from common.pb.v1 import events_pb2
 
 # Tags: (field number << 3) | wire type.
-_TAG_SEQ = b"\x08"  # Event.seq_id, varint
 _TAG_KIND = b"\x18"  # Event.kind, varint
 _TAG_TX_SEEN = b"\x52"  # Event.tx_seen (10), length-delimited
 _TAG_TX_DECODED = b"\x5a"  # Event.tx_decoded (11)
@@ -21,10 +20,10 @@ _TAG_INNER = b"\x0a"  # TxSeen.tx / TxDecoded.features / OppDetected.opportunity
 KIND_SEEN: int = events_pb2.EVENT_KIND_TX_SEEN
 KIND_DECODED: int = events_pb2.EVENT_KIND_TX_DECODED
 KIND_OPP: int = events_pb2.EVENT_KIND_OPP_DETECTED
-_KIND_PREFIX: dict[int, bytes] = {k: bytes((k,)) for k in (KIND_SEEN, KIND_DECODED, KIND_OPP)}
 _KIND_FIELD: dict[int, bytes] = {k: _TAG_KIND + bytes((k,)) for k in (KIND_SEEN, KIND_DECODED, KIND_OPP)}
 _BODY_TAG: dict[int, bytes] = {KIND_SEEN: _TAG_TX_SEEN, KIND_DECODED: _TAG_TX_DECODED, KIND_OPP: _TAG_OPP}
-_SEQ_PREFIX: dict[int, bytes] = {k: bytes((k,)) + _TAG_SEQ for k in (KIND_SEEN, KIND_DECODED, KIND_OPP)}
+#: Per kind, what every value of that kind starts with: the kind byte, then Event.kind (field 3).
+_VALUE_PREFIX: dict[int, bytes] = {k: bytes((k,)) + _KIND_FIELD[k] for k in (KIND_SEEN, KIND_DECODED, KIND_OPP)}
 
 
 def _slow_varint(n: int) -> bytes:
@@ -87,57 +86,40 @@ def header(chain: bytes, tx_hash: bytes, first_seen_ns: int, tail: bytes) -> byt
     return chain + tail
 
 
-def event_value(seq: int, kind: int, header: bytes, inner: bytes) -> bytes:
-    """An ``events`` value: kind byte + Event bytes (seq, kind, shared header, body wrapping ``inner``)."""
-    n = len(inner)
-    inner_len = _TABLE[n] if n < 16384 else varint(n)
-    body_len = 1 + len(inner_len) + n
-    if 16384 <= seq < 268435456:
-        # The common case (seqs 16k..268M), inlined: this runs for every event written.
-        return b"".join(
-            (_SEQ_PREFIX[kind], _CONT14[seq & 0x3FFF], _TABLE[seq >> 14], _KIND_FIELD[kind], header, _BODY_TAG[kind],
-             _TABLE[body_len] if body_len < 16384 else varint(body_len), _TAG_INNER, inner_len, inner)
-        )
-    return b"".join(
-        (_SEQ_PREFIX[kind], varint(seq), _KIND_FIELD[kind], header, _BODY_TAG[kind], varint(body_len), _TAG_INNER,
-         inner_len, inner)
-    )
+def event_value(kind: int, header: bytes, inner: bytes) -> bytes:
+    """An ``events`` value: kind byte + Event bytes (kind, shared header, body wrapping ``inner``), without seq.
 
-
-def event_rest(kind: int, header: bytes, inner: bytes) -> bytes:
-    """An event value without its first two parts (kind byte + seq field): what :func:`with_seq` completes.
-
-    Batch preparation (possibly in an analysis worker process) encodes everything but the seq, which only the
-    writer knows; ``with_seq(seq, kind, event_rest(kind, h, b)) == event_value(seq, kind, h, b)``.
+    The seq is the value's key: it is not stored in the value (readers set ``seq_id`` from the key, see
+    :func:`processd.eventlog.decode_event`), so a value depends only on its batch and can be encoded in full by
+    batch preparation, anywhere, before the writer assigns seqs.
     """
     n = len(inner)
     inner_len = _TABLE[n] if n < 16384 else varint(n)
     body_len = 1 + len(inner_len) + n
-    return b"".join((_KIND_FIELD[kind], header, _BODY_TAG[kind],
+    return b"".join((_VALUE_PREFIX[kind], header, _BODY_TAG[kind],
                      _TABLE[body_len] if body_len < 16384 else varint(body_len), _TAG_INNER, inner_len, inner))
 
 
 # --- batch preparation's building blocks (processd.prepare inlines them: it runs for every transaction) ---
 
-#: ``Event.kind`` fields of the TX_SEEN and TX_DECODED events.
-SEEN_KIND_FIELD = _KIND_FIELD[KIND_SEEN]
-DECODED_KIND_FIELD = _KIND_FIELD[KIND_DECODED]
-#: Tags of the TxSeen (10) and TxDecoded (11) bodies.
+#: The first bytes of TX_SEEN, TX_DECODED and OPP_DETECTED values (kind byte + ``Event.kind``).
+SEEN_PREFIX = _VALUE_PREFIX[KIND_SEEN]
+DECODED_PREFIX = _VALUE_PREFIX[KIND_DECODED]
+OPP_PREFIX = _VALUE_PREFIX[KIND_OPP]
+#: Tags of the TxSeen (10), TxDecoded (11) and OppDetected (12) bodies.
 SEEN_BODY_TAG = _TAG_TX_SEEN
 DECODED_BODY_TAG = _TAG_TX_DECODED
+OPP_BODY_TAG = _TAG_OPP
 #: Varint of every int below 2**14 (see :func:`varint`) and 14 bits as two continued varint groups.
 VARINT_TABLE = _TABLE
 CONT14_TABLE = _CONT14
-#: Per event kind, the first bytes of its ``events`` value: the kind byte and the ``seq_id`` tag (the writer's
-#: inlined :func:`with_seq`).
-SEQ_PREFIX = _SEQ_PREFIX
 #: Bodies shorter than this have their lengths in :func:`body_lengths_table`.
 BODY_LENGTHS_MAX = 16380
 
 
 def body_lengths(n: int) -> bytes:
     """What separates an event body's tag from its ``n`` inner bytes: the body's length, the inner field's tag
-    (1) and the inner length. ``event_rest(kind, h, inner) == kind field + h + body tag + body_lengths(n) + inner``.
+    (1) and the inner length: ``event_value(kind, h, inner) == prefix + h + body tag + body_lengths(n) + inner``.
     """
     inner_len = varint(n)
     return varint(1 + len(inner_len) + n) + _TAG_INNER + inner_len
@@ -154,14 +136,3 @@ def body_lengths_table() -> list[bytes]:
     if table is None:
         table = _body_lengths = [body_lengths(n) for n in range(BODY_LENGTHS_MAX)]
     return table
-
-
-def with_seq(seq: int, kind: int, rest: bytes) -> bytes:
-    """The ``events`` value of event ``seq`` from its :func:`event_rest`."""
-    if 16384 <= seq < 268435456:
-        return b"".join((_SEQ_PREFIX[kind], _CONT14[seq & 0x3FFF], _TABLE[seq >> 14], rest))
-    return b"".join((_SEQ_PREFIX[kind], varint(seq), rest))
-
-
-#: Opportunity.seq_id (field 11, varint) is its last field, so appending it keeps the canonical encoding.
-OPP_SEQ_TAG = b"\x58"

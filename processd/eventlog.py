@@ -6,15 +6,23 @@ Layout (one LMDB environment, five named databases; all integers big-endian so b
 database        key                              value
 ==============  ===============================  =============================================
 ``events``      seq (u64)                        kind (u8) + serialized ``mempulse.v1.Event``
-``chain_seq``   chain_id (u64) + seq (u64)       kind (u8)
+                                                 without ``seq_id`` (see below)
+``chain_seq``   chain_id (u64) + seq (u64) of    kinds (u8 each) of the transaction's events
+                a transaction's TX_SEEN event
 ``tx_hash``     chain_id (u64) + hash (32 B)     seq (u64) of the transaction's TX_SEEN event
 ``agg``         see ``AGG_*`` below              u64 counter
 ``meta``        ``schema_version`` / ``last_seq``  u32 / u64
 ==============  ===============================  =============================================
 
 The events of one transaction are contiguous: TX_SEEN at seq s, TX_DECODED at s+1, then one OPP_DETECTED per
-opportunity. ``agg`` holds the cumulative counters of the read models, written in the same transaction as the
-events they count, so they are exactly as durable as the log (a restart never recounts the log).
+opportunity; ``chain_seq`` has one entry per transaction, whose value lists those kinds. An event's seq is its
+key and is not repeated in the value: :func:`decode_event` sets ``Event.seq_id`` (and, for OPP_DETECTED, the
+opportunity's ``seq_id``) from the key. That keeps every value a function of the ingest batch alone, encoded in
+full by the analysis workers. ``agg`` holds the cumulative counters of the read models, written in the same
+transaction as the events they count, so they are exactly as durable as the log (a restart never recounts the
+log).
+
+Schema 2 is this layout; schema 1 (seq inside values, one ``chain_seq`` entry per event) is refused at open.
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ from common.pb.v1 import events_pb2
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 U64 = struct.Struct(">Q")
 U32 = struct.Struct(">I")
 CHAIN_SEQ = struct.Struct(">QQ")
@@ -85,10 +93,13 @@ def agg_feature_key(chain_id: int, category: int, protocol: str) -> bytes:
     return AGG_FEATURE + U64.pack(chain_id) + bytes((category,)) + protocol.encode()
 
 
-def decode_event(value: bytes | memoryview) -> events_pb2.Event:
-    """Parses an ``events`` value (kind byte + Event)."""
+def decode_event(value: bytes | memoryview, seq: int) -> events_pb2.Event:
+    """The event stored under key ``seq`` (its value: kind byte + Event without seq_id)."""
     event = events_pb2.Event()
     event.ParseFromString(memoryview(value)[1:])  # type: ignore[arg-type]  # upb accepts any buffer
+    event.seq_id = seq
+    if value[0] == KIND_OPP:
+        event.opp_detected.opportunity.seq_id = seq
     return event
 
 
@@ -209,7 +220,7 @@ class EventLog:
                 if seq > last_seq:
                     break
                 value = cur.value()
-                out.append((seq, decode_event(value).chain_id, value[0], value))
+                out.append((seq, decode_event(value, seq).chain_id, value[0], value))
                 positioned = cur.next()
         return out
 
@@ -219,13 +230,13 @@ class EventLog:
         out: list[events_pb2.Event] = []
         if not cur.set_key(seq_key(seq)):
             return out
-        first = decode_event(cur.value())
+        first = decode_event(cur.value(), seq)
         out.append(first)
         while cur.next():
             value = cur.value()
             if value[0] == KIND_SEEN:
                 break
-            event = decode_event(value)
+            event = decode_event(value, U64.unpack(cur.key())[0])
             if event.tx_hash != first.tx_hash or event.chain_id != first.chain_id:
                 break
             out.append(event)
@@ -268,7 +279,7 @@ class EventLog:
                     value = txn.get(seq_key(seq), db=events_db)
                     stats.point_reads += 1
                 if value is not None:
-                    out.append(decode_event(value))
+                    out.append(decode_event(value, seq))
                     if len(out) >= limit:
                         more = True
                         break
@@ -301,13 +312,25 @@ class EventLog:
 
     def _walk_chain(self, txn: lmdb.Transaction, chain_id: int, from_seq: int, descending: bool,
                     stats: ScanStats) -> Iterator[tuple[int, int, Any]]:
+        # One chain_seq entry per transaction: its TX_SEEN seq and its events' kinds (contiguous seqs).
         cur = txn.cursor(db=self.chain_db)
         stats.cursor_steps += 1
         prefix = U64.pack(chain_id)
         if not descending:
-            positioned = cur.set_range(chain_seq_key(chain_id, max(from_seq, 1)))
+            start = max(from_seq, 1)
+            start_key = chain_seq_key(chain_id, start)
+            positioned = cur.set_range(start_key)
+            if not positioned or cur.key() != start_key:
+                # The transaction holding ``start`` may begin before it: then it is the entry just before.
+                if (cur.prev() if positioned else cur.last()) and cur.key()[:8] == prefix \
+                        and CHAIN_SEQ.unpack(cur.key())[1] + len(cur.value()) > start:
+                    positioned = True
+                else:
+                    positioned = cur.set_range(start_key)
+                stats.cursor_steps += 1
             step = cur.next
-        else:
+        else:  # from_seq is an exclusive upper bound (0 = from the newest)
+            start = from_seq or 1 << 64
             upper = chain_seq_key(chain_id, from_seq) if from_seq else U64.pack(chain_id + 1)
             positioned = cur.prev() if cur.set_range(upper) else cur.last()
             step = cur.prev
@@ -315,6 +338,16 @@ class EventLog:
             key = cur.key()
             if key[:8] != prefix:
                 return
-            yield CHAIN_SEQ.unpack(key)[1], cur.value()[0], None
+            first = CHAIN_SEQ.unpack(key)[1]
+            kinds = bytes(cur.value())
+            seqs = range(first, first + len(kinds))
+            if not descending:
+                for seq, kind in zip(seqs, kinds, strict=True):
+                    if seq >= start:
+                        yield seq, kind, None
+            else:
+                for seq, kind in zip(reversed(seqs), reversed(kinds), strict=True):
+                    if seq < start:
+                        yield seq, kind, None
             stats.cursor_steps += 1
             positioned = step()

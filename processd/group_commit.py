@@ -2,8 +2,8 @@
 
 ``claim_hashes`` deduplicates a prepared batch against the ``tx_hash`` index; ``append_events`` assigns its seqs,
 puts its events and index entries and adds its entries to the :class:`CommitResult`. Both work on whole columns
-(``processd.columns``) with comprehensions, zips and ``putmulti``: this is the part of processd that cannot run
-in parallel, so it avoids a Python loop per transaction or event.
+(``processd.columns``) with ``map``, ``zip`` and ``putmulti``: this is the part of processd that cannot run in
+parallel, so it has no Python loop per transaction or event (event values come complete from preparation).
 """
 
 from __future__ import annotations
@@ -12,10 +12,17 @@ from dataclasses import dataclass, field
 
 import lmdb
 
-from common.pb.v1 import events_pb2
-from processd import encoding
 from processd.columns import BatchColumns, keep_only
-from processd.eventlog import CHAIN_SEQ, KIND_OPP, U64
+from processd.eventlog import CHAIN_SEQ, U64
+
+#: (seq, chain_id, TX_SEEN events value) of a stored transaction.
+TxEntry = tuple[int, int, bytes]
+#: (seq, chain_id, tx_hash index key, TX_DECODED events value) of a transaction's features.
+FeatureEntry = tuple[int, int, bytes, bytes]
+#: (seq, chain_id, score, OPP_DETECTED events value) of an opportunity.
+OppEntry = tuple[int, int, int, bytes]
+#: (seq, chain_id, kind, events value) of any event.
+EventEntry = tuple[int, int, int, bytes]
 
 
 @dataclass(slots=True)
@@ -26,14 +33,14 @@ class CommitResult:
     committed_ns: int
     batches: int
     envelopes: int
-    #: (seq, chain_id, TX_SEEN events value) of newly stored transactions.
-    txs: list[tuple[int, int, bytes]] = field(default_factory=list)
-    #: (seq, chain_id, tx_hash, serialized TxFeatures) of their TX_DECODED events.
-    features: list[tuple[int, int, bytes, bytes]] = field(default_factory=list)
-    opportunities: list[events_pb2.Opportunity] = field(default_factory=list)
-    #: (seq, chain_id, kind, value) of every event, value = kind byte + Event bytes; None when nobody was
-    #: subscribed at the start of the commit (the events are then only in LMDB).
-    events: list[tuple[int, int, int, bytes]] | None = field(default_factory=list)
+    #: Newly stored transactions, their TX_DECODED events and their opportunities.
+    txs: list[TxEntry] = field(default_factory=list)
+    features: list[FeatureEntry] = field(default_factory=list)
+    opportunities: list[OppEntry] = field(default_factory=list)
+    #: Every event; None when nobody was subscribed at the start of the commit (the events are then only in LMDB).
+    events: list[EventEntry] | None = field(default_factory=list)
+    #: Chains with events in this commit.
+    chains: set[int] = field(default_factory=set)
     first_seq: int = 0
     #: New values of the persisted counters this commit touched.
     aggregates: dict[bytes, int] = field(default_factory=dict)
@@ -52,60 +59,43 @@ def claim_hashes(txn: lmdb.Transaction, tx_db: lmdb._Database, cursor: lmdb.Curs
     duplicates (already stored, or twice in this batch), so seqs stay contiguous.
     """
     u64 = U64.pack
-    items = [(key, u64(first + offset)) for key, offset in zip(columns.tx_key, columns.seen_at, strict=True)]
-    _, added = cursor.putmulti(items, dupdata=False, overwrite=False)
-    if added == len(items):
+    seqs = list(map(u64, map(first.__add__, columns.seen_at)))
+    _, added = cursor.putmulti(zip(columns.tx_key, seqs, strict=True), dupdata=False, overwrite=False)
+    if added == len(seqs):
         return columns, 0
-    keep = [txn.get(key, db=tx_db) == value for key, value in items]  # False: stored before (or twice here)
-    for (key, _), mine in zip(items, keep, strict=True):
+    # False: stored before this batch (or twice in it).
+    keep = [txn.get(key, db=tx_db) == value for key, value in zip(columns.tx_key, seqs, strict=True)]
+    for key, mine in zip(columns.tx_key, keep, strict=True):
         if mine:
             txn.delete(key, db=tx_db)
     columns = keep_only(columns, keep)
-    items = [(key, u64(first + offset)) for key, offset in zip(columns.tx_key, columns.seen_at, strict=True)]
-    _, added = cursor.putmulti(items, dupdata=False, overwrite=False)
-    assert added == len(items), "a transaction hash seen twice after removing duplicates"
-    return columns, len(keep) - len(items)
-
-
-_FLAGS = [bytes((kind,)) for kind in range(256)]
+    seqs = list(map(u64, map(first.__add__, columns.seen_at)))
+    _, added = cursor.putmulti(zip(columns.tx_key, seqs, strict=True), dupdata=False, overwrite=False)
+    assert added == len(seqs), "a transaction hash seen twice after removing duplicates"
+    return columns, len(keep) - len(seqs)
 
 
 def append_events(columns: BatchColumns, first: int, result: CommitResult,
-                  events_cursor: lmdb.Cursor, chain_cursor: lmdb.Cursor,
-                  events: list[tuple[int, int, int, bytes]] | None) -> None:
-    """Event values, index entries and read-model entries of one deduplicated batch whose first seq is ``first``.
-
-    Comprehensions and zips instead of a loop per event: this is the part of processd that runs on one core.
+                  events_cursor: lmdb.Cursor, chain_cursor: lmdb.Cursor, events: list[EventEntry] | None) -> None:
+    """Puts the events and ``chain_seq`` entries of one deduplicated batch whose first seq is ``first`` and adds
+    its entries to ``result``. Only C-level loops (``map``, ``zip``, ``putmulti``) per transaction and event.
     """
-    kinds = columns.kinds
-    seqs = range(first, first + len(kinds))
-    prefix = encoding.SEQ_PREFIX
-    if first >= 16384 and seqs[-1] < 268435456:  # encoding.with_seq inlined: two table lookups per seq
-        table = encoding.VARINT_TABLE
-        cont14 = encoding.CONT14_TABLE
-        values = [b"".join((prefix[k], cont14[s & 0x3FFF], table[s >> 14], r))
-                  for k, s, r in zip(kinds, seqs, columns.rests, strict=True)]
-    else:
-        with_seq = encoding.with_seq
-        values = [with_seq(s, k, r) for k, s, r in zip(kinds, seqs, columns.rests, strict=True)]
-    if columns.opps:
-        varint = encoding.varint
-        parse_opportunity = events_pb2.Opportunity.FromString
-        for offset, header, body in columns.opps:
-            s = first + offset
-            inner = body + encoding.OPP_SEQ_TAG + varint(s)  # seq_id is Opportunity's last field
-            values[offset] = encoding.event_value(s, KIND_OPP, header, inner)
-            result.opportunities.append(parse_opportunity(inner))
-    u64 = U64.pack
-    chain_seq = CHAIN_SEQ.pack
-    # Straight into LMDB, batch by batch (seqs only grow, so the events db is appended to): no list of
-    # (key, value) tuples for the whole group is built and kept.
-    events_cursor.putmulti(zip([u64(s) for s in seqs], values, strict=True), append=True)
-    ch_keys = [chain_seq(c, s) for c, s in zip(columns.event_chain, seqs, strict=True)]
-    chain_cursor.putmulti(zip(ch_keys, [_FLAGS[k] for k in kinds], strict=True))
+    values = columns.values
+    seqs = range(first, first + len(values))
+    chains = columns.chain
+    seen_at = columns.seen_at
+    # Seqs only grow, so the events db is appended to.
+    events_cursor.putmulti(zip(map(U64.pack, seqs), values, strict=True), append=True)
+    seen = list(map(first.__add__, seen_at))
+    chain_cursor.putmulti(zip(map(CHAIN_SEQ.pack, chains, seen), columns.tx_kinds, strict=True))
     if events is not None:
-        events.extend(zip(seqs, columns.event_chain, kinds, values, strict=True))
-    seen = [first + offset for offset in columns.seen_at]
-    result.txs.extend(zip(seen, columns.chain, [values[offset] for offset in columns.seen_at], strict=True))
-    result.features.extend(zip([s + 1 for s in seen], columns.chain, [key[8:] for key in columns.tx_key],
-                               columns.features, strict=True))
+        event_chains = [c for c, kinds in zip(chains, columns.tx_kinds, strict=True) for _ in kinds]
+        events.extend(zip(seqs, event_chains, b"".join(columns.tx_kinds), values, strict=True))
+    result.txs.extend(zip(seen, chains, map(values.__getitem__, seen_at), strict=True))
+    decoded_at = list(map((1).__add__, seen_at))
+    result.features.extend(zip(map(first.__add__, decoded_at), chains, columns.tx_key,
+                               map(values.__getitem__, decoded_at), strict=True))
+    if columns.opps:
+        result.opportunities.extend([(first + offset, chain, score, values[offset])
+                                     for offset, chain, score in columns.opps])
+    result.chains.update(columns.last_event)

@@ -1,23 +1,12 @@
 """Batch preparation: all the work on an ingest batch that does not depend on the event log's state.
 
-Validation, decoding, features, ranking and the encoding of every event value except its seq id are pure
-functions of the batch bytes, so they can run anywhere: in the writer's thread, or in analysis worker
-processes (``processd.analysis_pool``) while the single writer commits the previous group. What is left for
-the writer per transaction is the dedup check, seq assignment (:func:`processd.encoding.with_seq`) and the
-LMDB puts.
+Validation, decoding, features, ranking and the encoding of every event value are pure functions of the batch
+bytes (values carry no seq: the seq is their key), so they can run anywhere: in the writer's thread, or in
+analysis worker processes (``processd.analysis_pool``) while the single writer commits the previous group.
+What is left for the writer is the dedup check, seq assignment and the LMDB puts.
 
-A prepared batch is plain tuples of bytes, ints and strings (cheap to pickle between processes):
-
-``PreparedBatch = (reasons, txs, analysis_errors)``
-    ``reasons``: one byte per envelope of the batch, its ``REJECT_REASON_*`` (0 = valid).
-    ``txs``: one :data:`PreparedTx` per valid envelope, in batch order.
-    ``analysis_errors``: transactions whose analysis raised (stored undecoded, see :func:`fallback_analysis`).
-
-``PreparedTx = (index, chain_id, tx_key, seen_rest, decoded_rest, features, fkey, opps)``
-    ``index``: position of the envelope in the batch; ``tx_key``: its ``tx_hash`` index key;
-    ``seen_rest`` / ``decoded_rest``: :func:`processd.encoding.event_rest` of its TX_SEEN and TX_DECODED
-    events; ``features``: serialized ``TxFeatures``; ``fkey``: (chain, category, protocol, decoded), the
-    feature-count key; ``opps``: None, or (event header, serialized opportunities without their seq_id).
+A prepared batch is a :class:`processd.columns.BatchColumns`: flat lists of bytes, ints and strings (cheap to
+send between processes).
 """
 
 from __future__ import annotations
@@ -28,14 +17,12 @@ from collections.abc import Callable
 from common.pb.v1 import events_pb2, ingest_pb2, tx_pb2
 from processd import encoding
 from processd.analysis import Analyzer, EncodedAnalysis
+from processd.columns import BatchColumns, FeatureKey
 from processd.eventlog import U64
 from processd.validation import MAX_SOURCE_ID_CHARS, validate_fields
 
 log = logging.getLogger(__name__)
 
-PreparedTx = tuple[int, int, bytes, bytes, bytes, bytes, tuple[int, int, str, bool],
-                   "tuple[bytes, tuple[bytes, ...]] | None"]
-PreparedBatch = tuple[bytes, list[PreparedTx], int]
 AnalyzeEncoded = Callable[[tx_pb2.TxEnvelope], EncodedAnalysis]
 AnalyzeFields = Callable[[int, bytes, bytes, bytes, bytes, bytes, bytes, bytes, bytes], EncodedAnalysis]
 
@@ -62,19 +49,18 @@ def _fields_analyzer(analyze: AnalyzeEncoded) -> AnalyzeFields | None:
 
 
 def prepare_batch(raw: bytes, received_ns: int, analyze: AnalyzeEncoded, chain_ids: frozenset[int],
-                  max_input_bytes: int) -> PreparedBatch:
-    """Validates, analyses and encodes the envelopes of one serialized ``TxBatch`` (see the module doc).
+                  max_input_bytes: int) -> BatchColumns:
+    """Validates, analyses and encodes the envelopes of one serialized ``TxBatch`` into columns (module doc).
 
     This loop runs for every transaction processd stores, so it is written for speed: each envelope field is
-    read once (every upb field read allocates) and shared by validation, analysis and the event header, and
-    the event encoding of :mod:`processd.encoding` (``header``, ``event_rest``) is inlined with per-batch
-    caches. ``tests/processd/test_prepare_equality.py`` proves the output equal, byte for byte, to the
-    obvious composition of those functions.
+    read once (every upb field read allocates) and shared by validation, analysis and the event header; the
+    event encoding of :mod:`processd.encoding` (``header``, ``event_value``) and the appends of
+    :class:`processd.columns.ColumnsBuilder` are inlined with per-batch caches.
+    ``tests/processd/test_prepare_equality.py`` proves the output equal, byte for byte, to the obvious
+    composition of those functions.
     """
     envelopes = ingest_pb2.TxBatch.FromString(raw).envelopes
     reasons = bytearray(len(envelopes))
-    txs: list[PreparedTx] = []
-    append = txs.append
     errors = 0
     analyze_fields = _fields_analyzer(analyze)
     join = b"".join
@@ -84,11 +70,29 @@ def prepare_batch(raw: bytes, received_ns: int, analyze: AnalyzeEncoded, chain_i
     lengths_max = encoding.BODY_LENGTHS_MAX
     body_lengths = encoding.body_lengths
     varint = encoding.varint
-    seen_kind = encoding.SEEN_KIND_FIELD
-    decoded_kind = encoding.DECODED_KIND_FIELD
+    seen_prefix = encoding.SEEN_PREFIX
+    decoded_prefix = encoding.DECODED_PREFIX
+    opp_prefix = encoding.OPP_PREFIX
     seen_tag = encoding.SEEN_BODY_TAG
     decoded_tag = encoding.DECODED_BODY_TAG
+    opp_tag = encoding.OPP_BODY_TAG
+    seen_decoded = bytes((encoding.KIND_SEEN, encoding.KIND_DECODED))
+    opp_kind = encoding.KIND_OPP
     max_source_chars = MAX_SOURCE_ID_CHARS
+    # The columns (processd.columns.ColumnsBuilder.add, inlined).
+    chain_col: list[int] = []
+    tx_keys: list[bytes] = []
+    seen_at: list[int] = []
+    tx_kinds: list[bytes] = []
+    values: list[bytes] = []
+    opps: list[tuple[int, int, int]] = []
+    fkeys: list[FeatureKey] = []
+    fkey_ids: dict[FeatureKey, int] = {}
+    fkey_of: list[int] = []
+    tally: dict[FeatureKey, int] = {}
+    last_event: dict[int, int] = {}
+    opp_count: dict[int, int] = {}
+    offset = 0
     # Chains accepted in this batch -> (chain_id field + the hash field's tag and length, tx_hash key prefix).
     chains: dict[int, tuple[bytes, bytes]] = {}
     # received time and source id are nearly always shared by a whole batch: encoded once per source.
@@ -150,13 +154,35 @@ def prepare_batch(raw: bytes, received_ns: int, analyze: AnalyzeEncoded, chain_i
             header = join((chain[0], tx_hash, b"\x28", varint(first_seen), tail))
         else:
             header = join((chain[0], tx_hash, tail))
-        # encoding.event_rest of both events.
+        # encoding.event_value of both events.
         body = envelope.SerializeToString()
         n = len(body)
-        seen_rest = join((seen_kind, header, seen_tag, lengths[n] if n < lengths_max else body_lengths(n), body))
+        values.append(join((seen_prefix, header, seen_tag, lengths[n] if n < lengths_max else body_lengths(n), body)))
         n = len(features)
-        decoded_rest = join((decoded_kind, header, decoded_tag, lengths[n] if n < lengths_max else body_lengths(n),
-                             features))
-        append((index, chain_id, chain[1] + tx_hash, seen_rest, decoded_rest, features,
-                (chain_id, category, protocol, decoded), (header, opportunities) if opportunities else None))
-    return bytes(reasons), txs, errors
+        values.append(join((decoded_prefix, header, decoded_tag, lengths[n] if n < lengths_max else body_lengths(n),
+                            features)))
+        chain_col.append(chain_id)
+        tx_keys.append(chain[1] + tx_hash)
+        seen_at.append(offset)
+        fkey = (chain_id, category, protocol, decoded)
+        fid = fkey_ids.get(fkey)
+        if fid is None:
+            fid = fkey_ids[fkey] = len(fkeys)
+            fkeys.append(fkey)
+        fkey_of.append(fid)
+        tally[fkey] = tally.get(fkey, 0) + 1
+        offset += 2
+        if opportunities:
+            for score, opp in opportunities:
+                n = len(opp)
+                values.append(join((opp_prefix, header, opp_tag, lengths[n] if n < lengths_max else body_lengths(n),
+                                    opp)))
+                opps.append((offset, chain_id, score))
+                offset += 1
+            tx_kinds.append(seen_decoded + bytes((opp_kind,)) * len(opportunities))
+            opp_count[chain_id] = opp_count.get(chain_id, 0) + len(opportunities)
+        else:
+            tx_kinds.append(seen_decoded)
+        last_event[chain_id] = offset - 1
+    return BatchColumns(bytes(reasons), errors, chain_col, tx_keys, seen_at, tx_kinds, values, opps, fkeys, fkey_of,
+                        tally, last_event, opp_count)

@@ -8,12 +8,13 @@ only these structures: its cost depends on the requested limits, never on the si
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 import logging
+import operator
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import compress
 
 from common.pb.v1 import events_pb2, ingest_pb2, query_pb2
 from processd.eventlog import (
@@ -32,85 +33,62 @@ from processd.eventlog import (
     EventLog,
     decode_event,
 )
-from processd.group_commit import CommitResult
+from processd.group_commit import CommitResult, FeatureEntry, OppEntry, TxEntry
 
 log = logging.getLogger(__name__)
 
-#: (seq, chain, TX_SEEN events value): the envelope is parsed when queried. Keeping the value (exact size) rather
-#: than an envelope message matters: a message parsed out of an ingest batch keeps that whole batch alive.
-TxEntry = tuple[int, int, bytes]
-FeatureEntry = tuple[int, int, bytes, bytes]  # (seq, chain, hash, serialized TxFeatures: parsed when queried)
+# The windows keep events values (exact size) and parse them when queried: a message parsed out of an ingest
+# batch would keep that whole batch alive, and most entries leave their window without ever being read.
 
 
 class OpportunityWindow:
-    """The newest ``maxlen`` opportunities, kept sorted by (score desc, seq desc) for O(limit) top-k reads."""
+    """The newest ``maxlen`` opportunities (:data:`OppEntry`), read best first: score desc, then seq desc.
 
-    #: From this many opportunities at once, :meth:`extend` merges them with one sort of int keys instead of
-    #: inserting each (every insert and every eviction moves up to ``maxlen`` list slots).
-    BATCH_MERGE_MIN = 64
+    Commits only append to a bounded deque (C-level, no Python work per opportunity); the ranking is sorted when
+    a query asks for it, at most once per change and over at most ``maxlen`` entries (a few ms for 5,000), so
+    ingest never pays for rankings nobody reads. An opportunity is parsed only when a query returns it.
+    """
 
     def __init__(self, maxlen: int) -> None:
         self.maxlen = maxlen
-        self._by_age: deque[int] = deque()  # rank keys, oldest first
-        self._keys: list[int] = []  # _rank(score, seq), ascending = best first
-        self._by_key: dict[int, events_pb2.Opportunity] = {}
-
-    @staticmethod
-    def _rank(score: int, seq: int) -> int:
-        # One int instead of a (-score, -seq) tuple: int comparisons make bisect and sort several times faster.
-        return ((0xFFFFFFFF - score) << 64) | (0xFFFFFFFFFFFFFFFF - seq)
+        self._by_age: deque[OppEntry] = deque(maxlen=maxlen)
+        self._ranked: list[OppEntry] | None = []
 
     def __len__(self) -> int:
         return len(self._by_age)
 
-    def add(self, opp: events_pb2.Opportunity) -> None:
-        key = self._rank(opp.score, opp.seq_id)
-        bisect.insort(self._keys, key)
-        self._by_key[key] = opp
-        self._by_age.append(key)
-        if len(self._by_age) > self.maxlen:
-            old = self._by_age.popleft()
-            del self._keys[bisect.bisect_left(self._keys, old)]
-            del self._by_key[old]
+    def add(self, opp: OppEntry) -> None:
+        self._by_age.append(opp)
+        self._ranked = None
 
-    def extend(self, opps: list[events_pb2.Opportunity]) -> None:
-        """Adds opportunities in seq order: the same state as :meth:`add` of each, cheaper for many."""
-        if len(opps) < self.BATCH_MERGE_MIN:
-            for opp in opps:
-                self.add(opp)
-            return
-        if len(opps) > self.maxlen:
-            opps = opps[-self.maxlen:]  # the older ones would age out within this call
-        rank = self._rank
-        new_keys = [rank(o.score, o.seq_id) for o in opps]
-        by_age = self._by_age
-        by_key = self._by_key
-        by_age.extend(new_keys)
-        by_key.update(zip(new_keys, opps, strict=True))
-        drop = len(by_age) - self.maxlen
-        keys = self._keys
-        if drop > 0:
-            evicted = {by_age.popleft() for _ in range(drop)}  # all older than the new ones (opps <= maxlen)
-            for key in evicted:
-                del by_key[key]
-            keys = [k for k in keys if k not in evicted]
-        keys.extend(new_keys)
-        keys.sort()
-        self._keys = keys
+    def extend(self, opps: list[OppEntry]) -> None:
+        """Adds opportunities in seq order (the oldest leave the window)."""
+        if opps:
+            self._by_age.extend(opps)
+            self._ranked = None
+
+    def _ranking(self) -> list[OppEntry]:
+        ranked = self._ranked
+        if ranked is None:
+            ranked = self._ranked = sorted(self._by_age, key=_SCORE_THEN_SEQ, reverse=True)
+        return ranked
 
     def top(self, limit: int, min_score: int = 0) -> list[events_pb2.Opportunity]:
         """Best first, newer first among equal scores; stops at the first score below ``min_score``."""
         out: list[events_pb2.Opportunity] = []
-        by_key = self._by_key
-        for key in self._keys:
-            opp = by_key[key]
-            if opp.score < min_score or len(out) >= limit:
+        for seq, _, score, value in self._ranking():
+            if score < min_score or len(out) >= limit:
                 break
-            out.append(opp)
+            out.append(decode_event(value, seq).opp_detected.opportunity)
         return out
 
     def seqs(self) -> list[int]:
-        return [0xFFFFFFFFFFFFFFFF - (k & 0xFFFFFFFFFFFFFFFF) for k in self._keys]
+        """The seqs of the window, best first."""
+        return [entry[0] for entry in self._ranking()]
+
+
+_SCORE_THEN_SEQ = operator.itemgetter(2, 0)
+_CHAIN = operator.itemgetter(1)
 
 
 @dataclass(slots=True)
@@ -154,8 +132,9 @@ class ReadModels:
         return view
 
     def apply(self, result: CommitResult) -> None:
-        """Folds one committed transaction into the models (O(size of the commit))."""
-        self._add_committed(result.txs, result.features, result.opportunities)
+        """Folds one committed transaction into the models (O(window sizes), whatever the size of the commit)."""
+        self._add_committed(result.txs, result.features, result.chains)
+        self._add_opportunities(result.opportunities)
         self.counters.update(result.aggregates)
         for key in result.aggregates:
             if key[:1] == AGG_CHAIN:
@@ -164,23 +143,29 @@ class ReadModels:
             self.last_seq = result.last_seq
             self.last_committed_ns = result.committed_ns
 
-    def _add_committed(self, txs: list[TxEntry], features: list[FeatureEntry],
-                       opportunities: list[events_pb2.Opportunity]) -> None:
-        # A commit's txs and features are the same transactions in the same order (feature seq = tx seq + 1):
-        # one pass, and the chain id comes from the feature entry instead of a protobuf field read.
-        get = self.chains.get
-        for entry, fentry in zip(txs, features, strict=True):
-            view = get(fentry[1]) or self.chain(fentry[1])
-            view.txs.append(entry)
-            view.features.append(fentry)
-        self.all_txs.extend(txs)
-        self.all_features.extend(features)
-        self._add_opportunities(opportunities)
+    def _add_committed(self, txs: list[TxEntry], features: list[FeatureEntry], chains: set[int]) -> None:
+        # A commit's txs and features are the same transactions in the same order. Only the newest entries of a
+        # commit can stay in a window (a commit may hold tens of thousands), so only those are added.
+        recent_tx = self.recent_tx
+        recent_features = self.recent_features
+        self.all_txs.extend(txs[-recent_tx:])
+        self.all_features.extend(features[-recent_features:])
+        if len(chains) == 1:
+            view = self.chain(next(iter(chains)))
+            view.txs.extend(txs[-recent_tx:])
+            view.features.extend(features[-recent_features:])
+            return
+        # Per chain, its entries of the commit picked with C-level loops (compress over a map of one comparison),
+        # then only the newest of them added.
+        chain_of = list(map(_CHAIN, txs))
+        for chain_id in chains:
+            mine = list(compress(range(len(chain_of)), map(chain_id.__eq__, chain_of)))
+            view = self.chain(chain_id)
+            view.txs.extend(map(txs.__getitem__, mine[-recent_tx:]))
+            view.features.extend(map(features.__getitem__, mine[-recent_features:]))
 
-    def _add_entries(self, txs: list[TxEntry], features: list[FeatureEntry],
-                     opportunities: Iterable[events_pb2.Opportunity]) -> None:
-        # Hot path (every committed transaction): bounded deques extended in C, one dict lookup per entry;
-        # opportunities go into each window as one batch (see OpportunityWindow.extend).
+    def _add_entries(self, txs: list[TxEntry], features: list[FeatureEntry], opportunities: list[OppEntry]) -> None:
+        # The rebuild's entries (windows filled per chain, so txs and features need not line up).
         get = self.chains.get
         for entry in txs:
             (get(entry[1]) or self.chain(entry[1])).txs.append(entry)
@@ -188,15 +173,17 @@ class ReadModels:
         for fentry in features:
             (get(fentry[1]) or self.chain(fentry[1])).features.append(fentry)
         self.all_features.extend(features)
-        self._add_opportunities(list(opportunities))
+        self._add_opportunities(opportunities)
 
-    def _add_opportunities(self, opps: list[events_pb2.Opportunity]) -> None:
+    def _add_opportunities(self, opps: list[OppEntry]) -> None:
+        if not opps:
+            return
         self.all_opportunities.extend(opps)
-        by_chain: dict[int, list[events_pb2.Opportunity]] = {}
+        by_chain: dict[int, list[OppEntry]] = {}
         for opp in opps:
-            chain_opps = by_chain.get(opp.chain_id)
+            chain_opps = by_chain.get(opp[1])
             if chain_opps is None:
-                chain_opps = by_chain[opp.chain_id] = []
+                chain_opps = by_chain[opp[1]] = []
             chain_opps.append(opp)
         for chain_id, chain_opps in by_chain.items():
             self.chain(chain_id).opportunities.extend(chain_opps)
@@ -237,7 +224,7 @@ class ReadModels:
         self.last_seq = eventlog.last_seq()
         txs: list[TxEntry] = []
         features: list[FeatureEntry] = []
-        opps: list[events_pb2.Opportunity] = []
+        opps: list[OppEntry] = []
         examined = 0
         with eventlog.begin() as txn:
             cur = txn.cursor(db=eventlog.events_db)
@@ -257,17 +244,18 @@ class ReadModels:
                 examined += 1
                 value = cur.value()
                 kind = value[0]
-                event = decode_event(value)
+                seq = U64.unpack(cur.key())[0]
+                event = decode_event(value, seq)
                 c = event.chain_id
                 if kind == KIND_SEEN and need_tx.get(c):
                     need_tx[c] -= 1
-                    txs.append((event.seq_id, c, bytes(value)))
+                    txs.append((seq, c, bytes(value)))
                 elif kind == KIND_DECODED and need_feat.get(c):
                     need_feat[c] -= 1
-                    features.append((event.seq_id, c, event.tx_hash, event.tx_decoded.features.SerializeToString()))
+                    features.append((seq, c, U64.pack(c) + event.tx_hash, bytes(value)))
                 elif kind == KIND_OPP and need_opp.get(c):
                     need_opp[c] -= 1
-                    opps.append(event.opp_detected.opportunity)
+                    opps.append((seq, c, event.opp_detected.opportunity.score, bytes(value)))
                 positioned = cur.prev()
         self._add_entries(txs[::-1], features[::-1], opps[::-1])
         log.info("read models rebuilt: %d chains, %d events examined, last seq %d",
@@ -354,7 +342,7 @@ class ReadModels:
         for seq, _, value in reversed(source):
             if len(out) >= limit:
                 break
-            event = decode_event(value)
+            event = decode_event(value, seq)
             out.append(query_pb2.StoredTx(seq_id=seq, tx=event.tx_seen.tx, received_unix_ns=event.received_unix_ns))
         return out
 
@@ -362,11 +350,11 @@ class ReadModels:
         source = (self.all_features if not chain_id
                   else (self.chains[chain_id].features if chain_id in self.chains else ()))
         out: list[query_pb2.FeatureRecord] = []
-        for seq, c, tx_hash, features in reversed(source):
+        for seq, c, tx_key, value in reversed(source):
             if len(out) >= limit:
                 break
-            out.append(query_pb2.FeatureRecord(seq_id=seq, chain_id=c, tx_hash=tx_hash,
-                                              features=events_pb2.TxFeatures.FromString(features)))
+            out.append(query_pb2.FeatureRecord(seq_id=seq, chain_id=c, tx_hash=tx_key[8:],
+                                              features=decode_event(value, seq).tx_decoded.features))
         return out
 
     def top_opportunities(self, chain_id: int, limit: int, min_score: int) -> list[events_pb2.Opportunity]:

@@ -239,8 +239,8 @@ class Searcher:
         return out
 
     def rank_encoded(self, chain_id: int, tx_hash: bytes, call: DecodedCall, protocol: str, value: int,
-                     tip_wei: int) -> tuple[bytes, ...]:
-        """:meth:`rank` with every opportunity serialized, written by hand (what batch preparation stores).
+                     tip_wei: int) -> tuple[tuple[int, bytes], ...]:
+        """:meth:`rank` as (score, serialized opportunity) pairs, written by hand (what batch preparation stores).
 
         Fields in field-number order, empty ones left out, as protobuf serializes them; raises when a value is
         one protobuf would reject (callers then fall back to :meth:`rank`, whose errors are protobuf's).
@@ -285,7 +285,7 @@ class Searcher:
                     field = fields[reason] = b"\x2a" + table[len(raw)] + raw
                 parts.append(field)
             parts.append(tail)
-            out.append(b"".join(parts))
+            out.append((score, b"".join(parts)))
         return tuple(out)
 
     def _rank(self, chain_id: int, call: DecodedCall, protocol: str, value: int,

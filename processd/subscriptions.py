@@ -84,7 +84,7 @@ class SubscriptionHub:
             raw_events = self._read_range(first_seq, last_seq)
         if not raw_events:
             return
-        parsed = [(seq, chain, kind, decode_event(value)) for seq, chain, kind, value in raw_events]
+        parsed = [(seq, chain, kind, decode_event(value, seq)) for seq, chain, kind, value in raw_events]
         for sub in list(self.subscribers):
             if not sub.offer(parsed):
                 self.subscribers.discard(sub)

@@ -40,7 +40,7 @@ from processd.eventlog import (
     agg_feature_key,
     decode_event,
 )
-from processd.group_commit import CommitResult, append_events, claim_hashes
+from processd.group_commit import CommitResult, EventEntry, append_events, claim_hashes
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class PendingBatch:
     """
 
     batch_seq: int
-    #: Every envelope of the batch (``BatchColumns.position`` indexes into it; chain admission reads it).
+    #: Every envelope of the batch (``BatchColumns.reasons`` has a byte per envelope; chain admission reads it).
     envelopes: Sequence[tx_pb2.TxEnvelope]
     rejected: dict[int, int]
     received_ns: int
@@ -315,7 +315,7 @@ class CommitWriter:
         # Events for live subscribers are collected only while someone is subscribed; otherwise the hub reads
         # the committed range back from LMDB if a subscriber appears meanwhile (see SubscriptionHub.publish).
         want_events = self.want_events()
-        events: list[tuple[int, int, int, bytes]] = []
+        events: list[EventEntry] = []
         result.events = events if want_events else None
         result.first_seq = seq + 1
         deltas: dict[bytes, int] = {}
@@ -336,7 +336,7 @@ class CommitWriter:
                 columns, duplicates = claim_hashes(txn, eventlog.tx_db, hash_cursor, columns, seq + 1)
                 if columns.tx_key:
                     first = seq + 1
-                    seq += len(columns.kinds)
+                    seq += len(columns.values)
                     append_events(columns, first, result, events_cursor, chain_cursor,
                                   events if want_events else None)
                     for fkey, count in columns.tally.items():
@@ -405,7 +405,11 @@ class CommitWriter:
 
     def _prune(self, txn: lmdb.Transaction, last_seq: int, now_ns: int, deltas: dict[bytes, int],
                added: int) -> int:
-        """Retention: deletes the oldest events with their index entries; bounded work per commit."""
+        """Retention: deletes the oldest transactions (all their events) with their index entries.
+
+        Bounded work per commit: it stops at the first transaction past the budget or within retention. A
+        transaction goes whole, so the ``chain_seq`` entry (keyed by its TX_SEEN seq) never outlives events.
+        """
         if not self.retention_max_events and not self.retention_max_age_ns:
             return 0
         eventlog = self.log
@@ -414,19 +418,21 @@ class CommitWriter:
         cur = txn.cursor(db=eventlog.events_db)
         positioned = cur.first()
         pruned = 0
-        while positioned and pruned < budget:
-            seq = U64.unpack(cur.key())[0]
-            over_count = self.retention_max_events and last_seq - seq + 1 > self.retention_max_events
-            event = decode_event(cur.value())
-            if not over_count and not (cutoff_ns and event.received_unix_ns < cutoff_ns):
-                break
-            txn.delete(CHAIN_SEQ.pack(event.chain_id, seq), db=eventlog.chain_db)
-            if event.kind == KIND_SEEN:
+        while positioned:
+            value = cur.value()
+            if value[0] == KIND_SEEN:  # a transaction starts: prune it whole, or stop here
+                seq = U64.unpack(cur.key())[0]
+                over_count = self.retention_max_events and last_seq - seq + 1 > self.retention_max_events
+                event = decode_event(value, seq)
+                if pruned >= budget or not (over_count or (cutoff_ns and event.received_unix_ns < cutoff_ns)):
+                    break
+                txn.delete(CHAIN_SEQ.pack(event.chain_id, seq), db=eventlog.chain_db)
                 key = U64.pack(event.chain_id) + event.tx_hash
                 if txn.get(key, db=eventlog.tx_db) == U64.pack(seq):
                     txn.delete(key, db=eventlog.tx_db)
                 k = agg_chain_key(event.chain_id, AGG_RETAINED_TX)
                 deltas[k] = deltas.get(k, 0) - 1
+            # Any other event belongs to the transaction just pruned (a transaction's events are contiguous).
             positioned = cur.delete() and bool(cur.key())
             pruned += 1
         return pruned

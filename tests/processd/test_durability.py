@@ -25,16 +25,19 @@ def audit(data_dir: Path) -> dict:
     try:
         with env.begin() as txn:
             events = txn.cursor(db=env.open_db(b"events", txn=txn))
-            seqs, keys, chain_keys = [], [], set()
+            seqs, keys, chain_keys = [], [], {}
+            tx_start = b""
             for k, v in events:
-                e = decode_event(v)
                 seq = U64.unpack(k)[0]
-                assert e.seq_id == seq and v[0] == e.kind
+                e = decode_event(v, seq)
+                assert v[0] == e.kind and not events_pb2.Event.FromString(v[1:]).seq_id  # the seq is only the key
                 seqs.append(seq)
-                chain_keys.add(CHAIN_SEQ.pack(e.chain_id, seq))
                 if e.kind == events_pb2.EVENT_KIND_TX_SEEN:
                     keys.append((e.chain_id, e.tx_hash))
-            index = {bytes(k) for k, _ in txn.cursor(db=env.open_db(b"chain_seq", txn=txn))}
+                    tx_start = CHAIN_SEQ.pack(e.chain_id, seq)  # a transaction's events follow its TX_SEEN
+                    chain_keys[tx_start] = b""
+                chain_keys[tx_start] += bytes((e.kind,))
+            index = {bytes(k): bytes(v) for k, v in txn.cursor(db=env.open_db(b"chain_seq", txn=txn))}
             tx_index = {bytes(k): U64.unpack(v)[0] for k, v in txn.cursor(db=env.open_db(b"tx_hash", txn=txn))}
             last = U64.unpack(txn.get(b"last_seq", db=env.open_db(b"meta", txn=txn)) or U64.pack(0))[0]
     finally:

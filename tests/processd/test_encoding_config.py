@@ -23,23 +23,28 @@ from processd.eventlog import decode_event
 def test_event_values_parse_as_the_protobuf_encoding(seq, chain, first, received, source, tx_hash, calldata):
     env = tx_pb2.TxEnvelope(chain_id=chain, hash=tx_hash, input=calldata)
     header = encoding.event_header(chain, tx_hash, first, received, source)
-    value = encoding.event_value(seq, encoding.KIND_SEEN, header, env.SerializeToString())
-    expected = events_pb2.Event(seq_id=seq, chain_id=chain, kind=encoding.KIND_SEEN, tx_hash=tx_hash,
+    value = encoding.event_value(encoding.KIND_SEEN, header, env.SerializeToString())
+    expected = events_pb2.Event(chain_id=chain, kind=encoding.KIND_SEEN, tx_hash=tx_hash,
                                 first_seen_unix_ns=first, received_unix_ns=received, source_id=source,
                                 tx_seen=events_pb2.TxSeen(tx=env))
-    assert value[0] == encoding.KIND_SEEN
-    assert decode_event(value) == expected
+    # The stored bytes parse as the event without its seq (the key) ...
+    assert value[0] == encoding.KIND_SEEN and events_pb2.Event.FromString(value[1:]) == expected
+    # ... and decode_event puts the seq back.
+    expected.seq_id = seq
+    assert decode_event(value, seq) == expected
 
 
 def test_decoded_and_opportunity_bodies() -> None:
     env = synthetic_envelopes(1, seed=1)[0]
     header = encoding.event_header(env.chain_id, env.hash, 7, 8, "s")
     features = events_pb2.TxFeatures(protocol="uniswap_v2", method="swap", calldata_len=100, decoded=True)
-    opp = events_pb2.Opportunity(chain_id=env.chain_id, tx_hash=env.hash, score=77, reasons=["big"], seq_id=12)
-    dec = decode_event(encoding.event_value(11, encoding.KIND_DECODED, header, features.SerializeToString()))
+    opp = events_pb2.Opportunity(chain_id=env.chain_id, tx_hash=env.hash, score=77, reasons=["big"])
+    dec = decode_event(encoding.event_value(encoding.KIND_DECODED, header, features.SerializeToString()), 11)
     assert dec.seq_id == 11 and dec.kind == encoding.KIND_DECODED and dec.tx_decoded.features == features
-    o = decode_event(encoding.event_value(12, encoding.KIND_OPP, header, opp.SerializeToString()))
-    assert o.opp_detected.opportunity == opp and o.source_id == "s" and o.first_seen_unix_ns == 7
+    o = decode_event(encoding.event_value(encoding.KIND_OPP, header, opp.SerializeToString()), 12)
+    assert o.seq_id == 12 and o.source_id == "s" and o.first_seen_unix_ns == 7
+    opp.seq_id = 12  # the opportunity's seq is its event's
+    assert o.opp_detected.opportunity == opp
 
 
 def test_varint_matches_reference() -> None:

@@ -1,7 +1,8 @@
-"""prepare_batch (hand-encoded, fields read once, encoding inlined) equals, byte for byte, a reference built
-the slow, obvious way from protobuf messages: ``validate(envelope)``, ``Analyzer.analyze`` (TxFeatures from
-``build_features``, opportunities from ``Searcher.rank``) serialized with ``SerializeToString``, and the event
-values from ``encoding.event_header`` / ``encoding.event_rest`` of ``envelope.SerializeToString()``.
+"""prepare_batch (hand-encoded, fields read once, encoding and column appends inlined) equals, byte for byte, a
+reference built the slow, obvious way from protobuf messages: ``validate(envelope)``, ``Analyzer.analyze``
+(TxFeatures from ``build_features``, opportunities from ``Searcher.rank``) serialized with ``SerializeToString``,
+the event values from ``encoding.event_header`` / ``encoding.event_value`` of ``envelope.SerializeToString()``,
+and the columns from ``ColumnsBuilder``.
 
 Inputs: every bundled fixture call on every chain with a registry, synthetic streams of many seeds over all
 known chains, and edge cases (empty calldata, contract creation, unknown selectors, plain value to each wrapped
@@ -23,11 +24,12 @@ from common.pb.v1 import events_pb2, ingest_pb2, tx_pb2
 from common.synth import synthetic_envelopes
 from processd import encoding
 from processd.analysis import Analysis, Analyzer, encode_analysis
+from processd.columns import BatchColumns, ColumnsBuilder
 from processd.decoding.model import SWAP, UNISWAP_V2, DecodedCall
 from processd.decoding.registry import _RAW, WRAPPED_NATIVE
 from processd.decoding.samples import fixture_envelopes
 from processd.eventlog import U64
-from processd.prepare import PreparedBatch, prepare_batch
+from processd.prepare import prepare_batch
 from processd.validation import validate
 
 RECEIVED_NS = 1_700_000_000_987_654_321
@@ -52,11 +54,11 @@ def reference_fallback(envelope: tx_pb2.TxEnvelope, exc: Exception) -> Analysis:
 
 
 def reference_prepare(raw: bytes, received_ns: int, analyze: Callable[[tx_pb2.TxEnvelope], Analysis],
-                      chain_ids: frozenset[int], max_input_bytes: int) -> PreparedBatch:
+                      chain_ids: frozenset[int], max_input_bytes: int) -> BatchColumns:
     """prepare_batch the obvious way: protobuf messages, serialized, and encoding's functions one by one."""
     envelopes = ingest_pb2.TxBatch.FromString(raw).envelopes
     reasons = bytearray(len(envelopes))
-    txs = []
+    columns = ColumnsBuilder()
     errors = 0
     for index, envelope in enumerate(envelopes):
         reason = validate(envelope, chain_ids, max_input_bytes)
@@ -70,17 +72,17 @@ def reference_prepare(raw: bytes, received_ns: int, analyze: Callable[[tx_pb2.Tx
             errors += 1
         f = analysis.features
         features = f.SerializeToString()
-        opportunities = tuple(o.SerializeToString() for o in analysis.opportunities)
         header = encoding.event_header(envelope.chain_id, envelope.hash, envelope.first_seen_unix_ns, received_ns,
                                        envelope.source_id)
-        txs.append((
-            index, envelope.chain_id, U64.pack(envelope.chain_id) + envelope.hash,
-            encoding.event_rest(encoding.KIND_SEEN, header, envelope.SerializeToString()),
-            encoding.event_rest(encoding.KIND_DECODED, header, features),
-            features, (envelope.chain_id, f.category, f.protocol, f.decoded),
-            (header, opportunities) if opportunities else None,
-        ))
-    return bytes(reasons), txs, errors
+        values = [encoding.event_value(encoding.KIND_SEEN, header, envelope.SerializeToString()),
+                  encoding.event_value(encoding.KIND_DECODED, header, features)]
+        values += [encoding.event_value(encoding.KIND_OPP, header, o.SerializeToString())
+                   for o in analysis.opportunities]
+        kinds = bytes([encoding.KIND_SEEN, encoding.KIND_DECODED] + [encoding.KIND_OPP] * len(analysis.opportunities))
+        columns.add(envelope.chain_id, U64.pack(envelope.chain_id) + envelope.hash,
+                    (envelope.chain_id, f.category, f.protocol, f.decoded), kinds, values,
+                    [o.score for o in analysis.opportunities])
+    return columns.build(bytes(reasons), errors)
 
 
 def raw_batch(envelopes: Iterable[tx_pb2.TxEnvelope]) -> bytes:
@@ -88,15 +90,14 @@ def raw_batch(envelopes: Iterable[tx_pb2.TxEnvelope]) -> bytes:
 
 
 def assert_equal(raw: bytes, analyzer: Analyzer = ANALYZER, chain_ids: frozenset[int] = frozenset(),
-                 max_input_bytes: int = MAX_INPUT, received_ns: int = RECEIVED_NS) -> PreparedBatch:
+                 max_input_bytes: int = MAX_INPUT, received_ns: int = RECEIVED_NS) -> BatchColumns:
     got = prepare_batch(raw, received_ns, analyzer.analyze_encoded, chain_ids, max_input_bytes)
     want = reference_prepare(raw, received_ns, analyzer.analyze, chain_ids, max_input_bytes)
-    assert got[0] == want[0] and got[2] == want[2]
-    assert len(got[1]) == len(want[1])
-    for g, w in zip(got[1], want[1], strict=True):
-        assert g == w, f"envelope {w[0]} differs"
-        # Equal bytes, and bytes (not bytearrays or memoryviews): the writer hashes and stores them.
-        assert all(type(x) is bytes for x in (g[2], g[3], g[4], g[5]))
+    assert got.reasons == want.reasons and got.analysis_errors == want.analysis_errors
+    for name in BatchColumns._fields:
+        assert getattr(got, name) == getattr(want, name), f"column {name} differs"
+    # Equal bytes, and bytes (not bytearrays or memoryviews): the writer hashes and stores them.
+    assert all(type(x) is bytes for x in (*got.tx_key, *got.tx_kinds, *got.values))
     return got
 
 
@@ -117,10 +118,10 @@ def test_every_fixture_call(chain_id: int) -> None:
     for i, e in enumerate(envelopes):
         e.source_id = f"node-{i % 3}"
         e.first_seen_unix_ns = 1_700_000_000_000_000_000 + i
-    _, txs, errors = assert_equal(raw_batch(envelopes))
-    assert len(txs) == len(envelopes) and errors == 0
+    got = assert_equal(raw_batch(envelopes))
+    assert len(got.chain) == len(envelopes) and got.analysis_errors == 0
     if chain_id == 1:
-        assert sum(1 for t in txs if t[7] is not None) > 100  # opportunities were encoded, not only features
+        assert len(got.opps) > 100  # opportunities were encoded, not only features
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -131,8 +132,8 @@ def test_synthetic_streams_on_all_chains(seed: int) -> None:
 
 def test_chain_filter_and_custom_min_score() -> None:
     envelopes = synthetic_envelopes(600, seed=99, chain_ids=ALL_CHAINS)
-    reasons, txs, _ = assert_equal(raw_batch(envelopes), chain_ids=frozenset({1, 56, 137}))
-    assert reasons.count(ingest_pb2.REJECT_REASON_UNKNOWN_CHAIN) and txs
+    got = assert_equal(raw_batch(envelopes), chain_ids=frozenset({1, 56, 137}))
+    assert got.reasons.count(ingest_pb2.REJECT_REASON_UNKNOWN_CHAIN) and got.chain
     assert_equal(raw_batch(envelopes), analyzer=Analyzer(min_score=0))  # every kind scoring >= 1 is emitted
     assert_equal(raw_batch(envelopes), analyzer=Analyzer(min_score=60))
 
@@ -177,8 +178,7 @@ def test_edge_cases() -> None:
     for h in (b"\x01", b"\x02"):  # the same transactions again, from another source, later
         cases += [env(hash=h * 32, source_id="ws-2", first_seen_unix_ns=2 * 10**18)]
     for received in (RECEIVED_NS, 0, 1):
-        _, txs, _ = assert_equal(raw_batch(cases), received_ns=received)
-        assert len(txs) == len(cases)
+        assert len(assert_equal(raw_batch(cases), received_ns=received).chain) == len(cases)
 
 
 def test_every_reject_reason() -> None:
@@ -204,14 +204,15 @@ def test_every_reject_reason() -> None:
     for i, bad in enumerate(invalid):
         mixed += [bad, env(hash=bytes([i + 1]) * 32)]
     chain_ids = frozenset({1, MAX_CHAIN_ID, MAX_CHAIN_ID + 1})
-    reasons, txs, _ = assert_equal(raw_batch(mixed), chain_ids=chain_ids)
+    columns = assert_equal(raw_batch(mixed), chain_ids=chain_ids)
+    reasons = columns.reasons
     got = {reasons[2 * i] for i in range(len(invalid))}
     assert got == {
         ingest_pb2.REJECT_REASON_UNKNOWN_CHAIN, ingest_pb2.REJECT_REASON_BAD_HASH,
         ingest_pb2.REJECT_REASON_BAD_ADDRESS, ingest_pb2.REJECT_REASON_BAD_QUANTITY,
         ingest_pb2.REJECT_REASON_TOO_LARGE,
     }
-    assert all(reasons[2 * i] for i in range(len(invalid))) and len(txs) == len(invalid)
+    assert all(reasons[2 * i] for i in range(len(invalid))) and len(columns.chain) == len(invalid)
     assert_equal(raw_batch(mixed))  # no chain filter
     assert_equal(raw_batch([]))
 
@@ -227,7 +228,7 @@ def test_analysis_that_raises() -> None:
     raw = raw_batch(envelopes)
     got = prepare_batch(raw, RECEIVED_NS, lambda e: encode_analysis(flaky(e)), frozenset(), MAX_INPUT)
     want = reference_prepare(raw, RECEIVED_NS, flaky, frozenset(), MAX_INPUT)
-    assert got == want and got[2] == 14
+    assert got == want and got.analysis_errors == 14
 
 
 class CraftedDecoder:
@@ -310,14 +311,15 @@ def test_random_envelopes(fields: list[dict[str, object]], received_ns: int) -> 
 
 
 @pytest.mark.parametrize("n", [0, 1, 127, 128, 200, 16_379, 16_380, 16_381, 16_383, 16_384, 70_000])
-def test_body_lengths_complete_event_rest(n: int) -> None:
+def test_body_lengths_complete_event_value(n: int) -> None:
     header = encoding.event_header(137, b"\x05" * 32, 2**60 + 3, RECEIVED_NS, "src")
     inner = bytes(range(256)) * (n // 256) + bytes(n % 256)
     table = encoding.body_lengths_table()
     assert len(table) == encoding.BODY_LENGTHS_MAX and (n >= len(table) or table[n] == encoding.body_lengths(n))
-    for kind, kind_field, tag in ((encoding.KIND_SEEN, encoding.SEEN_KIND_FIELD, encoding.SEEN_BODY_TAG),
-                                  (encoding.KIND_DECODED, encoding.DECODED_KIND_FIELD, encoding.DECODED_BODY_TAG)):
-        assert encoding.event_rest(kind, header, inner) == kind_field + header + tag + encoding.body_lengths(n) + inner
+    for kind, prefix, tag in ((encoding.KIND_SEEN, encoding.SEEN_PREFIX, encoding.SEEN_BODY_TAG),
+                              (encoding.KIND_DECODED, encoding.DECODED_PREFIX, encoding.DECODED_BODY_TAG),
+                              (encoding.KIND_OPP, encoding.OPP_PREFIX, encoding.OPP_BODY_TAG)):
+        assert encoding.event_value(kind, header, inner) == prefix + header + tag + encoding.body_lengths(n) + inner
 
 
 def test_varint_of_every_width() -> None:

@@ -9,16 +9,25 @@ from pathlib import Path
 from common.ingest_push import push_envelopes
 from common.pb.v1 import events_pb2
 from common.synth import synthetic_envelopes
+from processd import encoding
+from processd.group_commit import OppEntry
 from processd.readmodels import OpportunityWindow, ReadModels
 from processd.server import ProcessdServer
 from processd.subscriptions import Subscriber, SubscriptionHub
 from tests.processd._helpers import make_config
 
 
+def opp_entry(seq: int, score: int, chain_id: int = 1) -> OppEntry:
+    """An opportunity as the writer hands it to the read models: (seq, chain, score, events value)."""
+    opp = events_pb2.Opportunity(chain_id=chain_id, score=score)
+    header = encoding.event_header(chain_id, b"\x01" * 32, 5, 6, "src")
+    return seq, chain_id, score, encoding.event_value(encoding.KIND_OPP, header, opp.SerializeToString())
+
+
 def test_opportunity_window_keeps_newest_and_ranks_by_score_then_recency() -> None:
     w = OpportunityWindow(maxlen=4)
     for seq, score in ((1, 90), (2, 10), (3, 50), (4, 50), (5, 70), (6, 20)):
-        w.add(events_pb2.Opportunity(seq_id=seq, score=score))
+        w.add(opp_entry(seq, score))
     assert len(w) == 4  # seqs 1 and 2 aged out
     assert [(o.seq_id, o.score) for o in w.top(10)] == [(5, 70), (4, 50), (3, 50), (6, 20)]
     assert [o.seq_id for o in w.top(10, min_score=50)] == [5, 4, 3]
@@ -86,7 +95,7 @@ def test_opportunity_window_batch_extend_equals_one_by_one() -> None:
             opps = []
             for _ in range(rng.choice([0, 1, 5, 63, 64, 65, 200, 700])):
                 seq += rng.randint(1, 3)
-                opps.append(events_pb2.Opportunity(seq_id=seq, score=rng.randint(0, 100)))
+                opps.append(opp_entry(seq, rng.randint(0, 100)))
             for opp in opps:
                 one.add(opp)
             batch.extend(opps)

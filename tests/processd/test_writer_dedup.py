@@ -15,23 +15,35 @@ DECODED = events_pb2.EVENT_KIND_TX_DECODED
 OPP = events_pb2.EVENT_KIND_OPP_DETECTED
 
 
-def _log(server: ProcessdServer) -> tuple[list[tuple[int, events_pb2.Event]], dict[bytes, int], set[bytes]]:
-    """Every (seq, event), the tx_hash index and the chain_seq keys, read straight from LMDB."""
+def _log(server: ProcessdServer) -> tuple[list[tuple[int, events_pb2.Event]], dict[bytes, int], dict[bytes, bytes]]:
+    """Every (seq, event), the tx_hash index and the chain_seq index, read straight from LMDB."""
     log = server.eventlog
     assert log.env is not None
     with log.env.begin() as txn:
-        events = [(U64.unpack(k)[0], decode_event(v)) for k, v in txn.cursor(db=log.events_db)]
+        events = [(U64.unpack(k)[0], decode_event(v, U64.unpack(k)[0])) for k, v in txn.cursor(db=log.events_db)]
         hashes = {bytes(k): U64.unpack(v)[0] for k, v in txn.cursor(db=log.tx_db)}
-        chain_keys = {bytes(k) for k, _ in txn.cursor(db=log.chain_db)}
-    return events, hashes, chain_keys
+        chain_index = {bytes(k): bytes(v) for k, v in txn.cursor(db=log.chain_db)}
+    return events, hashes, chain_index
+
+
+def _expected_chain_index(events: list[tuple[int, events_pb2.Event]]) -> dict[bytes, bytes]:
+    """One entry per transaction: (chain, TX_SEEN seq) -> the kinds of its events."""
+    index: dict[bytes, bytes] = {}
+    key = b""
+    for seq, e in events:
+        if e.kind == SEEN:
+            key = CHAIN_SEQ.pack(e.chain_id, seq)
+            index[key] = b""
+        index[key] += bytes((e.kind,))
+    return index
 
 
 def _check_consistent(server: ProcessdServer) -> list[tuple[int, events_pb2.Event]]:
-    events, hashes, chain_keys = _log(server)
+    events, hashes, chain_index = _log(server)
     seqs = [seq for seq, _ in events]
     assert seqs == list(range(1, len(seqs) + 1))  # gap-free
     assert all(seq == e.seq_id for seq, e in events)
-    assert chain_keys == {CHAIN_SEQ.pack(e.chain_id, seq) for seq, e in events}
+    assert chain_index == _expected_chain_index(events)
     seen = {(e.chain_id, e.tx_hash): seq for seq, e in events if e.kind == SEEN}
     assert len(seen) == sum(1 for _, e in events if e.kind == SEEN)  # no transaction stored twice
     assert hashes == {tx_key(c, h): seq for (c, h), seq in seen.items()}

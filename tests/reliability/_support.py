@@ -108,11 +108,12 @@ def audit_log(data_dir: Path) -> Audit:
     """Opens the LMDB environment (as a second process would) and checks the event log's invariants.
 
     * the environment opens, ``meta.last_seq`` equals the highest event key;
-    * event seqs are contiguous from the first retained one to ``last_seq`` and each event's ``seq_id`` equals
-      its key;
+    * event seqs are contiguous from the first retained one to ``last_seq``, each value's kind byte matches
+      its event and no value carries a seq of its own (the key is the seq);
+    * the first retained event is a TX_SEEN (transactions are stored and pruned whole);
     * no (chain_id, hash) has two TX_SEEN events;
-    * the ``chain_seq`` index has exactly one entry per event, and ``tx_hash`` maps every stored transaction
-      to its TX_SEEN event (and nothing else).
+    * the ``chain_seq`` index has exactly one entry per transaction (its chain and TX_SEEN seq -> the kinds of
+      its events), and ``tx_hash`` maps every stored transaction to its TX_SEEN event (and nothing else).
     """
     out = Audit()
     env = lmdb.open(str(data_dir), readonly=True, max_dbs=8, lock=True, max_readers=256)
@@ -126,7 +127,8 @@ def audit_log(data_dir: Path) -> Audit:
             raw = txn.get(b"last_seq", db=meta_db)
             out.last_seq = U64.unpack(raw)[0] if raw else 0
             expected = None
-            chain_keys: set[bytes] = set()
+            chain_index: dict[bytes, bytes] = {}
+            tx_start = b""
             for key, value in txn.cursor(db=events_db):
                 seq = U64.unpack(key)[0]
                 if expected is None:
@@ -137,9 +139,15 @@ def audit_log(data_dir: Path) -> Audit:
                 out.events += 1
                 event = events_pb2.Event()
                 event.ParseFromString(value[1:])
-                if event.seq_id != seq or value[0] != event.kind:
+                if event.seq_id or value[0] != event.kind:
                     out.problems.append(f"event at key {seq} says seq {event.seq_id} kind {event.kind}/{value[0]}")
-                chain_keys.add(CHAIN_SEQ.pack(event.chain_id, seq))
+                if event.kind == KIND_SEEN:
+                    tx_start = CHAIN_SEQ.pack(event.chain_id, seq)
+                    chain_index[tx_start] = b""
+                elif not tx_start:
+                    out.problems.append(f"event {seq} (kind {event.kind}) belongs to no stored transaction")
+                    continue
+                chain_index[tx_start] += bytes((event.kind,))
                 if event.kind == KIND_SEEN:
                     k = (event.chain_id, bytes(event.tx_hash))
                     if k in out.txs:
@@ -149,10 +157,11 @@ def audit_log(data_dir: Path) -> Audit:
                 out.problems.append(f"meta last_seq {out.last_seq} != highest event {expected - 1}")
             if expected is None and out.last_seq:
                 out.problems.append(f"meta last_seq {out.last_seq} but no events")
-            index = {bytes(k) for k, _v in txn.cursor(db=chain_db)}
-            if index != chain_keys:
-                out.problems.append(f"chain_seq index differs: {len(index - chain_keys)} extra, "
-                                    f"{len(chain_keys - index)} missing")
+            index = {bytes(k): bytes(v) for k, v in txn.cursor(db=chain_db)}
+            if index != chain_index:
+                wrong = sum(1 for k, v in index.items() if k in chain_index and chain_index[k] != v)
+                out.problems.append(f"chain_seq index differs: {len(index.keys() - chain_index.keys())} extra, "
+                                    f"{len(chain_index.keys() - index.keys())} missing, {wrong} wrong kinds")
             tx_index = {(U64.unpack(k[:8])[0], bytes(k[8:])): U64.unpack(v)[0] for k, v in txn.cursor(db=tx_db)}
             if tx_index != out.txs:
                 out.problems.append(f"tx_hash index differs from TX_SEEN events ({len(tx_index)} vs {len(out.txs)})")

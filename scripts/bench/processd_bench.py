@@ -4,8 +4,9 @@
 
 Both ingest variants get the identical client work: ``orjson`` parse of node-format transaction JSON ->
 ``TxEnvelope`` (``ingestd.mapping.tx_to_envelope``) -> serialized ``TxBatch`` of ``--batch``, done before the
-clock starts (ingestd's share, reported as ``client_encode_us_per_tx``), then one gRPC bidi stream with
-``--window`` batches in flight. The client runs in this process, the server in its own process.
+clock starts (ingestd's share, reported as ``client_encode_us_per_tx``), then one gRPC bidi stream per chain
+(as ingestd sends: one outbound stream per chain), each with ``--window`` batches in flight (``--streams 1``:
+one stream for all chains). The client runs in this process, the server in its own process.
 
 * ``full``: the real ``python -m processd`` (sync durability by default): validation, dedup, decoding,
   features, ranking, event encoding, LMDB group commit (fsync), read models, subscriptions, ack.
@@ -109,22 +110,26 @@ async def stream(target: str, lines: list[bytes], batch_size: int, window: int, 
 
 async def stream_encoded(target: str, encoded: list[tuple[int, bytes]], window: int) -> dict[str, Any]:
     """Sends pre-serialized batches on one bidi stream; returns elapsed seconds and batch-to-ack latencies."""
-    sent_at: dict[int, float] = {}
+    return await streams_encoded(target, [encoded], window)
+
+
+async def streams_encoded(target: str, streams: list[list[tuple[int, bytes]]], window: int) -> dict[str, Any]:
+    """Sends each list of pre-serialized batches on its own bidi stream (``window`` batches in flight on each),
+    all at once on one channel; returns the elapsed seconds until the last ack and batch-to-ack latencies."""
     latencies: list[float] = []
-    slots = asyncio.Semaphore(window)
     accepted = 0
 
-    async def batches() -> AsyncIterator[bytes]:
-        for seq, raw in encoded:
-            await slots.acquire()
-            sent_at[seq] = time.perf_counter()
-            yield raw
+    async def one(method: Any, encoded: list[tuple[int, bytes]]) -> None:
+        nonlocal accepted
+        sent_at: dict[int, float] = {}
+        slots = asyncio.Semaphore(window)
 
-    started = time.perf_counter()
-    async with grpc.aio.insecure_channel(target, options=[("grpc.max_send_message_length", 64 << 20)]) as ch:
-        # The batches are already bytes: an identity serializer sends them as they are.
-        method = ch.stream_stream("/mempulse.v1.Ingest/Stream", request_serializer=_identity,
-                                  response_deserializer=ingest_pb2.IngestAck.FromString)
+        async def batches() -> AsyncIterator[bytes]:
+            for seq, raw in encoded:
+                await slots.acquire()
+                sent_at[seq] = time.perf_counter()
+                yield raw
+
         call = method(batches())
         got = 0
         async for ack in call:
@@ -134,8 +139,23 @@ async def stream_encoded(target: str, encoded: list[tuple[int, bytes]], window: 
             got += 1
             if got == len(encoded):
                 break
+
+    started = time.perf_counter()
+    async with grpc.aio.insecure_channel(target, options=[("grpc.max_send_message_length", 64 << 20)]) as ch:
+        # The batches are already bytes: an identity serializer sends them as they are.
+        method = ch.stream_stream("/mempulse.v1.Ingest/Stream", request_serializer=_identity,
+                                  response_deserializer=ingest_pb2.IngestAck.FromString)
+        await asyncio.gather(*(one(method, encoded) for encoded in streams if encoded))
     elapsed = time.perf_counter() - started
     return {"accepted": accepted, "seconds": round(elapsed, 3), "batch_to_ack_ms": summarize(latencies)}
+
+
+def split_by_chain(lines: list[bytes]) -> list[list[bytes]]:
+    """The lines of each chain, in order (ingestd has one outbound stream per chain)."""
+    by_chain: dict[int, list[bytes]] = {}
+    for raw in lines:
+        by_chain.setdefault(int(orjson.loads(raw)["chainId"], 16), []).append(raw)
+    return [by_chain[c] for c in sorted(by_chain)]
 
 
 # ------------------------------------------------------------------------------------------ floor server
@@ -222,10 +242,12 @@ class Server:
 async def measured_stream(server: Server, lines: list[bytes], args: argparse.Namespace, session: str,
                           first_batch: int = 1) -> dict[str, Any]:
     t0 = time.process_time()
-    encoded = encode_batches(lines, args.batch, session, first_batch)
+    parts = split_by_chain(lines) if args.streams == 0 else [lines[i::args.streams] for i in range(args.streams)]
+    encoded = [encode_batches(part, args.batch, f"{session}-{i}", first_batch) for i, part in enumerate(parts)]
     encode_us = (time.process_time() - t0) / len(lines) * 1e6
     (main0, children0), own0 = server.cpu_split(), time.process_time()
-    result = await stream_encoded(server.target, encoded, args.window)
+    result = await streams_encoded(server.target, encoded, args.window)
+    result["streams"] = len(encoded)
     main1, children1 = server.cpu_split()
     result["server_cpu_us_per_tx"] = round((main1 + children1 - main0 - children0) / len(lines) * 1e6, 1)
     # processd's own process (gRPC, admission, the writer, read models) vs its analysis workers.
@@ -316,7 +338,8 @@ async def last_seq(target: str) -> int:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="processd-bench-"))
     sizes = [10_000, 100_000] if args.short else [10_000, 100_000, 1_000_000]
-    results: dict[str, Any] = {"batch_size": args.batch, "window": args.window, "durability": args.durability,
+    results: dict[str, Any] = {"batch_size": args.batch, "window": args.window, "streams": args.streams or "per chain",
+                               "durability": args.durability,
                                "flush_max_events": args.flush_max_events, "tx": args.tx,
                                "load_avg_1m": os.getloadavg()[0]}
     lines = make_json_lines(args.tx, seed=1)
@@ -416,7 +439,10 @@ def main() -> None:
     p.add_argument("--tx", type=int, help="transactions in the throughput runs (default 100k, short 30k)")
     p.add_argument("--batch", type=int, default=500)
     p.add_argument("--rounds", type=int, help="alternating floor/full rounds, the median reported (default 3, short 1)")
-    p.add_argument("--window", type=int, default=64, help="batches in flight (ingestd's default unacked window)")
+    p.add_argument("--window", type=int, default=64,
+                   help="batches in flight per stream (ingestd's default unacked window)")
+    p.add_argument("--streams", type=int, default=0,
+                   help="client streams (default 0: one per chain, as ingestd; N: the lines dealt round-robin)")
     p.add_argument("--durability", default="sync", choices=("sync", "nosync"))
     p.add_argument("--analysis-workers", type=int, default=None, help="processd --analysis-workers (default: its own)")
     p.add_argument("--flush-max-events", type=int, default=32768, help="processd's default")

@@ -27,7 +27,7 @@ class BatchColumns(NamedTuple):
     analysis_errors: int
     # ---- per valid transaction
     chain: list[int]
-    tx_key: list[bytes]  # tx_hash index key: chain (u64) + hash
+    tx_key: list[bytes]  # tx_hash index key (eventlog.tx_key)
     seen_at: list[int]  # offset of its TX_SEEN event
     tx_kinds: list[bytes]  # kinds of its events (the chain_seq index value)
     # ---- per event

@@ -162,7 +162,7 @@ def prepare_batch(raw: bytes, received_ns: int, analyze: AnalyzeEncoded, chain_i
         values.append(join((decoded_prefix, header, decoded_tag, lengths[n] if n < lengths_max else body_lengths(n),
                             features)))
         chain_col.append(chain_id)
-        tx_keys.append(chain[1] + tx_hash)
+        tx_keys.append(chain[1] + tx_hash[:16])  # eventlog.tx_key
         seen_at.append(offset)
         fkey = (chain_id, category, protocol, decoded)
         fid = fkey_ids.get(fkey)

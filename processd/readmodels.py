@@ -32,6 +32,7 @@ from processd.eventlog import (
     U64,
     EventLog,
     decode_event,
+    tx_key,
 )
 from processd.group_commit import CommitResult, FeatureEntry, OppEntry, TxEntry
 
@@ -252,7 +253,7 @@ class ReadModels:
                     txs.append((seq, c, bytes(value)))
                 elif kind == KIND_DECODED and need_feat.get(c):
                     need_feat[c] -= 1
-                    features.append((seq, c, U64.pack(c) + event.tx_hash, bytes(value)))
+                    features.append((seq, c, tx_key(c, event.tx_hash), bytes(value)))
                 elif kind == KIND_OPP and need_opp.get(c):
                     need_opp[c] -= 1
                     opps.append((seq, c, event.opp_detected.opportunity.score, bytes(value)))
@@ -350,11 +351,12 @@ class ReadModels:
         source = (self.all_features if not chain_id
                   else (self.chains[chain_id].features if chain_id in self.chains else ()))
         out: list[query_pb2.FeatureRecord] = []
-        for seq, c, tx_key, value in reversed(source):
+        for seq, c, _, value in reversed(source):
             if len(out) >= limit:
                 break
-            out.append(query_pb2.FeatureRecord(seq_id=seq, chain_id=c, tx_hash=tx_key[8:],
-                                              features=decode_event(value, seq).tx_decoded.features))
+            event = decode_event(value, seq)
+            out.append(query_pb2.FeatureRecord(seq_id=seq, chain_id=c, tx_hash=event.tx_hash,
+                                              features=event.tx_decoded.features))
         return out
 
     def top_opportunities(self, chain_id: int, limit: int, min_score: int) -> list[events_pb2.Opportunity]:

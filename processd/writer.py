@@ -39,6 +39,7 @@ from processd.eventlog import (
     agg_chain_key,
     agg_feature_key,
     decode_event,
+    tx_key,
 )
 from processd.group_commit import CommitResult, EventEntry, append_events, claim_hashes
 
@@ -427,7 +428,7 @@ class CommitWriter:
                 if pruned >= budget or not (over_count or (cutoff_ns and event.received_unix_ns < cutoff_ns)):
                     break
                 txn.delete(CHAIN_SEQ.pack(event.chain_id, seq), db=eventlog.chain_db)
-                key = U64.pack(event.chain_id) + event.tx_hash
+                key = tx_key(event.chain_id, event.tx_hash)
                 if txn.get(key, db=eventlog.tx_db) == U64.pack(seq):
                     txn.delete(key, db=eventlog.tx_db)
                 k = agg_chain_key(event.chain_id, AGG_RETAINED_TX)

@@ -25,7 +25,7 @@ def audit(data_dir: Path) -> dict:
     try:
         with env.begin() as txn:
             events = txn.cursor(db=env.open_db(b"events", txn=txn))
-            seqs, keys, chain_keys = [], [], {}
+            seqs, keys, chain_keys, tx_seen_seqs = [], [], {}, []
             tx_start = b""
             for k, v in events:
                 seq = U64.unpack(k)[0]
@@ -34,6 +34,7 @@ def audit(data_dir: Path) -> dict:
                 seqs.append(seq)
                 if e.kind == events_pb2.EVENT_KIND_TX_SEEN:
                     keys.append((e.chain_id, e.tx_hash))
+                    tx_seen_seqs.append(seq)
                     tx_start = CHAIN_SEQ.pack(e.chain_id, seq)  # a transaction's events follow its TX_SEEN
                     chain_keys[tx_start] = b""
                 chain_keys[tx_start] += bytes((e.kind,))
@@ -43,7 +44,7 @@ def audit(data_dir: Path) -> dict:
     finally:
         env.close()
     assert index == chain_keys, "chain_seq index disagrees with the events"
-    assert len(tx_index) == len(keys)
+    assert tx_index == {U64.pack(c) + h[:16]: s for (c, h), s in zip(keys, tx_seen_seqs, strict=True)}
     return {"seqs": seqs, "keys": keys, "last": last}
 
 

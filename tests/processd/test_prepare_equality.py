@@ -28,7 +28,7 @@ from processd.columns import BatchColumns, ColumnsBuilder
 from processd.decoding.model import SWAP, UNISWAP_V2, DecodedCall
 from processd.decoding.registry import _RAW, WRAPPED_NATIVE
 from processd.decoding.samples import fixture_envelopes
-from processd.eventlog import U64
+from processd.eventlog import tx_key
 from processd.prepare import prepare_batch
 from processd.validation import validate
 
@@ -79,7 +79,7 @@ def reference_prepare(raw: bytes, received_ns: int, analyze: Callable[[tx_pb2.Tx
         values += [encoding.event_value(encoding.KIND_OPP, header, o.SerializeToString())
                    for o in analysis.opportunities]
         kinds = bytes([encoding.KIND_SEEN, encoding.KIND_DECODED] + [encoding.KIND_OPP] * len(analysis.opportunities))
-        columns.add(envelope.chain_id, U64.pack(envelope.chain_id) + envelope.hash,
+        columns.add(envelope.chain_id, tx_key(envelope.chain_id, envelope.hash),
                     (envelope.chain_id, f.category, f.protocol, f.decoded), kinds, values,
                     [o.score for o in analysis.opportunities])
     return columns.build(bytes(reasons), errors)

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.ingest_push import push_envelopes
-from common.pb.v1 import events_pb2
+import grpc
+import pytest
+
+from common.ingest_push import channel, push_envelopes
+from common.pb.v1 import events_pb2, query_pb2
 from common.synth import synthetic_envelopes
 from processd.eventlog import CHAIN_SEQ, U64, decode_event, tx_key
 from processd.server import ProcessdServer
+from tests.processd._helpers import query_stub
 
 SEEN = events_pb2.EVENT_KIND_TX_SEEN
 DECODED = events_pb2.EVENT_KIND_TX_DECODED
@@ -87,3 +91,25 @@ async def test_a_batch_of_only_duplicates_moves_no_seq(server: ProcessdServer) -
     assert (again[0].accepted, again[0].duplicates, again[0].first_seq_id, again[0].last_seq_id) == (0, 200, 0, 0)
     events = _check_consistent(server)
     assert events[-1][0] == first[0].last_seq_id
+
+
+async def test_index_keys_hold_a_hash_prefix_and_lookups_check_the_whole_hash(server: ProcessdServer) -> None:
+    """tx_hash keys are (chain, first 16 bytes of the hash): a second transaction sharing that prefix (2**-128
+    per pair for real hashes) is counted as a duplicate, and GetTransaction answers only for the full hash."""
+    original = synthetic_envelopes(1, seed=63)[0]
+    twin = type(original)()
+    twin.CopyFrom(original)
+    twin.hash = original.hash[:16] + bytes(b ^ 0xFF for b in original.hash[16:])
+    twin.nonce += 1
+    acks = await push_envelopes(server.address, [original], batch_size=1)
+    again = await push_envelopes(server.address, [twin], batch_size=1, first_batch_seq=2)
+    assert (acks[0].accepted, again[0].accepted, again[0].duplicates) == (1, 0, 1)
+    _check_consistent(server)
+    async with channel(server.address) as ch:
+        q = query_stub(ch)
+        found = await q.GetTransaction(query_pb2.GetTransactionRequest(chain_id=original.chain_id,
+                                                                       hash=original.hash))
+        assert found.transaction.tx.hash == original.hash
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await q.GetTransaction(query_pb2.GetTransactionRequest(chain_id=twin.chain_id, hash=twin.hash))
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND

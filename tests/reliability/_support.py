@@ -113,7 +113,8 @@ def audit_log(data_dir: Path) -> Audit:
     * the first retained event is a TX_SEEN (transactions are stored and pruned whole);
     * no (chain_id, hash) has two TX_SEEN events;
     * the ``chain_seq`` index has exactly one entry per transaction (its chain and TX_SEEN seq -> the kinds of
-      its events), and ``tx_hash`` maps every stored transaction to its TX_SEEN event (and nothing else).
+      its events), and ``tx_hash`` maps every stored transaction (chain, first 16 bytes of its hash) to its TX_SEEN
+      event (and nothing else).
     """
     out = Audit()
     env = lmdb.open(str(data_dir), readonly=True, max_dbs=8, lock=True, max_readers=256)
@@ -162,8 +163,9 @@ def audit_log(data_dir: Path) -> Audit:
                 wrong = sum(1 for k, v in index.items() if k in chain_index and chain_index[k] != v)
                 out.problems.append(f"chain_seq index differs: {len(index.keys() - chain_index.keys())} extra, "
                                     f"{len(chain_index.keys() - index.keys())} missing, {wrong} wrong kinds")
+            # tx_hash keys: chain id (u64) + the first 16 bytes of the hash.
             tx_index = {(U64.unpack(k[:8])[0], bytes(k[8:])): U64.unpack(v)[0] for k, v in txn.cursor(db=tx_db)}
-            if tx_index != out.txs:
+            if tx_index != {(c, h[:16]): seq for (c, h), seq in out.txs.items()}:
                 out.problems.append(f"tx_hash index differs from TX_SEEN events ({len(tx_index)} vs {len(out.txs)})")
     finally:
         env.close()

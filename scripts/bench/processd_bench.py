@@ -409,6 +409,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     fill.append((need_tx, step["seconds"]))
                     seed += 1
                 seq = await last_seq(sized.target)
+                # The nosync fill leaves up to a GB of dirty pages: flush them first, so that the kernel's
+                # writeback does not share the CPUs with the reads being timed.
+                os.sync()
                 print(f"querying at {seq} events", flush=True)
                 by_size.append({"target_events": size, "stored_events": seq,
                                 # Ingest rate (nosync) while the log grew to this size: the tx_hash index's random

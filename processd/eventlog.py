@@ -160,7 +160,10 @@ class EventLog:
             if raw is None:
                 txn.put(META_SCHEMA, U32.pack(SCHEMA_VERSION), db=self.meta_db)
             elif U32.unpack(raw)[0] != SCHEMA_VERSION:
-                raise StorageError(f"{self.path}: schema version {U32.unpack(raw)[0]}, expected {SCHEMA_VERSION}")
+                raise StorageError(
+                    f"{self.path}: event log schema version {U32.unpack(raw)[0]}, this processd reads "
+                    f"{SCHEMA_VERSION} (there is no in-place migration: start with an empty --data-dir, or run "
+                    f"the processd that wrote it to read it)")
         self.map_size_bytes = env.info()["map_size"]
         log.info("event log open at %s (last seq %d, %d stale reader slots cleared)",
                  self.path, self.last_seq(), self.stale_readers_cleared)

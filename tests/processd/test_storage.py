@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from common.ingest_push import channel, push_envelopes
 from common.pb.v1 import events_pb2, ingest_pb2, query_pb2
 from common.synth import synthetic_envelopes
+from processd.eventlog import META_SCHEMA, SCHEMA_VERSION, U32, EventLog, StorageError
 from processd.server import ProcessdServer
 from tests.processd._helpers import query_stub
 
@@ -91,3 +96,15 @@ async def test_retention_by_age(server_factory) -> None:
     await push_envelopes(srv.address, synthetic_envelopes(10, seed=65), batch_size=10, session_id="late")
     # Everything older than a second went in the commit of the late batch.
     assert srv.eventlog.first_seq() > 600
+
+
+def test_a_log_of_another_schema_is_refused_with_a_clear_error(tmp_path: Path) -> None:
+    """A directory written by a processd of another schema (1: seqs inside values) is never read as schema 2."""
+    log = EventLog(tmp_path / "lmdb", 1 << 20).open()
+    assert log.env is not None
+    with log.env.begin(write=True) as txn:
+        txn.put(META_SCHEMA, U32.pack(1), db=log.meta_db)
+    log.close()
+    with pytest.raises(StorageError, match="schema version 1, this processd reads 2"):
+        EventLog(tmp_path / "lmdb", 1 << 20).open()
+    assert SCHEMA_VERSION == 2

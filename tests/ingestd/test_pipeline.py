@@ -196,12 +196,15 @@ def test_overload_slow_processd_bounded_and_counted(tmp_path: Path, processd: Pr
             os.kill(processd.proc.pid, signal.SIGCONT)
         # ...queues stay at their bounds and the excess is dropped with its reason
         assert m_unacked <= 2
-        assert set(drops) == {"outbound_queue_full"} and drops["outbound_queue_full"] >= 400 - 60 - 2 * 20 - 20
+        # The outbound queue overflows; on a loaded machine the fetcher can fall behind the reader as well, and
+        # the fetch queue then drops too (counted under its own reason). Nothing else, and nothing uncounted.
+        assert "outbound_queue_full" in drops and set(drops) <= {"outbound_queue_full", "fetch_queue_full"}
+        assert sum(drops.values()) >= 400 - 60 - 2 * 20 - 20
         ing.wait_for(lambda: _settled(ing, "polygon"), what="settled after processd resumed")
         delivered = ing.metric("ingestd_delivered_total")
         stored = {"0x" + s.tx.hash.hex() for s in processd.stored(137)}
         assert len(stored) == delivered and stored <= set(sent)
-        assert delivered + _drops(ing, "polygon")["outbound_queue_full"] == 400
+        assert delivered + sum(_drops(ing, "polygon").values()) == 400
 
 
 def test_visibility_and_silent_source(tmp_path: Path, processd: Processd, daemons: list[Daemon]) -> None:

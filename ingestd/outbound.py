@@ -122,8 +122,11 @@ class Outbound:
                 await asyncio.wait_for(self._acked.wait(), min(0.05, max(0.0, deadline - time.monotonic())))
         task, self._task = self._task, None
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+        # asyncio.wait: the sender's own outcome is not ours to raise, and a cancellation of stop() itself must
+        # not be swallowed; the bound keeps shutdown finite even if the sender ignored the cancel.
+        await asyncio.wait({task}, timeout=5.0)
+        if not task.done():
+            log.error("outbound sender of chain=%s did not stop within 5 s of its cancellation", self._chain_label)
         lost = len(self._queue) + self.unacked_envelopes
         if lost:
             self.stats.drops.add(DropReason.SHUTDOWN, count=lost, detail="unacked at shutdown")
@@ -194,8 +197,10 @@ class Outbound:
                 log.exception("unexpected error in the processd stream chain=%s; reconnecting", self._chain_label)
             finally:
                 reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await reader
+                # Wait for the reader without suppressing CancelledError: when stop() cancels this task while it
+                # waits here, swallowing the cancel would send it round the loop to reconnect forever (and
+                # stop() would wait for it forever: an ingestd that ignored SIGTERM with processd down).
+                await asyncio.wait({reader})
                 with contextlib.suppress(Exception):
                     call.cancel()
 

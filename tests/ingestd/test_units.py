@@ -194,3 +194,37 @@ def test_dedup_memory_stays_flat_under_churn() -> None:
         tracemalloc.stop()
     assert len(d) <= rate * ttl * (1 + 1 / 16) + rate and d.expired > 7 * rate * ttl
     assert max(sizes) <= 1.15 * min(sizes), [round(s / 2**20, 2) for s in sizes]
+
+
+async def test_outbound_stop_is_not_swallowed_while_a_broken_stream_winds_down() -> None:
+    """stop() cancels the sender; when the cancel lands while the sender waits for a broken stream's ack reader to
+    wind down, it must end the sender, not send it round its reconnect loop (it did: with processd down, ingestd
+    then ignored SIGTERM, stop() waiting forever). Fault injection: every stream breaks at once and its reader
+    takes 0.2 s to wind down."""
+    import asyncio
+    import time
+
+    from ingestd.outbound import StreamBroken
+
+    class BrokenStreams(Outbound):
+        winding_down = asyncio.Event()
+
+        async def _read_acks(self, call: object) -> None:  # type: ignore[override]
+            try:
+                await asyncio.Event().wait()  # no acks
+            except asyncio.CancelledError:
+                self.winding_down.set()
+                await asyncio.shield(asyncio.sleep(0.2))
+                raise
+
+        async def _write_loop(self, call: object, reader: object) -> None:  # type: ignore[override]
+            await asyncio.sleep(0.01)  # the reader is waiting for acks by now
+            raise StreamBroken("injected")
+
+    stats = ChainStats(137, "polygon", DropCounter("polygon"))
+    out = BrokenStreams("127.0.0.1:1", "s", stats, Histograms(CollectorRegistry()), reconnect_max_s=0.05)
+    await out.start()
+    await asyncio.wait_for(out.winding_down.wait(), 5)
+    started = time.monotonic()
+    await asyncio.wait_for(out.stop(0.0), 3)
+    assert time.monotonic() - started < 1.0

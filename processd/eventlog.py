@@ -26,7 +26,7 @@ log).
 ``tx_hash`` keys hold 16 of the hash's 32 bytes: keccak hashes are uniform, so two transactions of one chain
 share a 128-bit prefix with probability 2**-128 per pair (producing such a pair takes ~2**64 work and can only
 get the producer's own second transaction counted as a duplicate). Shorter keys make the index, which takes
-one random insert per stored transaction, about a third smaller and cheaper to update; :meth:`EventLog.tx_seq`
+one random insert per stored transaction, about a third smaller and cheaper to update; :meth:`EventLog.find_tx`
 checks the full hash on the TX_SEEN event it finds.
 
 Schema 2 is this layout; schema 1 (seq inside values, one ``chain_seq`` entry per event) is refused at open.
@@ -218,14 +218,14 @@ class EventLog:
 
     # ---- reads -------------------------------------------------------------------------------------------
 
-    def tx_seq(self, txn: lmdb.Transaction, chain_id: int, tx_hash: bytes) -> int | None:
-        """seq of a transaction's TX_SEEN event, or None (also when only the key's hash prefix matches)."""
+    def find_tx(self, txn: lmdb.Transaction, chain_id: int, tx_hash: bytes) -> list[events_pb2.Event]:
+        """A stored transaction's events (:meth:`tx_events`), or none (also when only the key's hash prefix
+        matches: the full hash is checked on the TX_SEEN event, decoded once)."""
         raw = txn.get(tx_key(chain_id, tx_hash), db=self.tx_db)
         if raw is None:
-            return None
-        seq: int = U64.unpack(raw)[0]
-        value = txn.get(seq_key(seq), db=self.events_db)
-        return seq if value is not None and decode_event(value, seq).tx_hash == tx_hash else None
+            return []
+        events = self.tx_events(txn, U64.unpack(raw)[0])
+        return events if events and events[0].tx_hash == tx_hash else []
 
     def raw_range(self, first_seq: int, last_seq: int) -> list[tuple[int, int, int, bytes]]:
         """(seq, chain_id, kind, value) of events ``first_seq..last_seq`` (a short read transaction)."""

@@ -17,8 +17,8 @@ from processd.eventlog import CHAIN_SEQ, U64
 
 #: (seq, chain_id, TX_SEEN events value) of a stored transaction.
 TxEntry = tuple[int, int, bytes]
-#: (seq, chain_id, tx_hash index key, TX_DECODED events value) of a transaction's features.
-FeatureEntry = tuple[int, int, bytes, bytes]
+#: (seq, chain_id, TX_DECODED events value) of a transaction's features.
+FeatureEntry = tuple[int, int, bytes]
 #: (seq, chain_id, score, OPP_DETECTED events value) of an opportunity.
 OppEntry = tuple[int, int, int, bytes]
 #: (seq, chain_id, kind, events value) of any event.
@@ -93,8 +93,8 @@ def append_events(columns: BatchColumns, first: int, result: CommitResult,
         events.extend(zip(seqs, event_chains, b"".join(columns.tx_kinds), values, strict=True))
     result.txs.extend(zip(seen, chains, map(values.__getitem__, seen_at), strict=True))
     decoded_at = list(map((1).__add__, seen_at))
-    result.features.extend(zip(map(first.__add__, decoded_at), chains, columns.tx_key,
-                               map(values.__getitem__, decoded_at), strict=True))
+    result.features.extend(zip(map(first.__add__, decoded_at), chains, map(values.__getitem__, decoded_at),
+                               strict=True))
     if columns.opps:
         result.opportunities.extend([(first + offset, chain, score, values[offset])
                                      for offset, chain, score in columns.opps])

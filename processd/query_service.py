@@ -133,8 +133,7 @@ class QueryService(query_pb2_grpc.QueryServicer):
             await self._bad(context, "GetTransaction", exc)
             raise
         with self._log.begin() as txn:
-            seq = self._log.tx_seq(txn, chain_id, request.hash)
-            events = self._log.tx_events(txn, seq) if seq is not None else []
+            events = self._log.find_tx(txn, chain_id, request.hash)
         if not events:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"transaction 0x{request.hash.hex()} not found on "
                                 f"chain {chain_id}")

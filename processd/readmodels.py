@@ -32,7 +32,6 @@ from processd.eventlog import (
     U64,
     EventLog,
     decode_event,
-    tx_key,
 )
 from processd.group_commit import CommitResult, FeatureEntry, OppEntry, TxEntry
 
@@ -253,7 +252,7 @@ class ReadModels:
                     txs.append((seq, c, bytes(value)))
                 elif kind == KIND_DECODED and need_feat.get(c):
                     need_feat[c] -= 1
-                    features.append((seq, c, tx_key(c, event.tx_hash), bytes(value)))
+                    features.append((seq, c, bytes(value)))
                 elif kind == KIND_OPP and need_opp.get(c):
                     need_opp[c] -= 1
                     opps.append((seq, c, event.opp_detected.opportunity.score, bytes(value)))
@@ -351,7 +350,7 @@ class ReadModels:
         source = (self.all_features if not chain_id
                   else (self.chains[chain_id].features if chain_id in self.chains else ()))
         out: list[query_pb2.FeatureRecord] = []
-        for seq, c, _, value in reversed(source):
+        for seq, c, value in reversed(source):
             if len(out) >= limit:
                 break
             event = decode_event(value, seq)

@@ -254,38 +254,46 @@ class Searcher:
         table = _VARINT
         if not 0 <= chain_id <= _MAX_U64:
             raise ValueError(f"chain id out of range: {chain_id}")
-        head = b"\x08" + varint(chain_id) if chain_id else b""
-        if _as_bytes(tx_hash):
-            head += b"\x12" + table[len(tx_hash)] + tx_hash
-        tail = b""
+        if type(tx_hash) is not bytes:
+            raise TypeError(f"tx_hash: expected bytes, {type(tx_hash).__name__} found")
+        parts = [b"\x08" + (table[chain_id] if chain_id < 16384 else varint(chain_id)) if chain_id else b"",
+                 b"\x12" + table[len(tx_hash)] + tx_hash if tx_hash else b""]
         if protocol:
             raw = protocol.encode()
-            tail = b"\x32" + table[len(raw)] + raw
-        token = call.token_in
-        if token is not None and _as_bytes(token):
-            tail += b"\x3a" + table[len(token)] + token
-        token = call.token_out
-        if token is not None and _as_bytes(token):
-            tail += b"\x42" + table[len(token)] + token
-        if a.notional_wei:
-            raw = u256(a.notional_wei)
-            tail += b"\x4a" + table[len(raw)] + raw
-        if a.slippage_bps:
-            if not 0 < a.slippage_bps <= _MAX_U32:
-                raise ValueError(f"slippage out of range: {a.slippage_bps}")
-            tail += b"\x50" + varint(a.slippage_bps)
+            parts += (b"\x32", table[len(raw)], raw)
+        token_in = call.token_in
+        token_out = call.token_out
+        for token in (token_in, token_out):
+            if token is not None and type(token) is not bytes:  # protobuf accepts only bytes: fail as it would
+                raise TypeError(f"token: expected bytes, {type(token).__name__} found")
+        if token_in:
+            parts += (b"\x3a", table[len(token_in)], token_in)
+        if token_out:
+            parts += (b"\x42", table[len(token_out)], token_out)
+        notional = a.notional_wei
+        if notional:
+            raw = notional.to_bytes((notional.bit_length() + 7) // 8, "big")  # u256, inlined
+            parts += (b"\x4a", table[len(raw)], raw)
+        bps = a.slippage_bps
+        if bps:
+            if not 0 < bps <= _MAX_U32:
+                raise ValueError(f"slippage out of range: {bps}")
+            parts += (b"\x50", table[bps] if bps < 16384 else varint(bps))
+        join = b"".join
+        head = parts[0] + parts[1]
+        tail = join(parts[2:])
         fields: dict[str, bytes] = {}  # the kinds share most reasons: each is encoded once
         out = []
         for score, kind, reasons in scored:
-            parts = [head, _KIND_FIELDS[kind], _SCORE_FIELDS[score]]
+            encoded = [head, _KIND_FIELDS[kind], _SCORE_FIELDS[score]]
             for reason in reasons:
                 field = fields.get(reason)
                 if field is None:
                     raw = reason.encode()
                     field = fields[reason] = b"\x2a" + table[len(raw)] + raw
-                parts.append(field)
-            parts.append(tail)
-            out.append((score, b"".join(parts)))
+                encoded.append(field)
+            encoded.append(tail)
+            out.append((score, join(encoded)))
         return tuple(out)
 
     def _rank(self, chain_id: int, call: DecodedCall, protocol: str, value: int,
@@ -293,23 +301,24 @@ class Searcher:
         """(assessment, [(score, kind, reasons)] highest score first), None when no kind reaches the floor."""
         a = self.assess(chain_id, call, protocol, value, tip_wei)
         floor = self.min_score if self.min_score > 0 else 1
+        # (-score, kind): the natural tuple order is highest score first, then kind (no key function to call).
         scored: list[tuple[int, int]] = []
         score = self.sandwich_score(a, call)
         if score >= floor:
-            scored.append((score, SANDWICH))
+            scored.append((-score, SANDWICH))
         score = self.backrun_score(a)
         if score >= floor:
-            scored.append((score, BACKRUN))
+            scored.append((-score, BACKRUN))
         score = self.arb_score(a)
         if score >= floor:
-            scored.append((score, ARB))
+            scored.append((-score, ARB))
         if not scored:
             return None
-        if len(scored) > 1:
-            scored.sort(key=_by_score_then_kind)
+        scored.sort()
         common = self._reasons(chain_id, a, call, protocol)
         out = []
         for score, kind in scored:
+            score = -score
             if kind == SANDWICH:
                 reasons = common
             elif kind == BACKRUN:
@@ -349,20 +358,9 @@ class Searcher:
         return out
 
 
-def _by_score_then_kind(scored: tuple[int, int]) -> tuple[int, int]:
-    return -scored[0], scored[1]
-
-
 def _scale18(amount: int, decimals: int) -> int:
     """A token amount in 18-decimal units, so amounts of tokens with different decimals compare."""
     return amount * 10 ** (18 - decimals) if decimals <= 18 else amount // 10 ** (decimals - 18)
-
-
-def _as_bytes(value: object) -> bytes:
-    """A bytes value of an opportunity (protobuf accepts only bytes: anything else must fail the same way)."""
-    if type(value) is not bytes:
-        raise TypeError(f"expected bytes, {type(value).__name__} found")
-    return value
 
 
 def _clamp(score: float) -> int:

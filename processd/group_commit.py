@@ -1,7 +1,7 @@
 """The per-batch steps of a group commit, inside the writer's LMDB write transaction.
 
 ``claim_hashes`` deduplicates a prepared batch against the ``tx_hash`` index; ``append_events`` assigns its seqs,
-puts its events and index entries and adds its entries to the :class:`CommitResult`. Both work on whole columns
+puts its events and index entries and hands the stored batch to the :class:`CommitResult`. Both work on whole columns
 (``processd.columns``) with ``map``, ``zip`` and ``putmulti``: this is the part of processd that cannot run in
 parallel, so it has no Python loop per transaction or event (event values come complete from preparation).
 """
@@ -33,9 +33,13 @@ class CommitResult:
     committed_ns: int
     batches: int
     envelopes: int
-    #: Newly stored transactions, their TX_DECODED events and their opportunities.
-    txs: list[TxEntry] = field(default_factory=list)
-    features: list[FeatureEntry] = field(default_factory=list)
+    #: (first seq, columns) of every batch stored, in seq order. The read models build entries (:data:`TxEntry`,
+    #: :data:`FeatureEntry`) only for the transactions their windows keep: a commit may hold tens of thousands
+    #: of transactions, a window a few thousand per chain, and an entry per transaction cost the writer more
+    #: than its LMDB puts.
+    stored: list[tuple[int, BatchColumns]] = field(default_factory=list)
+    #: Newly stored transactions, and their opportunities.
+    stored_txs: int = 0
     opportunities: list[OppEntry] = field(default_factory=list)
     #: Every event; None when nobody was subscribed at the start of the commit (the events are then only in LMDB).
     events: list[EventEntry] | None = field(default_factory=list)
@@ -78,7 +82,7 @@ def claim_hashes(txn: lmdb.Transaction, tx_db: lmdb._Database, cursor: lmdb.Curs
 def append_events(columns: BatchColumns, first: int, result: CommitResult,
                   events_cursor: lmdb.Cursor, chain_cursor: lmdb.Cursor, events: list[EventEntry] | None) -> None:
     """Puts the events and ``chain_seq`` entries of one deduplicated batch whose first seq is ``first`` and adds
-    its entries to ``result``. Only C-level loops (``map``, ``zip``, ``putmulti``) per transaction and event.
+    it to ``result``. Only C-level loops (``map``, ``zip``, ``putmulti``) per transaction and event.
     """
     values = columns.values
     seqs = range(first, first + len(values))
@@ -91,10 +95,8 @@ def append_events(columns: BatchColumns, first: int, result: CommitResult,
     if events is not None:
         event_chains = [c for c, kinds in zip(chains, columns.tx_kinds, strict=True) for _ in kinds]
         events.extend(zip(seqs, event_chains, b"".join(columns.tx_kinds), values, strict=True))
-    result.txs.extend(zip(seen, chains, map(values.__getitem__, seen_at), strict=True))
-    decoded_at = list(map((1).__add__, seen_at))
-    result.features.extend(zip(map(first.__add__, decoded_at), chains, map(values.__getitem__, decoded_at),
-                               strict=True))
+    result.stored.append((first, columns))
+    result.stored_txs += len(chains)
     if columns.opps:
         result.opportunities.extend([(first + offset, chain, score, values[offset])
                                      for offset, chain, score in columns.opps])

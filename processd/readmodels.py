@@ -14,9 +14,10 @@ import operator
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from itertools import compress
+from itertools import chain, compress, repeat
 
 from common.pb.v1 import events_pb2, ingest_pb2, query_pb2
+from processd.columns import BatchColumns
 from processd.eventlog import (
     AGG_CHAIN,
     AGG_COMMITTED_NS,
@@ -88,7 +89,26 @@ class OpportunityWindow:
 
 
 _SCORE_THEN_SEQ = operator.itemgetter(2, 0)
-_CHAIN = operator.itemgetter(1)
+_SEQ = operator.itemgetter(0)
+
+
+def _newest_entries(chunks: list[tuple[int, list[bytes], list[int]]], chain_id: int, limit: int,
+                    event: int) -> list[tuple[int, int, bytes]]:
+    """(seq, chain, value) of the newest ``limit`` transactions' TX_SEEN (``event`` 0) or TX_DECODED (1) events,
+    ascending; ``chunks`` are (batch first seq, batch values, TX_SEEN offsets ascending), newest batch first."""
+    parts: list[list[tuple[int, int, bytes]]] = []
+    for first, values, offsets in chunks:
+        if limit <= 0:
+            break
+        if len(offsets) > limit:
+            offsets = offsets[-limit:]
+        limit -= len(offsets)
+        if event:
+            offsets = list(map(event.__add__, offsets))
+        parts.append(list(zip(map(first.__add__, offsets), repeat(chain_id), map(values.__getitem__, offsets))))
+    if len(parts) == 1:
+        return parts[0]
+    return list(chain.from_iterable(reversed(parts)))
 
 
 @dataclass(slots=True)
@@ -133,7 +153,7 @@ class ReadModels:
 
     def apply(self, result: CommitResult) -> None:
         """Folds one committed transaction into the models (O(window sizes), whatever the size of the commit)."""
-        self._add_committed(result.txs, result.features, result.chains)
+        self._add_committed(result.stored)
         self._add_opportunities(result.opportunities)
         self.counters.update(result.aggregates)
         for key in result.aggregates:
@@ -143,26 +163,43 @@ class ReadModels:
             self.last_seq = result.last_seq
             self.last_committed_ns = result.committed_ns
 
-    def _add_committed(self, txs: list[TxEntry], features: list[FeatureEntry], chains: set[int]) -> None:
-        # A commit's txs and features are the same transactions in the same order. Only the newest entries of a
-        # commit can stay in a window (a commit may hold tens of thousands), so only those are added.
+    def _add_committed(self, stored: list[tuple[int, BatchColumns]]) -> None:
+        # Only the newest transactions of a commit can stay in a window (a commit may hold tens of thousands), so
+        # entries are built only for those: per chain, walking the commit's batches newest first (ingestd sends a
+        # chain per batch: then a batch's newest transactions are a slice), with C-level loops per transaction.
         recent_tx = self.recent_tx
         recent_features = self.recent_features
-        self.all_txs.extend(txs[-recent_tx:])
-        self.all_features.extend(features[-recent_features:])
-        if len(chains) == 1:
-            view = self.chain(next(iter(chains)))
-            view.txs.extend(txs[-recent_tx:])
-            view.features.extend(features[-recent_features:])
-            return
-        # Per chain, its entries of the commit picked with C-level loops (compress over a map of one comparison),
-        # then only the newest of them added.
-        chain_of = list(map(_CHAIN, txs))
-        for chain_id in chains:
-            mine = list(compress(range(len(chain_of)), map(chain_id.__eq__, chain_of)))
+        keep = max(recent_tx, recent_features)
+        picked: dict[int, list[tuple[int, list[bytes], list[int]]]] = {}  # chain -> (first, values, offsets)
+        counts: dict[int, int] = {}
+        for first, columns in reversed(stored):
+            for chain_id in columns.last_event:
+                have = counts.get(chain_id, 0)
+                if have >= keep:
+                    continue
+                if len(columns.last_event) == 1:
+                    offsets = columns.seen_at[have - keep:]
+                else:
+                    offsets = list(compress(columns.seen_at, map(chain_id.__eq__, columns.chain)))[have - keep:]
+                counts[chain_id] = have + len(offsets)
+                picked.setdefault(chain_id, []).append((first, columns.values, offsets))
+        all_txs: list[list[TxEntry]] = []
+        all_features: list[list[FeatureEntry]] = []
+        for chain_id, chunks in picked.items():
             view = self.chain(chain_id)
-            view.txs.extend(map(txs.__getitem__, mine[-recent_tx:]))
-            view.features.extend(map(features.__getitem__, mine[-recent_features:]))
+            txs = _newest_entries(chunks, chain_id, recent_tx, 0)
+            features = _newest_entries(chunks, chain_id, recent_features, 1)
+            view.txs.extend(txs)
+            view.features.extend(features)
+            all_txs.append(txs)
+            all_features.append(features)
+        if len(all_txs) == 1:
+            self.all_txs.extend(all_txs[0])
+            self.all_features.extend(all_features[0])
+        elif all_txs:
+            # The newest of all chains: each chain's list is ascending, so the sort is a merge of runs.
+            self.all_txs.extend(sorted(chain.from_iterable(all_txs), key=_SEQ)[-recent_tx:])
+            self.all_features.extend(sorted(chain.from_iterable(all_features), key=_SEQ)[-recent_features:])
 
     def _add_entries(self, txs: list[TxEntry], features: list[FeatureEntry], opportunities: list[OppEntry]) -> None:
         # The rebuild's entries (windows filled per chain, so txs and features need not line up).

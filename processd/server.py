@@ -192,13 +192,14 @@ class ProcessdServer:
             m.commit_envelopes.observe(result.envelopes)
             m.commit_events.observe(result.last_seq - result.first_seq + 1)
             m.commit_seconds.observe(result.duration_s)
-        accepted = len(result.txs)
+        accepted = result.stored_txs
         if accepted:
             m.envelopes.labels("accepted").inc(accepted)
         if result.envelopes - accepted:
             m.envelopes.labels("duplicate_or_rejected").inc(result.envelopes - accepted)
-        for kind, n in ((events_pb2.EVENT_KIND_TX_SEEN, accepted), (events_pb2.EVENT_KIND_TX_DECODED,
-                        len(result.features)), (events_pb2.EVENT_KIND_OPP_DETECTED, len(result.opportunities))):
+        # Every stored transaction has one TX_SEEN and one TX_DECODED event.
+        for kind, n in ((events_pb2.EVENT_KIND_TX_SEEN, accepted), (events_pb2.EVENT_KIND_TX_DECODED, accepted),
+                        (events_pb2.EVENT_KIND_OPP_DETECTED, len(result.opportunities))):
             if n:
                 m.events.labels(_KIND_NAMES[kind]).inc(n)
         if result.analysis_errors:

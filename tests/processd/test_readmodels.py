@@ -103,3 +103,56 @@ def test_opportunity_window_batch_extend_equals_one_by_one() -> None:
             assert len(one) == len(batch) <= maxlen
             assert one.seqs() == batch.seqs()
             assert [o.seq_id for o in one.top(10**6, min_score)] == [o.seq_id for o in batch.top(10**6, min_score)]
+
+
+def test_commits_fill_windows_as_if_every_transaction_were_added_one_by_one() -> None:
+    """apply() builds entries only for what the windows keep; the windows must equal the reference that adds
+    every stored transaction's TX_SEEN / TX_DECODED entry in seq order (single- and multi-chain batches, commits
+    smaller and larger than the windows, different tx and feature window sizes)."""
+    from collections import deque
+
+    from processd.columns import ColumnsBuilder
+    from processd.group_commit import CommitResult
+
+    rng = random.Random(11)
+    for _trial in range(60):
+        recent_tx, recent_features = rng.choice([(1, 1), (3, 5), (7, 2), (50, 50), (64, 10)])
+        models = ReadModels(recent_tx, recent_features, 10)
+        ref_all_tx: deque[tuple[int, int, bytes]] = deque(maxlen=recent_tx)
+        ref_all_f: deque[tuple[int, int, bytes]] = deque(maxlen=recent_features)
+        ref_tx: dict[int, deque[tuple[int, int, bytes]]] = {}
+        ref_f: dict[int, deque[tuple[int, int, bytes]]] = {}
+        seq = 0
+        for _commit in range(rng.randint(1, 5)):
+            result = CommitResult(last_seq=0, committed_ns=1, batches=0, envelopes=0)
+            for _batch in range(rng.randint(1, 4)):
+                chains = [rng.choice([1, 137, 56])] if rng.random() < 0.6 else [1, 137, 56]
+                builder = ColumnsBuilder()
+                for _tx in range(rng.choice([0, 1, 2, 9, 40, 130])):
+                    chain_id = rng.choice(chains)
+                    kinds = (bytes((encoding.KIND_SEEN, encoding.KIND_DECODED))
+                             + bytes((encoding.KIND_OPP,)) * rng.randint(0, 2))
+                    values = [b"%d-%d" % (len(builder.values) + i, chain_id) for i in range(len(kinds))]
+                    builder.add(chain_id, b"k", (chain_id, 0, "", False), kinds, values, [50] * (len(kinds) - 2))
+                columns = builder.build(b"", 0)
+                if not columns.chain:
+                    continue
+                first = seq + 1
+                for t, chain_id in enumerate(columns.chain):
+                    at = columns.seen_at[t]
+                    entry, feature = (first + at, chain_id, columns.values[at]), (first + at + 1, chain_id,
+                                                                                  columns.values[at + 1])
+                    ref_all_tx.append(entry)
+                    ref_all_f.append(feature)
+                    ref_tx.setdefault(chain_id, deque(maxlen=recent_tx)).append(entry)
+                    ref_f.setdefault(chain_id, deque(maxlen=recent_features)).append(feature)
+                seq += len(columns.values)
+                result.stored.append((first, columns))
+                result.stored_txs += len(columns.chain)
+            result.last_seq = seq
+            models.apply(result)
+        assert list(models.all_txs) == list(ref_all_tx)
+        assert list(models.all_features) == list(ref_all_f)
+        for chain_id in ref_tx:
+            assert list(models.chains[chain_id].txs) == list(ref_tx[chain_id])
+            assert list(models.chains[chain_id].features) == list(ref_f[chain_id])

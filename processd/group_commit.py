@@ -35,10 +35,9 @@ class CommitResult:
     envelopes: int
     #: (first seq, columns) of every batch stored, in seq order. The read models build entries (:data:`TxEntry`,
     #: :data:`FeatureEntry`) only for the transactions their windows keep: a commit may hold tens of thousands
-    #: of transactions, a window a few thousand per chain, and an entry per transaction cost the writer more
-    #: than its LMDB puts.
+    #: of transactions, a window a few thousand per chain.
     stored: list[tuple[int, BatchColumns]] = field(default_factory=list)
-    #: Newly stored transactions, and their opportunities.
+    #: Transactions stored by this commit, and their opportunities.
     stored_txs: int = 0
     opportunities: list[OppEntry] = field(default_factory=list)
     #: Every event; None when nobody was subscribed at the start of the commit (the events are then only in LMDB).

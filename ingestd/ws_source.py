@@ -113,7 +113,10 @@ class WsSource:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise SubscribeError("no answer to eth_subscribe")
-            raw = await asyncio.wait_for(ws.recv(decode=False), remaining)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns the result when a cancel arrives just as
+            # the frame does, swallowing the cancel, and the reconnect loop then never stops.
+            async with asyncio.timeout(remaining):
+                raw = await ws.recv(decode=False)
             try:
                 msg = parse_message(raw)
             except NotificationError as exc:

@@ -86,3 +86,27 @@ async def test_off_subscribes_for_hashes_and_counts_bad_messages(node_url: str) 
 async def test_on_insists_and_keeps_retrying(node_url: str) -> None:
     stats, got, _ = await _run(node_url, "on", until=1, seconds=0.5)
     assert got == [] and stats.reconnects >= 2 and not stats.connected
+
+
+async def test_a_cancel_that_arrives_with_the_subscribe_answer_is_not_swallowed() -> None:
+    """The race behind a hung ``stop()``: the source is cancelled in the same loop iteration as the node's answer
+    arrives. ``asyncio.wait_for`` (Python 3.11) returned the answer and dropped the cancel, so the reconnect loop
+    ran forever (1 run in ~130 of ``test_on_insists_and_keeps_retrying`` hung); the cancel must win."""
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[bytes] = loop.create_future()
+
+    class Node:  # the two methods _subscribe uses of a websockets connection
+        async def send(self, message: str, text: bool = False) -> None:
+            return None
+
+        def recv(self, decode: bool = False) -> asyncio.Future[bytes]:
+            return answer
+
+    source = WsSource(Source("fake", "ws://unused"), "test", "on", SourceStats("fake"),
+                      lambda *a: None, lambda *a: None)
+    task = asyncio.create_task(source._subscribe(Node()))  # type: ignore[arg-type]
+    await asyncio.sleep(0)  # the task now waits for the answer
+    answer.set_result(orjson.dumps({"jsonrpc": "2.0", "id": 1, "error": {"code": -32602, "message": "no"}}))
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task

@@ -18,7 +18,7 @@ from common.pb.v1 import events_pb2, ingest_pb2, tx_pb2
 from processd import encoding
 from processd.analysis import Analyzer, EncodedAnalysis
 from processd.columns import BatchColumns, FeatureKey
-from processd.eventlog import U64
+from processd.eventlog import TX_KEY_HASH_BYTES, U64
 from processd.validation import MAX_SOURCE_ID_CHARS, validate_fields
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,7 @@ def prepare_batch(raw: bytes, received_ns: int, analyze: AnalyzeEncoded, chain_i
     seen_decoded = bytes((encoding.KIND_SEEN, encoding.KIND_DECODED))
     opp_kind = encoding.KIND_OPP
     max_source_chars = MAX_SOURCE_ID_CHARS
+    key_hash_bytes = TX_KEY_HASH_BYTES
     # The columns (processd.columns.ColumnsBuilder.add, inlined).
     chain_col: list[int] = []
     tx_keys: list[bytes] = []
@@ -162,7 +163,7 @@ def prepare_batch(raw: bytes, received_ns: int, analyze: AnalyzeEncoded, chain_i
         values.append(join((decoded_prefix, header, decoded_tag, lengths[n] if n < lengths_max else body_lengths(n),
                             features)))
         chain_col.append(chain_id)
-        tx_keys.append(chain[1] + tx_hash[:16])  # eventlog.tx_key
+        tx_keys.append(chain[1] + tx_hash[:key_hash_bytes])  # eventlog.tx_key
         seen_at.append(offset)
         fkey = (chain_id, category, protocol, decoded)
         fid = fkey_ids.get(fkey)

@@ -256,8 +256,9 @@ class Searcher:
             raise ValueError(f"chain id out of range: {chain_id}")
         if type(tx_hash) is not bytes:
             raise TypeError(f"tx_hash: expected bytes, {type(tx_hash).__name__} found")
-        parts = [b"\x08" + (table[chain_id] if chain_id < 16384 else varint(chain_id)) if chain_id else b"",
-                 b"\x12" + table[len(tx_hash)] + tx_hash if tx_hash else b""]
+        head = ((b"\x08" + (table[chain_id] if chain_id < 16384 else varint(chain_id)) if chain_id else b"")
+                + (b"\x12" + table[len(tx_hash)] + tx_hash if tx_hash else b""))
+        parts: list[bytes] = []  # the shared fields after the per-kind ones
         if protocol:
             raw = protocol.encode()
             parts += (b"\x32", table[len(raw)], raw)
@@ -270,9 +271,8 @@ class Searcher:
             parts += (b"\x3a", table[len(token_in)], token_in)
         if token_out:
             parts += (b"\x42", table[len(token_out)], token_out)
-        notional = a.notional_wei
-        if notional:
-            raw = notional.to_bytes((notional.bit_length() + 7) // 8, "big")  # u256, inlined
+        if a.notional_wei:
+            raw = u256(a.notional_wei)
             parts += (b"\x4a", table[len(raw)], raw)
         bps = a.slippage_bps
         if bps:
@@ -280,8 +280,7 @@ class Searcher:
                 raise ValueError(f"slippage out of range: {bps}")
             parts += (b"\x50", table[bps] if bps < 16384 else varint(bps))
         join = b"".join
-        head = parts[0] + parts[1]
-        tail = join(parts[2:])
+        tail = join(parts)
         fields: dict[str, bytes] = {}  # the kinds share most reasons: each is encoded once
         out = []
         for score, kind, reasons in scored:

@@ -33,9 +33,9 @@ class CommitResult:
     committed_ns: int
     batches: int
     envelopes: int
-    #: (first seq, columns) of every batch stored, in seq order. The read models build entries (:data:`TxEntry`,
-    #: :data:`FeatureEntry`) only for the transactions their windows keep: a commit may hold tens of thousands
-    #: of transactions, a window a few thousand per chain.
+    #: (first seq, columns) of every batch stored, in seq order. The read models' windows keep references to these
+    #: columns and build entries (:data:`TxEntry`, :data:`FeatureEntry`) only when a query reads them
+    #: (``processd.windows``): a commit may hold tens of thousands of transactions, a window a few thousand.
     stored: list[tuple[int, BatchColumns]] = field(default_factory=list)
     #: Transactions stored by this commit, and their opportunities.
     stored_txs: int = 0

@@ -41,8 +41,9 @@ class ProcessdMetrics:
         self.ingest_streams = Gauge("processd_ingest_streams", "Open Ingest.Stream calls", registry=r)
         self.queue_envelopes = Gauge("processd_commit_queue_envelopes", "Envelopes waiting for commit", registry=r)
         self.queue_capacity = Gauge("processd_commit_queue_capacity", "Commit queue bound (envelopes)", registry=r)
-        self.read_model_entries = Gauge("processd_read_model_entries", "Entries per read model", ["model"],
-                                        registry=r)
+        self.read_model_entries = Gauge("processd_read_model_entries", "Entries per read model "
+                                        "(window_held_values: event values the transaction windows refer to)",
+                                        ["model"], registry=r)
         self.pool_workers = Gauge("processd_analysis_workers", "Analysis worker processes (0 = in-process)",
                                   registry=r)
         self.pool_inflight = Gauge("processd_analysis_inflight_batches", "Batches being prepared", registry=r)

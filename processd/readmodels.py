@@ -11,10 +11,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import operator
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from itertools import chain, compress, repeat
 
 from common.pb.v1 import events_pb2, ingest_pb2, query_pb2
 from processd.columns import BatchColumns
@@ -35,90 +33,25 @@ from processd.eventlog import (
     decode_event,
 )
 from processd.group_commit import CommitResult, FeatureEntry, OppEntry, TxEntry
+from processd.windows import OpportunityWindow, TxWindow, chain_offsets
+
+__all__ = ["ChainView", "OpportunityWindow", "ReadModels", "TxWindow"]
 
 log = logging.getLogger(__name__)
-
-# The windows keep events values (exact size) and parse them when queried: a message parsed out of an ingest
-# batch would keep that whole batch alive, and most entries leave their window without ever being read.
-
-
-class OpportunityWindow:
-    """The newest ``maxlen`` opportunities (:data:`OppEntry`), read best first: score desc, then seq desc.
-
-    Commits only append to a bounded deque (C-level, no Python work per opportunity); the ranking is sorted when
-    a query asks for it, at most once per change and over at most ``maxlen`` entries (a few ms for 5,000), so
-    ingest never pays for rankings nobody reads. An opportunity is parsed only when a query returns it.
-    """
-
-    def __init__(self, maxlen: int) -> None:
-        self.maxlen = maxlen
-        self._by_age: deque[OppEntry] = deque(maxlen=maxlen)
-        self._ranked: list[OppEntry] | None = []
-
-    def __len__(self) -> int:
-        return len(self._by_age)
-
-    def add(self, opp: OppEntry) -> None:
-        self._by_age.append(opp)
-        self._ranked = None
-
-    def extend(self, opps: list[OppEntry]) -> None:
-        """Adds opportunities in seq order (the oldest leave the window)."""
-        if opps:
-            self._by_age.extend(opps)
-            self._ranked = None
-
-    def _ranking(self) -> list[OppEntry]:
-        ranked = self._ranked
-        if ranked is None:
-            ranked = self._ranked = sorted(self._by_age, key=_SCORE_THEN_SEQ, reverse=True)
-        return ranked
-
-    def top(self, limit: int, min_score: int = 0) -> list[events_pb2.Opportunity]:
-        """Best first, newer first among equal scores; stops at the first score below ``min_score``."""
-        out: list[events_pb2.Opportunity] = []
-        for seq, _, score, value in self._ranking():
-            if score < min_score or len(out) >= limit:
-                break
-            out.append(decode_event(value, seq).opp_detected.opportunity)
-        return out
-
-    def seqs(self) -> list[int]:
-        """The seqs of the window, best first."""
-        return [entry[0] for entry in self._ranking()]
-
-
-_SCORE_THEN_SEQ = operator.itemgetter(2, 0)
-_SEQ = operator.itemgetter(0)
-
-
-def _newest_entries(chunks: list[tuple[int, list[bytes], list[int]]], chain_id: int, limit: int,
-                    event: int) -> list[tuple[int, int, bytes]]:
-    """(seq, chain, value) of the newest ``limit`` transactions' TX_SEEN (``event`` 0) or TX_DECODED (1) events,
-    ascending; ``chunks`` are (batch first seq, batch values, TX_SEEN offsets ascending), newest batch first."""
-    parts: list[list[tuple[int, int, bytes]]] = []
-    for first, values, offsets in chunks:
-        if limit <= 0:
-            break
-        if len(offsets) > limit:
-            offsets = offsets[-limit:]
-        limit -= len(offsets)
-        if event:
-            offsets = list(map(event.__add__, offsets))
-        parts.append(list(zip(map(first.__add__, offsets), repeat(chain_id), map(values.__getitem__, offsets))))
-    if len(parts) == 1:
-        return parts[0]
-    return list(chain.from_iterable(reversed(parts)))
 
 
 @dataclass(slots=True)
 class ChainView:
     """The bounded per-chain windows and the in-memory reject counters of one chain."""
 
-    txs: deque[TxEntry]
-    features: deque[FeatureEntry]
+    txs: TxWindow
+    features: TxWindow
     opportunities: OpportunityWindow
     rejected: dict[int, int] = field(default_factory=dict)
+
+
+_tx_window = operator.attrgetter("txs")
+_feature_window = operator.attrgetter("features")
 
 
 class ReadModels:
@@ -131,8 +64,8 @@ class ReadModels:
         self.opportunity_window = opportunity_window
         self.max_ingest_stats = max_ingest_stats
         self.chains: dict[int, ChainView] = {}
-        self.all_txs: deque[TxEntry] = deque(maxlen=recent_tx)
-        self.all_features: deque[FeatureEntry] = deque(maxlen=recent_features)
+        self.all_txs = TxWindow(recent_tx, 0)
+        self.all_features = TxWindow(recent_features, 1)
         self.all_opportunities = OpportunityWindow(opportunity_window)
         self.counters: dict[bytes, int] = {}
         self.last_seq = 0
@@ -146,7 +79,7 @@ class ReadModels:
     def chain(self, chain_id: int) -> ChainView:
         view = self.chains.get(chain_id)
         if view is None:
-            view = ChainView(deque(maxlen=self.recent_tx), deque(maxlen=self.recent_features),
+            view = ChainView(TxWindow(self.recent_tx, 0), TxWindow(self.recent_features, 1),
                              OpportunityWindow(self.opportunity_window))
             self.chains[chain_id] = view
         return view
@@ -164,52 +97,35 @@ class ReadModels:
             self.last_committed_ns = result.committed_ns
 
     def _add_committed(self, stored: list[tuple[int, BatchColumns]]) -> None:
-        # Only the newest transactions of a commit can stay in a window (a commit may hold tens of thousands), so
-        # entries are built only for those: per chain, walking the commit's batches newest first (ingestd sends a
-        # chain per batch: then a batch's newest transactions are a slice), with C-level loops per transaction.
-        recent_tx = self.recent_tx
-        recent_features = self.recent_features
-        keep = max(recent_tx, recent_features)
-        picked: dict[int, list[tuple[int, list[bytes], list[int]]]] = {}  # chain -> (first, values, offsets)
-        counts: dict[int, int] = {}
-        for first, columns in reversed(stored):
-            for chain_id in columns.last_event:
-                have = counts.get(chain_id, 0)
-                if have >= keep:
-                    continue
-                if len(columns.last_event) == 1:
-                    offsets = columns.seen_at[have - keep:]
-                else:
-                    offsets = list(compress(columns.seen_at, map(chain_id.__eq__, columns.chain)))[have - keep:]
-                counts[chain_id] = have + len(offsets)
-                picked.setdefault(chain_id, []).append((first, columns.values, offsets))
-        all_txs: list[list[TxEntry]] = []
-        all_features: list[list[FeatureEntry]] = []
-        for chain_id, chunks in picked.items():
-            view = self.chain(chain_id)
-            txs = _newest_entries(chunks, chain_id, recent_tx, 0)
-            features = _newest_entries(chunks, chain_id, recent_features, 1)
-            view.txs.extend(txs)
-            view.features.extend(features)
-            all_txs.append(txs)
-            all_features.append(features)
-        if len(all_txs) == 1:
-            self.all_txs.extend(all_txs[0])
-            self.all_features.extend(all_features[0])
-        elif all_txs:
-            # The newest of all chains: each chain's list is ascending, so the sort is a merge of runs.
-            self.all_txs.extend(sorted(chain.from_iterable(all_txs), key=_SEQ)[-recent_tx:])
-            self.all_features.extend(sorted(chain.from_iterable(all_features), key=_SEQ)[-recent_features:])
+        # The windows take references to the stored batches' columns (processd.windows): no work per transaction.
+        # ingestd sends one chain per batch; a batch of several chains is split by chain here.
+        all_txs, all_features = self.all_txs, self.all_features
+        for first, columns in stored:
+            values, seen_at, chains = columns.values, columns.seen_at, columns.chain
+            all_txs.add_batch(first, values, seen_at, chains)
+            all_features.add_batch(first, values, seen_at, chains)
+            if len(columns.last_event) == 1:
+                for chain_id in columns.last_event:
+                    view = self.chains.get(chain_id) or self.chain(chain_id)
+                    view.txs.add_batch(first, values, seen_at, chain_id)
+                    view.features.add_batch(first, values, seen_at, chain_id)
+            else:
+                for chain_id in columns.last_event:
+                    view = self.chains.get(chain_id) or self.chain(chain_id)
+                    offsets = chain_offsets(seen_at, chains, chain_id)
+                    view.txs.add_batch(first, values, offsets, chain_id)
+                    view.features.add_batch(first, values, offsets, chain_id)
 
     def _add_entries(self, txs: list[TxEntry], features: list[FeatureEntry], opportunities: list[OppEntry]) -> None:
-        # The rebuild's entries (windows filled per chain, so txs and features need not line up).
-        get = self.chains.get
-        for entry in txs:
-            (get(entry[1]) or self.chain(entry[1])).txs.append(entry)
-        self.all_txs.extend(txs)
-        for fentry in features:
-            (get(fentry[1]) or self.chain(fentry[1])).features.append(fentry)
-        self.all_features.extend(features)
+        # The rebuild's entries, ascending (windows filled per chain, so txs and features need not line up).
+        for entries, window_of, every in ((txs, _tx_window, self.all_txs), (features, _feature_window,
+                                                                            self.all_features)):
+            by_chain: dict[int, list[TxEntry]] = {}
+            for entry in entries:
+                by_chain.setdefault(entry[1], []).append(entry)
+            for chain_id, chain_entries in by_chain.items():
+                window_of(self.chain(chain_id)).add_entries(chain_entries)
+            every.add_entries(entries)
         self._add_opportunities(opportunities)
 
     def _add_opportunities(self, opps: list[OppEntry]) -> None:
@@ -407,10 +323,17 @@ class ReadModels:
             "recent_tx": len(self.all_txs) + sum(len(v.txs) for v in self.chains.values()),
             "recent_features": len(self.all_features) + sum(len(v.features) for v in self.chains.values()),
             "opportunities": len(self.all_opportunities) + sum(len(v.opportunities) for v in self.chains.values()),
+            "window_held_values": sum(w.held_values for w in self._tx_windows()),
             "counters": len(self.counters),
             "ingest_stats": len(self.ingest_stats),
             "chains": len(self.chains),
         }
+
+    def _tx_windows(self) -> list[TxWindow]:
+        windows = [self.all_txs, self.all_features]
+        for view in self.chains.values():
+            windows += (view.txs, view.features)
+        return windows
 
     def digest(self) -> str:
         """SHA-256 over the durable read-model state (counters and windows, not live ingest stats or rejects).

@@ -178,7 +178,8 @@ class ProcessdServer:
         m.pool_inflight.set_function(lambda: self.pool.inflight)
         m.pool_restarts.set_function(lambda: self.pool.restarts)
         m.pool_stall_kills.set_function(lambda: self.pool.stall_kills)
-        for name in ("recent_tx", "recent_features", "opportunities", "counters", "ingest_stats", "chains"):
+        for name in ("recent_tx", "recent_features", "window_held_values", "opportunities", "counters",
+                     "ingest_stats", "chains"):
             m.read_model_entries.labels(name).set_function(self._size_getter(name))
 
     def _size_getter(self, name: str) -> Callable[[], float]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 from pathlib import Path
 
@@ -127,9 +128,11 @@ def test_commits_fill_windows_as_if_every_transaction_were_added_one_by_one() ->
             result = CommitResult(last_seq=0, committed_ns=1, batches=0, envelopes=0)
             for _batch in range(rng.randint(1, 4)):
                 chains = [rng.choice([1, 137, 56])] if rng.random() < 0.6 else [1, 137, 56]
+                weights = rng.choice([[1, 1, 1], [30, 1, 1], [1, 1, 30]])
                 builder = ColumnsBuilder()
                 for _tx in range(rng.choice([0, 1, 2, 9, 40, 130])):
-                    chain_id = rng.choice(chains)
+                    # Uneven shares too: a chain with few transactions in a big batch is copied out (sparse).
+                    chain_id = rng.choices(chains, weights=weights[:len(chains)])[0]
                     kinds = (bytes((encoding.KIND_SEEN, encoding.KIND_DECODED))
                              + bytes((encoding.KIND_OPP,)) * rng.randint(0, 2))
                     values = [b"%d-%d" % (len(builder.values) + i, chain_id) for i in range(len(kinds))]
@@ -151,8 +154,43 @@ def test_commits_fill_windows_as_if_every_transaction_were_added_one_by_one() ->
                 result.stored_txs += len(columns.chain)
             result.last_seq = seq
             models.apply(result)
-        assert list(models.all_txs) == list(ref_all_tx)
-        assert list(models.all_features) == list(ref_all_f)
+        pairs = [(models.all_txs, ref_all_tx), (models.all_features, ref_all_f)]
         for chain_id in ref_tx:
-            assert list(models.chains[chain_id].txs) == list(ref_tx[chain_id])
-            assert list(models.chains[chain_id].features) == list(ref_f[chain_id])
+            pairs += [(models.chains[chain_id].txs, ref_tx[chain_id]), (models.chains[chain_id].features,
+                                                                        ref_f[chain_id])]
+        for window, ref in pairs:
+            assert list(window) == list(ref)
+            assert len(window) == len(ref)
+            # Newest first, stopping early (what a query with a limit reads).
+            limit = rng.randint(0, len(ref) + 1)
+            assert list(itertools.islice(reversed(window), limit)) == list(reversed(ref))[:limit]
+
+
+def test_a_sparse_chain_in_big_mixed_batches_does_not_pin_whole_batches() -> None:
+    """A chain with one transaction in each big mixed batch gets its events copied out; every window refers to at
+    most SPARSE_EVENTS_PER_TX x (its size + one batch's transactions) values, however many batches it saw."""
+    from processd.columns import ColumnsBuilder
+    from processd.group_commit import CommitResult
+    from processd.windows import SPARSE_EVENTS_PER_TX
+
+    maxlen, batch_txs = 20, 300
+    models = ReadModels(maxlen, maxlen, 10)
+    seq = 0
+    for _commit in range(30):
+        builder = ColumnsBuilder()
+        for t in range(batch_txs):
+            chain_id = 56 if t == 7 else 1  # chain 56: one transaction per batch
+            kinds = bytes((encoding.KIND_SEEN, encoding.KIND_DECODED))
+            builder.add(chain_id, b"k", (chain_id, 0, "", False), kinds, [b"s%d" % t, b"d%d" % t], [])
+        columns = builder.build(b"", 0)
+        result = CommitResult(last_seq=seq + len(columns.values), committed_ns=1, batches=1, envelopes=batch_txs)
+        result.stored.append((seq + 1, columns))
+        seq += len(columns.values)
+        models.apply(result)
+    sparse = models.chains[56].txs
+    assert len(sparse) == maxlen
+    assert sparse.held_values == maxlen  # copied out: only its own TX_SEEN values
+    assert [value for _, _, value in sparse] == [b"s7"] * maxlen
+    for window in models._tx_windows():
+        assert window.held_values <= SPARSE_EVENTS_PER_TX * (maxlen + batch_txs)
+    assert models.sizes()["window_held_values"] == sum(w.held_values for w in models._tx_windows())

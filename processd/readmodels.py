@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import operator
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from common.pb.v1 import events_pb2, ingest_pb2, query_pb2
 from processd.columns import BatchColumns
@@ -50,8 +50,18 @@ class ChainView:
     rejected: dict[int, int] = field(default_factory=dict)
 
 
-_tx_window = operator.attrgetter("txs")
-_feature_window = operator.attrgetter("features")
+_Entry = TypeVar("_Entry", TxEntry, OppEntry)
+
+
+def _by_chain(entries: list[_Entry]) -> dict[int, list[_Entry]]:
+    """Entries grouped by their chain (the entry's second field), each group in the entries' order."""
+    groups: dict[int, list[_Entry]] = {}
+    for entry in entries:
+        group = groups.get(entry[1])
+        if group is None:  # (not setdefault: that builds a list per entry; this runs per opportunity on commit)
+            group = groups[entry[1]] = []
+        group.append(entry)
+    return groups
 
 
 class ReadModels:
@@ -104,41 +114,28 @@ class ReadModels:
             values, seen_at, chains = columns.values, columns.seen_at, columns.chain
             all_txs.add_batch(first, values, seen_at, chains)
             all_features.add_batch(first, values, seen_at, chains)
-            if len(columns.last_event) == 1:
-                for chain_id in columns.last_event:
-                    view = self.chains.get(chain_id) or self.chain(chain_id)
-                    view.txs.add_batch(first, values, seen_at, chain_id)
-                    view.features.add_batch(first, values, seen_at, chain_id)
-            else:
-                for chain_id in columns.last_event:
-                    view = self.chains.get(chain_id) or self.chain(chain_id)
-                    offsets = chain_offsets(seen_at, chains, chain_id)
-                    view.txs.add_batch(first, values, offsets, chain_id)
-                    view.features.add_batch(first, values, offsets, chain_id)
+            single_chain = len(columns.last_event) == 1
+            for chain_id in columns.last_event:
+                view = self.chain(chain_id)
+                offsets = seen_at if single_chain else chain_offsets(seen_at, chains, chain_id)
+                view.txs.add_batch(first, values, offsets, chain_id)
+                view.features.add_batch(first, values, offsets, chain_id)
 
     def _add_entries(self, txs: list[TxEntry], features: list[FeatureEntry], opportunities: list[OppEntry]) -> None:
         # The rebuild's entries, ascending (windows filled per chain, so txs and features need not line up).
-        for entries, window_of, every in ((txs, _tx_window, self.all_txs), (features, _feature_window,
-                                                                            self.all_features)):
-            by_chain: dict[int, list[TxEntry]] = {}
-            for entry in entries:
-                by_chain.setdefault(entry[1], []).append(entry)
-            for chain_id, chain_entries in by_chain.items():
-                window_of(self.chain(chain_id)).add_entries(chain_entries)
-            every.add_entries(entries)
+        for chain_id, chain_txs in _by_chain(txs).items():
+            self.chain(chain_id).txs.add_entries(chain_txs)
+        for chain_id, chain_features in _by_chain(features).items():
+            self.chain(chain_id).features.add_entries(chain_features)
+        self.all_txs.add_entries(txs)
+        self.all_features.add_entries(features)
         self._add_opportunities(opportunities)
 
     def _add_opportunities(self, opps: list[OppEntry]) -> None:
         if not opps:
             return
         self.all_opportunities.extend(opps)
-        by_chain: dict[int, list[OppEntry]] = {}
-        for opp in opps:
-            chain_opps = by_chain.get(opp[1])
-            if chain_opps is None:
-                chain_opps = by_chain[opp[1]] = []
-            chain_opps.append(opp)
-        for chain_id, chain_opps in by_chain.items():
+        for chain_id, chain_opps in _by_chain(opps).items():
             self.chain(chain_id).opportunities.extend(chain_opps)
 
     def count_reject(self, chain_id: int, reason: int, count: int = 1) -> None:

@@ -6,8 +6,9 @@ of an ingest batch would keep that whole batch alive, and most entries leave the
 Commits add to the windows on the event loop thread, between receiving ingest batches, so adding must not cost
 work per transaction: a commit may hold tens of thousands of transactions and a window keeps a few thousand.
 :class:`TxWindow` therefore keeps *chunks*, references to the committed batches' columns, and builds an entry only
-when a query or the digest reads it. (Building an entry tuple per kept transaction on every commit cost the
-daemon 1-2 us per transaction, most of it garbage collection of those tuples.)
+when a query or the digest reads it. (Building an entry tuple per kept transaction on every commit cost
+0.3-0.8 us per transaction in ``ReadModels.apply`` alone, and the live tuples burdened every garbage collection:
+in the bench the daemon's CPU fell from ~11.0 to ~9.3 us per transaction with chunks.)
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ class TxWindow:
         self._count = 0  # transactions in the chunks (the oldest chunk may hold more than the window keeps)
 
     def __len__(self) -> int:
-        return self._count if self._count < self.maxlen else self.maxlen
+        return min(self._count, self.maxlen)
 
     @property
     def held_values(self) -> int:

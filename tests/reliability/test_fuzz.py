@@ -38,8 +38,8 @@ from common.synth import synthetic_envelopes
 from tests.reliability._support import ProcessdProc, knob, metric_sum, scrape, write_artifact
 
 EXAMPLES = knob("fuzz_examples", 100, 3000)
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow],
-                derandomize=False)
+# Derandomized in the gating run, randomized in the long run: the profile of tests/conftest.py decides.
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 TRIED: dict[str, int] = {}
 
 

@@ -31,6 +31,13 @@ def _uint256(tx: dict[str, Any], key: str) -> bytes:
     return b"" if value is None else quantity_to_uint256(value)
 
 
+def _optional_uint256(tx: dict[str, Any], key: str) -> bytes | None:
+    """The quantity, or None when the node did not report it: the envelope's fee fields have presence, so a
+    reported 0 (an EIP-1559 tip of 0) stays distinct from a field the transaction type does not have."""
+    value = tx.get(key)
+    return None if value is None else quantity_to_uint256(value)
+
+
 def tx_to_envelope(tx: dict[str, Any], chain_id: int, source_id: str, first_seen_unix_ns: int,
                    expected_hash: bytes | None = None) -> tx_pb2.TxEnvelope:
     """Maps ``tx`` (``eth_getTransactionByHash`` result or full-tx notification) to a ``TxEnvelope``.
@@ -56,9 +63,9 @@ def tx_to_envelope(tx: dict[str, Any], chain_id: int, source_id: str, first_seen
             to=b"" if to is None else hex_to_bytes(to, 20),
             nonce=_quantity_u64(tx, "nonce"),
             value=_uint256(tx, "value"),
-            gas_price=_uint256(tx, "gasPrice"),
-            max_fee_per_gas=_uint256(tx, "maxFeePerGas"),
-            max_priority_fee_per_gas=_uint256(tx, "maxPriorityFeePerGas"),
+            gas_price=_optional_uint256(tx, "gasPrice"),
+            max_fee_per_gas=_optional_uint256(tx, "maxFeePerGas"),
+            max_priority_fee_per_gas=_optional_uint256(tx, "maxPriorityFeePerGas"),
             gas=_quantity_u64(tx, "gas"),
             tx_type=tx_type,
             input=hex_to_bytes(data) if data is not None else b"",

@@ -15,7 +15,7 @@ from processd.decoding import Decoder
 from processd.decoding.methods import DecoderFactory
 from processd.decoding.model import OTHER, TRANSFER, WRAPPED_NATIVE, DecodedCall
 from processd.decoding.registry import Registry
-from processd.features import NATIVE_PROTOCOL, build_features, build_features_from, encode_features
+from processd.features import NATIVE_PROTOCOL, bid_and_tip, build_features, build_features_from, encode_features
 from processd.searcher import DEFAULT_MIN_SCORE, Searcher, is_rankable
 
 #: What batch preparation needs of an analysis: (serialized TxFeatures, category, protocol, decoded,
@@ -79,14 +79,17 @@ class Analyzer:
 
     def analyze_encoded(self, envelope: tx_pb2.TxEnvelope) -> EncodedAnalysis:
         """:meth:`analyze` with the features and opportunities serialized (what the event log stores)."""
-        return self.analyze_fields(envelope.chain_id, envelope.hash, envelope.sender, envelope.to, envelope.value,
-                                   envelope.gas_price, envelope.max_fee_per_gas, envelope.max_priority_fee_per_gas,
-                                   envelope.input)
+        return self.analyze_fields(
+            envelope.chain_id, envelope.hash, envelope.sender, envelope.to, envelope.value, envelope.gas_price,
+            envelope.max_fee_per_gas if envelope.HasField("max_fee_per_gas") else None,
+            envelope.max_priority_fee_per_gas if envelope.HasField("max_priority_fee_per_gas") else None,
+            envelope.input)
 
     def analyze_fields(self, chain_id: int, tx_hash: bytes, sender: bytes, to: bytes, value: bytes,
-                       gas_price: bytes, max_fee_per_gas: bytes, max_priority_fee_per_gas: bytes,
+                       gas_price: bytes, max_fee_per_gas: bytes | None, max_priority_fee_per_gas: bytes | None,
                        data: bytes) -> EncodedAnalysis:
-        """:meth:`analyze_encoded` of the envelope with these fields (batch preparation has read them already).
+        """:meth:`analyze_encoded` of the envelope with these fields (batch preparation has read them already);
+        an EIP-1559 fee field the envelope does not have is None (see :func:`processd.features.bid_and_tip`).
 
         Equal, byte for byte, to serializing what :meth:`analyze` returns (``tests/processd/
         test_prepare_equality.py``), but without building protobuf messages: the features and opportunities
@@ -104,8 +107,7 @@ class Analyzer:
                 protocol = registry.any_label(chain_id, to) if to else ""
         else:
             call, protocol = self.decode_call(chain_id, to, value_wei, sender, data)
-        bid = max_fee_per_gas or gas_price
-        tip = max_priority_fee_per_gas or gas_price
+        bid, tip = bid_and_tip(gas_price, max_fee_per_gas, max_priority_fee_per_gas)
         try:
             features = encode_features(call, protocol, data, to, value, bid, tip)
         except Exception:

@@ -21,6 +21,23 @@ def u256(value: int) -> bytes:
     return value.to_bytes((value.bit_length() + 7) // 8, "big")
 
 
+def envelope_fees(envelope: tx_pb2.TxEnvelope) -> tuple[bytes, bytes]:
+    """(bid, tip) of an envelope for :func:`build_features_from` (see :func:`bid_and_tip`)."""
+    return bid_and_tip(envelope.gas_price,
+                       envelope.max_fee_per_gas if envelope.HasField("max_fee_per_gas") else None,
+                       envelope.max_priority_fee_per_gas if envelope.HasField("max_priority_fee_per_gas") else None)
+
+
+def bid_and_tip(gas_price: bytes, max_fee: bytes | None, max_tip: bytes | None) -> tuple[bytes, bytes]:
+    """The bid (max fee per gas, else the legacy gas price) and the tip (max priority fee per gas, else the
+    legacy gas price) of a transaction; ``None`` is a fee field the envelope does not have.
+
+    Presence decides, not emptiness: an EIP-1559 tip of 0 (common on mainnet) is a tip of 0, not "use the
+    gas price", which would make a zero-tip transaction look like the most urgent one.
+    """
+    return (gas_price if max_fee is None else max_fee), (gas_price if max_tip is None else max_tip)
+
+
 def build_features(envelope: tx_pb2.TxEnvelope, call: DecodedCall | None, protocol: str,
                    data: bytes) -> events_pb2.TxFeatures:
     """The TxFeatures of one transaction whose calldata is ``data`` (``envelope.input``, read once).
@@ -29,9 +46,8 @@ def build_features(envelope: tx_pb2.TxEnvelope, call: DecodedCall | None, protoc
     value transfer: category transfer, protocol "native", recipient = to, amount_in = value; or a contract
     creation: category other).
     """
-    return build_features_from(call, protocol, data, envelope.to, envelope.value,
-                               envelope.max_fee_per_gas or envelope.gas_price,
-                               envelope.max_priority_fee_per_gas or envelope.gas_price)
+    bid, tip = envelope_fees(envelope)
+    return build_features_from(call, protocol, data, envelope.to, envelope.value, bid, tip)
 
 
 def build_features_from(call: DecodedCall | None, protocol: str, data: bytes, to: bytes, value: bytes,
@@ -40,6 +56,7 @@ def build_features_from(call: DecodedCall | None, protocol: str, data: bytes, to
     legacy gas price), ``priority_fee`` the tip (max priority fee per gas, else the legacy gas price).
 
     Fields are set one by one and only when non-empty: markedly cheaper than keyword construction with upb.
+    The amounts and the deadline have presence: set whenever the call has them, 0 included.
     """
     f = events_pb2.TxFeatures()
     if protocol:
@@ -54,8 +71,7 @@ def build_features_from(call: DecodedCall | None, protocol: str, data: bytes, to
         if size == 0 and to:
             f.category = TRANSFER
             f.recipient = to
-            if value:
-                f.amount_in = value
+            f.amount_in = value  # a known amount, 0 included (a zero-value self-send cancels a nonce)
         else:
             f.category = OTHER
             f.selector = data[:4]
@@ -86,14 +102,15 @@ def build_features_from(call: DecodedCall | None, protocol: str, data: bytes, to
         f.fee_tiers.extend(call.fee_tiers)
     if call.recipient is not None:
         f.recipient = call.recipient
-    if call.deadline:
+    if call.deadline is not None:
         f.deadline = call.deadline
     return f
 
 
 # --- hand-rolled encoding ---------------------------------------------------------------------------------
 # TxFeatures serialized the way protobuf does it: fields in field-number order, empty / zero fields left
-# out. Tags are (field number << 3) | wire type; fields 16+ take two tag bytes.
+# out unless they have presence (`optional` in the proto: the amounts and the deadline), which are written
+# whenever set, 0 included. Tags are (field number << 3) | wire type; fields 16+ take two tag bytes.
 
 
 def _prefixes(tag: bytes, count: int) -> list[bytes]:
@@ -101,15 +118,20 @@ def _prefixes(tag: bytes, count: int) -> list[bytes]:
     return [b""] + [tag + varint(n) for n in range(1, count)]
 
 
+def _present_prefixes(tag: bytes, count: int) -> list[bytes]:
+    """Tag + length of an ``optional`` bytes field, by length (0: tag + 0, a present empty value = 0)."""
+    return [tag + varint(n) for n in range(count)]
+
+
 _VARINT = VARINT_TABLE
 # Per-field prefixes of the fields taken from the envelope (uint256 quantities are at most 32 bytes: a longer
 # one is an IndexError, and the caller's fallback encodes it with protobuf).
 _TOKEN_IN = _prefixes(b"\x2a", 33)
 _TOKEN_OUT = _prefixes(b"\x32", 33)
-_AMOUNT_IN = _prefixes(b"\x3a", 33)
-_AMOUNT_OUT_MIN = _prefixes(b"\x42", 33)
-_AMOUNT_IN_MAX = _prefixes(b"\x4a", 33)
-_AMOUNT_OUT = _prefixes(b"\x52", 33)
+_AMOUNT_IN = _present_prefixes(b"\x3a", 33)
+_AMOUNT_OUT_MIN = _present_prefixes(b"\x42", 33)
+_AMOUNT_IN_MAX = _present_prefixes(b"\x4a", 33)
+_AMOUNT_OUT = _present_prefixes(b"\x52", 33)
 _RECIPIENT = _prefixes(b"\x6a", 33)
 _VALUE = _prefixes(b"\x7a", 33)
 _GAS_PRICE = _prefixes(b"\x82\x01", 33)
@@ -219,8 +241,8 @@ def encode_features(call: DecodedCall | None, protocol: str, data: bytes, to: by
             raise TypeError("recipient: expected bytes")
         parts += (_RECIPIENT[len(token)], token)
     deadline = call.deadline
-    if deadline:
-        if type(deadline) is not int or not 0 < deadline <= _MAX_U64:
+    if deadline is not None:
+        if type(deadline) is not int or not 0 <= deadline <= _MAX_U64:
             raise ValueError(f"deadline out of range: {deadline!r}")
         parts += (b"\x70", varint(deadline))
     parts += (tail, _DECODED_FIELD)

@@ -19,23 +19,23 @@ from processd import encoding
 from processd.analysis import Analyzer, EncodedAnalysis
 from processd.columns import BatchColumns, FeatureKey
 from processd.eventlog import TX_KEY_HASH_BYTES, U64
+from processd.features import envelope_fees
 from processd.validation import MAX_SOURCE_ID_CHARS, validate_fields
 
 log = logging.getLogger(__name__)
 
 AnalyzeEncoded = Callable[[tx_pb2.TxEnvelope], EncodedAnalysis]
-AnalyzeFields = Callable[[int, bytes, bytes, bytes, bytes, bytes, bytes, bytes, bytes], EncodedAnalysis]
+AnalyzeFields = Callable[[int, bytes, bytes, bytes, bytes, bytes, bytes | None, bytes | None, bytes], EncodedAnalysis]
 
 
 def fallback_analysis(envelope: tx_pb2.TxEnvelope, exc: Exception) -> EncodedAnalysis:
     """Features of a transaction whose analysis raised: category OTHER, the error in decode_error."""
     log.warning("analysis failed for 0x%s: %r", envelope.hash.hex(), exc)
     data = envelope.input
+    bid, tip = envelope_fees(envelope)
     features = events_pb2.TxFeatures(
-        category=events_pb2.TX_CATEGORY_OTHER, selector=data[:4], value=envelope.value,
-        gas_price=envelope.max_fee_per_gas or envelope.gas_price,
-        priority_fee=envelope.max_priority_fee_per_gas or envelope.gas_price,
-        calldata_len=len(data), decode_error=f"analysis failed: {exc!r}"[:200])
+        category=events_pb2.TX_CATEGORY_OTHER, selector=data[:4], value=envelope.value, gas_price=bid,
+        priority_fee=tip, calldata_len=len(data), decode_error=f"analysis failed: {exc!r}"[:200])
     return features.SerializeToString(), features.category, "", False, ()
 
 
@@ -129,8 +129,12 @@ def prepare_batch(raw: bytes, received_ns: int, analyze: AnalyzeEncoded, chain_i
                 chain = chains[chain_id] = (encoding.chain_field(chain_id) + b"\x22\x20", U64.pack(chain_id))
         try:
             if analyze_fields is not None:
+                # The EIP-1559 fee fields have presence: an empty one is a fee of 0 when set (HasField is read
+                # only then, which is rare), and None when the transaction has no such field.
                 features, category, protocol, decoded, opportunities = analyze_fields(
-                    chain_id, tx_hash, sender, to, value, gas_price, max_fee, max_tip, data)
+                    chain_id, tx_hash, sender, to, value, gas_price,
+                    max_fee if max_fee or envelope.HasField("max_fee_per_gas") else None,
+                    max_tip if max_tip or envelope.HasField("max_priority_fee_per_gas") else None, data)
             else:
                 features, category, protocol, decoded, opportunities = analyze(envelope)
         except Exception as exc:  # analysis must never stop the log; store the tx undecoded

@@ -221,7 +221,7 @@ class Searcher:
             base.token_in = call.token_in
         if call.token_out is not None:
             base.token_out = call.token_out
-        if a.notional_wei:
+        if a.notional_wei is not None:  # presence: a known notional of 0 is set (empty), an unknown one is not
             base.notional_wei = u256(a.notional_wei)
         base.slippage_bps = a.slippage_bps
         out = []
@@ -242,7 +242,8 @@ class Searcher:
                      tip_wei: int) -> tuple[tuple[int, bytes], ...]:
         """:meth:`rank` as (score, serialized opportunity) pairs, written by hand (what batch preparation stores).
 
-        Fields in field-number order, empty ones left out, as protobuf serializes them; raises when a value is
+        Fields in field-number order, empty ones left out (but a known notional, which has presence), as
+        protobuf serializes them; raises when a value is
         one protobuf would reject (callers then fall back to :meth:`rank`, whose errors are protobuf's).
         """
         ranked = self._rank(chain_id, call, protocol, value, tip_wei)
@@ -271,7 +272,7 @@ class Searcher:
             parts += (b"\x3a", table[len(token_in)], token_in)
         if token_out:
             parts += (b"\x42", table[len(token_out)], token_out)
-        if a.notional_wei:
+        if a.notional_wei is not None:  # optional: written when known, 0 included (tag + empty)
             raw = u256(a.notional_wei)
             parts += (b"\x4a", table[len(raw)], raw)
         bps = a.slippage_bps

@@ -142,7 +142,7 @@ def _v2(name: str, shape: str, native_in: bool = False, native_out: bool = False
             amount_in = out_min = None
         if len(path) > MAX_PATH_TOKENS:
             raise AbiDecodeError(f"path of {len(path)} tokens (max {MAX_PATH_TOKENS})")
-        deadline = deadline_u64(a[-1]) if len(a) == deadline_arity else 0
+        deadline = deadline_u64(a[-1]) if len(a) == deadline_arity else None
         return DecodedCall(
             name,
             SWAP,
@@ -188,7 +188,7 @@ def _v3_single(name: str, exact_in: bool, has_deadline: bool) -> Extractor:
             path=(p[0], p[1]),
             fee_tiers=(p[2],),
             recipient=p[3],
-            deadline=deadline_u64(p[4]) if has_deadline else 0,
+            deadline=deadline_u64(p[4]) if has_deadline else None,
             native_in=value > 0,
             swap_count=1,
         )
@@ -217,7 +217,7 @@ def _v3_path(name: str, exact_in: bool, has_deadline: bool) -> Extractor:
             path=tokens,
             fee_tiers=fees,
             recipient=p[1],
-            deadline=deadline_u64(p[2]) if has_deadline else 0,
+            deadline=deadline_u64(p[2]) if has_deadline else None,
             native_in=value > 0,
             swap_count=1,
         )

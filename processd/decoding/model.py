@@ -52,7 +52,8 @@ class DecodedCall:
     path: tuple[bytes, ...] = ()
     fee_tiers: tuple[int, ...] = ()
     recipient: bytes | None = None
-    deadline: int = 0
+    #: Deadline argument (unix seconds, saturated at 2**64-1); None when the call has no deadline argument.
+    deadline: int | None = None
     #: The swap is paid with the transaction's native value (ETH-in).
     native_in: bool = False
     #: The swap pays out native currency (ETH-out, unwrap).

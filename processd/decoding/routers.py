@@ -51,7 +51,7 @@ def ur_command_decoders(factory: DecoderFactory = ArgsDecoder) -> dict[int, tupl
     return {cmd: (name, factory(types)) for cmd, (name, types) in UR_COMMAND_TYPES.items()}
 
 
-def merge_swaps(outer: str, parts: list[DecodedCall], deadline: int, to: bytes, value: int,
+def merge_swaps(outer: str, parts: list[DecodedCall], deadline: int | None, to: bytes, value: int,
                 sender: bytes) -> DecodedCall:
     """Folds the decoded inner calls of a batch into one DecodedCall named ``outer/<first swap>``."""
     primary: DecodedCall | None = None
@@ -79,7 +79,7 @@ def merge_swaps(outer: str, parts: list[DecodedCall], deadline: int, to: bytes, 
         primary.recipient = sender
     elif primary.recipient in (ZERO_ADDRESS, ADDRESS_THIS):
         primary.recipient = to
-    if not primary.deadline:
+    if primary.deadline is None:
         primary.deadline = deadline
     primary.native_in = value > 0
     return primary
@@ -116,7 +116,7 @@ def _add(a: int | None, b: int | None) -> int | None:
 def _multicall(name: str, plain: dict[bytes, Method], deadline_arg: bool) -> Any:
     def extract(a: tuple[Any, ...], to: bytes, value: int, sender: bytes) -> DecodedCall:
         calls = a[-1]
-        deadline = deadline_u64(a[0]) if deadline_arg else 0
+        deadline = deadline_u64(a[0]) if deadline_arg else None
         if len(calls) > MAX_BATCH_CALLS:
             return DecodedCall(name, OTHER, "", decoded=False,
                                error=f"{name} of {len(calls)} calls (max {MAX_BATCH_CALLS})")
@@ -180,7 +180,7 @@ def _ur_part(cmd: int, name: str, a: tuple[Any, ...], value: int) -> DecodedCall
 def _execute(name: str, deadline_arg: bool, decoders: dict[int, tuple[str, ArgsDecoderLike]]) -> Any:
     def extract(a: tuple[Any, ...], to: bytes, value: int, sender: bytes) -> DecodedCall:
         commands, inputs = a[0], a[1]
-        deadline = deadline_u64(a[2]) if deadline_arg else 0
+        deadline = deadline_u64(a[2]) if deadline_arg else None
         if len(commands) > MAX_BATCH_CALLS:
             return DecodedCall(name, OTHER, "", decoded=False,
                                error=f"{name} of {len(commands)} commands (max {MAX_BATCH_CALLS})")

@@ -71,6 +71,22 @@ def test_mapper_contract_creation_and_legacy() -> None:
     tx["value"] = "0x0"
     env = tx_to_envelope(tx, 1, "s", 1)
     assert env.to == b"" and env.tx_type == 0 and env.value == b"" and env.max_fee_per_gas == b""
+    # a legacy transaction has no EIP-1559 fee fields: absent, not zero
+    assert not env.HasField("max_fee_per_gas") and not env.HasField("max_priority_fee_per_gas")
+    assert env.HasField("gas_price")
+
+
+def test_mapper_keeps_a_reported_zero_distinct_from_absent() -> None:
+    # An EIP-1559 tip of 0 is common on mainnet; a node may also leave gasPrice out of a type-2 transaction.
+    tx = {k: v for k, v in TX.items() if k != "gasPrice"}
+    tx["maxPriorityFeePerGas"] = "0x0"
+    env = tx_to_envelope(tx, 1, "s", 1)
+    assert env.HasField("max_priority_fee_per_gas") and env.max_priority_fee_per_gas == b""
+    assert env.HasField("max_fee_per_gas") and int.from_bytes(env.max_fee_per_gas, "big") == 2 * 10**9
+    assert not env.HasField("gas_price")
+    # presence survives the wire (what processd receives and stores)
+    again = type(env).FromString(env.SerializeToString())
+    assert again.HasField("max_priority_fee_per_gas") and not again.HasField("gas_price")
 
 
 @pytest.mark.parametrize("patch", [

@@ -103,3 +103,64 @@ def test_fixture_decode_coverage() -> None:
     assert by_category[events_pb2.TX_CATEGORY_TRANSFER] >= 1_390  # 796 plain + 603 transfer + transferFrom...
     assert by_category[events_pb2.TX_CATEGORY_APPROVAL] >= 95
     assert by_protocol["uniswap_v2"] >= 120 and by_protocol["sushiswap"] >= 40 and by_protocol["uniswap_v3"] >= 30
+
+
+# -- zero and absent are distinct (the amounts, the deadline and the notional have presence) --------------
+
+def _both_paths(e: tx_pb2.TxEnvelope) -> tuple[events_pb2.TxFeatures, list[events_pb2.Opportunity]]:
+    """The message path's analysis, after checking that the hand encoder stores the very same bytes."""
+    analysis = A.analyze(e)
+    features, _, _, _, opps = A.analyze_encoded(e)
+    assert features == analysis.features.SerializeToString()
+    assert [o for _, o in opps] == [o.SerializeToString() for o in analysis.opportunities]
+    return analysis.features, analysis.opportunities
+
+
+def test_amount_out_min_zero_is_present_and_zero() -> None:
+    # swapExactTokensForTokens(amountIn, amountOutMin = 0, path, to, deadline = 0): the most exploitable swap
+    data = bytes.fromhex("38ed1739") + eth_abi.encode(
+        ["uint256", "uint256", "address[]", "address", "uint256"], [0, 0, [USDC, WETH], SENDER, 0])
+    f, _ = _both_paths(env(V2_ROUTER, data, max_fee_per_gas=u256(9), max_priority_fee_per_gas=b""))
+    assert f.decoded
+    for name in ("amount_in", "amount_out_min", "deadline"):
+        assert f.HasField(name), name  # known zeros
+    assert f.amount_in == f.amount_out_min == b"" and f.deadline == 0
+    assert not f.HasField("amount_in_max") and not f.HasField("amount_out")  # not part of this call
+
+
+def test_deadline_absent_when_the_call_has_none() -> None:
+    # SwapRouter02's swapExactTokensForTokens(amountIn, amountOutMin, path, to) has no deadline argument
+    data = bytes.fromhex("472b43f3") + eth_abi.encode(
+        ["uint256", "uint256", "address[]", "address"], [10**6, 5, [USDC, WETH], SENDER])
+    f, _ = _both_paths(env(bytes.fromhex("68b3465833fb72a70ecdf485e0e4c7bd8665fc45"), data))
+    assert f.decoded and not f.HasField("deadline")
+    assert f.amount_out_min == b"\x05"
+
+
+def test_zero_tip_is_a_tip_of_zero_not_the_gas_price() -> None:
+    e = env(OTHER_ADDR, value=1, gas_price=u256(30 * 10**9), max_fee_per_gas=u256(30 * 10**9),
+            max_priority_fee_per_gas=b"")
+    f, _ = _both_paths(e)
+    assert f.gas_price == u256(30 * 10**9) and f.priority_fee == b""
+    # a legacy transaction has no tip field: its gas price is its tip
+    f, _ = _both_paths(env(OTHER_ADDR, value=1, gas_price=u256(7)))
+    assert f.priority_fee == u256(7)
+
+
+def test_zero_value_transfer_has_amount_in_zero() -> None:
+    f, _ = _both_paths(env(OTHER_ADDR, value=0, gas_price=u256(7)))
+    assert f.category == events_pb2.TX_CATEGORY_TRANSFER and f.HasField("amount_in") and f.amount_in == b""
+
+
+def test_known_notional_of_zero_is_present_unknown_is_absent() -> None:
+    # ETH-in swap of 1 wei: the notional is known (1 wei); a token-in swap of tokens not in the reference table:
+    # unknown, so absent
+    data = bytes.fromhex("7ff36ab5") + eth_abi.encode(
+        ["uint256", "address[]", "address", "uint256"], [0, [WETH, USDC], SENDER, 2**256 - 1])
+    _, opps = _both_paths(env(V2_ROUTER, data, value=1, gas_price=u256(10**12)))
+    assert opps and all(o.HasField("notional_wei") and o.notional_wei == b"\x01" for o in opps)
+    unknown = (b"\x0c" * 20, b"\x0d" * 20)
+    data = bytes.fromhex("38ed1739") + eth_abi.encode(
+        ["uint256", "uint256", "address[]", "address", "uint256"], [10**30, 0, list(unknown), SENDER, 1])
+    _, opps = _both_paths(env(V2_ROUTER, data, gas_price=u256(10**12)))
+    assert opps and not any(o.HasField("notional_wei") for o in opps)

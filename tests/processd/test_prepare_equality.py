@@ -48,8 +48,9 @@ def reference_fallback(envelope: tx_pb2.TxEnvelope, exc: Exception) -> Analysis:
     data = envelope.input
     return Analysis(events_pb2.TxFeatures(
         category=events_pb2.TX_CATEGORY_OTHER, selector=data[:4], value=envelope.value,
-        gas_price=envelope.max_fee_per_gas or envelope.gas_price,
-        priority_fee=envelope.max_priority_fee_per_gas or envelope.gas_price,
+        gas_price=envelope.max_fee_per_gas if envelope.HasField("max_fee_per_gas") else envelope.gas_price,
+        priority_fee=(envelope.max_priority_fee_per_gas if envelope.HasField("max_priority_fee_per_gas")
+                      else envelope.gas_price),
         calldata_len=len(data), decode_error=f"analysis failed: {exc!r}"[:200]))
 
 

@@ -67,7 +67,7 @@ class Gateway:
         self.auth = ApiKeyAuth(config.api_keys)
         self.limiter = RateLimiter(config.rate_limit_rps, config.rate_limit_burst, config.rate_limit_max_keys)
         self.flights: SingleFlight[bytes] = SingleFlight(config.cache_ttl_ms / 1000)
-        self.render = RenderCache()
+        self.render = RenderCache(on_error=self.metrics.render_error)
         self.health_flights: SingleFlight[str] = SingleFlight(ttl_s=0.25)
         self._snapshot_ttl_s = config.snapshot_cache_ttl_ms / 1000
         self.streamer = EventStreamer(
@@ -235,7 +235,8 @@ class Gateway:
                     feature_limit=p["feature_limit"],
                 )
             )
-            return orjson.dumps(ser.snapshot_json(resp, self.render.tx, self.render.feature))
+            render = self.render
+            return orjson.dumps(ser.snapshot_json(resp, render.tx, render.feature, render.opportunity))
 
         return json_response(await self.flights.run(key, produce, self._snapshot_ttl_s))
 
@@ -290,7 +291,8 @@ class Gateway:
         if found is None:
             where = f" on chain {chain_id}" if chain_id else ""
             return self.error_response(404, "tx_not_found", f"transaction 0x{raw.hex()} is not known{where}")
-        return json_response(ser.transaction_detail_json(found))
+        render = self.render
+        return json_response(ser.transaction_detail_json(found, render.tx, render.feature, render.opportunity))
 
     async def _lookup_tx(self, chain_id: int, raw: bytes) -> query_pb2.GetTransactionResponse | None:
         try:
@@ -316,7 +318,7 @@ class Gateway:
             resp = await self.client.list_opportunities(
                 query_pb2.ListOpportunitiesRequest(chain_id=chain_id, limit=limit, min_score=min_score)
             )
-            return orjson.dumps({"opportunities": [ser.opportunity_json(o) for o in resp.opportunities]})
+            return orjson.dumps({"opportunities": self.render.opportunities(resp.opportunities)})
 
         return json_response(await self.flights.run(("opps", chain_id, limit, min_score), produce))
 

@@ -10,6 +10,8 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, M
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
+from gatewayd.render import RECORD_KINDS
+
 __all__ = ["CONTENT_TYPE_LATEST", "GatewayMetrics"]
 
 _LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -67,6 +69,14 @@ class GatewayMetrics:
             "SSE connections refused because sse_max_clients were open",
             registry=r,
         )
+        self.render_errors = Counter(
+            "mempulse_gateway_render_errors_total",
+            "Records that could not be rendered and were sent as a render_error marker, by record kind",
+            ["record"],
+            registry=r,
+        )
+        for record in RECORD_KINDS:  # present at zero from start
+            self.render_errors.labels(record)
         self._error_children: dict[str, Counter] = {}
 
     def count(self, route: str, status: int) -> None:
@@ -83,6 +93,10 @@ class GatewayMetrics:
         if child is None:
             child = self._error_children[code] = self.errors.labels(code)
         child.inc()
+
+    def render_error(self, record: str) -> None:
+        """Counts one record rendered as a ``render_error`` marker."""
+        self.render_errors.labels(record).inc()
 
     def grpc_error(self, method: str, grpc_code: str) -> None:
         """Counts one failed processd call."""

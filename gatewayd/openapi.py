@@ -32,6 +32,11 @@ def _arr(items: dict[str, Any]) -> dict[str, Any]:
     return {"type": "array", "items": items}
 
 
+def _record(name: str) -> dict[str, Any]:
+    """A stored record, or the marker sent in its place when it cannot be rendered."""
+    return {"oneOf": [_ref(name), _ref("UnrenderableRecord")]}
+
+
 INT = {"type": "integer", "minimum": 0}
 STR = {"type": "string"}
 BOOL = {"type": "boolean"}
@@ -40,8 +45,17 @@ ADDR = {"type": "string", "pattern": "^0x[0-9a-f]{40}$", "description": "20-byte
 ADDR_OR_NULL = {"type": ["string", "null"], "pattern": "^0x[0-9a-f]{40}$"}
 HEX = {"type": "string", "pattern": "^0x[0-9a-f]*$"}
 HEX_OR_NULL = {"type": ["string", "null"], "pattern": "^0x[0-9a-f]*$"}
-AMOUNT = {"type": "string", "pattern": "^[0-9]+$", "description": "uint256 as a decimal string"}
-AMOUNT_OR_NULL = {"type": ["string", "null"], "pattern": "^[0-9]+$", "description": "uint256 decimal, null if absent"}
+# Numbers (see gatewayd.serializers): a quantity that can exceed 2**53, JavaScript's exact-integer limit, is a
+# decimal string, exact over its whole range; zero ("0") and absent (null) are distinct.
+_DECIMAL = "^(0|[1-9][0-9]*)$"
+AMOUNT = {"type": "string", "format": "uint256", "pattern": _DECIMAL, "maxLength": 78,
+          "description": "uint256 as an exact decimal string, 0 to 2**256-1"}
+AMOUNT_OR_NULL = {"type": ["string", "null"], "format": "uint256", "pattern": _DECIMAL, "maxLength": 78,
+                  "description": 'uint256 as an exact decimal string; "0" is a known zero, null means absent'}
+U64 = {"type": "string", "format": "uint64", "pattern": _DECIMAL, "maxLength": 20,
+       "description": "uint64 as an exact decimal string, 0 to 2**64-1"}
+U64_OR_NULL = {"type": ["string", "null"], "format": "uint64", "pattern": _DECIMAL, "maxLength": 20,
+               "description": 'uint64 as an exact decimal string; "0" is a known zero, null means absent'}
 MS = {"type": "integer", "minimum": 0, "description": "unix milliseconds"}
 MS_OR_NULL = {"type": ["integer", "null"], "minimum": 0, "description": "unix milliseconds, null if none"}
 
@@ -50,9 +64,9 @@ _ENVELOPE = {
     "hash": HASH,
     "from": ADDR,
     "to": {**ADDR_OR_NULL, "description": "null for a contract creation"},
-    "nonce": INT,
+    "nonce": U64,
     "value": AMOUNT,
-    "gas": INT,
+    "gas": {**U64, "description": "gas limit, uint64 as an exact decimal string"},
     "gas_price": AMOUNT_OR_NULL,
     "max_fee_per_gas": AMOUNT_OR_NULL,
     "max_priority_fee_per_gas": AMOUNT_OR_NULL,
@@ -76,7 +90,13 @@ _FEATURES = {
     "path": _arr(ADDR),
     "fee_tiers": _arr(INT),
     "recipient": ADDR_OR_NULL,
-    "deadline_unix_ms": MS_OR_NULL,
+    "deadline": {**U64_OR_NULL, "description": "swap deadline, unix seconds, as an exact decimal string; "
+                 "a deadline beyond 2**64-1 (bots send 2**256-1) is 18446744073709551615; null when the call "
+                 "has no deadline argument"},
+    "deadline_unix_ms": {
+        "type": ["integer", "null"], "minimum": 0, "maximum": 2**53 - 1,
+        "description": "the deadline in unix milliseconds; null when there is none or when it is beyond 2**53-1 "
+                       "(not a real time: deadline has the exact value)"},
     "value": AMOUNT,
     "gas_price": AMOUNT,
     "priority_fee": AMOUNT,
@@ -98,6 +118,20 @@ SCHEMAS: dict[str, Any] = {
             )
         }
     ),
+    "UnrenderableRecord": _obj(
+        {
+            "seq_id": INT,
+            "chain_id": INT,
+            "hash": HASH,
+            "tx_hash": HASH,
+            "kind": STR,
+            "render_error": _obj({"code": {"type": "string", "enum": ["unrenderable_record"]}, "message": STR}),
+        },
+        ["seq_id", "chain_id", "render_error"],
+        "Sent in place of a record the gateway cannot render (one that breaks the protobuf contract): its ids "
+        "(hash for a transaction, tx_hash otherwise; kind for an event or opportunity) and the error. Counted in "
+        "mempulse_gateway_render_errors_total.",
+    ),
     "Envelope": _obj(_ENVELOPE, description="A pending transaction as ingestd saw it."),
     "Transaction": _obj({**_ENVELOPE, "seq_id": INT, "received_unix_ms": MS}, description="A stored transaction."),
     "Features": _obj(_FEATURES, description="Decoded facts about a transaction's call."),
@@ -113,8 +147,10 @@ SCHEMAS: dict[str, Any] = {
             "protocol": STR,
             "token_in": ADDR_OR_NULL,
             "token_out": ADDR_OR_NULL,
-            "notional_wei": AMOUNT,
-            "slippage_bps": INT,
+            "notional_wei": {**AMOUNT_OR_NULL, "description": "notional of the swap in native wei at reference "
+                             "prices, exact decimal string; null when unknown"},
+            "slippage_bps": {"type": ["integer", "null"], "minimum": 1, "maximum": 10_000,
+                             "description": "slippage tolerance in basis points; null when it cannot be inferred"},
         }
     ),
     "Event": _obj(
@@ -173,16 +209,16 @@ SCHEMAS: dict[str, Any] = {
             "chains": _arr(_ref("ChainTotals")),
             "replay": _ref("ReplayPoint"),
             "feature_summary": _arr(_obj({"chain_id": INT, "protocol": STR, "category": STR, "count": INT})),
-            "recent_features": _arr(_ref("FeatureRecord")),
-            "top_opportunities": _arr(_ref("Opportunity")),
-            "recent_transactions": _arr(_ref("Transaction")),
+            "recent_features": _arr(_record("FeatureRecord")),
+            "top_opportunities": _arr(_record("Opportunity")),
+            "recent_transactions": _arr(_record("Transaction")),
             "last_seq_id": INT,
         }
     ),
-    "TransactionList": _obj({"transactions": _arr(_ref("Transaction")), "last_seq_id": INT}),
+    "TransactionList": _obj({"transactions": _arr(_record("Transaction")), "last_seq_id": INT}),
     "TransactionPage": _obj(
         {
-            "transactions": _arr(_ref("Transaction")),
+            "transactions": _arr(_record("Transaction")),
             "next_from_seq_id": {**INT, "description": "from_seq_id of the next page (also to poll for new ones)"},
             "has_more": {"type": "boolean", "description": "false when this page reached the end of the log"},
             "last_seq_id": INT,
@@ -190,14 +226,14 @@ SCHEMAS: dict[str, Any] = {
     ),
     "TransactionDetail": _obj(
         {
-            "transaction": _ref("Transaction"),
-            "features": {"oneOf": [_ref("FeatureRecord"), {"type": "null"}]},
-            "opportunities": _arr(_ref("Opportunity")),
+            "transaction": _record("Transaction"),
+            "features": {"oneOf": [_ref("FeatureRecord"), _ref("UnrenderableRecord"), {"type": "null"}]},
+            "opportunities": _arr(_record("Opportunity")),
         }
     ),
-    "FeatureList": _obj({"features": _arr(_ref("FeatureRecord"))}),
-    "OpportunityList": _obj({"opportunities": _arr(_ref("Opportunity"))}),
-    "EventPage": _obj({"events": _arr(_ref("Event")), "next_from_seq_id": INT, "last_seq_id": INT}),
+    "FeatureList": _obj({"features": _arr(_record("FeatureRecord"))}),
+    "OpportunityList": _obj({"opportunities": _arr(_record("Opportunity"))}),
+    "EventPage": _obj({"events": _arr(_record("Event")), "next_from_seq_id": INT, "last_seq_id": INT}),
     "Health": _obj(
         {
             "status": {"type": "string", "enum": ["ok", "degraded"]},
@@ -340,8 +376,12 @@ def build_openapi() -> dict[str, Any]:
             "version": API_VERSION,
             "description": (
                 "Pending transactions of several EVM chains, decoded and scored. Hashes and addresses are "
-                "lowercase 0x hex, uint256 amounts decimal strings, gas and counts integers, times unix "
-                'milliseconds. Errors: {"error": {"code", "message"}}.'
+                "lowercase 0x hex. Every quantity that can exceed 2**53 (amounts, values, gas prices and fees, "
+                "gas limits, nonces, deadlines) is an exact decimal string (format uint256 or uint64), so no "
+                'JSON client rounds it; "0" is a known zero and null means absent. Counts, seq ids, chain ids, '
+                "scores and basis points are integers, times unix milliseconds. A record that cannot be "
+                "rendered is sent in its place as an UnrenderableRecord (its ids and a render_error), never "
+                'failing the page or stream. Errors: {"error": {"code", "message"}}.'
             ),
         },
         "servers": [{"url": "/"}],

@@ -7,18 +7,33 @@ an ``orjson.Fragment`` inside later responses. Keys include the hash as well as 
 restarted on a fresh log (seq ids reused for other transactions) can never get a stale rendering served.
 
 Bounded by total bytes (oldest entries out first).
+
+Every record is rendered on its own guard (:func:`dumps_guarded`): a record that cannot be rendered (one that
+breaks the protobuf contract) is counted, logged once and rendered as a marker with its identity and a
+``render_error``, so it can never take a page, a catch-up or a stream down.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import orjson
 
 from common.pb.v1 import events_pb2, query_pb2
-from gatewayd.serializers import event_json, feature_record_json, stored_tx_json
+from gatewayd.serializers import (
+    EVENT_KIND_NAMES,
+    OPPORTUNITY_KIND_NAMES,
+    enum_name,
+    event_json,
+    feature_record_json,
+    opportunity_json,
+    stored_tx_json,
+)
+
+log = logging.getLogger(__name__)
 
 #: Default bound of the cache, bytes of rendered JSON.
 DEFAULT_MAX_BYTES = 32 * 1024 * 1024
@@ -29,6 +44,46 @@ _ENTRY_OVERHEAD_BYTES = 256
 RENDER_CHUNK = 200
 
 T = TypeVar("T")
+#: Record kinds as counted in ``mempulse_gateway_render_errors_total{record}``.
+RECORD_KINDS = ("transaction", "feature", "event", "opportunity")
+_ERROR_MESSAGE_CHARS = 200
+#: Unrenderable records are logged on the first failure and then every this many (per record kind).
+_LOG_EVERY = 1000
+_FAILURES: dict[str, int] = {}
+
+
+def _marker(record: str, msg: Any, exc: Exception) -> dict[str, Any]:
+    """What stands in for a record that cannot be rendered: its identity (to find it, and so a cursor or an
+    SSE Last-Event-ID moves past it) and the error."""
+    out: dict[str, Any] = {}
+    if record == "transaction":
+        out = {"seq_id": msg.seq_id, "chain_id": msg.tx.chain_id, "hash": "0x" + msg.tx.hash.hex()}
+    elif record == "feature":
+        out = {"seq_id": msg.seq_id, "chain_id": msg.chain_id, "tx_hash": "0x" + msg.tx_hash.hex()}
+    elif record == "event":
+        out = {"seq_id": msg.seq_id, "chain_id": msg.chain_id, "kind": enum_name(EVENT_KIND_NAMES, msg.kind),
+               "tx_hash": "0x" + msg.tx_hash.hex()}
+    elif record == "opportunity":
+        out = {"seq_id": msg.seq_id, "chain_id": msg.chain_id, "tx_hash": "0x" + msg.tx_hash.hex(),
+               "kind": enum_name(OPPORTUNITY_KIND_NAMES, msg.kind)}
+    out["render_error"] = {"code": "unrenderable_record", "message": f"{exc}"[:_ERROR_MESSAGE_CHARS]}
+    return out
+
+
+def dumps_guarded(record: str, msg: Any, render: Callable[[Any], dict[str, Any]],
+                  on_error: Callable[[str], None] | None = None) -> bytes:
+    """``orjson.dumps(render(msg))``, or the record's error marker (counted through ``on_error``) when rendering
+    or encoding raises. Each record is encoded on its own, so what fails, fails on this record alone."""
+    try:
+        return orjson.dumps(render(msg))
+    except Exception as exc:
+        failures = _FAILURES[record] = _FAILURES.get(record, 0) + 1
+        if failures == 1 or failures % _LOG_EVERY == 0:  # the metric counts them all; the log stays readable
+            log.warning("cannot render %s seq_id %s (%d so far): %s", record, getattr(msg, "seq_id", "?"),
+                        failures, exc)
+        if on_error is not None:
+            on_error(record)
+        return orjson.dumps(_marker(record, msg, exc))
 
 
 async def render_yielding(items: Any, render: Callable[[Any], T], chunk: int = RENDER_CHUNK) -> list[T]:
@@ -46,13 +101,17 @@ async def render_yielding(items: Any, render: Callable[[Any], T], chunk: int = R
 
 
 class RenderCache:
-    """Rendered JSON of stored transactions and feature records, bounded by ``max_bytes``."""
+    """Rendered JSON of stored transactions and feature records, bounded by ``max_bytes``.
 
-    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    ``on_error(record_kind)`` is called for every record that could not be rendered (see :func:`dumps_guarded`).
+    """
+
+    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES, on_error: Callable[[str], None] | None = None) -> None:
         self.max_bytes = max_bytes
         self.bytes = 0
         self.hits = 0
         self.misses = 0
+        self.on_error = on_error
         # key -> (orjson.Fragment, or raw bytes for SSE frames; size in bytes)
         self._entries: dict[tuple[int, int, bytes], tuple[Any, int]] = {}
 
@@ -83,7 +142,7 @@ class RenderCache:
         if entry is not None:
             self.hits += 1
             return entry[0]
-        return self._put(key, orjson.dumps(stored_tx_json(stored)))
+        return self._put(key, self._dumps("transaction", stored, stored_tx_json))
 
     def feature(self, rec: query_pb2.FeatureRecord) -> orjson.Fragment:
         """JSON of a feature record (see :func:`gatewayd.serializers.feature_record_json`)."""
@@ -92,7 +151,7 @@ class RenderCache:
         if entry is not None:
             self.hits += 1
             return entry[0]
-        return self._put(key, orjson.dumps(feature_record_json(rec)))
+        return self._put(key, self._dumps("feature", rec, feature_record_json))
 
     def event(self, e: events_pb2.Event) -> orjson.Fragment:
         """JSON of an event-log record (see :func:`gatewayd.serializers.event_json`)."""
@@ -101,7 +160,7 @@ class RenderCache:
         if entry is not None:
             self.hits += 1
             return entry[0]
-        return self._put(key, orjson.dumps(event_json(e)))
+        return self._put(key, self._dumps("event", e, event_json))
 
     def sse_frame(self, e: events_pb2.Event) -> bytes:
         """One Server-Sent Events message for an event: every stream client shares one rendering."""
@@ -110,9 +169,18 @@ class RenderCache:
         if entry is not None:
             self.hits += 1
             return bytes(entry[0])
-        doc = event_json(e)
-        frame = b"id: %d\nevent: %s\ndata: %s\n\n" % (e.seq_id, doc["kind"].encode(), orjson.dumps(doc))
-        return bytes(self._put(key, frame, fragment=False))
+        return bytes(self._put(key, sse_frame(e, self.on_error), fragment=False))
+
+    def opportunity(self, o: Any) -> orjson.Fragment:
+        """JSON of an opportunity (not cached: opportunity views are small and their scores' order changes)."""
+        return orjson.Fragment(dumps_guarded("opportunity", o, opportunity_json, self.on_error))
+
+    def opportunities(self, items: Any) -> list[orjson.Fragment]:
+        """Rendered opportunities of a repeated Opportunity field."""
+        return [self.opportunity(o) for o in items]
+
+    def _dumps(self, record: str, msg: Any, render: Callable[[Any], dict[str, Any]]) -> bytes:
+        return dumps_guarded(record, msg, render, self.on_error)
 
     def txs(self, items: Any) -> list[orjson.Fragment]:
         """Rendered transactions of a repeated StoredTx field."""
@@ -121,3 +189,10 @@ class RenderCache:
     def features(self, items: Any) -> list[orjson.Fragment]:
         """Rendered feature records of a repeated FeatureRecord field."""
         return [self.feature(f) for f in items]
+
+
+def sse_frame(e: events_pb2.Event, on_error: Callable[[str], None] | None = None) -> bytes:
+    """One Server-Sent Events message for an event: ``id: <seq_id>``, ``event: <kind>``, ``data: <event JSON>``
+    (an unrenderable event is sent as its marker, under its id, so the client's Last-Event-ID moves past it)."""
+    kind = enum_name(EVENT_KIND_NAMES, e.kind).encode()
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (e.seq_id, kind, dumps_guarded("event", e, event_json, on_error))

@@ -1,10 +1,20 @@
 """Pure mappers from processd's protobuf messages to the REST JSON representation.
 
-Conventions (stable, documented in docs/gatewayd.md and the OpenAPI document):
+Conventions (stable, documented in docs/gatewayd.md, "Numbers", and the OpenAPI document):
 - hashes and addresses: lowercase ``0x`` hex; a missing address (contract creation ``to``, unknown token) is null;
-- uint256 amounts (wei, token units): decimal strings; an optional amount the node did not report is null;
-- gas, nonces, counts, scores: integers; times: integer unix milliseconds (``*_unix_ms``);
+- every quantity that comes from a transaction and can exceed 2**53 (JavaScript's exact-integer limit) is a
+  decimal string: uint256 amounts (wei, token units), the value, gas prices and fees, the gas limit, the
+  nonce, the deadline. Numbers a JSON client would round are never sent as JSON numbers;
+- zero and absent are distinct: a field with presence in the proto (``optional``) renders as null when it is
+  not set and as ``"0"`` when it is a known 0 (``amount_out_min`` of an unprotected swap);
+- derived values never overflow: ``deadline_unix_ms`` is null when the deadline times 1000 is beyond 2**53-1
+  (a "never" deadline such as 2**256-1; ``deadline`` still has the exact value);
+- counts, seq ids, chain ids, scores, basis points, lengths: integers; times: integer unix milliseconds
+  (``*_unix_ms``);
 - enums: lowercase names without their prefix (``swap``, ``sandwich_candidate``, ``tx_seen``).
+
+A record that breaks the protobuf contract (a quantity longer than 32 bytes, say) raises :class:`RenderError`;
+the callers in :mod:`gatewayd.render` render such a record on its own guard, so it never takes a page down.
 """
 
 from __future__ import annotations
@@ -16,6 +26,14 @@ from common.chains import chain_name
 from common.pb.v1 import events_pb2, ingest_pb2, query_pb2, tx_pb2
 
 _NS_PER_MS = 1_000_000
+#: Largest integer a JSON number carries exactly in JavaScript (Number.MAX_SAFE_INTEGER).
+JS_SAFE_MAX = 2**53 - 1
+#: A uint256 is at most 32 bytes on the wire (mempulse.v1 conventions, tx.proto).
+_MAX_U256_BYTES = 32
+
+
+class RenderError(ValueError):
+    """A record processd sent cannot be rendered as the REST contract says (it breaks the protobuf contract)."""
 
 
 def _enum_names(enum: Any, prefix: str) -> dict[int, str]:
@@ -29,7 +47,8 @@ REJECT_REASON_NAMES = _enum_names(ingest_pb2.RejectReason, "REJECT_REASON_")
 VISIBILITY_NAMES = _enum_names(ingest_pb2.MempoolVisibility, "MEMPOOL_VISIBILITY_")
 
 
-def _name(names: dict[int, str], number: int) -> str:
+def enum_name(names: dict[int, str], number: int) -> str:
+    """The REST name of an enum value (``unknown_<n>`` for one this gateway does not know)."""
     # A newer processd may send enum values this gateway does not know yet: show the number, never fail.
     return names.get(number) or f"unknown_{number}"
 
@@ -40,18 +59,22 @@ def hex_or_null(raw: bytes) -> str | None:
 
 
 def amount(raw: bytes) -> str:
-    """Decimal string of a big-endian uint256 (empty = "0")."""
+    """Decimal string of a big-endian uint256 (empty = "0"); :class:`RenderError` beyond 32 bytes."""
+    if len(raw) > _MAX_U256_BYTES:
+        raise RenderError(f"a uint256 of {len(raw)} bytes (at most {_MAX_U256_BYTES})")
     return str(int.from_bytes(raw, "big"))
 
 
-def amount_or_null(raw: bytes) -> str | None:
-    """Decimal string of an optional uint256; None when it was not reported (empty bytes)."""
-    return str(int.from_bytes(raw, "big")) if raw else None
+def optional_amount(msg: Any, field: str) -> str | None:
+    """Decimal string of an ``optional`` uint256 field of ``msg``: None when not set, "0" for a set empty value."""
+    return amount(getattr(msg, field)) if msg.HasField(field) else None
 
 
-def ns_to_ms(ns: int) -> int:
-    """Unix nanoseconds -> unix milliseconds (integer)."""
-    return ns // _NS_PER_MS
+def deadline_unix_ms(deadline: int) -> int | None:
+    """A deadline (unix seconds) in unix milliseconds, or None where that is beyond 2**53-1 (not a real time:
+    bots send 2**256-1, stored saturated at 2**64-1, for "no deadline")."""
+    ms = deadline * 1000
+    return ms if ms <= JS_SAFE_MAX else None
 
 
 def envelope_json(tx: tx_pb2.TxEnvelope) -> dict[str, Any]:
@@ -61,12 +84,12 @@ def envelope_json(tx: tx_pb2.TxEnvelope) -> dict[str, Any]:
         "hash": "0x" + tx.hash.hex(),
         "from": "0x" + tx.sender.hex(),
         "to": "0x" + tx.to.hex() if tx.to else None,
-        "nonce": tx.nonce,
-        "value": str(int.from_bytes(tx.value, "big")),
-        "gas": tx.gas,
-        "gas_price": amount_or_null(tx.gas_price),
-        "max_fee_per_gas": amount_or_null(tx.max_fee_per_gas),
-        "max_priority_fee_per_gas": amount_or_null(tx.max_priority_fee_per_gas),
+        "nonce": str(tx.nonce),
+        "value": amount(tx.value),
+        "gas": str(tx.gas),
+        "gas_price": optional_amount(tx, "gas_price"),
+        "max_fee_per_gas": optional_amount(tx, "max_fee_per_gas"),
+        "max_priority_fee_per_gas": optional_amount(tx, "max_priority_fee_per_gas"),
         "type": tx.tx_type,
         "input": "0x" + tx.input.hex(),
         "source_id": tx.source_id,
@@ -84,21 +107,23 @@ def stored_tx_json(stored: query_pb2.StoredTx) -> dict[str, Any]:
 
 def features_json(f: events_pb2.TxFeatures) -> dict[str, Any]:
     """Decoded facts about a transaction's call."""
+    has_deadline = f.HasField("deadline")
     return {
         "protocol": f.protocol,
-        "category": _name(CATEGORY_NAMES, f.category),
+        "category": enum_name(CATEGORY_NAMES, f.category),
         "method": f.method or None,
         "selector": hex_or_null(f.selector),
         "token_in": hex_or_null(f.token_in),
         "token_out": hex_or_null(f.token_out),
-        "amount_in": amount_or_null(f.amount_in),
-        "amount_out_min": amount_or_null(f.amount_out_min),
-        "amount_in_max": amount_or_null(f.amount_in_max),
-        "amount_out": amount_or_null(f.amount_out),
+        "amount_in": optional_amount(f, "amount_in"),
+        "amount_out_min": optional_amount(f, "amount_out_min"),
+        "amount_in_max": optional_amount(f, "amount_in_max"),
+        "amount_out": optional_amount(f, "amount_out"),
         "path": ["0x" + a.hex() for a in f.path],
         "fee_tiers": list(f.fee_tiers),
         "recipient": hex_or_null(f.recipient),
-        "deadline_unix_ms": f.deadline * 1000 if f.deadline else None,
+        "deadline": str(f.deadline) if has_deadline else None,
+        "deadline_unix_ms": deadline_unix_ms(f.deadline) if has_deadline else None,
         "value": amount(f.value),
         "gas_price": amount(f.gas_price),
         "priority_fee": amount(f.priority_fee),
@@ -123,14 +148,14 @@ def opportunity_json(o: events_pb2.Opportunity) -> dict[str, Any]:
         "seq_id": o.seq_id,
         "chain_id": o.chain_id,
         "tx_hash": "0x" + o.tx_hash.hex(),
-        "kind": _name(OPPORTUNITY_KIND_NAMES, o.kind),
+        "kind": enum_name(OPPORTUNITY_KIND_NAMES, o.kind),
         "score": o.score,
         "reasons": list(o.reasons),
         "protocol": o.protocol,
         "token_in": hex_or_null(o.token_in),
         "token_out": hex_or_null(o.token_out),
-        "notional_wei": amount(o.notional_wei),
-        "slippage_bps": o.slippage_bps,
+        "notional_wei": optional_amount(o, "notional_wei"),
+        "slippage_bps": o.slippage_bps or None,  # 0 = unknown: a known tolerance is at least 1 bps
     }
 
 
@@ -139,7 +164,7 @@ def event_json(e: events_pb2.Event) -> dict[str, Any]:
     out: dict[str, Any] = {
         "seq_id": e.seq_id,
         "chain_id": e.chain_id,
-        "kind": _name(EVENT_KIND_NAMES, e.kind),
+        "kind": enum_name(EVENT_KIND_NAMES, e.kind),
         "tx_hash": "0x" + e.tx_hash.hex(),
         "first_seen_unix_ms": e.first_seen_unix_ns // _NS_PER_MS,
         "received_unix_ms": e.received_unix_ns // _NS_PER_MS,
@@ -157,7 +182,7 @@ def event_json(e: events_pb2.Event) -> dict[str, Any]:
 
 def rejected_json(counts: Any) -> dict[str, int]:
     """Repeated RejectCount -> {reason: count}."""
-    return {_name(REJECT_REASON_NAMES, c.reason): c.count for c in counts}
+    return {enum_name(REJECT_REASON_NAMES, c.reason): c.count for c in counts}
 
 
 def replay_json(r: query_pb2.ReplayPoint) -> dict[str, Any]:
@@ -186,7 +211,7 @@ def ingest_stats_json(s: ingest_pb2.ChainIngestStats) -> dict[str, Any]:
             }
             for src in s.sources
         ],
-        "visibility": _name(VISIBILITY_NAMES, s.visibility),
+        "visibility": enum_name(VISIBILITY_NAMES, s.visibility),
         "as_of_unix_ms": s.as_of_unix_ms,
     }
 
@@ -210,8 +235,10 @@ def snapshot_json(
     s: query_pb2.GetSnapshotResponse,
     render_tx: Callable[[query_pb2.StoredTx], Any] = stored_tx_json,
     render_feature: Callable[[query_pb2.FeatureRecord], Any] = feature_record_json,
+    render_opportunity: Callable[[events_pb2.Opportunity], Any] = opportunity_json,
 ) -> dict[str, Any]:
-    """The dashboard view (``render_*`` may return pre-rendered ``orjson.Fragment`` records)."""
+    """The dashboard view (``render_*`` may return pre-rendered ``orjson.Fragment`` records: gatewayd passes
+    :class:`gatewayd.render.RenderCache`'s, which render each record on its own guard)."""
     return {
         "chains": [chain_totals_json(c) for c in s.chains],
         "replay": replay_json(s.replay),
@@ -219,22 +246,28 @@ def snapshot_json(
             {
                 "chain_id": f.chain_id,
                 "protocol": f.protocol,
-                "category": _name(CATEGORY_NAMES, f.category),
+                "category": enum_name(CATEGORY_NAMES, f.category),
                 "count": f.count,
             }
             for f in s.feature_summary
         ],
         "recent_features": [render_feature(f) for f in s.recent_features],
-        "top_opportunities": [opportunity_json(o) for o in s.top_opportunities],
+        "top_opportunities": [render_opportunity(o) for o in s.top_opportunities],
         "recent_transactions": [render_tx(t) for t in s.recent_transactions],
         "last_seq_id": s.last_seq_id,
     }
 
 
-def transaction_detail_json(r: query_pb2.GetTransactionResponse) -> dict[str, Any]:
-    """One transaction with its features (null when not decoded yet) and opportunities."""
+def transaction_detail_json(
+    r: query_pb2.GetTransactionResponse,
+    render_tx: Callable[[query_pb2.StoredTx], Any] = stored_tx_json,
+    render_feature: Callable[[query_pb2.FeatureRecord], Any] = feature_record_json,
+    render_opportunity: Callable[[events_pb2.Opportunity], Any] = opportunity_json,
+) -> dict[str, Any]:
+    """One transaction with its features (null when not decoded yet) and opportunities (``render_*`` as in
+    :func:`snapshot_json`)."""
     return {
-        "transaction": stored_tx_json(r.transaction),
-        "features": feature_record_json(r.features) if r.HasField("features") else None,
-        "opportunities": [opportunity_json(o) for o in r.opportunities],
+        "transaction": render_tx(r.transaction),
+        "features": render_feature(r.features) if r.HasField("features") else None,
+        "opportunities": [render_opportunity(o) for o in r.opportunities],
     }

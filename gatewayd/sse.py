@@ -24,8 +24,7 @@ from common.pb.v1 import query_pb2
 from gatewayd.metrics import GatewayMetrics
 from gatewayd.params import UINT64_MAX, parse_uint
 from gatewayd.processd_client import ProcessdClient, UpstreamError, map_rpc_error
-from gatewayd.render import RenderCache
-from gatewayd.serializers import event_json
+from gatewayd.render import RenderCache, sse_frame
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +37,10 @@ _SHUTDOWN = object()
 
 
 def format_events(events: Any, render: RenderCache | None = None) -> bytes:
-    """SSE messages for a batch of protobuf events (one write for the whole batch)."""
+    """SSE messages for a batch of protobuf events (one write for the whole batch), each on its own guard."""
     if render is not None:
         return b"".join(render.sse_frame(e) for e in events)
-    parts: list[bytes] = []
-    for e in events:
-        doc = event_json(e)
-        parts.append(b"id: %d\nevent: %s\ndata: %s\n\n" % (e.seq_id, doc["kind"].encode(), orjson.dumps(doc)))
-    return b"".join(parts)
+    return b"".join(sse_frame(e) for e in events)
 
 
 class EventStreamer:

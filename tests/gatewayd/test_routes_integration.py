@@ -166,7 +166,7 @@ def test_transaction_representation_matches_envelope(seeded: Seeded) -> None:
         assert tx["hash"] == h and tx["chain_id"] == env.chain_id
         assert tx["from"] == "0x" + env.sender.hex() and tx["to"] == ("0x" + env.to.hex() if env.to else None)
         assert tx["value"] == str(int.from_bytes(env.value, "big")) and tx["input"] == "0x" + env.input.hex()
-        assert tx["gas"] == env.gas and tx["nonce"] == env.nonce
+        assert tx["gas"] == str(env.gas) and tx["nonce"] == str(env.nonce)
         assert tx["max_fee_per_gas"] == str(int.from_bytes(env.max_fee_per_gas, "big"))
         assert tx["first_seen_unix_ms"] == env.first_seen_unix_ns // 1_000_000
         assert detail["features"] is None or detail["features"]["tx_hash"] == h

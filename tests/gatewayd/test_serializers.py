@@ -24,7 +24,6 @@ def envelope(**kw: object) -> tx_pb2.TxEnvelope:
         nonce=7,
         value=int_to_uint256(10**18),
         gas=21000,
-        gas_price=b"",
         max_fee_per_gas=int_to_uint256(30 * 10**9),
         max_priority_fee_per_gas=int_to_uint256(10**9),
         tx_type=2,
@@ -41,8 +40,8 @@ def test_stored_tx_conventions() -> None:
     assert out["hash"] == "0x" + H.hex() and out["hash"] == out["hash"].lower()
     assert out["from"] == "0x" + A.hex() and out["to"] == "0x" + B.hex()
     assert out["value"] == str(10**18) and isinstance(out["value"], str)
-    assert out["gas"] == 21000 and out["nonce"] == 7 and out["type"] == 2
-    assert out["gas_price"] is None and out["max_fee_per_gas"] == str(30 * 10**9)
+    assert out["gas"] == "21000" and out["nonce"] == "7" and out["type"] == 2  # uint64: exact decimal strings
+    assert out["gas_price"] is None and out["max_fee_per_gas"] == str(30 * 10**9)  # not set: null
     assert out["input"] == "0xa9059cbb"
     assert out["first_seen_unix_ms"] == 1_700_000_000_123 and out["received_unix_ms"] == 1_700_000_000_999
     assert out["seq_id"] == 9 and out["chain_id"] == 137
@@ -171,6 +170,41 @@ def test_fuzz_envelope_roundtrip(value: int, gas: int, to: bytes, data: bytes, n
             ser.envelope_json(envelope(value=int_to_uint256(value), gas=gas, to=to, input=data, first_seen_unix_ns=ns))
         )
     )
-    assert int(out["value"]) == value and out["gas"] == gas
+    assert int(out["value"]) == value and out["gas"] == str(gas)
     assert bytes.fromhex(out["input"][2:]) == data and out["first_seen_unix_ms"] == ns // 1_000_000
     assert (out["to"] is None) == (to == b"")
+
+
+EDGES = (0, 1, 2**53 - 1, 2**53, 2**53 + 1, 2**64 - 1, 2**64, 2**64 + 1, 2**255, 2**256 - 1)
+
+
+def test_every_amount_field_renders_every_edge_exactly_and_zero_is_not_absent() -> None:
+    for v in EDGES:
+        raw = int_to_uint256(v)
+        f = events_pb2.TxFeatures(amount_in=raw, amount_out_min=raw, amount_in_max=raw, amount_out=raw, value=raw,
+                                  gas_price=raw, priority_fee=raw, deadline=min(v, 2**64 - 1))
+        out = orjson.loads(orjson.dumps(ser.features_json(f)))
+        for name in ("amount_in", "amount_out_min", "amount_in_max", "amount_out", "value", "gas_price",
+                     "priority_fee"):
+            assert out[name] == str(v), (name, v)
+        assert out["deadline"] == str(min(v, 2**64 - 1))
+        e = orjson.loads(orjson.dumps(ser.envelope_json(envelope(
+            value=raw, gas_price=raw, max_fee_per_gas=raw, max_priority_fee_per_gas=raw, nonce=min(v, 2**64 - 1),
+            gas=min(v, 2**64 - 1)))))
+        assert e["value"] == e["gas_price"] == e["max_fee_per_gas"] == e["max_priority_fee_per_gas"] == str(v)
+        assert e["nonce"] == e["gas"] == str(min(v, 2**64 - 1))
+        o = ser.opportunity_json(events_pb2.Opportunity(notional_wei=raw))
+        assert o["notional_wei"] == str(v)
+    absent = ser.features_json(events_pb2.TxFeatures())
+    assert all(absent[n] is None for n in ("amount_in", "amount_out_min", "amount_in_max", "amount_out",
+                                             "deadline", "deadline_unix_ms"))
+    assert ser.opportunity_json(events_pb2.Opportunity())["notional_wei"] is None
+    assert ser.opportunity_json(events_pb2.Opportunity())["slippage_bps"] is None  # 0 = unknown
+
+
+def test_deadline_unix_ms_never_overflows() -> None:
+    last_exact = ser.JS_SAFE_MAX // 1000
+    for deadline, ms in ((0, 0), (1_700_000_000, 1_700_000_000_000), (last_exact, last_exact * 1000),
+                         (last_exact + 1, None), (2**64 - 1, None)):
+        out = orjson.loads(orjson.dumps(ser.features_json(events_pb2.TxFeatures(deadline=deadline))))
+        assert out["deadline"] == str(deadline) and out["deadline_unix_ms"] == ms

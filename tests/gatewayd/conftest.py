@@ -4,6 +4,7 @@ gatewayd CLI (``python -m gatewayd``), each a subprocess on a free port, stopped
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -115,3 +116,18 @@ def gateway_factory(tmp_path: Path) -> Iterator[object]:
     yield start
     for g in started:
         g.stop()
+
+
+@contextlib.contextmanager
+def seeded_stack(d: Path, envelopes: Sequence[tx_pb2.TxEnvelope],
+                 batch_size: int = 100) -> Iterator[tuple[Processd, Gateway]]:
+    """A real processd in ``d`` holding ``envelopes`` (all newly stored, checked) and a real gatewayd in front
+    of it without a rate limit; both stopped on exit."""
+    p = Processd(d / "data", d / "processd.log").start()
+    g = Gateway(p.addr, d / "gatewayd.log", ["--rate-limit-rps", "0"])
+    try:
+        assert p.push(envelopes, batch_size=batch_size) == len(envelopes)
+        yield p, g.start()
+    finally:
+        g.stop()
+        p.stop()

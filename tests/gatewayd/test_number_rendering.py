@@ -24,7 +24,7 @@ import pytest
 from common.pb.v1 import query_pb2, query_pb2_grpc, tx_pb2
 from gatewayd.serializers import JS_SAFE_MAX
 
-from .conftest import Gateway, Processd
+from .conftest import Gateway, Processd, seeded_stack
 
 pytestmark = pytest.mark.integration
 
@@ -99,18 +99,10 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     d: Path = tmp_path_factory.mktemp("gw-numbers")
-    p = Processd(d / "data", d / "processd.log").start()
-    g = Gateway(p.addr, d / "gatewayd.log", ["--rate-limit-rps", "0"])
-    try:
-        sent = sent_transactions()
-        legacy = legacy_transaction()
-        assert p.push([s.envelope for s in sent] + [legacy], batch_size=7) == len(sent) + 1
-        g.start()
-        with g.client() as http:
-            yield Stack(p, g, http, sent, legacy)
-    finally:
-        g.stop()
-        p.stop()
+    sent = sent_transactions()
+    legacy = legacy_transaction()
+    with seeded_stack(d, [s.envelope for s in sent] + [legacy], batch_size=7) as (p, g), g.client() as http:
+        yield Stack(p, g, http, sent, legacy)
 
 
 # -- what each record must say ------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from common.pb.v1 import tx_pb2
 from common.synth import synthetic_envelopes
 
-from .conftest import CHAINS, Gateway, Processd
+from .conftest import CHAINS, Gateway, Processd, seeded_stack
 
 pytestmark = pytest.mark.integration
 
@@ -43,17 +43,9 @@ class Seeded:
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
     d: Path = tmp_path_factory.mktemp("gw-routes")
-    p = Processd(d / "data", d / "processd.log").start()
-    g = Gateway(p.addr, d / "gatewayd.log", ["--rate-limit-rps", "0"])
-    try:
-        envelopes = synthetic_envelopes(N_TX, seed=5, chain_ids=CHAINS)
-        assert p.push(envelopes) == N_TX
-        g.start()
-        with g.client() as http:
-            yield Seeded(p, g, envelopes, http)
-    finally:
-        g.stop()
-        p.stop()
+    envelopes = synthetic_envelopes(N_TX, seed=5, chain_ids=CHAINS)
+    with seeded_stack(d, envelopes) as (p, g), g.client() as http:
+        yield Seeded(p, g, envelopes, http)
 
 
 def walk_all(s: Seeded, chain: int | str | None, page: int) -> list[dict[str, Any]]:

@@ -34,7 +34,9 @@ Schema 2 is this layout; schema 1 (seq inside values, one ``chain_seq`` entry pe
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -122,6 +124,30 @@ class ScanStats:
     point_reads: int = 0
 
 
+#: The writer lock of a data dir: held (flock, exclusive) by the one processd that writes its log.
+LOCK_FILE = "processd.lock"
+
+
+def lock_data_dir(path: Path) -> int:
+    """Takes the exclusive writer lock of data dir ``path`` and returns its descriptor (closing it releases the
+    lock; so does the process's death, kill -9 included, so a stale lock never blocks a restart).
+
+    LMDB allows many writers' processes on one environment and serializes their transactions, but each
+    processd keeps its own seq counter: two on one dir overwrite each other's events. Hence one per dir.
+    """
+    lock_path = path / LOCK_FILE
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StorageError(f"{path} is in use by another processd (it holds {lock_path}): run one processd per "
+                           f"--data-dir") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())  # for people: who holds it
+    return fd
+
+
 class EventLog:
     """Owns the LMDB environment. Reads are synchronous and short; the writer thread uses :attr:`env` directly."""
 
@@ -136,10 +162,20 @@ class EventLog:
         self.agg_db: Any = None
         self.meta_db: Any = None
         self.stale_readers_cleared = 0
+        self._lock_fd: int | None = None
 
     def open(self) -> EventLog:
-        """Opens (creating if needed) the environment, clears stale reader slots and checks the schema."""
+        """Takes the data dir's writer lock, opens (creating if needed) the environment, clears stale reader
+        slots and checks the schema. Raises :class:`StorageError` when another process holds the lock."""
         self.path.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = lock_data_dir(self.path)
+        try:
+            return self._open_env()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open_env(self) -> EventLog:
         try:
             env = lmdb.open(
                 str(self.path), map_size=self.map_size_bytes, max_dbs=8, max_readers=256,
@@ -170,10 +206,13 @@ class EventLog:
         return self
 
     def close(self) -> None:
-        """Closes the environment (idempotent)."""
+        """Closes the environment and releases the data dir's lock (idempotent)."""
         if self.env is not None:
             self.env.close()
             self.env = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the flock
+            self._lock_fd = None
 
     def _require(self) -> lmdb.Environment:
         if self.env is None:

@@ -108,3 +108,16 @@ def test_a_log_of_another_schema_is_refused_with_a_clear_error(tmp_path: Path) -
     with pytest.raises(StorageError, match="schema version 1, this processd reads 2"):
         EventLog(tmp_path / "lmdb", 1 << 20).open()
     assert SCHEMA_VERSION == 2
+
+
+def test_one_writer_per_data_dir(tmp_path: Path) -> None:
+    """A second EventLog on a held data dir is refused (it would keep its own seq counter and overwrite the
+    first one's events); the lock goes with close(), and with a refused open() too."""
+    first = EventLog(tmp_path / "lmdb", 1 << 20).open()
+    with pytest.raises(StorageError, match="in use by another processd"):
+        EventLog(tmp_path / "lmdb", 1 << 20).open()
+    first.close()
+    first.close()  # idempotent
+    again = EventLog(tmp_path / "lmdb", 1 << 20).open()
+    assert again.last_seq() == 0
+    again.close()

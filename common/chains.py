@@ -41,16 +41,26 @@ def known_chain_names() -> str:
     return ", ".join(f"{name}={cid}" for name, cid in KNOWN_CHAINS.items())
 
 
+#: Digits of the largest chain id (MAX_CHAIN_ID has 19): a longer id is refused before int() sees it.
+_MAX_CHAIN_ID_DIGITS = len(str(MAX_CHAIN_ID))
+
+
 def parse_chain(value: str) -> int:
-    """Resolves a chain name (case-insensitive) or a positive decimal chain id to a chain id."""
+    """Resolves a chain name (case-insensitive) or a positive decimal chain id (ASCII digits only) to a chain id.
+
+    ``str.isdigit`` alone is not enough: it accepts "²", "①", Arabic-Indic and fullwidth digits (on which int()
+    either raises or reads a number nobody typed), and int() of a 5,000-digit string raises; both used to
+    escape as tracebacks.
+    """
     text = value.strip().lower()
     if text in KNOWN_CHAINS:
         return KNOWN_CHAINS[text]
-    if text.isdigit():
+    if len(text) <= _MAX_CHAIN_ID_DIGITS and text.isascii() and text.isdigit():
         cid = int(text)
         if 0 < cid <= MAX_CHAIN_ID:
             return cid
-    raise UnknownChainError(f"unknown chain {value!r}: use a positive chain id or one of {known_chain_names()}")
+    shown = repr(value[:64] + ("..." if len(value) > 64 else ""))
+    raise UnknownChainError(f"unknown chain {shown}: use a positive chain id or one of {known_chain_names()}")
 
 
 def chain_name(chain_id: int) -> str:

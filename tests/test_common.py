@@ -53,6 +53,19 @@ def test_chain_names_and_ids() -> None:
         parse_chain("0")
 
 
+#: Digits that str.isdigit() accepts but a chain id is not written with: superscript two, circled one,
+#: Arabic-Indic and fullwidth 137.
+NON_ASCII_DIGITS = ["\u00b2", "\u2460", "\u0661\u0663\u0667", "\uff11\uff13\uff17"]
+
+
+@pytest.mark.parametrize("value", [*NON_ASCII_DIGITS, "1" * 4301, "9" * 20, str(2**63)])
+def test_parse_chain_takes_ascii_digits_of_bounded_length_only(value: str) -> None:
+    # isdigit() alone let these through to int(): a traceback (superscript two, 4,301 digits) or an id nobody typed
+    with pytest.raises(UnknownChainError) as info:
+        parse_chain(value)
+    assert len(str(info.value)) < 400  # the value is echoed cut short
+
+
 def test_bundled_fixture_is_complete() -> None:
     calls = load_mainnet_calls()
     assert len(calls) > 2200

@@ -15,7 +15,14 @@ from processd.decoding import Decoder
 from processd.decoding.methods import DecoderFactory
 from processd.decoding.model import OTHER, TRANSFER, WRAPPED_NATIVE, DecodedCall
 from processd.decoding.registry import Registry
-from processd.features import NATIVE_PROTOCOL, bid_and_tip, build_features, build_features_from, encode_features
+from processd.features import (
+    NATIVE_PROTOCOL,
+    bid_and_tip,
+    build_features,
+    build_features_from,
+    encode_features,
+    fee_fields,
+)
 from processd.searcher import DEFAULT_MIN_SCORE, Searcher, is_rankable
 
 #: What batch preparation needs of an analysis: (serialized TxFeatures, category, protocol, decoded,
@@ -79,11 +86,8 @@ class Analyzer:
 
     def analyze_encoded(self, envelope: tx_pb2.TxEnvelope) -> EncodedAnalysis:
         """:meth:`analyze` with the features and opportunities serialized (what the event log stores)."""
-        return self.analyze_fields(
-            envelope.chain_id, envelope.hash, envelope.sender, envelope.to, envelope.value, envelope.gas_price,
-            envelope.max_fee_per_gas if envelope.HasField("max_fee_per_gas") else None,
-            envelope.max_priority_fee_per_gas if envelope.HasField("max_priority_fee_per_gas") else None,
-            envelope.input)
+        return self.analyze_fields(envelope.chain_id, envelope.hash, envelope.sender, envelope.to, envelope.value,
+                                   *fee_fields(envelope), envelope.input)
 
     def analyze_fields(self, chain_id: int, tx_hash: bytes, sender: bytes, to: bytes, value: bytes,
                        gas_price: bytes, max_fee_per_gas: bytes | None, max_priority_fee_per_gas: bytes | None,

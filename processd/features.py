@@ -21,11 +21,17 @@ def u256(value: int) -> bytes:
     return value.to_bytes((value.bit_length() + 7) // 8, "big")
 
 
+def fee_fields(envelope: tx_pb2.TxEnvelope) -> tuple[bytes, bytes | None, bytes | None]:
+    """(gas price, max fee per gas, max priority fee per gas) of an envelope, an EIP-1559 field it does not have
+    as None (presence, not emptiness: a set, empty field is a fee of 0)."""
+    return (envelope.gas_price,
+            envelope.max_fee_per_gas if envelope.HasField("max_fee_per_gas") else None,
+            envelope.max_priority_fee_per_gas if envelope.HasField("max_priority_fee_per_gas") else None)
+
+
 def envelope_fees(envelope: tx_pb2.TxEnvelope) -> tuple[bytes, bytes]:
     """(bid, tip) of an envelope for :func:`build_features_from` (see :func:`bid_and_tip`)."""
-    return bid_and_tip(envelope.gas_price,
-                       envelope.max_fee_per_gas if envelope.HasField("max_fee_per_gas") else None,
-                       envelope.max_priority_fee_per_gas if envelope.HasField("max_priority_fee_per_gas") else None)
+    return bid_and_tip(*fee_fields(envelope))
 
 
 def bid_and_tip(gas_price: bytes, max_fee: bytes | None, max_tip: bytes | None) -> tuple[bytes, bytes]:

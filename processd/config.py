@@ -52,6 +52,11 @@ class ProcessdConfig:
     max_message_bytes: int = 16 * 1024 * 1024
     #: Largest calldata accepted per envelope.
     max_input_bytes: int = 128 * 1024
+    #: Byte budget of one Query page and of one SubscribeEvents message: a page ends (``truncated``, with a
+    #: cursor to go on) before a record would take it past this, whatever its count limit. 0 = half of
+    #: ``max_message_bytes`` (8 MiB of 16), which leaves room for the rest of a snapshot and for the one record
+    #: a page always holds (at most ``max_input_bytes`` of calldata plus its envelope).
+    max_page_bytes: int = 0
     #: Chains served (empty = every positive chain id).
     chain_ids: frozenset[int] = frozenset()
     #: Most distinct chains stored (counters and windows are per chain); envelopes of further chains are
@@ -74,6 +79,11 @@ class ProcessdConfig:
     #: A worker holding batches this long without answering is killed and replaced (its batches are prepared
     #: in-process meanwhile); a 500-transaction batch takes about 10 ms.
     analysis_stall_timeout_ms: int = 10_000
+
+    @property
+    def page_bytes(self) -> int:
+        """The page byte budget in effect (``max_page_bytes``, or half of ``max_message_bytes`` when 0)."""
+        return self.max_page_bytes or self.max_message_bytes // 2
 
 
 def _positive(name: str, value: int, minimum: int = 1) -> int:
@@ -150,6 +160,7 @@ def config_from_args(argv: Sequence[str] | None = None, env: Mapping[str, str] |
         queue_full_timeout_ms=_pick_int(None, "queue_full_timeout_ms", d.queue_full_timeout_ms, source, 0),
         max_message_bytes=_pick_int(None, "max_message_bytes", d.max_message_bytes, source, 1024),
         max_input_bytes=_pick_int(None, "max_input_bytes", d.max_input_bytes, source, 0),
+        max_page_bytes=_pick_int(None, "max_page_bytes", d.max_page_bytes, source, 0),
         chain_ids=chain_ids,
         max_chains=_pick_int(None, "max_chains", d.max_chains, source, 1),
         recent_tx_per_chain=_pick_int(None, "recent_tx_per_chain", d.recent_tx_per_chain, source, 1),
@@ -165,4 +176,9 @@ def config_from_args(argv: Sequence[str] | None = None, env: Mapping[str, str] |
         raise ConfigError(f"map_max_size_mb ({cfg.map_max_size_mb}) must be >= map_size_mb ({cfg.map_size_mb})")
     if cfg.max_input_bytes >= cfg.max_message_bytes:
         raise ConfigError("max_input_bytes must be smaller than max_message_bytes")
+    # Headroom under the gRPC limit: a snapshot adds totals, features and opportunities beside its transactions,
+    # and a page's one first record is taken even when it alone passes a small budget.
+    if cfg.max_page_bytes and cfg.max_page_bytes > cfg.max_message_bytes * 3 // 4:
+        raise ConfigError(f"max_page_bytes ({cfg.max_page_bytes}) must be at most 3/4 of max_message_bytes "
+                          f"({cfg.max_message_bytes * 3 // 4}), or 0 for half of it")
     return cfg

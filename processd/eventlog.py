@@ -118,10 +118,22 @@ def decode_event(value: bytes | memoryview, seq: int) -> events_pb2.Event:
 
 @dataclass(slots=True)
 class ScanStats:
-    """Work done by one scan, counted for tests (cursor steps and point reads, never seconds)."""
+    """Work done by one scan, counted for tests (cursor steps and point reads, never seconds), and whether the
+    scan stopped at its byte budget."""
 
     cursor_steps: int = 0
     point_reads: int = 0
+    #: Upper bound of the encoded size of the events returned (see :data:`EVENT_OVERHEAD_BYTES`).
+    page_bytes: int = 0
+    #: True when the page ended because the next event would have passed ``max_bytes``.
+    truncated: bool = False
+
+
+#: What one event adds to a response beyond its stored value (kind byte + Event without seq_id): the seq_id
+#: field (at most 11 bytes) and the repeated field's tag and length (at most 6). A stored value's length plus
+#: this bounds the event's share of a ScanEvents / SubscribeEvents message, and a TX_SEEN's StoredTx (seq_id,
+#: envelope, received time) is smaller than its Event.
+EVENT_OVERHEAD_BYTES = 24
 
 
 #: The writer lock of a data dir: held (flock, exclusive) by the one processd that writes its log.
@@ -309,6 +321,7 @@ class EventLog:
         max_examined: int = 20000,
         stats: ScanStats | None = None,
         descending: bool = False,
+        max_bytes: int = 0,
     ) -> tuple[list[events_pb2.Event], int, bool]:
         """Events from ``from_seq`` (inclusive) in seq order, filtered by chain and kinds.
 
@@ -316,6 +329,10 @@ class EventLog:
         filter walks the ``chain_seq`` index). Returns the events and the seq to continue from (one past the
         last examined event when ascending; the last examined seq when descending, i.e. exclusive upper bound)
         and whether the walk stopped early (more events may follow) rather than reaching the end.
+
+        ``max_bytes`` (0 = none) also ends the page before an event that would take its encoded size past it
+        (``stats.truncated``); that event is not examined, so the cursor returned starts the next page at it.
+        The first event is always taken: a page is never empty for want of bytes, so a reader always advances.
         """
         stats = stats if stats is not None else ScanStats()
         out: list[events_pb2.Event] = []
@@ -327,22 +344,27 @@ class EventLog:
         examined = 0
         more = False
         events_db = self.events_db
+        page_bytes = 0
         value: Any
         for seq, kind, value in walker:
-            examined += 1
-            next_seq = seq if descending else seq + 1
             if not kinds or kind in kinds:
                 if value is None:
                     value = txn.get(seq_key(seq), db=events_db)
                     stats.point_reads += 1
                 if value is not None:
-                    out.append(decode_event(value, seq))
-                    if len(out) >= limit:
-                        more = True
+                    size = len(value) + EVENT_OVERHEAD_BYTES
+                    if max_bytes and out and page_bytes + size > max_bytes:
+                        # Left for the next page: next_seq still points at (ascending) or just above it.
+                        more = stats.truncated = True
                         break
-            if examined >= max_examined:
+                    page_bytes += size
+                    out.append(decode_event(value, seq))
+            examined += 1
+            next_seq = seq if descending else seq + 1
+            if len(out) >= limit or examined >= max_examined:
                 more = True
                 break
+        stats.page_bytes = page_bytes
         return out, next_seq, more
 
     def _walk_all(self, txn: lmdb.Transaction, from_seq: int, descending: bool,

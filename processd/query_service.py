@@ -14,7 +14,7 @@ import grpc
 
 from common.chains import MAX_CHAIN_ID
 from common.pb.v1 import query_pb2, query_pb2_grpc
-from processd.eventlog import KIND_DECODED, KIND_OPP, KIND_SEEN, EventLog
+from processd.eventlog import KIND_DECODED, KIND_OPP, KIND_SEEN, EventLog, ScanStats
 from processd.metrics import ProcessdMetrics
 from processd.readmodels import ReadModels
 from processd.subscriptions import Subscriber, SubscriptionHub
@@ -25,6 +25,9 @@ VALID_KINDS = frozenset({KIND_SEEN, KIND_DECODED, KIND_OPP})
 SNAPSHOT_DEFAULT_LIMIT = 20
 HEARTBEAT_S = 5.0
 SUBSCRIBE_PAGE = 500
+#: Most bytes of events in one SubscribeEvents message (and at most the page budget): gatewayd buffers up to 16
+#: messages per SSE stream, so a smaller chunk than a Query page keeps a stream of big events to ~16 MiB there.
+SUBSCRIBE_MESSAGE_BYTES = 1 << 20
 
 
 class BadRequestError(Exception):
@@ -37,7 +40,8 @@ class QueryService(query_pb2_grpc.QueryServicer):
     """The Query gRPC service over the event log, read models and subscription hub."""
 
     def __init__(self, eventlog: EventLog, models: ReadModels, hub: SubscriptionHub, metrics: ProcessdMetrics, *,
-                 default_limit: int = 100, max_limit: int = 5000, scan_max_examined: int = 20000) -> None:
+                 default_limit: int = 100, max_limit: int = 5000, scan_max_examined: int = 20000,
+                 max_page_bytes: int = 8 << 20) -> None:
         self._log = eventlog
         self._models = models
         self._hub = hub
@@ -45,6 +49,9 @@ class QueryService(query_pb2_grpc.QueryServicer):
         self.default_limit = default_limit
         self.max_limit = max_limit
         self.scan_max_examined = scan_max_examined
+        #: Byte budget of a page (ProcessdConfig.page_bytes): pages end early and say ``truncated``.
+        self.max_page_bytes = max_page_bytes
+        self.subscribe_message_bytes = min(max_page_bytes, SUBSCRIBE_MESSAGE_BYTES)
 
     # ---- request checks ----------------------------------------------------------------------------------
 
@@ -89,6 +96,9 @@ class QueryService(query_pb2_grpc.QueryServicer):
             raise
         m = self._models
         chains = [chain_id] if chain_id else m.chain_ids()
+        # Only the transactions can be big (calldata); features and opportunities are small bounded records.
+        txs, txs_truncated = m.recent_txs(chain_id, self._limit(request.tx_limit, SNAPSHOT_DEFAULT_LIMIT),
+                                          self.max_page_bytes)
         return query_pb2.GetSnapshotResponse(
             chains=[m.chain_totals(c) for c in chains],
             replay=m.replay_point(0),
@@ -97,8 +107,9 @@ class QueryService(query_pb2_grpc.QueryServicer):
                                                                              SNAPSHOT_DEFAULT_LIMIT)),
             top_opportunities=m.top_opportunities(chain_id, self._limit(request.opp_limit, SNAPSHOT_DEFAULT_LIMIT),
                                                   min_score),
-            recent_transactions=m.recent_txs(chain_id, self._limit(request.tx_limit, SNAPSHOT_DEFAULT_LIMIT)),
+            recent_transactions=txs,
             last_seq_id=m.last_seq,
+            recent_transactions_truncated=txs_truncated,
         )
 
     async def ListTransactions(self, request: query_pb2.ListTransactionsRequest,
@@ -109,16 +120,19 @@ class QueryService(query_pb2_grpc.QueryServicer):
             await self._bad(context, "ListTransactions", exc)
             raise
         limit = self._limit(request.limit)
+        stats = ScanStats()
         with self._log.begin() as txn:
             events, next_seq, more = self._log.scan(
                 txn, request.cursor, limit, chain_id=chain_id, kinds=frozenset({KIND_SEEN}),
-                max_examined=self.scan_max_examined, descending=not request.ascending)
+                max_examined=self.scan_max_examined, descending=not request.ascending, stats=stats,
+                max_bytes=self.max_page_bytes)
             last = self._log.txn_last_seq(txn)
         return query_pb2.ListTransactionsResponse(
             transactions=[query_pb2.StoredTx(seq_id=e.seq_id, tx=e.tx_seen.tx, received_unix_ns=e.received_unix_ns)
                           for e in events],
             next_cursor=next_seq if more else 0,
             last_seq_id=last,
+            truncated=stats.truncated,
         )
 
     async def GetTransaction(self, request: query_pb2.GetTransactionRequest,
@@ -180,13 +194,16 @@ class QueryService(query_pb2_grpc.QueryServicer):
             await self._bad(context, "ScanEvents", exc)
             raise
         start = max(request.from_seq_id, 1)
+        stats = ScanStats()
         with self._log.begin() as txn:
             events, next_seq, more = self._log.scan(txn, start, self._limit(request.limit), chain_id=chain_id,
-                                                    kinds=kinds, max_examined=self.scan_max_examined)
+                                                    kinds=kinds, max_examined=self.scan_max_examined, stats=stats,
+                                                    max_bytes=self.max_page_bytes)
             last = self._log.txn_last_seq(txn)
         # A walk that reached the end has looked at everything up to ``last``, matching or not.
         next_seq = max(next_seq, start) if more else max(start, last + 1)
-        return query_pb2.ScanEventsResponse(events=events, next_seq_id=next_seq, last_seq_id=last)
+        return query_pb2.ScanEventsResponse(events=events, next_seq_id=next_seq, last_seq_id=last,
+                                            truncated=stats.truncated)
 
     # ---- streaming ---------------------------------------------------------------------------------------
 
@@ -206,10 +223,13 @@ class QueryService(query_pb2_grpc.QueryServicer):
         sub = Subscriber(chain_id, kinds, hub.max_buffered)
         cursor = max(request.from_seq_id, 1)
         # Catch-up from LMDB in pages; each page's read transaction closes before the (possibly slow) write.
+        # Pages are cut by bytes too: a stretch of big transactions must not make a message the gRPC limit
+        # refuses, or every resume from the same seq would fail the same way.
         while True:
             with self._log.begin() as txn:
                 events, next_seq, more = self._log.scan(txn, cursor, SUBSCRIBE_PAGE, chain_id=chain_id,
-                                                        kinds=kinds, max_examined=self.scan_max_examined)
+                                                        kinds=kinds, max_examined=self.scan_max_examined,
+                                                        max_bytes=self.subscribe_message_bytes)
                 txn_last = self._log.txn_last_seq(txn)
             cursor = max(cursor, next_seq) if more else max(cursor, txn_last + 1)
             if events:
@@ -232,8 +252,7 @@ class QueryService(query_pb2_grpc.QueryServicer):
                     await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                         f"subscriber too slow ({sub.cut_reason}); resume from your last seq_id")
                 while sub.buffer:
-                    n = min(len(sub.buffer), SUBSCRIBE_PAGE)
-                    page = [sub.buffer.popleft() for _ in range(n)]
+                    page = sub.take(SUBSCRIBE_PAGE, self.subscribe_message_bytes)
                     yield query_pb2.SubscribeEventsResponse(events=page, last_seq_id=hub.last_seq)
                     if sub.cut_reason:
                         break

@@ -25,6 +25,7 @@ from processd.eventlog import (
     AGG_OPPS,
     AGG_RETAINED_TX,
     AGG_TX,
+    EVENT_OVERHEAD_BYTES,
     KIND_DECODED,
     KIND_OPP,
     KIND_SEEN,
@@ -286,15 +287,25 @@ class ReadModels:
                                                 count=count))
         return out
 
-    def recent_txs(self, chain_id: int, limit: int) -> list[query_pb2.StoredTx]:
+    def recent_txs(self, chain_id: int, limit: int, max_bytes: int = 0) -> tuple[list[query_pb2.StoredTx], bool]:
+        """The newest ``limit`` transactions, newest first, and whether ``max_bytes`` (0 = none) cut the list.
+
+        The first one is always taken; a later one that would take the list's encoded size past ``max_bytes``
+        ends it (the caller goes on from the last seq_id returned).
+        """
         source = self.all_txs if not chain_id else (self.chains[chain_id].txs if chain_id in self.chains else ())
         out: list[query_pb2.StoredTx] = []
+        total = 0
         for seq, _, value in reversed(source):
             if len(out) >= limit:
                 break
+            size = len(value) + EVENT_OVERHEAD_BYTES
+            if max_bytes and out and total + size > max_bytes:
+                return out, True
+            total += size
             event = decode_event(value, seq)
             out.append(query_pb2.StoredTx(seq_id=seq, tx=event.tx_seen.tx, received_unix_ns=event.received_unix_ns))
-        return out
+        return out, False
 
     def recent_feature_records(self, chain_id: int, limit: int) -> list[query_pb2.FeatureRecord]:
         source = (self.all_features if not chain_id

@@ -96,7 +96,7 @@ class ProcessdServer:
                                     max_chains=config.max_chains)
         self.query = QueryService(self.eventlog, self.models, self.hub, self.metrics,
                                   default_limit=config.default_page_limit, max_limit=config.max_page_limit,
-                                  scan_max_examined=config.scan_max_examined)
+                                  scan_max_examined=config.scan_max_examined, max_page_bytes=config.page_bytes)
         self.health = HealthServicer()
         self._gate = _Gate()
         self._server: grpc.aio.Server | None = None

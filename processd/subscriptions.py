@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable
 
 from common.pb.v1 import events_pb2
-from processd.eventlog import decode_event
+from processd.eventlog import EVENT_OVERHEAD_BYTES, decode_event
 
 CUT_SLOW = "slow_subscriber"
 
@@ -25,14 +25,17 @@ class Subscriber:
         self.kinds = kinds
         self.max_buffered = max_buffered
         self.buffer: deque[events_pb2.Event] = deque()
+        #: Stored size of each buffered event (in step with ``buffer``), so messages can be cut by bytes.
+        self.sizes: deque[int] = deque()
         self.wakeup = asyncio.Event()
         self.cut_reason = ""
         self.next_seq = 0  # events below this were already delivered by catch-up
 
-    def offer(self, events: list[tuple[int, int, int, events_pb2.Event]]) -> bool:
-        """Appends matching events; returns False (and marks the cut) when the buffer would overflow."""
+    def offer(self, events: list[tuple[int, int, int, events_pb2.Event, int]]) -> bool:
+        """Appends matching events ``(seq, chain, kind, event, stored size)``; returns False (and marks the cut)
+        when the buffer would overflow."""
         matching = [
-            e for seq, chain, kind, e in events
+            (e, size) for seq, chain, kind, e, size in events
             if seq >= self.next_seq and (not self.chain_id or chain == self.chain_id)
             and (not self.kinds or kind in self.kinds)
         ]
@@ -41,11 +44,28 @@ class Subscriber:
         if len(self.buffer) + len(matching) > self.max_buffered:
             self.cut_reason = CUT_SLOW
             self.buffer.clear()
+            self.sizes.clear()
             self.wakeup.set()
             return False
-        self.buffer.extend(matching)
+        self.buffer.extend(e for e, _ in matching)
+        self.sizes.extend(size for _, size in matching)
         self.wakeup.set()
         return True
+
+    def take(self, max_events: int, max_bytes: int) -> list[events_pb2.Event]:
+        """Pops the next message's events: at least one, at most ``max_events``, and no more than fit in
+        ``max_bytes`` (one commit of big transactions would otherwise pass the gRPC message limit)."""
+        buffer, sizes = self.buffer, self.sizes
+        page = [buffer.popleft()]
+        total = sizes.popleft() + EVENT_OVERHEAD_BYTES
+        while buffer and len(page) < max_events:
+            size = sizes[0] + EVENT_OVERHEAD_BYTES
+            if total + size > max_bytes:
+                break
+            total += size
+            sizes.popleft()
+            page.append(buffer.popleft())
+        return page
 
 
 class SubscriptionHub:
@@ -84,7 +104,8 @@ class SubscriptionHub:
             raw_events = self._read_range(first_seq, last_seq)
         if not raw_events:
             return
-        parsed = [(seq, chain, kind, decode_event(value, seq)) for seq, chain, kind, value in raw_events]
+        parsed = [(seq, chain, kind, decode_event(value, seq), len(value))
+                  for seq, chain, kind, value in raw_events]
         for sub in list(self.subscribers):
             if not sub.offer(parsed):
                 self.subscribers.discard(sub)

@@ -88,7 +88,7 @@ class GetSnapshotRequest(_message.Message):
     def __init__(self, chain_id: _Optional[int] = ..., tx_limit: _Optional[int] = ..., opp_limit: _Optional[int] = ..., min_score: _Optional[int] = ..., feature_limit: _Optional[int] = ...) -> None: ...
 
 class GetSnapshotResponse(_message.Message):
-    __slots__ = ("chains", "replay", "feature_summary", "recent_features", "top_opportunities", "recent_transactions", "last_seq_id")
+    __slots__ = ("chains", "replay", "feature_summary", "recent_features", "top_opportunities", "recent_transactions", "last_seq_id", "recent_transactions_truncated")
     CHAINS_FIELD_NUMBER: _ClassVar[int]
     REPLAY_FIELD_NUMBER: _ClassVar[int]
     FEATURE_SUMMARY_FIELD_NUMBER: _ClassVar[int]
@@ -96,6 +96,7 @@ class GetSnapshotResponse(_message.Message):
     TOP_OPPORTUNITIES_FIELD_NUMBER: _ClassVar[int]
     RECENT_TRANSACTIONS_FIELD_NUMBER: _ClassVar[int]
     LAST_SEQ_ID_FIELD_NUMBER: _ClassVar[int]
+    RECENT_TRANSACTIONS_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     chains: _containers.RepeatedCompositeFieldContainer[ChainTotals]
     replay: ReplayPoint
     feature_summary: _containers.RepeatedCompositeFieldContainer[FeatureSummary]
@@ -103,7 +104,8 @@ class GetSnapshotResponse(_message.Message):
     top_opportunities: _containers.RepeatedCompositeFieldContainer[_events_pb2.Opportunity]
     recent_transactions: _containers.RepeatedCompositeFieldContainer[StoredTx]
     last_seq_id: int
-    def __init__(self, chains: _Optional[_Iterable[_Union[ChainTotals, _Mapping]]] = ..., replay: _Optional[_Union[ReplayPoint, _Mapping]] = ..., feature_summary: _Optional[_Iterable[_Union[FeatureSummary, _Mapping]]] = ..., recent_features: _Optional[_Iterable[_Union[FeatureRecord, _Mapping]]] = ..., top_opportunities: _Optional[_Iterable[_Union[_events_pb2.Opportunity, _Mapping]]] = ..., recent_transactions: _Optional[_Iterable[_Union[StoredTx, _Mapping]]] = ..., last_seq_id: _Optional[int] = ...) -> None: ...
+    recent_transactions_truncated: bool
+    def __init__(self, chains: _Optional[_Iterable[_Union[ChainTotals, _Mapping]]] = ..., replay: _Optional[_Union[ReplayPoint, _Mapping]] = ..., feature_summary: _Optional[_Iterable[_Union[FeatureSummary, _Mapping]]] = ..., recent_features: _Optional[_Iterable[_Union[FeatureRecord, _Mapping]]] = ..., top_opportunities: _Optional[_Iterable[_Union[_events_pb2.Opportunity, _Mapping]]] = ..., recent_transactions: _Optional[_Iterable[_Union[StoredTx, _Mapping]]] = ..., last_seq_id: _Optional[int] = ..., recent_transactions_truncated: _Optional[bool] = ...) -> None: ...
 
 class ListTransactionsRequest(_message.Message):
     __slots__ = ("chain_id", "limit", "cursor", "ascending")
@@ -118,14 +120,16 @@ class ListTransactionsRequest(_message.Message):
     def __init__(self, chain_id: _Optional[int] = ..., limit: _Optional[int] = ..., cursor: _Optional[int] = ..., ascending: _Optional[bool] = ...) -> None: ...
 
 class ListTransactionsResponse(_message.Message):
-    __slots__ = ("transactions", "next_cursor", "last_seq_id")
+    __slots__ = ("transactions", "next_cursor", "last_seq_id", "truncated")
     TRANSACTIONS_FIELD_NUMBER: _ClassVar[int]
     NEXT_CURSOR_FIELD_NUMBER: _ClassVar[int]
     LAST_SEQ_ID_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     transactions: _containers.RepeatedCompositeFieldContainer[StoredTx]
     next_cursor: int
     last_seq_id: int
-    def __init__(self, transactions: _Optional[_Iterable[_Union[StoredTx, _Mapping]]] = ..., next_cursor: _Optional[int] = ..., last_seq_id: _Optional[int] = ...) -> None: ...
+    truncated: bool
+    def __init__(self, transactions: _Optional[_Iterable[_Union[StoredTx, _Mapping]]] = ..., next_cursor: _Optional[int] = ..., last_seq_id: _Optional[int] = ..., truncated: _Optional[bool] = ...) -> None: ...
 
 class GetTransactionRequest(_message.Message):
     __slots__ = ("chain_id", "hash")
@@ -188,14 +192,16 @@ class ScanEventsRequest(_message.Message):
     def __init__(self, from_seq_id: _Optional[int] = ..., limit: _Optional[int] = ..., chain_id: _Optional[int] = ..., kinds: _Optional[_Iterable[_Union[_events_pb2.EventKind, str]]] = ...) -> None: ...
 
 class ScanEventsResponse(_message.Message):
-    __slots__ = ("events", "next_seq_id", "last_seq_id")
+    __slots__ = ("events", "next_seq_id", "last_seq_id", "truncated")
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     NEXT_SEQ_ID_FIELD_NUMBER: _ClassVar[int]
     LAST_SEQ_ID_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     events: _containers.RepeatedCompositeFieldContainer[_events_pb2.Event]
     next_seq_id: int
     last_seq_id: int
-    def __init__(self, events: _Optional[_Iterable[_Union[_events_pb2.Event, _Mapping]]] = ..., next_seq_id: _Optional[int] = ..., last_seq_id: _Optional[int] = ...) -> None: ...
+    truncated: bool
+    def __init__(self, events: _Optional[_Iterable[_Union[_events_pb2.Event, _Mapping]]] = ..., next_seq_id: _Optional[int] = ..., last_seq_id: _Optional[int] = ..., truncated: _Optional[bool] = ...) -> None: ...
 
 class SubscribeEventsRequest(_message.Message):
     __slots__ = ("from_seq_id", "chain_id", "kinds")

@@ -241,20 +241,23 @@ class Gateway:
         return json_response(await self.flights.run(key, produce, self._snapshot_ttl_s))
 
     async def transactions(self, request: Request, p: dict[str, Any]) -> HTTPResponse:
-        chain_id, limit = p["chain_id"], p["limit"]
+        chain_id, limit, before = p["chain_id"], p["limit"], p["before_seq_id"]
 
         async def produce() -> bytes:
             resp = await self.client.list_transactions(
-                query_pb2.ListTransactionsRequest(chain_id=chain_id, limit=limit)
+                query_pb2.ListTransactionsRequest(chain_id=chain_id, limit=limit, cursor=before)
             )
             return orjson.dumps(
                 {
                     "transactions": self.render.txs(resp.transactions),
+                    # processd's descending cursor: an exclusive upper bound, 0 when nothing older is stored.
+                    "next_before_seq_id": resp.next_cursor,
+                    "truncated": resp.truncated,
                     "last_seq_id": resp.last_seq_id,
                 }
             )
 
-        return json_response(await self.flights.run(("transactions", chain_id, limit), produce))
+        return json_response(await self.flights.run(("transactions", chain_id, limit, before), produce))
 
     async def transactions_all(self, request: Request, p: dict[str, Any]) -> HTTPResponse:
         from_seq = p["from_seq_id"]
@@ -272,6 +275,7 @@ class Gateway:
                 "transactions": await render_yielding(txs, self.render.tx),
                 "next_from_seq_id": next_from,
                 "has_more": has_more,
+                "truncated": resp.truncated,
                 "last_seq_id": resp.last_seq_id,
             }
         )
@@ -332,6 +336,7 @@ class Gateway:
             {
                 "events": await render_yielding(resp.events, self.render.event),
                 "next_from_seq_id": max(resp.next_seq_id, p["from_seq_id"]),
+                "truncated": resp.truncated,
                 "last_seq_id": resp.last_seq_id,
             }
         )

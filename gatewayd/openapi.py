@@ -57,6 +57,11 @@ U64 = {"type": "string", "format": "uint64", "pattern": _DECIMAL, "maxLength": 2
 U64_OR_NULL = {"type": ["string", "null"], "format": "uint64", "pattern": _DECIMAL, "maxLength": 20,
                "description": 'uint64 as an exact decimal string; "0" is a known zero, null means absent'}
 MS = {"type": "integer", "minimum": 0, "description": "unix milliseconds"}
+#: Pages are cut by bytes as well as by count (calldata may be 128 KiB per transaction).
+_TRUNCATED = (
+    "true when the page holds fewer records than limit because it reached processd's page byte budget "
+    "(max_page_bytes, 8 MiB by default); go on from the cursor of this page"
+)
 MS_OR_NULL = {"type": ["integer", "null"], "minimum": 0, "description": "unix milliseconds, null if none"}
 
 _ENVELOPE = {
@@ -212,15 +217,28 @@ SCHEMAS: dict[str, Any] = {
             "recent_features": _arr(_record("FeatureRecord")),
             "top_opportunities": _arr(_record("Opportunity")),
             "recent_transactions": _arr(_record("Transaction")),
+            "recent_transactions_truncated": {
+                **BOOL,
+                "description": "true when recent_transactions holds fewer than tx_limit because the answer reached "
+                "processd's page byte budget; the older ones: /transactions?before_seq_id=<seq_id of the last one>",
+            },
             "last_seq_id": INT,
         }
     ),
-    "TransactionList": _obj({"transactions": _arr(_record("Transaction")), "last_seq_id": INT}),
+    "TransactionList": _obj(
+        {
+            "transactions": _arr(_record("Transaction")),
+            "next_before_seq_id": {**INT, "description": "before_seq_id of the next (older) page; 0 = none older"},
+            "truncated": {**BOOL, "description": _TRUNCATED},
+            "last_seq_id": INT,
+        }
+    ),
     "TransactionPage": _obj(
         {
             "transactions": _arr(_record("Transaction")),
             "next_from_seq_id": {**INT, "description": "from_seq_id of the next page (also to poll for new ones)"},
             "has_more": {"type": "boolean", "description": "false when this page reached the end of the log"},
+            "truncated": {**BOOL, "description": _TRUNCATED},
             "last_seq_id": INT,
         }
     ),
@@ -233,7 +251,14 @@ SCHEMAS: dict[str, Any] = {
     ),
     "FeatureList": _obj({"features": _arr(_record("FeatureRecord"))}),
     "OpportunityList": _obj({"opportunities": _arr(_record("Opportunity"))}),
-    "EventPage": _obj({"events": _arr(_record("Event")), "next_from_seq_id": INT, "last_seq_id": INT}),
+    "EventPage": _obj(
+        {
+            "events": _arr(_record("Event")),
+            "next_from_seq_id": INT,
+            "truncated": {**BOOL, "description": _TRUNCATED},
+            "last_seq_id": INT,
+        }
+    ),
     "Health": _obj(
         {
             "status": {"type": "string", "enum": ["ok", "degraded"]},

@@ -162,7 +162,17 @@ ROUTE_PARAMS: dict[str, dict[str, ParamSpec]] = {
         _limit(20, 200, "feature_limit", "recent feature records"),
         _min_score(),
     ),
-    "transactions": _specs(_chain(), _limit(25, 200, what="transactions")),
+    "transactions": _specs(
+        _chain(),
+        _limit(25, 200, what="transactions"),
+        ParamSpec(
+            "before_seq_id",
+            "cursor",
+            "Only transactions with a seq_id below this (exclusive); 0 = from the newest. Use next_before_seq_id "
+            "of the previous page (a page of big transactions is cut short by size: truncated).",
+            0,
+        ),
+    ),
     "transactions_all": _specs(
         _chain(),
         _from_seq("First seq_id to return (inclusive); 0 = from the oldest. Use next_from_seq_id of the last page."),

@@ -254,6 +254,7 @@ def snapshot_json(
         "recent_features": [render_feature(f) for f in s.recent_features],
         "top_opportunities": [render_opportunity(o) for o in s.top_opportunities],
         "recent_transactions": [render_tx(t) for t in s.recent_transactions],
+        "recent_transactions_truncated": s.recent_transactions_truncated,
         "last_seq_id": s.last_seq_id,
     }
 

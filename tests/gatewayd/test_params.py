@@ -22,7 +22,7 @@ def error_of(route: str, **raw: str | list[str]) -> ParamError:
 
 
 def test_defaults_fill_every_parameter() -> None:
-    assert parse("transactions") == {"chain_id": 0, "limit": 25}
+    assert parse("transactions") == {"chain_id": 0, "limit": 25, "before_seq_id": 0}
     assert parse("transactions_all") == {"chain_id": 0, "from_seq_id": 0, "limit": 1000}
     assert parse("events") == {"from_seq_id": 0, "limit": 100, "chain_id": 0, "kinds": ()}
     assert parse("events_stream")["from_seq_id"] is None

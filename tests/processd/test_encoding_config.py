@@ -70,8 +70,17 @@ def test_config_precedence_cli_over_env_over_default(tmp_path: Path) -> None:
     (["--data-dir", "x"], {"MEMPULSE_DURABILITY": "maybe"}, "DURABILITY"),
     (["--data-dir", "x", "--chains", "narnia"], {}, "narnia"),
     (["--data-dir", "x"], {"MEMPULSE_MAX_INPUT_BYTES": "99999999"}, "max_input_bytes"),
+    (["--data-dir", "x"], {"MEMPULSE_MAX_PAGE_BYTES": "16000000"}, "max_page_bytes"),
 ])
 def test_bad_config_is_one_clear_error(argv, env, needle) -> None:
     with pytest.raises(ConfigError) as info:
         config_from_args(argv, env)
     assert needle in str(info.value) and "\n" not in str(info.value)
+
+
+def test_page_byte_budget_is_derived_from_the_message_limit() -> None:
+    """Issue 14: pages are cut by bytes; the budget defaults to half the gRPC message limit."""
+    assert config_from_args(["--data-dir", "x"], {}).page_bytes == 8 * 1024 * 1024
+    small = config_from_args(["--data-dir", "x"], {"MEMPULSE_MAX_MESSAGE_BYTES": "4194304"})
+    assert small.page_bytes == 2 * 1024 * 1024
+    assert config_from_args(["--data-dir", "x"], {"MEMPULSE_MAX_PAGE_BYTES": "1000000"}).page_bytes == 1_000_000

@@ -16,7 +16,11 @@ from processd.decoding.model import DecodedCall
 from processd.decoding.registry import Registry
 from processd.decoding.routers import router_methods
 
-__all__ = ["AbiDecodeError", "DecodedCall", "Decoder", "Method", "Registry", "all_methods"]
+__all__ = ["MAX_ERROR_CHARS", "AbiDecodeError", "DecodedCall", "Decoder", "Method", "Registry", "all_methods"]
+
+# A decode error is stored in the event log and served on every read path; an exception's text can quote
+# attacker-chosen calldata, so it is cut to a bounded length.
+MAX_ERROR_CHARS = 200
 
 
 def all_methods(factory: DecoderFactory = ArgsDecoder) -> dict[bytes, Method]:
@@ -49,7 +53,8 @@ class Decoder:
         try:
             return method.extract(method.args.decode(data), to, value, sender)
         except AbiDecodeError as exc:
-            return DecodedCall(method.name, method.category, method.family, decoded=False, error=str(exc))
+            return DecodedCall(method.name, method.category, method.family, decoded=False,
+                               error=str(exc)[:MAX_ERROR_CHARS])
         except Exception as exc:  # an extractor bug must not take processd down
             return DecodedCall(method.name, method.category, method.family, decoded=False,
-                               error=f"internal decoder error: {type(exc).__name__}: {exc}")
+                               error=f"internal decoder error: {type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS])

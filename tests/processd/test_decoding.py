@@ -317,3 +317,22 @@ def test_oversized_batches_are_refused_cheaply() -> None:
     assert ok.decoded and ok.method == "multicall/exactInputSingle" and u(ok.amount_in) == 64
     g = ANALYZER.analyze(envelope(UNIVERSAL_ROUTER, ur_execute(b"\x3f" * 65, [b""] * 65))).features
     assert not g.decoded and "65 commands" in g.decode_error
+
+
+def test_decode_error_text_is_bounded_even_when_an_exception_quotes_the_calldata() -> None:
+    """An extractor error whose text repeats the calldata must not carry it into the log and read paths."""
+    import dataclasses
+
+    from processd.decoding import MAX_ERROR_CHARS
+
+    decoder = Decoder()
+    selector, method = next(iter(decoder.methods.items()))
+
+    def quoting_extractor(args: object, to: bytes, value: int, sender: bytes) -> None:
+        raise ValueError("bad call " + "ab" * 70_000)
+
+    decoder.methods[selector] = dataclasses.replace(method, extract=quoting_extractor)
+    call = decoder.decode(selector + bytes(32 * len(method.types)), bytes(20), 0, bytes(20))
+    assert call is not None and not call.decoded
+    assert call.error.startswith("internal decoder error: ValueError: bad call")
+    assert len(call.error) == MAX_ERROR_CHARS

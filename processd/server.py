@@ -9,6 +9,7 @@ from types import TracebackType
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
@@ -18,9 +19,10 @@ from processd.analysis import AnalyzeFn
 from processd.analysis_pool import AnalysisPool
 from processd.config import ProcessdConfig
 from processd.crashpoints import CrashSwitch
-from processd.eventlog import EventLog
+from processd.eventlog import DAMAGE_ERRORS, EventLog
 from processd.group_commit import CommitResult
 from processd.ingest_service import IngestService, add_ingest_service
+from processd.logcheck import DATA_FILE, DamagedLogError
 from processd.metrics import ProcessdMetrics
 from processd.query_service import QueryService
 from processd.readmodels import ReadModels
@@ -71,7 +73,8 @@ class ProcessdServer:
                  crash: CrashSwitch | None = None) -> None:
         self.config = config
         self.metrics = ProcessdMetrics()
-        self.eventlog = EventLog(config.data_dir, config.map_size_mb << 20, sync=config.durability == "sync")
+        self.eventlog = EventLog(config.data_dir, config.map_size_mb << 20, sync=config.durability == "sync",
+                                 start_empty_over_damaged=config.start_empty_over_damaged_log)
         self.models = ReadModels(config.recent_tx_per_chain, config.recent_features, config.opportunity_window)
         self.hub = SubscriptionHub(config.max_subscribers, config.subscriber_queue_events,
                                    on_cut=lambda reason: self.metrics.subscriber_cuts.labels(reason).inc(),
@@ -140,7 +143,7 @@ class ProcessdServer:
         self._started = True
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.eventlog.open)
-        await loop.run_in_executor(None, self.models.rebuild, self.eventlog)
+        await loop.run_in_executor(None, self._rebuild)
         self.hub.last_seq = self.models.last_seq
         self.ingest.admit_known_chains(self.models.chain_ids())
         await self.pool.start()
@@ -157,6 +160,16 @@ class ProcessdServer:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("processd listening on %s", self.address)
         return self
+
+    def _rebuild(self) -> None:
+        """Rebuilds the read models; a log LMDB or protobuf cannot read there is damaged (one line, exit 2)."""
+        try:
+            self.models.rebuild(self.eventlog)
+        except (*DAMAGE_ERRORS, DecodeError) as exc:
+            # The read models are half built by now, so --start-empty-over-damaged-log is not applied here: the
+            # operator moves the files aside (or restores them) and restarts.
+            raise DamagedLogError(f"{self.eventlog.path / DATA_FILE} is damaged (found while rebuilding the read "
+                                  f"models: {exc}): restore it or move it aside") from None
 
     async def _refresh_digest(self, interval_s: float = 10.0) -> None:
         """Keeps ``processd_replay_info`` current (the digest costs O(window sizes), so not per commit)."""
@@ -213,6 +226,7 @@ class ProcessdServer:
 
     def _on_storage_full(self, count: int) -> None:
         self.metrics.rejects.labels("storage_full").inc(count)
+
 
     async def stop(self, grace_s: float = 2.0) -> None:
         """NOT_SERVING, stop accepting, commit everything queued, close the log (idempotent)."""

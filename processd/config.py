@@ -77,6 +77,9 @@ class ProcessdConfig:
     #: The operator's consent to move a damaged event log (truncated, emptied, foreign) aside into
     #: ``<data-dir>/damaged-<time>/`` and start an empty one; without it processd refuses to start (exit 2).
     start_empty_over_damaged_log: bool = False
+    #: After a commit failed for lack of disk space, ingest is refused (storage_full) for this long before the
+    #: next batch tries a commit again.
+    disk_full_retry_ms: int = 1000
 
 
 def _positive(name: str, value: int, minimum: int = 1) -> int:
@@ -109,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start-empty-over-damaged-log", action="store_true", default=None,
                    help="move a damaged event log aside into <data-dir>/damaged-<time>/ and start an empty one "
                    "(env MEMPULSE_START_EMPTY_OVER_DAMAGED_LOG=1); without it processd refuses a damaged log")
+    p.add_argument("--disk-full-retry-ms", type=int, help="after a disk-full commit, refuse ingest this long before "
+                   "trying again (env MEMPULSE_DISK_FULL_RETRY_MS, 1000)")
     p.add_argument("--chains", help="comma-separated chain names/ids served, empty = all "
                    "(env MEMPULSE_PROCESSD_CHAINS)")
     return p
@@ -168,6 +173,7 @@ def config_from_args(argv: Sequence[str] | None = None, env: Mapping[str, str] |
                                             100),
         start_empty_over_damaged_log=(args.start_empty_over_damaged_log
                                       or env_bool("start_empty_over_damaged_log", False, source)),
+        disk_full_retry_ms=_pick_int(args.disk_full_retry_ms, "disk_full_retry_ms", d.disk_full_retry_ms, source, 1),
     )
     if cfg.map_max_size_mb < cfg.map_size_mb:
         raise ConfigError(f"map_max_size_mb ({cfg.map_max_size_mb}) must be >= map_size_mb ({cfg.map_size_mb})")

@@ -87,7 +87,7 @@ class ProcessdServer:
             queue_full_timeout_ms=config.queue_full_timeout_ms,
             map_max_size_bytes=config.map_max_size_mb << 20,
             retention_max_events=config.retention_max_events, retention_max_age_s=config.retention_max_age_s,
-            crash=self.crash, on_storage_full=self._on_storage_full,
+            crash=self.crash, on_storage_full=self._on_storage_full, disk_full_retry_ms=config.disk_full_retry_ms,
         )
         self.writer.want_events = lambda: bool(self.hub.subscribers)
         # A custom analysis function (tests) cannot be sent to worker processes: it runs in-process.
@@ -187,6 +187,7 @@ class ProcessdServer:
         m.last_seq.set_function(lambda: self.models.last_seq)
         m.queue_envelopes.set_function(lambda: self.writer.queued_envelopes)
         m.queue_capacity.set(self.config.commit_queue_max_envelopes)
+        m.disk_full.set_function(lambda: int(self.writer.disk.full))
         m.pool_workers.set(self.pool.workers)
         m.pool_inflight.set_function(lambda: self.pool.inflight)
         m.pool_restarts.set_function(lambda: self.pool.restarts)
@@ -224,9 +225,9 @@ class ProcessdServer:
             m.map_grows.inc(self.writer.map_grows - getattr(self, "_grows_seen", 0))
             self._grows_seen = self.writer.map_grows
 
-    def _on_storage_full(self, count: int) -> None:
+    def _on_storage_full(self, count: int, cause: str) -> None:
         self.metrics.rejects.labels("storage_full").inc(count)
-
+        self.metrics.storage_full_groups.labels(cause).inc()
 
     async def stop(self, grace_s: float = 2.0) -> None:
         """NOT_SERVING, stop accepting, commit everything queued, close the log (idempotent)."""

@@ -167,7 +167,9 @@ class ProcessdServer:
             self.models.rebuild(self.eventlog)
         except (*DAMAGE_ERRORS, DecodeError) as exc:
             # The read models are half built by now, so --start-empty-over-damaged-log is not applied here: the
-            # operator moves the files aside (or restores them) and restarts.
+            # operator moves the files aside (or restores them) and restarts. Closed now, so that stop() does not
+            # report a replay digest of a log it could not read.
+            self.eventlog.close()
             raise DamagedLogError(f"{self.eventlog.path / DATA_FILE} is damaged (found while rebuilding the read "
                                   f"models: {exc}): restore it or move it aside") from None
 

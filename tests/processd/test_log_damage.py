@@ -72,9 +72,14 @@ def _run(data: Path, *args: str, timeout_s: float = 60.0) -> tuple[int | None, s
                 proc.wait(10)
 
 
-def _assert_refused(rc: int | None, out: str, *words: str) -> None:
+def _assert_refused(rc: int | None, out: str, *words: str, info_lines_before: bool = False) -> None:
+    """Exit 2 with one ``processd: ...`` line holding ``words`` (and nothing else, unless the damage is found after
+    the log opened: then INFO lines of the start may precede it)."""
     assert rc == 2, (rc, out[-3000:])
     lines = out.strip().splitlines()
+    if info_lines_before:
+        assert all(" INFO " in line for line in lines[:-1]), out[-3000:]
+        lines = lines[-1:]
     assert len(lines) == 1 and lines[0].startswith("processd: "), out[-3000:]
     assert "Traceback" not in out
     for word in words:
@@ -175,3 +180,20 @@ def test_flipped_bytes_are_refused_with_one_line(good_log: Path, tmp_path: Path,
     _flip(mdb, offsets)
     rc, out, _ = _run(data)
     _assert_refused(rc, out, str(data))
+
+
+def test_an_event_that_no_longer_parses_is_refused_with_one_line(good_log: Path, tmp_path: Path) -> None:
+    """A flipped length byte inside a stored event: LMDB cannot notice (no checksums), the read-model rebuild
+    can (the protobuf no longer parses). Used to exit 1 with a traceback."""
+    data = _copy(good_log, tmp_path)
+    mdb = data / "data.mdb"
+    raw = bytearray(mdb.read_bytes())
+    last = synthetic_envelopes(ENVELOPES, seed=141)[-1]
+    # In the stored events the hash is a length-delimited field: its length byte (32) precedes it.
+    at = raw.find(b"\x20" + bytes(last.hash))
+    assert at > 0, "the newest transaction's hash is not in data.mdb"
+    raw[at] = 0x7F  # the field now claims to run 127 bytes, past the end of the value
+    mdb.write_bytes(bytes(raw))
+    rc, out, _ = _run(data)
+    _assert_refused(rc, out, str(mdb), "damaged", "rebuilding", info_lines_before=True)
+    assert "replay digest" not in out, "no digest of a damaged log"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.chains import UnknownChainError, parse_chain
-from common.envconfig import ConfigError, env_int, env_name, env_str, parse_hostport
+from common.envconfig import ConfigError, env_bool, env_int, env_name, env_str, parse_hostport
 
 DURABILITY_MODES = ("sync", "nosync")
 
@@ -79,6 +79,12 @@ class ProcessdConfig:
     #: A worker holding batches this long without answering is killed and replaced (its batches are prepared
     #: in-process meanwhile); a 500-transaction batch takes about 10 ms.
     analysis_stall_timeout_ms: int = 10_000
+    #: The operator's consent to move a damaged event log (truncated, emptied, foreign) aside into
+    #: ``<data-dir>/damaged-<time>/`` and start an empty one; without it processd refuses to start (exit 2).
+    start_empty_over_damaged_log: bool = False
+    #: After a commit failed for lack of disk space, ingest is refused (storage_full) for this long before the
+    #: next batch tries a commit again.
+    disk_full_retry_ms: int = 1000
 
     @property
     def page_bytes(self) -> int:
@@ -113,6 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "(env MEMPULSE_RETENTION_MAX_AGE_S)")
     p.add_argument("--analysis-workers", type=int, help="batch preparation processes, 0 = in-process "
                    "(env MEMPULSE_ANALYSIS_WORKERS, 2)")
+    p.add_argument("--start-empty-over-damaged-log", action="store_true", default=None,
+                   help="move a damaged event log aside into <data-dir>/damaged-<time>/ and start an empty one "
+                   "(env MEMPULSE_START_EMPTY_OVER_DAMAGED_LOG=1); without it processd refuses a damaged log")
+    p.add_argument("--disk-full-retry-ms", type=int, help="after a disk-full commit, refuse ingest this long before "
+                   "trying again (env MEMPULSE_DISK_FULL_RETRY_MS, 1000)")
     p.add_argument("--chains", help="comma-separated chain names/ids served, empty = all "
                    "(env MEMPULSE_PROCESSD_CHAINS)")
     return p
@@ -171,6 +182,9 @@ def config_from_args(argv: Sequence[str] | None = None, env: Mapping[str, str] |
         analysis_workers=_pick_int(args.analysis_workers, "analysis_workers", d.analysis_workers, source, 0),
         analysis_stall_timeout_ms=_pick_int(None, "analysis_stall_timeout_ms", d.analysis_stall_timeout_ms, source,
                                             100),
+        start_empty_over_damaged_log=(args.start_empty_over_damaged_log
+                                      or env_bool("start_empty_over_damaged_log", False, source)),
+        disk_full_retry_ms=_pick_int(args.disk_full_retry_ms, "disk_full_retry_ms", d.disk_full_retry_ms, source, 1),
     )
     if cfg.map_max_size_mb < cfg.map_size_mb:
         raise ConfigError(f"map_max_size_mb ({cfg.map_max_size_mb}) must be >= map_size_mb ({cfg.map_size_mb})")

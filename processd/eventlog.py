@@ -55,6 +55,12 @@ U32 = struct.Struct(">I")
 CHAIN_SEQ = struct.Struct(">QQ")
 META_SCHEMA = b"schema_version"
 META_LAST_SEQ = b"last_seq"
+#: What LMDB raises on a file it cannot read as a (consistent) environment; there are no checksums, so this is
+#: all LMDB itself notices of bit rot.
+DAMAGE_ERRORS = (lmdb.InvalidError, lmdb.VersionMismatchError, lmdb.CorruptedError, lmdb.PageNotFoundError,
+                 lmdb.IncompatibleError, lmdb.BadValsizeError)
+#: The named databases of the log: the main database of its LMDB environment holds exactly these keys.
+DB_NAMES = frozenset((b"events", b"chain_seq", b"tx_hash", b"agg", b"meta"))
 
 #: agg keys: b"C" + chain (u64) + one field byte; b"F" + chain (u64) + category (u8) + protocol (utf-8).
 AGG_CHAIN = b"C"
@@ -163,8 +169,11 @@ def lock_data_dir(path: Path) -> int:
 class EventLog:
     """Owns the LMDB environment. Reads are synchronous and short; the writer thread uses :attr:`env` directly."""
 
-    def __init__(self, path: Path, map_size_bytes: int, sync: bool = True) -> None:
+    def __init__(self, path: Path, map_size_bytes: int, sync: bool = True,
+                 start_empty_over_damaged: bool = False) -> None:
         self.path = path
+        #: The operator's explicit consent to move a damaged log aside and start an empty one.
+        self.start_empty_over_damaged = start_empty_over_damaged
         self.map_size_bytes = map_size_bytes
         self.sync = sync
         self.env: lmdb.Environment | None = None
@@ -178,26 +187,60 @@ class EventLog:
 
     def open(self) -> EventLog:
         """Takes the data dir's writer lock, opens (creating if needed) the environment, clears stale reader
-        slots and checks the schema. Raises :class:`StorageError` when another process holds the lock."""
+        slots and checks the schema. Raises :class:`StorageError` when another process holds the lock, and
+        :class:`~processd.logcheck.DamagedLogError` when the log is truncated, emptied, foreign or corrupt (unless
+        ``start_empty_over_damaged``: then its files are moved aside and an empty log starts)."""
+        # Imported here: logcheck's errors derive from StorageError, defined in this module.
+        from processd.logcheck import DamagedLogError, check_log_files, move_aside
+
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock_fd = lock_data_dir(self.path)
         try:
-            return self._open_env()
+            try:
+                check_log_files(self.path)  # before LMDB maps the file: a short file would be a SIGBUS
+                return self._open_env()
+            except DamagedLogError as exc:
+                if not self.start_empty_over_damaged:
+                    raise
+                self._close_env()
+                move_aside(self.path, str(exc))
+                return self._open_env()
         except BaseException:
             self.close()
             raise
 
     def _open_env(self) -> EventLog:
+        from processd.logcheck import DATA_FILE, DamagedLogError, check_db_names, write_marker
+
         try:
             env = lmdb.open(
                 str(self.path), map_size=self.map_size_bytes, max_dbs=8, max_readers=256,
                 sync=self.sync, metasync=self.sync, readahead=False, writemap=False, lock=True,
             )
+        except DAMAGE_ERRORS as exc:
+            raise DamagedLogError(f"{self.path / DATA_FILE} is not a readable LMDB file: {exc}") from None
         except lmdb.Error as exc:
             raise StorageError(f"cannot open LMDB at {self.path}: {exc}") from exc
+        self.env = env
+        try:
+            with env.begin() as txn:
+                names = {bytes(key) for key, _ in txn.cursor()}
+            check_db_names(self.path, names, DB_NAMES)
+            self._open_dbs(env)
+        except DAMAGE_ERRORS as exc:
+            # No checksums in LMDB: a damaged page shows up as a B-tree LMDB cannot walk (or a key of ours that
+            # is not a database).
+            raise DamagedLogError(f"{self.path / DATA_FILE} is damaged: {exc}") from None
+        except lmdb.Error as exc:  # e.g. no space left for the schema record of a new log
+            raise StorageError(f"cannot open the event log at {self.path}: {exc}") from None
+        write_marker(self.path)
+        log.info("event log open at %s (last seq %d, %d stale reader slots cleared)",
+                 self.path, self.last_seq(), self.stale_readers_cleared)
+        return self
+
+    def _open_dbs(self, env: lmdb.Environment) -> None:
         # A reader killed mid-transaction leaves its slot behind; clearing it lets LMDB reuse freed pages.
         self.stale_readers_cleared = env.reader_check()
-        self.env = env
         self.events_db = env.open_db(b"events")
         self.chain_db = env.open_db(b"chain_seq")
         self.tx_db = env.open_db(b"tx_hash")
@@ -213,18 +256,18 @@ class EventLog:
                     f"{SCHEMA_VERSION} (there is no in-place migration: start with an empty --data-dir, or run "
                     f"the processd that wrote it to read it)")
         self.map_size_bytes = env.info()["map_size"]
-        log.info("event log open at %s (last seq %d, %d stale reader slots cleared)",
-                 self.path, self.last_seq(), self.stale_readers_cleared)
-        return self
 
     def close(self) -> None:
         """Closes the environment and releases the data dir's lock (idempotent)."""
-        if self.env is not None:
-            self.env.close()
-            self.env = None
+        self._close_env()
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # closing the descriptor releases the flock
             self._lock_fd = None
+
+    def _close_env(self) -> None:
+        if self.env is not None:
+            self.env.close()
+            self.env = None
 
     def _require(self) -> lmdb.Environment:
         if self.env is None:

@@ -34,6 +34,11 @@ class ProcessdMetrics:
         self.subscriber_cuts = Counter("processd_subscriber_cuts", "Subscribers cut off, by reason", ["reason"],
                                        registry=r)
         self.bad_requests = Counter("processd_bad_requests", "INVALID_ARGUMENT answers, by RPC", ["rpc"], registry=r)
+        self.storage_full_groups = Counter("processd_storage_full_groups", "Commit groups refused as storage_full, by "
+                                           "cause (map_full: map at its max size; disk_full: the write failed "
+                                           "for lack of space or with an I/O error)", ["cause"], registry=r)
+        self.disk_full = Gauge("processd_disk_full", "1 while ingest is refused because the last commit failed for "
+                               "lack of disk space (retried every disk_full_retry_ms)", registry=r)
         self.storage_bytes = Gauge("processd_storage_bytes", "LMDB bytes in use", registry=r)
         self.map_size_bytes = Gauge("processd_map_size_bytes", "LMDB map size", registry=r)
         self.last_seq = Gauge("processd_last_seq", "Highest committed seq id", registry=r)

@@ -9,6 +9,7 @@ from types import TracebackType
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
@@ -18,9 +19,10 @@ from processd.analysis import AnalyzeFn
 from processd.analysis_pool import AnalysisPool
 from processd.config import ProcessdConfig
 from processd.crashpoints import CrashSwitch
-from processd.eventlog import EventLog
+from processd.eventlog import DAMAGE_ERRORS, EventLog
 from processd.group_commit import CommitResult
 from processd.ingest_service import IngestService, add_ingest_service
+from processd.logcheck import DATA_FILE, DamagedLogError
 from processd.metrics import ProcessdMetrics
 from processd.query_service import QueryService
 from processd.readmodels import ReadModels
@@ -71,7 +73,8 @@ class ProcessdServer:
                  crash: CrashSwitch | None = None) -> None:
         self.config = config
         self.metrics = ProcessdMetrics()
-        self.eventlog = EventLog(config.data_dir, config.map_size_mb << 20, sync=config.durability == "sync")
+        self.eventlog = EventLog(config.data_dir, config.map_size_mb << 20, sync=config.durability == "sync",
+                                 start_empty_over_damaged=config.start_empty_over_damaged_log)
         self.models = ReadModels(config.recent_tx_per_chain, config.recent_features, config.opportunity_window)
         self.hub = SubscriptionHub(config.max_subscribers, config.subscriber_queue_events,
                                    on_cut=lambda reason: self.metrics.subscriber_cuts.labels(reason).inc(),
@@ -84,7 +87,7 @@ class ProcessdServer:
             queue_full_timeout_ms=config.queue_full_timeout_ms,
             map_max_size_bytes=config.map_max_size_mb << 20,
             retention_max_events=config.retention_max_events, retention_max_age_s=config.retention_max_age_s,
-            crash=self.crash, on_storage_full=self._on_storage_full,
+            crash=self.crash, on_storage_full=self._on_storage_full, disk_full_retry_ms=config.disk_full_retry_ms,
         )
         self.writer.want_events = lambda: bool(self.hub.subscribers)
         # A custom analysis function (tests) cannot be sent to worker processes: it runs in-process.
@@ -140,7 +143,7 @@ class ProcessdServer:
         self._started = True
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.eventlog.open)
-        await loop.run_in_executor(None, self.models.rebuild, self.eventlog)
+        await loop.run_in_executor(None, self._rebuild)
         self.hub.last_seq = self.models.last_seq
         self.ingest.admit_known_chains(self.models.chain_ids())
         await self.pool.start()
@@ -158,6 +161,18 @@ class ProcessdServer:
         log.info("processd listening on %s", self.address)
         return self
 
+    def _rebuild(self) -> None:
+        """Rebuilds the read models; a log LMDB or protobuf cannot read there is damaged (one line, exit 2)."""
+        try:
+            self.models.rebuild(self.eventlog)
+        except (*DAMAGE_ERRORS, DecodeError) as exc:
+            # The read models are half built by now, so --start-empty-over-damaged-log is not applied here: the
+            # operator moves the files aside (or restores them) and restarts. Closed now, so that stop() does not
+            # report a replay digest of a log it could not read.
+            self.eventlog.close()
+            raise DamagedLogError(f"{self.eventlog.path / DATA_FILE} is damaged (found while rebuilding the read "
+                                  f"models: {exc}): restore it or move it aside") from None
+
     async def _refresh_digest(self, interval_s: float = 10.0) -> None:
         """Keeps ``processd_replay_info`` current (the digest costs O(window sizes), so not per commit)."""
         seen = self.models.last_seq
@@ -174,6 +189,7 @@ class ProcessdServer:
         m.last_seq.set_function(lambda: self.models.last_seq)
         m.queue_envelopes.set_function(lambda: self.writer.queued_envelopes)
         m.queue_capacity.set(self.config.commit_queue_max_envelopes)
+        m.disk_full.set_function(lambda: int(self.writer.disk.full))
         m.pool_workers.set(self.pool.workers)
         m.pool_inflight.set_function(lambda: self.pool.inflight)
         m.pool_restarts.set_function(lambda: self.pool.restarts)
@@ -211,8 +227,9 @@ class ProcessdServer:
             m.map_grows.inc(self.writer.map_grows - getattr(self, "_grows_seen", 0))
             self._grows_seen = self.writer.map_grows
 
-    def _on_storage_full(self, count: int) -> None:
+    def _on_storage_full(self, count: int, cause: str) -> None:
         self.metrics.rejects.labels("storage_full").inc(count)
+        self.metrics.storage_full_groups.labels(cause).inc()
 
     async def stop(self, grace_s: float = 2.0) -> None:
         """NOT_SERVING, stop accepting, commit everything queued, close the log (idempotent)."""

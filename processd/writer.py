@@ -24,6 +24,7 @@ import lmdb
 from common.pb.v1 import ingest_pb2, tx_pb2
 from processd.columns import BatchColumns
 from processd.crashpoints import CrashSwitch
+from processd.diskfull import DiskFullGate, is_write_failure
 from processd.eventlog import (
     AGG_COMMITTED_NS,
     AGG_DECODED,
@@ -101,7 +102,8 @@ class CommitWriter:
         retention_max_events: int = 0,
         retention_max_age_s: int = 0,
         crash: CrashSwitch | None = None,
-        on_storage_full: Callable[[int], None] | None = None,
+        on_storage_full: Callable[[int, str], None] | None = None,
+        disk_full_retry_ms: int = 1000,
     ) -> None:
         self.log = eventlog
         self._on_commit = on_commit
@@ -113,7 +115,9 @@ class CommitWriter:
         self.retention_max_events = retention_max_events
         self.retention_max_age_ns = retention_max_age_s * 1_000_000_000
         self._crash = crash or CrashSwitch()
+        #: Called with the envelopes refused as storage_full and the cause (``map_full`` / ``disk_full``).
         self._on_storage_full = on_storage_full
+        self.disk = DiskFullGate(eventlog.path, disk_full_retry_ms)
         self._queue: deque[PendingBatch] = deque()
         self.queued_envelopes = 0
         self._wakeup = asyncio.Event()
@@ -130,7 +134,7 @@ class CommitWriter:
         self.want_events: Callable[[], bool] = lambda: True
         self.commits = 0
         self.map_grows = 0
-        #: Set when the commit loop died (an LMDB error other than map full): processd must exit.
+        #: Set when the commit loop died (an LMDB error other than map or disk full): processd must exit.
         self.failed = asyncio.Event()
 
     # ---- lifecycle ---------------------------------------------------------------------------------------
@@ -241,14 +245,25 @@ class CommitWriter:
         self.committing = True
         try:
             while True:
+                if self.disk.blocked():  # a commit failed for lack of space a moment ago: do not hammer the disk
+                    result = self._reject_storage_full(group, "disk_full", "disk full, retrying soon", quiet=True)
+                    break
                 try:
                     result = await loop.run_in_executor(self._executor, self._commit, group)
+                    self.disk.succeeded()
                     break
                 except _MapFull:
                     # No read transaction is open here: reads run synchronously on this event loop thread.
                     if not self._grow_map():
-                        result = self._reject_storage_full(group)
+                        result = self._reject_storage_full(
+                            group, "map_full", f"map {self.log.map_size_bytes >> 20} MiB = max")
                         break
+                except lmdb.Error as exc:
+                    if not is_write_failure(exc):
+                        raise
+                    # Aborted before its meta page was written: the log is at its last commit and still usable.
+                    result = self._reject_storage_full(group, "disk_full", self.disk.failed(exc))
+                    break
         except BaseException as exc:
             # Nothing of this group was committed: fail its batches (their streams end, clients resend).
             for batch in group:
@@ -277,7 +292,8 @@ class CommitWriter:
         self.map_grows += 1
         return True
 
-    def _reject_storage_full(self, group: list[PendingBatch]) -> CommitResult:
+    def _reject_storage_full(self, group: list[PendingBatch], cause: str, why: str,
+                             quiet: bool = False) -> CommitResult:
         total = 0
         for batch in group:
             n = len(batch.envelopes)
@@ -285,10 +301,12 @@ class CommitWriter:
             if n:
                 batch.rejected[STORAGE_FULL] = batch.rejected.get(STORAGE_FULL, 0) + n
             batch.accepted = batch.duplicates = batch.first_seq = batch.last_seq = 0
-        log.error("event log full (map %d MiB = max): rejected %d envelopes as storage_full",
-                  self.log.map_size_bytes >> 20, total)
+        # While disk-full refusals repeat (no commit tried) one line per group would flood the log: the state
+        # change is logged by DiskFullGate and the counts are in processd_rejects_total.
+        log.log(logging.DEBUG if quiet else logging.ERROR, "event log full (%s): rejected %d envelopes as "
+                "storage_full", why, total)
         if self._on_storage_full is not None:
-            self._on_storage_full(total)
+            self._on_storage_full(total, cause)
         return CommitResult(last_seq=self.last_seq, committed_ns=time.time_ns(), batches=len(group), envelopes=0)
 
     @staticmethod

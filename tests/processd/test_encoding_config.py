@@ -63,6 +63,16 @@ def test_config_precedence_cli_over_env_over_default(tmp_path: Path) -> None:
         cfg.flush_max_events = 1  # type: ignore[misc]
 
 
+def test_storage_safety_knobs_from_flag_and_env(tmp_path: Path) -> None:
+    base = ["--data-dir", str(tmp_path)]
+    assert not config_from_args(base, {}).start_empty_over_damaged_log  # consent is never the default
+    assert config_from_args([*base, "--start-empty-over-damaged-log"], {}).start_empty_over_damaged_log
+    assert config_from_args(base, {"MEMPULSE_START_EMPTY_OVER_DAMAGED_LOG": "1"}).start_empty_over_damaged_log
+    assert config_from_args(base, {}).disk_full_retry_ms == 1000
+    assert config_from_args([*base, "--disk-full-retry-ms", "50"], {"MEMPULSE_DISK_FULL_RETRY_MS": "9"}
+                            ).disk_full_retry_ms == 50
+
+
 @pytest.mark.parametrize("argv, env, needle", [
     ([], {}, "--data-dir"),
     (["--data-dir", "x", "--listen", "nohost"], {}, "--listen"),
@@ -71,6 +81,8 @@ def test_config_precedence_cli_over_env_over_default(tmp_path: Path) -> None:
     (["--data-dir", "x", "--chains", "narnia"], {}, "narnia"),
     (["--data-dir", "x"], {"MEMPULSE_MAX_INPUT_BYTES": "99999999"}, "max_input_bytes"),
     (["--data-dir", "x"], {"MEMPULSE_MAX_PAGE_BYTES": "16000000"}, "max_page_bytes"),
+    (["--data-dir", "x"], {"MEMPULSE_START_EMPTY_OVER_DAMAGED_LOG": "perhaps"}, "START_EMPTY_OVER_DAMAGED_LOG"),
+    (["--data-dir", "x", "--disk-full-retry-ms", "0"], {}, "disk-full-retry-ms"),
 ])
 def test_bad_config_is_one_clear_error(argv, env, needle) -> None:
     with pytest.raises(ConfigError) as info:

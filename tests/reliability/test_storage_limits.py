@@ -4,6 +4,8 @@
   process stays up and keeps serving reads, the log stays consistent; once room is made (the operator raises
   the map limit and restarts) the rejected envelopes are resent and stored, each exactly once.
 * Retention on a tiny map: pruning keeps the log within the map forever (no storage_full at steady state).
+* Disk full (a real 24 MiB tmpfs; skipped when not root): ingest refused as ``storage_full``, reads served,
+  ingest accepted again once space returns, nothing acked lost.
 * Stale reader slots: a reader process killed inside a read transaction leaves its slot behind; processd
   clears it at start (``reader_check``) and says so.
 """
@@ -11,9 +13,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import subprocess
 import sys
 import textwrap
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -22,7 +28,15 @@ import pytest
 from common.ingest_push import push_envelopes
 from common.pb.v1 import ingest_pb2, query_pb2, query_pb2_grpc
 from common.synth import synthetic_envelopes
-from tests.reliability._support import ProcessdProc, audit_log, grpc_serving, keys_of, metric_sum, scrape
+from tests.reliability._support import (
+    ProcessdProc,
+    audit_log,
+    grpc_serving,
+    keys_of,
+    metric_sum,
+    scrape,
+    write_artifact,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -148,3 +162,106 @@ def test_stale_reader_slots_of_killed_readers_are_cleared_at_start(tmp_path: Pat
         audit_log(data).assert_clean()
     finally:
         proc.stop()
+
+
+@contextlib.contextmanager
+def _small_tmpfs(mountpoint: Path, size_mb: int) -> Iterator[Path]:
+    """A real filesystem of ``size_mb`` MiB (tmpfs; needs root, as mount does): a full disk, not a simulation."""
+    if os.geteuid() != 0:
+        pytest.skip("a disk-full test needs a small filesystem: mounting a tmpfs needs root")
+    mountpoint.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(mountpoint)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip()}): no small filesystem to fill")
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", "-l", str(mountpoint)], check=False)
+
+
+def _fill(fs: Path, leave_bytes: int) -> Path:
+    """Takes all but ``leave_bytes`` of ``fs``'s free space with one file (written, so tmpfs really holds it)."""
+    st = os.statvfs(fs)
+    filler = fs / "filler"
+    with filler.open("wb") as f:
+        remaining = st.f_bavail * st.f_frsize - leave_bytes
+        while remaining > 0:
+            n = min(remaining, 1 << 20)
+            f.write(b"\0" * n)
+            remaining -= n
+    return filler
+
+
+def test_disk_full_refuses_ingest_keeps_serving_and_resumes_when_space_returns(tmp_path: Path) -> None:
+    """The disk holding the log fills up. processd used to log ``mdb_txn_commit: Input/output error`` and exit 1
+    (a supervisor restarts it into the same full disk, ~300 more envelopes accepted per round). Now: one
+    "disk full" line naming the path, ingest refused as storage_full, reads served, ingest accepted again once
+    space returns; every acked envelope is in the log after kill -9 and restarts (one onto the full disk)."""
+    with _small_tmpfs(tmp_path / "fs", 24) as fs:
+        data = fs / "lmdb"
+        proc = ProcessdProc(data, tmp_path / "processd.log", env={"MEMPULSE_DISK_FULL_RETRY_MS": "200"}, metrics=True)
+        envelopes = synthetic_envelopes(8000, seed=46, chain_ids=(1, 137))
+        batch = 200
+        accepted_keys: set[tuple[int, bytes]] = set()
+        rejected: list[int] = []
+        try:
+            proc.start()
+            filler = _fill(fs, leave_bytes=1 << 20)
+            i = 0
+            for i in range(0, len(envelopes), batch):
+                chunk = envelopes[i:i + batch]
+                [ack] = asyncio.run(push_envelopes(proc.addr, chunk, batch_size=batch, first_batch_seq=i // batch + 1))
+                full = _rejected(ack, STORAGE_FULL)
+                assert ack.accepted + ack.duplicates + full == len(chunk), ack
+                if full:
+                    assert ack.accepted == 0 and full == len(chunk), "a group is committed whole or refused whole"
+                    rejected.append(i)
+                    if len(rejected) >= 3:
+                        break
+                else:
+                    accepted_keys |= keys_of(chunk)
+            assert rejected, "1 MiB of free space never filled: the test did not reach a full disk"
+            assert accepted_keys, "nothing fitted before the disk filled"
+            # Still up, SERVING, answering reads; the refusal is counted and says why.
+            assert proc.alive and grpc_serving(proc.addr), proc.log_tail()
+            m = scrape(proc.metrics_port)
+            assert metric_sum(m, "processd_rejects_total", reason="storage_full") == len(rejected) * batch
+            assert metric_sum(m, "processd_storage_full_groups_total", cause="disk_full") == len(rejected)
+            assert metric_sum(m, "processd_disk_full") == 1
+            with grpc.insecure_channel(proc.addr) as ch:
+                snap = query_pb2_grpc.QueryStub(ch).GetSnapshot(query_pb2.GetSnapshotRequest(), timeout=10)
+            assert sum(c.tx_count for c in snap.chains) == len(accepted_keys)
+            assert f"disk full writing {data / 'data.mdb'}" in proc.output(), proc.log_tail()
+            assert "Traceback" not in proc.output()
+            # kill -9 and a restart onto the still-full disk: it starts (no crash loop) and refuses again.
+            proc.kill()
+            proc.start()
+            [ack] = asyncio.run(push_envelopes(proc.addr, envelopes[rejected[0]:rejected[0] + batch], batch_size=batch))
+            assert _rejected(ack, STORAGE_FULL) == batch and ack.accepted == 0, ack
+            with grpc.insecure_channel(proc.addr) as ch:
+                snap = query_pb2_grpc.QueryStub(ch).GetSnapshot(query_pb2.GetSnapshotRequest(), timeout=10)
+            assert sum(c.tx_count for c in snap.chains) == len(accepted_keys), "an acked envelope was lost"
+            # Space returns: the refused envelopes are resent (as ingestd does) and stored, once.
+            filler.unlink()
+            time.sleep(0.3)  # past --disk-full-retry-ms
+            resend = [e for r in rejected for e in envelopes[r:r + batch]]
+            more = envelopes[i + batch:i + 3 * batch]
+            acks = asyncio.run(push_envelopes(proc.addr, resend + more, batch_size=batch))
+            assert sum(a.accepted for a in acks) == len(resend) + len(more), acks
+            assert not any(a.rejected for a in acks)
+            accepted_keys |= keys_of(resend) | keys_of(more)
+            assert metric_sum(scrape(proc.metrics_port), "processd_disk_full") == 0
+            assert "event log writable again" in proc.output()
+            # Nothing acked is lost: kill -9, restart, audit.
+            proc.kill()
+            proc.start()
+            proc.stop()
+            audit = audit_log(data)
+            audit.assert_clean()
+            assert set(audit.txs) == accepted_keys
+            write_artifact("disk_full", {"acked_before_full": len(accepted_keys) - len(resend) - len(more),
+                                         "refused_groups": len(rejected), "acked_total": len(accepted_keys),
+                                         "in_log_after_kill9": len(audit.txs)})
+        finally:
+            proc.stop()

@@ -33,6 +33,12 @@ class ProcessdMetrics:
                                           ["cause"], registry=r)
         self.subscriber_cuts = Counter("processd_subscriber_cuts", "Subscribers cut off, by reason", ["reason"],
                                        registry=r)
+        self.ingest_stats_rejected = Counter(
+            "processd_ingest_stats_rejected", "ChainIngestStats entries of Ingest.Stream not kept (rejected for a "
+            "bound, or evicted to make room), by reason; the batch's transactions are unaffected", ["reason"],
+            registry=r)
+        self.ingest_stats_bytes = Gauge("processd_ingest_stats_bytes", "Bytes of ChainIngestStats held (serialized "
+                                        "size of the bounded copies)", registry=r)
         self.bad_requests = Counter("processd_bad_requests", "INVALID_ARGUMENT answers, by RPC", ["rpc"], registry=r)
         self.storage_bytes = Gauge("processd_storage_bytes", "LMDB bytes in use", registry=r)
         self.map_size_bytes = Gauge("processd_map_size_bytes", "LMDB map size", registry=r)

@@ -133,7 +133,7 @@ class IngestStatsStore:
         chain_id = key[1]
         self._remove(key)
         # Make room in the chain first (an older session of the chain goes), then in the whole store.
-        while self.chain_bytes.get(chain_id, 0) + size > limits.max_chain_bytes:
+        while self.chain_bytes.get(chain_id, 0) and self.chain_bytes[chain_id] + size > limits.max_chain_bytes:
             oldest = next(k for k in self.entries if k[1] == chain_id)
             self._remove(oldest)
             self._reject(EVICTED_CHAIN, f"session={oldest[0]!r} chain={chain_id} (chain over "

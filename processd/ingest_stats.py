@@ -42,7 +42,7 @@ class StatsLimits:
     """Bounds of the held ingest stats. ingestd sends one entry per message of about 200 bytes plus 60 per
     source, with about ten drop reasons: the defaults leave ample room for it and none for an attacker."""
 
-    max_string_chars: int = 128  # drop reason codes and source ids
+    max_string_chars: int = 300  # drop reason codes and source ids (host:port#n; a DNS name may be 253 chars)
     max_drop_reasons: int = 64
     max_sources: int = 64
     max_entry_bytes: int = 16 * 1024
@@ -106,6 +106,7 @@ class IngestStatsStore:
     def update(self, session_id: str, stats: Iterable[ingest_pb2.ChainIngestStats]) -> None:
         """Stores one message's entries (each replaces its (session, chain) entry); never raises on content."""
         limits = self.limits
+        # (processd.ingest_service refuses session ids over 128 characters before they get here.)
         if len(session_id) > limits.max_string_chars:
             session_id = session_id[:limits.max_string_chars]  # a key only: a long id must not be held in full
         entries = list(stats)  # references only; a message holds at most max_message_bytes of gRPC anyway

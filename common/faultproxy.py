@@ -13,6 +13,9 @@ Faults (all off by default, changeable at any time through :attr:`FaultProxy.fau
   (default -32005, "limit exceeded") without forwarding.
 * ``malformed_next`` / ``malformed_rate``: forward, then return a truncated (invalid JSON) body.
 * ``slow_ms``: extra delay before answering (e.g. longer than the client's timeout).
+* ``oversized_next`` / ``oversized_rate``: forward, then pad the answer with ``oversized_bytes`` of leading
+  whitespace (still valid JSON, so only a size cap stops a client), written in 1 MiB pieces so the proxy holds
+  no copy; with ``oversized_chunked`` the body is chunked, without ``content-length`` (a node need not send one).
 * ``null_rate``: replace ``eth_getTransactionByHash`` results by ``null`` (transaction gone).
 * ``reorder``: shuffle the items of batch responses (legal JSON-RPC, clients must match by id).
 * ``partial_error_rate``: replace batch items by per-item errors (code ``rpc_error_code``).
@@ -68,6 +71,10 @@ class Faults:
     rpc_error_code: int = -32005
     malformed_next: int = 0
     malformed_rate: float = 0.0
+    oversized_next: int = 0
+    oversized_rate: float = 0.0
+    oversized_bytes: int = 64 * 1024 * 1024
+    oversized_chunked: bool = False
     null_rate: float = 0.0
     reorder: bool = False
     partial_error_rate: float = 0.0
@@ -196,12 +203,16 @@ class FaultProxy:
                 if length > _MAX_BODY_BYTES:
                     return
                 body = await reader.readexactly(length) if length else b""
-                status, payload, extra = await self._exchange(body)
+                status, payload, extra, pad = await self._exchange(body)
                 keep = headers.get("connection", "").lower() != "close"
+                chunked = pad > 0 and self.faults.oversized_chunked
+                framing = "transfer-encoding: chunked" if chunked else f"content-length: {pad + len(payload)}"
                 lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}", "content-type: application/json",
-                         f"content-length: {len(payload)}", *extra,
-                         "connection: keep-alive" if keep else "connection: close"]
-                writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + payload)
+                         framing, *extra, "connection: keep-alive" if keep else "connection: close"]
+                writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+                if pad:
+                    await self._write_padding(writer, pad, chunked)
+                writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(payload), payload) if chunked else payload)
                 await writer.drain()
                 if not keep:
                     return
@@ -216,7 +227,17 @@ class FaultProxy:
                 self._tasks.discard(task)
             writer.close()
 
-    async def _exchange(self, body: bytes) -> tuple[int, bytes, list[str]]:
+    async def _write_padding(self, writer: asyncio.StreamWriter, pad: int, chunked: bool) -> None:
+        """Writes ``pad`` bytes of spaces; ``stats["oversized_bytes_sent"]`` counts what the client took."""
+        piece = b" " * (1 << 20)
+        while pad > 0:
+            data = piece[:pad]
+            writer.write(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
+            await writer.drain()  # raises ConnectionError once the client stopped reading and closed
+            self.stats["oversized_bytes_sent"] += len(data)
+            pad -= len(data)
+
+    async def _exchange(self, body: bytes) -> tuple[int, bytes, list[str], int]:
         self._active_http += 1
         self.stats["http_max_concurrent"] = max(self.stats["http_max_concurrent"], self._active_http)
         try:
@@ -224,7 +245,7 @@ class FaultProxy:
         finally:
             self._active_http -= 1
 
-    async def _exchange_inner(self, body: bytes) -> tuple[int, bytes, list[str]]:
+    async def _exchange_inner(self, body: bytes) -> tuple[int, bytes, list[str], int]:
         f = self.faults
         self.stats["http_requests"] += 1
         if f.latency_ms > 0:
@@ -242,25 +263,28 @@ class FaultProxy:
             await asyncio.sleep(f.slow_ms / 1000)
         if targeted and self._take("http_429_next", "http_429_rate"):
             self.stats["http_429"] += 1
-            return 429, b'{"error":"too many requests"}', ["retry-after: 0"]
+            return 429, b'{"error":"too many requests"}', ["retry-after: 0"], 0
         if targeted and self._take("rpc_error_next", "rpc_error_rate"):
             self.stats["rpc_error"] += 1
             errors = [_error_item(it.get("id") if isinstance(it, dict) else None, f.rpc_error_code) for it in items]
-            return 200, orjson.dumps(errors if isinstance(request, list) else errors[0]), []
+            return 200, orjson.dumps(errors if isinstance(request, list) else errors[0]), [], 0
         assert self._client is not None
         try:
             resp = await self._client.post(self.upstream_http, content=body,
                                            headers={"content-type": "application/json"})
         except httpx.HTTPError:
             self.stats["upstream_errors"] += 1
-            return 502, b'{"error":"upstream unreachable"}', []
+            return 502, b'{"error":"upstream unreachable"}', [], 0
         payload = resp.content
         if targeted and self._take("malformed_next", "malformed_rate"):
             self.stats["malformed"] += 1
-            return 200, payload[: max(1, len(payload) // 2)] + b"\x00garbage", []
+            return 200, payload[: max(1, len(payload) // 2)] + b"\x00garbage", [], 0
         if targeted and resp.status_code == 200:
             payload = self._mangle(payload)
-        return resp.status_code, payload, []
+        if targeted and self._take("oversized_next", "oversized_rate"):
+            self.stats["oversized"] += 1
+            return resp.status_code, payload, [], max(0, f.oversized_bytes - len(payload))
+        return resp.status_code, payload, [], 0
 
     def _mangle(self, payload: bytes) -> bytes:
         f = self.faults

@@ -26,7 +26,7 @@ async def run(cfg: IngestConfig, stop: asyncio.Event | None = None) -> int:
     from ingestd.startup import EndpointCheckError, check_all
 
     try:
-        await check_all(cfg.chains, cfg.startup_check_timeout_ms / 1000)
+        await check_all(cfg.chains, cfg.startup_check_timeout_ms / 1000, cfg.fetch_max_response_bytes)
     except EndpointCheckError as exc:
         print(f"ingestd: {exc}", file=sys.stderr, flush=True)
         return 2

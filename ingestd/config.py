@@ -3,7 +3,7 @@
 CLI contract::
 
     ingestd --chain NAME_OR_ID=URL[,URL...] [--chain ...] --processd HOST:PORT [--metrics-port N]
-            [--full-tx auto|on|off]
+            [--full-tx auto|on|off] [--fetch-max-response-bytes N]
 
 ``ws://``/``wss://`` URLs are pending-transaction sources; ``http://``/``https://`` URLs are fetch endpoints
 (the first is primary, the rest are fallbacks; with none, the http(s) twin of the first ws URL is used).
@@ -77,6 +77,8 @@ class IngestConfig:
     fetch_retries: int = 3
     fetch_backoff_ms: int = 50
     fetch_endpoint_cooldown_ms: int = 5000
+    #: Largest node answer read (batch fetch and the start-up eth_chainId check); the rest is not read.
+    fetch_max_response_bytes: int = 32 * 1024 * 1024
     fetch_queue_size: int = 20_000
     dedup_size: int = 500_000
     dedup_ttl_s: float = 900.0
@@ -169,6 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="ask nodes for full transaction objects: auto = ask and fall back to hashes, "
                              "on = always ask, off = hashes + batch fetch (default MEMPULSE_INGEST_FULL_TX "
                              "or auto)")
+    parser.add_argument("--fetch-max-response-bytes", type=int, default=None, metavar="N",
+                        help="stop reading a node's HTTP answer (batch fetch, start-up check) past N bytes; the "
+                             "batch is retried, then its hashes are dropped as response_too_large (default "
+                             "MEMPULSE_INGEST_FETCH_MAX_RESPONSE_BYTES or 33554432)")
     return parser
 
 
@@ -205,6 +211,10 @@ def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None
             raise ConfigError(f"MEMPULSE_INGEST_{knob.upper()} must be > 0")
         return value
 
+    max_response = (args.fetch_max_response_bytes if args.fetch_max_response_bytes is not None
+                    else i("fetch_max_response_bytes", d.fetch_max_response_bytes, 1024))
+    if max_response < 1024:
+        raise ConfigError(f"--fetch-max-response-bytes: {max_response} is below 1024")
     return IngestConfig(
         chains=tuple(chains), processd=processd, metrics_port=metrics_port,
         metrics_host=env_str("ingest_metrics_host", d.metrics_host, env), full_tx=full_tx,
@@ -215,6 +225,7 @@ def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None
         fetch_retries=i("fetch_retries", d.fetch_retries, 0),
         fetch_backoff_ms=i("fetch_backoff_ms", d.fetch_backoff_ms, 0),
         fetch_endpoint_cooldown_ms=i("fetch_endpoint_cooldown_ms", d.fetch_endpoint_cooldown_ms, 0),
+        fetch_max_response_bytes=max_response,
         fetch_queue_size=i("fetch_queue_size", d.fetch_queue_size),
         dedup_size=i("dedup_size", d.dedup_size),
         dedup_ttl_s=f("dedup_ttl_s", d.dedup_ttl_s),

@@ -25,6 +25,7 @@ class DropReason(enum.StrEnum):
     UNKNOWN_SUBSCRIPTION = "unknown_subscription"  # notification for a subscription id we do not hold
     GONE_BEFORE_FETCH = "gone_before_fetch"  # eth_getTransactionByHash answered null (mined/evicted)
     RPC_ERROR = "rpc_error"  # fetch failed on every endpoint after retries
+    RESPONSE_TOO_LARGE = "response_too_large"  # every fetch attempt answered more than fetch_max_response_bytes
     REJECTED = "rejected"  # processd rejected the envelope (see IngestAck.rejected)
     SHUTDOWN = "shutdown"  # still queued or unacked when ingestd stopped
 

@@ -6,6 +6,10 @@ object) and retriable per-item errors (-32005 limit exceeded, -32007 rate limite
 retried with jittered exponential backoff, rotating to fallback endpoints; the failing endpoint cools down
 so later batches start elsewhere. ``null`` results mean the transaction is gone (mined or evicted); other
 per-item errors fail only their item.
+
+A response body is read as a stream and abandoned once it passes ``max_response_bytes`` (a node or proxy
+answering 300 MB took ingestd to 743 MiB, issue 14): the request fails as ``response_too_large``, is retried
+like other whole-request failures, and its hashes end as failed with that code if every attempt is too large.
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ log = logging.getLogger(__name__)
 
 RETRIABLE_RPC_CODES = frozenset({-32005, -32007, -32603})
 MAX_BACKOFF_S = 2.0
+DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+TOO_LARGE = "response_too_large"
+_TOO_LARGE_LOG_INTERVAL_S = 5.0
 
 
 class FetchError(Exception):
@@ -66,7 +73,8 @@ class BatchFetcher:
 
     def __init__(self, urls: Sequence[str], *, max_in_flight: int = 8, timeout_s: float = 5.0, retries: int = 3,
                  backoff_s: float = 0.05, cooldown_s: float = 5.0, on_error: ErrorHook | None = None,
-                 on_latency: LatencyHook | None = None, client: httpx.AsyncClient | None = None) -> None:
+                 on_latency: LatencyHook | None = None, client: httpx.AsyncClient | None = None,
+                 max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES) -> None:
         if not urls:
             raise ValueError("at least one fetch endpoint is needed")
         self.endpoints = [_Endpoint(u, redact_url(u)) for u in urls]
@@ -74,6 +82,8 @@ class BatchFetcher:
         self.backoff_s = backoff_s
         self.cooldown_s = cooldown_s
         self.max_in_flight = max_in_flight
+        self.max_response_bytes = max_response_bytes
+        self._too_large_logged: dict[str, float] = {}
         self._sem = asyncio.Semaphore(max_in_flight)
         self._in_flight = 0
         self.peak_in_flight = 0
@@ -182,7 +192,9 @@ class BatchFetcher:
             self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
             started = time.perf_counter()
             try:
-                resp = await self._client.post(endpoint.url, content=body)
+                async with self._client.stream("POST", endpoint.url, content=body) as resp:
+                    # An error status's body is never read: only the status and headers matter.
+                    content = await self._read_capped(resp, endpoint, len(hashes)) if resp.status_code == 200 else b""
             except httpx.TimeoutException as exc:
                 raise FetchError("timeout", str(exc)) from None
             except httpx.HTTPError as exc:
@@ -199,7 +211,35 @@ class BatchFetcher:
                     retry_after = None
             raise FetchError(f"http_{resp.status_code}", retriable=resp.status_code in (408, 429) or
                              resp.status_code >= 500, retry_after_s=retry_after)
-        return parse_batch_response(resp.content, by_id)
+        return parse_batch_response(content, by_id)
+
+    async def _read_capped(self, resp: httpx.Response, endpoint: _Endpoint, batch: int) -> bytes:
+        """The body, read piece by piece; FetchError(response_too_large) as soon as it passes the cap."""
+        cap = self.max_response_bytes
+        declared = resp.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > cap:
+            self._log_too_large(endpoint, f"content-length {declared}", batch)
+            raise FetchError(TOO_LARGE, f"content-length {declared} > {cap}")
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in resp.aiter_bytes():  # decoded bytes: a compressed body is capped as it inflates
+            size += len(chunk)
+            if size > cap:
+                # Leaving the stream context closes the connection: the rest is never read.
+                self._log_too_large(endpoint, f"more than {size} bytes", batch)
+                raise FetchError(TOO_LARGE, f"over {cap} bytes")
+            parts.append(chunk)
+        return b"".join(parts)
+
+    def _log_too_large(self, endpoint: _Endpoint, what: str, batch: int) -> None:
+        # At most one line per endpoint per interval: a node that always answers too much would flood the log.
+        now = time.monotonic()
+        if now - self._too_large_logged.get(endpoint.label, -1e9) < _TOO_LARGE_LOG_INTERVAL_S:
+            return
+        self._too_large_logged[endpoint.label] = now
+        log.warning("fetch_response_too_large endpoint=%s body=%s cap_bytes=%d hashes=%d: stopped reading; the "
+                    "batch is retried (fallbacks first), then its hashes are dropped as %s", endpoint.label, what,
+                    self.max_response_bytes, batch, TOO_LARGE)
 
 
 ItemResult = tuple[bytes, str, Any]

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.frames import CloseCode
 
 from ingestd.config import Source, redact_url
 from ingestd.metrics import SourceStats
@@ -39,6 +40,12 @@ class SubscribeError(Exception):
     """The node refused or did not answer the subscription; retried with backoff."""
 
     retriable = True
+
+
+def _too_big(exc: BaseException) -> bool:
+    """True when the connection ended because the node sent a message over our ``max_size``."""
+    return (isinstance(exc, websockets.ConnectionClosed) and exc.sent is not None
+            and exc.sent.code == CloseCode.MESSAGE_TOO_BIG)
 
 
 class WsSource:
@@ -87,6 +94,13 @@ class WsSource:
             except asyncio.CancelledError:
                 raise
             except (OSError, TimeoutError, websockets.WebSocketException, SubscribeError) as exc:
+                if _too_big(exc):
+                    # A frame over ws_max_message_bytes is never read (websockets closes with 1009): it is
+                    # counted as one rejected message (a malformed drop), not lost silently.
+                    self._on_reject(self.source.source_id, "too_large")
+                    log.warning("source_message_too_large chain=%s source=%s max_bytes=%d: message not read, "
+                                "counted as a malformed drop; reconnecting", self.chain_label,
+                                self.source.source_id, self.max_message_bytes)
                 log.log(logging.DEBUG if warned else logging.WARNING,
                         "source_disconnected chain=%s source=%s url=%s error=%s", self.chain_label,
                         self.source.source_id, redact_url(self.source.url), type(exc).__name__ + ": " + str(exc)[:200])

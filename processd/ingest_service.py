@@ -27,6 +27,7 @@ from common.pb.v1 import ingest_pb2, ingest_pb2_grpc
 from processd.analysis_pool import AnalysisPool
 from processd.columns import BatchColumns, keep_only
 from processd.crashpoints import CrashSwitch
+from processd.ingest_stats import RateLimitedLog
 from processd.metrics import ProcessdMetrics
 from processd.readmodels import ReadModels
 from processd.validation import OK, REASON_NAMES
@@ -35,6 +36,9 @@ from processd.writer import CommitWriter, PendingBatch, QueueFullError, WriterSt
 log = logging.getLogger(__name__)
 
 UNKNOWN_CHAIN = ingest_pb2.REJECT_REASON_UNKNOWN_CHAIN
+#: Bounds on the ingest sessions one stream may announce (each is a key of the held stats).
+MAX_SESSION_ID_CHARS = 128
+MAX_SESSIONS_PER_STREAM = 64
 
 
 class IngestService(ingest_pb2_grpc.IngestServicer):
@@ -55,6 +59,24 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
         #: Resolved once the latest batch handed to preparation has been through chain admission.
         self._admitted_through: asyncio.Future[None] | None = None
         self.open_streams = 0
+        self._stats_log = RateLimitedLog()
+        models.ingest_stats.on_reject = self._stats_rejected
+
+    def _stats_rejected(self, reason: str, count: int, detail: str) -> None:
+        self._metrics.ingest_stats_rejected.labels(reason).inc(count)
+        self._stats_log.warn(reason, count, detail)
+
+    def _track_session(self, session_id: str, sessions: set[str]) -> str:
+        """Records the stream's session; a reason when its stats must not be kept (id too long, too many ids)."""
+        if session_id in sessions:
+            return ""
+        if len(session_id) > MAX_SESSION_ID_CHARS:
+            return "bad_session_id"  # a key of the held stats: a 10 MB id would be held as long as the stream
+        if len(sessions) >= MAX_SESSIONS_PER_STREAM:
+            return "too_many_sessions"
+        sessions.add(session_id)
+        self._session_streams[session_id] = self._session_streams.get(session_id, 0) + 1
+        return ""
 
     def prepare(self, batch: ingest_pb2.TxBatch, future: asyncio.Future[ingest_pb2.IngestAck],
                 raw: bytes | None = None) -> PendingBatch:
@@ -129,11 +151,15 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
                     self._metrics.rejects.labels("malformed_batch").inc()
                     await self._stop_acks(ack_task)
                     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed TxBatch: {exc}")
-                if batch.session_id and batch.session_id not in sessions:
-                    sessions.add(batch.session_id)
-                    self._session_streams[batch.session_id] = self._session_streams.get(batch.session_id, 0) + 1
+                # Stats are bounded and copied (processd.ingest_stats); whatever happens to them, the batch's
+                # transactions go on below.
+                refused = self._track_session(batch.session_id, sessions) if batch.session_id else ""
                 if batch.chain_stats:
-                    self._models.update_ingest_stats(batch.session_id, batch.chain_stats)
+                    if not refused:
+                        self._models.update_ingest_stats(batch.session_id, batch.chain_stats)
+                    else:
+                        self._stats_rejected(refused, len(batch.chain_stats), f"session id of "
+                                             f"{len(batch.session_id)} chars, {len(sessions)} sessions on the stream")
                 future: asyncio.Future[ingest_pb2.IngestAck] = loop.create_future()
                 if batch.envelopes:
                     pending = self.prepare(batch, future, raw)

@@ -33,6 +33,12 @@ class ProcessdMetrics:
                                           ["cause"], registry=r)
         self.subscriber_cuts = Counter("processd_subscriber_cuts", "Subscribers cut off, by reason", ["reason"],
                                        registry=r)
+        self.ingest_stats_rejected = Counter(
+            "processd_ingest_stats_rejected", "ChainIngestStats entries of Ingest.Stream not kept (rejected for a "
+            "bound, or evicted to make room), by reason; the batch's transactions are unaffected", ["reason"],
+            registry=r)
+        self.ingest_stats_bytes = Gauge("processd_ingest_stats_bytes", "Bytes of ChainIngestStats held (serialized "
+                                        "size of the bounded copies)", registry=r)
         self.bad_requests = Counter("processd_bad_requests", "INVALID_ARGUMENT answers, by RPC", ["rpc"], registry=r)
         self.storage_full_groups = Counter("processd_storage_full_groups", "Commit groups refused as storage_full, by "
                                            "cause (map_full: map at its max size; disk_full: the write failed "

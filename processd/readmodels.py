@@ -34,6 +34,7 @@ from processd.eventlog import (
     decode_event,
 )
 from processd.group_commit import CommitResult, FeatureEntry, OppEntry, TxEntry
+from processd.ingest_stats import IngestStatsStore, StatsLimits
 from processd.windows import OpportunityWindow, TxWindow, chain_offsets
 
 __all__ = ["ChainView", "OpportunityWindow", "ReadModels", "TxWindow"]
@@ -69,11 +70,10 @@ class ReadModels:
     """All read models of processd. Mutated only on the event loop thread (commit results, ingest stats)."""
 
     def __init__(self, recent_tx: int = 2000, recent_features: int = 2000, opportunity_window: int = 5000,
-                 max_ingest_stats: int = 1024) -> None:
+                 stats_limits: StatsLimits | None = None) -> None:
         self.recent_tx = recent_tx
         self.recent_features = recent_features
         self.opportunity_window = opportunity_window
-        self.max_ingest_stats = max_ingest_stats
         self.chains: dict[int, ChainView] = {}
         self.all_txs = TxWindow(recent_tx, 0)
         self.all_features = TxWindow(recent_features, 1)
@@ -81,9 +81,9 @@ class ReadModels:
         self.counters: dict[bytes, int] = {}
         self.last_seq = 0
         self.last_committed_ns = 0
-        #: Latest ChainIngestStats per (session_id, chain_id), for sessions with an open stream.
-        self.ingest_stats: dict[tuple[str, int], ingest_pb2.ChainIngestStats] = {}
-        self.ingest_stats_evicted = 0
+        #: Latest ChainIngestStats per (session_id, chain_id), for sessions with an open stream (bounded in bytes;
+        #: the ingest service sets ``on_reject`` for its metrics and logs).
+        self.ingest_stats = IngestStatsStore(stats_limits)
 
     # ---- updates -----------------------------------------------------------------------------------------
 
@@ -145,19 +145,12 @@ class ReadModels:
         rejected[reason] = rejected.get(reason, 0) + count
 
     def update_ingest_stats(self, session_id: str, stats: Iterable[ingest_pb2.ChainIngestStats]) -> None:
-        """Keeps the latest counters per (session, chain); bounded, oldest entry evicted first."""
-        for s in stats:
-            key = (session_id, s.chain_id)
-            self.ingest_stats.pop(key, None)
-            self.ingest_stats[key] = s
-            while len(self.ingest_stats) > self.max_ingest_stats:
-                self.ingest_stats.pop(next(iter(self.ingest_stats)))
-                self.ingest_stats_evicted += 1
+        """Keeps the latest counters per (session, chain), bounded (see :mod:`processd.ingest_stats`)."""
+        self.ingest_stats.update(session_id, stats)
 
     def end_session(self, session_id: str) -> None:
         """Forgets a session's counters when its last stream closes (only live sessions are summed)."""
-        for key in [k for k in self.ingest_stats if k[0] == session_id]:
-            del self.ingest_stats[key]
+        self.ingest_stats.end_session(session_id)
 
     # ---- rebuild -----------------------------------------------------------------------------------------
 
@@ -236,7 +229,7 @@ class ReadModels:
 
     def ingest_for_chain(self, chain_id: int) -> ingest_pb2.ChainIngestStats | None:
         """ingestd's counters for a chain summed over live sessions (None when none were forwarded)."""
-        parts = [s for (_sid, c), s in self.ingest_stats.items() if c == chain_id]
+        parts = self.ingest_stats.for_chain(chain_id)
         if not parts:
             return None
         total = ingest_pb2.ChainIngestStats(chain_id=chain_id)

@@ -194,6 +194,7 @@ class ProcessdServer:
         m.pool_inflight.set_function(lambda: self.pool.inflight)
         m.pool_restarts.set_function(lambda: self.pool.restarts)
         m.pool_stall_kills.set_function(lambda: self.pool.stall_kills)
+        m.ingest_stats_bytes.set_function(lambda: self.models.ingest_stats.total_bytes)
         for name in ("recent_tx", "recent_features", "window_held_values", "opportunities", "counters",
                      "ingest_stats", "chains"):
             m.read_model_entries.labels(name).set_function(self._size_getter(name))

@@ -19,7 +19,7 @@ from common.pb.v1 import ingest_pb2, tx_pb2
 from ingestd.config import ChainConfig, IngestConfig
 from ingestd.dedup import Dedup
 from ingestd.drops import DropCounter, DropReason
-from ingestd.fetcher import BatchFetcher
+from ingestd.fetcher import TOO_LARGE, BatchFetcher
 from ingestd.mapping import MappingError, tx_to_envelope
 from ingestd.metrics import ChainStats, Histograms
 from ingestd.notifications import PendingHash, PendingTx
@@ -64,7 +64,7 @@ class ChainWorker:
             chain.fetch_urls, max_in_flight=cfg.fetch_max_in_flight, timeout_s=cfg.fetch_timeout_ms / 1000,
             retries=cfg.fetch_retries, backoff_s=cfg.fetch_backoff_ms / 1000,
             cooldown_s=cfg.fetch_endpoint_cooldown_ms / 1000, on_error=self._on_rpc_error,
-            on_latency=self._on_rpc_latency)
+            on_latency=self._on_rpc_latency, max_response_bytes=cfg.fetch_max_response_bytes)
         self.outbound = Outbound(
             cfg.processd, f"{session_id}-{chain.chain_id}", self.stats, histograms,
             capacity=cfg.outbound_queue_size, batch_size=cfg.outbound_batch_size,
@@ -188,7 +188,8 @@ class ChainWorker:
         for tx_hash in outcome.gone:
             drops.add(DropReason.GONE_BEFORE_FETCH, by_hash[tx_hash].source_id)
         for tx_hash, code in outcome.failed:
-            drops.add(DropReason.RPC_ERROR, by_hash[tx_hash].source_id, detail=code)
+            reason = DropReason.RESPONSE_TOO_LARGE if code == TOO_LARGE else DropReason.RPC_ERROR
+            drops.add(reason, by_hash[tx_hash].source_id, detail=code)
             self.dedup.forget(tx_hash)  # another announcement may succeed later
 
     def _on_rpc_error(self, endpoint: str, code: str) -> None:

@@ -64,3 +64,17 @@ async def test_periodic_ws_cuts_and_injection(anvil: AnvilNode) -> None:
             with pytest.raises(websockets.ConnectionClosed):
                 await asyncio.wait_for(ws.recv(), 10)
         assert proxy.stats["ws_cuts"] >= 1 and proxy.stats["ws_injected"] == 1
+
+
+async def test_oversized_answer_is_valid_padded_json(anvil: AnvilNode) -> None:
+    async with FaultProxy(anvil.http_url, Faults(oversized_next=2, oversized_bytes=3 << 20)) as proxy, \
+            httpx.AsyncClient() as client:
+        plain = await client.post(proxy.http_url, content=orjson.dumps([GET]))
+        proxy.faults.oversized_chunked = True
+        chunked = await client.post(proxy.http_url, content=orjson.dumps([GET]))
+        normal = await client.post(proxy.http_url, content=orjson.dumps([GET]))
+    assert int(plain.headers["content-length"]) == len(plain.content) == 3 << 20
+    assert "content-length" not in chunked.headers and len(chunked.content) == 3 << 20
+    for resp in (plain, chunked, normal):
+        assert orjson.loads(resp.content) == [{"jsonrpc": "2.0", "id": 1, "result": None}]
+    assert proxy.stats["oversized"] == 2 and len(normal.content) < 100

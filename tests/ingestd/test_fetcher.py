@@ -10,7 +10,9 @@ import pytest
 from common.anvil import AnvilNode
 from common.faultproxy import FaultProxy, Faults
 from common.netutil import free_port
+from ingestd.config import ChainConfig
 from ingestd.fetcher import BatchFetcher
+from ingestd.startup import EndpointCheckError, check_endpoint
 
 pytestmark = pytest.mark.integration
 
@@ -135,3 +137,47 @@ async def test_exhausted_retries_and_non_retriable_items_fail_per_item(
     failed = {h for h, code in outcome.failed if code == "-32602"}
     assert failed and len(failed) == len(outcome.failed) and outcome.attempts == 1
     assert len(outcome.found) + len(failed) == 20
+
+
+async def test_oversized_body_is_abandoned_at_the_cap_then_retried(pending_anvil: tuple[AnvilNode, list[str]]) -> None:
+    # Issue 14: a 300 MB answer was read whole (743 MiB RSS). The padded answer is valid JSON (leading
+    # whitespace), chunked without content-length: only a byte count while reading can stop it.
+    node, hashes = pending_anvil
+    errors: Counter[str] = Counter()
+    faults = Faults(oversized_next=1, oversized_bytes=64 << 20, oversized_chunked=True)
+    async with FaultProxy(node.http_url, faults) as proxy, \
+            BatchFetcher([proxy.http_url], retries=2, backoff_s=0.01, max_response_bytes=1 << 20,
+                         on_error=lambda ep, code: errors.update([code])) as fetcher:
+        outcome = await fetcher.fetch(_raw(hashes[:20]))
+        await asyncio.sleep(0.2)  # let the proxy notice the closed connection
+        assert proxy.stats["oversized"] == 1
+        # ingestd stopped reading: far less than the 64 MiB offered went out (loopback buffers hold a few MB).
+        assert proxy.stats["oversized_bytes_sent"] < 24 << 20
+    _check_found(outcome.found, _raw(hashes[:20]))  # the retry got them
+    assert outcome.attempts == 2 and errors == {"response_too_large": 1}
+
+
+async def test_always_oversized_fails_every_hash_with_its_code(pending_anvil: tuple[AnvilNode, list[str]]) -> None:
+    node, hashes = pending_anvil
+    faults = Faults(oversized_rate=1.0, oversized_bytes=8 << 20)  # with content-length: refused before reading
+    async with FaultProxy(node.http_url, faults) as proxy, \
+            BatchFetcher([proxy.http_url], retries=2, backoff_s=0.01, max_response_bytes=1 << 20) as fetcher:
+        outcome = await fetcher.fetch(_raw(hashes[:10]))
+        assert proxy.stats["oversized"] == 3
+    assert outcome.found == [] and outcome.gone == []
+    assert sorted(outcome.failed) == sorted((h, "response_too_large") for h in _raw(hashes[:10]))
+
+
+async def test_startup_check_stops_reading_an_oversized_answer(pending_anvil: tuple[AnvilNode, list[str]]) -> None:
+    node, _ = pending_anvil
+    chain = ChainConfig(137, "polygon", (), ())
+    faults = Faults(oversized_rate=1.0, oversized_bytes=64 << 20, oversized_chunked=True,
+                    fault_methods=frozenset({"eth_chainId"}))
+    async with FaultProxy(node.http_url, faults) as proxy:
+        with pytest.raises(EndpointCheckError) as info:
+            await check_endpoint(chain, proxy.http_url, 5.0, max_response_bytes=1 << 20)
+        await asyncio.sleep(0.2)
+        assert proxy.stats["oversized_bytes_sent"] < 24 << 20
+        faults.oversized_rate = 0.0
+        await check_endpoint(chain, proxy.http_url, 5.0, max_response_bytes=1 << 20)  # a normal answer passes
+    assert "larger than 1048576 bytes" in str(info.value) and "\n" not in str(info.value)

@@ -226,6 +226,37 @@ def _run_ingestd(*args: str) -> subprocess.CompletedProcess[str]:
                           cwd=ROOT)
 
 
+def test_oversized_fetch_answers_are_capped_retried_and_accounted(tmp_path: Path, processd: Processd,
+                                                                  daemons: list[Daemon]) -> None:
+    # Issue 14: a 300 MB answer was read whole (743 MiB RSS) and nothing was logged. Valid JSON padded with
+    # whitespace, chunked: ingestd must stop at its cap, retry, then drop with a reason, never silently.
+    faults = Faults(oversized_rate=1.0, oversized_bytes=64 << 20, oversized_chunked=True)
+    with AnvilNode(chain_id=137) as pol, FaultProxyThread(pol.http_url, faults) as proxy:
+        ing = Ingestd(["--chain", f"polygon={pol.ws_url},{proxy.http_url}"], processd.addr, tmp_path / "ingestd.log",
+                      "--full-tx", "off",
+                      env={"MEMPULSE_INGEST_FETCH_MAX_RESPONSE_BYTES": str(1 << 20),
+                           "MEMPULSE_INGEST_FETCH_RETRIES": "1", "MEMPULSE_INGEST_FETCH_BACKOFF_MS": "5",
+                           "MEMPULSE_INGEST_FETCH_ENDPOINT_COOLDOWN_MS": "0"})
+        daemons.append(ing)
+        ing.wait_ready(sources=1)
+        lost = send_calls(pol.http_url, 0, 20)
+        ing.wait_for(lambda: _settled(ing, "polygon"), what="settled after oversized answers")
+        assert _drops(ing, "polygon") == {"response_too_large": 20}
+        assert ing.metric("ingestd_rpc_errors_total", code="response_too_large") >= 2  # first try and the retry
+        # Now only the next answer is oversized: the retry fetches the batch.
+        faults.oversized_rate, faults.oversized_next = 0.0, 1
+        kept = send_calls(pol.http_url, 20, 20)
+        ing.wait_for(lambda: ing.metric("ingestd_delivered_total", chain="polygon") == 20, what="delivered")
+        ing.wait_for(lambda: _settled(ing, "polygon"), what="settled")
+        assert _drops(ing, "polygon") == {"response_too_large": 20}
+        stored = {"0x" + s.tx.hash.hex() for s in processd.stored(137)}
+        assert stored == set(kept) and not stored & set(lost)
+        # ingestd stopped reading each answer near the cap (loopback buffers hold a few MB per connection).
+        assert proxy.proxy.stats["oversized_bytes_sent"] < proxy.proxy.stats["oversized"] * (24 << 20)
+    log_text = ing.log_text()
+    assert "fetch_response_too_large" in log_text and "reason=response_too_large" in log_text
+
+
 def test_chain_id_mismatch_and_unreachable_exit_2() -> None:
     with AnvilNode(chain_id=137) as pol:
         proc = _run_ingestd("--chain", f"ethereum={pol.ws_url}")

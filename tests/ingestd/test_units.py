@@ -144,6 +144,14 @@ def test_chain_urls_from_env_and_knobs() -> None:
     assert [c.chain_id for c in cfg2.chains] == [56]
 
 
+def test_max_response_bytes_from_flag_env_and_default() -> None:
+    chain = ["--chain", "1=ws://a:1"]
+    assert load_config(chain, env={}).fetch_max_response_bytes == 32 * 1024 * 1024
+    env = {"MEMPULSE_INGEST_FETCH_MAX_RESPONSE_BYTES": "65536"}
+    assert load_config(chain, env=env).fetch_max_response_bytes == 65536
+    assert load_config([*chain, "--fetch-max-response-bytes", "4096"], env=env).fetch_max_response_bytes == 4096
+
+
 @pytest.mark.parametrize(("argv", "env", "fragment"), [
     (["--chain", "nochain=ws://a:1"], {}, "unknown chain"),
     (["--chain", "polygon"], {}, "MEMPULSE_CHAIN_POLYGON_URLS"),
@@ -153,6 +161,7 @@ def test_chain_urls_from_env_and_knobs() -> None:
     (["--chain", "1=ws://a:1", "--processd", "nope"], {}, "HOST:PORT"),
     ([], {}, "no chain configured"),
     (["--chain", "1=ws://a:1"], {"MEMPULSE_INGEST_FETCH_QUEUE_SIZE": "0"}, "MEMPULSE_INGEST_FETCH_QUEUE_SIZE"),
+    (["--chain", "1=ws://a:1", "--fetch-max-response-bytes", "10"], {}, "--fetch-max-response-bytes"),
 ])
 def test_config_errors_are_one_line(argv: list[str], env: dict[str, str], fragment: str) -> None:
     with pytest.raises(ConfigError) as info:

@@ -15,6 +15,8 @@ import orjson
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
+from common.anvil import AnvilNode
+from common.faultproxy import FaultProxy
 from ingestd.config import Source
 from ingestd.metrics import SourceStats
 from ingestd.notifications import PendingHash, PendingTx
@@ -110,3 +112,30 @@ async def test_a_cancel_that_arrives_with_the_subscribe_answer_is_not_swallowed(
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_oversized_frame_is_counted_and_the_source_reconnects(anvil: AnvilNode) -> None:
+    # Issue 14: a frame over ws_max_message_bytes ends the connection (websockets answers 1009) unread; it
+    # must be counted, not only show up as a reconnect.
+    rejected: dict[str, int] = {}
+    stats = SourceStats("proxy")
+    async with FaultProxy(anvil.http_url) as proxy:
+        source = WsSource(Source("proxy", proxy.ws_url), "test", "auto", stats, lambda sid, msg, ns: None,
+                          lambda sid, reason: rejected.__setitem__(reason, rejected.get(reason, 0) + 1),
+                          max_message_bytes=1 << 20, reconnect_min_s=0.01, reconnect_max_s=0.05)
+        task = asyncio.create_task(source.run())
+        try:
+            for _ in range(200):
+                if stats.connected:
+                    break
+                await asyncio.sleep(0.05)
+            assert await proxy.inject_ws(b'{"pad":"' + b"x" * (2 << 20) + b'"}') == 1
+            for _ in range(200):
+                if stats.reconnects and stats.connected:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    assert rejected == {"too_large": 1} and stats.reconnects >= 1

@@ -16,6 +16,8 @@ Faults (all off by default, changeable at any time through :attr:`FaultProxy.fau
 * ``oversized_next`` / ``oversized_rate``: forward, then pad the answer with ``oversized_bytes`` of leading
   whitespace (still valid JSON, so only a size cap stops a client), written in 1 MiB pieces so the proxy holds
   no copy; with ``oversized_chunked`` the body is chunked, without ``content-length`` (a node need not send one).
+  With ``drip_ms`` the padding goes out in 64-byte pieces, one every ``drip_ms``: a slow-drip answer whose every
+  read arrives in time, so only a deadline on the whole request stops it.
 * ``null_rate``: replace ``eth_getTransactionByHash`` results by ``null`` (transaction gone).
 * ``reorder``: shuffle the items of batch responses (legal JSON-RPC, clients must match by id).
 * ``partial_error_rate``: replace batch items by per-item errors (code ``rpc_error_code``).
@@ -75,6 +77,7 @@ class Faults:
     oversized_rate: float = 0.0
     oversized_bytes: int = 64 * 1024 * 1024
     oversized_chunked: bool = False
+    drip_ms: float = 0.0
     null_rate: float = 0.0
     reorder: bool = False
     partial_error_rate: float = 0.0
@@ -229,11 +232,14 @@ class FaultProxy:
 
     async def _write_padding(self, writer: asyncio.StreamWriter, pad: int, chunked: bool) -> None:
         """Writes ``pad`` bytes of spaces; ``stats["oversized_bytes_sent"]`` counts what the client took."""
-        piece = b" " * (1 << 20)
+        drip_s = self.faults.drip_ms / 1000
+        piece = b" " * (64 if drip_s else 1 << 20)
         while pad > 0:
             data = piece[:pad]
             writer.write(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
             await writer.drain()  # raises ConnectionError once the client stopped reading and closed
+            if drip_s:
+                await asyncio.sleep(drip_s)
             self.stats["oversized_bytes_sent"] += len(data)
             pad -= len(data)
 

@@ -83,6 +83,9 @@ class BatchFetcher:
         self.cooldown_s = cooldown_s
         self.max_in_flight = max_in_flight
         self.max_response_bytes = max_response_bytes
+        # httpx's timeout bounds each phase (connect, every read), so a body dripped a few bytes at a time
+        # would hold a fetch slot for ever; this deadline bounds the whole request, answer included.
+        self.timeout_s = timeout_s
         self._too_large_logged: dict[str, float] = {}
         self._sem = asyncio.Semaphore(max_in_flight)
         self._in_flight = 0
@@ -95,7 +98,9 @@ class BatchFetcher:
         self._client = client or httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_s),
             limits=httpx.Limits(max_connections=max_in_flight * 2, max_keepalive_connections=max_in_flight * 2),
-            headers={"content-type": "application/json"})
+            # identity: the body cap counts the bytes that arrive; a compressed answer could inflate far past it
+            # inside one chunk before the count sees it.
+            headers={"content-type": "application/json", "accept-encoding": "identity"})
 
     @property
     def in_flight(self) -> int:
@@ -192,9 +197,12 @@ class BatchFetcher:
             self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
             started = time.perf_counter()
             try:
-                async with self._client.stream("POST", endpoint.url, content=body) as resp:
+                async with asyncio.timeout(self.timeout_s), \
+                        self._client.stream("POST", endpoint.url, content=body) as resp:
                     # An error status's body is never read: only the status and headers matter.
                     content = await self._read_capped(resp, endpoint, len(hashes)) if resp.status_code == 200 else b""
+            except TimeoutError:
+                raise FetchError("timeout", f"whole request over {self.timeout_s} s") from None
             except httpx.TimeoutException as exc:
                 raise FetchError("timeout", str(exc)) from None
             except httpx.HTTPError as exc:

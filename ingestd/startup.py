@@ -40,7 +40,8 @@ async def chain_id_of(url: str, timeout_s: float, max_response_bytes: int = DEFA
             await ws.send(_REQUEST, text=True)
             return _parse_chain_id(await asyncio.wait_for(ws.recv(decode=False), timeout_s))
     async with httpx.AsyncClient(timeout=timeout_s) as client, \
-            client.stream("POST", url, content=_REQUEST, headers={"content-type": "application/json"}) as resp:
+            client.stream("POST", url, content=_REQUEST,
+                          headers={"content-type": "application/json", "accept-encoding": "identity"}) as resp:
         resp.raise_for_status()
         body = bytearray()
         async for chunk in resp.aiter_bytes():

@@ -181,3 +181,24 @@ async def test_startup_check_stops_reading_an_oversized_answer(pending_anvil: tu
         faults.oversized_rate = 0.0
         await check_endpoint(chain, proxy.http_url, 5.0, max_response_bytes=1 << 20)  # a normal answer passes
     assert "larger than 1048576 bytes" in str(info.value) and "\n" not in str(info.value)
+
+
+async def test_a_slow_drip_answer_is_cut_by_the_whole_request_deadline(
+        pending_anvil: tuple[AnvilNode, list[str]]) -> None:
+    # Every 64-byte piece arrives well within the per-read timeout, so only a deadline on the whole request
+    # stops an answer dripped over several seconds from holding a fetch slot that long.
+    node, hashes = pending_anvil
+    errors: Counter[str] = Counter()
+    faults = Faults(oversized_next=1, oversized_bytes=64 * 200, oversized_chunked=True, drip_ms=100)
+    async with FaultProxy(node.http_url, faults) as proxy, \
+            BatchFetcher([proxy.http_url], timeout_s=1.0, retries=2, backoff_s=0.01,
+                         on_error=lambda ep, code: errors.update([code])) as fetcher:
+        outcome = await fetcher.fetch(_raw(hashes[:10]))
+        assert proxy.stats["oversized"] == 1
+    _check_found(outcome.found, _raw(hashes[:10]))  # the retry got them
+    assert outcome.attempts == 2 and errors == {"timeout": 1}
+
+
+async def test_answers_are_asked_uncompressed_so_the_body_cap_counts_what_arrives() -> None:
+    async with BatchFetcher(["http://127.0.0.1:9"]) as fetcher:
+        assert fetcher._client.headers["accept-encoding"] == "identity"

@@ -124,7 +124,8 @@ class Gateway:
 
     def auth_failed(self, request: Request, exc: AuthError) -> HTTPResponse:
         """401, or 429 once a client address keeps failing: failed attempts spend tokens of a per-address
-        bucket (same rate and burst as a key's), so keys cannot be guessed at line rate."""
+        bucket (same rate and burst as a key's), and while that bucket is empty every request of the address is
+        refused before its key is compared (:meth:`endpoint`), so keys cannot be guessed at line rate."""
         if self.limiter.enabled:
             try:
                 self.limiter.acquire(f"authfail:{request.ip}")
@@ -143,6 +144,7 @@ class Gateway:
         metrics = self.metrics
         cors = bool(self._cors_origins)
         parsed = self._parsed
+        guard_auth = auth.enabled and limiter.enabled
 
         async def wrapped(request: Request, **path_args: Any) -> HTTPResponse | None:
             t0 = time.perf_counter()
@@ -152,6 +154,11 @@ class Gateway:
                     response = self.preflight(request)
                 else:
                     if not public:
+                        if guard_auth:
+                            # An address whose failed attempts emptied its bucket is refused BEFORE its key is
+                            # compared: otherwise a right guess would still get a 200 while guessing runs at line
+                            # rate (only the failures were ever throttled).
+                            limiter.check(f"authfail:{request.ip}")
                         key = auth.authenticate(request.headers)
                         if limiter.enabled:
                             limiter.acquire(key if key is not None else f"ip:{request.ip}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import grpc
 
@@ -209,7 +209,8 @@ class QueryService(query_pb2_grpc.QueryServicer):
             hub.release()
 
     async def _subscription(self, request: query_pb2.SubscribeEventsRequest,
-                            context: grpc.aio.ServicerContext) -> AsyncIterator[query_pb2.SubscribeEventsResponse]:
+                            context: grpc.aio.ServicerContext,
+                            ) -> AsyncGenerator[query_pb2.SubscribeEventsResponse, None]:
         try:
             chain_id = self._chain(request.chain_id)
             kinds = self._kinds(list(request.kinds))

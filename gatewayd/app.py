@@ -25,6 +25,7 @@ from common.pb.v1 import query_pb2
 from gatewayd import serializers as ser
 from gatewayd.auth import ApiKeyAuth, AuthError
 from gatewayd.config import GatewayConfig
+from gatewayd.connguard import ConnectionGuard
 from gatewayd.metrics import CONTENT_TYPE_LATEST, GatewayMetrics
 from gatewayd.openapi import build_openapi, render_docs_html
 from gatewayd.params import ROUTE_PARAMS, ParamError, ParamSpec, parse_hash, parse_params
@@ -70,6 +71,7 @@ class Gateway:
         self.render = RenderCache(on_error=self.metrics.render_error)
         self.health_flights: SingleFlight[str] = SingleFlight(ttl_s=0.25)
         self._snapshot_ttl_s = config.snapshot_cache_ttl_ms / 1000
+        self.connguard = ConnectionGuard(self.metrics, config.max_connections_per_address, config.header_timeout_s)
         self.streamer = EventStreamer(
             self.client, self.metrics, config.sse_max_clients, config.sse_heartbeat_s, self.render
         )
@@ -215,6 +217,7 @@ class Gateway:
 
     def _refresh_gauges(self) -> None:
         self.metrics.ratelimit_keys.set(len(self.limiter))
+        self.metrics.connections.set(self.connguard.open_connections)
         self.metrics.ratelimit_evictions.set(self.limiter.evictions)
         shared, hits = self.flights.shared, self.flights.hits
         self.flights.shared = self.flights.hits = 0

@@ -133,3 +133,25 @@ async def test_concurrent_subscribers_never_exceed_the_cap(server_factory) -> No
         again = q.SubscribeEvents(query_pb2.SubscribeEventsRequest(from_seq_id=1))
         assert await _first_outcome(again) == "admitted"
         again.cancel()
+
+
+async def test_refused_and_invalid_calls_give_their_slot_back(server_factory) -> None:
+    """A call ended by INVALID_ARGUMENT after admission, and one cancelled during catch-up, release the slot."""
+    srv: ProcessdServer = await server_factory(max_subscribers=1)
+    await push_envelopes(srv.address, synthetic_envelopes(300, seed=47), batch_size=100)
+    async with channel(srv.address) as ch:
+        q = query_stub(ch)
+        for _ in range(3):
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                async for _msg in q.SubscribeEvents(query_pb2.SubscribeEventsRequest(kinds=[99])):
+                    pass
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        for _ in range(3):
+            call = q.SubscribeEvents(query_pb2.SubscribeEventsRequest(from_seq_id=1))
+            assert await _first_outcome(call) == "admitted"  # the only slot: each earlier one was given back
+            call.cancel()
+            for _ in range(100):
+                if srv.hub.reserved == 0:
+                    break
+                await asyncio.sleep(0.02)
+        assert srv.hub.reserved == 0 and not srv.hub.subscribers

@@ -132,10 +132,10 @@ class GuardedHttp(Http):
     __slots__ = ()
 
     async def http1_request_header(self) -> None:
+        protocol: Any = self.protocol  # a GuardedHttpProtocol: it made this object (HTTP_CLASS)
         try:
             await super().http1_request_header()
         except BadRequest as exc:
-            protocol: Any = self.protocol  # a GuardedHttpProtocol: it made this object (HTTP_CLASS)
             head = bytes(self.recv_buffer[:1024])
             protocol.guard.bad_request(protocol.peer_address, head, str(exc))
             # Sanic builds the request it answers the error with from this URL; left raw (a NUL, a space) that
@@ -143,6 +143,8 @@ class GuardedHttp(Http):
             if self.url:
                 self.url = _UNSAFE_URL_CHARS.sub(lambda m: f"%{ord(m.group()):02X}", self.url)
             raise
+        # No await from here to Sanic's switch to the HANDLER stage: no byte of this request is timed after it.
+        protocol.head_complete()
 
 
 class GuardedHttpProtocol(HttpProtocol):
@@ -153,7 +155,7 @@ class GuardedHttpProtocol(HttpProtocol):
     """
 
     # Sanic's metaclass gives every subclass empty __slots__: the new attributes must be declared.
-    __slots__ = ("_admitted", "_head_n", "_head_t0", "_head_timer", "guard", "peer_address")
+    __slots__ = ("_admitted", "_head_t0", "_head_timer", "guard", "peer_address")
     HTTP_CLASS = GuardedHttp
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -161,8 +163,8 @@ class GuardedHttpProtocol(HttpProtocol):
         self.guard: ConnectionGuard = self.app.ctx.gateway.connguard
         self.peer_address = ""
         self._admitted = False
+        #: When the request head being received started (None: no head is being timed).
         self._head_t0: float | None = None
-        self._head_n = 0
         self._head_timer: Any = None
 
     def connection_made(self, transport: Any) -> None:
@@ -187,13 +189,12 @@ class GuardedHttpProtocol(HttpProtocol):
     def data_received(self, data: bytes) -> None:
         if not self._admitted:
             return  # a refused connection: dropped
-        http = getattr(self, "_http", None)  # set by the connection task, which may not have run yet
-        # Bytes arriving while idle start a request: time its head, unless the current deadline is still that
-        # request's (the accept's, for the first one).
-        if (http is None or http.stage is Stage.IDLE) and (
-            self._head_t0 is None or self.state["requests_count"] != self._head_n
-        ):
-            self._arm_head_deadline()
+        if self._head_t0 is None:
+            http = getattr(self, "_http", None)  # set by the connection task, which may not have run yet
+            # Bytes of a request head (IDLE: a new request; REQUEST: a pipelined one already buffered): time it.
+            # Bytes in the HANDLER / RESPONSE stages are a body, not a head.
+            if http is None or http.stage in (Stage.IDLE, Stage.REQUEST):
+                self._arm_head_deadline()
         super().data_received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -206,9 +207,12 @@ class GuardedHttpProtocol(HttpProtocol):
             self._head_timer = None
         super().connection_lost(exc)
 
+    def head_complete(self) -> None:
+        """The request head being timed has been parsed (called by :class:`GuardedHttp`)."""
+        self._head_t0 = None
+
     def _arm_head_deadline(self) -> None:
         self._head_t0 = self.loop.time()
-        self._head_n = self.state["requests_count"]
         if self._head_timer is None:
             self._head_timer = self.loop.call_at(self._head_t0 + self.guard.header_timeout_s, self._check_head)
 
@@ -218,8 +222,9 @@ class GuardedHttpProtocol(HttpProtocol):
             return
         http = getattr(self, "_http", None)  # set by the connection task, which may not have run yet
         stage = http.stage if http is not None else Stage.IDLE
-        if self.state["requests_count"] != self._head_n or stage not in (Stage.IDLE, Stage.REQUEST):
-            return  # the head arrived in time; the next request arms a new deadline
+        if stage not in (Stage.IDLE, Stage.REQUEST):  # not a head being received (cannot be armed then)
+            self._head_t0 = None
+            return
         due = self._head_t0 + self.guard.header_timeout_s
         if self.loop.time() < due:  # re-armed since this timer was set
             self._head_timer = self.loop.call_at(due, self._check_head)

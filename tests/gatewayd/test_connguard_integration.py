@@ -53,34 +53,48 @@ def connect(port: int) -> socket.socket:
     return socket.create_connection(("127.0.0.1", port), timeout=5.0)
 
 
+def trickle(sock: socket.socket, start: bytes, limit_s: float = 6.0) -> tuple[float, bytes]:
+    """Sends ``start``, then one header byte every 0.25 s until the server answers or closes (or ``limit_s``);
+    returns how long that took and the last bytes received."""
+    sock.sendall(start)
+    sock.settimeout(0.25)
+    t0 = time.monotonic()
+    answer = b""
+    while time.monotonic() - t0 < limit_s:
+        try:
+            answer = sock.recv(65536)
+            if not answer.startswith(b"HTTP/1.1 200 "):  # a pipelined request's 200 is not the end
+                break
+        except TimeoutError:
+            pass
+        try:
+            sock.sendall(b"a")
+        except OSError:
+            break  # closed under our feet
+    return time.monotonic() - t0, answer
+
+
 def test_slow_request_head_is_cut(processd_factory, gateway_factory) -> None:
     """A client sending one header byte every 0.25 s: Sanic's REQUEST_TIMEOUT restarts on every byte, so it
     was never cut (a 3 s trickle was still open after 45 s against REQUEST_TIMEOUT 15). With a 1 s
-    header_timeout_s it gets 408 and is closed; an idle kept-alive connection is not cut by it."""
+    header_timeout_s it gets 408 and is closed, also when the slow head follows a complete request in the same
+    packet (pipelined); an idle kept-alive connection is not cut by it."""
     p = processd_factory()
     g = gateway_factory(p.addr, "--rate-limit-rps", "0", env={"MEMPULSE_HEADER_TIMEOUT_S": "1"})
+    slow_head = b"GET /healthz HTTP/1.1\r\nhost: test\r\nx-slow: "
     with connect(g.port) as slow:
-        slow.sendall(b"GET /healthz HTTP/1.1\r\nhost: test\r\nx-slow: ")
-        slow.settimeout(0.25)
-        t0 = time.monotonic()
-        answer = b""
-        while time.monotonic() - t0 < 6.0:
-            try:
-                answer = slow.recv(65536)
-                break  # the server answered or closed
-            except TimeoutError:
-                pass
-            try:
-                slow.sendall(b"a")
-            except OSError:
-                break  # closed under our feet
-        assert time.monotonic() - t0 < 6.0, "a connection trickling its head was not cut"
+        took, answer = trickle(slow, slow_head)
+        assert took < 6.0, "a connection trickling its head was not cut"
         assert answer.startswith(b"HTTP/1.1 408 ") or answer == b""
+    with connect(g.port) as pipelined:
+        took, answer = trickle(pipelined, b"GET /metrics HTTP/1.1\r\nhost: test\r\n\r\n" + slow_head)
+        assert took < 6.0, "a pipelined trickling head was not cut"
+        assert b"HTTP/1.1 408 " in answer or answer == b""
     with connect(g.port) as kept:
         assert get(kept, "/metrics")[0] == 200
         time.sleep(1.5)  # idle between requests longer than the head deadline: keep-alive rules apply
         assert get(kept, "/metrics")[0] == 200
-        assert metric(kept, "mempulse_gateway_header_timeouts_total") == 1
+        assert metric(kept, "mempulse_gateway_header_timeouts_total") == 2
 
 
 def test_connections_per_address_are_capped(processd_factory, gateway_factory) -> None:

@@ -74,6 +74,7 @@ def serve(config: GatewayConfig) -> None:
     from sanic.worker.loader import AppLoader
 
     from gatewayd.app import create_app
+    from gatewayd.connguard import GuardedHttpProtocol
 
     log.info(
         "gatewayd listening on http://%s:%d, processd %s, auth %s, rate limit %s rps (burst %d), workers %d",
@@ -92,6 +93,8 @@ def serve(config: GatewayConfig) -> None:
             host=config.listen_host,
             port=config.listen_port,
             single_process=True,
+            # Per-address connection cap, request-head deadline, safe handling of unparsable heads.
+            protocol=GuardedHttpProtocol,
             access_log=config.access_log,
             motd=False,
         )
@@ -102,6 +105,7 @@ def serve(config: GatewayConfig) -> None:
         host=config.listen_host,
         port=config.listen_port,
         workers=config.workers,
+        protocol=GuardedHttpProtocol,
         access_log=config.access_log,
         motd=False,
     )

@@ -25,6 +25,7 @@ from common.pb.v1 import query_pb2
 from gatewayd import serializers as ser
 from gatewayd.auth import ApiKeyAuth, AuthError
 from gatewayd.config import GatewayConfig
+from gatewayd.connguard import ConnectionGuard
 from gatewayd.metrics import CONTENT_TYPE_LATEST, GatewayMetrics
 from gatewayd.openapi import build_openapi, render_docs_html
 from gatewayd.params import ROUTE_PARAMS, ParamError, ParamSpec, parse_hash, parse_params
@@ -70,6 +71,7 @@ class Gateway:
         self.render = RenderCache(on_error=self.metrics.render_error)
         self.health_flights: SingleFlight[str] = SingleFlight(ttl_s=0.25)
         self._snapshot_ttl_s = config.snapshot_cache_ttl_ms / 1000
+        self.connguard = ConnectionGuard(self.metrics, config.max_connections_per_address, config.header_timeout_s)
         self.streamer = EventStreamer(
             self.client, self.metrics, config.sse_max_clients, config.sse_heartbeat_s, self.render
         )
@@ -124,7 +126,8 @@ class Gateway:
 
     def auth_failed(self, request: Request, exc: AuthError) -> HTTPResponse:
         """401, or 429 once a client address keeps failing: failed attempts spend tokens of a per-address
-        bucket (same rate and burst as a key's), so keys cannot be guessed at line rate."""
+        bucket (same rate and burst as a key's), and while that bucket is empty every request of the address is
+        refused before its key is compared (:meth:`endpoint`), so keys cannot be guessed at line rate."""
         if self.limiter.enabled:
             try:
                 self.limiter.acquire(f"authfail:{request.ip}")
@@ -143,6 +146,7 @@ class Gateway:
         metrics = self.metrics
         cors = bool(self._cors_origins)
         parsed = self._parsed
+        guard_auth = auth.enabled and limiter.enabled
 
         async def wrapped(request: Request, **path_args: Any) -> HTTPResponse | None:
             t0 = time.perf_counter()
@@ -152,6 +156,11 @@ class Gateway:
                     response = self.preflight(request)
                 else:
                     if not public:
+                        if guard_auth:
+                            # An address whose failed attempts emptied its bucket is refused BEFORE its key is
+                            # compared: otherwise a right guess would still get a 200 while guessing runs at line
+                            # rate (only the failures were ever throttled).
+                            limiter.check(f"authfail:{request.ip}")
                         key = auth.authenticate(request.headers)
                         if limiter.enabled:
                             limiter.acquire(key if key is not None else f"ip:{request.ip}")
@@ -208,6 +217,7 @@ class Gateway:
 
     def _refresh_gauges(self) -> None:
         self.metrics.ratelimit_keys.set(len(self.limiter))
+        self.metrics.connections.set(self.connguard.open_connections)
         self.metrics.ratelimit_evictions.set(self.limiter.evictions)
         shared, hits = self.flights.shared, self.flights.hits
         self.flights.shared = self.flights.hits = 0

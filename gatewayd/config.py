@@ -39,6 +39,11 @@ class GatewayConfig:
     max_request_bytes: int = 16384
     #: Largest accepted request header block; bigger gets 431.
     max_header_bytes: int = 8192
+    #: Seconds a client has to send a complete request head (from the accept, or from the first byte of a later
+    #: request on a kept-alive connection); then 408 and close. Sanic's REQUEST_TIMEOUT restarts on every byte.
+    header_timeout_s: float = 10.0
+    #: Open connections per client address (per worker); more are answered 503 at accept and closed. 0 = no cap.
+    max_connections_per_address: int = 256
     #: Concurrent /events/stream clients; more get 503.
     sse_max_clients: int = 64
     #: Seconds between SSE heartbeat comments when no event flows.
@@ -71,6 +76,10 @@ class GatewayConfig:
             raise ConfigError(
                 f"max_request_bytes ({self.max_request_bytes}) must be >= max_header_bytes ({self.max_header_bytes})"
             )
+        if not 0 < self.header_timeout_s <= 300:
+            raise ConfigError(f"header_timeout_s must be > 0 and <= 300, got {self.header_timeout_s}")
+        if self.max_connections_per_address < 0:
+            raise ConfigError(f"max_connections_per_address must be >= 0, got {self.max_connections_per_address}")
         if self.sse_max_clients < 1:
             raise ConfigError(f"sse_max_clients must be >= 1, got {self.sse_max_clients}")
         if self.sse_heartbeat_s <= 0:
@@ -139,6 +148,17 @@ def build_parser() -> argparse.ArgumentParser:
     add("--cors-origins", help="comma-separated allowed origins or '*'; empty = CORS off (env MEMPULSE_CORS_ORIGINS)")
     add("--max-request-bytes", type=int, help="request size limit, 413 above (env MEMPULSE_MAX_REQUEST_BYTES, 16384)")
     add("--max-header-bytes", type=int, help="header size limit, 431 above (env MEMPULSE_MAX_HEADER_BYTES, 8192)")
+    add(
+        "--header-timeout-s",
+        type=float,
+        help="seconds to send a complete request head, then 408 (env MEMPULSE_HEADER_TIMEOUT_S, default 10)",
+    )
+    add(
+        "--max-connections-per-address",
+        type=int,
+        help="open connections per client address, 503 at accept beyond, 0 = no cap "
+        "(env MEMPULSE_MAX_CONNECTIONS_PER_ADDRESS, default 256)",
+    )
     add("--sse-max-clients", type=int, help="concurrent SSE streams (env MEMPULSE_SSE_MAX_CLIENTS, default 64)")
     add("--sse-heartbeat-s", type=float, help="SSE heartbeat interval (env MEMPULSE_SSE_HEARTBEAT_S, default 15)")
     add(
@@ -197,6 +217,10 @@ def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None
         cors_origins=cors,
         max_request_bytes=_int(args.max_request_bytes, "max_request_bytes", 16384, source),
         max_header_bytes=_int(args.max_header_bytes, "max_header_bytes", 8192, source),
+        header_timeout_s=_float(args.header_timeout_s, "header_timeout_s", 10.0, source),
+        max_connections_per_address=_int(
+            args.max_connections_per_address, "max_connections_per_address", 256, source
+        ),
         sse_max_clients=_int(args.sse_max_clients, "sse_max_clients", 64, source),
         sse_heartbeat_s=_float(args.sse_heartbeat_s, "sse_heartbeat_s", 15.0, source),
         cache_ttl_ms=_int(args.cache_ttl_ms, "cache_ttl_ms", 50, source),

@@ -69,6 +69,24 @@ class GatewayMetrics:
             "SSE connections refused because sse_max_clients were open",
             registry=r,
         )
+        self.connections = Gauge(
+            "mempulse_gateway_connections", "Open HTTP connections (admitted by the per-address cap)", registry=r
+        )
+        self.connections_refused = Counter(
+            "mempulse_gateway_connections_refused_total",
+            "Connections answered 503 at accept because their address had max_connections_per_address open",
+            registry=r,
+        )
+        self.header_timeouts = Counter(
+            "mempulse_gateway_header_timeouts_total",
+            "Connections cut because a request head was not complete within header_timeout_s",
+            registry=r,
+        )
+        self.bad_requests = Counter(
+            "mempulse_gateway_bad_requests_total",
+            "Requests whose head could not be parsed (answered 400; logged at most once per 10 s)",
+            registry=r,
+        )
         self.render_errors = Counter(
             "mempulse_gateway_render_errors_total",
             "Records that could not be rendered and were sent as a render_error marker, by record kind",

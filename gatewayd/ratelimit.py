@@ -6,6 +6,7 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import NoReturn
 
 
 class RateLimited(Exception):
@@ -51,6 +52,21 @@ class RateLimiter:
     def __len__(self) -> int:
         return len(self._buckets)
 
+    def check(self, key: str) -> None:
+        """Raises :class:`RateLimited` when ``key``'s bucket holds less than one token, without taking one.
+
+        A key with no bucket passes (and gets none: a look-up must not grow the table). Used to refuse a
+        throttled client address before any work is done for it (see ``Gateway.endpoint``).
+        """
+        if self.rate_rps <= 0:
+            return
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            return
+        tokens = bucket[0] + (self._clock() - bucket[1]) * self.rate_rps
+        if tokens < 1.0:
+            self._refuse(tokens)
+
     def acquire(self, key: str) -> None:
         """Takes one token for ``key`` or raises :class:`RateLimited` with the seconds until the next token."""
         if self.rate_rps <= 0:
@@ -71,5 +87,8 @@ class RateLimiter:
         if bucket[0] >= 1.0:
             bucket[0] -= 1.0
             return
-        wait_s = (1.0 - bucket[0]) / self.rate_rps
+        self._refuse(bucket[0])
+
+    def _refuse(self, tokens: float) -> NoReturn:
+        wait_s = (1.0 - tokens) / self.rate_rps
         raise RateLimited(max(1, math.ceil(wait_s)), self.rate_rps, self.burst)

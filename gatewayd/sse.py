@@ -7,6 +7,10 @@ A comment line is sent every ``heartbeat_s`` when nothing else flows, so proxies
 clients can detect a dead one. If processd ends the subscription (restart, slow consumer cut off), the
 gateway sends an ``event: error`` message and closes: the client reconnects with Last-Event-ID and loses
 nothing.
+
+Admission comes before the answer: a stream slot is reserved with no await between check and registration,
+and processd's admission of the subscription is awaited before the 200 headers go out, so a client refused by
+either cap gets a 503 with Retry-After, never a 200 followed by an error.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ log = logging.getLogger(__name__)
 HEAD_PROBE_SEQ = 2**63
 #: Messages buffered between the gRPC reader and the HTTP writer; when full, gRPC flow control pushes back.
 QUEUE_MESSAGES = 16
+#: Response header processd's SubscribeEvents sends once the subscriber slot is reserved (before catch-up).
+ADMITTED_HEADER = "mempulse-subscription"
 _END = object()
 _SHUTDOWN = object()
 
@@ -88,7 +94,10 @@ class EventStreamer:
         last_event_id = request.headers.get("last-event-id")
         if last_event_id:
             from_seq = parse_uint("Last-Event-ID", last_event_id.strip(), 0, UINT64_MAX - 1, "invalid_cursor") + 1
-        if len(self._open) >= self.max_clients:
+        task = asyncio.current_task()
+        assert task is not None
+        queue: asyncio.Queue[Any] = asyncio.Queue(QUEUE_MESSAGES)
+        if not self._try_reserve(task, queue):
             self.metrics.sse_rejected.inc()
             raise UpstreamError(
                 503,
@@ -97,21 +106,20 @@ class EventStreamer:
                 retriable=True,
                 grpc_code="",
             )
-        # Also proves processd is reachable, so a down processd gets a 503 JSON answer, not a dead stream.
-        head = await self._head(p["chain_id"])
-        if from_seq is None:
-            from_seq = head + 1
-
-        task = asyncio.current_task()
-        assert task is not None
-        queue: asyncio.Queue[Any] = asyncio.Queue(QUEUE_MESSAGES)
-        self._open[task] = queue
-        self.metrics.sse_clients.set(len(self._open))
-        call = self.client.subscribe_events(
-            query_pb2.SubscribeEventsRequest(from_seq_id=from_seq, chain_id=p["chain_id"], kinds=p["kinds"])
-        )
-        reader = asyncio.create_task(self._pump(call, queue))
+        call: Any = None
+        reader: asyncio.Task[None] | None = None
         try:
+            # Also proves processd is reachable, so a down processd gets a 503 JSON answer, not a dead stream.
+            head = await self._head(p["chain_id"])
+            if from_seq is None:
+                from_seq = head + 1
+            call = self.client.subscribe_events(
+                query_pb2.SubscribeEventsRequest(from_seq_id=from_seq, chain_id=p["chain_id"], kinds=p["kinds"])
+            )
+            # Nothing has been sent to the client yet: a refusal by processd (its own subscriber cap) is still a
+            # 503 with Retry-After here, not a 200 followed by an error event (which browsers retry every 2 s).
+            await self._admitted(call, queue)
+            reader = asyncio.create_task(self._pump(call, queue))
             response = await request.respond(
                 content_type="text/event-stream; charset=utf-8",
                 headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
@@ -151,12 +159,66 @@ class EventStreamer:
                     self.metrics.sse_events.inc(len(item.events))
             await response.eof()
         finally:
-            reader.cancel()
-            call.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await reader
+            if call is not None:
+                call.cancel()
+            if reader is not None:
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await reader
             self._open.pop(task, None)
             self.metrics.sse_clients.set(len(self._open))
+
+    def _try_reserve(self, task: asyncio.Task[Any], queue: asyncio.Queue[Any]) -> bool:
+        """Takes a stream slot for ``task``, or returns False when ``max_clients`` are held.
+
+        Check and registration happen with no await between them: checking, awaiting processd, then registering
+        let concurrent clients all pass the check (the cap was overshot). The caller releases in a ``finally``.
+        """
+        if len(self._open) >= self.max_clients:
+            return False
+        self._open[task] = queue
+        self.metrics.sse_clients.set(len(self._open))
+        return True
+
+    async def _admitted(self, call: Any, queue: asyncio.Queue[Any]) -> None:
+        """Waits until processd has admitted the subscription, or raises the :class:`UpstreamError` its refusal
+        or failure maps to.
+
+        processd sends response headers carrying ``ADMITTED_HEADER`` as soon as it has reserved the subscriber
+        slot, before any catch-up. A refused call is a trailers-only response: its headers come without that
+        header (and ``call.done()`` may not be set yet when they are seen, hence the header, not ``done()``),
+        so the next read raises its status. An older processd sends no early headers: its headers come with its
+        first message, which is then queued for the client; if none comes within the deadline while the call is
+        still open, it was admitted (a refusal is immediate).
+        """
+        try:
+            try:
+                # Shielded: giving up the wait must not disturb the call.
+                metadata = await asyncio.wait_for(asyncio.shield(call.initial_metadata()), self.client.timeout_s)
+            except TimeoutError:
+                if not call.done():
+                    return
+                metadata = None
+            if metadata and any(key == ADMITTED_HEADER for key, _ in metadata):
+                return
+            msg = await asyncio.wait_for(call.read(), self.client.timeout_s)  # raises the refusal's status
+        except TimeoutError:
+            self.metrics.grpc_error("SubscribeEvents", "DEADLINE_EXCEEDED")
+            raise UpstreamError(
+                503,
+                "processd_unavailable",
+                "processd did not open the event subscription in time",
+                retriable=True,
+                grpc_code="DEADLINE_EXCEEDED",
+            ) from None
+        except grpc.RpcError as err:
+            self.metrics.grpc_error("SubscribeEvents", err.code().name)
+            raise map_rpc_error("SubscribeEvents", err) from None
+        if msg is grpc.aio.EOF:  # type: ignore[attr-defined]
+            raise UpstreamError(
+                503, "stream_ended", "processd ended the event subscription at once", retriable=True, grpc_code="OK"
+            )
+        queue.put_nowait(msg)
 
     async def _pump(self, call: Any, queue: asyncio.Queue[Any]) -> None:
         """Moves subscription messages into ``queue``; ends with ``_END`` or an :class:`UpstreamError`."""

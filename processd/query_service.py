@@ -7,8 +7,9 @@ never pin old pages while a client is slow, and the writer can grow the map betw
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import grpc
 
@@ -209,6 +210,24 @@ class QueryService(query_pb2_grpc.QueryServicer):
 
     async def SubscribeEvents(self, request: query_pb2.SubscribeEventsRequest,
                               context: grpc.aio.ServicerContext) -> AsyncIterator[query_pb2.SubscribeEventsResponse]:
+        """Admission, then :meth:`_subscription`. The slot is reserved before any await, so concurrent calls
+        cannot all pass the check (at most ``max_subscribers`` streams, catch-up included), and a refused call
+        gets RESOURCE_EXHAUSTED at once, before any message."""
+        hub = self._hub
+        if not hub.try_reserve():
+            self._metrics.resource_exhausted.labels("too_many_subscribers").inc()
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"too many subscribers (max {hub.max_subscribers})")
+        try:
+            async with contextlib.aclosing(self._subscription(request, context)) as messages:
+                async for msg in messages:
+                    yield msg
+        finally:
+            hub.release()
+
+    async def _subscription(self, request: query_pb2.SubscribeEventsRequest,
+                            context: grpc.aio.ServicerContext,
+                            ) -> AsyncGenerator[query_pb2.SubscribeEventsResponse, None]:
         try:
             chain_id = self._chain(request.chain_id)
             kinds = self._kinds(list(request.kinds))
@@ -216,10 +235,10 @@ class QueryService(query_pb2_grpc.QueryServicer):
             await self._bad(context, "SubscribeEvents", exc)
             raise
         hub = self._hub
-        if len(hub.subscribers) >= hub.max_subscribers:
-            self._metrics.resource_exhausted.labels("too_many_subscribers").inc()
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                f"too many subscribers (max {hub.max_subscribers})")
+        # Admitted: say so now with the response headers (gatewayd waits for them before it answers its client
+        # 200, so a refusal becomes a 503 there, not a 200 followed by an error), not with the first message,
+        # which may be a catch-up page or a heartbeat seconds away.
+        await context.send_initial_metadata((("mempulse-subscription", "admitted"),))
         sub = Subscriber(chain_id, kinds, hub.max_buffered)
         cursor = max(request.from_seq_id, 1)
         # Catch-up from LMDB in pages; each page's read transaction closes before the (possibly slow) write.

@@ -77,10 +77,28 @@ class SubscriptionHub:
         self.max_subscribers = max_subscribers
         self.max_buffered = max_buffered
         self.subscribers: set[Subscriber] = set()
+        #: Slots held by SubscribeEvents calls, from admission to their end (catch-up included): the bound.
+        self.reserved = 0
         self.last_seq = 0
         self._on_cut = on_cut
         self._read_range = read_range
         self.closed = False
+
+    def try_reserve(self) -> bool:
+        """Takes one of the ``max_subscribers`` slots, or returns False when all are held.
+
+        A call reserves before its first await and keeps the slot through catch-up until it ends
+        (:meth:`release`, in a ``finally``). Counting only registered subscribers let every call in catch-up
+        pass the check (67 of 64 were open at once).
+        """
+        if self.reserved >= self.max_subscribers:
+            return False
+        self.reserved += 1
+        return True
+
+    def release(self) -> None:
+        """Gives back a slot taken by :meth:`try_reserve`."""
+        self.reserved -= 1
 
     def register(self, sub: Subscriber) -> None:
         self.subscribers.add(sub)

@@ -36,13 +36,13 @@ def http_ok(url: str) -> bool:
 class Processd:
     """A real processd on a free port with its own data dir; ``stop()`` + ``start()`` restarts it in place."""
 
-    def __init__(self, data_dir: Path, log_path: Path) -> None:
+    def __init__(self, data_dir: Path, log_path: Path, env: dict[str, str] | None = None) -> None:
         self.addr = f"127.0.0.1:{free_port()}"
         self.proc = ManagedProcess(
             "processd",
             python_module_argv("processd", "--data-dir", str(data_dir), "--listen", self.addr),
             log_path,
-            env=child_env({"MEMPULSE_LOG_LEVEL": "WARNING"}),
+            env=child_env({"MEMPULSE_LOG_LEVEL": "WARNING", **(env or {})}),
             ready=lambda: grpc_serving(self.addr),
             ready_timeout_s=60,
         )
@@ -93,8 +93,8 @@ def processd_factory(tmp_path: Path) -> Iterator[object]:
     """Starts real processd instances on demand (each with its own data dir); all stopped after the test."""
     started: list[Processd] = []
 
-    def start(name: str = "p") -> Processd:
-        p = Processd(tmp_path / f"data-{name}", tmp_path / f"processd-{name}.log").start()
+    def start(name: str = "p", env: dict[str, str] | None = None) -> Processd:
+        p = Processd(tmp_path / f"data-{name}", tmp_path / f"processd-{name}.log", env).start()
         started.append(p)
         return p
 

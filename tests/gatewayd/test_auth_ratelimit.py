@@ -96,6 +96,25 @@ def test_table_is_bounded_lru() -> None:
     assert len(rl) == 3
 
 
+def test_check_refuses_an_empty_bucket_without_taking_a_token() -> None:
+    clock = Clock()
+    rl = RateLimiter(rate_rps=2.0, burst=2, max_keys=10, clock=clock)
+    rl.check("unknown")  # no bucket: passes, and creates none
+    assert len(rl) == 0
+    rl.acquire("a")
+    rl.check("a")
+    rl.check("a")  # checks take nothing
+    rl.acquire("a")
+    with pytest.raises(RateLimited) as info:
+        rl.check("a")
+    assert info.value.retry_after_s == 1
+    clock.now += 0.5  # one token back
+    rl.check("a")
+    rl.acquire("a")
+    with pytest.raises(RateLimited):
+        rl.check("a")
+
+
 def test_disabled_limiter() -> None:
     rl = RateLimiter(rate_rps=0, burst=0, max_keys=1)
     assert not rl.enabled

@@ -83,10 +83,40 @@ def test_burst_over_the_limit_gets_429_with_retry_after(processd_factory, gatewa
             # ...but failed attempts spend the client address's own bucket: no guessing keys at line rate.
             guessing = c.get("/transactions")
             assert guessing.status_code == 429 and int(guessing.headers["retry-after"]) >= 1
-        assert b.get("/transactions", params={"limit": 1}).status_code == 200
+        # While that bucket is empty the address is refused before any key is compared, a real key included.
+        assert b.get("/transactions", params={"limit": 1}).status_code == 429
         metrics = a.get("/metrics").text
-        assert 'mempulse_gateway_errors_total{code="rate_limited"} 2.0' in metrics
+        assert 'mempulse_gateway_errors_total{code="rate_limited"} 3.0' in metrics
         assert "mempulse_gateway_ratelimit_keys 3.0" in metrics
+
+
+def test_right_key_is_refused_while_the_address_is_throttled(processd_factory, gateway_factory) -> None:
+    """Issue 14: the address's failure bucket is consulted BEFORE the key is compared. Before, a right guess got
+    200 whatever the bucket held, so guessing ran at line rate (90/s against a 5 rps limit) and a hit was
+    noticed at once. 0.5 tokens/s: no token comes back during the few requests below."""
+    p = processd_factory()
+    g = gateway_factory(
+        p.addr, "--rate-limit-rps", "0.5", "--rate-limit-burst", "3", env={"MEMPULSE_API_KEYS": "right-key"}
+    )
+    with g.client() as http:
+        guesses = [http.get("/transactions", headers={"x-api-key": f"guess-{i}"}).status_code for i in range(3)]
+        assert guesses == [401] * 3
+        hit = http.get("/transactions", headers={"x-api-key": "right-key"})
+        assert hit.status_code == 429, "a right guess from a throttled address must not be told it is right"
+        assert hit.json()["error"]["code"] == "rate_limited"
+        retry_after = int(hit.headers["retry-after"])
+        assert 1 <= retry_after <= 2
+        assert http.get("/transactions", headers={"authorization": "Bearer right-key"}).status_code == 429
+        assert http.get("/transactions", headers={"x-api-key": "guess-x"}).status_code == 429
+        # Once a token is back the right key works again (it does not spend the failure bucket)...
+        time.sleep(retry_after + 0.1)
+        assert http.get("/transactions", headers={"x-api-key": "right-key"}).status_code == 200
+        assert http.get("/transactions", headers={"x-api-key": "right-key"}).status_code == 200
+        # ...and the next wrong guess spends that token: the address is throttled again, right key included.
+        assert http.get("/transactions", headers={"x-api-key": "guess-y"}).status_code == 401
+        assert http.get("/transactions", headers={"x-api-key": "right-key"}).status_code == 429
+        # Routes without auth stay open to probes and scrapers.
+        assert http.get("/metrics").status_code == 200
 
 
 def test_cors_off_by_default_and_configurable(processd_factory, gateway_factory) -> None:

@@ -3,6 +3,7 @@ heartbeats, chain/kind filters, client limits and cleanup on disconnect."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import time
 from collections.abc import Iterator
@@ -186,3 +187,72 @@ def test_sigterm_ends_open_streams_and_exits_promptly(processd_factory, gateway_
         assert msg.event == "error" and msg.data["error"]["code"] == "shutting_down"
         assert g.proc.wait(10) == 0
         assert time.monotonic() - t0 < 10
+
+
+async def _open_stream(http: httpx.AsyncClient, opened: list[int], done: asyncio.Event) -> tuple[int, str, str]:
+    """One client: (status, Retry-After, what followed). A 200 stream is read up to its first heartbeat (or error)
+    and held open until every client has its answer, so the admitted ones occupy their slots meanwhile."""
+    async with http.stream("GET", "/events/stream") as resp:
+        opened.append(resp.status_code)
+        if resp.status_code != 200:
+            body = orjson.loads(await resp.aread())
+            if len(opened) == CLIENTS:
+                done.set()
+            return resp.status_code, resp.headers.get("retry-after", ""), body["error"]["code"]
+        if len(opened) == CLIENTS:
+            done.set()
+        after = ""
+        async for line in resp.aiter_lines():
+            if line in (": heartbeat", "event: error"):
+                after = line
+                break
+        await done.wait()
+        return 200, "", after
+
+
+async def _storm(url: str) -> list[tuple[int, str, str]]:
+    limits = httpx.Limits(max_connections=CLIENTS + 10, max_keepalive_connections=0)
+    async with httpx.AsyncClient(base_url=url, timeout=30.0, limits=limits) as http:
+        opened: list[int] = []
+        done = asyncio.Event()
+        return await asyncio.wait_for(
+            asyncio.gather(*(_open_stream(http, opened, done) for _ in range(CLIENTS))), 90
+        )
+
+
+CLIENTS = 200
+
+
+def _check_storm(outcomes: list[tuple[int, str, str]], cap: int, refusal_codes: set[str]) -> None:
+    admitted = [o for o in outcomes if o[0] == 200]
+    refused = [o for o in outcomes if o[0] != 200]
+    assert len(admitted) == cap, f"{len(admitted)} streams answered 200 against a cap of {cap}"
+    assert all(after == ": heartbeat" for _, _, after in admitted), "a 200 stream was followed by an error"
+    assert {status for status, _, _ in refused} == {503}
+    assert all(retry_after == "1" for _, retry_after, _ in refused), "every refusal says when to retry"
+    assert {code for _, _, code in refused} <= refusal_codes
+
+
+def test_concurrent_clients_never_exceed_the_stream_cap(processd_factory, gateway_factory) -> None:
+    """Issue 14: gatewayd checked the open-stream count, awaited processd, then registered, so concurrent
+    clients overshot sse_max_clients. 200 clients at once against a cap of 8: exactly 8 answered 200, every
+    other one a 503 too_many_streams with Retry-After, and the slots come back when the clients leave."""
+    p = processd_factory()
+    g = gateway_factory(p.addr, "--sse-max-clients", "8", "--sse-heartbeat-s", "0.3", "--rate-limit-rps", "0")
+    _check_storm(asyncio.run(_storm(g.url)), 8, {"too_many_streams"})
+    with g.client() as http:
+        deadline = time.monotonic() + 10
+        while metric(http, "mempulse_gateway_sse_clients") != 0:
+            assert time.monotonic() < deadline, "stream slots not released after the clients went away"
+            time.sleep(0.1)
+        assert metric(http, "mempulse_gateway_sse_rejected_total") == CLIENTS - 8
+
+
+def test_processd_refusal_is_a_503_before_the_stream_starts(processd_factory, gateway_factory) -> None:
+    """Issue 14: when gatewayd has a slot but processd refuses the subscription (its own cap), the client got
+    200 and then an ``event: error`` (browsers reconnect every 2 s). Now gatewayd waits for processd's admission
+    before answering: 200 clients, gateway cap 64, processd cap 8 -> exactly 8 streams, every other client a
+    503 with Retry-After and no 200 followed by an error."""
+    p = processd_factory(env={"MEMPULSE_MAX_SUBSCRIBERS": "8"})
+    g = gateway_factory(p.addr, "--sse-max-clients", "64", "--sse-heartbeat-s", "0.3", "--rate-limit-rps", "0")
+    _check_storm(asyncio.run(_storm(g.url)), 8, {"too_many_streams", "processd_overloaded"})

@@ -92,3 +92,66 @@ async def test_too_many_subscribers(server_factory) -> None:
                 pass
         assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         first.cancel()
+
+
+async def _first_outcome(call) -> str | grpc.StatusCode:
+    """"admitted" once the call delivers its first message, else the status it ended with."""
+    try:
+        msg = await call.read()
+    except grpc.aio.AioRpcError as err:
+        return err.code()
+    return "admitted" if msg is not grpc.aio.EOF else "eof"
+
+
+async def test_concurrent_subscribers_never_exceed_the_cap(server_factory) -> None:
+    """Issue 14: the cap counted only subscribers registered live, after their catch-up (an await per page), so
+    calls arriving together all passed the check (67 of 64 open at once). 200 concurrent calls against a cap of
+    8 with a backlog to catch up on: exactly 8 admitted, every other one RESOURCE_EXHAUSTED before any message,
+    and every slot back once they end."""
+    srv: ProcessdServer = await server_factory(max_subscribers=8)
+    await push_envelopes(srv.address, synthetic_envelopes(600, seed=46), batch_size=200)
+    async with channel(srv.address) as ch:
+        q = query_stub(ch)
+        calls = [q.SubscribeEvents(query_pb2.SubscribeEventsRequest(from_seq_id=1)) for _ in range(200)]
+        outcomes = await asyncio.wait_for(asyncio.gather(*(_first_outcome(c) for c in calls)), 60)
+        admitted = outcomes.count("admitted")
+        refused = [o for o in outcomes if o != "admitted"]
+        assert admitted == 8, f"{admitted} subscriptions admitted against a cap of 8"
+        assert srv.hub.reserved == 8
+        assert set(refused) == {grpc.StatusCode.RESOURCE_EXHAUSTED}
+        exhausted = srv.metrics.registry.get_sample_value(
+            "processd_resource_exhausted_total", {"cause": "too_many_subscribers"})
+        assert exhausted == 192
+        for call in calls:
+            call.cancel()
+        for _ in range(200):
+            if srv.hub.reserved == 0 and not srv.hub.subscribers:
+                break
+            await asyncio.sleep(0.02)
+        assert srv.hub.reserved == 0 and not srv.hub.subscribers, "slots not released when the calls ended"
+        # A slot freed is a slot usable again.
+        again = q.SubscribeEvents(query_pb2.SubscribeEventsRequest(from_seq_id=1))
+        assert await _first_outcome(again) == "admitted"
+        again.cancel()
+
+
+async def test_refused_and_invalid_calls_give_their_slot_back(server_factory) -> None:
+    """A call ended by INVALID_ARGUMENT after admission, and one cancelled during catch-up, release the slot."""
+    srv: ProcessdServer = await server_factory(max_subscribers=1)
+    await push_envelopes(srv.address, synthetic_envelopes(300, seed=47), batch_size=100)
+    async with channel(srv.address) as ch:
+        q = query_stub(ch)
+        for _ in range(3):
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                async for _msg in q.SubscribeEvents(query_pb2.SubscribeEventsRequest(kinds=[99])):
+                    pass
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        for _ in range(3):
+            call = q.SubscribeEvents(query_pb2.SubscribeEventsRequest(from_seq_id=1))
+            assert await _first_outcome(call) == "admitted"  # the only slot: each earlier one was given back
+            call.cancel()
+            for _ in range(100):
+                if srv.hub.reserved == 0:
+                    break
+                await asyncio.sleep(0.02)
+        assert srv.hub.reserved == 0 and not srv.hub.subscribers

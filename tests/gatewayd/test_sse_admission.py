@@ -1,0 +1,71 @@
+"""EventStreamer's admission of a processd subscription, with fake gRPC calls (the real path is exercised by
+test_sse_integration.py): the admitted header, a trailers-only refusal, and an older processd without early
+headers."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import grpc
+import pytest
+
+from gatewayd.metrics import GatewayMetrics
+from gatewayd.processd_client import UpstreamError
+from gatewayd.sse import ADMITTED_HEADER, EventStreamer
+
+
+class FakeClient:
+    timeout_s = 0.2
+
+
+class Refused(grpc.RpcError):
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    def details(self) -> str:
+        return "too many subscribers (max 8)"
+
+
+class FakeCall:
+    def __init__(self, metadata: Any = None, first: Any = None, refused: bool = False, done: bool = False) -> None:
+        self.metadata, self.first, self.refused, self._done = metadata, first, refused, done
+
+    async def initial_metadata(self) -> Any:
+        if self.metadata is None:
+            await asyncio.sleep(3600)  # no headers before a first message that never comes
+        return self.metadata
+
+    def done(self) -> bool:
+        return self._done
+
+    async def read(self) -> Any:
+        if self.refused:
+            raise Refused()
+        return self.first
+
+
+def streamer() -> EventStreamer:
+    return EventStreamer(FakeClient(), GatewayMetrics(), max_clients=1, heartbeat_s=1.0)  # type: ignore[arg-type]
+
+
+async def test_admitted_header() -> None:
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    await streamer()._admitted(FakeCall(metadata=((ADMITTED_HEADER, "admitted"),)), queue)
+    assert queue.empty()
+
+
+async def test_trailers_only_refusal_is_a_503_even_before_done_is_set() -> None:
+    with pytest.raises(UpstreamError) as info:
+        await streamer()._admitted(FakeCall(metadata=(), refused=True, done=False), asyncio.Queue())
+    assert info.value.status == 503 and info.value.code == "processd_overloaded"
+
+
+async def test_older_processd_first_message_is_kept_or_silence_means_admitted() -> None:
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    await streamer()._admitted(FakeCall(metadata=(), first="page-1"), queue)
+    assert queue.get_nowait() == "page-1"
+    await streamer()._admitted(FakeCall(metadata=None), queue)  # no headers within the deadline, call open
+    assert queue.empty()
+    with pytest.raises(UpstreamError):  # no headers and the call ended: its status
+        await streamer()._admitted(FakeCall(metadata=None, refused=True, done=True), queue)

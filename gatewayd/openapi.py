@@ -12,9 +12,20 @@ from typing import Any
 
 import orjson
 
-from gatewayd.params import EVENT_KINDS, ROUTE_PARAMS, ParamSpec
+from gatewayd.openapi_params import LAST_EVENT_ID, PATH_HASH, param_schema
+from gatewayd.params import EVENT_KINDS, ROUTE_PARAMS
 
 API_VERSION = "1.0.0"
+DESCRIPTION = (
+    "Pending transactions of several EVM chains, decoded and scored. Hashes and addresses are "
+    "lowercase 0x hex. Every quantity that can exceed 2**53 (amounts, values, gas prices and fees, "
+    "gas limits, nonces, deadlines) is an exact decimal string (format uint256 or uint64), so no "
+    'JSON client rounds it; "0" is a known zero and null means absent. Counts, seq ids, chain ids, '
+    "scores and basis points are integers, times unix milliseconds. A record that cannot be "
+    "rendered is sent in its place as an UnrenderableRecord (its ids and a render_error), never "
+    'failing the page or stream. Errors: {"error": {"code", "message"}}; a 405 names the allowed '
+    "methods in its Allow header."
+)
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -299,102 +310,104 @@ OPERATIONS: dict[str, tuple[str, str, str, str, bool]] = {
 }
 
 
-def _param_schema(spec: ParamSpec) -> dict[str, Any]:
-    if spec.kind == "chain":
-        return {"oneOf": [{"type": "integer", "minimum": 1}, {"type": "string"}]}
-    if spec.kind == "kinds":
-        return {"type": "string", "pattern": "^[a-z_]+(,[a-z_]+)*$"}
-    schema: dict[str, Any] = {"type": "integer", "minimum": spec.minimum, "maximum": spec.maximum}
-    if spec.default is not None:
-        schema["default"] = spec.default
-    return schema
+def _error(description: str, **headers: dict[str, Any]) -> dict[str, Any]:
+    response: dict[str, Any] = {"description": description, "content": {"application/json": {"schema": _ref("Error")}}}
+    if headers:
+        response["headers"] = headers
+    return response
 
 
-def _error(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": _ref("Error")}}}
+def _header(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "description": description, "schema": schema}
 
 
-def build_openapi() -> dict[str, Any]:
-    """The OpenAPI 3.1 document of every route."""
+RETRY_AFTER = _header("Seconds to wait before retrying", {"type": "string", "pattern": "^[0-9]+$"})
+WWW_AUTHENTICATE = _header("The accepted scheme", {"type": "string", "enum": ["Bearer"]})
+#: Routes answered by gatewayd alone (no processd call, so no 502/503).
+_LOCAL = frozenset({"metrics", "openapi", "docs"})
+
+
+def _parameters(name: str) -> list[dict[str, Any]]:
+    params: list[dict[str, Any]] = [
+        {"name": spec.name, "in": "query", "required": False, "description": spec.description,
+         "schema": param_schema(spec)}
+        for spec in ROUTE_PARAMS.get(name, {}).values()
+    ]
+    if name == "transaction":
+        params.insert(0, {"name": "hash", "in": "path", "required": True, "schema": PATH_HASH,
+                          "description": "Transaction hash (0x + 64 hex digits, either case)."})
+    if name == "events_stream":
+        params.append({"name": "Last-Event-ID", "in": "header", "required": False,
+                       "description": "Resume after this seq_id.", "schema": LAST_EVENT_ID})
+    return params
+
+
+def _responses(name: str, summary: str, body: str, public: bool, auth: bool, rate_limit: bool) -> dict[str, Any]:
+    """Every status code the route can answer, with its content type, body schema and required headers."""
+    content: dict[str, Any]
+    if body in SCHEMAS:
+        content = {"application/json": {"schema": _ref(body)}}
+    elif body == "application/json":  # /openapi.json: an OpenAPI document, i.e. a JSON object
+        content = {body: {"schema": {"type": "object", "required": ["openapi", "info", "paths"]}}}
+    else:
+        content = {body: {"schema": {"type": "string"}}}
+    responses: dict[str, Any] = {"200": {"description": summary, "content": content}}
+    if name != "metrics":  # /metrics ignores its query string
+        responses["400"] = _error("Bad or unknown query parameter (the error names it)")
+    if auth and not public:
+        responses["401"] = _error("Missing or invalid API key", **{"WWW-Authenticate": WWW_AUTHENTICATE})
+    if name == "transaction":
+        responses["404"] = _error("Unknown transaction")
+    # Answered by Sanic before any route runs (request line / body / headers over the configured limits).
+    responses["413"] = _error("Request larger than max_request_bytes")
+    if rate_limit and not public:
+        responses["429"] = _error("Rate limit exceeded (or too many failed API keys from this address)",
+                                  **{"Retry-After": RETRY_AFTER})
+    responses["431"] = _error("Request headers larger than max_header_bytes")
+    if name == "healthz":
+        responses["503"] = {"description": "processd is not serving", "content": content}
+    elif name not in _LOCAL:
+        responses["502"] = _error("processd answered an unexpected error (upstream_error)")
+        what = "too many open event streams, or " if name == "events_stream" else ""
+        responses["503"] = _error(f"{what}processd unreachable, past the deadline or overloaded",
+                                  **{"Retry-After": RETRY_AFTER})
+    return responses
+
+
+def build_openapi(*, auth: bool = False, rate_limit: bool = False) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of every route, for a gateway with (``auth``) or without API keys and with or
+    without a rate limit: the security requirement and the 401 / 429 answers exist only when they can happen."""
     paths: dict[str, Any] = {}
     for name, (path, summary, description, body, public) in OPERATIONS.items():
-        params: list[dict[str, Any]] = [
-            {
-                "name": spec.name,
-                "in": "query",
-                "required": False,
-                "description": spec.description,
-                "schema": _param_schema(spec),
-            }
-            for spec in ROUTE_PARAMS.get(name, {}).values()
-        ]
-        if name == "transaction":
-            params.insert(
-                0,
-                {
-                    "name": "hash",
-                    "in": "path",
-                    "required": True,
-                    "schema": HASH,
-                    "description": "Transaction hash (0x + 64 hex digits, either case).",
-                },
-            )
-        if name == "events_stream":
-            params.append(
-                {
-                    "name": "Last-Event-ID",
-                    "in": "header",
-                    "required": False,
-                    "description": "Resume after this seq_id.",
-                    "schema": {"type": "string"},
-                }
-            )
-        if body in SCHEMAS:
-            content = {"application/json": {"schema": _ref(body)}}
-        else:
-            content = {body: {"schema": {"type": "string"}}}
-        responses: dict[str, Any] = {"200": {"description": summary, "content": content}}
-        if name != "metrics":
-            responses["400"] = _error("Bad or unknown query parameter (the error names it)")
-        if not public:
-            responses["401"] = _error("Missing or invalid API key (when keys are configured)")
-            responses["429"] = _error("Rate limit exceeded; see the Retry-After header")
-        if name == "transaction":
-            responses["404"] = _error("Unknown transaction")
-        if name not in ("metrics", "openapi", "docs"):
-            responses["503"] = _error("processd unreachable or overloaded; see Retry-After")
-        op: dict[str, Any] = {"operationId": name, "summary": summary, "parameters": params, "responses": responses}
+        op: dict[str, Any] = {
+            "operationId": name,
+            "summary": summary,
+            "parameters": _parameters(name),
+            "responses": _responses(name, summary, body, public, auth, rate_limit),
+        }
         if description:
             op["description"] = description
-        if public:
+        if auth and public:
             op["security"] = []
         paths[path] = {"get": op}
-    return {
+    doc: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
             "title": "mempulse gateway",
             "version": API_VERSION,
-            "description": (
-                "Pending transactions of several EVM chains, decoded and scored. Hashes and addresses are "
-                "lowercase 0x hex. Every quantity that can exceed 2**53 (amounts, values, gas prices and fees, "
-                "gas limits, nonces, deadlines) is an exact decimal string (format uint256 or uint64), so no "
-                'JSON client rounds it; "0" is a known zero and null means absent. Counts, seq ids, chain ids, '
-                "scores and basis points are integers, times unix milliseconds. A record that cannot be "
-                "rendered is sent in its place as an UnrenderableRecord (its ids and a render_error), never "
-                'failing the page or stream. Errors: {"error": {"code", "message"}}.'
-            ),
+            "description": DESCRIPTION,
         },
         "servers": [{"url": "/"}],
         "paths": paths,
-        "components": {
-            "schemas": SCHEMAS,
-            "securitySchemes": {
-                "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
-                "bearer": {"type": "http", "scheme": "bearer"},
-            },
-        },
-        "security": [{"apiKey": []}, {"bearer": []}],
+        "components": {"schemas": SCHEMAS},
     }
+    if auth:
+        doc["components"]["securitySchemes"] = {
+            "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+            "bearer": {"type": "http", "scheme": "bearer"},
+        }
+        doc["security"] = [{"apiKey": []}, {"bearer": []}]
+    return doc
 
 
 def render_docs_html(doc: dict[str, Any]) -> bytes:

@@ -22,8 +22,9 @@ def openapi_path(uri: str) -> str:
     return re.sub(r"<tx_hash:str>", "{hash}", uri)
 
 
-def test_document_is_valid_openapi() -> None:
-    validate(build_openapi())
+@pytest.mark.parametrize(("auth", "rate_limit"), [(False, False), (False, True), (True, False), (True, True)])
+def test_document_is_valid_openapi(auth: bool, rate_limit: bool) -> None:
+    validate(build_openapi(auth=auth, rate_limit=rate_limit))
 
 
 def test_document_lists_every_route_and_parameter() -> None:

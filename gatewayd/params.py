@@ -52,16 +52,15 @@ def _show(value: str) -> str:
 
 def parse_chain_param(name: str, value: str) -> int:
     """A chain id or known chain name (at most :data:`MAX_CHAIN_CHARS` characters) -> chain id."""
-    if len(value) > MAX_CHAIN_CHARS:
-        raise ParamError(
-            "unknown_chain", f"{name}: longer than {MAX_CHAIN_CHARS} characters: {_show(value)}", name
-        )
     try:
+        if len(value) > MAX_CHAIN_CHARS:
+            raise UnknownChainError(value)
         return parse_chain(value)
     except UnknownChainError:
+        longer = f" (longer than {MAX_CHAIN_CHARS} characters)" if len(value) > MAX_CHAIN_CHARS else ""
         raise ParamError(
             "unknown_chain",
-            f"{name}: unknown chain {_show(value)}; use a positive chain id or one of {known_chain_names()}",
+            f"{name}: unknown chain {_show(value)}{longer}; use a positive chain id or one of {known_chain_names()}",
             name,
         ) from None
 

@@ -76,8 +76,10 @@ class Gateway:
             self.client, self.metrics, config.sse_max_clients, config.sse_heartbeat_s, self.render
         )
         self.started_at = time.time()
-        self.openapi_body = orjson.dumps(build_openapi(), option=orjson.OPT_INDENT_2)
-        self.docs_html = render_docs_html(build_openapi())
+        # The document says what this gateway does: security and 401 only with API keys, 429 only with a limit.
+        doc = build_openapi(auth=self.auth.enabled, rate_limit=self.limiter.enabled)
+        self.openapi_body = orjson.dumps(doc, option=orjson.OPT_INDENT_2)
+        self.docs_html = render_docs_html(doc)
         # Parsed query strings by (route, raw query): clients repeat the same few queries, so parsing is skipped
         # on the hot path. Bounded; only successful parses are kept (values are never mutated by handlers).
         self._parsed: dict[tuple[str, str], dict[str, Any]] = {}
@@ -379,7 +381,9 @@ class Gateway:
                 message = f"request exceeds {self.config.max_request_bytes} bytes"
             if status >= 500:
                 log.warning("request %s failed: %s", request.path, message)
-            return self.error_response(status, code, message)
+            # A 405 must name the allowed methods (RFC 9110 15.5.6): Sanic puts them in the exception's Allow.
+            allow = {"allow": exc.headers["Allow"]} if status == 405 and "Allow" in (exc.headers or {}) else {}
+            return self.error_response(status, code, message, **allow)
         log.error("unhandled error on %s", request.path, exc_info=exc)
         return self.error_response(500, "internal_error", "internal error")
 

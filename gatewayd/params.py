@@ -18,6 +18,12 @@ from common.pb.v1 import events_pb2
 UINT64_MAX = 2**64 - 1
 _DIGITS = re.compile(r"[0-9]{1,20}")
 _HASH = re.compile(r"0[xX][0-9a-fA-F]{64}")
+# Bounds of the free-form parameters, so every value the OpenAPI document calls valid fits the request line
+# (max_header_bytes, 8 KiB by default, even percent-encoded at 9 bytes a character): without them a valid
+# chain_id or kinds padded with whitespace (which the parsers strip) was answered 431.
+MAX_CHAIN_CHARS = 64
+MAX_KINDS_CHARS = 64
+MAX_KINDS_VALUES = 8
 
 #: REST names of event kinds, in the order of the protobuf enum.
 EVENT_KINDS: dict[str, int] = {
@@ -45,13 +51,16 @@ def _show(value: str) -> str:
 
 
 def parse_chain_param(name: str, value: str) -> int:
-    """A chain id or known chain name -> chain id."""
+    """A chain id or known chain name (at most :data:`MAX_CHAIN_CHARS` characters) -> chain id."""
     try:
+        if len(value) > MAX_CHAIN_CHARS:
+            raise UnknownChainError(value)
         return parse_chain(value)
     except UnknownChainError:
+        longer = f" (longer than {MAX_CHAIN_CHARS} characters)" if len(value) > MAX_CHAIN_CHARS else ""
         raise ParamError(
             "unknown_chain",
-            f"{name}: unknown chain {_show(value)}; use a positive chain id or one of {known_chain_names()}",
+            f"{name}: unknown chain {_show(value)}{longer}; use a positive chain id or one of {known_chain_names()}",
             name,
         ) from None
 
@@ -79,8 +88,12 @@ def parse_hash(name: str, value: str) -> bytes:
 
 def parse_kinds(name: str, values: list[str]) -> tuple[int, ...]:
     """Comma-separated (or repeated) event kind names -> protobuf EventKind values, deduplicated, in order."""
+    if len(values) > MAX_KINDS_VALUES:
+        raise ParamError("invalid_kind", f"{name} is given {len(values)} times; at most {MAX_KINDS_VALUES}", name)
     kinds: list[int] = []
     for value in values:
+        if len(value) > MAX_KINDS_CHARS:
+            raise ParamError("invalid_kind", f"{name}: longer than {MAX_KINDS_CHARS} characters: {_show(value)}", name)
         for part in value.split(","):
             kind = EVENT_KINDS.get(part.strip().lower())
             if kind is None:

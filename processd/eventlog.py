@@ -38,16 +38,17 @@ import fcntl
 import logging
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import lmdb
 
 from common.pb.v1 import events_pb2
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 SCHEMA_VERSION = 2
 U64 = struct.Struct(">Q")
@@ -275,8 +276,26 @@ class EventLog:
         return self.env
 
     def begin(self) -> lmdb.Transaction:
-        """A read transaction (callers keep it short)."""
+        """A read transaction (callers keep it short, and never as a local of a coroutine: see :meth:`read`)."""
         return self._require().begin(buffers=True)
+
+    def read(self, fn: Callable[[lmdb.Transaction], _T]) -> _T:
+        """``fn(txn)`` in a read transaction that is freed when this returns.
+
+        A py-lmdb read transaction keeps its LMDB reader slot until the Transaction object is freed: leaving
+        its ``with`` block only resets it. Held in a local of a coroutine it keeps the slot as long as the
+        frame lives: for the life of an async generator (a SubscribeEvents stream), and, when the coroutine
+        then raises (``context.abort(NOT_FOUND)`` after a lookup), until the cyclic GC frees the frame and
+        traceback. A run of unknown-hash lookups filled the reader table (MDB_READERS_FULL) and every read of
+        processd failed until the next GC (found by the long schemathesis run, issue 14). Here the
+        transaction is only ever a local of this frame, dropped on return.
+        """
+        txn = self.begin()
+        try:
+            with txn:
+                return fn(txn)
+        finally:
+            del txn
 
     def last_seq(self) -> int:
         """Highest committed seq (0 when empty)."""

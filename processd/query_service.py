@@ -12,9 +12,10 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 
 import grpc
+import lmdb
 
 from common.chains import MAX_CHAIN_ID
-from common.pb.v1 import query_pb2, query_pb2_grpc
+from common.pb.v1 import events_pb2, query_pb2, query_pb2_grpc
 from processd.eventlog import KIND_DECODED, KIND_OPP, KIND_SEEN, EventLog, ScanStats
 from processd.metrics import ProcessdMetrics
 from processd.readmodels import ReadModels
@@ -122,12 +123,14 @@ class QueryService(query_pb2_grpc.QueryServicer):
             raise
         limit = self._limit(request.limit)
         stats = ScanStats()
-        with self._log.begin() as txn:
-            events, next_seq, more = self._log.scan(
-                txn, request.cursor, limit, chain_id=chain_id, kinds=frozenset({KIND_SEEN}),
-                max_examined=self.scan_max_examined, descending=not request.ascending, stats=stats,
-                max_bytes=self.max_page_bytes)
-            last = self._log.txn_last_seq(txn)
+
+        def read(txn: lmdb.Transaction) -> tuple[list[events_pb2.Event], int, bool, int]:
+            found = self._log.scan(txn, request.cursor, limit, chain_id=chain_id, kinds=frozenset({KIND_SEEN}),
+                                   max_examined=self.scan_max_examined, descending=not request.ascending,
+                                   stats=stats, max_bytes=self.max_page_bytes)
+            return (*found, self._log.txn_last_seq(txn))
+
+        events, next_seq, more, last = self._log.read(read)
         return query_pb2.ListTransactionsResponse(
             transactions=[query_pb2.StoredTx(seq_id=e.seq_id, tx=e.tx_seen.tx, received_unix_ns=e.received_unix_ns)
                           for e in events],
@@ -147,8 +150,8 @@ class QueryService(query_pb2_grpc.QueryServicer):
         except BadRequestError as exc:
             await self._bad(context, "GetTransaction", exc)
             raise
-        with self._log.begin() as txn:
-            events = self._log.find_tx(txn, chain_id, request.hash)
+        # Through EventLog.read: the abort below raises from this frame, which must not hold the transaction.
+        events = self._log.read(lambda txn: self._log.find_tx(txn, chain_id, request.hash))
         if not events:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"transaction 0x{request.hash.hex()} not found on "
                                 f"chain {chain_id}")
@@ -195,12 +198,15 @@ class QueryService(query_pb2_grpc.QueryServicer):
             await self._bad(context, "ScanEvents", exc)
             raise
         start = max(request.from_seq_id, 1)
+        limit = self._limit(request.limit)
         stats = ScanStats()
-        with self._log.begin() as txn:
-            events, next_seq, more = self._log.scan(txn, start, self._limit(request.limit), chain_id=chain_id,
-                                                    kinds=kinds, max_examined=self.scan_max_examined, stats=stats,
-                                                    max_bytes=self.max_page_bytes)
-            last = self._log.txn_last_seq(txn)
+
+        def read(txn: lmdb.Transaction) -> tuple[list[events_pb2.Event], int, bool, int]:
+            found = self._log.scan(txn, start, limit, chain_id=chain_id, kinds=kinds,
+                                   max_examined=self.scan_max_examined, stats=stats, max_bytes=self.max_page_bytes)
+            return (*found, self._log.txn_last_seq(txn))
+
+        events, next_seq, more, last = self._log.read(read)
         # A walk that reached the end has looked at everything up to ``last``, matching or not.
         next_seq = max(next_seq, start) if more else max(start, last + 1)
         return query_pb2.ScanEventsResponse(events=events, next_seq_id=next_seq, last_seq_id=last,
@@ -241,15 +247,17 @@ class QueryService(query_pb2_grpc.QueryServicer):
         await context.send_initial_metadata((("mempulse-subscription", "admitted"),))
         sub = Subscriber(chain_id, kinds, hub.max_buffered)
         cursor = max(request.from_seq_id, 1)
-        # Catch-up from LMDB in pages; each page's read transaction closes before the (possibly slow) write.
+        # Catch-up from LMDB in pages; each page's read transaction is freed before the (possibly slow) write
+        # (EventLog.read: a transaction held by this generator's frame would keep a reader slot per stream).
         # Pages are cut by bytes too: a stretch of big transactions must not make a message the gRPC limit
         # refuses, or every resume from the same seq would fail the same way.
+        def read(txn: lmdb.Transaction) -> tuple[list[events_pb2.Event], int, bool, int]:
+            found = self._log.scan(txn, cursor, SUBSCRIBE_PAGE, chain_id=chain_id, kinds=kinds,
+                                   max_examined=self.scan_max_examined, max_bytes=self.subscribe_message_bytes)
+            return (*found, self._log.txn_last_seq(txn))
+
         while True:
-            with self._log.begin() as txn:
-                events, next_seq, more = self._log.scan(txn, cursor, SUBSCRIBE_PAGE, chain_id=chain_id,
-                                                        kinds=kinds, max_examined=self.scan_max_examined,
-                                                        max_bytes=self.subscribe_message_bytes)
-                txn_last = self._log.txn_last_seq(txn)
+            events, next_seq, more, txn_last = self._log.read(read)
             cursor = max(cursor, next_seq) if more else max(cursor, txn_last + 1)
             if events:
                 yield query_pb2.SubscribeEventsResponse(events=events, last_seq_id=txn_last)

@@ -9,10 +9,11 @@ import pytest
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
+from common.chains import UnknownChainError, parse_chain
 from common.synth import synthetic_envelopes
 from gatewayd.app import ROUTES
 from gatewayd.openapi import build_openapi
-from gatewayd.params import ROUTE_PARAMS
+from gatewayd.params import MAX_CHAIN_CHARS, MAX_KINDS_VALUES, ROUTE_PARAMS, ParamError, parse_kinds, parse_uint
 
 from .conftest import CHAINS
 
@@ -21,8 +22,9 @@ def openapi_path(uri: str) -> str:
     return re.sub(r"<tx_hash:str>", "{hash}", uri)
 
 
-def test_document_is_valid_openapi() -> None:
-    validate(build_openapi())
+@pytest.mark.parametrize(("auth", "rate_limit"), [(False, False), (False, True), (True, False), (True, True)])
+def test_document_is_valid_openapi(auth: bool, rate_limit: bool) -> None:
+    validate(build_openapi(auth=auth, rate_limit=rate_limit))
 
 
 def test_document_lists_every_route_and_parameter() -> None:
@@ -50,7 +52,8 @@ def test_real_responses_match_the_documented_schemas(processd_factory, gateway_f
         served = http.get("/openapi.json")
         assert served.status_code == 200
         doc = served.json()
-        assert doc == build_openapi()
+        # a default gateway: no API keys, rate limit on
+        assert doc == build_openapi(auth=False, rate_limit=True)
         docs_page = http.get("/docs")
         assert docs_page.status_code == 200 and docs_page.headers["content-type"].startswith("text/html")
         for path in doc["paths"]:
@@ -75,3 +78,127 @@ def test_real_responses_match_the_documented_schemas(processd_factory, gateway_f
             assert not errors, (path, [e.message for e in errors[:3]])
         bad = http.get("/transactions", params={"limit": 0})
         assert not list(schema_validator(doc, "Error").iter_errors(bad.json()))
+
+
+# ---- exactness (issue 14: mismatches found by schemathesis) ------------------------------------------------
+
+
+def _op(doc: dict[str, Any], path: str) -> dict[str, Any]:
+    return doc["paths"][path]["get"]
+
+
+def _param(doc: dict[str, Any], path: str, name: str) -> dict[str, Any]:
+    return next(p["schema"] for p in _op(doc, path)["parameters"] if p["name"] == name)
+
+
+def test_openapi_json_is_documented_as_the_json_object_it_is() -> None:
+    doc = build_openapi()
+    schema = _op(doc, "/openapi.json")["responses"]["200"]["content"]["application/json"]["schema"]
+    assert not list(Draft202012Validator(schema).iter_errors(doc))
+
+
+@pytest.mark.parametrize("auth", [False, True])
+def test_security_and_401_only_when_api_keys_are_configured(auth: bool) -> None:
+    doc = build_openapi(auth=auth, rate_limit=False)
+    assert ("security" in doc) == auth
+    assert ("securitySchemes" in doc["components"]) == auth
+    for path in ("/transactions", "/events/stream", "/openapi.json"):
+        responses = _op(doc, path)["responses"]
+        assert ("401" in responses) == auth
+        if auth:
+            assert responses["401"]["headers"]["WWW-Authenticate"]["required"]
+    assert "401" not in _op(doc, "/healthz")["responses"]
+    assert _op(doc, "/healthz").get("security", []) == []
+
+
+@pytest.mark.parametrize("rate_limit", [False, True])
+def test_429_and_503_document_retry_after(rate_limit: bool) -> None:
+    doc = build_openapi(rate_limit=rate_limit)
+    for path in ("/transactions", "/events", "/events/stream", "/dashboard/snapshot"):
+        responses = _op(doc, path)["responses"]
+        assert ("429" in responses) == rate_limit
+        assert responses["503"]["headers"]["Retry-After"]["required"]
+        if rate_limit:
+            assert responses["429"]["headers"]["Retry-After"]["required"]
+    assert "429" not in _op(doc, "/healthz")["responses"]
+    assert _op(doc, "/healthz")["responses"]["503"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/Health")
+
+
+def _chain_ok(value: str) -> bool:
+    try:
+        parse_chain(value)
+    except UnknownChainError:
+        return False
+    return len(value) <= MAX_CHAIN_CHARS
+
+
+def _kinds_ok(value: str) -> bool:
+    try:
+        parse_kinds("kinds", [value])
+    except ParamError:
+        return False
+    return True
+
+
+CHAIN_VALUES = ["1", "137", "0", "00", "007", "-1", "+1", "1.0", "9223372036854775807", "9223372036854775808",
+                "0009223372036854775807", "0000000000000000001", "00000000000000000001", "99999999999999999999",
+                " 1 ", "\u30001\t", "polygon", "POLYGON", " Polygon\n", "zk\u212async", "eth", "", " ", "1 2",
+                "\u00b2", "\u0661", "\uff11", "1" * 4301, " " * 63 + "1", " " * 64 + "1", "ethereum,1"]
+KINDS_VALUES = ["tx_seen", "TX_SEEN", "tx_seen, opp_detected", " tx_decoded\t", "tx_seen,tx_seen", "", ",",
+                "tx_seen,", "tx_seen,,tx_decoded", "tx seen", "tx_seen;tx_decoded", "all", " " * 58 + "tx_seen",
+                " " * 57 + "tx_seen"]
+
+
+@pytest.mark.parametrize("value", CHAIN_VALUES)
+def test_chain_id_schema_accepts_exactly_what_the_server_accepts(value: str) -> None:
+    schema = _param(build_openapi(), "/transactions", "chain_id")
+    assert Draft202012Validator(schema).is_valid(value) == _chain_ok(value), repr(value)
+
+
+@pytest.mark.parametrize("value", KINDS_VALUES)
+def test_kinds_schema_accepts_exactly_what_the_server_accepts(value: str) -> None:
+    schema = _param(build_openapi(), "/events", "kinds")
+    assert Draft202012Validator(schema).is_valid([value]) == _kinds_ok(value), repr(value)
+
+
+def test_kinds_is_a_bounded_repeatable_parameter() -> None:
+    schema = _param(build_openapi(), "/events", "kinds")
+    validator = Draft202012Validator(schema)
+    assert validator.is_valid(["tx_seen"] * MAX_KINDS_VALUES)
+    assert not validator.is_valid(["tx_seen"] * (MAX_KINDS_VALUES + 1))
+    parse_kinds("kinds", ["tx_seen"] * MAX_KINDS_VALUES)
+    with pytest.raises(ParamError):
+        parse_kinds("kinds", ["tx_seen"] * (MAX_KINDS_VALUES + 1))
+
+
+@pytest.mark.parametrize("value", ["0", "18446744073709551614", "18446744073709551615", "00000000000000000001",
+                                   "000000000000000000001", "-1", "1 ", "a", "99999999999999999999"])
+def test_last_event_id_schema_accepts_exactly_what_the_stream_accepts(value: str) -> None:
+    schema = next(p["schema"] for p in _op(build_openapi(), "/events/stream")["parameters"]
+                  if p["name"] == "Last-Event-ID")
+    try:
+        parse_uint("Last-Event-ID", value, 0, 2**64 - 2)
+        ok = True
+    except ParamError:
+        ok = False
+    assert Draft202012Validator(schema).is_valid(value) == ok, value
+
+
+def test_path_hash_schema_takes_either_case() -> None:
+    schema = next(p["schema"] for p in _op(build_openapi(), "/transactions/{hash}")["parameters"]
+                  if p["name"] == "hash")
+    validator = Draft202012Validator(schema)
+    assert validator.is_valid("0X" + "Ab" * 32) and validator.is_valid("0x" + "ab" * 32)
+    assert not validator.is_valid("0x" + "ab" * 31) and not validator.is_valid("ab" * 33)
+
+
+@pytest.mark.integration
+def test_405_names_the_allowed_methods(processd_factory, gateway_factory) -> None:
+    g = gateway_factory(processd_factory().addr)
+    with g.client() as http:
+        for method in ("POST", "DELETE", "TRACE"):
+            resp = http.request(method, "/transactions")
+            assert resp.status_code == 405, (method, resp.status_code)
+            assert resp.headers.get("allow") == "GET", (method, resp.headers)
+            assert resp.json()["error"]["code"] == "method_not_allowed"

@@ -67,6 +67,9 @@ class Gateway:
         self.client = ProcessdClient(config.processd_target, config.grpc_timeout_ms / 1000, self.metrics.grpc_error)
         self.auth = ApiKeyAuth(config.api_keys)
         self.limiter = RateLimiter(config.rate_limit_rps, config.rate_limit_burst, config.rate_limit_max_keys)
+        # Its own, much lower limit: failed keys are guesses or a misconfigured client, never traffic to serve.
+        self.auth_failures = RateLimiter(config.auth_failure_limit_per_min / 60, config.auth_failure_burst,
+                                         config.rate_limit_max_keys)
         self.flights: SingleFlight[bytes] = SingleFlight(config.cache_ttl_ms / 1000)
         self.render = RenderCache(on_error=self.metrics.render_error)
         self.health_flights: SingleFlight[str] = SingleFlight(ttl_s=0.25)
@@ -77,7 +80,8 @@ class Gateway:
         )
         self.started_at = time.time()
         # The document says what this gateway does: security and 401 only with API keys, 429 only with a limit.
-        doc = build_openapi(auth=self.auth.enabled, rate_limit=self.limiter.enabled)
+        doc = build_openapi(auth=self.auth.enabled, rate_limit=self.limiter.enabled,
+                            auth_failure_limit=self.auth.enabled and self.auth_failures.enabled)
         self.openapi_body = orjson.dumps(doc, option=orjson.OPT_INDENT_2)
         self.docs_html = render_docs_html(doc)
         # Parsed query strings by (route, raw query): clients repeat the same few queries, so parsing is skipped
@@ -128,11 +132,12 @@ class Gateway:
 
     def auth_failed(self, request: Request, exc: AuthError) -> HTTPResponse:
         """401, or 429 once a client address keeps failing: failed attempts spend tokens of a per-address
-        bucket (same rate and burst as a key's), and while that bucket is empty every request of the address is
-        refused before its key is compared (:meth:`endpoint`), so keys cannot be guessed at line rate."""
-        if self.limiter.enabled:
+        bucket (``auth_failure_limit_per_min``, ``auth_failure_burst``), and while that bucket is empty every
+        request of the address is refused before its key is compared (:meth:`endpoint`), so keys cannot be
+        guessed at line rate."""
+        if self.auth_failures.enabled:
             try:
-                self.limiter.acquire(f"authfail:{request.ip}")
+                self.auth_failures.acquire(request.ip)
             except RateLimited as limited:
                 return self.error_response(
                     429, limited.code, limited.message, **{"retry-after": str(limited.retry_after_s)}
@@ -148,7 +153,8 @@ class Gateway:
         metrics = self.metrics
         cors = bool(self._cors_origins)
         parsed = self._parsed
-        guard_auth = auth.enabled and limiter.enabled
+        auth_failures = self.auth_failures
+        guard_auth = auth.enabled and auth_failures.enabled
 
         async def wrapped(request: Request, **path_args: Any) -> HTTPResponse | None:
             t0 = time.perf_counter()
@@ -162,7 +168,7 @@ class Gateway:
                             # An address whose failed attempts emptied its bucket is refused BEFORE its key is
                             # compared: otherwise a right guess would still get a 200 while guessing runs at line
                             # rate (only the failures were ever throttled).
-                            limiter.check(f"authfail:{request.ip}")
+                            auth_failures.check(request.ip)
                         key = auth.authenticate(request.headers)
                         if limiter.enabled:
                             limiter.acquire(key if key is not None else f"ip:{request.ip}")
@@ -221,6 +227,7 @@ class Gateway:
         self.metrics.ratelimit_keys.set(len(self.limiter))
         self.metrics.connections.set(self.connguard.open_connections)
         self.metrics.ratelimit_evictions.set(self.limiter.evictions)
+        self.metrics.auth_failure_addresses.set(len(self.auth_failures))
         shared, hits = self.flights.shared, self.flights.hits
         self.flights.shared = self.flights.hits = 0
         self.metrics.coalesced.inc(shared)

@@ -33,6 +33,10 @@ class GatewayConfig:
     rate_limit_burst: int = 200
     #: Bound of the bucket table; the least recently used bucket is dropped beyond it.
     rate_limit_max_keys: int = 10000
+    #: Failed API keys allowed per client address (token bucket: per minute, burst), whatever the request rate
+    #: limit; an address past it is refused (429) before its key is even compared. 0 = off.
+    auth_failure_limit_per_min: float = 60.0
+    auth_failure_burst: int = 20
     #: Allowed CORS origins ("*" for any); empty = no CORS headers (off).
     cors_origins: tuple[str, ...] = ()
     #: Largest accepted request (header + body); bigger gets 413.
@@ -68,6 +72,10 @@ class GatewayConfig:
             raise ConfigError(f"rate_limit_rps must be >= 0, got {self.rate_limit_rps}")
         if self.rate_limit_rps > 0 and self.rate_limit_burst < 1:
             raise ConfigError(f"rate_limit_burst must be >= 1, got {self.rate_limit_burst}")
+        if self.auth_failure_limit_per_min < 0:
+            raise ConfigError(f"auth_failure_limit_per_min must be >= 0, got {self.auth_failure_limit_per_min}")
+        if self.auth_failure_limit_per_min > 0 and self.auth_failure_burst < 1:
+            raise ConfigError(f"auth_failure_burst must be >= 1, got {self.auth_failure_burst}")
         if self.rate_limit_max_keys < 1:
             raise ConfigError(f"rate_limit_max_keys must be >= 1, got {self.rate_limit_max_keys}")
         if not 1024 <= self.max_header_bytes <= MAX_HEADER_LIMIT_BYTES:
@@ -145,6 +153,17 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="bound of the per-key bucket table (env MEMPULSE_RATE_LIMIT_MAX_KEYS, default 10000)",
     )
+    add(
+        "--auth-failure-limit-per-min",
+        type=float,
+        help="failed API keys per client address per minute, then 429 even for a right key until the bucket "
+        "refills, 0 = off (env MEMPULSE_AUTH_FAILURE_LIMIT_PER_MIN, default 60)",
+    )
+    add(
+        "--auth-failure-burst",
+        type=int,
+        help="failed API keys an address may send at once (env MEMPULSE_AUTH_FAILURE_BURST, default 20)",
+    )
     add("--cors-origins", help="comma-separated allowed origins or '*'; empty = CORS off (env MEMPULSE_CORS_ORIGINS)")
     add("--max-request-bytes", type=int, help="request size limit, 413 above (env MEMPULSE_MAX_REQUEST_BYTES, 16384)")
     add("--max-header-bytes", type=int, help="header size limit, 431 above (env MEMPULSE_MAX_HEADER_BYTES, 8192)")
@@ -214,6 +233,9 @@ def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None
         rate_limit_rps=_float(args.rate_limit_rps, "rate_limit_rps", 100.0, source),
         rate_limit_burst=_int(args.rate_limit_burst, "rate_limit_burst", 200, source),
         rate_limit_max_keys=_int(args.rate_limit_max_keys, "rate_limit_max_keys", 10000, source),
+        auth_failure_limit_per_min=_float(args.auth_failure_limit_per_min, "auth_failure_limit_per_min", 60.0,
+                                          source),
+        auth_failure_burst=_int(args.auth_failure_burst, "auth_failure_burst", 20, source),
         cors_origins=cors,
         max_request_bytes=_int(args.max_request_bytes, "max_request_bytes", 16384, source),
         max_header_bytes=_int(args.max_header_bytes, "max_header_bytes", 8192, source),

@@ -62,6 +62,11 @@ class GatewayMetrics:
             "Buckets evicted from the full rate-limit table since start",
             registry=r,
         )
+        self.auth_failure_addresses = Gauge(
+            "mempulse_gateway_auth_failure_addresses",
+            "Client addresses in the failed-API-key table (bounded by rate_limit_max_keys)",
+            registry=r,
+        )
         self.sse_clients = Gauge("mempulse_gateway_sse_clients", "Open /events/stream connections", registry=r)
         self.sse_events = Counter("mempulse_gateway_sse_events_total", "Events sent over SSE", registry=r)
         self.sse_rejected = Counter(

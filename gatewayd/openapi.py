@@ -368,7 +368,8 @@ def _parameters(name: str) -> list[dict[str, Any]]:
     return params
 
 
-def _responses(name: str, summary: str, body: str, public: bool, auth: bool, rate_limit: bool) -> dict[str, Any]:
+def _responses(name: str, summary: str, body: str, public: bool, auth: bool, rate_limit: bool,
+               auth_failure_limit: bool) -> dict[str, Any]:
     """Every status code the route can answer, with its content type, body schema and required headers."""
     content: dict[str, Any]
     if body in SCHEMAS:
@@ -386,8 +387,8 @@ def _responses(name: str, summary: str, body: str, public: bool, auth: bool, rat
         responses["404"] = _error("Unknown transaction")
     # Answered by Sanic before any route runs (request line / body / headers over the configured limits).
     responses["413"] = _error("Request larger than max_request_bytes")
-    if rate_limit and not public:
-        responses["429"] = _error("Rate limit exceeded (or too many failed API keys from this address)",
+    if (rate_limit or auth_failure_limit) and not public:
+        responses["429"] = _error("Rate limit exceeded, or too many failed API keys from this address",
                                   **{"Retry-After": RETRY_AFTER})
     responses["431"] = _error("Request headers larger than max_header_bytes")
     if name == "healthz":
@@ -400,16 +401,17 @@ def _responses(name: str, summary: str, body: str, public: bool, auth: bool, rat
     return responses
 
 
-def build_openapi(*, auth: bool = False, rate_limit: bool = False) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of every route, for a gateway with (``auth``) or without API keys and with or
-    without a rate limit: the security requirement and the 401 / 429 answers exist only when they can happen."""
+def build_openapi(*, auth: bool = False, rate_limit: bool = False, auth_failure_limit: bool = False) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of every route, for a gateway with (``auth``) or without API keys, with or without
+    a request rate limit and a failed-key limit (``auth_failure_limit``, only with keys): the security requirement
+    and the 401 / 429 answers exist only when they can happen."""
     paths: dict[str, Any] = {}
     for name, (path, summary, description, body, public) in OPERATIONS.items():
         op: dict[str, Any] = {
             "operationId": name,
             "summary": summary,
             "parameters": _parameters(name),
-            "responses": _responses(name, summary, body, public, auth, rate_limit),
+            "responses": _responses(name, summary, body, public, auth, rate_limit, auth and auth_failure_limit),
         }
         if description:
             op["description"] = description

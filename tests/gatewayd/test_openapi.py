@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import orjson
 import pytest
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
@@ -202,3 +203,20 @@ def test_405_names_the_allowed_methods(processd_factory, gateway_factory) -> Non
             assert resp.status_code == 405, (method, resp.status_code)
             assert resp.headers.get("allow") == "GET", (method, resp.headers)
             assert resp.json()["error"]["code"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize(("auth", "auth_failure_limit", "documented"),
+                         [(True, True, True), (True, False, False), (False, True, False)])
+def test_429_is_documented_for_the_failed_key_limit_only_with_api_keys(
+        auth: bool, auth_failure_limit: bool, documented: bool) -> None:
+    doc = build_openapi(auth=auth, rate_limit=False, auth_failure_limit=auth_failure_limit)
+    assert ("429" in _op(doc, "/transactions")["responses"]) == documented
+    assert "429" not in _op(doc, "/healthz")["responses"]
+
+
+def test_a_gateway_with_keys_documents_429_even_without_a_request_rate_limit() -> None:
+    from gatewayd.app import Gateway
+    from gatewayd.config import GatewayConfig
+
+    gateway = Gateway(GatewayConfig(api_keys=frozenset({"k"}), rate_limit_rps=0))
+    assert "429" in _op(orjson.loads(gateway.openapi_body), "/transactions")["responses"]

@@ -33,7 +33,8 @@ def test_api_keys(processd_factory, gateway_factory, tmp_path: Path) -> None:
     keys_file = tmp_path / "keys"
     keys_file.write_text("# ops\nfile-key-0123456789\n")
     g = gateway_factory(
-        p.addr, "--api-keys-file", str(keys_file), "--rate-limit-rps", "0", env={"MEMPULSE_API_KEYS": "env-key-abcdef"}
+        p.addr, "--api-keys-file", str(keys_file), "--rate-limit-rps", "0", "--auth-failure-limit-per-min", "0",
+        env={"MEMPULSE_API_KEYS": "env-key-abcdef"},
     )
     with g.client() as http:
         for path in PROTECTED:
@@ -67,7 +68,8 @@ def test_burst_over_the_limit_gets_429_with_retry_after(processd_factory, gatewa
     p = processd_factory()
     p.push(synthetic_envelopes(10, seed=2, chain_ids=CHAINS))
     g = gateway_factory(
-        p.addr, "--rate-limit-rps", "0.5", "--rate-limit-burst", "5", env={"MEMPULSE_API_KEYS": "key-a,key-b"}
+        p.addr, "--rate-limit-rps", "0.5", "--rate-limit-burst", "5", "--auth-failure-limit-per-min", "30",
+        "--auth-failure-burst", "5", env={"MEMPULSE_API_KEYS": "key-a,key-b"}
     )
     with g.client(**{"x-api-key": "key-a"}) as a, g.client(**{"x-api-key": "key-b"}) as b:
         statuses = [a.get("/transactions", params={"limit": 1}).status_code for _ in range(5)]
@@ -87,7 +89,8 @@ def test_burst_over_the_limit_gets_429_with_retry_after(processd_factory, gatewa
         assert b.get("/transactions", params={"limit": 1}).status_code == 429
         metrics = a.get("/metrics").text
         assert 'mempulse_gateway_errors_total{code="rate_limited"} 3.0' in metrics
-        assert "mempulse_gateway_ratelimit_keys 3.0" in metrics
+        assert "mempulse_gateway_ratelimit_keys 2.0" in metrics
+        assert "mempulse_gateway_auth_failure_addresses 1.0" in metrics
 
 
 def test_right_key_is_refused_while_the_address_is_throttled(processd_factory, gateway_factory) -> None:
@@ -96,7 +99,8 @@ def test_right_key_is_refused_while_the_address_is_throttled(processd_factory, g
     noticed at once. 0.5 tokens/s: no token comes back during the few requests below."""
     p = processd_factory()
     g = gateway_factory(
-        p.addr, "--rate-limit-rps", "0.5", "--rate-limit-burst", "3", env={"MEMPULSE_API_KEYS": "right-key"}
+        p.addr, "--auth-failure-limit-per-min", "30", "--auth-failure-burst", "3",
+        env={"MEMPULSE_API_KEYS": "right-key"},
     )
     with g.client() as http:
         guesses = [http.get("/transactions", headers={"x-api-key": f"guess-{i}"}).status_code for i in range(3)]
@@ -117,6 +121,21 @@ def test_right_key_is_refused_while_the_address_is_throttled(processd_factory, g
         assert http.get("/transactions", headers={"x-api-key": "right-key"}).status_code == 429
         # Routes without auth stay open to probes and scrapers.
         assert http.get("/metrics").status_code == 200
+
+
+def test_failed_keys_have_their_own_limit_even_with_the_request_rate_limit_off(
+        processd_factory, gateway_factory) -> None:
+    """Failed keys are throttled by their own low limit (default 60/min, burst 20), not by the request rate
+    limit: with that off (or at its default 100/s) guessing ran at line rate."""
+    p = processd_factory()
+    g = gateway_factory(p.addr, "--rate-limit-rps", "0", env={"MEMPULSE_API_KEYS": "right-key"})
+    with g.client() as http:
+        statuses = [http.get("/transactions", headers={"x-api-key": f"guess-{i}"}).status_code for i in range(40)]
+        assert statuses == [401] * 20 + [429] * 20
+        assert http.get("/transactions", headers={"x-api-key": "right-key"}).status_code == 429
+        assert http.get("/healthz").status_code == 200  # public routes stay open to probes
+    metrics = httpx.get(f"{g.url}/metrics").text
+    assert 'mempulse_gateway_errors_total{code="rate_limited"} 21.0' in metrics
 
 
 def test_cors_off_by_default_and_configurable(processd_factory, gateway_factory) -> None:

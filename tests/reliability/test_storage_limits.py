@@ -47,30 +47,37 @@ def _rejected(ack: ingest_pb2.IngestAck, reason: int) -> int:
     return sum(r.count for r in ack.rejected if r.reason == reason)
 
 
+def _push_until_refused(addr: str, envelopes: list, batch: int, what: str) -> tuple[set[tuple[int, bytes]], list[int]]:
+    """Pushes ``envelopes`` in batches until three are refused as storage_full; returns the keys of the accepted
+    ones and the start index of each refused batch. A batch is committed whole or refused whole."""
+    accepted_keys: set[tuple[int, bytes]] = set()
+    rejected: list[int] = []
+    for i in range(0, len(envelopes), batch):
+        chunk = envelopes[i:i + batch]
+        [ack] = asyncio.run(push_envelopes(addr, chunk, batch_size=batch, first_batch_seq=i // batch + 1))
+        full = _rejected(ack, STORAGE_FULL)
+        assert ack.accepted + ack.duplicates + full == len(chunk), ack
+        if full:
+            assert ack.accepted == 0 and full == len(chunk), "a group is committed whole or refused whole"
+            rejected.append(i)
+            if len(rejected) >= 3:
+                break
+        else:
+            accepted_keys |= keys_of(chunk)
+    assert rejected, f"{what} never filled: the test did not reach the limit"
+    assert accepted_keys, f"nothing fitted before the {what} filled"
+    return accepted_keys, rejected
+
+
 def test_map_full_rejects_storage_full_stays_up_and_recovers(tmp_path: Path) -> None:
     data = tmp_path / "lmdb"
     proc = ProcessdProc(data, tmp_path / "processd.log", "--map-size-mb", "1", "--map-max-size-mb", "1",
                         metrics=True)
     envelopes = synthetic_envelopes(6000, seed=42, chain_ids=(1, 137))
     batch = 200
-    accepted_keys: set[tuple[int, bytes]] = set()
-    rejected_batches: list[int] = []
     try:
         proc.start()
-        for i in range(0, len(envelopes), batch):
-            chunk = envelopes[i:i + batch]
-            [ack] = asyncio.run(push_envelopes(proc.addr, chunk, batch_size=batch, first_batch_seq=i // batch + 1))
-            full = _rejected(ack, STORAGE_FULL)
-            assert ack.accepted + ack.duplicates + full == len(chunk), ack
-            if full:
-                assert ack.accepted == 0 and full == len(chunk), "a group is committed whole or rejected whole"
-                rejected_batches.append(i)
-                if len(rejected_batches) >= 3:
-                    break
-            else:
-                accepted_keys |= keys_of(chunk)
-        assert rejected_batches, "a 1 MiB map never filled: the test did not reach the limit"
-        assert accepted_keys, "nothing fitted before the map filled"
+        accepted_keys, rejected_batches = _push_until_refused(proc.addr, envelopes, batch, "a 1 MiB map")
         # Still up, still healthy, still answering reads.
         assert proc.alive and grpc_serving(proc.addr)
         m = scrape(proc.metrics_port)
@@ -203,26 +210,11 @@ def test_disk_full_refuses_ingest_keeps_serving_and_resumes_when_space_returns(t
         proc = ProcessdProc(data, tmp_path / "processd.log", env={"MEMPULSE_DISK_FULL_RETRY_MS": "200"}, metrics=True)
         envelopes = synthetic_envelopes(8000, seed=46, chain_ids=(1, 137))
         batch = 200
-        accepted_keys: set[tuple[int, bytes]] = set()
-        rejected: list[int] = []
         try:
             proc.start()
             filler = _fill(fs, leave_bytes=1 << 20)
-            i = 0
-            for i in range(0, len(envelopes), batch):
-                chunk = envelopes[i:i + batch]
-                [ack] = asyncio.run(push_envelopes(proc.addr, chunk, batch_size=batch, first_batch_seq=i // batch + 1))
-                full = _rejected(ack, STORAGE_FULL)
-                assert ack.accepted + ack.duplicates + full == len(chunk), ack
-                if full:
-                    assert ack.accepted == 0 and full == len(chunk), "a group is committed whole or refused whole"
-                    rejected.append(i)
-                    if len(rejected) >= 3:
-                        break
-                else:
-                    accepted_keys |= keys_of(chunk)
-            assert rejected, "1 MiB of free space never filled: the test did not reach a full disk"
-            assert accepted_keys, "nothing fitted before the disk filled"
+            accepted_keys, rejected = _push_until_refused(proc.addr, envelopes, batch, "1 MiB of free disk")
+            i = rejected[-1]  # the last batch tried
             # Still up, SERVING, answering reads; the refusal is counted and says why.
             assert proc.alive and grpc_serving(proc.addr), proc.log_tail()
             m = scrape(proc.metrics_port)

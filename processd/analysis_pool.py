@@ -65,8 +65,12 @@ def _worker_main(jobs: Connection, results: Connection, chain_ids: frozenset[int
     if sys.platform == "linux":
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: processd decides
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # Ctrl-C and a SIGTERM to the process group (systemd, a supervisor, `kill -- -pgid`) reach the workers too:
+    # processd decides. Its stop() lets them finish the batches in flight, closes their job pipes (EOF: the
+    # worker returns) and kills any that linger; if processd dies, PR_SET_PDEATHSIG kills them. A worker that
+    # died of the group's SIGTERM first was logged as an ERROR and its batches prepared again in-process.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     analyze = default_analyzer().analyze_encoded
     try:
         results.send_bytes(_READY)

@@ -293,6 +293,29 @@ async def test_workers_exit_when_processd_is_killed(tmp_path: Path, subprocesses
     assert _wait_for(lambda: not any(_alive(pid) for pid in workers), 10), "analysis workers outlived processd"
 
 
+async def test_sigterm_to_the_process_group_is_a_clean_stop_not_a_worker_error(
+        tmp_path: Path, subprocesses: list[ProcessdSubprocess]) -> None:
+    """A supervisor's SIGTERM reaches every process of the group, in no set order. Sent to the workers first
+    (the order that made processd log `ERROR analysis worker exited with -15` and re-prepare their batches), it
+    must leave them to processd, whose own SIGTERM then stops everything cleanly."""
+    proc = ProcessdSubprocess(tmp_path / "lmdb", tmp_path / "processd.log", "--analysis-workers", "2")
+    subprocesses.append(proc)
+    proc.start()
+    assert proc.proc is not None
+    acks = await push_envelopes(proc.address, synthetic_envelopes(300, seed=52), batch_size=100)
+    assert sum(a.accepted for a in acks) == 300
+    workers = _workers(proc.proc.pid)
+    assert len(workers) == 2
+    for pid in workers:
+        os.kill(pid, signal.SIGTERM)
+    await asyncio.sleep(0.5)  # long enough for a worker that obeyed it to be noticed as lost
+    assert all(_alive(pid) for pid in workers), "a worker obeyed the group's SIGTERM before processd did"
+    assert proc.terminate() == 0
+    assert not any(_alive(pid) for pid in workers)
+    log = proc.log_path.read_text()
+    assert "ERROR" not in log and "exited with" not in log, log[-2000:]
+
+
 async def test_sigterm_stops_the_workers_with_processd(tmp_path: Path,
                                                        subprocesses: list[ProcessdSubprocess]) -> None:
     proc = ProcessdSubprocess(tmp_path / "lmdb", tmp_path / "processd.log", "--analysis-workers", "2")

@@ -32,10 +32,13 @@ setup_venv() {
   want="$(cat "$MEMPULSE_ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)"
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "setup: pip install -e .[dev] (first run takes about a minute)" >&2
-    # (grep drops pip's notices about unreachable local mirrors that some machines configure)
-    { "$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$MEMPULSE_ROOT[dev]" 2>&1 \
-        || echo "MEMPULSE_PIP_FAILED"; } | grep -v "^WARNING: Location" | tee /dev/stderr | grep -q MEMPULSE_PIP_FAILED \
-      && die "pip install failed (see above); check that PyPI is reachable"
+    # (grep drops pip's notices about unreachable local mirrors that some machines configure; it writes to our
+    # stderr as it goes: `tee /dev/stderr` reopened a redirected stderr file with O_TRUNC, erasing the lines
+    # before it and leaving NUL bytes at the start of the file)
+    if ! "$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$MEMPULSE_ROOT[dev]" 2>&1 \
+        | { grep -v "^WARNING: Location" || true; } >&2; then
+      die "pip install failed (see above); check that PyPI is reachable"
+    fi
     echo "$want" > "$stamp"
   fi
   export PATH="$venv/bin:$PATH"

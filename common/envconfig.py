@@ -6,6 +6,8 @@ Precedence: an explicit CLI flag, then the environment variable, then the defaul
 
 from __future__ import annotations
 
+import argparse
+import importlib.metadata
 import os
 from collections.abc import Mapping
 
@@ -72,3 +74,22 @@ def parse_hostport(value: str, what: str) -> tuple[str, int]:
     if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise ConfigError(f"{what}: expected HOST:PORT, got {value!r}")
     return host.strip("[]"), int(port_text)
+
+
+def package_version() -> str:
+    """mempulse's installed version (``pip install -e .`` records it), or a plain word when it is not installed."""
+    try:
+        return importlib.metadata.version("mempulse")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def add_version_flag(parser: argparse.ArgumentParser) -> None:
+    """``--version``: prints ``<daemon> <version>`` and exits 0 (read when asked, not at import)."""
+
+    class _Version(argparse.Action):
+        def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+            print(f"{parser.prog} {package_version()}")  # stdout, like argparse's own version action
+            parser.exit(0)
+
+    parser.add_argument("--version", action=_Version, nargs=0, help="print the version and exit")

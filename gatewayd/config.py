@@ -8,7 +8,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common.envconfig import ConfigError, env_bool, env_float, env_int, env_name, env_str, parse_hostport
+from common.envconfig import (
+    ConfigError,
+    add_version_flag,
+    env_bool,
+    env_float,
+    env_int,
+    env_name,
+    env_str,
+    parse_hostport,
+)
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
 DEFAULT_PROCESSD = "127.0.0.1:50051"
@@ -137,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="gatewayd",
         description="mempulse REST + Server-Sent Events gateway in front of processd's gRPC Query service.",
     )
+    add_version_flag(p)
     add = p.add_argument
     add("--listen", help=f"HOST:PORT to serve HTTP on (env MEMPULSE_GATEWAY_LISTEN, default {DEFAULT_LISTEN})")
     add("--processd", help=f"processd gRPC HOST:PORT (env MEMPULSE_PROCESSD_TARGET, default {DEFAULT_PROCESSD})")

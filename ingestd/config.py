@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from common.chains import UnknownChainError, chain_name, parse_chain
-from common.envconfig import ConfigError, env_float, env_int, env_str, parse_hostport
+from common.envconfig import ConfigError, add_version_flag, env_float, env_int, env_str, parse_hostport
 
 FULL_TX_MODES = ("auto", "on", "off")
 
@@ -157,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ingestd",
         description="Streams the pending transactions of EVM chains to processd. Tuning knobs come from "
                     "MEMPULSE_INGEST_* environment variables (see .env.example and docs/ingestd.md).")
+    add_version_flag(parser)
     parser.add_argument("--chain", action="append", default=[], metavar="NAME_OR_ID[=URL[,URL...]]",
                         help="chain to ingest (repeatable): a chain name or numeric id, then its URLs. ws(s):// "
                              "URLs are pending-tx sources, http(s):// URLs fetch endpoints (first = primary). "

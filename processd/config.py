@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.chains import UnknownChainError, parse_chain
-from common.envconfig import ConfigError, env_bool, env_int, env_name, env_str, parse_hostport
+from common.envconfig import ConfigError, add_version_flag, env_bool, env_int, env_name, env_str, parse_hostport
 
 DURABILITY_MODES = ("sync", "nosync")
 
@@ -105,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="mempulse processd: validates, decodes, ranks and durably logs pending transactions "
         "(LMDB event log, group commit) and serves the Query gRPC API.",
     )
+    add_version_flag(p)
     p.add_argument("--data-dir", help="LMDB directory (env MEMPULSE_DATA_DIR); created if missing")
     p.add_argument("--listen", help="gRPC HOST:PORT (env MEMPULSE_PROCESSD_LISTEN, default 127.0.0.1:50051)")
     p.add_argument("--metrics-port", type=int, help="Prometheus metrics port, 0 = off (env MEMPULSE_METRICS_PORT)")

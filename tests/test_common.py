@@ -96,3 +96,16 @@ async def test_replayer_puts_real_calls_in_anvils_pending_pool(anvil) -> None:
             assert tx["input"] == item.call.input
             assert tx["to"] == item.call.to
             assert int(tx["value"], 16) == item.call.value
+
+
+@pytest.mark.parametrize("daemon", ["ingestd", "processd", "gatewayd"])
+def test_every_daemon_answers_version(daemon: str) -> None:
+    import importlib.metadata
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    proc = subprocess.run([sys.executable, "-m", daemon, "--version"], capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"{daemon} {importlib.metadata.version('mempulse')}\n"

@@ -10,7 +10,9 @@ printed is ``demo summary: {json}`` (per chain: stored, generated; drops), which
 from __future__ import annotations
 
 import argparse
+import fcntl
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -195,6 +197,27 @@ class DemoConfig:
         return cls(chain_ids, rate, gw, pd, data_dir, wipe, args.duration_s, args.interval_s)
 
 
+def lock_demo_dir(data_dir: Path) -> int:
+    """Takes the demo's exclusive lock on ``data_dir`` and returns its descriptor (held until the demo exits).
+
+    The lock file sits beside the directory, not in it, because the default directory is wiped at start: a
+    second demo (e.g. with ``--gateway-port 0 --processd-port 0``) deleted the running one's log from under it.
+    """
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = data_dir.parent / f".{data_dir.name}.lock"
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise ConfigError(f"{data_dir} is in use by another demo (pid {holder}): stop it, or give this one its "
+                          f"own --data-dir") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
 def check_prerequisites(cfg: DemoConfig) -> DemoConfig:
     """Fails with a one-line ConfigError saying what to do when anvil or the gateway port is missing."""
     try:
@@ -302,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         cfg = check_prerequisites(DemoConfig.from_args(args))
+        lock_demo_dir(cfg.data_dir)  # before anything is wiped; released when the demo exits
     except ConfigError as exc:
         print(f"demo: error: {exc}", file=sys.stderr)
         return 2

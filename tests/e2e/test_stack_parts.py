@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from common.anvil import AnvilNode
-from common.demo import ChainStatus, RateMeter, format_status, parse_snapshot
+from common.demo import ChainStatus, RateMeter, format_status, lock_demo_dir, main, parse_snapshot
+from common.envconfig import ConfigError
 from common.fixtures import load_mainnet_calls
 from common.process import ManagedProcess, ProcessError, die_with_parent_prefix
 from common.stack import ChainSpec, Stack, StackConfig, StackError
@@ -213,3 +214,21 @@ def test_children_die_with_a_killed_supervisor(tmp_path: Path) -> None:
         pytest.fail("the child outlived its killed supervisor")
     finally:
         sup.kill()
+
+
+def test_a_second_demo_on_the_same_data_dir_is_refused_before_anything_is_wiped(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data_dir = tmp_path / "demo"
+    (data_dir / "lmdb").mkdir(parents=True)
+    (data_dir / "lmdb" / "data.mdb").write_bytes(b"the running demo's log")
+    held = lock_demo_dir(data_dir)
+    try:
+        with pytest.raises(ConfigError, match=f"in use by another demo \\(pid {os.getpid()}\\)"):
+            lock_demo_dir(data_dir)
+        assert main(["--data-dir", str(data_dir), "--gateway-port", "0", "--processd-port", "0"]) == 2
+        assert "in use by another demo" in capsys.readouterr().err
+        assert (data_dir / "lmdb" / "data.mdb").read_bytes() == b"the running demo's log"
+    finally:
+        os.close(held)
+    os.close(lock_demo_dir(data_dir))  # free again once the first one is gone
+

@@ -27,6 +27,7 @@ from sanic.exceptions import BadRequest, RequestTimeout
 from sanic.http import Http, Stage
 from sanic.server.protocols.http_protocol import HttpProtocol
 
+from common.logthrottle import LogThrottle
 from gatewayd.metrics import GatewayMetrics
 
 log = logging.getLogger(__name__)
@@ -75,11 +76,9 @@ class ConnectionGuard:
         #: 0 = no per-address cap.
         self.max_per_address = max_per_address
         self.header_timeout_s = header_timeout_s
-        self._clock = clock
         self._open: dict[str, int] = {}
         self.open_connections = 0
-        self._last_bad_log = -BAD_REQUEST_LOG_INTERVAL_S
-        self._bad_unlogged = 0
+        self._bad_log = LogThrottle(BAD_REQUEST_LOG_INTERVAL_S, clock)
 
     def admit(self, address: str) -> bool:
         """Counts a new connection from ``address``, or returns False (counted as refused) when it already
@@ -110,9 +109,8 @@ class ConnectionGuard:
         """Counts one unparsable request and logs it as one sanitised line, at most once per
         ``BAD_REQUEST_LOG_INTERVAL_S`` (a flood of them must not become a flood of log lines)."""
         self.metrics.bad_requests.inc()
-        now = self._clock()
-        if now - self._last_bad_log < BAD_REQUEST_LOG_INTERVAL_S:
-            self._bad_unlogged += 1
+        unlogged = self._bad_log.allow()
+        if unlogged is None:
             return
         line = head.split(b"\r\n", 1)[0]
         log.warning(
@@ -120,10 +118,8 @@ class ConnectionGuard:
             address,
             printable(reason.encode("utf-8", "backslashreplace"), 40),
             printable(line),
-            f"; {self._bad_unlogged} more since the last such line" if self._bad_unlogged else "",
+            f"; {unlogged} more since the last such line" if unlogged else "",
         )
-        self._last_bad_log = now
-        self._bad_unlogged = 0
 
 
 class GuardedHttp(Http):

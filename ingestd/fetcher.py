@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 import orjson
 
+from common.logthrottle import LogThrottle
 from ingestd.config import redact_url
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,8 @@ class BatchFetcher:
         # httpx's timeout bounds each phase (connect, every read), so a body dripped a few bytes at a time
         # would hold a fetch slot for ever; this deadline bounds the whole request, answer included.
         self.timeout_s = timeout_s
-        self._too_large_logged: dict[str, float] = {}
+        # At most one line per endpoint per interval: a node that always answers too much would flood the log.
+        self._too_large_log = LogThrottle(_TOO_LARGE_LOG_INTERVAL_S)
         self._sem = asyncio.Semaphore(max_in_flight)
         self._in_flight = 0
         self.peak_in_flight = 0
@@ -240,11 +242,8 @@ class BatchFetcher:
         return b"".join(parts)
 
     def _log_too_large(self, endpoint: _Endpoint, what: str, batch: int) -> None:
-        # At most one line per endpoint per interval: a node that always answers too much would flood the log.
-        now = time.monotonic()
-        if now - self._too_large_logged.get(endpoint.label, -1e9) < _TOO_LARGE_LOG_INTERVAL_S:
+        if self._too_large_log.allow(endpoint.label) is None:
             return
-        self._too_large_logged[endpoint.label] = now
         log.warning("fetch_response_too_large endpoint=%s body=%s cap_bytes=%d hashes=%d: stopped reading; the "
                     "batch is retried (fallbacks first), then its hashes are dropped as %s", endpoint.label, what,
                     self.max_response_bytes, batch, TOO_LARGE)

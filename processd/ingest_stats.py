@@ -16,10 +16,10 @@ this touches the batch's transactions.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from common.logthrottle import LogThrottle
 from common.pb.v1 import ingest_pb2
 
 log = logging.getLogger(__name__)
@@ -175,17 +175,12 @@ class RateLimitedLog:
     """One warning per reason per ``interval_s``, saying how many were suppressed since the previous one."""
 
     def __init__(self, interval_s: float = 5.0) -> None:
-        self.interval_s = interval_s
-        self._last: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
+        self._throttle = LogThrottle(interval_s)
 
     def warn(self, reason: str, count: int, detail: str) -> None:
         """Logs ``ingest_stats_rejected`` for ``reason`` unless one was logged within the interval."""
-        now = time.monotonic()
-        if now - self._last.get(reason, -1e9) < self.interval_s:
-            self._suppressed[reason] = self._suppressed.get(reason, 0) + count
+        suppressed = self._throttle.allow(reason, count)
+        if suppressed is None:
             return
-        self._last[reason] = now
-        suppressed = self._suppressed.pop(reason, 0)
         log.warning("ingest_stats_rejected reason=%s count=%d suppressed_since_last_log=%d %s "
                     "(the batch's transactions are unaffected)", reason, count, suppressed, detail)

@@ -109,3 +109,18 @@ def test_every_daemon_answers_version(daemon: str) -> None:
                           cwd=Path(__file__).resolve().parents[1])
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == f"{daemon} {importlib.metadata.version('mempulse')}\n"
+
+
+def test_log_throttle_lets_one_line_per_key_per_interval_and_counts_the_rest() -> None:
+    from common.logthrottle import LogThrottle
+
+    now = [0.0]
+    throttle = LogThrottle(5.0, clock=lambda: now[0])
+    assert throttle.allow("a") == 0
+    assert throttle.allow("a") is None and throttle.allow("a", count=3) is None
+    assert throttle.allow("b") == 0  # keys are independent
+    now[0] = 4.9
+    assert throttle.allow("a") is None
+    now[0] = 5.0
+    assert throttle.allow("a") == 5  # 1 + 3 + 1 held back since the last line
+    assert throttle.allow("a") is None

@@ -36,6 +36,30 @@ MAX_BACKOFF_S = 2.0
 DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 TOO_LARGE = "response_too_large"
 _TOO_LARGE_LOG_INTERVAL_S = 5.0
+#: Headers of every JSON-RPC POST to a node. identity: the body cap counts the bytes that arrive; a compressed
+#: answer could inflate far past it inside one chunk before the count sees it.
+RPC_HEADERS = {"content-type": "application/json", "accept-encoding": "identity"}
+
+
+class ResponseTooLargeError(Exception):
+    """A node's answer passed the byte cap and the rest was not read; the message says how it was seen."""
+
+
+async def read_capped(resp: httpx.Response, cap: int) -> bytes:
+    """``resp``'s body, read piece by piece; :class:`ResponseTooLargeError` as soon as it passes ``cap`` bytes
+    (a declared content-length over the cap is refused unread). Leaving the stream context closes the
+    connection, so the rest is never read."""
+    declared = resp.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > cap:
+        raise ResponseTooLargeError(f"content-length {declared}")
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in resp.aiter_bytes():
+        size += len(chunk)
+        if size > cap:
+            raise ResponseTooLargeError(f"more than {size} bytes")
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 class FetchError(Exception):
@@ -100,9 +124,7 @@ class BatchFetcher:
         self._client = client or httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_s),
             limits=httpx.Limits(max_connections=max_in_flight * 2, max_keepalive_connections=max_in_flight * 2),
-            # identity: the body cap counts the bytes that arrive; a compressed answer could inflate far past it
-            # inside one chunk before the count sees it.
-            headers={"content-type": "application/json", "accept-encoding": "identity"})
+            headers=RPC_HEADERS)
 
     @property
     def in_flight(self) -> int:
@@ -224,22 +246,12 @@ class BatchFetcher:
         return parse_batch_response(content, by_id)
 
     async def _read_capped(self, resp: httpx.Response, endpoint: _Endpoint, batch: int) -> bytes:
-        """The body, read piece by piece; FetchError(response_too_large) as soon as it passes the cap."""
-        cap = self.max_response_bytes
-        declared = resp.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > cap:
-            self._log_too_large(endpoint, f"content-length {declared}", batch)
-            raise FetchError(TOO_LARGE, f"content-length {declared} > {cap}")
-        parts: list[bytes] = []
-        size = 0
-        async for chunk in resp.aiter_bytes():  # decoded bytes: a compressed body is capped as it inflates
-            size += len(chunk)
-            if size > cap:
-                # Leaving the stream context closes the connection: the rest is never read.
-                self._log_too_large(endpoint, f"more than {size} bytes", batch)
-                raise FetchError(TOO_LARGE, f"over {cap} bytes")
-            parts.append(chunk)
-        return b"".join(parts)
+        """The body up to the cap; FetchError(response_too_large) as soon as it passes it."""
+        try:
+            return await read_capped(resp, self.max_response_bytes)
+        except ResponseTooLargeError as exc:
+            self._log_too_large(endpoint, str(exc), batch)
+            raise FetchError(TOO_LARGE, f"{exc}, cap {self.max_response_bytes} bytes") from None
 
     def _log_too_large(self, endpoint: _Endpoint, what: str, batch: int) -> None:
         if self._too_large_log.allow(endpoint.label) is None:

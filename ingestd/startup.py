@@ -13,7 +13,7 @@ import orjson
 from websockets.asyncio.client import connect
 
 from ingestd.config import ChainConfig, redact_url
-from ingestd.fetcher import DEFAULT_MAX_RESPONSE_BYTES
+from ingestd.fetcher import DEFAULT_MAX_RESPONSE_BYTES, RPC_HEADERS, ResponseTooLargeError, read_capped
 
 _REQUEST = b'{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}'
 
@@ -29,10 +29,6 @@ def _parse_chain_id(raw: bytes | str) -> int:
     return int(doc["result"], 16)
 
 
-class ResponseTooLargeError(Exception):
-    """The endpoint's answer passed the byte cap (the rest was not read)."""
-
-
 async def chain_id_of(url: str, timeout_s: float, max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES) -> int:
     """The chain id an http(s) or ws(s) endpoint reports; raises on any failure."""
     if url.startswith(("ws://", "wss://")):
@@ -40,16 +36,13 @@ async def chain_id_of(url: str, timeout_s: float, max_response_bytes: int = DEFA
             await ws.send(_REQUEST, text=True)
             return _parse_chain_id(await asyncio.wait_for(ws.recv(decode=False), timeout_s))
     async with httpx.AsyncClient(timeout=timeout_s) as client, \
-            client.stream("POST", url, content=_REQUEST,
-                          headers={"content-type": "application/json", "accept-encoding": "identity"}) as resp:
+            client.stream("POST", url, content=_REQUEST, headers=RPC_HEADERS) as resp:
         resp.raise_for_status()
-        body = bytearray()
-        async for chunk in resp.aiter_bytes():
-            body += chunk
-            if len(body) > max_response_bytes:
-                raise ResponseTooLargeError(f"answer larger than {max_response_bytes} bytes "
-                                            "(fetch_max_response_bytes), not read further")
-        return _parse_chain_id(bytes(body))
+        try:
+            return _parse_chain_id(await read_capped(resp, max_response_bytes))
+        except ResponseTooLargeError as exc:
+            raise ResponseTooLargeError(f"answer larger than {max_response_bytes} bytes "
+                                        f"(fetch_max_response_bytes; {exc}), not read further") from None
 
 
 async def check_endpoint(chain: ChainConfig, url: str, timeout_s: float,

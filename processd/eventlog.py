@@ -297,6 +297,14 @@ class EventLog:
         finally:
             del txn
 
+    def scan_page(self, from_seq: int, limit: int, **filters: Any) -> tuple[list[events_pb2.Event], int, bool, int]:
+        """:meth:`scan` in its own read transaction (see :meth:`read`), plus the last committed seq that
+        transaction saw: ``(events, next_seq, more, last_seq)``."""
+        def page(txn: lmdb.Transaction) -> tuple[list[events_pb2.Event], int, bool, int]:
+            return (*self.scan(txn, from_seq, limit, **filters), self.txn_last_seq(txn))
+
+        return self.read(page)
+
     def last_seq(self) -> int:
         """Highest committed seq (0 when empty)."""
         with self._require().begin() as txn:

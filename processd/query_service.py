@@ -12,10 +12,9 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 
 import grpc
-import lmdb
 
 from common.chains import MAX_CHAIN_ID
-from common.pb.v1 import events_pb2, query_pb2, query_pb2_grpc
+from common.pb.v1 import query_pb2, query_pb2_grpc
 from processd.eventlog import KIND_DECODED, KIND_OPP, KIND_SEEN, EventLog, ScanStats
 from processd.metrics import ProcessdMetrics
 from processd.readmodels import ReadModels
@@ -123,14 +122,10 @@ class QueryService(query_pb2_grpc.QueryServicer):
             raise
         limit = self._limit(request.limit)
         stats = ScanStats()
-
-        def read(txn: lmdb.Transaction) -> tuple[list[events_pb2.Event], int, bool, int]:
-            found = self._log.scan(txn, request.cursor, limit, chain_id=chain_id, kinds=frozenset({KIND_SEEN}),
-                                   max_examined=self.scan_max_examined, descending=not request.ascending,
-                                   stats=stats, max_bytes=self.max_page_bytes)
-            return (*found, self._log.txn_last_seq(txn))
-
-        events, next_seq, more, last = self._log.read(read)
+        events, next_seq, more, last = self._log.scan_page(
+            request.cursor, limit, chain_id=chain_id, kinds=frozenset({KIND_SEEN}),
+            max_examined=self.scan_max_examined, descending=not request.ascending, stats=stats,
+            max_bytes=self.max_page_bytes)
         return query_pb2.ListTransactionsResponse(
             transactions=[query_pb2.StoredTx(seq_id=e.seq_id, tx=e.tx_seen.tx, received_unix_ns=e.received_unix_ns)
                           for e in events],
@@ -200,13 +195,9 @@ class QueryService(query_pb2_grpc.QueryServicer):
         start = max(request.from_seq_id, 1)
         limit = self._limit(request.limit)
         stats = ScanStats()
-
-        def read(txn: lmdb.Transaction) -> tuple[list[events_pb2.Event], int, bool, int]:
-            found = self._log.scan(txn, start, limit, chain_id=chain_id, kinds=kinds,
-                                   max_examined=self.scan_max_examined, stats=stats, max_bytes=self.max_page_bytes)
-            return (*found, self._log.txn_last_seq(txn))
-
-        events, next_seq, more, last = self._log.read(read)
+        events, next_seq, more, last = self._log.scan_page(
+            start, limit, chain_id=chain_id, kinds=kinds, max_examined=self.scan_max_examined, stats=stats,
+            max_bytes=self.max_page_bytes)
         # A walk that reached the end has looked at everything up to ``last``, matching or not.
         next_seq = max(next_seq, start) if more else max(start, last + 1)
         return query_pb2.ScanEventsResponse(events=events, next_seq_id=next_seq, last_seq_id=last,
@@ -248,16 +239,13 @@ class QueryService(query_pb2_grpc.QueryServicer):
         sub = Subscriber(chain_id, kinds, hub.max_buffered)
         cursor = max(request.from_seq_id, 1)
         # Catch-up from LMDB in pages; each page's read transaction is freed before the (possibly slow) write
-        # (EventLog.read: a transaction held by this generator's frame would keep a reader slot per stream).
+        # (EventLog.scan_page: a transaction held by this generator's frame would keep a reader slot per stream).
         # Pages are cut by bytes too: a stretch of big transactions must not make a message the gRPC limit
         # refuses, or every resume from the same seq would fail the same way.
-        def read(txn: lmdb.Transaction) -> tuple[list[events_pb2.Event], int, bool, int]:
-            found = self._log.scan(txn, cursor, SUBSCRIBE_PAGE, chain_id=chain_id, kinds=kinds,
-                                   max_examined=self.scan_max_examined, max_bytes=self.subscribe_message_bytes)
-            return (*found, self._log.txn_last_seq(txn))
-
         while True:
-            events, next_seq, more, txn_last = self._log.read(read)
+            events, next_seq, more, txn_last = self._log.scan_page(
+                cursor, SUBSCRIBE_PAGE, chain_id=chain_id, kinds=kinds, max_examined=self.scan_max_examined,
+                max_bytes=self.subscribe_message_bytes)
             cursor = max(cursor, next_seq) if more else max(cursor, txn_last + 1)
             if events:
                 yield query_pb2.SubscribeEventsResponse(events=events, last_seq_id=txn_last)

@@ -187,18 +187,12 @@ class EventStreamer:
         processd sends response headers carrying ``ADMITTED_HEADER`` as soon as it has reserved the subscriber
         slot, before any catch-up. A refused call is a trailers-only response: its headers come without that
         header (and ``call.done()`` may not be set yet when they are seen, hence the header, not ``done()``),
-        so the next read raises its status. An older processd sends no early headers: its headers come with its
-        first message, which is then queued for the client; if none comes within the deadline while the call is
-        still open, it was admitted (a refusal is immediate).
+        so the next read raises its status. No answer within the gRPC deadline is a 503 ``processd_unavailable``:
+        taking silence for admission answered 200 to clients that processd then refused (a busy processd is
+        exactly when its cap is reached), which browsers retry every 2 s.
         """
         try:
-            try:
-                # Shielded: giving up the wait must not disturb the call.
-                metadata = await asyncio.wait_for(asyncio.shield(call.initial_metadata()), self.client.timeout_s)
-            except TimeoutError:
-                if not call.done():
-                    return
-                metadata = None
+            metadata = await asyncio.wait_for(call.initial_metadata(), self.client.timeout_s)
             if metadata and any(key == ADMITTED_HEADER for key, _ in metadata):
                 return
             msg = await asyncio.wait_for(call.read(), self.client.timeout_s)  # raises the refusal's status

@@ -1,6 +1,6 @@
 """EventStreamer's admission of a processd subscription, with fake gRPC calls (the real path is exercised by
-test_sse_integration.py): the admitted header, a trailers-only refusal, and an older processd without early
-headers."""
+test_sse_integration.py): the admitted header, a trailers-only refusal, headers that come with a first
+message, and silence."""
 
 from __future__ import annotations
 
@@ -61,11 +61,17 @@ async def test_trailers_only_refusal_is_a_503_even_before_done_is_set() -> None:
     assert info.value.status == 503 and info.value.code == "processd_overloaded"
 
 
-async def test_older_processd_first_message_is_kept_or_silence_means_admitted() -> None:
+async def test_headers_with_a_first_message_keep_that_message() -> None:
     queue: asyncio.Queue[Any] = asyncio.Queue()
     await streamer()._admitted(FakeCall(metadata=(), first="page-1"), queue)
     assert queue.get_nowait() == "page-1"
-    await streamer()._admitted(FakeCall(metadata=None), queue)  # no headers within the deadline, call open
+
+
+async def test_silence_within_the_deadline_is_a_503_not_an_admission() -> None:
+    """No headers within the deadline while the call is still open: before, that counted as admitted (the client
+    got 200, then processd's refusal as an error event); now it is a retriable 503 processd_unavailable."""
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    with pytest.raises(UpstreamError) as info:
+        await streamer()._admitted(FakeCall(metadata=None), queue)
+    assert info.value.status == 503 and info.value.code == "processd_unavailable" and info.value.retriable
     assert queue.empty()
-    with pytest.raises(UpstreamError):  # no headers and the call ended: its status
-        await streamer()._admitted(FakeCall(metadata=None, refused=True, done=True), queue)

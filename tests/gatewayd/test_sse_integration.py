@@ -4,6 +4,7 @@ heartbeats, chain/kind filters, client limits and cleanup on disconnect."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import signal
 import time
 from collections.abc import Iterator
@@ -223,10 +224,13 @@ async def _storm(url: str) -> list[tuple[int, str, str]]:
 CLIENTS = 200
 
 
-def _check_storm(outcomes: list[tuple[int, str, str]], cap: int, refusal_codes: set[str]) -> None:
+def _check_storm(outcomes: list[tuple[int, str, str]], cap: int, refusal_codes: set[str], *procs: Any) -> None:
     admitted = [o for o in outcomes if o[0] == 200]
     refused = [o for o in outcomes if o[0] != 200]
-    assert len(admitted) == cap, f"{len(admitted)} streams answered 200 against a cap of {cap}"
+    # Once seen in CI only (16 admitted against 8): say everything that could tell why.
+    seen = collections.Counter(outcomes).most_common()
+    logs = "\n".join(f"{p.proc.name} log:\n{p.proc.log_tail()}" for p in procs)
+    assert len(admitted) == cap, f"{len(admitted)} streams answered 200 against a cap of {cap}: {seen}\n{logs}"
     assert all(after == ": heartbeat" for _, _, after in admitted), "a 200 stream was followed by an error"
     assert {status for status, _, _ in refused} == {503}
     assert all(retry_after == "1" for _, retry_after, _ in refused), "every refusal says when to retry"
@@ -239,7 +243,7 @@ def test_concurrent_clients_never_exceed_the_stream_cap(processd_factory, gatewa
     other one a 503 too_many_streams with Retry-After, and the slots come back when the clients leave."""
     p = processd_factory()
     g = gateway_factory(p.addr, "--sse-max-clients", "8", "--sse-heartbeat-s", "0.3", "--rate-limit-rps", "0")
-    _check_storm(asyncio.run(_storm(g.url)), 8, {"too_many_streams"})
+    _check_storm(asyncio.run(_storm(g.url)), 8, {"too_many_streams"}, g, p)
     with g.client() as http:
         deadline = time.monotonic() + 10
         while metric(http, "mempulse_gateway_sse_clients") != 0:
@@ -255,4 +259,4 @@ def test_processd_refusal_is_a_503_before_the_stream_starts(processd_factory, ga
     503 with Retry-After and no 200 followed by an error."""
     p = processd_factory(env={"MEMPULSE_MAX_SUBSCRIBERS": "8"})
     g = gateway_factory(p.addr, "--sse-max-clients", "64", "--sse-heartbeat-s", "0.3", "--rate-limit-rps", "0")
-    _check_storm(asyncio.run(_storm(g.url)), 8, {"too_many_streams", "processd_overloaded"})
+    _check_storm(asyncio.run(_storm(g.url)), 8, {"too_many_streams", "processd_overloaded"}, g, p)

@@ -45,10 +45,10 @@ setup_venv() {
   fi
   if [ "$level" = dev ]; then
     target="$MEMPULSE_ROOT[dev]"
-    echo "setup: pip install -e .[dev] (runtime plus test/lint/bench tools; first run about 4 minutes)" >&2
+    echo "setup: pip install -e .[dev] (runtime plus test, lint and bench tools: about 100 packages, 3 minutes the first time)" >&2
   else
     target="$MEMPULSE_ROOT"
-    echo "setup: pip install -e . (runtime only; first run about 75 s, see README)" >&2
+    echo "setup: pip install -e . (runtime only: about 25 packages, under a minute the first time)" >&2
   fi
   # Not -q: a first install downloads and builds for a while, and pip's Collecting/Installing lines are the
   # progress. PYTHONUNBUFFERED and --line-buffered pass each line on as it comes (a pipe would hold them in 4 KiB

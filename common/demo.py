@@ -152,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--duration-s", type=float, default=None,
                         help="stop by itself after this many seconds (default: run until Ctrl-C)")
     parser.add_argument("--interval-s", type=float, default=1.0, help="status refresh interval (default 1 s)")
+    parser.add_argument("--rate-limit-rps", type=float, default=None,
+                        help="gatewayd's rate limit in requests/s per client address (env "
+                             "MEMPULSE_DEMO_RATE_LIMIT_RPS, default 0 = off: the demo has one local user, and a "
+                             "load test's users would all share one address's bucket)")
     return parser
 
 
@@ -167,6 +171,8 @@ class DemoConfig:
     wipe_data: bool
     duration_s: float | None
     interval_s: float
+    #: gatewayd's --rate-limit-rps (0 = off).
+    rate_limit_rps: float = 0.0
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> DemoConfig:
@@ -194,7 +200,20 @@ class DemoConfig:
             raise ConfigError(f"--interval-s must be > 0, got {args.interval_s}")
         # Only the demo's own default directory is emptied: a directory the user named is never deleted.
         wipe = not args.keep_data and data_dir == DEFAULT_DATA_DIR
-        return cls(chain_ids, rate, gw, pd, data_dir, wipe, args.duration_s, args.interval_s)
+        limit = args.rate_limit_rps if args.rate_limit_rps is not None else env_float("demo_rate_limit_rps", 0.0)
+        if limit < 0:
+            raise ConfigError(f"--rate-limit-rps must be >= 0 (0 = off), got {limit}")
+        return cls(chain_ids, rate, gw, pd, data_dir, wipe, args.duration_s, args.interval_s, limit)
+
+
+def gatewayd_args(cfg: DemoConfig) -> tuple[str, ...]:
+    """gatewayd's flags in the demo: no API keys (the curl examples need none) and ``cfg.rate_limit_rps``.
+
+    gatewayd's own default, 100 requests/s per client address when auth is off, is for a gateway many clients
+    share; in the demo every client is 127.0.0.1, so a Locust run's users all drew from one bucket and 86% of
+    their requests were answered 429.
+    """
+    return ("--rate-limit-rps", f"{cfg.rate_limit_rps:g}")
 
 
 def lock_demo_dir(data_dir: Path) -> int:
@@ -239,6 +258,7 @@ def print_banner(stack: Stack, cfg: DemoConfig) -> None:
     gw = stack.gateway_url.removeprefix("http://")
     first, last = cfg.chain_ids[0], cfg.chain_ids[-1]
     chains = ", ".join(f"{chain_name(c)} ({c}) on {stack.anvils[c].http_url}" for c in cfg.chain_ids)
+    limit = f"{cfg.rate_limit_rps:g} req/s per address" if cfg.rate_limit_rps else "off (--rate-limit-rps N)"
     print(f"""
 mempulse demo running: anvil {chains}
   replaying real mainnet calls at {cfg.rate_tx_s:g} tx/s per chain; processd {stack.processd_addr} (data \
@@ -252,6 +272,8 @@ Try:
   curl -N '{gw}/events/stream?chain_id={last}'
   curl '{gw}/healthz'   curl '{gw}/metrics'   curl '{gw}/openapi.json'
   API docs in a browser: http://{gw}/docs
+Load test (Locust; installs the dev tools on its first run), rate limit {limit}:
+  scripts/loadtest_rest --gateway {stack.gateway_url} --no-baseline
 Logs: {stack.log_dir}/  (processd.log, ingestd.log, gatewayd.log)
 Ctrl-C stops everything.
 """, flush=True)
@@ -265,7 +287,7 @@ def run(cfg: DemoConfig, stop: threading.Event, running: threading.Event | None 
     stack_cfg = StackConfig(
         chains=tuple(ChainSpec(cid, rate_tx_s=cfg.rate_tx_s) for cid in cfg.chain_ids),
         data_dir=cfg.data_dir / "lmdb", log_dir=cfg.data_dir / "logs",
-        gateway_port=cfg.gateway_port, processd_port=cfg.processd_port)
+        gateway_port=cfg.gateway_port, processd_port=cfg.processd_port, gatewayd_args=gatewayd_args(cfg))
     print(f"starting: {len(cfg.chain_ids)} anvil chains, processd, gatewayd, ingestd (logs in "
           f"{stack_cfg.log_dir}) ...", flush=True)
     tty = sys.stdout.isatty()

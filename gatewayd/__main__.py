@@ -76,14 +76,15 @@ def serve(config: GatewayConfig) -> None:
     from gatewayd.app import create_app
     from gatewayd.connguard import GuardedHttpProtocol
 
+    per = "key" if config.auth_enabled else "client address"
+    limit = f"{config.rate_limit_rps:g} rps per {per} (burst {config.rate_limit_burst})"
     log.info(
-        "gatewayd listening on http://%s:%d, processd %s, auth %s, rate limit %s rps (burst %d), workers %d",
+        "gatewayd listening on http://%s:%d, processd %s, auth %s, rate limit %s, workers %d",
         config.listen_host,
         config.listen_port,
         config.processd_target,
         f"on ({len(config.api_keys)} keys)" if config.auth_enabled else "off",
-        config.rate_limit_rps or "off",
-        config.rate_limit_burst,
+        limit if config.rate_limit_rps else "off",
         config.workers,
     )
     if config.workers == 1:

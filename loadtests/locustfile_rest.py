@@ -16,16 +16,33 @@ Knobs (env):
 
 Request names are exactly ``/transactions`` and ``/dashboard/snapshot`` (query strings are not part of the
 name), so the stats CSV has one row per route. A non-200 answer, or a body without the expected key, is a
-failure.
+failure, except 429: gatewayd's rate limit answering as configured is not an error of the gateway, so it is
+counted in its own rows, ``/transactions (429 rate limited)`` and ``/dashboard/snapshot (429 rate limited)``,
+and the user waits the ``Retry-After`` seconds it was given, as a well-behaved client does. When any request was
+rate limited, the run ends with a warning that says why and what to change.
+
+Against ``./scripts/demo`` this works as it is: the demo runs gatewayd without a rate limit (one local user).
+Against a gatewayd with its default limit (``--rate-limit-rps 100`` per API key, or per client address when
+auth is off) the users of one load generator share one bucket unless each has its own key: give them keys
+(``MEMPULSE_LOADTEST_API_KEYS``, one per user, listed in gatewayd's ``--api-keys-file``), or use
+``scripts/loadtest_rest``, which starts its own stack with one key per user.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import os
+from typing import Any
 
-from locust import constant, constant_throughput, task
+import gevent
+from locust import constant, constant_throughput, events, task
 from locust.contrib.fasthttp import FastHttpUser
+
+log = logging.getLogger(__name__)
+
+#: Suffix of the request names under which 429 answers are counted (not failures).
+RATE_LIMITED = " (429 rate limited)"
 
 
 def _env_list(*names: str, default: str = "") -> list[str]:
@@ -60,8 +77,16 @@ class GatewayUser(FastHttpUser):
         self.snapshot_path = f"/dashboard/snapshot?chain_id={chain}" if chain else "/dashboard/snapshot"
 
     def _get(self, path: str, name: str, key: str) -> None:
+        retry_after_s = 0.0
         with self.client.get(path, name=name, headers=self.headers, catch_response=True) as resp:
-            if resp.status_code != 200:
+            if resp.status_code == 429:
+                resp.request_meta["name"] = name + RATE_LIMITED
+                resp.success()
+                try:
+                    retry_after_s = float(resp.headers.get("retry-after") or 1)
+                except ValueError:
+                    retry_after_s = 1.0
+            elif resp.status_code != 200:
                 resp.failure(f"HTTP {resp.status_code}: {(resp.text or '')[:200]}")
             elif not (resp.content or b"").startswith(b'{"%s"' % key.encode()):
                 # A prefix check on bytes: decoding 20 kB bodies to text would cost the load generator more
@@ -69,6 +94,8 @@ class GatewayUser(FastHttpUser):
                 resp.failure(f"body does not start with {key!r}")
             else:
                 resp.success()
+        if retry_after_s:
+            gevent.sleep(min(retry_after_s, 60.0))  # what the gateway asked for (a greenlet sleep)
 
     @task(_TX_WEIGHT)
     def transactions(self) -> None:
@@ -77,3 +104,20 @@ class GatewayUser(FastHttpUser):
     @task(_SNAPSHOT_WEIGHT)
     def snapshot(self) -> None:
         self._get(self.snapshot_path, "/dashboard/snapshot", "chains")
+
+
+@events.quitting.add_listener
+def explain_rate_limiting(environment: Any, **_kwargs: Any) -> None:
+    """Says why requests were rate limited and what to change, once, at the end of the run."""
+    stats = environment.stats
+    limited = sum(e.num_requests for (name, _), e in stats.entries.items() if name.endswith(RATE_LIMITED))
+    if not limited:
+        return
+    total = stats.total.num_requests
+    log.warning(
+        "%d of %d requests (%.1f%%) were rate limited (HTTP 429, counted in the '...%s' rows, not as failures; "
+        "each user waited the Retry-After it was given). gatewayd allows --rate-limit-rps per API key, or per "
+        "client address when auth is off, so keyless users on one machine share one bucket. Give each user its own "
+        "key (MEMPULSE_LOADTEST_API_KEYS=k1,k2,... listed in gatewayd's --api-keys-file), raise gatewayd's "
+        "--rate-limit-rps (0 = off), or run scripts/loadtest_rest (its own stack, one key per user).",
+        limited, total, 100.0 * limited / max(total, 1), RATE_LIMITED)

@@ -1,7 +1,12 @@
-# Shared setup for mempulse's scripts: sourced, not run. Creates what is missing and nothing more:
-#   .venv/    Python virtual environment with `pip install -e .[dev]` (re-run when pyproject.toml changes)
-#   .tools/   npm packages: @foundry-rs/anvil (the local EVM node) and @bufbuild/buf (protobuf lint/breaking)
-# Every step is idempotent, so a second run costs a few hash checks.
+# Shared setup for mempulse's scripts: sourced, not run. Creates what is missing and nothing more, at one of two
+# levels (the first argument of setup_venv, setup_tools and setup_all):
+#   runtime  what the daemons and the demo run on: .venv/ with `pip install -e .`, and @foundry-rs/anvil (the local
+#            EVM node) from npm in .tools/. ./scripts/demo and scripts/generate ask for this.
+#   dev      (the default) runtime plus the [dev] extras (pytest, ruff, mypy, locust, grpcio-tools, ...) and
+#            @bufbuild/buf (protobuf lint/breaking). ./scripts/test and the bench/load/soak scripts ask for this.
+# Both levels share one .venv: a dev setup after a runtime one adds the extras, a runtime setup after a dev one
+# installs nothing. .venv/.mempulse-installed records "<sha256 of pyproject.toml> <level>"; a changed pyproject.toml
+# installs again. Every step is idempotent, so a second run costs a few hash checks.
 set -euo pipefail
 
 MEMPULSE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -22,49 +27,69 @@ mempulse_python() {
 }
 
 setup_venv() {
-  local venv="$MEMPULSE_ROOT/.venv" stamp want py
+  local level="${1:-dev}" venv="$MEMPULSE_ROOT/.venv" stamp want have target py
+  case "$level" in runtime|dev) ;; *) die "setup_venv: unknown level '$level' (runtime or dev)";; esac
   py="$(mempulse_python)" || die "Python >= 3.11 not found: install python3.11 (or newer) and retry"
   if [ ! -x "$venv/bin/python" ]; then
     echo "setup: creating virtualenv in .venv" >&2
     "$py" -m venv "$venv" || die "could not create .venv: install the python3-venv package and retry"
   fi
   stamp="$venv/.mempulse-installed"
-  want="$(cat "$MEMPULSE_ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)"
-  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-    echo "setup: pip install -e .[dev] (first run takes about a minute)" >&2
-    # (grep drops pip's notices about unreachable local mirrors that some machines configure; it writes to our
-    # stderr as it goes: `tee /dev/stderr` reopened a redirected stderr file with O_TRUNC, erasing the lines
-    # before it and leaving NUL bytes at the start of the file)
-    if ! "$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$MEMPULSE_ROOT[dev]" 2>&1 \
-        | { grep -v "^WARNING: Location" || true; } >&2; then
-      die "pip install failed (see above); check that PyPI is reachable"
-    fi
-    echo "$want" > "$stamp"
+  want="$(sha256sum < "$MEMPULSE_ROOT/pyproject.toml" | cut -d' ' -f1)"
+  have="$(cat "$stamp" 2>/dev/null || true)"
+  [ "$have" != "$want" ] || have="$want dev"  # a stamp from before the levels: every install was a dev one
+  # a dev install contains the runtime one: only a dev request on a runtime (or stale) venv installs again
+  if [ "$have" = "$want dev" ] || { [ "$level" = runtime ] && [ "$have" = "$want runtime" ]; }; then
+    export PATH="$venv/bin:$PATH"
+    return 0
   fi
+  if [ "$level" = dev ]; then
+    target="$MEMPULSE_ROOT[dev]"
+    echo "setup: pip install -e .[dev] (runtime plus test, lint and bench tools: about 100 packages, 3 minutes the first time)" >&2
+  else
+    target="$MEMPULSE_ROOT"
+    echo "setup: pip install -e . (runtime only: about 25 packages, under a minute the first time)" >&2
+  fi
+  # Not -q: a first install downloads and builds for a while, and pip's Collecting/Installing lines are the
+  # progress. PYTHONUNBUFFERED and --line-buffered pass each line on as it comes (a pipe would hold them in 4 KiB
+  # blocks). grep drops pip's notices about unreachable local mirrors that some machines configure and its
+  # "Requirement already satisfied" lines (one per installed package when the dev extras are added); it writes
+  # to our stderr as it goes: `tee /dev/stderr` reopened a redirected stderr file with O_TRUNC, erasing the
+  # lines before it and leaving NUL bytes at the start of the file.
+  if ! PYTHONUNBUFFERED=1 "$venv/bin/python" -m pip install --disable-pip-version-check -e "$target" 2>&1 \
+      | { grep --line-buffered -v -e "^WARNING: Location" -e "^Requirement already satisfied" || true; } >&2; then
+    die "pip install failed (see above); check that PyPI is reachable"
+  fi
+  echo "$want $level" > "$stamp"
   export PATH="$venv/bin:$PATH"
 }
 
 setup_tools() {
-  local tools="$MEMPULSE_ROOT/.tools"
-  if [ -x "$tools/node_modules/.bin/anvil" ] && [ -x "$tools/node_modules/.bin/buf" ] \
+  local level="${1:-dev}" tools="$MEMPULSE_ROOT/.tools" packages
+  case "$level" in runtime|dev) ;; *) die "setup_tools: unknown level '$level' (runtime or dev)";; esac
+  if [ -x "$tools/node_modules/.bin/anvil" ] \
+     && { [ "$level" = runtime ] || [ -x "$tools/node_modules/.bin/buf" ]; } \
      && "$tools/node_modules/.bin/anvil" --version 2>/dev/null | grep -q "$ANVIL_NPM_VERSION"; then
     export PATH="$tools/node_modules/.bin:$PATH"
     return 0
   fi
   command -v npm >/dev/null 2>&1 || die "npm not found: install Node.js >= 18 with npm (e.g. apt-get install nodejs npm) and retry"
-  echo "setup: npm install @foundry-rs/anvil@$ANVIL_NPM_VERSION @bufbuild/buf@$BUF_NPM_VERSION into .tools/" >&2
+  packages="@foundry-rs/anvil@$ANVIL_NPM_VERSION"
+  [ "$level" = runtime ] || packages="$packages @bufbuild/buf@$BUF_NPM_VERSION"
+  echo "setup: npm install $packages into .tools/" >&2
   mkdir -p "$tools"
   [ -f "$tools/package.json" ] || echo '{"name": "mempulse-tools", "private": true}' > "$tools/package.json"
-  (cd "$tools" && npm install --no-audit --no-fund --loglevel=error \
-      "@foundry-rs/anvil@$ANVIL_NPM_VERSION" "@bufbuild/buf@$BUF_NPM_VERSION" >&2) \
-    || die "npm install of anvil/buf failed (see above); check that the npm registry is reachable"
+  # shellcheck disable=SC2086  # $packages is a list of words
+  (cd "$tools" && npm install --no-audit --no-fund --loglevel=error $packages >&2) \
+    || die "npm install of $packages failed (see above); check that the npm registry is reachable"
   "$tools/node_modules/.bin/anvil" --version >/dev/null 2>&1 || die "anvil did not install correctly in .tools/"
   export PATH="$tools/node_modules/.bin:$PATH"
 }
 
 setup_all() {
-  setup_venv
-  setup_tools
+  local level="${1:-dev}"
+  setup_venv "$level"
+  setup_tools "$level"
   # the platform package's native binary (the .bin/anvil launcher is a node wrapper around it)
   local native
   native="$(ls "$MEMPULSE_ROOT"/.tools/node_modules/@foundry-rs/anvil-*/bin/anvil 2>/dev/null | head -n 1)"

@@ -1,4 +1,5 @@
-"""scripts/_env.sh: the setup steps' output reaches a redirected stderr intact, and a failed pip stops setup."""
+"""scripts/_env.sh: the setup steps' output reaches a redirected stderr intact, a failed pip stops setup, and the
+runtime/dev levels share one venv (the demo installs the runtime only; the test command adds the dev extras)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,10 @@ def _fake_root(tmp_path: Path, pip_exit: int) -> Path:
     (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
     python = tmp_path / ".venv" / "bin" / "python"
     python.parent.mkdir(parents=True)
-    python.write_text("#!/bin/sh\necho 'Collecting something'\necho 'WARNING: Location mirror unreachable'\n"
+    # records each call's arguments (one line per pip run) in pip-calls beside the venv
+    python.write_text("#!/bin/sh\necho \"$*\" >> \"$(dirname \"$0\")/../../pip-calls\"\n"
+                      "echo 'Collecting something'\necho 'WARNING: Location mirror unreachable'\n"
+                      "echo 'Requirement already satisfied: x in ./.venv'\n"
                       f"echo 'pip says: done' >&2\nexit {pip_exit}\n")
     python.chmod(0o755)
     return tmp_path
@@ -36,7 +40,7 @@ def test_setup_output_survives_a_redirected_stderr(tmp_path: Path, pip_exit: int
     lines = text.decode().splitlines()
     assert lines[0].startswith("setup: pip install"), lines
     assert "Collecting something" in lines and "pip says: done" in lines
-    assert not any(line.startswith("WARNING: Location") for line in lines)
+    assert not any(line.startswith(("WARNING: Location", "Requirement already")) for line in lines)
     if pip_exit == 0:
         assert proc.returncode == 0 and proc.stdout == b"setup-finished\n"
         assert (root / ".venv" / ".mempulse-installed").exists()
@@ -44,3 +48,37 @@ def test_setup_output_survives_a_redirected_stderr(tmp_path: Path, pip_exit: int
         assert proc.returncode == 1 and b"setup-finished" not in proc.stdout
         assert lines[-1].startswith("error: pip install failed")
         assert not (root / ".venv" / ".mempulse-installed").exists()
+
+
+def _setup(root: Path, level: str) -> list[str]:
+    """Runs ``setup_venv LEVEL`` in ``root``; returns the pip command lines it ran."""
+    calls = root / "pip-calls"
+    calls.unlink(missing_ok=True)
+    subprocess.run(["bash", "-c", f"source scripts/_env.sh; setup_venv {level}"], cwd=root, check=True,
+                   capture_output=True, timeout=60)
+    return calls.read_text().splitlines() if calls.exists() else []
+
+
+def test_runtime_and_dev_levels_share_one_venv(tmp_path: Path) -> None:
+    root = _fake_root(tmp_path, 0)
+    # the demo: the runtime only, with pip's progress lines (no -q)
+    (call,) = _setup(root, "runtime")
+    assert call.endswith(f"pip install --disable-pip-version-check -e {root}"), call
+    assert " -q" not in call
+    assert _setup(root, "runtime") == []  # a second demo installs nothing
+    # the test command after the demo adds the dev extras to the same venv
+    (call,) = _setup(root, "dev")
+    assert call.endswith(f"-e {root}[dev]"), call
+    assert _setup(root, "dev") == []
+    assert _setup(root, "runtime") == []  # a demo after the tests reinstalls nothing
+    # a changed pyproject.toml installs again, at the level asked for
+    (root / "pyproject.toml").write_text("[project]\nname = 'x'\nversion = '2'\n")
+    (call,) = _setup(root, "runtime")
+    assert not call.endswith("[dev]")
+    (call,) = _setup(root, "dev")
+    assert call.endswith("[dev]")
+    # a stamp from before the levels (the hash alone) was written by a dev install
+    stamp = root / ".venv" / ".mempulse-installed"
+    stamp.write_text(stamp.read_text().split()[0] + "\n")
+    assert _setup(root, "dev") == []
+

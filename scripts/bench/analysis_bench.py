@@ -29,8 +29,8 @@ import eth_abi
 from common.pb.v1 import events_pb2, tx_pb2
 from processd.analysis import Analyzer
 from processd.decoding import all_methods
-from processd.decoding.eth_abi_backend import EthAbiArgsDecoder
 from processd.decoding.samples import fixture_envelopes
+from scripts.bench.eth_abi_backend import EthAbiArgsDecoder
 from scripts.bench.harness import write_artifact
 
 CATEGORY_NAMES = {v: k.removeprefix("TX_CATEGORY_").lower() for k, v in events_pb2.TxCategory.items()}

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from common.fixtures import load_mainnet_calls
 from processd.decoding import AbiDecodeError, all_methods
 from processd.decoding.abi import ArgsDecoder
-from processd.decoding.eth_abi_backend import normalize
 from processd.decoding.routers import UR_COMMAND_TYPES
+from scripts.bench.eth_abi_backend import normalize
 
 METHODS = all_methods()
 CALLS = load_mainnet_calls()

@@ -2,7 +2,7 @@
 
 Every EIP-2718 type the node returns (0 legacy, 1 access list, 2 dynamic fee, 3 blob, 4 set-code) maps with
 its signature and typed fields. A field the node did not report stays unset (the raw bytes then cannot be
-re-encoded: :mod:`ingestd.rawtx`); a field it reported malformed is a :class:`MappingError` (``malformed``).
+re-encoded: :mod:`common.rawtx`); a field it reported malformed is a :class:`MappingError` (``malformed``).
 """
 
 from __future__ import annotations

@@ -76,7 +76,7 @@ class ChainStats:
     rpc_errors: defaultdict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
     #: Where each envelope's raw_tx came from, or why it has none (ingestd.chains.worker.RawOutcome).
     raw_tx: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
-    #: Why re-encoding gave no verified bytes (ingestd.rawtx.RawTxError reasons), each time it did not.
+    #: Why re-encoding gave no verified bytes (common.rawtx.RawTxError reasons), each time it did not.
     raw_tx_reencode_failures: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
     visibility: int = ingest_pb2.MEMPOOL_VISIBILITY_UNSPECIFIED
     #: queue name -> (current depth, capacity); filled in by the worker.

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from common.chains import SEQUENCER_CHAINS
 from common.pb.v1 import ingest_pb2, tx_pb2
+from common.rawtx import RawTxError, node_raw, verified_raw
 from ingestd.config import ChainConfig, IngestConfig
 from ingestd.dedup import Dedup
 from ingestd.drops import DropCounter, DropReason
@@ -24,7 +25,6 @@ from ingestd.mapping import MappingError, tx_to_envelope
 from ingestd.metrics import ChainStats, Histograms
 from ingestd.notifications import PendingHash, PendingTx
 from ingestd.outbound import Outbound
-from ingestd.rawtx import RawTxError, node_raw, verified_raw
 from ingestd.ws_source import WsSource
 
 log = logging.getLogger(__name__)

@@ -11,6 +11,7 @@ import hashlib
 import random
 from collections.abc import Iterator, Sequence
 from functools import lru_cache
+from typing import Any
 
 from common.fixtures import load_mainnet_calls
 from common.hexutil import int_to_uint256
@@ -107,8 +108,8 @@ def typed_envelopes(count: int, seed: int = 0, chain_ids: Sequence[int] = DEFAUL
             env.blob_versioned_hashes.extend(b"\x01" + rng.randbytes(31) for _ in range(1 + rng.randrange(2)))
         elif tx_type == 4:
             env.authorization_list.add(chain_id=int_to_uint256(env.chain_id), address=rng.randbytes(20),
-                                       nonce=rng.randrange(100), y_parity=rng.randrange(2), r=rng.randbytes(32),
-                                       s=rng.randbytes(32).lstrip(b"\x00"))
+                                       nonce=rng.randrange(100), y_parity=rng.randrange(2),
+                                       r=rng.randbytes(32).lstrip(b"\x00"), s=rng.randbytes(32).lstrip(b"\x00"))
         if index % 10 == 9:
             env.r = env.s = b""
             env.hash = hashlib.blake2b(b"impersonated" + env.hash, digest_size=32).digest()
@@ -120,3 +121,31 @@ def typed_envelopes(count: int, seed: int = 0, chain_ids: Sequence[int] = DEFAUL
             env.hash = keccak256(env.raw_tx)
         out.append(env)
     return out
+
+
+def rpc_object(env: tx_pb2.TxEnvelope) -> dict[str, Any]:
+    """``env`` as a node's ``eth_getTransactionByHash`` object (what ingestd's mapper reads back into ``env``)."""
+    def q(raw: bytes) -> str:
+        return hex(int.from_bytes(raw, "big"))
+
+    tx: dict[str, Any] = {
+        "hash": "0x" + env.hash.hex(), "from": "0x" + env.sender.hex(), "to": "0x" + env.to.hex() if env.to else None,
+        "nonce": hex(env.nonce), "gas": hex(env.gas), "value": q(env.value), "input": "0x" + env.input.hex(),
+        "type": hex(env.tx_type), "v": q(env.v), "r": q(env.r), "s": q(env.s), "chainId": hex(env.chain_id),
+    }
+    for field, key in (("gas_price", "gasPrice"), ("max_fee_per_gas", "maxFeePerGas"),
+                       ("max_priority_fee_per_gas", "maxPriorityFeePerGas"),
+                       ("max_fee_per_blob_gas", "maxFeePerBlobGas")):
+        if env.HasField(field):
+            tx[key] = q(getattr(env, field))
+    if env.tx_type:
+        tx["yParity"] = hex(env.y_parity)
+        tx["accessList"] = [{"address": "0x" + e.address.hex(), "storageKeys": ["0x" + k.hex() for k in e.storage_keys]}
+                            for e in env.access_list]
+    if env.tx_type == 3:
+        tx["blobVersionedHashes"] = ["0x" + h.hex() for h in env.blob_versioned_hashes]
+    if env.tx_type == 4:
+        tx["authorizationList"] = [{"chainId": q(a.chain_id), "address": "0x" + a.address.hex(), "nonce": hex(a.nonce),
+                                    "yParity": hex(a.y_parity), "r": q(a.r), "s": q(a.s)}
+                                   for a in env.authorization_list]
+    return tx

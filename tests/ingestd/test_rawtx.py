@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from common.pb.v1 import tx_pb2
 from common.rawtx import RawTxError, encode_signed, keccak256, node_raw, verified_raw
-from common.synth import typed_envelopes
+from common.synth import rpc_object, typed_envelopes
 from ingestd.mapping import MappingError, tx_to_envelope
 
 ANVIL_TXS: list[dict[str, Any]] = orjson.loads((Path(__file__).parent / "data" / "anvil_txs.json").read_bytes())
@@ -163,31 +163,3 @@ def test_every_generated_typed_envelope_reencodes_to_bytes_hashing_to_its_hash(s
         else:
             with pytest.raises(RawTxError, match="unsigned"):
                 verified_raw(again)
-
-
-def rpc_object(env: tx_pb2.TxEnvelope) -> dict[str, Any]:
-    """``env`` as a node's JSON-RPC transaction object."""
-    def q(raw: bytes) -> str:
-        return hex(int.from_bytes(raw, "big"))
-
-    tx: dict[str, Any] = {
-        "hash": "0x" + env.hash.hex(), "from": "0x" + env.sender.hex(), "to": "0x" + env.to.hex() if env.to else None,
-        "nonce": hex(env.nonce), "gas": hex(env.gas), "value": q(env.value), "input": "0x" + env.input.hex(),
-        "type": hex(env.tx_type), "v": q(env.v), "r": q(env.r), "s": q(env.s), "chainId": hex(env.chain_id),
-    }
-    for field, key in (("gas_price", "gasPrice"), ("max_fee_per_gas", "maxFeePerGas"),
-                       ("max_priority_fee_per_gas", "maxPriorityFeePerGas"),
-                       ("max_fee_per_blob_gas", "maxFeePerBlobGas")):
-        if env.HasField(field):
-            tx[key] = q(getattr(env, field))
-    if env.tx_type:
-        tx["yParity"] = hex(env.y_parity)
-        tx["accessList"] = [{"address": "0x" + e.address.hex(), "storageKeys": ["0x" + k.hex() for k in e.storage_keys]}
-                            for e in env.access_list]
-    if env.tx_type == 3:
-        tx["blobVersionedHashes"] = ["0x" + h.hex() for h in env.blob_versioned_hashes]
-    if env.tx_type == 4:
-        tx["authorizationList"] = [{"chainId": q(a.chain_id), "address": "0x" + a.address.hex(), "nonce": hex(a.nonce),
-                                    "yParity": hex(a.y_parity), "r": q(a.r), "s": q(a.s)}
-                                   for a in env.authorization_list]
-    return tx

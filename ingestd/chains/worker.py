@@ -247,7 +247,8 @@ class ChainWorker:
             try:
                 outcome = await self.fetcher.fetch(list(by_hash))
             except asyncio.CancelledError:
-                drops.add(DropReason.SHUTDOWN, count=len(batch), detail="fetch cancelled at shutdown")
+                drops.add(DropReason.SHUTDOWN, count=len(by_hash), detail="fetch cancelled at shutdown")
+                self._send_without_raw(waiting)
                 raise
             except Exception:  # a bug must not lose transactions silently: count them and keep going
                 log.exception("fetch failed unexpectedly chain=%s batch=%d", self.chain.name, len(batch))
@@ -259,9 +260,14 @@ class ChainWorker:
         if waiting:
             try:
                 await self._fetch_raw(waiting)
-            except asyncio.CancelledError:
-                drops.add(DropReason.SHUTDOWN, count=len(waiting), detail="raw fetch cancelled at shutdown")
+            except asyncio.CancelledError:  # shutdown: they go on without raw bytes rather than being lost
+                self._send_without_raw(waiting)
                 raise
+
+    def _send_without_raw(self, waiting: list[tuple[tx_pb2.TxEnvelope, str]]) -> None:
+        for env, source_id in waiting:
+            self.stats.raw_tx[RawOutcome.NODE_UNAVAILABLE] += 1
+            self._send(env, source_id)
 
     def _handle_fetched(self, outcome: FetchOutcome, by_hash: dict[bytes, _PendingFetch], chain_id: int,
                         waiting: list[tuple[tx_pb2.TxEnvelope, str]]) -> None:
@@ -367,9 +373,11 @@ class ChainWorker:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._fetch_tasks, return_exceptions=True)
         self._tasks = []
-        if self._fetch_queue:
-            self.stats.drops.add(DropReason.SHUTDOWN, count=len(self._fetch_queue), detail="fetch queue at shutdown")
-            self._fetch_queue.clear()
+        self._send_without_raw([(p.envelope, p.source_id) for p in self._fetch_queue if p.envelope is not None])
+        unfetched = sum(p.envelope is None for p in self._fetch_queue)
+        if unfetched:
+            self.stats.drops.add(DropReason.SHUTDOWN, count=unfetched, detail="fetch queue at shutdown")
+        self._fetch_queue.clear()
         await self.outbound.stop(max(0.0, deadline - time.monotonic()))
         with contextlib.suppress(Exception):
             await self.fetcher.aclose()

@@ -122,3 +122,28 @@ def test_hash_announcements_fetch_the_transaction_then_its_raw_bytes() -> None:
     assert requests == [["eth_getTransactionByHash"], ["eth_getRawTransactionByHash"]]
     assert len(sent) == 1 and sent[0].raw_tx_origin == tx_pb2.RAW_TX_ORIGIN_NODE
     assert sent[0].authorization_list and sent[0].raw_tx == bytes.fromhex(v["raw"][2:])
+
+
+def test_shutdown_during_the_raw_fetch_sends_the_envelopes_without_raw_bytes() -> None:
+    worker, _ = make_worker("fetch", {})
+    started = asyncio.Event()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        started.set()
+        await asyncio.sleep(3600)  # a node that never answers
+        raise AssertionError("not reached")
+
+    async def go() -> None:
+        worker.fetcher = BatchFetcher(CHAIN.fetch_urls, retries=0, client=httpx.AsyncClient(
+            transport=httpx.MockTransport(handler)))
+        announce(worker, SIGNED[0]["tx"])
+        batch = list(worker._fetch_queue)
+        worker._fetch_queue.clear()
+        task = asyncio.create_task(worker._fetch_batch(batch))
+        await started.wait()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(go())
+    assert [e.raw_tx for e in worker.outbound._queue] == [b""]  # sent on, not dropped
+    assert dict(worker.stats.raw_tx) == {"node_unavailable": 1} and not worker.stats.drops.by_reason()

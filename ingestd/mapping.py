@@ -7,12 +7,14 @@ re-encoded: :mod:`common.rawtx`); a field it reported malformed is a :class:`Map
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from common.hexutil import HexError, hex_to_bytes, quantity_to_int, quantity_to_uint256
 from common.pb.v1 import tx_pb2
 
 MAX_UINT64 = 2**64 - 1
+T = TypeVar("T")
 
 
 class MappingError(ValueError):
@@ -41,6 +43,14 @@ def _optional_uint256(tx: dict[str, Any], key: str) -> bytes | None:
     reported 0 (an EIP-1559 tip of 0) stays distinct from a field the transaction type does not have."""
     value = tx.get(key)
     return None if value is None else quantity_to_uint256(value)
+
+
+def _named(key: str, parse: Callable[..., T], *args: Any) -> T:
+    """``parse(*args)`` with a malformed value reported under its field name (the ``malformed`` drop detail)."""
+    try:
+        return parse(*args)
+    except (HexError, MappingError) as exc:
+        raise MappingError(f"{key}: {exc}") from None
 
 
 def _list(tx: dict[str, Any], key: str) -> list[Any]:
@@ -103,7 +113,7 @@ def tx_to_envelope(tx: dict[str, Any], chain_id: int, source_id: str, first_seen
         data = tx.get("input", tx.get("data", "0x"))
         y_parity = tx.get("yParity")
         if y_parity is not None:
-            y_parity = quantity_to_int(y_parity)
+            y_parity = _named("yParity", quantity_to_int, y_parity)
             if y_parity > 1:
                 raise MappingError(f"yParity {y_parity} is not 0 or 1")
         return tx_pb2.TxEnvelope(
@@ -121,14 +131,15 @@ def tx_to_envelope(tx: dict[str, Any], chain_id: int, source_id: str, first_seen
             input=hex_to_bytes(data) if data is not None else b"",
             source_id=source_id,
             first_seen_unix_ns=first_seen_unix_ns,
-            v=_optional_uint256(tx, "v"),
+            v=_named("v", _optional_uint256, tx, "v"),
             y_parity=y_parity,
-            r=_optional_uint256(tx, "r"),
-            s=_optional_uint256(tx, "s"),
-            access_list=_access_list(tx),
-            max_fee_per_blob_gas=_optional_uint256(tx, "maxFeePerBlobGas"),
-            blob_versioned_hashes=[hex_to_bytes(h, 32) for h in _list(tx, "blobVersionedHashes")],
-            authorization_list=_authorization_list(tx),
+            r=_named("r", _optional_uint256, tx, "r"),
+            s=_named("s", _optional_uint256, tx, "s"),
+            access_list=_named("accessList", _access_list, tx),
+            max_fee_per_blob_gas=_named("maxFeePerBlobGas", _optional_uint256, tx, "maxFeePerBlobGas"),
+            blob_versioned_hashes=_named("blobVersionedHashes", lambda: [
+                hex_to_bytes(h, 32) for h in _list(tx, "blobVersionedHashes")]),
+            authorization_list=_named("authorizationList", _authorization_list, tx),
         )
     except HexError as exc:
         raise MappingError(str(exc)) from None

@@ -148,8 +148,10 @@ def test_node_bytes_of_a_blob_transaction_with_its_sidecar_are_reduced_to_the_ca
     {"v": 27}, {"maxFeePerBlobGas": "0x"},
 ])
 def test_mapper_rejects_malformed_typed_fields(patch: dict[str, Any]) -> None:
-    with pytest.raises(MappingError):
+    with pytest.raises(MappingError) as info:
         tx_to_envelope({**SIGNED[4]["tx"], **patch}, 31337, "s", 1)
+    field = next(iter(patch))
+    assert str(info.value).startswith(field) or field in str(info.value), info.value  # names the field
 
 
 @given(st.integers(0, 10_000))

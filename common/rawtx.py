@@ -119,7 +119,7 @@ def _without_sidecar(raw: bytes) -> bytes | None:
     blobs, commitments, proofs])``, which a node may answer for a pooled blob transaction), else None."""
     try:
         items = rlp.decode(raw[1:], strict=False)
-    except rlp.DecodingError:
+    except (rlp.DecodingError, RecursionError):  # a node's bytes: deeply nested lists exhaust pyrlp's recursion
         return None
     if isinstance(items, list) and items and isinstance(items[0], list):
         return raw[:1] + rlp.encode(items[0], infer_serializer=False)

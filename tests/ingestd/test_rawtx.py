@@ -131,7 +131,9 @@ def test_node_bytes_of_a_blob_transaction_with_its_sidecar_are_reduced_to_the_ca
     tx_hash = keccak256(canonical)
     assert node_raw("0x" + network.hex(), tx_hash, 3) == canonical
     assert node_raw("0x" + network.hex(), tx_hash, 2) is None
-    for junk in (None, 5, "", "0x", "0xzz", "deadbeef", "0x03", "0x03c0", "0x" + canonical[:-1].hex()):
+    deep = b"\x03" + b"\xc1" * 5000 + b"\xc0"  # lists nested past the recursion limit
+    for junk in (None, 5, "", "0x", "0xzz", "deadbeef", "0x03", "0x03c0", "0x" + canonical[:-1].hex(),
+                 "0x" + deep.hex()):
         assert node_raw(junk, tx_hash, 3) is None
 
 

@@ -44,6 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "MEMPULSE_GENERATE_MAX_PENDING, default 2000; 0 = never)")
     parser.add_argument("--salt", type=int, default=0,
                         help="extra gas limit per call, so a rerun against a fresh anvil gives new hashes (default 0)")
+    parser.add_argument("--signed", action="store_true",
+                        help="send properly signed transactions of types 0-4 from anvil's dev accounts (the calls' "
+                             "calldata, value and recipient; the sender is a dev account) instead of impersonating "
+                             "the real senders, whose transactions have no signature (r = s = 0) and so no raw "
+                             "signed bytes")
     parser.add_argument("--quiet", action="store_true", help="no progress lines, only the final JSON line")
     return parser
 
@@ -82,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
     gen = TrafficGenerator(args.rpc, rate, chain_id=chain_id, batch_size=batch, start_offset=args.offset,
-                           duration_s=args.duration_s, gas_salt=args.salt, max_pending=max_pending).start()
+                           duration_s=args.duration_s, gas_salt=args.salt, max_pending=max_pending,
+                           signed=args.signed).start()
     last_accepted = 0
     while gen.running and not done.wait(1.0):
         stats = gen.stats()

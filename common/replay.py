@@ -4,6 +4,13 @@ Each call is sent with ``eth_sendTransaction`` from its real mainnet sender (anv
 ``--auto-impersonate``), after ``anvil_setBalance`` gives the sender enough ether for value and gas. Sends
 go out in JSON-RPC batches, paced to a target rate. Hashes differ from mainnet's (anvil assigns nonces and
 signs), so the generator returns the hashes anvil reported, with the call each one carries.
+
+Impersonated transactions carry no real signature: anvil reports r = s = 0 and hashes them as
+keccak256(encoding || sender), so no signed bytes exist for them (docs/ingestd.md, "Raw signed transactions").
+``Replayer(signed=True)`` sends each call properly signed instead, from anvil's unlocked dev accounts (the
+mnemonic accounts ``eth_accounts`` lists): anvil signs it (``eth_signTransaction``) and it goes in with
+``eth_sendRawTransaction``, cycling through EIP-2718 types 0-4 (:data:`SIGNED_TX_TYPES`). The call's calldata,
+value, recipient and gas are kept; the sender is the dev account.
 """
 
 from __future__ import annotations
@@ -24,6 +31,9 @@ log = logging.getLogger(__name__)
 
 _RICH_BALANCE = hex(10**30)  # enough wei for any fixture value plus gas
 _DEFAULT_GAS_PRICE = 30 * 10**9
+#: The transaction types a signed replay cycles through: legacy, access list, dynamic fee, blob, set-code.
+SIGNED_TX_TYPES = (0, 1, 2, 3, 4)
+_ONE_KEY = "0x" + "00" * 31 + "01"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,12 +81,40 @@ def call_to_send_params(call: MainnetCall, nonce: int | None = None) -> dict[str
     return params
 
 
-class Replayer:
-    """Sends fixture calls to one anvil node over HTTP JSON-RPC batches."""
+def typed_send_params(params: dict[str, str], tx_type: int, chain_id: int) -> dict[str, str | list]:
+    """``params`` (:func:`call_to_send_params`) as a transaction of EIP-2718 type ``tx_type``: a one-entry access
+    list from type 1 on, the legacy gas price as max fee from type 2 on (tip 1 wei), one blob hash (type 3) or
+    one authorization (type 4; a made-up signature: nodes skip an authorization that does not verify). A blob or
+    set-code transaction cannot create a contract: a call without ``to`` stays type 2."""
+    out: dict[str, str | list] = dict(params)
+    if tx_type == 0:
+        return out
+    out["accessList"] = [{"address": params.get("to", params["from"]), "storageKeys": [_ONE_KEY]}]
+    if tx_type == 1 or (tx_type >= 3 and "to" not in params):
+        tx_type = min(tx_type, 2)
+        if tx_type == 1:
+            return out
+    out["maxFeePerGas"] = out.pop("gasPrice")
+    out["maxPriorityFeePerGas"] = "0x1"
+    if tx_type == 3:
+        out["maxFeePerBlobGas"] = hex(10**9)
+        out["blobVersionedHashes"] = ["0x01" + str(params["input"])[2:64].ljust(62, "0")]
+    elif tx_type == 4:
+        out["authorizationList"] = [{"chainId": hex(chain_id), "address": params["to"], "nonce": "0x0",
+                                     "yParity": "0x1", "r": "0x" + "11" * 32, "s": "0x" + "22" * 32}]
+    return out
 
-    def __init__(self, http_url: str, batch_size: int = 50, timeout_s: float = 30.0) -> None:
+
+class Replayer:
+    """Sends fixture calls to one anvil node over HTTP JSON-RPC batches (see the module doc for ``signed``)."""
+
+    def __init__(self, http_url: str, batch_size: int = 50, timeout_s: float = 30.0, signed: bool = False) -> None:
         self.http_url = http_url
         self.batch_size = batch_size
+        self.signed = signed
+        self._dev_accounts: list[str] = []
+        self._chain_id = 0
+        self._sent_signed = 0  # signed sends so far: picks the dev account and the type of the next one
         self.stats = ReplayStats()
         self._nonces: dict[str, int] = {}  # next nonce per funded sender (explicit: batches race otherwise)
         self._client = httpx.AsyncClient(timeout=timeout_s)
@@ -120,20 +158,50 @@ class Replayer:
         accepted: list[SentTx] = []
         for i in range(0, len(calls), self.batch_size):
             chunk = calls[i:i + self.batch_size]
-            await self.fund(c.sender for c in chunk)
-            results = await self._rpc_batch(
-                [("eth_sendTransaction", [call_to_send_params(c, self._next_nonce(c.sender))]) for c in chunk])
+            if self.signed:
+                senders, results = await self._send_signed(chunk)
+            else:
+                await self.fund(c.sender for c in chunk)
+                senders = [c.sender for c in chunk]
+                results = await self._rpc_batch(
+                    [("eth_sendTransaction", [call_to_send_params(c, self._next_nonce(c.sender))]) for c in chunk])
             self.stats.sent += len(chunk)
-            for call, item in zip(chunk, results, strict=True):
+            for call, sender, item in zip(chunk, senders, results, strict=True):
                 if "result" in item and isinstance(item["result"], str):
                     accepted.append(SentTx(item["result"], call))
                     self.stats.accepted += 1
                 else:
                     self.stats.rejected += 1
-                    self._nonces.pop(call.sender.lower(), None)  # re-learn: the unused nonce left a gap
+                    self._nonces.pop(sender.lower(), None)  # re-learn: the unused nonce left a gap
                     msg = str((item.get("error") or {}).get("message", "unknown"))[:80]
                     self.stats.errors_by_message[msg] = self.stats.errors_by_message.get(msg, 0) + 1
         return accepted
+
+    async def _send_signed(self, chunk: Sequence[MainnetCall]) -> tuple[list[str], list[dict]]:
+        """Sends ``chunk`` signed by anvil's dev accounts (module doc); the sender and the send answer of each."""
+        if not self._dev_accounts:
+            accounts, chain = await self._rpc_batch([("eth_accounts", []), ("eth_chainId", [])])
+            self._dev_accounts = [a.lower() for a in accounts.get("result") or []]
+            if not self._dev_accounts:
+                raise RuntimeError(f"{self.http_url} has no unlocked dev accounts to sign with")
+            self._chain_id = int(chain.get("result") or "0x0", 16)
+        senders, txs = [], []
+        for call in chunk:
+            n = self._sent_signed
+            self._sent_signed += 1
+            sender = self._dev_accounts[n % len(self._dev_accounts)]
+            senders.append(sender)
+            await self.fund([sender])
+            params = call_to_send_params(call, self._next_nonce(sender))
+            params["from"] = sender
+            tx_type = SIGNED_TX_TYPES[n // len(self._dev_accounts) % len(SIGNED_TX_TYPES)]
+            txs.append(typed_send_params(params, tx_type, self._chain_id))
+        signed = await self._rpc_batch([("eth_signTransaction", [tx]) for tx in txs])
+        raws = [item.get("result") for item in signed]
+        sends = await self._rpc_batch([("eth_sendRawTransaction", [raw]) for raw in raws if isinstance(raw, str)])
+        answers = iter(sends)
+        return senders, [next(answers) if isinstance(raw, str) else item for raw, item in zip(raws, signed,
+                                                                                           strict=True)]
 
     async def run(self, calls: Sequence[MainnetCall], rate_per_s: float, duration_s: float | None = None,
                   stop: asyncio.Event | None = None) -> None:

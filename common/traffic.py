@@ -72,7 +72,7 @@ class TrafficGenerator:
     def __init__(self, http_url: str, rate_tx_s: float, *, chain_id: int = 0, batch_size: int = 50,
                  calls: Sequence[MainnetCall] | None = None, start_offset: int = 0,
                  on_accepted: AcceptedCallback | None = None, duration_s: float | None = None,
-                 gas_salt: int = 0, max_pending: int = 0) -> None:
+                 gas_salt: int = 0, max_pending: int = 0, signed: bool = False) -> None:
         if rate_tx_s <= 0:
             raise ValueError(f"rate_tx_s must be > 0, got {rate_tx_s}")
         self.http_url = http_url
@@ -83,6 +83,7 @@ class TrafficGenerator:
         self._calls = calls
         self.gas_salt = gas_salt
         self.max_pending = max_pending
+        self.signed = signed  # send from anvil's dev accounts, properly signed (common.replay, module doc)
         self._epoch = 0  # pool resets so far; each adds 1 wei of gas price so hashes never repeat
         self._in_pool = 0  # accepted since the last pool reset
         self._start_offset = start_offset
@@ -162,7 +163,7 @@ class TrafficGenerator:
         if not calls:
             raise ValueError("no calls to replay")
         offset = self._start_offset % len(calls)
-        self._replayer = Replayer(self.http_url, batch_size=self.batch_size)
+        self._replayer = Replayer(self.http_url, batch_size=self.batch_size, signed=self.signed)
         self._started_mono = time.monotonic()
         self._ready.set()
         try:
@@ -241,7 +242,7 @@ class TrafficGenerator:
         (same counters) learns every sender's pending nonce again instead of leaving a nonce gap."""
         assert self._replayer is not None
         old = self._replayer
-        fresh = Replayer(self.http_url, batch_size=self.batch_size)
+        fresh = Replayer(self.http_url, batch_size=self.batch_size, signed=self.signed)
         fresh.stats = old.stats
         self._replayer = fresh
         await old.aclose()

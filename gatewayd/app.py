@@ -242,7 +242,8 @@ class Gateway:
         return HTTPResponse(self.docs_html, status=200, content_type="text/html; charset=utf-8")
 
     async def snapshot(self, request: Request, p: dict[str, Any]) -> HTTPResponse:
-        key = ("snapshot", p["chain_id"], p["tx_limit"], p["opp_limit"], p["feature_limit"], p["min_score"])
+        raw = "raw" in p["include"]
+        key = ("snapshot", p["chain_id"], p["tx_limit"], p["opp_limit"], p["feature_limit"], p["min_score"], raw)
 
         async def produce() -> bytes:
             resp = await self.client.get_snapshot(
@@ -255,12 +256,14 @@ class Gateway:
                 )
             )
             render = self.render
-            return orjson.dumps(ser.snapshot_json(resp, render.tx, render.feature, render.opportunity))
+            return orjson.dumps(ser.snapshot_json(resp, render.tx_raw if raw else render.tx, render.feature,
+                                                  render.opportunity))
 
         return json_response(await self.flights.run(key, produce, self._snapshot_ttl_s))
 
     async def transactions(self, request: Request, p: dict[str, Any]) -> HTTPResponse:
         chain_id, limit, before = p["chain_id"], p["limit"], p["before_seq_id"]
+        raw = "raw" in p["include"]
 
         async def produce() -> bytes:
             resp = await self.client.list_transactions(
@@ -268,7 +271,7 @@ class Gateway:
             )
             return orjson.dumps(
                 {
-                    "transactions": self.render.txs(resp.transactions),
+                    "transactions": self.render.txs(resp.transactions, raw),
                     # processd's descending cursor: an exclusive upper bound, 0 when nothing older is stored.
                     "next_before_seq_id": resp.next_cursor,
                     "truncated": resp.truncated,
@@ -276,7 +279,7 @@ class Gateway:
                 }
             )
 
-        return json_response(await self.flights.run(("transactions", chain_id, limit, before), produce))
+        return json_response(await self.flights.run(("transactions", chain_id, limit, before, raw), produce))
 
     async def transactions_all(self, request: Request, p: dict[str, Any]) -> HTTPResponse:
         from_seq = p["from_seq_id"]
@@ -291,7 +294,8 @@ class Gateway:
             next_from, has_more = max(from_seq, txs[-1].seq_id + 1 if txs else 0), False
         return json_response(
             {
-                "transactions": await render_yielding(txs, self.render.tx),
+                "transactions": await render_yielding(txs, self.render.tx_raw if "raw" in p["include"]
+                                                      else self.render.tx),
                 "next_from_seq_id": next_from,
                 "has_more": has_more,
                 "truncated": resp.truncated,
@@ -315,7 +319,8 @@ class Gateway:
             where = f" on chain {chain_id}" if chain_id else ""
             return self.error_response(404, "tx_not_found", f"transaction 0x{raw.hex()} is not known{where}")
         render = self.render
-        return json_response(ser.transaction_detail_json(found, render.tx, render.feature, render.opportunity))
+        return json_response(ser.transaction_detail_json(found, render.tx_raw if "raw" in p["include"] else render.tx,
+                                                         render.feature, render.opportunity))
 
     async def _lookup_tx(self, chain_id: int, raw: bytes) -> query_pb2.GetTransactionResponse | None:
         try:
@@ -353,7 +358,8 @@ class Gateway:
         )
         return json_response(
             {
-                "events": await render_yielding(resp.events, self.render.event),
+                "events": await render_yielding(resp.events, self.render.event_raw if "raw" in p["include"]
+                                                else self.render.event),
                 "next_from_seq_id": max(resp.next_seq_id, p["from_seq_id"]),
                 "truncated": resp.truncated,
                 "last_seq_id": resp.last_seq_id,

@@ -91,6 +91,33 @@ _ENVELOPE = {
     "input": {**HEX, "description": "calldata"},
     "source_id": STR,
     "first_seen_unix_ms": MS,
+    "v": {**AMOUNT_OR_NULL, "description": "signature v (legacy: 27/28 or chain_id*2+35/36; typed: as the node "
+          "reports it, y_parity), decimal string; null when the node did not report it"},
+    "y_parity": {"type": ["integer", "null"], "minimum": 0, "maximum": 1,
+                 "description": "signature y parity of a typed transaction (types 1-4); null for legacy ones"},
+    "r": {**AMOUNT_OR_NULL, "description": "signature r, decimal string; \"0\" with s \"0\" for a transaction "
+          "without a real signature (anvil's impersonated senders), null when not reported"},
+    "s": {**AMOUNT_OR_NULL, "description": "signature s, decimal string (as r)"},
+    "access_list": _arr(_obj({"address": ADDR, "storage_keys": _arr(HASH)})) | {
+        "description": "EIP-2930 access list (types 1-4); empty for legacy transactions"},
+    "max_fee_per_blob_gas": {**AMOUNT_OR_NULL, "description": "EIP-4844 max fee per blob gas (type 3); null "
+                             "otherwise"},
+    "blob_versioned_hashes": _arr(HASH) | {"description": "EIP-4844 blob versioned hashes (type 3)"},
+    "authorization_list": _arr(_obj({"chain_id": AMOUNT, "address": ADDR, "nonce": U64,
+                                     "y_parity": {"type": "integer", "minimum": 0, "maximum": 1},
+                                     "r": AMOUNT, "s": AMOUNT})) | {
+        "description": "EIP-7702 authorization list (type 4), signatures as signed (not checked)"},
+}
+
+#: Only with ?include=raw.
+_RAW = {
+    "raw_tx": {**HEX_OR_NULL, "description": "only with include=raw: the signed EIP-2718 encoding (the bytes "
+               "eth_sendRawTransaction takes; a blob transaction without its sidecar), lowercase 0x hex; "
+               "keccak256 of it is always hash. null when ingestd had no such bytes (an unsigned or impersonated "
+               "transaction, a node that did not give them, ingestd --raw-tx off)"},
+    "raw_tx_origin": {"type": ["string", "null"], "enum": ["reencoded", "node", None],
+                      "description": "only with include=raw: reencoded = ingestd re-encoded it from the fields and "
+                      "signature, node = the node's eth_getRawTransactionByHash bytes; null with raw_tx null"},
 }
 
 _FEATURES = {
@@ -149,8 +176,9 @@ SCHEMAS: dict[str, Any] = {
         "(hash for a transaction, tx_hash otherwise; kind for an event or opportunity) and the error. Counted in "
         "mempulse_gateway_render_errors_total.",
     ),
-    "Envelope": _obj(_ENVELOPE, description="A pending transaction as ingestd saw it."),
-    "Transaction": _obj({**_ENVELOPE, "seq_id": INT, "received_unix_ms": MS}, description="A stored transaction."),
+    "Envelope": _obj({**_ENVELOPE, **_RAW}, list(_ENVELOPE), description="A pending transaction as ingestd saw it."),
+    "Transaction": _obj({**_ENVELOPE, "seq_id": INT, "received_unix_ms": MS, **_RAW},
+                        [*_ENVELOPE, "seq_id", "received_unix_ms"], description="A stored transaction."),
     "Features": _obj(_FEATURES, description="Decoded facts about a transaction's call."),
     "FeatureRecord": _obj({**_FEATURES, "seq_id": INT, "chain_id": INT, "tx_hash": HASH}),
     "Opportunity": _obj(

@@ -15,7 +15,17 @@ import functools
 from typing import Any
 
 from common.chains import KNOWN_CHAINS, MAX_CHAIN_ID
-from gatewayd.params import EVENT_KINDS, MAX_CHAIN_CHARS, MAX_KINDS_CHARS, MAX_KINDS_VALUES, UINT64_MAX, ParamSpec
+from gatewayd.params import (
+    EVENT_KINDS,
+    INCLUDES,
+    MAX_CHAIN_CHARS,
+    MAX_INCLUDE_CHARS,
+    MAX_INCLUDE_VALUES,
+    MAX_KINDS_CHARS,
+    MAX_KINDS_VALUES,
+    UINT64_MAX,
+    ParamSpec,
+)
 
 _UNICODE_END = 0x110000
 
@@ -139,6 +149,14 @@ def param_schema(spec: ParamSpec) -> dict[str, Any]:
             "type": "array",
             "maxItems": MAX_KINDS_VALUES,
             "items": {"type": "string", "pattern": kinds_pattern(), "maxLength": MAX_KINDS_CHARS},
+        }
+    if spec.kind == "include":
+        # Exact names (no case folding or spaces), comma-separated in one value or repeated.
+        item = "(?:" + "|".join(INCLUDES) + ")"
+        return {
+            "type": "array",
+            "maxItems": MAX_INCLUDE_VALUES,
+            "items": {"type": "string", "pattern": f"^{item}(?:,{item})*$", "maxLength": MAX_INCLUDE_CHARS},
         }
     schema: dict[str, Any] = {"type": "integer", "minimum": spec.minimum, "maximum": spec.maximum}
     if spec.default is not None:

@@ -24,6 +24,10 @@ _HASH = re.compile(r"0[xX][0-9a-fA-F]{64}")
 MAX_CHAIN_CHARS = 64
 MAX_KINDS_CHARS = 64
 MAX_KINDS_VALUES = 8
+MAX_INCLUDE_CHARS = 32
+MAX_INCLUDE_VALUES = 4
+#: What ``include`` may add to rendered transactions: ``raw`` = their signed raw bytes (raw_tx, raw_tx_origin).
+INCLUDES = ("raw",)
 
 #: REST names of event kinds, in the order of the protobuf enum.
 EVENT_KINDS: dict[str, int] = {
@@ -105,12 +109,31 @@ def parse_kinds(name: str, values: list[str]) -> tuple[int, ...]:
     return tuple(kinds)
 
 
+def parse_include(name: str, values: list[str]) -> frozenset[str]:
+    """Comma-separated (or repeated) names of what to add to the rendering (:data:`INCLUDES`), exactly as
+    written (lowercase, no spaces)."""
+    if len(values) > MAX_INCLUDE_VALUES:
+        raise ParamError("invalid_include", f"{name} is given {len(values)} times; at most {MAX_INCLUDE_VALUES}",
+                         name)
+    out: set[str] = set()
+    for value in values:
+        if len(value) > MAX_INCLUDE_CHARS:
+            raise ParamError("invalid_include", f"{name}: longer than {MAX_INCLUDE_CHARS} characters: {_show(value)}",
+                             name)
+        for part in value.split(","):
+            if part not in INCLUDES:
+                raise ParamError("invalid_include", f"{name}: unknown value {_show(part)}; use {', '.join(INCLUDES)}",
+                                 name)
+            out.add(part)
+    return frozenset(out)
+
+
 @dataclass(frozen=True, slots=True)
 class ParamSpec:
     """One query parameter: how to parse it, its default and its documentation."""
 
     name: str
-    #: "chain", "uint", "cursor" or "kinds".
+    #: "chain", "uint", "cursor", "kinds" or "include".
     kind: str
     description: str
     default: Any = None
@@ -121,6 +144,8 @@ class ParamSpec:
         """Typed value of the parameter from its raw values (one unless the kind allows repetition)."""
         if self.kind == "kinds":
             return parse_kinds(self.name, values)
+        if self.kind == "include":
+            return parse_include(self.name, values)
         if len(values) != 1:
             raise ParamError(
                 "duplicate_parameter", f"{self.name} is given {len(values)} times; give it once", self.name
@@ -159,6 +184,12 @@ def _kinds() -> ParamSpec:
     )
 
 
+def _include() -> ParamSpec:
+    return ParamSpec(
+        "include", "include", "Add to each transaction: raw = its signed raw bytes (raw_tx, 0x hex EIP-2718 "
+        "encoding, and raw_tx_origin). Comma-separated or repeated. Omit for none.", frozenset())
+
+
 def _specs(*specs: ParamSpec) -> dict[str, ParamSpec]:
     return {spec.name: spec for spec in specs}
 
@@ -174,6 +205,7 @@ ROUTE_PARAMS: dict[str, dict[str, ParamSpec]] = {
         _limit(20, 200, "opp_limit", "top opportunities"),
         _limit(20, 200, "feature_limit", "recent feature records"),
         _min_score(),
+        _include(),
     ),
     "transactions": _specs(
         _chain(),
@@ -185,13 +217,15 @@ ROUTE_PARAMS: dict[str, dict[str, ParamSpec]] = {
             "of the previous page (a page of big transactions is cut short by size: truncated).",
             0,
         ),
+        _include(),
     ),
     "transactions_all": _specs(
         _chain(),
         _from_seq("First seq_id to return (inclusive); 0 = from the oldest. Use next_from_seq_id of the last page."),
         _limit(1000, 5000, what="transactions"),
+        _include(),
     ),
-    "transaction": _specs(_chain()),
+    "transaction": _specs(_chain(), _include()),
     "features_recent": _specs(_chain(), _limit(25, 200, what="feature records")),
     "opps_recent": _specs(_chain(), _limit(25, 200, what="opportunities"), _min_score()),
     "events": _specs(
@@ -199,6 +233,7 @@ ROUTE_PARAMS: dict[str, dict[str, ParamSpec]] = {
         _limit(100, 1000, what="events"),
         _chain(),
         _kinds(),
+        _include(),
     ),
     "events_stream": _specs(
         _from_seq(
@@ -208,6 +243,7 @@ ROUTE_PARAMS: dict[str, dict[str, ParamSpec]] = {
         ),
         _chain(),
         _kinds(),
+        _include(),
     ),
 }
 

@@ -16,6 +16,7 @@ breaks the protobuf contract) is counted, logged once and rendered as a marker w
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -32,6 +33,10 @@ from gatewayd.serializers import (
     opportunity_json,
     stored_tx_json,
 )
+
+#: Renderings with the signed raw bytes (?include=raw), cached apart from those without.
+_stored_tx_raw_json = functools.partial(stored_tx_json, include_raw=True)
+_event_raw_json = functools.partial(event_json, include_raw=True)
 
 log = logging.getLogger(__name__)
 
@@ -135,14 +140,19 @@ class RenderCache:
             self.bytes += size
         return value
 
-    def tx(self, stored: query_pb2.StoredTx) -> orjson.Fragment:
-        """JSON of a stored transaction (see :func:`gatewayd.serializers.stored_tx_json`)."""
-        key = (0, stored.seq_id, stored.tx.hash)
+    def tx(self, stored: query_pb2.StoredTx, raw: bool = False) -> orjson.Fragment:
+        """JSON of a stored transaction (see :func:`gatewayd.serializers.stored_tx_json`), with its raw bytes
+        when ``raw``."""
+        key = (4 if raw else 0, stored.seq_id, stored.tx.hash)
         entry = self._entries.get(key)
         if entry is not None:
             self.hits += 1
             return entry[0]
-        return self._put(key, self._dumps("transaction", stored, stored_tx_json))
+        return self._put(key, self._dumps("transaction", stored, _stored_tx_raw_json if raw else stored_tx_json))
+
+    def tx_raw(self, stored: query_pb2.StoredTx) -> orjson.Fragment:
+        """:meth:`tx` with the raw bytes."""
+        return self.tx(stored, True)
 
     def feature(self, rec: query_pb2.FeatureRecord) -> orjson.Fragment:
         """JSON of a feature record (see :func:`gatewayd.serializers.feature_record_json`)."""
@@ -153,23 +163,29 @@ class RenderCache:
             return entry[0]
         return self._put(key, self._dumps("feature", rec, feature_record_json))
 
-    def event(self, e: events_pb2.Event) -> orjson.Fragment:
-        """JSON of an event-log record (see :func:`gatewayd.serializers.event_json`)."""
-        key = (2, e.seq_id, e.tx_hash)
+    def event(self, e: events_pb2.Event, raw: bool = False) -> orjson.Fragment:
+        """JSON of an event-log record (see :func:`gatewayd.serializers.event_json`), a transaction's raw bytes
+        included when ``raw``."""
+        key = (5 if raw else 2, e.seq_id, e.tx_hash)
         entry = self._entries.get(key)
         if entry is not None:
             self.hits += 1
             return entry[0]
-        return self._put(key, self._dumps("event", e, event_json))
+        return self._put(key, self._dumps("event", e, _event_raw_json if raw else event_json))
 
-    def sse_frame(self, e: events_pb2.Event) -> bytes:
-        """One Server-Sent Events message for an event: every stream client shares one rendering."""
-        key = (3, e.seq_id, e.tx_hash)
+    def event_raw(self, e: events_pb2.Event) -> orjson.Fragment:
+        """:meth:`event` with a transaction's raw bytes."""
+        return self.event(e, True)
+
+    def sse_frame(self, e: events_pb2.Event, raw: bool = False) -> bytes:
+        """One Server-Sent Events message for an event: every stream client shares one rendering (one per
+        ``raw``: with or without a transaction's raw bytes)."""
+        key = (6 if raw else 3, e.seq_id, e.tx_hash)
         entry = self._entries.get(key)
         if entry is not None:
             self.hits += 1
             return bytes(entry[0])
-        return bytes(self._put(key, sse_frame(e, self.on_error), fragment=False))
+        return bytes(self._put(key, sse_frame(e, self.on_error, raw), fragment=False))
 
     def opportunity(self, o: Any) -> orjson.Fragment:
         """JSON of an opportunity (not cached: opportunity views are small and their scores' order changes)."""
@@ -182,17 +198,19 @@ class RenderCache:
     def _dumps(self, record: str, msg: Any, render: Callable[[Any], dict[str, Any]]) -> bytes:
         return dumps_guarded(record, msg, render, self.on_error)
 
-    def txs(self, items: Any) -> list[orjson.Fragment]:
-        """Rendered transactions of a repeated StoredTx field."""
-        return [self.tx(t) for t in items]
+    def txs(self, items: Any, raw: bool = False) -> list[orjson.Fragment]:
+        """Rendered transactions of a repeated StoredTx field (with their raw bytes when ``raw``)."""
+        return [self.tx(t, raw) for t in items]
 
     def features(self, items: Any) -> list[orjson.Fragment]:
         """Rendered feature records of a repeated FeatureRecord field."""
         return [self.feature(f) for f in items]
 
 
-def sse_frame(e: events_pb2.Event, on_error: Callable[[str], None] | None = None) -> bytes:
+def sse_frame(e: events_pb2.Event, on_error: Callable[[str], None] | None = None, raw: bool = False) -> bytes:
     """One Server-Sent Events message for an event: ``id: <seq_id>``, ``event: <kind>``, ``data: <event JSON>``
-    (an unrenderable event is sent as its marker, under its id, so the client's Last-Event-ID moves past it)."""
+    (an unrenderable event is sent as its marker, under its id, so the client's Last-Event-ID moves past it;
+    a transaction's raw bytes are in it when ``raw``)."""
     kind = enum_name(EVENT_KIND_NAMES, e.kind).encode()
-    return b"id: %d\nevent: %s\ndata: %s\n\n" % (e.seq_id, kind, dumps_guarded("event", e, event_json, on_error))
+    data = dumps_guarded("event", e, _event_raw_json if raw else event_json, on_error)
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (e.seq_id, kind, data)

@@ -11,7 +11,9 @@ Conventions (stable, documented in docs/gatewayd.md, "Numbers", and the OpenAPI 
   (a "never" deadline such as 2**256-1; ``deadline`` still has the exact value);
 - counts, seq ids, chain ids, scores, basis points, lengths: integers; times: integer unix milliseconds
   (``*_unix_ms``);
-- enums: lowercase names without their prefix (``swap``, ``sandwich_candidate``, ``tx_seen``).
+- enums: lowercase names without their prefix (``swap``, ``sandwich_candidate``, ``tx_seen``);
+- a transaction's signed raw bytes (``raw_tx``, ``0x`` hex, often as big as the calldata) are rendered only when
+  the client asks for them (``?include=raw``): ``include_raw`` below.
 
 A record that breaks the protobuf contract (a quantity longer than 32 bytes, say) raises :class:`RenderError`;
 the callers in :mod:`gatewayd.render` render such a record on its own guard, so it never takes a page down.
@@ -45,6 +47,7 @@ OPPORTUNITY_KIND_NAMES = _enum_names(events_pb2.OpportunityKind, "OPPORTUNITY_KI
 EVENT_KIND_NAMES = _enum_names(events_pb2.EventKind, "EVENT_KIND_")
 REJECT_REASON_NAMES = _enum_names(ingest_pb2.RejectReason, "REJECT_REASON_")
 VISIBILITY_NAMES = _enum_names(ingest_pb2.MempoolVisibility, "MEMPOOL_VISIBILITY_")
+RAW_TX_ORIGIN_NAMES = _enum_names(tx_pb2.RawTxOrigin, "RAW_TX_ORIGIN_")
 
 
 def enum_name(names: dict[int, str], number: int) -> str:
@@ -77,9 +80,21 @@ def deadline_unix_ms(deadline: int) -> int | None:
     return ms if ms <= JS_SAFE_MAX else None
 
 
-def envelope_json(tx: tx_pb2.TxEnvelope) -> dict[str, Any]:
-    """A pending transaction as ingestd saw it."""
-    return {
+def access_list_json(entries: Any) -> list[dict[str, Any]]:
+    """An EIP-2930 access list: ``[{"address", "storage_keys": [...]}]``."""
+    return [{"address": "0x" + e.address.hex(), "storage_keys": ["0x" + k.hex() for k in e.storage_keys]}
+            for e in entries]
+
+
+def authorization_list_json(auths: Any) -> list[dict[str, Any]]:
+    """An EIP-7702 authorization list, each with its chain id (uint256) and nonce as decimal strings."""
+    return [{"chain_id": amount(a.chain_id), "address": "0x" + a.address.hex(), "nonce": str(a.nonce),
+             "y_parity": a.y_parity, "r": amount(a.r), "s": amount(a.s)} for a in auths]
+
+
+def envelope_json(tx: tx_pb2.TxEnvelope, include_raw: bool = False) -> dict[str, Any]:
+    """A pending transaction as ingestd saw it (with ``raw_tx`` and ``raw_tx_origin`` when ``include_raw``)."""
+    out = {
         "chain_id": tx.chain_id,
         "hash": "0x" + tx.hash.hex(),
         "from": "0x" + tx.sender.hex(),
@@ -94,12 +109,25 @@ def envelope_json(tx: tx_pb2.TxEnvelope) -> dict[str, Any]:
         "input": "0x" + tx.input.hex(),
         "source_id": tx.source_id,
         "first_seen_unix_ms": tx.first_seen_unix_ns // _NS_PER_MS,
+        "v": optional_amount(tx, "v"),
+        "y_parity": tx.y_parity if tx.HasField("y_parity") else None,
+        "r": optional_amount(tx, "r"),
+        "s": optional_amount(tx, "s"),
+        "access_list": access_list_json(tx.access_list),
+        "max_fee_per_blob_gas": optional_amount(tx, "max_fee_per_blob_gas"),
+        "blob_versioned_hashes": ["0x" + h.hex() for h in tx.blob_versioned_hashes],
+        "authorization_list": authorization_list_json(tx.authorization_list),
     }
+    if include_raw:
+        raw = tx.raw_tx
+        out["raw_tx"] = "0x" + raw.hex() if raw else None
+        out["raw_tx_origin"] = enum_name(RAW_TX_ORIGIN_NAMES, tx.raw_tx_origin) if raw else None
+    return out
 
 
-def stored_tx_json(stored: query_pb2.StoredTx) -> dict[str, Any]:
+def stored_tx_json(stored: query_pb2.StoredTx, include_raw: bool = False) -> dict[str, Any]:
     """A stored transaction: its envelope plus seq_id and when processd received it."""
-    out = envelope_json(stored.tx)
+    out = envelope_json(stored.tx, include_raw)
     out["seq_id"] = stored.seq_id
     out["received_unix_ms"] = stored.received_unix_ns // _NS_PER_MS
     return out
@@ -159,7 +187,7 @@ def opportunity_json(o: events_pb2.Opportunity) -> dict[str, Any]:
     }
 
 
-def event_json(e: events_pb2.Event) -> dict[str, Any]:
+def event_json(e: events_pb2.Event, include_raw: bool = False) -> dict[str, Any]:
     """One event-log record; exactly one of ``tx``, ``features``, ``opportunity`` is set, by ``kind``."""
     out: dict[str, Any] = {
         "seq_id": e.seq_id,
@@ -172,7 +200,7 @@ def event_json(e: events_pb2.Event) -> dict[str, Any]:
     }
     body = e.WhichOneof("body")
     if body == "tx_seen":
-        out["tx"] = envelope_json(e.tx_seen.tx)
+        out["tx"] = envelope_json(e.tx_seen.tx, include_raw)
     elif body == "tx_decoded":
         out["features"] = features_json(e.tx_decoded.features)
     elif body == "opp_detected":

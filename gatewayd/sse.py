@@ -42,11 +42,12 @@ _END = object()
 _SHUTDOWN = object()
 
 
-def format_events(events: Any, render: RenderCache | None = None) -> bytes:
-    """SSE messages for a batch of protobuf events (one write for the whole batch), each on its own guard."""
+def format_events(events: Any, render: RenderCache | None = None, raw: bool = False) -> bytes:
+    """SSE messages for a batch of protobuf events (one write for the whole batch), each on its own guard; with a
+    transaction's raw bytes when ``raw`` (``?include=raw``)."""
     if render is not None:
-        return b"".join(render.sse_frame(e) for e in events)
-    return b"".join(sse_frame(e) for e in events)
+        return b"".join(render.sse_frame(e, raw) for e in events)
+    return b"".join(sse_frame(e, raw=raw) for e in events)
 
 
 class EventStreamer:
@@ -91,6 +92,7 @@ class EventStreamer:
     async def stream(self, request: Request, p: dict[str, Any]) -> None:
         """Streams events to the client until it disconnects or processd ends the subscription."""
         from_seq: int | None = p["from_seq_id"]
+        raw = "raw" in p["include"]
         last_event_id = request.headers.get("last-event-id")
         if last_event_id:
             from_seq = parse_uint("Last-Event-ID", last_event_id.strip(), 0, UINT64_MAX - 1, "invalid_cursor") + 1
@@ -155,7 +157,7 @@ class EventStreamer:
                     )
                     break
                 if item.events:
-                    await response.send(format_events(item.events, self.render))
+                    await response.send(format_events(item.events, self.render, raw))
                     self.metrics.sse_events.inc(len(item.events))
             await response.eof()
         finally:

@@ -22,6 +22,8 @@ from common.chains import UnknownChainError, chain_name, parse_chain
 from common.envconfig import ConfigError, add_version_flag, env_float, env_int, env_str, parse_hostport
 
 FULL_TX_MODES = ("auto", "on", "off")
+#: How envelopes get their signed raw bytes (docs/ingestd.md, "Raw signed transactions").
+RAW_TX_MODES = ("encode", "fetch", "off")
 
 
 def redact_url(url: str) -> str:
@@ -70,6 +72,9 @@ class IngestConfig:
     metrics_port: int = 0  # 0 = no metrics endpoint
     metrics_host: str = "127.0.0.1"
     full_tx: str = "auto"
+    #: encode = re-encode from fields + signature, node's bytes (eth_getRawTransactionByHash) when that does not
+    #: hash to the tx hash; fetch = always the node's bytes; off = no raw_tx.
+    raw_tx: str = "encode"
     fetch_batch_size: int = 100
     fetch_batch_wait_ms: int = 5
     fetch_max_in_flight: int = 8
@@ -172,6 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="ask nodes for full transaction objects: auto = ask and fall back to hashes, "
                              "on = always ask, off = hashes + batch fetch (default MEMPULSE_INGEST_FULL_TX "
                              "or auto)")
+    parser.add_argument("--raw-tx", choices=RAW_TX_MODES, default=None,
+                        help="signed raw bytes of each transaction: encode = re-encode them from the fields and "
+                             "signature (checked against the hash; the node's eth_getRawTransactionByHash when "
+                             "that fails), fetch = always ask the node, off = none (default MEMPULSE_INGEST_RAW_TX "
+                             "or encode)")
     parser.add_argument("--fetch-max-response-bytes", type=int, default=None, metavar="N",
                         help="stop reading a node's HTTP answer (batch fetch, start-up check) past N bytes; the "
                              "batch is retried, then its hashes are dropped as response_too_large (default "
@@ -201,6 +211,9 @@ def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None
     full_tx = args.full_tx or env_str("ingest_full_tx", "auto", env)
     if full_tx not in FULL_TX_MODES:
         raise ConfigError(f"MEMPULSE_INGEST_FULL_TX={full_tx!r}: use auto, on or off")
+    raw_tx = args.raw_tx or env_str("ingest_raw_tx", "encode", env)
+    if raw_tx not in RAW_TX_MODES:
+        raise ConfigError(f"MEMPULSE_INGEST_RAW_TX={raw_tx!r}: use encode, fetch or off")
     d = IngestConfig(chains=())
 
     def i(knob: str, default: int, minimum: int = 1) -> int:
@@ -218,7 +231,7 @@ def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None
         raise ConfigError(f"--fetch-max-response-bytes: {max_response} is below 1024")
     return IngestConfig(
         chains=tuple(chains), processd=processd, metrics_port=metrics_port,
-        metrics_host=env_str("ingest_metrics_host", d.metrics_host, env), full_tx=full_tx,
+        metrics_host=env_str("ingest_metrics_host", d.metrics_host, env), full_tx=full_tx, raw_tx=raw_tx,
         fetch_batch_size=i("fetch_batch_size", d.fetch_batch_size),
         fetch_batch_wait_ms=i("fetch_batch_wait_ms", d.fetch_batch_wait_ms, 0),
         fetch_max_in_flight=i("fetch_max_in_flight", d.fetch_max_in_flight),

@@ -1,4 +1,5 @@
-"""Batch fetching of pending transactions: JSON-RPC batches of ``eth_getTransactionByHash`` over pooled HTTP.
+"""Batch fetching of pending transactions: JSON-RPC batches of ``eth_getTransactionByHash`` over pooled HTTP
+(and of ``eth_getRawTransactionByHash``, the signed bytes, through the same requests path: :data:`RAW_METHOD`).
 
 Responses are matched by ``id`` (nodes may reorder batch items). A per-chain semaphore caps requests in
 flight. Whole-request failures (transport errors, timeouts, HTTP 429/5xx, malformed bodies, a single error
@@ -32,6 +33,9 @@ from ingestd.config import redact_url
 log = logging.getLogger(__name__)
 
 RETRIABLE_RPC_CODES = frozenset({-32005, -32007, -32603})
+TX_METHOD = "eth_getTransactionByHash"
+#: The signed EIP-2718 bytes of a transaction by hash (geth, reth, erigon, nethermind, anvil): a 0x string.
+RAW_METHOD = "eth_getRawTransactionByHash"
 MAX_BACKOFF_S = 2.0
 DEFAULT_MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 TOO_LARGE = "response_too_large"
@@ -148,8 +152,11 @@ class BatchFetcher:
                 return ep
         return min(self.endpoints, key=lambda ep: ep.cooldown_until)
 
-    async def fetch(self, hashes: Sequence[bytes]) -> FetchOutcome:
-        """Fetches ``hashes`` (one JSON-RPC batch per attempt); never raises for upstream faults."""
+    async def fetch(self, hashes: Sequence[bytes], method: str = TX_METHOD) -> FetchOutcome:
+        """Fetches ``hashes`` (one JSON-RPC batch per attempt); never raises for upstream faults.
+
+        ``method`` is :data:`TX_METHOD` (found values are transaction objects) or :data:`RAW_METHOD` (found
+        values are the ``0x`` hex strings of the signed bytes)."""
         outcome = FetchOutcome()
         pending: dict[bytes, str] = {h: "" for h in dict.fromkeys(hashes)}  # hash -> last error code
         attempt = 0
@@ -158,7 +165,7 @@ class BatchFetcher:
             endpoint = self._pick(time.monotonic())
             retry_after: float | None = None
             try:
-                items = await self._request(endpoint, list(pending))
+                items = await self._request(endpoint, list(pending), method)
             except FetchError as exc:
                 self._on_error(endpoint.label, exc.code)
                 endpoint.cooldown_until = time.monotonic() + self.cooldown_s
@@ -204,7 +211,7 @@ class BatchFetcher:
             await asyncio.sleep(delay)
         return outcome
 
-    async def _request(self, endpoint: _Endpoint, hashes: list[bytes]) -> list[ItemResult]:
+    async def _request(self, endpoint: _Endpoint, hashes: list[bytes], method: str = TX_METHOD) -> list[ItemResult]:
         """One batch request; returns (hash, kind, value) for every answered item (kind: tx, null, error_*)."""
         by_id: dict[int, bytes] = {}
         parts: list[bytes] = []
@@ -212,8 +219,8 @@ class BatchFetcher:
             rid = next(self._ids)
             by_id[rid] = h
             # Hand-built request: cheaper than building dicts for orjson, and the shape is fixed.
-            parts.append(b'{"jsonrpc":"2.0","id":%d,"method":"eth_getTransactionByHash","params":["0x%s"]}'
-                         % (rid, h.hex().encode()))
+            parts.append(b'{"jsonrpc":"2.0","id":%d,"method":"%s","params":["0x%s"]}'
+                         % (rid, method.encode(), h.hex().encode()))
         body = b"[" + b",".join(parts) + b"]"
         async with self._sem:
             self._in_flight += 1
@@ -243,7 +250,7 @@ class BatchFetcher:
                     retry_after = None
             raise FetchError(f"http_{resp.status_code}", retriable=resp.status_code in (408, 429) or
                              resp.status_code >= 500, retry_after_s=retry_after)
-        return parse_batch_response(content, by_id)
+        return parse_batch_response(content, by_id, str if method == RAW_METHOD else dict)
 
     async def _read_capped(self, resp: httpx.Response, endpoint: _Endpoint, batch: int) -> bytes:
         """The body up to the cap; FetchError(response_too_large) as soon as it passes it."""
@@ -264,8 +271,9 @@ class BatchFetcher:
 ItemResult = tuple[bytes, str, Any]
 
 
-def parse_batch_response(content: bytes, by_id: dict[int, bytes]) -> list[ItemResult]:
-    """Parses a JSON-RPC batch response of ``eth_getTransactionByHash``; ``by_id`` maps request ids to hashes.
+def parse_batch_response(content: bytes, by_id: dict[int, bytes], result_type: type = dict) -> list[ItemResult]:
+    """Parses a JSON-RPC batch response of ``eth_getTransactionByHash``; ``by_id`` maps request ids to hashes
+    (``result_type`` str: of ``eth_getRawTransactionByHash``, whose results are hex strings).
 
     Returns ``(hash, kind, value)`` for every answered item, matched by id (order is irrelevant): kind
     ``tx`` (value = the transaction object), ``null`` (gone), ``error_retriable`` / ``error`` (value = code
@@ -302,7 +310,7 @@ def parse_batch_response(content: bytes, by_id: dict[int, bytes]) -> list[ItemRe
             result = item["result"]
             if result is None:
                 out.append((h, "null", None))
-            elif isinstance(result, dict):
+            elif isinstance(result, result_type):
                 out.append((h, "tx", result))
             else:
                 out.append((h, "error", "bad_result"))

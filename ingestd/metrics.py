@@ -74,6 +74,10 @@ class ChainStats:
     fetched: int = 0
     full_tx_received: int = 0
     rpc_errors: defaultdict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
+    #: Where each envelope's raw_tx came from, or why it has none (ingestd.chains.worker.RawOutcome).
+    raw_tx: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
+    #: Why re-encoding gave no verified bytes (common.rawtx.RawTxError reasons), each time it did not.
+    raw_tx_reencode_failures: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
     visibility: int = ingest_pb2.MEMPOOL_VISIBILITY_UNSPECIFIED
     #: queue name -> (current depth, capacity); filled in by the worker.
     queues: dict[str, tuple[Callable[[], int], int]] = field(default_factory=dict)
@@ -161,6 +165,10 @@ class IngestCollector(Collector):
         drops = counter("ingestd_drops", "Transactions not delivered, by reason (dedup is not a loss)",
                         ["chain", "source", "reason"])
         rpc_err = counter("ingestd_rpc_errors", "Fetch errors by endpoint and code", ["chain", "endpoint", "code"])
+        raw_tx = counter("mempulse_ingestd_raw_tx", "Envelopes by where their signed raw bytes came from "
+                         "(reencoded, node) or why they have none", ["chain", "outcome"])
+        raw_fail = counter("mempulse_ingestd_raw_tx_reencode_failures", "Re-encodings that gave no bytes hashing "
+                           "to the transaction hash, by reason", ["chain", "reason"])
         connected = gauge("ingestd_source_connected", "1 when the source is subscribed", ["chain", "source"])
         silent = gauge("ingestd_source_silent", "1 when the source is silent beyond the watchdog threshold",
                        ["chain", "source"])
@@ -197,6 +205,10 @@ class IngestCollector(Collector):
                 drops.add_metric([ch, source, reason.value], n)
             for (endpoint, code), n in list(c.rpc_errors.items()):
                 rpc_err.add_metric([ch, endpoint, code], n)
+            for outcome, n in list(c.raw_tx.items()):
+                raw_tx.add_metric([ch, outcome], n)
+            for reason, n in list(c.raw_tx_reencode_failures.items()):
+                raw_fail.add_metric([ch, reason], n)
             for queue, (depth_fn, cap) in list(c.queues.items()):
                 depth.add_metric([ch, queue], depth_fn())
                 capacity.add_metric([ch, queue], cap)
@@ -204,5 +216,5 @@ class IngestCollector(Collector):
             unacked.add_metric([ch], c.unacked_batches())
             dedup_size.add_metric([ch], c.dedup_entries())
         yield from (seen, delivered, sent, acks, fetched, full_tx, resent, stream_rc, storage_full, notif, dedup,
-                    rejected, reconnects, gaps, drops, rpc_err, connected, silent, visibility, depth, capacity,
-                    in_flight, unacked, dedup_size)
+                    rejected, reconnects, gaps, drops, rpc_err, raw_tx, raw_fail, connected, silent, visibility, depth,
+                    capacity, in_flight, unacked, dedup_size)

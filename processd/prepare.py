@@ -20,7 +20,7 @@ from processd.analysis import Analyzer, EncodedAnalysis
 from processd.columns import BatchColumns, FeatureKey
 from processd.eventlog import TX_KEY_HASH_BYTES, U64
 from processd.features import envelope_fees
-from processd.validation import MAX_SOURCE_ID_CHARS, validate_fields
+from processd.validation import MAX_SOURCE_ID_CHARS, validate_fields, validate_typed
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +127,11 @@ def prepare_batch(raw: bytes, received_ns: int, analyze: AnalyzeEncoded, chain_i
                 continue
             if chain is None:
                 chain = chains[chain_id] = (encoding.chain_field(chain_id) + b"\x22\x20", U64.pack(chain_id))
+        # The signature and typed-transaction fields: read only here (validation.validate_typed).
+        reason = validate_typed(envelope, max_input_bytes)
+        if reason:
+            reasons[index] = reason
+            continue
         try:
             if analyze_fields is not None:
                 # The EIP-1559 fee fields have presence: an empty one is a fee of 0 when set (HasField is read

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 
 from common.chains import SEQUENCER_CHAINS
 from common.pb.v1 import ingest_pb2, tx_pb2
+from common.rawtx import RawTxError, node_raw, verified_raw
 from ingestd.config import ChainConfig, IngestConfig
 from ingestd.dedup import Dedup
 from ingestd.drops import DropCounter, DropReason
-from ingestd.fetcher import TOO_LARGE, BatchFetcher
+from ingestd.fetcher import RAW_METHOD, TOO_LARGE, BatchFetcher, FetchOutcome
 from ingestd.mapping import MappingError, tx_to_envelope
 from ingestd.metrics import ChainStats, Histograms
 from ingestd.notifications import PendingHash, PendingTx
@@ -35,11 +36,33 @@ _VISIBLE = ingest_pb2.MEMPOOL_VISIBILITY_VISIBLE
 _NOT_VISIBLE = ingest_pb2.MEMPOOL_VISIBILITY_NOT_VISIBLE
 
 
+_REENCODED = tx_pb2.RAW_TX_ORIGIN_REENCODED
+_NODE = tx_pb2.RAW_TX_ORIGIN_NODE
+
+
+class RawOutcome:
+    """Labels of ``mempulse_ingestd_raw_tx_total{outcome}``: where an envelope's raw_tx came from, or why it has
+    none (it is sent without: a missing raw_tx never costs the transaction)."""
+
+    REENCODED = "reencoded"
+    NODE = "node"
+    #: r = s = 0 (anvil's impersonated senders): no bytes with that signature hash to the tx hash; not fetched.
+    UNSIGNED = "unsigned"
+    #: The node's eth_getRawTransactionByHash answer did not hash to the transaction hash.
+    NODE_HASH_MISMATCH = "node_hash_mismatch"
+    #: The node had no answer (null, an error, method unsupported, the fetch failed).
+    NODE_UNAVAILABLE = "node_unavailable"
+    #: The fetch queue was full: the envelope went on without its raw bytes.
+    FETCH_QUEUE_FULL = "fetch_queue_full"
+
+
 @dataclass(slots=True)
 class _PendingFetch:
     tx_hash: bytes
     source_id: str
     first_seen_ns: int
+    #: Set for a transaction already mapped (a full-tx notification) that waits only for its raw bytes.
+    envelope: tx_pb2.TxEnvelope | None = None
 
 
 class ChainWorker:
@@ -111,15 +134,66 @@ class ChainWorker:
             except MappingError:
                 pass  # an unusable full object: fetch the transaction by hash instead of dropping it
             else:
-                self._send(envelope, source_id)
+                if not self._attach_raw(envelope):
+                    self._send(envelope, source_id)
+                elif len(self._fetch_queue) >= self.cfg.fetch_queue_size:
+                    self.stats.raw_tx[RawOutcome.FETCH_QUEUE_FULL] += 1
+                    self._send(envelope, source_id)
+                else:
+                    self._queue_fetch(_PendingFetch(msg.tx_hash, source_id, first_seen_ns, envelope))
                 return
         if len(self._fetch_queue) >= self.cfg.fetch_queue_size:
             self.stats.drops.add(DropReason.FETCH_QUEUE_FULL, source_id)
             return
-        self._fetch_queue.append(_PendingFetch(msg.tx_hash, source_id, first_seen_ns))
+        self._queue_fetch(_PendingFetch(msg.tx_hash, source_id, first_seen_ns))
+
+    def _queue_fetch(self, pending: _PendingFetch) -> None:
+        self._fetch_queue.append(pending)
         if len(self._fetch_queue) > self.peak_fetch_queue:
             self.peak_fetch_queue = len(self._fetch_queue)
         self._fetch_wake.set()
+
+    def _attach_raw(self, envelope: tx_pb2.TxEnvelope) -> bool:
+        """Sets ``envelope.raw_tx`` as ``--raw-tx`` says; True when the node's bytes are to be fetched for it."""
+        mode = self.cfg.raw_tx
+        if mode == "off":
+            return False
+        if mode == "fetch":
+            return True
+        try:
+            envelope.raw_tx = verified_raw(envelope)
+        except RawTxError as exc:
+            if exc.reason == "unsigned":
+                self.stats.raw_tx[RawOutcome.UNSIGNED] += 1
+                return False
+            self.stats.raw_tx_reencode_failures[exc.reason] += 1
+            return True
+        envelope.raw_tx_origin = _REENCODED
+        self.stats.raw_tx[RawOutcome.REENCODED] += 1
+        return False
+
+    async def _fetch_raw(self, waiting: list[tuple[tx_pb2.TxEnvelope, str]]) -> None:
+        """Fetches the node's signed bytes of ``waiting`` (one batch), keeps those that hash to the tx hash,
+        and sends every envelope, with or without them."""
+        raw_counts = self.stats.raw_tx
+        try:
+            outcome = await self.fetcher.fetch([env.hash for env, _ in waiting], RAW_METHOD)
+            found = dict(outcome.found)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug must not lose transactions: they go on without raw bytes
+            log.exception("raw fetch failed unexpectedly chain=%s batch=%d", self.chain.name, len(waiting))
+            found = {}
+        for env, source_id in waiting:
+            text = found.get(env.hash)
+            raw = node_raw(text, env.hash, env.tx_type) if text is not None else None
+            if raw is not None:
+                env.raw_tx = raw
+                env.raw_tx_origin = _NODE
+                raw_counts[RawOutcome.NODE] += 1
+            else:
+                raw_counts[RawOutcome.NODE_HASH_MISMATCH if text is not None else RawOutcome.NODE_UNAVAILABLE] += 1
+            self._send(env, source_id)
 
     def on_reject(self, source_id: str, reason: str) -> None:
         """A message that is not a usable notification: counted by parser reason and as a drop."""
@@ -163,19 +237,43 @@ class ChainWorker:
         self._slots.release()
 
     async def _fetch_batch(self, batch: list[_PendingFetch]) -> None:
-        self._batch_hist.observe(len(batch))
-        by_hash = {p.tx_hash: p for p in batch}
+        """Fetches the batch's transactions, then (one more batch) the node's raw bytes of those that need them."""
         drops, chain_id = self.stats.drops, self.chain.chain_id
-        try:
-            outcome = await self.fetcher.fetch(list(by_hash))
-        except asyncio.CancelledError:
-            drops.add(DropReason.SHUTDOWN, count=len(batch), detail="fetch cancelled at shutdown")
-            raise
-        except Exception:  # a bug must not lose transactions silently: count them and keep going
-            log.exception("fetch failed unexpectedly chain=%s batch=%d", self.chain.name, len(batch))
-            for p in batch:
-                drops.add(DropReason.RPC_ERROR, p.source_id, detail="internal_error")
-            return
+        # Mapped full-tx envelopes that wait for the node's raw bytes (--raw-tx fetch, or a failed re-encoding).
+        waiting = [(p.envelope, p.source_id) for p in batch if p.envelope is not None]
+        by_hash = {p.tx_hash: p for p in batch if p.envelope is None}
+        if by_hash:
+            self._batch_hist.observe(len(by_hash))
+            try:
+                outcome = await self.fetcher.fetch(list(by_hash))
+            except asyncio.CancelledError:
+                drops.add(DropReason.SHUTDOWN, count=len(by_hash), detail="fetch cancelled at shutdown")
+                self._send_without_raw(waiting)
+                raise
+            except Exception:  # a bug must not lose transactions silently: count them and keep going
+                log.exception("fetch failed unexpectedly chain=%s batch=%d", self.chain.name, len(batch))
+                for p in by_hash.values():
+                    drops.add(DropReason.RPC_ERROR, p.source_id, detail="internal_error")
+                outcome = None
+            if outcome is not None:
+                self._handle_fetched(outcome, by_hash, chain_id, waiting)
+        if waiting:
+            try:
+                await self._fetch_raw(waiting)
+            except asyncio.CancelledError:  # shutdown: they go on without raw bytes rather than being lost
+                self._send_without_raw(waiting)
+                raise
+
+    def _send_without_raw(self, waiting: list[tuple[tx_pb2.TxEnvelope, str]]) -> None:
+        for env, source_id in waiting:
+            self.stats.raw_tx[RawOutcome.NODE_UNAVAILABLE] += 1
+            self._send(env, source_id)
+
+    def _handle_fetched(self, outcome: FetchOutcome, by_hash: dict[bytes, _PendingFetch], chain_id: int,
+                        waiting: list[tuple[tx_pb2.TxEnvelope, str]]) -> None:
+        """Maps and sends the fetched transactions (those whose raw bytes the node must give go to ``waiting``)
+        and counts the hashes that were gone or failed."""
+        drops = self.stats.drops
         self.stats.fetched += len(outcome.found)
         for tx_hash, tx in outcome.found:
             p = by_hash[tx_hash]
@@ -184,7 +282,10 @@ class ChainWorker:
             except MappingError as exc:
                 drops.add(DropReason.MALFORMED, p.source_id, detail=str(exc)[:100])
                 continue
-            self._send(envelope, p.source_id)
+            if self._attach_raw(envelope):
+                waiting.append((envelope, p.source_id))
+            else:
+                self._send(envelope, p.source_id)
         for tx_hash in outcome.gone:
             drops.add(DropReason.GONE_BEFORE_FETCH, by_hash[tx_hash].source_id)
         for tx_hash, code in outcome.failed:
@@ -272,9 +373,11 @@ class ChainWorker:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._fetch_tasks, return_exceptions=True)
         self._tasks = []
-        if self._fetch_queue:
-            self.stats.drops.add(DropReason.SHUTDOWN, count=len(self._fetch_queue), detail="fetch queue at shutdown")
-            self._fetch_queue.clear()
+        self._send_without_raw([(p.envelope, p.source_id) for p in self._fetch_queue if p.envelope is not None])
+        unfetched = sum(p.envelope is None for p in self._fetch_queue)
+        if unfetched:
+            self.stats.drops.add(DropReason.SHUTDOWN, count=unfetched, detail="fetch queue at shutdown")
+        self._fetch_queue.clear()
         await self.outbound.stop(max(0.0, deadline - time.monotonic()))
         with contextlib.suppress(Exception):
             await self.fetcher.aclose()

@@ -11,10 +11,19 @@ from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
 from common.chains import UnknownChainError, parse_chain
-from common.synth import synthetic_envelopes
+from common.synth import synthetic_envelopes, typed_envelopes
 from gatewayd.app import ROUTES
 from gatewayd.openapi import build_openapi
-from gatewayd.params import MAX_CHAIN_CHARS, MAX_KINDS_VALUES, ROUTE_PARAMS, ParamError, parse_kinds, parse_uint
+from gatewayd.params import (
+    MAX_CHAIN_CHARS,
+    MAX_INCLUDE_VALUES,
+    MAX_KINDS_VALUES,
+    ROUTE_PARAMS,
+    ParamError,
+    parse_include,
+    parse_kinds,
+    parse_uint,
+)
 
 from .conftest import CHAINS
 
@@ -46,7 +55,8 @@ def schema_validator(doc: dict[str, Any], name: str) -> Draft202012Validator:
 @pytest.mark.integration
 def test_real_responses_match_the_documented_schemas(processd_factory, gateway_factory) -> None:
     p = processd_factory()
-    envelopes = synthetic_envelopes(90, seed=21, chain_ids=CHAINS)
+    # typed_envelopes: every transaction type with its signature, lists and raw bytes (and impersonated ones)
+    envelopes = synthetic_envelopes(90, seed=21, chain_ids=CHAINS) + typed_envelopes(20, seed=21, chain_ids=CHAINS)
     p.push(envelopes)
     g = gateway_factory(p.addr)
     with g.client() as http:
@@ -69,6 +79,12 @@ def test_real_responses_match_the_documented_schemas(processd_factory, gateway_f
             ("/features/recent", {}),
             ("/opps/recent", {}),
             ("/events", {"limit": 300}),
+            # with the signed raw bytes
+            ("/dashboard/snapshot", {"include": "raw", "tx_limit": 200}),
+            ("/transactions", {"include": "raw", "limit": 200}),
+            ("/transactions/all", {"limit": 200, "include": "raw"}),
+            (f"/transactions/{h}", {"include": "raw"}),
+            ("/events", {"limit": 400, "include": "raw"}),
         ]
         for path, params in cases:
             resp = http.get(path, params=params)
@@ -161,6 +177,22 @@ def test_chain_id_schema_accepts_exactly_what_the_server_accepts(value: str) -> 
 def test_kinds_schema_accepts_exactly_what_the_server_accepts(value: str) -> None:
     schema = _param(build_openapi(), "/events", "kinds")
     assert Draft202012Validator(schema).is_valid([value]) == _kinds_ok(value), repr(value)
+
+
+@pytest.mark.parametrize("value", ["raw", "raw,raw", "RAW", "", " raw", "raw,", ",raw", "raw;raw", "signature",
+                                   "raw," * 8 + "raw"])
+def test_include_schema_accepts_exactly_what_the_server_accepts(value: str) -> None:
+    for path in ("/transactions", "/transactions/all", "/transactions/{hash}", "/events", "/events/stream",
+                 "/dashboard/snapshot"):
+        validator = Draft202012Validator(_param(build_openapi(), path, "include"))
+        try:
+            parse_include("include", [value])
+            ok = True
+        except ParamError:
+            ok = False
+        assert validator.is_valid([value]) == ok, (path, value)
+        assert validator.is_valid(["raw"] * MAX_INCLUDE_VALUES)
+        assert not validator.is_valid(["raw"] * (MAX_INCLUDE_VALUES + 1))
 
 
 def test_kinds_is_a_bounded_repeatable_parameter() -> None:

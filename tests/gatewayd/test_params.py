@@ -22,9 +22,10 @@ def error_of(route: str, **raw: str | list[str]) -> ParamError:
 
 
 def test_defaults_fill_every_parameter() -> None:
-    assert parse("transactions") == {"chain_id": 0, "limit": 25, "before_seq_id": 0}
-    assert parse("transactions_all") == {"chain_id": 0, "from_seq_id": 0, "limit": 1000}
-    assert parse("events") == {"from_seq_id": 0, "limit": 100, "chain_id": 0, "kinds": ()}
+    none = frozenset()
+    assert parse("transactions") == {"chain_id": 0, "limit": 25, "before_seq_id": 0, "include": none}
+    assert parse("transactions_all") == {"chain_id": 0, "from_seq_id": 0, "limit": 1000, "include": none}
+    assert parse("events") == {"from_seq_id": 0, "limit": 100, "chain_id": 0, "kinds": (), "include": none}
     assert parse("events_stream")["from_seq_id"] is None
     snap = parse("snapshot")
     assert snap["tx_limit"] == 20 and snap["opp_limit"] == 20 and snap["min_score"] == 0
@@ -87,6 +88,17 @@ def test_unknown_and_duplicate_parameters() -> None:
     err = error_of("transactions", limit=["5", "6"])
     assert (err.code, err.param) == ("duplicate_parameter", "limit")
     assert error_of("healthz", x="1").code == "unknown_parameter"
+
+
+@pytest.mark.parametrize("route", ["snapshot", "transactions", "transactions_all", "transaction", "events",
+                                   "events_stream"])
+def test_include_raw_on_every_route_that_renders_transactions(route: str) -> None:
+    assert parse(route, include="raw")["include"] == {"raw"}
+    assert parse(route, include=["raw", "raw,raw"])["include"] == {"raw"}
+    for bad in ("", "RAW", " raw", "raw,", "signature", "x" * 40):
+        err = error_of(route, include=bad)
+        assert (err.code, err.param) == ("invalid_include", "include") and "include" in err.message
+    assert error_of(route, include=["raw"] * 5).code == "invalid_include"
 
 
 def test_kinds_comma_separated_or_repeated() -> None:

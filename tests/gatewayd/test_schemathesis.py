@@ -34,7 +34,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import CHECKS, load_all_checks
 
-from common.synth import synthetic_envelopes
+from common.synth import synthetic_envelopes, typed_envelopes
 from gatewayd.openapi import build_openapi
 from gatewayd.openapi_params import PATH_HASH
 from tests.reliability._support import knob, long_mode, write_artifact
@@ -68,7 +68,7 @@ class LiveStack:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
     d: Path = tmp_path_factory.mktemp("schemathesis")
-    envelopes = synthetic_envelopes(60, seed=14, chain_ids=CHAINS)
+    envelopes = synthetic_envelopes(60, seed=14, chain_ids=CHAINS) + typed_envelopes(10, seed=14, chain_ids=CHAINS)
     p = Processd(d / "data", d / "processd.log").start()
     gateways: list[Gateway] = []
     try:

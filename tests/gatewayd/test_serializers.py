@@ -208,3 +208,35 @@ def test_deadline_unix_ms_never_overflows() -> None:
                          (last_exact + 1, None), (2**64 - 1, None)):
         out = orjson.loads(orjson.dumps(ser.features_json(events_pb2.TxFeatures(deadline=deadline))))
         assert out["deadline"] == str(deadline) and out["deadline_unix_ms"] == ms
+
+
+def test_typed_fields_and_raw_bytes_only_when_asked() -> None:
+    top = 2**256 - 1
+    env = envelope(
+        tx_type=4, v=b"", y_parity=0, r=int_to_uint256(top), s=b"\x01",
+        access_list=[tx_pb2.AccessListEntry(address=A, storage_keys=[H]), tx_pb2.AccessListEntry(address=B)],
+        authorization_list=[tx_pb2.Authorization(chain_id=b"", address=B, nonce=2**64 - 1, y_parity=1, r=b"\x05",
+                                                 s=int_to_uint256(top))],
+        raw_tx=b"\x04\xc0", raw_tx_origin=tx_pb2.RAW_TX_ORIGIN_NODE)
+    out = ser.envelope_json(env)
+    assert "raw_tx" not in out and "raw_tx_origin" not in out
+    assert out["v"] == "0" and out["y_parity"] == 0 and out["r"] == str(top) and out["s"] == "1"
+    assert out["access_list"] == [{"address": "0x" + A.hex(), "storage_keys": ["0x" + H.hex()]},
+                                  {"address": "0x" + B.hex(), "storage_keys": []}]
+    assert out["authorization_list"] == [{"chain_id": "0", "address": "0x" + B.hex(), "nonce": str(2**64 - 1),
+                                          "y_parity": 1, "r": "5", "s": str(top)}]
+    assert out["max_fee_per_blob_gas"] is None and out["blob_versioned_hashes"] == []
+    raw = ser.envelope_json(env, include_raw=True)
+    assert raw["raw_tx"] == "0x04c0" and raw["raw_tx_origin"] == "node"
+    assert {k: v for k, v in raw.items() if not k.startswith("raw_tx")} == out
+    # not reported: null, never "0"; no raw bytes: null origin too; a future origin renders as unknown_<n>
+    legacy = ser.envelope_json(envelope(tx_type=0), include_raw=True)
+    assert (legacy["v"], legacy["y_parity"], legacy["r"], legacy["s"]) == (None, None, None, None)
+    assert legacy["raw_tx"] is None and legacy["raw_tx_origin"] is None
+    future = ser.envelope_json(envelope(raw_tx=b"\x01", raw_tx_origin=7), include_raw=True)
+    assert future["raw_tx_origin"] == "unknown_7"
+    blob = ser.envelope_json(envelope(tx_type=3, max_fee_per_blob_gas=b"", blob_versioned_hashes=[H]))
+    assert blob["max_fee_per_blob_gas"] == "0" and blob["blob_versioned_hashes"] == ["0x" + H.hex()]
+    event = events_pb2.Event(seq_id=3, chain_id=137, kind=events_pb2.EVENT_KIND_TX_SEEN, tx_hash=H,
+                             tx_seen=events_pb2.TxSeen(tx=env))
+    assert "raw_tx" not in ser.event_json(event)["tx"] and ser.event_json(event, True)["tx"]["raw_tx"] == "0x04c0"

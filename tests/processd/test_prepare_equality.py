@@ -30,7 +30,12 @@ from processd.decoding.registry import _RAW, WRAPPED_NATIVE
 from processd.decoding.samples import fixture_envelopes
 from processd.eventlog import tx_key
 from processd.prepare import prepare_batch
-from processd.validation import validate
+from processd.validation import (
+    MAX_AUTHORIZATIONS,
+    MAX_BLOB_HASHES,
+    RAW_TX_OVERHEAD_BYTES,
+    validate,
+)
 
 RECEIVED_NS = 1_700_000_000_987_654_321
 MAX_INPUT = 128 * 1024
@@ -100,6 +105,29 @@ def assert_equal(raw: bytes, analyzer: Analyzer = ANALYZER, chain_ids: frozenset
     # Equal bytes, and bytes (not bytearrays or memoryviews): the writer hashes and stores them.
     assert all(type(x) is bytes for x in (*got.tx_key, *got.tx_kinds, *got.values))
     return got
+
+
+def typed_envelopes() -> list[tx_pb2.TxEnvelope]:
+    """Valid envelopes of every transaction type with their signature and typed fields (stored as sent)."""
+    sig: dict[str, object] = dict(r=b"\x11" * 32, s=b"\x22" * 31, raw_tx=b"\x02\xf8" + b"\x33" * 300)
+    access = [tx_pb2.AccessListEntry(address=b"\x0c" * 20, storage_keys=[b"\x01" * 32, b"\x02" * 32]),
+              tx_pb2.AccessListEntry(address=b"\x0d" * 20)]
+    auth = tx_pb2.Authorization(chain_id=b"\x01", address=b"\x0e" * 20, nonce=3, y_parity=1, r=b"\x05" * 32,
+                                s=b"\x06")
+    return [
+        env(tx_type=0, v=b"\x25", **sig, raw_tx_origin=tx_pb2.RAW_TX_ORIGIN_REENCODED),
+        env(tx_type=1, v=b"", y_parity=0, access_list=access, **sig),
+        env(tx_type=2, v=b"\x01", y_parity=1, max_fee_per_gas=b"\x09", max_priority_fee_per_gas=b"",
+            access_list=access[:1], **sig, raw_tx_origin=tx_pb2.RAW_TX_ORIGIN_NODE),
+        env(tx_type=3, y_parity=1, max_fee_per_gas=b"\x09", max_priority_fee_per_gas=b"\x01",
+            max_fee_per_blob_gas=b"", blob_versioned_hashes=[b"\x01" * 32] * MAX_BLOB_HASHES, **sig),
+        env(tx_type=4, y_parity=0, max_fee_per_gas=b"\x09", max_priority_fee_per_gas=b"\x01",
+            authorization_list=[auth] * 3, **sig),
+        env(tx_type=0, v=b"\xf4\xf5", r=b"", s=b""),  # anvil's impersonated senders: no signature
+        env(raw_tx=b"\x01" * (MAX_INPUT + RAW_TX_OVERHEAD_BYTES)),  # at the bound
+        env(access_list=[tx_pb2.AccessListEntry(address=b"\x01" * 20, storage_keys=[b"\x02" * 32] * 4095)]),
+        env(authorization_list=[auth] * MAX_AUTHORIZATIONS),
+    ]
 
 
 def env(**fields: object) -> tx_pb2.TxEnvelope:
@@ -172,6 +200,7 @@ def test_edge_cases() -> None:
             max_priority_fee_per_gas=b"\xff" * 32),
         env(gas_price=b""),  # no gas price at all
         env(nonce=7, gas=21_000, tx_type=2),
+        *typed_envelopes(),
     ]
     for chain, addr in wrapped:
         cases.append(env(chain_id=chain, to=addr, value=(3 * 10**18).to_bytes(8, "big")))  # deposit by value
@@ -199,6 +228,18 @@ def test_every_reject_reason() -> None:
         env(max_priority_fee_per_gas=too_long),
         env(input=b"\x01" * (MAX_INPUT + 1)),
         env(source_id="y" * 257),
+        # the signature and typed-transaction fields (validation.validate_typed)
+        env(raw_tx=b"\x01" * (MAX_INPUT + RAW_TX_OVERHEAD_BYTES + 1)),
+        env(r=too_long), env(s=too_long), env(v=too_long), env(y_parity=2), env(max_fee_per_blob_gas=too_long),
+        env(access_list=[tx_pb2.AccessListEntry(address=b"\x01" * 19)]),
+        env(access_list=[tx_pb2.AccessListEntry(address=b"\x01" * 20, storage_keys=[b"\x02" * 31])]),
+        env(access_list=[tx_pb2.AccessListEntry(address=b"\x01" * 20, storage_keys=[b"\x02" * 32] * 4096)]),
+        env(blob_versioned_hashes=[b"\x01" * 33]),
+        env(blob_versioned_hashes=[b"\x01" * 32] * (MAX_BLOB_HASHES + 1)),
+        env(authorization_list=[tx_pb2.Authorization(address=b"\x01" * 21)]),
+        env(authorization_list=[tx_pb2.Authorization(address=b"\x01" * 20, r=too_long)]),
+        env(authorization_list=[tx_pb2.Authorization(address=b"\x01" * 20, y_parity=2)]),
+        env(authorization_list=[tx_pb2.Authorization(address=b"\x01" * 20)] * (MAX_AUTHORIZATIONS + 1)),
     ]
     # Invalid envelopes between valid ones, the first of their chain too (the per-chain cache).
     mixed = []

@@ -154,12 +154,26 @@ def test_batch_responses_every_hash_gets_exactly_one_outcome(kinds: list[str], b
         assert isinstance(code, str) and code and len(code) < 40, code
 
 
+_hexish = st.text(alphabet="0123456789abcdefxX", max_size=70)
+#: The typed-transaction fields with plausible shapes (so the mapper gets past its top-level checks to them).
+_typed_values = st.one_of(
+    json_values, _hexish,
+    st.lists(st.fixed_dictionaries({"address": _hexish | json_scalars, "storageKeys": st.lists(_hexish, max_size=2)}),
+             max_size=2),
+    st.lists(st.dictionaries(st.sampled_from(["chainId", "address", "nonce", "yParity", "r", "s"]),
+                             _hexish | json_scalars, max_size=6), max_size=2))
+
+
 @FUZZ
 @given(st.dictionaries(st.sampled_from(["hash", "from", "to", "nonce", "value", "gas", "gasPrice", "type", "input",
-                                        "data", "maxFeePerGas", "maxPriorityFeePerGas"]),
-                       json_values | st.text(alphabet="0123456789abcdefxX", max_size=70), max_size=12))
+                                        "data", "maxFeePerGas", "maxPriorityFeePerGas", "v", "r", "s", "yParity",
+                                        "accessList", "maxFeePerBlobGas", "blobVersionedHashes",
+                                        "authorizationList"]),
+                       _typed_values, max_size=20))
 def test_tx_mapper_gives_an_envelope_or_mapping_error(obj: dict[str, Any]) -> None:
+    """An envelope or MappingError, never another exception; and re-encoding it gives bytes or RawTxError."""
     _count("tx_mapper")
+    from common.rawtx import RawTxError, encode_signed
     from ingestd.mapping import MappingError, tx_to_envelope
 
     try:
@@ -167,7 +181,14 @@ def test_tx_mapper_gives_an_envelope_or_mapping_error(obj: dict[str, Any]) -> No
     except MappingError:
         return
     assert len(env.hash) == 32 and len(env.sender) == 20 and len(env.to) in (0, 20)
-    assert all(len(q) <= 32 for q in (env.value, env.gas_price, env.max_fee_per_gas, env.max_priority_fee_per_gas))
+    assert all(len(q) <= 32 for q in (env.value, env.gas_price, env.max_fee_per_gas, env.max_priority_fee_per_gas,
+                                      env.v, env.r, env.s, env.max_fee_per_blob_gas))
+    assert all(len(e.address) == 20 and all(len(k) == 32 for k in e.storage_keys) for e in env.access_list)
+    assert all(len(h) == 32 for h in env.blob_versioned_hashes) and env.y_parity <= 1
+    try:
+        assert isinstance(encode_signed(env), bytes)
+    except RawTxError:
+        pass
 
 
 # ---- processd: validation oracle and analysis ------------------------------------------------------------

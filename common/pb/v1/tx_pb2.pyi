@@ -35,3 +35,15 @@ class TxEnvelope(_message.Message):
     source_id: str
     first_seen_unix_ns: int
     def __init__(self, chain_id: _Optional[int] = ..., hash: _Optional[bytes] = ..., sender: _Optional[bytes] = ..., to: _Optional[bytes] = ..., nonce: _Optional[int] = ..., value: _Optional[bytes] = ..., gas_price: _Optional[bytes] = ..., max_fee_per_gas: _Optional[bytes] = ..., max_priority_fee_per_gas: _Optional[bytes] = ..., gas: _Optional[int] = ..., tx_type: _Optional[int] = ..., input: _Optional[bytes] = ..., source_id: _Optional[str] = ..., first_seen_unix_ns: _Optional[int] = ...) -> None: ...
+
+class TxSighting(_message.Message):
+    __slots__ = ("chain_id", "hash", "source_id", "seen_unix_ns")
+    CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_ID_FIELD_NUMBER: _ClassVar[int]
+    SEEN_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
+    chain_id: int
+    hash: bytes
+    source_id: str
+    seen_unix_ns: int
+    def __init__(self, chain_id: _Optional[int] = ..., hash: _Optional[bytes] = ..., source_id: _Optional[str] = ..., seen_unix_ns: _Optional[int] = ...) -> None: ...

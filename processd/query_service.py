@@ -15,14 +15,14 @@ import grpc
 
 from common.chains import MAX_CHAIN_ID
 from common.pb.v1 import query_pb2, query_pb2_grpc
-from processd.eventlog import KIND_DECODED, KIND_OPP, KIND_SEEN, EventLog, ScanStats
+from processd.eventlog import KIND_DECODED, KIND_OPP, KIND_SEEN, KIND_SOURCE, EventLog, ScanStats
 from processd.metrics import ProcessdMetrics
 from processd.readmodels import ReadModels
 from processd.subscriptions import Subscriber, SubscriptionHub
 
 log = logging.getLogger(__name__)
 
-VALID_KINDS = frozenset({KIND_SEEN, KIND_DECODED, KIND_OPP})
+VALID_KINDS = frozenset({KIND_SEEN, KIND_DECODED, KIND_OPP, KIND_SOURCE})
 SNAPSHOT_DEFAULT_LIMIT = 20
 HEARTBEAT_S = 5.0
 SUBSCRIBE_PAGE = 500
@@ -85,6 +85,23 @@ class QueryService(query_pb2_grpc.QueryServicer):
         self._metrics.bad_requests.labels(rpc).inc()
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
 
+    def _with_sources(self, txs: list[query_pb2.StoredTx], later: bool = True) -> list[query_pb2.StoredTx]:
+        """Fills ``StoredTx.sources``: the first source from the envelope, then (``later``) the later ones from
+        ``tx_sources`` (one cursor seek per transaction, in one short read transaction)."""
+        def fill(txn: object) -> None:
+            for stored in txs:
+                tx = stored.tx
+                stored.sources.add(source_id=tx.source_id, first_seen_unix_ns=tx.first_seen_unix_ns)
+                if later:
+                    for source_id, seen_ns in self._log.tx_sources(txn, tx.chain_id, tx.hash):  # type: ignore[arg-type]
+                        stored.sources.add(source_id=source_id, first_seen_unix_ns=seen_ns)
+
+        if txs and later:
+            self._log.read(fill)
+        elif txs:
+            fill(None)
+        return txs
+
     # ---- unary RPCs --------------------------------------------------------------------------------------
 
     async def GetSnapshot(self, request: query_pb2.GetSnapshotRequest,
@@ -108,7 +125,8 @@ class QueryService(query_pb2_grpc.QueryServicer):
                                                                              SNAPSHOT_DEFAULT_LIMIT)),
             top_opportunities=m.top_opportunities(chain_id, self._limit(request.opp_limit, SNAPSHOT_DEFAULT_LIMIT),
                                                   min_score),
-            recent_transactions=txs,
+            # The snapshot reads only the read models (never the log): its transactions list their first source.
+            recent_transactions=self._with_sources(txs, later=False),
             last_seq_id=m.last_seq,
             recent_transactions_truncated=txs_truncated,
         )
@@ -127,8 +145,9 @@ class QueryService(query_pb2_grpc.QueryServicer):
             max_examined=self.scan_max_examined, descending=not request.ascending, stats=stats,
             max_bytes=self.max_page_bytes)
         return query_pb2.ListTransactionsResponse(
-            transactions=[query_pb2.StoredTx(seq_id=e.seq_id, tx=e.tx_seen.tx, received_unix_ns=e.received_unix_ns)
-                          for e in events],
+            transactions=self._with_sources([
+                query_pb2.StoredTx(seq_id=e.seq_id, tx=e.tx_seen.tx, received_unix_ns=e.received_unix_ns)
+                for e in events]),
             next_cursor=next_seq if more else 0,
             last_seq_id=last,
             truncated=stats.truncated,
@@ -153,8 +172,8 @@ class QueryService(query_pb2_grpc.QueryServicer):
         response = query_pb2.GetTransactionResponse()
         for e in events:
             if e.kind == KIND_SEEN:
-                response.transaction.CopyFrom(query_pb2.StoredTx(seq_id=e.seq_id, tx=e.tx_seen.tx,
-                                                                 received_unix_ns=e.received_unix_ns))
+                response.transaction.CopyFrom(self._with_sources([query_pb2.StoredTx(
+                    seq_id=e.seq_id, tx=e.tx_seen.tx, received_unix_ns=e.received_unix_ns)])[0])
             elif e.kind == KIND_DECODED:
                 response.features.CopyFrom(query_pb2.FeatureRecord(seq_id=e.seq_id, chain_id=e.chain_id,
                                                                    tx_hash=e.tx_hash,

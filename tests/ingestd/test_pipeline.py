@@ -18,6 +18,7 @@ from common.netutil import free_port
 from common.pb.v1 import query_pb2, query_pb2_grpc
 from tests.gatewayd.conftest import Gateway, grpc_serving
 from tests.ingestd.conftest import ROOT, Daemon, Ingestd, Processd, send_calls, send_txs
+from tests.reliability._support import audit_log
 
 pytestmark = pytest.mark.integration
 
@@ -141,6 +142,9 @@ def test_two_sources_stored_once_first_seen_attributed(tmp_path: Path, processd:
         ing.stop()
         os.kill(processd.proc.pid, signal.SIGKILL)
         processd.proc.wait()
+        audit = audit_log(tmp_path / "lmdb")
+        audit.assert_clean()
+        assert len(audit.txs) == 40 and audit.events >= 40 * 3  # TX_SEEN, TX_DECODED, TX_SOURCE_SEEN each
     again = Processd(tmp_path / "lmdb", tmp_path / "processd-2.log")
     daemons.append(again)
     deadline = time.monotonic() + 30

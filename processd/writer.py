@@ -24,10 +24,11 @@ from dataclasses import dataclass, field
 
 import lmdb
 
-from common.pb.v1 import events_pb2, ingest_pb2, tx_pb2
+from common.pb.v1 import ingest_pb2, tx_pb2
 from processd.columns import BatchColumns
 from processd.crashpoints import CrashSwitch
 from processd.diskfull import DiskFullGate, is_write_failure
+from processd.encoding import event_header, source_seen_value
 from processd.eventlog import (
     AGG_COMMITTED_NS,
     AGG_DECODED,
@@ -482,31 +483,29 @@ class CommitWriter:
                 outcomes["unknown_tx"] = outcomes.get("unknown_tx", 0) + 1
                 continue
             tx_seq = U64.unpack(raw)[0]  # type: ignore[arg-type]
+            # (upb parses a whole TX_SEEN value, calldata and all, faster than Python reads its header fields)
             first = decode_event(seen_value, tx_seq)
+            first_seen_ns, first_source = first.first_seen_unix_ns, first.source_id
             if first.tx_hash != tx_hash:  # only the 16-byte key prefix matched: not this transaction
                 outcomes["unknown_tx"] = outcomes.get("unknown_tx", 0) + 1
                 continue
             source_key = key + source_id.encode()
-            if source_id == first.source_id or txn.get(source_key, db=sources_db) is not None:
-                outcomes["repeat"] = outcomes.get("repeat", 0) + 1
-                continue
-            held = 1  # the first source
+            held = 1  # the first source, then the later ones under the transaction's key (one cursor seek)
+            repeat = source_id == first_source
             positioned = cursor.set_range(key)
-            while positioned and cursor.key()[:len(key)] == key and held < self.max_sources_per_tx:
+            while positioned and not repeat and cursor.key()[:len(key)] == key:
+                repeat = cursor.key() == source_key
                 held += 1
                 positioned = cursor.next()
+            if repeat:
+                outcomes["repeat"] = outcomes.get("repeat", 0) + 1
+                continue
             if held >= self.max_sources_per_tx:
                 outcomes["over_limit"] = outcomes.get("over_limit", 0) + 1
                 continue
             seq += 1
-            event = events_pb2.Event(
-                chain_id=chain_id, kind=events_pb2.EVENT_KIND_TX_SOURCE_SEEN, tx_hash=tx_hash,
-                first_seen_unix_ns=first.first_seen_unix_ns, received_unix_ns=batch.received_ns, source_id=source_id,
-                tx_source_seen=events_pb2.TxSourceSeen(
-                    sighting=tx_pb2.TxSighting(chain_id=chain_id, hash=tx_hash, source_id=source_id,
-                                               seen_unix_ns=seen_ns),
-                    tx_seq_id=tx_seq))
-            value = bytes((KIND_SOURCE,)) + event.SerializeToString()
+            value = source_seen_value(event_header(chain_id, tx_hash, first_seen_ns, batch.received_ns, source_id),
+                                      chain_id, tx_hash, source_id, seen_ns, tx_seq)
             txn.put(pack(seq), value, db=events_db, append=True)
             txn.put(CHAIN_SEQ.pack(chain_id, seq), bytes((KIND_SOURCE,)), db=chain_db)
             txn.put(source_key, pack(seen_ns), db=sources_db)

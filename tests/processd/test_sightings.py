@@ -8,6 +8,7 @@ from pathlib import Path
 from common.ingest_push import channel, push_batches, push_envelopes
 from common.pb.v1 import events_pb2, ingest_pb2, query_pb2, tx_pb2
 from common.synth import synthetic_envelopes
+from processd import encoding
 from processd.eventlog import CHAIN_SEQ, KIND_SEEN, KIND_SOURCE, U64, decode_event
 from processd.server import ProcessdServer
 from tests.processd._helpers import query_stub
@@ -115,3 +116,20 @@ async def test_sightings_are_pruned_with_their_transaction(server_factory: Facto
     assert sources == 0  # the old transactions' sightings went with them
     assert index == {s for s, e in retained.items() if e.kind in (KIND_SEEN, KIND_SOURCE)}
     assert await _standings(srv, 1) == {"fast": (210, 210), "slow": (0, 10)}  # cumulative, not reduced by pruning
+
+
+def test_hand_encoded_source_event_matches_protobuf() -> None:
+    for env in synthetic_envelopes(50, seed=93):
+        header = encoding.event_header(env.chain_id, env.hash, env.first_seen_unix_ns, 77, "slow-source")
+        value = encoding.source_seen_value(header, env.chain_id, env.hash, "slow-source", env.first_seen_unix_ns + 9,
+                                           1234567)
+        want = events_pb2.Event(
+            chain_id=env.chain_id, kind=SOURCE_SEEN, tx_hash=env.hash, first_seen_unix_ns=env.first_seen_unix_ns,
+            received_unix_ns=77, source_id="slow-source", tx_source_seen=events_pb2.TxSourceSeen(
+                sighting=tx_pb2.TxSighting(chain_id=env.chain_id, hash=env.hash, source_id="slow-source",
+                                           seen_unix_ns=env.first_seen_unix_ns + 9), tx_seq_id=1234567))
+        assert value[0] == KIND_SOURCE and decode_event(value, 5) == events_pb2.Event(seq_id=5, **_fields(want))
+
+
+def _fields(event: events_pb2.Event) -> dict[str, object]:
+    return {f.name: v for f, v in event.ListFields()}

@@ -9,7 +9,7 @@ from common.ingest_push import channel, push_batches, push_envelopes
 from common.pb.v1 import events_pb2, ingest_pb2, query_pb2, tx_pb2
 from common.synth import synthetic_envelopes
 from processd import encoding
-from processd.eventlog import CHAIN_SEQ, KIND_SEEN, KIND_SOURCE, U64, decode_event
+from processd.eventlog import CHAIN_SEQ, KIND_SEEN, KIND_SOURCE, U64, EventLog, decode_event
 from processd.server import ProcessdServer
 from tests.processd._helpers import query_stub
 
@@ -133,3 +133,18 @@ def test_hand_encoded_source_event_matches_protobuf() -> None:
 
 def _fields(event: events_pb2.Event) -> dict[str, object]:
     return {f.name: v for f, v in event.ListFields()}
+
+
+def test_a_log_written_before_tx_sources_opens_and_gets_it(tmp_path: Path) -> None:
+    log = EventLog(tmp_path / "lmdb", 64 << 20).open()
+    assert log.env is not None
+    with log.env.begin(write=True) as txn:
+        txn.drop(log.sources_db, delete=True)  # as a log of the five databases before this change
+    log.close()
+    again = EventLog(tmp_path / "lmdb", 64 << 20).open()  # no DamagedLogError for the missing database
+    try:
+        assert again.env is not None
+        with again.env.begin() as txn:
+            assert b"tx_sources" in {bytes(k) for k, _ in txn.cursor()}
+    finally:
+        again.close()

@@ -156,6 +156,7 @@ def test_two_sources_stored_once_first_seen_attributed(tmp_path: Path, processd:
         with gateway.client() as http:
             page = http.get("/transactions", params={"chain_id": 137, "limit": 100}).json()["transactions"]
             chains = http.get("/dashboard/snapshot", params={"chain_id": 137}).json()["chains"]
+            later = http.get("/events", params={"kinds": "tx_source_seen", "limit": 100}).json()["events"]
     finally:
         gateway.stop()
     assert len(page) == 40
@@ -164,6 +165,11 @@ def test_two_sources_stored_once_first_seen_attributed(tmp_path: Path, processd:
         assert tx["sources"][0] == {"source_id": tx["source_id"], "first_seen_unix_ms": tx["first_seen_unix_ms"]}
         assert tx["sources"][1]["first_seen_unix_ms"] >= tx["first_seen_unix_ms"]
     assert {s["source_id"]: (s["first_seen_wins"], s["seen"]) for s in chains[0]["source_wins"]} == standings
+    by_seq = {tx["seq_id"]: tx for tx in page}
+    assert len(later) == 40 and all(e["source_id"] == slow_id == e["sighting"]["source_id"] for e in later)
+    for e in later:
+        tx = by_seq[e["sighting"]["tx_seq_id"]]
+        assert e["sighting"]["first_seen_unix_ms"] == tx["sources"][1]["first_seen_unix_ms"]
 
 
 def _sources(stored: list[query_pb2.StoredTx]) -> dict[bytes, list[tuple[str, int]]]:

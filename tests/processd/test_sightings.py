@@ -148,3 +148,30 @@ def test_a_log_written_before_tx_sources_opens_and_gets_it(tmp_path: Path) -> No
             assert b"tx_sources" in {bytes(k) for k, _ in txn.cursor()}
     finally:
         again.close()
+
+
+async def test_later_sources_share_the_page_byte_budget(server_factory: Factory) -> None:
+    srv = await server_factory(max_page_bytes=16 << 10, max_sources_per_tx=16)
+    envs = synthetic_envelopes(20, seed=94, chain_ids=(1,), source_id="fast")
+    await push_envelopes(srv.address, envs, batch_size=20)
+    # 10 sources of 250 characters each: ~2.7 KB per transaction, beside a ~0.5 KB event value.
+    names = [f"{i}-" + "s" * 248 for i in range(10)]
+    sightings = [_sighting(e, name) for e in envs for name in names]
+    assert (await push_batches(srv.address, [ingest_pb2.TxBatch(session_id="s", batch_seq=9,
+                                                                sightings=sightings)]))[0].sightings_stored == 200
+    for ascending in (True, False):
+        seen: list[int] = []
+        cursor, pages = 0, 0
+        async with channel(srv.address) as ch:
+            while True:
+                page = await query_stub(ch).ListTransactions(query_pb2.ListTransactionsRequest(
+                    chain_id=1, limit=100, cursor=cursor, ascending=ascending))
+                pages += 1
+                assert page.ByteSize() <= 2 * (16 << 10)
+                assert all(len(t.sources) == 11 for t in page.transactions)
+                seen += [t.seq_id for t in page.transactions]
+                if not page.next_cursor:
+                    break
+                assert page.truncated
+                cursor = page.next_cursor
+        assert pages > 2 and sorted(seen) == sorted(set(seen)) and len(seen) == 20  # all, once, in pieces

@@ -89,8 +89,13 @@ _ENVELOPE = {
     "max_priority_fee_per_gas": AMOUNT_OR_NULL,
     "type": {**INT, "description": "EIP-2718 type (0 legacy, 2 dynamic fee, ...)"},
     "input": {**HEX, "description": "calldata"},
-    "source_id": STR,
-    "first_seen_unix_ms": MS,
+    "source_id": {**STR, "description": "the source (WebSocket endpoint) that announced it first"},
+    "first_seen_unix_ms": {**MS, "description": "when ingestd received the first source's announcement"},
+    "sources": _arr(_obj({"source_id": STR, "first_seen_unix_ms": MS})) | {
+        "minItems": 1,
+        "description": "every source that announced it, each with its own first-seen time: the first one first "
+                       "(= source_id, first_seen_unix_ms), then later ones by time (bounded by ingestd's "
+                       "MEMPULSE_INGEST_MAX_SOURCES_PER_TX). In an event's tx: the first one only"},
     "v": {**AMOUNT_OR_NULL, "description": "signature v (legacy: 27/28 or chain_id*2+35/36; typed: as the node "
           "reports it, y_parity), decimal string; null when the node did not report it"},
     "y_parity": {"type": ["integer", "null"], "minimum": 0, "maximum": 1,
@@ -210,9 +215,15 @@ SCHEMAS: dict[str, Any] = {
             "tx": _ref("Envelope"),
             "features": _ref("Features"),
             "opportunity": _ref("Opportunity"),
+            "sighting": _obj(
+                {"source_id": STR, "first_seen_unix_ms": {**MS, "description": "this source's own first-seen time"},
+                 "tx_seq_id": {**INT, "description": "seq_id of the transaction's tx_seen event"}},
+                description="a later source's announcement of a stored transaction (tx_source_seen)"),
         },
         ["seq_id", "chain_id", "kind", "tx_hash", "first_seen_unix_ms", "received_unix_ms", "source_id"],
-        "One event-log record; tx (tx_seen), features (tx_decoded) or opportunity (opp_detected) by kind.",
+        "One event-log record; tx (tx_seen), features (tx_decoded), opportunity (opp_detected) or sighting "
+        "(tx_source_seen) by kind. In a tx_source_seen event, source_id is the later source and first_seen_unix_ms "
+        "the transaction's (its first source's).",
     ),
     "ReplayPoint": _obj({"seq_high_water": INT, "committed_unix_ms": MS, "pending_count": INT}),
     "IngestStats": _obj(
@@ -247,6 +258,17 @@ SCHEMAS: dict[str, Any] = {
             "replay": _ref("ReplayPoint"),
             "ingest": {"oneOf": [_ref("IngestStats"), {"type": "null"}]},
             "drop_ratio": {"type": "number", "minimum": 0},
+            "source_wins": {
+                **_arr(_obj({
+                    "source_id": {**STR, "description": 'a source id ("~other": sources past processd\'s '
+                                  'MEMPULSE_MAX_SOURCES_PER_CHAIN)'},
+                    "first_seen_wins": {**INT, "description": "stored transactions this source announced first"},
+                    "seen": {**INT, "description": "stored transactions this source announced at all (first or "
+                             "later, as recorded)"},
+                })),
+                "description": "per source: first-seen wins and announcements, from the event log (durable, "
+                               "cumulative), by source_id",
+            },
         }
     ),
     "Snapshot": _obj(

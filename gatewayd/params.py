@@ -34,6 +34,7 @@ EVENT_KINDS: dict[str, int] = {
     "tx_seen": events_pb2.EVENT_KIND_TX_SEEN,
     "tx_decoded": events_pb2.EVENT_KIND_TX_DECODED,
     "opp_detected": events_pb2.EVENT_KIND_OPP_DETECTED,
+    "tx_source_seen": events_pb2.EVENT_KIND_TX_SOURCE_SEEN,
 }
 
 

@@ -1,6 +1,7 @@
 """Cache of rendered JSON for immutable records (stored transactions, feature records).
 
-A stored transaction never changes once committed, and the "newest" views overlap heavily from one request
+A stored transaction never changes once committed (but for its list of sources, which only grows: its length
+is part of the key), and the "newest" views overlap heavily from one request
 to the next (the newest 25 move by a few transactions at a time), yet mapping one protobuf transaction to
 JSON costs tens of microseconds (each field access allocates). So each record is rendered once and reused as
 an ``orjson.Fragment`` inside later responses. Keys include the hash as well as the seq_id, so a processd
@@ -143,7 +144,8 @@ class RenderCache:
     def tx(self, stored: query_pb2.StoredTx, raw: bool = False) -> orjson.Fragment:
         """JSON of a stored transaction (see :func:`gatewayd.serializers.stored_tx_json`), with its raw bytes
         when ``raw``."""
-        key = (4 if raw else 0, stored.seq_id, stored.tx.hash)
+        # Its sources grow as later ones are recorded (never shrink, at most a few): their count is in the key.
+        key = (4 if raw else 0, stored.seq_id, stored.tx.hash + bytes((len(stored.sources) & 0xFF,)))
         entry = self._entries.get(key)
         if entry is not None:
             self.hits += 1

@@ -117,6 +117,8 @@ def envelope_json(tx: tx_pb2.TxEnvelope, include_raw: bool = False) -> dict[str,
         "max_fee_per_blob_gas": optional_amount(tx, "max_fee_per_blob_gas"),
         "blob_versioned_hashes": ["0x" + h.hex() for h in tx.blob_versioned_hashes],
         "authorization_list": authorization_list_json(tx.authorization_list),
+        # Every source that announced it; an envelope knows only the first (a stored transaction lists them all).
+        "sources": [{"source_id": tx.source_id, "first_seen_unix_ms": tx.first_seen_unix_ns // _NS_PER_MS}],
     }
     if include_raw:
         raw = tx.raw_tx
@@ -126,10 +128,14 @@ def envelope_json(tx: tx_pb2.TxEnvelope, include_raw: bool = False) -> dict[str,
 
 
 def stored_tx_json(stored: query_pb2.StoredTx, include_raw: bool = False) -> dict[str, Any]:
-    """A stored transaction: its envelope plus seq_id and when processd received it."""
+    """A stored transaction: its envelope plus seq_id, when processd received it, and every source that announced
+    it (first one first: the same as ``source_id`` / ``first_seen_unix_ms``)."""
     out = envelope_json(stored.tx, include_raw)
     out["seq_id"] = stored.seq_id
     out["received_unix_ms"] = stored.received_unix_ns // _NS_PER_MS
+    if stored.sources:  # (a processd before StoredTx.sources sends none: the envelope's first source stands)
+        out["sources"] = [{"source_id": s.source_id, "first_seen_unix_ms": s.first_seen_unix_ns // _NS_PER_MS}
+                          for s in stored.sources]
     return out
 
 
@@ -188,7 +194,8 @@ def opportunity_json(o: events_pb2.Opportunity) -> dict[str, Any]:
 
 
 def event_json(e: events_pb2.Event, include_raw: bool = False) -> dict[str, Any]:
-    """One event-log record; exactly one of ``tx``, ``features``, ``opportunity`` is set, by ``kind``."""
+    """One event-log record; exactly one of ``tx``, ``features``, ``opportunity``, ``sighting`` is set, by
+    ``kind``."""
     out: dict[str, Any] = {
         "seq_id": e.seq_id,
         "chain_id": e.chain_id,
@@ -205,6 +212,11 @@ def event_json(e: events_pb2.Event, include_raw: bool = False) -> dict[str, Any]
         out["features"] = features_json(e.tx_decoded.features)
     elif body == "opp_detected":
         out["opportunity"] = opportunity_json(e.opp_detected.opportunity)
+    elif body == "tx_source_seen":
+        seen = e.tx_source_seen
+        out["sighting"] = {"source_id": seen.sighting.source_id,
+                           "first_seen_unix_ms": seen.sighting.seen_unix_ns // _NS_PER_MS,
+                           "tx_seq_id": seen.tx_seq_id}
     return out
 
 
@@ -256,6 +268,8 @@ def chain_totals_json(c: query_pb2.ChainTotals) -> dict[str, Any]:
         "replay": replay_json(c.replay),
         "ingest": ingest_stats_json(c.ingest) if c.HasField("ingest") else None,
         "drop_ratio": c.drop_ratio,
+        "source_wins": [{"source_id": s.source_id, "first_seen_wins": s.first_seen_wins, "seen": s.seen}
+                        for s in c.sources],
     }
 
 

@@ -87,6 +87,10 @@ class IngestConfig:
     fetch_queue_size: int = 20_000
     dedup_size: int = 500_000
     dedup_ttl_s: float = 900.0
+    #: Sources recorded per transaction (the first included); later ones are counted as over_limit.
+    max_sources_per_tx: int = 8
+    #: Transactions whose sources the per-chain source log holds (chains with several sources only).
+    source_log_size: int = 50_000
     outbound_queue_size: int = 20_000
     outbound_batch_size: int = 500
     outbound_flush_ms: int = 10
@@ -243,6 +247,8 @@ def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None
         fetch_queue_size=i("fetch_queue_size", d.fetch_queue_size),
         dedup_size=i("dedup_size", d.dedup_size),
         dedup_ttl_s=f("dedup_ttl_s", d.dedup_ttl_s),
+        max_sources_per_tx=i("max_sources_per_tx", d.max_sources_per_tx),
+        source_log_size=i("source_log_size", d.source_log_size),
         outbound_queue_size=i("outbound_queue_size", d.outbound_queue_size),
         outbound_batch_size=i("outbound_batch_size", d.outbound_batch_size),
         outbound_flush_ms=i("outbound_flush_ms", d.outbound_flush_ms),

@@ -34,6 +34,10 @@ class SourceStats:
     full_tx: bool = False
     notifications: int = 0
     dedup_hits: int = 0
+    #: Transactions this source announced first (its announcement passed dedup).
+    first_seen_wins: int = 0
+    #: Later announcements of a transaction another source announced first, by SightingOutcome.
+    sightings: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
     reconnects: int = 0
     gaps: int = 0
     gap_seconds: float = 0.0
@@ -73,6 +77,11 @@ class ChainStats:
     storage_full_retries: int = 0
     fetched: int = 0
     full_tx_received: int = 0
+    #: Later sightings recorded but never sent: their envelope was not sent, or the outbound queue was full.
+    sightings_lost: int = 0
+    #: Sightings processd stored / ignored (IngestAck.sightings_stored / sightings_ignored).
+    sightings_stored: int = 0
+    sightings_ignored: int = 0
     rpc_errors: defaultdict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
     #: Where each envelope's raw_tx came from, or why it has none (ingestd.chains.worker.RawOutcome).
     raw_tx: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
@@ -84,6 +93,9 @@ class ChainStats:
     in_flight: Callable[[], int] = lambda: 0
     unacked_batches: Callable[[], int] = lambda: 0
     dedup_entries: Callable[[], int] = lambda: 0
+    #: Transactions held by the chain's source log, and its bound (0 = no source log: a single source).
+    source_log_entries: Callable[[], int] = lambda: 0
+    source_log_capacity: int = 0
 
     def source(self, source_id: str) -> SourceStats:
         if source_id not in self.sources:
@@ -121,6 +133,9 @@ class Histograms:
         self.stream_ack_latency = Histogram("ingestd_stream_ack_seconds",
                                             "From writing a TxBatch to processd's ack (gRPC + commit + ack)",
                                             ["chain"], buckets=LATENCY_BUCKETS_S, registry=registry)
+        self.source_lag = Histogram("mempulse_ingestd_source_lag_seconds",
+                                    "How long after the first source another source announced the same transaction",
+                                    ["chain_id", "source"], buckets=LATENCY_BUCKETS_S, registry=registry)
         self.ack_latency = Histogram("ingestd_notification_to_ack_seconds",
                                      "From the pending notification to processd's durable ack, per envelope",
                                      ["chain"], buckets=LATENCY_BUCKETS_S, registry=registry)
@@ -179,8 +194,23 @@ class IngestCollector(Collector):
         in_flight = gauge("ingestd_fetch_in_flight", "Batch fetch requests in flight", ["chain"])
         unacked = gauge("ingestd_unacked_batches", "Batches sent to processd and not yet acknowledged", ["chain"])
         dedup_size = gauge("ingestd_dedup_entries", "Hashes held by the dedup set", ["chain"])
+        wins = counter("mempulse_ingestd_source_first_seen_wins", "Transactions this source announced first",
+                       ["chain_id", "source"])
+        sightings = counter("mempulse_ingestd_source_sightings",
+                            "Announcements of a transaction another source announced first, by outcome",
+                            ["chain_id", "source", "outcome"])
+        sightings_lost = counter("mempulse_ingestd_sightings_lost",
+                                 "Later sightings not sent (their envelope was not, or the outbound queue was full)",
+                                 ["chain_id"])
+        sightings_acked = counter("mempulse_ingestd_sightings_acked",
+                                  "Sightings processd acknowledged, by result (stored, ignored: repeat or unknown tx)",
+                                  ["chain_id", "result"])
+        log_size = gauge("mempulse_ingestd_source_log_entries", "Transactions held by the source log", ["chain_id"])
+        log_cap = gauge("mempulse_ingestd_source_log_capacity", "Bound of the source log (0 = single source)",
+                        ["chain_id"])
         for c in list(self._chains()):
             ch = c.name
+            cid = str(c.chain_id)
             seen.add_metric([ch], c.seen)
             delivered.add_metric([ch], c.delivered)
             sent.add_metric([ch], c.envelopes_sent)
@@ -201,6 +231,9 @@ class IngestCollector(Collector):
                 silent.add_metric([ch, s.source_id], 1 if s.silent else 0)
                 for reason, n in list(s.rejected.items()):
                     rejected.add_metric([ch, s.source_id, reason], n)
+                wins.add_metric([cid, s.source_id], s.first_seen_wins)
+                for outcome, n in list(s.sightings.items()):
+                    sightings.add_metric([cid, s.source_id, outcome], n)
             for (source, reason), n in list(c.drops.counts.items()):
                 drops.add_metric([ch, source, reason.value], n)
             for (endpoint, code), n in list(c.rpc_errors.items()):
@@ -215,6 +248,12 @@ class IngestCollector(Collector):
             in_flight.add_metric([ch], c.in_flight())
             unacked.add_metric([ch], c.unacked_batches())
             dedup_size.add_metric([ch], c.dedup_entries())
+            sightings_lost.add_metric([cid], c.sightings_lost)
+            sightings_acked.add_metric([cid, "stored"], c.sightings_stored)
+            sightings_acked.add_metric([cid, "ignored"], c.sightings_ignored)
+            log_size.add_metric([cid], c.source_log_entries())
+            log_cap.add_metric([cid], c.source_log_capacity)
         yield from (seen, delivered, sent, acks, fetched, full_tx, resent, stream_rc, storage_full, notif, dedup,
                     rejected, reconnects, gaps, drops, rpc_err, raw_tx, raw_fail, connected, silent, visibility, depth,
-                    capacity, in_flight, unacked, dedup_size)
+                    capacity, in_flight, unacked, dedup_size, wins, sightings, sightings_lost, sightings_acked, log_size,
+                    log_cap)

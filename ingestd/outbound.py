@@ -5,6 +5,10 @@ order, after a reconnect; processd deduplicates by (chain_id, hash), so a resend
 ``max_unacked`` batches are outstanding: when processd is slow the unacked window fills, the writer
 pauses, the bounded queue fills, and :meth:`Outbound.try_enqueue` starts refusing (the caller counts
 ``outbound_queue_full``). Nothing here ever blocks the caller.
+
+The queue also carries ``TxSighting``s (later announcements by other sources, ``ingestd.sourcelog``), in the
+same FIFO order as the envelopes: a sighting queued after its envelope goes in the envelope's batch or a later
+one, so processd has stored the transaction when it reads the sighting.
 """
 
 from __future__ import annotations
@@ -64,7 +68,7 @@ class Outbound:
         self._batch_hist = histograms.outbound_batch_size.labels(stats.name)
         self._ack_hist = histograms.ack_latency.labels(stats.name)
         self._stream_ack_hist = histograms.stream_ack_latency.labels(stats.name)
-        self._queue: deque[tx_pb2.TxEnvelope] = deque()
+        self._queue: deque[tx_pb2.TxEnvelope | tx_pb2.TxSighting] = deque()
         self._wake = asyncio.Event()
         self._acked = asyncio.Event()
         self._unacked: dict[int, _Unacked] = {}
@@ -77,7 +81,7 @@ class Outbound:
 
     @property
     def depth(self) -> int:
-        """Envelopes queued and not yet in a batch."""
+        """Envelopes and sightings queued and not yet in a batch."""
         return len(self._queue)
 
     @property
@@ -88,11 +92,12 @@ class Outbound:
     def unacked_envelopes(self) -> int:
         return sum(len(u.first_seen_ns) for u in self._unacked.values())
 
-    def try_enqueue(self, envelope: tx_pb2.TxEnvelope) -> bool:
-        """Queues ``envelope`` unless the queue is at capacity (returns False; the caller counts the drop)."""
+    def try_enqueue(self, item: tx_pb2.TxEnvelope | tx_pb2.TxSighting) -> bool:
+        """Queues an envelope or a sighting unless the queue is at capacity (returns False; the caller counts
+        the drop)."""
         if len(self._queue) >= self.capacity or self._closing:
             return False
-        self._queue.append(envelope)
+        self._queue.append(item)
         if len(self._queue) >= self.batch_size or not self._wake.is_set():
             self._wake.set()
         return True
@@ -127,7 +132,7 @@ class Outbound:
         await asyncio.wait({task}, timeout=5.0)
         if not task.done():
             log.error("outbound sender of chain=%s did not stop within 5 s of its cancellation", self._chain_label)
-        lost = len(self._queue) + self.unacked_envelopes
+        lost = sum(1 for item in self._queue if type(item) is tx_pb2.TxEnvelope) + self.unacked_envelopes
         if lost:
             self.stats.drops.add(DropReason.SHUTDOWN, count=lost, detail="unacked at shutdown")
             log.warning("shutdown chain=%s envelopes_not_acked=%d", self._chain_label, lost)
@@ -145,15 +150,20 @@ class Outbound:
         # Bounded by count and by bytes, so a batch of large calldata never exceeds processd's gRPC message
         # limit (a batch that can never be delivered would be resent forever). One envelope always goes.
         envelopes: list[tx_pb2.TxEnvelope] = []
-        size = 0
-        while len(envelopes) < n:
-            env_size = self._queue[0].ByteSize()
-            if envelopes and size + env_size > self.max_batch_bytes:
+        sightings: list[tx_pb2.TxSighting] = []
+        size = taken = 0
+        while taken < n:
+            item = self._queue[0]
+            item_size = item.ByteSize()
+            if taken and size + item_size > self.max_batch_bytes:
                 break
-            envelopes.append(self._queue.popleft())
-            size += env_size
+            self._queue.popleft()
+            (sightings if type(item) is tx_pb2.TxSighting else envelopes).append(item)  # type: ignore[arg-type]
+            size += item_size
+            taken += 1
         self._seq += 1
-        batch = ingest_pb2.TxBatch(session_id=self.session_id, batch_seq=self._seq, envelopes=envelopes)
+        batch = ingest_pb2.TxBatch(session_id=self.session_id, batch_seq=self._seq, envelopes=envelopes,
+                                   sightings=sightings)
         if with_stats:
             batch.chain_stats.append(self._stats_source())
         return batch, [e.first_seen_unix_ns for e in envelopes]
@@ -241,7 +251,7 @@ class Outbound:
             batch, first_seen = item
             if stats_due:
                 self._last_stats = time.monotonic()
-            if batch.envelopes:
+            if batch.envelopes or batch.sightings:
                 self._unacked[batch.batch_seq] = _Unacked(batch, first_seen, time.monotonic())
                 self._batch_hist.observe(len(batch.envelopes))
                 self.stats.envelopes_sent += len(batch.envelopes)
@@ -270,6 +280,10 @@ class Outbound:
             return  # a stats-only batch, a duplicate ack after a resend, or a batch already waiting to retry
         self.stats.processd_accepted += ack.accepted
         self.stats.processd_duplicates += ack.duplicates
+        if not any(rc.reason == ingest_pb2.REJECT_REASON_STORAGE_FULL for rc in ack.rejected):
+            # (a storage_full answer is resent whole: its sightings are counted by the final answer)
+            self.stats.sightings_stored += ack.sightings_stored
+            self.stats.sightings_ignored += ack.sightings_ignored
         storage_full = 0
         rejected = 0
         for rc in ack.rejected:

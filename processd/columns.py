@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-FeatureKey = tuple[int, int, str, bool]  # (chain, category, protocol, decoded)
+#: (chain, category, protocol, decoded, source id): the feature counts, and the first-seen wins per source.
+FeatureKey = tuple[int, int, str, bool, str]
 
 
 class BatchColumns(NamedTuple):

@@ -62,6 +62,10 @@ class ProcessdConfig:
     #: Most distinct chains stored (counters and windows are per chain); envelopes of further chains are
     #: rejected as unknown_chain.
     max_chains: int = 1024
+    #: Sources kept per transaction, the first included (further TxSightings are counted as over_limit), and
+    #: distinct sources whose first-seen wins are counted per chain (further ones are counted as "~other").
+    max_sources_per_tx: int = 16
+    max_sources_per_chain: int = 64
     recent_tx_per_chain: int = 2000
     recent_features: int = 2000
     opportunity_window: int = 5000
@@ -175,6 +179,8 @@ def config_from_args(argv: Sequence[str] | None = None, env: Mapping[str, str] |
         max_page_bytes=_pick_int(None, "max_page_bytes", d.max_page_bytes, source, 0),
         chain_ids=chain_ids,
         max_chains=_pick_int(None, "max_chains", d.max_chains, source, 1),
+        max_sources_per_tx=_pick_int(None, "max_sources_per_tx", d.max_sources_per_tx, source, 1),
+        max_sources_per_chain=_pick_int(None, "max_sources_per_chain", d.max_sources_per_chain, source, 1),
         recent_tx_per_chain=_pick_int(None, "recent_tx_per_chain", d.recent_tx_per_chain, source, 1),
         recent_features=_pick_int(None, "recent_features", d.recent_features, source, 1),
         opportunity_window=_pick_int(None, "opportunity_window", d.opportunity_window, source, 1),

@@ -136,3 +136,27 @@ def body_lengths_table() -> list[bytes]:
     if table is None:
         table = _body_lengths = [body_lengths(n) for n in range(BODY_LENGTHS_MAX)]
     return table
+
+
+# --- TX_SOURCE_SEEN events (written by the writer itself: one per later source of a stored transaction) ---
+
+KIND_SOURCE: int = events_pb2.EVENT_KIND_TX_SOURCE_SEEN
+#: Kind byte + ``Event.kind`` of a TX_SOURCE_SEEN value, and the tag of its body (``Event.tx_source_seen``, 13).
+SOURCE_PREFIX = bytes((KIND_SOURCE,)) + _TAG_KIND + bytes((KIND_SOURCE,))
+_TAG_TX_SOURCE_SEEN = b"\x6a"
+
+
+def source_seen_value(header: bytes, chain_id: int, tx_hash: bytes, source_id: str, seen_ns: int,
+                      tx_seq: int) -> bytes:
+    """A TX_SOURCE_SEEN ``events`` value: ``header`` (:func:`event_header` of the transaction's chain, hash and
+    first-seen time, the commit's receive time and the later source) and the body ``TxSourceSeen {sighting:
+    TxSighting(chain_id, tx_hash, source_id, seen_ns), tx_seq_id: tx_seq}``. By hand for the same reason as the
+    other values: building the nested messages costs ~19 us, this ~5 (the writer does it per sighting)."""
+    raw = source_id.encode()
+    sighting = b"".join((b"\x08" + varint(chain_id) if chain_id else b"",
+                         b"\x12" + varint(len(tx_hash)) + tx_hash if tx_hash else b"",
+                         b"\x1a" + varint(len(raw)) + raw if raw else b"",
+                         b"\x20" + varint(seen_ns) if seen_ns else b""))
+    body = b"\x0a" + varint(len(sighting)) + sighting + (b"\x10" + varint(tx_seq) if tx_seq else b"")
+    return b"".join((SOURCE_PREFIX, header, _TAG_TX_SOURCE_SEEN, varint(len(body)), body))
+

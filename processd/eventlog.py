@@ -13,6 +13,8 @@ database        key                              value
                 of the hash
 ``agg``         see ``AGG_*`` below              u64 counter
 ``meta``        ``schema_version`` / ``last_seq``  u32 / u64
+``tx_sources``  a ``tx_hash`` key + source id    first-seen unix ns (u64) of that source's
+                (utf-8) of every later source    announcement (its TX_SOURCE_SEEN event)
 ==============  ===============================  =============================================
 
 The events of one transaction are contiguous: TX_SEEN at seq s, TX_DECODED at s+1, then one OPP_DETECTED per
@@ -29,7 +31,14 @@ get the producer's own second transaction counted as a duplicate). Shorter keys 
 one random insert per stored transaction, about a third smaller and cheaper to update; :meth:`EventLog.find_tx`
 checks the full hash on the TX_SEEN event it finds.
 
-Schema 2 is this layout; schema 1 (seq inside values, one ``chain_seq`` entry per event) is refused at open.
+A later source's announcement of a stored transaction (a ``TxSighting`` of the ingest stream) is an event of its
+own, TX_SOURCE_SEEN, at the seq it was committed at (it is not contiguous with its transaction's events, and has
+its own ``chain_seq`` entry), indexed in ``tx_sources`` under its transaction's ``tx_hash`` key (written in the
+same transaction, like every index), so a read of a transaction finds its sources with one cursor seek. Per
+chain and source, ``agg`` counts first-seen wins and later sightings (``AGG_SOURCE``).
+
+Schema 2 is this layout (``tx_sources`` came later: a log without it gets it at open); schema 1 (seq inside
+values, one ``chain_seq`` entry per event) is refused at open.
 """
 
 from __future__ import annotations
@@ -61,7 +70,9 @@ META_LAST_SEQ = b"last_seq"
 DAMAGE_ERRORS = (lmdb.InvalidError, lmdb.VersionMismatchError, lmdb.CorruptedError, lmdb.PageNotFoundError,
                  lmdb.IncompatibleError, lmdb.BadValsizeError)
 #: The named databases of the log: the main database of its LMDB environment holds exactly these keys.
-DB_NAMES = frozenset((b"events", b"chain_seq", b"tx_hash", b"agg", b"meta"))
+DB_NAMES = frozenset((b"events", b"chain_seq", b"tx_hash", b"agg", b"meta", b"tx_sources"))
+#: Databases a log written before they existed lacks (created at open).
+LATER_DB_NAMES = frozenset((b"tx_sources",))
 
 #: agg keys: b"C" + chain (u64) + one field byte; b"F" + chain (u64) + category (u8) + protocol (utf-8).
 AGG_CHAIN = b"C"
@@ -72,10 +83,15 @@ AGG_OPPS = b"o"
 AGG_RETAINED_TX = b"p"
 AGG_HIGH_WATER = b"h"
 AGG_COMMITTED_NS = b"n"
+#: b"S" + chain (u64) + one field byte + source id (utf-8): first-seen wins / later sightings of a source.
+AGG_SOURCE = b"S"
+AGG_SOURCE_WINS = b"w"
+AGG_SOURCE_LATER = b"l"
 
 KIND_SEEN: int = events_pb2.EVENT_KIND_TX_SEEN
 KIND_DECODED: int = events_pb2.EVENT_KIND_TX_DECODED
 KIND_OPP: int = events_pb2.EVENT_KIND_OPP_DETECTED
+KIND_SOURCE: int = events_pb2.EVENT_KIND_TX_SOURCE_SEEN
 
 
 class StorageError(Exception):
@@ -111,6 +127,11 @@ def agg_chain_key(chain_id: int, field: bytes) -> bytes:
 def agg_feature_key(chain_id: int, category: int, protocol: str) -> bytes:
     """Key of one (chain, category, protocol) feature count in ``agg``."""
     return AGG_FEATURE + U64.pack(chain_id) + bytes((category,)) + protocol.encode()
+
+
+def agg_source_key(chain_id: int, field: bytes, source_id: str) -> bytes:
+    """Key of one per-(chain, source) counter in ``agg`` (``AGG_SOURCE_WINS`` or ``AGG_SOURCE_LATER``)."""
+    return AGG_SOURCE + U64.pack(chain_id) + field + source_id.encode()
 
 
 def decode_event(value: bytes | memoryview, seq: int) -> events_pb2.Event:
@@ -183,6 +204,7 @@ class EventLog:
         self.tx_db: Any = None
         self.agg_db: Any = None
         self.meta_db: Any = None
+        self.sources_db: Any = None
         self.stale_readers_cleared = 0
         self._lock_fd: int | None = None
 
@@ -226,7 +248,7 @@ class EventLog:
         try:
             with env.begin() as txn:
                 names = {bytes(key) for key, _ in txn.cursor()}
-            check_db_names(self.path, names, DB_NAMES)
+            check_db_names(self.path, names, DB_NAMES, LATER_DB_NAMES)
             self._open_dbs(env)
         except DAMAGE_ERRORS as exc:
             # No checksums in LMDB: a damaged page shows up as a B-tree LMDB cannot walk (or a key of ours that
@@ -247,6 +269,7 @@ class EventLog:
         self.tx_db = env.open_db(b"tx_hash")
         self.agg_db = env.open_db(b"agg")
         self.meta_db = env.open_db(b"meta")
+        self.sources_db = env.open_db(b"tx_sources")
         with env.begin(write=True) as txn:
             raw = txn.get(META_SCHEMA, db=self.meta_db)
             if raw is None:
@@ -348,6 +371,21 @@ class EventLog:
         events = self.tx_events(txn, U64.unpack(raw)[0])
         return events if events and events[0].tx_hash == tx_hash else []
 
+    def tx_sources(self, txn: lmdb.Transaction, chain_id: int, tx_hash: bytes) -> list[tuple[str, int]]:
+        """(source id, first-seen unix ns) of the later sources of a stored transaction, earliest first."""
+        prefix = tx_key(chain_id, tx_hash)
+        cur = txn.cursor(db=self.sources_db)
+        out: list[tuple[str, int]] = []
+        positioned = cur.set_range(prefix)
+        while positioned:
+            key = cur.key()
+            if key[:len(prefix)] != prefix:
+                break
+            out.append((bytes(key[len(prefix):]).decode("utf-8", "replace"), U64.unpack(cur.value())[0]))
+            positioned = cur.next()
+        out.sort(key=lambda item: (item[1], item[0]))
+        return out
+
     def raw_range(self, first_seq: int, last_seq: int) -> list[tuple[int, int, int, bytes]]:
         """(seq, chain_id, kind, value) of events ``first_seq..last_seq`` (a short read transaction)."""
         out: list[tuple[int, int, int, bytes]] = []
@@ -373,7 +411,7 @@ class EventLog:
         out.append(first)
         while cur.next():
             value = cur.value()
-            if value[0] == KIND_SEEN:
+            if value[0] == KIND_SEEN or value[0] == KIND_SOURCE:  # a sighting is read from tx_sources
                 break
             event = decode_event(value, U64.unpack(cur.key())[0])
             if event.tx_hash != first.tx_hash or event.chain_id != first.chain_id:

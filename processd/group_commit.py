@@ -50,6 +50,8 @@ class CommitResult:
     pruned_events: int = 0
     #: Transactions whose analysis raised (stored with category OTHER and decode_error set).
     analysis_errors: int = 0
+    #: Sightings handled, by outcome (``processd.writer.SIGHTING_OUTCOMES``).
+    sightings: dict[str, int] = field(default_factory=dict)
     duration_s: float = 0.0
 
 

@@ -10,6 +10,10 @@ Per stream, at most ``stream_max_inflight_batches`` batches are unacked: beyond 
 so HTTP/2 flow control pushes back on the client instead of processd buffering. When the shared commit queue
 stays full longer than ``queue_full_timeout_ms`` the stream ends with RESOURCE_EXHAUSTED (the client resends
 its unacked batches; dedup makes that idempotent).
+
+A batch's sightings (``TxBatch.sightings``: later sources of transactions) are checked here (malformed ones are
+counted as ``invalid`` and ignored) and stored by the writer after the batch's envelopes; a batch of sightings
+only skips preparation.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from collections.abc import AsyncIterator
 import grpc
 from google.protobuf.message import DecodeError
 
+from common.chains import MAX_CHAIN_ID
 from common.pb.v1 import ingest_pb2, ingest_pb2_grpc
 from processd.analysis_pool import AnalysisPool
 from processd.columns import BatchColumns, keep_only
@@ -30,8 +35,8 @@ from processd.crashpoints import CrashSwitch
 from processd.ingest_stats import RateLimitedLog
 from processd.metrics import ProcessdMetrics
 from processd.readmodels import ReadModels
-from processd.validation import OK, REASON_NAMES
-from processd.writer import CommitWriter, PendingBatch, QueueFullError, WriterStoppedError
+from processd.validation import MAX_SOURCE_ID_CHARS, OK, REASON_NAMES
+from processd.writer import CommitWriter, PendingBatch, QueueFullError, Sighting, WriterStoppedError
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +108,26 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
             if not admitted.done():
                 admitted.set_result(None)
 
+    def sightings_only(self, batch: ingest_pb2.TxBatch, future: asyncio.Future[ingest_pb2.IngestAck]) -> PendingBatch:
+        """A :class:`PendingBatch` for a batch without envelopes (nothing to prepare)."""
+        prepared: asyncio.Future[BatchColumns] = asyncio.get_running_loop().create_future()
+        prepared.set_result(BatchColumns(b"", 0, [], [], [], [], [], [], [], [], {}, {}, {}))
+        return PendingBatch(batch_seq=batch.batch_seq, envelopes=(), rejected={}, received_ns=time.time_ns(),
+                            future=future, prepared=prepared)
+
+    def check_sightings(self, batch: ingest_pb2.TxBatch) -> tuple[list[Sighting], int]:
+        """The batch's well-formed sightings, and the number of malformed ones (counted, ignored)."""
+        good: list[Sighting] = []
+        for s in batch.sightings:
+            source_id = s.source_id
+            if (len(s.hash) == 32 and 0 < s.chain_id <= MAX_CHAIN_ID and 0 < len(source_id) <= MAX_SOURCE_ID_CHARS
+                    and s.seen_unix_ns):
+                good.append((s.chain_id, s.hash, source_id, s.seen_unix_ns))
+        bad = len(batch.sightings) - len(good)
+        if bad:
+            self._metrics.sightings.labels("invalid").inc(bad)
+        return good, bad
+
     def _admit(self, pending: PendingBatch, columns: BatchColumns) -> BatchColumns:
         """Chain admission and reject counting; the transactions that may be stored."""
         admitted = self._admitted
@@ -161,8 +186,12 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
                         self._stats_rejected(refused, len(batch.chain_stats), f"session id of "
                                              f"{len(batch.session_id)} chars, {len(sessions)} sessions on the stream")
                 future: asyncio.Future[ingest_pb2.IngestAck] = loop.create_future()
-                if batch.envelopes:
-                    pending = self.prepare(batch, future, raw)
+                sightings, bad_sightings = self.check_sightings(batch) if batch.sightings else ([], 0)
+                if batch.envelopes or sightings:
+                    pending = (self.prepare(batch, future, raw) if batch.envelopes
+                               else self.sightings_only(batch, future))
+                    pending.sightings = sightings
+                    pending.sightings_ignored = bad_sightings
                     try:
                         await self._writer.submit(pending)
                     except QueueFullError as exc:
@@ -182,7 +211,7 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
                         await self._stop_acks(ack_task)
                         await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
                 else:
-                    future.set_result(ingest_pb2.IngestAck(batch_seq=batch.batch_seq))
+                    future.set_result(ingest_pb2.IngestAck(batch_seq=batch.batch_seq, sightings_ignored=bad_sightings))
                 done.put_nowait((future, started))
             done.put_nowait(None)
             await ack_task

@@ -170,17 +170,19 @@ def move_aside(data_dir: Path, reason: str) -> Path:
     return aside
 
 
-def check_db_names(data_dir: Path, names: set[bytes], ours: frozenset[bytes]) -> None:
+def check_db_names(data_dir: Path, names: set[bytes], ours: frozenset[bytes],
+                   later: frozenset[bytes] = frozenset()) -> None:
     """Refuses an LMDB environment whose main database holds ``names`` when it is not (or no longer) our log:
-    keys of another program, or ours missing while ``log.marker`` says the log was created."""
+    keys of another program, or ours missing while ``log.marker`` says the log was created (``later``: ours that
+    a log written before they existed lacks; they are created at open)."""
     foreign = names - ours
     if foreign:
         shown = ", ".join(sorted(n.decode("utf-8", "replace")[:40] for n in foreign)[:5])
         raise DamagedLogError(f"{data_dir} holds an LMDB environment that is not a mempulse event log (it has "
                               f"{len(foreign)} other databases/keys: {shown}): point --data-dir elsewhere")
     marker = data_dir / MARKER_FILE
-    if names != ours and marker.exists():
-        missing = ", ".join(sorted(n.decode() for n in ours - names))
+    if not ours - later <= names and marker.exists():
+        missing = ", ".join(sorted(n.decode() for n in ours - later - names))
         raise DamagedLogError(f"{data_dir / DATA_FILE} lacks the event log's databases ({missing}) but {marker} says "
                               f"one was created here ({_marker_text(marker)}): restore it, or start with "
                               f"--start-empty-over-damaged-log")

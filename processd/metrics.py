@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from processd.eventlog import AGG_SOURCE, AGG_SOURCE_LATER, AGG_SOURCE_WINS, U64
 
 _BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2000, 4000, 8000, 16000, 32000)
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -25,6 +31,8 @@ class ProcessdMetrics:
         self.events = Counter("processd_events", "Events committed to the log", ["kind"], registry=r)
         self.envelopes = Counter("processd_envelopes", "Envelopes received, by outcome", ["outcome"], registry=r)
         self.rejects = Counter("processd_rejects", "Envelopes rejected, by reason", ["reason"], registry=r)
+        self.sightings = Counter("mempulse_processd_sightings", "Later-source sightings (TxBatch.sightings) by "
+                                 "outcome: stored, repeat, unknown_tx, over_limit, invalid", ["outcome"], registry=r)
         self.analysis_errors = Counter("processd_analysis_errors", "Transactions whose analysis raised (stored "
                                        "undecoded)", registry=r)
         self.pruned = Counter("processd_pruned_events", "Events removed by retention", registry=r)
@@ -68,3 +76,33 @@ class ProcessdMetrics:
     def serve(self, host: str, port: int) -> None:
         """Starts the /metrics HTTP endpoint (a daemon thread of prometheus-client)."""
         start_http_server(port, addr=host, registry=self.registry)
+
+
+class SourceCollector(Collector):
+    """Per (chain, source) first-seen wins and announcements, read at scrape time from the read models' copy of
+    the ``agg`` counters (durable: the same values after a restart)."""
+
+    def __init__(self, counters: Callable[[], dict[bytes, int]]) -> None:
+        self._counters = counters
+
+    def collect(self) -> Iterator[Metric]:
+        wins = CounterMetricFamily("mempulse_processd_source_first_seen_wins",
+                                   "Stored transactions the source announced first", labels=["chain_id", "source"])
+        seen = CounterMetricFamily("mempulse_processd_source_seen",
+                                   "Stored transactions the source announced (first or later, as recorded)",
+                                   labels=["chain_id", "source"])
+        totals: dict[tuple[str, str], list[int]] = {}
+        for key, value in list(self._counters().items()):  # (a copy: the event loop may add keys meanwhile)
+            if key[:1] != AGG_SOURCE:
+                continue
+            labels = (str(U64.unpack(key[1:9])[0]), key[10:].decode("utf-8", "replace"))
+            pair = totals.setdefault(labels, [0, 0])
+            if key[9:10] == AGG_SOURCE_WINS:
+                pair[0] = value
+            elif key[9:10] == AGG_SOURCE_LATER:
+                pair[1] = value
+        for labels, (w, later) in sorted(totals.items()):
+            wins.add_metric(list(labels), w)
+            seen.add_metric(list(labels), w + later)
+        yield wins
+        yield seen

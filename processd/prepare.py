@@ -174,7 +174,7 @@ def prepare_batch(raw: bytes, received_ns: int, analyze: AnalyzeEncoded, chain_i
         chain_col.append(chain_id)
         tx_keys.append(chain[1] + tx_hash[:key_hash_bytes])  # eventlog.tx_key
         seen_at.append(offset)
-        fkey = (chain_id, category, protocol, decoded)
+        fkey = (chain_id, category, protocol, decoded, source_id)
         fid = fkey_ids.get(fkey)
         if fid is None:
             fid = fkey_ids[fkey] = len(fkeys)

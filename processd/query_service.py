@@ -15,17 +15,19 @@ import grpc
 
 from common.chains import MAX_CHAIN_ID
 from common.pb.v1 import query_pb2, query_pb2_grpc
-from processd.eventlog import KIND_DECODED, KIND_OPP, KIND_SEEN, EventLog, ScanStats
+from processd.eventlog import KIND_DECODED, KIND_OPP, KIND_SEEN, KIND_SOURCE, EventLog, ScanStats
 from processd.metrics import ProcessdMetrics
 from processd.readmodels import ReadModels
 from processd.subscriptions import Subscriber, SubscriptionHub
 
 log = logging.getLogger(__name__)
 
-VALID_KINDS = frozenset({KIND_SEEN, KIND_DECODED, KIND_OPP})
+VALID_KINDS = frozenset({KIND_SEEN, KIND_DECODED, KIND_OPP, KIND_SOURCE})
 SNAPSHOT_DEFAULT_LIMIT = 20
 HEARTBEAT_S = 5.0
 SUBSCRIBE_PAGE = 500
+#: What one later source adds to a StoredTx beyond its id's bytes: tags, lengths, the nanosecond time.
+SOURCE_OVERHEAD_BYTES = 20
 #: Most bytes of events in one SubscribeEvents message (and at most the page budget): gatewayd buffers up to 16
 #: messages per SSE stream, so a smaller chunk than a Query page keeps a stream of big events to ~16 MiB there.
 SUBSCRIBE_MESSAGE_BYTES = 1 << 20
@@ -85,6 +87,35 @@ class QueryService(query_pb2_grpc.QueryServicer):
         self._metrics.bad_requests.labels(rpc).inc()
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
 
+    def _with_sources(self, txs: list[query_pb2.StoredTx], later: bool = True, max_bytes: int = 0) -> int:
+        """Fills ``StoredTx.sources``: the first source from the envelope, then (``later``) the later ones from
+        ``tx_sources`` (one cursor seek per transaction, in one short read transaction). Returns how many of
+        ``txs`` were filled: with ``max_bytes`` (> 0), the later sources of the transactions after the first count
+        against it, and filling stops before a transaction that would pass it (the caller cuts the page there)."""
+        filled = 0
+
+        def fill(txn: object) -> None:
+            nonlocal filled
+            spent = 0
+            for stored in txs:
+                tx = stored.tx
+                found = self._log.tx_sources(txn, tx.chain_id, tx.hash) if later else []  # type: ignore[arg-type]
+                if max_bytes and found:
+                    # An upper bound of what they add to the message: id, time, tags and lengths.
+                    spent += sum(len(source_id.encode()) + SOURCE_OVERHEAD_BYTES for source_id, _ in found)
+                    if filled and spent > max_bytes:
+                        return
+                stored.sources.add(source_id=tx.source_id, first_seen_unix_ns=tx.first_seen_unix_ns)
+                for source_id, seen_ns in found:
+                    stored.sources.add(source_id=source_id, first_seen_unix_ns=seen_ns)
+                filled += 1
+
+        if txs and later:
+            self._log.read(fill)
+        elif txs:
+            fill(None)
+        return filled
+
     # ---- unary RPCs --------------------------------------------------------------------------------------
 
     async def GetSnapshot(self, request: query_pb2.GetSnapshotRequest,
@@ -100,6 +131,8 @@ class QueryService(query_pb2_grpc.QueryServicer):
         # Only the transactions can be big (calldata); features and opportunities are small bounded records.
         txs, txs_truncated = m.recent_txs(chain_id, self._limit(request.tx_limit, SNAPSHOT_DEFAULT_LIMIT),
                                           self.max_page_bytes)
+        # The snapshot reads only the read models (never the log): its transactions list their first source.
+        self._with_sources(txs, later=False)
         return query_pb2.GetSnapshotResponse(
             chains=[m.chain_totals(c) for c in chains],
             replay=m.replay_point(0),
@@ -126,9 +159,17 @@ class QueryService(query_pb2_grpc.QueryServicer):
             request.cursor, limit, chain_id=chain_id, kinds=frozenset({KIND_SEEN}),
             max_examined=self.scan_max_examined, descending=not request.ascending, stats=stats,
             max_bytes=self.max_page_bytes)
+        txs = [query_pb2.StoredTx(seq_id=e.seq_id, tx=e.tx_seen.tx, received_unix_ns=e.received_unix_ns)
+               for e in events]
+        # Later sources take room too (up to max_sources_per_tx ids each): they share the page's byte budget.
+        kept = self._with_sources(txs, max_bytes=max(0, self.max_page_bytes - stats.page_bytes) or 1)
+        if kept < len(txs):
+            del txs[kept:]
+            stats.truncated = more = True
+            # The cursor goes on right after the last transaction returned, in the page's direction.
+            next_seq = txs[-1].seq_id + 1 if request.ascending else txs[-1].seq_id
         return query_pb2.ListTransactionsResponse(
-            transactions=[query_pb2.StoredTx(seq_id=e.seq_id, tx=e.tx_seen.tx, received_unix_ns=e.received_unix_ns)
-                          for e in events],
+            transactions=txs,
             next_cursor=next_seq if more else 0,
             last_seq_id=last,
             truncated=stats.truncated,
@@ -153,8 +194,9 @@ class QueryService(query_pb2_grpc.QueryServicer):
         response = query_pb2.GetTransactionResponse()
         for e in events:
             if e.kind == KIND_SEEN:
-                response.transaction.CopyFrom(query_pb2.StoredTx(seq_id=e.seq_id, tx=e.tx_seen.tx,
-                                                                 received_unix_ns=e.received_unix_ns))
+                stored = query_pb2.StoredTx(seq_id=e.seq_id, tx=e.tx_seen.tx, received_unix_ns=e.received_unix_ns)
+                self._with_sources([stored])
+                response.transaction.CopyFrom(stored)
             elif e.kind == KIND_DECODED:
                 response.features.CopyFrom(query_pb2.FeatureRecord(seq_id=e.seq_id, chain_id=e.chain_id,
                                                                    tx_hash=e.tx_hash,

@@ -24,6 +24,9 @@ from processd.eventlog import (
     AGG_HIGH_WATER,
     AGG_OPPS,
     AGG_RETAINED_TX,
+    AGG_SOURCE,
+    AGG_SOURCE_LATER,
+    AGG_SOURCE_WINS,
     AGG_TX,
     EVENT_OVERHEAD_BYTES,
     KIND_DECODED,
@@ -256,6 +259,7 @@ class ReadModels:
             decoded_count=self.counter(chain_id, AGG_DECODED),
             opportunity_count=self.counter(chain_id, AGG_OPPS),
             replay=self.replay_point(chain_id),
+            sources=self.source_standings(chain_id),
         )
         if view is not None:
             totals.rejected.extend(
@@ -267,6 +271,23 @@ class ReadModels:
             dropped = sum(d.count for d in ingest.dropped)
             totals.drop_ratio = dropped / ingest.seen if ingest.seen else 0.0
         return totals
+
+    def source_standings(self, chain_id: int) -> list[query_pb2.SourceStanding]:
+        """Per source of the chain: first-seen wins and announcements (from the ``agg`` counters), by source id."""
+        prefix = AGG_SOURCE + U64.pack(chain_id)
+        wins: dict[str, int] = {}
+        later: dict[str, int] = {}
+        for key, value in self.counters.items():
+            if key[:9] != prefix:
+                continue
+            source = key[10:].decode("utf-8", "replace")
+            if key[9:10] == AGG_SOURCE_WINS:
+                wins[source] = value
+            elif key[9:10] == AGG_SOURCE_LATER:
+                later[source] = value
+        return [query_pb2.SourceStanding(source_id=s, first_seen_wins=wins.get(s, 0),
+                                         seen=wins.get(s, 0) + later.get(s, 0))
+                for s in sorted(wins.keys() | later.keys())]
 
     def feature_summary(self, chain_id: int = 0) -> list[query_pb2.FeatureSummary]:
         out = []

@@ -23,7 +23,7 @@ from processd.eventlog import DAMAGE_ERRORS, EventLog
 from processd.group_commit import CommitResult
 from processd.ingest_service import IngestService, add_ingest_service
 from processd.logcheck import DATA_FILE, DamagedLogError
-from processd.metrics import ProcessdMetrics
+from processd.metrics import ProcessdMetrics, SourceCollector
 from processd.query_service import QueryService
 from processd.readmodels import ReadModels
 from processd.subscriptions import SubscriptionHub
@@ -36,7 +36,8 @@ SERVICE_NAMES = (
     query_pb2.DESCRIPTOR.services_by_name["Query"].full_name,
 )
 _KIND_NAMES: dict[int, str] = {events_pb2.EVENT_KIND_TX_SEEN: "tx_seen", events_pb2.EVENT_KIND_TX_DECODED: "tx_decoded",
-               events_pb2.EVENT_KIND_OPP_DETECTED: "opp_detected"}
+               events_pb2.EVENT_KIND_OPP_DETECTED: "opp_detected",
+               events_pb2.EVENT_KIND_TX_SOURCE_SEEN: "tx_source_seen"}
 
 
 class _Gate(grpc.aio.ServerInterceptor):
@@ -76,6 +77,7 @@ class ProcessdServer:
         self.eventlog = EventLog(config.data_dir, config.map_size_mb << 20, sync=config.durability == "sync",
                                  start_empty_over_damaged=config.start_empty_over_damaged_log)
         self.models = ReadModels(config.recent_tx_per_chain, config.recent_features, config.opportunity_window)
+        self.metrics.registry.register(SourceCollector(lambda: self.models.counters))
         self.hub = SubscriptionHub(config.max_subscribers, config.subscriber_queue_events,
                                    on_cut=lambda reason: self.metrics.subscriber_cuts.labels(reason).inc(),
                                    read_range=self.eventlog.raw_range)
@@ -88,6 +90,7 @@ class ProcessdServer:
             map_max_size_bytes=config.map_max_size_mb << 20,
             retention_max_events=config.retention_max_events, retention_max_age_s=config.retention_max_age_s,
             crash=self.crash, on_storage_full=self._on_storage_full, disk_full_retry_ms=config.disk_full_retry_ms,
+            max_sources_per_tx=config.max_sources_per_tx, max_sources_per_chain=config.max_sources_per_chain,
         )
         self.writer.want_events = lambda: bool(self.hub.subscribers)
         # A custom analysis function (tests) cannot be sent to worker processes: it runs in-process.
@@ -220,6 +223,10 @@ class ProcessdServer:
                         (events_pb2.EVENT_KIND_OPP_DETECTED, len(result.opportunities))):
             if n:
                 m.events.labels(_KIND_NAMES[kind]).inc(n)
+        for outcome, n in result.sightings.items():
+            m.sightings.labels(outcome).inc(n)
+        if result.sightings.get("stored"):
+            m.events.labels(_KIND_NAMES[events_pb2.EVENT_KIND_TX_SOURCE_SEEN]).inc(result.sightings["stored"])
         if result.analysis_errors:
             m.analysis_errors.inc(result.analysis_errors)
         if result.pruned_events:

@@ -7,6 +7,9 @@ queued), then one thread assigns seqs to the prepared batches at the head of the
 writes them all in ONE write transaction. While that transaction commits (fsync releases the GIL) the event
 loop keeps receiving and the workers keep preparing the next group. Only after the commit returns are the
 batches' acks resolved, the read models updated and live subscribers fed.
+
+A batch's sightings (later sources of transactions, ``TxBatch.sightings``) are stored after its envelopes, in
+the same write transaction, one TX_SOURCE_SEEN event each (:meth:`CommitWriter._store_sightings`).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import lmdb
 
@@ -25,20 +28,26 @@ from common.pb.v1 import ingest_pb2, tx_pb2
 from processd.columns import BatchColumns
 from processd.crashpoints import CrashSwitch
 from processd.diskfull import DiskFullGate, is_write_failure
+from processd.encoding import event_header, source_seen_value
 from processd.eventlog import (
     AGG_COMMITTED_NS,
     AGG_DECODED,
     AGG_HIGH_WATER,
     AGG_OPPS,
     AGG_RETAINED_TX,
+    AGG_SOURCE,
+    AGG_SOURCE_LATER,
+    AGG_SOURCE_WINS,
     AGG_TX,
     CHAIN_SEQ,
     KIND_SEEN,
+    KIND_SOURCE,
     META_LAST_SEQ,
     U64,
     EventLog,
     agg_chain_key,
     agg_feature_key,
+    agg_source_key,
     decode_event,
     tx_key,
 )
@@ -47,6 +56,13 @@ from processd.group_commit import CommitResult, EventEntry, append_events, claim
 log = logging.getLogger(__name__)
 
 STORAGE_FULL = ingest_pb2.REJECT_REASON_STORAGE_FULL
+#: A validated TxSighting: (chain_id, 32-byte hash, source id, seen unix ns).
+Sighting = tuple[int, bytes, str, int]
+#: Where the counters of a chain's sources beyond ``max_sources_per_chain`` go (bounds the agg keys a client can
+#: create with made-up source ids).
+OTHER_SOURCES = "~other"
+#: Outcomes of a sighting (label of ``mempulse_processd_sightings_total``); ``invalid`` is counted on receipt.
+SIGHTING_OUTCOMES = ("stored", "repeat", "unknown_tx", "over_limit", "invalid")
 
 
 class QueueFullError(Exception):
@@ -84,6 +100,15 @@ class PendingBatch:
     duplicates: int = 0
     first_seq: int = 0
     last_seq: int = 0
+    #: Validated sightings of the batch, stored after its envelopes; and how many were stored / ignored.
+    sightings: list[Sighting] = field(default_factory=list)
+    sightings_stored: int = 0
+    sightings_ignored: int = 0
+
+    @property
+    def size(self) -> int:
+        """What the batch weighs in the commit queue: envelopes plus sightings."""
+        return len(self.envelopes) + len(self.sightings)
 
 
 class CommitWriter:
@@ -104,6 +129,8 @@ class CommitWriter:
         crash: CrashSwitch | None = None,
         on_storage_full: Callable[[int, str], None] | None = None,
         disk_full_retry_ms: int = 1000,
+        max_sources_per_tx: int = 16,
+        max_sources_per_chain: int = 64,
     ) -> None:
         self.log = eventlog
         self._on_commit = on_commit
@@ -118,6 +145,10 @@ class CommitWriter:
         #: Called with the envelopes refused as storage_full and the cause (``map_full`` / ``disk_full``).
         self._on_storage_full = on_storage_full
         self.disk = DiskFullGate(eventlog.path, disk_full_retry_ms)
+        #: Sources kept per transaction (the first included) and distinct sources counted per chain.
+        self.max_sources_per_tx = max_sources_per_tx
+        self.max_sources_per_chain = max_sources_per_chain
+        self._chain_sources: dict[int, set[str]] = {}
         self._queue: deque[PendingBatch] = deque()
         self.queued_envelopes = 0
         self._wakeup = asyncio.Event()
@@ -143,6 +174,9 @@ class CommitWriter:
         """Loads the log's last seq and counters and starts the commit loop."""
         self.last_seq = self.log.last_seq()
         self._agg = self.log.load_aggregates()
+        for key in self._agg:
+            if key[:1] == AGG_SOURCE:
+                self._chain_sources.setdefault(U64.unpack(key[1:9])[0], set()).add(key[10:].decode("utf-8", "replace"))
         self._task = asyncio.create_task(self._run(), name="processd-writer")
 
     async def stop(self) -> None:
@@ -167,7 +201,7 @@ class CommitWriter:
 
         Raises QueueFullError after ``queue_full_timeout_ms`` of waiting and WriterStoppedError when stopping.
         """
-        n = len(batch.envelopes)
+        n = batch.size
         deadline = time.monotonic() + self.queue_full_timeout_s
         while self.queued_envelopes + n > self.queue_max_envelopes and self.queued_envelopes > 0:
             self._check_running()
@@ -225,9 +259,9 @@ class CommitWriter:
         group: list[PendingBatch] = []
         total = 0
         while self._queue and self._queue[0].prepared.done() and (
-                not group or total + len(self._queue[0].envelopes) <= self.flush_max_events):
+                not group or total + self._queue[0].size <= self.flush_max_events):
             batch = self._queue.popleft()
-            total += len(batch.envelopes)
+            total += batch.size
             group.append(batch)
         self.queued_envelopes -= total
         self._room.set()
@@ -301,6 +335,7 @@ class CommitWriter:
             if n:
                 batch.rejected[STORAGE_FULL] = batch.rejected.get(STORAGE_FULL, 0) + n
             batch.accepted = batch.duplicates = batch.first_seq = batch.last_seq = 0
+            batch.sightings_stored = 0
         # While disk-full refusals repeat (no commit tried) one line per group would flood the log: the state
         # change is logged by DiskFullGate and the counts are in processd_rejects_total.
         log.log(logging.DEBUG if quiet else logging.ERROR, "event log full (%s): rejected %d envelopes as "
@@ -319,6 +354,8 @@ class CommitWriter:
             duplicates=batch.duplicates,
             rejected=[ingest_pb2.RejectCount(reason=r, count=c)  # type: ignore[arg-type]
                       for r, c in sorted(batch.rejected.items()) if c],
+            sightings_stored=batch.sightings_stored,
+            sightings_ignored=batch.sightings_ignored,
         )
 
     # ---- the write transaction (worker thread) ----------------------------------------------------------
@@ -341,7 +378,7 @@ class CommitWriter:
         high_water: dict[int, int] = {}
         # (chain, category, protocol, decoded) -> transactions; per-chain tx / decoded / feature counts derive from
         # it once per commit instead of several counter updates per transaction.
-        feature_tally: dict[tuple[int, int, str, bool], int] = {}
+        feature_tally: dict[tuple[int, int, str, bool, str], int] = {}
         opp_tally: dict[int, int] = {}
         txn = env.begin(write=True)
         try:
@@ -370,9 +407,14 @@ class CommitWriter:
                 batch.duplicates = duplicates
                 batch.accepted = n - duplicates
                 result.envelopes += n
+                if batch.sightings:
+                    seq = self._store_sightings(txn, batch, seq, result, deltas, high_water,
+                                                events if want_events else None)
             # Counters are tallied in plain ints and turned into agg keys once per commit.
             chain_tally: dict[int, list[int]] = {}  # chain -> [txs, decoded]
-            for (chain_id, category, protocol, decoded), n in feature_tally.items():
+            for (chain_id, category, protocol, decoded, source_id), n in feature_tally.items():
+                k = agg_source_key(chain_id, AGG_SOURCE_WINS, self._source_label(chain_id, source_id))
+                deltas[k] = deltas.get(k, 0) + n
                 tally = chain_tally.get(chain_id)
                 if tally is None:
                     tally = chain_tally[chain_id] = [0, 0]
@@ -408,6 +450,75 @@ class CommitWriter:
         result.aggregates = new_values
         result.duration_s = time.perf_counter() - started
         return result
+
+    def _source_label(self, chain_id: int, source_id: str) -> str:
+        """The source id its counters are kept under: itself, or :data:`OTHER_SOURCES` past the per-chain bound."""
+        known = self._chain_sources.get(chain_id)
+        if known is None:
+            known = self._chain_sources[chain_id] = set()
+        if source_id in known:
+            return source_id
+        if len(known) < self.max_sources_per_chain:
+            known.add(source_id)
+            return source_id
+        known.add(OTHER_SOURCES)  # (one slot over the bound at most)
+        return OTHER_SOURCES
+
+    def _store_sightings(self, txn: lmdb.Transaction, batch: PendingBatch, seq: int, result: CommitResult,
+                         deltas: dict[bytes, int], high_water: dict[int, int], events: list[EventEntry] | None) -> int:
+        """Stores the batch's sightings (after its envelopes, so one of them may name a transaction of this very
+        batch); returns the last seq used. Idempotent: a sighting of a transaction not in the log, a repeated
+        (transaction, source), the first source itself, or one past ``max_sources_per_tx`` is only counted."""
+        eventlog = self.log
+        sources_db, tx_db, events_db, chain_db = (eventlog.sources_db, eventlog.tx_db, eventlog.events_db,
+                                                  eventlog.chain_db)
+        cursor = txn.cursor(db=sources_db)
+        outcomes = result.sightings
+        pack = U64.pack
+        for chain_id, tx_hash, source_id, seen_ns in batch.sightings:
+            key = tx_key(chain_id, tx_hash)
+            raw = txn.get(key, db=tx_db)
+            seen_value = txn.get(raw, db=events_db) if raw is not None else None
+            if seen_value is None:
+                outcomes["unknown_tx"] = outcomes.get("unknown_tx", 0) + 1
+                continue
+            tx_seq = U64.unpack(raw)[0]  # type: ignore[arg-type]
+            # (upb parses a whole TX_SEEN value, calldata and all, faster than Python reads its header fields)
+            first = decode_event(seen_value, tx_seq)
+            first_seen_ns, first_source = first.first_seen_unix_ns, first.source_id
+            if first.tx_hash != tx_hash:  # only the 16-byte key prefix matched: not this transaction
+                outcomes["unknown_tx"] = outcomes.get("unknown_tx", 0) + 1
+                continue
+            source_key = key + source_id.encode()
+            held = 1  # the first source, then the later ones under the transaction's key (one cursor seek)
+            repeat = source_id == first_source
+            positioned = cursor.set_range(key)
+            while positioned and not repeat and cursor.key()[:len(key)] == key:
+                repeat = cursor.key() == source_key
+                held += 1
+                positioned = cursor.next()
+            if repeat:
+                outcomes["repeat"] = outcomes.get("repeat", 0) + 1
+                continue
+            if held >= self.max_sources_per_tx:
+                outcomes["over_limit"] = outcomes.get("over_limit", 0) + 1
+                continue
+            seq += 1
+            value = source_seen_value(event_header(chain_id, tx_hash, first_seen_ns, batch.received_ns, source_id),
+                                      chain_id, tx_hash, source_id, seen_ns, tx_seq)
+            txn.put(pack(seq), value, db=events_db, append=True)
+            txn.put(CHAIN_SEQ.pack(chain_id, seq), bytes((KIND_SOURCE,)), db=chain_db)
+            txn.put(source_key, pack(seen_ns), db=sources_db)
+            k = agg_source_key(chain_id, AGG_SOURCE_LATER, self._source_label(chain_id, source_id))
+            deltas[k] = deltas.get(k, 0) + 1
+            high_water[chain_id] = seq
+            result.chains.add(chain_id)
+            if events is not None:
+                events.append((seq, chain_id, KIND_SOURCE, value))
+            outcomes["stored"] = outcomes.get("stored", 0) + 1
+            batch.sightings_stored += 1
+        batch.sightings_ignored += len(batch.sightings) - batch.sightings_stored
+        return seq
 
     def _apply_aggregates(self, txn: lmdb.Transaction, deltas: dict[bytes, int], high_water: dict[int, int],
                           committed_ns: int) -> dict[bytes, int]:
@@ -451,7 +562,15 @@ class CommitWriter:
                     txn.delete(key, db=eventlog.tx_db)
                 k = agg_chain_key(event.chain_id, AGG_RETAINED_TX)
                 deltas[k] = deltas.get(k, 0) - 1
-            # Any other event belongs to the transaction just pruned (a transaction's events are contiguous).
+                src = txn.cursor(db=eventlog.sources_db)
+                found = src.set_range(key)
+                while found and src.key()[:len(key)] == key:
+                    found = src.delete()
+            elif value[0] == KIND_SOURCE:  # a sighting committed after the transaction just pruned: its own entry
+                event = decode_event(value, U64.unpack(cur.key())[0])
+                txn.delete(CHAIN_SEQ.pack(event.chain_id, event.seq_id), db=eventlog.chain_db)
+            # Any other event belongs to the transaction just pruned (a transaction's events are contiguous; a
+            # sighting always follows its own transaction, so one met here is as old as the pruned ones).
             positioned = cur.delete() and bool(cur.key())
             pruned += 1
         return pruned

@@ -22,9 +22,10 @@ from ingestd.dedup import Dedup
 from ingestd.drops import DropCounter, DropReason
 from ingestd.fetcher import RAW_METHOD, TOO_LARGE, BatchFetcher, FetchOutcome
 from ingestd.mapping import MappingError, tx_to_envelope
-from ingestd.metrics import ChainStats, Histograms
+from ingestd.metrics import ChainStats, Histograms, SourceStats
 from ingestd.notifications import PendingHash, PendingTx
 from ingestd.outbound import Outbound
+from ingestd.sourcelog import SightingOutcome, SourceLog
 from ingestd.ws_source import WsSource
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,9 @@ class ChainWorker:
         for src in chain.sources:
             self.stats.source(src.source_id)
         self.dedup = Dedup(cfg.dedup_size, cfg.dedup_ttl_s)
+        # Only a chain with several sources can have later sightings: one source costs nothing here.
+        self.source_log = (SourceLog(chain.chain_id, cfg.source_log_size, cfg.max_sources_per_tx)
+                           if len(chain.sources) > 1 else None)
         self._fetch_queue: deque[_PendingFetch] = deque()
         self._fetch_wake = asyncio.Event()
         self._slots = asyncio.Semaphore(cfg.fetch_max_in_flight)
@@ -105,6 +109,11 @@ class ChainWorker:
         self.stats.in_flight = lambda: self.fetcher.in_flight
         self.stats.unacked_batches = lambda: self.outbound.unacked_batches
         self.stats.dedup_entries = lambda: len(self.dedup)
+        if self.source_log is not None:
+            self.stats.source_log_entries = lambda: len(self.source_log or ())
+            self.stats.source_log_capacity = cfg.source_log_size
+        self._source_lag = histograms.source_lag
+        self._chain_id_label = str(chain.chain_id)
         self._tasks: list[asyncio.Task[None]] = []
         self._started_mono = 0.0
         self._ready_logged = False
@@ -125,8 +134,13 @@ class ChainWorker:
         if self.dedup.check_and_add(msg.tx_hash):
             src.dedup_hits += 1
             self.stats.drops.add(DropReason.DEDUP, source_id)
+            if self.source_log is not None:
+                self._later_sighting(src, msg.tx_hash, first_seen_ns)
             return
         self.stats.seen += 1
+        src.first_seen_wins += 1
+        if self.source_log is not None:
+            self.stats.sightings_lost += self.source_log.first(msg.tx_hash, source_id, first_seen_ns)
         if isinstance(msg, PendingTx):
             self.stats.full_tx_received += 1
             try:
@@ -144,6 +158,7 @@ class ChainWorker:
                 return
         if len(self._fetch_queue) >= self.cfg.fetch_queue_size:
             self.stats.drops.add(DropReason.FETCH_QUEUE_FULL, source_id)
+            self._not_sent(msg.tx_hash)
             return
         self._queue_fetch(_PendingFetch(msg.tx_hash, source_id, first_seen_ns))
 
@@ -195,6 +210,23 @@ class ChainWorker:
                 raw_counts[RawOutcome.NODE_HASH_MISMATCH if text is not None else RawOutcome.NODE_UNAVAILABLE] += 1
             self._send(env, source_id)
 
+    def _later_sighting(self, src: SourceStats, tx_hash: bytes, seen_ns: int) -> None:
+        """Another source announced a transaction already seen: recorded for processd (ingestd.sourcelog)."""
+        assert self.source_log is not None
+        outcome, sighting, lag_ns = self.source_log.later(tx_hash, src.source_id, seen_ns)
+        if lag_ns >= 0:
+            self._source_lag.labels(self._chain_id_label, src.source_id).observe(lag_ns / 1e9)
+        if sighting is not None and not self.outbound.try_enqueue(sighting):
+            outcome = SightingOutcome.NOT_DELIVERED
+        src.sightings[outcome] += 1
+
+    def _not_sent(self, tx_hash: bytes) -> None:
+        """The envelope of ``tx_hash`` will not reach processd: the sightings waiting for it are counted lost."""
+        if self.source_log is not None:
+            lost = self.source_log.dropped(tx_hash)
+            if lost:
+                self.stats.sightings_lost += lost
+
     def on_reject(self, source_id: str, reason: str) -> None:
         """A message that is not a usable notification: counted by parser reason and as a drop."""
         src = self.stats.sources[source_id]
@@ -206,10 +238,16 @@ class ChainWorker:
     def _send(self, envelope: tx_pb2.TxEnvelope, source_id: str) -> None:
         if self.outbound.try_enqueue(envelope):
             self._enqueue_hist.observe((time.time_ns() - envelope.first_seen_unix_ns) / 1e9)
+            if self.source_log is not None:
+                # Right behind their envelope in the FIFO queue: they travel in its batch or a later one.
+                for sighting in self.source_log.sent(envelope.hash):
+                    if not self.outbound.try_enqueue(sighting):
+                        self.stats.sightings_lost += 1
             if self.outbound.depth > self.peak_outbound_queue:
                 self.peak_outbound_queue = self.outbound.depth
         else:
             self.stats.drops.add(DropReason.OUTBOUND_QUEUE_FULL, source_id)
+            self._not_sent(envelope.hash)
 
     # -- fetch path ----------------------------------------------------------------------------------------
 
@@ -281,6 +319,7 @@ class ChainWorker:
                 envelope = tx_to_envelope(tx, chain_id, p.source_id, p.first_seen_ns, tx_hash)
             except MappingError as exc:
                 drops.add(DropReason.MALFORMED, p.source_id, detail=str(exc)[:100])
+                self._not_sent(tx_hash)
                 continue
             if self._attach_raw(envelope):
                 waiting.append((envelope, p.source_id))
@@ -288,9 +327,11 @@ class ChainWorker:
                 self._send(envelope, p.source_id)
         for tx_hash in outcome.gone:
             drops.add(DropReason.GONE_BEFORE_FETCH, by_hash[tx_hash].source_id)
+            self._not_sent(tx_hash)
         for tx_hash, code in outcome.failed:
             reason = DropReason.RESPONSE_TOO_LARGE if code == TOO_LARGE else DropReason.RPC_ERROR
             drops.add(reason, by_hash[tx_hash].source_id, detail=code)
+            self._not_sent(tx_hash)
             self.dedup.forget(tx_hash)  # another announcement may succeed later
 
     def _on_rpc_error(self, endpoint: str, code: str) -> None:

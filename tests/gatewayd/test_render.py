@@ -28,6 +28,15 @@ def test_seq_reused_by_another_transaction_is_not_served_stale() -> None:
     assert orjson.loads(orjson.dumps(cache.tx(a)))["hash"] != orjson.loads(orjson.dumps(cache.tx(b)))["hash"]
 
 
+def test_a_transaction_with_a_new_source_is_not_served_stale() -> None:
+    cache = RenderCache()
+    tx = stored(5, 5)
+    assert len(orjson.loads(orjson.dumps(cache.tx(tx)))["sources"]) == 1
+    tx.sources.add(source_id=tx.tx.source_id, first_seen_unix_ns=tx.tx.first_seen_unix_ns)
+    tx.sources.add(source_id="later", first_seen_unix_ns=tx.tx.first_seen_unix_ns + 1)
+    assert [s["source_id"] for s in orjson.loads(orjson.dumps(cache.tx(tx)))["sources"]][1:] == ["later"]
+
+
 def test_bounded_by_bytes() -> None:
     cache = RenderCache(max_bytes=20_000)
     for i in range(200):

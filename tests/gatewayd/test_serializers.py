@@ -240,3 +240,27 @@ def test_typed_fields_and_raw_bytes_only_when_asked() -> None:
     event = events_pb2.Event(seq_id=3, chain_id=137, kind=events_pb2.EVENT_KIND_TX_SEEN, tx_hash=H,
                              tx_seen=events_pb2.TxSeen(tx=env))
     assert "raw_tx" not in ser.event_json(event)["tx"] and ser.event_json(event, True)["tx"]["raw_tx"] == "0x04c0"
+
+
+def test_sources_first_one_first_and_sightings_by_kind() -> None:
+    t0 = 1_700_000_000_123_456_789
+    stored = query_pb2.StoredTx(seq_id=9, tx=envelope(), sources=[
+        query_pb2.SourceSeen(source_id="ws://node", first_seen_unix_ns=t0),
+        query_pb2.SourceSeen(source_id="ws://slow", first_seen_unix_ns=t0 + 250_000_000)])
+    out = ser.stored_tx_json(stored)
+    assert out["sources"] == [{"source_id": "ws://node", "first_seen_unix_ms": 1_700_000_000_123},
+                              {"source_id": "ws://slow", "first_seen_unix_ms": 1_700_000_000_373}]
+    assert out["sources"][0] == {"source_id": out["source_id"], "first_seen_unix_ms": out["first_seen_unix_ms"]}
+    # A processd without StoredTx.sources: the envelope's first source stands alone.
+    assert ser.stored_tx_json(query_pb2.StoredTx(seq_id=9, tx=envelope()))["sources"] == out["sources"][:1]
+    sighting = tx_pb2.TxSighting(chain_id=137, hash=H, source_id="ws://slow", seen_unix_ns=t0 + 250_000_000)
+    e = ser.event_json(events_pb2.Event(
+        seq_id=12, chain_id=137, kind=events_pb2.EVENT_KIND_TX_SOURCE_SEEN, tx_hash=H, first_seen_unix_ns=t0,
+        source_id="ws://slow", tx_source_seen=events_pb2.TxSourceSeen(sighting=sighting, tx_seq_id=9)))
+    assert e["kind"] == "tx_source_seen" and e["source_id"] == "ws://slow"
+    assert e["sighting"] == {"source_id": "ws://slow", "first_seen_unix_ms": 1_700_000_000_373, "tx_seq_id": 9}
+    chain = ser.chain_totals_json(query_pb2.ChainTotals(chain_id=137, sources=[
+        query_pb2.SourceStanding(source_id="ws://node", first_seen_wins=5, seen=5),
+        query_pb2.SourceStanding(source_id="ws://slow", first_seen_wins=1, seen=6)]))
+    assert chain["source_wins"] == [{"source_id": "ws://node", "first_seen_wins": 5, "seen": 5},
+                                    {"source_id": "ws://slow", "first_seen_wins": 1, "seen": 6}]

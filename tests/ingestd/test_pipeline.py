@@ -16,7 +16,9 @@ from common.anvil import AnvilNode
 from common.faultproxy import FaultProxyThread, Faults
 from common.netutil import free_port
 from common.pb.v1 import query_pb2, query_pb2_grpc
+from tests.gatewayd.conftest import Gateway, grpc_serving
 from tests.ingestd.conftest import ROOT, Daemon, Ingestd, Processd, send_calls, send_txs
+from tests.reliability._support import audit_log
 
 pytestmark = pytest.mark.integration
 
@@ -108,20 +110,76 @@ def test_two_sources_stored_once_first_seen_attributed(tmp_path: Path, processd:
                                                        daemons: list[Daemon]) -> None:
     with AnvilNode(chain_id=137) as pol, FaultProxyThread(pol.http_url, Faults(latency_ms=200)) as slow:
         # The slow source (proxy, +100 ms per direction) is listed first: attribution follows arrival, not order.
-        ing = Ingestd(["--chain", f"polygon={slow.ws_url},{pol.ws_url},{pol.http_url}"], processd.addr,
+        # Fetches go through the proxy too (+200 ms): the slow source's announcement usually arrives while the
+        # envelope is still being fetched, so its sighting waits for the envelope (ingestd.sourcelog).
+        ing = Ingestd(["--chain", f"polygon={slow.ws_url},{pol.ws_url},{slow.http_url}"], processd.addr,
                       tmp_path / "ingestd.log", "--full-tx", "off")
         daemons.append(ing)
         ing.wait_ready(sources=2)
         sent = send_calls(pol.http_url, 0, 40)
         fast_id, slow_id = f"127.0.0.1:{pol.port}", f"127.0.0.1:{slow.proxy.port}"
-        ing.wait_for(lambda: _settled(ing, "polygon") and ing.metric("ingestd_dedup_hits_total") == 40,
-                     what="settled with 40 dedup hits")
+        ing.wait_for(lambda: _settled(ing, "polygon") and ing.metric("ingestd_dedup_hits_total") == 40
+                     and ing.metric("mempulse_ingestd_sightings_acked_total", result="stored") == 40,
+                     what="settled with 40 dedup hits and 40 sightings stored")
         stored = processd.stored(137)
         assert sorted("0x" + s.tx.hash.hex() for s in stored) == sorted(sent)  # each exactly once
         assert {s.tx.source_id for s in stored} == {fast_id}
         assert ing.metric("ingestd_notifications_total", source=slow_id) == 40
         assert ing.metric("ingestd_dedup_hits_total", source=slow_id) == 40
         assert ing.metric("ingestd_seen_total") == 40 and _drops(ing, "polygon") == {"dedup": 40}
+        # Every source that announced a transaction, each with its own (later) first-seen time.
+        assert ing.metric("mempulse_ingestd_source_first_seen_wins_total", source=fast_id) == 40
+        assert ing.metric("mempulse_ingestd_source_sightings_total", source=slow_id, outcome="recorded") == 40
+        assert ing.metric("mempulse_ingestd_source_lag_seconds_count", source=slow_id) == 40
+        assert ing.metric("mempulse_ingestd_sightings_acked_total", result="ignored") == 0
+        sources = _sources(stored)
+        assert all([src for src, _ in pairs] == [fast_id, slow_id] for pairs in sources.values())
+        assert all(pairs[1][1] > pairs[0][1] for pairs in sources.values())
+        standings = _standings(processd.addr)
+        assert standings == {fast_id: (40, 40), slow_id: (0, 40)}
+        # kill -9: the sightings and the wins are in the log, a restart reads them back (no ingestd resend
+        # needed: stop it first).
+        ing.stop()
+        os.kill(processd.proc.pid, signal.SIGKILL)
+        processd.proc.wait()
+        audit = audit_log(tmp_path / "lmdb")
+        audit.assert_clean()
+        assert len(audit.txs) == 40 and audit.events >= 40 * 3  # TX_SEEN, TX_DECODED, TX_SOURCE_SEEN each
+    again = Processd(tmp_path / "lmdb", tmp_path / "processd-2.log")
+    daemons.append(again)
+    deadline = time.monotonic() + 30
+    while not grpc_serving(again.addr) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _sources(again.stored(137)) == sources and _standings(again.addr) == standings
+    gateway = Gateway(again.addr, tmp_path / "gatewayd.log", ["--rate-limit-rps", "0"]).start()
+    try:
+        with gateway.client() as http:
+            page = http.get("/transactions", params={"chain_id": 137, "limit": 100}).json()["transactions"]
+            chains = http.get("/dashboard/snapshot", params={"chain_id": 137}).json()["chains"]
+            later = http.get("/events", params={"kinds": "tx_source_seen", "limit": 100}).json()["events"]
+    finally:
+        gateway.stop()
+    assert len(page) == 40
+    for tx in page:
+        assert [s["source_id"] for s in tx["sources"]] == [fast_id, slow_id]
+        assert tx["sources"][0] == {"source_id": tx["source_id"], "first_seen_unix_ms": tx["first_seen_unix_ms"]}
+        assert tx["sources"][1]["first_seen_unix_ms"] >= tx["first_seen_unix_ms"]
+    assert {s["source_id"]: (s["first_seen_wins"], s["seen"]) for s in chains[0]["source_wins"]} == standings
+    by_seq = {tx["seq_id"]: tx for tx in page}
+    assert len(later) == 40 and all(e["source_id"] == slow_id == e["sighting"]["source_id"] for e in later)
+    for e in later:
+        tx = by_seq[e["sighting"]["tx_seq_id"]]
+        assert e["sighting"]["first_seen_unix_ms"] == tx["sources"][1]["first_seen_unix_ms"]
+
+
+def _sources(stored: list[query_pb2.StoredTx]) -> dict[bytes, list[tuple[str, int]]]:
+    return {s.tx.hash: [(x.source_id, x.first_seen_unix_ns) for x in s.sources] for s in stored}
+
+
+def _standings(addr: str) -> dict[str, tuple[int, int]]:
+    with grpc.insecure_channel(addr) as channel:
+        snap = query_pb2_grpc.QueryStub(channel).GetSnapshot(query_pb2.GetSnapshotRequest(chain_id=137), timeout=10)
+    return {s.source_id: (s.first_seen_wins, s.seen) for s in snap.chains[0].sources}
 
 
 def test_reconnect_after_ws_cut_and_malformed_frames(tmp_path: Path, processd: Processd,

@@ -86,7 +86,7 @@ def reference_prepare(raw: bytes, received_ns: int, analyze: Callable[[tx_pb2.Tx
                    for o in analysis.opportunities]
         kinds = bytes([encoding.KIND_SEEN, encoding.KIND_DECODED] + [encoding.KIND_OPP] * len(analysis.opportunities))
         columns.add(envelope.chain_id, tx_key(envelope.chain_id, envelope.hash),
-                    (envelope.chain_id, f.category, f.protocol, f.decoded), kinds, values,
+                    (envelope.chain_id, f.category, f.protocol, f.decoded, envelope.source_id), kinds, values,
                     [o.score for o in analysis.opportunities])
     return columns.build(bytes(reasons), errors)
 

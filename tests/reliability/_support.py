@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 U64 = struct.Struct(">Q")
 CHAIN_SEQ = struct.Struct(">QQ")
 KIND_SEEN = events_pb2.EVENT_KIND_TX_SEEN
+KIND_SOURCE = events_pb2.EVENT_KIND_TX_SOURCE_SEEN
 ARTIFACTS = ROOT / "artifacts" / "reliability"
 
 
@@ -114,7 +115,9 @@ def audit_log(data_dir: Path) -> Audit:
     * no (chain_id, hash) has two TX_SEEN events;
     * the ``chain_seq`` index has exactly one entry per transaction (its chain and TX_SEEN seq -> the kinds of
       its events), and ``tx_hash`` maps every stored transaction (chain, first 16 bytes of its hash) to its TX_SEEN
-      event (and nothing else).
+      event (and nothing else);
+    * a TX_SOURCE_SEEN event (a later source) has a ``chain_seq`` entry of its own, names a TX_SEEN of its
+      transaction (or one already pruned), and ``tx_sources`` holds exactly the retained transactions' sources.
     """
     out = Audit()
     env = lmdb.open(str(data_dir), readonly=True, max_dbs=8, lock=True, max_readers=256)
@@ -124,6 +127,11 @@ def audit_log(data_dir: Path) -> Audit:
         chain_db = env.open_db(b"chain_seq", create=False)
         tx_db = env.open_db(b"tx_hash", create=False)
         meta_db = env.open_db(b"meta", create=False)
+        try:
+            sources_db = env.open_db(b"tx_sources", create=False)
+        except lmdb.NotFoundError:  # a log written before tx_sources existed
+            sources_db = None
+        sightings: dict[bytes, int] = {}
         with env.begin() as txn:
             raw = txn.get(b"last_seq", db=meta_db)
             out.last_seq = U64.unpack(raw)[0] if raw else 0
@@ -142,6 +150,16 @@ def audit_log(data_dir: Path) -> Audit:
                 event.ParseFromString(value[1:])
                 if event.seq_id or value[0] != event.kind:
                     out.problems.append(f"event at key {seq} says seq {event.seq_id} kind {event.kind}/{value[0]}")
+                if event.kind == KIND_SOURCE:  # not part of its transaction's contiguous events
+                    chain_index[CHAIN_SEQ.pack(event.chain_id, seq)] = bytes((KIND_SOURCE,))
+                    tx_seq = event.tx_source_seen.tx_seq_id
+                    if out.txs.get((event.chain_id, bytes(event.tx_hash))) != tx_seq and tx_seq >= (out.first_seq or 0):
+                        out.problems.append(f"sighting {seq} names tx seq {tx_seq}, not its transaction's TX_SEEN")
+                    key = U64.pack(event.chain_id) + bytes(event.tx_hash[:16]) + event.source_id.encode()
+                    if key in sightings:
+                        out.problems.append(f"sighting {seq}: (transaction, source) stored twice")
+                    sightings[key] = event.tx_source_seen.sighting.seen_unix_ns
+                    continue
                 if event.kind == KIND_SEEN:
                     tx_start = CHAIN_SEQ.pack(event.chain_id, seq)
                     chain_index[tx_start] = b""
@@ -167,6 +185,12 @@ def audit_log(data_dir: Path) -> Audit:
             tx_index = {(U64.unpack(k[:8])[0], bytes(k[8:])): U64.unpack(v)[0] for k, v in txn.cursor(db=tx_db)}
             if tx_index != {(c, h[:16]): seq for (c, h), seq in out.txs.items()}:
                 out.problems.append(f"tx_hash index differs from TX_SEEN events ({len(tx_index)} vs {len(out.txs)})")
+            retained = {U64.pack(c) + h[:16] for c, h in out.txs}
+            want = {k: v for k, v in sightings.items() if k[:24] in retained}
+            held = {bytes(k): U64.unpack(v)[0] for k, v in txn.cursor(db=sources_db)} if sources_db else {}
+            if held != want:
+                out.problems.append(f"tx_sources differs from the retained TX_SOURCE_SEEN events ({len(held)} vs "
+                                    f"{len(want)})")
     finally:
         env.close()
     return out

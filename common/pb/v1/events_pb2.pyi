@@ -14,6 +14,7 @@ class EventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EVENT_KIND_TX_SEEN: _ClassVar[EventKind]
     EVENT_KIND_TX_DECODED: _ClassVar[EventKind]
     EVENT_KIND_OPP_DETECTED: _ClassVar[EventKind]
+    EVENT_KIND_TX_SOURCE_SEEN: _ClassVar[EventKind]
 
 class TxCategory(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -33,6 +34,7 @@ EVENT_KIND_UNSPECIFIED: EventKind
 EVENT_KIND_TX_SEEN: EventKind
 EVENT_KIND_TX_DECODED: EventKind
 EVENT_KIND_OPP_DETECTED: EventKind
+EVENT_KIND_TX_SOURCE_SEEN: EventKind
 TX_CATEGORY_UNSPECIFIED: TxCategory
 TX_CATEGORY_SWAP: TxCategory
 TX_CATEGORY_TRANSFER: TxCategory
@@ -131,8 +133,16 @@ class OppDetected(_message.Message):
     opportunity: Opportunity
     def __init__(self, opportunity: _Optional[_Union[Opportunity, _Mapping]] = ...) -> None: ...
 
+class TxSourceSeen(_message.Message):
+    __slots__ = ("sighting", "tx_seq_id")
+    SIGHTING_FIELD_NUMBER: _ClassVar[int]
+    TX_SEQ_ID_FIELD_NUMBER: _ClassVar[int]
+    sighting: _tx_pb2.TxSighting
+    tx_seq_id: int
+    def __init__(self, sighting: _Optional[_Union[_tx_pb2.TxSighting, _Mapping]] = ..., tx_seq_id: _Optional[int] = ...) -> None: ...
+
 class Event(_message.Message):
-    __slots__ = ("seq_id", "chain_id", "kind", "tx_hash", "first_seen_unix_ns", "received_unix_ns", "source_id", "tx_seen", "tx_decoded", "opp_detected")
+    __slots__ = ("seq_id", "chain_id", "kind", "tx_hash", "first_seen_unix_ns", "received_unix_ns", "source_id", "tx_seen", "tx_decoded", "opp_detected", "tx_source_seen")
     SEQ_ID_FIELD_NUMBER: _ClassVar[int]
     CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -143,6 +153,7 @@ class Event(_message.Message):
     TX_SEEN_FIELD_NUMBER: _ClassVar[int]
     TX_DECODED_FIELD_NUMBER: _ClassVar[int]
     OPP_DETECTED_FIELD_NUMBER: _ClassVar[int]
+    TX_SOURCE_SEEN_FIELD_NUMBER: _ClassVar[int]
     seq_id: int
     chain_id: int
     kind: EventKind
@@ -153,4 +164,5 @@ class Event(_message.Message):
     tx_seen: TxSeen
     tx_decoded: TxDecoded
     opp_detected: OppDetected
-    def __init__(self, seq_id: _Optional[int] = ..., chain_id: _Optional[int] = ..., kind: _Optional[_Union[EventKind, str]] = ..., tx_hash: _Optional[bytes] = ..., first_seen_unix_ns: _Optional[int] = ..., received_unix_ns: _Optional[int] = ..., source_id: _Optional[str] = ..., tx_seen: _Optional[_Union[TxSeen, _Mapping]] = ..., tx_decoded: _Optional[_Union[TxDecoded, _Mapping]] = ..., opp_detected: _Optional[_Union[OppDetected, _Mapping]] = ...) -> None: ...
+    tx_source_seen: TxSourceSeen
+    def __init__(self, seq_id: _Optional[int] = ..., chain_id: _Optional[int] = ..., kind: _Optional[_Union[EventKind, str]] = ..., tx_hash: _Optional[bytes] = ..., first_seen_unix_ns: _Optional[int] = ..., received_unix_ns: _Optional[int] = ..., source_id: _Optional[str] = ..., tx_seen: _Optional[_Union[TxSeen, _Mapping]] = ..., tx_decoded: _Optional[_Union[TxDecoded, _Mapping]] = ..., opp_detected: _Optional[_Union[OppDetected, _Mapping]] = ..., tx_source_seen: _Optional[_Union[TxSourceSeen, _Mapping]] = ...) -> None: ...

@@ -35,16 +35,18 @@ MEMPOOL_VISIBILITY_VISIBLE: MempoolVisibility
 MEMPOOL_VISIBILITY_NOT_VISIBLE: MempoolVisibility
 
 class TxBatch(_message.Message):
-    __slots__ = ("session_id", "batch_seq", "envelopes", "chain_stats")
+    __slots__ = ("session_id", "batch_seq", "envelopes", "chain_stats", "sightings")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     BATCH_SEQ_FIELD_NUMBER: _ClassVar[int]
     ENVELOPES_FIELD_NUMBER: _ClassVar[int]
     CHAIN_STATS_FIELD_NUMBER: _ClassVar[int]
+    SIGHTINGS_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     batch_seq: int
     envelopes: _containers.RepeatedCompositeFieldContainer[_tx_pb2.TxEnvelope]
     chain_stats: _containers.RepeatedCompositeFieldContainer[ChainIngestStats]
-    def __init__(self, session_id: _Optional[str] = ..., batch_seq: _Optional[int] = ..., envelopes: _Optional[_Iterable[_Union[_tx_pb2.TxEnvelope, _Mapping]]] = ..., chain_stats: _Optional[_Iterable[_Union[ChainIngestStats, _Mapping]]] = ...) -> None: ...
+    sightings: _containers.RepeatedCompositeFieldContainer[_tx_pb2.TxSighting]
+    def __init__(self, session_id: _Optional[str] = ..., batch_seq: _Optional[int] = ..., envelopes: _Optional[_Iterable[_Union[_tx_pb2.TxEnvelope, _Mapping]]] = ..., chain_stats: _Optional[_Iterable[_Union[ChainIngestStats, _Mapping]]] = ..., sightings: _Optional[_Iterable[_Union[_tx_pb2.TxSighting, _Mapping]]] = ...) -> None: ...
 
 class RejectCount(_message.Message):
     __slots__ = ("reason", "count")
@@ -55,20 +57,24 @@ class RejectCount(_message.Message):
     def __init__(self, reason: _Optional[_Union[RejectReason, str]] = ..., count: _Optional[int] = ...) -> None: ...
 
 class IngestAck(_message.Message):
-    __slots__ = ("batch_seq", "first_seq_id", "last_seq_id", "accepted", "duplicates", "rejected")
+    __slots__ = ("batch_seq", "first_seq_id", "last_seq_id", "accepted", "duplicates", "rejected", "sightings_stored", "sightings_ignored")
     BATCH_SEQ_FIELD_NUMBER: _ClassVar[int]
     FIRST_SEQ_ID_FIELD_NUMBER: _ClassVar[int]
     LAST_SEQ_ID_FIELD_NUMBER: _ClassVar[int]
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     DUPLICATES_FIELD_NUMBER: _ClassVar[int]
     REJECTED_FIELD_NUMBER: _ClassVar[int]
+    SIGHTINGS_STORED_FIELD_NUMBER: _ClassVar[int]
+    SIGHTINGS_IGNORED_FIELD_NUMBER: _ClassVar[int]
     batch_seq: int
     first_seq_id: int
     last_seq_id: int
     accepted: int
     duplicates: int
     rejected: _containers.RepeatedCompositeFieldContainer[RejectCount]
-    def __init__(self, batch_seq: _Optional[int] = ..., first_seq_id: _Optional[int] = ..., last_seq_id: _Optional[int] = ..., accepted: _Optional[int] = ..., duplicates: _Optional[int] = ..., rejected: _Optional[_Iterable[_Union[RejectCount, _Mapping]]] = ...) -> None: ...
+    sightings_stored: int
+    sightings_ignored: int
+    def __init__(self, batch_seq: _Optional[int] = ..., first_seq_id: _Optional[int] = ..., last_seq_id: _Optional[int] = ..., accepted: _Optional[int] = ..., duplicates: _Optional[int] = ..., rejected: _Optional[_Iterable[_Union[RejectCount, _Mapping]]] = ..., sightings_stored: _Optional[int] = ..., sightings_ignored: _Optional[int] = ...) -> None: ...
 
 class SourceHealth(_message.Message):
     __slots__ = ("source_id", "connected", "silent", "notifications", "reconnects", "last_notification_unix_ms")

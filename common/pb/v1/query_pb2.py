@@ -27,51 +27,55 @@ from common.pb.v1 import ingest_pb2 as common_dot_pb_dot_v1_dot_ingest__pb2
 from common.pb.v1 import tx_pb2 as common_dot_pb_dot_v1_dot_tx__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63ommon/pb/v1/query.proto\x12\x0bmempulse.v1\x1a\x19\x63ommon/pb/v1/events.proto\x1a\x19\x63ommon/pb/v1/ingest.proto\x1a\x15\x63ommon/pb/v1/tx.proto\"Y\n\x08StoredTx\x12\x0e\n\x06seq_id\x18\x01 \x01(\x04\x12#\n\x02tx\x18\x02 \x01(\x0b\x32\x17.mempulse.v1.TxEnvelope\x12\x18\n\x10received_unix_ns\x18\x03 \x01(\x04\"m\n\rFeatureRecord\x12\x0e\n\x06seq_id\x18\x01 \x01(\x04\x12\x10\n\x08\x63hain_id\x18\x02 \x01(\x04\x12\x0f\n\x07tx_hash\x18\x03 \x01(\x0c\x12)\n\x08\x66\x65\x61tures\x18\x04 \x01(\x0b\x32\x17.mempulse.v1.TxFeatures\"n\n\x0e\x46\x65\x61tureSummary\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\x04\x12\x10\n\x08protocol\x18\x02 \x01(\t\x12)\n\x08\x63\x61tegory\x18\x03 \x01(\x0e\x32\x17.mempulse.v1.TxCategory\x12\r\n\x05\x63ount\x18\x04 \x01(\x04\"W\n\x0bReplayPoint\x12\x16\n\x0eseq_high_water\x18\x01 \x01(\x04\x12\x19\n\x11\x63ommitted_unix_ns\x18\x02 \x01(\x04\x12\x15\n\rpending_count\x18\x03 \x01(\x04\"\xfc\x01\n\x0b\x43hainTotals\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\x04\x12\x10\n\x08tx_count\x18\x02 \x01(\x04\x12\x15\n\rdecoded_count\x18\x03 \x01(\x04\x12\x19\n\x11opportunity_count\x18\x04 \x01(\x04\x12*\n\x08rejected\x18\x05 \x03(\x0b\x32\x18.mempulse.v1.RejectCount\x12(\n\x06replay\x18\x06 \x01(\x0b\x32\x18.mempulse.v1.ReplayPoint\x12-\n\x06ingest\x18\x07 \x01(\x0b\x32\x1d.mempulse.v1.ChainIngestStats\x12\x12\n\ndrop_ratio\x18\x08 \x01(\x01\"u\n\x12GetSnapshotRequest\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\x04\x12\x10\n\x08tx_limit\x18\x02 \x01(\r\x12\x11\n\topp_limit\x18\x03 \x01(\r\x12\x11\n\tmin_score\x18\x04 \x01(\r\x12\x15\n\rfeature_limit\x18\x05 \x01(\r\"\xf9\x02\n\x13GetSnapshotResponse\x12(\n\x06\x63hains\x18\x01 \x03(\x0b\x32\x18.mempulse.v1.ChainTotals\x12(\n\x06replay\x18\x02 \x01(\x0b\x32\x18.mempulse.v1.ReplayPoint\x12\x34\n\x0f\x66\x65\x61ture_summary\x18\x03 \x03(\x0b\x32\x1b.mempulse.v1.FeatureSummary\x12\x33\n\x0frecent_features\x18\x04 \x03(\x0b\x32\x1a.mempulse.v1.FeatureRecord\x12\x33\n\x11top_opportunities\x18\x05 \x03(\x0b\x32\x18.mempulse.v1.Opportunity\x12\x32\n\x13recent_transactions\x18\x06 \x03(\x0b\x32\x15.mempulse.v1.StoredTx\x12\x13\n\x0blast_seq_id\x18\x07 \x01(\x04\x12%\n\x1drecent_transactions_truncated\x18\x08 \x01(\x08\"]\n\x17ListTransactionsRequest\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\x04\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\x04\x12\x11\n\tascending\x18\x04 \x01(\x08\"\x84\x01\n\x18ListTransactionsResponse\x12+\n\x0ctransactions\x18\x01 \x03(\x0b\x32\x15.mempulse.v1.StoredTx\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\x04\x12\x13\n\x0blast_seq_id\x18\x03 \x01(\x04\x12\x11\n\ttruncated\x18\x04 \x01(\x08\"7\n\x15GetTransactionRequest\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\x04\x12\x0c\n\x04hash\x18\x02 \x01(\x0c\"\xa3\x01\n\x16GetTransactionResponse\x12*\n\x0btransaction\x18\x01 \x01(\x0b\x32\x15.mempulse.v1.StoredTx\x12,\n\x08\x66\x65\x61tures\x18\x02 \x01(\x0b\x32\x1a.mempulse.v1.FeatureRecord\x12/\n\ropportunities\x18\x03 \x03(\x0b\x32\x18.mempulse.v1.Opportunity\"6\n\x13ListFeaturesRequest\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\x04\x12\r\n\x05limit\x18\x02 \x01(\r\"D\n\x14ListFeaturesResponse\x12,\n\x08\x66\x65\x61tures\x18\x01 \x03(\x0b\x32\x1a.mempulse.v1.FeatureRecord\"N\n\x18ListOpportunitiesRequest\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\x04\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x11\n\tmin_score\x18\x03 \x01(\r\"L\n\x19ListOpportunitiesResponse\x12/\n\ropportunities\x18\x01 \x03(\x0b\x32\x18.mempulse.v1.Opportunity\"p\n\x11ScanEventsRequest\x12\x13\n\x0b\x66rom_seq_id\x18\x01 \x01(\x04\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x10\n\x08\x63hain_id\x18\x03 \x01(\x04\x12%\n\x05kinds\x18\x04 \x03(\x0e\x32\x16.mempulse.v1.EventKind\"u\n\x12ScanEventsResponse\x12\"\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x12.mempulse.v1.Event\x12\x13\n\x0bnext_seq_id\x18\x02 \x01(\x04\x12\x13\n\x0blast_seq_id\x18\x03 \x01(\x04\x12\x11\n\ttruncated\x18\x04 \x01(\x08\"f\n\x16SubscribeEventsRequest\x12\x13\n\x0b\x66rom_seq_id\x18\x01 \x01(\x04\x12\x10\n\x08\x63hain_id\x18\x02 \x01(\x04\x12%\n\x05kinds\x18\x03 \x03(\x0e\x32\x16.mempulse.v1.EventKind\"R\n\x17SubscribeEventsResponse\x12\"\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x12.mempulse.v1.Event\x12\x13\n\x0blast_seq_id\x18\x02 \x01(\x04\x32\xfd\x04\n\x05Query\x12P\n\x0bGetSnapshot\x12\x1f.mempulse.v1.GetSnapshotRequest\x1a .mempulse.v1.GetSnapshotResponse\x12_\n\x10ListTransactions\x12$.mempulse.v1.ListTransactionsRequest\x1a%.mempulse.v1.ListTransactionsResponse\x12Y\n\x0eGetTransaction\x12\".mempulse.v1.GetTransactionRequest\x1a#.mempulse.v1.GetTransactionResponse\x12S\n\x0cListFeatures\x12 .mempulse.v1.ListFeaturesRequest\x1a!.mempulse.v1.ListFeaturesResponse\x12\x62\n\x11ListOpportunities\x12%.mempulse.v1.ListOpportunitiesRequest\x1a&.mempulse.v1.ListOpportunitiesResponse\x12M\n\nScanEvents\x12\x1e.mempulse.v1.ScanEventsRequest\x1a\x1f.mempulse.v1.ScanEventsResponse\x12^\n\x0fSubscribeEvents\x12#.mempulse.v1.SubscribeEventsRequest\x1a$.mempulse.v1.SubscribeEventsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63ommon/pb/v1/query.proto\x12\x0bmempulse.v1\x1a\x19\x63ommon/pb/v1/events.proto\x1a\x19\x63ommon/pb/v1/ingest.proto\x1a\x15\x63ommon/pb/v1/tx.proto\"\x83\x01\n\x08StoredTx\x12\x0e\n\x06seq_id\x18\x01 \x01(\x04\x12#\n\x02tx\x18\x02 \x01(\x0b\x32\x17.mempulse.v1.TxEnvelope\x12\x18\n\x10received_unix_ns\x18\x03 \x01(\x04\x12(\n\x07sources\x18\x04 \x03(\x0b\x32\x17.mempulse.v1.SourceSeen\";\n\nSourceSeen\x12\x11\n\tsource_id\x18\x01 \x01(\t\x12\x1a\n\x12\x66irst_seen_unix_ns\x18\x02 \x01(\x04\"J\n\x0eSourceStanding\x12\x11\n\tsource_id\x18\x01 \x01(\t\x12\x17\n\x0f\x66irst_seen_wins\x18\x02 \x01(\x04\x12\x0c\n\x04seen\x18\x03 \x01(\x04\"m\n\rFeatureRecord\x12\x0e\n\x06seq_id\x18\x01 \x01(\x04\x12\x10\n\x08\x63hain_id\x18\x02 \x01(\x04\x12\x0f\n\x07tx_hash\x18\x03 \x01(\x0c\x12)\n\x08\x66\x65\x61tures\x18\x04 \x01(\x0b\x32\x17.mempulse.v1.TxFeatures\"n\n\x0e\x46\x65\x61tureSummary\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\x04\x12\x10\n\x08protocol\x18\x02 \x01(\t\x12)\n\x08\x63\x61tegory\x18\x03 \x01(\x0e\x32\x17.mempulse.v1.TxCategory\x12\r\n\x05\x63ount\x18\x04 \x01(\x04\"W\n\x0bReplayPoint\x12\x16\n\x0eseq_high_water\x18\x01 \x01(\x04\x12\x19\n\x11\x63ommitted_unix_ns\x18\x02 \x01(\x04\x12\x15\n\rpending_count\x18\x03 \x01(\x04\"\xaa\x02\n\x0b\x43hainTotals\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\x04\x12\x10\n\x08tx_count\x18\x02 \x01(\x04\x12\x15\n\rdecoded_count\x18\x03 \x01(\x04\x12\x19\n\x11opportunity_count\x18\x04 \x01(\x04\x12*\n\x08rejected\x18\x05 \x03(\x0b\x32\x18.mempulse.v1.RejectCount\x12(\n\x06replay\x18\x06 \x01(\x0b\x32\x18.mempulse.v1.ReplayPoint\x12-\n\x06ingest\x18\x07 \x01(\x0b\x32\x1d.mempulse.v1.ChainIngestStats\x12\x12\n\ndrop_ratio\x18\x08 \x01(\x01\x12,\n\x07sources\x18\t \x03(\x0b\x32\x1b.mempulse.v1.SourceStanding\"u\n\x12GetSnapshotRequest\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\x04\x12\x10\n\x08tx_limit\x18\x02 \x01(\r\x12\x11\n\topp_limit\x18\x03 \x01(\r\x12\x11\n\tmin_score\x18\x04 \x01(\r\x12\x15\n\rfeature_limit\x18\x05 \x01(\r\"\xf9\x02\n\x13GetSnapshotResponse\x12(\n\x06\x63hains\x18\x01 \x03(\x0b\x32\x18.mempulse.v1.ChainTotals\x12(\n\x06replay\x18\x02 \x01(\x0b\x32\x18.mempulse.v1.ReplayPoint\x12\x34\n\x0f\x66\x65\x61ture_summary\x18\x03 \x03(\x0b\x32\x1b.mempulse.v1.FeatureSummary\x12\x33\n\x0frecent_features\x18\x04 \x03(\x0b\x32\x1a.mempulse.v1.FeatureRecord\x12\x33\n\x11top_opportunities\x18\x05 \x03(\x0b\x32\x18.mempulse.v1.Opportunity\x12\x32\n\x13recent_transactions\x18\x06 \x03(\x0b\x32\x15.mempulse.v1.StoredTx\x12\x13\n\x0blast_seq_id\x18\x07 \x01(\x04\x12%\n\x1drecent_transactions_truncated\x18\x08 \x01(\x08\"]\n\x17ListTransactionsRequest\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\x04\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x0e\n\x06\x63ursor\x18\x03 \x01(\x04\x12\x11\n\tascending\x18\x04 \x01(\x08\"\x84\x01\n\x18ListTransactionsResponse\x12+\n\x0ctransactions\x18\x01 \x03(\x0b\x32\x15.mempulse.v1.StoredTx\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\x04\x12\x13\n\x0blast_seq_id\x18\x03 \x01(\x04\x12\x11\n\ttruncated\x18\x04 \x01(\x08\"7\n\x15GetTransactionRequest\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\x04\x12\x0c\n\x04hash\x18\x02 \x01(\x0c\"\xa3\x01\n\x16GetTransactionResponse\x12*\n\x0btransaction\x18\x01 \x01(\x0b\x32\x15.mempulse.v1.StoredTx\x12,\n\x08\x66\x65\x61tures\x18\x02 \x01(\x0b\x32\x1a.mempulse.v1.FeatureRecord\x12/\n\ropportunities\x18\x03 \x03(\x0b\x32\x18.mempulse.v1.Opportunity\"6\n\x13ListFeaturesRequest\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\x04\x12\r\n\x05limit\x18\x02 \x01(\r\"D\n\x14ListFeaturesResponse\x12,\n\x08\x66\x65\x61tures\x18\x01 \x03(\x0b\x32\x1a.mempulse.v1.FeatureRecord\"N\n\x18ListOpportunitiesRequest\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\x04\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x11\n\tmin_score\x18\x03 \x01(\r\"L\n\x19ListOpportunitiesResponse\x12/\n\ropportunities\x18\x01 \x03(\x0b\x32\x18.mempulse.v1.Opportunity\"p\n\x11ScanEventsRequest\x12\x13\n\x0b\x66rom_seq_id\x18\x01 \x01(\x04\x12\r\n\x05limit\x18\x02 \x01(\r\x12\x10\n\x08\x63hain_id\x18\x03 \x01(\x04\x12%\n\x05kinds\x18\x04 \x03(\x0e\x32\x16.mempulse.v1.EventKind\"u\n\x12ScanEventsResponse\x12\"\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x12.mempulse.v1.Event\x12\x13\n\x0bnext_seq_id\x18\x02 \x01(\x04\x12\x13\n\x0blast_seq_id\x18\x03 \x01(\x04\x12\x11\n\ttruncated\x18\x04 \x01(\x08\"f\n\x16SubscribeEventsRequest\x12\x13\n\x0b\x66rom_seq_id\x18\x01 \x01(\x04\x12\x10\n\x08\x63hain_id\x18\x02 \x01(\x04\x12%\n\x05kinds\x18\x03 \x03(\x0e\x32\x16.mempulse.v1.EventKind\"R\n\x17SubscribeEventsResponse\x12\"\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x12.mempulse.v1.Event\x12\x13\n\x0blast_seq_id\x18\x02 \x01(\x04\x32\xfd\x04\n\x05Query\x12P\n\x0bGetSnapshot\x12\x1f.mempulse.v1.GetSnapshotRequest\x1a .mempulse.v1.GetSnapshotResponse\x12_\n\x10ListTransactions\x12$.mempulse.v1.ListTransactionsRequest\x1a%.mempulse.v1.ListTransactionsResponse\x12Y\n\x0eGetTransaction\x12\".mempulse.v1.GetTransactionRequest\x1a#.mempulse.v1.GetTransactionResponse\x12S\n\x0cListFeatures\x12 .mempulse.v1.ListFeaturesRequest\x1a!.mempulse.v1.ListFeaturesResponse\x12\x62\n\x11ListOpportunities\x12%.mempulse.v1.ListOpportunitiesRequest\x1a&.mempulse.v1.ListOpportunitiesResponse\x12M\n\nScanEvents\x12\x1e.mempulse.v1.ScanEventsRequest\x1a\x1f.mempulse.v1.ScanEventsResponse\x12^\n\x0fSubscribeEvents\x12#.mempulse.v1.SubscribeEventsRequest\x1a$.mempulse.v1.SubscribeEventsResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'common.pb.v1.query_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STOREDTX']._serialized_start=118
-  _globals['_STOREDTX']._serialized_end=207
-  _globals['_FEATURERECORD']._serialized_start=209
-  _globals['_FEATURERECORD']._serialized_end=318
-  _globals['_FEATURESUMMARY']._serialized_start=320
-  _globals['_FEATURESUMMARY']._serialized_end=430
-  _globals['_REPLAYPOINT']._serialized_start=432
-  _globals['_REPLAYPOINT']._serialized_end=519
-  _globals['_CHAINTOTALS']._serialized_start=522
-  _globals['_CHAINTOTALS']._serialized_end=774
-  _globals['_GETSNAPSHOTREQUEST']._serialized_start=776
-  _globals['_GETSNAPSHOTREQUEST']._serialized_end=893
-  _globals['_GETSNAPSHOTRESPONSE']._serialized_start=896
-  _globals['_GETSNAPSHOTRESPONSE']._serialized_end=1273
-  _globals['_LISTTRANSACTIONSREQUEST']._serialized_start=1275
-  _globals['_LISTTRANSACTIONSREQUEST']._serialized_end=1368
-  _globals['_LISTTRANSACTIONSRESPONSE']._serialized_start=1371
-  _globals['_LISTTRANSACTIONSRESPONSE']._serialized_end=1503
-  _globals['_GETTRANSACTIONREQUEST']._serialized_start=1505
-  _globals['_GETTRANSACTIONREQUEST']._serialized_end=1560
-  _globals['_GETTRANSACTIONRESPONSE']._serialized_start=1563
-  _globals['_GETTRANSACTIONRESPONSE']._serialized_end=1726
-  _globals['_LISTFEATURESREQUEST']._serialized_start=1728
-  _globals['_LISTFEATURESREQUEST']._serialized_end=1782
-  _globals['_LISTFEATURESRESPONSE']._serialized_start=1784
-  _globals['_LISTFEATURESRESPONSE']._serialized_end=1852
-  _globals['_LISTOPPORTUNITIESREQUEST']._serialized_start=1854
-  _globals['_LISTOPPORTUNITIESREQUEST']._serialized_end=1932
-  _globals['_LISTOPPORTUNITIESRESPONSE']._serialized_start=1934
-  _globals['_LISTOPPORTUNITIESRESPONSE']._serialized_end=2010
-  _globals['_SCANEVENTSREQUEST']._serialized_start=2012
-  _globals['_SCANEVENTSREQUEST']._serialized_end=2124
-  _globals['_SCANEVENTSRESPONSE']._serialized_start=2126
-  _globals['_SCANEVENTSRESPONSE']._serialized_end=2243
-  _globals['_SUBSCRIBEEVENTSREQUEST']._serialized_start=2245
-  _globals['_SUBSCRIBEEVENTSREQUEST']._serialized_end=2347
-  _globals['_SUBSCRIBEEVENTSRESPONSE']._serialized_start=2349
-  _globals['_SUBSCRIBEEVENTSRESPONSE']._serialized_end=2431
-  _globals['_QUERY']._serialized_start=2434
-  _globals['_QUERY']._serialized_end=3071
+  _globals['_STOREDTX']._serialized_start=119
+  _globals['_STOREDTX']._serialized_end=250
+  _globals['_SOURCESEEN']._serialized_start=252
+  _globals['_SOURCESEEN']._serialized_end=311
+  _globals['_SOURCESTANDING']._serialized_start=313
+  _globals['_SOURCESTANDING']._serialized_end=387
+  _globals['_FEATURERECORD']._serialized_start=389
+  _globals['_FEATURERECORD']._serialized_end=498
+  _globals['_FEATURESUMMARY']._serialized_start=500
+  _globals['_FEATURESUMMARY']._serialized_end=610
+  _globals['_REPLAYPOINT']._serialized_start=612
+  _globals['_REPLAYPOINT']._serialized_end=699
+  _globals['_CHAINTOTALS']._serialized_start=702
+  _globals['_CHAINTOTALS']._serialized_end=1000
+  _globals['_GETSNAPSHOTREQUEST']._serialized_start=1002
+  _globals['_GETSNAPSHOTREQUEST']._serialized_end=1119
+  _globals['_GETSNAPSHOTRESPONSE']._serialized_start=1122
+  _globals['_GETSNAPSHOTRESPONSE']._serialized_end=1499
+  _globals['_LISTTRANSACTIONSREQUEST']._serialized_start=1501
+  _globals['_LISTTRANSACTIONSREQUEST']._serialized_end=1594
+  _globals['_LISTTRANSACTIONSRESPONSE']._serialized_start=1597
+  _globals['_LISTTRANSACTIONSRESPONSE']._serialized_end=1729
+  _globals['_GETTRANSACTIONREQUEST']._serialized_start=1731
+  _globals['_GETTRANSACTIONREQUEST']._serialized_end=1786
+  _globals['_GETTRANSACTIONRESPONSE']._serialized_start=1789
+  _globals['_GETTRANSACTIONRESPONSE']._serialized_end=1952
+  _globals['_LISTFEATURESREQUEST']._serialized_start=1954
+  _globals['_LISTFEATURESREQUEST']._serialized_end=2008
+  _globals['_LISTFEATURESRESPONSE']._serialized_start=2010
+  _globals['_LISTFEATURESRESPONSE']._serialized_end=2078
+  _globals['_LISTOPPORTUNITIESREQUEST']._serialized_start=2080
+  _globals['_LISTOPPORTUNITIESREQUEST']._serialized_end=2158
+  _globals['_LISTOPPORTUNITIESRESPONSE']._serialized_start=2160
+  _globals['_LISTOPPORTUNITIESRESPONSE']._serialized_end=2236
+  _globals['_SCANEVENTSREQUEST']._serialized_start=2238
+  _globals['_SCANEVENTSREQUEST']._serialized_end=2350
+  _globals['_SCANEVENTSRESPONSE']._serialized_start=2352
+  _globals['_SCANEVENTSRESPONSE']._serialized_end=2469
+  _globals['_SUBSCRIBEEVENTSREQUEST']._serialized_start=2471
+  _globals['_SUBSCRIBEEVENTSREQUEST']._serialized_end=2573
+  _globals['_SUBSCRIBEEVENTSRESPONSE']._serialized_start=2575
+  _globals['_SUBSCRIBEEVENTSRESPONSE']._serialized_end=2657
+  _globals['_QUERY']._serialized_start=2660
+  _globals['_QUERY']._serialized_end=3297
 # @@protoc_insertion_point(module_scope)

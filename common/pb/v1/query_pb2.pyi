@@ -10,14 +10,34 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class StoredTx(_message.Message):
-    __slots__ = ("seq_id", "tx", "received_unix_ns")
+    __slots__ = ("seq_id", "tx", "received_unix_ns", "sources")
     SEQ_ID_FIELD_NUMBER: _ClassVar[int]
     TX_FIELD_NUMBER: _ClassVar[int]
     RECEIVED_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
+    SOURCES_FIELD_NUMBER: _ClassVar[int]
     seq_id: int
     tx: _tx_pb2.TxEnvelope
     received_unix_ns: int
-    def __init__(self, seq_id: _Optional[int] = ..., tx: _Optional[_Union[_tx_pb2.TxEnvelope, _Mapping]] = ..., received_unix_ns: _Optional[int] = ...) -> None: ...
+    sources: _containers.RepeatedCompositeFieldContainer[SourceSeen]
+    def __init__(self, seq_id: _Optional[int] = ..., tx: _Optional[_Union[_tx_pb2.TxEnvelope, _Mapping]] = ..., received_unix_ns: _Optional[int] = ..., sources: _Optional[_Iterable[_Union[SourceSeen, _Mapping]]] = ...) -> None: ...
+
+class SourceSeen(_message.Message):
+    __slots__ = ("source_id", "first_seen_unix_ns")
+    SOURCE_ID_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SEEN_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
+    source_id: str
+    first_seen_unix_ns: int
+    def __init__(self, source_id: _Optional[str] = ..., first_seen_unix_ns: _Optional[int] = ...) -> None: ...
+
+class SourceStanding(_message.Message):
+    __slots__ = ("source_id", "first_seen_wins", "seen")
+    SOURCE_ID_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SEEN_WINS_FIELD_NUMBER: _ClassVar[int]
+    SEEN_FIELD_NUMBER: _ClassVar[int]
+    source_id: str
+    first_seen_wins: int
+    seen: int
+    def __init__(self, source_id: _Optional[str] = ..., first_seen_wins: _Optional[int] = ..., seen: _Optional[int] = ...) -> None: ...
 
 class FeatureRecord(_message.Message):
     __slots__ = ("seq_id", "chain_id", "tx_hash", "features")
@@ -54,7 +74,7 @@ class ReplayPoint(_message.Message):
     def __init__(self, seq_high_water: _Optional[int] = ..., committed_unix_ns: _Optional[int] = ..., pending_count: _Optional[int] = ...) -> None: ...
 
 class ChainTotals(_message.Message):
-    __slots__ = ("chain_id", "tx_count", "decoded_count", "opportunity_count", "rejected", "replay", "ingest", "drop_ratio")
+    __slots__ = ("chain_id", "tx_count", "decoded_count", "opportunity_count", "rejected", "replay", "ingest", "drop_ratio", "sources")
     CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
     TX_COUNT_FIELD_NUMBER: _ClassVar[int]
     DECODED_COUNT_FIELD_NUMBER: _ClassVar[int]
@@ -63,6 +83,7 @@ class ChainTotals(_message.Message):
     REPLAY_FIELD_NUMBER: _ClassVar[int]
     INGEST_FIELD_NUMBER: _ClassVar[int]
     DROP_RATIO_FIELD_NUMBER: _ClassVar[int]
+    SOURCES_FIELD_NUMBER: _ClassVar[int]
     chain_id: int
     tx_count: int
     decoded_count: int
@@ -71,7 +92,8 @@ class ChainTotals(_message.Message):
     replay: ReplayPoint
     ingest: _ingest_pb2.ChainIngestStats
     drop_ratio: float
-    def __init__(self, chain_id: _Optional[int] = ..., tx_count: _Optional[int] = ..., decoded_count: _Optional[int] = ..., opportunity_count: _Optional[int] = ..., rejected: _Optional[_Iterable[_Union[_ingest_pb2.RejectCount, _Mapping]]] = ..., replay: _Optional[_Union[ReplayPoint, _Mapping]] = ..., ingest: _Optional[_Union[_ingest_pb2.ChainIngestStats, _Mapping]] = ..., drop_ratio: _Optional[float] = ...) -> None: ...
+    sources: _containers.RepeatedCompositeFieldContainer[SourceStanding]
+    def __init__(self, chain_id: _Optional[int] = ..., tx_count: _Optional[int] = ..., decoded_count: _Optional[int] = ..., opportunity_count: _Optional[int] = ..., rejected: _Optional[_Iterable[_Union[_ingest_pb2.RejectCount, _Mapping]]] = ..., replay: _Optional[_Union[ReplayPoint, _Mapping]] = ..., ingest: _Optional[_Union[_ingest_pb2.ChainIngestStats, _Mapping]] = ..., drop_ratio: _Optional[float] = ..., sources: _Optional[_Iterable[_Union[SourceStanding, _Mapping]]] = ...) -> None: ...
 
 class GetSnapshotRequest(_message.Message):
     __slots__ = ("chain_id", "tx_limit", "opp_limit", "min_score", "feature_limit")

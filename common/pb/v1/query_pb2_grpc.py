@@ -92,7 +92,7 @@ class QueryServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetTransaction(self, request, context):
-        """GetTransaction returns one transaction with its features and opportunities (NOT_FOUND if unknown).
+        """GetTransaction returns one transaction with its features, opportunities and sources (NOT_FOUND if unknown).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

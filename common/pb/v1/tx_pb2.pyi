@@ -91,3 +91,15 @@ class Authorization(_message.Message):
     r: bytes
     s: bytes
     def __init__(self, chain_id: _Optional[bytes] = ..., address: _Optional[bytes] = ..., nonce: _Optional[int] = ..., y_parity: _Optional[int] = ..., r: _Optional[bytes] = ..., s: _Optional[bytes] = ...) -> None: ...
+
+class TxSighting(_message.Message):
+    __slots__ = ("chain_id", "hash", "source_id", "seen_unix_ns")
+    CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_ID_FIELD_NUMBER: _ClassVar[int]
+    SEEN_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
+    chain_id: int
+    hash: bytes
+    source_id: str
+    seen_unix_ns: int
+    def __init__(self, chain_id: _Optional[int] = ..., hash: _Optional[bytes] = ..., source_id: _Optional[str] = ..., seen_unix_ns: _Optional[int] = ...) -> None: ...

@@ -17,7 +17,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from common.pb.v1 import ingest_pb2
-from ingestd.drops import DropCounter, DropReason
+from ingestd.drops import SOURCELESS_REASONS, DropCounter, DropReason
+from ingestd.notifications import REJECT_REASONS
+
+#: The prefix of every ingestd series (docs/operations.md#metrics).
+PREFIX = "mempulse_ingestd_"
 
 LATENCY_BUCKETS_S = (0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2,
                      0.3, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 30.0)
@@ -90,7 +94,7 @@ class ChainStats:
         """The cumulative ChainIngestStats forwarded to processd.
 
         Dedup hits are left out of ``dropped``: they are not losses, and processd's drop ratio sums
-        ``dropped`` (they stay visible in ingestd's own metrics as ``ingestd_dedup_hits_total``).
+        ``dropped`` (they stay visible in ingestd's own metrics as ``mempulse_ingestd_dedup_hits_total``).
         """
         dropped = [ingest_pb2.DropCount(reason=r, count=n) for r, n in sorted(self.drops.by_reason().items())
                    if r != DropReason.DEDUP.value]
@@ -104,22 +108,28 @@ class Histograms:
     """The per-batch histograms (prometheus-client objects in one registry)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.fetch_batch_size = Histogram("ingestd_fetch_batch_size", "Hashes per eth_getTransactionByHash batch",
+        self.fetch_batch_size = Histogram(f"{PREFIX}fetch_batch_hashes",
+                                          "Hashes per eth_getTransactionByHash batch",
                                           ["chain"], buckets=BATCH_BUCKETS, registry=registry)
-        self.rpc_latency = Histogram("ingestd_rpc_latency_seconds", "Batch JSON-RPC request latency",
+        self.rpc_latency = Histogram(f"{PREFIX}rpc_latency_seconds", "Batch JSON-RPC request latency",
                                      ["chain", "endpoint"], buckets=LATENCY_BUCKETS_S, registry=registry)
-        self.outbound_batch_size = Histogram("ingestd_outbound_batch_size", "Envelopes per TxBatch sent to processd",
+        self.outbound_batch_size = Histogram(f"{PREFIX}outbound_batch_envelopes",
+                                             "Envelopes per TxBatch sent to processd",
                                              ["chain"], buckets=BATCH_BUCKETS, registry=registry)
-        self.enqueue_latency = Histogram("ingestd_notification_to_enqueue_seconds",
+        self.enqueue_latency = Histogram(f"{PREFIX}notification_to_enqueue_seconds",
                                          "From the pending notification to the envelope entering the outbound queue "
                                          "(parse, dedup, fetch queue, batch fetch, mapping)",
                                          ["chain"], buckets=LATENCY_BUCKETS_S, registry=registry)
-        self.stream_ack_latency = Histogram("ingestd_stream_ack_seconds",
+        self.stream_ack_latency = Histogram(f"{PREFIX}stream_ack_seconds",
                                             "From writing a TxBatch to processd's ack (gRPC + commit + ack)",
                                             ["chain"], buckets=LATENCY_BUCKETS_S, registry=registry)
-        self.ack_latency = Histogram("ingestd_notification_to_ack_seconds",
+        self.ack_latency = Histogram(f"{PREFIX}notification_to_ack_seconds",
                                      "From the pending notification to processd's durable ack, per envelope",
                                      ["chain"], buckets=LATENCY_BUCKETS_S, registry=registry)
+
+
+#: Drop reasons a source is named for (the others are counted for the chain, with source "").
+_SOURCE_DROP_REASONS = tuple(r for r in DropReason if r not in SOURCELESS_REASONS)
 
 
 class IngestCollector(Collector):
@@ -140,37 +150,40 @@ class IngestCollector(Collector):
         def gauge(name: str, doc: str, labels: list[str]) -> GaugeMetricFamily:
             return GaugeMetricFamily(name, doc, labels=labels)
 
-        seen = counter("ingestd_seen", "Distinct announcements that passed dedup", ["chain"])
-        delivered = counter("ingestd_delivered", "Envelopes acknowledged by processd", ["chain"])
-        sent = counter("ingestd_envelopes_sent", "Envelopes written to the processd stream (resends included)",
+        seen = counter(f"{PREFIX}seen", "Distinct announcements that passed dedup", ["chain"])
+        delivered = counter(f"{PREFIX}delivered", "Envelopes acknowledged by processd", ["chain"])
+        sent = counter(f"{PREFIX}envelopes_sent", "Envelopes written to the processd stream (resends included)",
                        ["chain"])
-        acks = counter("ingestd_acks", "IngestAcks received", ["chain"])
-        fetched = counter("ingestd_fetched", "Transactions fetched by batch eth_getTransactionByHash", ["chain"])
-        full_tx = counter("ingestd_full_tx_notifications", "Notifications carrying the full transaction",
+        acks = counter(f"{PREFIX}acks", "IngestAcks received", ["chain"])
+        fetched = counter(f"{PREFIX}fetched", "Transactions fetched by batch eth_getTransactionByHash", ["chain"])
+        full_tx = counter(f"{PREFIX}full_tx_notifications", "Notifications carrying the full transaction",
                           ["chain"])
-        resent = counter("ingestd_batches_resent", "Unacked batches resent after a stream reconnect", ["chain"])
-        stream_rc = counter("ingestd_stream_reconnects", "Reconnects of the processd stream", ["chain"])
-        storage_full = counter("ingestd_storage_full_retries", "Batches processd answered storage_full (resent later)",
-                               ["chain"])
-        notif = counter("ingestd_notifications", "Pending-transaction notifications received", ["chain", "source"])
-        dedup = counter("ingestd_dedup_hits", "Notifications of an already seen transaction", ["chain", "source"])
-        rejected = counter("ingestd_notifications_rejected", "Messages rejected by the parser",
+        resent = counter(f"{PREFIX}batches_resent", "Unacked batches resent after a stream reconnect", ["chain"])
+        stream_rc = counter(f"{PREFIX}stream_reconnects", "Reconnects of the processd stream", ["chain"])
+        storage_full = counter(f"{PREFIX}storage_full_retries",
+                               "Batches processd answered storage_full (resent later)", ["chain"])
+        notif = counter(f"{PREFIX}notifications", "Pending-transaction notifications received",
+                        ["chain", "source"])
+        dedup = counter(f"{PREFIX}dedup_hits", "Notifications of an already seen transaction", ["chain", "source"])
+        rejected = counter(f"{PREFIX}notifications_rejected", "Messages rejected by the parser",
                            ["chain", "source", "reason"])
-        reconnects = counter("ingestd_source_reconnects", "WebSocket reconnects", ["chain", "source"])
-        gaps = counter("ingestd_source_gap_seconds", "Seconds a source was disconnected", ["chain", "source"])
-        drops = counter("ingestd_drops", "Transactions not delivered, by reason (dedup is not a loss)",
+        reconnects = counter(f"{PREFIX}source_reconnects", "WebSocket reconnects", ["chain", "source"])
+        gaps = counter(f"{PREFIX}source_gap_seconds", "Seconds a source was disconnected", ["chain", "source"])
+        drops = counter(f"{PREFIX}drops", "Transactions not delivered, by reason (dedup is not a loss)",
                         ["chain", "source", "reason"])
-        rpc_err = counter("ingestd_rpc_errors", "Fetch errors by endpoint and code", ["chain", "endpoint", "code"])
-        connected = gauge("ingestd_source_connected", "1 when the source is subscribed", ["chain", "source"])
-        silent = gauge("ingestd_source_silent", "1 when the source is silent beyond the watchdog threshold",
+        rpc_err = counter(f"{PREFIX}rpc_errors", "Fetch errors by endpoint and code",
+                          ["chain", "endpoint", "code"])
+        connected = gauge(f"{PREFIX}source_connected", "1 when the source is subscribed", ["chain", "source"])
+        silent = gauge(f"{PREFIX}source_silent", "1 when the source is silent beyond the watchdog threshold",
                        ["chain", "source"])
-        visibility = gauge("ingestd_mempool_visible",
+        visibility = gauge(f"{PREFIX}mempool_visible",
                            "1 pending txs arrive, 0 not visible (e.g. sequencer chain), -1 unknown yet", ["chain"])
-        depth = gauge("ingestd_queue_depth", "Items in a bounded queue", ["chain", "queue"])
-        capacity = gauge("ingestd_queue_capacity", "Bound of a queue", ["chain", "queue"])
-        in_flight = gauge("ingestd_fetch_in_flight", "Batch fetch requests in flight", ["chain"])
-        unacked = gauge("ingestd_unacked_batches", "Batches sent to processd and not yet acknowledged", ["chain"])
-        dedup_size = gauge("ingestd_dedup_entries", "Hashes held by the dedup set", ["chain"])
+        depth = gauge(f"{PREFIX}queue_depth", "Items in a bounded queue", ["chain", "queue"])
+        capacity = gauge(f"{PREFIX}queue_capacity", "Bound of a queue", ["chain", "queue"])
+        in_flight = gauge(f"{PREFIX}fetch_in_flight", "Batch fetch requests in flight", ["chain"])
+        unacked = gauge(f"{PREFIX}unacked_batches", "Batches sent to processd and not yet acknowledged",
+                        ["chain"])
+        dedup_size = gauge(f"{PREFIX}dedup_entries", "Hashes held by the dedup set", ["chain"])
         for c in list(self._chains()):
             ch = c.name
             seen.add_metric([ch], c.seen)
@@ -191,9 +204,16 @@ class IngestCollector(Collector):
                 gaps.add_metric([ch, s.source_id], s.gap_seconds)
                 connected.add_metric([ch, s.source_id], 1 if s.connected else 0)
                 silent.add_metric([ch, s.source_id], 1 if s.silent else 0)
-                for reason, n in list(s.rejected.items()):
+                # Every known parser reason at zero from start; a reason added later still shows up.
+                by_reason = dict.fromkeys(REJECT_REASONS, 0) | dict(list(s.rejected.items()))
+                for reason, n in by_reason.items():
                     rejected.add_metric([ch, s.source_id, reason], n)
-            for (source, reason), n in list(c.drops.counts.items()):
+            # Drops at zero from start: each source with the reasons a source is named for, and source "" with
+            # the reasons counted for the chain as a whole (shutdown, rejected by processd).
+            counts = {(src, r): 0 for src in list(c.sources) for r in _SOURCE_DROP_REASONS}
+            counts.update({("", r): 0 for r in SOURCELESS_REASONS})
+            counts.update(list(c.drops.counts.items()))
+            for (source, reason), n in counts.items():
                 drops.add_metric([ch, source, reason.value], n)
             for (endpoint, code), n in list(c.rpc_errors.items()):
                 rpc_err.add_metric([ch, endpoint, code], n)

@@ -12,19 +12,30 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client import (
+    CollectorRegistry,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+)
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 
 def add_process_collectors(registry: CollectorRegistry) -> None:
     """Registers ``process_*`` (RSS, CPU seconds, open fds, ... of this process), ``python_info`` and
-    ``python_gc_*`` on ``registry``.
+    ``python_gc_*`` on ``registry``, and turns off prometheus-client's ``<name>_created`` series.
 
     The daemons keep registries of their own (tests run several servers in one process), so the collectors
     prometheus-client puts on its global registry would not be served: each registry gets its own. They read
     ``/proc/self`` at scrape time, so they describe the process that serves the scrape.
+
+    The ``_created`` series (a counter's or histogram's creation time, written as a separate gauge family in
+    the text format) double the series count for nothing Prometheus uses, and are gauges named after a counter:
+    the switch is process-wide, and every daemon's registry goes through here.
     """
+    disable_created_metrics()
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)

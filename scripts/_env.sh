@@ -1,6 +1,8 @@
 # Shared setup for mempulse's scripts: sourced, not run. Creates what is missing and nothing more:
 #   .venv/    Python virtual environment with `pip install -e .[dev]` (re-run when pyproject.toml changes)
 #   .tools/   npm packages: @foundry-rs/anvil (the local EVM node) and @bufbuild/buf (protobuf lint/breaking)
+#   promtool, systemd-analyze  Debian's `prometheus` and `systemd` packages (the deploy kit's checks), if missing,
+#             when root with apt-get
 # Every step is idempotent, so a second run costs a few hash checks.
 set -euo pipefail
 
@@ -62,9 +64,35 @@ setup_tools() {
   export PATH="$tools/node_modules/.bin:$PATH"
 }
 
+setup_deploy_tools() {
+  # The deploy kit's checks (tests/deploy/): promtool checks and unit-tests deploy/prometheus/, systemd-analyze
+  # verifies deploy/systemd/. promtool only comes in Debian's `prometheus` package (the server is installed beside
+  # it; containers' policy-rc.d keeps it from starting), systemd-analyze in `systemd`. Without root or apt-get
+  # nothing is installed and those tests skip with the reason; under CI=true they fail instead.
+  local want=()
+  command -v promtool >/dev/null 2>&1 || want+=(prometheus)
+  command -v systemd-analyze >/dev/null 2>&1 || want+=(systemd)
+  [ ${#want[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "setup: no root/apt-get to install ${want[*]} (promtool, systemd-analyze): the deploy kit tests will" \
+         "skip (fail under CI=true)" >&2
+    return 0
+  fi
+  echo "setup: apt-get install --no-install-recommends ${want[*]} (promtool, systemd-analyze; ~15 s)" >&2
+  local apt=(apt-get -q -y -o DPkg::Lock::Timeout=120 install --no-install-recommends "${want[@]}")
+  # A clean machine may have no package lists yet: update once and retry.
+  if ! DEBIAN_FRONTEND=noninteractive "${apt[@]}" >/dev/null 2>&1; then
+    apt-get -q -o DPkg::Lock::Timeout=120 update >/dev/null 2>&1 || true
+    DEBIAN_FRONTEND=noninteractive "${apt[@]}" >&2 \
+      || echo "setup: apt-get install ${want[*]} failed (see above): the deploy kit tests will fail" >&2
+  fi
+  return 0
+}
+
 setup_all() {
   setup_venv
   setup_tools
+  setup_deploy_tools
   # the platform package's native binary (the .bin/anvil launcher is a node wrapper around it)
   local native
   native="$(ls "$MEMPULSE_ROOT"/.tools/node_modules/@foundry-rs/anvil-*/bin/anvil 2>/dev/null | head -n 1)"

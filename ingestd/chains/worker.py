@@ -65,6 +65,8 @@ class ChainWorker:
             retries=cfg.fetch_retries, backoff_s=cfg.fetch_backoff_ms / 1000,
             cooldown_s=cfg.fetch_endpoint_cooldown_ms / 1000, on_error=self._on_rpc_error,
             on_latency=self._on_rpc_latency, max_response_bytes=cfg.fetch_max_response_bytes)
+        for endpoint in self.fetcher.endpoints:  # each endpoint's latency histogram at zero from start
+            self._latency.labels(label, endpoint.label)
         self.outbound = Outbound(
             cfg.processd, f"{session_id}-{chain.chain_id}", self.stats, histograms,
             capacity=cfg.outbound_queue_size, batch_size=cfg.outbound_batch_size,

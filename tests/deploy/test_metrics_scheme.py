@@ -75,4 +75,5 @@ def test_labelled_series_known_at_start_exist_at_zero(live_scrape: LiveScrape) -
     assert labels("processd", "mempulse_processd_subscriber_cuts_total", "reason") == {"slow_subscriber"}
     assert {"fetch_queue_full", "outbound_queue_full", "shutdown"} <= labels("ingestd", "mempulse_ingestd_drops_total",
                                                                               "reason")
+    assert len(labels("ingestd", "mempulse_ingestd_rpc_latency_seconds_count", "endpoint")) == 1  # the fetch URL
     assert "events_stream" in labels("gatewayd", "mempulse_gatewayd_request_duration_seconds_count", "route")

@@ -359,11 +359,12 @@ def _http_ok(url: str) -> bool:
 
 
 def _sources_connected(metrics_url: str, expected: int) -> bool:
-    """True when at least ``expected`` ingestd WS sources are subscribed (``ingestd_source_connected``)."""
+    """True when at least ``expected`` ingestd WS sources are subscribed (``mempulse_ingestd_source_connected``)."""
     from prometheus_client.parser import text_string_to_metric_families
 
     text = httpx.get(metrics_url, timeout=1.0).text
-    connected = sum(1 for family in text_string_to_metric_families(text) if family.name == "ingestd_source_connected"
+    connected = sum(1 for family in text_string_to_metric_families(text)
+                    if family.name == "mempulse_ingestd_source_connected"
                     for sample in family.samples if sample.value >= 1)
     return connected >= expected
 

@@ -63,13 +63,15 @@ class Gateway:
 
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
-        self.metrics = GatewayMetrics()
+        # /metrics itself is not timed (it is not wrapped by endpoint()).
+        self.metrics = GatewayMetrics(routes=tuple(route for route, _ in ROUTES if route != "metrics"))
         self.client = ProcessdClient(config.processd_target, config.grpc_timeout_ms / 1000, self.metrics.grpc_error)
         self.auth = ApiKeyAuth(config.api_keys)
         self.limiter = RateLimiter(config.rate_limit_rps, config.rate_limit_burst, config.rate_limit_max_keys)
         # Its own, much lower limit: failed keys are guesses or a misconfigured client, never traffic to serve.
         self.auth_failures = RateLimiter(config.auth_failure_limit_per_min / 60, config.auth_failure_burst,
                                          config.rate_limit_max_keys)
+        self.metrics.ratelimit_evictions.set_function(lambda: self.limiter.evictions)
         self.flights: SingleFlight[bytes] = SingleFlight(config.cache_ttl_ms / 1000)
         self.render = RenderCache(on_error=self.metrics.render_error)
         self.health_flights: SingleFlight[str] = SingleFlight(ttl_s=0.25)
@@ -226,7 +228,6 @@ class Gateway:
     def _refresh_gauges(self) -> None:
         self.metrics.ratelimit_keys.set(len(self.limiter))
         self.metrics.connections.set(self.connguard.open_connections)
-        self.metrics.ratelimit_evictions.set(self.limiter.evictions)
         self.metrics.auth_failure_addresses.set(len(self.auth_failures))
         shared, hits = self.flights.shared, self.flights.hits
         self.flights.shared = self.flights.hits = 0

@@ -10,9 +10,13 @@ from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, M
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
+from common.promutil import FunctionCounter, add_process_collectors
 from gatewayd.render import RECORD_KINDS
 
-__all__ = ["CONTENT_TYPE_LATEST", "GatewayMetrics"]
+__all__ = ["CONTENT_TYPE_LATEST", "PREFIX", "GatewayMetrics"]
+
+#: The prefix of every gatewayd series (docs/operations.md#metrics).
+PREFIX = "mempulse_gatewayd_"
 
 _LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -20,80 +24,79 @@ _LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1
 class GatewayMetrics:
     """Counters and histograms of the gateway; label children are cached so the hot path does no lookups."""
 
-    def __init__(self) -> None:
+    def __init__(self, routes: tuple[str, ...] = ()) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        add_process_collectors(r)
         # Per-request figures are kept in plain dicts and exposed by a collector at scrape time: the standard
         # Counter/Histogram take a lock per increment, which is most of the metrics cost per request.
-        self.request_stats = RequestStats()
+        self.request_stats = RequestStats(routes=routes)
         r.register(self.request_stats)
         self.errors = Counter(
-            "mempulse_gateway_errors_total", "Error answers by stable error code", ["code"], registry=r
+            f"{PREFIX}errors_total", "Error answers by stable error code", ["code"], registry=r
         )
         self.grpc_errors = Counter(
-            "mempulse_gateway_grpc_errors_total",
+            f"{PREFIX}grpc_errors_total",
             "Failed processd calls, by method and gRPC status",
             ["method", "grpc_code"],
             registry=r,
         )
         self.coalesced = Counter(
-            "mempulse_gateway_coalesced_requests_total",
+            f"{PREFIX}coalesced_requests_total",
             "Requests answered from a concurrent identical processd call (single-flight)",
             registry=r,
         )
         self.cache_hits = Counter(
-            "mempulse_gateway_cache_hits_total",
+            f"{PREFIX}cache_hits_total",
             "Requests answered from the micro-cache of newest-items views (cache_ttl_ms)",
             registry=r,
         )
         self.render_cache_bytes = Gauge(
-            "mempulse_gateway_render_cache_bytes",
+            f"{PREFIX}render_cache_bytes",
             "Bytes of rendered transaction/feature JSON kept (bounded)",
             registry=r,
         )
         self.render_cache_entries = Gauge(
-            "mempulse_gateway_render_cache_entries", "Records in the rendered-JSON cache", registry=r
+            f"{PREFIX}render_cache_entries", "Records in the rendered-JSON cache", registry=r
         )
         self.ratelimit_keys = Gauge(
-            "mempulse_gateway_ratelimit_keys", "Token buckets in the rate-limit table (bounded)", registry=r
+            f"{PREFIX}ratelimit_keys", "Token buckets in the rate-limit table (bounded)", registry=r
         )
-        self.ratelimit_evictions = Gauge(
-            "mempulse_gateway_ratelimit_evictions",
-            "Buckets evicted from the full rate-limit table since start",
-            registry=r,
+        self.ratelimit_evictions = FunctionCounter(
+            f"{PREFIX}ratelimit_evictions", "Buckets evicted from the full rate-limit table", registry=r
         )
         self.auth_failure_addresses = Gauge(
-            "mempulse_gateway_auth_failure_addresses",
+            f"{PREFIX}auth_failure_addresses",
             "Client addresses in the failed-API-key table (bounded by rate_limit_max_keys)",
             registry=r,
         )
-        self.sse_clients = Gauge("mempulse_gateway_sse_clients", "Open /events/stream connections", registry=r)
-        self.sse_events = Counter("mempulse_gateway_sse_events_total", "Events sent over SSE", registry=r)
+        self.sse_clients = Gauge(f"{PREFIX}sse_clients", "Open /events/stream connections", registry=r)
+        self.sse_events = Counter(f"{PREFIX}sse_events_total", "Events sent over SSE", registry=r)
         self.sse_rejected = Counter(
-            "mempulse_gateway_sse_rejected_total",
+            f"{PREFIX}sse_rejected_total",
             "SSE connections refused because sse_max_clients were open",
             registry=r,
         )
         self.connections = Gauge(
-            "mempulse_gateway_connections", "Open HTTP connections (admitted by the per-address cap)", registry=r
+            f"{PREFIX}connections", "Open HTTP connections (admitted by the per-address cap)", registry=r
         )
         self.connections_refused = Counter(
-            "mempulse_gateway_connections_refused_total",
+            f"{PREFIX}connections_refused_total",
             "Connections answered 503 at accept because their address had max_connections_per_address open",
             registry=r,
         )
         self.header_timeouts = Counter(
-            "mempulse_gateway_header_timeouts_total",
+            f"{PREFIX}header_timeouts_total",
             "Connections cut because a request head was not complete within header_timeout_s",
             registry=r,
         )
         self.bad_requests = Counter(
-            "mempulse_gateway_bad_requests_total",
+            f"{PREFIX}bad_requests_total",
             "Requests whose head could not be parsed (answered 400; logged at most once per 10 s)",
             registry=r,
         )
         self.render_errors = Counter(
-            "mempulse_gateway_render_errors_total",
+            f"{PREFIX}render_errors_total",
             "Records that could not be rendered and were sent as a render_error marker, by record kind",
             ["record"],
             registry=r,
@@ -135,11 +138,12 @@ class GatewayMetrics:
 class RequestStats(Collector):
     """Requests by (route, status) and latency histograms by route, without locks (one event loop thread)."""
 
-    def __init__(self, buckets: tuple[float, ...] = _LATENCY_BUCKETS_S) -> None:
+    def __init__(self, buckets: tuple[float, ...] = _LATENCY_BUCKETS_S, routes: tuple[str, ...] = ()) -> None:
         self.buckets = buckets
         self.counts: dict[tuple[str, int], int] = {}
-        self.bucket_counts: dict[str, list[int]] = {}
-        self.sums: dict[str, float] = {}
+        # The latency histogram of every route exists at zero from start (statuses are not known up front).
+        self.bucket_counts: dict[str, list[int]] = {route: [0] * (len(buckets) + 1) for route in routes}
+        self.sums: dict[str, float] = dict.fromkeys(routes, 0.0)
 
     def count(self, route: str, status: int) -> None:
         """Counts one answered request."""
@@ -159,13 +163,13 @@ class RequestStats(Collector):
 
     def collect(self) -> Iterator[Metric]:
         requests = CounterMetricFamily(
-            "mempulse_gateway_requests", "HTTP requests answered, by route and status", labels=["route", "status"]
+            f"{PREFIX}requests", "HTTP requests answered, by route and status", labels=["route", "status"]
         )
         for (route, status), n in sorted(self.counts.items()):
             requests.add_metric([route, str(status)], n)
         yield requests
         latency = HistogramMetricFamily(
-            "mempulse_gateway_request_duration_seconds",
+            f"{PREFIX}request_duration_seconds",
             "Time to answer an HTTP request, by route (SSE streams are not timed)",
             labels=["route"],
         )

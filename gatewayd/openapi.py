@@ -179,7 +179,7 @@ SCHEMAS: dict[str, Any] = {
         ["seq_id", "chain_id", "render_error"],
         "Sent in place of a record the gateway cannot render (one that breaks the protobuf contract): its ids "
         "(hash for a transaction, tx_hash otherwise; kind for an event or opportunity) and the error. Counted in "
-        "mempulse_gateway_render_errors_total.",
+        "mempulse_gatewayd_render_errors_total.",
     ),
     "Envelope": _obj({**_ENVELOPE, **_RAW}, list(_ENVELOPE), description="A pending transaction as ingestd saw it."),
     "Transaction": _obj({**_ENVELOPE, "seq_id": INT, "received_unix_ms": MS, **_RAW},

@@ -50,7 +50,7 @@ _ENTRY_OVERHEAD_BYTES = 256
 RENDER_CHUNK = 200
 
 T = TypeVar("T")
-#: Record kinds as counted in ``mempulse_gateway_render_errors_total{record}``.
+#: Record kinds as counted in ``mempulse_gatewayd_render_errors_total{record}``.
 RECORD_KINDS = ("transaction", "feature", "event", "opportunity")
 _ERROR_MESSAGE_CHARS = 200
 #: Unrenderable records are logged on the first failure and then every this many (per record kind).

@@ -32,6 +32,7 @@ async def run(cfg: IngestConfig, stop: asyncio.Event | None = None) -> int:
         return 2
     from prometheus_client import CollectorRegistry, start_http_server
 
+    from common.promutil import add_process_collectors
     from ingestd.chains.worker import ChainWorker
     from ingestd.metrics import Histograms, IngestCollector
 
@@ -40,6 +41,7 @@ async def run(cfg: IngestConfig, stop: asyncio.Event | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     registry = CollectorRegistry()
+    add_process_collectors(registry)
     histograms = Histograms(registry)
     session_id = uuid.uuid4().hex[:16]
     workers = [ChainWorker(chain, cfg, session_id, histograms) for chain in cfg.chains]

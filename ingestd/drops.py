@@ -33,6 +33,9 @@ class DropReason(enum.StrEnum):
 #: Reasons that do not mean a transaction was lost.
 NOT_A_LOSS: frozenset[DropReason] = frozenset({DropReason.DEDUP})
 
+#: Reasons counted for the chain as a whole (source ""), not for the source that announced the transaction.
+SOURCELESS_REASONS: tuple[DropReason, ...] = (DropReason.REJECTED, DropReason.SHUTDOWN)
+
 
 class DropCounter:
     """Cumulative drop counts of one chain, by (source, reason), with rate-limited warning logs.

@@ -17,11 +17,36 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from common.pb.v1 import ingest_pb2
-from ingestd.drops import DropCounter, DropReason
+from ingestd.drops import SOURCELESS_REASONS, DropCounter, DropReason
+from ingestd.notifications import REJECT_REASONS
+
+#: The prefix of every ingestd series (docs/operations.md#metrics).
+PREFIX = "mempulse_ingestd_"
 
 LATENCY_BUCKETS_S = (0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2,
                      0.3, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+
+
+class RawOutcome:
+    """Labels of ``mempulse_ingestd_raw_tx_total{outcome}``: where an envelope's raw_tx came from, or why it has
+    none (it is sent without: a missing raw_tx never costs the transaction)."""
+
+    REENCODED = "reencoded"
+    NODE = "node"
+    #: r = s = 0 (anvil's impersonated senders): no bytes with that signature hash to the tx hash; not fetched.
+    UNSIGNED = "unsigned"
+    #: The node's eth_getRawTransactionByHash answer did not hash to the transaction hash.
+    NODE_HASH_MISMATCH = "node_hash_mismatch"
+    #: The node had no answer (null, an error, method unsupported, the fetch failed).
+    NODE_UNAVAILABLE = "node_unavailable"
+    #: The fetch queue was full: the envelope went on without its raw bytes.
+    FETCH_QUEUE_FULL = "fetch_queue_full"
+
+
+#: Every raw_tx outcome (exported at zero from start) and every re-encoding failure reason (common.rawtx).
+RAW_OUTCOMES = tuple(v for k, v in vars(RawOutcome).items() if k.isupper())
+RAW_REENCODE_FAILURES = ("hash_mismatch", "missing_fields", "missing_signature", "unsupported_type")
 
 
 @dataclass
@@ -106,7 +131,7 @@ class ChainStats:
         """The cumulative ChainIngestStats forwarded to processd.
 
         Dedup hits are left out of ``dropped``: they are not losses, and processd's drop ratio sums
-        ``dropped`` (they stay visible in ingestd's own metrics as ``ingestd_dedup_hits_total``).
+        ``dropped`` (they stay visible in ingestd's own metrics as ``mempulse_ingestd_dedup_hits_total``).
         """
         dropped = [ingest_pb2.DropCount(reason=r, count=n) for r, n in sorted(self.drops.by_reason().items())
                    if r != DropReason.DEDUP.value]
@@ -120,25 +145,31 @@ class Histograms:
     """The per-batch histograms (prometheus-client objects in one registry)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.fetch_batch_size = Histogram("ingestd_fetch_batch_size", "Hashes per eth_getTransactionByHash batch",
+        self.fetch_batch_size = Histogram(f"{PREFIX}fetch_batch_hashes",
+                                          "Hashes per eth_getTransactionByHash batch",
                                           ["chain"], buckets=BATCH_BUCKETS, registry=registry)
-        self.rpc_latency = Histogram("ingestd_rpc_latency_seconds", "Batch JSON-RPC request latency",
+        self.rpc_latency = Histogram(f"{PREFIX}rpc_latency_seconds", "Batch JSON-RPC request latency",
                                      ["chain", "endpoint"], buckets=LATENCY_BUCKETS_S, registry=registry)
-        self.outbound_batch_size = Histogram("ingestd_outbound_batch_size", "Envelopes per TxBatch sent to processd",
+        self.outbound_batch_size = Histogram(f"{PREFIX}outbound_batch_envelopes",
+                                             "Envelopes per TxBatch sent to processd",
                                              ["chain"], buckets=BATCH_BUCKETS, registry=registry)
-        self.enqueue_latency = Histogram("ingestd_notification_to_enqueue_seconds",
+        self.enqueue_latency = Histogram(f"{PREFIX}notification_to_enqueue_seconds",
                                          "From the pending notification to the envelope entering the outbound queue "
                                          "(parse, dedup, fetch queue, batch fetch, mapping)",
                                          ["chain"], buckets=LATENCY_BUCKETS_S, registry=registry)
-        self.stream_ack_latency = Histogram("ingestd_stream_ack_seconds",
+        self.stream_ack_latency = Histogram(f"{PREFIX}stream_ack_seconds",
                                             "From writing a TxBatch to processd's ack (gRPC + commit + ack)",
                                             ["chain"], buckets=LATENCY_BUCKETS_S, registry=registry)
-        self.source_lag = Histogram("mempulse_ingestd_source_lag_seconds",
+        self.source_lag = Histogram(f"{PREFIX}source_lag_seconds",
                                     "How long after the first source another source announced the same transaction",
-                                    ["chain_id", "source"], buckets=LATENCY_BUCKETS_S, registry=registry)
-        self.ack_latency = Histogram("ingestd_notification_to_ack_seconds",
+                                    ["chain", "source"], buckets=LATENCY_BUCKETS_S, registry=registry)
+        self.ack_latency = Histogram(f"{PREFIX}notification_to_ack_seconds",
                                      "From the pending notification to processd's durable ack, per envelope",
                                      ["chain"], buckets=LATENCY_BUCKETS_S, registry=registry)
+
+
+#: Drop reasons a source is named for (the others are counted for the chain, with source "").
+_SOURCE_DROP_REASONS = tuple(r for r in DropReason if r not in SOURCELESS_REASONS)
 
 
 class IngestCollector(Collector):
@@ -159,58 +190,60 @@ class IngestCollector(Collector):
         def gauge(name: str, doc: str, labels: list[str]) -> GaugeMetricFamily:
             return GaugeMetricFamily(name, doc, labels=labels)
 
-        seen = counter("ingestd_seen", "Distinct announcements that passed dedup", ["chain"])
-        delivered = counter("ingestd_delivered", "Envelopes acknowledged by processd", ["chain"])
-        sent = counter("ingestd_envelopes_sent", "Envelopes written to the processd stream (resends included)",
+        seen = counter(f"{PREFIX}seen", "Distinct announcements that passed dedup", ["chain"])
+        delivered = counter(f"{PREFIX}delivered", "Envelopes acknowledged by processd", ["chain"])
+        sent = counter(f"{PREFIX}envelopes_sent", "Envelopes written to the processd stream (resends included)",
                        ["chain"])
-        acks = counter("ingestd_acks", "IngestAcks received", ["chain"])
-        fetched = counter("ingestd_fetched", "Transactions fetched by batch eth_getTransactionByHash", ["chain"])
-        full_tx = counter("ingestd_full_tx_notifications", "Notifications carrying the full transaction",
+        acks = counter(f"{PREFIX}acks", "IngestAcks received", ["chain"])
+        fetched = counter(f"{PREFIX}fetched", "Transactions fetched by batch eth_getTransactionByHash", ["chain"])
+        full_tx = counter(f"{PREFIX}full_tx_notifications", "Notifications carrying the full transaction",
                           ["chain"])
-        resent = counter("ingestd_batches_resent", "Unacked batches resent after a stream reconnect", ["chain"])
-        stream_rc = counter("ingestd_stream_reconnects", "Reconnects of the processd stream", ["chain"])
-        storage_full = counter("ingestd_storage_full_retries", "Batches processd answered storage_full (resent later)",
-                               ["chain"])
-        notif = counter("ingestd_notifications", "Pending-transaction notifications received", ["chain", "source"])
-        dedup = counter("ingestd_dedup_hits", "Notifications of an already seen transaction", ["chain", "source"])
-        rejected = counter("ingestd_notifications_rejected", "Messages rejected by the parser",
+        resent = counter(f"{PREFIX}batches_resent", "Unacked batches resent after a stream reconnect", ["chain"])
+        stream_rc = counter(f"{PREFIX}stream_reconnects", "Reconnects of the processd stream", ["chain"])
+        storage_full = counter(f"{PREFIX}storage_full_retries",
+                               "Batches processd answered storage_full (resent later)", ["chain"])
+        notif = counter(f"{PREFIX}notifications", "Pending-transaction notifications received",
+                        ["chain", "source"])
+        dedup = counter(f"{PREFIX}dedup_hits", "Notifications of an already seen transaction", ["chain", "source"])
+        rejected = counter(f"{PREFIX}notifications_rejected", "Messages rejected by the parser",
                            ["chain", "source", "reason"])
-        reconnects = counter("ingestd_source_reconnects", "WebSocket reconnects", ["chain", "source"])
-        gaps = counter("ingestd_source_gap_seconds", "Seconds a source was disconnected", ["chain", "source"])
-        drops = counter("ingestd_drops", "Transactions not delivered, by reason (dedup is not a loss)",
+        reconnects = counter(f"{PREFIX}source_reconnects", "WebSocket reconnects", ["chain", "source"])
+        gaps = counter(f"{PREFIX}source_gap_seconds", "Seconds a source was disconnected", ["chain", "source"])
+        drops = counter(f"{PREFIX}drops", "Transactions not delivered, by reason (dedup is not a loss)",
                         ["chain", "source", "reason"])
-        rpc_err = counter("ingestd_rpc_errors", "Fetch errors by endpoint and code", ["chain", "endpoint", "code"])
-        raw_tx = counter("mempulse_ingestd_raw_tx", "Envelopes by where their signed raw bytes came from "
+        rpc_err = counter(f"{PREFIX}rpc_errors", "Fetch errors by endpoint and code",
+                          ["chain", "endpoint", "code"])
+        raw_tx = counter(f"{PREFIX}raw_tx", "Envelopes by where their signed raw bytes came from "
                          "(reencoded, node) or why they have none", ["chain", "outcome"])
-        raw_fail = counter("mempulse_ingestd_raw_tx_reencode_failures", "Re-encodings that gave no bytes hashing "
+        raw_fail = counter(f"{PREFIX}raw_tx_reencode_failures", "Re-encodings that gave no bytes hashing "
                            "to the transaction hash, by reason", ["chain", "reason"])
-        connected = gauge("ingestd_source_connected", "1 when the source is subscribed", ["chain", "source"])
-        silent = gauge("ingestd_source_silent", "1 when the source is silent beyond the watchdog threshold",
+        connected = gauge(f"{PREFIX}source_connected", "1 when the source is subscribed", ["chain", "source"])
+        silent = gauge(f"{PREFIX}source_silent", "1 when the source is silent beyond the watchdog threshold",
                        ["chain", "source"])
-        visibility = gauge("ingestd_mempool_visible",
+        visibility = gauge(f"{PREFIX}mempool_visible",
                            "1 pending txs arrive, 0 not visible (e.g. sequencer chain), -1 unknown yet", ["chain"])
-        depth = gauge("ingestd_queue_depth", "Items in a bounded queue", ["chain", "queue"])
-        capacity = gauge("ingestd_queue_capacity", "Bound of a queue", ["chain", "queue"])
-        in_flight = gauge("ingestd_fetch_in_flight", "Batch fetch requests in flight", ["chain"])
-        unacked = gauge("ingestd_unacked_batches", "Batches sent to processd and not yet acknowledged", ["chain"])
-        dedup_size = gauge("ingestd_dedup_entries", "Hashes held by the dedup set", ["chain"])
-        wins = counter("mempulse_ingestd_source_first_seen_wins", "Transactions this source announced first",
-                       ["chain_id", "source"])
-        sightings = counter("mempulse_ingestd_source_sightings",
+        depth = gauge(f"{PREFIX}queue_depth", "Items in a bounded queue", ["chain", "queue"])
+        capacity = gauge(f"{PREFIX}queue_capacity", "Bound of a queue", ["chain", "queue"])
+        in_flight = gauge(f"{PREFIX}fetch_in_flight", "Batch fetch requests in flight", ["chain"])
+        unacked = gauge(f"{PREFIX}unacked_batches", "Batches sent to processd and not yet acknowledged",
+                        ["chain"])
+        dedup_size = gauge(f"{PREFIX}dedup_entries", "Hashes held by the dedup set", ["chain"])
+        wins = counter(f"{PREFIX}source_first_seen_wins", "Transactions this source announced first",
+                       ["chain", "source"])
+        sightings = counter(f"{PREFIX}source_sightings",
                             "Announcements of a transaction another source announced first, by outcome",
-                            ["chain_id", "source", "outcome"])
-        sightings_lost = counter("mempulse_ingestd_sightings_lost",
+                            ["chain", "source", "outcome"])
+        sightings_lost = counter(f"{PREFIX}sightings_lost",
                                  "Later sightings not sent (their envelope was not, or the outbound queue was full)",
-                                 ["chain_id"])
-        sightings_acked = counter("mempulse_ingestd_sightings_acked",
+                                 ["chain"])
+        sightings_acked = counter(f"{PREFIX}sightings_acked",
                                   "Sightings processd acknowledged, by result (stored, ignored: repeat or unknown tx)",
-                                  ["chain_id", "result"])
-        log_size = gauge("mempulse_ingestd_source_log_entries", "Transactions held by the source log", ["chain_id"])
-        log_cap = gauge("mempulse_ingestd_source_log_capacity", "Bound of the source log (0 = single source)",
-                        ["chain_id"])
+                                  ["chain", "result"])
+        log_size = gauge(f"{PREFIX}source_log_entries", "Transactions held by the source log", ["chain"])
+        log_cap = gauge(f"{PREFIX}source_log_capacity", "Bound of the source log (0 = single source)",
+                        ["chain"])
         for c in list(self._chains()):
             ch = c.name
-            cid = str(c.chain_id)
             seen.add_metric([ch], c.seen)
             delivered.add_metric([ch], c.delivered)
             sent.add_metric([ch], c.envelopes_sent)
@@ -229,18 +262,26 @@ class IngestCollector(Collector):
                 gaps.add_metric([ch, s.source_id], s.gap_seconds)
                 connected.add_metric([ch, s.source_id], 1 if s.connected else 0)
                 silent.add_metric([ch, s.source_id], 1 if s.silent else 0)
-                for reason, n in list(s.rejected.items()):
+                # Every known parser reason at zero from start; a reason added later still shows up.
+                by_reason = dict.fromkeys(REJECT_REASONS, 0) | dict(list(s.rejected.items()))
+                for reason, n in by_reason.items():
                     rejected.add_metric([ch, s.source_id, reason], n)
-                wins.add_metric([cid, s.source_id], s.first_seen_wins)
+                wins.add_metric([ch, s.source_id], s.first_seen_wins)
                 for outcome, n in list(s.sightings.items()):
-                    sightings.add_metric([cid, s.source_id, outcome], n)
-            for (source, reason), n in list(c.drops.counts.items()):
+                    sightings.add_metric([ch, s.source_id, outcome], n)
+            # Drops at zero from start: each source with the reasons a source is named for, and source "" with
+            # the reasons counted for the chain as a whole (shutdown, rejected by processd).
+            counts = {(src, r): 0 for src in list(c.sources) for r in _SOURCE_DROP_REASONS}
+            counts.update({("", r): 0 for r in SOURCELESS_REASONS})
+            counts.update(list(c.drops.counts.items()))
+            for (source, reason), n in counts.items():
                 drops.add_metric([ch, source, reason.value], n)
             for (endpoint, code), n in list(c.rpc_errors.items()):
                 rpc_err.add_metric([ch, endpoint, code], n)
-            for outcome, n in list(c.raw_tx.items()):
+            for outcome, n in (dict.fromkeys(RAW_OUTCOMES, 0) | dict(list(c.raw_tx.items()))).items():
                 raw_tx.add_metric([ch, outcome], n)
-            for reason, n in list(c.raw_tx_reencode_failures.items()):
+            failures = dict.fromkeys(RAW_REENCODE_FAILURES, 0) | dict(list(c.raw_tx_reencode_failures.items()))
+            for reason, n in failures.items():
                 raw_fail.add_metric([ch, reason], n)
             for queue, (depth_fn, cap) in list(c.queues.items()):
                 depth.add_metric([ch, queue], depth_fn())
@@ -248,12 +289,12 @@ class IngestCollector(Collector):
             in_flight.add_metric([ch], c.in_flight())
             unacked.add_metric([ch], c.unacked_batches())
             dedup_size.add_metric([ch], c.dedup_entries())
-            sightings_lost.add_metric([cid], c.sightings_lost)
-            sightings_acked.add_metric([cid, "stored"], c.sightings_stored)
-            sightings_acked.add_metric([cid, "ignored"], c.sightings_ignored)
-            log_size.add_metric([cid], c.source_log_entries())
-            log_cap.add_metric([cid], c.source_log_capacity)
+            sightings_lost.add_metric([ch], c.sightings_lost)
+            sightings_acked.add_metric([ch, "stored"], c.sightings_stored)
+            sightings_acked.add_metric([ch, "ignored"], c.sightings_ignored)
+            log_size.add_metric([ch], c.source_log_entries())
+            log_cap.add_metric([ch], c.source_log_capacity)
         yield from (seen, delivered, sent, acks, fetched, full_tx, resent, stream_rc, storage_full, notif, dedup,
                     rejected, reconnects, gaps, drops, rpc_err, raw_tx, raw_fail, connected, silent, visibility, depth,
-                    capacity, in_flight, unacked, dedup_size, wins, sightings, sightings_lost, sightings_acked, log_size,
-                    log_cap)
+                    capacity, in_flight, unacked, dedup_size, wins, sightings, sightings_lost, sightings_acked,
+                    log_size, log_cap)

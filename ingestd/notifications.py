@@ -14,6 +14,13 @@ import orjson
 
 HASH_HEX_LEN = 66  # "0x" + 64 hex digits
 
+#: Every reason a source counts a rejected message under: the parser's (NotificationError) and the source's own
+#: (ws_source: too_large, unknown_subscription, unexpected_reply). mempulse_ingestd_notifications_rejected_total
+#: shows each at zero from start; tests/ingestd/test_units.py checks the list against the code.
+REJECT_REASONS = ("malformed_json", "not_an_object", "unexpected_method", "bad_subscription_id", "bad_result",
+                  "bad_error", "bad_request_id", "bad_hash", "unexpected_message", "too_large",
+                  "unknown_subscription", "unexpected_reply")
+
 
 class NotificationError(ValueError):
     """A message that is not a valid subscription message; ``reason`` is a stable code."""

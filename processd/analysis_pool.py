@@ -197,6 +197,10 @@ class AnalysisPool:
         self._stopped = False
         self._tasks: set[asyncio.Task[None]] = set()
 
+    def worker_pids(self) -> list[int]:
+        """Process ids of the live workers (read by the metrics thread: one list copy, no iteration race)."""
+        return [w.process.pid for w in list(self._workers) if w.process.pid is not None]
+
     # ---- lifecycle ---------------------------------------------------------------------------------------
 
     async def start(self) -> AnalysisPool:

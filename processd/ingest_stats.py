@@ -9,7 +9,7 @@ An entry is kept as a fresh copy of its known fields only: a sub-message of the 
 whole batch (envelopes included) alive, and unknown fields would be kept byte for byte. An entry that breaks
 a bound is rejected whole (a truncated drop reason or source list would be a wrong counter); entries pushed
 out to make room are evicted oldest first. Every rejection and eviction is counted by reason
-(``processd_ingest_stats_rejected_total{reason}``) and logged at most once per reason per interval; none of
+(``mempulse_processd_ingest_stats_rejected_total{reason}``) and logged at most once per reason per interval; none of
 this touches the batch's transactions.
 """
 
@@ -24,7 +24,7 @@ from common.pb.v1 import ingest_pb2
 
 log = logging.getLogger(__name__)
 
-#: Reason labels of ``processd_ingest_stats_rejected_total``.
+#: Reason labels of ``mempulse_processd_ingest_stats_rejected_total``.
 BAD_STRING = "bad_string"  # a drop reason or source id too long, or not printable ASCII
 TOO_MANY_ITEMS = "too_many_items"  # more drop reasons or sources than an entry may hold
 ENTRY_TOO_LARGE = "entry_too_large"  # the entry's copy is larger than max_entry_bytes

@@ -2,16 +2,45 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, start_http_server
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from common.pb.v1 import query_pb2
+from common.promutil import FunctionCounter, add_process_collectors
+from processd import ingest_stats
 from processd.eventlog import AGG_SOURCE, AGG_SOURCE_LATER, AGG_SOURCE_WINS, U64
+from processd.subscriptions import CUT_SLOW
+from processd.validation import REASON_NAMES
+from processd.writer import SIGHTING_OUTCOMES
+
+log = logging.getLogger(__name__)
+
+#: The prefix of every processd series (docs/operations.md#metrics).
+PREFIX = "mempulse_processd_"
 
 _BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2000, 4000, 8000, 16000, 32000)
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+# Label values known at start, so that their series exist at zero before anything happens (rate() and alerts
+# then see a 0, not an absent series). The names are those the counting code uses (see each comment).
+_EVENT_KINDS = ("tx_seen", "tx_decoded", "opp_detected", "tx_source_seen")  # server._KIND_NAMES
+_OUTCOMES = ("accepted", "duplicate_or_rejected")  # server._on_commit
+_REJECT_REASONS = (*REASON_NAMES.values(), "malformed_batch")  # validation + ingest_service
+_EXHAUSTED_CAUSES = ("commit_queue_full", "too_many_subscribers")  # ingest_service, query_service
+_STATS_REJECT_REASONS = (*ingest_stats.REASONS, "bad_session_id", "too_many_sessions")  # + ingest_service
+_STORAGE_FULL_CAUSES = ("map_full", "disk_full")  # writer
+_QUERY_RPCS = tuple(query_pb2.DESCRIPTOR.services_by_name["Query"].methods_by_name)  # query_service._bad
+
+
+def _zero(counter: Counter, values: Iterable[str]) -> None:
+    for value in values:
+        counter.labels(value)
 
 
 class ProcessdMetrics:
@@ -19,59 +48,75 @@ class ProcessdMetrics:
 
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
-        self.commit_envelopes = Histogram("processd_commit_envelopes", "Envelopes per group commit",
+        self.commit_envelopes = Histogram(f"{PREFIX}commit_envelopes", "Envelopes per group commit",
                                           buckets=_BATCH_BUCKETS, registry=r)
-        self.commit_events = Histogram("processd_commit_events", "Events per group commit",
+        self.commit_events = Histogram(f"{PREFIX}commit_events", "Events per group commit",
                                        buckets=_BATCH_BUCKETS, registry=r)
-        self.commit_seconds = Histogram("processd_commit_seconds",
+        self.commit_seconds = Histogram(f"{PREFIX}commit_seconds",
                                         "Group commit latency (dedup, seqs, puts, commit with fsync in sync mode)",
                                         buckets=_LATENCY_BUCKETS, registry=r)
-        self.ack_seconds = Histogram("processd_ack_latency_seconds", "Batch received to ack sent",
+        self.ack_seconds = Histogram(f"{PREFIX}ack_latency_seconds", "Batch received to ack sent",
                                      buckets=_LATENCY_BUCKETS, registry=r)
-        self.events = Counter("processd_events", "Events committed to the log", ["kind"], registry=r)
-        self.envelopes = Counter("processd_envelopes", "Envelopes received, by outcome", ["outcome"], registry=r)
-        self.rejects = Counter("processd_rejects", "Envelopes rejected, by reason", ["reason"], registry=r)
-        self.sightings = Counter("mempulse_processd_sightings", "Later-source sightings (TxBatch.sightings) by "
+        self.events = Counter(f"{PREFIX}events", "Events committed to the log", ["kind"], registry=r)
+        self.envelopes = Counter(f"{PREFIX}envelopes", "Envelopes received, by outcome", ["outcome"], registry=r)
+        self.rejects = Counter(f"{PREFIX}rejects", "Envelopes rejected, by reason", ["reason"], registry=r)
+        self.sightings = Counter(f"{PREFIX}sightings", "Later-source sightings (TxBatch.sightings) by "
                                  "outcome: stored, repeat, unknown_tx, over_limit, invalid", ["outcome"], registry=r)
-        self.analysis_errors = Counter("processd_analysis_errors", "Transactions whose analysis raised (stored "
+        self.analysis_errors = Counter(f"{PREFIX}analysis_errors", "Transactions whose analysis raised (stored "
                                        "undecoded)", registry=r)
-        self.pruned = Counter("processd_pruned_events", "Events removed by retention", registry=r)
-        self.map_grows = Counter("processd_map_grows", "LMDB map size increases", registry=r)
-        self.resource_exhausted = Counter("processd_resource_exhausted", "RESOURCE_EXHAUSTED answers, by cause",
+        self.pruned = Counter(f"{PREFIX}pruned_events", "Events removed by retention", registry=r)
+        self.map_grows = Counter(f"{PREFIX}map_grows", "LMDB map size increases", registry=r)
+        self.resource_exhausted = Counter(f"{PREFIX}resource_exhausted", "RESOURCE_EXHAUSTED answers, by cause",
                                           ["cause"], registry=r)
-        self.subscriber_cuts = Counter("processd_subscriber_cuts", "Subscribers cut off, by reason", ["reason"],
+        self.subscriber_cuts = Counter(f"{PREFIX}subscriber_cuts", "Subscribers cut off, by reason", ["reason"],
                                        registry=r)
         self.ingest_stats_rejected = Counter(
-            "processd_ingest_stats_rejected", "ChainIngestStats entries of Ingest.Stream not kept (rejected for a "
+            f"{PREFIX}ingest_stats_rejected", "ChainIngestStats entries of Ingest.Stream not kept (rejected for a "
             "bound, or evicted to make room), by reason; the batch's transactions are unaffected", ["reason"],
             registry=r)
-        self.ingest_stats_bytes = Gauge("processd_ingest_stats_bytes", "Bytes of ChainIngestStats held (serialized "
+        self.ingest_stats_bytes = Gauge(f"{PREFIX}ingest_stats_bytes", "Bytes of ChainIngestStats held (serialized "
                                         "size of the bounded copies)", registry=r)
-        self.bad_requests = Counter("processd_bad_requests", "INVALID_ARGUMENT answers, by RPC", ["rpc"], registry=r)
-        self.storage_full_groups = Counter("processd_storage_full_groups", "Commit groups refused as storage_full, by "
+        self.bad_requests = Counter(f"{PREFIX}bad_requests", "INVALID_ARGUMENT answers, by RPC", ["rpc"], registry=r)
+        self.storage_full_groups = Counter(f"{PREFIX}storage_full_groups", "Commit groups refused as storage_full, by "
                                            "cause (map_full: map at its max size; disk_full: the write failed "
                                            "for lack of space or with an I/O error)", ["cause"], registry=r)
-        self.disk_full = Gauge("processd_disk_full", "1 while ingest is refused because the last commit failed for "
+        self.disk_full = Gauge(f"{PREFIX}disk_full", "1 while ingest is refused because the last commit failed for "
                                "lack of disk space (retried every disk_full_retry_ms)", registry=r)
-        self.storage_bytes = Gauge("processd_storage_bytes", "LMDB bytes in use", registry=r)
-        self.map_size_bytes = Gauge("processd_map_size_bytes", "LMDB map size", registry=r)
-        self.last_seq = Gauge("processd_last_seq", "Highest committed seq id", registry=r)
-        self.subscribers = Gauge("processd_subscribers", "Live SubscribeEvents streams", registry=r)
-        self.ingest_streams = Gauge("processd_ingest_streams", "Open Ingest.Stream calls", registry=r)
-        self.queue_envelopes = Gauge("processd_commit_queue_envelopes", "Envelopes waiting for commit", registry=r)
-        self.queue_capacity = Gauge("processd_commit_queue_capacity", "Commit queue bound (envelopes)", registry=r)
-        self.read_model_entries = Gauge("processd_read_model_entries", "Entries per read model "
+        self.storage_bytes = Gauge(f"{PREFIX}storage_bytes", "LMDB bytes in use", registry=r)
+        self.map_size_bytes = Gauge(f"{PREFIX}map_size_bytes", "LMDB map size", registry=r)
+        self.map_max_size_bytes = Gauge(f"{PREFIX}map_max_size_bytes", "Largest size the LMDB map may grow to "
+                                        "(map_max_size_mb); at it, commit groups are refused as storage_full",
+                                        registry=r)
+        self.last_seq = Gauge(f"{PREFIX}last_seq", "Highest committed seq id", registry=r)
+        self.subscribers = Gauge(f"{PREFIX}subscribers", "Live SubscribeEvents streams", registry=r)
+        self.ingest_streams = Gauge(f"{PREFIX}ingest_streams", "Open Ingest.Stream calls", registry=r)
+        self.queue_envelopes = Gauge(f"{PREFIX}commit_queue_envelopes", "Envelopes waiting for commit", registry=r)
+        self.queue_capacity = Gauge(f"{PREFIX}commit_queue_capacity", "Commit queue bound (envelopes)", registry=r)
+        self.read_model_entries = Gauge(f"{PREFIX}read_model_entries", "Entries per read model "
                                         "(window_held_values: event values the transaction windows refer to)",
                                         ["model"], registry=r)
-        self.pool_workers = Gauge("processd_analysis_workers", "Analysis worker processes (0 = in-process)",
+        self.pool_workers = Gauge(f"{PREFIX}analysis_workers", "Analysis worker processes (0 = in-process)",
                                   registry=r)
-        self.pool_inflight = Gauge("processd_analysis_inflight_batches", "Batches being prepared", registry=r)
-        self.pool_restarts = Gauge("processd_analysis_pool_restarts", "Analysis workers that died and were replaced "
-                                   "(their batches were prepared in-process)", registry=r)
-        self.pool_stall_kills = Gauge("processd_analysis_stall_kills", "Analysis workers killed for holding batches "
-                                      "longer than analysis_stall_timeout_ms without answering", registry=r)
-        self.replay_digest = Info("processd_replay", "Replay digest of the read models at the last check",
+        self.pool_inflight = Gauge(f"{PREFIX}analysis_inflight_batches", "Batches being prepared", registry=r)
+        self.pool_restarts = FunctionCounter(f"{PREFIX}analysis_pool_restarts", "Analysis workers that died and "
+                                             "were replaced (their batches were prepared in-process)", registry=r)
+        self.pool_stall_kills = FunctionCounter(f"{PREFIX}analysis_stall_kills", "Analysis workers killed for "
+                                                "holding batches longer than analysis_stall_timeout_ms without "
+                                                "answering", registry=r)
+        #: CPU of the analysis worker processes (process_cpu_seconds_total covers processd's main process only).
+        self.worker_cpu = WorkerCpu(f"{PREFIX}analysis_workers_cpu_seconds", registry=r)
+        self.replay_digest = Info(f"{PREFIX}replay", "Replay digest of the read models at the last check",
                                   registry=r)
+        add_process_collectors(r)
+        _zero(self.events, _EVENT_KINDS)
+        _zero(self.envelopes, _OUTCOMES)
+        _zero(self.rejects, _REJECT_REASONS)
+        _zero(self.sightings, SIGHTING_OUTCOMES)
+        _zero(self.resource_exhausted, _EXHAUSTED_CAUSES)
+        _zero(self.subscriber_cuts, (CUT_SLOW,))
+        _zero(self.ingest_stats_rejected, _STATS_REJECT_REASONS)
+        _zero(self.storage_full_groups, _STORAGE_FULL_CAUSES)
+        _zero(self.bad_requests, _QUERY_RPCS)
 
     def serve(self, host: str, port: int) -> None:
         """Starts the /metrics HTTP endpoint (a daemon thread of prometheus-client)."""
@@ -86,9 +131,9 @@ class SourceCollector(Collector):
         self._counters = counters
 
     def collect(self) -> Iterator[Metric]:
-        wins = CounterMetricFamily("mempulse_processd_source_first_seen_wins",
+        wins = CounterMetricFamily(f"{PREFIX}source_first_seen_wins",
                                    "Stored transactions the source announced first", labels=["chain_id", "source"])
-        seen = CounterMetricFamily("mempulse_processd_source_seen",
+        seen = CounterMetricFamily(f"{PREFIX}source_seen",
                                    "Stored transactions the source announced (first or later, as recorded)",
                                    labels=["chain_id", "source"])
         totals: dict[tuple[str, str], list[int]] = {}
@@ -106,3 +151,47 @@ class SourceCollector(Collector):
             seen.add_metric(list(labels), w + later)
         yield wins
         yield seen
+
+class WorkerCpu(Collector):
+    """CPU seconds (user + system) of the analysis worker processes, as one counter read at scrape time.
+
+    The live workers' times come from ``/proc/<pid>/stat``; a worker that is gone (killed, replaced, stopped)
+    keeps counting with the time last read from it, so the sum never goes down. The CPU a dying worker spent
+    after the previous scrape is not counted. Scrapes may run concurrently (one thread each): a lock.
+    """
+
+    def __init__(self, name: str, registry: CollectorRegistry) -> None:
+        self.name = name
+        self.pids: Callable[[], list[int]] = list
+        self._last: dict[int, float] = {}
+        self._retired = 0.0
+        self._lock = threading.Lock()
+        self._tick = os.sysconf("SC_CLK_TCK")
+        registry.register(self)
+
+    def _family(self, value: float) -> CounterMetricFamily:
+        return CounterMetricFamily(self.name, "CPU seconds (user + system) of the analysis worker processes; "
+                                   "process_cpu_seconds_total is processd's main process only", value=value)
+
+    def describe(self) -> Iterator[Metric]:
+        yield self._family(0)
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            now: dict[int, float] = {}
+            for pid in self.pids():
+                seconds = self._read(pid)
+                if seconds is not None:
+                    now[pid] = max(seconds, self._last.get(pid, 0.0))
+            self._retired += sum(v for pid, v in self._last.items() if pid not in now)
+            self._last = now
+            total = self._retired + sum(now.values())
+        yield self._family(total)
+
+    def _read(self, pid: int) -> float | None:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            return None
+        return (int(fields[11]) + int(fields[12])) / self._tick

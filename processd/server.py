@@ -177,7 +177,7 @@ class ProcessdServer:
                                   f"models: {exc}): restore it or move it aside") from None
 
     async def _refresh_digest(self, interval_s: float = 10.0) -> None:
-        """Keeps ``processd_replay_info`` current (the digest costs O(window sizes), so not per commit)."""
+        """Keeps ``mempulse_processd_replay_info`` current (the digest costs O(window sizes), so not per commit)."""
         seen = self.models.last_seq
         while True:
             await asyncio.sleep(interval_s)
@@ -189,6 +189,7 @@ class ProcessdServer:
         m = self.metrics
         m.storage_bytes.set_function(lambda: self.eventlog.storage_bytes() if self.eventlog.env else 0)
         m.map_size_bytes.set_function(lambda: self.eventlog.map_size_bytes)
+        m.map_max_size_bytes.set(self.writer.map_max_size_bytes)
         m.last_seq.set_function(lambda: self.models.last_seq)
         m.queue_envelopes.set_function(lambda: self.writer.queued_envelopes)
         m.queue_capacity.set(self.config.commit_queue_max_envelopes)
@@ -197,6 +198,7 @@ class ProcessdServer:
         m.pool_inflight.set_function(lambda: self.pool.inflight)
         m.pool_restarts.set_function(lambda: self.pool.restarts)
         m.pool_stall_kills.set_function(lambda: self.pool.stall_kills)
+        m.worker_cpu.pids = self.pool.worker_pids
         m.ingest_stats_bytes.set_function(lambda: self.models.ingest_stats.total_bytes)
         for name in ("recent_tx", "recent_features", "window_held_values", "opportunities", "counters",
                      "ingest_stats", "chains"):

@@ -337,7 +337,7 @@ class CommitWriter:
             batch.accepted = batch.duplicates = batch.first_seq = batch.last_seq = 0
             batch.sightings_stored = 0
         # While disk-full refusals repeat (no commit tried) one line per group would flood the log: the state
-        # change is logged by DiskFullGate and the counts are in processd_rejects_total.
+        # change is logged by DiskFullGate and the counts are in mempulse_processd_rejects_total.
         log.log(logging.DEBUG if quiet else logging.ERROR, "event log full (%s): rejected %d envelopes as "
                 "storage_full", why, total)
         if self._on_storage_full is not None:

@@ -3,7 +3,9 @@
 #   runtime  what the daemons and the demo run on: .venv/ with `pip install -e .`, and @foundry-rs/anvil (the local
 #            EVM node) from npm in .tools/. ./scripts/demo and scripts/generate ask for this.
 #   dev      (the default) runtime plus the [dev] extras (pytest, ruff, mypy, locust, grpcio-tools, ...) and
-#            @bufbuild/buf (protobuf lint/breaking). ./scripts/test and the bench/load/soak scripts ask for this.
+#            @bufbuild/buf (protobuf lint/breaking), and, when root with apt-get, promtool and systemd-analyze (Debian's
+#            `prometheus` and `systemd` packages: the deploy kit's checks). ./scripts/test and the bench/load/soak
+#            scripts ask for this.
 # Both levels share one .venv: a dev setup after a runtime one adds the extras, a runtime setup after a dev one
 # installs nothing. .venv/.mempulse-installed records "<sha256 of pyproject.toml> <level>"; a changed pyproject.toml
 # installs again. Every step is idempotent, so a second run costs a few hash checks.
@@ -86,10 +88,36 @@ setup_tools() {
   export PATH="$tools/node_modules/.bin:$PATH"
 }
 
+setup_deploy_tools() {
+  # The deploy kit's checks (tests/deploy/): promtool checks and unit-tests deploy/prometheus/, systemd-analyze
+  # verifies deploy/systemd/. promtool only comes in Debian's `prometheus` package (the server is installed beside
+  # it; containers' policy-rc.d keeps it from starting), systemd-analyze in `systemd`. Without root or apt-get
+  # nothing is installed and those tests skip with the reason; under CI=true they fail instead.
+  local want=()
+  command -v promtool >/dev/null 2>&1 || want+=(prometheus)
+  command -v systemd-analyze >/dev/null 2>&1 || want+=(systemd)
+  [ ${#want[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "setup: no root/apt-get to install ${want[*]} (promtool, systemd-analyze): the deploy kit tests will" \
+         "skip (fail under CI=true)" >&2
+    return 0
+  fi
+  echo "setup: apt-get install --no-install-recommends ${want[*]} (promtool, systemd-analyze; ~15 s)" >&2
+  local apt=(apt-get -q -y -o DPkg::Lock::Timeout=120 install --no-install-recommends "${want[@]}")
+  # A clean machine may have no package lists yet: update once and retry.
+  if ! DEBIAN_FRONTEND=noninteractive "${apt[@]}" >/dev/null 2>&1; then
+    apt-get -q -o DPkg::Lock::Timeout=120 update >/dev/null 2>&1 || true
+    DEBIAN_FRONTEND=noninteractive "${apt[@]}" >&2 \
+      || echo "setup: apt-get install ${want[*]} failed (see above): the deploy kit tests will fail" >&2
+  fi
+  return 0
+}
+
 setup_all() {
   local level="${1:-dev}"
   setup_venv "$level"
   setup_tools "$level"
+  if [ "$level" = dev ]; then setup_deploy_tools; fi
   # the platform package's native binary (the .bin/anvil launcher is a node wrapper around it)
   local native
   native="$(ls "$MEMPULSE_ROOT"/.tools/node_modules/@foundry-rs/anvil-*/bin/anvil 2>/dev/null | head -n 1)"

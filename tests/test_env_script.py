@@ -1,5 +1,6 @@
 """scripts/_env.sh: the setup steps' output reaches a redirected stderr intact, a failed pip stops setup, and the
-runtime/dev levels share one venv (the demo installs the runtime only; the test command adds the dev extras)."""
+runtime/dev levels share one venv (the demo installs the runtime only; the test command adds the dev extras),
+and the deploy kit's tools are installed with apt-get as root, or left out with a message."""
 
 from __future__ import annotations
 
@@ -82,3 +83,42 @@ def test_runtime_and_dev_levels_share_one_venv(tmp_path: Path) -> None:
     stamp.write_text(stamp.read_text().split()[0] + "\n")
     assert _setup(root, "dev") == []
 
+
+
+def _deploy_tools_run(tmp_path: Path, uid: int,
+                      apt_exit: int | None) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """setup_deploy_tools on a PATH without promtool/systemd-analyze, with a fake ``id`` (uid) and, unless
+    ``apt_exit`` is None, a fake apt-get that logs its arguments and exits ``apt_exit``."""
+    root = _fake_root(tmp_path, 0)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "dirname").symlink_to(shutil.which("dirname") or "/usr/bin/dirname")
+    fakes = {"id": f"#!/bin/sh\necho {uid}\n"}
+    if apt_exit is not None:
+        fakes["apt-get"] = f'#!/bin/sh\necho "$*" >> {tmp_path}/apt.log\nexit {apt_exit}\n'
+    for name, text in fakes.items():
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    bash = shutil.which("bash") or "/bin/bash"
+    proc = subprocess.run([bash, "-c", "source scripts/_env.sh; setup_deploy_tools; echo setup-finished"], cwd=root,
+                          env={"PATH": str(bin_dir)}, capture_output=True, text=True, timeout=60)
+    log = tmp_path / "apt.log"
+    return proc, log.read_text().splitlines() if log.exists() else []
+
+
+def test_deploy_tools_without_root_are_not_installed_and_setup_goes_on(tmp_path: Path) -> None:
+    proc, calls = _deploy_tools_run(tmp_path, uid=1000, apt_exit=0)
+    assert proc.returncode == 0 and proc.stdout == "setup-finished\n" and calls == []
+    assert "no root/apt-get to install prometheus systemd" in proc.stderr and "CI=true" in proc.stderr
+
+
+@pytest.mark.parametrize("apt_exit", [0, 100])
+def test_deploy_tools_are_installed_with_apt_get_as_root(tmp_path: Path, apt_exit: int) -> None:
+    proc, calls = _deploy_tools_run(tmp_path, uid=0, apt_exit=apt_exit)
+    assert proc.returncode == 0 and proc.stdout == "setup-finished\n", proc.stderr
+    install = "-q -y -o DPkg::Lock::Timeout=120 install --no-install-recommends prometheus systemd"
+    if apt_exit == 0:
+        assert calls == [install]
+    else:  # no package lists yet, or a mirror problem: update once, retry, say so, and let the tests fail
+        assert calls == [install, "-q -o DPkg::Lock::Timeout=120 update", install]
+        assert "apt-get install prometheus systemd failed" in proc.stderr

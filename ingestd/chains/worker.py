@@ -22,7 +22,7 @@ from ingestd.dedup import Dedup
 from ingestd.drops import DropCounter, DropReason
 from ingestd.fetcher import RAW_METHOD, TOO_LARGE, BatchFetcher, FetchOutcome
 from ingestd.mapping import MappingError, tx_to_envelope
-from ingestd.metrics import ChainStats, Histograms, SourceStats
+from ingestd.metrics import ChainStats, Histograms, RawOutcome, SourceStats
 from ingestd.notifications import PendingHash, PendingTx
 from ingestd.outbound import Outbound
 from ingestd.sourcelog import SightingOutcome, SourceLog
@@ -39,22 +39,6 @@ _NOT_VISIBLE = ingest_pb2.MEMPOOL_VISIBILITY_NOT_VISIBLE
 
 _REENCODED = tx_pb2.RAW_TX_ORIGIN_REENCODED
 _NODE = tx_pb2.RAW_TX_ORIGIN_NODE
-
-
-class RawOutcome:
-    """Labels of ``mempulse_ingestd_raw_tx_total{outcome}``: where an envelope's raw_tx came from, or why it has
-    none (it is sent without: a missing raw_tx never costs the transaction)."""
-
-    REENCODED = "reencoded"
-    NODE = "node"
-    #: r = s = 0 (anvil's impersonated senders): no bytes with that signature hash to the tx hash; not fetched.
-    UNSIGNED = "unsigned"
-    #: The node's eth_getRawTransactionByHash answer did not hash to the transaction hash.
-    NODE_HASH_MISMATCH = "node_hash_mismatch"
-    #: The node had no answer (null, an error, method unsupported, the fetch failed).
-    NODE_UNAVAILABLE = "node_unavailable"
-    #: The fetch queue was full: the envelope went on without its raw bytes.
-    FETCH_QUEUE_FULL = "fetch_queue_full"
 
 
 @dataclass(slots=True)
@@ -92,6 +76,8 @@ class ChainWorker:
             retries=cfg.fetch_retries, backoff_s=cfg.fetch_backoff_ms / 1000,
             cooldown_s=cfg.fetch_endpoint_cooldown_ms / 1000, on_error=self._on_rpc_error,
             on_latency=self._on_rpc_latency, max_response_bytes=cfg.fetch_max_response_bytes)
+        for endpoint in self.fetcher.endpoints:  # each endpoint's latency histogram at zero from start
+            self._latency.labels(label, endpoint.label)
         self.outbound = Outbound(
             cfg.processd, f"{session_id}-{chain.chain_id}", self.stats, histograms,
             capacity=cfg.outbound_queue_size, batch_size=cfg.outbound_batch_size,
@@ -113,7 +99,6 @@ class ChainWorker:
             self.stats.source_log_entries = lambda: len(self.source_log or ())
             self.stats.source_log_capacity = cfg.source_log_size
         self._source_lag = histograms.source_lag
-        self._chain_id_label = str(chain.chain_id)
         self._tasks: list[asyncio.Task[None]] = []
         self._started_mono = 0.0
         self._ready_logged = False
@@ -215,7 +200,7 @@ class ChainWorker:
         assert self.source_log is not None
         outcome, sighting, lag_ns = self.source_log.later(tx_hash, src.source_id, seen_ns)
         if lag_ns >= 0:
-            self._source_lag.labels(self._chain_id_label, src.source_id).observe(lag_ns / 1e9)
+            self._source_lag.labels(self.chain.name, src.source_id).observe(lag_ns / 1e9)
         if sighting is not None and not self.outbound.try_enqueue(sighting):
             outcome = SightingOutcome.NOT_DELIVERED
         src.sightings[outcome] += 1

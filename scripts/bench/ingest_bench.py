@@ -161,11 +161,12 @@ def delta(m: dict[str, list[tuple[dict[str, str], float]]],
 
 
 def settled(m: dict[str, list[tuple[dict[str, str], float]]], chain: str) -> bool:
-    losses = sum(v for lab, v in m.get("ingestd_drops_total", []) if lab.get("chain") == chain
+    losses = sum(v for lab, v in m.get("mempulse_ingestd_drops_total", []) if lab.get("chain") == chain
                  and lab.get("reason") != "dedup")
-    return (msum(m, "ingestd_delivered_total", chain=chain) + losses == msum(m, "ingestd_seen_total", chain=chain)
-            and msum(m, "ingestd_unacked_batches", chain=chain) == 0
-            and msum(m, "ingestd_queue_depth", chain=chain) == 0)
+    return (msum(m, "mempulse_ingestd_delivered_total", chain=chain) + losses
+            == msum(m, "mempulse_ingestd_seen_total", chain=chain)
+            and msum(m, "mempulse_ingestd_unacked_batches", chain=chain) == 0
+            and msum(m, "mempulse_ingestd_queue_depth", chain=chain) == 0)
 
 
 def stored_hashes(processd_addr: str, chain_id: int) -> set[str]:
@@ -218,7 +219,7 @@ def run_ingestd_phase(name: str, endpoints: dict[int, tuple[str, str]], nodes: d
         deadline = time.monotonic() + 30
         while True:
             try:
-                if msum(scrape(metrics_port), "ingestd_source_connected") >= len(endpoints):
+                if msum(scrape(metrics_port), "mempulse_ingestd_source_connected") >= len(endpoints):
                     break
             except httpx.HTTPError:
                 pass
@@ -236,13 +237,14 @@ def run_ingestd_phase(name: str, endpoints: dict[int, tuple[str, str]], nodes: d
                 ch = CHAINS[cid]
                 light[str(cid)] = {
                     "rate_tx_s": args.light_rate,
-                    "envelopes": msum(after, "ingestd_notification_to_ack_seconds_count", chain=ch)
-                    - msum(before, "ingestd_notification_to_ack_seconds_count", chain=ch),
+                    "envelopes": msum(after, "mempulse_ingestd_notification_to_ack_seconds_count", chain=ch)
+                    - msum(before, "mempulse_ingestd_notification_to_ack_seconds_count", chain=ch),
                     "notification_to_ack_ms": {
-                        q: _ms(hist_quantile(after, "ingestd_notification_to_ack_seconds", v, since=before, chain=ch))
+                        q: _ms(hist_quantile(after, "mempulse_ingestd_notification_to_ack_seconds", v, since=before,
+                                             chain=ch))
                         for q, v in (("p50", 0.5), ("p99", 0.99))},
                     "rpc_latency_ms": {
-                        q: _ms(hist_quantile(after, "ingestd_rpc_latency_seconds", v, since=before, chain=ch))
+                        q: _ms(hist_quantile(after, "mempulse_ingestd_rpc_latency_seconds", v, since=before, chain=ch))
                         for q, v in (("p50", 0.5), ("p99", 0.99))}}
         log.info("%s: driving both chains for %.0fs", name, args.drive_s)
         base = scrape(metrics_port)  # the drive's figures are deltas from here (the light step is excluded)
@@ -256,7 +258,8 @@ def run_ingestd_phase(name: str, endpoints: dict[int, tuple[str, str]], nodes: d
             m = scrape(metrics_port)
             for cid in nodes:
                 if cid not in done_at and settled(m, CHAINS[cid]) and msum(
-                        delta(m, base), "ingestd_seen_total", chain=CHAINS[cid]) >= len(traffic[cid]["accepted"]):
+                        delta(m, base), "mempulse_ingestd_seen_total",
+                        chain=CHAINS[cid]) >= len(traffic[cid]["accepted"]):
                     done_at[cid] = time.monotonic()
             time.sleep(0.1)
         m = delta(scrape(metrics_port), base)
@@ -269,13 +272,14 @@ def run_ingestd_phase(name: str, endpoints: dict[int, tuple[str, str]], nodes: d
             accepted = traffic[cid]["accepted"]
             stored = stored_hashes(processd_addr, cid)
             missing = len(set(accepted) - stored)
-            drops = {lab["reason"]: v for lab, v in m.get("ingestd_drops_total", []) if lab.get("chain") == ch and v}
+            drops = {lab["reason"]: v for lab, v in m.get("mempulse_ingestd_drops_total", [])
+                     if lab.get("chain") == ch and v}
             loss = sum(v for r, v in drops.items() if r != "dedup")
-            seen = msum(m, "ingestd_seen_total", chain=ch)
+            seen = msum(m, "mempulse_ingestd_seen_total", chain=ch)
             elapsed = (done_at.get(cid) or time.monotonic()) - t0
-            delivered = msum(m, "ingestd_delivered_total", chain=ch)
-            bcount = msum(m, "ingestd_fetch_batch_size_count", chain=ch)
-            obcount = msum(m, "ingestd_outbound_batch_size_count", chain=ch)
+            delivered = msum(m, "mempulse_ingestd_delivered_total", chain=ch)
+            bcount = msum(m, "mempulse_ingestd_fetch_batch_hashes_count", chain=ch)
+            obcount = msum(m, "mempulse_ingestd_outbound_batch_envelopes_count", chain=ch)
             chains[str(cid)] = {
                 "accepted_by_anvil": len(accepted),
                 "anvil_accept_tx_s": round(traffic[cid]["accepted_tx_s"], 1),
@@ -286,22 +290,24 @@ def run_ingestd_phase(name: str, endpoints: dict[int, tuple[str, str]], nodes: d
                 "settled": cid in done_at,
                 "ingest_tx_s": round(delivered / elapsed, 1) if elapsed > 0 else None,
                 "kept_up_with_anvil": cid in done_at and done_at[cid] - t0 < traffic[cid]["elapsed_s"] + 2.0,
-                "fetch_batch_size_mean": round(msum(m, "ingestd_fetch_batch_size_sum", chain=ch) / bcount, 1)
+                "fetch_batch_size_mean": round(msum(m, "mempulse_ingestd_fetch_batch_hashes_sum", chain=ch) / bcount, 1)
                 if bcount else None,
-                "fetch_batch_size_p50": hist_quantile(m, "ingestd_fetch_batch_size", 0.5, chain=ch),
+                "fetch_batch_size_p50": hist_quantile(m, "mempulse_ingestd_fetch_batch_hashes", 0.5, chain=ch),
                 "fetch_batches": bcount,
-                "outbound_batch_size_mean": round(msum(m, "ingestd_outbound_batch_size_sum", chain=ch) / obcount, 1)
+                "outbound_batch_size_mean":
+                    round(msum(m, "mempulse_ingestd_outbound_batch_envelopes_sum", chain=ch) / obcount, 1)
                 if obcount else None,
-                "rpc_latency_ms": {q: _ms(hist_quantile(m, "ingestd_rpc_latency_seconds", v, chain=ch))
+                "rpc_latency_ms": {q: _ms(hist_quantile(m, "mempulse_ingestd_rpc_latency_seconds", v, chain=ch))
                                    for q, v in (("p50", 0.5), ("p99", 0.99))},
-                "notification_to_ack_ms": {q: _ms(hist_quantile(m, "ingestd_notification_to_ack_seconds", v, chain=ch))
-                                           for q, v in (("p50", 0.5), ("p99", 0.99))},
-                "notification_to_enqueue_ms": {
-                    q: _ms(hist_quantile(m, "ingestd_notification_to_enqueue_seconds", v, chain=ch))
+                "notification_to_ack_ms": {
+                    q: _ms(hist_quantile(m, "mempulse_ingestd_notification_to_ack_seconds", v, chain=ch))
                     for q, v in (("p50", 0.5), ("p99", 0.99))},
-                "batch_write_to_ack_ms": {q: _ms(hist_quantile(m, "ingestd_stream_ack_seconds", v, chain=ch))
+                "notification_to_enqueue_ms": {
+                    q: _ms(hist_quantile(m, "mempulse_ingestd_notification_to_enqueue_seconds", v, chain=ch))
+                    for q, v in (("p50", 0.5), ("p99", 0.99))},
+                "batch_write_to_ack_ms": {q: _ms(hist_quantile(m, "mempulse_ingestd_stream_ack_seconds", v, chain=ch))
                                           for q, v in (("p50", 0.5), ("p99", 0.99))},
-                "rpc_errors": {f"{lab['code']}": v for lab, v in m.get("ingestd_rpc_errors_total", [])
+                "rpc_errors": {f"{lab['code']}": v for lab, v in m.get("mempulse_ingestd_rpc_errors_total", [])
                                if lab.get("chain") == ch and v},
             }
         total_seen = sum(c["seen"] for c in chains.values())

@@ -370,8 +370,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 before = await scrape(mport)
                 full_run = await measured_stream(full, round_lines, args, f"full{r}")
                 after = await scrape(mport)
-                full_run["commit_seconds"] = histogram(after, "processd_commit_seconds", since=before)
-                full_run["commit_envelopes"] = histogram(after, "processd_commit_envelopes", since=before)
+                full_run["commit_seconds"] = histogram(after, "mempulse_processd_commit_seconds", since=before)
+                full_run["commit_envelopes"] = histogram(after, "mempulse_processd_commit_envelopes", since=before)
                 rounds.append({"floor": floor_run, "full": full_run,
                                "full_over_floor": round(full_run["tx_per_s"] / floor_run["tx_per_s"], 3),
                                "load_avg_1m": os.getloadavg()[0]})
@@ -388,7 +388,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 results["full"]["server_cpu_us_per_tx"] / max(results["floor"]["server_cpu_us_per_tx"], 0.1), 2)
             metrics = await scrape(mport)
             results["storage_bytes_after_throughput_run"] = next(
-                (float(x.split()[1]) for x in metrics.splitlines() if x.startswith("processd_storage_bytes ")), None)
+                (float(x.split()[1]) for x in metrics.splitlines()
+                 if x.startswith("mempulse_processd_storage_bytes ")), None)
         finally:
             floor.stop()
             full.stop()
@@ -427,7 +428,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 k: round(last[k]["p50"] / first[k]["p50"], 2) for k in first if first[k]["p50"]}
             metrics = await scrape(mport)
             results["storage_bytes_largest"] = next((float(x.split()[1]) for x in metrics.splitlines()
-                                                     if x.startswith("processd_storage_bytes ")), None)
+                                                     if x.startswith("mempulse_processd_storage_bytes ")), None)
         finally:
             sized.stop()
     finally:

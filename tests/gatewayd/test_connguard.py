@@ -34,7 +34,7 @@ def test_bad_requests_are_counted_each_and_logged_at_most_once_per_interval(capl
             guard.bad_request("10.0.0.1", b"GET /\x00 HTTP/1.1\r\nhost: x\r\n\r\n", "Bad URL: /\x00")
         clock.now += BAD_REQUEST_LOG_INTERVAL_S
         guard.bad_request("10.0.0.1", b"GET /\x1b HTTP/1.1\r\n\r\n", "Bad URL")
-    assert metrics.registry.get_sample_value("mempulse_gateway_bad_requests_total") == 301
+    assert metrics.registry.get_sample_value("mempulse_gatewayd_bad_requests_total") == 301
     assert len(caplog.records) == 2
     assert "299 more since the last such line" in caplog.records[1].getMessage()
     assert all("\x00" not in r.getMessage() and "\x1b" not in r.getMessage() for r in caplog.records)
@@ -51,6 +51,6 @@ def test_connections_per_address_table() -> None:
         guard.release("a")
     guard.release("b")
     assert guard.open_connections == 0 and not guard._open  # no entry left for closed addresses
-    assert metrics.registry.get_sample_value("mempulse_gateway_connections_refused_total") == 1
+    assert metrics.registry.get_sample_value("mempulse_gatewayd_connections_refused_total") == 1
     unlimited = ConnectionGuard(metrics, max_per_address=0, header_timeout_s=10)
     assert all(unlimited.admit("a") for _ in range(1000))

@@ -94,7 +94,7 @@ def test_slow_request_head_is_cut(processd_factory, gateway_factory) -> None:
         assert get(kept, "/metrics")[0] == 200
         time.sleep(1.5)  # idle between requests longer than the head deadline: keep-alive rules apply
         assert get(kept, "/metrics")[0] == 200
-        assert metric(kept, "mempulse_gateway_header_timeouts_total") == 2
+        assert metric(kept, "mempulse_gatewayd_header_timeouts_total") == 2
 
 
 def test_connections_per_address_are_capped(processd_factory, gateway_factory) -> None:
@@ -113,8 +113,8 @@ def test_connections_per_address_are_capped(processd_factory, gateway_factory) -
             assert orjson.loads(body)["error"]["code"] == "too_many_connections"
             extra.settimeout(3.0)
             assert extra.recv(100) == b"", "the refused connection is closed"
-        assert metric(held[0], "mempulse_gateway_connections_refused_total") == 1
-        assert metric(held[0], "mempulse_gateway_connections") == 4
+        assert metric(held[0], "mempulse_gatewayd_connections_refused_total") == 1
+        assert metric(held[0], "mempulse_gatewayd_connections") == 4
         held.pop().close()
         deadline = time.monotonic() + 10
         while True:  # the slot is released once the server has seen the close
@@ -142,7 +142,7 @@ def test_bad_request_lines_get_400_and_one_sanitised_log_line(processd_factory, 
             assert status == 400, f"request {i}: no 400 answer"
             assert orjson.loads(body)["error"]["code"] == "bad_request"
     with connect(g.port) as sock:
-        assert metric(sock, "mempulse_gateway_bad_requests_total") == 300
+        assert metric(sock, "mempulse_gatewayd_bad_requests_total") == 300
         # Still serving normally.
         assert get(sock, "/metrics")[0] == 200
     log = g.proc.output()

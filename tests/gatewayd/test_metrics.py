@@ -17,15 +17,15 @@ def test_request_counts_and_histogram_in_exposition() -> None:
     families = {f.name: f for f in text_string_to_metric_families(m.render().decode())}
     requests = {
         (s.labels["route"], s.labels["status"]): s.value
-        for s in families["mempulse_gateway_requests"].samples
+        for s in families["mempulse_gatewayd_requests"].samples
         if s.name.endswith("_total")
     }
     assert requests == {("transactions", "200"): 2, ("transactions", "429"): 1, ("events_stream", "200"): 1}
     buckets = {
         s.labels["le"]: s.value
-        for s in families["mempulse_gateway_request_duration_seconds"].samples
+        for s in families["mempulse_gatewayd_request_duration_seconds"].samples
         if s.name.endswith("_bucket")
     }
     assert buckets["0.001"] == 2 and buckets["0.1"] == 2 and buckets["0.25"] == 3 and buckets["+Inf"] == 3
-    errors = [s for s in families["mempulse_gateway_errors"].samples if s.name.endswith("_total")]
+    errors = [s for s in families["mempulse_gatewayd_errors"].samples if s.name.endswith("_total")]
     assert errors[0].labels == {"code": "rate_limited"} and errors[0].value == 1

@@ -252,6 +252,6 @@ def test_sse_catch_up_renders_every_boundary_exactly(stack: Stack) -> None:
 def test_nothing_was_rendered_as_an_error_marker(stack: Stack) -> None:
     test_sse_catch_up_renders_every_boundary_exactly(stack)  # every record through every renderer once more
     metrics = stack.http.get("/metrics").text
-    lines = [line for line in metrics.splitlines() if line.startswith("mempulse_gateway_render_errors_total{")]
+    lines = [line for line in metrics.splitlines() if line.startswith("mempulse_gatewayd_render_errors_total{")]
     assert sorted(line.split('"')[1] for line in lines) == ["event", "feature", "opportunity", "transaction"]
     assert all(line.endswith(" 0.0") for line in lines), lines

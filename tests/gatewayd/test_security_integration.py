@@ -88,9 +88,9 @@ def test_burst_over_the_limit_gets_429_with_retry_after(processd_factory, gatewa
         # While that bucket is empty the address is refused before any key is compared, a real key included.
         assert b.get("/transactions", params={"limit": 1}).status_code == 429
         metrics = a.get("/metrics").text
-        assert 'mempulse_gateway_errors_total{code="rate_limited"} 3.0' in metrics
-        assert "mempulse_gateway_ratelimit_keys 2.0" in metrics
-        assert "mempulse_gateway_auth_failure_addresses 1.0" in metrics
+        assert 'mempulse_gatewayd_errors_total{code="rate_limited"} 3.0' in metrics
+        assert "mempulse_gatewayd_ratelimit_keys 2.0" in metrics
+        assert "mempulse_gatewayd_auth_failure_addresses 1.0" in metrics
 
 
 def test_right_key_is_refused_while_the_address_is_throttled(processd_factory, gateway_factory) -> None:
@@ -135,7 +135,7 @@ def test_failed_keys_have_their_own_limit_even_with_the_request_rate_limit_off(
         assert http.get("/transactions", headers={"x-api-key": "right-key"}).status_code == 429
         assert http.get("/healthz").status_code == 200  # public routes stay open to probes
     metrics = httpx.get(f"{g.url}/metrics").text
-    assert 'mempulse_gateway_errors_total{code="rate_limited"} 21.0' in metrics
+    assert 'mempulse_gatewayd_errors_total{code="rate_limited"} 21.0' in metrics
 
 
 def test_cors_off_by_default_and_configurable(processd_factory, gateway_factory) -> None:
@@ -203,7 +203,7 @@ def test_processd_down_503_then_recovery(processd_factory, gateway_factory) -> N
         assert len(resp.json()["transactions"]) == 25
         assert wait_status(http, "/healthz", 200).json()["status"] == "ok"
         metrics = http.get("/metrics").text
-        assert 'mempulse_gateway_grpc_errors_total{grpc_code="UNAVAILABLE",method="ListTransactions"}' in metrics
+        assert 'mempulse_gatewayd_grpc_errors_total{grpc_code="UNAVAILABLE",method="ListTransactions"}' in metrics
 
 
 def test_processd_never_started(gateway_factory) -> None:

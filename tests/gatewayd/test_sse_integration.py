@@ -145,13 +145,13 @@ def test_client_limit_and_cleanup_on_disconnect(processd_factory, gateway_factor
         with stream(http) as resp:
             reader = SSEReader(resp)  # keep a reference: a collected line iterator closes the response
             reader.next()
-            assert metric(http, "mempulse_gateway_sse_clients") == 1
+            assert metric(http, "mempulse_gatewayd_sse_clients") == 1
             with stream(http) as second:  # a stream, so a wrongly accepted one cannot hang the test
                 assert second.status_code == 503
                 assert orjson.loads(second.read())["error"]["code"] == "too_many_streams"
             assert "heartbeat" in reader.next().comments
         deadline = time.monotonic() + 10
-        while metric(http, "mempulse_gateway_sse_clients") != 0:
+        while metric(http, "mempulse_gatewayd_sse_clients") != 0:
             assert time.monotonic() < deadline, "stream slot not released after the client went away"
             time.sleep(0.1)
         with stream(http) as resp:  # the slot is free again
@@ -246,10 +246,10 @@ def test_concurrent_clients_never_exceed_the_stream_cap(processd_factory, gatewa
     _check_storm(asyncio.run(_storm(g.url)), 8, {"too_many_streams"}, g, p)
     with g.client() as http:
         deadline = time.monotonic() + 10
-        while metric(http, "mempulse_gateway_sse_clients") != 0:
+        while metric(http, "mempulse_gatewayd_sse_clients") != 0:
             assert time.monotonic() < deadline, "stream slots not released after the clients went away"
             time.sleep(0.1)
-        assert metric(http, "mempulse_gateway_sse_rejected_total") == CLIENTS - 8
+        assert metric(http, "mempulse_gatewayd_sse_rejected_total") == CLIENTS - 8
 
 
 def test_processd_refusal_is_a_503_before_the_stream_starts(processd_factory, gateway_factory) -> None:

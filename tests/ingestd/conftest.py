@@ -131,7 +131,7 @@ class Ingestd(Daemon):
             if self.proc.poll() is not None:
                 raise RuntimeError(f"ingestd exited {self.proc.returncode}: {self.log_text()[-2000:]}")
             try:
-                if self.metric("ingestd_source_connected") >= sources:
+                if self.metric("mempulse_ingestd_source_connected") >= sources:
                     return
             except httpx.HTTPError:
                 pass

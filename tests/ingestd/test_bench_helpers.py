@@ -30,13 +30,14 @@ def test_quantile_of_a_delta_ignores_earlier_observations() -> None:
 
 
 def test_settled_requires_every_seen_tx_accounted_and_nothing_queued() -> None:
-    m = {"ingestd_seen_total": [(L, 10.0)], "ingestd_delivered_total": [(L, 7.0)],
-         "ingestd_drops_total": [({**L, "reason": "gone_before_fetch", "source": "s"}, 3.0),
+    m = {"mempulse_ingestd_seen_total": [(L, 10.0)], "mempulse_ingestd_delivered_total": [(L, 7.0)],
+         "mempulse_ingestd_drops_total": [({**L, "reason": "gone_before_fetch", "source": "s"}, 3.0),
                                  ({**L, "reason": "dedup", "source": "s"}, 9.0)],
-         "ingestd_unacked_batches": [(L, 0.0)], "ingestd_queue_depth": [({**L, "queue": "fetch"}, 0.0)]}
+         "mempulse_ingestd_unacked_batches": [(L, 0.0)],
+         "mempulse_ingestd_queue_depth": [({**L, "queue": "fetch"}, 0.0)]}
     assert settled(m, "polygon")
-    m["ingestd_unacked_batches"] = [(L, 1.0)]
+    m["mempulse_ingestd_unacked_batches"] = [(L, 1.0)]
     assert not settled(m, "polygon")
-    m["ingestd_unacked_batches"] = [(L, 0.0)]
-    m["ingestd_delivered_total"] = [(L, 6.0)]
+    m["mempulse_ingestd_unacked_batches"] = [(L, 0.0)]
+    m["mempulse_ingestd_delivered_total"] = [(L, 6.0)]
     assert not settled(m, "polygon")

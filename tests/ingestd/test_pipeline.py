@@ -30,19 +30,20 @@ def _settled(ing: Ingestd, chain: str) -> bool:
     def get(name: str, **labels: str) -> float:
         return sum(v for (n, lab), v in m.items() if n == name and all((k, x) in lab for k, x in labels.items()))
 
-    losses = sum(v for (n, lab), v in m.items() if n == "ingestd_drops_total" and ("chain", chain) in lab
+    losses = sum(v for (n, lab), v in m.items() if n == "mempulse_ingestd_drops_total" and ("chain", chain) in lab
                  and dict(lab).get("reason") != "dedup")
-    return (get("ingestd_seen_total", chain=chain) > 0
-            and get("ingestd_delivered_total", chain=chain) + losses == get("ingestd_seen_total", chain=chain)
-            and get("ingestd_unacked_batches", chain=chain) == 0
-            and get("ingestd_queue_depth", chain=chain) == 0)
+    return (get("mempulse_ingestd_seen_total", chain=chain) > 0
+            and get("mempulse_ingestd_delivered_total", chain=chain) + losses
+            == get("mempulse_ingestd_seen_total", chain=chain)
+            and get("mempulse_ingestd_unacked_batches", chain=chain) == 0
+            and get("mempulse_ingestd_queue_depth", chain=chain) == 0)
 
 
 def _drops(ing: Ingestd, chain: str) -> dict[str, float]:
     out: dict[str, float] = {}
     for (n, lab), v in ing.metrics().items():
         d = dict(lab)
-        if n == "ingestd_drops_total" and d.get("chain") == chain and v:
+        if n == "mempulse_ingestd_drops_total" and d.get("chain") == chain and v:
             out[d["reason"]] = out.get(d["reason"], 0) + v
     return out
 
@@ -72,11 +73,11 @@ def test_two_chains_one_worker_each_tagged_in_processd(tmp_path: Path, processd:
             assert int.from_bytes(s.tx.value, "big") == call.value
             assert ("0x" + s.tx.to.hex() if s.tx.to else None) == (call.to.lower() if call.to else None)
         # one isolated worker per chain: separate counters, the fetch path was used (full-tx off)
-        assert ing.metric("ingestd_seen_total", chain="ethereum") == 40
-        assert ing.metric("ingestd_seen_total", chain="polygon") == 30
-        assert ing.metric("ingestd_fetched_total", chain="polygon") == 30
-        assert ing.metric("ingestd_fetch_batch_size_count", chain="polygon") >= 1
-        assert ing.metric("ingestd_drops_total") == 0
+        assert ing.metric("mempulse_ingestd_seen_total", chain="ethereum") == 40
+        assert ing.metric("mempulse_ingestd_seen_total", chain="polygon") == 30
+        assert ing.metric("mempulse_ingestd_fetched_total", chain="polygon") == 30
+        assert ing.metric("mempulse_ingestd_fetch_batch_hashes_count", chain="polygon") >= 1
+        assert ing.metric("mempulse_ingestd_drops_total") == 0
         # the per-chain counters reach processd's snapshot (forwarded about every second)
         with grpc.insecure_channel(processd.addr) as channel:
             stub = query_pb2_grpc.QueryStub(channel)
@@ -101,8 +102,8 @@ def test_full_tx_mode_skips_the_fetch(tmp_path: Path, processd: Processd, daemon
         ing.wait_ready(sources=1)
         sent = send_calls(pol.http_url, 0, 30)
         ing.wait_for(lambda: _settled(ing, "polygon"), what="settled")
-        assert ing.metric("ingestd_full_tx_notifications_total", chain="polygon") == 30
-        assert ing.metric("ingestd_fetched_total", chain="polygon") == 0
+        assert ing.metric("mempulse_ingestd_full_tx_notifications_total", chain="polygon") == 30
+        assert ing.metric("mempulse_ingestd_fetched_total", chain="polygon") == 0
         assert sorted("0x" + s.tx.hash.hex() for s in processd.stored(137)) == sorted(sent)
 
 
@@ -118,15 +119,15 @@ def test_two_sources_stored_once_first_seen_attributed(tmp_path: Path, processd:
         ing.wait_ready(sources=2)
         sent = send_calls(pol.http_url, 0, 40)
         fast_id, slow_id = f"127.0.0.1:{pol.port}", f"127.0.0.1:{slow.proxy.port}"
-        ing.wait_for(lambda: _settled(ing, "polygon") and ing.metric("ingestd_dedup_hits_total") == 40
+        ing.wait_for(lambda: _settled(ing, "polygon") and ing.metric("mempulse_ingestd_dedup_hits_total") == 40
                      and ing.metric("mempulse_ingestd_sightings_acked_total", result="stored") == 40,
                      what="settled with 40 dedup hits and 40 sightings stored")
         stored = processd.stored(137)
         assert sorted("0x" + s.tx.hash.hex() for s in stored) == sorted(sent)  # each exactly once
         assert {s.tx.source_id for s in stored} == {fast_id}
-        assert ing.metric("ingestd_notifications_total", source=slow_id) == 40
-        assert ing.metric("ingestd_dedup_hits_total", source=slow_id) == 40
-        assert ing.metric("ingestd_seen_total") == 40 and _drops(ing, "polygon") == {"dedup": 40}
+        assert ing.metric("mempulse_ingestd_notifications_total", source=slow_id) == 40
+        assert ing.metric("mempulse_ingestd_dedup_hits_total", source=slow_id) == 40
+        assert ing.metric("mempulse_ingestd_seen_total") == 40 and _drops(ing, "polygon") == {"dedup": 40}
         # Every source that announced a transaction, each with its own (later) first-seen time.
         assert ing.metric("mempulse_ingestd_source_first_seen_wins_total", source=fast_id) == 40
         assert ing.metric("mempulse_ingestd_source_sightings_total", source=slow_id, outcome="recorded") == 40
@@ -190,20 +191,20 @@ def test_reconnect_after_ws_cut_and_malformed_frames(tmp_path: Path, processd: P
         daemons.append(ing)
         ing.wait_ready(sources=1)
         first = send_calls(pol.http_url, 0, 20)
-        ing.wait_for(lambda: ing.metric("ingestd_delivered_total") == 20, what="first 20 delivered")
+        ing.wait_for(lambda: ing.metric("mempulse_ingestd_delivered_total") == 20, what="first 20 delivered")
         assert proxy.inject_ws(b'{"jsonrpc":"2.0","method":"eth_subscription","params":{"subscr') == 1
         assert proxy.inject_ws(b'{"jsonrpc":"2.0","method":"eth_subscription","params":{"subscription":"0xdead",'
                                b'"result":"0x' + b"ab" * 32 + b'"}}') == 1
         assert proxy.cut_ws() == 1
-        ing.wait_for(lambda: ing.metric("ingestd_source_reconnects_total") >= 1
-                     and ing.metric("ingestd_source_connected") == 1, what="resubscribed")
+        ing.wait_for(lambda: ing.metric("mempulse_ingestd_source_reconnects_total") >= 1
+                     and ing.metric("mempulse_ingestd_source_connected") == 1, what="resubscribed")
         second = send_calls(pol.http_url, 20, 20)
-        ing.wait_for(lambda: ing.metric("ingestd_delivered_total") == 40, what="all 40 delivered")
+        ing.wait_for(lambda: ing.metric("mempulse_ingestd_delivered_total") == 40, what="all 40 delivered")
         assert sorted("0x" + s.tx.hash.hex() for s in processd.stored(137)) == sorted(first + second)
         assert _drops(ing, "polygon") == {"malformed": 1, "unknown_subscription": 1}
-        assert ing.metric("ingestd_notifications_rejected_total", reason="malformed_json") == 1
-        assert ing.metric("ingestd_seen_total") == 42  # 40 transactions + 2 rejected messages, all accounted
-        assert ing.metric("ingestd_source_gap_seconds_total") > 0 and "source_resubscribed" in ing.log_text()
+        assert ing.metric("mempulse_ingestd_notifications_rejected_total", reason="malformed_json") == 1
+        assert ing.metric("mempulse_ingestd_seen_total") == 42  # 40 transactions + 2 rejected messages, all accounted
+        assert ing.metric("mempulse_ingestd_source_gap_seconds_total") > 0 and "source_resubscribed" in ing.log_text()
 
 
 def test_upstream_faults_are_accounted(tmp_path: Path, processd: Processd, daemons: list[Daemon]) -> None:
@@ -227,9 +228,9 @@ def test_upstream_faults_are_accounted(tmp_path: Path, processd: Processd, daemo
         assert proxy.proxy.stats["items_nulled"] >= drops.get("gone_before_fetch", 0) > 0
         # batch size and in-flight bounds, as seen by the upstream
         assert proxy.proxy.stats["max_batch_items"] == 7 and proxy.proxy.stats["http_max_concurrent"] <= 2
-        assert ing.metric("ingestd_fetch_batch_size_count") >= 150 / 7
+        assert ing.metric("mempulse_ingestd_fetch_batch_hashes_count") >= 150 / 7
         for code in ("http_429", "-32005", "malformed_response"):
-            assert ing.metric("ingestd_rpc_errors_total", code=code) >= 1, code
+            assert ing.metric("mempulse_ingestd_rpc_errors_total", code=code) >= 1, code
 
 
 def test_overload_slow_processd_bounded_and_counted(tmp_path: Path, processd: Processd,
@@ -245,10 +246,10 @@ def test_overload_slow_processd_bounded_and_counted(tmp_path: Path, processd: Pr
         try:
             sent = send_calls(pol.http_url, 0, 400)
             # The reader keeps reading while processd is frozen: every notification is counted...
-            ing.wait_for(lambda: ing.metric("ingestd_notifications_total") == 400, what="reader kept reading")
-            ing.wait_for(lambda: ing.metric("ingestd_queue_depth", queue="outbound") == 60
-                         and ing.metric("ingestd_queue_depth", queue="fetch") == 0, what="outbound queue full")
-            m_unacked = ing.metric("ingestd_unacked_batches")
+            ing.wait_for(lambda: ing.metric("mempulse_ingestd_notifications_total") == 400, what="reader kept reading")
+            ing.wait_for(lambda: ing.metric("mempulse_ingestd_queue_depth", queue="outbound") == 60
+                         and ing.metric("mempulse_ingestd_queue_depth", queue="fetch") == 0, what="outbound queue full")
+            m_unacked = ing.metric("mempulse_ingestd_unacked_batches")
             drops = _drops(ing, "polygon")
         finally:
             os.kill(processd.proc.pid, signal.SIGCONT)
@@ -259,7 +260,7 @@ def test_overload_slow_processd_bounded_and_counted(tmp_path: Path, processd: Pr
         assert "outbound_queue_full" in drops and set(drops) <= {"outbound_queue_full", "fetch_queue_full"}
         assert sum(drops.values()) >= 400 - 60 - 2 * 20 - 20
         ing.wait_for(lambda: _settled(ing, "polygon"), what="settled after processd resumed")
-        delivered = ing.metric("ingestd_delivered_total")
+        delivered = ing.metric("mempulse_ingestd_delivered_total")
         stored = {"0x" + s.tx.hash.hex() for s in processd.stored(137)}
         assert len(stored) == delivered and stored <= set(sent)
         assert delivered + sum(_drops(ing, "polygon").values()) == 400
@@ -271,12 +272,13 @@ def test_visibility_and_silent_source(tmp_path: Path, processd: Processd, daemon
                       env={"MEMPULSE_INGEST_SOURCE_SILENT_S": "1"})
         daemons.append(ing)
         ing.wait_ready(sources=1)
-        ing.wait_for(lambda: ing.metric("ingestd_mempool_visible", chain="optimism") == 0
-                     and ing.metric("ingestd_source_silent", chain="optimism") == 1, what="not visible + silent")
+        ing.wait_for(lambda: ing.metric("mempulse_ingestd_mempool_visible", chain="optimism") == 0
+                     and ing.metric("mempulse_ingestd_source_silent", chain="optimism") == 1,
+                     what="not visible + silent")
         assert "mempool_not_visible chain=optimism" in ing.log_text() and "source_silent" in ing.log_text()
         send_calls(op.http_url, 0, 3)
-        ing.wait_for(lambda: ing.metric("ingestd_mempool_visible", chain="optimism") == 1
-                     and ing.metric("ingestd_source_silent", chain="optimism") == 0, what="visible again")
+        ing.wait_for(lambda: ing.metric("mempulse_ingestd_mempool_visible", chain="optimism") == 1
+                     and ing.metric("mempulse_ingestd_source_silent", chain="optimism") == 0, what="visible again")
 
 
 def _run_ingestd(*args: str) -> subprocess.CompletedProcess[str]:
@@ -300,11 +302,12 @@ def test_oversized_fetch_answers_are_capped_retried_and_accounted(tmp_path: Path
         lost = send_calls(pol.http_url, 0, 20)
         ing.wait_for(lambda: _settled(ing, "polygon"), what="settled after oversized answers")
         assert _drops(ing, "polygon") == {"response_too_large": 20}
-        assert ing.metric("ingestd_rpc_errors_total", code="response_too_large") >= 2  # first try and the retry
+        # first try and the retry
+        assert ing.metric("mempulse_ingestd_rpc_errors_total", code="response_too_large") >= 2
         # Now only the next answer is oversized: the retry fetches the batch.
         faults.oversized_rate, faults.oversized_next = 0.0, 1
         kept = send_calls(pol.http_url, 20, 20)
-        ing.wait_for(lambda: ing.metric("ingestd_delivered_total", chain="polygon") == 20, what="delivered")
+        ing.wait_for(lambda: ing.metric("mempulse_ingestd_delivered_total", chain="polygon") == 20, what="delivered")
         ing.wait_for(lambda: _settled(ing, "polygon"), what="settled")
         assert _drops(ing, "polygon") == {"response_too_large": 20}
         stored = {"0x" + s.tx.hash.hex() for s in processd.stored(137)}
@@ -343,20 +346,22 @@ def test_processd_killed_and_restarted_unacked_batches_resent(tmp_path: Path, da
         daemons.append(ing)
         ing.wait_ready(sources=1)
         sent = send_calls(pol.http_url, 0, 50)
-        ing.wait_for(lambda: ing.metric("ingestd_delivered_total") == 50, what="first 50 acked")
+        ing.wait_for(lambda: ing.metric("mempulse_ingestd_delivered_total") == 50, what="first 50 acked")
         os.kill(first.proc.pid, signal.SIGSTOP)  # freeze so the next batches stay unacked, then kill
         sent += send_calls(pol.http_url, 50, 50)
-        ing.wait_for(lambda: ing.metric("ingestd_unacked_batches") >= 1 and ing.metric("ingestd_seen_total") == 100,
+        ing.wait_for(lambda: ing.metric("mempulse_ingestd_unacked_batches") >= 1
+                     and ing.metric("mempulse_ingestd_seen_total") == 100,
                      what="batches unacked while processd is frozen")
         os.kill(first.proc.pid, signal.SIGKILL)
         first.proc.wait()
         second = Processd(tmp_path / "lmdb", tmp_path / "processd-2.log", port=port)
         daemons.append(second)
         ing.wait_for(lambda: _settled(ing, "polygon"), what="settled after the restart")
-        assert ing.metric("ingestd_batches_resent_total") >= 1 and ing.metric("ingestd_stream_reconnects_total") >= 1
+        assert ing.metric("mempulse_ingestd_batches_resent_total") >= 1
+        assert ing.metric("mempulse_ingestd_stream_reconnects_total") >= 1
         stored = ["0x" + s.tx.hash.hex() for s in second.stored(137)]
         assert sorted(stored) == sorted(sent)  # nothing lost, nothing twice
-        assert ing.metric("ingestd_delivered_total") == 100 and _drops(ing, "polygon") == {}
+        assert ing.metric("mempulse_ingestd_delivered_total") == 100 and _drops(ing, "polygon") == {}
 
 
 def test_storage_full_is_retried_not_dropped(tmp_path: Path, daemons: list[Daemon]) -> None:
@@ -369,13 +374,14 @@ def test_storage_full_is_retried_not_dropped(tmp_path: Path, daemons: list[Daemo
         daemons.append(ing)
         ing.wait_ready(sources=1)
         sent = send_calls(pol.http_url, 0, 1500, batch_size=100)
-        ing.wait_for(lambda: ing.metric("ingestd_storage_full_retries_total") >= 1, what="storage_full answers")
-        assert ing.metric("ingestd_delivered_total") < 1500 and _drops(ing, "polygon") == {}
+        ing.wait_for(lambda: ing.metric("mempulse_ingestd_storage_full_retries_total") >= 1,
+                     what="storage_full answers")
+        assert ing.metric("mempulse_ingestd_delivered_total") < 1500 and _drops(ing, "polygon") == {}
         # make room: restart processd on the same log with a larger map; ingestd resends what was not stored
         assert tiny.stop() == 0
         roomy = Processd(tmp_path / "lmdb", tmp_path / "processd-2.log", port, "--map-size-mb", "64",
                      "--map-max-size-mb", "256")
         daemons.append(roomy)
         ing.wait_for(lambda: _settled(ing, "polygon"), timeout_s=60, what="settled after room was made")
-        assert _drops(ing, "polygon") == {} and ing.metric("ingestd_delivered_total") == 1500
+        assert _drops(ing, "polygon") == {} and ing.metric("mempulse_ingestd_delivered_total") == 1500
         assert sorted("0x" + s.tx.hash.hex() for s in roomy.stored(137)) == sorted(sent)

@@ -83,7 +83,7 @@ def test_raw_tx_end_to_end_through_ingestd_and_processd(tmp_path: Path, processd
         signed = {s.tx_hash for s in send(node.http_url, calls[:50], signed=True)}
         impersonated = {s.tx_hash for s in send(node.http_url, calls[50:60], signed=False)}
         ing.wait_for(lambda: ing.metric("mempulse_ingestd_raw_tx_total") >= 60
-                     and ing.metric("ingestd_delivered_total") >= 60, what="60 transactions delivered")
+                     and ing.metric("mempulse_ingestd_delivered_total") >= 60, what="60 transactions delivered")
         stored = _stored_raw(processd, signed | impersonated)
     assert stored.keys() == signed | impersonated
     for h in signed:

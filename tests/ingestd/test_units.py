@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -11,8 +14,11 @@ from ingestd.config import load_config, parse_chain_spec, redact_url
 from ingestd.dedup import Dedup
 from ingestd.drops import DropCounter, DropReason
 from ingestd.mapping import MappingError, tx_to_envelope
-from ingestd.metrics import ChainStats, Histograms
+from ingestd.metrics import ChainStats, Histograms, IngestCollector
+from ingestd.notifications import REJECT_REASONS
 from ingestd.outbound import Outbound
+
+ROOT = Path(__file__).resolve().parents[2]
 
 TX = {
     "hash": "0x3c4bd6e9c61ebf0f0cf1baa6c63c25853469314a37bf079e4a03a56521f21955",
@@ -116,6 +122,30 @@ def test_drop_counter_excludes_dedup_from_losses(caplog: pytest.LogCaptureFixtur
     # rate limited: one line per reason within the interval, none for dedup
     lines = [r.getMessage() for r in caplog.records if "drop chain=polygon" in r.getMessage()]
     assert len(lines) == 2 and "reason=fetch_queue_full" in lines[0]
+
+
+def test_drop_and_reject_series_exist_at_zero_from_start() -> None:
+    stats = ChainStats(137, "polygon", DropCounter("polygon"))
+    stats.source("ws0")
+    stats.drops.add(DropReason.FETCH_QUEUE_FULL, "ws0", 2)
+    stats.sources["ws0"].rejected["bad_hash"] += 1
+    registry = CollectorRegistry()
+    registry.register(IngestCollector(lambda: [stats]))
+    value = registry.get_sample_value
+    assert value("mempulse_ingestd_drops_total", {"chain": "polygon", "source": "ws0", "reason": "rpc_error"}) == 0
+    assert value("mempulse_ingestd_drops_total", {"chain": "polygon", "source": "", "reason": "shutdown"}) == 0
+    assert value("mempulse_ingestd_drops_total",
+                 {"chain": "polygon", "source": "ws0", "reason": "fetch_queue_full"}) == 2
+    rejected = {s.labels["reason"]: s.value for s in registry.collect() for s in s.samples
+                if s.name == "mempulse_ingestd_notifications_rejected_total"}
+    assert rejected == {**dict.fromkeys(REJECT_REASONS, 0), "bad_hash": 1}
+
+
+def test_reject_reasons_list_every_reason_the_code_counts() -> None:
+    code = "".join((ROOT / "ingestd" / name).read_text() for name in ("notifications.py", "ws_source.py"))
+    counted = set(re.findall(r'NotificationError\("([a-z_]+)"', code))
+    counted |= set(re.findall(r'_?on_reject\([^,]+, "([a-z_]+)"\)', code))
+    assert counted and counted == set(REJECT_REASONS)
 
 
 # -- config -----------------------------------------------------------------------------------------------------

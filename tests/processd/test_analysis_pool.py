@@ -221,7 +221,7 @@ async def test_killed_worker_loses_nothing_and_the_pool_restarts(
     processd_pid = proc.proc.pid
     first_workers = _workers(processd_pid)
     assert len(first_workers) == 2
-    assert await _metric(metrics_port, "processd_analysis_workers") == 2
+    assert await _metric(metrics_port, "mempulse_processd_analysis_workers") == 2
 
     envs = synthetic_envelopes(12_000, seed=43)
     encoded = [(b.batch_seq, b.SerializeToString()) for b in synth_batches(envs, 400, session_id="kill")]
@@ -271,8 +271,8 @@ async def test_killed_worker_loses_nothing_and_the_pool_restarts(
     assert ranges[0][0] == 1 and ranges[-1][1] == len(events)
     for (_, last), (first, _) in itertools.pairwise(ranges):
         assert first == last + 1
-    assert await _metric(metrics_port, "processd_analysis_pool_restarts") >= 1
-    assert await _metric(metrics_port, "processd_analysis_inflight_batches") == 0
+    assert await _metric(metrics_port, "mempulse_processd_analysis_pool_restarts_total") >= 1
+    assert await _metric(metrics_port, "mempulse_processd_analysis_inflight_batches") == 0
     assert not _alive(victim)
     # The replacement pool has its own workers; they too die with processd (PR_SET_PDEATHSIG).
     replacement = _workers(processd_pid)
@@ -367,7 +367,7 @@ async def test_malformed_batch_ends_the_stream_with_invalid_argument(server_fact
             await send(raws)
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "malformed TxBatch" in (info.value.details() or "")
-    assert srv.metrics.registry.get_sample_value("processd_rejects_total", {"reason": "malformed_batch"}) == 2
+    assert srv.metrics.registry.get_sample_value("mempulse_processd_rejects_total", {"reason": "malformed_batch"}) == 2
     # processd keeps serving; the valid batch sent before the garbage is stored once (the resend dedups).
     acks = await push_envelopes(srv.address, good, batch_size=30, session_id="m2")
     assert sum(a.accepted + a.duplicates for a in acks) == 60

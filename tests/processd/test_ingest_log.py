@@ -172,7 +172,7 @@ async def test_full_commit_queue_answers_resource_exhausted_and_resend_completes
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await push_envelopes(srv.address, envs, batch_size=100)
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert srv.metrics.registry.get_sample_value("processd_resource_exhausted_total",
+    assert srv.metrics.registry.get_sample_value("mempulse_processd_resource_exhausted_total",
                                                  {"cause": "commit_queue_full"}) == 1
     assert srv.writer.queued_envelopes <= 100
     for _ in range(200):  # the first batch is still queued; let it commit
@@ -208,7 +208,7 @@ async def test_analysis_failure_stores_the_tx_undecoded_and_keeps_going(tmp_path
                                                                                     hash=poison))
         assert r.features.features.category == events_pb2.TX_CATEGORY_OTHER
         assert "decoder bug" in r.features.features.decode_error
-        assert srv.metrics.registry.get_sample_value("processd_analysis_errors_total") == 1
+        assert srv.metrics.registry.get_sample_value("mempulse_processd_analysis_errors_total") == 1
     finally:
         await srv.stop()
 

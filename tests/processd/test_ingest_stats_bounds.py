@@ -26,7 +26,8 @@ def _stats(chain_id: int, sources: int = 1, source_chars: int = 20, reason: str 
 
 
 def _rejected(srv: ProcessdServer, reason: str) -> float:
-    return srv.metrics.registry.get_sample_value("processd_ingest_stats_rejected_total", {"reason": reason}) or 0.0
+    value = srv.metrics.registry.get_sample_value("mempulse_processd_ingest_stats_rejected_total", {"reason": reason})
+    return value or 0.0
 
 
 async def test_oversized_stats_are_rejected_counted_and_the_batch_still_stored(server: ProcessdServer) -> None:
@@ -70,7 +71,7 @@ async def test_oversized_stats_are_rejected_counted_and_the_batch_still_stored(s
     assert _rejected(server, "too_many_items") == 1
     assert _rejected(server, "bad_string") == 1
     assert _rejected(server, "bad_session_id") == 1
-    assert server.metrics.registry.get_sample_value("processd_ingest_stats_bytes") == models.total_bytes
+    assert server.metrics.registry.get_sample_value("mempulse_processd_ingest_stats_bytes") == models.total_bytes
 
 
 def test_store_bounds_per_message_per_chain_and_total() -> None:

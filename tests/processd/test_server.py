@@ -35,10 +35,11 @@ async def test_health_reflection_and_metrics(tmp_path: Path) -> None:
         await push_envelopes(srv.address, synthetic_envelopes(50, seed=71), batch_size=25)
         async with httpx.AsyncClient() as client:
             text = (await client.get(f"http://127.0.0.1:{mport}/metrics")).text
-        for name in ("processd_commit_seconds_bucket", "processd_commit_envelopes_bucket", "processd_storage_bytes",
-                     "processd_events_total", "processd_subscribers", "processd_commit_queue_envelopes",
-                     "processd_read_model_entries", "processd_replay_info",
-                     f"processd_last_seq {float(srv.models.last_seq)}"):
+        for name in ("mempulse_processd_commit_seconds_bucket", "mempulse_processd_commit_envelopes_bucket",
+                     "mempulse_processd_storage_bytes", "mempulse_processd_events_total",
+                     "mempulse_processd_subscribers", "mempulse_processd_commit_queue_envelopes",
+                     "mempulse_processd_read_model_entries", "mempulse_processd_replay_info",
+                     f"mempulse_processd_last_seq {float(srv.models.last_seq)}"):
             assert name in text, name
         assert srv.models.last_seq >= 100
         # Health turns NOT_SERVING as soon as shutdown begins.

@@ -25,7 +25,7 @@ async def test_map_grows_when_allowed(server_factory) -> None:
     acks = await push_envelopes(srv.address, synthetic_envelopes(6000, seed=61), batch_size=500)
     assert _full(acks) == 0 and sum(a.accepted for a in acks) == 6000
     assert srv.writer.map_grows >= 1 and srv.eventlog.map_size_bytes > 1 << 20
-    assert srv.metrics.registry.get_sample_value("processd_map_grows_total") == srv.writer.map_grows
+    assert srv.metrics.registry.get_sample_value("mempulse_processd_map_grows_total") == srv.writer.map_grows
 
 
 async def test_map_full_rejects_storage_full_and_stays_up(server_factory) -> None:
@@ -40,7 +40,7 @@ async def test_map_full_rejects_storage_full_and_stays_up(server_factory) -> Non
     for a in acks:  # a rejected batch stored nothing and claims no seqs
         if any(r.reason == STORAGE_FULL for r in a.rejected):
             assert a.accepted == 0 and a.first_seq_id == 0 and a.last_seq_id == 0
-    assert srv.metrics.registry.get_sample_value("processd_rejects_total", {"reason": "storage_full"}) == full
+    assert srv.metrics.registry.get_sample_value("mempulse_processd_rejects_total", {"reason": "storage_full"}) == full
     # Still serving reads, and the stored part is intact and contiguous.
     async with channel(srv.address) as ch:
         q = query_stub(ch)

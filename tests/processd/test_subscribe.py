@@ -73,7 +73,8 @@ async def test_slow_subscriber_is_cut_off_and_ingest_is_not_slowed(server_factor
                 pass
         assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "slow" in (info.value.details() or "")
-    cuts = srv.metrics.registry.get_sample_value("processd_subscriber_cuts_total", {"reason": "slow_subscriber"})
+    cuts = srv.metrics.registry.get_sample_value("mempulse_processd_subscriber_cuts_total",
+                                                 {"reason": "slow_subscriber"})
     assert cuts == 1
     assert not srv.hub.subscribers
 
@@ -120,7 +121,7 @@ async def test_concurrent_subscribers_never_exceed_the_cap(server_factory) -> No
         assert srv.hub.reserved == 8
         assert set(refused) == {grpc.StatusCode.RESOURCE_EXHAUSTED}
         exhausted = srv.metrics.registry.get_sample_value(
-            "processd_resource_exhausted_total", {"cause": "too_many_subscribers"})
+            "mempulse_processd_resource_exhausted_total", {"cause": "too_many_subscribers"})
         assert exhausted == 192
         for call in calls:
             call.cancel()

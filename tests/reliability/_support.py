@@ -351,7 +351,7 @@ class IngestdProc(ManagedProcess):
         argv = [*chain_args, "--processd", processd_addr, "--metrics-port", str(self.metrics_port), *extra]
 
         def ready() -> bool:
-            return metric_sum(scrape(self.metrics_port), "ingestd_source_connected") >= sources
+            return metric_sum(scrape(self.metrics_port), "mempulse_ingestd_source_connected") >= sources
 
         super().__init__("ingestd", python_module_argv("ingestd", *argv), log_path, env=child_env(env or {}),
                          cwd=ROOT, ready=ready, ready_timeout_s=60, stop_timeout_s=20)
@@ -367,20 +367,20 @@ class IngestdProc(ManagedProcess):
         out: dict[str, float] = {}
         for (n, lab), v in self.metrics().items():
             d = dict(lab)
-            if n == "ingestd_drops_total" and d.get("chain") == chain and v:
+            if n == "mempulse_ingestd_drops_total" and d.get("chain") == chain and v:
                 out[d["reason"]] = out.get(d["reason"], 0) + v
         return out
 
     def settled(self, chain: str) -> bool:
         """Every seen transaction delivered or dropped; nothing queued, in flight or unacked."""
         m = self.metrics()
-        seen = metric_sum(m, "ingestd_seen_total", chain=chain)
-        losses = sum(v for (n, lab), v in m.items() if n == "ingestd_drops_total" and ("chain", chain) in lab
+        seen = metric_sum(m, "mempulse_ingestd_seen_total", chain=chain)
+        losses = sum(v for (n, lab), v in m.items() if n == "mempulse_ingestd_drops_total" and ("chain", chain) in lab
                      and dict(lab).get("reason") != "dedup")
-        return (seen > 0 and metric_sum(m, "ingestd_delivered_total", chain=chain) + losses == seen
-                and metric_sum(m, "ingestd_unacked_batches", chain=chain) == 0
-                and metric_sum(m, "ingestd_queue_depth", chain=chain) == 0
-                and metric_sum(m, "ingestd_fetch_in_flight", chain=chain) == 0)
+        return (seen > 0 and metric_sum(m, "mempulse_ingestd_delivered_total", chain=chain) + losses == seen
+                and metric_sum(m, "mempulse_ingestd_unacked_batches", chain=chain) == 0
+                and metric_sum(m, "mempulse_ingestd_queue_depth", chain=chain) == 0
+                and metric_sum(m, "mempulse_ingestd_fetch_in_flight", chain=chain) == 0)
 
 
 def wait_until(predicate, timeout_s: float, what: str, interval_s: float = 0.1, alive: Sequence[ManagedProcess] = ()):  # type: ignore[no-untyped-def]

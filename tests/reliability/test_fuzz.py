@@ -11,7 +11,7 @@ tests/gatewayd/test_params.py + test_routes_integration.py (every REST parameter
 * processd's envelope validation against an independent oracle, and the analysis (decoder + features +
   searcher) on arbitrary calldata behind every known selector: never raises, never loses the envelope.
 * processd for real: a seeded stream of malformed and valid envelopes through gRPC; every envelope is
-  accepted, a duplicate, or rejected with the oracle's reason, and ``processd_rejects_total`` agrees.
+  accepted, a duplicate, or rejected with the oracle's reason, and ``mempulse_processd_rejects_total`` agrees.
 
 Example counts: ``MEMPULSE_RELIABILITY_FUZZ_EXAMPLES`` (short 100, long 3000 per property).
 """
@@ -322,7 +322,7 @@ def test_processd_maps_every_fuzzed_envelope_to_an_outcome(tmp_path: Path) -> No
         from processd.validation import REASON_NAMES
 
         for reason, count in expected.items():
-            assert metric_sum(m, "processd_rejects_total", reason=REASON_NAMES[reason]) == count
+            assert metric_sum(m, "mempulse_processd_rejects_total", reason=REASON_NAMES[reason]) == count
         assert proc.alive
         TRIED["processd_envelopes"] = n
     finally:

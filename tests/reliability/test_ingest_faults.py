@@ -68,7 +68,7 @@ def test_processd_kill9_while_ingestd_streams(tmp_path: Path) -> None:
                 proc.start()
             sent += send_calls(node.http_url, offset, 60)
             wait_until(lambda: ingestd.settled("polygon"), 60, "ingestd settled", alive=[proc, ingestd])
-            delivered = ingestd.metric("ingestd_delivered_total", chain="polygon")
+            delivered = ingestd.metric("mempulse_ingestd_delivered_total", chain="polygon")
             drops = ingestd.drops("polygon")
             stored = stored_hashes(proc.addr, 137)
             assert len(stored) == len(set(stored)), "a transaction stored twice"
@@ -76,9 +76,9 @@ def test_processd_kill9_while_ingestd_streams(tmp_path: Path) -> None:
             assert len(stored) == delivered, (len(stored), delivered, drops)
             losses = {r: n for r, n in drops.items() if r != "dedup"}
             assert set(losses) <= {"outbound_queue_full"}, losses
-            assert delivered + sum(losses.values()) == len(sent) == ingestd.metric("ingestd_seen_total")
+            assert delivered + sum(losses.values()) == len(sent) == ingestd.metric("mempulse_ingestd_seen_total")
             # (a kill that hits a stream still waiting for processd to come back is absorbed by that same stream)
-            assert ingestd.metric("ingestd_stream_reconnects_total") >= 1
+            assert ingestd.metric("mempulse_ingestd_stream_reconnects_total") >= 1
             assert ingestd.alive
             proc.stop()
             audit_log(proc.data_dir).assert_clean()
@@ -93,7 +93,7 @@ def test_processd_kill9_while_ingestd_streams(tmp_path: Path) -> None:
 
 
 def ingestd_resent(ingestd: IngestdProc) -> float:
-    return ingestd.metric("ingestd_batches_resent_total") if ingestd.alive else -1
+    return ingestd.metric("mempulse_ingestd_batches_resent_total") if ingestd.alive else -1
 
 
 @pytest.mark.timeout(1800)
@@ -127,27 +127,27 @@ def test_upstream_fault_storm_is_fully_accounted(tmp_path: Path) -> None:
                     node.stop()
                     node.start()
                     node_restarts += 1
-                    wait_until(lambda: ing.metric("ingestd_source_connected") == 1, 30, "resubscribed after restart",
-                               alive=[ing, proc])
-                before = ing.metric("ingestd_notifications_total")
+                    wait_until(lambda: ing.metric("mempulse_ingestd_source_connected") == 1, 30,
+                               "resubscribed after restart", alive=[ing, proc])
+                before = ing.metric("mempulse_ingestd_notifications_total")
                 batch = send_calls(node.http_url, offset, per_round)
                 offset += per_round
                 sent += batch
                 target = before + len(batch)
-                wait_until(lambda t=target: ing.metric("ingestd_notifications_total") >= t, 30,
+                wait_until(lambda t=target: ing.metric("mempulse_ingestd_notifications_total") >= t, 30,
                            f"round {r}: every announcement read", alive=[ing, proc])
                 injected_ws += proxy.inject_ws(b'{"jsonrpc":"2.0","method":"eth_subscription","params":{"subsc')
                 injected_ws += proxy.inject_ws(b'{"jsonrpc":"2.0","method":"eth_subscription","params":'
                                                b'{"subscription":"0xfeed","result":"0x' + b"cd" * 32 + b'"}}')
-                reconnects = ing.metric("ingestd_source_reconnects_total")
+                reconnects = ing.metric("mempulse_ingestd_source_reconnects_total")
                 assert proxy.cut_ws() == 1, "ingestd must be connected at the end of every round"
-                wait_until(lambda rc=reconnects: ing.metric("ingestd_source_reconnects_total") > rc
-                           and ing.metric("ingestd_source_connected") == 1, 30, f"round {r}: resubscribed",
+                wait_until(lambda rc=reconnects: ing.metric("mempulse_ingestd_source_reconnects_total") > rc
+                           and ing.metric("mempulse_ingestd_source_connected") == 1, 30, f"round {r}: resubscribed",
                            alive=[ing, proc])
             faults.slow_ms = 0
             wait_until(lambda: ing.settled("polygon"), 90, "ingestd settled", alive=[ing, proc])
-            seen = ing.metric("ingestd_seen_total", chain="polygon")
-            delivered = ing.metric("ingestd_delivered_total", chain="polygon")
+            seen = ing.metric("mempulse_ingestd_seen_total", chain="polygon")
+            delivered = ing.metric("mempulse_ingestd_delivered_total", chain="polygon")
             drops = ing.drops("polygon")
             losses = {r: n for r, n in drops.items() if r != "dedup"}
             stored = stored_hashes(proc.addr, 137)
@@ -169,7 +169,7 @@ def test_upstream_fault_storm_is_fully_accounted(tmp_path: Path) -> None:
                 "node_restarts": node_restarts, "faults_injected": {**stats, "ws_frames_injected": injected_ws},
                 "faults_injected_total": sum(stats.get(k, 0) for k in FAULT_KINDS) + injected_ws + node_restarts,
                 "rpc_errors_by_code": {dict(lab)["code"]: v for (n, lab), v in ing.metrics().items()
-                                       if n == "ingestd_rpc_errors_total" and v},
+                                       if n == "mempulse_ingestd_rpc_errors_total" and v},
             })
         finally:
             if ingestd is not None:

@@ -147,7 +147,7 @@ def grpc_flood(tmp_path_factory: pytest.TempPathFactory) -> Flood:
         sampler = threading.Thread(target=sample_rss, daemon=True)
         sampler.start()
         while time.monotonic() < end and proc.alive:
-            depth = metric_sum(scrape(proc.metrics_port), "processd_commit_queue_envelopes")
+            depth = metric_sum(scrape(proc.metrics_port), "mempulse_processd_commit_queue_envelopes")
             flood.depth_max = max(flood.depth_max, int(depth))
             if depth > flood.capacity:
                 flood.depth_over_bound.append(depth)
@@ -158,7 +158,7 @@ def grpc_flood(tmp_path_factory: pytest.TempPathFactory) -> Flood:
         flood.alive_after = proc.alive
         if proc.alive:
             flood.resource_exhausted_counted = metric_sum(
-                scrape(proc.metrics_port), "processd_resource_exhausted_total", cause="commit_queue_full")
+                scrape(proc.metrics_port), "mempulse_processd_resource_exhausted_total", cause="commit_queue_full")
             # After the storm: a well-behaved resending client gets everything in, exactly once.
             envelopes = synthetic_envelopes(5000, seed=999, chain_ids=(56,))
             pusher = ResendingPusher(proc.addr, envelopes, batch_size=250).start()
@@ -243,8 +243,8 @@ def test_ingest_path_overload_bounded_counted_and_balanced(tmp_path: Path) -> No
                     rss.append(rss_bytes(ing.pid or 0))
                     m = ing.metrics()
                     for q in max_depth:
-                        depth = metric_sum(m, "ingestd_queue_depth", chain="polygon", queue=q)
-                        cap = metric_sum(m, "ingestd_queue_capacity", chain="polygon", queue=q)
+                        depth = metric_sum(m, "mempulse_ingestd_queue_depth", chain="polygon", queue=q)
+                        cap = metric_sum(m, "mempulse_ingestd_queue_capacity", chain="polygon", queue=q)
                         assert depth <= cap, f"{q} queue {depth} above its bound {cap}"
                         max_depth[q] = max(max_depth[q], depth)
                     time.sleep(0.1)
@@ -252,18 +252,18 @@ def test_ingest_path_overload_bounded_counted_and_balanced(tmp_path: Path) -> No
                 stopped = False
                 m = ing.metrics()
                 for q in max_depth:
-                    depth = metric_sum(m, "ingestd_queue_depth", chain="polygon", queue=q)
-                    cap = metric_sum(m, "ingestd_queue_capacity", chain="polygon", queue=q)
+                    depth = metric_sum(m, "mempulse_ingestd_queue_depth", chain="polygon", queue=q)
+                    cap = metric_sum(m, "mempulse_ingestd_queue_capacity", chain="polygon", queue=q)
                     assert depth <= cap, f"{q} queue {depth} above its bound {cap}"
                     max_depth[q] = max(max_depth[q], depth)
-                assert metric_sum(m, "ingestd_unacked_batches") <= 2
+                assert metric_sum(m, "mempulse_ingestd_unacked_batches") <= 2
                 assert ing.alive and proc.alive
                 time.sleep(0.1)
             gen.stop()
             stats = gen.stats()
             wait_until(lambda: ing.settled("polygon"), 120, "ingestd settled after the overload", alive=[ing, proc])
-            seen = ing.metric("ingestd_seen_total", chain="polygon")
-            delivered = ing.metric("ingestd_delivered_total", chain="polygon")
+            seen = ing.metric("mempulse_ingestd_seen_total", chain="polygon")
+            delivered = ing.metric("mempulse_ingestd_delivered_total", chain="polygon")
             drops = {r: n for r, n in ing.drops("polygon").items() if r != "dedup"}
             stored = stored_hashes(proc.addr, 137)
             assert seen == stats.accepted, (seen, stats)
@@ -353,7 +353,7 @@ def test_gateway_rest_flood_and_stalled_sse_clients_stay_bounded(tmp_path: Path)
         for t in flooders:
             t.join(30)
         pusher.wait_done(300)
-        cuts = wait_until(lambda: metric_sum(scrape(proc.metrics_port), "processd_subscriber_cuts_total"), 30,
+        cuts = wait_until(lambda: metric_sum(scrape(proc.metrics_port), "mempulse_processd_subscriber_cuts_total"), 30,
                           "stalled subscribers cut off", alive=[proc, gateway])
         assert not [c for c in statuses if c >= 500], statuses
         assert statuses.get(429, 0) > 0 and missing_retry_after == 0, statuses
@@ -411,7 +411,7 @@ def test_gateway_memory_under_rest_flood_stays_within_its_accounted_cache(tmp_pa
         accounted = 0.0
         while time.monotonic() < deadline and accounted < (8 << 20):
             time.sleep(1)
-            accounted = metric_sum(scrape_url(f"{gw_url}/metrics"), "mempulse_gateway_render_cache_bytes")
+            accounted = metric_sum(scrape_url(f"{gw_url}/metrics"), "mempulse_gatewayd_render_cache_bytes")
         grown = rss_bytes(gateway.pid or 0) - base
         stop.set()
         for t in threads:

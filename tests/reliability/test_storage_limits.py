@@ -1,6 +1,6 @@
 """Storage limits: a tiny LMDB map and killed readers.
 
-* Map full: writes are rejected with ``storage_full`` (in the ack and in ``processd_rejects_total``), the
+* Map full: writes are rejected with ``storage_full`` (in the ack and in ``mempulse_processd_rejects_total``), the
   process stays up and keeps serving reads, the log stays consistent; once room is made (the operator raises
   the map limit and restarts) the rejected envelopes are resent and stored, each exactly once.
 * Retention on a tiny map: pruning keeps the log within the map forever (no storage_full at steady state).
@@ -81,7 +81,7 @@ def test_map_full_rejects_storage_full_stays_up_and_recovers(tmp_path: Path) -> 
         # Still up, still healthy, still answering reads.
         assert proc.alive and grpc_serving(proc.addr)
         m = scrape(proc.metrics_port)
-        assert metric_sum(m, "processd_rejects_total", reason="storage_full") == len(rejected_batches) * batch
+        assert metric_sum(m, "mempulse_processd_rejects_total", reason="storage_full") == len(rejected_batches) * batch
         with grpc.insecure_channel(proc.addr) as ch:
             snap = query_pb2_grpc.QueryStub(ch).GetSnapshot(query_pb2.GetSnapshotRequest(), timeout=10)
         assert sum(c.tx_count for c in snap.chains) == len(accepted_keys)
@@ -218,9 +218,9 @@ def test_disk_full_refuses_ingest_keeps_serving_and_resumes_when_space_returns(t
             # Still up, SERVING, answering reads; the refusal is counted and says why.
             assert proc.alive and grpc_serving(proc.addr), proc.log_tail()
             m = scrape(proc.metrics_port)
-            assert metric_sum(m, "processd_rejects_total", reason="storage_full") == len(rejected) * batch
-            assert metric_sum(m, "processd_storage_full_groups_total", cause="disk_full") == len(rejected)
-            assert metric_sum(m, "processd_disk_full") == 1
+            assert metric_sum(m, "mempulse_processd_rejects_total", reason="storage_full") == len(rejected) * batch
+            assert metric_sum(m, "mempulse_processd_storage_full_groups_total", cause="disk_full") == len(rejected)
+            assert metric_sum(m, "mempulse_processd_disk_full") == 1
             with grpc.insecure_channel(proc.addr) as ch:
                 snap = query_pb2_grpc.QueryStub(ch).GetSnapshot(query_pb2.GetSnapshotRequest(), timeout=10)
             assert sum(c.tx_count for c in snap.chains) == len(accepted_keys)
@@ -243,7 +243,7 @@ def test_disk_full_refuses_ingest_keeps_serving_and_resumes_when_space_returns(t
             assert sum(a.accepted for a in acks) == len(resend) + len(more), acks
             assert not any(a.rejected for a in acks)
             accepted_keys |= keys_of(resend) | keys_of(more)
-            assert metric_sum(scrape(proc.metrics_port), "processd_disk_full") == 0
+            assert metric_sum(scrape(proc.metrics_port), "mempulse_processd_disk_full") == 0
             assert "event log writable again" in proc.output()
             # Nothing acked is lost: kill -9, restart, audit.
             proc.kill()

@@ -54,6 +54,8 @@ def test_dropped_envelope_discards_its_sightings_and_eviction_counts_them() -> N
 
 def _worker(**cfg: Any) -> ChainWorker:
     chain = ChainConfig(137, "polygon", (Source("a", "ws://a"), Source("b", "ws://b")), ("http://x",))
+    # raw_tx off: these unsigned test transactions would otherwise wait for the node's raw bytes (a fetch).
+    cfg.setdefault("raw_tx", "off")
     return ChainWorker(chain, IngestConfig(chains=(chain,), outbound_batch_size=1, **cfg), "sess",
                        Histograms(CollectorRegistry()))
 

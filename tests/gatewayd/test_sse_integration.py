@@ -203,11 +203,18 @@ async def _open_stream(http: httpx.AsyncClient, opened: list[int], done: asyncio
         if len(opened) == CLIENTS:
             done.set()
         after = ""
-        async for line in resp.aiter_lines():
-            if line in (": heartbeat", "event: error"):
-                after = line
-                break
-        await done.wait()
+        # The line iterator is held until the end: an abandoned one is finalized whenever the garbage collector
+        # gets to it, and httpx then closes the connection, which freed the stream's slot in the middle of the
+        # storm (seen in CI as 16 streams admitted against a cap of 8: the gateway was right).
+        lines = resp.aiter_lines()
+        try:
+            async for line in lines:
+                if line in (": heartbeat", "event: error"):
+                    after = line
+                    break
+            await done.wait()
+        finally:
+            await lines.aclose()
         return 200, "", after
 
 

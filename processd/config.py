@@ -13,6 +13,10 @@ from pathlib import Path
 
 from common.chains import UnknownChainError, parse_chain
 from common.envconfig import ConfigError, add_version_flag, env_bool, env_int, env_name, env_str, parse_hostport
+from processd.validation import max_envelope_bytes
+
+#: What a response holds beside its largest record (a stored transaction's other fields, a page's cursor).
+_MESSAGE_HEADROOM_BYTES = 64 * 1024
 
 DURABILITY_MODES = ("sync", "nosync")
 
@@ -195,8 +199,13 @@ def config_from_args(argv: Sequence[str] | None = None, env: Mapping[str, str] |
     )
     if cfg.map_max_size_mb < cfg.map_size_mb:
         raise ConfigError(f"map_max_size_mb ({cfg.map_max_size_mb}) must be >= map_size_mb ({cfg.map_size_mb})")
-    if cfg.max_input_bytes >= cfg.max_message_bytes:
-        raise ConfigError("max_input_bytes must be smaller than max_message_bytes")
+    # One valid envelope must fit a gRPC message with room for what wraps it (a page always holds its first
+    # record): its calldata counts twice, once more inside raw_tx, with the typed fields' lists at their bounds.
+    largest = max_envelope_bytes(cfg.max_input_bytes)
+    if largest + _MESSAGE_HEADROOM_BYTES > cfg.max_message_bytes:
+        raise ConfigError(f"max_input_bytes ({cfg.max_input_bytes}) allows envelopes of up to {largest} bytes "
+                          f"(calldata twice, raw_tx included), too close to max_message_bytes "
+                          f"({cfg.max_message_bytes}; {_MESSAGE_HEADROOM_BYTES} bytes are kept for the rest)")
     # Headroom under the gRPC limit: a snapshot adds totals, features and opportunities beside its transactions,
     # and a page's one first record is taken even when it alone passes a small budget.
     if cfg.max_page_bytes and cfg.max_page_bytes > cfg.max_message_bytes * 3 // 4:

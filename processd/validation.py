@@ -30,6 +30,12 @@ MAX_AUTHORIZATIONS = 1024
 RAW_TX_OVERHEAD_BYTES = 256 * 1024
 
 
+def max_envelope_bytes(max_input_bytes: int) -> int:
+    """The largest serialized envelope :func:`validate` lets through: its calldata, its raw_tx (the calldata once
+    more plus :data:`RAW_TX_OVERHEAD_BYTES`), the same lists again as fields of their own, and the fixed fields."""
+    return 2 * max_input_bytes + 2 * RAW_TX_OVERHEAD_BYTES + 4096
+
+
 def validate(envelope: tx_pb2.TxEnvelope, chain_ids: frozenset[int], max_input_bytes: int) -> int:
     """The reject reason of ``envelope`` (``REJECT_REASON_*``), or ``OK`` when it may be stored."""
     return (validate_fields(envelope.chain_id, envelope.hash, envelope.sender, envelope.to, envelope.value,

@@ -80,6 +80,8 @@ def test_storage_safety_knobs_from_flag_and_env(tmp_path: Path) -> None:
     (["--data-dir", "x"], {"MEMPULSE_DURABILITY": "maybe"}, "DURABILITY"),
     (["--data-dir", "x", "--chains", "narnia"], {}, "narnia"),
     (["--data-dir", "x"], {"MEMPULSE_MAX_INPUT_BYTES": "99999999"}, "max_input_bytes"),
+    # calldata under the message limit, but twice of it (raw_tx repeats it) with the lists is not
+    (["--data-dir", "x"], {"MEMPULSE_MAX_INPUT_BYTES": "8200000"}, "max_input_bytes"),
     (["--data-dir", "x"], {"MEMPULSE_MAX_PAGE_BYTES": "16000000"}, "max_page_bytes"),
     (["--data-dir", "x"], {"MEMPULSE_START_EMPTY_OVER_DAMAGED_LOG": "perhaps"}, "START_EMPTY_OVER_DAMAGED_LOG"),
     (["--data-dir", "x", "--disk-full-retry-ms", "0"], {}, "disk-full-retry-ms"),

@@ -56,8 +56,9 @@ class CommitResult:
 
 
 def claim_hashes(txn: lmdb.Transaction, tx_db: lmdb._Database, cursor: lmdb.Cursor, columns: BatchColumns,
-                 first: int) -> tuple[BatchColumns, int]:
-    """Dedup: puts every transaction's (chain, hash) -> TX_SEEN seq; returns the new ones and the duplicate count.
+                 first: int) -> tuple[BatchColumns, list[bytes]]:
+    """Dedup: puts every transaction's (chain, hash) -> TX_SEEN seq; returns the new ones and the TX_SEEN event
+    values of the duplicates (whose source the writer records as a later sighting when it is another one).
 
     The usual batch has no duplicate: one ``putmulti`` with no-overwrite adds every key. When it added fewer,
     the keys it did add (their value is the seq assigned here) are taken back and the batch is redone without the
@@ -67,17 +68,18 @@ def claim_hashes(txn: lmdb.Transaction, tx_db: lmdb._Database, cursor: lmdb.Curs
     seqs = list(map(u64, map(first.__add__, columns.seen_at)))
     _, added = cursor.putmulti(zip(columns.tx_key, seqs, strict=True), dupdata=False, overwrite=False)
     if added == len(seqs):
-        return columns, 0
+        return columns, []
     # False: stored before this batch (or twice in it).
     keep = [txn.get(key, db=tx_db) == value for key, value in zip(columns.tx_key, seqs, strict=True)]
     for key, mine in zip(columns.tx_key, keep, strict=True):
         if mine:
             txn.delete(key, db=tx_db)
+    duplicates = [columns.values[at] for at, mine in zip(columns.seen_at, keep, strict=True) if not mine]
     columns = keep_only(columns, keep)
     seqs = list(map(u64, map(first.__add__, columns.seen_at)))
     _, added = cursor.putmulti(zip(columns.tx_key, seqs, strict=True), dupdata=False, overwrite=False)
     assert added == len(seqs), "a transaction hash seen twice after removing duplicates"
-    return columns, len(keep) - len(seqs)
+    return columns, duplicates
 
 
 def append_events(columns: BatchColumns, first: int, result: CommitResult,

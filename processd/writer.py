@@ -111,6 +111,15 @@ class PendingBatch:
         return len(self.envelopes) + len(self.sightings)
 
 
+
+def _sightings_of(tx_seen_values: list[bytes]) -> list[Sighting]:
+    """(chain, hash, source, first seen) of duplicate envelopes, from their prepared TX_SEEN event values."""
+    out: list[Sighting] = []
+    for value in tx_seen_values:
+        event = decode_event(value, 0)
+        out.append((event.chain_id, event.tx_hash, event.source_id, event.first_seen_unix_ns))
+    return out
+
 class CommitWriter:
     """Owns the write side of the event log: queueing, group commit, map growth, retention."""
 
@@ -389,7 +398,8 @@ class CommitWriter:
                 columns = batch.prepared.result()
                 result.analysis_errors += columns.analysis_errors
                 n = len(columns.tx_key)
-                columns, duplicates = claim_hashes(txn, eventlog.tx_db, hash_cursor, columns, seq + 1)
+                columns, duplicate_values = claim_hashes(txn, eventlog.tx_db, hash_cursor, columns, seq + 1)
+                duplicates = len(duplicate_values)
                 if columns.tx_key:
                     first = seq + 1
                     seq += len(columns.values)
@@ -408,8 +418,12 @@ class CommitWriter:
                 batch.accepted = n - duplicates
                 result.envelopes += n
                 if batch.sightings:
-                    seq = self._store_sightings(txn, batch, seq, result, deltas, high_water,
+                    seq = self._store_sightings(txn, batch, batch.sightings, seq, result, deltas, high_water,
                                                 events if want_events else None)
+                if duplicate_values:
+                    # Another ingestd (one per node) sent the same transaction: its source is a later sighting.
+                    seq = self._store_sightings(txn, batch, _sightings_of(duplicate_values), seq, result, deltas,
+                                                high_water, events if want_events else None, from_duplicates=True)
             # Counters are tallied in plain ints and turned into agg keys once per commit.
             chain_tally: dict[int, list[int]] = {}  # chain -> [txs, decoded]
             for (chain_id, category, protocol, decoded, source_id), n in feature_tally.items():
@@ -464,18 +478,24 @@ class CommitWriter:
         known.add(OTHER_SOURCES)  # (one slot over the bound at most)
         return OTHER_SOURCES
 
-    def _store_sightings(self, txn: lmdb.Transaction, batch: PendingBatch, seq: int, result: CommitResult,
-                         deltas: dict[bytes, int], high_water: dict[int, int], events: list[EventEntry] | None) -> int:
-        """Stores the batch's sightings (after its envelopes, so one of them may name a transaction of this very
-        batch); returns the last seq used. Idempotent: a sighting of a transaction not in the log, a repeated
-        (transaction, source), the first source itself, or one past ``max_sources_per_tx`` is only counted."""
+    def _store_sightings(self, txn: lmdb.Transaction, batch: PendingBatch, sightings: list[Sighting], seq: int,
+                         result: CommitResult, deltas: dict[bytes, int], high_water: dict[int, int],
+                         events: list[EventEntry] | None, from_duplicates: bool = False) -> int:
+        """Stores ``sightings`` of ``batch`` (after its envelopes, so one of them may name a transaction of this
+        very batch); returns the last seq used. Idempotent: a sighting of a transaction not in the log, a repeated
+        (transaction, source), the first source itself, or one past ``max_sources_per_tx`` is only counted.
+
+        ``from_duplicates``: the sightings are duplicate envelopes (another ingestd's, or a resend). They are not
+        the batch's ``TxBatch.sightings`` (its ack does not count them), and a repeat, a resend's usual case, is
+        not counted at all."""
         eventlog = self.log
         sources_db, tx_db, events_db, chain_db = (eventlog.sources_db, eventlog.tx_db, eventlog.events_db,
                                                   eventlog.chain_db)
         cursor = txn.cursor(db=sources_db)
         outcomes = result.sightings
         pack = U64.pack
-        for chain_id, tx_hash, source_id, seen_ns in batch.sightings:
+        stored = 0
+        for chain_id, tx_hash, source_id, seen_ns in sightings:
             key = tx_key(chain_id, tx_hash)
             raw = txn.get(key, db=tx_db)
             seen_value = txn.get(raw, db=events_db) if raw is not None else None
@@ -498,7 +518,8 @@ class CommitWriter:
                 held += 1
                 positioned = cursor.next()
             if repeat:
-                outcomes["repeat"] = outcomes.get("repeat", 0) + 1
+                if not from_duplicates:
+                    outcomes["repeat"] = outcomes.get("repeat", 0) + 1
                 continue
             if held >= self.max_sources_per_tx:
                 outcomes["over_limit"] = outcomes.get("over_limit", 0) + 1
@@ -516,8 +537,10 @@ class CommitWriter:
             if events is not None:
                 events.append((seq, chain_id, KIND_SOURCE, value))
             outcomes["stored"] = outcomes.get("stored", 0) + 1
-            batch.sightings_stored += 1
-        batch.sightings_ignored += len(batch.sightings) - batch.sightings_stored
+            stored += 1
+        if not from_duplicates:
+            batch.sightings_stored += stored
+            batch.sightings_ignored += len(sightings) - stored
         return seq
 
     def _apply_aggregates(self, txn: lmdb.Transaction, deltas: dict[bytes, int], high_water: dict[int, int],

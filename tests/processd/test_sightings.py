@@ -175,3 +175,34 @@ async def test_later_sources_share_the_page_byte_budget(server_factory: Factory)
                 assert page.truncated
                 cursor = page.next_cursor
         assert pages > 2 and sorted(seen) == sorted(set(seen)) and len(seen) == 20  # all, once, in pieces
+
+
+async def test_duplicate_envelope_from_another_source_is_a_later_sighting(server_factory: Factory,
+                                                                          tmp_path: Path) -> None:
+    """One ingestd per node: each sends its own envelope of a transaction both nodes saw. The second to reach
+    processd is a duplicate (stored once, acked as a duplicate) whose source becomes a later sighting with its own
+    first-seen time; a resend of either (same source) records nothing."""
+    srv = await server_factory(data_dir=tmp_path / "lmdb")
+    a, b = synthetic_envelopes(2, seed=91, chain_ids=(137,), source_id="node-a")
+    from_b = tx_pb2.TxEnvelope()
+    from_b.CopyFrom(a)
+    from_b.source_id, from_b.first_seen_unix_ns = "node-b", a.first_seen_unix_ns + 7_000
+    twice = tx_pb2.TxEnvelope()
+    twice.CopyFrom(b)
+    twice.source_id = "node-b"
+    first = (await push_envelopes(srv.address, [a], batch_size=1))[0]
+    # another node's copy of a, and b with its own copy in the same batch (the second one is the duplicate)
+    second = (await push_batches(srv.address, [ingest_pb2.TxBatch(session_id="n", batch_seq=1,
+                                                                   envelopes=[from_b, b, twice])]))[0]
+    assert (first.accepted, second.accepted, second.duplicates) == (1, 1, 2)
+    assert (second.sightings_stored, second.sightings_ignored) == (0, 0)  # not TxBatch.sightings
+    resend = (await push_batches(srv.address, [ingest_pb2.TxBatch(session_id="n", batch_seq=1,
+                                                                   envelopes=[from_b, b, twice])]))[0]
+    assert (resend.accepted, resend.duplicates) == (0, 3)
+    assert await _sources(srv, a) == [("node-a", a.first_seen_unix_ns), ("node-b", a.first_seen_unix_ns + 7_000)]
+    assert await _sources(srv, b) == [("node-a", b.first_seen_unix_ns), ("node-b", b.first_seen_unix_ns)]
+    assert await _standings(srv, 137) == {"node-a": (2, 2), "node-b": (0, 2)}
+    async with channel(srv.address) as ch:
+        scan = await query_stub(ch).ScanEvents(query_pb2.ScanEventsRequest(chain_id=137, kinds=[SOURCE_SEEN],
+                                                                           limit=10))
+    assert [e.source_id for e in scan.events] == ["node-b", "node-b"]

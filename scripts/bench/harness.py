@@ -246,6 +246,12 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
+def tree_cpu_seconds(pid: int) -> float | None:
+    """:func:`cpu_seconds` of ``pid`` and all its descendants (processd with its analysis worker processes: its
+    main process alone is ~70% of its CPU). A descendant that exits between two readings takes its CPU with it."""
+    return _sum_or_none(cpu_seconds(p) for p in _tree(pid, True))
+
+
 def _tree(pid: int, tree: bool) -> list[int]:
     return [pid, *descendants(pid)] if tree else [pid]
 

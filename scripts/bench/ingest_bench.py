@@ -48,7 +48,7 @@ from common.fixtures import load_mainnet_calls
 from common.netutil import free_port, wait_for_port
 from common.pb.v1 import query_pb2, query_pb2_grpc
 from common.replay import Replayer
-from scripts.bench.harness import REPO_ROOT, cpu_seconds, ratio, rss_bytes, write_artifact
+from scripts.bench.harness import REPO_ROOT, cpu_seconds, ratio, rss_bytes, tree_cpu_seconds, write_artifact
 
 log = logging.getLogger("ingest_bench")
 CHAINS = {1: "ethereum", 137: "polygon"}
@@ -249,7 +249,7 @@ def run_ingestd_phase(name: str, endpoints: dict[int, tuple[str, str]], nodes: d
         log.info("%s: driving both chains for %.0fs", name, args.drive_s)
         base = scrape(metrics_port)  # the drive's figures are deltas from here (the light step is excluded)
         cpu0 = cpu_seconds(proc.pid) or 0.0
-        pcpu0 = cpu_seconds(processd_pid) or 0.0
+        pcpu0 = tree_cpu_seconds(processd_pid) or 0.0  # its analysis workers included
         t0 = time.monotonic()
         traffic = asyncio.run(drive_all(nodes, args.drive_s, args.replay_batch_size, phase))
         settle_deadline = time.monotonic() + args.drain_timeout_s
@@ -264,7 +264,7 @@ def run_ingestd_phase(name: str, endpoints: dict[int, tuple[str, str]], nodes: d
             time.sleep(0.1)
         m = delta(scrape(metrics_port), base)
         cpu = (cpu_seconds(proc.pid) or 0.0) - cpu0
-        pcpu = (cpu_seconds(processd_pid) or 0.0) - pcpu0
+        pcpu = (tree_cpu_seconds(processd_pid) or 0.0) - pcpu0
         rss = rss_bytes(proc.pid)
         chains: dict[str, Any] = {}
         for cid in nodes:

@@ -25,6 +25,7 @@ from scripts.bench.harness import (
     rss_bytes,
     stepped_rate_search,
     summarize,
+    tree_cpu_seconds,
     write_artifact,
 )
 
@@ -138,3 +139,19 @@ def test_tree_sampling_counts_the_child_a_launcher_runs() -> None:
         proc.kill()
         proc.wait()
     assert summary["tree"]["max_mib"] > 90 > summary["flat"]["max_mib"]
+
+
+def test_tree_cpu_counts_the_workers_of_a_process() -> None:
+    """Issue 20: the ingest benchmark read processd's main PID only and missed its analysis workers' CPU."""
+    worker = "import time\nend = time.process_time() + 0.6\nwhile time.process_time() < end: pass\ntime.sleep(5)"
+    proc = subprocess.Popen(["/bin/sh", "-c", f"'{sys.executable}' -c '{worker}'; true"])
+    try:
+        deadline = time.monotonic() + 10
+        while (tree_cpu_seconds(proc.pid) or 0.0) < 0.6 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        main, tree = cpu_seconds(proc.pid), tree_cpu_seconds(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert main is not None and tree is not None
+    assert tree >= 0.6 > main  # the busy child's CPU is in the tree figure, not in the parent's

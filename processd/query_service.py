@@ -12,9 +12,10 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 
 import grpc
+import lmdb
 
 from common.chains import MAX_CHAIN_ID
-from common.pb.v1 import query_pb2, query_pb2_grpc
+from common.pb.v1 import events_pb2, query_pb2, query_pb2_grpc
 from processd.eventlog import KIND_DECODED, KIND_OPP, KIND_SEEN, KIND_SOURCE, EventLog, ScanStats
 from processd.metrics import ProcessdMetrics
 from processd.readmodels import ReadModels
@@ -179,18 +180,17 @@ class QueryService(query_pb2_grpc.QueryServicer):
                              context: grpc.aio.ServicerContext) -> query_pb2.GetTransactionResponse:
         try:
             chain_id = self._chain(request.chain_id)
-            if chain_id == 0:
-                raise BadRequestError("chain_id is required")
             if len(request.hash) != 32:
                 raise BadRequestError(f"hash must be 32 bytes, got {len(request.hash)}")
         except BadRequestError as exc:
             await self._bad(context, "GetTransaction", exc)
             raise
         # Through EventLog.read: the abort below raises from this frame, which must not hold the transaction.
-        events = self._log.read(lambda txn: self._log.find_tx(txn, chain_id, request.hash))
+        chains = [chain_id] if chain_id else self._models.chain_ids()
+        events = self._log.read(lambda txn: self._find_any(txn, chains, request.hash))
         if not events:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"transaction 0x{request.hash.hex()} not found on "
-                                f"chain {chain_id}")
+            where = f"on chain {chain_id}" if chain_id else "on any chain"
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"transaction 0x{request.hash.hex()} not found {where}")
         response = query_pb2.GetTransactionResponse()
         for e in events:
             if e.kind == KIND_SEEN:
@@ -204,6 +204,14 @@ class QueryService(query_pb2_grpc.QueryServicer):
             elif e.kind == KIND_OPP:
                 response.opportunities.append(e.opp_detected.opportunity)
         return response
+
+    def _find_any(self, txn: lmdb.Transaction, chains: list[int], tx_hash: bytes) -> list[events_pb2.Event]:
+        """The events of ``tx_hash`` on the first of ``chains`` that holds it, by seq: the tx_hash index is keyed
+        by (chain, hash prefix), so a lookup on any chain is one point read per chain held (a bounded set,
+        ``max_chains``). The same hash on two chains resolves to the one stored first (the smallest seq_id), as
+        gatewayd's per-chain lookups did before this moved here."""
+        found = [events for c in chains if (events := self._log.find_tx(txn, c, tx_hash))]
+        return min(found, key=lambda events: events[0].seq_id, default=[])
 
     async def ListFeatures(self, request: query_pb2.ListFeaturesRequest,
                            context: grpc.aio.ServicerContext) -> query_pb2.ListFeaturesResponse:

@@ -32,6 +32,9 @@ SOURCE_OVERHEAD_BYTES = 20
 #: Most bytes of events in one SubscribeEvents message (and at most the page budget): gatewayd buffers up to 16
 #: messages per SSE stream, so a smaller chunk than a Query page keeps a stream of big events to ~16 MiB there.
 SUBSCRIBE_MESSAGE_BYTES = 1 << 20
+#: SubscribeEvents response headers, sent at admission: ``admitted``, and the highest committed seq_id then.
+SUBSCRIPTION_HEADER = "mempulse-subscription"
+HEAD_HEADER = "mempulse-head-seq-id"
 
 
 class BadRequestError(Exception):
@@ -285,9 +288,12 @@ class QueryService(query_pb2_grpc.QueryServicer):
         # Admitted: say so now with the response headers (gatewayd waits for them before it answers its client
         # 200, so a refusal becomes a 503 there, not a 200 followed by an error), not with the first message,
         # which may be a catch-up page or a heartbeat seconds away.
-        await context.send_initial_metadata((("mempulse-subscription", "admitted"),))
+        # The head goes with them: a client starting "from now" learns where now is without a ScanEvents probe,
+        # and the cursor below is taken from the same read, so nothing committed after it is skipped.
+        head = self._log.last_seq()
+        await context.send_initial_metadata(((SUBSCRIPTION_HEADER, "admitted"), (HEAD_HEADER, str(head))))
         sub = Subscriber(chain_id, kinds, hub.max_buffered)
-        cursor = max(request.from_seq_id, 1)
+        cursor = head + 1 if request.from_head else max(request.from_seq_id, 1)
         # Catch-up from LMDB in pages; each page's read transaction is freed before the (possibly slow) write
         # (EventLog.scan_page: a transaction held by this generator's frame would keep a reader slot per stream).
         # Pages are cut by bytes too: a stretch of big transactions must not make a message the gRPC limit

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from common import limits
 from common.chains import UnknownChainError, parse_chain
 from common.envconfig import ConfigError, add_version_flag, env_bool, env_int, env_name, env_str, parse_hostport
 from processd.validation import max_envelope_bytes
@@ -77,8 +78,8 @@ class ProcessdConfig:
     #: Live events buffered per subscriber before it is cut off as too slow.
     subscriber_queue_events: int = 20000
     #: Default / maximum page sizes of Query RPCs.
-    default_page_limit: int = 100
-    max_page_limit: int = 5000
+    default_page_limit: int = limits.DEFAULT_PAGE_LIMIT
+    max_page_limit: int = limits.MAX_PAGE_LIMIT
     #: A scan with filters examines at most this many events per call (it returns a cursor to continue).
     scan_max_examined: int = 20000
     #: Processes that prepare batches (validation, decoding, features, ranking, event encoding) beside the

@@ -14,17 +14,18 @@ from collections.abc import AsyncGenerator, AsyncIterator
 import grpc
 import lmdb
 
-from common.chains import MAX_CHAIN_ID
+from common import limits
 from common.pb.v1 import events_pb2, query_pb2, query_pb2_grpc
-from processd.eventlog import KIND_DECODED, KIND_OPP, KIND_SEEN, KIND_SOURCE, EventLog, ScanStats
+from processd.eventlog import KIND_DECODED, KIND_OPP, KIND_SEEN, EventLog, ScanStats
 from processd.metrics import ProcessdMetrics
 from processd.readmodels import ReadModels
 from processd.subscriptions import Subscriber, SubscriptionHub
 
 log = logging.getLogger(__name__)
 
-VALID_KINDS = frozenset({KIND_SEEN, KIND_DECODED, KIND_OPP, KIND_SOURCE})
-SNAPSHOT_DEFAULT_LIMIT = 20
+#: The shared table (common.limits): gatewayd's REST checks read the same bounds.
+VALID_KINDS = frozenset(limits.EVENT_KINDS.values())
+SNAPSHOT_DEFAULT_LIMIT = limits.SNAPSHOT_DEFAULT_LIMIT
 HEARTBEAT_S = 5.0
 SUBSCRIBE_PAGE = 500
 #: What one later source adds to a StoredTx beyond its id's bytes: tags, lengths, the nanosecond time.
@@ -47,7 +48,8 @@ class QueryService(query_pb2_grpc.QueryServicer):
     """The Query gRPC service over the event log, read models and subscription hub."""
 
     def __init__(self, eventlog: EventLog, models: ReadModels, hub: SubscriptionHub, metrics: ProcessdMetrics, *,
-                 default_limit: int = 100, max_limit: int = 5000, scan_max_examined: int = 20000,
+                 default_limit: int = limits.DEFAULT_PAGE_LIMIT, max_limit: int = limits.MAX_PAGE_LIMIT,
+                 scan_max_examined: int = 20000,
                  max_page_bytes: int = 8 << 20) -> None:
         self._log = eventlog
         self._models = models
@@ -69,7 +71,7 @@ class QueryService(query_pb2_grpc.QueryServicer):
 
     @staticmethod
     def _chain(value: int) -> int:
-        if value > MAX_CHAIN_ID:
+        if value > limits.MAX_CHAIN_ID:
             raise BadRequestError(f"chain_id {value} out of range")
         return value
 
@@ -83,8 +85,8 @@ class QueryService(query_pb2_grpc.QueryServicer):
 
     @staticmethod
     def _score(value: int) -> int:
-        if value > 100:
-            raise BadRequestError(f"min_score must be 0..100, got {value}")
+        if value > limits.MAX_SCORE:
+            raise BadRequestError(f"min_score must be 0..{limits.MAX_SCORE}, got {value}")
         return value
 
     async def _bad(self, context: grpc.aio.ServicerContext, rpc: str, exc: BadRequestError) -> None:
@@ -183,8 +185,8 @@ class QueryService(query_pb2_grpc.QueryServicer):
                              context: grpc.aio.ServicerContext) -> query_pb2.GetTransactionResponse:
         try:
             chain_id = self._chain(request.chain_id)
-            if len(request.hash) != 32:
-                raise BadRequestError(f"hash must be 32 bytes, got {len(request.hash)}")
+            if len(request.hash) != limits.HASH_BYTES:
+                raise BadRequestError(f"hash must be {limits.HASH_BYTES} bytes, got {len(request.hash)}")
         except BadRequestError as exc:
             await self._bad(context, "GetTransaction", exc)
             raise

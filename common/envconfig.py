@@ -11,10 +11,12 @@ import importlib.metadata
 import os
 from collections.abc import Mapping
 
+from common.errors import MempulseError
+
 ENV_PREFIX = "MEMPULSE_"
 
 
-class ConfigError(ValueError):
+class ConfigError(MempulseError, ValueError):
     """Invalid configuration; the message is one line meant for the user."""
 
 

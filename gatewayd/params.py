@@ -14,6 +14,7 @@ from typing import Any
 
 from common import limits
 from common.chains import KNOWN_CHAINS, UnknownChainError, known_chain_names, parse_chain
+from gatewayd.errors import GatewaydError
 
 UINT64_MAX = 2**64 - 1
 _DIGITS = re.compile(r"[0-9]{1,20}")
@@ -33,7 +34,7 @@ INCLUDES = ("raw",)
 EVENT_KINDS = limits.EVENT_KINDS
 
 
-class ParamError(ValueError):
+class ParamError(GatewaydError, ValueError):
     """A request parameter is missing, unknown or malformed (HTTP 400)."""
 
     status = 400

@@ -16,6 +16,7 @@ import lmdb
 
 from common import limits
 from common.pb.v1 import events_pb2, query_pb2, query_pb2_grpc
+from processd.errors import ProcessdError
 from processd.eventlog import KIND_DECODED, KIND_OPP, KIND_SEEN, EventLog, ScanStats
 from processd.metrics import ProcessdMetrics
 from processd.readmodels import ReadModels
@@ -38,7 +39,7 @@ SUBSCRIPTION_HEADER = "mempulse-subscription"
 HEAD_HEADER = "mempulse-head-seq-id"
 
 
-class BadRequestError(Exception):
+class BadRequestError(ProcessdError):
     """A request field is out of range (answered INVALID_ARGUMENT)."""
 
     retriable = False

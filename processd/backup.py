@@ -28,7 +28,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -219,10 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def config_from_args(argv: Sequence[str] | None = None) -> BackupConfig:
+def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> BackupConfig:
     """Flags, then ``MEMPULSE_DATA_DIR`` (as processd reads it); raises ConfigError without a data dir."""
     args = build_parser().parse_args(argv)
-    data_dir = args.data_dir or env_str("data_dir", "")
+    data_dir = args.data_dir or env_str("data_dir", "", env)
     if not data_dir:
         raise ConfigError("--data-dir (or MEMPULSE_DATA_DIR) is required")
     return BackupConfig(data_dir=Path(data_dir), out=Path(args.out))
@@ -232,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point: prints the result as one JSON line; exit 2 with one line on error."""
     logging.basicConfig(level=logging.INFO, format="mempulse-backup: %(message)s", stream=sys.stderr)
     try:
-        result = backup(config_from_args(argv))
+        result = backup(load_config(argv))
     except (ConfigError, StorageError, OSError) as exc:
         print(f"mempulse-backup: error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -144,7 +144,7 @@ def _pick_int(cli: int | None, knob: str, default: int, env: Mapping[str, str], 
     return _positive(f"--{knob.replace('_', '-')} / {env_name(knob)}", value, minimum)
 
 
-def config_from_args(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> ProcessdConfig:
+def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> ProcessdConfig:
     """Parses flags and environment into a :class:`ProcessdConfig`; raises :class:`ConfigError` on bad input."""
     source = os.environ if env is None else env
     args = build_parser().parse_args(argv)

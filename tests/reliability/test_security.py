@@ -68,12 +68,12 @@ def _listening_addresses(port: int) -> set[str]:
 
 
 def test_defaults_bind_loopback_only() -> None:
-    from gatewayd.config import load_config
+    from gatewayd import config as gatewayd_config
     from ingestd.config import IngestConfig
-    from processd.config import config_from_args
+    from processd import config as processd_config
 
-    assert config_from_args(["--data-dir", "/tmp/x"], env={}).listen_host == "127.0.0.1"
-    assert load_config([], env={}).listen_host == "127.0.0.1"
+    assert processd_config.load_config(["--data-dir", "/tmp/x"], env={}).listen_host == "127.0.0.1"
+    assert gatewayd_config.load_config([], env={}).listen_host == "127.0.0.1"
     assert IngestConfig(chains=()).metrics_host == "127.0.0.1"
 
 

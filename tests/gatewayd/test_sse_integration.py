@@ -276,6 +276,6 @@ def test_processd_refusal_is_a_503_before_the_stream_starts(processd_factory, ga
     200 and then an ``event: error`` (browsers reconnect every 2 s). Now gatewayd waits for processd's admission
     before answering: 200 clients, gateway cap 64, processd cap 8 -> exactly 8 streams, every other client a
     503 with Retry-After and no 200 followed by an error."""
-    p = processd_factory(env={"MEMPULSE_MAX_SUBSCRIBERS": "8"})
+    p = processd_factory(env={"MEMPULSE_PROCESSD_MAX_SUBSCRIBERS": "8"})
     g = gateway_factory(p.addr, "--sse-max-clients", "64", "--sse-heartbeat-s", "0.3", "--rate-limit-rps", "0")
     _check_storm(asyncio.run(_storm(g.url)), 8, {"too_many_streams", "processd_overloaded"}, g, p)

@@ -18,13 +18,14 @@ from types import TracebackType
 
 import httpx
 
+from common.errors import MempulseError
 from common.netutil import free_port
 from common.process import die_with_parent_prefix
 
 log = logging.getLogger(__name__)
 
 
-class AnvilNotFoundError(RuntimeError):
+class AnvilNotFoundError(MempulseError, RuntimeError):
     """The anvil binary is not installed where we look for it."""
 
 

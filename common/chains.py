@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from common.errors import MempulseError
+
 #: Chain names accepted wherever a chain is named (CLI flags, REST ``chain_id`` parameters).
 KNOWN_CHAINS: dict[str, int] = {
     "ethereum": 1,
@@ -32,7 +34,7 @@ for _name, _cid in KNOWN_CHAINS.items():
 MAX_CHAIN_ID = 2**63 - 1
 
 
-class UnknownChainError(ValueError):
+class UnknownChainError(MempulseError, ValueError):
     """Raised when a chain name or id cannot be resolved; the message lists the known names."""
 
 

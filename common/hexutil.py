@@ -6,10 +6,12 @@ big-endian bytes (empty = 0); JSON (REST, JSON-RPC) carries them as 0x hex or de
 
 from __future__ import annotations
 
+from common.errors import MempulseError
+
 UINT256_MAX = 2**256 - 1
 
 
-class HexError(ValueError):
+class HexError(MempulseError, ValueError):
     """A hex string is malformed or has the wrong length."""
 
 

@@ -19,9 +19,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from common.errors import MempulseError
+
 log = logging.getLogger(__name__)
 
-class ProcessError(RuntimeError):
+class ProcessError(MempulseError, RuntimeError):
     """A supervised process failed to start, exited early, or did not become ready."""
 
 

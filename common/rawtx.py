@@ -25,13 +25,14 @@ from collections.abc import Sequence
 import rlp
 from Crypto.Hash import keccak
 
+from common.errors import MempulseError
 from common.pb.v1 import tx_pb2
 
 #: Transaction types this module encodes.
 SUPPORTED_TYPES = frozenset({0, 1, 2, 3, 4})
 
 
-class RawTxError(ValueError):
+class RawTxError(MempulseError, ValueError):
     """The envelope cannot be re-encoded; ``reason`` is a stable label (a metric label value)."""
 
     def __init__(self, reason: str, detail: str = "") -> None:

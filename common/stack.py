@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 import httpx
 
 from common.anvil import AnvilNode
+from common.errors import MempulseError
 from common.netutil import free_port, port_in_use
 from common.process import ManagedProcess, ProcessError, child_env, python_module_argv
 from common.traffic import AcceptedCallback, TrafficGenerator, TrafficStats
@@ -47,7 +48,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 
 
-class StackError(RuntimeError):
+class StackError(MempulseError, RuntimeError):
     """The stack could not start (a part exited or did not become ready), or a wait timed out."""
 
 

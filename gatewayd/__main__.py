@@ -115,13 +115,14 @@ def serve(config: GatewayConfig) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``gatewayd`` console script."""
+    # Before the config: a deprecated env name in use is logged (once) while the config is read.
+    configure_logging()
     try:
         config = load_config(argv)
         _check_listen(config)
     except ConfigError as exc:
         print(f"gatewayd: error: {exc}", file=sys.stderr)
         return 2
-    configure_logging()
     if config.access_log:
         configure_access_log()
     serve(config)

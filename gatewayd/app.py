@@ -9,7 +9,6 @@ because middleware adds a coroutine hop per request and per response on the hot 
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 import time
@@ -307,15 +306,8 @@ class Gateway:
     async def transaction(self, request: Request, p: dict[str, Any], tx_hash: str) -> HTTPResponse:
         raw = parse_hash("hash", tx_hash)
         chain_id = p["chain_id"]
-        if chain_id:
-            found = await self._lookup_tx(chain_id, raw)
-        else:
-            # processd indexes transactions by (chain, hash): without chain_id, ask every chain it has seen.
-            snap = await self.client.get_snapshot(
-                query_pb2.GetSnapshotRequest(tx_limit=1, opp_limit=1, feature_limit=1)
-            )
-            hits = await asyncio.gather(*(self._lookup_tx(c.chain_id, raw) for c in snap.chains))
-            found = min((h for h in hits if h is not None), key=lambda h: h.transaction.seq_id, default=None)
+        # chain_id 0 = any chain: processd resolves the hash itself (the first stored wins when on several).
+        found = await self._lookup_tx(chain_id, raw)
         if found is None:
             where = f" on chain {chain_id}" if chain_id else ""
             return self.error_response(404, "tx_not_found", f"transaction 0x{raw.hex()} is not known{where}")

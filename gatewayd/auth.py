@@ -6,8 +6,10 @@ import hashlib
 import hmac
 from collections.abc import Iterable, Mapping
 
+from gatewayd.errors import GatewaydError
 
-class AuthError(Exception):
+
+class AuthError(GatewaydError):
     """Missing or wrong API key (HTTP 401)."""
 
     status = 401

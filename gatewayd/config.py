@@ -1,4 +1,5 @@
-"""gatewayd configuration: one frozen dataclass built from CLI flags, then ``MEMPULSE_*`` env vars, then defaults."""
+"""gatewayd configuration: one frozen dataclass built from CLI flags, then ``MEMPULSE_GATEWAYD_*`` env vars, then
+defaults (the previous release's names are still read, with a deprecation warning)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common.envconfig import (
-    ConfigError,
-    add_version_flag,
-    env_bool,
-    env_float,
-    env_int,
-    env_name,
-    env_str,
-    parse_hostport,
-)
+from common.envconfig import ConfigError, Knobs, add_version_flag, parse_hostport
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
 DEFAULT_PROCESSD = "127.0.0.1:50051"
@@ -141,77 +133,98 @@ def read_api_keys_file(path: str) -> frozenset[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``gatewayd`` command line. Every flag also has a ``MEMPULSE_*`` environment variable."""
+    """The ``gatewayd`` command line. Every flag also has a ``MEMPULSE_GATEWAYD_*`` environment variable."""
     p = argparse.ArgumentParser(
         prog="gatewayd",
         description="mempulse REST + Server-Sent Events gateway in front of processd's gRPC Query service.",
     )
     add_version_flag(p)
     add = p.add_argument
-    add("--listen", help=f"HOST:PORT to serve HTTP on (env MEMPULSE_GATEWAY_LISTEN, default {DEFAULT_LISTEN})")
-    add("--processd", help=f"processd gRPC HOST:PORT (env MEMPULSE_PROCESSD_TARGET, default {DEFAULT_PROCESSD})")
-    add("--grpc-timeout-ms", type=int, help="deadline of each gRPC call (env MEMPULSE_GRPC_TIMEOUT_MS, default 2000)")
+    add("--listen", help=f"HOST:PORT to serve HTTP on (env MEMPULSE_GATEWAYD_LISTEN, default {DEFAULT_LISTEN})")
+    add("--processd", help=f"processd gRPC HOST:PORT (env MEMPULSE_GATEWAYD_PROCESSD, default {DEFAULT_PROCESSD})")
+    add("--grpc-timeout-ms", type=int,
+        help="deadline of each gRPC call (env MEMPULSE_GATEWAYD_GRPC_TIMEOUT_MS, default 2000)")
     add(
         "--api-keys-file",
-        help="file with one API key per line; keys in env MEMPULSE_API_KEYS (comma-separated) are added. "
-        "No keys = no authentication (env MEMPULSE_API_KEYS_FILE)",
+        help="file with one API key per line; keys in env MEMPULSE_GATEWAYD_API_KEYS (comma-separated) are added. "
+        "No keys = no authentication (env MEMPULSE_GATEWAYD_API_KEYS_FILE)",
     )
-    add("--rate-limit-rps", type=float, help="requests/s per key, 0 = off (env MEMPULSE_RATE_LIMIT_RPS, default 100)")
-    add("--rate-limit-burst", type=int, help="token bucket size per key (env MEMPULSE_RATE_LIMIT_BURST, default 200)")
+    add("--rate-limit-rps", type=float,
+        help="requests/s per key, 0 = off (env MEMPULSE_GATEWAYD_RATE_LIMIT_RPS, default 100)")
+    add("--rate-limit-burst", type=int,
+        help="token bucket size per key (env MEMPULSE_GATEWAYD_RATE_LIMIT_BURST, default 200)")
     add(
         "--rate-limit-max-keys",
         type=int,
-        help="bound of the per-key bucket table (env MEMPULSE_RATE_LIMIT_MAX_KEYS, default 10000)",
+        help="bound of the per-key bucket table (env MEMPULSE_GATEWAYD_RATE_LIMIT_MAX_KEYS, default 10000)",
     )
     add(
         "--auth-failure-limit-per-min",
         type=float,
         help="failed API keys per client address per minute, then 429 even for a right key until the bucket "
-        "refills, 0 = off (env MEMPULSE_AUTH_FAILURE_LIMIT_PER_MIN, default 60)",
+        "refills, 0 = off (env MEMPULSE_GATEWAYD_AUTH_FAILURE_LIMIT_PER_MIN, default 60)",
     )
     add(
         "--auth-failure-burst",
         type=int,
-        help="failed API keys an address may send at once (env MEMPULSE_AUTH_FAILURE_BURST, default 20)",
+        help="failed API keys an address may send at once (env MEMPULSE_GATEWAYD_AUTH_FAILURE_BURST, default 20)",
     )
-    add("--cors-origins", help="comma-separated allowed origins or '*'; empty = CORS off (env MEMPULSE_CORS_ORIGINS)")
-    add("--max-request-bytes", type=int, help="request size limit, 413 above (env MEMPULSE_MAX_REQUEST_BYTES, 16384)")
-    add("--max-header-bytes", type=int, help="header size limit, 431 above (env MEMPULSE_MAX_HEADER_BYTES, 8192)")
+    add("--cors-origins",
+        help="comma-separated allowed origins or '*'; empty = CORS off (env MEMPULSE_GATEWAYD_CORS_ORIGINS)")
+    add("--max-request-bytes", type=int,
+        help="request size limit, 413 above (env MEMPULSE_GATEWAYD_MAX_REQUEST_BYTES, 16384)")
+    add("--max-header-bytes", type=int,
+        help="header size limit, 431 above (env MEMPULSE_GATEWAYD_MAX_HEADER_BYTES, 8192)")
     add(
         "--header-timeout-s",
         type=float,
-        help="seconds to send a complete request head, then 408 (env MEMPULSE_HEADER_TIMEOUT_S, default 10)",
+        help="seconds to send a complete request head, then 408 (env MEMPULSE_GATEWAYD_HEADER_TIMEOUT_S, default 10)",
     )
     add(
         "--max-connections-per-address",
         type=int,
         help="open connections per client address, 503 at accept beyond, 0 = no cap "
-        "(env MEMPULSE_MAX_CONNECTIONS_PER_ADDRESS, default 256)",
+        "(env MEMPULSE_GATEWAYD_MAX_CONNECTIONS_PER_ADDRESS, default 256)",
     )
-    add("--sse-max-clients", type=int, help="concurrent SSE streams (env MEMPULSE_SSE_MAX_CLIENTS, default 64)")
-    add("--sse-heartbeat-s", type=float, help="SSE heartbeat interval (env MEMPULSE_SSE_HEARTBEAT_S, default 15)")
+    add("--sse-max-clients", type=int,
+        help="concurrent SSE streams (env MEMPULSE_GATEWAYD_SSE_MAX_CLIENTS, default 64)")
+    add("--sse-heartbeat-s", type=float,
+        help="SSE heartbeat interval (env MEMPULSE_GATEWAYD_SSE_HEARTBEAT_S, default 15)")
     add(
         "--cache-ttl-ms",
         type=int,
         help="reuse a rendered newest-items view this long for identical queries, 0 = off "
-        "(env MEMPULSE_CACHE_TTL_MS, default 50)",
+        "(env MEMPULSE_GATEWAYD_CACHE_TTL_MS, default 50)",
     )
     add(
         "--snapshot-cache-ttl-ms",
         type=int,
-        help="the same for /dashboard/snapshot (env MEMPULSE_SNAPSHOT_CACHE_TTL_MS, default 250)",
+        help="the same for /dashboard/snapshot (env MEMPULSE_GATEWAYD_SNAPSHOT_CACHE_TTL_MS, default 250)",
     )
-    add("--workers", type=int, help="Sanic worker processes (env MEMPULSE_GATEWAY_WORKERS, default 1)")
-    add("--access-log", action="store_true", default=None, help="log every request (env MEMPULSE_ACCESS_LOG)")
+    add("--workers", type=int, help="Sanic worker processes (env MEMPULSE_GATEWAYD_WORKERS, default 1)")
+    add("--access-log", action="store_true", default=None, help="log every request (env MEMPULSE_GATEWAYD_ACCESS_LOG)")
     return p
 
 
-def _int(flag: int | None, knob: str, default: int, env: Mapping[str, str]) -> int:
-    return flag if flag is not None else env_int(knob, default, env)
+#: The previous release's names that were not ``MEMPULSE_<KNOB>``.
+_RENAMED: dict[str, tuple[str, ...]] = {
+    "listen": ("MEMPULSE_GATEWAY_LISTEN",),
+    "processd": ("MEMPULSE_PROCESSD_TARGET",),
+    "workers": ("MEMPULSE_GATEWAY_WORKERS",),
+}
 
 
-def _float(flag: float | None, knob: str, default: float, env: Mapping[str, str]) -> float:
-    return flag if flag is not None else env_float(knob, default, env)
+def knobs(env: Mapping[str, str] | None = None) -> Knobs:
+    """gatewayd's environment knobs: ``MEMPULSE_GATEWAYD_<KNOB>``, the previous release's names still accepted."""
+    return Knobs("gatewayd", os.environ if env is None else env, old_prefix="MEMPULSE_", deprecated=_RENAMED)
+
+
+def _int(flag: int | None, knob: str, default: int, env: Knobs) -> int:
+    return flag if flag is not None else env.get_int(knob, default)
+
+
+def _float(flag: float | None, knob: str, default: float, env: Knobs) -> float:
+    return flag if flag is not None else env.get_float(knob, default)
 
 
 def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> GatewayConfig:
@@ -219,19 +232,19 @@ def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None
 
     Raises :class:`ConfigError` with a one-line message on any bad value.
     """
-    source = os.environ if env is None else env
+    source = knobs(env)
     args = build_parser().parse_args(argv)
-    listen = args.listen or env_str("gateway_listen", DEFAULT_LISTEN, source)
+    listen = args.listen or source.get_str("listen", DEFAULT_LISTEN)
     host, port = parse_hostport(listen, "--listen")
-    target = args.processd or env_str("processd_target", DEFAULT_PROCESSD, source)
+    target = args.processd or source.get_str("processd", DEFAULT_PROCESSD)
     parse_hostport(target, "--processd")
 
-    keys = parse_api_keys(source.get(env_name("api_keys"), ""))
-    keys_file = args.api_keys_file or env_str("api_keys_file", "", source)
+    keys = parse_api_keys(source.raw("api_keys")[1])
+    keys_file = args.api_keys_file or source.get_str("api_keys_file", "")
     if keys_file:
         keys = keys | read_api_keys_file(keys_file)
 
-    cors_text = args.cors_origins if args.cors_origins is not None else env_str("cors_origins", "", source)
+    cors_text = args.cors_origins if args.cors_origins is not None else source.get_str("cors_origins", "")
     cors = tuple(o.strip() for o in cors_text.split(",") if o.strip())
 
     return GatewayConfig(
@@ -257,6 +270,6 @@ def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None
         sse_heartbeat_s=_float(args.sse_heartbeat_s, "sse_heartbeat_s", 15.0, source),
         cache_ttl_ms=_int(args.cache_ttl_ms, "cache_ttl_ms", 50, source),
         snapshot_cache_ttl_ms=_int(args.snapshot_cache_ttl_ms, "snapshot_cache_ttl_ms", 250, source),
-        workers=_int(args.workers, "gateway_workers", 1, source),
-        access_log=args.access_log if args.access_log is not None else env_bool("access_log", False, source),
+        workers=_int(args.workers, "workers", 1, source),
+        access_log=args.access_log if args.access_log is not None else source.get_bool("access_log", False),
     )

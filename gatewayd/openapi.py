@@ -95,7 +95,7 @@ _ENVELOPE = {
         "minItems": 1,
         "description": "every source that announced it, each with its own first-seen time: the first one first "
                        "(= source_id, first_seen_unix_ms), then later ones by time (bounded by ingestd's "
-                       "MEMPULSE_INGEST_MAX_SOURCES_PER_TX). In an event's tx: the first one only"},
+                       "MEMPULSE_INGESTD_MAX_SOURCES_PER_TX). In an event's tx: the first one only"},
     "v": {**AMOUNT_OR_NULL, "description": "signature v (legacy: 27/28 or chain_id*2+35/36; typed: as the node "
           "reports it, y_parity), decimal string; null when the node did not report it"},
     "y_parity": {"type": ["integer", "null"], "minimum": 0, "maximum": 1,
@@ -261,7 +261,7 @@ SCHEMAS: dict[str, Any] = {
             "source_wins": {
                 **_arr(_obj({
                     "source_id": {**STR, "description": 'a source id ("~other": sources past processd\'s '
-                                  'MEMPULSE_MAX_SOURCES_PER_CHAIN)'},
+                                  'MEMPULSE_PROCESSD_MAX_SOURCES_PER_CHAIN)'},
                     "first_seen_wins": {**INT, "description": "stored transactions this source announced first"},
                     "seen": {**INT, "description": "stored transactions this source announced at all (first or "
                              "later, as recorded)"},

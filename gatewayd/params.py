@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from common import limits
 from common.chains import KNOWN_CHAINS, UnknownChainError, known_chain_names, parse_chain
-from common.pb.v1 import events_pb2
+from gatewayd.errors import GatewaydError
 
 UINT64_MAX = 2**64 - 1
 _DIGITS = re.compile(r"[0-9]{1,20}")
@@ -23,22 +24,17 @@ _HASH = re.compile(r"0[xX][0-9a-fA-F]{64}")
 # chain_id or kinds padded with whitespace (which the parsers strip) was answered 431.
 MAX_CHAIN_CHARS = 64
 MAX_KINDS_CHARS = 64
-MAX_KINDS_VALUES = 8
+MAX_KINDS_VALUES = limits.MAX_KINDS_VALUES
 MAX_INCLUDE_CHARS = 32
 MAX_INCLUDE_VALUES = 4
 #: What ``include`` may add to rendered transactions: ``raw`` = their signed raw bytes (raw_tx, raw_tx_origin).
 INCLUDES = ("raw",)
 
-#: REST names of event kinds, in the order of the protobuf enum.
-EVENT_KINDS: dict[str, int] = {
-    "tx_seen": events_pb2.EVENT_KIND_TX_SEEN,
-    "tx_decoded": events_pb2.EVENT_KIND_TX_DECODED,
-    "opp_detected": events_pb2.EVENT_KIND_OPP_DETECTED,
-    "tx_source_seen": events_pb2.EVENT_KIND_TX_SOURCE_SEEN,
-}
+#: REST names of event kinds, in the order of the protobuf enum (the shared table: processd checks the same set).
+EVENT_KINDS = limits.EVENT_KINDS
 
 
-class ParamError(ValueError):
+class ParamError(GatewaydError, ValueError):
     """A request parameter is missing, unknown or malformed (HTTP 400)."""
 
     status = 400
@@ -167,12 +163,14 @@ def _chain() -> ParamSpec:
     )
 
 
-def _limit(default: int, maximum: int, name: str = "limit", what: str = "items") -> ParamSpec:
+def _limit(route: str, what: str, name: str = "limit") -> ParamSpec:
+    default, maximum = limits.REST_PAGE_LIMITS[(route, name)]
     return ParamSpec(name, "uint", f"Maximum number of {what} returned.", default, 1, maximum)
 
 
 def _min_score() -> ParamSpec:
-    return ParamSpec("min_score", "uint", "Only opportunities scoring at least this (0..100).", 0, 0, 100)
+    return ParamSpec("min_score", "uint", f"Only opportunities scoring at least this (0..{limits.MAX_SCORE}).", 0, 0,
+                     limits.MAX_SCORE)
 
 
 def _from_seq(description: str, default: int | None = 0) -> ParamSpec:
@@ -202,15 +200,15 @@ ROUTE_PARAMS: dict[str, dict[str, ParamSpec]] = {
     "docs": {},
     "snapshot": _specs(
         _chain(),
-        _limit(20, 200, "tx_limit", "recent transactions"),
-        _limit(20, 200, "opp_limit", "top opportunities"),
-        _limit(20, 200, "feature_limit", "recent feature records"),
+        _limit("snapshot", "recent transactions", "tx_limit"),
+        _limit("snapshot", "top opportunities", "opp_limit"),
+        _limit("snapshot", "recent feature records", "feature_limit"),
         _min_score(),
         _include(),
     ),
     "transactions": _specs(
         _chain(),
-        _limit(25, 200, what="transactions"),
+        _limit("transactions", "transactions"),
         ParamSpec(
             "before_seq_id",
             "cursor",
@@ -223,15 +221,15 @@ ROUTE_PARAMS: dict[str, dict[str, ParamSpec]] = {
     "transactions_all": _specs(
         _chain(),
         _from_seq("First seq_id to return (inclusive); 0 = from the oldest. Use next_from_seq_id of the last page."),
-        _limit(1000, 5000, what="transactions"),
+        _limit("transactions_all", "transactions"),
         _include(),
     ),
     "transaction": _specs(_chain(), _include()),
-    "features_recent": _specs(_chain(), _limit(25, 200, what="feature records")),
-    "opps_recent": _specs(_chain(), _limit(25, 200, what="opportunities"), _min_score()),
+    "features_recent": _specs(_chain(), _limit("features_recent", "feature records")),
+    "opps_recent": _specs(_chain(), _limit("opps_recent", "opportunities"), _min_score()),
     "events": _specs(
         _from_seq("First seq_id to return (inclusive); 0 = from the oldest retained. Use next_from_seq_id."),
-        _limit(100, 1000, what="events"),
+        _limit("events", "events"),
         _chain(),
         _kinds(),
         _include(),

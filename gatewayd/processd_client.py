@@ -14,6 +14,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from common.pb.v1 import query_pb2, query_pb2_grpc
+from gatewayd.errors import GatewaydError
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ _CHANNEL_OPTIONS = (
 )
 
 
-class UpstreamError(Exception):
+class UpstreamError(GatewaydError):
     """A processd call failed; carries the HTTP status, a stable error code and whether a retry may help."""
 
     def __init__(self, status: int, code: str, message: str, *, retriable: bool, grpc_code: str) -> None:

@@ -8,12 +8,15 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import NoReturn
 
+from gatewayd.errors import GatewaydError
 
-class RateLimited(Exception):
+
+class RateLimited(GatewaydError):
     """The key's bucket is empty (HTTP 429); ``retry_after_s`` is when one token will be back."""
 
     status = 429
     code = "rate_limited"
+    retriable = True
 
     def __init__(self, retry_after_s: int, limit_rps: float, burst: int) -> None:
         super().__init__(f"rate limit exceeded ({limit_rps:g} requests/s, burst {burst}); retry in {retry_after_s} s")

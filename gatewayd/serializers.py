@@ -26,6 +26,7 @@ from typing import Any
 
 from common.chains import chain_name
 from common.pb.v1 import events_pb2, ingest_pb2, query_pb2, tx_pb2
+from gatewayd.errors import GatewaydError
 
 _NS_PER_MS = 1_000_000
 #: Largest integer a JSON number carries exactly in JavaScript (Number.MAX_SAFE_INTEGER).
@@ -34,7 +35,7 @@ JS_SAFE_MAX = 2**53 - 1
 _MAX_U256_BYTES = 32
 
 
-class RenderError(ValueError):
+class RenderError(GatewaydError, ValueError):
     """A record processd sent cannot be rendered as the REST contract says (it breaks the protobuf contract)."""
 
 

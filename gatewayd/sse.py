@@ -32,12 +32,12 @@ from gatewayd.render import RenderCache, sse_frame
 
 log = logging.getLogger(__name__)
 
-#: A cursor past any real seq_id: ScanEvents from here returns no event, only the log's last_seq_id.
-HEAD_PROBE_SEQ = 2**63
 #: Messages buffered between the gRPC reader and the HTTP writer; when full, gRPC flow control pushes back.
 QUEUE_MESSAGES = 16
 #: Response header processd's SubscribeEvents sends once the subscriber slot is reserved (before catch-up).
 ADMITTED_HEADER = "mempulse-subscription"
+#: Sent with it: the highest committed seq_id at admission (where a stream "from now" starts after).
+HEAD_HEADER = "mempulse-head-seq-id"
 _END = object()
 _SHUTDOWN = object()
 
@@ -83,12 +83,6 @@ class EventStreamer:
             except asyncio.QueueFull:
                 task.cancel()
 
-    async def _head(self, chain_id: int) -> int:
-        resp = await self.client.scan_events(
-            query_pb2.ScanEventsRequest(from_seq_id=HEAD_PROBE_SEQ, limit=1, chain_id=chain_id)
-        )
-        return int(resp.last_seq_id)
-
     async def stream(self, request: Request, p: dict[str, Any]) -> None:
         """Streams events to the client until it disconnects or processd ends the subscription."""
         from_seq: int | None = p["from_seq_id"]
@@ -111,16 +105,17 @@ class EventStreamer:
         call: Any = None
         reader: asyncio.Task[None] | None = None
         try:
-            # Also proves processd is reachable, so a down processd gets a 503 JSON answer, not a dead stream.
-            head = await self._head(p["chain_id"])
+            call = self.client.subscribe_events(
+                query_pb2.SubscribeEventsRequest(
+                    from_seq_id=from_seq or 0, from_head=from_seq is None, chain_id=p["chain_id"], kinds=p["kinds"]
+                )
+            )
+            # Nothing has been sent to the client yet: a refusal by processd (its own subscriber cap), or processd
+            # being down, is still a 503 JSON answer with Retry-After here, not a 200 followed by an error event
+            # (which browsers retry every 2 s). The admission reports the head, so no ScanEvents probe is needed.
+            head = await self._admitted(call, queue)
             if from_seq is None:
                 from_seq = head + 1
-            call = self.client.subscribe_events(
-                query_pb2.SubscribeEventsRequest(from_seq_id=from_seq, chain_id=p["chain_id"], kinds=p["kinds"])
-            )
-            # Nothing has been sent to the client yet: a refusal by processd (its own subscriber cap) is still a
-            # 503 with Retry-After here, not a 200 followed by an error event (which browsers retry every 2 s).
-            await self._admitted(call, queue)
             reader = asyncio.create_task(self._pump(call, queue))
             response = await request.respond(
                 content_type="text/event-stream; charset=utf-8",
@@ -182,21 +177,22 @@ class EventStreamer:
         self.metrics.sse_clients.set(len(self._open))
         return True
 
-    async def _admitted(self, call: Any, queue: asyncio.Queue[Any]) -> None:
-        """Waits until processd has admitted the subscription, or raises the :class:`UpstreamError` its refusal
-        or failure maps to.
+    async def _admitted(self, call: Any, queue: asyncio.Queue[Any]) -> int:
+        """Waits until processd has admitted the subscription and returns the head it reported (the highest
+        committed seq_id at admission), or raises the :class:`UpstreamError` its refusal or failure maps to.
 
-        processd sends response headers carrying ``ADMITTED_HEADER`` as soon as it has reserved the subscriber
-        slot, before any catch-up. A refused call is a trailers-only response: its headers come without that
-        header (and ``call.done()`` may not be set yet when they are seen, hence the header, not ``done()``),
-        so the next read raises its status. No answer within the gRPC deadline is a 503 ``processd_unavailable``:
-        taking silence for admission answered 200 to clients that processd then refused (a busy processd is
-        exactly when its cap is reached), which browsers retry every 2 s.
+        processd sends response headers carrying ``ADMITTED_HEADER`` and ``HEAD_HEADER`` as soon as it has
+        reserved the subscriber slot, before any catch-up. A refused call is a trailers-only response: its headers
+        come without that header (and ``call.done()`` may not be set yet when they are seen, hence the header, not
+        ``done()``), so the next read raises its status. No answer within the gRPC deadline is a 503
+        ``processd_unavailable``: taking silence for admission answered 200 to clients that processd then refused
+        (a busy processd is exactly when its cap is reached), which browsers retry every 2 s. A processd that is
+        down fails the call, which maps to a 503 too.
         """
         try:
-            metadata = await asyncio.wait_for(call.initial_metadata(), self.client.timeout_s)
-            if metadata and any(key == ADMITTED_HEADER for key, _ in metadata):
-                return
+            metadata = dict(await asyncio.wait_for(call.initial_metadata(), self.client.timeout_s) or ())
+            if ADMITTED_HEADER in metadata:
+                return int(metadata.get(HEAD_HEADER, 0))
             msg = await asyncio.wait_for(call.read(), self.client.timeout_s)  # raises the refusal's status
         except TimeoutError:
             self.metrics.grpc_error("SubscribeEvents", "DEADLINE_EXCEEDED")
@@ -215,6 +211,7 @@ class EventStreamer:
                 503, "stream_ended", "processd ended the event subscription at once", retriable=True, grpc_code="OK"
             )
         queue.put_nowait(msg)
+        return int(msg.last_seq_id)  # admitted without the headers: the first message says where the log stands
 
     async def _pump(self, call: Any, queue: asyncio.Queue[Any]) -> None:
         """Moves subscription messages into ``queue``; ends with ``_END`` or an :class:`UpstreamError`."""

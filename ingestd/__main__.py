@@ -70,12 +70,13 @@ async def run(cfg: IngestConfig, stop: asyncio.Event | None = None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console script ``ingestd``."""
+    # Before the config: a deprecated env name in use is logged (once) while the config is read.
+    configure_logging()
     try:
         cfg = load_config(argv)
     except ConfigError as exc:
         print(f"ingestd: {exc}", file=sys.stderr)
         sys.exit(2)
-    configure_logging()
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per fetch request otherwise
     sys.exit(asyncio.run(run(cfg)))
 

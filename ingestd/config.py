@@ -1,4 +1,4 @@
-"""ingestd configuration: one frozen dataclass built from CLI flags and ``MEMPULSE_*`` environment variables.
+"""ingestd configuration: one frozen dataclass built from CLI flags and ``MEMPULSE_INGESTD_*`` environment variables.
 
 CLI contract::
 
@@ -7,7 +7,7 @@ CLI contract::
 
 ``ws://``/``wss://`` URLs are pending-transaction sources; ``http://``/``https://`` URLs are fetch endpoints
 (the first is primary, the rest are fallbacks; with none, the http(s) twin of the first ws URL is used).
-``--chain NAME`` without ``=`` reads the URLs from ``MEMPULSE_CHAIN_<NAME>_URLS``.
+``--chain NAME`` without ``=`` reads the URLs from ``MEMPULSE_INGESTD_CHAIN_<NAME>_URLS``.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from common.chains import UnknownChainError, chain_name, parse_chain
-from common.envconfig import ConfigError, add_version_flag, env_float, env_int, env_str, parse_hostport
+from common.envconfig import ConfigError, Knobs, add_version_flag, parse_hostport
 
 FULL_TX_MODES = ("auto", "on", "off")
 #: How envelopes get their signed raw bytes (docs/ingestd.md, "Raw signed transactions").
@@ -65,7 +65,7 @@ class ChainConfig:
 
 @dataclass(frozen=True)
 class IngestConfig:
-    """Every ingestd knob. Env names: ``MEMPULSE_INGEST_<KNOB>`` (e.g. ``MEMPULSE_INGEST_FETCH_BATCH_SIZE``)."""
+    """Every ingestd knob. Env names: ``MEMPULSE_INGESTD_<KNOB>`` (e.g. ``MEMPULSE_INGESTD_FETCH_BATCH_SIZE``)."""
 
     chains: tuple[ChainConfig, ...]
     processd: str = "127.0.0.1:50051"
@@ -133,10 +133,11 @@ def parse_chain_spec(spec: str, env: Mapping[str, str]) -> ChainConfig:
     except UnknownChainError as exc:
         raise ConfigError(f"--chain {name_part}: {exc}") from None
     if not sep:
-        var = f"MEMPULSE_CHAIN_{name_part.upper()}_URLS"
-        urls_text = env.get(var, "")
+        knob = f"chain_{name_part}_urls"
+        source = Knobs("ingestd", env, deprecated={knob: (f"MEMPULSE_CHAIN_{name_part.upper()}_URLS",)})
+        var, urls_text = source.raw(knob)
         if not urls_text.strip():
-            raise ConfigError(f"--chain {name_part}: no URLs given and {var} is not set")
+            raise ConfigError(f"--chain {name_part}: no URLs given and {source.name(knob)} is not set")
         urls = _split_urls(urls_text, var)
     else:
         urls = _split_urls(urls_text, f"--chain {name_part}")
@@ -160,73 +161,80 @@ def parse_chain_spec(spec: str, env: Mapping[str, str]) -> ChainConfig:
     return ChainConfig(chain_id, chain_name(chain_id), tuple(sources), tuple(http_urls))
 
 
+def knobs(env: Mapping[str, str] | None = None) -> Knobs:
+    """ingestd's environment knobs: ``MEMPULSE_INGESTD_<KNOB>``, the old ``MEMPULSE_INGEST_<KNOB>`` still accepted."""
+    return Knobs("ingestd", os.environ if env is None else env, old_prefix="MEMPULSE_INGEST_")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``ingestd`` argument parser (``--help`` documents every flag)."""
     parser = argparse.ArgumentParser(
         prog="ingestd",
         description="Streams the pending transactions of EVM chains to processd. Tuning knobs come from "
-                    "MEMPULSE_INGEST_* environment variables (see .env.example and docs/ingestd.md).")
+                    "MEMPULSE_INGESTD_* environment variables (see .env.example and docs/ingestd.md).")
     add_version_flag(parser)
     parser.add_argument("--chain", action="append", default=[], metavar="NAME_OR_ID[=URL[,URL...]]",
                         help="chain to ingest (repeatable): a chain name or numeric id, then its URLs. ws(s):// "
                              "URLs are pending-tx sources, http(s):// URLs fetch endpoints (first = primary). "
-                             "Without '=URL', URLs come from MEMPULSE_CHAIN_<NAME>_URLS. Without any --chain, "
-                             "MEMPULSE_INGEST_CHAINS (comma-separated names) is used.")
+                             "Without '=URL', URLs come from MEMPULSE_INGESTD_CHAIN_<NAME>_URLS. Without any --chain, "
+                             "MEMPULSE_INGESTD_CHAINS (comma-separated names) is used.")
     parser.add_argument("--processd", default=None, metavar="HOST:PORT",
-                        help="processd gRPC address (default MEMPULSE_INGEST_PROCESSD or 127.0.0.1:50051)")
+                        help="processd gRPC address (default MEMPULSE_INGESTD_PROCESSD or 127.0.0.1:50051)")
     parser.add_argument("--metrics-port", type=int, default=None, metavar="N",
-                        help="serve Prometheus metrics on 127.0.0.1:N (default MEMPULSE_INGEST_METRICS_PORT; "
+                        help="serve Prometheus metrics on 127.0.0.1:N (default MEMPULSE_INGESTD_METRICS_PORT; "
                              "0 = off)")
     parser.add_argument("--full-tx", choices=FULL_TX_MODES, default=None,
                         help="ask nodes for full transaction objects: auto = ask and fall back to hashes, "
-                             "on = always ask, off = hashes + batch fetch (default MEMPULSE_INGEST_FULL_TX "
+                             "on = always ask, off = hashes + batch fetch (default MEMPULSE_INGESTD_FULL_TX "
                              "or auto)")
     parser.add_argument("--raw-tx", choices=RAW_TX_MODES, default=None,
                         help="signed raw bytes of each transaction: encode = re-encode them from the fields and "
                              "signature (checked against the hash; the node's eth_getRawTransactionByHash when "
-                             "that fails), fetch = always ask the node, off = none (default MEMPULSE_INGEST_RAW_TX "
+                             "that fails), fetch = always ask the node, off = none (default MEMPULSE_INGESTD_RAW_TX "
                              "or encode)")
     parser.add_argument("--fetch-max-response-bytes", type=int, default=None, metavar="N",
                         help="stop reading a node's HTTP answer (batch fetch, start-up check) past N bytes; the "
                              "batch is retried, then its hashes are dropped as response_too_large (default "
-                             "MEMPULSE_INGEST_FETCH_MAX_RESPONSE_BYTES or 33554432)")
+                             "MEMPULSE_INGESTD_FETCH_MAX_RESPONSE_BYTES or 33554432)")
     return parser
 
 
 def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> IngestConfig:
     """Builds the config from ``argv`` and ``env``; raises ConfigError (one line) on invalid input."""
     env = os.environ if env is None else env
+    source = knobs(env)
     args = build_parser().parse_args(argv)
     specs: list[str] = list(args.chain)
     if not specs:
-        specs = [s.strip() for s in env_str("ingest_chains", "", env).split(",") if s.strip()]
+        specs = [s.strip() for s in source.get_str("chains", "").split(",") if s.strip()]
     if not specs:
-        raise ConfigError("no chain configured: pass --chain NAME_OR_ID=URL[,URL...] (or set MEMPULSE_INGEST_CHAINS)")
+        raise ConfigError("no chain configured: pass --chain NAME_OR_ID=URL[,URL...] (or set "
+                          f"{source.name('chains')})")
     chains = [parse_chain_spec(spec, env) for spec in specs]
     ids = [c.chain_id for c in chains]
     dupes = sorted({cid for cid in ids if ids.count(cid) > 1})
     if dupes:
         raise ConfigError(f"chain {dupes[0]} is configured twice: put all its URLs in one --chain")
-    processd = args.processd or env_str("ingest_processd", "127.0.0.1:50051", env)
+    processd = args.processd or source.get_str("processd", "127.0.0.1:50051")
     parse_hostport(processd, "--processd")
-    metrics_port = args.metrics_port if args.metrics_port is not None else env_int("ingest_metrics_port", 0, env)
+    metrics_port = args.metrics_port if args.metrics_port is not None else source.get_int("metrics_port", 0)
     if not 0 <= metrics_port < 65536:
         raise ConfigError(f"--metrics-port: {metrics_port} is not a port number")
-    full_tx = args.full_tx or env_str("ingest_full_tx", "auto", env)
+    full_tx = args.full_tx or source.get_str("full_tx", "auto")
     if full_tx not in FULL_TX_MODES:
-        raise ConfigError(f"MEMPULSE_INGEST_FULL_TX={full_tx!r}: use auto, on or off")
-    raw_tx = args.raw_tx or env_str("ingest_raw_tx", "encode", env)
+        raise ConfigError(f"{source.raw('full_tx')[0]}={full_tx!r}: use auto, on or off")
+    raw_tx = args.raw_tx or source.get_str("raw_tx", "encode")
     if raw_tx not in RAW_TX_MODES:
-        raise ConfigError(f"MEMPULSE_INGEST_RAW_TX={raw_tx!r}: use encode, fetch or off")
+        raise ConfigError(f"{source.raw('raw_tx')[0]}={raw_tx!r}: use encode, fetch or off")
     d = IngestConfig(chains=())
 
     def i(knob: str, default: int, minimum: int = 1) -> int:
-        return env_int("ingest_" + knob, default, env, minimum=minimum)
+        return source.get_int(knob, default, minimum=minimum)
 
     def f(knob: str, default: float) -> float:
-        value = env_float("ingest_" + knob, default, env)
+        value = source.get_float(knob, default)
         if value <= 0:
-            raise ConfigError(f"MEMPULSE_INGEST_{knob.upper()} must be > 0")
+            raise ConfigError(f"{source.raw(knob)[0]} must be > 0")
         return value
 
     max_response = (args.fetch_max_response_bytes if args.fetch_max_response_bytes is not None
@@ -235,7 +243,7 @@ def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None
         raise ConfigError(f"--fetch-max-response-bytes: {max_response} is below 1024")
     return IngestConfig(
         chains=tuple(chains), processd=processd, metrics_port=metrics_port,
-        metrics_host=env_str("ingest_metrics_host", d.metrics_host, env), full_tx=full_tx, raw_tx=raw_tx,
+        metrics_host=source.get_str("metrics_host", d.metrics_host), full_tx=full_tx, raw_tx=raw_tx,
         fetch_batch_size=i("fetch_batch_size", d.fetch_batch_size),
         fetch_batch_wait_ms=i("fetch_batch_wait_ms", d.fetch_batch_wait_ms, 0),
         fetch_max_in_flight=i("fetch_max_in_flight", d.fetch_max_in_flight),

@@ -29,6 +29,7 @@ import orjson
 
 from common.logthrottle import LogThrottle
 from ingestd.config import redact_url
+from ingestd.errors import IngestdError
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ _TOO_LARGE_LOG_INTERVAL_S = 5.0
 RPC_HEADERS = {"content-type": "application/json", "accept-encoding": "identity"}
 
 
-class ResponseTooLargeError(Exception):
+class ResponseTooLargeError(IngestdError):
     """A node's answer passed the byte cap and the rest was not read; the message says how it was seen."""
 
 
@@ -66,7 +67,7 @@ async def read_capped(resp: httpx.Response, cap: int) -> bytes:
     return b"".join(parts)
 
 
-class FetchError(Exception):
+class FetchError(IngestdError):
     """A whole batch request failed; ``code`` is a stable label (``timeout``, ``http_429``, ...)."""
 
     def __init__(self, code: str, detail: str = "", retriable: bool = True, retry_after_s: float | None = None):

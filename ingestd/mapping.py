@@ -12,12 +12,13 @@ from typing import Any, TypeVar
 
 from common.hexutil import HexError, hex_to_bytes, quantity_to_int, quantity_to_uint256
 from common.pb.v1 import tx_pb2
+from ingestd.errors import IngestdError
 
 MAX_UINT64 = 2**64 - 1
 T = TypeVar("T")
 
 
-class MappingError(ValueError):
+class MappingError(IngestdError, ValueError):
     """The transaction object lacks a required field or has a malformed one (counted as ``malformed``)."""
 
 

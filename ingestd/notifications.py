@@ -12,6 +12,8 @@ from typing import Any
 
 import orjson
 
+from ingestd.errors import IngestdError
+
 HASH_HEX_LEN = 66  # "0x" + 64 hex digits
 
 #: Every reason a source counts a rejected message under: the parser's (NotificationError) and the source's own
@@ -22,7 +24,7 @@ REJECT_REASONS = ("malformed_json", "not_an_object", "unexpected_method", "bad_s
                   "unknown_subscription", "unexpected_reply")
 
 
-class NotificationError(ValueError):
+class NotificationError(IngestdError, ValueError):
     """A message that is not a valid subscription message; ``reason`` is a stable code."""
 
     def __init__(self, reason: str, detail: str = "") -> None:

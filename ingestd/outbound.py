@@ -26,6 +26,7 @@ import grpc
 
 from common.pb.v1 import ingest_pb2, ingest_pb2_grpc, tx_pb2
 from ingestd.drops import DropReason
+from ingestd.errors import IngestdError
 from ingestd.metrics import ChainStats, Histograms
 
 log = logging.getLogger(__name__)
@@ -325,7 +326,7 @@ def _reason_name(reason: int) -> str:
     return ingest_pb2.RejectReason.Name(reason) if reason in ingest_pb2.RejectReason.values() else str(reason)
 
 
-class StreamBroken(Exception):
+class StreamBroken(IngestdError):
     """The ack stream ended or failed; the sender reconnects and resends unacked batches."""
 
     retriable = True

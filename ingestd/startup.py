@@ -13,12 +13,13 @@ import orjson
 from websockets.asyncio.client import connect
 
 from ingestd.config import ChainConfig, redact_url
+from ingestd.errors import IngestdError
 from ingestd.fetcher import DEFAULT_MAX_RESPONSE_BYTES, RPC_HEADERS, ResponseTooLargeError, read_capped
 
 _REQUEST = b'{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}'
 
 
-class EndpointCheckError(Exception):
+class EndpointCheckError(IngestdError):
     """An endpoint is unreachable or serves another chain; the message is one line for the user."""
 
     retriable = False

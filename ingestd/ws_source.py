@@ -17,6 +17,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.frames import CloseCode
 
 from ingestd.config import Source, redact_url
+from ingestd.errors import IngestdError
 from ingestd.metrics import SourceStats
 from ingestd.notifications import (
     NotificationError,
@@ -36,7 +37,7 @@ NotificationHandler = Callable[[str, PendingHash | PendingTx, int], None]
 RejectHandler = Callable[[str, str], None]
 
 
-class SubscribeError(Exception):
+class SubscribeError(IngestdError):
     """The node refused or did not answer the subscription; retried with backoff."""
 
     retriable = True

@@ -152,7 +152,7 @@ def run_baseline(
 def run(args: argparse.Namespace) -> dict[str, Any]:
     out_dir: Path = args.out_dir or ARTIFACT_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
-    keys = list(args.api_key) or [k for k in os.environ.get("MEMPULSE_API_KEYS", "").split(",") if k.strip()]
+    keys = list(args.api_key) or [k for k in os.environ.get("MEMPULSE_GATEWAYD_API_KEYS", "").split(",") if k.strip()]
     stack: Stack | None = None
     tmp = tempfile.TemporaryDirectory(prefix="loadtest-rest-")
     url = args.gateway
@@ -234,7 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Headless Locust load test of gatewayd's REST hot paths.")
     p.add_argument("--gateway", help="base URL of a running gatewayd (default: start an own stack)")
     p.add_argument(
-        "--api-key", action="append", default=[], help="API key for --gateway (repeatable; default: MEMPULSE_API_KEYS)"
+        "--api-key", action="append", default=[],
+        help="API key for --gateway (repeatable; default: MEMPULSE_GATEWAYD_API_KEYS)"
     )
     p.add_argument("--users", type=int, default=64, help="concurrent Locust users (default 64)")
     p.add_argument("--run-time-s", type=int, default=30)

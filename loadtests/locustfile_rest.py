@@ -6,7 +6,7 @@ writes JSON/CSV into ``artifacts/perf/``)::
     locust -f loadtests/locustfile_rest.py --headless -u 64 -r 64 -t 30s --host http://127.0.0.1:8080
 
 Knobs (env):
-- ``MEMPULSE_LOADTEST_API_KEYS``: comma-separated API keys (falls back to ``MEMPULSE_API_KEYS``); users take
+- ``MEMPULSE_LOADTEST_API_KEYS``: comma-separated API keys (falls back to ``MEMPULSE_GATEWAYD_API_KEYS``); users take
   them round-robin and send ``x-api-key``. Empty = no key (a gateway without auth).
 - ``MEMPULSE_LOADTEST_CHAINS``: chain ids or names the users query, round-robin (default ``1,137``; an empty
   entry means "all chains").
@@ -53,7 +53,7 @@ def _env_list(*names: str, default: str = "") -> list[str]:
     return [part.strip() for part in default.split(",")] if default else []
 
 
-_KEYS = [k for k in _env_list("MEMPULSE_LOADTEST_API_KEYS", "MEMPULSE_API_KEYS") if k]
+_KEYS = [k for k in _env_list("MEMPULSE_LOADTEST_API_KEYS", "MEMPULSE_GATEWAYD_API_KEYS") if k]
 _CHAINS = _env_list("MEMPULSE_LOADTEST_CHAINS", default="1,137")
 _USER_RPS = float(os.environ.get("MEMPULSE_LOADTEST_USER_RPS") or 0)
 _TX_WEIGHT = int(os.environ.get("MEMPULSE_LOADTEST_TX_WEIGHT") or 3)

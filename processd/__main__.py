@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from common.envconfig import ConfigError
 from common.logsetup import configure_logging
-from processd.config import ProcessdConfig, config_from_args
+from processd.config import ProcessdConfig, load_config
 from processd.eventlog import StorageError
 
 log = logging.getLogger("processd")
@@ -63,12 +63,13 @@ async def run(config: ProcessdConfig) -> int:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point."""
+    # Before the config: a deprecated env name in use is logged (once) while the config is read.
+    configure_logging()
     try:
-        config = config_from_args(argv)
+        config = load_config(argv)
     except ConfigError as exc:
         print(f"processd: {exc}", file=sys.stderr)
         sys.exit(2)
-    configure_logging()
     try:
         code = asyncio.run(run(config))
     except (OSError, StorageError, ValueError) as exc:

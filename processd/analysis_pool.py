@@ -42,6 +42,7 @@ from typing import IO, Any
 
 from processd.analysis import AnalyzeFn, default_analyzer, encode_analysis
 from processd.columns import BatchColumns
+from processd.errors import ProcessdError
 from processd.prepare import AnalyzeEncoded, prepare_batch
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ _PIPE_BYTES = 1 << 20  # Linux's default /proc/sys/fs/pipe-max-size
 MAX_FUTILE_RESTARTS = 5
 
 
-class PoolStoppedError(Exception):
+class PoolStoppedError(ProcessdError):
     """The pool is stopped; the batch was not prepared."""
 
     retriable = True

@@ -28,14 +28,15 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import lmdb
 
-from common.envconfig import ConfigError, add_version_flag, env_str
+from common.envconfig import ConfigError, add_version_flag
+from processd.config import knobs as processd_knobs
 from processd.eventlog import (
     DAMAGE_ERRORS,
     DB_NAMES,
@@ -213,18 +214,19 @@ def build_parser() -> argparse.ArgumentParser:
         prog="mempulse-backup",
         description="Hot, consistent, compacted copy of processd's LMDB event log while processd runs. Restore: "
                     "start processd with --data-dir on the copy.")
-    p.add_argument("--data-dir", help="processd's data dir (env MEMPULSE_DATA_DIR)")
+    p.add_argument("--data-dir", help="processd's data dir (env MEMPULSE_PROCESSD_DATA_DIR)")
     p.add_argument("--out", required=True, help="the backup's directory: new, or empty")
     add_version_flag(p)
     return p
 
 
-def config_from_args(argv: Sequence[str] | None = None) -> BackupConfig:
-    """Flags, then ``MEMPULSE_DATA_DIR`` (as processd reads it); raises ConfigError without a data dir."""
+def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> BackupConfig:
+    """Flags, then ``MEMPULSE_PROCESSD_DATA_DIR`` (as processd reads it); raises ConfigError without a data dir."""
     args = build_parser().parse_args(argv)
-    data_dir = args.data_dir or env_str("data_dir", "")
+    source = processd_knobs(env)
+    data_dir = args.data_dir or source.get_str("data_dir", "")
     if not data_dir:
-        raise ConfigError("--data-dir (or MEMPULSE_DATA_DIR) is required")
+        raise ConfigError(f"--data-dir (or {source.name('data_dir')}) is required")
     return BackupConfig(data_dir=Path(data_dir), out=Path(args.out))
 
 
@@ -232,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point: prints the result as one JSON line; exit 2 with one line on error."""
     logging.basicConfig(level=logging.INFO, format="mempulse-backup: %(message)s", stream=sys.stderr)
     try:
-        result = backup(config_from_args(argv))
+        result = backup(load_config(argv))
     except (ConfigError, StorageError, OSError) as exc:
         print(f"mempulse-backup: error: {exc}", file=sys.stderr)
         sys.exit(2)

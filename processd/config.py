@@ -1,4 +1,5 @@
-"""processd configuration: one frozen dataclass built from CLI flags and ``MEMPULSE_*`` environment variables.
+"""processd configuration: one frozen dataclass built from CLI flags and ``MEMPULSE_PROCESSD_*`` environment
+variables (the previous release's ``MEMPULSE_<KNOB>`` names are still read, with a deprecation warning).
 
 Precedence: CLI flag, then environment variable, then the default. Every knob carries its unit in its name.
 """
@@ -11,8 +12,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from common import limits
 from common.chains import UnknownChainError, parse_chain
-from common.envconfig import ConfigError, add_version_flag, env_bool, env_int, env_name, env_str, parse_hostport
+from common.envconfig import ConfigError, Knobs, add_version_flag, parse_hostport
 from processd.validation import max_envelope_bytes
 
 #: What a response holds beside its largest record (a stored transaction's other fields, a page's cursor).
@@ -77,8 +79,8 @@ class ProcessdConfig:
     #: Live events buffered per subscriber before it is cut off as too slow.
     subscriber_queue_events: int = 20000
     #: Default / maximum page sizes of Query RPCs.
-    default_page_limit: int = 100
-    max_page_limit: int = 5000
+    default_page_limit: int = limits.DEFAULT_PAGE_LIMIT
+    max_page_limit: int = limits.MAX_PAGE_LIMIT
     #: A scan with filters examines at most this many events per call (it returns a cursor to continue).
     scan_max_examined: int = 20000
     #: Processes that prepare batches (validation, decoding, features, ranking, event encoding) beside the
@@ -107,55 +109,70 @@ def _positive(name: str, value: int, minimum: int = 1) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``processd`` command line; each flag also reads ``MEMPULSE_<FLAG>`` from the environment."""
+    """The ``processd`` command line; each flag also reads ``MEMPULSE_PROCESSD_<FLAG>`` from the environment."""
     p = argparse.ArgumentParser(
         prog="processd",
         description="mempulse processd: validates, decodes, ranks and durably logs pending transactions "
         "(LMDB event log, group commit) and serves the Query gRPC API.",
     )
     add_version_flag(p)
-    p.add_argument("--data-dir", help="LMDB directory (env MEMPULSE_DATA_DIR); created if missing")
+    p.add_argument("--data-dir", help="LMDB directory (env MEMPULSE_PROCESSD_DATA_DIR); created if missing")
     p.add_argument("--listen", help="gRPC HOST:PORT (env MEMPULSE_PROCESSD_LISTEN, default 127.0.0.1:50051)")
-    p.add_argument("--metrics-port", type=int, help="Prometheus metrics port, 0 = off (env MEMPULSE_METRICS_PORT)")
-    p.add_argument("--durability", choices=DURABILITY_MODES, help="sync (default) or nosync (env MEMPULSE_DURABILITY)")
-    p.add_argument("--flush-interval-ms", type=int, help="group commit wait (env MEMPULSE_FLUSH_INTERVAL_MS, 2)")
-    p.add_argument("--flush-max-events", type=int, help="envelopes per commit (env MEMPULSE_FLUSH_MAX_EVENTS, 32768)")
-    p.add_argument("--map-size-mb", type=int, help="initial LMDB map size (env MEMPULSE_MAP_SIZE_MB, 1024)")
-    p.add_argument("--map-max-size-mb", type=int, help="LMDB map growth limit (env MEMPULSE_MAP_MAX_SIZE_MB, 65536)")
+    p.add_argument("--metrics-port", type=int,
+                   help="Prometheus metrics port, 0 = off (env MEMPULSE_PROCESSD_METRICS_PORT)")
+    p.add_argument("--durability", choices=DURABILITY_MODES,
+                   help="sync (default) or nosync (env MEMPULSE_PROCESSD_DURABILITY)")
+    p.add_argument("--flush-interval-ms", type=int,
+                   help="group commit wait (env MEMPULSE_PROCESSD_FLUSH_INTERVAL_MS, 2)")
+    p.add_argument("--flush-max-events", type=int,
+                   help="envelopes per commit (env MEMPULSE_PROCESSD_FLUSH_MAX_EVENTS, 32768)")
+    p.add_argument("--map-size-mb", type=int, help="initial LMDB map size (env MEMPULSE_PROCESSD_MAP_SIZE_MB, 1024)")
+    p.add_argument("--map-max-size-mb", type=int,
+                   help="LMDB map growth limit (env MEMPULSE_PROCESSD_MAP_MAX_SIZE_MB, 65536)")
     p.add_argument("--retention-max-events", type=int, help="keep at most N events, 0 = all "
-                   "(env MEMPULSE_RETENTION_MAX_EVENTS)")
+                   "(env MEMPULSE_PROCESSD_RETENTION_MAX_EVENTS)")
     p.add_argument("--retention-max-age-s", type=int, help="drop events older than N s, 0 = never "
-                   "(env MEMPULSE_RETENTION_MAX_AGE_S)")
+                   "(env MEMPULSE_PROCESSD_RETENTION_MAX_AGE_S)")
     p.add_argument("--analysis-workers", type=int, help="batch preparation processes, 0 = in-process "
-                   "(env MEMPULSE_ANALYSIS_WORKERS, 2)")
+                   "(env MEMPULSE_PROCESSD_ANALYSIS_WORKERS, 2)")
     p.add_argument("--start-empty-over-damaged-log", action="store_true", default=None,
                    help="move a damaged event log aside into <data-dir>/damaged-<time>/ and start an empty one "
-                   "(env MEMPULSE_START_EMPTY_OVER_DAMAGED_LOG=1); without it processd refuses a damaged log")
+                   "(env MEMPULSE_PROCESSD_START_EMPTY_OVER_DAMAGED_LOG=1); without it processd refuses a damaged log")
     p.add_argument("--disk-full-retry-ms", type=int, help="after a disk-full commit, refuse ingest this long before "
-                   "trying again (env MEMPULSE_DISK_FULL_RETRY_MS, 1000)")
+                   "trying again (env MEMPULSE_PROCESSD_DISK_FULL_RETRY_MS, 1000)")
     p.add_argument("--chains", help="comma-separated chain names/ids served, empty = all "
                    "(env MEMPULSE_PROCESSD_CHAINS)")
     return p
 
 
-def _pick_int(cli: int | None, knob: str, default: int, env: Mapping[str, str], minimum: int) -> int:
-    value = cli if cli is not None else env_int(knob, default, env)
-    return _positive(f"--{knob.replace('_', '-')} / {env_name(knob)}", value, minimum)
+#: Env names of the previous release that were not ``MEMPULSE_<KNOB>`` (none: processd's own were already
+#: ``MEMPULSE_PROCESSD_LISTEN`` / ``_CHAINS``, the names of the new scheme).
+_NOT_RENAMED: dict[str, tuple[str, ...]] = {"listen": (), "chains": ()}
 
 
-def config_from_args(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> ProcessdConfig:
+def knobs(env: Mapping[str, str] | None = None) -> Knobs:
+    """processd's environment knobs: ``MEMPULSE_PROCESSD_<KNOB>``, the old ``MEMPULSE_<KNOB>`` still accepted."""
+    return Knobs("processd", os.environ if env is None else env, old_prefix="MEMPULSE_", deprecated=_NOT_RENAMED)
+
+
+def _pick_int(cli: int | None, knob: str, default: int, env: Knobs, minimum: int) -> int:
+    value = cli if cli is not None else env.get_int(knob, default)
+    return _positive(f"--{knob.replace('_', '-')} / {env.name(knob)}", value, minimum)
+
+
+def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> ProcessdConfig:
     """Parses flags and environment into a :class:`ProcessdConfig`; raises :class:`ConfigError` on bad input."""
-    source = os.environ if env is None else env
+    source = knobs(env)
     args = build_parser().parse_args(argv)
-    data_dir = args.data_dir or env_str("data_dir", "", source)
+    data_dir = args.data_dir or source.get_str("data_dir", "")
     if not data_dir:
-        raise ConfigError("--data-dir (or MEMPULSE_DATA_DIR) is required")
-    listen = args.listen or env_str("processd_listen", "127.0.0.1:50051", source)
+        raise ConfigError(f"--data-dir (or {source.name('data_dir')}) is required")
+    listen = args.listen or source.get_str("listen", "127.0.0.1:50051")
     host, port = parse_hostport(listen, "--listen")
-    durability = args.durability or env_str("durability", "sync", source)
+    durability = args.durability or source.get_str("durability", "sync")
     if durability not in DURABILITY_MODES:
-        raise ConfigError(f"{env_name('durability')} must be sync or nosync, got {durability!r}")
-    chains_text = args.chains if args.chains is not None else env_str("processd_chains", "", source)
+        raise ConfigError(f"{source.raw('durability')[0]} must be sync or nosync, got {durability!r}")
+    chains_text = args.chains if args.chains is not None else source.get_str("chains", "")
     try:
         chain_ids = frozenset(parse_chain(c) for c in chains_text.split(",") if c.strip())
     except UnknownChainError as exc:
@@ -194,7 +211,7 @@ def config_from_args(argv: Sequence[str] | None = None, env: Mapping[str, str] |
         analysis_stall_timeout_ms=_pick_int(None, "analysis_stall_timeout_ms", d.analysis_stall_timeout_ms, source,
                                             100),
         start_empty_over_damaged_log=(args.start_empty_over_damaged_log
-                                      or env_bool("start_empty_over_damaged_log", False, source)),
+                                      or source.get_bool("start_empty_over_damaged_log", False)),
         disk_full_retry_ms=_pick_int(args.disk_full_retry_ms, "disk_full_retry_ms", d.disk_full_retry_ms, source, 1),
     )
     if cfg.map_max_size_mb < cfg.map_size_mb:

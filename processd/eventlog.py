@@ -55,6 +55,7 @@ from typing import Any, TypeVar
 import lmdb
 
 from common.pb.v1 import events_pb2
+from processd.errors import ProcessdError
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -94,7 +95,7 @@ KIND_OPP: int = events_pb2.EVENT_KIND_OPP_DETECTED
 KIND_SOURCE: int = events_pb2.EVENT_KIND_TX_SOURCE_SEEN
 
 
-class StorageError(Exception):
+class StorageError(ProcessdError):
     """The event log cannot be opened or is inconsistent; not retriable without operator action."""
 
     retriable = False

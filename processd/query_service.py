@@ -12,18 +12,21 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 
 import grpc
+import lmdb
 
-from common.chains import MAX_CHAIN_ID
-from common.pb.v1 import query_pb2, query_pb2_grpc
-from processd.eventlog import KIND_DECODED, KIND_OPP, KIND_SEEN, KIND_SOURCE, EventLog, ScanStats
+from common import limits
+from common.pb.v1 import events_pb2, query_pb2, query_pb2_grpc
+from processd.errors import ProcessdError
+from processd.eventlog import KIND_DECODED, KIND_OPP, KIND_SEEN, EventLog, ScanStats
 from processd.metrics import ProcessdMetrics
 from processd.readmodels import ReadModels
 from processd.subscriptions import Subscriber, SubscriptionHub
 
 log = logging.getLogger(__name__)
 
-VALID_KINDS = frozenset({KIND_SEEN, KIND_DECODED, KIND_OPP, KIND_SOURCE})
-SNAPSHOT_DEFAULT_LIMIT = 20
+#: The shared table (common.limits): gatewayd's REST checks read the same bounds.
+VALID_KINDS = frozenset(limits.EVENT_KINDS.values())
+SNAPSHOT_DEFAULT_LIMIT = limits.SNAPSHOT_DEFAULT_LIMIT
 HEARTBEAT_S = 5.0
 SUBSCRIBE_PAGE = 500
 #: What one later source adds to a StoredTx beyond its id's bytes: tags, lengths, the nanosecond time.
@@ -31,9 +34,12 @@ SOURCE_OVERHEAD_BYTES = 20
 #: Most bytes of events in one SubscribeEvents message (and at most the page budget): gatewayd buffers up to 16
 #: messages per SSE stream, so a smaller chunk than a Query page keeps a stream of big events to ~16 MiB there.
 SUBSCRIBE_MESSAGE_BYTES = 1 << 20
+#: SubscribeEvents response headers, sent at admission: ``admitted``, and the highest committed seq_id then.
+SUBSCRIPTION_HEADER = "mempulse-subscription"
+HEAD_HEADER = "mempulse-head-seq-id"
 
 
-class BadRequestError(Exception):
+class BadRequestError(ProcessdError):
     """A request field is out of range (answered INVALID_ARGUMENT)."""
 
     retriable = False
@@ -43,7 +49,8 @@ class QueryService(query_pb2_grpc.QueryServicer):
     """The Query gRPC service over the event log, read models and subscription hub."""
 
     def __init__(self, eventlog: EventLog, models: ReadModels, hub: SubscriptionHub, metrics: ProcessdMetrics, *,
-                 default_limit: int = 100, max_limit: int = 5000, scan_max_examined: int = 20000,
+                 default_limit: int = limits.DEFAULT_PAGE_LIMIT, max_limit: int = limits.MAX_PAGE_LIMIT,
+                 scan_max_examined: int = 20000,
                  max_page_bytes: int = 8 << 20) -> None:
         self._log = eventlog
         self._models = models
@@ -65,7 +72,7 @@ class QueryService(query_pb2_grpc.QueryServicer):
 
     @staticmethod
     def _chain(value: int) -> int:
-        if value > MAX_CHAIN_ID:
+        if value > limits.MAX_CHAIN_ID:
             raise BadRequestError(f"chain_id {value} out of range")
         return value
 
@@ -79,8 +86,8 @@ class QueryService(query_pb2_grpc.QueryServicer):
 
     @staticmethod
     def _score(value: int) -> int:
-        if value > 100:
-            raise BadRequestError(f"min_score must be 0..100, got {value}")
+        if value > limits.MAX_SCORE:
+            raise BadRequestError(f"min_score must be 0..{limits.MAX_SCORE}, got {value}")
         return value
 
     async def _bad(self, context: grpc.aio.ServicerContext, rpc: str, exc: BadRequestError) -> None:
@@ -179,18 +186,17 @@ class QueryService(query_pb2_grpc.QueryServicer):
                              context: grpc.aio.ServicerContext) -> query_pb2.GetTransactionResponse:
         try:
             chain_id = self._chain(request.chain_id)
-            if chain_id == 0:
-                raise BadRequestError("chain_id is required")
-            if len(request.hash) != 32:
-                raise BadRequestError(f"hash must be 32 bytes, got {len(request.hash)}")
+            if len(request.hash) != limits.HASH_BYTES:
+                raise BadRequestError(f"hash must be {limits.HASH_BYTES} bytes, got {len(request.hash)}")
         except BadRequestError as exc:
             await self._bad(context, "GetTransaction", exc)
             raise
         # Through EventLog.read: the abort below raises from this frame, which must not hold the transaction.
-        events = self._log.read(lambda txn: self._log.find_tx(txn, chain_id, request.hash))
+        chains = [chain_id] if chain_id else self._models.chain_ids()
+        events = self._log.read(lambda txn: self._find_any(txn, chains, request.hash))
         if not events:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"transaction 0x{request.hash.hex()} not found on "
-                                f"chain {chain_id}")
+            where = f"on chain {chain_id}" if chain_id else "on any chain"
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"transaction 0x{request.hash.hex()} not found {where}")
         response = query_pb2.GetTransactionResponse()
         for e in events:
             if e.kind == KIND_SEEN:
@@ -204,6 +210,14 @@ class QueryService(query_pb2_grpc.QueryServicer):
             elif e.kind == KIND_OPP:
                 response.opportunities.append(e.opp_detected.opportunity)
         return response
+
+    def _find_any(self, txn: lmdb.Transaction, chains: list[int], tx_hash: bytes) -> list[events_pb2.Event]:
+        """The events of ``tx_hash`` on the first of ``chains`` that holds it, by seq: the tx_hash index is keyed
+        by (chain, hash prefix), so a lookup on any chain is one point read per chain held (a bounded set,
+        ``max_chains``). The same hash on two chains resolves to the one stored first (the smallest seq_id), as
+        gatewayd's per-chain lookups did before this moved here."""
+        found = [events for c in chains if (events := self._log.find_tx(txn, c, tx_hash))]
+        return min(found, key=lambda events: events[0].seq_id, default=[])
 
     async def ListFeatures(self, request: query_pb2.ListFeaturesRequest,
                            context: grpc.aio.ServicerContext) -> query_pb2.ListFeaturesResponse:
@@ -277,9 +291,12 @@ class QueryService(query_pb2_grpc.QueryServicer):
         # Admitted: say so now with the response headers (gatewayd waits for them before it answers its client
         # 200, so a refusal becomes a 503 there, not a 200 followed by an error), not with the first message,
         # which may be a catch-up page or a heartbeat seconds away.
-        await context.send_initial_metadata((("mempulse-subscription", "admitted"),))
+        # The head goes with them: a client starting "from now" learns where now is without a ScanEvents probe,
+        # and the cursor below is taken from the same read, so nothing committed after it is skipped.
+        head = self._log.last_seq()
+        await context.send_initial_metadata(((SUBSCRIPTION_HEADER, "admitted"), (HEAD_HEADER, str(head))))
         sub = Subscriber(chain_id, kinds, hub.max_buffered)
-        cursor = max(request.from_seq_id, 1)
+        cursor = head + 1 if request.from_head else max(request.from_seq_id, 1)
         # Catch-up from LMDB in pages; each page's read transaction is freed before the (possibly slow) write
         # (EventLog.scan_page: a transaction held by this generator's frame would keep a reader slot per stream).
         # Pages are cut by bytes too: a stretch of big transactions must not make a message the gRPC limit

@@ -29,6 +29,7 @@ from processd.columns import BatchColumns
 from processd.crashpoints import CrashSwitch
 from processd.diskfull import DiskFullGate, is_write_failure
 from processd.encoding import event_header, source_seen_value
+from processd.errors import ProcessdError
 from processd.eventlog import (
     AGG_COMMITTED_NS,
     AGG_DECODED,
@@ -65,19 +66,19 @@ OTHER_SOURCES = "~other"
 SIGHTING_OUTCOMES = ("stored", "repeat", "unknown_tx", "over_limit", "invalid")
 
 
-class QueueFullError(Exception):
+class QueueFullError(ProcessdError):
     """The commit queue stayed full longer than the configured timeout (answer RESOURCE_EXHAUSTED)."""
 
     retriable = True
 
 
-class WriterStoppedError(Exception):
+class WriterStoppedError(ProcessdError):
     """The writer is shutting down or failed; the batch was not committed (resend it)."""
 
     retriable = True
 
 
-class _MapFull(Exception):
+class _MapFull(ProcessdError):
     """Internal: the write transaction hit MapFullError and was aborted."""
 
 

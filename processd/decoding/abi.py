@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from processd.errors import ProcessdError
+
 Buffer = bytes | memoryview
 #: A compiled decoder: (buffer, absolute position of the value, buffer length) -> python value.
 ValueDecoder = Callable[[Any, int, int], Any]
@@ -26,7 +28,7 @@ _ZERO32 = bytes(32)
 _FROM = int.from_bytes
 
 
-class AbiDecodeError(ValueError):
+class AbiDecodeError(ProcessdError, ValueError):
     """Calldata does not decode as the method's argument types (short data, bad padding, bad pointer)."""
 
 

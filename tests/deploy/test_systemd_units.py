@@ -88,7 +88,7 @@ def test_unit_options(unit: str) -> None:
 
 def test_processd_unit_fits_its_data_dir_group_commit_and_workers() -> None:
     o = _options("mempulse-processd.service")
-    data_dir = next(v.split("=", 1)[1] for v in o["Environment"] if v.startswith("MEMPULSE_DATA_DIR="))
+    data_dir = next(v.split("=", 1)[1] for v in o["Environment"] if v.startswith("MEMPULSE_PROCESSD_DATA_DIR="))
     assert o["ReadWritePaths"] == [data_dir] and o["StateDirectory"] == [Path(data_dir).name]
     # SIGTERM to processd alone (it commits what is queued, then stops its workers, which ignore SIGTERM and die
     # with it); SIGKILL for what remains only after that, with time for a full commit queue.

@@ -22,14 +22,14 @@ def test_flags_beat_env_beat_defaults(tmp_path: Path) -> None:
     keys = tmp_path / "keys"
     keys.write_text("# team keys\nfile-key-1\n\nfile-key-2\n")
     env = {
-        "MEMPULSE_GATEWAY_LISTEN": "127.0.0.1:9000",
-        "MEMPULSE_RATE_LIMIT_RPS": "5",
-        "MEMPULSE_API_KEYS": "env-a, env-b",
-        "MEMPULSE_CORS_ORIGINS": "https://a.example,https://b.example",
+        "MEMPULSE_GATEWAYD_LISTEN": "127.0.0.1:9000",
+        "MEMPULSE_GATEWAYD_RATE_LIMIT_RPS": "5",
+        "MEMPULSE_GATEWAYD_API_KEYS": "env-a, env-b",
+        "MEMPULSE_GATEWAYD_CORS_ORIGINS": "https://a.example,https://b.example",
     }
     cfg = load_config(
         ["--rate-limit-rps", "7.5", "--api-keys-file", str(keys), "--processd", "10.0.0.1:1", "--cache-ttl-ms", "0"],
-        env={**env, "MEMPULSE_SNAPSHOT_CACHE_TTL_MS": "1000"},
+        env={**env, "MEMPULSE_GATEWAYD_SNAPSHOT_CACHE_TTL_MS": "1000"},
     )
     assert cfg.cache_ttl_ms == 0 and cfg.snapshot_cache_ttl_ms == 1000
     assert cfg.listen_port == 9000 and cfg.rate_limit_rps == 7.5 and cfg.processd_target == "10.0.0.1:1"
@@ -46,14 +46,14 @@ def test_flags_beat_env_beat_defaults(tmp_path: Path) -> None:
         (["--processd", "x"], {}),
         (["--rate-limit-rps", "-1"], {}),
         (["--auth-failure-limit-per-min", "-1"], {}),
-        ([], {"MEMPULSE_AUTH_FAILURE_BURST": "0"}),
+        ([], {"MEMPULSE_GATEWAYD_AUTH_FAILURE_BURST": "0"}),
         (["--max-header-bytes", "100"], {}),
         (["--workers", "0"], {}),
-        ([], {"MEMPULSE_GRPC_TIMEOUT_MS": "soon"}),
+        ([], {"MEMPULSE_GATEWAYD_GRPC_TIMEOUT_MS": "soon"}),
         (["--api-keys-file", "/nonexistent/keys"], {}),
-        ([], {"MEMPULSE_API_KEYS": "a b"}),
+        ([], {"MEMPULSE_GATEWAYD_API_KEYS": "a b"}),
         (["--cache-ttl-ms", "-1"], {}),
-        ([], {"MEMPULSE_SNAPSHOT_CACHE_TTL_MS": "999999"}),
+        ([], {"MEMPULSE_GATEWAYD_SNAPSHOT_CACHE_TTL_MS": "999999"}),
     ],
 )
 def test_bad_config_raises_config_error(argv: list[str], env: dict[str, str]) -> None:
@@ -100,7 +100,7 @@ def test_cli_help_documents_flags() -> None:
         "--cors-origins",
         "--max-request-bytes",
         "--max-header-bytes",
-        "MEMPULSE_API_KEYS",
+        "MEMPULSE_GATEWAYD_API_KEYS",
     ]:
         assert flag in proc.stdout
 

@@ -80,7 +80,7 @@ def test_slow_request_head_is_cut(processd_factory, gateway_factory) -> None:
     header_timeout_s it gets 408 and is closed, also when the slow head follows a complete request in the same
     packet (pipelined); an idle kept-alive connection is not cut by it."""
     p = processd_factory()
-    g = gateway_factory(p.addr, "--rate-limit-rps", "0", env={"MEMPULSE_HEADER_TIMEOUT_S": "1"})
+    g = gateway_factory(p.addr, "--rate-limit-rps", "0", env={"MEMPULSE_GATEWAYD_HEADER_TIMEOUT_S": "1"})
     slow_head = b"GET /healthz HTTP/1.1\r\nhost: test\r\nx-slow: "
     with connect(g.port) as slow:
         took, answer = trickle(slow, slow_head)
@@ -101,7 +101,7 @@ def test_connections_per_address_are_capped(processd_factory, gateway_factory) -
     """No cap existed: one address could hold every connection. With 4 allowed, the 5th is answered 503
     too_many_connections with Retry-After at accept and closed; a freed slot is usable again."""
     p = processd_factory()
-    g = gateway_factory(p.addr, "--rate-limit-rps", "0", env={"MEMPULSE_MAX_CONNECTIONS_PER_ADDRESS": "4"})
+    g = gateway_factory(p.addr, "--rate-limit-rps", "0", env={"MEMPULSE_GATEWAYD_MAX_CONNECTIONS_PER_ADDRESS": "4"})
     held = [connect(g.port) for _ in range(4)]
     try:
         for sock in held:

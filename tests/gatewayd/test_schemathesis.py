@@ -77,7 +77,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
         gateways.append(Gateway(p.addr, d / "open.log", ["--rate-limit-rps", "0"]).start())
         gateways.append(
             Gateway(p.addr, d / "auth.log", ["--rate-limit-rps", "0", "--auth-failure-limit-per-min", "0"],
-                    env={"MEMPULSE_API_KEYS": API_KEY}).start()
+                    env={"MEMPULSE_GATEWAYD_API_KEYS": API_KEY}).start()
         )
         assert httpx.get(f"{gateways[0].url}/openapi.json").json() == build_openapi(auth=False, rate_limit=False)
         served = httpx.get(f"{gateways[1].url}/openapi.json", headers={"x-api-key": API_KEY}).json()

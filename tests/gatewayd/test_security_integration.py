@@ -34,7 +34,7 @@ def test_api_keys(processd_factory, gateway_factory, tmp_path: Path) -> None:
     keys_file.write_text("# ops\nfile-key-0123456789\n")
     g = gateway_factory(
         p.addr, "--api-keys-file", str(keys_file), "--rate-limit-rps", "0", "--auth-failure-limit-per-min", "0",
-        env={"MEMPULSE_API_KEYS": "env-key-abcdef"},
+        env={"MEMPULSE_GATEWAYD_API_KEYS": "env-key-abcdef"},
     )
     with g.client() as http:
         for path in PROTECTED:
@@ -69,7 +69,7 @@ def test_burst_over_the_limit_gets_429_with_retry_after(processd_factory, gatewa
     p.push(synthetic_envelopes(10, seed=2, chain_ids=CHAINS))
     g = gateway_factory(
         p.addr, "--rate-limit-rps", "0.5", "--rate-limit-burst", "5", "--auth-failure-limit-per-min", "30",
-        "--auth-failure-burst", "5", env={"MEMPULSE_API_KEYS": "key-a,key-b"}
+        "--auth-failure-burst", "5", env={"MEMPULSE_GATEWAYD_API_KEYS": "key-a,key-b"}
     )
     with g.client(**{"x-api-key": "key-a"}) as a, g.client(**{"x-api-key": "key-b"}) as b:
         statuses = [a.get("/transactions", params={"limit": 1}).status_code for _ in range(5)]
@@ -100,7 +100,7 @@ def test_right_key_is_refused_while_the_address_is_throttled(processd_factory, g
     p = processd_factory()
     g = gateway_factory(
         p.addr, "--auth-failure-limit-per-min", "30", "--auth-failure-burst", "3",
-        env={"MEMPULSE_API_KEYS": "right-key"},
+        env={"MEMPULSE_GATEWAYD_API_KEYS": "right-key"},
     )
     with g.client() as http:
         guesses = [http.get("/transactions", headers={"x-api-key": f"guess-{i}"}).status_code for i in range(3)]
@@ -128,7 +128,7 @@ def test_failed_keys_have_their_own_limit_even_with_the_request_rate_limit_off(
     """Failed keys are throttled by their own low limit (default 60/min, burst 20), not by the request rate
     limit: with that off (or at its default 100/s) guessing ran at line rate."""
     p = processd_factory()
-    g = gateway_factory(p.addr, "--rate-limit-rps", "0", env={"MEMPULSE_API_KEYS": "right-key"})
+    g = gateway_factory(p.addr, "--rate-limit-rps", "0", env={"MEMPULSE_GATEWAYD_API_KEYS": "right-key"})
     with g.client() as http:
         statuses = [http.get("/transactions", headers={"x-api-key": f"guess-{i}"}).status_code for i in range(40)]
         assert statuses == [401] * 20 + [429] * 20
@@ -145,7 +145,7 @@ def test_cors_off_by_default_and_configurable(processd_factory, gateway_factory)
         resp = http.get("/transactions", headers={"origin": "https://evil.example"})
         assert resp.status_code == 200 and "access-control-allow-origin" not in resp.headers
         assert http.options("/transactions", headers={"origin": "https://evil.example"}).status_code == 405
-    cors = gateway_factory(p.addr, "--cors-origins", "https://dash.example", env={"MEMPULSE_API_KEYS": "k1"})
+    cors = gateway_factory(p.addr, "--cors-origins", "https://dash.example", env={"MEMPULSE_GATEWAYD_API_KEYS": "k1"})
     with cors.client() as http:
         pre = http.options(
             "/transactions", headers={"origin": "https://dash.example", "access-control-request-method": "GET"}

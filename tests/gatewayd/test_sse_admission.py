@@ -10,9 +10,10 @@ from typing import Any
 import grpc
 import pytest
 
+from common.pb.v1 import query_pb2
 from gatewayd.metrics import GatewayMetrics
 from gatewayd.processd_client import UpstreamError
-from gatewayd.sse import ADMITTED_HEADER, EventStreamer
+from gatewayd.sse import ADMITTED_HEADER, HEAD_HEADER, EventStreamer
 
 
 class FakeClient:
@@ -49,10 +50,10 @@ def streamer() -> EventStreamer:
     return EventStreamer(FakeClient(), GatewayMetrics(), max_clients=1, heartbeat_s=1.0)  # type: ignore[arg-type]
 
 
-async def test_admitted_header() -> None:
+async def test_admitted_header_reports_the_head() -> None:
     queue: asyncio.Queue[Any] = asyncio.Queue()
-    await streamer()._admitted(FakeCall(metadata=((ADMITTED_HEADER, "admitted"),)), queue)
-    assert queue.empty()
+    head = await streamer()._admitted(FakeCall(metadata=((ADMITTED_HEADER, "admitted"), (HEAD_HEADER, "600"))), queue)
+    assert head == 600 and queue.empty()
 
 
 async def test_trailers_only_refusal_is_a_503_even_before_done_is_set() -> None:
@@ -63,8 +64,9 @@ async def test_trailers_only_refusal_is_a_503_even_before_done_is_set() -> None:
 
 async def test_headers_with_a_first_message_keep_that_message() -> None:
     queue: asyncio.Queue[Any] = asyncio.Queue()
-    await streamer()._admitted(FakeCall(metadata=(), first="page-1"), queue)
-    assert queue.get_nowait() == "page-1"
+    first = query_pb2.SubscribeEventsResponse(last_seq_id=42)
+    assert await streamer()._admitted(FakeCall(metadata=(), first=first), queue) == 42
+    assert queue.get_nowait() is first
 
 
 async def test_silence_within_the_deadline_is_a_503_not_an_admission() -> None:

@@ -15,6 +15,7 @@ import httpx
 import orjson
 import pytest
 
+from common.netutil import free_port
 from common.synth import synthetic_envelopes
 
 from .conftest import CHAINS
@@ -122,13 +123,24 @@ def test_without_cursor_only_new_events(processd_factory, gateway_factory) -> No
         head = http.get("/events", params={"from_seq_id": 10**9}).json()["last_seq_id"]
         with stream(http, params={"kinds": "tx_seen,tx_decoded"}) as resp:
             reader = SSEReader(resp)
-            reader.next()  # the opening comment: the stream is registered
+            # The opening comment (the stream is registered) names the head processd reported at admission.
+            assert reader.next().comments == [f"stream from seq_id {head + 1}, head {head}"]
             more = synthetic_envelopes(3, seed=15, chain_ids=CHAINS)
             p.push(more)
             live, _ = reader.events(6)
         assert all(m.id > head for m in live)
         assert {m.event for m in live} == {"tx_seen", "tx_decoded"}
         assert {m.data["tx_hash"] for m in live} == {"0x" + e.hash.hex() for e in more}
+
+
+def test_processd_down_is_a_503_json_answer(gateway_factory) -> None:
+    """No processd behind the gateway: the stream is answered 503 JSON with Retry-After (the admission wait
+    finds it out; there is no separate head probe any more), never a 200 followed by an error."""
+    g = gateway_factory(f"127.0.0.1:{free_port()}", "--grpc-timeout-ms", "500")
+    with g.client() as http:
+        resp = http.get("/events/stream")
+    assert resp.status_code == 503 and resp.headers["retry-after"] == "1"
+    assert resp.json()["error"]["code"] == "processd_unavailable"
 
 
 def metric(http: httpx.Client, name: str) -> float:
@@ -264,6 +276,6 @@ def test_processd_refusal_is_a_503_before_the_stream_starts(processd_factory, ga
     200 and then an ``event: error`` (browsers reconnect every 2 s). Now gatewayd waits for processd's admission
     before answering: 200 clients, gateway cap 64, processd cap 8 -> exactly 8 streams, every other client a
     503 with Retry-After and no 200 followed by an error."""
-    p = processd_factory(env={"MEMPULSE_MAX_SUBSCRIBERS": "8"})
+    p = processd_factory(env={"MEMPULSE_PROCESSD_MAX_SUBSCRIBERS": "8"})
     g = gateway_factory(p.addr, "--sse-max-clients", "64", "--sse-heartbeat-s", "0.3", "--rate-limit-rps", "0")
     _check_storm(asyncio.run(_storm(g.url)), 8, {"too_many_streams", "processd_overloaded"}, g, p)

@@ -187,7 +187,7 @@ def test_reconnect_after_ws_cut_and_malformed_frames(tmp_path: Path, processd: P
                                                      daemons: list[Daemon]) -> None:
     with AnvilNode(chain_id=137) as pol, FaultProxyThread(pol.http_url) as proxy:
         ing = Ingestd(["--chain", f"polygon={proxy.ws_url}"], processd.addr, tmp_path / "ingestd.log",
-                      "--full-tx", "off", env={"MEMPULSE_INGEST_RECONNECT_MIN_MS": "50"})
+                      "--full-tx", "off", env={"MEMPULSE_INGESTD_RECONNECT_MIN_MS": "50"})
         daemons.append(ing)
         ing.wait_ready(sources=1)
         first = send_calls(pol.http_url, 0, 20)
@@ -212,11 +212,11 @@ def test_upstream_faults_are_accounted(tmp_path: Path, processd: Processd, daemo
                     drop_item_rate=0.05, null_rate=0.1)
     with AnvilNode(chain_id=137) as pol, FaultProxyThread(pol.http_url, faults, seed=11) as proxy:
         ing = Ingestd(["--chain", f"polygon={pol.ws_url},{proxy.http_url}"], processd.addr, tmp_path / "ingestd.log",
-                      "--full-tx", "off", env={"MEMPULSE_INGEST_FETCH_RETRIES": "8",
-                                               "MEMPULSE_INGEST_FETCH_BATCH_SIZE": "7",
-                                               "MEMPULSE_INGEST_FETCH_MAX_IN_FLIGHT": "2",
-                                               "MEMPULSE_INGEST_FETCH_BACKOFF_MS": "5",
-                                               "MEMPULSE_INGEST_FETCH_ENDPOINT_COOLDOWN_MS": "0"})
+                      "--full-tx", "off", env={"MEMPULSE_INGESTD_FETCH_RETRIES": "8",
+                                               "MEMPULSE_INGESTD_FETCH_BATCH_SIZE": "7",
+                                               "MEMPULSE_INGESTD_FETCH_MAX_IN_FLIGHT": "2",
+                                               "MEMPULSE_INGESTD_FETCH_BACKOFF_MS": "5",
+                                               "MEMPULSE_INGESTD_FETCH_ENDPOINT_COOLDOWN_MS": "0"})
         daemons.append(ing)
         ing.wait_ready(sources=1)
         sent = send_calls(pol.http_url, 0, 150)
@@ -235,8 +235,8 @@ def test_upstream_faults_are_accounted(tmp_path: Path, processd: Processd, daemo
 
 def test_overload_slow_processd_bounded_and_counted(tmp_path: Path, processd: Processd,
                                                     daemons: list[Daemon]) -> None:
-    env = {"MEMPULSE_INGEST_OUTBOUND_QUEUE_SIZE": "60", "MEMPULSE_INGEST_OUTBOUND_BATCH_SIZE": "20",
-           "MEMPULSE_INGEST_OUTBOUND_MAX_UNACKED_BATCHES": "2", "MEMPULSE_INGEST_FETCH_QUEUE_SIZE": "100"}
+    env = {"MEMPULSE_INGESTD_OUTBOUND_QUEUE_SIZE": "60", "MEMPULSE_INGESTD_OUTBOUND_BATCH_SIZE": "20",
+           "MEMPULSE_INGESTD_OUTBOUND_MAX_UNACKED_BATCHES": "2", "MEMPULSE_INGESTD_FETCH_QUEUE_SIZE": "100"}
     with AnvilNode(chain_id=137) as pol:
         ing = Ingestd(["--chain", f"polygon={pol.ws_url}"], processd.addr, tmp_path / "ingestd.log",
                       "--full-tx", "off", env=env)
@@ -269,7 +269,7 @@ def test_overload_slow_processd_bounded_and_counted(tmp_path: Path, processd: Pr
 def test_visibility_and_silent_source(tmp_path: Path, processd: Processd, daemons: list[Daemon]) -> None:
     with AnvilNode(chain_id=10) as op:
         ing = Ingestd(["--chain", f"optimism={op.ws_url}"], processd.addr, tmp_path / "ingestd.log",
-                      env={"MEMPULSE_INGEST_SOURCE_SILENT_S": "1"})
+                      env={"MEMPULSE_INGESTD_SOURCE_SILENT_S": "1"})
         daemons.append(ing)
         ing.wait_ready(sources=1)
         ing.wait_for(lambda: ing.metric("mempulse_ingestd_mempool_visible", chain="optimism") == 0
@@ -294,9 +294,9 @@ def test_oversized_fetch_answers_are_capped_retried_and_accounted(tmp_path: Path
     with AnvilNode(chain_id=137) as pol, FaultProxyThread(pol.http_url, faults) as proxy:
         ing = Ingestd(["--chain", f"polygon={pol.ws_url},{proxy.http_url}"], processd.addr, tmp_path / "ingestd.log",
                       "--full-tx", "off",
-                      env={"MEMPULSE_INGEST_FETCH_MAX_RESPONSE_BYTES": str(1 << 20),
-                           "MEMPULSE_INGEST_FETCH_RETRIES": "1", "MEMPULSE_INGEST_FETCH_BACKOFF_MS": "5",
-                           "MEMPULSE_INGEST_FETCH_ENDPOINT_COOLDOWN_MS": "0"})
+                      env={"MEMPULSE_INGESTD_FETCH_MAX_RESPONSE_BYTES": str(1 << 20),
+                           "MEMPULSE_INGESTD_FETCH_RETRIES": "1", "MEMPULSE_INGESTD_FETCH_BACKOFF_MS": "5",
+                           "MEMPULSE_INGESTD_FETCH_ENDPOINT_COOLDOWN_MS": "0"})
         daemons.append(ing)
         ing.wait_ready(sources=1)
         lost = send_calls(pol.http_url, 0, 20)

@@ -166,34 +166,34 @@ def test_chain_flags_ws_sources_and_fetch_endpoints() -> None:
 
 
 def test_chain_urls_from_env_and_knobs() -> None:
-    env = {"MEMPULSE_CHAIN_BASE_URLS": "wss://x.example/v2/SECRETKEY", "MEMPULSE_CHAIN_BSC_URLS": "ws://h:1",
-           "MEMPULSE_INGEST_FETCH_BATCH_SIZE": "42", "MEMPULSE_INGEST_PROCESSD": "h:7"}
+    env = {"MEMPULSE_INGESTD_CHAIN_BASE_URLS": "wss://x.example/v2/SECRETKEY", "MEMPULSE_INGESTD_CHAIN_BSC_URLS": "ws://h:1",
+           "MEMPULSE_INGESTD_FETCH_BATCH_SIZE": "42", "MEMPULSE_INGESTD_PROCESSD": "h:7"}
     cfg = load_config(["--chain", "base", "--chain", "bsc"], env=env)
     assert [c.chain_id for c in cfg.chains] == [8453, 56]
     assert cfg.chain(8453).fetch_urls == ("https://x.example/v2/SECRETKEY",)
     assert cfg.chain(8453).sources[0].source_id == "x.example:443"
     assert cfg.fetch_batch_size == 42 and cfg.processd == "h:7" and cfg.full_tx == "auto"
-    cfg2 = load_config([], env={**env, "MEMPULSE_INGEST_CHAINS": "bsc"})
+    cfg2 = load_config([], env={**env, "MEMPULSE_INGESTD_CHAINS": "bsc"})
     assert [c.chain_id for c in cfg2.chains] == [56]
 
 
 def test_max_response_bytes_from_flag_env_and_default() -> None:
     chain = ["--chain", "1=ws://a:1"]
     assert load_config(chain, env={}).fetch_max_response_bytes == 32 * 1024 * 1024
-    env = {"MEMPULSE_INGEST_FETCH_MAX_RESPONSE_BYTES": "65536"}
+    env = {"MEMPULSE_INGESTD_FETCH_MAX_RESPONSE_BYTES": "65536"}
     assert load_config(chain, env=env).fetch_max_response_bytes == 65536
     assert load_config([*chain, "--fetch-max-response-bytes", "4096"], env=env).fetch_max_response_bytes == 4096
 
 
 @pytest.mark.parametrize(("argv", "env", "fragment"), [
     (["--chain", "nochain=ws://a:1"], {}, "unknown chain"),
-    (["--chain", "polygon"], {}, "MEMPULSE_CHAIN_POLYGON_URLS"),
+    (["--chain", "polygon"], {}, "MEMPULSE_INGESTD_CHAIN_POLYGON_URLS"),
     (["--chain", "polygon=http://a:1"], {}, "ws://"),
     (["--chain", "polygon=ftp://a:1"], {}, "not a ws://"),
     (["--chain", "1=ws://a:1", "--chain", "ethereum=ws://b:1"], {}, "configured twice"),
     (["--chain", "1=ws://a:1", "--processd", "nope"], {}, "HOST:PORT"),
     ([], {}, "no chain configured"),
-    (["--chain", "1=ws://a:1"], {"MEMPULSE_INGEST_FETCH_QUEUE_SIZE": "0"}, "MEMPULSE_INGEST_FETCH_QUEUE_SIZE"),
+    (["--chain", "1=ws://a:1"], {"MEMPULSE_INGESTD_FETCH_QUEUE_SIZE": "0"}, "MEMPULSE_INGESTD_FETCH_QUEUE_SIZE"),
     (["--chain", "1=ws://a:1", "--fetch-max-response-bytes", "10"], {}, "--fetch-max-response-bytes"),
 ])
 def test_config_errors_are_one_line(argv: list[str], env: dict[str, str], fragment: str) -> None:

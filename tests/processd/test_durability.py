@@ -173,7 +173,7 @@ def test_bad_config_exits_2_with_one_line(tmp_path: Path) -> None:
     import sys
 
     for args, env in (([], {}), (["--data-dir", str(tmp_path), "--listen", "nope"], {}),
-                      (["--data-dir", str(tmp_path)], {"MEMPULSE_FLUSH_MAX_EVENTS": "zero"}),
+                      (["--data-dir", str(tmp_path)], {"MEMPULSE_PROCESSD_FLUSH_MAX_EVENTS": "zero"}),
                       (["--data-dir", str(tmp_path), "--map-size-mb", "100", "--map-max-size-mb", "10"], {}),
                       (["--data-dir", str(tmp_path), "--chains", "1,²"], {}),
                       (["--data-dir", str(tmp_path), "--chains", "1" * 5000], {})):

@@ -12,7 +12,7 @@ from common.envconfig import ConfigError
 from common.pb.v1 import events_pb2, tx_pb2
 from common.synth import synthetic_envelopes
 from processd import encoding
-from processd.config import config_from_args
+from processd.config import load_config
 from processd.eventlog import decode_event
 
 
@@ -53,9 +53,10 @@ def test_varint_matches_reference() -> None:
 
 
 def test_config_precedence_cli_over_env_over_default(tmp_path: Path) -> None:
-    env = {"MEMPULSE_FLUSH_MAX_EVENTS": "100", "MEMPULSE_DURABILITY": "nosync", "MEMPULSE_DATA_DIR": str(tmp_path),
+    env = {"MEMPULSE_PROCESSD_FLUSH_MAX_EVENTS": "100", "MEMPULSE_PROCESSD_DURABILITY": "nosync",
+           "MEMPULSE_PROCESSD_DATA_DIR": str(tmp_path),
            "MEMPULSE_PROCESSD_CHAINS": "ethereum,137"}
-    cfg = config_from_args(["--flush-max-events", "7"], env)
+    cfg = load_config(["--flush-max-events", "7"], env)
     assert cfg.flush_max_events == 7 and cfg.durability == "nosync" and cfg.data_dir == tmp_path
     assert cfg.chain_ids == frozenset({1, 137}) and cfg.flush_interval_ms == 2
     assert (cfg.listen_host, cfg.listen_port) == ("127.0.0.1", 50051)
@@ -65,36 +66,37 @@ def test_config_precedence_cli_over_env_over_default(tmp_path: Path) -> None:
 
 def test_storage_safety_knobs_from_flag_and_env(tmp_path: Path) -> None:
     base = ["--data-dir", str(tmp_path)]
-    assert not config_from_args(base, {}).start_empty_over_damaged_log  # consent is never the default
-    assert config_from_args([*base, "--start-empty-over-damaged-log"], {}).start_empty_over_damaged_log
-    assert config_from_args(base, {"MEMPULSE_START_EMPTY_OVER_DAMAGED_LOG": "1"}).start_empty_over_damaged_log
-    assert config_from_args(base, {}).disk_full_retry_ms == 1000
-    assert config_from_args([*base, "--disk-full-retry-ms", "50"], {"MEMPULSE_DISK_FULL_RETRY_MS": "9"}
+    assert not load_config(base, {}).start_empty_over_damaged_log  # consent is never the default
+    assert load_config([*base, "--start-empty-over-damaged-log"], {}).start_empty_over_damaged_log
+    assert load_config(base, {"MEMPULSE_PROCESSD_START_EMPTY_OVER_DAMAGED_LOG": "1"}).start_empty_over_damaged_log
+    assert load_config(base, {}).disk_full_retry_ms == 1000
+    assert load_config([*base, "--disk-full-retry-ms", "50"], {"MEMPULSE_PROCESSD_DISK_FULL_RETRY_MS": "9"}
                             ).disk_full_retry_ms == 50
 
 
 @pytest.mark.parametrize("argv, env, needle", [
     ([], {}, "--data-dir"),
     (["--data-dir", "x", "--listen", "nohost"], {}, "--listen"),
-    (["--data-dir", "x"], {"MEMPULSE_FLUSH_MAX_EVENTS": "0"}, "FLUSH_MAX_EVENTS"),
-    (["--data-dir", "x"], {"MEMPULSE_DURABILITY": "maybe"}, "DURABILITY"),
+    (["--data-dir", "x"], {"MEMPULSE_PROCESSD_FLUSH_MAX_EVENTS": "0"}, "FLUSH_MAX_EVENTS"),
+    (["--data-dir", "x"], {"MEMPULSE_PROCESSD_DURABILITY": "maybe"}, "DURABILITY"),
     (["--data-dir", "x", "--chains", "narnia"], {}, "narnia"),
-    (["--data-dir", "x"], {"MEMPULSE_MAX_INPUT_BYTES": "99999999"}, "max_input_bytes"),
+    (["--data-dir", "x"], {"MEMPULSE_PROCESSD_MAX_INPUT_BYTES": "99999999"}, "max_input_bytes"),
     # calldata under the message limit, but twice of it (raw_tx repeats it) with the lists is not
-    (["--data-dir", "x"], {"MEMPULSE_MAX_INPUT_BYTES": "8200000"}, "max_input_bytes"),
-    (["--data-dir", "x"], {"MEMPULSE_MAX_PAGE_BYTES": "16000000"}, "max_page_bytes"),
-    (["--data-dir", "x"], {"MEMPULSE_START_EMPTY_OVER_DAMAGED_LOG": "perhaps"}, "START_EMPTY_OVER_DAMAGED_LOG"),
+    (["--data-dir", "x"], {"MEMPULSE_PROCESSD_MAX_INPUT_BYTES": "8200000"}, "max_input_bytes"),
+    (["--data-dir", "x"], {"MEMPULSE_PROCESSD_MAX_PAGE_BYTES": "16000000"}, "max_page_bytes"),
+    (["--data-dir", "x"], {"MEMPULSE_PROCESSD_START_EMPTY_OVER_DAMAGED_LOG": "perhaps"},
+     "START_EMPTY_OVER_DAMAGED_LOG"),
     (["--data-dir", "x", "--disk-full-retry-ms", "0"], {}, "disk-full-retry-ms"),
 ])
 def test_bad_config_is_one_clear_error(argv, env, needle) -> None:
     with pytest.raises(ConfigError) as info:
-        config_from_args(argv, env)
+        load_config(argv, env)
     assert needle in str(info.value) and "\n" not in str(info.value)
 
 
 def test_page_byte_budget_is_derived_from_the_message_limit() -> None:
     """Issue 14: pages are cut by bytes; the budget defaults to half the gRPC message limit."""
-    assert config_from_args(["--data-dir", "x"], {}).page_bytes == 8 * 1024 * 1024
-    small = config_from_args(["--data-dir", "x"], {"MEMPULSE_MAX_MESSAGE_BYTES": "4194304"})
+    assert load_config(["--data-dir", "x"], {}).page_bytes == 8 * 1024 * 1024
+    small = load_config(["--data-dir", "x"], {"MEMPULSE_PROCESSD_MAX_MESSAGE_BYTES": "4194304"})
     assert small.page_bytes == 2 * 1024 * 1024
-    assert config_from_args(["--data-dir", "x"], {"MEMPULSE_MAX_PAGE_BYTES": "1000000"}).page_bytes == 1_000_000
+    assert load_config(["--data-dir", "x"], {"MEMPULSE_PROCESSD_MAX_PAGE_BYTES": "1000000"}).page_bytes == 1_000_000

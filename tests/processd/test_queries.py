@@ -8,7 +8,7 @@ import grpc
 import pytest
 
 from common.ingest_push import channel, push_envelopes
-from common.pb.v1 import events_pb2, query_pb2
+from common.pb.v1 import events_pb2, query_pb2, tx_pb2
 from common.synth import synthetic_envelopes
 from processd.eventlog import ScanStats
 from processd.server import ProcessdServer
@@ -121,10 +121,32 @@ async def test_get_transaction_returns_tx_features_and_opportunities(loaded: Pro
             await q.GetTransaction(query_pb2.GetTransactionRequest(chain_id=1, hash=b"\x00" * 32))
         assert info.value.code() == grpc.StatusCode.NOT_FOUND
         for bad in (query_pb2.GetTransactionRequest(chain_id=1, hash=b"\x00" * 31),
-                    query_pb2.GetTransactionRequest(chain_id=0, hash=b"\x00" * 32)):
+                    query_pb2.GetTransactionRequest(chain_id=0, hash=b"\x00" * 31)):
             with pytest.raises(grpc.aio.AioRpcError) as info:
                 await q.GetTransaction(bad)
             assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        # chain_id 0 = any chain: the same answer as with the chain's id, NOT_FOUND when no chain holds it.
+        assert await q.GetTransaction(query_pb2.GetTransactionRequest(hash=target.tx_hash)) == r
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await q.GetTransaction(query_pb2.GetTransactionRequest(chain_id=0, hash=b"\x00" * 32))
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_get_transaction_on_any_chain_returns_the_first_stored(server: ProcessdServer) -> None:
+    """The same hash stored on two chains: without chain_id, the one stored first (smallest seq_id) answers,
+    whichever chain id is smaller (what gatewayd answered when it asked every chain itself)."""
+    first = synthetic_envelopes(1, seed=5, chain_ids=(137,))[0]
+    second = tx_pb2.TxEnvelope()
+    second.CopyFrom(first)
+    second.chain_id = 1
+    await push_envelopes(server.address, [first], batch_size=1)
+    await push_envelopes(server.address, [second], batch_size=1)
+    async with channel(server.address) as ch:
+        q = query_stub(ch)
+        on = {c: await q.GetTransaction(query_pb2.GetTransactionRequest(chain_id=c, hash=first.hash)) for c in (1, 137)}
+        assert on[137].transaction.seq_id < on[1].transaction.seq_id
+        anywhere = await q.GetTransaction(query_pb2.GetTransactionRequest(hash=first.hash))
+        assert anywhere == on[137] and anywhere.transaction.tx.chain_id == 137
 
 
 async def test_bad_requests_are_invalid_argument(loaded: ProcessdServer) -> None:

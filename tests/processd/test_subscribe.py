@@ -41,6 +41,21 @@ async def test_catch_up_then_live_without_gaps_or_repeats(server: ProcessdServer
     assert [e.seq_id for e in live] == list(range(backlog + 1, server.models.last_seq + 1))
 
 
+async def test_from_head_reports_the_head_and_sends_only_newer_events(server: ProcessdServer) -> None:
+    """from_head: the admission headers name the head (the highest committed seq_id), and the stream starts
+    right after it, so a client starting "from now" needs no ScanEvents probe."""
+    await push_envelopes(server.address, synthetic_envelopes(40, seed=45), batch_size=20)
+    backlog = server.models.last_seq
+    async with channel(server.address) as ch:
+        call = query_stub(ch).SubscribeEvents(query_pb2.SubscribeEventsRequest(from_head=True, from_seq_id=3))
+        headers = dict(await call.initial_metadata())
+        assert headers["mempulse-subscription"] == "admitted" and headers["mempulse-head-seq-id"] == str(backlog)
+        await push_envelopes(server.address, synthetic_envelopes(10, seed=46), batch_size=10, session_id="new")
+        live = await asyncio.wait_for(_collect(call, server.models.last_seq), 30)
+        call.cancel()
+    assert [e.seq_id for e in live] == list(range(backlog + 1, server.models.last_seq + 1))
+
+
 async def test_filters_apply_to_catch_up_and_live(server: ProcessdServer) -> None:
     await push_envelopes(server.address, synthetic_envelopes(90, seed=43), batch_size=30)
     async with channel(server.address) as ch:

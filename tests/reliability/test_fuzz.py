@@ -301,7 +301,7 @@ def test_processd_maps_every_fuzzed_envelope_to_an_outcome(tmp_path: Path) -> No
         if r:
             expected[r] = expected.get(r, 0) + 1
     proc = ProcessdProc(tmp_path / "lmdb", tmp_path / "processd.log", metrics=True,
-                        env={"MEMPULSE_MAX_INPUT_BYTES": str(max_input)})
+                        env={"MEMPULSE_PROCESSD_MAX_INPUT_BYTES": str(max_input)})
     try:
         proc.start()
         try:

@@ -35,7 +35,7 @@ from tests.reliability._support import (
 
 pytestmark = pytest.mark.integration
 
-FAST_RECONNECT = {"MEMPULSE_INGEST_RECONNECT_MIN_MS": "50", "MEMPULSE_INGEST_RECONNECT_MAX_MS": "500"}
+FAST_RECONNECT = {"MEMPULSE_INGESTD_RECONNECT_MIN_MS": "50", "MEMPULSE_INGESTD_RECONNECT_MAX_MS": "500"}
 #: Reasons that may legitimately appear under these faults (anything else is a bug to look at).
 #: faultproxy counters that are injected faults (the others count traffic).
 FAULT_KINDS = ("http_429", "rpc_error", "malformed", "items_nulled", "batches_reordered", "items_errored",
@@ -110,8 +110,8 @@ def test_upstream_fault_storm_is_fully_accounted(tmp_path: Path) -> None:
     with AnvilNode(chain_id=137) as node, FaultProxyThread(node.http_url, faults, seed=5) as proxy:
         try:
             proc.start()
-            env = {**FAST_RECONNECT, "MEMPULSE_INGEST_FETCH_RETRIES": "6", "MEMPULSE_INGEST_FETCH_BACKOFF_MS": "5",
-                   "MEMPULSE_INGEST_FETCH_ENDPOINT_COOLDOWN_MS": "0", "MEMPULSE_INGEST_FETCH_TIMEOUT_MS": "400"}
+            env = {**FAST_RECONNECT, "MEMPULSE_INGESTD_FETCH_RETRIES": "6", "MEMPULSE_INGESTD_FETCH_BACKOFF_MS": "5",
+                   "MEMPULSE_INGESTD_FETCH_ENDPOINT_COOLDOWN_MS": "0", "MEMPULSE_INGESTD_FETCH_TIMEOUT_MS": "400"}
             ingestd = IngestdProc(["--chain", f"polygon={proxy.ws_url},{proxy.http_url}"], proc.addr,
                                   tmp_path / "ingestd.log", "--full-tx", "off", env=env)
             ingestd.start()

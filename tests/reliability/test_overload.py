@@ -98,8 +98,9 @@ class Flood:
 def grpc_flood(tmp_path_factory: pytest.TempPathFactory) -> Flood:
     tmp_path = tmp_path_factory.mktemp("flood")
     flood = Flood(duration_s=knob("overload_s", 6, 120), streams=6, capacity=3000)
-    env = {"MEMPULSE_COMMIT_QUEUE_MAX_ENVELOPES": str(flood.capacity), "MEMPULSE_QUEUE_FULL_TIMEOUT_MS": "100",
-           "MEMPULSE_STREAM_MAX_INFLIGHT_BATCHES": "16"}
+    env = {"MEMPULSE_PROCESSD_COMMIT_QUEUE_MAX_ENVELOPES": str(flood.capacity),
+           "MEMPULSE_PROCESSD_QUEUE_FULL_TIMEOUT_MS": "100",
+           "MEMPULSE_PROCESSD_STREAM_MAX_INFLIGHT_BATCHES": "16"}
     proc = ProcessdProc(tmp_path / "lmdb", tmp_path / "processd.log", "--flush-max-events", "200",
                         "--flush-interval-ms", "0", metrics=True, env=env)
     stop = threading.Event()
@@ -216,9 +217,10 @@ def test_processd_ends_overloaded_streams_cleanly_with_resource_exhausted(grpc_f
 def test_ingest_path_overload_bounded_counted_and_balanced(tmp_path: Path) -> None:
     duration = knob("overload_s", 6, 120)
     outbound_cap, fetch_cap = 100, 200
-    env = {"MEMPULSE_INGEST_OUTBOUND_QUEUE_SIZE": str(outbound_cap), "MEMPULSE_INGEST_FETCH_QUEUE_SIZE": str(fetch_cap),
-           "MEMPULSE_INGEST_OUTBOUND_BATCH_SIZE": "50", "MEMPULSE_INGEST_OUTBOUND_MAX_UNACKED_BATCHES": "2",
-           "MEMPULSE_INGEST_RECONNECT_MAX_MS": "500"}
+    env = {"MEMPULSE_INGESTD_OUTBOUND_QUEUE_SIZE": str(outbound_cap),
+           "MEMPULSE_INGESTD_FETCH_QUEUE_SIZE": str(fetch_cap),
+           "MEMPULSE_INGESTD_OUTBOUND_BATCH_SIZE": "50", "MEMPULSE_INGESTD_OUTBOUND_MAX_UNACKED_BATCHES": "2",
+           "MEMPULSE_INGESTD_RECONNECT_MAX_MS": "500"}
     proc = ProcessdProc(tmp_path / "lmdb", tmp_path / "processd.log")
     ingestd: IngestdProc | None = None
     gen: TrafficGenerator | None = None
@@ -300,13 +302,13 @@ def test_gateway_rest_flood_and_stalled_sse_clients_stay_bounded(tmp_path: Path)
 
     duration = knob("overload_s", 6, 120)
     proc = ProcessdProc(tmp_path / "lmdb", tmp_path / "processd.log", "--durability", "nosync", metrics=True,
-                        env={"MEMPULSE_SUBSCRIBER_QUEUE_EVENTS": "2000"})
+                        env={"MEMPULSE_PROCESSD_SUBSCRIBER_QUEUE_EVENTS": "2000"})
     gw_port = free_port()
     gw_url = f"http://127.0.0.1:{gw_port}"
     gateway = ManagedProcess(
         "gatewayd", python_module_argv("gatewayd", "--listen", f"127.0.0.1:{gw_port}", "--processd", proc.addr,
                                        "--rate-limit-rps", "20", "--rate-limit-burst", "20"),
-        tmp_path / "gatewayd.log", cwd=ROOT, env=child_env({"MEMPULSE_API_KEYS": "flood-key,calm-key"}),
+        tmp_path / "gatewayd.log", cwd=ROOT, env=child_env({"MEMPULSE_GATEWAYD_API_KEYS": "flood-key,calm-key"}),
         ready=lambda: httpx.get(f"{gw_url}/metrics", timeout=1).status_code == 200)
     envelopes = synthetic_envelopes(knob("read_flood_envelopes", 60_000, 600_000), seed=31, chain_ids=(1, 137))
     pusher = ResendingPusher(proc.addr, envelopes, batch_size=500, max_inflight=8)

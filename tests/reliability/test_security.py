@@ -68,12 +68,12 @@ def _listening_addresses(port: int) -> set[str]:
 
 
 def test_defaults_bind_loopback_only() -> None:
-    from gatewayd.config import load_config
+    from gatewayd import config as gatewayd_config
     from ingestd.config import IngestConfig
-    from processd.config import config_from_args
+    from processd import config as processd_config
 
-    assert config_from_args(["--data-dir", "/tmp/x"], env={}).listen_host == "127.0.0.1"
-    assert load_config([], env={}).listen_host == "127.0.0.1"
+    assert processd_config.load_config(["--data-dir", "/tmp/x"], env={}).listen_host == "127.0.0.1"
+    assert gatewayd_config.load_config([], env={}).listen_host == "127.0.0.1"
     assert IngestConfig(chains=()).metrics_host == "127.0.0.1"
 
 
@@ -85,7 +85,7 @@ def test_real_sockets_are_on_loopback(tmp_path: Path) -> None:
     gw_port = free_port()
     gateway = ManagedProcess("gatewayd", python_module_argv("gatewayd", "--processd", proc.addr),
                              tmp_path / "gatewayd.log", cwd=ROOT,
-                             env=child_env({"MEMPULSE_GATEWAY_LISTEN": f"127.0.0.1:{gw_port}"}),
+                             env=child_env({"MEMPULSE_GATEWAYD_LISTEN": f"127.0.0.1:{gw_port}"}),
                              ready=lambda: httpx.get(f"http://127.0.0.1:{gw_port}/metrics",
                                                      timeout=1).status_code == 200)
     with AnvilNode(chain_id=137) as node:
@@ -109,7 +109,8 @@ def test_real_sockets_are_on_loopback(tmp_path: Path) -> None:
 def test_grpc_oversized_message_is_resource_exhausted_and_processd_stays_up(tmp_path: Path) -> None:
     limit = 1 << 20
     proc = ProcessdProc(tmp_path / "lmdb", tmp_path / "processd.log",
-                        env={"MEMPULSE_MAX_MESSAGE_BYTES": str(limit), "MEMPULSE_MAX_INPUT_BYTES": "65536"})
+                        env={"MEMPULSE_PROCESSD_MAX_MESSAGE_BYTES": str(limit),
+                             "MEMPULSE_PROCESSD_MAX_INPUT_BYTES": "65536"})
     big = [tx_pb2.TxEnvelope(chain_id=1, hash=bytes([i]) * 32, sender=b"\x01" * 20, input=b"\x00" * 60_000)
            for i in range(40)]  # ~2.4 MB in one TxBatch
 
@@ -163,7 +164,7 @@ def test_gatewayd_never_logs_api_keys_even_at_debug_with_access_log(tmp_path: Pa
         "gatewayd", python_module_argv("gatewayd", "--listen", f"127.0.0.1:{gw_port}", "--processd", proc.addr,
                                        "--access-log"),
         tmp_path / "gatewayd.log", cwd=ROOT,
-        env=child_env({"MEMPULSE_API_KEYS": SECRET, "MEMPULSE_LOG_LEVEL": "DEBUG"}),
+        env=child_env({"MEMPULSE_GATEWAYD_API_KEYS": SECRET, "MEMPULSE_LOG_LEVEL": "DEBUG"}),
         ready=lambda: httpx.get(f"http://127.0.0.1:{gw_port}/metrics", timeout=1).status_code == 200)
     wrong = "WrongKey" + SECRET[::-1]
     try:

@@ -207,7 +207,8 @@ def test_disk_full_refuses_ingest_keeps_serving_and_resumes_when_space_returns(t
     space returns; every acked envelope is in the log after kill -9 and restarts (one onto the full disk)."""
     with _small_tmpfs(tmp_path / "fs", 24) as fs:
         data = fs / "lmdb"
-        proc = ProcessdProc(data, tmp_path / "processd.log", env={"MEMPULSE_DISK_FULL_RETRY_MS": "200"}, metrics=True)
+        proc = ProcessdProc(data, tmp_path / "processd.log", env={"MEMPULSE_PROCESSD_DISK_FULL_RETRY_MS": "200"},
+                            metrics=True)
         envelopes = synthetic_envelopes(8000, seed=46, chain_ids=(1, 137))
         batch = 200
         try:

@@ -226,14 +226,16 @@ class ScanEventsResponse(_message.Message):
     def __init__(self, events: _Optional[_Iterable[_Union[_events_pb2.Event, _Mapping]]] = ..., next_seq_id: _Optional[int] = ..., last_seq_id: _Optional[int] = ..., truncated: _Optional[bool] = ...) -> None: ...
 
 class SubscribeEventsRequest(_message.Message):
-    __slots__ = ("from_seq_id", "chain_id", "kinds")
+    __slots__ = ("from_seq_id", "chain_id", "kinds", "from_head")
     FROM_SEQ_ID_FIELD_NUMBER: _ClassVar[int]
     CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
     KINDS_FIELD_NUMBER: _ClassVar[int]
+    FROM_HEAD_FIELD_NUMBER: _ClassVar[int]
     from_seq_id: int
     chain_id: int
     kinds: _containers.RepeatedScalarFieldContainer[_events_pb2.EventKind]
-    def __init__(self, from_seq_id: _Optional[int] = ..., chain_id: _Optional[int] = ..., kinds: _Optional[_Iterable[_Union[_events_pb2.EventKind, str]]] = ...) -> None: ...
+    from_head: bool
+    def __init__(self, from_seq_id: _Optional[int] = ..., chain_id: _Optional[int] = ..., kinds: _Optional[_Iterable[_Union[_events_pb2.EventKind, str]]] = ..., from_head: _Optional[bool] = ...) -> None: ...
 
 class SubscribeEventsResponse(_message.Message):
     __slots__ = ("events", "last_seq_id")

@@ -8,7 +8,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from common.chains import UnknownChainError, chain_name, parse_chain
-from common.fixtures import load_mainnet_calls
 from common.hexutil import (
     HexError,
     hex_to_bytes,
@@ -17,7 +16,8 @@ from common.hexutil import (
     uint256_to_decimal,
     uint256_to_int,
 )
-from common.replay import Replayer, intrinsic_gas
+from common.testing.fixtures import load_mainnet_calls
+from common.testing.replay import Replayer, intrinsic_gas
 
 
 @given(st.integers(min_value=0, max_value=2**256 - 1))

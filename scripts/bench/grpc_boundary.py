@@ -40,11 +40,11 @@ from typing import Any
 import orjson
 
 from common.hexutil import uint256_to_int
-from common.ingest_push import channel
-from common.netutil import free_port
 from common.pb.v1 import ingest_pb2, ingest_pb2_grpc, tx_pb2
-from common.stack import Stack, StackConfig
-from common.synth import synthetic_envelopes
+from common.testing.ingest_push import channel
+from common.testing.netutil import free_port
+from common.testing.stack import Stack, StackConfig
+from common.testing.synth import synthetic_envelopes
 from ingestd.mapping import tx_to_envelope
 from processd.config import ProcessdConfig
 from processd.server import ProcessdServer

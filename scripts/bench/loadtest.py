@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from common.stack import ChainSpec, Stack, StackConfig
+from common.testing.stack import ChainSpec, Stack, StackConfig
 from scripts.bench.harness import ARTIFACT_DIR, REPO_ROOT, write_artifact
 
 log = logging.getLogger("loadtest")

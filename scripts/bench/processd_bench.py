@@ -43,9 +43,9 @@ import grpc
 import httpx
 import orjson
 
-from common.netutil import free_port, wait_for_port
 from common.pb.v1 import ingest_pb2, ingest_pb2_grpc, query_pb2, query_pb2_grpc
-from common.synth import synthetic_envelopes
+from common.testing.netutil import free_port, wait_for_port
+from common.testing.synth import synthetic_envelopes
 from scripts.bench.harness import cpu_seconds, descendants, summarize, write_artifact
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from common.demo import DemoConfig, build_parser, gatewayd_args
-from common.synth import synthetic_envelopes
+from common.testing.demo import DemoConfig, build_parser, gatewayd_args
+from common.testing.synth import synthetic_envelopes
 from scripts.bench.harness import REPO_ROOT as ROOT
 from scripts.bench.loadtest import REST_FILE, parse_stats_csv
 

@@ -15,7 +15,7 @@ import httpx
 import orjson
 import pytest
 
-from common.synth import synthetic_envelopes
+from common.testing.synth import synthetic_envelopes
 
 from .conftest import CHAINS
 

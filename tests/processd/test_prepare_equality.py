@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from common.chains import KNOWN_CHAINS, MAX_CHAIN_ID
 from common.pb.v1 import events_pb2, ingest_pb2, tx_pb2
-from common.synth import synthetic_envelopes
+from common.testing.synth import synthetic_envelopes
 from processd import encoding
 from processd.analysis import Analysis, Analyzer, encode_analysis
 from processd.columns import BatchColumns, ColumnsBuilder

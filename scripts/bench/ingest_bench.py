@@ -47,8 +47,9 @@ from common.pb.v1 import query_pb2, query_pb2_grpc
 from common.testing.anvil import AnvilNode
 from common.testing.fixtures import load_mainnet_calls
 from common.testing.netutil import free_port, wait_for_port
+from common.testing.procfs import cpu_seconds, rss_bytes
 from common.testing.replay import Replayer
-from scripts.bench.harness import REPO_ROOT, cpu_seconds, ratio, rss_bytes, write_artifact
+from scripts.bench.harness import REPO_ROOT, ratio, write_artifact
 
 log = logging.getLogger("ingest_bench")
 CHAINS = {1: "ethereum", 137: "polygon"}

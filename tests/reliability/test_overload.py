@@ -27,9 +27,9 @@ import pytest
 from common.pb.v1 import ingest_pb2, ingest_pb2_grpc
 from common.testing.anvil import AnvilNode
 from common.testing.netutil import free_port
+from common.testing.procfs import descendants, rss_anon_bytes
 from common.testing.synth import synthetic_envelopes
 from common.testing.traffic import TrafficGenerator
-from scripts.bench.harness import descendants, rss_anon_bytes
 from tests.reliability._support import (
     IngestdProc,
     ProcessdProc,

@@ -24,10 +24,11 @@ from typing import Any
 
 import httpx
 
-from common.netutil import free_port, wait_for_port
-from common.stack import ChainSpec, Stack, StackConfig
-from scripts.bench.harness import ARTIFACT_DIR, REPO_ROOT, cpu_seconds, write_artifact
-from scripts.bench.loadtest import parse_stats_csv
+from common.testing.locust_stats import parse_stats_csv
+from common.testing.netutil import free_port, wait_for_port
+from common.testing.procfs import cpu_seconds
+from common.testing.stack import ChainSpec, Stack, StackConfig
+from scripts.bench.harness import ARTIFACT_DIR, REPO_ROOT, write_artifact
 
 log = logging.getLogger("loadtest_rest")
 

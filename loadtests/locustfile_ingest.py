@@ -33,7 +33,7 @@ from locust import User, events, task
 from locust.env import Environment
 
 from common.pb.v1 import ingest_pb2, ingest_pb2_grpc
-from common.synth import synthetic_envelopes
+from common.testing.synth import synthetic_envelopes
 
 grpc_gevent.init_gevent()
 
@@ -47,13 +47,13 @@ def _env_int(name: str, default: int) -> int:
 
 @events.init.add_listener
 def _load_templates(environment: Environment, **_kwargs: object) -> None:
-    """Builds common.synth's envelope templates (parsing the bundled fixture) before the clock starts, so the
+    """Builds common.testing.synth's envelope templates (parsing the bundled fixture) before the clock starts, so the
     first batches of the run are not slowed by a one-off cost."""
     synthetic_envelopes(1)
 
 
 class EnvelopeFactory:
-    """Deterministic synthetic envelopes (:mod:`common.synth`: real mainnet calldata, senders and targets, a
+    """Deterministic synthetic envelopes (:mod:`common.testing.synth`: real mainnet calldata, senders and targets, a
     unique hash per (seed, index)) stamped with the current time as ``first_seen``."""
 
     def __init__(self, seed: int, chain_ids: list[int]) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import Phase, settings
 
-from common.anvil import AnvilNode
+from common.testing.anvil import AnvilNode
 
 # Property-based tests in the gating run are deterministic: derandomized (examples derived from each test's
 # name), no example database (nothing carried over between runs or machines), so a gating test can never fail

@@ -1,4 +1,5 @@
-"""Tests of the shared helpers in ``common``: hex conversions, chain registry, fixtures and the replayer."""
+"""Tests of the shared helpers in ``common``: hex conversions, chain registry, fixtures, the replayer and the /proc
+readers."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from common.chains import UnknownChainError, chain_name, parse_chain
-from common.fixtures import load_mainnet_calls
 from common.hexutil import (
     HexError,
     hex_to_bytes,
@@ -17,7 +17,9 @@ from common.hexutil import (
     uint256_to_decimal,
     uint256_to_int,
 )
-from common.replay import Replayer, intrinsic_gas
+from common.testing.fixtures import load_mainnet_calls
+from common.testing.procfs import cpu_seconds, rss_anon_bytes, rss_bytes
+from common.testing.replay import Replayer, intrinsic_gas
 
 
 @given(st.integers(min_value=0, max_value=2**256 - 1))
@@ -124,3 +126,16 @@ def test_log_throttle_lets_one_line_per_key_per_interval_and_counts_the_rest() -
     now[0] = 5.0
     assert throttle.allow("a") == 5  # 1 + 3 + 1 held back since the last line
     assert throttle.allow("a") is None
+
+
+def test_proc_readers_on_self_and_gone_pid() -> None:
+    import os
+    import subprocess
+    import sys
+
+    assert (rss_bytes(os.getpid()) or 0) > 1_000_000
+    assert 0 < (rss_anon_bytes(os.getpid()) or 0) <= (rss_bytes(os.getpid()) or 0)
+    assert cpu_seconds(os.getpid()) is not None
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    assert rss_bytes(proc.pid) is None

@@ -1,11 +1,13 @@
 """pyproject.toml: the runtime dependencies are what the daemons import; grpc/protobuf bounds fit the generated code.
 
-The third-party imports of the runtime packages (common, ingestd, processd, gatewayd) are found by walking their
-source with ``ast`` (every ``import``, also the ones inside functions; ``if TYPE_CHECKING:`` blocks excluded), and
-mapped to distributions with ``importlib.metadata.packages_distributions``. They must equal pyproject's runtime
-dependencies less :data:`DELIBERATE_EXTRAS`, both ways: an import of a package that is not a runtime dependency
-breaks a runtime-only install (``./scripts/demo`` installs ``pip install -e .`` without the dev extras), and a
-runtime dependency nobody imports is weight for every install.
+The third-party imports of the runtime code (ingestd, processd, gatewayd and common's runtime modules: all of common
+but the dev tooling in common/testing/) and of the dev tools that run on the runtime install (the demo and the
+traffic generator, with the common/testing modules they import) are found by walking their source with ``ast``
+(every ``import``, also the ones inside functions; ``if TYPE_CHECKING:`` blocks excluded), and mapped to
+distributions with ``importlib.metadata.packages_distributions``. They must equal pyproject's runtime dependencies
+less :data:`DELIBERATE_EXTRAS`, both ways: an import of a package that is not a runtime dependency breaks a
+runtime-only install (``./scripts/demo`` installs ``pip install -e .`` without the dev extras), and a runtime
+dependency nobody imports is weight for every install.
 """
 
 from __future__ import annotations
@@ -23,6 +25,11 @@ from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIME_PACKAGES = ("common", "ingestd", "processd", "gatewayd")
+#: The dev tooling inside common: not runtime code, not in the wheel (tests/test_packaging.py).
+DEV_TOOLING = ROOT / "common" / "testing"
+#: Dev tools that run on the runtime install: ``./scripts/demo`` and ``scripts/generate`` (scripts/_env.sh, level
+#: runtime).
+RUNTIME_INSTALL_TOOLS = ("common.testing.demo", "common.testing.generate")
 
 #: Runtime dependencies that no runtime module imports, on purpose (each says why in pyproject.toml).
 DELIBERATE_EXTRAS = {
@@ -50,6 +57,8 @@ def _imports(node: ast.AST) -> Iterator[str]:
         elif isinstance(child, ast.ImportFrom):
             if child.level == 0 and child.module:
                 yield child.module
+                # ``from common import testing`` imports the module common.testing
+                yield from (f"{child.module}.{alias.name}" for alias in child.names)
         elif isinstance(child, ast.If) and _is_type_checking(child):
             for other in child.orelse:
                 yield from _imports(other)
@@ -57,16 +66,52 @@ def _imports(node: ast.AST) -> Iterator[str]:
         yield from _imports(child)
 
 
+def imports_of(path: Path) -> Iterator[str]:
+    """Absolute module names imported by the source file ``path`` (see :func:`_imports`)."""
+    return _imports(ast.parse(path.read_text(), str(path)))
+
+
+def runtime_sources() -> list[Path]:
+    """The source files of the runtime code: the runtime packages less common/testing/."""
+    return [path for package in RUNTIME_PACKAGES for path in sorted((ROOT / package).rglob("*.py"))
+            if DEV_TOOLING not in path.parents]
+
+
+def _source_of(module: str) -> Path | None:
+    """The file of one of our modules (``common.testing.stack`` -> common/testing/stack.py), None for others."""
+    base = ROOT.joinpath(*module.split("."))
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def runtime_install_sources() -> list[Path]:
+    """:func:`runtime_sources` plus :data:`RUNTIME_INSTALL_TOOLS` and every common/testing module they import,
+    directly or not (and common/testing/__init__.py, which importing any of them runs)."""
+    todo = [path for module in RUNTIME_INSTALL_TOOLS if (path := _source_of(module))]
+    assert len(todo) == len(RUNTIME_INSTALL_TOOLS), f"not found: {RUNTIME_INSTALL_TOOLS}"
+    todo.append(DEV_TOOLING / "__init__.py")
+    tools: set[Path] = set()
+    while todo:
+        path = todo.pop()
+        if path in tools:
+            continue
+        tools.add(path)
+        todo.extend(dep for module in imports_of(path) if module.startswith("common.testing")
+                    if (dep := _source_of(module)))
+    return [*runtime_sources(), *sorted(tools)]
+
+
 def third_party_imports() -> dict[str, set[str]]:
-    """Top-level third-party module name -> the runtime source files importing it."""
+    """Top-level third-party module name -> the runtime (and runtime-install tool) source files importing it."""
     ours = {*RUNTIME_PACKAGES, "__future__"}
     found: dict[str, set[str]] = {}
-    for package in RUNTIME_PACKAGES:
-        for path in sorted((ROOT / package).rglob("*.py")):
-            for module in _imports(ast.parse(path.read_text(), str(path))):
-                top = module.partition(".")[0]
-                if top not in sys.stdlib_module_names and top not in ours:
-                    found.setdefault(top, set()).add(str(path.relative_to(ROOT)))
+    for path in runtime_install_sources():
+        for module in imports_of(path):
+            top = module.partition(".")[0]
+            if top not in sys.stdlib_module_names and top not in ours:
+                found.setdefault(top, set()).add(str(path.relative_to(ROOT)))
     return found
 
 

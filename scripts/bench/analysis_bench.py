@@ -27,9 +27,9 @@ from typing import Any
 import eth_abi
 
 from common.pb.v1 import events_pb2, tx_pb2
+from common.testing.samples import fixture_envelopes
 from processd.analysis import Analyzer
 from processd.decoding import all_methods
-from processd.decoding.samples import fixture_envelopes
 from scripts.bench.eth_abi_backend import EthAbiArgsDecoder
 from scripts.bench.harness import write_artifact
 

@@ -1,5 +1,6 @@
-"""eth-abi as an alternative argument decoder: the reference the fast decoder is tested and benchmarked
-against. Values are converted to the fast decoder's representation (addresses as 20 raw bytes)."""
+"""eth-abi as an alternative argument decoder for the analysis benchmark: the reference the fast decoder is tested
+and benchmarked against. Values are converted to the fast decoder's representation (addresses as 20 raw bytes) by
+``common.testing.eth_abi_reference.normalize``, which the tests use too."""
 
 from __future__ import annotations
 
@@ -8,16 +9,8 @@ from typing import Any
 import eth_abi
 from eth_abi.exceptions import DecodingError
 
+from common.testing.eth_abi_reference import normalize
 from processd.decoding.abi import AbiDecodeError
-
-
-def normalize(value: Any) -> Any:
-    """eth-abi value -> fast-decoder representation: hex address strings to bytes, sequences to tuples."""
-    if isinstance(value, str):
-        return bytes.fromhex(value[2:])
-    if isinstance(value, (tuple, list)):
-        return tuple(normalize(v) for v in value)
-    return value
 
 
 class EthAbiArgsDecoder:

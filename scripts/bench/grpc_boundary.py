@@ -40,16 +40,17 @@ from typing import Any
 import orjson
 
 from common.hexutil import uint256_to_int
-from common.ingest_push import channel
-from common.netutil import free_port
 from common.pb.v1 import ingest_pb2, ingest_pb2_grpc, tx_pb2
-from common.stack import Stack, StackConfig
-from common.synth import synthetic_envelopes
+from common.testing.ingest_push import channel
+from common.testing.netutil import free_port
+from common.testing.procfs import cpu_seconds, descendants
+from common.testing.stack import Stack, StackConfig
+from common.testing.synth import synthetic_envelopes
 from ingestd.mapping import tx_to_envelope
 from processd.config import ProcessdConfig
 from processd.server import ProcessdServer
 from processd.writer import PendingBatch
-from scripts.bench.harness import REPO_ROOT, RssSampler, cpu_seconds, descendants, ratio, summarize, write_artifact
+from scripts.bench.harness import REPO_ROOT, RssSampler, ratio, summarize, write_artifact
 
 log = logging.getLogger("grpc_boundary")
 

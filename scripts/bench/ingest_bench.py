@@ -9,7 +9,7 @@ mainnet calls sent as fast as anvil accepts them (one replayer per chain, batche
    drive, wait until ingestd has settled, then read every stored transaction back over Query and check that
    every accepted hash was delivered. Reports tx/s per chain, drop ratio, fetch batch sizes, RPC latency and
    notification-to-ack latency (ingestd's own histograms).
-2. ``ingestd_proxy``: the same through a fault proxy (``common.faultproxy``) adding ``--latency-ms`` round
+2. ``ingestd_proxy``: the same through a fault proxy (``common.testing.faultproxy``) adding ``--latency-ms`` round
    trip to every HTTP request and half of it to every WS frame each way: a hosted provider.
 3. ``naive_direct`` / 4. ``naive_proxy``: a naive loop in its own process (one ``eth_getTransactionByHash`` per
    hash, generic ``json`` parsing, awaited inside the WS read loop), directly and through the proxy. It only
@@ -43,12 +43,13 @@ import grpc
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from common.anvil import AnvilNode
-from common.fixtures import load_mainnet_calls
-from common.netutil import free_port, wait_for_port
 from common.pb.v1 import query_pb2, query_pb2_grpc
-from common.replay import Replayer
-from scripts.bench.harness import REPO_ROOT, cpu_seconds, ratio, rss_bytes, tree_cpu_seconds, write_artifact
+from common.testing.anvil import AnvilNode
+from common.testing.fixtures import load_mainnet_calls
+from common.testing.netutil import free_port, wait_for_port
+from common.testing.procfs import cpu_seconds, rss_bytes
+from common.testing.replay import Replayer
+from scripts.bench.harness import REPO_ROOT, ratio, tree_cpu_seconds, write_artifact
 
 log = logging.getLogger("ingest_bench")
 CHAINS = {1: "ethereum", 137: "polygon"}
@@ -187,8 +188,8 @@ def stored_hashes(processd_addr: str, chain_id: int) -> set[str]:
 
 def start_proxy(upstream: str, latency_ms: float, logs: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    proc = subprocess.Popen([PY, "-m", "common.faultproxy", "--upstream", upstream, "--listen", f"127.0.0.1:{port}",
-                             "--latency-ms", str(latency_ms)], cwd=REPO_ROOT,
+    proc = subprocess.Popen([PY, "-m", "common.testing.faultproxy", "--upstream", upstream,
+                             "--listen", f"127.0.0.1:{port}", "--latency-ms", str(latency_ms)], cwd=REPO_ROOT,
                             stdout=(logs / f"proxy-{port}.log").open("wb"), stderr=subprocess.STDOUT)
     if not wait_for_port("127.0.0.1", port, 15):
         raise RuntimeError("fault proxy did not start")

@@ -14,7 +14,6 @@ name, and the ingest tx/s (batches/s x batch size). API keys for the REST file p
 from __future__ import annotations
 
 import argparse
-import csv
 import logging
 import os
 import subprocess
@@ -22,41 +21,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from common.stack import ChainSpec, Stack, StackConfig
+from common.testing.locust_stats import parse_stats_csv
+from common.testing.stack import ChainSpec, Stack, StackConfig
 from scripts.bench.harness import ARTIFACT_DIR, REPO_ROOT, write_artifact
 
 log = logging.getLogger("loadtest")
 
 REST_FILE = REPO_ROOT / "loadtests" / "locustfile_rest.py"
 INGEST_FILE = REPO_ROOT / "loadtests" / "locustfile_ingest.py"
-
-
-def _num(row: dict[str, str], key: str) -> float | None:
-    try:
-        return float(row[key])
-    except (KeyError, ValueError):
-        return None
-
-
-def parse_stats_csv(path: Path) -> dict[str, dict[str, Any]]:
-    """Locust's ``<prefix>_stats.csv`` -> {name: {requests, failures, rps, p50_ms, p99_ms, avg_ms}}."""
-    out: dict[str, dict[str, Any]] = {}
-    if not path.exists():
-        return out
-    with path.open(newline="") as fh:
-        for row in csv.DictReader(fh):
-            name = row.get("Name") or ""
-            out[name] = {
-                "type": row.get("Type"),
-                "requests": int(_num(row, "Request Count") or 0),
-                "failures": int(_num(row, "Failure Count") or 0),
-                "rps": _num(row, "Requests/s"),
-                "avg_ms": _num(row, "Average Response Time"),
-                "p50_ms": _num(row, "50%"),
-                "p99_ms": _num(row, "99%"),
-                "max_ms": _num(row, "Max Response Time"),
-            }
-    return out
 
 
 def run_locust(locustfile: Path, host: str, users: int, run_time_s: int, prefix: str,

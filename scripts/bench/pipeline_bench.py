@@ -3,7 +3,7 @@ latency through gatewayd, RSS and CPU of every daemon over time, and stream catc
 
     python -m scripts.bench.pipeline_bench [--mode short|full] [--rates 100,200,400] [--step-s 15]
 
-A whole stack runs as subprocesses (:mod:`common.stack`: one anvil per chain, processd, ingestd,
+A whole stack runs as subprocesses (:mod:`common.testing.stack`: one anvil per chain, processd, ingestd,
 gatewayd). Replay generators push real mainnet calls into every anvil at a target rate per chain, one step
 per rate, and record each hash anvil accepted. A separate observer process
 (:mod:`scripts.bench.sse_observer`) follows gatewayd's ``/events/stream`` and stamps each ``tx_seen`` event
@@ -37,8 +37,8 @@ from typing import Any
 
 import orjson
 
-from common.replay import SentTx
-from common.stack import ChainSpec, Stack, StackConfig
+from common.testing.replay import SentTx
+from common.testing.stack import ChainSpec, Stack, StackConfig
 from scripts.bench.harness import (
     RssSampler,
     StepResult,

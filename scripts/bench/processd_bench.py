@@ -43,10 +43,11 @@ import grpc
 import httpx
 import orjson
 
-from common.netutil import free_port, wait_for_port
 from common.pb.v1 import ingest_pb2, ingest_pb2_grpc, query_pb2, query_pb2_grpc
-from common.synth import synthetic_envelopes
-from scripts.bench.harness import cpu_seconds, descendants, summarize, write_artifact
+from common.testing.netutil import free_port, wait_for_port
+from common.testing.procfs import cpu_seconds, descendants
+from common.testing.synth import synthetic_envelopes
+from scripts.bench.harness import summarize, write_artifact
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAINS = (1, 137, 56)

@@ -1,7 +1,7 @@
 """Benchmark of ingestd's per-transaction CPU for the signed raw bytes (``--raw-tx``), over the real fixture mix.
 
 Each bundled mainnet call becomes a node's JSON-RPC object of type 0-4 in turn, with a signature and the typed
-fields its type has (``common.synth.typed_envelopes`` + ``rpc_object``), and is mapped the way ingestd's worker
+fields its type has (``common.testing.synth.typed_envelopes`` + ``rpc_object``), and is mapped the way ingestd's worker
 does it, in interleaved rounds (the machine is shared, so the difference matters more than absolute figures):
 
 - ``map``: ``tx_to_envelope`` alone (``--raw-tx off``, and the cost of ``fetch`` mode in ingestd, which adds
@@ -23,10 +23,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from common.fixtures import load_mainnet_calls
 from common.pb.v1 import tx_pb2
 from common.rawtx import verified_raw
-from common.synth import rpc_object, typed_envelopes
+from common.testing.fixtures import load_mainnet_calls
+from common.testing.synth import rpc_object, typed_envelopes
 from ingestd.mapping import tx_to_envelope
 from scripts.bench.harness import write_artifact
 

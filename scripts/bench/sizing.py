@@ -26,9 +26,9 @@ from typing import Any
 
 import lmdb
 
-from common.ingest_push import push_envelopes
-from common.netutil import free_port
-from common.synth import synthetic_envelopes
+from common.testing.ingest_push import push_envelopes
+from common.testing.netutil import free_port
+from common.testing.synth import synthetic_envelopes
 from scripts.bench.harness import REPO_ROOT
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 
-from common.stack import ChainSpec, Stack, StackConfig
+from common.testing.stack import ChainSpec, Stack, StackConfig
 from scripts.bench.harness import RssSampler, summarize, write_artifact
 from scripts.bench.pipeline_bench import MAX_DROP_RATIO, Observer
 

@@ -16,7 +16,7 @@ import pytest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from common.stack import ChainSpec, Stack, StackConfig
+from common.testing.stack import ChainSpec, Stack, StackConfig
 
 DAEMONS = ("ingestd", "processd", "gatewayd")
 #: Transactions processd must have acknowledged to ingestd before the scrape (the latency histograms fill).

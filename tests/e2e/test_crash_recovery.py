@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from common.replay import SentTx
-from common.stack import ChainSpec, Stack, StackConfig
+from common.testing.replay import SentTx
+from common.testing.stack import ChainSpec, Stack, StackConfig
 
 pytestmark = pytest.mark.integration
 

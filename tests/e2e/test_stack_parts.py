@@ -13,13 +13,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from common.anvil import AnvilNode
-from common.demo import ChainStatus, RateMeter, format_status, lock_demo_dir, main, parse_snapshot
 from common.envconfig import ConfigError
-from common.fixtures import load_mainnet_calls
-from common.process import ManagedProcess, ProcessError, die_with_parent_prefix
-from common.stack import ChainSpec, Stack, StackConfig, StackError
-from common.traffic import TrafficGenerator, TrafficStats
+from common.testing.anvil import AnvilNode
+from common.testing.demo import ChainStatus, RateMeter, format_status, lock_demo_dir, main, parse_snapshot
+from common.testing.fixtures import load_mainnet_calls
+from common.testing.process import ManagedProcess, ProcessError, die_with_parent_prefix
+from common.testing.stack import ChainSpec, Stack, StackConfig, StackError
+from common.testing.traffic import TrafficGenerator, TrafficStats
 
 
 def _py(code: str) -> list[str]:
@@ -190,7 +190,7 @@ def test_children_die_with_a_killed_supervisor(tmp_path: Path) -> None:
     supervisor_code = (
         "import sys, time\n"
         "from pathlib import Path\n"
-        "from common.process import ManagedProcess\n"
+        "from common.testing.process import ManagedProcess\n"
         f"p = ManagedProcess('child', [sys.executable, '-u', '-c', 'import time; print(1); time.sleep(60)'],"
         f" Path({str(tmp_path / 'child.log')!r}), ready_log='1').start()\n"
         "print(p.pid, flush=True)\n"

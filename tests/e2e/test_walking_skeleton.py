@@ -21,10 +21,10 @@ import httpx
 import orjson
 import pytest
 
-from common.fixtures import MainnetCall, load_mainnet_calls
-from common.netutil import free_port
-from common.replay import Replayer, SentTx
-from common.stack import ChainSpec, Stack, StackConfig
+from common.testing.fixtures import MainnetCall, load_mainnet_calls
+from common.testing.netutil import free_port
+from common.testing.replay import Replayer, SentTx
+from common.testing.stack import ChainSpec, Stack, StackConfig
 
 _ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration

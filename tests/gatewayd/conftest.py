@@ -13,10 +13,10 @@ import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from common.ingest_push import push_envelopes
-from common.netutil import free_port
 from common.pb.v1 import tx_pb2
-from common.process import ManagedProcess, child_env, python_module_argv
+from common.testing.ingest_push import push_envelopes
+from common.testing.netutil import free_port
+from common.testing.process import ManagedProcess, child_env, python_module_argv
 
 #: Chains of the synthetic data set (ethereum, polygon, bsc).
 CHAINS = (1, 137, 56)

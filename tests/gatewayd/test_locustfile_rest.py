@@ -11,12 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from common.demo import DemoConfig, build_parser, gatewayd_args
-from common.synth import synthetic_envelopes
-from scripts.bench.harness import REPO_ROOT as ROOT
-from scripts.bench.loadtest import REST_FILE, parse_stats_csv
+from common.testing.demo import DemoConfig, build_parser, gatewayd_args
+from common.testing.locust_stats import parse_stats_csv
+from common.testing.stack import REPO_ROOT as ROOT
+from common.testing.synth import synthetic_envelopes
 
 pytestmark = pytest.mark.integration
+
+REST_FILE = ROOT / "loadtests" / "locustfile_rest.py"
 
 USERS = 6
 RUN_TIME_S = 3

@@ -11,7 +11,7 @@ from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
 from common.chains import UnknownChainError, parse_chain
-from common.synth import synthetic_envelopes, typed_envelopes
+from common.testing.synth import synthetic_envelopes, typed_envelopes
 from gatewayd.app import ROUTES
 from gatewayd.openapi import build_openapi
 from gatewayd.params import (

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from common.pb.v1 import tx_pb2
-from common.synth import synthetic_envelopes
+from common.testing.synth import synthetic_envelopes
 
 from .conftest import Gateway, Processd, seeded_stack
 from .test_sse_integration import SSEReader, stream

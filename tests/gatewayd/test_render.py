@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 
 from common.pb.v1 import query_pb2
-from common.synth import synthetic_envelopes
+from common.testing.synth import synthetic_envelopes
 from gatewayd.render import RenderCache
 from gatewayd.serializers import snapshot_json, stored_tx_json
 

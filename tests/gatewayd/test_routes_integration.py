@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from common.pb.v1 import tx_pb2
-from common.synth import synthetic_envelopes
+from common.testing.synth import synthetic_envelopes
 
 from .conftest import CHAINS, Gateway, Processd, seeded_stack
 

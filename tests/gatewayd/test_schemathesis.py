@@ -34,7 +34,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import CHECKS, load_all_checks
 
-from common.synth import synthetic_envelopes, typed_envelopes
+from common.testing.synth import synthetic_envelopes, typed_envelopes
 from gatewayd.openapi import build_openapi
 from gatewayd.openapi_params import PATH_HASH
 from tests.reliability._support import knob, long_mode, write_artifact

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from common.synth import synthetic_envelopes
+from common.testing.synth import synthetic_envelopes
 
 from .conftest import CHAINS
 
@@ -207,7 +207,7 @@ def test_processd_down_503_then_recovery(processd_factory, gateway_factory) -> N
 
 
 def test_processd_never_started(gateway_factory) -> None:
-    from common.netutil import free_port
+    from common.testing.netutil import free_port
 
     g = gateway_factory(f"127.0.0.1:{free_port()}", "--grpc-timeout-ms", "300")
     with g.client() as http:

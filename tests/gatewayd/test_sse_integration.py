@@ -15,8 +15,8 @@ import httpx
 import orjson
 import pytest
 
-from common.netutil import free_port
-from common.synth import synthetic_envelopes
+from common.testing.netutil import free_port
+from common.testing.synth import synthetic_envelopes
 
 from .conftest import CHAINS
 

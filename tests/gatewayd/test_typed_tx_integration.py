@@ -10,7 +10,7 @@ import pytest
 
 from common.pb.v1 import tx_pb2
 from common.rawtx import keccak256
-from common.synth import typed_envelopes
+from common.testing.synth import typed_envelopes
 
 from .conftest import CHAINS
 from .test_sse_integration import SSEReader, stream

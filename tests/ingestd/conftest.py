@@ -16,11 +16,11 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from common.anvil import AnvilNode
-from common.fixtures import load_mainnet_calls
-from common.netutil import free_port, wait_for_port
 from common.pb.v1 import query_pb2, query_pb2_grpc
-from common.replay import Replayer, SentTx
+from common.testing.anvil import AnvilNode
+from common.testing.fixtures import load_mainnet_calls
+from common.testing.netutil import free_port, wait_for_port
+from common.testing.replay import Replayer, SentTx
 
 ROOT = Path(__file__).resolve().parents[2]
 

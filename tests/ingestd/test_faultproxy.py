@@ -12,9 +12,9 @@ import orjson
 import pytest
 import websockets
 
-from common.anvil import AnvilNode
-from common.faultproxy import FaultProxy, Faults
-from common.netutil import free_port, wait_for_port
+from common.testing.anvil import AnvilNode
+from common.testing.faultproxy import FaultProxy, Faults
+from common.testing.netutil import free_port, wait_for_port
 from tests.ingestd.conftest import ROOT
 
 pytestmark = pytest.mark.integration
@@ -25,8 +25,8 @@ CHAIN_ID = {"jsonrpc": "2.0", "id": 2, "method": "eth_chainId", "params": []}
 
 def test_cli_injects_targeted_faults_only_and_stops_cleanly(anvil: AnvilNode) -> None:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "common.faultproxy", "--upstream", anvil.http_url, "--listen",
-                             f"127.0.0.1:{port}", "--http-429-next", "1", "--rpc-error-next", "1"],
+    proc = subprocess.Popen([sys.executable, "-m", "common.testing.faultproxy", "--upstream", anvil.http_url,
+                             "--listen", f"127.0.0.1:{port}", "--http-429-next", "1", "--rpc-error-next", "1"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         assert wait_for_port("127.0.0.1", port, 15)

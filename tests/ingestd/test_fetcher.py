@@ -7,9 +7,9 @@ from collections import Counter
 
 import pytest
 
-from common.anvil import AnvilNode
-from common.faultproxy import FaultProxy, Faults
-from common.netutil import free_port
+from common.testing.anvil import AnvilNode
+from common.testing.faultproxy import FaultProxy, Faults
+from common.testing.netutil import free_port
 from ingestd.config import ChainConfig
 from ingestd.fetcher import BatchFetcher
 from ingestd.startup import EndpointCheckError, check_endpoint

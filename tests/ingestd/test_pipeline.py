@@ -12,10 +12,10 @@ from pathlib import Path
 import grpc
 import pytest
 
-from common.anvil import AnvilNode
-from common.faultproxy import FaultProxyThread, Faults
-from common.netutil import free_port
 from common.pb.v1 import query_pb2, query_pb2_grpc
+from common.testing.anvil import AnvilNode
+from common.testing.faultproxy import FaultProxyThread, Faults
+from common.testing.netutil import free_port
 from tests.gatewayd.conftest import Gateway, grpc_serving
 from tests.ingestd.conftest import ROOT, Daemon, Ingestd, Processd, send_calls, send_txs
 from tests.reliability._support import audit_log

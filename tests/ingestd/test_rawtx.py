@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from common.pb.v1 import tx_pb2
 from common.rawtx import RawTxError, encode_signed, keccak256, node_raw, verified_raw
-from common.synth import rpc_object, typed_envelopes
+from common.testing.synth import rpc_object, typed_envelopes
 from ingestd.mapping import MappingError, tx_to_envelope
 
 ANVIL_TXS: list[dict[str, Any]] = orjson.loads((Path(__file__).parent / "data" / "anvil_txs.json").read_bytes())
@@ -158,7 +158,7 @@ def test_mapper_rejects_malformed_typed_fields(patch: dict[str, Any]) -> None:
 
 @given(st.integers(0, 10_000))
 def test_every_generated_typed_envelope_reencodes_to_bytes_hashing_to_its_hash(seed: int) -> None:
-    """common.synth.typed_envelopes (the gatewayd and processd tests' typed data) through the mapper's inverse:
+    """common.testing.synth.typed_envelopes (the gatewayd and processd tests' typed data) through the mapper's inverse:
     rendered back to a JSON-RPC object, mapped again, re-encoded: the same bytes, hashing to the hash."""
     for env in typed_envelopes(5, seed=seed):
         again = envelope(rpc_object(env), chain_id=env.chain_id)

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from common.anvil import AnvilNode
-from common.fixtures import load_mainnet_calls
 from common.pb.v1 import tx_pb2
 from common.rawtx import RawTxError, keccak256, verified_raw
-from common.replay import Replayer, SentTx
+from common.testing.anvil import AnvilNode
+from common.testing.fixtures import load_mainnet_calls
+from common.testing.replay import Replayer, SentTx
 from ingestd.fetcher import RAW_METHOD, BatchFetcher
 from ingestd.mapping import tx_to_envelope
 from tests.ingestd.conftest import Daemon, Ingestd, Processd

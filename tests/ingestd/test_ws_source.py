@@ -15,8 +15,8 @@ import orjson
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
-from common.anvil import AnvilNode
-from common.faultproxy import FaultProxy
+from common.testing.anvil import AnvilNode
+from common.testing.faultproxy import FaultProxy
 from ingestd.config import Source
 from ingestd.metrics import SourceStats
 from ingestd.notifications import PendingHash, PendingTx

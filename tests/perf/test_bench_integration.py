@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from common.synth import synthetic_envelopes
+from common.testing.synth import synthetic_envelopes
 from scripts.bench.grpc_boundary import build_parser, node_json, run_grpc, run_inprocess
 from scripts.bench.pipeline_bench import VisibleTail
 
@@ -41,7 +41,7 @@ def test_visible_tail_reads_appended_lines_and_partial_writes(tmp_path: Path) ->
 @pytest.mark.integration
 def test_ingest_locustfile_pushes_batches_that_processd_stores(tmp_path: Path) -> None:
     # The gRPC locustfile against a real processd: every batch acked in full, none failed.
-    from common.stack import Stack, StackConfig
+    from common.testing.stack import Stack, StackConfig
     from scripts.bench.loadtest import INGEST_FILE, run_locust
 
     env = {"MEMPULSE_PERF_OUT": str(tmp_path), "MEMPULSE_LOADTEST_BATCH_SIZE": "50"}

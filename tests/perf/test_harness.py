@@ -1,4 +1,4 @@
-"""Tests of the benchmark harness helpers (statistics, /proc sampling, rate search, artifacts)."""
+"""Tests of the benchmark harness helpers (statistics, RSS sampling, rate search, artifacts)."""
 
 from __future__ import annotations
 
@@ -13,16 +13,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from common.testing.procfs import cpu_seconds, descendants
 from scripts.bench.harness import (
     RssSampler,
     StepResult,
-    cpu_seconds,
-    descendants,
     linear_slope,
     percentile,
     read_artifact,
-    rss_anon_bytes,
-    rss_bytes,
     stepped_rate_search,
     summarize,
     tree_cpu_seconds,
@@ -59,15 +56,6 @@ def test_linear_slope() -> None:
     assert linear_slope(xs, [2 * x + 1 for x in xs]) == pytest.approx(2.0)
     assert linear_slope(xs, [7.0] * 4) == 0.0
     assert linear_slope([1.0], [1.0]) == 0.0
-
-
-def test_proc_readers_on_self_and_gone_pid() -> None:
-    assert (rss_bytes(os.getpid()) or 0) > 1_000_000
-    assert 0 < (rss_anon_bytes(os.getpid()) or 0) <= (rss_bytes(os.getpid()) or 0)
-    assert cpu_seconds(os.getpid()) is not None
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    assert rss_bytes(proc.pid) is None
 
 
 def test_rss_sampler_sees_growth_of_a_child() -> None:

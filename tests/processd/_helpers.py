@@ -11,8 +11,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from common.netutil import free_port, wait_for_port
 from common.pb.v1 import query_pb2_grpc
+from common.testing.netutil import free_port, wait_for_port
 from processd.config import ProcessdConfig
 
 ROOT = Path(__file__).resolve().parents[2]

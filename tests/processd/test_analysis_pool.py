@@ -22,11 +22,11 @@ import httpx
 import lmdb
 import pytest
 
-from common.ingest_push import channel, push_batches, push_envelopes
-from common.netutil import free_port
 from common.pb.v1 import events_pb2, ingest_pb2, query_pb2, tx_pb2
-from common.synth import batches as synth_batches
-from common.synth import synthetic_envelopes
+from common.testing.ingest_push import channel, push_batches, push_envelopes
+from common.testing.netutil import free_port
+from common.testing.synth import batches as synth_batches
+from common.testing.synth import synthetic_envelopes
 from processd import ingest_service
 from processd.analysis import analyze, default_analyzer
 from processd.analysis_pool import MAX_FUTILE_RESTARTS, AnalysisPool, PoolStoppedError

@@ -16,9 +16,9 @@ import grpc
 import lmdb
 import pytest
 
-from common.ingest_push import channel, push_envelopes
 from common.pb.v1 import ingest_pb2, ingest_pb2_grpc, query_pb2
-from common.synth import batches, synthetic_envelopes
+from common.testing.ingest_push import channel, push_envelopes
+from common.testing.synth import batches, synthetic_envelopes
 from processd.backup import BackupConfig, BackupError, backup
 from processd.eventlog import U64, decode_event
 from tests.processd._helpers import ROOT, ProcessdSubprocess, query_stub

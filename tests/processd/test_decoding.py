@@ -8,11 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common.fixtures import load_mainnet_calls
 from common.pb.v1 import events_pb2, tx_pb2
+from common.testing.fixtures import load_mainnet_calls
+from common.testing.samples import envelope_from_call
 from processd.analysis import Analyzer
 from processd.decoding import Decoder
-from processd.decoding.samples import envelope_from_call
 
 CALLS = {c.tx_hash: c for c in load_mainnet_calls()}
 ANALYZER = Analyzer()

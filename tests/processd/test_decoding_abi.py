@@ -12,11 +12,11 @@ from eth_hash.auto import keccak
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from common.fixtures import load_mainnet_calls
+from common.testing.eth_abi_reference import normalize
+from common.testing.fixtures import load_mainnet_calls
 from processd.decoding import AbiDecodeError, all_methods
 from processd.decoding.abi import ArgsDecoder
 from processd.decoding.routers import UR_COMMAND_TYPES
-from scripts.bench.eth_abi_backend import normalize
 
 METHODS = all_methods()
 CALLS = load_mainnet_calls()

@@ -10,9 +10,9 @@ import grpc
 import lmdb
 import pytest
 
-from common.ingest_push import channel, push_envelopes
 from common.pb.v1 import events_pb2, ingest_pb2, ingest_pb2_grpc, query_pb2
-from common.synth import batches, synthetic_envelopes
+from common.testing.ingest_push import channel, push_envelopes
+from common.testing.synth import batches, synthetic_envelopes
 from processd.eventlog import CHAIN_SEQ, U64, decode_event
 from tests.processd._helpers import ProcessdSubprocess, query_stub
 
@@ -190,7 +190,7 @@ def test_a_second_processd_on_a_held_data_dir_exits_2_with_one_line(tmp_path: Pa
     import subprocess
     import sys
 
-    from common.netutil import free_port
+    from common.testing.netutil import free_port
 
     data = tmp_path / "data"
     first = ProcessdSubprocess(data, tmp_path / "first.log").start()

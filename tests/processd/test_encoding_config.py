@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from common.envconfig import ConfigError
 from common.pb.v1 import events_pb2, tx_pb2
-from common.synth import synthetic_envelopes
+from common.testing.synth import synthetic_envelopes
 from processd import encoding
 from processd.config import load_config
 from processd.eventlog import decode_event

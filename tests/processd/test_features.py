@@ -8,8 +8,8 @@ from collections import Counter
 import eth_abi
 
 from common.pb.v1 import events_pb2, tx_pb2
+from common.testing.samples import fixture_envelopes
 from processd.analysis import Analyzer, analyze
-from processd.decoding.samples import fixture_envelopes
 from processd.features import u256
 
 A = Analyzer()

@@ -8,9 +8,9 @@ import itertools
 import grpc
 import pytest
 
-from common.ingest_push import channel, push_batches, push_envelopes
 from common.pb.v1 import events_pb2, ingest_pb2, query_pb2
-from common.synth import synthetic_envelopes
+from common.testing.ingest_push import channel, push_batches, push_envelopes
+from common.testing.synth import synthetic_envelopes
 from processd.server import ProcessdServer
 from tests.processd._helpers import query_stub
 

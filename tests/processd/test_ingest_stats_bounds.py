@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from common.ingest_push import channel
 from common.pb.v1 import ingest_pb2, ingest_pb2_grpc, query_pb2
-from common.synth import synthetic_envelopes
+from common.testing.ingest_push import channel
+from common.testing.synth import synthetic_envelopes
 from processd.ingest_stats import IngestStatsStore, StatsLimits
 from processd.server import ProcessdServer
 from tests.processd._helpers import query_stub

@@ -18,9 +18,9 @@ from pathlib import Path
 import lmdb
 import pytest
 
-from common.ingest_push import push_envelopes
-from common.netutil import free_port
-from common.synth import synthetic_envelopes
+from common.testing.ingest_push import push_envelopes
+from common.testing.netutil import free_port
+from common.testing.synth import synthetic_envelopes
 from tests.processd._helpers import ROOT, ProcessdSubprocess
 
 pytestmark = pytest.mark.integration

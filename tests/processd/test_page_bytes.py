@@ -12,9 +12,9 @@ import asyncio
 
 import pytest
 
-from common.ingest_push import channel, push_envelopes
 from common.pb.v1 import query_pb2, tx_pb2
-from common.synth import synthetic_envelopes
+from common.testing.ingest_push import channel, push_envelopes
+from common.testing.synth import synthetic_envelopes
 from processd.server import ProcessdServer
 from tests.processd._helpers import query_stub
 

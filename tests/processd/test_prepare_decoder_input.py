@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common.fixtures import load_mainnet_calls
+from common.testing.fixtures import load_mainnet_calls
 from processd.decoding import AbiDecodeError, Decoder, all_methods
 
 DECODER = Decoder()

@@ -21,13 +21,13 @@ from hypothesis import strategies as st
 
 from common.chains import KNOWN_CHAINS, MAX_CHAIN_ID
 from common.pb.v1 import events_pb2, ingest_pb2, tx_pb2
-from common.synth import synthetic_envelopes
+from common.testing.samples import fixture_envelopes
+from common.testing.synth import synthetic_envelopes
 from processd import encoding
 from processd.analysis import Analysis, Analyzer, encode_analysis
 from processd.columns import BatchColumns, ColumnsBuilder
 from processd.decoding.model import SWAP, UNISWAP_V2, DecodedCall
 from processd.decoding.registry import _RAW, WRAPPED_NATIVE
-from processd.decoding.samples import fixture_envelopes
 from processd.eventlog import tx_key
 from processd.prepare import prepare_batch
 from processd.validation import (

@@ -7,9 +7,9 @@ import itertools
 import random
 from pathlib import Path
 
-from common.ingest_push import push_envelopes
 from common.pb.v1 import events_pb2
-from common.synth import synthetic_envelopes
+from common.testing.ingest_push import push_envelopes
+from common.testing.synth import synthetic_envelopes
 from processd import encoding
 from processd.group_commit import OppEntry
 from processd.readmodels import OpportunityWindow, ReadModels

@@ -6,10 +6,10 @@ import random
 
 import eth_abi
 
-from common.fixtures import load_mainnet_calls
 from common.pb.v1 import events_pb2, tx_pb2
+from common.testing.fixtures import load_mainnet_calls
+from common.testing.samples import envelope_from_call, fixture_envelopes
 from processd.analysis import Analyzer
-from processd.decoding.samples import envelope_from_call, fixture_envelopes
 from processd.searcher import SANDWICH, size_points, slippage_points, urgency_points
 
 CALLS = {c.tx_hash: c for c in load_mainnet_calls()}

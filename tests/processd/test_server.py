@@ -8,9 +8,9 @@ import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from common.ingest_push import channel, push_envelopes
-from common.netutil import free_port
-from common.synth import synthetic_envelopes
+from common.testing.ingest_push import channel, push_envelopes
+from common.testing.netutil import free_port
+from common.testing.synth import synthetic_envelopes
 from processd.server import ProcessdServer
 from tests.processd._helpers import make_config
 

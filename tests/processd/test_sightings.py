@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from common.ingest_push import channel, push_batches, push_envelopes
 from common.pb.v1 import events_pb2, ingest_pb2, query_pb2, tx_pb2
-from common.synth import synthetic_envelopes
+from common.testing.ingest_push import channel, push_batches, push_envelopes
+from common.testing.synth import synthetic_envelopes
 from processd import encoding
 from processd.eventlog import CHAIN_SEQ, KIND_SEEN, KIND_SOURCE, U64, EventLog, decode_event
 from processd.server import ProcessdServer

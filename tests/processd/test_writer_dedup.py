@@ -7,9 +7,9 @@ from typing import Any
 import grpc
 import pytest
 
-from common.ingest_push import channel, push_envelopes
 from common.pb.v1 import events_pb2, query_pb2
-from common.synth import synthetic_envelopes
+from common.testing.ingest_push import channel, push_envelopes
+from common.testing.synth import synthetic_envelopes
 from processd.eventlog import CHAIN_SEQ, U64, decode_event, tx_key
 from processd.server import ProcessdServer
 from tests.processd._helpers import query_stub

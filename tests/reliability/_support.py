@@ -21,9 +21,9 @@ from pathlib import Path
 import grpc
 import lmdb
 
-from common.netutil import free_port
 from common.pb.v1 import events_pb2, ingest_pb2, ingest_pb2_grpc, tx_pb2
-from common.process import ManagedProcess, child_env, python_module_argv
+from common.testing.netutil import free_port
+from common.testing.process import ManagedProcess, child_env, python_module_argv
 
 ROOT = Path(__file__).resolve().parents[2]
 U64 = struct.Struct(">Q")
@@ -403,8 +403,8 @@ def wait_until(predicate, timeout_s: float, what: str, interval_s: float = 0.1, 
 
 def send_calls(http_url: str, start: int, count: int, batch_size: int = 50) -> list[str]:
     """Sends ``count`` fixture calls (from index ``start``, wrapping) into anvil; returns the accepted hashes."""
-    from common.fixtures import load_mainnet_calls
-    from common.replay import Replayer
+    from common.testing.fixtures import load_mainnet_calls
+    from common.testing.replay import Replayer
 
     calls = load_mainnet_calls()
     chosen = [calls[(start + i) % len(calls)] for i in range(count)]

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from common.synth import synthetic_envelopes
+from common.testing.synth import synthetic_envelopes
 from tests.reliability._support import ProcessdProc, ResendingPusher, audit_log, keys_of
 
 pytestmark = pytest.mark.integration

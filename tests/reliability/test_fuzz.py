@@ -32,9 +32,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from common.chains import MAX_CHAIN_ID
-from common.ingest_push import push_envelopes
 from common.pb.v1 import ingest_pb2, tx_pb2
-from common.synth import synthetic_envelopes
+from common.testing.ingest_push import push_envelopes
+from common.testing.synth import synthetic_envelopes
 from tests.reliability._support import ProcessdProc, knob, metric_sum, scrape, write_artifact
 
 EXAMPLES = knob("fuzz_examples", 100, 3000)

@@ -3,7 +3,7 @@
 1. processd is SIGKILLed at random moments while ingestd streams real anvil traffic: ingestd's resends
    complete the log; every delivered transaction is stored exactly once; every announced transaction is
    delivered or dropped with a counted reason.
-2. An upstream fault storm through :mod:`common.faultproxy`: WS cut every round, a node restart, 429 and
+2. An upstream fault storm through :mod:`common.testing.faultproxy`: WS cut every round, a node restart, 429 and
    -32005 bursts, malformed JSON bodies and frames, null results, reordered / partially failed / truncated
    batch responses, slow responses. ingestd stays up, resubscribes, and
    ``delivered + dropped-by-reason == announced`` with ``delivered == stored in processd``.
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from common.anvil import AnvilNode
-from common.faultproxy import FaultProxyThread, Faults
+from common.testing.anvil import AnvilNode
+from common.testing.faultproxy import FaultProxyThread, Faults
 from tests.reliability._support import (
     IngestdProc,
     ProcessdProc,

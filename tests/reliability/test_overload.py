@@ -24,12 +24,12 @@ from pathlib import Path
 import grpc
 import pytest
 
-from common.anvil import AnvilNode
-from common.netutil import free_port
 from common.pb.v1 import ingest_pb2, ingest_pb2_grpc
-from common.synth import synthetic_envelopes
-from common.traffic import TrafficGenerator
-from scripts.bench.harness import descendants, rss_anon_bytes
+from common.testing.anvil import AnvilNode
+from common.testing.netutil import free_port
+from common.testing.procfs import descendants, rss_anon_bytes
+from common.testing.synth import synthetic_envelopes
+from common.testing.traffic import TrafficGenerator
 from tests.reliability._support import (
     IngestdProc,
     ProcessdProc,
@@ -297,7 +297,7 @@ def test_gateway_rest_flood_and_stalled_sse_clients_stay_bounded(tmp_path: Path)
 
     import httpx
 
-    from common.process import ManagedProcess, child_env, python_module_argv
+    from common.testing.process import ManagedProcess, child_env, python_module_argv
     from tests.reliability._support import ROOT
 
     duration = knob("overload_s", 6, 120)
@@ -381,7 +381,7 @@ def test_gateway_memory_under_rest_flood_stays_within_its_accounted_cache(tmp_pa
     for (at most 3x their accounted bytes plus 20 MiB), so the configured bounds really bound RSS."""
     import httpx
 
-    from common.process import ManagedProcess, child_env, python_module_argv
+    from common.testing.process import ManagedProcess, child_env, python_module_argv
     from tests.reliability._support import ROOT
 
     proc = ProcessdProc(tmp_path / "lmdb", tmp_path / "processd.log", "--durability", "nosync")

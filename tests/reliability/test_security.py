@@ -25,11 +25,11 @@ import grpc
 import httpx
 import pytest
 
-from common.ingest_push import push_envelopes
-from common.netutil import free_port
 from common.pb.v1 import ingest_pb2, ingest_pb2_grpc, tx_pb2
-from common.process import ManagedProcess, child_env, python_module_argv
-from common.synth import synthetic_envelopes
+from common.testing.ingest_push import push_envelopes
+from common.testing.netutil import free_port
+from common.testing.process import ManagedProcess, child_env, python_module_argv
+from common.testing.synth import synthetic_envelopes
 from tests.reliability._support import ROOT, IngestdProc, ProcessdProc, grpc_serving
 
 
@@ -79,7 +79,7 @@ def test_defaults_bind_loopback_only() -> None:
 
 @pytest.mark.integration
 def test_real_sockets_are_on_loopback(tmp_path: Path) -> None:
-    from common.anvil import AnvilNode
+    from common.testing.anvil import AnvilNode
 
     proc = ProcessdProc(tmp_path / "lmdb", tmp_path / "processd.log", metrics=True)
     gw_port = free_port()

@@ -25,9 +25,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from common.ingest_push import push_envelopes
 from common.pb.v1 import ingest_pb2, query_pb2, query_pb2_grpc
-from common.synth import synthetic_envelopes
+from common.testing.ingest_push import push_envelopes
+from common.testing.synth import synthetic_envelopes
 from tests.reliability._support import (
     ProcessdProc,
     audit_log,

@@ -4,7 +4,7 @@ Everything runs as real subprocesses on free loopback ports, each daemon's outpu
 ``<log_dir>/<name>.log``. The demo, the end-to-end tests, benchmarks, soak and reliability scripts all build
 on it::
 
-    from common.stack import ChainSpec, Stack, StackConfig
+    from common.testing.stack import ChainSpec, Stack, StackConfig
 
     config = StackConfig(chains=(ChainSpec(1, rate_tx_s=50), ChainSpec(137, rate_tx_s=50)))
     with Stack(config) as stack:                   # start() waits until every part is ready
@@ -35,15 +35,15 @@ from typing import Any, TypeVar
 
 import httpx
 
-from common.anvil import AnvilNode
 from common.errors import MempulseError
-from common.netutil import free_port, port_in_use
-from common.process import ManagedProcess, ProcessError, child_env, python_module_argv
-from common.traffic import AcceptedCallback, TrafficGenerator, TrafficStats
+from common.testing.anvil import AnvilNode
+from common.testing.netutil import free_port, port_in_use
+from common.testing.process import ManagedProcess, ProcessError, child_env, python_module_argv
+from common.testing.traffic import AcceptedCallback, TrafficGenerator, TrafficStats
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 T = TypeVar("T")
 
@@ -92,7 +92,7 @@ class StackConfig:
     #: kept data dir (fresh anvils repeat nonces); None = random per Stack, 0 = the fixture's exact gas.
     traffic_gas_salt: int | None = None
     #: Bound of each anvil's pending pool: after this many replayed transactions the generator empties it
-    #: (anvil slows down as its pool grows; see common.traffic). 0 = never.
+    #: (anvil slows down as its pool grows; see common.testing.traffic). 0 = never.
     anvil_max_pending: int = 2000
     #: Start the traffic generators in start() (False: call start_generators() yourself).
     start_traffic: bool = True

@@ -26,12 +26,12 @@ from typing import Any
 import httpx
 import orjson
 
-from common.anvil import AnvilNotFoundError, anvil_binary
 from common.chains import UnknownChainError, chain_name, parse_chain
 from common.envconfig import ConfigError, env_float, env_int, env_str
-from common.netutil import port_in_use
-from common.stack import REPO_ROOT, ChainSpec, Stack, StackConfig, StackError
-from common.traffic import TrafficStats
+from common.testing.anvil import AnvilNotFoundError, anvil_binary
+from common.testing.netutil import port_in_use
+from common.testing.stack import REPO_ROOT, ChainSpec, Stack, StackConfig, StackError
+from common.testing.traffic import TrafficStats
 
 log = logging.getLogger("mempulse.demo")
 

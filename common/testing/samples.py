@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from common.fixtures import MainnetCall, load_mainnet_calls
 from common.pb.v1 import tx_pb2
+from common.testing.fixtures import MainnetCall, load_mainnet_calls
 
 #: Gas price used for fixture calls that do not record one (pre-receipt data), wei.
 DEFAULT_GAS_PRICE_WEI = 30 * 10**9
@@ -15,7 +15,7 @@ def _u256(value: int) -> bytes:
 
 def envelope_from_call(call: MainnetCall, chain_id: int = 1) -> tx_pb2.TxEnvelope:
     """The envelope ingestd would produce for ``call`` replayed as a legacy transaction (gas price = the
-    price the call paid on mainnet, as common.replay sends it)."""
+    price the call paid on mainnet, as common.testing.replay sends it)."""
     env = tx_pb2.TxEnvelope()
     env.chain_id = chain_id
     env.hash = bytes.fromhex(call.tx_hash[2:])

@@ -37,7 +37,7 @@ Use it in a running event loop::
 
 or in a background thread (``with FaultProxyThread(upstream) as proxy: ...``), or as a process::
 
-    python -m common.faultproxy --upstream http://127.0.0.1:8545 --latency-ms 30 [--listen 127.0.0.1:0]
+    python -m common.testing.faultproxy --upstream http://127.0.0.1:8545 --latency-ms 30 [--listen 127.0.0.1:0]
 """
 
 from __future__ import annotations
@@ -503,11 +503,11 @@ class FaultProxyThread:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """CLI: ``python -m common.faultproxy --upstream URL [--listen HOST:PORT] [fault flags]``."""
+    """CLI: ``python -m common.testing.faultproxy --upstream URL [--listen HOST:PORT] [fault flags]``."""
     import argparse
     import signal
 
-    parser = argparse.ArgumentParser(prog="python -m common.faultproxy",
+    parser = argparse.ArgumentParser(prog="python -m common.testing.faultproxy",
                                      description="Fault-injecting HTTP+WebSocket JSON-RPC proxy (see module doc).")
     parser.add_argument("--upstream", required=True, help="upstream node http URL (ws is the same host:port)")
     parser.add_argument("--listen", default="127.0.0.1:0", help="HOST:PORT to listen on (port 0 = free port)")

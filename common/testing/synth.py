@@ -1,4 +1,4 @@
-"""Deterministic synthetic pending transactions built from the real mainnet calls in ``common/fixtures``.
+"""Deterministic synthetic pending transactions built from the real mainnet calls in ``common/testing/fixtures``.
 
 Each envelope reuses a real call's sender, target, value, gas and calldata (so decoders see real swaps,
 transfers and approvals) but gets a unique hash derived from (seed, index), a chain id from ``chain_ids`` and
@@ -13,9 +13,9 @@ from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from typing import Any
 
-from common.fixtures import load_mainnet_calls
 from common.hexutil import int_to_uint256
 from common.pb.v1 import ingest_pb2, tx_pb2
+from common.testing.fixtures import load_mainnet_calls
 
 DEFAULT_CHAIN_IDS: tuple[int, ...] = (1, 137, 56)
 BASE_TIME_NS = 1_700_000_000_000_000_000

@@ -3,7 +3,7 @@
     scripts/generate --rpc http://127.0.0.1:8545 --rate-tx-s 200 --duration-s 60
 
 Works against any node that accepts ``anvil_setBalance`` and impersonated ``eth_sendTransaction`` (anvil
-with ``--auto-impersonate``, as ``common.anvil`` starts it). Prints one progress line per second and, at
+with ``--auto-impersonate``, as ``common.testing.anvil`` starts it). Prints one progress line per second and, at
 the end, one JSON line with the totals (``sent``, ``accepted``, ``rejected``, ``behind``, rates).
 Exit status: 0 on success, 1 when nothing was accepted, 2 on bad arguments or an unreachable node.
 """
@@ -22,7 +22,7 @@ import orjson
 
 from common.envconfig import ConfigError, env_float, env_int
 from common.logsetup import configure_logging
-from common.traffic import TrafficGenerator
+from common.testing.traffic import TrafficGenerator
 
 
 def build_parser() -> argparse.ArgumentParser:

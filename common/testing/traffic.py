@@ -1,6 +1,6 @@
 """Background traffic generator: replays the bundled real mainnet calls into one anvil node at a steady rate.
 
-:class:`TrafficGenerator` runs a :class:`common.replay.Replayer` on its own thread and event loop, so a
+:class:`TrafficGenerator` runs a :class:`common.testing.replay.Replayer` on its own thread and event loop, so a
 synchronous caller (the stack supervisor, the demo, a benchmark script) can start, observe and stop it
 without owning an event loop. Pacing is by wall clock: after ``t`` seconds about ``rate_tx_s * t``
 transactions have been sent; if anvil falls behind, the generator sends larger batches (up to
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import httpx
 
-from common.fixtures import MainnetCall, load_mainnet_calls
-from common.replay import Replayer, SentTx
+from common.testing.fixtures import MainnetCall, load_mainnet_calls
+from common.testing.replay import Replayer, SentTx
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ AcceptedCallback = Callable[[list[SentTx], int], None]
 
 # How far (in seconds of traffic) the generator may lag before it skips ahead instead of catching up.
 _MAX_LAG_S = 2.0
-# What common.replay sends as gas price when the fixture has none (a pool epoch adds to it).
+# What common.testing.replay sends as gas price when the fixture has none (a pool epoch adds to it).
 _DEFAULT_GAS_PRICE_WEI = 30 * 10**9
 
 
@@ -83,7 +83,7 @@ class TrafficGenerator:
         self._calls = calls
         self.gas_salt = gas_salt
         self.max_pending = max_pending
-        self.signed = signed  # send from anvil's dev accounts, properly signed (common.replay, module doc)
+        self.signed = signed  # send from anvil's dev accounts, properly signed (common.testing.replay, module doc)
         self._epoch = 0  # pool resets so far; each adds 1 wei of gas price so hashes never repeat
         self._in_pool = 0  # accepted since the last pool reset
         self._start_offset = start_offset

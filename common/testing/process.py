@@ -1,6 +1,6 @@
 """One supervised child process: started with its output captured to a log file, stopped cleanly.
 
-Used by :mod:`common.stack` for the daemons; reusable by any script that needs to run, kill and restart a
+Used by :mod:`common.testing.stack` for the daemons; reusable by any script that needs to run, kill and restart a
 daemon (reliability loops, benchmarks). Children run in their own session, so a Ctrl-C in the terminal
 reaches only the supervisor, which then stops them in order; on Linux they also receive SIGTERM if the
 supervisor dies (``PR_SET_PDEATHSIG`` through ``setpriv``), so a killed supervisor leaves no daemon behind.

@@ -1,4 +1,4 @@
-"""Access to the bundled real mainnet calls (``common/fixtures/mainnet_calls``; see its README for the
+"""Access to the bundled real mainnet calls (``common/testing/fixtures/mainnet_calls``; see its README for the
 source and license: flashbots/mev-inspect-py block fixtures, MIT)."""
 
 from __future__ import annotations

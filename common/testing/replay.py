@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import httpx
 import orjson
 
-from common.fixtures import MainnetCall
+from common.testing.fixtures import MainnetCall
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from types import TracebackType
 import httpx
 
 from common.errors import MempulseError
-from common.netutil import free_port
-from common.process import die_with_parent_prefix
+from common.testing.netutil import free_port
+from common.testing.process import die_with_parent_prefix
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def anvil_binary() -> str:
     explicit = os.environ.get("MEMPULSE_ANVIL_BIN")
     if explicit and Path(explicit).exists():
         return explicit
-    modules = Path(__file__).resolve().parent.parent / ".tools" / "node_modules"
+    modules = Path(__file__).resolve().parents[2] / ".tools" / "node_modules"
     # The npm package's launcher (.bin/anvil) is a node script that runs the platform package's native
     # binary as its child; starting the native binary directly saves a node process per chain and lets
     # signals reach anvil itself.

@@ -1,0 +1,69 @@
+"""Readers of ``/proc`` for one process: resident memory (all of it, and the anonymous part), CPU time used, and
+its descendants. The benchmarks' RSS sampler (scripts/bench/harness.py) and the reliability tests' memory plateaus
+read processes through these. Each returns None (or nothing) for a process that is gone."""
+
+from __future__ import annotations
+
+import os
+
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def rss_bytes(pid: int) -> int | None:
+    """Resident set size of ``pid`` from ``/proc/<pid>/statm`` (None when the process is gone)."""
+    try:
+        with open(f"/proc/{pid}/statm", encoding="ascii") as fh:
+            return int(fh.read().split()[1]) * _PAGE_SIZE
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def rss_anon_bytes(pid: int) -> int | None:
+    """Anonymous resident memory of ``pid`` (``RssAnon`` in ``/proc/<pid>/status``): heap and stacks, without
+    file-backed pages. processd maps its LMDB file, whose touched pages count in RSS and grow with the log;
+    growth of the anonymous part is what a leak or an unbounded queue looks like."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, IndexError, ValueError):
+        return None
+    return None
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds ``pid`` has used so far (None when the process is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            raw = fh.read()
+    except OSError:
+        return None
+    # The command name (field 2) may contain spaces; fields after the closing parenthesis are fixed.
+    fields = raw[raw.rfind(")") + 2:].split()
+    try:
+        return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+    except (IndexError, ValueError):
+        return None
+
+
+def descendants(pid: int) -> list[int]:
+    """Every descendant pid of ``pid`` (children of all its threads, recursively) from /proc."""
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            tids = os.listdir(f"/proc/{current}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{current}/task/{tid}/children", encoding="ascii") as fh:
+                    kids = [int(k) for k in fh.read().split()]
+            except (OSError, ValueError):
+                continue
+            out.extend(kids)
+            todo.extend(kids)
+    return out

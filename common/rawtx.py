@@ -30,6 +30,8 @@ from common.pb.v1 import tx_pb2
 
 #: Transaction types this module encodes.
 SUPPORTED_TYPES = frozenset({0, 1, 2, 3, 4})
+#: Every :class:`RawTxError` reason but ``unsigned`` (no signature to re-encode: an outcome, not a failure).
+FAILURE_REASONS = ("hash_mismatch", "missing_fields", "missing_signature", "unsupported_type")
 
 
 class RawTxError(MempulseError, ValueError):

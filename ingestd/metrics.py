@@ -17,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from common.pb.v1 import ingest_pb2
+from common.rawtx import FAILURE_REASONS
 from ingestd.drops import SOURCELESS_REASONS, DropCounter, DropReason
 from ingestd.notifications import REJECT_REASONS
 
@@ -44,9 +45,8 @@ class RawOutcome:
     FETCH_QUEUE_FULL = "fetch_queue_full"
 
 
-#: Every raw_tx outcome (exported at zero from start) and every re-encoding failure reason (common.rawtx).
+#: Every raw_tx outcome (exported at zero from start, like common.rawtx.FAILURE_REASONS).
 RAW_OUTCOMES = tuple(v for k, v in vars(RawOutcome).items() if k.isupper())
-RAW_REENCODE_FAILURES = ("hash_mismatch", "missing_fields", "missing_signature", "unsupported_type")
 
 
 @dataclass
@@ -280,7 +280,7 @@ class IngestCollector(Collector):
                 rpc_err.add_metric([ch, endpoint, code], n)
             for outcome, n in (dict.fromkeys(RAW_OUTCOMES, 0) | dict(list(c.raw_tx.items()))).items():
                 raw_tx.add_metric([ch, outcome], n)
-            failures = dict.fromkeys(RAW_REENCODE_FAILURES, 0) | dict(list(c.raw_tx_reencode_failures.items()))
+            failures = dict.fromkeys(FAILURE_REASONS, 0) | dict(list(c.raw_tx_reencode_failures.items()))
             for reason, n in failures.items():
                 raw_fail.add_metric([ch, reason], n)
             for queue, (depth_fn, cap) in list(c.queues.items()):

@@ -167,3 +167,16 @@ def test_every_generated_typed_envelope_reencodes_to_bytes_hashing_to_its_hash(s
         else:
             with pytest.raises(RawTxError, match="unsigned"):
                 verified_raw(again)
+
+
+def test_every_raised_reason_is_exported_at_zero() -> None:
+    """ingestd exports mempulse_ingestd_raw_tx_reencode_failures_total at zero for rawtx.FAILURE_REASONS: every
+    reason the module raises is in it (``unsigned`` is counted as a raw_tx outcome instead)."""
+    import ast
+
+    import common.rawtx as rawtx
+
+    raised = {node.args[0].value for node in ast.walk(ast.parse(Path(rawtx.__file__).read_text()))
+              if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "RawTxError"
+              and node.args and isinstance(node.args[0], ast.Constant)}
+    assert raised == {*rawtx.FAILURE_REASONS, "unsigned"}

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from common.envconfig import ConfigError
 from common.logsetup import configure_logging
 from processd.config import ProcessdConfig, load_config
-from processd.eventlog import StorageError
+from processd.storage.eventlog import StorageError
 
 log = logging.getLogger("processd")
 
@@ -33,7 +33,7 @@ def tune_gc() -> None:
 
 async def run(config: ProcessdConfig) -> int:
     """Runs a ProcessdServer until a termination signal arrives (exit code 0) or its writer fails (1)."""
-    from processd.server import ProcessdServer
+    from processd.api.server import ProcessdServer
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -15,7 +15,7 @@ from pathlib import Path
 from common import limits
 from common.chains import UnknownChainError, parse_chain
 from common.envconfig import ConfigError, Knobs, add_version_flag, parse_hostport
-from processd.validation import max_envelope_bytes
+from processd.analysis.validation import max_envelope_bytes
 
 #: What a response holds beside its largest record (a stored transaction's other fields, a page's cursor).
 _MESSAGE_HEADROOM_BYTES = 64 * 1024
@@ -84,7 +84,7 @@ class ProcessdConfig:
     #: A scan with filters examines at most this many events per call (it returns a cursor to continue).
     scan_max_examined: int = 20000
     #: Processes that prepare batches (validation, decoding, features, ranking, event encoding) beside the
-    #: writer; 0 = one thread inside processd (uses one core at most). See processd/analysis_pool.py.
+    #: writer; 0 = one thread inside processd (uses one core at most). See processd/analysis/pool.py.
     analysis_workers: int = 2
     #: A worker holding batches this long without answering is killed and replaced (its batches are prepared
     #: in-process meanwhile); a 500-transaction batch takes about 10 ms.

@@ -13,11 +13,11 @@ from prometheus_client.registry import Collector
 
 from common.pb.v1 import query_pb2
 from common.promutil import FunctionCounter, add_process_collectors
-from processd import ingest_stats
-from processd.eventlog import AGG_SOURCE, AGG_SOURCE_LATER, AGG_SOURCE_WINS, U64
-from processd.subscriptions import CUT_SLOW
-from processd.validation import REASON_NAMES
-from processd.writer import SIGHTING_OUTCOMES
+from processd.analysis.validation import REASON_NAMES
+from processd.storage.eventlog import AGG_SOURCE, AGG_SOURCE_LATER, AGG_SOURCE_WINS, U64
+from processd.storage.writer import SIGHTING_OUTCOMES
+from processd.views import ingest_stats
+from processd.views.subscriptions import CUT_SLOW
 
 log = logging.getLogger(__name__)
 

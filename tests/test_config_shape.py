@@ -13,7 +13,8 @@ DAEMONS = [
     ("ingestd.config", ["--chain", "1=ws://127.0.0.1:8545"], "IngestConfig"),
     ("processd.config", ["--data-dir", "/tmp/mempulse-shape"], "ProcessdConfig"),
     ("gatewayd.config", [], "GatewayConfig"),
-    ("processd.backup", ["--data-dir", "/tmp/mempulse-shape", "--out", "/tmp/mempulse-shape-out"], "BackupConfig"),
+    ("processd.storage.backup", ["--data-dir", "/tmp/mempulse-shape", "--out", "/tmp/mempulse-shape-out"],
+     "BackupConfig"),
 ]
 
 

@@ -64,8 +64,8 @@ def test_every_path_and_name_on_the_page_exists() -> None:
     "`proto/common/pb/v1/event.proto`",
     "`gatewayd/nothing/`",
     "`proto/common/pb/v1/*.protoc`",
-    "`processd/features.py::encode_featurez`",
-    "`processd/analysis.py::Analyzer.analyze_fieldz`",
+    "`processd/analysis/features.py::encode_featurez`",
+    "`processd/analysis/analyzer.py::Analyzer.analyze_fieldz`",
     "`.env.sample`",
 ])
 def test_a_wrong_path_or_name_is_found(planted: str) -> None:

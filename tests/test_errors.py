@@ -49,8 +49,8 @@ def test_roots_and_kept_builtin_bases() -> None:
     from common.envconfig import ConfigError
     from gatewayd.params import ParamError
     from ingestd.mapping import MappingError
-    from processd.eventlog import StorageError
-    from processd.writer import QueueFullError
+    from processd.storage.eventlog import StorageError
+    from processd.storage.writer import QueueFullError
 
     assert all(issubclass(root, MempulseError) for root in ROOTS.values())
     assert issubclass(ConfigError, ValueError) and issubclass(ParamError, ValueError)

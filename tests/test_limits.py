@@ -6,7 +6,7 @@ import pytest
 
 from common import limits
 from gatewayd.params import EVENT_KINDS, ROUTE_PARAMS, ParamError, parse_params
-from processd import query_service
+from processd.api import query_service
 from processd.config import ProcessdConfig
 
 

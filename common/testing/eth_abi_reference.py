@@ -1,4 +1,4 @@
-"""eth-abi, the reference the fast ABI decoder (``processd.decoding.abi``) is tested and benchmarked against:
+"""eth-abi, the reference the fast ABI decoder (``processd.analysis.decoding.abi``) is tested and benchmarked against:
 :func:`normalize` turns an ``eth_abi.decode`` result into the fast decoder's representation, so the two compare
 with ``==`` (tests/processd/test_decoding_abi.py; the analysis benchmark's eth-abi backend,
 scripts/bench/eth_abi_backend.py). eth-abi itself is a dev dependency."""

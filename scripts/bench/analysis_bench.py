@@ -28,8 +28,8 @@ import eth_abi
 
 from common.pb.v1 import events_pb2, tx_pb2
 from common.testing.samples import fixture_envelopes
-from processd.analysis import Analyzer
-from processd.decoding import all_methods
+from processd.analysis.analyzer import Analyzer
+from processd.analysis.decoding import all_methods
 from scripts.bench.eth_abi_backend import EthAbiArgsDecoder
 from scripts.bench.harness import write_artifact
 

@@ -10,11 +10,11 @@ import eth_abi
 from eth_abi.exceptions import DecodingError
 
 from common.testing.eth_abi_reference import normalize
-from processd.decoding.abi import AbiDecodeError
+from processd.analysis.decoding.abi import AbiDecodeError
 
 
 class EthAbiArgsDecoder:
-    """Same interface as ``processd.decoding.abi.ArgsDecoder``, decoding with ``eth_abi.decode``."""
+    """Same interface as ``processd.analysis.decoding.abi.ArgsDecoder``, decoding with ``eth_abi.decode``."""
 
     __slots__ = ("types",)
 

@@ -9,7 +9,7 @@ Both variants run the identical pipeline on the identical input:
 - consumer (processd's work): ``IngestService.prepare`` (validation), the group-commit ``CommitWriter``
   (dedup, decoding, features, ranking, LMDB put, fsync'd commit), read models and subscriptions, then the ack.
 
-``inprocess``: a ``processd.server.ProcessdServer`` runs inside the benchmark process and the producer calls
+``inprocess``: a ``processd.api.server.ProcessdServer`` runs inside the benchmark process and the producer calls
 ``prepare()`` + ``writer.submit()`` directly and awaits the ack future: no serialization, no sockets.
 ``grpc``: processd runs as its own process (``python -m processd``) and the producer streams the batches over
 one ``Ingest.Stream`` (protobuf serialize, HTTP/2, parse on the other side). Both keep the same number of
@@ -47,9 +47,9 @@ from common.testing.procfs import cpu_seconds, descendants
 from common.testing.stack import Stack, StackConfig
 from common.testing.synth import synthetic_envelopes
 from ingestd.mapping import tx_to_envelope
+from processd.api.server import ProcessdServer
 from processd.config import ProcessdConfig
-from processd.server import ProcessdServer
-from processd.writer import PendingBatch
+from processd.storage.writer import PendingBatch
 from scripts.bench.harness import REPO_ROOT, RssSampler, ratio, summarize, write_artifact
 
 log = logging.getLogger("grpc_boundary")

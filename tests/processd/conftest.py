@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from processd.server import ProcessdServer
+from processd.api.server import ProcessdServer
 from tests.processd._helpers import make_config
 
 

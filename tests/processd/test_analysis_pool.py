@@ -1,4 +1,4 @@
-"""The analysis worker pool (``processd.analysis_pool``): same results as in-process preparation, survives a
+"""The analysis worker pool (``processd.analysis.pool``): same results as in-process preparation, survives a
 killed worker, dies with processd, and the Ingest.Stream edge it sits behind (raw batch bytes).
 
 Everything runs for real: ProcessdServer in this process or ``python -m processd`` subprocesses, spawn'd worker
@@ -27,11 +27,11 @@ from common.testing.ingest_push import channel, push_batches, push_envelopes
 from common.testing.netutil import free_port
 from common.testing.synth import batches as synth_batches
 from common.testing.synth import synthetic_envelopes
-from processd import ingest_service
-from processd.analysis import analyze, default_analyzer
-from processd.analysis_pool import MAX_FUTILE_RESTARTS, AnalysisPool, PoolStoppedError
-from processd.prepare import prepare_batch
-from processd.server import ProcessdServer
+from processd.analysis.analyzer import analyze, default_analyzer
+from processd.analysis.pool import MAX_FUTILE_RESTARTS, AnalysisPool, PoolStoppedError
+from processd.analysis.prepare import prepare_batch
+from processd.api import ingest_service
+from processd.api.server import ProcessdServer
 from tests.processd._helpers import ProcessdSubprocess, make_config, query_stub
 
 pytestmark = pytest.mark.integration
@@ -44,7 +44,7 @@ CHAINS = frozenset({1, 56, 137})
 
 
 class _BatchClock:
-    """Stands in for the ``time`` module of ``processd.ingest_service``: ``time_ns()`` (the batch's received time,
+    """Stands in for the ``time`` module of ``processd.api.ingest_service``: ``time_ns()`` (the batch's received time,
     part of every event) counts up deterministically, so two runs can be compared byte for byte."""
 
     def __init__(self) -> None:

@@ -1,6 +1,6 @@
-"""processd.backup: a hot copy of the live event log, taken while processd runs and while it ingests, restores: a
-new processd started on the copy (after the original was killed with -9) serves every event up to the copy's last
-seq with the same content, and goes on storing new batches after it."""
+"""processd.storage.backup: a hot copy of the live event log, taken while processd runs and while it ingests,
+restores: a new processd started on the copy (after the original was killed with -9) serves every event up to the
+copy's last seq with the same content, and goes on storing new batches after it."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ import pytest
 from common.pb.v1 import ingest_pb2, ingest_pb2_grpc, query_pb2
 from common.testing.ingest_push import channel, push_envelopes
 from common.testing.synth import batches, synthetic_envelopes
-from processd.backup import BackupConfig, BackupError, backup
-from processd.eventlog import U64, decode_event
+from processd.storage.backup import BackupConfig, BackupError, backup
+from processd.storage.eventlog import U64, decode_event
 from tests.processd._helpers import ROOT, ProcessdSubprocess, query_stub
 
 pytestmark = pytest.mark.integration
@@ -28,8 +28,8 @@ pytestmark = pytest.mark.integration
 
 def run_backup(data_dir: Path, out: Path) -> dict:
     """The command an operator runs; returns its JSON line."""
-    proc = subprocess.run([sys.executable, "-m", "processd.backup", "--data-dir", str(data_dir), "--out", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    argv = [sys.executable, "-m", "processd.storage.backup", "--data-dir", str(data_dir), "--out", str(out)]
+    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -140,6 +140,6 @@ def test_backup_refuses_a_used_destination_and_a_dir_without_a_log(tmp_path: Pat
     (tmp_path / "empty-data").mkdir()
     with pytest.raises(BackupError, match="does not exist: --data-dir must be processd's data dir"):
         backup(BackupConfig(tmp_path / "empty-data", tmp_path / "new"))
-    proc = subprocess.run([sys.executable, "-m", "processd.backup", "--data-dir", str(tmp_path / "empty-data"),
+    proc = subprocess.run([sys.executable, "-m", "processd.storage.backup", "--data-dir", str(tmp_path / "empty-data"),
                            "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and proc.stdout == ""

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from common.pb.v1 import events_pb2, tx_pb2
 from common.testing.fixtures import load_mainnet_calls
 from common.testing.samples import envelope_from_call
-from processd.analysis import Analyzer
-from processd.decoding import Decoder
+from processd.analysis.analyzer import Analyzer
+from processd.analysis.decoding import Decoder
 
 CALLS = {c.tx_hash: c for c in load_mainnet_calls()}
 ANALYZER = Analyzer()
@@ -323,7 +323,7 @@ def test_decode_error_text_is_bounded_even_when_an_exception_quotes_the_calldata
     """An extractor error whose text repeats the calldata must not carry it into the log and read paths."""
     import dataclasses
 
-    from processd.decoding import MAX_ERROR_CHARS
+    from processd.analysis.decoding import MAX_ERROR_CHARS
 
     decoder = Decoder()
     selector, method = next(iter(decoder.methods.items()))

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 
 from common.testing.eth_abi_reference import normalize
 from common.testing.fixtures import load_mainnet_calls
-from processd.decoding import AbiDecodeError, all_methods
-from processd.decoding.abi import ArgsDecoder
-from processd.decoding.routers import UR_COMMAND_TYPES
+from processd.analysis.decoding import AbiDecodeError, all_methods
+from processd.analysis.decoding.abi import ArgsDecoder
+from processd.analysis.decoding.routers import UR_COMMAND_TYPES
 
 METHODS = all_methods()
 CALLS = load_mainnet_calls()

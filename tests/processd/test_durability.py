@@ -13,7 +13,7 @@ import pytest
 from common.pb.v1 import events_pb2, ingest_pb2, ingest_pb2_grpc, query_pb2
 from common.testing.ingest_push import channel, push_envelopes
 from common.testing.synth import batches, synthetic_envelopes
-from processd.eventlog import CHAIN_SEQ, U64, decode_event
+from processd.storage.eventlog import CHAIN_SEQ, U64, decode_event
 from tests.processd._helpers import ProcessdSubprocess, query_stub
 
 pytestmark = pytest.mark.integration

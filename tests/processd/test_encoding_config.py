@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 from common.envconfig import ConfigError
 from common.pb.v1 import events_pb2, tx_pb2
 from common.testing.synth import synthetic_envelopes
-from processd import encoding
 from processd.config import load_config
-from processd.eventlog import decode_event
+from processd.storage.eventlog import decode_event
+from processd.wire import encoding
 
 
 @settings(max_examples=300, deadline=None)

@@ -9,8 +9,8 @@ import eth_abi
 
 from common.pb.v1 import events_pb2, tx_pb2
 from common.testing.samples import fixture_envelopes
-from processd.analysis import Analyzer, analyze
-from processd.features import u256
+from processd.analysis.analyzer import Analyzer, analyze
+from processd.analysis.features import u256
 
 A = Analyzer()
 WETH = bytes.fromhex("c02aaa39b223fe8d0a0e5c4f27ead9083c756cc2")

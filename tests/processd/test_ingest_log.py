@@ -11,7 +11,7 @@ import pytest
 from common.pb.v1 import events_pb2, ingest_pb2, query_pb2
 from common.testing.ingest_push import channel, push_batches, push_envelopes
 from common.testing.synth import synthetic_envelopes
-from processd.server import ProcessdServer
+from processd.api.server import ProcessdServer
 from tests.processd._helpers import query_stub
 
 SEEN, DECODED, OPP = (events_pb2.EVENT_KIND_TX_SEEN, events_pb2.EVENT_KIND_TX_DECODED,
@@ -187,7 +187,7 @@ async def test_full_commit_queue_answers_resource_exhausted_and_resend_completes
 
 
 async def test_analysis_failure_stores_the_tx_undecoded_and_keeps_going(tmp_path) -> None:
-    from processd.analysis import analyze
+    from processd.analysis.analyzer import analyze
     from tests.processd._helpers import make_config
 
     envs = synthetic_envelopes(20, seed=16)

@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator
 from common.pb.v1 import ingest_pb2, ingest_pb2_grpc, query_pb2
 from common.testing.ingest_push import channel
 from common.testing.synth import synthetic_envelopes
-from processd.ingest_stats import IngestStatsStore, StatsLimits
-from processd.server import ProcessdServer
+from processd.api.server import ProcessdServer
+from processd.views.ingest_stats import IngestStatsStore, StatsLimits
 from tests.processd._helpers import query_stub
 
 

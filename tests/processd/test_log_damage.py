@@ -26,7 +26,8 @@ from tests.processd._helpers import ROOT, ProcessdSubprocess
 pytestmark = pytest.mark.integration
 
 ENVELOPES = 400
-MARKER_FILE = "log.marker"  # processd.logcheck.MARKER_FILE (a literal so this file runs on the unfixed code too)
+# processd.storage.logcheck.MARKER_FILE (a literal so this file runs on the unfixed code too)
+MARKER_FILE = "log.marker"
 
 
 @pytest.fixture(scope="module")

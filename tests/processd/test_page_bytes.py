@@ -15,7 +15,7 @@ import pytest
 from common.pb.v1 import query_pb2, tx_pb2
 from common.testing.ingest_push import channel, push_envelopes
 from common.testing.synth import synthetic_envelopes
-from processd.server import ProcessdServer
+from processd.api.server import ProcessdServer
 from tests.processd._helpers import query_stub
 
 CALLDATA_BYTES = 127 * 1024

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from common.testing.fixtures import load_mainnet_calls
-from processd.decoding import AbiDecodeError, Decoder, all_methods
+from processd.analysis.decoding import AbiDecodeError, Decoder, all_methods
 
 DECODER = Decoder()
 METHODS = all_methods()

@@ -23,19 +23,19 @@ from common.chains import KNOWN_CHAINS, MAX_CHAIN_ID
 from common.pb.v1 import events_pb2, ingest_pb2, tx_pb2
 from common.testing.samples import fixture_envelopes
 from common.testing.synth import synthetic_envelopes
-from processd import encoding
-from processd.analysis import Analysis, Analyzer, encode_analysis
-from processd.columns import BatchColumns, ColumnsBuilder
-from processd.decoding.model import SWAP, UNISWAP_V2, DecodedCall
-from processd.decoding.registry import _RAW, WRAPPED_NATIVE
-from processd.eventlog import tx_key
-from processd.prepare import prepare_batch
-from processd.validation import (
+from processd.analysis.analyzer import Analysis, Analyzer, encode_analysis
+from processd.analysis.decoding.model import SWAP, UNISWAP_V2, DecodedCall
+from processd.analysis.decoding.registry import _RAW, WRAPPED_NATIVE
+from processd.analysis.prepare import prepare_batch
+from processd.analysis.validation import (
     MAX_AUTHORIZATIONS,
     MAX_BLOB_HASHES,
     RAW_TX_OVERHEAD_BYTES,
     validate,
 )
+from processd.storage.eventlog import tx_key
+from processd.wire import encoding
+from processd.wire.columns import BatchColumns, ColumnsBuilder
 
 RECEIVED_NS = 1_700_000_000_987_654_321
 MAX_INPUT = 128 * 1024

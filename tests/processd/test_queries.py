@@ -10,8 +10,8 @@ import pytest
 from common.pb.v1 import events_pb2, query_pb2, tx_pb2
 from common.testing.ingest_push import channel, push_envelopes
 from common.testing.synth import synthetic_envelopes
-from processd.eventlog import ScanStats
-from processd.server import ProcessdServer
+from processd.api.server import ProcessdServer
+from processd.storage.eventlog import ScanStats
 from tests.processd._helpers import query_stub
 
 SEEN, DECODED, OPP = (events_pb2.EVENT_KIND_TX_SEEN, events_pb2.EVENT_KIND_TX_DECODED,

@@ -9,8 +9,8 @@ import eth_abi
 from common.pb.v1 import events_pb2, tx_pb2
 from common.testing.fixtures import load_mainnet_calls
 from common.testing.samples import envelope_from_call, fixture_envelopes
-from processd.analysis import Analyzer
-from processd.searcher import SANDWICH, size_points, slippage_points, urgency_points
+from processd.analysis.analyzer import Analyzer
+from processd.analysis.searcher import SANDWICH, size_points, slippage_points, urgency_points
 
 CALLS = {c.tx_hash: c for c in load_mainnet_calls()}
 ANALYZER = Analyzer()

@@ -11,7 +11,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from common.testing.ingest_push import channel, push_envelopes
 from common.testing.netutil import free_port
 from common.testing.synth import synthetic_envelopes
-from processd.server import ProcessdServer
+from processd.api.server import ProcessdServer
 from tests.processd._helpers import make_config
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 from common.pb.v1 import events_pb2, ingest_pb2, query_pb2, tx_pb2
 from common.testing.ingest_push import channel, push_batches, push_envelopes
 from common.testing.synth import synthetic_envelopes
-from processd import encoding
-from processd.eventlog import CHAIN_SEQ, KIND_SEEN, KIND_SOURCE, U64, EventLog, decode_event
-from processd.server import ProcessdServer
+from processd.api.server import ProcessdServer
+from processd.storage.eventlog import CHAIN_SEQ, KIND_SEEN, KIND_SOURCE, U64, EventLog, decode_event
+from processd.wire import encoding
 from tests.processd._helpers import query_stub
 
 SOURCE_SEEN = events_pb2.EVENT_KIND_TX_SOURCE_SEEN

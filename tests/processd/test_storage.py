@@ -9,8 +9,8 @@ import pytest
 from common.pb.v1 import events_pb2, ingest_pb2, query_pb2
 from common.testing.ingest_push import channel, push_envelopes
 from common.testing.synth import synthetic_envelopes
-from processd.eventlog import META_SCHEMA, SCHEMA_VERSION, U32, EventLog, StorageError
-from processd.server import ProcessdServer
+from processd.api.server import ProcessdServer
+from processd.storage.eventlog import META_SCHEMA, SCHEMA_VERSION, U32, EventLog, StorageError
 from tests.processd._helpers import query_stub
 
 STORAGE_FULL = ingest_pb2.REJECT_REASON_STORAGE_FULL

@@ -10,7 +10,7 @@ import pytest
 from common.pb.v1 import events_pb2, query_pb2
 from common.testing.ingest_push import channel, push_envelopes
 from common.testing.synth import synthetic_envelopes
-from processd.server import ProcessdServer
+from processd.api.server import ProcessdServer
 from tests.processd._helpers import query_stub
 
 SEEN = events_pb2.EVENT_KIND_TX_SEEN

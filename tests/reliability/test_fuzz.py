@@ -195,7 +195,7 @@ def test_tx_mapper_gives_an_envelope_or_mapping_error(obj: dict[str, Any]) -> No
 
 
 def _oracle(e: tx_pb2.TxEnvelope, max_input: int) -> int:
-    """The documented validation rules, written independently of processd.validation."""
+    """The documented validation rules, written independently of processd.analysis.validation."""
     if not 0 < e.chain_id <= MAX_CHAIN_ID:
         return ingest_pb2.REJECT_REASON_UNKNOWN_CHAIN
     if len(e.hash) != 32:
@@ -230,7 +230,7 @@ def fuzzed_envelopes(draw: st.DrawFn) -> tx_pb2.TxEnvelope:
 @given(fuzzed_envelopes())
 def test_validation_matches_the_documented_rules(envelope: tx_pb2.TxEnvelope) -> None:
     _count("envelope_validation")
-    from processd.validation import OK, REASON_NAMES, validate
+    from processd.analysis.validation import OK, REASON_NAMES, validate
 
     reason = validate(envelope, frozenset(), 1024)
     assert reason == _oracle(envelope, 1024)
@@ -238,7 +238,7 @@ def test_validation_matches_the_documented_rules(envelope: tx_pb2.TxEnvelope) ->
 
 
 def _selectors() -> list[bytes]:
-    from processd.decoding import all_methods
+    from processd.analysis.decoding import all_methods
 
     return sorted(all_methods())
 
@@ -247,7 +247,7 @@ def _selectors() -> list[bytes]:
 @given(st.data())
 def test_analysis_never_raises_on_any_calldata_behind_a_known_selector(data: st.DataObject) -> None:
     _count("calldata")
-    from processd.analysis import analyze
+    from processd.analysis.analyzer import analyze
 
     selector = data.draw(st.sampled_from(_selectors()) | st.binary(min_size=0, max_size=4))
     words = data.draw(st.lists(st.sampled_from([b"\x00" * 32, b"\xff" * 32, (32).to_bytes(32, "big"),
@@ -319,7 +319,7 @@ def test_processd_maps_every_fuzzed_envelope_to_an_outcome(tmp_path: Path) -> No
         assert accepted + duplicates + sum(got.values()) == n
         assert accepted == len({(e.chain_id, e.hash) for e in envelopes if not _oracle(e, max_input)})
         m = scrape(proc.metrics_port)
-        from processd.validation import REASON_NAMES
+        from processd.analysis.validation import REASON_NAMES
 
         for reason, count in expected.items():
             assert metric_sum(m, "mempulse_processd_rejects_total", reason=REASON_NAMES[reason]) == count

@@ -212,10 +212,10 @@ class EventLog:
     def open(self) -> EventLog:
         """Takes the data dir's writer lock, opens (creating if needed) the environment, clears stale reader
         slots and checks the schema. Raises :class:`StorageError` when another process holds the lock, and
-        :class:`~processd.logcheck.DamagedLogError` when the log is truncated, emptied, foreign or corrupt (unless
-        ``start_empty_over_damaged``: then its files are moved aside and an empty log starts)."""
+        :class:`~processd.storage.logcheck.DamagedLogError` when the log is truncated, emptied, foreign or corrupt
+        (unless ``start_empty_over_damaged``: then its files are moved aside and an empty log starts)."""
         # Imported here: logcheck's errors derive from StorageError, defined in this module.
-        from processd.logcheck import DamagedLogError, check_log_files, move_aside
+        from processd.storage.logcheck import DamagedLogError, check_log_files, move_aside
 
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock_fd = lock_data_dir(self.path)
@@ -234,7 +234,7 @@ class EventLog:
             raise
 
     def _open_env(self) -> EventLog:
-        from processd.logcheck import DATA_FILE, DamagedLogError, check_db_names, write_marker
+        from processd.storage.logcheck import DATA_FILE, DamagedLogError, check_db_names, write_marker
 
         try:
             env = lmdb.open(

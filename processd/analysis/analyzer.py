@@ -2,7 +2,8 @@
 
 ``analyze`` turns one envelope into its features and ranked opportunities. The storage path calls it for
 every accepted envelope; the decoding registry, feature extraction and searcher behind it live in
-``processd.decoding``, ``processd.features`` and ``processd.searcher``. It never raises on any calldata.
+``processd.analysis.decoding``, ``processd.analysis.features`` and ``processd.analysis.searcher``. It never
+raises on any calldata.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from common.pb.v1 import events_pb2, tx_pb2
-from processd.decoding import Decoder
-from processd.decoding.methods import DecoderFactory
-from processd.decoding.model import OTHER, TRANSFER, WRAPPED_NATIVE, DecodedCall
-from processd.decoding.registry import Registry
-from processd.features import (
+from processd.analysis.decoding import Decoder
+from processd.analysis.decoding.methods import DecoderFactory
+from processd.analysis.decoding.model import OTHER, TRANSFER, WRAPPED_NATIVE, DecodedCall
+from processd.analysis.decoding.registry import Registry
+from processd.analysis.features import (
     NATIVE_PROTOCOL,
     bid_and_tip,
     build_features,
@@ -23,7 +24,7 @@ from processd.features import (
     encode_features,
     fee_fields,
 )
-from processd.searcher import DEFAULT_MIN_SCORE, Searcher, is_rankable
+from processd.analysis.searcher import DEFAULT_MIN_SCORE, Searcher, is_rankable
 
 #: What batch preparation needs of an analysis: (serialized TxFeatures, category, protocol, decoded,
 #: (score, serialized opportunity) pairs). Opportunities carry chain_id and tx_hash; seq_id is their event's key
@@ -93,7 +94,7 @@ class Analyzer:
                        gas_price: bytes, max_fee_per_gas: bytes | None, max_priority_fee_per_gas: bytes | None,
                        data: bytes) -> EncodedAnalysis:
         """:meth:`analyze_encoded` of the envelope with these fields (batch preparation has read them already);
-        an EIP-1559 fee field the envelope does not have is None (see :func:`processd.features.bid_and_tip`).
+        an EIP-1559 fee field the envelope does not have is None (see :func:`processd.analysis.features.bid_and_tip`).
 
         Equal, byte for byte, to serializing what :meth:`analyze` returns (``tests/processd/
         test_prepare_equality.py``), but without building protobuf messages: the features and opportunities

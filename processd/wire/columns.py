@@ -1,9 +1,9 @@
 """A prepared batch in columns: the shape the single writer consumes with C-level loops.
 
 The writer is the one part of processd that cannot run in parallel, and a Python loop over transactions and
-events costs it more than its LMDB work, so batch preparation (``processd.prepare``, in the analysis workers)
+events costs it more than its LMDB work, so batch preparation (``processd.analysis.prepare``, in the analysis workers)
 emits each batch as columns: per-transaction and per-event lists that the writer zips, maps and hands to
-``putmulti`` (see ``processd.group_commit``). Every event value is complete (values carry no seq: the seq is
+``putmulti`` (see ``processd.storage.group_commit``). Every event value is complete (values carry no seq: the seq is
 their key), so the writer's work per event is one LMDB put.
 
 Event offsets are positions among the batch's events, in order: transaction ``t``'s events are ``seen_at[t]``
@@ -48,7 +48,7 @@ class BatchColumns(NamedTuple):
 class ColumnsBuilder:
     """Appends transactions to a :class:`BatchColumns` (the rare path: filtering a prepared batch).
 
-    ``processd.prepare.prepare_batch`` inlines the same appends in its hot loop.
+    ``processd.analysis.prepare.prepare_batch`` inlines the same appends in its hot loop.
     """
 
     def __init__(self) -> None:

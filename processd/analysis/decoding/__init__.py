@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from processd.decoding.abi import AbiDecodeError, ArgsDecoder
-from processd.decoding.methods import DecoderFactory, Method, plain_methods
-from processd.decoding.model import DecodedCall
-from processd.decoding.registry import Registry
-from processd.decoding.routers import router_methods
+from processd.analysis.decoding.abi import AbiDecodeError, ArgsDecoder
+from processd.analysis.decoding.methods import DecoderFactory, Method, plain_methods
+from processd.analysis.decoding.model import DecodedCall
+from processd.analysis.decoding.registry import Registry
+from processd.analysis.decoding.routers import router_methods
 
 __all__ = ["MAX_ERROR_CHARS", "AbiDecodeError", "DecodedCall", "Decoder", "Method", "Registry", "all_methods"]
 

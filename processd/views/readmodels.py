@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from common.pb.v1 import events_pb2, ingest_pb2, query_pb2
-from processd.columns import BatchColumns
-from processd.eventlog import (
+from processd.storage.eventlog import (
     AGG_CHAIN,
     AGG_COMMITTED_NS,
     AGG_DECODED,
@@ -36,9 +35,10 @@ from processd.eventlog import (
     EventLog,
     decode_event,
 )
-from processd.group_commit import CommitResult, FeatureEntry, OppEntry, TxEntry
-from processd.ingest_stats import IngestStatsStore, StatsLimits
-from processd.windows import OpportunityWindow, TxWindow, chain_offsets
+from processd.storage.group_commit import CommitResult, FeatureEntry, OppEntry, TxEntry
+from processd.views.ingest_stats import IngestStatsStore, StatsLimits
+from processd.views.windows import OpportunityWindow, TxWindow, chain_offsets
+from processd.wire.columns import BatchColumns
 
 __all__ = ["ChainView", "OpportunityWindow", "ReadModels", "TxWindow"]
 
@@ -111,7 +111,7 @@ class ReadModels:
             self.last_committed_ns = result.committed_ns
 
     def _add_committed(self, stored: list[tuple[int, BatchColumns]]) -> None:
-        # The windows take references to the stored batches' columns (processd.windows): no work per transaction.
+        # The windows take references to the stored batches' columns (processd.views.windows): no work per transaction.
         # ingestd sends one chain per batch; a batch of several chains is split by chain here.
         all_txs, all_features = self.all_txs, self.all_features
         for first, columns in stored:
@@ -148,7 +148,7 @@ class ReadModels:
         rejected[reason] = rejected.get(reason, 0) + count
 
     def update_ingest_stats(self, session_id: str, stats: Iterable[ingest_pb2.ChainIngestStats]) -> None:
-        """Keeps the latest counters per (session, chain), bounded (see :mod:`processd.ingest_stats`)."""
+        """Keeps the latest counters per (session, chain), bounded (see :mod:`processd.views.ingest_stats`)."""
         self.ingest_stats.update(session_id, stats)
 
     def end_session(self, session_id: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from processd.decoding.abi import AbiDecodeError
+from processd.analysis.decoding.abi import AbiDecodeError
 
 _HOP = 23  # fee (3) + next token (20)
 #: Longest swap path accepted (tokens). Real routes have at most 4-5; the bound keeps a pathological

@@ -1,4 +1,4 @@
-"""``mempulse-backup`` / ``python -m processd.backup``: a hot, consistent copy of processd's event log.
+"""``mempulse-backup`` / ``python -m processd.storage.backup``: a hot, consistent copy of processd's event log.
 
     mempulse-backup --data-dir data/mainnet --out backups/mainnet-20261204T1800Z
 
@@ -8,7 +8,7 @@ process is one more LMDB reader of the environment (a slot in ``lock.mdb``); it 
 lock (``processd.lock``), so processd goes on ingesting and acking meanwhile.
 
 What it does, in order: refuses a data dir whose files are damaged (the same check processd makes at start,
-:func:`processd.logcheck.check_log_files`), clears reader slots left by dead processes (a killed earlier backup
+:func:`processd.storage.logcheck.check_log_files`), clears reader slots left by dead processes (a killed earlier backup
 would otherwise keep LMDB from reusing freed pages until processd restarts), copies into a hidden sibling
 directory of ``--out``, checks the copy (the same file check, the log's databases, its schema version) and reads
 its seq range, writes its ``log.marker``, fsyncs, and renames it to ``--out``: a half-written backup never
@@ -37,7 +37,7 @@ import lmdb
 
 from common.envconfig import ConfigError, add_version_flag
 from processd.config import knobs as processd_knobs
-from processd.eventlog import (
+from processd.storage.eventlog import (
     DAMAGE_ERRORS,
     DB_NAMES,
     META_LAST_SEQ,
@@ -47,7 +47,7 @@ from processd.eventlog import (
     U64,
     StorageError,
 )
-from processd.logcheck import DATA_FILE, MARKER_FILE, check_db_names, check_log_files, read_meta
+from processd.storage.logcheck import DATA_FILE, MARKER_FILE, check_db_names, check_log_files, read_meta
 
 log = logging.getLogger(__name__)
 

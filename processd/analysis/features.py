@@ -8,8 +8,8 @@ stores; for speed, it skips the upb message, its field sets and its serializatio
 from __future__ import annotations
 
 from common.pb.v1 import events_pb2, tx_pb2
-from processd.decoding.model import OTHER, TRANSFER, DecodedCall
-from processd.encoding import VARINT_TABLE, varint
+from processd.analysis.decoding.model import OTHER, TRANSFER, DecodedCall
+from processd.wire.encoding import VARINT_TABLE, varint
 
 NATIVE_PROTOCOL = "native"
 _MAX_U32 = (1 << 32) - 1

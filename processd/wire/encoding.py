@@ -90,7 +90,7 @@ def event_value(kind: int, header: bytes, inner: bytes) -> bytes:
     """An ``events`` value: kind byte + Event bytes (kind, shared header, body wrapping ``inner``), without seq.
 
     The seq is the value's key: it is not stored in the value (readers set ``seq_id`` from the key, see
-    :func:`processd.eventlog.decode_event`), so a value depends only on its batch and can be encoded in full by
+    :func:`processd.storage.eventlog.decode_event`), so a value depends only on its batch and can be encoded in full by
     batch preparation, anywhere, before the writer assigns seqs.
     """
     n = len(inner)
@@ -100,7 +100,7 @@ def event_value(kind: int, header: bytes, inner: bytes) -> bytes:
                      _TABLE[body_len] if body_len < 16384 else varint(body_len), _TAG_INNER, inner_len, inner))
 
 
-# --- batch preparation's building blocks (processd.prepare inlines them: it runs for every transaction) ---
+# --- batch preparation's building blocks (processd.analysis.prepare inlines them: it runs for every transaction) ---
 
 #: The first bytes of TX_SEEN, TX_DECODED and OPP_DETECTED values (kind byte + ``Event.kind``).
 SEEN_PREFIX = _VALUE_PREFIX[KIND_SEEN]

@@ -22,10 +22,10 @@ import math
 from dataclasses import dataclass
 
 from common.pb.v1 import events_pb2
-from processd.decoding.model import UNISWAP_V2, UNISWAP_V3, DecodedCall
-from processd.decoding.registry import REF_USD_MICROS, Registry, Token, native_peg
-from processd.encoding import VARINT_TABLE, varint
-from processd.features import u256
+from processd.analysis.decoding.model import UNISWAP_V2, UNISWAP_V3, DecodedCall
+from processd.analysis.decoding.registry import REF_USD_MICROS, Registry, Token, native_peg
+from processd.analysis.features import u256
+from processd.wire.encoding import VARINT_TABLE, varint
 
 SANDWICH = events_pb2.OPPORTUNITY_KIND_SANDWICH_CANDIDATE
 BACKRUN = events_pb2.OPPORTUNITY_KIND_BACKRUN_CANDIDATE

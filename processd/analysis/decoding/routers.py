@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from processd.decoding.abi import AbiDecodeError, ArgsDecoder
-from processd.decoding.methods import ArgsDecoderLike, DecoderFactory, Method, deadline_u64, make_method
-from processd.decoding.model import OTHER, SWAP, UNISWAP_V2, UNISWAP_V3, DecodedCall
-from processd.decoding.v3path import MAX_PATH_TOKENS, parse_v3_path
+from processd.analysis.decoding.abi import AbiDecodeError, ArgsDecoder
+from processd.analysis.decoding.methods import ArgsDecoderLike, DecoderFactory, Method, deadline_u64, make_method
+from processd.analysis.decoding.model import OTHER, SWAP, UNISWAP_V2, UNISWAP_V3, DecodedCall
+from processd.analysis.decoding.v3path import MAX_PATH_TOKENS, parse_v3_path
 
 ZERO_ADDRESS = bytes(20)
 MSG_SENDER = bytes(19) + b"\x01"

@@ -10,7 +10,7 @@ cross-thread wake-ups (``concurrent.futures.ProcessPoolExecutor`` costs a feeder
 contend for the GIL with the writer: several microseconds per transaction here). Frames use
 ``multiprocessing.Connection``'s format (a signed 32-bit big-endian length, then the bytes), so the worker side
 is plain ``recv_bytes``/``send_bytes``. A job is ``received_ns`` (8 bytes) + the serialized ``TxBatch``; a result
-is a :class:`~processd.columns.BatchColumns` in ``marshal`` format (only lists, bytes, ints and strings: about
+is a :class:`~processd.wire.columns.BatchColumns` in ``marshal`` format (only lists, bytes, ints and strings: about
 twice as fast as pickle both ways, and the pipe is private to processd). A worker answers its jobs in order.
 
 A worker that dies (killed, out of memory) is noticed by the end of its result pipe: the batches it held are
@@ -40,10 +40,10 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import IO, Any
 
-from processd.analysis import AnalyzeFn, default_analyzer, encode_analysis
-from processd.columns import BatchColumns
+from processd.analysis.analyzer import AnalyzeFn, default_analyzer, encode_analysis
+from processd.analysis.prepare import AnalyzeEncoded, prepare_batch
 from processd.errors import ProcessdError
-from processd.prepare import AnalyzeEncoded, prepare_batch
+from processd.wire.columns import BatchColumns
 
 log = logging.getLogger(__name__)
 

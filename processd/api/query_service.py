@@ -17,10 +17,10 @@ import lmdb
 from common import limits
 from common.pb.v1 import events_pb2, query_pb2, query_pb2_grpc
 from processd.errors import ProcessdError
-from processd.eventlog import KIND_DECODED, KIND_OPP, KIND_SEEN, EventLog, ScanStats
 from processd.metrics import ProcessdMetrics
-from processd.readmodels import ReadModels
-from processd.subscriptions import Subscriber, SubscriptionHub
+from processd.storage.eventlog import KIND_DECODED, KIND_OPP, KIND_SEEN, EventLog, ScanStats
+from processd.views.readmodels import ReadModels
+from processd.views.subscriptions import Subscriber, SubscriptionHub
 
 log = logging.getLogger(__name__)
 

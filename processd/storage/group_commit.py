@@ -2,7 +2,7 @@
 
 ``claim_hashes`` deduplicates a prepared batch against the ``tx_hash`` index; ``append_events`` assigns its seqs,
 puts its events and index entries and hands the stored batch to the :class:`CommitResult`. Both work on whole columns
-(``processd.columns``) with ``map``, ``zip`` and ``putmulti``: this is the part of processd that cannot run in
+(``processd.wire.columns``) with ``map``, ``zip`` and ``putmulti``: this is the part of processd that cannot run in
 parallel, so it has no Python loop per transaction or event (event values come complete from preparation).
 """
 
@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import lmdb
 
-from processd.columns import BatchColumns, keep_only
-from processd.eventlog import CHAIN_SEQ, U64
+from processd.storage.eventlog import CHAIN_SEQ, U64
+from processd.wire.columns import BatchColumns, keep_only
 
 #: (seq, chain_id, TX_SEEN events value) of a stored transaction.
 TxEntry = tuple[int, int, bytes]
@@ -35,7 +35,7 @@ class CommitResult:
     envelopes: int
     #: (first seq, columns) of every batch stored, in seq order. The read models' windows keep references to these
     #: columns and build entries (:data:`TxEntry`, :data:`FeatureEntry`) only when a query reads them
-    #: (``processd.windows``): a commit may hold tens of thousands of transactions, a window a few thousand.
+    #: (``processd.views.windows``): a commit may hold tens of thousands of transactions, a window a few thousand.
     stored: list[tuple[int, BatchColumns]] = field(default_factory=list)
     #: Transactions stored by this commit, and their opportunities.
     stored_txs: int = 0
@@ -50,7 +50,7 @@ class CommitResult:
     pruned_events: int = 0
     #: Transactions whose analysis raised (stored with category OTHER and decode_error set).
     analysis_errors: int = 0
-    #: Sightings handled, by outcome (``processd.writer.SIGHTING_OUTCOMES``).
+    #: Sightings handled, by outcome (``processd.storage.writer.SIGHTING_OUTCOMES``).
     sightings: dict[str, int] = field(default_factory=dict)
     duration_s: float = 0.0
 

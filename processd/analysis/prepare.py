@@ -2,10 +2,10 @@
 
 Validation, decoding, features, ranking and the encoding of every event value are pure functions of the batch
 bytes (values carry no seq: the seq is their key), so they can run anywhere: in the writer's thread, or in
-analysis worker processes (``processd.analysis_pool``) while the single writer commits the previous group.
+analysis worker processes (``processd.analysis.pool``) while the single writer commits the previous group.
 What is left for the writer is the dedup check, seq assignment and the LMDB puts.
 
-A prepared batch is a :class:`processd.columns.BatchColumns`: flat lists of bytes, ints and strings (cheap to
+A prepared batch is a :class:`processd.wire.columns.BatchColumns`: flat lists of bytes, ints and strings (cheap to
 send between processes).
 """
 
@@ -15,12 +15,12 @@ import logging
 from collections.abc import Callable
 
 from common.pb.v1 import events_pb2, ingest_pb2, tx_pb2
-from processd import encoding
-from processd.analysis import Analyzer, EncodedAnalysis
-from processd.columns import BatchColumns, FeatureKey
-from processd.eventlog import TX_KEY_HASH_BYTES, U64
-from processd.features import envelope_fees
-from processd.validation import MAX_SOURCE_ID_CHARS, validate_fields, validate_typed
+from processd.analysis.analyzer import Analyzer, EncodedAnalysis
+from processd.analysis.features import envelope_fees
+from processd.analysis.validation import MAX_SOURCE_ID_CHARS, validate_fields, validate_typed
+from processd.storage.eventlog import TX_KEY_HASH_BYTES, U64
+from processd.wire import encoding
+from processd.wire.columns import BatchColumns, FeatureKey
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,8 @@ def prepare_batch(raw: bytes, received_ns: int, analyze: AnalyzeEncoded, chain_i
 
     This loop runs for every transaction processd stores, so it is written for speed: each envelope field is
     read once (every upb field read allocates) and shared by validation, analysis and the event header; the
-    event encoding of :mod:`processd.encoding` (``header``, ``event_value``) and the appends of
-    :class:`processd.columns.ColumnsBuilder` are inlined with per-batch caches.
+    event encoding of :mod:`processd.wire.encoding` (``header``, ``event_value``) and the appends of
+    :class:`processd.wire.columns.ColumnsBuilder` are inlined with per-batch caches.
     ``tests/processd/test_prepare_equality.py`` proves the output equal, byte for byte, to the obvious
     composition of those functions.
     """
@@ -80,7 +80,7 @@ def prepare_batch(raw: bytes, received_ns: int, analyze: AnalyzeEncoded, chain_i
     opp_kind = encoding.KIND_OPP
     max_source_chars = MAX_SOURCE_ID_CHARS
     key_hash_bytes = TX_KEY_HASH_BYTES
-    # The columns (processd.columns.ColumnsBuilder.add, inlined).
+    # The columns (processd.wire.columns.ColumnsBuilder.add, inlined).
     chain_col: list[int] = []
     tx_keys: list[bytes] = []
     seen_at: list[int] = []

@@ -2,7 +2,7 @@
 
 Each batch arrives as bytes (the method is registered without a request deserializer): processd parses it once
 (session, batch seq, chain stats; envelope chain ids when admission needs them), and the same bytes go to the
-analysis pool, which validates, decodes and encodes it (``processd.prepare``). Chain admission (at most
+analysis pool, which validates, decodes and encodes it (``processd.analysis.prepare``). Chain admission (at most
 ``max_chains`` chains, in arrival order) and reject counting then happen here, on the event loop, before the
 writer commits the batch.
 
@@ -29,14 +29,14 @@ from google.protobuf.message import DecodeError
 
 from common.chains import MAX_CHAIN_ID
 from common.pb.v1 import ingest_pb2, ingest_pb2_grpc
-from processd.analysis_pool import AnalysisPool
-from processd.columns import BatchColumns, keep_only
-from processd.crashpoints import CrashSwitch
-from processd.ingest_stats import RateLimitedLog
+from processd.analysis.pool import AnalysisPool
+from processd.analysis.validation import MAX_SOURCE_ID_CHARS, OK, REASON_NAMES
 from processd.metrics import ProcessdMetrics
-from processd.readmodels import ReadModels
-from processd.validation import MAX_SOURCE_ID_CHARS, OK, REASON_NAMES
-from processd.writer import CommitWriter, PendingBatch, QueueFullError, Sighting, WriterStoppedError
+from processd.storage.crashpoints import CrashSwitch
+from processd.storage.writer import CommitWriter, PendingBatch, QueueFullError, Sighting, WriterStoppedError
+from processd.views.ingest_stats import RateLimitedLog
+from processd.views.readmodels import ReadModels
+from processd.wire.columns import BatchColumns, keep_only
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ class IngestService(ingest_pb2_grpc.IngestServicer):
                     self._metrics.rejects.labels("malformed_batch").inc()
                     await self._stop_acks(ack_task)
                     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed TxBatch: {exc}")
-                # Stats are bounded and copied (processd.ingest_stats); whatever happens to them, the batch's
+                # Stats are bounded and copied (processd.views.ingest_stats); whatever happens to them, the batch's
                 # transactions go on below.
                 refused = self._track_session(batch.session_id, sessions) if batch.session_id else ""
                 if batch.chain_stats:

@@ -15,19 +15,19 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from common.pb.v1 import events_pb2, ingest_pb2, query_pb2, query_pb2_grpc
-from processd.analysis import AnalyzeFn
-from processd.analysis_pool import AnalysisPool
+from processd.analysis.analyzer import AnalyzeFn
+from processd.analysis.pool import AnalysisPool
+from processd.api.ingest_service import IngestService, add_ingest_service
+from processd.api.query_service import QueryService
 from processd.config import ProcessdConfig
-from processd.crashpoints import CrashSwitch
-from processd.eventlog import DAMAGE_ERRORS, EventLog
-from processd.group_commit import CommitResult
-from processd.ingest_service import IngestService, add_ingest_service
-from processd.logcheck import DATA_FILE, DamagedLogError
 from processd.metrics import ProcessdMetrics, SourceCollector
-from processd.query_service import QueryService
-from processd.readmodels import ReadModels
-from processd.subscriptions import SubscriptionHub
-from processd.writer import CommitWriter
+from processd.storage.crashpoints import CrashSwitch
+from processd.storage.eventlog import DAMAGE_ERRORS, EventLog
+from processd.storage.group_commit import CommitResult
+from processd.storage.logcheck import DATA_FILE, DamagedLogError
+from processd.storage.writer import CommitWriter
+from processd.views.readmodels import ReadModels
+from processd.views.subscriptions import SubscriptionHub
 
 log = logging.getLogger(__name__)
 

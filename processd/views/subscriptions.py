@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable
 
 from common.pb.v1 import events_pb2
-from processd.eventlog import EVENT_OVERHEAD_BYTES, decode_event
+from processd.storage.eventlog import EVENT_OVERHEAD_BYTES, decode_event
 
 CUT_SLOW = "slow_subscriber"
 

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from processd.decoding.abi import AbiDecodeError, ArgsDecoder, split_components
-from processd.decoding.model import (
+from processd.analysis.decoding.abi import AbiDecodeError, ArgsDecoder, split_components
+from processd.analysis.decoding.model import (
     APPROVAL,
     ERC20,
     NFT,
@@ -24,7 +24,7 @@ from processd.decoding.model import (
     WRAPPED_NATIVE,
     DecodedCall,
 )
-from processd.decoding.v3path import MAX_PATH_TOKENS, parse_v3_path
+from processd.analysis.decoding.v3path import MAX_PATH_TOKENS, parse_v3_path
 
 MAX_U64 = (1 << 64) - 1
 

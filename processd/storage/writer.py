@@ -1,7 +1,7 @@
 """The single writer: group commit of ingest batches into the LMDB event log.
 
 Batches from every ingest stream wait in one bounded queue, in arrival order, while they are prepared
-(validated, analysed, their events encoded: ``processd.prepare``, usually in analysis worker processes). When
+(validated, analysed, their events encoded: ``processd.analysis.prepare``, usually in analysis worker processes). When
 the writer is idle it waits at most ``flush_interval_ms`` for more (or until ``flush_max_events`` envelopes are
 queued), then one thread assigns seqs to the prepared batches at the head of the queue, deduplicates and
 writes them all in ONE write transaction. While that transaction commits (fsync releases the GIL) the event
@@ -25,12 +25,10 @@ from dataclasses import dataclass, field
 import lmdb
 
 from common.pb.v1 import ingest_pb2, tx_pb2
-from processd.columns import BatchColumns
-from processd.crashpoints import CrashSwitch
-from processd.diskfull import DiskFullGate, is_write_failure
-from processd.encoding import event_header, source_seen_value
 from processd.errors import ProcessdError
-from processd.eventlog import (
+from processd.storage.crashpoints import CrashSwitch
+from processd.storage.diskfull import DiskFullGate, is_write_failure
+from processd.storage.eventlog import (
     AGG_COMMITTED_NS,
     AGG_DECODED,
     AGG_HIGH_WATER,
@@ -52,7 +50,9 @@ from processd.eventlog import (
     decode_event,
     tx_key,
 )
-from processd.group_commit import CommitResult, EventEntry, append_events, claim_hashes
+from processd.storage.group_commit import CommitResult, EventEntry, append_events, claim_hashes
+from processd.wire.columns import BatchColumns
+from processd.wire.encoding import event_header, source_seen_value
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class _MapFull(ProcessdError):
 class PendingBatch:
     """One ingest batch waiting for its group commit.
 
-    ``prepared`` resolves to the batch's :class:`~processd.columns.BatchColumns` (its valid transactions, after
+    ``prepared`` resolves to the batch's :class:`~processd.wire.columns.BatchColumns` (its valid transactions, after
     chain admission); ``rejected`` holds the reject counts of the others by then.
     """
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from processd.decoding.model import ERC20, GENERIC_LABELS, UNISWAP_V2, UNISWAP_V3, WRAPPED_NATIVE
+from processd.analysis.decoding.model import ERC20, GENERIC_LABELS, UNISWAP_V2, UNISWAP_V3, WRAPPED_NATIVE
 
 #: Reference prices, micro-USD per whole unit (1 USD = 1_000_000). Fixed, documented, not market data.
 REF_USD_MICROS: dict[str, int] = {

@@ -1,0 +1,131 @@
+"""The recorded input of the replay digest (:mod:`common.testing.replay_digest`): a fixed sequence of TxBatch messages.
+
+:func:`build_batches` makes it from the real mainnet calls of ``common/testing/fixtures`` (through
+:mod:`common.testing.synth` and :mod:`common.testing.samples`), deterministically: three chains, the real calls
+with their real hashes, typed transactions (EIP-2718 types 0-4 with raw_tx), duplicates inside a batch and across
+batches, sightings of a second source (first ones, repeats and one of an unknown transaction), per-chain ingest
+counters, and envelopes processd must reject (bad hash, bad address, chain 0). It is recorded once into
+:data:`RECORDING` (``scripts/replay_digest --record`` writes it again) so that a later change of the builders does
+not change what old and new code are compared on.
+
+File format: the magic line ``mempulse-replay-v1\\n``, then per batch a u32 big-endian length and the serialized
+TxBatch.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from pathlib import Path
+
+from common.pb.v1 import ingest_pb2, tx_pb2
+from common.testing.samples import fixture_envelopes
+from common.testing.synth import BASE_TIME_NS, synthetic_envelopes, typed_envelopes
+
+RECORDING = Path(__file__).resolve().parent / "fixtures" / "replay" / "batches.bin"
+MAGIC = b"mempulse-replay-v1\n"
+_LEN = struct.Struct(">I")
+
+SESSION_ID = "replay"
+CHAINS = (1, 137, 56)
+FIRST_SOURCE = "node-a"
+SECOND_SOURCE = "node-b"
+BATCH_SIZE = 40
+#: Fixed ``as_of_unix_ms`` of the recorded ingest counters (ingestd stamps the wall clock there).
+STATS_AS_OF_MS = BASE_TIME_NS // 1_000_000
+
+
+def _envelopes() -> list[tx_pb2.TxEnvelope]:
+    """Every envelope of the input, in sending order, before duplication."""
+    real = fixture_envelopes(chain_id=1)[:160]
+    for i, env in enumerate(real):
+        env.source_id = FIRST_SOURCE
+        env.first_seen_unix_ns = BASE_TIME_NS + 500 + i * 1000
+        env.nonce = i
+    synth = synthetic_envelopes(420, seed=15, chain_ids=CHAINS, source_id=FIRST_SOURCE)
+    typed = typed_envelopes(60, seed=15, chain_ids=CHAINS, source_id=FIRST_SOURCE)
+    out: list[tx_pb2.TxEnvelope] = []
+    for i in range(max(len(real), len(synth), len(typed))):  # interleaved, so every batch mixes kinds
+        for group in (synth, real, typed):
+            if i < len(group):
+                out.append(group[i])
+    return out
+
+
+def _rejects() -> list[tx_pb2.TxEnvelope]:
+    """Envelopes processd must refuse, one per reason it can see here."""
+    bad_hash = tx_pb2.TxEnvelope(chain_id=1, hash=b"\x01" * 31, sender=b"\x02" * 20, source_id=FIRST_SOURCE)
+    bad_sender = tx_pb2.TxEnvelope(chain_id=1, hash=b"\x03" * 32, sender=b"\x04" * 19, source_id=FIRST_SOURCE)
+    no_chain = tx_pb2.TxEnvelope(chain_id=0, hash=b"\x05" * 32, sender=b"\x06" * 20, source_id=FIRST_SOURCE)
+    return [bad_hash, bad_sender, no_chain]
+
+
+def _sightings(batch: Sequence[tx_pb2.TxEnvelope], index: int) -> list[tx_pb2.TxSighting]:
+    """The second source's sightings sent with batch ``index``: every third envelope of it, the repeat of one
+    from the batch before (ignored: already stored), and, in every fifth batch, one of an unknown hash."""
+    out = [tx_pb2.TxSighting(chain_id=env.chain_id, hash=env.hash, source_id=SECOND_SOURCE,
+                             seen_unix_ns=env.first_seen_unix_ns + 250_000 + j)
+           for j, env in enumerate(batch) if j % 3 == 0]
+    if index % 5 == 4:
+        out.append(tx_pb2.TxSighting(chain_id=CHAINS[index % 3], hash=bytes([index]) * 32,
+                                     source_id=SECOND_SOURCE, seen_unix_ns=BASE_TIME_NS + index))
+    return out
+
+
+def _stats(index: int) -> list[ingest_pb2.ChainIngestStats]:
+    """Cumulative ingest counters as ingestd sends them every second, here every fourth batch."""
+    return [ingest_pb2.ChainIngestStats(
+        chain_id=chain, seen=index * 50 + chain, delivered=index * 40, visibility=ingest_pb2.MEMPOOL_VISIBILITY_VISIBLE,
+        dropped=[ingest_pb2.DropCount(reason="fetch_queue_full", count=index)],
+        sources=[ingest_pb2.SourceHealth(source_id=FIRST_SOURCE, connected=True, notifications=index * 60,
+                                         last_notification_unix_ms=STATS_AS_OF_MS + index)],
+        as_of_unix_ms=STATS_AS_OF_MS + index * 1000) for chain in CHAINS]
+
+
+def build_batches() -> list[ingest_pb2.TxBatch]:
+    """The replay input (see the module doc); the same list on every call."""
+    envelopes = _envelopes()
+    batches: list[ingest_pb2.TxBatch] = []
+    for index, start in enumerate(range(0, len(envelopes), BATCH_SIZE)):
+        chunk = envelopes[start:start + BATCH_SIZE]
+        batch = ingest_pb2.TxBatch(session_id=SESSION_ID, batch_seq=index + 1, envelopes=chunk)
+        if index % 3 == 1:  # resends: the first envelopes of the batch before, and one twice in this batch
+            batch.envelopes.extend(envelopes[start - BATCH_SIZE:start - BATCH_SIZE + 5])
+            batch.envelopes.append(chunk[0])
+        if index == 2:
+            batch.envelopes.extend(_rejects())
+        batch.sightings.extend(_sightings(chunk, index))
+        if index:
+            batch.sightings.append(batch.sightings[0] if index % 2 else _sightings(envelopes[start - 3:start], 0)[0])
+        if index % 4 == 0:
+            batch.chain_stats.extend(_stats(index))
+        batches.append(batch)
+    return batches
+
+
+def write_recording(path: Path, batches: Sequence[ingest_pb2.TxBatch]) -> None:
+    """Writes ``batches`` to ``path`` in the recording format."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as fh:
+        fh.write(MAGIC)
+        for batch in batches:
+            data = batch.SerializeToString(deterministic=True)
+            fh.write(_LEN.pack(len(data)))
+            fh.write(data)
+
+
+def read_recording(path: Path = RECORDING) -> list[ingest_pb2.TxBatch]:
+    """The batches recorded in ``path``; raises ValueError on a file that is not a recording."""
+    data = path.read_bytes()
+    if not data.startswith(MAGIC):
+        raise ValueError(f"{path} is not a mempulse replay recording")
+    batches = []
+    pos = len(MAGIC)
+    while pos < len(data):
+        (size,) = _LEN.unpack_from(data, pos)
+        pos += _LEN.size
+        if pos + size > len(data):
+            raise ValueError(f"{path} ends inside a batch")
+        batches.append(ingest_pb2.TxBatch.FromString(data[pos:pos + size]))
+        pos += size
+    return batches

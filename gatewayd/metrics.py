@@ -32,6 +32,21 @@ class GatewayMetrics:
         # Counter/Histogram take a lock per increment, which is most of the metrics cost per request.
         self.request_stats = RequestStats(routes=routes)
         r.register(self.request_stats)
+        self._answer_metrics(r)
+        self._limit_metrics(r)
+        self._connection_metrics(r)
+        self.render_errors = Counter(
+            f"{PREFIX}render_errors_total",
+            "Records that could not be rendered and were sent as a render_error marker, by record kind",
+            ["record"],
+            registry=r,
+        )
+        for record in RECORD_KINDS:  # present at zero from start
+            self.render_errors.labels(record)
+        self._error_children: dict[str, Counter] = {}
+
+    def _answer_metrics(self, r: CollectorRegistry) -> None:
+        """Error answers, failed processd calls and the caches that answer without processd."""
         self.errors = Counter(
             f"{PREFIX}errors_total", "Error answers by stable error code", ["code"], registry=r
         )
@@ -59,6 +74,9 @@ class GatewayMetrics:
         self.render_cache_entries = Gauge(
             f"{PREFIX}render_cache_entries", "Records in the rendered-JSON cache", registry=r
         )
+
+    def _limit_metrics(self, r: CollectorRegistry) -> None:
+        """The bounded tables of the rate limit and of failed API keys."""
         self.ratelimit_keys = Gauge(
             f"{PREFIX}ratelimit_keys", "Token buckets in the rate-limit table (bounded)", registry=r
         )
@@ -70,6 +88,9 @@ class GatewayMetrics:
             "Client addresses in the failed-API-key table (bounded by rate_limit_max_keys)",
             registry=r,
         )
+
+    def _connection_metrics(self, r: CollectorRegistry) -> None:
+        """SSE streams and HTTP connections: open, refused, cut."""
         self.sse_clients = Gauge(f"{PREFIX}sse_clients", "Open /events/stream connections", registry=r)
         self.sse_events = Counter(f"{PREFIX}sse_events_total", "Events sent over SSE", registry=r)
         self.sse_rejected = Counter(
@@ -95,15 +116,6 @@ class GatewayMetrics:
             "Requests whose head could not be parsed (answered 400; logged at most once per 10 s)",
             registry=r,
         )
-        self.render_errors = Counter(
-            f"{PREFIX}render_errors_total",
-            "Records that could not be rendered and were sent as a render_error marker, by record kind",
-            ["record"],
-            registry=r,
-        )
-        for record in RECORD_KINDS:  # present at zero from start
-            self.render_errors.labels(record)
-        self._error_children: dict[str, Counter] = {}
 
     def count(self, route: str, status: int) -> None:
         """Counts one answered request."""

@@ -50,6 +50,21 @@ def format_events(events: Any, render: RenderCache | None = None, raw: bool = Fa
     return b"".join(sse_frame(e, raw=raw) for e in events)
 
 
+def _start_seq(request: Request, p: dict[str, Any]) -> int | None:
+    """Where the stream starts: just after a ``Last-Event-ID`` header (a reconnecting EventSource) if there is one,
+    else ``from_seq_id``; None = at the head (new events only)."""
+    from_seq: int | None = p["from_seq_id"]
+    last_event_id = request.headers.get("last-event-id")
+    if last_event_id:
+        from_seq = parse_uint("Last-Event-ID", last_event_id.strip(), 0, UINT64_MAX - 1, "invalid_cursor") + 1
+    return from_seq
+
+
+def _error_event(code: str, message: str) -> bytes:
+    """The final ``event: error`` SSE message of a stream."""
+    return b"event: error\ndata: %s\n\n" % orjson.dumps({"error": {"code": code, "message": message}})
+
+
 class EventStreamer:
     """Serves SSE streams, at most ``max_clients`` at a time, each with its own processd subscription."""
 
@@ -85,11 +100,8 @@ class EventStreamer:
 
     async def stream(self, request: Request, p: dict[str, Any]) -> None:
         """Streams events to the client until it disconnects or processd ends the subscription."""
-        from_seq: int | None = p["from_seq_id"]
+        from_seq = _start_seq(request, p)
         raw = "raw" in p["include"]
-        last_event_id = request.headers.get("last-event-id")
-        if last_event_id:
-            from_seq = parse_uint("Last-Event-ID", last_event_id.strip(), 0, UINT64_MAX - 1, "invalid_cursor") + 1
         task = asyncio.current_task()
         assert task is not None
         queue: asyncio.Queue[Any] = asyncio.Queue(QUEUE_MESSAGES)
@@ -122,38 +134,7 @@ class EventStreamer:
                 headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
             )
             await response.send(b"retry: 2000\n: stream from seq_id %d, head %d\n\n" % (from_seq, head))
-            while True:
-                try:
-                    item = await asyncio.wait_for(queue.get(), self.heartbeat_s)
-                except TimeoutError:
-                    await response.send(b": heartbeat\n\n")
-                    continue
-                if item is _SHUTDOWN:
-                    await response.send(
-                        b"event: error\ndata: %s\n\n"
-                        % orjson.dumps(
-                            {"error": {"code": "shutting_down", "message": "gateway is stopping; reconnect"}}
-                        )
-                    )
-                    break
-                if item is _END:
-                    log.warning("processd ended the event subscription")
-                    await response.send(
-                        b"event: error\ndata: %s\n\n"
-                        % orjson.dumps(
-                            {"error": {"code": "stream_ended", "message": "processd ended the stream; reconnect"}}
-                        )
-                    )
-                    break
-                if isinstance(item, UpstreamError):
-                    await response.send(
-                        b"event: error\ndata: %s\n\n"
-                        % orjson.dumps({"error": {"code": item.code, "message": item.message}})
-                    )
-                    break
-                if item.events:
-                    await response.send(format_events(item.events, self.render, raw))
-                    self.metrics.sse_events.inc(len(item.events))
+            await self._relay(response, queue, raw)
             await response.eof()
         finally:
             if call is not None:
@@ -164,6 +145,30 @@ class EventStreamer:
                     await reader
             self._open.pop(task, None)
             self.metrics.sse_clients.set(len(self._open))
+
+    async def _relay(self, response: Any, queue: asyncio.Queue[Any], raw: bool) -> None:
+        """Writes what the reader puts on ``queue`` as SSE messages, with a heartbeat comment whenever nothing
+        came for ``heartbeat_s``, until a shutdown, the end of the subscription or an upstream error (each sent
+        as a final ``event: error``)."""
+        while True:
+            try:
+                item = await asyncio.wait_for(queue.get(), self.heartbeat_s)
+            except TimeoutError:
+                await response.send(b": heartbeat\n\n")
+                continue
+            if item is _SHUTDOWN:
+                await response.send(_error_event("shutting_down", "gateway is stopping; reconnect"))
+                return
+            if item is _END:
+                log.warning("processd ended the event subscription")
+                await response.send(_error_event("stream_ended", "processd ended the stream; reconnect"))
+                return
+            if isinstance(item, UpstreamError):
+                await response.send(_error_event(item.code, item.message))
+                return
+            if item.events:
+                await response.send(format_events(item.events, self.render, raw))
+                self.metrics.sse_events.inc(len(item.events))
 
     def _try_reserve(self, task: asyncio.Task[Any], queue: asyncio.Queue[Any]) -> bool:
         """Takes a stream slot for ``task``, or returns False when ``max_clients`` are held.

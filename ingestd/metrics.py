@@ -184,117 +184,146 @@ class IngestCollector(Collector):
         self._chains = chains
 
     def collect(self) -> Iterator[Metric]:
-        def counter(name: str, doc: str, labels: list[str]) -> CounterMetricFamily:
-            return CounterMetricFamily(name, doc, labels=labels)
-
-        def gauge(name: str, doc: str, labels: list[str]) -> GaugeMetricFamily:
-            return GaugeMetricFamily(name, doc, labels=labels)
-
-        seen = counter(f"{PREFIX}seen", "Distinct announcements that passed dedup", ["chain"])
-        delivered = counter(f"{PREFIX}delivered", "Envelopes acknowledged by processd", ["chain"])
-        sent = counter(f"{PREFIX}envelopes_sent", "Envelopes written to the processd stream (resends included)",
-                       ["chain"])
-        acks = counter(f"{PREFIX}acks", "IngestAcks received", ["chain"])
-        fetched = counter(f"{PREFIX}fetched", "Transactions fetched by batch eth_getTransactionByHash", ["chain"])
-        full_tx = counter(f"{PREFIX}full_tx_notifications", "Notifications carrying the full transaction",
-                          ["chain"])
-        resent = counter(f"{PREFIX}batches_resent", "Unacked batches resent after a stream reconnect", ["chain"])
-        stream_rc = counter(f"{PREFIX}stream_reconnects", "Reconnects of the processd stream", ["chain"])
-        storage_full = counter(f"{PREFIX}storage_full_retries",
-                               "Batches processd answered storage_full (resent later)", ["chain"])
-        notif = counter(f"{PREFIX}notifications", "Pending-transaction notifications received",
-                        ["chain", "source"])
-        dedup = counter(f"{PREFIX}dedup_hits", "Notifications of an already seen transaction", ["chain", "source"])
-        rejected = counter(f"{PREFIX}notifications_rejected", "Messages rejected by the parser",
-                           ["chain", "source", "reason"])
-        reconnects = counter(f"{PREFIX}source_reconnects", "WebSocket reconnects", ["chain", "source"])
-        gaps = counter(f"{PREFIX}source_gap_seconds", "Seconds a source was disconnected", ["chain", "source"])
-        drops = counter(f"{PREFIX}drops", "Transactions not delivered, by reason (dedup is not a loss)",
-                        ["chain", "source", "reason"])
-        rpc_err = counter(f"{PREFIX}rpc_errors", "Fetch errors by endpoint and code",
-                          ["chain", "endpoint", "code"])
-        raw_tx = counter(f"{PREFIX}raw_tx", "Envelopes by where their signed raw bytes came from "
-                         "(reencoded, node) or why they have none", ["chain", "outcome"])
-        raw_fail = counter(f"{PREFIX}raw_tx_reencode_failures", "Re-encodings that gave no bytes hashing "
-                           "to the transaction hash, by reason", ["chain", "reason"])
-        connected = gauge(f"{PREFIX}source_connected", "1 when the source is subscribed", ["chain", "source"])
-        silent = gauge(f"{PREFIX}source_silent", "1 when the source is silent beyond the watchdog threshold",
-                       ["chain", "source"])
-        visibility = gauge(f"{PREFIX}mempool_visible",
-                           "1 pending txs arrive, 0 not visible (e.g. sequencer chain), -1 unknown yet", ["chain"])
-        depth = gauge(f"{PREFIX}queue_depth", "Items in a bounded queue", ["chain", "queue"])
-        capacity = gauge(f"{PREFIX}queue_capacity", "Bound of a queue", ["chain", "queue"])
-        in_flight = gauge(f"{PREFIX}fetch_in_flight", "Batch fetch requests in flight", ["chain"])
-        unacked = gauge(f"{PREFIX}unacked_batches", "Batches sent to processd and not yet acknowledged",
-                        ["chain"])
-        dedup_size = gauge(f"{PREFIX}dedup_entries", "Hashes held by the dedup set", ["chain"])
-        wins = counter(f"{PREFIX}source_first_seen_wins", "Transactions this source announced first",
-                       ["chain", "source"])
-        sightings = counter(f"{PREFIX}source_sightings",
-                            "Announcements of a transaction another source announced first, by outcome",
-                            ["chain", "source", "outcome"])
-        sightings_lost = counter(f"{PREFIX}sightings_lost",
-                                 "Later sightings not sent (their envelope was not, or the outbound queue was full)",
-                                 ["chain"])
-        sightings_acked = counter(f"{PREFIX}sightings_acked",
-                                  "Sightings processd acknowledged, by result (stored, ignored: repeat or unknown tx)",
-                                  ["chain", "result"])
-        log_size = gauge(f"{PREFIX}source_log_entries", "Transactions held by the source log", ["chain"])
-        log_cap = gauge(f"{PREFIX}source_log_capacity", "Bound of the source log (0 = single source)",
-                        ["chain"])
+        scrape = _Scrape()
         for c in list(self._chains()):
-            ch = c.name
-            seen.add_metric([ch], c.seen)
-            delivered.add_metric([ch], c.delivered)
-            sent.add_metric([ch], c.envelopes_sent)
-            acks.add_metric([ch], c.acks)
-            fetched.add_metric([ch], c.fetched)
-            full_tx.add_metric([ch], c.full_tx_received)
-            resent.add_metric([ch], c.batches_resent)
-            stream_rc.add_metric([ch], c.stream_reconnects)
-            storage_full.add_metric([ch], c.storage_full_retries)
-            vis = {ingest_pb2.MEMPOOL_VISIBILITY_VISIBLE: 1, ingest_pb2.MEMPOOL_VISIBILITY_NOT_VISIBLE: 0}
-            visibility.add_metric([ch], vis.get(c.visibility, -1))  # type: ignore[call-overload]
-            for s in list(c.sources.values()):
-                notif.add_metric([ch, s.source_id], s.notifications)
-                dedup.add_metric([ch, s.source_id], s.dedup_hits)
-                reconnects.add_metric([ch, s.source_id], s.reconnects)
-                gaps.add_metric([ch, s.source_id], s.gap_seconds)
-                connected.add_metric([ch, s.source_id], 1 if s.connected else 0)
-                silent.add_metric([ch, s.source_id], 1 if s.silent else 0)
-                # Every known parser reason at zero from start; a reason added later still shows up.
-                by_reason = dict.fromkeys(REJECT_REASONS, 0) | dict(list(s.rejected.items()))
-                for reason, n in by_reason.items():
-                    rejected.add_metric([ch, s.source_id, reason], n)
-                wins.add_metric([ch, s.source_id], s.first_seen_wins)
-                for outcome, n in list(s.sightings.items()):
-                    sightings.add_metric([ch, s.source_id, outcome], n)
-            # Drops at zero from start: each source with the reasons a source is named for, and source "" with
-            # the reasons counted for the chain as a whole (shutdown, rejected by processd).
-            counts = {(src, r): 0 for src in list(c.sources) for r in _SOURCE_DROP_REASONS}
-            counts.update({("", r): 0 for r in SOURCELESS_REASONS})
-            counts.update(list(c.drops.counts.items()))
-            for (source, reason), n in counts.items():
-                drops.add_metric([ch, source, reason.value], n)
-            for (endpoint, code), n in list(c.rpc_errors.items()):
-                rpc_err.add_metric([ch, endpoint, code], n)
-            for outcome, n in (dict.fromkeys(RAW_OUTCOMES, 0) | dict(list(c.raw_tx.items()))).items():
-                raw_tx.add_metric([ch, outcome], n)
-            failures = dict.fromkeys(FAILURE_REASONS, 0) | dict(list(c.raw_tx_reencode_failures.items()))
-            for reason, n in failures.items():
-                raw_fail.add_metric([ch, reason], n)
-            for queue, (depth_fn, cap) in list(c.queues.items()):
-                depth.add_metric([ch, queue], depth_fn())
-                capacity.add_metric([ch, queue], cap)
-            in_flight.add_metric([ch], c.in_flight())
-            unacked.add_metric([ch], c.unacked_batches())
-            dedup_size.add_metric([ch], c.dedup_entries())
-            sightings_lost.add_metric([ch], c.sightings_lost)
-            sightings_acked.add_metric([ch, "stored"], c.sightings_stored)
-            sightings_acked.add_metric([ch, "ignored"], c.sightings_ignored)
-            log_size.add_metric([ch], c.source_log_entries())
-            log_cap.add_metric([ch], c.source_log_capacity)
-        yield from (seen, delivered, sent, acks, fetched, full_tx, resent, stream_rc, storage_full, notif, dedup,
-                    rejected, reconnects, gaps, drops, rpc_err, raw_tx, raw_fail, connected, silent, visibility, depth,
-                    capacity, in_flight, unacked, dedup_size, wins, sightings, sightings_lost, sightings_acked,
-                    log_size, log_cap)
+            scrape.add(c)
+        yield from scrape.families()
+
+
+def _counter(name: str, doc: str, labels: list[str]) -> CounterMetricFamily:
+    return CounterMetricFamily(f"{PREFIX}{name}", doc, labels=labels)
+
+
+def _gauge(name: str, doc: str, labels: list[str]) -> GaugeMetricFamily:
+    return GaugeMetricFamily(f"{PREFIX}{name}", doc, labels=labels)
+
+
+_VISIBILITY = {ingest_pb2.MEMPOOL_VISIBILITY_VISIBLE: 1, ingest_pb2.MEMPOOL_VISIBILITY_NOT_VISIBLE: 0}
+
+
+class _Scrape:
+    """The metric families of one scrape, filled chain by chain (:meth:`add`); each family is filled in one place
+    only, so its samples come in chain order whatever order the families are filled in."""
+
+    def __init__(self) -> None:
+        self._chain_families()
+        self._source_families()
+        self._pipeline_families()
+
+    def _chain_families(self) -> None:
+        self.seen = _counter("seen", "Distinct announcements that passed dedup", ["chain"])
+        self.delivered = _counter("delivered", "Envelopes acknowledged by processd", ["chain"])
+        self.sent = _counter("envelopes_sent", "Envelopes written to the processd stream (resends included)",
+                             ["chain"])
+        self.acks = _counter("acks", "IngestAcks received", ["chain"])
+        self.fetched = _counter("fetched", "Transactions fetched by batch eth_getTransactionByHash", ["chain"])
+        self.full_tx = _counter("full_tx_notifications", "Notifications carrying the full transaction", ["chain"])
+        self.resent = _counter("batches_resent", "Unacked batches resent after a stream reconnect", ["chain"])
+        self.stream_rc = _counter("stream_reconnects", "Reconnects of the processd stream", ["chain"])
+        self.storage_full = _counter("storage_full_retries", "Batches processd answered storage_full (resent later)",
+                                     ["chain"])
+        self.drops = _counter("drops", "Transactions not delivered, by reason (dedup is not a loss)",
+                              ["chain", "source", "reason"])
+        self.rpc_err = _counter("rpc_errors", "Fetch errors by endpoint and code", ["chain", "endpoint", "code"])
+        self.raw_tx = _counter("raw_tx", "Envelopes by where their signed raw bytes came from "
+                               "(reencoded, node) or why they have none", ["chain", "outcome"])
+        self.raw_fail = _counter("raw_tx_reencode_failures", "Re-encodings that gave no bytes hashing "
+                                 "to the transaction hash, by reason", ["chain", "reason"])
+        self.visibility = _gauge(
+            "mempool_visible", "1 pending txs arrive, 0 not visible (e.g. sequencer chain), -1 unknown yet", ["chain"])
+
+    def _source_families(self) -> None:
+        by_source = ["chain", "source"]
+        self.notif = _counter("notifications", "Pending-transaction notifications received", by_source)
+        self.dedup = _counter("dedup_hits", "Notifications of an already seen transaction", by_source)
+        self.rejected = _counter("notifications_rejected", "Messages rejected by the parser",
+                                 ["chain", "source", "reason"])
+        self.reconnects = _counter("source_reconnects", "WebSocket reconnects", by_source)
+        self.gaps = _counter("source_gap_seconds", "Seconds a source was disconnected", by_source)
+        self.connected = _gauge("source_connected", "1 when the source is subscribed", by_source)
+        self.silent = _gauge("source_silent", "1 when the source is silent beyond the watchdog threshold", by_source)
+        self.wins = _counter("source_first_seen_wins", "Transactions this source announced first", by_source)
+        self.sightings = _counter("source_sightings",
+                                  "Announcements of a transaction another source announced first, by outcome",
+                                  ["chain", "source", "outcome"])
+        self.sightings_lost = _counter(
+            "sightings_lost", "Later sightings not sent (their envelope was not, or the outbound queue was full)",
+            ["chain"])
+        self.sightings_acked = _counter(
+            "sightings_acked", "Sightings processd acknowledged, by result (stored, ignored: repeat or unknown tx)",
+            ["chain", "result"])
+
+    def _pipeline_families(self) -> None:
+        self.depth = _gauge("queue_depth", "Items in a bounded queue", ["chain", "queue"])
+        self.capacity = _gauge("queue_capacity", "Bound of a queue", ["chain", "queue"])
+        self.in_flight = _gauge("fetch_in_flight", "Batch fetch requests in flight", ["chain"])
+        self.unacked = _gauge("unacked_batches", "Batches sent to processd and not yet acknowledged", ["chain"])
+        self.dedup_size = _gauge("dedup_entries", "Hashes held by the dedup set", ["chain"])
+        self.log_size = _gauge("source_log_entries", "Transactions held by the source log", ["chain"])
+        self.log_cap = _gauge("source_log_capacity", "Bound of the source log (0 = single source)", ["chain"])
+
+    def families(self) -> tuple[Metric, ...]:
+        """Every family, in the order of the exposition."""
+        return (self.seen, self.delivered, self.sent, self.acks, self.fetched, self.full_tx, self.resent,
+                self.stream_rc, self.storage_full, self.notif, self.dedup, self.rejected, self.reconnects, self.gaps,
+                self.drops, self.rpc_err, self.raw_tx, self.raw_fail, self.connected, self.silent, self.visibility,
+                self.depth, self.capacity, self.in_flight, self.unacked, self.dedup_size, self.wins, self.sightings,
+                self.sightings_lost, self.sightings_acked, self.log_size, self.log_cap)
+
+    def add(self, c: ChainStats) -> None:
+        """Adds chain ``c``'s samples to every family."""
+        ch = c.name
+        for family, value in ((self.seen, c.seen), (self.delivered, c.delivered), (self.sent, c.envelopes_sent),
+                              (self.acks, c.acks), (self.fetched, c.fetched), (self.full_tx, c.full_tx_received),
+                              (self.resent, c.batches_resent), (self.stream_rc, c.stream_reconnects),
+                              (self.storage_full, c.storage_full_retries)):
+            family.add_metric([ch], value)
+        self.visibility.add_metric([ch], _VISIBILITY.get(c.visibility, -1))  # type: ignore[call-overload]
+        for s in list(c.sources.values()):
+            self._add_source(ch, s)
+        self._add_drops(ch, c)
+        for (endpoint, code), n in list(c.rpc_errors.items()):
+            self.rpc_err.add_metric([ch, endpoint, code], n)
+        for outcome, n in (dict.fromkeys(RAW_OUTCOMES, 0) | dict(list(c.raw_tx.items()))).items():
+            self.raw_tx.add_metric([ch, outcome], n)
+        failures = dict.fromkeys(FAILURE_REASONS, 0) | dict(list(c.raw_tx_reencode_failures.items()))
+        for reason, n in failures.items():
+            self.raw_fail.add_metric([ch, reason], n)
+        self._add_pipeline(ch, c)
+
+    def _add_source(self, ch: str, s: SourceStats) -> None:
+        self.notif.add_metric([ch, s.source_id], s.notifications)
+        self.dedup.add_metric([ch, s.source_id], s.dedup_hits)
+        self.reconnects.add_metric([ch, s.source_id], s.reconnects)
+        self.gaps.add_metric([ch, s.source_id], s.gap_seconds)
+        self.connected.add_metric([ch, s.source_id], 1 if s.connected else 0)
+        self.silent.add_metric([ch, s.source_id], 1 if s.silent else 0)
+        # Every known parser reason at zero from start; a reason added later still shows up.
+        by_reason = dict.fromkeys(REJECT_REASONS, 0) | dict(list(s.rejected.items()))
+        for reason, n in by_reason.items():
+            self.rejected.add_metric([ch, s.source_id, reason], n)
+        self.wins.add_metric([ch, s.source_id], s.first_seen_wins)
+        for outcome, n in list(s.sightings.items()):
+            self.sightings.add_metric([ch, s.source_id, outcome], n)
+
+    def _add_drops(self, ch: str, c: ChainStats) -> None:
+        # Drops at zero from start: each source with the reasons a source is named for, and source "" with
+        # the reasons counted for the chain as a whole (shutdown, rejected by processd).
+        counts = {(src, r): 0 for src in list(c.sources) for r in _SOURCE_DROP_REASONS}
+        counts.update({("", r): 0 for r in SOURCELESS_REASONS})
+        counts.update(list(c.drops.counts.items()))
+        for (source, reason), n in counts.items():
+            self.drops.add_metric([ch, source, reason.value], n)
+
+    def _add_pipeline(self, ch: str, c: ChainStats) -> None:
+        for queue, (depth_fn, cap) in list(c.queues.items()):
+            self.depth.add_metric([ch, queue], depth_fn())
+            self.capacity.add_metric([ch, queue], cap)
+        self.in_flight.add_metric([ch], c.in_flight())
+        self.unacked.add_metric([ch], c.unacked_batches())
+        self.dedup_size.add_metric([ch], c.dedup_entries())
+        self.sightings_lost.add_metric([ch], c.sightings_lost)
+        self.sightings_acked.add_metric([ch, "stored"], c.sightings_stored)
+        self.sightings_acked.add_metric([ch, "ignored"], c.sightings_ignored)
+        self.log_size.add_metric([ch], c.source_log_entries())
+        self.log_cap.add_metric([ch], c.source_log_capacity)

@@ -28,11 +28,6 @@ def hex_to_bytes(text: str, length: int | None = None) -> bytes:
     return raw
 
 
-def bytes_to_hex(raw: bytes | bytearray | memoryview) -> str:
-    """Lowercase ``0x`` hex of raw bytes."""
-    return "0x" + bytes(raw).hex()
-
-
 def quantity_to_int(text: str) -> int:
     """Parses a JSON-RPC hex quantity (``0x1a``) into an int."""
     if not isinstance(text, str) or not text.startswith(("0x", "0X")) or len(text) < 3:

@@ -93,11 +93,8 @@ class ChainStats:
     seen: int = 0
     delivered: int = 0
     envelopes_sent: int = 0
-    batches_sent: int = 0
     batches_resent: int = 0
     acks: int = 0
-    processd_accepted: int = 0
-    processd_duplicates: int = 0
     stream_reconnects: int = 0
     storage_full_retries: int = 0
     fetched: int = 0

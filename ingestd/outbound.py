@@ -256,7 +256,6 @@ class Outbound:
                 self._unacked[batch.batch_seq] = _Unacked(batch, first_seen, time.monotonic())
                 self._batch_hist.observe(len(batch.envelopes))
                 self.stats.envelopes_sent += len(batch.envelopes)
-            self.stats.batches_sent += 1
             await call.write(batch)
 
     @staticmethod
@@ -279,8 +278,6 @@ class Outbound:
         entry = self._unacked.get(ack.batch_seq)
         if entry is None or entry.retry_at:
             return  # a stats-only batch, a duplicate ack after a resend, or a batch already waiting to retry
-        self.stats.processd_accepted += ack.accepted
-        self.stats.processd_duplicates += ack.duplicates
         if not any(rc.reason == ingest_pb2.REJECT_REASON_STORAGE_FULL for rc in ack.rejected):
             # (a storage_full answer is resent whole: its sightings are counted by the final answer)
             self.stats.sightings_stored += ack.sightings_stored

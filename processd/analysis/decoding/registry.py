@@ -172,10 +172,6 @@ class Registry:
             return label
         return GENERIC_LABELS.get(family, "")
 
-    def known_chains(self) -> list[int]:
-        """Chain ids that have registry entries."""
-        return sorted(self._by_chain)
-
 
 def native_peg(chain_id: int) -> str:
     """Reference peg of the chain's native currency (ETH when the chain is not listed)."""

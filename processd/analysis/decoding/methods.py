@@ -250,17 +250,23 @@ def _liquidity(name: str) -> Extractor:
     return extract
 
 
+#: Makes a Method of (selector, signature, family, category, extractor) with the decoder factory in use.
+_Make = Callable[[str, str, str, int, Extractor], Method]
+
+
 def plain_methods(factory: DecoderFactory = ArgsDecoder) -> dict[bytes, Method]:
     """Selector -> Method for every known non-batching method (built on demand, not at import)."""
 
-    def _m(selector: str, signature: str, family: str, category: int, extract: Extractor) -> Method:
+    def make(selector: str, signature: str, family: str, category: int, extract: Extractor) -> Method:
         return make_method(selector, signature, family, category, extract, factory)
 
-    v2 = UNISWAP_V2
-    v3 = UNISWAP_V3
-    deadline = ",uint256"
-    path_in = ",address[],address"
-    table = [
+    table = [*_token_methods(make), *_v2_methods(make), *_v3_methods(make)]
+    return {m.selector: m for m in table}
+
+
+def _token_methods(_m: _Make) -> list[Method]:
+    """ERC-20 transfers and approvals, NFT approval for all, wrapped-native deposit and withdrawal."""
+    return [
         _m("a9059cbb", "transfer(address,uint256)", ERC20, TRANSFER, _transfer),
         _m("23b872dd", "transferFrom(address,address,uint256)", ERC20, TRANSFER, _transfer_from),
         _m("095ea7b3", "approve(address,uint256)", ERC20, APPROVAL, _approve("approve")),
@@ -269,6 +275,13 @@ def plain_methods(factory: DecoderFactory = ArgsDecoder) -> dict[bytes, Method]:
         _m("d0e30db0", "deposit()", WRAPPED_NATIVE, OTHER, _deposit),
         _m("2e1a7d4d", "withdraw(uint256)", WRAPPED_NATIVE, OTHER, _withdraw),
     ]
+
+
+def _v2_methods(_m: _Make) -> list[Method]:
+    """Uniswap V2 routers' swaps (and SwapRouter02's V2 swaps) and liquidity management."""
+    v2 = UNISWAP_V2
+    deadline = ",uint256"
+    path_in = ",address[],address"
     # Uniswap V2 Router02 and its forks (Sushiswap, PancakeSwap, QuickSwap, ShibaSwap, ...):
     # (selector, name, argument list, layout, native in, native out, fee-on-transfer)
     tokens_args = "(uint256,uint256,address[],address,uint256)"
@@ -285,9 +298,10 @@ def plain_methods(factory: DecoderFactory = ArgsDecoder) -> dict[bytes, Method]:
         ("b6f9de95", "swapExactETHForTokens" + fot, eth_args, "in_eth", True, False, True),
         ("791ac947", "swapExactTokensForETH" + fot, tokens_args, "in_tokens", False, True, True),
     ]
-    for selector, name, arglist, shape, native_in, native_out, is_fot in v2_swaps:
-        table.append(_m(selector, name + arglist, v2, SWAP, _v2(name, shape, native_in, native_out, is_fot)))
-    table += [
+    table = [_m(selector, name + arglist, v2, SWAP, _v2(name, shape, native_in, native_out, is_fot))
+             for selector, name, arglist, shape, native_in, native_out, is_fot in v2_swaps]
+    return [
+        *table,
         # SwapRouter02's V2 swaps (no deadline argument: the multicall carries it).
         _m("472b43f3", "swapExactTokensForTokens(uint256,uint256" + path_in + ")", v2, SWAP,
            _v2("swapExactTokensForTokens", "in_tokens")),
@@ -308,6 +322,13 @@ def plain_methods(factory: DecoderFactory = ArgsDecoder) -> dict[bytes, Method]:
            + ",bool,uint8,bytes32,bytes32)", v2, OTHER, _liquidity("removeLiquidityETHWithPermit")),
         _m("af2979eb", "removeLiquidityETHSupportingFeeOnTransferTokens(address,uint256,uint256,uint256,address"
            + deadline + ")", v2, OTHER, _liquidity("removeLiquidityETHSupportingFeeOnTransferTokens")),
+    ]
+
+
+def _v3_methods(_m: _Make) -> list[Method]:
+    """Uniswap V3 SwapRouter and SwapRouter02 swaps and the periphery payments."""
+    v3 = UNISWAP_V3
+    return [
         # Uniswap V3 SwapRouter (deadline inside the params struct).
         _m("414bf389", "exactInputSingle((address,address,uint24,address,uint256,uint256,uint256,uint160))", v3, SWAP,
            _v3_single("exactInputSingle", exact_in=True, has_deadline=True)),
@@ -333,4 +354,3 @@ def plain_methods(factory: DecoderFactory = ArgsDecoder) -> dict[bytes, Method]:
         _m("e90a182f", "sweepToken(address,uint256)", v3, OTHER, _periphery("sweepToken")),
         _m("12210e8a", "refundETH()", v3, OTHER, _periphery("refundETH")),
     ]
-    return {m.selector: m for m in table}

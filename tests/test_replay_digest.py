@@ -3,6 +3,7 @@ digest sees a change of what is stored. Runs the working tree's processd for rea
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,7 @@ def test_same_code_same_digest_and_a_changed_input_changes_it(tmp_path: Path) ->
     second = digest_tree(ROOT, batches, tmp_path / "second")
     assert first.hexdigest() == second.hexdigest(), first_differences(first, second)
 
-    mutated = [b.__deepcopy__() for b in batches]
+    mutated = copy.deepcopy(batches)
     mutated[5].envelopes[3].gas += 1
     changed = digest_tree(ROOT, mutated, tmp_path / "mutated")
     assert changed.hexdigest() != first.hexdigest()

@@ -15,7 +15,7 @@ from common.pb.v1 import query_pb2
 from common.promutil import FunctionCounter, add_process_collectors
 from processd.analysis.validation import REASON_NAMES
 from processd.storage.eventlog import AGG_SOURCE, AGG_SOURCE_LATER, AGG_SOURCE_WINS, U64
-from processd.storage.writer import SIGHTING_OUTCOMES
+from processd.storage.logwrite import SIGHTING_OUTCOMES
 from processd.views import ingest_stats
 from processd.views.subscriptions import CUT_SLOW
 

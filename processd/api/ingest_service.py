@@ -33,7 +33,8 @@ from processd.analysis.pool import AnalysisPool
 from processd.analysis.validation import MAX_SOURCE_ID_CHARS, OK, REASON_NAMES
 from processd.metrics import ProcessdMetrics
 from processd.storage.crashpoints import CrashSwitch
-from processd.storage.writer import CommitWriter, PendingBatch, QueueFullError, Sighting, WriterStoppedError
+from processd.storage.logwrite import Sighting
+from processd.storage.writer import CommitWriter, PendingBatch, QueueFullError, WriterStoppedError
 from processd.views.ingest_stats import RateLimitedLog
 from processd.views.readmodels import ReadModels
 from processd.wire.columns import BatchColumns, keep_only

@@ -23,10 +23,10 @@ from processd.config import ProcessdConfig
 from processd.metrics import ProcessdMetrics, SourceCollector
 from processd.storage.crashpoints import CrashSwitch
 from processd.storage.eventlog import DAMAGE_ERRORS, EventLog
-from processd.storage.group_commit import CommitResult
 from processd.storage.logcheck import DATA_FILE, DamagedLogError
 from processd.storage.writer import CommitWriter
 from processd.views.readmodels import ReadModels
+from processd.views.records import CommitResult
 from processd.views.subscriptions import SubscriptionHub
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ class ProcessdServer:
                                    read_range=self.eventlog.raw_range)
         self.crash = crash or CrashSwitch.from_env()
         self.writer = CommitWriter(
-            self.eventlog, self._on_commit,
+            self.eventlog, self,
             flush_interval_ms=config.flush_interval_ms, flush_max_events=config.flush_max_events,
             queue_max_envelopes=config.commit_queue_max_envelopes,
             queue_full_timeout_ms=config.queue_full_timeout_ms,
@@ -92,7 +92,6 @@ class ProcessdServer:
             crash=self.crash, on_storage_full=self._on_storage_full, disk_full_retry_ms=config.disk_full_retry_ms,
             max_sources_per_tx=config.max_sources_per_tx, max_sources_per_chain=config.max_sources_per_chain,
         )
-        self.writer.want_events = lambda: bool(self.hub.subscribers)
         # A custom analysis function (tests) cannot be sent to worker processes: it runs in-process.
         self.pool = AnalysisPool(workers=config.analysis_workers, chain_ids=config.chain_ids,
                                  max_input_bytes=config.max_input_bytes, analyze=analyze,
@@ -207,7 +206,12 @@ class ProcessdServer:
     def _size_getter(self, name: str) -> Callable[[], float]:
         return lambda: self.models.sizes()[name]
 
-    def _on_commit(self, result: CommitResult) -> None:
+    def wants_events(self) -> bool:
+        """The writer's question (:class:`~processd.storage.writer.CommitListener`): is anyone subscribed live?"""
+        return bool(self.hub.subscribers)
+
+    def committed(self, result: CommitResult) -> None:
+        """After each commit (:class:`~processd.storage.writer.CommitListener`): read models, subscribers, metrics."""
         self.models.apply(result)
         self.hub.publish(result.first_seq, result.last_seq, result.events)
         m = self.metrics

@@ -7,7 +7,8 @@ queued), then one thread assigns seqs to the prepared batches at the head of the
 write transaction, through ``processd.storage.logwrite`` (which owns every write of the layout: dedup, events,
 indexes, sightings, retention, counters, ``last_seq``). While that transaction commits (fsync releases the GIL)
 the event loop keeps receiving and the workers keep preparing the next group. Only after the commit returns is
-the :class:`CommitListener` told (read models, live subscribers) and are the batches' acks resolved.
+the :class:`CommitListener` told (read models, live subscribers) and the batches released to their acks
+(:attr:`CommitJob.done`).
 
 A batch's sightings (later sources of transactions, ``TxBatch.sightings``) are stored after its envelopes, in
 the same write transaction, one TX_SOURCE_SEEN event each (:meth:`CommitWriter._store_sightings`).
@@ -19,14 +20,13 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import lmdb
 
-from common.pb.v1 import ingest_pb2, tx_pb2
 from processd.errors import ProcessdError
 from processd.storage.crashpoints import CrashSwitch
 from processd.storage.diskfull import DiskFullGate, is_write_failure
@@ -38,7 +38,6 @@ from processd.wire.columns import BatchColumns
 
 log = logging.getLogger(__name__)
 
-STORAGE_FULL = ingest_pb2.REJECT_REASON_STORAGE_FULL
 
 
 class CommitListener(Protocol):
@@ -70,34 +69,36 @@ class _MapFull(ProcessdError):
 
 
 @dataclass(slots=True)
-class PendingBatch:
-    """One ingest batch waiting for its group commit.
+class CommitJob:
+    """One ingest batch in the commit queue (``processd.pipeline.PendingBatch`` makes it and builds the ack).
 
-    ``prepared`` resolves to the batch's :class:`~processd.wire.columns.BatchColumns` (its valid transactions, after
-    chain admission); ``rejected`` holds the reject counts of the others by then.
+    In: ``prepared`` resolves to the batch's :class:`~processd.wire.columns.BatchColumns` (its valid, admitted
+    transactions), and its validated sightings. Out: where and how it was stored. ``done`` resolves (to None) once
+    the commit holding it is durable and the :class:`CommitListener` was told; with WriterStoppedError when it was
+    not stored.
     """
 
     batch_seq: int
-    #: Every envelope of the batch (``BatchColumns.reasons`` has a byte per envelope; chain admission reads it).
-    envelopes: Sequence[tx_pb2.TxEnvelope]
-    rejected: dict[int, int]
+    #: The batch's envelopes, valid or not (what a storage-full refusal rejects, and what the queue counts).
+    envelopes: int
     received_ns: int
-    future: asyncio.Future[ingest_pb2.IngestAck]
     prepared: asyncio.Future[BatchColumns]
-    accepted: int = 0
-    duplicates: int = 0
-    first_seq: int = 0
-    last_seq: int = 0
+    done: asyncio.Future[None]
     #: Validated sightings of the batch, stored after its envelopes; and how many were stored / ignored.
     sightings: list[Sighting] = field(default_factory=list)
     sightings_stored: int = 0
     sightings_ignored: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    first_seq: int = 0
+    last_seq: int = 0
+    #: Refused as storage_full (map at its maximum, or the disk full): nothing of it was stored.
+    storage_full: bool = False
 
     @property
     def size(self) -> int:
         """What the batch weighs in the commit queue: envelopes plus sightings."""
-        return len(self.envelopes) + len(self.sightings)
-
+        return self.envelopes + len(self.sightings)
 
 
 class CommitWriter:
@@ -139,7 +140,7 @@ class CommitWriter:
         self.max_sources_per_tx = max_sources_per_tx
         self.max_sources_per_chain = max_sources_per_chain
         self._counters = LogCounters({}, max_sources_per_chain)
-        self._queue: deque[PendingBatch] = deque()
+        self._queue: deque[CommitJob] = deque()
         self.queued_envelopes = 0
         self._wakeup = asyncio.Event()
         self._room = asyncio.Event()
@@ -180,7 +181,7 @@ class CommitWriter:
 
     # ---- submission --------------------------------------------------------------------------------------
 
-    async def submit(self, batch: PendingBatch) -> None:
+    async def submit(self, batch: CommitJob) -> None:
         """Queues a batch for commit; waits (gRPC flow control) while the queue is full.
 
         Raises QueueFullError after ``queue_full_timeout_ms`` of waiting and WriterStoppedError when stopping.
@@ -234,13 +235,13 @@ class CommitWriter:
             log.exception("writer failed; failing queued batches")
             while self._queue:
                 batch = self._queue.popleft()
-                if not batch.future.done():
-                    batch.future.set_exception(WriterStoppedError(f"writer failed: {exc!r}"))
+                if not batch.done.done():
+                    batch.done.set_exception(WriterStoppedError(f"writer failed: {exc!r}"))
             raise
 
-    def _take_group(self) -> list[PendingBatch]:
+    def _take_group(self) -> list[CommitJob]:
         """The prepared batches at the head of the queue, up to ``flush_max_events`` envelopes (at least one)."""
-        group: list[PendingBatch] = []
+        group: list[CommitJob] = []
         total = 0
         while self._queue and self._queue[0].prepared.done() and (
                 not group or total + self._queue[0].size <= self.flush_max_events):
@@ -251,14 +252,14 @@ class CommitWriter:
         self._room.set()
         return group
 
-    async def _commit_group(self, loop: asyncio.AbstractEventLoop, group: list[PendingBatch]) -> None:
+    async def _commit_group(self, loop: asyncio.AbstractEventLoop, group: list[CommitJob]) -> None:
         failed = [batch for batch in group if batch.prepared.exception() is not None]
         if failed:
             # Preparation cannot fail on valid protobuf (analysis errors are caught per transaction); if it does
             # anyway, those batches are not stored and their streams end (the client resends them).
             for batch in failed:
                 log.error("preparing batch %d failed: %r", batch.batch_seq, batch.prepared.exception())
-                batch.future.set_exception(WriterStoppedError(f"preparation failed: {batch.prepared.exception()!r}"))
+                batch.done.set_exception(WriterStoppedError(f"preparation failed: {batch.prepared.exception()!r}"))
             group = [batch for batch in group if batch.prepared.exception() is None]
         self.committing = True
         try:
@@ -285,8 +286,8 @@ class CommitWriter:
         except BaseException as exc:
             # Nothing of this group was committed: fail its batches (their streams end, clients resend).
             for batch in group:
-                if not batch.future.done():
-                    batch.future.set_exception(WriterStoppedError(f"commit failed: {exc!r}"))
+                if not batch.done.done():
+                    batch.done.set_exception(WriterStoppedError(f"commit failed: {exc!r}"))
             raise
         finally:
             self.committing = False
@@ -297,8 +298,8 @@ class CommitWriter:
             # The data is committed; a read-model bug must not withhold the acks.
             log.exception("updating read models after commit %d failed", result.last_seq)
         for batch in group:
-            if not batch.future.done():
-                batch.future.set_result(self._ack(batch))
+            if not batch.done.done():
+                batch.done.set_result(None)
 
     def _grow_map(self) -> bool:
         current = self.log.map_size_bytes
@@ -310,14 +311,12 @@ class CommitWriter:
         self.map_grows += 1
         return True
 
-    def _reject_storage_full(self, group: list[PendingBatch], cause: str, why: str,
+    def _reject_storage_full(self, group: list[CommitJob], cause: str, why: str,
                              quiet: bool = False) -> CommitResult:
         total = 0
         for batch in group:
-            n = len(batch.envelopes)
-            total += n
-            if n:
-                batch.rejected[STORAGE_FULL] = batch.rejected.get(STORAGE_FULL, 0) + n
+            total += batch.envelopes
+            batch.storage_full = True
             batch.accepted = batch.duplicates = batch.first_seq = batch.last_seq = 0
             batch.sightings_stored = 0
         # While disk-full refusals repeat (no commit tried) one line per group would flood the log: the state
@@ -328,23 +327,9 @@ class CommitWriter:
             self._on_storage_full(total, cause)
         return CommitResult(last_seq=self.last_seq, committed_ns=time.time_ns(), batches=len(group), envelopes=0)
 
-    @staticmethod
-    def _ack(batch: PendingBatch) -> ingest_pb2.IngestAck:
-        return ingest_pb2.IngestAck(
-            batch_seq=batch.batch_seq,
-            first_seq_id=batch.first_seq,
-            last_seq_id=batch.last_seq,
-            accepted=batch.accepted,
-            duplicates=batch.duplicates,
-            rejected=[ingest_pb2.RejectCount(reason=r, count=c)  # type: ignore[arg-type]
-                      for r, c in sorted(batch.rejected.items()) if c],
-            sightings_stored=batch.sightings_stored,
-            sightings_ignored=batch.sightings_ignored,
-        )
-
     # ---- the write transaction (worker thread) ----------------------------------------------------------
 
-    def _commit(self, group: list[PendingBatch]) -> CommitResult:
+    def _commit(self, group: list[CommitJob]) -> CommitResult:
         started = time.perf_counter()
         self._crash.hit("before_put", len(group))
         seq = self.last_seq
@@ -381,7 +366,7 @@ class CommitWriter:
         result.duration_s = time.perf_counter() - started
         return result
 
-    def _store_batch(self, write: LogWrite, batch: PendingBatch, seq: int, result: CommitResult) -> int:
+    def _store_batch(self, write: LogWrite, batch: CommitJob, seq: int, result: CommitResult) -> int:
         """Stores one batch after ``seq``: its new transactions, then its sightings, then the sources of its
         duplicates (another ingestd's envelope of a stored transaction is a later sighting); returns the last seq."""
         columns = batch.prepared.result()
@@ -406,7 +391,7 @@ class CommitWriter:
                                         from_duplicates=True)
         return seq
 
-    def _store_sightings(self, write: LogWrite, batch: PendingBatch, sightings: list[Sighting], seq: int,
+    def _store_sightings(self, write: LogWrite, batch: CommitJob, sightings: list[Sighting], seq: int,
                          result: CommitResult, from_duplicates: bool = False) -> int:
         """Stores ``sightings`` of ``batch`` (after its envelopes, so one of them may name a transaction of this
         very batch); returns the last seq used. Idempotent: a sighting of a transaction not in the log, a repeated

@@ -15,7 +15,7 @@ from common.pb.v1 import query_pb2
 from common.promutil import FunctionCounter, add_process_collectors
 from processd.analysis.validation import REASON_NAMES
 from processd.storage.eventlog import AGG_SOURCE, AGG_SOURCE_LATER, AGG_SOURCE_WINS, U64
-from processd.storage.writer import SIGHTING_OUTCOMES
+from processd.storage.logwrite import SIGHTING_OUTCOMES
 from processd.views import ingest_stats
 from processd.views.subscriptions import CUT_SLOW
 
@@ -29,11 +29,11 @@ _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 
 # Label values known at start, so that their series exist at zero before anything happens (rate() and alerts
 # then see a 0, not an absent series). The names are those the counting code uses (see each comment).
-_EVENT_KINDS = ("tx_seen", "tx_decoded", "opp_detected", "tx_source_seen")  # server._KIND_NAMES
-_OUTCOMES = ("accepted", "duplicate_or_rejected")  # server._on_commit
+_EVENT_KINDS = ("tx_seen", "tx_decoded", "opp_detected", "tx_source_seen")  # pipeline._KIND_NAMES
+_OUTCOMES = ("accepted", "duplicate_or_rejected")  # pipeline.IngestPipeline.committed
 _REJECT_REASONS = (*REASON_NAMES.values(), "malformed_batch")  # validation + ingest_service
 _EXHAUSTED_CAUSES = ("commit_queue_full", "too_many_subscribers")  # ingest_service, query_service
-_STATS_REJECT_REASONS = (*ingest_stats.REASONS, "bad_session_id", "too_many_sessions")  # + ingest_service
+_STATS_REJECT_REASONS = (*ingest_stats.REASONS, "bad_session_id", "too_many_sessions")  # + pipeline
 _STORAGE_FULL_CAUSES = ("map_full", "disk_full")  # writer
 _QUERY_RPCS = tuple(query_pb2.DESCRIPTOR.services_by_name["Query"].methods_by_name)  # query_service._bad
 

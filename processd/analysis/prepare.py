@@ -18,7 +18,7 @@ from common.pb.v1 import events_pb2, ingest_pb2, tx_pb2
 from processd.analysis.analyzer import Analyzer, EncodedAnalysis
 from processd.analysis.features import envelope_fees
 from processd.analysis.validation import MAX_SOURCE_ID_CHARS, validate_fields, validate_typed
-from processd.storage.eventlog import TX_KEY_HASH_BYTES, U64
+from processd.storage.layout import TX_KEY_HASH_BYTES, U64
 from processd.wire import encoding
 from processd.wire.columns import BatchColumns, FeatureKey
 

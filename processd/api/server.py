@@ -1,8 +1,10 @@
-"""ProcessdServer: wires the event log, writer, read models, subscriptions and gRPC services together."""
+"""ProcessdServer: wires the event log, ingest pipeline (with the writer), read models, subscriptions and gRPC
+services together."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from types import TracebackType
@@ -14,16 +16,16 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from common.pb.v1 import events_pb2, ingest_pb2, query_pb2, query_pb2_grpc
+from common.pb.v1 import ingest_pb2, query_pb2, query_pb2_grpc
 from processd.analysis.analyzer import AnalyzeFn
 from processd.analysis.pool import AnalysisPool
 from processd.api.ingest_service import IngestService, add_ingest_service
 from processd.api.query_service import QueryService
 from processd.config import ProcessdConfig
 from processd.metrics import ProcessdMetrics, SourceCollector
+from processd.pipeline import IngestPipeline
 from processd.storage.crashpoints import CrashSwitch
 from processd.storage.eventlog import DAMAGE_ERRORS, EventLog
-from processd.storage.group_commit import CommitResult
 from processd.storage.logcheck import DATA_FILE, DamagedLogError
 from processd.storage.writer import CommitWriter
 from processd.views.readmodels import ReadModels
@@ -35,9 +37,6 @@ SERVICE_NAMES = (
     ingest_pb2.DESCRIPTOR.services_by_name["Ingest"].full_name,
     query_pb2.DESCRIPTOR.services_by_name["Query"].full_name,
 )
-_KIND_NAMES: dict[int, str] = {events_pb2.EVENT_KIND_TX_SEEN: "tx_seen", events_pb2.EVENT_KIND_TX_DECODED: "tx_decoded",
-               events_pb2.EVENT_KIND_OPP_DETECTED: "opp_detected",
-               events_pb2.EVENT_KIND_TX_SOURCE_SEEN: "tx_source_seen"}
 
 
 class _Gate(grpc.aio.ServerInterceptor):
@@ -82,8 +81,13 @@ class ProcessdServer:
                                    on_cut=lambda reason: self.metrics.subscriber_cuts.labels(reason).inc(),
                                    read_range=self.eventlog.raw_range)
         self.crash = crash or CrashSwitch.from_env()
-        self.writer = CommitWriter(
-            self.eventlog, self._on_commit,
+        # A custom analysis function (tests) cannot be sent to worker processes: it runs in-process.
+        self.pool = AnalysisPool(workers=config.analysis_workers, chain_ids=config.chain_ids,
+                                 max_input_bytes=config.max_input_bytes, analyze=analyze,
+                                 stall_timeout_ms=config.analysis_stall_timeout_ms)
+        # The pipeline builds the single writer and is the one it tells of its commits.
+        writer = functools.partial(
+            CommitWriter, self.eventlog,
             flush_interval_ms=config.flush_interval_ms, flush_max_events=config.flush_max_events,
             queue_max_envelopes=config.commit_queue_max_envelopes,
             queue_full_timeout_ms=config.queue_full_timeout_ms,
@@ -92,14 +96,11 @@ class ProcessdServer:
             crash=self.crash, on_storage_full=self._on_storage_full, disk_full_retry_ms=config.disk_full_retry_ms,
             max_sources_per_tx=config.max_sources_per_tx, max_sources_per_chain=config.max_sources_per_chain,
         )
-        self.writer.want_events = lambda: bool(self.hub.subscribers)
-        # A custom analysis function (tests) cannot be sent to worker processes: it runs in-process.
-        self.pool = AnalysisPool(workers=config.analysis_workers, chain_ids=config.chain_ids,
-                                 max_input_bytes=config.max_input_bytes, analyze=analyze,
-                                 stall_timeout_ms=config.analysis_stall_timeout_ms)
-        self.ingest = IngestService(self.writer, self.pool, self.models, self.metrics,
-                                    max_inflight_batches=config.stream_max_inflight_batches, crash=self.crash,
-                                    max_chains=config.max_chains)
+        self.pipeline = IngestPipeline(writer, self.pool, self.models, self.hub, self.metrics,
+                                       max_chains=config.max_chains)
+        self.writer = self.pipeline.writer
+        self.ingest = IngestService(self.pipeline, self.metrics,
+                                    max_inflight_batches=config.stream_max_inflight_batches, crash=self.crash)
         self.query = QueryService(self.eventlog, self.models, self.hub, self.metrics,
                                   default_limit=config.default_page_limit, max_limit=config.max_page_limit,
                                   scan_max_examined=config.scan_max_examined, max_page_bytes=config.page_bytes)
@@ -148,7 +149,7 @@ class ProcessdServer:
         await loop.run_in_executor(None, self.eventlog.open)
         await loop.run_in_executor(None, self._rebuild)
         self.hub.last_seq = self.models.last_seq
-        self.ingest.admit_known_chains(self.models.chain_ids())
+        self.pipeline.admit_known_chains(self.models.chain_ids())
         await self.pool.start()
         await self.writer.start()
         self._bind_gauges()
@@ -206,36 +207,6 @@ class ProcessdServer:
 
     def _size_getter(self, name: str) -> Callable[[], float]:
         return lambda: self.models.sizes()[name]
-
-    def _on_commit(self, result: CommitResult) -> None:
-        self.models.apply(result)
-        self.hub.publish(result.first_seq, result.last_seq, result.events)
-        m = self.metrics
-        if result.envelopes:
-            m.commit_envelopes.observe(result.envelopes)
-            m.commit_events.observe(result.last_seq - result.first_seq + 1)
-            m.commit_seconds.observe(result.duration_s)
-        accepted = result.stored_txs
-        if accepted:
-            m.envelopes.labels("accepted").inc(accepted)
-        if result.envelopes - accepted:
-            m.envelopes.labels("duplicate_or_rejected").inc(result.envelopes - accepted)
-        # Every stored transaction has one TX_SEEN and one TX_DECODED event.
-        for kind, n in ((events_pb2.EVENT_KIND_TX_SEEN, accepted), (events_pb2.EVENT_KIND_TX_DECODED, accepted),
-                        (events_pb2.EVENT_KIND_OPP_DETECTED, len(result.opportunities))):
-            if n:
-                m.events.labels(_KIND_NAMES[kind]).inc(n)
-        for outcome, n in result.sightings.items():
-            m.sightings.labels(outcome).inc(n)
-        if result.sightings.get("stored"):
-            m.events.labels(_KIND_NAMES[events_pb2.EVENT_KIND_TX_SOURCE_SEEN]).inc(result.sightings["stored"])
-        if result.analysis_errors:
-            m.analysis_errors.inc(result.analysis_errors)
-        if result.pruned_events:
-            m.pruned.inc(result.pruned_events)
-        if self.writer.map_grows:
-            m.map_grows.inc(self.writer.map_grows - getattr(self, "_grows_seen", 0))
-            self._grows_seen = self.writer.map_grows
 
     def _on_storage_full(self, count: int, cause: str) -> None:
         self.metrics.rejects.labels("storage_full").inc(count)

@@ -1,44 +1,8 @@
-"""The LMDB event log: environment, key layout and read paths (the single writer lives in ``writer.py``).
+"""The LMDB event log: environment (open, lock, schema check) and read paths.
 
-Layout (one LMDB environment, five named databases; all integers big-endian so byte order = numeric order):
-
-==============  ===============================  =============================================
-database        key                              value
-==============  ===============================  =============================================
-``events``      seq (u64)                        kind (u8) + serialized ``mempulse.v1.Event``
-                                                 without ``seq_id`` (see below)
-``chain_seq``   chain_id (u64) + seq (u64) of    kinds (u8 each) of the transaction's events
-                a transaction's TX_SEEN event
-``tx_hash``     chain_id (u64) + the first 16 B  seq (u64) of the transaction's TX_SEEN event
-                of the hash
-``agg``         see ``AGG_*`` below              u64 counter
-``meta``        ``schema_version`` / ``last_seq``  u32 / u64
-``tx_sources``  a ``tx_hash`` key + source id    first-seen unix ns (u64) of that source's
-                (utf-8) of every later source    announcement (its TX_SOURCE_SEEN event)
-==============  ===============================  =============================================
-
-The events of one transaction are contiguous: TX_SEEN at seq s, TX_DECODED at s+1, then one OPP_DETECTED per
-opportunity; ``chain_seq`` has one entry per transaction, whose value lists those kinds. An event's seq is its
-key and is not repeated in the value: :func:`decode_event` sets ``Event.seq_id`` (and, for OPP_DETECTED, the
-opportunity's ``seq_id``) from the key. That keeps every value a function of the ingest batch alone, encoded in
-full by the analysis workers. ``agg`` holds the cumulative counters of the read models, written in the same
-transaction as the events they count, so they are exactly as durable as the log (a restart never recounts the
-log).
-
-``tx_hash`` keys hold 16 of the hash's 32 bytes: keccak hashes are uniform, so two transactions of one chain
-share a 128-bit prefix with probability 2**-128 per pair (producing such a pair takes ~2**64 work and can only
-get the producer's own second transaction counted as a duplicate). Shorter keys make the index, which takes
-one random insert per stored transaction, about a third smaller and cheaper to update; :meth:`EventLog.find_tx`
-checks the full hash on the TX_SEEN event it finds.
-
-A later source's announcement of a stored transaction (a ``TxSighting`` of the ingest stream) is an event of its
-own, TX_SOURCE_SEEN, at the seq it was committed at (it is not contiguous with its transaction's events, and has
-its own ``chain_seq`` entry), indexed in ``tx_sources`` under its transaction's ``tx_hash`` key (written in the
-same transaction, like every index), so a read of a transaction finds its sources with one cursor seek. Per
-chain and source, ``agg`` counts first-seen wins and later sightings (``AGG_SOURCE``).
-
-Schema 2 is this layout (``tx_sources`` came later: a log without it gets it at open); schema 1 (seq inside
-values, one ``chain_seq`` entry per event) is refused at open.
+The layout (databases, keys, value framing) is defined in ``processd.storage.layout``; every write of it is in
+``processd.storage.logwrite`` (hash claims, events and index entries, sightings, retention, counters,
+``last_seq``), used by the single writer (``processd.storage.writer``).
 """
 
 from __future__ import annotations
@@ -46,7 +10,6 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,93 +19,62 @@ import lmdb
 
 from common.pb.v1 import events_pb2
 from processd.errors import ProcessdError
+from processd.storage.layout import (
+    AGG_CHAIN,
+    AGG_COMMITTED_NS,
+    AGG_DECODED,
+    AGG_FEATURE,
+    AGG_HIGH_WATER,
+    AGG_OPPS,
+    AGG_RETAINED_TX,
+    AGG_SOURCE,
+    AGG_SOURCE_LATER,
+    AGG_SOURCE_WINS,
+    AGG_TX,
+    CHAIN_SEQ,
+    DB_NAMES,
+    KIND_DECODED,
+    KIND_OPP,
+    KIND_SEEN,
+    KIND_SOURCE,
+    LATER_DB_NAMES,
+    META_LAST_SEQ,
+    META_SCHEMA,
+    SCHEMA_VERSION,
+    TX_KEY_HASH_BYTES,
+    U32,
+    U64,
+    agg_chain_key,
+    agg_feature_key,
+    agg_source_key,
+    chain_seq_key,
+    decode_event,
+    seq_key,
+    tx_key,
+)
 
 log = logging.getLogger(__name__)
+# The layout's names are re-exported: a reader of the log imports what it needs from this module alone.
+__all__ = [
+    "AGG_CHAIN", "AGG_COMMITTED_NS", "AGG_DECODED", "AGG_FEATURE", "AGG_HIGH_WATER", "AGG_OPPS", "AGG_RETAINED_TX",
+    "AGG_SOURCE", "AGG_SOURCE_LATER", "AGG_SOURCE_WINS", "AGG_TX", "CHAIN_SEQ", "DAMAGE_ERRORS", "DB_NAMES",
+    "EVENT_OVERHEAD_BYTES", "KIND_DECODED", "KIND_OPP", "KIND_SEEN", "KIND_SOURCE", "LATER_DB_NAMES", "LOCK_FILE",
+    "META_LAST_SEQ", "META_SCHEMA", "SCHEMA_VERSION", "TX_KEY_HASH_BYTES", "U32", "U64", "EventLog", "ScanStats",
+    "StorageError", "agg_chain_key", "agg_feature_key", "agg_source_key", "chain_seq_key", "decode_event",
+    "lock_data_dir", "seq_key", "tx_key",
+]
 _T = TypeVar("_T")
 
-SCHEMA_VERSION = 2
-U64 = struct.Struct(">Q")
-U32 = struct.Struct(">I")
-CHAIN_SEQ = struct.Struct(">QQ")
-META_SCHEMA = b"schema_version"
-META_LAST_SEQ = b"last_seq"
 #: What LMDB raises on a file it cannot read as a (consistent) environment; there are no checksums, so this is
 #: all LMDB itself notices of bit rot.
 DAMAGE_ERRORS = (lmdb.InvalidError, lmdb.VersionMismatchError, lmdb.CorruptedError, lmdb.PageNotFoundError,
                  lmdb.IncompatibleError, lmdb.BadValsizeError)
-#: The named databases of the log: the main database of its LMDB environment holds exactly these keys.
-DB_NAMES = frozenset((b"events", b"chain_seq", b"tx_hash", b"agg", b"meta", b"tx_sources"))
-#: Databases a log written before they existed lacks (created at open).
-LATER_DB_NAMES = frozenset((b"tx_sources",))
-
-#: agg keys: b"C" + chain (u64) + one field byte; b"F" + chain (u64) + category (u8) + protocol (utf-8).
-AGG_CHAIN = b"C"
-AGG_FEATURE = b"F"
-AGG_TX = b"t"
-AGG_DECODED = b"d"
-AGG_OPPS = b"o"
-AGG_RETAINED_TX = b"p"
-AGG_HIGH_WATER = b"h"
-AGG_COMMITTED_NS = b"n"
-#: b"S" + chain (u64) + one field byte + source id (utf-8): first-seen wins / later sightings of a source.
-AGG_SOURCE = b"S"
-AGG_SOURCE_WINS = b"w"
-AGG_SOURCE_LATER = b"l"
-
-KIND_SEEN: int = events_pb2.EVENT_KIND_TX_SEEN
-KIND_DECODED: int = events_pb2.EVENT_KIND_TX_DECODED
-KIND_OPP: int = events_pb2.EVENT_KIND_OPP_DETECTED
-KIND_SOURCE: int = events_pb2.EVENT_KIND_TX_SOURCE_SEEN
 
 
 class StorageError(ProcessdError):
     """The event log cannot be opened or is inconsistent; not retriable without operator action."""
 
     retriable = False
-
-
-def seq_key(seq: int) -> bytes:
-    """Key of event ``seq`` in ``events``."""
-    return U64.pack(seq)
-
-
-def chain_seq_key(chain_id: int, seq: int) -> bytes:
-    """Key of event ``seq`` in ``chain_seq``."""
-    return CHAIN_SEQ.pack(chain_id, seq)
-
-
-#: Bytes of the hash in a ``tx_hash`` key (see the module doc).
-TX_KEY_HASH_BYTES = 16
-
-
-def tx_key(chain_id: int, tx_hash: bytes) -> bytes:
-    """Key of a transaction in ``tx_hash``: chain id and the first :data:`TX_KEY_HASH_BYTES` of its hash."""
-    return U64.pack(chain_id) + tx_hash[:TX_KEY_HASH_BYTES]
-
-
-def agg_chain_key(chain_id: int, field: bytes) -> bytes:
-    """Key of one per-chain counter in ``agg``."""
-    return AGG_CHAIN + U64.pack(chain_id) + field
-
-
-def agg_feature_key(chain_id: int, category: int, protocol: str) -> bytes:
-    """Key of one (chain, category, protocol) feature count in ``agg``."""
-    return AGG_FEATURE + U64.pack(chain_id) + bytes((category,)) + protocol.encode()
-
-
-def agg_source_key(chain_id: int, field: bytes, source_id: str) -> bytes:
-    """Key of one per-(chain, source) counter in ``agg`` (``AGG_SOURCE_WINS`` or ``AGG_SOURCE_LATER``)."""
-    return AGG_SOURCE + U64.pack(chain_id) + field + source_id.encode()
-
-
-def decode_event(value: bytes | memoryview, seq: int) -> events_pb2.Event:
-    """The event stored under key ``seq`` (its value: kind byte + Event without seq_id)."""
-    event = events_pb2.Event()
-    event.ParseFromString(memoryview(value)[1:])  # type: ignore[arg-type]  # upb accepts any buffer
-    event.seq_id = seq
-    if value[0] == KIND_OPP:
-        event.opp_detected.opportunity.seq_id = seq
-    return event
 
 
 @dataclass(slots=True)

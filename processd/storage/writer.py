@@ -1,12 +1,14 @@
-"""The single writer: group commit of ingest batches into the LMDB event log.
+"""The single writer: queueing, grouping and acks of ingest batches around group commits to the event log.
 
 Batches from every ingest stream wait in one bounded queue, in arrival order, while they are prepared
 (validated, analysed, their events encoded: ``processd.analysis.prepare``, usually in analysis worker processes). When
 the writer is idle it waits at most ``flush_interval_ms`` for more (or until ``flush_max_events`` envelopes are
-queued), then one thread assigns seqs to the prepared batches at the head of the queue, deduplicates and
-writes them all in ONE write transaction. While that transaction commits (fsync releases the GIL) the event
-loop keeps receiving and the workers keep preparing the next group. Only after the commit returns are the
-batches' acks resolved, the read models updated and live subscribers fed.
+queued), then one thread assigns seqs to the prepared batches at the head of the queue and writes them all in ONE
+write transaction, through ``processd.storage.logwrite`` (which owns every write of the layout: dedup, events,
+indexes, sightings, retention, counters, ``last_seq``). While that transaction commits (fsync releases the GIL)
+the event loop keeps receiving and the workers keep preparing the next group. Only after the commit returns is
+the :class:`CommitListener` told (read models, live subscribers) and the batches released to their acks
+(:attr:`CommitJob.done`).
 
 A batch's sightings (later sources of transactions, ``TxBatch.sightings``) are stored after its envelopes, in
 the same write transaction, one TX_SOURCE_SEEN event each (:meth:`CommitWriter._store_sightings`).
@@ -18,52 +20,36 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import lmdb
 
-from common.pb.v1 import ingest_pb2, tx_pb2
 from processd.errors import ProcessdError
 from processd.storage.crashpoints import CrashSwitch
 from processd.storage.diskfull import DiskFullGate, is_write_failure
-from processd.storage.eventlog import (
-    AGG_COMMITTED_NS,
-    AGG_DECODED,
-    AGG_HIGH_WATER,
-    AGG_OPPS,
-    AGG_RETAINED_TX,
-    AGG_SOURCE,
-    AGG_SOURCE_LATER,
-    AGG_SOURCE_WINS,
-    AGG_TX,
-    CHAIN_SEQ,
-    KIND_SEEN,
-    KIND_SOURCE,
-    META_LAST_SEQ,
-    U64,
-    EventLog,
-    agg_chain_key,
-    agg_feature_key,
-    agg_source_key,
-    decode_event,
-    tx_key,
-)
-from processd.storage.group_commit import CommitResult, EventEntry, append_events, claim_hashes
+from processd.storage.eventlog import EventLog
+from processd.storage.layout import KIND_SOURCE
+from processd.storage.logwrite import LogCounters, LogWrite, Sighting, duplicate_sightings
+from processd.views.records import CommitResult
 from processd.wire.columns import BatchColumns
-from processd.wire.encoding import event_header, source_seen_value
 
 log = logging.getLogger(__name__)
 
-STORAGE_FULL = ingest_pb2.REJECT_REASON_STORAGE_FULL
-#: A validated TxSighting: (chain_id, 32-byte hash, source id, seen unix ns).
-Sighting = tuple[int, bytes, str, int]
-#: Where the counters of a chain's sources beyond ``max_sources_per_chain`` go (bounds the agg keys a client can
-#: create with made-up source ids).
-OTHER_SOURCES = "~other"
-#: Outcomes of a sighting (label of ``mempulse_processd_sightings_total``); ``invalid`` is counted on receipt.
-SIGHTING_OUTCOMES = ("stored", "repeat", "unknown_tx", "over_limit", "invalid")
+
+
+class CommitListener(Protocol):
+    """Who hears of the writer's commits: the read side (read models, live subscribers) behind one object."""
+
+    def wants_events(self) -> bool:
+        """Whether the next commit should collect its events for live subscribers (someone is subscribed)."""
+        ...
+
+    def committed(self, result: CommitResult) -> None:
+        """A commit is durable: update the read side. Called on the event loop, before the group's acks."""
+        ...
 
 
 class QueueFullError(ProcessdError):
@@ -83,51 +69,46 @@ class _MapFull(ProcessdError):
 
 
 @dataclass(slots=True)
-class PendingBatch:
-    """One ingest batch waiting for its group commit.
+class CommitJob:
+    """One ingest batch in the commit queue (``processd.pipeline.PendingBatch`` makes it and builds the ack).
 
-    ``prepared`` resolves to the batch's :class:`~processd.wire.columns.BatchColumns` (its valid transactions, after
-    chain admission); ``rejected`` holds the reject counts of the others by then.
+    In: ``prepared`` resolves to the batch's :class:`~processd.wire.columns.BatchColumns` (its valid, admitted
+    transactions), and its validated sightings. Out: where and how it was stored. ``done`` resolves (to None) once
+    the commit holding it is durable and the :class:`CommitListener` was told; with WriterStoppedError when it was
+    not stored.
     """
 
     batch_seq: int
-    #: Every envelope of the batch (``BatchColumns.reasons`` has a byte per envelope; chain admission reads it).
-    envelopes: Sequence[tx_pb2.TxEnvelope]
-    rejected: dict[int, int]
+    #: The batch's envelopes, valid or not (what a storage-full refusal rejects, and what the queue counts).
+    envelopes: int
     received_ns: int
-    future: asyncio.Future[ingest_pb2.IngestAck]
     prepared: asyncio.Future[BatchColumns]
-    accepted: int = 0
-    duplicates: int = 0
-    first_seq: int = 0
-    last_seq: int = 0
+    done: asyncio.Future[None]
     #: Validated sightings of the batch, stored after its envelopes; and how many were stored / ignored.
     sightings: list[Sighting] = field(default_factory=list)
     sightings_stored: int = 0
     sightings_ignored: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    first_seq: int = 0
+    last_seq: int = 0
+    #: Refused as storage_full (map at its maximum, or the disk full): nothing of it was stored.
+    storage_full: bool = False
 
     @property
     def size(self) -> int:
         """What the batch weighs in the commit queue: envelopes plus sightings."""
-        return len(self.envelopes) + len(self.sightings)
+        return self.envelopes + len(self.sightings)
 
-
-
-def _sightings_of(tx_seen_values: list[bytes]) -> list[Sighting]:
-    """(chain, hash, source, first seen) of duplicate envelopes, from their prepared TX_SEEN event values."""
-    out: list[Sighting] = []
-    for value in tx_seen_values:
-        event = decode_event(value, 0)
-        out.append((event.chain_id, event.tx_hash, event.source_id, event.first_seen_unix_ns))
-    return out
 
 class CommitWriter:
-    """Owns the write side of the event log: queueing, group commit, map growth, retention."""
+    """The one writer of the event log: bounded commit queue, group commits, map growth, storage-full refusals and
+    acks. What a commit writes, and how, is ``processd.storage.logwrite``'s."""
 
     def __init__(
         self,
         eventlog: EventLog,
-        on_commit: Callable[[CommitResult], None],
+        listener: CommitListener,
         *,
         flush_interval_ms: int = 2,
         flush_max_events: int = 32768,
@@ -143,7 +124,7 @@ class CommitWriter:
         max_sources_per_chain: int = 64,
     ) -> None:
         self.log = eventlog
-        self._on_commit = on_commit
+        self._listener = listener
         self.flush_interval_s = flush_interval_ms / 1000
         self.flush_max_events = flush_max_events
         self.queue_max_envelopes = queue_max_envelopes
@@ -158,8 +139,8 @@ class CommitWriter:
         #: Sources kept per transaction (the first included) and distinct sources counted per chain.
         self.max_sources_per_tx = max_sources_per_tx
         self.max_sources_per_chain = max_sources_per_chain
-        self._chain_sources: dict[int, set[str]] = {}
-        self._queue: deque[PendingBatch] = deque()
+        self._counters = LogCounters({}, max_sources_per_chain)
+        self._queue: deque[CommitJob] = deque()
         self.queued_envelopes = 0
         self._wakeup = asyncio.Event()
         self._room = asyncio.Event()
@@ -169,10 +150,7 @@ class CommitWriter:
         self._stopping = False
         self._failure: BaseException | None = None
         self.last_seq = 0
-        self._agg: dict[bytes, int] = {}
         self.committing = False
-        #: Whether commits should hand their encoded events to live subscribers (set by the server).
-        self.want_events: Callable[[], bool] = lambda: True
         self.commits = 0
         self.map_grows = 0
         #: Set when the commit loop died (an LMDB error other than map or disk full): processd must exit.
@@ -183,10 +161,7 @@ class CommitWriter:
     async def start(self) -> None:
         """Loads the log's last seq and counters and starts the commit loop."""
         self.last_seq = self.log.last_seq()
-        self._agg = self.log.load_aggregates()
-        for key in self._agg:
-            if key[:1] == AGG_SOURCE:
-                self._chain_sources.setdefault(U64.unpack(key[1:9])[0], set()).add(key[10:].decode("utf-8", "replace"))
+        self._counters = LogCounters(self.log.load_aggregates(), self.max_sources_per_chain)
         self._task = asyncio.create_task(self._run(), name="processd-writer")
 
     async def stop(self) -> None:
@@ -206,7 +181,7 @@ class CommitWriter:
 
     # ---- submission --------------------------------------------------------------------------------------
 
-    async def submit(self, batch: PendingBatch) -> None:
+    async def submit(self, batch: CommitJob) -> None:
         """Queues a batch for commit; waits (gRPC flow control) while the queue is full.
 
         Raises QueueFullError after ``queue_full_timeout_ms`` of waiting and WriterStoppedError when stopping.
@@ -260,13 +235,13 @@ class CommitWriter:
             log.exception("writer failed; failing queued batches")
             while self._queue:
                 batch = self._queue.popleft()
-                if not batch.future.done():
-                    batch.future.set_exception(WriterStoppedError(f"writer failed: {exc!r}"))
+                if not batch.done.done():
+                    batch.done.set_exception(WriterStoppedError(f"writer failed: {exc!r}"))
             raise
 
-    def _take_group(self) -> list[PendingBatch]:
+    def _take_group(self) -> list[CommitJob]:
         """The prepared batches at the head of the queue, up to ``flush_max_events`` envelopes (at least one)."""
-        group: list[PendingBatch] = []
+        group: list[CommitJob] = []
         total = 0
         while self._queue and self._queue[0].prepared.done() and (
                 not group or total + self._queue[0].size <= self.flush_max_events):
@@ -277,14 +252,14 @@ class CommitWriter:
         self._room.set()
         return group
 
-    async def _commit_group(self, loop: asyncio.AbstractEventLoop, group: list[PendingBatch]) -> None:
+    async def _commit_group(self, loop: asyncio.AbstractEventLoop, group: list[CommitJob]) -> None:
         failed = [batch for batch in group if batch.prepared.exception() is not None]
         if failed:
             # Preparation cannot fail on valid protobuf (analysis errors are caught per transaction); if it does
             # anyway, those batches are not stored and their streams end (the client resends them).
             for batch in failed:
                 log.error("preparing batch %d failed: %r", batch.batch_seq, batch.prepared.exception())
-                batch.future.set_exception(WriterStoppedError(f"preparation failed: {batch.prepared.exception()!r}"))
+                batch.done.set_exception(WriterStoppedError(f"preparation failed: {batch.prepared.exception()!r}"))
             group = [batch for batch in group if batch.prepared.exception() is None]
         self.committing = True
         try:
@@ -311,20 +286,20 @@ class CommitWriter:
         except BaseException as exc:
             # Nothing of this group was committed: fail its batches (their streams end, clients resend).
             for batch in group:
-                if not batch.future.done():
-                    batch.future.set_exception(WriterStoppedError(f"commit failed: {exc!r}"))
+                if not batch.done.done():
+                    batch.done.set_exception(WriterStoppedError(f"commit failed: {exc!r}"))
             raise
         finally:
             self.committing = False
         self.commits += 1
         try:
-            self._on_commit(result)
+            self._listener.committed(result)
         except Exception:
             # The data is committed; a read-model bug must not withhold the acks.
             log.exception("updating read models after commit %d failed", result.last_seq)
         for batch in group:
-            if not batch.future.done():
-                batch.future.set_result(self._ack(batch))
+            if not batch.done.done():
+                batch.done.set_result(None)
 
     def _grow_map(self) -> bool:
         current = self.log.map_size_bytes
@@ -336,14 +311,12 @@ class CommitWriter:
         self.map_grows += 1
         return True
 
-    def _reject_storage_full(self, group: list[PendingBatch], cause: str, why: str,
+    def _reject_storage_full(self, group: list[CommitJob], cause: str, why: str,
                              quiet: bool = False) -> CommitResult:
         total = 0
         for batch in group:
-            n = len(batch.envelopes)
-            total += n
-            if n:
-                batch.rejected[STORAGE_FULL] = batch.rejected.get(STORAGE_FULL, 0) + n
+            total += batch.envelopes
+            batch.storage_full = True
             batch.accepted = batch.duplicates = batch.first_seq = batch.last_seq = 0
             batch.sightings_stored = 0
         # While disk-full refusals repeat (no commit tried) one line per group would flood the log: the state
@@ -354,247 +327,92 @@ class CommitWriter:
             self._on_storage_full(total, cause)
         return CommitResult(last_seq=self.last_seq, committed_ns=time.time_ns(), batches=len(group), envelopes=0)
 
-    @staticmethod
-    def _ack(batch: PendingBatch) -> ingest_pb2.IngestAck:
-        return ingest_pb2.IngestAck(
-            batch_seq=batch.batch_seq,
-            first_seq_id=batch.first_seq,
-            last_seq_id=batch.last_seq,
-            accepted=batch.accepted,
-            duplicates=batch.duplicates,
-            rejected=[ingest_pb2.RejectCount(reason=r, count=c)  # type: ignore[arg-type]
-                      for r, c in sorted(batch.rejected.items()) if c],
-            sightings_stored=batch.sightings_stored,
-            sightings_ignored=batch.sightings_ignored,
-        )
-
     # ---- the write transaction (worker thread) ----------------------------------------------------------
 
-    def _commit(self, group: list[PendingBatch]) -> CommitResult:
+    def _commit(self, group: list[CommitJob]) -> CommitResult:
         started = time.perf_counter()
         self._crash.hit("before_put", len(group))
-        eventlog = self.log
-        env = eventlog.env
-        assert env is not None
         seq = self.last_seq
         result = CommitResult(last_seq=seq, committed_ns=0, batches=len(group), envelopes=0)
         # Events for live subscribers are collected only while someone is subscribed; otherwise the hub reads
         # the committed range back from LMDB if a subscriber appears meanwhile (see SubscriptionHub.publish).
-        want_events = self.want_events()
-        events: list[EventEntry] = []
-        result.events = events if want_events else None
+        result.events = [] if self._listener.wants_events() else None
         result.first_seq = seq + 1
-        deltas: dict[bytes, int] = {}
-        high_water: dict[int, int] = {}
-        # (chain, category, protocol, decoded) -> transactions; per-chain tx / decoded / feature counts derive from
-        # it once per commit instead of several counter updates per transaction.
-        feature_tally: dict[tuple[int, int, str, bool, str], int] = {}
-        opp_tally: dict[int, int] = {}
-        txn = env.begin(write=True)
+        write = LogWrite(self.log, self._counters)
         try:
-            hash_cursor = txn.cursor(db=eventlog.tx_db)
-            events_cursor = txn.cursor(db=eventlog.events_db)
-            chain_cursor = txn.cursor(db=eventlog.chain_db)
             for batch in group:
-                columns = batch.prepared.result()
-                result.analysis_errors += columns.analysis_errors
-                n = len(columns.tx_key)
-                columns, duplicate_values = claim_hashes(txn, eventlog.tx_db, hash_cursor, columns, seq + 1)
-                duplicates = len(duplicate_values)
-                if columns.tx_key:
-                    first = seq + 1
-                    seq += len(columns.values)
-                    append_events(columns, first, result, events_cursor, chain_cursor,
-                                  events if want_events else None)
-                    for fkey, count in columns.tally.items():
-                        feature_tally[fkey] = feature_tally.get(fkey, 0) + count
-                    for chain_id, count in columns.opp_count.items():
-                        opp_tally[chain_id] = opp_tally.get(chain_id, 0) + count
-                    for chain_id, offset in columns.last_event.items():
-                        high_water[chain_id] = first + offset
-                    batch.first_seq, batch.last_seq = first, seq
-                else:
-                    batch.first_seq = batch.last_seq = 0
-                batch.duplicates = duplicates
-                batch.accepted = n - duplicates
-                result.envelopes += n
-                if batch.sightings:
-                    seq = self._store_sightings(txn, batch, batch.sightings, seq, result, deltas, high_water,
-                                                events if want_events else None)
-                if duplicate_values:
-                    # Another ingestd (one per node) sent the same transaction: its source is a later sighting.
-                    seq = self._store_sightings(txn, batch, _sightings_of(duplicate_values), seq, result, deltas,
-                                                high_water, events if want_events else None, from_duplicates=True)
-            # Counters are tallied in plain ints and turned into agg keys once per commit.
-            chain_tally: dict[int, list[int]] = {}  # chain -> [txs, decoded]
-            for (chain_id, category, protocol, decoded, source_id), n in feature_tally.items():
-                k = agg_source_key(chain_id, AGG_SOURCE_WINS, self._source_label(chain_id, source_id))
-                deltas[k] = deltas.get(k, 0) + n
-                tally = chain_tally.get(chain_id)
-                if tally is None:
-                    tally = chain_tally[chain_id] = [0, 0]
-                tally[0] += n
-                if decoded:
-                    tally[1] += n
-                k = agg_feature_key(chain_id, category, protocol)
-                deltas[k] = deltas.get(k, 0) + n
-            for chain_id, (n_tx, n_decoded) in chain_tally.items():
-                for field_key, inc in ((AGG_TX, n_tx), (AGG_DECODED, n_decoded), (AGG_OPPS, opp_tally.get(chain_id, 0)),
-                                       (AGG_RETAINED_TX, n_tx)):
-                    if inc:
-                        k = agg_chain_key(chain_id, field_key)
-                        deltas[k] = deltas.get(k, 0) + inc
+                seq = self._store_batch(write, batch, seq, result)
+            write.count_stored()
             if seq != self.last_seq:  # this commit stored events
-                txn.put(META_LAST_SEQ, U64.pack(seq), db=eventlog.meta_db)
+                write.put_last_seq(seq)
             committed_ns = time.time_ns()
-            result.pruned_events = self._prune(txn, seq, committed_ns, deltas, seq - result.first_seq + 1)
-            new_values = self._apply_aggregates(txn, deltas, high_water, committed_ns)
+            result.pruned_events = write.prune(seq, committed_ns, seq - result.first_seq + 1,
+                                               self.retention_max_events, self.retention_max_age_ns)
+            new_values = write.put_counters(committed_ns)
             self._crash.hit("after_put", len(group))
-            txn.commit()
+            write.commit()
         except lmdb.MapFullError:
-            txn.abort()
+            write.abort()
             raise _MapFull() from None
         except BaseException:
-            txn.abort()
+            write.abort()
             raise
         self._crash.hit("after_commit", len(group))
         self.last_seq = seq
-        self._agg.update(new_values)
+        self._counters.values.update(new_values)
         result.last_seq = seq
         result.committed_ns = committed_ns
         result.aggregates = new_values
         result.duration_s = time.perf_counter() - started
         return result
 
-    def _source_label(self, chain_id: int, source_id: str) -> str:
-        """The source id its counters are kept under: itself, or :data:`OTHER_SOURCES` past the per-chain bound."""
-        known = self._chain_sources.get(chain_id)
-        if known is None:
-            known = self._chain_sources[chain_id] = set()
-        if source_id in known:
-            return source_id
-        if len(known) < self.max_sources_per_chain:
-            known.add(source_id)
-            return source_id
-        known.add(OTHER_SOURCES)  # (one slot over the bound at most)
-        return OTHER_SOURCES
+    def _store_batch(self, write: LogWrite, batch: CommitJob, seq: int, result: CommitResult) -> int:
+        """Stores one batch after ``seq``: its new transactions, then its sightings, then the sources of its
+        duplicates (another ingestd's envelope of a stored transaction is a later sighting); returns the last seq."""
+        columns = batch.prepared.result()
+        result.analysis_errors += columns.analysis_errors
+        n = len(columns.tx_key)
+        columns, duplicate_values = write.claim_hashes(columns, seq + 1)
+        if columns.tx_key:
+            first = seq + 1
+            seq += len(columns.values)
+            write.append(columns, first)
+            result.add_stored(first, columns)
+            batch.first_seq, batch.last_seq = first, seq
+        else:
+            batch.first_seq = batch.last_seq = 0
+        batch.duplicates = len(duplicate_values)
+        batch.accepted = n - batch.duplicates
+        result.envelopes += n
+        if batch.sightings:
+            seq = self._store_sightings(write, batch, batch.sightings, seq, result)
+        if duplicate_values:
+            seq = self._store_sightings(write, batch, duplicate_sightings(duplicate_values), seq, result,
+                                        from_duplicates=True)
+        return seq
 
-    def _store_sightings(self, txn: lmdb.Transaction, batch: PendingBatch, sightings: list[Sighting], seq: int,
-                         result: CommitResult, deltas: dict[bytes, int], high_water: dict[int, int],
-                         events: list[EventEntry] | None, from_duplicates: bool = False) -> int:
+    def _store_sightings(self, write: LogWrite, batch: CommitJob, sightings: list[Sighting], seq: int,
+                         result: CommitResult, from_duplicates: bool = False) -> int:
         """Stores ``sightings`` of ``batch`` (after its envelopes, so one of them may name a transaction of this
         very batch); returns the last seq used. Idempotent: a sighting of a transaction not in the log, a repeated
-        (transaction, source), the first source itself, or one past ``max_sources_per_tx`` is only counted.
+        (transaction, source), the first source itself, or one past ``max_sources_per_tx`` is only counted
+        (:meth:`LogWrite.add_sighting`).
 
         ``from_duplicates``: the sightings are duplicate envelopes (another ingestd's, or a resend). They are not
         the batch's ``TxBatch.sightings`` (its ack does not count them), and a repeat, a resend's usual case, is
         not counted at all."""
-        eventlog = self.log
-        sources_db, tx_db, events_db, chain_db = (eventlog.sources_db, eventlog.tx_db, eventlog.events_db,
-                                                  eventlog.chain_db)
-        cursor = txn.cursor(db=sources_db)
         outcomes = result.sightings
-        pack = U64.pack
         stored = 0
-        for chain_id, tx_hash, source_id, seen_ns in sightings:
-            key = tx_key(chain_id, tx_hash)
-            raw = txn.get(key, db=tx_db)
-            seen_value = txn.get(raw, db=events_db) if raw is not None else None
-            if seen_value is None:
-                outcomes["unknown_tx"] = outcomes.get("unknown_tx", 0) + 1
+        for sighting in sightings:
+            outcome, value = write.add_sighting(seq + 1, sighting, batch.received_ns, self.max_sources_per_tx)
+            if outcome == "stored":
+                seq += 1
+                stored += 1
+                result.add_event(seq, sighting[0], KIND_SOURCE, value)
+            elif outcome == "repeat" and from_duplicates:
                 continue
-            tx_seq = U64.unpack(raw)[0]  # type: ignore[arg-type]
-            # (upb parses a whole TX_SEEN value, calldata and all, faster than Python reads its header fields)
-            first = decode_event(seen_value, tx_seq)
-            first_seen_ns, first_source = first.first_seen_unix_ns, first.source_id
-            if first.tx_hash != tx_hash:  # only the 16-byte key prefix matched: not this transaction
-                outcomes["unknown_tx"] = outcomes.get("unknown_tx", 0) + 1
-                continue
-            source_key = key + source_id.encode()
-            held = 1  # the first source, then the later ones under the transaction's key (one cursor seek)
-            repeat = source_id == first_source
-            positioned = cursor.set_range(key)
-            while positioned and not repeat and cursor.key()[:len(key)] == key:
-                repeat = cursor.key() == source_key
-                held += 1
-                positioned = cursor.next()
-            if repeat:
-                if not from_duplicates:
-                    outcomes["repeat"] = outcomes.get("repeat", 0) + 1
-                continue
-            if held >= self.max_sources_per_tx:
-                outcomes["over_limit"] = outcomes.get("over_limit", 0) + 1
-                continue
-            seq += 1
-            value = source_seen_value(event_header(chain_id, tx_hash, first_seen_ns, batch.received_ns, source_id),
-                                      chain_id, tx_hash, source_id, seen_ns, tx_seq)
-            txn.put(pack(seq), value, db=events_db, append=True)
-            txn.put(CHAIN_SEQ.pack(chain_id, seq), bytes((KIND_SOURCE,)), db=chain_db)
-            txn.put(source_key, pack(seen_ns), db=sources_db)
-            k = agg_source_key(chain_id, AGG_SOURCE_LATER, self._source_label(chain_id, source_id))
-            deltas[k] = deltas.get(k, 0) + 1
-            high_water[chain_id] = seq
-            result.chains.add(chain_id)
-            if events is not None:
-                events.append((seq, chain_id, KIND_SOURCE, value))
-            outcomes["stored"] = outcomes.get("stored", 0) + 1
-            stored += 1
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
         if not from_duplicates:
             batch.sightings_stored += stored
             batch.sightings_ignored += len(sightings) - stored
         return seq
-
-    def _apply_aggregates(self, txn: lmdb.Transaction, deltas: dict[bytes, int], high_water: dict[int, int],
-                          committed_ns: int) -> dict[bytes, int]:
-        agg_db = self.log.agg_db
-        new_values: dict[bytes, int] = {}
-        for key, delta in deltas.items():
-            new_values[key] = max(0, self._agg.get(key, 0) + delta)
-        for chain_id, hw in high_water.items():
-            new_values[agg_chain_key(chain_id, AGG_HIGH_WATER)] = hw
-            new_values[agg_chain_key(chain_id, AGG_COMMITTED_NS)] = committed_ns
-        for key, value in new_values.items():
-            txn.put(key, U64.pack(value), db=agg_db)
-        return new_values
-
-    def _prune(self, txn: lmdb.Transaction, last_seq: int, now_ns: int, deltas: dict[bytes, int],
-               added: int) -> int:
-        """Retention: deletes the oldest transactions (all their events) with their index entries.
-
-        Bounded work per commit: it stops at the first transaction past the budget or within retention. A
-        transaction goes whole, so the ``chain_seq`` entry (keyed by its TX_SEEN seq) never outlives events.
-        """
-        if not self.retention_max_events and not self.retention_max_age_ns:
-            return 0
-        eventlog = self.log
-        budget = max(1024, 2 * added)
-        cutoff_ns = now_ns - self.retention_max_age_ns if self.retention_max_age_ns else 0
-        cur = txn.cursor(db=eventlog.events_db)
-        positioned = cur.first()
-        pruned = 0
-        while positioned:
-            value = cur.value()
-            if value[0] == KIND_SEEN:  # a transaction starts: prune it whole, or stop here
-                seq = U64.unpack(cur.key())[0]
-                over_count = self.retention_max_events and last_seq - seq + 1 > self.retention_max_events
-                event = decode_event(value, seq)
-                if pruned >= budget or not (over_count or (cutoff_ns and event.received_unix_ns < cutoff_ns)):
-                    break
-                txn.delete(CHAIN_SEQ.pack(event.chain_id, seq), db=eventlog.chain_db)
-                key = tx_key(event.chain_id, event.tx_hash)
-                if txn.get(key, db=eventlog.tx_db) == U64.pack(seq):
-                    txn.delete(key, db=eventlog.tx_db)
-                k = agg_chain_key(event.chain_id, AGG_RETAINED_TX)
-                deltas[k] = deltas.get(k, 0) - 1
-                src = txn.cursor(db=eventlog.sources_db)
-                found = src.set_range(key)
-                while found and src.key()[:len(key)] == key:
-                    found = src.delete()
-            elif value[0] == KIND_SOURCE:  # a sighting committed after the transaction just pruned: its own entry
-                event = decode_event(value, U64.unpack(cur.key())[0])
-                txn.delete(CHAIN_SEQ.pack(event.chain_id, event.seq_id), db=eventlog.chain_db)
-            # Any other event belongs to the transaction just pruned (a transaction's events are contiguous; a
-            # sighting always follows its own transaction, so one met here is as old as the pruned ones).
-            positioned = cur.delete() and bool(cur.key())
-            pruned += 1
-        return pruned

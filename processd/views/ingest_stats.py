@@ -32,7 +32,7 @@ MESSAGE_TOO_MANY = "message_too_many_entries"  # beyond max_entries_per_message 
 MESSAGE_TOO_LARGE = "message_too_large"  # beyond max_message_bytes of stats in one TxBatch
 EVICTED_CHAIN = "evicted_chain_bytes"  # an older session's entry of the chain, pushed out by max_chain_bytes
 EVICTED_TOTAL = "evicted_total"  # the oldest entry, pushed out by max_entries or max_total_bytes
-# (processd.api.ingest_service adds bad_session_id and too_many_sessions for entries it does not hand over.)
+# (processd.pipeline adds bad_session_id and too_many_sessions for entries it does not hand over.)
 REASONS = (BAD_STRING, TOO_MANY_ITEMS, ENTRY_TOO_LARGE, MESSAGE_TOO_MANY, MESSAGE_TOO_LARGE, EVICTED_CHAIN,
            EVICTED_TOTAL)
 
@@ -106,7 +106,7 @@ class IngestStatsStore:
     def update(self, session_id: str, stats: Iterable[ingest_pb2.ChainIngestStats]) -> None:
         """Stores one message's entries (each replaces its (session, chain) entry); never raises on content."""
         limits = self.limits
-        # (processd.api.ingest_service refuses session ids over 128 characters before they get here.)
+        # (processd.pipeline refuses session ids over 128 characters before they get here.)
         if len(session_id) > limits.max_string_chars:
             session_id = session_id[:limits.max_string_chars]  # a key only: a long id must not be held in full
         entries = list(stats)  # references only; a message holds at most max_message_bytes of gRPC anyway

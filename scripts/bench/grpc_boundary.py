@@ -6,7 +6,7 @@ Both variants run the identical pipeline on the identical input:
 
 - producer (ingestd's work): parse each node-format transaction JSON with orjson, map it to a ``TxEnvelope``
   with ``ingestd.mapping.tx_to_envelope``, group envelopes into ``TxBatch`` messages of ``batch_size``;
-- consumer (processd's work): ``IngestService.prepare`` (validation), the group-commit ``CommitWriter``
+- consumer (processd's work): ``IngestPipeline.accept_batch`` (validation), the group-commit ``CommitWriter``
   (dedup, decoding, features, ranking, LMDB put, fsync'd commit), read models and subscriptions, then the ack.
 
 ``inprocess``: a ``processd.api.server.ProcessdServer`` runs inside the benchmark process and the producer calls
@@ -49,7 +49,6 @@ from common.testing.synth import synthetic_envelopes
 from ingestd.mapping import tx_to_envelope
 from processd.api.server import ProcessdServer
 from processd.config import ProcessdConfig
-from processd.storage.writer import PendingBatch
 from scripts.bench.harness import REPO_ROOT, RssSampler, ratio, summarize, write_artifact
 
 log = logging.getLogger("grpc_boundary")
@@ -154,15 +153,14 @@ def run_inprocess(raw: list[bytes], batch_size: int, args: argparse.Namespace, w
     async def main() -> None:
         server = ProcessdServer(_processd_config(data_dir, args))
         await server.start()
-        loop = asyncio.get_running_loop()
         try:
+            stream = server.pipeline.open_stream()
+
             async def send(batch: ingest_pb2.TxBatch) -> ingest_pb2.IngestAck:
-                future: asyncio.Future[ingest_pb2.IngestAck] = loop.create_future()
-                pending: PendingBatch = server.ingest.prepare(batch, future)
-                if not pending.envelopes:
-                    raise RuntimeError(f"batch {batch.batch_seq}: every envelope rejected {pending.rejected}")
-                await server.writer.submit(pending)
-                return await future
+                if not batch.envelopes:
+                    raise RuntimeError(f"batch {batch.batch_seq}: no envelopes")
+                pending = await server.pipeline.accept_batch(batch, batch.SerializeToString(), stream)
+                return await pending.acked()
 
             with RssSampler({"bench": os.getpid()}, interval_s=0.2) as sampler:
                 cpu0, t0 = _tree_cpu(os.getpid()), time.perf_counter()

@@ -27,10 +27,10 @@ from common.testing.ingest_push import channel, push_batches, push_envelopes
 from common.testing.netutil import free_port
 from common.testing.synth import batches as synth_batches
 from common.testing.synth import synthetic_envelopes
+from processd import pipeline
 from processd.analysis.analyzer import analyze, default_analyzer
 from processd.analysis.pool import MAX_FUTILE_RESTARTS, AnalysisPool, PoolStoppedError
 from processd.analysis.prepare import prepare_batch
-from processd.api import ingest_service
 from processd.api.server import ProcessdServer
 from tests.processd._helpers import ProcessdSubprocess, make_config, query_stub
 
@@ -44,7 +44,7 @@ CHAINS = frozenset({1, 56, 137})
 
 
 class _BatchClock:
-    """Stands in for the ``time`` module of ``processd.api.ingest_service``: ``time_ns()`` (the batch's received time,
+    """Stands in for the ``time`` module of ``processd.pipeline``: ``time_ns()`` (the batch's received time,
     part of every event) counts up deterministically, so two runs can be compared byte for byte."""
 
     def __init__(self) -> None:
@@ -183,7 +183,7 @@ async def test_worker_processes_and_in_process_preparation_write_identical_logs(
     results = {}
     for workers in (0, 2):
         # Same received times in both runs (the only input that is not in the batches).
-        monkeypatch.setattr(ingest_service, "time", _BatchClock())
+        monkeypatch.setattr(pipeline, "time", _BatchClock())
         data_dir = tmp_path / f"workers{workers}"
         srv = ProcessdServer(make_config(data_dir, analysis_workers=workers))
         before = _workers(os.getpid())

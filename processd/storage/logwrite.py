@@ -1,0 +1,295 @@
+"""Every write of the event log's layout (``processd.storage.layout``), inside one LMDB write transaction.
+
+The single writer (``processd.storage.writer``) decides what goes into a commit and when; :class:`LogWrite` is how
+it goes into the log: hash claims (dedup), events and their ``chain_seq`` entries, sightings and their
+``tx_sources`` entries, retention, the ``agg`` counters and ``meta.last_seq``. :class:`LogCounters` holds the
+counters as last committed between commits.
+
+Batches are written on whole columns (``processd.wire.columns``) with ``map``, ``zip`` and ``putmulti``: this is
+the part of processd that cannot run in parallel, so it has no Python loop per transaction or event (event
+values come complete from preparation). Sightings are a Python loop each, paid only by multi-source chains.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from processd.storage.eventlog import EventLog
+from processd.storage.layout import (
+    AGG_COMMITTED_NS,
+    AGG_DECODED,
+    AGG_HIGH_WATER,
+    AGG_OPPS,
+    AGG_RETAINED_TX,
+    AGG_SOURCE,
+    AGG_SOURCE_LATER,
+    AGG_SOURCE_WINS,
+    AGG_TX,
+    CHAIN_SEQ,
+    KIND_SEEN,
+    KIND_SOURCE,
+    META_LAST_SEQ,
+    U64,
+    agg_chain_key,
+    agg_feature_key,
+    agg_source_key,
+    decode_event,
+    tx_key,
+)
+from processd.wire.columns import BatchColumns, FeatureKey, keep_only
+from processd.wire.encoding import event_header, source_seen_value
+
+log = logging.getLogger(__name__)
+
+#: A validated TxSighting: (chain_id, 32-byte hash, source id, seen unix ns).
+Sighting = tuple[int, bytes, str, int]
+#: Where the counters of a chain's sources beyond ``max_sources_per_chain`` go (bounds the agg keys a client can
+#: create with made-up source ids).
+OTHER_SOURCES = "~other"
+#: Outcomes of a sighting (label of ``mempulse_processd_sightings_total``); ``invalid`` is counted on receipt.
+SIGHTING_OUTCOMES = ("stored", "repeat", "unknown_tx", "over_limit", "invalid")
+
+
+class LogCounters:
+    """The ``agg`` counters as last committed, and the sources they are kept for (bounded per chain)."""
+
+    def __init__(self, values: dict[bytes, int], max_sources_per_chain: int) -> None:
+        self.values = values
+        self.max_sources_per_chain = max_sources_per_chain
+        self._chain_sources: dict[int, set[str]] = {}
+        for key in values:
+            if key[:1] == AGG_SOURCE:
+                self._chain_sources.setdefault(U64.unpack(key[1:9])[0], set()).add(key[10:].decode("utf-8", "replace"))
+
+    def source_label(self, chain_id: int, source_id: str) -> str:
+        """The source id its counters are kept under: itself, or :data:`OTHER_SOURCES` past the per-chain bound."""
+        known = self._chain_sources.get(chain_id)
+        if known is None:
+            known = self._chain_sources[chain_id] = set()
+        if source_id in known:
+            return source_id
+        if len(known) < self.max_sources_per_chain:
+            known.add(source_id)
+            return source_id
+        known.add(OTHER_SOURCES)  # (one slot over the bound at most)
+        return OTHER_SOURCES
+
+
+def duplicate_sightings(tx_seen_values: list[bytes]) -> list[Sighting]:
+    """(chain, hash, source, first seen) of duplicate envelopes, from their prepared TX_SEEN event values."""
+    out: list[Sighting] = []
+    for value in tx_seen_values:
+        event = decode_event(value, 0)
+        out.append((event.chain_id, event.tx_hash, event.source_id, event.first_seen_unix_ns))
+    return out
+
+
+class LogWrite:
+    """One write transaction on the event log (begun here; :meth:`commit` or :meth:`abort` ends it).
+
+    Counter changes are collected as deltas and written once, by :meth:`put_counters`.
+    """
+
+    def __init__(self, eventlog: EventLog, counters: LogCounters) -> None:
+        env = eventlog.env
+        assert env is not None
+        self.log = eventlog
+        self.counters = counters
+        self.txn = env.begin(write=True)
+        try:
+            self._hash_cursor = self.txn.cursor(db=eventlog.tx_db)
+            self._events_cursor = self.txn.cursor(db=eventlog.events_db)
+            self._chain_cursor = self.txn.cursor(db=eventlog.chain_db)
+        except BaseException:
+            self.txn.abort()
+            raise
+        self._sources_cursor: Any = None
+        self.deltas: dict[bytes, int] = {}
+        self.high_water: dict[int, int] = {}
+        # (chain, category, protocol, decoded, source) -> transactions; per-chain tx / decoded / feature counts
+        # derive from it once per commit instead of several counter updates per transaction.
+        self._feature_tally: dict[FeatureKey, int] = {}
+        self._opp_tally: dict[int, int] = {}
+
+    def commit(self) -> None:
+        """Commits (fsync'd with ``--durability sync``)."""
+        self.txn.commit()
+
+    def abort(self) -> None:
+        """Aborts: the log stays at its last commit."""
+        self.txn.abort()
+
+    # ---- batches -----------------------------------------------------------------------------------------
+
+    def claim_hashes(self, columns: BatchColumns, first: int) -> tuple[BatchColumns, list[bytes]]:
+        """Dedup: puts every transaction's (chain, hash) -> TX_SEEN seq; returns the new ones and the TX_SEEN event
+        values of the duplicates (whose source the writer records as a later sighting when it is another one).
+
+        The usual batch has no duplicate: one ``putmulti`` with no-overwrite adds every key. When it added fewer,
+        the keys it did add (their value is the seq assigned here) are taken back and the batch is redone without
+        the duplicates (already stored, or twice in this batch), so seqs stay contiguous.
+        """
+        txn, tx_db, cursor = self.txn, self.log.tx_db, self._hash_cursor
+        u64 = U64.pack
+        seqs = list(map(u64, map(first.__add__, columns.seen_at)))
+        _, added = cursor.putmulti(zip(columns.tx_key, seqs, strict=True), dupdata=False, overwrite=False)
+        if added == len(seqs):
+            return columns, []
+        # False: stored before this batch (or twice in it).
+        keep = [txn.get(key, db=tx_db) == value for key, value in zip(columns.tx_key, seqs, strict=True)]
+        for key, mine in zip(columns.tx_key, keep, strict=True):
+            if mine:
+                txn.delete(key, db=tx_db)
+        duplicates = [columns.values[at] for at, mine in zip(columns.seen_at, keep, strict=True) if not mine]
+        columns = keep_only(columns, keep)
+        seqs = list(map(u64, map(first.__add__, columns.seen_at)))
+        _, added = cursor.putmulti(zip(columns.tx_key, seqs, strict=True), dupdata=False, overwrite=False)
+        assert added == len(seqs), "a transaction hash seen twice after removing duplicates"
+        return columns, duplicates
+
+    def append(self, columns: BatchColumns, first: int) -> None:
+        """Puts the events and ``chain_seq`` entries of one deduplicated batch whose first seq is ``first``, and
+        tallies its counters. Only C-level loops (``map``, ``zip``, ``putmulti``) per transaction and event."""
+        values = columns.values
+        seqs = range(first, first + len(values))
+        # Seqs only grow, so the events db is appended to.
+        self._events_cursor.putmulti(zip(map(U64.pack, seqs), values, strict=True), append=True)
+        seen = list(map(first.__add__, columns.seen_at))
+        self._chain_cursor.putmulti(zip(map(CHAIN_SEQ.pack, columns.chain, seen), columns.tx_kinds, strict=True))
+        feature_tally, opp_tally, high_water = self._feature_tally, self._opp_tally, self.high_water
+        for fkey, count in columns.tally.items():
+            feature_tally[fkey] = feature_tally.get(fkey, 0) + count
+        for chain_id, count in columns.opp_count.items():
+            opp_tally[chain_id] = opp_tally.get(chain_id, 0) + count
+        for chain_id, offset in columns.last_event.items():
+            high_water[chain_id] = first + offset
+
+    def count_stored(self) -> None:
+        """Turns the tallies of the batches appended into ``agg`` deltas (once per commit, in plain ints)."""
+        deltas = self.deltas
+        chain_tally: dict[int, list[int]] = {}  # chain -> [txs, decoded]
+        for (chain_id, category, protocol, decoded, source_id), n in self._feature_tally.items():
+            k = agg_source_key(chain_id, AGG_SOURCE_WINS, self.counters.source_label(chain_id, source_id))
+            deltas[k] = deltas.get(k, 0) + n
+            tally = chain_tally.get(chain_id)
+            if tally is None:
+                tally = chain_tally[chain_id] = [0, 0]
+            tally[0] += n
+            if decoded:
+                tally[1] += n
+            k = agg_feature_key(chain_id, category, protocol)
+            deltas[k] = deltas.get(k, 0) + n
+        for chain_id, (n_tx, n_decoded) in chain_tally.items():
+            for field_key, inc in ((AGG_TX, n_tx), (AGG_DECODED, n_decoded),
+                                   (AGG_OPPS, self._opp_tally.get(chain_id, 0)), (AGG_RETAINED_TX, n_tx)):
+                if inc:
+                    k = agg_chain_key(chain_id, field_key)
+                    deltas[k] = deltas.get(k, 0) + inc
+
+    # ---- sightings ---------------------------------------------------------------------------------------
+
+    def add_sighting(self, seq: int, sighting: Sighting, received_ns: int,
+                     max_sources_per_tx: int) -> tuple[str, bytes]:
+        """Stores ``sighting`` as a TX_SOURCE_SEEN event at ``seq`` if it is new: ``("stored", value)``; otherwise
+        only its outcome (``unknown_tx``, ``repeat``: its first source or a (transaction, source) already stored,
+        ``over_limit``: the transaction has ``max_sources_per_tx`` sources, the first included) and ``b""``."""
+        chain_id, tx_hash, source_id, seen_ns = sighting
+        txn, eventlog = self.txn, self.log
+        key = tx_key(chain_id, tx_hash)
+        raw = txn.get(key, db=eventlog.tx_db)
+        seen_value = txn.get(raw, db=eventlog.events_db) if raw is not None else None
+        if seen_value is None:
+            return "unknown_tx", b""
+        tx_seq = U64.unpack(raw)[0]  # type: ignore[arg-type]
+        # (upb parses a whole TX_SEEN value, calldata and all, faster than Python reads its header fields)
+        first = decode_event(seen_value, tx_seq)
+        if first.tx_hash != tx_hash:  # only the 16-byte key prefix matched: not this transaction
+            return "unknown_tx", b""
+        source_key = key + source_id.encode()
+        held = 1  # the first source, then the later ones under the transaction's key (one cursor seek)
+        repeat = source_id == first.source_id
+        cursor = self._sources_cursor
+        if cursor is None:
+            cursor = self._sources_cursor = txn.cursor(db=eventlog.sources_db)
+        positioned = cursor.set_range(key)
+        while positioned and not repeat and cursor.key()[:len(key)] == key:
+            repeat = cursor.key() == source_key
+            held += 1
+            positioned = cursor.next()
+        if repeat:
+            return "repeat", b""
+        if held >= max_sources_per_tx:
+            return "over_limit", b""
+        value = source_seen_value(event_header(chain_id, tx_hash, first.first_seen_unix_ns, received_ns, source_id),
+                                  chain_id, tx_hash, source_id, seen_ns, tx_seq)
+        txn.put(U64.pack(seq), value, db=eventlog.events_db, append=True)
+        txn.put(CHAIN_SEQ.pack(chain_id, seq), bytes((KIND_SOURCE,)), db=eventlog.chain_db)
+        txn.put(source_key, U64.pack(seen_ns), db=eventlog.sources_db)
+        k = agg_source_key(chain_id, AGG_SOURCE_LATER, self.counters.source_label(chain_id, source_id))
+        self.deltas[k] = self.deltas.get(k, 0) + 1
+        self.high_water[chain_id] = seq
+        return "stored", value
+
+    # ---- end of the transaction --------------------------------------------------------------------------
+
+    def put_last_seq(self, seq: int) -> None:
+        """``meta.last_seq``: written in the transaction that stores the events up to it."""
+        self.txn.put(META_LAST_SEQ, U64.pack(seq), db=self.log.meta_db)
+
+    def prune(self, last_seq: int, now_ns: int, added: int, max_events: int, max_age_ns: int) -> int:
+        """Retention: deletes the oldest transactions (all their events) with their index entries; returns the
+        events deleted.
+
+        Bounded work per commit: it stops at the first transaction past the budget or within retention. A
+        transaction goes whole, so the ``chain_seq`` entry (keyed by its TX_SEEN seq) never outlives events.
+        """
+        if not max_events and not max_age_ns:
+            return 0
+        txn, eventlog, deltas = self.txn, self.log, self.deltas
+        budget = max(1024, 2 * added)
+        cutoff_ns = now_ns - max_age_ns if max_age_ns else 0
+        cur = txn.cursor(db=eventlog.events_db)
+        positioned = cur.first()
+        pruned = 0
+        while positioned:
+            value = cur.value()
+            if value[0] == KIND_SEEN:  # a transaction starts: prune it whole, or stop here
+                seq = U64.unpack(cur.key())[0]
+                over_count = max_events and last_seq - seq + 1 > max_events
+                event = decode_event(value, seq)
+                if pruned >= budget or not (over_count or (cutoff_ns and event.received_unix_ns < cutoff_ns)):
+                    break
+                txn.delete(CHAIN_SEQ.pack(event.chain_id, seq), db=eventlog.chain_db)
+                key = tx_key(event.chain_id, event.tx_hash)
+                if txn.get(key, db=eventlog.tx_db) == U64.pack(seq):
+                    txn.delete(key, db=eventlog.tx_db)
+                k = agg_chain_key(event.chain_id, AGG_RETAINED_TX)
+                deltas[k] = deltas.get(k, 0) - 1
+                src = txn.cursor(db=eventlog.sources_db)
+                found = src.set_range(key)
+                while found and src.key()[:len(key)] == key:
+                    found = src.delete()
+            elif value[0] == KIND_SOURCE:  # a sighting committed after the transaction just pruned: its own entry
+                event = decode_event(value, U64.unpack(cur.key())[0])
+                txn.delete(CHAIN_SEQ.pack(event.chain_id, event.seq_id), db=eventlog.chain_db)
+            # Any other event belongs to the transaction just pruned (a transaction's events are contiguous; a
+            # sighting always follows its own transaction, so one met here is as old as the pruned ones).
+            positioned = cur.delete() and bool(cur.key())
+            pruned += 1
+        return pruned
+
+    def put_counters(self, committed_ns: int) -> dict[bytes, int]:
+        """Writes the counters this transaction changed (deltas, per-chain high water and commit time); returns
+        their new values (:meth:`LogCounters.values` takes them once the commit succeeded)."""
+        agg_db = self.log.agg_db
+        old = self.counters.values
+        new_values: dict[bytes, int] = {}
+        for key, delta in self.deltas.items():
+            new_values[key] = max(0, old.get(key, 0) + delta)
+        for chain_id, hw in self.high_water.items():
+            new_values[agg_chain_key(chain_id, AGG_HIGH_WATER)] = hw
+            new_values[agg_chain_key(chain_id, AGG_COMMITTED_NS)] = committed_ns
+        for key, value in new_values.items():
+            self.txn.put(key, U64.pack(value), db=agg_db)
+        return new_values

@@ -1,0 +1,74 @@
+"""What a commit hands the read side: the records of stored events and :class:`CommitResult`.
+
+The read models (``processd.views.readmodels``, ``processd.views.windows``) and the live fan-out
+(``processd.views.subscriptions``) consume these; the single writer (``processd.storage.writer``) fills one
+:class:`CommitResult` per commit. Records are tuples, not objects: a commit may store tens of thousands of
+transactions, and the windows build an entry only when a query reads it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from processd.wire.columns import BatchColumns
+
+#: (seq, chain_id, TX_SEEN events value) of a stored transaction.
+TxEntry = tuple[int, int, bytes]
+#: (seq, chain_id, TX_DECODED events value) of a transaction's features.
+FeatureEntry = tuple[int, int, bytes]
+#: (seq, chain_id, score, OPP_DETECTED events value) of an opportunity.
+OppEntry = tuple[int, int, int, bytes]
+#: (seq, chain_id, kind, events value) of any event.
+EventEntry = tuple[int, int, int, bytes]
+
+
+@dataclass(slots=True)
+class CommitResult:
+    """What one committed write transaction changed, for the read models and subscribers."""
+
+    last_seq: int
+    committed_ns: int
+    batches: int
+    envelopes: int
+    #: (first seq, columns) of every batch stored, in seq order. The read models' windows keep references to these
+    #: columns and build entries (:data:`TxEntry`, :data:`FeatureEntry`) only when a query reads them
+    #: (``processd.views.windows``): a commit may hold tens of thousands of transactions, a window a few thousand.
+    stored: list[tuple[int, BatchColumns]] = field(default_factory=list)
+    #: Transactions stored by this commit, and their opportunities.
+    stored_txs: int = 0
+    opportunities: list[OppEntry] = field(default_factory=list)
+    #: Every event; None when nobody was subscribed at the start of the commit (the events are then only in LMDB).
+    events: list[EventEntry] | None = field(default_factory=list)
+    #: Chains with events in this commit.
+    chains: set[int] = field(default_factory=set)
+    first_seq: int = 0
+    #: New values of the persisted counters this commit touched.
+    aggregates: dict[bytes, int] = field(default_factory=dict)
+    pruned_events: int = 0
+    #: Transactions whose analysis raised (stored with category OTHER and decode_error set).
+    analysis_errors: int = 0
+    #: Sightings handled, by outcome (``processd.storage.logwrite.SIGHTING_OUTCOMES``).
+    sightings: dict[str, int] = field(default_factory=dict)
+    duration_s: float = 0.0
+
+    def add_stored(self, first: int, columns: BatchColumns) -> None:
+        """Records a deduplicated batch stored at seqs ``first``... Only C-level loops (``map``, ``zip``) per
+        transaction and event: this runs in the writer's thread, the part of processd that cannot run in parallel."""
+        values = columns.values
+        chains = columns.chain
+        if self.events is not None:
+            seqs = range(first, first + len(values))
+            event_chains = [c for c, kinds in zip(chains, columns.tx_kinds, strict=True) for _ in kinds]
+            self.events.extend(zip(seqs, event_chains, b"".join(columns.tx_kinds), values, strict=True))
+        self.stored.append((first, columns))
+        self.stored_txs += len(chains)
+        if columns.opps:
+            self.opportunities.extend([(first + offset, chain, score, values[offset])
+                                       for offset, chain, score in columns.opps])
+        self.chains.update(columns.last_event)
+
+    def add_event(self, seq: int, chain_id: int, kind: int, value: bytes) -> None:
+        """Records one event stored on its own (a TX_SOURCE_SEEN)."""
+        self.chains.add(chain_id)
+        if self.events is not None:
+            self.events.append((seq, chain_id, kind, value))

@@ -33,7 +33,7 @@ from processd.storage.diskfull import DiskFullGate, is_write_failure
 from processd.storage.eventlog import EventLog
 from processd.storage.layout import KIND_SOURCE
 from processd.storage.logwrite import LogCounters, LogWrite, Sighting, duplicate_sightings
-from processd.views.records import CommitResult
+from processd.storage.records import CommitResult
 from processd.wire.columns import BatchColumns
 
 log = logging.getLogger(__name__)
@@ -370,6 +370,8 @@ class CommitWriter:
         """Stores one batch after ``seq``: its new transactions, then its sightings, then the sources of its
         duplicates (another ingestd's envelope of a stored transaction is a later sighting); returns the last seq."""
         columns = batch.prepared.result()
+        # A group aborted by MapFull is written again after the map grows: start the ack's counts afresh.
+        batch.sightings_stored = batch.sightings_ignored = 0
         result.analysis_errors += columns.analysis_errors
         n = len(columns.tx_key)
         columns, duplicate_values = write.claim_hashes(columns, seq + 1)

@@ -206,3 +206,21 @@ async def test_duplicate_envelope_from_another_source_is_a_later_sighting(server
         scan = await query_stub(ch).ScanEvents(query_pb2.ScanEventsRequest(chain_id=137, kinds=[SOURCE_SEEN],
                                                                            limit=10))
     assert [e.source_id for e in scan.events] == ["node-b", "node-b"]
+
+
+async def test_a_commit_retried_after_map_growth_counts_its_sightings_once(server_factory: Factory) -> None:
+    """A group whose write transaction hits MapFull is aborted, the map grows and the same group is written again:
+    the acks count what the committed attempt stored, not the aborted attempt's sightings on top of it.
+
+    The small batch with sightings goes first and the large one (over the 1 MiB map) second, in one group (a long
+    flush interval lets both join), so the first attempt stores the sightings before it runs out of map."""
+    srv = await server_factory(map_size_mb=1, map_max_size_mb=64, flush_interval_ms=2000)
+    first, *rest = synthetic_envelopes(6001, seed=73)
+    small = ingest_pb2.TxBatch(session_id="s", batch_seq=1, envelopes=[first],
+                               sightings=[_sighting(first, "slow"), _sighting(first, "mid", 2)])
+    large = ingest_pb2.TxBatch(session_id="s", batch_seq=2, envelopes=rest)
+    acks = await push_batches(srv.address, [small, large], max_inflight=2)
+    assert srv.writer.commits == 1 and srv.writer.map_grows >= 1  # one group, retried after growing
+    assert (acks[0].accepted, acks[0].sightings_stored, acks[0].sightings_ignored) == (1, 2, 0)
+    assert acks[1].accepted == 6000
+    assert [s for s, _ in await _sources(srv, first)] == ["synth", "mid", "slow"]  # in the order each saw it

@@ -46,10 +46,10 @@ from processd.analysis.validation import MAX_SOURCE_ID_CHARS, OK, REASON_NAMES
 from processd.errors import ProcessdError
 from processd.metrics import ProcessdMetrics
 from processd.storage.logwrite import Sighting
+from processd.storage.records import CommitResult
 from processd.storage.writer import CommitJob, CommitListener, CommitWriter
 from processd.views.ingest_stats import RateLimitedLog
 from processd.views.readmodels import ReadModels
-from processd.views.records import CommitResult
 from processd.views.subscriptions import SubscriptionHub
 from processd.wire.columns import BatchColumns, keep_only
 

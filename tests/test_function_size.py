@@ -20,7 +20,6 @@ MAX_LINES = 80
 ALLOWED = {
     "processd/analysis/prepare.py::prepare_batch",
     "processd/analysis/features.py::encode_features",
-    "processd/storage/writer.py::_commit",
 }
 
 

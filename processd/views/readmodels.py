@@ -35,8 +35,8 @@ from processd.storage.eventlog import (
     EventLog,
     decode_event,
 )
+from processd.storage.records import CommitResult, FeatureEntry, OppEntry, TxEntry
 from processd.views.ingest_stats import IngestStatsStore, StatsLimits
-from processd.views.records import CommitResult, FeatureEntry, OppEntry, TxEntry
 from processd.views.windows import OpportunityWindow, TxWindow, chain_offsets
 from processd.wire.columns import BatchColumns
 

@@ -20,7 +20,7 @@ from itertools import compress, repeat
 
 from common.pb.v1 import events_pb2
 from processd.storage.eventlog import decode_event
-from processd.views.records import OppEntry, TxEntry
+from processd.storage.records import OppEntry, TxEntry
 
 #: A stored batch seen by one window: (seq of each event, events values, the window's transactions as offsets of
 #: their TX_SEEN event, shift from TX_SEEN to the window's event, chain of each transaction or one for all).

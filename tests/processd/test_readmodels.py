@@ -11,8 +11,8 @@ from common.pb.v1 import events_pb2
 from common.testing.ingest_push import push_envelopes
 from common.testing.synth import synthetic_envelopes
 from processd.api.server import ProcessdServer
+from processd.storage.records import OppEntry
 from processd.views.readmodels import OpportunityWindow, ReadModels
-from processd.views.records import OppEntry
 from processd.views.subscriptions import Subscriber, SubscriptionHub
 from processd.wire import encoding
 from tests.processd._helpers import make_config
@@ -112,7 +112,7 @@ def test_commits_fill_windows_as_if_every_transaction_were_added_one_by_one() ->
     smaller and larger than the windows, different tx and feature window sizes)."""
     from collections import deque
 
-    from processd.views.records import CommitResult
+    from processd.storage.records import CommitResult
     from processd.wire.columns import ColumnsBuilder
 
     rng = random.Random(11)
@@ -169,7 +169,7 @@ def test_commits_fill_windows_as_if_every_transaction_were_added_one_by_one() ->
 def test_a_sparse_chain_in_big_mixed_batches_does_not_pin_whole_batches() -> None:
     """A chain with one transaction in each big mixed batch gets its events copied out; every window refers to at
     most SPARSE_EVENTS_PER_TX x (its size + one batch's transactions) values, however many batches it saw."""
-    from processd.views.records import CommitResult
+    from processd.storage.records import CommitResult
     from processd.views.windows import SPARSE_EVENTS_PER_TX
     from processd.wire.columns import ColumnsBuilder
 

@@ -1,4 +1,4 @@
-"""What a commit hands the read side: the records of stored events and :class:`CommitResult`.
+"""What a commit stored, as the read side consumes it: the records of stored events and :class:`CommitResult`.
 
 The read models (``processd.views.readmodels``, ``processd.views.windows``) and the live fan-out
 (``processd.views.subscriptions``) consume these; the single writer (``processd.storage.writer``) fills one

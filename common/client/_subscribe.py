@@ -107,6 +107,7 @@ class Subscription:
         self._facts: OrderedDict[tuple[int, bytes], TxFacts] = OrderedDict()
         self._rng = random.Random()
         self._last_seq = 0
+        self._wakes = 0  # _WAKE markers in the queue
         #: The head processd reported when the first stream was admitted (None before).
         self.head_seq: int | None = None
         #: Streams opened after the first one (processd restarts, resets, cut-offs).
@@ -125,6 +126,11 @@ class Subscription:
         """The seq the stream goes on from (events below it were queued or filtered out); None before processd
         reported the head of a subscription started from now."""
         return self._next_seq
+
+    @property
+    def pending(self) -> int:
+        """Events queued for the consumer and not yet taken (how far behind the stream it is)."""
+        return self._queue.qsize() - self._wakes
 
     async def start(self) -> Subscription:
         """Starts the background stream (idempotent)."""
@@ -183,6 +189,7 @@ class Subscription:
                 raise StopAsyncIteration
             item = await self._queue.get()
             if item is _WAKE:
+                self._wakes -= 1
                 continue
             self._last_seq = item.seq_id
             return item
@@ -196,6 +203,7 @@ class Subscription:
         # Wake a consumer waiting on an empty queue; a full one is drained first and then sees _final.
         try:
             self._queue.put_nowait(_WAKE)
+            self._wakes += 1
         except asyncio.QueueFull:
             pass
 

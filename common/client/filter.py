@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 from common.client.errors import InvalidArgumentError
@@ -66,12 +66,14 @@ class Filter:
     fields to processd without changing this class.
     """
 
-    chain_ids: frozenset[int] = field(default=frozenset())
-    kinds: frozenset[EventKind] = field(default=frozenset())
-    senders: frozenset[str] = field(default=frozenset())
-    to: frozenset[str] = field(default=frozenset())
-    addresses: frozenset[str] = field(default=frozenset())
-    methods: frozenset[str] = field(default=frozenset())
+    # Any collection is accepted; each is stored as a frozenset of canonical values (lowercase addresses and
+    # selectors, EventKind members), so equal filters compare and hash equal.
+    chain_ids: Collection[int] = field(default=frozenset())
+    kinds: Collection[EventKind | str] = field(default=frozenset())
+    senders: Collection[str] = field(default=frozenset())
+    to: Collection[str] = field(default=frozenset())
+    addresses: Collection[str] = field(default=frozenset())
+    methods: Collection[str] = field(default=frozenset())
     min_value_wei: int = 0
 
     def __post_init__(self) -> None:
@@ -136,12 +138,13 @@ class Filter:
     @property
     def server_kinds(self) -> frozenset[EventKind]:
         """The kinds processd sends (empty = all): ``kinds`` plus those the client-side fields read facts from."""
-        if not self.kinds or not self.needs_tx_facts:
-            return self.kinds
+        kinds = frozenset(EventKind(k) for k in self.kinds)
+        if not kinds or not self.needs_tx_facts:
+            return kinds
         extra = {EventKind.TX_SEEN}
         if self.needs_method_name:
             extra.add(EventKind.TX_DECODED)
-        return self.kinds | extra
+        return kinds | extra
 
     def matches_header(self, chain_id: int, kind: EventKind) -> bool:
         """Whether an event of ``chain_id`` and ``kind`` passes ``chain_ids`` and ``kinds``."""

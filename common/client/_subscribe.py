@@ -5,7 +5,7 @@ One background task reads processd's ``SubscribeEvents`` stream into a bounded q
 seq the next stream starts from; when the stream breaks (processd restarted or killed, the connection reset, a
 slow-subscriber cut-off) the task reconnects with jittered exponential backoff and asks for the log from that
 seq, so across any number of reconnects the caller gets each matching event once, in seq order. Events that
-arrive at or below the resume point anyway are dropped (an extra guard; processd does not send them).
+arrive below the resume point anyway are dropped (an extra guard; processd does not send them).
 
 A slow consumer is never answered by dropping: when the queue is full the task stops reading, gRPC flow control
 holds the stream, and processd, whose own per-subscriber buffer then fills, ends the stream with

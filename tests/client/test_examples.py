@@ -17,7 +17,7 @@ from common.pb.v1 import events_pb2
 from common.testing.ingest_push import push_envelopes
 from common.testing.synth import synthetic_envelopes
 from processd.api.server import ProcessdServer
-from tests.client.test_subscribe import raw_log, tx_index
+from tests.client._helpers import raw_log, tx_index
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"

@@ -15,7 +15,7 @@ import pytest
 from common.client import Backoff, Client, Event, Subscription
 from common.testing.ingest_push import push_envelopes
 from common.testing.synth import synthetic_envelopes
-from tests.client.test_subscribe import raw_log
+from tests.client._helpers import raw_log
 from tests.reliability._support import ProcessdProc
 
 pytestmark = pytest.mark.integration

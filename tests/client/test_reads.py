@@ -18,27 +18,14 @@ from common.client import (
 )
 from common.client.client import service_config
 from common.pb.v1 import events_pb2, query_pb2, query_pb2_grpc
-from common.testing.ingest_push import channel
 from common.testing.netutil import free_port
 from processd.api.server import ProcessdServer
+from tests.client._helpers import raw_log
 from tests.client.conftest import SEED_TXS
 
 
-async def _raw_scan(address: str) -> list[events_pb2.Event]:
-    out: list[events_pb2.Event] = []
-    async with channel(address) as ch:
-        stub = query_pb2_grpc.QueryStub(ch)
-        cursor = 1
-        while True:
-            page = await stub.ScanEvents(query_pb2.ScanEventsRequest(from_seq_id=cursor, limit=1000))
-            out.extend(page.events)
-            if page.next_seq_id > page.last_seq_id:
-                return out
-            cursor = page.next_seq_id
-
-
 async def test_scan_maps_every_event_to_plain_values(seeded: ProcessdServer) -> None:
-    raw = await _raw_scan(seeded.address)
+    raw = await raw_log(seeded.address)
     async with Client(seeded.address) as c:
         events = [ev async for ev in c.scan(page_limit=37)]  # several pages
     assert [e.seq_id for e in events] == [e.seq_id for e in raw] == list(range(1, len(raw) + 1))

@@ -1,0 +1,166 @@
+"""What a subscription delivers: :class:`Filter`, and the transaction facts its client-side fields are judged on."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+
+from common.client.errors import InvalidArgumentError
+from common.client.records import EventKind
+
+_ADDRESS = re.compile(r"0x[0-9a-f]{40}")
+_SELECTOR = re.compile(r"0x[0-9a-f]{8}")
+#: processd's largest chain id (``common/limits.py``: a chain id fits an int64).
+MAX_CHAIN_ID = 2**63 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class TxFacts:
+    """The facts of one transaction that the client-side fields of a :class:`Filter` look at."""
+
+    sender: str
+    to: str | None
+    value: int
+    selector: str | None
+    #: The decoded method name ("" when the selector is unknown); None until the features are known.
+    method: str | None = None
+
+
+def _addresses(name: str, values: Iterable[str]) -> frozenset[str]:
+    if isinstance(values, str):
+        raise InvalidArgumentError(f"{name} must be a collection of addresses, not one string")
+    out = set()
+    for value in values:
+        text = value.lower() if isinstance(value, str) else value
+        if not isinstance(text, str) or not _ADDRESS.fullmatch(text):
+            raise InvalidArgumentError(f"{name}: {value!r:.60} is not a 0x-prefixed 20-byte hex address")
+        out.add(text)
+    return frozenset(out)
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    """Which events a subscription delivers. Every field left empty matches everything; fields combine with AND,
+    the values inside one field with OR.
+
+    Applied by processd today (only matching events cross the network):
+
+    - ``chain_ids``: when it names exactly one chain (processd filters one chain per stream); several chains are
+      filtered by the client;
+    - ``kinds``: event kinds (:class:`EventKind` or their names, ``"tx_seen"``, ...).
+
+    Applied by the client today, on the facts of the event's transaction (so they select every kind of event of a
+    matching transaction: its ``tx_seen``, ``tx_decoded``, ``opp_detected`` and ``tx_source_seen`` events):
+
+    - ``senders``: the transaction's ``from`` is one of these addresses;
+    - ``to``: its ``to`` is one of these (a contract creation has no ``to`` and never matches);
+    - ``addresses``: its ``from`` or its ``to`` is one of these (to follow an address either way);
+    - ``methods``: its decoded method name (``"swapExactETHForTokens"``) or its 4-byte selector (``"0x7ff36ab5"``)
+      is one of these;
+    - ``min_value_wei``: it sends at least this much native value.
+
+    For those, the client asks processd for the transactions' ``tx_seen`` (and, for method names, ``tx_decoded``)
+    events as well and drops what does not match; a transaction whose facts it has not seen on the stream (a
+    subscription starting in the middle of one) is looked up with ``GetTransaction``. A later release moves these
+    fields to processd without changing this class.
+    """
+
+    # Any collection is accepted; each is stored as a frozenset of canonical values (lowercase addresses and
+    # selectors, EventKind members), so equal filters compare and hash equal.
+    chain_ids: Collection[int] = field(default=frozenset())
+    kinds: Collection[EventKind | str] = field(default=frozenset())
+    senders: Collection[str] = field(default=frozenset())
+    to: Collection[str] = field(default=frozenset())
+    addresses: Collection[str] = field(default=frozenset())
+    methods: Collection[str] = field(default=frozenset())
+    min_value_wei: int = 0
+
+    def __post_init__(self) -> None:
+        # Normalize any iterables into frozensets of canonical values, so equal filters compare equal and the
+        # stream never judges an event against a malformed value.
+        if isinstance(self.kinds, str):
+            raise InvalidArgumentError("kinds must be a collection of kinds, not one string")
+        try:
+            chains = frozenset(self.chain_ids)
+            kinds_in = frozenset(self.kinds)
+        except TypeError:
+            raise InvalidArgumentError("chain_ids and kinds must be collections (e.g. {1, 137})") from None
+        for chain in chains:
+            if not isinstance(chain, int) or isinstance(chain, bool) or not 0 < chain <= MAX_CHAIN_ID:
+                raise InvalidArgumentError(f"chain_ids: {chain!r} is not a chain id (1 .. 2**63-1)")
+        kinds = set()
+        for kind in kinds_in:
+            try:
+                kinds.add(EventKind(kind))
+            except ValueError:
+                raise InvalidArgumentError(
+                    f"kinds: {kind!r} is not one of {', '.join(k.value for k in EventKind)}"
+                ) from None
+        methods = set()
+        if isinstance(self.methods, str):
+            raise InvalidArgumentError("methods must be a collection of names or selectors, not one string")
+        for method in self.methods:
+            if isinstance(method, str) and method.lower().startswith("0x"):
+                if not _SELECTOR.fullmatch(method.lower()):
+                    raise InvalidArgumentError(f"methods: {method!r:.60} is not a 0x 4-byte selector")
+                methods.add(method.lower())
+            elif isinstance(method, str) and method.isidentifier():
+                methods.add(method)
+            else:
+                raise InvalidArgumentError(f"methods: {method!r:.60} is neither a method name nor a selector")
+        if not isinstance(self.min_value_wei, int) or isinstance(self.min_value_wei, bool) or self.min_value_wei < 0:
+            raise InvalidArgumentError(f"min_value_wei must be an int >= 0, got {self.min_value_wei!r}")
+        object.__setattr__(self, "chain_ids", chains)
+        object.__setattr__(self, "kinds", frozenset(kinds))
+        object.__setattr__(self, "senders", _addresses("senders", self.senders))
+        object.__setattr__(self, "to", _addresses("to", self.to))
+        object.__setattr__(self, "addresses", _addresses("addresses", self.addresses))
+        object.__setattr__(self, "methods", frozenset(methods))
+
+    # ---- how the subscription applies it -------------------------------------------------------------------
+
+    @property
+    def server_chain_id(self) -> int:
+        """The chain id processd filters on (0 = all: none or several chains asked for)."""
+        return next(iter(self.chain_ids)) if len(self.chain_ids) == 1 else 0
+
+    @property
+    def needs_tx_facts(self) -> bool:
+        """True when a client-side field judges the event's transaction."""
+        return bool(self.senders or self.to or self.addresses or self.methods or self.min_value_wei)
+
+    @property
+    def needs_method_name(self) -> bool:
+        """True when ``methods`` holds a name, which only the transaction's features say."""
+        return any(not m.startswith("0x") for m in self.methods)
+
+    @property
+    def server_kinds(self) -> frozenset[EventKind]:
+        """The kinds processd sends (empty = all): ``kinds`` plus those the client-side fields read facts from."""
+        kinds = frozenset(EventKind(k) for k in self.kinds)
+        if not kinds or not self.needs_tx_facts:
+            return kinds
+        extra = {EventKind.TX_SEEN}
+        if self.needs_method_name:
+            extra.add(EventKind.TX_DECODED)
+        return kinds | extra
+
+    def matches_header(self, chain_id: int, kind: EventKind) -> bool:
+        """Whether an event of ``chain_id`` and ``kind`` passes ``chain_ids`` and ``kinds``."""
+        return (not self.chain_ids or chain_id in self.chain_ids) and (not self.kinds or kind in self.kinds)
+
+    def matches_tx(self, facts: TxFacts) -> bool:
+        """Whether a transaction with these facts passes the client-side fields (its method must be known when
+        ``needs_method_name``)."""
+        if self.senders and facts.sender not in self.senders:
+            return False
+        if self.to and facts.to not in self.to:
+            return False
+        if self.addresses and facts.sender not in self.addresses and facts.to not in self.addresses:
+            return False
+        if facts.value < self.min_value_wei:
+            return False
+        if self.methods and facts.selector not in self.methods and facts.method not in self.methods:
+            return False
+        return True

@@ -1,0 +1,263 @@
+"""The records the client returns: frozen dataclasses of plain Python values.
+
+Hashes, addresses, selectors and calldata are lowercase ``0x`` hex strings; quantities (wei, token amounts,
+uint256 signature values) are ``int``; times are unix nanoseconds (``int``), as in the protobuf contract. A value
+the contract marks as possibly unknown (an ``optional`` field: a legacy transaction's ``max_fee_per_gas``, a
+swap's ``amount_in``) is ``None`` when unknown and ``0`` when known to be zero. Enums are lowercase names without
+their prefix, the same spelling as gatewayd's REST API (``"swap"``, ``"sandwich_candidate"``). Field names follow
+``docs/fields.md`` except ``from``, a Python keyword, which is ``sender`` (as in the protobuf contract).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class EventKind(StrEnum):
+    """The kind of an event of processd's log (the values are gatewayd's SSE ``event:`` names)."""
+
+    TX_SEEN = "tx_seen"
+    TX_DECODED = "tx_decoded"
+    OPP_DETECTED = "opp_detected"
+    TX_SOURCE_SEEN = "tx_source_seen"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceSeen:
+    """One source's announcement of a transaction."""
+
+    source_id: str
+    first_seen_unix_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class AccessListEntry:
+    """An EIP-2930 access list entry."""
+
+    address: str
+    storage_keys: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Authorization:
+    """An EIP-7702 authorization (``chain_id`` 0 = any chain)."""
+
+    chain_id: int
+    address: str
+    nonce: int
+    y_parity: int
+    r: int
+    s: int
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """A pending transaction as processd stored it.
+
+    ``seq_id`` is the seq of its ``tx_seen`` event and ``received_unix_ns`` when processd received it; both are 0
+    in the ``tx`` of an event (they are the event's own fields there). ``to`` is None for a contract creation;
+    ``raw_tx`` is None when processd holds no signed bytes.
+    """
+
+    chain_id: int
+    hash: str
+    sender: str
+    to: str | None
+    nonce: int
+    value: int
+    gas: int
+    gas_price: int | None
+    max_fee_per_gas: int | None
+    max_priority_fee_per_gas: int | None
+    tx_type: int
+    input: str
+    source_id: str
+    first_seen_unix_ns: int
+    seq_id: int = 0
+    received_unix_ns: int = 0
+    sources: tuple[SourceSeen, ...] = ()
+    v: int | None = None
+    y_parity: int | None = None
+    r: int | None = None
+    s: int | None = None
+    access_list: tuple[AccessListEntry, ...] = ()
+    max_fee_per_blob_gas: int | None = None
+    blob_versioned_hashes: tuple[str, ...] = ()
+    authorization_list: tuple[Authorization, ...] = ()
+    raw_tx: str | None = None
+
+    @property
+    def selector(self) -> str | None:
+        """The first 4 bytes of calldata as ``0x`` hex, or None when the calldata is shorter."""
+        return self.input[:10] if len(self.input) >= 10 else None
+
+
+@dataclass(frozen=True, slots=True)
+class Features:
+    """What processd decoded from a transaction's calldata (``docs/decoding.md``).
+
+    Token addresses, ``recipient`` and ``selector`` are None when not applicable; the amounts are None when the
+    call does not carry them.
+    """
+
+    protocol: str
+    category: str
+    method: str
+    selector: str | None
+    token_in: str | None
+    token_out: str | None
+    amount_in: int | None
+    amount_out_min: int | None
+    amount_in_max: int | None
+    amount_out: int | None
+    path: tuple[str, ...]
+    fee_tiers: tuple[int, ...]
+    recipient: str | None
+    deadline: int | None
+    value: int
+    gas_price: int
+    priority_fee: int
+    calldata_len: int
+    decoded: bool
+    decode_error: str
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureRecord:
+    """The features of one transaction, with the seq of their ``tx_decoded`` event."""
+
+    seq_id: int
+    chain_id: int
+    tx_hash: str
+    features: Features
+
+
+@dataclass(frozen=True, slots=True)
+class Opportunity:
+    """A ranked MEV opportunity: ``score`` 0-100, ``notional_wei`` None when unknown."""
+
+    seq_id: int
+    chain_id: int
+    tx_hash: str
+    kind: str
+    score: int
+    reasons: tuple[str, ...]
+    protocol: str
+    token_in: str | None
+    token_out: str | None
+    notional_wei: int | None
+    slippage_bps: int
+
+
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    """A later source's announcement of a stored transaction (body of a ``tx_source_seen`` event)."""
+
+    source_id: str
+    seen_unix_ns: int
+    tx_seq_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One event of processd's log. Exactly one of ``tx``, ``features``, ``opportunity`` and ``sighting`` is set,
+    according to ``kind``. ``source_id`` is the transaction's first source (for ``tx_source_seen``: the later one).
+    """
+
+    seq_id: int
+    chain_id: int
+    kind: EventKind
+    tx_hash: str
+    first_seen_unix_ns: int
+    received_unix_ns: int
+    source_id: str
+    tx: Transaction | None = None
+    features: Features | None = None
+    opportunity: Opportunity | None = None
+    sighting: Sighting | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionDetail:
+    """One transaction with what processd derived from it (``Client.transaction``)."""
+
+    transaction: Transaction
+    features: FeatureRecord | None
+    opportunities: tuple[Opportunity, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionPage:
+    """A page of ``Client.transactions``; pass ``next_cursor`` back as ``cursor`` (0 = no further page now)."""
+
+    transactions: tuple[Transaction, ...]
+    next_cursor: int
+    last_seq_id: int
+    truncated: bool
+
+
+@dataclass(frozen=True, slots=True)
+class EventPage:
+    """A page of ``Client.events``; ``next_seq_id`` is where the next page starts."""
+
+    events: tuple[Event, ...]
+    next_seq_id: int
+    last_seq_id: int
+    truncated: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayPoint:
+    """Where the log stands: highest committed seq, its commit time, transactions still pending."""
+
+    seq_high_water: int
+    committed_unix_ns: int
+    pending_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class SourceStanding:
+    """Per chain and source: transactions it announced first, and at all."""
+
+    source_id: str
+    first_seen_wins: int
+    seen: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChainTotals:
+    """Per-chain counters of a snapshot; ``rejected`` maps a reject reason (lowercase) to its count."""
+
+    chain_id: int
+    tx_count: int
+    decoded_count: int
+    opportunity_count: int
+    rejected: dict[str, int]
+    replay: ReplayPoint
+    drop_ratio: float
+    sources: tuple[SourceStanding, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureSummary:
+    """Decoded transactions counted by (chain, protocol, category)."""
+
+    chain_id: int
+    protocol: str
+    category: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The dashboard view (``Client.snapshot``), served from processd's read models."""
+
+    chains: tuple[ChainTotals, ...]
+    replay: ReplayPoint
+    feature_summary: tuple[FeatureSummary, ...]
+    recent_features: tuple[FeatureRecord, ...]
+    top_opportunities: tuple[Opportunity, ...]
+    recent_transactions: tuple[Transaction, ...]
+    last_seq_id: int
+    recent_transactions_truncated: bool = field(default=False)

@@ -79,7 +79,7 @@ class IngestConfig:
     fetch_batch_wait_ms: int = 5
     #: A partial fetch batch waits until its oldest hash was announced this long ago (0 = fetch at once when
     #: idle): fewer, fuller requests at light load for a bounded latency.
-    fetch_linger_ms: int = 20
+    fetch_linger_ms: int = 40
     fetch_max_in_flight: int = 8
     fetch_timeout_ms: int = 5000
     fetch_retries: int = 3
@@ -99,7 +99,7 @@ class IngestConfig:
     outbound_flush_ms: int = 10
     #: A partial outbound batch waits until its oldest envelope was announced this long ago (0 = send at once
     #: when the stream is idle): per batch costs (gRPC write, processd's group commit) dominate at light load.
-    outbound_linger_ms: int = 25
+    outbound_linger_ms: int = 50
     outbound_max_unacked_batches: int = 64
     outbound_max_batch_bytes: int = 4 * 1024 * 1024
     grpc_max_message_bytes: int = 16 * 1024 * 1024

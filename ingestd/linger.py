@@ -10,12 +10,18 @@ already waited upstream (the fetch path's own linger, a slow node) goes at once,
 
 from __future__ import annotations
 
+#: A partial batch holding this many items goes without the linger: the fixed cost is already spread thin (a
+#: processd group commit, ~1 ms of CPU, over 20 transactions), and at peak rates waiting longer only adds latency.
+ENOUGH_ITEMS = 20
 
-def batch_delay_s(oldest_seen_ns: int, now_ns: int, linger_ns: int, busy_wait_s: float = 0.0) -> float:
-    """Seconds a partial batch should still wait: until its oldest item (announced at ``oldest_seen_ns``, unix ns)
-    is ``linger_ns`` old, and at least ``busy_wait_s`` (the wait while a request is already in flight). Never more
-    than the longer of the two, even if the clock stepped back since the announcement; 0 or less = send now."""
-    if not linger_ns:
+
+def batch_delay_s(oldest_seen_ns: int, now_ns: int, linger_ns: int, busy_wait_s: float = 0.0,
+                  queued: int = 1) -> float:
+    """Seconds a partial batch of ``queued`` items should still wait: until its oldest item (announced at
+    ``oldest_seen_ns``, unix ns) is ``linger_ns`` old, unless it holds :data:`ENOUGH_ITEMS`, and at least
+    ``busy_wait_s`` (the wait while a request is already in flight). Never more than the longer of the two, even if
+    the clock stepped back since the announcement; 0 or less = send now."""
+    if not linger_ns or queued >= ENOUGH_ITEMS:
         return busy_wait_s
     left = min(linger_ns, linger_ns - (now_ns - oldest_seen_ns)) / 1e9
     return max(busy_wait_s, left)

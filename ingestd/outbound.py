@@ -249,7 +249,7 @@ class Outbound:
                     continue
                 # busy stream: let the batch fill for flush_s; any stream: until its oldest item is linger old
                 delay = batch_delay_s(_seen_ns(self._queue[0]), time.time_ns(), self.linger_ns,
-                                      self.flush_s if self._unacked else 0.0)
+                                      self.flush_s if self._unacked else 0.0, len(self._queue))
                 if delay > 0:
                     await asyncio.sleep(delay)
             item = self._next_batch(stats_due)

@@ -248,7 +248,7 @@ class ChainWorker:
                 # Adaptive batching: with a request in flight, let a partial batch fill for up to the batch
                 # wait; in any case until its oldest hash was announced fetch_linger_ms ago (ingestd.linger).
                 delay = batch_delay_s(queue[0].first_seen_ns, time.time_ns(), linger_ns,
-                                      wait_s if self._fetch_tasks else 0.0)
+                                      wait_s if self._fetch_tasks else 0.0, len(queue))
                 if delay > 0:
                     await asyncio.sleep(delay)
             await self._slots.acquire()  # bounded in flight: while we wait here, the queue absorbs (or drops)

@@ -16,7 +16,7 @@ from common.pb.v1 import tx_pb2
 from ingestd.config import load_config, parse_chain_spec, redact_url
 from ingestd.dedup import Dedup
 from ingestd.drops import DropCounter, DropReason
-from ingestd.linger import batch_delay_s
+from ingestd.linger import ENOUGH_ITEMS, batch_delay_s
 from ingestd.mapping import MappingError, tx_to_envelope
 from ingestd.metrics import ChainStats, Histograms, IngestCollector
 from ingestd.notifications import REJECT_REASONS
@@ -221,6 +221,9 @@ def test_batch_delay_counts_the_linger_from_the_announcement() -> None:
     assert batch_delay_s(1000 * ms, 1100 * ms, 25 * ms, busy_wait_s=0.005) == pytest.approx(0.005)
     # linger 0 is the old adaptive behaviour: the busy wait alone
     assert batch_delay_s(1000 * ms, 1000 * ms, 0) == 0 and batch_delay_s(0, 0, 0, 0.01) == 0.01
+    # a batch that already holds enough items goes without the linger (peak rates: latency, not CPU)
+    assert batch_delay_s(1000 * ms, 1000 * ms, 25 * ms, queued=ENOUGH_ITEMS) == 0
+    assert batch_delay_s(1000 * ms, 1000 * ms, 25 * ms, busy_wait_s=0.005, queued=ENOUGH_ITEMS) == 0.005
     # a clock stepped back never makes a batch wait longer than the linger
     assert batch_delay_s(2000 * ms, 1000 * ms, 25 * ms) == pytest.approx(0.025)
 
@@ -228,7 +231,7 @@ def test_batch_delay_counts_the_linger_from_the_announcement() -> None:
 def test_linger_knobs_default_and_from_env() -> None:
     chain = ["--chain", "1=ws://a:1"]
     cfg = load_config(chain, env={})
-    assert (cfg.fetch_linger_ms, cfg.outbound_linger_ms) == (20, 25)
+    assert (cfg.fetch_linger_ms, cfg.outbound_linger_ms) == (40, 50)
     cfg = load_config(chain, env={"MEMPULSE_INGESTD_FETCH_LINGER_MS": "0", "MEMPULSE_INGESTD_OUTBOUND_LINGER_MS": "40"})
     assert (cfg.fetch_linger_ms, cfg.outbound_linger_ms) == (0, 40)
 

@@ -53,7 +53,7 @@ from common.testing.fixtures import MainnetCall, load_mainnet_calls
 from common.testing.netutil import free_port, wait_for_port
 from common.testing.procfs import cpu_seconds, descendants, rss_anon_bytes, rss_bytes
 from common.testing.replay import Replayer
-from scripts.bench.harness import REPO_ROOT, percentile, ratio, write_artifact
+from scripts.bench.harness import REPO_ROOT, percentile, ratio, read_artifact, write_artifact
 from scripts.bench.ingest_bench import clear_pool, delta, hist_quantile, msum, scrape, start_proxy, stop, stored_hashes
 
 log = logging.getLogger("rate_sweep")
@@ -327,6 +327,31 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
     return {"cpu_per_tx_ratios": out, "targets": targets}
 
 
+def render_markdown(doc: dict[str, Any]) -> str:
+    """The README's rate-sweep table from an artifact: one row per path, rate and consumer."""
+    results = doc["results"]
+    lines = ["| path | rate (tx/s, accepted) | consumer | delivered | p99 ms | CPU us/tx | vs web3.py | RSS MiB |",
+             "|---|---|---|---:|---:|---:|---:|---:|"]
+    ratios = results.get("cpu_per_tx_ratios", {})
+    for path, by_rate in results["phases"].items():
+        for rate, by_consumer in by_rate.items():
+            for consumer, d in by_consumer.items():
+                over = (ratios.get(path, {}).get(rate, {}).get(consumer) or {}).get("over_web3")
+                p99 = d.get("latency_ms", {}).get("p99")
+                lines.append(f"| {path} | {rate} ({d['accepted_tx_s']:,.0f}) | {consumer} | "
+                             f"{(d.get('delivered_ratio') or 0) * 100:.1f}% | {'-' if p99 is None else f'{p99:.0f}'} | "
+                             f"{d.get('cpu_us_per_tx') or 0:,.0f} | {'' if over is None else f'{over:.2f}x'} | "
+                             f"{d.get('rss_mib_total') or 0:.0f} |")
+    idle = results.get("idle", {}).get("core_percent")
+    if idle:
+        lines += ["", "Idle, % of a core: " + ", ".join(f"{k} {v:.2f}" for k, v in idle.items())]
+    machine = doc.get("machine", {})
+    lines += ["", f"`{doc.get('name')}.json`: {doc.get('created_utc')}, {machine.get('cpu_count')} x "
+              f"{machine.get('cpu_model')}, load average {machine.get('load_avg_1m_at_start')} at start / "
+              f"{machine.get('load_avg_1m_at_end')} at end, commit {machine.get('git_commit')}"]
+    return "\n".join(lines)
+
+
 # ------------------------------------------------------------------------------------------ loop workers
 
 async def _until_sigterm(loop_body: Any) -> None:
@@ -430,6 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--name", default=None, help="artifact name (default rate_sweep, or rate_sweep_short)")
     parser.add_argument("--out-dir", type=Path, default=None)
     parser.add_argument("--keep-data", action="store_true")
+    parser.add_argument("--table", type=Path, metavar="ARTIFACT", help="print the markdown table of an artifact")
     parser.add_argument("--web3-worker", metavar="WS", help=argparse.SUPPRESS)
     parser.add_argument("--floor-worker", metavar="WS", help=argparse.SUPPRESS)
     return parser
@@ -441,6 +467,9 @@ def main(argv: list[str] | None = None) -> None:
         worker = web3_worker(args.web3_worker) if args.web3_worker else floor_worker(args.floor_worker)
         seen = asyncio.run(worker)
         print(json.dumps({"seen": seen}), flush=True)
+        return
+    if args.table:
+        print(render_markdown(read_artifact(args.table)))
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -1,5 +1,7 @@
 """Batch fetching of pending transactions: JSON-RPC batches of ``eth_getTransactionByHash`` over pooled HTTP
 (and of ``eth_getRawTransactionByHash``, the signed bytes, through the same requests path: :data:`RAW_METHOD`).
+Requests go over :mod:`ingestd.rpchttp`'s kept-alive connections (httpx cost ~1 ms of CPU per request, issue 20),
+or through httpx for an endpoint behind a proxy from the environment and when a client is passed in.
 
 Responses are matched by ``id`` (nodes may reorder batch items). A per-chain semaphore caps requests in
 flight. Whole-request failures (transport errors, timeouts, HTTP 429/5xx, malformed bodies, a single error
@@ -20,7 +22,7 @@ import itertools
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +32,7 @@ import orjson
 from common.logthrottle import LogThrottle
 from ingestd.config import redact_url
 from ingestd.errors import IngestdError
+from ingestd.rpchttp import BodyTooLargeError, RpcHttpPool, RpcTransportError, proxied
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +95,8 @@ class _Endpoint:
     url: str
     label: str
     cooldown_until: float = 0.0
+    #: Requests go over ingestd.rpchttp's kept-alive connections (else through the httpx client).
+    direct: bool = False
 
 
 ErrorHook = Callable[[str, str], None]  # (endpoint label, code)
@@ -126,6 +131,11 @@ class BatchFetcher:
         self._on_latency = on_latency or (lambda endpoint, seconds, size: None)
         self._ids = itertools.count(1)
         self._own_client = client is None
+        # Our own client's requests go over rpchttp (a tenth of httpx's CPU per request), except to endpoints the
+        # environment sends through a proxy; an injected client (tests, embedders) gets every request.
+        self._pool = RpcHttpPool(max_idle_per_url=max_in_flight * 2, connect_timeout_s=timeout_s)
+        for ep in self.endpoints:
+            ep.direct = self._own_client and not proxied(ep.url)
         self._client = client or httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_s),
             limits=httpx.Limits(max_connections=max_in_flight * 2, max_keepalive_connections=max_in_flight * 2),
@@ -137,6 +147,7 @@ class BatchFetcher:
         return self._in_flight
 
     async def aclose(self) -> None:
+        await self._pool.aclose()
         if self._own_client:
             await self._client.aclose()
 
@@ -229,29 +240,45 @@ class BatchFetcher:
             self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
             started = time.perf_counter()
             try:
-                async with asyncio.timeout(self.timeout_s), \
-                        self._client.stream("POST", endpoint.url, content=body) as resp:
-                    # An error status's body is never read: only the status and headers matter.
-                    content = await self._read_capped(resp, endpoint, len(hashes)) if resp.status_code == 200 else b""
+                async with asyncio.timeout(self.timeout_s):
+                    if endpoint.direct:
+                        status, headers, content = await self._post_direct(endpoint, body, len(hashes))
+                    else:
+                        status, headers, content = await self._post_httpx(endpoint, body, len(hashes))
             except TimeoutError:
                 raise FetchError("timeout", f"whole request over {self.timeout_s} s") from None
             except httpx.TimeoutException as exc:
                 raise FetchError("timeout", str(exc)) from None
             except httpx.HTTPError as exc:
                 raise FetchError("transport", type(exc).__name__) from None
+            except RpcTransportError as exc:
+                raise FetchError("transport", exc.code) from None
             finally:
                 self._in_flight -= 1
             self._on_latency(endpoint.label, time.perf_counter() - started, len(hashes))
-        if resp.status_code != 200:
+        if status != 200:
             retry_after = None
-            if resp.status_code == 429:
+            if status == 429:
                 try:
-                    retry_after = float(resp.headers.get("retry-after", ""))
+                    retry_after = float(headers.get("retry-after", ""))
                 except ValueError:
                     retry_after = None
-            raise FetchError(f"http_{resp.status_code}", retriable=resp.status_code in (408, 429) or
-                             resp.status_code >= 500, retry_after_s=retry_after)
+            raise FetchError(f"http_{status}", retriable=status in (408, 429) or status >= 500,
+                             retry_after_s=retry_after)
         return parse_batch_response(content, by_id, str if method == RAW_METHOD else dict)
+
+    async def _post_httpx(self, endpoint: _Endpoint, body: bytes, batch: int) -> tuple[int, Mapping[str, str], bytes]:
+        async with self._client.stream("POST", endpoint.url, content=body) as resp:
+            # An error status's body is never read: only the status and headers matter.
+            content = await self._read_capped(resp, endpoint, batch) if resp.status_code == 200 else b""
+            return resp.status_code, resp.headers, content
+
+    async def _post_direct(self, endpoint: _Endpoint, body: bytes, batch: int) -> tuple[int, Mapping[str, str], bytes]:
+        try:
+            return await self._pool.post(endpoint.url, body, self.max_response_bytes)
+        except BodyTooLargeError as exc:
+            self._log_too_large(endpoint, str(exc), batch)
+            raise FetchError(TOO_LARGE, f"{exc}, cap {self.max_response_bytes} bytes") from None
 
     async def _read_capped(self, resp: httpx.Response, endpoint: _Endpoint, batch: int) -> bytes:
         """The body up to the cap; FetchError(response_too_large) as soon as it passes it."""

@@ -27,6 +27,7 @@ import grpc
 from common.pb.v1 import ingest_pb2, ingest_pb2_grpc, tx_pb2
 from ingestd.drops import DropReason
 from ingestd.errors import IngestdError
+from ingestd.linger import batch_delay_s
 from ingestd.metrics import ChainStats, Histograms
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ class Outbound:
     def __init__(self, target: str, session_id: str, stats: ChainStats, histograms: Histograms, *,
                  capacity: int = 20_000, batch_size: int = 500, flush_s: float = 0.01, max_unacked: int = 64,
                  stats_interval_s: float = 1.0, max_message_bytes: int = 16 * 1024 * 1024,
-                 max_batch_bytes: int = 4 * 1024 * 1024,
+                 max_batch_bytes: int = 4 * 1024 * 1024, linger_s: float = 0.0,
                  reconnect_max_s: float = 5.0, stats_source: Callable[[], ingest_pb2.ChainIngestStats] | None = None):
         self.target = target
         self.session_id = session_id
@@ -59,6 +60,8 @@ class Outbound:
         self.capacity = capacity
         self.batch_size = batch_size
         self.flush_s = flush_s
+        # A partial batch waits until its oldest item was announced this long ago (ingestd.linger says why).
+        self.linger_ns = int(linger_s * 1e9)
         self.max_unacked = max_unacked
         self.stats_interval_s = stats_interval_s
         self.max_message_bytes = max_message_bytes
@@ -244,8 +247,11 @@ class Outbound:
                     timeout = min(wait_cap, max(0.0, self.stats_interval_s - (now - self._last_stats)))
                     await self._wait_any(self._wake, reader, timeout)
                     continue
-                if self._unacked:  # adaptive: idle stream = send now; busy stream = let the batch fill
-                    await asyncio.sleep(self.flush_s)
+                # busy stream: let the batch fill for flush_s; any stream: until its oldest item is linger old
+                delay = batch_delay_s(_seen_ns(self._queue[0]), time.time_ns(), self.linger_ns,
+                                      self.flush_s if self._unacked else 0.0, len(self._queue))
+                if delay > 0:
+                    await asyncio.sleep(delay)
             item = self._next_batch(stats_due)
             if item is None:
                 continue
@@ -317,6 +323,11 @@ class Outbound:
         for ns in entry.first_seen_ns:
             observe((now - ns) / 1e9)
         self._acked.set()
+
+
+def _seen_ns(item: tx_pb2.TxEnvelope | tx_pb2.TxSighting) -> int:
+    """When the source announced ``item`` (unix ns)."""
+    return item.first_seen_unix_ns if type(item) is tx_pb2.TxEnvelope else item.seen_unix_ns  # type: ignore[union-attr]
 
 
 def _reason_name(reason: int) -> str:

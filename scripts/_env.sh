@@ -6,9 +6,11 @@
 #            @bufbuild/buf (protobuf lint/breaking), and, when root with apt-get, promtool and systemd-analyze (Debian's
 #            `prometheus` and `systemd` packages: the deploy kit's checks). ./scripts/test and the bench/load/soak
 #            scripts ask for this.
-# Both levels share one .venv: a dev setup after a runtime one adds the extras, a runtime setup after a dev one
-# installs nothing. .venv/.mempulse-installed records "<sha256 of pyproject.toml> <level>"; a changed pyproject.toml
-# installs again. Every step is idempotent, so a second run costs a few hash checks.
+#   bench    dev plus the [bench] extras: what only a benchmark compares against (web3.py, for the rate sweep's
+#            plain-loop consumer) and no test imports. scripts/bench_rate_sweep and the perf gate ask for this.
+# The levels share one .venv, each containing the one before: a higher setup after a lower one adds the extras,
+# a lower setup after a higher one installs nothing. .venv/.mempulse-installed records
+# "<sha256 of pyproject.toml> <level>"; a changed pyproject.toml installs again. Every step is idempotent, so a second run costs a few hash checks.
 set -euo pipefail
 
 MEMPULSE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -28,9 +30,13 @@ mempulse_python() {
   return 1
 }
 
+_level_rank() {  # runtime < dev < bench (anything else: 0)
+  case "$1" in runtime) echo 1 ;; dev) echo 2 ;; bench) echo 3 ;; *) echo 0 ;; esac
+}
+
 setup_venv() {
   local level="${1:-dev}" venv="$MEMPULSE_ROOT/.venv" stamp want have target py
-  case "$level" in runtime|dev) ;; *) die "setup_venv: unknown level '$level' (runtime or dev)";; esac
+  case "$level" in runtime|dev|bench) ;; *) die "setup_venv: unknown level '$level' (runtime, dev or bench)";; esac
   py="$(mempulse_python)" || die "Python >= 3.11 not found: install python3.11 (or newer) and retry"
   if [ ! -x "$venv/bin/python" ]; then
     echo "setup: creating virtualenv in .venv" >&2
@@ -40,12 +46,15 @@ setup_venv() {
   want="$(sha256sum < "$MEMPULSE_ROOT/pyproject.toml" | cut -d' ' -f1)"
   have="$(cat "$stamp" 2>/dev/null || true)"
   [ "$have" != "$want" ] || have="$want dev"  # a stamp from before the levels: every install was a dev one
-  # a dev install contains the runtime one: only a dev request on a runtime (or stale) venv installs again
-  if [ "$have" = "$want dev" ] || { [ "$level" = runtime ] && [ "$have" = "$want runtime" ]; }; then
+  # each level contains the ones below it: only a request above what a (fresh) venv holds installs again
+  if [ "${have% *}" = "$want" ] && [ "$(_level_rank "${have##* }")" -ge "$(_level_rank "$level")" ]; then
     export PATH="$venv/bin:$PATH"
     return 0
   fi
-  if [ "$level" = dev ]; then
+  if [ "$level" = bench ]; then
+    target="$MEMPULSE_ROOT[dev,bench]"
+    echo "setup: pip install -e .[dev,bench] (the dev install plus web3.py for the rate sweep's comparison loop)" >&2
+  elif [ "$level" = dev ]; then
     target="$MEMPULSE_ROOT[dev]"
     echo "setup: pip install -e .[dev] (runtime plus test, lint and bench tools: about 100 packages, 3 minutes the first time)" >&2
   else
@@ -68,7 +77,7 @@ setup_venv() {
 
 setup_tools() {
   local level="${1:-dev}" tools="$MEMPULSE_ROOT/.tools" packages
-  case "$level" in runtime|dev) ;; *) die "setup_tools: unknown level '$level' (runtime or dev)";; esac
+  case "$level" in runtime|dev|bench) ;; *) die "setup_tools: unknown level '$level' (runtime, dev or bench)";; esac
   if [ -x "$tools/node_modules/.bin/anvil" ] \
      && { [ "$level" = runtime ] || [ -x "$tools/node_modules/.bin/buf" ]; } \
      && "$tools/node_modules/.bin/anvil" --version 2>/dev/null | grep -q "$ANVIL_NPM_VERSION"; then
@@ -117,7 +126,7 @@ setup_all() {
   local level="${1:-dev}"
   setup_venv "$level"
   setup_tools "$level"
-  if [ "$level" = dev ]; then setup_deploy_tools; fi
+  if [ "$level" != runtime ]; then setup_deploy_tools; fi
   # the platform package's native binary (the .bin/anvil launcher is a node wrapper around it)
   local native
   native="$(ls "$MEMPULSE_ROOT"/.tools/node_modules/@foundry-rs/anvil-*/bin/anvil 2>/dev/null | head -n 1)"

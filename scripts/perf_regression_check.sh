@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
 # Performance regression gate: a fresh run compared with the committed budget (scripts/perf_budget.json).
 #
-#   ./scripts/perf_regression_check.sh --short   # CI mode, about 5 minutes on 2 cores (includes a 2-min soak)
+#   ./scripts/perf_regression_check.sh --short   # CI mode, about 6 minutes on 2 cores (includes a 2-min soak)
 #   ./scripts/perf_regression_check.sh --full    # checks the full artifacts of perf_tx_pipeline_baseline.sh
 #
 # --short runs every benchmark in its short mode into artifacts/perf/check/ (the full artifacts behind the
 # README stay untouched) and checks them with the budget's "short" rules: ratios measured in the same run
-# (pipeline/naive, full path/floor, gRPC/in-process) wherever possible, absolute times only with wide
+# (pipeline/naive, full path/floor, gRPC/in-process, mempulse/web3.py CPU per tx) wherever possible, absolute times only with wide
 # margins, SLOs (drop ratio < 0.5%, p99 ingest-to-visible < 700 ms). --full checks artifacts/perf/ with the
 # "full" rules (run ./scripts/perf_tx_pipeline_baseline.sh first). Exit 1 on a regression, 2 on missing
 # results.
 source "$(dirname "$0")/_env.sh"
-setup_all
+setup_all bench  # the rate sweep compares with a web3.py loop (the [bench] extras)
 cd "$MEMPULSE_ROOT"
 
 MODE=short
@@ -37,6 +37,7 @@ run() {  # run MODULE ARGS... (skipped with a note when another owner's module i
   echo "== took $((SECONDS - started)) s"
 }
 run scripts.bench.ingest_bench --short --out-dir "$OUT"
+run scripts.bench.rate_sweep --short --out-dir "$OUT"
 run scripts.bench.processd_bench --short --tx 15000 --out-dir "$OUT" --out-name processd_short
 run scripts.bench.pipeline_bench --mode short --out-dir "$OUT"
 run scripts.bench.grpc_boundary --mode short --out-dir "$OUT"

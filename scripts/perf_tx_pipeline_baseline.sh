@@ -15,7 +15,7 @@
 #   loadtest         both Locust files headless; the gRPC ingest figures come from here
 # Benchmarks another module owns are skipped with a note when they are not there yet.
 source "$(dirname "$0")/_env.sh"
-setup_all
+setup_all bench  # the rate sweep compares with a web3.py loop (the [bench] extras)
 cd "$MEMPULSE_ROOT"
 
 ONLY=""
@@ -39,6 +39,7 @@ bench() {  # bench NAME MODULE [ARGS...]
 }
 
 bench ingest scripts.bench.ingest_bench
+bench rate_sweep scripts.bench.rate_sweep
 bench processd scripts.bench.processd_bench
 bench analysis scripts.bench.analysis_bench
 bench pipeline scripts.bench.pipeline_bench --mode full

@@ -1,5 +1,6 @@
 """scripts/_env.sh: the setup steps' output reaches a redirected stderr intact, a failed pip stops setup, and the
-runtime/dev levels share one venv (the demo installs the runtime only; the test command adds the dev extras),
+runtime/dev/bench levels share one venv (the demo installs the runtime only; the test command adds the dev extras;
+the benchmarks that compare with web3.py add the bench extras),
 and the deploy kit's tools are installed with apt-get as root, or left out with a message."""
 
 from __future__ import annotations
@@ -82,6 +83,10 @@ def test_runtime_and_dev_levels_share_one_venv(tmp_path: Path) -> None:
     stamp = root / ".venv" / ".mempulse-installed"
     stamp.write_text(stamp.read_text().split()[0] + "\n")
     assert _setup(root, "dev") == []
+    # the bench level adds the bench extras on top of the dev ones; lower levels after it install nothing
+    (call,) = _setup(root, "bench")
+    assert call.endswith(f"-e {root}[dev,bench]"), call
+    assert _setup(root, "bench") == [] and _setup(root, "dev") == [] and _setup(root, "runtime") == []
 
 
 

@@ -21,6 +21,7 @@ from ingestd.config import ChainConfig, IngestConfig
 from ingestd.dedup import Dedup
 from ingestd.drops import DropCounter, DropReason
 from ingestd.fetcher import RAW_METHOD, TOO_LARGE, BatchFetcher, FetchOutcome
+from ingestd.linger import batch_delay_s
 from ingestd.mapping import MappingError, tx_to_envelope
 from ingestd.metrics import ChainStats, Histograms, RawOutcome, SourceStats
 from ingestd.notifications import PendingHash, PendingTx
@@ -83,7 +84,7 @@ class ChainWorker:
             capacity=cfg.outbound_queue_size, batch_size=cfg.outbound_batch_size,
             flush_s=cfg.outbound_flush_ms / 1000, max_unacked=cfg.outbound_max_unacked_batches,
             stats_interval_s=cfg.stats_interval_ms / 1000, max_message_bytes=cfg.grpc_max_message_bytes,
-            max_batch_bytes=cfg.outbound_max_batch_bytes)
+            max_batch_bytes=cfg.outbound_max_batch_bytes, linger_s=cfg.outbound_linger_ms / 1000)
         self.sources = [
             WsSource(src, label, cfg.full_tx, self.stats.source(src.source_id), self.on_notification,
                      self.on_reject, max_message_bytes=cfg.ws_max_message_bytes,
@@ -238,14 +239,18 @@ class ChainWorker:
 
     async def _batcher(self) -> None:
         queue, batch_size, wait_s = self._fetch_queue, self.cfg.fetch_batch_size, self.cfg.fetch_batch_wait_ms / 1000
+        linger_ns = self.cfg.fetch_linger_ms * 1_000_000
         while True:
             if not queue:
                 self._fetch_wake.clear()
                 await self._fetch_wake.wait()
-            if len(queue) < batch_size and wait_s > 0 and self._fetch_tasks:
+            if len(queue) < batch_size:
                 # Adaptive batching: with a request in flight, let a partial batch fill for up to the batch
-                # wait; with none, fetch at once (lowest latency at light load, full batches under load).
-                await asyncio.sleep(wait_s)
+                # wait; in any case until its oldest hash was announced fetch_linger_ms ago (ingestd.linger).
+                delay = batch_delay_s(queue[0].first_seen_ns, time.time_ns(), linger_ns,
+                                      wait_s if self._fetch_tasks else 0.0, len(queue))
+                if delay > 0:
+                    await asyncio.sleep(delay)
             await self._slots.acquire()  # bounded in flight: while we wait here, the queue absorbs (or drops)
             batch = [queue.popleft() for _ in range(min(batch_size, len(queue)))]
             if not batch:

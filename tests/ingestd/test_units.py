@@ -16,6 +16,7 @@ from common.pb.v1 import tx_pb2
 from ingestd.config import load_config, parse_chain_spec, redact_url
 from ingestd.dedup import Dedup
 from ingestd.drops import DropCounter, DropReason
+from ingestd.linger import ENOUGH_ITEMS, batch_delay_s
 from ingestd.mapping import MappingError, tx_to_envelope
 from ingestd.metrics import ChainStats, Histograms, IngestCollector
 from ingestd.notifications import REJECT_REASONS
@@ -209,6 +210,31 @@ def test_redact_url_hides_keys() -> None:
 
 
 # -- outbound batching --------------------------------------------------------------------------------------------
+
+def test_batch_delay_counts_the_linger_from_the_announcement() -> None:
+    ms = 1_000_000
+    # a fresh item waits the whole linger; one announced 15 ms ago the rest of it
+    assert batch_delay_s(1000 * ms, 1000 * ms, 25 * ms) == pytest.approx(0.025)
+    assert batch_delay_s(1000 * ms, 1015 * ms, 25 * ms) == pytest.approx(0.010)
+    # an item that already waited upstream goes now, unless a request in flight asks for the busy wait
+    assert batch_delay_s(1000 * ms, 1100 * ms, 25 * ms) <= 0
+    assert batch_delay_s(1000 * ms, 1100 * ms, 25 * ms, busy_wait_s=0.005) == pytest.approx(0.005)
+    # linger 0 is the old adaptive behaviour: the busy wait alone
+    assert batch_delay_s(1000 * ms, 1000 * ms, 0) == 0 and batch_delay_s(0, 0, 0, 0.01) == 0.01
+    # a batch that already holds enough items goes without the linger (peak rates: latency, not CPU)
+    assert batch_delay_s(1000 * ms, 1000 * ms, 25 * ms, queued=ENOUGH_ITEMS) == 0
+    assert batch_delay_s(1000 * ms, 1000 * ms, 25 * ms, busy_wait_s=0.005, queued=ENOUGH_ITEMS) == 0.005
+    # a clock stepped back never makes a batch wait longer than the linger
+    assert batch_delay_s(2000 * ms, 1000 * ms, 25 * ms) == pytest.approx(0.025)
+
+
+def test_linger_knobs_default_and_from_env() -> None:
+    chain = ["--chain", "1=ws://a:1"]
+    cfg = load_config(chain, env={})
+    assert (cfg.fetch_linger_ms, cfg.outbound_linger_ms) == (40, 50)
+    cfg = load_config(chain, env={"MEMPULSE_INGESTD_FETCH_LINGER_MS": "0", "MEMPULSE_INGESTD_OUTBOUND_LINGER_MS": "40"})
+    assert (cfg.fetch_linger_ms, cfg.outbound_linger_ms) == (0, 40)
+
 
 def test_outbound_batches_are_bounded_by_bytes_and_count() -> None:
     stats = ChainStats(137, "polygon", DropCounter("polygon"))

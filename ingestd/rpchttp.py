@@ -4,11 +4,13 @@ httpx costs ingestd ~0.9-1.5 ms of CPU per request on the benchmark machine what
 fastest well-kept asyncio client measured) ~0.2 ms; the same POST over a kept-alive asyncio stream costs ~0.06-0.07 ms
 (the three side by side against one anvil, 1,500 kept-alive POSTs each, in one run). Issue 20: at light load the
 fetcher sends a request every few transactions, and that fixed cost was most of ingestd's CPU with ``--full-tx
-off``; with aiohttp mempulse would sit at the web3.py loop's CPU per transaction at 200 tx/s instead of under it. The fetcher only ever
-POSTs a small JSON body to a node and reads one answer, so this speaks exactly that: ``http://`` and ``https://``
-(TLS with the system's CA store), credentials in the URL as basic auth, answers with a content-length, chunked
-or closed-delimited bodies, and a byte cap that stops reading (:class:`ingestd.errors.IngestdError` subclasses
-below). Anything unexpected closes the connection and raises :class:`RpcTransportError`; the fetcher retries.
+off``; with aiohttp mempulse would sit at the web3.py loop's CPU per transaction at 200 tx/s instead of under it.
+
+The fetcher only ever POSTs a small JSON body to a node and reads one answer, so this speaks exactly that:
+``http://`` and ``https://`` (TLS with the system's CA store), credentials in the URL as basic auth, answers with a
+content-length, chunked or closed-delimited bodies, and a byte cap that stops reading
+(:class:`ingestd.errors.IngestdError` subclasses below). Anything unexpected closes the connection and raises
+:class:`RpcTransportError`; the fetcher retries.
 
 Not handled, on purpose: redirects, compression (``accept-encoding: identity`` is sent), 1xx answers, HTTP/2.
 Endpoints reached through an HTTP proxy from the environment (``HTTP(S)_PROXY``) keep using httpx

@@ -36,6 +36,8 @@ MAX_HEAD_BYTES = 64 * 1024
 class RpcTransportError(IngestdError):
     """The request failed below HTTP (connect, TLS, reset, a malformed answer); ``code`` names the kind."""
 
+    retriable = True
+
     def __init__(self, code: str) -> None:
         super().__init__(code)
         self.code = code
@@ -171,8 +173,11 @@ class RpcHttpPool:
                 conn.close()
 
 
-class _StaleConnectionError(Exception):
-    """A reused connection was closed by the server before answering."""
+class _StaleConnectionError(IngestdError):
+    """A reused connection was closed by the server before answering (internal: the request is sent again on a
+    fresh connection)."""
+
+    retriable = True
 
 
 def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:

@@ -113,8 +113,9 @@ class ClickHouseSink:
         return sorted({(str(host), int(port)) for host, port in rows})
 
     def ensure_schema(self) -> None:
-        """Creates the database and tables when missing (on every shard when sharded: plain DDL per server, as
-        ON CLUSTER needs ZooKeeper) and checks that existing ones have our columns."""
+        """Creates the database and tables when missing and checks that existing ones have our columns. Sharded:
+        on every server of the cluster the ``<name>_local`` storage and the Distributed tables over them (plain
+        DDL per server: ON CLUSTER needs ZooKeeper), and the cursor on the server the exporter talks to."""
         db, cluster = self.config.database, self.config.cluster
         targets = self.shard_endpoints() if cluster else []
         for host, port in targets:
@@ -123,6 +124,8 @@ class ClickHouseSink:
                 shard.execute(f"CREATE DATABASE IF NOT EXISTS `{db}`")
                 for table in DATA_TABLES:
                     shard.execute(storage_ddl(db, table, cluster))
+                for table in DATA_TABLES:  # so a query through any server sees every shard
+                    shard.execute(distributed_ddl(db, table, cluster))
             except (*_UNAVAILABLE, ch_errors.ServerException) as exc:
                 raise _wrap(exc, f"shard {host}:{port}") from exc
             finally:

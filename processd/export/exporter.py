@@ -22,7 +22,7 @@ from common.pb.v1 import query_pb2_grpc
 from processd.export import source
 from processd.export.config import ExportConfig
 from processd.export.errors import ExportError, SinkUnavailable
-from processd.export.mapper import Row, add_rows, empty_rows
+from processd.export.mapper import Columns, columns_of, empty_columns, extend_columns, row_count, rows_of
 from processd.export.metrics import ExportMetrics
 from processd.export.schema import EVENTS
 from processd.export.sink import ClickHouseSink, ResumePoint
@@ -34,7 +34,7 @@ _READ_AHEAD_PAGES = 8
 #: Column of received_ns in every row (schema._HEAD).
 _RECEIVED_COL = 5
 
-BatchHook = Callable[[dict[str, list[Row]], int], None]
+BatchHook = Callable[[dict[str, Columns], int], None]
 
 
 class Exporter:
@@ -44,7 +44,7 @@ class Exporter:
                  on_batch: BatchHook | None = None) -> None:
         self.config = config
         self.metrics = metrics or ExportMetrics()
-        #: Called after each batch is written, with its rows and the write's completion time (unix ns).
+        #: Called after each batch is written, with its columns by table and the write's completion time (unix ns).
         self.on_batch = on_batch
         self.sink = ClickHouseSink(config)
         self._task: asyncio.Task[None] | None = None
@@ -178,7 +178,7 @@ class Exporter:
     async def _write_loop(self, point: ResumePoint, pages: asyncio.Queue[source.Page | BaseException]) -> None:
         cfg = self.config
         interval_s = cfg.flush_interval_ms / 1000
-        rows = empty_rows()
+        rows = empty_columns()
         read = 0  # events read into ``rows`` (skipped ones included: the cursor passes them too)
         next_seq = point.next_seq
         first_at = 0.0
@@ -207,7 +207,7 @@ class Exporter:
                         if present and events[0].seq_id <= present_until:
                             self._add_skipping(rows, events, present)
                         else:
-                            add_rows(rows, events)
+                            extend_columns(rows, columns_of(events))
                         read += len(events)
                         next_seq = events[-1].seq_id + 1
                 at_target = cfg.exit_at_head and self._target is not None and next_seq > self._target
@@ -215,7 +215,7 @@ class Exporter:
                     if writing is not None:
                         await writing
                     writing = asyncio.create_task(self._write(rows, next_seq))
-                    rows, read = empty_rows(), 0
+                    rows, read = empty_columns(), 0
                 if at_target and not read:
                     if writing is not None:
                         await writing
@@ -229,30 +229,32 @@ class Exporter:
                         writing.exception(), ExportError):
                     raise writing.exception()  # type: ignore[misc]
 
-    def _add_skipping(self, rows: dict[str, list[Row]], events: Sequence[Any],
+    def _add_skipping(self, rows: dict[str, Columns], events: Sequence[Any],
                       present: dict[str, set[tuple[int, int]]]) -> None:
-        fresh = empty_rows()
-        add_rows(fresh, events)
-        for table, table_rows in fresh.items():
+        """The slow path, for the pages that overlap rows stored past the cursor: row by row, minus those rows."""
+        for table, table_rows in rows_of(events).items():
             keys = present.get(table)
             if keys:
                 kept = [r for r in table_rows if (r[0], r[1]) not in keys]
                 self.metrics.skipped.inc(len(table_rows) - len(kept))
                 table_rows = kept
-            rows[table].extend(table_rows)
+            columns = rows[table]
+            for row in table_rows:
+                for column, value in zip(columns, row, strict=True):
+                    column.append(value)
 
-    async def _write(self, rows: dict[str, list[Row]], next_seq: int) -> None:
+    async def _write(self, rows: dict[str, Columns], next_seq: int) -> None:
         started = time.perf_counter()
         await asyncio.to_thread(self.sink.write, rows, next_seq)
         done_ns = time.time_ns()
         self.metrics.insert_seconds.observe(time.perf_counter() - started)
         self.metrics.batches.inc()
-        for table, table_rows in rows.items():
-            if table_rows:
-                self.metrics.rows.labels(table).inc(len(table_rows))
-        newest = rows[EVENTS.name]
-        if newest:
-            self.metrics.lag_seconds.set(max(0, done_ns - newest[-1][_RECEIVED_COL]) / 1e9)
+        for table, columns in rows.items():
+            if row_count(columns):
+                self.metrics.rows.labels(table).inc(row_count(columns))
+        received = rows[EVENTS.name][_RECEIVED_COL]
+        if received:
+            self.metrics.lag_seconds.set(max(0, done_ns - received[-1]) / 1e9)
         self._advance(next_seq - 1)
         if self.on_batch is not None:
             self.on_batch(rows, done_ns)

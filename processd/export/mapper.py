@@ -1,12 +1,15 @@
-"""Pure functions from ``mempulse.v1.Event`` messages to row tuples of the tables in :mod:`.schema`.
+"""Pure functions from ``mempulse.v1.Event`` messages to the rows of the tables in :mod:`processd.export.schema`.
 
 No I/O and no state: the same event always gives the same rows (what makes a replayed batch identical to the
-first, so ReplacingMergeTree can collapse it). Row order is the table's column order.
+first, so ReplacingMergeTree can collapse it). Row order is the table's column order. One function per table
+maps an event to a row tuple (the reference, in the style of ethereum-etl's mappers); :func:`columns_of` builds
+the same values a whole column at a time, which is what the exporter inserts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from operator import attrgetter
 from typing import Any
 
 from common.pb.v1 import events_pb2
@@ -86,16 +89,129 @@ DETAIL: dict[int, tuple[Table, Any]] = {
 }
 
 
-def empty_rows() -> dict[str, list[Row]]:
-    """One empty row list per data table, by table name."""
-    return {table.name: [] for table in DATA_TABLES}
-
-
-def add_rows(rows: dict[str, list[Row]], events: Iterable[events_pb2.Event]) -> None:
-    """Appends the rows of ``events`` (each: its ``events`` row and its detail row) to ``rows``."""
+def rows_of(events: Iterable[events_pb2.Event]) -> dict[str, list[Row]]:
+    """The rows of ``events`` by table name: each event's ``events`` row and its detail row (the reference
+    mapping; the exporter uses :func:`columns_of`, which :func:`tests.export.test_mapper` holds equal to it)."""
+    rows: dict[str, list[Row]] = {table.name: [] for table in DATA_TABLES}
     ev_rows = rows[EVENTS.name]
     for ev in events:
         ev_rows.append(event_row(ev))
         detail = DETAIL.get(ev.kind)
         if detail is not None:
             rows[detail[0].name].append(detail[1](ev))
+    return rows
+
+
+# ---- the fast path: whole columns at once --------------------------------------------------------------------
+# The same values as the row functions above, built a column at a time with list comprehensions (no per-row
+# tuple or call) and inserted with columnar=True (no transposition in the driver): about twice as fast as rows,
+# which is what keeps the exporter near the cost of the bare INSERT.
+
+Columns = list[list[Any]]
+#: Columns every table starts with (schema._HEAD): chain_id, seq, tx_hash, first_seen, first_seen_ns, received_ns.
+_HEAD_LEN = 6
+
+
+def _head_columns(evs: Sequence[events_pb2.Event]) -> Columns:
+    firsts = [e.first_seen_unix_ns for e in evs]
+    return [[e.chain_id for e in evs], [e.seq_id for e in evs], [e.tx_hash for e in evs],
+            [f // _NS for f in firsts], firsts, [e.received_unix_ns for e in evs]]
+
+
+def _opt_col(msgs: list[Any], field: str) -> list[str | None]:
+    has = [m.HasField(field) for m in msgs]
+    if not any(has):  # the common case for most optional amounts: no value to read at all
+        return [None] * len(msgs)
+    get = attrgetter(field)
+    return [str(int.from_bytes(get(m), "big")) if h else None for m, h in zip(msgs, has, strict=True)]
+
+
+def _u256_col(values: Iterable[bytes]) -> list[str]:
+    return [str(int.from_bytes(v, "big")) for v in values]
+
+
+def _events_columns(evs: Sequence[events_pb2.Event]) -> Columns:
+    kinds = KIND_NAMES
+    return [*_head_columns(evs), [kinds.get(e.kind, "UNSPECIFIED") for e in evs], [e.source_id for e in evs]]
+
+
+def _pick(head: Columns, index: list[int]) -> Columns:
+    """The head columns of the events at ``index`` (cheaper than reading them from the messages again)."""
+    return [[column[i] for i in index] for column in head]
+
+
+def _transactions_columns(evs: list[events_pb2.Event], head: Columns) -> Columns:
+    txs = [e.tx_seen.tx for e in evs]
+    inputs = [t.input for t in txs]
+    return [*head, [t.source_id for t in txs], [t.sender for t in txs], [t.to or None for t in txs],
+            [t.nonce for t in txs], _u256_col(t.value for t in txs), [t.gas for t in txs],
+            _opt_col(txs, "gas_price"), _opt_col(txs, "max_fee_per_gas"), _opt_col(txs, "max_priority_fee_per_gas"),
+            [t.tx_type for t in txs], [i[:4] for i in inputs], [len(i) for i in inputs], inputs]
+
+
+def _features_columns(evs: list[events_pb2.Event], head: Columns) -> Columns:
+    fs = [e.tx_decoded.features for e in evs]
+    cats = CATEGORY_NAMES
+    return [*head, [f.protocol for f in fs], [cats.get(f.category, "UNSPECIFIED") for f in fs],
+            [f.method for f in fs], [f.selector for f in fs], [int(f.decoded) for f in fs],
+            [f.decode_error for f in fs], [f.token_in or None for f in fs], [f.token_out or None for f in fs],
+            _opt_col(fs, "amount_in"), _opt_col(fs, "amount_out_min"), _opt_col(fs, "amount_in_max"),
+            _opt_col(fs, "amount_out"), [list(f.path) for f in fs], [list(f.fee_tiers) for f in fs],
+            [f.recipient or None for f in fs], [f.deadline if f.HasField("deadline") else None for f in fs],
+            _u256_col(f.value for f in fs), _u256_col(f.gas_price for f in fs), _u256_col(f.priority_fee for f in fs),
+            [f.calldata_len for f in fs]]
+
+
+def _opportunities_columns(evs: list[events_pb2.Event], head: Columns) -> Columns:
+    os_ = [e.opp_detected.opportunity for e in evs]
+    kinds = OPP_KIND_NAMES
+    return [*head, [kinds.get(o.kind, "UNSPECIFIED") for o in os_], [min(o.score, 255) for o in os_],
+            [list(o.reasons) for o in os_], [o.protocol for o in os_], [o.token_in or None for o in os_],
+            [o.token_out or None for o in os_], _opt_col(os_, "notional_wei"), [o.slippage_bps for o in os_]]
+
+
+def _sources_columns(evs: list[events_pb2.Event], head: Columns) -> Columns:
+    bodies = [e.tx_source_seen for e in evs]
+    return [*head, [b.sighting.source_id for b in bodies], [b.sighting.seen_unix_ns for b in bodies],
+            [b.tx_seq_id for b in bodies]]
+
+
+_DETAIL_COLUMNS = {
+    _TX_SEEN: (TRANSACTIONS, _transactions_columns),
+    _TX_DECODED: (FEATURES, _features_columns),
+    _OPP_DETECTED: (OPPORTUNITIES, _opportunities_columns),
+    _TX_SOURCE_SEEN: (TX_SOURCES, _sources_columns),
+}
+
+
+def empty_columns() -> dict[str, Columns]:
+    """One empty list per column of every data table, by table name."""
+    return {table.name: [[] for _ in table.columns] for table in DATA_TABLES}
+
+
+def columns_of(events: Sequence[events_pb2.Event]) -> dict[str, Columns]:
+    """The rows of ``events`` as columns, by table name (the same values as :func:`rows_of`, transposed)."""
+    out = empty_columns()
+    if not events:
+        return out
+    kinds = [e.kind for e in events]
+    ev_columns = out[EVENTS.name] = _events_columns(events)
+    head = ev_columns[:_HEAD_LEN]
+    for kind, (table, build) in _DETAIL_COLUMNS.items():
+        index = [i for i, k in enumerate(kinds) if k == kind]
+        if index:
+            out[table.name] = build([events[i] for i in index], _pick(head, index))
+    return out
+
+
+def extend_columns(into: dict[str, Columns], more: dict[str, Columns]) -> None:
+    """Appends the columns of ``more`` to those of ``into``, table by table."""
+    for table, cols in more.items():
+        if cols[0]:
+            for dst, src in zip(into[table], cols, strict=True):
+                dst.extend(src)
+
+
+def row_count(columns: Columns) -> int:
+    """Rows held by one table's columns."""
+    return len(columns[0])

@@ -84,10 +84,10 @@ class ClickHouseSink:
             self._client = self._new_client(self.config.clickhouse_host, self.config.clickhouse_port)
         return self._client
 
-    def execute(self, sql: str, params: Any = None) -> Any:
+    def execute(self, sql: str, params: Any = None, columnar: bool = False) -> Any:
         """Runs one statement; server-away errors become :class:`SinkUnavailable` (the connection is dropped)."""
         try:
-            return self.client.execute(sql, params)
+            return self.client.execute(sql, params, columnar=columnar)
         except _UNAVAILABLE as exc:
             self.close()
             raise _wrap(exc, "unavailable") from exc
@@ -168,13 +168,13 @@ class ClickHouseSink:
             point.present[table.name] = {(int(c), int(s)) for c, s in rows}
         return point
 
-    def write(self, rows: Mapping[str, Sequence[tuple[Any, ...]]], next_seq: int) -> None:
-        """Inserts one batch (one INSERT per table that has rows), then moves the cursor to ``next_seq``."""
+    def write(self, columns: Mapping[str, Sequence[Sequence[Any]]], next_seq: int) -> None:
+        """Inserts one batch (one columnar INSERT per table that has rows), then moves the cursor to ``next_seq``."""
         db = self.config.database
         for table in DATA_TABLES:
-            table_rows = rows.get(table.name)
-            if table_rows:
-                self.execute(insert_sql(db, table), table_rows)
+            table_columns = columns.get(table.name)
+            if table_columns and table_columns[0]:
+                self.execute(insert_sql(db, table), table_columns, columnar=True)
         self.execute(f"INSERT INTO `{db}`.`{CURSOR_TABLE}` (name, next_seq, schema_version, written) VALUES",
                      [(self.config.name, next_seq, SCHEMA_VERSION, int(time.time()))])
 

@@ -103,6 +103,8 @@ class Exporter:
             return
         if self._failure is not None or self._stopped:
             raise self._failure or ExportError("exporter stopped")
+        if self._task is not None and self._task.done():  # exit_at_head: it finished before reaching ``seq``
+            raise ExportError(f"the export ended at seq {self._exported}, before seq {seq}")
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append((seq, fut))
         await fut

@@ -12,7 +12,7 @@ from common.testing.clickhouse import ClickHouseServer
 from common.testing.ingest_push import push_batches, push_envelopes
 from processd.api.server import ProcessdServer
 from processd.export.config import ExportConfig
-from processd.export.errors import SchemaMismatch
+from processd.export.errors import ExportError, SchemaMismatch
 from processd.export.exporter import Exporter
 from processd.export.schema import CURSOR_TABLE
 from tests.export._helpers import check_export, envelopes, log_events, sighting_batch
@@ -81,6 +81,9 @@ async def test_resume_rewrites_exactly_what_an_interrupted_batch_left_out(
     cfg = replace(export_config, exit_at_head=True)
     async with Exporter(cfg) as exporter:
         await asyncio.wait_for(exporter.wait_closed(), 60)
+        assert exporter.exported_seq == last
+        with pytest.raises(ExportError, match=f"ended at seq {last}"):  # a finished export fails its waiters
+            await asyncio.wait_for(exporter.wait_exported(last + 1), 5)
     db = cfg.database
     # rewind the cursor into the middle of the log and take the rows past it out of two tables: the state a
     # kill after the events/opportunities INSERTs of a batch and before the others (and the cursor) leaves

@@ -4,13 +4,14 @@
 #            EVM node) from npm in .tools/. ./scripts/demo and scripts/generate ask for this.
 #   dev      (the default) runtime plus the [dev] extras (pytest, ruff, mypy, locust, grpcio-tools, ...) and
 #            @bufbuild/buf (protobuf lint/breaking), and, when root with apt-get, promtool and systemd-analyze (Debian's
-#            `prometheus` and `systemd` packages: the deploy kit's checks). ./scripts/test and the bench/load/soak
-#            scripts ask for this.
+#            `prometheus` and `systemd` packages: the deploy kit's checks) and clickhouse-server (the exporter's
+#            tests). ./scripts/test and the bench/load/soak scripts ask for this.
 #   bench    dev plus the [bench] extras: what only a benchmark compares against (web3.py, for the rate sweep's
 #            plain-loop consumer) and no test imports. scripts/bench_rate_sweep and the perf gate ask for this.
 # The levels share one .venv, each containing the one before: a higher setup after a lower one adds the extras,
 # a lower setup after a higher one installs nothing. .venv/.mempulse-installed records
-# "<sha256 of pyproject.toml> <level>"; a changed pyproject.toml installs again. Every step is idempotent, so a second run costs a few hash checks.
+# "<sha256 of pyproject.toml> <level>"; a changed pyproject.toml installs again. Every step is idempotent, so a
+# second run costs a few hash checks.
 set -euo pipefail
 
 MEMPULSE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -122,11 +123,31 @@ setup_deploy_tools() {
   return 0
 }
 
+setup_clickhouse() {
+  # The exporter's tests (tests/export/, the export kill loop) run a real ClickHouse: Debian's clickhouse-server
+  # (18.16 on Debian 12/13), started by the fixtures on free ports with their own data dirs (common/testing/
+  # clickhouse.py; the package's own service stays off: containers' policy-rc.d keeps it from starting). Installed
+  # like the deploy tools: as root with apt-get only; otherwise those tests skip with the reason (fail under CI=true).
+  if command -v clickhouse-server >/dev/null 2>&1 || [ -x /usr/sbin/clickhouse-server ]; then return 0; fi
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "setup: no root/apt-get to install clickhouse-server: the exporter tests will skip (fail under CI=true)" >&2
+    return 0
+  fi
+  echo "setup: apt-get install --no-install-recommends clickhouse-server (the exporter's tests; ~30 s)" >&2
+  local apt=(apt-get -q -y -o DPkg::Lock::Timeout=120 install --no-install-recommends clickhouse-server)
+  if ! DEBIAN_FRONTEND=noninteractive "${apt[@]}" >/dev/null 2>&1; then
+    apt-get -q -o DPkg::Lock::Timeout=120 update >/dev/null 2>&1 || true
+    DEBIAN_FRONTEND=noninteractive "${apt[@]}" >&2 \
+      || echo "setup: apt-get install clickhouse-server failed (see above): the exporter tests will fail" >&2
+  fi
+  return 0
+}
+
 setup_all() {
   local level="${1:-dev}"
   setup_venv "$level"
   setup_tools "$level"
-  if [ "$level" != runtime ]; then setup_deploy_tools; fi
+  if [ "$level" != runtime ]; then setup_deploy_tools; setup_clickhouse; fi
   # the platform package's native binary (the .bin/anvil launcher is a node wrapper around it)
   local native
   native="$(ls "$MEMPULSE_ROOT"/.tools/node_modules/@foundry-rs/anvil-*/bin/anvil 2>/dev/null | head -n 1)"

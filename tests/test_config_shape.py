@@ -15,6 +15,7 @@ DAEMONS = [
     ("gatewayd.config", [], "GatewayConfig"),
     ("processd.storage.backup", ["--data-dir", "/tmp/mempulse-shape", "--out", "/tmp/mempulse-shape-out"],
      "BackupConfig"),
+    ("processd.export.config", [], "ExportConfig"),
 ]
 
 

@@ -27,6 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 RUNTIME_PACKAGES = ("common", "ingestd", "processd", "gatewayd")
 #: The dev tooling inside common: not runtime code, not in the wheel (tests/test_packaging.py).
 DEV_TOOLING = ROOT / "common" / "testing"
+#: Runtime code with an optional dependency group of its own: (source dir, extra). Its imports must be the runtime
+#: dependencies plus exactly that extra (the daemons never import it, so a plain install runs without the extra).
+EXTRA_PACKAGES = ((ROOT / "processd" / "export", "export"),)
 #: Dev tools that run on the runtime install: ``./scripts/demo`` and ``scripts/generate`` (scripts/_env.sh, level
 #: runtime).
 RUNTIME_INSTALL_TOOLS = ("common.testing.demo", "common.testing.generate")
@@ -77,6 +80,12 @@ def runtime_sources() -> list[Path]:
             if DEV_TOOLING not in path.parents]
 
 
+def core_sources() -> list[Path]:
+    """:func:`runtime_sources` less the :data:`EXTRA_PACKAGES` (what a plain ``pip install mempulse`` runs)."""
+    extras = [src for src, _ in EXTRA_PACKAGES]
+    return [path for path in runtime_sources() if not any(src in path.parents for src in extras)]
+
+
 def _source_of(module: str) -> Path | None:
     """The file of one of our modules (``common.testing.stack`` -> common/testing/stack.py), None for others."""
     base = ROOT.joinpath(*module.split("."))
@@ -100,14 +109,15 @@ def runtime_install_sources() -> list[Path]:
         tools.add(path)
         todo.extend(dep for module in imports_of(path) if module.startswith("common.testing")
                     if (dep := _source_of(module)))
-    return [*runtime_sources(), *sorted(tools)]
+    return [*core_sources(), *sorted(tools)]
 
 
-def third_party_imports() -> dict[str, set[str]]:
-    """Top-level third-party module name -> the runtime (and runtime-install tool) source files importing it."""
+def third_party_imports(sources: list[Path] | None = None) -> dict[str, set[str]]:
+    """Top-level third-party module name -> the runtime (and runtime-install tool) source files importing it
+    (or the files of ``sources``)."""
     ours = {*RUNTIME_PACKAGES, "__future__"}
     found: dict[str, set[str]] = {}
-    for path in runtime_install_sources():
+    for path in runtime_install_sources() if sources is None else sources:
         for module in imports_of(path):
             top = module.partition(".")[0]
             if top not in sys.stdlib_module_names and top not in ours:
@@ -190,3 +200,24 @@ def test_grpc_and_protobuf_bounds_match_the_generated_code() -> None:
     dev = {_norm(Requirement(line).name): Requirement(line) for line in _pyproject()["project"]["optional-dependencies"]
            ["dev"]}
     assert str(dev["grpcio-tools"].specifier) == f"=={grpc_gen}"
+
+
+def _distributions(modules: dict[str, set[str]]) -> set[str]:
+    dists = packages_distributions()
+    missing = sorted(m for m in modules if not dists.get(m))
+    assert not missing, f"imported but in no installed distribution: {missing}"
+    return {_norm(owner) for module in modules for owner in dists[module]}
+
+
+def test_each_extra_package_imports_the_runtime_dependencies_plus_its_extra() -> None:
+    """processd/export imports clickhouse-driver, which only its ``export`` extra declares: an import of anything
+    else would break ``pip install mempulse[export]``, and an extra nobody imports is dead weight."""
+    optional = _pyproject()["project"]["optional-dependencies"]
+    runtime = set(runtime_requirements())
+    for src, extra in EXTRA_PACKAGES:
+        declared = {_norm(Requirement(line).name) for line in optional[extra]}
+        imported = _distributions(third_party_imports(sorted(src.rglob("*.py"))))
+        assert imported - runtime == declared, (f"{src.name}: imports beyond the runtime dependencies "
+                                                f"{sorted(imported - runtime)}, [{extra}] declares {sorted(declared)}")
+        # the dev install (scripts/_env.sh level dev) has every extra, so the extra's code is tested
+        assert f"mempulse[{extra}]" in optional["dev"], f"[dev] does not include mempulse[{extra}]"

@@ -16,6 +16,7 @@ from common.envconfig import ConfigError, Knobs
 from gatewayd import config as gatewayd_config
 from ingestd import config as ingestd_config
 from processd import config as processd_config
+from processd.export import config as export_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -98,6 +99,7 @@ DAEMONS = [
     ("processd", processd_config, {"MEMPULSE_PROCESSD_DATA_DIR": "/tmp/x"}),
     ("ingestd", ingestd_config, {"MEMPULSE_INGESTD_CHAINS": "1", "MEMPULSE_INGESTD_CHAIN_1_URLS": "ws://h:1"}),
     ("gatewayd", gatewayd_config, {}),
+    ("export", export_config, {}),
 ]
 _CHAIN_URLS = re.compile(r"MEMPULSE_INGESTD_CHAIN_\w+_URLS")
 

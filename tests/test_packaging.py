@@ -73,7 +73,7 @@ def test_wheel_holds_the_runtime_and_nothing_else(wheel: Path) -> None:
     assert not dev, dev
     # every console script's module is in the wheel
     targets = dict(scripts["console_scripts"])
-    assert set(targets) == {*DAEMONS, "mempulse-backup"}, targets
+    assert set(targets) == {*DAEMONS, "mempulse-backup", "mempulse-export"}, targets
     for target in targets.values():
         assert target.partition(":")[0].replace(".", "/") + ".py" in files, target
 

@@ -10,6 +10,7 @@ printed is ``demo summary: {json}`` (per chain: stored, generated; drops), which
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import logging
 import os
@@ -29,6 +30,7 @@ import orjson
 from common.chains import UnknownChainError, chain_name, parse_chain
 from common.envconfig import ConfigError, env_float, env_int, env_str
 from common.testing.anvil import AnvilNotFoundError, anvil_binary
+from common.testing.demo_export import EXPORT_TARGETS, DemoExport, check_export_prerequisites
 from common.testing.netutil import port_in_use
 from common.testing.stack import REPO_ROOT, ChainSpec, Stack, StackConfig, StackError
 from common.testing.traffic import TrafficStats
@@ -156,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="gatewayd's rate limit in requests/s per client address (env "
                              "MEMPULSE_DEMO_RATE_LIMIT_RPS, default 0 = off: the demo has one local user, and a "
                              "load test's users would all share one address's bucket)")
+    parser.add_argument("--export", choices=EXPORT_TARGETS, default=None,
+                        help="opt-in: also run a local ClickHouse and mempulse-export into it; the status line "
+                             "shows the export's lag (needs clickhouse-server; docs/export.md)")
     return parser
 
 
@@ -173,6 +178,8 @@ class DemoConfig:
     interval_s: float
     #: gatewayd's --rate-limit-rps (0 = off).
     rate_limit_rps: float = 0.0
+    #: "clickhouse": run ClickHouse and mempulse-export too (--export); "" = the embedded-only default.
+    export: str = ""
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> DemoConfig:
@@ -203,7 +210,8 @@ class DemoConfig:
         limit = args.rate_limit_rps if args.rate_limit_rps is not None else env_float("demo_rate_limit_rps", 0.0)
         if limit < 0:
             raise ConfigError(f"--rate-limit-rps must be >= 0 (0 = off), got {limit}")
-        return cls(chain_ids, rate, gw, pd, data_dir, wipe, args.duration_s, args.interval_s, limit)
+        return cls(chain_ids, rate, gw, pd, data_dir, wipe, args.duration_s, args.interval_s, limit,
+                   getattr(args, "export", None) or "")
 
 
 def gatewayd_args(cfg: DemoConfig) -> tuple[str, ...]:
@@ -243,6 +251,8 @@ def check_prerequisites(cfg: DemoConfig) -> DemoConfig:
         anvil_binary()
     except AnvilNotFoundError as exc:
         raise ConfigError(str(exc)) from None
+    if cfg.export:
+        check_export_prerequisites()
     if cfg.gateway_port and port_in_use("127.0.0.1", cfg.gateway_port):
         raise ConfigError(f"port 127.0.0.1:{cfg.gateway_port} is in use (another demo or gatewayd?): stop it, "
                           f"or run ./scripts/demo --gateway-port {cfg.gateway_port + 1} (0 = any free port)")
@@ -292,10 +302,14 @@ def run(cfg: DemoConfig, stop: threading.Event, running: threading.Event | None 
           f"{stack_cfg.log_dir}) ...", flush=True)
     tty = sys.stdout.isatty()
     statuses: dict[int, ChainStatus] = {}
-    with Stack(stack_cfg) as stack:
+    with Stack(stack_cfg) as stack, contextlib.ExitStack() as extras:
+        export = extras.enter_context(DemoExport(cfg.data_dir / "clickhouse", stack.processd_addr,
+                                                 stack.log_dir)) if cfg.export else None
         if running is not None:
             running.set()
         print_banner(stack, cfg)
+        if export is not None:
+            print(export.banner(), flush=True)
         meter = RateMeter()
         started = time.monotonic()
         last_print = 0.0
@@ -308,6 +322,8 @@ def run(cfg: DemoConfig, stop: threading.Event, running: threading.Event | None 
                 statuses = parse_snapshot(stack.get_json("/dashboard/snapshot", **_STATUS_QUERY))
                 line = format_status(list(cfg.chain_ids), statuses, meter.add(time.monotonic(), statuses),
                                      stack.traffic_stats(), elapsed)
+                if export is not None:
+                    line += " | " + export.status()
             except (httpx.HTTPError, ValueError) as exc:  # e.g. 503 while processd is busy: keep going
                 line = f"[{elapsed:5.0f}s] gateway not answering yet ({exc.__class__.__name__}); " \
                        f"{sum(t.accepted for t in stack.traffic_stats().values())} generated"

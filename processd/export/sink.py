@@ -1,0 +1,184 @@
+"""The ClickHouse side of the export: schema, resume point, batched inserts, the cursor (blocking calls: the
+exporter runs them in a thread).
+
+Exactly once across restarts, without relying on merges:
+
+1. A batch's rows go to each data table in one INSERT per table (through the Distributed table when sharded,
+   with ``insert_distributed_sync=1`` so the INSERT returns only once every shard holds its part); then one row
+   ``(name, next_seq)`` goes to ``export_cursor``. So every event below the cursor is in every table.
+2. A kill can land anywhere in step 1, leaving some tables (or, sharded, some shards) with rows of the batch
+   past the cursor and others without. On start :meth:`ClickHouseSink.resume` reads the cursor and, per table,
+   the ``(chain_id, seq)`` of the rows at or past it (at most one batch: the cursor moves after each one); the
+   exporter rereads the log from the cursor and skips exactly those rows.
+
+The tables are ReplacingMergeTree on ``(chain_id, seq)`` as a backstop: if the cursor table were lost, a
+re-export from the start would collapse into the existing rows at merge time (``FINAL`` reads the result).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from clickhouse_driver import Client
+from clickhouse_driver import errors as ch_errors
+
+from processd.export.config import ExportConfig
+from processd.export.errors import SchemaMismatch, SinkUnavailable
+from processd.export.schema import (
+    CURSOR_TABLE,
+    DATA_TABLES,
+    SCHEMA_VERSION,
+    cursor_ddl,
+    distributed_ddl,
+    insert_sql,
+    local_name,
+    storage_ddl,
+)
+
+log = logging.getLogger(__name__)
+
+#: What the driver raises when the server is away, restarting or cut the connection: worth a reconnect.
+_UNAVAILABLE: tuple[type[BaseException], ...] = (ch_errors.NetworkError, ch_errors.SocketTimeoutError,
+                                                 ch_errors.UnexpectedPacketFromServerError, EOFError, OSError)
+
+
+@dataclass(slots=True)
+class ResumePoint:
+    """Where an export goes on: the cursor, and per table the (chain_id, seq) already stored at or past it."""
+
+    next_seq: int
+    present: dict[str, set[tuple[int, int]]] = field(default_factory=dict)
+
+    @property
+    def present_rows(self) -> int:
+        return sum(len(keys) for keys in self.present.values())
+
+
+def _wrap(exc: BaseException, what: str) -> SinkUnavailable:
+    return SinkUnavailable(f"ClickHouse {what}: {type(exc).__name__}: {exc}")
+
+
+class ClickHouseSink:
+    """One native-protocol connection to the ClickHouse server the exporter writes through."""
+
+    def __init__(self, config: ExportConfig) -> None:
+        self.config = config
+        self._client: Client | None = None
+
+    def _new_client(self, host: str, port: int) -> Client:
+        settings: dict[str, Any] = {}
+        if self.config.cluster:
+            # An INSERT into a Distributed table returns once every shard stored its part (the default queues
+            # the parts on local disk and sends them later, which would move the cursor past unsent rows).
+            settings["insert_distributed_sync"] = 1
+        return Client(host, port=port, user=self.config.clickhouse_user, password=self.config.clickhouse_password,
+                      connect_timeout=5, send_receive_timeout=120, settings=settings)
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            self._client = self._new_client(self.config.clickhouse_host, self.config.clickhouse_port)
+        return self._client
+
+    def execute(self, sql: str, params: Any = None, columnar: bool = False) -> Any:
+        """Runs one statement; server-away errors become :class:`SinkUnavailable` (the connection is dropped)."""
+        try:
+            return self.client.execute(sql, params, columnar=columnar)
+        except _UNAVAILABLE as exc:
+            self.close()
+            raise _wrap(exc, "unavailable") from exc
+        except ch_errors.ServerException as exc:
+            # A restarting server answers some statements with errors (tables still loading, ...): try again.
+            self.close()
+            raise _wrap(exc, f"error {exc.code}") from exc
+
+    def close(self) -> None:
+        """Drops the connection (the next statement reconnects). Idempotent."""
+        client, self._client = self._client, None
+        if client is not None:
+            client.disconnect()
+
+    # ---- schema ------------------------------------------------------------------------------------------
+
+    def shard_endpoints(self) -> list[tuple[str, int]]:
+        """(host, native port) of every server of the configured cluster (from the server's system.clusters)."""
+        rows = self.execute("SELECT host_address, port FROM system.clusters WHERE cluster = %(c)s",
+                            {"c": self.config.cluster})
+        if not rows:
+            raise SchemaMismatch(f"ClickHouse knows no cluster {self.config.cluster!r} (remote_servers)")
+        return sorted({(str(host), int(port)) for host, port in rows})
+
+    def ensure_schema(self) -> None:
+        """Creates the database and tables when missing and checks that existing ones have our columns. Sharded:
+        on every server of the cluster the ``<name>_local`` storage and the Distributed tables over them (plain
+        DDL per server: ON CLUSTER needs ZooKeeper), and the cursor on the server the exporter talks to."""
+        db, cluster = self.config.database, self.config.cluster
+        targets = self.shard_endpoints() if cluster else []
+        for host, port in targets:
+            shard = self._new_client(host, port)
+            try:
+                shard.execute(f"CREATE DATABASE IF NOT EXISTS `{db}`")
+                for table in DATA_TABLES:
+                    shard.execute(storage_ddl(db, table, cluster))
+                for table in DATA_TABLES:  # so a query through any server sees every shard
+                    shard.execute(distributed_ddl(db, table, cluster))
+            except (*_UNAVAILABLE, ch_errors.ServerException) as exc:
+                raise _wrap(exc, f"shard {host}:{port}") from exc
+            finally:
+                shard.disconnect()
+        self.execute(f"CREATE DATABASE IF NOT EXISTS `{db}`")
+        for table in DATA_TABLES:
+            self.execute(distributed_ddl(db, table, cluster) if cluster else storage_ddl(db, table))
+        self.execute(cursor_ddl(db))
+        self._check_columns()
+
+    def _check_columns(self) -> None:
+        rows = self.execute("SELECT table, name, type FROM system.columns WHERE database = %(db)s",
+                            {"db": self.config.database})
+        found: dict[str, list[tuple[str, str]]] = {}
+        for table, name, kind in rows:
+            found.setdefault(table, []).append((name, kind))
+        for table in DATA_TABLES:
+            have = found.get(table.name, [])
+            want = [(name, kind.replace(" ", "")) for name, kind in table.columns]
+            if [(name, kind.replace(" ", "")) for name, kind in have] != want:
+                raise SchemaMismatch(f"{self.config.database}.{table.name} has columns {have}, the exporter "
+                                     f"(schema {SCHEMA_VERSION}) writes {table.columns}: see docs/export.md#upgrading")
+        versions = self.execute(f"SELECT DISTINCT schema_version FROM `{self.config.database}`.`{CURSOR_TABLE}` "
+                                "WHERE name = %(n)s", {"n": self.config.name})
+        if any(v != SCHEMA_VERSION for (v,) in versions):
+            raise SchemaMismatch(f"export {self.config.name!r} was written with schema versions "
+                                 f"{sorted(v for (v,) in versions)}, this exporter writes {SCHEMA_VERSION}")
+
+    # ---- resume and write ---------------------------------------------------------------------------------
+
+    def resume(self) -> ResumePoint:
+        """The cursor of this export (1 when none yet) and the rows already stored at or past it."""
+        db = self.config.database
+        ((cursor,),) = self.execute(f"SELECT max(next_seq) FROM `{db}`.`{CURSOR_TABLE}` WHERE name = %(n)s",
+                                    {"n": self.config.name})
+        point = ResumePoint(next_seq=max(int(cursor), 1))
+        for table in DATA_TABLES:
+            rows = self.execute(f"SELECT chain_id, seq FROM `{db}`.`{table.name}` WHERE seq >= %(s)s",
+                                {"s": point.next_seq})
+            point.present[table.name] = {(int(c), int(s)) for c, s in rows}
+        return point
+
+    def write(self, columns: Mapping[str, Sequence[Sequence[Any]]], next_seq: int) -> None:
+        """Inserts one batch (one columnar INSERT per table that has rows), then moves the cursor to ``next_seq``."""
+        db = self.config.database
+        for table in DATA_TABLES:
+            table_columns = columns.get(table.name)
+            if table_columns and table_columns[0]:
+                self.execute(insert_sql(db, table), table_columns, columnar=True)
+        self.execute(f"INSERT INTO `{db}`.`{CURSOR_TABLE}` (name, next_seq, schema_version, written) VALUES",
+                     [(self.config.name, next_seq, SCHEMA_VERSION, int(time.time()))])
+
+
+def storage_names(config: ExportConfig) -> list[str]:
+    """The names of the tables holding rows on each server (for tools that inspect a shard directly)."""
+    return [local_name(table, config.cluster) for table in DATA_TABLES]

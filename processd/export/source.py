@@ -1,0 +1,69 @@
+"""The log side of the export: pages of events from processd's Query service, in seq order, from a seq on.
+
+Catch-up reads ScanEvents pages (large pages, no per-subscriber buffer in processd) until a page reaches the
+head the scan reported; then one SubscribeEvents stream from the next seq carries the live events. A stream
+that ends (processd restarted, or cut this subscriber as too slow: RESOURCE_EXHAUSTED) goes back to scanning
+from the next seq not yet returned, so no event is skipped or repeated.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+import grpc
+
+from common.pb.v1 import events_pb2, query_pb2, query_pb2_grpc
+from processd.export.errors import SourceUnavailable
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Page:
+    """Events in seq order (maybe none: a heartbeat) and the highest committed seq processd reported with them."""
+
+    events: Sequence[events_pb2.Event]
+    head_seq: int
+
+
+def channel(target: str, max_message_bytes: int) -> grpc.aio.Channel:
+    """An insecure channel to processd that accepts its largest pages."""
+    return grpc.aio.insecure_channel(target, options=[
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", 4 * 1024 * 1024),
+    ])
+
+
+async def tail(stub: query_pb2_grpc.QueryStub, from_seq: int, page_events: int) -> AsyncIterator[Page]:
+    """Every event from ``from_seq`` on, forever (scan, then subscribe; back to scanning when a stream ends).
+
+    Raises :class:`SourceUnavailable` when processd cannot be reached (the caller retries with backoff)."""
+    next_seq = max(from_seq, 1)
+    while True:
+        try:
+            while True:  # catch-up
+                resp = await stub.ScanEvents(query_pb2.ScanEventsRequest(from_seq_id=next_seq, limit=page_events),
+                                             timeout=60)
+                yield Page(resp.events, resp.last_seq_id)
+                next_seq = max(next_seq, resp.next_seq_id)
+                if next_seq > resp.last_seq_id:
+                    break
+            log.debug("caught up at seq %d: subscribing", next_seq - 1)
+            call = stub.SubscribeEvents(query_pb2.SubscribeEventsRequest(from_seq_id=next_seq))
+            try:
+                async for msg in call:
+                    events = [ev for ev in msg.events if ev.seq_id >= next_seq]
+                    if events:
+                        next_seq = events[-1].seq_id + 1
+                    yield Page(events, msg.last_seq_id)
+            finally:
+                call.cancel()
+            log.info("processd ended the event stream at seq %d: scanning again", next_seq - 1)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                # cut off as too slow (or refused: too many subscribers): scanning needs no subscriber slot
+                log.warning("processd cut the event stream (%s): scanning from seq %d", exc.details(), next_seq)
+                continue
+            raise SourceUnavailable(f"processd Query: {exc.code().name}: {exc.details()}") from exc

@@ -36,7 +36,7 @@ def fallback_analysis(envelope: tx_pb2.TxEnvelope, exc: Exception) -> EncodedAna
     features = events_pb2.TxFeatures(
         category=events_pb2.TX_CATEGORY_OTHER, selector=data[:4], value=envelope.value, gas_price=bid,
         priority_fee=tip, calldata_len=len(data), decode_error=f"analysis failed: {exc!r}"[:200])
-    return features.SerializeToString(), features.category, "", False, ()
+    return EncodedAnalysis(features.SerializeToString(), features.category, "", False, ())
 
 
 def _fields_analyzer(analyze: AnalyzeEncoded) -> AnalyzeFields | None:

@@ -10,7 +10,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from common.pb.v1 import events_pb2, ingest_pb2, tx_pb2
-from processd.wire import encoding
+from processd.wire import encoding, features, opportunities
 from processd.wire.tags import library_field, tag, varint_slow
 
 _FD = FieldDescriptor
@@ -68,9 +68,15 @@ def test_derived_tag_is_what_the_library_writes(message: type[Message], name: st
     assert len(derived) == (1 if number < 16 else 2)
 
 
-def test_one_table_of_body_lengths_serves_every_kind() -> None:
-    """The bodies' one field has the same tag in TxSeen, TxDecoded and OppDetected."""
+def test_hand_encoders_tables_carry_the_derived_tags() -> None:
+    """The constants the encoders join are the derived tags (a spot check of each table kind)."""
+    assert features._TOKEN_IN[20].startswith(tag(events_pb2.TxFeatures, "token_in"))
+    assert features._GAS_PRICE[1] == b"\x82\x01\x01"  # field 16: two tag bytes
+    assert features._AMOUNT_IN[0] == tag(events_pb2.TxFeatures, "amount_in") + b"\x00"  # presence of a zero
+    assert features._DECODED_FIELD == events_pb2.TxFeatures(decoded=True).SerializeToString()
+    assert opportunities._SCORE_FIELDS[77] == events_pb2.Opportunity(score=77).SerializeToString()
     assert encoding.SEEN_BODY_TAG == tag(events_pb2.Event, "tx_seen")
+    # One table of body lengths serves every kind: the bodies' one field has the same tag in all three.
     assert {tag(events_pb2.TxSeen, "tx"), tag(events_pb2.TxDecoded, "features"),
             tag(events_pb2.OppDetected, "opportunity")} == {encoding._TAG_INNER}
 

@@ -99,7 +99,7 @@ def event_value(kind: int, header: bytes, inner: bytes) -> bytes:
                      _TABLE[body_len] if body_len < 16384 else varint(body_len), _TAG_INNER, inner_len, inner))
 
 
-# --- batch preparation's building blocks (processd.analysis.prepare inlines them: it runs for every transaction) ---
+# --- batch preparation's hot path (processd.wire.batch, for every stored transaction) -------------------------
 
 #: The first bytes of TX_SEEN, TX_DECODED and OPP_DETECTED values (kind byte + ``Event.kind``).
 SEEN_PREFIX = _VALUE_PREFIX[KIND_SEEN]
@@ -109,6 +109,8 @@ OPP_PREFIX = _VALUE_PREFIX[KIND_OPP]
 SEEN_BODY_TAG = _TAG_TX_SEEN
 DECODED_BODY_TAG = _TAG_TX_DECODED
 OPP_BODY_TAG = _TAG_OPP
+#: Tag of ``Event.first_seen_unix_ns`` (5), for headers encoded in place.
+FIRST_SEEN_TAG = _TAG_FIRST_SEEN
 #: Varint of every int below 2**14 (see :func:`varint`) and 14 bits as two continued varint groups.
 VARINT_TABLE = _TABLE
 CONT14_TABLE = _CONT14
@@ -135,6 +137,12 @@ def body_lengths_table() -> list[bytes]:
     if table is None:
         table = _body_lengths = [body_lengths(n) for n in range(BODY_LENGTHS_MAX)]
     return table
+
+
+def hash_prefix(chain_id: int) -> bytes:
+    """What precedes a 32-byte hash in the headers of chain ``chain_id``: :func:`chain_field` and the hash's tag
+    and length (see :func:`processd.wire.batch.batch_encoder`)."""
+    return chain_field(chain_id) + _TAG_TX_HASH + varint(32)
 
 
 # --- TX_SOURCE_SEEN events (written by the writer itself: one per later source of a stored transaction) ---

@@ -1,5 +1,5 @@
-"""prepare_batch (hand-encoded, fields read once, encoding and column appends inlined) equals, byte for byte, a
-reference built the slow, obvious way from protobuf messages: ``validate(envelope)``, the
+"""prepare_batch (hand-encoded, fields read once, encoding and column appends in one closure per batch) equals,
+byte for byte, a reference built the slow, obvious way from protobuf messages: ``validate(envelope)``, the
 analyzer's decoding and scores with every message built by the protobuf library (``_reference.py``:
 ``reference_features``, ``reference_rank``) and serialized with ``SerializeToString``, the event values from
 ``encoding.event_header`` / ``encoding.event_value`` of ``envelope.SerializeToString()``, and the columns from
@@ -99,7 +99,7 @@ def raw_batch(envelopes: Iterable[tx_pb2.TxEnvelope]) -> bytes:
 
 def assert_equal(raw: bytes, analyzer: Analyzer = ANALYZER, chain_ids: frozenset[int] = frozenset(),
                  max_input_bytes: int = MAX_INPUT, received_ns: int = RECEIVED_NS) -> BatchColumns:
-    got = prepare_batch(raw, received_ns, analyzer.analyze_encoded, chain_ids, max_input_bytes)
+    got = prepare_batch(raw, received_ns, analyzer, chain_ids, max_input_bytes)
     want = reference_prepare(raw, received_ns, lambda e: reference_analyze(analyzer, e), chain_ids, max_input_bytes)
     assert got.reasons == want.reasons and got.analysis_errors == want.analysis_errors
     for name in BatchColumns._fields:

@@ -19,7 +19,7 @@ from processd.analysis.analyzer import Analyzer, EncodedAnalysis
 from processd.analysis.features import envelope_fees
 from processd.analysis.validation import MAX_SOURCE_ID_CHARS, validate_fields, validate_typed
 from processd.storage.eventlog import TX_KEY_HASH_BYTES, U64
-from processd.wire.batch import batch_encoder
+from processd.wire.batch import Accepted, encode_batch
 from processd.wire.columns import BatchColumns
 from processd.wire.encoding import hash_prefix
 
@@ -49,8 +49,8 @@ def prepare_batch(raw: bytes, received_ns: int, analyzer: Analyzer | AnalyzeEnco
 
     This loop runs for every transaction processd stores, so it is written for speed: each envelope field is
     read once (every upb field read allocates) and shared by validation, analysis and the event header; the
-    header, the values and the column appends are one call per transaction, to the per-batch closure of
-    :func:`processd.wire.batch.batch_encoder`. ``tests/processd/test_prepare_equality.py`` proves the output
+    event header, the values and the column appends of the accepted transactions are the second step,
+    :func:`processd.wire.batch.encode_batch`. ``tests/processd/test_prepare_equality.py`` proves the output
     equal, byte for byte, to the obvious composition of validation, protobuf messages and ``ColumnsBuilder``.
     """
     envelopes = ingest_pb2.TxBatch.FromString(raw).envelopes
@@ -58,7 +58,7 @@ def prepare_batch(raw: bytes, received_ns: int, analyzer: Analyzer | AnalyzeEnco
     errors = 0
     analyze_fields = analyzer.analyze_fields if isinstance(analyzer, Analyzer) else None
     analyze_envelope = analyzer.analyze_encoded if isinstance(analyzer, Analyzer) else analyzer
-    add, build = batch_encoder(received_ns)
+    accepted: list[Accepted] = []
     max_source_chars = MAX_SOURCE_ID_CHARS
     key_hash_bytes = TX_KEY_HASH_BYTES
     # Chains accepted in this batch -> (what precedes the hash in their headers, tx_hash key prefix).
@@ -107,6 +107,6 @@ def prepare_batch(raw: bytes, received_ns: int, analyzer: Analyzer | AnalyzeEnco
         except Exception as exc:  # analysis must never stop the log; store the tx undecoded
             analysis = fallback_analysis(envelope, exc)
             errors += 1
-        add(chain_id, chain[0], chain[1] + tx_hash[:key_hash_bytes], tx_hash, envelope.first_seen_unix_ns, source_id,
-            envelope.SerializeToString(), analysis)  # chain[1] + tx_hash[:key_hash_bytes]: eventlog.tx_key
-    return build(bytes(reasons), errors)
+        accepted.append((chain_id, chain[0], chain[1] + tx_hash[:key_hash_bytes], tx_hash,  # eventlog.tx_key
+                         envelope.first_seen_unix_ns, source_id, envelope.SerializeToString(), analysis))
+    return encode_batch(received_ns, accepted, bytes(reasons), errors)

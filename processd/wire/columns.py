@@ -48,7 +48,7 @@ class BatchColumns(NamedTuple):
 class ColumnsBuilder:
     """Appends transactions to a :class:`BatchColumns` (the rare path: filtering a prepared batch).
 
-    Batch preparation uses :func:`processd.wire.batch.batch_encoder` instead, which encodes the values too.
+    Batch preparation uses :func:`processd.wire.batch.encode_batch` instead, which encodes the values too.
     """
 
     def __init__(self) -> None:

@@ -141,7 +141,7 @@ def body_lengths_table() -> list[bytes]:
 
 def hash_prefix(chain_id: int) -> bytes:
     """What precedes a 32-byte hash in the headers of chain ``chain_id``: :func:`chain_field` and the hash's tag
-    and length (see :func:`processd.wire.batch.batch_encoder`)."""
+    and length (see :func:`processd.wire.batch.encode_batch`)."""
     return chain_field(chain_id) + _TAG_TX_HASH + varint(32)
 
 

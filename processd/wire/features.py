@@ -94,47 +94,38 @@ def _field(table: list[bytes], name: str, raw: bytes) -> bytes:
 
 def encode_features(call: DecodedCall | None, protocol: str, data: bytes, to: bytes, value: bytes,
                     gas_price: bytes, priority_fee: bytes) -> bytes:
-    """The serialized ``TxFeatures`` of one transaction whose calldata is ``data``, sent to ``to`` with
-    ``value``; ``gas_price`` is its bid (max fee per gas, else the legacy gas price), ``priority_fee`` its tip.
-
-    ``call`` is None for an unknown selector (category other, method empty) and for empty calldata (a plain
-    value transfer: category transfer, recipient = to, amount_in = value; or a contract creation: category
-    other). Raises only what protobuf raises for the same values (see the module doc).
-    """
+    """The serialized ``TxFeatures`` of a transaction with calldata ``data`` sent to ``to`` with ``value``, bid
+    ``gas_price`` (max fee per gas, else the legacy gas price) and tip ``priority_fee``. ``call`` is None for an
+    unknown selector (category other) and for empty calldata (a plain transfer: category transfer, recipient =
+    to, amount_in = value; or a contract creation: other). Raises only what protobuf raises for the same values."""
     size = len(data)
     size_field = (_TAG_CALLDATA_LEN + (_VARINT[size] if size < 16384 else varint(size))) if size else b""
-    if protocol:
-        head = _PROTOCOL_FIELDS.get(protocol) or _string_field(_PROTOCOL_FIELDS, "protocol", _TAG_PROTOCOL, protocol)
-    else:
-        head = b""
-    # Fields 15-18 (value, gas price, tip, calldata length) close every branch; written out in each, so that
-    # a record is one join. A table miss (IndexError: a quantity or address past 32 bytes, only from an
-    # envelope batch preparation rejects) costs nothing until it happens.
+    head = (_PROTOCOL_FIELDS.get(protocol) or _string_field(_PROTOCOL_FIELDS, "protocol", _TAG_PROTOCOL, protocol)
+            if protocol else b"")
+    # Fields 15-18 (value, gas price, tip, calldata length) close every branch, written out in each: one join per
+    # record. A table miss (IndexError: a quantity past 32 bytes, which batch preparation rejects) is free until then.
     try:
         if call is None:
             if size == 0 and to:  # a plain transfer: amount_in (7) = value, recipient (13) = to
                 return b"".join((head, _TRANSFER_FIELD, _AMOUNT_IN[len(value)], value, _RECIPIENT[len(to)], to,
-                             _VALUE[len(value)], value, _GAS_PRICE[len(gas_price)], gas_price,
-                             _PRIORITY_FEE[len(priority_fee)], priority_fee, size_field))
+                                 _VALUE[len(value)], value, _GAS_PRICE[len(gas_price)], gas_price,
+                                 _PRIORITY_FEE[len(priority_fee)], priority_fee, size_field))
             selector = data[:4]
             return b"".join((head, _OTHER_FIELD, _SELECTOR[len(selector)], selector, _VALUE[len(value)], value,
-                         _GAS_PRICE[len(gas_price)], gas_price, _PRIORITY_FEE[len(priority_fee)], priority_fee,
-                         size_field))
+                             _GAS_PRICE[len(gas_price)], gas_price, _PRIORITY_FEE[len(priority_fee)], priority_fee,
+                             size_field))
         tail = b"".join((_VALUE[len(value)], value, _GAS_PRICE[len(gas_price)], gas_price,
-                     _PRIORITY_FEE[len(priority_fee)], priority_fee, size_field))
-    except IndexError:  # the same fields, whole, from _field
+                         _PRIORITY_FEE[len(priority_fee)], priority_fee, size_field))
+    except IndexError:
         tail = b"".join((_field(_VALUE, "value", value), _field(_GAS_PRICE, "gas_price", gas_price),
-                     _field(_PRIORITY_FEE, "priority_fee", priority_fee), size_field))
+                         _field(_PRIORITY_FEE, "priority_fee", priority_fee), size_field))
         if call is None:
-            if size == 0 and to:
-                return b"".join((head, _TRANSFER_FIELD, _field(_AMOUNT_IN, "amount_in", value),
-                             _field(_RECIPIENT, "recipient", to), tail))
-            return b"".join((head, _OTHER_FIELD, _SELECTOR[len(data[:4])], data[:4], tail))
+            return _untabled_plain(head, data, to, value, tail)
     try:
         category = _CATEGORY_FIELD[call.category]
     except KeyError:  # outside the enum: protobuf encodes it (proto3 enums are open) or raises
         category = library_field(_F, "category", call.category)
-    method = _METHOD_FIELDS.get(call.method)
+    method = _METHOD_FIELDS.get(call.method)  # "" -> b"" (left out)
     if method is None:
         method = _string_field(_METHOD_FIELDS, "method", _TAG_METHOD, call.method)
     selector = data[:4]
@@ -143,62 +134,73 @@ def encode_features(call: DecodedCall | None, protocol: str, data: bytes, to: by
         error = call.error
         parts += (tail, b"" if error == "" else _string_field(None, "decode_error", _TAG_DECODE_ERROR, error))
         return b"".join(parts)
-    _add_decoded_fields(parts, call)
+    # Fields 5-14, unrolled, tables indexed inline (a call per field costs more than the field). A value past
+    # the tables (IndexError: no decoder produces one) has the library write the whole section instead.
+    start = len(parts)
+    try:
+        if (token := call.token_in) is not None:
+            parts += (_TOKEN_IN[len(token)], token) if type(token) is bytes else (_field(_TOKEN_IN, "token_in", token),)
+        if (token := call.token_out) is not None:
+            parts += (_TOKEN_OUT[len(token)], token) if type(token) is bytes else (
+                _field(_TOKEN_OUT, "token_out", token),)
+        if (amount := call.amount_in) is not None:
+            raw = amount.to_bytes((amount.bit_length() + 7) // 8, "big")  # u256, inlined (a negative int raises)
+            parts += (_AMOUNT_IN[len(raw)], raw)
+        if (amount := call.amount_out_min) is not None:
+            raw = amount.to_bytes((amount.bit_length() + 7) // 8, "big")
+            parts += (_AMOUNT_OUT_MIN[len(raw)], raw)
+        if (amount := call.amount_in_max) is not None:
+            raw = amount.to_bytes((amount.bit_length() + 7) // 8, "big")
+            parts += (_AMOUNT_IN_MAX[len(raw)], raw)
+        if (amount := call.amount_out) is not None:
+            raw = amount.to_bytes((amount.bit_length() + 7) // 8, "big")
+            parts += (_AMOUNT_OUT[len(raw)], raw)
+        if path := call.path:
+            for token in path:  # repeated: every element is written, empty ones too
+                if type(token) is not bytes:
+                    raise IndexError  # the library's, as a whole (its error, or its encoding of a bytes subclass)
+                parts += (_TAG_PATH, _VARINT[len(token)], token)
+        if call.fee_tiers:
+            parts.append(_fee_tiers_field(call.fee_tiers))
+        if (token := call.recipient) is not None:
+            parts += (_RECIPIENT[len(token)], token) if type(token) is bytes else (
+                _field(_RECIPIENT, "recipient", token),)
+        if (deadline := call.deadline) is not None:
+            parts += (_TAG_DEADLINE, varint(deadline)) if type(deadline) is int and 0 <= deadline <= _MAX_U64 else (
+                library_field(_F, "deadline", deadline),)
+    except IndexError:
+        parts[start:] = [_library_call_fields(call)]
     parts += (tail, _DECODED_FIELD)
     return b"".join(parts)
 
 
-def _add_decoded_fields(parts: list[bytes], call: DecodedCall) -> None:
-    """Fields 5-14 of a decoded call (tokens, amounts, path, fee tiers, recipient, deadline), in order.
+#: Fields 5-14 of TxFeatures, the decoded call's own, in field-number order (all attributes of DecodedCall).
+_CALL_FIELDS = ("token_in", "token_out", "amount_in", "amount_out_min", "amount_in_max", "amount_out", "path",
+                "fee_tiers", "recipient", "deadline")
+_AMOUNTS = frozenset(("amount_in", "amount_out_min", "amount_in_max", "amount_out"))
 
-    Unrolled, with the tables indexed inline: this runs for every decoded call."""
-    token = call.token_in
-    if token is not None:
-        parts += (_TOKEN_IN[len(token)], token) if type(token) is bytes and len(token) < _TABLED else (
-            _field(_TOKEN_IN, "token_in", token),)
-    token = call.token_out
-    if token is not None:
-        parts += (_TOKEN_OUT[len(token)], token) if type(token) is bytes and len(token) < _TABLED else (
-            _field(_TOKEN_OUT, "token_out", token),)
-    amount = call.amount_in
-    if amount is not None:
-        raw = amount.to_bytes((amount.bit_length() + 7) // 8, "big")  # u256, inlined (a negative int raises)
-        parts += (_AMOUNT_IN[len(raw)], raw) if len(raw) < _TABLED else (_field(_AMOUNT_IN, "amount_in", raw),)
-    amount = call.amount_out_min
-    if amount is not None:
-        raw = amount.to_bytes((amount.bit_length() + 7) // 8, "big")
-        parts += (_AMOUNT_OUT_MIN[len(raw)], raw) if len(raw) < _TABLED else (
-            _field(_AMOUNT_OUT_MIN, "amount_out_min", raw),)
-    amount = call.amount_in_max
-    if amount is not None:
-        raw = amount.to_bytes((amount.bit_length() + 7) // 8, "big")
-        parts += (_AMOUNT_IN_MAX[len(raw)], raw) if len(raw) < _TABLED else (
-            _field(_AMOUNT_IN_MAX, "amount_in_max", raw),)
-    amount = call.amount_out
-    if amount is not None:
-        raw = amount.to_bytes((amount.bit_length() + 7) // 8, "big")
-        parts += (_AMOUNT_OUT[len(raw)], raw) if len(raw) < _TABLED else (_field(_AMOUNT_OUT, "amount_out", raw),)
-    path = call.path
-    if path:
-        start = len(parts)
-        for token in path:  # repeated: every element is written, empty ones too
-            if type(token) is not bytes:
-                parts[start:] = [library_field(_F, "path", path)]
-                break
-            n = len(token)
-            parts += (_TAG_PATH, _VARINT[n] if n < 16384 else varint(n), token)
-    if call.fee_tiers:
-        parts.append(_fee_tiers_field(call.fee_tiers))
-    token = call.recipient
-    if token is not None:
-        parts += (_RECIPIENT[len(token)], token) if type(token) is bytes and len(token) < _TABLED else (
-            _field(_RECIPIENT, "recipient", token),)
-    deadline = call.deadline
-    if deadline is not None:
-        if type(deadline) is int and 0 <= deadline <= _MAX_U64:
-            parts += (_TAG_DEADLINE, varint(deadline))
-        else:
-            parts.append(library_field(_F, "deadline", deadline))
+
+def _library_call_fields(call: DecodedCall) -> bytes:
+    """Fields 5-14 of ``call`` written by the protobuf library, one by one in field-number order (the cold path
+    of :func:`encode_features`: a value past its tables, which no decoder produces)."""
+    out = []
+    for name in _CALL_FIELDS:
+        value = getattr(call, name)
+        if value is None or (name in ("path", "fee_tiers") and not value):
+            continue
+        if name in _AMOUNTS:
+            value = value.to_bytes((value.bit_length() + 7) // 8, "big")
+        out.append(library_field(_F, name, value))
+    return b"".join(out)
+
+
+def _untabled_plain(head: bytes, data: bytes, to: bytes, value: bytes, tail: bytes) -> bytes:
+    """:func:`encode_features` without a call when a value or address is longer than the tables (the cold path:
+    only envelopes batch preparation rejects as bad_quantity / bad_address)."""
+    if len(data) == 0 and to:
+        return b"".join((head, _TRANSFER_FIELD, _field(_AMOUNT_IN, "amount_in", value),
+                         _field(_RECIPIENT, "recipient", to), tail))
+    return b"".join((head, _OTHER_FIELD, _SELECTOR[len(data[:4])], data[:4], tail))
 
 
 def _fee_tiers_field(fee_tiers: tuple[int, ...]) -> bytes:

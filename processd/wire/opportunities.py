@@ -40,14 +40,19 @@ def _library_head(chain_id: int, tx_hash: bytes) -> bytes:
     return library_field(_O, "chain_id", chain_id) + library_field(_O, "tx_hash", tx_hash)
 
 
-def _length(n: int) -> bytes:
-    return _VARINT[n] if n < 16384 else varint(n)
-
-
-def _shared_tail(protocol: str, token_in: bytes | None, token_out: bytes | None, notional: bytes | None,
-                 slippage_bps: int) -> bytes:
-    """protocol (6) .. slippage_bps (10): the fields all kinds share after the per-kind ones (lengths from the
-    varint table inline: a call per field would cost more than the field)."""
+def encode_opportunities(chain_id: int, tx_hash: bytes, protocol: str, token_in: bytes | None,
+                         token_out: bytes | None, notional: bytes | None, slippage_bps: int,
+                         scored: list[Scored]) -> tuple[tuple[int, bytes], ...]:
+    """(score, serialized ``Opportunity``) per entry of ``scored``, in its order; the other arguments are the
+    fields all of them share (``notional``: uint256 bytes, None when unknown; no seq_id: it is the event's key).
+    """
+    if type(chain_id) is int and 0 <= chain_id <= _MAX_U64 and type(tx_hash) is bytes:
+        head = ((_TAG_CHAIN_ID + (_VARINT[chain_id] if chain_id < 16384 else varint(chain_id)) if chain_id else b"")
+                + (_TAG_TX_HASH + varint(len(tx_hash)) + tx_hash if tx_hash else b""))
+    else:
+        head = _library_head(chain_id, tx_hash)
+    # protocol (6) .. slippage_bps (10), shared by every kind, after the per-kind fields (written out here, with
+    # the lengths from the varint table inline: a call per field would cost more than the field).
     table = _VARINT
     parts: list[bytes] = []
     if protocol:
@@ -60,14 +65,13 @@ def _shared_tail(protocol: str, token_in: bytes | None, token_out: bytes | None,
         if type(token_in) is not bytes:  # protobuf takes only bytes: its error, or its encoding of a subclass
             parts.append(library_field(_O, "token_in", token_in))
         elif token_in:
-            n = len(token_in)
-            parts += (_TAG_TOKEN_IN, table[n] if n < 16384 else varint(n), token_in)
+            parts += (_TAG_TOKEN_IN, table[len(token_in)] if len(token_in) < 16384 else varint(len(token_in)), token_in)
     if token_out is not None:
         if type(token_out) is not bytes:
             parts.append(library_field(_O, "token_out", token_out))
         elif token_out:
-            n = len(token_out)
-            parts += (_TAG_TOKEN_OUT, table[n] if n < 16384 else varint(n), token_out)
+            parts += (_TAG_TOKEN_OUT, table[len(token_out)] if len(token_out) < 16384 else varint(len(token_out)),
+                      token_out)
     if notional is not None:  # optional: written when known, 0 included (tag + empty)
         parts += (_TAG_NOTIONAL, table[len(notional)] if len(notional) < 16384 else varint(len(notional)), notional)
     if slippage_bps:
@@ -75,21 +79,7 @@ def _shared_tail(protocol: str, token_in: bytes | None, token_out: bytes | None,
             parts.append(library_field(_O, "slippage_bps", slippage_bps))
         else:
             parts += (_TAG_SLIPPAGE, table[slippage_bps] if slippage_bps < 16384 else varint(slippage_bps))
-    return b"".join(parts)
-
-
-def encode_opportunities(chain_id: int, tx_hash: bytes, protocol: str, token_in: bytes | None,
-                         token_out: bytes | None, notional: bytes | None, slippage_bps: int,
-                         scored: list[Scored]) -> tuple[tuple[int, bytes], ...]:
-    """(score, serialized ``Opportunity``) per entry of ``scored``, in its order; the other arguments are the
-    fields all of them share (``notional``: uint256 bytes, None when unknown; no seq_id: it is the event's key).
-    """
-    if type(chain_id) is int and 0 <= chain_id <= _MAX_U64 and type(tx_hash) is bytes:
-        head = ((_TAG_CHAIN_ID + (_VARINT[chain_id] if chain_id < 16384 else varint(chain_id)) if chain_id else b"")
-                + (_TAG_TX_HASH + _length(len(tx_hash)) + tx_hash if tx_hash else b""))
-    else:
-        head = _library_head(chain_id, tx_hash)
-    tail = _shared_tail(protocol, token_in, token_out, notional, slippage_bps)
+    tail = b"".join(parts)
     join = b"".join
     fields: dict[str, bytes] = {}  # the kinds share most reasons: each is encoded once
     out = []

@@ -14,14 +14,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from common.pb.v1 import events_pb2, ingest_pb2, tx_pb2
+from common.pb.v1 import ingest_pb2, tx_pb2
 from processd.analysis.analyzer import Analyzer, EncodedAnalysis
+from processd.analysis.decoding.model import OTHER, DecodedCall
 from processd.analysis.features import envelope_fees
 from processd.analysis.validation import MAX_SOURCE_ID_CHARS, validate_fields, validate_typed
 from processd.storage.eventlog import TX_KEY_HASH_BYTES, U64
 from processd.wire.batch import Accepted, encode_batch
 from processd.wire.columns import BatchColumns
 from processd.wire.encoding import hash_prefix
+from processd.wire.features import encode_features
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +34,13 @@ AnalyzeEncoded = Callable[[tx_pb2.TxEnvelope], EncodedAnalysis]
 def fallback_analysis(envelope: tx_pb2.TxEnvelope, exc: Exception) -> EncodedAnalysis:
     """Features of a transaction whose analysis raised: category OTHER, the error in decode_error."""
     log.warning("analysis failed for 0x%s: %r", envelope.hash.hex(), exc)
-    data = envelope.input
+    # An undecoded call with the error: encode_features writes category, selector, the envelope's value and fees,
+    # calldata length and decode_error, nothing else (the same encoder as every other record; it cannot raise
+    # on a validated envelope).
+    call = DecodedCall("", OTHER, "", decoded=False, error=f"analysis failed: {exc!r}"[:200])
     bid, tip = envelope_fees(envelope)
-    features = events_pb2.TxFeatures(
-        category=events_pb2.TX_CATEGORY_OTHER, selector=data[:4], value=envelope.value, gas_price=bid,
-        priority_fee=tip, calldata_len=len(data), decode_error=f"analysis failed: {exc!r}"[:200])
-    return EncodedAnalysis(features.SerializeToString(), features.category, "", False, ())
+    features = encode_features(call, "", envelope.input, envelope.to, envelope.value, bid, tip)
+    return EncodedAnalysis(features, OTHER, "", False, ())
 
 
 def prepare_batch(raw: bytes, received_ns: int, analyzer: Analyzer | AnalyzeEncoded, chain_ids: frozenset[int],

@@ -1,5 +1,5 @@
-"""prepare_batch (hand-encoded, fields read once, encoding and column appends in one closure per batch) equals,
-byte for byte, a reference built the slow, obvious way from protobuf messages: ``validate(envelope)``, the
+"""prepare_batch (hand-encoded, fields read once, encoding and column appends in wire.batch.encode_batch's loop)
+equals, byte for byte, a reference built the slow, obvious way from protobuf messages: ``validate(envelope)``, the
 analyzer's decoding and scores with every message built by the protobuf library (``_reference.py``:
 ``reference_features``, ``reference_rank``) and serialized with ``SerializeToString``, the event values from
 ``encoding.event_header`` / ``encoding.event_value`` of ``envelope.SerializeToString()``, and the columns from

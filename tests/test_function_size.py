@@ -15,12 +15,8 @@ RUNTIME = ("common", "ingestd", "processd", "gatewayd")
 NOT_RUNTIME = (ROOT / "common" / "testing", ROOT / "common" / "pb")
 MAX_LINES = 80
 
-# Temporary: split on branches i15-wire/i15-storage. Delete each entry once its split is merged (the test fails
-# on an entry that is no longer too long).
-ALLOWED = {
-    "processd/analysis/prepare.py::prepare_batch",
-    "processd/analysis/features.py::encode_features",
-}
+# Functions allowed over the limit (none: add one only with a comment saying why it cannot be split).
+ALLOWED: set[str] = set()
 
 
 def function_lengths(root: Path = ROOT) -> dict[str, int]:

@@ -39,8 +39,15 @@ WRITE_SIDE_USERS = {"api", "storage", "pipeline", "metrics", "__main__"}
 def _imports(root: Path, path: Path) -> list[tuple[int, str]]:
     """``(line, module)`` for every processd module one file imports (``from processd.x import y`` names
     ``processd.x.y`` when y is a submodule, else ``processd.x``)."""
+    tree = ast.parse(path.read_text(), str(path))
+    # Imports under ``if TYPE_CHECKING:`` load nothing at run time (a worker stays free of what they name): skipped.
+    typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
+                   and getattr(block.test, "id", getattr(block.test, "attr", None)) == "TYPE_CHECKING"
+                   for stmt in block.body for n in ast.walk(stmt)}
     found: list[tuple[int, str]] = []
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "processd":
             subs = [f"{node.module}.{a.name}" for a in node.names if _is_module(root, f"{node.module}.{a.name}")]
             found.extend((node.lineno, module) for module in subs or [node.module])
@@ -97,7 +104,8 @@ def test_planted_crossings_are_found(tmp_path: Path) -> None:
         (tmp_path / "processd" / room / "__init__.py").write_text("")
     (tmp_path / "processd" / "storage" / "eventlog.py").write_text("")
     (tmp_path / "processd" / "storage" / "writer.py").write_text("")
-    (tmp_path / "processd" / "wire" / "columns.py").write_text("from processd.storage import eventlog\n")
+    (tmp_path / "processd" / "wire" / "columns.py").write_text(
+        "from processd.storage import eventlog\nif TYPE_CHECKING:\n    from processd.views import x\n")
     (tmp_path / "processd" / "views" / "readmodels.py").write_text(
         "from processd.storage.eventlog import X\nfrom processd.storage.writer import Y\n")
     assert crossings(tmp_path / "processd") == [

@@ -1,40 +1,49 @@
 """Seam between processd's storage path and its decoding/ranking logic.
 
-``analyze`` turns one envelope into its features and ranked opportunities. The storage path calls it for
-every accepted envelope; the decoding registry, feature extraction and searcher behind it live in
-``processd.analysis.decoding``, ``processd.analysis.features`` and ``processd.analysis.searcher``. It never
-raises on any calldata.
+:meth:`Analyzer.analyze_fields` turns one transaction into its serialized features and ranked opportunities
+(an :class:`EncodedAnalysis`): batch preparation calls it for every accepted envelope. ``analyze`` is the same
+analysis parsed into protobuf messages, for callers that want messages. The decoding registry, the feature
+inputs and the searcher behind it live in ``processd.analysis.decoding``, ``processd.analysis.features`` and
+``processd.analysis.searcher``; the encoders in ``processd.wire``. It never raises on any calldata.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from common.pb.v1 import events_pb2, tx_pb2
 from processd.analysis.decoding import Decoder
 from processd.analysis.decoding.methods import DecoderFactory
 from processd.analysis.decoding.model import OTHER, TRANSFER, WRAPPED_NATIVE, DecodedCall
 from processd.analysis.decoding.registry import Registry
-from processd.analysis.features import (
-    NATIVE_PROTOCOL,
-    bid_and_tip,
-    build_features,
-    build_features_from,
-    encode_features,
-    fee_fields,
-)
+from processd.analysis.features import NATIVE_PROTOCOL, fee_fields
 from processd.analysis.searcher import DEFAULT_MIN_SCORE, Searcher, is_rankable
+from processd.wire.features import encode_features
 
-#: What batch preparation needs of an analysis: (serialized TxFeatures, category, protocol, decoded,
-#: (score, serialized opportunity) pairs). Opportunities carry chain_id and tx_hash; seq_id is their event's key
-#: (set when read).
-EncodedAnalysis = tuple[bytes, int, str, bool, tuple[tuple[int, bytes], ...]]
+
+class EncodedAnalysis(NamedTuple):
+    """One transaction's analysis as the event log stores it (what batch preparation needs of it)."""
+
+    #: Serialized ``TxFeatures``.
+    features: bytes
+    #: Its category and protocol label, and whether the call decoded (the feature-count key).
+    category: int
+    protocol: str
+    decoded: bool
+    #: (score, serialized ``Opportunity``) pairs, highest score first. Opportunities carry chain_id and
+    #: tx_hash; seq_id is their event's key (set when read).
+    opportunities: tuple[tuple[int, bytes], ...]
+
+
+#: ``EncodedAnalysis(...)`` without the Python-level ``__new__`` namedtuple adds (it runs for every transaction).
+_new = tuple.__new__
 
 
 @dataclass(slots=True)
 class Analysis:
-    """What processd derives from one transaction."""
+    """What processd derives from one transaction, as protobuf messages (for callers that want messages)."""
 
     features: events_pb2.TxFeatures
     opportunities: list[events_pb2.Opportunity] = field(default_factory=list)
@@ -56,17 +65,11 @@ class Analyzer:
         self.searcher = Searcher(self.registry, min_score)
 
     def analyze(self, envelope: tx_pb2.TxEnvelope) -> Analysis:
-        """Features (always present; category OTHER when the call is not recognised) and opportunities."""
-        data = envelope.input  # read once: every protobuf field read materialises a new object
-        to = envelope.to
-        chain_id = envelope.chain_id
-        value = int.from_bytes(envelope.value, "big")
-        call, protocol = self.decode_call(chain_id, to, value, envelope.sender, data)
-        features = build_features(envelope, call, protocol, data)
-        if call is None or not call.swap_count or not is_rankable(call):
-            return Analysis(features)
-        tip = int.from_bytes(features.priority_fee, "big")
-        return Analysis(features, self.searcher.rank(chain_id, envelope.hash, call, protocol, value, tip))
+        """Features (always present; category OTHER when the call is not recognised) and opportunities, as
+        messages: :meth:`analyze_encoded`, parsed."""
+        encoded = self.analyze_encoded(envelope)
+        return Analysis(events_pb2.TxFeatures.FromString(encoded.features),
+                        [events_pb2.Opportunity.FromString(o) for _, o in encoded.opportunities])
 
     def decode_call(self, chain_id: int, to: bytes, value: int, sender: bytes,
                data: bytes) -> tuple[DecodedCall | None, str]:
@@ -86,21 +89,22 @@ class Analyzer:
         return None, ""  # contract creation
 
     def analyze_encoded(self, envelope: tx_pb2.TxEnvelope) -> EncodedAnalysis:
-        """:meth:`analyze` with the features and opportunities serialized (what the event log stores)."""
+        """The analysis of ``envelope`` serialized (what the event log stores): :meth:`analyze_fields` of its
+        fields."""
         return self.analyze_fields(envelope.chain_id, envelope.hash, envelope.sender, envelope.to, envelope.value,
                                    *fee_fields(envelope), envelope.input)
 
     def analyze_fields(self, chain_id: int, tx_hash: bytes, sender: bytes, to: bytes, value: bytes,
                        gas_price: bytes, max_fee_per_gas: bytes | None, max_priority_fee_per_gas: bytes | None,
                        data: bytes) -> EncodedAnalysis:
-        """:meth:`analyze_encoded` of the envelope with these fields (batch preparation has read them already);
-        an EIP-1559 fee field the envelope does not have is None (see :func:`processd.analysis.features.bid_and_tip`).
+        """The one analysis of a transaction, from the envelope fields batch preparation has already read (each
+        upb field read allocates); an EIP-1559 fee field the envelope does not have is None (see
+        :func:`processd.analysis.features.bid_and_tip`). :meth:`analyze` and :meth:`analyze_encoded` wrap it:
+        a subclass overrides this method.
 
-        Equal, byte for byte, to serializing what :meth:`analyze` returns (``tests/processd/
-        test_prepare_equality.py``), but without building protobuf messages: the features and opportunities
-        are encoded by hand (``encode_features``, ``rank_encoded``). Should a hand encoder refuse a value, the
-        message path encodes it, so even errors are those of :meth:`analyze`. It does not call :meth:`analyze`:
-        a subclass that overrides ``analyze`` must override ``analyze_encoded`` too.
+        The features and opportunities are encoded by hand (:mod:`processd.wire.features`,
+        :mod:`processd.wire.opportunities`); ``tests/processd/test_prepare_equality.py`` proves the bytes
+        equal to messages built with the protobuf library, errors included.
         """
         value_wei = int.from_bytes(value, "big") if value else 0
         if data:  # decode_call's first case, inlined (most transactions carry calldata)
@@ -112,30 +116,23 @@ class Analyzer:
                 protocol = registry.any_label(chain_id, to) if to else ""
         else:
             call, protocol = self.decode_call(chain_id, to, value_wei, sender, data)
-        bid, tip = bid_and_tip(gas_price, max_fee_per_gas, max_priority_fee_per_gas)
-        try:
-            features = encode_features(call, protocol, data, to, value, bid, tip)
-        except Exception:
-            features = build_features_from(call, protocol, data, to, value, bid, tip).SerializeToString()
+        # bid_and_tip, inlined (it runs for every transaction): presence decides, not emptiness.
+        tip = gas_price if max_priority_fee_per_gas is None else max_priority_fee_per_gas
+        features = encode_features(call, protocol, data, to, value,
+                                   gas_price if max_fee_per_gas is None else max_fee_per_gas, tip)
         if call is None:
-            return features, (TRANSFER if not data and to else OTHER), protocol, False, ()
+            return _new(EncodedAnalysis, (features, TRANSFER if not data and to else OTHER, protocol, False, ()))
         if not call.swap_count or not is_rankable(call):
-            return features, call.category, protocol, bool(call.decoded), ()
-        tip_wei = int.from_bytes(tip, "big")
-        searcher = self.searcher
-        try:
-            opportunities = searcher.rank_encoded(chain_id, tx_hash, call, protocol, value_wei, tip_wei)
-        except Exception:
-            opportunities = tuple((o.score, o.SerializeToString())
-                                  for o in searcher.rank(chain_id, tx_hash, call, protocol, value_wei, tip_wei))
-        return features, call.category, protocol, True, opportunities
+            return _new(EncodedAnalysis, (features, call.category, protocol, bool(call.decoded), ()))
+        opportunities = self.searcher.rank(chain_id, tx_hash, call, protocol, value_wei, int.from_bytes(tip, "big"))
+        return _new(EncodedAnalysis, (features, call.category, protocol, True, opportunities))
 
 
 def encode_analysis(analysis: Analysis) -> EncodedAnalysis:
-    """The :data:`EncodedAnalysis` of an :class:`Analysis`."""
+    """The :class:`EncodedAnalysis` of an :class:`Analysis`."""
     f = analysis.features
-    return (f.SerializeToString(), f.category, f.protocol, f.decoded,
-            tuple((o.score, o.SerializeToString()) for o in analysis.opportunities))
+    return EncodedAnalysis(f.SerializeToString(), f.category, f.protocol, f.decoded,
+                           tuple((o.score, o.SerializeToString()) for o in analysis.opportunities))
 
 
 _default: Analyzer | None = None

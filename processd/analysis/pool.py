@@ -40,7 +40,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import IO, Any
 
-from processd.analysis.analyzer import AnalyzeFn, default_analyzer, encode_analysis
+from processd.analysis.analyzer import AnalyzeFn, Analyzer, default_analyzer, encode_analysis
 from processd.analysis.prepare import AnalyzeEncoded, prepare_batch
 from processd.errors import ProcessdError
 from processd.wire.columns import BatchColumns
@@ -72,7 +72,7 @@ def _worker_main(jobs: Connection, results: Connection, chain_ids: frozenset[int
     # died of the group's SIGTERM first was logged as an ERROR and its batches prepared again in-process.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    analyze = default_analyzer().analyze_encoded
+    analyzer = default_analyzer()
     try:
         results.send_bytes(_READY)
     except BrokenPipeError:
@@ -83,7 +83,7 @@ def _worker_main(jobs: Connection, results: Connection, chain_ids: frozenset[int
         except EOFError:
             return
         received_ns = int.from_bytes(frame[:8], "big")
-        columns = prepare_batch(frame[8:], received_ns, analyze, chain_ids, max_input_bytes)
+        columns = prepare_batch(frame[8:], received_ns, analyzer, chain_ids, max_input_bytes)
         try:
             results.send_bytes(marshal.dumps(tuple(columns)))
         except BrokenPipeError:
@@ -181,9 +181,8 @@ class AnalysisPool:
         self.stall_timeout_s = stall_timeout_ms / 1000
         self._chain_ids = chain_ids
         self._max_input_bytes = max_input_bytes
-        self._local_analyze: AnalyzeEncoded = (
-            (lambda envelope: encode_analysis(analyze(envelope))) if analyze is not None
-            else default_analyzer().analyze_encoded)
+        self._local_analyzer: Analyzer | AnalyzeEncoded = (
+            (lambda envelope: encode_analysis(analyze(envelope))) if analyze is not None else default_analyzer())
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="processd-prepare")
         self._workers: list[_Worker] = []
         #: Jobs waiting for a worker's credit (FIFO: batches are prepared roughly in arrival order).
@@ -315,7 +314,7 @@ class AnalysisPool:
         return asyncio.get_running_loop().run_in_executor(self._thread, self._prepare_columns, raw, received_ns)
 
     def _prepare_columns(self, raw: bytes, received_ns: int) -> BatchColumns:
-        return prepare_batch(raw, received_ns, self._local_analyze, self._chain_ids, self._max_input_bytes)
+        return prepare_batch(raw, received_ns, self._local_analyzer, self._chain_ids, self._max_input_bytes)
 
     def worker_lost(self, worker: _Worker) -> None:
         """A worker's result pipe closed: re-prepare its batches here and replace it."""

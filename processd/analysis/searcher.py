@@ -25,7 +25,7 @@ from common.pb.v1 import events_pb2
 from processd.analysis.decoding.model import UNISWAP_V2, UNISWAP_V3, DecodedCall
 from processd.analysis.decoding.registry import REF_USD_MICROS, Registry, Token, native_peg
 from processd.analysis.features import u256
-from processd.wire.encoding import VARINT_TABLE, varint
+from processd.wire.opportunities import Scored, encode_opportunities
 
 SANDWICH = events_pb2.OPPORTUNITY_KIND_SANDWICH_CANDIDATE
 BACKRUN = events_pb2.OPPORTUNITY_KIND_BACKRUN_CANDIDATE
@@ -43,12 +43,6 @@ _GWEI = 10**9
 _UNKNOWN_SLIPPAGE = f"slippage unknown (assumed {ASSUMED_BPS / 100:.2f}%)"
 #: Main venues: labels of the canonical Uniswap deployments (everything else is a secondary venue).
 MAIN_VENUES = frozenset({"uniswap_v2", "uniswap_v3"})
-_MAX_U32 = (1 << 32) - 1
-_MAX_U64 = (1 << 64) - 1
-_VARINT = VARINT_TABLE
-#: Opportunity.kind (3) and .score (4) fields by value (0: left out, as protobuf does).
-_KIND_FIELDS = {k: b"\x18" + varint(k) if k else b"" for k in events_pb2.OpportunityKind.values()}
-_SCORE_FIELDS = [b""] + [b"\x20" + varint(s) for s in range(1, 101)]
 
 
 @dataclass(slots=True)
@@ -207,97 +201,19 @@ class Searcher:
     # --- opportunities -------------------------------------------------------------------------------
 
     def rank(self, chain_id: int, tx_hash: bytes, call: DecodedCall, protocol: str, value: int,
-             tip_wei: int) -> list[events_pb2.Opportunity]:
-        """Opportunities of a decoded swap scoring at least ``min_score``, highest score first."""
-        ranked = self._rank(chain_id, call, protocol, value, tip_wei)
-        if ranked is None:
-            return []
-        a, scored = ranked
-        base = events_pb2.Opportunity()
-        base.chain_id = chain_id
-        base.tx_hash = tx_hash
-        base.protocol = protocol
-        if call.token_in is not None:
-            base.token_in = call.token_in
-        if call.token_out is not None:
-            base.token_out = call.token_out
-        if a.notional_wei is not None:  # presence: a known notional of 0 is set (empty), an unknown one is not
-            base.notional_wei = u256(a.notional_wei)
-        base.slippage_bps = a.slippage_bps
-        out = []
-        last = len(scored) - 1
-        for i, (score, kind, reasons) in enumerate(scored):
-            if i < last:
-                opp = events_pb2.Opportunity()
-                opp.CopyFrom(base)  # one C-level copy instead of re-setting every shared field
-            else:
-                opp = base
-            opp.kind = kind  # type: ignore[assignment]
-            opp.score = score
-            opp.reasons.extend(reasons)
-            out.append(opp)
-        return out
-
-    def rank_encoded(self, chain_id: int, tx_hash: bytes, call: DecodedCall, protocol: str, value: int,
-                     tip_wei: int) -> tuple[tuple[int, bytes], ...]:
-        """:meth:`rank` as (score, serialized opportunity) pairs, written by hand (what batch preparation stores).
-
-        Fields in field-number order, empty ones left out (but a known notional, which has presence), as
-        protobuf serializes them; raises when a value is
-        one protobuf would reject (callers then fall back to :meth:`rank`, whose errors are protobuf's).
-        """
-        ranked = self._rank(chain_id, call, protocol, value, tip_wei)
+             tip_wei: int) -> tuple[tuple[int, bytes], ...]:
+        """Opportunities of a decoded swap scoring at least ``min_score``, highest score first, as (score,
+        serialized ``Opportunity``) pairs (:func:`processd.wire.opportunities.encode_opportunities`)."""
+        ranked = self.score_kinds(chain_id, call, protocol, value, tip_wei)
         if ranked is None:
             return ()
         a, scored = ranked
-        # Shared fields: chain_id (1), tx_hash (2) before the per-kind ones; protocol (6) .. slippage (10) after.
-        # Lengths come from a table of varints below 2**14: a longer value is an IndexError (-> rank()).
-        table = _VARINT
-        if not 0 <= chain_id <= _MAX_U64:
-            raise ValueError(f"chain id out of range: {chain_id}")
-        if type(tx_hash) is not bytes:
-            raise TypeError(f"tx_hash: expected bytes, {type(tx_hash).__name__} found")
-        head = ((b"\x08" + (table[chain_id] if chain_id < 16384 else varint(chain_id)) if chain_id else b"")
-                + (b"\x12" + table[len(tx_hash)] + tx_hash if tx_hash else b""))
-        parts: list[bytes] = []  # the shared fields after the per-kind ones
-        if protocol:
-            raw = protocol.encode()
-            parts += (b"\x32", table[len(raw)], raw)
-        token_in = call.token_in
-        token_out = call.token_out
-        for token in (token_in, token_out):
-            if token is not None and type(token) is not bytes:  # protobuf accepts only bytes: fail as it would
-                raise TypeError(f"token: expected bytes, {type(token).__name__} found")
-        if token_in:
-            parts += (b"\x3a", table[len(token_in)], token_in)
-        if token_out:
-            parts += (b"\x42", table[len(token_out)], token_out)
-        if a.notional_wei is not None:  # optional: written when known, 0 included (tag + empty)
-            raw = u256(a.notional_wei)
-            parts += (b"\x4a", table[len(raw)], raw)
-        bps = a.slippage_bps
-        if bps:
-            if not 0 < bps <= _MAX_U32:
-                raise ValueError(f"slippage out of range: {bps}")
-            parts += (b"\x50", table[bps] if bps < 16384 else varint(bps))
-        join = b"".join
-        tail = join(parts)
-        fields: dict[str, bytes] = {}  # the kinds share most reasons: each is encoded once
-        out = []
-        for score, kind, reasons in scored:
-            encoded = [head, _KIND_FIELDS[kind], _SCORE_FIELDS[score]]
-            for reason in reasons:
-                field = fields.get(reason)
-                if field is None:
-                    raw = reason.encode()
-                    field = fields[reason] = b"\x2a" + table[len(raw)] + raw
-                encoded.append(field)
-            encoded.append(tail)
-            out.append((score, join(encoded)))
-        return tuple(out)
+        notional = None if a.notional_wei is None else u256(a.notional_wei)  # presence: a known 0 is set
+        return encode_opportunities(chain_id, tx_hash, protocol, call.token_in, call.token_out, notional,
+                                    a.slippage_bps, scored)
 
-    def _rank(self, chain_id: int, call: DecodedCall, protocol: str, value: int,
-              tip_wei: int) -> tuple[SwapAssessment, list[tuple[int, int, list[str]]]] | None:
+    def score_kinds(self, chain_id: int, call: DecodedCall, protocol: str, value: int,
+                    tip_wei: int) -> tuple[SwapAssessment, list[Scored]] | None:
         """(assessment, [(score, kind, reasons)] highest score first), None when no kind reaches the floor."""
         a = self.assess(chain_id, call, protocol, value, tip_wei)
         floor = self.min_score if self.min_score > 0 else 1

@@ -48,7 +48,7 @@ class BatchColumns(NamedTuple):
 class ColumnsBuilder:
     """Appends transactions to a :class:`BatchColumns` (the rare path: filtering a prepared batch).
 
-    ``processd.analysis.prepare.prepare_batch`` inlines the same appends in its hot loop.
+    Batch preparation uses :func:`processd.wire.batch.encode_batch` instead, which encodes the values too.
     """
 
     def __init__(self) -> None:
@@ -105,4 +105,3 @@ def keep_only(columns: BatchColumns, keep: list[bool]) -> BatchColumns:
         builder.add(columns.chain[t], columns.tx_key[t], columns.fkeys[columns.fkey_of[t]], columns.tx_kinds[t],
                     columns.values[start:end], [scores[o] for o in range(start + 2, end)])
     return builder.build(columns.reasons, columns.analysis_errors)
-

@@ -8,35 +8,34 @@ result parses as the same ``mempulse.v1.Event`` (tests compare it with the proto
 
 from __future__ import annotations
 
-from common.pb.v1 import events_pb2
+from common.pb.v1 import events_pb2, tx_pb2
+from processd.wire.tags import tag, varint_slow
 
-# Tags: (field number << 3) | wire type.
-_TAG_KIND = b"\x18"  # Event.kind, varint
-_TAG_TX_SEEN = b"\x52"  # Event.tx_seen (10), length-delimited
-_TAG_TX_DECODED = b"\x5a"  # Event.tx_decoded (11)
-_TAG_OPP = b"\x62"  # Event.opp_detected (12)
-_TAG_INNER = b"\x0a"  # TxSeen.tx / TxDecoded.features / OppDetected.opportunity (1)
+_E = events_pb2.Event
+# Tags (processd.wire.tags: derived from the descriptors).
+_TAG_KIND = tag(_E, "kind")
+_TAG_CHAIN_ID = tag(_E, "chain_id")
+_TAG_TX_HASH = tag(_E, "tx_hash")
+_TAG_FIRST_SEEN = tag(_E, "first_seen_unix_ns")
+_TAG_RECEIVED = tag(_E, "received_unix_ns")
+_TAG_SOURCE_ID = tag(_E, "source_id")
+_TAG_TX_SEEN = tag(_E, "tx_seen")
+_TAG_TX_DECODED = tag(_E, "tx_decoded")
+_TAG_OPP = tag(_E, "opp_detected")
+#: TxSeen.tx, TxDecoded.features and OppDetected.opportunity: the body's one field, the same tag in all three
+#: (field 1, length-delimited), which lets one table of body lengths serve every kind.
+_TAG_INNER = tag(events_pb2.TxSeen, "tx")
 
 KIND_SEEN: int = events_pb2.EVENT_KIND_TX_SEEN
 KIND_DECODED: int = events_pb2.EVENT_KIND_TX_DECODED
 KIND_OPP: int = events_pb2.EVENT_KIND_OPP_DETECTED
-_KIND_FIELD: dict[int, bytes] = {k: _TAG_KIND + bytes((k,)) for k in (KIND_SEEN, KIND_DECODED, KIND_OPP)}
+_KIND_FIELD: dict[int, bytes] = {k: _TAG_KIND + varint_slow(k) for k in (KIND_SEEN, KIND_DECODED, KIND_OPP)}
 _BODY_TAG: dict[int, bytes] = {KIND_SEEN: _TAG_TX_SEEN, KIND_DECODED: _TAG_TX_DECODED, KIND_OPP: _TAG_OPP}
 #: Per kind, what every value of that kind starts with: the kind byte, then Event.kind (field 3).
 _VALUE_PREFIX: dict[int, bytes] = {k: bytes((k,)) + _KIND_FIELD[k] for k in (KIND_SEEN, KIND_DECODED, KIND_OPP)}
 
-
-def _slow_varint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
 #: Every varint below 2**14 (lengths of nearly all fields), precomputed: a list index beats any encoder.
-_TABLE = [_slow_varint(i) for i in range(1 << 14)]
+_TABLE = [varint_slow(i) for i in range(1 << 14)]
 #: Any 14 bits as two varint groups that both carry the continuation bit: larger ints (seqs past 16383,
 #: nanosecond timestamps) are encoded 14 bits per lookup instead of 7 bits per Python loop iteration.
 _CONT14 = [bytes(((i & 0x7F) | 0x80, (i >> 7) | 0x80)) for i in range(1 << 14)]
@@ -65,24 +64,24 @@ def event_header(chain_id: int, tx_hash: bytes, first_seen_ns: int, received_ns:
 # in field-number order and zero/empty fields are omitted, exactly as protobuf serializes them.
 def chain_field(chain_id: int) -> bytes:
     """``Event.chain_id`` (field 2) as bytes, empty for 0."""
-    return b"\x10" + varint(chain_id) if chain_id else b""
+    return _TAG_CHAIN_ID + varint(chain_id) if chain_id else b""
 
 
 def header_tail(received_ns: int, source_id: str) -> bytes:
     """``Event.received_unix_ns`` (6) and ``Event.source_id`` (7): shared by a batch's envelopes of one source."""
-    out = b"\x30" + varint(received_ns) if received_ns else b""
+    out = _TAG_RECEIVED + varint(received_ns) if received_ns else b""
     if source_id:
         raw = source_id.encode()
-        out += b"\x3a" + varint(len(raw)) + raw
+        out += _TAG_SOURCE_ID + varint(len(raw)) + raw
     return out
 
 
 def header(chain: bytes, tx_hash: bytes, first_seen_ns: int, tail: bytes) -> bytes:
     """The shared header from a :func:`chain_field`, the hash (4), first-seen time (5) and a :func:`header_tail`."""
     if tx_hash:
-        chain += b"\x22" + varint(len(tx_hash)) + tx_hash
+        chain += _TAG_TX_HASH + varint(len(tx_hash)) + tx_hash
     if first_seen_ns:
-        chain += b"\x28" + varint(first_seen_ns)
+        chain += _TAG_FIRST_SEEN + varint(first_seen_ns)
     return chain + tail
 
 
@@ -100,7 +99,7 @@ def event_value(kind: int, header: bytes, inner: bytes) -> bytes:
                      _TABLE[body_len] if body_len < 16384 else varint(body_len), _TAG_INNER, inner_len, inner))
 
 
-# --- batch preparation's building blocks (processd.analysis.prepare inlines them: it runs for every transaction) ---
+# --- batch preparation's hot path (processd.wire.batch, for every stored transaction) -------------------------
 
 #: The first bytes of TX_SEEN, TX_DECODED and OPP_DETECTED values (kind byte + ``Event.kind``).
 SEEN_PREFIX = _VALUE_PREFIX[KIND_SEEN]
@@ -110,6 +109,8 @@ OPP_PREFIX = _VALUE_PREFIX[KIND_OPP]
 SEEN_BODY_TAG = _TAG_TX_SEEN
 DECODED_BODY_TAG = _TAG_TX_DECODED
 OPP_BODY_TAG = _TAG_OPP
+#: Tag of ``Event.first_seen_unix_ns`` (5), for headers encoded in place.
+FIRST_SEEN_TAG = _TAG_FIRST_SEEN
 #: Varint of every int below 2**14 (see :func:`varint`) and 14 bits as two continued varint groups.
 VARINT_TABLE = _TABLE
 CONT14_TABLE = _CONT14
@@ -138,12 +139,25 @@ def body_lengths_table() -> list[bytes]:
     return table
 
 
+def hash_prefix(chain_id: int) -> bytes:
+    """What precedes a 32-byte hash in the headers of chain ``chain_id``: :func:`chain_field` and the hash's tag
+    and length (see :func:`processd.wire.batch.encode_batch`)."""
+    return chain_field(chain_id) + _TAG_TX_HASH + varint(32)
+
+
 # --- TX_SOURCE_SEEN events (written by the writer itself: one per later source of a stored transaction) ---
 
 KIND_SOURCE: int = events_pb2.EVENT_KIND_TX_SOURCE_SEEN
 #: Kind byte + ``Event.kind`` of a TX_SOURCE_SEEN value, and the tag of its body (``Event.tx_source_seen``, 13).
-SOURCE_PREFIX = bytes((KIND_SOURCE,)) + _TAG_KIND + bytes((KIND_SOURCE,))
-_TAG_TX_SOURCE_SEEN = b"\x6a"
+SOURCE_PREFIX = bytes((KIND_SOURCE,)) + _TAG_KIND + varint(KIND_SOURCE)
+_TAG_TX_SOURCE_SEEN = tag(_E, "tx_source_seen")
+_S = tx_pb2.TxSighting
+_TAG_SIGHTING_CHAIN_ID = tag(_S, "chain_id")
+_TAG_SIGHTING_HASH = tag(_S, "hash")
+_TAG_SIGHTING_SOURCE_ID = tag(_S, "source_id")
+_TAG_SIGHTING_SEEN = tag(_S, "seen_unix_ns")
+_TAG_SIGHTING = tag(events_pb2.TxSourceSeen, "sighting")
+_TAG_TX_SEQ_ID = tag(events_pb2.TxSourceSeen, "tx_seq_id")
 
 
 def source_seen_value(header: bytes, chain_id: int, tx_hash: bytes, source_id: str, seen_ns: int,
@@ -153,10 +167,10 @@ def source_seen_value(header: bytes, chain_id: int, tx_hash: bytes, source_id: s
     TxSighting(chain_id, tx_hash, source_id, seen_ns), tx_seq_id: tx_seq}``. By hand for the same reason as the
     other values: building the nested messages costs ~19 us, this ~5 (the writer does it per sighting)."""
     raw = source_id.encode()
-    sighting = b"".join((b"\x08" + varint(chain_id) if chain_id else b"",
-                         b"\x12" + varint(len(tx_hash)) + tx_hash if tx_hash else b"",
-                         b"\x1a" + varint(len(raw)) + raw if raw else b"",
-                         b"\x20" + varint(seen_ns) if seen_ns else b""))
-    body = b"\x0a" + varint(len(sighting)) + sighting + (b"\x10" + varint(tx_seq) if tx_seq else b"")
+    sighting = b"".join((_TAG_SIGHTING_CHAIN_ID + varint(chain_id) if chain_id else b"",
+                         _TAG_SIGHTING_HASH + varint(len(tx_hash)) + tx_hash if tx_hash else b"",
+                         _TAG_SIGHTING_SOURCE_ID + varint(len(raw)) + raw if raw else b"",
+                         _TAG_SIGHTING_SEEN + varint(seen_ns) if seen_ns else b""))
+    body = _TAG_SIGHTING + varint(len(sighting)) + sighting + (_TAG_TX_SEQ_ID + varint(tx_seq) if tx_seq else b"")
     return b"".join((SOURCE_PREFIX, header, _TAG_TX_SOURCE_SEEN, varint(len(body)), body))
 

@@ -3,8 +3,11 @@
 Measured in the same run, same process, interleaved rounds (the machine is shared, so ratios matter more
 than absolute figures):
 
-- ``analyze_fast``: ``Analyzer.analyze`` with the fast decoder (what processd runs), µs per transaction
-  over all 2,294 fixture calls (empty calldata, transfers, unknown calls and swaps in their real mix);
+- ``analyze_fast``: ``Analyzer.analyze`` with the fast decoder, µs per transaction over all 2,294 fixture
+  calls (empty calldata, transfers, unknown calls and swaps in their real mix), the analysis parsed into
+  protobuf messages;
+- ``analyze_encoded_fast``: ``Analyzer.analyze_encoded``, the same analysis serialized (what processd runs
+  and stores, without the parse);
 - ``analyze_eth_abi``: the same ``analyze`` with eth-abi as the argument decoder;
 - ``decode_fast`` / ``decode_eth_abi``: argument decoding alone of every fixture call with a known
   selector, fast decoder vs ``eth_abi.decode``, µs per transaction of the mix and per decoded call;
@@ -69,8 +72,8 @@ def run(rounds: int) -> dict[str, Any]:
     known = [(methods[e.input[:4]], e.input) for e in envelopes if e.input[:4] in methods]
     n = len(envelopes)
 
-    def analyze_all(analyzer: Analyzer, envs: list[tx_pb2.TxEnvelope]) -> Callable[[], None]:
-        fn = analyzer.analyze
+    def analyze_all(analyzer: Analyzer, envs: list[tx_pb2.TxEnvelope], encoded: bool = False) -> Callable[[], None]:
+        fn: Callable[[tx_pb2.TxEnvelope], object] = analyzer.analyze_encoded if encoded else analyzer.analyze
 
         def loop() -> None:
             for e in envs:  # results are dropped: this measures analysis, not the storage path's buffers
@@ -106,6 +109,7 @@ def run(rounds: int) -> dict[str, Any]:
     cases: dict[str, tuple[Callable[[], None], int]] = {
         "proto_floor": (proto_floor, n),
         "analyze_fast": (analyze_all(fast, envelopes), n),
+        "analyze_encoded_fast": (analyze_all(fast, envelopes, encoded=True), n),
         "analyze_fast_chain137": (analyze_all(fast, polygon), n),
         "analyze_eth_abi": (analyze_all(slow, envelopes), n),
         "decode_fast": (decode_fast, n),

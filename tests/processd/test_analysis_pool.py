@@ -402,7 +402,7 @@ async def test_worker_pool_prepares_like_prepare_batch_and_stops_once() -> None:
     envs = synthetic_envelopes(200, seed=47)
     envs[5].hash = b"short"
     raw = ingest_pb2.TxBatch(batch_seq=1, envelopes=envs).SerializeToString()
-    expected = prepare_batch(raw, 456, default_analyzer().analyze_encoded, CHAINS, 128 * 1024)
+    expected = prepare_batch(raw, 456, default_analyzer(), CHAINS, 128 * 1024)
     before = _workers(os.getpid())
     pool = await AnalysisPool(workers=1, chain_ids=CHAINS, max_input_bytes=128 * 1024).start()
     try:
@@ -440,7 +440,7 @@ async def test_workers_that_keep_dying_are_given_up_on() -> None:
         assert not _workers(me) - before - killed
         assert pool.restarts == MAX_FUTILE_RESTARTS + 1
         # Still serving, in this process.
-        assert await pool.prepare(raw, 7) == prepare_batch(raw, 7, default_analyzer().analyze_encoded, CHAINS,
+        assert await pool.prepare(raw, 7) == prepare_batch(raw, 7, default_analyzer(), CHAINS,
                                                            128 * 1024)
     finally:
         await pool.stop()
@@ -508,7 +508,7 @@ async def test_a_stalled_worker_is_killed_and_its_batch_prepared_here() -> None:
         os.kill(victim, signal.SIGSTOP)
         started = time.monotonic()
         columns = await asyncio.wait_for(pool.prepare(raw, 9), 20)
-        assert columns == prepare_batch(raw, 9, default_analyzer().analyze_encoded, CHAINS, 128 * 1024)
+        assert columns == prepare_batch(raw, 9, default_analyzer(), CHAINS, 128 * 1024)
         assert time.monotonic() - started >= 0.4  # not before the timeout
         assert (pool.stall_kills, pool.restarts) == (1, 1)
         assert _wait_for(lambda: not _alive(victim), 10)

@@ -14,6 +14,7 @@ from common.testing.synth import synthetic_envelopes
 from processd.config import load_config
 from processd.storage.eventlog import decode_event
 from processd.wire import encoding
+from processd.wire.tags import varint_slow
 
 
 @settings(max_examples=300, deadline=None)
@@ -49,7 +50,7 @@ def test_decoded_and_opportunity_bodies() -> None:
 
 def test_varint_matches_reference() -> None:
     for n in [*range(0, 70000, 3), 2**21 - 1, 2**21, 2**28 - 1, 2**28, 2**35, 2**63, 2**64 - 1]:
-        assert encoding.varint(n) == encoding._slow_varint(n)
+        assert encoding.varint(n) == varint_slow(n)
 
 
 def test_config_precedence_cli_over_env_over_default(tmp_path: Path) -> None:

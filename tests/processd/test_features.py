@@ -11,6 +11,7 @@ from common.pb.v1 import events_pb2, tx_pb2
 from common.testing.samples import fixture_envelopes
 from processd.analysis.analyzer import Analyzer, analyze
 from processd.analysis.features import u256
+from tests.processd._reference import reference_analyze
 
 A = Analyzer()
 WETH = bytes.fromhex("c02aaa39b223fe8d0a0e5c4f27ead9083c756cc2")
@@ -108,11 +109,14 @@ def test_fixture_decode_coverage() -> None:
 # -- zero and absent are distinct (the amounts, the deadline and the notional have presence) --------------
 
 def _both_paths(e: tx_pb2.TxEnvelope) -> tuple[events_pb2.TxFeatures, list[events_pb2.Opportunity]]:
-    """The message path's analysis, after checking that the hand encoder stores the very same bytes."""
-    analysis = A.analyze(e)
-    features, _, _, _, opps = A.analyze_encoded(e)
-    assert features == analysis.features.SerializeToString()
-    assert [o for _, o in opps] == [o.SerializeToString() for o in analysis.opportunities]
+    """The analysis as messages, after checking that the hand encoders store the very bytes the protobuf
+    library gives for it (``_reference.py``)."""
+    analysis = reference_analyze(A, e)
+    encoded = A.analyze_encoded(e)
+    assert encoded.features == analysis.features.SerializeToString()
+    assert [o for _, o in encoded.opportunities] == [o.SerializeToString() for o in analysis.opportunities]
+    parsed = A.analyze(e)
+    assert parsed.features == analysis.features and parsed.opportunities == analysis.opportunities
     return analysis.features, analysis.opportunities
 
 

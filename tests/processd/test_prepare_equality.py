@@ -1,8 +1,9 @@
-"""prepare_batch (hand-encoded, fields read once, encoding and column appends inlined) equals, byte for byte, a
-reference built the slow, obvious way from protobuf messages: ``validate(envelope)``, ``Analyzer.analyze``
-(TxFeatures from ``build_features``, opportunities from ``Searcher.rank``) serialized with ``SerializeToString``,
-the event values from ``encoding.event_header`` / ``encoding.event_value`` of ``envelope.SerializeToString()``,
-and the columns from ``ColumnsBuilder``.
+"""prepare_batch (hand-encoded, fields read once, encoding and column appends in wire.batch.encode_batch's loop)
+equals, byte for byte, a reference built the slow, obvious way from protobuf messages: ``validate(envelope)``, the
+analyzer's decoding and scores with every message built by the protobuf library (``_reference.py``:
+``reference_features``, ``reference_rank``) and serialized with ``SerializeToString``, the event values from
+``encoding.event_header`` / ``encoding.event_value`` of ``envelope.SerializeToString()``, and the columns from
+``ColumnsBuilder``.
 
 Inputs: every bundled fixture call on every chain with a registry, synthetic streams of many seeds over all
 known chains, and edge cases (empty calldata, contract creation, unknown selectors, plain value to each wrapped
@@ -36,6 +37,7 @@ from processd.analysis.validation import (
 from processd.storage.eventlog import tx_key
 from processd.wire import encoding
 from processd.wire.columns import BatchColumns, ColumnsBuilder
+from tests.processd._reference import reference_analyze
 
 RECEIVED_NS = 1_700_000_000_987_654_321
 MAX_INPUT = 128 * 1024
@@ -97,8 +99,8 @@ def raw_batch(envelopes: Iterable[tx_pb2.TxEnvelope]) -> bytes:
 
 def assert_equal(raw: bytes, analyzer: Analyzer = ANALYZER, chain_ids: frozenset[int] = frozenset(),
                  max_input_bytes: int = MAX_INPUT, received_ns: int = RECEIVED_NS) -> BatchColumns:
-    got = prepare_batch(raw, received_ns, analyzer.analyze_encoded, chain_ids, max_input_bytes)
-    want = reference_prepare(raw, received_ns, analyzer.analyze, chain_ids, max_input_bytes)
+    got = prepare_batch(raw, received_ns, analyzer, chain_ids, max_input_bytes)
+    want = reference_prepare(raw, received_ns, lambda e: reference_analyze(analyzer, e), chain_ids, max_input_bytes)
     assert got.reasons == want.reasons and got.analysis_errors == want.analysis_errors
     for name in BatchColumns._fields:
         assert getattr(got, name) == getattr(want, name), f"column {name} differs"
@@ -265,7 +267,7 @@ def test_analysis_that_raises() -> None:
     def flaky(envelope: tx_pb2.TxEnvelope) -> Analysis:
         if envelope.nonce % 3 == 0:
             raise RuntimeError(f"boom {envelope.nonce}")
-        return ANALYZER.analyze(envelope)
+        return reference_analyze(ANALYZER, envelope)
 
     raw = raw_batch(envelopes)
     got = prepare_batch(raw, RECEIVED_NS, lambda e: encode_analysis(flaky(e)), frozenset(), MAX_INPUT)

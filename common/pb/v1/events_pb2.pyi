@@ -93,6 +93,20 @@ class TxFeatures(_message.Message):
     args_truncated: bool
     def __init__(self, protocol: _Optional[str] = ..., category: _Optional[_Union[TxCategory, str]] = ..., method: _Optional[str] = ..., selector: _Optional[bytes] = ..., token_in: _Optional[bytes] = ..., token_out: _Optional[bytes] = ..., amount_in: _Optional[bytes] = ..., amount_out_min: _Optional[bytes] = ..., amount_in_max: _Optional[bytes] = ..., amount_out: _Optional[bytes] = ..., path: _Optional[_Iterable[bytes]] = ..., fee_tiers: _Optional[_Iterable[int]] = ..., recipient: _Optional[bytes] = ..., deadline: _Optional[int] = ..., value: _Optional[bytes] = ..., gas_price: _Optional[bytes] = ..., priority_fee: _Optional[bytes] = ..., calldata_len: _Optional[int] = ..., decoded: _Optional[bool] = ..., decode_error: _Optional[str] = ..., args: _Optional[_Iterable[_Union[DecodedArg, _Mapping]]] = ..., args_truncated: _Optional[bool] = ...) -> None: ...
 
+class SelectorCoverage(_message.Message):
+    __slots__ = ("selector", "method", "decoded", "failed", "unknown")
+    SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    DECODED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_FIELD_NUMBER: _ClassVar[int]
+    selector: bytes
+    method: str
+    decoded: int
+    failed: int
+    unknown: int
+    def __init__(self, selector: _Optional[bytes] = ..., method: _Optional[str] = ..., decoded: _Optional[int] = ..., failed: _Optional[int] = ..., unknown: _Optional[int] = ...) -> None: ...
+
 class DecodedArg(_message.Message):
     __slots__ = ("name", "type", "value")
     NAME_FIELD_NUMBER: _ClassVar[int]

@@ -22,8 +22,14 @@ from common.testing.fixtures import load_mainnet_calls
 from processd.analysis.analyzer import Analyzer
 from processd.analysis.decoding import all_methods
 from processd.analysis.decoding.model import ERC20, OTHER
-from processd.analysis.decoding.userabi import MAX_TYPE_DEPTH, UserAbis, load_abi_dir
-from processd.analysis.decoding.userargs import MAX_ARGS_CHARS, MAX_CALLDATA_BYTES, MAX_VALUE_CHARS, USER_ABI
+from processd.analysis.decoding.userabi import MAX_TYPE_DEPTH, UserAbis, load_abi_dir, selector_of
+from processd.analysis.decoding.userargs import (
+    MAX_ARGS_CHARS,
+    MAX_CALLDATA_BYTES,
+    MAX_VALUE_CHARS,
+    MAX_VALUES,
+    USER_ABI,
+)
 from processd.config import load_config
 
 ABIS = Path(__file__).resolve().parent / "abis"
@@ -237,6 +243,34 @@ def test_cut_and_corrupted_real_calls_agree_with_eth_abi() -> None:
                 assert call.decoded == accepted, (fn.name, variant.hex())
                 cases += 1
     assert cases > 500
+
+
+def test_aliased_pointers_cannot_multiply_the_work(tmp_path: Path) -> None:
+    """16 KiB of ``uint256[][]`` whose 250 pointers all alias one 250-word array is 62,500 values for eth-abi: it is
+    refused (by counting, before eth-abi builds anything); distinct small rows decode, and aliased rows up to
+    MAX_VALUES values in all."""
+    abi = [{"type": "function", "name": "grid", "inputs": [{"name": "rows", "type": "uint256[][]"}]}]
+    user = Analyzer(user_abis=load_abi_dir(_write(tmp_path, "grid.json", abi)))
+    grid = selector_of("grid(uint256[][])")
+    n = m = 250
+    bomb = grid + encode(["uint256"], [32]) + encode(["uint256"], [n]) + b"".join(
+        encode(["uint256"], [32 * n]) for _ in range(n)) + encode(["uint256[]"], [list(range(m))])[32:]
+    assert len(bomb) <= MAX_CALLDATA_BYTES and sum(map(len, decode(["uint256[][]"], bomb[4:])[0])) == n * m
+    call, _ = user.decode_call(1, OTHER_ADDRESS, 0, SENDER, bomb)
+    assert call is not None and not call.decoded and call.error == (
+        f"grid: more than {MAX_VALUES} values (user ABIs decode at most {MAX_VALUES})")
+    rows = [[i, i + 1] for i in range(100)]
+    call, _ = user.decode_call(1, OTHER_ADDRESS, 0, SENDER, grid + encode(["uint256[][]"], [rows]))
+    assert call is not None and call.decoded and call.args[0][2] == expected_text("uint256[][]", rows)
+    # At the bound: the argument tuple, the outer array, and per (aliased) row its array and m words count.
+    def aliased(rows: int) -> bytes:
+        return grid + encode(["uint256"], [32]) + encode(["uint256"], [rows]) + b"".join(
+            encode(["uint256"], [32 * rows]) for _ in range(rows)) + encode(["uint256[]"], [list(range(m))])[32:]
+    fits = (MAX_VALUES - 2) // (m + 1)
+    call, _ = user.decode_call(1, OTHER_ADDRESS, 0, SENDER, aliased(fits))
+    assert call is not None and call.decoded, call.error
+    call, _ = user.decode_call(1, OTHER_ADDRESS, 0, SENDER, aliased(fits + 1))
+    assert call is not None and not call.decoded and "more than" in call.error
 
 
 def _write(tmp_path: Path, name: str, doc: Any) -> Path:

@@ -15,7 +15,9 @@ cut sets ``args_truncated`` (what was cut is visible on the record itself).
 
 from __future__ import annotations
 
+import itertools
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from eth_abi import decode as eth_abi_decode
@@ -25,8 +27,12 @@ from processd.analysis.decoding.model import OTHER, DecodedCall
 from processd.analysis.decoding.userabi import UserAbis, UserFunction
 from processd.errors import ProcessdError
 
-#: Calldata longer than this is not decoded with a user ABI (decoded=false): eth-abi's cost on aliased pointers.
+#: Calldata longer than this is not decoded with a user ABI (decoded=false) ...
 MAX_CALLDATA_BYTES = 16 * 1024
+#: ... nor calldata holding more values than this (an array element, a tuple, a bytes value each count one;
+#: pointers may alias, so 16 KiB of ``uint256[][]`` can hold 62,500 values, 110 ms of eth-abi). Counted by
+#: following the pointers first (:func:`_count`), at a cost bounded by this budget.
+MAX_VALUES = 2048
 #: A value's text and all of a call's values together, in characters (real calls: a Chainlink report renders
 #: to about 1,500; OpenSea's atomicMatch_ to about 4,000 in all).
 MAX_VALUE_CHARS = 4096
@@ -35,6 +41,50 @@ MAX_ARGS_CHARS = 16384
 USER_ABI = "user_abi"
 _MAX_ERROR_CHARS = 200
 _CUT = "..."
+
+
+class _TooManyValues(ProcessdError):
+    """The calldata holds more values than :data:`MAX_VALUES` (found before eth-abi builds any of them)."""
+
+
+def _static_words(node: ABIType) -> int:
+    """32-byte words of a static type's encoding (a static tuple or fixed array is inline)."""
+    if node.is_array:
+        return node.arrlist[-1][0] * _static_words(node.item_type)
+    if isinstance(node, TupleType):
+        return sum(_static_words(c) for c in node.components)
+    return 1
+
+
+def _count(node: ABIType, buf: bytes, pos: int, budget: list[int]) -> None:
+    """Takes the values of ``node`` encoded at ``pos`` off ``budget[0]``, following pointers as a decoder does (an
+    aliased pointer counts again, as eth-abi decodes it again); raises :class:`_TooManyValues` past the budget.
+    Reads past the end stop quietly: the decoder then refuses the calldata itself."""
+    if not node.is_dynamic:
+        budget[0] -= _static_words(node)
+    elif node.is_array or isinstance(node, TupleType):
+        if node.is_array:
+            dims = node.arrlist[-1]
+            length = dims[0] if dims else int.from_bytes(buf[pos:pos + 32], "big")
+            start = pos if dims else pos + 32
+            items: Iterable[ABIType] = itertools.repeat(node.item_type, min(length, MAX_VALUES + 1))
+        else:
+            start, items = pos, node.components  # type: ignore[attr-defined]
+        budget[0] -= 1
+        offset = start
+        for item in items:
+            if budget[0] < 0 or offset + 32 > len(buf):
+                break
+            if item.is_dynamic:
+                _count(item, buf, start + int.from_bytes(buf[offset:offset + 32], "big"), budget)
+                offset += 32
+            else:
+                budget[0] -= _static_words(item)
+                offset += 32 * _static_words(item)
+    else:
+        budget[0] -= 1  # bytes, string: one value
+    if budget[0] < 0:
+        raise _TooManyValues
 
 
 class _Budget(ProcessdError):
@@ -120,8 +170,10 @@ class UserDecoder:
     def __init__(self, abis: UserAbis) -> None:
         self.abis = abis
         functions = {*abis.unscoped.values(), *abis.scoped.values()}
-        self._nodes: dict[tuple[str, ...], tuple[ABIType, ...]] = {
-            fn.types: tuple(parse(t) for t in fn.types) for fn in functions}
+        #: types -> (the argument list as one tuple type, None without arguments; each argument's type)
+        self._nodes: dict[tuple[str, ...], tuple[ABIType | None, tuple[ABIType, ...]]] = {
+            fn.types: (parse(f"({','.join(fn.types)})") if fn.types else None, tuple(parse(t) for t in fn.types))
+            for fn in functions}
 
     def decode(self, fn: UserFunction, data: Any) -> DecodedCall:
         """``data`` (selector included) decoded as a call of ``fn``; never raises."""
@@ -129,9 +181,16 @@ class UserDecoder:
         if len(data) > MAX_CALLDATA_BYTES:
             call.error = f"calldata of {len(data)} bytes: user ABIs decode at most {MAX_CALLDATA_BYTES}"
             return call
+        whole, nodes = self._nodes[fn.types]
+        args = bytes(data[4:])
         try:
-            values = eth_abi_decode(fn.types, bytes(data[4:]))
-            call.args, call.args_truncated = render_args(fn, self._nodes[fn.types], values)
+            if whole is not None:
+                _count(whole, args, 0, [MAX_VALUES])
+            values = eth_abi_decode(fn.types, args)
+            call.args, call.args_truncated = render_args(fn, nodes, values)
+        except _TooManyValues:
+            call.error = f"{fn.name}: more than {MAX_VALUES} values (user ABIs decode at most {MAX_VALUES})"
+            return call
         except Exception as exc:  # eth-abi's DecodingError family, or any bug: a record, never a crash
             call.error = f"{fn.name}: {type(exc).__name__}: {exc}"[:_MAX_ERROR_CHARS]
             return call

@@ -152,6 +152,13 @@ _FEATURES = {
     "calldata_len": INT,
     "decoded": BOOL,
     "decode_error": {"type": ["string", "null"]},
+    "args": {**_arr(_obj({"name": STR, "type": STR, "value": STR})),
+             "description": "the call's arguments when processd decoded it with a user ABI (--abi-dir), in ABI "
+                            "order: name (arg<i> when unnamed), canonical ABI type, and the value as text: decimal "
+                            "integers, 0x hex addresses and bytes, true/false, strings as they are, tuples and "
+                            "arrays as JSON arrays of strings and booleans; empty for the built-in decoders"},
+    "args_truncated": {**BOOL, "description": "true when an args value was cut to processd's bounds (a cut value "
+                       "ends in ...; past the per-call budget the value is empty)"},
 }
 
 SCHEMAS: dict[str, Any] = {

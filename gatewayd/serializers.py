@@ -165,6 +165,9 @@ def features_json(f: events_pb2.TxFeatures) -> dict[str, Any]:
         "calldata_len": f.calldata_len,
         "decoded": f.decoded,
         "decode_error": f.decode_error or None,
+        # calls decoded with a user ABI (processd --abi-dir): named arguments, values as text; [] otherwise
+        "args": [{"name": a.name, "type": a.type, "value": a.value} for a in f.args],
+        "args_truncated": f.args_truncated,
     }
 
 

@@ -95,6 +95,9 @@ class ProcessdConfig:
     #: After a commit failed for lack of disk space, ingest is refused (storage_full) for this long before the
     #: next batch tries a commit again.
     disk_full_retry_ms: int = 1000
+    #: Directory of user ABI JSON files decoded beside the built-in tables (None = none); see
+    #: processd/analysis/decoding/userabi.py for the file shapes, the precedence and the bounds.
+    abi_dir: Path | None = None
 
     @property
     def page_bytes(self) -> int:
@@ -140,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(env MEMPULSE_PROCESSD_START_EMPTY_OVER_DAMAGED_LOG=1); without it processd refuses a damaged log")
     p.add_argument("--disk-full-retry-ms", type=int, help="after a disk-full commit, refuse ingest this long before "
                    "trying again (env MEMPULSE_PROCESSD_DISK_FULL_RETRY_MS, 1000)")
+    p.add_argument("--abi-dir", help="directory of JSON ABI files (Etherscan, Foundry, or the mempulse wrapper "
+                   "with addresses) whose functions are decoded (env MEMPULSE_PROCESSD_ABI_DIR, none)")
     p.add_argument("--chains", help="comma-separated chain names/ids served, empty = all "
                    "(env MEMPULSE_PROCESSD_CHAINS)")
     return p
@@ -158,6 +163,18 @@ def knobs(env: Mapping[str, str] | None = None) -> Knobs:
 def _pick_int(cli: int | None, knob: str, default: int, env: Knobs, minimum: int) -> int:
     value = cli if cli is not None else env.get_int(knob, default)
     return _positive(f"--{knob.replace('_', '-')} / {env.name(knob)}", value, minimum)
+
+
+def _abi_dir(cli: str | None, env: Knobs) -> Path | None:
+    """The user ABI directory, its files loaded once here so a bad one stops processd at start with the file named
+    (ProcessdServer loads them again for the analyzers: a few milliseconds)."""
+    text = cli if cli is not None else env.get_str("abi_dir", "")
+    if not text:
+        return None
+    # Imported here: the loader imports eth-abi, which a processd without --abi-dir need not load.
+    from processd.analysis.decoding.userabi import load_abi_dir
+    load_abi_dir(Path(text))
+    return Path(text)
 
 
 def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> ProcessdConfig:
@@ -213,6 +230,7 @@ def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None
         start_empty_over_damaged_log=(args.start_empty_over_damaged_log
                                       or source.get_bool("start_empty_over_damaged_log", False)),
         disk_full_retry_ms=_pick_int(args.disk_full_retry_ms, "disk_full_retry_ms", d.disk_full_retry_ms, source, 1),
+        abi_dir=_abi_dir(args.abi_dir, source),
     )
     if cfg.map_max_size_mb < cfg.map_size_mb:
         raise ConfigError(f"map_max_size_mb ({cfg.map_max_size_mb}) must be >= map_size_mb ({cfg.map_size_mb})")

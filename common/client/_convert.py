@@ -14,6 +14,7 @@ from common.client.records import (
     AccessListEntry,
     Authorization,
     ChainTotals,
+    DecodedArg,
     Event,
     EventKind,
     EventPage,
@@ -134,6 +135,8 @@ def features(msg: events_pb2.TxFeatures) -> Features:
         calldata_len=msg.calldata_len,
         decoded=msg.decoded,
         decode_error=msg.decode_error,
+        args=tuple(DecodedArg(a.name, a.type, a.value) for a in msg.args),
+        args_truncated=msg.args_truncated,
     )
 
 

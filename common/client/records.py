@@ -121,6 +121,20 @@ class Features:
     calldata_len: int
     decoded: bool
     decode_error: str
+    #: A call decoded with a user ABI (processd --abi-dir): its arguments, values as text; () otherwise.
+    args: tuple[DecodedArg, ...] = ()
+    #: An args value was cut to processd's bounds.
+    args_truncated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedArg:
+    """One argument of a call decoded with a user ABI: name, canonical ABI type, value as text
+    (``docs/decoding.md``, User ABIs)."""
+
+    name: str
+    type: str
+    value: str
 
 
 @dataclass(frozen=True, slots=True)

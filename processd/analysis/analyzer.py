@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from common.pb.v1 import events_pb2, tx_pb2
 from processd.analysis.decoding import Decoder
@@ -21,6 +21,10 @@ from processd.analysis.decoding.registry import Registry
 from processd.analysis.features import NATIVE_PROTOCOL, fee_fields
 from processd.analysis.searcher import DEFAULT_MIN_SCORE, Searcher, is_rankable
 from processd.wire.features import encode_features
+
+if TYPE_CHECKING:
+    from processd.analysis.decoding.userabi import UserAbis
+    from processd.analysis.decoding.userargs import UserDecoder
 
 
 class EncodedAnalysis(NamedTuple):
@@ -54,15 +58,22 @@ AnalyzeFn = Callable[[tx_pb2.TxEnvelope], Analysis]
 
 
 class Analyzer:
-    """Decoder + registry + searcher, built once and reused for every envelope (read-only, thread-safe)."""
+    """Decoder + registry + searcher (+ the user ABIs of ``processd --abi-dir``), built once and reused for every
+    envelope (read-only, thread-safe)."""
 
-    __slots__ = ("decoder", "registry", "searcher")
+    __slots__ = ("decoder", "registry", "searcher", "user")
 
     def __init__(self, registry: Registry | None = None, min_score: int = DEFAULT_MIN_SCORE,
-                 factory: DecoderFactory | None = None) -> None:
+                 factory: DecoderFactory | None = None, user_abis: UserAbis | None = None) -> None:
         self.registry = registry or Registry()
         self.decoder = Decoder(factory) if factory is not None else Decoder()
         self.searcher = Searcher(self.registry, min_score)
+        self.user: UserDecoder | None = None
+        if user_abis:
+            # Imported only when there are user ABIs: it imports eth-abi, which a processd without --abi-dir
+            # (and each of its worker processes) need not load.
+            from processd.analysis.decoding.userargs import UserDecoder
+            self.user = UserDecoder(user_abis)
 
     def analyze(self, envelope: tx_pb2.TxEnvelope) -> Analysis:
         """Features (always present; category OTHER when the call is not recognised) and opportunities, as
@@ -74,6 +85,13 @@ class Analyzer:
     def decode_call(self, chain_id: int, to: bytes, value: int, sender: bytes,
                data: bytes) -> tuple[DecodedCall | None, str]:
         """(decoded call or None, protocol label) of calldata ``data`` sent to ``to`` with ``value`` wei."""
+        if data and self.user is not None:
+            return self.decode_with_user_abis(chain_id, to, value, sender, data)
+        return self.decode_builtin(chain_id, to, value, sender, data)
+
+    def decode_builtin(self, chain_id: int, to: bytes, value: int, sender: bytes,
+                       data: bytes) -> tuple[DecodedCall | None, str]:
+        """:meth:`decode_call` with the built-in decoders only."""
         if data:
             call = self.decoder.decode(data, to, value, sender)
             if call is not None:
@@ -87,6 +105,24 @@ class Analyzer:
                                    recipient=sender), contract.labels[WRAPPED_NATIVE]
             return None, NATIVE_PROTOCOL
         return None, ""  # contract creation
+
+    def decode_with_user_abis(self, chain_id: int, to: bytes, value: int, sender: bytes,
+                              data: bytes) -> tuple[DecodedCall | None, str]:
+        """:meth:`decode_call` of calldata with the user ABIs loaded (``self.user``), in their precedence: an
+        ABI scoped to ``to``, then the built-in decoders, then an unscoped ABI (why: the module doc of
+        ``processd.analysis.decoding.userabi``). A user ABI call's protocol is its file's label."""
+        user = self.user
+        assert user is not None
+        selector = bytes(data[:4])
+        fn = user.abis.scoped_function(chain_id, to, selector) if to and len(data) >= 4 else None
+        if fn is None:
+            call, protocol = self.decode_builtin(chain_id, to, value, sender, data)
+            if call is not None or len(data) < 4:
+                return call, protocol
+            fn = user.abis.unscoped_function(selector)
+            if fn is None:
+                return None, protocol
+        return user.decode(fn, data), fn.label
 
     def analyze_encoded(self, envelope: tx_pb2.TxEnvelope) -> EncodedAnalysis:
         """The analysis of ``envelope`` serialized (what the event log stores): :meth:`analyze_fields` of its
@@ -107,7 +143,9 @@ class Analyzer:
         equal to messages built with the protobuf library, errors included.
         """
         value_wei = int.from_bytes(value, "big") if value else 0
-        if data:  # decode_call's first case, inlined (most transactions carry calldata)
+        if data and self.user is not None:
+            call, protocol = self.decode_with_user_abis(chain_id, to, value_wei, sender, data)
+        elif data:  # decode_builtin's first case, inlined (most transactions carry calldata)
             call = self.decoder.decode(data, to, value_wei, sender)
             registry = self.registry
             if call is not None:
@@ -115,7 +153,7 @@ class Analyzer:
             else:
                 protocol = registry.any_label(chain_id, to) if to else ""
         else:
-            call, protocol = self.decode_call(chain_id, to, value_wei, sender, data)
+            call, protocol = self.decode_builtin(chain_id, to, value_wei, sender, data)
         # bid_and_tip, inlined (it runs for every transaction): presence decides, not emptiness.
         tip = gas_price if max_priority_fee_per_gas is None else max_priority_fee_per_gas
         features = encode_features(call, protocol, data, to, value,

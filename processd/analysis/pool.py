@@ -38,12 +38,15 @@ from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from processd.analysis.analyzer import AnalyzeFn, Analyzer, default_analyzer, encode_analysis
 from processd.analysis.prepare import AnalyzeEncoded, prepare_batch
 from processd.errors import ProcessdError
 from processd.wire.columns import BatchColumns
+
+if TYPE_CHECKING:  # the loader imports eth-abi: loaded only when there are user ABIs
+    from processd.analysis.decoding.userabi import UserAbis
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +64,11 @@ class PoolStoppedError(ProcessdError):
     retriable = True
 
 
-def _worker_main(jobs: Connection, results: Connection, chain_ids: frozenset[int], max_input_bytes: int) -> None:
-    """A worker process: prepares the batches it is sent until its job pipe closes."""
+def _worker_main(jobs: Connection, results: Connection, chain_ids: frozenset[int], max_input_bytes: int,
+                 user_abis: UserAbis | None = None) -> None:
+    """A worker process: prepares the batches it is sent until its job pipe closes. ``user_abis`` (processd
+    --abi-dir) arrive loaded, pickled with the process arguments: a worker never reads the ABI files itself, so
+    every worker and the in-process analyzer decode with the very ABIs processd validated at start."""
     if sys.platform == "linux":
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -72,7 +78,7 @@ def _worker_main(jobs: Connection, results: Connection, chain_ids: frozenset[int
     # died of the group's SIGTERM first was logged as an ERROR and its batches prepared again in-process.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    analyzer = default_analyzer()
+    analyzer = Analyzer(user_abis=user_abis) if user_abis else default_analyzer()
     try:
         results.send_bytes(_READY)
     except BrokenPipeError:
@@ -176,13 +182,16 @@ class AnalysisPool:
     """Prepares ingest batches in worker processes or in one thread; ``start()``, ``stop()`` (idempotent)."""
 
     def __init__(self, *, workers: int, chain_ids: frozenset[int], max_input_bytes: int,
-                 analyze: AnalyzeFn | None = None, stall_timeout_ms: int = 10_000) -> None:
+                 analyze: AnalyzeFn | None = None, stall_timeout_ms: int = 10_000,
+                 user_abis: UserAbis | None = None) -> None:
         self.workers = 0 if analyze is not None else workers
         self.stall_timeout_s = stall_timeout_ms / 1000
         self._chain_ids = chain_ids
         self._max_input_bytes = max_input_bytes
+        self._user_abis = user_abis
         self._local_analyzer: Analyzer | AnalyzeEncoded = (
-            (lambda envelope: encode_analysis(analyze(envelope))) if analyze is not None else default_analyzer())
+            (lambda envelope: encode_analysis(analyze(envelope))) if analyze is not None
+            else Analyzer(user_abis=user_abis) if user_abis else default_analyzer())
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="processd-prepare")
         self._workers: list[_Worker] = []
         #: Jobs waiting for a worker's credit (FIFO: batches are prepared roughly in arrival order).
@@ -239,7 +248,8 @@ class AnalysisPool:
         job_read, job_write = ctx.Pipe(duplex=False)
         result_read, result_write = ctx.Pipe(duplex=False)
         process = ctx.Process(target=_worker_main, name="processd-analysis", daemon=True,
-                              args=(job_read, result_write, self._chain_ids, self._max_input_bytes))
+                              args=(job_read, result_write, self._chain_ids, self._max_input_bytes,
+                                    self._user_abis))
         # Started from the event loop's thread: PR_SET_PDEATHSIG fires when the *thread* that forked the worker
         # ends, so an executor thread would do for processd's life only by accident.
         process.start()

@@ -8,7 +8,7 @@ import functools
 import logging
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -30,6 +30,9 @@ from processd.storage.logcheck import DATA_FILE, DamagedLogError
 from processd.storage.writer import CommitWriter
 from processd.views.readmodels import ReadModels
 from processd.views.subscriptions import SubscriptionHub
+
+if TYPE_CHECKING:
+    from processd.analysis.decoding.userabi import UserAbis
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +75,8 @@ class ProcessdServer:
                  analyze: AnalyzeFn | None = None,
                  crash: CrashSwitch | None = None) -> None:
         self.config = config
+        # First: a bad ABI file (changed since load_config checked it) is a ConfigError before anything is opened.
+        user_abis = _user_abis(config)
         self.metrics = ProcessdMetrics()
         self.eventlog = EventLog(config.data_dir, config.map_size_mb << 20, sync=config.durability == "sync",
                                  start_empty_over_damaged=config.start_empty_over_damaged_log)
@@ -84,7 +89,8 @@ class ProcessdServer:
         # A custom analysis function (tests) cannot be sent to worker processes: it runs in-process.
         self.pool = AnalysisPool(workers=config.analysis_workers, chain_ids=config.chain_ids,
                                  max_input_bytes=config.max_input_bytes, analyze=analyze,
-                                 stall_timeout_ms=config.analysis_stall_timeout_ms)
+                                 stall_timeout_ms=config.analysis_stall_timeout_ms,
+                                 user_abis=user_abis)
         # The pipeline builds the single writer and is the one it tells of its commits.
         writer = functools.partial(
             CommitWriter, self.eventlog,
@@ -238,3 +244,15 @@ class ProcessdServer:
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
         await self.stop()
+
+
+def _user_abis(config: ProcessdConfig) -> UserAbis | None:
+    """The user ABIs of ``config.abi_dir`` (None without one); :class:`ConfigError` on a bad file."""
+    if config.abi_dir is None:
+        return None
+    # Imported here: the loader imports eth-abi, which a processd without --abi-dir need not load.
+    from processd.analysis.decoding.userabi import load_abi_dir
+    abis = load_abi_dir(config.abi_dir)
+    log.info("user ABIs from %s: %d unscoped selectors, %d (chain, address, selector) scoped ones, "
+             "%d duplicate definitions ignored", config.abi_dir, len(abis.unscoped), len(abis.scoped), abis.shadowed)
+    return abis

@@ -36,6 +36,7 @@ from processd.storage.eventlog import (
     decode_event,
 )
 from processd.storage.records import CommitResult, FeatureEntry, OppEntry, TxEntry
+from processd.views.coverage import selector_coverage
 from processd.views.ingest_stats import IngestStatsStore, StatsLimits
 from processd.views.windows import OpportunityWindow, TxWindow, chain_offsets
 from processd.wire.columns import BatchColumns
@@ -332,6 +333,13 @@ class ReadModels:
             out.append(query_pb2.FeatureRecord(seq_id=seq, chain_id=c, tx_hash=event.tx_hash,
                                               features=event.tx_decoded.features))
         return out
+
+    def selector_coverage(self, chain_id: int, top_n: int) -> list[events_pb2.SelectorCoverage]:
+        """Decode coverage by selector over the chain's recent-features window (all chains: 0); see
+        :mod:`processd.views.coverage`."""
+        source = (self.all_features if not chain_id
+                  else (self.chains[chain_id].features if chain_id in self.chains else ()))
+        return selector_coverage((decode_event(value, seq).tx_decoded.features for seq, _, value in source), top_n)
 
     def top_opportunities(self, chain_id: int, limit: int, min_score: int) -> list[events_pb2.Opportunity]:
         if not chain_id:

@@ -170,7 +170,7 @@ def encode_features(call: DecodedCall | None, protocol: str, data: bytes, to: by
                 library_field(_F, "deadline", deadline),)
     except IndexError:
         parts[start:] = [_library_call_fields(call)]
-    parts += (tail, _DECODED_FIELD)
+    parts += (tail, _DECODED_FIELD, _user_abi_fields(call) if call.args or call.args_truncated else b"")
     return b"".join(parts)
 
 
@@ -201,6 +201,43 @@ def _untabled_plain(head: bytes, data: bytes, to: bytes, value: bytes, tail: byt
         return b"".join((head, _TRANSFER_FIELD, _field(_AMOUNT_IN, "amount_in", value),
                          _field(_RECIPIENT, "recipient", to), tail))
     return b"".join((head, _OTHER_FIELD, _SELECTOR[len(data[:4])], data[:4], tail))
+
+
+_A = events_pb2.DecodedArg
+_TAG_ARGS = tag(_F, "args")
+_ARGS_TRUNCATED_FIELD = tag(_F, "args_truncated") + b"\x01"
+_TAG_ARG_NAME = tag(_A, "name")
+_TAG_ARG_TYPE = tag(_A, "type")
+_TAG_ARG_VALUE = tag(_A, "value")
+
+
+def _args_fields(args: tuple[tuple[str, str, str], ...]) -> bytes:
+    """The repeated ``args`` field (``DecodedArg`` messages: name 1, type 2, value 3; an empty string left out).
+    Only user ABI calls have args (a few per transaction, off the hot path), so no tables."""
+    out: list[bytes] = []
+    for arg in args:
+        if len(arg) != 3 or not all(type(text) is str for text in arg):
+            return _library_args(args)  # protobuf's encoding of, or error for, what is not three strings
+        name, type_, value = (text.encode() for text in arg)
+        body = b"".join((_TAG_ARG_NAME + varint(len(name)) + name if name else b"",
+                         _TAG_ARG_TYPE + varint(len(type_)) + type_ if type_ else b"",
+                         _TAG_ARG_VALUE + varint(len(value)) + value if value else b""))
+        out += (_TAG_ARGS, varint(len(body)), body)
+    return b"".join(out)
+
+
+def _user_abi_fields(call: DecodedCall) -> bytes:
+    """Fields 21 (args) and 22 (args_truncated) of a call decoded with a user ABI (the built-in decoders' records
+    end with field 19, decoded: their bytes are what they were before user ABIs)."""
+    return (_args_fields(call.args) if call.args else b"") + (_ARGS_TRUNCATED_FIELD if call.args_truncated else b"")
+
+
+def _library_args(args: tuple[tuple[str, str, str], ...]) -> bytes:
+    """``args`` written by the protobuf library (the cold path of :func:`_args_fields`)."""
+    msg = _F()
+    for name, type_, value in args:
+        msg.args.add(name=name, type=type_, value=value)
+    return msg.SerializeToString()
 
 
 def _fee_tiers_field(fee_tiers: tuple[int, ...]) -> bytes:

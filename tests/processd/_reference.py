@@ -69,6 +69,9 @@ def reference_features(call: DecodedCall | None, protocol: str, data: bytes, to:
         f.recipient = call.recipient
     if call.deadline is not None:
         f.deadline = call.deadline
+    for name, type_, text in call.args:  # user ABI calls (processd --abi-dir)
+        f.args.add(name=name, type=type_, value=text)
+    f.args_truncated = call.args_truncated
     return f
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -27,6 +28,7 @@ from common.testing.synth import synthetic_envelopes
 from processd.analysis.analyzer import Analysis, Analyzer, encode_analysis
 from processd.analysis.decoding.model import SWAP, UNISWAP_V2, DecodedCall
 from processd.analysis.decoding.registry import _RAW, WRAPPED_NATIVE
+from processd.analysis.decoding.userabi import load_abi_dir
 from processd.analysis.prepare import prepare_batch
 from processd.analysis.validation import (
     MAX_AUTHORIZATIONS,
@@ -153,6 +155,19 @@ def test_every_fixture_call(chain_id: int) -> None:
     assert len(got.chain) == len(envelopes) and got.analysis_errors == 0
     if chain_id == 1:
         assert len(got.opps) > 100  # opportunities were encoded, not only features
+
+
+def test_fixture_calls_with_user_abis() -> None:
+    """With ``--abi-dir`` (tests/processd/abis): the user ABI calls' records, args included, as protobuf's."""
+    analyzer = Analyzer(user_abis=load_abi_dir(Path(__file__).resolve().parent / "abis"))
+    envelopes = fixture_envelopes(1)
+    vault = bytes.fromhex("00000000000000000000000000000000000c0de1")
+    envelopes += [env(to=vault, input=e.input) for e in envelopes[:50]]  # scoped: transfers decode as user ABI
+    assert_equal(raw_batch(envelopes), analyzer=analyzer)
+    decoded = [analyzer.decode_call(e.chain_id, e.to, 0, e.sender, e.input) for e in envelopes]
+    user_calls = [(call, protocol) for call, protocol in decoded if call is not None and call.args]
+    assert len(user_calls) > 150 and any(call.args_truncated for call, _ in user_calls)
+    assert sum(protocol == "custom_vault" for _, protocol in user_calls) > 10
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -322,6 +337,12 @@ def swap(**fields: object) -> DecodedCall:
     swap(decoded=False, error=None),
     swap(method=None),
     swap(category=99),
+    swap(args=(("amount", "uint256", "1"), ("", "", ""), ("note", "string", "ünï ☃ " * 40)), args_truncated=True),
+    swap(decoded=False, error="user abi", args=(("a", "bool", "true"),)),  # undecoded: no args written
+    swap(args_truncated=True),
+    swap(args=(("a", "uint256", 1),)),  # not a string: protobuf's error in both paths
+    swap(args=(("a", "uint256"),)),
+
     swap(token_in=b"\x01" * 20, token_out=b"\x01" * 20, path=(b"\x01" * 20, b"\x02" * 20, b"\x01" * 20)),
     RuntimeError("decoder bug"),
 ])

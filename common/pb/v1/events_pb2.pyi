@@ -46,7 +46,7 @@ OPPORTUNITY_KIND_BACKRUN_CANDIDATE: OpportunityKind
 OPPORTUNITY_KIND_ARB_CANDIDATE: OpportunityKind
 
 class TxFeatures(_message.Message):
-    __slots__ = ("protocol", "category", "method", "selector", "token_in", "token_out", "amount_in", "amount_out_min", "amount_in_max", "amount_out", "path", "fee_tiers", "recipient", "deadline", "value", "gas_price", "priority_fee", "calldata_len", "decoded", "decode_error")
+    __slots__ = ("protocol", "category", "method", "selector", "token_in", "token_out", "amount_in", "amount_out_min", "amount_in_max", "amount_out", "path", "fee_tiers", "recipient", "deadline", "value", "gas_price", "priority_fee", "calldata_len", "decoded", "decode_error", "args", "args_truncated")
     PROTOCOL_FIELD_NUMBER: _ClassVar[int]
     CATEGORY_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
@@ -67,6 +67,8 @@ class TxFeatures(_message.Message):
     CALLDATA_LEN_FIELD_NUMBER: _ClassVar[int]
     DECODED_FIELD_NUMBER: _ClassVar[int]
     DECODE_ERROR_FIELD_NUMBER: _ClassVar[int]
+    ARGS_FIELD_NUMBER: _ClassVar[int]
+    ARGS_TRUNCATED_FIELD_NUMBER: _ClassVar[int]
     protocol: str
     category: TxCategory
     method: str
@@ -87,7 +89,33 @@ class TxFeatures(_message.Message):
     calldata_len: int
     decoded: bool
     decode_error: str
-    def __init__(self, protocol: _Optional[str] = ..., category: _Optional[_Union[TxCategory, str]] = ..., method: _Optional[str] = ..., selector: _Optional[bytes] = ..., token_in: _Optional[bytes] = ..., token_out: _Optional[bytes] = ..., amount_in: _Optional[bytes] = ..., amount_out_min: _Optional[bytes] = ..., amount_in_max: _Optional[bytes] = ..., amount_out: _Optional[bytes] = ..., path: _Optional[_Iterable[bytes]] = ..., fee_tiers: _Optional[_Iterable[int]] = ..., recipient: _Optional[bytes] = ..., deadline: _Optional[int] = ..., value: _Optional[bytes] = ..., gas_price: _Optional[bytes] = ..., priority_fee: _Optional[bytes] = ..., calldata_len: _Optional[int] = ..., decoded: _Optional[bool] = ..., decode_error: _Optional[str] = ...) -> None: ...
+    args: _containers.RepeatedCompositeFieldContainer[DecodedArg]
+    args_truncated: bool
+    def __init__(self, protocol: _Optional[str] = ..., category: _Optional[_Union[TxCategory, str]] = ..., method: _Optional[str] = ..., selector: _Optional[bytes] = ..., token_in: _Optional[bytes] = ..., token_out: _Optional[bytes] = ..., amount_in: _Optional[bytes] = ..., amount_out_min: _Optional[bytes] = ..., amount_in_max: _Optional[bytes] = ..., amount_out: _Optional[bytes] = ..., path: _Optional[_Iterable[bytes]] = ..., fee_tiers: _Optional[_Iterable[int]] = ..., recipient: _Optional[bytes] = ..., deadline: _Optional[int] = ..., value: _Optional[bytes] = ..., gas_price: _Optional[bytes] = ..., priority_fee: _Optional[bytes] = ..., calldata_len: _Optional[int] = ..., decoded: _Optional[bool] = ..., decode_error: _Optional[str] = ..., args: _Optional[_Iterable[_Union[DecodedArg, _Mapping]]] = ..., args_truncated: _Optional[bool] = ...) -> None: ...
+
+class SelectorCoverage(_message.Message):
+    __slots__ = ("selector", "method", "decoded", "failed", "unknown")
+    SELECTOR_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    DECODED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_FIELD_NUMBER: _ClassVar[int]
+    selector: bytes
+    method: str
+    decoded: int
+    failed: int
+    unknown: int
+    def __init__(self, selector: _Optional[bytes] = ..., method: _Optional[str] = ..., decoded: _Optional[int] = ..., failed: _Optional[int] = ..., unknown: _Optional[int] = ...) -> None: ...
+
+class DecodedArg(_message.Message):
+    __slots__ = ("name", "type", "value")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    type: str
+    value: str
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
 
 class Opportunity(_message.Message):
     __slots__ = ("chain_id", "tx_hash", "kind", "score", "reasons", "protocol", "token_in", "token_out", "notional_wei", "slippage_bps", "seq_id")

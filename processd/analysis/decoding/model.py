@@ -61,3 +61,7 @@ class DecodedCall:
     #: A V2 "SupportingFeeOnTransferTokens" variant: the token taxes transfers.
     fee_on_transfer: bool = False
     swap_count: int = 0
+    #: (name, canonical type, value text) per argument of a call decoded with a user ABI (processd --abi-dir);
+    #: empty for the built-in decoders. ``args_truncated``: a value was cut to its bounds.
+    args: tuple[tuple[str, str, str], ...] = ()
+    args_truncated: bool = False

@@ -34,6 +34,8 @@ SNAPSHOT_DEFAULT_LIMIT = 20
 MAX_SCORE = 100
 #: A transaction hash is this many bytes.
 HASH_BYTES = 32
+#: Snapshot decode coverage: at most this many selectors per chain (``coverage_top``; 0 = none).
+MAX_COVERAGE_SELECTORS = 64
 #: At most this many ``kinds`` values in one REST request.
 MAX_KINDS_VALUES = 8
 

@@ -243,7 +243,8 @@ class Gateway:
 
     async def snapshot(self, request: Request, p: dict[str, Any]) -> HTTPResponse:
         raw = "raw" in p["include"]
-        key = ("snapshot", p["chain_id"], p["tx_limit"], p["opp_limit"], p["feature_limit"], p["min_score"], raw)
+        key = ("snapshot", p["chain_id"], p["tx_limit"], p["opp_limit"], p["feature_limit"], p["min_score"], raw,
+               p["coverage_top"])
 
         async def produce() -> bytes:
             resp = await self.client.get_snapshot(
@@ -253,6 +254,7 @@ class Gateway:
                     opp_limit=p["opp_limit"],
                     min_score=p["min_score"],
                     feature_limit=p["feature_limit"],
+                    coverage_top=p["coverage_top"],
                 )
             )
             render = self.render

@@ -276,6 +276,17 @@ SCHEMAS: dict[str, Any] = {
                 "description": "per source: first-seen wins and announcements, from the event log (durable, "
                                "cumulative), by source_id",
             },
+            "selector_coverage": {
+                **_arr(_obj({
+                    "selector": {**STR, "description": "first 4 bytes of calldata, 0x hex"},
+                    "method": {**STR, "description": "method name of the decoded calls (empty when none decoded)"},
+                    "decoded": {**INT, "description": "calls that decoded (built-in tables or a user ABI)"},
+                    "failed": {**INT, "description": "calls of a known selector whose arguments did not decode"},
+                    "unknown": {**INT, "description": "calls no decoder knows"},
+                })),
+                "description": "decode coverage of the chain's recent transactions by selector, busiest first "
+                               "(only with coverage_top > 0)",
+            },
         }
     ),
     "Snapshot": _obj(

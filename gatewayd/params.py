@@ -203,6 +203,9 @@ ROUTE_PARAMS: dict[str, dict[str, ParamSpec]] = {
         _limit("snapshot", "recent transactions", "tx_limit"),
         _limit("snapshot", "top opportunities", "opp_limit"),
         _limit("snapshot", "recent feature records", "feature_limit"),
+        ParamSpec("coverage_top", "uint", "Per chain, the decode coverage (decoded / failed / unknown calls) of "
+                  "this many busiest selectors of its recent transactions; 0 (default) = none.", 0, 0,
+                  limits.MAX_COVERAGE_SELECTORS),
         _min_score(),
         _include(),
     ),

@@ -274,6 +274,8 @@ def chain_totals_json(c: query_pb2.ChainTotals) -> dict[str, Any]:
         "drop_ratio": c.drop_ratio,
         "source_wins": [{"source_id": s.source_id, "first_seen_wins": s.first_seen_wins, "seen": s.seen}
                         for s in c.sources],
+        "selector_coverage": [{"selector": "0x" + s.selector.hex(), "method": s.method, "decoded": s.decoded,
+                               "failed": s.failed, "unknown": s.unknown} for s in c.selector_coverage],
     }
 
 

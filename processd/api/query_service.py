@@ -141,7 +141,7 @@ class QueryService(query_pb2_grpc.QueryServicer):
         # The snapshot reads only the read models (never the log): its transactions list their first source.
         self._with_sources(txs, later=False)
         return query_pb2.GetSnapshotResponse(
-            chains=[m.chain_totals(c) for c in chains],
+            chains=[m.chain_totals(c, min(request.coverage_top, limits.MAX_COVERAGE_SELECTORS)) for c in chains],
             replay=m.replay_point(0),
             feature_summary=m.feature_summary(chain_id),
             recent_features=m.recent_feature_records(chain_id, self._limit(request.feature_limit,

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from common.limits import MAX_COVERAGE_SELECTORS
 from common.pb.v1 import events_pb2
 
-MAX_COVERAGE_SELECTORS = 64
+__all__ = ["MAX_COVERAGE_SELECTORS", "selector_coverage"]
 
 
 def selector_coverage(features: Iterable[events_pb2.TxFeatures], top_n: int) -> list[events_pb2.SelectorCoverage]:

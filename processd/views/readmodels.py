@@ -252,7 +252,8 @@ class ReadModels:
         total.dropped.extend(ingest_pb2.DropCount(reason=r, count=c) for r, c in sorted(drops.items()))
         return total
 
-    def chain_totals(self, chain_id: int) -> query_pb2.ChainTotals:
+    def chain_totals(self, chain_id: int, coverage_top: int = 0) -> query_pb2.ChainTotals:
+        """The chain's counters; with ``coverage_top``, the decode coverage of its busiest selectors too."""
         view = self.chains.get(chain_id)
         totals = query_pb2.ChainTotals(
             chain_id=chain_id,
@@ -262,6 +263,8 @@ class ReadModels:
             replay=self.replay_point(chain_id),
             sources=self.source_standings(chain_id),
         )
+        if coverage_top:
+            totals.selector_coverage.extend(self.selector_coverage(chain_id, coverage_top))
         if view is not None:
             totals.rejected.extend(
                 ingest_pb2.RejectCount(reason=r, count=c)  # type: ignore[arg-type]

@@ -12,6 +12,7 @@ import pytest
 from common.testing.samples import fixture_envelopes
 from processd.analysis.analyzer import Analyzer
 from processd.analysis.decoding.userabi import load_abi_dir
+from tests.processd.test_user_abis_server import expected_coverage
 
 from .test_sse_integration import SSEReader, stream
 
@@ -50,3 +51,24 @@ def test_args_on_rest_and_sse(processd_factory, gateway_factory) -> None:
             assert resp.status_code == 200
             messages, _ = SSEReader(resp).events(len(envelopes), timeout_s=120)
         assert {m.data["tx_hash"]: m.data["features"]["args"] for m in messages} == want
+
+
+def test_decode_coverage_on_the_snapshot(processd_factory, gateway_factory) -> None:
+    """``/dashboard/snapshot?coverage_top=N``: per chain, the busiest selectors of its recent transactions with how
+    they decoded, equal to the analyzer's answer counted here (user ABI selectors decoded); none by default;
+    bounded."""
+    p = processd_factory(env={"MEMPULSE_PROCESSD_ABI_DIR": str(ABIS)})
+    envelopes = fixture_envelopes(1)[:1500]  # fewer than the recent-features window (2000): all of them count
+    analyzer = Analyzer(user_abis=load_abi_dir(ABIS))
+    want = [{"selector": "0x" + s, "method": m, "decoded": d, "failed": f, "unknown": u}
+            for s, m, d, f, u in expected_coverage([analyzer.analyze(e).features for e in envelopes], 64)]
+    assert any(c["decoded"] and c["method"] == "transmit" for c in want)  # a user ABI selector is among them
+    assert p.push(envelopes) == len(envelopes)
+    g = gateway_factory(p.addr, "--rate-limit-rps", "0")
+    with g.client() as http:
+        chain = http.get("/dashboard/snapshot", params={"chain_id": 1, "coverage_top": 64}).json()["chains"][0]
+        assert chain["selector_coverage"] == want
+        plain = http.get("/dashboard/snapshot", params={"chain_id": 1}).json()["chains"][0]
+        assert plain["selector_coverage"] == []
+        bad = http.get("/dashboard/snapshot", params={"coverage_top": 65})
+        assert bad.status_code == 400 and "coverage_top" in bad.json()["error"]["message"]

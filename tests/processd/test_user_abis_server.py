@@ -70,6 +70,16 @@ async def test_decode_coverage_by_selector(server_factory, with_abis: bool) -> N
     assert (transmit[2] > 0 and transmit[4] == 0) if with_abis else (transmit[2] == 0 and transmit[4] > 0)
     assert len(server.models.selector_coverage(1, 1000)) == MAX_COVERAGE_SELECTORS
     assert server.models.selector_coverage(999, 10) == []
+    # GetSnapshot serves it per chain when asked (coverage_top), capped, and not at all by default
+    async with channel(server.address) as ch:
+        q = query_stub(ch)
+        snap = await q.GetSnapshot(query_pb2.GetSnapshotRequest(chain_id=1, coverage_top=40))
+        assert [(c.selector.hex(), c.method, c.decoded, c.failed, c.unknown)
+                for c in snap.chains[0].selector_coverage] == got
+        capped = await q.GetSnapshot(query_pb2.GetSnapshotRequest(chain_id=1, coverage_top=1000))
+        assert len(capped.chains[0].selector_coverage) == MAX_COVERAGE_SELECTORS
+        plain = await q.GetSnapshot(query_pb2.GetSnapshotRequest(chain_id=1))
+        assert len(plain.chains[0].selector_coverage) == 0
 
 
 def test_bad_abi_dir_refused_before_anything_opens(tmp_path: Path) -> None:

@@ -74,7 +74,7 @@ class ReplayPoint(_message.Message):
     def __init__(self, seq_high_water: _Optional[int] = ..., committed_unix_ns: _Optional[int] = ..., pending_count: _Optional[int] = ...) -> None: ...
 
 class ChainTotals(_message.Message):
-    __slots__ = ("chain_id", "tx_count", "decoded_count", "opportunity_count", "rejected", "replay", "ingest", "drop_ratio", "sources")
+    __slots__ = ("chain_id", "tx_count", "decoded_count", "opportunity_count", "rejected", "replay", "ingest", "drop_ratio", "sources", "selector_coverage")
     CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
     TX_COUNT_FIELD_NUMBER: _ClassVar[int]
     DECODED_COUNT_FIELD_NUMBER: _ClassVar[int]
@@ -84,6 +84,7 @@ class ChainTotals(_message.Message):
     INGEST_FIELD_NUMBER: _ClassVar[int]
     DROP_RATIO_FIELD_NUMBER: _ClassVar[int]
     SOURCES_FIELD_NUMBER: _ClassVar[int]
+    SELECTOR_COVERAGE_FIELD_NUMBER: _ClassVar[int]
     chain_id: int
     tx_count: int
     decoded_count: int
@@ -93,21 +94,24 @@ class ChainTotals(_message.Message):
     ingest: _ingest_pb2.ChainIngestStats
     drop_ratio: float
     sources: _containers.RepeatedCompositeFieldContainer[SourceStanding]
-    def __init__(self, chain_id: _Optional[int] = ..., tx_count: _Optional[int] = ..., decoded_count: _Optional[int] = ..., opportunity_count: _Optional[int] = ..., rejected: _Optional[_Iterable[_Union[_ingest_pb2.RejectCount, _Mapping]]] = ..., replay: _Optional[_Union[ReplayPoint, _Mapping]] = ..., ingest: _Optional[_Union[_ingest_pb2.ChainIngestStats, _Mapping]] = ..., drop_ratio: _Optional[float] = ..., sources: _Optional[_Iterable[_Union[SourceStanding, _Mapping]]] = ...) -> None: ...
+    selector_coverage: _containers.RepeatedCompositeFieldContainer[_events_pb2.SelectorCoverage]
+    def __init__(self, chain_id: _Optional[int] = ..., tx_count: _Optional[int] = ..., decoded_count: _Optional[int] = ..., opportunity_count: _Optional[int] = ..., rejected: _Optional[_Iterable[_Union[_ingest_pb2.RejectCount, _Mapping]]] = ..., replay: _Optional[_Union[ReplayPoint, _Mapping]] = ..., ingest: _Optional[_Union[_ingest_pb2.ChainIngestStats, _Mapping]] = ..., drop_ratio: _Optional[float] = ..., sources: _Optional[_Iterable[_Union[SourceStanding, _Mapping]]] = ..., selector_coverage: _Optional[_Iterable[_Union[_events_pb2.SelectorCoverage, _Mapping]]] = ...) -> None: ...
 
 class GetSnapshotRequest(_message.Message):
-    __slots__ = ("chain_id", "tx_limit", "opp_limit", "min_score", "feature_limit")
+    __slots__ = ("chain_id", "tx_limit", "opp_limit", "min_score", "feature_limit", "coverage_top")
     CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
     TX_LIMIT_FIELD_NUMBER: _ClassVar[int]
     OPP_LIMIT_FIELD_NUMBER: _ClassVar[int]
     MIN_SCORE_FIELD_NUMBER: _ClassVar[int]
     FEATURE_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    COVERAGE_TOP_FIELD_NUMBER: _ClassVar[int]
     chain_id: int
     tx_limit: int
     opp_limit: int
     min_score: int
     feature_limit: int
-    def __init__(self, chain_id: _Optional[int] = ..., tx_limit: _Optional[int] = ..., opp_limit: _Optional[int] = ..., min_score: _Optional[int] = ..., feature_limit: _Optional[int] = ...) -> None: ...
+    coverage_top: int
+    def __init__(self, chain_id: _Optional[int] = ..., tx_limit: _Optional[int] = ..., opp_limit: _Optional[int] = ..., min_score: _Optional[int] = ..., feature_limit: _Optional[int] = ..., coverage_top: _Optional[int] = ...) -> None: ...
 
 class GetSnapshotResponse(_message.Message):
     __slots__ = ("chains", "replay", "feature_summary", "recent_features", "top_opportunities", "recent_transactions", "last_seq_id", "recent_transactions_truncated")

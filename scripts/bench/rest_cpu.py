@@ -58,12 +58,12 @@ def _http_ok(url: str) -> bool:
     return httpx.get(url, timeout=1.0).status_code == 200
 
 
-def start_processd(work: Path, tx: int) -> tuple[ManagedProcess, str]:
+def start_processd(work: Path, tx: int, env: dict[str, str] | None = None) -> tuple[ManagedProcess, str]:
     """A real processd in ``work`` holding ``tx`` stored transactions (checked)."""
     addr = f"127.0.0.1:{free_port()}"
     proc = ManagedProcess("processd", python_module_argv("processd", "--data-dir", str(work / "data"),
                                                          "--listen", addr),
-                          work / "processd.log", env=child_env({"MEMPULSE_LOG_LEVEL": "WARNING"}),
+                          work / "processd.log", env=child_env({"MEMPULSE_LOG_LEVEL": "WARNING", **(env or {})}),
                           ready=lambda: _grpc_serving(addr), ready_timeout_s=60).start()
     acks = asyncio.run(push_envelopes(addr, synthetic_envelopes(tx, seed=18), batch_size=250, session_id="rest"))
     stored = sum(a.accepted for a in acks)

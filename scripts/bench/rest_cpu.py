@@ -72,15 +72,18 @@ def start_processd(work: Path, tx: int, env: dict[str, str] | None = None) -> tu
     return proc, addr
 
 
-def start_gatewayd(work: Path, processd_addr: str, auth: bool) -> tuple[ManagedProcess, int]:
+def start_gatewayd(work: Path, processd_addr: str, auth: bool,
+                   gatewayd_from: Path | None = None) -> tuple[ManagedProcess, int]:
     """The real gatewayd CLI in front of ``processd_addr``: rate limit off, or with ``auth`` an API key required
-    and a rate limit that runs on every request but never refuses (the production path)."""
+    and a rate limit that runs on every request but never refuses (the production path). Its package comes from
+    ``gatewayd_from`` when given (another revision's ``gatewayd/``, for a before/after run)."""
     port = free_port()
     extra = ["--rate-limit-rps", "1000000", "--rate-limit-burst", "1000000"] if auth else ["--rate-limit-rps", "0"]
-    env = {"MEMPULSE_LOG_LEVEL": "WARNING", **({"MEMPULSE_GATEWAYD_API_KEYS": API_KEY} if auth else {})}
+    env = {"MEMPULSE_LOG_LEVEL": "WARNING", **({"MEMPULSE_GATEWAYD_API_KEYS": API_KEY} if auth else {}),
+           **({"PYTHONPATH": f"{gatewayd_from}:{REPO_ROOT}"} if gatewayd_from else {})}
     proc = ManagedProcess("gatewayd", python_module_argv("gatewayd", "--listen", f"127.0.0.1:{port}", "--processd",
                                                          processd_addr, *extra),
-                          work / "gatewayd.log", env=child_env(env),
+                          work / "gatewayd.log", env=child_env(env), cwd=gatewayd_from,  # -m: cwd first on sys.path
                           ready=lambda: _http_ok(f"http://127.0.0.1:{port}/healthz"), ready_timeout_s=60).start()
     return proc, port
 
@@ -112,13 +115,13 @@ def load(port: int, path: str, requests: int, connections: int) -> dict[str, Any
     return result
 
 
-def measure(server: ManagedProcess, port: int, path: str, args: argparse.Namespace,
+def measure(server: ManagedProcess, port: int, path: str, args: argparse.Namespace, connections: int,
             backend: ManagedProcess | None = None) -> dict[str, Any]:
     """One round against one server: its CPU per request (us), and the backend's when given."""
     assert server.pid is not None
     cpu0 = tree_cpu_seconds(server.pid) or 0.0
-    back0 = tree_cpu_seconds(backend.pid) or 0.0 if backend is not None and backend.pid else 0.0
-    result = load(port, path, args.requests, args.connections)
+    back0 = (tree_cpu_seconds(backend.pid) or 0.0) if backend is not None and backend.pid else 0.0
+    result = load(port, path, args.requests, connections)
     cpu = (tree_cpu_seconds(server.pid) or 0.0) - cpu0
     ok = result["statuses"].get("200", 0)
     if ok != args.requests:
@@ -129,6 +132,11 @@ def measure(server: ManagedProcess, port: int, path: str, args: argparse.Namespa
     return row
 
 
+def cases(args: argparse.Namespace) -> list[tuple[str, str, int]]:
+    """(case name, path, client connections) of every measurement: each route at each connection count."""
+    return [(f"{name}_c{conns}", path, conns) for conns in args.connections for name, path in ROUTES]
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Starts the three servers, runs the rounds, returns the results."""
     with tempfile.TemporaryDirectory(prefix="mempulse-rest-cpu-") as tmp:
@@ -136,13 +144,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         processd, addr = start_processd(work, args.tx)
         gateway = bare = None
         try:
-            gateway, gport = start_gatewayd(work, addr, args.auth)
+            gateway, gport = start_gatewayd(work, addr, args.auth, args.gatewayd_from)
             bare, bport, sizes = start_bare(work, gport)
-            rounds: dict[str, dict[str, list[dict[str, Any]]]] = {n: {"gatewayd": [], "bare": []} for n, _ in ROUTES}
+            rounds: dict[str, dict[str, list[dict[str, Any]]]] = {n: {"gatewayd": [], "bare": []}
+                                                                  for n, _, _ in cases(args)}
             for index in range(args.rounds + 1):  # round 0 warms up both servers and is not kept
-                for name, path in ROUTES:
-                    g = measure(gateway, gport, path, args, processd)
-                    b = measure(bare, bport, path, args)
+                for name, path, conns in cases(args):
+                    g = measure(gateway, gport, path, args, conns, processd)
+                    b = measure(bare, bport, path, args, conns)
                     if index:
                         rounds[name]["gatewayd"].append(g)
                         rounds[name]["bare"].append(b)
@@ -160,7 +169,7 @@ def summarize(rounds: dict[str, dict[str, list[dict[str, Any]]]], sizes: dict[st
     """Medians per route and server, and gatewayd / bare per route."""
     routes: dict[str, Any] = {}
     ratios: dict[str, float | None] = {}
-    for name, path in ROUTES:
+    for name, path, conns in cases(args):
         g, b = rounds[name]["gatewayd"], rounds[name]["bare"]
         med = {
             "gatewayd_cpu_us_per_request": statistics.median(r["cpu_us_per_request"] for r in g),
@@ -170,9 +179,11 @@ def summarize(rounds: dict[str, dict[str, list[dict[str, Any]]]], sizes: dict[st
             "bare_rps": statistics.median(r["rps"] for r in b),
         }
         ratios[name] = ratio(med["gatewayd_cpu_us_per_request"], med["bare_cpu_us_per_request"])
-        routes[name] = {"path": path, "body_bytes": sizes[name], **med, "rounds": rounds[name]}
+        routes[name] = {"path": path, "connections": conns, "body_bytes": sizes[name.rsplit("_c", 1)[0]], **med,
+                        "rounds": rounds[name]}
     return {"config": {"tx": args.tx, "requests": args.requests, "connections": args.connections,
-                       "rounds": args.rounds, "auth_and_rate_limit": args.auth},
+                       "rounds": args.rounds, "auth_and_rate_limit": args.auth,
+                       "gatewayd_from": str(args.gatewayd_from) if args.gatewayd_from else None},
             "routes": routes, "ratios": ratios, "target_ratio": 1.3}
 
 
@@ -180,10 +191,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tx", type=int, default=3000, help="transactions stored in processd first")
     parser.add_argument("--requests", type=int, default=4000, help="requests per round and server")
-    parser.add_argument("--connections", type=int, default=8, help="kept-alive connections of the client")
+    parser.add_argument("--connections", type=lambda v: [int(x) for x in v.split(",")], default=[8, 64],
+                        help="kept-alive connections of the client, comma-separated counts (each measured)")
     parser.add_argument("--rounds", type=int, default=3, help="counted rounds (after one warm-up round)")
     parser.add_argument("--auth", action="store_true",
                         help="gatewayd requires an API key and runs its rate limiter (never refusing) on every request")
+    parser.add_argument("--gatewayd-from", type=Path, default=None,
+                        help="a directory holding another revision's gatewayd/ package (git archive REV gatewayd)")
     parser.add_argument("--short", action="store_true", help="a quick run (1,500 requests, 2 rounds)")
     parser.add_argument("--out-dir", type=Path, default=None)
     parser.add_argument("--out-name", default="rest_cpu")

@@ -54,6 +54,8 @@ FLUSH_MAX_BYTES = 256 * 1024
 SOCKET_SNDBUF_BYTES = 256 * 1024
 HEARTBEAT = b": heartbeat\n\n"
 CUT_SLOW = "slow_client"
+#: Internal: the client opening an upstream left before processd admitted it.
+OPENER_LEFT = "opener_left"
 #: Admission of a subscription: ``admit(call, queue) -> head`` (EventStreamer._admitted), raising UpstreamError.
 Admit = Callable[[Any, "asyncio.Queue[Any]"], Awaitable[int]]
 
@@ -162,8 +164,9 @@ class Upstream:
         except BaseException as exc:
             if self.call is not None:
                 self.call.cancel()
+            # The opener's client went away (cancelled) before the admission: the waiters open a new one.
             self.ready.set_exception(exc if isinstance(exc, Exception) else UpstreamError(
-                503, "processd_unavailable", "subscription cancelled", retriable=True, grpc_code="CANCELLED"))
+                503, OPENER_LEFT, "the subscription was cancelled", retriable=True, grpc_code="CANCELLED"))
             self.ready.exception()  # retrieved: no "never retrieved" warning when no one else waits
             self.fanout.drop(self)
             raise
@@ -263,7 +266,12 @@ class Fanout:
             self.metrics.sse_upstreams.set(len(self.upstreams))
             await upstream.open(request, admit)
         else:
-            await asyncio.shield(upstream.ready)
+            try:
+                await asyncio.shield(upstream.ready)
+            except UpstreamError as exc:
+                if exc.code != OPENER_LEFT:
+                    raise
+                return await self.join(p, raw, request, admit, listener)
         if upstream.key not in self.upstreams or upstream.task is None or upstream.task.done():
             raise UpstreamError(503, "stream_ended", "processd ended the event subscription at once",
                                 retriable=True, grpc_code="OK")

@@ -18,6 +18,8 @@ __all__ = ["CONTENT_TYPE_LATEST", "PREFIX", "GatewayMetrics"]
 #: The prefix of every gatewayd series (docs/operations.md#metrics).
 PREFIX = "mempulse_gatewayd_"
 
+#: Why the gateway cuts an SSE client (the label values of ``sse_cuts_total``).
+SSE_CUT_REASONS = ("slow_client",)
 _LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -96,6 +98,23 @@ class GatewayMetrics:
         self.sse_rejected = Counter(
             f"{PREFIX}sse_rejected_total",
             "SSE connections refused because sse_max_clients were open",
+            registry=r,
+        )
+        self.sse_cuts = Counter(
+            f"{PREFIX}sse_cuts_total",
+            "SSE clients cut off by the gateway, by reason (slow_client: its bounded queue overflowed)",
+            ["reason"],
+            registry=r,
+        )
+        for reason in SSE_CUT_REASONS:  # present at zero from start
+            self.sse_cuts.labels(reason)
+        self.sse_upstreams = Gauge(
+            f"{PREFIX}sse_upstreams", "processd subscriptions shared by SSE clients that started at the head",
+            registry=r,
+        )
+        self.sse_queued_bytes = Gauge(
+            f"{PREFIX}sse_queued_bytes",
+            "Bytes of SSE messages waiting in the per-client queues (each bounded; a client over its bound is cut)",
             registry=r,
         )
         self.connections = Gauge(

@@ -25,6 +25,7 @@ import orjson
 from sanic import Request
 
 from common.pb.v1 import query_pb2
+from gatewayd.fanout import Fanout, Listener
 from gatewayd.metrics import GatewayMetrics
 from gatewayd.params import UINT64_MAX, parse_uint
 from gatewayd.processd_client import ProcessdClient, UpstreamError, map_rpc_error
@@ -60,6 +61,13 @@ def _start_seq(request: Request, p: dict[str, Any]) -> int | None:
     return from_seq
 
 
+def _subscribe_request(p: dict[str, Any], from_seq: int | None) -> query_pb2.SubscribeEventsRequest:
+    """processd's subscription for the stream parameters ``p``, from ``from_seq`` (None: from the head)."""
+    return query_pb2.SubscribeEventsRequest(
+        from_seq_id=from_seq or 0, from_head=from_seq is None, chain_id=p["chain_id"], kinds=p["kinds"]
+    )
+
+
 def _error_event(code: str, message: str) -> bytes:
     """The final ``event: error`` SSE message of a stream."""
     return b"event: error\ndata: %s\n\n" % orjson.dumps({"error": {"code": code, "message": message}})
@@ -81,8 +89,10 @@ class EventStreamer:
         self.metrics = metrics
         self.max_clients = max_clients
         self.heartbeat_s = heartbeat_s
-        # Open streams: handler task -> its message queue (to end it cleanly at shutdown).
-        self._open: dict[asyncio.Task[Any], asyncio.Queue[Any]] = {}
+        # Open streams: handler task -> its message queue or shared-stream listener (to end it at shutdown).
+        self._open: dict[asyncio.Task[Any], Any] = {}
+        # Streams from the head share one processd subscription per filter (gatewayd/fanout.py).
+        self.fanout = Fanout(client, metrics, heartbeat_s, lambda events, raw: format_events(events, render, raw))
 
     @property
     def open_streams(self) -> int:
@@ -97,6 +107,7 @@ class EventStreamer:
                 queue.put_nowait(_SHUTDOWN)
             except asyncio.QueueFull:
                 task.cancel()
+        await self.fanout.close()
 
     async def stream(self, request: Request, p: dict[str, Any]) -> None:
         """Streams events to the client until it disconnects or processd ends the subscription."""
@@ -104,7 +115,8 @@ class EventStreamer:
         raw = "raw" in p["include"]
         task = asyncio.current_task()
         assert task is not None
-        queue: asyncio.Queue[Any] = asyncio.Queue(QUEUE_MESSAGES)
+        shared = from_seq is None  # from the head: a listener of the shared upstream of its filter
+        queue: Any = Listener(request.transport) if shared else asyncio.Queue(QUEUE_MESSAGES)
         if not self._try_reserve(task, queue):
             self.metrics.sse_rejected.inc()
             raise UpstreamError(
@@ -117,11 +129,10 @@ class EventStreamer:
         call: Any = None
         reader: asyncio.Task[None] | None = None
         try:
-            call = self.client.subscribe_events(
-                query_pb2.SubscribeEventsRequest(
-                    from_seq_id=from_seq or 0, from_head=from_seq is None, chain_id=p["chain_id"], kinds=p["kinds"]
-                )
-            )
+            if shared:
+                await self._stream_shared(request, p, raw, queue)
+                return
+            call = self.client.subscribe_events(_subscribe_request(p, from_seq))
             # Nothing has been sent to the client yet: a refusal by processd (its own subscriber cap), or processd
             # being down, is still a 503 JSON answer with Retry-After here, not a 200 followed by an error event
             # (which browsers retry every 2 s). The admission reports the head, so no ScanEvents probe is needed.
@@ -137,6 +148,8 @@ class EventStreamer:
             await self._relay(response, queue, raw)
             await response.eof()
         finally:
+            if shared:
+                self.fanout.leave(queue)
             if call is not None:
                 call.cancel()
             if reader is not None:
@@ -145,6 +158,17 @@ class EventStreamer:
                     await reader
             self._open.pop(task, None)
             self.metrics.sse_clients.set(len(self._open))
+
+    async def _stream_shared(self, request: Request, p: dict[str, Any], raw: bool, listener: Listener) -> None:
+        """A stream from the head, fed by the shared upstream of its filter (admission awaited before the 200)."""
+        head = await self.fanout.join(p, raw, _subscribe_request(p, None), self._admitted, listener)
+        response = await request.respond(
+            content_type="text/event-stream; charset=utf-8",
+            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+        )
+        await response.send(b"retry: 2000\n: stream from seq_id %d, head %d\n\n" % (head + 1, head))
+        await listener.relay(response)
+        await response.eof()
 
     async def _relay(self, response: Any, queue: asyncio.Queue[Any], raw: bool) -> None:
         """Writes what the reader puts on ``queue`` as SSE messages, with a heartbeat comment whenever nothing

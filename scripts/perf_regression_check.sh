@@ -42,4 +42,6 @@ run scripts.bench.processd_bench --short --tx 15000 --out-dir "$OUT" --out-name 
 run scripts.bench.pipeline_bench --mode short --out-dir "$OUT"
 run scripts.bench.grpc_boundary --mode short --out-dir "$OUT"
 run scripts.bench.soak --minutes 2 --out-dir "$OUT"
+run scripts.bench.rest_cpu --short --out-dir "$OUT" --out-name rest_cpu_short
+run scripts.bench.sse_fanout --short --out-dir "$OUT" --out-name sse_fanout_short
 python -m scripts.bench.budget --mode short --dir "$OUT"

@@ -46,6 +46,8 @@ bench pipeline scripts.bench.pipeline_bench --mode full
 bench grpc_boundary scripts.bench.grpc_boundary --mode full
 bench loadtest_rest loadtests.loadtest_rest
 bench loadtest scripts.bench.loadtest
+bench rest_cpu scripts.bench.rest_cpu
+bench sse_fanout scripts.bench.sse_fanout
 
 echo "== README performance table"
 python -m scripts.bench.render_table

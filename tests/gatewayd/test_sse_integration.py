@@ -202,10 +202,11 @@ def test_sigterm_ends_open_streams_and_exits_promptly(processd_factory, gateway_
         assert time.monotonic() - t0 < 10
 
 
-async def _open_stream(http: httpx.AsyncClient, opened: list[int], done: asyncio.Event) -> tuple[int, str, str]:
+async def _open_stream(http: httpx.AsyncClient, opened: list[int], done: asyncio.Event,
+                       params: dict[str, str] | None = None) -> tuple[int, str, str]:
     """One client: (status, Retry-After, what followed). A 200 stream is read up to its first heartbeat (or error)
     and held open until every client has its answer, so the admitted ones occupy their slots meanwhile."""
-    async with http.stream("GET", "/events/stream") as resp:
+    async with http.stream("GET", "/events/stream", params=params) as resp:
         opened.append(resp.status_code)
         if resp.status_code != 200:
             body = orjson.loads(await resp.aread())
@@ -230,13 +231,13 @@ async def _open_stream(http: httpx.AsyncClient, opened: list[int], done: asyncio
         return 200, "", after
 
 
-async def _storm(url: str) -> list[tuple[int, str, str]]:
+async def _storm(url: str, params: dict[str, str] | None = None) -> list[tuple[int, str, str]]:
     limits = httpx.Limits(max_connections=CLIENTS + 10, max_keepalive_connections=0)
     async with httpx.AsyncClient(base_url=url, timeout=30.0, limits=limits) as http:
         opened: list[int] = []
         done = asyncio.Event()
         return await asyncio.wait_for(
-            asyncio.gather(*(_open_stream(http, opened, done) for _ in range(CLIENTS))), 90
+            asyncio.gather(*(_open_stream(http, opened, done, params) for _ in range(CLIENTS))), 90
         )
 
 
@@ -275,7 +276,9 @@ def test_processd_refusal_is_a_503_before_the_stream_starts(processd_factory, ga
     """Issue 14: when gatewayd has a slot but processd refuses the subscription (its own cap), the client got
     200 and then an ``event: error`` (browsers reconnect every 2 s). Now gatewayd waits for processd's admission
     before answering: 200 clients, gateway cap 64, processd cap 8 -> exactly 8 streams, every other client a
-    503 with Retry-After and no 200 followed by an error."""
+    503 with Retry-After and no 200 followed by an error. The clients replay from a cursor, so each needs its own
+    subscription (clients from the head share one: tests/gatewayd/test_sse_fanout.py)."""
     p = processd_factory(env={"MEMPULSE_PROCESSD_MAX_SUBSCRIBERS": "8"})
     g = gateway_factory(p.addr, "--sse-max-clients", "64", "--sse-heartbeat-s", "0.3", "--rate-limit-rps", "0")
-    _check_storm(asyncio.run(_storm(g.url)), 8, {"too_many_streams", "processd_overloaded"}, g, p)
+    _check_storm(asyncio.run(_storm(g.url, {"from_seq_id": "1"})), 8, {"too_many_streams", "processd_overloaded"},
+                 g, p)

@@ -1,0 +1,336 @@
+"""Shared processd subscriptions for ``/events/stream`` clients that start at the head.
+
+Before this module every SSE client held its own ``SubscribeEvents`` call, so 1,000 clients were 1,000
+processd subscribers (processd's own cap is 64 by default), each event was decoded, filtered and sent over gRPC
+once per client, and each rendered once per client message. Now clients that start at the head (no
+``from_seq_id``, no ``Last-Event-ID``: the usual dashboard) share one upstream subscription per filter: the
+:class:`Upstream` reads it, renders each message once (the render cache's SSE frames) and offers the same bytes
+to every :class:`Listener` of that filter. Clients with a cursor (a replay, a reconnect) keep their own
+subscription (:mod:`gatewayd.sse`): their catch-up is theirs alone.
+
+Bounded and fair: each listener queues at most :data:`LISTENER_MAX_BYTES` / :data:`LISTENER_MAX_MESSAGES`; a
+client that falls that far behind (it does not read, or reads slower than the stream) is cut with the counted
+reason ``slow_client`` (``mempulse_gatewayd_sse_cuts_total``) and an ``event: error`` when its socket still
+takes one, never by growing a buffer or by slowing the others: the upstream never waits for a listener. The
+rendered bytes are shared, so a listener's queue costs references, not copies.
+
+The filter key is every stream parameter but the cursor (:func:`upstream_key`), so a filter parameter added to
+the route is part of the key by itself: clients share an upstream only when processd would send them the same
+events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any
+
+import grpc
+import orjson
+
+from common.pb.v1 import query_pb2
+from gatewayd.metrics import GatewayMetrics
+from gatewayd.processd_client import ProcessdClient, UpstreamError, map_rpc_error
+
+log = logging.getLogger(__name__)
+
+#: Bytes a client may have queued (rendered SSE messages it has not taken yet) before it is cut.
+LISTENER_MAX_BYTES = 1 << 20
+#: Upstream batches a client may have queued before it is cut (bounds the deque when messages are small).
+LISTENER_MAX_MESSAGES = 512
+#: Messages read from processd within this window go to the clients as one write. Measured with 1,000 clients at
+#: the demo rate (scripts/bench/sse_fanout.py): without it every commit woke 1,000 writer tasks.
+FLUSH_INTERVAL_S = 0.02
+#: A batch this large goes out at once, without waiting for the end of the window.
+FLUSH_MAX_BYTES = 256 * 1024
+#: Kernel send buffer of a shared-stream socket. Left to autotuning it grows to tcp_wmem's maximum (4 MiB here) for
+#: a client that stopped reading, four times the queue bound, per client; 256 KiB still carries the unfiltered
+#: stream at the demo rate (~0.4 MB/s) over a 100 ms round trip.
+SOCKET_SNDBUF_BYTES = 256 * 1024
+HEARTBEAT = b": heartbeat\n\n"
+CUT_SLOW = "slow_client"
+#: Internal: the client opening an upstream left before processd admitted it.
+OPENER_LEFT = "opener_left"
+#: Admission of a subscription: ``admit(call, queue) -> head`` (EventStreamer._admitted), raising UpstreamError.
+Admit = Callable[[Any, "asyncio.Queue[Any]"], Awaitable[int]]
+
+
+def upstream_key(p: dict[str, Any]) -> Hashable:
+    """The sharing key of a stream's parameters: all of them but the cursor (lists as tuples)."""
+    return tuple(sorted((k, tuple(v) if isinstance(v, list | tuple | set | frozenset) else v)
+                        for k, v in p.items() if k != "from_seq_id"))
+
+
+def error_frame(code: str, message: str) -> bytes:
+    """The final ``event: error`` SSE message of a stream."""
+    return b"event: error\ndata: %s\n\n" % orjson.dumps({"error": {"code": code, "message": message}})
+
+
+class Listener:
+    """One client's bounded queue of rendered SSE bytes, written to its socket by its handler task."""
+
+    __slots__ = ("final", "last_write", "pending", "queued", "sending", "transport", "upstream", "wakeup")
+
+    def __init__(self, transport: Any) -> None:
+        self.pending: deque[bytes] = deque()
+        self.queued = 0
+        self.wakeup = asyncio.Event()
+        #: The stream's last message (an ``event: error``); set once, the stream ends after it.
+        self.final: bytes | None = None
+        self.sending = False
+        self.transport = transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_SNDBUF_BYTES)
+        self.last_write = time.monotonic()
+        self.upstream: Upstream | None = None
+
+    def offer(self, blob: bytes) -> bool:
+        """Queues ``blob``; False when that would pass the bounds (the caller cuts the client)."""
+        if self.final is not None:
+            return True
+        # An empty queue takes any batch (a batch is bounded by FLUSH_MAX_BYTES + one message).
+        if self.pending and (self.queued + len(blob) > LISTENER_MAX_BYTES
+                             or len(self.pending) >= LISTENER_MAX_MESSAGES):
+            return False
+        self.pending.append(blob)
+        self.queued += len(blob)
+        self.wakeup.set()
+        return True
+
+    def finish(self, frame: bytes, drop_pending: bool = False) -> None:
+        """Ends the stream with ``frame`` after what is queued (or instead of it when ``drop_pending``)."""
+        if self.final is not None:
+            return
+        if drop_pending:
+            self.pending.clear()
+            self.queued = 0
+        self.final = frame
+        self.wakeup.set()
+
+    def put_nowait(self, item: Any) -> None:
+        """Shutdown hook of :class:`gatewayd.sse.EventStreamer` (it ends open streams through their queue)."""
+        self.finish(error_frame("shutting_down", "gateway is stopping; reconnect"))
+
+    async def relay(self, response: Any) -> None:
+        """Writes queued bytes to the client until the final message."""
+        while True:
+            await self.wakeup.wait()
+            self.wakeup.clear()
+            if self.pending:
+                data = b"".join(self.pending) if len(self.pending) > 1 else self.pending[0]
+                self.pending.clear()
+                self.queued = 0
+                self.sending = True
+                await response.send(data)
+                self.sending = False
+                self.last_write = time.monotonic()
+            if self.final is not None:
+                await response.send(self.final)
+                return
+
+
+class Upstream:
+    """One shared processd subscription and the listeners it feeds."""
+
+    def __init__(self, fanout: Fanout, key: Hashable, raw: bool) -> None:
+        self.fanout = fanout
+        self.key = key
+        self.raw = raw
+        self.listeners: set[Listener] = set()
+        self.call: Any = None
+        self.ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        #: seq_id of the last event offered to the listeners (the admission head before any): a client that
+        #: joins now receives exactly the matching events after it.
+        self.last_seq = 0
+        self.task: asyncio.Task[None] | None = None
+        self._batch: list[bytes] = []
+        self._batch_events = 0
+        self._batch_bytes = 0
+        self._flush: asyncio.TimerHandle | None = None
+
+    async def open(self, request: query_pb2.SubscribeEventsRequest, admit: Admit) -> None:
+        """Opens the call and waits for processd's admission; the result (head or error) goes to ``ready``."""
+        first: asyncio.Queue[Any] = asyncio.Queue(1)
+        try:
+            self.call = self.fanout.client.subscribe_events(request)
+            head = await admit(self.call, first)
+        except BaseException as exc:
+            if self.call is not None:
+                self.call.cancel()
+            # The opener's client went away (cancelled) before the admission: the waiters open a new one.
+            self.ready.set_exception(exc if isinstance(exc, Exception) else UpstreamError(
+                503, OPENER_LEFT, "the subscription was cancelled", retriable=True, grpc_code="CANCELLED"))
+            self.ready.exception()  # retrieved: no "never retrieved" warning when no one else waits
+            self.fanout.drop(self)
+            raise
+        self.last_seq = head
+        self.ready.set_result(head)
+        self.task = asyncio.create_task(self._read(None if first.empty() else first.get_nowait()))
+
+    async def _read(self, first: Any) -> None:
+        """Reads the subscription until it ends, then ends every listener's stream with the reason."""
+        try:
+            if first is not None:
+                self._take(first)
+            while True:
+                msg = await self.call.read()
+                if msg is grpc.aio.EOF:  # type: ignore[attr-defined]
+                    log.warning("processd ended a shared event subscription")
+                    self._end(error_frame("stream_ended", "processd ended the stream; reconnect"))
+                    return
+                self._take(msg)
+        except grpc.RpcError as err:
+            if err.code() is not grpc.StatusCode.CANCELLED:
+                log.warning("shared event subscription ended: %s %s", err.code().name, err.details())
+                self.fanout.metrics.grpc_error("SubscribeEvents", err.code().name)
+            mapped = map_rpc_error("SubscribeEvents", err)
+            self._end(error_frame(mapped.code, mapped.message))
+
+    def _take(self, msg: Any) -> None:
+        """Renders one message's events once and batches them for the next flush."""
+        if not msg.events:
+            return
+        blob = self.fanout.format(msg.events, self.raw)
+        self._batch.append(blob)
+        self._batch_events += len(msg.events)
+        self._batch_bytes += len(blob)
+        self.last_seq = msg.events[-1].seq_id
+        if self._batch_bytes >= FLUSH_MAX_BYTES:
+            if self._flush is not None:
+                self._flush.cancel()
+            self.flush()
+        elif self._flush is None:
+            self._flush = asyncio.get_running_loop().call_later(FLUSH_INTERVAL_S, self.flush)
+
+    def flush(self) -> None:
+        """Offers the batched bytes to every listener; a listener over its bounds is cut."""
+        self._flush = None
+        if not self._batch:
+            return
+        blob = b"".join(self._batch) if len(self._batch) > 1 else self._batch[0]
+        events, self._batch, self._batch_events, self._batch_bytes = self._batch_events, [], 0, 0
+        slow = [listener for listener in self.listeners if not listener.offer(blob)]
+        for listener in slow:
+            self.fanout.cut(listener, CUT_SLOW)
+        self.fanout.metrics.sse_events.inc(events * (len(self.listeners)))
+
+    def _end(self, frame: bytes) -> None:
+        self.flush()
+        for listener in self.listeners:
+            listener.finish(frame)
+        self.fanout.drop(self)
+
+    def close(self) -> None:
+        """Cancels the call and the reader (no listener left, or shutdown)."""
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
+        if self.call is not None:
+            self.call.cancel()
+        if self.task is not None:
+            self.task.cancel()
+
+
+class Fanout:
+    """The shared upstreams of one gateway, by :func:`upstream_key`."""
+
+    def __init__(self, client: ProcessdClient, metrics: GatewayMetrics, heartbeat_s: float,
+                 format_events: Callable[[Any, bool], bytes]) -> None:
+        self.client = client
+        self.metrics = metrics
+        self.heartbeat_s = heartbeat_s
+        self.format = format_events
+        self.upstreams: dict[Hashable, Upstream] = {}
+        self._heartbeats: asyncio.Task[None] | None = None
+        metrics.sse_queued_bytes.set_function(self.queued_bytes)
+
+    def queued_bytes(self) -> int:
+        """Bytes waiting in every listener's queue (the gauge; read at scrape time)."""
+        return sum(lis.queued for up in self.upstreams.values() for lis in up.listeners)
+
+    async def join(self, p: dict[str, Any], raw: bool, request: query_pb2.SubscribeEventsRequest, admit: Admit,
+                   listener: Listener) -> int:
+        """Adds ``listener`` to the upstream of ``p`` (opening it, admission awaited, for the first client) and
+        returns the seq_id it starts after; raises :class:`UpstreamError` when processd refuses or fails."""
+        key = (upstream_key(p), raw)
+        upstream = self.upstreams.get(key)
+        if upstream is None:
+            upstream = self.upstreams[key] = Upstream(self, key, raw)
+            self.metrics.sse_upstreams.set(len(self.upstreams))
+            await upstream.open(request, admit)
+        else:
+            try:
+                await asyncio.shield(upstream.ready)
+            except UpstreamError as exc:
+                if exc.code != OPENER_LEFT:
+                    raise
+                return await self.join(p, raw, request, admit, listener)
+        if upstream.key not in self.upstreams or upstream.task is None or upstream.task.done():
+            raise UpstreamError(503, "stream_ended", "processd ended the event subscription at once",
+                                retriable=True, grpc_code="OK")
+        # No await from here: the listener gets every event after last_seq, and none before.
+        listener.upstream = upstream
+        upstream.listeners.add(listener)
+        if self._heartbeats is None:
+            self._heartbeats = asyncio.create_task(self._heartbeat_loop())
+        return upstream.last_seq
+
+    def leave(self, listener: Listener) -> None:
+        """Removes a listener (its client is gone or its stream ended); the last one closes the upstream."""
+        upstream, listener.upstream = listener.upstream, None
+        if upstream is None:
+            return
+        upstream.listeners.discard(listener)
+        if not upstream.listeners:
+            self.drop(upstream)
+            upstream.close()
+
+    def drop(self, upstream: Upstream) -> None:
+        """Forgets ``upstream`` (ended or empty): the next client of its filter opens a new one."""
+        if self.upstreams.get(upstream.key) is upstream:
+            del self.upstreams[upstream.key]
+            self.metrics.sse_upstreams.set(len(self.upstreams))
+
+    def cut(self, listener: Listener, reason: str) -> None:
+        """Ends a listener's stream for ``reason`` (counted). A writer stuck on a full socket cannot send the
+        error message: its connection is aborted instead, which ends its handler."""
+        self.metrics.sse_cuts.labels(reason).inc()
+        listener.finish(error_frame(reason, "this client fell too far behind the stream and was cut off; "
+                                    "reconnect with Last-Event-ID"), drop_pending=True)
+        upstream = listener.upstream
+        if upstream is not None:
+            upstream.listeners.discard(listener)
+        if listener.sending and listener.transport is not None:
+            listener.transport.abort()
+
+    async def _heartbeat_loop(self) -> None:
+        """One timer for every listener: a heartbeat to each that had nothing written for ``heartbeat_s``."""
+        while self.upstreams:
+            await asyncio.sleep(self.heartbeat_s / 2)
+            idle_since = time.monotonic() - self.heartbeat_s
+            for upstream in list(self.upstreams.values()):
+                for listener in list(upstream.listeners):
+                    if listener.last_write < idle_since and not listener.pending:
+                        listener.last_write = time.monotonic()
+                        if not listener.offer(HEARTBEAT):
+                            self.cut(listener, CUT_SLOW)
+        self._heartbeats = None
+
+    async def close(self) -> None:
+        """Ends every shared stream (shutdown) and cancels the upstream calls."""
+        for upstream in list(self.upstreams.values()):
+            for listener in upstream.listeners:
+                listener.put_nowait(None)
+            upstream.close()
+        self.upstreams.clear()
+        if self._heartbeats is not None:
+            self._heartbeats.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeats

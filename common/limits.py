@@ -43,6 +43,7 @@ EVENT_KINDS: MappingProxyType[str, int] = MappingProxyType({
     "tx_decoded": events_pb2.EVENT_KIND_TX_DECODED,
     "opp_detected": events_pb2.EVENT_KIND_OPP_DETECTED,
     "tx_source_seen": events_pb2.EVENT_KIND_TX_SOURCE_SEEN,
+    "block": events_pb2.EVENT_KIND_BLOCK,
 })
 
 #: REST page-size parameters: (route, parameter) -> (default, maximum). Every maximum is at most MAX_PAGE_LIMIT.

@@ -45,7 +45,7 @@ def test_bad_blocks_are_mapping_errors(block: Any) -> None:
 
 
 def test_another_chains_transactions_say_wrong_chain() -> None:
-    with pytest.raises(MappingError, match="^wrong_chain"):
+    with pytest.raises(MappingError, match=r"^wrong_chain"):
         block_to_envelope(_block([_tx(1, "0x1")]), 137, "src", 5, max_txs=10)
 
 

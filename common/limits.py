@@ -56,4 +56,5 @@ REST_PAGE_LIMITS: MappingProxyType[tuple[str, str], tuple[int, int]] = MappingPr
     ("features_recent", "limit"): (25, 200),
     ("opps_recent", "limit"): (25, 200),
     ("events", "limit"): (DEFAULT_PAGE_LIMIT, 1000),
+    ("blocks_recent", "limit"): (25, 200),
 })

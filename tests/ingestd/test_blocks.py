@@ -23,6 +23,7 @@ from ingestd.blocks import BlockFollower
 from ingestd.config import ChainConfig, IngestConfig
 from ingestd.fetcher import BatchFetcher
 from ingestd.metrics import BlockDrop, BlockStats
+from tests.gatewayd.conftest import Gateway
 from tests.ingestd.conftest import Daemon, Ingestd, Processd, send_txs
 
 #: anvil's first dev account (funded at start).
@@ -118,6 +119,18 @@ def test_a_mined_block_arrives_with_its_transactions_senders_nonces_and_statuses
     [summary] = [b for b in list_blocks(processd) if b.number == 1]
     assert (summary.tx_count, summary.seen_pending, summary.reverted) == (len(hashes), len(hashes), 1)
     assert summary.seq_id == event.seq_id and summary.hash == block.hash
+
+    gateway = Gateway(processd.addr, tmp_path / "gatewayd.log", ["--rate-limit-rps", "0"]).start()
+    try:
+        with gateway.client() as http:
+            listed = http.get("/blocks/recent", params={"chain_id": "polygon"}).json()["blocks"]
+            streamed = http.get("/events", params={"kinds": "block", "chain_id": CHAIN}).json()["events"]
+    finally:
+        gateway.stop()
+    assert [(b["number"], b["hash"], b["tx_count"], b["seen_pending"], b["reverted"]) for b in listed] == [
+        (1, node_block["hash"], len(hashes), len(hashes), 1), (0, "0x" + node_hash(anvil.http_url, 0).hex(), 0, 0, 0)]
+    [body] = [e["block"] for e in streamed if e["block"]["number"] == 1]
+    assert {t["hash"]: t["status"] for t in body["txs"]} == {h: "reverted" if h == reverting else "ok" for h in hashes}
 
 
 def test_blocks_mined_at_once_all_arrive_and_resends_are_stored_once(

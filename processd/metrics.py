@@ -65,7 +65,7 @@ class ProcessdMetrics:
                                  "outcome: stored, repeat, unknown_tx, over_limit, invalid", ["outcome"], registry=r)
         self.blocks = Counter(f"{PREFIX}blocks", "Blocks (TxBatch.blocks) by chain and outcome: stored, "
                               "duplicate (already stored: a resend or a second source), invalid (malformed, chain "
-                              "not served)", ["chain", "outcome"], registry=r)
+                              "not served)", ["chain_id", "outcome"], registry=r)
         self.analysis_errors = Counter(f"{PREFIX}analysis_errors", "Transactions whose analysis raised (stored "
                                        "undecoded)", registry=r)
         self.pruned = Counter(f"{PREFIX}pruned_events", "Events removed by retention", registry=r)

@@ -87,7 +87,7 @@ def start_ingestd(anvil: AnvilNode, p: Processd, log: Path, daemons: list[Daemon
 
 def test_a_mined_block_arrives_with_its_transactions_senders_nonces_and_statuses(
         anvil: AnvilNode, processd: Processd, daemons: list[Daemon], tmp_path: Path) -> None:
-    start_ingestd(anvil, processd, tmp_path / "ingestd.log", daemons)
+    ingestd = start_ingestd(anvil, processd, tmp_path / "ingestd.log", daemons)
     wait_until(lambda: numbers(processd) == [0], "the head at start (block 0, by the poll fallback)")
     sent = [s.tx_hash for s in send_txs(anvil.http_url, 0, 5)]
     reverting = rpc(anvil.http_url, "eth_sendTransaction", [{"from": DEV, "gas": hex(200_000),
@@ -116,6 +116,11 @@ def test_a_mined_block_arrives_with_its_transactions_senders_nonces_and_statuses
         assert int.from_bytes(tx.effective_gas_price, "big") == int(receipt["effectiveGasPrice"], 16)
         want = block_pb2.TX_STATUS_REVERTED if node_tx["hash"] == reverting else block_pb2.TX_STATUS_OK
         assert tx.status == want, node_tx["hash"]
+    # (processd acks after its read models show the block: the ack may still be on its way)
+    wait_until(lambda: ingestd.metric("mempulse_ingestd_blocks_total", stage="stored") == 2, "both acked stored")
+    assert ingestd.metric("mempulse_ingestd_block_latency_seconds_count") == 2
+    assert ingestd.metric("mempulse_ingestd_block_drops_total") == 0
+    assert ingestd.metric("mempulse_ingestd_block_receipts_missing_total") == 0
     [summary] = [b for b in list_blocks(processd) if b.number == 1]
     assert (summary.tx_count, summary.seen_pending, summary.reverted) == (len(hashes), len(hashes), 1)
     assert summary.seq_id == event.seq_id and summary.hash == block.hash
@@ -228,3 +233,18 @@ def test_bad_answers_are_counted_drops_never_a_crash(anvil: AnvilNode) -> None:
     finally:
         CHAIN = 137
     assert not sent and stats.drops[BlockDrop.WRONG_CHAIN] == 1
+
+
+def test_a_reorged_block_is_stored_beside_the_one_it_replaced(
+        anvil: AnvilNode, processd: Processd, daemons: list[Daemon], tmp_path: Path) -> None:
+    start_ingestd(anvil, processd, tmp_path / "ingestd.log", daemons)
+    wait_until(lambda: numbers(processd) == [0], "block 0")
+    rpc(anvil.http_url, "anvil_mine", ["0x2"])
+    wait_until(lambda: numbers(processd) == [0, 1, 2], "blocks 1-2")
+    old = node_hash(anvil.http_url, 2)
+    rpc(anvil.http_url, "anvil_reorg", [1, []])  # block 2 replaced by another block 2
+    new = node_hash(anvil.http_url, 2)
+    assert new != old
+    wait_until(lambda: numbers(processd) == [0, 1, 2, 2], "the new block 2")
+    at_two = [b for b in list_blocks(processd) if b.number == 2]
+    assert [b.hash for b in at_two] == [new, old]  # newest first: both kept (the lifecycle phase reads reorgs)

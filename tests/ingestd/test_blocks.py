@@ -211,6 +211,22 @@ def test_a_head_that_jumps_queues_the_missing_heights_up_to_max_block_gap(anvil:
     assert [b.number for b in sent] == [1, 2, 3, 4, 5, 6] and not any(stats.drops.values())
 
 
+def test_receipts_fall_back_to_batched_eth_get_transaction_receipt(anvil: AnvilNode) -> None:
+    sent = [s.tx_hash for s in send_txs(anvil.http_url, 0, 3)]
+    rpc(anvil.http_url, "evm_mine", [])
+    sent2 = [s.tx_hash for s in send_txs(anvil.http_url, 3, 2)]
+    rpc(anvil.http_url, "evm_mine", [])
+    # A node without eth_getBlockReceipts ("method not found" every time): asked once, then never again.
+    faults = Faults(rpc_error_rate=1.0, rpc_error_code=-32601, fault_methods=frozenset({"eth_getBlockReceipts"}))
+    with FaultProxyThread(anvil.http_url, faults) as proxy:
+        blocks, stats = follow(proxy.http_url, [(1, node_hash(anvil.http_url, 1)), (2, node_hash(anvil.http_url, 2))],
+                               fetch_batch_size=2)
+        assert proxy.proxy.stats["rpc_error"] == 1
+    assert [["0x" + t.hash.hex() for t in b.txs] for b in blocks] == [sent, sent2]
+    assert all(t.status == block_pb2.TX_STATUS_OK and t.gas_used > 0 for b in blocks for t in b.txs)
+    assert stats.receipts_missing == 0
+
+
 def test_bad_answers_are_counted_drops_never_a_crash(anvil: AnvilNode) -> None:
     rpc(anvil.http_url, "evm_mine", [])
     # A height the node does not have yet: null on every attempt.

@@ -112,6 +112,8 @@ class BlockStats:
     #: Head messages that were not a usable header, by reason.
     heads_rejected: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
     drops: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
+    #: The newHeads subscriptions' own health, by source id (not the pending feed's ``ChainStats.sources``).
+    head_sources: dict[str, SourceStats] = field(default_factory=dict)
 
 
 @dataclass
@@ -266,6 +268,10 @@ class _Scrape:
                                         "transactions", ["chain"])
         self.heads_rejected = _counter("heads_rejected", "newHeads messages that were not a usable header",
                                        ["chain", "reason"])
+        self.head_connected = _gauge("head_source_connected", "1 when the source's newHeads subscription is up",
+                                     ["chain", "source"])
+        self.head_reconnects = _counter("head_source_reconnects", "Reconnects of the newHeads WebSocket",
+                                        ["chain", "source"])
 
     def _add_blocks(self, ch: str, b: BlockStats) -> None:
         self.block_heads.add_metric([ch], b.heads)
@@ -277,6 +283,9 @@ class _Scrape:
         self.block_truncated.add_metric([ch], b.truncated)
         for reason, n in list(b.heads_rejected.items()):
             self.heads_rejected.add_metric([ch, reason], n)
+        for s in list(b.head_sources.values()):
+            self.head_connected.add_metric([ch, s.source_id], 1 if s.connected else 0)
+            self.head_reconnects.add_metric([ch, s.source_id], s.reconnects)
 
     def _chain_families(self) -> None:
         self.seen = _counter("seen", "Distinct announcements that passed dedup", ["chain"])
@@ -337,7 +346,8 @@ class _Scrape:
                 self.drops, self.rpc_err, self.raw_tx, self.raw_fail, self.connected, self.silent, self.visibility,
                 self.depth, self.capacity, self.in_flight, self.unacked, self.dedup_size, self.wins, self.sightings,
                 self.sightings_lost, self.sightings_acked, self.log_size, self.log_cap, self.block_heads, self.blocks,
-                self.block_drops, self.block_receipts_missing, self.block_truncated, self.heads_rejected)
+                self.block_drops, self.block_receipts_missing, self.block_truncated, self.heads_rejected,
+                self.head_connected, self.head_reconnects)
 
     def add(self, c: ChainStats) -> None:
         """Adds chain ``c``'s samples to every family."""

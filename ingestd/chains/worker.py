@@ -125,8 +125,9 @@ class ChainWorker:
             stats.heads_rejected[reason] += 1
 
         # Their own SourceStats (not the chain's sources: a head stream's reconnects are not the pending feed's).
+        stats.head_sources = {src.source_id: SourceStats(src.source_id) for src in self.chain.sources}
         self.head_sources = [
-            HeadSource(src, self.chain.name, SourceStats(src.source_id), self.blocks.on_head, rejected,
+            HeadSource(src, self.chain.name, stats.head_sources[src.source_id], self.blocks.on_head, rejected,
                        max_message_bytes=cfg.ws_max_message_bytes, reconnect_min_s=cfg.reconnect_min_ms / 1000,
                        reconnect_max_s=cfg.reconnect_max_ms / 1000)
             for src in self.chain.sources]

@@ -82,6 +82,7 @@ def start_ingestd(anvil: AnvilNode, p: Processd, log: Path, daemons: list[Daemon
                       env={"MEMPULSE_INGESTD_BLOCK_POLL_INTERVAL_MS": "300"})
     daemons.append(ingestd)
     ingestd.wait_ready(1)
+    wait_until(lambda: ingestd.metric("mempulse_ingestd_head_source_connected") == 1, "newHeads subscribed")
     return ingestd
 
 

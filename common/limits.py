@@ -45,6 +45,7 @@ EVENT_KINDS: MappingProxyType[str, int] = MappingProxyType({
     "tx_decoded": events_pb2.EVENT_KIND_TX_DECODED,
     "opp_detected": events_pb2.EVENT_KIND_OPP_DETECTED,
     "tx_source_seen": events_pb2.EVENT_KIND_TX_SOURCE_SEEN,
+    "block": events_pb2.EVENT_KIND_BLOCK,
 })
 
 #: REST page-size parameters: (route, parameter) -> (default, maximum). Every maximum is at most MAX_PAGE_LIMIT.
@@ -57,4 +58,5 @@ REST_PAGE_LIMITS: MappingProxyType[tuple[str, str], tuple[int, int]] = MappingPr
     ("features_recent", "limit"): (25, 200),
     ("opps_recent", "limit"): (25, 200),
     ("events", "limit"): (DEFAULT_PAGE_LIMIT, 1000),
+    ("blocks_recent", "limit"): (25, 200),
 })

@@ -345,6 +345,12 @@ class Gateway:
 
         return json_response(await self.flights.run(("opps", chain_id, limit, min_score), produce))
 
+    async def blocks_recent(self, request: Request, p: dict[str, Any]) -> HTTPResponse:
+        resp = await self.client.list_blocks(query_pb2.ListBlocksRequest(
+            chain_id=p["chain_id"], limit=p["limit"], cursor=p["before_seq_id"]))
+        return json_response({"blocks": [ser.block_json(b) for b in resp.blocks],
+                              "next_before_seq_id": resp.next_cursor})
+
     async def events(self, request: Request, p: dict[str, Any]) -> HTTPResponse:
         resp = await self.client.scan_events(
             query_pb2.ScanEventsRequest(
@@ -408,6 +414,7 @@ ROUTES: tuple[tuple[str, str], ...] = (
     ("transaction", "/transactions/<tx_hash:str>"),
     ("features_recent", "/features/recent"),
     ("opps_recent", "/opps/recent"),
+    ("blocks_recent", "/blocks/recent"),
     ("events", "/events"),
     ("events_stream", "/events/stream"),
 )

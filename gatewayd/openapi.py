@@ -74,6 +74,11 @@ _TRUNCATED = (
     "true when the page holds fewer records than limit because it reached processd's page byte budget "
     "(max_page_bytes, 8 MiB by default); go on from the cursor of this page"
 )
+_BLOCK_HEAD = {"chain_id": INT, "number": INT, "hash": HASH, "parent_hash": HASH,
+               "timestamp": {**INT, "description": "block timestamp, unix seconds"},
+               "base_fee": AMOUNT_OR_NULL, "tx_count": INT, "source_id": STR,
+               "seen_unix_ms": {**MS, "description": "when ingestd learnt of the block"}}
+_SEEN_PENDING = {**INT, "description": "of its transactions, those processd had stored as pending before the block"}
 MS_OR_NULL = {"type": ["integer", "null"], "minimum": 0, "description": "unix milliseconds, null if none"}
 
 _ENVELOPE = {
@@ -215,7 +220,8 @@ SCHEMAS: dict[str, Any] = {
             "seq_id": INT,
             "chain_id": INT,
             "kind": {"type": "string", "enum": list(EVENT_KINDS)},
-            "tx_hash": HASH,
+            "tx_hash": {"type": "string", "pattern": "^0x([0-9a-f]{64})?$",
+                        "description": "32-byte hash of the transaction, lowercase 0x hex; 0x in a block event"},
             "first_seen_unix_ms": MS,
             "received_unix_ms": MS,
             "source_id": STR,
@@ -226,11 +232,13 @@ SCHEMAS: dict[str, Any] = {
                 {"source_id": STR, "first_seen_unix_ms": {**MS, "description": "this source's own first-seen time"},
                  "tx_seq_id": {**INT, "description": "seq_id of the transaction's tx_seen event"}},
                 description="a later source's announcement of a stored transaction (tx_source_seen)"),
+            "block": _ref("BlockEvent"),
         },
         ["seq_id", "chain_id", "kind", "tx_hash", "first_seen_unix_ms", "received_unix_ms", "source_id"],
-        "One event-log record; tx (tx_seen), features (tx_decoded), opportunity (opp_detected) or sighting "
-        "(tx_source_seen) by kind. In a tx_source_seen event, source_id is the later source and first_seen_unix_ms "
-        "the transaction's (its first source's).",
+        "One event-log record; tx (tx_seen), features (tx_decoded), opportunity (opp_detected), sighting "
+        "(tx_source_seen) or block (block) by kind. In a tx_source_seen event, source_id is the later source and "
+        "first_seen_unix_ms the transaction's (its first source's); in a block event, tx_hash is empty (0x), "
+        "first_seen_unix_ms is when ingestd learnt of the block and source_id the source that announced it.",
     ),
     "ReplayPoint": _obj({"seq_high_water": INT, "committed_unix_ms": MS, "pending_count": INT}),
     "IngestStats": _obj(
@@ -330,6 +338,19 @@ SCHEMAS: dict[str, Any] = {
         }
     ),
     "FeatureList": _obj({"features": _arr(_record("FeatureRecord"))}),
+    "BlockEvent": _obj(
+        {**_BLOCK_HEAD, "seen_pending": _SEEN_PENDING, "truncated": BOOL,
+         "txs": _arr(_obj({"hash": HASH, "index": INT, "from": ADDR, "nonce": U64,
+                           "status": {"type": ["string", "null"], "enum": ["ok", "reverted", None],
+                                      "description": "receipt status; null when no receipt was fetched"},
+                           "gas_used": U64_OR_NULL, "effective_gas_price": AMOUNT_OR_NULL}))},
+        description="A block as ingestd fetched it, with its included transactions (at most ingestd's "
+                    "max_block_txs: truncated says when there were more; tx_count is the full count)."),
+    "Block": _obj({**_BLOCK_HEAD, "seq_id": {**INT, "description": "seq_id of its block event"},
+                   "seen_pending": _SEEN_PENDING, "reverted": {**INT, "description": "reverted transactions"},
+                   "received_unix_ms": MS}),
+    "BlockList": _obj({"blocks": _arr(_ref("Block")),
+                       "next_before_seq_id": {**INT, "description": "before_seq_id of the next page; 0 = none"}}),
     "OpportunityList": _obj({"opportunities": _arr(_record("Opportunity"))}),
     "EventPage": _obj(
         {
@@ -378,6 +399,9 @@ OPERATIONS: dict[str, tuple[str, str, str, str, bool]] = {
         False,
     ),
     "features_recent": ("/features/recent", "Recent decoded features", "Newest first.", "FeatureList", False),
+    "blocks_recent": ("/blocks/recent", "Recent blocks", "The newest stored blocks (processd's bounded window), "
+                      "newest first, with how many of their transactions mempulse stored as pending first.",
+                      "BlockList", False),
     "opps_recent": (
         "/opps/recent",
         "Top opportunities of the recent window",

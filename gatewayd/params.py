@@ -229,6 +229,12 @@ ROUTE_PARAMS: dict[str, dict[str, ParamSpec]] = {
     ),
     "transaction": _specs(_chain(), _include()),
     "features_recent": _specs(_chain(), _limit("features_recent", "feature records")),
+    "blocks_recent": _specs(
+        _chain(),
+        _limit("blocks_recent", "blocks"),
+        ParamSpec("before_seq_id", "cursor", "Only blocks whose block event has a seq_id below this (exclusive); 0 = "
+                  "from the newest. Use next_before_seq_id of the previous page.", 0),
+    ),
     "opps_recent": _specs(_chain(), _limit("opps_recent", "opportunities"), _min_score()),
     "events": _specs(
         _from_seq("First seq_id to return (inclusive); 0 = from the oldest retained. Use next_from_seq_id."),

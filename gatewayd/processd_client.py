@@ -139,6 +139,10 @@ class ProcessdClient:
         """Query.ListFeatures."""
         return await self._call("ListFeatures", self.stub.ListFeatures, request)
 
+    async def list_blocks(self, request: query_pb2.ListBlocksRequest) -> query_pb2.ListBlocksResponse:
+        """Query.ListBlocks."""
+        return await self._call("ListBlocks", self.stub.ListBlocks, request)
+
     async def list_opportunities(
         self, request: query_pb2.ListOpportunitiesRequest
     ) -> query_pb2.ListOpportunitiesResponse:

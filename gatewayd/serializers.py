@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from common.chains import chain_name
-from common.pb.v1 import events_pb2, ingest_pb2, query_pb2, tx_pb2
+from common.pb.v1 import block_pb2, events_pb2, ingest_pb2, query_pb2, tx_pb2
 from gatewayd.errors import GatewaydError
 
 _NS_PER_MS = 1_000_000
@@ -221,6 +221,40 @@ def event_json(e: events_pb2.Event, include_raw: bool = False) -> dict[str, Any]
         out["sighting"] = {"source_id": seen.sighting.source_id,
                            "first_seen_unix_ms": seen.sighting.seen_unix_ns // _NS_PER_MS,
                            "tx_seq_id": seen.tx_seq_id}
+    elif body == "block":
+        out["block"] = block_event_json(e.block)
+    return out
+
+
+TX_STATUS_NAMES = _enum_names(block_pb2.TxStatus, "TX_STATUS_")
+
+
+def _block_head(b: Any) -> dict[str, Any]:
+    """The fields a stored block and a block event share (``ListBlocksBlock`` or ``BlockEnvelope``)."""
+    return {"chain_id": b.chain_id, "number": b.number, "hash": "0x" + b.hash.hex(),
+            "parent_hash": "0x" + b.parent_hash.hex(), "timestamp": b.timestamp,
+            "base_fee": amount(b.base_fee) if b.base_fee else None, "tx_count": b.tx_count, "source_id": b.source_id,
+            "seen_unix_ms": b.seen_unix_ns // _NS_PER_MS}
+
+
+def block_event_json(seen: events_pb2.BlockSeen) -> dict[str, Any]:
+    """The body of a ``block`` event: the block and its included transactions (status null without a receipt)."""
+    block = seen.block
+    out = _block_head(block)
+    out["seen_pending"] = seen.seen_pending
+    out["truncated"] = block.truncated
+    out["txs"] = [{"hash": "0x" + t.hash.hex(), "index": t.index, "from": "0x" + t.sender.hex(),
+                   "nonce": str(t.nonce), "status": TX_STATUS_NAMES.get(t.status) if t.status else None,
+                   "gas_used": str(t.gas_used) if t.status else None,
+                   "effective_gas_price": amount(t.effective_gas_price) if t.status else None} for t in block.txs]
+    return out
+
+
+def block_json(b: query_pb2.ListBlocksBlock) -> dict[str, Any]:
+    """One block of ``/blocks/recent``."""
+    out = _block_head(b)
+    out.update({"seq_id": b.seq_id, "seen_pending": b.seen_pending, "reverted": b.reverted,
+                "received_unix_ms": b.received_unix_ns // _NS_PER_MS})
     return out
 
 

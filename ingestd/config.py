@@ -16,6 +16,7 @@ import argparse
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from common.chains import UnknownChainError, chain_name, parse_chain
@@ -111,6 +112,16 @@ class IngestConfig:
     reconnect_max_ms: int = 10_000
     startup_check_timeout_ms: int = 5000
     shutdown_grace_ms: int = 3000
+    #: Follow each chain's blocks (newHeads + eth_blockNumber polling; ingestd.blocks): on or off.
+    follow_blocks: str = "on"
+    #: Poll eth_blockNumber when no head arrived for this long (and always on a chain without a WS source).
+    block_poll_interval_ms: int = 2000
+    #: Missing heights fetched when the head jumps; beyond, the older ones are skipped (gap_too_large).
+    max_block_gap: int = 64
+    #: Heights waiting to be fetched (beyond: queue_full drops).
+    block_queue_size: int = 256
+    #: Transactions sent per block message (a larger block is sent with its first ones, truncated).
+    max_block_txs: int = 10_000
 
     def chain(self, chain_id: int) -> ChainConfig:
         """The configuration of one chain (KeyError if not configured)."""
@@ -279,4 +290,17 @@ def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None
         reconnect_max_ms=i("reconnect_max_ms", d.reconnect_max_ms),
         startup_check_timeout_ms=i("startup_check_timeout_ms", d.startup_check_timeout_ms),
         shutdown_grace_ms=i("shutdown_grace_ms", d.shutdown_grace_ms, 0),
+        **_block_knobs(source, d),
     )
+
+
+def _block_knobs(source: Knobs, d: IngestConfig) -> dict[str, Any]:
+    """The block follower's knobs (``ingestd.blocks``)."""
+    follow_blocks = source.get_str("follow_blocks", d.follow_blocks)
+    if follow_blocks not in ("on", "off"):
+        raise ConfigError(f"{source.raw('follow_blocks')[0]}={follow_blocks!r}: use on or off")
+    return {"follow_blocks": follow_blocks,
+            "block_poll_interval_ms": source.get_int("block_poll_interval_ms", d.block_poll_interval_ms, minimum=10),
+            "max_block_gap": source.get_int("max_block_gap", d.max_block_gap, minimum=0),
+            "block_queue_size": source.get_int("block_queue_size", d.block_queue_size, minimum=1),
+            "max_block_txs": source.get_int("max_block_txs", d.max_block_txs, minimum=1)}

@@ -223,6 +223,29 @@ class BatchFetcher:
             await asyncio.sleep(delay)
         return outcome
 
+    async def call(self, method: str, params: list[Any]) -> Any:
+        """One JSON-RPC call (not batched) with the fetcher's retries, backoff and endpoint rotation; its result
+        (``None`` for a null result). Raises :class:`FetchError` once every attempt failed: ``code`` is the last
+        failure's label (``http_429``, ``timeout``, a JSON-RPC error code such as ``-32601``, ...); a JSON-RPC
+        error that is not retriable (method not found, invalid params) is raised at once, not retried."""
+        body = orjson.dumps({"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params})
+        attempt = 0
+        while True:
+            endpoint = self._pick(time.monotonic())
+            try:
+                content = await self._post(endpoint, body, 1)
+                return _single_result(content)
+            except FetchError as exc:
+                self._on_error(endpoint.label, exc.code)
+                if not exc.retriable or attempt >= self.retries:
+                    raise
+                endpoint.cooldown_until = time.monotonic() + self.cooldown_s
+                attempt += 1
+                delay = min(MAX_BACKOFF_S, self.backoff_s * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+                if exc.retry_after_s is not None:
+                    delay = max(delay, min(exc.retry_after_s, MAX_BACKOFF_S))
+                await asyncio.sleep(delay)
+
     async def _request(self, endpoint: _Endpoint, hashes: list[bytes], method: str = TX_METHOD) -> list[ItemResult]:
         """One batch request; returns (hash, kind, value) for every answered item (kind: tx, null, error_*)."""
         by_id: dict[int, bytes] = {}
@@ -234,6 +257,12 @@ class BatchFetcher:
             parts.append(b'{"jsonrpc":"2.0","id":%d,"method":"%s","params":["0x%s"]}'
                          % (rid, method.encode(), h.hex().encode()))
         body = b"[" + b",".join(parts) + b"]"
+        content = await self._post(endpoint, body, len(hashes))
+        return parse_batch_response(content, by_id, str if method == RAW_METHOD else dict)
+
+    async def _post(self, endpoint: _Endpoint, body: bytes, size: int) -> bytes:
+        """POSTs one request body under the in-flight cap and the whole-request deadline; the 200 answer's body,
+        else FetchError (status, transport, timeout)."""
         async with self._sem:
             self._in_flight += 1
             self.requests += 1
@@ -242,9 +271,9 @@ class BatchFetcher:
             try:
                 async with asyncio.timeout(self.timeout_s):
                     if endpoint.direct:
-                        status, headers, content = await self._post_direct(endpoint, body, len(hashes))
+                        status, headers, content = await self._post_direct(endpoint, body, size)
                     else:
-                        status, headers, content = await self._post_httpx(endpoint, body, len(hashes))
+                        status, headers, content = await self._post_httpx(endpoint, body, size)
             except TimeoutError:
                 raise FetchError("timeout", f"whole request over {self.timeout_s} s") from None
             except httpx.TimeoutException as exc:
@@ -255,7 +284,7 @@ class BatchFetcher:
                 raise FetchError("transport", exc.code) from None
             finally:
                 self._in_flight -= 1
-            self._on_latency(endpoint.label, time.perf_counter() - started, len(hashes))
+            self._on_latency(endpoint.label, time.perf_counter() - started, size)
         if status != 200:
             retry_after = None
             if status == 429:
@@ -265,7 +294,7 @@ class BatchFetcher:
                     retry_after = None
             raise FetchError(f"http_{status}", retriable=status in (408, 429) or status >= 500,
                              retry_after_s=retry_after)
-        return parse_batch_response(content, by_id, str if method == RAW_METHOD else dict)
+        return content
 
     async def _post_httpx(self, endpoint: _Endpoint, body: bytes, batch: int) -> tuple[int, Mapping[str, str], bytes]:
         async with self._client.stream("POST", endpoint.url, content=body) as resp:
@@ -297,6 +326,26 @@ class BatchFetcher:
 
 
 ItemResult = tuple[bytes, str, Any]
+
+
+def _single_result(content: bytes) -> Any:
+    """The ``result`` of a single JSON-RPC answer; FetchError for a malformed body or an error object (retriable
+    only for :data:`RETRIABLE_RPC_CODES`)."""
+    try:
+        doc = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        raise FetchError("malformed_response", f"{len(content)} bytes") from None
+    if not isinstance(doc, dict):
+        raise FetchError("malformed_response", type(doc).__name__)
+    if "error" in doc:
+        err = doc["error"]
+        code = err.get("code") if isinstance(err, dict) else None
+        if not isinstance(code, int) or isinstance(code, bool):
+            raise FetchError("bad_error", "error object without an integer code")
+        raise FetchError(str(code), str(err.get("message", ""))[:200], retriable=code in RETRIABLE_RPC_CODES)
+    if "result" not in doc:
+        raise FetchError("malformed_response", "neither result nor error")
+    return doc["result"]
 
 
 def parse_batch_response(content: bytes, by_id: dict[int, bytes], result_type: type = dict) -> list[ItemResult]:

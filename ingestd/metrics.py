@@ -77,6 +77,45 @@ class SourceStats:
                                        last_notification_unix_ms=self.last_notification_unix_ms)
 
 
+class BlockDrop:
+    """Why a block (a height) did not reach processd: ``mempulse_ingestd_block_drops_total{reason}``, and
+    ``block_<reason>`` in ``ChainIngestStats.dropped`` (processd's transaction drop ratio leaves those out)."""
+
+    QUEUE_FULL = "queue_full"  # the block queue (heights waiting to be fetched) was at its bound
+    GAP_TOO_LARGE = "gap_too_large"  # the head jumped by more than max_block_gap: the heights beyond were skipped
+    UNAVAILABLE = "unavailable"  # the node answered null for the height on every attempt
+    RPC_ERROR = "rpc_error"  # eth_getBlockByNumber failed on every endpoint after retries (429, timeout, ...)
+    MALFORMED = "malformed"  # the block object could not be mapped (a hash-only block included)
+    WRONG_CHAIN = "wrong_chain"  # a transaction's chainId is not the chain's: the node serves another chain
+    OUTBOUND_QUEUE_FULL = "outbound_queue_full"  # the outbound queue was at its bound (processd slow)
+    SHUTDOWN = "shutdown"  # queued or unacked when ingestd stopped
+
+
+#: Every block drop reason (exported at zero from start).
+BLOCK_DROP_REASONS = tuple(v for k, v in vars(BlockDrop).items() if k.isupper())
+
+
+@dataclass
+class BlockStats:
+    """Counters of one chain's block follower (``ingestd.blocks``)."""
+
+    #: Head announcements (WS newHeads notifications and poll answers with a new height).
+    heads: int = 0
+    #: Blocks fetched and mapped (receipts applied), sent to the outbound queue, acked stored / ignored.
+    fetched: int = 0
+    sent: int = 0
+    stored: int = 0
+    ignored: int = 0
+    #: Transactions of fetched blocks that got no receipt (status unknown), and blocks cut at max_block_txs.
+    receipts_missing: int = 0
+    truncated: int = 0
+    #: Head messages that were not a usable header, by reason.
+    heads_rejected: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
+    drops: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
+    #: The newHeads subscriptions' own health, by source id (not the pending feed's ``ChainStats.sources``).
+    head_sources: dict[str, SourceStats] = field(default_factory=dict)
+
+
 @dataclass
 class ChainStats:
     """Cumulative counters of one chain worker.
@@ -118,6 +157,8 @@ class ChainStats:
     #: Transactions held by the chain's source log, and its bound (0 = no source log: a single source).
     source_log_entries: Callable[[], int] = lambda: 0
     source_log_capacity: int = 0
+    #: The block follower's counters (None when blocks are not followed).
+    blocks: BlockStats | None = None
 
     def source(self, source_id: str) -> SourceStats:
         if source_id not in self.sources:
@@ -132,6 +173,9 @@ class ChainStats:
         """
         dropped = [ingest_pb2.DropCount(reason=r, count=n) for r, n in sorted(self.drops.by_reason().items())
                    if r != DropReason.DEDUP.value]
+        if self.blocks is not None:  # blocks, not transactions: prefixed, and left out of the drop ratio
+            dropped += [ingest_pb2.DropCount(reason=f"block_{r}", count=n)
+                        for r, n in sorted(self.blocks.drops.items()) if n]
         return ingest_pb2.ChainIngestStats(
             chain_id=self.chain_id, seen=self.seen, delivered=self.delivered, dropped=dropped,
             sources=[s.to_proto() for s in self.sources.values()], visibility=self.visibility,  # type: ignore[arg-type]
@@ -160,6 +204,10 @@ class Histograms:
         self.source_lag = Histogram(f"{PREFIX}source_lag_seconds",
                                     "How long after the first source another source announced the same transaction",
                                     ["chain", "source"], buckets=LATENCY_BUCKETS_S, registry=registry)
+        self.block_latency = Histogram(f"{PREFIX}block_latency_seconds",
+                                       "From a new head seen (notification or poll) to its block and receipts "
+                                       "fetched and mapped", ["chain"], buckets=LATENCY_BUCKETS_S,
+                                       registry=registry)
         self.ack_latency = Histogram(f"{PREFIX}notification_to_ack_seconds",
                                      "From the pending notification to processd's durable ack, per envelope",
                                      ["chain"], buckets=LATENCY_BUCKETS_S, registry=registry)
@@ -206,6 +254,38 @@ class _Scrape:
         self._chain_families()
         self._source_families()
         self._pipeline_families()
+        self._block_families()
+
+    def _block_families(self) -> None:
+        self.block_heads = _counter("block_heads", "New heads announced (newHeads notifications, poll answers)",
+                                    ["chain"])
+        self.blocks = _counter("blocks", "Blocks by stage: fetched (with receipts), sent to processd, stored / "
+                               "ignored (duplicate) by processd's ack", ["chain", "stage"])
+        self.block_drops = _counter("block_drops", "Blocks (heights) not delivered, by reason", ["chain", "reason"])
+        self.block_receipts_missing = _counter(
+            "block_receipts_missing", "Included transactions sent without a receipt (status unknown)", ["chain"])
+        self.block_truncated = _counter("blocks_truncated", "Blocks sent with only their first max_block_txs "
+                                        "transactions", ["chain"])
+        self.heads_rejected = _counter("heads_rejected", "newHeads messages that were not a usable header",
+                                       ["chain", "reason"])
+        self.head_connected = _gauge("head_source_connected", "1 when the source's newHeads subscription is up",
+                                     ["chain", "source"])
+        self.head_reconnects = _counter("head_source_reconnects", "Reconnects of the newHeads WebSocket",
+                                        ["chain", "source"])
+
+    def _add_blocks(self, ch: str, b: BlockStats) -> None:
+        self.block_heads.add_metric([ch], b.heads)
+        for stage, n in (("fetched", b.fetched), ("sent", b.sent), ("stored", b.stored), ("ignored", b.ignored)):
+            self.blocks.add_metric([ch, stage], n)
+        for reason, n in (dict.fromkeys(BLOCK_DROP_REASONS, 0) | dict(list(b.drops.items()))).items():
+            self.block_drops.add_metric([ch, reason], n)
+        self.block_receipts_missing.add_metric([ch], b.receipts_missing)
+        self.block_truncated.add_metric([ch], b.truncated)
+        for reason, n in list(b.heads_rejected.items()):
+            self.heads_rejected.add_metric([ch, reason], n)
+        for s in list(b.head_sources.values()):
+            self.head_connected.add_metric([ch, s.source_id], 1 if s.connected else 0)
+            self.head_reconnects.add_metric([ch, s.source_id], s.reconnects)
 
     def _chain_families(self) -> None:
         self.seen = _counter("seen", "Distinct announcements that passed dedup", ["chain"])
@@ -265,7 +345,9 @@ class _Scrape:
                 self.stream_rc, self.storage_full, self.notif, self.dedup, self.rejected, self.reconnects, self.gaps,
                 self.drops, self.rpc_err, self.raw_tx, self.raw_fail, self.connected, self.silent, self.visibility,
                 self.depth, self.capacity, self.in_flight, self.unacked, self.dedup_size, self.wins, self.sightings,
-                self.sightings_lost, self.sightings_acked, self.log_size, self.log_cap)
+                self.sightings_lost, self.sightings_acked, self.log_size, self.log_cap, self.block_heads, self.blocks,
+                self.block_drops, self.block_receipts_missing, self.block_truncated, self.heads_rejected,
+                self.head_connected, self.head_reconnects)
 
     def add(self, c: ChainStats) -> None:
         """Adds chain ``c``'s samples to every family."""
@@ -287,6 +369,8 @@ class _Scrape:
         for reason, n in failures.items():
             self.raw_fail.add_metric([ch, reason], n)
         self._add_pipeline(ch, c)
+        if c.blocks is not None:
+            self._add_blocks(ch, c.blocks)
 
     def _add_source(self, ch: str, s: SourceStats) -> None:
         self.notif.add_metric([ch, s.source_id], s.notifications)

@@ -8,7 +8,9 @@ pauses, the bounded queue fills, and :meth:`Outbound.try_enqueue` starts refusin
 
 The queue also carries ``TxSighting``s (later announcements by other sources, ``ingestd.sourcelog``), in the
 same FIFO order as the envelopes: a sighting queued after its envelope goes in the envelope's batch or a later
-one, so processd has stored the transaction when it reads the sighting.
+one, so processd has stored the transaction when it reads the sighting. It carries the chain's new blocks
+(``BlockEnvelope``, ``ingestd.blocks``) too: they ride in ``TxBatch.blocks``, are kept and resent with their
+batch until acked, and processd stores each (chain, block hash) once.
 """
 
 from __future__ import annotations
@@ -24,13 +26,16 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from common.pb.v1 import ingest_pb2, ingest_pb2_grpc, tx_pb2
+from common.pb.v1 import block_pb2, ingest_pb2, ingest_pb2_grpc, tx_pb2
 from ingestd.drops import DropReason
 from ingestd.errors import IngestdError
 from ingestd.linger import batch_delay_s
-from ingestd.metrics import ChainStats, Histograms
+from ingestd.metrics import BlockDrop, ChainStats, Histograms
 
 log = logging.getLogger(__name__)
+
+#: What the outbound queue carries, in FIFO order.
+_Item = tx_pb2.TxEnvelope | tx_pb2.TxSighting | block_pb2.BlockEnvelope
 
 
 @dataclass(slots=True)
@@ -72,7 +77,7 @@ class Outbound:
         self._batch_hist = histograms.outbound_batch_size.labels(stats.name)
         self._ack_hist = histograms.ack_latency.labels(stats.name)
         self._stream_ack_hist = histograms.stream_ack_latency.labels(stats.name)
-        self._queue: deque[tx_pb2.TxEnvelope | tx_pb2.TxSighting] = deque()
+        self._queue: deque[_Item] = deque()
         self._wake = asyncio.Event()
         self._acked = asyncio.Event()
         self._unacked: dict[int, _Unacked] = {}
@@ -96,8 +101,8 @@ class Outbound:
     def unacked_envelopes(self) -> int:
         return sum(len(u.first_seen_ns) for u in self._unacked.values())
 
-    def try_enqueue(self, item: tx_pb2.TxEnvelope | tx_pb2.TxSighting) -> bool:
-        """Queues an envelope or a sighting unless the queue is at capacity (returns False; the caller counts
+    def try_enqueue(self, item: _Item) -> bool:
+        """Queues an envelope, a sighting or a block unless the queue is at capacity (returns False; the caller counts
         the drop)."""
         if len(self._queue) >= self.capacity or self._closing:
             return False
@@ -137,6 +142,10 @@ class Outbound:
         if not task.done():
             log.error("outbound sender of chain=%s did not stop within 5 s of its cancellation", self._chain_label)
         lost = sum(1 for item in self._queue if type(item) is tx_pb2.TxEnvelope) + self.unacked_envelopes
+        blocks_lost = (sum(1 for item in self._queue if type(item) is block_pb2.BlockEnvelope)
+                       + sum(len(u.batch.blocks) for u in self._unacked.values()))
+        if blocks_lost and self.stats.blocks is not None:
+            self.stats.blocks.drops[BlockDrop.SHUTDOWN] += blocks_lost
         if lost:
             self.stats.drops.add(DropReason.SHUTDOWN, count=lost, detail="unacked at shutdown")
             log.warning("shutdown chain=%s envelopes_not_acked=%d", self._chain_label, lost)
@@ -155,6 +164,7 @@ class Outbound:
         # limit (a batch that can never be delivered would be resent forever). One envelope always goes.
         envelopes: list[tx_pb2.TxEnvelope] = []
         sightings: list[tx_pb2.TxSighting] = []
+        blocks: list[block_pb2.BlockEnvelope] = []
         size = taken = 0
         while taken < n:
             item = self._queue[0]
@@ -162,12 +172,14 @@ class Outbound:
             if taken and size + item_size > self.max_batch_bytes:
                 break
             self._queue.popleft()
-            (sightings if type(item) is tx_pb2.TxSighting else envelopes).append(item)  # type: ignore[arg-type]
+            kind = type(item)
+            (sightings if kind is tx_pb2.TxSighting else blocks if kind is block_pb2.BlockEnvelope
+             else envelopes).append(item)  # type: ignore[arg-type]
             size += item_size
             taken += 1
         self._seq += 1
         batch = ingest_pb2.TxBatch(session_id=self.session_id, batch_seq=self._seq, envelopes=envelopes,
-                                   sightings=sightings)
+                                   sightings=sightings, blocks=blocks)
         if with_stats:
             batch.chain_stats.append(self._stats_source())
         return batch, [e.first_seen_unix_ns for e in envelopes]
@@ -258,7 +270,7 @@ class Outbound:
             batch, first_seen = item
             if stats_due:
                 self._last_stats = time.monotonic()
-            if batch.envelopes or batch.sightings:
+            if batch.envelopes or batch.sightings or batch.blocks:
                 self._unacked[batch.batch_seq] = _Unacked(batch, first_seen, time.monotonic())
                 self._batch_hist.observe(len(batch.envelopes))
                 self.stats.envelopes_sent += len(batch.envelopes)
@@ -288,6 +300,9 @@ class Outbound:
             # (a storage_full answer is resent whole: its sightings are counted by the final answer)
             self.stats.sightings_stored += ack.sightings_stored
             self.stats.sightings_ignored += ack.sightings_ignored
+            if self.stats.blocks is not None:
+                self.stats.blocks.stored += ack.blocks_stored
+                self.stats.blocks.ignored += ack.blocks_ignored
         storage_full = 0
         rejected = 0
         for rc in ack.rejected:
@@ -325,7 +340,7 @@ class Outbound:
         self._acked.set()
 
 
-def _seen_ns(item: tx_pb2.TxEnvelope | tx_pb2.TxSighting) -> int:
+def _seen_ns(item: _Item) -> int:
     """When the source announced ``item`` (unix ns)."""
     return item.first_seen_unix_ns if type(item) is tx_pb2.TxEnvelope else item.seen_unix_ns  # type: ignore[union-attr]
 

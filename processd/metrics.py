@@ -29,7 +29,8 @@ _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 
 # Label values known at start, so that their series exist at zero before anything happens (rate() and alerts
 # then see a 0, not an absent series). The names are those the counting code uses (see each comment).
-_EVENT_KINDS = ("tx_seen", "tx_decoded", "opp_detected", "tx_source_seen")  # pipeline._KIND_NAMES
+_EVENT_KINDS = ("tx_seen", "tx_decoded", "opp_detected", "tx_source_seen", "block")  # pipeline._KIND_NAMES
+_BLOCK_OUTCOMES = ("stored", "duplicate", "invalid")  # pipeline: check_blocks, committed
 _OUTCOMES = ("accepted", "duplicate_or_rejected")  # pipeline.IngestPipeline.committed
 _REJECT_REASONS = (*REASON_NAMES.values(), "malformed_batch")  # validation + ingest_service
 _EXHAUSTED_CAUSES = ("commit_queue_full", "too_many_subscribers")  # ingest_service, query_service
@@ -62,6 +63,9 @@ class ProcessdMetrics:
         self.rejects = Counter(f"{PREFIX}rejects", "Envelopes rejected, by reason", ["reason"], registry=r)
         self.sightings = Counter(f"{PREFIX}sightings", "Later-source sightings (TxBatch.sightings) by "
                                  "outcome: stored, repeat, unknown_tx, over_limit, invalid", ["outcome"], registry=r)
+        self.blocks = Counter(f"{PREFIX}blocks", "Blocks (TxBatch.blocks) by chain and outcome: stored, "
+                              "duplicate (already stored: a resend or a second source), invalid (malformed, chain "
+                              "not served)", ["chain_id", "outcome"], registry=r)
         self.analysis_errors = Counter(f"{PREFIX}analysis_errors", "Transactions whose analysis raised (stored "
                                        "undecoded)", registry=r)
         self.pruned = Counter(f"{PREFIX}pruned_events", "Events removed by retention", registry=r)

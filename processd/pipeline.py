@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from google.protobuf.message import DecodeError
 
 from common.chains import MAX_CHAIN_ID
-from common.pb.v1 import events_pb2, ingest_pb2, tx_pb2
+from common.pb.v1 import block_pb2, events_pb2, ingest_pb2, tx_pb2
 from processd.analysis.pool import AnalysisPool
 from processd.analysis.validation import MAX_SOURCE_ID_CHARS, OK, REASON_NAMES
 from processd.errors import ProcessdError
@@ -62,7 +62,11 @@ MAX_SESSION_ID_CHARS = 128
 MAX_SESSIONS_PER_STREAM = 64
 _KIND_NAMES: dict[int, str] = {events_pb2.EVENT_KIND_TX_SEEN: "tx_seen", events_pb2.EVENT_KIND_TX_DECODED: "tx_decoded",
                                events_pb2.EVENT_KIND_OPP_DETECTED: "opp_detected",
-                               events_pb2.EVENT_KIND_TX_SOURCE_SEEN: "tx_source_seen"}
+                               events_pb2.EVENT_KIND_TX_SOURCE_SEEN: "tx_source_seen",
+                               events_pb2.EVENT_KIND_BLOCK: "block"}
+#: Transactions one block may list (ingestd sends at most its max_block_txs, 10,000 by default): the writer does a
+#: point read per transaction (seen_pending), so this bounds one block's cost in the commit.
+MAX_BLOCK_TXS = 20_000
 
 
 class MalformedBatchError(ProcessdError):
@@ -94,6 +98,8 @@ class PendingBatch:
     rejected: dict[int, int] = field(default_factory=dict)
     #: Malformed sightings of the batch (counted as ``invalid`` on receipt, never stored).
     sightings_invalid: int = 0
+    #: Blocks of the batch refused on receipt (malformed, chain not served), never stored.
+    blocks_invalid: int = 0
 
     async def acked(self) -> ingest_pb2.IngestAck:
         """The batch's ack once its commit is durable; raises WriterStoppedError when it was not stored."""
@@ -105,10 +111,12 @@ class PendingBatch:
         """The ``IngestAck`` of the batch (after its commit)."""
         job = self.job
         if job is None:
-            return ingest_pb2.IngestAck(batch_seq=self.batch_seq, sightings_ignored=self.sightings_invalid)
+            return ingest_pb2.IngestAck(batch_seq=self.batch_seq, sightings_ignored=self.sightings_invalid,
+                                        blocks_ignored=self.blocks_invalid)
         rejected = self.rejected
-        if job.storage_full and job.envelopes:
-            rejected = {**rejected, STORAGE_FULL: rejected.get(STORAGE_FULL, 0) + job.envelopes}
+        if job.storage_full and (job.envelopes or job.blocks):
+            # (its blocks count too: a batch of blocks only must also be resent, not taken as acked)
+            rejected = {**rejected, STORAGE_FULL: rejected.get(STORAGE_FULL, 0) + job.envelopes + len(job.blocks)}
         return ingest_pb2.IngestAck(
             batch_seq=self.batch_seq,
             first_seq_id=job.first_seq,
@@ -119,6 +127,8 @@ class PendingBatch:
                       for r, c in sorted(rejected.items()) if c],
             sightings_stored=job.sightings_stored,
             sightings_ignored=self.sightings_invalid + job.sightings_ignored,
+            blocks_stored=job.blocks_stored,
+            blocks_ignored=self.blocks_invalid + job.blocks_duplicate,
         )
 
 
@@ -126,13 +136,16 @@ class IngestPipeline:
     """Owns every ingest batch from its bytes to its ack (module doc); builds and listens to the single writer."""
 
     def __init__(self, writer: Callable[[CommitListener], CommitWriter], pool: AnalysisPool, models: ReadModels,
-                 hub: SubscriptionHub, metrics: ProcessdMetrics, *, max_chains: int = 1024) -> None:
+                 hub: SubscriptionHub, metrics: ProcessdMetrics, *, max_chains: int = 1024,
+                 chain_ids: frozenset[int] = frozenset()) -> None:
         self.writer = writer(self)
         self._pool = pool
         self._models = models
         self._hub = hub
         self._metrics = metrics
         self._max_chains = max_chains
+        #: Chains served (empty = any): blocks of others are refused as invalid (envelopes: unknown_chain).
+        self._chain_ids = chain_ids
         #: Chains that may be stored (those already in the read models, then new ones up to max_chains).
         self._admitted: set[int] = set()
         self._session_streams: dict[str, int] = {}
@@ -168,19 +181,20 @@ class IngestPipeline:
                 self._stats_rejected(refused, len(batch.chain_stats), f"session id of {len(batch.session_id)} "
                                      f"chars, {len(stream.sessions)} sessions on the stream")
         sightings, bad_sightings = self.check_sightings(batch) if batch.sightings else ([], 0)
+        blocks, bad_blocks = self.check_blocks(batch) if batch.blocks else ([], 0)
         pending = PendingBatch(batch_seq=batch.batch_seq, envelopes=batch.envelopes, received_ns=0,
-                               sightings_invalid=bad_sightings)
-        if batch.envelopes or sightings:
+                               sightings_invalid=bad_sightings, blocks_invalid=bad_blocks)
+        if batch.envelopes or sightings or blocks:
             pending.received_ns = time.time_ns()
             loop = asyncio.get_running_loop()
             if batch.envelopes:
                 prepared = self._prepare(pending, raw)
-            else:  # a batch of sightings only: nothing to prepare
+            else:  # a batch of sightings or blocks only: nothing to prepare
                 prepared = loop.create_future()
                 prepared.set_result(BatchColumns(b"", 0, [], [], [], [], [], [], [], [], {}, {}, {}))
             pending.job = CommitJob(batch_seq=batch.batch_seq, envelopes=len(batch.envelopes),
                                     received_ns=pending.received_ns, prepared=prepared, done=loop.create_future(),
-                                    sightings=sightings)
+                                    sightings=sightings, blocks=blocks)
             await self.writer.submit(pending.job)
         return pending
 
@@ -226,6 +240,38 @@ class IngestPipeline:
         if bad:
             self._metrics.sightings.labels("invalid").inc(bad)
         return good, bad
+
+    def check_blocks(self, batch: ingest_pb2.TxBatch) -> tuple[list[block_pb2.BlockEnvelope], int]:
+        """The batch's well-formed blocks of chains this processd may store, and the number of the others
+        (``mempulse_processd_blocks_total{outcome="invalid"}``, acked as ignored, never stored)."""
+        good: list[block_pb2.BlockEnvelope] = []
+        for block in batch.blocks:
+            if self._block_ok(block) and self._admit_block_chain(block.chain_id):
+                good.append(block)
+            else:
+                self._metrics.blocks.labels(str(block.chain_id), "invalid").inc()
+        return good, len(batch.blocks) - len(good)
+
+    @staticmethod
+    def _block_ok(block: block_pb2.BlockEnvelope) -> bool:
+        """Hashes of 32 bytes, senders of 20, a bounded transaction list and source id, a known chain id."""
+        if not (0 < block.chain_id <= MAX_CHAIN_ID and len(block.hash) == 32 and len(block.parent_hash) == 32
+                and len(block.base_fee) <= 32 and len(block.txs) <= MAX_BLOCK_TXS
+                and len(block.source_id) <= MAX_SOURCE_ID_CHARS):
+            return False
+        return all(len(tx.hash) == 32 and len(tx.sender) == 20 and len(tx.effective_gas_price) <= 32
+                   for tx in block.txs)
+
+    def _admit_block_chain(self, chain_id: int) -> bool:
+        """Whether blocks of ``chain_id`` may be stored: a served chain, admitted like envelopes' (max_chains)."""
+        if self._chain_ids and chain_id not in self._chain_ids:
+            return False
+        if chain_id in self._admitted:
+            return True
+        if len(self._admitted) < self._max_chains:
+            self._admitted.add(chain_id)
+            return True
+        return False
 
     # ---- prepare and admit -------------------------------------------------------------------------------
 
@@ -306,6 +352,12 @@ class IngestPipeline:
                 m.events.labels(_KIND_NAMES[kind]).inc(n)
         for outcome, n in result.sightings.items():
             m.sightings.labels(outcome).inc(n)
+        if result.blocks:
+            m.events.labels(_KIND_NAMES[events_pb2.EVENT_KIND_BLOCK]).inc(len(result.blocks))
+            for _, chain_id, _ in result.blocks:
+                m.blocks.labels(str(chain_id), "stored").inc()
+        for chain_id, n in result.block_duplicates.items():
+            m.blocks.labels(str(chain_id), "duplicate").inc(n)
         if result.sightings.get("stored"):
             m.events.labels(_KIND_NAMES[events_pb2.EVENT_KIND_TX_SOURCE_SEEN]).inc(result.sightings["stored"])
         if result.analysis_errors:

@@ -17,13 +17,15 @@ from dataclasses import dataclass
 from common.chains import SEQUENCER_CHAINS
 from common.pb.v1 import ingest_pb2, tx_pb2
 from common.rawtx import RawTxError, node_raw, verified_raw
+from ingestd.blocks import BlockFollower
 from ingestd.config import ChainConfig, IngestConfig
 from ingestd.dedup import Dedup
 from ingestd.drops import DropCounter, DropReason
 from ingestd.fetcher import RAW_METHOD, TOO_LARGE, BatchFetcher, FetchOutcome
+from ingestd.heads import HeadSource
 from ingestd.linger import batch_delay_s
 from ingestd.mapping import MappingError, tx_to_envelope
-from ingestd.metrics import ChainStats, Histograms, RawOutcome, SourceStats
+from ingestd.metrics import BlockStats, ChainStats, Histograms, RawOutcome, SourceStats
 from ingestd.notifications import PendingHash, PendingTx
 from ingestd.outbound import Outbound
 from ingestd.sourcelog import SightingOutcome, SourceLog
@@ -100,12 +102,35 @@ class ChainWorker:
             self.stats.source_log_entries = lambda: len(self.source_log or ())
             self.stats.source_log_capacity = cfg.source_log_size
         self._source_lag = histograms.source_lag
+        self.blocks: BlockFollower | None = None
+        self.head_sources: list[HeadSource] = []
+        if cfg.follow_blocks == "on":
+            self._follow_blocks(histograms)
         self._tasks: list[asyncio.Task[None]] = []
         self._started_mono = 0.0
         self._ready_logged = False
         self._visibility_logged = False
         self.peak_fetch_queue = 0
         self.peak_outbound_queue = 0
+
+    def _follow_blocks(self, histograms: Histograms) -> None:
+        """The chain's block follower and one ``newHeads`` source per WebSocket source (ingestd.blocks)."""
+        cfg = self.cfg
+        stats = self.stats.blocks = BlockStats()
+        self.blocks = BlockFollower(self.chain, cfg, self.fetcher, stats, self.outbound.try_enqueue,
+                                    histograms.block_latency.labels(self.chain.name).observe)
+        self.stats.queues["blocks"] = (lambda: len(self.blocks.queue) if self.blocks else 0, cfg.block_queue_size)
+
+        def rejected(source_id: str, reason: str) -> None:
+            stats.heads_rejected[reason] += 1
+
+        # Their own SourceStats (not the chain's sources: a head stream's reconnects are not the pending feed's).
+        stats.head_sources = {src.source_id: SourceStats(src.source_id) for src in self.chain.sources}
+        self.head_sources = [
+            HeadSource(src, self.chain.name, stats.head_sources[src.source_id], self.blocks.on_head, rejected,
+                       max_message_bytes=cfg.ws_max_message_bytes, reconnect_min_s=cfg.reconnect_min_ms / 1000,
+                       reconnect_max_s=cfg.reconnect_max_ms / 1000)
+            for src in self.chain.sources]
 
     # -- hot path (called by the readers; never blocks) --------------------------------------------------
 
@@ -383,6 +408,11 @@ class ChainWorker:
                        asyncio.create_task(self._watchdog(), name=f"watchdog-{name}")]
         self._sources = [asyncio.create_task(s.run(), name=f"source-{name}-{s.source.source_id}")
                          for s in self.sources]
+        if self.blocks is not None:
+            self._sources += [asyncio.create_task(s.run(), name=f"heads-{name}-{s.source.source_id}")
+                              for s in self.head_sources]
+            self._tasks += [asyncio.create_task(self.blocks.run(), name=f"blocks-{name}"),
+                            asyncio.create_task(self.blocks.poll(), name=f"block-poll-{name}")]
         self._tasks += self._sources
 
     async def stop(self, grace_s: float) -> None:
@@ -409,6 +439,9 @@ class ChainWorker:
         if unfetched:
             self.stats.drops.add(DropReason.SHUTDOWN, count=unfetched, detail="fetch queue at shutdown")
         self._fetch_queue.clear()
+        if self.blocks is not None and self.blocks.queue:  # heights not fetched yet: counted, not lost silently
+            self.blocks.stats.drops["shutdown"] += len(self.blocks.queue)
+            self.blocks.queue.clear()
         await self.outbound.stop(max(0.0, deadline - time.monotonic()))
         with contextlib.suppress(Exception):
             await self.fetcher.aclose()

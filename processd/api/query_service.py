@@ -240,6 +240,17 @@ class QueryService(query_pb2_grpc.QueryServicer):
         return query_pb2.ListOpportunitiesResponse(
             opportunities=self._models.top_opportunities(chain_id, self._limit(request.limit), min_score))
 
+    async def ListBlocks(self, request: query_pb2.ListBlocksRequest,
+                         context: grpc.aio.ServicerContext) -> query_pb2.ListBlocksResponse:
+        """The recent-blocks window (processd.views.blocks), newest first, from ``cursor`` (a seq_id, exclusive)."""
+        try:
+            chain_id = self._chain(request.chain_id)
+        except BadRequestError as exc:
+            await self._bad(context, "ListBlocks", exc)
+            raise
+        blocks, next_cursor = self._models.blocks.page(chain_id, self._limit(request.limit), request.cursor)
+        return query_pb2.ListBlocksResponse(blocks=blocks, next_cursor=next_cursor)
+
     async def ScanEvents(self, request: query_pb2.ScanEventsRequest,
                          context: grpc.aio.ServicerContext) -> query_pb2.ScanEventsResponse:
         try:

@@ -103,7 +103,7 @@ class ProcessdServer:
             max_sources_per_tx=config.max_sources_per_tx, max_sources_per_chain=config.max_sources_per_chain,
         )
         self.pipeline = IngestPipeline(writer, self.pool, self.models, self.hub, self.metrics,
-                                       max_chains=config.max_chains)
+                                       max_chains=config.max_chains, chain_ids=config.chain_ids)
         self.writer = self.pipeline.writer
         self.ingest = IngestService(self.pipeline, self.metrics,
                                     max_inflight_batches=config.stream_max_inflight_batches, crash=self.crash)

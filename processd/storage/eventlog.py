@@ -138,6 +138,7 @@ class EventLog:
         self.agg_db: Any = None
         self.meta_db: Any = None
         self.sources_db: Any = None
+        self.blocks_db: Any = None
         self.stale_readers_cleared = 0
         self._lock_fd: int | None = None
 
@@ -203,6 +204,7 @@ class EventLog:
         self.agg_db = env.open_db(b"agg")
         self.meta_db = env.open_db(b"meta")
         self.sources_db = env.open_db(b"tx_sources")
+        self.blocks_db = env.open_db(b"blocks")
         with env.begin(write=True) as txn:
             raw = txn.get(META_SCHEMA, db=self.meta_db)
             if raw is None:

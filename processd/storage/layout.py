@@ -17,6 +17,8 @@ database        key                              value
 ``meta``        ``schema_version`` / ``last_seq``  u32 / u64
 ``tx_sources``  a ``tx_hash`` key + source id    first-seen unix ns (u64) of that source's
                 (utf-8) of every later source    announcement (its TX_SOURCE_SEEN event)
+``blocks``      chain_id (u64) + number (u64) +  seq (u64) of the block's BLOCK event
+                block hash (32 B)
 ==============  ===============================  =============================================
 
 The events of one transaction are contiguous: TX_SEEN at seq s, TX_DECODED at s+1, then one OPP_DETECTED per
@@ -40,8 +42,17 @@ its own ``chain_seq`` entry), indexed in ``tx_sources`` under its transaction's 
 same transaction, like every index), so a read of a transaction finds its sources with one cursor seek. Per
 chain and source, ``agg`` counts first-seen wins and later sightings (``AGG_SOURCE``).
 
-Schema 2 is this layout (``tx_sources`` came later: a log without it gets it at open); schema 1 (seq inside
-values, one ``chain_seq`` entry per event) is refused at open.
+A block (``TxBatch.blocks``) is one BLOCK event with its own ``chain_seq`` entry, stored once per (chain, block
+hash): ``blocks`` is its dedup index. Its key holds the number before the hash, so one chain's blocks sort by
+height (the read model's window is rebuilt with one backward cursor walk per chain); a hash determines its number,
+so (chain, number, hash) is as unique as (chain, hash). Two blocks at one height (a reorg) are two entries. The
+BLOCK value records how many of the block's transactions the ``tx_hash`` index held when it was committed
+(``BlockSeen.seen_pending``, by the same 16-byte prefix). ``agg`` counts a chain's stored blocks
+(``AGG_BLOCKS``). Retention prunes a BLOCK event like a transaction (by count or age), with its index entries.
+
+Schema 2 is this layout (``tx_sources`` and ``blocks`` came later: a log without them gets them at open, so an
+old log opens and takes the new kind); schema 1 (seq inside values, one ``chain_seq`` entry per event) is refused
+at open.
 """
 
 from __future__ import annotations
@@ -57,9 +68,9 @@ CHAIN_SEQ = struct.Struct(">QQ")
 META_SCHEMA = b"schema_version"
 META_LAST_SEQ = b"last_seq"
 #: The named databases of the log: the main database of its LMDB environment holds exactly these keys.
-DB_NAMES = frozenset((b"events", b"chain_seq", b"tx_hash", b"agg", b"meta", b"tx_sources"))
+DB_NAMES = frozenset((b"events", b"chain_seq", b"tx_hash", b"agg", b"meta", b"tx_sources", b"blocks"))
 #: Databases a log written before they existed lacks (created at open).
-LATER_DB_NAMES = frozenset((b"tx_sources",))
+LATER_DB_NAMES = frozenset((b"tx_sources", b"blocks"))
 
 #: agg keys: b"C" + chain (u64) + one field byte; b"F" + chain (u64) + category (u8) + protocol (utf-8).
 AGG_CHAIN = b"C"
@@ -70,6 +81,8 @@ AGG_OPPS = b"o"
 AGG_RETAINED_TX = b"p"
 AGG_HIGH_WATER = b"h"
 AGG_COMMITTED_NS = b"n"
+#: Blocks stored (BLOCK events, retained or not).
+AGG_BLOCKS = b"b"
 #: b"S" + chain (u64) + one field byte + source id (utf-8): first-seen wins / later sightings of a source.
 AGG_SOURCE = b"S"
 AGG_SOURCE_WINS = b"w"
@@ -79,6 +92,8 @@ KIND_SEEN: int = events_pb2.EVENT_KIND_TX_SEEN
 KIND_DECODED: int = events_pb2.EVENT_KIND_TX_DECODED
 KIND_OPP: int = events_pb2.EVENT_KIND_OPP_DETECTED
 KIND_SOURCE: int = events_pb2.EVENT_KIND_TX_SOURCE_SEEN
+KIND_BLOCK: int = events_pb2.EVENT_KIND_BLOCK
+BLOCK_KEY = struct.Struct(">QQ32s")
 
 
 def seq_key(seq: int) -> bytes:
@@ -98,6 +113,11 @@ TX_KEY_HASH_BYTES = 16
 def tx_key(chain_id: int, tx_hash: bytes) -> bytes:
     """Key of a transaction in ``tx_hash``: chain id and the first :data:`TX_KEY_HASH_BYTES` of its hash."""
     return U64.pack(chain_id) + tx_hash[:TX_KEY_HASH_BYTES]
+
+
+def block_key(chain_id: int, number: int, block_hash: bytes) -> bytes:
+    """Key of a block in ``blocks``: chain id, number, hash (so a chain's blocks sort by height)."""
+    return BLOCK_KEY.pack(chain_id, number, block_hash)
 
 
 def agg_chain_key(chain_id: int, field: bytes) -> bytes:

@@ -15,8 +15,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from common.pb.v1 import block_pb2, events_pb2
 from processd.storage.eventlog import EventLog
 from processd.storage.layout import (
+    AGG_BLOCKS,
     AGG_COMMITTED_NS,
     AGG_DECODED,
     AGG_HIGH_WATER,
@@ -27,6 +29,7 @@ from processd.storage.layout import (
     AGG_SOURCE_WINS,
     AGG_TX,
     CHAIN_SEQ,
+    KIND_BLOCK,
     KIND_SEEN,
     KIND_SOURCE,
     META_LAST_SEQ,
@@ -34,11 +37,12 @@ from processd.storage.layout import (
     agg_chain_key,
     agg_feature_key,
     agg_source_key,
+    block_key,
     decode_event,
     tx_key,
 )
 from processd.wire.columns import BatchColumns, FeatureKey, keep_only
-from processd.wire.encoding import event_header, source_seen_value
+from processd.wire.encoding import block_value, event_header, source_seen_value
 
 log = logging.getLogger(__name__)
 
@@ -231,6 +235,28 @@ class LogWrite:
         self.high_water[chain_id] = seq
         return "stored", value
 
+    # ---- blocks ------------------------------------------------------------------------------------------
+
+    def add_block(self, seq: int, block: block_pb2.BlockEnvelope, received_ns: int) -> bytes:
+        """Stores ``block`` as a BLOCK event at ``seq`` unless its (chain, number, hash) is in ``blocks`` already;
+        returns its value, or ``b""`` for a duplicate (a resend, or another ingestd's copy). Its ``seen_pending`` is
+        how many of its transactions the ``tx_hash`` index holds now (one point read each: a block's transactions
+        are bounded by ingestd's max_block_txs and processd's check)."""
+        txn, eventlog = self.txn, self.log
+        key = block_key(block.chain_id, block.number, block.hash)
+        if txn.get(key, db=eventlog.blocks_db) is not None:
+            return b""
+        chain_id, tx_db = block.chain_id, eventlog.tx_db
+        seen_pending = sum(1 for tx in block.txs if txn.get(tx_key(chain_id, tx.hash), db=tx_db) is not None)
+        value = block_value(block, received_ns, seen_pending)
+        txn.put(U64.pack(seq), value, db=eventlog.events_db, append=True)
+        txn.put(CHAIN_SEQ.pack(chain_id, seq), bytes((KIND_BLOCK,)), db=eventlog.chain_db)
+        txn.put(key, U64.pack(seq), db=eventlog.blocks_db)
+        k = agg_chain_key(chain_id, AGG_BLOCKS)
+        self.deltas[k] = self.deltas.get(k, 0) + 1
+        self.high_water[chain_id] = seq
+        return value
+
     # ---- end of the transaction --------------------------------------------------------------------------
 
     def put_last_seq(self, seq: int) -> None:
@@ -254,7 +280,14 @@ class LogWrite:
         pruned = 0
         while positioned:
             value = cur.value()
-            if value[0] == KIND_SEEN:  # a transaction starts: prune it whole, or stop here
+            if value[0] == KIND_BLOCK:  # a block is a unit of its own, pruned by the same rules, or stop here
+                seq = U64.unpack(cur.key())[0]
+                event = decode_event(value, seq)
+                over_count = max_events and last_seq - seq + 1 > max_events
+                if pruned >= budget or not (over_count or (cutoff_ns and event.received_unix_ns < cutoff_ns)):
+                    break
+                self._unindex_block(event)
+            elif value[0] == KIND_SEEN:  # a transaction starts: prune it whole, or stop here
                 seq = U64.unpack(cur.key())[0]
                 over_count = max_events and last_seq - seq + 1 > max_events
                 event = decode_event(value, seq)
@@ -278,6 +311,12 @@ class LogWrite:
             positioned = cur.delete() and bool(cur.key())
             pruned += 1
         return pruned
+
+    def _unindex_block(self, event: events_pb2.Event) -> None:
+        """Deletes the index entries of a pruned BLOCK event (its ``chain_seq`` entry and ``blocks`` key)."""
+        block = event.block.block
+        self.txn.delete(CHAIN_SEQ.pack(event.chain_id, event.seq_id), db=self.log.chain_db)
+        self.txn.delete(block_key(event.chain_id, block.number, block.hash), db=self.log.blocks_db)
 
     def put_counters(self, committed_ns: int) -> dict[bytes, int]:
         """Writes the counters this transaction changed (deltas, per-chain high water and commit time); returns

@@ -20,6 +20,8 @@ FeatureEntry = tuple[int, int, bytes]
 OppEntry = tuple[int, int, int, bytes]
 #: (seq, chain_id, kind, events value) of any event.
 EventEntry = tuple[int, int, int, bytes]
+#: (seq, chain_id, BLOCK events value) of a stored block.
+BlockEntry = tuple[int, int, bytes]
 
 
 @dataclass(slots=True)
@@ -49,6 +51,9 @@ class CommitResult:
     analysis_errors: int = 0
     #: Sightings handled, by outcome (``processd.storage.logwrite.SIGHTING_OUTCOMES``).
     sightings: dict[str, int] = field(default_factory=dict)
+    #: Blocks stored by this commit, in seq order; and blocks not stored because already stored, per chain.
+    blocks: list[BlockEntry] = field(default_factory=list)
+    block_duplicates: dict[int, int] = field(default_factory=dict)
     duration_s: float = 0.0
 
     def add_stored(self, first: int, columns: BatchColumns) -> None:

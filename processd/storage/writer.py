@@ -11,7 +11,9 @@ the :class:`CommitListener` told (read models, live subscribers) and the batches
 (:attr:`CommitJob.done`).
 
 A batch's sightings (later sources of transactions, ``TxBatch.sightings``) are stored after its envelopes, in
-the same write transaction, one TX_SOURCE_SEEN event each (:meth:`CommitWriter._store_sightings`).
+the same write transaction, one TX_SOURCE_SEEN event each (:meth:`CommitWriter._store_sightings`); then its blocks
+(``TxBatch.blocks``), one BLOCK event each unless already stored (:meth:`CommitWriter._store_blocks`), so a batch
+is acked only after the commit that stores its blocks.
 """
 
 from __future__ import annotations
@@ -27,11 +29,12 @@ from typing import Protocol
 
 import lmdb
 
+from common.pb.v1 import block_pb2
 from processd.errors import ProcessdError
 from processd.storage.crashpoints import CrashSwitch
 from processd.storage.diskfull import DiskFullGate, is_write_failure
 from processd.storage.eventlog import EventLog
-from processd.storage.layout import KIND_SOURCE
+from processd.storage.layout import KIND_BLOCK, KIND_SOURCE
 from processd.storage.logwrite import LogCounters, LogWrite, Sighting, duplicate_sightings
 from processd.storage.records import CommitResult
 from processd.wire.columns import BatchColumns
@@ -88,6 +91,10 @@ class CommitJob:
     sightings: list[Sighting] = field(default_factory=list)
     sightings_stored: int = 0
     sightings_ignored: int = 0
+    #: Validated blocks of the batch, stored after its sightings; and how many were stored / already stored.
+    blocks: list[block_pb2.BlockEnvelope] = field(default_factory=list)
+    blocks_stored: int = 0
+    blocks_duplicate: int = 0
     accepted: int = 0
     duplicates: int = 0
     first_seq: int = 0
@@ -97,8 +104,8 @@ class CommitJob:
 
     @property
     def size(self) -> int:
-        """What the batch weighs in the commit queue: envelopes plus sightings."""
-        return self.envelopes + len(self.sightings)
+        """What the batch weighs in the commit queue: envelopes plus sightings plus blocks."""
+        return self.envelopes + len(self.sightings) + len(self.blocks)
 
 
 class CommitWriter:
@@ -318,7 +325,7 @@ class CommitWriter:
             total += batch.envelopes
             batch.storage_full = True
             batch.accepted = batch.duplicates = batch.first_seq = batch.last_seq = 0
-            batch.sightings_stored = 0
+            batch.sightings_stored = batch.blocks_stored = batch.blocks_duplicate = 0
         # While disk-full refusals repeat (no commit tried) one line per group would flood the log: the state
         # change is logged by DiskFullGate and the counts are in mempulse_processd_rejects_total.
         log.log(logging.DEBUG if quiet else logging.ERROR, "event log full (%s): rejected %d envelopes as "
@@ -371,7 +378,7 @@ class CommitWriter:
         duplicates (another ingestd's envelope of a stored transaction is a later sighting); returns the last seq."""
         columns = batch.prepared.result()
         # A group aborted by MapFull is written again after the map grows: start the ack's counts afresh.
-        batch.sightings_stored = batch.sightings_ignored = 0
+        batch.sightings_stored = batch.sightings_ignored = batch.blocks_stored = batch.blocks_duplicate = 0
         result.analysis_errors += columns.analysis_errors
         n = len(columns.tx_key)
         columns, duplicate_values = write.claim_hashes(columns, seq + 1)
@@ -391,6 +398,24 @@ class CommitWriter:
         if duplicate_values:
             seq = self._store_sightings(write, batch, duplicate_sightings(duplicate_values), seq, result,
                                         from_duplicates=True)
+        if batch.blocks:
+            seq = self._store_blocks(write, batch, seq, result)
+        return seq
+
+    @staticmethod
+    def _store_blocks(write: LogWrite, batch: CommitJob, seq: int, result: CommitResult) -> int:
+        """Stores the batch's blocks after its transactions and sightings (so ``seen_pending`` counts the batch's
+        own transactions); a block already stored is only counted. Returns the last seq used."""
+        for block in batch.blocks:
+            value = write.add_block(seq + 1, block, batch.received_ns)
+            if not value:
+                batch.blocks_duplicate += 1
+                result.block_duplicates[block.chain_id] = result.block_duplicates.get(block.chain_id, 0) + 1
+                continue
+            seq += 1
+            batch.blocks_stored += 1
+            result.blocks.append((seq, block.chain_id, value))
+            result.add_event(seq, block.chain_id, KIND_BLOCK, value)
         return seq
 
     def _store_sightings(self, write: LogWrite, batch: CommitJob, sightings: list[Sighting], seq: int,

@@ -36,6 +36,7 @@ from processd.storage.eventlog import (
     decode_event,
 )
 from processd.storage.records import CommitResult, FeatureEntry, OppEntry, TxEntry
+from processd.views.blocks import BlockWindow
 from processd.views.coverage import selector_coverage
 from processd.views.ingest_stats import IngestStatsStore, StatsLimits
 from processd.views.windows import OpportunityWindow, TxWindow, chain_offsets
@@ -74,7 +75,7 @@ class ReadModels:
     """All read models of processd. Mutated only on the event loop thread (commit results, ingest stats)."""
 
     def __init__(self, recent_tx: int = 2000, recent_features: int = 2000, opportunity_window: int = 5000,
-                 stats_limits: StatsLimits | None = None) -> None:
+                 stats_limits: StatsLimits | None = None, recent_blocks: int = 256) -> None:
         self.recent_tx = recent_tx
         self.recent_features = recent_features
         self.opportunity_window = opportunity_window
@@ -88,6 +89,8 @@ class ReadModels:
         #: Latest ChainIngestStats per (session_id, chain_id), for sessions with an open stream (bounded in bytes;
         #: the ingest service sets ``on_reject`` for its metrics and logs).
         self.ingest_stats = IngestStatsStore(stats_limits)
+        #: The newest stored blocks per chain and over all chains (processd.views.blocks).
+        self.blocks = BlockWindow(recent_blocks)
 
     # ---- updates -----------------------------------------------------------------------------------------
 
@@ -103,6 +106,8 @@ class ReadModels:
         """Folds one committed transaction into the models (O(window sizes), whatever the size of the commit)."""
         self._add_committed(result.stored)
         self._add_opportunities(result.opportunities)
+        if result.blocks:
+            self.blocks.add(result.blocks)
         self.counters.update(result.aggregates)
         for key in result.aggregates:
             if key[:1] == AGG_CHAIN:
@@ -166,6 +171,7 @@ class ReadModels:
         whole log; past that bound its windows start shorter than before the restart, which is logged).
         """
         self.counters = eventlog.load_aggregates()
+        self.blocks.rebuild(eventlog)
         for key in self.counters:
             if key[:1] == AGG_CHAIN:
                 self.chain(U64.unpack(key[1:9])[0])
@@ -272,7 +278,8 @@ class ReadModels:
         ingest = self.ingest_for_chain(chain_id)
         if ingest is not None:
             totals.ingest.CopyFrom(ingest)
-            dropped = sum(d.count for d in ingest.dropped)
+            # (blocks ingestd did not deliver are its block_* reasons: not transactions, not in this ratio)
+            dropped = sum(d.count for d in ingest.dropped if not d.reason.startswith("block_"))
             totals.drop_ratio = dropped / ingest.seen if ingest.seen else 0.0
         return totals
 

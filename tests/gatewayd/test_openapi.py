@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -11,6 +12,8 @@ from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
 from common.chains import UnknownChainError, parse_chain
+from common.pb.v1 import block_pb2, ingest_pb2
+from common.testing.ingest_push import push_batches
 from common.testing.synth import synthetic_envelopes, typed_envelopes
 from gatewayd.app import ROUTES
 from gatewayd.openapi import build_openapi
@@ -58,6 +61,17 @@ def test_real_responses_match_the_documented_schemas(processd_factory, gateway_f
     # typed_envelopes: every transaction type with its signature, lists and raw bytes (and impersonated ones)
     envelopes = synthetic_envelopes(90, seed=21, chain_ids=CHAINS) + typed_envelopes(20, seed=21, chain_ids=CHAINS)
     p.push(envelopes)
+    # a block including two stored transactions of its chain and an unknown one, one reverted, one without a receipt
+    first, second = [e for e in envelopes if e.chain_id == envelopes[0].chain_id][:2]
+    txs = [block_pb2.IncludedTx(hash=h, index=i, sender=b"\x05" * 20, nonce=i, status=s, gas_used=21000,
+                                effective_gas_price=b"\x01" if s else b"")
+           for i, (h, s) in enumerate([(first.hash, block_pb2.TX_STATUS_OK), (b"\x09" * 32, 0),
+                                       (second.hash, block_pb2.TX_STATUS_REVERTED)])]
+    block = block_pb2.BlockEnvelope(chain_id=envelopes[0].chain_id, number=7, hash=b"\x07" * 32,
+                                    parent_hash=b"\x06" * 32, timestamp=1_700_000_000, base_fee=b"\x03",
+                                    source_id="node:8546", seen_unix_ns=10**18, txs=txs, tx_count=3)
+    [ack] = asyncio.run(push_batches(p.addr, [ingest_pb2.TxBatch(session_id="b", batch_seq=1, blocks=[block])]))
+    assert ack.blocks_stored == 1
     g = gateway_factory(p.addr)
     with g.client() as http:
         served = http.get("/openapi.json")
@@ -79,6 +93,8 @@ def test_real_responses_match_the_documented_schemas(processd_factory, gateway_f
             ("/features/recent", {}),
             ("/opps/recent", {}),
             ("/events", {"limit": 300}),
+            ("/blocks/recent", {}),
+            ("/events", {"kinds": "block"}),
             # with the signed raw bytes
             ("/dashboard/snapshot", {"include": "raw", "tx_limit": 200}),
             ("/transactions", {"include": "raw", "limit": 200}),
@@ -93,6 +109,11 @@ def test_real_responses_match_the_documented_schemas(processd_factory, gateway_f
             ref = doc["paths"][template]["get"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
             errors = list(schema_validator(doc, ref.rsplit("/", 1)[1]).iter_errors(resp.json()))
             assert not errors, (path, [e.message for e in errors[:3]])
+        [listed] = http.get("/blocks/recent").json()["blocks"]
+        assert (listed["number"], listed["tx_count"], listed["seen_pending"], listed["reverted"]) == (7, 3, 2, 1)
+        [event] = http.get("/events", params={"kinds": "block"}).json()["events"]
+        assert [t["status"] for t in event["block"]["txs"]] == ["ok", None, "reverted"]
+        assert event["block"]["base_fee"] == "3" and event["tx_hash"] == "0x"
         bad = http.get("/transactions", params={"limit": 0})
         assert not list(schema_validator(doc, "Error").iter_errors(bad.json()))
 

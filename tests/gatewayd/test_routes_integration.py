@@ -266,6 +266,7 @@ ROUTES_FOR_FUZZ = [
     "/transactions/all",
     "/features/recent",
     "/opps/recent",
+    "/blocks/recent",
     "/events",
     "/transactions/0x" + "ab" * 32,
 ]

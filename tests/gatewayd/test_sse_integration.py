@@ -15,6 +15,8 @@ import httpx
 import orjson
 import pytest
 
+from common.pb.v1 import block_pb2, ingest_pb2
+from common.testing.ingest_push import push_batches
 from common.testing.netutil import free_port
 from common.testing.synth import synthetic_envelopes
 
@@ -282,3 +284,35 @@ def test_processd_refusal_is_a_503_before_the_stream_starts(processd_factory, ga
     g = gateway_factory(p.addr, "--sse-max-clients", "64", "--sse-heartbeat-s", "0.3", "--rate-limit-rps", "0")
     _check_storm(asyncio.run(_storm(g.url, {"from_seq_id": "1"})), 8, {"too_many_streams", "processd_overloaded"},
                  g, p)
+
+
+
+def _block(number: int, chain_id: int = 137) -> block_pb2.BlockEnvelope:
+    return block_pb2.BlockEnvelope(chain_id=chain_id, number=number, hash=bytes([number, chain_id % 256]) * 16,
+                                   parent_hash=b"\x01" * 32, timestamp=1_700_000_000 + number, source_id="node",
+                                   seen_unix_ns=10**18, tx_count=1,
+                                   txs=[block_pb2.IncludedTx(hash=bytes([number]) * 32, sender=b"\x02" * 20, nonce=3,
+                                                             status=block_pb2.TX_STATUS_REVERTED, gas_used=5)])
+
+
+def _push_blocks(addr: str, seq: int, blocks: list[block_pb2.BlockEnvelope]) -> None:
+    [ack] = asyncio.run(push_batches(addr, [ingest_pb2.TxBatch(session_id="blocks", batch_seq=seq, blocks=blocks)]))
+    assert ack.blocks_stored == len(blocks)
+
+
+def test_block_events_catch_up_and_live_with_the_kinds_filter(processd_factory, gateway_factory) -> None:
+    p = processd_factory()
+    p.push(synthetic_envelopes(20, seed=16, chain_ids=CHAINS))
+    _push_blocks(p.addr, 1, [_block(1), _block(1, chain_id=1)])
+    g = gateway_factory(p.addr)
+    with g.client() as http, stream(http, params={"from_seq_id": 1, "kinds": "block", "chain_id": 137}) as resp:
+        reader = SSEReader(resp)
+        [caught_up], _ = reader.events(1)
+        _push_blocks(p.addr, 2, [_block(2, chain_id=1), _block(2)])
+        [live], _ = reader.events(1)
+    for msg, number in ((caught_up, 1), (live, 2)):
+        assert msg.event == "block" and msg.data["chain_id"] == 137 and msg.data["tx_hash"] == "0x"
+        block = msg.data["block"]
+        assert (block["number"], block["seen_pending"]) == (number, 0)
+        assert block["txs"] == [{"hash": "0x" + bytes([number]).hex() * 32, "index": 0, "from": "0x" + "02" * 20,
+                                 "nonce": "3", "status": "reverted", "gas_used": "5", "effective_gas_price": "0"}]

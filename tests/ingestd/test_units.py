@@ -186,6 +186,19 @@ def test_max_response_bytes_from_flag_env_and_default() -> None:
     assert load_config([*chain, "--fetch-max-response-bytes", "4096"], env=env).fetch_max_response_bytes == 4096
 
 
+def test_block_knobs_from_env() -> None:
+    chain = ["--chain", "1=ws://a:1"]
+    d = load_config(chain, env={})
+    assert (d.follow_blocks, d.block_poll_interval_ms, d.max_block_gap, d.block_queue_size, d.max_block_txs) == (
+        "on", 2000, 64, 256, 10_000)
+    env = {"MEMPULSE_INGESTD_FOLLOW_BLOCKS": "off", "MEMPULSE_INGESTD_BLOCK_POLL_INTERVAL_MS": "500",
+           "MEMPULSE_INGESTD_MAX_BLOCK_GAP": "0", "MEMPULSE_INGESTD_BLOCK_QUEUE_SIZE": "8",
+           "MEMPULSE_INGESTD_MAX_BLOCK_TXS": "100"}
+    c = load_config(chain, env=env)
+    assert (c.follow_blocks, c.block_poll_interval_ms, c.max_block_gap, c.block_queue_size, c.max_block_txs) == (
+        "off", 500, 0, 8, 100)
+
+
 @pytest.mark.parametrize(("argv", "env", "fragment"), [
     (["--chain", "nochain=ws://a:1"], {}, "unknown chain"),
     (["--chain", "polygon"], {}, "MEMPULSE_INGESTD_CHAIN_POLYGON_URLS"),
@@ -196,6 +209,8 @@ def test_max_response_bytes_from_flag_env_and_default() -> None:
     ([], {}, "no chain configured"),
     (["--chain", "1=ws://a:1"], {"MEMPULSE_INGESTD_FETCH_QUEUE_SIZE": "0"}, "MEMPULSE_INGESTD_FETCH_QUEUE_SIZE"),
     (["--chain", "1=ws://a:1", "--fetch-max-response-bytes", "10"], {}, "--fetch-max-response-bytes"),
+    (["--chain", "1=ws://a:1"], {"MEMPULSE_INGESTD_FOLLOW_BLOCKS": "maybe"}, "MEMPULSE_INGESTD_FOLLOW_BLOCKS"),
+    (["--chain", "1=ws://a:1"], {"MEMPULSE_INGESTD_BLOCK_QUEUE_SIZE": "0"}, "MEMPULSE_INGESTD_BLOCK_QUEUE_SIZE"),
 ])
 def test_config_errors_are_one_line(argv: list[str], env: dict[str, str], fragment: str) -> None:
     with pytest.raises(ConfigError) as info:

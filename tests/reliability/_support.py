@@ -30,6 +30,8 @@ U64 = struct.Struct(">Q")
 CHAIN_SEQ = struct.Struct(">QQ")
 KIND_SEEN = events_pb2.EVENT_KIND_TX_SEEN
 KIND_SOURCE = events_pb2.EVENT_KIND_TX_SOURCE_SEEN
+KIND_BLOCK = events_pb2.EVENT_KIND_BLOCK
+BLOCK_KEY = struct.Struct(">QQ32s")
 ARTIFACTS = ROOT / "artifacts" / "reliability"
 
 
@@ -117,7 +119,9 @@ def audit_log(data_dir: Path) -> Audit:
       its events), and ``tx_hash`` maps every stored transaction (chain, first 16 bytes of its hash) to its TX_SEEN
       event (and nothing else);
     * a TX_SOURCE_SEEN event (a later source) has a ``chain_seq`` entry of its own, names a TX_SEEN of its
-      transaction (or one already pruned), and ``tx_sources`` holds exactly the retained transactions' sources.
+      transaction (or one already pruned), and ``tx_sources`` holds exactly the retained transactions' sources;
+    * a BLOCK event has a ``chain_seq`` entry of its own, no (chain, block hash) is stored twice, and ``blocks``
+      maps exactly the retained BLOCK events (chain, number, hash) to their seqs.
     """
     out = Audit()
     env = lmdb.open(str(data_dir), readonly=True, max_dbs=8, lock=True, max_readers=256)
@@ -131,7 +135,12 @@ def audit_log(data_dir: Path) -> Audit:
             sources_db = env.open_db(b"tx_sources", create=False)
         except lmdb.NotFoundError:  # a log written before tx_sources existed
             sources_db = None
+        try:
+            blocks_db = env.open_db(b"blocks", create=False)
+        except lmdb.NotFoundError:  # a log written before blocks existed
+            blocks_db = None
         sightings: dict[bytes, int] = {}
+        blocks: dict[bytes, int] = {}
         with env.begin() as txn:
             raw = txn.get(b"last_seq", db=meta_db)
             out.last_seq = U64.unpack(raw)[0] if raw else 0
@@ -150,6 +159,14 @@ def audit_log(data_dir: Path) -> Audit:
                 event.ParseFromString(value[1:])
                 if event.seq_id or value[0] != event.kind:
                     out.problems.append(f"event at key {seq} says seq {event.seq_id} kind {event.kind}/{value[0]}")
+                if event.kind == KIND_BLOCK:  # a unit of its own, like a sighting
+                    chain_index[CHAIN_SEQ.pack(event.chain_id, seq)] = bytes((KIND_BLOCK,))
+                    block = event.block.block
+                    bkey = BLOCK_KEY.pack(event.chain_id, block.number, bytes(block.hash))
+                    if bkey in blocks:
+                        out.problems.append(f"block {seq}: (chain, block hash) stored twice")
+                    blocks[bkey] = seq
+                    continue
                 if event.kind == KIND_SOURCE:  # not part of its transaction's contiguous events
                     chain_index[CHAIN_SEQ.pack(event.chain_id, seq)] = bytes((KIND_SOURCE,))
                     tx_seq = event.tx_source_seen.tx_seq_id
@@ -191,6 +208,10 @@ def audit_log(data_dir: Path) -> Audit:
             if held != want:
                 out.problems.append(f"tx_sources differs from the retained TX_SOURCE_SEEN events ({len(held)} vs "
                                     f"{len(want)})")
+            held_blocks = {bytes(k): U64.unpack(v)[0] for k, v in txn.cursor(db=blocks_db)} if blocks_db else {}
+            if held_blocks != blocks:
+                out.problems.append(f"blocks index differs from the retained BLOCK events ({len(held_blocks)} vs "
+                                    f"{len(blocks)})")
     finally:
         env.close()
     return out

@@ -35,7 +35,10 @@ from tests.reliability._support import (
 
 pytestmark = pytest.mark.integration
 
-FAST_RECONNECT = {"MEMPULSE_INGESTD_RECONNECT_MIN_MS": "50", "MEMPULSE_INGESTD_RECONNECT_MAX_MS": "500"}
+# Blocks off: the head subscription has its own WS connection through the proxy, which would get the injected
+# frames and cuts too (these tests account for the pending feed's; blocks under faults: tests/ingestd/test_blocks.py).
+FAST_RECONNECT = {"MEMPULSE_INGESTD_RECONNECT_MIN_MS": "50", "MEMPULSE_INGESTD_RECONNECT_MAX_MS": "500",
+                  "MEMPULSE_INGESTD_FOLLOW_BLOCKS": "off"}
 #: Reasons that may legitimately appear under these faults (anything else is a bug to look at).
 #: faultproxy counters that are injected faults (the others count traffic).
 FAULT_KINDS = ("http_429", "rpc_error", "malformed", "items_nulled", "batches_reordered", "items_errored",

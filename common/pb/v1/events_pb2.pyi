@@ -1,3 +1,4 @@
+from common.pb.v1 import block_pb2 as _block_pb2
 from common.pb.v1 import tx_pb2 as _tx_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -15,6 +16,7 @@ class EventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EVENT_KIND_TX_DECODED: _ClassVar[EventKind]
     EVENT_KIND_OPP_DETECTED: _ClassVar[EventKind]
     EVENT_KIND_TX_SOURCE_SEEN: _ClassVar[EventKind]
+    EVENT_KIND_BLOCK: _ClassVar[EventKind]
 
 class TxCategory(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -35,6 +37,7 @@ EVENT_KIND_TX_SEEN: EventKind
 EVENT_KIND_TX_DECODED: EventKind
 EVENT_KIND_OPP_DETECTED: EventKind
 EVENT_KIND_TX_SOURCE_SEEN: EventKind
+EVENT_KIND_BLOCK: EventKind
 TX_CATEGORY_UNSPECIFIED: TxCategory
 TX_CATEGORY_SWAP: TxCategory
 TX_CATEGORY_TRANSFER: TxCategory
@@ -169,8 +172,16 @@ class TxSourceSeen(_message.Message):
     tx_seq_id: int
     def __init__(self, sighting: _Optional[_Union[_tx_pb2.TxSighting, _Mapping]] = ..., tx_seq_id: _Optional[int] = ...) -> None: ...
 
+class BlockSeen(_message.Message):
+    __slots__ = ("block", "seen_pending")
+    BLOCK_FIELD_NUMBER: _ClassVar[int]
+    SEEN_PENDING_FIELD_NUMBER: _ClassVar[int]
+    block: _block_pb2.BlockEnvelope
+    seen_pending: int
+    def __init__(self, block: _Optional[_Union[_block_pb2.BlockEnvelope, _Mapping]] = ..., seen_pending: _Optional[int] = ...) -> None: ...
+
 class Event(_message.Message):
-    __slots__ = ("seq_id", "chain_id", "kind", "tx_hash", "first_seen_unix_ns", "received_unix_ns", "source_id", "tx_seen", "tx_decoded", "opp_detected", "tx_source_seen")
+    __slots__ = ("seq_id", "chain_id", "kind", "tx_hash", "first_seen_unix_ns", "received_unix_ns", "source_id", "tx_seen", "tx_decoded", "opp_detected", "tx_source_seen", "block")
     SEQ_ID_FIELD_NUMBER: _ClassVar[int]
     CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -182,6 +193,7 @@ class Event(_message.Message):
     TX_DECODED_FIELD_NUMBER: _ClassVar[int]
     OPP_DETECTED_FIELD_NUMBER: _ClassVar[int]
     TX_SOURCE_SEEN_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_FIELD_NUMBER: _ClassVar[int]
     seq_id: int
     chain_id: int
     kind: EventKind
@@ -193,4 +205,5 @@ class Event(_message.Message):
     tx_decoded: TxDecoded
     opp_detected: OppDetected
     tx_source_seen: TxSourceSeen
-    def __init__(self, seq_id: _Optional[int] = ..., chain_id: _Optional[int] = ..., kind: _Optional[_Union[EventKind, str]] = ..., tx_hash: _Optional[bytes] = ..., first_seen_unix_ns: _Optional[int] = ..., received_unix_ns: _Optional[int] = ..., source_id: _Optional[str] = ..., tx_seen: _Optional[_Union[TxSeen, _Mapping]] = ..., tx_decoded: _Optional[_Union[TxDecoded, _Mapping]] = ..., opp_detected: _Optional[_Union[OppDetected, _Mapping]] = ..., tx_source_seen: _Optional[_Union[TxSourceSeen, _Mapping]] = ...) -> None: ...
+    block: BlockSeen
+    def __init__(self, seq_id: _Optional[int] = ..., chain_id: _Optional[int] = ..., kind: _Optional[_Union[EventKind, str]] = ..., tx_hash: _Optional[bytes] = ..., first_seen_unix_ns: _Optional[int] = ..., received_unix_ns: _Optional[int] = ..., source_id: _Optional[str] = ..., tx_seen: _Optional[_Union[TxSeen, _Mapping]] = ..., tx_decoded: _Optional[_Union[TxDecoded, _Mapping]] = ..., opp_detected: _Optional[_Union[OppDetected, _Mapping]] = ..., tx_source_seen: _Optional[_Union[TxSourceSeen, _Mapping]] = ..., block: _Optional[_Union[BlockSeen, _Mapping]] = ...) -> None: ...

@@ -1,3 +1,4 @@
+from common.pb.v1 import block_pb2 as _block_pb2
 from common.pb.v1 import tx_pb2 as _tx_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -35,18 +36,20 @@ MEMPOOL_VISIBILITY_VISIBLE: MempoolVisibility
 MEMPOOL_VISIBILITY_NOT_VISIBLE: MempoolVisibility
 
 class TxBatch(_message.Message):
-    __slots__ = ("session_id", "batch_seq", "envelopes", "chain_stats", "sightings")
+    __slots__ = ("session_id", "batch_seq", "envelopes", "chain_stats", "sightings", "blocks")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     BATCH_SEQ_FIELD_NUMBER: _ClassVar[int]
     ENVELOPES_FIELD_NUMBER: _ClassVar[int]
     CHAIN_STATS_FIELD_NUMBER: _ClassVar[int]
     SIGHTINGS_FIELD_NUMBER: _ClassVar[int]
+    BLOCKS_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     batch_seq: int
     envelopes: _containers.RepeatedCompositeFieldContainer[_tx_pb2.TxEnvelope]
     chain_stats: _containers.RepeatedCompositeFieldContainer[ChainIngestStats]
     sightings: _containers.RepeatedCompositeFieldContainer[_tx_pb2.TxSighting]
-    def __init__(self, session_id: _Optional[str] = ..., batch_seq: _Optional[int] = ..., envelopes: _Optional[_Iterable[_Union[_tx_pb2.TxEnvelope, _Mapping]]] = ..., chain_stats: _Optional[_Iterable[_Union[ChainIngestStats, _Mapping]]] = ..., sightings: _Optional[_Iterable[_Union[_tx_pb2.TxSighting, _Mapping]]] = ...) -> None: ...
+    blocks: _containers.RepeatedCompositeFieldContainer[_block_pb2.BlockEnvelope]
+    def __init__(self, session_id: _Optional[str] = ..., batch_seq: _Optional[int] = ..., envelopes: _Optional[_Iterable[_Union[_tx_pb2.TxEnvelope, _Mapping]]] = ..., chain_stats: _Optional[_Iterable[_Union[ChainIngestStats, _Mapping]]] = ..., sightings: _Optional[_Iterable[_Union[_tx_pb2.TxSighting, _Mapping]]] = ..., blocks: _Optional[_Iterable[_Union[_block_pb2.BlockEnvelope, _Mapping]]] = ...) -> None: ...
 
 class RejectCount(_message.Message):
     __slots__ = ("reason", "count")
@@ -57,7 +60,7 @@ class RejectCount(_message.Message):
     def __init__(self, reason: _Optional[_Union[RejectReason, str]] = ..., count: _Optional[int] = ...) -> None: ...
 
 class IngestAck(_message.Message):
-    __slots__ = ("batch_seq", "first_seq_id", "last_seq_id", "accepted", "duplicates", "rejected", "sightings_stored", "sightings_ignored")
+    __slots__ = ("batch_seq", "first_seq_id", "last_seq_id", "accepted", "duplicates", "rejected", "sightings_stored", "sightings_ignored", "blocks_stored", "blocks_ignored")
     BATCH_SEQ_FIELD_NUMBER: _ClassVar[int]
     FIRST_SEQ_ID_FIELD_NUMBER: _ClassVar[int]
     LAST_SEQ_ID_FIELD_NUMBER: _ClassVar[int]
@@ -66,6 +69,8 @@ class IngestAck(_message.Message):
     REJECTED_FIELD_NUMBER: _ClassVar[int]
     SIGHTINGS_STORED_FIELD_NUMBER: _ClassVar[int]
     SIGHTINGS_IGNORED_FIELD_NUMBER: _ClassVar[int]
+    BLOCKS_STORED_FIELD_NUMBER: _ClassVar[int]
+    BLOCKS_IGNORED_FIELD_NUMBER: _ClassVar[int]
     batch_seq: int
     first_seq_id: int
     last_seq_id: int
@@ -74,7 +79,9 @@ class IngestAck(_message.Message):
     rejected: _containers.RepeatedCompositeFieldContainer[RejectCount]
     sightings_stored: int
     sightings_ignored: int
-    def __init__(self, batch_seq: _Optional[int] = ..., first_seq_id: _Optional[int] = ..., last_seq_id: _Optional[int] = ..., accepted: _Optional[int] = ..., duplicates: _Optional[int] = ..., rejected: _Optional[_Iterable[_Union[RejectCount, _Mapping]]] = ..., sightings_stored: _Optional[int] = ..., sightings_ignored: _Optional[int] = ...) -> None: ...
+    blocks_stored: int
+    blocks_ignored: int
+    def __init__(self, batch_seq: _Optional[int] = ..., first_seq_id: _Optional[int] = ..., last_seq_id: _Optional[int] = ..., accepted: _Optional[int] = ..., duplicates: _Optional[int] = ..., rejected: _Optional[_Iterable[_Union[RejectCount, _Mapping]]] = ..., sightings_stored: _Optional[int] = ..., sightings_ignored: _Optional[int] = ..., blocks_stored: _Optional[int] = ..., blocks_ignored: _Optional[int] = ...) -> None: ...
 
 class SourceHealth(_message.Message):
     __slots__ = ("source_id", "connected", "silent", "notifications", "reconnects", "last_notification_unix_ms")

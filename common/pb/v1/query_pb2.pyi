@@ -248,3 +248,51 @@ class SubscribeEventsResponse(_message.Message):
     events: _containers.RepeatedCompositeFieldContainer[_events_pb2.Event]
     last_seq_id: int
     def __init__(self, events: _Optional[_Iterable[_Union[_events_pb2.Event, _Mapping]]] = ..., last_seq_id: _Optional[int] = ...) -> None: ...
+
+class ListBlocksRequest(_message.Message):
+    __slots__ = ("chain_id", "limit", "cursor")
+    CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    chain_id: int
+    limit: int
+    cursor: int
+    def __init__(self, chain_id: _Optional[int] = ..., limit: _Optional[int] = ..., cursor: _Optional[int] = ...) -> None: ...
+
+class ListBlocksBlock(_message.Message):
+    __slots__ = ("seq_id", "chain_id", "number", "hash", "parent_hash", "timestamp", "base_fee", "tx_count", "seen_pending", "source_id", "seen_unix_ns", "received_unix_ns", "reverted")
+    SEQ_ID_FIELD_NUMBER: _ClassVar[int]
+    CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    PARENT_HASH_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    BASE_FEE_FIELD_NUMBER: _ClassVar[int]
+    TX_COUNT_FIELD_NUMBER: _ClassVar[int]
+    SEEN_PENDING_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_ID_FIELD_NUMBER: _ClassVar[int]
+    SEEN_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
+    RECEIVED_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
+    REVERTED_FIELD_NUMBER: _ClassVar[int]
+    seq_id: int
+    chain_id: int
+    number: int
+    hash: bytes
+    parent_hash: bytes
+    timestamp: int
+    base_fee: bytes
+    tx_count: int
+    seen_pending: int
+    source_id: str
+    seen_unix_ns: int
+    received_unix_ns: int
+    reverted: int
+    def __init__(self, seq_id: _Optional[int] = ..., chain_id: _Optional[int] = ..., number: _Optional[int] = ..., hash: _Optional[bytes] = ..., parent_hash: _Optional[bytes] = ..., timestamp: _Optional[int] = ..., base_fee: _Optional[bytes] = ..., tx_count: _Optional[int] = ..., seen_pending: _Optional[int] = ..., source_id: _Optional[str] = ..., seen_unix_ns: _Optional[int] = ..., received_unix_ns: _Optional[int] = ..., reverted: _Optional[int] = ...) -> None: ...
+
+class ListBlocksResponse(_message.Message):
+    __slots__ = ("blocks", "next_cursor")
+    BLOCKS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_CURSOR_FIELD_NUMBER: _ClassVar[int]
+    blocks: _containers.RepeatedCompositeFieldContainer[ListBlocksBlock]
+    next_cursor: int
+    def __init__(self, blocks: _Optional[_Iterable[_Union[ListBlocksBlock, _Mapping]]] = ..., next_cursor: _Optional[int] = ...) -> None: ...

@@ -70,6 +70,11 @@ class QueryStub:
                 request_serializer=common_dot_pb_dot_v1_dot_query__pb2.SubscribeEventsRequest.SerializeToString,
                 response_deserializer=common_dot_pb_dot_v1_dot_query__pb2.SubscribeEventsResponse.FromString,
                 _registered_method=True)
+        self.ListBlocks = channel.unary_unary(
+                '/mempulse.v1.Query/ListBlocks',
+                request_serializer=common_dot_pb_dot_v1_dot_query__pb2.ListBlocksRequest.SerializeToString,
+                response_deserializer=common_dot_pb_dot_v1_dot_query__pb2.ListBlocksResponse.FromString,
+                _registered_method=True)
 
 
 class QueryServicer:
@@ -127,6 +132,13 @@ class QueryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListBlocks(self, request, context):
+        """ListBlocks returns the recent blocks of the read model's bounded window, newest (highest seq_id) first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QueryServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -164,6 +176,11 @@ def add_QueryServicer_to_server(servicer, server):
                     servicer.SubscribeEvents,
                     request_deserializer=common_dot_pb_dot_v1_dot_query__pb2.SubscribeEventsRequest.FromString,
                     response_serializer=common_dot_pb_dot_v1_dot_query__pb2.SubscribeEventsResponse.SerializeToString,
+            ),
+            'ListBlocks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBlocks,
+                    request_deserializer=common_dot_pb_dot_v1_dot_query__pb2.ListBlocksRequest.FromString,
+                    response_serializer=common_dot_pb_dot_v1_dot_query__pb2.ListBlocksResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -356,6 +373,33 @@ class Query:
             '/mempulse.v1.Query/SubscribeEvents',
             common_dot_pb_dot_v1_dot_query__pb2.SubscribeEventsRequest.SerializeToString,
             common_dot_pb_dot_v1_dot_query__pb2.SubscribeEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBlocks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mempulse.v1.Query/ListBlocks',
+            common_dot_pb_dot_v1_dot_query__pb2.ListBlocksRequest.SerializeToString,
+            common_dot_pb_dot_v1_dot_query__pb2.ListBlocksResponse.FromString,
             options,
             channel_credentials,
             insecure,

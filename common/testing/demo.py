@@ -63,6 +63,12 @@ def _int(value: Any) -> int:
 
 #: Drop reasons that are not a loss (a transaction announced again, by the same or another source).
 NOT_A_LOSS = frozenset({"dedup"})
+#: ingestd reports its block drops as ``block_<reason>`` among the chain's drops: not transactions lost.
+BLOCK_DROP_PREFIX = "block_"
+
+
+def _tx_loss(reason: Any) -> bool:
+    return reason not in NOT_A_LOSS and not str(reason).startswith(BLOCK_DROP_PREFIX)
 
 
 def _dropped(ingest: Any) -> int:
@@ -72,9 +78,9 @@ def _dropped(ingest: Any) -> int:
         return 0
     drops = ingest.get("dropped", 0)
     if isinstance(drops, list):
-        return sum(_int(d.get("count")) for d in drops if isinstance(d, dict) and d.get("reason") not in NOT_A_LOSS)
+        return sum(_int(d.get("count")) for d in drops if isinstance(d, dict) and _tx_loss(d.get("reason")))
     if isinstance(drops, dict):
-        return sum(_int(v) for k, v in drops.items() if k not in NOT_A_LOSS)
+        return sum(_int(v) for k, v in drops.items() if _tx_loss(k))
     return _int(drops)
 
 

@@ -80,7 +80,8 @@ def test_process_restart_after_kill_appends_to_log(tmp_path: Path) -> None:
 
 def test_parse_snapshot_and_status_line() -> None:
     snap = {"chains": [
-        {"chain_id": 1, "tx_count": 120, "ingest": {"seen": 130, "dropped": {"dedup": 9, "fetch_queue_full": 3}}},
+        {"chain_id": 1, "tx_count": 120, "ingest": {"seen": 130, "dropped": {"dedup": 9, "fetch_queue_full": 3,
+                                                                   "block_gap_too_large": 4}}},
         {"chain_id": 137, "tx_count": "80", "ingest": None, "rejected": {"bad_hash": 2}},
     ]}
     statuses = parse_snapshot(snap)

@@ -13,14 +13,20 @@ from common.chains import MAX_CHAIN_ID
 from common.pb.v1 import events_pb2
 
 __all__ = [
+    "ADDRESS_BYTES",
     "DEFAULT_PAGE_LIMIT",
     "EVENT_KINDS",
+    "FILTER_LIMITS",
     "HASH_BYTES",
     "MAX_CHAIN_ID",
+    "MAX_FILTER_ADDRESSES",
+    "MAX_FILTER_TOKENS",
     "MAX_KINDS_VALUES",
     "MAX_PAGE_LIMIT",
     "MAX_SCORE",
+    "MAX_VALUE_BYTES",
     "REST_PAGE_LIMITS",
+    "SELECTOR_BYTES",
     "SNAPSHOT_DEFAULT_LIMIT",
 ]
 
@@ -34,6 +40,9 @@ SNAPSHOT_DEFAULT_LIMIT = 20
 MAX_SCORE = 100
 #: A transaction hash is this many bytes.
 HASH_BYTES = 32
+#: An address is this many bytes, a method selector this many.
+ADDRESS_BYTES = 20
+SELECTOR_BYTES = 4
 #: At most this many ``kinds`` values in one REST request.
 MAX_KINDS_VALUES = 8
 
@@ -56,3 +65,22 @@ REST_PAGE_LIMITS: MappingProxyType[tuple[str, str], tuple[int, int]] = MappingPr
     ("opps_recent", "limit"): (25, 200),
     ("events", "limit"): (DEFAULT_PAGE_LIMIT, 1000),
 })
+
+#: Bounds of one ``EventFilter`` (query.proto) and of the REST filter parameters that build it: field -> (most
+#: values, most bytes or characters per value). A subscriber cannot send a 10 MB address list: gatewayd answers
+#: 400 and processd INVALID_ARGUMENT past these. ``senders`` and ``to`` share MAX_FILTER_ADDRESSES, ``tokens_in``
+#: and ``tokens_out`` share MAX_FILTER_TOKENS (the matcher's index holds every value).
+FILTER_LIMITS: MappingProxyType[str, tuple[int, int]] = MappingProxyType({
+    "chain_ids": (64, 0),
+    "senders": (1000, ADDRESS_BYTES),
+    "to": (1000, ADDRESS_BYTES),
+    "selectors": (256, SELECTOR_BYTES),
+    "methods": (256, 128),
+    "protocols": (64, 64),
+    "tokens_in": (256, ADDRESS_BYTES),
+    "tokens_out": (256, ADDRESS_BYTES),
+})
+MAX_FILTER_ADDRESSES = 1000
+MAX_FILTER_TOKENS = 256
+#: ``min_value`` is a uint256: at most 32 big-endian bytes (78 decimal digits in REST).
+MAX_VALUE_BYTES = 32

@@ -19,8 +19,9 @@ from common.pb.v1 import events_pb2, query_pb2, query_pb2_grpc
 from processd.errors import ProcessdError
 from processd.metrics import ProcessdMetrics
 from processd.storage.eventlog import KIND_DECODED, KIND_OPP, KIND_SEEN, EventLog, ScanStats
+from processd.views.filters import FilterError, FilterIndex, TxFilter, compile_filter, match_raw
 from processd.views.readmodels import ReadModels
-from processd.views.subscriptions import Subscriber, SubscriptionHub
+from processd.views.subscriptions import Subscriber, SubscriptionHub, frame_event, framed_message
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,9 @@ SOURCE_OVERHEAD_BYTES = 20
 SUBSCRIBE_MESSAGE_BYTES = 1 << 20
 #: SubscribeEvents response headers, sent at admission: ``admitted``, and the highest committed seq_id then.
 SUBSCRIPTION_HEADER = "mempulse-subscription"
+#: A filtered catch-up reads this many events before its cursor, so a transaction whose first events are
+#: before it (a resume in the middle of a transaction) is matched whole: TX_SEEN, TX_DECODED, <= 3 opportunities.
+TX_EVENTS_BEFORE = 8
 HEAD_HEADER = "mempulse-head-seq-id"
 
 
@@ -262,7 +266,8 @@ class QueryService(query_pb2_grpc.QueryServicer):
     # ---- streaming ---------------------------------------------------------------------------------------
 
     async def SubscribeEvents(self, request: query_pb2.SubscribeEventsRequest,
-                              context: grpc.aio.ServicerContext) -> AsyncIterator[query_pb2.SubscribeEventsResponse]:
+                              context: grpc.aio.ServicerContext,
+                              ) -> AsyncIterator[query_pb2.SubscribeEventsResponse | bytes]:
         """Admission, then :meth:`_subscription`. The slot is reserved before any await, so concurrent calls
         cannot all pass the check (at most ``max_subscribers`` streams, catch-up included), and a refused call
         gets RESOURCE_EXHAUSTED at once, before any message."""
@@ -280,13 +285,20 @@ class QueryService(query_pb2_grpc.QueryServicer):
 
     async def _subscription(self, request: query_pb2.SubscribeEventsRequest,
                             context: grpc.aio.ServicerContext,
-                            ) -> AsyncGenerator[query_pb2.SubscribeEventsResponse, None]:
+                            ) -> AsyncGenerator[query_pb2.SubscribeEventsResponse | bytes, None]:
         try:
             chain_id = self._chain(request.chain_id)
             kinds = self._kinds(list(request.kinds))
-        except BadRequestError as exc:
-            await self._bad(context, "SubscribeEvents", exc)
+            event_filter = (compile_filter(request.filter, chain_id, kinds)
+                            if request.HasField("filter") and request.filter.ByteSize() else None)
+        except (BadRequestError, FilterError) as exc:
+            await self._bad(context, "SubscribeEvents", BadRequestError(str(exc)))
             raise
+        if event_filter is not None:
+            async with contextlib.aclosing(self._filtered_subscription(request, context, event_filter)) as messages:
+                async for msg in messages:
+                    yield msg
+            return
         hub = self._hub
         # Admitted: say so now with the response headers (gatewayd waits for them before it answers its client
         # 200, so a refusal becomes a 503 there, not a 200 followed by an error), not with the first message,
@@ -333,3 +345,86 @@ class QueryService(query_pb2_grpc.QueryServicer):
         finally:
             hub.unregister(sub)
             self._metrics.subscribers.dec()
+
+    # ---- filtered subscriptions ----------------------------------------------------------------------------
+
+    async def _filtered_subscription(self, request: query_pb2.SubscribeEventsRequest,
+                                     context: grpc.aio.ServicerContext, event_filter: TxFilter,
+                                     ) -> AsyncGenerator[query_pb2.SubscribeEventsResponse | bytes, None]:
+        """A SubscribeEvents call with an ``EventFilter``: catch-up from the log matched by transaction
+        (:meth:`_filtered_chunk`), then the hub's filtered fan-out. Messages are serialized here, from framed
+        events (``processd.api.server`` passes bytes through), so a live message costs a join, not a copy of
+        parsed events."""
+        hub = self._hub
+        head = self._log.last_seq()
+        await context.send_initial_metadata(((SUBSCRIPTION_HEADER, "admitted"), (HEAD_HEADER, str(head))))
+        sub = Subscriber(0, frozenset(), hub.max_buffered, event_filter)
+        index = FilterIndex([event_filter])
+        cursor = head + 1 if request.from_head else max(request.from_seq_id, 1)
+        while True:
+            entries, cursor, last = self._filtered_chunk(index, event_filter, cursor)
+            for page in self._pages(entries):
+                yield framed_message(page, last)
+            # As in the unfiltered catch-up: no await between this check and the registration.
+            if cursor > hub.last_seq:
+                sub.next_seq = cursor
+                hub.register(sub)
+                break
+        self._metrics.subscribers.inc()
+        try:
+            while not hub.closed:
+                try:
+                    await asyncio.wait_for(sub.wakeup.wait(), HEARTBEAT_S)
+                except TimeoutError:
+                    yield query_pb2.SubscribeEventsResponse(last_seq_id=hub.last_seq)
+                    continue
+                sub.wakeup.clear()
+                if sub.cut_reason:
+                    await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                        f"subscriber too slow ({sub.cut_reason}); resume from your last seq_id")
+                while sub.buffer:
+                    page = sub.take(SUBSCRIBE_PAGE, self.subscribe_message_bytes)
+                    yield framed_message(page, hub.last_seq)
+                    if sub.cut_reason:
+                        break
+        finally:
+            hub.unregister(sub)
+            self._metrics.subscribers.dec()
+
+    def _filtered_chunk(self, index: FilterIndex, event_filter: TxFilter, cursor: int,
+                        ) -> tuple[list[bytes], int, int]:
+        """The framed events ``event_filter`` takes from up to SUBSCRIBE_PAGE events of the log from ``cursor``,
+        the cursor after them, and the head then. A transaction that may go on past the chunk is left whole for
+        the next one (the chunk ends before its TX_SEEN)."""
+        head = self._log.last_seq()
+        if cursor > head:
+            return [], cursor, head
+        last = min(head, cursor + SUBSCRIBE_PAGE - 1)
+        events = self._log.raw_range(max(1, cursor - TX_EVENTS_BEFORE), last)
+        next_cursor = last + 1
+        if last < head:
+            for i in range(len(events) - 1, -1, -1):
+                seq, _, kind, _ = events[i]
+                if seq <= cursor:
+                    break
+                if kind == KIND_SEEN:
+                    del events[i:]
+                    next_cursor = seq
+                    break
+        taken = match_raw(index, events, cursor).get(event_filter, [])
+        return [frame_event(seq, value) for seq, value in taken], next_cursor, head
+
+    def _pages(self, entries: list[bytes]) -> list[list[bytes]]:
+        """Framed events cut into messages by count and bytes (each holds at least one)."""
+        pages: list[list[bytes]] = []
+        page: list[bytes] = []
+        size = 0
+        for entry in entries:
+            if page and (len(page) >= SUBSCRIBE_PAGE or size + len(entry) > self.subscribe_message_bytes):
+                pages.append(page)
+                page, size = [], 0
+            page.append(entry)
+            size += len(entry)
+        if page:
+            pages.append(page)
+        return pages

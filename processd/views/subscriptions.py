@@ -3,6 +3,12 @@
 Each subscriber has a bounded buffer. ``publish`` never waits: when a subscriber's buffer would overflow it
 is marked cut off (reason ``slow_subscriber``) and its stream ends with RESOURCE_EXHAUSTED; it may resume from
 its last seq. Events are parsed once per commit, and only when someone is subscribed.
+
+Subscribers with an ``EventFilter`` (``processd.views.filters``) take another path: they are grouped by their
+compiled filter, a commit is matched once per transaction against a :class:`~processd.views.filters.FilterIndex`
+of the distinct filters (not once per subscriber), nothing is parsed but the fields a filter asks about, and
+what they take is buffered as ready ``SubscribeEventsResponse.events`` entries (framed once per commit, shared
+by every subscriber that takes them), so a message to a filtered subscriber is a join of bytes.
 """
 
 from __future__ import annotations
@@ -10,9 +16,13 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from common.pb.v1 import events_pb2
 from processd.storage.eventlog import EVENT_OVERHEAD_BYTES, decode_event
+from processd.storage.records import CommitResult
+from processd.views.filters import FilterIndex, Taken, TxFilter, match_columns, match_raw
+from processd.wire.encoding import varint
 
 CUT_SLOW = "slow_subscriber"
 
@@ -20,11 +30,14 @@ CUT_SLOW = "slow_subscriber"
 class Subscriber:
     """One live subscription: its filters, buffer and wake-up event."""
 
-    def __init__(self, chain_id: int, kinds: frozenset[int], max_buffered: int) -> None:
+    def __init__(self, chain_id: int, kinds: frozenset[int], max_buffered: int,
+                 event_filter: TxFilter | None = None) -> None:
         self.chain_id = chain_id
         self.kinds = kinds
+        #: A filtered subscriber buffers framed event bytes (:func:`frame_event`) instead of messages.
+        self.filter = event_filter
         self.max_buffered = max_buffered
-        self.buffer: deque[events_pb2.Event] = deque()
+        self.buffer: deque[Any] = deque()  # Events, or framed bytes with a filter
         #: Stored size of each buffered event (in step with ``buffer``), so messages can be cut by bytes.
         self.sizes: deque[int] = deque()
         self.wakeup = asyncio.Event()
@@ -52,7 +65,26 @@ class Subscriber:
         self.wakeup.set()
         return True
 
-    def take(self, max_events: int, max_bytes: int) -> list[events_pb2.Event]:
+    def offer_framed(self, taken: list[Taken], framed: dict[int, bytes]) -> bool:
+        """Appends the framed events of ``taken`` from ``next_seq`` on; False (and the cut) on overflow."""
+        if taken and taken[0][0] < self.next_seq:
+            taken = [item for item in taken if item[0] >= self.next_seq]
+        if not taken:
+            return True
+        if len(self.buffer) + len(taken) > self.max_buffered:
+            self.cut_reason = CUT_SLOW
+            self.buffer.clear()
+            self.sizes.clear()
+            self.wakeup.set()
+            return False
+        for seq, _ in taken:
+            entry = framed[seq]
+            self.buffer.append(entry)
+            self.sizes.append(len(entry))
+        self.wakeup.set()
+        return True
+
+    def take(self, max_events: int, max_bytes: int) -> list[Any]:
         """Pops the next message's events: at least one, at most ``max_events``, and no more than fit in
         ``max_bytes`` (one commit of big transactions would otherwise pass the gRPC message limit)."""
         buffer, sizes = self.buffer, self.sizes
@@ -76,7 +108,11 @@ class SubscriptionHub:
                  read_range: Callable[[int, int], list[tuple[int, int, int, bytes]]] | None = None) -> None:
         self.max_subscribers = max_subscribers
         self.max_buffered = max_buffered
+        #: Subscribers without a filter (every event of their chain and kinds).
         self.subscribers: set[Subscriber] = set()
+        #: Filtered subscribers by compiled filter, and the index of those filters (rebuilt when they change).
+        self.groups: dict[TxFilter, set[Subscriber]] = {}
+        self._index: FilterIndex | None = None
         #: Slots held by SubscribeEvents calls, from admission to their end (catch-up included): the bound.
         self.reserved = 0
         self.last_seq = 0
@@ -101,10 +137,69 @@ class SubscriptionHub:
         self.reserved -= 1
 
     def register(self, sub: Subscriber) -> None:
-        self.subscribers.add(sub)
+        if sub.filter is None:
+            self.subscribers.add(sub)
+            return
+        group = self.groups.get(sub.filter)
+        if group is None:
+            group = self.groups[sub.filter] = set()
+            self._index = None
+        group.add(sub)
 
     def unregister(self, sub: Subscriber) -> None:
-        self.subscribers.discard(sub)
+        if sub.filter is None:
+            self.subscribers.discard(sub)
+            return
+        group = self.groups.get(sub.filter)
+        if group is not None:
+            group.discard(sub)
+            if not group:
+                del self.groups[sub.filter]
+                self._index = None
+
+    def index(self) -> FilterIndex:
+        """The index of the registered filters (built once per change of the set of distinct filters)."""
+        if self._index is None:
+            self._index = FilterIndex(self.groups)
+        return self._index
+
+    def wants_events(self) -> bool:
+        """Whether a commit should collect its events (``CommitResult.events``): filtered subscribers read the
+        stored columns instead, except sightings, which only those events carry."""
+        return bool(self.subscribers) or any(not f.tx_fields for f in self.groups)
+
+    def publish_commit(self, result: CommitResult) -> None:
+        """Hands one commit to every subscriber without waiting: :meth:`publish` for those without a filter,
+        :meth:`publish_filtered` for the others."""
+        self.publish(result.first_seq, result.last_seq, result.events)
+        if self.groups and result.last_seq >= result.first_seq:
+            self.publish_filtered(result)
+
+    def publish_filtered(self, result: CommitResult) -> None:
+        """Matches the commit's transactions once against the distinct filters (:func:`match_columns`), frames
+        each taken event once, and offers each group's events to its subscribers."""
+        index = self.index()
+        taken = match_columns(index, result.stored)
+        if index.sighting_filters:
+            events = result.events
+            if events is None and self._read_range is not None:
+                events = self._read_range(result.first_seq, result.last_seq)
+            sightings = [e for e in events or () if e[2] == KIND_SOURCE]
+            if sightings:
+                for f, items in match_raw(index, sightings, 0).items():
+                    merged = taken.setdefault(f, [])
+                    merged.extend(items)
+                    merged.sort()
+        framed: dict[int, bytes] = {}
+        for f, items in taken.items():
+            for seq, value in items:
+                if seq not in framed:
+                    framed[seq] = frame_event(seq, value)
+            for sub in list(self.groups.get(f, ())):
+                if not sub.offer_framed(items, framed):
+                    self.unregister(sub)
+                    if self._on_cut is not None:
+                        self._on_cut(sub.cut_reason)
 
     def publish(self, first_seq: int, last_seq: int, raw_events: list[tuple[int, int, int, bytes]] | None) -> None:
         """Hands one commit's events (seqs ``first_seq..last_seq``) to every subscriber without waiting.
@@ -135,3 +230,22 @@ class SubscriptionHub:
         self.closed = True
         for sub in self.subscribers:
             sub.wakeup.set()
+        for group in self.groups.values():
+            for sub in group:
+                sub.wakeup.set()
+
+
+KIND_SOURCE: int = events_pb2.EVENT_KIND_TX_SOURCE_SEEN
+
+
+def frame_event(seq: int, value: bytes) -> bytes:
+    """One ``SubscribeEventsResponse.events`` entry (field 1) of the stored ``value``: ``Event.seq_id`` (field 1)
+    then the stored Event fields (the value minus its kind byte). Protobuf fields may come in any order, so this
+    parses as the Event ScanEvents returns for the same seq."""
+    body = b"\x08" + varint(seq) + value[1:]
+    return b"\x0a" + varint(len(body)) + body
+
+
+def framed_message(entries: list[bytes], last_seq: int) -> bytes:
+    """A serialized ``SubscribeEventsResponse`` of framed ``entries`` (:func:`frame_event`) and ``last_seq_id``."""
+    return b"".join(entries) + (b"\x10" + varint(last_seq) if last_seq else b"")

@@ -1,0 +1,326 @@
+"""Server-side event filters: an ``EventFilter`` compiled once per subscription or query, matched per transaction.
+
+A :class:`TxFilter` is the normalized, hashable form of an ``EventFilter`` (sets, ints), so subscribers with the
+same filter share one (``processd.views.subscriptions`` groups them) and a commit is matched once per distinct
+filter, not once per subscriber. Matching reads a transaction through a :class:`TxView` built on what the commit
+already has (``BatchColumns``: the chain, the protocol of its feature-count key, its opportunities' scores, and
+its events' values) and parses an event value only for a field some filter asks about: the TX_SEEN value for
+``senders`` / ``to`` / ``selectors`` / ``min_value``, the TX_DECODED value for ``methods`` / ``tokens_in`` /
+``tokens_out``. Why parse instead of adding columns: the columns are built in the analysis workers (another
+room, on the hot path of every transaction whether anyone filters or not); a parse here costs 2-4 us for the
+transactions of a commit that *has* filtered subscribers, once per transaction, whatever their number.
+
+:class:`FilterIndex` makes 1,000 filters cost about what one does: each filter is indexed under one of its
+set-valued fields (its *anchor*, the most selective it has), so a transaction looks up its own ``to``,
+``sender``, ... in a dict per anchored field and checks in full only the filters found there, plus the few
+without an anchor (chain/kinds/min_value/min_score only).
+
+Semantics (query.proto, ``EventFilter``): AND across fields, OR within a field; a transaction's events are taken
+or skipped together, then ``kinds`` picks among them; a TX_SOURCE_SEEN event matches only a filter that uses
+nothing but chains and kinds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from common import limits
+from common.pb.v1 import events_pb2, query_pb2, tx_pb2
+from processd.errors import ProcessdError
+from processd.wire.columns import BatchColumns
+
+KIND_SEEN: int = events_pb2.EVENT_KIND_TX_SEEN
+KIND_DECODED: int = events_pb2.EVENT_KIND_TX_DECODED
+KIND_OPP: int = events_pb2.EVENT_KIND_OPP_DETECTED
+VALID_KINDS = frozenset(limits.EVENT_KINDS.values())
+#: A set that no stored event has (chain 0 and kind 0 are never stored): the combination of a request's own
+#: chain_id / kinds with a filter's that share nothing.
+NOTHING = frozenset({0})
+_parse_event = events_pb2.Event.FromString
+
+
+class FilterError(ProcessdError):
+    """An ``EventFilter`` value is out of bounds (answered INVALID_ARGUMENT, naming the field)."""
+
+    retriable = False
+
+
+@dataclass(frozen=True, slots=True)
+class TxFilter:
+    """A compiled ``EventFilter``: each set empty = any; hashable, so equal filters share one group."""
+
+    chain_ids: frozenset[int] = frozenset()
+    kinds: frozenset[int] = frozenset()
+    senders: frozenset[bytes] = frozenset()
+    to: frozenset[bytes] = frozenset()
+    selectors: frozenset[bytes] = frozenset()
+    methods: frozenset[str] = frozenset()
+    protocols: frozenset[str] = frozenset()
+    tokens_in: frozenset[bytes] = frozenset()
+    tokens_out: frozenset[bytes] = frozenset()
+    min_value: int = 0
+    min_score: int = 0
+
+    @property
+    def tx_fields(self) -> bool:
+        """Whether it asks about anything beyond chains and kinds (then sightings never match)."""
+        return bool(self.senders or self.to or self.selectors or self.methods or self.protocols
+                    or self.tokens_in or self.tokens_out or self.min_value or self.min_score)
+
+    def matches(self, tx: TxView) -> bool:
+        """Whether transaction ``tx`` matches every field set (cheapest fields first)."""
+        if self.chain_ids and tx.chain not in self.chain_ids:
+            return False
+        if self.protocols and tx.protocol() not in self.protocols:
+            return False
+        if self.min_score and tx.max_score() < self.min_score:
+            return False
+        if self.senders or self.to or self.selectors or self.min_value:
+            env = tx.envelope()
+            if self.senders and env.sender not in self.senders:
+                return False
+            if self.to and env.to not in self.to:
+                return False
+            if self.selectors and env.input[:4] not in self.selectors:
+                return False
+            if self.min_value and int.from_bytes(env.value, "big") < self.min_value:
+                return False
+        if self.methods or self.tokens_in or self.tokens_out:
+            features = tx.features()
+            if self.methods and features.method not in self.methods:
+                return False
+            if self.tokens_in and features.token_in not in self.tokens_in:
+                return False
+            if self.tokens_out and features.token_out not in self.tokens_out:
+                return False
+        return True
+
+    def matches_event(self, chain_id: int, kind: int) -> bool:
+        """Whether an event that carries no transaction fields (a TX_SOURCE_SEEN) matches."""
+        return (not self.tx_fields and (not self.chain_ids or chain_id in self.chain_ids)
+                and (not self.kinds or kind in self.kinds))
+
+
+class TxView:
+    """One stored transaction as its events' values (``values[start:end]``, TX_SEEN first), with the fields a
+    filter reads parsed at most once and only when asked for."""
+
+    __slots__ = ("_env", "_features", "_protocol", "_score", "chain", "end", "start", "values")
+
+    def __init__(self, chain: int, values: Sequence[bytes], start: int, end: int, protocol: str | None = None,
+                 scores: dict[int, int] | None = None) -> None:
+        """``protocol`` and ``scores`` (event offset -> opportunity score) come from the commit's columns when
+        it has them; otherwise they are parsed from the values when a filter asks."""
+        self.chain = chain
+        self.values = values
+        self.start = start
+        self.end = end
+        self._protocol = protocol
+        self._score: int | None = None
+        if scores is not None:
+            self._score = max((scores.get(i, 0) for i in range(start + 2, end)), default=0)
+        self._env: tx_pb2.TxEnvelope | None = None
+        self._features: events_pb2.TxFeatures | None = None
+
+    def envelope(self) -> tx_pb2.TxEnvelope:
+        """The ``TxEnvelope`` (parsed from the TX_SEEN value on first use)."""
+        env = self._env
+        if env is None:
+            raw = memoryview(self.values[self.start])[1:]  # no copy of the calldata
+            env = self._env = _parse_event(raw).tx_seen.tx  # type: ignore[arg-type]
+        return env
+
+    def features(self) -> events_pb2.TxFeatures:
+        """The ``TxFeatures`` (parsed from the TX_DECODED value on first use)."""
+        features = self._features
+        if features is None:
+            raw = memoryview(self.values[self.start + 1])[1:]
+            features = self._features = _parse_event(raw).tx_decoded.features  # type: ignore[arg-type]
+        return features
+
+    def protocol(self) -> str:
+        if self._protocol is None:
+            self._protocol = self.features().protocol
+        return self._protocol
+
+    def max_score(self) -> int:
+        """The best score among its opportunities (0 without any)."""
+        if self._score is None:
+            values = self.values
+            self._score = max((_parse_event(values[i][1:]).opp_detected.opportunity.score
+                               for i in range(self.start + 2, self.end)), default=0)
+        return self._score
+
+
+#: Anchor fields, most selective first: (TxFilter attribute, what the transaction has there).
+_ANCHORS: tuple[tuple[str, Callable[[TxView], object]], ...] = (
+    ("to", lambda tx: tx.envelope().to),
+    ("senders", lambda tx: tx.envelope().sender),
+    ("tokens_in", lambda tx: tx.features().token_in),
+    ("tokens_out", lambda tx: tx.features().token_out),
+    ("selectors", lambda tx: tx.envelope().input[:4]),
+    ("methods", lambda tx: tx.features().method),
+    ("protocols", TxView.protocol),
+    ("chain_ids", lambda tx: tx.chain),
+)
+
+
+class FilterIndex:
+    """The distinct filters of the subscribers, indexed so a transaction is checked only against candidates."""
+
+    def __init__(self, filters: Iterable[TxFilter]) -> None:
+        self.by_field: list[tuple[Callable[[TxView], object], dict[object, list[TxFilter]]]] = []
+        self.unanchored: list[TxFilter] = []
+        #: The filters a TX_SOURCE_SEEN event can match (chains and kinds only).
+        self.sighting_filters: list[TxFilter] = []
+        tables: dict[str, dict[object, list[TxFilter]]] = {}
+        for f in filters:
+            if not f.tx_fields:
+                self.sighting_filters.append(f)
+            for name, _ in _ANCHORS:
+                values = getattr(f, name)
+                if values:
+                    table = tables.setdefault(name, {})
+                    for v in values:
+                        table.setdefault(v, []).append(f)
+                    break
+            else:
+                self.unanchored.append(f)
+        self.by_field = [(get, tables[name]) for name, get in _ANCHORS if name in tables]
+
+    def matching(self, tx: TxView) -> list[TxFilter]:
+        """The filters ``tx`` matches (each once)."""
+        found: list[TxFilter] = [f for f in self.unanchored if f.matches(tx)]
+        for get, table in self.by_field:
+            candidates = table.get(get(tx))
+            if candidates:
+                found.extend(f for f in candidates if f.matches(tx))
+        return found
+
+
+# ---- compiling a request's filter -------------------------------------------------------------------------------
+
+
+def _bounded(name: str, values: Sequence[object]) -> None:
+    most, size = limits.FILTER_LIMITS[name]
+    if len(values) > most:
+        raise FilterError(f"filter.{name}: at most {most} values, got {len(values)}")
+    if size and name in ("methods", "protocols"):
+        for v in values:
+            if not v or len(v) > size:  # type: ignore[arg-type]
+                raise FilterError(f"filter.{name}: each value 1..{size} characters")
+    elif size:
+        for v in values:
+            if len(v) != size:  # type: ignore[arg-type]
+                raise FilterError(f"filter.{name}: each value must be {size} bytes, got {len(v)}")  # type: ignore[arg-type]
+
+
+def _check_counts(pb: query_pb2.EventFilter) -> None:
+    for name in limits.FILTER_LIMITS:
+        _bounded(name, getattr(pb, name))
+    if len(pb.senders) + len(pb.to) > limits.MAX_FILTER_ADDRESSES:
+        raise FilterError(f"filter.senders and filter.to: at most {limits.MAX_FILTER_ADDRESSES} addresses together")
+    if len(pb.tokens_in) + len(pb.tokens_out) > limits.MAX_FILTER_TOKENS:
+        raise FilterError(f"filter.tokens_in and filter.tokens_out: at most {limits.MAX_FILTER_TOKENS} tokens together")
+    for chain_id in pb.chain_ids:
+        if not 0 < chain_id <= limits.MAX_CHAIN_ID:
+            raise FilterError(f"filter.chain_ids: {chain_id} out of range 1..{limits.MAX_CHAIN_ID}")
+    bad = set(pb.kinds) - VALID_KINDS
+    if bad:
+        raise FilterError(f"filter.kinds: unknown event kinds {sorted(bad)}")
+    if len(pb.min_value) > limits.MAX_VALUE_BYTES:
+        raise FilterError(f"filter.min_value: at most {limits.MAX_VALUE_BYTES} bytes, got {len(pb.min_value)}")
+    if pb.min_score > limits.MAX_SCORE:
+        raise FilterError(f"filter.min_score must be 0..{limits.MAX_SCORE}, got {pb.min_score}")
+
+
+def _combine(own: frozenset[int], theirs: frozenset[int]) -> frozenset[int]:
+    """AND of a request's own set and the filter's (empty = any)."""
+    if not own or not theirs:
+        return own or theirs
+    return own & theirs or NOTHING
+
+
+def compile_filter(pb: query_pb2.EventFilter | None, chain_id: int = 0, kinds: Iterable[int] = (),
+                   min_score: int = 0) -> TxFilter:
+    """The :class:`TxFilter` of a request: its ``filter`` ANDed with its older ``chain_id`` / ``kinds`` (and
+    ``min_score``: the larger). Raises :class:`FilterError` naming the field past its bound."""
+    own_chains = frozenset({chain_id}) if chain_id else frozenset()
+    if pb is None:
+        return TxFilter(chain_ids=own_chains, kinds=frozenset(kinds), min_score=min_score)
+    _check_counts(pb)
+    return TxFilter(
+        chain_ids=_combine(own_chains, frozenset(pb.chain_ids)),
+        kinds=_combine(frozenset(kinds), frozenset(pb.kinds)),
+        senders=frozenset(pb.senders), to=frozenset(pb.to), selectors=frozenset(pb.selectors),
+        methods=frozenset(pb.methods), protocols=frozenset(pb.protocols),
+        tokens_in=frozenset(pb.tokens_in), tokens_out=frozenset(pb.tokens_out),
+        min_value=int.from_bytes(pb.min_value, "big"), min_score=max(min_score, pb.min_score),
+    )
+
+
+# ---- matching what a commit stored, or what the log holds ----------------------------------------------------
+
+#: (seq, events value) of an event a filter takes.
+Taken = tuple[int, bytes]
+
+
+def _take(f: TxFilter, out: dict[TxFilter, list[Taken]], tx: TxView, first_seq: int) -> None:
+    kinds = f.kinds
+    taken = out.setdefault(f, [])
+    values = tx.values
+    for offset in range(tx.start, tx.end):
+        value = values[offset]
+        if not kinds or value[0] in kinds:
+            taken.append((first_seq + offset, value))
+
+
+def match_columns(index: FilterIndex, stored: Iterable[tuple[int, BatchColumns]]) -> dict[TxFilter, list[Taken]]:
+    """The events each filter of ``index`` takes from a commit's stored batches ``(first seq, columns)``, in seq
+    order. Chain, protocol and scores come from the columns; a value is parsed only when a filter asks."""
+    out: dict[TxFilter, list[Taken]] = {}
+    for first, cols in stored:
+        values, seen_at, chains, fkeys, fkey_of = cols.values, cols.seen_at, cols.chain, cols.fkeys, cols.fkey_of
+        scores = {offset: score for offset, _, score in cols.opps}
+        n = len(seen_at)
+        for t in range(n):
+            start = seen_at[t]
+            end = seen_at[t + 1] if t + 1 < n else len(values)
+            tx = TxView(chains[t], values, start, end, fkeys[fkey_of[t]][2], scores)
+            for f in index.matching(tx):
+                _take(f, out, tx, first)
+    return out
+
+
+def match_raw(index: FilterIndex, events: Sequence[tuple[int, int, int, bytes]], from_seq: int,
+              ) -> dict[TxFilter, list[Taken]]:
+    """The events each filter takes from ``events`` ``(seq, chain, kind, value)`` read from the log, whose
+    seqs are consecutive; events before ``from_seq`` only complete their transaction (they are not taken).
+    A transaction is its TX_SEEN and the TX_DECODED / OPP_DETECTED events right after it; events before the
+    first TX_SEEN whose transaction is not in ``events`` are skipped (the caller reads from a little earlier)."""
+    out: dict[TxFilter, list[Taken]] = {}
+    values = [e[3] for e in events]
+    n = len(events)
+    i = 0
+    while i < n:
+        seq, chain, kind, value = events[i]
+        if kind != KIND_SEEN:
+            if kind not in (KIND_DECODED, KIND_OPP):  # a sighting, on its own
+                for f in index.sighting_filters:
+                    if seq >= from_seq and f.matches_event(chain, kind):
+                        out.setdefault(f, []).append((seq, value))
+            i += 1
+            continue
+        end = i + 1
+        while end < n and events[end][2] in (KIND_DECODED, KIND_OPP):
+            end += 1
+        if end > i + 1:  # a transaction's TX_DECODED always follows its TX_SEEN; without it, it is cut
+            tx = TxView(chain, values, i, end)
+            for f in index.matching(tx):
+                _take(f, out, tx, seq - i)
+        i = end
+    if from_seq > (events[0][0] if events else 0):
+        for f, taken in out.items():
+            out[f] = [item for item in taken if item[0] >= from_seq]
+    return out

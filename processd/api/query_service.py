@@ -19,9 +19,16 @@ from common.pb.v1 import events_pb2, query_pb2, query_pb2_grpc
 from processd.errors import ProcessdError
 from processd.metrics import ProcessdMetrics
 from processd.storage.eventlog import KIND_DECODED, KIND_OPP, KIND_SEEN, EventLog, ScanStats
-from processd.views.filters import FilterError, FilterIndex, TxFilter, compile_filter, match_raw
+from processd.views.filters import (
+    FilterError,
+    FilterGroup,
+    FilterIndex,
+    TxFilter,
+    compile_filter,
+    match_raw,
+)
 from processd.views.readmodels import ReadModels
-from processd.views.subscriptions import Subscriber, SubscriptionHub, frame_event, framed_message
+from processd.views.subscriptions import Subscriber, SubscriptionHub, framed_message
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +73,7 @@ class QueryService(query_pb2_grpc.QueryServicer):
         #: Byte budget of a page (ProcessdConfig.page_bytes): pages end early and say ``truncated``.
         self.max_page_bytes = max_page_bytes
         self.subscribe_message_bytes = min(max_page_bytes, SUBSCRIBE_MESSAGE_BYTES)
+        hub.message_events, hub.message_bytes = SUBSCRIBE_PAGE, self.subscribe_message_bytes
 
     # ---- request checks ----------------------------------------------------------------------------------
 
@@ -359,10 +367,11 @@ class QueryService(query_pb2_grpc.QueryServicer):
         head = self._log.last_seq()
         await context.send_initial_metadata(((SUBSCRIPTION_HEADER, "admitted"), (HEAD_HEADER, str(head))))
         sub = Subscriber(0, frozenset(), hub.max_buffered, event_filter)
-        index = FilterIndex([event_filter])
+        group = FilterGroup(event_filter)
+        index = FilterIndex([group])
         cursor = head + 1 if request.from_head else max(request.from_seq_id, 1)
         while True:
-            entries, cursor, last = self._filtered_chunk(index, event_filter, cursor)
+            entries, cursor, last = self._filtered_chunk(index, group, cursor)
             for page in self._pages(entries):
                 yield framed_message(page, last)
             # As in the unfiltered catch-up: no await between this check and the registration.
@@ -383,7 +392,7 @@ class QueryService(query_pb2_grpc.QueryServicer):
                     await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                         f"subscriber too slow ({sub.cut_reason}); resume from your last seq_id")
                 while sub.buffer:
-                    page = sub.take(SUBSCRIBE_PAGE, self.subscribe_message_bytes)
+                    page = sub.take_framed(SUBSCRIBE_PAGE, self.subscribe_message_bytes)
                     yield framed_message(page, hub.last_seq)
                     if sub.cut_reason:
                         break
@@ -391,9 +400,10 @@ class QueryService(query_pb2_grpc.QueryServicer):
             hub.unregister(sub)
             self._metrics.subscribers.dec()
 
-    def _filtered_chunk(self, index: FilterIndex, event_filter: TxFilter, cursor: int,
-                        ) -> tuple[list[bytes], int, int]:
-        """The framed events ``event_filter`` takes from up to SUBSCRIBE_PAGE events of the log from ``cursor``,
+    def _filtered_chunk(self, index: FilterIndex, group: FilterGroup, cursor: int,
+                        ) -> tuple[list[tuple[bytes, int]], int, int]:
+        """The framed transactions (bytes, events) ``group``'s filter takes from up to SUBSCRIBE_PAGE events of
+        the log from ``cursor``,
         the cursor after them, and the head then. A transaction that may go on past the chunk is left whole for
         the next one (the chunk ends before its TX_SEEN)."""
         head = self._log.last_seq()
@@ -411,20 +421,23 @@ class QueryService(query_pb2_grpc.QueryServicer):
                     del events[i:]
                     next_cursor = seq
                     break
-        taken = match_raw(index, events, cursor).get(event_filter, [])
-        return [frame_event(seq, value) for seq, value in taken], next_cursor, head
+        match_raw(index, events)
+        framed = group.frames(cursor)
+        index.begin()
+        return framed, next_cursor, head
 
-    def _pages(self, entries: list[bytes]) -> list[list[bytes]]:
-        """Framed events cut into messages by count and bytes (each holds at least one)."""
+    def _pages(self, entries: list[tuple[bytes, int]]) -> list[list[bytes]]:
+        """Framed transactions cut into messages by events and bytes (each holds at least one)."""
         pages: list[list[bytes]] = []
         page: list[bytes] = []
-        size = 0
-        for entry in entries:
-            if page and (len(page) >= SUBSCRIBE_PAGE or size + len(entry) > self.subscribe_message_bytes):
+        size = events = 0
+        for entry, n in entries:
+            if page and (events + n > SUBSCRIBE_PAGE or size + len(entry) > self.subscribe_message_bytes):
                 pages.append(page)
-                page, size = [], 0
+                page, size, events = [], 0, 0
             page.append(entry)
             size += len(entry)
+            events += n
         if page:
             pages.append(page)
         return pages

@@ -23,12 +23,16 @@ nothing but chains and kinds.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from itertools import chain
+from operator import attrgetter
+from typing import Any
 
 from common import limits
 from common.pb.v1 import events_pb2, query_pb2, tx_pb2
 from processd.errors import ProcessdError
 from processd.wire.columns import BatchColumns
+from processd.wire.encoding import varint
 
 KIND_SEEN: int = events_pb2.EVENT_KIND_TX_SEEN
 KIND_DECODED: int = events_pb2.EVENT_KIND_TX_DECODED
@@ -103,25 +107,35 @@ class TxFilter:
 
 
 class TxView:
-    """One stored transaction as its events' values (``values[start:end]``, TX_SEEN first), with the fields a
-    filter reads parsed at most once and only when asked for."""
+    """One stored transaction as its events' values (``values[start:end]``, TX_SEEN first, at seqs from
+    ``seq``), with the fields a filter reads parsed at most once and only when asked for, and its events framed
+    for a SubscribeEvents message at most once per set of kinds."""
 
-    __slots__ = ("_env", "_features", "_protocol", "_score", "chain", "end", "start", "values")
+    __slots__ = ("_env", "_features", "_framed", "_protocol", "_scores", "all_bytes", "all_count", "chain", "end",
+                 "seq", "start", "values")
 
-    def __init__(self, chain: int, values: Sequence[bytes], start: int, end: int, protocol: str | None = None,
-                 scores: dict[int, int] | None = None) -> None:
+    def __init__(self, chain: int, values: Sequence[bytes], start: int, end: int, seq: int,
+                 protocol: str | None = None, scores: dict[int, int] | None = None) -> None:
         """``protocol`` and ``scores`` (event offset -> opportunity score) come from the commit's columns when
         it has them; otherwise they are parsed from the values when a filter asks."""
         self.chain = chain
         self.values = values
         self.start = start
         self.end = end
+        self.seq = seq
         self._protocol = protocol
-        self._score: int | None = None
-        if scores is not None:
-            self._score = max((scores.get(i, 0) for i in range(start + 2, end)), default=0)
+        self._scores = scores
         self._env: tx_pb2.TxEnvelope | None = None
         self._features: events_pb2.TxFeatures | None = None
+        self._framed: dict[frozenset[int], tuple[bytes, int]] | None = None
+        #: All its events framed (:meth:`frame_all`, once it is taken), read C-level by ``attrgetter``.
+        self.all_bytes = b""
+        self.all_count = 0
+
+    def frame_all(self) -> None:
+        """Frames all its events once (the usual case: a filter without ``kinds``)."""
+        if not self.all_count:
+            self.all_bytes, self.all_count = self._frame(frozenset(), 0)
 
     def envelope(self) -> tx_pb2.TxEnvelope:
         """The ``TxEnvelope`` (parsed from the TX_SEEN value on first use)."""
@@ -145,12 +159,43 @@ class TxView:
         return self._protocol
 
     def max_score(self) -> int:
-        """The best score among its opportunities (0 without any)."""
-        if self._score is None:
-            values = self.values
-            self._score = max((_parse_event(values[i][1:]).opp_detected.opportunity.score
-                               for i in range(self.start + 2, self.end)), default=0)
-        return self._score
+        """The best score among its opportunities (0 without any): from the columns' scores when given."""
+        scores = self._scores
+        if scores is not None:
+            return max((scores.get(i, 0) for i in range(self.start + 2, self.end)), default=0)
+        values = self.values
+        return max((_parse_event(values[i][1:]).opp_detected.opportunity.score
+                    for i in range(self.start + 2, self.end)), default=0)
+
+    def framed(self, kinds: frozenset[int], from_seq: int = 0) -> tuple[bytes, int]:
+        """Its events of ``kinds`` (all when empty) from ``from_seq`` on as ``SubscribeEventsResponse.events``
+        entries, joined, and how many they are; computed once per set of kinds (shared by every filter)."""
+        if from_seq > self.seq:
+            return self._frame(kinds, from_seq)
+        if not kinds:
+            self.frame_all()
+            return self.all_bytes, self.all_count
+        cache = self._framed
+        if cache is None:
+            cache = self._framed = {}
+        entry = cache.get(kinds)
+        if entry is None:
+            entry = cache[kinds] = self._frame(kinds, 0)
+        return entry
+
+    def _frame(self, kinds: frozenset[int], from_seq: int) -> tuple[bytes, int]:
+        values, base = self.values, self.seq - self.start
+        parts = [frame_event(base + offset, values[offset]) for offset in range(self.start, self.end)
+                 if (not kinds or values[offset][0] in kinds) and base + offset >= from_seq]
+        return b"".join(parts), len(parts)
+
+
+def frame_event(seq: int, value: bytes) -> bytes:
+    """One ``SubscribeEventsResponse.events`` entry (field 1) of the stored ``value``: ``Event.seq_id`` (field 1)
+    then the stored Event fields (the value minus its kind byte). Protobuf fields may come in any order, so this
+    parses as the Event ScanEvents returns for the same seq."""
+    seq_field = varint(seq)
+    return b"".join((b"\x0a", varint(len(value) + len(seq_field)), b"\x08", seq_field, memoryview(value)[1:]))
 
 
 #: Anchor fields, most selective first: (TxFilter attribute, what the transaction has there).
@@ -164,39 +209,107 @@ _ANCHORS: tuple[tuple[str, Callable[[TxView], object]], ...] = (
     ("protocols", TxView.protocol),
     ("chain_ids", lambda tx: tx.chain),
 )
+_seq_of = attrgetter("seq")
+_bytes_of = attrgetter("all_bytes")
+_count_of = attrgetter("all_count")
+
+
+class FilterGroup:
+    """The subscribers of one distinct filter, and the transactions it takes from what is being matched."""
+
+    __slots__ = ("anchor", "filter", "members", "recheck", "txs")
+
+    def __init__(self, event_filter: TxFilter) -> None:
+        self.filter = event_filter
+        self.members: set[Any] = set()
+        #: The field it is indexed under (None: checked against every transaction), and whether a transaction
+        #: found there must still be checked against its other fields.
+        self.anchor: str | None = None
+        self.recheck = True
+        #: Transactions taken, in seq order (after :meth:`FilterIndex.finish`).
+        self.txs: list[TxView] = []
+
+    def frames(self, from_seq: int = 0) -> list[tuple[bytes, int]]:
+        """Its transactions' events of the filter's kinds, framed (bytes, events), those with any."""
+        kinds = self.filter.kinds
+        return [entry for tx in self.txs if (entry := tx.framed(kinds, from_seq))[1]]
+
+    def joined(self) -> tuple[list[bytes], int]:
+        """:meth:`frames` as (bytes of each, events in all); without kinds, C-level over frames made once per
+        transaction when it was taken (:meth:`FilterIndex.collect`)."""
+        if not self.filter.kinds:
+            txs = self.txs
+            return list(map(_bytes_of, txs)), sum(map(_count_of, txs))
+        frames = self.frames()
+        return [b for b, _ in frames], sum(n for _, n in frames)
 
 
 class FilterIndex:
-    """The distinct filters of the subscribers, indexed so a transaction is checked only against candidates."""
+    """The distinct filters (their groups), indexed so matching costs per transaction, not per filter.
 
-    def __init__(self, filters: Iterable[TxFilter]) -> None:
-        self.by_field: list[tuple[Callable[[TxView], object], dict[object, list[TxFilter]]]] = []
-        self.unanchored: list[TxFilter] = []
-        #: The filters a TX_SOURCE_SEEN event can match (chains and kinds only).
-        self.sighting_filters: list[TxFilter] = []
-        tables: dict[str, dict[object, list[TxFilter]]] = {}
-        for f in filters:
-            if not f.tx_fields:
-                self.sighting_filters.append(f)
-            for name, _ in _ANCHORS:
-                values = getattr(f, name)
-                if values:
-                    table = tables.setdefault(name, {})
-                    for v in values:
-                        table.setdefault(v, []).append(f)
-                    break
-            else:
-                self.unanchored.append(f)
-        self.by_field = [(get, tables[name]) for name, get in _ANCHORS if name in tables]
+    Each group is indexed under one set-valued field (its anchor, the most selective it has). A transaction is
+    put in one bucket per anchored field, the bucket of its own value there, if any filter asked for that value
+    (:meth:`collect`); a group then takes the buckets of its values (:meth:`finish`), C-level list work, and
+    checks its other fields only if it has any. Groups without an anchor check every transaction.
+    """
 
-    def matching(self, tx: TxView) -> list[TxFilter]:
-        """The filters ``tx`` matches (each once)."""
-        found: list[TxFilter] = [f for f in self.unanchored if f.matches(tx)]
-        for get, table in self.by_field:
-            candidates = table.get(get(tx))
-            if candidates:
-                found.extend(f for f in candidates if f.matches(tx))
-        return found
+    def __init__(self, groups: Iterable[FilterGroup]) -> None:
+        self.groups = list(groups)
+        self.unanchored = [g for g in self.groups if not self._anchor(g)]
+        #: The groups a TX_SOURCE_SEEN event can match (chains and kinds only).
+        self.sighting_groups = [g for g in self.groups if not g.filter.tx_fields]
+        wanted: dict[str, set[object]] = {}
+        for g in self.groups:
+            if g.anchor is not None:
+                wanted.setdefault(g.anchor, set()).update(getattr(g.filter, g.anchor))
+        self.fields = [(name, get, wanted[name]) for name, get in _ANCHORS if name in wanted]
+        self.buckets: dict[str, dict[object, list[TxView]]] = {}
+
+    @staticmethod
+    def _anchor(g: FilterGroup) -> bool:
+        f = g.filter
+        for name, _ in _ANCHORS:
+            if getattr(f, name):
+                g.anchor = name
+                rest: dict[str, Any] = {name: frozenset(), "kinds": frozenset()}
+                g.recheck = replace(f, **rest) != TxFilter()
+                return True
+        return False
+
+    def begin(self) -> None:
+        """Starts a round of matching (a commit, a catch-up chunk)."""
+        self.buckets = {name: {} for name, _, _ in self.fields}
+        for g in self.groups:
+            g.txs = []
+
+    def collect(self, tx: TxView) -> None:
+        """Files one transaction (in seq order within the round)."""
+        for g in self.unanchored:
+            if g.filter.matches(tx):
+                g.txs.append(tx)
+                tx.frame_all()
+        buckets = self.buckets
+        for name, get, wanted in self.fields:
+            value = get(tx)
+            if value in wanted:
+                tx.frame_all()
+                bucket = buckets[name].get(value)
+                if bucket is None:
+                    buckets[name][value] = [tx]
+                else:
+                    bucket.append(tx)
+
+    def finish(self) -> None:
+        """Gives each anchored group the transactions of its values' buckets, in seq order."""
+        for g in self.groups:
+            if g.anchor is None:
+                continue
+            table = self.buckets[g.anchor]
+            found = [bucket for v in getattr(g.filter, g.anchor) if (bucket := table.get(v))]
+            if not found:
+                continue
+            txs = found[0] if len(found) == 1 else sorted(chain.from_iterable(found), key=_seq_of)
+            g.txs = [tx for tx in txs if g.filter.matches(tx)] if g.recheck else txs
 
 
 # ---- compiling a request's filter -------------------------------------------------------------------------------
@@ -262,24 +375,13 @@ def compile_filter(pb: query_pb2.EventFilter | None, chain_id: int = 0, kinds: I
 
 # ---- matching what a commit stored, or what the log holds ----------------------------------------------------
 
-#: (seq, events value) of an event a filter takes.
-Taken = tuple[int, bytes]
 
-
-def _take(f: TxFilter, out: dict[TxFilter, list[Taken]], tx: TxView, first_seq: int) -> None:
-    kinds = f.kinds
-    taken = out.setdefault(f, [])
-    values = tx.values
-    for offset in range(tx.start, tx.end):
-        value = values[offset]
-        if not kinds or value[0] in kinds:
-            taken.append((first_seq + offset, value))
-
-
-def match_columns(index: FilterIndex, stored: Iterable[tuple[int, BatchColumns]]) -> dict[TxFilter, list[Taken]]:
-    """The events each filter of ``index`` takes from a commit's stored batches ``(first seq, columns)``, in seq
-    order. Chain, protocol and scores come from the columns; a value is parsed only when a filter asks."""
-    out: dict[TxFilter, list[Taken]] = {}
+def match_columns(index: FilterIndex, stored: Iterable[tuple[int, BatchColumns]]) -> None:
+    """Gives each group of ``index`` the transactions it takes from a commit's stored batches ``(first seq,
+    columns)``, in seq order. Chain, protocol and scores come from the columns; a value is parsed only when a
+    filter asks."""
+    index.begin()
+    collect = index.collect
     for first, cols in stored:
         values, seen_at, chains, fkeys, fkey_of = cols.values, cols.seen_at, cols.chain, cols.fkeys, cols.fkey_of
         scores = {offset: score for offset, _, score in cols.opps}
@@ -287,40 +389,37 @@ def match_columns(index: FilterIndex, stored: Iterable[tuple[int, BatchColumns]]
         for t in range(n):
             start = seen_at[t]
             end = seen_at[t + 1] if t + 1 < n else len(values)
-            tx = TxView(chains[t], values, start, end, fkeys[fkey_of[t]][2], scores)
-            for f in index.matching(tx):
-                _take(f, out, tx, first)
-    return out
+            collect(TxView(chains[t], values, start, end, first + start, fkeys[fkey_of[t]][2], scores))
+    index.finish()
 
 
-def match_raw(index: FilterIndex, events: Sequence[tuple[int, int, int, bytes]], from_seq: int,
-              ) -> dict[TxFilter, list[Taken]]:
-    """The events each filter takes from ``events`` ``(seq, chain, kind, value)`` read from the log, whose
-    seqs are consecutive; events before ``from_seq`` only complete their transaction (they are not taken).
-    A transaction is its TX_SEEN and the TX_DECODED / OPP_DETECTED events right after it; events before the
-    first TX_SEEN whose transaction is not in ``events`` are skipped (the caller reads from a little earlier)."""
-    out: dict[TxFilter, list[Taken]] = {}
+def match_raw(index: FilterIndex, events: Sequence[tuple[int, int, int, bytes]], sightings_only: bool = False,
+              ) -> None:
+    """Gives each group of ``index`` what it takes from ``events`` ``(seq, chain, kind, value)`` read from the
+    log, whose seqs are consecutive (unless ``sightings_only``). A transaction is its TX_SEEN and the
+    TX_DECODED / OPP_DETECTED events right after it; events before the first TX_SEEN whose transaction is not in
+    ``events`` are skipped (the caller reads from a little earlier and frames from its cursor on)."""
+    if not sightings_only:
+        index.begin()
     values = [e[3] for e in events]
     n = len(events)
     i = 0
     while i < n:
-        seq, chain, kind, value = events[i]
+        seq, chain_id, kind, _ = events[i]
         if kind != KIND_SEEN:
             if kind not in (KIND_DECODED, KIND_OPP):  # a sighting, on its own
-                for f in index.sighting_filters:
-                    if seq >= from_seq and f.matches_event(chain, kind):
-                        out.setdefault(f, []).append((seq, value))
+                for g in index.sighting_groups:
+                    if g.filter.matches_event(chain_id, kind):
+                        sighting = TxView(chain_id, values, i, i + 1, seq)
+                        sighting.frame_all()
+                        g.txs.append(sighting)
             i += 1
             continue
         end = i + 1
         while end < n and events[end][2] in (KIND_DECODED, KIND_OPP):
             end += 1
         if end > i + 1:  # a transaction's TX_DECODED always follows its TX_SEEN; without it, it is cut
-            tx = TxView(chain, values, i, end)
-            for f in index.matching(tx):
-                _take(f, out, tx, seq - i)
+            index.collect(TxView(chain_id, values, i, end, seq))
         i = end
-    if from_seq > (events[0][0] if events else 0):
-        for f, taken in out.items():
-            out[f] = [item for item in taken if item[0] >= from_seq]
-    return out
+    if not sightings_only:
+        index.finish()

@@ -21,7 +21,7 @@ from typing import Any
 from common.pb.v1 import events_pb2
 from processd.storage.eventlog import EVENT_OVERHEAD_BYTES, decode_event
 from processd.storage.records import CommitResult
-from processd.views.filters import FilterIndex, Taken, TxFilter, match_columns, match_raw
+from processd.views.filters import FilterGroup, FilterIndex, TxFilter, match_columns, match_raw
 from processd.wire.encoding import varint
 
 CUT_SLOW = "slow_subscriber"
@@ -40,6 +40,9 @@ class Subscriber:
         self.buffer: deque[Any] = deque()  # Events, or framed bytes with a filter
         #: Stored size of each buffered event (in step with ``buffer``), so messages can be cut by bytes.
         self.sizes: deque[int] = deque()
+        #: Filtered: events in each buffered entry (a transaction's), and in all of them.
+        self.counts: deque[int] = deque()
+        self.buffered_events = 0
         self.wakeup = asyncio.Event()
         self.cut_reason = ""
         self.next_seq = 0  # events below this were already delivered by catch-up
@@ -65,24 +68,46 @@ class Subscriber:
         self.wakeup.set()
         return True
 
-    def offer_framed(self, taken: list[Taken], framed: dict[int, bytes]) -> bool:
-        """Appends the framed events of ``taken`` from ``next_seq`` on; False (and the cut) on overflow."""
-        if taken and taken[0][0] < self.next_seq:
-            taken = [item for item in taken if item[0] >= self.next_seq]
-        if not taken:
+    def offer_framed(self, entries: list[tuple[bytes, int]], group: FilterGroup) -> bool:
+        """Appends a commit's framed events for this subscriber's group (``entries``: bytes, events; usually one
+        joined entry per commit, per transaction when that would pass a message's bounds) from ``next_seq`` on;
+        False (and the cut) when the buffer would overflow."""
+        if group.txs and group.txs[0].seq < self.next_seq:
+            # Only a commit right after registration can start before next_seq: frame this one apart.
+            entries = group.frames(self.next_seq)
+        events = sum(n for _, n in entries)
+        if not events:
             return True
-        if len(self.buffer) + len(taken) > self.max_buffered:
+        if self.buffered_events + events > self.max_buffered:
             self.cut_reason = CUT_SLOW
             self.buffer.clear()
             self.sizes.clear()
+            self.counts.clear()
+            self.buffered_events = 0
             self.wakeup.set()
             return False
-        for seq, _ in taken:
-            entry = framed[seq]
-            self.buffer.append(entry)
-            self.sizes.append(len(entry))
+        for entry, n in entries:
+            if n:
+                self.buffer.append(entry)
+                self.sizes.append(len(entry))
+                self.counts.append(n)
+        self.buffered_events += events
         self.wakeup.set()
         return True
+
+    def take_framed(self, max_events: int, max_bytes: int) -> list[bytes]:
+        """:meth:`take` for a filtered subscriber: whole transactions, at least one, until ``max_events`` events
+        or ``max_bytes``."""
+        buffer, sizes, counts = self.buffer, self.sizes, self.counts
+        page = [buffer.popleft()]
+        total = sizes.popleft()
+        events = counts.popleft()
+        while buffer and events + counts[0] <= max_events and total + sizes[0] <= max_bytes:
+            total += sizes.popleft()
+            events += counts.popleft()
+            page.append(buffer.popleft())
+        self.buffered_events -= events
+        return page
 
     def take(self, max_events: int, max_bytes: int) -> list[Any]:
         """Pops the next message's events: at least one, at most ``max_events``, and no more than fit in
@@ -108,10 +133,14 @@ class SubscriptionHub:
                  read_range: Callable[[int, int], list[tuple[int, int, int, bytes]]] | None = None) -> None:
         self.max_subscribers = max_subscribers
         self.max_buffered = max_buffered
+        #: The bounds of one SubscribeEvents message (the service sets them): a filtered group's commit is one
+        #: buffered entry when it fits in them.
+        self.message_events = 500
+        self.message_bytes = 1 << 20
         #: Subscribers without a filter (every event of their chain and kinds).
         self.subscribers: set[Subscriber] = set()
         #: Filtered subscribers by compiled filter, and the index of those filters (rebuilt when they change).
-        self.groups: dict[TxFilter, set[Subscriber]] = {}
+        self.groups: dict[TxFilter, FilterGroup] = {}
         self._index: FilterIndex | None = None
         #: Slots held by SubscribeEvents calls, from admission to their end (catch-up included): the bound.
         self.reserved = 0
@@ -142,9 +171,9 @@ class SubscriptionHub:
             return
         group = self.groups.get(sub.filter)
         if group is None:
-            group = self.groups[sub.filter] = set()
+            group = self.groups[sub.filter] = FilterGroup(sub.filter)
             self._index = None
-        group.add(sub)
+        group.members.add(sub)
 
     def unregister(self, sub: Subscriber) -> None:
         if sub.filter is None:
@@ -152,15 +181,15 @@ class SubscriptionHub:
             return
         group = self.groups.get(sub.filter)
         if group is not None:
-            group.discard(sub)
-            if not group:
+            group.members.discard(sub)
+            if not group.members:
                 del self.groups[sub.filter]
                 self._index = None
 
     def index(self) -> FilterIndex:
         """The index of the registered filters (built once per change of the set of distinct filters)."""
         if self._index is None:
-            self._index = FilterIndex(self.groups)
+            self._index = FilterIndex(self.groups.values())
         return self._index
 
     def wants_events(self) -> bool:
@@ -177,29 +206,41 @@ class SubscriptionHub:
 
     def publish_filtered(self, result: CommitResult) -> None:
         """Matches the commit's transactions once against the distinct filters (:func:`match_columns`), frames
-        each taken event once, and offers each group's events to its subscribers."""
+        each taken transaction once per set of kinds, and offers each group's to its subscribers."""
         index = self.index()
-        taken = match_columns(index, result.stored)
-        if index.sighting_filters:
+        match_columns(index, result.stored)
+        if index.sighting_groups:
             events = result.events
             if events is None and self._read_range is not None:
                 events = self._read_range(result.first_seq, result.last_seq)
             sightings = [e for e in events or () if e[2] == KIND_SOURCE]
             if sightings:
-                for f, items in match_raw(index, sightings, 0).items():
-                    merged = taken.setdefault(f, [])
-                    merged.extend(items)
-                    merged.sort()
-        framed: dict[int, bytes] = {}
-        for f, items in taken.items():
-            for seq, value in items:
-                if seq not in framed:
-                    framed[seq] = frame_event(seq, value)
-            for sub in list(self.groups.get(f, ())):
-                if not sub.offer_framed(items, framed):
-                    self.unregister(sub)
-                    if self._on_cut is not None:
-                        self._on_cut(sub.cut_reason)
+                self._add_sightings(index, sightings)
+        for g in index.groups:
+            if g.txs:
+                entries = self._group_entries(g)
+                for sub in list(g.members):
+                    if not sub.offer_framed(entries, g):
+                        self.unregister(sub)
+                        if self._on_cut is not None:
+                            self._on_cut(sub.cut_reason)
+        index.begin()  # let go of the commit's values
+
+    @staticmethod
+    def _add_sightings(index: FilterIndex, sightings: list[tuple[int, int, int, bytes]]) -> None:
+        """Adds a commit's TX_SOURCE_SEEN events to the groups they match (chains and kinds only), in seq order
+        among the transactions."""
+        match_raw(index, sightings, sightings_only=True)
+        for g in index.sighting_groups:
+            g.txs.sort(key=lambda tx: tx.seq)
+
+    def _group_entries(self, group: FilterGroup) -> list[tuple[bytes, int]]:
+        """What ``group`` takes from a commit as buffer entries: one joined entry when it fits in one message
+        (each subscriber of the group then appends one), else one per transaction."""
+        parts, events = group.joined()
+        if events <= self.message_events and sum(map(len, parts)) <= self.message_bytes:
+            return [(b"".join(parts), events)]
+        return group.frames()
 
     def publish(self, first_seq: int, last_seq: int, raw_events: list[tuple[int, int, int, bytes]] | None) -> None:
         """Hands one commit's events (seqs ``first_seq..last_seq``) to every subscriber without waiting.
@@ -231,19 +272,11 @@ class SubscriptionHub:
         for sub in self.subscribers:
             sub.wakeup.set()
         for group in self.groups.values():
-            for sub in group:
+            for sub in group.members:
                 sub.wakeup.set()
 
 
 KIND_SOURCE: int = events_pb2.EVENT_KIND_TX_SOURCE_SEEN
-
-
-def frame_event(seq: int, value: bytes) -> bytes:
-    """One ``SubscribeEventsResponse.events`` entry (field 1) of the stored ``value``: ``Event.seq_id`` (field 1)
-    then the stored Event fields (the value minus its kind byte). Protobuf fields may come in any order, so this
-    parses as the Event ScanEvents returns for the same seq."""
-    body = b"\x08" + varint(seq) + value[1:]
-    return b"\x0a" + varint(len(body)) + body
 
 
 def framed_message(entries: list[bytes], last_seq: int) -> bytes:

@@ -10,6 +10,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import replace
+from typing import Any
 
 import grpc
 import lmdb
@@ -23,6 +25,7 @@ from processd.views.filters import (
     FilterError,
     FilterGroup,
     FilterIndex,
+    LogMatcher,
     TxFilter,
     compile_filter,
     match_raw,
@@ -102,6 +105,14 @@ class QueryService(query_pb2_grpc.QueryServicer):
             raise BadRequestError(f"min_score must be 0..{limits.MAX_SCORE}, got {value}")
         return value
 
+    @staticmethod
+    def _filter(request: Any, chain_id: int = 0) -> TxFilter | None:
+        """A list request's compiled ``filter`` (its kinds do not apply: a list holds one kind of record), or
+        None when it has none (the request is answered exactly as before filters)."""
+        if not request.HasField("filter") or not request.filter.ByteSize():
+            return None
+        return replace(compile_filter(request.filter, chain_id), kinds=frozenset())
+
     async def _bad(self, context: grpc.aio.ServicerContext, rpc: str, exc: BadRequestError) -> None:
         self._metrics.bad_requests.labels(rpc).inc()
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
@@ -169,15 +180,19 @@ class QueryService(query_pb2_grpc.QueryServicer):
                                context: grpc.aio.ServicerContext) -> query_pb2.ListTransactionsResponse:
         try:
             chain_id = self._chain(request.chain_id)
-        except BadRequestError as exc:
-            await self._bad(context, "ListTransactions", exc)
+            event_filter = self._filter(request, chain_id)
+        except (BadRequestError, FilterError) as exc:
+            await self._bad(context, "ListTransactions", BadRequestError(str(exc)))
             raise
         limit = self._limit(request.limit)
         stats = ScanStats()
+        extra: dict[str, Any] = {}
+        if event_filter is not None:
+            extra["keep"] = LogMatcher(self._log, event_filter)
         events, next_seq, more, last = self._log.scan_page(
             request.cursor, limit, chain_id=chain_id, kinds=frozenset({KIND_SEEN}),
             max_examined=self.scan_max_examined, descending=not request.ascending, stats=stats,
-            max_bytes=self.max_page_bytes)
+            max_bytes=self.max_page_bytes, **extra)
         txs = [query_pb2.StoredTx(seq_id=e.seq_id, tx=e.tx_seen.tx, received_unix_ns=e.received_unix_ns)
                for e in events]
         # Later sources take room too (up to max_sources_per_tx ids each): they share the page's byte budget.
@@ -235,22 +250,37 @@ class QueryService(query_pb2_grpc.QueryServicer):
                            context: grpc.aio.ServicerContext) -> query_pb2.ListFeaturesResponse:
         try:
             chain_id = self._chain(request.chain_id)
-        except BadRequestError as exc:
-            await self._bad(context, "ListFeatures", exc)
+            event_filter = self._filter(request, chain_id)
+        except (BadRequestError, FilterError) as exc:
+            await self._bad(context, "ListFeatures", BadRequestError(str(exc)))
             raise
-        return query_pb2.ListFeaturesResponse(
-            features=self._models.recent_feature_records(chain_id, self._limit(request.limit)))
+        limit = self._limit(request.limit)
+        if event_filter is None:
+            return query_pb2.ListFeaturesResponse(features=self._models.recent_feature_records(chain_id, limit))
+        # The window is bounded (recent_features): a filtered read walks at most all of it, in one read txn.
+        matcher = LogMatcher(self._log, event_filter)
+        records = self._log.read(lambda txn: self._models.recent_feature_records(
+            chain_id, limit, lambda seq, chain: matcher(txn, seq, chain)))
+        return query_pb2.ListFeaturesResponse(features=records)
 
     async def ListOpportunities(self, request: query_pb2.ListOpportunitiesRequest,
                                 context: grpc.aio.ServicerContext) -> query_pb2.ListOpportunitiesResponse:
         try:
             chain_id = self._chain(request.chain_id)
             min_score = self._score(request.min_score)
-        except BadRequestError as exc:
-            await self._bad(context, "ListOpportunities", exc)
+            event_filter = self._filter(request, chain_id)
+        except (BadRequestError, FilterError) as exc:
+            await self._bad(context, "ListOpportunities", BadRequestError(str(exc)))
             raise
-        return query_pb2.ListOpportunitiesResponse(
-            opportunities=self._models.top_opportunities(chain_id, self._limit(request.limit), min_score))
+        limit = self._limit(request.limit)
+        if event_filter is None:
+            return query_pb2.ListOpportunitiesResponse(
+                opportunities=self._models.top_opportunities(chain_id, limit, min_score))
+        matcher = LogMatcher(self._log, event_filter)
+        min_score = max(min_score, event_filter.min_score)
+        opps = self._log.read(lambda txn: self._models.top_opportunities(
+            chain_id, limit, min_score, lambda seq, chain: matcher(txn, seq, chain)))
+        return query_pb2.ListOpportunitiesResponse(opportunities=opps)
 
     async def ScanEvents(self, request: query_pb2.ScanEventsRequest,
                          context: grpc.aio.ServicerContext) -> query_pb2.ScanEventsResponse:

@@ -31,6 +31,7 @@ from typing import Any
 from common import limits
 from common.pb.v1 import events_pb2, query_pb2, tx_pb2
 from processd.errors import ProcessdError
+from processd.storage.eventlog import EventLog
 from processd.wire.columns import BatchColumns
 from processd.wire.encoding import varint
 
@@ -423,3 +424,26 @@ def match_raw(index: FilterIndex, events: Sequence[tuple[int, int, int, bytes]],
         i = end
     if not sightings_only:
         index.finish()
+
+
+class LogMatcher:
+    """Matches stored transactions by the seq of any of their events, for the list endpoints: one short cursor
+    walk in the caller's read transaction (``EventLog.tx_values``) per transaction, remembered per request (a
+    transaction's opportunities share the answer)."""
+
+    def __init__(self, eventlog: EventLog, event_filter: TxFilter) -> None:
+        self._log = eventlog
+        self._filter = event_filter
+        self._memo: dict[int, bool] = {}
+
+    def __call__(self, txn: Any, seq: int, chain_id: int = 0) -> bool:
+        first, values = self._log.tx_values(txn, seq)
+        if not values:
+            return False
+        hit = self._memo.get(first)
+        if hit is None:
+            tx = TxView(chain_id, values, 0, len(values), first)
+            if not chain_id:
+                tx.chain = tx.envelope().chain_id
+            hit = self._memo[first] = self._filter.matches(tx)
+        return hit

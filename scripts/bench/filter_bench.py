@@ -10,9 +10,11 @@ drawn from the synthetic traffic's own frequencies: subscriber k gets addresses 
 stream per chain, 64 batches of 500 in flight, batches pre-encoded before the clock): as fast as processd
 acknowledges them, i.e. at its ingest capacity with that many subscribers. Figures per step: processd's CPU
 (daemon + analysis workers, ``tree_cpu_seconds``) per committed transaction, the ingest throughput, and what
-the subscribers received (events, and the share of transactions they matched). ``--passes`` runs the counts up
-and then down again (the log grows during the run; alternating cancels its drift), and each count's figures
-are the mean of its passes. Writes ``artifacts/perf/filters.json``.
+the subscribers received (events, and the share of transactions they matched). With ``--no-match`` (default
+on) each count runs a second time with filters of as many addresses that match nothing: what subscribers cost
+without deliveries. ``--passes`` runs the counts up and then down again (the log grows during the run;
+alternating cancels its drift), and each count's figures are the mean of its passes. Writes
+``artifacts/perf/filters.json``.
 """
 
 from __future__ import annotations
@@ -52,9 +54,11 @@ SUBSCRIBERS_PER_CHANNEL = 100
 SEEN = events_pb2.EVENT_KIND_TX_SEEN
 
 
-def make_filters(count: int, seed: int = 7) -> list[dict[str, list[str]]]:
+def make_filters(count: int, seed: int = 7, matching: bool = True) -> list[dict[str, list[str]]]:
     """``count`` filters (hex address lists) matching about 1% of the synthetic traffic each: even ones by
-    sender, odd ones by `to`, from addresses rarer than 1% (a heavy one alone would match more)."""
+    sender, odd ones by `to`, from addresses rarer than 1% (a heavy one alone would match more). Not
+    ``matching``: the same number of addresses, each changed in its last byte (they match nothing), to measure
+    what subscribers cost without deliveries."""
     sample = synthetic_envelopes(20_000, seed=seed, chain_ids=CHAINS)
     shares = {"senders": Counter(e.sender for e in sample), "to": Counter(e.to for e in sample if e.to)}
     out = []
@@ -69,6 +73,8 @@ def make_filters(count: int, seed: int = 7) -> list[dict[str, list[str]]]:
                 break
             chosen.append(address.hex())
             share += counts[address] / len(sample)
+        if not matching:
+            chosen = [a[:-2] + "ff" if not a.endswith("ff") else a[:-2] + "fe" for a in chosen]
         out.append({field: chosen})
     return out
 
@@ -131,11 +137,12 @@ def stop_subscribers(proc: subprocess.Popen[str]) -> dict[str, int]:
     return json.loads(out.strip().splitlines()[-1])
 
 
-async def step(server: Server, count: int, args: argparse.Namespace, work: Path, seed: int) -> dict[str, Any]:
+async def step(server: Server, count: int, args: argparse.Namespace, work: Path, seed: int,
+               matching: bool = True) -> dict[str, Any]:
     """One measured push of ``args.tx`` new transactions with ``count`` filtered subscribers attached."""
     lines = make_json_lines(args.tx, seed=seed)
     encoded = [encode_batches(part, 500, f"s{seed}-{i}", 1) for i, part in enumerate(split_by_chain(lines))]
-    subs = start_subscribers(server.target, make_filters(count), work)
+    subs = start_subscribers(server.target, make_filters(count, matching=matching), work)
     try:
         await asyncio.sleep(1.0)  # let the subscriptions' catch-up end before the clock starts
         cpu0, (main0, _) = tree_cpu_seconds(server.proc.pid) or 0.0, server.cpu_split()
@@ -145,7 +152,8 @@ async def step(server: Server, count: int, args: argparse.Namespace, work: Path,
     finally:
         received = stop_subscribers(subs)
     return {
-        "subscribers": count, "tx": args.tx, "accepted": result["accepted"], "seconds": result["seconds"],
+        "subscribers": count, "match": "1%" if matching else "none", "tx": args.tx, "accepted": result["accepted"],
+        "seconds": result["seconds"],
         "tx_per_s": round(args.tx / result["seconds"], 1),
         "processd_cpu_us_per_tx": round((cpu1 - cpu0) / args.tx * 1e6, 2),
         # The daemon's own process (gRPC, writer, read models, fan-out); the rest is its analysis workers.
@@ -157,11 +165,11 @@ async def step(server: Server, count: int, args: argparse.Namespace, work: Path,
     }
 
 
-def summarize_counts(steps: list[dict[str, Any]], counts: list[int]) -> dict[str, Any]:
+def summarize_counts(steps: list[dict[str, Any]], counts: list[int], match: str) -> dict[str, Any]:
     """Per count, the mean of its passes, and each against the figures with no subscriber."""
     out: dict[str, Any] = {}
     for count in counts:
-        mine = [s for s in steps if s["subscribers"] == count]
+        mine = [s for s in steps if s["subscribers"] == count and (s["match"] == match or not count)]
         out[str(count)] = {key: round(sum(s[key] for s in mine) / len(mine), 2)
                            for key in ("tx_per_s", "processd_cpu_us_per_tx")}
     base = out[str(counts[0])]
@@ -183,18 +191,23 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         await streams_encoded(server.target, [encode_batches(make_json_lines(2000, seed=2), 500, "warm", 1)], 64)
         order = [c for p in range(args.passes) for c in (counts if p % 2 == 0 else counts[::-1])]
-        for i, count in enumerate(order):
-            steps.append(await step(server, count, args, work, seed=100 + i))
-            s = steps[-1]
-            print(f"{count:>5} subscribers: {s['tx_per_s']:>9,.0f} tx/s, processd {s['processd_cpu_us_per_tx']} us/tx"
-                  f" (main {s['processd_main_cpu_us_per_tx']}),"
-                  f" {s['events_delivered']:,} events in {s['messages_delivered']:,} messages, share {s['matched_share_per_subscriber']}",
-                  flush=True)
+        seed = 100
+        for count in order:
+            for matching in (True, False) if count and args.no_match else (True,):
+                seed += 1
+                steps.append(await step(server, count, args, work, seed, matching))
+                s = steps[-1]
+                print(f"{count:>5} subscribers ({s['match']:>4}): {s['tx_per_s']:>9,.0f} tx/s,"
+                      f" processd {s['processd_cpu_us_per_tx']} us/tx (main {s['processd_main_cpu_us_per_tx']}),"
+                      f" {s['events_delivered']:,} events in {s['messages_delivered']:,} messages,"
+                      f" share {s['matched_share_per_subscriber']}", flush=True)
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
     return {"tx_per_step": args.tx, "passes": args.passes, "match_share_target": SHARE, "durability": "sync",
-            "by_subscribers": summarize_counts(steps, counts), "steps": steps}
+            "by_subscribers": summarize_counts(steps, counts, "1%"),
+            "by_subscribers_matching_none": summarize_counts(steps, counts, "none") if args.no_match else None,
+            "steps": steps}
 
 
 def main() -> None:
@@ -203,6 +216,8 @@ def main() -> None:
     parser.add_argument("--passes", type=int, default=2)
     parser.add_argument("--counts", default="0,10,100,1000")
     parser.add_argument("--out-name", default="filters")
+    parser.add_argument("--no-match", action=argparse.BooleanOptionalAction, default=True,
+                        help="also run each count with filters that match nothing (the cost of subscribers alone)")
     parser.add_argument("--subscriber-child", nargs=2, metavar=("TARGET", "FILTERS_JSON"))
     args = parser.parse_args()
     if args.subscriber_child:
@@ -213,7 +228,7 @@ def main() -> None:
     results = asyncio.run(run(args))
     results["wall_s"] = round(time.time() - started, 1)
     path = write_artifact(args.out_name, results)
-    print(json.dumps(results["by_subscribers"], indent=1))
+    print(json.dumps({k: results[k] for k in ("by_subscribers", "by_subscribers_matching_none")}, indent=1))
     print(f"wrote {path}")
 
 

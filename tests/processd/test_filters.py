@@ -17,7 +17,15 @@ from common.pb.v1 import events_pb2, ingest_pb2, query_pb2, tx_pb2
 from common.testing.ingest_push import channel, push_batches, push_envelopes
 from common.testing.synth import synthetic_envelopes
 from processd.api.server import ProcessdServer
-from tests.processd._filter_reference import DECODED, OPP, SEEN, SOURCE, group_transactions, reference_filter
+from tests.processd._filter_reference import (
+    DECODED,
+    OPP,
+    SEEN,
+    SOURCE,
+    group_transactions,
+    reference_filter,
+    tx_matches,
+)
 from tests.processd._helpers import query_stub
 
 EventFilter = query_pb2.EventFilter
@@ -167,3 +175,35 @@ async def test_resume_in_the_middle_of_a_transaction_takes_the_rest_of_it(server
         got = await _collect(call, len(expected), server.models.last_seq)
         call.cancel()
     assert got == expected and got[0] == tx[1].seq_id
+
+
+async def test_list_endpoints_apply_the_filter_to_their_records(server_factory) -> None:
+    """ListTransactions (both directions, a chain), ListFeatures and ListOpportunities with a filter return the
+    records of matching transactions, in their usual order, as the reference picks them from the log."""
+    srv: ProcessdServer = await server_factory(recent_features=5000, opportunity_window=5000)
+    await push_envelopes(srv.address, synthetic_envelopes(1200, seed=75), batch_size=300)
+    async with channel(srv.address) as ch:
+        stub = query_stub(ch)
+        events = await _scan_all(stub)
+        values = _common(events)
+        txs = [t for t in group_transactions(events) if t[0].kind == SEEN]
+        for name, f, chain_id, _ in _filters(values):
+            matching = [t for t in txs if tx_matches(f, t) and (not chain_id or t[0].chain_id == chain_id)]
+            seen = [t[0].seq_id for t in matching]
+            down = await stub.ListTransactions(query_pb2.ListTransactionsRequest(
+                chain_id=chain_id, limit=50, filter=f))
+            assert [t.seq_id for t in down.transactions] == seen[::-1][:50], name
+            up = await stub.ListTransactions(query_pb2.ListTransactionsRequest(
+                chain_id=chain_id, limit=5000, ascending=True, cursor=1, filter=f))
+            assert [t.seq_id for t in up.transactions] == seen, name
+            feats = await stub.ListFeatures(query_pb2.ListFeaturesRequest(chain_id=chain_id, limit=40, filter=f))
+            assert [r.seq_id for r in feats.features] == [t[1].seq_id for t in matching][::-1][:40], name
+            opps = await stub.ListOpportunities(query_pb2.ListOpportunitiesRequest(
+                chain_id=chain_id, limit=5000, min_score=20, filter=f))
+            expected = sorted(((e.opp_detected.opportunity.score, e.seq_id) for t in matching for e in t
+                               if e.kind == OPP and e.opp_detected.opportunity.score >= max(20, f.min_score)),
+                              reverse=True)
+            assert [o.seq_id for o in opps.opportunities] == [seq for _, seq in expected], name
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.ListFeatures(query_pb2.ListFeaturesRequest(filter=EventFilter(to=[b"\x01"])))
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "filter.to" in info.value.details()

@@ -25,6 +25,7 @@ __all__ = [
     "MAX_PAGE_LIMIT",
     "MAX_SCORE",
     "MAX_VALUE_BYTES",
+    "REST_FILTER_PARAMS",
     "REST_PAGE_LIMITS",
     "SELECTOR_BYTES",
     "SNAPSHOT_DEFAULT_LIMIT",
@@ -84,3 +85,16 @@ MAX_FILTER_ADDRESSES = 1000
 MAX_FILTER_TOKENS = 256
 #: ``min_value`` is a uint256: at most 32 big-endian bytes (78 decimal digits in REST).
 MAX_VALUE_BYTES = 32
+
+#: REST filter parameters (gatewayd: ``/events/stream`` and the list routes): name -> (``EventFilter`` field, most
+#: comma-separated values). Smaller than FILTER_LIMITS so a request with every filter parameter at its bound
+#: still fits gatewayd's request line (max_header_bytes, 8 KiB: 100 addresses are 4.3 KB); longer lists go
+#: over gRPC. ``method`` fills ``selectors`` (0x + 8 hex digits) or ``methods`` (a name), value by value.
+REST_FILTER_PARAMS: MappingProxyType[str, tuple[str, int]] = MappingProxyType({
+    "from": ("senders", 64),
+    "to": ("to", 64),
+    "method": ("methods", 16),
+    "protocol": ("protocols", 16),
+    "token_in": ("tokens_in", 16),
+    "token_out": ("tokens_out", 16),
+})

@@ -26,7 +26,7 @@ from sanic import Request
 
 from common.pb.v1 import query_pb2
 from gatewayd.metrics import GatewayMetrics
-from gatewayd.params import UINT64_MAX, parse_uint
+from gatewayd.params import UINT64_MAX, event_filter, parse_uint
 from gatewayd.processd_client import ProcessdClient, UpstreamError, map_rpc_error
 from gatewayd.render import RenderCache, sse_frame
 
@@ -119,7 +119,8 @@ class EventStreamer:
         try:
             call = self.client.subscribe_events(
                 query_pb2.SubscribeEventsRequest(
-                    from_seq_id=from_seq or 0, from_head=from_seq is None, chain_id=p["chain_id"], kinds=p["kinds"]
+                    from_seq_id=from_seq or 0, from_head=from_seq is None, chain_id=p["chain_id"], kinds=p["kinds"],
+                    filter=event_filter(p, "events_stream")
                 )
             )
             # Nothing has been sent to the client yet: a refusal by processd (its own subscriber cap), or processd

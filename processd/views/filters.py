@@ -81,24 +81,24 @@ class TxFilter:
             return False
         if self.min_score and tx.max_score() < self.min_score:
             return False
-        if self.senders or self.to or self.selectors or self.min_value:
+        if self.senders or self.to or self.min_value:
             env = tx.envelope()
             if self.senders and env.sender not in self.senders:
                 return False
             if self.to and env.to not in self.to:
                 return False
-            if self.selectors and env.input[:4] not in self.selectors:
-                return False
             if self.min_value and int.from_bytes(env.value, "big") < self.min_value:
                 return False
-        if self.methods or self.tokens_in or self.tokens_out:
+        if self.tokens_in or self.tokens_out:
             features = tx.features()
-            if self.methods and features.method not in self.methods:
-                return False
             if self.tokens_in and features.token_in not in self.tokens_in:
                 return False
             if self.tokens_out and features.token_out not in self.tokens_out:
                 return False
+        # Selectors and method names are one condition (REST's `method` mixes them): either may match.
+        if self.selectors or self.methods:
+            return bool((self.selectors and tx.envelope().input[:4] in self.selectors)
+                        or (self.methods and tx.features().method in self.methods))
         return True
 
     def matches_event(self, chain_id: int, kind: int) -> bool:
@@ -269,8 +269,9 @@ class FilterIndex:
     @staticmethod
     def _anchor(g: FilterGroup) -> bool:
         f = g.filter
+        either = f.selectors and f.methods  # one OR condition over two fields: neither can be an anchor alone
         for name, _ in _ANCHORS:
-            if getattr(f, name):
+            if getattr(f, name) and not (either and name in ("selectors", "methods")):
                 g.anchor = name
                 rest: dict[str, Any] = {name: frozenset(), "kinds": frozenset()}
                 g.recheck = replace(f, **rest) != TxFilter()

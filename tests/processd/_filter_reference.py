@@ -41,10 +41,13 @@ def tx_matches(f: query_pb2.EventFilter, tx: list[events_pb2.Event]) -> bool:
     features = next(e.tx_decoded.features for e in tx if e.kind == DECODED)
     scores = [e.opp_detected.opportunity.score for e in tx if e.kind == OPP]
     checks = [
-        (f.senders, env.sender), (f.to, env.to), (f.selectors, env.input[:4]), (f.methods, features.method),
+        (f.senders, env.sender), (f.to, env.to),
         (f.protocols, features.protocol), (f.tokens_in, features.token_in), (f.tokens_out, features.token_out),
     ]
     if any(wanted and have not in wanted for wanted, have in checks):
+        return False
+    # selectors and methods: one condition, either matches (query.proto).
+    if (f.selectors or f.methods) and env.input[:4] not in f.selectors and features.method not in f.methods:
         return False
     if f.min_value and int.from_bytes(env.value, "big") < int.from_bytes(f.min_value, "big"):
         return False

@@ -76,6 +76,7 @@ def _filters(v: dict) -> list[tuple[str, EventFilter, int, list[int]]]:
         ("senders", EventFilter(senders=v["senders"]), 0, []),
         ("selectors", EventFilter(selectors=v["selectors"][:1]), 0, []),
         ("methods", EventFilter(methods=v["methods"]), 0, []),
+        ("methods OR selectors", EventFilter(methods=v["methods"][:1], selectors=v["selectors"][1:2]), 0, []),
         ("protocols", EventFilter(protocols=["uniswap_v2", "sushiswap"]), 0, []),
         ("tokens_in", EventFilter(tokens_in=v["tokens_in"]), 0, []),
         ("tokens_out", EventFilter(tokens_out=v["tokens_out"][:1]), 0, []),

@@ -451,7 +451,7 @@ class QueryService(query_pb2_grpc.QueryServicer):
                     del events[i:]
                     next_cursor = seq
                     break
-        match_raw(index, events)
+        match_raw(index, events, self._log.tx_values_by_hash)
         framed = group.frames(cursor)
         index.begin()
         return framed, next_cursor, head

@@ -103,7 +103,7 @@ class ProcessdServer:
         self.metrics.registry.register(SourceCollector(lambda: self.models.counters))
         self.hub = SubscriptionHub(config.max_subscribers, config.subscriber_queue_events,
                                    on_cut=lambda reason: self.metrics.subscriber_cuts.labels(reason).inc(),
-                                   read_range=self.eventlog.raw_range)
+                                   read_range=self.eventlog.raw_range, tx_lookup=self.eventlog.tx_values_by_hash)
         self.crash = crash or CrashSwitch.from_env()
         # A custom analysis function (tests) cannot be sent to worker processes: it runs in-process.
         self.pool = AnalysisPool(workers=config.analysis_workers, chain_ids=config.chain_ids,

@@ -352,6 +352,15 @@ class EventLog:
             values.append(bytes(cur.value()))
         return first, values
 
+    def tx_values_by_hash(self, chain_id: int, tx_hash: bytes) -> tuple[int, list[bytes]]:
+        """:meth:`tx_values` of a transaction by its ``tx_hash`` index key (a short read transaction); the
+        caller checks the full hash (the key holds its first 16 bytes)."""
+        def read(txn: lmdb.Transaction) -> tuple[int, list[bytes]]:
+            raw = txn.get(tx_key(chain_id, tx_hash), db=self.tx_db)
+            return self.tx_values(txn, U64.unpack(raw)[0]) if raw is not None else (0, [])
+
+        return self.read(read)
+
     def tx_events(self, txn: lmdb.Transaction, seq: int) -> list[events_pb2.Event]:
         """The TX_SEEN event at ``seq`` and the TX_DECODED / OPP_DETECTED events that follow it."""
         cur = txn.cursor(db=self.events_db)

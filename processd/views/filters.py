@@ -15,9 +15,10 @@ set-valued fields (its *anchor*, the most selective it has), so a transaction lo
 ``sender``, ... in a dict per anchored field and checks in full only the filters found there, plus the few
 without an anchor (chain/kinds/min_value/min_score only).
 
-Semantics (query.proto, ``EventFilter``): AND across fields, OR within a field; a transaction's events are taken
-or skipped together, then ``kinds`` picks among them; a TX_SOURCE_SEEN event matches only a filter that uses
-nothing but chains and kinds.
+Semantics (query.proto, ``EventFilter``): AND across fields (selectors and methods are one), OR within a field;
+a transaction's events are taken or skipped together, then ``kinds`` picks among them; a TX_SOURCE_SEEN event
+matches on its chain and kind, and on the other fields by its transaction as read from the log
+(:func:`add_sighting`).
 """
 
 from __future__ import annotations
@@ -101,10 +102,12 @@ class TxFilter:
                         or (self.methods and tx.features().method in self.methods))
         return True
 
-    def matches_event(self, chain_id: int, kind: int) -> bool:
-        """Whether an event that carries no transaction fields (a TX_SOURCE_SEEN) matches."""
-        return (not self.tx_fields and (not self.chain_ids or chain_id in self.chain_ids)
-                and (not self.kinds or kind in self.kinds))
+    def matches_sighting(self, chain_id: int, kind: int, tx: TxView | None) -> bool:
+        """Whether a TX_SOURCE_SEEN event matches: its chain and kind, and its transaction (``tx``, read from the
+        log; None when it is not there) when the filter asks about transaction fields."""
+        if (self.chain_ids and chain_id not in self.chain_ids) or (self.kinds and kind not in self.kinds):
+            return False
+        return not self.tx_fields or (tx is not None and self.matches(tx))
 
 
 class TxView:
@@ -211,6 +214,8 @@ _ANCHORS: tuple[tuple[str, Callable[[TxView], object]], ...] = (
     ("chain_ids", lambda tx: tx.chain),
 )
 _seq_of = attrgetter("seq")
+#: (chain, tx hash) -> (seq of its TX_SEEN, its events' values), or (0, []) when not stored.
+TxLookup = Callable[[int, bytes], tuple[int, list[bytes]]]
 _bytes_of = attrgetter("all_bytes")
 _count_of = attrgetter("all_count")
 
@@ -257,13 +262,14 @@ class FilterIndex:
     def __init__(self, groups: Iterable[FilterGroup]) -> None:
         self.groups = list(groups)
         self.unanchored = [g for g in self.groups if not self._anchor(g)]
-        #: The groups a TX_SOURCE_SEEN event can match (chains and kinds only).
-        self.sighting_groups = [g for g in self.groups if not g.filter.tx_fields]
-        wanted: dict[str, set[object]] = {}
+        tables: dict[str, dict[object, list[FilterGroup]]] = {}
         for g in self.groups:
             if g.anchor is not None:
-                wanted.setdefault(g.anchor, set()).update(getattr(g.filter, g.anchor))
-        self.fields = [(name, get, wanted[name]) for name, get in _ANCHORS if name in wanted]
+                table = tables.setdefault(g.anchor, {})
+                for value in getattr(g.filter, g.anchor):
+                    table.setdefault(value, []).append(g)
+        #: Per anchored field: its getter and the groups of each value (the values any filter asked for).
+        self.fields = [(name, get, tables[name]) for name, get in _ANCHORS if name in tables]
         self.buckets: dict[str, dict[object, list[TxView]]] = {}
 
     @staticmethod
@@ -277,6 +283,13 @@ class FilterIndex:
                 g.recheck = replace(f, **rest) != TxFilter()
                 return True
         return False
+
+    def candidates(self, tx: TxView) -> list[FilterGroup]:
+        """The groups ``tx`` may match (a probe without buckets, for a sighting's transaction)."""
+        found = list(self.unanchored)
+        for _, get, table in self.fields:
+            found.extend(table.get(get(tx), ()))
+        return found
 
     def begin(self) -> None:
         """Starts a round of matching (a commit, a catch-up chunk)."""
@@ -395,14 +408,36 @@ def match_columns(index: FilterIndex, stored: Iterable[tuple[int, BatchColumns]]
     index.finish()
 
 
-def match_raw(index: FilterIndex, events: Sequence[tuple[int, int, int, bytes]], sightings_only: bool = False,
-              ) -> None:
+def add_sighting(index: FilterIndex, event: tuple[int, int, int, bytes], lookup: TxLookup | None) -> None:
+    """Gives a TX_SOURCE_SEEN ``event`` ``(seq, chain, kind, value)`` to the groups it matches: on chain and
+    kind, and for a filter of transaction fields on its transaction, read from the log with ``lookup`` (once,
+    and only when such a filter exists: sightings come only from chains with several sources)."""
+    seq, chain_id, kind, value = event
+    tx: TxView | None = None
+    groups = [g for g in index.groups if not g.filter.tx_fields]
+    if lookup is not None and len(groups) < len(index.groups):
+        tx_hash = _parse_event(value[1:]).tx_hash
+        first, values = lookup(chain_id, tx_hash)
+        if values:
+            tx = TxView(chain_id, values, 0, len(values), first)
+            if tx.envelope().hash == tx_hash:  # the index key holds the hash's first 16 bytes
+                groups.extend(g for g in index.candidates(tx) if g.filter.tx_fields)
+            else:
+                tx = None
+    sighting = TxView(chain_id, [value], 0, 1, seq)
+    for g in groups:
+        if g.filter.matches_sighting(chain_id, kind, tx):
+            sighting.frame_all()
+            g.txs.append(sighting)
+
+
+def match_raw(index: FilterIndex, events: Sequence[tuple[int, int, int, bytes]],
+              lookup: TxLookup | None = None) -> None:
     """Gives each group of ``index`` what it takes from ``events`` ``(seq, chain, kind, value)`` read from the
-    log, whose seqs are consecutive (unless ``sightings_only``). A transaction is its TX_SEEN and the
-    TX_DECODED / OPP_DETECTED events right after it; events before the first TX_SEEN whose transaction is not in
-    ``events`` are skipped (the caller reads from a little earlier and frames from its cursor on)."""
-    if not sightings_only:
-        index.begin()
+    log, whose seqs are consecutive. A transaction is its TX_SEEN and the TX_DECODED / OPP_DETECTED events
+    right after it; events before the first TX_SEEN whose transaction is not in ``events`` are skipped (the
+    caller reads from a little earlier and frames from its cursor on); sightings: :func:`add_sighting`."""
+    index.begin()
     values = [e[3] for e in events]
     n = len(events)
     i = 0
@@ -410,11 +445,7 @@ def match_raw(index: FilterIndex, events: Sequence[tuple[int, int, int, bytes]],
         seq, chain_id, kind, _ = events[i]
         if kind != KIND_SEEN:
             if kind not in (KIND_DECODED, KIND_OPP):  # a sighting, on its own
-                for g in index.sighting_groups:
-                    if g.filter.matches_event(chain_id, kind):
-                        sighting = TxView(chain_id, values, i, i + 1, seq)
-                        sighting.frame_all()
-                        g.txs.append(sighting)
+                add_sighting(index, events[i], lookup)
             i += 1
             continue
         end = i + 1
@@ -423,8 +454,10 @@ def match_raw(index: FilterIndex, events: Sequence[tuple[int, int, int, bytes]],
         if end > i + 1:  # a transaction's TX_DECODED always follows its TX_SEEN; without it, it is cut
             index.collect(TxView(chain_id, values, i, end, seq))
         i = end
-    if not sightings_only:
-        index.finish()
+    index.finish()
+    if any(e[2] not in (KIND_SEEN, KIND_DECODED, KIND_OPP) for e in events):
+        for g in index.groups:
+            g.txs.sort(key=_seq_of)
 
 
 class LogMatcher:

@@ -21,7 +21,7 @@ from typing import Any
 from common.pb.v1 import events_pb2
 from processd.storage.eventlog import EVENT_OVERHEAD_BYTES, decode_event
 from processd.storage.records import CommitResult
-from processd.views.filters import FilterGroup, FilterIndex, TxFilter, match_columns, match_raw
+from processd.views.filters import FilterGroup, FilterIndex, TxFilter, TxLookup, add_sighting, match_columns
 from processd.wire.encoding import varint
 
 CUT_SLOW = "slow_subscriber"
@@ -130,7 +130,8 @@ class SubscriptionHub:
 
     def __init__(self, max_subscribers: int, max_buffered: int,
                  on_cut: Callable[[str], None] | None = None,
-                 read_range: Callable[[int, int], list[tuple[int, int, int, bytes]]] | None = None) -> None:
+                 read_range: Callable[[int, int], list[tuple[int, int, int, bytes]]] | None = None,
+                 tx_lookup: TxLookup | None = None) -> None:
         self.max_subscribers = max_subscribers
         self.max_buffered = max_buffered
         #: The bounds of one SubscribeEvents message (the service sets them): a filtered group's commit is one
@@ -147,6 +148,8 @@ class SubscriptionHub:
         self.last_seq = 0
         self._on_cut = on_cut
         self._read_range = read_range
+        #: Reads a sighting's transaction from the log (filtered subscribers match sightings on it).
+        self.tx_lookup = tx_lookup
         self.closed = False
 
     def try_reserve(self) -> bool:
@@ -194,8 +197,8 @@ class SubscriptionHub:
 
     def wants_events(self) -> bool:
         """Whether a commit should collect its events (``CommitResult.events``): filtered subscribers read the
-        stored columns instead, except sightings, which only those events carry."""
-        return bool(self.subscribers) or any(not f.tx_fields for f in self.groups)
+        stored columns and ``CommitResult.source_events`` instead."""
+        return bool(self.subscribers)
 
     def publish_commit(self, result: CommitResult) -> None:
         """Hands one commit to every subscriber without waiting: :meth:`publish` for those without a filter,
@@ -209,13 +212,11 @@ class SubscriptionHub:
         each taken transaction once per set of kinds, and offers each group's to its subscribers."""
         index = self.index()
         match_columns(index, result.stored)
-        if index.sighting_groups:
-            events = result.events
-            if events is None and self._read_range is not None:
-                events = self._read_range(result.first_seq, result.last_seq)
-            sightings = [e for e in events or () if e[2] == KIND_SOURCE]
-            if sightings:
-                self._add_sightings(index, sightings)
+        if result.source_events:
+            for event in result.source_events:
+                add_sighting(index, event, self.tx_lookup)
+            for g in index.groups:  # a commit stores its sightings after its batches; keep seq order anyway
+                g.txs.sort(key=lambda tx: tx.seq)
         for g in index.groups:
             if g.txs:
                 entries = self._group_entries(g)
@@ -225,14 +226,6 @@ class SubscriptionHub:
                         if self._on_cut is not None:
                             self._on_cut(sub.cut_reason)
         index.begin()  # let go of the commit's values
-
-    @staticmethod
-    def _add_sightings(index: FilterIndex, sightings: list[tuple[int, int, int, bytes]]) -> None:
-        """Adds a commit's TX_SOURCE_SEEN events to the groups they match (chains and kinds only), in seq order
-        among the transactions."""
-        match_raw(index, sightings, sightings_only=True)
-        for g in index.sighting_groups:
-            g.txs.sort(key=lambda tx: tx.seq)
 
     def _group_entries(self, group: FilterGroup) -> list[tuple[bytes, int]]:
         """What ``group`` takes from a commit as buffer entries: one joined entry when it fits in one message
@@ -275,8 +268,6 @@ class SubscriptionHub:
             for sub in group.members:
                 sub.wakeup.set()
 
-
-KIND_SOURCE: int = events_pb2.EVENT_KIND_TX_SOURCE_SEEN
 
 
 def framed_message(entries: list[bytes], last_seq: int) -> bytes:

@@ -28,15 +28,17 @@ def group_transactions(events: Sequence[events_pb2.Event]) -> list[list[events_p
     return out
 
 
-def tx_matches(f: query_pb2.EventFilter, tx: list[events_pb2.Event]) -> bool:
-    """Whether a transaction (or a lone sighting) matches ``f``: AND across fields, OR within one."""
+def tx_matches(f: query_pb2.EventFilter, tx: list[events_pb2.Event],
+               of_sighting: list[events_pb2.Event] | None = None) -> bool:
+    """Whether a transaction (or a lone sighting, whose transaction is ``of_sighting``) matches ``f``: AND across
+    fields, OR within one."""
     head = tx[0]
     if f.chain_ids and head.chain_id not in f.chain_ids:
         return False
     uses_tx_fields = any((f.senders, f.to, f.selectors, f.methods, f.protocols, f.tokens_in, f.tokens_out,
                           int.from_bytes(f.min_value, "big"), f.min_score))
     if head.kind == SOURCE:
-        return not uses_tx_fields
+        return not uses_tx_fields or (of_sighting is not None and tx_matches(f, of_sighting))
     env = head.tx_seen.tx
     features = next(e.tx_decoded.features for e in tx if e.kind == DECODED)
     scores = [e.opp_detected.opportunity.score for e in tx if e.kind == OPP]
@@ -59,9 +61,11 @@ def reference_filter(f: query_pb2.EventFilter, events: Sequence[events_pb2.Event
     """The seq_ids a subscriber with ``f`` (and the request's own ``chain_id`` / ``kinds``) gets from
     ``events`` (the whole log, in seq order)."""
     seqs: list[int] = []
-    for tx in group_transactions(events):
+    groups = group_transactions(events)
+    by_hash = {(t[0].chain_id, t[0].tx_hash): t for t in groups if t[0].kind == SEEN}
+    for tx in groups:
         if chain_id and tx[0].chain_id != chain_id:
             continue
-        if tx_matches(f, tx):
+        if tx_matches(f, tx, by_hash.get((tx[0].chain_id, tx[0].tx_hash))):
             seqs.extend(e.seq_id for e in tx if (not f.kinds or e.kind in f.kinds) and (not kinds or e.kind in kinds))
     return seqs

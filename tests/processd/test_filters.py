@@ -115,29 +115,35 @@ async def test_each_filter_field_matches_the_reference_in_catch_up_and_live(serv
     assert sizes["disjoint chains"] == 0
 
 
-async def test_sightings_match_only_chain_and_kind_filters(server: ProcessdServer) -> None:
+async def test_sightings_match_on_their_transaction(server: ProcessdServer) -> None:
+    """A TX_SOURCE_SEEN event matches a chain/kind filter by its own chain, and a filter of transaction fields
+    by its transaction (read from the log), live and in catch-up."""
     envs = synthetic_envelopes(30, seed=73)
     await push_envelopes(server.address, envs, batch_size=30)
+    target = next(e.to for e in envs if e.to)
+    filters = [EventFilter(chain_ids=[envs[0].chain_id], kinds=[SOURCE]), EventFilter(to=[target]),
+               EventFilter(to=[target], kinds=[SOURCE]), EventFilter(min_score=1)]
     async with channel(server.address) as ch:
         stub = query_stub(ch)
-        by_chain = stub.SubscribeEvents(query_pb2.SubscribeEventsRequest(
-            from_head=True, filter=EventFilter(chain_ids=[envs[0].chain_id], kinds=[SOURCE])))
-        by_to = stub.SubscribeEvents(query_pb2.SubscribeEventsRequest(
-            from_head=True, filter=EventFilter(to=[envs[0].to or b"\x01" * 20])))
-        await by_chain.initial_metadata()
-        await by_to.initial_metadata()
+        live = [stub.SubscribeEvents(query_pb2.SubscribeEventsRequest(from_head=True, filter=f)) for f in filters]
+        for call in live:
+            await call.initial_metadata()
         sightings = [tx_pb2.TxSighting(chain_id=e.chain_id, hash=e.hash, source_id="late",
-                                       seen_unix_ns=e.first_seen_unix_ns + 5) for e in envs[:9]]
+                                       seen_unix_ns=e.first_seen_unix_ns + 5) for e in envs]
         await push_batches(server.address, [ingest_pb2.TxBatch(session_id="s", batch_seq=1, sightings=sightings)])
         head = server.models.last_seq
         events = await _scan_all(stub)
-        expected = [e.seq_id for e in events if e.kind == SOURCE and e.chain_id == envs[0].chain_id]
-        got_chain = await _collect(by_chain, len(expected), head)
-        got_to = await _collect(by_to, 0, head)
-        by_chain.cancel()
-        by_to.cancel()
-    assert got_chain == expected and len(expected) == 3
-    assert got_to == []
+        first_sighting = next(e.seq_id for e in events if e.kind == SOURCE)
+        for f, call in zip(filters, live, strict=True):
+            expected = [s for s in reference_filter(f, events) if s >= first_sighting]
+            assert await _collect(call, len(expected), head) == expected, f
+            call.cancel()
+            # Catch-up from the log gives the same.
+            again = stub.SubscribeEvents(query_pb2.SubscribeEventsRequest(from_seq_id=first_sighting, filter=f))
+            assert await _collect(again, len(expected), head) == expected, f
+            again.cancel()
+    sizes = [len([s for s in reference_filter(f, events) if s >= first_sighting]) for f in filters]
+    assert all(sizes) and sizes[0] < len(envs), sizes
 
 
 @pytest.mark.parametrize(("f", "needle"), [

@@ -69,12 +69,13 @@ REST_PAGE_LIMITS: MappingProxyType[tuple[str, str], tuple[int, int]] = MappingPr
 
 #: Bounds of one ``EventFilter`` (query.proto) and of the REST filter parameters that build it: field -> (most
 #: values, most bytes or characters per value). A subscriber cannot send a 10 MB address list: gatewayd answers
-#: 400 and processd INVALID_ARGUMENT past these. ``senders`` and ``to`` share MAX_FILTER_ADDRESSES, ``tokens_in``
-#: and ``tokens_out`` share MAX_FILTER_TOKENS (the matcher's index holds every value).
+#: 400 and processd INVALID_ARGUMENT past these. ``senders``, ``to`` and ``addresses`` share MAX_FILTER_ADDRESSES,
+#: ``tokens_in`` and ``tokens_out`` share MAX_FILTER_TOKENS (the matcher's index holds every value).
 FILTER_LIMITS: MappingProxyType[str, tuple[int, int]] = MappingProxyType({
     "chain_ids": (64, 0),
     "senders": (1000, ADDRESS_BYTES),
     "to": (1000, ADDRESS_BYTES),
+    "addresses": (1000, ADDRESS_BYTES),
     "selectors": (256, SELECTOR_BYTES),
     "methods": (256, 128),
     "protocols": (64, 64),

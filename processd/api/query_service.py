@@ -51,6 +51,9 @@ SUBSCRIPTION_HEADER = "mempulse-subscription"
 #: before it (a resume in the middle of a transaction) is matched whole: TX_SEEN, TX_DECODED, <= 3 opportunities.
 TX_EVENTS_BEFORE = 8
 HEAD_HEADER = "mempulse-head-seq-id"
+#: Sent with the admission of a subscription with an EventFilter: processd applies it (an older processd
+#: ignores the field; the Python client then filters by itself).
+FILTER_HEADER = "mempulse-filter"
 
 
 class BadRequestError(ProcessdError):
@@ -395,7 +398,8 @@ class QueryService(query_pb2_grpc.QueryServicer):
         parsed events."""
         hub = self._hub
         head = self._log.last_seq()
-        await context.send_initial_metadata(((SUBSCRIPTION_HEADER, "admitted"), (HEAD_HEADER, str(head))))
+        await context.send_initial_metadata(((SUBSCRIPTION_HEADER, "admitted"), (HEAD_HEADER, str(head)),
+                                             (FILTER_HEADER, "applied")))
         sub = Subscriber(0, frozenset(), hub.max_buffered, event_filter)
         group = FilterGroup(event_filter)
         index = FilterIndex([group])

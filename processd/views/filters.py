@@ -60,6 +60,8 @@ class TxFilter:
     kinds: frozenset[int] = frozenset()
     senders: frozenset[bytes] = frozenset()
     to: frozenset[bytes] = frozenset()
+    #: Sender or recipient (one condition over two fields: never an anchor).
+    addresses: frozenset[bytes] = frozenset()
     selectors: frozenset[bytes] = frozenset()
     methods: frozenset[str] = frozenset()
     protocols: frozenset[str] = frozenset()
@@ -71,7 +73,7 @@ class TxFilter:
     @property
     def tx_fields(self) -> bool:
         """Whether it asks about anything beyond chains and kinds (then sightings never match)."""
-        return bool(self.senders or self.to or self.selectors or self.methods or self.protocols
+        return bool(self.senders or self.to or self.addresses or self.selectors or self.methods or self.protocols
                     or self.tokens_in or self.tokens_out or self.min_value or self.min_score)
 
     def matches(self, tx: TxView) -> bool:
@@ -82,8 +84,10 @@ class TxFilter:
             return False
         if self.min_score and tx.max_score() < self.min_score:
             return False
-        if self.senders or self.to or self.min_value:
+        if self.senders or self.to or self.addresses or self.min_value:
             env = tx.envelope()
+            if self.addresses and env.sender not in self.addresses and env.to not in self.addresses:
+                return False
             if self.senders and env.sender not in self.senders:
                 return False
             if self.to and env.to not in self.to:
@@ -347,8 +351,9 @@ def _bounded(name: str, values: Sequence[object]) -> None:
 def _check_counts(pb: query_pb2.EventFilter) -> None:
     for name in limits.FILTER_LIMITS:
         _bounded(name, getattr(pb, name))
-    if len(pb.senders) + len(pb.to) > limits.MAX_FILTER_ADDRESSES:
-        raise FilterError(f"filter.senders and filter.to: at most {limits.MAX_FILTER_ADDRESSES} addresses together")
+    if len(pb.senders) + len(pb.to) + len(pb.addresses) > limits.MAX_FILTER_ADDRESSES:
+        raise FilterError(f"filter.senders, filter.to and filter.addresses: at most {limits.MAX_FILTER_ADDRESSES} "
+                          "addresses together")
     if len(pb.tokens_in) + len(pb.tokens_out) > limits.MAX_FILTER_TOKENS:
         raise FilterError(f"filter.tokens_in and filter.tokens_out: at most {limits.MAX_FILTER_TOKENS} tokens together")
     for chain_id in pb.chain_ids:
@@ -381,7 +386,8 @@ def compile_filter(pb: query_pb2.EventFilter | None, chain_id: int = 0, kinds: I
     return TxFilter(
         chain_ids=_combine(own_chains, frozenset(pb.chain_ids)),
         kinds=_combine(frozenset(kinds), frozenset(pb.kinds)),
-        senders=frozenset(pb.senders), to=frozenset(pb.to), selectors=frozenset(pb.selectors),
+        senders=frozenset(pb.senders), to=frozenset(pb.to), addresses=frozenset(pb.addresses),
+        selectors=frozenset(pb.selectors),
         methods=frozenset(pb.methods), protocols=frozenset(pb.protocols),
         tokens_in=frozenset(pb.tokens_in), tokens_out=frozenset(pb.tokens_out),
         min_value=int.from_bytes(pb.min_value, "big"), min_score=max(min_score, pb.min_score),

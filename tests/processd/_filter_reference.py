@@ -35,7 +35,7 @@ def tx_matches(f: query_pb2.EventFilter, tx: list[events_pb2.Event],
     head = tx[0]
     if f.chain_ids and head.chain_id not in f.chain_ids:
         return False
-    uses_tx_fields = any((f.senders, f.to, f.selectors, f.methods, f.protocols, f.tokens_in, f.tokens_out,
+    uses_tx_fields = any((f.senders, f.to, f.addresses, f.selectors, f.methods, f.protocols, f.tokens_in, f.tokens_out,
                           int.from_bytes(f.min_value, "big"), f.min_score))
     if head.kind == SOURCE:
         return not uses_tx_fields or (of_sighting is not None and tx_matches(f, of_sighting))
@@ -47,6 +47,8 @@ def tx_matches(f: query_pb2.EventFilter, tx: list[events_pb2.Event],
         (f.protocols, features.protocol), (f.tokens_in, features.token_in), (f.tokens_out, features.token_out),
     ]
     if any(wanted and have not in wanted for wanted, have in checks):
+        return False
+    if f.addresses and env.sender not in f.addresses and env.to not in f.addresses:
         return False
     # selectors and methods: one condition, either matches (query.proto).
     if (f.selectors or f.methods) and env.input[:4] not in f.selectors and features.method not in f.methods:

@@ -74,6 +74,7 @@ def _filters(v: dict) -> list[tuple[str, EventFilter, int, list[int]]]:
     return [
         ("to", EventFilter(to=v["to"][:2]), 0, []),
         ("senders", EventFilter(senders=v["senders"]), 0, []),
+        ("addresses", EventFilter(addresses=[v["senders"][0], v["to"][2]]), 0, []),
         ("selectors", EventFilter(selectors=v["selectors"][:1]), 0, []),
         ("methods", EventFilter(methods=v["methods"]), 0, []),
         ("methods OR selectors", EventFilter(methods=v["methods"][:1], selectors=v["selectors"][1:2]), 0, []),
@@ -149,7 +150,8 @@ async def test_sightings_match_on_their_transaction(server: ProcessdServer) -> N
 @pytest.mark.parametrize(("f", "needle"), [
     (EventFilter(to=[b"\x01" * 19]), "filter.to"),
     (EventFilter(senders=[b"\x01" * 20] * 1001), "filter.senders"),
-    (EventFilter(senders=[b"\x01" * 20] * 600, to=[b"\x02" * 20] * 600), "filter.senders and filter.to"),
+    (EventFilter(senders=[b"\x01" * 20] * 600, to=[b"\x02" * 20] * 600), "filter.senders, filter.to"),
+    (EventFilter(addresses=[b"\x01" * 21]), "filter.addresses"),
     (EventFilter(selectors=[b"\x01\x02\x03"]), "filter.selectors"),
     (EventFilter(methods=["x" * 129]), "filter.methods"),
     (EventFilter(protocols=[""]), "filter.protocols"),

@@ -227,7 +227,7 @@ _count_of = attrgetter("all_count")
 class FilterGroup:
     """The subscribers of one distinct filter, and the transactions it takes from what is being matched."""
 
-    __slots__ = ("anchor", "filter", "members", "recheck", "txs")
+    __slots__ = ("anchor", "filter", "members", "recheck", "sightings", "txs")
 
     def __init__(self, event_filter: TxFilter) -> None:
         self.filter = event_filter
@@ -236,8 +236,9 @@ class FilterGroup:
         #: found there must still be checked against its other fields.
         self.anchor: str | None = None
         self.recheck = True
-        #: Transactions taken, in seq order (after :meth:`FilterIndex.finish`).
+        #: Transactions taken, in seq order (after :meth:`FilterIndex.finish`), and the sightings taken meanwhile.
         self.txs: list[TxView] = []
+        self.sightings: list[TxView] = []
 
     def frames(self, from_seq: int = 0) -> list[tuple[bytes, int]]:
         """Its transactions' events of the filter's kinds, framed (bytes, events), those with any."""
@@ -300,6 +301,7 @@ class FilterIndex:
         self.buckets = {name: {} for name, _, _ in self.fields}
         for g in self.groups:
             g.txs = []
+            g.sightings = []
 
     def collect(self, tx: TxView) -> None:
         """Files one transaction (in seq order within the round)."""
@@ -319,16 +321,17 @@ class FilterIndex:
                     bucket.append(tx)
 
     def finish(self) -> None:
-        """Gives each anchored group the transactions of its values' buckets, in seq order."""
+        """Gives each anchored group the transactions of its values' buckets, and each group its sightings, in
+        seq order."""
         for g in self.groups:
-            if g.anchor is None:
-                continue
-            table = self.buckets[g.anchor]
-            found = [bucket for v in getattr(g.filter, g.anchor) if (bucket := table.get(v))]
-            if not found:
-                continue
-            txs = found[0] if len(found) == 1 else sorted(chain.from_iterable(found), key=_seq_of)
-            g.txs = [tx for tx in txs if g.filter.matches(tx)] if g.recheck else txs
+            if g.anchor is not None:
+                table = self.buckets[g.anchor]
+                found = [bucket for v in getattr(g.filter, g.anchor) if (bucket := table.get(v))]
+                if found:
+                    txs = found[0] if len(found) == 1 else sorted(chain.from_iterable(found), key=_seq_of)
+                    g.txs = [tx for tx in txs if g.filter.matches(tx)] if g.recheck else txs
+            if g.sightings:
+                g.txs = sorted([*g.txs, *g.sightings], key=_seq_of)
 
 
 # ---- compiling a request's filter -------------------------------------------------------------------------------
@@ -397,11 +400,14 @@ def compile_filter(pb: query_pb2.EventFilter | None, chain_id: int = 0, kinds: I
 # ---- matching what a commit stored, or what the log holds ----------------------------------------------------
 
 
-def match_columns(index: FilterIndex, stored: Iterable[tuple[int, BatchColumns]]) -> None:
+def match_columns(index: FilterIndex, stored: Iterable[tuple[int, BatchColumns]],
+                  sightings: Iterable[tuple[int, int, int, bytes]] = (), lookup: TxLookup | None = None) -> None:
     """Gives each group of ``index`` the transactions it takes from a commit's stored batches ``(first seq,
-    columns)``, in seq order. Chain, protocol and scores come from the columns; a value is parsed only when a
-    filter asks."""
+    columns)`` and the ``sightings`` it takes (:func:`add_sighting`), in seq order. Chain, protocol and scores come
+    from the columns; a value is parsed only when a filter asks."""
     index.begin()
+    for event in sightings:
+        add_sighting(index, event, lookup)
     collect = index.collect
     for first, cols in stored:
         values, seen_at, chains, fkeys, fkey_of = cols.values, cols.seen_at, cols.chain, cols.fkeys, cols.fkey_of
@@ -434,7 +440,7 @@ def add_sighting(index: FilterIndex, event: tuple[int, int, int, bytes], lookup:
     for g in groups:
         if g.filter.matches_sighting(chain_id, kind, tx):
             sighting.frame_all()
-            g.txs.append(sighting)
+            g.sightings.append(sighting)
 
 
 def match_raw(index: FilterIndex, events: Sequence[tuple[int, int, int, bytes]],
@@ -461,9 +467,6 @@ def match_raw(index: FilterIndex, events: Sequence[tuple[int, int, int, bytes]],
             index.collect(TxView(chain_id, values, i, end, seq))
         i = end
     index.finish()
-    if any(e[2] not in (KIND_SEEN, KIND_DECODED, KIND_OPP) for e in events):
-        for g in index.groups:
-            g.txs.sort(key=_seq_of)
 
 
 class LogMatcher:

@@ -21,7 +21,7 @@ from typing import Any
 from common.pb.v1 import events_pb2
 from processd.storage.eventlog import EVENT_OVERHEAD_BYTES, decode_event
 from processd.storage.records import CommitResult
-from processd.views.filters import FilterGroup, FilterIndex, TxFilter, TxLookup, add_sighting, match_columns
+from processd.views.filters import FilterGroup, FilterIndex, TxFilter, TxLookup, match_columns
 from processd.wire.encoding import varint
 
 CUT_SLOW = "slow_subscriber"
@@ -211,12 +211,7 @@ class SubscriptionHub:
         """Matches the commit's transactions once against the distinct filters (:func:`match_columns`), frames
         each taken transaction once per set of kinds, and offers each group's to its subscribers."""
         index = self.index()
-        match_columns(index, result.stored)
-        if result.source_events:
-            for event in result.source_events:
-                add_sighting(index, event, self.tx_lookup)
-            for g in index.groups:  # a commit stores its sightings after its batches; keep seq order anyway
-                g.txs.sort(key=lambda tx: tx.seq)
+        match_columns(index, result.stored, result.source_events, self.tx_lookup)
         for g in index.groups:
             if g.txs:
                 entries = self._group_entries(g)

@@ -118,10 +118,12 @@ async def test_each_filter_field_matches_the_reference_in_catch_up_and_live(serv
 
 async def test_sightings_match_on_their_transaction(server: ProcessdServer) -> None:
     """A TX_SOURCE_SEEN event matches a chain/kind filter by its own chain, and a filter of transaction fields
-    by its transaction (read from the log), live and in catch-up."""
+    by its transaction (read from the log), live and in catch-up, also when the same commit (and catch-up chunk)
+    holds transactions the filter takes."""
     envs = synthetic_envelopes(30, seed=73)
+    more = synthetic_envelopes(30, seed=76)
     await push_envelopes(server.address, envs, batch_size=30)
-    target = next(e.to for e in envs if e.to)
+    target = Counter(e.to for e in envs + more if e.to).most_common(1)[0][0]
     filters = [EventFilter(chain_ids=[envs[0].chain_id], kinds=[SOURCE]), EventFilter(to=[target]),
                EventFilter(to=[target], kinds=[SOURCE]), EventFilter(min_score=1)]
     async with channel(server.address) as ch:
@@ -129,22 +131,28 @@ async def test_sightings_match_on_their_transaction(server: ProcessdServer) -> N
         live = [stub.SubscribeEvents(query_pb2.SubscribeEventsRequest(from_head=True, filter=f)) for f in filters]
         for call in live:
             await call.initial_metadata()
+        start = server.models.last_seq + 1
         sightings = [tx_pb2.TxSighting(chain_id=e.chain_id, hash=e.hash, source_id="late",
                                        seen_unix_ns=e.first_seen_unix_ns + 5) for e in envs]
-        await push_batches(server.address, [ingest_pb2.TxBatch(session_id="s", batch_seq=1, sightings=sightings)])
+        # One batch, one commit: new transactions, then the sightings of the older ones.
+        await push_batches(server.address, [ingest_pb2.TxBatch(session_id="s", batch_seq=1, envelopes=more,
+                                                               sightings=sightings)])
         head = server.models.last_seq
         events = await _scan_all(stub)
-        first_sighting = next(e.seq_id for e in events if e.kind == SOURCE)
         for f, call in zip(filters, live, strict=True):
-            expected = [s for s in reference_filter(f, events) if s >= first_sighting]
+            expected = [s for s in reference_filter(f, events) if s >= start]
             assert await _collect(call, len(expected), head) == expected, f
             call.cancel()
-            # Catch-up from the log gives the same.
-            again = stub.SubscribeEvents(query_pb2.SubscribeEventsRequest(from_seq_id=first_sighting, filter=f))
-            assert await _collect(again, len(expected), head) == expected, f
+            # Catch-up from the log gives the same, and from the start everything.
+            again = stub.SubscribeEvents(query_pb2.SubscribeEventsRequest(from_seq_id=1, filter=f))
+            everything = reference_filter(f, events)
+            assert await _collect(again, len(everything), head) == everything, f
             again.cancel()
-    sizes = [len([s for s in reference_filter(f, events) if s >= first_sighting]) for f in filters]
-    assert all(sizes) and sizes[0] < len(envs), sizes
+    sightings_taken = [[e.seq_id for e in events if e.kind == SOURCE and e.seq_id in set(reference_filter(f, events))]
+                       for f in filters]
+    assert all(sightings_taken) and len(sightings_taken[0]) < len(envs), sightings_taken
+    assert any(e.kind == SEEN and e.seq_id >= start for e in events if e.seq_id in set(reference_filter(filters[1],
+                                                                                                         events)))
 
 
 @pytest.mark.parametrize(("f", "needle"), [

@@ -27,7 +27,7 @@ from gatewayd.config import GatewayConfig
 from gatewayd.connguard import ConnectionGuard
 from gatewayd.metrics import CONTENT_TYPE_LATEST, GatewayMetrics
 from gatewayd.openapi import build_openapi, render_docs_html
-from gatewayd.params import ROUTE_PARAMS, ParamError, ParamSpec, parse_hash, parse_params
+from gatewayd.params import ROUTE_PARAMS, ParamError, ParamSpec, event_filter, parse_hash, parse_params
 from gatewayd.processd_client import ProcessdClient, UpstreamError
 from gatewayd.ratelimit import RateLimited, RateLimiter
 from gatewayd.render import RenderCache, render_yielding
@@ -56,6 +56,11 @@ def error_body(code: str, message: str, param: str | None = None) -> bytes:
         err["parameter"] = param
     return orjson.dumps({"error": err})
 
+
+
+def _key(flt: query_pb2.EventFilter | None) -> bytes:
+    """A filter's part of a single-flight key (requests with different filters never share an answer)."""
+    return flt.SerializeToString(deterministic=True) if flt is not None else b""
 
 class Gateway:
     """State shared by the routes of one app: config, processd client, auth, limiter, metrics."""
@@ -266,10 +271,11 @@ class Gateway:
     async def transactions(self, request: Request, p: dict[str, Any]) -> HTTPResponse:
         chain_id, limit, before = p["chain_id"], p["limit"], p["before_seq_id"]
         raw = "raw" in p["include"]
+        flt = event_filter(p, "transactions")
 
         async def produce() -> bytes:
             resp = await self.client.list_transactions(
-                query_pb2.ListTransactionsRequest(chain_id=chain_id, limit=limit, cursor=before)
+                query_pb2.ListTransactionsRequest(chain_id=chain_id, limit=limit, cursor=before, filter=flt)
             )
             return orjson.dumps(
                 {
@@ -281,7 +287,8 @@ class Gateway:
                 }
             )
 
-        return json_response(await self.flights.run(("transactions", chain_id, limit, before, raw), produce))
+        return json_response(await self.flights.run(("transactions", chain_id, limit, before, raw, _key(flt)),
+                                                    produce))
 
     async def transactions_all(self, request: Request, p: dict[str, Any]) -> HTTPResponse:
         from_seq = p["from_seq_id"]
@@ -327,23 +334,26 @@ class Gateway:
 
     async def features_recent(self, request: Request, p: dict[str, Any]) -> HTTPResponse:
         chain_id, limit = p["chain_id"], p["limit"]
+        flt = event_filter(p, "features_recent")
 
         async def produce() -> bytes:
-            resp = await self.client.list_features(query_pb2.ListFeaturesRequest(chain_id=chain_id, limit=limit))
+            resp = await self.client.list_features(query_pb2.ListFeaturesRequest(chain_id=chain_id, limit=limit,
+                                                                                 filter=flt))
             return orjson.dumps({"features": self.render.features(resp.features)})
 
-        return json_response(await self.flights.run(("features", chain_id, limit), produce))
+        return json_response(await self.flights.run(("features", chain_id, limit, _key(flt)), produce))
 
     async def opps_recent(self, request: Request, p: dict[str, Any]) -> HTTPResponse:
         chain_id, limit, min_score = p["chain_id"], p["limit"], p["min_score"]
+        flt = event_filter(p, "opps_recent")
 
         async def produce() -> bytes:
             resp = await self.client.list_opportunities(
-                query_pb2.ListOpportunitiesRequest(chain_id=chain_id, limit=limit, min_score=min_score)
+                query_pb2.ListOpportunitiesRequest(chain_id=chain_id, limit=limit, min_score=min_score, filter=flt)
             )
             return orjson.dumps({"opportunities": self.render.opportunities(resp.opportunities)})
 
-        return json_response(await self.flights.run(("opps", chain_id, limit, min_score), produce))
+        return json_response(await self.flights.run(("opps", chain_id, limit, min_score, _key(flt)), produce))
 
     async def blocks_recent(self, request: Request, p: dict[str, Any]) -> HTTPResponse:
         resp = await self.client.list_blocks(query_pb2.ListBlocksRequest(

@@ -24,7 +24,10 @@ from gatewayd.params import (
     MAX_KINDS_CHARS,
     MAX_KINDS_VALUES,
     UINT64_MAX,
+    UINT256_MAX,
     ParamSpec,
+    item_pattern,
+    list_chars,
 )
 
 _UNICODE_END = 0x110000
@@ -157,6 +160,17 @@ def param_schema(spec: ParamSpec) -> dict[str, Any]:
             "type": "array",
             "maxItems": MAX_INCLUDE_VALUES,
             "items": {"type": "string", "pattern": f"^{item}(?:,{item})*$", "maxLength": MAX_INCLUDE_CHARS},
+        }
+    if spec.kind == "uint256":
+        # A decimal string: JSON numbers (and orjson) stop at 64 bits.
+        return {"type": "string", "pattern": f"^{uint_pattern(0, UINT256_MAX)}$", "maxLength": 78, "default": "0"}
+    if spec.kind in ("addresses", "methods", "protocols"):
+        # One value, comma-separated items exactly as written (no spaces), at most spec.maximum of them.
+        item = item_pattern(spec.kind)
+        return {
+            "type": "string",
+            "pattern": f"^{item}(?:,{item}){{0,{spec.maximum - 1}}}$",
+            "maxLength": list_chars(spec.kind, spec.maximum),
         }
     schema: dict[str, Any] = {"type": "integer", "minimum": spec.minimum, "maximum": spec.maximum}
     if spec.default is not None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from common import limits
 from common.chains import KNOWN_CHAINS, UnknownChainError, known_chain_names, parse_chain
+from common.pb.v1 import query_pb2
 from gatewayd.errors import GatewaydError
 
 UINT64_MAX = 2**64 - 1
@@ -29,6 +30,17 @@ MAX_INCLUDE_CHARS = 32
 MAX_INCLUDE_VALUES = 4
 #: What ``include`` may add to rendered transactions: ``raw`` = their signed raw bytes (raw_tx, raw_tx_origin).
 INCLUDES = ("raw",)
+
+#: Filter parameters: name -> (EventFilter field, most values), the shared table; and their value syntax.
+FILTER_PARAMS = limits.REST_FILTER_PARAMS
+ADDRESS_RE = "0[xX][0-9a-fA-F]{40}"
+SELECTOR_RE = "0[xX][0-9a-fA-F]{8}"
+#: A method name as Solidity spells identifiers (a value that is also a selector is taken as a selector).
+METHOD_NAME_RE = "[A-Za-z_$][A-Za-z0-9_$]{0,127}"
+PROTOCOL_RE = "[a-z0-9_.-]{1,64}"
+_ITEM_RES = {"addresses": ADDRESS_RE, "methods": f"(?:{SELECTOR_RE}|{METHOD_NAME_RE})", "protocols": PROTOCOL_RE}
+_ITEM_CHARS = {"addresses": 42, "methods": 128, "protocols": 64}
+UINT256_MAX = 2**256 - 1
 
 #: REST names of event kinds, in the order of the protobuf enum (the shared table: processd checks the same set).
 EVENT_KINDS = limits.EVENT_KINDS
@@ -125,12 +137,74 @@ def parse_include(name: str, values: list[str]) -> frozenset[str]:
     return frozenset(out)
 
 
+def item_pattern(kind: str) -> str:
+    """The pattern (no anchors) of one item of a list parameter of ``kind``."""
+    return f"(?:{_ITEM_RES[kind]})"
+
+
+def list_chars(kind: str, most: int) -> int:
+    """The longest value of a comma-separated list parameter of ``kind`` with ``most`` items."""
+    return most * (_ITEM_CHARS[kind] + 1) - 1
+
+
+def parse_list(name: str, kind: str, value: str, most: int) -> tuple[str, ...]:
+    """A comma-separated list of at most ``most`` items of ``kind`` (addresses, methods, protocols), exactly as
+    written (no spaces); duplicates are kept once."""
+    if len(value) > list_chars(kind, most):
+        raise ParamError("invalid_filter", f"{name}: longer than {list_chars(kind, most)} characters", name)
+    items = value.split(",")
+    if len(items) > most:
+        raise ParamError("invalid_filter", f"{name}: at most {most} comma-separated values, got {len(items)}", name)
+    pattern = re.compile(_ITEM_RES[kind])
+    for item in items:
+        if not pattern.fullmatch(item):
+            what = {"addresses": "0x followed by 40 hex digits (an address)",
+                    "methods": "a method name or 0x followed by 8 hex digits (a selector)",
+                    "protocols": "a protocol label (a-z, 0-9, _ . -)"}[kind]
+            raise ParamError("invalid_filter", f"{name}: each value must be {what}, got {_show(item)}", name)
+    return tuple(dict.fromkeys(items))
+
+
+def parse_uint256(name: str, value: str) -> int:
+    """A plain decimal integer 0..2**256-1 (ASCII digits only, at most 78)."""
+    if not re.fullmatch(r"[0-9]{1,78}", value) or int(value) > UINT256_MAX:
+        raise ParamError("out_of_range", f"{name} must be an integer in 0..2**256-1, got {_show(value)}", name)
+    return int(value)
+
+
+#: Routes whose ``min_score`` is the request's own (per opportunity: ListOpportunitiesRequest.min_score), not
+#: the filter's (a transaction with an opportunity scoring at least that).
+MIN_SCORE_OF_REQUEST = frozenset({"opps_recent", "snapshot"})
+
+
+def event_filter(p: Mapping[str, Any], route: str) -> query_pb2.EventFilter | None:
+    """The ``EventFilter`` of ``route``'s parsed filter parameters (AND across parameters, OR within one), or
+    None when none is given: the request to processd then carries no filter, exactly as before filters."""
+    with_min_score = route not in MIN_SCORE_OF_REQUEST
+    f = query_pb2.EventFilter()
+    for name, (field, _) in FILTER_PARAMS.items():
+        for item in p.get(name) or ():
+            if field == "methods" and re.fullmatch(SELECTOR_RE, item):
+                f.selectors.append(bytes.fromhex(item[2:]))
+            elif field == "methods" or field == "protocols":
+                getattr(f, field).append(item)
+            else:
+                getattr(f, field).append(bytes.fromhex(item[2:]))
+    if p.get("min_value_wei"):
+        value = p["min_value_wei"]
+        f.min_value = value.to_bytes((value.bit_length() + 7) // 8, "big")
+    if with_min_score and p.get("min_score"):
+        f.min_score = p["min_score"]
+    return f if f.ByteSize() else None
+
+
 @dataclass(frozen=True, slots=True)
 class ParamSpec:
     """One query parameter: how to parse it, its default and its documentation."""
 
     name: str
-    #: "chain", "uint", "cursor", "kinds" or "include".
+    #: "chain", "uint", "cursor", "kinds", "include", "uint256" or a list kind ("addresses", "methods",
+    #: "protocols": ``maximum`` is then the most values).
     kind: str
     description: str
     default: Any = None
@@ -150,6 +224,10 @@ class ParamSpec:
         value = values[0]
         if self.kind == "chain":
             return parse_chain_param(self.name, value)
+        if self.kind in _ITEM_RES:
+            return parse_list(self.name, self.kind, value, self.maximum)
+        if self.kind == "uint256":
+            return parse_uint256(self.name, value)
         code = "invalid_cursor" if self.kind == "cursor" else "out_of_range"
         return parse_uint(self.name, value, self.minimum, self.maximum, code)
 
@@ -189,6 +267,29 @@ def _include() -> ParamSpec:
         "encoding, and raw_tx_origin). Comma-separated or repeated. Omit for none.", frozenset())
 
 
+_FILTER_HELP = {
+    "from": ("addresses", "Only transactions sent by one of these addresses"),
+    "to": ("addresses", "Only transactions to one of these addresses (a contract creation has none)"),
+    "method": ("methods", "Only transactions calling one of these methods: a decoded method name (e.g. transfer) "
+               "or a 4-byte selector (0x + 8 hex digits)"),
+    "protocol": ("protocols", "Only transactions of one of these protocols (features.protocol, e.g. uniswap_v2)"),
+    "token_in": ("addresses", "Only transactions whose features.token_in is one of these"),
+    "token_out": ("addresses", "Only transactions whose features.token_out is one of these"),
+}
+
+
+def _filters(min_score: bool = True) -> tuple[ParamSpec, ...]:
+    """The filter parameters (AND across them, OR within one; docs/gatewayd.md#filters)."""
+    specs = [ParamSpec(name, kind, f"{text}; comma-separated, at most {FILTER_PARAMS[name][1]}.", (), 1,
+                       FILTER_PARAMS[name][1]) for name, (kind, text) in _FILTER_HELP.items()]
+    specs.append(ParamSpec("min_value_wei", "uint256", "Only transactions whose value is at least this many wei "
+                           "(decimal, 0..2**256-1).", 0, 0, UINT256_MAX))
+    if min_score:
+        specs.append(ParamSpec("min_score", "uint", "Only transactions with an opportunity scoring at least this "
+                               f"(0..{limits.MAX_SCORE}); 0 = any.", 0, 0, limits.MAX_SCORE))
+    return tuple(specs)
+
+
 def _specs(*specs: ParamSpec) -> dict[str, ParamSpec]:
     return {spec.name: spec for spec in specs}
 
@@ -220,6 +321,7 @@ ROUTE_PARAMS: dict[str, dict[str, ParamSpec]] = {
             0,
         ),
         _include(),
+        *_filters(),
     ),
     "transactions_all": _specs(
         _chain(),
@@ -228,14 +330,14 @@ ROUTE_PARAMS: dict[str, dict[str, ParamSpec]] = {
         _include(),
     ),
     "transaction": _specs(_chain(), _include()),
-    "features_recent": _specs(_chain(), _limit("features_recent", "feature records")),
+    "features_recent": _specs(_chain(), _limit("features_recent", "feature records"), *_filters()),
     "blocks_recent": _specs(
         _chain(),
         _limit("blocks_recent", "blocks"),
         ParamSpec("before_seq_id", "cursor", "Only blocks whose block event has a seq_id below this (exclusive); 0 = "
                   "from the newest. Use next_before_seq_id of the previous page.", 0),
     ),
-    "opps_recent": _specs(_chain(), _limit("opps_recent", "opportunities"), _min_score()),
+    "opps_recent": _specs(_chain(), _limit("opps_recent", "opportunities"), _min_score(), *_filters(min_score=False)),
     "events": _specs(
         _from_seq("First seq_id to return (inclusive); 0 = from the oldest retained. Use next_from_seq_id."),
         _limit("events", "events"),
@@ -252,6 +354,7 @@ ROUTE_PARAMS: dict[str, dict[str, ParamSpec]] = {
         _chain(),
         _kinds(),
         _include(),
+        *_filters(),
     ),
 }
 

@@ -27,7 +27,7 @@ from sanic import Request
 from common.pb.v1 import query_pb2
 from gatewayd.fanout import Fanout, Listener
 from gatewayd.metrics import GatewayMetrics
-from gatewayd.params import UINT64_MAX, parse_uint
+from gatewayd.params import UINT64_MAX, event_filter, parse_uint
 from gatewayd.processd_client import ProcessdClient, UpstreamError, map_rpc_error
 from gatewayd.render import RenderCache, sse_frame
 
@@ -64,7 +64,8 @@ def _start_seq(request: Request, p: dict[str, Any]) -> int | None:
 def _subscribe_request(p: dict[str, Any], from_seq: int | None) -> query_pb2.SubscribeEventsRequest:
     """processd's subscription for the stream parameters ``p``, from ``from_seq`` (None: from the head)."""
     return query_pb2.SubscribeEventsRequest(
-        from_seq_id=from_seq or 0, from_head=from_seq is None, chain_id=p["chain_id"], kinds=p["kinds"]
+        from_seq_id=from_seq or 0, from_head=from_seq is None, chain_id=p["chain_id"], kinds=p["kinds"],
+        filter=event_filter(p, "events_stream"),
     )
 
 

@@ -329,12 +329,12 @@ class IngestPipeline:
 
     def wants_events(self) -> bool:
         """Whether the next commit should collect its events: is anyone subscribed live?"""
-        return bool(self._hub.subscribers)
+        return self._hub.wants_events()
 
     def committed(self, result: CommitResult) -> None:
         """After each commit, before its acks: read models, live subscribers, metrics."""
         self._models.apply(result)
-        self._hub.publish(result.first_seq, result.last_seq, result.events)
+        self._hub.publish_commit(result)
         m = self._metrics
         if result.envelopes:
             m.commit_envelopes.observe(result.envelopes)

@@ -33,3 +33,12 @@ def test_kinds_scores_and_chains_agree() -> None:
         parse_params({"chain_id": [str(limits.MAX_CHAIN_ID + 1)]}, ROUTE_PARAMS["events"])
     assert parse_params({"chain_id": [str(limits.MAX_CHAIN_ID)]}, ROUTE_PARAMS["events"])["chain_id"] == (
         limits.MAX_CHAIN_ID)
+
+
+def test_rest_filter_bounds_fit_the_filter_bounds_processd_checks() -> None:
+    """Every REST filter list gatewayd accepts is one processd accepts (shared table, common/limits.py)."""
+    for name, (field, most) in limits.REST_FILTER_PARAMS.items():
+        assert 0 < most <= limits.FILTER_LIMITS[field][0], name
+    assert limits.REST_FILTER_PARAMS["from"][1] + limits.REST_FILTER_PARAMS["to"][1] <= limits.MAX_FILTER_ADDRESSES
+    tokens = limits.REST_FILTER_PARAMS["token_in"][1] + limits.REST_FILTER_PARAMS["token_out"][1]
+    assert tokens <= limits.MAX_FILTER_TOKENS

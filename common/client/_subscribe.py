@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 ADMITTED_HEADER = "mempulse-subscription"
 #: Sent with it: the highest committed seq_id at admission (where a stream "from now" starts after).
 HEAD_HEADER = "mempulse-head-seq-id"
+#: Sent by a processd that applies the request's EventFilter (all of the Filter's fields).
+FILTER_HEADER = "mempulse-filter"
 #: Transactions whose filter facts are remembered (a bounded LRU; a forgotten one is looked up again).
 FACTS_CACHE_TXS = 65_536
 
@@ -105,6 +107,8 @@ class Subscription:
         self._final: BaseException | object | None = None
         self._task: asyncio.Task[None] | None = None
         self._facts: OrderedDict[tuple[int, bytes], TxFacts] = OrderedDict()
+        #: Whether the current stream's processd applies the whole filter (its admission says so).
+        self._server_filters = False
         self._rng = random.Random()
         self._last_seq = 0
         self._wakes = 0  # _WAKE markers in the queue
@@ -243,9 +247,12 @@ class Subscription:
             self._finish(ClientError(f"SubscribeEvents: the subscription failed: {err!r}", method="SubscribeEvents"))
 
     def _request(self) -> query_pb2.SubscribeEventsRequest:
+        # The older fields as before (an older processd reads only them), and the whole filter (this release's
+        # processd ANDs them with it, so it sends only what the filter takes).
         req = query_pb2.SubscribeEventsRequest(
             chain_id=self.filter.server_chain_id,
             kinds=sorted(_convert.KIND_TO_PB[k] for k in self.filter.server_kinds),
+            filter=self.filter.to_pb(),
         )
         if self._next_seq is None:
             req.from_head = True
@@ -260,6 +267,7 @@ class Subscription:
             metadata = dict(await asyncio.wait_for(call.initial_metadata(), self._idle_timeout_s) or ())
             if ADMITTED_HEADER in metadata:
                 admitted[0] = True
+                self._server_filters = metadata.get(FILTER_HEADER) == "applied"
                 if self.head_seq is None:
                     self.head_seq = int(metadata.get(HEAD_HEADER, "0"))
                 if self._next_seq is None:
@@ -276,7 +284,9 @@ class Subscription:
 
     async def _deliver(self, msg: query_pb2.SubscribeEventsResponse) -> None:
         flt = self.filter
-        if flt.needs_tx_facts:
+        # processd applied the whole filter (mempulse-filter: applied); an older one only the chain and kinds.
+        client_side = flt.needs_tx_facts and not self._server_filters
+        if client_side:
             self._learn(msg.events)
         for ev in msg.events:
             if self._next_seq is None:
@@ -286,7 +296,7 @@ class Subscription:
                 continue
             kind = _convert.KIND_FROM_PB.get(ev.kind)
             ok = kind is not None and flt.matches_header(ev.chain_id, kind)
-            if ok and flt.needs_tx_facts:
+            if ok and client_side:
                 facts = await self._facts_for(ev.chain_id, ev.tx_hash)
                 ok = facts is not None and flt.matches_tx(facts)
             if ok:

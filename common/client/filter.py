@@ -6,8 +6,10 @@ import re
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
+from common.client import _convert
 from common.client.errors import InvalidArgumentError
 from common.client.records import EventKind
+from common.pb.v1 import query_pb2
 
 _ADDRESS = re.compile(r"0x[0-9a-f]{40}")
 _SELECTOR = re.compile(r"0x[0-9a-f]{8}")
@@ -44,14 +46,10 @@ class Filter:
     """Which events a subscription delivers. Every field left empty matches everything; fields combine with AND,
     the values inside one field with OR.
 
-    Applied by processd today (only matching events cross the network):
-
-    - ``chain_ids``: when it names exactly one chain (processd filters one chain per stream); several chains are
-      filtered by the client;
-    - ``kinds``: event kinds (:class:`EventKind` or their names, ``"tx_seen"``, ...).
-
-    Applied by the client today, on the facts of the event's transaction (so they select every kind of event of a
-    matching transaction: its ``tx_seen``, ``tx_decoded``, ``opp_detected`` and ``tx_source_seen`` events):
+    Every field is sent to processd as an ``EventFilter`` (query.proto) and applied there: only matching events
+    cross the network. ``chain_ids`` and ``kinds`` (:class:`EventKind` or their names, ``"tx_seen"``, ...) judge
+    the event; the others judge the event's transaction (so they select every kind of event of a matching
+    transaction: its ``tx_seen``, ``tx_decoded``, ``opp_detected`` and ``tx_source_seen`` events):
 
     - ``senders``: the transaction's ``from`` is one of these addresses;
     - ``to``: its ``to`` is one of these (a contract creation has no ``to`` and never matches);
@@ -60,10 +58,10 @@ class Filter:
       is one of these;
     - ``min_value_wei``: it sends at least this much native value.
 
-    For those, the client asks processd for the transactions' ``tx_seen`` (and, for method names, ``tx_decoded``)
-    events as well and drops what does not match; a transaction whose facts it has not seen on the stream (a
-    subscription starting in the middle of one) is looked up with ``GetTransaction``. A later release moves these
-    fields to processd without changing this class.
+    A processd older than the ``EventFilter`` (it does not answer ``mempulse-filter: applied``) applies only one
+    chain and the kinds; the client then judges the rest itself, as earlier releases did: it asks for the
+    transactions' ``tx_seen`` (and, for method names, ``tx_decoded``) events as well and drops what does not
+    match, looking up with ``GetTransaction`` a transaction whose facts it has not seen on the stream.
     """
 
     # Any collection is accepted; each is stored as a frozenset of canonical values (lowercase addresses and
@@ -145,6 +143,21 @@ class Filter:
         if self.needs_method_name:
             extra.add(EventKind.TX_DECODED)
         return kinds | extra
+
+    def to_pb(self) -> query_pb2.EventFilter | None:
+        """The ``EventFilter`` processd applies (None for a filter that takes everything)."""
+        out = query_pb2.EventFilter(
+            chain_ids=sorted(self.chain_ids),
+            kinds=sorted(_convert.KIND_TO_PB[EventKind(k)] for k in self.kinds),
+            senders=[bytes.fromhex(a[2:]) for a in sorted(self.senders)],
+            to=[bytes.fromhex(a[2:]) for a in sorted(self.to)],
+            addresses=[bytes.fromhex(a[2:]) for a in sorted(self.addresses)],
+            selectors=[bytes.fromhex(m[2:]) for m in sorted(self.methods) if m.startswith("0x")],
+            methods=sorted(m for m in self.methods if not m.startswith("0x")),
+        )
+        if self.min_value_wei:
+            out.min_value = self.min_value_wei.to_bytes((self.min_value_wei.bit_length() + 7) // 8, "big")
+        return out if out.ByteSize() else None
 
     def matches_header(self, chain_id: int, kind: EventKind) -> bool:
         """Whether an event of ``chain_id`` and ``kind`` passes ``chain_ids`` and ``kinds``."""

@@ -10,6 +10,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import replace
+from typing import Any
 
 import grpc
 import lmdb
@@ -19,8 +21,17 @@ from common.pb.v1 import events_pb2, query_pb2, query_pb2_grpc
 from processd.errors import ProcessdError
 from processd.metrics import ProcessdMetrics
 from processd.storage.eventlog import KIND_DECODED, KIND_OPP, KIND_SEEN, EventLog, ScanStats
+from processd.views.filters import (
+    FilterError,
+    FilterGroup,
+    FilterIndex,
+    LogMatcher,
+    TxFilter,
+    compile_filter,
+    match_raw,
+)
 from processd.views.readmodels import ReadModels
-from processd.views.subscriptions import Subscriber, SubscriptionHub
+from processd.views.subscriptions import Subscriber, SubscriptionHub, framed_message
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +47,13 @@ SOURCE_OVERHEAD_BYTES = 20
 SUBSCRIBE_MESSAGE_BYTES = 1 << 20
 #: SubscribeEvents response headers, sent at admission: ``admitted``, and the highest committed seq_id then.
 SUBSCRIPTION_HEADER = "mempulse-subscription"
+#: A filtered catch-up reads this many events before its cursor, so a transaction whose first events are
+#: before it (a resume in the middle of a transaction) is matched whole: TX_SEEN, TX_DECODED, <= 3 opportunities.
+TX_EVENTS_BEFORE = 8
 HEAD_HEADER = "mempulse-head-seq-id"
+#: Sent with the admission of a subscription with an EventFilter: processd applies it (an older processd
+#: ignores the field; the Python client then filters by itself).
+FILTER_HEADER = "mempulse-filter"
 
 
 class BadRequestError(ProcessdError):
@@ -62,6 +79,7 @@ class QueryService(query_pb2_grpc.QueryServicer):
         #: Byte budget of a page (ProcessdConfig.page_bytes): pages end early and say ``truncated``.
         self.max_page_bytes = max_page_bytes
         self.subscribe_message_bytes = min(max_page_bytes, SUBSCRIBE_MESSAGE_BYTES)
+        hub.message_events, hub.message_bytes = SUBSCRIBE_PAGE, self.subscribe_message_bytes
 
     # ---- request checks ----------------------------------------------------------------------------------
 
@@ -89,6 +107,14 @@ class QueryService(query_pb2_grpc.QueryServicer):
         if value > limits.MAX_SCORE:
             raise BadRequestError(f"min_score must be 0..{limits.MAX_SCORE}, got {value}")
         return value
+
+    @staticmethod
+    def _filter(request: Any, chain_id: int = 0) -> TxFilter | None:
+        """A list request's compiled ``filter`` (its kinds do not apply: a list holds one kind of record), or
+        None when it has none (the request is answered exactly as before filters)."""
+        if not request.HasField("filter") or not request.filter.ByteSize():
+            return None
+        return replace(compile_filter(request.filter, chain_id), kinds=frozenset())
 
     async def _bad(self, context: grpc.aio.ServicerContext, rpc: str, exc: BadRequestError) -> None:
         self._metrics.bad_requests.labels(rpc).inc()
@@ -157,15 +183,19 @@ class QueryService(query_pb2_grpc.QueryServicer):
                                context: grpc.aio.ServicerContext) -> query_pb2.ListTransactionsResponse:
         try:
             chain_id = self._chain(request.chain_id)
-        except BadRequestError as exc:
-            await self._bad(context, "ListTransactions", exc)
+            event_filter = self._filter(request, chain_id)
+        except (BadRequestError, FilterError) as exc:
+            await self._bad(context, "ListTransactions", BadRequestError(str(exc)))
             raise
         limit = self._limit(request.limit)
         stats = ScanStats()
+        extra: dict[str, Any] = {}
+        if event_filter is not None:
+            extra["keep"] = LogMatcher(self._log, event_filter)
         events, next_seq, more, last = self._log.scan_page(
             request.cursor, limit, chain_id=chain_id, kinds=frozenset({KIND_SEEN}),
             max_examined=self.scan_max_examined, descending=not request.ascending, stats=stats,
-            max_bytes=self.max_page_bytes)
+            max_bytes=self.max_page_bytes, **extra)
         txs = [query_pb2.StoredTx(seq_id=e.seq_id, tx=e.tx_seen.tx, received_unix_ns=e.received_unix_ns)
                for e in events]
         # Later sources take room too (up to max_sources_per_tx ids each): they share the page's byte budget.
@@ -223,22 +253,37 @@ class QueryService(query_pb2_grpc.QueryServicer):
                            context: grpc.aio.ServicerContext) -> query_pb2.ListFeaturesResponse:
         try:
             chain_id = self._chain(request.chain_id)
-        except BadRequestError as exc:
-            await self._bad(context, "ListFeatures", exc)
+            event_filter = self._filter(request, chain_id)
+        except (BadRequestError, FilterError) as exc:
+            await self._bad(context, "ListFeatures", BadRequestError(str(exc)))
             raise
-        return query_pb2.ListFeaturesResponse(
-            features=self._models.recent_feature_records(chain_id, self._limit(request.limit)))
+        limit = self._limit(request.limit)
+        if event_filter is None:
+            return query_pb2.ListFeaturesResponse(features=self._models.recent_feature_records(chain_id, limit))
+        # The window is bounded (recent_features): a filtered read walks at most all of it, in one read txn.
+        matcher = LogMatcher(self._log, event_filter)
+        records = self._log.read(lambda txn: self._models.recent_feature_records(
+            chain_id, limit, lambda seq, chain: matcher(txn, seq, chain)))
+        return query_pb2.ListFeaturesResponse(features=records)
 
     async def ListOpportunities(self, request: query_pb2.ListOpportunitiesRequest,
                                 context: grpc.aio.ServicerContext) -> query_pb2.ListOpportunitiesResponse:
         try:
             chain_id = self._chain(request.chain_id)
             min_score = self._score(request.min_score)
-        except BadRequestError as exc:
-            await self._bad(context, "ListOpportunities", exc)
+            event_filter = self._filter(request, chain_id)
+        except (BadRequestError, FilterError) as exc:
+            await self._bad(context, "ListOpportunities", BadRequestError(str(exc)))
             raise
-        return query_pb2.ListOpportunitiesResponse(
-            opportunities=self._models.top_opportunities(chain_id, self._limit(request.limit), min_score))
+        limit = self._limit(request.limit)
+        if event_filter is None:
+            return query_pb2.ListOpportunitiesResponse(
+                opportunities=self._models.top_opportunities(chain_id, limit, min_score))
+        matcher = LogMatcher(self._log, event_filter)
+        min_score = max(min_score, event_filter.min_score)
+        opps = self._log.read(lambda txn: self._models.top_opportunities(
+            chain_id, limit, min_score, lambda seq, chain: matcher(txn, seq, chain)))
+        return query_pb2.ListOpportunitiesResponse(opportunities=opps)
 
     async def ListBlocks(self, request: query_pb2.ListBlocksRequest,
                          context: grpc.aio.ServicerContext) -> query_pb2.ListBlocksResponse:
@@ -273,7 +318,8 @@ class QueryService(query_pb2_grpc.QueryServicer):
     # ---- streaming ---------------------------------------------------------------------------------------
 
     async def SubscribeEvents(self, request: query_pb2.SubscribeEventsRequest,
-                              context: grpc.aio.ServicerContext) -> AsyncIterator[query_pb2.SubscribeEventsResponse]:
+                              context: grpc.aio.ServicerContext,
+                              ) -> AsyncIterator[query_pb2.SubscribeEventsResponse | bytes]:
         """Admission, then :meth:`_subscription`. The slot is reserved before any await, so concurrent calls
         cannot all pass the check (at most ``max_subscribers`` streams, catch-up included), and a refused call
         gets RESOURCE_EXHAUSTED at once, before any message."""
@@ -291,13 +337,20 @@ class QueryService(query_pb2_grpc.QueryServicer):
 
     async def _subscription(self, request: query_pb2.SubscribeEventsRequest,
                             context: grpc.aio.ServicerContext,
-                            ) -> AsyncGenerator[query_pb2.SubscribeEventsResponse, None]:
+                            ) -> AsyncGenerator[query_pb2.SubscribeEventsResponse | bytes, None]:
         try:
             chain_id = self._chain(request.chain_id)
             kinds = self._kinds(list(request.kinds))
-        except BadRequestError as exc:
-            await self._bad(context, "SubscribeEvents", exc)
+            event_filter = (compile_filter(request.filter, chain_id, kinds)
+                            if request.HasField("filter") and request.filter.ByteSize() else None)
+        except (BadRequestError, FilterError) as exc:
+            await self._bad(context, "SubscribeEvents", BadRequestError(str(exc)))
             raise
+        if event_filter is not None:
+            async with contextlib.aclosing(self._filtered_subscription(request, context, event_filter)) as messages:
+                async for msg in messages:
+                    yield msg
+            return
         hub = self._hub
         # Admitted: say so now with the response headers (gatewayd waits for them before it answers its client
         # 200, so a refusal becomes a 503 there, not a 200 followed by an error), not with the first message,
@@ -344,3 +397,92 @@ class QueryService(query_pb2_grpc.QueryServicer):
         finally:
             hub.unregister(sub)
             self._metrics.subscribers.dec()
+
+    # ---- filtered subscriptions ----------------------------------------------------------------------------
+
+    async def _filtered_subscription(self, request: query_pb2.SubscribeEventsRequest,
+                                     context: grpc.aio.ServicerContext, event_filter: TxFilter,
+                                     ) -> AsyncGenerator[query_pb2.SubscribeEventsResponse | bytes, None]:
+        """A SubscribeEvents call with an ``EventFilter``: catch-up from the log matched by transaction
+        (:meth:`_filtered_chunk`), then the hub's filtered fan-out. Messages are serialized here, from framed
+        events (``processd.api.server`` passes bytes through), so a live message costs a join, not a copy of
+        parsed events."""
+        hub = self._hub
+        head = self._log.last_seq()
+        await context.send_initial_metadata(((SUBSCRIPTION_HEADER, "admitted"), (HEAD_HEADER, str(head)),
+                                             (FILTER_HEADER, "applied")))
+        sub = Subscriber(0, frozenset(), hub.max_buffered, event_filter)
+        group = FilterGroup(event_filter)
+        index = FilterIndex([group])
+        cursor = head + 1 if request.from_head else max(request.from_seq_id, 1)
+        while True:
+            entries, cursor, last = self._filtered_chunk(index, group, cursor)
+            for page in self._pages(entries):
+                yield framed_message(page, last)
+            # As in the unfiltered catch-up: no await between this check and the registration.
+            if cursor > hub.last_seq:
+                sub.next_seq = cursor
+                hub.register(sub)
+                break
+        self._metrics.subscribers.inc()
+        try:
+            while not hub.closed:
+                try:
+                    await asyncio.wait_for(sub.wakeup.wait(), HEARTBEAT_S)
+                except TimeoutError:
+                    yield query_pb2.SubscribeEventsResponse(last_seq_id=hub.last_seq)
+                    continue
+                sub.wakeup.clear()
+                if sub.cut_reason:
+                    await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                        f"subscriber too slow ({sub.cut_reason}); resume from your last seq_id")
+                while sub.buffer:
+                    page = sub.take_framed(SUBSCRIBE_PAGE, self.subscribe_message_bytes)
+                    yield framed_message(page, hub.last_seq)
+                    if sub.cut_reason:
+                        break
+        finally:
+            hub.unregister(sub)
+            self._metrics.subscribers.dec()
+
+    def _filtered_chunk(self, index: FilterIndex, group: FilterGroup, cursor: int,
+                        ) -> tuple[list[tuple[bytes, int]], int, int]:
+        """The framed transactions (bytes, events) ``group``'s filter takes from up to SUBSCRIBE_PAGE events of
+        the log from ``cursor``,
+        the cursor after them, and the head then. A transaction that may go on past the chunk is left whole for
+        the next one (the chunk ends before its TX_SEEN)."""
+        head = self._log.last_seq()
+        if cursor > head:
+            return [], cursor, head
+        last = min(head, cursor + SUBSCRIBE_PAGE - 1)
+        events = self._log.raw_range(max(1, cursor - TX_EVENTS_BEFORE), last)
+        next_cursor = last + 1
+        if last < head:
+            for i in range(len(events) - 1, -1, -1):
+                seq, _, kind, _ = events[i]
+                if seq <= cursor:
+                    break
+                if kind == KIND_SEEN:
+                    del events[i:]
+                    next_cursor = seq
+                    break
+        match_raw(index, events, self._log.tx_values_by_hash)
+        framed = group.frames(cursor)
+        index.begin()
+        return framed, next_cursor, head
+
+    def _pages(self, entries: list[tuple[bytes, int]]) -> list[list[bytes]]:
+        """Framed transactions cut into messages by events and bytes (each holds at least one)."""
+        pages: list[list[bytes]] = []
+        page: list[bytes] = []
+        size = events = 0
+        for entry, n in entries:
+            if page and (events + n > SUBSCRIBE_PAGE or size + len(entry) > self.subscribe_message_bytes):
+                pages.append(page)
+                page, size, events = [], 0, 0
+            page.append(entry)
+            size += len(entry)
+            events += n
+        if page:
+            pages.append(page)
+        return pages

@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from common.pb.v1 import ingest_pb2, query_pb2, query_pb2_grpc
+from common.pb.v1 import ingest_pb2, query_pb2
 from processd.analysis.analyzer import AnalyzeFn
 from processd.analysis.pool import AnalysisPool
 from processd.api.ingest_service import IngestService, add_ingest_service
@@ -40,6 +40,30 @@ SERVICE_NAMES = (
     ingest_pb2.DESCRIPTOR.services_by_name["Ingest"].full_name,
     query_pb2.DESCRIPTOR.services_by_name["Query"].full_name,
 )
+
+
+def _serialize_subscribe(message: query_pb2.SubscribeEventsResponse | bytes) -> bytes:
+    """SubscribeEvents' response serializer: a filtered subscription yields its messages already serialized
+    (``QueryService._filtered_subscription``: framed events joined), the others yield messages."""
+    return message if isinstance(message, bytes) else message.SerializeToString()
+
+
+def add_query_service(servicer: QueryService, server: grpc.aio.Server) -> None:
+    """``add_QueryServicer_to_server`` with :func:`_serialize_subscribe` for SubscribeEvents: the handlers are
+    built from the service descriptor, so every RPC of query.proto is served as the generated code would."""
+    service = query_pb2.DESCRIPTOR.services_by_name["Query"]
+    handlers = {}
+    for method in service.methods:
+        request_type = getattr(query_pb2, method.input_type.name)
+        response_type = getattr(query_pb2, method.output_type.name)
+        serializer = (_serialize_subscribe if method.name == "SubscribeEvents"
+                      else response_type.SerializeToString)
+        make = (grpc.unary_stream_rpc_method_handler if method.server_streaming
+                else grpc.unary_unary_rpc_method_handler)
+        handlers[method.name] = make(getattr(servicer, method.name), request_deserializer=request_type.FromString,
+                                     response_serializer=serializer)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
+    server.add_registered_method_handlers(service.full_name, handlers)  # type: ignore[attr-defined]
 
 
 class _Gate(grpc.aio.ServerInterceptor):
@@ -84,7 +108,7 @@ class ProcessdServer:
         self.metrics.registry.register(SourceCollector(lambda: self.models.counters))
         self.hub = SubscriptionHub(config.max_subscribers, config.subscriber_queue_events,
                                    on_cut=lambda reason: self.metrics.subscriber_cuts.labels(reason).inc(),
-                                   read_range=self.eventlog.raw_range)
+                                   read_range=self.eventlog.raw_range, tx_lookup=self.eventlog.tx_values_by_hash)
         self.crash = crash or CrashSwitch.from_env()
         # A custom analysis function (tests) cannot be sent to worker processes: it runs in-process.
         self.pool = AnalysisPool(workers=config.analysis_workers, chain_ids=config.chain_ids,
@@ -135,7 +159,7 @@ class ProcessdServer:
         ]
         server = grpc.aio.server(options=options, interceptors=[self._gate])
         add_ingest_service(self.ingest, server)
-        query_pb2_grpc.add_QueryServicer_to_server(self.query, server)
+        add_query_service(self.query, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),

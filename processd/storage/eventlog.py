@@ -336,6 +336,33 @@ class EventLog:
                 positioned = cur.next()
         return out
 
+    def tx_values(self, txn: lmdb.Transaction, seq: int) -> tuple[int, list[bytes]]:
+        """The stored values of the transaction holding the event at ``seq`` (TX_SEEN first, then its TX_DECODED
+        and OPP_DETECTED), without parsing, and the seq of its TX_SEEN; ``(0, [])`` for a sighting or a seq not
+        stored. A transaction's events are consecutive: at most a few steps back to its TX_SEEN."""
+        cur = txn.cursor(db=self.events_db)
+        if not cur.set_key(seq_key(seq)):
+            return 0, []
+        while cur.value()[0] in (KIND_DECODED, KIND_OPP):
+            if not cur.prev():
+                return 0, []
+        if cur.value()[0] != KIND_SEEN:
+            return 0, []
+        first = U64.unpack(cur.key())[0]
+        values = [bytes(cur.value())]
+        while cur.next() and cur.value()[0] in (KIND_DECODED, KIND_OPP):
+            values.append(bytes(cur.value()))
+        return first, values
+
+    def tx_values_by_hash(self, chain_id: int, tx_hash: bytes) -> tuple[int, list[bytes]]:
+        """:meth:`tx_values` of a transaction by its ``tx_hash`` index key (a short read transaction); the
+        caller checks the full hash (the key holds its first 16 bytes)."""
+        def read(txn: lmdb.Transaction) -> tuple[int, list[bytes]]:
+            raw = txn.get(tx_key(chain_id, tx_hash), db=self.tx_db)
+            return self.tx_values(txn, U64.unpack(raw)[0]) if raw is not None else (0, [])
+
+        return self.read(read)
+
     def tx_events(self, txn: lmdb.Transaction, seq: int) -> list[events_pb2.Event]:
         """The TX_SEEN event at ``seq`` and the TX_DECODED / OPP_DETECTED events that follow it."""
         cur = txn.cursor(db=self.events_db)
@@ -365,6 +392,7 @@ class EventLog:
         stats: ScanStats | None = None,
         descending: bool = False,
         max_bytes: int = 0,
+        keep: Callable[[lmdb.Transaction, int], bool] | None = None,
     ) -> tuple[list[events_pb2.Event], int, bool]:
         """Events from ``from_seq`` (inclusive) in seq order, filtered by chain and kinds.
 
@@ -376,6 +404,7 @@ class EventLog:
         ``max_bytes`` (0 = none) also ends the page before an event that would take its encoded size past it
         (``stats.truncated``); that event is not examined, so the cursor returned starts the next page at it.
         The first event is always taken: a page is never empty for want of bytes, so a reader always advances.
+        ``keep`` (an ``EventFilter``'s, for ListTransactions) leaves out, as examined, the events it refuses.
         """
         stats = stats if stats is not None else ScanStats()
         out: list[events_pb2.Event] = []
@@ -390,7 +419,7 @@ class EventLog:
         page_bytes = 0
         value: Any
         for seq, kind, value in walker:
-            if not kinds or kind in kinds:
+            if (not kinds or kind in kinds) and (keep is None or keep(txn, seq)):
                 if value is None:
                     value = txn.get(seq_key(seq), db=events_db)
                     stats.point_reads += 1

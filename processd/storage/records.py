@@ -49,6 +49,8 @@ class CommitResult:
     pruned_events: int = 0
     #: Transactions whose analysis raised (stored with category OTHER and decode_error set).
     analysis_errors: int = 0
+    #: The TX_SOURCE_SEEN events stored, always (few: filtered subscribers match them on their transaction).
+    source_events: list[EventEntry] = field(default_factory=list)
     #: Sightings handled, by outcome (``processd.storage.logwrite.SIGHTING_OUTCOMES``).
     sightings: dict[str, int] = field(default_factory=dict)
     #: Blocks stored by this commit, in seq order; and blocks not stored because already stored, per chain.
@@ -75,5 +77,6 @@ class CommitResult:
     def add_event(self, seq: int, chain_id: int, kind: int, value: bytes) -> None:
         """Records one event stored on its own (a TX_SOURCE_SEEN)."""
         self.chains.add(chain_id)
+        self.source_events.append((seq, chain_id, kind, value))
         if self.events is not None:
             self.events.append((seq, chain_id, kind, value))

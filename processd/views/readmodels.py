@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -332,13 +332,17 @@ class ReadModels:
             out.append(query_pb2.StoredTx(seq_id=seq, tx=event.tx_seen.tx, received_unix_ns=event.received_unix_ns))
         return out, False
 
-    def recent_feature_records(self, chain_id: int, limit: int) -> list[query_pb2.FeatureRecord]:
+    def recent_feature_records(self, chain_id: int, limit: int,
+                               keep: Callable[[int, int], bool] | None = None) -> list[query_pb2.FeatureRecord]:
+        """Newest first; ``keep`` (seq, chain) -> bool leaves out transactions an ``EventFilter`` refuses."""
         source = (self.all_features if not chain_id
                   else (self.chains[chain_id].features if chain_id in self.chains else ()))
         out: list[query_pb2.FeatureRecord] = []
         for seq, c, value in reversed(source):
             if len(out) >= limit:
                 break
+            if keep is not None and not keep(seq, c):
+                continue
             event = decode_event(value, seq)
             out.append(query_pb2.FeatureRecord(seq_id=seq, chain_id=c, tx_hash=event.tx_hash,
                                               features=event.tx_decoded.features))
@@ -351,11 +355,12 @@ class ReadModels:
                   else (self.chains[chain_id].features if chain_id in self.chains else ()))
         return selector_coverage((decode_event(value, seq).tx_decoded.features for seq, _, value in source), top_n)
 
-    def top_opportunities(self, chain_id: int, limit: int, min_score: int) -> list[events_pb2.Opportunity]:
+    def top_opportunities(self, chain_id: int, limit: int, min_score: int,
+                          keep: Callable[[int, int], bool] | None = None) -> list[events_pb2.Opportunity]:
         if not chain_id:
-            return self.all_opportunities.top(limit, min_score)
+            return self.all_opportunities.top(limit, min_score, keep)
         view = self.chains.get(chain_id)
-        return view.opportunities.top(limit, min_score) if view else []
+        return view.opportunities.top(limit, min_score, keep) if view else []
 
     def sizes(self) -> dict[str, int]:
         """Entry counts of every bounded structure, for metrics."""

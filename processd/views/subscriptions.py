@@ -3,6 +3,12 @@
 Each subscriber has a bounded buffer. ``publish`` never waits: when a subscriber's buffer would overflow it
 is marked cut off (reason ``slow_subscriber``) and its stream ends with RESOURCE_EXHAUSTED; it may resume from
 its last seq. Events are parsed once per commit, and only when someone is subscribed.
+
+Subscribers with an ``EventFilter`` (``processd.views.filters``) take another path: they are grouped by their
+compiled filter, a commit is matched once per transaction against a :class:`~processd.views.filters.FilterIndex`
+of the distinct filters (not once per subscriber), nothing is parsed but the fields a filter asks about, and
+what they take is buffered as ready ``SubscribeEventsResponse.events`` entries (framed once per commit, shared
+by every subscriber that takes them), so a message to a filtered subscriber is a join of bytes.
 """
 
 from __future__ import annotations
@@ -10,9 +16,13 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from common.pb.v1 import events_pb2
 from processd.storage.eventlog import EVENT_OVERHEAD_BYTES, decode_event
+from processd.storage.records import CommitResult
+from processd.views.filters import FilterGroup, FilterIndex, TxFilter, TxLookup, match_columns
+from processd.wire.encoding import varint
 
 CUT_SLOW = "slow_subscriber"
 
@@ -20,13 +30,19 @@ CUT_SLOW = "slow_subscriber"
 class Subscriber:
     """One live subscription: its filters, buffer and wake-up event."""
 
-    def __init__(self, chain_id: int, kinds: frozenset[int], max_buffered: int) -> None:
+    def __init__(self, chain_id: int, kinds: frozenset[int], max_buffered: int,
+                 event_filter: TxFilter | None = None) -> None:
         self.chain_id = chain_id
         self.kinds = kinds
+        #: A filtered subscriber buffers framed event bytes (:func:`frame_event`) instead of messages.
+        self.filter = event_filter
         self.max_buffered = max_buffered
-        self.buffer: deque[events_pb2.Event] = deque()
+        self.buffer: deque[Any] = deque()  # Events, or framed bytes with a filter
         #: Stored size of each buffered event (in step with ``buffer``), so messages can be cut by bytes.
         self.sizes: deque[int] = deque()
+        #: Filtered: events in each buffered entry (a transaction's), and in all of them.
+        self.counts: deque[int] = deque()
+        self.buffered_events = 0
         self.wakeup = asyncio.Event()
         self.cut_reason = ""
         self.next_seq = 0  # events below this were already delivered by catch-up
@@ -52,7 +68,48 @@ class Subscriber:
         self.wakeup.set()
         return True
 
-    def take(self, max_events: int, max_bytes: int) -> list[events_pb2.Event]:
+    def offer_framed(self, entries: list[tuple[bytes, int]], group: FilterGroup) -> bool:
+        """Appends a commit's framed events for this subscriber's group (``entries``: bytes, events; usually one
+        joined entry per commit, per transaction when that would pass a message's bounds) from ``next_seq`` on;
+        False (and the cut) when the buffer would overflow."""
+        if group.txs and group.txs[0].seq < self.next_seq:
+            # Only a commit right after registration can start before next_seq: frame this one apart.
+            entries = group.frames(self.next_seq)
+        events = sum(n for _, n in entries)
+        if not events:
+            return True
+        if self.buffered_events + events > self.max_buffered:
+            self.cut_reason = CUT_SLOW
+            self.buffer.clear()
+            self.sizes.clear()
+            self.counts.clear()
+            self.buffered_events = 0
+            self.wakeup.set()
+            return False
+        for entry, n in entries:
+            if n:
+                self.buffer.append(entry)
+                self.sizes.append(len(entry))
+                self.counts.append(n)
+        self.buffered_events += events
+        self.wakeup.set()
+        return True
+
+    def take_framed(self, max_events: int, max_bytes: int) -> list[bytes]:
+        """:meth:`take` for a filtered subscriber: whole transactions, at least one, until ``max_events`` events
+        or ``max_bytes``."""
+        buffer, sizes, counts = self.buffer, self.sizes, self.counts
+        page = [buffer.popleft()]
+        total = sizes.popleft()
+        events = counts.popleft()
+        while buffer and events + counts[0] <= max_events and total + sizes[0] <= max_bytes:
+            total += sizes.popleft()
+            events += counts.popleft()
+            page.append(buffer.popleft())
+        self.buffered_events -= events
+        return page
+
+    def take(self, max_events: int, max_bytes: int) -> list[Any]:
         """Pops the next message's events: at least one, at most ``max_events``, and no more than fit in
         ``max_bytes`` (one commit of big transactions would otherwise pass the gRPC message limit)."""
         buffer, sizes = self.buffer, self.sizes
@@ -73,15 +130,26 @@ class SubscriptionHub:
 
     def __init__(self, max_subscribers: int, max_buffered: int,
                  on_cut: Callable[[str], None] | None = None,
-                 read_range: Callable[[int, int], list[tuple[int, int, int, bytes]]] | None = None) -> None:
+                 read_range: Callable[[int, int], list[tuple[int, int, int, bytes]]] | None = None,
+                 tx_lookup: TxLookup | None = None) -> None:
         self.max_subscribers = max_subscribers
         self.max_buffered = max_buffered
+        #: The bounds of one SubscribeEvents message (the service sets them): a filtered group's commit is one
+        #: buffered entry when it fits in them.
+        self.message_events = 500
+        self.message_bytes = 1 << 20
+        #: Subscribers without a filter (every event of their chain and kinds).
         self.subscribers: set[Subscriber] = set()
+        #: Filtered subscribers by compiled filter, and the index of those filters (rebuilt when they change).
+        self.groups: dict[TxFilter, FilterGroup] = {}
+        self._index: FilterIndex | None = None
         #: Slots held by SubscribeEvents calls, from admission to their end (catch-up included): the bound.
         self.reserved = 0
         self.last_seq = 0
         self._on_cut = on_cut
         self._read_range = read_range
+        #: Reads a sighting's transaction from the log (filtered subscribers match sightings on it).
+        self.tx_lookup = tx_lookup
         self.closed = False
 
     def try_reserve(self) -> bool:
@@ -101,10 +169,66 @@ class SubscriptionHub:
         self.reserved -= 1
 
     def register(self, sub: Subscriber) -> None:
-        self.subscribers.add(sub)
+        if sub.filter is None:
+            self.subscribers.add(sub)
+            return
+        group = self.groups.get(sub.filter)
+        if group is None:
+            group = self.groups[sub.filter] = FilterGroup(sub.filter)
+            self._index = None
+        group.members.add(sub)
 
     def unregister(self, sub: Subscriber) -> None:
-        self.subscribers.discard(sub)
+        if sub.filter is None:
+            self.subscribers.discard(sub)
+            return
+        group = self.groups.get(sub.filter)
+        if group is not None:
+            group.members.discard(sub)
+            if not group.members:
+                del self.groups[sub.filter]
+                self._index = None
+
+    def index(self) -> FilterIndex:
+        """The index of the registered filters (built once per change of the set of distinct filters)."""
+        if self._index is None:
+            self._index = FilterIndex(self.groups.values())
+        return self._index
+
+    def wants_events(self) -> bool:
+        """Whether a commit should collect its events (``CommitResult.events``): filtered subscribers read the
+        stored columns and ``CommitResult.source_events`` instead."""
+        return bool(self.subscribers)
+
+    def publish_commit(self, result: CommitResult) -> None:
+        """Hands one commit to every subscriber without waiting: :meth:`publish` for those without a filter,
+        :meth:`publish_filtered` for the others."""
+        self.publish(result.first_seq, result.last_seq, result.events)
+        if self.groups and result.last_seq >= result.first_seq:
+            self.publish_filtered(result)
+
+    def publish_filtered(self, result: CommitResult) -> None:
+        """Matches the commit's transactions once against the distinct filters (:func:`match_columns`), frames
+        each taken transaction once per set of kinds, and offers each group's to its subscribers."""
+        index = self.index()
+        match_columns(index, result.stored, result.source_events, self.tx_lookup)
+        for g in index.groups:
+            if g.txs:
+                entries = self._group_entries(g)
+                for sub in list(g.members):
+                    if not sub.offer_framed(entries, g):
+                        self.unregister(sub)
+                        if self._on_cut is not None:
+                            self._on_cut(sub.cut_reason)
+        index.begin()  # let go of the commit's values
+
+    def _group_entries(self, group: FilterGroup) -> list[tuple[bytes, int]]:
+        """What ``group`` takes from a commit as buffer entries: one joined entry when it fits in one message
+        (each subscriber of the group then appends one), else one per transaction."""
+        parts, events = group.joined()
+        if events <= self.message_events and sum(map(len, parts)) <= self.message_bytes:
+            return [(b"".join(parts), events)]
+        return group.frames()
 
     def publish(self, first_seq: int, last_seq: int, raw_events: list[tuple[int, int, int, bytes]] | None) -> None:
         """Hands one commit's events (seqs ``first_seq..last_seq``) to every subscriber without waiting.
@@ -135,3 +259,12 @@ class SubscriptionHub:
         self.closed = True
         for sub in self.subscribers:
             sub.wakeup.set()
+        for group in self.groups.values():
+            for sub in group.members:
+                sub.wakeup.set()
+
+
+
+def framed_message(entries: list[bytes], last_seq: int) -> bytes:
+    """A serialized ``SubscribeEventsResponse`` of framed ``entries`` (:func:`frame_event`) and ``last_seq_id``."""
+    return b"".join(entries) + (b"\x10" + varint(last_seq) if last_seq else b"")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import operator
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from itertools import compress, repeat
 
 from common.pb.v1 import events_pb2
@@ -135,13 +135,16 @@ class OpportunityWindow:
             ranked = self._ranked = sorted(self._by_age, key=_SCORE_THEN_SEQ, reverse=True)
         return ranked
 
-    def top(self, limit: int, min_score: int = 0) -> list[events_pb2.Opportunity]:
-        """Best first, newer first among equal scores; stops at the first score below ``min_score``."""
+    def top(self, limit: int, min_score: int = 0,
+            keep: Callable[[int, int], bool] | None = None) -> list[events_pb2.Opportunity]:
+        """Best first, newer first among equal scores; stops at the first score below ``min_score``. ``keep``
+        (seq, chain) -> bool leaves out the opportunities of transactions an ``EventFilter`` refuses."""
         out: list[events_pb2.Opportunity] = []
-        for seq, _, score, value in self._ranking():
+        for seq, chain_id, score, value in self._ranking():
             if score < min_score or len(out) >= limit:
                 break
-            out.append(decode_event(value, seq).opp_detected.opportunity)
+            if keep is None or keep(seq, chain_id):
+                out.append(decode_event(value, seq).opp_detected.opportunity)
         return out
 
     def seqs(self) -> list[int]:

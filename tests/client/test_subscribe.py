@@ -160,3 +160,17 @@ def test_backoff_grows_to_its_bound_with_jitter() -> None:
     assert 0.075 <= delays[0] <= 0.125 and 0.15 <= delays[1] <= 0.25
     assert all(d <= 2.0 for d in delays) and delays[-1] >= 1.5
     assert len({round(d, 6) for d in delays[6:]}) > 1  # jittered, not in step
+
+
+def test_every_filter_field_goes_to_processd() -> None:
+    """Filter.to_pb: what processd applies (the subscription sends it with the older chain_id/kinds fields)."""
+    from common.pb.v1 import query_pb2
+
+    a, b = "0x" + "ab" * 20, "0x" + "cd" * 20
+    flt = Filter(chain_ids={137, 1}, kinds={"tx_seen"}, senders={a.upper().replace("0X", "0x")}, to={b},
+                 addresses={a, b}, methods={"transfer", "0xA9059CBB"}, min_value_wei=256)
+    assert flt.to_pb() == query_pb2.EventFilter(
+        chain_ids=[1, 137], kinds=[SEEN], senders=[bytes.fromhex("ab" * 20)], to=[bytes.fromhex("cd" * 20)],
+        addresses=[bytes.fromhex("ab" * 20), bytes.fromhex("cd" * 20)], selectors=[bytes.fromhex("a9059cbb")],
+        methods=["transfer"], min_value=b"\x01\x00")
+    assert Filter().to_pb() is None  # takes everything: the request carries no filter, as before

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from common.chains import KNOWN_CHAINS
 from common.pb.v1 import events_pb2
-from gatewayd.params import ROUTE_PARAMS, UINT64_MAX, ParamError, parse_hash, parse_params
+from gatewayd.params import ROUTE_PARAMS, UINT64_MAX, ParamError, event_filter, parse_hash, parse_params
 
 
 def parse(route: str, **raw: str | list[str]) -> dict:
@@ -23,7 +23,9 @@ def error_of(route: str, **raw: str | list[str]) -> ParamError:
 
 def test_defaults_fill_every_parameter() -> None:
     none = frozenset()
-    assert parse("transactions") == {"chain_id": 0, "limit": 25, "before_seq_id": 0, "include": none}
+    filters = {"from": (), "to": (), "method": (), "protocol": (), "token_in": (), "token_out": (),
+               "min_value_wei": 0, "min_score": 0}
+    assert parse("transactions") == {"chain_id": 0, "limit": 25, "before_seq_id": 0, "include": none, **filters}
     assert parse("transactions_all") == {"chain_id": 0, "from_seq_id": 0, "limit": 1000, "include": none}
     assert parse("events") == {"from_seq_id": 0, "limit": 100, "chain_id": 0, "kinds": (), "include": none}
     assert parse("events_stream")["from_seq_id"] is None
@@ -135,3 +137,44 @@ def test_fuzz_every_route_gives_value_or_param_error(raw: dict[str, list[str]]) 
             assert exc.code and exc.message and exc.param is not None
         else:
             assert set(values) == set(specs)
+
+
+# ---- filter parameters (EventFilter) -----------------------------------------------------------------------------
+
+A1, A2 = "0x" + "ab" * 20, "0x" + "CD" * 20
+
+
+def test_filter_parameters_build_one_event_filter() -> None:
+    p = parse("events_stream", **{"from": f"{A1},{A2},{A1}", "to": A2, "method": "transfer,0xa9059cbb",
+                                  "protocol": "uniswap_v2", "token_in": A1, "token_out": A2,
+                                  "min_value_wei": str(2**255), "min_score": "30"})
+    f = event_filter(p, "events_stream")
+    assert f is not None
+    assert list(f.senders) == [bytes.fromhex("ab" * 20), bytes.fromhex("cd" * 20)]  # duplicates once
+    assert list(f.to) == [bytes.fromhex("cd" * 20)] and list(f.methods) == ["transfer"]
+    assert list(f.selectors) == [bytes.fromhex("a9059cbb")] and list(f.protocols) == ["uniswap_v2"]
+    assert list(f.tokens_in) == [bytes.fromhex("ab" * 20)] and list(f.tokens_out) == [bytes.fromhex("cd" * 20)]
+    assert int.from_bytes(f.min_value, "big") == 2**255 and f.min_score == 30
+    assert event_filter(parse("events_stream"), "events_stream") is None  # no parameter: the request as before
+    # /opps/recent: min_score is the request's own (per opportunity), not the filter's.
+    assert event_filter(parse("opps_recent", min_score="50"), "opps_recent") is None
+    assert event_filter(parse("features_recent", min_score="50"), "features_recent").min_score == 50
+
+
+@pytest.mark.parametrize(("raw", "param"), [
+    ({"from": "0x" + "ab" * 19}, "from"),
+    ({"to": A1 + ", " + A2}, "to"),
+    ({"to": ",".join([A1] * 65)}, "to"),
+    ({"from": ",".join([A1] * 10_000)}, "from"),  # a long list is refused before it is split
+    ({"method": "0x12,transfer"}, "method"),
+    ({"method": "a" * 129}, "method"),
+    ({"protocol": "Uniswap"}, "protocol"),
+    ({"token_in": ""}, "token_in"),
+    ({"min_value_wei": str(2**256)}, "min_value_wei"),
+    ({"min_value_wei": "-1"}, "min_value_wei"),
+    ({"min_score": "101"}, "min_score"),
+])
+@pytest.mark.parametrize("route", ["events_stream", "transactions", "features_recent", "opps_recent"])
+def test_bad_filter_parameters_are_400_naming_the_parameter(route: str, raw: dict[str, str], param: str) -> None:
+    err = error_of(route, **raw)
+    assert err.status == 400 and err.param == param and param in err.message

@@ -97,6 +97,34 @@ class ChainTotals(_message.Message):
     selector_coverage: _containers.RepeatedCompositeFieldContainer[_events_pb2.SelectorCoverage]
     def __init__(self, chain_id: _Optional[int] = ..., tx_count: _Optional[int] = ..., decoded_count: _Optional[int] = ..., opportunity_count: _Optional[int] = ..., rejected: _Optional[_Iterable[_Union[_ingest_pb2.RejectCount, _Mapping]]] = ..., replay: _Optional[_Union[ReplayPoint, _Mapping]] = ..., ingest: _Optional[_Union[_ingest_pb2.ChainIngestStats, _Mapping]] = ..., drop_ratio: _Optional[float] = ..., sources: _Optional[_Iterable[_Union[SourceStanding, _Mapping]]] = ..., selector_coverage: _Optional[_Iterable[_Union[_events_pb2.SelectorCoverage, _Mapping]]] = ...) -> None: ...
 
+class EventFilter(_message.Message):
+    __slots__ = ("chain_ids", "kinds", "senders", "to", "selectors", "methods", "protocols", "tokens_in", "tokens_out", "min_value", "min_score", "addresses")
+    CHAIN_IDS_FIELD_NUMBER: _ClassVar[int]
+    KINDS_FIELD_NUMBER: _ClassVar[int]
+    SENDERS_FIELD_NUMBER: _ClassVar[int]
+    TO_FIELD_NUMBER: _ClassVar[int]
+    SELECTORS_FIELD_NUMBER: _ClassVar[int]
+    METHODS_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOLS_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_IN_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_OUT_FIELD_NUMBER: _ClassVar[int]
+    MIN_VALUE_FIELD_NUMBER: _ClassVar[int]
+    MIN_SCORE_FIELD_NUMBER: _ClassVar[int]
+    ADDRESSES_FIELD_NUMBER: _ClassVar[int]
+    chain_ids: _containers.RepeatedScalarFieldContainer[int]
+    kinds: _containers.RepeatedScalarFieldContainer[_events_pb2.EventKind]
+    senders: _containers.RepeatedScalarFieldContainer[bytes]
+    to: _containers.RepeatedScalarFieldContainer[bytes]
+    selectors: _containers.RepeatedScalarFieldContainer[bytes]
+    methods: _containers.RepeatedScalarFieldContainer[str]
+    protocols: _containers.RepeatedScalarFieldContainer[str]
+    tokens_in: _containers.RepeatedScalarFieldContainer[bytes]
+    tokens_out: _containers.RepeatedScalarFieldContainer[bytes]
+    min_value: bytes
+    min_score: int
+    addresses: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, chain_ids: _Optional[_Iterable[int]] = ..., kinds: _Optional[_Iterable[_Union[_events_pb2.EventKind, str]]] = ..., senders: _Optional[_Iterable[bytes]] = ..., to: _Optional[_Iterable[bytes]] = ..., selectors: _Optional[_Iterable[bytes]] = ..., methods: _Optional[_Iterable[str]] = ..., protocols: _Optional[_Iterable[str]] = ..., tokens_in: _Optional[_Iterable[bytes]] = ..., tokens_out: _Optional[_Iterable[bytes]] = ..., min_value: _Optional[bytes] = ..., min_score: _Optional[int] = ..., addresses: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
 class GetSnapshotRequest(_message.Message):
     __slots__ = ("chain_id", "tx_limit", "opp_limit", "min_score", "feature_limit", "coverage_top")
     CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
@@ -134,16 +162,18 @@ class GetSnapshotResponse(_message.Message):
     def __init__(self, chains: _Optional[_Iterable[_Union[ChainTotals, _Mapping]]] = ..., replay: _Optional[_Union[ReplayPoint, _Mapping]] = ..., feature_summary: _Optional[_Iterable[_Union[FeatureSummary, _Mapping]]] = ..., recent_features: _Optional[_Iterable[_Union[FeatureRecord, _Mapping]]] = ..., top_opportunities: _Optional[_Iterable[_Union[_events_pb2.Opportunity, _Mapping]]] = ..., recent_transactions: _Optional[_Iterable[_Union[StoredTx, _Mapping]]] = ..., last_seq_id: _Optional[int] = ..., recent_transactions_truncated: _Optional[bool] = ...) -> None: ...
 
 class ListTransactionsRequest(_message.Message):
-    __slots__ = ("chain_id", "limit", "cursor", "ascending")
+    __slots__ = ("chain_id", "limit", "cursor", "ascending", "filter")
     CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     CURSOR_FIELD_NUMBER: _ClassVar[int]
     ASCENDING_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
     chain_id: int
     limit: int
     cursor: int
     ascending: bool
-    def __init__(self, chain_id: _Optional[int] = ..., limit: _Optional[int] = ..., cursor: _Optional[int] = ..., ascending: _Optional[bool] = ...) -> None: ...
+    filter: EventFilter
+    def __init__(self, chain_id: _Optional[int] = ..., limit: _Optional[int] = ..., cursor: _Optional[int] = ..., ascending: _Optional[bool] = ..., filter: _Optional[_Union[EventFilter, _Mapping]] = ...) -> None: ...
 
 class ListTransactionsResponse(_message.Message):
     __slots__ = ("transactions", "next_cursor", "last_seq_id", "truncated")
@@ -176,12 +206,14 @@ class GetTransactionResponse(_message.Message):
     def __init__(self, transaction: _Optional[_Union[StoredTx, _Mapping]] = ..., features: _Optional[_Union[FeatureRecord, _Mapping]] = ..., opportunities: _Optional[_Iterable[_Union[_events_pb2.Opportunity, _Mapping]]] = ...) -> None: ...
 
 class ListFeaturesRequest(_message.Message):
-    __slots__ = ("chain_id", "limit")
+    __slots__ = ("chain_id", "limit", "filter")
     CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
     chain_id: int
     limit: int
-    def __init__(self, chain_id: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...
+    filter: EventFilter
+    def __init__(self, chain_id: _Optional[int] = ..., limit: _Optional[int] = ..., filter: _Optional[_Union[EventFilter, _Mapping]] = ...) -> None: ...
 
 class ListFeaturesResponse(_message.Message):
     __slots__ = ("features",)
@@ -190,14 +222,16 @@ class ListFeaturesResponse(_message.Message):
     def __init__(self, features: _Optional[_Iterable[_Union[FeatureRecord, _Mapping]]] = ...) -> None: ...
 
 class ListOpportunitiesRequest(_message.Message):
-    __slots__ = ("chain_id", "limit", "min_score")
+    __slots__ = ("chain_id", "limit", "min_score", "filter")
     CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     MIN_SCORE_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
     chain_id: int
     limit: int
     min_score: int
-    def __init__(self, chain_id: _Optional[int] = ..., limit: _Optional[int] = ..., min_score: _Optional[int] = ...) -> None: ...
+    filter: EventFilter
+    def __init__(self, chain_id: _Optional[int] = ..., limit: _Optional[int] = ..., min_score: _Optional[int] = ..., filter: _Optional[_Union[EventFilter, _Mapping]] = ...) -> None: ...
 
 class ListOpportunitiesResponse(_message.Message):
     __slots__ = ("opportunities",)
@@ -230,16 +264,18 @@ class ScanEventsResponse(_message.Message):
     def __init__(self, events: _Optional[_Iterable[_Union[_events_pb2.Event, _Mapping]]] = ..., next_seq_id: _Optional[int] = ..., last_seq_id: _Optional[int] = ..., truncated: _Optional[bool] = ...) -> None: ...
 
 class SubscribeEventsRequest(_message.Message):
-    __slots__ = ("from_seq_id", "chain_id", "kinds", "from_head")
+    __slots__ = ("from_seq_id", "chain_id", "kinds", "from_head", "filter")
     FROM_SEQ_ID_FIELD_NUMBER: _ClassVar[int]
     CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
     KINDS_FIELD_NUMBER: _ClassVar[int]
     FROM_HEAD_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
     from_seq_id: int
     chain_id: int
     kinds: _containers.RepeatedScalarFieldContainer[_events_pb2.EventKind]
     from_head: bool
-    def __init__(self, from_seq_id: _Optional[int] = ..., chain_id: _Optional[int] = ..., kinds: _Optional[_Iterable[_Union[_events_pb2.EventKind, str]]] = ..., from_head: _Optional[bool] = ...) -> None: ...
+    filter: EventFilter
+    def __init__(self, from_seq_id: _Optional[int] = ..., chain_id: _Optional[int] = ..., kinds: _Optional[_Iterable[_Union[_events_pb2.EventKind, str]]] = ..., from_head: _Optional[bool] = ..., filter: _Optional[_Union[EventFilter, _Mapping]] = ...) -> None: ...
 
 class SubscribeEventsResponse(_message.Message):
     __slots__ = ("events", "last_seq_id")

@@ -1,0 +1,492 @@
+"""Server-side event filters: an ``EventFilter`` compiled once per subscription or query, matched per transaction.
+
+A :class:`TxFilter` is the normalized, hashable form of an ``EventFilter`` (sets, ints), so subscribers with the
+same filter share one (``processd.views.subscriptions`` groups them) and a commit is matched once per distinct
+filter, not once per subscriber. Matching reads a transaction through a :class:`TxView` built on what the commit
+already has (``BatchColumns``: the chain, the protocol of its feature-count key, its opportunities' scores, and
+its events' values) and parses an event value only for a field some filter asks about: the TX_SEEN value for
+``senders`` / ``to`` / ``selectors`` / ``min_value``, the TX_DECODED value for ``methods`` / ``tokens_in`` /
+``tokens_out``. Why parse instead of adding columns: the columns are built in the analysis workers (another
+room, on the hot path of every transaction whether anyone filters or not); a parse here costs 2-4 us for the
+transactions of a commit that *has* filtered subscribers, once per transaction, whatever their number.
+
+:class:`FilterIndex` makes 1,000 filters cost about what one does: each filter is indexed under one of its
+set-valued fields (its *anchor*, the most selective it has), so a transaction looks up its own ``to``,
+``sender``, ... in a dict per anchored field and checks in full only the filters found there, plus the few
+without an anchor (chain/kinds/min_value/min_score only).
+
+Semantics (query.proto, ``EventFilter``): AND across fields (selectors and methods are one), OR within a field;
+a transaction's events are taken or skipped together, then ``kinds`` picks among them; a TX_SOURCE_SEEN event
+matches on its chain and kind, and on the other fields by its transaction as read from the log
+(:func:`add_sighting`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from itertools import chain
+from operator import attrgetter
+from typing import Any
+
+from common import limits
+from common.pb.v1 import events_pb2, query_pb2, tx_pb2
+from processd.errors import ProcessdError
+from processd.storage.eventlog import EventLog
+from processd.wire.columns import BatchColumns
+from processd.wire.encoding import varint
+
+KIND_SEEN: int = events_pb2.EVENT_KIND_TX_SEEN
+KIND_DECODED: int = events_pb2.EVENT_KIND_TX_DECODED
+KIND_OPP: int = events_pb2.EVENT_KIND_OPP_DETECTED
+VALID_KINDS = frozenset(limits.EVENT_KINDS.values())
+#: A set that no stored event has (chain 0 and kind 0 are never stored): the combination of a request's own
+#: chain_id / kinds with a filter's that share nothing.
+NOTHING = frozenset({0})
+_parse_event = events_pb2.Event.FromString
+
+
+class FilterError(ProcessdError):
+    """An ``EventFilter`` value is out of bounds (answered INVALID_ARGUMENT, naming the field)."""
+
+    retriable = False
+
+
+@dataclass(frozen=True, slots=True)
+class TxFilter:
+    """A compiled ``EventFilter``: each set empty = any; hashable, so equal filters share one group."""
+
+    chain_ids: frozenset[int] = frozenset()
+    kinds: frozenset[int] = frozenset()
+    senders: frozenset[bytes] = frozenset()
+    to: frozenset[bytes] = frozenset()
+    #: Sender or recipient (one condition over two fields: never an anchor).
+    addresses: frozenset[bytes] = frozenset()
+    selectors: frozenset[bytes] = frozenset()
+    methods: frozenset[str] = frozenset()
+    protocols: frozenset[str] = frozenset()
+    tokens_in: frozenset[bytes] = frozenset()
+    tokens_out: frozenset[bytes] = frozenset()
+    min_value: int = 0
+    min_score: int = 0
+
+    @property
+    def tx_fields(self) -> bool:
+        """Whether it asks about anything beyond chains and kinds (then sightings never match)."""
+        return bool(self.senders or self.to or self.addresses or self.selectors or self.methods or self.protocols
+                    or self.tokens_in or self.tokens_out or self.min_value or self.min_score)
+
+    def matches(self, tx: TxView) -> bool:
+        """Whether transaction ``tx`` matches every field set (cheapest fields first)."""
+        if self.chain_ids and tx.chain not in self.chain_ids:
+            return False
+        if self.protocols and tx.protocol() not in self.protocols:
+            return False
+        if self.min_score and tx.max_score() < self.min_score:
+            return False
+        if self.senders or self.to or self.addresses or self.min_value:
+            env = tx.envelope()
+            if self.addresses and env.sender not in self.addresses and env.to not in self.addresses:
+                return False
+            if self.senders and env.sender not in self.senders:
+                return False
+            if self.to and env.to not in self.to:
+                return False
+            if self.min_value and int.from_bytes(env.value, "big") < self.min_value:
+                return False
+        if self.tokens_in or self.tokens_out:
+            features = tx.features()
+            if self.tokens_in and features.token_in not in self.tokens_in:
+                return False
+            if self.tokens_out and features.token_out not in self.tokens_out:
+                return False
+        # Selectors and method names are one condition (REST's `method` mixes them): either may match.
+        if self.selectors or self.methods:
+            return bool((self.selectors and tx.envelope().input[:4] in self.selectors)
+                        or (self.methods and tx.features().method in self.methods))
+        return True
+
+    def matches_sighting(self, chain_id: int, kind: int, tx: TxView | None) -> bool:
+        """Whether a TX_SOURCE_SEEN event matches: its chain and kind, and its transaction (``tx``, read from the
+        log; None when it is not there) when the filter asks about transaction fields."""
+        if (self.chain_ids and chain_id not in self.chain_ids) or (self.kinds and kind not in self.kinds):
+            return False
+        return not self.tx_fields or (tx is not None and self.matches(tx))
+
+
+class TxView:
+    """One stored transaction as its events' values (``values[start:end]``, TX_SEEN first, at seqs from
+    ``seq``), with the fields a filter reads parsed at most once and only when asked for, and its events framed
+    for a SubscribeEvents message at most once per set of kinds."""
+
+    __slots__ = ("_env", "_features", "_framed", "_protocol", "_scores", "all_bytes", "all_count", "chain", "end",
+                 "seq", "start", "values")
+
+    def __init__(self, chain: int, values: Sequence[bytes], start: int, end: int, seq: int,
+                 protocol: str | None = None, scores: dict[int, int] | None = None) -> None:
+        """``protocol`` and ``scores`` (event offset -> opportunity score) come from the commit's columns when
+        it has them; otherwise they are parsed from the values when a filter asks."""
+        self.chain = chain
+        self.values = values
+        self.start = start
+        self.end = end
+        self.seq = seq
+        self._protocol = protocol
+        self._scores = scores
+        self._env: tx_pb2.TxEnvelope | None = None
+        self._features: events_pb2.TxFeatures | None = None
+        self._framed: dict[frozenset[int], tuple[bytes, int]] | None = None
+        #: All its events framed (:meth:`frame_all`, once it is taken), read C-level by ``attrgetter``.
+        self.all_bytes = b""
+        self.all_count = 0
+
+    def frame_all(self) -> None:
+        """Frames all its events once (the usual case: a filter without ``kinds``)."""
+        if not self.all_count:
+            self.all_bytes, self.all_count = self._frame(frozenset(), 0)
+
+    def envelope(self) -> tx_pb2.TxEnvelope:
+        """The ``TxEnvelope`` (parsed from the TX_SEEN value on first use)."""
+        env = self._env
+        if env is None:
+            raw = memoryview(self.values[self.start])[1:]  # no copy of the calldata
+            env = self._env = _parse_event(raw).tx_seen.tx  # type: ignore[arg-type]
+        return env
+
+    def features(self) -> events_pb2.TxFeatures:
+        """The ``TxFeatures`` (parsed from the TX_DECODED value on first use)."""
+        features = self._features
+        if features is None:
+            raw = memoryview(self.values[self.start + 1])[1:]
+            features = self._features = _parse_event(raw).tx_decoded.features  # type: ignore[arg-type]
+        return features
+
+    def protocol(self) -> str:
+        if self._protocol is None:
+            self._protocol = self.features().protocol
+        return self._protocol
+
+    def max_score(self) -> int:
+        """The best score among its opportunities (0 without any): from the columns' scores when given."""
+        scores = self._scores
+        if scores is not None:
+            return max((scores.get(i, 0) for i in range(self.start + 2, self.end)), default=0)
+        values = self.values
+        return max((_parse_event(values[i][1:]).opp_detected.opportunity.score
+                    for i in range(self.start + 2, self.end)), default=0)
+
+    def framed(self, kinds: frozenset[int], from_seq: int = 0) -> tuple[bytes, int]:
+        """Its events of ``kinds`` (all when empty) from ``from_seq`` on as ``SubscribeEventsResponse.events``
+        entries, joined, and how many they are; computed once per set of kinds (shared by every filter)."""
+        if from_seq > self.seq:
+            return self._frame(kinds, from_seq)
+        if not kinds:
+            self.frame_all()
+            return self.all_bytes, self.all_count
+        cache = self._framed
+        if cache is None:
+            cache = self._framed = {}
+        entry = cache.get(kinds)
+        if entry is None:
+            entry = cache[kinds] = self._frame(kinds, 0)
+        return entry
+
+    def _frame(self, kinds: frozenset[int], from_seq: int) -> tuple[bytes, int]:
+        values, base = self.values, self.seq - self.start
+        parts = [frame_event(base + offset, values[offset]) for offset in range(self.start, self.end)
+                 if (not kinds or values[offset][0] in kinds) and base + offset >= from_seq]
+        return b"".join(parts), len(parts)
+
+
+def frame_event(seq: int, value: bytes) -> bytes:
+    """One ``SubscribeEventsResponse.events`` entry (field 1) of the stored ``value``: ``Event.seq_id`` (field 1)
+    then the stored Event fields (the value minus its kind byte). Protobuf fields may come in any order, so this
+    parses as the Event ScanEvents returns for the same seq."""
+    seq_field = varint(seq)
+    return b"".join((b"\x0a", varint(len(value) + len(seq_field)), b"\x08", seq_field, memoryview(value)[1:]))
+
+
+#: Anchor fields, most selective first: (TxFilter attribute, what the transaction has there).
+_ANCHORS: tuple[tuple[str, Callable[[TxView], object]], ...] = (
+    ("to", lambda tx: tx.envelope().to),
+    ("senders", lambda tx: tx.envelope().sender),
+    ("tokens_in", lambda tx: tx.features().token_in),
+    ("tokens_out", lambda tx: tx.features().token_out),
+    ("selectors", lambda tx: tx.envelope().input[:4]),
+    ("methods", lambda tx: tx.features().method),
+    ("protocols", TxView.protocol),
+    ("chain_ids", lambda tx: tx.chain),
+)
+_seq_of = attrgetter("seq")
+#: (chain, tx hash) -> (seq of its TX_SEEN, its events' values), or (0, []) when not stored.
+TxLookup = Callable[[int, bytes], tuple[int, list[bytes]]]
+_bytes_of = attrgetter("all_bytes")
+_count_of = attrgetter("all_count")
+
+
+class FilterGroup:
+    """The subscribers of one distinct filter, and the transactions it takes from what is being matched."""
+
+    __slots__ = ("anchor", "filter", "members", "recheck", "sightings", "txs")
+
+    def __init__(self, event_filter: TxFilter) -> None:
+        self.filter = event_filter
+        self.members: set[Any] = set()
+        #: The field it is indexed under (None: checked against every transaction), and whether a transaction
+        #: found there must still be checked against its other fields.
+        self.anchor: str | None = None
+        self.recheck = True
+        #: Transactions taken, in seq order (after :meth:`FilterIndex.finish`), and the sightings taken meanwhile.
+        self.txs: list[TxView] = []
+        self.sightings: list[TxView] = []
+
+    def frames(self, from_seq: int = 0) -> list[tuple[bytes, int]]:
+        """Its transactions' events of the filter's kinds, framed (bytes, events), those with any."""
+        kinds = self.filter.kinds
+        return [entry for tx in self.txs if (entry := tx.framed(kinds, from_seq))[1]]
+
+    def joined(self) -> tuple[list[bytes], int]:
+        """:meth:`frames` as (bytes of each, events in all); without kinds, C-level over frames made once per
+        transaction when it was taken (:meth:`FilterIndex.collect`)."""
+        if not self.filter.kinds:
+            txs = self.txs
+            return list(map(_bytes_of, txs)), sum(map(_count_of, txs))
+        frames = self.frames()
+        return [b for b, _ in frames], sum(n for _, n in frames)
+
+
+class FilterIndex:
+    """The distinct filters (their groups), indexed so matching costs per transaction, not per filter.
+
+    Each group is indexed under one set-valued field (its anchor, the most selective it has). A transaction is
+    put in one bucket per anchored field, the bucket of its own value there, if any filter asked for that value
+    (:meth:`collect`); a group then takes the buckets of its values (:meth:`finish`), C-level list work, and
+    checks its other fields only if it has any. Groups without an anchor check every transaction.
+    """
+
+    def __init__(self, groups: Iterable[FilterGroup]) -> None:
+        self.groups = list(groups)
+        self.unanchored = [g for g in self.groups if not self._anchor(g)]
+        tables: dict[str, dict[object, list[FilterGroup]]] = {}
+        for g in self.groups:
+            if g.anchor is not None:
+                table = tables.setdefault(g.anchor, {})
+                for value in getattr(g.filter, g.anchor):
+                    table.setdefault(value, []).append(g)
+        #: Per anchored field: its getter and the groups of each value (the values any filter asked for).
+        self.fields = [(name, get, tables[name]) for name, get in _ANCHORS if name in tables]
+        self.buckets: dict[str, dict[object, list[TxView]]] = {}
+
+    @staticmethod
+    def _anchor(g: FilterGroup) -> bool:
+        f = g.filter
+        either = f.selectors and f.methods  # one OR condition over two fields: neither can be an anchor alone
+        for name, _ in _ANCHORS:
+            if getattr(f, name) and not (either and name in ("selectors", "methods")):
+                g.anchor = name
+                rest: dict[str, Any] = {name: frozenset(), "kinds": frozenset()}
+                g.recheck = replace(f, **rest) != TxFilter()
+                return True
+        return False
+
+    def candidates(self, tx: TxView) -> list[FilterGroup]:
+        """The groups ``tx`` may match (a probe without buckets, for a sighting's transaction)."""
+        found = list(self.unanchored)
+        for _, get, table in self.fields:
+            found.extend(table.get(get(tx), ()))
+        return found
+
+    def begin(self) -> None:
+        """Starts a round of matching (a commit, a catch-up chunk)."""
+        self.buckets = {name: {} for name, _, _ in self.fields}
+        for g in self.groups:
+            g.txs = []
+            g.sightings = []
+
+    def collect(self, tx: TxView) -> None:
+        """Files one transaction (in seq order within the round)."""
+        for g in self.unanchored:
+            if g.filter.matches(tx):
+                g.txs.append(tx)
+                tx.frame_all()
+        buckets = self.buckets
+        for name, get, wanted in self.fields:
+            value = get(tx)
+            if value in wanted:
+                tx.frame_all()
+                bucket = buckets[name].get(value)
+                if bucket is None:
+                    buckets[name][value] = [tx]
+                else:
+                    bucket.append(tx)
+
+    def finish(self) -> None:
+        """Gives each anchored group the transactions of its values' buckets, and each group its sightings, in
+        seq order."""
+        for g in self.groups:
+            if g.anchor is not None:
+                table = self.buckets[g.anchor]
+                found = [bucket for v in getattr(g.filter, g.anchor) if (bucket := table.get(v))]
+                if found:
+                    txs = found[0] if len(found) == 1 else sorted(chain.from_iterable(found), key=_seq_of)
+                    g.txs = [tx for tx in txs if g.filter.matches(tx)] if g.recheck else txs
+            if g.sightings:
+                g.txs = sorted([*g.txs, *g.sightings], key=_seq_of)
+
+
+# ---- compiling a request's filter -------------------------------------------------------------------------------
+
+
+def _bounded(name: str, values: Sequence[object]) -> None:
+    most, size = limits.FILTER_LIMITS[name]
+    if len(values) > most:
+        raise FilterError(f"filter.{name}: at most {most} values, got {len(values)}")
+    if size and name in ("methods", "protocols"):
+        for v in values:
+            if not v or len(v) > size:  # type: ignore[arg-type]
+                raise FilterError(f"filter.{name}: each value 1..{size} characters")
+    elif size:
+        for v in values:
+            if len(v) != size:  # type: ignore[arg-type]
+                raise FilterError(f"filter.{name}: each value must be {size} bytes, got {len(v)}")  # type: ignore[arg-type]
+
+
+def _check_counts(pb: query_pb2.EventFilter) -> None:
+    for name in limits.FILTER_LIMITS:
+        _bounded(name, getattr(pb, name))
+    if len(pb.senders) + len(pb.to) + len(pb.addresses) > limits.MAX_FILTER_ADDRESSES:
+        raise FilterError(f"filter.senders, filter.to and filter.addresses: at most {limits.MAX_FILTER_ADDRESSES} "
+                          "addresses together")
+    if len(pb.tokens_in) + len(pb.tokens_out) > limits.MAX_FILTER_TOKENS:
+        raise FilterError(f"filter.tokens_in and filter.tokens_out: at most {limits.MAX_FILTER_TOKENS} tokens together")
+    for chain_id in pb.chain_ids:
+        if not 0 < chain_id <= limits.MAX_CHAIN_ID:
+            raise FilterError(f"filter.chain_ids: {chain_id} out of range 1..{limits.MAX_CHAIN_ID}")
+    bad = set(pb.kinds) - VALID_KINDS
+    if bad:
+        raise FilterError(f"filter.kinds: unknown event kinds {sorted(bad)}")
+    if len(pb.min_value) > limits.MAX_VALUE_BYTES:
+        raise FilterError(f"filter.min_value: at most {limits.MAX_VALUE_BYTES} bytes, got {len(pb.min_value)}")
+    if pb.min_score > limits.MAX_SCORE:
+        raise FilterError(f"filter.min_score must be 0..{limits.MAX_SCORE}, got {pb.min_score}")
+
+
+def _combine(own: frozenset[int], theirs: frozenset[int]) -> frozenset[int]:
+    """AND of a request's own set and the filter's (empty = any)."""
+    if not own or not theirs:
+        return own or theirs
+    return own & theirs or NOTHING
+
+
+def compile_filter(pb: query_pb2.EventFilter | None, chain_id: int = 0, kinds: Iterable[int] = (),
+                   min_score: int = 0) -> TxFilter:
+    """The :class:`TxFilter` of a request: its ``filter`` ANDed with its older ``chain_id`` / ``kinds`` (and
+    ``min_score``: the larger). Raises :class:`FilterError` naming the field past its bound."""
+    own_chains = frozenset({chain_id}) if chain_id else frozenset()
+    if pb is None:
+        return TxFilter(chain_ids=own_chains, kinds=frozenset(kinds), min_score=min_score)
+    _check_counts(pb)
+    return TxFilter(
+        chain_ids=_combine(own_chains, frozenset(pb.chain_ids)),
+        kinds=_combine(frozenset(kinds), frozenset(pb.kinds)),
+        senders=frozenset(pb.senders), to=frozenset(pb.to), addresses=frozenset(pb.addresses),
+        selectors=frozenset(pb.selectors),
+        methods=frozenset(pb.methods), protocols=frozenset(pb.protocols),
+        tokens_in=frozenset(pb.tokens_in), tokens_out=frozenset(pb.tokens_out),
+        min_value=int.from_bytes(pb.min_value, "big"), min_score=max(min_score, pb.min_score),
+    )
+
+
+# ---- matching what a commit stored, or what the log holds ----------------------------------------------------
+
+
+def match_columns(index: FilterIndex, stored: Iterable[tuple[int, BatchColumns]],
+                  sightings: Iterable[tuple[int, int, int, bytes]] = (), lookup: TxLookup | None = None) -> None:
+    """Gives each group of ``index`` the transactions it takes from a commit's stored batches ``(first seq,
+    columns)`` and the ``sightings`` it takes (:func:`add_sighting`), in seq order. Chain, protocol and scores come
+    from the columns; a value is parsed only when a filter asks."""
+    index.begin()
+    for event in sightings:
+        add_sighting(index, event, lookup)
+    collect = index.collect
+    for first, cols in stored:
+        values, seen_at, chains, fkeys, fkey_of = cols.values, cols.seen_at, cols.chain, cols.fkeys, cols.fkey_of
+        scores = {offset: score for offset, _, score in cols.opps}
+        n = len(seen_at)
+        for t in range(n):
+            start = seen_at[t]
+            end = seen_at[t + 1] if t + 1 < n else len(values)
+            collect(TxView(chains[t], values, start, end, first + start, fkeys[fkey_of[t]][2], scores))
+    index.finish()
+
+
+def add_sighting(index: FilterIndex, event: tuple[int, int, int, bytes], lookup: TxLookup | None) -> None:
+    """Gives a TX_SOURCE_SEEN ``event`` ``(seq, chain, kind, value)`` to the groups it matches: on chain and
+    kind, and for a filter of transaction fields on its transaction, read from the log with ``lookup`` (once,
+    and only when such a filter exists: sightings come only from chains with several sources)."""
+    seq, chain_id, kind, value = event
+    tx: TxView | None = None
+    groups = [g for g in index.groups if not g.filter.tx_fields]
+    if lookup is not None and len(groups) < len(index.groups):
+        tx_hash = _parse_event(value[1:]).tx_hash
+        first, values = lookup(chain_id, tx_hash)
+        if values:
+            tx = TxView(chain_id, values, 0, len(values), first)
+            if tx.envelope().hash == tx_hash:  # the index key holds the hash's first 16 bytes
+                groups.extend(g for g in index.candidates(tx) if g.filter.tx_fields)
+            else:
+                tx = None
+    sighting = TxView(chain_id, [value], 0, 1, seq)
+    for g in groups:
+        if g.filter.matches_sighting(chain_id, kind, tx):
+            sighting.frame_all()
+            g.sightings.append(sighting)
+
+
+def match_raw(index: FilterIndex, events: Sequence[tuple[int, int, int, bytes]],
+              lookup: TxLookup | None = None) -> None:
+    """Gives each group of ``index`` what it takes from ``events`` ``(seq, chain, kind, value)`` read from the
+    log, whose seqs are consecutive. A transaction is its TX_SEEN and the TX_DECODED / OPP_DETECTED events
+    right after it; events before the first TX_SEEN whose transaction is not in ``events`` are skipped (the
+    caller reads from a little earlier and frames from its cursor on); sightings: :func:`add_sighting`."""
+    index.begin()
+    values = [e[3] for e in events]
+    n = len(events)
+    i = 0
+    while i < n:
+        seq, chain_id, kind, _ = events[i]
+        if kind != KIND_SEEN:
+            if kind not in (KIND_DECODED, KIND_OPP):  # a sighting, on its own
+                add_sighting(index, events[i], lookup)
+            i += 1
+            continue
+        end = i + 1
+        while end < n and events[end][2] in (KIND_DECODED, KIND_OPP):
+            end += 1
+        if end > i + 1:  # a transaction's TX_DECODED always follows its TX_SEEN; without it, it is cut
+            index.collect(TxView(chain_id, values, i, end, seq))
+        i = end
+    index.finish()
+
+
+class LogMatcher:
+    """Matches stored transactions by the seq of any of their events, for the list endpoints: one short cursor
+    walk in the caller's read transaction (``EventLog.tx_values``) per transaction, remembered per request (a
+    transaction's opportunities share the answer)."""
+
+    def __init__(self, eventlog: EventLog, event_filter: TxFilter) -> None:
+        self._log = eventlog
+        self._filter = event_filter
+        self._memo: dict[int, bool] = {}
+
+    def __call__(self, txn: Any, seq: int, chain_id: int = 0) -> bool:
+        first, values = self._log.tx_values(txn, seq)
+        if not values:
+            return False
+        hit = self._memo.get(first)
+        if hit is None:
+            tx = TxView(chain_id, values, 0, len(values), first)
+            if not chain_id:
+                tx.chain = tx.envelope().chain_id
+            hit = self._memo[first] = self._filter.matches(tx)
+        return hit

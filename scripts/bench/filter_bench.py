@@ -1,0 +1,236 @@
+"""Filtered subscribers benchmark: processd CPU per committed transaction with 0 / 10 / 100 / 1,000 subscribers.
+
+    python -m scripts.bench.filter_bench [--tx 40000] [--passes 2] [--counts 0,10,100,1000] [--out-name filters]
+
+One real ``python -m processd`` (sync durability) serves every step, side by side in one run. Per step, a
+subscriber process (``--subscriber-child``, so its CPU is not processd's) opens N ``SubscribeEvents`` streams,
+each with an ``EventFilter`` matching about 1% of the transactions (a set of senders or of `to` addresses,
+drawn from the synthetic traffic's own frequencies: subscriber k gets addresses until their share reaches 1%),
+``from_head``; once all are admitted, ``--tx`` new transactions are pushed as the processd bench does (one
+stream per chain, 64 batches of 500 in flight, batches pre-encoded before the clock): as fast as processd
+acknowledges them, i.e. at its ingest capacity with that many subscribers. Figures per step: processd's CPU
+(daemon + analysis workers, ``tree_cpu_seconds``) per committed transaction, the ingest throughput, and what
+the subscribers received (events, and the share of transactions they matched). With ``--no-match`` (default
+on) each count runs a second time with filters of as many addresses that match nothing: what subscribers cost
+without deliveries. ``--passes`` runs the counts up and then down again (the log grows during the run;
+alternating cancels its drift), and each count's figures are the mean of its passes. Writes
+``artifacts/perf/filters.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from common.pb.v1 import events_pb2, query_pb2, query_pb2_grpc
+from common.testing.netutil import free_port
+from common.testing.synth import synthetic_envelopes
+from scripts.bench.harness import ratio, tree_cpu_seconds, write_artifact
+from scripts.bench.processd_bench import (
+    CHAINS,
+    ROOT,
+    Server,
+    encode_batches,
+    make_json_lines,
+    split_by_chain,
+    streams_encoded,
+)
+
+SHARE = 0.01
+SUBSCRIBERS_PER_CHANNEL = 100
+SEEN = events_pb2.EVENT_KIND_TX_SEEN
+
+
+def make_filters(count: int, seed: int = 7, matching: bool = True) -> list[dict[str, list[str]]]:
+    """``count`` filters (hex address lists) matching about 1% of the synthetic traffic each: even ones by
+    sender, odd ones by `to`, from addresses rarer than 1% (a heavy one alone would match more). Not
+    ``matching``: the same number of addresses, each changed in its last byte (they match nothing), to measure
+    what subscribers cost without deliveries."""
+    sample = synthetic_envelopes(20_000, seed=seed, chain_ids=CHAINS)
+    shares = {"senders": Counter(e.sender for e in sample), "to": Counter(e.to for e in sample if e.to)}
+    out = []
+    for k in range(count):
+        field = "senders" if k % 2 == 0 else "to"
+        counts = shares[field]
+        candidates = [a for a, n in counts.items() if n / len(sample) < SHARE]
+        random.Random(k).shuffle(candidates)
+        chosen, share = [], 0.0
+        for address in candidates:
+            if share >= SHARE:
+                break
+            chosen.append(address.hex())
+            share += counts[address] / len(sample)
+        if not matching:
+            chosen = [a[:-2] + "ff" if not a.endswith("ff") else a[:-2] + "fe" for a in chosen]
+        out.append({field: chosen})
+    return out
+
+
+# ---- the subscriber process -------------------------------------------------------------------------------
+
+
+async def _subscribe(channel: grpc.aio.Channel, spec: dict[str, list[str]], ready: asyncio.Event,
+                     admitted: list[int], totals: Counter[str], n: int) -> None:
+    f = query_pb2.EventFilter()
+    for field, addresses in spec.items():
+        getattr(f, field).extend(bytes.fromhex(a) for a in addresses)
+    call = query_pb2_grpc.QueryStub(channel).SubscribeEvents(query_pb2.SubscribeEventsRequest(from_head=True,
+                                                                                             filter=f))
+    await call.initial_metadata()
+    admitted[0] += 1
+    if admitted[0] == n:
+        ready.set()
+    async for msg in call:
+        totals["messages"] += 1
+        totals["events"] += len(msg.events)
+        totals["tx_seen"] += sum(1 for e in msg.events if e.kind == SEEN)
+
+
+async def subscriber_child(target: str, specs: list[dict[str, list[str]]]) -> None:
+    """Opens a stream per filter; prints "ready" once all are admitted, then the counts when stdin closes."""
+    totals: Counter[str] = Counter()
+    ready, admitted = asyncio.Event(), [0]
+    channels = [grpc.aio.insecure_channel(target) for _ in range(0, len(specs), SUBSCRIBERS_PER_CHANNEL)]
+    tasks = [asyncio.create_task(_subscribe(channels[i // SUBSCRIBERS_PER_CHANNEL], spec, ready, admitted, totals,
+                                            len(specs))) for i, spec in enumerate(specs)]
+    if specs:
+        await ready.wait()
+    print("ready", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    print(json.dumps(dict(totals)), flush=True)
+    for t in tasks:
+        t.cancel()
+    for ch in channels:
+        await ch.close(None)
+
+
+# ---- the driver -------------------------------------------------------------------------------------------
+
+
+def start_subscribers(target: str, filters: list[dict[str, list[str]]], work: Path) -> subprocess.Popen[str]:
+    path = work / f"filters-{len(filters)}.json"
+    path.write_text(json.dumps(filters))
+    proc = subprocess.Popen([sys.executable, "-m", "scripts.bench.filter_bench", "--subscriber-child", target,
+                             str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.stdout is not None
+    if proc.stdout.readline().strip() != "ready":
+        raise RuntimeError("subscriber process did not start")
+    return proc
+
+
+def stop_subscribers(proc: subprocess.Popen[str]) -> dict[str, int]:
+    out, _ = proc.communicate("", timeout=120)
+    return json.loads(out.strip().splitlines()[-1])
+
+
+async def step(server: Server, count: int, args: argparse.Namespace, work: Path, seed: int,
+               matching: bool = True) -> dict[str, Any]:
+    """One measured push of ``args.tx`` new transactions with ``count`` filtered subscribers attached."""
+    lines = make_json_lines(args.tx, seed=seed)
+    encoded = [encode_batches(part, 500, f"s{seed}-{i}", 1) for i, part in enumerate(split_by_chain(lines))]
+    subs = start_subscribers(server.target, make_filters(count, matching=matching), work)
+    try:
+        await asyncio.sleep(1.0)  # let the subscriptions' catch-up end before the clock starts
+        cpu0, (main0, _) = tree_cpu_seconds(server.proc.pid) or 0.0, server.cpu_split()
+        result = await streams_encoded(server.target, encoded, 64)
+        cpu1, (main1, _) = tree_cpu_seconds(server.proc.pid) or 0.0, server.cpu_split()
+        await asyncio.sleep(1.0)  # the last commit's events reach the subscribers
+    finally:
+        received = stop_subscribers(subs)
+    return {
+        "subscribers": count, "match": "1%" if matching else "none", "tx": args.tx, "accepted": result["accepted"],
+        "seconds": result["seconds"],
+        "tx_per_s": round(args.tx / result["seconds"], 1),
+        "processd_cpu_us_per_tx": round((cpu1 - cpu0) / args.tx * 1e6, 2),
+        # The daemon's own process (gRPC, writer, read models, fan-out); the rest is its analysis workers.
+        "processd_main_cpu_us_per_tx": round((main1 - main0) / args.tx * 1e6, 2),
+        "events_delivered": received.get("events", 0),
+        "messages_delivered": received.get("messages", 0),
+        "matched_share_per_subscriber": round(received.get("tx_seen", 0) / args.tx / count, 4) if count else None,
+        "load_avg_1m": os.getloadavg()[0],
+    }
+
+
+def summarize_counts(steps: list[dict[str, Any]], counts: list[int], match: str) -> dict[str, Any]:
+    """Per count, the mean of its passes, and each against the figures with no subscriber."""
+    out: dict[str, Any] = {}
+    for count in counts:
+        mine = [s for s in steps if s["subscribers"] == count and (s["match"] == match or not count)]
+        out[str(count)] = {key: round(sum(s[key] for s in mine) / len(mine), 2)
+                           for key in ("tx_per_s", "processd_cpu_us_per_tx")}
+    base = out[str(counts[0])]
+    for count in counts:
+        fig = out[str(count)]
+        fig["throughput_vs_none"] = ratio(fig["tx_per_s"], base["tx_per_s"])
+        fig["cpu_per_tx_vs_none"] = ratio(fig["processd_cpu_us_per_tx"], base["processd_cpu_us_per_tx"])
+    return out
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    counts = [int(c) for c in args.counts.split(",")]
+    work = Path(tempfile.mkdtemp(prefix="filter-bench-"))
+    os.environ["MEMPULSE_PROCESSD_MAX_SUBSCRIBERS"] = str(max(counts) + 16)
+    port = free_port()
+    server = Server([sys.executable, "-m", "processd", "--data-dir", str(work / "log"), "--listen",
+                     f"127.0.0.1:{port}"], port, work / "processd.log")
+    steps: list[dict[str, Any]] = []
+    try:
+        await streams_encoded(server.target, [encode_batches(make_json_lines(2000, seed=2), 500, "warm", 1)], 64)
+        order = [c for p in range(args.passes) for c in (counts if p % 2 == 0 else counts[::-1])]
+        seed = 100
+        for count in order:
+            for matching in (True, False) if count and args.no_match else (True,):
+                seed += 1
+                steps.append(await step(server, count, args, work, seed, matching))
+                s = steps[-1]
+                print(f"{count:>5} subscribers ({s['match']:>4}): {s['tx_per_s']:>9,.0f} tx/s,"
+                      f" processd {s['processd_cpu_us_per_tx']} us/tx (main {s['processd_main_cpu_us_per_tx']}),"
+                      f" {s['events_delivered']:,} events in {s['messages_delivered']:,} messages,"
+                      f" share {s['matched_share_per_subscriber']}", flush=True)
+    finally:
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    return {"tx_per_step": args.tx, "passes": args.passes, "match_share_target": SHARE, "durability": "sync",
+            "by_subscribers": summarize_counts(steps, counts, "1%"),
+            "by_subscribers_matching_none": summarize_counts(steps, counts, "none") if args.no_match else None,
+            "steps": steps}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tx", type=int, default=40_000)
+    parser.add_argument("--passes", type=int, default=2)
+    parser.add_argument("--counts", default="0,10,100,1000")
+    parser.add_argument("--out-name", default="filters")
+    parser.add_argument("--no-match", action=argparse.BooleanOptionalAction, default=True,
+                        help="also run each count with filters that match nothing (the cost of subscribers alone)")
+    parser.add_argument("--subscriber-child", nargs=2, metavar=("TARGET", "FILTERS_JSON"))
+    args = parser.parse_args()
+    if args.subscriber_child:
+        target, path = args.subscriber_child
+        asyncio.run(subscriber_child(target, json.loads(Path(path).read_text())))
+        return
+    started = time.time()
+    results = asyncio.run(run(args))
+    results["wall_s"] = round(time.time() - started, 1)
+    path = write_artifact(args.out_name, results)
+    print(json.dumps({k: results[k] for k in ("by_subscribers", "by_subscribers_matching_none")}, indent=1))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -32,9 +32,10 @@ T = TypeVar("T")
 
 #: Largest message accepted from processd (its pages stay under half of its own 16 MiB limit by default).
 MAX_RECEIVE_MESSAGE_BYTES = 64 * 1024 * 1024
-#: The unary Query methods: retried by gRPC itself on UNAVAILABLE (the service config below).
-UNARY_METHODS = ("GetSnapshot", "ListTransactions", "GetTransaction", "ListFeatures", "ListOpportunities",
-                 "ScanEvents")
+#: The unary Query methods: retried by gRPC itself on UNAVAILABLE (the service config below). Derived from the
+#: service descriptor, so a method added to the proto is retried too (the client may not wrap it yet).
+UNARY_METHODS = tuple(m.name for m in query_pb2.DESCRIPTOR.services_by_name["Query"].methods
+                      if not m.server_streaming)
 
 
 def service_config(max_attempts: int = 4, initial_backoff_s: float = 0.1, max_backoff_s: float = 2.0) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -377,6 +377,19 @@ class QueryService(query_pb2_grpc.QueryServicer):
                 sub.next_seq = cursor
                 hub.register(sub)
                 break
+        # aclosing: a cancelled call closes the live part at once (it unregisters the subscriber, freeing the slot)
+        async with contextlib.aclosing(self._live(sub, context, lambda: query_pb2.SubscribeEventsResponse(
+                events=sub.take(SUBSCRIBE_PAGE, self.subscribe_message_bytes), last_seq_id=hub.last_seq))) as live:
+            async for message in live:
+                yield message
+
+    async def _live(self, sub: Subscriber, context: grpc.aio.ServicerContext,
+                    next_message: Callable[[], query_pb2.SubscribeEventsResponse | bytes],
+                    ) -> AsyncGenerator[query_pb2.SubscribeEventsResponse | bytes, None]:
+        """The live part of a registered subscription (filtered or not): heartbeats while nothing comes, the
+        subscriber's buffer as ``next_message()`` pages when woken, RESOURCE_EXHAUSTED once it was cut; it
+        unregisters on the way out."""
+        hub = self._hub
         self._metrics.subscribers.inc()
         try:
             while not hub.closed:
@@ -390,8 +403,7 @@ class QueryService(query_pb2_grpc.QueryServicer):
                     await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                         f"subscriber too slow ({sub.cut_reason}); resume from your last seq_id")
                 while sub.buffer:
-                    page = sub.take(SUBSCRIBE_PAGE, self.subscribe_message_bytes)
-                    yield query_pb2.SubscribeEventsResponse(events=page, last_seq_id=hub.last_seq)
+                    yield next_message()
                     if sub.cut_reason:
                         break
         finally:
@@ -424,26 +436,10 @@ class QueryService(query_pb2_grpc.QueryServicer):
                 sub.next_seq = cursor
                 hub.register(sub)
                 break
-        self._metrics.subscribers.inc()
-        try:
-            while not hub.closed:
-                try:
-                    await asyncio.wait_for(sub.wakeup.wait(), HEARTBEAT_S)
-                except TimeoutError:
-                    yield query_pb2.SubscribeEventsResponse(last_seq_id=hub.last_seq)
-                    continue
-                sub.wakeup.clear()
-                if sub.cut_reason:
-                    await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                        f"subscriber too slow ({sub.cut_reason}); resume from your last seq_id")
-                while sub.buffer:
-                    page = sub.take_framed(SUBSCRIBE_PAGE, self.subscribe_message_bytes)
-                    yield framed_message(page, hub.last_seq)
-                    if sub.cut_reason:
-                        break
-        finally:
-            hub.unregister(sub)
-            self._metrics.subscribers.dec()
+        async with contextlib.aclosing(self._live(sub, context, lambda: framed_message(
+                sub.take_framed(SUBSCRIBE_PAGE, self.subscribe_message_bytes), hub.last_seq))) as live:
+            async for message in live:
+                yield message
 
     def _filtered_chunk(self, index: FilterIndex, group: FilterGroup, cursor: int,
                         ) -> tuple[list[tuple[bytes, int]], int, int]:

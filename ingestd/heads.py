@@ -9,7 +9,6 @@ number and hash and calls the follower's synchronous, non-blocking :meth:`ingest
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 
@@ -25,7 +24,6 @@ from ingestd.notifications import (
     PendingHash,
     PendingTx,
     SubscribeFailure,
-    SubscribeResult,
     parse_message,
 )
 from ingestd.ws_source import RejectHandler, SubscribeError, WsSource
@@ -51,22 +49,9 @@ class HeadSource(WsSource):
         request_id = self._next_id()
         await ws.send(heads_request(request_id), text=True)
         deadline = time.monotonic() + self.subscribe_timeout_s
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise SubscribeError("no answer to eth_subscribe newHeads")
-            async with asyncio.timeout(remaining):  # (asyncio.timeout, not wait_for: see WsSource._subscribe)
-                raw = await ws.recv(decode=False)
-            try:
-                msg = parse_message(raw)
-            except NotificationError as exc:
-                self._on_reject(self.source.source_id, exc.reason)
-                continue
-            if isinstance(msg, SubscribeResult) and msg.request_id == request_id:
-                break
-            if isinstance(msg, SubscribeFailure) and msg.request_id in (request_id, None):
-                raise SubscribeError(f"eth_subscribe newHeads failed: {msg.code} {msg.message}")
-            self._on_reject(self.source.source_id, "unknown_subscription")
+        msg = await self._subscribe_answer(ws, request_id, deadline, "eth_subscribe newHeads")
+        if isinstance(msg, SubscribeFailure):
+            raise SubscribeError(f"eth_subscribe newHeads failed: {msg.code} {msg.message}")
         self.subscription_id = msg.subscription_id
         self.stats.connected = True
         self.stats.subscribed_since_mono = time.monotonic()

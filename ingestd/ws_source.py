@@ -125,9 +125,34 @@ class WsSource:
         await ws.send(subscribe_request(request_id, want_full), text=True)
         deadline = time.monotonic() + self.subscribe_timeout_s
         while True:
+            msg = await self._subscribe_answer(ws, request_id, deadline, "eth_subscribe")
+            if isinstance(msg, SubscribeResult):
+                break
+            if want_full and self.full_tx == "auto":
+                log.info("source chain=%s source=%s refused full transactions (%s); using hashes",
+                         self.chain_label, self.source.source_id, msg.message)
+                self._full_tx_refused = True
+                want_full = False
+                request_id = self._next_id()
+                await ws.send(subscribe_request(request_id, False), text=True)
+                continue
+            raise SubscribeError(f"eth_subscribe failed: {msg.code} {msg.message}")
+        self.subscription_id = msg.subscription_id
+        now = time.monotonic()
+        self.stats.connected = True
+        self.stats.silent = False
+        self.stats.full_tx = want_full
+        self.stats.subscribed_since_mono = now
+        self._on_subscribed(self.source.source_id, want_full)
+
+    async def _subscribe_answer(self, ws: ClientConnection, request_id: int, deadline: float,
+                                what: str) -> SubscribeResult | SubscribeFailure:
+        """The node's answer to subscription request ``request_id`` (``what`` names it in the timeout error):
+        frames before it are counted as rejects. Raises SubscribeError once ``deadline`` (monotonic) passes."""
+        while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise SubscribeError("no answer to eth_subscribe")
+                raise SubscribeError(f"no answer to {what}")
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns the result when a cancel arrives just as
             # the frame does, swallowing the cancel, and the reconnect loop then never stops.
             async with asyncio.timeout(remaining):
@@ -138,25 +163,10 @@ class WsSource:
                 self._on_reject(self.source.source_id, exc.reason)
                 continue
             if isinstance(msg, SubscribeResult) and msg.request_id == request_id:
-                break
+                return msg
             if isinstance(msg, SubscribeFailure) and msg.request_id in (request_id, None):
-                if want_full and self.full_tx == "auto":
-                    log.info("source chain=%s source=%s refused full transactions (%s); using hashes",
-                             self.chain_label, self.source.source_id, msg.message)
-                    self._full_tx_refused = True
-                    want_full = False
-                    request_id = self._next_id()
-                    await ws.send(subscribe_request(request_id, False), text=True)
-                    continue
-                raise SubscribeError(f"eth_subscribe failed: {msg.code} {msg.message}")
+                return msg
             self._on_reject(self.source.source_id, "unknown_subscription")
-        self.subscription_id = msg.subscription_id
-        now = time.monotonic()
-        self.stats.connected = True
-        self.stats.silent = False
-        self.stats.full_tx = want_full
-        self.stats.subscribed_since_mono = now
-        self._on_subscribed(self.source.source_id, want_full)
 
     async def _read(self, ws: ClientConnection) -> None:
         on_notification, on_reject = self._on_notification, self._on_reject

@@ -9,6 +9,11 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class GoneReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    GONE_REASON_UNSPECIFIED: _ClassVar[GoneReason]
+    GONE_REASON_EVICTED: _ClassVar[GoneReason]
+
 class RejectReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     REJECT_REASON_UNSPECIFIED: _ClassVar[RejectReason]
@@ -24,6 +29,8 @@ class MempoolVisibility(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MEMPOOL_VISIBILITY_UNSPECIFIED: _ClassVar[MempoolVisibility]
     MEMPOOL_VISIBILITY_VISIBLE: _ClassVar[MempoolVisibility]
     MEMPOOL_VISIBILITY_NOT_VISIBLE: _ClassVar[MempoolVisibility]
+GONE_REASON_UNSPECIFIED: GoneReason
+GONE_REASON_EVICTED: GoneReason
 REJECT_REASON_UNSPECIFIED: RejectReason
 REJECT_REASON_BAD_HASH: RejectReason
 REJECT_REASON_BAD_ADDRESS: RejectReason
@@ -36,20 +43,36 @@ MEMPOOL_VISIBILITY_VISIBLE: MempoolVisibility
 MEMPOOL_VISIBILITY_NOT_VISIBLE: MempoolVisibility
 
 class TxBatch(_message.Message):
-    __slots__ = ("session_id", "batch_seq", "envelopes", "chain_stats", "sightings", "blocks")
+    __slots__ = ("session_id", "batch_seq", "envelopes", "chain_stats", "sightings", "blocks", "gone")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     BATCH_SEQ_FIELD_NUMBER: _ClassVar[int]
     ENVELOPES_FIELD_NUMBER: _ClassVar[int]
     CHAIN_STATS_FIELD_NUMBER: _ClassVar[int]
     SIGHTINGS_FIELD_NUMBER: _ClassVar[int]
     BLOCKS_FIELD_NUMBER: _ClassVar[int]
+    GONE_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     batch_seq: int
     envelopes: _containers.RepeatedCompositeFieldContainer[_tx_pb2.TxEnvelope]
     chain_stats: _containers.RepeatedCompositeFieldContainer[ChainIngestStats]
     sightings: _containers.RepeatedCompositeFieldContainer[_tx_pb2.TxSighting]
     blocks: _containers.RepeatedCompositeFieldContainer[_block_pb2.BlockEnvelope]
-    def __init__(self, session_id: _Optional[str] = ..., batch_seq: _Optional[int] = ..., envelopes: _Optional[_Iterable[_Union[_tx_pb2.TxEnvelope, _Mapping]]] = ..., chain_stats: _Optional[_Iterable[_Union[ChainIngestStats, _Mapping]]] = ..., sightings: _Optional[_Iterable[_Union[_tx_pb2.TxSighting, _Mapping]]] = ..., blocks: _Optional[_Iterable[_Union[_block_pb2.BlockEnvelope, _Mapping]]] = ...) -> None: ...
+    gone: _containers.RepeatedCompositeFieldContainer[TxGone]
+    def __init__(self, session_id: _Optional[str] = ..., batch_seq: _Optional[int] = ..., envelopes: _Optional[_Iterable[_Union[_tx_pb2.TxEnvelope, _Mapping]]] = ..., chain_stats: _Optional[_Iterable[_Union[ChainIngestStats, _Mapping]]] = ..., sightings: _Optional[_Iterable[_Union[_tx_pb2.TxSighting, _Mapping]]] = ..., blocks: _Optional[_Iterable[_Union[_block_pb2.BlockEnvelope, _Mapping]]] = ..., gone: _Optional[_Iterable[_Union[TxGone, _Mapping]]] = ...) -> None: ...
+
+class TxGone(_message.Message):
+    __slots__ = ("chain_id", "hash", "reason", "source_id", "seen_unix_ns")
+    CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_ID_FIELD_NUMBER: _ClassVar[int]
+    SEEN_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
+    chain_id: int
+    hash: bytes
+    reason: GoneReason
+    source_id: str
+    seen_unix_ns: int
+    def __init__(self, chain_id: _Optional[int] = ..., hash: _Optional[bytes] = ..., reason: _Optional[_Union[GoneReason, str]] = ..., source_id: _Optional[str] = ..., seen_unix_ns: _Optional[int] = ...) -> None: ...
 
 class RejectCount(_message.Message):
     __slots__ = ("reason", "count")
@@ -60,7 +83,7 @@ class RejectCount(_message.Message):
     def __init__(self, reason: _Optional[_Union[RejectReason, str]] = ..., count: _Optional[int] = ...) -> None: ...
 
 class IngestAck(_message.Message):
-    __slots__ = ("batch_seq", "first_seq_id", "last_seq_id", "accepted", "duplicates", "rejected", "sightings_stored", "sightings_ignored", "blocks_stored", "blocks_ignored")
+    __slots__ = ("batch_seq", "first_seq_id", "last_seq_id", "accepted", "duplicates", "rejected", "sightings_stored", "sightings_ignored", "blocks_stored", "blocks_ignored", "gone_stored", "gone_ignored")
     BATCH_SEQ_FIELD_NUMBER: _ClassVar[int]
     FIRST_SEQ_ID_FIELD_NUMBER: _ClassVar[int]
     LAST_SEQ_ID_FIELD_NUMBER: _ClassVar[int]
@@ -71,6 +94,8 @@ class IngestAck(_message.Message):
     SIGHTINGS_IGNORED_FIELD_NUMBER: _ClassVar[int]
     BLOCKS_STORED_FIELD_NUMBER: _ClassVar[int]
     BLOCKS_IGNORED_FIELD_NUMBER: _ClassVar[int]
+    GONE_STORED_FIELD_NUMBER: _ClassVar[int]
+    GONE_IGNORED_FIELD_NUMBER: _ClassVar[int]
     batch_seq: int
     first_seq_id: int
     last_seq_id: int
@@ -81,7 +106,9 @@ class IngestAck(_message.Message):
     sightings_ignored: int
     blocks_stored: int
     blocks_ignored: int
-    def __init__(self, batch_seq: _Optional[int] = ..., first_seq_id: _Optional[int] = ..., last_seq_id: _Optional[int] = ..., accepted: _Optional[int] = ..., duplicates: _Optional[int] = ..., rejected: _Optional[_Iterable[_Union[RejectCount, _Mapping]]] = ..., sightings_stored: _Optional[int] = ..., sightings_ignored: _Optional[int] = ..., blocks_stored: _Optional[int] = ..., blocks_ignored: _Optional[int] = ...) -> None: ...
+    gone_stored: int
+    gone_ignored: int
+    def __init__(self, batch_seq: _Optional[int] = ..., first_seq_id: _Optional[int] = ..., last_seq_id: _Optional[int] = ..., accepted: _Optional[int] = ..., duplicates: _Optional[int] = ..., rejected: _Optional[_Iterable[_Union[RejectCount, _Mapping]]] = ..., sightings_stored: _Optional[int] = ..., sightings_ignored: _Optional[int] = ..., blocks_stored: _Optional[int] = ..., blocks_ignored: _Optional[int] = ..., gone_stored: _Optional[int] = ..., gone_ignored: _Optional[int] = ...) -> None: ...
 
 class SourceHealth(_message.Message):
     __slots__ = ("source_id", "connected", "silent", "notifications", "reconnects", "last_notification_unix_ms")

@@ -289,3 +289,29 @@ def test_the_poll_fallback_sees_another_block_at_the_same_height(anvil: AnvilNod
 
     asyncio.run(go())
     assert queued == [2, 2]
+
+
+def test_ingestd_backfills_what_was_announced_while_its_source_was_disconnected(
+        anvil: AnvilNode, processd: Processd, daemons: list[Daemon], tmp_path: Path) -> None:
+    proxy = FaultProxyThread(anvil.http_url, Faults()).start()
+    port = proxy.proxy.port
+    try:
+        ingestd = Ingestd(["--chain", f"{CHAIN}=ws://127.0.0.1:{port},{anvil.http_url}"], processd.addr,
+                          tmp_path / "ingestd.log", env={"MEMPULSE_INGESTD_RECONNECT_MAX_MS": "300"})
+        daemons.append(ingestd)
+        ingestd.wait_ready(1)
+        stored = lambda: {"0x" + t.tx.hash.hex() for t in processd.stored(CHAIN)}  # noqa: E731
+        live = send_calls(anvil.http_url, 0, 3)
+        wait_until(lambda: set(live) <= stored(), "live transactions")
+        proxy.stop()  # the source is gone, and stays unreachable while transactions are announced
+        wait_until(lambda: ingestd.metric("mempulse_ingestd_source_connected") == 0, "source disconnected")
+        missed = send_calls(anvil.http_url, 3, 5)
+        time.sleep(0.5)
+        assert not set(missed) & stored()
+        proxy = FaultProxyThread(anvil.http_url, Faults(), port=port).start()
+        wait_until(lambda: set(missed) <= stored(), "the transactions announced while disconnected, backfilled")
+        assert ingestd.metric("mempulse_ingestd_backfill_runs_total", outcome="ok") >= 2
+        assert ingestd.metric("mempulse_ingestd_backfill_txs_total", outcome="delivered") == 5
+        assert ingestd.metric("mempulse_ingestd_backfill_txs_total", outcome="already_seen") >= 3
+    finally:
+        proxy.stop()

@@ -11,7 +11,9 @@ What cannot be backfilled is counted by reason: per run (``mempulse_ingestd_back
 ``ok``, ``unsupported`` for a node without ``txpool_content``, ``response_too_large``, ``rpc_error``,
 ``malformed``) and per transaction (``mempulse_ingestd_backfill_txs_total{outcome}``: ``delivered``,
 ``already_seen``, ``over_limit`` past ``backfill_max_txs``, ``queued``, ``malformed``, ``not_delivered`` when the
-outbound or fetch queue was full). Requests while a run is going are coalesced into one more run after it.
+outbound or fetch queue was full). Every one of them but ``already_seen``, ``over_limit`` and ``queued`` counts in
+the chain's ``seen`` (and so as delivered or as a loss by reason). Requests while a run is going are coalesced into
+one more run after it.
 """
 
 from __future__ import annotations

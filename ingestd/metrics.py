@@ -274,7 +274,8 @@ class _Scrape:
                                       "re-checked with the node", ["chain"])
         self.pending_capacity = _gauge("pending_tracked_capacity", "Bound of the pending tracker", ["chain"])
         self.pending_untracked = _counter("pending_untracked", "Hashes the pending tracker stopped tracking, by "
-                                          "reason (overflow: the set was full; included: seen in a followed block)",
+                                          "reason (overflow: the set was full; included: seen in a followed block; "
+                                          "superseded: a replacement with its sender and nonce was delivered)",
                                           ["chain", "reason"])
         self.pending_rechecks = _counter("pending_rechecks", "Re-checks of tracked pending hashes, by the node's "
                                          "answer", ["chain", "outcome"])
@@ -296,6 +297,7 @@ class _Scrape:
             self.pending_capacity.add_metric([ch], p.capacity)
             self.pending_untracked.add_metric([ch, "overflow"], p.overflow)
             self.pending_untracked.add_metric([ch, "included"], p.included)
+            self.pending_untracked.add_metric([ch, "superseded"], p.superseded)
             for outcome, n in (dict.fromkeys(RECHECK_OUTCOMES, 0) | dict(list(p.checks.items()))).items():
                 self.pending_rechecks.add_metric([ch, outcome], n)
             self.pending_requests.add_metric([ch], p.requests)

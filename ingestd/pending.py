@@ -19,6 +19,12 @@ suspect whose report is held back by (3) stays a suspect for the next round. A t
 ingestd did not fetch (a dropped height) answers with its ``blockNumber``, not ``null``, so it is never reported.
 A transaction that comes back to the pool after a reorg is not tracked again (it is announced again, deduplicated).
 
+**Replacements**: a delivered transaction with the (sender, nonce) of a tracked one (a speed-up or a cancel) takes
+its place: the older one is no longer tracked (``superseded``) and is never reported gone, although the node
+forgets it: it was replaced, not dropped, and its fate follows the replacement's (processd pairs them by sender
+and nonce; if the replacement is included, the original was replaced; if the replacement is dropped, it is
+reported gone itself).
+
 Bounded: at most ``pending_track_size`` hashes (the oldest leaves first: ``overflow``); suspects are a subset.
 """
 
@@ -59,8 +65,10 @@ class PendingStats:
     tracked: Callable[[], int] = lambda: 0
     #: Hashes no longer tracked because the set was full (the oldest left: never reported gone).
     overflow: int = 0
-    #: Hashes forgotten because a followed block included them.
+    #: Hashes forgotten because a followed block included them, or a delivered replacement (same sender and nonce)
+    #: took their place.
     included: int = 0
+    superseded: int = 0
     #: JSON-RPC batch requests made by re-checks (attempts included), and re-check rounds.
     requests: int = 0
     rounds: int = 0
@@ -88,8 +96,10 @@ class PendingTracker:
         self.batch_size = batch_size
         self._send = send
         self._blocks_busy = blocks_busy
-        #: hash -> (source id, monotonic time it was delivered), oldest first.
-        self._tracked: OrderedDict[bytes, tuple[str, float]] = OrderedDict()
+        #: hash -> (source id, monotonic time it was delivered, (sender, nonce)), oldest first.
+        self._tracked: OrderedDict[bytes, tuple[str, float, tuple[bytes, int]]] = OrderedDict()
+        #: (sender, nonce) -> the tracked hash that holds it (the newest delivered).
+        self._by_key: dict[tuple[bytes, int], bytes] = {}
         #: hash -> the round of its first null answer (a subset of the tracked hashes).
         self._suspects: dict[bytes, int] = {}
         self._round = 0
@@ -102,22 +112,36 @@ class PendingTracker:
     def __contains__(self, tx_hash: bytes) -> bool:
         return tx_hash in self._tracked
 
-    def add(self, tx_hash: bytes, source_id: str) -> None:
-        """A transaction delivered as pending (on the outbound queue); the oldest leaves when the set is full."""
+    def add(self, tx_hash: bytes, source_id: str, sender: bytes = b"", nonce: int = -1) -> None:
+        """A transaction delivered as pending (on the outbound queue); the oldest leaves when the set is full. One
+        that holds the (``sender``, ``nonce``) of a tracked transaction supersedes it (module docstring)."""
         if tx_hash in self._tracked:
             return
-        self._tracked[tx_hash] = (source_id, time.monotonic())
+        key = (sender, nonce)
+        if sender:
+            older = self._by_key.get(key)
+            if older is not None and self._untrack(older):
+                self.stats.superseded += 1
+            self._by_key[key] = tx_hash
+        self._tracked[tx_hash] = (source_id, time.monotonic(), key)
         if len(self._tracked) > self.capacity:
-            old, _ = self._tracked.popitem(last=False)
-            self._suspects.pop(old, None)
+            self._untrack(next(iter(self._tracked)))
             self.stats.overflow += 1
+
+    def _untrack(self, tx_hash: bytes) -> bool:
+        """Forgets ``tx_hash`` (True when it was tracked)."""
+        entry = self._tracked.pop(tx_hash, None)
+        if entry is None:
+            return False
+        self._suspects.pop(tx_hash, None)
+        if self._by_key.get(entry[2]) == tx_hash:
+            del self._by_key[entry[2]]
+        return True
 
     def mined(self, hashes: Iterable[bytes]) -> None:
         """The transactions of a block the follower delivered: the block path reports them, they are forgotten."""
-        tracked, suspects = self._tracked, self._suspects
         for tx_hash in hashes:
-            if tracked.pop(tx_hash, None) is not None:
-                suspects.pop(tx_hash, None)
+            if self._untrack(tx_hash):
                 self.stats.included += 1
 
     async def run(self) -> None:
@@ -136,7 +160,7 @@ class PendingTracker:
         returns how many TxGone were queued."""
         min_age = self.interval_s if min_age_s is None else min_age_s
         now = time.monotonic()
-        due = [h for h, (_, since) in self._tracked.items() if now - since >= min_age]
+        due = [h for h, (_, since, _) in self._tracked.items() if now - since >= min_age]
         self.stats.rounds += 1
         self._round += 1
         reported = 0
@@ -149,10 +173,10 @@ class PendingTracker:
             for tx_hash, tx in outcome.found:
                 if isinstance(tx, dict) and tx.get("blockNumber") is not None:
                     checks[RecheckOutcome.MINED] += 1
-                    self._tracked.pop(tx_hash, None)
+                    self._untrack(tx_hash)
                 else:
                     checks[RecheckOutcome.PENDING] += 1
-                self._suspects.pop(tx_hash, None)
+                    self._suspects.pop(tx_hash, None)
             checks[RecheckOutcome.FAILED] += len(outcome.failed)
             for tx_hash in outcome.gone:
                 reported += self._on_null(tx_hash)
@@ -177,8 +201,7 @@ class PendingTracker:
         if not self._send(gone):
             self.stats.gone_queue_full += 1  # still tracked and suspected: reported again next round
             return 0
-        del self._tracked[tx_hash]
-        del self._suspects[tx_hash]
+        self._untrack(tx_hash)
         self.stats.gone_sent += 1
         log.debug("tx_gone chain=%d hash=0x%s", self.chain_id, tx_hash.hex())
         return 1

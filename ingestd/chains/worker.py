@@ -276,12 +276,13 @@ class ChainWorker:
             tx_hash = hex_to_bytes(tx.get("hash"), 32) if isinstance(tx, dict) else b""  # type: ignore[arg-type]
         except HexError:
             tx_hash = b""
-        if not tx_hash:
-            return "malformed"
-        if self.dedup.check_and_add(tx_hash):
-            return "already_seen"
         source_id = self.chain.sources[0].source_id
-        self.stats.seen += 1
+        if tx_hash and self.dedup.check_and_add(tx_hash):
+            return "already_seen"
+        self.stats.seen += 1  # (so seen = delivered + losses + in pipeline holds for backfilled ones too)
+        if not tx_hash:
+            self.stats.drops.add(DropReason.MALFORMED, source_id, detail="backfill: bad hash")
+            return "malformed"
         try:
             envelope = tx_to_envelope(tx, self.chain.chain_id, source_id, seen_ns, tx_hash)  # type: ignore[arg-type]
         except MappingError as exc:
@@ -295,7 +296,7 @@ class ChainWorker:
     def _send(self, envelope: tx_pb2.TxEnvelope, source_id: str) -> bool:
         if self.outbound.try_enqueue(envelope):
             if self.pending is not None:
-                self.pending.add(envelope.hash, source_id)
+                self.pending.add(envelope.hash, source_id, envelope.sender, envelope.nonce)
             self._enqueue_hist.observe((time.time_ns() - envelope.first_seen_unix_ns) / 1e9)
             if self.source_log is not None:
                 # Right behind their envelope in the FIFO queue: they travel in its batch or a later one.

@@ -16,6 +16,8 @@ import pytest
 from common.pb.v1 import block_pb2, ingest_pb2
 from common.testing.anvil import AnvilNode
 from common.testing.faultproxy import FaultProxyThread, Faults
+from common.testing.fixtures import load_mainnet_calls
+from common.testing.replay import Replayer, SentTx
 from ingestd.backfill import Backfill, BackfillStats
 from ingestd.blocks import BlockFollower
 from ingestd.config import ChainConfig, IngestConfig
@@ -99,6 +101,32 @@ def test_a_dropped_transaction_is_reported_gone_after_two_null_rounds_and_a_mine
     assert checks[RecheckOutcome.MINED] == 1 and checks[RecheckOutcome.HELD] == 2
     assert checks[RecheckOutcome.PENDING] == 4  # kept, in each of the four rounds
     assert t.stats.included == 2 and t.stats.gone_sent == 2 and t.stats.requests == 4 and t.stats.rounds == 4
+
+
+def test_a_replaced_transaction_is_superseded_not_reported_gone(anvil: AnvilNode) -> None:
+    url = anvil.http_url
+
+    async def send() -> tuple[SentTx, SentTx]:
+        async with Replayer(url) as replayer:
+            [original] = await replayer.send(load_mainnet_calls()[:1])
+            [speedup] = await replayer.replace([original], ["speedup"])
+            return original, speedup
+
+    original, speedup = asyncio.run(send())
+    t = Tracker(url)
+
+    async def steps(tracker: PendingTracker) -> None:
+        for s in (original, speedup):
+            tracker.add(b(s.tx_hash), "src", bytes.fromhex(s.sender[2:]), s.nonce)
+        assert b(original.tx_hash) not in tracker and b(speedup.tx_hash) in tracker
+        assert rpc(url, "eth_getTransactionByHash", [original.tx_hash]) is None  # the node forgot the original
+        assert await recheck(tracker) == 0 and await recheck(tracker) == 0
+        rpc(url, "anvil_dropTransaction", [speedup.tx_hash])  # the replacement itself is dropped: gone
+        await recheck(tracker)
+        assert await recheck(tracker) == 1
+
+    t.run(steps)
+    assert t.stats.superseded == 1 and [g.hash for g in t.gone] == [b(speedup.tx_hash)]
 
 
 def test_the_tracked_set_is_bounded_and_a_full_outbound_queue_defers_the_report(anvil: AnvilNode) -> None:

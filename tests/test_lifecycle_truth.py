@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -15,7 +16,8 @@ from common.envconfig import ConfigError
 from common.testing.anvil import AnvilNode
 from common.testing.demo import DemoConfig, build_parser, parse_block_times
 from common.testing.fixtures import load_mainnet_calls
-from common.testing.lifecycle_truth import SentRecord, compare, node_truth, summary
+from common.testing.generate import main as generate_main
+from common.testing.lifecycle_truth import SentRecord, compare, load_records, node_truth, summary
 from common.testing.replay import REPLACEMENT_BUMP_PERCENT, Replayer, SentTx
 from common.testing.traffic import TrafficGenerator
 
@@ -153,3 +155,21 @@ def test_the_demo_mines_each_chain_at_its_block_time_and_replaces_a_share() -> N
             parse_block_times(bad)
     with pytest.raises(ConfigError):
         DemoConfig.from_args(build_parser().parse_args(["--replace-share", "1.5"]))
+
+
+def test_scripts_generate_writes_the_records_the_truth_reads(anvil: AnvilNode, tmp_path: Path) -> None:
+    out = tmp_path / "records.jsonl"
+    assert generate_main(["--rpc", anvil.http_url, "--rate-tx-s", "20", "--duration-s", "1.5", "--quiet",
+                          "--replace-share", "1", "--records-out", str(out)]) == 0
+    records = load_records(str(out))
+    kinds = {r.kind for r in records}
+    assert kinds == {"original", "speedup", "cancel"} and all(r.chain_id == CHAIN for r in records)
+    truth = node_truth(anvil.http_url, records)  # nothing mined (--no-mining): replacements pending
+    counts = summary(truth)
+    assert counts["included"] == counts["dropped"] == 0
+    assert counts["pending"] == sum(r.kind != "original" for r in records)
+    replacement = {(r.sender, r.nonce): r.tx_hash for r in records if r.kind != "original"}
+    for r in records:
+        if r.kind == "original":  # replaced in the pool by the pending speed-up or cancel of its nonce
+            assert truth[r.tx_hash]["status"] == "replaced", truth[r.tx_hash]
+            assert truth[r.tx_hash]["replaced_by"] == replacement[(r.sender, r.nonce)]

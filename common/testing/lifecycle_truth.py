@@ -9,7 +9,9 @@ transaction itself and its sender's mined nonce:
 - unknown to the node and not mined, and another transaction took its (sender, nonce) in a block: ``replaced``
   (``replaced_by`` = that transaction's hash when it is among the records, else ``""``: replaced by a transaction
   the generator did not send);
-- unknown to the node, not mined and its nonce not used: ``dropped``.
+- unknown to the node, its nonce not used yet, and another record with its (sender, nonce) is pending in the node
+  (a speed-up or cancel not mined yet): ``replaced`` by that one;
+- unknown to the node, not mined, its nonce not used and not held by a pending record: ``dropped``.
 
 The shape (what :func:`compare` takes on both sides)::
 
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import orjson
 
 STATUSES = ("included", "replaced", "dropped", "pending")
 _BATCH = 200
@@ -43,6 +46,12 @@ class SentRecord:
     nonce: int
     fee: int
     kind: str = "original"
+
+
+def load_records(path: str) -> list[SentRecord]:
+    """The records ``scripts/generate --records-out FILE`` wrote (one JSON object per line)."""
+    with open(path, "rb") as f:
+        return [SentRecord(**orjson.loads(line)) for line in f if line.strip()]
 
 
 def _truth(status: str, block_number: int | None = None, index: int | None = None,
@@ -90,12 +99,16 @@ def node_truth(http_url: str, records: Iterable[SentRecord], timeout_s: float = 
         senders = sorted({r.sender.lower() for r in rest})
         mined_nonce = dict(zip(senders, (int(n, 16) for n in _batch(
             client, http_url, [("eth_getTransactionCount", [s, "latest"]) for s in senders])), strict=True))
+    pending_at = {(r.sender.lower(), r.nonce): r.tx_hash.lower() for r, tx in zip(rest, txs, strict=True)
+                  if isinstance(tx, dict)}
     for rec, tx in zip(rest, txs, strict=True):
-        key = rec.tx_hash.lower()
+        key, slot = rec.tx_hash.lower(), (rec.sender.lower(), rec.nonce)
         if isinstance(tx, dict):
             out[key] = _truth("pending")
         elif mined_nonce[rec.sender.lower()] > rec.nonce:
-            out[key] = _truth("replaced", replaced_by=included_at.get((rec.sender.lower(), rec.nonce), ""))
+            out[key] = _truth("replaced", replaced_by=included_at.get(slot, ""))
+        elif slot in pending_at:
+            out[key] = _truth("replaced", replaced_by=pending_at[slot])
         else:
             out[key] = _truth("dropped")
     return out

@@ -166,9 +166,8 @@ class PendingTracker:
         reported = 0
         for start in range(0, len(due), self.batch_size):
             chunk = due[start:start + self.batch_size]
-            before = self.fetcher.requests
-            outcome = await self.fetcher.fetch(chunk, TX_METHOD)
-            self.stats.requests += self.fetcher.requests - before
+            outcome = await self.fetcher.fetch(chunk, TX_METHOD)  # (one request per attempt, one slot at a time)
+            self.stats.requests += outcome.attempts
             checks = self.stats.checks
             for tx_hash, tx in outcome.found:
                 if isinstance(tx, dict) and tx.get("blockNumber") is not None:

@@ -288,9 +288,11 @@ class ChainWorker:
         except MappingError as exc:
             self.stats.drops.add(DropReason.MALFORMED, source_id, detail=str(exc)[:100])
             return "malformed"
-        if self._attach_raw(envelope) and len(self._fetch_queue) < self.cfg.fetch_queue_size:
-            self._queue_fetch(_PendingFetch(tx_hash, source_id, seen_ns, envelope))
-            return "delivered"
+        if self._attach_raw(envelope):  # the node's signed bytes are to be fetched first, as for a full-tx notification
+            if len(self._fetch_queue) < self.cfg.fetch_queue_size:
+                self._queue_fetch(_PendingFetch(tx_hash, source_id, seen_ns, envelope))
+                return "delivered"
+            self.stats.raw_tx[RawOutcome.FETCH_QUEUE_FULL] += 1
         return "delivered" if self._send(envelope, source_id) else "not_delivered"
 
     def _send(self, envelope: tx_pb2.TxEnvelope, source_id: str) -> bool:

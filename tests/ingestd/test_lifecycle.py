@@ -17,7 +17,9 @@ from common.pb.v1 import block_pb2, ingest_pb2
 from common.testing.anvil import AnvilNode
 from common.testing.faultproxy import FaultProxyThread, Faults
 from common.testing.fixtures import load_mainnet_calls
+from common.testing.lifecycle_truth import node_truth, summary
 from common.testing.replay import Replayer, SentTx
+from common.testing.traffic import TrafficGenerator
 from ingestd.backfill import Backfill, BackfillStats
 from ingestd.blocks import BlockFollower
 from ingestd.config import ChainConfig, IngestConfig
@@ -343,3 +345,30 @@ def test_ingestd_backfills_what_was_announced_while_its_source_was_disconnected(
         assert ingestd.metric("mempulse_ingestd_backfill_txs_total", outcome="already_seen") >= 3
     finally:
         proxy.stop()
+
+
+def test_under_mining_and_replacements_nothing_is_reported_gone(
+        processd: Processd, daemons: list[Daemon], tmp_path: Path) -> None:
+    """anvil mines every second while the generator replaces a fifth of its senders' transactions and ingestd
+    re-checks every 200 ms: every transaction is mined or replaced, none dropped, so no TxGone may be sent (the race
+    rule and superseding at work); the node's truth agrees."""
+    with AnvilNode(chain_id=CHAIN, block_time_s=1) as node:
+        ingestd = Ingestd(["--chain", f"{CHAIN}={node.ws_url}"], processd.addr, tmp_path / "ingestd.log",
+                          env={"MEMPULSE_INGESTD_PENDING_RECHECK_INTERVAL_MS": "200"})
+        daemons.append(ingestd)
+        ingestd.wait_ready(1)
+        gen = TrafficGenerator(node.http_url, 30, chain_id=CHAIN, duration_s=4, replace_share=0.2).start()
+        assert gen.wait(60)
+        records = gen.records()
+        wait_until(lambda: rpc(node.http_url, "txpool_status", []) == {"pending": "0x0", "queued": "0x0"},
+                   "the pool mined empty")
+        truth = node_truth(node.http_url, records)
+        wait_until(lambda: ingestd.metric("mempulse_ingestd_pending_tracked") == 0, "nothing tracked any more")
+        time.sleep(1.0)  # five more recheck rounds
+        counts = summary(truth)
+        assert counts["dropped"] == counts["pending"] == 0 and counts["replaced"] > 0
+        assert ingestd.metric("mempulse_ingestd_gone_total", stage="sent") == 0
+        assert ingestd.metric("mempulse_ingestd_pending_untracked_total", reason="superseded") > 0
+        assert ingestd.metric("mempulse_ingestd_pending_untracked_total", reason="included") > 0
+        assert ingestd.metric("mempulse_ingestd_pending_rechecks_total", outcome="pending") > 0
+        assert ingestd.metric("mempulse_ingestd_block_drops_total") == 0

@@ -2,14 +2,18 @@
 ``BlockEnvelope`` on the outbound queue (kept until processd acks it, like envelopes).
 
 Heads come from the ``newHeads`` subscriptions (:mod:`ingestd.heads`) and, when those are silent for a poll
-interval or the chain has no WebSocket source, from polling ``eth_blockNumber``. A head that jumps by more than one
+interval or the chain has no WebSocket source, from polling the latest block. A head that jumps by more than one
 queues the missing heights too, at most ``max_block_gap`` of them (the older ones are counted as ``gap_too_large``
 and skipped); a head at a height already queued but with a new hash (another block at that height: a reorg) queues
-that height again. Everything is bounded: the height queue (``block_queue_size``, ``queue_full``), one block fetched
-at a time (so receipts in flight are one block's), transactions per block message (``max_block_txs``,
-``truncated``). Every block that does not reach processd is counted by reason (:class:`ingestd.metrics.BlockDrop`);
-a bad answer (null block, malformed object or receipts, another chain's transactions, HTTP 429 past the retries)
-is a counted drop, never a crash.
+that height again. A block whose parent is not the block delivered at the height below (a reorg that reached
+further back than its head) has its new branch walked back by parent hash (``eth_getBlockByHash``), at most
+``max_reorg_depth`` blocks (deeper: counted ``reorg_too_deep`` and logged), and the branch is sent in ascending
+order before it, so processd sees every block of the new branch. The poll fallback asks for the latest block's
+number *and hash*, so it sees another block at the same height too. Everything is bounded: the height queue
+(``block_queue_size``, ``queue_full``), one block fetched at a time (so receipts in flight are one block's),
+transactions per block message (``max_block_txs``, ``truncated``). Every block that does not reach processd is
+counted by reason (:class:`ingestd.metrics.BlockDrop`); a bad answer (null block, malformed object or receipts,
+another chain's transactions, HTTP 429 past the retries) is a counted drop, never a crash.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from common.pb.v1 import block_pb2
-from ingestd.blockmapping import apply_receipts, block_to_envelope
+from ingestd.blockmapping import apply_receipts, block_to_envelope, head_number
 from ingestd.config import ChainConfig, IngestConfig
 from ingestd.fetcher import BatchFetcher, FetchError
 from ingestd.mapping import MappingError
@@ -57,12 +61,24 @@ class BlockFollower:
         self._known: OrderedDict[bytes, None] = OrderedDict()
         self.last_head_mono = 0.0
         self._block_receipts = True  # until the node says it has no eth_getBlockReceipts
+        #: height -> hash of the block last delivered there (the last max_reorg_depth + 1 heights): a new block's
+        #: parent is checked against it.
+        self._delivered: dict[int, bytes] = {}
+        self.fetching = False  # a height is being fetched (with its branch)
+
+    @property
+    def busy(self) -> bool:
+        """True while heights are queued or one is being fetched (the pending tracker's race rule)."""
+        return self.fetching or bool(self.queue)
 
     # -- heads (synchronous, never blocks) -------------------------------------------------------------------
 
     def on_head(self, source_id: str, number: int, block_hash: bytes, seen_ns: int) -> None:
         """A ``newHeads`` header: queues its height (and the missing ones below it) unless already known."""
         self.last_head_mono = time.monotonic()
+        self._new_head(source_id, number, block_hash, seen_ns)
+
+    def _new_head(self, source_id: str, number: int, block_hash: bytes, seen_ns: int) -> None:
         if block_hash in self._known:
             return  # the same block from another source, or again after a resubscribe
         self._known[block_hash] = None
@@ -98,8 +114,9 @@ class BlockFollower:
     # -- poll fallback ---------------------------------------------------------------------------------------
 
     async def poll(self) -> None:
-        """Polls ``eth_blockNumber`` whenever no head arrived for ``block_poll_interval_ms`` (no WebSocket source,
-        or all silent); a new height is queued like a head (gaps included)."""
+        """Polls the latest block (number and hash: ``eth_getBlockByNumber("latest", false)``) whenever no head
+        arrived for ``block_poll_interval_ms`` (no WebSocket source, or all silent); a block not known yet is queued
+        like a head (gaps included), so another block at the same height (a reorg) is seen too."""
         interval_s = self.cfg.block_poll_interval_ms / 1000
         label = self.fetcher.endpoints[0].label
         while True:
@@ -107,13 +124,11 @@ class BlockFollower:
             if time.monotonic() - self.last_head_mono < interval_s:
                 continue  # heads are arriving
             try:
-                number = int(await self.fetcher.call("eth_blockNumber", []), 16)
-            except (FetchError, TypeError, ValueError) as exc:
+                number, block_hash = head_number(await self.fetcher.call("eth_getBlockByNumber", ["latest", False]))
+            except (FetchError, MappingError) as exc:
                 log.debug("block poll failed chain=%s: %s", self.chain.name, exc)
                 continue
-            if self.highest is None or number > self.highest:
-                self.stats.heads += 1
-                self.queue_heights(number, label, time.time_ns())
+            self._new_head(label, number, block_hash, time.time_ns())
 
     # -- fetching --------------------------------------------------------------------------------------------
 
@@ -125,26 +140,83 @@ class BlockFollower:
                 await self._wake.wait()
                 continue
             height, source_id, seen_ns = self.queue.popleft()
+            self.fetching = True
             try:
-                envelope = await self.fetch_block(height, source_id, seen_ns)
+                envelopes = await self.fetch_with_branch(height, source_id, seen_ns)
             except asyncio.CancelledError:
                 raise
             except Exception:  # a bug must not stop the follower: count the block and go on
                 log.exception("block fetch failed unexpectedly chain=%s height=%d", self.chain.name, height)
                 self._drop(BlockDrop.RPC_ERROR)
                 continue
-            if envelope is None:
-                continue
-            if self._send(envelope):
-                self.stats.sent += 1
-            else:
-                self._drop(BlockDrop.OUTBOUND_QUEUE_FULL)
+            finally:
+                self.fetching = False
+            for envelope in envelopes:
+                self.deliver(envelope)
+
+    def deliver(self, envelope: block_pb2.BlockEnvelope) -> None:
+        """Sends one block (counted) and remembers it as the block delivered at its height."""
+        if self._send(envelope):
+            self.stats.sent += 1
+        else:
+            self._drop(BlockDrop.OUTBOUND_QUEUE_FULL)
+        # (remembered even when not sent: the chain's shape is what the next parent check needs)
+        self._delivered[envelope.number] = envelope.hash
+        for old in [n for n in self._delivered if n < envelope.number - self.cfg.max_reorg_depth - 1]:
+            del self._delivered[old]
+
+    async def fetch_with_branch(self, height: int, source_id: str, seen_ns: int) -> list[block_pb2.BlockEnvelope]:
+        """The block at ``height`` preceded by the new branch's blocks below it when its parent is not the block
+        delivered there (walked back by parent hash, at most ``max_reorg_depth``), ascending; [] when the block
+        did not come (counted)."""
+        envelope = await self.fetch_block(height, source_id, seen_ns)
+        if envelope is None:
+            return []
+        branch = [envelope]
+        child = envelope
+        while True:
+            below = self._delivered.get(child.number - 1)
+            if child.number == 0 or below is None or below == child.parent_hash:
+                break
+            if len(branch) > self.cfg.max_reorg_depth:
+                self._drop(BlockDrop.REORG_TOO_DEEP)
+                log.warning("reorg_too_deep chain=%s height=%d max_reorg_depth=%d: the branch below is not sent",
+                            self.chain.name, child.number, self.cfg.max_reorg_depth)
+                break
+            parent = await self._fetch_by_hash(child.parent_hash, source_id, seen_ns)
+            if parent is None:
+                break  # counted by the fetch
+            branch.append(parent)
+            child = parent
+        if len(branch) > 1:
+            self.stats.reorgs += 1
+            log.info("reorg chain=%s height=%d new_branch_blocks=%d from=%d", self.chain.name, height,
+                     len(branch) - 1, branch[-1].number)
+        return branch[::-1]
 
     async def fetch_block(self, height: int, source_id: str, seen_ns: int) -> block_pb2.BlockEnvelope | None:
         """The block at ``height`` with its receipts applied, or None (counted by reason)."""
         block = await self._get_block(height)
         if block is None:
             return None
+        return await self._envelope(block, height, source_id, seen_ns)
+
+    async def _fetch_by_hash(self, block_hash: bytes, source_id: str, seen_ns: int) -> block_pb2.BlockEnvelope | None:
+        """The block ``block_hash`` (a new branch's parent) mapped with its receipts, or None (counted)."""
+        try:
+            block = await self.fetcher.call("eth_getBlockByHash", ["0x" + block_hash.hex(), True])
+        except FetchError as exc:
+            self._drop(BlockDrop.RPC_ERROR)
+            log.warning("block_rpc_error chain=%s hash=0x%s code=%s", self.chain.name, block_hash.hex(), exc.code)
+            return None
+        if block is None:
+            self._drop(BlockDrop.UNAVAILABLE)
+            return None
+        return await self._envelope(block, -1, source_id, seen_ns)
+
+    async def _envelope(self, block: object, height: int, source_id: str,
+                        seen_ns: int) -> block_pb2.BlockEnvelope | None:
+        """``block`` mapped, its receipts applied, or None (counted); ``height`` (-1: by hash) names it in logs."""
         try:
             envelope = block_to_envelope(block, self.chain.chain_id, source_id, seen_ns, self.cfg.max_block_txs)
         except MappingError as exc:

@@ -122,6 +122,17 @@ class IngestConfig:
     block_queue_size: int = 256
     #: Transactions sent per block message (a larger block is sent with its first ones, truncated).
     max_block_txs: int = 10_000
+    #: A new head whose parent is not the block delivered below it: the new branch is walked back by parent hash
+    #: at most this many blocks (deeper reorgs are counted as reorg_too_deep and logged).
+    max_reorg_depth: int = 64
+    #: Hashes delivered as pending and not yet seen in a followed block that are re-checked (ingestd.pending);
+    #: beyond, the oldest is no longer tracked (counted overflow).
+    pending_track_size: int = 100_000
+    #: How often the tracked pending hashes are re-checked with the node (0 = never: no TxGone sent).
+    pending_recheck_interval_ms: int = 10_000
+    #: Transactions delivered from the node's pool (txpool_content) at start and after a source reconnects
+    #: (0 = no backfill); beyond, counted over_limit.
+    backfill_max_txs: int = 20_000
 
     def chain(self, chain_id: int) -> ChainConfig:
         """The configuration of one chain (KeyError if not configured)."""
@@ -295,7 +306,8 @@ def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None
 
 
 def _block_knobs(source: Knobs, d: IngestConfig) -> dict[str, Any]:
-    """The block follower's knobs (``ingestd.blocks``)."""
+    """The block follower's knobs (``ingestd.blocks``) and the lifecycle's (``ingestd.pending``,
+    ``ingestd.backfill``)."""
     follow_blocks = source.get_str("follow_blocks", d.follow_blocks)
     if follow_blocks not in ("on", "off"):
         raise ConfigError(f"{source.raw('follow_blocks')[0]}={follow_blocks!r}: use on or off")
@@ -303,4 +315,9 @@ def _block_knobs(source: Knobs, d: IngestConfig) -> dict[str, Any]:
             "block_poll_interval_ms": source.get_int("block_poll_interval_ms", d.block_poll_interval_ms, minimum=10),
             "max_block_gap": source.get_int("max_block_gap", d.max_block_gap, minimum=0),
             "block_queue_size": source.get_int("block_queue_size", d.block_queue_size, minimum=1),
-            "max_block_txs": source.get_int("max_block_txs", d.max_block_txs, minimum=1)}
+            "max_block_txs": source.get_int("max_block_txs", d.max_block_txs, minimum=1),
+            "max_reorg_depth": source.get_int("max_reorg_depth", d.max_reorg_depth, minimum=0),
+            "pending_track_size": source.get_int("pending_track_size", d.pending_track_size, minimum=1),
+            "pending_recheck_interval_ms": source.get_int("pending_recheck_interval_ms",
+                                                          d.pending_recheck_interval_ms, minimum=0),
+            "backfill_max_txs": source.get_int("backfill_max_txs", d.backfill_max_txs, minimum=0)}

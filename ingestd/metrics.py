@@ -18,8 +18,10 @@ from prometheus_client.registry import Collector
 
 from common.pb.v1 import ingest_pb2
 from common.rawtx import FAILURE_REASONS
+from ingestd.backfill import RUN_OUTCOMES, TX_OUTCOMES, BackfillStats
 from ingestd.drops import SOURCELESS_REASONS, DropCounter, DropReason
 from ingestd.notifications import REJECT_REASONS
+from ingestd.pending import RECHECK_OUTCOMES, PendingStats
 
 #: The prefix of every ingestd series (docs/operations.md#metrics).
 PREFIX = "mempulse_ingestd_"
@@ -89,6 +91,8 @@ class BlockDrop:
     WRONG_CHAIN = "wrong_chain"  # a transaction's chainId is not the chain's: the node serves another chain
     OUTBOUND_QUEUE_FULL = "outbound_queue_full"  # the outbound queue was at its bound (processd slow)
     SHUTDOWN = "shutdown"  # queued or unacked when ingestd stopped
+    #: a reorg's new branch went deeper than max_reorg_depth: the blocks below it were not sent (one per reorg)
+    REORG_TOO_DEEP = "reorg_too_deep"
 
 
 #: Every block drop reason (exported at zero from start).
@@ -109,6 +113,8 @@ class BlockStats:
     #: Transactions of fetched blocks that got no receipt (status unknown), and blocks cut at max_block_txs.
     receipts_missing: int = 0
     truncated: int = 0
+    #: New blocks whose parent was not the block delivered below them (their branch was walked back and sent).
+    reorgs: int = 0
     #: Head messages that were not a usable header, by reason.
     heads_rejected: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
     drops: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
@@ -159,6 +165,10 @@ class ChainStats:
     source_log_capacity: int = 0
     #: The block follower's counters (None when blocks are not followed).
     blocks: BlockStats | None = None
+    #: The pending tracker's counters (None when pending_recheck_interval_ms is 0 or blocks are not followed).
+    pending: PendingStats | None = None
+    #: The backfill's counters (None when backfill_max_txs is 0).
+    backfill: BackfillStats | None = None
 
     def source(self, source_id: str) -> SourceStats:
         if source_id not in self.sources:
@@ -255,6 +265,51 @@ class _Scrape:
         self._source_families()
         self._pipeline_families()
         self._block_families()
+        self._lifecycle_families()
+
+    def _lifecycle_families(self) -> None:
+        self.reorgs = _counter("reorgs", "New blocks whose parent was not the block delivered below them (their new "
+                               "branch was walked back and sent)", ["chain"])
+        self.pending_tracked = _gauge("pending_tracked", "Hashes delivered as pending, not yet seen in a block, "
+                                      "re-checked with the node", ["chain"])
+        self.pending_capacity = _gauge("pending_tracked_capacity", "Bound of the pending tracker", ["chain"])
+        self.pending_untracked = _counter("pending_untracked", "Hashes the pending tracker stopped tracking, by "
+                                          "reason (overflow: the set was full; included: seen in a followed block; "
+                                          "superseded: a replacement with its sender and nonce was delivered)",
+                                          ["chain", "reason"])
+        self.pending_rechecks = _counter("pending_rechecks", "Re-checks of tracked pending hashes, by the node's "
+                                         "answer", ["chain", "outcome"])
+        self.pending_requests = _counter("pending_recheck_requests", "JSON-RPC batch requests made by re-checks",
+                                         ["chain"])
+        self.gone = _counter("gone", "TxGone (the node dropped a pending transaction) by stage: sent, queue_full "
+                             "(retried next round), stored / ignored by processd's ack, shutdown (unacked)",
+                             ["chain", "stage"])
+        self.backfill_runs = _counter("backfill_runs", "txpool_content backfills by outcome", ["chain", "outcome"])
+        self.backfill_txs = _counter("backfill_txs", "Transactions of the node's pool met by a backfill, by outcome",
+                                     ["chain", "outcome"])
+
+    def _add_lifecycle(self, ch: str, c: ChainStats) -> None:
+        if c.blocks is not None:
+            self.reorgs.add_metric([ch], c.blocks.reorgs)
+        p = c.pending
+        if p is not None:
+            self.pending_tracked.add_metric([ch], p.tracked())
+            self.pending_capacity.add_metric([ch], p.capacity)
+            self.pending_untracked.add_metric([ch, "overflow"], p.overflow)
+            self.pending_untracked.add_metric([ch, "included"], p.included)
+            self.pending_untracked.add_metric([ch, "superseded"], p.superseded)
+            for outcome, n in (dict.fromkeys(RECHECK_OUTCOMES, 0) | dict(list(p.checks.items()))).items():
+                self.pending_rechecks.add_metric([ch, outcome], n)
+            self.pending_requests.add_metric([ch], p.requests)
+            for stage, n in (("sent", p.gone_sent), ("queue_full", p.gone_queue_full), ("stored", p.gone_stored),
+                             ("ignored", p.gone_ignored), ("shutdown", p.gone_shutdown)):
+                self.gone.add_metric([ch, stage], n)
+        b = c.backfill
+        if b is not None:
+            for outcome, n in (dict.fromkeys(RUN_OUTCOMES, 0) | dict(list(b.runs.items()))).items():
+                self.backfill_runs.add_metric([ch, outcome], n)
+            for outcome, n in (dict.fromkeys(TX_OUTCOMES, 0) | dict(list(b.txs.items()))).items():
+                self.backfill_txs.add_metric([ch, outcome], n)
 
     def _block_families(self) -> None:
         self.block_heads = _counter("block_heads", "New heads announced (newHeads notifications, poll answers)",
@@ -347,7 +402,9 @@ class _Scrape:
                 self.depth, self.capacity, self.in_flight, self.unacked, self.dedup_size, self.wins, self.sightings,
                 self.sightings_lost, self.sightings_acked, self.log_size, self.log_cap, self.block_heads, self.blocks,
                 self.block_drops, self.block_receipts_missing, self.block_truncated, self.heads_rejected,
-                self.head_connected, self.head_reconnects)
+                self.head_connected, self.head_reconnects, self.reorgs, self.pending_tracked, self.pending_capacity,
+                self.pending_untracked, self.pending_rechecks, self.pending_requests, self.gone, self.backfill_runs,
+                self.backfill_txs)
 
     def add(self, c: ChainStats) -> None:
         """Adds chain ``c``'s samples to every family."""
@@ -371,6 +428,7 @@ class _Scrape:
         self._add_pipeline(ch, c)
         if c.blocks is not None:
             self._add_blocks(ch, c.blocks)
+        self._add_lifecycle(ch, c)
 
     def _add_source(self, ch: str, s: SourceStats) -> None:
         self.notif.add_metric([ch, s.source_id], s.notifications)

@@ -10,7 +10,8 @@ The queue also carries ``TxSighting``s (later announcements by other sources, ``
 same FIFO order as the envelopes: a sighting queued after its envelope goes in the envelope's batch or a later
 one, so processd has stored the transaction when it reads the sighting. It carries the chain's new blocks
 (``BlockEnvelope``, ``ingestd.blocks``) too: they ride in ``TxBatch.blocks``, are kept and resent with their
-batch until acked, and processd stores each (chain, block hash) once.
+batch until acked, and processd stores each (chain, block hash) once. And the ``TxGone`` reports of the pending
+tracker (``ingestd.pending``), in ``TxBatch.gone``, kept and resent the same way.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from ingestd.metrics import BlockDrop, ChainStats, Histograms
 log = logging.getLogger(__name__)
 
 #: What the outbound queue carries, in FIFO order.
-_Item = tx_pb2.TxEnvelope | tx_pb2.TxSighting | block_pb2.BlockEnvelope
+_Item = tx_pb2.TxEnvelope | tx_pb2.TxSighting | block_pb2.BlockEnvelope | ingest_pb2.TxGone
 
 
 @dataclass(slots=True)
@@ -102,8 +103,8 @@ class Outbound:
         return sum(len(u.first_seen_ns) for u in self._unacked.values())
 
     def try_enqueue(self, item: _Item) -> bool:
-        """Queues an envelope, a sighting or a block unless the queue is at capacity (returns False; the caller counts
-        the drop)."""
+        """Queues an envelope, a sighting, a block or a TxGone unless the queue is at capacity (returns False; the
+        caller counts the drop)."""
         if len(self._queue) >= self.capacity or self._closing:
             return False
         self._queue.append(item)
@@ -144,6 +145,10 @@ class Outbound:
         lost = sum(1 for item in self._queue if type(item) is tx_pb2.TxEnvelope) + self.unacked_envelopes
         blocks_lost = (sum(1 for item in self._queue if type(item) is block_pb2.BlockEnvelope)
                        + sum(len(u.batch.blocks) for u in self._unacked.values()))
+        gone_lost = (sum(1 for item in self._queue if type(item) is ingest_pb2.TxGone)
+                     + sum(len(u.batch.gone) for u in self._unacked.values()))
+        if gone_lost and self.stats.pending is not None:
+            self.stats.pending.gone_shutdown += gone_lost
         if blocks_lost and self.stats.blocks is not None:
             self.stats.blocks.drops[BlockDrop.SHUTDOWN] += blocks_lost
         if lost:
@@ -165,6 +170,7 @@ class Outbound:
         envelopes: list[tx_pb2.TxEnvelope] = []
         sightings: list[tx_pb2.TxSighting] = []
         blocks: list[block_pb2.BlockEnvelope] = []
+        gone: list[ingest_pb2.TxGone] = []
         size = taken = 0
         while taken < n:
             item = self._queue[0]
@@ -174,12 +180,12 @@ class Outbound:
             self._queue.popleft()
             kind = type(item)
             (sightings if kind is tx_pb2.TxSighting else blocks if kind is block_pb2.BlockEnvelope
-             else envelopes).append(item)  # type: ignore[arg-type]
+             else gone if kind is ingest_pb2.TxGone else envelopes).append(item)  # type: ignore[arg-type]
             size += item_size
             taken += 1
         self._seq += 1
         batch = ingest_pb2.TxBatch(session_id=self.session_id, batch_seq=self._seq, envelopes=envelopes,
-                                   sightings=sightings, blocks=blocks)
+                                   sightings=sightings, blocks=blocks, gone=gone)
         if with_stats:
             batch.chain_stats.append(self._stats_source())
         return batch, [e.first_seen_unix_ns for e in envelopes]
@@ -270,7 +276,7 @@ class Outbound:
             batch, first_seen = item
             if stats_due:
                 self._last_stats = time.monotonic()
-            if batch.envelopes or batch.sightings or batch.blocks:
+            if batch.envelopes or batch.sightings or batch.blocks or batch.gone:
                 self._unacked[batch.batch_seq] = _Unacked(batch, first_seen, time.monotonic())
                 self._batch_hist.observe(len(batch.envelopes))
                 self.stats.envelopes_sent += len(batch.envelopes)
@@ -303,6 +309,9 @@ class Outbound:
             if self.stats.blocks is not None:
                 self.stats.blocks.stored += ack.blocks_stored
                 self.stats.blocks.ignored += ack.blocks_ignored
+            if self.stats.pending is not None:
+                self.stats.pending.gone_stored += ack.gone_stored
+                self.stats.pending.gone_ignored += ack.gone_ignored
         storage_full = 0
         rejected = 0
         for rc in ack.rejected:

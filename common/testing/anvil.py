@@ -2,7 +2,9 @@
 
 anvil is installed by ``scripts/_env.sh`` from the npm registry into ``.tools/``; its path comes from
 ``MEMPULSE_ANVIL_BIN`` or ``PATH``. Nodes run with ``--no-mining`` so sent transactions stay pending and
-are announced on ``newPendingTransactions``, and ``--auto-impersonate`` so any address can send.
+are announced on ``newPendingTransactions`` (tests mine on demand with ``evm_mine``), unless ``block_time_s`` asks
+for interval mining (``--block-time``: a block every that many seconds, with what is pending; the demo), and
+``--auto-impersonate`` so any address can send.
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ class AnvilNode:
     host: str = "127.0.0.1"
     extra_args: tuple[str, ...] = ()
     startup_timeout_s: float = 20.0
+    #: > 0: mine a block every this many seconds (``--block-time``); 0: ``--no-mining`` (mine on demand).
+    block_time_s: float = 0.0
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
@@ -83,9 +87,10 @@ class AnvilNode:
             return self
         if not self.port:
             self.port = free_port(self.host)
+        mining = ("--block-time", f"{self.block_time_s:g}") if self.block_time_s > 0 else ("--no-mining",)
         args = [
             *die_with_parent_prefix(),  # no orphaned anvil when the process that started it is killed
-            anvil_binary(), "--no-mining", "--auto-impersonate", "--silent",
+            anvil_binary(), *mining, "--auto-impersonate", "--silent",
             "--chain-id", str(self.chain_id), "--host", self.host, "--port", str(self.port),
             *self.extra_args,
         ]

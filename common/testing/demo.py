@@ -139,6 +139,12 @@ def format_status(chain_ids: list[int], statuses: dict[int, ChainStatus], rates:
             + f" | total {total} stored, {dropped} dropped{ratio}, {sent} generated{lag}")
 
 
+#: The demo's blocks: ethereum's 12 s scaled down to 3 (a demo should show blocks within seconds), polygon's 2 s.
+DEFAULT_BLOCK_TIMES_S = "1=3,137=2"
+#: Seconds between blocks of a chain the demo's block times do not list.
+DEFAULT_BLOCK_TIME_S = 2.0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="demo", description="Run the whole mempulse stack on local anvil chains with replayed mainnet traffic.")
@@ -146,6 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="comma-separated chain names or ids (env MEMPULSE_DEMO_CHAINS, default 1,137)")
     parser.add_argument("--rate-tx-s", type=float, default=None,
                         help="replayed transactions per second per chain (env MEMPULSE_DEMO_RATE_TX_S, default 50)")
+    parser.add_argument("--block-times-s", default=None, metavar="CHAIN=S[,...]",
+                        help="seconds between mined blocks per chain (anvil --block-time; 0 = no mining); chains not "
+                             f"listed: {DEFAULT_BLOCK_TIME_S:g} (env MEMPULSE_DEMO_BLOCK_TIMES_S, default "
+                             f"{DEFAULT_BLOCK_TIMES_S}: ethereum's 12 s scaled down, polygon's 2 s)")
+    parser.add_argument("--replace-share", type=float, default=None,
+                        help="share of the replayed senders whose transactions get a speed-up or a cancel (same "
+                             "sender and nonce, higher fee) (env MEMPULSE_DEMO_REPLACE_SHARE, default 0.05)")
     parser.add_argument("--gateway-port", type=int, default=None,
                         help="gatewayd port on 127.0.0.1 (env MEMPULSE_DEMO_GATEWAY_PORT, default 8080; 0 = any "
                              "free port)")
@@ -186,6 +199,14 @@ class DemoConfig:
     rate_limit_rps: float = 0.0
     #: "clickhouse": run ClickHouse and mempulse-export too (--export); "" = the embedded-only default.
     export: str = ""
+    #: chain id -> seconds between mined blocks (0 = no mining); chains not listed: DEFAULT_BLOCK_TIME_S.
+    block_times_s: tuple[tuple[int, float], ...] = ()
+    #: Share of the generator's senders whose transactions are replaced (speed-ups and cancels).
+    replace_share: float = 0.05
+
+    def block_time_s(self, chain_id: int) -> float:
+        """Seconds between mined blocks of ``chain_id`` (0 = no mining)."""
+        return dict(self.block_times_s).get(chain_id, DEFAULT_BLOCK_TIME_S)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> DemoConfig:
@@ -216,8 +237,29 @@ class DemoConfig:
         limit = args.rate_limit_rps if args.rate_limit_rps is not None else env_float("demo_rate_limit_rps", 0.0)
         if limit < 0:
             raise ConfigError(f"--rate-limit-rps must be >= 0 (0 = off), got {limit}")
+        share = args.replace_share if args.replace_share is not None else env_float("demo_replace_share", 0.05)
+        if not 0 <= share <= 1:
+            raise ConfigError(f"--replace-share must be within 0..1, got {share}")
+        times = args.block_times_s if args.block_times_s is not None else env_str("demo_block_times_s",
+                                                                                  DEFAULT_BLOCK_TIMES_S)
         return cls(chain_ids, rate, gw, pd, data_dir, wipe, args.duration_s, args.interval_s, limit,
-                   getattr(args, "export", None) or "")
+                   getattr(args, "export", None) or "", parse_block_times(times), share)
+
+
+def parse_block_times(text: str) -> tuple[tuple[int, float], ...]:
+    """``CHAIN=S[,...]`` (chain names or ids) as (chain id, seconds) pairs; ConfigError when malformed."""
+    out = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        name, sep, value = part.partition("=")
+        try:
+            seconds = float(value)
+            chain_id = parse_chain(name.strip())
+        except (ValueError, UnknownChainError):
+            seconds, chain_id, sep = -1.0, 0, ""
+        if not sep or seconds < 0:
+            raise ConfigError(f"--block-times-s: {part!r} is not CHAIN=SECONDS (seconds >= 0)")
+        out.append((chain_id, seconds))
+    return tuple(out)
 
 
 def gatewayd_args(cfg: DemoConfig) -> tuple[str, ...]:
@@ -301,7 +343,8 @@ def run(cfg: DemoConfig, stop: threading.Event, running: threading.Event | None 
     if cfg.wipe_data and cfg.data_dir.exists():
         shutil.rmtree(cfg.data_dir)
     stack_cfg = StackConfig(
-        chains=tuple(ChainSpec(cid, rate_tx_s=cfg.rate_tx_s) for cid in cfg.chain_ids),
+        chains=tuple(ChainSpec(cid, rate_tx_s=cfg.rate_tx_s, block_time_s=cfg.block_time_s(cid),
+                               replace_share=cfg.replace_share) for cid in cfg.chain_ids),
         data_dir=cfg.data_dir / "lmdb", log_dir=cfg.data_dir / "logs",
         gateway_port=cfg.gateway_port, processd_port=cfg.processd_port, gatewayd_args=gatewayd_args(cfg))
     print(f"starting: {len(cfg.chain_ids)} anvil chains, processd, gatewayd, ingestd (logs in "

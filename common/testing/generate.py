@@ -49,6 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
                              "calldata, value and recipient; the sender is a dev account) instead of impersonating "
                              "the real senders, whose transactions have no signature (r = s = 0) and so no raw "
                              "signed bytes")
+    parser.add_argument("--replace-share", type=float, default=None,
+                        help="share of the senders whose transactions get a speed-up or a cancel (same sender and "
+                             "nonce, higher fee; impersonated sends only) (env MEMPULSE_GENERATE_REPLACE_SHARE, "
+                             "default 0.05)")
+    parser.add_argument("--records-out", default=None, metavar="FILE",
+                        help="write every transaction sent (hash, chain_id, sender, nonce, fee, kind) to FILE as "
+                             "JSON lines at the end, for common.testing.lifecycle_truth")
     parser.add_argument("--quiet", action="store_true", help="no progress lines, only the final JSON line")
     return parser
 
@@ -72,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         batch = args.batch_size if args.batch_size is not None else env_int("generate_batch_size", 50, minimum=1)
         max_pending = args.max_pending if args.max_pending is not None else env_int("generate_max_pending", 2000,
                                                                                     minimum=0)
+        share = args.replace_share if args.replace_share is not None else env_float("generate_replace_share", 0.05)
+        if not 0 <= share <= 1:
+            raise ConfigError(f"--replace-share must be within 0..1, got {share}")
         if max_pending < 0 or args.salt < 0:
             raise ConfigError("--max-pending and --salt must be >= 0")
         if rate <= 0:
@@ -88,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda *_: done.set())
     gen = TrafficGenerator(args.rpc, rate, chain_id=chain_id, batch_size=batch, start_offset=args.offset,
                            duration_s=args.duration_s, gas_salt=args.salt, max_pending=max_pending,
-                           signed=args.signed).start()
+                           signed=args.signed, replace_share=share).start()
     last_accepted = 0
     while gen.running and not done.wait(1.0):
         stats = gen.stats()
@@ -102,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     stats = gen.stats()
     if gen.error is not None:
         print(f"generate: error: {gen.error}", file=sys.stderr)
+    if args.records_out:
+        with open(args.records_out, "wb") as out:
+            for rec in gen.records():
+                out.write(orjson.dumps(asdict(rec)) + b"\n")
     summary = {**asdict(stats), "accepted_rate_tx_s": round(stats.accepted_rate_tx_s, 1),
                "finished_unix_ms": int(time.time() * 1000)}
     print(orjson.dumps(summary).decode(), flush=True)

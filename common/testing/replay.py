@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 _RICH_BALANCE = hex(10**30)  # enough wei for any fixture value plus gas
 _DEFAULT_GAS_PRICE = 30 * 10**9
+#: Fee bump of a replacement, in percent (geth and anvil want at least 10 % more).
+REPLACEMENT_BUMP_PERCENT = 25
 #: The transaction types a signed replay cycles through: legacy, access list, dynamic fee, blob, set-code.
 SIGNED_TX_TYPES = (0, 1, 2, 3, 4)
 _ONE_KEY = "0x" + "00" * 31 + "01"
@@ -38,10 +40,16 @@ _ONE_KEY = "0x" + "00" * 31 + "01"
 
 @dataclass(frozen=True, slots=True)
 class SentTx:
-    """A transaction anvil accepted: its hash and the fixture call it replays."""
+    """A transaction anvil accepted: its hash and the fixture call it replays; the sender, nonce and gas price (or
+    max fee) it was sent with, and its ``kind``: ``original``, or a replacement of an accepted one (same sender and
+    nonce, higher fee): ``speedup`` (the same call) or ``cancel`` (a 0-value transfer to the sender itself)."""
 
     tx_hash: str
     call: MainnetCall
+    sender: str = ""
+    nonce: int = -1
+    fee: int = 0
+    kind: str = "original"
 
 
 @dataclass
@@ -117,6 +125,7 @@ class Replayer:
         self._sent_signed = 0  # signed sends so far: picks the dev account and the type of the next one
         self.stats = ReplayStats()
         self._nonces: dict[str, int] = {}  # next nonce per funded sender (explicit: batches race otherwise)
+        self._last_sent: list[tuple[int, int]] = []  # (nonce, fee) of each call of the last chunk sent
         self._client = httpx.AsyncClient(timeout=timeout_s)
         self._ids = itertools.count(1)
 
@@ -163,12 +172,13 @@ class Replayer:
             else:
                 await self.fund(c.sender for c in chunk)
                 senders = [c.sender for c in chunk]
-                results = await self._rpc_batch(
-                    [("eth_sendTransaction", [call_to_send_params(c, self._next_nonce(c.sender))]) for c in chunk])
+                params = [call_to_send_params(c, self._next_nonce(c.sender)) for c in chunk]
+                self._last_sent = [(int(p["nonce"], 16), int(p["gasPrice"], 16)) for p in params]
+                results = await self._rpc_batch([("eth_sendTransaction", [p]) for p in params])
             self.stats.sent += len(chunk)
-            for call, sender, item in zip(chunk, senders, results, strict=True):
+            for call, sender, item, (nonce, fee) in zip(chunk, senders, results, self._last_sent, strict=True):
                 if "result" in item and isinstance(item["result"], str):
-                    accepted.append(SentTx(item["result"], call))
+                    accepted.append(SentTx(item["result"], call, sender.lower(), nonce, fee))
                     self.stats.accepted += 1
                 else:
                     self.stats.rejected += 1
@@ -176,6 +186,36 @@ class Replayer:
                     msg = str((item.get("error") or {}).get("message", "unknown"))[:80]
                     self.stats.errors_by_message[msg] = self.stats.errors_by_message.get(msg, 0) + 1
         return accepted
+
+    async def replace(self, originals: Sequence[SentTx], kinds: Sequence[str]) -> list[SentTx]:
+        """Sends a replacement of each accepted ``originals[i]`` (impersonated sends only): same sender and nonce,
+        a fee :data:`REPLACEMENT_BUMP_PERCENT` higher; ``kinds[i]`` is ``speedup`` (the same call) or ``cancel``
+        (a 0-value transfer to the sender). Returns the replacements the node accepted (one may be refused when
+        the original was mined meanwhile: counted as rejected)."""
+        params = []
+        for sent, kind in zip(originals, kinds, strict=True):
+            fee = sent.fee * (100 + REPLACEMENT_BUMP_PERCENT) // 100 + 1
+            if kind == "cancel":
+                p = {"from": sent.sender, "to": sent.sender, "value": "0x0", "gas": hex(21_000), "input": "0x"}
+            else:
+                p = call_to_send_params(sent.call)
+                p["from"] = sent.sender
+            p.update(nonce=hex(sent.nonce), gasPrice=hex(fee))
+            params.append((p, fee))
+        out: list[SentTx] = []
+        for i in range(0, len(params), self.batch_size):
+            chunk = params[i:i + self.batch_size]
+            results = await self._rpc_batch([("eth_sendTransaction", [p]) for p, _ in chunk])
+            self.stats.sent += len(chunk)
+            for (_, fee), item, sent, kind in zip(chunk, results, originals[i:], kinds[i:], strict=False):
+                if "result" in item and isinstance(item["result"], str):
+                    out.append(SentTx(item["result"], sent.call, sent.sender, sent.nonce, fee, kind))
+                    self.stats.accepted += 1
+                else:
+                    self.stats.rejected += 1
+                    msg = str((item.get("error") or {}).get("message", "unknown"))[:80]
+                    self.stats.errors_by_message[msg] = self.stats.errors_by_message.get(msg, 0) + 1
+        return out
 
     async def _send_signed(self, chunk: Sequence[MainnetCall]) -> tuple[list[str], list[dict]]:
         """Sends ``chunk`` signed by anvil's dev accounts (module doc); the sender and the send answer of each."""
@@ -186,6 +226,7 @@ class Replayer:
                 raise RuntimeError(f"{self.http_url} has no unlocked dev accounts to sign with")
             self._chain_id = int(chain.get("result") or "0x0", 16)
         senders, txs = [], []
+        self._last_sent = []
         for call in chunk:
             n = self._sent_signed
             self._sent_signed += 1
@@ -196,6 +237,7 @@ class Replayer:
             params["from"] = sender
             tx_type = SIGNED_TX_TYPES[n // len(self._dev_accounts) % len(SIGNED_TX_TYPES)]
             txs.append(typed_send_params(params, tx_type, self._chain_id))
+            self._last_sent.append((int(params["nonce"], 16), int(params["gasPrice"], 16)))
         signed = await self._rpc_batch([("eth_signTransaction", [tx]) for tx in txs])
         raws = [item.get("result") for item in signed]
         sends = await self._rpc_batch([("eth_sendRawTransaction", [raw]) for raw in raws if isinstance(raw, str)])

@@ -54,11 +54,16 @@ class StackError(MempulseError, RuntimeError):
 
 @dataclass(frozen=True)
 class ChainSpec:
-    """One local chain: an anvil node with this chain id, and replay traffic at ``rate_tx_s`` (0 = none)."""
+    """One local chain: an anvil node with this chain id, and replay traffic at ``rate_tx_s`` (0 = none).
+    ``block_time_s`` > 0 mines a block every that many seconds (0: ``--no-mining``, what tests and benchmarks use
+    unless they ask for mining); ``replace_share`` is the share of the generator's senders whose transactions are
+    replaced (speed-ups and cancels, ``common.testing.traffic``)."""
 
     chain_id: int
     rate_tx_s: float = 0.0
     anvil_args: tuple[str, ...] = ()
+    block_time_s: float = 0.0
+    replace_share: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -216,7 +221,9 @@ class Stack:
             gen = TrafficGenerator(self.anvils[spec.chain_id].http_url, rate, chain_id=spec.chain_id,
                                    batch_size=self.config.replay_batch_size, on_accepted=on_accepted,
                                    start_offset=offset * 997, duration_s=duration_s,
-                                   gas_salt=self.traffic_gas_salt, max_pending=self.config.anvil_max_pending)
+                                   gas_salt=self.traffic_gas_salt, replace_share=spec.replace_share,
+                                   # a mining chain empties its own pool; a reset would drop what it was to mine
+                                   max_pending=0 if spec.block_time_s > 0 else self.config.anvil_max_pending)
             self.generators[spec.chain_id] = gen.start()
 
     def stop_generators(self) -> None:
@@ -287,7 +294,8 @@ class Stack:
             if spec.chain_id in seen:
                 raise StackError(f"chain id {spec.chain_id} configured twice")
             seen.add(spec.chain_id)
-            node = AnvilNode(chain_id=spec.chain_id, host=self.config.host, extra_args=spec.anvil_args)
+            node = AnvilNode(chain_id=spec.chain_id, host=self.config.host, extra_args=spec.anvil_args,
+                             block_time_s=spec.block_time_s)
             self.anvils[spec.chain_id] = node
             node.start()
             log.info("anvil chain %s ready on %s", spec.chain_id, node.http_url)

@@ -6,6 +6,14 @@ without owning an event loop. Pacing is by wall clock: after ``t`` seconds about
 transactions have been sent; if anvil falls behind, the generator sends larger batches (up to
 ``batch_size``) and never builds an unbounded backlog (it skips what it could not send in time and counts
 it as ``behind``).
+
+For the transaction lifecycle (issue 16) it also replaces some of what it sent: for a share of the senders
+(``replace_share``, picked by a hash of the address, so the same senders every run), each accepted transaction is
+followed, in the next batch, by a replacement with the same sender and nonce and a higher fee, alternately a
+speed-up (the same call) and a cancel (a 0-value transfer to the sender); and it records every transaction it sent
+(:class:`~common.testing.lifecycle_truth.SentRecord`: hash, chain, sender, nonce, fee, kind), at most
+``max_records`` of them (the oldest leave first, counted as ``records_dropped``), for the node's truth
+(:mod:`common.testing.lifecycle_truth`).
 """
 
 from __future__ import annotations
@@ -15,12 +23,15 @@ import dataclasses
 import logging
 import threading
 import time
+import zlib
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import httpx
 
 from common.testing.fixtures import MainnetCall, load_mainnet_calls
+from common.testing.lifecycle_truth import SentRecord
 from common.testing.replay import Replayer, SentTx
 
 log = logging.getLogger(__name__)
@@ -47,6 +58,11 @@ class TrafficStats:
     send_errors: int
     elapsed_s: float
     pool_resets: int = 0
+    #: Replacements (same sender and nonce, higher fee) the node accepted, by kind.
+    speedups: int = 0
+    cancels: int = 0
+    #: Records that left the bounded record list (max_records).
+    records_dropped: int = 0
 
     @property
     def accepted_rate_tx_s(self) -> float:
@@ -72,9 +88,12 @@ class TrafficGenerator:
     def __init__(self, http_url: str, rate_tx_s: float, *, chain_id: int = 0, batch_size: int = 50,
                  calls: Sequence[MainnetCall] | None = None, start_offset: int = 0,
                  on_accepted: AcceptedCallback | None = None, duration_s: float | None = None,
-                 gas_salt: int = 0, max_pending: int = 0, signed: bool = False) -> None:
+                 gas_salt: int = 0, max_pending: int = 0, signed: bool = False, replace_share: float = 0.0,
+                 max_records: int = 200_000) -> None:
         if rate_tx_s <= 0:
             raise ValueError(f"rate_tx_s must be > 0, got {rate_tx_s}")
+        if not 0.0 <= replace_share <= 1.0:
+            raise ValueError(f"replace_share must be within 0..1, got {replace_share}")
         self.http_url = http_url
         self.rate_tx_s = rate_tx_s
         self.chain_id = chain_id
@@ -84,6 +103,11 @@ class TrafficGenerator:
         self.gas_salt = gas_salt
         self.max_pending = max_pending
         self.signed = signed  # send from anvil's dev accounts, properly signed (common.testing.replay, module doc)
+        # Replacements need the sender's nonce in our hands: impersonated sends only (signed ones use dev accounts).
+        self.replace_share = 0.0 if signed else replace_share
+        self._records: deque[SentRecord] = deque(maxlen=max_records)
+        self._records_dropped = 0
+        self._replaced = {"speedup": 0, "cancel": 0}
         self._epoch = 0  # pool resets so far; each adds 1 wei of gas price so hashes never repeat
         self._in_pool = 0  # accepted since the last pool reset
         self._start_offset = start_offset
@@ -144,7 +168,41 @@ class TrafficGenerator:
         return TrafficStats(
             chain_id=self.chain_id, target_rate_tx_s=self.rate_tx_s,
             sent=rs.sent if rs else 0, accepted=rs.accepted if rs else 0, rejected=rs.rejected if rs else 0,
-            behind=self._behind, send_errors=self._send_errors, elapsed_s=elapsed, pool_resets=self._epoch)
+            behind=self._behind, send_errors=self._send_errors, elapsed_s=elapsed, pool_resets=self._epoch,
+            speedups=self._replaced["speedup"], cancels=self._replaced["cancel"],
+            records_dropped=self._records_dropped)
+
+    def records(self) -> list[SentRecord]:
+        """Every transaction sent and accepted so far (at most ``max_records``, the newest), oldest first."""
+        for _ in range(5):  # the generator thread may append meanwhile: copy again (deque iteration would fail)
+            try:
+                return list(self._records)
+            except RuntimeError:
+                continue
+        return list(self._records)
+
+    def replaces(self, sender: str) -> bool:
+        """Whether this generator replaces ``sender``'s transactions (a stable pick of ``replace_share``)."""
+        return zlib.crc32(sender.lower().encode()) % 10_000 < self.replace_share * 10_000
+
+    def _record(self, sent: Sequence[SentTx]) -> None:
+        records = self._records
+        for s in sent:
+            if len(records) == records.maxlen:
+                self._records_dropped += 1
+            records.append(SentRecord(s.tx_hash, self.chain_id, s.sender, s.nonce, s.fee, s.kind))
+
+    async def _replace_some(self, accepted: Sequence[SentTx]) -> list[SentTx]:
+        """Replacements of the accepted transactions of the senders this generator replaces (alternately a speed-up
+        and a cancel, by nonce)."""
+        assert self._replayer is not None
+        chosen = [s for s in accepted if s.nonce >= 0 and self.replaces(s.sender)]
+        if not chosen:
+            return []
+        done = await self._replayer.replace(chosen, ["speedup" if s.nonce % 2 == 0 else "cancel" for s in chosen])
+        for s in done:
+            self._replaced[s.kind] += 1
+        return done
 
     def _thread_main(self) -> None:
         try:
@@ -210,6 +268,11 @@ class TrafficGenerator:
             sent_ns = time.time_ns()
             try:
                 accepted = await self._replayer.send(batch)
+                self._record(accepted)
+                if self.replace_share:
+                    replacements = await self._replace_some(accepted)
+                    self._record(replacements)
+                    accepted = accepted + replacements
                 self._in_pool += len(accepted)
                 if self.max_pending and self._in_pool >= self.max_pending:
                     await self._reset_pool()

@@ -15,8 +15,10 @@ from collections import deque
 from dataclasses import dataclass
 
 from common.chains import SEQUENCER_CHAINS
-from common.pb.v1 import ingest_pb2, tx_pb2
+from common.hexutil import HexError, hex_to_bytes
+from common.pb.v1 import block_pb2, ingest_pb2, tx_pb2
 from common.rawtx import RawTxError, node_raw, verified_raw
+from ingestd.backfill import Backfill, BackfillStats
 from ingestd.blocks import BlockFollower
 from ingestd.config import ChainConfig, IngestConfig
 from ingestd.dedup import Dedup
@@ -28,6 +30,7 @@ from ingestd.mapping import MappingError, tx_to_envelope
 from ingestd.metrics import BlockStats, ChainStats, Histograms, RawOutcome, SourceStats
 from ingestd.notifications import PendingHash, PendingTx
 from ingestd.outbound import Outbound
+from ingestd.pending import PendingStats, PendingTracker
 from ingestd.sourcelog import SightingOutcome, SourceLog
 from ingestd.ws_source import WsSource
 
@@ -106,6 +109,20 @@ class ChainWorker:
         self.head_sources: list[HeadSource] = []
         if cfg.follow_blocks == "on":
             self._follow_blocks(histograms)
+        self.pending: PendingTracker | None = None
+        if self.blocks is not None and cfg.pending_recheck_interval_ms > 0:
+            # (without followed blocks a mined transaction could not be told from a dropped one: no tracker)
+            blocks = self.blocks
+            self.stats.pending = PendingStats()
+            self.pending = PendingTracker(
+                chain.chain_id, self.fetcher, self.stats.pending, capacity=cfg.pending_track_size,
+                interval_s=cfg.pending_recheck_interval_ms / 1000, batch_size=cfg.fetch_batch_size,
+                send=self.outbound.try_enqueue, blocks_busy=lambda: blocks.busy)
+        self.backfill: Backfill | None = None
+        if cfg.backfill_max_txs > 0:
+            self.stats.backfill = BackfillStats()
+            self.backfill = Backfill(label, self.fetcher, self.stats.backfill, cfg.backfill_max_txs,
+                                     self._backfill_tx)
         self._tasks: list[asyncio.Task[None]] = []
         self._started_mono = 0.0
         self._ready_logged = False
@@ -117,7 +134,7 @@ class ChainWorker:
         """The chain's block follower and one ``newHeads`` source per WebSocket source (ingestd.blocks)."""
         cfg = self.cfg
         stats = self.stats.blocks = BlockStats()
-        self.blocks = BlockFollower(self.chain, cfg, self.fetcher, stats, self.outbound.try_enqueue,
+        self.blocks = BlockFollower(self.chain, cfg, self.fetcher, stats, self._send_block,
                                     histograms.block_latency.labels(self.chain.name).observe)
         self.stats.queues["blocks"] = (lambda: len(self.blocks.queue) if self.blocks else 0, cfg.block_queue_size)
 
@@ -246,8 +263,42 @@ class ChainWorker:
         drop = DropReason.UNKNOWN_SUBSCRIPTION if reason == "unknown_subscription" else DropReason.MALFORMED
         self.stats.drops.add(drop, source_id, detail=reason)
 
-    def _send(self, envelope: tx_pb2.TxEnvelope, source_id: str) -> None:
+    def _send_block(self, block: block_pb2.BlockEnvelope) -> bool:
+        """A followed block to processd; its transactions are no longer pending (the tracker forgets them)."""
+        if self.pending is not None:
+            self.pending.mined(tx.hash for tx in block.txs)
+        return self.outbound.try_enqueue(block)
+
+    def _backfill_tx(self, tx: object, seen_ns: int) -> str:
+        """One transaction of the node's pool (ingestd.backfill): deduplicated and sent like an announcement by
+        the chain's first source; returns its backfill outcome."""
+        try:
+            tx_hash = hex_to_bytes(tx.get("hash"), 32) if isinstance(tx, dict) else b""  # type: ignore[arg-type]
+        except HexError:
+            tx_hash = b""
+        source_id = self.chain.sources[0].source_id
+        if tx_hash and self.dedup.check_and_add(tx_hash):
+            return "already_seen"
+        self.stats.seen += 1  # (so seen = delivered + losses + in pipeline holds for backfilled ones too)
+        if not tx_hash:
+            self.stats.drops.add(DropReason.MALFORMED, source_id, detail="backfill: bad hash")
+            return "malformed"
+        try:
+            envelope = tx_to_envelope(tx, self.chain.chain_id, source_id, seen_ns, tx_hash)  # type: ignore[arg-type]
+        except MappingError as exc:
+            self.stats.drops.add(DropReason.MALFORMED, source_id, detail=str(exc)[:100])
+            return "malformed"
+        if self._attach_raw(envelope):  # the node's signed bytes are to be fetched first, as for a full-tx notification
+            if len(self._fetch_queue) < self.cfg.fetch_queue_size:
+                self._queue_fetch(_PendingFetch(tx_hash, source_id, seen_ns, envelope))
+                return "delivered"
+            self.stats.raw_tx[RawOutcome.FETCH_QUEUE_FULL] += 1
+        return "delivered" if self._send(envelope, source_id) else "not_delivered"
+
+    def _send(self, envelope: tx_pb2.TxEnvelope, source_id: str) -> bool:
         if self.outbound.try_enqueue(envelope):
+            if self.pending is not None:
+                self.pending.add(envelope.hash, source_id, envelope.sender, envelope.nonce)
             self._enqueue_hist.observe((time.time_ns() - envelope.first_seen_unix_ns) / 1e9)
             if self.source_log is not None:
                 # Right behind their envelope in the FIFO queue: they travel in its batch or a later one.
@@ -256,9 +307,10 @@ class ChainWorker:
                         self.stats.sightings_lost += 1
             if self.outbound.depth > self.peak_outbound_queue:
                 self.peak_outbound_queue = self.outbound.depth
-        else:
-            self.stats.drops.add(DropReason.OUTBOUND_QUEUE_FULL, source_id)
-            self._not_sent(envelope.hash)
+            return True
+        self.stats.drops.add(DropReason.OUTBOUND_QUEUE_FULL, source_id)
+        self._not_sent(envelope.hash)
+        return False
 
     # -- fetch path ----------------------------------------------------------------------------------------
 
@@ -361,6 +413,10 @@ class ChainWorker:
         log.info("%s chain=%s chain_id=%d source=%s full_tx=%s", READY_LOG if not self._ready_logged else
                  "subscribed", self.chain.name, self.chain.chain_id, source_id, full_tx)
         self._ready_logged = True
+        if self.backfill is not None:
+            # Subscribed (first time or again after a gap): from now on announcements come live; what the pool
+            # holds now (announced while ingestd was down or disconnected) comes from txpool_content.
+            self.backfill.request()
 
     def _became_visible(self) -> None:
         if self.stats.visibility == _NOT_VISIBLE:
@@ -413,6 +469,8 @@ class ChainWorker:
                               for s in self.head_sources]
             self._tasks += [asyncio.create_task(self.blocks.run(), name=f"blocks-{name}"),
                             asyncio.create_task(self.blocks.poll(), name=f"block-poll-{name}")]
+        if self.pending is not None:
+            self._tasks.append(asyncio.create_task(self.pending.run(), name=f"pending-{name}"))
         self._tasks += self._sources
 
     async def stop(self, grace_s: float) -> None:
@@ -422,6 +480,8 @@ class ChainWorker:
         deadline = time.monotonic() + grace_s
         for task in self._sources:
             task.cancel()
+        if self.backfill is not None:
+            await self.backfill.stop()
         while (self._fetch_queue or self._fetch_tasks) and time.monotonic() < deadline:
             if self._fetch_tasks:  # the batcher keeps draining the queue meanwhile
                 await asyncio.wait(set(self._fetch_tasks), timeout=max(0.0, deadline - time.monotonic()),

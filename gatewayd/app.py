@@ -101,7 +101,8 @@ class Gateway:
         self.started_at = time.time()
         # The document says what this gateway does: security and 401 only with API keys, 429 only with a limit.
         doc = build_openapi(auth=self.auth.enabled, rate_limit=self.limiter.enabled,
-                            auth_failure_limit=self.auth.enabled and self.auth_failures.enabled)
+                            auth_failure_limit=self.auth.enabled and self.auth_failures.enabled,
+                            sharded=self.shards is not None)
         self.openapi_body = orjson.dumps(doc, option=orjson.OPT_INDENT_2)
         self.docs_html = render_docs_html(doc)
         # Parsed query strings by (route, raw query): clients repeat the same few queries, so parsing is skipped

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from jsonschema import Draft202012Validator
 
 from common.testing.synth import synthetic_envelopes
 
@@ -90,6 +91,21 @@ def test_routing_merged_pages_and_health(processd_factory, gateway_factory) -> N
             assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_cursor", params
         unserved = http.get("/transactions", params={"chain_id": 10})
         assert unserved.status_code == 404 and unserved.json()["error"]["code"] == "chain_not_served"
+        check_schemas(http, {"TransactionList": http.get("/transactions").json(),
+                             "TransactionPage": http.get("/transactions/all").json(),
+                             "EventPage": http.get("/events").json(), "BlockList": http.get("/blocks/recent").json(),
+                             "FeatureList": http.get("/features/recent").json(),
+                             "OpportunityList": http.get("/opps/recent").json(), "Snapshot": snap, "Health": health,
+                             "Error": unserved.json()})
+
+
+def check_schemas(http: httpx.Client, answers: dict[str, Any]) -> None:
+    """Each answer matches the schema /openapi.json (the sharded gateway's own document) gives its route."""
+    doc = http.get("/openapi.json").json()
+    for name, body in answers.items():
+        validator = Draft202012Validator({"$ref": f"#/components/schemas/{name}", "components": doc["components"]})
+        errors = [e.message for e in validator.iter_errors(body)]
+        assert not errors, (name, errors[:3])
 
 
 class Reader:
@@ -139,6 +155,8 @@ def test_a_shard_killed_and_restarted(processd_factory, gateway_factory) -> None
         assert {t["chain_id"] for t in partial["transactions"]} == {1}
         health = http.get("/healthz")
         assert health.status_code == 503 and [s["up"] for s in health.json()["shards"]] == [True, False]
+        check_schemas(http, {"TransactionList": partial, "Error": down.json(), "Health": health.json(),
+                             "Snapshot": http.get("/dashboard/snapshot").json()})
         more_a = synthetic_envelopes(2, seed=4, chain_ids=A_CHAINS)
         a.push(more_a)
         assert [d["tx_hash"] for _, d in reader.events(2)] == ["0x" + e.hash.hex() for e in more_a]

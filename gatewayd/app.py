@@ -27,7 +27,7 @@ from gatewayd.config import GatewayConfig
 from gatewayd.connguard import ConnectionGuard
 from gatewayd.metrics import CONTENT_TYPE_LATEST, GatewayMetrics
 from gatewayd.openapi import build_openapi, render_docs_html
-from gatewayd.params import ROUTE_PARAMS, ParamError, ParamSpec, event_filter, parse_hash, parse_params
+from gatewayd.params import ParamError, ParamSpec, event_filter, parse_hash, parse_params, route_params
 from gatewayd.processd_client import ProcessdClient, UpstreamError
 from gatewayd.ratelimit import RateLimited, RateLimiter
 from gatewayd.render import RenderCache, render_yielding
@@ -174,7 +174,7 @@ class Gateway:
 
     def endpoint(self, route: str, handler: Handler, *, public: bool = False) -> Handler:
         """Wraps ``handler(request, params, **path_args)`` with auth, rate limit, params, errors and metrics."""
-        specs: dict[str, ParamSpec] = ROUTE_PARAMS[route]
+        specs: dict[str, ParamSpec] = route_params(self.shards is not None)[route]
         defaults = {name: spec.default for name, spec in specs.items()}
         auth = self.auth
         limiter = self.limiter

@@ -13,7 +13,7 @@ from typing import Any
 from gatewayd.openapi_docs import render_docs_html
 from gatewayd.openapi_params import LAST_EVENT_ID, PATH_HASH, param_schema
 from gatewayd.openapi_shards import SHARDED_LAST_EVENT_ID, shard_schemas
-from gatewayd.params import EVENT_KINDS, ROUTE_PARAMS
+from gatewayd.params import EVENT_KINDS, route_params
 
 __all__ = ["API_VERSION", "OPERATIONS", "SCHEMAS", "build_openapi", "render_docs_html"]
 
@@ -446,11 +446,11 @@ WWW_AUTHENTICATE = _header("The accepted scheme", {"type": "string", "enum": ["B
 _LOCAL = frozenset({"metrics", "openapi", "docs"})
 
 
-def _parameters(name: str) -> list[dict[str, Any]]:
+def _parameters(name: str, sharded: bool = False) -> list[dict[str, Any]]:
     params: list[dict[str, Any]] = [
         {"name": spec.name, "in": "query", "required": False, "description": spec.description,
          "schema": param_schema(spec)}
-        for spec in ROUTE_PARAMS.get(name, {}).values()
+        for spec in route_params(sharded).get(name, {}).values()
     ]
     if name == "transaction":
         params.insert(0, {"name": "hash", "in": "path", "required": True, "schema": PATH_HASH,
@@ -505,7 +505,7 @@ def build_openapi(*, auth: bool = False, rate_limit: bool = False, auth_failure_
         op: dict[str, Any] = {
             "operationId": name,
             "summary": summary,
-            "parameters": _parameters(name),
+            "parameters": _parameters(name, sharded),
             "responses": _responses(name, summary, body, public, auth, rate_limit, auth and auth_failure_limit),
         }
         if description:

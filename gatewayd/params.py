@@ -335,7 +335,6 @@ ROUTE_PARAMS: dict[str, dict[str, ParamSpec]] = {
             "of the previous page (a page of big transactions is cut short by size: truncated).",
             0,
         ),
-        _merged_cursor("where the previous page ended, on every shard"),
         _include(),
         *_filters(),
     ),
@@ -343,7 +342,6 @@ ROUTE_PARAMS: dict[str, dict[str, ParamSpec]] = {
         _chain(),
         _from_seq("First seq_id to return (inclusive); 0 = from the oldest. Use next_from_seq_id of the last page."),
         _limit("transactions_all", "transactions"),
-        _merged_cursor("where the previous page ended, on every shard"),
         _include(),
     ),
     "transaction": _specs(_chain(), _include()),
@@ -353,13 +351,11 @@ ROUTE_PARAMS: dict[str, dict[str, ParamSpec]] = {
         _limit("blocks_recent", "blocks"),
         ParamSpec("before_seq_id", "cursor", "Only blocks whose block event has a seq_id below this (exclusive); 0 = "
                   "from the newest. Use next_before_seq_id of the previous page.", 0),
-        _merged_cursor("where the previous page ended, on every shard"),
     ),
     "opps_recent": _specs(_chain(), _limit("opps_recent", "opportunities"), _min_score(), *_filters(min_score=False)),
     "events": _specs(
         _from_seq("First seq_id to return (inclusive); 0 = from the oldest retained. Use next_from_seq_id."),
         _limit("events", "events"),
-        _merged_cursor("where the previous page ended, on every shard"),
         _chain(),
         _kinds(),
         _include(),
@@ -376,6 +372,20 @@ ROUTE_PARAMS: dict[str, dict[str, ParamSpec]] = {
         *_filters(),
     ),
 }
+
+
+#: Routes whose all-chain reads page with a per-shard ``cursor`` on a gateway in front of several processd shards.
+CURSOR_ROUTES = ("transactions", "transactions_all", "blocks_recent", "events")
+
+
+def route_params(sharded: bool) -> dict[str, dict[str, ParamSpec]]:
+    """The parameters of every route: :data:`ROUTE_PARAMS`, plus ``cursor`` on :data:`CURSOR_ROUTES` for a
+    gateway with several processd shards (a one-processd gateway does not take it: unknown_parameter)."""
+    if not sharded:
+        return ROUTE_PARAMS
+    cursor = _merged_cursor("where the previous page ended, on every shard")
+    return {route: {**specs, "cursor": cursor} if route in CURSOR_ROUTES else specs
+            for route, specs in ROUTE_PARAMS.items()}
 
 
 def parse_params(raw: Mapping[str, list[str]], specs: Mapping[str, ParamSpec]) -> dict[str, Any]:

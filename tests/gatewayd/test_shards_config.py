@@ -46,3 +46,13 @@ def test_sharded_document_is_valid_openapi() -> None:
     tx_list = doc["components"]["schemas"]["TransactionList"]
     assert "next_cursor" in tx_list["properties"] and "next_cursor" not in tx_list["required"]
     assert "next_cursor" not in build_openapi()["components"]["schemas"]["TransactionList"]["properties"]
+
+
+def _query_params(doc: dict, path: str) -> list[str]:
+    return [p["name"] for p in doc["paths"][path]["get"]["parameters"] if p["in"] == "query"]
+
+
+@pytest.mark.parametrize("path", ["/transactions", "/transactions/all", "/blocks/recent", "/events"])
+def test_cursor_is_a_parameter_of_sharded_gateways_only(path: str) -> None:
+    assert "cursor" in _query_params(build_openapi(sharded=True), path)
+    assert "cursor" not in _query_params(build_openapi(), path)

@@ -150,6 +150,8 @@ def test_a_shard_killed_and_restarted(processd_factory, gateway_factory) -> None
         assert down.json()["error"] == {**down.json()["error"], "code": "shard_unavailable", "shard": b.addr,
                                         "chains": [56, 137]}
         assert http.get("/transactions", params={"chain_id": 1}).status_code == 200
+        stream_down = http.get("/events/stream", params={"chain_id": 137})
+        assert stream_down.status_code == 503 and stream_down.json()["error"]["shard"] == b.addr
         partial = http.get("/transactions").json()
         assert partial["partial"] is True and partial["missing_chains"] == [56, 137]
         assert {t["chain_id"] for t in partial["transactions"]} == {1}

@@ -122,8 +122,9 @@ class ShardedStreams:
                     if msg.events:
                         read = int(msg.events[-1].seq_id)
                     await queue.put((i, msg))
-            except (UpstreamError, grpc.RpcError) as exc:
-                err = exc if isinstance(exc, UpstreamError) else map_rpc_error("SubscribeEvents", exc)
+            except Exception as exc:  # whatever ends a subscription, the shard is retried: never a silent stop
+                err = _upstream_error(exc)
+                self.streamer.metrics.grpc_error("SubscribeEvents", err.grpc_code or "UNKNOWN")
                 if err.code in ("processd_unavailable", "processd_overloaded", "stream_ended"):
                     shard._mark(False, err.message)
                     err = shard_error(shard.spec, err.message)
@@ -165,6 +166,17 @@ class ShardedStreams:
                 frames.append(frame)
             await response.send(b"".join(frames))
             metrics.sse_events.inc(len(msg.events))
+
+
+def _upstream_error(exc: Exception) -> UpstreamError:
+    """What ended a shard's subscription, as the gateway's error (unexpected ones count as unreachable)."""
+    if isinstance(exc, UpstreamError):
+        return exc
+    if isinstance(exc, grpc.RpcError):
+        return map_rpc_error("SubscribeEvents", exc)
+    log.warning("a shard's event subscription failed: %r", exc)
+    return UpstreamError(503, "processd_unavailable", f"subscription failed: {exc!r}"[:200], retriable=True,
+                         grpc_code="UNKNOWN")
 
 
 class _Sink:

@@ -97,6 +97,12 @@ def test_routing_merged_pages_and_health(processd_factory, gateway_factory) -> N
                              "FeatureList": http.get("/features/recent").json(),
                              "OpportunityList": http.get("/opps/recent").json(), "Snapshot": snap, "Health": health,
                              "Error": unserved.json()})
+        # A shard holding a chain configured for another (a misrouted ingestd) is reported, not hidden.
+        stray = synthetic_envelopes(1, seed=99, chain_ids=(56,))
+        assert a.push(stray) == 1
+        misrouted = http.get("/healthz")
+        assert misrouted.status_code == 503
+        assert [s["unexpected_chains"] for s in misrouted.json()["shards"]] == [[56], []]
 
 
 def check_schemas(http: httpx.Client, answers: dict[str, Any]) -> None:

@@ -74,6 +74,13 @@ def test_routing_merged_pages_and_health(processd_factory, gateway_factory) -> N
         assert sorted(t["hash"] for t in oldest_first) == sorted(hashes)
         events = walk(http, "/events", "events", limit=50, kinds="tx_seen")
         assert sorted(e["tx_hash"] for e in events) == sorted(hashes)
+        # The merged stream from every shard's oldest replays each transaction once, each shard in seq order.
+        with http.stream("GET", "/events/stream", params={"from_seq_id": 0, "kinds": "tx_seen"}) as resp:
+            replay = Reader(resp).events(len(hashes))
+        assert sorted(d["tx_hash"] for _, d in replay) == sorted(hashes)
+        for chains in (A_CHAINS, B_CHAINS):
+            seqs = [d["seq_id"] for _, d in replay if d["chain_id"] in chains]
+            assert seqs == sorted(seqs)
         # A transaction by hash on any chain is found on its shard.
         for env in (on_a[3], on_b[5]):
             got = http.get(f"/transactions/0x{env.hash.hex()}")

@@ -39,9 +39,9 @@ class RedactQueryFilter(logging.Filter):
 
     def __init__(self) -> None:
         super().__init__()
-        from gatewayd.params import ROUTE_PARAMS
+        from gatewayd.params import route_params
 
-        self.known = frozenset(name for specs in ROUTE_PARAMS.values() for name in specs)
+        self.known = frozenset(name for specs in route_params(True).values() for name in specs)
 
     def _mask(self, match: re.Match[str]) -> str:
         sep, name, value = match.groups()
@@ -82,7 +82,8 @@ def serve(config: GatewayConfig) -> None:
         "gatewayd listening on http://%s:%d, processd %s, auth %s, rate limit %s, workers %d",
         config.listen_host,
         config.listen_port,
-        config.processd_target,
+        "; ".join(f"{','.join(map(str, s.chains))}={s.target}" for s in config.processd_shards)
+        or config.processd_target,
         f"on ({len(config.api_keys)} keys)" if config.auth_enabled else "off",
         limit if config.rate_limit_rps else "off",
         config.workers,

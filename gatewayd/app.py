@@ -27,12 +27,15 @@ from gatewayd.config import GatewayConfig
 from gatewayd.connguard import ConnectionGuard
 from gatewayd.metrics import CONTENT_TYPE_LATEST, GatewayMetrics
 from gatewayd.openapi import build_openapi, render_docs_html
-from gatewayd.params import ROUTE_PARAMS, ParamError, ParamSpec, event_filter, parse_hash, parse_params
+from gatewayd.params import ParamError, ParamSpec, event_filter, parse_hash, parse_params, route_params
 from gatewayd.processd_client import ProcessdClient, UpstreamError
 from gatewayd.ratelimit import RateLimited, RateLimiter
 from gatewayd.render import RenderCache, render_yielding
+from gatewayd.sharded import ShardedReads
+from gatewayd.shards import ShardSet
 from gatewayd.singleflight import SingleFlight
 from gatewayd.sse import EventStreamer
+from gatewayd.sse_shards import ShardedStreams
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +52,14 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     return HTTPResponse(raw, status=status, headers=headers, content_type=JSON)
 
 
-def error_body(code: str, message: str, param: str | None = None) -> bytes:
-    """The error document: ``{"error": {"code", "message"[, "parameter"]}}``."""
+def error_body(code: str, message: str, param: str | None = None, details: dict[str, Any] | None = None) -> bytes:
+    """The error document: ``{"error": {"code", "message"[, "parameter"][, details...]}}`` (a shard's 503 adds
+    ``shard`` and ``chains``)."""
     err: dict[str, Any] = {"code": code, "message": message}
     if param is not None:
         err["parameter"] = param
+    if details:
+        err.update(details)
     return orjson.dumps({"error": err})
 
 
@@ -78,16 +84,25 @@ class Gateway:
         self.metrics.ratelimit_evictions.set_function(lambda: self.limiter.evictions)
         self.flights: SingleFlight[bytes] = SingleFlight(config.cache_ttl_ms / 1000)
         self.render = RenderCache(on_error=self.metrics.render_error)
+        # Several processd by chain (docs/gatewayd.md#several-processd-shards-by-chain); None = one processd.
+        self.shards: ShardSet | None = None
+        self.sharded: ShardedReads | None = None
+        if config.processd_shards:
+            self.shards = ShardSet(config.processd_shards, config.grpc_timeout_ms / 1000, self.metrics)
+            self.sharded = ShardedReads(self.shards, self.render, self.metrics)
+            self.client = self.shards.shards[0].client
         self.health_flights: SingleFlight[str] = SingleFlight(ttl_s=0.25)
         self._snapshot_ttl_s = config.snapshot_cache_ttl_ms / 1000
         self.connguard = ConnectionGuard(self.metrics, config.max_connections_per_address, config.header_timeout_s)
         self.streamer = EventStreamer(
             self.client, self.metrics, config.sse_max_clients, config.sse_heartbeat_s, self.render
         )
+        self.sharded_streams = ShardedStreams(self.shards, self.streamer) if self.shards is not None else None
         self.started_at = time.time()
         # The document says what this gateway does: security and 401 only with API keys, 429 only with a limit.
         doc = build_openapi(auth=self.auth.enabled, rate_limit=self.limiter.enabled,
-                            auth_failure_limit=self.auth.enabled and self.auth_failures.enabled)
+                            auth_failure_limit=self.auth.enabled and self.auth_failures.enabled,
+                            sharded=self.shards is not None)
         self.openapi_body = orjson.dumps(doc, option=orjson.OPT_INDENT_2)
         self.docs_html = render_docs_html(doc)
         # Parsed query strings by (route, raw query): clients repeat the same few queries, so parsing is skipped
@@ -136,6 +151,13 @@ class Gateway:
         self.metrics.error(code)
         return HTTPResponse(error_body(code, message, param), status=status, headers=headers or None, content_type=JSON)
 
+    def upstream_error_response(self, exc: UpstreamError) -> HTTPResponse:
+        """The answer to a failed processd call (a 503 says when to retry; a shard's names the shard)."""
+        self.metrics.error(exc.code)
+        headers = {"retry-after": "1"} if exc.status == 503 else None
+        return HTTPResponse(error_body(exc.code, exc.message, None, exc.details), status=exc.status, headers=headers,
+                            content_type=JSON)
+
     def auth_failed(self, request: Request, exc: AuthError) -> HTTPResponse:
         """401, or 429 once a client address keeps failing: failed attempts spend tokens of a per-address
         bucket (``auth_failure_limit_per_min``, ``auth_failure_burst``), and while that bucket is empty every
@@ -152,7 +174,7 @@ class Gateway:
 
     def endpoint(self, route: str, handler: Handler, *, public: bool = False) -> Handler:
         """Wraps ``handler(request, params, **path_args)`` with auth, rate limit, params, errors and metrics."""
-        specs: dict[str, ParamSpec] = ROUTE_PARAMS[route]
+        specs: dict[str, ParamSpec] = route_params(self.shards is not None)[route]
         defaults = {name: spec.default for name, spec in specs.items()}
         auth = self.auth
         limiter = self.limiter
@@ -197,8 +219,7 @@ class Gateway:
             except RateLimited as exc:
                 response = self.error_response(429, exc.code, exc.message, **{"retry-after": str(exc.retry_after_s)})
             except UpstreamError as exc:
-                extra = {"retry-after": "1"} if exc.status == 503 else {}
-                response = self.error_response(exc.status, exc.code, exc.message, **extra)
+                response = self.upstream_error_response(exc)
             if response is None:  # streamed (SSE): counted, but its lifetime is no request latency
                 metrics.count(route, 200)
                 return None
@@ -214,7 +235,26 @@ class Gateway:
 
     # -- routes ---------------------------------------------------------------------------------------------
 
+    def _client(self, chain_id: int) -> Any:
+        """The reads of ``chain_id``: the one processd, or the owner shard's (a chain is given when sharded)."""
+        return self.client if self.shards is None else self.shards.client_of(chain_id)
+
+    def _merged(self, p: dict[str, Any], seq_param: str | None = None) -> bool:
+        """True for an all-chain read of a gateway with several shards (then answered by :attr:`sharded`).
+        ``cursor`` belongs to those reads only, and per-shard seq cursors (``seq_param``) do not apply to them."""
+        merged = self.sharded is not None and not p["chain_id"]
+        if p.get("cursor") is not None and not merged:
+            use = f"; page with {seq_param}" if seq_param else ""
+            raise ParamError("invalid_cursor", "cursor pages all-chain reads of a gateway in front of several "
+                             f"processd shards{use}", "cursor")
+        if merged and seq_param and p[seq_param]:
+            raise ParamError("invalid_cursor", f"{seq_param}: seq ids are per processd shard; page all-chain reads "
+                             "with cursor (next_cursor of the previous page)", seq_param)
+        return merged
+
     async def healthz(self, request: Request, p: dict[str, Any]) -> HTTPResponse:
+        if self.shards is not None:
+            return await self._healthz_shards()
         # Unauthenticated, so a flood of probes must not become a flood of gRPC calls: shared and cached briefly.
         status = await self.health_flights.run("processd", self.client.health)
         ok = status == "serving"
@@ -222,6 +262,20 @@ class Gateway:
             "status": "ok" if ok else "degraded",
             "gateway": {"status": "ok", "uptime_s": int(time.time() - self.started_at)},
             "processd": {"target": self.config.processd_target, "status": status},
+        }
+        return json_response(body, 200 if ok else 503)
+
+    async def _healthz_shards(self) -> HTTPResponse:
+        """Per shard: status, chains configured and held, last error. 200 only when every shard is up and holds
+        no chain configured elsewhere; else 503 (the gateway still answers the chains of the live shards)."""
+        assert self.shards is not None
+        shards = await self.health_flights.run("shards", self.shards.check)  # type: ignore[arg-type]
+        ok = all(s["up"] and not s["unexpected_chains"] for s in shards)  # type: ignore[index]
+        body = {
+            "status": "ok" if ok else "degraded",
+            "gateway": {"status": "ok", "uptime_s": int(time.time() - self.started_at)},
+            "processd": {"target": self.config.processd_target, "status": "serving" if ok else "degraded"},
+            "shards": shards,
         }
         return json_response(body, 200 if ok else 503)
 
@@ -250,9 +304,13 @@ class Gateway:
         raw = "raw" in p["include"]
         key = ("snapshot", p["chain_id"], p["tx_limit"], p["opp_limit"], p["feature_limit"], p["min_score"], raw,
                p["coverage_top"])
+        if self._merged(p):
+            assert self.sharded is not None
+            sharded = self.sharded
+            return json_response(await self.flights.run(key, lambda: sharded.snapshot(p), self._snapshot_ttl_s))
 
         async def produce() -> bytes:
-            resp = await self.client.get_snapshot(
+            resp = await self._client(p["chain_id"]).get_snapshot(
                 query_pb2.GetSnapshotRequest(
                     chain_id=p["chain_id"],
                     tx_limit=p["tx_limit"],
@@ -271,10 +329,15 @@ class Gateway:
     async def transactions(self, request: Request, p: dict[str, Any]) -> HTTPResponse:
         chain_id, limit, before = p["chain_id"], p["limit"], p["before_seq_id"]
         raw = "raw" in p["include"]
+        if self._merged(p, "before_seq_id"):
+            assert self.sharded is not None
+            sharded = self.sharded
+            key = ("mtransactions", limit, p["cursor"], raw, _key(event_filter(p, "transactions")))
+            return json_response(await self.flights.run(key, lambda: sharded.transactions(p)))
         flt = event_filter(p, "transactions")
 
         async def produce() -> bytes:
-            resp = await self.client.list_transactions(
+            resp = await self._client(chain_id).list_transactions(
                 query_pb2.ListTransactionsRequest(chain_id=chain_id, limit=limit, cursor=before, filter=flt)
             )
             return orjson.dumps(
@@ -291,8 +354,11 @@ class Gateway:
                                                     produce))
 
     async def transactions_all(self, request: Request, p: dict[str, Any]) -> HTTPResponse:
+        if self._merged(p, "from_seq_id"):
+            assert self.sharded is not None
+            return json_response(await self.sharded.transactions_all(p))
         from_seq = p["from_seq_id"]
-        resp = await self.client.list_transactions(
+        resp = await self._client(p["chain_id"]).list_transactions(
             query_pb2.ListTransactionsRequest(chain_id=p["chain_id"], limit=p["limit"], cursor=from_seq, ascending=True)
         )
         txs = resp.transactions
@@ -325,8 +391,11 @@ class Gateway:
                                                          render.feature, render.opportunity))
 
     async def _lookup_tx(self, chain_id: int, raw: bytes) -> query_pb2.GetTransactionResponse | None:
+        if self.sharded is not None and not chain_id:
+            return await self.sharded.transaction(chain_id, raw)
         try:
-            return await self.client.get_transaction(query_pb2.GetTransactionRequest(chain_id=chain_id, hash=raw))
+            return await self._client(chain_id).get_transaction(
+                query_pb2.GetTransactionRequest(chain_id=chain_id, hash=raw))
         except UpstreamError as exc:
             if exc.status == 404:
                 return None
@@ -335,10 +404,15 @@ class Gateway:
     async def features_recent(self, request: Request, p: dict[str, Any]) -> HTTPResponse:
         chain_id, limit = p["chain_id"], p["limit"]
         flt = event_filter(p, "features_recent")
+        if self._merged(p):
+            assert self.sharded is not None
+            sharded = self.sharded
+            return json_response(await self.flights.run(("mfeatures", limit, _key(flt)),
+                                                        lambda: sharded.features_recent(p)))
 
         async def produce() -> bytes:
-            resp = await self.client.list_features(query_pb2.ListFeaturesRequest(chain_id=chain_id, limit=limit,
-                                                                                 filter=flt))
+            resp = await self._client(chain_id).list_features(
+                query_pb2.ListFeaturesRequest(chain_id=chain_id, limit=limit, filter=flt))
             return orjson.dumps({"features": self.render.features(resp.features)})
 
         return json_response(await self.flights.run(("features", chain_id, limit, _key(flt)), produce))
@@ -346,9 +420,14 @@ class Gateway:
     async def opps_recent(self, request: Request, p: dict[str, Any]) -> HTTPResponse:
         chain_id, limit, min_score = p["chain_id"], p["limit"], p["min_score"]
         flt = event_filter(p, "opps_recent")
+        if self._merged(p):
+            assert self.sharded is not None
+            sharded = self.sharded
+            return json_response(await self.flights.run(("mopps", limit, min_score, _key(flt)),
+                                                        lambda: sharded.opps_recent(p)))
 
         async def produce() -> bytes:
-            resp = await self.client.list_opportunities(
+            resp = await self._client(chain_id).list_opportunities(
                 query_pb2.ListOpportunitiesRequest(chain_id=chain_id, limit=limit, min_score=min_score, filter=flt)
             )
             return orjson.dumps({"opportunities": self.render.opportunities(resp.opportunities)})
@@ -356,13 +435,19 @@ class Gateway:
         return json_response(await self.flights.run(("opps", chain_id, limit, min_score, _key(flt)), produce))
 
     async def blocks_recent(self, request: Request, p: dict[str, Any]) -> HTTPResponse:
-        resp = await self.client.list_blocks(query_pb2.ListBlocksRequest(
+        if self._merged(p, "before_seq_id"):
+            assert self.sharded is not None
+            return json_response(await self.sharded.blocks_recent(p))
+        resp = await self._client(p["chain_id"]).list_blocks(query_pb2.ListBlocksRequest(
             chain_id=p["chain_id"], limit=p["limit"], cursor=p["before_seq_id"]))
         return json_response({"blocks": [ser.block_json(b) for b in resp.blocks],
                               "next_before_seq_id": resp.next_cursor})
 
     async def events(self, request: Request, p: dict[str, Any]) -> HTTPResponse:
-        resp = await self.client.scan_events(
+        if self._merged(p, "from_seq_id"):
+            assert self.sharded is not None
+            return json_response(await self.sharded.events(p))
+        resp = await self._client(p["chain_id"]).scan_events(
             query_pb2.ScanEventsRequest(
                 from_seq_id=p["from_seq_id"], limit=p["limit"], chain_id=p["chain_id"], kinds=p["kinds"]
             )
@@ -378,6 +463,9 @@ class Gateway:
         )
 
     async def events_stream(self, request: Request, p: dict[str, Any]) -> None:
+        if self.sharded_streams is not None:
+            await self.sharded_streams.stream(request, p)
+            return
         await self.streamer.stream(request, p)
 
     # -- errors raised by Sanic itself (no route, 405, body/header too large, timeouts) ---------------------
@@ -464,12 +552,17 @@ def create_app(config: GatewayConfig, name: str | None = None) -> Sanic:
     app.error_handler.add(Exception, gw.sanic_error)
 
     async def start_client(_app: Sanic) -> None:
-        await gw.client.start()
+        if gw.shards is not None:
+            await gw.shards.start()  # opens every shard's channel and checks the chains each holds
+        else:
+            await gw.client.start()
 
     async def end_streams(_app: Sanic) -> None:
         await gw.streamer.close()
 
     async def stop_client(_app: Sanic) -> None:
+        if gw.shards is not None:
+            await gw.shards.stop()
         await gw.client.stop()
 
     app.register_listener(start_client, "before_server_start")

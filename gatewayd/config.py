@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common.chains import UnknownChainError, parse_chain
 from common.envconfig import ConfigError, Knobs, add_version_flag, parse_hostport
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
@@ -18,13 +19,78 @@ MAX_HEADER_LIMIT_BYTES = 16384
 
 
 @dataclass(frozen=True, slots=True)
+class ShardSpec:
+    """One processd shard: the chains whose reads it answers and its gRPC address (``1,10=host:port``)."""
+
+    chains: tuple[int, ...]
+    target: str
+
+    @property
+    def name(self) -> str:
+        """How the shard is named in answers, logs and metrics: its address."""
+        return self.target
+
+
+def parse_shard(text: str) -> ShardSpec:
+    """``CHAINS=HOST:PORT`` (chains: comma-separated ids or known names) -> :class:`ShardSpec`."""
+    chains_text, sep, target = text.strip().partition("=")
+    if not sep or not chains_text.strip():
+        raise ConfigError(f"--processd {text!r}: a shard is CHAINS=HOST:PORT (e.g. 1,10=10.0.0.5:50051)")
+    parse_hostport(target.strip(), "--processd")
+    chains: list[int] = []
+    for part in chains_text.split(","):
+        try:
+            chain = parse_chain(part.strip())
+        except UnknownChainError:
+            raise ConfigError(f"--processd {text!r}: unknown chain {part.strip()!r}") from None
+        if chain in chains:
+            raise ConfigError(f"--processd {text!r}: chain {chain} is listed twice")
+        chains.append(chain)
+    return ShardSpec(tuple(sorted(chains)), target.strip())
+
+
+def parse_processd(values: Sequence[str]) -> tuple[str, tuple[ShardSpec, ...]]:
+    """The ``--processd`` values (or the env value split on ``;``): one plain ``HOST:PORT`` (one processd for
+    every chain: the default), or one ``CHAINS=HOST:PORT`` per shard. Returns (the first target, the shards;
+    empty for one plain target)."""
+    values = [v.strip() for v in values if v.strip()]
+    if not values:
+        return DEFAULT_PROCESSD, ()
+    if len(values) == 1 and "=" not in values[0]:
+        parse_hostport(values[0], "--processd")
+        return values[0], ()
+    if any("=" not in v for v in values):
+        raise ConfigError("--processd: with several processd, each is CHAINS=HOST:PORT (e.g. 1,10=host:50051)")
+    shards = tuple(parse_shard(v) for v in values)
+    _check_shards(shards)
+    return shards[0].target, shards
+
+
+def _check_shards(shards: Sequence[ShardSpec]) -> None:
+    owner: dict[int, str] = {}
+    targets: set[str] = set()
+    for shard in shards:
+        if shard.target in targets:
+            raise ConfigError(f"--processd: {shard.target} is given twice; list all its chains in one CHAINS=")
+        targets.add(shard.target)
+        for chain in shard.chains:
+            if chain in owner:
+                raise ConfigError(f"--processd: chain {chain} is given to {owner[chain]} and {shard.target}; "
+                                  "each chain belongs to one processd")
+            owner[chain] = shard.target
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayConfig:
     """Every knob of gatewayd. Build it with :func:`load_config` (CLI + env) or directly in tests."""
 
     listen_host: str = "127.0.0.1"
     listen_port: int = 8080
-    #: processd's gRPC address (HOST:PORT).
+    #: processd's gRPC address (HOST:PORT); with shards, the first shard's.
     processd_target: str = DEFAULT_PROCESSD
+    #: processd split by chain (docs/gatewayd.md#several-processd-shards-by-chain); empty = one processd
+    #: (``processd_target``) for every chain, the default.
+    processd_shards: tuple[ShardSpec, ...] = ()
     #: Deadline of every unary gRPC call to processd.
     grpc_timeout_ms: int = 2000
     #: Accepted API keys; empty = authentication off (every route is public).
@@ -67,6 +133,7 @@ class GatewayConfig:
         if not 0 < self.listen_port < 65536:
             raise ConfigError(f"listen port must be 1..65535, got {self.listen_port}")
         parse_hostport(self.processd_target, "processd")
+        _check_shards(self.processd_shards)
         if self.grpc_timeout_ms < 1:
             raise ConfigError(f"grpc_timeout_ms must be >= 1, got {self.grpc_timeout_ms}")
         if self.rate_limit_rps < 0:
@@ -141,7 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_version_flag(p)
     add = p.add_argument
     add("--listen", help=f"HOST:PORT to serve HTTP on (env MEMPULSE_GATEWAYD_LISTEN, default {DEFAULT_LISTEN})")
-    add("--processd", help=f"processd gRPC HOST:PORT (env MEMPULSE_GATEWAYD_PROCESSD, default {DEFAULT_PROCESSD})")
+    add("--processd", action="append",
+        help=f"processd gRPC HOST:PORT (default {DEFAULT_PROCESSD}); or, repeated, one CHAINS=HOST:PORT per processd "
+        "shard (--processd 1,10=host:50051 --processd 137=host2:50051; env MEMPULSE_GATEWAYD_PROCESSD, shards "
+        "separated by ';')")
     add("--grpc-timeout-ms", type=int,
         help="deadline of each gRPC call (env MEMPULSE_GATEWAYD_GRPC_TIMEOUT_MS, default 2000)")
     add(
@@ -236,8 +306,7 @@ def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None
     args = build_parser().parse_args(argv)
     listen = args.listen or source.get_str("listen", DEFAULT_LISTEN)
     host, port = parse_hostport(listen, "--listen")
-    target = args.processd or source.get_str("processd", DEFAULT_PROCESSD)
-    parse_hostport(target, "--processd")
+    target, shards = parse_processd(args.processd or source.get_str("processd", DEFAULT_PROCESSD).split(";"))
 
     keys = parse_api_keys(source.raw("api_keys")[1])
     keys_file = args.api_keys_file or source.get_str("api_keys_file", "")
@@ -251,6 +320,7 @@ def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None
         listen_host=host,
         listen_port=port,
         processd_target=target,
+        processd_shards=shards,
         grpc_timeout_ms=_int(args.grpc_timeout_ms, "grpc_timeout_ms", 2000, source),
         api_keys=keys,
         rate_limit_rps=_float(args.rate_limit_rps, "rate_limit_rps", 100.0, source),

@@ -76,6 +76,15 @@ class GatewayMetrics:
         self.render_cache_entries = Gauge(
             f"{PREFIX}render_cache_entries", "Records in the rendered-JSON cache", registry=r
         )
+        self.shard_up = Gauge(
+            f"{PREFIX}shard_up", "1 while a processd shard answers (several processd only), by shard", ["shard"],
+            registry=r,
+        )
+        self.partial_answers = Counter(
+            f"{PREFIX}partial_answers_total",
+            "All-chain answers sent without the chains of a processd shard that was down (partial: true)",
+            registry=r,
+        )
 
     def _limit_metrics(self, r: CollectorRegistry) -> None:
         """The bounded tables of the rate limit and of failed API keys."""

@@ -12,7 +12,8 @@ from typing import Any
 
 from gatewayd.openapi_docs import render_docs_html
 from gatewayd.openapi_params import LAST_EVENT_ID, PATH_HASH, param_schema
-from gatewayd.params import EVENT_KINDS, ROUTE_PARAMS
+from gatewayd.openapi_shards import SHARDED_LAST_EVENT_ID, shard_schemas
+from gatewayd.params import EVENT_KINDS, route_params
 
 __all__ = ["API_VERSION", "OPERATIONS", "SCHEMAS", "build_openapi", "render_docs_html"]
 
@@ -445,11 +446,11 @@ WWW_AUTHENTICATE = _header("The accepted scheme", {"type": "string", "enum": ["B
 _LOCAL = frozenset({"metrics", "openapi", "docs"})
 
 
-def _parameters(name: str) -> list[dict[str, Any]]:
+def _parameters(name: str, sharded: bool = False) -> list[dict[str, Any]]:
     params: list[dict[str, Any]] = [
         {"name": spec.name, "in": "query", "required": False, "description": spec.description,
          "schema": param_schema(spec)}
-        for spec in ROUTE_PARAMS.get(name, {}).values()
+        for spec in route_params(sharded).get(name, {}).values()
     ]
     if name == "transaction":
         params.insert(0, {"name": "hash", "in": "path", "required": True, "schema": PATH_HASH,
@@ -493,22 +494,27 @@ def _responses(name: str, summary: str, body: str, public: bool, auth: bool, rat
     return responses
 
 
-def build_openapi(*, auth: bool = False, rate_limit: bool = False, auth_failure_limit: bool = False) -> dict[str, Any]:
+def build_openapi(*, auth: bool = False, rate_limit: bool = False, auth_failure_limit: bool = False,
+                  sharded: bool = False) -> dict[str, Any]:
     """The OpenAPI 3.1 document of every route, for a gateway with (``auth``) or without API keys, with or without
     a request rate limit and a failed-key limit (``auth_failure_limit``, only with keys): the security requirement
-    and the 401 / 429 answers exist only when they can happen."""
+    and the 401 / 429 answers exist only when they can happen. ``sharded``: in front of several processd shards
+    (merged all-chain answers, :mod:`gatewayd.openapi_shards`)."""
     paths: dict[str, Any] = {}
     for name, (path, summary, description, body, public) in OPERATIONS.items():
         op: dict[str, Any] = {
             "operationId": name,
             "summary": summary,
-            "parameters": _parameters(name),
+            "parameters": _parameters(name, sharded),
             "responses": _responses(name, summary, body, public, auth, rate_limit, auth and auth_failure_limit),
         }
         if description:
             op["description"] = description
         if auth and public:
             op["security"] = []
+        if sharded and name == "events_stream":
+            op["parameters"][-1] = {**op["parameters"][-1], "schema": SHARDED_LAST_EVENT_ID,
+                                    "description": "Resume after this id (a composite id without chain_id)."}
         paths[path] = {"get": op}
     doc: dict[str, Any] = {
         "openapi": "3.1.0",
@@ -519,7 +525,7 @@ def build_openapi(*, auth: bool = False, rate_limit: bool = False, auth_failure_
         },
         "servers": [{"url": "/"}],
         "paths": paths,
-        "components": {"schemas": SCHEMAS},
+        "components": {"schemas": shard_schemas(SCHEMAS) if sharded else SCHEMAS},
     }
     if auth:
         doc["components"]["securitySchemes"] = {

@@ -23,6 +23,8 @@ from gatewayd.params import (
     MAX_INCLUDE_VALUES,
     MAX_KINDS_CHARS,
     MAX_KINDS_VALUES,
+    MAX_TOKEN_CHARS,
+    TOKEN_RE,
     UINT64_MAX,
     UINT256_MAX,
     ParamSpec,
@@ -161,6 +163,8 @@ def param_schema(spec: ParamSpec) -> dict[str, Any]:
             "maxItems": MAX_INCLUDE_VALUES,
             "items": {"type": "string", "pattern": f"^{item}(?:,{item})*$", "maxLength": MAX_INCLUDE_CHARS},
         }
+    if spec.kind == "token":
+        return {"type": "string", "pattern": f"^{TOKEN_RE}$", "maxLength": MAX_TOKEN_CHARS}
     if spec.kind == "uint256":
         # A decimal string: JSON numbers (and orjson) stop at 64 bits.
         return {"type": "string", "pattern": f"^{uint_pattern(0, UINT256_MAX)}$", "maxLength": 78, "default": "0"}

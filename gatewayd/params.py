@@ -20,6 +20,10 @@ from gatewayd.errors import GatewaydError
 UINT64_MAX = 2**64 - 1
 _DIGITS = re.compile(r"[0-9]{1,20}")
 _HASH = re.compile(r"0[xX][0-9a-fA-F]{64}")
+#: A cursor of a merged all-chain page (gatewayd.merge): printable ASCII, bounded.
+MAX_TOKEN_CHARS = 1500
+TOKEN_RE = f"[0-9a-z.]{{1,{MAX_TOKEN_CHARS}}}"
+_TOKEN = re.compile(TOKEN_RE)
 # Bounds of the free-form parameters, so every value the OpenAPI document calls valid fits the request line
 # (max_header_bytes, 8 KiB by default, even percent-encoded at 9 bytes a character): without them a valid
 # chain_id or kinds padded with whitespace (which the parsers strip) was answered 431.
@@ -203,8 +207,8 @@ class ParamSpec:
     """One query parameter: how to parse it, its default and its documentation."""
 
     name: str
-    #: "chain", "uint", "cursor", "kinds", "include", "uint256" or a list kind ("addresses", "methods",
-    #: "protocols": ``maximum`` is then the most values).
+    #: "chain", "uint", "cursor", "token" (an opaque cursor), "kinds", "include", "uint256" or a list kind
+    #: ("addresses", "methods", "protocols": ``maximum`` is then the most values).
     kind: str
     description: str
     default: Any = None
@@ -222,6 +226,11 @@ class ParamSpec:
                 "duplicate_parameter", f"{self.name} is given {len(values)} times; give it once", self.name
             )
         value = values[0]
+        if self.kind == "token":
+            if not _TOKEN.fullmatch(value):
+                raise ParamError("invalid_cursor", f"{self.name} must be a cursor this gateway gave (next_cursor), "
+                                 f"got {_show(value)}", self.name)
+            return value
         if self.kind == "chain":
             return parse_chain_param(self.name, value)
         if self.kind in _ITEM_RES:
@@ -253,6 +262,12 @@ def _min_score() -> ParamSpec:
 
 def _from_seq(description: str, default: int | None = 0) -> ParamSpec:
     return ParamSpec("from_seq_id", "cursor", description, default, 0, UINT64_MAX)
+
+
+def _merged_cursor(what: str) -> ParamSpec:
+    return ParamSpec("cursor", "token", f"Only with several processd shards, on all-chain reads: {what}. Give "
+                     "next_cursor of the previous page as it is (opaque; docs/gatewayd.md#several-processd-shards-"
+                     "by-chain). Omit for the first page.", None)
 
 
 def _kinds() -> ParamSpec:
@@ -357,6 +372,20 @@ ROUTE_PARAMS: dict[str, dict[str, ParamSpec]] = {
         *_filters(),
     ),
 }
+
+
+#: Routes whose all-chain reads page with a per-shard ``cursor`` on a gateway in front of several processd shards.
+CURSOR_ROUTES = ("transactions", "transactions_all", "blocks_recent", "events")
+
+
+def route_params(sharded: bool) -> dict[str, dict[str, ParamSpec]]:
+    """The parameters of every route: :data:`ROUTE_PARAMS`, plus ``cursor`` on :data:`CURSOR_ROUTES` for a
+    gateway with several processd shards (a one-processd gateway does not take it: unknown_parameter)."""
+    if not sharded:
+        return ROUTE_PARAMS
+    cursor = _merged_cursor("where the previous page ended, on every shard")
+    return {route: {**specs, "cursor": cursor} if route in CURSOR_ROUTES else specs
+            for route, specs in ROUTE_PARAMS.items()}
 
 
 def parse_params(raw: Mapping[str, list[str]], specs: Mapping[str, ParamSpec]) -> dict[str, Any]:

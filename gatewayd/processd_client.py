@@ -46,6 +46,8 @@ class UpstreamError(GatewaydError):
         self.message = message
         self.retriable = retriable
         self.grpc_code = grpc_code
+        #: Extra fields of the error document (a shard's 503 names the shard and its chains).
+        self.details: dict[str, Any] | None = None
 
 
 def map_rpc_error(method: str, err: grpc.RpcError) -> UpstreamError:

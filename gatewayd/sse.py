@@ -207,7 +207,7 @@ class EventStreamer:
         self.metrics.sse_clients.set(len(self._open))
         return True
 
-    async def _admitted(self, call: Any, queue: asyncio.Queue[Any]) -> int:
+    async def _admitted(self, call: Any, queue: Any) -> int:
         """Waits until processd has admitted the subscription and returns the head it reported (the highest
         committed seq_id at admission), or raises the :class:`UpstreamError` its refusal or failure maps to.
 

@@ -13,6 +13,10 @@ on it::
         stack.process("processd").kill()           # SIGKILL; .start() restarts it on the same port
     # stop(): generators, ingestd, gatewayd, processd, anvils - SIGTERM, then SIGKILL; idempotent
 
+``processd_shards=((1,), (137,))`` runs processd split by chain (docs/architecture.md#beyond-one-machine): one
+processd per group (``processd-0``, ``processd-1``, each with its own LMDB under ``data_dir/shard-<i>``), one
+ingestd per group feeding its processd (``ingestd-shard<i>``), and one gatewayd in front of all of them.
+
 Start order is anvils, processd, gatewayd, ingestd, traffic generators (so nothing is sent before ingestd
 has subscribed); stop order is the reverse, so ingestd's last batches are acked before processd stops.
 Parts can be left out (``ingestd=False``, ``gatewayd=False``, rate 0 = no generator) for narrower tests,
@@ -83,6 +87,9 @@ class StackConfig:
     ingestd_per_chain: bool = False
     processd_port: int = 0
     gateway_port: int = 0
+    #: processd split by chain: one group of chain ids per processd shard (every chain in exactly one group);
+    #: () = one processd for every chain (the default).
+    processd_shards: tuple[tuple[int, ...], ...] = ()
     #: Give every daemon a Prometheus ``--metrics-port`` (free port; see ``Stack.metrics_ports``).
     metrics: bool = True
     #: Extra command-line arguments per daemon.
@@ -122,6 +129,8 @@ class Stack:
         #: name -> exit status of each daemon at the last stop() (0 = clean exit on SIGTERM).
         self.exit_statuses: dict[str, int | None] = {}
         self.processd_port = self.config.processd_port
+        #: gRPC ``HOST:PORT`` of each processd shard, in ``processd_shards`` order (empty without shards).
+        self.shard_addrs: list[str] = []
         self.gateway_port = self.config.gateway_port
         self._temp_dirs: list[Path] = []
         self.data_dir: Path = Path()
@@ -321,10 +330,36 @@ class Stack:
             self.processd_port = free_port(host)
         elif port_in_use(host, self.processd_port):
             raise StackError(f"processd port {host}:{self.processd_port} is already in use")
+        if self.config.processd_shards:
+            self._start_shards()
+            return
         args = ["--data-dir", str(self.data_dir), "--listen", self.processd_addr,
                 *self._metrics_args("processd"), *self.config.processd_args]
         self._add("processd", "processd", args, ready=lambda: _grpc_serving(self.processd_addr)).start()
         log.info("processd ready on %s (data %s)", self.processd_addr, self.data_dir)
+
+    def _start_shards(self) -> None:
+        """One processd per chain group, each with its own LMDB (``processd-<i>``, ``data_dir/shard-<i>``)."""
+        groups = self.config.processd_shards
+        configured = sorted(spec.chain_id for spec in self.config.chains)
+        if sorted(c for group in groups for c in group) != configured:
+            raise StackError(f"processd_shards {groups} must hold every chain {configured} exactly once")
+        for i in range(len(groups)):
+            addr = f"{self.config.host}:{free_port(self.config.host)}"
+            self.shard_addrs.append(addr)
+            data = self.data_dir / f"shard-{i}"
+            args = ["--data-dir", str(data), "--listen", addr, *self._metrics_args(f"processd-{i}"),
+                    *self.config.processd_args]
+            self._add(f"processd-{i}", "processd", args, ready=functools.partial(_grpc_serving, addr)).start()
+            log.info("processd-%d ready on %s for chains %s (data %s)", i, addr, groups[i], data)
+        self.processd_port = int(self.shard_addrs[0].rsplit(":", 1)[1])
+
+    def _processd_flags(self) -> list[str]:
+        """gatewayd's ``--processd`` flags: the one processd, or one ``CHAINS=HOST:PORT`` per shard."""
+        if not self.shard_addrs:
+            return ["--processd", self.processd_addr]
+        return [arg for group, addr in zip(self.config.processd_shards, self.shard_addrs, strict=True)
+                for arg in ("--processd", f"{','.join(map(str, group))}={addr}")]
 
     def _start_gatewayd(self) -> None:
         host = self.config.host
@@ -332,23 +367,26 @@ class Stack:
             self.gateway_port = free_port(host)
         elif port_in_use(host, self.gateway_port):
             raise StackError(f"gateway port {host}:{self.gateway_port} is already in use")
-        args = ["--listen", f"{host}:{self.gateway_port}", "--processd", self.processd_addr,
-                *self.config.gatewayd_args]
+        args = ["--listen", f"{host}:{self.gateway_port}", *self._processd_flags(), *self.config.gatewayd_args]
         self._add("gatewayd", "gatewayd", args, ready=lambda: _http_ok(f"{self.gateway_url}/healthz")).start()
         log.info("gatewayd ready on %s", self.gateway_url)
 
     def _start_ingestd(self) -> None:
-        groups: list[tuple[str, tuple[ChainSpec, ...]]]
-        if self.config.ingestd_per_chain:
-            groups = [(f"ingestd-{spec.chain_id}", (spec,)) for spec in self.config.chains]
+        groups: list[tuple[str, tuple[ChainSpec, ...], str]]
+        if self.shard_addrs:  # one ingestd per shard (per node), feeding its processd
+            groups = [(f"ingestd-shard{i}", tuple(s for s in self.config.chains if s.chain_id in group), addr)
+                      for i, (group, addr) in enumerate(zip(self.config.processd_shards, self.shard_addrs,
+                                                            strict=True))]
+        elif self.config.ingestd_per_chain:
+            groups = [(f"ingestd-{spec.chain_id}", (spec,), self.processd_addr) for spec in self.config.chains]
         else:
-            groups = [("ingestd", self.config.chains)]
-        for name, specs in groups:
+            groups = [("ingestd", self.config.chains, self.processd_addr)]
+        for name, specs, processd_addr in groups:
             args: list[str] = []
             for spec in specs:
                 node = self.anvils[spec.chain_id]
                 args += ["--chain", f"{spec.chain_id}={node.ws_url},{node.http_url}"]
-            args += ["--processd", self.processd_addr]
+            args += ["--processd", processd_addr]
             metrics = self._metrics_args(name)
             args += [*metrics, *self.config.ingestd_args]
             port = self.metrics_ports.get(name)
@@ -360,7 +398,7 @@ class Stack:
 
 
 def _stop_rank(name: str) -> int:
-    return {"gatewayd": 1, "processd": 2}.get(name, 0)  # ingestd* first, processd last
+    return 2 if name.startswith("processd") else {"gatewayd": 1}.get(name, 0)  # ingestd* first, processd* last
 
 
 def _http_ok(url: str) -> bool:

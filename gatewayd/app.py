@@ -293,7 +293,8 @@ class Gateway:
     async def transactions_all(self, request: Request, p: dict[str, Any]) -> HTTPResponse:
         from_seq = p["from_seq_id"]
         resp = await self.client.list_transactions(
-            query_pb2.ListTransactionsRequest(chain_id=p["chain_id"], limit=p["limit"], cursor=from_seq, ascending=True)
+            query_pb2.ListTransactionsRequest(chain_id=p["chain_id"], limit=p["limit"], cursor=from_seq, ascending=True,
+                                              filter=event_filter(p, "transactions_all"))
         )
         txs = resp.transactions
         if resp.next_cursor:
@@ -364,7 +365,8 @@ class Gateway:
     async def events(self, request: Request, p: dict[str, Any]) -> HTTPResponse:
         resp = await self.client.scan_events(
             query_pb2.ScanEventsRequest(
-                from_seq_id=p["from_seq_id"], limit=p["limit"], chain_id=p["chain_id"], kinds=p["kinds"]
+                from_seq_id=p["from_seq_id"], limit=p["limit"], chain_id=p["chain_id"], kinds=p["kinds"],
+                filter=event_filter(p, "events"),
             )
         )
         return json_response(

@@ -122,9 +122,11 @@ class TxView:
                  "seq", "start", "values")
 
     def __init__(self, chain: int, values: Sequence[bytes], start: int, end: int, seq: int,
-                 protocol: str | None = None, scores: dict[int, int] | None = None) -> None:
+                 protocol: str | None = None, scores: dict[int, int] | None = None,
+                 env: tx_pb2.TxEnvelope | None = None) -> None:
         """``protocol`` and ``scores`` (event offset -> opportunity score) come from the commit's columns when
-        it has them; otherwise they are parsed from the values when a filter asks."""
+        it has them, ``env`` when the caller parsed it already; otherwise they are parsed from the values when a
+        filter asks."""
         self.chain = chain
         self.values = values
         self.start = start
@@ -132,7 +134,7 @@ class TxView:
         self.seq = seq
         self._protocol = protocol
         self._scores = scores
-        self._env: tx_pb2.TxEnvelope | None = None
+        self._env = env
         self._features: events_pb2.TxFeatures | None = None
         self._framed: dict[frozenset[int], tuple[bytes, int]] | None = None
         #: All its events framed (:meth:`frame_all`, once it is taken), read C-level by ``attrgetter``.
@@ -215,6 +217,9 @@ _ANCHORS: tuple[tuple[str, Callable[[TxView], object]], ...] = (
     ("protocols", TxView.protocol),
     ("chain_ids", lambda tx: tx.chain),
 )
+#: The anchors read from the TxEnvelope alone, as getters on a parsed envelope.
+_ENVELOPE_GETTERS: dict[str, Callable[[tx_pb2.TxEnvelope], object]] = {
+    "to": attrgetter("to"), "senders": attrgetter("sender"), "selectors": lambda env: env.input[:4]}
 _seq_of = attrgetter("seq")
 #: (chain, tx hash) -> (seq of its TX_SEEN, its events' values), or (0, []) when not stored.
 TxLookup = Callable[[int, bytes], tuple[int, list[bytes]]]
@@ -279,6 +284,13 @@ class FilterIndex:
         self.fields = [(name, get, tables[name]) for name, get in _ANCHORS if name in tables]
         #: The groups that took anything in this round (transactions or sightings), in no particular order.
         self.touched: list[FilterGroup] = []
+        #: When every filter is anchored on a TxEnvelope field (senders, to, selectors: the usual case), each
+        #: field's getter on a parsed envelope and its table: :func:`match_columns` then probes a transaction's
+        #: envelope before it builds a view of it (most transactions match no filter).
+        self.envelope_probes: list[tuple[Callable[[tx_pb2.TxEnvelope], object], dict[object, list[FilterGroup]]]] = (
+            [(_ENVELOPE_GETTERS[name], table) for name, _, table in self.fields]
+            if self.fields and not self.unanchored and all(name in _ENVELOPE_GETTERS for name, _, _ in self.fields)
+            else [])
 
     @staticmethod
     def _anchor(g: FilterGroup) -> bool:
@@ -416,7 +428,7 @@ def match_columns(index: FilterIndex, stored: Iterable[tuple[int, BatchColumns]]
     index.begin()
     for event in sightings:
         add_sighting(index, event, lookup)
-    collect = index.collect
+    collect, probes = index.collect, index.envelope_probes
     for first, cols in stored:
         values, seen_at, chains, fkeys, fkey_of = cols.values, cols.seen_at, cols.chain, cols.fkeys, cols.fkey_of
         scores = {offset: score for offset, _, score in cols.opps}
@@ -424,8 +436,13 @@ def match_columns(index: FilterIndex, stored: Iterable[tuple[int, BatchColumns]]
         taken = []
         for t in range(n):
             start = seen_at[t]
+            env = None
+            if probes:
+                env = _parse_event(values[start][1:]).tx_seen.tx
+                if not any(get(env) in table for get, table in probes):
+                    continue  # no filter asked for any of its values: no view, no collect
             end = seen_at[t + 1] if t + 1 < n else len(values)
-            tx = TxView(chains[t], values, start, end, first + start, fkeys[fkey_of[t]][2], scores)
+            tx = TxView(chains[t], values, start, end, first + start, fkeys[fkey_of[t]][2], scores, env)
             if collect(tx):
                 taken.append(tx)
         frame_taken(taken, values, first, n)

@@ -116,6 +116,32 @@ async def test_each_filter_field_matches_the_reference_in_catch_up_and_live(serv
     assert sizes["disjoint chains"] == 0
 
 
+async def test_envelope_only_filters_take_the_probe_path(server: ProcessdServer) -> None:
+    """Live subscribers whose filters are all anchored on envelope fields (senders, to, selectors, with or
+    without other fields): the commit's transactions are probed on their parsed envelope before any view is
+    built (FilterIndex.envelope_probes); they get exactly what the reference picks."""
+    await push_envelopes(server.address, synthetic_envelopes(400, seed=78), batch_size=200)
+    async with channel(server.address) as ch:
+        stub = query_stub(ch)
+        v = _common(await _scan_all(stub))
+        filters = [EventFilter(to=v["to"][:2]), EventFilter(senders=v["senders"][:1], kinds=[DECODED]),
+                   EventFilter(selectors=v["selectors"][:2], kinds=[SEEN, OPP]),
+                   EventFilter(senders=v["senders"], chain_ids=[1, 56, 137])]
+        assert server.hub.index().envelope_probes == []  # nobody yet
+        calls = [stub.SubscribeEvents(query_pb2.SubscribeEventsRequest(from_head=True, filter=f)) for f in filters]
+        for call in calls:
+            await call.initial_metadata()
+        start = server.models.last_seq + 1
+        await push_envelopes(server.address, synthetic_envelopes(600, seed=79), batch_size=300, session_id="b")
+        assert len(server.hub.index().envelope_probes) == 3
+        head = server.models.last_seq
+        events = await _scan_all(stub)
+        for f, call in zip(filters, calls, strict=True):
+            expected = [s for s in reference_filter(f, events) if s >= start]
+            assert expected and await _collect(call, len(expected), head) == expected, f
+            call.cancel()
+
+
 async def test_sightings_match_on_their_transaction(server: ProcessdServer) -> None:
     """A TX_SOURCE_SEEN event matches a chain/kind filter by its own chain, and a filter of transaction fields
     by its transaction (read from the log), live and in catch-up, also when the same commit (and catch-up chunk)

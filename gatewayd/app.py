@@ -359,7 +359,8 @@ class Gateway:
             return json_response(await self.sharded.transactions_all(p))
         from_seq = p["from_seq_id"]
         resp = await self._client(p["chain_id"]).list_transactions(
-            query_pb2.ListTransactionsRequest(chain_id=p["chain_id"], limit=p["limit"], cursor=from_seq, ascending=True)
+            query_pb2.ListTransactionsRequest(chain_id=p["chain_id"], limit=p["limit"], cursor=from_seq, ascending=True,
+                                              filter=event_filter(p, "transactions_all"))
         )
         txs = resp.transactions
         if resp.next_cursor:
@@ -449,7 +450,8 @@ class Gateway:
             return json_response(await self.sharded.events(p))
         resp = await self._client(p["chain_id"]).scan_events(
             query_pb2.ScanEventsRequest(
-                from_seq_id=p["from_seq_id"], limit=p["limit"], chain_id=p["chain_id"], kinds=p["kinds"]
+                from_seq_id=p["from_seq_id"], limit=p["limit"], chain_id=p["chain_id"], kinds=p["kinds"],
+                filter=event_filter(p, "events"),
             )
         )
         return json_response(

@@ -343,6 +343,7 @@ ROUTE_PARAMS: dict[str, dict[str, ParamSpec]] = {
         _from_seq("First seq_id to return (inclusive); 0 = from the oldest. Use next_from_seq_id of the last page."),
         _limit("transactions_all", "transactions"),
         _include(),
+        *_filters(),
     ),
     "transaction": _specs(_chain(), _include()),
     "features_recent": _specs(_chain(), _limit("features_recent", "feature records"), *_filters()),
@@ -359,6 +360,7 @@ ROUTE_PARAMS: dict[str, dict[str, ParamSpec]] = {
         _chain(),
         _kinds(),
         _include(),
+        *_filters(),
     ),
     "events_stream": _specs(
         _from_seq(

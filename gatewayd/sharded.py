@@ -119,8 +119,9 @@ class ShardedReads:
         (poll it for new transactions)."""
         limit = p["limit"]
         start = self.positions(p, "txa", 0)
+        flt = event_filter(p, "transactions_all")
         got = await self.gather(lambda c, i: c.list_transactions(query_pb2.ListTransactionsRequest(
-            limit=limit, cursor=start[i], ascending=True)))
+            limit=limit, cursor=start[i], ascending=True, filter=flt)))
         pages = [None if r is None else ShardPage(r.transactions, bool(r.next_cursor), r.next_cursor)
                  for r in got.answers]
         merged = merge_page(pages, _tx_time, limit, descending=False)
@@ -138,8 +139,9 @@ class ShardedReads:
         """``/events`` over every shard: by the time processd received each event, each shard's seq order kept."""
         limit = p["limit"]
         start = self.positions(p, "ev", 0)
+        flt = event_filter(p, "events")
         got = await self.gather(lambda c, i: c.scan_events(query_pb2.ScanEventsRequest(
-            from_seq_id=start[i], limit=limit, kinds=p["kinds"])))
+            from_seq_id=start[i], limit=limit, kinds=p["kinds"], filter=flt)))
         pages = [None if r is None else ShardPage(r.events, r.truncated or r.next_seq_id <= r.last_seq_id,
                                                   max(r.next_seq_id, start[i]))
                  for i, r in enumerate(got.answers)]

@@ -268,6 +268,10 @@ class Subscription:
             if ADMITTED_HEADER in metadata:
                 admitted[0] = True
                 self._server_filters = metadata.get(FILTER_HEADER) == "applied"
+                if self.filter.needs_server_filter and not self._server_filters:
+                    raise InvalidArgumentError(
+                        "this processd does not apply EventFilter (no mempulse-filter: applied): protocols, "
+                        "tokens_in, tokens_out and min_score cannot be judged by the client", method="SubscribeEvents")
                 if self.head_seq is None:
                     self.head_seq = int(metadata.get(HEAD_HEADER, "0"))
                 if self._next_seq is None:

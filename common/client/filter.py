@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
+from common import limits
 from common.client import _convert
 from common.client.errors import InvalidArgumentError
 from common.client.records import EventKind
@@ -13,6 +15,7 @@ from common.pb.v1 import query_pb2
 
 _ADDRESS = re.compile(r"0x[0-9a-f]{40}")
 _SELECTOR = re.compile(r"0x[0-9a-f]{8}")
+_T = TypeVar("_T")
 #: processd's largest chain id (``common/limits.py``: a chain id fits an int64).
 MAX_CHAIN_ID = 2**63 - 1
 
@@ -38,7 +41,27 @@ def _addresses(name: str, values: Iterable[str]) -> frozenset[str]:
         if not isinstance(text, str) or not _ADDRESS.fullmatch(text):
             raise InvalidArgumentError(f"{name}: {value!r:.60} is not a 0x-prefixed 20-byte hex address")
         out.add(text)
-    return frozenset(out)
+    return _bounded(name, frozenset(out))
+
+
+def _bounded(name: str, values: frozenset[_T], pb_name: str = "") -> frozenset[_T]:
+    """``values`` if there are at most as many as processd takes in that ``EventFilter`` field (common.limits)."""
+    most = limits.FILTER_LIMITS[pb_name or name][0]
+    if len(values) > most:
+        raise InvalidArgumentError(f"{name}: at most {most} values, got {len(values)}")
+    return values
+
+
+def _protocols(values: Iterable[str]) -> frozenset[str]:
+    if isinstance(values, str):
+        raise InvalidArgumentError("protocols must be a collection of labels, not one string")
+    most_chars = limits.FILTER_LIMITS["protocols"][1]
+    out = set()
+    for value in values:
+        if not isinstance(value, str) or not 0 < len(value) <= most_chars:
+            raise InvalidArgumentError(f"protocols: {value!r:.60} is not a label of 1..{most_chars} characters")
+        out.add(value)
+    return _bounded("protocols", frozenset(out))
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,12 +79,17 @@ class Filter:
     - ``addresses``: its ``from`` or its ``to`` is one of these (to follow an address either way);
     - ``methods``: its decoded method name (``"swapExactETHForTokens"``) or its 4-byte selector (``"0x7ff36ab5"``)
       is one of these;
-    - ``min_value_wei``: it sends at least this much native value.
+    - ``min_value_wei``: it sends at least this much native value;
+    - ``protocols``: its decoded protocol label (``"uniswap_v2"``) is one of these;
+    - ``tokens_in`` / ``tokens_out``: the token its decoded swap takes in / gives out is one of these addresses;
+    - ``min_score``: one of its opportunities scores at least this (0 = no bound, 1..100).
 
     A processd older than the ``EventFilter`` (it does not answer ``mempulse-filter: applied``) applies only one
-    chain and the kinds; the client then judges the rest itself, as earlier releases did: it asks for the
-    transactions' ``tx_seen`` (and, for method names, ``tx_decoded``) events as well and drops what does not
-    match, looking up with ``GetTransaction`` a transaction whose facts it has not seen on the stream.
+    chain and the kinds; the client then judges senders, to, addresses, methods and min_value_wei itself, as
+    earlier releases did: it asks for the transactions' ``tx_seen`` (and, for method names, ``tx_decoded``) events
+    as well and drops what does not match, looking up with ``GetTransaction`` a transaction whose facts it has not
+    seen on the stream. ``protocols``, the tokens and ``min_score`` need processd's filter: against an older
+    processd the subscription ends with :class:`InvalidArgumentError`.
     """
 
     # Any collection is accepted; each is stored as a frozenset of canonical values (lowercase addresses and
@@ -73,6 +101,10 @@ class Filter:
     addresses: Collection[str] = field(default=frozenset())
     methods: Collection[str] = field(default=frozenset())
     min_value_wei: int = 0
+    protocols: Collection[str] = field(default=frozenset())
+    tokens_in: Collection[str] = field(default=frozenset())
+    tokens_out: Collection[str] = field(default=frozenset())
+    min_score: int = 0
 
     def __post_init__(self) -> None:
         # Normalize any iterables into frozensets of canonical values, so equal filters compare equal and the
@@ -109,12 +141,32 @@ class Filter:
                 raise InvalidArgumentError(f"methods: {method!r:.60} is neither a method name nor a selector")
         if not isinstance(self.min_value_wei, int) or isinstance(self.min_value_wei, bool) or self.min_value_wei < 0:
             raise InvalidArgumentError(f"min_value_wei must be an int >= 0, got {self.min_value_wei!r}")
-        object.__setattr__(self, "chain_ids", chains)
-        object.__setattr__(self, "kinds", frozenset(kinds))
-        object.__setattr__(self, "senders", _addresses("senders", self.senders))
-        object.__setattr__(self, "to", _addresses("to", self.to))
-        object.__setattr__(self, "addresses", _addresses("addresses", self.addresses))
-        object.__setattr__(self, "methods", frozenset(methods))
+        if self.min_value_wei.bit_length() > 8 * limits.MAX_VALUE_BYTES:
+            raise InvalidArgumentError(f"min_value_wei must be below 2**256, got {self.min_value_wei!r}")
+        if (not isinstance(self.min_score, int) or isinstance(self.min_score, bool)
+                or not 0 <= self.min_score <= limits.MAX_SCORE):
+            raise InvalidArgumentError(f"min_score must be an int in 0..{limits.MAX_SCORE}, got {self.min_score!r}")
+        self._set_canonical(chains, frozenset(kinds), frozenset(methods))
+
+    def _set_canonical(self, chains: frozenset[int], kinds: frozenset[EventKind], methods: frozenset[str]) -> None:
+        """Stores every collection field as its frozenset of canonical values, within processd's bounds."""
+        _bounded("chain_ids", chains)
+        selectors = frozenset(m for m in methods if m.startswith("0x"))
+        _bounded("methods (selectors)", selectors, "selectors")
+        _bounded("methods (names)", methods - selectors, "methods")
+        values = {
+            "chain_ids": chains, "kinds": kinds, "methods": methods,
+            "senders": _addresses("senders", self.senders), "to": _addresses("to", self.to),
+            "addresses": _addresses("addresses", self.addresses), "protocols": _protocols(self.protocols),
+            "tokens_in": _addresses("tokens_in", self.tokens_in),
+            "tokens_out": _addresses("tokens_out", self.tokens_out),
+        }
+        if len(values["senders"]) + len(values["to"]) + len(values["addresses"]) > limits.MAX_FILTER_ADDRESSES:
+            raise InvalidArgumentError(f"senders, to and addresses: at most {limits.MAX_FILTER_ADDRESSES} together")
+        if len(values["tokens_in"]) + len(values["tokens_out"]) > limits.MAX_FILTER_TOKENS:
+            raise InvalidArgumentError(f"tokens_in and tokens_out: at most {limits.MAX_FILTER_TOKENS} together")
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
 
     # ---- how the subscription applies it -------------------------------------------------------------------
 
@@ -127,6 +179,11 @@ class Filter:
     def needs_tx_facts(self) -> bool:
         """True when a client-side field judges the event's transaction."""
         return bool(self.senders or self.to or self.addresses or self.methods or self.min_value_wei)
+
+    @property
+    def needs_server_filter(self) -> bool:
+        """True when a field only processd can judge is set (the client has no fallback for it)."""
+        return bool(self.protocols or self.tokens_in or self.tokens_out or self.min_score)
 
     @property
     def needs_method_name(self) -> bool:
@@ -154,6 +211,10 @@ class Filter:
             addresses=[bytes.fromhex(a[2:]) for a in sorted(self.addresses)],
             selectors=[bytes.fromhex(m[2:]) for m in sorted(self.methods) if m.startswith("0x")],
             methods=sorted(m for m in self.methods if not m.startswith("0x")),
+            protocols=sorted(self.protocols),
+            tokens_in=[bytes.fromhex(a[2:]) for a in sorted(self.tokens_in)],
+            tokens_out=[bytes.fromhex(a[2:]) for a in sorted(self.tokens_out)],
+            min_score=self.min_score,
         )
         if self.min_value_wei:
             out.min_value = self.min_value_wei.to_bytes((self.min_value_wei.bit_length() + 7) // 8, "big")

@@ -6,7 +6,6 @@ never pin old pages while a client is slow, and the writer can grow the map betw
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
@@ -301,11 +300,15 @@ class QueryService(query_pb2_grpc.QueryServicer):
         try:
             chain_id = self._chain(request.chain_id)
             kinds = self._kinds(list(request.kinds))
-        except BadRequestError as exc:
-            await self._bad(context, "ScanEvents", exc)
+            event_filter = (compile_filter(request.filter, chain_id, kinds)
+                            if request.HasField("filter") and request.filter.ByteSize() else None)
+        except (BadRequestError, FilterError) as exc:
+            await self._bad(context, "ScanEvents", BadRequestError(str(exc)))
             raise
         start = max(request.from_seq_id, 1)
         limit = self._limit(request.limit)
+        if event_filter is not None:
+            return self._filtered_scan(event_filter, start, limit)
         stats = ScanStats()
         events, next_seq, more, last = self._log.scan_page(
             start, limit, chain_id=chain_id, kinds=kinds, max_examined=self.scan_max_examined, stats=stats,
@@ -393,9 +396,7 @@ class QueryService(query_pb2_grpc.QueryServicer):
         self._metrics.subscribers.inc()
         try:
             while not hub.closed:
-                try:
-                    await asyncio.wait_for(sub.wakeup.wait(), HEARTBEAT_S)
-                except TimeoutError:
+                if not await sub.wakeup.wait(HEARTBEAT_S):
                     yield query_pb2.SubscribeEventsResponse(last_seq_id=hub.last_seq)
                     continue
                 sub.wakeup.clear()
@@ -429,7 +430,7 @@ class QueryService(query_pb2_grpc.QueryServicer):
         cursor = head + 1 if request.from_head else max(request.from_seq_id, 1)
         while True:
             entries, cursor, last = self._filtered_chunk(index, group, cursor)
-            for page in self._pages(entries):
+            for page in self._pages([(b, n) for _, b, n in entries]):
                 yield framed_message(page, last)
             # As in the unfiltered catch-up: no await between this check and the registration.
             if cursor > hub.last_seq:
@@ -442,11 +443,10 @@ class QueryService(query_pb2_grpc.QueryServicer):
                 yield message
 
     def _filtered_chunk(self, index: FilterIndex, group: FilterGroup, cursor: int,
-                        ) -> tuple[list[tuple[bytes, int]], int, int]:
-        """The framed transactions (bytes, events) ``group``'s filter takes from up to SUBSCRIBE_PAGE events of
-        the log from ``cursor``,
-        the cursor after them, and the head then. A transaction that may go on past the chunk is left whole for
-        the next one (the chunk ends before its TX_SEEN)."""
+                        ) -> tuple[list[tuple[int, bytes, int]], int, int]:
+        """The framed transactions (first seq framed, bytes, events) ``group``'s filter takes from up to
+        SUBSCRIBE_PAGE events of the log from ``cursor``, the cursor after them, and the head then. A transaction
+        that may go on past the chunk is left whole for the next one (the chunk ends before its TX_SEEN)."""
         head = self._log.last_seq()
         if cursor > head:
             return [], cursor, head
@@ -463,9 +463,41 @@ class QueryService(query_pb2_grpc.QueryServicer):
                     next_cursor = seq
                     break
         match_raw(index, events, self._log.tx_values_by_hash)
-        framed = group.frames(cursor)
+        kinds = group.filter.kinds
+        framed = [(max(tx.seq, cursor), *entry) for tx in group.txs if (entry := tx.framed(kinds, cursor))[1]]
         index.begin()
         return framed, next_cursor, head
+
+    def _filtered_scan(self, event_filter: TxFilter, start: int, limit: int) -> query_pb2.ScanEventsResponse:
+        """A ScanEvents page with a filter: the log walked from ``start`` in chunks (:meth:`_filtered_chunk`)
+        until ``limit`` events, the byte budget, the scan bound of events examined, or the head. The page ends at a
+        transaction's boundary (it holds at least one whole transaction: a page may pass ``limit`` by the rest of
+        its first); ``next_seq_id`` is where the next one starts."""
+        group = FilterGroup(event_filter)
+        index = FilterIndex([group])
+        cursor, examined, head = start, 0, self._log.last_seq()
+        parts: list[bytes] = []
+        events = size = 0
+        while cursor <= head and examined < self.scan_max_examined and events < limit:
+            entries, next_cursor, head = self._filtered_chunk(index, group, cursor)
+            for seq, entry, n in entries:
+                over_bytes = size + len(entry) > self.max_page_bytes
+                if events and (events + n > limit or over_bytes):
+                    return self._scan_response(parts, seq, head, over_bytes)
+                parts.append(entry)
+                events += n
+                size += len(entry)
+            examined += next_cursor - cursor
+            cursor = next_cursor
+        return self._scan_response(parts, cursor, head, False)
+
+    @staticmethod
+    def _scan_response(parts: list[bytes], next_seq: int, head: int, truncated: bool,
+                       ) -> query_pb2.ScanEventsResponse:
+        # Framed events are ScanEventsResponse.events entries too (field 1 of both messages).
+        page = query_pb2.ScanEventsResponse.FromString(b"".join(parts))
+        page.next_seq_id, page.last_seq_id, page.truncated = next_seq, head, truncated
+        return page
 
     def _pages(self, entries: list[tuple[bytes, int]]) -> list[list[bytes]]:
         """Framed transactions cut into messages by events and bytes (each holds at least one)."""

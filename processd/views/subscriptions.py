@@ -25,6 +25,51 @@ from processd.views.filters import FilterGroup, FilterIndex, TxFilter, TxLookup,
 from processd.wire.encoding import varint
 
 CUT_SLOW = "slow_subscriber"
+#: A filtered subscriber's buffer entry: framed events (:func:`~processd.views.filters.frame_event`) as parts
+#: to join into its next message, how many events they are, and their bytes.
+FramedEntry = tuple[list[bytes], int, int]
+
+
+def _expire(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)
+
+
+class Wakeup:
+    """A subscriber's wake-up flag: ``asyncio.Event``'s set / clear / is_set, and a :meth:`wait` with a timeout
+    that costs a future and a timer handle (``asyncio.wait_for`` on an Event makes a task per wait: with 1,000
+    subscribers woken by every commit, that was a large part of the fan-out)."""
+
+    __slots__ = ("_flag", "_waiter")
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._waiter: asyncio.Future[bool] | None = None
+
+    def set(self) -> None:
+        self._flag = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(True)
+
+    def clear(self) -> None:
+        self._flag = False
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    async def wait(self, within_s: float) -> bool:
+        """True once set (at once if it is), False after ``within_s`` seconds without."""
+        if self._flag:
+            return True
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        handle = loop.call_later(within_s, _expire, waiter)
+        try:
+            return await waiter
+        finally:
+            handle.cancel()
+            self._waiter = None
 
 
 class Subscriber:
@@ -43,7 +88,7 @@ class Subscriber:
         #: Filtered: events in each buffered entry (a transaction's), and in all of them.
         self.counts: deque[int] = deque()
         self.buffered_events = 0
-        self.wakeup = asyncio.Event()
+        self.wakeup = Wakeup()
         self.cut_reason = ""
         self.next_seq = 0  # events below this were already delivered by catch-up
 
@@ -68,14 +113,14 @@ class Subscriber:
         self.wakeup.set()
         return True
 
-    def offer_framed(self, entries: list[tuple[bytes, int]], group: FilterGroup) -> bool:
-        """Appends a commit's framed events for this subscriber's group (``entries``: bytes, events; usually one
-        joined entry per commit, per transaction when that would pass a message's bounds) from ``next_seq`` on;
-        False (and the cut) when the buffer would overflow."""
+    def offer_framed(self, entries: list[FramedEntry], group: FilterGroup) -> bool:
+        """Appends a commit's framed events for this subscriber's group (``entries``, shared by the group's
+        subscribers: usually one per commit, one per transaction when that would pass a message's bounds) from
+        ``next_seq`` on; False (and the cut) when the buffer would overflow."""
         if group.txs and group.txs[0].seq < self.next_seq:
             # Only a commit right after registration can start before next_seq: frame this one apart.
-            entries = group.frames(self.next_seq)
-        events = sum(n for _, n in entries)
+            entries = [([b], n, len(b)) for b, n in group.frames(self.next_seq)]
+        events = sum(n for _, n, _ in entries)
         if not events:
             return True
         if self.buffered_events + events > self.max_buffered:
@@ -86,10 +131,10 @@ class Subscriber:
             self.buffered_events = 0
             self.wakeup.set()
             return False
-        for entry, n in entries:
+        for parts, n, size in entries:
             if n:
-                self.buffer.append(entry)
-                self.sizes.append(len(entry))
+                self.buffer.append(parts)
+                self.sizes.append(size)
                 self.counts.append(n)
         self.buffered_events += events
         self.wakeup.set()
@@ -99,13 +144,13 @@ class Subscriber:
         """:meth:`take` for a filtered subscriber: whole transactions, at least one, until ``max_events`` events
         or ``max_bytes``."""
         buffer, sizes, counts = self.buffer, self.sizes, self.counts
-        page = [buffer.popleft()]
+        page = list(buffer.popleft())
         total = sizes.popleft()
         events = counts.popleft()
         while buffer and events + counts[0] <= max_events and total + sizes[0] <= max_bytes:
             total += sizes.popleft()
             events += counts.popleft()
-            page.append(buffer.popleft())
+            page.extend(buffer.popleft())
         self.buffered_events -= events
         return page
 
@@ -212,7 +257,7 @@ class SubscriptionHub:
         each taken transaction once per set of kinds, and offers each group's to its subscribers."""
         index = self.index()
         match_columns(index, result.stored, result.source_events, self.tx_lookup)
-        for g in index.groups:
+        for g in index.touched:
             if g.txs:
                 entries = self._group_entries(g)
                 for sub in list(g.members):
@@ -222,13 +267,14 @@ class SubscriptionHub:
                             self._on_cut(sub.cut_reason)
         index.begin()  # let go of the commit's values
 
-    def _group_entries(self, group: FilterGroup) -> list[tuple[bytes, int]]:
-        """What ``group`` takes from a commit as buffer entries: one joined entry when it fits in one message
-        (each subscriber of the group then appends one), else one per transaction."""
-        parts, events = group.joined()
-        if events <= self.message_events and sum(map(len, parts)) <= self.message_bytes:
-            return [(b"".join(parts), events)]
-        return group.frames()
+    def _group_entries(self, group: FilterGroup) -> list[FramedEntry]:
+        """What ``group`` takes from a commit as buffer entries: one entry of all its transactions' frames when
+        they fit in one message (each subscriber of the group then appends one; the bytes are joined once, into
+        the message), else one per transaction."""
+        parts, events, size = group.joined()
+        if events <= self.message_events and size <= self.message_bytes:
+            return [(parts, events, size)]
+        return [([b], n, len(b)) for b, n in group.frames()]
 
     def publish(self, first_seq: int, last_seq: int, raw_events: list[tuple[int, int, int, bytes]] | None) -> None:
         """Hands one commit's events (seqs ``first_seq..last_seq``) to every subscriber without waiting.

@@ -45,6 +45,8 @@ def varint(n: int) -> bytes:
     """Protobuf base-128 varint of a non-negative int (minimal: the last chunk is never zero)."""
     if n < 16384:
         return _TABLE[n]
+    if n < 268435456:  # 2**28: seqs and sizes up to it, two table lookups
+        return _CONT14[n & 0x3FFF] + _TABLE[n >> 14]
     if 72057594037927936 <= n < 1180591620717411303424:  # 2**56 <= n < 2**70: nanosecond timestamps, unrolled
         return b"".join((_CONT14[n & 0x3FFF], _CONT14[n >> 14 & 0x3FFF], _CONT14[n >> 28 & 0x3FFF],
                          _CONT14[n >> 42 & 0x3FFF], _TABLE[n >> 56]))

@@ -1,6 +1,7 @@
 """Filtered subscribers benchmark: processd CPU per committed transaction with 0 / 10 / 100 / 1,000 subscribers.
 
     python -m scripts.bench.filter_bench [--tx 40000] [--passes 2] [--counts 0,10,100,1000] [--out-name filters]
+        [--compare-root /tmp/base]   # another checkout (git archive of the base commit): old and new in one run
 
 One real ``python -m processd`` (sync durability) serves every step, side by side in one run. Per step, a
 subscriber process (``--subscriber-child``, so its CPU is not processd's) opens N ``SubscribeEvents`` streams,
@@ -13,8 +14,12 @@ acknowledges them, i.e. at its ingest capacity with that many subscribers. Figur
 the subscribers received (events, and the share of transactions they matched). With ``--no-match`` (default
 on) each count runs a second time with filters of as many addresses that match nothing: what subscribers cost
 without deliveries. ``--passes`` runs the counts up and then down again (the log grows during the run;
-alternating cancels its drift), and each count's figures are the mean of its passes. Writes
-``artifacts/perf/filters.json``.
+alternating cancels its drift), and each count's figures are the mean of its passes. processd's CPU is read
+after a drain (``DRAIN_S``: the deliveries go on after the last ack), split into its main process (where the
+whole fan-out runs), the kernel part of that (loopback TCP), and the subscriber process's own CPU (it shares
+the cores, so the throughput figures pay for it too). With ``--compare-root`` a second processd runs from that
+checkout, each step runs on both (alternating which goes first), and the artifact holds both trees' figures
+and their ratios (``new_vs_old``). Writes ``artifacts/perf/filters.json``.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ import grpc
 
 from common.pb.v1 import events_pb2, query_pb2, query_pb2_grpc
 from common.testing.netutil import free_port
+from common.testing.procfs import cpu_seconds
 from common.testing.synth import synthetic_envelopes
 from scripts.bench.harness import ratio, tree_cpu_seconds, write_artifact
 from scripts.bench.processd_bench import (
@@ -50,6 +56,9 @@ from scripts.bench.processd_bench import (
 )
 
 SHARE = 0.01
+#: After the push, how long the step waits for the deliveries to end before reading processd's CPU (its idle
+#: CPU over this time is ~1 ms: heartbeats).
+DRAIN_S = 1.5
 SUBSCRIBERS_PER_CHANNEL = 100
 SEEN = events_pb2.EVENT_KIND_TX_SEEN
 
@@ -120,6 +129,15 @@ async def subscriber_child(target: str, specs: list[dict[str, list[str]]]) -> No
 # ---- the driver -------------------------------------------------------------------------------------------
 
 
+def system_seconds(pid: int) -> float:
+    """System (kernel) CPU seconds of ``pid`` alone (/proc/<pid>/stat field 15), 0.0 when it is gone."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+    except OSError:
+        return 0.0
+    return int(raw[raw.rfind(")") + 2:].split()[12]) / os.sysconf("SC_CLK_TCK")
+
+
 def start_subscribers(target: str, filters: list[dict[str, list[str]]], work: Path) -> subprocess.Popen[str]:
     path = work / f"filters-{len(filters)}.json"
     path.write_text(json.dumps(filters))
@@ -146,9 +164,12 @@ async def step(server: Server, count: int, args: argparse.Namespace, work: Path,
     try:
         await asyncio.sleep(1.0)  # let the subscriptions' catch-up end before the clock starts
         cpu0, (main0, _) = tree_cpu_seconds(server.proc.pid) or 0.0, server.cpu_split()
+        sys0, child0 = system_seconds(server.proc.pid), cpu_seconds(subs.pid) or 0.0
         result = await streams_encoded(server.target, encoded, 64)
+        # The fan-out goes on after the last ack (the subscribers' messages): the CPU is read once they are out.
+        await asyncio.sleep(DRAIN_S)
         cpu1, (main1, _) = tree_cpu_seconds(server.proc.pid) or 0.0, server.cpu_split()
-        await asyncio.sleep(1.0)  # the last commit's events reach the subscribers
+        sys1, child1 = system_seconds(server.proc.pid), cpu_seconds(subs.pid) or 0.0
     finally:
         received = stop_subscribers(subs)
     return {
@@ -158,6 +179,10 @@ async def step(server: Server, count: int, args: argparse.Namespace, work: Path,
         "processd_cpu_us_per_tx": round((cpu1 - cpu0) / args.tx * 1e6, 2),
         # The daemon's own process (gRPC, writer, read models, fan-out); the rest is its analysis workers.
         "processd_main_cpu_us_per_tx": round((main1 - main0) / args.tx * 1e6, 2),
+        # Of which in the kernel (mostly the subscribers' bytes through loopback TCP: sendmsg).
+        "processd_main_sys_us_per_tx": round((sys1 - sys0) / args.tx * 1e6, 2),
+        # The subscriber process shares the machine: its CPU is what the throughput figures pay besides processd's.
+        "subscribers_cpu_us_per_tx": round((child1 - child0) / args.tx * 1e6, 2),
         "events_delivered": received.get("events", 0),
         "messages_delivered": received.get("messages", 0),
         "matched_share_per_subscriber": round(received.get("tx_seen", 0) / args.tx / count, 4) if count else None,
@@ -171,7 +196,8 @@ def summarize_counts(steps: list[dict[str, Any]], counts: list[int], match: str)
     for count in counts:
         mine = [s for s in steps if s["subscribers"] == count and (s["match"] == match or not count)]
         out[str(count)] = {key: round(sum(s[key] for s in mine) / len(mine), 2)
-                           for key in ("tx_per_s", "processd_cpu_us_per_tx")}
+                           for key in ("tx_per_s", "processd_cpu_us_per_tx", "processd_main_cpu_us_per_tx",
+                                       "processd_main_sys_us_per_tx", "subscribers_cpu_us_per_tx")}
     base = out[str(counts[0])]
     for count in counts:
         fig = out[str(count)]
@@ -180,34 +206,62 @@ def summarize_counts(steps: list[dict[str, Any]], counts: list[int], match: str)
     return out
 
 
+def start_server(work: Path, name: str, root: str | None) -> Server:
+    """processd of this tree, or (``root``) of another checkout of mempulse: its packages go first on sys.path
+    (the analysis workers are spawned with the parent's sys.path)."""
+    port = free_port()
+    run = ["-m", "processd"] if root is None else [
+        "-c", f"import runpy, sys; sys.path.insert(0, {root!r}); runpy.run_module('processd', run_name='__main__')"]
+    return Server([sys.executable, *run, "--data-dir", str(work / f"log-{name}"), "--listen", f"127.0.0.1:{port}"],
+                  port, work / f"processd-{name}.log")
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     counts = [int(c) for c in args.counts.split(",")]
     work = Path(tempfile.mkdtemp(prefix="filter-bench-"))
     os.environ["MEMPULSE_PROCESSD_MAX_SUBSCRIBERS"] = str(max(counts) + 16)
-    port = free_port()
-    server = Server([sys.executable, "-m", "processd", "--data-dir", str(work / "log"), "--listen",
-                     f"127.0.0.1:{port}"], port, work / "processd.log")
+    trees = ["new", "old"] if args.compare_root else ["new"]
+    servers: dict[str, Server] = {}
     steps: list[dict[str, Any]] = []
     try:
-        await streams_encoded(server.target, [encode_batches(make_json_lines(2000, seed=2), 500, "warm", 1)], 64)
+        for tree in trees:
+            servers[tree] = start_server(work, tree, args.compare_root if tree == "old" else None)
+            warm = [encode_batches(make_json_lines(2000, seed=2), 500, "warm", 1)]
+            await streams_encoded(servers[tree].target, warm, 64)
         order = [c for p in range(args.passes) for c in (counts if p % 2 == 0 else counts[::-1])]
         seed = 100
-        for count in order:
+        for i, count in enumerate(order):
             for matching in (True, False) if count and args.no_match else (True,):
                 seed += 1
-                steps.append(await step(server, count, args, work, seed, matching))
-                s = steps[-1]
-                print(f"{count:>5} subscribers ({s['match']:>4}): {s['tx_per_s']:>9,.0f} tx/s,"
-                      f" processd {s['processd_cpu_us_per_tx']} us/tx (main {s['processd_main_cpu_us_per_tx']}),"
-                      f" {s['events_delivered']:,} events in {s['messages_delivered']:,} messages,"
-                      f" share {s['matched_share_per_subscriber']}", flush=True)
+                # Both trees get the same traffic, in alternating order (the machine's load drifts).
+                for tree in trees if i % 2 == 0 else trees[::-1]:
+                    steps.append({"tree": tree, **await step(servers[tree], count, args, work, seed, matching)})
+                    s = steps[-1]
+                    print(f"{tree} {count:>5} subscribers ({s['match']:>4}): {s['tx_per_s']:>9,.0f} tx/s,"
+                          f" processd {s['processd_cpu_us_per_tx']} us/tx (main {s['processd_main_cpu_us_per_tx']},"
+                          f" sys {s['processd_main_sys_us_per_tx']}), subscribers {s['subscribers_cpu_us_per_tx']}"
+                          " us/tx,"
+                          f" {s['events_delivered']:,} events in {s['messages_delivered']:,} messages,"
+                          f" share {s['matched_share_per_subscriber']}", flush=True)
     finally:
-        server.stop()
+        for server in servers.values():
+            server.stop()
         shutil.rmtree(work, ignore_errors=True)
-    return {"tx_per_step": args.tx, "passes": args.passes, "match_share_target": SHARE, "durability": "sync",
-            "by_subscribers": summarize_counts(steps, counts, "1%"),
-            "by_subscribers_matching_none": summarize_counts(steps, counts, "none") if args.no_match else None,
-            "steps": steps}
+    out: dict[str, Any] = {"tx_per_step": args.tx, "passes": args.passes, "match_share_target": SHARE,
+                           "durability": "sync", "cpu_window": f"push + {DRAIN_S} s drain"}
+    for tree in trees:
+        mine = [s for s in steps if s["tree"] == tree]
+        prefix = "" if tree == "new" else "old_"
+        out[f"{prefix}by_subscribers"] = summarize_counts(mine, counts, "1%")
+        out[f"{prefix}by_subscribers_matching_none"] = (summarize_counts(mine, counts, "none") if args.no_match
+                                                        else None)
+    if args.compare_root:
+        out["old_tree"] = args.compare_root
+        out["new_vs_old"] = {key: {c: {k: ratio(out[key][c][k], out[f"old_{key}"][c][k])
+                                       for k in ("tx_per_s", "processd_cpu_us_per_tx")} for c in out[key]}
+                             for key in ("by_subscribers", "by_subscribers_matching_none") if out[key]}
+    out["steps"] = steps
+    return out
 
 
 def main() -> None:
@@ -218,6 +272,9 @@ def main() -> None:
     parser.add_argument("--out-name", default="filters")
     parser.add_argument("--no-match", action=argparse.BooleanOptionalAction, default=True,
                         help="also run each count with filters that match nothing (the cost of subscribers alone)")
+    parser.add_argument("--compare-root", default=None,
+                        help="another checkout of mempulse (e.g. `git archive` of the base commit): its processd runs "
+                             "every step too, in alternating order, and the artifact has both and their ratios")
     parser.add_argument("--subscriber-child", nargs=2, metavar=("TARGET", "FILTERS_JSON"))
     args = parser.parse_args()
     if args.subscriber_child:
@@ -228,7 +285,7 @@ def main() -> None:
     results = asyncio.run(run(args))
     results["wall_s"] = round(time.time() - started, 1)
     path = write_artifact(args.out_name, results)
-    print(json.dumps({k: results[k] for k in ("by_subscribers", "by_subscribers_matching_none")}, indent=1))
+    print(json.dumps({k: v for k, v in results.items() if k != "steps"}, indent=1))
     print(f"wrote {path}")
 
 

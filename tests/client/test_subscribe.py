@@ -8,6 +8,7 @@ subscription is read until it passes the last expected seq: an extra or missing 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable
 
 import pytest
@@ -76,6 +77,44 @@ async def test_client_side_transaction_filters(seeded: ProcessdServer) -> None:
         for flt, keep in cases:
             want = expected(log, keep)
             assert want, f"{flt}: nothing in the seed matches, the case is blind"
+            async with c.subscribe(flt, from_seq=1) as sub:
+                got = await read_until(sub, want[-1])
+            assert [e.seq_id for e in got] == want, flt
+
+
+async def test_protocol_token_and_score_fields_are_applied_by_processd(seeded: ProcessdServer) -> None:
+    """protocols, tokens_in, tokens_out and min_score (fields only processd judges) select the events of the
+    transactions whose features / opportunities say so, as computed here from the raw log."""
+    log = await raw_log(seeded.address)
+    feats = {(e.chain_id, e.tx_hash): e.tx_decoded.features for e in log if e.kind == DECODED}
+    best: dict[tuple[int, bytes], int] = {}
+    for e in log:
+        if e.kind == events_pb2.EVENT_KIND_OPP_DETECTED:
+            key = (e.chain_id, e.tx_hash)
+            best[key] = max(best.get(key, 0), e.opp_detected.opportunity.score)
+
+    def feat(e: events_pb2.Event) -> events_pb2.TxFeatures | None:
+        return feats.get((e.chain_id, e.tx_hash))
+
+    protocol = Counter(f.protocol for f in feats.values() if f.protocol).most_common(1)[0][0]
+    token_in = Counter(f.token_in for f in feats.values() if f.token_in).most_common(1)[0][0]
+    token_out = Counter(f.token_out for f in feats.values() if f.token_out).most_common(2)[1][0]
+    dex = Counter(f.protocol for key, f in feats.items() if best.get(key)).most_common(1)[0][0]
+    cases: list[tuple[Filter, Callable[[events_pb2.Event], bool]]] = [
+        (Filter(protocols={protocol}), lambda e: (f := feat(e)) is not None and f.protocol == protocol),
+        (Filter(tokens_in={"0x" + token_in.hex()}, kinds={"tx_decoded"}),
+         lambda e: (f := feat(e)) is not None and f.token_in == token_in and e.kind == DECODED),
+        (Filter(tokens_out={"0x" + token_out.hex().upper()}),
+         lambda e: (f := feat(e)) is not None and f.token_out == token_out),
+        (Filter(min_score=30, chain_ids={137, 56}),
+         lambda e: best.get((e.chain_id, e.tx_hash), 0) >= 30 and e.chain_id in (137, 56)),
+        (Filter(protocols={dex, "nothing_here"}, min_score=1),
+         lambda e: (f := feat(e)) is not None and f.protocol == dex and best.get((e.chain_id, e.tx_hash), 0) > 0),
+    ]
+    async with Client(seeded.address) as c:
+        for flt, keep in cases:
+            want = expected(log, keep)
+            assert 0 < len(want) < len(log), f"{flt}: the case is blind"
             async with c.subscribe(flt, from_seq=1) as sub:
                 got = await read_until(sub, want[-1])
             assert [e.seq_id for e in got] == want, flt
@@ -174,3 +213,34 @@ def test_every_filter_field_goes_to_processd() -> None:
         addresses=[bytes.fromhex("ab" * 20), bytes.fromhex("cd" * 20)], selectors=[bytes.fromhex("a9059cbb")],
         methods=["transfer"], min_value=b"\x01\x00")
     assert Filter().to_pb() is None  # takes everything: the request carries no filter, as before
+    c = "0x" + "ef" * 20
+    flt = Filter(protocols=["uniswap_v2", "sushiswap", "uniswap_v2"], tokens_in=[c.upper().replace("0X", "0x")],
+                 tokens_out={a, c}, min_score=40)
+    assert flt.to_pb() == query_pb2.EventFilter(
+        protocols=["sushiswap", "uniswap_v2"], tokens_in=[bytes.fromhex("ef" * 20)],
+        tokens_out=[bytes.fromhex("ab" * 20), bytes.fromhex("ef" * 20)], min_score=40)
+    assert flt.needs_server_filter and not flt.needs_tx_facts and flt == Filter(
+        protocols={"sushiswap", "uniswap_v2"}, tokens_in={c}, tokens_out=[c, a], min_score=40)
+
+
+@pytest.mark.parametrize(("kwargs", "needle"), [
+    ({"protocols": "uniswap_v2"}, "protocols must be a collection"),
+    ({"protocols": [""]}, "protocols"),
+    ({"protocols": ["x" * 65]}, "protocols"),
+    ({"protocols": [f"p{i}" for i in range(65)]}, "protocols: at most 64"),
+    ({"tokens_in": ["0x1234"]}, "tokens_in"),
+    ({"tokens_out": ["0x" + "11" * 20, 7]}, "tokens_out"),
+    ({"tokens_in": [f"0x{i:040x}" for i in range(200)], "tokens_out": [f"0x{i:040x}" for i in range(57)]},
+     "tokens_in and tokens_out"),
+    ({"senders": [f"0x{i:040x}" for i in range(1001)]}, "senders: at most 1000"),
+    ({"min_score": 101}, "min_score"),
+    ({"min_score": -1}, "min_score"),
+    ({"min_score": True}, "min_score"),
+    ({"min_value_wei": 2**256}, "min_value_wei"),
+    ({"chain_ids": set(range(1, 66))}, "chain_ids: at most 64"),
+])
+def test_filter_values_past_processds_bounds_are_refused_before_any_call(kwargs: dict, needle: str) -> None:
+    from common.client import InvalidArgumentError
+
+    with pytest.raises(InvalidArgumentError, match=needle.replace("*", r"\*")):
+        Filter(**kwargs)

@@ -91,6 +91,34 @@ def test_event_stream_takes_only_matching_transactions(stack: Any) -> None:
         assert {m.data["kind"] for m in got} <= {"tx_seen", "opp_detected"}
 
 
+def test_events_and_transactions_all_walk_only_matching_transactions(stack: Any) -> None:
+    """/events and /transactions/all with filters, walked page by page to the end, give what the reference picks
+    (no gap, no duplicate): the events of matching transactions, and their records."""
+    _, http, events = stack
+    txs = [t for t in group_transactions(events) if t[0].kind == SEEN]
+    for params, f in _cases(events):
+        expected = reference_filter(f, events)
+        got: list[int] = []
+        cursor = 1
+        while True:
+            body = http.get("/events", params={**params, "from_seq_id": cursor, "limit": 40}).json()
+            got.extend(e["seq_id"] for e in body["events"])
+            assert body["next_from_seq_id"] > cursor or body["next_from_seq_id"] > body["last_seq_id"], params
+            cursor = body["next_from_seq_id"]
+            if cursor > body["last_seq_id"]:
+                break
+        assert got == expected and 0 < len(got) < len(events), params
+        seen: list[int] = []
+        cursor = 0
+        while True:
+            body = http.get("/transactions/all", params={**params, "from_seq_id": cursor, "limit": 30}).json()
+            seen.extend(t["seq_id"] for t in body["transactions"])
+            cursor = body["next_from_seq_id"]
+            if not body["has_more"]:
+                break
+        assert seen == [t[0].seq_id for t in txs if tx_matches(f, t)], params
+
+
 @pytest.mark.parametrize(("path", "params", "param"), [
     ("/events/stream", {"to": "0x1234"}, "to"),
     ("/transactions", {"from": ",".join(["0x" + "11" * 20] * 65)}, "from"),
@@ -98,6 +126,8 @@ def test_event_stream_takes_only_matching_transactions(stack: Any) -> None:
     ("/opps/recent", {"protocol": "UNI"}, "protocol"),
     ("/transactions", {"min_value_wei": str(2**256)}, "min_value_wei"),
     ("/events/stream", {"token_out": "0x" + "11" * 20 + ","}, "token_out"),
+    ("/events", {"to": "0x12"}, "to"),
+    ("/transactions/all", {"min_score": "101"}, "min_score"),
 ])
 def test_bad_filter_parameters_are_400(stack: Any, path: str, params: dict[str, str], param: str) -> None:
     _, http, _ = stack

@@ -26,8 +26,9 @@ def test_defaults_fill_every_parameter() -> None:
     filters = {"from": (), "to": (), "method": (), "protocol": (), "token_in": (), "token_out": (),
                "min_value_wei": 0, "min_score": 0}
     assert parse("transactions") == {"chain_id": 0, "limit": 25, "before_seq_id": 0, "include": none, **filters}
-    assert parse("transactions_all") == {"chain_id": 0, "from_seq_id": 0, "limit": 1000, "include": none}
-    assert parse("events") == {"from_seq_id": 0, "limit": 100, "chain_id": 0, "kinds": (), "include": none}
+    assert parse("transactions_all") == {"chain_id": 0, "from_seq_id": 0, "limit": 1000, "include": none, **filters}
+    assert parse("events") == {"from_seq_id": 0, "limit": 100, "chain_id": 0, "kinds": (), "include": none,
+                               **filters}
     assert parse("events_stream")["from_seq_id"] is None
     snap = parse("snapshot")
     assert snap["tx_limit"] == 20 and snap["opp_limit"] == 20 and snap["min_score"] == 0

@@ -116,6 +116,32 @@ async def test_each_filter_field_matches_the_reference_in_catch_up_and_live(serv
     assert sizes["disjoint chains"] == 0
 
 
+async def test_envelope_only_filters_take_the_probe_path(server: ProcessdServer) -> None:
+    """Live subscribers whose filters are all anchored on envelope fields (senders, to, selectors, with or
+    without other fields): the commit's transactions are probed on their parsed envelope before any view is
+    built (FilterIndex.envelope_probes); they get exactly what the reference picks."""
+    await push_envelopes(server.address, synthetic_envelopes(400, seed=78), batch_size=200)
+    async with channel(server.address) as ch:
+        stub = query_stub(ch)
+        v = _common(await _scan_all(stub))
+        filters = [EventFilter(to=v["to"][:2]), EventFilter(senders=v["senders"][:1], kinds=[DECODED]),
+                   EventFilter(selectors=v["selectors"][:2], kinds=[SEEN, OPP]),
+                   EventFilter(senders=v["senders"], chain_ids=[1, 56, 137])]
+        assert server.hub.index().envelope_probes == []  # nobody yet
+        calls = [stub.SubscribeEvents(query_pb2.SubscribeEventsRequest(from_head=True, filter=f)) for f in filters]
+        for call in calls:
+            await call.initial_metadata()
+        start = server.models.last_seq + 1
+        await push_envelopes(server.address, synthetic_envelopes(600, seed=79), batch_size=300, session_id="b")
+        assert len(server.hub.index().envelope_probes) == 3
+        head = server.models.last_seq
+        events = await _scan_all(stub)
+        for f, call in zip(filters, calls, strict=True):
+            expected = [s for s in reference_filter(f, events) if s >= start]
+            assert expected and await _collect(call, len(expected), head) == expected, f
+            call.cancel()
+
+
 async def test_sightings_match_on_their_transaction(server: ProcessdServer) -> None:
     """A TX_SOURCE_SEEN event matches a chain/kind filter by its own chain, and a filter of transaction fields
     by its transaction (read from the log), live and in catch-up, also when the same commit (and catch-up chunk)
@@ -224,3 +250,66 @@ async def test_list_endpoints_apply_the_filter_to_their_records(server_factory) 
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await stub.ListFeatures(query_pb2.ListFeaturesRequest(filter=EventFilter(to=[b"\x01"])))
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "filter.to" in info.value.details()
+
+
+async def _scan_filtered(stub, f: EventFilter, chain_id: int, kinds: list[int], limit: int) -> tuple[list[int], int]:
+    """Every seq a filtered ScanEvents walk returns (pages of ``limit``), and how many pages it took."""
+    got: list[int] = []
+    cursor, pages = 1, 0
+    while True:
+        page = await stub.ScanEvents(query_pb2.ScanEventsRequest(from_seq_id=cursor, limit=limit, filter=f,
+                                                                 chain_id=chain_id, kinds=kinds))
+        pages += 1
+        seqs = [e.seq_id for e in page.events]
+        # Whole transactions: a page passes its limit only by the rest of its first transaction (<= 5 events).
+        assert len(seqs) <= max(limit, 5) and seqs == sorted(seqs) and all(s >= cursor for s in seqs)
+        assert page.next_seq_id > cursor or page.next_seq_id > page.last_seq_id
+        got.extend(seqs)
+        if page.next_seq_id > page.last_seq_id:
+            return got, pages
+        cursor = page.next_seq_id
+
+
+async def test_scan_events_applies_the_filter(server_factory) -> None:
+    """ScanEvents with a filter returns, page after page, exactly what a subscription with the same filter gets
+    (the reference), whole transactions per page; past the scan bound a page comes back short with a cursor; a
+    bad filter is INVALID_ARGUMENT naming the field."""
+    srv: ProcessdServer = await server_factory(scan_max_examined=1000)
+    await push_envelopes(srv.address, synthetic_envelopes(1200, seed=77), batch_size=300)
+    async with channel(srv.address) as ch:
+        stub = query_stub(ch)
+        events = await _scan_all(stub)
+        values = _common(events)
+        for name, f, chain_id, kinds in _filters(values):
+            expected = reference_filter(f, events, chain_id, kinds)
+            for limit in (7, 5000):
+                got, pages = await _scan_filtered(stub, f, chain_id, kinds, limit)
+                assert got == expected, (name, limit)
+                # The scan bound (1,000 events examined) cuts a walk of the whole log into several pages.
+                assert pages >= len(events) // 1000, (name, limit, pages)
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.ScanEvents(query_pb2.ScanEventsRequest(filter=EventFilter(selectors=[b"\x01"])))
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "filter.selectors" in info.value.details()
+
+
+def test_framing_a_whole_batch_gives_each_transactions_own_frames() -> None:
+    """frame_taken frames a batch in one pass when most of it is taken, one transaction at a time otherwise: both
+    give every taken transaction the bytes TxView.frame_all makes (seqs past 2**14 and 2**28 included)."""
+    from processd.views.filters import TxView, frame_taken
+
+    values = [bytes([1 + i % 3]) + events_pb2.Event(chain_id=1 + i, tx_hash=bytes(range(i % 200)) * (1 + i % 90),
+                                                    kind=1 + i % 3).SerializeToString() for i in range(40)]
+    bounds = [(0, 3), (3, 5), (5, 10), (10, 12), (12, 20), (20, 21), (21, 40)]
+    for first in (1, 16380, (1 << 28) - 7):
+        for taken_idx in ([0, 2, 3, 4, 6], [1]):  # most of the batch: one pass; a few: each apart
+            expected = []
+            for i in taken_idx:
+                ref = TxView(1, values, *bounds[i], first + bounds[i][0])
+                ref.frame_all()
+                expected.append((ref.all_bytes, ref.all_count))
+            taken = [TxView(1, values, *bounds[i], first + bounds[i][0]) for i in taken_idx]
+            frame_taken(taken, values, first, len(bounds))
+            assert [(tx.all_bytes, tx.all_count) for tx in taken] == expected
+            parsed = query_pb2.SubscribeEventsResponse.FromString(b"".join(b for b, _ in expected))
+            assert [(e.seq_id, e.chain_id) for e in parsed.events] == [
+                (first + o, 1 + o) for i in taken_idx for o in range(*bounds[i])]

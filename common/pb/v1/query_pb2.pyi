@@ -240,16 +240,18 @@ class ListOpportunitiesResponse(_message.Message):
     def __init__(self, opportunities: _Optional[_Iterable[_Union[_events_pb2.Opportunity, _Mapping]]] = ...) -> None: ...
 
 class ScanEventsRequest(_message.Message):
-    __slots__ = ("from_seq_id", "limit", "chain_id", "kinds")
+    __slots__ = ("from_seq_id", "limit", "chain_id", "kinds", "filter")
     FROM_SEQ_ID_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
     KINDS_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
     from_seq_id: int
     limit: int
     chain_id: int
     kinds: _containers.RepeatedScalarFieldContainer[_events_pb2.EventKind]
-    def __init__(self, from_seq_id: _Optional[int] = ..., limit: _Optional[int] = ..., chain_id: _Optional[int] = ..., kinds: _Optional[_Iterable[_Union[_events_pb2.EventKind, str]]] = ...) -> None: ...
+    filter: EventFilter
+    def __init__(self, from_seq_id: _Optional[int] = ..., limit: _Optional[int] = ..., chain_id: _Optional[int] = ..., kinds: _Optional[_Iterable[_Union[_events_pb2.EventKind, str]]] = ..., filter: _Optional[_Union[EventFilter, _Mapping]] = ...) -> None: ...
 
 class ScanEventsResponse(_message.Message):
     __slots__ = ("events", "next_seq_id", "last_seq_id", "truncated")

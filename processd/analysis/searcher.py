@@ -321,16 +321,16 @@ def _opp_value(kind: int, fig: Figures, v: SwapValuation) -> OppValue:
         "wrapped native token"
     if kind == SANDWICH:
         return OppValue(True, note, fig.net, fig.profit, fig.amount_in, None, fig.gas_cost, v.price_impact_bps,
-                        fig.profit_token, v.block_number)
+                        fig.profit_token, fig.block_number)
     return OppValue(True, note, fig.net, None, None, fig.profit, fig.gas_cost, v.price_impact_bps, fig.profit_token,
-                    v.block_number, fig.amount_in)
+                    fig.block_number, fig.amount_in)
 
 
 def _valued_reason(kind: int, fig: Figures, v: SwapValuation) -> str:
     """The first reason of a valued opportunity: its figures, exact integers (wei and token base units)."""
     what = "sandwich: front-run" if kind == SANDWICH else "back-run through another pool: input"
     net = "net value unknown" if fig.net is None else f"net {fig.net} wei after gas {fig.gas_cost} wei"
-    return (f"valued on reserves at block {v.block_number}: {what} {fig.amount_in}, gross profit {fig.profit} of "
+    return (f"valued on reserves at block {fig.block_number}: {what} {fig.amount_in}, gross profit {fig.profit} of "
             f"0x{fig.profit_token.hex()}, {net}")
 
 

@@ -46,7 +46,7 @@ BUILTIN_FACTORIES = (
             _hex("96e8ac4277198ff8b6f785478aa9a39f403cb768dd02cbee326c3e7da348845f"),
             (_hex("7a250d5630b4cf539739df2c5dacb4c659f2488d"), _hex("f164fc0ec4e93095b804a4795bbe1e041497b92a"))),
     Factory("sushiswap", 1, _hex("c0aee478e3658e2610c5f7a4a2e1777ce9e4f2ac"),
-            _hex("e18a34eb0e04b04f7a0ac29a6e80748dca96319b42c520a3b8a7a8bbd2d1ec3b"),
+            _hex("e18a34eb0e04b04f7a0ac29a6e80748dca96319b42c54d679cb821dca90c6303"),
             (_hex("d9e1ce17f2641f24ae83637ab66a2cca9c378b9f"),)),
 )
 BUILTIN_WRAPPED_NATIVE = {1: _hex("c02aaa39b223fe8d0a0e5c4f27ead9083c756cc2")}

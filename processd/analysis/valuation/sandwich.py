@@ -107,10 +107,10 @@ def _profit(x: int, r_in: int, r_out: int, victim: VictimStep, fee_bps: int) -> 
 
 
 def _feasible(x: int, r_in: int, r_out: int, victim: VictimStep, fee_bps: int) -> bool:
-    if x == 0:
-        return victim(r_in, r_out) is not None
-    bought = swap_out(x, r_in, r_out, fee_bps)
-    return bought > 0 and victim(r_in + x, r_out - bought) is not None
+    """Whether the victim's swap still holds after a front-run of ``x`` (monotone: true up to x_max, then false).
+    A front-run too small to buy anything is judged on the reserves it would leave (it reverts, so :func:`run`
+    never reports it, but the predicate stays monotone)."""
+    return victim(r_in + x, r_out - swap_out(x, r_in, r_out, fee_bps)) is not None
 
 
 def _exact_in_root(r_in: int, r_out: int, amount_in: int, need: int, g: int) -> int:

@@ -42,12 +42,15 @@ class Figures:
     native_profit: int | None
     gas_cost: int
     net: int | None
+    #: The block of the reserves this kind read (the oldest of its pools).
+    block_number: int
 
 
 @dataclass(frozen=True, slots=True)
 class SwapValuation:
     """A swap valued on reserves: each kind's figures or the reason it has none."""
 
+    #: The block of the victim's pools' reserves (the oldest of them).
     block_number: int
     price_impact_bps: int
     sandwich: Figures | None
@@ -79,8 +82,10 @@ def pairs_needed(chain_id: int, router: bytes, data: bytes, venues: Venues) -> l
     return out
 
 
-def gather(calls: Iterable[tuple[int, bytes, bytes]], source: ReserveSource, venues: Venues) -> list[PoolReserves]:
-    """The reserves the valuation of ``(chain id, to, calldata)`` calls needs, as ``source`` knows them now."""
+def gather(calls: Iterable[tuple[int, bytes, bytes]], source: ReserveSource,
+           venues: Venues) -> tuple[list[PoolReserves], int]:
+    """The reserves the valuation of ``(chain id, to, calldata)`` calls needs, as ``source`` knows them now, and
+    the number of pairs it did not know."""
     seen: set[tuple[int, bytes]] = set()
     found: list[PoolReserves] = []
     for chain_id, to, data in calls:
@@ -91,7 +96,7 @@ def gather(calls: Iterable[tuple[int, bytes, bytes]], source: ReserveSource, ven
             r = source.lookup(chain_id, pair)
             if r is not None:
                 found.append(r)
-    return found
+    return found, len(seen) - len(found)
 
 
 def _oriented(reserves: Reserves, chain_id: int, factory: Factory, token_in: bytes,
@@ -149,17 +154,21 @@ class Valuer:
         impact = price_impact_bps(amount_in, r_in, fee)
         s = sandwich.optimal(r_in, r_out, victim, fee_bps=fee, **kw)
         token = path[0]
+        block = min(p.block_number for p in pools)
         weth_side = self._weth_quote(chain_id, factory, token, reserves)
+        if isinstance(weth_side, tuple):
+            block = min(block, weth_side[2])
         sw_fig = sw_note = None
         if s is not None:
-            sw_fig = self._figures(s.profit, s.frontrun_in, token, weth_side, SANDWICH_GAS * gas_price)
+            sw_fig = self._figures(s.profit, s.frontrun_in, token, weth_side, SANDWICH_GAS * gas_price, block)
         else:
             sw_note = "valued: no profitable sandwich within the victim's slippage bound"
         victim_step = victim(r_in, r_out)
         if victim_step is None:
             raise NotValued("not valued: the victim's bound already fails on the current reserves (it would revert)")
         after_b, after_a = r_out - victim_step[1], r_in + victim_step[0]
-        br_fig, br_note = self._backrun(chain_id, factory, path, reserves, after_b, after_a, weth_side, gas_price)
+        br_fig, br_note = self._backrun(chain_id, factory, path, reserves, (after_b, after_a), weth_side, gas_price,
+                                        block)
         return SwapValuation(min(p.block_number for p in pools), impact, sw_fig, sw_note or "", br_fig, br_note)
 
     @staticmethod
@@ -187,31 +196,36 @@ class Valuer:
         raise NotValued("not valued: the swap's amounts are unknown")
 
     def _weth_quote(self, chain_id: int, factory: Factory, token: bytes,
-                    reserves: Reserves) -> tuple[int, int] | bool | None:
-        """True when ``token`` is the wrapped native token, its (token, WETH) reserves, or None when unknown."""
+                    reserves: Reserves) -> tuple[int, int, int] | bool | None:
+        """True when ``token`` is the wrapped native token, its (token, WETH) reserves and their block, or None when
+        unknown."""
         weth = self.venues.wrapped_native(chain_id)
         if weth is None:
             return None
         if token == weth:
             return True
         h = _oriented(reserves, chain_id, factory, token, weth)
-        return None if h is None else (h[0], h[1])
+        return None if h is None else (h[0], h[1], h[2].block_number)
 
     @staticmethod
-    def _figures(profit: int, amount_in: int, token: bytes, weth_side: tuple[int, int] | bool | None,
-                 gas_cost: int) -> Figures:
+    def _figures(profit: int, amount_in: int, token: bytes, weth_side: tuple[int, int, int] | bool | None,
+                 gas_cost: int, block: int) -> Figures:
         if weth_side is True:
             native: int | None = profit
         elif isinstance(weth_side, tuple):
             native = swap_out(profit, weth_side[0], weth_side[1])  # what selling the profit for WETH gives
         else:
             native = None
-        return Figures(profit, amount_in, token, native, gas_cost, None if native is None else native - gas_cost)
+        return Figures(profit, amount_in, token, native, gas_cost, None if native is None else native - gas_cost,
+                       block)
 
-    def _backrun(self, chain_id: int, factory: Factory, path: tuple[bytes, ...], reserves: Reserves, after_b: int,
-                 after_a: int, weth_side: tuple[int, int] | bool | None, gas_price: int) -> tuple[Figures | None, str]:
-        """The best back-run of the first hop through the same pair on another factory of the chain."""
+    def _backrun(self, chain_id: int, factory: Factory, path: tuple[bytes, ...], reserves: Reserves,
+                 after: tuple[int, int], weth_side: tuple[int, int, int] | bool | None, gas_price: int,
+                 block: int) -> tuple[Figures | None, str]:
+        """The best back-run of the first hop through the same pair on another factory of the chain (``after``: the
+        victim's pair's reserves of its output and input token after the victim)."""
         best: backrun.Backrun | None = None
+        best_block = block
         others = 0
         for other in self.venues.factories(chain_id):
             if other is factory:
@@ -220,10 +234,10 @@ class Valuer:
             if h is None:
                 continue
             others += 1
-            b = backrun.optimal(h[0], h[1], after_b, after_a, other.fee_bps, factory.fee_bps)
+            b = backrun.optimal(h[0], h[1], after[0], after[1], other.fee_bps, factory.fee_bps)
             if b is not None and (best is None or b.profit > best.profit):
-                best = b
+                best, best_block = b, min(block, h[2].block_number)
         if best is None:
             return None, ("valued: no profitable back-run through the other pools of the pair" if others
                           else "not valued: no other pool of the pair with known state")
-        return self._figures(best.profit, best.amount_in, path[0], weth_side, BACKRUN_GAS * gas_price), ""
+        return self._figures(best.profit, best.amount_in, path[0], weth_side, BACKRUN_GAS * gas_price, best_block), ""

@@ -73,6 +73,9 @@ class Filter:
     addresses: Collection[str] = field(default=frozenset())
     methods: Collection[str] = field(default=frozenset())
     min_value_wei: int = 0
+    #: An opportunity valued on pool state at this net profit (wei) or more; processd applies it (a processd
+    #: older than the valuation ignores it).
+    min_profit_wei: int = 0
 
     def __post_init__(self) -> None:
         # Normalize any iterables into frozensets of canonical values, so equal filters compare equal and the
@@ -109,6 +112,9 @@ class Filter:
                 raise InvalidArgumentError(f"methods: {method!r:.60} is neither a method name nor a selector")
         if not isinstance(self.min_value_wei, int) or isinstance(self.min_value_wei, bool) or self.min_value_wei < 0:
             raise InvalidArgumentError(f"min_value_wei must be an int >= 0, got {self.min_value_wei!r}")
+        if (not isinstance(self.min_profit_wei, int) or isinstance(self.min_profit_wei, bool)
+                or not 0 <= self.min_profit_wei < 1 << 256):
+            raise InvalidArgumentError(f"min_profit_wei must be an int in 0..2**256-1, got {self.min_profit_wei!r}")
         object.__setattr__(self, "chain_ids", chains)
         object.__setattr__(self, "kinds", frozenset(kinds))
         object.__setattr__(self, "senders", _addresses("senders", self.senders))
@@ -157,6 +163,8 @@ class Filter:
         )
         if self.min_value_wei:
             out.min_value = self.min_value_wei.to_bytes((self.min_value_wei.bit_length() + 7) // 8, "big")
+        if self.min_profit_wei:
+            out.min_profit_wei = self.min_profit_wei.to_bytes((self.min_profit_wei.bit_length() + 7) // 8, "big")
         return out if out.ByteSize() else None
 
     def matches_header(self, chain_id: int, kind: EventKind) -> bool:

@@ -43,7 +43,7 @@ from common.chains import MAX_CHAIN_ID
 from common.pb.v1 import block_pb2, events_pb2, ingest_pb2, tx_pb2
 from processd.analysis.pool import AnalysisPool
 from processd.analysis.validation import MAX_SOURCE_ID_CHARS, OK, REASON_NAMES
-from processd.analysis.valuation.pairs import Venues
+from processd.analysis.valuation.pairs import Venues, pair_cache_entries
 from processd.analysis.valuation.state import ReserveSource, WireReserves, to_wire
 from processd.analysis.valuation.value import gather
 from processd.errors import ProcessdError
@@ -296,6 +296,7 @@ class IngestPipeline:
         found, unknown = gather(calls, source, venues)
         self._metrics.valuation_pools.labels("found").inc(len(found))
         self._metrics.valuation_pools.labels("unknown").inc(unknown)
+        self._metrics.valuation_pair_cache.set(pair_cache_entries())
         return to_wire(found)
 
     def _prepare(self, pending: PendingBatch, raw: bytes,

@@ -178,8 +178,9 @@ def brute_sandwich(r_in: int, r_out: int, victim: sandwich.VictimStep) -> tuple[
     return best, last_feasible
 
 
-#: The stated tolerance: the search's profit is within this many units of the exhaustive maximum (observed: 0).
-TOLERANCE = 0
+#: The stated tolerance (docs/valuation.md): the search's profit is within this many base units of the exhaustive
+#: maximum (REFINE = 2 integers either side of each candidate; 4 gave 0 on these cases, at twice the cost).
+TOLERANCE = 1
 
 
 def _check_sandwich(found: sandwich.Sandwich | None, r_in: int, r_out: int, victim: sandwich.VictimStep) -> None:
@@ -256,9 +257,9 @@ def test_backrun_is_the_exhaustive_maximum(other_a: int, other_b: int, victim_b:
         if b is not None and b.profit > best:
             best = b.profit
     if found is None:
-        assert best == 0
+        assert best <= TOLERANCE
     else:
-        assert found.profit == best
+        assert best - TOLERANCE <= found.profit <= best
         again = backrun.run(found.amount_in, other_a, other_b, victim_b, victim_a)
         assert again is not None and again.profit == found.profit
 

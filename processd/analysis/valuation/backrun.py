@@ -17,7 +17,7 @@ from processd.analysis.valuation.amm import V2_FEE_BPS, min_input_for, swap_out
 
 _D = 10_000
 #: Integers either side of the closed-form optimum whose exact profit is computed.
-REFINE = 8
+REFINE = 2
 
 
 @dataclass(frozen=True, slots=True)

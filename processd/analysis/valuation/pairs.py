@@ -14,7 +14,7 @@ from pathlib import Path
 
 from Crypto.Hash import keccak
 
-from processd.analysis.valuation.amm import V2_FEE_BPS, sort_tokens
+from processd.analysis.valuation.amm import V2_FEE_BPS
 from processd.errors import ProcessdError
 
 
@@ -57,11 +57,30 @@ def keccak256(data: bytes) -> bytes:
     return keccak.new(data=data, digest_bits=256).digest()
 
 
+#: Pair addresses computed so far, per process (two keccak256 each, the dearest step of a valuation): bounded,
+#: emptied when full; its size is ``mempulse_processd_valuation_pair_cache_entries`` (the pipeline's process).
+PAIR_CACHE_MAX = 65_536
+_pair_cache: dict[tuple[bytes, bytes, bytes, bytes], bytes] = {}
+
+
 def pair_address(factory: bytes, init_code_hash: bytes, token_a: bytes, token_b: bytes) -> bytes:
     """``UniswapV2Library.pairFor``: the CREATE2 address of the pair of two tokens (in either order)."""
-    token0, token1 = sort_tokens(token_a, token_b)
+    token0, token1 = (token_a, token_b) if token_a < token_b else (token_b, token_a)
+    key = (factory, init_code_hash, token0, token1)
+    found = _pair_cache.get(key)
+    if found is not None:
+        return found
     salt = keccak256(token0 + token1)
-    return keccak256(b"\xff" + factory + salt + init_code_hash)[12:]
+    found = keccak256(b"\xff" + factory + salt + init_code_hash)[12:]
+    if len(_pair_cache) >= PAIR_CACHE_MAX:
+        _pair_cache.clear()
+    _pair_cache[key] = found
+    return found
+
+
+def pair_cache_entries() -> int:
+    """Entries of this process's pair-address cache."""
+    return len(_pair_cache)
 
 
 class Venues:

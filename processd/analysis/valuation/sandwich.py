@@ -34,7 +34,7 @@ from processd.analysis.valuation.amm import V2_FEE_BPS, get_amount_in, min_input
 
 _D = 10_000
 #: Integers either side of the candidate front-run whose exact profit is computed.
-REFINE = 8
+REFINE = 2
 #: Golden-section iterations stop when the bracket is this narrow (then the exact refinement scans it).
 _GOLDEN_STOP = 2 * REFINE
 
@@ -168,11 +168,11 @@ def max_frontrun(r_in: int, r_out: int, victim: VictimStep, start: int, fee_bps:
     return lo
 
 
-def _critical_points(r_in: int, amount_in: int, g: int) -> list[int]:
-    """Non-negative roots (floored) of P'(x) = 0 for an exact-input victim (module doc, step 2), in units of x.
+def _slope_quadratic(r_in: int, amount_in: int, g: int) -> tuple[int, int, int]:
+    """(alpha, beta, gamma): P'(x) of an exact-input victim has the sign of alpha x^2 + beta x + gamma.
 
     With q = g/D: P = x (C1 x + C0) / (q^2 x^2 + E x + R^2); P' = 0 on (C1 E - C0 q^2) x^2 + 2 C1 R^2 x + C0 R^2 = 0.
-    Every term is scaled by D^k to stay in integers.
+    Every term is scaled by D^5 to stay in integers.
     """
     r, a, d = r_in, amount_in, _D
     # Scaled by D^3: C0 = q^2 (R + a)(R + q a) - R^2, C1 = q^2 (R + a) - R (scaled by D^2), E = R + q^2 (R + q a).
@@ -182,6 +182,12 @@ def _critical_points(r_in: int, amount_in: int, g: int) -> list[int]:
     alpha = c1 * e - c0 * g * g                                       # * D^5
     beta = 2 * c1 * r * r * d ** 3                                    # * D^5
     gamma = c0 * r * r * d * d                                        # * D^5
+    return alpha, beta, gamma
+
+
+def _critical_points(r_in: int, amount_in: int, g: int) -> list[int]:
+    """Non-negative roots (floored) of P'(x) = 0 for an exact-input victim (module doc, step 2), in units of x."""
+    alpha, beta, gamma = _slope_quadratic(r_in, amount_in, g)
     if alpha == 0:
         return [-gamma // beta] if beta else []
     disc = beta * beta - 4 * alpha * gamma
@@ -190,6 +196,18 @@ def _critical_points(r_in: int, amount_in: int, g: int) -> list[int]:
     s = isqrt(disc)
     roots = {(-beta + s) // (2 * alpha), (-beta - s) // (2 * alpha)}
     return sorted(x for x in roots if x >= 0)
+
+
+def _rising_at(x: int, r_in: int, r_out: int, victim: VictimStep, g: int, fee_bps: int) -> bool:
+    """Whether an exact-output victim's sandwich profit still rises at ``x`` (then, the profit being unimodal, its
+    maximum is at the bound x_max: no search needed). Its derivative is that of an exact-input victim paying the
+    same ``a`` plus a positive term (a larger victim input gains more, and the input grows with x), so a
+    non-negative exact-input slope at (x, a(x)) is enough."""
+    step = victim(r_in + x, r_out - swap_out(x, r_in, r_out, fee_bps))
+    if step is None:
+        return False
+    alpha, beta, gamma = _slope_quadratic(r_in, step[0], g)
+    return alpha * x * x + beta * x + gamma >= 0
 
 
 def _golden(r_in: int, r_out: int, victim: VictimStep, fee_bps: int, hi: int) -> int:
@@ -254,6 +272,8 @@ def optimal(r_in: int, r_out: int, victim: VictimStep, *, exact_in_amount: int |
         return None
     if exact_in_amount is not None:
         candidates = [x for x in _critical_points(r_in, exact_in_amount, g) if 1 <= x <= x_max] + [x_max]
+    elif _rising_at(x_max, r_in, r_out, victim, g, fee_bps):
+        candidates = [x_max]
     else:
         candidates = [_golden(r_in, r_out, victim, fee_bps, x_max), x_max]
     best: Sandwich | None = None

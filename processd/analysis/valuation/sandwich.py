@@ -84,6 +84,13 @@ def exact_out_victim(amount_out: int, max_in: int, fee_bps: int = V2_FEE_BPS) ->
 
 def run(x: int, r_in: int, r_out: int, victim: VictimStep, fee_bps: int = V2_FEE_BPS) -> Sandwich | None:
     """The sandwich with front-run ``x``, step by step on exact reserves; None when any leg would revert."""
+    legs = _legs(x, r_in, r_out, victim, fee_bps)
+    return None if legs is None else Sandwich(x, legs[1], legs[2], legs[3], legs[4], legs[0], 0)
+
+
+def _legs(x: int, r_in: int, r_out: int, victim: VictimStep, fee_bps: int) -> tuple[int, int, int, int, int] | None:
+    """:func:`run` as a tuple (profit, bought, victim paid, victim got, back-run output): the searches call it
+    hundreds of times, and a frozen dataclass costs more to build than the arithmetic."""
     bought = swap_out(x, r_in, r_out, fee_bps)
     if bought <= 0:
         return None
@@ -93,17 +100,15 @@ def run(x: int, r_in: int, r_out: int, victim: VictimStep, fee_bps: int = V2_FEE
     if step is None:
         return None
     paid, got = step
-    r_in += paid
-    r_out -= got
-    back = swap_out(bought, r_out, r_in, fee_bps)
+    back = swap_out(bought, r_out - got, r_in + paid, fee_bps)
     if back <= 0:
         return None
-    return Sandwich(x, bought, paid, got, back, back - x, 0)
+    return back - x, bought, paid, got, back
 
 
 def _profit(x: int, r_in: int, r_out: int, victim: VictimStep, fee_bps: int) -> int | None:
-    s = run(x, r_in, r_out, victim, fee_bps)
-    return None if s is None else s.profit
+    legs = _legs(x, r_in, r_out, victim, fee_bps)
+    return None if legs is None else legs[0]
 
 
 def _feasible(x: int, r_in: int, r_out: int, victim: VictimStep, fee_bps: int) -> bool:
@@ -276,12 +281,12 @@ def optimal(r_in: int, r_out: int, victim: VictimStep, *, exact_in_amount: int |
         candidates = [x_max]
     else:
         candidates = [_golden(r_in, r_out, victim, fee_bps, x_max), x_max]
-    best: Sandwich | None = None
+    best: tuple[int, int, int, int, int] | None = None
+    best_x = 0
     for x in sorted(_refined(candidates, r_in, r_out, x_max, fee_bps)):  # ties: the smallest x
-        s = run(x, r_in, r_out, victim, fee_bps)
-        if s is not None and (best is None or s.profit > best.profit):
-            best = s
-    if best is None or best.profit <= 0:
+        legs = _legs(x, r_in, r_out, victim, fee_bps)
+        if legs is not None and (best is None or legs[0] > best[0]):
+            best, best_x = legs, x
+    if best is None or best[0] <= 0:
         return None
-    return Sandwich(best.frontrun_in, best.frontrun_out, best.victim_in, best.victim_out, best.backrun_out,
-                    best.profit, x_max)
+    return Sandwich(best_x, best[1], best[2], best[3], best[4], best[0], x_max)

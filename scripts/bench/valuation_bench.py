@@ -7,6 +7,10 @@ Measured in one run, interleaved (the machine is shared: ratios matter more than
   valuation: pair addresses, the closed forms, the exact searches, the extra opportunity fields), of
   ``Valuer.value`` alone, and of the pipeline's gathering (``gather``: the path read from the calldata, CREATE2
   pair addresses, the source's lookups) per swap.
+- ``prepare``: ``prepare_batch`` (what an analysis worker runs per batch: validation, analysis, encoding) over the
+  fixture mix in batches of 250, with the batches' reserves vs without, µs per transaction of the mix (the CPU
+  the valuation adds to the workers, without the noise of a whole daemon on a shared machine), plus the
+  pipeline's gathering per transaction of the mix (on the event loop).
 - ``throughput``: a real in-process ``ProcessdServer`` (LMDB, analysis worker processes, gRPC ingest) fed the
   fixture mix (every call of the fixtures, new hashes per run) and, separately, the V2 router swaps alone;
   rounds alternate off / on, each on a fresh data directory; tx/s per run, median per mode, and the ratio.
@@ -131,6 +135,40 @@ def per_swap(swaps: list[tx_pb2.TxEnvelope], source: MappingSource, venues: Venu
     return out
 
 
+def prepare_cost(everything: list[tx_pb2.TxEnvelope], source: MappingSource, venues: Venues,
+                 rounds: int) -> dict[str, Any]:
+    from common.pb.v1 import ingest_pb2
+    from processd.analysis.prepare import prepare_batch
+    from processd.analysis.valuation.state import from_wire, to_wire
+
+    envs = _copies(everything, 1, "prepare")
+    raws = [ingest_pb2.TxBatch(batch_seq=1, envelopes=envs[i:i + 250]).SerializeToString()
+            for i in range(0, len(envs), 250)]
+    analyzer = Analyzer(venues=venues)
+
+    def gathered() -> list[tuple[Any, ...]]:
+        out = []
+        for raw in raws:
+            batch = ingest_pb2.TxBatch.FromString(raw).envelopes
+            calls = [(e.chain_id, to, e.input) for e in batch
+                     if (to := e.to) and venues.factory_of_router(e.chain_id, to) is not None]
+            out.append(to_wire(gather(calls, source, venues)[0]))
+        return out
+
+    rows = gathered()
+    timings: dict[str, list[float]] = {"off": [], "on": [], "gather": []}
+    for _ in range(rounds):
+        timings["off"].append(_timed(lambda: [prepare_batch(r, 1, analyzer, frozenset(), 1 << 20) for r in raws]))
+        timings["on"].append(_timed(lambda: [prepare_batch(r, 1, analyzer, frozenset(), 1 << 20, from_wire(w))
+                                             for r, w in zip(raws, rows, strict=True)]))
+        timings["gather"].append(_timed(gathered))
+    n = len(envs)
+    off, on = statistics.median(timings["off"]), statistics.median(timings["on"])
+    return {"tx": n, "off_us_per_tx": round(off / n * 1e6, 2), "on_us_per_tx": round(on / n * 1e6, 2),
+            "gather_us_per_tx": round(statistics.median(timings["gather"]) / n * 1e6, 2),
+            "worker_cost_pct": round((on / off - 1) * 100, 1)}
+
+
 def _copies(envelopes: list[tx_pb2.TxEnvelope], copies: int, salt: str) -> list[tx_pb2.TxEnvelope]:
     """``copies`` of the envelopes with new hashes (every run stores new transactions)."""
     out = []
@@ -198,6 +236,8 @@ def main() -> None:
                                "workers": args.workers, "durability": "nosync"}
     results["per_swap"] = per_swap(swaps, source, venues, max(5, args.rounds * 2))
     print("per swap:", results["per_swap"], flush=True)
+    results["prepare"] = prepare_cost(everything, source, venues, max(5, args.rounds * 2))
+    print("prepare:", results["prepare"], flush=True)
     work = Path(tempfile.mkdtemp(prefix="valuation-bench-"))
     try:
         mixes = {"fixture_mix": everything, "v2_swaps_only": swaps * max(1, len(everything) // len(swaps))}

@@ -147,8 +147,12 @@ def max_frontrun(r_in: int, r_out: int, victim: VictimStep, start: int, fee_bps:
     if not _feasible(0, r_in, r_out, victim, fee_bps):
         return -1
     lo = max(0, start)
+    # The closed form leaves out the floors, which move the boundary by a few units of the victim's output: about
+    # r_in / r_out units of x each (far more than 1 when the output token has fewer decimals), so the gallop
+    # starts at that width instead of 1 (any start is exact; this one saves steps).
+    first = r_in // r_out if r_out > 0 and r_in > r_out else 1
     if not _feasible(lo, r_in, r_out, victim, fee_bps):
-        step = 1
+        step = first
         hi = lo
         while True:  # gallop down to a feasible x (0 is)
             lo = max(0, hi - step)
@@ -157,7 +161,7 @@ def max_frontrun(r_in: int, r_out: int, victim: VictimStep, start: int, fee_bps:
             hi = lo
             step *= 2
     else:
-        step = 1
+        step = first
         while True:  # gallop up to an infeasible x (one exists: the victim's output reaches 0)
             hi = lo + step
             if not _feasible(hi, r_in, r_out, victim, fee_bps):

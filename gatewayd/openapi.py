@@ -214,6 +214,26 @@ SCHEMAS: dict[str, Any] = {
                              "prices, exact decimal string; null when unknown"},
             "slippage_bps": {"type": ["integer", "null"], "minimum": 1, "maximum": 10_000,
                              "description": "slippage tolerance in basis points; null when it cannot be inferred"},
+            "valued": {**BOOL, "description": "true when the figures below were computed on known pool reserves "
+                       "(exact Uniswap V2 math, docs/valuation.md); false: the score is the heuristic one"},
+            "valuation_note": {**STR, "description": "why it was not valued, or a note on its valuation"},
+            "net_profit_wei": {**AMOUNT_OR_NULL, "description": "net profit in native wei after gas; null when not "
+                               "valued or when the profit token has no known WETH pair"},
+            "sandwich_profit_wei": {**AMOUNT_OR_NULL, "description": "sandwich candidates: gross profit in "
+                                    "profit_token base units"},
+            "frontrun_amount_in": {**AMOUNT_OR_NULL, "description": "sandwich candidates: optimal front-run input, "
+                                   "profit_token base units"},
+            "backrun_profit_wei": {**AMOUNT_OR_NULL, "description": "backrun candidates: gross profit of the "
+                                   "arbitrage through another pool of the pair, profit_token base units"},
+            "backrun_amount_in": {**AMOUNT_OR_NULL, "description": "backrun candidates: optimal back-run input"},
+            "gas_cost_wei": {**AMOUNT_OR_NULL, "description": "gas of the attacker's transactions at the victim's "
+                             "gas price, wei"},
+            "price_impact_bps": {"type": ["integer", "null"], "minimum": 0, "maximum": 10_000,
+                                 "description": "the victim's price impact on its first pair, basis points, fee "
+                                 "excluded; null when not valued"},
+            "profit_token": {**ADDR_OR_NULL, "description": "the token the gross profit is counted in"},
+            "state_block_number": {"type": ["integer", "null"], "minimum": 0,
+                                   "description": "block of the reserves the valuation used; null when not valued"},
         }
     ),
     "Event": _obj(

@@ -197,6 +197,9 @@ def event_filter(p: Mapping[str, Any], route: str) -> query_pb2.EventFilter | No
     if p.get("min_value_wei"):
         value = p["min_value_wei"]
         f.min_value = value.to_bytes((value.bit_length() + 7) // 8, "big")
+    if p.get("min_profit_wei"):
+        value = p["min_profit_wei"]
+        f.min_profit_wei = value.to_bytes((value.bit_length() + 7) // 8, "big")
     if with_min_score and p.get("min_score"):
         f.min_score = p["min_score"]
     return f if f.ByteSize() else None
@@ -299,6 +302,9 @@ def _filters(min_score: bool = True) -> tuple[ParamSpec, ...]:
                        FILTER_PARAMS[name][1]) for name, (kind, text) in _FILTER_HELP.items()]
     specs.append(ParamSpec("min_value_wei", "uint256", "Only transactions whose value is at least this many wei "
                            "(decimal, 0..2**256-1).", 0, 0, UINT256_MAX))
+    specs.append(ParamSpec("min_profit_wei", "uint256", "Only transactions with an opportunity valued on pool "
+                           "state at a net profit of at least this many wei (decimal, 0..2**256-1; on /opps/recent: "
+                           "only such opportunities); 0 = any.", 0, 0, UINT256_MAX))
     if min_score:
         specs.append(ParamSpec("min_score", "uint", "Only transactions with an opportunity scoring at least this "
                                f"(0..{limits.MAX_SCORE}); 0 = any.", 0, 0, limits.MAX_SCORE))

@@ -194,6 +194,18 @@ def opportunity_json(o: events_pb2.Opportunity) -> dict[str, Any]:
         "token_out": hex_or_null(o.token_out),
         "notional_wei": optional_amount(o, "notional_wei"),
         "slippage_bps": o.slippage_bps or None,  # 0 = unknown: a known tolerance is at least 1 bps
+        # Valuation on pool state (docs/valuation.md): figures of a valued opportunity, null otherwise.
+        "valued": o.valued,
+        "valuation_note": o.valuation_note,
+        "net_profit_wei": optional_amount(o, "net_profit_wei"),
+        "sandwich_profit_wei": optional_amount(o, "sandwich_profit_wei"),
+        "frontrun_amount_in": optional_amount(o, "frontrun_amount_in"),
+        "backrun_profit_wei": optional_amount(o, "backrun_profit_wei"),
+        "backrun_amount_in": optional_amount(o, "backrun_amount_in"),
+        "gas_cost_wei": optional_amount(o, "gas_cost_wei"),
+        "price_impact_bps": o.price_impact_bps if o.valued else None,
+        "profit_token": hex_or_null(o.profit_token),
+        "state_block_number": o.state_block_number if o.valued else None,
     }
 
 

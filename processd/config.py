@@ -98,6 +98,9 @@ class ProcessdConfig:
     #: Directory of user ABI JSON files decoded beside the built-in tables (None = none); see
     #: processd/analysis/decoding/userabi.py for the file shapes, the precedence and the bounds.
     abi_dir: Path | None = None
+    #: JSON file of extra Uniswap V2-style factories the valuation knows (a local chain's own: factory, init code
+    #: hash, routers, fee, wrapped native token; docs/valuation.md#venues); None = the built-in mainnet ones.
+    valuation_venues_file: Path | None = None
 
     @property
     def page_bytes(self) -> int:
@@ -145,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "trying again (env MEMPULSE_PROCESSD_DISK_FULL_RETRY_MS, 1000)")
     p.add_argument("--abi-dir", help="directory of JSON ABI files (Etherscan, Foundry, or the mempulse wrapper "
                    "with addresses) whose functions are decoded (env MEMPULSE_PROCESSD_ABI_DIR, none)")
+    p.add_argument("--valuation-venues-file", help="JSON list of extra Uniswap V2-style factories for the valuation "
+                   "(env MEMPULSE_PROCESSD_VALUATION_VENUES_FILE, none: mainnet Uniswap V2 and Sushiswap only)")
     p.add_argument("--chains", help="comma-separated chain names/ids served, empty = all "
                    "(env MEMPULSE_PROCESSD_CHAINS)")
     return p
@@ -174,6 +179,19 @@ def _abi_dir(cli: str | None, env: Knobs) -> Path | None:
     # Imported here: the loader imports eth-abi, which a processd without --abi-dir need not load.
     from processd.analysis.decoding.userabi import load_abi_dir
     load_abi_dir(Path(text))
+    return Path(text)
+
+
+def _venues_file(cli: str | None, env: Knobs) -> Path | None:
+    """The valuation venues file, loaded once here so a bad one stops processd at start with the entry named."""
+    text = cli if cli is not None else env.get_str("valuation_venues_file", "")
+    if not text:
+        return None
+    from processd.analysis.valuation.pairs import VenueConfigError, load_venues
+    try:
+        load_venues(Path(text))
+    except VenueConfigError as exc:
+        raise ConfigError(f"--valuation-venues-file / {env.name('valuation_venues_file')}: {exc}") from None
     return Path(text)
 
 
@@ -231,6 +249,7 @@ def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None
                                       or source.get_bool("start_empty_over_damaged_log", False)),
         disk_full_retry_ms=_pick_int(args.disk_full_retry_ms, "disk_full_retry_ms", d.disk_full_retry_ms, source, 1),
         abi_dir=_abi_dir(args.abi_dir, source),
+        valuation_venues_file=_venues_file(args.valuation_venues_file, source),
     )
     if cfg.map_max_size_mb < cfg.map_size_mb:
         raise ConfigError(f"map_max_size_mb ({cfg.map_max_size_mb}) must be >= map_size_mb ({cfg.map_size_mb})")

@@ -66,6 +66,11 @@ class ProcessdMetrics:
         self.blocks = Counter(f"{PREFIX}blocks", "Blocks (TxBatch.blocks) by chain and outcome: stored, "
                               "duplicate (already stored: a resend or a second source), invalid (malformed, chain "
                               "not served)", ["chain_id", "outcome"], registry=r)
+        self.valuation_pools = Counter(f"{PREFIX}valuation_pools", "Pool reserves looked up for the valuation of "
+                                       "V2 router swaps before their analysis, by outcome: found, unknown (the "
+                                       "reserve source does not know the pair)", ["outcome"], registry=r)
+        self.valuation_pair_cache = Gauge(f"{PREFIX}valuation_pair_cache_entries", "Entries of the pipeline's "
+                                          "pair-address cache (CREATE2, bounded: emptied at 65536)", registry=r)
         self.analysis_errors = Counter(f"{PREFIX}analysis_errors", "Transactions whose analysis raised (stored "
                                        "undecoded)", registry=r)
         self.pruned = Counter(f"{PREFIX}pruned_events", "Events removed by retention", registry=r)

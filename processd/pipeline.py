@@ -43,6 +43,9 @@ from common.chains import MAX_CHAIN_ID
 from common.pb.v1 import block_pb2, events_pb2, ingest_pb2, tx_pb2
 from processd.analysis.pool import AnalysisPool
 from processd.analysis.validation import MAX_SOURCE_ID_CHARS, OK, REASON_NAMES
+from processd.analysis.valuation.pairs import Venues, pair_cache_entries
+from processd.analysis.valuation.state import ReserveSource, WireReserves, to_wire
+from processd.analysis.valuation.value import gather
 from processd.errors import ProcessdError
 from processd.metrics import ProcessdMetrics
 from processd.storage.logwrite import Sighting
@@ -137,8 +140,12 @@ class IngestPipeline:
 
     def __init__(self, writer: Callable[[CommitListener], CommitWriter], pool: AnalysisPool, models: ReadModels,
                  hub: SubscriptionHub, metrics: ProcessdMetrics, *, max_chains: int = 1024,
-                 chain_ids: frozenset[int] = frozenset()) -> None:
+                 chain_ids: frozenset[int] = frozenset(), reserve_source: ReserveSource | None = None,
+                 venues: Venues | None = None) -> None:
         self.writer = writer(self)
+        #: Where each batch's pool reserves are read before its analysis (None: no valuation, heuristic scores).
+        self._reserve_source = reserve_source
+        self._venues = venues or Venues()
         self._pool = pool
         self._models = models
         self._hub = hub
@@ -188,7 +195,7 @@ class IngestPipeline:
             pending.received_ns = time.time_ns()
             loop = asyncio.get_running_loop()
             if batch.envelopes:
-                prepared = self._prepare(pending, raw)
+                prepared = self._prepare(pending, raw, self._reserves(batch))
             else:  # a batch of sightings or blocks only: nothing to prepare
                 prepared = loop.create_future()
                 prepared.set_result(BatchColumns(b"", 0, [], [], [], [], [], [], [], [], {}, {}, {}))
@@ -275,17 +282,36 @@ class IngestPipeline:
 
     # ---- prepare and admit -------------------------------------------------------------------------------
 
-    def _prepare(self, pending: PendingBatch, raw: bytes) -> asyncio.Future[BatchColumns]:
+    def _reserves(self, batch: ingest_pb2.TxBatch) -> tuple[WireReserves, ...] | None:
+        """The pool reserves the batch's V2 router swaps are valued on, read now from the reserve source (the
+        analysis gets them as an input, so it stays a function of what it is given); None without a source."""
+        source = self._reserve_source
+        if source is None:
+            return None
+        venues = self._venues
+        calls = [(e.chain_id, to, e.input) for e in batch.envelopes
+                 if (to := e.to) and venues.factory_of_router(e.chain_id, to) is not None]
+        if not calls:
+            return ()
+        found, unknown = gather(calls, source, venues)
+        self._metrics.valuation_pools.labels("found").inc(len(found))
+        self._metrics.valuation_pools.labels("unknown").inc(unknown)
+        self._metrics.valuation_pair_cache.set(pair_cache_entries())
+        return to_wire(found)
+
+    def _prepare(self, pending: PendingBatch, raw: bytes,
+                 reserves: tuple[WireReserves, ...] | None = None) -> asyncio.Future[BatchColumns]:
         """Starts the batch's preparation; the future resolves to its admitted columns."""
         previous = self._admitted_through
         admitted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._admitted_through = admitted
-        return asyncio.ensure_future(self._prepare_and_admit(pending, raw, previous, admitted))
+        return asyncio.ensure_future(self._prepare_and_admit(pending, raw, previous, admitted, reserves))
 
     async def _prepare_and_admit(self, pending: PendingBatch, raw: bytes, previous: asyncio.Future[None] | None,
-                                 admitted: asyncio.Future[None]) -> BatchColumns:
+                                 admitted: asyncio.Future[None],
+                                 reserves: tuple[WireReserves, ...] | None = None) -> BatchColumns:
         try:
-            columns = await self._pool.prepare(raw, pending.received_ns)
+            columns = await self._pool.prepare(raw, pending.received_ns, reserves)
             # Batches are prepared in parallel and finish in any order; chain admission (max_chains) follows
             # arrival order, as the commits do.
             if previous is not None:

@@ -159,6 +159,17 @@ def opportunity(msg: events_pb2.Opportunity, seq_id: int = 0) -> Opportunity:
         token_out=_hex_or_none(msg.token_out),
         notional_wei=_opt_int(msg, "notional_wei"),
         slippage_bps=msg.slippage_bps,
+        valued=msg.valued,
+        valuation_note=msg.valuation_note,
+        net_profit_wei=_opt_int(msg, "net_profit_wei"),
+        sandwich_profit_wei=_opt_int(msg, "sandwich_profit_wei"),
+        frontrun_amount_in=_opt_int(msg, "frontrun_amount_in"),
+        backrun_profit_wei=_opt_int(msg, "backrun_profit_wei"),
+        backrun_amount_in=_opt_int(msg, "backrun_amount_in"),
+        gas_cost_wei=_opt_int(msg, "gas_cost_wei"),
+        price_impact_bps=msg.price_impact_bps if msg.valued else None,
+        profit_token=_hex_or_none(msg.profit_token),
+        state_block_number=msg.state_block_number if msg.valued else None,
     )
 
 

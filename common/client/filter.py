@@ -105,6 +105,9 @@ class Filter:
     tokens_in: Collection[str] = field(default=frozenset())
     tokens_out: Collection[str] = field(default=frozenset())
     min_score: int = 0
+    #: An opportunity valued on pool state at this net profit (wei) or more; processd applies it (a processd
+    #: older than the valuation ignores it).
+    min_profit_wei: int = 0
 
     def __post_init__(self) -> None:
         # Normalize any iterables into frozensets of canonical values, so equal filters compare equal and the
@@ -146,6 +149,9 @@ class Filter:
         if (not isinstance(self.min_score, int) or isinstance(self.min_score, bool)
                 or not 0 <= self.min_score <= limits.MAX_SCORE):
             raise InvalidArgumentError(f"min_score must be an int in 0..{limits.MAX_SCORE}, got {self.min_score!r}")
+        if (not isinstance(self.min_profit_wei, int) or isinstance(self.min_profit_wei, bool)
+                or not 0 <= self.min_profit_wei < 1 << 256):
+            raise InvalidArgumentError(f"min_profit_wei must be an int in 0..2**256-1, got {self.min_profit_wei!r}")
         self._set_canonical(chains, frozenset(kinds), frozenset(methods))
 
     def _set_canonical(self, chains: frozenset[int], kinds: frozenset[EventKind], methods: frozenset[str]) -> None:
@@ -183,7 +189,7 @@ class Filter:
     @property
     def needs_server_filter(self) -> bool:
         """True when a field only processd can judge is set (the client has no fallback for it)."""
-        return bool(self.protocols or self.tokens_in or self.tokens_out or self.min_score)
+        return bool(self.protocols or self.tokens_in or self.tokens_out or self.min_score or self.min_profit_wei)
 
     @property
     def needs_method_name(self) -> bool:
@@ -218,6 +224,8 @@ class Filter:
         )
         if self.min_value_wei:
             out.min_value = self.min_value_wei.to_bytes((self.min_value_wei.bit_length() + 7) // 8, "big")
+        if self.min_profit_wei:
+            out.min_profit_wei = self.min_profit_wei.to_bytes((self.min_profit_wei.bit_length() + 7) // 8, "big")
         return out if out.ByteSize() else None
 
     def matches_header(self, chain_id: int, kind: EventKind) -> bool:

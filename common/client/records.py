@@ -149,7 +149,12 @@ class FeatureRecord:
 
 @dataclass(frozen=True, slots=True)
 class Opportunity:
-    """A ranked MEV opportunity: ``score`` 0-100, ``notional_wei`` None when unknown."""
+    """A ranked MEV opportunity: ``score`` 0-100, ``notional_wei`` None when unknown.
+
+    The valuation on pool state (docs/valuation.md): ``valued`` says whether the figures were computed on known
+    reserves (else ``valuation_note`` says why and they are None); amounts are ints (wei, or base units of
+    ``profit_token``).
+    """
 
     seq_id: int
     chain_id: int
@@ -162,6 +167,17 @@ class Opportunity:
     token_out: str | None
     notional_wei: int | None
     slippage_bps: int
+    valued: bool = False
+    valuation_note: str = ""
+    net_profit_wei: int | None = None
+    sandwich_profit_wei: int | None = None
+    frontrun_amount_in: int | None = None
+    backrun_profit_wei: int | None = None
+    backrun_amount_in: int | None = None
+    gas_cost_wei: int | None = None
+    price_impact_bps: int | None = None
+    profit_token: str | None = None
+    state_block_number: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

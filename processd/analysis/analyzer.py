@@ -16,10 +16,13 @@ from typing import TYPE_CHECKING, NamedTuple
 from common.pb.v1 import events_pb2, tx_pb2
 from processd.analysis.decoding import Decoder
 from processd.analysis.decoding.methods import DecoderFactory
-from processd.analysis.decoding.model import OTHER, TRANSFER, WRAPPED_NATIVE, DecodedCall
+from processd.analysis.decoding.model import OTHER, TRANSFER, UNISWAP_V2, WRAPPED_NATIVE, DecodedCall
 from processd.analysis.decoding.registry import Registry
 from processd.analysis.features import NATIVE_PROTOCOL, fee_fields
-from processd.analysis.searcher import DEFAULT_MIN_SCORE, Searcher, is_rankable
+from processd.analysis.searcher import DEFAULT_MIN_SCORE, Searcher, ValuationInput, is_rankable
+from processd.analysis.valuation.pairs import Venues
+from processd.analysis.valuation.state import Reserves
+from processd.analysis.valuation.value import Valuer
 from processd.wire.features import encode_features
 
 if TYPE_CHECKING:
@@ -61,11 +64,14 @@ class Analyzer:
     """Decoder + registry + searcher (+ the user ABIs of ``processd --abi-dir``), built once and reused for every
     envelope (read-only, thread-safe)."""
 
-    __slots__ = ("decoder", "registry", "searcher", "user")
+    __slots__ = ("decoder", "registry", "searcher", "user", "valuer")
 
     def __init__(self, registry: Registry | None = None, min_score: int = DEFAULT_MIN_SCORE,
-                 factory: DecoderFactory | None = None, user_abis: UserAbis | None = None) -> None:
+                 factory: DecoderFactory | None = None, user_abis: UserAbis | None = None,
+                 venues: Venues | None = None) -> None:
         self.registry = registry or Registry()
+        #: Values V2 router swaps on the reserves a batch brings (the factories of ``venues``).
+        self.valuer = Valuer(venues)
         self.decoder = Decoder(factory) if factory is not None else Decoder()
         self.searcher = Searcher(self.registry, min_score)
         self.user: UserDecoder | None = None
@@ -132,7 +138,7 @@ class Analyzer:
 
     def analyze_fields(self, chain_id: int, tx_hash: bytes, sender: bytes, to: bytes, value: bytes,
                        gas_price: bytes, max_fee_per_gas: bytes | None, max_priority_fee_per_gas: bytes | None,
-                       data: bytes) -> EncodedAnalysis:
+                       data: bytes, reserves: Reserves | None = None) -> EncodedAnalysis:
         """The one analysis of a transaction, from the envelope fields batch preparation has already read (each
         upb field read allocates); an EIP-1559 fee field the envelope does not have is None (see
         :func:`processd.analysis.features.bid_and_tip`). :meth:`analyze` and :meth:`analyze_encoded` wrap it:
@@ -141,6 +147,8 @@ class Analyzer:
         The features and opportunities are encoded by hand (:mod:`processd.wire.features`,
         :mod:`processd.wire.opportunities`); ``tests/processd/test_prepare_equality.py`` proves the bytes
         equal to messages built with the protobuf library, errors included.
+
+        ``reserves``: the pool state the batch's swaps are valued on (None: no reserve source, heuristic scores).
         """
         value_wei = int.from_bytes(value, "big") if value else 0
         if data and self.user is not None:
@@ -162,8 +170,22 @@ class Analyzer:
             return _new(EncodedAnalysis, (features, TRANSFER if not data and to else OTHER, protocol, False, ()))
         if not call.swap_count or not is_rankable(call):
             return _new(EncodedAnalysis, (features, call.category, protocol, bool(call.decoded), ()))
-        opportunities = self.searcher.rank(chain_id, tx_hash, call, protocol, value_wei, int.from_bytes(tip, "big"))
+        bid = gas_price if max_fee_per_gas is None else max_fee_per_gas
+        valuation = self.valuation(chain_id, to, call, value_wei, int.from_bytes(bid, "big"), reserves)
+        opportunities = self.searcher.rank(chain_id, tx_hash, call, protocol, value_wei, int.from_bytes(tip, "big"),
+                                           valuation)
         return _new(EncodedAnalysis, (features, call.category, protocol, True, opportunities))
+
+
+    def valuation(self, chain_id: int, to: bytes, call: DecodedCall, value_wei: int, bid_wei: int,
+                  reserves: Reserves | None) -> ValuationInput:
+        """What the searcher ranks a swap with: its valuation on ``reserves``, why it has none, or None (no reserve
+        source: the heuristic scores)."""
+        if reserves is None:
+            return None
+        if call.family != UNISWAP_V2:
+            return "not valued: Uniswap V3-style swaps are not valued yet"
+        return self.valuer.value(chain_id, to, call, value_wei, bid_wei, reserves)
 
 
 def encode_analysis(analysis: Analysis) -> EncodedAnalysis:

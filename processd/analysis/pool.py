@@ -9,7 +9,9 @@ Each worker has two pipes, driven from the event loop with asyncio pipe transpor
 cross-thread wake-ups (``concurrent.futures.ProcessPoolExecutor`` costs a feeder and a manager thread that
 contend for the GIL with the writer: several microseconds per transaction here). Frames use
 ``multiprocessing.Connection``'s format (a signed 32-bit big-endian length, then the bytes), so the worker side
-is plain ``recv_bytes``/``send_bytes``. A job is ``received_ns`` (8 bytes) + the serialized ``TxBatch``; a result
+is plain ``recv_bytes``/``send_bytes``. A job is ``received_ns`` (8 bytes), the length (4 bytes) of the batch's
+pool reserves in ``marshal`` format (``None`` when no reserve source is configured;
+:mod:`processd.analysis.valuation.state`), those, then the serialized ``TxBatch``; a result
 is a :class:`~processd.wire.columns.BatchColumns` in ``marshal`` format (only lists, bytes, ints and strings: about
 twice as fast as pickle both ways, and the pipe is private to processd). A worker answers its jobs in order.
 
@@ -42,6 +44,8 @@ from typing import IO, TYPE_CHECKING, Any
 
 from processd.analysis.analyzer import AnalyzeFn, Analyzer, default_analyzer, encode_analysis
 from processd.analysis.prepare import AnalyzeEncoded, prepare_batch
+from processd.analysis.valuation.pairs import Venues
+from processd.analysis.valuation.state import WireReserves, from_wire
 from processd.errors import ProcessdError
 from processd.wire.columns import BatchColumns
 
@@ -65,7 +69,7 @@ class PoolStoppedError(ProcessdError):
 
 
 def _worker_main(jobs: Connection, results: Connection, chain_ids: frozenset[int], max_input_bytes: int,
-                 user_abis: UserAbis | None = None) -> None:
+                 user_abis: UserAbis | None = None, venues: Venues | None = None) -> None:
     """A worker process: prepares the batches it is sent until its job pipe closes. ``user_abis`` (processd
     --abi-dir) arrive loaded, pickled with the process arguments: a worker never reads the ABI files itself, so
     every worker and the in-process analyzer decode with the very ABIs processd validated at start."""
@@ -78,7 +82,7 @@ def _worker_main(jobs: Connection, results: Connection, chain_ids: frozenset[int
     # died of the group's SIGTERM first was logged as an ERROR and its batches prepared again in-process.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    analyzer = Analyzer(user_abis=user_abis) if user_abis else default_analyzer()
+    analyzer = Analyzer(user_abis=user_abis, venues=venues) if user_abis or venues else default_analyzer()
     try:
         results.send_bytes(_READY)
     except BrokenPipeError:
@@ -89,7 +93,10 @@ def _worker_main(jobs: Connection, results: Connection, chain_ids: frozenset[int
         except EOFError:
             return
         received_ns = int.from_bytes(frame[:8], "big")
-        columns = prepare_batch(frame[8:], received_ns, analyzer, chain_ids, max_input_bytes)
+        size = int.from_bytes(frame[8:12], "big")
+        wire = marshal.loads(frame[12:12 + size])
+        columns = prepare_batch(frame[12 + size:], received_ns, analyzer, chain_ids, max_input_bytes,
+                                None if wire is None else from_wire(wire))
         try:
             results.send_bytes(marshal.dumps(tuple(columns)))
         except BrokenPipeError:
@@ -134,7 +141,9 @@ class _ResultReader(asyncio.Protocol):
 #: pool's queue: batches go to whichever worker frees up first, and asyncio's write buffer never holds megabytes
 #: (it trims written bytes off the front of a bytearray, a copy of everything behind them on every write).
 CREDIT = 2
-_Job = tuple[bytes, int, "asyncio.Future[BatchColumns]"]
+#: (batch bytes, received_ns, reserves in marshal format, result).
+_Job = tuple[bytes, int, bytes, "asyncio.Future[BatchColumns]"]
+_NO_RESERVES = marshal.dumps(None)
 
 
 class _Worker:
@@ -151,17 +160,18 @@ class _Worker:
         self.progress_at = time.monotonic()
 
     def send(self, job: _Job) -> None:
-        raw, received_ns, _ = job
+        raw, received_ns, reserves, _ = job
         if not self.jobs:
             self.progress_at = time.monotonic()
         self.jobs.append(job)
-        self.write.writelines((_LENGTH.pack(len(raw) + 8), received_ns.to_bytes(8, "big"), raw))
+        self.write.writelines((_LENGTH.pack(len(raw) + 12 + len(reserves)), received_ns.to_bytes(8, "big"),
+                               len(reserves).to_bytes(4, "big"), reserves, raw))
 
     def on_frame(self, frame: memoryview) -> None:
         if not self.ready.done():
             self.ready.set_result(None)
             return
-        _, _, future = self.jobs.popleft()
+        _, _, _, future = self.jobs.popleft()
         self.progress_at = time.monotonic()
         self.pool.futile_restarts = 0
         if not future.done():
@@ -183,15 +193,16 @@ class AnalysisPool:
 
     def __init__(self, *, workers: int, chain_ids: frozenset[int], max_input_bytes: int,
                  analyze: AnalyzeFn | None = None, stall_timeout_ms: int = 10_000,
-                 user_abis: UserAbis | None = None) -> None:
+                 user_abis: UserAbis | None = None, venues: Venues | None = None) -> None:
         self.workers = 0 if analyze is not None else workers
         self.stall_timeout_s = stall_timeout_ms / 1000
         self._chain_ids = chain_ids
         self._max_input_bytes = max_input_bytes
         self._user_abis = user_abis
+        self._venues = venues
         self._local_analyzer: Analyzer | AnalyzeEncoded = (
             (lambda envelope: encode_analysis(analyze(envelope))) if analyze is not None
-            else Analyzer(user_abis=user_abis) if user_abis else default_analyzer())
+            else Analyzer(user_abis=user_abis, venues=venues) if user_abis or venues else default_analyzer())
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="processd-prepare")
         self._workers: list[_Worker] = []
         #: Jobs waiting for a worker's credit (FIFO: batches are prepared roughly in arrival order).
@@ -249,7 +260,7 @@ class AnalysisPool:
         result_read, result_write = ctx.Pipe(duplex=False)
         process = ctx.Process(target=_worker_main, name="processd-analysis", daemon=True,
                               args=(job_read, result_write, self._chain_ids, self._max_input_bytes,
-                                    self._user_abis))
+                                    self._user_abis, self._venues))
         # Started from the event loop's thread: PR_SET_PDEATHSIG fires when the *thread* that forked the worker
         # ends, so an executor thread would do for processd's life only by accident.
         process.start()
@@ -268,7 +279,7 @@ class AnalysisPool:
         for task in list(self._tasks):
             task.cancel()
         loop = asyncio.get_running_loop()
-        pending = [f for w in self._workers for (_, _, f) in w.jobs] + [f for (_, _, f) in self._queue]
+        pending = [f for w in self._workers for (_, _, _, f) in w.jobs] + [f for (_, _, _, f) in self._queue]
         if pending:
             await asyncio.wait(pending, timeout=10)
         for worker in self._workers:
@@ -291,16 +302,19 @@ class AnalysisPool:
 
     # ---- work --------------------------------------------------------------------------------------------
 
-    async def prepare(self, raw: bytes, received_ns: int) -> BatchColumns:
-        """The :data:`BatchColumns` of one serialized ``TxBatch``."""
+    async def prepare(self, raw: bytes, received_ns: int,
+                      reserves: tuple[WireReserves, ...] | None = None) -> BatchColumns:
+        """The :data:`BatchColumns` of one serialized ``TxBatch``, valued on ``reserves`` (None: no reserve source;
+        :func:`processd.analysis.valuation.state.to_wire` rows: the pool state the pipeline gathered for it)."""
         if self._stopped:
             raise PoolStoppedError("analysis pool is stopped")
         self.inflight += 1
+        packed = _NO_RESERVES if reserves is None else marshal.dumps(reserves)
         try:
             if not self._workers:
-                return await self._prepare_here(raw, received_ns)
+                return await self._prepare_here(raw, received_ns, packed)
             future: asyncio.Future[BatchColumns] = asyncio.get_running_loop().create_future()
-            self._queue.append((raw, received_ns, future))
+            self._queue.append((raw, received_ns, packed, future))
             self.dispatch()
             return await future
         finally:
@@ -316,22 +330,25 @@ class AnalysisPool:
             worker.send(queue.popleft())
 
     def _prepare_all_here(self, jobs: deque[_Job]) -> None:
-        for raw, received_ns, future in jobs:
-            self._prepare_here(raw, received_ns).add_done_callback(functools.partial(_relay, target=future))
+        for raw, received_ns, reserves, future in jobs:
+            self._prepare_here(raw, received_ns, reserves).add_done_callback(functools.partial(_relay, target=future))
         jobs.clear()
 
-    def _prepare_here(self, raw: bytes, received_ns: int) -> asyncio.Future[BatchColumns]:
-        return asyncio.get_running_loop().run_in_executor(self._thread, self._prepare_columns, raw, received_ns)
+    def _prepare_here(self, raw: bytes, received_ns: int, reserves: bytes) -> asyncio.Future[BatchColumns]:
+        return asyncio.get_running_loop().run_in_executor(self._thread, self._prepare_columns, raw, received_ns,
+                                                          reserves)
 
-    def _prepare_columns(self, raw: bytes, received_ns: int) -> BatchColumns:
-        return prepare_batch(raw, received_ns, self._local_analyzer, self._chain_ids, self._max_input_bytes)
+    def _prepare_columns(self, raw: bytes, received_ns: int, reserves: bytes) -> BatchColumns:
+        wire = marshal.loads(reserves)
+        return prepare_batch(raw, received_ns, self._local_analyzer, self._chain_ids, self._max_input_bytes,
+                             None if wire is None else from_wire(wire))
 
     def worker_lost(self, worker: _Worker) -> None:
         """A worker's result pipe closed: re-prepare its batches here and replace it."""
         if worker in self._workers:
             self._workers.remove(worker)
         if self._stopped:
-            for _, _, future in worker.jobs:
+            for _, _, _, future in worker.jobs:
                 if not future.done():
                     future.set_exception(PoolStoppedError("analysis pool stopped"))
             return

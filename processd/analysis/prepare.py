@@ -19,6 +19,7 @@ from processd.analysis.analyzer import Analyzer, EncodedAnalysis
 from processd.analysis.decoding.model import OTHER, DecodedCall
 from processd.analysis.features import envelope_fees
 from processd.analysis.validation import MAX_SOURCE_ID_CHARS, validate_fields, validate_typed
+from processd.analysis.valuation.state import Reserves
 from processd.storage.layout import TX_KEY_HASH_BYTES, U64
 from processd.wire.batch import Accepted, encode_batch
 from processd.wire.columns import BatchColumns
@@ -44,8 +45,11 @@ def fallback_analysis(envelope: tx_pb2.TxEnvelope, exc: Exception) -> EncodedAna
 
 
 def prepare_batch(raw: bytes, received_ns: int, analyzer: Analyzer | AnalyzeEncoded, chain_ids: frozenset[int],
-                  max_input_bytes: int) -> BatchColumns:
+                  max_input_bytes: int, reserves: Reserves | None = None) -> BatchColumns:
     """Validates, analyses and encodes the envelopes of one serialized ``TxBatch`` into columns (module doc).
+
+    ``reserves`` is the pool state the batch's swaps are valued on (gathered by the pipeline before the analysis,
+    so the result stays a function of the inputs); None when processd has no reserve source (heuristic scores).
 
     ``analyzer`` is an :class:`Analyzer`, whose ``analyze_fields`` gets the fields this loop has read already,
     or a function of the whole envelope (tests, ``ProcessdServer(analyze=...)``).
@@ -104,7 +108,7 @@ def prepare_batch(raw: bytes, received_ns: int, analyzer: Analyzer | AnalyzeEnco
                 analysis = analyze_fields(
                     chain_id, tx_hash, sender, to, value, gas_price,
                     max_fee if max_fee or envelope.HasField("max_fee_per_gas") else None,
-                    max_tip if max_tip or envelope.HasField("max_priority_fee_per_gas") else None, data)
+                    max_tip if max_tip or envelope.HasField("max_priority_fee_per_gas") else None, data, reserves)
             else:
                 analysis = analyze_envelope(envelope)
         except Exception as exc:  # analysis must never stop the log; store the tx undecoded

@@ -14,6 +14,12 @@ Components:
   prices diverge after a swap (backrun/arb); every extra hop dislocates one more pool.
 - urgency: the tip (priority fee, or legacy gas price) on a log scale from 1 gwei to 1000 gwei: a high tip
   lands in the next block, so the opportunity is real and immediate.
+
+Where the pool state of a V2 router swap is known (the batch's reserves, :mod:`processd.analysis.valuation`),
+sandwich and backrun candidates are valued exactly instead: a kind is emitted only when its net profit (native
+wei, after gas) is positive, and the valued kinds come first, highest net profit first (their score stays the
+heuristic one, at least 1, so score filters keep working). Elsewhere the heuristic score is the fallback, and
+the opportunity says so (``valued`` false, ``valuation_note`` and a reason).
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ from common.pb.v1 import events_pb2
 from processd.analysis.decoding.model import UNISWAP_V2, UNISWAP_V3, DecodedCall
 from processd.analysis.decoding.registry import REF_USD_MICROS, Registry, Token, native_peg
 from processd.analysis.features import u256
-from processd.wire.opportunities import Scored, encode_opportunities
+from processd.analysis.valuation.value import Figures, SwapValuation
+from processd.wire.opportunities import OppValue, Scored, encode_opportunities
 
 SANDWICH = events_pb2.OPPORTUNITY_KIND_SANDWICH_CANDIDATE
 BACKRUN = events_pb2.OPPORTUNITY_KIND_BACKRUN_CANDIDATE
@@ -41,6 +48,11 @@ _UNBOUNDED = 1 << 255
 _WEI = 10**18
 _GWEI = 10**9
 _UNKNOWN_SLIPPAGE = f"slippage unknown (assumed {ASSUMED_BPS / 100:.2f}%)"
+#: Why a batch's opportunities are not valued when processd has no reserve source (the default today).
+NO_STATE_SOURCE = "not valued: no pool state source configured"
+_ARB_NOTE = "not valued: arbitrage candidates are valued as back-runs of the victim's pair"
+#: What a valuation argument may be: the figures, why there are none, or None (no reserve source).
+ValuationInput = SwapValuation | str | None
 #: Main venues: labels of the canonical Uniswap deployments (everything else is a secondary venue).
 MAIN_VENUES = frozenset({"uniswap_v2", "uniswap_v3"})
 
@@ -201,10 +213,11 @@ class Searcher:
     # --- opportunities -------------------------------------------------------------------------------
 
     def rank(self, chain_id: int, tx_hash: bytes, call: DecodedCall, protocol: str, value: int,
-             tip_wei: int) -> tuple[tuple[int, bytes], ...]:
-        """Opportunities of a decoded swap scoring at least ``min_score``, highest score first, as (score,
-        serialized ``Opportunity``) pairs (:func:`processd.wire.opportunities.encode_opportunities`)."""
-        ranked = self.score_kinds(chain_id, call, protocol, value, tip_wei)
+             tip_wei: int, valuation: ValuationInput = None) -> tuple[tuple[int, bytes], ...]:
+        """Opportunities of a decoded swap, best first, as (score, serialized ``Opportunity``) pairs
+        (:func:`processd.wire.opportunities.encode_opportunities`): the valued kinds with a positive net profit
+        (``valuation``, module doc), then the heuristic kinds scoring at least ``min_score``."""
+        ranked = self.score_kinds(chain_id, call, protocol, value, tip_wei, valuation)
         if ranked is None:
             return ()
         a, scored = ranked
@@ -212,10 +225,14 @@ class Searcher:
         return encode_opportunities(chain_id, tx_hash, protocol, call.token_in, call.token_out, notional,
                                     a.slippage_bps, scored)
 
-    def score_kinds(self, chain_id: int, call: DecodedCall, protocol: str, value: int,
-                    tip_wei: int) -> tuple[SwapAssessment, list[Scored]] | None:
-        """(assessment, [(score, kind, reasons)] highest score first), None when no kind reaches the floor."""
+    def score_kinds(self, chain_id: int, call: DecodedCall, protocol: str, value: int, tip_wei: int,
+                    valuation: ValuationInput = None) -> tuple[SwapAssessment, list[Scored]] | None:
+        """(assessment, [(score, kind, reasons, valuation fields)] best first), None when no kind qualifies."""
         a = self.assess(chain_id, call, protocol, value, tip_wei)
+        if isinstance(valuation, SwapValuation):
+            out = self._valued_kinds(chain_id, a, call, protocol, valuation)
+            return (a, out) if out else None
+        note = NO_STATE_SOURCE if valuation is None else valuation
         floor = self.min_score if self.min_score > 0 else 1
         # (-score, kind): the natural tuple order is highest score first, then kind (no key function to call).
         scored: list[tuple[int, int]] = []
@@ -232,17 +249,41 @@ class Searcher:
             return None
         scored.sort()
         common = self._reasons(chain_id, a, call, protocol)
+        fallback = OppValue(False, note)
+        heuristic = f"heuristic score ({note})"
         out = []
         for score, kind in scored:
-            score = -score
-            if kind == SANDWICH:
-                reasons = common
-            elif kind == BACKRUN:
-                reasons = common[:1] + common[2:]  # all but the slippage reason
-            else:
-                reasons = [*self._arb_reasons(a, protocol), common[0], common[-1]]
-            out.append((score, kind, reasons))
+            out.append((-score, kind, [*self._kind_reasons(kind, a, common, protocol), heuristic], fallback))
         return a, out
+
+    def _kind_reasons(self, kind: int, a: SwapAssessment, common: list[str], protocol: str) -> list[str]:
+        if kind == SANDWICH:
+            return common
+        if kind == BACKRUN:
+            return common[:1] + common[2:]  # all but the slippage reason
+        return [*self._arb_reasons(a, protocol), common[0], common[-1]]
+
+    def _valued_kinds(self, chain_id: int, a: SwapAssessment, call: DecodedCall, protocol: str,
+                      v: SwapValuation) -> list[Scored]:
+        """The valued sandwich and backrun (positive net profit, or a gross profit of unknown native value and a
+        heuristic score over the floor), best net profit first, then the heuristic arb candidate."""
+        floor = self.min_score if self.min_score > 0 else 1
+        common = self._reasons(chain_id, a, call, protocol)
+        ranked: list[tuple[int, int, int, list[str], OppValue]] = []
+        for kind, fig, score in ((SANDWICH, v.sandwich, self.sandwich_score(a, call)),
+                                 (BACKRUN, v.backrun, self.backrun_score(a))):
+            if fig is None or (fig.net is not None and fig.net <= 0) or (fig.net is None and score < floor):
+                continue
+            value = _opp_value(kind, fig, v)
+            reasons = [_valued_reason(kind, fig, v), *self._kind_reasons(kind, a, common, protocol)]
+            ranked.append((-(fig.net if fig.net is not None else -1), kind, score if score > 0 else 1, reasons, value))
+        ranked.sort(key=lambda r: (r[0], r[1]))
+        out: list[Scored] = [(score, kind, reasons, value) for _, kind, score, reasons, value in ranked]
+        score = self.arb_score(a)
+        if score >= floor:
+            out.append((score, ARB, [*self._kind_reasons(ARB, a, common, protocol), f"heuristic score ({_ARB_NOTE})"],
+                        OppValue(False, _ARB_NOTE)))
+        return out
 
     def _reasons(self, chain_id: int, a: SwapAssessment, call: DecodedCall, protocol: str) -> list[str]:
         """Shared reasons: size first, slippage second (left out for backruns), tip last."""
@@ -272,6 +313,25 @@ class Searcher:
         if a.hops > 1:
             out.append(f"crosses {a.hops} pools: each one is left dislocated")
         return out
+
+
+def _opp_value(kind: int, fig: Figures, v: SwapValuation) -> OppValue:
+    """The Opportunity valuation fields of one valued kind."""
+    note = "" if fig.net is not None else "native value unknown: no known pair of the profit token with the " \
+        "wrapped native token"
+    if kind == SANDWICH:
+        return OppValue(True, note, fig.net, fig.profit, fig.amount_in, None, fig.gas_cost, v.price_impact_bps,
+                        fig.profit_token, fig.block_number)
+    return OppValue(True, note, fig.net, None, None, fig.profit, fig.gas_cost, v.price_impact_bps, fig.profit_token,
+                    fig.block_number, fig.amount_in)
+
+
+def _valued_reason(kind: int, fig: Figures, v: SwapValuation) -> str:
+    """The first reason of a valued opportunity: its figures, exact integers (wei and token base units)."""
+    what = "sandwich: front-run" if kind == SANDWICH else "back-run through another pool: input"
+    net = "net value unknown" if fig.net is None else f"net {fig.net} wei after gas {fig.gas_cost} wei"
+    return (f"valued on reserves at block {fig.block_number}: {what} {fig.amount_in}, gross profit {fig.profit} of "
+            f"0x{fig.profit_token.hex()}, {net}")
 
 
 def _scale18(amount: int, decimals: int) -> int:

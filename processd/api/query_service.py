@@ -280,8 +280,9 @@ class QueryService(query_pb2_grpc.QueryServicer):
                 opportunities=self._models.top_opportunities(chain_id, limit, min_score))
         matcher = LogMatcher(self._log, event_filter)
         min_score = max(min_score, event_filter.min_score)
+        # min_profit_wei picks opportunities too (not only their transactions), as min_score does on this list.
         opps = self._log.read(lambda txn: self._models.top_opportunities(
-            chain_id, limit, min_score, lambda seq, chain: matcher(txn, seq, chain)))
+            chain_id, limit, min_score, lambda seq, chain: matcher(txn, seq, chain), event_filter.min_profit_wei))
         return query_pb2.ListOpportunitiesResponse(opportunities=opps)
 
     async def ListBlocks(self, request: query_pb2.ListBlocksRequest,

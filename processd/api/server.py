@@ -19,6 +19,8 @@ from grpc_reflection.v1alpha import reflection
 from common.pb.v1 import ingest_pb2, query_pb2
 from processd.analysis.analyzer import AnalyzeFn
 from processd.analysis.pool import AnalysisPool
+from processd.analysis.valuation.pairs import load_venues
+from processd.analysis.valuation.state import ReserveSource
 from processd.api.ingest_service import IngestService, add_ingest_service
 from processd.api.query_service import QueryService
 from processd.config import ProcessdConfig
@@ -97,10 +99,14 @@ class ProcessdServer:
 
     def __init__(self, config: ProcessdConfig,
                  analyze: AnalyzeFn | None = None,
-                 crash: CrashSwitch | None = None) -> None:
+                 crash: CrashSwitch | None = None,
+                 reserve_source: ReserveSource | None = None) -> None:
+        """``reserve_source``: where the pipeline reads the pool reserves each batch's swaps are valued on (the
+        pool-state view); None = no valuation, heuristic scores (docs/valuation.md)."""
         self.config = config
         # First: a bad ABI file (changed since load_config checked it) is a ConfigError before anything is opened.
         user_abis = _user_abis(config)
+        venues = load_venues(config.valuation_venues_file)
         self.metrics = ProcessdMetrics()
         self.eventlog = EventLog(config.data_dir, config.map_size_mb << 20, sync=config.durability == "sync",
                                  start_empty_over_damaged=config.start_empty_over_damaged_log)
@@ -114,7 +120,7 @@ class ProcessdServer:
         self.pool = AnalysisPool(workers=config.analysis_workers, chain_ids=config.chain_ids,
                                  max_input_bytes=config.max_input_bytes, analyze=analyze,
                                  stall_timeout_ms=config.analysis_stall_timeout_ms,
-                                 user_abis=user_abis)
+                                 user_abis=user_abis, venues=venues)
         # The pipeline builds the single writer and is the one it tells of its commits.
         writer = functools.partial(
             CommitWriter, self.eventlog,
@@ -127,7 +133,8 @@ class ProcessdServer:
             max_sources_per_tx=config.max_sources_per_tx, max_sources_per_chain=config.max_sources_per_chain,
         )
         self.pipeline = IngestPipeline(writer, self.pool, self.models, self.hub, self.metrics,
-                                       max_chains=config.max_chains, chain_ids=config.chain_ids)
+                                       max_chains=config.max_chains, chain_ids=config.chain_ids,
+                                       reserve_source=reserve_source, venues=venues)
         self.writer = self.pipeline.writer
         self.ingest = IngestService(self.pipeline, self.metrics,
                                     max_inflight_batches=config.stream_max_inflight_batches, crash=self.crash)

@@ -68,12 +68,14 @@ class TxFilter:
     tokens_out: frozenset[bytes] = frozenset()
     min_value: int = 0
     min_score: int = 0
+    #: An opportunity valued with a net profit of at least this many wei (0 = no bound).
+    min_profit_wei: int = 0
 
     @property
     def tx_fields(self) -> bool:
         """Whether it asks about anything beyond chains and kinds (then sightings never match)."""
         return bool(self.senders or self.to or self.addresses or self.selectors or self.methods or self.protocols
-                    or self.tokens_in or self.tokens_out or self.min_value or self.min_score)
+                    or self.tokens_in or self.tokens_out or self.min_value or self.min_score or self.min_profit_wei)
 
     def matches(self, tx: TxView) -> bool:
         """Whether transaction ``tx`` matches every field set (cheapest fields first)."""
@@ -82,6 +84,8 @@ class TxFilter:
         if self.protocols and tx.protocol() not in self.protocols:
             return False
         if self.min_score and tx.max_score() < self.min_score:
+            return False
+        if self.min_profit_wei and tx.max_net_profit() < self.min_profit_wei:
             return False
         if self.senders or self.to or self.addresses or self.min_value:
             env = tx.envelope()
@@ -174,6 +178,16 @@ class TxView:
         values = self.values
         return max((_parse_event(values[i][1:]).opp_detected.opportunity.score
                     for i in range(self.start + 2, self.end)), default=0)
+
+    def max_net_profit(self) -> int:
+        """The best net profit (wei) among its valued opportunities (0 without any): parsed from their values."""
+        values = self.values
+        best = 0
+        for i in range(self.start + 2, self.end):
+            net = int.from_bytes(_parse_event(values[i][1:]).opp_detected.opportunity.net_profit_wei, "big")
+            if net > best:
+                best = net
+        return best
 
     def framed(self, kinds: frozenset[int], from_seq: int = 0) -> tuple[bytes, int]:
         """Its events of ``kinds`` (all when empty) from ``from_seq`` on as ``SubscribeEventsResponse.events``
@@ -389,6 +403,9 @@ def _check_counts(pb: query_pb2.EventFilter) -> None:
         raise FilterError(f"filter.min_value: at most {limits.MAX_VALUE_BYTES} bytes, got {len(pb.min_value)}")
     if pb.min_score > limits.MAX_SCORE:
         raise FilterError(f"filter.min_score must be 0..{limits.MAX_SCORE}, got {pb.min_score}")
+    if len(pb.min_profit_wei) > limits.MAX_VALUE_BYTES:
+        raise FilterError(f"filter.min_profit_wei: at most {limits.MAX_VALUE_BYTES} bytes, "
+                          f"got {len(pb.min_profit_wei)}")
 
 
 def _combine(own: frozenset[int], theirs: frozenset[int]) -> frozenset[int]:
@@ -414,6 +431,7 @@ def compile_filter(pb: query_pb2.EventFilter | None, chain_id: int = 0, kinds: I
         methods=frozenset(pb.methods), protocols=frozenset(pb.protocols),
         tokens_in=frozenset(pb.tokens_in), tokens_out=frozenset(pb.tokens_out),
         min_value=int.from_bytes(pb.min_value, "big"), min_score=max(min_score, pb.min_score),
+        min_profit_wei=int.from_bytes(pb.min_profit_wei, "big"),
     )
 
 

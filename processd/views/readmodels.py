@@ -356,11 +356,13 @@ class ReadModels:
         return selector_coverage((decode_event(value, seq).tx_decoded.features for seq, _, value in source), top_n)
 
     def top_opportunities(self, chain_id: int, limit: int, min_score: int,
-                          keep: Callable[[int, int], bool] | None = None) -> list[events_pb2.Opportunity]:
+                          keep: Callable[[int, int], bool] | None = None,
+                          min_profit_wei: int = 0) -> list[events_pb2.Opportunity]:
+        """The window's best opportunities (``OpportunityWindow.top``) of one chain (0: all)."""
         if not chain_id:
-            return self.all_opportunities.top(limit, min_score, keep)
+            return self.all_opportunities.top(limit, min_score, keep, min_profit_wei)
         view = self.chains.get(chain_id)
-        return view.opportunities.top(limit, min_score, keep) if view else []
+        return view.opportunities.top(limit, min_score, keep, min_profit_wei) if view else []
 
     def sizes(self) -> dict[str, int]:
         """Entry counts of every bounded structure, for metrics."""

@@ -135,16 +135,19 @@ class OpportunityWindow:
             ranked = self._ranked = sorted(self._by_age, key=_SCORE_THEN_SEQ, reverse=True)
         return ranked
 
-    def top(self, limit: int, min_score: int = 0,
-            keep: Callable[[int, int], bool] | None = None) -> list[events_pb2.Opportunity]:
+    def top(self, limit: int, min_score: int = 0, keep: Callable[[int, int], bool] | None = None,
+            min_profit_wei: int = 0) -> list[events_pb2.Opportunity]:
         """Best first, newer first among equal scores; stops at the first score below ``min_score``. ``keep``
-        (seq, chain) -> bool leaves out the opportunities of transactions an ``EventFilter`` refuses."""
+        (seq, chain) -> bool leaves out the opportunities of transactions an ``EventFilter`` refuses;
+        ``min_profit_wei`` those whose net profit (valued opportunities only) is below it."""
         out: list[events_pb2.Opportunity] = []
         for seq, chain_id, score, value in self._ranking():
             if score < min_score or len(out) >= limit:
                 break
             if keep is None or keep(seq, chain_id):
-                out.append(decode_event(value, seq).opp_detected.opportunity)
+                opp = decode_event(value, seq).opp_detected.opportunity
+                if not min_profit_wei or int.from_bytes(opp.net_profit_wei, "big") >= min_profit_wei:
+                    out.append(opp)
         return out
 
     def seqs(self) -> list[int]:

@@ -11,6 +11,8 @@ library (``tests/processd/_reference.py``). Values outside the tables go to
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from common.pb.v1 import events_pb2
 from processd.wire.encoding import VARINT_TABLE, varint
 from processd.wire.tags import library_field, tag
@@ -31,8 +33,90 @@ _TAG_SLIPPAGE = tag(_O, "slippage_bps")
 _KIND_FIELDS = {k: tag(_O, "kind") + varint(k) if k else b"" for k in events_pb2.OpportunityKind.values()}
 _SCORE_FIELDS = [b""] + [tag(_O, "score") + varint(s) for s in range(1, 101)]
 
-#: (score, kind, reasons) of one kind of opportunity, highest score first.
-Scored = tuple[int, int, list[str]]
+_TAG_VALUED = tag(_O, "valued")
+_TAG_NOTE = tag(_O, "valuation_note")
+#: (field name, its tag) of the optional uint256 valuation amounts, in field-number order.
+_AMOUNT_TAGS = [(name, tag(_O, name)) for name in ("net_profit_wei", "sandwich_profit_wei", "frontrun_amount_in",
+                                                   "backrun_profit_wei", "gas_cost_wei")]
+_TAG_IMPACT = tag(_O, "price_impact_bps")
+_TAG_PROFIT_TOKEN = tag(_O, "profit_token")
+_TAG_BLOCK = tag(_O, "state_block_number")
+_TAG_BACKRUN_IN = tag(_O, "backrun_amount_in")
+
+
+class OppValue(NamedTuple):
+    """The valuation fields of one opportunity (Opportunity 12..22): amounts as ints, None when not set."""
+
+    valued: bool
+    note: str
+    net_profit_wei: int | None = None
+    sandwich_profit_wei: int | None = None
+    frontrun_amount_in: int | None = None
+    backrun_profit_wei: int | None = None
+    gas_cost_wei: int | None = None
+    price_impact_bps: int = 0
+    profit_token: bytes = b""
+    state_block_number: int = 0
+    backrun_amount_in: int | None = None
+
+
+#: (score, kind, reasons, valuation) of one kind of opportunity, highest rank first.
+Scored = tuple[int, int, list[str], OppValue]
+
+
+#: Encoded not-valued fields by note: most opportunities share a handful of notes (bounded: a note that names a
+#: pair is encoded per call once the cache is full).
+_FALLBACK_VALUES: dict[OppValue, bytes] = {}
+_FALLBACK_CACHE = 256
+
+
+def u256(value: int) -> bytes:
+    """Minimal big-endian bytes of a non-negative int (0 -> empty), the contract's uint256 encoding."""
+    return value.to_bytes((value.bit_length() + 7) // 8, "big")
+
+
+def _length_delimited(field_tag: bytes, raw: bytes) -> bytes:
+    n = len(raw)
+    return field_tag + (_VARINT[n] if n < 16384 else varint(n)) + raw
+
+
+def encode_value(v: OppValue) -> bytes:
+    """Opportunity fields 12..22 of ``v``, as protobuf writes them (defaults left out, set optionals written)."""
+    if (type(v.price_impact_bps) is not int or not 0 <= v.price_impact_bps <= _MAX_U32
+            or type(v.state_block_number) is not int or not 0 <= v.state_block_number <= _MAX_U64
+            or type(v.note) is not str or type(v.profit_token) is not bytes):
+        return _library_value(v)
+    parts = [_TAG_VALUED + b"\x01"] if v.valued else []
+    if v.note:
+        parts.append(_length_delimited(_TAG_NOTE, v.note.encode()))
+    for name, field_tag in _AMOUNT_TAGS:
+        amount = getattr(v, name)
+        if amount is not None:
+            parts.append(_length_delimited(field_tag, u256(amount)))
+    if v.price_impact_bps:
+        parts.append(_TAG_IMPACT + varint(v.price_impact_bps))
+    if v.profit_token:
+        parts.append(_length_delimited(_TAG_PROFIT_TOKEN, v.profit_token))
+    if v.state_block_number:
+        parts.append(_TAG_BLOCK + varint(v.state_block_number))
+    if v.backrun_amount_in is not None:
+        parts.append(_length_delimited(_TAG_BACKRUN_IN, u256(v.backrun_amount_in)))
+    return b"".join(parts)
+
+
+def _library_value(v: OppValue) -> bytes:
+    """:func:`encode_value` by the protobuf library, field by field (its encoding, or its error)."""
+    out = [library_field(_O, "valued", v.valued), library_field(_O, "valuation_note", v.note)]
+    for name, _ in _AMOUNT_TAGS:
+        amount = getattr(v, name)
+        if amount is not None:
+            out.append(library_field(_O, name, u256(amount)))
+    out += [library_field(_O, "price_impact_bps", v.price_impact_bps),
+            library_field(_O, "profit_token", v.profit_token),
+            library_field(_O, "state_block_number", v.state_block_number)]
+    if v.backrun_amount_in is not None:
+        out.append(library_field(_O, "backrun_amount_in", u256(v.backrun_amount_in)))
+    return b"".join(out)
 
 
 def _library_head(chain_id: int, tx_hash: bytes) -> bytes:
@@ -82,8 +166,9 @@ def encode_opportunities(chain_id: int, tx_hash: bytes, protocol: str, token_in:
     tail = b"".join(parts)
     join = b"".join
     fields: dict[str, bytes] = {}  # the kinds share most reasons: each is encoded once
+    values: dict[OppValue, bytes] = {}  # and often one valuation (the heuristic fallback's)
     out = []
-    for score, kind, reasons in scored:
+    for score, kind, reasons, value in scored:
         encoded = [head, _KIND_FIELDS[kind], _SCORE_FIELDS[score]]
         for reason in reasons:
             field = fields.get(reason)
@@ -93,5 +178,13 @@ def encode_opportunities(chain_id: int, tx_hash: bytes, protocol: str, token_in:
                 field = fields[reason] = _TAG_REASON + (_VARINT[n] if n < 16384 else varint(n)) + raw
             encoded.append(field)
         encoded.append(tail)
+        value_bytes = values.get(value)
+        if value_bytes is None:
+            value_bytes = _FALLBACK_VALUES.get(value) if not value.valued else None
+            if value_bytes is None:
+                value_bytes = values[value] = encode_value(value)
+                if not value.valued and len(_FALLBACK_VALUES) < _FALLBACK_CACHE:
+                    _FALLBACK_VALUES[value] = value_bytes
+        encoded.append(value_bytes)
         out.append((score, join(encoded)))
     return tuple(out)

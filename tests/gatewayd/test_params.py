@@ -24,7 +24,7 @@ def error_of(route: str, **raw: str | list[str]) -> ParamError:
 def test_defaults_fill_every_parameter() -> None:
     none = frozenset()
     filters = {"from": (), "to": (), "method": (), "protocol": (), "token_in": (), "token_out": (),
-               "min_value_wei": 0, "min_score": 0}
+               "min_value_wei": 0, "min_profit_wei": 0, "min_score": 0}
     assert parse("transactions") == {"chain_id": 0, "limit": 25, "before_seq_id": 0, "include": none, **filters}
     assert parse("transactions_all") == {"chain_id": 0, "from_seq_id": 0, "limit": 1000, "include": none, **filters}
     assert parse("events") == {"from_seq_id": 0, "limit": 100, "chain_id": 0, "kinds": (), "include": none,
@@ -148,18 +148,21 @@ A1, A2 = "0x" + "ab" * 20, "0x" + "CD" * 20
 def test_filter_parameters_build_one_event_filter() -> None:
     p = parse("events_stream", **{"from": f"{A1},{A2},{A1}", "to": A2, "method": "transfer,0xa9059cbb",
                                   "protocol": "uniswap_v2", "token_in": A1, "token_out": A2,
-                                  "min_value_wei": str(2**255), "min_score": "30"})
+                                  "min_value_wei": str(2**255), "min_score": "30", "min_profit_wei": "10"})
     f = event_filter(p, "events_stream")
     assert f is not None
     assert list(f.senders) == [bytes.fromhex("ab" * 20), bytes.fromhex("cd" * 20)]  # duplicates once
     assert list(f.to) == [bytes.fromhex("cd" * 20)] and list(f.methods) == ["transfer"]
     assert list(f.selectors) == [bytes.fromhex("a9059cbb")] and list(f.protocols) == ["uniswap_v2"]
     assert list(f.tokens_in) == [bytes.fromhex("ab" * 20)] and list(f.tokens_out) == [bytes.fromhex("cd" * 20)]
-    assert int.from_bytes(f.min_value, "big") == 2**255 and f.min_score == 30
+    assert int.from_bytes(f.min_value, "big") == 2**255 and f.min_score == 30 and f.min_profit_wei == b"\x0a"
     assert event_filter(parse("events_stream"), "events_stream") is None  # no parameter: the request as before
     # /opps/recent: min_score is the request's own (per opportunity), not the filter's.
     assert event_filter(parse("opps_recent", min_score="50"), "opps_recent") is None
     assert event_filter(parse("features_recent", min_score="50"), "features_recent").min_score == 50
+    # min_profit_wei is the filter's on every route (on /opps/recent processd also applies it per opportunity)
+    assert event_filter(parse("opps_recent", min_profit_wei=str(10**18)), "opps_recent").min_profit_wei == \
+        (10**18).to_bytes(8, "big")
 
 
 @pytest.mark.parametrize(("raw", "param"), [
@@ -173,6 +176,9 @@ def test_filter_parameters_build_one_event_filter() -> None:
     ({"token_in": ""}, "token_in"),
     ({"min_value_wei": str(2**256)}, "min_value_wei"),
     ({"min_value_wei": "-1"}, "min_value_wei"),
+    ({"min_profit_wei": str(2**256)}, "min_profit_wei"),
+    ({"min_profit_wei": "1e18"}, "min_profit_wei"),
+    ({"min_profit_wei": "-5"}, "min_profit_wei"),
     ({"min_score": "101"}, "min_score"),
 ])
 @pytest.mark.parametrize("route", ["events_stream", "transactions", "features_recent", "opps_recent"])

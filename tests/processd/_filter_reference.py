@@ -36,12 +36,13 @@ def tx_matches(f: query_pb2.EventFilter, tx: list[events_pb2.Event],
     if f.chain_ids and head.chain_id not in f.chain_ids:
         return False
     uses_tx_fields = any((f.senders, f.to, f.addresses, f.selectors, f.methods, f.protocols, f.tokens_in, f.tokens_out,
-                          int.from_bytes(f.min_value, "big"), f.min_score))
+                          int.from_bytes(f.min_value, "big"), f.min_score, int.from_bytes(f.min_profit_wei, "big")))
     if head.kind == SOURCE:
         return not uses_tx_fields or (of_sighting is not None and tx_matches(f, of_sighting))
     env = head.tx_seen.tx
     features = next(e.tx_decoded.features for e in tx if e.kind == DECODED)
     scores = [e.opp_detected.opportunity.score for e in tx if e.kind == OPP]
+    nets = [int.from_bytes(e.opp_detected.opportunity.net_profit_wei, "big") for e in tx if e.kind == OPP]
     checks = [
         (f.senders, env.sender), (f.to, env.to),
         (f.protocols, features.protocol), (f.tokens_in, features.token_in), (f.tokens_out, features.token_out),
@@ -54,6 +55,8 @@ def tx_matches(f: query_pb2.EventFilter, tx: list[events_pb2.Event],
     if (f.selectors or f.methods) and env.input[:4] not in f.selectors and features.method not in f.methods:
         return False
     if f.min_value and int.from_bytes(env.value, "big") < int.from_bytes(f.min_value, "big"):
+        return False
+    if f.min_profit_wei and max(nets, default=0) < int.from_bytes(f.min_profit_wei, "big"):
         return False
     return not (f.min_score and max(scores, default=0) < f.min_score)
 

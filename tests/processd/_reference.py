@@ -13,7 +13,8 @@ from common.pb.v1 import events_pb2, tx_pb2
 from processd.analysis.analyzer import Analysis, Analyzer
 from processd.analysis.decoding.model import OTHER, TRANSFER, DecodedCall
 from processd.analysis.features import envelope_fees, u256
-from processd.analysis.searcher import Searcher, is_rankable
+from processd.analysis.searcher import Searcher, ValuationInput, is_rankable
+from processd.analysis.valuation.state import Reserves
 
 
 def reference_features(call: DecodedCall | None, protocol: str, data: bytes, to: bytes, value: bytes,
@@ -76,14 +77,14 @@ def reference_features(call: DecodedCall | None, protocol: str, data: bytes, to:
 
 
 def reference_rank(searcher: Searcher, chain_id: int, tx_hash: bytes, call: DecodedCall, protocol: str,
-                   value: int, tip_wei: int) -> list[events_pb2.Opportunity]:
-    """The Opportunity messages of a decoded swap (the searcher's scores, encoded by the library)."""
-    ranked = searcher.score_kinds(chain_id, call, protocol, value, tip_wei)
+                   value: int, tip_wei: int, valuation: ValuationInput = None) -> list[events_pb2.Opportunity]:
+    """The Opportunity messages of a decoded swap (the searcher's scores and valuations, encoded by the library)."""
+    ranked = searcher.score_kinds(chain_id, call, protocol, value, tip_wei, valuation)
     if ranked is None:
         return []
     a, scored = ranked
     out = []
-    for score, kind, reasons in scored:
+    for score, kind, reasons, v in scored:
         opp = events_pb2.Opportunity()
         opp.chain_id = chain_id
         opp.tx_hash = tx_hash
@@ -98,13 +99,23 @@ def reference_rank(searcher: Searcher, chain_id: int, tx_hash: bytes, call: Deco
         opp.kind = kind  # type: ignore[assignment]
         opp.score = score
         opp.reasons.extend(reasons)
+        opp.valued = v.valued
+        opp.valuation_note = v.note
+        for name in ("net_profit_wei", "sandwich_profit_wei", "frontrun_amount_in", "backrun_profit_wei",
+                     "gas_cost_wei", "backrun_amount_in"):
+            amount = getattr(v, name)
+            if amount is not None:
+                setattr(opp, name, u256(amount))
+        opp.price_impact_bps = v.price_impact_bps
+        opp.profit_token = v.profit_token
+        opp.state_block_number = v.state_block_number
         out.append(opp)
     return out
 
 
-def reference_analyze(analyzer: Analyzer, envelope: tx_pb2.TxEnvelope) -> Analysis:
-    """``analyzer``'s analysis of ``envelope`` with every message built by the library (decoding and scores are
-    the analyzer's own)."""
+def reference_analyze(analyzer: Analyzer, envelope: tx_pb2.TxEnvelope, reserves: Reserves | None = None) -> Analysis:
+    """``analyzer``'s analysis of ``envelope`` with every message built by the library (decoding, scores and
+    valuation on ``reserves`` are the analyzer's own)."""
     data = envelope.input
     to = envelope.to
     chain_id = envelope.chain_id
@@ -115,5 +126,6 @@ def reference_analyze(analyzer: Analyzer, envelope: tx_pb2.TxEnvelope) -> Analys
     if call is None or not call.swap_count or not is_rankable(call):
         return Analysis(features)
     tip_wei = int.from_bytes(tip, "big")
+    valuation = analyzer.valuation(chain_id, to, call, value, int.from_bytes(bid, "big"), reserves)
     return Analysis(features, reference_rank(analyzer.searcher, chain_id, envelope.hash, call, protocol, value,
-                                             tip_wei))
+                                             tip_wei, valuation))

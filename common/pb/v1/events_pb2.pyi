@@ -121,7 +121,7 @@ class DecodedArg(_message.Message):
     def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
 
 class Opportunity(_message.Message):
-    __slots__ = ("chain_id", "tx_hash", "kind", "score", "reasons", "protocol", "token_in", "token_out", "notional_wei", "slippage_bps", "seq_id")
+    __slots__ = ("chain_id", "tx_hash", "kind", "score", "reasons", "protocol", "token_in", "token_out", "notional_wei", "slippage_bps", "seq_id", "valued", "valuation_note", "net_profit_wei", "sandwich_profit_wei", "frontrun_amount_in", "backrun_profit_wei", "gas_cost_wei", "price_impact_bps", "profit_token", "state_block_number", "backrun_amount_in")
     CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
     TX_HASH_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -133,6 +133,17 @@ class Opportunity(_message.Message):
     NOTIONAL_WEI_FIELD_NUMBER: _ClassVar[int]
     SLIPPAGE_BPS_FIELD_NUMBER: _ClassVar[int]
     SEQ_ID_FIELD_NUMBER: _ClassVar[int]
+    VALUED_FIELD_NUMBER: _ClassVar[int]
+    VALUATION_NOTE_FIELD_NUMBER: _ClassVar[int]
+    NET_PROFIT_WEI_FIELD_NUMBER: _ClassVar[int]
+    SANDWICH_PROFIT_WEI_FIELD_NUMBER: _ClassVar[int]
+    FRONTRUN_AMOUNT_IN_FIELD_NUMBER: _ClassVar[int]
+    BACKRUN_PROFIT_WEI_FIELD_NUMBER: _ClassVar[int]
+    GAS_COST_WEI_FIELD_NUMBER: _ClassVar[int]
+    PRICE_IMPACT_BPS_FIELD_NUMBER: _ClassVar[int]
+    PROFIT_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    STATE_BLOCK_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    BACKRUN_AMOUNT_IN_FIELD_NUMBER: _ClassVar[int]
     chain_id: int
     tx_hash: bytes
     kind: OpportunityKind
@@ -144,7 +155,18 @@ class Opportunity(_message.Message):
     notional_wei: bytes
     slippage_bps: int
     seq_id: int
-    def __init__(self, chain_id: _Optional[int] = ..., tx_hash: _Optional[bytes] = ..., kind: _Optional[_Union[OpportunityKind, str]] = ..., score: _Optional[int] = ..., reasons: _Optional[_Iterable[str]] = ..., protocol: _Optional[str] = ..., token_in: _Optional[bytes] = ..., token_out: _Optional[bytes] = ..., notional_wei: _Optional[bytes] = ..., slippage_bps: _Optional[int] = ..., seq_id: _Optional[int] = ...) -> None: ...
+    valued: bool
+    valuation_note: str
+    net_profit_wei: bytes
+    sandwich_profit_wei: bytes
+    frontrun_amount_in: bytes
+    backrun_profit_wei: bytes
+    gas_cost_wei: bytes
+    price_impact_bps: int
+    profit_token: bytes
+    state_block_number: int
+    backrun_amount_in: bytes
+    def __init__(self, chain_id: _Optional[int] = ..., tx_hash: _Optional[bytes] = ..., kind: _Optional[_Union[OpportunityKind, str]] = ..., score: _Optional[int] = ..., reasons: _Optional[_Iterable[str]] = ..., protocol: _Optional[str] = ..., token_in: _Optional[bytes] = ..., token_out: _Optional[bytes] = ..., notional_wei: _Optional[bytes] = ..., slippage_bps: _Optional[int] = ..., seq_id: _Optional[int] = ..., valued: _Optional[bool] = ..., valuation_note: _Optional[str] = ..., net_profit_wei: _Optional[bytes] = ..., sandwich_profit_wei: _Optional[bytes] = ..., frontrun_amount_in: _Optional[bytes] = ..., backrun_profit_wei: _Optional[bytes] = ..., gas_cost_wei: _Optional[bytes] = ..., price_impact_bps: _Optional[int] = ..., profit_token: _Optional[bytes] = ..., state_block_number: _Optional[int] = ..., backrun_amount_in: _Optional[bytes] = ...) -> None: ...
 
 class TxSeen(_message.Message):
     __slots__ = ("tx",)

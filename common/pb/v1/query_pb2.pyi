@@ -98,7 +98,7 @@ class ChainTotals(_message.Message):
     def __init__(self, chain_id: _Optional[int] = ..., tx_count: _Optional[int] = ..., decoded_count: _Optional[int] = ..., opportunity_count: _Optional[int] = ..., rejected: _Optional[_Iterable[_Union[_ingest_pb2.RejectCount, _Mapping]]] = ..., replay: _Optional[_Union[ReplayPoint, _Mapping]] = ..., ingest: _Optional[_Union[_ingest_pb2.ChainIngestStats, _Mapping]] = ..., drop_ratio: _Optional[float] = ..., sources: _Optional[_Iterable[_Union[SourceStanding, _Mapping]]] = ..., selector_coverage: _Optional[_Iterable[_Union[_events_pb2.SelectorCoverage, _Mapping]]] = ...) -> None: ...
 
 class EventFilter(_message.Message):
-    __slots__ = ("chain_ids", "kinds", "senders", "to", "selectors", "methods", "protocols", "tokens_in", "tokens_out", "min_value", "min_score", "addresses")
+    __slots__ = ("chain_ids", "kinds", "senders", "to", "selectors", "methods", "protocols", "tokens_in", "tokens_out", "min_value", "min_score", "addresses", "min_profit_wei")
     CHAIN_IDS_FIELD_NUMBER: _ClassVar[int]
     KINDS_FIELD_NUMBER: _ClassVar[int]
     SENDERS_FIELD_NUMBER: _ClassVar[int]
@@ -111,6 +111,7 @@ class EventFilter(_message.Message):
     MIN_VALUE_FIELD_NUMBER: _ClassVar[int]
     MIN_SCORE_FIELD_NUMBER: _ClassVar[int]
     ADDRESSES_FIELD_NUMBER: _ClassVar[int]
+    MIN_PROFIT_WEI_FIELD_NUMBER: _ClassVar[int]
     chain_ids: _containers.RepeatedScalarFieldContainer[int]
     kinds: _containers.RepeatedScalarFieldContainer[_events_pb2.EventKind]
     senders: _containers.RepeatedScalarFieldContainer[bytes]
@@ -123,7 +124,8 @@ class EventFilter(_message.Message):
     min_value: bytes
     min_score: int
     addresses: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, chain_ids: _Optional[_Iterable[int]] = ..., kinds: _Optional[_Iterable[_Union[_events_pb2.EventKind, str]]] = ..., senders: _Optional[_Iterable[bytes]] = ..., to: _Optional[_Iterable[bytes]] = ..., selectors: _Optional[_Iterable[bytes]] = ..., methods: _Optional[_Iterable[str]] = ..., protocols: _Optional[_Iterable[str]] = ..., tokens_in: _Optional[_Iterable[bytes]] = ..., tokens_out: _Optional[_Iterable[bytes]] = ..., min_value: _Optional[bytes] = ..., min_score: _Optional[int] = ..., addresses: _Optional[_Iterable[bytes]] = ...) -> None: ...
+    min_profit_wei: bytes
+    def __init__(self, chain_ids: _Optional[_Iterable[int]] = ..., kinds: _Optional[_Iterable[_Union[_events_pb2.EventKind, str]]] = ..., senders: _Optional[_Iterable[bytes]] = ..., to: _Optional[_Iterable[bytes]] = ..., selectors: _Optional[_Iterable[bytes]] = ..., methods: _Optional[_Iterable[str]] = ..., protocols: _Optional[_Iterable[str]] = ..., tokens_in: _Optional[_Iterable[bytes]] = ..., tokens_out: _Optional[_Iterable[bytes]] = ..., min_value: _Optional[bytes] = ..., min_score: _Optional[int] = ..., addresses: _Optional[_Iterable[bytes]] = ..., min_profit_wei: _Optional[bytes] = ...) -> None: ...
 
 class GetSnapshotRequest(_message.Message):
     __slots__ = ("chain_id", "tx_limit", "opp_limit", "min_score", "feature_limit", "coverage_top")

@@ -1,0 +1,72 @@
+"""The optimal back-run of a victim's swap: an arbitrage between the pool the victim moved and another pool of the
+same pair (another factory), in one transaction after the victim's.
+
+The victim sold token A for token B on pool V, so B is dearer on V than before. The back-run sells ``x`` of A on
+the other pool O for B, and that B on V for A: profit = output - x, in token A. The two swaps compose into
+``z = K x / (L + M x)`` (fees included, floors left out), maximal at ``x* = (sqrt(K L) - L) / M`` (integer square
+root), profitable only when K > L. The exact integer profit is then computed around x* (:data:`REFINE` either
+side) and the best taken (docs/valuation.md#backrun).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import isqrt
+
+from processd.analysis.valuation.amm import V2_FEE_BPS, min_input_for, swap_out
+
+_D = 10_000
+#: Integers either side of the closed-form optimum whose exact profit is computed.
+REFINE = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Backrun:
+    """The best back-run: amount of token A sold on the other pool, B bought there, A received on the victim's."""
+
+    amount_in: int
+    middle: int
+    amount_out: int
+    #: amount_out - amount_in, > 0.
+    profit: int
+
+
+def run(x: int, other_a: int, other_b: int, victim_b: int, victim_a: int, other_fee_bps: int = V2_FEE_BPS,
+        victim_fee_bps: int = V2_FEE_BPS) -> Backrun | None:
+    """The two swaps with input ``x`` on exact reserves; None when either would revert (an output of 0)."""
+    mid = swap_out(x, other_a, other_b, other_fee_bps)
+    if mid <= 0:
+        return None
+    out = swap_out(mid, victim_b, victim_a, victim_fee_bps)
+    if out <= 0:
+        return None
+    return Backrun(x, mid, out, out - x)
+
+
+def optimal(other_a: int, other_b: int, victim_b: int, victim_a: int, other_fee_bps: int = V2_FEE_BPS,
+            victim_fee_bps: int = V2_FEE_BPS) -> Backrun | None:
+    """The most profitable back-run through the other pool (reserves ``other_a``, ``other_b``) and the victim's
+    pool after the victim (``victim_b``, ``victim_a``); None when no x gains."""
+    if min(other_a, other_b, victim_b, victim_a) <= 0:
+        return None
+    go, gv = _D - other_fee_bps, _D - victim_fee_bps
+    k = gv * go * other_b * victim_a
+    lo = _D * _D * victim_b * other_a
+    m = go * (_D * victim_b + gv * other_b)
+    if k <= lo:
+        return None  # the marginal rate at x = 0 is below 1: no back-run gains
+    centre = (isqrt(k * lo) - lo) // m
+    # Every x within REFINE of x*, and the least x buying each middle amount within REFINE of x*'s (the profit is
+    # best at the left edge of each plateau of equal middle amounts).
+    xs = set(range(max(1, centre - REFINE), centre + REFINE + 1))
+    mid = swap_out(centre, other_a, other_b, other_fee_bps) if centre > 0 else 0
+    for amount in range(max(1, mid - REFINE), mid + REFINE + 1):
+        x = min_input_for(amount, other_a, other_b, other_fee_bps)
+        if x >= 1:
+            xs.add(x)
+    best: Backrun | None = None
+    for x in sorted(xs):
+        b = run(x, other_a, other_b, victim_b, victim_a, other_fee_bps, victim_fee_bps)
+        if b is not None and (best is None or b.profit > best.profit):
+            best = b
+    return best if best is not None and best.profit > 0 else None

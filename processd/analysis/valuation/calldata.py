@@ -1,0 +1,39 @@
+"""A Uniswap V2 router call's path, read straight from the calldata (no full decoding).
+
+The pipeline uses it to know which pairs' reserves a batch's valuation needs before the analysis runs (on the
+event loop, so it reads only the few words it needs). The worker's full decoder gives the same path;
+tests/processd/test_valuation_decode.py checks both agree on the real mainnet fixtures.
+"""
+
+from __future__ import annotations
+
+#: Selector -> the argument index of ``address[] path`` (Router02's swaps and their fee-on-transfer variants).
+PATH_ARG: dict[bytes, int] = {
+    bytes.fromhex(s): i for s, i in (
+        ("38ed1739", 2), ("8803dbee", 2), ("4a25d94a", 2), ("18cbafe5", 2), ("5c11d795", 2), ("791ac947", 2),
+        ("7ff36ab5", 1), ("fb3bdb41", 1), ("b6f9de95", 1),
+    )
+}
+#: Longest path read (a longer one is not valued).
+MAX_PATH = 8
+
+
+def v2_path(data: bytes) -> tuple[bytes, ...] | None:
+    """The token path of a V2 router swap call, None when ``data`` is not one or is malformed."""
+    arg = PATH_ARG.get(data[:4])
+    if arg is None:
+        return None
+    head = 4 + 32 * arg
+    if len(data) < head + 32:
+        return None
+    offset = int.from_bytes(data[head:head + 32], "big")
+    start = 4 + offset
+    if offset > len(data) or len(data) < start + 32:
+        return None
+    count = int.from_bytes(data[start:start + 32], "big")
+    if not 2 <= count <= MAX_PATH or len(data) < start + 32 + 32 * count:
+        return None
+    words = [data[start + 32 + 32 * i:start + 64 + 32 * i] for i in range(count)]
+    if any(w[:12] != bytes(12) for w in words):
+        return None
+    return tuple(w[12:] for w in words)

@@ -1,0 +1,170 @@
+"""Pair addresses (CREATE2) and the per-chain registry of Uniswap V2-style factories the valuation knows.
+
+A pair's address is ``keccak256(0xff ++ factory ++ keccak256(token0 ++ token1) ++ init_code_hash)[12:]``, as
+``UniswapV2Library.pairFor`` computes it. The built-in factories are mainnet Uniswap V2 and Sushiswap; a local
+chain (the anvil world deploys its own) adds its factories as data (``processd --valuation-venues-file``, a JSON
+list of :func:`venue_from_json` objects).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from Crypto.Hash import keccak
+
+from processd.analysis.valuation.amm import V2_FEE_BPS
+from processd.errors import ProcessdError
+
+
+class VenueConfigError(ProcessdError):
+    """The venues file is unreadable or an entry is malformed (the message names the entry and field)."""
+
+    retriable = False
+
+
+@dataclass(frozen=True, slots=True)
+class Factory:
+    """A Uniswap V2-style factory: its pairs' init code hash, swap fee, and the routers that swap through it."""
+
+    name: str
+    chain_id: int
+    address: bytes
+    init_code_hash: bytes
+    routers: tuple[bytes, ...] = ()
+    fee_bps: int = V2_FEE_BPS
+
+
+def _hex(text: str) -> bytes:
+    return bytes.fromhex(text.removeprefix("0x"))
+
+
+#: Mainnet Uniswap V2 and Sushiswap (factory, init code hash, routers), and each chain's wrapped native token.
+BUILTIN_FACTORIES = (
+    Factory("uniswap_v2", 1, _hex("5c69bee701ef814a2b6a3edd4b1652cb9cc5aa6f"),
+            _hex("96e8ac4277198ff8b6f785478aa9a39f403cb768dd02cbee326c3e7da348845f"),
+            (_hex("7a250d5630b4cf539739df2c5dacb4c659f2488d"), _hex("f164fc0ec4e93095b804a4795bbe1e041497b92a"))),
+    Factory("sushiswap", 1, _hex("c0aee478e3658e2610c5f7a4a2e1777ce9e4f2ac"),
+            _hex("e18a34eb0e04b04f7a0ac29a6e80748dca96319b42c54d679cb821dca90c6303"),
+            (_hex("d9e1ce17f2641f24ae83637ab66a2cca9c378b9f"),)),
+)
+BUILTIN_WRAPPED_NATIVE = {1: _hex("c02aaa39b223fe8d0a0e5c4f27ead9083c756cc2")}
+
+
+def keccak256(data: bytes) -> bytes:
+    """keccak256 (Ethereum's hash) of ``data``."""
+    return keccak.new(data=data, digest_bits=256).digest()
+
+
+#: Pair addresses computed so far, per process (two keccak256 each, the dearest step of a valuation): bounded,
+#: emptied when full; its size is ``mempulse_processd_valuation_pair_cache_entries`` (the pipeline's process).
+PAIR_CACHE_MAX = 65_536
+_pair_cache: dict[tuple[bytes, bytes, bytes, bytes], bytes] = {}
+
+
+def pair_address(factory: bytes, init_code_hash: bytes, token_a: bytes, token_b: bytes) -> bytes:
+    """``UniswapV2Library.pairFor``: the CREATE2 address of the pair of two tokens (in either order)."""
+    token0, token1 = (token_a, token_b) if token_a < token_b else (token_b, token_a)
+    key = (factory, init_code_hash, token0, token1)
+    found = _pair_cache.get(key)
+    if found is not None:
+        return found
+    salt = keccak256(token0 + token1)
+    found = keccak256(b"\xff" + factory + salt + init_code_hash)[12:]
+    if len(_pair_cache) >= PAIR_CACHE_MAX:
+        _pair_cache.clear()
+    _pair_cache[key] = found
+    return found
+
+
+def pair_cache_entries() -> int:
+    """Entries of this process's pair-address cache."""
+    return len(_pair_cache)
+
+
+class Venues:
+    """The factories of each chain, the factory behind each router, and each chain's wrapped native token."""
+
+    __slots__ = ("_by_chain", "_by_router", "_wrapped")
+
+    def __init__(self, factories: tuple[Factory, ...] = BUILTIN_FACTORIES,
+                 wrapped_native: dict[int, bytes] | None = None) -> None:
+        self._by_chain: dict[int, list[Factory]] = {}
+        self._by_router: dict[tuple[int, bytes], Factory] = {}
+        for f in factories:
+            self._by_chain.setdefault(f.chain_id, []).append(f)
+            for router in f.routers:
+                self._by_router[(f.chain_id, router)] = f
+        self._wrapped = dict(BUILTIN_WRAPPED_NATIVE if wrapped_native is None else wrapped_native)
+
+    def factory_of_router(self, chain_id: int, router: bytes) -> Factory | None:
+        """The factory a router swaps through, None for a router the valuation does not know."""
+        return self._by_router.get((chain_id, router))
+
+    def factories(self, chain_id: int) -> list[Factory]:
+        """Every known factory of the chain (the back-run looks for the same pair on the others)."""
+        return self._by_chain.get(chain_id, [])
+
+    def wrapped_native(self, chain_id: int) -> bytes | None:
+        """The chain's wrapped native token (WETH on mainnet), None when not configured."""
+        return self._wrapped.get(chain_id)
+
+    def __getstate__(self) -> tuple[object, ...]:  # sent pickled to the analysis workers
+        return self._by_chain, self._by_router, self._wrapped
+
+    def __setstate__(self, state: tuple[object, ...]) -> None:
+        self._by_chain, self._by_router, self._wrapped = state  # type: ignore[assignment]
+
+
+def _address(entry: dict[str, object], key: str, where: str, size: int = 20) -> bytes:
+    value = entry.get(key)
+    try:
+        raw = _hex(value) if isinstance(value, str) else b""
+    except ValueError:
+        raw = b""
+    if len(raw) != size:
+        raise VenueConfigError(f"{where}: {key} must be a 0x-prefixed {size}-byte hex string, got {value!r}")
+    return raw
+
+
+def venue_from_json(entry: object, where: str) -> tuple[Factory, bytes | None]:
+    """One venues-file entry: ``{"name", "chain_id", "factory", "init_code_hash", "routers": [...], "fee_bps"
+    (default 30), "wrapped_native" (optional)}`` -> (factory, the chain's wrapped native token or None)."""
+    if not isinstance(entry, dict):
+        raise VenueConfigError(f"{where}: an entry must be a JSON object")
+    name, chain_id, fee = entry.get("name"), entry.get("chain_id"), entry.get("fee_bps", V2_FEE_BPS)
+    if not isinstance(name, str) or not name:
+        raise VenueConfigError(f"{where}: name must be a non-empty string")
+    if type(chain_id) is not int or chain_id <= 0:
+        raise VenueConfigError(f"{where}: chain_id must be a positive integer")
+    if type(fee) is not int or not 0 <= fee < 10_000:
+        raise VenueConfigError(f"{where}: fee_bps must be an integer in 0..9999")
+    routers = entry.get("routers", [])
+    if not isinstance(routers, list):
+        raise VenueConfigError(f"{where}: routers must be a list")
+    factory = Factory(name, chain_id, _address(entry, "factory", where),
+                      _address(entry, "init_code_hash", where, 32),
+                      tuple(_address({"router": r}, "router", where) for r in routers), fee)
+    wrapped = _address(entry, "wrapped_native", where) if "wrapped_native" in entry else None
+    return factory, wrapped
+
+
+def load_venues(path: Path | None) -> Venues:
+    """The built-in venues plus those of the JSON file at ``path`` (none: the built-in ones only)."""
+    if path is None:
+        return Venues()
+    try:
+        entries = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise VenueConfigError(f"valuation venues file {path}: {exc}") from None
+    if not isinstance(entries, list):
+        raise VenueConfigError(f"valuation venues file {path}: must hold a JSON list")
+    factories = list(BUILTIN_FACTORIES)
+    wrapped = dict(BUILTIN_WRAPPED_NATIVE)
+    for i, entry in enumerate(entries):
+        factory, token = venue_from_json(entry, f"{path} entry {i}")
+        factories.append(factory)
+        if token is not None:
+            wrapped[factory.chain_id] = token
+    return Venues(tuple(factories), wrapped)

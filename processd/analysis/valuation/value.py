@@ -1,0 +1,243 @@
+"""The valuation of one decoded V2 router swap on known reserves: its sandwich and its back-run, net of gas.
+
+Inputs are the decoded call, the router it was sent to, the victim's gas price and the :data:`Reserves`
+mapping sent with the batch; output is a :class:`SwapValuation` (figures in Python ints) or the reason it could
+not be valued. Assumptions (docs/valuation.md): the state is the latest block's reserves the pipeline had; the
+attacker's transactions pay the victim's gas price (its bid: max fee per gas, or the legacy gas price); the gas
+per transaction and per swap are the constants below; the profit token is the victim's input token, converted to
+native currency by selling it on its WETH pair of the same factory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from itertools import pairwise
+
+from processd.analysis.decoding.model import UNISWAP_V2, DecodedCall
+from processd.analysis.valuation import backrun, sandwich
+from processd.analysis.valuation.amm import AmmError, get_amounts_in, min_input_for, price_impact_bps, swap_out
+from processd.analysis.valuation.calldata import v2_path
+from processd.analysis.valuation.pairs import Factory, Venues, pair_address
+from processd.analysis.valuation.state import PoolReserves, Reserves, ReserveSource
+from processd.errors import ProcessdError
+
+#: Gas of a transaction's intrinsic cost (21,000) and of one V2 pair swap called by a searcher contract (token
+#: transfer in, ``swap``, its transfer out, reserve update; cold storage): documented estimates, not measured per
+#: transaction. A sandwich is two transactions of one swap; a back-run one transaction of two swaps.
+TX_BASE_GAS = 21_000
+V2_SWAP_GAS = 90_000
+SANDWICH_GAS = 2 * (TX_BASE_GAS + V2_SWAP_GAS)
+BACKRUN_GAS = TX_BASE_GAS + 2 * V2_SWAP_GAS
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    """One kind's valuation. ``profit`` is in ``profit_token`` base units; ``native_profit`` its value in native
+    wei (None when the token has no known WETH pair); ``net`` = native_profit - gas_cost (None likewise)."""
+
+    profit: int
+    amount_in: int
+    profit_token: bytes
+    native_profit: int | None
+    gas_cost: int
+    net: int | None
+    #: The block of the reserves this kind read (the oldest of its pools).
+    block_number: int
+
+
+@dataclass(frozen=True, slots=True)
+class SwapValuation:
+    """A swap valued on reserves: each kind's figures or the reason it has none."""
+
+    #: The block of the victim's pools' reserves (the oldest of them).
+    block_number: int
+    price_impact_bps: int
+    sandwich: Figures | None
+    sandwich_note: str
+    backrun: Figures | None
+    backrun_note: str
+
+
+class NotValued(ProcessdError):
+    """The swap cannot be valued; the message says why (it becomes the opportunity's reason)."""
+
+    retriable = False
+
+
+def pairs_needed(chain_id: int, router: bytes, data: bytes, venues: Venues) -> list[bytes]:
+    """Pair addresses a V2 router call's valuation reads: its hops on the router's factory, the first hop's pair on
+    the chain's other factories, and the input token's WETH pair (empty when the call is not valued)."""
+    factory = venues.factory_of_router(chain_id, router)
+    path = v2_path(data) if factory is not None else None
+    if factory is None or path is None:
+        return []
+    out = [pair_address(factory.address, factory.init_code_hash, a, b) for a, b in pairwise(path)]
+    for other in venues.factories(chain_id):
+        if other is not factory:
+            out.append(pair_address(other.address, other.init_code_hash, path[0], path[1]))
+    weth = venues.wrapped_native(chain_id)
+    if weth is not None and path[0] != weth:
+        out.append(pair_address(factory.address, factory.init_code_hash, path[0], weth))
+    return out
+
+
+def gather(calls: Iterable[tuple[int, bytes, bytes]], source: ReserveSource,
+           venues: Venues) -> tuple[list[PoolReserves], int]:
+    """The reserves the valuation of ``(chain id, to, calldata)`` calls needs, as ``source`` knows them now, and
+    the number of pairs it did not know."""
+    seen: set[tuple[int, bytes]] = set()
+    found: list[PoolReserves] = []
+    for chain_id, to, data in calls:
+        for pair in pairs_needed(chain_id, to, data, venues):
+            if (chain_id, pair) in seen:
+                continue
+            seen.add((chain_id, pair))
+            r = source.lookup(chain_id, pair)
+            if r is not None:
+                found.append(r)
+    return found, len(seen) - len(found)
+
+
+def _oriented(reserves: Reserves, chain_id: int, factory: Factory, token_in: bytes,
+              token_out: bytes) -> tuple[int, int, PoolReserves] | None:
+    """(reserve of token_in, reserve of token_out, the pool) of a pair, None when its state is unknown."""
+    r = reserves.get((chain_id, pair_address(factory.address, factory.init_code_hash, token_in, token_out)))
+    if r is None:
+        return None
+    if r.token0 == token_in and r.token1 == token_out:
+        return r.reserve0, r.reserve1, r
+    if r.token1 == token_in and r.token0 == token_out:
+        return r.reserve1, r.reserve0, r
+    return None
+
+
+class Valuer:
+    """Values decoded V2 router swaps against a batch's reserves (read-only; one per analyzer)."""
+
+    __slots__ = ("venues",)
+
+    def __init__(self, venues: Venues | None = None) -> None:
+        self.venues = venues or Venues()
+
+    def value(self, chain_id: int, router: bytes, call: DecodedCall, value_wei: int, gas_price: int,
+              reserves: Reserves) -> SwapValuation | str:
+        """The swap's valuation, or why it has none."""
+        try:
+            return self._value(chain_id, router, call, value_wei, gas_price, reserves)
+        except NotValued as exc:
+            return str(exc)
+        except AmmError as exc:
+            return f"not valued: the swap would revert on the current reserves ({exc})"
+
+    def _value(self, chain_id: int, router: bytes, call: DecodedCall, value_wei: int, gas_price: int,
+               reserves: Reserves) -> SwapValuation:
+        factory = self.venues.factory_of_router(chain_id, router)
+        if call.family != UNISWAP_V2 or factory is None:
+            raise NotValued("not valued: not a swap through a known Uniswap V2-style router (V3 is not valued yet)")
+        if call.fee_on_transfer:
+            raise NotValued("not valued: fee-on-transfer token (the transfer tax is unknown)")
+        path = call.path
+        if len(path) < 2 or len({frozenset(h) for h in pairwise(path)}) != len(path) - 1:
+            raise NotValued("not valued: the path crosses a pair twice")
+        hops = []
+        for a, b in pairwise(path):
+            h = _oriented(reserves, chain_id, factory, a, b)
+            if h is None:
+                raise NotValued(f"not valued: pool state unknown ({factory.name} pair of 0x{a.hex()}/0x{b.hex()})")
+            hops.append(h)
+        pools = [h[2] for h in hops]
+        r_in, r_out = hops[0][0], hops[0][1]
+        fee = factory.fee_bps
+        rest = [(h[0], h[1]) for h in hops[1:]]
+        victim, kw, amount_in = self._victim(call, value_wei, hops, rest, fee)
+        impact = price_impact_bps(amount_in, r_in, fee)
+        s = sandwich.optimal(r_in, r_out, victim, fee_bps=fee, **kw)
+        token = path[0]
+        block = min(p.block_number for p in pools)
+        weth_side = self._weth_quote(chain_id, factory, token, reserves)
+        if isinstance(weth_side, tuple):
+            block = min(block, weth_side[2])
+        sw_fig = sw_note = None
+        if s is not None:
+            sw_fig = self._figures(s.profit, s.frontrun_in, token, weth_side, SANDWICH_GAS * gas_price, block)
+        else:
+            sw_note = "valued: no profitable sandwich within the victim's slippage bound"
+        victim_step = victim(r_in, r_out)
+        if victim_step is None:
+            raise NotValued("not valued: the victim's bound already fails on the current reserves (it would revert)")
+        after_b, after_a = r_out - victim_step[1], r_in + victim_step[0]
+        br_fig, br_note = self._backrun(chain_id, factory, path, reserves, (after_b, after_a), weth_side, gas_price,
+                                        block)
+        return SwapValuation(min(p.block_number for p in pools), impact, sw_fig, sw_note or "", br_fig, br_note)
+
+    @staticmethod
+    def _victim(call: DecodedCall, value_wei: int, hops: list[tuple[int, int, PoolReserves]],
+                rest: list[tuple[int, int]], fee: int) -> tuple[sandwich.VictimStep, dict[str, int], int]:
+        """The victim's step on the first pair, the closed form's inputs, and its input amount now."""
+        if call.amount_out_min is not None:  # exact input
+            amount_in = value_wei if call.native_in else call.amount_in
+            if not amount_in:
+                raise NotValued("not valued: the swap's input amount is unknown")
+            need = call.amount_out_min if call.amount_out_min > 0 else 1
+            for r_in, r_out in reversed(rest):  # the least first-hop output the rest of the path turns into `need`
+                need = min_input_for(need, r_in, r_out, fee)
+                if need == 0:
+                    raise NotValued("not valued: the victim's bound already fails on the current reserves")
+            return (sandwich.exact_in_victim(amount_in, need, fee),
+                    {"exact_in_amount": amount_in, "min_out": need}, amount_in)
+        if call.amount_out is not None:  # exact output
+            max_in = value_wei if call.native_in else call.amount_in_max
+            if max_in is None:
+                raise NotValued("not valued: the swap's maximum input is unknown")
+            amounts = get_amounts_in(call.amount_out, [(h[0], h[1]) for h in hops], fee)
+            return (sandwich.exact_out_victim(amounts[1], max_in, fee),
+                    {"exact_out_amount": amounts[1], "max_in": max_in}, amounts[0])
+        raise NotValued("not valued: the swap's amounts are unknown")
+
+    def _weth_quote(self, chain_id: int, factory: Factory, token: bytes,
+                    reserves: Reserves) -> tuple[int, int, int] | bool | None:
+        """True when ``token`` is the wrapped native token, its (token, WETH) reserves and their block, or None when
+        unknown."""
+        weth = self.venues.wrapped_native(chain_id)
+        if weth is None:
+            return None
+        if token == weth:
+            return True
+        h = _oriented(reserves, chain_id, factory, token, weth)
+        return None if h is None else (h[0], h[1], h[2].block_number)
+
+    @staticmethod
+    def _figures(profit: int, amount_in: int, token: bytes, weth_side: tuple[int, int, int] | bool | None,
+                 gas_cost: int, block: int) -> Figures:
+        if weth_side is True:
+            native: int | None = profit
+        elif isinstance(weth_side, tuple):
+            native = swap_out(profit, weth_side[0], weth_side[1])  # what selling the profit for WETH gives
+        else:
+            native = None
+        return Figures(profit, amount_in, token, native, gas_cost, None if native is None else native - gas_cost,
+                       block)
+
+    def _backrun(self, chain_id: int, factory: Factory, path: tuple[bytes, ...], reserves: Reserves,
+                 after: tuple[int, int], weth_side: tuple[int, int, int] | bool | None, gas_price: int,
+                 block: int) -> tuple[Figures | None, str]:
+        """The best back-run of the first hop through the same pair on another factory of the chain (``after``: the
+        victim's pair's reserves of its output and input token after the victim)."""
+        best: backrun.Backrun | None = None
+        best_block = block
+        others = 0
+        for other in self.venues.factories(chain_id):
+            if other is factory:
+                continue
+            h = _oriented(reserves, chain_id, other, path[0], path[1])
+            if h is None:
+                continue
+            others += 1
+            b = backrun.optimal(h[0], h[1], after[0], after[1], other.fee_bps, factory.fee_bps)
+            if b is not None and (best is None or b.profit > best.profit):
+                best, best_block = b, min(block, h[2].block_number)
+        if best is None:
+            return None, ("valued: no profitable back-run through the other pools of the pair" if others
+                          else "not valued: no other pool of the pair with known state")
+        return self._figures(best.profit, best.amount_in, path[0], weth_side, BACKRUN_GAS * gas_price, best_block), ""

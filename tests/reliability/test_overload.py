@@ -44,7 +44,9 @@ from tests.reliability._support import (
     write_artifact,
 )
 
-pytestmark = pytest.mark.integration
+# serial: these judge the daemons' RSS plateau under a flood; a parallel test's load stretches the flood and reads as
+# growth, so the test command runs them alone after the parallel phase.
+pytestmark = [pytest.mark.integration, pytest.mark.serial]
 
 
 def rss_bytes(pid: int) -> int:

@@ -1,0 +1,182 @@
+"""The local Uniswap V2 world (common/testing/uniswap.py) and its swaps (common/testing/swaps.py) on a real anvil:
+deployed from the npm build artifacts, pair addresses and init code hash checked against the contracts, swaps
+that execute and move the pools, and decode as what they are."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from eth_abi import decode
+
+from common.rawtx import keccak256
+from common.testing.anvil import AnvilNode
+from common.testing.replay import Replayer, SentTx
+from common.testing.swaps import SwapMaker, amount_in, amount_out
+from common.testing.uniswap import (
+    DEPLOYER,
+    MAINNET_INIT_CODE_HASH,
+    V2_CORE_VERSION,
+    V2_PERIPHERY_VERSION,
+    World,
+    artifact,
+    calldata,
+    check_init_code_hash,
+    create_address,
+    deploy_world,
+    pair_address,
+    rpc,
+    rpc_batch,
+)
+from processd.analysis.decoding import Decoder
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def world() -> Iterator[World]:
+    """One world per module (deploying costs about a second): tests that mine revert to a snapshot."""
+    with AnvilNode(chain_id=1) as node:
+        yield deploy_world(node.http_url, 1)
+
+
+@pytest.fixture
+def fresh(world: World) -> Iterator[World]:
+    """The module's world, reverted to its deployed state after the test."""
+    snap = rpc(world.rpc_url, "evm_snapshot")
+    yield world
+    assert rpc(world.rpc_url, "evm_revert", [snap])
+
+
+def _send(world: World, swaps: list) -> list[SentTx]:
+    async def go() -> list[SentTx]:
+        async with Replayer(world.rpc_url) as replayer:
+            return await replayer.send([s.call for s in swaps])
+    sent = asyncio.run(go())
+    assert len(sent) == len(swaps)
+    return sent
+
+
+def _mine_all(world: World, sent: list[SentTx]) -> list[dict]:
+    for _ in range(5):
+        rpc(world.rpc_url, "evm_mine")
+        receipts = rpc_batch(world.rpc_url, [("eth_getTransactionReceipt", [s.tx_hash]) for s in sent])
+        if all(r is not None for r in receipts):
+            return receipts
+    raise AssertionError(f"{sum(r is None for r in receipts)} swaps not mined")
+
+
+def test_npm_versions_match_the_setup_script() -> None:
+    env = (ROOT / "scripts" / "_env.sh").read_text()
+    assert re.search(r'^UNISWAP_V2_CORE_NPM_VERSION="([^"]+)"', env, re.M)[1] == V2_CORE_VERSION
+    assert re.search(r'^UNISWAP_V2_PERIPHERY_NPM_VERSION="([^"]+)"', env, re.M)[1] == V2_PERIPHERY_VERSION
+
+
+def test_router_artifact_init_code_hash_is_keccak_of_the_pair_creation_code() -> None:
+    pair_code = artifact("v2-core", "UniswapV2Pair")[1]
+    assert check_init_code_hash() == keccak256(pair_code) == MAINNET_INIT_CODE_HASH
+    assert keccak256(pair_code) in artifact("v2-periphery", "UniswapV2Router02")[1]
+
+
+def test_deployed_layout_pairs_and_router_quotes(world: World) -> None:
+    url = world.rpc_url
+    assert world.weth == create_address(DEPLOYER, 0)
+    assert [world.dexes[d].factory for d in ("uniswap_v2", "sushiswap")] == [create_address(DEPLOYER, n)
+                                                                            for n in (1, 2)]
+    assert len({p.pair for p in world.pools}) == len(world.pools)
+    reserves = world.reserves()
+    for pool in world.pools:
+        dex = world.dexes[pool.dex]
+        # the factory's CREATE2 address, computed here with keccak256 of the artifact's creation code
+        got = rpc(url, "eth_call", [{"to": dex.factory, "data": calldata("getPair(address,address)", pool.token1,
+                                                                          pool.token0)}, "latest"])
+        assert decode(["address"], bytes.fromhex(got[2:]))[0].lower() == pool.pair
+        assert pool.pair == pair_address(dex.factory, pool.token0, pool.token1, world.pair_init_code_hash)
+        assert pool.token0 < pool.token1
+        # the router finds the pair by its own (hard-coded) init code hash: its quote is the quote on the reserves
+        r0, r1 = reserves[pool.pair]
+        assert r0 > 0 and r1 > 0
+        quoted = rpc(url, "eth_call", [{"to": dex.router, "data": calldata(
+            "getAmountsOut(uint256,address[])", r0 // 100, [pool.token0, pool.token1])}, "latest"])
+        assert decode(["uint256[]"], bytes.fromhex(quoted[2:]))[0] == (r0 // 100, amount_out(r0 // 100, r0, r1))
+    # the same pair on both factories, at different addresses and depths: arbitrage exists
+    uni, sushi = world.pool("uniswap_v2", "WETH", "USDC"), world.pool("sushiswap", "WETH", "USDC")
+    assert uni.pair != sushi.pair and reserves[uni.pair] != reserves[sushi.pair]
+    assert {p.depth for p in world.pools} == {"deep", "medium", "thin"}
+
+
+def test_traders_are_funded_and_approved(world: World) -> None:
+    for trader in world.traders[:3]:
+        for symbol, token in world.tokens.items():
+            assert world.balance_of(symbol, trader) > 0
+            for dex in world.dexes.values():
+                got = rpc(world.rpc_url, "eth_call", [{"to": token, "data": calldata(
+                    "allowance(address,address)", trader, dex.router)}, "latest"])
+                assert int(got, 16) == 2**256 - 1
+
+
+def test_one_swap_pays_exactly_the_local_quote(fresh: World) -> None:
+    maker = SwapMaker(fresh, seed=3, unprotected_share=0.0)
+    maker.set_reserves(fresh.reserves())
+    swap = next(s for s in iter(maker.next_swap, None) if s.method == "swapExactTokensForTokens" and len(s.path) == 2)
+    pool = next(p for p in fresh.pools if p.dex == swap.dex and set(p.symbols) == set(swap.path))
+    (amount, min_out, path, to, _) = decode(["uint256", "uint256", "address[]", "address", "uint256"],
+                                            bytes.fromhex(swap.call.input[10:]))
+    before_out = fresh.balance_of(path[1], to)
+    r0, r1 = fresh.reserves([pool.pair])[pool.pair]
+    r_in, r_out = (r0, r1) if path[0].lower() == pool.token0 else (r1, r0)
+    [receipt] = _mine_all(fresh, _send(fresh, [swap]))
+    assert receipt["status"] == "0x1"
+    expected = amount_out(amount, r_in, r_out)
+    assert expected >= min_out
+    assert fresh.balance_of(path[1], to) - before_out == expected
+    a0, a1 = fresh.reserves([pool.pair])[pool.pair]
+    assert ((a0, a1) if path[0].lower() == pool.token0 else (a1, a0)) == (r_in + amount, r_out - expected)
+
+
+def test_mined_swaps_move_the_pools(fresh: World) -> None:
+    maker = SwapMaker(fresh, seed=11)
+    before = fresh.reserves()
+    maker.set_reserves(before)
+    swaps = [maker.next_swap() for _ in range(150)]
+    assert set(Counter(s.method for s in swaps)) == {
+        "swapExactTokensForTokens", "swapTokensForExactTokens", "swapExactETHForTokens", "swapETHForExactTokens",
+        "swapExactTokensForETH", "swapTokensForExactETH"}
+    assert any(len(s.path) == 3 for s in swaps) and any(not s.protected for s in swaps)
+    receipts = _mine_all(fresh, _send(fresh, swaps))
+    outcome = Counter((s.protected, r["status"]) for s, r in zip(swaps, receipts, strict=True))
+    assert outcome[(False, "0x0")] == 0  # no protection: nothing to revert on
+    assert outcome[(True, "0x1")] > outcome[(True, "0x0")]  # stale quotes in one block: some slip past their limit
+    after = fresh.reserves()
+    moved = [p for p in fresh.pools if after[p.pair] != before[p.pair]]
+    assert len(moved) >= len(fresh.pools) - 1
+    for pool in moved:  # the 0.3% fee stays in the pool: the product of the reserves never falls
+        assert after[pool.pair][0] * after[pool.pair][1] > before[pool.pair][0] * before[pool.pair][1]
+
+
+def test_swaps_decode_as_what_was_built(world: World) -> None:
+    maker = SwapMaker(world, seed=5)
+    maker.set_reserves(world.reserves())
+    decoder = Decoder()
+    addresses = {s: bytes.fromhex(a[2:]) for s, a in world.tokens.items()}
+    for _ in range(200):
+        swap = maker.next_swap()
+        call = swap.call
+        got = decoder.decode(bytes.fromhex(call.input[2:]), bytes.fromhex(call.to[2:]), call.value,
+                             bytes.fromhex(call.sender[2:]))
+        assert got is not None and got.decoded, swap
+        assert got.method == swap.method
+        assert got.path == tuple(addresses[s] for s in swap.path)
+        assert got.native_in == (call.value > 0)
+
+
+def test_exact_output_math_inverts_the_output_math() -> None:
+    for r_in, r_out in ((10**24, 5 * 10**21), (3 * 10**18, 6 * 10**27), (10**21, 10**21)):
+        for want in (1, 10**15, r_out // 7):
+            paid = amount_in(want, r_in, r_out)
+            assert amount_out(paid, r_in, r_out) >= want  # what the router checks
+            assert paid * 997 * (r_out - want) <= (want * r_in + r_out) * 1000  # and no more than the fee's share

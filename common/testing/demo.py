@@ -164,6 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="gatewayd's rate limit in requests/s per client address (env "
                              "MEMPULSE_DEMO_RATE_LIMIT_RPS, default 0 = off: the demo has one local user, and a "
                              "load test's users would all share one address's bucket)")
+    parser.add_argument("--swap-share", type=float, default=None,
+                        help="share (0..1) of each chain's traffic that is real Uniswap V2 router swaps on a local "
+                             "world deployed at start (env MEMPULSE_DEMO_SWAP_SHARE, default 0.1; 0 = no world)")
+    parser.add_argument("--mine-interval-s", type=float, default=None,
+                        help="mine a block on every chain this often, so swaps execute and move the pools (env "
+                             "MEMPULSE_DEMO_MINE_INTERVAL_S, default 12; 0 = never)")
     parser.add_argument("--export", choices=EXPORT_TARGETS, default=None,
                         help="opt-in: also run a local ClickHouse and mempulse-export into it; the status line "
                              "shows the export's lag (needs clickhouse-server; docs/export.md)")
@@ -186,6 +192,10 @@ class DemoConfig:
     rate_limit_rps: float = 0.0
     #: "clickhouse": run ClickHouse and mempulse-export too (--export); "" = the embedded-only default.
     export: str = ""
+    #: Share of the traffic that is router swaps on the local Uniswap V2 world (0 = no world deployed).
+    swap_share: float = 0.1
+    #: Seconds between mined blocks (0 = never).
+    mine_interval_s: float = 12.0
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> DemoConfig:
@@ -216,8 +226,17 @@ class DemoConfig:
         limit = args.rate_limit_rps if args.rate_limit_rps is not None else env_float("demo_rate_limit_rps", 0.0)
         if limit < 0:
             raise ConfigError(f"--rate-limit-rps must be >= 0 (0 = off), got {limit}")
+        share = _arg_or_env(args, "swap_share", 0.1)
+        mine = _arg_or_env(args, "mine_interval_s", 12.0)
+        if not 0 <= share <= 1 or mine < 0:
+            raise ConfigError(f"--swap-share must be in [0, 1] and --mine-interval-s >= 0, got {share}, {mine}")
         return cls(chain_ids, rate, gw, pd, data_dir, wipe, args.duration_s, args.interval_s, limit,
-                   getattr(args, "export", None) or "")
+                   getattr(args, "export", None) or "", share, mine)
+
+
+def _arg_or_env(args: argparse.Namespace, name: str, default: float) -> float:
+    value = getattr(args, name, None)
+    return float(value) if value is not None else env_float(f"demo_{name}", default)
 
 
 def gatewayd_args(cfg: DemoConfig) -> tuple[str, ...]:
@@ -277,8 +296,8 @@ def print_banner(stack: Stack, cfg: DemoConfig) -> None:
     limit = f"{cfg.rate_limit_rps:g} req/s per address" if cfg.rate_limit_rps else "off (--rate-limit-rps N)"
     print(f"""
 mempulse demo running: anvil {chains}
-  replaying real mainnet calls at {cfg.rate_tx_s:g} tx/s per chain; processd {stack.processd_addr} (data \
-{stack.data_dir}); one ingestd; gatewayd {stack.gateway_url}
+  replaying real mainnet calls at {cfg.rate_tx_s:g} tx/s per chain{_swap_text(stack, cfg)}; processd \
+{stack.processd_addr} (data {stack.data_dir}); one ingestd; gatewayd {stack.gateway_url}
 
 Try:
   curl '{gw}/transactions?chain_id={last}'
@@ -295,6 +314,16 @@ Ctrl-C stops everything.
 """, flush=True)
 
 
+def _swap_text(stack: Stack, cfg: DemoConfig) -> str:
+    if not stack.worlds:
+        return ""
+    world = next(iter(stack.worlds.values()))
+    mined = f"a block every {cfg.mine_interval_s:g} s" if cfg.mine_interval_s else "no mining"
+    routers = ", ".join(f"{d.name} router {d.router}" for d in world.dexes.values())
+    return (f", {cfg.swap_share:.0%} of it Uniswap V2 swaps ({len(world.pools)} pools; {routers}; same addresses "
+            f"on every chain; {mined})")
+
+
 def run(cfg: DemoConfig, stop: threading.Event, running: threading.Event | None = None) -> dict[str, Any]:
     """Runs the stack until ``stop`` is set or the duration passes; returns the final summary. ``running`` is
     set once every part has started."""
@@ -303,7 +332,8 @@ def run(cfg: DemoConfig, stop: threading.Event, running: threading.Event | None 
     stack_cfg = StackConfig(
         chains=tuple(ChainSpec(cid, rate_tx_s=cfg.rate_tx_s) for cid in cfg.chain_ids),
         data_dir=cfg.data_dir / "lmdb", log_dir=cfg.data_dir / "logs",
-        gateway_port=cfg.gateway_port, processd_port=cfg.processd_port, gatewayd_args=gatewayd_args(cfg))
+        gateway_port=cfg.gateway_port, processd_port=cfg.processd_port, gatewayd_args=gatewayd_args(cfg),
+        uniswap=cfg.swap_share > 0, swap_share=cfg.swap_share, mine_interval_s=cfg.mine_interval_s)
     print(f"starting: {len(cfg.chain_ids)} anvil chains, processd, gatewayd, ingestd (logs in "
           f"{stack_cfg.log_dir}) ...", flush=True)
     tty = sys.stdout.isatty()
@@ -357,7 +387,9 @@ def run(cfg: DemoConfig, stop: threading.Event, running: threading.Event | None 
         "exit_statuses": stack.exit_statuses,
         "chains": {str(cid): {"stored": statuses[cid].stored if cid in statuses else 0,
                               "dropped": statuses[cid].dropped if cid in statuses else 0,
-                              "generated": traffic[cid].accepted if cid in traffic else 0}
+                              "generated": traffic[cid].accepted if cid in traffic else 0,
+                              "swaps": traffic[cid].swaps if cid in traffic else 0,
+                              "blocks_mined": traffic[cid].blocks_mined if cid in traffic else 0}
                    for cid in cfg.chain_ids},
         "total_stored": sum(st.stored for st in statuses.values()),
     }

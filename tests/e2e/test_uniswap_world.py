@@ -17,6 +17,7 @@ from common.rawtx import keccak256
 from common.testing.anvil import AnvilNode
 from common.testing.replay import Replayer, SentTx
 from common.testing.swaps import SwapMaker, amount_in, amount_out
+from common.testing.traffic import TrafficGenerator
 from common.testing.uniswap import (
     DEPLOYER,
     MAINNET_INIT_CODE_HASH,
@@ -180,3 +181,30 @@ def test_exact_output_math_inverts_the_output_math() -> None:
             paid = amount_in(want, r_in, r_out)
             assert amount_out(paid, r_in, r_out) >= want  # what the router checks
             assert paid * 997 * (r_out - want) <= (want * r_in + r_out) * 1000  # and no more than the fee's share
+
+
+def test_generator_mixes_swaps_into_the_replay_and_mines_them(anvil_factory: object) -> None:
+    node = anvil_factory(chain_id=137)  # type: ignore[operator]
+    world = deploy_world(node.http_url, 137)
+    before = world.reserves()
+    accepted: list[SentTx] = []
+    gen = TrafficGenerator(node.http_url, 60, chain_id=137, swaps=SwapMaker(world, seed=2), swap_share=0.25,
+                           mine_interval_s=0.5, duration_s=3.0, on_accepted=lambda sent, _ns: accepted.extend(sent))
+    gen.start()
+    assert gen.wait(30)
+    stats = gen.stats()
+    assert gen.error is None
+    swaps = [s for s in accepted if s.call.to in {d.router for d in world.dexes.values()}]
+    assert stats.swaps == len(swaps) > 0 and stats.blocks_mined > 0
+    assert 0.15 < len(swaps) / len(accepted) < 0.35  # the share, give or take the replay's rejected calls
+    rpc(node.http_url, "evm_mine")
+    receipts = rpc_batch(node.http_url, [("eth_getTransactionReceipt", [s.tx_hash]) for s in swaps])
+    assert sum(1 for r in receipts if r is not None and r["status"] == "0x1") > len(swaps) // 2
+    assert world.reserves() != before
+
+
+def test_generator_refuses_swaps_without_a_maker_or_with_signed_replay(world: World) -> None:
+    with pytest.raises(ValueError, match="swap maker"):
+        TrafficGenerator(world.rpc_url, 10, swap_share=0.5)
+    with pytest.raises(ValueError, match="signed"):
+        TrafficGenerator(world.rpc_url, 10, swaps=SwapMaker(world), swap_share=0.5, signed=True)

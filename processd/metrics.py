@@ -66,6 +66,9 @@ class ProcessdMetrics:
         self.blocks = Counter(f"{PREFIX}blocks", "Blocks (TxBatch.blocks) by chain and outcome: stored, "
                               "duplicate (already stored: a resend or a second source), invalid (malformed, chain "
                               "not served)", ["chain_id", "outcome"], registry=r)
+        self.pool_states = Counter(f"{PREFIX}pool_states", "Pool states (TxBatch.pools) by outcome: ignored (this "
+                                   "processd does not store pool state yet; counted in IngestAck.pools_ignored)",
+                                   ["outcome"], registry=r)
         self.analysis_errors = Counter(f"{PREFIX}analysis_errors", "Transactions whose analysis raised (stored "
                                        "undecoded)", registry=r)
         self.pruned = Counter(f"{PREFIX}pruned_events", "Events removed by retention", registry=r)

@@ -100,6 +100,8 @@ class PendingBatch:
     sightings_invalid: int = 0
     #: Blocks of the batch refused on receipt (malformed, chain not served), never stored.
     blocks_invalid: int = 0
+    #: Pool states of the batch: not stored yet (issue 17's processd side), each counted as ignored in the ack.
+    pools_ignored: int = 0
 
     async def acked(self) -> ingest_pb2.IngestAck:
         """The batch's ack once its commit is durable; raises WriterStoppedError when it was not stored."""
@@ -112,7 +114,7 @@ class PendingBatch:
         job = self.job
         if job is None:
             return ingest_pb2.IngestAck(batch_seq=self.batch_seq, sightings_ignored=self.sightings_invalid,
-                                        blocks_ignored=self.blocks_invalid)
+                                        blocks_ignored=self.blocks_invalid, pools_ignored=self.pools_ignored)
         rejected = self.rejected
         if job.storage_full and (job.envelopes or job.blocks):
             # (its blocks count too: a batch of blocks only must also be resent, not taken as acked)
@@ -129,6 +131,7 @@ class PendingBatch:
             sightings_ignored=self.sightings_invalid + job.sightings_ignored,
             blocks_stored=job.blocks_stored,
             blocks_ignored=self.blocks_invalid + job.blocks_duplicate,
+            pools_ignored=self.pools_ignored,
         )
 
 
@@ -183,7 +186,10 @@ class IngestPipeline:
         sightings, bad_sightings = self.check_sightings(batch) if batch.sightings else ([], 0)
         blocks, bad_blocks = self.check_blocks(batch) if batch.blocks else ([], 0)
         pending = PendingBatch(batch_seq=batch.batch_seq, envelopes=batch.envelopes, received_ns=0,
-                               sightings_invalid=bad_sightings, blocks_invalid=bad_blocks)
+                               sightings_invalid=bad_sightings, blocks_invalid=bad_blocks,
+                               pools_ignored=len(batch.pools))
+        if batch.pools:
+            self._metrics.pool_states.labels("ignored").inc(len(batch.pools))
         if batch.envelopes or sightings or blocks:
             pending.received_ns = time.time_ns()
             loop = asyncio.get_running_loop()

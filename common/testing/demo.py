@@ -333,7 +333,8 @@ def run(cfg: DemoConfig, stop: threading.Event, running: threading.Event | None 
         chains=tuple(ChainSpec(cid, rate_tx_s=cfg.rate_tx_s) for cid in cfg.chain_ids),
         data_dir=cfg.data_dir / "lmdb", log_dir=cfg.data_dir / "logs",
         gateway_port=cfg.gateway_port, processd_port=cfg.processd_port, gatewayd_args=gatewayd_args(cfg),
-        uniswap=cfg.swap_share > 0, swap_share=cfg.swap_share, mine_interval_s=cfg.mine_interval_s)
+        uniswap=cfg.swap_share > 0, swap_share=cfg.swap_share, mine_interval_s=cfg.mine_interval_s,
+        pool_state=cfg.swap_share > 0)
     print(f"starting: {len(cfg.chain_ids)} anvil chains, processd, gatewayd, ingestd (logs in "
           f"{stack_cfg.log_dir}) ...", flush=True)
     tty = sys.stdout.isatty()

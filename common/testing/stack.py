@@ -101,6 +101,8 @@ class StackConfig:
     uniswap: bool = False
     #: Share (0..1) of each generator's sends that are router swaps on that world (needs ``uniswap``).
     swap_share: float = 0.0
+    #: Run ingestd's pool state path (--pool-state on) with every world's routers (needs ``uniswap``).
+    pool_state: bool = False
     #: Each generator mines a block this often (seconds; 0 = never: the pools then move only when a test mines).
     mine_interval_s: float = 0.0
     #: Start the traffic generators in start() (False: call start_generators() yourself).
@@ -357,7 +359,7 @@ class Stack:
             for spec in specs:
                 node = self.anvils[spec.chain_id]
                 args += ["--chain", f"{spec.chain_id}={node.ws_url},{node.http_url}"]
-            args += ["--processd", self.processd_addr]
+            args += ["--processd", self.processd_addr, *self._pool_state_args(specs)]
             metrics = self._metrics_args(name)
             args += [*metrics, *self.config.ingestd_args]
             port = self.metrics_ports.get(name)
@@ -366,6 +368,19 @@ class Stack:
                                       len(specs)) if port else None
             self._add(name, "ingestd", args, ready=ready).start()
             log.info("%s ready for chains %s", name, ", ".join(str(s.chain_id) for s in specs))
+
+
+    def _pool_state_args(self, specs: Sequence[ChainSpec]) -> list[str]:
+        """ingestd's --pool-state flags for the worlds of ``specs`` (StackConfig.pool_state)."""
+        worlds = [self.worlds[s.chain_id] for s in specs if s.chain_id in self.worlds]
+        if not self.config.pool_state or not worlds:
+            return []
+        args = ["--pool-state", "on"]
+        for world in worlds:
+            init_hash = "0x" + world.pair_init_code_hash.hex()
+            for dex in world.dexes.values():
+                args += ["--v2-router", f"{world.chain_id}:{dex.router}:{dex.factory}:{init_hash}"]
+        return args
 
 
 def _stop_rank(name: str) -> int:

@@ -10,12 +10,15 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from eth_abi import decode
+from prometheus_client.parser import text_string_to_metric_families
 
 from common.rawtx import keccak256
 from common.testing.anvil import AnvilNode
 from common.testing.replay import Replayer, SentTx
+from common.testing.stack import ChainSpec, Stack, StackConfig
 from common.testing.swaps import SwapMaker, amount_in, amount_out
 from common.testing.traffic import TrafficGenerator
 from common.testing.uniswap import (
@@ -208,3 +211,31 @@ def test_generator_refuses_swaps_without_a_maker_or_with_signed_replay(world: Wo
         TrafficGenerator(world.rpc_url, 10, swap_share=0.5)
     with pytest.raises(ValueError, match="signed"):
         TrafficGenerator(world.rpc_url, 10, swaps=SwapMaker(world), swap_share=0.5, signed=True)
+
+
+def _metric(url: str, name: str, **labels: str) -> float:
+    text = httpx.get(url, timeout=5).text
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+               if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+
+
+def test_stack_with_swaps_sends_pool_states_that_processd_acks(tmp_path: Path) -> None:
+    cfg = StackConfig(chains=(ChainSpec(137, rate_tx_s=20),), gatewayd=False, uniswap=True, pool_state=True,
+                      swap_share=0.5, mine_interval_s=1.0, log_dir=tmp_path / "logs")
+    with Stack(cfg) as stack:
+        ingestd = f"http://{cfg.host}:{stack.metrics_ports['ingestd']}/metrics"
+        processd = f"http://{cfg.host}:{stack.metrics_ports['processd']}/metrics"
+        stack.wait_for(lambda: _metric(ingestd, "mempulse_ingestd_pool_states_total", stage="sent") >= 10
+                       and _metric(ingestd, "mempulse_ingestd_pool_states_total", stage="ignored") >= 10, 60,
+                       "pool states sent and acked")
+        stack.stop_generators()
+        sent = _metric(ingestd, "mempulse_ingestd_pool_states_total", stage="sent")
+        stack.wait_for(lambda: _metric(ingestd, "mempulse_ingestd_pool_states_total", stage="ignored") == sent, 30,
+                       "every pool state acked")
+        # processd counted each one (ignored: it stores none yet), and ingestd spent one getLogs per block
+        assert _metric(processd, "mempulse_processd_pool_states_total", outcome="ignored") == sent
+        assert _metric(ingestd, "mempulse_ingestd_pool_swaps_total") > 0
+        blocks = _metric(ingestd, "mempulse_ingestd_blocks_total", stage="fetched")
+        assert 0 < _metric(ingestd, "mempulse_ingestd_pool_rpc_calls_total", method="eth_getLogs") <= blocks
+        for reason in ("bad_path", "queue_full", "evicted", "no_pair", "bad_log", "outbound_queue_full"):
+            assert _metric(ingestd, "mempulse_ingestd_pool_drops_total", reason=reason) == 0, reason

@@ -17,6 +17,7 @@ from ingestd.config import ConfigError, V2Router, load_config, parse_v2_router
 from ingestd.fetcher import BatchFetcher
 from ingestd.metrics import PoolStats
 from ingestd.pools import PathError, PoolTracker, pair_for, swap_path, swap_selectors
+from processd.views.pools import PoolView
 
 CHAIN = 1
 
@@ -130,6 +131,15 @@ async def test_pending_swaps_pairs_are_read_at_the_next_block_then_follow_sync_l
         assert h.stats.resyncs == 1 and {s.pair for s in again} == set(h.tracker.pairs)
         reserves_equal_the_node(world, again)
         assert h.stats.sent == len(h.sent) and not h.tracker.unread
+        # processd's read model fed these states in order holds what the node holds now, for every tracked pair
+        view = PoolView()
+        for sent in h.sent:
+            view.apply(sent)
+        on_node = world.reserves(["0x" + p.hex() for p in h.tracker.pairs])
+        for pair in h.tracker.pairs:
+            held = view.lookup(CHAIN, pair)
+            assert held is not None and (held.reserve0, held.reserve1) == on_node["0x" + pair.hex()]
+            assert held.block_number == head(world)[0]
     finally:
         await h.fetcher.aclose()
         assert rpc(world.rpc_url, "evm_revert", [snap])

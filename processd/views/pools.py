@@ -1,0 +1,92 @@
+"""The pool read model (issue 17): the latest reserves of each Uniswap V2-style pair, per (chain, pair), as of which
+block, for the valuation to read (``lookup``).
+
+Fed with ``PoolState`` bodies (``proto/common/pb/v1/pool.proto``) in log order: a state replaces the one held when
+its block is higher, or at the same height with another hash (a reorg: the later one stored wins); the same
+(block, hash) again, or an older block, is ``stale`` and leaves the state as it is, so applying the same sequence
+again (a replay of the log, a restart's rebuild) gives the same read model. Malformed bodies are counted, never
+applied. Bounded: ``max_pairs`` pairs, the least recently updated evicted (counted).
+
+Not wired yet: processd acks every pool state as ignored until it logs them as ``EVENT_KIND_POOL_STATE`` (10,
+``Event`` field 19); the writer's commit, the rebuild at start and the replay digest will feed this model from the
+log then. processd never reads pool state from the node.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from common.pb.v1 import pool_pb2
+
+#: Largest chain id (``common.chains.MAX_CHAIN_ID``), repeated so that the read model imports only the contract.
+_MAX_CHAIN_ID = 2**63 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class PoolReserves:
+    """One pair's reserves after ``block_number`` (addresses 20 raw bytes; ``token0 < token1``)."""
+
+    chain_id: int
+    pair: bytes
+    token0: bytes
+    token1: bytes
+    reserve0: int
+    reserve1: int
+    block_number: int
+
+
+@dataclass(slots=True)
+class PoolCounters:
+    """What :meth:`PoolView.apply` did, by outcome."""
+
+    applied: int = 0
+    stale: int = 0
+    malformed: int = 0
+    evicted: int = 0
+
+
+@dataclass
+class PoolView:
+    """Latest reserves per (chain, pair) (module doc)."""
+
+    max_pairs: int = 100_000
+    counters: PoolCounters = field(default_factory=PoolCounters)
+    _held: OrderedDict[tuple[int, bytes], tuple[PoolReserves, bytes]] = field(default_factory=OrderedDict)
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def apply(self, state: pool_pb2.PoolState) -> bool:
+        """Takes ``state`` if it is newer than the one held (module doc); whether it was taken."""
+        if not _well_formed(state):
+            self.counters.malformed += 1
+            return False
+        key = (state.chain_id, bytes(state.pair))
+        held = self._held.get(key)
+        if held is not None:
+            reserves, block_hash = held
+            if state.block_number < reserves.block_number or (
+                    state.block_number == reserves.block_number and state.block_hash == block_hash):
+                self.counters.stale += 1
+                return False
+            del self._held[key]  # re-inserted last: the most recently updated
+        elif len(self._held) >= self.max_pairs:
+            self._held.popitem(last=False)
+            self.counters.evicted += 1
+        self._held[key] = (PoolReserves(state.chain_id, key[1], bytes(state.token0), bytes(state.token1),
+                                        int.from_bytes(state.reserve0, "big"), int.from_bytes(state.reserve1, "big"),
+                                        state.block_number), bytes(state.block_hash))
+        self.counters.applied += 1
+        return True
+
+    def lookup(self, chain_id: int, pair: bytes) -> PoolReserves | None:
+        """The reserves held for ``pair`` (20 bytes) on ``chain_id``, or None when none are known."""
+        held = self._held.get((chain_id, pair))
+        return held[0] if held is not None else None
+
+
+def _well_formed(state: pool_pb2.PoolState) -> bool:
+    return (0 < state.chain_id <= _MAX_CHAIN_ID and len(state.pair) == 20 and len(state.factory) == 20
+            and len(state.token0) == 20 and len(state.token1) == 20 and state.token0 < state.token1
+            and len(state.reserve0) <= 32 and len(state.reserve1) <= 32 and len(state.block_hash) == 32)

@@ -7,17 +7,26 @@ its block is higher, or at the same height with another hash (a reorg: the later
 again (a replay of the log, a restart's rebuild) gives the same read model. Malformed bodies are counted, never
 applied. Bounded: ``max_pairs`` pairs, the least recently updated evicted (counted).
 
-Not wired yet: processd acks every pool state as ignored until it logs them as ``EVENT_KIND_POOL_STATE`` (10,
-``Event`` field 19); the writer's commit, the rebuild at start and the replay digest will feed this model from the
-log then. processd never reads pool state from the node.
+Fed from the log: the writer stores each pool state as an ``EVENT_KIND_POOL_STATE`` event (``Event.pool_state``,
+field 19) in the batch's commit, and after the commit the read models apply the commit's states in seq order
+(:meth:`PoolView.add`); at start :meth:`PoolView.rebuild` applies every retained POOL_STATE event in seq order (the
+``pools`` index names them: one cursor walk and one event read each), so a restart, kill -9 included, holds what
+the live view held, and a replay of the log gives the same view. Retention prunes POOL_STATE events like blocks:
+a pair whose states were all pruned is held by the live view until it is evicted or replaced, but not after a
+restart. processd never reads pool state from the node.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+import lmdb
+
 from common.pb.v1 import pool_pb2
+from processd.storage.eventlog import U64, EventLog, decode_event, seq_key
+from processd.storage.records import PoolStateEntry
 
 #: Largest chain id (``common.chains.MAX_CHAIN_ID``), repeated so that the read model imports only the contract.
 _MAX_CHAIN_ID = 2**63 - 1
@@ -59,7 +68,7 @@ class PoolView:
 
     def apply(self, state: pool_pb2.PoolState) -> bool:
         """Takes ``state`` if it is newer than the one held (module doc); whether it was taken."""
-        if not _well_formed(state):
+        if not well_formed(state):
             self.counters.malformed += 1
             return False
         key = (state.chain_id, bytes(state.pair))
@@ -80,13 +89,41 @@ class PoolView:
         self.counters.applied += 1
         return True
 
+    def add(self, entries: list[PoolStateEntry]) -> None:
+        """Applies a commit's stored POOL_STATE events (in seq order)."""
+        for seq, _, value in entries:
+            self.apply(decode_event(value, seq).pool_state.state)
+
+    def rebuild(self, eventlog: EventLog) -> int:
+        """Applies every retained POOL_STATE event in seq order (at start, before any commit); returns how many."""
+        def read(txn: lmdb.Transaction) -> list[pool_pb2.PoolState]:
+            seqs = sorted(U64.unpack(value)[0] for value in txn.cursor(db=eventlog.pools_db).iternext(keys=False))
+            states = []
+            for seq in seqs:
+                value = txn.get(seq_key(seq), db=eventlog.events_db)
+                if value is not None:
+                    states.append(decode_event(value, seq).pool_state.state)
+            return states
+        states = eventlog.read(read)
+        for state in states:
+            self.apply(state)
+        return len(states)
+
+    def digest_into(self, h: hashlib._Hash) -> None:
+        """Adds the held reserves (sorted by chain and pair) to a read-model digest."""
+        for (chain_id, pair), (r, block_hash) in sorted(self._held.items()):
+            h.update(b"P" + U64.pack(chain_id) + pair + r.token0 + r.token1 + U64.pack(r.block_number) + block_hash
+                     + r.reserve0.to_bytes(32, "big") + r.reserve1.to_bytes(32, "big"))
+
     def lookup(self, chain_id: int, pair: bytes) -> PoolReserves | None:
         """The reserves held for ``pair`` (20 bytes) on ``chain_id``, or None when none are known."""
         held = self._held.get((chain_id, pair))
         return held[0] if held is not None else None
 
 
-def _well_formed(state: pool_pb2.PoolState) -> bool:
+def well_formed(state: pool_pb2.PoolState) -> bool:
+    """Whether ``state`` can be stored and applied: a chain id, 20-byte addresses (``token0 < token1``), reserves
+    of at most 32 bytes, a 32-byte block hash (what the pipeline checks before the writer stores a pool state)."""
     return (0 < state.chain_id <= _MAX_CHAIN_ID and len(state.pair) == 20 and len(state.factory) == 20
             and len(state.token0) == 20 and len(state.token1) == 20 and state.token0 < state.token1
             and len(state.reserve0) <= 32 and len(state.reserve1) <= 32 and len(state.block_hash) == 32)

@@ -23,40 +23,43 @@ _sym_db = _symbol_database.Default()
 
 
 from common.pb.v1 import block_pb2 as common_dot_pb_dot_v1_dot_block__pb2
+from common.pb.v1 import pool_pb2 as common_dot_pb_dot_v1_dot_pool__pb2
 from common.pb.v1 import tx_pb2 as common_dot_pb_dot_v1_dot_tx__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63ommon/pb/v1/events.proto\x12\x0bmempulse.v1\x1a\x18\x63ommon/pb/v1/block.proto\x1a\x15\x63ommon/pb/v1/tx.proto\"\xc8\x04\n\nTxFeatures\x12\x10\n\x08protocol\x18\x01 \x01(\t\x12)\n\x08\x63\x61tegory\x18\x02 \x01(\x0e\x32\x17.mempulse.v1.TxCategory\x12\x0e\n\x06method\x18\x03 \x01(\t\x12\x10\n\x08selector\x18\x04 \x01(\x0c\x12\x10\n\x08token_in\x18\x05 \x01(\x0c\x12\x11\n\ttoken_out\x18\x06 \x01(\x0c\x12\x16\n\tamount_in\x18\x07 \x01(\x0cH\x00\x88\x01\x01\x12\x1b\n\x0e\x61mount_out_min\x18\x08 \x01(\x0cH\x01\x88\x01\x01\x12\x1a\n\ramount_in_max\x18\t \x01(\x0cH\x02\x88\x01\x01\x12\x17\n\namount_out\x18\n \x01(\x0cH\x03\x88\x01\x01\x12\x0c\n\x04path\x18\x0b \x03(\x0c\x12\x11\n\tfee_tiers\x18\x0c \x03(\r\x12\x11\n\trecipient\x18\r \x01(\x0c\x12\x15\n\x08\x64\x65\x61\x64line\x18\x0e \x01(\x04H\x04\x88\x01\x01\x12\r\n\x05value\x18\x0f \x01(\x0c\x12\x11\n\tgas_price\x18\x10 \x01(\x0c\x12\x14\n\x0cpriority_fee\x18\x11 \x01(\x0c\x12\x14\n\x0c\x63\x61lldata_len\x18\x12 \x01(\r\x12\x0f\n\x07\x64\x65\x63oded\x18\x13 \x01(\x08\x12\x14\n\x0c\x64\x65\x63ode_error\x18\x14 \x01(\t\x12%\n\x04\x61rgs\x18\x15 \x03(\x0b\x32\x17.mempulse.v1.DecodedArg\x12\x16\n\x0e\x61rgs_truncated\x18\x16 \x01(\x08\x42\x0c\n\n_amount_inB\x11\n\x0f_amount_out_minB\x10\n\x0e_amount_in_maxB\r\n\x0b_amount_outB\x0b\n\t_deadline\"f\n\x10SelectorCoverage\x12\x10\n\x08selector\x18\x01 \x01(\x0c\x12\x0e\n\x06method\x18\x02 \x01(\t\x12\x0f\n\x07\x64\x65\x63oded\x18\x03 \x01(\x04\x12\x0e\n\x06\x66\x61iled\x18\x04 \x01(\x04\x12\x0f\n\x07unknown\x18\x05 \x01(\x04\"7\n\nDecodedArg\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\t\"\x85\x02\n\x0bOpportunity\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\x04\x12\x0f\n\x07tx_hash\x18\x02 \x01(\x0c\x12*\n\x04kind\x18\x03 \x01(\x0e\x32\x1c.mempulse.v1.OpportunityKind\x12\r\n\x05score\x18\x04 \x01(\r\x12\x0f\n\x07reasons\x18\x05 \x03(\t\x12\x10\n\x08protocol\x18\x06 \x01(\t\x12\x10\n\x08token_in\x18\x07 \x01(\x0c\x12\x11\n\ttoken_out\x18\x08 \x01(\x0c\x12\x19\n\x0cnotional_wei\x18\t \x01(\x0cH\x00\x88\x01\x01\x12\x14\n\x0cslippage_bps\x18\n \x01(\r\x12\x0e\n\x06seq_id\x18\x0b \x01(\x04\x42\x0f\n\r_notional_wei\"-\n\x06TxSeen\x12#\n\x02tx\x18\x01 \x01(\x0b\x32\x17.mempulse.v1.TxEnvelope\"6\n\tTxDecoded\x12)\n\x08\x66\x65\x61tures\x18\x01 \x01(\x0b\x32\x17.mempulse.v1.TxFeatures\"<\n\x0bOppDetected\x12-\n\x0bopportunity\x18\x01 \x01(\x0b\x32\x18.mempulse.v1.Opportunity\"L\n\x0cTxSourceSeen\x12)\n\x08sighting\x18\x01 \x01(\x0b\x32\x17.mempulse.v1.TxSighting\x12\x11\n\ttx_seq_id\x18\x02 \x01(\x04\"L\n\tBlockSeen\x12)\n\x05\x62lock\x18\x01 \x01(\x0b\x32\x1a.mempulse.v1.BlockEnvelope\x12\x14\n\x0cseen_pending\x18\x02 \x01(\r\"\x97\x03\n\x05\x45vent\x12\x0e\n\x06seq_id\x18\x01 \x01(\x04\x12\x10\n\x08\x63hain_id\x18\x02 \x01(\x04\x12$\n\x04kind\x18\x03 \x01(\x0e\x32\x16.mempulse.v1.EventKind\x12\x0f\n\x07tx_hash\x18\x04 \x01(\x0c\x12\x1a\n\x12\x66irst_seen_unix_ns\x18\x05 \x01(\x04\x12\x18\n\x10received_unix_ns\x18\x06 \x01(\x04\x12\x11\n\tsource_id\x18\x07 \x01(\t\x12&\n\x07tx_seen\x18\n \x01(\x0b\x32\x13.mempulse.v1.TxSeenH\x00\x12,\n\ntx_decoded\x18\x0b \x01(\x0b\x32\x16.mempulse.v1.TxDecodedH\x00\x12\x30\n\x0copp_detected\x18\x0c \x01(\x0b\x32\x18.mempulse.v1.OppDetectedH\x00\x12\x33\n\x0etx_source_seen\x18\r \x01(\x0b\x32\x19.mempulse.v1.TxSourceSeenH\x00\x12\'\n\x05\x62lock\x18\x11 \x01(\x0b\x32\x16.mempulse.v1.BlockSeenH\x00\x42\x06\n\x04\x62ody*\xac\x01\n\tEventKind\x12\x1a\n\x16\x45VENT_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12\x45VENT_KIND_TX_SEEN\x10\x01\x12\x19\n\x15\x45VENT_KIND_TX_DECODED\x10\x02\x12\x1b\n\x17\x45VENT_KIND_OPP_DETECTED\x10\x03\x12\x1d\n\x19\x45VENT_KIND_TX_SOURCE_SEEN\x10\x04\x12\x14\n\x10\x45VENT_KIND_BLOCK\x10\x08*\x8a\x01\n\nTxCategory\x12\x1b\n\x17TX_CATEGORY_UNSPECIFIED\x10\x00\x12\x14\n\x10TX_CATEGORY_SWAP\x10\x01\x12\x18\n\x14TX_CATEGORY_TRANSFER\x10\x02\x12\x18\n\x14TX_CATEGORY_APPROVAL\x10\x03\x12\x15\n\x11TX_CATEGORY_OTHER\x10\x04*\xa8\x01\n\x0fOpportunityKind\x12 \n\x1cOPPORTUNITY_KIND_UNSPECIFIED\x10\x00\x12\'\n#OPPORTUNITY_KIND_SANDWICH_CANDIDATE\x10\x01\x12&\n\"OPPORTUNITY_KIND_BACKRUN_CANDIDATE\x10\x02\x12\"\n\x1eOPPORTUNITY_KIND_ARB_CANDIDATE\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63ommon/pb/v1/events.proto\x12\x0bmempulse.v1\x1a\x18\x63ommon/pb/v1/block.proto\x1a\x17\x63ommon/pb/v1/pool.proto\x1a\x15\x63ommon/pb/v1/tx.proto\"\xc8\x04\n\nTxFeatures\x12\x10\n\x08protocol\x18\x01 \x01(\t\x12)\n\x08\x63\x61tegory\x18\x02 \x01(\x0e\x32\x17.mempulse.v1.TxCategory\x12\x0e\n\x06method\x18\x03 \x01(\t\x12\x10\n\x08selector\x18\x04 \x01(\x0c\x12\x10\n\x08token_in\x18\x05 \x01(\x0c\x12\x11\n\ttoken_out\x18\x06 \x01(\x0c\x12\x16\n\tamount_in\x18\x07 \x01(\x0cH\x00\x88\x01\x01\x12\x1b\n\x0e\x61mount_out_min\x18\x08 \x01(\x0cH\x01\x88\x01\x01\x12\x1a\n\ramount_in_max\x18\t \x01(\x0cH\x02\x88\x01\x01\x12\x17\n\namount_out\x18\n \x01(\x0cH\x03\x88\x01\x01\x12\x0c\n\x04path\x18\x0b \x03(\x0c\x12\x11\n\tfee_tiers\x18\x0c \x03(\r\x12\x11\n\trecipient\x18\r \x01(\x0c\x12\x15\n\x08\x64\x65\x61\x64line\x18\x0e \x01(\x04H\x04\x88\x01\x01\x12\r\n\x05value\x18\x0f \x01(\x0c\x12\x11\n\tgas_price\x18\x10 \x01(\x0c\x12\x14\n\x0cpriority_fee\x18\x11 \x01(\x0c\x12\x14\n\x0c\x63\x61lldata_len\x18\x12 \x01(\r\x12\x0f\n\x07\x64\x65\x63oded\x18\x13 \x01(\x08\x12\x14\n\x0c\x64\x65\x63ode_error\x18\x14 \x01(\t\x12%\n\x04\x61rgs\x18\x15 \x03(\x0b\x32\x17.mempulse.v1.DecodedArg\x12\x16\n\x0e\x61rgs_truncated\x18\x16 \x01(\x08\x42\x0c\n\n_amount_inB\x11\n\x0f_amount_out_minB\x10\n\x0e_amount_in_maxB\r\n\x0b_amount_outB\x0b\n\t_deadline\"f\n\x10SelectorCoverage\x12\x10\n\x08selector\x18\x01 \x01(\x0c\x12\x0e\n\x06method\x18\x02 \x01(\t\x12\x0f\n\x07\x64\x65\x63oded\x18\x03 \x01(\x04\x12\x0e\n\x06\x66\x61iled\x18\x04 \x01(\x04\x12\x0f\n\x07unknown\x18\x05 \x01(\x04\"7\n\nDecodedArg\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\t\"\x85\x02\n\x0bOpportunity\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\x04\x12\x0f\n\x07tx_hash\x18\x02 \x01(\x0c\x12*\n\x04kind\x18\x03 \x01(\x0e\x32\x1c.mempulse.v1.OpportunityKind\x12\r\n\x05score\x18\x04 \x01(\r\x12\x0f\n\x07reasons\x18\x05 \x03(\t\x12\x10\n\x08protocol\x18\x06 \x01(\t\x12\x10\n\x08token_in\x18\x07 \x01(\x0c\x12\x11\n\ttoken_out\x18\x08 \x01(\x0c\x12\x19\n\x0cnotional_wei\x18\t \x01(\x0cH\x00\x88\x01\x01\x12\x14\n\x0cslippage_bps\x18\n \x01(\r\x12\x0e\n\x06seq_id\x18\x0b \x01(\x04\x42\x0f\n\r_notional_wei\"-\n\x06TxSeen\x12#\n\x02tx\x18\x01 \x01(\x0b\x32\x17.mempulse.v1.TxEnvelope\"6\n\tTxDecoded\x12)\n\x08\x66\x65\x61tures\x18\x01 \x01(\x0b\x32\x17.mempulse.v1.TxFeatures\"<\n\x0bOppDetected\x12-\n\x0bopportunity\x18\x01 \x01(\x0b\x32\x18.mempulse.v1.Opportunity\"L\n\x0cTxSourceSeen\x12)\n\x08sighting\x18\x01 \x01(\x0b\x32\x17.mempulse.v1.TxSighting\x12\x11\n\ttx_seq_id\x18\x02 \x01(\x04\"L\n\tBlockSeen\x12)\n\x05\x62lock\x18\x01 \x01(\x0b\x32\x1a.mempulse.v1.BlockEnvelope\x12\x14\n\x0cseen_pending\x18\x02 \x01(\r\"6\n\rPoolStateSeen\x12%\n\x05state\x18\x01 \x01(\x0b\x32\x16.mempulse.v1.PoolState\"\xc9\x03\n\x05\x45vent\x12\x0e\n\x06seq_id\x18\x01 \x01(\x04\x12\x10\n\x08\x63hain_id\x18\x02 \x01(\x04\x12$\n\x04kind\x18\x03 \x01(\x0e\x32\x16.mempulse.v1.EventKind\x12\x0f\n\x07tx_hash\x18\x04 \x01(\x0c\x12\x1a\n\x12\x66irst_seen_unix_ns\x18\x05 \x01(\x04\x12\x18\n\x10received_unix_ns\x18\x06 \x01(\x04\x12\x11\n\tsource_id\x18\x07 \x01(\t\x12&\n\x07tx_seen\x18\n \x01(\x0b\x32\x13.mempulse.v1.TxSeenH\x00\x12,\n\ntx_decoded\x18\x0b \x01(\x0b\x32\x16.mempulse.v1.TxDecodedH\x00\x12\x30\n\x0copp_detected\x18\x0c \x01(\x0b\x32\x18.mempulse.v1.OppDetectedH\x00\x12\x33\n\x0etx_source_seen\x18\r \x01(\x0b\x32\x19.mempulse.v1.TxSourceSeenH\x00\x12\'\n\x05\x62lock\x18\x11 \x01(\x0b\x32\x16.mempulse.v1.BlockSeenH\x00\x12\x30\n\npool_state\x18\x13 \x01(\x0b\x32\x1a.mempulse.v1.PoolStateSeenH\x00\x42\x06\n\x04\x62ody*\xc7\x01\n\tEventKind\x12\x1a\n\x16\x45VENT_KIND_UNSPECIFIED\x10\x00\x12\x16\n\x12\x45VENT_KIND_TX_SEEN\x10\x01\x12\x19\n\x15\x45VENT_KIND_TX_DECODED\x10\x02\x12\x1b\n\x17\x45VENT_KIND_OPP_DETECTED\x10\x03\x12\x1d\n\x19\x45VENT_KIND_TX_SOURCE_SEEN\x10\x04\x12\x14\n\x10\x45VENT_KIND_BLOCK\x10\x08\x12\x19\n\x15\x45VENT_KIND_POOL_STATE\x10\n*\x8a\x01\n\nTxCategory\x12\x1b\n\x17TX_CATEGORY_UNSPECIFIED\x10\x00\x12\x14\n\x10TX_CATEGORY_SWAP\x10\x01\x12\x18\n\x14TX_CATEGORY_TRANSFER\x10\x02\x12\x18\n\x14TX_CATEGORY_APPROVAL\x10\x03\x12\x15\n\x11TX_CATEGORY_OTHER\x10\x04*\xa8\x01\n\x0fOpportunityKind\x12 \n\x1cOPPORTUNITY_KIND_UNSPECIFIED\x10\x00\x12\'\n#OPPORTUNITY_KIND_SANDWICH_CANDIDATE\x10\x01\x12&\n\"OPPORTUNITY_KIND_BACKRUN_CANDIDATE\x10\x02\x12\"\n\x1eOPPORTUNITY_KIND_ARB_CANDIDATE\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'common.pb.v1.events_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EVENTKIND']._serialized_start=1835
-  _globals['_EVENTKIND']._serialized_end=2007
-  _globals['_TXCATEGORY']._serialized_start=2010
-  _globals['_TXCATEGORY']._serialized_end=2148
-  _globals['_OPPORTUNITYKIND']._serialized_start=2151
-  _globals['_OPPORTUNITYKIND']._serialized_end=2319
-  _globals['_TXFEATURES']._serialized_start=92
-  _globals['_TXFEATURES']._serialized_end=676
-  _globals['_SELECTORCOVERAGE']._serialized_start=678
-  _globals['_SELECTORCOVERAGE']._serialized_end=780
-  _globals['_DECODEDARG']._serialized_start=782
-  _globals['_DECODEDARG']._serialized_end=837
-  _globals['_OPPORTUNITY']._serialized_start=840
-  _globals['_OPPORTUNITY']._serialized_end=1101
-  _globals['_TXSEEN']._serialized_start=1103
-  _globals['_TXSEEN']._serialized_end=1148
-  _globals['_TXDECODED']._serialized_start=1150
-  _globals['_TXDECODED']._serialized_end=1204
-  _globals['_OPPDETECTED']._serialized_start=1206
-  _globals['_OPPDETECTED']._serialized_end=1266
-  _globals['_TXSOURCESEEN']._serialized_start=1268
-  _globals['_TXSOURCESEEN']._serialized_end=1344
-  _globals['_BLOCKSEEN']._serialized_start=1346
-  _globals['_BLOCKSEEN']._serialized_end=1422
-  _globals['_EVENT']._serialized_start=1425
-  _globals['_EVENT']._serialized_end=1832
+  _globals['_EVENTKIND']._serialized_start=1966
+  _globals['_EVENTKIND']._serialized_end=2165
+  _globals['_TXCATEGORY']._serialized_start=2168
+  _globals['_TXCATEGORY']._serialized_end=2306
+  _globals['_OPPORTUNITYKIND']._serialized_start=2309
+  _globals['_OPPORTUNITYKIND']._serialized_end=2477
+  _globals['_TXFEATURES']._serialized_start=117
+  _globals['_TXFEATURES']._serialized_end=701
+  _globals['_SELECTORCOVERAGE']._serialized_start=703
+  _globals['_SELECTORCOVERAGE']._serialized_end=805
+  _globals['_DECODEDARG']._serialized_start=807
+  _globals['_DECODEDARG']._serialized_end=862
+  _globals['_OPPORTUNITY']._serialized_start=865
+  _globals['_OPPORTUNITY']._serialized_end=1126
+  _globals['_TXSEEN']._serialized_start=1128
+  _globals['_TXSEEN']._serialized_end=1173
+  _globals['_TXDECODED']._serialized_start=1175
+  _globals['_TXDECODED']._serialized_end=1229
+  _globals['_OPPDETECTED']._serialized_start=1231
+  _globals['_OPPDETECTED']._serialized_end=1291
+  _globals['_TXSOURCESEEN']._serialized_start=1293
+  _globals['_TXSOURCESEEN']._serialized_end=1369
+  _globals['_BLOCKSEEN']._serialized_start=1371
+  _globals['_BLOCKSEEN']._serialized_end=1447
+  _globals['_POOLSTATESEEN']._serialized_start=1449
+  _globals['_POOLSTATESEEN']._serialized_end=1503
+  _globals['_EVENT']._serialized_start=1506
+  _globals['_EVENT']._serialized_end=1963
 # @@protoc_insertion_point(module_scope)

@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar, cast
 
 import httpx
+import lmdb
 import pytest
 from eth_abi import decode
 from prometheus_client.parser import text_string_to_metric_families
@@ -37,6 +39,10 @@ from common.testing.uniswap import (
     rpc_batch,
 )
 from processd.analysis.decoding import Decoder
+from processd.storage.eventlog import EventLog
+from processd.views.pools import PoolView
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -219,23 +225,86 @@ def _metric(url: str, name: str, **labels: str) -> float:
                if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
 
 
-def test_stack_with_swaps_sends_pool_states_that_processd_acks(tmp_path: Path) -> None:
+class _LiveLog:
+    """The running processd's event log, read-only from this process (LMDB readers need no lock of the data dir):
+    what ``PoolView.rebuild`` reads of an ``EventLog``."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.env = lmdb.open(str(data_dir), readonly=True, lock=True, max_dbs=16, max_readers=256)
+        self.events_db = self.env.open_db(b"events", create=False)
+        self.pools_db = self.env.open_db(b"pools", create=False)
+
+    def read(self, fn: Callable[[Any], T]) -> T:
+        with self.env.begin() as txn:
+            return fn(txn)
+
+
+def _view(log: _LiveLog) -> PoolView:
+    view = PoolView()
+    view.rebuild(cast(EventLog, log))
+    return view
+
+
+def _reserves_at(world: World, pairs: list[bytes], block: int | str) -> dict[bytes, tuple[int, int]]:
+    tag = block if isinstance(block, str) else hex(block)
+    answers = rpc_batch(world.rpc_url, [("eth_call", [{"to": "0x" + p.hex(), "data": "0x0902f1ac"}, tag])
+                                        for p in pairs])
+    return {p: tuple(decode(["uint112", "uint112", "uint32"], bytes.fromhex(a[2:]))[:2])  # type: ignore[misc]
+            for p, a in zip(pairs, answers, strict=True)}
+
+
+def _held(view: PoolView, chain_id: int) -> dict[bytes, tuple[int, int]]:
+    out = {}
+    for (chain, pair) in list(view._held):
+        r = view.lookup(chain, pair)
+        if chain == chain_id and r is not None:
+            out[pair] = (r.reserve0, r.reserve1)
+    return out
+
+
+def test_processd_holds_the_nodes_reserves_of_every_tracked_pair(tmp_path: Path) -> None:
+    """The real stack (world deployed, swaps mined every second, ingestd --pool-state): processd stores the pool
+    states; its pool view (rebuilt from its live log with processd's own code) equals getReserves() on the node,
+    at each state's block, and at the latest block for every pair ingestd tracks once the last block is in."""
     cfg = StackConfig(chains=(ChainSpec(137, rate_tx_s=20),), gatewayd=False, uniswap=True, pool_state=True,
-                      swap_share=0.5, mine_interval_s=1.0, log_dir=tmp_path / "logs")
+                      swap_share=0.5, mine_interval_s=1.0, log_dir=tmp_path / "logs", data_dir=tmp_path / "data")
     with Stack(cfg) as stack:
+        world = stack.worlds[137]
         ingestd = f"http://{cfg.host}:{stack.metrics_ports['ingestd']}/metrics"
         processd = f"http://{cfg.host}:{stack.metrics_ports['processd']}/metrics"
-        stack.wait_for(lambda: _metric(ingestd, "mempulse_ingestd_pool_states_total", stage="sent") >= 10
-                       and _metric(ingestd, "mempulse_ingestd_pool_states_total", stage="ignored") >= 10, 60,
-                       "pool states sent and acked")
-        stack.stop_generators()
+        stack.wait_for(lambda: _metric(ingestd, "mempulse_ingestd_pool_states_total", stage="stored") >= 20
+                       and _metric(ingestd, "mempulse_ingestd_pool_states_total", stage="sync_log") >= 10
+                       and _metric(ingestd, "mempulse_ingestd_blocks_total", stage="fetched") >= 6
+                       and _metric(ingestd, "mempulse_ingestd_pool_pairs", state="tracked") >= 3, 120,
+                       "pool states stored for a few pairs over a few blocks, most from Sync logs")
+        stack.stop_generators()  # no more swaps or blocks
+        log = _LiveLog(stack.data_dir)
+
+        def caught_up() -> bool:
+            held = _held(_view(log), 137)
+            tracked = _metric(ingestd, "mempulse_ingestd_pool_pairs", state="tracked")
+            return len(held) == tracked and held == _reserves_at(world, list(held), "latest")
+        stack.wait_for(caught_up, 60, "processd's pool view equal to the node's reserves of every tracked pair")
+        view = _view(log)
+        by_block: dict[int, list[bytes]] = {}
+        for (_, pair) in list(view._held):
+            r = view.lookup(137, pair)
+            assert r is not None
+            by_block.setdefault(r.block_number, []).append(pair)
+        for block, pairs in by_block.items():  # each held state is the node's at its own block
+            held = {p: v for p, v in _held(view, 137).items() if p in pairs}
+            assert held == _reserves_at(world, pairs, block)
+        assert {"0x" + p.hex() for p in _held(view, 137)} <= {p.pair.lower() for p in world.pools}
         sent = _metric(ingestd, "mempulse_ingestd_pool_states_total", stage="sent")
-        stack.wait_for(lambda: _metric(ingestd, "mempulse_ingestd_pool_states_total", stage="ignored") == sent, 30,
+        stack.wait_for(lambda: _metric(ingestd, "mempulse_ingestd_pool_states_total", stage="stored")
+                       + _metric(ingestd, "mempulse_ingestd_pool_states_total", stage="ignored") == sent, 30,
                        "every pool state acked")
-        # processd counted each one (ignored: it stores none yet), and ingestd spent one getLogs per block
-        assert _metric(processd, "mempulse_processd_pool_states_total", outcome="ignored") == sent
+        stored = _metric(processd, "mempulse_processd_pool_states_total", outcome="stored")
+        assert stored == _metric(ingestd, "mempulse_ingestd_pool_states_total", stage="stored") > 0
+        assert _metric(processd, "mempulse_processd_pool_states_total", outcome="invalid") == 0
         assert _metric(ingestd, "mempulse_ingestd_pool_swaps_total") > 0
         blocks = _metric(ingestd, "mempulse_ingestd_blocks_total", stage="fetched")
         assert 0 < _metric(ingestd, "mempulse_ingestd_pool_rpc_calls_total", method="eth_getLogs") <= blocks
         for reason in ("bad_path", "queue_full", "evicted", "no_pair", "bad_log", "outbound_queue_full"):
             assert _metric(ingestd, "mempulse_ingestd_pool_drops_total", reason=reason) == 0, reason
+        log.env.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import grpc
 import lmdb
 
 from common.pb.v1 import events_pb2, ingest_pb2, pool_pb2, query_pb2
@@ -153,3 +154,34 @@ async def test_an_old_log_without_the_pools_db_opens_and_takes_pool_states(serve
     assert srv2.models.pools.lookup(137, b"\x01" * 20) is not None
     await srv2.stop(grace_s=0.5)
     audit_log(tmp_path / "lmdb").assert_clean()
+
+
+async def test_a_crash_after_the_commit_before_the_ack_then_the_resend_stores_nothing_twice(
+        server_factory: Factory, tmp_path: Path) -> None:
+    data = tmp_path / "lmdb"
+    crash = {"MEMPULSE_TEST_CRASH_POINT": "after_commit", "MEMPULSE_TEST_CRASH_AFTER_BATCHES": "3"}
+    proc = ProcessdSubprocess(data, tmp_path / "p.log", "--flush-interval-ms", "0", env=crash).start()
+    batches = [_batch(n, [_pool(1, n, 100 * n), _pool(2, n, 200 * n)]) for n in range(1, 4)]
+    acks = []
+    try:
+        for batch in batches:  # one at a time: one batch per commit, the third commits and is never acked
+            try:
+                acks += await push_batches(proc.address, [batch], timeout_s=10)
+            except grpc.aio.AioRpcError:
+                break
+        assert proc.wait_exit(30) == 137
+    finally:
+        proc.stop()
+    assert [a.pools_stored for a in acks] == [2, 2]
+    srv = await server_factory(data_dir=data)
+    assert srv.models.pools.lookup(137, b"\x01" * 20).block_number == 3  # type: ignore[union-attr]  # committed
+    resent = (await push_batches(srv.address, [batches[2]]))[0]  # ingestd resends the unacked batch
+    assert (resent.pools_stored, resent.pools_ignored) == (0, 2)
+    reference = PoolView()
+    for batch in batches:
+        for state in batch.pools:
+            reference.apply(state)
+    assert _held(srv.models.pools) == _held(reference)
+    assert len(await _pool_events(srv.address)) == 6
+    await srv.stop(grace_s=0.5)
+    audit_log(data).assert_clean()

@@ -9,11 +9,11 @@ applied. Bounded: ``max_pairs`` pairs, the least recently updated evicted (count
 
 Fed from the log: the writer stores each pool state as an ``EVENT_KIND_POOL_STATE`` event (``Event.pool_state``,
 field 19) in the batch's commit, and after the commit the read models apply the commit's states in seq order
-(:meth:`PoolView.add`); at start :meth:`PoolView.rebuild` applies every retained POOL_STATE event in seq order (the
-``pools`` index names them: one cursor walk and one event read each), so a restart, kill -9 included, holds what
-the live view held, and a replay of the log gives the same view. Retention prunes POOL_STATE events like blocks:
-a pair whose states were all pruned is held by the live view until it is evicted or replaced, but not after a
-restart. processd never reads pool state from the node.
+(:meth:`PoolView.add`); at start :meth:`PoolView.rebuild` gives what applying every retained POOL_STATE event in
+seq order gives, reading one event per pair (one walk of the ``pools`` index finds each pair's newest), so a
+restart, kill -9 included, holds what the live view held, and a replay of the log gives the same view. Retention
+prunes POOL_STATE events like blocks: a pair whose states were all pruned is held by the live view until it is
+evicted or replaced, but not after a restart. processd never reads pool state from the node.
 """
 
 from __future__ import annotations
@@ -95,14 +95,27 @@ class PoolView:
             self.apply(decode_event(value, seq).pool_state.state)
 
     def rebuild(self, eventlog: EventLog) -> int:
-        """Applies every retained POOL_STATE event in seq order (at start, before any commit); returns how many."""
+        """Fills the model from the log (at start, before any commit); returns the events read.
+
+        What applying every retained POOL_STATE event in seq order would hold, reading only one event per pair:
+        a pair ends with the state of its highest block, and of the states at that height the one stored last
+        (same height, another hash: a reorg replaces; the same hash is never stored twice). One walk of the
+        ``pools`` index (keyed chain, pair, number, hash; values are seqs) finds each pair's (number, seq) maximum;
+        those events are applied in seq order, so the eviction order is the live model's too. (Only a model that
+        evicted a pair and later took an older state of it again can differ from its rebuild: it then holds
+        that older state, the rebuild the newest.)"""
         def read(txn: lmdb.Transaction) -> list[pool_pb2.PoolState]:
-            seqs = sorted(U64.unpack(value)[0] for value in txn.cursor(db=eventlog.pools_db).iternext(keys=False))
+            best: dict[bytes, tuple[int, int]] = {}
+            for key, value in txn.cursor(db=eventlog.pools_db):
+                pair_key, number, seq = bytes(key[:28]), U64.unpack(key[28:36])[0], U64.unpack(value)[0]
+                held = best.get(pair_key)
+                if held is None or (number, seq) > held:
+                    best[pair_key] = (number, seq)
             states = []
-            for seq in seqs:
-                value = txn.get(seq_key(seq), db=eventlog.events_db)
-                if value is not None:
-                    states.append(decode_event(value, seq).pool_state.state)
+            for seq in sorted(seq for _, seq in best.values()):
+                raw = txn.get(seq_key(seq), db=eventlog.events_db)
+                if raw is not None:
+                    states.append(decode_event(raw, seq).pool_state.state)
             return states
         states = eventlog.read(read)
         for state in states:

@@ -107,8 +107,9 @@ async def test_kill_9_then_restart_rebuilds_the_view_of_every_acked_state(server
     reference = PoolView()
     try:
         batches = []
-        for n in range(1, 31):  # 8 pairs, blocks rising with a few stale and repeated states
-            states = [_pool(1 + (n * 3 + k) % 8, n + 2 - (k % 3), 1000 * n + k, n + k) for k in range(4)]
+        for n in range(1, 31):  # 8 pairs, blocks rising, with stale, repeated and reorged (tag: another hash) states
+            states = [_pool(1 + (n * 3 + k) % 8, n + 2 - (k % 3), 1000 * n + k, n + k, tag=(n + k) % 5 // 4)
+                      for k in range(4)]
             batches.append(_batch(n, states))
         acks = await push_batches(proc.address, batches)
         assert sum(a.pools_stored + a.pools_ignored for a in acks) == 120

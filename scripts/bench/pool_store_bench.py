@@ -8,7 +8,8 @@ An in-process processd (real gRPC Ingest stream, LMDB, ``--durability sync``) re
 pool states per batch (ingestd sends about one per touched pair and block, so 20 per batch is many), alternating
 for ``--rounds`` rounds. Reported: wall time and CPU (processd and the pushing client share the process) per batch
 of every run, the ratios of the medians, the CPU per pool state, then the restart's rebuild: the time to
-rebuild the pool read model from the log (``PoolView.rebuild``) over every POOL_STATE event the second run stored.
+rebuild the pool read model from the log (``PoolView.rebuild``: a walk of the ``pools`` index over every state
+the first run with pool states stored, and one event read per pair).
 """
 
 from __future__ import annotations

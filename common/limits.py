@@ -56,6 +56,7 @@ EVENT_KINDS: MappingProxyType[str, int] = MappingProxyType({
     "opp_detected": events_pb2.EVENT_KIND_OPP_DETECTED,
     "tx_source_seen": events_pb2.EVENT_KIND_TX_SOURCE_SEEN,
     "block": events_pb2.EVENT_KIND_BLOCK,
+    "pool_state": events_pb2.EVENT_KIND_POOL_STATE,
 })
 
 #: REST page-size parameters: (route, parameter) -> (default, maximum). Every maximum is at most MAX_PAGE_LIMIT.

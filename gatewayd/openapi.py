@@ -242,7 +242,8 @@ SCHEMAS: dict[str, Any] = {
             "chain_id": INT,
             "kind": {"type": "string", "enum": list(EVENT_KINDS)},
             "tx_hash": {"type": "string", "pattern": "^0x([0-9a-f]{64})?$",
-                        "description": "32-byte hash of the transaction, lowercase 0x hex; 0x in a block event"},
+                        "description": "32-byte hash of the transaction, lowercase 0x hex; 0x in a block or "
+                                       "pool_state event"},
             "first_seen_unix_ms": MS,
             "received_unix_ms": MS,
             "source_id": STR,
@@ -254,12 +255,14 @@ SCHEMAS: dict[str, Any] = {
                  "tx_seq_id": {**INT, "description": "seq_id of the transaction's tx_seen event"}},
                 description="a later source's announcement of a stored transaction (tx_source_seen)"),
             "block": _ref("BlockEvent"),
+            "pool_state": _ref("PoolStateEvent"),
         },
         ["seq_id", "chain_id", "kind", "tx_hash", "first_seen_unix_ms", "received_unix_ms", "source_id"],
         "One event-log record; tx (tx_seen), features (tx_decoded), opportunity (opp_detected), sighting "
-        "(tx_source_seen) or block (block) by kind. In a tx_source_seen event, source_id is the later source and "
-        "first_seen_unix_ms the transaction's (its first source's); in a block event, tx_hash is empty (0x), "
-        "first_seen_unix_ms is when ingestd learnt of the block and source_id the source that announced it.",
+        "(tx_source_seen), block (block) or pool_state (pool_state) by kind. In a tx_source_seen event, source_id "
+        "is the later source and first_seen_unix_ms the transaction's (its first source's); in a block event, "
+        "tx_hash is empty (0x), first_seen_unix_ms is when ingestd learnt of the block and source_id the source that "
+        "announced it; in a pool_state event, tx_hash is 0x, first_seen_unix_ms 0 and source_id empty.",
     ),
     "ReplayPoint": _obj({"seq_high_water": INT, "committed_unix_ms": MS, "pending_count": INT}),
     "IngestStats": _obj(
@@ -367,6 +370,15 @@ SCHEMAS: dict[str, Any] = {
                            "gas_used": U64_OR_NULL, "effective_gas_price": AMOUNT_OR_NULL}))},
         description="A block as ingestd fetched it, with its included transactions (at most ingestd's "
                     "max_block_txs: truncated says when there were more; tx_count is the full count)."),
+    "PoolStateEvent": _obj(
+        {"chain_id": INT, "pair": ADDR, "factory": ADDR,
+         "token0": {**ADDR, "description": "the pair's token0 (token0 < token1)"}, "token1": ADDR,
+         "reserve0": {**AMOUNT, "description": "getReserves() reserve0 (of token0) after the block, exact decimal"},
+         "reserve1": {**AMOUNT, "description": "getReserves() reserve1 (of token1) after the block, exact decimal"},
+         "block_number": INT, "block_hash": HASH,
+         "source": {"type": "string", "description": "how ingestd learnt it: get_reserves (eth_call at the block) "
+                    "or sync_log (the pair's last Sync log in the block); unknown_<n> for a newer value"}},
+        description="A Uniswap V2-style pair's reserves as of the end of a block, as ingestd read them (issue 17)."),
     "Block": _obj({**_BLOCK_HEAD, "seq_id": {**INT, "description": "seq_id of its block event"},
                    "seen_pending": _SEEN_PENDING, "reverted": {**INT, "description": "reverted transactions"},
                    "received_unix_ms": MS}),

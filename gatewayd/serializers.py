@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from common.chains import chain_name
-from common.pb.v1 import block_pb2, events_pb2, ingest_pb2, query_pb2, tx_pb2
+from common.pb.v1 import block_pb2, events_pb2, ingest_pb2, pool_pb2, query_pb2, tx_pb2
 from gatewayd.errors import GatewaydError
 
 _NS_PER_MS = 1_000_000
@@ -49,6 +49,7 @@ EVENT_KIND_NAMES = _enum_names(events_pb2.EventKind, "EVENT_KIND_")
 REJECT_REASON_NAMES = _enum_names(ingest_pb2.RejectReason, "REJECT_REASON_")
 VISIBILITY_NAMES = _enum_names(ingest_pb2.MempoolVisibility, "MEMPOOL_VISIBILITY_")
 RAW_TX_ORIGIN_NAMES = _enum_names(tx_pb2.RawTxOrigin, "RAW_TX_ORIGIN_")
+POOL_STATE_SOURCE_NAMES = _enum_names(pool_pb2.PoolStateSource, "POOL_STATE_SOURCE_")
 
 
 def enum_name(names: dict[int, str], number: int) -> str:
@@ -210,8 +211,8 @@ def opportunity_json(o: events_pb2.Opportunity) -> dict[str, Any]:
 
 
 def event_json(e: events_pb2.Event, include_raw: bool = False) -> dict[str, Any]:
-    """One event-log record; exactly one of ``tx``, ``features``, ``opportunity``, ``sighting`` is set, by
-    ``kind``."""
+    """One event-log record; exactly one of ``tx``, ``features``, ``opportunity``, ``sighting``, ``block``,
+    ``pool_state`` is set, by ``kind``."""
     out: dict[str, Any] = {
         "seq_id": e.seq_id,
         "chain_id": e.chain_id,
@@ -235,7 +236,18 @@ def event_json(e: events_pb2.Event, include_raw: bool = False) -> dict[str, Any]
                            "tx_seq_id": seen.tx_seq_id}
     elif body == "block":
         out["block"] = block_event_json(e.block)
+    elif body == "pool_state":
+        out["pool_state"] = pool_state_json(e.pool_state.state)
     return out
+
+
+def pool_state_json(state: pool_pb2.PoolState) -> dict[str, Any]:
+    """The body of a ``pool_state`` event: a pair's reserves after a block (reserves as decimal strings)."""
+    return {"chain_id": state.chain_id, "pair": "0x" + state.pair.hex(), "factory": "0x" + state.factory.hex(),
+            "token0": "0x" + state.token0.hex(), "token1": "0x" + state.token1.hex(),
+            "reserve0": amount(state.reserve0), "reserve1": amount(state.reserve1),
+            "block_number": state.block_number, "block_hash": "0x" + state.block_hash.hex(),
+            "source": enum_name(POOL_STATE_SOURCE_NAMES, state.source)}
 
 
 TX_STATUS_NAMES = _enum_names(block_pb2.TxStatus, "TX_STATUS_")

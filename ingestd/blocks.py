@@ -22,7 +22,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from common.pb.v1 import block_pb2
@@ -47,13 +47,16 @@ class BlockFollower:
     ``send(envelope) -> bool`` puts a block on the outbound queue (False: full, counted here)."""
 
     def __init__(self, chain: ChainConfig, cfg: IngestConfig, fetcher: BatchFetcher, stats: BlockStats,
-                 send: Callable[[block_pb2.BlockEnvelope], bool], observe_latency: Callable[[float], None]) -> None:
+                 send: Callable[[block_pb2.BlockEnvelope], bool], observe_latency: Callable[[float], None],
+                 on_block: Callable[[int, bytes, bytes], Awaitable[None]] | None = None) -> None:
         self.chain = chain
         self.cfg = cfg
         self.fetcher = fetcher
         self.stats = stats
         self._send = send
         self._observe_latency = observe_latency
+        #: Awaited with (number, hash, parent hash) after each fetched block was queued (the pool state path).
+        self._on_block = on_block
         #: (height, source id, seen unix ns) waiting to be fetched, oldest first.
         self.queue: deque[tuple[int, str, int]] = deque()
         self._wake = asyncio.Event()
@@ -153,6 +156,18 @@ class BlockFollower:
                 self.fetching = False
             for envelope in envelopes:
                 self.deliver(envelope)
+                await self._notify_block(envelope)
+
+    async def _notify_block(self, envelope: block_pb2.BlockEnvelope) -> None:
+        """Tells the pool state path (``on_block``) that a block went on the outbound queue."""
+        if self._on_block is None:
+            return
+        try:
+            await self._on_block(envelope.number, envelope.hash, envelope.parent_hash)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the pool state path must not stop the follower
+            log.exception("on_block failed chain=%s height=%d", self.chain.name, envelope.number)
 
     def deliver(self, envelope: block_pb2.BlockEnvelope) -> None:
         """Sends one block (counted) and remembers it as the block delivered at its height."""

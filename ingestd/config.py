@@ -64,6 +64,38 @@ class ChainConfig:
     fetch_urls: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class V2Router:
+    """A Uniswap V2-style router of one chain for the pool state path (``ingestd.pools``): its calls swap on pairs of
+    ``factory`` (20-byte addresses), whose pair creation code hashes to ``init_code_hash`` (32 bytes)."""
+
+    chain_id: int
+    router: bytes
+    factory: bytes
+    init_code_hash: bytes
+
+
+def parse_v2_router(text: str) -> V2Router:
+    """``CHAIN:ROUTER:FACTORY:INIT_CODE_HASH`` (chain name or id, 0x hex) -> V2Router; ConfigError otherwise."""
+    parts = [p.strip() for p in text.split(":")]
+    if len(parts) != 4:
+        raise ConfigError(f"V2 router {text[:120]!r}: use CHAIN:ROUTER:FACTORY:INIT_CODE_HASH")
+    try:
+        chain_id = parse_chain(parts[0])
+    except UnknownChainError as exc:
+        raise ConfigError(f"V2 router {text[:120]!r}: {exc}") from None
+    values = []
+    for part, size, what in ((parts[1], 20, "router"), (parts[2], 20, "factory"), (parts[3], 32, "init code hash")):
+        try:
+            value = bytes.fromhex(part.removeprefix("0x"))
+        except ValueError:
+            value = b""
+        if len(value) != size:
+            raise ConfigError(f"V2 router {text[:120]!r}: the {what} is not {size} bytes of 0x hex")
+        values.append(value)
+    return V2Router(chain_id, values[0], values[1], values[2])
+
+
 @dataclass(frozen=True)
 class IngestConfig:
     """Every ingestd knob. Env names: ``MEMPULSE_INGESTD_<KNOB>`` (e.g. ``MEMPULSE_INGESTD_FETCH_BATCH_SIZE``)."""
@@ -133,6 +165,16 @@ class IngestConfig:
     #: Transactions delivered from the node's pool (txpool_content) at start and after a source reconnects
     #: (0 = no backfill); beyond, counted over_limit.
     backfill_max_txs: int = 20_000
+    #: The pool state path (ingestd.pools; needs follow_blocks on): on or off.
+    pool_state: str = "off"
+    #: The V2 routers whose pending swaps name the pairs to read (--v2-router CHAIN:ROUTER:FACTORY:INIT_CODE_HASH).
+    v2_routers: tuple[V2Router, ...] = ()
+    #: Pairs tracked per chain (beyond: the least recently touched is evicted).
+    pool_max_pairs: int = 10_000
+    #: Pairs waiting for their first getReserves read per chain (beyond: queue_full drops).
+    pool_queue_size: int = 1_000
+    #: getReserves calls per block per chain (one JSON-RPC batch); the other waiting pairs wait for the next block.
+    pool_reads_per_block: int = 100
 
     def chain(self, chain_id: int) -> ChainConfig:
         """The configuration of one chain (KeyError if not configured)."""
@@ -224,6 +266,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="stop reading a node's HTTP answer (batch fetch, start-up check) past N bytes; the "
                              "batch is retried, then its hashes are dropped as response_too_large (default "
                              "MEMPULSE_INGESTD_FETCH_MAX_RESPONSE_BYTES or 33554432)")
+    parser.add_argument("--pool-state", choices=("on", "off"), default=None,
+                        help="read the reserves of the V2 pairs pending swaps touch, once per block, and send them to "
+                             "processd (needs block following; default MEMPULSE_INGESTD_POOL_STATE or off)")
+    parser.add_argument("--v2-router", action="append", default=[], metavar="CHAIN:ROUTER:FACTORY:INIT_CODE_HASH",
+                        help="a V2 router for --pool-state (repeatable; default MEMPULSE_INGESTD_V2_ROUTERS, "
+                             "comma-separated)")
     return parser
 
 
@@ -269,7 +317,7 @@ def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None
                     else i("fetch_max_response_bytes", d.fetch_max_response_bytes, 1024))
     if max_response < 1024:
         raise ConfigError(f"--fetch-max-response-bytes: {max_response} is below 1024")
-    return IngestConfig(
+    cfg = IngestConfig(
         chains=tuple(chains), processd=processd, metrics_port=metrics_port,
         metrics_host=source.get_str("metrics_host", d.metrics_host), full_tx=full_tx, raw_tx=raw_tx,
         fetch_batch_size=i("fetch_batch_size", d.fetch_batch_size),
@@ -301,8 +349,11 @@ def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None
         reconnect_max_ms=i("reconnect_max_ms", d.reconnect_max_ms),
         startup_check_timeout_ms=i("startup_check_timeout_ms", d.startup_check_timeout_ms),
         shutdown_grace_ms=i("shutdown_grace_ms", d.shutdown_grace_ms, 0),
-        **_block_knobs(source, d),
-    )
+        **_block_knobs(source, d), **_pool_knobs(args, source, d))
+    if cfg.pool_state == "on" and cfg.follow_blocks != "on":
+        raise ConfigError("--pool-state on needs block following (MEMPULSE_INGESTD_FOLLOW_BLOCKS=on): pool states are "
+                          "read once per block")
+    return cfg
 
 
 def _block_knobs(source: Knobs, d: IngestConfig) -> dict[str, Any]:
@@ -321,3 +372,15 @@ def _block_knobs(source: Knobs, d: IngestConfig) -> dict[str, Any]:
             "pending_recheck_interval_ms": source.get_int("pending_recheck_interval_ms",
                                                           d.pending_recheck_interval_ms, minimum=0),
             "backfill_max_txs": source.get_int("backfill_max_txs", d.backfill_max_txs, minimum=0)}
+
+
+def _pool_knobs(args: argparse.Namespace, source: Knobs, d: IngestConfig) -> dict[str, Any]:
+    """The pool state path's knobs (``ingestd.pools``)."""
+    pool_state = args.pool_state or source.get_str("pool_state", d.pool_state)
+    if pool_state not in ("on", "off"):
+        raise ConfigError(f"{source.raw('pool_state')[0]}={pool_state!r}: use on or off")
+    specs = list(args.v2_router) or [s for s in source.get_str("v2_routers", "").split(",") if s.strip()]
+    return {"pool_state": pool_state, "v2_routers": tuple(parse_v2_router(s) for s in specs),
+            "pool_max_pairs": source.get_int("pool_max_pairs", d.pool_max_pairs, minimum=1),
+            "pool_queue_size": source.get_int("pool_queue_size", d.pool_queue_size, minimum=1),
+            "pool_reads_per_block": source.get_int("pool_reads_per_block", d.pool_reads_per_block, minimum=1)}

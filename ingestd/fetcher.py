@@ -246,6 +246,38 @@ class BatchFetcher:
                     delay = max(delay, min(exc.retry_after_s, MAX_BACKOFF_S))
                 await asyncio.sleep(delay)
 
+    async def call_batch(self, calls: Sequence[tuple[str, list[Any]]]) -> list[Any]:
+        """One JSON-RPC batch of ``calls``, one attempt on the first usable endpoint: per call its result, or a
+        :class:`FetchError` (a JSON-RPC error, or no answer for it). Raises :class:`FetchError` when the whole
+        request failed (transport, status, a body that is not a JSON array). The caller retries later (the pool
+        state path reads again at the next block) instead of waiting here."""
+        if not calls:
+            return []
+        first = next(self._ids)
+        for _ in range(len(calls) - 1):
+            next(self._ids)
+        body = orjson.dumps([{"jsonrpc": "2.0", "id": first + i, "method": m, "params": p}
+                             for i, (m, p) in enumerate(calls)])
+        endpoint = self._pick(time.monotonic())
+        try:
+            content = await self._post(endpoint, body, len(calls))
+            doc = orjson.loads(content)
+        except FetchError as exc:
+            self._on_error(endpoint.label, exc.code)
+            raise
+        except orjson.JSONDecodeError:
+            raise FetchError("malformed_response", f"{len(content)} bytes") from None
+        if not isinstance(doc, list):
+            raise FetchError("malformed_response", type(doc).__name__)
+        out: list[Any] = [FetchError("missing_item")] * len(calls)
+        for item in doc:
+            index = item.get("id", -1) - first if isinstance(item, dict) and type(item.get("id")) is int else -1
+            if 0 <= index < len(calls):
+                err = item.get("error")
+                out[index] = (FetchError(str(err.get("code") if isinstance(err, dict) else "bad_error"))
+                              if err is not None else item.get("result"))
+        return out
+
     async def _request(self, endpoint: _Endpoint, hashes: list[bytes], method: str = TX_METHOD) -> list[ItemResult]:
         """One batch request; returns (hash, kind, value) for every answered item (kind: tx, null, error_*)."""
         by_id: dict[int, bytes] = {}

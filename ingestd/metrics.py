@@ -122,6 +122,32 @@ class BlockStats:
     head_sources: dict[str, SourceStats] = field(default_factory=dict)
 
 
+#: Why a pool state was not learned or sent (``mempulse_ingestd_pool_drops_total{reason}``; ingestd.pools).
+POOL_DROP_REASONS = ("bad_path", "queue_full", "evicted", "no_pair", "rpc_error", "bad_log", "outbound_queue_full")
+
+
+@dataclass
+class PoolStats:
+    """Counters of one chain's pool state path (``ingestd.pools``)."""
+
+    #: Pending router swaps whose path was read.
+    swaps: int = 0
+    #: Pool states from getReserves reads and from Sync logs, sent to the outbound queue, acked stored / ignored.
+    reads: int = 0
+    sync_logs: int = 0
+    sent: int = 0
+    stored: int = 0
+    ignored: int = 0
+    #: Blocks after a gap or a reorg (every tracked pair read again).
+    resyncs: int = 0
+    #: Node requests by method (eth_call counts each call of a batch).
+    rpc_calls: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
+    drops: defaultdict[str, int] = field(default_factory=lambda: defaultdict(int))
+    #: Tracked pairs and pairs waiting for a read (set by the worker: gauges).
+    tracked: Callable[[], int] = field(default_factory=lambda: lambda: 0)
+    waiting: Callable[[], int] = field(default_factory=lambda: lambda: 0)
+
+
 @dataclass
 class ChainStats:
     """Cumulative counters of one chain worker.
@@ -169,6 +195,8 @@ class ChainStats:
     pending: PendingStats | None = None
     #: The backfill's counters (None when backfill_max_txs is 0).
     backfill: BackfillStats | None = None
+    #: The pool state path's counters (None when it is off).
+    pools: PoolStats | None = None
 
     def source(self, source_id: str) -> SourceStats:
         if source_id not in self.sources:
@@ -266,6 +294,7 @@ class _Scrape:
         self._pipeline_families()
         self._block_families()
         self._lifecycle_families()
+        self._pool_families()
 
     def _lifecycle_families(self) -> None:
         self.reorgs = _counter("reorgs", "New blocks whose parent was not the block delivered below them (their new "
@@ -310,6 +339,30 @@ class _Scrape:
                 self.backfill_runs.add_metric([ch, outcome], n)
             for outcome, n in (dict.fromkeys(TX_OUTCOMES, 0) | dict(list(b.txs.items()))).items():
                 self.backfill_txs.add_metric([ch, outcome], n)
+
+    def _pool_families(self) -> None:
+        self.pool_swaps = _counter("pool_swaps", "Pending V2 router swaps whose token path was read", ["chain"])
+        self.pool_states = _counter("pool_states", "Pool states by stage: read (getReserves), sync_log, sent to "
+                                    "processd, stored / ignored by processd's ack", ["chain", "stage"])
+        self.pool_drops = _counter("pool_drops", "Pool states not learned or not sent, by reason", ["chain", "reason"])
+        self.pool_rpc = _counter("pool_rpc_calls", "Node calls of the pool state path by method", ["chain", "method"])
+        self.pool_resyncs = _counter("pool_resyncs", "Blocks after a gap or reorg (every tracked pair read again)",
+                                     ["chain"])
+        self.pool_pairs = _gauge("pool_pairs", "Pairs by state: tracked, waiting (for a getReserves read)",
+                                 ["chain", "state"])
+
+    def _add_pools(self, ch: str, p: PoolStats) -> None:
+        self.pool_swaps.add_metric([ch], p.swaps)
+        for stage, n in (("read", p.reads), ("sync_log", p.sync_logs), ("sent", p.sent), ("stored", p.stored),
+                         ("ignored", p.ignored)):
+            self.pool_states.add_metric([ch, stage], n)
+        for reason, n in (dict.fromkeys(POOL_DROP_REASONS, 0) | dict(list(p.drops.items()))).items():
+            self.pool_drops.add_metric([ch, reason], n)
+        for method, n in (dict.fromkeys(("eth_getLogs", "eth_call"), 0) | dict(list(p.rpc_calls.items()))).items():
+            self.pool_rpc.add_metric([ch, method], n)
+        self.pool_resyncs.add_metric([ch], p.resyncs)
+        self.pool_pairs.add_metric([ch, "tracked"], p.tracked())
+        self.pool_pairs.add_metric([ch, "waiting"], p.waiting())
 
     def _block_families(self) -> None:
         self.block_heads = _counter("block_heads", "New heads announced (newHeads notifications, poll answers)",
@@ -404,7 +457,8 @@ class _Scrape:
                 self.block_drops, self.block_receipts_missing, self.block_truncated, self.heads_rejected,
                 self.head_connected, self.head_reconnects, self.reorgs, self.pending_tracked, self.pending_capacity,
                 self.pending_untracked, self.pending_rechecks, self.pending_requests, self.gone, self.backfill_runs,
-                self.backfill_txs)
+                self.backfill_txs, self.pool_swaps, self.pool_states, self.pool_drops, self.pool_rpc,
+                self.pool_resyncs, self.pool_pairs)
 
     def add(self, c: ChainStats) -> None:
         """Adds chain ``c``'s samples to every family."""
@@ -429,6 +483,8 @@ class _Scrape:
         if c.blocks is not None:
             self._add_blocks(ch, c.blocks)
         self._add_lifecycle(ch, c)
+        if c.pools is not None:
+            self._add_pools(ch, c.pools)
 
     def _add_source(self, ch: str, s: SourceStats) -> None:
         self.notif.add_metric([ch, s.source_id], s.notifications)

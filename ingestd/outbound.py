@@ -11,7 +11,8 @@ same FIFO order as the envelopes: a sighting queued after its envelope goes in t
 one, so processd has stored the transaction when it reads the sighting. It carries the chain's new blocks
 (``BlockEnvelope``, ``ingestd.blocks``) too: they ride in ``TxBatch.blocks``, are kept and resent with their
 batch until acked, and processd stores each (chain, block hash) once. And the ``TxGone`` reports of the pending
-tracker (``ingestd.pending``), in ``TxBatch.gone``, kept and resent the same way.
+tracker (``ingestd.pending``), in ``TxBatch.gone``, kept and resent the same way; and the pool states of the pairs
+pending swaps touch (``PoolState``, ``ingestd.pools``), queued right after their block, in ``TxBatch.pools``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from common.pb.v1 import block_pb2, ingest_pb2, ingest_pb2_grpc, tx_pb2
+from common.pb.v1 import block_pb2, ingest_pb2, ingest_pb2_grpc, pool_pb2, tx_pb2
 from ingestd.drops import DropReason
 from ingestd.errors import IngestdError
 from ingestd.linger import batch_delay_s
@@ -36,7 +37,7 @@ from ingestd.metrics import BlockDrop, ChainStats, Histograms
 log = logging.getLogger(__name__)
 
 #: What the outbound queue carries, in FIFO order.
-_Item = tx_pb2.TxEnvelope | tx_pb2.TxSighting | block_pb2.BlockEnvelope | ingest_pb2.TxGone
+_Item = tx_pb2.TxEnvelope | tx_pb2.TxSighting | block_pb2.BlockEnvelope | ingest_pb2.TxGone | pool_pb2.PoolState
 
 
 @dataclass(slots=True)
@@ -171,6 +172,7 @@ class Outbound:
         sightings: list[tx_pb2.TxSighting] = []
         blocks: list[block_pb2.BlockEnvelope] = []
         gone: list[ingest_pb2.TxGone] = []
+        pools: list[pool_pb2.PoolState] = []
         size = taken = 0
         while taken < n:
             item = self._queue[0]
@@ -180,12 +182,13 @@ class Outbound:
             self._queue.popleft()
             kind = type(item)
             (sightings if kind is tx_pb2.TxSighting else blocks if kind is block_pb2.BlockEnvelope
-             else gone if kind is ingest_pb2.TxGone else envelopes).append(item)  # type: ignore[arg-type]
+             else gone if kind is ingest_pb2.TxGone else pools if kind is pool_pb2.PoolState
+             else envelopes).append(item)  # type: ignore[arg-type]
             size += item_size
             taken += 1
         self._seq += 1
         batch = ingest_pb2.TxBatch(session_id=self.session_id, batch_seq=self._seq, envelopes=envelopes,
-                                   sightings=sightings, blocks=blocks, gone=gone)
+                                   sightings=sightings, blocks=blocks, gone=gone, pools=pools)
         if with_stats:
             batch.chain_stats.append(self._stats_source())
         return batch, [e.first_seen_unix_ns for e in envelopes]
@@ -276,7 +279,7 @@ class Outbound:
             batch, first_seen = item
             if stats_due:
                 self._last_stats = time.monotonic()
-            if batch.envelopes or batch.sightings or batch.blocks or batch.gone:
+            if batch.envelopes or batch.sightings or batch.blocks or batch.gone or batch.pools:
                 self._unacked[batch.batch_seq] = _Unacked(batch, first_seen, time.monotonic())
                 self._batch_hist.observe(len(batch.envelopes))
                 self.stats.envelopes_sent += len(batch.envelopes)
@@ -312,6 +315,9 @@ class Outbound:
             if self.stats.pending is not None:
                 self.stats.pending.gone_stored += ack.gone_stored
                 self.stats.pending.gone_ignored += ack.gone_ignored
+            if self.stats.pools is not None:
+                self.stats.pools.stored += ack.pools_stored
+                self.stats.pools.ignored += ack.pools_ignored
         storage_full = 0
         rejected = 0
         for rc in ack.rejected:
@@ -351,7 +357,10 @@ class Outbound:
 
 def _seen_ns(item: _Item) -> int:
     """When the source announced ``item`` (unix ns)."""
-    return item.first_seen_unix_ns if type(item) is tx_pb2.TxEnvelope else item.seen_unix_ns  # type: ignore[union-attr]
+    kind = type(item)
+    if kind is pool_pb2.PoolState:
+        return 0  # no announcement time: never holds a partial batch back
+    return item.first_seen_unix_ns if kind is tx_pb2.TxEnvelope else item.seen_unix_ns  # type: ignore[union-attr]
 
 
 def _reason_name(reason: int) -> str:

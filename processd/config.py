@@ -75,6 +75,8 @@ class ProcessdConfig:
     recent_tx_per_chain: int = 2000
     recent_features: int = 2000
     opportunity_window: int = 5000
+    #: Pairs the pool read model holds (latest reserves per (chain, pair); the least recently updated is evicted).
+    pool_max_pairs: int = 100_000
     max_subscribers: int = 64
     #: Live events buffered per subscriber before it is cut off as too slow.
     subscriber_queue_events: int = 20000
@@ -240,6 +242,7 @@ def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None
         recent_tx_per_chain=_pick_int(None, "recent_tx_per_chain", d.recent_tx_per_chain, source, 1),
         recent_features=_pick_int(None, "recent_features", d.recent_features, source, 1),
         opportunity_window=_pick_int(None, "opportunity_window", d.opportunity_window, source, 1),
+        pool_max_pairs=_pick_int(None, "pool_max_pairs", d.pool_max_pairs, source, 1),
         max_subscribers=_pick_int(None, "max_subscribers", d.max_subscribers, source, 0),
         subscriber_queue_events=_pick_int(None, "subscriber_queue_events", d.subscriber_queue_events, source, 1),
         analysis_workers=_pick_int(args.analysis_workers, "analysis_workers", d.analysis_workers, source, 0),

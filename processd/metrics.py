@@ -29,7 +29,8 @@ _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 
 # Label values known at start, so that their series exist at zero before anything happens (rate() and alerts
 # then see a 0, not an absent series). The names are those the counting code uses (see each comment).
-_EVENT_KINDS = ("tx_seen", "tx_decoded", "opp_detected", "tx_source_seen", "block")  # pipeline._KIND_NAMES
+_EVENT_KINDS = ("tx_seen", "tx_decoded", "opp_detected", "tx_source_seen", "block",
+                "pool_state")  # pipeline._KIND_NAMES
 _BLOCK_OUTCOMES = ("stored", "duplicate", "invalid")  # pipeline: check_blocks, committed
 _OUTCOMES = ("accepted", "duplicate_or_rejected")  # pipeline.IngestPipeline.committed
 _REJECT_REASONS = (*REASON_NAMES.values(), "malformed_batch")  # validation + ingest_service
@@ -71,6 +72,7 @@ class ProcessdMetrics:
                                        "reserve source does not know the pair)", ["outcome"], registry=r)
         self.valuation_pair_cache = Gauge(f"{PREFIX}valuation_pair_cache_entries", "Entries of the pipeline's "
                                           "pair-address cache (CREATE2, bounded: emptied at 65536)", registry=r)
+        self._pool_metrics(r)
         self.analysis_errors = Counter(f"{PREFIX}analysis_errors", "Transactions whose analysis raised (stored "
                                        "undecoded)", registry=r)
         self.pruned = Counter(f"{PREFIX}pruned_events", "Events removed by retention", registry=r)
@@ -126,6 +128,19 @@ class ProcessdMetrics:
         _zero(self.ingest_stats_rejected, _STATS_REJECT_REASONS)
         _zero(self.storage_full_groups, _STORAGE_FULL_CAUSES)
         _zero(self.bad_requests, _QUERY_RPCS)
+
+    def _pool_metrics(self, r: CollectorRegistry) -> None:
+        """The pool state path's metrics (issue 17): pool states by outcome, the pool read model's bound."""
+        self.pool_states = Counter(f"{PREFIX}pool_states", "Pool states (TxBatch.pools) by outcome: stored (a "
+                                   "POOL_STATE event), duplicate (already stored: a resend or another ingestd's copy), "
+                                   "invalid (malformed, chain not served)",
+                                   ["outcome"], registry=r)
+        self.pool_view_evicted = FunctionCounter(f"{PREFIX}pool_view_evicted", "Pairs the pool read model evicted "
+                                                 "(least recently updated) to stay within its bound", registry=r)
+        self.pool_view_stale = FunctionCounter(f"{PREFIX}pool_view_stale", "Stored pool states the pool read model "
+                                               "did not take (a block not newer than the one it holds for the pair)",
+                                               registry=r)
+        _zero(self.pool_states, _BLOCK_OUTCOMES)  # pipeline: check_pools, committed (same outcomes as blocks)
 
     def serve(self, host: str, port: int) -> None:
         """Starts the /metrics HTTP endpoint (a daemon thread of prometheus-client)."""

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from google.protobuf.message import DecodeError
 
 from common.chains import MAX_CHAIN_ID
-from common.pb.v1 import block_pb2, events_pb2, ingest_pb2, tx_pb2
+from common.pb.v1 import block_pb2, events_pb2, ingest_pb2, pool_pb2, tx_pb2
 from processd.analysis.pool import AnalysisPool
 from processd.analysis.validation import MAX_SOURCE_ID_CHARS, OK, REASON_NAMES
 from processd.analysis.valuation.pairs import Venues, pair_cache_entries
@@ -52,6 +52,7 @@ from processd.storage.logwrite import Sighting
 from processd.storage.records import CommitResult
 from processd.storage.writer import CommitJob, CommitListener, CommitWriter
 from processd.views.ingest_stats import RateLimitedLog
+from processd.views.pools import well_formed
 from processd.views.readmodels import ReadModels
 from processd.views.subscriptions import SubscriptionHub
 from processd.wire.columns import BatchColumns, keep_only
@@ -66,7 +67,7 @@ MAX_SESSIONS_PER_STREAM = 64
 _KIND_NAMES: dict[int, str] = {events_pb2.EVENT_KIND_TX_SEEN: "tx_seen", events_pb2.EVENT_KIND_TX_DECODED: "tx_decoded",
                                events_pb2.EVENT_KIND_OPP_DETECTED: "opp_detected",
                                events_pb2.EVENT_KIND_TX_SOURCE_SEEN: "tx_source_seen",
-                               events_pb2.EVENT_KIND_BLOCK: "block"}
+                               events_pb2.EVENT_KIND_BLOCK: "block", events_pb2.EVENT_KIND_POOL_STATE: "pool_state"}
 #: Transactions one block may list (ingestd sends at most its max_block_txs, 10,000 by default): the writer does a
 #: point read per transaction (seen_pending), so this bounds one block's cost in the commit.
 MAX_BLOCK_TXS = 20_000
@@ -103,6 +104,8 @@ class PendingBatch:
     sightings_invalid: int = 0
     #: Blocks of the batch refused on receipt (malformed, chain not served), never stored.
     blocks_invalid: int = 0
+    #: Pool states of the batch refused on receipt (malformed, chain not served), never stored.
+    pools_invalid: int = 0
 
     async def acked(self) -> ingest_pb2.IngestAck:
         """The batch's ack once its commit is durable; raises WriterStoppedError when it was not stored."""
@@ -115,11 +118,12 @@ class PendingBatch:
         job = self.job
         if job is None:
             return ingest_pb2.IngestAck(batch_seq=self.batch_seq, sightings_ignored=self.sightings_invalid,
-                                        blocks_ignored=self.blocks_invalid)
+                                        blocks_ignored=self.blocks_invalid, pools_ignored=self.pools_invalid)
         rejected = self.rejected
-        if job.storage_full and (job.envelopes or job.blocks):
-            # (its blocks count too: a batch of blocks only must also be resent, not taken as acked)
-            rejected = {**rejected, STORAGE_FULL: rejected.get(STORAGE_FULL, 0) + job.envelopes + len(job.blocks)}
+        if job.storage_full and (job.envelopes or job.blocks or job.pools):
+            # (its blocks and pool states count too: a batch of them only must also be resent, not taken as acked)
+            rejected = {**rejected, STORAGE_FULL: rejected.get(STORAGE_FULL, 0) + job.envelopes + len(job.blocks)
+                        + len(job.pools)}
         return ingest_pb2.IngestAck(
             batch_seq=self.batch_seq,
             first_seq_id=job.first_seq,
@@ -132,6 +136,8 @@ class PendingBatch:
             sightings_ignored=self.sightings_invalid + job.sightings_ignored,
             blocks_stored=job.blocks_stored,
             blocks_ignored=self.blocks_invalid + job.blocks_duplicate,
+            pools_stored=job.pools_stored,
+            pools_ignored=self.pools_invalid + job.pools_duplicate,
         )
 
 
@@ -189,19 +195,20 @@ class IngestPipeline:
                                      f"chars, {len(stream.sessions)} sessions on the stream")
         sightings, bad_sightings = self.check_sightings(batch) if batch.sightings else ([], 0)
         blocks, bad_blocks = self.check_blocks(batch) if batch.blocks else ([], 0)
+        pools, bad_pools = self.check_pools(batch) if batch.pools else ([], 0)
         pending = PendingBatch(batch_seq=batch.batch_seq, envelopes=batch.envelopes, received_ns=0,
-                               sightings_invalid=bad_sightings, blocks_invalid=bad_blocks)
-        if batch.envelopes or sightings or blocks:
+                               sightings_invalid=bad_sightings, blocks_invalid=bad_blocks, pools_invalid=bad_pools)
+        if batch.envelopes or sightings or blocks or pools:
             pending.received_ns = time.time_ns()
             loop = asyncio.get_running_loop()
             if batch.envelopes:
                 prepared = self._prepare(pending, raw, self._reserves(batch))
-            else:  # a batch of sightings or blocks only: nothing to prepare
+            else:  # a batch of sightings, blocks or pool states only: nothing to prepare
                 prepared = loop.create_future()
                 prepared.set_result(BatchColumns(b"", 0, [], [], [], [], [], [], [], [], {}, {}, {}))
             pending.job = CommitJob(batch_seq=batch.batch_seq, envelopes=len(batch.envelopes),
                                     received_ns=pending.received_ns, prepared=prepared, done=loop.create_future(),
-                                    sightings=sightings, blocks=blocks)
+                                    sightings=sightings, blocks=blocks, pools=pools)
             await self.writer.submit(pending.job)
         return pending
 
@@ -258,6 +265,15 @@ class IngestPipeline:
             else:
                 self._metrics.blocks.labels(str(block.chain_id), "invalid").inc()
         return good, len(batch.blocks) - len(good)
+
+    def check_pools(self, batch: ingest_pb2.TxBatch) -> tuple[list[pool_pb2.PoolState], int]:
+        """The batch's well-formed pool states of chains this processd may store, and the number of the others
+        (``mempulse_processd_pool_states_total{outcome="invalid"}``, acked as ignored, never stored)."""
+        good = [state for state in batch.pools if well_formed(state) and self._admit_block_chain(state.chain_id)]
+        bad = len(batch.pools) - len(good)
+        if bad:
+            self._metrics.pool_states.labels("invalid").inc(bad)
+        return good, bad
 
     @staticmethod
     def _block_ok(block: block_pb2.BlockEnvelope) -> bool:
@@ -384,6 +400,10 @@ class IngestPipeline:
                 m.blocks.labels(str(chain_id), "stored").inc()
         for chain_id, n in result.block_duplicates.items():
             m.blocks.labels(str(chain_id), "duplicate").inc(n)
+        if result.pool_states or result.pool_duplicates:
+            m.events.labels(_KIND_NAMES[events_pb2.EVENT_KIND_POOL_STATE]).inc(len(result.pool_states))
+            m.pool_states.labels("stored").inc(len(result.pool_states))
+            m.pool_states.labels("duplicate").inc(result.pool_duplicates)
         if result.sightings.get("stored"):
             m.events.labels(_KIND_NAMES[events_pb2.EVENT_KIND_TX_SOURCE_SEEN]).inc(result.sightings["stored"])
         if result.analysis_errors:

@@ -18,6 +18,10 @@ MEMPULSE_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export MEMPULSE_ROOT
 ANVIL_NPM_VERSION="1.7.1"
 BUF_NPM_VERSION="1.75.0"
+# Uniswap V2's build artifacts (bytecode + ABI): common/testing/uniswap.py deploys them on the local anvils (demo,
+# tests, benchmarks). Exact versions; common/testing/uniswap.py names the same ones (tests/testing/test_uniswap.py).
+UNISWAP_V2_CORE_NPM_VERSION="1.0.1"
+UNISWAP_V2_PERIPHERY_NPM_VERSION="1.1.0-beta.0"
 
 die() { echo "error: $*" >&2; exit 1; }
 
@@ -76,23 +80,30 @@ setup_venv() {
   export PATH="$venv/bin:$PATH"
 }
 
+_npm_has() {  # package name, exact version: installed in .tools/ at that version
+  grep -q "\"version\": \"$2\"" "$MEMPULSE_ROOT/.tools/node_modules/$1/package.json" 2>/dev/null
+}
+
 setup_tools() {
   local level="${1:-dev}" tools="$MEMPULSE_ROOT/.tools" packages
   case "$level" in runtime|dev|bench) ;; *) die "setup_tools: unknown level '$level' (runtime, dev or bench)";; esac
   if [ -x "$tools/node_modules/.bin/anvil" ] \
      && { [ "$level" = runtime ] || [ -x "$tools/node_modules/.bin/buf" ]; } \
+     && _npm_has "@uniswap/v2-core" "$UNISWAP_V2_CORE_NPM_VERSION" \
+     && _npm_has "@uniswap/v2-periphery" "$UNISWAP_V2_PERIPHERY_NPM_VERSION" \
      && "$tools/node_modules/.bin/anvil" --version 2>/dev/null | grep -q "$ANVIL_NPM_VERSION"; then
     export PATH="$tools/node_modules/.bin:$PATH"
     return 0
   fi
   command -v npm >/dev/null 2>&1 || die "npm not found: install Node.js >= 18 with npm (e.g. apt-get install nodejs npm) and retry"
-  packages="@foundry-rs/anvil@$ANVIL_NPM_VERSION"
+  packages="@foundry-rs/anvil@$ANVIL_NPM_VERSION @uniswap/v2-core@$UNISWAP_V2_CORE_NPM_VERSION"
+  packages="$packages @uniswap/v2-periphery@$UNISWAP_V2_PERIPHERY_NPM_VERSION"
   [ "$level" = runtime ] || packages="$packages @bufbuild/buf@$BUF_NPM_VERSION"
   echo "setup: npm install $packages into .tools/" >&2
   mkdir -p "$tools"
   [ -f "$tools/package.json" ] || echo '{"name": "mempulse-tools", "private": true}' > "$tools/package.json"
   # shellcheck disable=SC2086  # $packages is a list of words
-  (cd "$tools" && npm install --no-audit --no-fund --loglevel=error $packages >&2) \
+  (cd "$tools" && npm install --save-exact --no-audit --no-fund --loglevel=error $packages >&2) \
     || die "npm install of $packages failed (see above); check that the npm registry is reachable"
   "$tools/node_modules/.bin/anvil" --version >/dev/null 2>&1 || die "anvil did not install correctly in .tools/"
   export PATH="$tools/node_modules/.bin:$PATH"

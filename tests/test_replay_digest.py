@@ -10,7 +10,8 @@ import pytest
 
 from common.pb.v1 import events_pb2
 from common.testing.replay_digest import ROOT, digest_tree, first_differences, zero_varint_fields
-from common.testing.replay_input import CHAINS, SECOND_SOURCE, read_recording
+from common.testing.replay_input import CHAINS, SECOND_SOURCE, pool_state_batches, read_recording
+from processd.views.pools import well_formed
 
 pytestmark = pytest.mark.integration
 
@@ -49,3 +50,21 @@ def test_same_code_same_digest_and_a_changed_input_changes_it(tmp_path: Path) ->
     changed = digest_tree(ROOT, mutated, tmp_path / "mutated")
     assert changed.hexdigest() != first.hexdigest()
     assert "lmdb:events" in first_differences(first, changed)
+
+
+def test_the_digest_covers_pool_states(tmp_path: Path) -> None:
+    """Pool states (issue 17) appended to the recording: stored as POOL_STATE events, the same digest twice, and a
+    changed reserve shows in the events, the pools index stays (same keys) and ScanEvents."""
+    batches = read_recording()
+    batches += pool_state_batches(len(batches) + 1)
+    first = digest_tree(ROOT, batches, tmp_path / "first")
+    second = digest_tree(ROOT, batches, tmp_path / "second")
+    assert first.hexdigest() == second.hexdigest(), first_differences(first, second)
+    keys = {(p.chain_id, p.pair, p.block_number, p.block_hash) for b in batches for p in b.pools if well_formed(p)}
+    assert len(first.parts["lmdb:pools"]) == len(keys) > 6 * 6  # each (chain, pair, block, hash) once
+
+    mutated = copy.deepcopy(batches)
+    mutated[-1].pools[0].reserve0 = b"\x01"
+    changed = digest_tree(ROOT, mutated, tmp_path / "mutated")
+    differing = first_differences(first, changed)
+    assert "lmdb:events" in differing and "query:ScanEvents" in differing and "lmdb:pools" not in differing

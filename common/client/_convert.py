@@ -22,6 +22,7 @@ from common.client.records import (
     Features,
     FeatureSummary,
     Opportunity,
+    PoolState,
     ReplayPoint,
     Sighting,
     Snapshot,
@@ -31,7 +32,7 @@ from common.client.records import (
     TransactionDetail,
     TransactionPage,
 )
-from common.pb.v1 import events_pb2, ingest_pb2, query_pb2, tx_pb2
+from common.pb.v1 import events_pb2, ingest_pb2, pool_pb2, query_pb2, tx_pb2
 
 #: protobuf EventKind value -> the client's EventKind, and back.
 KIND_FROM_PB: dict[events_pb2.EventKind, EventKind] = {
@@ -39,6 +40,7 @@ KIND_FROM_PB: dict[events_pb2.EventKind, EventKind] = {
     events_pb2.EVENT_KIND_TX_DECODED: EventKind.TX_DECODED,
     events_pb2.EVENT_KIND_OPP_DETECTED: EventKind.OPP_DETECTED,
     events_pb2.EVENT_KIND_TX_SOURCE_SEEN: EventKind.TX_SOURCE_SEEN,
+    events_pb2.EVENT_KIND_POOL_STATE: EventKind.POOL_STATE,
 }
 KIND_TO_PB: dict[EventKind, events_pb2.EventKind] = {kind: value for value, kind in KIND_FROM_PB.items()}
 
@@ -197,6 +199,17 @@ def event(msg: events_pb2.Event) -> Event | None:
         )
         if body == "tx_source_seen"
         else None,
+        pool_state=pool_state(msg.pool_state.state) if body == "pool_state" else None,
+    )
+
+
+def pool_state(msg: pool_pb2.PoolState) -> PoolState:
+    """A :class:`PoolState` from a ``PoolState`` message."""
+    return PoolState(
+        chain_id=msg.chain_id, pair=_hex(msg.pair), factory=_hex(msg.factory), token0=_hex(msg.token0),
+        token1=_hex(msg.token1), reserve0=_int(msg.reserve0), reserve1=_int(msg.reserve1),
+        block_number=msg.block_number, block_hash=_hex(msg.block_hash),
+        source=_enum_name(pool_pb2.PoolStateSource, msg.source, "POOL_STATE_SOURCE_"),
     )
 
 

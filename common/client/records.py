@@ -21,6 +21,7 @@ class EventKind(StrEnum):
     TX_DECODED = "tx_decoded"
     OPP_DETECTED = "opp_detected"
     TX_SOURCE_SEEN = "tx_source_seen"
+    POOL_STATE = "pool_state"
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,9 +191,27 @@ class Sighting:
 
 
 @dataclass(frozen=True, slots=True)
+class PoolState:
+    """A Uniswap V2-style pair's reserves after a block (body of a ``pool_state`` event; issue 17). ``source`` is
+    ``"get_reserves"`` or ``"sync_log"``: how ingestd read them."""
+
+    chain_id: int
+    pair: str
+    factory: str
+    token0: str
+    token1: str
+    reserve0: int
+    reserve1: int
+    block_number: int
+    block_hash: str
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
 class Event:
-    """One event of processd's log. Exactly one of ``tx``, ``features``, ``opportunity`` and ``sighting`` is set,
-    according to ``kind``. ``source_id`` is the transaction's first source (for ``tx_source_seen``: the later one).
+    """One event of processd's log. Exactly one of ``tx``, ``features``, ``opportunity``, ``sighting`` and
+    ``pool_state`` is set, according to ``kind``. ``source_id`` is the transaction's first source (for
+    ``tx_source_seen``: the later one; empty for ``pool_state``, whose ``tx_hash`` is ``"0x"``).
     """
 
     seq_id: int
@@ -206,6 +225,7 @@ class Event:
     features: Features | None = None
     opportunity: Opportunity | None = None
     sighting: Sighting | None = None
+    pool_state: PoolState | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -177,6 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="gatewayd's rate limit in requests/s per client address (env "
                              "MEMPULSE_DEMO_RATE_LIMIT_RPS, default 0 = off: the demo has one local user, and a "
                              "load test's users would all share one address's bucket)")
+    parser.add_argument("--swap-share", type=float, default=None,
+                        help="share (0..1) of each chain's traffic that is real Uniswap V2 router swaps on a local "
+                             "world deployed at start; they execute as the chain mines, see --block-times-s "
+                             "(env MEMPULSE_DEMO_SWAP_SHARE, default 0.1; 0 = no world)")
     parser.add_argument("--export", choices=EXPORT_TARGETS, default=None,
                         help="opt-in: also run a local ClickHouse and mempulse-export into it; the status line "
                              "shows the export's lag (needs clickhouse-server; docs/export.md)")
@@ -203,6 +207,9 @@ class DemoConfig:
     block_times_s: tuple[tuple[int, float], ...] = ()
     #: Share of the generator's senders whose transactions are replaced (speed-ups and cancels).
     replace_share: float = 0.05
+    #: Share of the traffic that is router swaps on the local Uniswap V2 world (0 = no world deployed); they execute
+    #: when the chain mines (block_times_s).
+    swap_share: float = 0.1
 
     def block_time_s(self, chain_id: int) -> float:
         """Seconds between mined blocks of ``chain_id`` (0 = no mining)."""
@@ -240,10 +247,18 @@ class DemoConfig:
         share = args.replace_share if args.replace_share is not None else env_float("demo_replace_share", 0.05)
         if not 0 <= share <= 1:
             raise ConfigError(f"--replace-share must be within 0..1, got {share}")
+        swap_share = _arg_or_env(args, "swap_share", 0.1)
+        if not 0 <= swap_share <= 1:
+            raise ConfigError(f"--swap-share must be within 0..1, got {swap_share}")
         times = args.block_times_s if args.block_times_s is not None else env_str("demo_block_times_s",
                                                                                   DEFAULT_BLOCK_TIMES_S)
         return cls(chain_ids, rate, gw, pd, data_dir, wipe, args.duration_s, args.interval_s, limit,
-                   getattr(args, "export", None) or "", parse_block_times(times), share)
+                   getattr(args, "export", None) or "", parse_block_times(times), share, swap_share)
+
+
+def _arg_or_env(args: argparse.Namespace, name: str, default: float) -> float:
+    value = getattr(args, name, None)
+    return float(value) if value is not None else env_float(f"demo_{name}", default)
 
 
 def parse_block_times(text: str) -> tuple[tuple[int, float], ...]:
@@ -319,8 +334,8 @@ def print_banner(stack: Stack, cfg: DemoConfig) -> None:
     limit = f"{cfg.rate_limit_rps:g} req/s per address" if cfg.rate_limit_rps else "off (--rate-limit-rps N)"
     print(f"""
 mempulse demo running: anvil {chains}
-  replaying real mainnet calls at {cfg.rate_tx_s:g} tx/s per chain; processd {stack.processd_addr} (data \
-{stack.data_dir}); one ingestd; gatewayd {stack.gateway_url}
+  replaying real mainnet calls at {cfg.rate_tx_s:g} tx/s per chain{_swap_text(stack, cfg)}; processd \
+{stack.processd_addr} (data {stack.data_dir}); one ingestd; gatewayd {stack.gateway_url}
 
 Try:
   curl '{gw}/transactions?chain_id={last}'
@@ -337,6 +352,17 @@ Ctrl-C stops everything.
 """, flush=True)
 
 
+def _swap_text(stack: Stack, cfg: DemoConfig) -> str:
+    if not stack.worlds:
+        return ""
+    world = next(iter(stack.worlds.values()))
+    times = {cid: cfg.block_time_s(cid) for cid in cfg.chain_ids}
+    mined = "blocks every " + ", ".join(f"{t:g} s on {cid}" if t else f"no mining on {cid}" for cid, t in times.items())
+    routers = ", ".join(f"{d.name} router {d.router}" for d in world.dexes.values())
+    return (f", {cfg.swap_share:.0%} of it Uniswap V2 swaps ({len(world.pools)} pools; {routers}; same addresses "
+            f"on every chain; {mined})")
+
+
 def run(cfg: DemoConfig, stop: threading.Event, running: threading.Event | None = None) -> dict[str, Any]:
     """Runs the stack until ``stop`` is set or the duration passes; returns the final summary. ``running`` is
     set once every part has started."""
@@ -346,7 +372,9 @@ def run(cfg: DemoConfig, stop: threading.Event, running: threading.Event | None 
         chains=tuple(ChainSpec(cid, rate_tx_s=cfg.rate_tx_s, block_time_s=cfg.block_time_s(cid),
                                replace_share=cfg.replace_share) for cid in cfg.chain_ids),
         data_dir=cfg.data_dir / "lmdb", log_dir=cfg.data_dir / "logs",
-        gateway_port=cfg.gateway_port, processd_port=cfg.processd_port, gatewayd_args=gatewayd_args(cfg))
+        gateway_port=cfg.gateway_port, processd_port=cfg.processd_port, gatewayd_args=gatewayd_args(cfg),
+        uniswap=cfg.swap_share > 0, swap_share=cfg.swap_share,
+        pool_state=cfg.swap_share > 0)
     print(f"starting: {len(cfg.chain_ids)} anvil chains, processd, gatewayd, ingestd (logs in "
           f"{stack_cfg.log_dir}) ...", flush=True)
     tty = sys.stdout.isatty()
@@ -400,7 +428,9 @@ def run(cfg: DemoConfig, stop: threading.Event, running: threading.Event | None 
         "exit_statuses": stack.exit_statuses,
         "chains": {str(cid): {"stored": statuses[cid].stored if cid in statuses else 0,
                               "dropped": statuses[cid].dropped if cid in statuses else 0,
-                              "generated": traffic[cid].accepted if cid in traffic else 0}
+                              "generated": traffic[cid].accepted if cid in traffic else 0,
+                              "swaps": traffic[cid].swaps if cid in traffic else 0,
+                              "blocks_mined": traffic[cid].blocks_mined if cid in traffic else 0}
                    for cid in cfg.chain_ids},
         "total_stored": sum(st.stored for st in statuses.values()),
     }

@@ -22,7 +22,9 @@ import orjson
 
 from common.envconfig import ConfigError, env_float, env_int
 from common.logsetup import configure_logging
+from common.testing.swaps import SwapMaker
 from common.testing.traffic import TrafficGenerator
+from common.testing.uniswap import UniswapWorldError, deploy_world
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,6 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--records-out", default=None, metavar="FILE",
                         help="write every transaction sent (hash, chain_id, sender, nonce, fee, kind) to FILE as "
                              "JSON lines at the end, for common.testing.lifecycle_truth")
+    parser.add_argument("--swap-share", type=float, default=None,
+                        help="share (0..1) of the sends that are real Uniswap V2 router swaps; > 0 first deploys a "
+                             "local world on the node (common/testing/uniswap.py; env MEMPULSE_GENERATE_SWAP_SHARE, "
+                             "default 0)")
+    parser.add_argument("--mine-interval-s", type=float, default=None,
+                        help="mine a block (evm_mine) this often, so swaps execute and move the pools (env "
+                             "MEMPULSE_GENERATE_MINE_INTERVAL_S, default 0 = never)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines, only the final JSON line")
     return parser
 
@@ -69,6 +78,19 @@ def _check_node(url: str) -> int:
     except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"node at {url} does not answer eth_chainId ({exc.__class__.__name__}: {exc}); "
                           "start one (e.g. .tools/node_modules/.bin/anvil --no-mining --auto-impersonate)") from None
+
+
+def _world_swaps(url: str, chain_id: int, quiet: bool) -> SwapMaker:
+    """Deploys the Uniswap V2 world on the node and returns a swap maker on it."""
+    try:
+        world = deploy_world(url, chain_id)
+    except (UniswapWorldError, httpx.HTTPError) as exc:
+        raise ConfigError(f"could not deploy the Uniswap V2 world: {exc}") from None
+    if not quiet:
+        dexes = ", ".join(f"{d.name}: factory {d.factory} router {d.router}" for d in world.dexes.values())
+        print(f"uniswap world deployed in {world.deploy_s:.1f}s: WETH {world.weth}; {dexes}; {len(world.pools)} "
+              f"pools, {len(world.traders)} traders", file=sys.stderr, flush=True)
+    return SwapMaker(world, seed=chain_id)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,7 +110,14 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"--rate-tx-s must be > 0, got {rate}")
         if args.duration_s is not None and args.duration_s <= 0:
             raise ConfigError(f"--duration-s must be > 0, got {args.duration_s}")
+        swap_share = args.swap_share if args.swap_share is not None else env_float("generate_swap_share", 0.0)
+        mine = args.mine_interval_s if args.mine_interval_s is not None else env_float("generate_mine_interval_s",
+                                                                                       0.0)
+        if not 0 <= swap_share <= 1 or mine < 0 or (swap_share > 0 and args.signed):
+            raise ConfigError("--swap-share must be in [0, 1] (and not with --signed: swaps come from the world's "
+                              "traders) and --mine-interval-s >= 0")
         chain_id = _check_node(args.rpc)
+        swaps = _world_swaps(args.rpc, chain_id, args.quiet) if swap_share > 0 else None
     except ConfigError as exc:
         print(f"generate: error: {exc}", file=sys.stderr)
         return 2
@@ -98,14 +127,15 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda *_: done.set())
     gen = TrafficGenerator(args.rpc, rate, chain_id=chain_id, batch_size=batch, start_offset=args.offset,
                            duration_s=args.duration_s, gas_salt=args.salt, max_pending=max_pending,
-                           signed=args.signed, replace_share=share).start()
+                           signed=args.signed, replace_share=share, swaps=swaps, swap_share=swap_share,
+                           mine_interval_s=mine).start()
     last_accepted = 0
     while gen.running and not done.wait(1.0):
         stats = gen.stats()
         if not args.quiet:
             print(f"chain {chain_id}: {stats.accepted - last_accepted} tx/s accepted, total sent {stats.sent} "
                   f"accepted {stats.accepted} rejected {stats.rejected} behind {stats.behind} "
-                  f"pool resets {stats.pool_resets}",
+                  f"pool resets {stats.pool_resets} swaps {stats.swaps} blocks mined {stats.blocks_mined}",
                   file=sys.stderr, flush=True)
         last_accepted = stats.accepted
     gen.stop()

@@ -5,7 +5,10 @@ with ``git worktree add`` into a temporary directory, starts that revision's pro
 with the current venv, ``PYTHONPATH`` and cwd set to the checkout) on a fresh data dir, pushes the recorded
 batches (:mod:`common.testing.replay_input`) over the real ``Ingest.Stream`` one at a time (each waits for its
 ack, so commit groups and seqs do not depend on timing), reads back through the Query API, stops processd with
-SIGTERM and opens the LMDB environment read-only. The digest covers, in named parts:
+SIGTERM and opens the LMDB environment read-only. ``--pool-states`` appends the pool state batches of
+:func:`common.testing.replay_input.pool_state_batches` (issue 17, not in the recording) to the input of both
+revisions: their POOL_STATE events show in ``lmdb:events``, ``lmdb:pools``, ``lmdb:chain_seq`` and
+``query:ScanEvents``. The digest covers, in named parts:
 
 - ``acks``: every IngestAck;
 - ``lmdb:<db>``: every key and value of every named database of the environment (the names are read from its
@@ -52,7 +55,14 @@ from common.pb.v1 import ingest_pb2, query_pb2, query_pb2_grpc
 from common.testing.ingest_push import channel, push_batches
 from common.testing.netutil import free_port
 from common.testing.process import ManagedProcess, child_env, python_module_argv
-from common.testing.replay_input import CHAINS, RECORDING, build_batches, read_recording, write_recording
+from common.testing.replay_input import (
+    CHAINS,
+    RECORDING,
+    build_batches,
+    pool_state_batches,
+    read_recording,
+    write_recording,
+)
 
 log = logging.getLogger(__name__)
 
@@ -315,10 +325,14 @@ def _tree_id(rev: str) -> str:
 
 
 def compare(old_rev: str, new_rev: str, recording: Path, artifacts: Path,
-            digest_of: Callable[[str, Sequence[ingest_pb2.TxBatch], Path], Digest] = digest_revision
-            ) -> dict[str, object]:
-    """Digests both revisions over the recording and writes the JSON artifact; returns the report."""
+            digest_of: Callable[[str, Sequence[ingest_pb2.TxBatch], Path], Digest] = digest_revision,
+            pool_states: bool = False) -> dict[str, object]:
+    """Digests both revisions over the recording (and, with ``pool_states``, the pool state batches of
+    :func:`common.testing.replay_input.pool_state_batches` after it) and writes the JSON artifact; returns the
+    report."""
     batches = read_recording(recording)
+    if pool_states:
+        batches += pool_state_batches(len(batches) + 1)
     ids = (_tree_id(old_rev), _tree_id(new_rev))
     digests = []
     for rev in (old_rev, new_rev):
@@ -341,6 +355,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--artifacts", type=Path, default=ROOT / "artifacts" / "replay_digest")
     p.add_argument("--record", action="store_true",
                    help="write the input recording from common.testing.replay_input.build_batches and exit")
+    p.add_argument("--pool-states", action="store_true",
+                   help="append pool state batches (issue 17; not in the recording) to the input of both revisions")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.record:
@@ -349,7 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if not args.old_rev:
         p.error("OLD_REV is required (or --record)")
-    report = compare(args.old_rev, args.new_rev, args.input, args.artifacts)
+    report = compare(args.old_rev, args.new_rev, args.input, args.artifacts, pool_states=args.pool_states)
     for side in ("old", "new"):
         info = report[side]
         assert isinstance(info, dict)

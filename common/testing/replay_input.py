@@ -8,6 +8,10 @@ counters, and envelopes processd must reject (bad hash, bad address, chain 0). I
 :data:`RECORDING` (``scripts/replay_digest --record`` writes it again) so that a later change of the builders does
 not change what old and new code are compared on.
 
+Pool states (issue 17) are not in the recording (it predates them, and old revisions would only ack them as
+ignored): :func:`pool_state_batches` builds, deterministically, batches of them to append to it (new states, a
+resend, another copy at a stored block, an older block, a reorg, a malformed one) when a run must cover them.
+
 File format: the magic line ``mempulse-replay-v1\\n``, then per batch a u32 big-endian length and the serialized
 TxBatch.
 """
@@ -18,7 +22,7 @@ import struct
 from collections.abc import Sequence
 from pathlib import Path
 
-from common.pb.v1 import ingest_pb2, tx_pb2
+from common.pb.v1 import ingest_pb2, pool_pb2, tx_pb2
 from common.testing.samples import fixture_envelopes
 from common.testing.synth import BASE_TIME_NS, synthetic_envelopes, typed_envelopes
 
@@ -100,6 +104,35 @@ def build_batches() -> list[ingest_pb2.TxBatch]:
         if index % 4 == 0:
             batch.chain_stats.extend(_stats(index))
         batches.append(batch)
+    return batches
+
+
+def _pool_state(chain_id: int, pair: int, block: int, reserve0: int, reserve1: int, tag: int = 0) -> pool_pb2.PoolState:
+    return pool_pb2.PoolState(
+        chain_id=chain_id, pair=bytes([0xA0 + pair]) * 20, factory=b"\x5c" * 20, token0=bytes([pair]) * 20,
+        token1=bytes([pair + 1]) * 20, reserve0=reserve0.to_bytes(14, "big").lstrip(b"\x00"),
+        reserve1=reserve1.to_bytes(14, "big").lstrip(b"\x00"), block_number=block,
+        block_hash=bytes([block % 256, tag, pair, chain_id % 256]) * 8,
+        source=pool_pb2.POOL_STATE_SOURCE_GET_RESERVES if block == 100 else pool_pb2.POOL_STATE_SOURCE_SYNC_LOG)
+
+
+def pool_state_batches(first_batch_seq: int) -> list[ingest_pb2.TxBatch]:
+    """Batches of pool states only, numbered from ``first_batch_seq`` (see the module doc); the same on every call."""
+    batches: list[ingest_pb2.TxBatch] = []
+    for index in range(6):
+        block = 100 + index
+        states = [_pool_state(chain_id, pair, block, 10**21 + 7 * block * pair, 3 * 10**18 + block + pair)
+                  for chain_id in CHAINS[:2] for pair in range(1, 4)]
+        if index:
+            states.append(batches[-1].pools[0])  # a resend
+            states.append(_pool_state(CHAINS[0], 1, block - 1, 1, 1))  # another copy of a stored block's state
+            states.append(_pool_state(CHAINS[1], 2, block - 3, 5, 5))  # an older block
+        if index == 3:
+            states.append(_pool_state(CHAINS[0], 3, block, 42, 43, tag=1))  # a reorg at the same height
+            bad = _pool_state(CHAINS[0], 9, block, 1, 1)
+            bad.token1 = bad.token0  # malformed: token0 < token1 does not hold
+            states.append(bad)
+        batches.append(ingest_pb2.TxBatch(session_id=SESSION_ID, batch_seq=first_batch_seq + index, pools=states))
     return batches
 
 

@@ -43,7 +43,9 @@ from common.errors import MempulseError
 from common.testing.anvil import AnvilNode
 from common.testing.netutil import free_port, port_in_use
 from common.testing.process import ManagedProcess, ProcessError, child_env, python_module_argv
+from common.testing.swaps import SwapMaker
 from common.testing.traffic import AcceptedCallback, TrafficGenerator, TrafficStats
+from common.testing.uniswap import World, deploy_world
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +108,15 @@ class StackConfig:
     #: Bound of each anvil's pending pool: after this many replayed transactions the generator empties it
     #: (anvil slows down as its pool grows; see common.testing.traffic). 0 = never.
     anvil_max_pending: int = 2000
+    #: Deploy the local Uniswap V2 world (common/testing/uniswap.py) on every anvil before ingestd starts (so its
+    #: setup transactions are mined, not seen as pending); ``Stack.worlds`` holds the addresses.
+    uniswap: bool = False
+    #: Share (0..1) of each generator's sends that are router swaps on that world (needs ``uniswap``).
+    swap_share: float = 0.0
+    #: Run ingestd's pool state path (--pool-state on) with every world's routers (needs ``uniswap``).
+    pool_state: bool = False
+    #: Each generator mines a block this often (seconds; 0 = never: the pools then move only when a test mines).
+    mine_interval_s: float = 0.0
     #: Start the traffic generators in start() (False: call start_generators() yourself).
     start_traffic: bool = True
     ready_timeout_s: float = 45.0
@@ -124,6 +135,8 @@ class Stack:
         self.config = config or StackConfig()
         self.anvils: dict[int, AnvilNode] = {}
         self.generators: dict[int, TrafficGenerator] = {}
+        #: chain id -> the deployed Uniswap V2 world (``StackConfig.uniswap``).
+        self.worlds: dict[int, World] = {}
         self.processes: dict[str, ManagedProcess] = {}
         self.metrics_ports: dict[str, int] = {}
         #: name -> exit status of each daemon at the last stop() (0 = clean exit on SIGTERM).
@@ -227,12 +240,16 @@ class Stack:
             rate = spec.rate_tx_s if rate_tx_s is None else rate_tx_s
             if rate <= 0 or (spec.chain_id in self.generators and self.generators[spec.chain_id].running):
                 continue
+            world = self.worlds.get(spec.chain_id)
+            swaps = SwapMaker(world, seed=spec.chain_id) if world is not None else None
             gen = TrafficGenerator(self.anvils[spec.chain_id].http_url, rate, chain_id=spec.chain_id,
                                    batch_size=self.config.replay_batch_size, on_accepted=on_accepted,
                                    start_offset=offset * 997, duration_s=duration_s,
                                    gas_salt=self.traffic_gas_salt, replace_share=spec.replace_share,
                                    # a mining chain empties its own pool; a reset would drop what it was to mine
-                                   max_pending=0 if spec.block_time_s > 0 else self.config.anvil_max_pending)
+                                   max_pending=0 if spec.block_time_s > 0 else self.config.anvil_max_pending,
+                                   swaps=swaps, swap_share=self.config.swap_share if swaps else 0.0,
+                                   mine_interval_s=self.config.mine_interval_s)
             self.generators[spec.chain_id] = gen.start()
 
     def stop_generators(self) -> None:
@@ -308,6 +325,8 @@ class Stack:
             self.anvils[spec.chain_id] = node
             node.start()
             log.info("anvil chain %s ready on %s", spec.chain_id, node.http_url)
+            if self.config.uniswap:
+                self.worlds[spec.chain_id] = deploy_world(node.http_url, spec.chain_id)
 
     def _metrics_args(self, name: str) -> list[str]:
         if not self.config.metrics:
@@ -386,7 +405,7 @@ class Stack:
             for spec in specs:
                 node = self.anvils[spec.chain_id]
                 args += ["--chain", f"{spec.chain_id}={node.ws_url},{node.http_url}"]
-            args += ["--processd", processd_addr]
+            args += ["--processd", processd_addr, *self._pool_state_args(specs)]
             metrics = self._metrics_args(name)
             args += [*metrics, *self.config.ingestd_args]
             port = self.metrics_ports.get(name)
@@ -395,6 +414,19 @@ class Stack:
                                       len(specs)) if port else None
             self._add(name, "ingestd", args, ready=ready).start()
             log.info("%s ready for chains %s", name, ", ".join(str(s.chain_id) for s in specs))
+
+
+    def _pool_state_args(self, specs: Sequence[ChainSpec]) -> list[str]:
+        """ingestd's --pool-state flags for the worlds of ``specs`` (StackConfig.pool_state)."""
+        worlds = [self.worlds[s.chain_id] for s in specs if s.chain_id in self.worlds]
+        if not self.config.pool_state or not worlds:
+            return []
+        args = ["--pool-state", "on"]
+        for world in worlds:
+            init_hash = "0x" + world.pair_init_code_hash.hex()
+            for dex in world.dexes.values():
+                args += ["--v2-router", f"{world.chain_id}:{dex.router}:{dex.factory}:{init_hash}"]
+        return args
 
 
 def _stop_rank(name: str) -> int:

@@ -14,6 +14,11 @@ speed-up (the same call) and a cancel (a 0-value transfer to the sender); and it
 (:class:`~common.testing.lifecycle_truth.SentRecord`: hash, chain, sender, nonce, fee, kind), at most
 ``max_records`` of them (the oldest leave first, counted as ``records_dropped``), for the node's truth
 (:mod:`common.testing.lifecycle_truth`).
+
+With a :class:`common.testing.swaps.SwapMaker` (a deployed Uniswap V2 world, common/testing/uniswap.py), a share
+``swap_share`` of the sends are real router swaps from the world's traders instead of replayed calls, quoted on
+the pools' reserves as last read from the node (at most once a second); ``mine_interval_s`` mines a block
+(``evm_mine``) that often, so that swaps execute and move the pools (anvil runs ``--no-mining``).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import httpx
 from common.testing.fixtures import MainnetCall, load_mainnet_calls
 from common.testing.lifecycle_truth import SentRecord
 from common.testing.replay import Replayer, SentTx
+from common.testing.swaps import SwapMaker
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +49,8 @@ AcceptedCallback = Callable[[list[SentTx], int], None]
 _MAX_LAG_S = 2.0
 # What common.testing.replay sends as gas price when the fixture has none (a pool epoch adds to it).
 _DEFAULT_GAS_PRICE_WEI = 30 * 10**9
+# How old the swap quotes' reserves may get before the generator reads them again (one batched eth_call).
+_RESERVES_MAX_AGE_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +71,10 @@ class TrafficStats:
     cancels: int = 0
     #: Records that left the bounded record list (max_records).
     records_dropped: int = 0
+    #: Router swaps among ``sent`` (0 without a swap maker).
+    swaps: int = 0
+    #: Blocks this generator mined (``mine_interval_s``).
+    blocks_mined: int = 0
 
     @property
     def accepted_rate_tx_s(self) -> float:
@@ -83,17 +95,27 @@ class TrafficGenerator:
     many accepted transactions the generator empties the pool with ``anvil_dropAllTransactions`` (what a
     real mempool does as blocks are mined) and goes on from the senders' nonces again, one wei of gas price
     higher so that no hash repeats. 0 = never.
+
+    ``swaps`` and ``swap_share`` (0..1): that share of the sends are router swaps drawn by the maker (module
+    doc); ``mine_interval_s`` > 0 mines a block that often. Swaps come from the world's traders, so they cannot
+    be combined with ``signed`` (which sends from anvil's dev accounts, which hold no tokens).
     """
 
     def __init__(self, http_url: str, rate_tx_s: float, *, chain_id: int = 0, batch_size: int = 50,
                  calls: Sequence[MainnetCall] | None = None, start_offset: int = 0,
                  on_accepted: AcceptedCallback | None = None, duration_s: float | None = None,
                  gas_salt: int = 0, max_pending: int = 0, signed: bool = False, replace_share: float = 0.0,
-                 max_records: int = 200_000) -> None:
+                 max_records: int = 200_000, swaps: SwapMaker | None = None, swap_share: float = 0.0,
+                 mine_interval_s: float = 0.0) -> None:
         if rate_tx_s <= 0:
             raise ValueError(f"rate_tx_s must be > 0, got {rate_tx_s}")
         if not 0.0 <= replace_share <= 1.0:
             raise ValueError(f"replace_share must be within 0..1, got {replace_share}")
+        if not 0.0 <= swap_share <= 1.0 or (swap_share > 0 and swaps is None) or mine_interval_s < 0:
+            raise ValueError(f"swap_share must be in [0, 1] with a swap maker, mine_interval_s >= 0; got "
+                             f"{swap_share}, {mine_interval_s}")
+        if signed and swap_share > 0:
+            raise ValueError("swaps are sent from the world's traders: not with signed=True")
         self.http_url = http_url
         self.rate_tx_s = rate_tx_s
         self.chain_id = chain_id
@@ -122,6 +144,13 @@ class TrafficGenerator:
         self._send_errors = 0
         self._ready = threading.Event()
         self.error: BaseException | None = None
+        self.swaps = swaps
+        self.swap_share = swap_share if swaps is not None else 0.0
+        self.mine_interval_s = mine_interval_s
+        self._swap_credit = 0.0  # accumulates swap_share per send; a swap goes out each time it reaches 1
+        self._swaps_sent = 0
+        self._blocks_mined = 0
+        self._rpc: httpx.AsyncClient | None = None  # reserves reads and mining
 
     @property
     def running(self) -> bool:
@@ -170,7 +199,7 @@ class TrafficGenerator:
             sent=rs.sent if rs else 0, accepted=rs.accepted if rs else 0, rejected=rs.rejected if rs else 0,
             behind=self._behind, send_errors=self._send_errors, elapsed_s=elapsed, pool_resets=self._epoch,
             speedups=self._replaced["speedup"], cancels=self._replaced["cancel"],
-            records_dropped=self._records_dropped)
+            records_dropped=self._records_dropped, swaps=self._swaps_sent, blocks_mined=self._blocks_mined)
 
     def records(self) -> list[SentRecord]:
         """Every transaction sent and accepted so far (at most ``max_records``, the newest), oldest first."""
@@ -222,12 +251,56 @@ class TrafficGenerator:
             raise ValueError("no calls to replay")
         offset = self._start_offset % len(calls)
         self._replayer = Replayer(self.http_url, batch_size=self.batch_size, signed=self.signed)
+        self._rpc = httpx.AsyncClient(timeout=30.0)
         self._started_mono = time.monotonic()
         self._ready.set()
+        miner = asyncio.create_task(self._mine()) if self.mine_interval_s > 0 else None
         try:
             await self._pace(calls[offset:] + calls[:offset])
         finally:
+            if miner is not None:
+                miner.cancel()
+                await asyncio.gather(miner, return_exceptions=True)
             await self._replayer.aclose()
+            await self._rpc.aclose()
+
+    async def _mine(self) -> None:
+        """Mines a block every ``mine_interval_s`` (anvil runs ``--no-mining``)."""
+        assert self._rpc is not None
+        while True:
+            await asyncio.sleep(self.mine_interval_s)
+            try:
+                resp = await self._rpc.post(self.http_url, json={"jsonrpc": "2.0", "id": 0, "method": "evm_mine",
+                                                                 "params": []})
+                resp.raise_for_status()
+                self._blocks_mined += 1
+            except httpx.HTTPError as exc:
+                self._send_errors += 1
+                log.warning("evm_mine on %s failed: %s", self.http_url, exc)
+
+    async def _batch(self, calls: list[MainnetCall], position: int, n: int) -> list[MainnetCall]:
+        """The next ``n`` sends: replayed calls from ``position``, a ``swap_share`` of them swapped for swaps."""
+        batch = []
+        for i in range(n):
+            self._swap_credit += self.swap_share
+            if self._swap_credit >= 1.0 and self.swaps is not None:
+                if time.monotonic() - self.swaps.refreshed_mono > _RESERVES_MAX_AGE_S:
+                    await self._refresh_reserves()
+                if self.swaps.refreshed_mono:  # reserves known: otherwise a replayed call goes instead
+                    self._swap_credit -= 1.0
+                    self._swaps_sent += 1
+                    batch.append(self._salted(self.swaps.next_swap().call))
+                    continue
+            batch.append(self._salted(calls[(position + i) % len(calls)]))
+        return batch
+
+    async def _refresh_reserves(self) -> None:
+        assert self.swaps is not None and self._rpc is not None
+        try:
+            await self.swaps.refresh(self._rpc)
+        except (httpx.HTTPError, ValueError) as exc:
+            self._send_errors += 1
+            log.warning("reading pool reserves from %s failed: %s", self.http_url, exc)
 
     def _salted(self, call: MainnetCall) -> MainnetCall:
         """The call as this run and pool epoch send it (see the class docstring)."""
@@ -262,7 +335,7 @@ class TrafficGenerator:
                     pass
                 continue
             n = min(due, self.batch_size)
-            batch = [self._salted(calls[(position + i) % len(calls)]) for i in range(n)]
+            batch = await self._batch(calls, position, n)
             position = (position + n) % len(calls)
             scheduled += n
             sent_ns = time.time_ns()

@@ -27,10 +27,11 @@ from ingestd.fetcher import RAW_METHOD, TOO_LARGE, BatchFetcher, FetchOutcome
 from ingestd.heads import HeadSource
 from ingestd.linger import batch_delay_s
 from ingestd.mapping import MappingError, tx_to_envelope
-from ingestd.metrics import BlockStats, ChainStats, Histograms, RawOutcome, SourceStats
+from ingestd.metrics import BlockStats, ChainStats, Histograms, PoolStats, RawOutcome, SourceStats
 from ingestd.notifications import PendingHash, PendingTx
 from ingestd.outbound import Outbound
 from ingestd.pending import PendingStats, PendingTracker
+from ingestd.pools import PoolTracker
 from ingestd.sourcelog import SightingOutcome, SourceLog
 from ingestd.ws_source import WsSource
 
@@ -106,6 +107,7 @@ class ChainWorker:
             self.stats.source_log_capacity = cfg.source_log_size
         self._source_lag = histograms.source_lag
         self.blocks: BlockFollower | None = None
+        self.pools: PoolTracker | None = None
         self.head_sources: list[HeadSource] = []
         if cfg.follow_blocks == "on":
             self._follow_blocks(histograms)
@@ -134,8 +136,16 @@ class ChainWorker:
         """The chain's block follower and one ``newHeads`` source per WebSocket source (ingestd.blocks)."""
         cfg = self.cfg
         stats = self.stats.blocks = BlockStats()
+        if cfg.pool_state == "on":
+            pool_stats = self.stats.pools = PoolStats()
+            self.pools = PoolTracker(self.chain.chain_id, cfg.v2_routers, self.fetcher, pool_stats,
+                                     self.outbound.try_enqueue, max_pairs=cfg.pool_max_pairs,
+                                     queue_size=cfg.pool_queue_size, reads_per_block=cfg.pool_reads_per_block)
+            pool_stats.tracked = lambda: len(self.pools.pairs) if self.pools else 0
+            pool_stats.waiting = lambda: len(self.pools.unread) if self.pools else 0
         self.blocks = BlockFollower(self.chain, cfg, self.fetcher, stats, self._send_block,
-                                    histograms.block_latency.labels(self.chain.name).observe)
+                                    histograms.block_latency.labels(self.chain.name).observe,
+                                    on_block=self.pools.on_block if self.pools is not None else None)
         self.stats.queues["blocks"] = (lambda: len(self.blocks.queue) if self.blocks else 0, cfg.block_queue_size)
 
         def rejected(source_id: str, reason: str) -> None:
@@ -296,6 +306,8 @@ class ChainWorker:
         return "delivered" if self._send(envelope, source_id) else "not_delivered"
 
     def _send(self, envelope: tx_pb2.TxEnvelope, source_id: str) -> bool:
+        if self.pools is not None:
+            self.pools.on_pending(envelope)  # a V2 router swap names pairs to read at the next block
         if self.outbound.try_enqueue(envelope):
             if self.pending is not None:
                 self.pending.add(envelope.hash, source_id, envelope.sender, envelope.nonce)

@@ -110,7 +110,8 @@ class ProcessdServer:
         self.metrics = ProcessdMetrics()
         self.eventlog = EventLog(config.data_dir, config.map_size_mb << 20, sync=config.durability == "sync",
                                  start_empty_over_damaged=config.start_empty_over_damaged_log)
-        self.models = ReadModels(config.recent_tx_per_chain, config.recent_features, config.opportunity_window)
+        self.models = ReadModels(config.recent_tx_per_chain, config.recent_features, config.opportunity_window,
+                                 pool_max_pairs=config.pool_max_pairs)
         self.metrics.registry.register(SourceCollector(lambda: self.models.counters))
         self.hub = SubscriptionHub(config.max_subscribers, config.subscriber_queue_events,
                                    on_cut=lambda reason: self.metrics.subscriber_cuts.labels(reason).inc(),
@@ -238,8 +239,10 @@ class ProcessdServer:
         m.pool_stall_kills.set_function(lambda: self.pool.stall_kills)
         m.worker_cpu.pids = self.pool.worker_pids
         m.ingest_stats_bytes.set_function(lambda: self.models.ingest_stats.total_bytes)
+        m.pool_view_evicted.set_function(lambda: self.models.pools.counters.evicted)
+        m.pool_view_stale.set_function(lambda: self.models.pools.counters.stale)
         for name in ("recent_tx", "recent_features", "window_held_values", "opportunities", "counters",
-                     "ingest_stats", "chains"):
+                     "ingest_stats", "chains", "pools"):
             m.read_model_entries.labels(name).set_function(self._size_getter(name))
 
     def _size_getter(self, name: str) -> Callable[[], float]:

@@ -52,7 +52,7 @@ from processd.storage.logcheck import DATA_FILE, MARKER_FILE, check_db_names, ch
 log = logging.getLogger(__name__)
 
 #: As processd opens the environment (the reader table's size is fixed by whoever creates lock.mdb).
-MAX_DBS = 8
+MAX_DBS = 16
 MAX_READERS = 256
 #: How often the copy is retried when processd grows the map between our open and our read transaction.
 MAP_RESIZED_RETRIES = 5

@@ -139,6 +139,7 @@ class EventLog:
         self.meta_db: Any = None
         self.sources_db: Any = None
         self.blocks_db: Any = None
+        self.pools_db: Any = None
         self.stale_readers_cleared = 0
         self._lock_fd: int | None = None
 
@@ -171,7 +172,7 @@ class EventLog:
 
         try:
             env = lmdb.open(
-                str(self.path), map_size=self.map_size_bytes, max_dbs=8, max_readers=256,
+                str(self.path), map_size=self.map_size_bytes, max_dbs=16, max_readers=256,
                 sync=self.sync, metasync=self.sync, readahead=False, writemap=False, lock=True,
             )
         except DAMAGE_ERRORS as exc:
@@ -205,6 +206,7 @@ class EventLog:
         self.meta_db = env.open_db(b"meta")
         self.sources_db = env.open_db(b"tx_sources")
         self.blocks_db = env.open_db(b"blocks")
+        self.pools_db = env.open_db(b"pools")
         with env.begin(write=True) as txn:
             raw = txn.get(META_SCHEMA, db=self.meta_db)
             if raw is None:

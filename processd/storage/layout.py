@@ -2,7 +2,7 @@
 it, ``logwrite.py`` writes it). No LMDB import here: the analysis workers take the ``tx_hash`` key format from
 this module without loading LMDB.
 
-Layout (one LMDB environment, five named databases; all integers big-endian so byte order = numeric order):
+Layout (one LMDB environment, eight named databases; all integers big-endian so byte order = numeric order):
 
 ==============  ===============================  =============================================
 database        key                              value
@@ -19,6 +19,9 @@ database        key                              value
                 (utf-8) of every later source    announcement (its TX_SOURCE_SEEN event)
 ``blocks``      chain_id (u64) + number (u64) +  seq (u64) of the block's BLOCK event
                 block hash (32 B)
+``pools``       chain_id (u64) + pair (20 B) +   seq (u64) of the pool state's POOL_STATE event
+                block number (u64) + block
+                hash (32 B)
 ==============  ===============================  =============================================
 
 The events of one transaction are contiguous: TX_SEEN at seq s, TX_DECODED at s+1, then one OPP_DETECTED per
@@ -50,8 +53,16 @@ BLOCK value records how many of the block's transactions the ``tx_hash`` index h
 (``BlockSeen.seen_pending``, by the same 16-byte prefix). ``agg`` counts a chain's stored blocks
 (``AGG_BLOCKS``). Retention prunes a BLOCK event like a transaction (by count or age), with its index entries.
 
-Schema 2 is this layout (``tx_sources`` and ``blocks`` came later: a log without them gets them at open, so an
-old log opens and takes the new kind); schema 1 (seq inside values, one ``chain_seq`` entry per event) is refused
+A pool state (``TxBatch.pools``, issue 17: a pair's reserves as of a block) is one POOL_STATE event with its own
+``chain_seq`` entry, stored once per (chain, pair, block number, block hash): ``pools`` is its dedup index. The
+reserves are not part of the key: the reserves after a block are a function of the block, so two copies of one
+(pair, block hash) are the same state (a resend, or another ingestd's read), and a copy with other reserves (a
+node answering wrongly) is ignored like a repeat: the first one stored stays. Its key sorts a pair's states by
+height (its states at one height, a reorg, side by side). The pool read model (``processd.views.pools``) is
+rebuilt from these events in seq order. Retention prunes a POOL_STATE event like a block, with its ``pools`` key.
+
+Schema 2 is this layout (``tx_sources``, ``blocks`` and ``pools`` came later: a log without them gets them at open,
+so an old log opens and takes the new kinds); schema 1 (seq inside values, one ``chain_seq`` entry per event) is refused
 at open.
 """
 
@@ -68,9 +79,9 @@ CHAIN_SEQ = struct.Struct(">QQ")
 META_SCHEMA = b"schema_version"
 META_LAST_SEQ = b"last_seq"
 #: The named databases of the log: the main database of its LMDB environment holds exactly these keys.
-DB_NAMES = frozenset((b"events", b"chain_seq", b"tx_hash", b"agg", b"meta", b"tx_sources", b"blocks"))
+DB_NAMES = frozenset((b"events", b"chain_seq", b"tx_hash", b"agg", b"meta", b"tx_sources", b"blocks", b"pools"))
 #: Databases a log written before they existed lacks (created at open).
-LATER_DB_NAMES = frozenset((b"tx_sources", b"blocks"))
+LATER_DB_NAMES = frozenset((b"tx_sources", b"blocks", b"pools"))
 
 #: agg keys: b"C" + chain (u64) + one field byte; b"F" + chain (u64) + category (u8) + protocol (utf-8).
 AGG_CHAIN = b"C"
@@ -83,6 +94,8 @@ AGG_HIGH_WATER = b"h"
 AGG_COMMITTED_NS = b"n"
 #: Blocks stored (BLOCK events, retained or not).
 AGG_BLOCKS = b"b"
+#: Pool states stored (POOL_STATE events, retained or not).
+AGG_POOL_STATES = b"P"
 #: b"S" + chain (u64) + one field byte + source id (utf-8): first-seen wins / later sightings of a source.
 AGG_SOURCE = b"S"
 AGG_SOURCE_WINS = b"w"
@@ -94,6 +107,8 @@ KIND_OPP: int = events_pb2.EVENT_KIND_OPP_DETECTED
 KIND_SOURCE: int = events_pb2.EVENT_KIND_TX_SOURCE_SEEN
 KIND_BLOCK: int = events_pb2.EVENT_KIND_BLOCK
 BLOCK_KEY = struct.Struct(">QQ32s")
+KIND_POOL_STATE: int = events_pb2.EVENT_KIND_POOL_STATE
+POOL_KEY = struct.Struct(">Q20sQ32s")
 
 
 def seq_key(seq: int) -> bytes:
@@ -118,6 +133,11 @@ def tx_key(chain_id: int, tx_hash: bytes) -> bytes:
 def block_key(chain_id: int, number: int, block_hash: bytes) -> bytes:
     """Key of a block in ``blocks``: chain id, number, hash (so a chain's blocks sort by height)."""
     return BLOCK_KEY.pack(chain_id, number, block_hash)
+
+
+def pool_key(chain_id: int, pair: bytes, number: int, block_hash: bytes) -> bytes:
+    """Key of a pool state in ``pools``: chain id, pair, block number, block hash (a pair's states sort by height)."""
+    return POOL_KEY.pack(chain_id, pair, number, block_hash)
 
 
 def agg_chain_key(chain_id: int, field: bytes) -> bytes:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from common.pb.v1 import block_pb2, events_pb2
+from common.pb.v1 import block_pb2, events_pb2, pool_pb2
 from processd.storage.eventlog import EventLog
 from processd.storage.layout import (
     AGG_BLOCKS,
@@ -23,6 +23,7 @@ from processd.storage.layout import (
     AGG_DECODED,
     AGG_HIGH_WATER,
     AGG_OPPS,
+    AGG_POOL_STATES,
     AGG_RETAINED_TX,
     AGG_SOURCE,
     AGG_SOURCE_LATER,
@@ -30,6 +31,7 @@ from processd.storage.layout import (
     AGG_TX,
     CHAIN_SEQ,
     KIND_BLOCK,
+    KIND_POOL_STATE,
     KIND_SEEN,
     KIND_SOURCE,
     META_LAST_SEQ,
@@ -39,10 +41,11 @@ from processd.storage.layout import (
     agg_source_key,
     block_key,
     decode_event,
+    pool_key,
     tx_key,
 )
 from processd.wire.columns import BatchColumns, FeatureKey, keep_only
-from processd.wire.encoding import block_value, event_header, source_seen_value
+from processd.wire.encoding import block_value, event_header, pool_state_value, source_seen_value
 
 log = logging.getLogger(__name__)
 
@@ -257,6 +260,26 @@ class LogWrite:
         self.high_water[chain_id] = seq
         return value
 
+    # ---- pool states ------------------------------------------------------------------------------------
+
+    def add_pool_state(self, seq: int, state: pool_pb2.PoolState, received_ns: int) -> bytes:
+        """Stores ``state`` as a POOL_STATE event at ``seq`` unless its (chain, pair, block number, block hash) is in
+        ``pools`` already; returns its value, or ``b""`` for a repeat (a resend, another ingestd's copy; the layout
+        doc says why the reserves are not part of the key)."""
+        txn, eventlog = self.txn, self.log
+        chain_id = state.chain_id
+        key = pool_key(chain_id, state.pair, state.block_number, state.block_hash)
+        if txn.get(key, db=eventlog.pools_db) is not None:
+            return b""
+        value = pool_state_value(state, received_ns)
+        txn.put(U64.pack(seq), value, db=eventlog.events_db, append=True)
+        txn.put(CHAIN_SEQ.pack(chain_id, seq), bytes((KIND_POOL_STATE,)), db=eventlog.chain_db)
+        txn.put(key, U64.pack(seq), db=eventlog.pools_db)
+        k = agg_chain_key(chain_id, AGG_POOL_STATES)
+        self.deltas[k] = self.deltas.get(k, 0) + 1
+        self.high_water[chain_id] = seq
+        return value
+
     # ---- end of the transaction --------------------------------------------------------------------------
 
     def put_last_seq(self, seq: int) -> None:
@@ -280,13 +303,14 @@ class LogWrite:
         pruned = 0
         while positioned:
             value = cur.value()
-            if value[0] == KIND_BLOCK:  # a block is a unit of its own, pruned by the same rules, or stop here
+            if value[0] == KIND_BLOCK or value[0] == KIND_POOL_STATE:
+                # a block or a pool state is a unit of its own, pruned by the same rules, or stop here
                 seq = U64.unpack(cur.key())[0]
                 event = decode_event(value, seq)
                 over_count = max_events and last_seq - seq + 1 > max_events
                 if pruned >= budget or not (over_count or (cutoff_ns and event.received_unix_ns < cutoff_ns)):
                     break
-                self._unindex_block(event)
+                self._unindex_unit(event)
             elif value[0] == KIND_SEEN:  # a transaction starts: prune it whole, or stop here
                 seq = U64.unpack(cur.key())[0]
                 over_count = max_events and last_seq - seq + 1 > max_events
@@ -312,11 +336,17 @@ class LogWrite:
             pruned += 1
         return pruned
 
-    def _unindex_block(self, event: events_pb2.Event) -> None:
-        """Deletes the index entries of a pruned BLOCK event (its ``chain_seq`` entry and ``blocks`` key)."""
-        block = event.block.block
+    def _unindex_unit(self, event: events_pb2.Event) -> None:
+        """Deletes the index entries of a pruned BLOCK or POOL_STATE event (its ``chain_seq`` entry and its
+        ``blocks`` or ``pools`` key)."""
         self.txn.delete(CHAIN_SEQ.pack(event.chain_id, event.seq_id), db=self.log.chain_db)
-        self.txn.delete(block_key(event.chain_id, block.number, block.hash), db=self.log.blocks_db)
+        if event.kind == KIND_BLOCK:
+            block = event.block.block
+            self.txn.delete(block_key(event.chain_id, block.number, block.hash), db=self.log.blocks_db)
+        else:
+            state = event.pool_state.state
+            self.txn.delete(pool_key(event.chain_id, state.pair, state.block_number, state.block_hash),
+                            db=self.log.pools_db)
 
     def put_counters(self, committed_ns: int) -> dict[bytes, int]:
         """Writes the counters this transaction changed (deltas, per-chain high water and commit time); returns

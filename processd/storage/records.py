@@ -22,6 +22,8 @@ OppEntry = tuple[int, int, int, bytes]
 EventEntry = tuple[int, int, int, bytes]
 #: (seq, chain_id, BLOCK events value) of a stored block.
 BlockEntry = tuple[int, int, bytes]
+#: (seq, chain_id, POOL_STATE events value) of a stored pool state.
+PoolStateEntry = tuple[int, int, bytes]
 
 
 @dataclass(slots=True)
@@ -56,6 +58,9 @@ class CommitResult:
     #: Blocks stored by this commit, in seq order; and blocks not stored because already stored, per chain.
     blocks: list[BlockEntry] = field(default_factory=list)
     block_duplicates: dict[int, int] = field(default_factory=dict)
+    #: Pool states stored by this commit, in seq order; and those not stored because already stored.
+    pool_states: list[PoolStateEntry] = field(default_factory=list)
+    pool_duplicates: int = 0
     duration_s: float = 0.0
 
     def add_stored(self, first: int, columns: BatchColumns) -> None:

@@ -12,8 +12,9 @@ the :class:`CommitListener` told (read models, live subscribers) and the batches
 
 A batch's sightings (later sources of transactions, ``TxBatch.sightings``) are stored after its envelopes, in
 the same write transaction, one TX_SOURCE_SEEN event each (:meth:`CommitWriter._store_sightings`); then its blocks
-(``TxBatch.blocks``), one BLOCK event each unless already stored (:meth:`CommitWriter._store_blocks`), so a batch
-is acked only after the commit that stores its blocks.
+(``TxBatch.blocks``), one BLOCK event each unless already stored (:meth:`CommitWriter._store_blocks`); then its pool
+states (``TxBatch.pools``), one POOL_STATE event each unless already stored (:meth:`CommitWriter._store_pools`), so a
+batch is acked only after the commit that stores its blocks and pool states.
 """
 
 from __future__ import annotations
@@ -29,12 +30,12 @@ from typing import Protocol
 
 import lmdb
 
-from common.pb.v1 import block_pb2
+from common.pb.v1 import block_pb2, pool_pb2
 from processd.errors import ProcessdError
 from processd.storage.crashpoints import CrashSwitch
 from processd.storage.diskfull import DiskFullGate, is_write_failure
 from processd.storage.eventlog import EventLog
-from processd.storage.layout import KIND_BLOCK, KIND_SOURCE
+from processd.storage.layout import KIND_BLOCK, KIND_POOL_STATE, KIND_SOURCE
 from processd.storage.logwrite import LogCounters, LogWrite, Sighting, duplicate_sightings
 from processd.storage.records import CommitResult
 from processd.wire.columns import BatchColumns
@@ -95,6 +96,10 @@ class CommitJob:
     blocks: list[block_pb2.BlockEnvelope] = field(default_factory=list)
     blocks_stored: int = 0
     blocks_duplicate: int = 0
+    #: Validated pool states of the batch, stored after its blocks; and how many were stored / already stored.
+    pools: list[pool_pb2.PoolState] = field(default_factory=list)
+    pools_stored: int = 0
+    pools_duplicate: int = 0
     accepted: int = 0
     duplicates: int = 0
     first_seq: int = 0
@@ -104,8 +109,8 @@ class CommitJob:
 
     @property
     def size(self) -> int:
-        """What the batch weighs in the commit queue: envelopes plus sightings plus blocks."""
-        return self.envelopes + len(self.sightings) + len(self.blocks)
+        """What the batch weighs in the commit queue: envelopes plus sightings plus blocks plus pool states."""
+        return self.envelopes + len(self.sightings) + len(self.blocks) + len(self.pools)
 
 
 class CommitWriter:
@@ -326,6 +331,7 @@ class CommitWriter:
             batch.storage_full = True
             batch.accepted = batch.duplicates = batch.first_seq = batch.last_seq = 0
             batch.sightings_stored = batch.blocks_stored = batch.blocks_duplicate = 0
+            batch.pools_stored = batch.pools_duplicate = 0
         # While disk-full refusals repeat (no commit tried) one line per group would flood the log: the state
         # change is logged by DiskFullGate and the counts are in mempulse_processd_rejects_total.
         log.log(logging.DEBUG if quiet else logging.ERROR, "event log full (%s): rejected %d envelopes as "
@@ -379,6 +385,7 @@ class CommitWriter:
         columns = batch.prepared.result()
         # A group aborted by MapFull is written again after the map grows: start the ack's counts afresh.
         batch.sightings_stored = batch.sightings_ignored = batch.blocks_stored = batch.blocks_duplicate = 0
+        batch.pools_stored = batch.pools_duplicate = 0
         result.analysis_errors += columns.analysis_errors
         n = len(columns.tx_key)
         columns, duplicate_values = write.claim_hashes(columns, seq + 1)
@@ -400,6 +407,24 @@ class CommitWriter:
                                         from_duplicates=True)
         if batch.blocks:
             seq = self._store_blocks(write, batch, seq, result)
+        if batch.pools:
+            seq = self._store_pools(write, batch, seq, result)
+        return seq
+
+    @staticmethod
+    def _store_pools(write: LogWrite, batch: CommitJob, seq: int, result: CommitResult) -> int:
+        """Stores the batch's pool states after its blocks; one already stored (same chain, pair, block number and
+        hash) is only counted. Returns the last seq used."""
+        for state in batch.pools:
+            value = write.add_pool_state(seq + 1, state, batch.received_ns)
+            if not value:
+                batch.pools_duplicate += 1
+                result.pool_duplicates += 1
+                continue
+            seq += 1
+            batch.pools_stored += 1
+            result.pool_states.append((seq, state.chain_id, value))
+            result.add_event(seq, state.chain_id, KIND_POOL_STATE, value)
         return seq
 
     @staticmethod

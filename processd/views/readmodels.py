@@ -39,6 +39,7 @@ from processd.storage.records import CommitResult, FeatureEntry, OppEntry, TxEnt
 from processd.views.blocks import BlockWindow
 from processd.views.coverage import selector_coverage
 from processd.views.ingest_stats import IngestStatsStore, StatsLimits
+from processd.views.pools import PoolView
 from processd.views.windows import OpportunityWindow, TxWindow, chain_offsets
 from processd.wire.columns import BatchColumns
 
@@ -75,7 +76,8 @@ class ReadModels:
     """All read models of processd. Mutated only on the event loop thread (commit results, ingest stats)."""
 
     def __init__(self, recent_tx: int = 2000, recent_features: int = 2000, opportunity_window: int = 5000,
-                 stats_limits: StatsLimits | None = None, recent_blocks: int = 256) -> None:
+                 stats_limits: StatsLimits | None = None, recent_blocks: int = 256,
+                 pool_max_pairs: int = 100_000) -> None:
         self.recent_tx = recent_tx
         self.recent_features = recent_features
         self.opportunity_window = opportunity_window
@@ -91,6 +93,8 @@ class ReadModels:
         self.ingest_stats = IngestStatsStore(stats_limits)
         #: The newest stored blocks per chain and over all chains (processd.views.blocks).
         self.blocks = BlockWindow(recent_blocks)
+        #: The latest reserves per (chain, pair) (processd.views.pools): what the valuation reads.
+        self.pools = PoolView(max_pairs=pool_max_pairs)
 
     # ---- updates -----------------------------------------------------------------------------------------
 
@@ -108,6 +112,8 @@ class ReadModels:
         self._add_opportunities(result.opportunities)
         if result.blocks:
             self.blocks.add(result.blocks)
+        if result.pool_states:
+            self.pools.add(result.pool_states)
         self.counters.update(result.aggregates)
         for key in result.aggregates:
             if key[:1] == AGG_CHAIN:
@@ -172,6 +178,7 @@ class ReadModels:
         """
         self.counters = eventlog.load_aggregates()
         self.blocks.rebuild(eventlog)
+        self.pools.rebuild(eventlog)
         for key in self.counters:
             if key[:1] == AGG_CHAIN:
                 self.chain(U64.unpack(key[1:9])[0])
@@ -374,6 +381,7 @@ class ReadModels:
             "counters": len(self.counters),
             "ingest_stats": len(self.ingest_stats),
             "chains": len(self.chains),
+            "pools": len(self.pools),
         }
 
     def _tx_windows(self) -> list[TxWindow]:
@@ -403,4 +411,5 @@ class ReadModels:
         h.update(b"T" + b"".join(U64.pack(e[0]) for e in self.all_txs))
         h.update(b"F" + b"".join(U64.pack(e[0]) for e in self.all_features))
         h.update(b"O" + b"".join(U64.pack(s) for s in self.all_opportunities.seqs()))
+        self.pools.digest_into(h)
         return h.hexdigest()

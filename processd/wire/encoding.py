@@ -8,7 +8,7 @@ result parses as the same ``mempulse.v1.Event`` (tests compare it with the proto
 
 from __future__ import annotations
 
-from common.pb.v1 import block_pb2, events_pb2, tx_pb2
+from common.pb.v1 import block_pb2, events_pb2, pool_pb2, tx_pb2
 from processd.wire.tags import tag, varint_slow
 
 _E = events_pb2.Event
@@ -193,3 +193,17 @@ def block_value(block: block_pb2.BlockEnvelope, received_ns: int, seen_pending: 
                              first_seen_unix_ns=block.seen_unix_ns, received_unix_ns=received_ns,
                              source_id=block.source_id, block=body)
     return bytes((KIND_BLOCK,)) + event.SerializeToString(deterministic=True)
+
+
+KIND_POOL_STATE: int = events_pb2.EVENT_KIND_POOL_STATE
+
+
+def pool_state_value(state: pool_pb2.PoolState, received_ns: int) -> bytes:
+    """A POOL_STATE ``events`` value: the kind byte, then ``Event {chain_id, kind, received_unix_ns, pool_state:
+    PoolStateSeen(state)}`` (no tx_hash, first-seen time or source: ingestd read it from the node at a block).
+
+    Through the protobuf library (a few per block and pair, not per transaction); deterministic serialization keeps
+    the value a function of its inputs."""
+    event = events_pb2.Event(chain_id=state.chain_id, kind=events_pb2.EVENT_KIND_POOL_STATE,
+                             received_unix_ns=received_ns, pool_state=events_pb2.PoolStateSeen(state=state))
+    return bytes((KIND_POOL_STATE,)) + event.SerializeToString(deterministic=True)

@@ -3,7 +3,7 @@ enum values and event kinds this client does not know, every typed-transaction f
 
 from __future__ import annotations
 
-from common.client import EventKind, _convert
+from common.client import EventKind, PoolState, _convert
 from common.pb.v1 import events_pb2, query_pb2, tx_pb2
 
 
@@ -56,3 +56,17 @@ def test_unknown_enum_values_and_kinds_from_a_newer_processd() -> None:
     assert ev is not None and ev.kind is EventKind.TX_SOURCE_SEEN and ev.sighting is not None
     assert (ev.sighting.source_id, ev.sighting.seen_unix_ns, ev.sighting.tx_seq_id) == ("b", 7, 1)
     assert ev.tx is None and ev.features is None and ev.opportunity is None
+
+
+def test_a_pool_state_event_is_typed_with_exact_reserves() -> None:
+    from common.pb.v1 import pool_pb2
+
+    state = pool_pb2.PoolState(chain_id=137, pair=b"\x01" * 20, factory=b"\x02" * 20, token0=b"\x03" * 20,
+                               token1=b"\x04" * 20, reserve0=(2**111 + 3).to_bytes(14, "big"), reserve1=b"",
+                               block_number=9, block_hash=b"\x05" * 32, source=pool_pb2.POOL_STATE_SOURCE_GET_RESERVES)
+    ev = _convert.event(events_pb2.Event(seq_id=4, chain_id=137, kind=events_pb2.EVENT_KIND_POOL_STATE,
+                                         pool_state=events_pb2.PoolStateSeen(state=state)))
+    assert ev is not None and ev.kind is EventKind.POOL_STATE and ev.tx is None and ev.sighting is None
+    assert ev.pool_state == PoolState(137, "0x" + "01" * 20, "0x" + "02" * 20, "0x" + "03" * 20,
+                                      "0x" + "04" * 20, 2**111 + 3, 0, 9, "0x" + "05" * 32, "get_reserves")
+    assert _convert.KIND_TO_PB[EventKind("pool_state")] == events_pb2.EVENT_KIND_POOL_STATE

@@ -12,7 +12,7 @@ from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
 from common.chains import UnknownChainError, parse_chain
-from common.pb.v1 import block_pb2, ingest_pb2
+from common.pb.v1 import block_pb2, ingest_pb2, pool_pb2
 from common.testing.ingest_push import push_batches
 from common.testing.synth import synthetic_envelopes, typed_envelopes
 from gatewayd.app import ROUTES
@@ -70,8 +70,14 @@ def test_real_responses_match_the_documented_schemas(processd_factory, gateway_f
     block = block_pb2.BlockEnvelope(chain_id=envelopes[0].chain_id, number=7, hash=b"\x07" * 32,
                                     parent_hash=b"\x06" * 32, timestamp=1_700_000_000, base_fee=b"\x03",
                                     source_id="node:8546", seen_unix_ns=10**18, txs=txs, tx_count=3)
-    [ack] = asyncio.run(push_batches(p.addr, [ingest_pb2.TxBatch(session_id="b", batch_seq=1, blocks=[block])]))
-    assert ack.blocks_stored == 1
+    # a pool state whose reserve0 is past 2**53 (exact as a decimal string)
+    pool = pool_pb2.PoolState(chain_id=envelopes[0].chain_id, pair=b"\x11" * 20, factory=b"\x12" * 20,
+                              token0=b"\x13" * 20, token1=b"\x14" * 20, reserve0=(2**100 + 1).to_bytes(13, "big"),
+                              reserve1=b"", block_number=7, block_hash=b"\x07" * 32,
+                              source=pool_pb2.POOL_STATE_SOURCE_SYNC_LOG)
+    [ack] = asyncio.run(push_batches(p.addr, [ingest_pb2.TxBatch(session_id="b", batch_seq=1, blocks=[block],
+                                                                 pools=[pool])]))
+    assert ack.blocks_stored == 1 and ack.pools_stored == 1
     g = gateway_factory(p.addr)
     with g.client() as http:
         served = http.get("/openapi.json")
@@ -95,6 +101,7 @@ def test_real_responses_match_the_documented_schemas(processd_factory, gateway_f
             ("/events", {"limit": 300}),
             ("/blocks/recent", {}),
             ("/events", {"kinds": "block"}),
+            ("/events", {"kinds": "pool_state"}),
             # with the signed raw bytes
             ("/dashboard/snapshot", {"include": "raw", "tx_limit": 200}),
             ("/transactions", {"include": "raw", "limit": 200}),
@@ -114,6 +121,12 @@ def test_real_responses_match_the_documented_schemas(processd_factory, gateway_f
         [event] = http.get("/events", params={"kinds": "block"}).json()["events"]
         assert [t["status"] for t in event["block"]["txs"]] == ["ok", None, "reverted"]
         assert event["block"]["base_fee"] == "3" and event["tx_hash"] == "0x"
+        [event] = http.get("/events", params={"kinds": "pool_state"}).json()["events"]
+        assert event["pool_state"] == {
+            "chain_id": pool.chain_id, "pair": "0x" + "11" * 20, "factory": "0x" + "12" * 20,
+            "token0": "0x" + "13" * 20, "token1": "0x" + "14" * 20, "reserve0": str(2**100 + 1), "reserve1": "0",
+            "block_number": 7, "block_hash": "0x" + "07" * 32, "source": "sync_log"}
+        assert event["kind"] == "pool_state" and event["tx_hash"] == "0x"
         bad = http.get("/transactions", params={"limit": 0})
         assert not list(schema_validator(doc, "Error").iter_errors(bad.json()))
 

@@ -15,7 +15,7 @@ import httpx
 import orjson
 import pytest
 
-from common.pb.v1 import block_pb2, ingest_pb2
+from common.pb.v1 import block_pb2, ingest_pb2, pool_pb2
 from common.testing.ingest_push import push_batches
 from common.testing.netutil import free_port
 from common.testing.synth import synthetic_envelopes
@@ -316,3 +316,33 @@ def test_block_events_catch_up_and_live_with_the_kinds_filter(processd_factory, 
         assert (block["number"], block["seen_pending"]) == (number, 0)
         assert block["txs"] == [{"hash": "0x" + bytes([number]).hex() * 32, "index": 0, "from": "0x" + "02" * 20,
                                  "nonce": "3", "status": "reverted", "gas_used": "5", "effective_gas_price": "0"}]
+
+
+def _pool(block: int, chain_id: int = 137) -> pool_pb2.PoolState:
+    return pool_pb2.PoolState(chain_id=chain_id, pair=b"\x0a" * 20, factory=b"\x0b" * 20, token0=b"\x0c" * 20,
+                              token1=b"\x0d" * 20, reserve0=(2**90 + block).to_bytes(12, "big"), reserve1=b"\x07",
+                              block_number=block, block_hash=bytes([block, chain_id % 256]) * 16,
+                              source=pool_pb2.POOL_STATE_SOURCE_SYNC_LOG)
+
+
+def _push_pools(addr: str, seq: int, pools: list[pool_pb2.PoolState]) -> None:
+    [ack] = asyncio.run(push_batches(addr, [ingest_pb2.TxBatch(session_id="pools", batch_seq=seq, pools=pools)]))
+    assert ack.pools_stored == len(pools)
+
+
+def test_pool_state_events_catch_up_and_live_with_the_kinds_filter(processd_factory, gateway_factory) -> None:
+    p = processd_factory()
+    p.push(synthetic_envelopes(20, seed=17, chain_ids=CHAINS))
+    _push_pools(p.addr, 1, [_pool(1), _pool(1, chain_id=1)])
+    g = gateway_factory(p.addr)
+    with g.client() as http, stream(http, params={"from_seq_id": 1, "kinds": "pool_state", "chain_id": 137}) as resp:
+        reader = SSEReader(resp)
+        [caught_up], _ = reader.events(1)
+        _push_pools(p.addr, 2, [_pool(2, chain_id=1), _pool(2)])
+        [live], _ = reader.events(1)
+    for msg, number in ((caught_up, 1), (live, 2)):
+        assert msg.event == "pool_state" and msg.data["chain_id"] == 137 and msg.data["tx_hash"] == "0x"
+        assert msg.data["pool_state"] == {
+            "chain_id": 137, "pair": "0x" + "0a" * 20, "factory": "0x" + "0b" * 20, "token0": "0x" + "0c" * 20,
+            "token1": "0x" + "0d" * 20, "reserve0": str(2**90 + number), "reserve1": "7", "block_number": number,
+            "block_hash": "0x" + bytes([number, 137]).hex() * 16, "source": "sync_log"}

@@ -32,6 +32,8 @@ KIND_SEEN = events_pb2.EVENT_KIND_TX_SEEN
 KIND_SOURCE = events_pb2.EVENT_KIND_TX_SOURCE_SEEN
 KIND_BLOCK = events_pb2.EVENT_KIND_BLOCK
 BLOCK_KEY = struct.Struct(">QQ32s")
+KIND_POOL_STATE = events_pb2.EVENT_KIND_POOL_STATE
+POOL_KEY = struct.Struct(">Q20sQ32s")
 ARTIFACTS = ROOT / "artifacts" / "reliability"
 
 
@@ -121,10 +123,12 @@ def audit_log(data_dir: Path) -> Audit:
     * a TX_SOURCE_SEEN event (a later source) has a ``chain_seq`` entry of its own, names a TX_SEEN of its
       transaction (or one already pruned), and ``tx_sources`` holds exactly the retained transactions' sources;
     * a BLOCK event has a ``chain_seq`` entry of its own, no (chain, block hash) is stored twice, and ``blocks``
-      maps exactly the retained BLOCK events (chain, number, hash) to their seqs.
+      maps exactly the retained BLOCK events (chain, number, hash) to their seqs;
+    * a POOL_STATE event likewise: its own ``chain_seq`` entry, no (chain, pair, block number, block hash) stored
+      twice, and ``pools`` maps exactly the retained POOL_STATE events to their seqs.
     """
     out = Audit()
-    env = lmdb.open(str(data_dir), readonly=True, max_dbs=8, lock=True, max_readers=256)
+    env = lmdb.open(str(data_dir), readonly=True, max_dbs=16, lock=True, max_readers=256)
     try:
         out.stale_readers_cleared = env.reader_check()
         events_db = env.open_db(b"events", create=False)
@@ -139,8 +143,13 @@ def audit_log(data_dir: Path) -> Audit:
             blocks_db = env.open_db(b"blocks", create=False)
         except lmdb.NotFoundError:  # a log written before blocks existed
             blocks_db = None
+        try:
+            pools_db = env.open_db(b"pools", create=False)
+        except lmdb.NotFoundError:  # a log written before pool states existed
+            pools_db = None
         sightings: dict[bytes, int] = {}
         blocks: dict[bytes, int] = {}
+        pools: dict[bytes, int] = {}
         with env.begin() as txn:
             raw = txn.get(b"last_seq", db=meta_db)
             out.last_seq = U64.unpack(raw)[0] if raw else 0
@@ -166,6 +175,14 @@ def audit_log(data_dir: Path) -> Audit:
                     if bkey in blocks:
                         out.problems.append(f"block {seq}: (chain, block hash) stored twice")
                     blocks[bkey] = seq
+                    continue
+                if event.kind == KIND_POOL_STATE:  # a unit of its own, like a block
+                    chain_index[CHAIN_SEQ.pack(event.chain_id, seq)] = bytes((KIND_POOL_STATE,))
+                    state = event.pool_state.state
+                    pkey = POOL_KEY.pack(event.chain_id, bytes(state.pair), state.block_number, bytes(state.block_hash))
+                    if pkey in pools:
+                        out.problems.append(f"pool state {seq}: (chain, pair, block) stored twice")
+                    pools[pkey] = seq
                     continue
                 if event.kind == KIND_SOURCE:  # not part of its transaction's contiguous events
                     chain_index[CHAIN_SEQ.pack(event.chain_id, seq)] = bytes((KIND_SOURCE,))
@@ -212,6 +229,10 @@ def audit_log(data_dir: Path) -> Audit:
             if held_blocks != blocks:
                 out.problems.append(f"blocks index differs from the retained BLOCK events ({len(held_blocks)} vs "
                                     f"{len(blocks)})")
+            held_pools = {bytes(k): U64.unpack(v)[0] for k, v in txn.cursor(db=pools_db)} if pools_db else {}
+            if held_pools != pools:
+                out.problems.append(f"pools index differs from the retained POOL_STATE events ({len(held_pools)} vs "
+                                    f"{len(pools)})")
     finally:
         env.close()
     return out

@@ -1,4 +1,5 @@
 from common.pb.v1 import block_pb2 as _block_pb2
+from common.pb.v1 import pool_pb2 as _pool_pb2
 from common.pb.v1 import tx_pb2 as _tx_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -17,6 +18,7 @@ class EventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EVENT_KIND_OPP_DETECTED: _ClassVar[EventKind]
     EVENT_KIND_TX_SOURCE_SEEN: _ClassVar[EventKind]
     EVENT_KIND_BLOCK: _ClassVar[EventKind]
+    EVENT_KIND_POOL_STATE: _ClassVar[EventKind]
 
 class TxCategory(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -38,6 +40,7 @@ EVENT_KIND_TX_DECODED: EventKind
 EVENT_KIND_OPP_DETECTED: EventKind
 EVENT_KIND_TX_SOURCE_SEEN: EventKind
 EVENT_KIND_BLOCK: EventKind
+EVENT_KIND_POOL_STATE: EventKind
 TX_CATEGORY_UNSPECIFIED: TxCategory
 TX_CATEGORY_SWAP: TxCategory
 TX_CATEGORY_TRANSFER: TxCategory
@@ -202,8 +205,14 @@ class BlockSeen(_message.Message):
     seen_pending: int
     def __init__(self, block: _Optional[_Union[_block_pb2.BlockEnvelope, _Mapping]] = ..., seen_pending: _Optional[int] = ...) -> None: ...
 
+class PoolStateSeen(_message.Message):
+    __slots__ = ("state",)
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    state: _pool_pb2.PoolState
+    def __init__(self, state: _Optional[_Union[_pool_pb2.PoolState, _Mapping]] = ...) -> None: ...
+
 class Event(_message.Message):
-    __slots__ = ("seq_id", "chain_id", "kind", "tx_hash", "first_seen_unix_ns", "received_unix_ns", "source_id", "tx_seen", "tx_decoded", "opp_detected", "tx_source_seen", "block")
+    __slots__ = ("seq_id", "chain_id", "kind", "tx_hash", "first_seen_unix_ns", "received_unix_ns", "source_id", "tx_seen", "tx_decoded", "opp_detected", "tx_source_seen", "block", "pool_state")
     SEQ_ID_FIELD_NUMBER: _ClassVar[int]
     CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -216,6 +225,7 @@ class Event(_message.Message):
     OPP_DETECTED_FIELD_NUMBER: _ClassVar[int]
     TX_SOURCE_SEEN_FIELD_NUMBER: _ClassVar[int]
     BLOCK_FIELD_NUMBER: _ClassVar[int]
+    POOL_STATE_FIELD_NUMBER: _ClassVar[int]
     seq_id: int
     chain_id: int
     kind: EventKind
@@ -228,4 +238,5 @@ class Event(_message.Message):
     opp_detected: OppDetected
     tx_source_seen: TxSourceSeen
     block: BlockSeen
-    def __init__(self, seq_id: _Optional[int] = ..., chain_id: _Optional[int] = ..., kind: _Optional[_Union[EventKind, str]] = ..., tx_hash: _Optional[bytes] = ..., first_seen_unix_ns: _Optional[int] = ..., received_unix_ns: _Optional[int] = ..., source_id: _Optional[str] = ..., tx_seen: _Optional[_Union[TxSeen, _Mapping]] = ..., tx_decoded: _Optional[_Union[TxDecoded, _Mapping]] = ..., opp_detected: _Optional[_Union[OppDetected, _Mapping]] = ..., tx_source_seen: _Optional[_Union[TxSourceSeen, _Mapping]] = ..., block: _Optional[_Union[BlockSeen, _Mapping]] = ...) -> None: ...
+    pool_state: PoolStateSeen
+    def __init__(self, seq_id: _Optional[int] = ..., chain_id: _Optional[int] = ..., kind: _Optional[_Union[EventKind, str]] = ..., tx_hash: _Optional[bytes] = ..., first_seen_unix_ns: _Optional[int] = ..., received_unix_ns: _Optional[int] = ..., source_id: _Optional[str] = ..., tx_seen: _Optional[_Union[TxSeen, _Mapping]] = ..., tx_decoded: _Optional[_Union[TxDecoded, _Mapping]] = ..., opp_detected: _Optional[_Union[OppDetected, _Mapping]] = ..., tx_source_seen: _Optional[_Union[TxSourceSeen, _Mapping]] = ..., block: _Optional[_Union[BlockSeen, _Mapping]] = ..., pool_state: _Optional[_Union[PoolStateSeen, _Mapping]] = ...) -> None: ...

@@ -23,36 +23,37 @@ _sym_db = _symbol_database.Default()
 
 
 from common.pb.v1 import block_pb2 as common_dot_pb_dot_v1_dot_block__pb2
+from common.pb.v1 import pool_pb2 as common_dot_pb_dot_v1_dot_pool__pb2
 from common.pb.v1 import tx_pb2 as common_dot_pb_dot_v1_dot_tx__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63ommon/pb/v1/ingest.proto\x12\x0bmempulse.v1\x1a\x18\x63ommon/pb/v1/block.proto\x1a\x15\x63ommon/pb/v1/tx.proto\"\x8b\x02\n\x07TxBatch\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\tbatch_seq\x18\x02 \x01(\x04\x12*\n\tenvelopes\x18\x03 \x03(\x0b\x32\x17.mempulse.v1.TxEnvelope\x12\x32\n\x0b\x63hain_stats\x18\x04 \x03(\x0b\x32\x1d.mempulse.v1.ChainIngestStats\x12*\n\tsightings\x18\x05 \x03(\x0b\x32\x17.mempulse.v1.TxSighting\x12*\n\x06\x62locks\x18\x06 \x03(\x0b\x32\x1a.mempulse.v1.BlockEnvelope\x12!\n\x04gone\x18\x07 \x03(\x0b\x32\x13.mempulse.v1.TxGone\"z\n\x06TxGone\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\x04\x12\x0c\n\x04hash\x18\x02 \x01(\x0c\x12\'\n\x06reason\x18\x03 \x01(\x0e\x32\x17.mempulse.v1.GoneReason\x12\x11\n\tsource_id\x18\x04 \x01(\t\x12\x14\n\x0cseen_unix_ns\x18\x05 \x01(\x04\"G\n\x0bRejectCount\x12)\n\x06reason\x18\x01 \x01(\x0e\x32\x19.mempulse.v1.RejectReason\x12\r\n\x05\x63ount\x18\x02 \x01(\r\"\xaa\x02\n\tIngestAck\x12\x11\n\tbatch_seq\x18\x01 \x01(\x04\x12\x14\n\x0c\x66irst_seq_id\x18\x02 \x01(\x04\x12\x13\n\x0blast_seq_id\x18\x03 \x01(\x04\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x04 \x01(\r\x12\x12\n\nduplicates\x18\x05 \x01(\r\x12*\n\x08rejected\x18\x06 \x03(\x0b\x32\x18.mempulse.v1.RejectCount\x12\x18\n\x10sightings_stored\x18\x07 \x01(\r\x12\x19\n\x11sightings_ignored\x18\x08 \x01(\r\x12\x15\n\rblocks_stored\x18\t \x01(\r\x12\x16\n\x0e\x62locks_ignored\x18\n \x01(\r\x12\x13\n\x0bgone_stored\x18\x0b \x01(\r\x12\x14\n\x0cgone_ignored\x18\x0c \x01(\r\"\x92\x01\n\x0cSourceHealth\x12\x11\n\tsource_id\x18\x01 \x01(\t\x12\x11\n\tconnected\x18\x02 \x01(\x08\x12\x0e\n\x06silent\x18\x03 \x01(\x08\x12\x15\n\rnotifications\x18\x04 \x01(\x04\x12\x12\n\nreconnects\x18\x05 \x01(\x04\x12!\n\x19last_notification_unix_ms\x18\x06 \x01(\x04\"*\n\tDropCount\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\"\xe5\x01\n\x10\x43hainIngestStats\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\x04\x12\x0c\n\x04seen\x18\x02 \x01(\x04\x12\x11\n\tdelivered\x18\x03 \x01(\x04\x12\'\n\x07\x64ropped\x18\x04 \x03(\x0b\x32\x16.mempulse.v1.DropCount\x12*\n\x07sources\x18\x05 \x03(\x0b\x32\x19.mempulse.v1.SourceHealth\x12\x32\n\nvisibility\x18\x06 \x01(\x0e\x32\x1e.mempulse.v1.MempoolVisibility\x12\x15\n\ras_of_unix_ms\x18\x07 \x01(\x04*B\n\nGoneReason\x12\x1b\n\x17GONE_REASON_UNSPECIFIED\x10\x00\x12\x17\n\x13GONE_REASON_EVICTED\x10\x01*\xe6\x01\n\x0cRejectReason\x12\x1d\n\x19REJECT_REASON_UNSPECIFIED\x10\x00\x12\x1a\n\x16REJECT_REASON_BAD_HASH\x10\x01\x12\x1d\n\x19REJECT_REASON_BAD_ADDRESS\x10\x02\x12\x1f\n\x1bREJECT_REASON_UNKNOWN_CHAIN\x10\x03\x12\x1b\n\x17REJECT_REASON_TOO_LARGE\x10\x04\x12\x1e\n\x1aREJECT_REASON_BAD_QUANTITY\x10\x05\x12\x1e\n\x1aREJECT_REASON_STORAGE_FULL\x10\x06*{\n\x11MempoolVisibility\x12\"\n\x1eMEMPOOL_VISIBILITY_UNSPECIFIED\x10\x00\x12\x1e\n\x1aMEMPOOL_VISIBILITY_VISIBLE\x10\x01\x12\"\n\x1eMEMPOOL_VISIBILITY_NOT_VISIBLE\x10\x02\x32\x44\n\x06Ingest\x12:\n\x06Stream\x12\x14.mempulse.v1.TxBatch\x1a\x16.mempulse.v1.IngestAck(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63ommon/pb/v1/ingest.proto\x12\x0bmempulse.v1\x1a\x18\x63ommon/pb/v1/block.proto\x1a\x17\x63ommon/pb/v1/pool.proto\x1a\x15\x63ommon/pb/v1/tx.proto\"\xb2\x02\n\x07TxBatch\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\tbatch_seq\x18\x02 \x01(\x04\x12*\n\tenvelopes\x18\x03 \x03(\x0b\x32\x17.mempulse.v1.TxEnvelope\x12\x32\n\x0b\x63hain_stats\x18\x04 \x03(\x0b\x32\x1d.mempulse.v1.ChainIngestStats\x12*\n\tsightings\x18\x05 \x03(\x0b\x32\x17.mempulse.v1.TxSighting\x12*\n\x06\x62locks\x18\x06 \x03(\x0b\x32\x1a.mempulse.v1.BlockEnvelope\x12!\n\x04gone\x18\x07 \x03(\x0b\x32\x13.mempulse.v1.TxGone\x12%\n\x05pools\x18\x08 \x03(\x0b\x32\x16.mempulse.v1.PoolState\"z\n\x06TxGone\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\x04\x12\x0c\n\x04hash\x18\x02 \x01(\x0c\x12\'\n\x06reason\x18\x03 \x01(\x0e\x32\x17.mempulse.v1.GoneReason\x12\x11\n\tsource_id\x18\x04 \x01(\t\x12\x14\n\x0cseen_unix_ns\x18\x05 \x01(\x04\"G\n\x0bRejectCount\x12)\n\x06reason\x18\x01 \x01(\x0e\x32\x19.mempulse.v1.RejectReason\x12\r\n\x05\x63ount\x18\x02 \x01(\r\"\xd7\x02\n\tIngestAck\x12\x11\n\tbatch_seq\x18\x01 \x01(\x04\x12\x14\n\x0c\x66irst_seq_id\x18\x02 \x01(\x04\x12\x13\n\x0blast_seq_id\x18\x03 \x01(\x04\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x04 \x01(\r\x12\x12\n\nduplicates\x18\x05 \x01(\r\x12*\n\x08rejected\x18\x06 \x03(\x0b\x32\x18.mempulse.v1.RejectCount\x12\x18\n\x10sightings_stored\x18\x07 \x01(\r\x12\x19\n\x11sightings_ignored\x18\x08 \x01(\r\x12\x15\n\rblocks_stored\x18\t \x01(\r\x12\x16\n\x0e\x62locks_ignored\x18\n \x01(\r\x12\x13\n\x0bgone_stored\x18\x0b \x01(\r\x12\x14\n\x0cgone_ignored\x18\x0c \x01(\r\x12\x14\n\x0cpools_stored\x18\r \x01(\r\x12\x15\n\rpools_ignored\x18\x0e \x01(\r\"\x92\x01\n\x0cSourceHealth\x12\x11\n\tsource_id\x18\x01 \x01(\t\x12\x11\n\tconnected\x18\x02 \x01(\x08\x12\x0e\n\x06silent\x18\x03 \x01(\x08\x12\x15\n\rnotifications\x18\x04 \x01(\x04\x12\x12\n\nreconnects\x18\x05 \x01(\x04\x12!\n\x19last_notification_unix_ms\x18\x06 \x01(\x04\"*\n\tDropCount\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x04\"\xe5\x01\n\x10\x43hainIngestStats\x12\x10\n\x08\x63hain_id\x18\x01 \x01(\x04\x12\x0c\n\x04seen\x18\x02 \x01(\x04\x12\x11\n\tdelivered\x18\x03 \x01(\x04\x12\'\n\x07\x64ropped\x18\x04 \x03(\x0b\x32\x16.mempulse.v1.DropCount\x12*\n\x07sources\x18\x05 \x03(\x0b\x32\x19.mempulse.v1.SourceHealth\x12\x32\n\nvisibility\x18\x06 \x01(\x0e\x32\x1e.mempulse.v1.MempoolVisibility\x12\x15\n\ras_of_unix_ms\x18\x07 \x01(\x04*B\n\nGoneReason\x12\x1b\n\x17GONE_REASON_UNSPECIFIED\x10\x00\x12\x17\n\x13GONE_REASON_EVICTED\x10\x01*\xe6\x01\n\x0cRejectReason\x12\x1d\n\x19REJECT_REASON_UNSPECIFIED\x10\x00\x12\x1a\n\x16REJECT_REASON_BAD_HASH\x10\x01\x12\x1d\n\x19REJECT_REASON_BAD_ADDRESS\x10\x02\x12\x1f\n\x1bREJECT_REASON_UNKNOWN_CHAIN\x10\x03\x12\x1b\n\x17REJECT_REASON_TOO_LARGE\x10\x04\x12\x1e\n\x1aREJECT_REASON_BAD_QUANTITY\x10\x05\x12\x1e\n\x1aREJECT_REASON_STORAGE_FULL\x10\x06*{\n\x11MempoolVisibility\x12\"\n\x1eMEMPOOL_VISIBILITY_UNSPECIFIED\x10\x00\x12\x1e\n\x1aMEMPOOL_VISIBILITY_VISIBLE\x10\x01\x12\"\n\x1eMEMPOOL_VISIBILITY_NOT_VISIBLE\x10\x02\x32\x44\n\x06Ingest\x12:\n\x06Stream\x12\x14.mempulse.v1.TxBatch\x1a\x16.mempulse.v1.IngestAck(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'common.pb.v1.ingest_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GONEREASON']._serialized_start=1284
-  _globals['_GONEREASON']._serialized_end=1350
-  _globals['_REJECTREASON']._serialized_start=1353
-  _globals['_REJECTREASON']._serialized_end=1583
-  _globals['_MEMPOOLVISIBILITY']._serialized_start=1585
-  _globals['_MEMPOOLVISIBILITY']._serialized_end=1708
-  _globals['_TXBATCH']._serialized_start=92
-  _globals['_TXBATCH']._serialized_end=359
-  _globals['_TXGONE']._serialized_start=361
-  _globals['_TXGONE']._serialized_end=483
-  _globals['_REJECTCOUNT']._serialized_start=485
-  _globals['_REJECTCOUNT']._serialized_end=556
-  _globals['_INGESTACK']._serialized_start=559
-  _globals['_INGESTACK']._serialized_end=857
-  _globals['_SOURCEHEALTH']._serialized_start=860
-  _globals['_SOURCEHEALTH']._serialized_end=1006
-  _globals['_DROPCOUNT']._serialized_start=1008
-  _globals['_DROPCOUNT']._serialized_end=1050
-  _globals['_CHAININGESTSTATS']._serialized_start=1053
-  _globals['_CHAININGESTSTATS']._serialized_end=1282
-  _globals['_INGEST']._serialized_start=1710
-  _globals['_INGEST']._serialized_end=1778
+  _globals['_GONEREASON']._serialized_start=1393
+  _globals['_GONEREASON']._serialized_end=1459
+  _globals['_REJECTREASON']._serialized_start=1462
+  _globals['_REJECTREASON']._serialized_end=1692
+  _globals['_MEMPOOLVISIBILITY']._serialized_start=1694
+  _globals['_MEMPOOLVISIBILITY']._serialized_end=1817
+  _globals['_TXBATCH']._serialized_start=117
+  _globals['_TXBATCH']._serialized_end=423
+  _globals['_TXGONE']._serialized_start=425
+  _globals['_TXGONE']._serialized_end=547
+  _globals['_REJECTCOUNT']._serialized_start=549
+  _globals['_REJECTCOUNT']._serialized_end=620
+  _globals['_INGESTACK']._serialized_start=623
+  _globals['_INGESTACK']._serialized_end=966
+  _globals['_SOURCEHEALTH']._serialized_start=969
+  _globals['_SOURCEHEALTH']._serialized_end=1115
+  _globals['_DROPCOUNT']._serialized_start=1117
+  _globals['_DROPCOUNT']._serialized_end=1159
+  _globals['_CHAININGESTSTATS']._serialized_start=1162
+  _globals['_CHAININGESTSTATS']._serialized_end=1391
+  _globals['_INGEST']._serialized_start=1819
+  _globals['_INGEST']._serialized_end=1887
 # @@protoc_insertion_point(module_scope)

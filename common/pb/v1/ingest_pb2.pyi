@@ -1,4 +1,5 @@
 from common.pb.v1 import block_pb2 as _block_pb2
+from common.pb.v1 import pool_pb2 as _pool_pb2
 from common.pb.v1 import tx_pb2 as _tx_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -43,7 +44,7 @@ MEMPOOL_VISIBILITY_VISIBLE: MempoolVisibility
 MEMPOOL_VISIBILITY_NOT_VISIBLE: MempoolVisibility
 
 class TxBatch(_message.Message):
-    __slots__ = ("session_id", "batch_seq", "envelopes", "chain_stats", "sightings", "blocks", "gone")
+    __slots__ = ("session_id", "batch_seq", "envelopes", "chain_stats", "sightings", "blocks", "gone", "pools")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     BATCH_SEQ_FIELD_NUMBER: _ClassVar[int]
     ENVELOPES_FIELD_NUMBER: _ClassVar[int]
@@ -51,6 +52,7 @@ class TxBatch(_message.Message):
     SIGHTINGS_FIELD_NUMBER: _ClassVar[int]
     BLOCKS_FIELD_NUMBER: _ClassVar[int]
     GONE_FIELD_NUMBER: _ClassVar[int]
+    POOLS_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     batch_seq: int
     envelopes: _containers.RepeatedCompositeFieldContainer[_tx_pb2.TxEnvelope]
@@ -58,7 +60,8 @@ class TxBatch(_message.Message):
     sightings: _containers.RepeatedCompositeFieldContainer[_tx_pb2.TxSighting]
     blocks: _containers.RepeatedCompositeFieldContainer[_block_pb2.BlockEnvelope]
     gone: _containers.RepeatedCompositeFieldContainer[TxGone]
-    def __init__(self, session_id: _Optional[str] = ..., batch_seq: _Optional[int] = ..., envelopes: _Optional[_Iterable[_Union[_tx_pb2.TxEnvelope, _Mapping]]] = ..., chain_stats: _Optional[_Iterable[_Union[ChainIngestStats, _Mapping]]] = ..., sightings: _Optional[_Iterable[_Union[_tx_pb2.TxSighting, _Mapping]]] = ..., blocks: _Optional[_Iterable[_Union[_block_pb2.BlockEnvelope, _Mapping]]] = ..., gone: _Optional[_Iterable[_Union[TxGone, _Mapping]]] = ...) -> None: ...
+    pools: _containers.RepeatedCompositeFieldContainer[_pool_pb2.PoolState]
+    def __init__(self, session_id: _Optional[str] = ..., batch_seq: _Optional[int] = ..., envelopes: _Optional[_Iterable[_Union[_tx_pb2.TxEnvelope, _Mapping]]] = ..., chain_stats: _Optional[_Iterable[_Union[ChainIngestStats, _Mapping]]] = ..., sightings: _Optional[_Iterable[_Union[_tx_pb2.TxSighting, _Mapping]]] = ..., blocks: _Optional[_Iterable[_Union[_block_pb2.BlockEnvelope, _Mapping]]] = ..., gone: _Optional[_Iterable[_Union[TxGone, _Mapping]]] = ..., pools: _Optional[_Iterable[_Union[_pool_pb2.PoolState, _Mapping]]] = ...) -> None: ...
 
 class TxGone(_message.Message):
     __slots__ = ("chain_id", "hash", "reason", "source_id", "seen_unix_ns")
@@ -83,7 +86,7 @@ class RejectCount(_message.Message):
     def __init__(self, reason: _Optional[_Union[RejectReason, str]] = ..., count: _Optional[int] = ...) -> None: ...
 
 class IngestAck(_message.Message):
-    __slots__ = ("batch_seq", "first_seq_id", "last_seq_id", "accepted", "duplicates", "rejected", "sightings_stored", "sightings_ignored", "blocks_stored", "blocks_ignored", "gone_stored", "gone_ignored")
+    __slots__ = ("batch_seq", "first_seq_id", "last_seq_id", "accepted", "duplicates", "rejected", "sightings_stored", "sightings_ignored", "blocks_stored", "blocks_ignored", "gone_stored", "gone_ignored", "pools_stored", "pools_ignored")
     BATCH_SEQ_FIELD_NUMBER: _ClassVar[int]
     FIRST_SEQ_ID_FIELD_NUMBER: _ClassVar[int]
     LAST_SEQ_ID_FIELD_NUMBER: _ClassVar[int]
@@ -96,6 +99,8 @@ class IngestAck(_message.Message):
     BLOCKS_IGNORED_FIELD_NUMBER: _ClassVar[int]
     GONE_STORED_FIELD_NUMBER: _ClassVar[int]
     GONE_IGNORED_FIELD_NUMBER: _ClassVar[int]
+    POOLS_STORED_FIELD_NUMBER: _ClassVar[int]
+    POOLS_IGNORED_FIELD_NUMBER: _ClassVar[int]
     batch_seq: int
     first_seq_id: int
     last_seq_id: int
@@ -108,7 +113,9 @@ class IngestAck(_message.Message):
     blocks_ignored: int
     gone_stored: int
     gone_ignored: int
-    def __init__(self, batch_seq: _Optional[int] = ..., first_seq_id: _Optional[int] = ..., last_seq_id: _Optional[int] = ..., accepted: _Optional[int] = ..., duplicates: _Optional[int] = ..., rejected: _Optional[_Iterable[_Union[RejectCount, _Mapping]]] = ..., sightings_stored: _Optional[int] = ..., sightings_ignored: _Optional[int] = ..., blocks_stored: _Optional[int] = ..., blocks_ignored: _Optional[int] = ..., gone_stored: _Optional[int] = ..., gone_ignored: _Optional[int] = ...) -> None: ...
+    pools_stored: int
+    pools_ignored: int
+    def __init__(self, batch_seq: _Optional[int] = ..., first_seq_id: _Optional[int] = ..., last_seq_id: _Optional[int] = ..., accepted: _Optional[int] = ..., duplicates: _Optional[int] = ..., rejected: _Optional[_Iterable[_Union[RejectCount, _Mapping]]] = ..., sightings_stored: _Optional[int] = ..., sightings_ignored: _Optional[int] = ..., blocks_stored: _Optional[int] = ..., blocks_ignored: _Optional[int] = ..., gone_stored: _Optional[int] = ..., gone_ignored: _Optional[int] = ..., pools_stored: _Optional[int] = ..., pools_ignored: _Optional[int] = ...) -> None: ...
 
 class SourceHealth(_message.Message):
     __slots__ = ("source_id", "connected", "silent", "notifications", "reconnects", "last_notification_unix_ms")

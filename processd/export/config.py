@@ -35,7 +35,7 @@ class ExportConfig:
     batch_rows: int = 20_000
     #: ... or what arrived within this long after the first buffered event, whichever comes first.
     flush_interval_ms: int = 200
-    #: Events per ScanEvents page during catch-up (processd clamps it to its max page limit).
+    #: Events per ScanEvents page during catch-up (at most batch_rows; processd clamps it to its max page limit).
     scan_page_events: int = 5000
     #: First wait after a failure (ClickHouse or processd away); doubles up to 10 times this.
     retry_backoff_ms: int = 500

@@ -171,8 +171,11 @@ class Exporter:
 
     async def _read(self, stub: query_pb2_grpc.QueryStub, from_seq: int,
                     pages: asyncio.Queue[source.Page | BaseException]) -> None:
+        # pages no larger than a batch: a batch then stays within batch_rows events (+ one page at most), so
+        # batch_rows bounds the memory a batch holds and how much a kill between its INSERTs leaves to skip
+        page_events = min(self.config.scan_page_events, self.config.batch_rows)
         try:
-            async for page in source.tail(stub, from_seq, self.config.scan_page_events):
+            async for page in source.tail(stub, from_seq, page_events):
                 await pages.put(page)
         except ExportError as exc:
             await pages.put(exc)

@@ -71,7 +71,7 @@ class Engine:
         for row in rows:
             for i in times:
                 row[i] = int(datetime.strptime(row[i], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC).timestamp())
-        return rows  # type: ignore[no-any-return]
+        return rows
 
 
 @pytest.fixture(scope="module")

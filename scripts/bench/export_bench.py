@@ -15,7 +15,12 @@ One run, one machine, one ClickHouse server (Debian's 18.16, started here on fre
    the same log from processd into another empty database, ``--exit-at-head``, default batch size. Its work on
    top of the floor: ScanEvents pages over gRPC, protobuf parsing, the mapping, batching, the cursor.
    processd's CPU while it serves the export (its ScanEvents pages) is measured too: it runs on the same cores.
-   2. and 3. alternate ``--repeat`` times (3), each into an empty database; the medians are reported.
+   Then the same with ``--map-workers`` (2) mapping worker processes (MEMPULSE_EXPORT_MAP_WORKERS): their CPU
+   counts as the exporter's, their start-up (once per exporter process) is timed apart.
+   The exporter's own stages (parsing the pages, the columnar mapping, the row-by-row reference mapping) are
+   timed alone on the same pages beforehand.
+   2. and 3. alternate ``--repeat`` times (3), each into an empty database; the medians are reported, and the
+   ratios pair by pair.
 4. **lag**: the exporter tails the log while transactions arrive at the demo rate (``--rate``, 50 tx/s, in
    batches every 100 ms like ingestd's); each event's lag = when its batch was written to ClickHouse - when
    processd received it. p50/p99/max over every event.

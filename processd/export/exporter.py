@@ -222,6 +222,8 @@ class Exporter:
                         if not read:
                             first_at = time.monotonic()
                         if present and events[0].seq_id <= present_until:
+                            if item.columns is not None:  # a worker's columns are not used here: not awaited
+                                item.columns.cancel()
                             self._add_skipping(rows, events, present)
                         else:
                             extend_columns(rows, await self._columns(item))

@@ -35,7 +35,7 @@ class ExportConfig:
     batch_rows: int = 20_000
     #: ... or what arrived within this long after the first buffered event, whichever comes first.
     flush_interval_ms: int = 200
-    #: Events per ScanEvents page during catch-up (processd clamps it to its max page limit).
+    #: Events per ScanEvents page during catch-up (at most batch_rows; processd clamps it to its max page limit).
     scan_page_events: int = 5000
     #: First wait after a failure (ClickHouse or processd away); doubles up to 10 times this.
     retry_backoff_ms: int = 500
@@ -47,6 +47,8 @@ class ExportConfig:
     exit_at_head: bool = False
     #: Largest gRPC message accepted from processd.
     max_message_bytes: int = 64 * 1024 * 1024
+    #: Worker processes mapping catch-up pages to columns (processd.export.workers); 0 = map in-process.
+    map_workers: int = 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-rows", type=int, help="events per insert batch (env MEMPULSE_EXPORT_BATCH_ROWS, 20000)")
     p.add_argument("--flush-interval-ms", type=int,
                    help="longest wait for a batch to fill (env MEMPULSE_EXPORT_FLUSH_INTERVAL_MS, 200)")
+    p.add_argument("--map-workers", type=int, help="worker processes mapping catch-up pages, 0 = in-process "
+                   "(env MEMPULSE_EXPORT_MAP_WORKERS, 0)")
     p.add_argument("--metrics-port", type=int, help="Prometheus port, 0 = off (env MEMPULSE_EXPORT_METRICS_PORT)")
     p.add_argument("--exit-at-head", action="store_true", default=None,
                    help="exit once the log as of start is exported (env MEMPULSE_EXPORT_EXIT_AT_HEAD=1)")
@@ -119,4 +123,5 @@ def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None
         create_schema=source.get_bool("create_schema", True),
         exit_at_head=exit_at_head,
         max_message_bytes=_int(None, "max_message_bytes", d.max_message_bytes, source, 1024 * 1024),
+        map_workers=_int(args.map_workers, "map_workers", d.map_workers, source, 0),
     )

@@ -23,3 +23,9 @@ class SourceUnavailable(ExportError):
 
 class SchemaMismatch(ExportError):
     """The ClickHouse tables exist but do not look like ours (another schema version): no retry helps."""
+
+
+class MapperUnavailable(ExportError):
+    """A mapping worker process died (killed, out of memory): the session ends, the next starts new workers."""
+
+    retriable = True

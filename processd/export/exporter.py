@@ -21,11 +21,12 @@ from typing import Any
 from common.pb.v1 import query_pb2_grpc
 from processd.export import source
 from processd.export.config import ExportConfig
-from processd.export.errors import ExportError, SinkUnavailable
+from processd.export.errors import ExportError, MapperUnavailable, SinkUnavailable
 from processd.export.mapper import Columns, columns_of, empty_columns, extend_columns, row_count, rows_of
 from processd.export.metrics import ExportMetrics
 from processd.export.schema import EVENTS
 from processd.export.sink import ClickHouseSink, ResumePoint
+from processd.export.workers import MapperPool
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ class Exporter:
         #: Called after each batch is written, with its columns by table and the write's completion time (unix ns).
         self.on_batch = on_batch
         self.sink = ClickHouseSink(config)
+        #: The mapping worker processes (config.map_workers > 0), else None: pages are mapped in this process.
+        self.mappers = MapperPool(config.map_workers) if config.map_workers else None
         self._task: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
         self._exported = 0
@@ -74,6 +77,8 @@ class Exporter:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         await asyncio.to_thread(self.sink.close)
+        if self.mappers is not None:
+            self.mappers.close()
         self._fail_waiters(self._failure or ExportError("exporter stopped"))
 
     async def __aenter__(self) -> Exporter:
@@ -146,7 +151,8 @@ class Exporter:
                 if not exc.retriable:
                     log.error("export stopped: %s", exc)
                     raise
-                self.metrics.failures.labels("sink" if isinstance(exc, SinkUnavailable) else "source").inc()
+                self.metrics.failures.labels("sink" if isinstance(exc, SinkUnavailable) else
+                                             "mapper" if isinstance(exc, MapperUnavailable) else "source").inc()
                 backoff = base_s if self._exported > before else min(backoff * 2, 10 * base_s)
                 log.warning("export interrupted at seq %d (%s); resuming in %.1f s", self._exported, exc, backoff)
                 await asyncio.to_thread(self.sink.close)
@@ -161,8 +167,11 @@ class Exporter:
         log.info("export %r resuming at seq %d (%d rows past the cursor already stored)", cfg.name,
                  point.next_seq, point.present_rows)
         pages: asyncio.Queue[source.Page | BaseException] = asyncio.Queue(_READ_AHEAD_PAGES)
+        if self.mappers is not None:
+            await self.mappers.start()
         async with source.channel(cfg.processd, cfg.max_message_bytes) as ch:
-            reader = asyncio.create_task(self._read(query_pb2_grpc.QueryStub(ch), point.next_seq, pages))
+            reader = asyncio.create_task(self._read(query_pb2_grpc.QueryStub(ch), point.next_seq, pages,
+                                                    source.raw_scan(ch) if self.mappers is not None else None))
             try:
                 await self._write_loop(point, pages)
             finally:
@@ -170,9 +179,15 @@ class Exporter:
                 await asyncio.gather(reader, return_exceptions=True)
 
     async def _read(self, stub: query_pb2_grpc.QueryStub, from_seq: int,
-                    pages: asyncio.Queue[source.Page | BaseException]) -> None:
+                    pages: asyncio.Queue[source.Page | BaseException], scan: source.RawScan | None) -> None:
+        # pages no larger than a batch: a batch then stays within batch_rows events (+ one page at most), so
+        # batch_rows bounds the memory a batch holds and how much a kill between its INSERTs leaves to skip
+        page_events = min(self.config.scan_page_events, self.config.batch_rows)
         try:
-            async for page in source.tail(stub, from_seq, self.config.scan_page_events):
+            async for page in source.tail(stub, from_seq, page_events, scan):
+                if page.raw is not None and page.events and self.mappers is not None:
+                    # mapped in a worker while it waits in the queue (bounded: the queue's pages at most)
+                    page.columns, page.raw = self.mappers.submit(page.raw), None
                 await pages.put(page)
         except ExportError as exc:
             await pages.put(exc)
@@ -207,9 +222,11 @@ class Exporter:
                         if not read:
                             first_at = time.monotonic()
                         if present and events[0].seq_id <= present_until:
+                            if item.columns is not None:  # a worker's columns are not used here: not awaited
+                                item.columns.cancel()
                             self._add_skipping(rows, events, present)
                         else:
-                            extend_columns(rows, columns_of(events))
+                            extend_columns(rows, await self._columns(item))
                         read += len(events)
                         next_seq = events[-1].seq_id + 1
                 at_target = cfg.exit_at_head and self._target is not None and next_seq > self._target
@@ -230,6 +247,12 @@ class Exporter:
                 if not writing.cancelled() and writing.exception() is not None and not isinstance(
                         writing.exception(), ExportError):
                     raise writing.exception()  # type: ignore[misc]
+
+    async def _columns(self, page: source.Page) -> dict[str, Columns]:
+        """A page's columns: from its mapping worker, or mapped here."""
+        if page.columns is not None and self.mappers is not None:
+            return await self.mappers.result(page.columns)
+        return columns_of(page.events)
 
     def _add_skipping(self, rows: dict[str, Columns], events: Sequence[Any],
                       present: dict[str, set[tuple[int, int]]]) -> None:

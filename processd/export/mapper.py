@@ -104,35 +104,43 @@ def rows_of(events: Iterable[events_pb2.Event]) -> dict[str, list[Row]]:
 
 # ---- the fast path: whole columns at once --------------------------------------------------------------------
 # The same values as the row functions above, built a column at a time with list comprehensions (no per-row
-# tuple or call) and inserted with columnar=True (no transposition in the driver): about twice as fast as rows,
-# which is what keeps the exporter near the cost of the bare INSERT.
+# tuple or call) and inserted with columnar=True (no transposition in the driver): about twice as fast as rows.
+# Profiled (docs/export.md#benchmark), the mapping is the exporter's largest cost and nearly all of it is reading
+# fields: each attribute read of a upb message builds a new Python object (an int, a bytes copy, a str, a
+# submessage wrapper). So the code below reads each field once, walks the repeated container once (indexing or
+# iterating it builds a wrapper per element: a plain list is walked for free after that), and converts each
+# distinct amount once per page.
 
 Columns = list[list[Any]]
 #: Columns every table starts with (schema._HEAD): chain_id, seq, tx_hash, first_seen, first_seen_ns, received_ns.
 _HEAD_LEN = 6
 
 
-def _head_columns(evs: Sequence[events_pb2.Event]) -> Columns:
+def _head_columns(evs: list[events_pb2.Event]) -> Columns:
     firsts = [e.first_seen_unix_ns for e in evs]
     return [[e.chain_id for e in evs], [e.seq_id for e in evs], [e.tx_hash for e in evs],
             [f // _NS for f in firsts], firsts, [e.received_unix_ns for e in evs]]
 
 
+def _decimal(values: list[bytes]) -> list[str]:
+    """Big-endian uint256s as decimal strings, each distinct value converted once: in a page of a pool's
+    transactions most amounts repeat (gas prices, tips, a zero value), and a dict hit is several times cheaper
+    than int.from_bytes + str. The dict lives for one call: bounded by the page."""
+    digits = {v: str(int.from_bytes(v, "big")) for v in set(values)}
+    return [digits[v] for v in values]
+
+
 def _opt_col(msgs: list[Any], field: str) -> list[str | None]:
-    has = [m.HasField(field) for m in msgs]
-    if not any(has):  # the common case for most optional amounts: no value to read at all
-        return [None] * len(msgs)
+    """An ``optional bytes`` uint256 column: decimal digits when set (a set empty value is "0"), None when not.
+    The value is read first and HasField asked only of the empty ones (unset, or set to 0): a read and a
+    HasField cost about the same, and a set value needs the read anyway."""
     get = attrgetter(field)
-    return [str(int.from_bytes(get(m), "big")) if h else None for m, h in zip(msgs, has, strict=True)]
-
-
-def _u256_col(values: Iterable[bytes]) -> list[str]:
-    return [str(int.from_bytes(v, "big")) for v in values]
-
-
-def _events_columns(evs: Sequence[events_pb2.Event]) -> Columns:
-    kinds = KIND_NAMES
-    return [*_head_columns(evs), [kinds.get(e.kind, "UNSPECIFIED") for e in evs], [e.source_id for e in evs]]
+    raw = [get(m) for m in msgs]
+    present = [v for v in raw if v]
+    if not present:  # nothing set, or only zeros
+        return ["0" if m.HasField(field) else None for m in msgs]
+    digits = {v: str(int.from_bytes(v, "big")) for v in set(present)}
+    return [digits[v] if v else ("0" if m.HasField(field) else None) for m, v in zip(msgs, raw, strict=True)]
 
 
 def _pick(head: Columns, index: list[int]) -> Columns:
@@ -144,7 +152,7 @@ def _transactions_columns(evs: list[events_pb2.Event], head: Columns) -> Columns
     txs = [e.tx_seen.tx for e in evs]
     inputs = [t.input for t in txs]
     return [*head, [t.source_id for t in txs], [t.sender for t in txs], [t.to or None for t in txs],
-            [t.nonce for t in txs], _u256_col(t.value for t in txs), [t.gas for t in txs],
+            [t.nonce for t in txs], _decimal([t.value for t in txs]), [t.gas for t in txs],
             _opt_col(txs, "gas_price"), _opt_col(txs, "max_fee_per_gas"), _opt_col(txs, "max_priority_fee_per_gas"),
             [t.tx_type for t in txs], [i[:4] for i in inputs], [len(i) for i in inputs], inputs]
 
@@ -152,14 +160,17 @@ def _transactions_columns(evs: list[events_pb2.Event], head: Columns) -> Columns
 def _features_columns(evs: list[events_pb2.Event], head: Columns) -> Columns:
     fs = [e.tx_decoded.features for e in evs]
     cats = CATEGORY_NAMES
+    deadlines = [f.deadline for f in fs]
     return [*head, [f.protocol for f in fs], [cats.get(f.category, "UNSPECIFIED") for f in fs],
             [f.method for f in fs], [f.selector for f in fs], [int(f.decoded) for f in fs],
             [f.decode_error for f in fs], [f.token_in or None for f in fs], [f.token_out or None for f in fs],
             _opt_col(fs, "amount_in"), _opt_col(fs, "amount_out_min"), _opt_col(fs, "amount_in_max"),
             _opt_col(fs, "amount_out"), [list(f.path) for f in fs], [list(f.fee_tiers) for f in fs],
-            [f.recipient or None for f in fs], [f.deadline if f.HasField("deadline") else None for f in fs],
-            _u256_col(f.value for f in fs), _u256_col(f.gas_price for f in fs), _u256_col(f.priority_fee for f in fs),
-            [f.calldata_len for f in fs]]
+            [f.recipient or None for f in fs],
+            # deadline: a nonzero value is set; HasField only for the zeros (unset, or set to 0)
+            [d if d or f.HasField("deadline") else None for f, d in zip(fs, deadlines, strict=True)],
+            _decimal([f.value for f in fs]), _decimal([f.gas_price for f in fs]),
+            _decimal([f.priority_fee for f in fs]), [f.calldata_len for f in fs]]
 
 
 def _opportunities_columns(evs: list[events_pb2.Event], head: Columns) -> Columns:
@@ -171,9 +182,9 @@ def _opportunities_columns(evs: list[events_pb2.Event], head: Columns) -> Column
 
 
 def _sources_columns(evs: list[events_pb2.Event], head: Columns) -> Columns:
-    bodies = [e.tx_source_seen for e in evs]
-    return [*head, [b.sighting.source_id for b in bodies], [b.sighting.seen_unix_ns for b in bodies],
-            [b.tx_seq_id for b in bodies]]
+    sightings = [e.tx_source_seen for e in evs]
+    seen = [b.sighting for b in sightings]
+    return [*head, [s.source_id for s in seen], [s.seen_unix_ns for s in seen], [b.tx_seq_id for b in sightings]]
 
 
 _DETAIL_COLUMNS = {
@@ -194,13 +205,20 @@ def columns_of(events: Sequence[events_pb2.Event]) -> dict[str, Columns]:
     out = empty_columns()
     if not events:
         return out
-    kinds = [e.kind for e in events]
-    ev_columns = out[EVENTS.name] = _events_columns(events)
-    head = ev_columns[:_HEAD_LEN]
+    evs = list(events)  # one walk of the (protobuf) repeated container; the list is walked for free below
+    kinds = [e.kind for e in evs]
+    head = _head_columns(evs)
+    names = KIND_NAMES
+    out[EVENTS.name] = [*head, [names.get(k, "UNSPECIFIED") for k in kinds], [e.source_id for e in evs]]
+    by_kind: dict[int, list[int]] = {kind: [] for kind in _DETAIL_COLUMNS}
+    for i, kind in enumerate(kinds):  # one pass sorts the events by kind (a kind without a table: no detail)
+        index = by_kind.get(kind)
+        if index is not None:
+            index.append(i)
     for kind, (table, build) in _DETAIL_COLUMNS.items():
-        index = [i for i, k in enumerate(kinds) if k == kind]
+        index = by_kind[kind]
         if index:
-            out[table.name] = build([events[i] for i in index], _pick(head, index))
+            out[table.name] = build([evs[i] for i in index], _pick(head, index))
     return out
 
 

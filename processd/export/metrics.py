@@ -8,8 +8,9 @@ from common.promutil import add_process_collectors
 from processd.export.schema import DATA_TABLES
 
 PREFIX = "mempulse_export_"
-#: Failure reasons: ClickHouse away, processd away (each ends a session; the exporter retries).
-FAILURE_REASONS = ("sink", "source")
+#: Failure reasons: ClickHouse away, processd away, a mapping worker died (each ends a session; the exporter
+#: retries).
+FAILURE_REASONS = ("sink", "source", "mapper")
 
 
 class ExportMetrics:

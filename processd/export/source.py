@@ -9,8 +9,9 @@ from the next seq not yet returned, so no event is skipped or repeated.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
@@ -26,6 +27,21 @@ class Page:
 
     events: Sequence[events_pb2.Event]
     head_seq: int
+    #: A ScanEvents page as processd sent it, when read raw (for the mapping workers: processd.export.workers).
+    raw: bytes | None = None
+    #: Its columns, being mapped in a worker (set by the exporter's reader).
+    columns: Any = None
+
+
+#: ScanEvents returning the response's bytes (parsed here, and again by a mapping worker).
+RawScan = Callable[..., Awaitable[bytes]]
+
+
+def raw_scan(ch: grpc.aio.Channel) -> RawScan:
+    """ScanEvents on ``ch`` that returns the serialized response."""
+    return ch.unary_unary("/mempulse.v1.Query/ScanEvents",
+                          request_serializer=query_pb2.ScanEventsRequest.SerializeToString,
+                          response_deserializer=None)
 
 
 def channel(target: str, max_message_bytes: int) -> grpc.aio.Channel:
@@ -36,17 +52,21 @@ def channel(target: str, max_message_bytes: int) -> grpc.aio.Channel:
     ])
 
 
-async def tail(stub: query_pb2_grpc.QueryStub, from_seq: int, page_events: int) -> AsyncIterator[Page]:
+async def tail(stub: query_pb2_grpc.QueryStub, from_seq: int, page_events: int,
+               scan: RawScan | None = None) -> AsyncIterator[Page]:
     """Every event from ``from_seq`` on, forever (scan, then subscribe; back to scanning when a stream ends).
+    With ``scan`` (:func:`raw_scan`) the catch-up pages also carry their bytes (:attr:`Page.raw`).
 
     Raises :class:`SourceUnavailable` when processd cannot be reached (the caller retries with backoff)."""
     next_seq = max(from_seq, 1)
     while True:
         try:
             while True:  # catch-up
-                resp = await stub.ScanEvents(query_pb2.ScanEventsRequest(from_seq_id=next_seq, limit=page_events),
-                                             timeout=60)
-                yield Page(resp.events, resp.last_seq_id)
+                request = query_pb2.ScanEventsRequest(from_seq_id=next_seq, limit=page_events)
+                raw = await scan(request, timeout=60) if scan is not None else None
+                resp = (query_pb2.ScanEventsResponse.FromString(raw) if raw is not None
+                        else await stub.ScanEvents(request, timeout=60))
+                yield Page(resp.events, resp.last_seq_id, raw)
                 next_seq = max(next_seq, resp.next_seq_id)
                 if next_seq > resp.last_seq_id:
                     break

@@ -6,11 +6,21 @@ One run, one machine, one ClickHouse server (Debian's 18.16, started here on fre
 1. processd (a subprocess) gets ``--tx`` synthetic transactions on three chains, plus later-source sightings of a
    third of them; its log is then read once with ScanEvents and mapped to rows (before any clock starts).
 2. **floor**: those rows inserted with clickhouse-driver, one INSERT per table holding every row, into an empty
-   database: the cost of getting the rows into ClickHouse at all.
+   database: the cost of getting the rows into ClickHouse at all. Two ways, the same values of the same types
+   into the same tables: rows (``client.execute(sql, rows)``, the plain bulk insert) and columns
+   (``columnar=True``, the column lists the exporter itself inserts, copied before the clock: the driver
+   rewrites them in place). The columnar one is faster, so it is the floor the ratio is taken against; the
+   ratio to the row insert is reported beside it.
 3. **export**: the exporter (in this process, so its CPU is this process's CPU: ``time.process_time``) exports
    the same log from processd into another empty database, ``--exit-at-head``, default batch size. Its work on
    top of the floor: ScanEvents pages over gRPC, protobuf parsing, the mapping, batching, the cursor.
-   2. and 3. alternate ``--repeat`` times (3), each into an empty database; the medians are reported.
+   processd's CPU while it serves the export (its ScanEvents pages) is measured too: it runs on the same cores.
+   Then the same with ``--map-workers`` (2) mapping worker processes (MEMPULSE_EXPORT_MAP_WORKERS): their CPU
+   counts as the exporter's, their start-up (once per exporter process) is timed apart.
+   The exporter's own stages (parsing the pages, the columnar mapping, the row-by-row reference mapping) are
+   timed alone on the same pages beforehand.
+   2. and 3. alternate ``--repeat`` times (3), each into an empty database; the medians are reported, and the
+   ratios pair by pair.
 4. **lag**: the exporter tails the log while transactions arrive at the demo rate (``--rate``, 50 tx/s, in
    batches every 100 ms like ingestd's); each event's lag = when its batch was written to ClickHouse - when
    processd received it. p50/p99/max over every event.
@@ -36,12 +46,13 @@ from common.testing.clickhouse import ClickHouseServer
 from common.testing.ingest_push import push_batches, push_envelopes
 from common.testing.process import ManagedProcess, child_env, python_module_argv
 from common.testing.synth import synthetic_envelopes
+from processd.export.__main__ import tune_gc
 from processd.export.config import ExportConfig
 from processd.export.exporter import Exporter
-from processd.export.mapper import Columns, Row, rows_of
+from processd.export.mapper import Columns, Row, columns_of, empty_columns, extend_columns, rows_of
 from processd.export.schema import DATA_TABLES, insert_sql
 from processd.export.sink import ClickHouseSink
-from scripts.bench.harness import REPO_ROOT, percentile, ratio, write_artifact
+from scripts.bench.harness import REPO_ROOT, percentile, ratio, tree_cpu_seconds, write_artifact
 
 CHAINS = (1, 137, 56)
 
@@ -77,50 +88,93 @@ def _sightings(envs: list[tx_pb2.TxEnvelope], batch_seq: int) -> ingest_pb2.TxBa
         for e in envs])
 
 
-async def _log_rows(addr: str) -> tuple[dict[str, list[Row]], int]:
-    """Every event of the log as rows (ScanEvents + the exporter's mapper), and the event count."""
-    from common.pb.v1 import query_pb2, query_pb2_grpc
+async def _log_pages(addr: str) -> list[bytes]:
+    """Every ScanEvents page of the log as processd sent it (serialized), 5000 events a page as the exporter's."""
+    from common.pb.v1 import query_pb2
     from processd.export.source import channel
 
-    rows: dict[str, list[Row]] = {table.name: [] for table in DATA_TABLES}
-    events = 0
+    pages: list[bytes] = []
     async with channel(addr, 64 << 20) as ch:
-        stub = query_pb2_grpc.QueryStub(ch)
+        scan = ch.unary_unary("/mempulse.v1.Query/ScanEvents",
+                              request_serializer=query_pb2.ScanEventsRequest.SerializeToString,
+                              response_deserializer=None)  # the bytes as sent
         seq = 1
         while True:
-            resp = await stub.ScanEvents(query_pb2.ScanEventsRequest(from_seq_id=seq, limit=5000))
-            for table, table_rows in rows_of(resp.events).items():
-                rows[table].extend(table_rows)
-            events += len(resp.events)
+            raw = await scan(query_pb2.ScanEventsRequest(from_seq_id=seq, limit=ExportConfig().scan_page_events))
+            pages.append(raw)
+            resp = query_pb2.ScanEventsResponse.FromString(raw)
             seq = resp.next_seq_id
             if seq > resp.last_seq_id:
-                return rows, events
+                return pages
 
 
-def _floor(cfg: ExportConfig, rows: dict[str, list[Row]]) -> dict[str, Any]:
+def _log_rows(pages: list[bytes]) -> tuple[dict[str, list[Row]], dict[str, Columns], int, dict[str, float]]:
+    """Every event of the log as rows and as columns (the exporter's mapper), the event count, and the CPU seconds
+    of the exporter's own stages on them, each timed alone: parsing the pages, the columnar mapping the exporter
+    uses, the row-by-row reference mapping."""
+    from common.pb.v1 import query_pb2
+
+    cpu0 = time.process_time()
+    parsed = [query_pb2.ScanEventsResponse.FromString(raw).events for raw in pages]
+    cpu1 = time.process_time()
+    columns = empty_columns()
+    for events in parsed:
+        extend_columns(columns, columns_of(events))
+    cpu2 = time.process_time()
+    rows: dict[str, list[Row]] = {table.name: [] for table in DATA_TABLES}
+    for events in parsed:
+        for table, table_rows in rows_of(events).items():
+            rows[table].extend(table_rows)
+    cpu3 = time.process_time()
+    stages = {"parse": cpu1 - cpu0, "map_columns": cpu2 - cpu1, "map_rows_reference": cpu3 - cpu2}
+    return rows, columns, sum(len(events) for events in parsed), stages
+
+
+def _floor(cfg: ExportConfig, rows: dict[str, list[Row]], columns: dict[str, Columns] | None) -> dict[str, Any]:
+    """The plain bulk insert: ``rows`` one row tuple at a time, or (``columns`` given) the same values as columns."""
     sink = ClickHouseSink(cfg)
     sink.ensure_schema()
     client = sink.client
     n = sum(len(r) for r in rows.values())
+    # fresh lists per run: the driver replaces NULLs and enum names in the lists it is given
+    data: dict[str, Any] = {t: [list(c) for c in cols] for t, cols in columns.items()} if columns else rows
     cpu0, t0 = time.process_time(), time.perf_counter()
     for table in DATA_TABLES:
-        client.execute(insert_sql(cfg.database, table), rows[table.name])
+        client.execute(insert_sql(cfg.database, table), data[table.name], columnar=columns is not None)
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     sink.close()
     return {"rows": n, "seconds": round(wall, 3), "rows_per_s": round(n / wall),
             "cpu_us_per_row": round(cpu / n * 1e6, 2)}
 
 
-async def _export(cfg: ExportConfig, rows_total: int) -> dict[str, Any]:
+async def _export(cfg: ExportConfig, rows_total: int, processd_pid: int | None) -> dict[str, Any]:
     ClickHouseSink(cfg).ensure_schema()  # created before the clock, as for the floor (the resume is timed)
+    exporter = Exporter(replace(cfg, exit_at_head=True, create_schema=False))
+    # Mapping workers start once per exporter process (spawned: each imports the exporter's modules anew); a
+    # tailing exporter pays it once in its life, so it is timed apart and the run measures the steady state.
+    start_s = time.perf_counter()
+    if exporter.mappers is not None:
+        await exporter.mappers.start()
+    start_s = time.perf_counter() - start_s
+    startup_cpu = _workers_cpu(exporter)
+    served0 = tree_cpu_seconds(processd_pid) if processd_pid else None
     cpu0, t0 = time.process_time(), time.perf_counter()
-    async with Exporter(replace(cfg, exit_at_head=True, create_schema=False)) as exporter:
+    async with exporter:
         await exporter.wait_closed()
         written = sum(exporter.metrics.rows.labels(t.name)._value.get() for t in DATA_TABLES)
-    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        workers_cpu = _workers_cpu(exporter) - startup_cpu  # the workers' CPU is the exporter's: read before they stop
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0 + workers_cpu
+    served1 = tree_cpu_seconds(processd_pid) if processd_pid else None
     assert written == rows_total, f"exported {written} rows, the log makes {rows_total}"
     return {"rows": int(written), "seconds": round(wall, 3), "rows_per_s": round(written / wall),
-            "cpu_us_per_row": round(cpu / written * 1e6, 2)}
+            "cpu_us_per_row": round(cpu / written * 1e6, 2), "map_workers": cfg.map_workers,
+            "workers_cpu_us_per_row": round(workers_cpu / written * 1e6, 2),
+            "workers_startup": {"seconds": round(start_s, 3), "cpu_s": round(startup_cpu, 3)},
+            "processd_cpu_s": round(served1 - served0, 3) if served0 is not None and served1 is not None else None}
+
+
+def _workers_cpu(exporter: Exporter) -> float:
+    return sum(tree_cpu_seconds(pid) or 0.0 for pid in exporter.mappers.pids()) if exporter.mappers else 0.0
 
 
 async def _lag(cfg: ExportConfig, addr: str, rate: float, seconds: float, start_index: int) -> dict[str, Any]:
@@ -152,6 +206,7 @@ async def _lag(cfg: ExportConfig, addr: str, rate: float, seconds: float, start_
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
+    tune_gc()  # the collector settings mempulse-export runs with (the floor gets them too)
     with tempfile.TemporaryDirectory(prefix="mempulse-export-bench-") as tmp:
         root = Path(tmp)
         ch = ClickHouseServer(root / "clickhouse")
@@ -162,31 +217,58 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             envs = synthetic_envelopes(args.tx, seed=5, chain_ids=CHAINS)
             await push_envelopes(addr, envs, batch_size=500)
             await push_batches(addr, [_sightings(envs[i:i + 500:3], 1 + i // 500) for i in range(0, len(envs), 500)])
-            rows, events = await _log_rows(addr)
+            rows, columns, events, stages = _log_rows(await _log_pages(addr))
             total = sum(len(r) for r in rows.values())
             base = replace(ExportConfig(), processd=addr, clickhouse_host=ch.host, clickhouse_port=ch.port)
-            floors, exports = [], []
+            floors, row_floors, exports, worker_exports = [], [], [], []
             for i in range(args.repeat):  # alternating, each into an empty database: the machine's load varies
-                floors.append(_floor(replace(base, database=f"floor{i}"), rows))
-                exports.append(await _export(replace(base, database=f"export{i}"), total))
+                row_floors.append(_floor(replace(base, database=f"rowfloor{i}"), rows, None))
+                floors.append(_floor(replace(base, database=f"floor{i}"), rows, columns))
+                exports.append(await _export(replace(base, database=f"export{i}"), total, proc.pid))
+                worker_exports.append(await _export(replace(base, database=f"workers{i}", map_workers=args.map_workers),
+                                                    total, proc.pid))
             lag = await _lag(replace(base, database="export0"), addr, args.rate, args.live_s, args.tx)
             version = ch.query("SELECT version()")[0][0]
         finally:
             proc.stop()
             ch.stop()
-    ratios = sorted(ratio(e["rows_per_s"], f["rows_per_s"]) or 0.0 for f, e in zip(floors, exports, strict=True))
-    floor = sorted(floors, key=lambda f: f["rows_per_s"])[len(floors) // 2]
-    export = sorted(exports, key=lambda e: e["rows_per_s"])[len(exports) // 2]
+    floor, row_floor = _median(floors), _median(row_floors)
+    export, with_workers = _versus(exports, floors, row_floors), _versus(worker_exports, floors, row_floors)
+    served = sorted(e["processd_cpu_s"] or 0.0 for e in exports)[len(exports) // 2]
     return {
         "clickhouse_version": version, "transactions": args.tx, "events": events, "rows": total,
-        "floor_bulk_insert": floor, "exporter": export, "runs": {"floor": floors, "exporter": exports},
-        "throughput_vs_floor": ratios[len(ratios) // 2], "throughput_vs_floor_per_run": ratios,
-        "cpu_per_row_vs_floor": ratio(export["cpu_us_per_row"], floor["cpu_us_per_row"]),
+        "floor_bulk_insert": floor, "floor_row_insert": row_floor, "exporter": export["median"],
+        "exporter_map_workers": with_workers["median"],
+        "runs": {"floor": floors, "floor_rows": row_floors, "exporter": exports,
+                 "exporter_map_workers": worker_exports},
+        "throughput_vs_floor": export["vs_floor"], "throughput_vs_floor_per_run": export["vs_floor_per_run"],
+        "throughput_vs_row_floor": export["vs_row_floor"],
+        "throughput_vs_row_floor_per_run": export["vs_row_floor_per_run"],
+        "map_workers": {"workers": args.map_workers, **{k: v for k, v in with_workers.items() if k != "median"}},
+        "cpu_per_row_vs_floor": ratio(export["median"]["cpu_us_per_row"], floor["cpu_us_per_row"]),
+        "processd_scan_cpu_us_per_event": round(served / events * 1e6, 2),
+        # the exporter's own stages, CPU us per row, each timed alone on the same pages (the driver's share is
+        # the floor's cpu_us_per_row)
+        "stages_cpu_us_per_row": {name: round(cpu / total * 1e6, 2) for name, cpu in stages.items()},
         "lag_at_demo_rate": lag,
         "targets": {"throughput_vs_floor_min": 0.5, "lag_p99_ms_max": 2000},
-        "targets_met": {"throughput": ratios[len(ratios) // 2] >= 0.5,
+        "targets_met": {"throughput": export["vs_floor"] >= 0.5,
+                        "throughput_map_workers": with_workers["vs_floor"] >= 0.5,
                         "lag": lag["p99_ms"] < 2000},
     }
+
+
+def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return sorted(runs, key=lambda r: r["rows_per_s"])[len(runs) // 2]
+
+
+def _versus(exports: list[dict[str, Any]], floors: list[dict[str, Any]],
+            row_floors: list[dict[str, Any]]) -> dict[str, Any]:
+    """The median export run and its throughput over each floor, pair by pair (the same round of the loop)."""
+    vs = sorted(ratio(e["rows_per_s"], f["rows_per_s"]) or 0.0 for f, e in zip(floors, exports, strict=True))
+    vs_rows = sorted(ratio(e["rows_per_s"], f["rows_per_s"]) or 0.0 for f, e in zip(row_floors, exports, strict=True))
+    return {"median": _median(exports), "vs_floor": vs[len(vs) // 2], "vs_floor_per_run": vs,
+            "vs_row_floor": vs_rows[len(vs_rows) // 2], "vs_row_floor_per_run": vs_rows}
 
 
 def main() -> None:
@@ -196,6 +278,7 @@ def main() -> None:
     p.add_argument("--live-s", type=float, default=30.0, help="seconds of live traffic (default 30)")
     p.add_argument("--repeat", type=int, default=3, help="floor/exporter pairs, alternating (median reported)")
     p.add_argument("--short", action="store_true", help="5000 transactions, 10 s of live traffic, one pair")
+    p.add_argument("--map-workers", type=int, default=2, help="mapping workers of the second exporter run (default 2)")
     p.add_argument("--out-name", default="export")
     args = p.parse_args()
     if args.short:
@@ -204,9 +287,12 @@ def main() -> None:
     path = write_artifact(args.out_name, results, mode="short" if args.short else "full")
     print(path)
     f, e, lag = results["floor_bulk_insert"], results["exporter"], results["lag_at_demo_rate"]
+    w = results["exporter_map_workers"]
     print(f"floor {f['rows_per_s']} rows/s ({f['cpu_us_per_row']} us/row), exporter {e['rows_per_s']} rows/s "
-          f"({e['cpu_us_per_row']} us/row): {results['throughput_vs_floor']} of the floor; lag at {lag['rate_tx_s']} "
-          f"tx/s p50 {lag['p50_ms']} ms p99 {lag['p99_ms']} ms")
+          f"({e['cpu_us_per_row']} us/row): {results['throughput_vs_floor']} of the floor, "
+          f"{results['throughput_vs_row_floor']} of the row insert; with {args.map_workers} mapping workers "
+          f"{w['rows_per_s']} rows/s ({w['cpu_us_per_row']} us/row): {results['map_workers']['vs_floor']} of the "
+          f"floor; lag at {lag['rate_tx_s']} tx/s p50 {lag['p50_ms']} ms p99 {lag['p99_ms']} ms")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ live tailing, and exact resume over a partly written batch."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from dataclasses import replace
 
 import pytest
@@ -29,9 +31,12 @@ async def _fill(processd: ProcessdServer, count: int, start: int = 0) -> int:
     return (await asyncio.to_thread(log_events, addr))[-1].seq_id
 
 
+@pytest.mark.parametrize("map_workers", [0, 2])
 async def test_export_equals_the_log_then_tails_it(clickhouse: ClickHouseServer, processd: ProcessdServer,
-                                                   export_config: ExportConfig) -> None:
+                                                   export_config: ExportConfig, map_workers: int) -> None:
+    """In-process mapping and mapping workers (processd.export.workers) alike."""
     addr = f"127.0.0.1:{processd.port}"
+    export_config = replace(export_config, map_workers=map_workers)
     last = await _fill(processd, 900)
     async with Exporter(export_config) as exporter:
         await asyncio.wait_for(exporter.wait_exported(last), 60)
@@ -72,13 +77,14 @@ async def test_export_equals_the_log_then_tails_it(clickhouse: ClickHouseServer,
     assert (source_id, tx_seq) == ("second", src.tx_source_seen.tx_seq_id)
 
 
+@pytest.mark.parametrize("map_workers", [0, 1])
 async def test_resume_rewrites_exactly_what_an_interrupted_batch_left_out(
-        clickhouse: ClickHouseServer, processd: ProcessdServer, export_config: ExportConfig) -> None:
+        clickhouse: ClickHouseServer, processd: ProcessdServer, export_config: ExportConfig, map_workers: int) -> None:
     """A kill between the INSERTs of a batch leaves some tables with its rows past the cursor and some without:
     the next run inserts the missing ones and none twice."""
     addr = f"127.0.0.1:{processd.port}"
     last = await _fill(processd, 600)
-    cfg = replace(export_config, exit_at_head=True)
+    cfg = replace(export_config, exit_at_head=True, map_workers=map_workers)
     async with Exporter(cfg) as exporter:
         await asyncio.wait_for(exporter.wait_closed(), 60)
         assert exporter.exported_seq == last
@@ -115,3 +121,24 @@ async def test_a_foreign_table_fails_the_export_and_its_waiters(
     async with Exporter(export_config) as exporter:
         with pytest.raises(SchemaMismatch, match="events has columns"):
             await asyncio.wait_for(exporter.wait_exported(last), 30)
+
+
+async def test_a_killed_mapping_worker_ends_the_session_and_the_next_one_finishes_exactly_once(
+        clickhouse: ClickHouseServer, processd: ProcessdServer, export_config: ExportConfig) -> None:
+    """SIGKILL of a mapping worker: counted as a mapper failure, new workers, the export still equals the log."""
+    addr = f"127.0.0.1:{processd.port}"
+    last = await _fill(processd, 900)
+    cfg = replace(export_config, exit_at_head=True, map_workers=1)
+    async with Exporter(cfg) as exporter:
+        assert exporter.mappers is not None
+        for _ in range(600):  # the first session has started its worker
+            if exporter.mappers.pids():
+                break
+            await asyncio.sleep(0.05)
+        (pid,) = exporter.mappers.pids()
+        os.kill(pid, signal.SIGKILL)
+        await asyncio.wait_for(exporter.wait_closed(), 120)
+        assert exporter.exported_seq == last
+        assert exporter.metrics.failures.labels("mapper")._value.get() >= 1
+        assert pid not in exporter.mappers.pids()
+    check_export(clickhouse.query, cfg.database, await asyncio.to_thread(log_events, addr))

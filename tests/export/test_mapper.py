@@ -31,6 +31,8 @@ def _events() -> list[events_pb2.Event]:
             features.token_in = env.sender
             features.path.extend([env.sender, env.to])
             features.deadline = i
+        elif i % 2 == 0:
+            features.deadline = 0  # set, 0: not NULL (the mapper asks HasField only of the zeros)
         if i % 4 == 0:
             features.amount_out_min = b""  # set, 0
         out.append(events_pb2.Event(seq_id=seq, chain_id=env.chain_id, kind=events_pb2.EVENT_KIND_TX_DECODED,
@@ -68,6 +70,8 @@ def test_values_keep_unknown_apart_from_zero_and_stay_exact() -> None:
     amount_in = [r[14] for r in features]
     assert str(MAX_U256) in amount_in and None in amount_in
     assert {r[15] for r in features} == {None, "0"}  # amount_out_min: unset, or set to 0
+    deadlines = [r[21] for r in features]
+    assert None in deadlines and 0 in deadlines and 1 in deadlines  # unset, set to 0, set
     assert rows_of(events)["events"][-1][6] == "UNSPECIFIED"
     assert [r[8] for r in rows_of(events)["transactions"]].count(None) == 1
     assert u256(b"") == "0" and u256(MAX_U256.to_bytes(32, "big")) == str(MAX_U256)

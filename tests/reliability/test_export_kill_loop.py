@@ -7,7 +7,8 @@ while the exporter runs (the exporter waits it out and resumes by itself). At th
 rows, none twice even before merges, and the same with FINAL.
 
 Short mode (default pytest run): 3 rounds. Long mode (scripts/reliability): 20, or
-``MEMPULSE_RELIABILITY_EXPORT_KILLS``.
+``MEMPULSE_RELIABILITY_EXPORT_KILLS``. Run twice: mapping in-process, and with a mapping worker process
+(``--map-workers 1``), whose workers must die with each killed exporter (no orphan left mapping).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pytest
 
 from common.testing.clickhouse import ClickHouseServer
 from common.testing.process import ManagedProcess, child_env, python_module_argv
+from common.testing.procfs import descendants
 from common.testing.synth import synthetic_envelopes
 from tests.export._helpers import CHAINS, check_export, log_events, require_clickhouse
 from tests.reliability._support import ROOT, ProcessdProc, ResendingPusher, knob, wait_until, write_artifact
@@ -37,9 +39,15 @@ def _exporter(proc: ProcessdProc, ch: ClickHouseServer, log_path: Path, *extra: 
                           cwd=ROOT, stop_timeout_s=20)
 
 
+def _gone(pids: list[int]) -> bool:
+    return not any(Path(f"/proc/{pid}").exists() for pid in pids)
+
+
 @pytest.mark.timeout(1800)
-def test_export_kill9_loop_is_exactly_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("map_workers", [0, 1])
+def test_export_kill9_loop_is_exactly_once(tmp_path: Path, map_workers: int) -> None:
     require_clickhouse()
+    workers = ("--map-workers", str(map_workers))
     rounds = knob("export_kills", 3, 20)
     seed = knob("seed", 11, int(time.time()))
     rng = random.Random(seed)
@@ -47,11 +55,12 @@ def test_export_kill9_loop_is_exactly_once(tmp_path: Path) -> None:
     proc = ProcessdProc(tmp_path / "lmdb", tmp_path / "processd.log", "--flush-interval-ms", "2",
                         "--analysis-workers", "0")
     ch = ClickHouseServer(tmp_path / "clickhouse")
-    exporter = _exporter(proc, ch, tmp_path / "export.log")
+    exporter = _exporter(proc, ch, tmp_path / "export.log", *workers)
     batches = len(envelopes) // 50
     # paced so that the log grows during every round (each about 0.9 s plus restarts)
     pusher = ResendingPusher(proc.addr, envelopes, batch_size=50, max_inflight=4, pace_s=rounds * 1.2 / batches)
     ch_restarts = 0
+    killed_with_children = 0  # rounds whose killed exporter had processes of its own (mapping workers)
     try:
         proc.start()
         ch.start()
@@ -69,12 +78,17 @@ def test_export_kill9_loop_is_exactly_once(tmp_path: Path) -> None:
                 ch.start()
                 ch_restarts += 1
                 time.sleep(rng.uniform(0.0, 0.5))
+            children = descendants(exporter.pid) if exporter.pid else []
+            killed_with_children += bool(children)
             status = exporter.kill()
             assert status == -9, f"round {i}: the exporter exited with {status} before the kill:\n{exporter.log_tail()}"
+            # its mapping workers (and multiprocessing's resource tracker) die with it
+            wait_until(lambda pids=children: _gone(pids), 10,
+                       f"round {i}: the killed exporter's processes {children} exiting")
             exporter.start(wait_ready=False)
         pusher.wait_done(120)
         exporter.kill()
-        final = _exporter(proc, ch, tmp_path / "export.log", "--exit-at-head")
+        final = _exporter(proc, ch, tmp_path / "export.log", "--exit-at-head", *workers)
         final.start(wait_ready=False)
         assert final.wait(180) == 0, final.log_tail()
         events = log_events(proc.addr)
@@ -82,12 +96,15 @@ def test_export_kill9_loop_is_exactly_once(tmp_path: Path) -> None:
         log_text = (tmp_path / "export.log").read_text()
         resumes = [(int(s), int(n)) for s, n in _RESUMED.findall(log_text)]
         partial = sum(1 for _, n in resumes if n)
-        write_artifact("export_kill_loop", {
-            "seed": seed, "rounds": rounds, "exporter_kills": rounds + 1, "clickhouse_kills": ch_restarts,
+        write_artifact("export_kill_loop" if not map_workers else "export_kill_loop_map_workers", {
+            "seed": seed, "rounds": rounds, "map_workers": map_workers, "exporter_kills": rounds + 1,
+            "clickhouse_kills": ch_restarts,
             "events": len(events), "resumes": len(resumes), "resumes_over_a_partly_written_batch": partial,
             "chains": len(CHAINS),
         })
         assert len(resumes) >= rounds + 1 and resumes[-1][0] > 1, resumes
+        if map_workers:  # the orphan check above saw workers to check
+            assert killed_with_children, "no round killed an exporter that had started its mapping workers"
     finally:
         pusher.stop()
         exporter.stop()

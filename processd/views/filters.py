@@ -215,9 +215,19 @@ class TxView:
 def frame_event(seq: int, value: bytes) -> bytes:
     """One ``SubscribeEventsResponse.events`` entry (field 1) of the stored ``value``: ``Event.seq_id`` (field 1)
     then the stored Event fields (the value minus its kind byte). Protobuf fields may come in any order, so this
-    parses as the Event ScanEvents returns for the same seq."""
+    parses as the Event ScanEvents returns for the same seq; an OPP_DETECTED value also gets its opportunity's
+    ``seq_id``, which the stored value leaves to the key (storage/layout.py, as ``decode_event`` does)."""
+    body = _opp_body(seq, value) if value[0] == KIND_OPP else value[1:]
     seq_field = varint(seq)
-    return b"\x0a%b\x08%b%b" % (varint(len(value) + len(seq_field)), seq_field, value[1:])
+    return b"\x0a%b\x08%b%b" % (varint(len(body) + 1 + len(seq_field)), seq_field, body)
+
+
+def _opp_body(seq: int, value: bytes) -> bytes:
+    """The Event fields of a stored OPP_DETECTED ``value`` with ``opportunity.seq_id`` set (a parse and a
+    serialize: opportunities are a small share of the events)."""
+    event = _parse_event(value[1:])
+    event.opp_detected.opportunity.seq_id = seq
+    return event.SerializeToString()
 
 
 #: Anchor fields, most selective first: (TxFilter attribute, what the transaction has there).
@@ -475,8 +485,9 @@ def frame_taken(taken: list[TxView], values: list[bytes], first: int, txs: int) 
         for tx in taken:
             tx.frame_all()
         return
-    frames = [b"\x0a%b\x08%b%b" % (varint(len(v) + len(s)), s, v[1:])
-              for v, s in zip(values, map(varint, range(first, first + len(values))), strict=True)]
+    frames = [frame_event(seq, v) if v[0] == KIND_OPP else b"\x0a%b\x08%b%b" % (varint(len(v) + len(s)), s, v[1:])
+              for v, seq, s in zip(values, range(first, first + len(values)),
+                                   map(varint, range(first, first + len(values))), strict=True)]
     join = b"".join
     for tx in taken:
         tx.all_bytes = join(frames[tx.start:tx.end])

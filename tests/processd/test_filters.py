@@ -116,6 +116,30 @@ async def test_each_filter_field_matches_the_reference_in_catch_up_and_live(serv
     assert sizes["disjoint chains"] == 0
 
 
+async def test_filtered_events_equal_scan_events_field_by_field(server: ProcessdServer) -> None:
+    """A filtered subscription's events are the very Events ScanEvents returns, in catch-up and live, also the
+    opportunity's own seq_id, which the stored value leaves to the key (it came out as 0 before)."""
+    await push_envelopes(server.address, synthetic_envelopes(600, seed=73), batch_size=200)
+    async with channel(server.address) as ch:
+        stub = query_stub(ch)
+        call = stub.SubscribeEvents(query_pb2.SubscribeEventsRequest(from_seq_id=1, filter=EventFilter(min_score=1)))
+        await call.initial_metadata()
+        await push_envelopes(server.address, synthetic_envelopes(600, seed=74), batch_size=600, session_id="b")
+        head = server.models.last_seq
+        by_seq = {e.seq_id: e for e in await _scan_all(stub)}
+        expected = reference_filter(EventFilter(min_score=1), list(by_seq.values()), 0, [])
+        got: list[events_pb2.Event] = []
+        while len(got) < len(expected):
+            msg = await asyncio.wait_for(call.read(), 30)
+            assert msg is not grpc.aio.EOF and (msg.events or msg.last_seq_id < head)
+            got.extend(msg.events)
+        call.cancel()
+    opps = [e for e in got if e.kind == OPP]
+    assert opps and all(e.opp_detected.opportunity.seq_id == e.seq_id for e in opps)
+    assert [e.seq_id for e in got] == expected
+    assert all(e == by_seq[e.seq_id] for e in got)
+
+
 async def test_envelope_only_filters_take_the_probe_path(server: ProcessdServer) -> None:
     """Live subscribers whose filters are all anchored on envelope fields (senders, to, selectors, with or
     without other fields): the commit's transactions are probed on their parsed envelope before any view is

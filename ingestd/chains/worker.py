@@ -16,22 +16,18 @@ from dataclasses import dataclass
 
 from common.chains import SEQUENCER_CHAINS
 from common.hexutil import HexError, hex_to_bytes
-from common.pb.v1 import block_pb2, ingest_pb2, tx_pb2
+from common.pb.v1 import ingest_pb2, tx_pb2
 from common.rawtx import RawTxError, node_raw, verified_raw
-from ingestd.backfill import Backfill, BackfillStats
-from ingestd.blocks import BlockFollower
+from ingestd.chains.follow import ChainFollow
 from ingestd.config import ChainConfig, IngestConfig
 from ingestd.dedup import Dedup
 from ingestd.drops import DropCounter, DropReason
 from ingestd.fetcher import RAW_METHOD, TOO_LARGE, BatchFetcher, FetchOutcome
-from ingestd.heads import HeadSource
 from ingestd.linger import batch_delay_s
 from ingestd.mapping import MappingError, tx_to_envelope
-from ingestd.metrics import BlockStats, ChainStats, Histograms, PoolStats, RawOutcome, SourceStats
+from ingestd.metrics import ChainStats, Histograms, RawOutcome, SourceStats
 from ingestd.notifications import PendingHash, PendingTx
 from ingestd.outbound import Outbound
-from ingestd.pending import PendingStats, PendingTracker
-from ingestd.pools import PoolTracker
 from ingestd.sourcelog import SightingOutcome, SourceLog
 from ingestd.ws_source import WsSource
 
@@ -106,58 +102,14 @@ class ChainWorker:
             self.stats.source_log_entries = lambda: len(self.source_log or ())
             self.stats.source_log_capacity = cfg.source_log_size
         self._source_lag = histograms.source_lag
-        self.blocks: BlockFollower | None = None
-        self.pools: PoolTracker | None = None
-        self.head_sources: list[HeadSource] = []
-        if cfg.follow_blocks == "on":
-            self._follow_blocks(histograms)
-        self.pending: PendingTracker | None = None
-        if self.blocks is not None and cfg.pending_recheck_interval_ms > 0:
-            # (without followed blocks a mined transaction could not be told from a dropped one: no tracker)
-            blocks = self.blocks
-            self.stats.pending = PendingStats()
-            self.pending = PendingTracker(
-                chain.chain_id, self.fetcher, self.stats.pending, capacity=cfg.pending_track_size,
-                interval_s=cfg.pending_recheck_interval_ms / 1000, batch_size=cfg.fetch_batch_size,
-                send=self.outbound.try_enqueue, blocks_busy=lambda: blocks.busy)
-        self.backfill: Backfill | None = None
-        if cfg.backfill_max_txs > 0:
-            self.stats.backfill = BackfillStats()
-            self.backfill = Backfill(label, self.fetcher, self.stats.backfill, cfg.backfill_max_txs,
-                                     self._backfill_tx)
+        #: Blocks, pool state, pending re-checks and backfill (ingestd.chains.follow).
+        self.follow = ChainFollow(chain, cfg, self.fetcher, self.outbound, self.stats, histograms, self._backfill_tx)
         self._tasks: list[asyncio.Task[None]] = []
         self._started_mono = 0.0
         self._ready_logged = False
         self._visibility_logged = False
         self.peak_fetch_queue = 0
         self.peak_outbound_queue = 0
-
-    def _follow_blocks(self, histograms: Histograms) -> None:
-        """The chain's block follower and one ``newHeads`` source per WebSocket source (ingestd.blocks)."""
-        cfg = self.cfg
-        stats = self.stats.blocks = BlockStats()
-        if cfg.pool_state == "on":
-            pool_stats = self.stats.pools = PoolStats()
-            self.pools = PoolTracker(self.chain.chain_id, cfg.v2_routers, self.fetcher, pool_stats,
-                                     self.outbound.try_enqueue, max_pairs=cfg.pool_max_pairs,
-                                     queue_size=cfg.pool_queue_size, reads_per_block=cfg.pool_reads_per_block)
-            pool_stats.tracked = lambda: len(self.pools.pairs) if self.pools else 0
-            pool_stats.waiting = lambda: len(self.pools.unread) if self.pools else 0
-        self.blocks = BlockFollower(self.chain, cfg, self.fetcher, stats, self._send_block,
-                                    histograms.block_latency.labels(self.chain.name).observe,
-                                    on_block=self.pools.on_block if self.pools is not None else None)
-        self.stats.queues["blocks"] = (lambda: len(self.blocks.queue) if self.blocks else 0, cfg.block_queue_size)
-
-        def rejected(source_id: str, reason: str) -> None:
-            stats.heads_rejected[reason] += 1
-
-        # Their own SourceStats (not the chain's sources: a head stream's reconnects are not the pending feed's).
-        stats.head_sources = {src.source_id: SourceStats(src.source_id) for src in self.chain.sources}
-        self.head_sources = [
-            HeadSource(src, self.chain.name, stats.head_sources[src.source_id], self.blocks.on_head, rejected,
-                       max_message_bytes=cfg.ws_max_message_bytes, reconnect_min_s=cfg.reconnect_min_ms / 1000,
-                       reconnect_max_s=cfg.reconnect_max_ms / 1000)
-            for src in self.chain.sources]
 
     # -- hot path (called by the readers; never blocks) --------------------------------------------------
 
@@ -273,12 +225,6 @@ class ChainWorker:
         drop = DropReason.UNKNOWN_SUBSCRIPTION if reason == "unknown_subscription" else DropReason.MALFORMED
         self.stats.drops.add(drop, source_id, detail=reason)
 
-    def _send_block(self, block: block_pb2.BlockEnvelope) -> bool:
-        """A followed block to processd; its transactions are no longer pending (the tracker forgets them)."""
-        if self.pending is not None:
-            self.pending.mined(tx.hash for tx in block.txs)
-        return self.outbound.try_enqueue(block)
-
     def _backfill_tx(self, tx: object, seen_ns: int) -> str:
         """One transaction of the node's pool (ingestd.backfill): deduplicated and sent like an announcement by
         the chain's first source; returns its backfill outcome."""
@@ -306,11 +252,9 @@ class ChainWorker:
         return "delivered" if self._send(envelope, source_id) else "not_delivered"
 
     def _send(self, envelope: tx_pb2.TxEnvelope, source_id: str) -> bool:
-        if self.pools is not None:
-            self.pools.on_pending(envelope)  # a V2 router swap names pairs to read at the next block
+        self.follow.before_send(envelope)
         if self.outbound.try_enqueue(envelope):
-            if self.pending is not None:
-                self.pending.add(envelope.hash, source_id, envelope.sender, envelope.nonce)
+            self.follow.sent(envelope, source_id)
             self._enqueue_hist.observe((time.time_ns() - envelope.first_seen_unix_ns) / 1e9)
             if self.source_log is not None:
                 # Right behind their envelope in the FIFO queue: they travel in its batch or a later one.
@@ -425,10 +369,7 @@ class ChainWorker:
         log.info("%s chain=%s chain_id=%d source=%s full_tx=%s", READY_LOG if not self._ready_logged else
                  "subscribed", self.chain.name, self.chain.chain_id, source_id, full_tx)
         self._ready_logged = True
-        if self.backfill is not None:
-            # Subscribed (first time or again after a gap): from now on announcements come live; what the pool
-            # holds now (announced while ingestd was down or disconnected) comes from txpool_content.
-            self.backfill.request()
+        self.follow.subscribed()
 
     def _became_visible(self) -> None:
         if self.stats.visibility == _NOT_VISIBLE:
@@ -476,14 +417,9 @@ class ChainWorker:
                        asyncio.create_task(self._watchdog(), name=f"watchdog-{name}")]
         self._sources = [asyncio.create_task(s.run(), name=f"source-{name}-{s.source.source_id}")
                          for s in self.sources]
-        if self.blocks is not None:
-            self._sources += [asyncio.create_task(s.run(), name=f"heads-{name}-{s.source.source_id}")
-                              for s in self.head_sources]
-            self._tasks += [asyncio.create_task(self.blocks.run(), name=f"blocks-{name}"),
-                            asyncio.create_task(self.blocks.poll(), name=f"block-poll-{name}")]
-        if self.pending is not None:
-            self._tasks.append(asyncio.create_task(self.pending.run(), name=f"pending-{name}"))
-        self._tasks += self._sources
+        heads, loops = self.follow.tasks(name)
+        self._sources += heads
+        self._tasks += loops + self._sources
 
     async def stop(self, grace_s: float) -> None:
         """Stops reading, fetches what is queued, flushes to processd and waits up to ``grace_s`` for acks."""
@@ -492,8 +428,7 @@ class ChainWorker:
         deadline = time.monotonic() + grace_s
         for task in self._sources:
             task.cancel()
-        if self.backfill is not None:
-            await self.backfill.stop()
+        await self.follow.stop_backfill()
         while (self._fetch_queue or self._fetch_tasks) and time.monotonic() < deadline:
             if self._fetch_tasks:  # the batcher keeps draining the queue meanwhile
                 await asyncio.wait(set(self._fetch_tasks), timeout=max(0.0, deadline - time.monotonic()),
@@ -511,9 +446,7 @@ class ChainWorker:
         if unfetched:
             self.stats.drops.add(DropReason.SHUTDOWN, count=unfetched, detail="fetch queue at shutdown")
         self._fetch_queue.clear()
-        if self.blocks is not None and self.blocks.queue:  # heights not fetched yet: counted, not lost silently
-            self.blocks.stats.drops["shutdown"] += len(self.blocks.queue)
-            self.blocks.queue.clear()
+        self.follow.drop_unfetched()
         await self.outbound.stop(max(0.0, deadline - time.monotonic()))
         with contextlib.suppress(Exception):
             await self.fetcher.aclose()

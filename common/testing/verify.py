@@ -11,8 +11,10 @@ Dev tooling (the opportunity verifier ``scripts/verify_opportunities``, tests); 
    made next with ``anvil_setNonce`` (inside the sandbox: those earlier ones are not executed, the pools are as
    the latest block left them, which is what the prediction read);
 3. pins the next block's base fee (``anvil_setNextBlockBaseFeePerGas`` = the latest block's) so every tip is
-   known, and sends the searcher's front-run legs with a tip one wei above the victim's and the back-run legs
-   one wei below (anvil orders a block by tip, ``--order fees``, its default; a sender's nonces stay in order);
+   known, and sends the searcher's front-run legs (EIP-1559) with a max fee and a tip one wei above the
+   victim's and the back-run legs one wei below: anvil (``--order fees``, its default) orders its pool by the
+   max fee per gas (the legacy gas price), a builder by the effective tip, and both then agree; a sender's nonces
+   stay in order;
 4. mines exactly one block (``evm_mine``) and checks it holds the front-run legs, the victim and the back-run
    legs, in that order and nothing else, and their receipts;
 5. measures the searcher's balance of every token on the legs' paths before and after (realized profit = the
@@ -81,6 +83,11 @@ class VictimTx:
             return min(self.max_priority_fee_per_gas, self.max_fee_per_gas - base_fee)
         price = self.gas_price or 0
         return None if price < base_fee else price - base_fee
+
+    @property
+    def max_price(self) -> int:
+        """The most it pays per gas (max fee, or the legacy gas price): anvil's pool orders by this."""
+        return self.max_fee_per_gas if self.max_fee_per_gas is not None else (self.gas_price or 0)
 
     def send_params(self) -> dict[str, Any]:
         """The ``eth_sendTransaction`` object that recreates this (impersonated) transaction with its hash."""
@@ -257,19 +264,20 @@ def _isolate_victim(node: _Bounded, victim: VictimTx) -> None:
         raise _Skip("victim not accepted back into the pool")
 
 
-def _leg_tx(searcher: str, leg: Leg, nonce: int, gas_price: int, deadline: int) -> dict[str, Any]:
+def _leg_tx(searcher: str, leg: Leg, nonce: int, fees: tuple[int, int], deadline: int) -> dict[str, Any]:
     data = calldata(_SWAP_EXACT_IN, leg.amount_in, 0, list(leg.path), searcher, deadline)
     return {"from": searcher, "to": leg.router, "input": data, "value": "0x0", "nonce": hex(nonce),
-            "gas": hex(_GAS_BASE + _GAS_PER_HOP * (len(leg.path) - 1)), "gasPrice": hex(gas_price)}
+            "gas": hex(_GAS_BASE + _GAS_PER_HOP * (len(leg.path) - 1)), "maxFeePerGas": hex(fees[0]),
+            "maxPriorityFeePerGas": hex(fees[1])}
 
 
-def _send_legs(node: _Bounded, p: Prediction, searcher: str, base_fee: int, tip: int) -> tuple[list[str], list[str]]:
-    """Sends the front legs at tip + 1 and the back legs at tip - 1 (legacy prices); their hashes."""
+def _send_legs(node: _Bounded, p: Prediction, searcher: str, tip: int) -> tuple[list[str], list[str]]:
+    """Sends the front legs one wei above the victim (max fee and tip) and the back legs one below; hashes."""
     nonce = int(str(node.call("eth_getTransactionCount", [searcher, "latest"])), 16)
     deadline = int(time.time()) + _DEADLINE_S
-    txs = [_leg_tx(searcher, leg, nonce + i, base_fee + tip + 1, deadline) for i, leg in enumerate(p.front)]
-    txs += [_leg_tx(searcher, leg, nonce + len(p.front) + i, base_fee + tip - 1, deadline)
-            for i, leg in enumerate(p.back)]
+    above, below = (p.victim.max_price + 1, tip + 1), (p.victim.max_price - 1, tip - 1)
+    txs = [_leg_tx(searcher, leg, nonce + i, above, deadline) for i, leg in enumerate(p.front)]
+    txs += [_leg_tx(searcher, leg, nonce + len(p.front) + i, below, deadline) for i, leg in enumerate(p.back)]
     hashes = [str(h).lower() for h in node.batch([("eth_sendTransaction", [tx]) for tx in txs])]
     return hashes[:len(p.front)], hashes[len(p.front):]
 
@@ -282,11 +290,11 @@ def _measure(node: _Bounded, p: Prediction, searcher: str, out: Outcome) -> None
     node.call("anvil_setNextBlockBaseFeePerGas", [hex(base_fee)])
     out.base_fee_wei = base_fee
     tip = p.victim.tip_at(base_fee)
-    if tip is None or tip < 1:
+    if tip is None or tip < 1 or p.victim.max_price - 1 < base_fee:
         raise _Skip(f"victim tip {tip} at base fee {base_fee}: no room to order a back-run below it")
     tokens = sorted({t for leg in (*p.front, *p.back) for t in leg.path})
     before = _balances(node, searcher, tokens)
-    front, back = _send_legs(node, p, searcher, base_fee, tip)
+    front, back = _send_legs(node, p, searcher, tip)
     node.call("evm_mine")
     block = node.call("eth_getBlockByNumber", ["latest", False])
     mined = [str(h).lower() for h in block["transactions"]]

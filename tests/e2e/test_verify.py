@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -15,8 +16,9 @@ import pytest
 from common.testing.anvil import AnvilNode
 from common.testing.replay import Replayer
 from common.testing.swaps import SwapMaker
-from common.testing.uniswap import World, calldata, deploy_world, rpc, rpc_batch, trader_address
-from common.testing.verify import Leg, Prediction, VictimTx, execute, fetch_victim, fund_searcher
+from common.testing.uniswap import World, calldata, deploy_world, rpc, rpc_batch, send_and_mine, trader_address
+from common.testing.verify import Leg, Outcome, Prediction, VictimTx, execute, fetch_victim, fund_searcher
+from common.testing.verify_cli import predictions_from_opportunity_json, summarize
 from common.testing.verify_reference import Pools, decode_swap, predict_backrun, predict_sandwich
 
 _SWAP = "swapExactTokensForTokens(uint256,uint256,address[],address,uint256)"
@@ -212,3 +214,70 @@ def test_failures_are_reported_and_reverted(world: tuple[World, str], client: ht
         assert out.status == "skipped" and out.explanation == "victim already mined" and out.reverted
     finally:
         assert rpc(w.rpc_url, "evm_revert", [snap])
+
+
+def _victim_stub(tx_hash: str = "0x" + "ab" * 32) -> VictimTx:
+    return VictimTx(hash=tx_hash, sender="0x" + "11" * 20, to="0x" + "22" * 20, input="0x", value=0, gas=200_000,
+                    nonce=3, tx_type=0, gas_price=30 * 10**9, max_fee_per_gas=None, max_priority_fee_per_gas=None)
+
+
+def test_opportunity_json_adapter() -> None:
+    """The one place processd's valuation fields are read: the assumed shape becomes a Prediction (a back-run of
+    "all" sells what the front-run bought); no valuation, another victim or a malformed one gives None."""
+    victim = _victim_stub()
+    a, b = "0x" + "aa" * 20, "0x" + "bb" * 20
+    obj: dict[str, Any] = {"chain_id": 1, "tx_hash": "0x" + victim.hash[2:].upper(), "valuation": {
+        "kind": "sandwich", "pairs": ["0x" + "CC" * 20], "profit_token": a,
+        "front_run": {"path": [a, b], "amount_in": "1000", "amount_out": "77"},
+        "back_run": [{"path": [b, a], "amount_in": "all", "amount_out": "1010"}],
+        "profit_wei": "10", "net_profit_wei": "-5", "gas_price_wei": "30000000000"}}
+    p = predictions_from_opportunity_json(obj, victim)
+    assert p is not None and p.source == "processd" and p.kind == "sandwich" and p.pairs == ("0x" + "cc" * 20,)
+    assert p.front == (Leg(victim.to, (a, b), 1000, 77),) and p.back == (Leg(victim.to, (b, a), 77, 1010),)
+    assert (p.predicted_profit_wei, p.predicted_net_wei, p.gas_price_wei, p.profit_token) == (10, -5, 30 * 10**9, a)
+    assert predictions_from_opportunity_json({k: v for k, v in obj.items() if k != "valuation"}, victim) is None
+    assert predictions_from_opportunity_json(obj, _victim_stub("0x" + "cd" * 32)) is None
+    broken = {**obj, "valuation": {**obj["valuation"], "profit_wei": "lots"}}
+    assert predictions_from_opportunity_json(broken, victim) is None
+
+
+def test_summary_counts_exact_and_losses() -> None:
+    victim = _victim_stub()
+    leg = Leg("0x" + "22" * 20, ("0x" + "aa" * 20, "0x" + "bb" * 20), 1, 1)
+    preds = [Prediction(chain_id=1, victim_hash=victim.hash, victim=victim, kind=k, pairs=(), profit_token="t",
+                        front=(leg,), back=(leg,), predicted_profit_wei=5) for k in ("sandwich", "backrun", "sandwich")]
+    outs = [Outcome(victim.hash, "sandwich", "executed", 5, realized_profit_wei=5, exact=True, reverted=True),
+            Outcome(victim.hash, "backrun", "executed", 5, realized_profit_wei=-1, reverted=True, explanation="x"),
+            Outcome(victim.hash, "sandwich", "skipped", 5, reverted=True, explanation="victim already mined")]
+    s = summarize(preds, outs)
+    assert (s["executed"], s["exact"], s["exact_rate"], s["predicted_profitable_that_lost"]) == (2, 1, 0.5, 1)
+    assert s["statuses"] == {"executed": 2, "skipped": 1} and s["all_reverted"]
+    assert s["profit_by_token"] == {"t": {"predicted": "10", "realized": "4"}}
+    assert [d["why"] for d in s["differences"]] == ["x", "victim already mined"]
+
+
+def test_signed_dynamic_fee_victim(world: tuple[World, str], client: httpx.Client) -> None:
+    """A really signed EIP-1559 victim (an anvil dev account, signed by the node, sent raw) goes back into the
+    pool from its raw bytes with its own hash; the tips are computed from its priority fee."""
+    w, searcher = world
+    weth, uni = w.tokens["WETH"], w.tokens["UNI"]
+    router = w.dexes["uniswap_v2"].router
+    dev = str(rpc(w.rpc_url, "eth_accounts")[0]).lower()
+    nonce = int(rpc(w.rpc_url, "eth_getTransactionCount", [dev, "pending"]), 16)
+    setup = [{"from": dev, "to": weth, "data": calldata("deposit()"), "value": hex(10**20)},
+             {"from": dev, "to": weth, "data": calldata("approve(address,uint256)", router, 2**256 - 1)}]
+    send_and_mine(w.rpc_url, [{**tx, "nonce": hex(nonce + i), "gas": hex(120_000), "gasPrice": hex(500 * 10**9)}
+                              for i, tx in enumerate(setup)], "funding the dev account")
+    tx = {"from": dev, "to": router, "nonce": hex(nonce + 2), "gas": hex(300_000), "value": "0x0", "type": "0x2",
+          "chainId": hex(w.chain_id), "maxFeePerGas": hex(200 * 10**9), "maxPriorityFeePerGas": hex(3 * 10**9),
+          "data": calldata(_SWAP, 10**18, 0, [weth, uni], dev, 2**40)}
+    raw = rpc(w.rpc_url, "eth_signTransaction", [tx])
+    tx_hash = rpc(w.rpc_url, "eth_sendRawTransaction", [raw])
+    victim = fetch_victim(w.rpc_url, tx_hash, client=client)
+    assert victim is not None and victim.raw is not None and victim.tx_type == 2
+    assert victim.max_priority_fee_per_gas == 3 * 10**9 and victim.tip_at(10**9) == 3 * 10**9
+    p = predict_sandwich(w, victim)
+    assert p is not None
+    out = execute(w, p, searcher, client=client)
+    assert out.status == "executed" and out.ordering_ok and out.exact and out.reverted, out.explanation
+    assert out.victim_status == 1 and out.leg_statuses == [1, 1]

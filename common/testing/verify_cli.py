@@ -28,7 +28,22 @@ from typing import Any
 import httpx
 
 from common.testing.stack import REPO_ROOT, ChainSpec, Stack, StackConfig
-from common.testing.uniswap import World
+from common.testing.uniswap import (
+    DEFAULT_POOLS,
+    DEFAULT_TOKENS,
+    DEPLOYER,
+    DEX_NAMES,
+    Dex,
+    Pool,
+    UniswapWorldError,
+    World,
+    calldata,
+    check_init_code_hash,
+    create_address,
+    pair_address,
+    rpc_batch,
+    trader_address,
+)
 from common.testing.verify import Leg, Outcome, Prediction, VictimTx, execute, fetch_victim, fund_searcher
 from common.testing.verify_reference import Pools, predict_backrun, predict_sandwich
 
@@ -39,6 +54,7 @@ DEFAULT_OUT = REPO_ROOT / "artifacts" / "signal" / "verify.json"
 SHORT_OUT = REPO_ROOT / "artifacts" / "signal" / "verify_short.json"
 _SHORT_COUNT = 30
 _EVENTS_PAGE = 1000
+_GIVE_UP_VICTIMS = 100  # victims seen with no prediction at all: stop collecting (e.g. no valuation on REST yet)
 
 
 # ---- THE place to adapt once processd's valuation fields are merged ------------------------------------------
@@ -89,21 +105,22 @@ def predictions_from_opportunity_json(obj: Mapping[str, Any], victim: VictimTx) 
 
 # ---- collecting, predicting, executing ---------------------------------------------------------------------
 
-def collect(stack: Stack, world: World, wanted: int, timeout_s: float, client: httpx.Client,
+def collect(get_json: Callable[..., Any], world: World, wanted: int, timeout_s: float, client: httpx.Client,
             predict_one: Callable[[VictimTx, Mapping[str, Any]], list[Prediction]]
             ) -> tuple[list[Prediction], Counter[str]]:
     """Pages processd's ``opp_detected`` events, fetches each victim on the world's routers from the node while it
     is pending and predicts on it, until ``wanted`` predictions (or ``timeout_s``): (predictions, counters).
 
     Predicting while the traffic runs is sound here: nothing mines (the stack's ``mine_interval_s`` is 0), so
-    the reserves read now are the ones every execution starts from (each reverts)."""
+    the reserves read now are the ones every execution starts from (each reverts). On an attached stack that
+    mines, ``predict_one`` executes at once on fresh reserves (see :func:`run_attached`)."""
     routers = {d.router for d in world.dexes.values()}
     preds: list[Prediction] = []
     done: set[str] = set()
     seen: Counter[str] = Counter()
     cursor, deadline = 0, time.monotonic() + timeout_s
     while len(preds) < wanted and time.monotonic() < deadline:
-        page = stack.get_json("/events", chain_id=world.chain_id, kinds="opp_detected", from_seq_id=cursor,
+        page = get_json("/events", chain_id=world.chain_id, kinds="opp_detected", from_seq_id=cursor,
                               limit=_EVENTS_PAGE)
         cursor = int(page.get("next_from_seq_id") or cursor)
         for event in page.get("events") or []:
@@ -123,18 +140,27 @@ def collect(stack: Stack, world: World, wanted: int, timeout_s: float, client: h
                 got = predict_one(victim, opp)
                 seen["victims without a profitable prediction"] += not got
                 preds += got
+        if not preds and seen["victims"] >= _GIVE_UP_VICTIMS:
+            log.error("%d victims and not one prediction: does the predictor's input exist (processd's valuation "
+                      "on the opportunities)?", seen["victims"])
+            break
         if not page.get("events"):
             time.sleep(0.5)
     return preds[:wanted], seen
 
 
-def predictor(world: World, name: str) -> Callable[[VictimTx, Mapping[str, Any]], list[Prediction]]:
-    """The per-victim prediction function: the reference's sandwich and backrun, or processd's valuation."""
+def predictor(world: World, name: str,
+              fresh: bool = False) -> Callable[[VictimTx, Mapping[str, Any]], list[Prediction]]:
+    """The per-victim prediction function: the reference's sandwich and backrun, or processd's valuation.
+    ``fresh``: read the reserves for every victim (an attached stack may mine between victims)."""
     if name == "processd":
         return lambda victim, opp: [p for p in (predictions_from_opportunity_json(opp, victim),) if p]
-    pools = Pools(world)  # nothing mines during a run: the reserves read once are those of every execution
-    return lambda victim, _: [p for p in (predict_sandwich(world, victim, pools), predict_backrun(world, victim, pools))
-                              if p]
+    once = None if fresh else Pools(world)  # nothing mines during a started run: read once
+
+    def predict_one(victim: VictimTx, _: Mapping[str, Any]) -> list[Prediction]:
+        pools = once or Pools(world)
+        return [p for p in (predict_sandwich(world, victim, pools), predict_backrun(world, victim, pools)) if p]
+    return predict_one
 
 
 def summarize(preds: Sequence[Prediction], outcomes: Sequence[Outcome]) -> dict[str, Any]:
@@ -159,7 +185,7 @@ def summarize(preds: Sequence[Prediction], outcomes: Sequence[Outcome]) -> dict[
         "statuses": dict(Counter(o.status for o in outcomes)),
         "by_kind": {k: dict(v) for k, v in by_kind.items()},
         "differences": [{"victim": o.victim_hash, "kind": o.kind, "status": o.status, "why": o.explanation}
-                        for o in outcomes if not o.exact],
+                        for o in outcomes if not o.exact or o.explanation],
         "profit_by_token": _totals(preds, outcomes),
         **_net(executed),
         "gas_used_total": sum(o.gas_used for o in executed),
@@ -210,9 +236,60 @@ def _row(p: Prediction, o: Outcome) -> dict[str, Any]:
     return row
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Starts the stack, collects, predicts, executes; returns the artifact (also written to ``args.out``)."""
-    count = _SHORT_COUNT if args.short else args.count
+def attach_world(rpc_url: str, chain_id: int) -> World:
+    """The :class:`World` that ``deploy_world`` (default tokens, pools, 16 traders) left on a node that was fresh:
+    every address follows from the deployer's nonces and CREATE2, and each pool is checked on the node
+    (``factory.getPair``); raises :class:`~common.testing.uniswap.UniswapWorldError` when it is not there."""
+    init_hash = check_init_code_hash()
+    weth = create_address(DEPLOYER, 0)
+    dexes = {name: Dex(name, create_address(DEPLOYER, 1 + i), create_address(DEPLOYER, 3 + i))
+             for i, name in enumerate(DEX_NAMES)}
+    tokens = {"WETH": weth, **{sym: create_address(DEPLOYER, 5 + i) for i, sym in enumerate(DEFAULT_TOKENS)}}
+    symbol_of = {a: sym for sym, a in tokens.items()}
+    pools = []
+    for spec in DEFAULT_POOLS:
+        t0, t1 = sorted((tokens[spec.token_a], tokens[spec.token_b]))
+        pools.append(Pool(spec.dex, pair_address(dexes[spec.dex].factory, t0, t1, init_hash), t0, t1,
+                          (symbol_of[t0], symbol_of[t1]), spec.depth))
+    answers = rpc_batch(rpc_url, [("eth_call", [{"to": dexes[p.dex].factory, "data": calldata(
+        "getPair(address,address)", p.token0, p.token1)}, "latest"]) for p in pools])
+    for pool, answer in zip(pools, answers, strict=True):
+        if "0x" + str(answer)[-40:] != pool.pair:
+            raise UniswapWorldError(f"{rpc_url}: no {pool.symbols} pool of the default world on {pool.dex}")
+    return World(rpc_url=rpc_url, chain_id=chain_id, deployer=DEPLOYER, weth=weth, dexes=dexes, tokens=tokens,
+                 pools=tuple(pools), traders=tuple(trader_address(i) for i in range(16)),
+                 pair_init_code_hash=init_hash, symbols=symbol_of)
+
+
+def run_attached(args: argparse.Namespace, count: int) -> tuple[World, str, list[Prediction], list[Outcome],
+                                                                 Counter[str]]:
+    """Attaches to a running stack (``--attach-gateway``, ``--attach-rpc``): funds the searcher (which mines a
+    block there), then predicts on fresh reserves and executes each victim as soon as it is seen (the stack may
+    mine; its traffic keeps running, so a transaction arriving mid-execution shows as a wrong block order)."""
+    world = attach_world(args.attach_rpc, args.chain_id)
+    searcher = fund_searcher(world)
+    outcomes: list[Outcome] = []
+    preds_all: list[Prediction] = []
+    predict = predictor(world, args.predictor, fresh=True)
+    with httpx.Client(base_url=args.attach_gateway, timeout=10.0) as gw, httpx.Client() as client:
+        def get_json(path: str, **params: Any) -> Any:
+            resp = gw.get(path, params=params)
+            resp.raise_for_status()
+            return resp.json()
+
+        def predict_and_execute(victim: VictimTx, opp: Mapping[str, Any]) -> list[Prediction]:
+            preds = predict(victim, opp)
+            preds_all.extend(preds)
+            outcomes.extend(execute(world, p, searcher, args.timeout_s, client) for p in preds)
+            return preds
+
+        _, seen = collect(get_json, world, count, args.collect_timeout_s, client, predict_and_execute)
+    return world, searcher, preds_all[:count], outcomes[:count], seen
+
+
+def run_started(args: argparse.Namespace, count: int) -> tuple[World, str, list[Prediction], list[Outcome],
+                                                                Counter[str]]:
+    """Starts a stack (no mining), collects predictions while its traffic runs, stops the traffic, executes."""
     started = time.monotonic()
     config = StackConfig(chains=(ChainSpec(args.chain_id, rate_tx_s=args.rate_tx_s),), uniswap=True,
                          swap_share=args.swap_share, mine_interval_s=0.0, start_traffic=False, anvil_max_pending=0)
@@ -220,14 +297,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         world = stack.worlds[args.chain_id]
         searcher = fund_searcher(world)  # before any traffic: funding mines blocks
         stack.start_generators()
-        preds, seen = collect(stack, world, count, args.collect_timeout_s, client, predictor(world, args.predictor))
+        preds, seen = collect(stack.get_json, world, count, args.collect_timeout_s, client,
+                              predictor(world, args.predictor))
         stack.stop_generators()
-        collected_s = time.monotonic() - started
+        seen["collect_ms"] = int((time.monotonic() - started) * 1000)
         outcomes = [execute(world, p, searcher, args.timeout_s, client) for p in preds]
+    return world, searcher, preds, outcomes, seen
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Starts (or attaches to) a stack, collects, predicts, executes; returns the artifact (also written to
+    ``args.out``)."""
+    count = _SHORT_COUNT if args.short else args.count
+    started = time.monotonic()
+    world, searcher, preds, outcomes, seen = (run_attached if args.attach_gateway else run_started)(args, count)
+    collected_s = seen.pop("collect_ms", 0) / 1000
     summary = summarize(preds, outcomes)
     artifact = {
         "issue": 17, "what": "predicted vs realized profit of sandwiches and backruns, proven by execution",
         "mode": "short" if args.short else "long", "predictor": args.predictor, "chain_id": args.chain_id,
+        "stack": f"attached to {args.attach_gateway}" if args.attach_gateway else "started (no mining)",
         "method": "evm_snapshot; victim alone in the pool; base fee pinned; front-run max fee and tip +1 wei over "
                   "the victim's, back-run -1 (anvil --order fees orders by max fee, builders by tip); evm_mine "
                   "one block; order and receipts checked; balances before/after; evm_revert",
@@ -251,9 +340,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--swap-share", type=float, default=0.6, help="share of the traffic that is router swaps")
     ap.add_argument("--collect-timeout-s", type=float, default=120.0)
     ap.add_argument("--timeout-s", type=float, default=30.0, help="budget of one execution")
+    ap.add_argument("--attach-gateway", default=None, help="attach to a running stack's gatewayd (URL) instead of "
+                    "starting one; needs --attach-rpc, the node with the default world (deploy_world on a fresh node)")
+    ap.add_argument("--attach-rpc", default=None, help="the attached stack's anvil HTTP URL")
     ap.add_argument("--out", default=None, help=f"artifact path (default {DEFAULT_OUT.relative_to(REPO_ROOT)}, "
                                                 f"with --short {SHORT_OUT.relative_to(REPO_ROOT)})")
     args = ap.parse_args(argv)
+    if bool(args.attach_gateway) != bool(args.attach_rpc):
+        ap.error("--attach-gateway and --attach-rpc go together")
     if args.out is None:
         args.out = str(SHORT_OUT if args.short else DEFAULT_OUT)
     return args

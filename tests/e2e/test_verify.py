@@ -16,9 +16,18 @@ import pytest
 from common.testing.anvil import AnvilNode
 from common.testing.replay import Replayer
 from common.testing.swaps import SwapMaker
-from common.testing.uniswap import World, calldata, deploy_world, rpc, rpc_batch, send_and_mine, trader_address
+from common.testing.uniswap import (
+    UniswapWorldError,
+    World,
+    calldata,
+    deploy_world,
+    rpc,
+    rpc_batch,
+    send_and_mine,
+    trader_address,
+)
 from common.testing.verify import Leg, Outcome, Prediction, VictimTx, execute, fetch_victim, fund_searcher
-from common.testing.verify_cli import predictions_from_opportunity_json, summarize
+from common.testing.verify_cli import attach_world, predictions_from_opportunity_json, summarize
 from common.testing.verify_reference import Pools, decode_swap, predict_backrun, predict_sandwich
 
 _SWAP = "swapExactTokensForTokens(uint256,uint256,address[],address,uint256)"
@@ -281,3 +290,13 @@ def test_signed_dynamic_fee_victim(world: tuple[World, str], client: httpx.Clien
     out = execute(w, p, searcher, client=client)
     assert out.status == "executed" and out.ordering_ok and out.exact and out.reverted, out.explanation
     assert out.victim_status == 1 and out.leg_statuses == [1, 1]
+
+
+def test_attach_world_finds_the_deployed_world(world: tuple[World, str]) -> None:
+    """--attach rebuilds the World of a running stack from the deterministic layout, checked on the node."""
+    w, _ = world
+    got = attach_world(w.rpc_url, w.chain_id)
+    assert (got.weth, got.dexes, got.tokens, got.pools, got.traders, got.symbols) == (
+        w.weth, w.dexes, w.tokens, w.pools, w.traders, w.symbols)
+    with AnvilNode(chain_id=1) as empty, pytest.raises(UniswapWorldError):
+        attach_world(empty.http_url, 1)

@@ -146,7 +146,9 @@ class Prediction:
     counted in (the searcher's input); ``predicted_profit_wei`` its predicted change in that token's base units,
     ``predicted_net_wei`` the predicted profit net of gas in wei of the native currency (None when unknown),
     ``gas_price_wei`` the gas price the prediction assumed. ``pairs`` are the pools involved, ``source`` who
-    predicted it (``reference`` or ``processd``).
+    predicted it (``reference`` or ``processd``). ``native_per_token`` (numerator, denominator) converts the
+    profit token to wei of the native currency the way the prediction did (``(1, 1)`` for WETH), so the realized
+    net is computed alike: ``realized * num // den - gas paid``; None when the prediction has no net.
     """
 
     chain_id: int
@@ -161,6 +163,7 @@ class Prediction:
     predicted_net_wei: int | None = None
     gas_price_wei: int | None = None
     back_sells_all: bool = True
+    native_per_token: tuple[int, int] | None = None
     source: str = "reference"
     detail: str = ""
 
@@ -314,8 +317,9 @@ def _measure(node: _Bounded, p: Prediction, searcher: str, out: Outcome) -> None
     out.token_deltas = {k: after[k] - before[k] for k in after if after[k] != before[k]}
     out.realized_profit_wei = after[p.profit_token] - before[p.profit_token]
     out.exact = out.realized_profit_wei == p.predicted_profit_wei
-    if out.predicted_net_wei is not None:
-        out.realized_net_wei = out.realized_profit_wei - out.gas_paid_wei
+    if p.predicted_net_wei is not None and p.native_per_token is not None:
+        num, den = p.native_per_token
+        out.realized_net_wei = out.realized_profit_wei * num // den - out.gas_paid_wei
     out.status = "executed"
     out.explanation = _explain(p, out, mined, intended, after["native"] - before["native"])
 

@@ -184,19 +184,36 @@ def predict_sandwich(world: World, victim: VictimTx, pools: Pools | None = None,
     token_in, token_mid = swap.path[0], swap.path[1]
     front = Leg(swap.router, (token_in, token_mid), x, y)
     back = Leg(swap.router, (token_mid, token_in), y, x + gain)
-    return _prediction(world, victim, "sandwich", (pairs[0] or "",), token_in, (front,), (back,), gain,
+    return _prediction(pools, victim, "sandwich", (pairs[0] or "",), token_in, (front,), (back,), gain,
                        f"exact_{'in' if swap.exact_in else 'out'} {len(swap.path) - 1}-hop victim")
 
 
-def _prediction(world: World, victim: VictimTx, kind: str, pairs: tuple[str, ...], token: str,
+def native_per_token(pools: Pools, token: str) -> tuple[int, int] | None:
+    """The spot price of ``token`` in WETH as (WETH reserve, token reserve) of its WETH pool on the first factory
+    that has one; (1, 1) for WETH; None without such a pool."""
+    weth = pools.world.weth
+    if token == weth:
+        return 1, 1
+    for router in pools.by_router:
+        pair = pools.pair(router, token, weth)
+        if pair is not None:
+            r_token, r_weth = pools.oriented(pair, token)
+            return r_weth, r_token
+    return None
+
+
+def _prediction(pools: Pools, victim: VictimTx, kind: str, pairs: tuple[str, ...], token: str,
                 front: tuple[Leg, ...], back: tuple[Leg, ...], gain: int, detail: str) -> Prediction:
+    """The prediction, its net in native wei: profit at the token's spot price minus an estimate of the legs' gas
+    (``_LEG_GAS`` each at the victim's price: the searcher pays about that, one wei above or below its tip)."""
     price = victim.gas_price or victim.max_fee_per_gas or 0
+    rate = native_per_token(pools, token)
     legs = len(front) + len(back)
-    net = gain - legs * _LEG_GAS * price if token == world.weth else None
-    return Prediction(chain_id=world.chain_id, victim_hash=victim.hash, victim=victim,
+    net = None if rate is None else gain * rate[0] // rate[1] - legs * _LEG_GAS * price
+    return Prediction(chain_id=pools.world.chain_id, victim_hash=victim.hash, victim=victim,
                       kind="sandwich" if kind == "sandwich" else "backrun", pairs=pairs, profit_token=token,
                       front=front, back=back, predicted_profit_wei=gain, predicted_net_wei=net, gas_price_wei=price,
-                      back_sells_all=True, source="reference", detail=detail)
+                      back_sells_all=True, native_per_token=rate, source="reference", detail=detail)
 
 
 def _pool_after_victim(swap: VictimSwap, pools: Pools, hop: int) -> tuple[str, str, str, tuple[int, int]] | None:
@@ -234,13 +251,13 @@ def predict_backrun(world: World, victim: VictimTx, pools: Pools | None = None,
             routers = {pair: swap.router, twin: other}
             for first, second in ((pair, twin), (twin, pair)):
                 for t, u in ((a, b), (b, a)):
-                    found = _arb(world, victim, state, routers, first, second, t, u, max_share)
+                    found = _arb(pools, victim, state, routers, first, second, t, u, max_share)
                     if found is not None and (best is None or found[0] > best[0]):
                         best = found
     return best[1] if best else None
 
 
-def _arb(world: World, victim: VictimTx, state: dict[str, dict[str, int]], routers: dict[str, str], first: str,
+def _arb(pools: Pools, victim: VictimTx, state: dict[str, dict[str, int]], routers: dict[str, str], first: str,
          second: str, t: str, u: str, max_share: float) -> tuple[int, Prediction] | None:
     """Sell ``t`` for ``u`` on ``first``, then ``u`` for ``t`` on ``second``, sized for the most profit."""
     s1, s2 = state[first], state[second]
@@ -255,7 +272,7 @@ def _arb(world: World, victim: VictimTx, state: dict[str, dict[str, int]], route
         return None
     y = get_amount_out(x, s1[t], s1[u])
     legs = (Leg(routers[first], (t, u), x, y), Leg(routers[second], (u, t), y, x + gain))
-    return gain, _prediction(world, victim, "backrun", (first, second), t, (), legs, gain, "two-factory arbitrage")
+    return gain, _prediction(pools, victim, "backrun", (first, second), t, (), legs, gain, "two-factory arbitrage")
 
 
 def read_rpc_pending(world: World) -> list[str]:

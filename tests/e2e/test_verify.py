@@ -169,7 +169,9 @@ def test_reference_sandwiches_are_exact_across_victims(world: tuple[World, str],
         out = execute(w, p, searcher, client=client)
         assert out.status == "executed" and out.ordering_ok and out.victim_status == 1, out.explanation
         assert out.exact and out.realized_profit_wei == p.predicted_profit_wei > 0, out.explanation
-        assert out.reverted
+        assert out.reverted and p.native_per_token is not None and out.realized_net_wei is not None
+        num, den = p.native_per_token  # the net: the same price, the receipts' gas instead of the estimate
+        assert out.realized_net_wei == out.realized_profit_wei * num // den - out.gas_paid_wei
     assert [predict_sandwich(w, v, pools) is not None for v in victims[:3]] == [True] * 3  # the hand-made ones
     assert kinds["exact_in=True"] >= 10 and kinds["exact_in=False"] >= 3 and kinds["hops=2"] >= 2, kinds
     assert kinds["thin"] >= 3 and kinds["medium"] + kinds["deep"] >= 3, kinds

@@ -72,7 +72,8 @@ def predictions_from_opportunity_json(obj: Mapping[str, Any], victim: VictimTx) 
     ASSUMED FIELDS (a best guess written before processd's valuation was merged; adapt here and only here):
     ``obj["valuation"]`` = ``{"kind": "sandwich"|"backrun", "pairs": [...], "profit_token": "0x..",
     "front_run": [{"router", "path", "amount_in", "amount_out"}...], "back_run": [...],
-    "profit_wei": "<decimal>", "net_profit_wei": "<decimal>", "gas_price_wei": "<decimal>"}`` with amounts as
+    "profit_wei": "<decimal>", "net_profit_wei": "<decimal>", "gas_price_wei": "<decimal>",
+    "native_per_token": ["<num>", "<den>"] (optional)}`` with amounts as
     decimal strings (uint256); a single leg may be an object instead of a list. ``back_run`` legs whose
     ``amount_in`` is ``"all"`` sell what the front-run bought (its ``amount_out``).
     """
@@ -91,13 +92,15 @@ def predictions_from_opportunity_json(obj: Mapping[str, Any], victim: VictimTx) 
         profit_token = str(val.get("profit_token") or legs["front_run"][0].path[0]).lower()
         net = val.get("net_profit_wei")
         gas_price = val.get("gas_price_wei")
+        rate = val.get("native_per_token")  # optional [num, den]: lets the verifier compute the realized net
         return Prediction(chain_id=int(obj["chain_id"]), victim_hash=victim.hash, victim=victim,
                           kind="backrun" if val.get("kind") == "backrun" else "sandwich",
                           pairs=tuple(str(p).lower() for p in val.get("pairs") or ()), profit_token=profit_token,
                           front=tuple(legs["front_run"]), back=tuple(legs["back_run"]),
                           predicted_profit_wei=int(val["profit_wei"]),
                           predicted_net_wei=None if net is None else int(net),
-                          gas_price_wei=None if gas_price is None else int(gas_price), source="processd")
+                          gas_price_wei=None if gas_price is None else int(gas_price),
+                          native_per_token=(int(rate[0]), int(rate[1])) if rate else None, source="processd")
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         log.warning("opportunity %s: valuation not understood (%s): %s", obj.get("tx_hash"), exc, val)
         return None

@@ -246,15 +246,26 @@ def rpc_batch(url: str, calls: Sequence[tuple[str, list[Any]]], timeout_s: float
     """Results of one JSON-RPC batch, in order; raises :class:`UniswapWorldError` naming the first error."""
     if not calls:
         return []
-    payload = [{"jsonrpc": "2.0", "id": i, "method": m, "params": p} for i, (m, p) in enumerate(calls)]
-    resp = httpx.post(url, json=payload, timeout=timeout_s)
+    resp = httpx.post(url, json=batch_payload(calls), timeout=timeout_s)
     resp.raise_for_status()
-    by_id = {item.get("id"): item for item in resp.json()}
+    return batch_results(calls, resp.json(), UniswapWorldError, f" on {url}")
+
+
+def batch_payload(calls: Sequence[tuple[str, list[Any]]]) -> list[dict[str, Any]]:
+    """The JSON-RPC batch request of ``calls`` ``(method, params)``, with ids 0, 1, ... in order."""
+    return [{"jsonrpc": "2.0", "id": i, "method": m, "params": p} for i, (m, p) in enumerate(calls)]
+
+
+def batch_results(calls: Sequence[tuple[str, list[Any]]], answer: list[dict[str, Any]],
+                  error: type[Exception], where: str = "") -> list[Any]:
+    """The results of the batch ``answer`` to :func:`batch_payload` of ``calls``, in the calls' order (answers
+    may come in any order); raises ``error`` naming the first call that failed or got no answer."""
+    by_id = {item.get("id"): item for item in answer}
     out = []
     for i, (method, _) in enumerate(calls):
         item = by_id.get(i) or {"error": {"message": "missing response"}}
         if "error" in item:
-            raise UniswapWorldError(f"{method} #{i} failed on {url}: {item['error'].get('message', item['error'])}")
+            raise error(f"{method} #{i} failed{where}: {item['error'].get('message', item['error'])}")
         out.append(item.get("result"))
     return out
 

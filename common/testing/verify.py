@@ -40,7 +40,15 @@ from eth_abi import decode
 
 from common.errors import MempulseError
 from common.rawtx import keccak256
-from common.testing.uniswap import DEPLOYER, World, calldata, rpc_batch, send_and_mine
+from common.testing.uniswap import (
+    DEPLOYER,
+    World,
+    batch_payload,
+    batch_results,
+    calldata,
+    rpc_batch,
+    send_and_mine,
+)
 
 log = logging.getLogger(__name__)
 
@@ -220,17 +228,9 @@ class _Bounded:
         left = self.deadline - time.monotonic() if budget else 10.0
         if left <= 0:
             raise VerifyError("execution exceeded its time budget")
-        payload = [{"jsonrpc": "2.0", "id": i, "method": m, "params": p} for i, (m, p) in enumerate(calls)]
-        resp = self.client.post(self.url, json=payload, timeout=left)
+        resp = self.client.post(self.url, json=batch_payload(calls), timeout=left)
         resp.raise_for_status()
-        by_id = {item.get("id"): item for item in resp.json()}
-        out = []
-        for i, (method, _) in enumerate(calls):
-            item = by_id.get(i) or {"error": {"message": "missing response"}}
-            if "error" in item:
-                raise VerifyError(f"{method} failed: {item['error'].get('message', item['error'])}")
-            out.append(item.get("result"))
-        return out
+        return batch_results(calls, resp.json(), VerifyError)
 
     def call(self, method: str, params: list[Any] | None = None) -> Any:
         return self.batch([(method, params or [])])[0]

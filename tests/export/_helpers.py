@@ -92,19 +92,20 @@ def _u(value: int) -> bytes:
 def block_batch(envs: Sequence[tx_pb2.TxEnvelope], batch_seq: int, per_block: int = 7,
                 session_id: str = "blocks") -> ingest_pb2.TxBatch:
     """A batch of blocks (BLOCK events) per chain, each including ``per_block`` of ``envs`` (seen pending: the
-    envelopes are stored first) and one transaction never seen; every third block without a base fee."""
+    envelopes are stored first) and one transaction never seen, seen by ingestd 2 s after the last of them; every
+    third block without a base fee, every second truncated (tx_count one more than sent)."""
     blocks = []
     for chain in sorted({e.chain_id for e in envs}):
         mine = [e for e in envs if e.chain_id == chain]
         for n, start in enumerate(range(0, len(mine), per_block)):
             number = 1000 * batch_seq + n
             hashes = [e.hash for e in mine[start:start + per_block]] + [bytes([chain % 256, n % 256, 9]) * 10 + b"\0\0"]
-            seen = min((e.first_seen_unix_ns for e in mine[start:start + per_block]), default=0)
+            seen = max(e.first_seen_unix_ns for e in mine[start:start + per_block]) + 2 * 10**9 + n * 10**6
             blocks.append(block_pb2.BlockEnvelope(
                 chain_id=chain, number=number, hash=number.to_bytes(8, "big") * 3 + chain.to_bytes(8, "big"),
                 parent_hash=(number - 1).to_bytes(8, "big") * 3 + chain.to_bytes(8, "big"),
-                timestamp=seen // 10**9 + 2, base_fee=b"" if n % 3 == 2 else _u(10**9 + number), source_id="node",
-                seen_unix_ns=seen + 2 * 10**9, tx_count=len(hashes) + n % 2, truncated=bool(n % 2),
+                timestamp=seen // 10**9 - 1, base_fee=b"" if n % 3 == 2 else _u(10**9 + number), source_id="node",
+                seen_unix_ns=seen, tx_count=len(hashes) + n % 2, truncated=bool(n % 2),
                 txs=[block_pb2.IncludedTx(hash=h, index=i, sender=b"\x05" * 20, nonce=i, gas_used=21000,
                                           status=block_pb2.TX_STATUS_OK) for i, h in enumerate(hashes)]))
     return ingest_pb2.TxBatch(session_id=session_id, batch_seq=batch_seq, blocks=blocks)

@@ -41,6 +41,7 @@ from processd.export.schema import (
     local_name,
     storage_ddl,
 )
+from processd.export.sink import upgrade_enums
 from tests.export._helpers import block_batch, check_export, envelopes, log_events, pool_batch, sighting_batch
 
 pytestmark = pytest.mark.integration
@@ -139,6 +140,25 @@ async def test_schema_1_shards_and_distributed_tables_are_upgraded_in_place(
                   cluster=CLUSTER)
     await _export_upgraded(cfg, shards, processd)
     assert local_name(EVENTS, CLUSTER) in _kind_types(first, "upgraded")
+
+
+def test_the_enum_upgrade_rewrites_no_part_and_is_idempotent(clickhouse: ClickHouseServer) -> None:
+    """The ALTER is a metadata change on 18.16: the active parts keep their names and times, the rows read back."""
+    db = "enum_upgrade"
+    client = _client(clickhouse)
+    client.execute(f"CREATE DATABASE {db}")
+    client.execute(storage_ddl(db, V1_EVENTS))
+    client.execute(f"INSERT INTO {db}.events (chain_id, seq, kind) SELECT number % 3, number, number % 5 "
+                   "FROM system.numbers LIMIT 200000")
+    parts = f"SELECT name, modification_time FROM system.parts WHERE database = '{db}' AND active ORDER BY name"
+    before = client.execute(parts)
+    assert upgrade_enums(client.execute, db, "", "test") == ["events.kind"]
+    assert client.execute(parts) == before
+    assert upgrade_enums(client.execute, db, "", "test") == []
+    assert {str(k): int(n) for k, n in client.execute(f"SELECT kind, count() FROM {db}.events GROUP BY kind")} == {
+        "UNSPECIFIED": 40000, "TX_SEEN": 40000, "TX_DECODED": 40000, "OPP_DETECTED": 40000, "TX_SOURCE_SEEN": 40000}
+    client.execute(f"INSERT INTO {db}.events (chain_id, seq, kind) VALUES", [(1, 200000, "BLOCK")])
+    client.disconnect()
 
 
 async def test_an_enum_that_is_not_a_subset_of_ours_stays_a_mismatch(

@@ -35,7 +35,12 @@ UPGRADABLE_VERSIONS = frozenset({1})
 
 
 def enum8(prefix: str, items: list[tuple[str, int]]) -> str:
-    """An ``Enum8`` of a proto enum's values, named without ``prefix`` (the names the mapper writes)."""
+    """An ``Enum8`` of a proto enum's values, named without ``prefix`` (the names the mapper writes). A value past
+    Enum8's range fails here, with the fix in the message, rather than as a DDL error the exporter would retry."""
+    outside = [name for name, value in items if not -128 <= value <= 127]
+    if outside:
+        raise ValueError(f"{outside} do not fit an Enum8 (-128..127): declare the column Enum16 and bump "
+                         "SCHEMA_VERSION")
     values = ", ".join(f"'{name.removeprefix(prefix)}' = {value}" for name, value in sorted(items, key=lambda i: i[1]))
     return f"Enum8({values})"
 

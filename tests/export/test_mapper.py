@@ -3,10 +3,12 @@ unset; amounts are exact decimal strings whatever their width."""
 
 from __future__ import annotations
 
+import pytest
+
 from common.pb.v1 import block_pb2, events_pb2, pool_pb2, tx_pb2
 from common.testing.synth import synthetic_envelopes
 from processd.export.mapper import columns_of, rows_of, u256, unknown_kinds
-from processd.export.schema import DATA_TABLES
+from processd.export.schema import DATA_TABLES, EVENTS, enum8
 
 MAX_U256 = (1 << 256) - 1
 
@@ -96,3 +98,12 @@ def test_values_keep_unknown_apart_from_zero_and_stay_exact() -> None:
     assert [r[12] for r in pools] == ["UNSPECIFIED", "GET_RESERVES", "SYNC_LOG", "UNSPECIFIED"]
     assert [r[8] for r in rows_of(events)["transactions"]].count(None) == 1
     assert u256(b"") == "0" and u256(MAX_U256.to_bytes(32, "big")) == str(MAX_U256)
+
+
+def test_events_kind_has_every_kind_of_the_proto_and_enum8_refuses_what_does_not_fit() -> None:
+    kind = dict(EVENTS.columns)["kind"]
+    for name, value in events_pb2.EventKind.items():
+        assert f"'{name.removeprefix('EVENT_KIND_')}' = {value}" in kind
+    assert enum8("X_", [("X_A", 0), ("X_B", 127)]) == "Enum8('A' = 0, 'B' = 127)"
+    with pytest.raises(ValueError, match="Enum16"):
+        enum8("X_", [("X_A", 0), ("X_B", 128)])

@@ -22,7 +22,15 @@ from common.pb.v1 import query_pb2_grpc
 from processd.export import source
 from processd.export.config import ExportConfig
 from processd.export.errors import ExportError, MapperUnavailable, SinkUnavailable
-from processd.export.mapper import Columns, columns_of, empty_columns, extend_columns, row_count, rows_of
+from processd.export.mapper import (
+    Columns,
+    columns_of,
+    empty_columns,
+    extend_columns,
+    row_count,
+    rows_of,
+    unknown_kinds,
+)
 from processd.export.metrics import ExportMetrics
 from processd.export.schema import EVENTS
 from processd.export.sink import ClickHouseSink, ResumePoint
@@ -58,6 +66,7 @@ class Exporter:
         self._stopped = False
         #: exit_at_head: the head at the first session's start (what a backfill run exports)
         self._target: int | None = None
+        self._unknown_logged = False
 
     # ---- lifecycle ---------------------------------------------------------------------------------------
 
@@ -268,12 +277,25 @@ class Exporter:
                 for column, value in zip(columns, row, strict=True):
                     column.append(value)
 
+    def _count_unknown(self, rows: dict[str, Columns]) -> None:
+        """Counts the events of a kind this exporter does not know (logged once: a newer processd's kind stays
+        newer for every batch, and its rows are still exported, as UNSPECIFIED)."""
+        seqs = unknown_kinds(rows)
+        if seqs:
+            self.metrics.unknown_kinds.inc(len(seqs))
+            if not self._unknown_logged:
+                self._unknown_logged = True
+                log.warning("events of a kind this exporter does not know (first at seq %d): exported as kind "
+                            "UNSPECIFIED without details, counted in mempulse_export_unknown_kinds_total; "
+                            "upgrade the exporter", seqs[0])
+
     async def _write(self, rows: dict[str, Columns], next_seq: int) -> None:
         started = time.perf_counter()
         await asyncio.to_thread(self.sink.write, rows, next_seq)
         done_ns = time.time_ns()
         self.metrics.insert_seconds.observe(time.perf_counter() - started)
         self.metrics.batches.inc()
+        self._count_unknown(rows)  # after the write: a batch written again after a failure is counted once
         for table, columns in rows.items():
             if row_count(columns):
                 self.metrics.rows.labels(table).inc(row_count(columns))

@@ -12,8 +12,18 @@ from collections.abc import Iterable, Sequence
 from operator import attrgetter
 from typing import Any
 
-from common.pb.v1 import events_pb2
-from processd.export.schema import DATA_TABLES, EVENTS, FEATURES, OPPORTUNITIES, TRANSACTIONS, TX_SOURCES, Table
+from common.pb.v1 import events_pb2, pool_pb2
+from processd.export.schema import (
+    BLOCKS,
+    DATA_TABLES,
+    EVENTS,
+    FEATURES,
+    OPPORTUNITIES,
+    POOL_STATES,
+    TRANSACTIONS,
+    TX_SOURCES,
+    Table,
+)
 
 Row = tuple[Any, ...]
 _NS = 1_000_000_000
@@ -21,10 +31,17 @@ _TX_SEEN = events_pb2.EVENT_KIND_TX_SEEN
 _TX_DECODED = events_pb2.EVENT_KIND_TX_DECODED
 _OPP_DETECTED = events_pb2.EVENT_KIND_OPP_DETECTED
 _TX_SOURCE_SEEN = events_pb2.EVENT_KIND_TX_SOURCE_SEEN
+_BLOCK = events_pb2.EVENT_KIND_BLOCK
+_POOL_STATE = events_pb2.EVENT_KIND_POOL_STATE
+#: What ``events.kind`` says of a kind this exporter's proto does not know (a newer processd's): the row is still
+#: written (the export stays complete by seq), and the exporter counts it (mempulse_export_unknown_kinds_total).
+UNKNOWN_KIND = "UNSPECIFIED"
 #: Event kind -> its value in the ``events.kind`` Enum8 (the names without the EVENT_KIND_ prefix).
 KIND_NAMES = {value: name.removeprefix("EVENT_KIND_") for name, value in events_pb2.EventKind.items()}
 CATEGORY_NAMES = {value: name.removeprefix("TX_CATEGORY_") for name, value in events_pb2.TxCategory.items()}
 OPP_KIND_NAMES = {value: name.removeprefix("OPPORTUNITY_KIND_") for name, value in events_pb2.OpportunityKind.items()}
+POOL_SOURCE_NAMES = {value: name.removeprefix("POOL_STATE_SOURCE_")
+                     for name, value in pool_pb2.PoolStateSource.items()}
 
 
 def u256(raw: bytes) -> str:
@@ -44,7 +61,7 @@ def _head(ev: events_pb2.Event) -> Row:
 
 def event_row(ev: events_pb2.Event) -> Row:
     """The ``events`` row of any event."""
-    return (*_head(ev), KIND_NAMES.get(ev.kind, "UNSPECIFIED"), ev.source_id)
+    return (*_head(ev), KIND_NAMES.get(ev.kind, UNKNOWN_KIND), ev.source_id)
 
 
 def transaction_row(ev: events_pb2.Event) -> Row:
@@ -79,6 +96,24 @@ def source_row(ev: events_pb2.Event) -> Row:
     return (*_head(ev), body.sighting.source_id, body.sighting.seen_unix_ns, body.tx_seq_id)
 
 
+def block_row(ev: events_pb2.Event) -> Row:
+    """The ``blocks`` row of a BLOCK event."""
+    body = ev.block
+    b = body.block
+    first = ev.first_seen_unix_ns
+    return (ev.chain_id, ev.seq_id, first // _NS, first, ev.received_unix_ns, ev.source_id, b.number, b.hash,
+            b.parent_hash, b.timestamp, u256(b.base_fee) if b.base_fee else None, b.tx_count, body.seen_pending,
+            int(b.truncated), [t.hash for t in b.txs])
+
+
+def pool_state_row(ev: events_pb2.Event) -> Row:
+    """The ``pool_states`` row of a POOL_STATE event."""
+    p = ev.pool_state.state
+    received = ev.received_unix_ns
+    return (ev.chain_id, ev.seq_id, received // _NS, received, p.pair, p.factory, p.token0, p.token1, u256(p.reserve0),
+            u256(p.reserve1), p.block_number, p.block_hash, POOL_SOURCE_NAMES.get(p.source, "UNSPECIFIED"))
+
+
 #: Event kind -> (its detail table, the row function). A kind not listed (a newer processd's lifecycle events)
 #: still gets its ``events`` row, so the log stays complete; its details wait for a table of their own.
 DETAIL: dict[int, tuple[Table, Any]] = {
@@ -86,6 +121,8 @@ DETAIL: dict[int, tuple[Table, Any]] = {
     _TX_DECODED: (FEATURES, features_row),
     _OPP_DETECTED: (OPPORTUNITIES, opportunity_row),
     _TX_SOURCE_SEEN: (TX_SOURCES, source_row),
+    _BLOCK: (BLOCKS, block_row),
+    _POOL_STATE: (POOL_STATES, pool_state_row),
 }
 
 
@@ -187,11 +224,36 @@ def _sources_columns(evs: list[events_pb2.Event], head: Columns) -> Columns:
     return [*head, [s.source_id for s in seen], [s.seen_unix_ns for s in seen], [b.tx_seq_id for b in sightings]]
 
 
+def _blocks_columns(evs: list[events_pb2.Event], head: Columns) -> Columns:
+    bodies = [e.block for e in evs]
+    bs = [b.block for b in bodies]
+    fees = [b.base_fee for b in bs]
+    fee_digits = _decimal([f for f in fees if f])
+    it = iter(fee_digits)
+    chain, seq, _, first_s, first_ns, received = head
+    return [chain, seq, first_s, first_ns, received, [e.source_id for e in evs], [b.number for b in bs],
+            [b.hash for b in bs], [b.parent_hash for b in bs], [b.timestamp for b in bs],
+            [next(it) if f else None for f in fees], [b.tx_count for b in bs], [b.seen_pending for b in bodies],
+            [int(b.truncated) for b in bs], [[t.hash for t in b.txs] for b in bs]]
+
+
+def _pool_states_columns(evs: list[events_pb2.Event], head: Columns) -> Columns:
+    ps = [e.pool_state.state for e in evs]
+    received = head[5]
+    sources = POOL_SOURCE_NAMES
+    return [head[0], head[1], [r // _NS for r in received], received, [p.pair for p in ps], [p.factory for p in ps],
+            [p.token0 for p in ps], [p.token1 for p in ps], _decimal([p.reserve0 for p in ps]),
+            _decimal([p.reserve1 for p in ps]), [p.block_number for p in ps], [p.block_hash for p in ps],
+            [sources.get(p.source, "UNSPECIFIED") for p in ps]]
+
+
 _DETAIL_COLUMNS = {
     _TX_SEEN: (TRANSACTIONS, _transactions_columns),
     _TX_DECODED: (FEATURES, _features_columns),
     _OPP_DETECTED: (OPPORTUNITIES, _opportunities_columns),
     _TX_SOURCE_SEEN: (TX_SOURCES, _sources_columns),
+    _BLOCK: (BLOCKS, _blocks_columns),
+    _POOL_STATE: (POOL_STATES, _pool_states_columns),
 }
 
 
@@ -209,7 +271,7 @@ def columns_of(events: Sequence[events_pb2.Event]) -> dict[str, Columns]:
     kinds = [e.kind for e in evs]
     head = _head_columns(evs)
     names = KIND_NAMES
-    out[EVENTS.name] = [*head, [names.get(k, "UNSPECIFIED") for k in kinds], [e.source_id for e in evs]]
+    out[EVENTS.name] = [*head, [names.get(k, UNKNOWN_KIND) for k in kinds], [e.source_id for e in evs]]
     by_kind: dict[int, list[int]] = {kind: [] for kind in _DETAIL_COLUMNS}
     for i, kind in enumerate(kinds):  # one pass sorts the events by kind (a kind without a table: no detail)
         index = by_kind.get(kind)
@@ -228,6 +290,15 @@ def extend_columns(into: dict[str, Columns], more: dict[str, Columns]) -> None:
         if cols[0]:
             for dst, src in zip(into[table], cols, strict=True):
                 dst.extend(src)
+
+
+def unknown_kinds(columns: dict[str, Columns]) -> list[int]:
+    """The seqs of the ``events`` rows whose kind this exporter does not know (written as UNKNOWN_KIND)."""
+    events = columns[EVENTS.name]
+    kinds = events[_HEAD_LEN]
+    if UNKNOWN_KIND not in kinds:  # the usual case: one C-level scan
+        return []
+    return [seq for seq, kind in zip(events[1], kinds, strict=True) if kind == UNKNOWN_KIND]
 
 
 def row_count(columns: Columns) -> int:

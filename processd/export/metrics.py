@@ -23,6 +23,9 @@ class ExportMetrics:
         self.skipped = Counter(f"{PREFIX}replayed_rows_skipped_total",
                                "Rows of a reread batch found already in ClickHouse at resume, not inserted again",
                                registry=r)
+        self.unknown_kinds = Counter(f"{PREFIX}unknown_kinds_total",
+                                     "Events of a kind this exporter does not know (a newer processd's), exported "
+                                     "as an events row of kind UNSPECIFIED with no detail row", registry=r)
         self.batches = Counter(f"{PREFIX}batches_total", "Batches written (one INSERT per table, then the cursor)",
                                registry=r)
         self.insert_seconds = Histogram(f"{PREFIX}batch_write_seconds", "Time to write one batch to ClickHouse",

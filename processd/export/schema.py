@@ -21,12 +21,34 @@ does not rely on that (it skips what ClickHouse already holds: :mod:`processd.ex
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-#: Bump when a table changes shape; stored in ``export_cursor.schema_version`` for the next exporter to check.
-SCHEMA_VERSION = 1
+from common.pb.v1 import events_pb2, pool_pb2
 
-_EVENT_KIND = "Enum8('UNSPECIFIED' = 0, 'TX_SEEN' = 1, 'TX_DECODED' = 2, 'OPP_DETECTED' = 3, 'TX_SOURCE_SEEN' = 4)"
+#: Bump when a table changes shape; stored in ``export_cursor.schema_version`` for the next exporter to check.
+#: 2: ``events.kind`` holds every kind of the proto (BLOCK, POOL_STATE, ...), tables ``blocks`` and ``pool_states``.
+SCHEMA_VERSION = 2
+#: Older schema versions whose tables :meth:`processd.export.sink.ClickHouseSink.ensure_schema` upgrades in place
+#: (1: ``events.kind`` an Enum8 of the first four kinds only, no blocks / pool_states tables).
+UPGRADABLE_VERSIONS = frozenset({1})
+
+
+def enum8(prefix: str, items: list[tuple[str, int]]) -> str:
+    """An ``Enum8`` of a proto enum's values, named without ``prefix`` (the names the mapper writes). A value past
+    Enum8's range fails here, with the fix in the message, rather than as a DDL error the exporter would retry."""
+    outside = [name for name, value in items if not -128 <= value <= 127]
+    if outside:
+        raise ValueError(f"{outside} do not fit an Enum8 (-128..127): declare the column Enum16 and bump "
+                         "SCHEMA_VERSION")
+    values = ", ".join(f"'{name.removeprefix(prefix)}' = {value}" for name, value in sorted(items, key=lambda i: i[1]))
+    return f"Enum8({values})"
+
+
+#: Every event kind this exporter's proto knows: a kind added to the proto becomes a value without an edit here
+#: (an existing table is upgraded in place at start: the values of an older Enum8 are a subset of these).
+_EVENT_KIND = enum8("EVENT_KIND_", events_pb2.EventKind.items())
+_POOL_SOURCE = enum8("POOL_STATE_SOURCE_", pool_pb2.PoolStateSource.items())
 _CATEGORY = "Enum8('UNSPECIFIED' = 0, 'SWAP' = 1, 'TRANSFER' = 2, 'APPROVAL' = 3, 'OTHER' = 4)"
 _OPP_KIND = ("Enum8('UNSPECIFIED' = 0, 'SANDWICH_CANDIDATE' = 1, 'BACKRUN_CANDIDATE' = 2, "
              "'ARB_CANDIDATE' = 3)")
@@ -48,11 +70,13 @@ _HEAD: tuple[tuple[str, str], ...] = (
 
 @dataclass(frozen=True, slots=True)
 class Table:
-    """One exported table: its name and columns (name, ClickHouse type) in row order."""
+    """One exported table: its name, columns (name, ClickHouse type) in row order, and its partition key.
+    The first two columns are always ``chain_id`` and ``seq`` (the resume reads them by position)."""
 
     name: str
     columns: tuple[tuple[str, str], ...]
     doc: str
+    partition: str = "toYYYYMM(first_seen)"
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -117,9 +141,41 @@ TX_SOURCES = Table("tx_sources", (
     ("seen_ns", "UInt64"),
     ("tx_seq", "UInt64"),
 ), "TX_SOURCE_SEEN: a later source's own first sighting of a stored transaction")
+BLOCKS = Table("blocks", (
+    ("chain_id", "UInt64"),
+    ("seq", "UInt64"),
+    ("first_seen", "DateTime"),  # when ingestd learnt of the block
+    ("first_seen_ns", "UInt64"),
+    ("received_ns", "UInt64"),
+    ("source_id", "String"),  # the source that announced the head
+    ("number", "UInt64"),
+    ("hash", _HASH),
+    ("parent_hash", _HASH),
+    ("timestamp", "DateTime"),  # the block's own timestamp
+    ("base_fee", _OPT_U256),  # NULL: a chain without EIP-1559
+    ("tx_count", "UInt32"),  # every transaction of the block
+    ("seen_pending", "UInt32"),  # of tx_hashes, those processd had stored as pending before the block
+    ("truncated", "UInt8"),  # 1: tx_hashes holds the first ingestd sent only (tx_count has them all)
+    ("tx_hashes", f"Array({_HASH})"),  # in block order (join transactions on (chain_id, tx_hash) for inclusion)
+), "BLOCK: a block of the chain as ingestd reported it")
+POOL_STATES = Table("pool_states", (
+    ("chain_id", "UInt64"),
+    ("seq", "UInt64"),
+    ("received", "DateTime"),  # when processd stored the state (the event has no first sighting)
+    ("received_ns", "UInt64"),
+    ("pair", _ADDR),
+    ("factory", _ADDR),
+    ("token0", _ADDR),
+    ("token1", _ADDR),
+    ("reserve0", _U256),  # token0 units
+    ("reserve1", _U256),  # token1 units
+    ("block_number", "UInt64"),  # the reserves hold after this block
+    ("block_hash", _HASH),
+    ("source", _POOL_SOURCE),  # how ingestd read them: GET_RESERVES or SYNC_LOG
+), "POOL_STATE: a Uniswap V2-style pair's reserves as of a block", partition="toYYYYMM(received)")
 
 #: The data tables, in insert order (``events`` last: a reader that sees an event row finds its details).
-DATA_TABLES: tuple[Table, ...] = (TRANSACTIONS, FEATURES, OPPORTUNITIES, TX_SOURCES, EVENTS)
+DATA_TABLES: tuple[Table, ...] = (TRANSACTIONS, FEATURES, OPPORTUNITIES, TX_SOURCES, BLOCKS, POOL_STATES, EVENTS)
 
 #: The resume cursor: one row per batch (ReplacingMergeTree keeps the highest next_seq per name at merge time;
 #: readers take max(next_seq)). Always a plain table on the server the exporter talks to, never sharded.
@@ -138,7 +194,7 @@ def _columns_sql(table: Table) -> str:
 def storage_ddl(database: str, table: Table, cluster: str = "") -> str:
     """CREATE TABLE of a table's storage (ReplacingMergeTree by (chain_id, seq), monthly partitions)."""
     return (f"CREATE TABLE IF NOT EXISTS `{database}`.`{local_name(table, cluster)}` (\n    {_columns_sql(table)}\n)"
-            " ENGINE = ReplacingMergeTree() PARTITION BY toYYYYMM(first_seen) ORDER BY (chain_id, seq)")
+            f" ENGINE = ReplacingMergeTree() PARTITION BY {table.partition} ORDER BY (chain_id, seq)")
 
 
 def distributed_ddl(database: str, table: Table, cluster: str) -> str:
@@ -146,6 +202,20 @@ def distributed_ddl(database: str, table: Table, cluster: str) -> str:
     rows, and every query per chain, stay on one shard)."""
     return (f"CREATE TABLE IF NOT EXISTS `{database}`.`{table.name}` (\n    {_columns_sql(table)}\n)"
             f" ENGINE = Distributed({cluster}, {database}, {local_name(table, cluster)}, chain_id)")
+
+
+def modify_column_sql(database: str, name: str, column: str, kind: str) -> str:
+    """ALTER of one column's type (an Enum8 given more values: a metadata change, no data is rewritten)."""
+    return f"ALTER TABLE `{database}`.`{name}` MODIFY COLUMN `{column}` {kind}"
+
+
+def enum_values(kind: str) -> dict[str, int] | None:
+    """The values of an ``Enum8(...)`` type as ClickHouse reports it (system.columns), else None."""
+    match = re.fullmatch(r"Enum8\((.*)\)", kind.strip())
+    if match is None:
+        return None
+    pairs = re.findall(r"'((?:[^'\\]|\\.)*)'\s*=\s*(-?\d+)", match.group(1))
+    return {name: int(value) for name, value in pairs}
 
 
 def cursor_ddl(database: str) -> str:

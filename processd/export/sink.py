@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,10 +32,13 @@ from processd.export.schema import (
     CURSOR_TABLE,
     DATA_TABLES,
     SCHEMA_VERSION,
+    UPGRADABLE_VERSIONS,
     cursor_ddl,
     distributed_ddl,
+    enum_values,
     insert_sql,
     local_name,
+    modify_column_sql,
     storage_ddl,
 )
 
@@ -126,6 +129,7 @@ class ClickHouseSink:
                     shard.execute(storage_ddl(db, table, cluster))
                 for table in DATA_TABLES:  # so a query through any server sees every shard
                     shard.execute(distributed_ddl(db, table, cluster))
+                upgrade_enums(shard.execute, db, cluster, f"{host}:{port}")
             except (*_UNAVAILABLE, ch_errors.ServerException) as exc:
                 raise _wrap(exc, f"shard {host}:{port}") from exc
             finally:
@@ -134,6 +138,7 @@ class ClickHouseSink:
         for table in DATA_TABLES:
             self.execute(distributed_ddl(db, table, cluster) if cluster else storage_ddl(db, table))
         self.execute(cursor_ddl(db))
+        upgrade_enums(self.execute, db, cluster, f"{self.config.clickhouse_host}:{self.config.clickhouse_port}")
         self._check_columns()
 
     def _check_columns(self) -> None:
@@ -150,7 +155,8 @@ class ClickHouseSink:
                                      f"(schema {SCHEMA_VERSION}) writes {table.columns}: see docs/export.md#upgrading")
         versions = self.execute(f"SELECT DISTINCT schema_version FROM `{self.config.database}`.`{CURSOR_TABLE}` "
                                 "WHERE name = %(n)s", {"n": self.config.name})
-        if any(v != SCHEMA_VERSION for (v,) in versions):
+        # an older version's cursor is fine once its tables have our shape (upgrade_enums made it so)
+        if any(v != SCHEMA_VERSION and v not in UPGRADABLE_VERSIONS for (v,) in versions):
             raise SchemaMismatch(f"export {self.config.name!r} was written with schema versions "
                                  f"{sorted(v for (v,) in versions)}, this exporter writes {SCHEMA_VERSION}")
 
@@ -177,6 +183,31 @@ class ClickHouseSink:
                 self.execute(insert_sql(db, table), table_columns, columnar=True)
         self.execute(f"INSERT INTO `{db}`.`{CURSOR_TABLE}` (name, next_seq, schema_version, written) VALUES",
                      [(self.config.name, next_seq, SCHEMA_VERSION, int(time.time()))])
+
+
+def upgrade_enums(execute: Callable[..., Any], database: str, cluster: str, server: str) -> list[str]:
+    """Upgrades in place the ``Enum8`` columns of an older exporter's tables on one server: a column whose values
+    are a subset of ours (``events.kind`` before BLOCK and POOL_STATE) is given ours with ``ALTER TABLE ... MODIFY
+    COLUMN`` (a metadata change in ClickHouse, the parts are not rewritten; accepted by 18.16 on MergeTree and
+    Distributed tables alike). Any other difference is left for the column check to report. Returns what it
+    altered, as ``table.column``."""
+    altered: list[str] = []
+    for table in DATA_TABLES:
+        names = sorted({table.name, local_name(table, cluster)})
+        for column, kind in table.columns:
+            want = enum_values(kind)
+            if want is None:
+                continue
+            rows = execute("SELECT table, type FROM system.columns WHERE database = %(db)s AND name = %(c)s "
+                           "AND table IN %(t)s", {"db": database, "c": column, "t": tuple(names)})
+            for name, have_kind in rows:
+                have = enum_values(str(have_kind))
+                if have is None or have == want or not have.items() <= want.items():
+                    continue
+                log.warning("upgrading %s.%s.%s on %s from %s to %s", database, name, column, server, have_kind, kind)
+                execute(modify_column_sql(database, str(name), column, kind))
+                altered.append(f"{name}.{column}")
+    return altered
 
 
 def storage_names(config: ExportConfig) -> list[str]:

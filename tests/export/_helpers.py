@@ -9,14 +9,14 @@ from collections.abc import Sequence
 import grpc
 import pytest
 
-from common.pb.v1 import events_pb2, ingest_pb2, query_pb2, query_pb2_grpc, tx_pb2
+from common.pb.v1 import block_pb2, events_pb2, ingest_pb2, pool_pb2, query_pb2, query_pb2_grpc, tx_pb2
 from common.testing.clickhouse import clickhouse_binary
 from common.testing.synth import synthetic_envelopes
 from processd.export.mapper import KIND_NAMES
 from processd.export.schema import DATA_TABLES, EVENTS
 
-#: Event kind -> the table holding its details.
-KIND_TABLE = {1: "transactions", 2: "features", 3: "opportunities", 4: "tx_sources"}
+#: Event kind -> the table holding its details (a kind not listed has none: only its events row).
+KIND_TABLE = {1: "transactions", 2: "features", 3: "opportunities", 4: "tx_sources", 8: "blocks", 10: "pool_states"}
 CHAINS = (1, 137, 56)
 
 
@@ -50,7 +50,9 @@ def expected_keys(events: Sequence[events_pb2.Event]) -> dict[str, set[tuple[int
     want: dict[str, set[tuple[int, int]]] = defaultdict(set)
     for ev in events:
         want[EVENTS.name].add((ev.chain_id, ev.seq_id))
-        want[KIND_TABLE[ev.kind]].add((ev.chain_id, ev.seq_id))
+        table = KIND_TABLE.get(ev.kind)  # a kind without a detail table: its events row only
+        if table is not None:
+            want[table].add((ev.chain_id, ev.seq_id))
     return want
 
 
@@ -83,3 +85,43 @@ def sighting_batch(envs: Sequence[tx_pb2.TxEnvelope], batch_seq: int, source_id:
     return ingest_pb2.TxBatch(session_id="sightings", batch_seq=batch_seq, sightings=[
         tx_pb2.TxSighting(chain_id=e.chain_id, hash=e.hash, source_id=source_id,
                           seen_unix_ns=e.first_seen_unix_ns + 5_000) for e in envs])
+
+
+def _u(value: int) -> bytes:
+    return value.to_bytes((value.bit_length() + 7) // 8, "big")
+
+
+def block_batch(envs: Sequence[tx_pb2.TxEnvelope], batch_seq: int, per_block: int = 7,
+                session_id: str = "blocks") -> ingest_pb2.TxBatch:
+    """A batch of blocks (BLOCK events) per chain, each including ``per_block`` of ``envs`` (seen pending: the
+    envelopes are stored first) and one transaction never seen, seen by ingestd 2 s after the last of them; every
+    third block without a base fee, every second truncated (tx_count one more than sent)."""
+    blocks = []
+    for chain in sorted({e.chain_id for e in envs}):
+        mine = [e for e in envs if e.chain_id == chain]
+        for n, start in enumerate(range(0, len(mine), per_block)):
+            number = 1000 * batch_seq + n
+            hashes = [e.hash for e in mine[start:start + per_block]] + [bytes([chain % 256, n % 256, 9]) * 10 + b"\0\0"]
+            seen = max(e.first_seen_unix_ns for e in mine[start:start + per_block]) + 2 * 10**9 + n * 10**6
+            blocks.append(block_pb2.BlockEnvelope(
+                chain_id=chain, number=number, hash=number.to_bytes(8, "big") * 3 + chain.to_bytes(8, "big"),
+                parent_hash=(number - 1).to_bytes(8, "big") * 3 + chain.to_bytes(8, "big"),
+                timestamp=seen // 10**9 - 1, base_fee=b"" if n % 3 == 2 else _u(10**9 + number), source_id="node",
+                seen_unix_ns=seen, tx_count=len(hashes) + n % 2, truncated=bool(n % 2),
+                txs=[block_pb2.IncludedTx(hash=h, index=i, sender=b"\x05" * 20, nonce=i, gas_used=21000,
+                                          status=block_pb2.TX_STATUS_OK) for i, h in enumerate(hashes)]))
+    return ingest_pb2.TxBatch(session_id=session_id, batch_seq=batch_seq, blocks=blocks)
+
+
+def pool_batch(batch_seq: int, pairs: int = 5, session_id: str = "pools") -> ingest_pb2.TxBatch:
+    """A batch of pool states (POOL_STATE events): ``pairs`` pairs per chain, reserves up to uint256's max."""
+    pools = []
+    for chain in CHAINS:
+        for p in range(pairs):
+            reserve0 = 2**256 - 1 if p == 0 else 10**18 * (p + 1) + batch_seq
+            pools.append(pool_pb2.PoolState(
+                chain_id=chain, pair=bytes([p + 1, chain % 256]) * 10, factory=b"\x02" * 20, token0=b"\x03" * 20,
+                token1=bytes([4 + p]) * 20, reserve0=_u(reserve0), reserve1=_u(7 * p + batch_seq),
+                block_number=batch_seq, block_hash=batch_seq.to_bytes(8, "big") * 4,
+                source=pool_pb2.POOL_STATE_SOURCE_SYNC_LOG if p % 2 else pool_pb2.POOL_STATE_SOURCE_GET_RESERVES))
+    return ingest_pb2.TxBatch(session_id=session_id, batch_seq=batch_seq, pools=pools)

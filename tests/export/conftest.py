@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from common.testing.clickhouse import ClickHouseServer
+from common.testing.clickhouse import ClickHouseServer, shard_pair
 from processd.api.server import ProcessdServer
 from processd.export.config import ExportConfig
 from tests.export._helpers import require_clickhouse
@@ -27,6 +27,20 @@ def clickhouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouseS
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def shards(tmp_path: Path) -> Iterator[tuple[ClickHouseServer, ClickHouseServer]]:
+    """Two running clickhouse-servers, the two shards of the cluster ``mempulse_shards``."""
+    require_clickhouse()
+    pair = shard_pair(tmp_path / "shards")
+    try:
+        for server in pair:
+            server.start()
+        yield pair
+    finally:
+        for server in pair:
+            server.stop()
 
 
 @pytest.fixture

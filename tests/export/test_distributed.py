@@ -4,33 +4,18 @@ sharded by chain_id, the exporter writing through them; queries through either s
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
-from common.testing.clickhouse import CLUSTER, ClickHouseServer, shard_pair
+from common.testing.clickhouse import CLUSTER, ClickHouseServer
 from common.testing.ingest_push import push_batches, push_envelopes
 from processd.api.server import ProcessdServer
 from processd.export.config import ExportConfig
 from processd.export.exporter import Exporter
-from tests.export._helpers import check_export, envelopes, log_events, require_clickhouse, sighting_batch
+from tests.export._helpers import check_export, envelopes, log_events, sighting_batch
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def shards(tmp_path: Path) -> Iterator[tuple[ClickHouseServer, ClickHouseServer]]:
-    require_clickhouse()
-    pair = shard_pair(tmp_path / "shards")
-    try:
-        for server in pair:
-            server.start()
-        yield pair
-    finally:
-        for server in pair:
-            server.stop()
 
 
 async def test_two_shards_hold_the_log_split_by_chain(shards: tuple[ClickHouseServer, ClickHouseServer],

@@ -10,6 +10,7 @@ from dataclasses import replace
 
 import pytest
 
+from common.pb.v1 import events_pb2, pool_pb2
 from common.testing.clickhouse import ClickHouseServer
 from common.testing.ingest_push import push_batches, push_envelopes
 from processd.api.server import ProcessdServer
@@ -17,17 +18,19 @@ from processd.export.config import ExportConfig
 from processd.export.errors import ExportError, SchemaMismatch
 from processd.export.exporter import Exporter
 from processd.export.schema import CURSOR_TABLE
-from tests.export._helpers import check_export, envelopes, log_events, sighting_batch
+from tests.export._helpers import block_batch, check_export, envelopes, log_events, pool_batch, sighting_batch
 
 pytestmark = pytest.mark.integration
 
 
 async def _fill(processd: ProcessdServer, count: int, start: int = 0) -> int:
-    """Pushes ``count`` envelopes (and sightings of a third of them); returns the last committed seq."""
+    """Pushes ``count`` envelopes, then sightings of a third of them, blocks including them and pool states (every
+    kind of the log); returns the last committed seq."""
     addr = f"127.0.0.1:{processd.port}"
     envs = envelopes(count, start=start)
     await push_envelopes(addr, envs, batch_size=250, session_id=f"fill{start}")
     await push_batches(addr, [sighting_batch(envs[::3], batch_seq=1 + start)])
+    await push_batches(addr, [block_batch(envs[::2], batch_seq=1 + start), pool_batch(batch_seq=1 + start)])
     return (await asyncio.to_thread(log_events, addr))[-1].seq_id
 
 
@@ -75,6 +78,38 @@ async def test_export_equals_the_log_then_tails_it(clickhouse: ClickHouseServer,
     src = next(e for e in events if e.kind == 4)
     ((source_id, tx_seq),) = clickhouse.query(f"SELECT source_id, tx_seq FROM {db}.tx_sources WHERE seq = {src.seq_id}")
     assert (source_id, tx_seq) == ("second", src.tx_source_seen.tx_seq_id)
+    _check_blocks_and_pools(clickhouse, db, events)
+
+
+def _check_blocks_and_pools(clickhouse: ClickHouseServer, db: str, events: list[events_pb2.Event]) -> None:
+    """Every blocks and pool_states row, value by value, against its event."""
+    blocks = {int(r[0]): r[1:] for r in clickhouse.query(
+        f"SELECT seq, number, lower(hex(hash)), lower(hex(parent_hash)), toUnixTimestamp(timestamp), base_fee, "
+        f"tx_count, seen_pending, truncated, arrayMap(h -> lower(hex(h)), tx_hashes), toUnixTimestamp(first_seen) "
+        f"FROM {db}.blocks")}
+    want_blocks = {}
+    for e in events:
+        if e.kind == events_pb2.EVENT_KIND_BLOCK:
+            b = e.block.block
+            want_blocks[e.seq_id] = (b.number, b.hash.hex(), b.parent_hash.hex(), b.timestamp,
+                                     str(int.from_bytes(b.base_fee, "big")) if b.base_fee else None, b.tx_count,
+                                     e.block.seen_pending, int(b.truncated), [t.hash.hex() for t in b.txs],
+                                     e.first_seen_unix_ns // 10**9)
+    assert want_blocks and blocks == want_blocks
+    assert any(v[4] is None for v in blocks.values()) and any(v[6] > 0 for v in blocks.values())
+    pools = {int(r[0]): r[1:] for r in clickhouse.query(
+        f"SELECT seq, lower(hex(pair)), lower(hex(token0)), lower(hex(token1)), reserve0, reserve1, block_number, "
+        f"lower(hex(block_hash)), toString(source) FROM {db}.pool_states")}
+    want_pools = {}
+    for e in events:
+        if e.kind == events_pb2.EVENT_KIND_POOL_STATE:
+            p = e.pool_state.state
+            want_pools[e.seq_id] = (p.pair.hex(), p.token0.hex(), p.token1.hex(),
+                                    str(int.from_bytes(p.reserve0, "big")), str(int.from_bytes(p.reserve1, "big")),
+                                    p.block_number, p.block_hash.hex(),
+                                    pool_pb2.PoolStateSource.Name(p.source).removeprefix("POOL_STATE_SOURCE_"))
+    assert want_pools and pools == want_pools
+    assert str(2**256 - 1) in {v[3] for v in pools.values()}  # a uint256 past Decimal's 38 digits, exact
 
 
 @pytest.mark.parametrize("map_workers", [0, 1])

@@ -3,10 +3,12 @@ unset; amounts are exact decimal strings whatever their width."""
 
 from __future__ import annotations
 
-from common.pb.v1 import events_pb2, tx_pb2
+import pytest
+
+from common.pb.v1 import block_pb2, events_pb2, pool_pb2, tx_pb2
 from common.testing.synth import synthetic_envelopes
-from processd.export.mapper import columns_of, rows_of, u256
-from processd.export.schema import DATA_TABLES
+from processd.export.mapper import columns_of, rows_of, u256, unknown_kinds
+from processd.export.schema import DATA_TABLES, EVENTS, enum8
 
 MAX_U256 = (1 << 256) - 1
 
@@ -50,6 +52,20 @@ def _events() -> list[events_pb2.Event]:
         out.append(events_pb2.Event(seq_id=seq, chain_id=env.chain_id, kind=events_pb2.EVENT_KIND_TX_SOURCE_SEEN,
                                     tx_hash=env.hash, tx_source_seen=events_pb2.TxSourceSeen(
                                         sighting=tx_pb2.TxSighting(source_id="b", seen_unix_ns=5), tx_seq_id=seq - 2)))
+    for n in range(4):  # blocks with and without a base fee, truncated or not; pool states up to uint256's max
+        seq += 1
+        block = block_pb2.BlockEnvelope(chain_id=1, number=n, hash=bytes([n]) * 32, parent_hash=b"\x01" * 32,
+                                        timestamp=1_700_000_000 + n, base_fee=b"" if n % 2 else b"\x03\xe8",
+                                        truncated=n == 3, tx_count=n,
+                                        txs=[block_pb2.IncludedTx(hash=bytes([n, i]) * 16) for i in range(n)])
+        out.append(events_pb2.Event(seq_id=seq, chain_id=1, kind=events_pb2.EVENT_KIND_BLOCK, first_seen_unix_ns=n,
+                                    source_id="node", block=events_pb2.BlockSeen(block=block, seen_pending=n // 2)))
+        seq += 1
+        state = pool_pb2.PoolState(chain_id=1, pair=bytes([n]) * 20, token0=b"\x02" * 20, token1=b"\x03" * 20,
+                                   reserve0=MAX_U256.to_bytes(32, "big") if n == 0 else bytes([n]), reserve1=b"",
+                                   block_number=n, block_hash=bytes([n]) * 32, source=n % 3)
+        out.append(events_pb2.Event(seq_id=seq, chain_id=1, kind=events_pb2.EVENT_KIND_POOL_STATE,
+                                    received_unix_ns=10**18 + n, pool_state=events_pb2.PoolStateSeen(state=state)))
     out.append(events_pb2.Event(seq_id=seq + 1, chain_id=1, kind=99))  # a newer kind: an events row only
     return out
 
@@ -73,5 +89,21 @@ def test_values_keep_unknown_apart_from_zero_and_stay_exact() -> None:
     deadlines = [r[21] for r in features]
     assert None in deadlines and 0 in deadlines and 1 in deadlines  # unset, set to 0, set
     assert rows_of(events)["events"][-1][6] == "UNSPECIFIED"
+    assert unknown_kinds(columns_of(events)) == [events[-1].seq_id]
+    assert unknown_kinds(columns_of(events[:-1])) == []
+    blocks, pools = rows_of(events)["blocks"], rows_of(events)["pool_states"]
+    assert [r[10] for r in blocks] == ["1000", None, "1000", None]  # base_fee: NULL without EIP-1559
+    assert [len(r[14]) for r in blocks] == [0, 1, 2, 3] and [r[13] for r in blocks] == [0, 0, 0, 1]
+    assert pools[0][8] == str(MAX_U256) and {r[9] for r in pools} == {"0"}
+    assert [r[12] for r in pools] == ["UNSPECIFIED", "GET_RESERVES", "SYNC_LOG", "UNSPECIFIED"]
     assert [r[8] for r in rows_of(events)["transactions"]].count(None) == 1
     assert u256(b"") == "0" and u256(MAX_U256.to_bytes(32, "big")) == str(MAX_U256)
+
+
+def test_events_kind_has_every_kind_of_the_proto_and_enum8_refuses_what_does_not_fit() -> None:
+    kind = dict(EVENTS.columns)["kind"]
+    for name, value in events_pb2.EventKind.items():
+        assert f"'{name.removeprefix('EVENT_KIND_')}' = {value}" in kind
+    assert enum8("X_", [("X_A", 0), ("X_B", 127)]) == "Enum8('A' = 0, 'B' = 127)"
+    with pytest.raises(ValueError, match="Enum16"):
+        enum8("X_", [("X_A", 0), ("X_B", 128)])

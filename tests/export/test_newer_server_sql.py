@@ -28,7 +28,7 @@ from common.testing.ingest_push import push_batches, push_envelopes
 from processd.api.server import ProcessdServer
 from processd.export.mapper import rows_of
 from processd.export.schema import CURSOR_TABLE, DATA_TABLES, SCHEMA_VERSION, cursor_ddl, storage_ddl
-from tests.export._helpers import check_export, envelopes, log_events, sighting_batch
+from tests.export._helpers import block_batch, check_export, envelopes, log_events, pool_batch, sighting_batch
 from tests.export.test_queries_doc import ORACLES, _close, doc_queries
 from tests.processd._helpers import make_config
 
@@ -76,7 +76,8 @@ class Engine:
 
 @pytest.fixture(scope="module")
 def log(tmp_path_factory: pytest.TempPathFactory) -> list[events_pb2.Event]:
-    """The events of a real processd's log: 1500 transactions on three chains plus later sightings."""
+    """The events of a real processd's log: 1500 transactions on three chains plus later sightings, blocks and pool
+    states."""
 
     async def build() -> list[events_pb2.Event]:
         server = ProcessdServer(make_config(tmp_path_factory.mktemp("lmdb"), analysis_workers=0))
@@ -86,6 +87,7 @@ def log(tmp_path_factory: pytest.TempPathFactory) -> list[events_pb2.Event]:
             envs = envelopes(1500, seed=3)
             await push_envelopes(addr, envs)
             await push_batches(addr, [sighting_batch(envs[::3], 1), sighting_batch(envs[1::5], 2, "third")])
+            await push_batches(addr, [block_batch(envs[::2], 1), pool_batch(1)])
             return await asyncio.to_thread(log_events, addr)
         finally:
             await server.stop(grace_s=0.5)

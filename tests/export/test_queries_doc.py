@@ -21,7 +21,7 @@ from common.testing.ingest_push import push_batches, push_envelopes
 from processd.api.server import ProcessdServer
 from processd.export.config import ExportConfig
 from processd.export.exporter import Exporter
-from tests.export._helpers import envelopes, log_events, sighting_batch
+from tests.export._helpers import block_batch, envelopes, log_events, pool_batch, sighting_batch
 from tests.processd._helpers import make_config
 
 pytestmark = pytest.mark.integration
@@ -38,7 +38,8 @@ def doc_queries() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def exported(clickhouse: ClickHouseServer, tmp_path_factory: pytest.TempPathFactory) -> list[events_pb2.Event]:
-    """A log of 1500 transactions on three chains (plus later sightings) exported into database ``mempulse``."""
+    """A log of 1500 transactions on three chains (plus later sightings, blocks including half of them and pool
+    states) exported into database ``mempulse``."""
 
     async def build() -> list[events_pb2.Event]:
         server = ProcessdServer(make_config(tmp_path_factory.mktemp("lmdb"), analysis_workers=0))
@@ -48,6 +49,7 @@ def exported(clickhouse: ClickHouseServer, tmp_path_factory: pytest.TempPathFact
             envs = envelopes(1500, seed=3)
             await push_envelopes(addr, envs)
             await push_batches(addr, [sighting_batch(envs[::3], 1), sighting_batch(envs[1::5], 2, "third")])
+            await push_batches(addr, [block_batch(envs[::2], 1), pool_batch(1)])
             cfg = replace(ExportConfig(), processd=addr, clickhouse_host=clickhouse.host,
                           clickhouse_port=clickhouse.port, exit_at_head=True)
             async with Exporter(cfg) as exporter:
@@ -177,6 +179,34 @@ def protocol_category_mix(events: Sequence[events_pb2.Event]) -> Rows:
     return sorted(rows, key=lambda r: (-r[2], r[0], r[1]))
 
 
+def blocks_by_chain_hour(events: Sequence[events_pb2.Event]) -> Rows:
+    per: dict[tuple[int, int], list[events_pb2.BlockSeen]] = defaultdict(list)
+    for e in _by_kind(events, events_pb2.EVENT_KIND_BLOCK):
+        per[(e.chain_id, e.block.block.timestamp // 3600 * 3600)].append(e.block)
+    return sorted((c, h, len(v), sum(b.block.tx_count for b in v),
+                   round(sum(b.seen_pending for b in v) / sum(len(b.block.txs) for b in v), 4))
+                  for (c, h), v in per.items())
+
+
+def _int_div(a: int, b: int) -> int:
+    """ClickHouse's intDiv: rounds toward zero."""
+    return abs(a) // b * (1 if a >= 0 else -1)
+
+
+def inclusion_latency_by_chain(events: Sequence[events_pb2.Event]) -> Rows:
+    included: dict[tuple[int, bytes], int] = {}
+    for e in _by_kind(events, events_pb2.EVENT_KIND_BLOCK):
+        for tx in e.block.block.txs:
+            key = (e.chain_id, tx.hash)
+            included[key] = min(included.get(key, e.first_seen_unix_ns), e.first_seen_unix_ns)
+    latency: dict[int, list[int]] = defaultdict(list)
+    for e in _by_kind(events, 1):
+        at = included.get((e.chain_id, e.tx_hash))
+        if at is not None:
+            latency[e.chain_id].append(_int_div(at - e.first_seen_unix_ns, 1_000_000))
+    return sorted((c, len(v), _qexact(v, 0.5), _qexact(v, 0.9)) for c, v in latency.items())
+
+
 def completeness_by_chain(events: Sequence[events_pb2.Event]) -> Rows:
     per: dict[int, list[events_pb2.Event]] = defaultdict(list)
     for e in events:
@@ -191,7 +221,8 @@ def export_position(events: Sequence[events_pb2.Event]) -> Rows:
 ORACLES: dict[str, Callable[[Sequence[events_pb2.Event]], Rows]] = {f.__name__: f for f in (
     transactions_by_chain_hour, decode_coverage_by_selector, top_opportunity_senders, sandwich_volume_by_router,
     opportunities_by_kind_protocol, value_by_chain_hour, gas_price_by_chain_hour, source_delay, top_token_pairs,
-    protocol_category_mix, completeness_by_chain, export_position)}
+    protocol_category_mix, blocks_by_chain_hour, inclusion_latency_by_chain, completeness_by_chain,
+    export_position)}
 
 
 def _plain(value: Any) -> Any:
@@ -210,10 +241,10 @@ def _close(got: Any, want: Any) -> bool:
     return bool(got == want)
 
 
-def test_the_doc_has_ten_user_queries_and_an_oracle_for_each() -> None:
+def test_the_doc_has_twelve_user_queries_and_an_oracle_for_each() -> None:
     queries = doc_queries()
     assert set(queries) == set(ORACLES), (set(queries) ^ set(ORACLES))
-    assert len(queries) - 2 == 10  # ten for users, two for operators
+    assert len(queries) - 2 == 12  # twelve for users, two for operators
 
 
 def _names() -> Iterator[str]:

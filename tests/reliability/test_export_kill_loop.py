@@ -1,6 +1,7 @@
 """kill -9 loop of the ClickHouse exporter: exactly once across crashes of the exporter and of ClickHouse.
 
-While a resending client streams transactions into a real processd, the exporter (``python -m processd.export``,
+While a resending client streams transactions (with blocks and pool states in every fourth batch, so every table
+of the export goes through the kills) into a real processd, the exporter (``python -m processd.export``,
 a subprocess) is SIGKILLed at random moments, and every other round ClickHouse itself is SIGKILLed and restarted
 while the exporter runs (the exporter waits it out and resumes by itself). At the end a backfill run
 (``--exit-at-head``) finishes the export, and every table equals the log per chain: the same (chain_id, seq)
@@ -24,7 +25,7 @@ from common.testing.clickhouse import ClickHouseServer
 from common.testing.process import ManagedProcess, child_env, python_module_argv
 from common.testing.procfs import descendants
 from common.testing.synth import synthetic_envelopes
-from tests.export._helpers import CHAINS, check_export, log_events, require_clickhouse
+from tests.export._helpers import CHAINS, block_batch, check_export, log_events, pool_batch, require_clickhouse
 from tests.reliability._support import ROOT, ProcessdProc, ResendingPusher, knob, wait_until, write_artifact
 
 pytestmark = pytest.mark.integration
@@ -59,6 +60,10 @@ def test_export_kill9_loop_is_exactly_once(tmp_path: Path, map_workers: int) -> 
     batches = len(envelopes) // 50
     # paced so that the log grows during every round (each about 0.9 s plus restarts)
     pusher = ResendingPusher(proc.addr, envelopes, batch_size=50, max_inflight=4, pace_s=rounds * 1.2 / batches)
+    for i, batch in enumerate(pusher.batches):
+        if i % 4 == 0:  # blocks and pool states among the transactions: every table goes through the kills
+            batch.blocks.extend(block_batch(batch.envelopes, i + 1).blocks)
+            batch.pools.extend(pool_batch(i + 1, pairs=2).pools)
     ch_restarts = 0
     killed_with_children = 0  # rounds whose killed exporter had processes of its own (mapping workers)
     try:
@@ -71,6 +76,11 @@ def test_export_kill9_loop_is_exactly_once(tmp_path: Path, map_workers: int) -> 
             # Python imports
             wait_until(lambda: "resuming at seq" in exporter.output(), 60, "the exporter resuming",
                        alive=[exporter])
+            if i == 0:
+                # the first kill waits for a first batch (on a loaded machine the exporter and its worker can take
+                # longer to start than every random delay below, and then no round would show a resume past seq 1)
+                wait_until(lambda: ch.query("SELECT count() FROM killed.export_cursor")[0][0], 120,
+                           "the exporter's first batch", alive=[exporter])
             time.sleep(rng.uniform(0.05, 0.6))
             if i % 2 == 1:  # ClickHouse dies mid-export; the exporter is left running through it
                 assert ch.kill() == -9
@@ -92,6 +102,7 @@ def test_export_kill9_loop_is_exactly_once(tmp_path: Path, map_workers: int) -> 
         final.start(wait_ready=False)
         assert final.wait(180) == 0, final.log_tail()
         events = log_events(proc.addr)
+        assert {e.kind for e in events} >= {8, 10}, "no blocks or pool states in the log: their tables untested"
         check_export(ch.query, "killed", events)
         log_text = (tmp_path / "export.log").read_text()
         resumes = [(int(s), int(n)) for s, n in _RESUMED.findall(log_text)]
@@ -99,7 +110,8 @@ def test_export_kill9_loop_is_exactly_once(tmp_path: Path, map_workers: int) -> 
         write_artifact("export_kill_loop" if not map_workers else "export_kill_loop_map_workers", {
             "seed": seed, "rounds": rounds, "map_workers": map_workers, "exporter_kills": rounds + 1,
             "clickhouse_kills": ch_restarts,
-            "events": len(events), "resumes": len(resumes), "resumes_over_a_partly_written_batch": partial,
+            "events": len(events), "block_and_pool_events": sum(1 for e in events if e.kind in (8, 10)),
+            "resumes": len(resumes), "resumes_over_a_partly_written_batch": partial,
             "chains": len(CHAINS),
         })
         assert len(resumes) >= rounds + 1 and resumes[-1][0] > 1, resumes

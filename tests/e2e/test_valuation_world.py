@@ -176,7 +176,7 @@ def test_processd_values_the_worlds_swaps_to_the_wei(tmp_path: Path) -> None:
 
         def enough() -> bool:
             opps = valued()
-            return sum(1 for o in opps if o["kind"] == "sandwich_candidate") >= 8 and any(
+            return sum(1 for o in opps if o["kind"] == "sandwich_candidate") >= 20 and any(
                 o["kind"] == "backrun_candidate" for o in opps)
         stack.wait_for(enough, 240, "valued sandwiches and back-runs with a net profit on /opps/recent")
         stack.stop_generators()
@@ -191,4 +191,4 @@ def test_processd_values_the_worlds_swaps_to_the_wei(tmp_path: Path) -> None:
         kinds = Counter(o["kind"] for o in opps)
         print(f"valued opportunities with net profit: {len(opps)} {dict(kinds)}; recomputed equal to the wei: "
               f"{sandwiches} sandwiches, {backruns} back-runs")
-        assert sandwiches >= 3
+        assert sandwiches >= 3 and backruns >= 1

@@ -6,7 +6,10 @@
   ``TxBatch`` raise :class:`MalformedBatchError` before anything is queued. The session id and ``chain_stats``
   go to the ingest health (``processd.views.ingest_stats``), sightings are checked here.
 * **prepare**: the same bytes go to the analysis pool (``processd.analysis.pool``), which validates, analyses and
-  encodes the envelopes in worker processes (``processd.analysis.prepare``).
+  encodes the envelopes in worker processes (``processd.analysis.prepare``). It starts as the batch joins the
+  commit queue (:meth:`IngestPipeline._queued`, in commit order): the batch's pool states go into the valuation's
+  pool view first, then the reserves its swaps are valued on are read from it, so valuations follow the log's
+  order, never the commits' timing (docs/valuation.md).
 * **admit** (:meth:`IngestPipeline._admit`): chain admission (at most ``max_chains`` chains, in arrival order)
   and reject counting, on the event loop.
 * **commit**: the batch's :class:`~processd.storage.writer.CommitJob` waits in the single writer's queue

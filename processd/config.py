@@ -103,6 +103,9 @@ class ProcessdConfig:
     #: JSON file of extra Uniswap V2-style factories the valuation knows (a local chain's own: factory, init code
     #: hash, routers, fee, wrapped native token; docs/valuation.md#venues); None = the built-in mainnet ones.
     valuation_venues_file: Path | None = None
+    #: Value swaps on the pool states ingestd sends (the pipeline's log-ordered pool view, docs/valuation.md);
+    #: off = every opportunity keeps its heuristic score (``valued: false``).
+    valuation: bool = True
 
     @property
     def page_bytes(self) -> int:
@@ -152,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "with addresses) whose functions are decoded (env MEMPULSE_PROCESSD_ABI_DIR, none)")
     p.add_argument("--valuation-venues-file", help="JSON list of extra Uniswap V2-style factories for the valuation "
                    "(env MEMPULSE_PROCESSD_VALUATION_VENUES_FILE, none: mainnet Uniswap V2 and Sushiswap only)")
+    p.add_argument("--valuation", choices=("on", "off"), help="value swaps on the pool states ingestd sends "
+                   "(env MEMPULSE_PROCESSD_VALUATION, on)")
     p.add_argument("--chains", help="comma-separated chain names/ids served, empty = all "
                    "(env MEMPULSE_PROCESSD_CHAINS)")
     return p
@@ -253,6 +258,7 @@ def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None
         disk_full_retry_ms=_pick_int(args.disk_full_retry_ms, "disk_full_retry_ms", d.disk_full_retry_ms, source, 1),
         abi_dir=_abi_dir(args.abi_dir, source),
         valuation_venues_file=_venues_file(args.valuation_venues_file, source),
+        valuation=(args.valuation == "on") if args.valuation is not None else source.get_bool("valuation", True),
     )
     if cfg.map_max_size_mb < cfg.map_size_mb:
         raise ConfigError(f"map_max_size_mb ({cfg.map_max_size_mb}) must be >= map_size_mb ({cfg.map_size_mb})")

@@ -140,6 +140,12 @@ class ProcessdMetrics:
         self.pool_view_stale = FunctionCounter(f"{PREFIX}pool_view_stale", "Stored pool states the pool read model "
                                                "did not take (a block not newer than the one it holds for the pair)",
                                                registry=r)
+        self.valuation_view_pairs = Gauge(f"{PREFIX}valuation_view_pairs", "Pairs the valuation's pool view holds "
+                                          "(fed in commit order as batches are queued; bound: pool_max_pairs)",
+                                          registry=r)
+        self.valuation_view_evicted = FunctionCounter(f"{PREFIX}valuation_view_evicted", "Pairs the valuation's "
+                                                      "pool view evicted (least recently updated) to stay within its "
+                                                      "bound", registry=r)
         _zero(self.pool_states, _BLOCK_OUTCOMES)  # pipeline: check_pools, committed (same outcomes as blocks)
 
     def serve(self, host: str, port: int) -> None:

@@ -6,7 +6,10 @@
   ``TxBatch`` raise :class:`MalformedBatchError` before anything is queued. The session id and ``chain_stats``
   go to the ingest health (``processd.views.ingest_stats``), sightings are checked here.
 * **prepare**: the same bytes go to the analysis pool (``processd.analysis.pool``), which validates, analyses and
-  encodes the envelopes in worker processes (``processd.analysis.prepare``).
+  encodes the envelopes in worker processes (``processd.analysis.prepare``). It starts as the batch joins the
+  commit queue (:meth:`IngestPipeline._queued`, in commit order): the batch's pool states go into the valuation's
+  pool view first, then the reserves its swaps are valued on are read from it, so valuations follow the log's
+  order, never the commits' timing (docs/valuation.md).
 * **admit** (:meth:`IngestPipeline._admit`): chain admission (at most ``max_chains`` chains, in arrival order)
   and reject counting, on the event loop.
 * **commit**: the batch's :class:`~processd.storage.writer.CommitJob` waits in the single writer's queue
@@ -44,15 +47,16 @@ from common.pb.v1 import block_pb2, events_pb2, ingest_pb2, pool_pb2, tx_pb2
 from processd.analysis.pool import AnalysisPool
 from processd.analysis.validation import MAX_SOURCE_ID_CHARS, OK, REASON_NAMES
 from processd.analysis.valuation.pairs import Venues, pair_cache_entries
-from processd.analysis.valuation.state import ReserveSource, WireReserves, to_wire
+from processd.analysis.valuation.state import PoolReserves, ReserveSource, WireReserves, to_wire
 from processd.analysis.valuation.value import gather
 from processd.errors import ProcessdError
 from processd.metrics import ProcessdMetrics
+from processd.storage.eventlog import EventLog
 from processd.storage.logwrite import Sighting
 from processd.storage.records import CommitResult
 from processd.storage.writer import CommitJob, CommitListener, CommitWriter
 from processd.views.ingest_stats import RateLimitedLog
-from processd.views.pools import well_formed
+from processd.views.pools import PoolView, well_formed
 from processd.views.readmodels import ReadModels
 from processd.views.subscriptions import SubscriptionHub
 from processd.wire.columns import BatchColumns, keep_only
@@ -141,14 +145,39 @@ class PendingBatch:
         )
 
 
+class ViewReserveSource:
+    """A :class:`~processd.views.pools.PoolView` as the valuation's
+    :class:`~processd.analysis.valuation.state.ReserveSource`: the view's reserves in the analysis' type (views/
+    may not import analysis/, so the pipeline, which may import both, adapts)."""
+
+    def __init__(self, view: PoolView) -> None:
+        self._view = view
+
+    def lookup(self, chain_id: int, pair: bytes) -> PoolReserves | None:
+        """The view's reserves of ``pair`` on ``chain_id``, or None."""
+        r = self._view.lookup(chain_id, pair)
+        if r is None:
+            return None
+        return PoolReserves(r.chain_id, r.pair, r.token0, r.token1, r.reserve0, r.reserve1, r.block_number)
+
+
 class IngestPipeline:
     """Owns every ingest batch from its bytes to its ack (module doc); builds and listens to the single writer."""
 
     def __init__(self, writer: Callable[[CommitListener], CommitWriter], pool: AnalysisPool, models: ReadModels,
                  hub: SubscriptionHub, metrics: ProcessdMetrics, *, max_chains: int = 1024,
                  chain_ids: frozenset[int] = frozenset(), reserve_source: ReserveSource | None = None,
-                 venues: Venues | None = None) -> None:
+                 venues: Venues | None = None, valuation: bool = True, pool_max_pairs: int = 100_000) -> None:
+        """``reserve_source``: where swaps' reserves are read (tests); None with ``valuation`` = the pipeline's own
+        log-ordered pool view (the default); None without it = no valuation (heuristic scores)."""
         self.writer = writer(self)
+        #: The valuation's own pool view (None when a reserve source is given or valuation is off): fed with each
+        #: batch's pool states in commit order as the batch is queued (:meth:`_queued`), rebuilt from the log at
+        #: start (:meth:`rebuild_valuation_view`). Not the read model's PoolView, which is fed after each commit.
+        self._valuation_view: PoolView | None = None
+        if reserve_source is None and valuation:
+            self._valuation_view = PoolView(max_pairs=pool_max_pairs)
+            reserve_source = ViewReserveSource(self._valuation_view)
         #: Where each batch's pool reserves are read before its analysis (None: no valuation, heuristic scores).
         self._reserve_source = reserve_source
         self._venues = venues or Venues()
@@ -201,16 +230,26 @@ class IngestPipeline:
         if batch.envelopes or sightings or blocks or pools:
             pending.received_ns = time.time_ns()
             loop = asyncio.get_running_loop()
-            if batch.envelopes:
-                prepared = self._prepare(pending, raw, self._reserves(batch))
-            else:  # a batch of sightings, blocks or pool states only: nothing to prepare
-                prepared = loop.create_future()
-                prepared.set_result(BatchColumns(b"", 0, [], [], [], [], [], [], [], [], {}, {}, {}))
-            pending.job = CommitJob(batch_seq=batch.batch_seq, envelopes=len(batch.envelopes),
-                                    received_ns=pending.received_ns, prepared=prepared, done=loop.create_future(),
-                                    sightings=sightings, blocks=blocks, pools=pools)
-            await self.writer.submit(pending.job)
+            # A batch of sightings, blocks or pool states only has nothing to prepare; one with envelopes gets its
+            # preparation in _queued, which replaces this future.
+            prepared: asyncio.Future[BatchColumns] = loop.create_future()
+            prepared.set_result(BatchColumns(b"", 0, [], [], [], [], [], [], [], [], {}, {}, {}))
+            job = pending.job = CommitJob(
+                batch_seq=batch.batch_seq, envelopes=len(batch.envelopes), received_ns=pending.received_ns,
+                prepared=prepared, done=loop.create_future(), sightings=sightings, blocks=blocks, pools=pools)
+            await self.writer.submit(job, on_queued=lambda: self._queued(pending, job, batch, raw))
         return pending
+
+    def _queued(self, pending: PendingBatch, job: CommitJob, batch: ingest_pb2.TxBatch, raw: bytes) -> None:
+        """As the batch joins the commit queue (the writer calls this in commit order, docs/valuation.md): its
+        valid pool states go to the valuation view, then its swaps' reserves are read and its preparation starts.
+        So the reserves a batch is valued on are a function of the batches before it in the log and of its own
+        pool states (which count for its own swaps), never of when an earlier batch's commit finished."""
+        if self._valuation_view is not None:
+            for state in job.pools:
+                self._valuation_view.apply(state)
+        if batch.envelopes:
+            job.prepared = self._prepare(pending, raw, self._reserves(batch))
 
     def open_stream(self) -> IngestStream:
         """The state of a new ingest stream."""
@@ -362,6 +401,16 @@ class IngestPipeline:
             if chain_id in admitted:
                 self._models.count_reject(chain_id, reason)
         return keep_only(columns, [c not in refused for c in columns.chain]) if refused else columns
+
+    def rebuild_valuation_view(self, eventlog: EventLog) -> int:
+        """Fills the valuation view from the log at start, as the read model's (the states of the batches committed
+        before this start); returns the events read (0 without a valuation view)."""
+        return self._valuation_view.rebuild(eventlog) if self._valuation_view is not None else 0
+
+    @property
+    def valuation_view(self) -> PoolView | None:
+        """The valuation's pool view (None when a reserve source was given or valuation is off)."""
+        return self._valuation_view
 
     def admit_known_chains(self, chain_ids: list[int]) -> None:
         """Admits the chains already in the log (called at start, after the read models are rebuilt)."""

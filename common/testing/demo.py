@@ -119,14 +119,70 @@ class RateMeter:
         return rates
 
 
+#: Native coin of a chain in the status line (the wrapped native token the valuation prices profits in).
+NATIVE_SYMBOLS = {1: "ETH", 137: "MATIC", 10: "ETH", 8453: "ETH", 42161: "ETH", 56: "BNB"}
+#: Opportunities asked for per chain and poll (``/opps/recent``'s largest page).
+VALUED_PAGE = 200
+
+
+@dataclass(slots=True)
+class ValuedTally:
+    """One chain's valued opportunities with a net profit seen by the demo, and the best net profit (wei)."""
+
+    count: int = 0
+    best_wei: int = 0
+    #: Highest seq_id counted: an opportunity is counted once, when a poll first returns it.
+    last_seq: int = 0
+
+
+class ValuedTracker:
+    """Counts valued opportunities from polls of ``/opps/recent?min_profit_wei=1&chain_id=`` (bounded: one tally
+    per chain). A poll returns the window's best :data:`VALUED_PAGE`, so opportunities that were never among
+    them between two polls are not counted (the count is a lower bound when more than that arrive per poll)."""
+
+    def __init__(self) -> None:
+        self.tallies: dict[int, ValuedTally] = {}
+
+    def add(self, chain_id: int, opportunities: Any) -> None:
+        """Takes one poll's ``opportunities`` list of ``chain_id``."""
+        tally = self.tallies.setdefault(chain_id, ValuedTally())
+        newest = tally.last_seq
+        for o in opportunities if isinstance(opportunities, list) else ():
+            if not isinstance(o, dict) or not o.get("valued"):
+                continue
+            seq, net = _int(o.get("seq_id")), _int(o.get("net_profit_wei"))
+            if seq > tally.last_seq:
+                tally.count += 1
+                newest = max(newest, seq)
+            tally.best_wei = max(tally.best_wei, net)
+        tally.last_seq = newest
+
+    def poll(self, stack: Stack, chain_ids: list[int]) -> None:
+        """One ``/opps/recent?min_profit_wei=1`` per chain."""
+        for cid in chain_ids:
+            body = stack.get_json("/opps/recent", chain_id=cid, min_profit_wei=1, limit=VALUED_PAGE)
+            self.add(cid, body.get("opportunities") if isinstance(body, dict) else None)
+
+
+def valued_text(chain_id: int, tally: ValuedTally | None) -> str:
+    """`` 12 valued, best 0.0312 ETH``: the chain's valued opportunities and best net profit in its native coin."""
+    if tally is None:
+        return ""
+    best = f"{tally.best_wei / 10**18:.4f} {NATIVE_SYMBOLS.get(chain_id, 'native')}" if tally.count else "-"
+    return f" {tally.count} valued, best {best}"
+
+
 def format_status(chain_ids: list[int], statuses: dict[int, ChainStatus], rates: dict[int, float],
-                  traffic: dict[int, TrafficStats], elapsed_s: float) -> str:
-    """The one-line status: per chain tx/s and stored, then totals and drops."""
+                  traffic: dict[int, TrafficStats], elapsed_s: float,
+                  valued: dict[int, ValuedTally] | None = None) -> str:
+    """The one-line status: per chain tx/s and stored (and, with swaps, valued opportunities and the best net
+    profit), then totals and drops."""
     parts = []
     for cid in chain_ids:
         st = statuses.get(cid)
         stored = st.stored if st else 0
-        parts.append(f"{chain_name(cid)}({cid}) {rates.get(cid, 0.0):5.0f} tx/s {stored:>7} stored")
+        parts.append(f"{chain_name(cid)}({cid}) {rates.get(cid, 0.0):5.0f} tx/s {stored:>7} stored"
+                     + (valued_text(cid, valued.get(cid, ValuedTally())) if valued is not None else ""))
     total = sum(st.stored for st in statuses.values())
     dropped = sum(st.dropped for st in statuses.values())
     seen = sum(st.seen for st in statuses.values())
@@ -342,6 +398,7 @@ Try:
   curl '{gw}/transactions/all?chain_id={first}&limit=100'
   curl '{gw}/dashboard/snapshot'
   curl '{gw}/opps/recent?min_score=50'
+  curl '{gw}/opps/recent?min_profit_wei=1&chain_id={last}'   (valued on pool state, net of gas)
   curl -N '{gw}/events/stream?chain_id={last}'
   curl '{gw}/healthz'   curl '{gw}/metrics'   curl '{gw}/openapi.json'
   API docs in a browser: http://{gw}/docs
@@ -388,6 +445,7 @@ def run(cfg: DemoConfig, stop: threading.Event, running: threading.Event | None 
         if export is not None:
             print(export.banner(), flush=True)
         meter = RateMeter()
+        valued = ValuedTracker() if stack.worlds else None
         started = time.monotonic()
         last_print = 0.0
         while not stop.is_set():
@@ -397,8 +455,10 @@ def run(cfg: DemoConfig, stop: threading.Event, running: threading.Event | None 
             stack.check_alive()
             try:
                 statuses = parse_snapshot(stack.get_json("/dashboard/snapshot", **_STATUS_QUERY))
+                if valued is not None:
+                    valued.poll(stack, list(cfg.chain_ids))
                 line = format_status(list(cfg.chain_ids), statuses, meter.add(time.monotonic(), statuses),
-                                     stack.traffic_stats(), elapsed)
+                                     stack.traffic_stats(), elapsed, valued.tallies if valued is not None else None)
                 if export is not None:
                     line += " | " + export.status()
             except (httpx.HTTPError, ValueError) as exc:  # e.g. 503 while processd is busy: keep going
@@ -419,8 +479,11 @@ def run(cfg: DemoConfig, stop: threading.Event, running: threading.Event | None 
         try:  # a last look after the generators stopped, so the summary includes everything in flight
             time.sleep(min(2.0, cfg.interval_s * 2))
             statuses = parse_snapshot(stack.get_json("/dashboard/snapshot", **_STATUS_QUERY))
+            if valued is not None:
+                valued.poll(stack, list(cfg.chain_ids))
         except (httpx.HTTPError, ValueError):
             pass
+    tallies = valued.tallies if valued is not None else {}
     unclean = {name: status for name, status in stack.exit_statuses.items() if status != 0}
     if unclean:
         print(f"warning: not every daemon exited cleanly: {unclean} (logs in {stack.log_dir})", file=sys.stderr)
@@ -430,7 +493,10 @@ def run(cfg: DemoConfig, stop: threading.Event, running: threading.Event | None 
                               "dropped": statuses[cid].dropped if cid in statuses else 0,
                               "generated": traffic[cid].accepted if cid in traffic else 0,
                               "swaps": traffic[cid].swaps if cid in traffic else 0,
-                              "blocks_mined": traffic[cid].blocks_mined if cid in traffic else 0}
+                              "blocks_mined": traffic[cid].blocks_mined if cid in traffic else 0,
+                              "valued": tallies[cid].count if cid in tallies else 0,
+                              # a decimal string: wei amounts pass 2**64 (orjson's integer range)
+                              "best_net_profit_wei": str(tallies[cid].best_wei if cid in tallies else 0)}
                    for cid in cfg.chain_ids},
         "total_stored": sum(st.stored for st in statuses.values()),
     }

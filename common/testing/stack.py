@@ -26,6 +26,7 @@ and ``start_generators()`` may be called later (benchmarks start the clock thems
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import random
 import shutil
@@ -353,9 +354,18 @@ class Stack:
             self._start_shards()
             return
         args = ["--data-dir", str(self.data_dir), "--listen", self.processd_addr,
-                *self._metrics_args("processd"), *self.config.processd_args]
+                *self._metrics_args("processd"), *self._venues_args(), *self.config.processd_args]
         self._add("processd", "processd", args, ready=lambda: _grpc_serving(self.processd_addr)).start()
         log.info("processd ready on %s (data %s)", self.processd_addr, self.data_dir)
+
+    def _venues_args(self) -> list[str]:
+        """processd's ``--valuation-venues-file``: the deployed worlds' factories, routers and WETH (written into the
+        log dir), so processd values the swaps on them (StackConfig.uniswap)."""
+        if not self.worlds:
+            return []
+        path = self.log_dir / "valuation-venues.json"
+        path.write_text(json.dumps([v for world in self.worlds.values() for v in world.venues()], indent=1))
+        return ["--valuation-venues-file", str(path)]
 
     def _start_shards(self) -> None:
         """One processd per chain group, each with its own LMDB (``processd-<i>``, ``data_dir/shard-<i>``)."""
@@ -368,7 +378,7 @@ class Stack:
             self.shard_addrs.append(addr)
             data = self.data_dir / f"shard-{i}"
             args = ["--data-dir", str(data), "--listen", addr, *self._metrics_args(f"processd-{i}"),
-                    *self.config.processd_args]
+                    *self._venues_args(), *self.config.processd_args]
             self._add(f"processd-{i}", "processd", args, ready=functools.partial(_grpc_serving, addr)).start()
             log.info("processd-%d ready on %s for chains %s (data %s)", i, addr, groups[i], data)
         self.processd_port = int(self.shard_addrs[0].rsplit(":", 1)[1])

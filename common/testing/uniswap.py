@@ -156,6 +156,13 @@ class World:
             out[pair] = (r0, r1)
         return out
 
+    def venues(self) -> list[dict[str, Any]]:
+        """The world's factories as processd's ``--valuation-venues-file`` entries (docs/valuation.md "Venues"):
+        each factory with its router, the pair init code hash, the 0.3% fee and the world's WETH."""
+        return [{"name": f"{dex.name}_{self.chain_id}", "chain_id": self.chain_id, "factory": dex.factory,
+                 "init_code_hash": "0x" + self.pair_init_code_hash.hex(), "routers": [dex.router], "fee_bps": 30,
+                 "wrapped_native": self.weth} for dex in self.dexes.values()]
+
     def balance_of(self, token: str, owner: str) -> int:
         """``token.balanceOf(owner)`` on the latest block (token: a symbol or an address)."""
         address = self.tokens.get(token, token)

@@ -101,8 +101,9 @@ class ProcessdServer:
                  analyze: AnalyzeFn | None = None,
                  crash: CrashSwitch | None = None,
                  reserve_source: ReserveSource | None = None) -> None:
-        """``reserve_source``: where the pipeline reads the pool reserves each batch's swaps are valued on (the
-        pool-state view); None = no valuation, heuristic scores (docs/valuation.md)."""
+        """``reserve_source``: where the pipeline reads the pool reserves each batch's swaps are valued on; None =
+        the pipeline's own pool view, fed with the logged pool states in commit order (``config.valuation``, on
+        by default; off: no valuation, heuristic scores; docs/valuation.md)."""
         self.config = config
         # First: a bad ABI file (changed since load_config checked it) is a ConfigError before anything is opened.
         user_abis = _user_abis(config)
@@ -135,7 +136,8 @@ class ProcessdServer:
         )
         self.pipeline = IngestPipeline(writer, self.pool, self.models, self.hub, self.metrics,
                                        max_chains=config.max_chains, chain_ids=config.chain_ids,
-                                       reserve_source=reserve_source, venues=venues)
+                                       reserve_source=reserve_source, venues=venues, valuation=config.valuation,
+                                       pool_max_pairs=config.pool_max_pairs)
         self.writer = self.pipeline.writer
         self.ingest = IngestService(self.pipeline, self.metrics,
                                     max_inflight_batches=config.stream_max_inflight_batches, crash=self.crash)
@@ -207,6 +209,7 @@ class ProcessdServer:
         """Rebuilds the read models; a log LMDB or protobuf cannot read there is damaged (one line, exit 2)."""
         try:
             self.models.rebuild(self.eventlog)
+            self.pipeline.rebuild_valuation_view(self.eventlog)
         except (*DAMAGE_ERRORS, DecodeError) as exc:
             # The read models are half built by now, so --start-empty-over-damaged-log is not applied here: the
             # operator moves the files aside (or restores them) and restarts. Closed now, so that stop() does not
@@ -241,6 +244,10 @@ class ProcessdServer:
         m.ingest_stats_bytes.set_function(lambda: self.models.ingest_stats.total_bytes)
         m.pool_view_evicted.set_function(lambda: self.models.pools.counters.evicted)
         m.pool_view_stale.set_function(lambda: self.models.pools.counters.stale)
+        view = self.pipeline.valuation_view
+        if view is not None:
+            m.valuation_view_pairs.set_function(view.__len__)
+            m.valuation_view_evicted.set_function(lambda: view.counters.evicted)
         for name in ("recent_tx", "recent_features", "window_held_values", "opportunities", "counters",
                      "ingest_stats", "chains", "pools"):
             m.read_model_entries.labels(name).set_function(self._size_getter(name))

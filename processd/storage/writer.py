@@ -193,10 +193,13 @@ class CommitWriter:
 
     # ---- submission --------------------------------------------------------------------------------------
 
-    async def submit(self, batch: CommitJob) -> None:
+    async def submit(self, batch: CommitJob, on_queued: Callable[[], None] | None = None) -> None:
         """Queues a batch for commit; waits (gRPC flow control) while the queue is full.
 
-        Raises QueueFullError after ``queue_full_timeout_ms`` of waiting and WriterStoppedError when stopping.
+        ``on_queued`` runs just before the batch joins the queue, with no await in between, so what it does happens
+        in the order the batches are committed (the pipeline feeds its valuation view and starts the preparation
+        there). Raises QueueFullError after ``queue_full_timeout_ms`` of waiting and WriterStoppedError when
+        stopping (``on_queued`` not run).
         """
         n = batch.size
         deadline = time.monotonic() + self.queue_full_timeout_s
@@ -211,6 +214,8 @@ class CommitWriter:
             except TimeoutError:
                 raise QueueFullError(f"commit queue full ({self.queued_envelopes} envelopes)") from None
         self._check_running()
+        if on_queued is not None:
+            on_queued()
         self._queue.append(batch)
         self.queued_envelopes += n
         self._wakeup.set()

@@ -15,7 +15,16 @@ import pytest
 
 from common.envconfig import ConfigError
 from common.testing.anvil import AnvilNode
-from common.testing.demo import ChainStatus, RateMeter, format_status, lock_demo_dir, main, parse_snapshot
+from common.testing.demo import (
+    ChainStatus,
+    RateMeter,
+    ValuedTally,
+    ValuedTracker,
+    format_status,
+    lock_demo_dir,
+    main,
+    parse_snapshot,
+)
 from common.testing.fixtures import load_mainnet_calls
 from common.testing.process import ManagedProcess, ProcessError, die_with_parent_prefix
 from common.testing.stack import ChainSpec, Stack, StackConfig, StackError
@@ -100,6 +109,23 @@ def test_parse_snapshot_and_status_line() -> None:
     behind = {1: TrafficStats(1, 900.0, 210, 205, 5, 40, 0, 4.0)}
     assert format_status([1], statuses, rates, behind, 4.0).endswith(
         "205 generated (40 skipped: anvil cannot take the target rate)")
+
+
+def test_valued_tally_counts_each_opportunity_once_and_keeps_the_best() -> None:
+    tracker = ValuedTracker()
+    first = [{"seq_id": 10, "valued": True, "net_profit_wei": "2500000000000000"},
+             {"seq_id": 12, "valued": True, "net_profit_wei": "31200000000000000"},
+             {"seq_id": 11, "valued": False, "net_profit_wei": None}, "garbage"]
+    tracker.add(137, first)
+    # the next poll returns two of them again and a newer one
+    tracker.add(137, [first[1], first[0], {"seq_id": 15, "valued": True, "net_profit_wei": "1000"}])
+    tracker.add(1, None)
+    assert tracker.tallies == {137: ValuedTally(3, 31_200_000_000_000_000, 15), 1: ValuedTally(0, 0, 0)}
+    statuses = {137: ChainStatus(137, 80, 0, 0)}
+    line = format_status([1, 137], statuses, {}, {}, 4.0, tracker.tallies)
+    assert "polygon(137)     0 tx/s      80 stored 3 valued, best 0.0312 MATIC" in line
+    assert "ethereum(1)     0 tx/s       0 stored 0 valued, best -" in line
+    assert "valued" not in format_status([1, 137], statuses, {}, {}, 4.0)
 
 
 def _pending_count(url: str) -> int:

@@ -75,6 +75,14 @@ def test_storage_safety_knobs_from_flag_and_env(tmp_path: Path) -> None:
                             ).disk_full_retry_ms == 50
 
 
+def test_valuation_is_on_by_default_flag_over_env(tmp_path: Path) -> None:
+    base = ["--data-dir", str(tmp_path)]
+    assert load_config(base, {}).valuation
+    assert not load_config(base, {"MEMPULSE_PROCESSD_VALUATION": "0"}).valuation
+    assert load_config([*base, "--valuation", "on"], {"MEMPULSE_PROCESSD_VALUATION": "0"}).valuation
+    assert not load_config([*base, "--valuation", "off"], {}).valuation
+
+
 @pytest.mark.parametrize("argv, env, needle", [
     ([], {}, "--data-dir"),
     (["--data-dir", "x", "--listen", "nohost"], {}, "--listen"),

@@ -99,14 +99,20 @@ async def test_processd_values_swaps_on_its_reserve_source(tmp_path: Path, worke
         await server.stop(grace_s=0.5)
 
 
-async def test_without_a_source_nothing_is_read_and_scores_are_heuristic(tmp_path: Path) -> None:
-    server = await ProcessdServer(make_config(tmp_path / "lmdb", analysis_workers=0)).start()
+@pytest.mark.parametrize("valuation", [False, True])
+async def test_without_pool_states_scores_are_heuristic(tmp_path: Path, valuation: bool) -> None:
+    """valuation off: nothing is read; on (the default) with no pool state logged yet: the pair is unknown."""
+    server = await ProcessdServer(make_config(tmp_path / "lmdb", analysis_workers=0, valuation=valuation)).start()
     try:
         await push_envelopes(server.address, swaps()[:10], batch_size=10)
         async with channel(server.address) as ch:
             page = await query_stub(ch).ScanEvents(query_pb2.ScanEventsRequest(from_seq_id=1, limit=500))
         opps = [e.opp_detected.opportunity for e in page.events if e.kind == events_pb2.EVENT_KIND_OPP_DETECTED]
         assert opps and not any(o.valued for o in opps)
-        assert all(o.valuation_note == "not valued: no pool state source configured" for o in opps)
+        assert (server.pipeline.valuation_view is not None) == valuation
+        if valuation:
+            assert all(o.valuation_note.startswith("not valued: pool state unknown") for o in opps)
+        else:
+            assert all(o.valuation_note == "not valued: no pool state source configured" for o in opps)
     finally:
         await server.stop(grace_s=0.5)

@@ -157,3 +157,34 @@ def test_reserves_travel_as_plain_rows(state: dict | None) -> None:
     rows = to_wire([UNI_POOL, SUSHI_POOL])
     assert from_wire(rows) == reserves(UNI_POOL, SUSHI_POOL)
     assert to_wire([SUSHI_POOL, UNI_POOL]) == rows  # order-free: equal inputs, equal bytes
+
+
+def exact_out_env(amount_out: int, max_in: int, path: list[bytes]) -> tx_pb2.TxEnvelope:
+    data = bytes.fromhex("8803dbee") + eth_abi.encode(
+        ["uint256", "uint256", "address[]", "address", "uint256"], [amount_out, max_in, path, b"\x09" * 20, 2**40])
+    return tx_pb2.TxEnvelope(chain_id=1, hash=b"\x03" * 32, sender=b"\x09" * 20, to=UNI_ROUTER, input=data,
+                             gas_price=(30 * GWEI).to_bytes(8, "big").lstrip(b"\0"))
+
+
+def test_an_exact_output_swap_without_a_limit_gets_no_sandwich_figure() -> None:
+    """amountInMax = 2**256-1 (no slippage limit): only the victim's balance, which processd does not see, would
+    bound a sandwich, so none is reported (it used to come out near 10**45 wei); the back-run is still valued."""
+    opps = analyze(exact_out_env(20_000 * 10**6, 2**256 - 1, [WETH, USDC]), reserves(UNI_POOL, SUSHI_POOL))
+    assert SANDWICH not in {o.kind for o in opps}
+    backruns = [o for o in opps if o.kind == BACKRUN and o.valued]
+    assert backruns and u(backruns[0].net_profit_wei) < 10**21
+    # with a real limit (1% over the quote) the same swap is sandwiched, within that limit
+    limited = analyze(exact_out_env(20_000 * 10**6, 10_2 * 10**17, [WETH, USDC]), reserves(UNI_POOL, SUSHI_POOL))
+    s = [o for o in limited if o.kind == SANDWICH]
+    assert s and s[0].valued and u(s[0].sandwich_profit_wei) < 10**18
+
+
+def test_no_leg_leaves_a_reserve_above_uint112() -> None:
+    """The pair reverts when a balance would pass 2**112-1 (UniswapV2: OVERFLOW): the simulation does too."""
+    top = sandwich.UINT112_MAX
+    r_in, r_out = top - 10**18, 10**24
+    victim = sandwich.exact_in_victim(10**17, 1)
+    assert sandwich.run(10**17, r_in, r_out, victim) is not None  # everything stays within uint112
+    assert sandwich.run(10**18, r_in, r_out, victim) is None  # the victim's leg would pass it
+    assert sandwich.run(2 * 10**18, r_in, r_out, victim) is None  # the front-run itself would
+    assert sandwich.exact_out_victim(10**20, 2**256 - 1)(top - 10, 10**24) is None

@@ -33,6 +33,8 @@ from math import isqrt
 from processd.analysis.valuation.amm import V2_FEE_BPS, get_amount_in, min_input_for, swap_out
 
 _D = 10_000
+#: A pair's reserves are uint112: a swap that would leave a balance above this reverts (UniswapV2: OVERFLOW).
+UINT112_MAX = (1 << 112) - 1
 #: Integers either side of the candidate front-run whose exact profit is computed.
 REFINE = 2
 #: Golden-section iterations stop when the bracket is this narrow (then the exact refinement scans it).
@@ -64,6 +66,8 @@ def exact_in_victim(amount_in: int, min_out: int, fee_bps: int = V2_FEE_BPS) -> 
     need = min_out if min_out > 0 else 1
 
     def step(r_in: int, r_out: int) -> tuple[int, int] | None:
+        if r_in + amount_in > UINT112_MAX:
+            return None
         out = swap_out(amount_in, r_in, r_out, fee_bps)
         return (amount_in, out) if out >= need else None
 
@@ -77,7 +81,7 @@ def exact_out_victim(amount_out: int, max_in: int, fee_bps: int = V2_FEE_BPS) ->
         if amount_out <= 0 or amount_out >= r_out or r_in <= 0:
             return None
         paid = get_amount_in(amount_out, r_in, r_out, fee_bps)
-        return (paid, amount_out) if paid <= max_in else None
+        return (paid, amount_out) if paid <= max_in and r_in + paid <= UINT112_MAX else None
 
     return step
 
@@ -96,6 +100,8 @@ def _legs(x: int, r_in: int, r_out: int, victim: VictimStep, fee_bps: int) -> tu
         return None
     r_in += x
     r_out -= bought
+    if r_in > UINT112_MAX:
+        return None
     step = victim(r_in, r_out)
     if step is None:
         return None
@@ -115,7 +121,7 @@ def _feasible(x: int, r_in: int, r_out: int, victim: VictimStep, fee_bps: int) -
     """Whether the victim's swap still holds after a front-run of ``x`` (monotone: true up to x_max, then false).
     A front-run too small to buy anything is judged on the reserves it would leave (it reverts, so :func:`run`
     never reports it, but the predicate stays monotone)."""
-    return victim(r_in + x, r_out - swap_out(x, r_in, r_out, fee_bps)) is not None
+    return r_in + x <= UINT112_MAX and victim(r_in + x, r_out - swap_out(x, r_in, r_out, fee_bps)) is not None
 
 
 def _exact_in_root(r_in: int, r_out: int, amount_in: int, need: int, g: int) -> int:

@@ -152,7 +152,8 @@ class Valuer:
         rest = [(h[0], h[1]) for h in hops[1:]]
         victim, kw, amount_in = self._victim(call, value_wei, hops, rest, fee)
         impact = price_impact_bps(amount_in, r_in, fee)
-        s = sandwich.optimal(r_in, r_out, victim, fee_bps=fee, **kw)
+        unbounded = kw.get("max_in", 0) > sandwich.UINT112_MAX  # an exact-output victim with no real limit
+        s = None if unbounded else sandwich.optimal(r_in, r_out, victim, fee_bps=fee, **kw)
         token = path[0]
         block = min(p.block_number for p in pools)
         weth_side = self._weth_quote(chain_id, factory, token, reserves)
@@ -161,6 +162,11 @@ class Valuer:
         sw_fig = sw_note = None
         if s is not None:
             sw_fig = self._figures(s.profit, s.frontrun_in, token, weth_side, SANDWICH_GAS * gas_price, block)
+        elif unbounded:
+            # What such a victim pays is bounded only by its balance and allowance, which processd does not see (a
+            # sandwich "within its bound" would report a victim paying up to the pair's uint112 limit).
+            sw_note = ("not valued: the victim set no limit on its input (amountInMax above 2**112), so only its "
+                       "balance, which processd does not see, bounds a sandwich")
         else:
             sw_note = "valued: no profitable sandwich within the victim's slippage bound"
         victim_step = victim(r_in, r_out)

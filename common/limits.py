@@ -56,6 +56,10 @@ EVENT_KINDS: MappingProxyType[str, int] = MappingProxyType({
     "opp_detected": events_pb2.EVENT_KIND_OPP_DETECTED,
     "tx_source_seen": events_pb2.EVENT_KIND_TX_SOURCE_SEEN,
     "block": events_pb2.EVENT_KIND_BLOCK,
+    "tx_included": events_pb2.EVENT_KIND_TX_INCLUDED,
+    "tx_replaced": events_pb2.EVENT_KIND_TX_REPLACED,
+    "tx_dropped": events_pb2.EVENT_KIND_TX_DROPPED,
+    "reorg": events_pb2.EVENT_KIND_REORG,
 })
 
 #: REST page-size parameters: (route, parameter) -> (default, maximum). Every maximum is at most MAX_PAGE_LIMIT.

@@ -45,6 +45,8 @@ from processd.analysis.pool import AnalysisPool
 from processd.analysis.validation import MAX_SOURCE_ID_CHARS, OK, REASON_NAMES
 from processd.errors import ProcessdError
 from processd.metrics import ProcessdMetrics
+from processd.storage.layout import decode_event
+from processd.storage.lifewrite import Gone
 from processd.storage.logwrite import Sighting
 from processd.storage.records import CommitResult
 from processd.storage.writer import CommitJob, CommitListener, CommitWriter
@@ -63,7 +65,10 @@ MAX_SESSIONS_PER_STREAM = 64
 _KIND_NAMES: dict[int, str] = {events_pb2.EVENT_KIND_TX_SEEN: "tx_seen", events_pb2.EVENT_KIND_TX_DECODED: "tx_decoded",
                                events_pb2.EVENT_KIND_OPP_DETECTED: "opp_detected",
                                events_pb2.EVENT_KIND_TX_SOURCE_SEEN: "tx_source_seen",
-                               events_pb2.EVENT_KIND_BLOCK: "block"}
+                               events_pb2.EVENT_KIND_BLOCK: "block",
+                               events_pb2.EVENT_KIND_TX_INCLUDED: "tx_included",
+                               events_pb2.EVENT_KIND_TX_REPLACED: "tx_replaced",
+                               events_pb2.EVENT_KIND_TX_DROPPED: "tx_dropped", events_pb2.EVENT_KIND_REORG: "reorg"}
 #: Transactions one block may list (ingestd sends at most its max_block_txs, 10,000 by default): the writer does a
 #: point read per transaction (seen_pending), so this bounds one block's cost in the commit.
 MAX_BLOCK_TXS = 20_000
@@ -100,6 +105,8 @@ class PendingBatch:
     sightings_invalid: int = 0
     #: Blocks of the batch refused on receipt (malformed, chain not served), never stored.
     blocks_invalid: int = 0
+    #: TxGone reports of the batch refused on receipt (malformed), never applied.
+    gone_invalid: int = 0
 
     async def acked(self) -> ingest_pb2.IngestAck:
         """The batch's ack once its commit is durable; raises WriterStoppedError when it was not stored."""
@@ -112,7 +119,7 @@ class PendingBatch:
         job = self.job
         if job is None:
             return ingest_pb2.IngestAck(batch_seq=self.batch_seq, sightings_ignored=self.sightings_invalid,
-                                        blocks_ignored=self.blocks_invalid)
+                                        blocks_ignored=self.blocks_invalid, gone_ignored=self.gone_invalid)
         rejected = self.rejected
         if job.storage_full and (job.envelopes or job.blocks):
             # (its blocks count too: a batch of blocks only must also be resent, not taken as acked)
@@ -129,6 +136,8 @@ class PendingBatch:
             sightings_ignored=self.sightings_invalid + job.sightings_ignored,
             blocks_stored=job.blocks_stored,
             blocks_ignored=self.blocks_invalid + job.blocks_duplicate,
+            gone_stored=job.gone_stored,
+            gone_ignored=self.gone_invalid + job.gone_ignored,
         )
 
 
@@ -153,6 +162,7 @@ class IngestPipeline:
         self._admitted_through: asyncio.Future[None] | None = None
         self._stats_log = RateLimitedLog()
         self._grows_seen = 0
+        self._overflow_seen = 0
         models.ingest_stats.on_reject = self._stats_rejected
 
     # ---- receipt (parse) ---------------------------------------------------------------------------------
@@ -182,9 +192,10 @@ class IngestPipeline:
                                      f"chars, {len(stream.sessions)} sessions on the stream")
         sightings, bad_sightings = self.check_sightings(batch) if batch.sightings else ([], 0)
         blocks, bad_blocks = self.check_blocks(batch) if batch.blocks else ([], 0)
+        gone, bad_gone = self.check_gone(batch) if batch.gone else ([], 0)
         pending = PendingBatch(batch_seq=batch.batch_seq, envelopes=batch.envelopes, received_ns=0,
-                               sightings_invalid=bad_sightings, blocks_invalid=bad_blocks)
-        if batch.envelopes or sightings or blocks:
+                               sightings_invalid=bad_sightings, blocks_invalid=bad_blocks, gone_invalid=bad_gone)
+        if batch.envelopes or sightings or blocks or gone:
             pending.received_ns = time.time_ns()
             loop = asyncio.get_running_loop()
             if batch.envelopes:
@@ -194,7 +205,7 @@ class IngestPipeline:
                 prepared.set_result(BatchColumns(b"", 0, [], [], [], [], [], [], [], [], {}, {}, {}))
             pending.job = CommitJob(batch_seq=batch.batch_seq, envelopes=len(batch.envelopes),
                                     received_ns=pending.received_ns, prepared=prepared, done=loop.create_future(),
-                                    sightings=sightings, blocks=blocks)
+                                    sightings=sightings, blocks=blocks, gone=gone)
             await self.writer.submit(pending.job)
         return pending
 
@@ -239,6 +250,19 @@ class IngestPipeline:
         bad = len(batch.sightings) - len(good)
         if bad:
             self._metrics.sightings.labels("invalid").inc(bad)
+        return good, bad
+
+    def check_gone(self, batch: ingest_pb2.TxBatch) -> tuple[list[Gone], int]:
+        """The batch's well-formed TxGone reports, and the number of malformed ones
+        (``mempulse_processd_lifecycle_gone_total{outcome="invalid"}``, acked as ignored)."""
+        good: list[Gone] = []
+        for g in batch.gone:
+            if (len(g.hash) == 32 and 0 < g.chain_id <= MAX_CHAIN_ID and len(g.source_id) <= MAX_SOURCE_ID_CHARS
+                    and g.reason == ingest_pb2.GONE_REASON_EVICTED):
+                good.append((g.chain_id, g.hash, g.source_id, g.seen_unix_ns))
+        bad = len(batch.gone) - len(good)
+        if bad:
+            self._metrics.lifecycle_gone.labels("invalid").inc(bad)
         return good, bad
 
     def check_blocks(self, batch: ingest_pb2.TxBatch) -> tuple[list[block_pb2.BlockEnvelope], int]:
@@ -358,6 +382,8 @@ class IngestPipeline:
                 m.blocks.labels(str(chain_id), "stored").inc()
         for chain_id, n in result.block_duplicates.items():
             m.blocks.labels(str(chain_id), "duplicate").inc(n)
+        if result.life_events or result.gone_applied or result.gone_ignored or result.life_pending:
+            self._life_metrics(result)
         if result.sightings.get("stored"):
             m.events.labels(_KIND_NAMES[events_pb2.EVENT_KIND_TX_SOURCE_SEEN]).inc(result.sightings["stored"])
         if result.analysis_errors:
@@ -367,3 +393,45 @@ class IngestPipeline:
         if self.writer.map_grows:
             m.map_grows.inc(self.writer.map_grows - self._grows_seen)
             self._grows_seen = self.writer.map_grows
+
+    def _life_metrics(self, result: CommitResult) -> None:
+        """The lifecycle's metrics of one commit: events by kind, outcomes, latencies, reorgs, tracked gauge."""
+        m = self._metrics
+        for _, chain_id, kind, value in result.life_events:
+            m.events.labels(_KIND_NAMES[kind]).inc()
+            chain = str(chain_id)
+            if kind == events_pb2.EVENT_KIND_TX_INCLUDED:
+                body = decode_event(value, 0).tx_included
+                m.lifecycle.labels(chain, "included").inc()
+                m.inclusion_latency.labels(chain).observe(body.inclusion_latency_ms / 1000)
+            elif kind == events_pb2.EVENT_KIND_TX_REPLACED:
+                m.lifecycle.labels(chain, "replaced").inc()
+            elif kind == events_pb2.EVENT_KIND_TX_DROPPED:
+                reason = decode_event(value, 0).tx_dropped.reason
+                m.lifecycle.labels(chain, "dropped_" + _DROP_NAMES.get(reason, "unknown")).inc()
+            else:
+                reorg = decode_event(value, 0).reorg
+                m.reorgs.labels(chain, reorg_bucket(reorg.depth, reorg.too_deep)).inc()
+        m.lifecycle_gone.labels("applied").inc(result.gone_applied)
+        m.lifecycle_gone.labels("ignored").inc(result.gone_ignored)
+        life = self.writer.life
+        if life is not None:
+            m.lifecycle_tracked.set(life.tracker.tracked)
+            overflow = life.tracker.counts["overflow"]
+            if overflow > self._overflow_seen:
+                m.lifecycle_overflow.inc(overflow - self._overflow_seen)
+            self._overflow_seen = overflow
+
+
+_DROP_NAMES = {events_pb2.DROP_REASON_EXPIRED: "expired", events_pb2.DROP_REASON_EVICTED: "evicted",
+               events_pb2.DROP_REASON_NONCE_PASSED: "nonce_passed"}
+
+
+def reorg_bucket(depth: int, too_deep: bool) -> str:
+    """The ``depth`` label of ``mempulse_processd_reorgs_total``: 1, 2, 3-5, 6-15, 16+ or too_deep."""
+    if too_deep:
+        return "too_deep"
+    for top, label in ((1, "1"), (2, "2"), (5, "3-5"), (15, "6-15")):
+        if depth <= top:
+            return label
+    return "16+"

@@ -6,13 +6,17 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import lmdb
 import pytest
 
 from common.pb.v1 import events_pb2
 from common.testing.replay_digest import ROOT, digest_tree, first_differences, zero_varint_fields
-from common.testing.replay_input import CHAINS, SECOND_SOURCE, read_recording
+from common.testing.replay_input import CHAINS, SECOND_SOURCE, read_recording, with_lifecycle
+from tests.reliability._support import audit_log
 
 pytestmark = pytest.mark.integration
+LIFE_KINDS = {events_pb2.EVENT_KIND_TX_INCLUDED, events_pb2.EVENT_KIND_TX_REPLACED, events_pb2.EVENT_KIND_TX_DROPPED,
+              events_pb2.EVENT_KIND_REORG}
 
 
 def test_the_recording_holds_what_the_digest_needs() -> None:
@@ -49,3 +53,25 @@ def test_same_code_same_digest_and_a_changed_input_changes_it(tmp_path: Path) ->
     changed = digest_tree(ROOT, mutated, tmp_path / "mutated")
     assert changed.hexdigest() != first.hexdigest()
     assert "lmdb:events" in first_differences(first, changed)
+
+
+def test_lifecycle_replays_to_the_same_digest(tmp_path: Path) -> None:
+    """The recording with blocks, TxGone reports and a reorg around it (issue 16): every lifecycle kind and reason
+    is stored, and a second run gives the same digest (lifecycle results depend on the log only, never the wall
+    clock or commit grouping)."""
+    batches = with_lifecycle(read_recording())
+    first = digest_tree(ROOT, batches, tmp_path / "first")
+    second = digest_tree(ROOT, batches, tmp_path / "second")
+    assert first.hexdigest() == second.hexdigest(), first_differences(first, second)
+    assert first.parts["lmdb:tx_life"]
+    env = lmdb.open(str(tmp_path / "first" / "data"), readonly=True, lock=False, max_dbs=16)
+    try:
+        with env.begin(db=env.open_db(b"events", create=False)) as txn:
+            events = [events_pb2.Event.FromString(bytes(v[1:])) for _, v in txn.cursor() if v[0] in LIFE_KINDS]
+    finally:
+        env.close()
+    assert {e.kind for e in events} == LIFE_KINDS
+    assert {e.tx_dropped.reason for e in events if e.kind == events_pb2.EVENT_KIND_TX_DROPPED} == {
+        events_pb2.DROP_REASON_EXPIRED, events_pb2.DROP_REASON_EVICTED, events_pb2.DROP_REASON_NONCE_PASSED}
+    assert any(e.tx_included.reincluded for e in events) and any(e.tx_replaced.by_block for e in events)
+    audit_log(tmp_path / "first" / "data").assert_clean()

@@ -56,6 +56,13 @@ class CommitResult:
     #: Blocks stored by this commit, in seq order; and blocks not stored because already stored, per chain.
     blocks: list[BlockEntry] = field(default_factory=list)
     block_duplicates: dict[int, int] = field(default_factory=dict)
+    #: Lifecycle events stored by this commit (TX_INCLUDED, TX_REPLACED, TX_DROPPED, REORG), in seq order.
+    life_events: list[EventEntry] = field(default_factory=list)
+    #: TxGone reports applied (a tracked transaction dropped as evicted) and ignored.
+    gone_applied: int = 0
+    gone_ignored: int = 0
+    #: Tracked pending transactions after the commit, per chain (chains the commit changed).
+    life_pending: dict[int, int] = field(default_factory=dict)
     duration_s: float = 0.0
 
     def add_stored(self, first: int, columns: BatchColumns) -> None:
@@ -75,7 +82,7 @@ class CommitResult:
         self.chains.update(columns.last_event)
 
     def add_event(self, seq: int, chain_id: int, kind: int, value: bytes) -> None:
-        """Records one event stored on its own (a TX_SOURCE_SEEN)."""
+        """Records one event stored on its own (a TX_SOURCE_SEEN, a lifecycle event)."""
         self.chains.add(chain_id)
         self.source_events.append((seq, chain_id, kind, value))
         if self.events is not None:

@@ -35,6 +35,8 @@ from processd.storage.crashpoints import CrashSwitch
 from processd.storage.diskfull import DiskFullGate, is_write_failure
 from processd.storage.eventlog import EventLog
 from processd.storage.layout import KIND_BLOCK, KIND_SOURCE
+from processd.storage.lifecycle import LifecycleTracker
+from processd.storage.lifewrite import Gone, LifeWriter
 from processd.storage.logwrite import LogCounters, LogWrite, Sighting, duplicate_sightings
 from processd.storage.records import CommitResult
 from processd.wire.columns import BatchColumns
@@ -95,6 +97,10 @@ class CommitJob:
     blocks: list[block_pb2.BlockEnvelope] = field(default_factory=list)
     blocks_stored: int = 0
     blocks_duplicate: int = 0
+    #: Validated TxGone reports of the batch, applied after its blocks; and how many were applied / ignored.
+    gone: list[Gone] = field(default_factory=list)
+    gone_stored: int = 0
+    gone_ignored: int = 0
     accepted: int = 0
     duplicates: int = 0
     first_seq: int = 0
@@ -105,7 +111,7 @@ class CommitJob:
     @property
     def size(self) -> int:
         """What the batch weighs in the commit queue: envelopes plus sightings plus blocks."""
-        return self.envelopes + len(self.sightings) + len(self.blocks)
+        return self.envelopes + len(self.sightings) + len(self.blocks) + len(self.gone)
 
 
 class CommitWriter:
@@ -129,6 +135,7 @@ class CommitWriter:
         disk_full_retry_ms: int = 1000,
         max_sources_per_tx: int = 16,
         max_sources_per_chain: int = 64,
+        lifecycle: LifecycleTracker | None = None,
     ) -> None:
         self.log = eventlog
         self._listener = listener
@@ -147,6 +154,8 @@ class CommitWriter:
         self.max_sources_per_tx = max_sources_per_tx
         self.max_sources_per_chain = max_sources_per_chain
         self._counters = LogCounters({}, max_sources_per_chain)
+        #: The transaction lifecycle (None: not tracked, lifecycle_enabled off).
+        self.life = LifeWriter(lifecycle) if lifecycle is not None else None
         self._queue: deque[CommitJob] = deque()
         self.queued_envelopes = 0
         self._wakeup = asyncio.Event()
@@ -169,6 +178,8 @@ class CommitWriter:
         """Loads the log's last seq and counters and starts the commit loop."""
         self.last_seq = self.log.last_seq()
         self._counters = LogCounters(self.log.load_aggregates(), self.max_sources_per_chain)
+        if self.life is not None:
+            self.life.rebuild(self.log, self._counters.values)
         self._task = asyncio.create_task(self._run(), name="processd-writer")
 
     async def stop(self) -> None:
@@ -326,6 +337,7 @@ class CommitWriter:
             batch.storage_full = True
             batch.accepted = batch.duplicates = batch.first_seq = batch.last_seq = 0
             batch.sightings_stored = batch.blocks_stored = batch.blocks_duplicate = 0
+            batch.gone_stored = batch.gone_ignored = 0
         # While disk-full refusals repeat (no commit tried) one line per group would flood the log: the state
         # change is logged by DiskFullGate and the counts are in mempulse_processd_rejects_total.
         log.log(logging.DEBUG if quiet else logging.ERROR, "event log full (%s): rejected %d envelopes as "
@@ -345,10 +357,17 @@ class CommitWriter:
         # the committed range back from LMDB if a subscriber appears meanwhile (see SubscriptionHub.publish).
         result.events = [] if self._listener.wants_events() else None
         result.first_seq = seq + 1
+        life = self.life
+        if life is not None:
+            if life.stale:  # an aborted transaction fed it: back to what the log says
+                life.rebuild(self.log, self._counters.values)
+            life.begin()
         write = LogWrite(self.log, self._counters)
         try:
             for batch in group:
                 seq = self._store_batch(write, batch, seq, result)
+            if life is not None:
+                life.finish(write, seq, result)
             write.count_stored()
             if seq != self.last_seq:  # this commit stored events
                 write.put_last_seq(seq)
@@ -360,9 +379,13 @@ class CommitWriter:
             write.commit()
         except lmdb.MapFullError:
             write.abort()
+            if life is not None:
+                life.stale = True
             raise _MapFull() from None
         except BaseException:
             write.abort()
+            if life is not None:
+                life.stale = True
             raise
         self._crash.hit("after_commit", len(group))
         self.last_seq = seq
@@ -379,6 +402,7 @@ class CommitWriter:
         columns = batch.prepared.result()
         # A group aborted by MapFull is written again after the map grows: start the ack's counts afresh.
         batch.sightings_stored = batch.sightings_ignored = batch.blocks_stored = batch.blocks_duplicate = 0
+        batch.gone_stored = batch.gone_ignored = 0
         result.analysis_errors += columns.analysis_errors
         n = len(columns.tx_key)
         columns, duplicate_values = write.claim_hashes(columns, seq + 1)
@@ -388,6 +412,8 @@ class CommitWriter:
             write.append(columns, first)
             result.add_stored(first, columns)
             batch.first_seq, batch.last_seq = first, seq
+            if self.life is not None:
+                seq = self.life.stored(write, columns, first, seq, batch.received_ns, result)
         else:
             batch.first_seq = batch.last_seq = 0
         batch.duplicates = len(duplicate_values)
@@ -400,22 +426,36 @@ class CommitWriter:
                                         from_duplicates=True)
         if batch.blocks:
             seq = self._store_blocks(write, batch, seq, result)
+        if batch.gone:
+            applied = 0
+            if self.life is not None:
+                applied, seq = self.life.gone(write, batch.gone, seq, batch.received_ns, result)
+            batch.gone_stored, batch.gone_ignored = applied, len(batch.gone) - applied
+            result.gone_applied += applied
+            result.gone_ignored += len(batch.gone) - applied
         return seq
 
-    @staticmethod
-    def _store_blocks(write: LogWrite, batch: CommitJob, seq: int, result: CommitResult) -> int:
+    def _store_blocks(self, write: LogWrite, batch: CommitJob, seq: int, result: CommitResult) -> int:
         """Stores the batch's blocks after its transactions and sightings (so ``seen_pending`` counts the batch's
-        own transactions); a block already stored is only counted. Returns the last seq used."""
+        own transactions), each followed by the lifecycle events it causes; a block already stored is only
+        counted. Returns the last seq used."""
         for block in batch.blocks:
-            value = write.add_block(seq + 1, block, batch.received_ns)
-            if not value:
+            if write.has_block(block):
                 batch.blocks_duplicate += 1
                 result.block_duplicates[block.chain_id] = result.block_duplicates.get(block.chain_id, 0) + 1
                 continue
-            seq += 1
+            block_seq = seq + 1
+            if self.life is not None:
+                value, events = self.life.block(write, block, block_seq, batch.received_ns)
+            else:
+                value, events = write.add_block(block_seq, block, batch.received_ns), []
+            seq = block_seq
             batch.blocks_stored += 1
-            result.blocks.append((seq, block.chain_id, value))
-            result.add_event(seq, block.chain_id, KIND_BLOCK, value)
+            result.blocks.append((block_seq, block.chain_id, value))
+            result.add_event(block_seq, block.chain_id, KIND_BLOCK, value)
+            if events:
+                assert self.life is not None
+                seq = self.life.store(write, events, seq, batch.received_ns, block.source_id, result)
         return seq
 
     def _store_sightings(self, write: LogWrite, batch: CommitJob, sightings: list[Sighting], seq: int,

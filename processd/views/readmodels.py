@@ -39,6 +39,7 @@ from processd.storage.records import CommitResult, FeatureEntry, OppEntry, TxEnt
 from processd.views.blocks import BlockWindow
 from processd.views.coverage import selector_coverage
 from processd.views.ingest_stats import IngestStatsStore, StatsLimits
+from processd.views.lifecycle import LatencyWindow, lifecycle_totals
 from processd.views.windows import OpportunityWindow, TxWindow, chain_offsets
 from processd.wire.columns import BatchColumns
 
@@ -91,6 +92,10 @@ class ReadModels:
         self.ingest_stats = IngestStatsStore(stats_limits)
         #: The newest stored blocks per chain and over all chains (processd.views.blocks).
         self.blocks = BlockWindow(recent_blocks)
+        #: Inclusion latencies of the newest TX_INCLUDED events per chain (processd.views.lifecycle).
+        self.latencies = LatencyWindow()
+        #: Tracked pending transactions of a chain now (the server binds the lifecycle tracker's count).
+        self.pending_of: Callable[[int], int] = lambda chain_id: 0
 
     # ---- updates -----------------------------------------------------------------------------------------
 
@@ -108,6 +113,8 @@ class ReadModels:
         self._add_opportunities(result.opportunities)
         if result.blocks:
             self.blocks.add(result.blocks)
+        if result.life_events:
+            self.latencies.add(result.life_events)
         self.counters.update(result.aggregates)
         for key in result.aggregates:
             if key[:1] == AGG_CHAIN:
@@ -175,6 +182,7 @@ class ReadModels:
         for key in self.counters:
             if key[:1] == AGG_CHAIN:
                 self.chain(U64.unpack(key[1:9])[0])
+        self.latencies.rebuild(eventlog, self.chain_ids())
         self.last_seq = eventlog.last_seq()
         txs: list[TxEntry] = []
         features: list[FeatureEntry] = []
@@ -268,6 +276,7 @@ class ReadModels:
             opportunity_count=self.counter(chain_id, AGG_OPPS),
             replay=self.replay_point(chain_id),
             sources=self.source_standings(chain_id),
+            lifecycle=lifecycle_totals(chain_id, self.counter, self.latencies, self.pending_of(chain_id)),
         )
         if coverage_top:
             totals.selector_coverage.extend(self.selector_coverage(chain_id, coverage_top))
@@ -372,6 +381,7 @@ class ReadModels:
             "counters": len(self.counters),
             "ingest_stats": len(self.ingest_stats),
             "chains": len(self.chains),
+            "inclusion_latencies": len(self.latencies),
         }
 
     def _tx_windows(self) -> list[TxWindow]:

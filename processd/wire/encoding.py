@@ -8,6 +8,8 @@ result parses as the same ``mempulse.v1.Event`` (tests compare it with the proto
 
 from __future__ import annotations
 
+from typing import Any
+
 from common.pb.v1 import block_pb2, events_pb2, tx_pb2
 from processd.wire.tags import tag, varint_slow
 
@@ -179,15 +181,34 @@ def source_seen_value(header: bytes, chain_id: int, tx_hash: bytes, source_id: s
 KIND_BLOCK: int = events_pb2.EVENT_KIND_BLOCK
 
 
-def block_value(block: block_pb2.BlockEnvelope, received_ns: int, seen_pending: int) -> bytes:
+def block_value(block: block_pb2.BlockEnvelope, received_ns: int, seen_pending: int, latency_p50_ms: int = 0,
+                included_tracked: int = 0) -> bytes:
     """A BLOCK ``events`` value: the kind byte, then ``Event {chain_id, kind, first_seen_unix_ns: the block's seen
     time, received_unix_ns, source_id, block: BlockSeen(block, seen_pending)}`` (no tx_hash: it is about a block).
 
     Through the protobuf library, not by hand: a chain has a block every 0.25-12 s, so its ~10-50 us per block
     (of which most is the copy of its transaction list) is nothing next to a transaction's; deterministic
     serialization keeps the value a function of its inputs."""
-    body = events_pb2.BlockSeen(block=block, seen_pending=seen_pending)
+    body = events_pb2.BlockSeen(block=block, seen_pending=seen_pending, inclusion_latency_p50_ms=latency_p50_ms,
+                                included_tracked=included_tracked)
     event = events_pb2.Event(chain_id=block.chain_id, kind=events_pb2.EVENT_KIND_BLOCK,
                              first_seen_unix_ns=block.seen_unix_ns, received_unix_ns=received_ns,
                              source_id=block.source_id, block=body)
     return bytes((KIND_BLOCK,)) + event.SerializeToString(deterministic=True)
+
+
+#: The body field of each lifecycle kind in ``Event.body``.
+_LIFE_BODY: dict[int, str] = {events_pb2.EVENT_KIND_TX_INCLUDED: "tx_included",
+                              events_pb2.EVENT_KIND_TX_REPLACED: "tx_replaced",
+                              events_pb2.EVENT_KIND_TX_DROPPED: "tx_dropped", events_pb2.EVENT_KIND_REORG: "reorg"}
+
+
+def life_value(kind: int, chain_id: int, tx_hash: bytes, first_seen_ns: int, received_ns: int, source_id: str,
+               body: Any) -> bytes:
+    """A lifecycle ``events`` value (TX_INCLUDED, TX_REPLACED, TX_DROPPED or REORG): the kind byte, then ``Event
+    {chain_id, kind, tx_hash, first_seen_unix_ns (the transaction's), received_unix_ns (of the batch that caused
+    it), source_id (the block's or TxGone's source), body}``. Through the protobuf library (a few per block)."""
+    event = events_pb2.Event(chain_id=chain_id, kind=kind, tx_hash=tx_hash,  # type: ignore[arg-type]
+                             first_seen_unix_ns=first_seen_ns, received_unix_ns=received_ns, source_id=source_id)
+    getattr(event, _LIFE_BODY[kind]).CopyFrom(body)
+    return bytes((kind,)) + event.SerializeToString(deterministic=True)

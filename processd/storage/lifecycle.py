@@ -25,7 +25,8 @@ Rules (docs/architecture.md, "The transaction lifecycle"):
 * **reorg**: a block at a height the tracker holds with another hash orphans the held blocks from that height up:
   their included transactions are pending again (and included anew when their block of the new branch arrives),
   and a REORG event records depth, hashes and how many came back. A reorg below the held window
-  (deeper than ``max_reorg_depth``) is recorded with ``too_deep`` and undoes the held blocks only.
+  (deeper than ``max_reorg_depth``) is recorded with ``too_deep`` and undoes the held blocks only. A transaction put
+  back whose (sender, nonce) another pending one took meanwhile is tracked by hash only (the pair stays the other's).
 
 Restart: :meth:`floor` is the lowest seq whose events the state depends on (tracked transactions, held blocks and
 their included transactions); the writer persists it per chain (``agg``) in every commit, and at start
@@ -300,15 +301,16 @@ class LifecycleTracker:
             self.counts["overflow"] += 1
             return False
         life.pending[tx.tx_hash] = tx
-        life.by_sender.setdefault(tx.sender, {})[tx.nonce] = tx.tx_hash
+        # A transaction put back by a reorg does not take its (sender, nonce) from one seen pending meanwhile.
+        life.by_sender.setdefault(tx.sender, {}).setdefault(tx.nonce, tx.tx_hash)
         heapq.heappush(life.expiry, (tx.first_seen_ns, tx.seq, tx.tx_hash))
         self.tracked += 1
         return True
 
     def _settle(self, life: ChainLife, tx_hash: bytes) -> Pending:
         p = life.pending.pop(tx_hash)
-        nonces = life.by_sender[p.sender]
-        if nonces.get(p.nonce) == tx_hash:
+        nonces = life.by_sender.get(p.sender)
+        if nonces is not None and nonces.get(p.nonce) == tx_hash:
             del nonces[p.nonce]
             if not nonces:
                 del life.by_sender[p.sender]

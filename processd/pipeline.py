@@ -45,7 +45,6 @@ from processd.analysis.pool import AnalysisPool
 from processd.analysis.validation import MAX_SOURCE_ID_CHARS, OK, REASON_NAMES
 from processd.errors import ProcessdError
 from processd.metrics import ProcessdMetrics
-from processd.storage.layout import decode_event
 from processd.storage.lifewrite import Gone
 from processd.storage.logwrite import Sighting
 from processd.storage.records import CommitResult
@@ -395,23 +394,33 @@ class IngestPipeline:
             self._grows_seen = self.writer.map_grows
 
     def _life_metrics(self, result: CommitResult) -> None:
-        """The lifecycle's metrics of one commit: events by kind, outcomes, latencies, reorgs, tracked gauge."""
+        """The lifecycle's metrics of one commit: events by kind, outcomes, latencies, reorgs, tracked gauge (from
+        ``CommitResult.life_info``: no event is parsed here)."""
         m = self._metrics
-        for _, chain_id, kind, value in result.life_events:
-            m.events.labels(_KIND_NAMES[kind]).inc()
-            chain = str(chain_id)
+        kinds: dict[int, int] = {}
+        outcomes: dict[tuple[int, str], int] = {}
+        latencies: dict[int, list[int]] = {}
+        for chain_id, kind, detail in result.life_info:
+            kinds[kind] = kinds.get(kind, 0) + 1
             if kind == events_pb2.EVENT_KIND_TX_INCLUDED:
-                body = decode_event(value, 0).tx_included
-                m.lifecycle.labels(chain, "included").inc()
-                m.inclusion_latency.labels(chain).observe(body.inclusion_latency_ms / 1000)
+                outcome = "included"
+                latencies.setdefault(chain_id, []).append(detail)
             elif kind == events_pb2.EVENT_KIND_TX_REPLACED:
-                m.lifecycle.labels(chain, "replaced").inc()
+                outcome = "replaced"
             elif kind == events_pb2.EVENT_KIND_TX_DROPPED:
-                reason = decode_event(value, 0).tx_dropped.reason
-                m.lifecycle.labels(chain, "dropped_" + _DROP_NAMES.get(reason, "unknown")).inc()
+                outcome = "dropped_" + _DROP_NAMES.get(detail, "unknown")
             else:
-                reorg = decode_event(value, 0).reorg
-                m.reorgs.labels(chain, reorg_bucket(reorg.depth, reorg.too_deep)).inc()
+                m.reorgs.labels(str(chain_id), reorg_bucket(detail // 2, bool(detail & 1))).inc()
+                continue
+            outcomes[(chain_id, outcome)] = outcomes.get((chain_id, outcome), 0) + 1
+        for kind, n in kinds.items():
+            m.events.labels(_KIND_NAMES[kind]).inc(n)
+        for (chain_id, outcome), n in outcomes.items():
+            m.lifecycle.labels(str(chain_id), outcome).inc(n)
+        for chain_id, values in latencies.items():
+            histogram = m.inclusion_latency.labels(str(chain_id))
+            for ms in values:
+                histogram.observe(ms / 1000)
         m.lifecycle_gone.labels("applied").inc(result.gone_applied)
         m.lifecycle_gone.labels("ignored").inc(result.gone_ignored)
         life = self.writer.life
@@ -423,7 +432,7 @@ class IngestPipeline:
             self._overflow_seen = overflow
 
 
-_DROP_NAMES = {events_pb2.DROP_REASON_EXPIRED: "expired", events_pb2.DROP_REASON_EVICTED: "evicted",
+_DROP_NAMES: dict[int, str] = {events_pb2.DROP_REASON_EXPIRED: "expired", events_pb2.DROP_REASON_EVICTED: "evicted",
                events_pb2.DROP_REASON_NONCE_PASSED: "nonce_passed"}
 
 

@@ -41,6 +41,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from common.pb.v1 import block_pb2, events_pb2
+from processd.wire.encoding import IncludedBody
 
 KIND_INCLUDED: int = events_pb2.EVENT_KIND_TX_INCLUDED
 KIND_REPLACED: int = events_pb2.EVENT_KIND_TX_REPLACED
@@ -50,9 +51,9 @@ EXPIRED = events_pb2.DROP_REASON_EXPIRED
 EVICTED = events_pb2.DROP_REASON_EVICTED
 NONCE_PASSED = events_pb2.DROP_REASON_NONCE_PASSED
 #: A lifecycle event to store: (kind, chain id, transaction hash (empty for REORG), the transaction's first-seen
-#: unix ns, body message: TxIncluded, TxReplaced, TxDropped or Reorg).
-LifeEvent = tuple[int, int, bytes, int, "events_pb2.TxIncluded | events_pb2.TxReplaced | events_pb2.TxDropped | "
-                                        "events_pb2.Reorg"]
+#: unix ns, body: an IncludedBody (TX_INCLUDED, encoded by hand), or a TxReplaced, TxDropped or Reorg message).
+LifeEvent = tuple[int, int, bytes, int,
+                  "IncludedBody | events_pb2.TxReplaced | events_pb2.TxDropped | events_pb2.Reorg"]
 #: Outcome labels of mempulse_processd_lifecycle_total (the first four are also agg counters).
 OUTCOMES = ("included", "replaced", "dropped_expired", "dropped_evicted", "dropped_nonce_passed", "overflow",
             "late_pending", "reincluded")
@@ -240,9 +241,8 @@ class LifecycleTracker:
                 reincluded = p.repended
                 if reincluded:
                     self.counts["reincluded"] += 1
-                body = events_pb2.TxIncluded(block_number=block.number, block_hash=block.hash, index=tx.index,
-                                             status=tx.status, inclusion_latency_ms=latency, tx_seq_id=p.seq,
-                                             block_seq_id=held.seq, reincluded=reincluded)
+                body = IncludedBody(block.number, block.hash, tx.index, tx.status, latency, p.seq, held.seq,
+                                    reincluded)
                 outcome.events.append((KIND_INCLUDED, chain_id, p.tx_hash, p.first_seen_ns, body))
                 self.counts["included"] += 1
                 continue

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
+from typing import Any
 
 from common.pb.v1 import block_pb2, events_pb2
 from processd.storage.eventlog import EventLog
@@ -24,6 +25,8 @@ from processd.storage.layout import (
     AGG_LIFE_FLOOR,
     KIND_BLOCK,
     KIND_DROPPED,
+    KIND_INCLUDED,
+    KIND_REORG,
     KIND_SEEN,
     U64,
     agg_chain_key,
@@ -111,6 +114,7 @@ class LifeWriter:
             value = write.add_life(seq, kind, chain_id, tx_hash, first_seen_ns, received_ns, source_id, body)
             result.add_event(seq, chain_id, kind, value)
             result.life_events.append((seq, chain_id, kind, value))
+            result.life_info.append((chain_id, kind, _detail(kind, body)))
             self._touched.add(chain_id)
         return seq
 
@@ -158,6 +162,17 @@ class LifeWriter:
         self.rebuilt_events = walked
         log.info("lifecycle rebuilt from seq %d: %d events in %.3f s, %d pending tracked on %d chains", start,
                  walked, self.rebuild_s, tracker.tracked, len(tracker.chains))
+
+
+def _detail(kind: int, body: Any) -> int:
+    """The figure of a lifecycle event its consumers need (``CommitResult.life_info``)."""
+    if kind == KIND_INCLUDED:
+        return int(body.inclusion_latency_ms)
+    if kind == KIND_DROPPED:
+        return int(body.reason)
+    if kind == KIND_REORG:
+        return int(body.depth) * 2 + int(body.too_deep)
+    return 0
 
 
 def _chain_values(counters: dict[bytes, int], field: bytes) -> dict[int, int]:

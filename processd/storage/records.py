@@ -58,6 +58,9 @@ class CommitResult:
     block_duplicates: dict[int, int] = field(default_factory=dict)
     #: Lifecycle events stored by this commit (TX_INCLUDED, TX_REPLACED, TX_DROPPED, REORG), in seq order.
     life_events: list[EventEntry] = field(default_factory=list)
+    #: The same events as (chain_id, kind, detail), so metrics and read models need not parse them: detail is the
+    #: inclusion latency in ms (TX_INCLUDED), the DropReason (TX_DROPPED), depth * 2 + too_deep (REORG), else 0.
+    life_info: list[tuple[int, int, int]] = field(default_factory=list)
     #: TxGone reports applied (a tracked transaction dropped as evicted) and ignored.
     gone_applied: int = 0
     gone_ignored: int = 0

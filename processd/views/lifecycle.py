@@ -27,7 +27,6 @@ from processd.storage.layout import (
     KIND_INCLUDED,
     U64,
 )
-from processd.storage.records import EventEntry
 
 
 class LatencyWindow:
@@ -52,13 +51,13 @@ class LatencyWindow:
             window = self.chains[chain_id] = deque(maxlen=self.size)
         return window
 
-    def add(self, events: list[EventEntry]) -> None:
-        """Takes a commit's lifecycle events (in seq order)."""
-        for seq, chain_id, kind, value in events:
+    def add(self, info: list[tuple[int, int, int]]) -> None:
+        """Takes a commit's lifecycle events as ``CommitResult.life_info`` (chain, kind, detail), in seq order."""
+        for chain_id, kind, detail in info:
             if kind == KIND_INCLUDED:
                 window = self._window(chain_id)
                 if window is not None:
-                    window.append(decode_event(value, seq).tx_included.inclusion_latency_ms)
+                    window.append(detail)
 
     def percentiles(self, chain_id: int) -> tuple[int, int]:
         """(p50, p99) of the chain's window, ms (0, 0 when empty)."""

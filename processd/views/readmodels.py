@@ -113,8 +113,8 @@ class ReadModels:
         self._add_opportunities(result.opportunities)
         if result.blocks:
             self.blocks.add(result.blocks)
-        if result.life_events:
-            self.latencies.add(result.life_events)
+        if result.life_info:
+            self.latencies.add(result.life_info)
         self.counters.update(result.aggregates)
         for key in result.aggregates:
             if key[:1] == AGG_CHAIN:

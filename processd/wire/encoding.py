@@ -8,7 +8,7 @@ result parses as the same ``mempulse.v1.Event`` (tests compare it with the proto
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from common.pb.v1 import block_pb2, events_pb2, tx_pb2
 from processd.wire.tags import tag, varint_slow
@@ -203,11 +203,53 @@ _LIFE_BODY: dict[int, str] = {events_pb2.EVENT_KIND_TX_INCLUDED: "tx_included",
                               events_pb2.EVENT_KIND_TX_DROPPED: "tx_dropped", events_pb2.EVENT_KIND_REORG: "reorg"}
 
 
+class IncludedBody(NamedTuple):
+    """The fields of a ``TxIncluded`` body, encoded by hand (:func:`included_value`): one per tracked transaction of
+    every block, the lifecycle's most frequent event (building the message costs several times the encoding)."""
+
+    block_number: int
+    block_hash: bytes
+    position: int  # TxIncluded.index (``index`` is a tuple method)
+    status: int
+    inclusion_latency_ms: int
+    tx_seq_id: int
+    block_seq_id: int
+    reincluded: bool
+
+
+KIND_INCLUDED: int = events_pb2.EVENT_KIND_TX_INCLUDED
+INCLUDED_PREFIX = bytes((KIND_INCLUDED,)) + _TAG_KIND + varint(KIND_INCLUDED)
+_TAG_TX_INCLUDED = tag(_E, "tx_included")
+_INC = events_pb2.TxIncluded
+_INCLUDED_TAGS = tuple(tag(_INC, name) for name in ("block_number", "block_hash", "index", "status",
+                                                     "inclusion_latency_ms", "tx_seq_id", "block_seq_id",
+                                                     "reincluded"))
+
+
+def included_value(header: bytes, body: IncludedBody) -> bytes:
+    """A TX_INCLUDED ``events`` value: ``header`` (:func:`event_header`) and the ``TxIncluded`` body, by hand (its
+    fields are varints but the hash; zero fields are omitted, as protobuf does)."""
+    t_number, t_hash, t_index, t_status, t_latency, t_tx_seq, t_block_seq, t_again = _INCLUDED_TAGS
+    inner = b"".join((
+        t_number + varint(body.block_number) if body.block_number else b"",
+        t_hash + varint(len(body.block_hash)) + body.block_hash if body.block_hash else b"",
+        t_index + varint(body.position) if body.position else b"",
+        t_status + varint(body.status) if body.status else b"",
+        t_latency + varint(body.inclusion_latency_ms) if body.inclusion_latency_ms else b"",
+        t_tx_seq + varint(body.tx_seq_id) if body.tx_seq_id else b"",
+        t_block_seq + varint(body.block_seq_id) if body.block_seq_id else b"",
+        t_again + b"\x01" if body.reincluded else b""))
+    return b"".join((INCLUDED_PREFIX, header, _TAG_TX_INCLUDED, varint(len(inner)), inner))
+
+
 def life_value(kind: int, chain_id: int, tx_hash: bytes, first_seen_ns: int, received_ns: int, source_id: str,
                body: Any) -> bytes:
     """A lifecycle ``events`` value (TX_INCLUDED, TX_REPLACED, TX_DROPPED or REORG): the kind byte, then ``Event
     {chain_id, kind, tx_hash, first_seen_unix_ns (the transaction's), received_unix_ns (of the batch that caused
-    it), source_id (the block's or TxGone's source), body}``. Through the protobuf library (a few per block)."""
+    it), source_id (the block's or TxGone's source), body}``. TX_INCLUDED (an :class:`IncludedBody`) by hand, the
+    others (a few per block at most) through the protobuf library."""
+    if isinstance(body, IncludedBody):
+        return included_value(event_header(chain_id, tx_hash, first_seen_ns, received_ns, source_id), body)
     event = events_pb2.Event(chain_id=chain_id, kind=kind, tx_hash=tx_hash,  # type: ignore[arg-type]
                              first_seen_unix_ns=first_seen_ns, received_unix_ns=received_ns, source_id=source_id)
     getattr(event, _LIFE_BODY[kind]).CopyFrom(body)

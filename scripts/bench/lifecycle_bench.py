@@ -1,0 +1,209 @@
+"""Transaction lifecycle cost (issue 16): processd CPU per committed transaction with lifecycle tracking on vs the
+same build with no blocks (so no tracking), paired in one run; and the cost of applying one block of N tracked
+transactions.
+
+    python -m scripts.bench.lifecycle_bench [--tx 20000] [--rounds 2] [--out-name lifecycle]
+
+* **paired CPU**: per round, a fresh ``python -m processd`` (sync durability, default analysis workers) per variant,
+  the variants alternating (``lifecycle``, ``blocks_no_lifecycle``, ``blocks_off``, then again). Both get the identical
+  transactions (synthetic, one chain, batches of 500, one stream, up to 8 batches in flight); ``lifecycle`` also
+  gets a first block (tracking starts) and after every 1,000 transactions a block including 500 of them (each
+  block: TX_INCLUDED events, a restart floor, the latency window). The figure is processd's CPU (its process tree,
+  workers included, from /proc) per committed transaction, and the ratios lifecycle / blocks_off and lifecycle /
+  blocks_no_lifecycle (the same blocks stored, no tracking) per round.
+* **apply one block**: the tracker alone (``LifecycleTracker.block`` with N tracked pending transactions, all in
+  the block), and end to end through processd (the ack latency of a batch holding one block of N stored
+  transactions, commit and fsync included), for N = 100, 1,000, 5,000.
+
+Writes ``artifacts/perf/<out-name>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from common.pb.v1 import block_pb2, ingest_pb2, tx_pb2
+from common.testing.ingest_push import push_batches
+from common.testing.netutil import free_port, wait_for_port
+from common.testing.synth import synthetic_envelopes
+from processd.storage.lifecycle import LifecycleTracker, Pending
+from scripts.bench.harness import ratio, summarize, tree_cpu_seconds, write_artifact
+
+ROOT = Path(__file__).resolve().parents[2]
+CHAIN = 137
+BATCH = 500
+#: lifecycle: blocks and tracking; blocks_no_lifecycle: the same blocks, lifecycle_enabled=false (the BLOCK
+#: events' own cost); blocks_off: no block at all (so nothing tracked).
+VARIANTS = ("lifecycle", "blocks_no_lifecycle", "blocks_off")
+
+
+def _block(number: int, timestamp: int, txs: list[tx_pb2.TxEnvelope]) -> block_pb2.BlockEnvelope:
+    return block_pb2.BlockEnvelope(
+        chain_id=CHAIN, number=number, hash=number.to_bytes(4, "big") * 8, parent_hash=b"\x01" * 32,
+        timestamp=timestamp, source_id="bench", seen_unix_ns=timestamp * 10**9, tx_count=len(txs),
+        txs=[block_pb2.IncludedTx(hash=t.hash, index=i, sender=t.sender, nonce=t.nonce,
+                                  status=block_pb2.TX_STATUS_OK, gas_used=21000) for i, t in enumerate(txs)])
+
+
+def _batches(envelopes: list[tx_pb2.TxEnvelope], with_blocks: bool) -> list[ingest_pb2.TxBatch]:
+    """The transactions in batches of BATCH; with blocks: a first block, then one per 1,000 transactions."""
+    t0 = min(e.first_seen_unix_ns for e in envelopes) // 10**9
+    out: list[ingest_pb2.TxBatch] = []
+    seq = 1
+    if with_blocks:
+        out.append(ingest_pb2.TxBatch(session_id="bench", batch_seq=seq, blocks=[_block(1, t0, [])]))
+        seq += 1
+    number = 1
+    for start in range(0, len(envelopes), BATCH):
+        chunk = envelopes[start:start + BATCH]
+        batch = ingest_pb2.TxBatch(session_id="bench", batch_seq=seq, envelopes=chunk)
+        seq += 1
+        if with_blocks and (start // BATCH) % 2 == 1:
+            number += 1
+            batch.blocks.append(_block(number, t0 + 12 * number, envelopes[start - BATCH:start:2] + chunk[::2]))
+        out.append(batch)
+    return out
+
+
+class Processd:
+    """``python -m processd`` on a fresh data dir."""
+
+    def __init__(self, workdir: Path, name: str, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.data = workdir / name
+        log_path = workdir / f"{name}.log"
+        self.log = log_path.open("wb")
+        self.proc = subprocess.Popen([sys.executable, "-m", "processd", "--data-dir", str(self.data), "--listen",
+                                      f"127.0.0.1:{self.port}"], cwd=ROOT, stdout=self.log,
+                                     stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+        deadline = time.monotonic() + 60
+        while b"processd listening on" not in log_path.read_bytes():  # (the event log is open: it serves)
+            assert self.proc.poll() is None and time.monotonic() < deadline, "processd did not start"
+            time.sleep(0.05)
+        assert wait_for_port("127.0.0.1", self.port, 10), "processd did not start"
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def cpu(self) -> float:
+        value = tree_cpu_seconds(self.proc.pid)
+        assert value is not None
+        return value
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(60)
+        self.log.close()
+
+
+def paired_cpu(tx: int, rounds: int, workdir: Path) -> dict[str, Any]:
+    """CPU per committed transaction, lifecycle vs blocks_off, alternating per round (module doc)."""
+    per_round: list[dict[str, Any]] = []
+    for r in range(rounds):
+        envelopes = synthetic_envelopes(tx, seed=7000 + r, chain_ids=(CHAIN,))
+        row: dict[str, Any] = {}
+        for variant in VARIANTS:
+            batches = _batches(envelopes, variant != "blocks_off")
+            env = {"MEMPULSE_PROCESSD_LIFECYCLE_ENABLED": "false"} if variant == "blocks_no_lifecycle" else None
+            p = Processd(workdir, f"{variant}-{r}", env)
+            try:
+                time.sleep(0.5)
+                before = p.cpu()
+                started = time.perf_counter()
+                acks = asyncio.run(push_batches(p.address, batches, max_inflight=8))
+                elapsed = time.perf_counter() - started
+                cpu = p.cpu() - before
+            finally:
+                p.stop()
+            committed = sum(a.accepted for a in acks)
+            assert committed == tx, (variant, committed)
+            row[variant] = {"cpu_us_per_tx": round(cpu / committed * 1e6, 2), "tx_per_s": round(committed / elapsed),
+                            "blocks": sum(a.blocks_stored for a in acks)}
+        row["ratio"] = ratio(row["lifecycle"]["cpu_us_per_tx"], row["blocks_off"]["cpu_us_per_tx"])
+        row["ratio_vs_blocks_no_lifecycle"] = ratio(row["lifecycle"]["cpu_us_per_tx"],
+                                                    row["blocks_no_lifecycle"]["cpu_us_per_tx"])
+        per_round.append(row)
+        print(f"round {r}: {row}", flush=True)
+    out: dict[str, Any] = {"rounds": per_round, "ratio": summarize([row["ratio"] for row in per_round]),
+                           "ratio_vs_blocks_no_lifecycle": summarize([row["ratio_vs_blocks_no_lifecycle"]
+                                                                      for row in per_round])}
+    for variant in VARIANTS:
+        out[f"{variant}_cpu_us_per_tx"] = summarize([row[variant]["cpu_us_per_tx"] for row in per_round])
+    return out
+
+
+def tracker_block_us(n: int, repeat: int = 5) -> float:
+    """The state machine alone: one block including N tracked pending transactions (median of ``repeat``)."""
+    times = []
+    for _ in range(repeat):
+        t = LifecycleTracker(max_pending=n + 1)
+        t.block(_block(1, 1_700_000_000, []), 1)
+        envelopes = []
+        for i in range(n):
+            p = Pending(i + 2, i.to_bytes(32, "big"), (i % 997).to_bytes(20, "big"), i // 997, 10**9,
+                        1_700_000_000 * 10**9, False)
+            t.pending(CHAIN, p)
+            envelopes.append(tx_pb2.TxEnvelope(hash=p.tx_hash, sender=p.sender, nonce=p.nonce))
+        block = _block(2, 1_700_000_012, envelopes)
+        started = time.perf_counter()
+        t.block(block, n + 2)
+        times.append(time.perf_counter() - started)
+    times.sort()
+    return round(times[len(times) // 2] * 1e6, 1)
+
+
+def block_ack_ms(n: int, workdir: Path) -> float:
+    """End to end: the ack latency of one batch holding a block of N stored, tracked transactions."""
+    envelopes = synthetic_envelopes(n, seed=9000 + n, chain_ids=(CHAIN,))
+    t0 = min(e.first_seen_unix_ns for e in envelopes) // 10**9
+    p = Processd(workdir, f"block-{n}")
+    try:
+        first = [ingest_pb2.TxBatch(session_id="b", batch_seq=1, blocks=[_block(1, t0, [])])]
+        first += [ingest_pb2.TxBatch(session_id="b", batch_seq=2 + i // BATCH, envelopes=envelopes[i:i + BATCH])
+                  for i in range(0, n, BATCH)]
+        asyncio.run(push_batches(p.address, first, max_inflight=8))
+        started = time.perf_counter()
+        [ack] = asyncio.run(push_batches(p.address, [ingest_pb2.TxBatch(
+            session_id="b", batch_seq=10**6, blocks=[_block(2, t0 + 12, envelopes)])]))
+        elapsed = time.perf_counter() - started
+        assert ack.blocks_stored == 1
+    finally:
+        p.stop()
+    return round(elapsed * 1e3, 2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--tx", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--out-name", default="lifecycle")
+    args = parser.parse_args(argv)
+    workdir = Path(tempfile.mkdtemp(prefix="lifecycle-bench-"))
+    try:
+        results: dict[str, Any] = {"tx": args.tx, "batch": BATCH, "paired_cpu": paired_cpu(args.tx, args.rounds,
+                                                                                           workdir)}
+        results["apply_block"] = {}
+        for n in (100, 1000, 5000):
+            tracker_us = tracker_block_us(n)
+            results["apply_block"][str(n)] = {"tracker_us": tracker_us, "tracker_us_per_tx": round(tracker_us / n, 2),
+                                              "ack_ms": block_ack_ms(n, workdir)}
+        print(results["apply_block"], flush=True)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    path = write_artifact(args.out_name, results)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

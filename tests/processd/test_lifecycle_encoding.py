@@ -1,0 +1,33 @@
+"""The hand-encoded TX_INCLUDED value (processd/wire/encoding.py::included_value) parses as the protobuf library's
+Event with the same fields, zero fields included (omitted, as protobuf omits them)."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from common.pb.v1 import events_pb2
+from processd.storage.layout import decode_event
+from processd.wire.encoding import IncludedBody, life_value
+
+_u64 = st.integers(0, 2**64 - 1)
+
+
+@given(_u64, st.binary(max_size=32), st.integers(0, 2**32 - 1), st.integers(0, 2), _u64, _u64, _u64, st.booleans(),
+       st.integers(0, 2**63), _u64, st.binary(max_size=32), st.text(max_size=20))
+def test_hand_encoded_included_value_matches_protobuf(number: int, block_hash: bytes, index: int, status: int,
+                                                      latency: int, tx_seq: int, block_seq: int, again: bool,
+                                                      chain_id: int, first_seen: int, tx_hash: bytes,
+                                                      source: str) -> None:
+    body = IncludedBody(number, block_hash, index, status, latency, tx_seq, block_seq, again)
+    value = life_value(events_pb2.EVENT_KIND_TX_INCLUDED, chain_id, tx_hash, first_seen, 123, source, body)
+    want = events_pb2.Event(
+        chain_id=chain_id, kind=events_pb2.EVENT_KIND_TX_INCLUDED, tx_hash=tx_hash, first_seen_unix_ns=first_seen,
+        received_unix_ns=123, source_id=source,
+        tx_included=events_pb2.TxIncluded(block_number=number, block_hash=block_hash, index=index,
+                                          status=status,  # type: ignore[arg-type]
+                                          inclusion_latency_ms=latency, tx_seq_id=tx_seq, block_seq_id=block_seq,
+                                          reincluded=again))
+    assert value[0] == events_pb2.EVENT_KIND_TX_INCLUDED
+    assert decode_event(value, 0) == want
+    assert len(value) - 1 == want.ByteSize()

@@ -192,3 +192,36 @@ async def test_bad_gone_reports_are_counted_and_ignored(server_factory: Factory,
     with pytest.raises(grpc.aio.AioRpcError):
         async with channel(srv.address) as ch:
             await query_stub(ch).GetTransaction(S.GetTransactionRequest(chain_id=CHAIN, hash=b"\x01" * 32))
+
+
+async def _collect(call: object, n: int) -> list[tuple[int, int]]:
+    """(seq, kind) of the first ``n`` events a subscription sends."""
+    got: list[tuple[int, int]] = []
+    async for message in call:  # type: ignore[attr-defined]
+        got.extend((e.seq_id, e.kind) for e in message.events)
+        if len(got) >= n:
+            break
+    return got
+
+
+async def test_subscriptions_carry_lifecycle_kinds_live_and_in_catch_up(server_factory: Factory,
+                                                                        tmp_path: Path) -> None:
+    srv = await server_factory(data_dir=tmp_path / "lmdb")
+    by_sender = query_pb2.EventFilter(senders=[_sender(1)], kinds=LIFE_KINDS)  # A and B's events: replaced, included
+    async with channel(srv.address) as ch:
+        stub = query_stub(ch)
+        live = stub.SubscribeEvents(S.SubscribeEventsRequest(from_head=True, kinds=LIFE_KINDS))
+        live_b = stub.SubscribeEvents(S.SubscribeEventsRequest(from_head=True, filter=by_sender))
+        await live.initial_metadata()
+        await live_b.initial_metadata()
+        await _scenario(srv.address)
+        scan = await stub.ScanEvents(S.ScanEventsRequest(kinds=LIFE_KINDS, limit=1000))
+        expected = [(e.seq_id, e.kind) for e in scan.events]
+        assert len(expected) == len(EXPECTED)
+        assert await _collect(live, len(expected)) == expected
+        mine = [(e.seq_id, e.kind) for e in scan.events if e.tx_hash[:1] in (bytes([A]), bytes([B]))]
+        assert await _collect(live_b, len(mine)) == mine
+        again = stub.SubscribeEvents(S.SubscribeEventsRequest(from_seq_id=1, kinds=LIFE_KINDS))
+        assert await _collect(again, len(expected)) == expected
+        for call in (live, live_b, again):
+            call.cancel()

@@ -37,11 +37,12 @@ reproduces the state exactly (the rules are a function of the log's events in se
 from __future__ import annotations
 
 import heapq
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from common.pb.v1 import block_pb2, events_pb2
-from processd.wire.encoding import IncludedBody
+from processd.wire.encoding import DroppedBody, IncludedBody, ReplacedBody
 
 KIND_INCLUDED: int = events_pb2.EVENT_KIND_TX_INCLUDED
 KIND_REPLACED: int = events_pb2.EVENT_KIND_TX_REPLACED
@@ -51,9 +52,8 @@ EXPIRED = events_pb2.DROP_REASON_EXPIRED
 EVICTED = events_pb2.DROP_REASON_EVICTED
 NONCE_PASSED = events_pb2.DROP_REASON_NONCE_PASSED
 #: A lifecycle event to store: (kind, chain id, transaction hash (empty for REORG), the transaction's first-seen
-#: unix ns, body: an IncludedBody (TX_INCLUDED, encoded by hand), or a TxReplaced, TxDropped or Reorg message).
-LifeEvent = tuple[int, int, bytes, int,
-                  "IncludedBody | events_pb2.TxReplaced | events_pb2.TxDropped | events_pb2.Reorg"]
+#: unix ns, body: an IncludedBody, ReplacedBody or DroppedBody (encoded by hand), or a Reorg message).
+LifeEvent = tuple[int, int, bytes, int, "IncludedBody | ReplacedBody | DroppedBody | events_pb2.Reorg"]
 #: Outcome labels of mempulse_processd_lifecycle_total (the first four are also agg counters).
 OUTCOMES = ("included", "replaced", "dropped_expired", "dropped_evicted", "dropped_nonce_passed", "overflow",
             "late_pending", "reincluded")
@@ -82,9 +82,12 @@ class HeldBlock:
     seq: int
     included: list[Pending] = field(default_factory=list)
 
-    def floor(self) -> int:
-        """The lowest seq this block's undo depends on."""
-        return min([self.seq, *(p.seq for p in self.included)])
+    #: The lowest seq this block's undo depends on (set once the block is applied: :meth:`seal`).
+    floor: int = 0
+
+    def seal(self) -> None:
+        """Records :attr:`floor` (the included list does not change after the block is applied)."""
+        self.floor = min([self.seq, *(p.seq for p in self.included)])
 
 
 @dataclass(slots=True)
@@ -109,13 +112,26 @@ class ChainLife:
         self.head = -1
         #: The lowest seq of a transaction put back by a reorg and still tracked (its place in ``pending`` is new).
         self.repended_floor = 0
+        #: (seq, hash) of the tracked transactions in tracking order (seq order, but for those a reorg put back):
+        #: settled ones are dropped from the front when :meth:`floor` meets them (amortized O(1); iterating the
+        #: ``pending`` dict from its start would walk every slot its deletions left).
+        self.order: deque[tuple[int, bytes]] = deque()
 
     def floor(self, fallback: int) -> int:
         """The lowest seq the chain's state depends on (``fallback`` when it holds nothing)."""
-        marks = [p.seq for p in (next(iter(self.pending.values())),)] if self.pending else []
-        if self.repended_floor and self.pending:
+        order, pending = self.order, self.pending
+        if len(order) > 4 * len(pending) + 4096:  # settled entries behind a long-pending one: compact (bounded)
+            order = self.order = deque(sorted((p.seq, h) for h, p in pending.items()))
+        while order:
+            seq, tx_hash = order[0]
+            p = pending.get(tx_hash)
+            if p is not None and p.seq == seq:
+                break
+            order.popleft()
+        marks = [order[0][0]] if order else []
+        if self.repended_floor and pending:
             marks.append(self.repended_floor)
-        marks.extend(b.floor() for b in self.blocks.values())
+        marks.extend(b.floor for b in self.blocks.values())
         return min(marks) if marks else fallback
 
 
@@ -164,8 +180,7 @@ class LifecycleTracker:
         old_hash = nonces.get(tx.nonce) if nonces else None
         if old_hash is not None:
             old = self._settle(life, old_hash)
-            body = events_pb2.TxReplaced(by_hash=tx.tx_hash, fee_bump_bps=fee_bump_bps(old.fee, tx.fee),
-                                         cancel=tx.cancel, tx_seq_id=old.seq)
+            body = ReplacedBody(tx.tx_hash, fee_bump_bps(old.fee, tx.fee), tx.cancel, old.seq)
             out.append((KIND_REPLACED, chain_id, old.tx_hash, old.first_seen_ns, body))
             self.counts["replaced"] += 1
         self._track(life, tx)
@@ -178,7 +193,7 @@ class LifecycleTracker:
             return []
         old = self._settle(life, tx_hash)
         self.counts["dropped_evicted"] += 1
-        body = events_pb2.TxDropped(reason=EVICTED, tx_seq_id=old.seq, source_id=source_id)
+        body = DroppedBody(EVICTED, old.seq, source_id)
         return [(KIND_DROPPED, chain_id, old.tx_hash, old.first_seen_ns, body)]
 
     def block(self, block: block_pb2.BlockEnvelope, seq: int) -> BlockOutcome:
@@ -195,6 +210,7 @@ class LifecycleTracker:
         self._include(life, block, held_block, outcome)
         self._nonces_passed(life, block, outcome)
         self._expire(life, chain_id, block.timestamp * 1_000_000_000, outcome)
+        held_block.seal()
         life.blocks[block.number] = held_block
         life.included_hashes.update(p.tx_hash for p in held_block.included)
         life.head = max(life.head, block.number)
@@ -250,7 +266,7 @@ class LifecycleTracker:
             other = nonces.get(tx.nonce) if nonces else None
             if other is not None:
                 old = self._settle(life, other)
-                body_r = events_pb2.TxReplaced(by_hash=tx.hash, tx_seq_id=old.seq, by_block=True)
+                body_r = ReplacedBody(tx.hash, 0, False, old.seq, by_block=True)
                 outcome.events.append((KIND_REPLACED, chain_id, old.tx_hash, old.first_seen_ns, body_r))
                 self.counts["replaced"] += 1
         if not life.pending:
@@ -272,7 +288,7 @@ class LifecycleTracker:
                 continue
             for nonce in sorted(n for n in nonces if n < top):
                 old = self._settle(life, nonces[nonce])
-                body = events_pb2.TxDropped(reason=NONCE_PASSED, tx_seq_id=old.seq)
+                body = DroppedBody(NONCE_PASSED, old.seq)
                 outcome.events.append((KIND_DROPPED, block.chain_id, old.tx_hash, old.first_seen_ns, body))
                 self.counts["dropped_nonce_passed"] += 1
 
@@ -287,7 +303,7 @@ class LifecycleTracker:
             if p is None or p.seq != seq:
                 continue
             self._settle(life, tx_hash)
-            body = events_pb2.TxDropped(reason=EXPIRED, tx_seq_id=seq)
+            body = DroppedBody(EXPIRED, seq)
             outcome.events.append((KIND_DROPPED, chain_id, tx_hash, p.first_seen_ns, body))
             self.counts["dropped_expired"] += 1
         if len(heap) > 2 * len(life.pending) + 1024:  # settled entries pile up: rebuild (amortized O(1))
@@ -304,6 +320,7 @@ class LifecycleTracker:
         # A transaction put back by a reorg does not take its (sender, nonce) from one seen pending meanwhile.
         life.by_sender.setdefault(tx.sender, {}).setdefault(tx.nonce, tx.tx_hash)
         heapq.heappush(life.expiry, (tx.first_seen_ns, tx.seq, tx.tx_hash))
+        life.order.append((tx.seq, tx.tx_hash))
         self.tracked += 1
         return True
 

@@ -242,14 +242,63 @@ def included_value(header: bytes, body: IncludedBody) -> bytes:
     return b"".join((INCLUDED_PREFIX, header, _TAG_TX_INCLUDED, varint(len(inner)), inner))
 
 
+class ReplacedBody(NamedTuple):
+    """The fields of a ``TxReplaced`` body, in field-number order, encoded by hand (:func:`flat_value`)."""
+
+    by_hash: bytes
+    fee_bump_bps: int
+    cancel: bool
+    tx_seq_id: int
+    by_block: bool = False
+
+
+class DroppedBody(NamedTuple):
+    """The fields of a ``TxDropped`` body, in field-number order, encoded by hand (:func:`flat_value`)."""
+
+    reason: int
+    tx_seq_id: int
+    source_id: str = ""
+
+
+_FLAT: dict[type, tuple[bytes, bytes, tuple[bytes, ...]]] = {
+    body_type: (bytes((kind,)) + _TAG_KIND + varint(kind), tag(_E, field),
+                tuple(tag(message, name) for name in body_type._fields))
+    for body_type, kind, field, message in (
+        (ReplacedBody, events_pb2.EVENT_KIND_TX_REPLACED, "tx_replaced", events_pb2.TxReplaced),
+        (DroppedBody, events_pb2.EVENT_KIND_TX_DROPPED, "tx_dropped", events_pb2.TxDropped))}
+
+
+def flat_value(header: bytes, body: ReplacedBody | DroppedBody) -> bytes:
+    """A TX_REPLACED or TX_DROPPED ``events`` value by hand: ``header`` (:func:`event_header`) and the body, whose
+    fields are scalars (bytes and strings length-delimited, ints as varints, a negative int64 as its 64-bit two's
+    complement, as protobuf writes it; zero fields omitted)."""
+    prefix, body_tag, tags = _FLAT[type(body)]
+    parts = []
+    value: Any
+    for field_tag, value in zip(tags, body, strict=True):
+        if not value:
+            continue
+        if isinstance(value, str):
+            value = value.encode()
+        if isinstance(value, bytes):
+            parts.append(field_tag + varint(len(value)) + value)
+        else:
+            parts.append(field_tag + varint(int(value) & 0xFFFFFFFFFFFFFFFF))
+    inner = b"".join(parts)
+    return b"".join((prefix, header, body_tag, varint(len(inner)), inner))
+
+
 def life_value(kind: int, chain_id: int, tx_hash: bytes, first_seen_ns: int, received_ns: int, source_id: str,
                body: Any) -> bytes:
     """A lifecycle ``events`` value (TX_INCLUDED, TX_REPLACED, TX_DROPPED or REORG): the kind byte, then ``Event
     {chain_id, kind, tx_hash, first_seen_unix_ns (the transaction's), received_unix_ns (of the batch that caused
-    it), source_id (the block's or TxGone's source), body}``. TX_INCLUDED (an :class:`IncludedBody`) by hand, the
-    others (a few per block at most) through the protobuf library."""
+    it), source_id (the block's or TxGone's source), body}``. TX_INCLUDED, TX_REPLACED and TX_DROPPED (an
+    :class:`IncludedBody`, :class:`ReplacedBody`, :class:`DroppedBody`) by hand, REORG (rare) through the protobuf
+    library."""
     if isinstance(body, IncludedBody):
         return included_value(event_header(chain_id, tx_hash, first_seen_ns, received_ns, source_id), body)
+    if isinstance(body, ReplacedBody | DroppedBody):
+        return flat_value(event_header(chain_id, tx_hash, first_seen_ns, received_ns, source_id), body)
     event = events_pb2.Event(chain_id=chain_id, kind=kind, tx_hash=tx_hash,  # type: ignore[arg-type]
                              first_seen_unix_ns=first_seen_ns, received_unix_ns=received_ns, source_id=source_id)
     getattr(event, _LIFE_BODY[kind]).CopyFrom(body)

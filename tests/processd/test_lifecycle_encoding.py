@@ -1,5 +1,5 @@
-"""The hand-encoded TX_INCLUDED value (processd/wire/encoding.py::included_value) parses as the protobuf library's
-Event with the same fields, zero fields included (omitted, as protobuf omits them)."""
+"""The hand-encoded lifecycle values (processd/wire/encoding.py: included_value, flat_value) parse as the protobuf
+library's Event with the same fields, zero fields included (omitted, as protobuf omits them), at the same size."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from common.pb.v1 import events_pb2
 from processd.storage.layout import decode_event
-from processd.wire.encoding import IncludedBody, life_value
+from processd.wire.encoding import DroppedBody, IncludedBody, ReplacedBody, life_value
 
 _u64 = st.integers(0, 2**64 - 1)
 
@@ -31,3 +31,25 @@ def test_hand_encoded_included_value_matches_protobuf(number: int, block_hash: b
     assert value[0] == events_pb2.EVENT_KIND_TX_INCLUDED
     assert decode_event(value, 0) == want
     assert len(value) - 1 == want.ByteSize()
+
+
+@given(st.binary(max_size=32), st.integers(-(2**63), 2**63 - 1), st.booleans(), _u64, st.booleans(),
+       st.integers(0, 3), _u64, st.text(max_size=20), st.integers(1, 2**63), st.binary(max_size=32))
+def test_hand_encoded_replaced_and_dropped_values_match_protobuf(by_hash: bytes, bump: int, cancel: bool,
+                                                                 tx_seq: int, by_block: bool, reason: int,
+                                                                 drop_seq: int, source: str, chain_id: int,
+                                                                 tx_hash: bytes) -> None:
+    replaced = life_value(events_pb2.EVENT_KIND_TX_REPLACED, chain_id, tx_hash, 5, 6, source,
+                          ReplacedBody(by_hash, bump, cancel, tx_seq, by_block))
+    want = events_pb2.Event(chain_id=chain_id, kind=events_pb2.EVENT_KIND_TX_REPLACED, tx_hash=tx_hash,
+                            first_seen_unix_ns=5, received_unix_ns=6, source_id=source,
+                            tx_replaced=events_pb2.TxReplaced(by_hash=by_hash, fee_bump_bps=bump, cancel=cancel,
+                                                              tx_seq_id=tx_seq, by_block=by_block))
+    assert decode_event(replaced, 0) == want and len(replaced) - 1 == want.ByteSize()
+    dropped = life_value(events_pb2.EVENT_KIND_TX_DROPPED, chain_id, tx_hash, 5, 6, source,
+                         DroppedBody(reason, drop_seq, source))
+    want = events_pb2.Event(chain_id=chain_id, kind=events_pb2.EVENT_KIND_TX_DROPPED, tx_hash=tx_hash,
+                            first_seen_unix_ns=5, received_unix_ns=6, source_id=source,
+                            tx_dropped=events_pb2.TxDropped(reason=reason,  # type: ignore[arg-type]
+                                                            tx_seq_id=drop_seq, source_id=source))
+    assert decode_event(dropped, 0) == want and len(dropped) - 1 == want.ByteSize()

@@ -249,6 +249,7 @@ class ProcessdServer:
         m.pool_stall_kills.set_function(lambda: self.pool.stall_kills)
         m.worker_cpu.pids = self.pool.worker_pids
         m.ingest_stats_bytes.set_function(lambda: self.models.ingest_stats.total_bytes)
+        m.lifecycle_rebuild_seconds.set_function(lambda: self.writer.life.rebuild_s if self.writer.life else 0.0)
         for name in ("recent_tx", "recent_features", "window_held_values", "opportunities", "counters",
                      "ingest_stats", "chains", "inclusion_latencies"):
             m.read_model_entries.labels(name).set_function(self._size_getter(name))

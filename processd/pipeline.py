@@ -204,7 +204,7 @@ class IngestPipeline:
                 prepared.set_result(BatchColumns(b"", 0, [], [], [], [], [], [], [], [], {}, {}, {}))
             pending.job = CommitJob(batch_seq=batch.batch_seq, envelopes=len(batch.envelopes),
                                     received_ns=pending.received_ns, prepared=prepared, done=loop.create_future(),
-                                    sightings=sightings, blocks=blocks, gone=gone)
+                                    sightings=sightings, blocks=blocks, gone=gone, tx_envelopes=batch.envelopes)
             await self.writer.submit(pending.job)
         return pending
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from common.pb.v1 import block_pb2, events_pb2
+from common.pb.v1 import block_pb2, events_pb2, tx_pb2
 from processd.storage.eventlog import EventLog
 from processd.storage.layout import (
     AGG_CHAIN,
@@ -28,6 +28,7 @@ from processd.storage.layout import (
     KIND_INCLUDED,
     KIND_REORG,
     KIND_SEEN,
+    TX_KEY_HASH_BYTES,
     U64,
     agg_chain_key,
     decode_event,
@@ -53,6 +54,15 @@ def pending_of(value: bytes | memoryview, seq: int) -> tuple[int, Pending]:
                                    event.first_seen_unix_ns, cancel)
 
 
+def pending_of_envelope(tx: tx_pb2.TxEnvelope, seq: int) -> Pending:
+    """:class:`Pending` of a stored transaction from its envelope (the same values as :func:`pending_of` of its
+    TX_SEEN value: ``tests/processd/test_lifecycle_encoding.py``)."""
+    sender = tx.sender
+    cancel = tx.to == sender and not tx.input and not tx.value.strip(b"\x00")
+    return Pending(seq, tx.hash, sender, tx.nonce, int.from_bytes(tx.max_fee_per_gas or tx.gas_price, "big"),
+                   tx.first_seen_unix_ns, cancel)
+
+
 class LifeWriter:
     """The tracker and how a commit stores what it derives (module doc)."""
 
@@ -64,6 +74,8 @@ class LifeWriter:
         self.stale = False
         self.rebuild_s = 0.0
         self.rebuilt_events = 0
+        #: Stored transactions whose envelope was not at hand (their TX_SEEN value was parsed instead).
+        self.parsed = 0
 
     def begin(self) -> None:
         """A write transaction starts (a stale tracker must have been rebuilt by then: :meth:`rebuild`)."""
@@ -72,18 +84,35 @@ class LifeWriter:
     # ---- inputs of a commit ------------------------------------------------------------------------------
 
     def stored(self, write: LogWrite, columns: BatchColumns, first: int, seq: int, received_ns: int,
-               result: CommitResult) -> int:
+               result: CommitResult, envelopes: Sequence[tx_pb2.TxEnvelope] = ()) -> int:
         """The transactions a batch stored at ``first``...: tracked when their chain is; returns the last seq
-        used by the replacements they caused (stored after the batch's events)."""
+        used by the replacements they caused (stored after the batch's events).
+
+        ``envelopes`` are the batch's envelopes as the event loop parsed them (all of them; ``columns.reasons``
+        marks the valid ones): a transaction's fields are read from its envelope, found by walking the valid ones
+        in order (the stored transactions are a subsequence of them, by ``tx_hash`` key), which costs a few field
+        reads instead of a parse of its TX_SEEN value (the fallback, and what the rebuild does: the same values)."""
         chains = self.tracker.chains
-        if not chains:
+        if not chains or chains.keys().isdisjoint(columns.last_event):
             return seq
-        values = columns.values
+        values, keys, reasons = columns.values, columns.tx_key, columns.reasons
+        walk = iter([e for e, r in zip(envelopes, reasons, strict=True) if not r]
+                    if len(envelopes) == len(reasons) else ())
         for t, chain_id in enumerate(columns.chain):
+            key = keys[t]
+            found = None
+            for env in walk:
+                if env.chain_id == chain_id and U64.pack(chain_id) + env.hash[:TX_KEY_HASH_BYTES] == key:
+                    found = env
+                    break
             if chain_id not in chains:
                 continue
             offset = columns.seen_at[t]
-            _, tx = pending_of(values[offset], first + offset)
+            if found is not None:
+                tx = pending_of_envelope(found, first + offset)
+            else:
+                self.parsed += 1
+                tx = pending_of(values[offset], first + offset)[1]
             seq = self.store(write, self.tracker.pending(chain_id, tx), seq, received_ns, "", result)
         return seq
 

@@ -55,7 +55,19 @@ from processd.storage.layout import (
     tx_key,
 )
 from processd.wire.columns import BatchColumns, FeatureKey, keep_only
-from processd.wire.encoding import block_value, event_header, life_value, source_seen_value
+from processd.wire.encoding import (
+    DroppedBody,
+    IncludedBody,
+    ReplacedBody,
+    block_value,
+    chain_field,
+    event_header,
+    header,
+    header_tail,
+    life_value,
+    life_value_from,
+    source_seen_value,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +83,7 @@ SIGHTING_OUTCOMES = ("stored", "repeat", "unknown_tx", "over_limit", "invalid")
 #: The ``agg`` counter of each lifecycle kind.
 _LIFE_AGG = {KIND_INCLUDED: AGG_INCLUDED, KIND_REPLACED: AGG_REPLACED, KIND_DROPPED: AGG_DROPPED,
              KIND_REORG: AGG_REORGS}
+_KIND_BYTES = {kind: bytes((kind,)) for kind in _LIFE_AGG}
 
 
 class LogCounters:
@@ -130,6 +143,8 @@ class LogWrite:
         self.deltas: dict[bytes, int] = {}
         #: Counters set (not added to) by this transaction: the lifecycle's restart marks.
         self.sets: dict[bytes, int] = {}
+        #: (chain, receive time, source) -> the header parts of lifecycle events (few distinct per commit).
+        self._life_parts: dict[tuple[int, int, str], tuple[bytes, bytes]] = {}
         self.high_water: dict[int, int] = {}
         # (chain, category, protocol, decoded, source) -> transactions; per-chain tx / decoded / feature counts
         # derive from it once per commit instead of several counter updates per transaction.
@@ -288,12 +303,22 @@ class LogWrite:
         """Stores a lifecycle event at ``seq`` (its ``chain_seq`` entry, its ``tx_life`` entry when it is about a
         transaction, its ``agg`` count); returns its value."""
         txn, eventlog = self.txn, self.log
-        value = life_value(kind, chain_id, tx_hash, first_seen_ns, received_ns, source_id, body)
-        txn.put(U64.pack(seq), value, db=eventlog.events_db, append=True)
-        txn.put(CHAIN_SEQ.pack(chain_id, seq), bytes((kind,)), db=eventlog.chain_db)
+        if isinstance(body, IncludedBody | ReplacedBody | DroppedBody):
+            # The header's chain field and tail (receive time, source) repeat over a commit's events: built once.
+            parts = self._life_parts.get((chain_id, received_ns, source_id))
+            if parts is None:
+                parts = self._life_parts[(chain_id, received_ns, source_id)] = (
+                    chain_field(chain_id), header_tail(received_ns, source_id))
+            value = life_value_from(header(parts[0], tx_hash, first_seen_ns, parts[1]), body)
+        else:
+            value = life_value(kind, chain_id, tx_hash, first_seen_ns, received_ns, source_id, body)
+        seq_bytes, kind_byte = U64.pack(seq), _KIND_BYTES[kind]
+        txn.put(seq_bytes, value, db=eventlog.events_db, append=True)
+        txn.put(CHAIN_SEQ.pack(chain_id, seq), kind_byte, db=eventlog.chain_db)
         if tx_hash:
-            txn.put(tx_key(chain_id, tx_hash) + U64.pack(seq), bytes((kind,)), db=eventlog.life_db)
-        self._add(agg_chain_key(chain_id, _LIFE_AGG[kind]), 1)
+            txn.put(tx_key(chain_id, tx_hash) + seq_bytes, kind_byte, db=eventlog.life_db)
+        key = agg_chain_key(chain_id, _LIFE_AGG[kind])
+        self.deltas[key] = self.deltas.get(key, 0) + 1
         if kind == KIND_REORG and body.too_deep:
             self._add(agg_chain_key(chain_id, AGG_REORGS_DEEP), 1)
         self.high_water[chain_id] = seq

@@ -288,6 +288,14 @@ def flat_value(header: bytes, body: ReplacedBody | DroppedBody) -> bytes:
     return b"".join((prefix, header, body_tag, varint(len(inner)), inner))
 
 
+def life_value_from(event_header_bytes: bytes, body: IncludedBody | ReplacedBody | DroppedBody) -> bytes:
+    """A hand-encoded lifecycle value from its header (:func:`header` of reusable parts: the writer keeps the chain
+    field and the tail of a commit's events)."""
+    if isinstance(body, IncludedBody):
+        return included_value(event_header_bytes, body)
+    return flat_value(event_header_bytes, body)
+
+
 def life_value(kind: int, chain_id: int, tx_hash: bytes, first_seen_ns: int, received_ns: int, source_id: str,
                body: Any) -> bytes:
     """A lifecycle ``events`` value (TX_INCLUDED, TX_REPLACED, TX_DROPPED or REORG): the kind byte, then ``Event
@@ -295,10 +303,9 @@ def life_value(kind: int, chain_id: int, tx_hash: bytes, first_seen_ns: int, rec
     it), source_id (the block's or TxGone's source), body}``. TX_INCLUDED, TX_REPLACED and TX_DROPPED (an
     :class:`IncludedBody`, :class:`ReplacedBody`, :class:`DroppedBody`) by hand, REORG (rare) through the protobuf
     library."""
-    if isinstance(body, IncludedBody):
-        return included_value(event_header(chain_id, tx_hash, first_seen_ns, received_ns, source_id), body)
-    if isinstance(body, ReplacedBody | DroppedBody):
-        return flat_value(event_header(chain_id, tx_hash, first_seen_ns, received_ns, source_id), body)
+    if isinstance(body, IncludedBody | ReplacedBody | DroppedBody):
+        return life_value_from(header(chain_field(chain_id), tx_hash, first_seen_ns, header_tail(received_ns,
+                                                                                                  source_id)), body)
     event = events_pb2.Event(chain_id=chain_id, kind=kind, tx_hash=tx_hash,  # type: ignore[arg-type]
                              first_seen_unix_ns=first_seen_ns, received_unix_ns=received_ns, source_id=source_id)
     getattr(event, _LIFE_BODY[kind]).CopyFrom(body)

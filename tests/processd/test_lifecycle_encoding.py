@@ -7,7 +7,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from common.pb.v1 import events_pb2
+from common.testing.synth import synthetic_envelopes, typed_envelopes
 from processd.storage.layout import decode_event
+from processd.storage.lifewrite import pending_of, pending_of_envelope
 from processd.wire.encoding import DroppedBody, IncludedBody, ReplacedBody, life_value
 
 _u64 = st.integers(0, 2**64 - 1)
@@ -53,3 +55,19 @@ def test_hand_encoded_replaced_and_dropped_values_match_protobuf(by_hash: bytes,
                             tx_dropped=events_pb2.TxDropped(reason=reason,  # type: ignore[arg-type]
                                                             tx_seq_id=drop_seq, source_id=source))
     assert decode_event(dropped, 0) == want and len(dropped) - 1 == want.ByteSize()
+
+
+def test_pending_from_the_envelope_equals_pending_from_its_stored_value() -> None:
+    """What the writer reads from a batch's parsed envelope is what the restart reads from the TX_SEEN value."""
+    envelopes = synthetic_envelopes(60, seed=31) + typed_envelopes(20, seed=31)
+    cancel = envelopes[0].__deepcopy__()
+    cancel.to, cancel.value, cancel.input = cancel.sender, b"", b""
+    legacy = envelopes[1].__deepcopy__()
+    legacy.ClearField("max_fee_per_gas")
+    legacy.gas_price = b"\x05"
+    for i, env in enumerate([*envelopes, cancel, legacy]):
+        value = bytes((events_pb2.EVENT_KIND_TX_SEEN,)) + events_pb2.Event(
+            chain_id=env.chain_id, kind=events_pb2.EVENT_KIND_TX_SEEN, tx_hash=env.hash,
+            first_seen_unix_ns=env.first_seen_unix_ns, tx_seen=events_pb2.TxSeen(tx=env)).SerializeToString()
+        assert pending_of_envelope(env, i) == pending_of(value, i)[1]
+    assert pending_of_envelope(cancel, 0).cancel and pending_of_envelope(legacy, 0).fee == 5

@@ -28,10 +28,11 @@ Rules (docs/architecture.md, "The transaction lifecycle"):
   (deeper than ``max_reorg_depth``) is recorded with ``too_deep`` and undoes the held blocks only. A transaction put
   back whose (sender, nonce) another pending one took meanwhile is tracked by hash only (the pair stays the other's).
 
-Restart: :meth:`floor` is the lowest seq whose events the state depends on (tracked transactions, held blocks and
-their included transactions); the writer persists it per chain (``agg``) in every commit, and at start
-:func:`processd.storage.writer` re-runs the tracker over the log from there (:meth:`replay_event`), which
-reproduces the state exactly (the rules are a function of the log's events in seq order).
+Restart: :meth:`LifecycleTracker.floors` gives per chain the lowest seq whose events the state depends on (tracked
+transactions, held blocks and their included transactions); the writer persists it per chain (``agg``) in every
+commit that changed the chain, and at start :meth:`processd.storage.lifewrite.LifeWriter.rebuild` re-runs the
+tracker over the log from there, which reproduces the state (the rules are a function of the log's events in seq
+order; ``tests/processd/test_lifecycle_tracker.py`` checks it as a property).
 """
 
 from __future__ import annotations

@@ -46,18 +46,21 @@ MAX_COVERAGE_SELECTORS = 64
 #: An address is this many bytes, a method selector this many.
 ADDRESS_BYTES = 20
 SELECTOR_BYTES = 4
-#: At most this many ``kinds`` values in one REST request.
-MAX_KINDS_VALUES = 8
-
 #: Event kinds a query may filter on: REST name -> protobuf enum value (in the enum's order).
 EVENT_KINDS: MappingProxyType[str, int] = MappingProxyType({
     "tx_seen": events_pb2.EVENT_KIND_TX_SEEN,
     "tx_decoded": events_pb2.EVENT_KIND_TX_DECODED,
     "opp_detected": events_pb2.EVENT_KIND_OPP_DETECTED,
     "tx_source_seen": events_pb2.EVENT_KIND_TX_SOURCE_SEEN,
+    "tx_included": events_pb2.EVENT_KIND_TX_INCLUDED,
+    "tx_replaced": events_pb2.EVENT_KIND_TX_REPLACED,
+    "tx_dropped": events_pb2.EVENT_KIND_TX_DROPPED,
     "block": events_pb2.EVENT_KIND_BLOCK,
+    "reorg": events_pb2.EVENT_KIND_REORG,
     "pool_state": events_pb2.EVENT_KIND_POOL_STATE,
 })
+#: At most this many ``kinds`` values in one REST request: each kind once (it was 8, fewer than the kinds).
+MAX_KINDS_VALUES = len(EVENT_KINDS)
 
 #: REST page-size parameters: (route, parameter) -> (default, maximum). Every maximum is at most MAX_PAGE_LIMIT.
 REST_PAGE_LIMITS: MappingProxyType[tuple[str, str], tuple[int, int]] = MappingProxyType({

@@ -212,7 +212,7 @@ class Outcome:
         return out
 
 
-class _Skip(Exception):
+class _Skip(MempulseError):
     """Not executable (recorded as ``skipped`` with the message)."""
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -121,3 +122,24 @@ def test_one_writer_per_data_dir(tmp_path: Path) -> None:
     again = EventLog(tmp_path / "lmdb", 1 << 20).open()
     assert again.last_seq() == 0
     again.close()
+
+
+@pytest.mark.parametrize("part", ["blocks", "gone", "pools"])
+async def test_a_storage_full_batch_of_blocks_gone_reports_or_pool_states_only_is_counted_for_a_resend(
+        part: str) -> None:
+    """A batch without envelopes that the writer refused as storage_full must say so in its ack (ingestd resends a
+    batch whose ack counts STORAGE_FULL, and drops it otherwise): a batch of TxGone reports only was acked as if
+    applied, and its reports were lost."""
+    from common.pb.v1 import block_pb2, pool_pb2
+    from processd.pipeline import PendingBatch
+    from processd.storage.writer import CommitJob
+
+    loop = asyncio.get_running_loop()
+    items = {"blocks": [block_pb2.BlockEnvelope(chain_id=1, number=1)] * 2,
+             "gone": [(1, b"\x01" * 32, "s", 1)] * 2,
+             "pools": [pool_pb2.PoolState(chain_id=1)] * 2}
+    job = CommitJob(batch_seq=7, envelopes=0, received_ns=1, prepared=loop.create_future(),
+                    done=loop.create_future(), **{part: items[part]})  # type: ignore[arg-type]
+    job.storage_full = True
+    ack = PendingBatch(batch_seq=7, envelopes=(), received_ns=1, job=job).ack()
+    assert _full([ack]) == 2

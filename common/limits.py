@@ -55,7 +55,11 @@ EVENT_KINDS: MappingProxyType[str, int] = MappingProxyType({
     "tx_decoded": events_pb2.EVENT_KIND_TX_DECODED,
     "opp_detected": events_pb2.EVENT_KIND_OPP_DETECTED,
     "tx_source_seen": events_pb2.EVENT_KIND_TX_SOURCE_SEEN,
+    "tx_included": events_pb2.EVENT_KIND_TX_INCLUDED,
+    "tx_replaced": events_pb2.EVENT_KIND_TX_REPLACED,
+    "tx_dropped": events_pb2.EVENT_KIND_TX_DROPPED,
     "block": events_pb2.EVENT_KIND_BLOCK,
+    "reorg": events_pb2.EVENT_KIND_REORG,
     "pool_state": events_pb2.EVENT_KIND_POOL_STATE,
 })
 

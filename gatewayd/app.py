@@ -327,18 +327,19 @@ class Gateway:
         return json_response(await self.flights.run(key, produce, self._snapshot_ttl_s))
 
     async def transactions(self, request: Request, p: dict[str, Any]) -> HTTPResponse:
-        chain_id, limit, before = p["chain_id"], p["limit"], p["before_seq_id"]
+        chain_id, limit, before, status = p["chain_id"], p["limit"], p["before_seq_id"], p["status"]
         raw = "raw" in p["include"]
         if self._merged(p, "before_seq_id"):
             assert self.sharded is not None
             sharded = self.sharded
-            key = ("mtransactions", limit, p["cursor"], raw, _key(event_filter(p, "transactions")))
+            key = ("mtransactions", limit, p["cursor"], status, raw, _key(event_filter(p, "transactions")))
             return json_response(await self.flights.run(key, lambda: sharded.transactions(p)))
         flt = event_filter(p, "transactions")
 
         async def produce() -> bytes:
             resp = await self._client(chain_id).list_transactions(
-                query_pb2.ListTransactionsRequest(chain_id=chain_id, limit=limit, cursor=before, filter=flt)
+                query_pb2.ListTransactionsRequest(chain_id=chain_id, limit=limit, cursor=before, filter=flt,
+                                                  status=status)
             )
             return orjson.dumps(
                 {
@@ -350,7 +351,7 @@ class Gateway:
                 }
             )
 
-        return json_response(await self.flights.run(("transactions", chain_id, limit, before, raw, _key(flt)),
+        return json_response(await self.flights.run(("transactions", chain_id, limit, before, status, raw, _key(flt)),
                                                     produce))
 
     async def transactions_all(self, request: Request, p: dict[str, Any]) -> HTTPResponse:

@@ -242,8 +242,8 @@ SCHEMAS: dict[str, Any] = {
             "chain_id": INT,
             "kind": {"type": "string", "enum": list(EVENT_KINDS)},
             "tx_hash": {"type": "string", "pattern": "^0x([0-9a-f]{64})?$",
-                        "description": "32-byte hash of the transaction, lowercase 0x hex; 0x in a block or "
-                                       "pool_state event"},
+                        "description": "32-byte hash of the transaction, lowercase 0x hex; 0x in a block, reorg "
+                                       "or pool_state event"},
             "first_seen_unix_ms": MS,
             "received_unix_ms": MS,
             "source_id": STR,
@@ -255,14 +255,44 @@ SCHEMAS: dict[str, Any] = {
                  "tx_seq_id": {**INT, "description": "seq_id of the transaction's tx_seen event"}},
                 description="a later source's announcement of a stored transaction (tx_source_seen)"),
             "block": _ref("BlockEvent"),
+            "tx_included": _obj({
+                "block_number": INT, "block_hash": HASH, "index": {**INT, "description": "position in the block"},
+                "status": {"type": ["string", "null"], "enum": ["ok", "reverted", None],
+                           "description": "receipt status; null when ingestd had no receipt"},
+                "inclusion_latency_ms": {**INT, "description": "block timestamp minus first seen (0 when negative)"},
+                "tx_seq_id": INT, "block_seq_id": {**INT, "description": "seq_id of the block event"},
+                "reincluded": {**BOOL, "description": "included again after a reorg orphaned its block"},
+            }, description="a tracked pending transaction was included (tx_included)"),
+            "tx_replaced": _obj({
+                "by_hash": HASH,
+                "fee_bump_bps": {"type": "integer", "description": "the replacement's bid over this one's, basis "
+                                 "points (0 when unknown: a replacement seen only in a block)"},
+                "cancel": {**BOOL, "description": "the replacement sends 0 to the sender itself without calldata"},
+                "by_block": {**BOOL, "description": "the replacement was seen included, not pending"},
+                "tx_seq_id": INT,
+            }, description="another transaction of the same sender and nonce replaced it (tx_replaced)"),
+            "tx_dropped": _obj({
+                "reason": {"type": "string", "enum": ["expired", "evicted", "nonce_passed"]},
+                "tx_seq_id": INT,
+                "source_id": {"type": ["string", "null"], "description": "evicted: the source whose node "
+                              "no longer knew it"},
+            }, description="a tracked pending transaction settled without inclusion (tx_dropped)"),
+            "reorg": _obj({
+                "depth": {**INT, "description": "stored blocks orphaned (its height up to the highest seen)"},
+                "number": INT, "new_hash": HASH, "orphaned_hashes": _arr(HASH),
+                "unincluded": {**INT, "description": "transactions pending again"},
+                "too_deep": {**BOOL, "description": "deeper than processd's lifecycle_max_reorg_depth"},
+            }, description="a block replaced a stored block at a height already seen (reorg)"),
             "pool_state": _ref("PoolStateEvent"),
         },
         ["seq_id", "chain_id", "kind", "tx_hash", "first_seen_unix_ms", "received_unix_ms", "source_id"],
         "One event-log record; tx (tx_seen), features (tx_decoded), opportunity (opp_detected), sighting "
-        "(tx_source_seen), block (block) or pool_state (pool_state) by kind. In a tx_source_seen event, source_id "
-        "is the later source and first_seen_unix_ms the transaction's (its first source's); in a block event, "
-        "tx_hash is empty (0x), first_seen_unix_ms is when ingestd learnt of the block and source_id the source that "
-        "announced it; in a pool_state event, tx_hash is 0x, first_seen_unix_ms 0 and source_id empty.",
+        "(tx_source_seen), block (block), tx_included, tx_replaced, tx_dropped, reorg or pool_state by kind. In a "
+        "tx_source_seen event, source_id is the later source and first_seen_unix_ms the transaction's (its first "
+        "source's); in a block event, tx_hash is empty (0x), first_seen_unix_ms is when ingestd learnt of the "
+        "block and source_id the source that announced it; in a lifecycle event first_seen_unix_ms is the "
+        "transaction's, source_id the block's or the evicting node's; a reorg event has an empty tx_hash; in a "
+        "pool_state event, tx_hash is 0x, first_seen_unix_ms 0 and source_id empty.",
     ),
     "ReplayPoint": _obj({"seq_high_water": INT, "committed_unix_ms": MS, "pending_count": INT}),
     "IngestStats": _obj(
@@ -319,6 +349,17 @@ SCHEMAS: dict[str, Any] = {
                 "description": "decode coverage of the chain's recent transactions by selector, busiest first "
                                "(only with coverage_top > 0)",
             },
+            "lifecycle": _obj({
+                "pending": {**INT, "description": "pending transactions tracked now"},
+                "included": INT, "replaced": INT, "dropped": INT,
+                "included_private": {**INT, "description": "block transactions never seen pending"},
+                "reorgs": INT, "reorgs_too_deep": INT,
+                "inclusion_latency_p50_ms": INT, "inclusion_latency_p99_ms": INT,
+                "replaced_rate": {"type": "number", "minimum": 0, "description": "replaced / settled"},
+                "dropped_rate": {"type": "number", "minimum": 0, "description": "dropped / settled"},
+                "private_share": {"type": "number", "minimum": 0,
+                                  "description": "included_private / transactions of stored blocks"},
+            }, description="the chain's transaction lifecycle (tracked from its first stored block)"),
         }
     ),
     "Snapshot": _obj(
@@ -359,11 +400,18 @@ SCHEMAS: dict[str, Any] = {
             "transaction": _record("Transaction"),
             "features": {"oneOf": [_ref("FeatureRecord"), _ref("UnrenderableRecord"), {"type": "null"}]},
             "opportunities": _arr(_record("Opportunity")),
+            "status": {"type": ["string", "null"], "enum": ["pending", "included", "replaced", "dropped", None],
+                       "description": "lifecycle status; null when not tracked (stored before processd followed "
+                       "the chain's blocks, or past its tracking bound)"},
+            "history": {**_arr(_record("Event")), "description": "its lifecycle events, oldest first"},
         }
     ),
     "FeatureList": _obj({"features": _arr(_record("FeatureRecord"))}),
     "BlockEvent": _obj(
         {**_BLOCK_HEAD, "seen_pending": _SEEN_PENDING, "truncated": BOOL,
+         "included_tracked": {**INT, "description": "transactions processd tracked as pending that it included"},
+         "inclusion_latency_p50_ms": {"type": ["integer", "null"], "minimum": 0,
+                                      "description": "median inclusion latency of those; null when none"},
          "txs": _arr(_obj({"hash": HASH, "index": INT, "from": ADDR, "nonce": U64,
                            "status": {"type": ["string", "null"], "enum": ["ok", "reverted", None],
                                       "description": "receipt status; null when no receipt was fetched"},
@@ -381,7 +429,10 @@ SCHEMAS: dict[str, Any] = {
         description="A Uniswap V2-style pair's reserves as of the end of a block, as ingestd read them (issue 17)."),
     "Block": _obj({**_BLOCK_HEAD, "seq_id": {**INT, "description": "seq_id of its block event"},
                    "seen_pending": _SEEN_PENDING, "reverted": {**INT, "description": "reverted transactions"},
-                   "received_unix_ms": MS}),
+                   "received_unix_ms": MS,
+                   "inclusion_latency_p50_ms": {"type": ["integer", "null"], "minimum": 0, "description": "median "
+                                                "inclusion latency of its transactions processd tracked as pending "
+                                                "(null when none)"}}),
     "BlockList": _obj({"blocks": _arr(_ref("Block")),
                        "next_before_seq_id": {**INT, "description": "before_seq_id of the next page; 0 = none"}}),
     "OpportunityList": _obj({"opportunities": _arr(_record("Opportunity"))}),

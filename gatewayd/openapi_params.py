@@ -18,6 +18,7 @@ from common.chains import KNOWN_CHAINS, MAX_CHAIN_ID
 from gatewayd.params import (
     EVENT_KINDS,
     INCLUDES,
+    LIFECYCLE_STATUSES,
     MAX_CHAIN_CHARS,
     MAX_INCLUDE_CHARS,
     MAX_INCLUDE_VALUES,
@@ -165,6 +166,8 @@ def param_schema(spec: ParamSpec) -> dict[str, Any]:
         }
     if spec.kind == "token":
         return {"type": "string", "pattern": f"^{TOKEN_RE}$", "maxLength": MAX_TOKEN_CHARS}
+    if spec.kind == "status":
+        return {"type": "string", "enum": list(LIFECYCLE_STATUSES)}
     if spec.kind == "uint256":
         # A decimal string: JSON numbers (and orjson) stop at 64 bits.
         return {"type": "string", "pattern": f"^{uint_pattern(0, UINT256_MAX)}$", "maxLength": 78, "default": "0"}

@@ -205,12 +205,18 @@ def event_filter(p: Mapping[str, Any], route: str) -> query_pb2.EventFilter | No
     return f if f.ByteSize() else None
 
 
+#: The lifecycle statuses /transactions filters by (``status=``), REST name -> TxLifecycleStatus.
+LIFECYCLE_STATUSES: Mapping[str, int] = {
+    "pending": query_pb2.TX_LIFECYCLE_STATUS_PENDING, "included": query_pb2.TX_LIFECYCLE_STATUS_INCLUDED,
+    "replaced": query_pb2.TX_LIFECYCLE_STATUS_REPLACED, "dropped": query_pb2.TX_LIFECYCLE_STATUS_DROPPED}
+
+
 @dataclass(frozen=True, slots=True)
 class ParamSpec:
     """One query parameter: how to parse it, its default and its documentation."""
 
     name: str
-    #: "chain", "uint", "cursor", "token" (an opaque cursor), "kinds", "include", "uint256" or a list kind
+    #: "chain", "uint", "cursor", "token" (an opaque cursor), "kinds", "include", "uint256", "status" or a list kind
     #: ("addresses", "methods", "protocols": ``maximum`` is then the most values).
     kind: str
     description: str
@@ -240,6 +246,11 @@ class ParamSpec:
             return parse_list(self.name, self.kind, value, self.maximum)
         if self.kind == "uint256":
             return parse_uint256(self.name, value)
+        if self.kind == "status":
+            if value not in LIFECYCLE_STATUSES:
+                raise ParamError("invalid_status", f"{self.name} must be one of {', '.join(LIFECYCLE_STATUSES)}, "
+                                 f"got {value[:40]!r}", self.name)
+            return LIFECYCLE_STATUSES[value]
         code = "invalid_cursor" if self.kind == "cursor" else "out_of_range"
         return parse_uint(self.name, value, self.minimum, self.maximum, code)
 
@@ -341,6 +352,9 @@ ROUTE_PARAMS: dict[str, dict[str, ParamSpec]] = {
             "of the previous page (a page of big transactions is cut short by size: truncated).",
             0,
         ),
+        ParamSpec("status", "status", "Only transactions in this lifecycle status: pending, included, replaced or "
+                  "dropped (omit for any). A status-filtered page examines at most processd's scan bound and says "
+                  "where to go on (next_before_seq_id).", 0),
         _include(),
         *_filters(),
     ),

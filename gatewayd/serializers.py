@@ -236,6 +236,8 @@ def event_json(e: events_pb2.Event, include_raw: bool = False) -> dict[str, Any]
                            "tx_seq_id": seen.tx_seq_id}
     elif body == "block":
         out["block"] = block_event_json(e.block)
+    elif body in _LIFE_BODIES:
+        out[body] = lifecycle_body_json(e)
     elif body == "pool_state":
         out["pool_state"] = pool_state_json(e.pool_state.state)
     return out
@@ -251,6 +253,32 @@ def pool_state_json(state: pool_pb2.PoolState) -> dict[str, Any]:
 
 
 TX_STATUS_NAMES = _enum_names(block_pb2.TxStatus, "TX_STATUS_")
+DROP_REASON_NAMES = _enum_names(events_pb2.DropReason, "DROP_REASON_")
+LIFECYCLE_STATUS_NAMES = _enum_names(query_pb2.TxLifecycleStatus, "TX_LIFECYCLE_STATUS_")
+_LIFE_BODIES = frozenset(("tx_included", "tx_replaced", "tx_dropped", "reorg"))
+
+
+def lifecycle_body_json(e: events_pb2.Event) -> dict[str, Any]:
+    """The body of a lifecycle event (``tx_included``, ``tx_replaced``, ``tx_dropped`` or ``reorg``)."""
+    body = e.WhichOneof("body")
+    if body == "tx_included":
+        i = e.tx_included
+        return {"block_number": i.block_number, "block_hash": "0x" + i.block_hash.hex(), "index": i.index,
+                "status": TX_STATUS_NAMES.get(i.status) if i.status else None,
+                "inclusion_latency_ms": i.inclusion_latency_ms, "tx_seq_id": i.tx_seq_id,
+                "block_seq_id": i.block_seq_id, "reincluded": i.reincluded}
+    if body == "tx_replaced":
+        r = e.tx_replaced
+        return {"by_hash": "0x" + r.by_hash.hex(), "fee_bump_bps": r.fee_bump_bps, "cancel": r.cancel,
+                "by_block": r.by_block, "tx_seq_id": r.tx_seq_id}
+    if body == "tx_dropped":
+        d = e.tx_dropped
+        return {"reason": enum_name(DROP_REASON_NAMES, d.reason), "tx_seq_id": d.tx_seq_id,
+                "source_id": d.source_id or None}
+    g = e.reorg
+    return {"depth": g.depth, "number": g.number, "new_hash": "0x" + g.new_hash.hex(),
+            "orphaned_hashes": ["0x" + h.hex() for h in g.orphaned_hashes], "unincluded": g.unincluded,
+            "too_deep": g.too_deep}
 
 
 def _block_head(b: Any) -> dict[str, Any]:
@@ -266,6 +294,8 @@ def block_event_json(seen: events_pb2.BlockSeen) -> dict[str, Any]:
     block = seen.block
     out = _block_head(block)
     out["seen_pending"] = seen.seen_pending
+    out["included_tracked"] = seen.included_tracked
+    out["inclusion_latency_p50_ms"] = seen.inclusion_latency_p50_ms or None
     out["truncated"] = block.truncated
     out["txs"] = [{"hash": "0x" + t.hash.hex(), "index": t.index, "from": "0x" + t.sender.hex(),
                    "nonce": str(t.nonce), "status": TX_STATUS_NAMES.get(t.status) if t.status else None,
@@ -278,7 +308,8 @@ def block_json(b: query_pb2.ListBlocksBlock) -> dict[str, Any]:
     """One block of ``/blocks/recent``."""
     out = _block_head(b)
     out.update({"seq_id": b.seq_id, "seen_pending": b.seen_pending, "reverted": b.reverted,
-                "received_unix_ms": b.received_unix_ns // _NS_PER_MS})
+                "received_unix_ms": b.received_unix_ns // _NS_PER_MS,
+                "inclusion_latency_p50_ms": b.inclusion_latency_p50_ms or None})
     return out
 
 
@@ -334,7 +365,17 @@ def chain_totals_json(c: query_pb2.ChainTotals) -> dict[str, Any]:
                         for s in c.sources],
         "selector_coverage": [{"selector": "0x" + s.selector.hex(), "method": s.method, "decoded": s.decoded,
                                "failed": s.failed, "unknown": s.unknown} for s in c.selector_coverage],
+        "lifecycle": lifecycle_totals_json(c.lifecycle),
     }
+
+
+def lifecycle_totals_json(t: query_pb2.LifecycleTotals) -> dict[str, Any]:
+    """A chain's lifecycle figures (snapshot)."""
+    return {"pending": t.pending, "included": t.included, "replaced": t.replaced, "dropped": t.dropped,
+            "included_private": t.included_private, "reorgs": t.reorgs, "reorgs_too_deep": t.reorgs_too_deep,
+            "inclusion_latency_p50_ms": t.inclusion_latency_p50_ms,
+            "inclusion_latency_p99_ms": t.inclusion_latency_p99_ms,
+            "replaced_rate": t.replaced_rate, "dropped_rate": t.dropped_rate, "private_share": t.private_share}
 
 
 def snapshot_json(
@@ -377,4 +418,6 @@ def transaction_detail_json(
         "transaction": render_tx(r.transaction),
         "features": render_feature(r.features) if r.HasField("features") else None,
         "opportunities": [render_opportunity(o) for o in r.opportunities],
+        "status": enum_name(LIFECYCLE_STATUS_NAMES, r.status) if r.status else None,
+        "history": [event_json(e) for e in r.history],
     }

@@ -101,7 +101,7 @@ class ShardedReads:
         flt = event_filter(p, "transactions")
         start = self.positions(p, "tx", 0)
         got = await self.gather(lambda c, i: c.list_transactions(query_pb2.ListTransactionsRequest(
-            limit=limit, cursor=start[i], filter=flt)), [pos == EXHAUSTED for pos in start])
+            limit=limit, cursor=start[i], filter=flt, status=p["status"])), [pos == EXHAUSTED for pos in start])
         pages = [None if r is None else ShardPage(r.transactions, bool(r.next_cursor), r.next_cursor)
                  for r in got.answers]
         merged = merge_page(pages, _tx_time, limit)

@@ -31,6 +31,7 @@ from typing import Any
 from common.pb.v1 import pool_pb2, tx_pb2
 from common.rawtx import keccak256
 from ingestd.config import V2Router
+from ingestd.errors import IngestdError
 from ingestd.fetcher import BatchFetcher, FetchError
 from ingestd.metrics import PoolStats
 
@@ -54,8 +55,9 @@ _GET_RESERVES = "getReserves()"
 _SYNC = "Sync(uint112,uint112)"
 
 
-class PathError(ValueError):
-    """Calldata of a V2 swap method whose path argument does not decode."""
+class PathError(IngestdError, ValueError):
+    """Calldata of a V2 swap method whose path argument does not decode (not retriable: the calldata is what it is;
+    still a ValueError, as it was)."""
 
 
 def swap_selectors() -> dict[bytes, int]:

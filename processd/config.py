@@ -71,6 +71,16 @@ class ProcessdConfig:
     #: Sources kept per transaction, the first included (further TxSightings are counted as over_limit), and
     #: distinct sources whose first-seen wins are counted per chain (further ones are counted as "~other").
     max_sources_per_tx: int = 16
+    #: Transaction lifecycle (issue 16): tracked from a chain's first stored block. Off: blocks are stored, no
+    #: lifecycle event is derived.
+    lifecycle_enabled: bool = True
+    #: A tracked pending transaction not included within this time of its first seen, by block time, is dropped
+    #: as expired (evaluated when a block of its chain is committed).
+    lifecycle_ttl_ms: int = 3_600_000
+    #: Pending transactions tracked over all chains; past it new ones stay untracked (counted: overflow).
+    lifecycle_max_pending: int = 200_000
+    #: Blocks per chain the lifecycle keeps to undo a reorg; deeper reorgs are recorded as too_deep.
+    lifecycle_max_reorg_depth: int = 64
     max_sources_per_chain: int = 64
     recent_tx_per_chain: int = 2000
     recent_features: int = 2000
@@ -253,6 +263,11 @@ def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None
         disk_full_retry_ms=_pick_int(args.disk_full_retry_ms, "disk_full_retry_ms", d.disk_full_retry_ms, source, 1),
         abi_dir=_abi_dir(args.abi_dir, source),
         valuation_venues_file=_venues_file(args.valuation_venues_file, source),
+        lifecycle_enabled=source.get_bool("lifecycle_enabled", d.lifecycle_enabled),
+        lifecycle_ttl_ms=_pick_int(None, "lifecycle_ttl_ms", d.lifecycle_ttl_ms, source, 1000),
+        lifecycle_max_pending=_pick_int(None, "lifecycle_max_pending", d.lifecycle_max_pending, source, 1),
+        lifecycle_max_reorg_depth=_pick_int(None, "lifecycle_max_reorg_depth", d.lifecycle_max_reorg_depth, source,
+                                            1),
     )
     if cfg.map_max_size_mb < cfg.map_size_mb:
         raise ConfigError(f"map_max_size_mb ({cfg.map_max_size_mb}) must be >= map_size_mb ({cfg.map_size_mb})")

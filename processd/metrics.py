@@ -29,8 +29,11 @@ _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 
 # Label values known at start, so that their series exist at zero before anything happens (rate() and alerts
 # then see a 0, not an absent series). The names are those the counting code uses (see each comment).
-_EVENT_KINDS = ("tx_seen", "tx_decoded", "opp_detected", "tx_source_seen", "block",
-                "pool_state")  # pipeline._KIND_NAMES
+_EVENT_KINDS = ("tx_seen", "tx_decoded", "opp_detected", "tx_source_seen", "block", "tx_included", "tx_replaced",
+                "tx_dropped", "reorg", "pool_state")  # pipeline._KIND_NAMES
+_GONE_OUTCOMES = ("applied", "ignored", "invalid")  # pipeline: check_gone, _life_metrics
+#: Inclusion latency buckets, seconds (a block every 0.25-12 s; a transaction may wait minutes to hours).
+_INCLUSION_BUCKETS = (0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600)
 _BLOCK_OUTCOMES = ("stored", "duplicate", "invalid")  # pipeline: check_blocks, committed
 _OUTCOMES = ("accepted", "duplicate_or_rejected")  # pipeline.IngestPipeline.committed
 _REJECT_REASONS = (*REASON_NAMES.values(), "malformed_batch")  # validation + ingest_service
@@ -67,12 +70,8 @@ class ProcessdMetrics:
         self.blocks = Counter(f"{PREFIX}blocks", "Blocks (TxBatch.blocks) by chain and outcome: stored, "
                               "duplicate (already stored: a resend or a second source), invalid (malformed, chain "
                               "not served)", ["chain_id", "outcome"], registry=r)
-        self.valuation_pools = Counter(f"{PREFIX}valuation_pools", "Pool reserves looked up for the valuation of "
-                                       "V2 router swaps before their analysis, by outcome: found, unknown (the "
-                                       "reserve source does not know the pair)", ["outcome"], registry=r)
-        self.valuation_pair_cache = Gauge(f"{PREFIX}valuation_pair_cache_entries", "Entries of the pipeline's "
-                                          "pair-address cache (CREATE2, bounded: emptied at 65536)", registry=r)
         self._pool_metrics(r)
+        self._lifecycle_metrics(r)
         self.analysis_errors = Counter(f"{PREFIX}analysis_errors", "Transactions whose analysis raised (stored "
                                        "undecoded)", registry=r)
         self.pruned = Counter(f"{PREFIX}pruned_events", "Events removed by retention", registry=r)
@@ -120,6 +119,7 @@ class ProcessdMetrics:
                                   registry=r)
         add_process_collectors(r)
         _zero(self.events, _EVENT_KINDS)
+        _zero(self.lifecycle_gone, _GONE_OUTCOMES)
         _zero(self.envelopes, _OUTCOMES)
         _zero(self.rejects, _REJECT_REASONS)
         _zero(self.sightings, SIGHTING_OUTCOMES)
@@ -130,7 +130,13 @@ class ProcessdMetrics:
         _zero(self.bad_requests, _QUERY_RPCS)
 
     def _pool_metrics(self, r: CollectorRegistry) -> None:
-        """The pool state path's metrics (issue 17): pool states by outcome, the pool read model's bound."""
+        """The pool state path's metrics (issue 17): pool states by outcome, the pool read model's bound, the
+        valuation's reserve lookups."""
+        self.valuation_pools = Counter(f"{PREFIX}valuation_pools", "Pool reserves looked up for the valuation of "
+                                       "V2 router swaps before their analysis, by outcome: found, unknown (the "
+                                       "reserve source does not know the pair)", ["outcome"], registry=r)
+        self.valuation_pair_cache = Gauge(f"{PREFIX}valuation_pair_cache_entries", "Entries of the pipeline's "
+                                          "pair-address cache (CREATE2, bounded: emptied at 65536)", registry=r)
         self.pool_states = Counter(f"{PREFIX}pool_states", "Pool states (TxBatch.pools) by outcome: stored (a "
                                    "POOL_STATE event), duplicate (already stored: a resend or another ingestd's copy), "
                                    "invalid (malformed, chain not served)",
@@ -141,6 +147,28 @@ class ProcessdMetrics:
                                                "did not take (a block not newer than the one it holds for the pair)",
                                                registry=r)
         _zero(self.pool_states, _BLOCK_OUTCOMES)  # pipeline: check_pools, committed (same outcomes as blocks)
+
+    def _lifecycle_metrics(self, r: CollectorRegistry) -> None:
+        """The transaction lifecycle's metrics (issue 16)."""
+        self.lifecycle = Counter(f"{PREFIX}lifecycle", "Tracked pending transactions settled, by chain and outcome: "
+                                 "included, replaced, dropped_expired, dropped_evicted, dropped_nonce_passed",
+                                 ["chain_id", "outcome"], registry=r)
+        self.inclusion_latency = Histogram(f"{PREFIX}inclusion_latency_seconds", "Block timestamp minus first "
+                                           "seen of the tracked transactions a block included, by chain",
+                                           ["chain_id"], buckets=_INCLUSION_BUCKETS, registry=r)
+        self.reorgs = Counter(f"{PREFIX}reorgs", "Reorgs seen, by chain and depth bucket (1, 2, 3-5, 6-15, 16+, "
+                              "too_deep: deeper than lifecycle_max_reorg_depth)", ["chain_id", "depth"], registry=r)
+        self.lifecycle_tracked = Gauge(f"{PREFIX}lifecycle_tracked_pending", "Pending transactions the lifecycle "
+                                       "tracks (all chains)", registry=r)
+        self.lifecycle_tracked_max = Gauge(f"{PREFIX}lifecycle_tracked_pending_max", "Bound of "
+                                           "lifecycle_tracked_pending (lifecycle_max_pending)", registry=r)
+        self.lifecycle_overflow = Counter(f"{PREFIX}lifecycle_overflow", "Pending transactions left untracked "
+                                          "because lifecycle_max_pending was reached", registry=r)
+        self.lifecycle_gone = Counter(f"{PREFIX}lifecycle_gone", "TxGone reports by outcome: applied (a tracked "
+                                      "transaction dropped as evicted), ignored (not tracked), invalid (malformed)",
+                                      ["outcome"], registry=r)
+        self.lifecycle_rebuild_seconds = Gauge(f"{PREFIX}lifecycle_rebuild_seconds", "Time the last rebuild of "
+                                               "the lifecycle state from the log took", registry=r)
 
     def serve(self, host: str, port: int) -> None:
         """Starts the /metrics HTTP endpoint (a daemon thread of prometheus-client)."""

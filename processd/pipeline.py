@@ -48,6 +48,7 @@ from processd.analysis.valuation.state import ReserveSource, WireReserves, to_wi
 from processd.analysis.valuation.value import gather
 from processd.errors import ProcessdError
 from processd.metrics import ProcessdMetrics
+from processd.storage.lifewrite import Gone
 from processd.storage.logwrite import Sighting
 from processd.storage.records import CommitResult
 from processd.storage.writer import CommitJob, CommitListener, CommitWriter
@@ -67,7 +68,11 @@ MAX_SESSIONS_PER_STREAM = 64
 _KIND_NAMES: dict[int, str] = {events_pb2.EVENT_KIND_TX_SEEN: "tx_seen", events_pb2.EVENT_KIND_TX_DECODED: "tx_decoded",
                                events_pb2.EVENT_KIND_OPP_DETECTED: "opp_detected",
                                events_pb2.EVENT_KIND_TX_SOURCE_SEEN: "tx_source_seen",
-                               events_pb2.EVENT_KIND_BLOCK: "block", events_pb2.EVENT_KIND_POOL_STATE: "pool_state"}
+                               events_pb2.EVENT_KIND_BLOCK: "block",
+                               events_pb2.EVENT_KIND_TX_INCLUDED: "tx_included",
+                               events_pb2.EVENT_KIND_TX_REPLACED: "tx_replaced",
+                               events_pb2.EVENT_KIND_TX_DROPPED: "tx_dropped", events_pb2.EVENT_KIND_REORG: "reorg",
+                               events_pb2.EVENT_KIND_POOL_STATE: "pool_state"}
 #: Transactions one block may list (ingestd sends at most its max_block_txs, 10,000 by default): the writer does a
 #: point read per transaction (seen_pending), so this bounds one block's cost in the commit.
 MAX_BLOCK_TXS = 20_000
@@ -106,6 +111,8 @@ class PendingBatch:
     blocks_invalid: int = 0
     #: Pool states of the batch refused on receipt (malformed, chain not served), never stored.
     pools_invalid: int = 0
+    #: TxGone reports of the batch refused on receipt (malformed), never applied.
+    gone_invalid: int = 0
 
     async def acked(self) -> ingest_pb2.IngestAck:
         """The batch's ack once its commit is durable; raises WriterStoppedError when it was not stored."""
@@ -118,7 +125,8 @@ class PendingBatch:
         job = self.job
         if job is None:
             return ingest_pb2.IngestAck(batch_seq=self.batch_seq, sightings_ignored=self.sightings_invalid,
-                                        blocks_ignored=self.blocks_invalid, pools_ignored=self.pools_invalid)
+                                        blocks_ignored=self.blocks_invalid, gone_ignored=self.gone_invalid,
+                                        pools_ignored=self.pools_invalid)
         rejected = self.rejected
         if job.storage_full and (job.envelopes or job.blocks or job.pools):
             # (its blocks and pool states count too: a batch of them only must also be resent, not taken as acked)
@@ -138,6 +146,8 @@ class PendingBatch:
             blocks_ignored=self.blocks_invalid + job.blocks_duplicate,
             pools_stored=job.pools_stored,
             pools_ignored=self.pools_invalid + job.pools_duplicate,
+            gone_stored=job.gone_stored,
+            gone_ignored=self.gone_invalid + job.gone_ignored,
         )
 
 
@@ -166,6 +176,7 @@ class IngestPipeline:
         self._admitted_through: asyncio.Future[None] | None = None
         self._stats_log = RateLimitedLog()
         self._grows_seen = 0
+        self._overflow_seen = 0
         models.ingest_stats.on_reject = self._stats_rejected
 
     # ---- receipt (parse) ---------------------------------------------------------------------------------
@@ -195,20 +206,23 @@ class IngestPipeline:
                                      f"chars, {len(stream.sessions)} sessions on the stream")
         sightings, bad_sightings = self.check_sightings(batch) if batch.sightings else ([], 0)
         blocks, bad_blocks = self.check_blocks(batch) if batch.blocks else ([], 0)
+        gone, bad_gone = self.check_gone(batch) if batch.gone else ([], 0)
         pools, bad_pools = self.check_pools(batch) if batch.pools else ([], 0)
         pending = PendingBatch(batch_seq=batch.batch_seq, envelopes=batch.envelopes, received_ns=0,
-                               sightings_invalid=bad_sightings, blocks_invalid=bad_blocks, pools_invalid=bad_pools)
-        if batch.envelopes or sightings or blocks or pools:
+                               sightings_invalid=bad_sightings, blocks_invalid=bad_blocks, gone_invalid=bad_gone,
+                               pools_invalid=bad_pools)
+        if batch.envelopes or sightings or blocks or gone or pools:
             pending.received_ns = time.time_ns()
             loop = asyncio.get_running_loop()
             if batch.envelopes:
                 prepared = self._prepare(pending, raw, self._reserves(batch))
-            else:  # a batch of sightings, blocks or pool states only: nothing to prepare
+            else:  # a batch of sightings, blocks, TxGone reports or pool states only: nothing to prepare
                 prepared = loop.create_future()
                 prepared.set_result(BatchColumns(b"", 0, [], [], [], [], [], [], [], [], {}, {}, {}))
             pending.job = CommitJob(batch_seq=batch.batch_seq, envelopes=len(batch.envelopes),
                                     received_ns=pending.received_ns, prepared=prepared, done=loop.create_future(),
-                                    sightings=sightings, blocks=blocks, pools=pools)
+                                    sightings=sightings, blocks=blocks, gone=gone, tx_envelopes=batch.envelopes,
+                                    pools=pools)
             await self.writer.submit(pending.job)
         return pending
 
@@ -253,6 +267,19 @@ class IngestPipeline:
         bad = len(batch.sightings) - len(good)
         if bad:
             self._metrics.sightings.labels("invalid").inc(bad)
+        return good, bad
+
+    def check_gone(self, batch: ingest_pb2.TxBatch) -> tuple[list[Gone], int]:
+        """The batch's well-formed TxGone reports, and the number of malformed ones
+        (``mempulse_processd_lifecycle_gone_total{outcome="invalid"}``, acked as ignored)."""
+        good: list[Gone] = []
+        for g in batch.gone:
+            if (len(g.hash) == 32 and 0 < g.chain_id <= MAX_CHAIN_ID and len(g.source_id) <= MAX_SOURCE_ID_CHARS
+                    and g.reason == ingest_pb2.GONE_REASON_EVICTED):
+                good.append((g.chain_id, g.hash, g.source_id, g.seen_unix_ns))
+        bad = len(batch.gone) - len(good)
+        if bad:
+            self._metrics.lifecycle_gone.labels("invalid").inc(bad)
         return good, bad
 
     def check_blocks(self, batch: ingest_pb2.TxBatch) -> tuple[list[block_pb2.BlockEnvelope], int]:
@@ -404,6 +431,8 @@ class IngestPipeline:
             m.events.labels(_KIND_NAMES[events_pb2.EVENT_KIND_POOL_STATE]).inc(len(result.pool_states))
             m.pool_states.labels("stored").inc(len(result.pool_states))
             m.pool_states.labels("duplicate").inc(result.pool_duplicates)
+        if result.life_events or result.gone_applied or result.gone_ignored or result.life_pending:
+            self._life_metrics(result)
         if result.sightings.get("stored"):
             m.events.labels(_KIND_NAMES[events_pb2.EVENT_KIND_TX_SOURCE_SEEN]).inc(result.sightings["stored"])
         if result.analysis_errors:
@@ -413,3 +442,55 @@ class IngestPipeline:
         if self.writer.map_grows:
             m.map_grows.inc(self.writer.map_grows - self._grows_seen)
             self._grows_seen = self.writer.map_grows
+
+    def _life_metrics(self, result: CommitResult) -> None:
+        """The lifecycle's metrics of one commit: events by kind, outcomes, latencies, reorgs, tracked gauge (from
+        ``CommitResult.life_info``: no event is parsed here)."""
+        m = self._metrics
+        kinds: dict[int, int] = {}
+        outcomes: dict[tuple[int, str], int] = {}
+        latencies: dict[int, list[int]] = {}
+        for chain_id, kind, detail in result.life_info:
+            kinds[kind] = kinds.get(kind, 0) + 1
+            if kind == events_pb2.EVENT_KIND_TX_INCLUDED:
+                outcome = "included"
+                latencies.setdefault(chain_id, []).append(detail)
+            elif kind == events_pb2.EVENT_KIND_TX_REPLACED:
+                outcome = "replaced"
+            elif kind == events_pb2.EVENT_KIND_TX_DROPPED:
+                outcome = "dropped_" + _DROP_NAMES.get(detail, "unknown")
+            else:
+                m.reorgs.labels(str(chain_id), reorg_bucket(detail // 2, bool(detail & 1))).inc()
+                continue
+            outcomes[(chain_id, outcome)] = outcomes.get((chain_id, outcome), 0) + 1
+        for kind, n in kinds.items():
+            m.events.labels(_KIND_NAMES[kind]).inc(n)
+        for (chain_id, outcome), n in outcomes.items():
+            m.lifecycle.labels(str(chain_id), outcome).inc(n)
+        for chain_id, values in latencies.items():
+            histogram = m.inclusion_latency.labels(str(chain_id))
+            for ms in values:
+                histogram.observe(ms / 1000)
+        m.lifecycle_gone.labels("applied").inc(result.gone_applied)
+        m.lifecycle_gone.labels("ignored").inc(result.gone_ignored)
+        life = self.writer.life
+        if life is not None:
+            m.lifecycle_tracked.set(life.tracker.tracked)
+            overflow = life.tracker.counts["overflow"]
+            if overflow > self._overflow_seen:
+                m.lifecycle_overflow.inc(overflow - self._overflow_seen)
+            self._overflow_seen = overflow
+
+
+_DROP_NAMES: dict[int, str] = {events_pb2.DROP_REASON_EXPIRED: "expired", events_pb2.DROP_REASON_EVICTED: "evicted",
+               events_pb2.DROP_REASON_NONCE_PASSED: "nonce_passed"}
+
+
+def reorg_bucket(depth: int, too_deep: bool) -> str:
+    """The ``depth`` label of ``mempulse_processd_reorgs_total``: 1, 2, 3-5, 6-15, 16+ or too_deep."""
+    if too_deep:
+        return "too_deep"
+    for top, label in ((1, "1"), (2, "2"), (5, "3-5"), (15, "6-15")):
+        if depth <= top:
+            return label
+    return "16+"

@@ -6,14 +6,18 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import lmdb
 import pytest
 
 from common.pb.v1 import events_pb2
 from common.testing.replay_digest import ROOT, digest_tree, first_differences, zero_varint_fields
-from common.testing.replay_input import CHAINS, SECOND_SOURCE, pool_state_batches, read_recording
+from common.testing.replay_input import CHAINS, SECOND_SOURCE, pool_state_batches, read_recording, with_lifecycle
 from processd.views.pools import well_formed
+from tests.reliability._support import audit_log
 
 pytestmark = pytest.mark.integration
+LIFE_KINDS = {events_pb2.EVENT_KIND_TX_INCLUDED, events_pb2.EVENT_KIND_TX_REPLACED, events_pb2.EVENT_KIND_TX_DROPPED,
+              events_pb2.EVENT_KIND_REORG}
 
 
 def test_the_recording_holds_what_the_digest_needs() -> None:
@@ -68,3 +72,42 @@ def test_the_digest_covers_pool_states(tmp_path: Path) -> None:
     changed = digest_tree(ROOT, mutated, tmp_path / "mutated")
     differing = first_differences(first, changed)
     assert "lmdb:events" in differing and "query:ScanEvents" in differing and "lmdb:pools" not in differing
+
+
+def test_lifecycle_replays_to_the_same_digest(tmp_path: Path) -> None:
+    """The recording with blocks, TxGone reports and a reorg around it (issue 16): every lifecycle kind and reason
+    is stored, and a second run gives the same digest (lifecycle results depend on the log only, never the wall
+    clock or commit grouping)."""
+    batches = with_lifecycle(read_recording())
+    first = digest_tree(ROOT, batches, tmp_path / "first")
+    second = digest_tree(ROOT, batches, tmp_path / "second")
+    assert first.hexdigest() == second.hexdigest(), first_differences(first, second)
+    assert first.parts["lmdb:tx_life"]
+    env = lmdb.open(str(tmp_path / "first" / "data"), readonly=True, lock=False, max_dbs=16)
+    try:
+        with env.begin(db=env.open_db(b"events", create=False)) as txn:
+            events = [events_pb2.Event.FromString(bytes(v[1:])) for _, v in txn.cursor() if v[0] in LIFE_KINDS]
+    finally:
+        env.close()
+    assert {e.kind for e in events} == LIFE_KINDS
+    assert {e.tx_dropped.reason for e in events if e.kind == events_pb2.EVENT_KIND_TX_DROPPED} == {
+        events_pb2.DROP_REASON_EXPIRED, events_pb2.DROP_REASON_EVICTED, events_pb2.DROP_REASON_NONCE_PASSED}
+    assert any(e.tx_included.reincluded for e in events) and any(e.tx_replaced.by_block for e in events)
+    audit_log(tmp_path / "first" / "data").assert_clean()
+
+
+def test_lifecycle_and_pool_states_in_one_log(tmp_path: Path) -> None:
+    """Both later event families in one input (the lifecycle around the recording, pool states after it): every
+    kind is stored next to the other, both indexes are filled and the log's invariants hold."""
+    batches = with_lifecycle(read_recording())
+    batches += pool_state_batches(max(b.batch_seq for b in batches) + 1)
+    run = digest_tree(ROOT, batches, tmp_path / "both")
+    assert run.parts["lmdb:tx_life"] and run.parts["lmdb:pools"]
+    env = lmdb.open(str(tmp_path / "both" / "data"), readonly=True, lock=False, max_dbs=16)
+    try:
+        with env.begin(db=env.open_db(b"events", create=False)) as txn:
+            kinds = {v[0] for _, v in txn.cursor()}
+    finally:
+        env.close()
+    assert kinds >= LIFE_KINDS | {events_pb2.EVENT_KIND_BLOCK, events_pb2.EVENT_KIND_POOL_STATE}
+    audit_log(tmp_path / "both" / "data").assert_clean()

@@ -15,14 +15,19 @@ from common.client.records import (
     Authorization,
     ChainTotals,
     DecodedArg,
+    Dropped,
     Event,
     EventKind,
     EventPage,
     FeatureRecord,
     Features,
     FeatureSummary,
+    Included,
+    LifecycleTotals,
     Opportunity,
     PoolState,
+    Reorg,
+    Replaced,
     ReplayPoint,
     Sighting,
     Snapshot,
@@ -32,7 +37,7 @@ from common.client.records import (
     TransactionDetail,
     TransactionPage,
 )
-from common.pb.v1 import events_pb2, ingest_pb2, pool_pb2, query_pb2, tx_pb2
+from common.pb.v1 import block_pb2, events_pb2, ingest_pb2, pool_pb2, query_pb2, tx_pb2
 
 #: protobuf EventKind value -> the client's EventKind, and back.
 KIND_FROM_PB: dict[events_pb2.EventKind, EventKind] = {
@@ -40,6 +45,10 @@ KIND_FROM_PB: dict[events_pb2.EventKind, EventKind] = {
     events_pb2.EVENT_KIND_TX_DECODED: EventKind.TX_DECODED,
     events_pb2.EVENT_KIND_OPP_DETECTED: EventKind.OPP_DETECTED,
     events_pb2.EVENT_KIND_TX_SOURCE_SEEN: EventKind.TX_SOURCE_SEEN,
+    events_pb2.EVENT_KIND_TX_INCLUDED: EventKind.TX_INCLUDED,
+    events_pb2.EVENT_KIND_TX_REPLACED: EventKind.TX_REPLACED,
+    events_pb2.EVENT_KIND_TX_DROPPED: EventKind.TX_DROPPED,
+    events_pb2.EVENT_KIND_REORG: EventKind.REORG,
     events_pb2.EVENT_KIND_POOL_STATE: EventKind.POOL_STATE,
 }
 KIND_TO_PB: dict[EventKind, events_pb2.EventKind] = {kind: value for value, kind in KIND_FROM_PB.items()}
@@ -199,6 +208,15 @@ def event(msg: events_pb2.Event) -> Event | None:
         )
         if body == "tx_source_seen"
         else None,
+        included=_included(msg.tx_included) if body == "tx_included" else None,
+        replaced=Replaced(_hex(msg.tx_replaced.by_hash), msg.tx_replaced.fee_bump_bps, msg.tx_replaced.cancel,
+                          msg.tx_replaced.by_block, msg.tx_replaced.tx_seq_id) if body == "tx_replaced" else None,
+        dropped=Dropped(_enum_name(events_pb2.DropReason, msg.tx_dropped.reason, "DROP_REASON_"),
+                        msg.tx_dropped.tx_seq_id, msg.tx_dropped.source_id) if body == "tx_dropped" else None,
+        reorg=Reorg(msg.reorg.depth, msg.reorg.number, _hex(msg.reorg.new_hash),
+                    tuple(_hex(h) for h in msg.reorg.orphaned_hashes), msg.reorg.unincluded, msg.reorg.too_deep)
+        if body == "reorg"
+        else None,
         pool_state=pool_state(msg.pool_state.state) if body == "pool_state" else None,
     )
 
@@ -213,6 +231,12 @@ def pool_state(msg: pool_pb2.PoolState) -> PoolState:
     )
 
 
+def _included(msg: events_pb2.TxIncluded) -> Included:
+    status = _enum_name(block_pb2.TxStatus, msg.status, "TX_STATUS_") if msg.status else None
+    return Included(msg.block_number, _hex(msg.block_hash), msg.index, status, msg.inclusion_latency_ms,
+                    msg.tx_seq_id, msg.block_seq_id, msg.reincluded)
+
+
 def events(msgs: Any) -> tuple[Event, ...]:
     """The known-kind :class:`Event` s of a repeated ``Event`` field, in order."""
     out = (event(m) for m in msgs)
@@ -225,6 +249,8 @@ def transaction_detail(msg: query_pb2.GetTransactionResponse) -> TransactionDeta
         transaction=stored_tx(msg.transaction),
         features=feature_record(msg.features) if msg.HasField("features") else None,
         opportunities=tuple(opportunity(o) for o in msg.opportunities),
+        status=_enum_name(query_pb2.TxLifecycleStatus, msg.status, "TX_LIFECYCLE_STATUS_") if msg.status else None,
+        history=events(msg.history),
     )
 
 
@@ -255,7 +281,15 @@ def chain_totals(msg: query_pb2.ChainTotals) -> ChainTotals:
         replay=replay_point(msg.replay),
         drop_ratio=msg.drop_ratio,
         sources=tuple(SourceStanding(s.source_id, s.first_seen_wins, s.seen) for s in msg.sources),
+        lifecycle=lifecycle_totals(msg.lifecycle),
     )
+
+
+def lifecycle_totals(msg: query_pb2.LifecycleTotals) -> LifecycleTotals:
+    """:class:`LifecycleTotals` from its message."""
+    return LifecycleTotals(msg.pending, msg.included, msg.replaced, msg.dropped, msg.included_private, msg.reorgs,
+                           msg.reorgs_too_deep, msg.inclusion_latency_p50_ms, msg.inclusion_latency_p99_ms,
+                           msg.replaced_rate, msg.dropped_rate, msg.private_share)
 
 
 def snapshot(msg: query_pb2.GetSnapshotResponse) -> Snapshot:

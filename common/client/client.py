@@ -188,11 +188,16 @@ class Client:
         return _convert.snapshot(await self._call("GetSnapshot", self._query.GetSnapshot, req, timeout_s))
 
     async def transactions(self, chain_id: int = 0, *, limit: int = 0, cursor: int = 0, ascending: bool = False,
-                           timeout_s: float | None = None) -> TransactionPage:
+                           status: str = "", timeout_s: float | None = None) -> TransactionPage:
         """A page of stored transactions: newest first below ``cursor`` (0 = from the newest), or with
-        ``ascending`` oldest first from ``cursor``. Follow ``next_cursor`` for the next page."""
-        req = query_pb2.ListTransactionsRequest(chain_id=_chain(chain_id), limit=_limit(limit),
-                                                cursor=_check_uint("cursor", cursor, 2**64 - 1), ascending=ascending)
+        ``ascending`` oldest first from ``cursor``; with ``status`` (``pending``, ``included``, ``replaced``,
+        ``dropped``) only those in that lifecycle status. Follow ``next_cursor`` for the next page."""
+        if status and status.upper() not in ("PENDING", "INCLUDED", "REPLACED", "DROPPED"):
+            raise ValueError(f"status must be pending, included, replaced or dropped, got {status!r}")
+        req = query_pb2.ListTransactionsRequest(
+            chain_id=_chain(chain_id), limit=_limit(limit), cursor=_check_uint("cursor", cursor, 2**64 - 1),
+            ascending=ascending,
+            status="TX_LIFECYCLE_STATUS_" + (status.upper() or "UNSPECIFIED"))
         return _convert.transaction_page(
             await self._call("ListTransactions", self._query.ListTransactions, req, timeout_s))
 

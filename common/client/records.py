@@ -21,6 +21,10 @@ class EventKind(StrEnum):
     TX_DECODED = "tx_decoded"
     OPP_DETECTED = "opp_detected"
     TX_SOURCE_SEEN = "tx_source_seen"
+    TX_INCLUDED = "tx_included"
+    TX_REPLACED = "tx_replaced"
+    TX_DROPPED = "tx_dropped"
+    REORG = "reorg"
     POOL_STATE = "pool_state"
 
 
@@ -191,6 +195,54 @@ class Sighting:
 
 
 @dataclass(frozen=True, slots=True)
+class Included:
+    """A tracked pending transaction was included in a block (body of a ``tx_included`` event). ``status`` is the
+    receipt's (``ok``, ``reverted``), None without a receipt."""
+
+    block_number: int
+    block_hash: str
+    index: int
+    status: str | None
+    inclusion_latency_ms: int
+    tx_seq_id: int
+    block_seq_id: int
+    reincluded: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Replaced:
+    """Another transaction of the same sender and nonce replaced it (body of a ``tx_replaced`` event)."""
+
+    by_hash: str
+    fee_bump_bps: int
+    cancel: bool
+    by_block: bool
+    tx_seq_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    """A tracked pending transaction settled without inclusion (body of a ``tx_dropped`` event); ``reason`` is
+    ``expired``, ``evicted`` or ``nonce_passed``."""
+
+    reason: str
+    tx_seq_id: int
+    source_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reorg:
+    """A block replaced a stored block at a height already seen (body of a ``reorg`` event)."""
+
+    depth: int
+    number: int
+    new_hash: str
+    orphaned_hashes: tuple[str, ...]
+    unincluded: int
+    too_deep: bool
+
+
+@dataclass(frozen=True, slots=True)
 class PoolState:
     """A Uniswap V2-style pair's reserves after a block (body of a ``pool_state`` event; issue 17). ``source`` is
     ``"get_reserves"`` or ``"sync_log"``: how ingestd read them."""
@@ -209,9 +261,10 @@ class PoolState:
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One event of processd's log. Exactly one of ``tx``, ``features``, ``opportunity``, ``sighting`` and
-    ``pool_state`` is set, according to ``kind``. ``source_id`` is the transaction's first source (for
-    ``tx_source_seen``: the later one; empty for ``pool_state``, whose ``tx_hash`` is ``"0x"``).
+    """One event of processd's log. Exactly one of ``tx``, ``features``, ``opportunity``, ``sighting``,
+    ``included``, ``replaced``, ``dropped``, ``reorg`` and ``pool_state`` is set, according to ``kind``.
+    ``source_id`` is the transaction's first source (for ``tx_source_seen``: the later one; for a lifecycle event:
+    the block's or the evicting node's source; empty for ``pool_state``, whose ``tx_hash`` is ``"0x"``).
     """
 
     seq_id: int
@@ -225,6 +278,10 @@ class Event:
     features: Features | None = None
     opportunity: Opportunity | None = None
     sighting: Sighting | None = None
+    included: Included | None = None
+    replaced: Replaced | None = None
+    dropped: Dropped | None = None
+    reorg: Reorg | None = None
     pool_state: PoolState | None = None
 
 
@@ -235,6 +292,10 @@ class TransactionDetail:
     transaction: Transaction
     features: FeatureRecord | None
     opportunities: tuple[Opportunity, ...]
+    #: Lifecycle status (``pending``, ``included``, ``replaced``, ``dropped``), None when not tracked; and the
+    #: lifecycle events (``tx_included``, ``tx_replaced``, ``tx_dropped``), oldest first.
+    status: str | None = None
+    history: tuple[Event, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,6 +348,26 @@ class ChainTotals:
     replay: ReplayPoint
     drop_ratio: float
     sources: tuple[SourceStanding, ...]
+    lifecycle: LifecycleTotals | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LifecycleTotals:
+    """A chain's transaction lifecycle figures (snapshot): tracked pending now, outcomes, reorgs, inclusion
+    latency percentiles (ms), rates and the private-flow share."""
+
+    pending: int
+    included: int
+    replaced: int
+    dropped: int
+    included_private: int
+    reorgs: int
+    reorgs_too_deep: int
+    inclusion_latency_p50_ms: int
+    inclusion_latency_p99_ms: int
+    replaced_rate: float
+    dropped_rate: float
+    private_share: float
 
 
 @dataclass(frozen=True, slots=True)

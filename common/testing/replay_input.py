@@ -11,6 +11,8 @@ not change what old and new code are compared on.
 Pool states (issue 17) are not in the recording (it predates them, and old revisions would only ack them as
 ignored): :func:`pool_state_batches` builds, deterministically, batches of them to append to it (new states, a
 resend, another copy at a stored block, an older block, a reorg, a malformed one) when a run must cover them.
+Nor are blocks and TxGone reports (issue 16): :func:`with_lifecycle` wraps the batches in those that drive the
+transaction lifecycle (inclusions, a replacement, a drop, a reorg, expiry).
 
 File format: the magic line ``mempulse-replay-v1\\n``, then per batch a u32 big-endian length and the serialized
 TxBatch.
@@ -22,7 +24,7 @@ import struct
 from collections.abc import Sequence
 from pathlib import Path
 
-from common.pb.v1 import ingest_pb2, pool_pb2, tx_pb2
+from common.pb.v1 import block_pb2, ingest_pb2, pool_pb2, tx_pb2
 from common.testing.samples import fixture_envelopes
 from common.testing.synth import BASE_TIME_NS, synthetic_envelopes, typed_envelopes
 
@@ -162,3 +164,43 @@ def read_recording(path: Path = RECORDING) -> list[ingest_pb2.TxBatch]:
         batches.append(ingest_pb2.TxBatch.FromString(data[pos:pos + size]))
         pos += size
     return batches
+
+
+def with_lifecycle(batches: Sequence[ingest_pb2.TxBatch]) -> list[ingest_pb2.TxBatch]:
+    """``batches`` with what drives the transaction lifecycle around them (issue 16), deterministically: a first
+    block of each chain before them (tracking starts at a chain's first block), then per chain a block including
+    some of their transactions, another hash of a pending one's (sender, nonce) and a higher nonce of a sender, a
+    TxGone, a reorg of the chain's last block and the new branch's block, and a block far in the future (block
+    time past the lifecycle TTL: what is left expires)."""
+    envelopes = [env for batch in batches for env in batch.envelopes if len(env.hash) == 32 and env.chain_id in CHAINS]
+    first_seen = {env.hash: env.first_seen_unix_ns for env in envelopes}
+    start_s = min(v for v in first_seen.values() if v) // 10**9
+    head = [ingest_pb2.TxBatch(session_id=SESSION_ID, batch_seq=10_000 + i, blocks=[_block(chain, 1, start_s, [])])
+            for i, chain in enumerate(CHAINS)]
+    tail: list[ingest_pb2.TxBatch] = []
+    for chain in CHAINS:
+        mine = sorted({env.hash: env for env in envelopes if env.chain_id == chain}.values(), key=lambda e: e.hash)
+        included = [(env.hash, env.sender, env.nonce) for env in mine[0:8]]
+        replaced = [(b"\xee" * 31 + bytes([chain % 256]), env.sender, env.nonce) for env in mine[8:10]]
+        passed = [(b"\xef" * 31 + bytes([chain % 256]), env.sender, env.nonce + 1) for env in mine[10:11]]
+        gone = [ingest_pb2.TxGone(chain_id=chain, hash=env.hash, reason=ingest_pb2.GONE_REASON_EVICTED,
+                                  source_id=FIRST_SOURCE, seen_unix_ns=BASE_TIME_NS) for env in mine[11:13]]
+        block2 = _block(chain, 2, start_s + 60, included + replaced + passed)
+        block2b = _block(chain, 2, start_s + 61, included[:3], tag=1)
+        block3 = _block(chain, 3, start_s + 72, included[3:])
+        block4 = _block(chain, 4, start_s + 10 * 86400, [])
+        base = 20_000 + 10 * chain
+        tail += [ingest_pb2.TxBatch(session_id=SESSION_ID, batch_seq=base, gone=gone, blocks=[block2]),
+                 ingest_pb2.TxBatch(session_id=SESSION_ID, batch_seq=base + 1, blocks=[block2b, block3]),
+                 ingest_pb2.TxBatch(session_id=SESSION_ID, batch_seq=base + 2, blocks=[block4])]
+    return [*head, *batches, *tail]
+
+
+def _block(chain: int, number: int, timestamp: int, txs: list[tuple[bytes, bytes, int]],
+           tag: int = 0) -> block_pb2.BlockEnvelope:
+    """A block of (hash, sender, nonce) transactions."""
+    return block_pb2.BlockEnvelope(
+        chain_id=chain, number=number, hash=bytes([number, tag, chain % 256]) + b"\xbb" * 29, parent_hash=b"\x07" * 32,
+        timestamp=timestamp, source_id=FIRST_SOURCE, seen_unix_ns=timestamp * 10**9, tx_count=len(txs),
+        txs=[block_pb2.IncludedTx(hash=h, index=i, sender=s, nonce=n, status=block_pb2.TX_STATUS_OK, gas_used=21000)
+             for i, (h, s, n) in enumerate(txs)])

@@ -20,6 +20,7 @@ from common.pb.v1 import events_pb2, query_pb2, query_pb2_grpc
 from processd.errors import ProcessdError
 from processd.metrics import ProcessdMetrics
 from processd.storage.eventlog import KIND_DECODED, KIND_OPP, KIND_SEEN, EventLog, ScanStats
+from processd.storage.layout import decode_event, seq_key
 from processd.views.filters import (
     FilterError,
     FilterGroup,
@@ -61,14 +62,23 @@ class BadRequestError(ProcessdError):
     retriable = False
 
 
+#: The status a transaction's last lifecycle event gives it.
+_STATUS_OF_KIND = {events_pb2.EVENT_KIND_TX_INCLUDED: query_pb2.TX_LIFECYCLE_STATUS_INCLUDED,
+                   events_pb2.EVENT_KIND_TX_REPLACED: query_pb2.TX_LIFECYCLE_STATUS_REPLACED,
+                   events_pb2.EVENT_KIND_TX_DROPPED: query_pb2.TX_LIFECYCLE_STATUS_DROPPED}
+
+
 class QueryService(query_pb2_grpc.QueryServicer):
     """The Query gRPC service over the event log, read models and subscription hub."""
 
     def __init__(self, eventlog: EventLog, models: ReadModels, hub: SubscriptionHub, metrics: ProcessdMetrics, *,
                  default_limit: int = limits.DEFAULT_PAGE_LIMIT, max_limit: int = limits.MAX_PAGE_LIMIT,
                  scan_max_examined: int = 20000,
-                 max_page_bytes: int = 8 << 20) -> None:
+                 max_page_bytes: int = 8 << 20,
+                 is_pending: Callable[[int, bytes], bool] | None = None) -> None:
         self._log = eventlog
+        #: Whether the lifecycle tracks (chain, hash) as pending now (the writer's tracker; None: lifecycle off).
+        self._is_pending = is_pending
         self._models = models
         self._hub = hub
         self._metrics = metrics
@@ -191,6 +201,11 @@ class QueryService(query_pb2_grpc.QueryServicer):
         extra: dict[str, Any] = {}
         if event_filter is not None:
             extra["keep"] = LogMatcher(self._log, event_filter)
+        if request.status:
+            by_status = self._status_keep(request.status)
+            by_filter = extra.get("keep")
+            extra["keep"] = by_status if by_filter is None else (
+                lambda txn, seq: by_status(txn, seq) and by_filter(txn, seq))
         events, next_seq, more, last = self._log.scan_page(
             request.cursor, limit, chain_id=chain_id, kinds=frozenset({KIND_SEEN}),
             max_examined=self.scan_max_examined, descending=not request.ascending, stats=stats,
@@ -227,6 +242,10 @@ class QueryService(query_pb2_grpc.QueryServicer):
             where = f"on chain {chain_id}" if chain_id else "on any chain"
             await context.abort(grpc.StatusCode.NOT_FOUND, f"transaction 0x{request.hash.hex()} not found {where}")
         response = query_pb2.GetTransactionResponse()
+        seen = events[0]
+        history = self._log.read(lambda txn: self._log.tx_life(txn, seen.chain_id, seen.tx_hash))
+        response.status = self._status(seen.chain_id, seen.tx_hash, history)  # type: ignore[assignment]
+        response.history.extend(history)
         for e in events:
             if e.kind == KIND_SEEN:
                 stored = query_pb2.StoredTx(seq_id=e.seq_id, tx=e.tx_seen.tx, received_unix_ns=e.received_unix_ns)
@@ -239,6 +258,26 @@ class QueryService(query_pb2_grpc.QueryServicer):
             elif e.kind == KIND_OPP:
                 response.opportunities.append(e.opp_detected.opportunity)
         return response
+
+    def _status(self, chain_id: int, tx_hash: bytes, history: list[events_pb2.Event]) -> int:
+        """A stored transaction's lifecycle status: PENDING while the tracker holds it (also after a reorg
+        un-included it), else what its last lifecycle event says, else UNSPECIFIED (not tracked)."""
+        if self._is_pending is not None and self._is_pending(chain_id, tx_hash):
+            return query_pb2.TX_LIFECYCLE_STATUS_PENDING
+        if history:
+            return _STATUS_OF_KIND[history[-1].kind]
+        return query_pb2.TX_LIFECYCLE_STATUS_UNSPECIFIED
+
+    def _status_keep(self, status: int) -> Callable[[lmdb.Transaction, int], bool]:
+        """ListTransactions' ``keep`` for a status: the transaction at a TX_SEEN seq has ``status``."""
+        def keep(txn: lmdb.Transaction, seq: int) -> bool:
+            value = txn.get(seq_key(seq), db=self._log.events_db)
+            if value is None:
+                return False
+            seen = decode_event(value, seq)
+            return self._status(seen.chain_id, seen.tx_hash,
+                                self._log.tx_life(txn, seen.chain_id, seen.tx_hash)) == status
+        return keep
 
     def _find_any(self, txn: lmdb.Transaction, chains: list[int], tx_hash: bytes) -> list[events_pb2.Event]:
         """The events of ``tx_hash`` on the first of ``chains`` that holds it, by seq: the tx_hash index is keyed

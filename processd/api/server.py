@@ -28,6 +28,7 @@ from processd.metrics import ProcessdMetrics, SourceCollector
 from processd.pipeline import IngestPipeline
 from processd.storage.crashpoints import CrashSwitch
 from processd.storage.eventlog import DAMAGE_ERRORS, EventLog
+from processd.storage.lifecycle import LifecycleTracker
 from processd.storage.logcheck import DATA_FILE, DamagedLogError
 from processd.storage.writer import CommitWriter
 from processd.views.readmodels import ReadModels
@@ -132,16 +133,22 @@ class ProcessdServer:
             retention_max_events=config.retention_max_events, retention_max_age_s=config.retention_max_age_s,
             crash=self.crash, on_storage_full=self._on_storage_full, disk_full_retry_ms=config.disk_full_retry_ms,
             max_sources_per_tx=config.max_sources_per_tx, max_sources_per_chain=config.max_sources_per_chain,
+            lifecycle=LifecycleTracker(ttl_ms=config.lifecycle_ttl_ms, max_pending=config.lifecycle_max_pending,
+                                       max_reorg_depth=config.lifecycle_max_reorg_depth)
+            if config.lifecycle_enabled else None,
         )
         self.pipeline = IngestPipeline(writer, self.pool, self.models, self.hub, self.metrics,
                                        max_chains=config.max_chains, chain_ids=config.chain_ids,
                                        reserve_source=reserve_source, venues=venues)
         self.writer = self.pipeline.writer
+        self.models.pending_of = self._pending_count
+        self.metrics.lifecycle_tracked_max.set(config.lifecycle_max_pending if config.lifecycle_enabled else 0)
         self.ingest = IngestService(self.pipeline, self.metrics,
                                     max_inflight_batches=config.stream_max_inflight_batches, crash=self.crash)
         self.query = QueryService(self.eventlog, self.models, self.hub, self.metrics,
                                   default_limit=config.default_page_limit, max_limit=config.max_page_limit,
-                                  scan_max_examined=config.scan_max_examined, max_page_bytes=config.page_bytes)
+                                  scan_max_examined=config.scan_max_examined, max_page_bytes=config.page_bytes,
+                                  is_pending=self._is_pending if config.lifecycle_enabled else None)
         self.health = HealthServicer()
         self._gate = _Gate()
         self._server: grpc.aio.Server | None = None
@@ -150,6 +157,17 @@ class ProcessdServer:
         self._stopped = False
         self.digest = ""
         self._digest_task: asyncio.Task[None] | None = None
+
+    def _is_pending(self, chain_id: int, tx_hash: bytes) -> bool:
+        """Whether the lifecycle tracks the transaction as pending now (a dict lookup: safe beside the writer's
+        thread, which replaces entries but never leaves one half-written)."""
+        life = self.writer.life
+        chain = life.tracker.chains.get(chain_id) if life is not None else None
+        return chain is not None and tx_hash in chain.pending
+
+    def _pending_count(self, chain_id: int) -> int:
+        life = self.writer.life
+        return life.tracker.pending_count(chain_id) if life is not None else 0
 
     @property
     def address(self) -> str:
@@ -241,8 +259,9 @@ class ProcessdServer:
         m.ingest_stats_bytes.set_function(lambda: self.models.ingest_stats.total_bytes)
         m.pool_view_evicted.set_function(lambda: self.models.pools.counters.evicted)
         m.pool_view_stale.set_function(lambda: self.models.pools.counters.stale)
+        m.lifecycle_rebuild_seconds.set_function(lambda: self.writer.life.rebuild_s if self.writer.life else 0.0)
         for name in ("recent_tx", "recent_features", "window_held_values", "opportunities", "counters",
-                     "ingest_stats", "chains", "pools"):
+                     "ingest_stats", "chains", "pools", "inclusion_latencies"):
             m.read_model_entries.labels(name).set_function(self._size_getter(name))
 
     def _size_getter(self, name: str) -> Callable[[], float]:

@@ -140,6 +140,7 @@ class EventLog:
         self.sources_db: Any = None
         self.blocks_db: Any = None
         self.pools_db: Any = None
+        self.life_db: Any = None
         self.stale_readers_cleared = 0
         self._lock_fd: int | None = None
 
@@ -207,6 +208,7 @@ class EventLog:
         self.sources_db = env.open_db(b"tx_sources")
         self.blocks_db = env.open_db(b"blocks")
         self.pools_db = env.open_db(b"pools")
+        self.life_db = env.open_db(b"tx_life")
         with env.begin(write=True) as txn:
             raw = txn.get(META_SCHEMA, db=self.meta_db)
             if raw is None:
@@ -322,6 +324,33 @@ class EventLog:
             positioned = cur.next()
         out.sort(key=lambda item: (item[1], item[0]))
         return out
+
+    def tx_life(self, txn: lmdb.Transaction, chain_id: int, tx_hash: bytes) -> list[events_pb2.Event]:
+        """The lifecycle events about a transaction (``tx_life`` index), oldest first (the full hash is checked)."""
+        prefix = tx_key(chain_id, tx_hash)
+        cur = txn.cursor(db=self.life_db)
+        out: list[events_pb2.Event] = []
+        positioned = cur.set_range(prefix)
+        while positioned:
+            key = cur.key()
+            if key[:len(prefix)] != prefix:
+                break
+            seq = U64.unpack(key[len(prefix):])[0]
+            value = txn.get(seq_key(seq), db=self.events_db)
+            if value is not None:
+                event = decode_event(value, seq)
+                if event.tx_hash == tx_hash:
+                    out.append(event)
+            positioned = cur.next()
+        return out
+
+    def values_from(self, txn: lmdb.Transaction, first_seq: int) -> Iterator[tuple[int, bytes | memoryview]]:
+        """(seq, value) of every event from ``first_seq`` on, in seq order (values valid while ``txn`` is open)."""
+        cur = txn.cursor(db=self.events_db)
+        positioned = cur.set_range(seq_key(first_seq))
+        while positioned:
+            yield U64.unpack(cur.key())[0], cur.value()
+            positioned = cur.next()
 
     def raw_range(self, first_seq: int, last_seq: int) -> list[tuple[int, int, int, bytes]]:
         """(seq, chain_id, kind, value) of events ``first_seq..last_seq`` (a short read transaction)."""

@@ -2,7 +2,7 @@
 it, ``logwrite.py`` writes it). No LMDB import here: the analysis workers take the ``tx_hash`` key format from
 this module without loading LMDB.
 
-Layout (one LMDB environment, eight named databases; all integers big-endian so byte order = numeric order):
+Layout (one LMDB environment, nine named databases; all integers big-endian so byte order = numeric order):
 
 ==============  ===============================  =============================================
 database        key                              value
@@ -22,6 +22,8 @@ database        key                              value
 ``pools``       chain_id (u64) + pair (20 B) +   seq (u64) of the pool state's POOL_STATE event
                 block number (u64) + block
                 hash (32 B)
+``tx_life``     a ``tx_hash`` key + seq (u64)    kind (u8) of that lifecycle event
+                of a lifecycle event about it
 ==============  ===============================  =============================================
 
 The events of one transaction are contiguous: TX_SEEN at seq s, TX_DECODED at s+1, then one OPP_DETECTED per
@@ -53,6 +55,15 @@ BLOCK value records how many of the block's transactions the ``tx_hash`` index h
 (``BlockSeen.seen_pending``, by the same 16-byte prefix). ``agg`` counts a chain's stored blocks
 (``AGG_BLOCKS``). Retention prunes a BLOCK event like a transaction (by count or age), with its index entries.
 
+Lifecycle events (TX_INCLUDED, TX_REPLACED, TX_DROPPED, about one transaction; REORG, about a chain: see
+``processd.storage.lifecycle``) are events of their own, each with its own ``chain_seq`` entry, written in the
+transaction of the batch or block that caused them; those about a transaction are indexed in ``tx_life`` under
+its ``tx_hash`` key, so a transaction's status and history are one cursor seek. ``agg`` counts them per chain
+(``AGG_INCLUDED`` ...), the transactions blocks listed and those never seen pending (``AGG_BLOCK_TXS``,
+``AGG_PRIVATE``), and holds two marks of the lifecycle's restart (``AGG_LIFE_FLOOR``: the lowest seq its state
+depends on; ``AGG_FIRST_BLOCK``: the seq of the chain's first block). Retention prunes a lifecycle event like a
+sighting (its own entries).
+
 A pool state (``TxBatch.pools``, issue 17: a pair's reserves as of a block) is one POOL_STATE event with its own
 ``chain_seq`` entry, stored once per (chain, pair, block number, block hash): ``pools`` is its dedup index. The
 reserves are not part of the key: the reserves after a block are a function of the block, so two copies of one
@@ -61,9 +72,9 @@ node answering wrongly) is ignored like a repeat: the first one stored stays. It
 height (its states at one height, a reorg, side by side). The pool read model (``processd.views.pools``) is
 rebuilt from these events in seq order. Retention prunes a POOL_STATE event like a block, with its ``pools`` key.
 
-Schema 2 is this layout (``tx_sources``, ``blocks`` and ``pools`` came later: a log without them gets them at open,
-so an old log opens and takes the new kinds); schema 1 (seq inside values, one ``chain_seq`` entry per event) is refused
-at open.
+Schema 2 is this layout (``tx_sources``, ``blocks``, ``tx_life`` and ``pools`` came later: a log without them gets
+them at open, so an old log opens and takes the new kinds); schema 1 (seq inside values, one ``chain_seq`` entry per
+event) is refused at open.
 """
 
 from __future__ import annotations
@@ -79,9 +90,10 @@ CHAIN_SEQ = struct.Struct(">QQ")
 META_SCHEMA = b"schema_version"
 META_LAST_SEQ = b"last_seq"
 #: The named databases of the log: the main database of its LMDB environment holds exactly these keys.
-DB_NAMES = frozenset((b"events", b"chain_seq", b"tx_hash", b"agg", b"meta", b"tx_sources", b"blocks", b"pools"))
+DB_NAMES = frozenset((b"events", b"chain_seq", b"tx_hash", b"agg", b"meta", b"tx_sources", b"blocks", b"tx_life",
+                      b"pools"))
 #: Databases a log written before they existed lacks (created at open).
-LATER_DB_NAMES = frozenset((b"tx_sources", b"blocks", b"pools"))
+LATER_DB_NAMES = frozenset((b"tx_sources", b"blocks", b"tx_life", b"pools"))
 
 #: agg keys: b"C" + chain (u64) + one field byte; b"F" + chain (u64) + category (u8) + protocol (utf-8).
 AGG_CHAIN = b"C"
@@ -96,6 +108,18 @@ AGG_COMMITTED_NS = b"n"
 AGG_BLOCKS = b"b"
 #: Pool states stored (POOL_STATE events, retained or not).
 AGG_POOL_STATES = b"P"
+#: Lifecycle outcomes (lifecycle events stored), reorgs, and deeper-than-tracked reorgs.
+AGG_INCLUDED = b"i"
+AGG_REPLACED = b"r"
+AGG_DROPPED = b"x"
+AGG_REORGS = b"g"
+AGG_REORGS_DEEP = b"G"
+#: Transactions listed by stored blocks, and those of them the tx_hash index did not hold (never seen pending).
+AGG_BLOCK_TXS = b"k"
+AGG_PRIVATE = b"v"
+#: Restart marks of the lifecycle (set, not counted): the lowest seq its state depends on, the first block's seq.
+AGG_LIFE_FLOOR = b"L"
+AGG_FIRST_BLOCK = b"B"
 #: b"S" + chain (u64) + one field byte + source id (utf-8): first-seen wins / later sightings of a source.
 AGG_SOURCE = b"S"
 AGG_SOURCE_WINS = b"w"
@@ -106,6 +130,12 @@ KIND_DECODED: int = events_pb2.EVENT_KIND_TX_DECODED
 KIND_OPP: int = events_pb2.EVENT_KIND_OPP_DETECTED
 KIND_SOURCE: int = events_pb2.EVENT_KIND_TX_SOURCE_SEEN
 KIND_BLOCK: int = events_pb2.EVENT_KIND_BLOCK
+KIND_INCLUDED: int = events_pb2.EVENT_KIND_TX_INCLUDED
+KIND_REPLACED: int = events_pb2.EVENT_KIND_TX_REPLACED
+KIND_DROPPED: int = events_pb2.EVENT_KIND_TX_DROPPED
+KIND_REORG: int = events_pb2.EVENT_KIND_REORG
+#: The lifecycle kinds (each event its own unit in the log, like a sighting).
+LIFE_KINDS = frozenset((KIND_INCLUDED, KIND_REPLACED, KIND_DROPPED, KIND_REORG))
 BLOCK_KEY = struct.Struct(">QQ32s")
 KIND_POOL_STATE: int = events_pb2.EVENT_KIND_POOL_STATE
 POOL_KEY = struct.Struct(">Q20sQ32s")

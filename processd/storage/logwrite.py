@@ -18,12 +18,20 @@ from typing import Any
 from common.pb.v1 import block_pb2, events_pb2, pool_pb2
 from processd.storage.eventlog import EventLog
 from processd.storage.layout import (
+    AGG_BLOCK_TXS,
     AGG_BLOCKS,
     AGG_COMMITTED_NS,
     AGG_DECODED,
+    AGG_DROPPED,
+    AGG_FIRST_BLOCK,
     AGG_HIGH_WATER,
+    AGG_INCLUDED,
     AGG_OPPS,
     AGG_POOL_STATES,
+    AGG_PRIVATE,
+    AGG_REORGS,
+    AGG_REORGS_DEEP,
+    AGG_REPLACED,
     AGG_RETAINED_TX,
     AGG_SOURCE,
     AGG_SOURCE_LATER,
@@ -31,9 +39,14 @@ from processd.storage.layout import (
     AGG_TX,
     CHAIN_SEQ,
     KIND_BLOCK,
+    KIND_DROPPED,
+    KIND_INCLUDED,
     KIND_POOL_STATE,
+    KIND_REORG,
+    KIND_REPLACED,
     KIND_SEEN,
     KIND_SOURCE,
+    LIFE_KINDS,
     META_LAST_SEQ,
     U64,
     agg_chain_key,
@@ -45,7 +58,20 @@ from processd.storage.layout import (
     tx_key,
 )
 from processd.wire.columns import BatchColumns, FeatureKey, keep_only
-from processd.wire.encoding import block_value, event_header, pool_state_value, source_seen_value
+from processd.wire.encoding import (
+    DroppedBody,
+    IncludedBody,
+    ReplacedBody,
+    block_value,
+    chain_field,
+    event_header,
+    header,
+    header_tail,
+    life_value,
+    life_value_from,
+    pool_state_value,
+    source_seen_value,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +82,12 @@ Sighting = tuple[int, bytes, str, int]
 OTHER_SOURCES = "~other"
 #: Outcomes of a sighting (label of ``mempulse_processd_sightings_total``); ``invalid`` is counted on receipt.
 SIGHTING_OUTCOMES = ("stored", "repeat", "unknown_tx", "over_limit", "invalid")
+
+
+#: The ``agg`` counter of each lifecycle kind.
+_LIFE_AGG = {KIND_INCLUDED: AGG_INCLUDED, KIND_REPLACED: AGG_REPLACED, KIND_DROPPED: AGG_DROPPED,
+             KIND_REORG: AGG_REORGS}
+_KIND_BYTES = {kind: bytes((kind,)) for kind in _LIFE_AGG}
 
 
 class LogCounters:
@@ -113,6 +145,10 @@ class LogWrite:
             raise
         self._sources_cursor: Any = None
         self.deltas: dict[bytes, int] = {}
+        #: Counters set (not added to) by this transaction: the lifecycle's restart marks.
+        self.sets: dict[bytes, int] = {}
+        #: (chain, receive time, source) -> the header parts of lifecycle events (few distinct per commit).
+        self._life_parts: dict[tuple[int, int, str], tuple[bytes, bytes]] = {}
         self.high_water: dict[int, int] = {}
         # (chain, category, protocol, decoded, source) -> transactions; per-chain tx / decoded / feature counts
         # derive from it once per commit instead of several counter updates per transaction.
@@ -240,23 +276,29 @@ class LogWrite:
 
     # ---- blocks ------------------------------------------------------------------------------------------
 
-    def add_block(self, seq: int, block: block_pb2.BlockEnvelope, received_ns: int) -> bytes:
-        """Stores ``block`` as a BLOCK event at ``seq`` unless its (chain, number, hash) is in ``blocks`` already;
-        returns its value, or ``b""`` for a duplicate (a resend, or another ingestd's copy). Its ``seen_pending`` is
-        how many of its transactions the ``tx_hash`` index holds now (one point read each: a block's transactions
-        are bounded by ingestd's max_block_txs and processd's check)."""
+    def has_block(self, block: block_pb2.BlockEnvelope) -> bool:
+        """Whether ``block``'s (chain, number, hash) is stored already (a resend, or another ingestd's copy)."""
+        return self.txn.get(block_key(block.chain_id, block.number, block.hash), db=self.log.blocks_db) is not None
+
+    def add_block(self, seq: int, block: block_pb2.BlockEnvelope, received_ns: int, latency_p50_ms: int = 0,
+                  included_tracked: int = 0) -> bytes:
+        """Stores ``block`` (not stored yet: :meth:`has_block`) as a BLOCK event at ``seq``; returns its value. Its
+        ``seen_pending`` is how many of its transactions the ``tx_hash`` index holds now (one point read each: a
+        block's transactions are bounded by ingestd's max_block_txs and processd's check); the others are counted
+        as never seen pending (``AGG_PRIVATE``). The lifecycle figures come from the tracker."""
         txn, eventlog = self.txn, self.log
-        key = block_key(block.chain_id, block.number, block.hash)
-        if txn.get(key, db=eventlog.blocks_db) is not None:
-            return b""
         chain_id, tx_db = block.chain_id, eventlog.tx_db
         seen_pending = sum(1 for tx in block.txs if txn.get(tx_key(chain_id, tx.hash), db=tx_db) is not None)
-        value = block_value(block, received_ns, seen_pending)
+        value = block_value(block, received_ns, seen_pending, latency_p50_ms, included_tracked)
         txn.put(U64.pack(seq), value, db=eventlog.events_db, append=True)
         txn.put(CHAIN_SEQ.pack(chain_id, seq), bytes((KIND_BLOCK,)), db=eventlog.chain_db)
-        txn.put(key, U64.pack(seq), db=eventlog.blocks_db)
-        k = agg_chain_key(chain_id, AGG_BLOCKS)
-        self.deltas[k] = self.deltas.get(k, 0) + 1
+        txn.put(block_key(chain_id, block.number, block.hash), U64.pack(seq), db=eventlog.blocks_db)
+        self._add(agg_chain_key(chain_id, AGG_BLOCKS), 1)
+        self._add(agg_chain_key(chain_id, AGG_BLOCK_TXS), len(block.txs))
+        self._add(agg_chain_key(chain_id, AGG_PRIVATE), len(block.txs) - seen_pending)
+        first_key = agg_chain_key(chain_id, AGG_FIRST_BLOCK)
+        if not self.counters.values.get(first_key) and first_key not in self.sets:
+            self.sets[first_key] = seq
         self.high_water[chain_id] = seq
         return value
 
@@ -279,6 +321,40 @@ class LogWrite:
         self.deltas[k] = self.deltas.get(k, 0) + 1
         self.high_water[chain_id] = seq
         return value
+
+    def add_life(self, seq: int, kind: int, chain_id: int, tx_hash: bytes, first_seen_ns: int, received_ns: int,
+                 source_id: str, body: Any) -> bytes:
+        """Stores a lifecycle event at ``seq`` (its ``chain_seq`` entry, its ``tx_life`` entry when it is about a
+        transaction, its ``agg`` count); returns its value."""
+        txn, eventlog = self.txn, self.log
+        if isinstance(body, IncludedBody | ReplacedBody | DroppedBody):
+            # The header's chain field and tail (receive time, source) repeat over a commit's events: built once.
+            parts = self._life_parts.get((chain_id, received_ns, source_id))
+            if parts is None:
+                parts = self._life_parts[(chain_id, received_ns, source_id)] = (
+                    chain_field(chain_id), header_tail(received_ns, source_id))
+            value = life_value_from(header(parts[0], tx_hash, first_seen_ns, parts[1]), body)
+        else:
+            value = life_value(kind, chain_id, tx_hash, first_seen_ns, received_ns, source_id, body)
+        seq_bytes, kind_byte = U64.pack(seq), _KIND_BYTES[kind]
+        txn.put(seq_bytes, value, db=eventlog.events_db, append=True)
+        txn.put(CHAIN_SEQ.pack(chain_id, seq), kind_byte, db=eventlog.chain_db)
+        if tx_hash:
+            txn.put(tx_key(chain_id, tx_hash) + seq_bytes, kind_byte, db=eventlog.life_db)
+        key = agg_chain_key(chain_id, _LIFE_AGG[kind])
+        self.deltas[key] = self.deltas.get(key, 0) + 1
+        if kind == KIND_REORG and body.too_deep:
+            self._add(agg_chain_key(chain_id, AGG_REORGS_DEEP), 1)
+        self.high_water[chain_id] = seq
+        return value
+
+    def set_counter(self, key: bytes, value: int) -> None:
+        """Sets an ``agg`` value (written by :meth:`put_counters`)."""
+        self.sets[key] = value
+
+    def _add(self, key: bytes, delta: int) -> None:
+        if delta:
+            self.deltas[key] = self.deltas.get(key, 0) + delta
 
     # ---- end of the transaction --------------------------------------------------------------------------
 
@@ -330,6 +406,11 @@ class LogWrite:
             elif value[0] == KIND_SOURCE:  # a sighting committed after the transaction just pruned: its own entry
                 event = decode_event(value, U64.unpack(cur.key())[0])
                 txn.delete(CHAIN_SEQ.pack(event.chain_id, event.seq_id), db=eventlog.chain_db)
+            elif value[0] in LIFE_KINDS:  # a lifecycle event: its own entries
+                event = decode_event(value, U64.unpack(cur.key())[0])
+                txn.delete(CHAIN_SEQ.pack(event.chain_id, event.seq_id), db=eventlog.chain_db)
+                if event.tx_hash:
+                    txn.delete(tx_key(event.chain_id, event.tx_hash) + U64.pack(event.seq_id), db=eventlog.life_db)
             # Any other event belongs to the transaction just pruned (a transaction's events are contiguous; a
             # sighting always follows its own transaction, so one met here is as old as the pruned ones).
             positioned = cur.delete() and bool(cur.key())
@@ -356,6 +437,7 @@ class LogWrite:
         new_values: dict[bytes, int] = {}
         for key, delta in self.deltas.items():
             new_values[key] = max(0, old.get(key, 0) + delta)
+        new_values.update(self.sets)
         for chain_id, hw in self.high_water.items():
             new_values[agg_chain_key(chain_id, AGG_HIGH_WATER)] = hw
             new_values[agg_chain_key(chain_id, AGG_COMMITTED_NS)] = committed_ns

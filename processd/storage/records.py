@@ -61,6 +61,16 @@ class CommitResult:
     #: Pool states stored by this commit, in seq order; and those not stored because already stored.
     pool_states: list[PoolStateEntry] = field(default_factory=list)
     pool_duplicates: int = 0
+    #: Lifecycle events stored by this commit (TX_INCLUDED, TX_REPLACED, TX_DROPPED, REORG), in seq order.
+    life_events: list[EventEntry] = field(default_factory=list)
+    #: The same events as (chain_id, kind, detail), so metrics and read models need not parse them: detail is the
+    #: inclusion latency in ms (TX_INCLUDED), the DropReason (TX_DROPPED), depth * 2 + too_deep (REORG), else 0.
+    life_info: list[tuple[int, int, int]] = field(default_factory=list)
+    #: TxGone reports applied (a tracked transaction dropped as evicted) and ignored.
+    gone_applied: int = 0
+    gone_ignored: int = 0
+    #: Tracked pending transactions after the commit, per chain (chains the commit changed).
+    life_pending: dict[int, int] = field(default_factory=dict)
     duration_s: float = 0.0
 
     def add_stored(self, first: int, columns: BatchColumns) -> None:
@@ -80,7 +90,7 @@ class CommitResult:
         self.chains.update(columns.last_event)
 
     def add_event(self, seq: int, chain_id: int, kind: int, value: bytes) -> None:
-        """Records one event stored on its own (a TX_SOURCE_SEEN)."""
+        """Records one event stored on its own (a TX_SOURCE_SEEN, a lifecycle event)."""
         self.chains.add(chain_id)
         self.source_events.append((seq, chain_id, kind, value))
         if self.events is not None:

@@ -23,19 +23,21 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import lmdb
 
-from common.pb.v1 import block_pb2, pool_pb2
+from common.pb.v1 import block_pb2, pool_pb2, tx_pb2
 from processd.errors import ProcessdError
 from processd.storage.crashpoints import CrashSwitch
 from processd.storage.diskfull import DiskFullGate, is_write_failure
 from processd.storage.eventlog import EventLog
 from processd.storage.layout import KIND_BLOCK, KIND_POOL_STATE, KIND_SOURCE
+from processd.storage.lifecycle import LifecycleTracker
+from processd.storage.lifewrite import Gone, LifeWriter
 from processd.storage.logwrite import LogCounters, LogWrite, Sighting, duplicate_sightings
 from processd.storage.records import CommitResult
 from processd.wire.columns import BatchColumns
@@ -96,7 +98,14 @@ class CommitJob:
     blocks: list[block_pb2.BlockEnvelope] = field(default_factory=list)
     blocks_stored: int = 0
     blocks_duplicate: int = 0
-    #: Validated pool states of the batch, stored after its blocks; and how many were stored / already stored.
+    #: Validated TxGone reports of the batch, applied after its blocks; and how many were applied / ignored.
+    gone: list[Gone] = field(default_factory=list)
+    #: The batch's envelopes as parsed on receipt (read, never changed: the lifecycle takes fields from them).
+    tx_envelopes: Sequence[tx_pb2.TxEnvelope] = ()
+    gone_stored: int = 0
+    gone_ignored: int = 0
+    #: Validated pool states of the batch, stored after its blocks and TxGone reports; and how many were stored /
+    #: already stored.
     pools: list[pool_pb2.PoolState] = field(default_factory=list)
     pools_stored: int = 0
     pools_duplicate: int = 0
@@ -109,8 +118,9 @@ class CommitJob:
 
     @property
     def size(self) -> int:
-        """What the batch weighs in the commit queue: envelopes plus sightings plus blocks plus pool states."""
-        return self.envelopes + len(self.sightings) + len(self.blocks) + len(self.pools)
+        """What the batch weighs in the commit queue: envelopes plus sightings plus blocks plus TxGone reports plus
+        pool states."""
+        return self.envelopes + len(self.sightings) + len(self.blocks) + len(self.gone) + len(self.pools)
 
 
 class CommitWriter:
@@ -134,6 +144,7 @@ class CommitWriter:
         disk_full_retry_ms: int = 1000,
         max_sources_per_tx: int = 16,
         max_sources_per_chain: int = 64,
+        lifecycle: LifecycleTracker | None = None,
     ) -> None:
         self.log = eventlog
         self._listener = listener
@@ -152,6 +163,8 @@ class CommitWriter:
         self.max_sources_per_tx = max_sources_per_tx
         self.max_sources_per_chain = max_sources_per_chain
         self._counters = LogCounters({}, max_sources_per_chain)
+        #: The transaction lifecycle (None: not tracked, lifecycle_enabled off).
+        self.life = LifeWriter(lifecycle) if lifecycle is not None else None
         self._queue: deque[CommitJob] = deque()
         self.queued_envelopes = 0
         self._wakeup = asyncio.Event()
@@ -174,6 +187,8 @@ class CommitWriter:
         """Loads the log's last seq and counters and starts the commit loop."""
         self.last_seq = self.log.last_seq()
         self._counters = LogCounters(self.log.load_aggregates(), self.max_sources_per_chain)
+        if self.life is not None:
+            self.life.rebuild(self.log, self._counters.values)
         self._task = asyncio.create_task(self._run(), name="processd-writer")
 
     async def stop(self) -> None:
@@ -332,6 +347,7 @@ class CommitWriter:
             batch.accepted = batch.duplicates = batch.first_seq = batch.last_seq = 0
             batch.sightings_stored = batch.blocks_stored = batch.blocks_duplicate = 0
             batch.pools_stored = batch.pools_duplicate = 0
+            batch.gone_stored = batch.gone_ignored = 0
         # While disk-full refusals repeat (no commit tried) one line per group would flood the log: the state
         # change is logged by DiskFullGate and the counts are in mempulse_processd_rejects_total.
         log.log(logging.DEBUG if quiet else logging.ERROR, "event log full (%s): rejected %d envelopes as "
@@ -351,10 +367,17 @@ class CommitWriter:
         # the committed range back from LMDB if a subscriber appears meanwhile (see SubscriptionHub.publish).
         result.events = [] if self._listener.wants_events() else None
         result.first_seq = seq + 1
+        life = self.life
+        if life is not None:
+            if life.stale:  # an aborted transaction fed it: back to what the log says
+                life.rebuild(self.log, self._counters.values)
+            life.begin()
         write = LogWrite(self.log, self._counters)
         try:
             for batch in group:
                 seq = self._store_batch(write, batch, seq, result)
+            if life is not None:
+                life.finish(write, seq, result)
             write.count_stored()
             if seq != self.last_seq:  # this commit stored events
                 write.put_last_seq(seq)
@@ -366,9 +389,13 @@ class CommitWriter:
             write.commit()
         except lmdb.MapFullError:
             write.abort()
+            if life is not None:
+                life.stale = True
             raise _MapFull() from None
         except BaseException:
             write.abort()
+            if life is not None:
+                life.stale = True
             raise
         self._crash.hit("after_commit", len(group))
         self.last_seq = seq
@@ -380,12 +407,15 @@ class CommitWriter:
         return result
 
     def _store_batch(self, write: LogWrite, batch: CommitJob, seq: int, result: CommitResult) -> int:
-        """Stores one batch after ``seq``: its new transactions, then its sightings, then the sources of its
-        duplicates (another ingestd's envelope of a stored transaction is a later sighting); returns the last seq."""
+        """Stores one batch after ``seq``: its new transactions (then the lifecycle events they cause), then its
+        sightings, then the sources of its duplicates (another ingestd's envelope of a stored transaction is
+        a later sighting), then its blocks (each followed by its lifecycle events), its TxGone reports and its pool
+        states; returns the last seq."""
         columns = batch.prepared.result()
         # A group aborted by MapFull is written again after the map grows: start the ack's counts afresh.
         batch.sightings_stored = batch.sightings_ignored = batch.blocks_stored = batch.blocks_duplicate = 0
         batch.pools_stored = batch.pools_duplicate = 0
+        batch.gone_stored = batch.gone_ignored = 0
         result.analysis_errors += columns.analysis_errors
         n = len(columns.tx_key)
         columns, duplicate_values = write.claim_hashes(columns, seq + 1)
@@ -395,6 +425,8 @@ class CommitWriter:
             write.append(columns, first)
             result.add_stored(first, columns)
             batch.first_seq, batch.last_seq = first, seq
+            if self.life is not None:
+                seq = self.life.stored(write, columns, first, seq, batch.received_ns, result, batch.tx_envelopes)
         else:
             batch.first_seq = batch.last_seq = 0
         batch.duplicates = len(duplicate_values)
@@ -407,14 +439,21 @@ class CommitWriter:
                                         from_duplicates=True)
         if batch.blocks:
             seq = self._store_blocks(write, batch, seq, result)
+        if batch.gone:
+            applied = 0
+            if self.life is not None:
+                applied, seq = self.life.gone(write, batch.gone, seq, batch.received_ns, result)
+            batch.gone_stored, batch.gone_ignored = applied, len(batch.gone) - applied
+            result.gone_applied += applied
+            result.gone_ignored += len(batch.gone) - applied
         if batch.pools:
             seq = self._store_pools(write, batch, seq, result)
         return seq
 
     @staticmethod
     def _store_pools(write: LogWrite, batch: CommitJob, seq: int, result: CommitResult) -> int:
-        """Stores the batch's pool states after its blocks; one already stored (same chain, pair, block number and
-        hash) is only counted. Returns the last seq used."""
+        """Stores the batch's pool states after its blocks and TxGone reports; one already stored (same chain, pair,
+        block number and hash) is only counted. Returns the last seq used."""
         for state in batch.pools:
             value = write.add_pool_state(seq + 1, state, batch.received_ns)
             if not value:
@@ -427,20 +466,27 @@ class CommitWriter:
             result.add_event(seq, state.chain_id, KIND_POOL_STATE, value)
         return seq
 
-    @staticmethod
-    def _store_blocks(write: LogWrite, batch: CommitJob, seq: int, result: CommitResult) -> int:
+    def _store_blocks(self, write: LogWrite, batch: CommitJob, seq: int, result: CommitResult) -> int:
         """Stores the batch's blocks after its transactions and sightings (so ``seen_pending`` counts the batch's
-        own transactions); a block already stored is only counted. Returns the last seq used."""
+        own transactions), each followed by the lifecycle events it causes; a block already stored is only
+        counted. Returns the last seq used."""
         for block in batch.blocks:
-            value = write.add_block(seq + 1, block, batch.received_ns)
-            if not value:
+            if write.has_block(block):
                 batch.blocks_duplicate += 1
                 result.block_duplicates[block.chain_id] = result.block_duplicates.get(block.chain_id, 0) + 1
                 continue
-            seq += 1
+            block_seq = seq + 1
+            if self.life is not None:
+                value, events = self.life.block(write, block, block_seq, batch.received_ns)
+            else:
+                value, events = write.add_block(block_seq, block, batch.received_ns), []
+            seq = block_seq
             batch.blocks_stored += 1
-            result.blocks.append((seq, block.chain_id, value))
-            result.add_event(seq, block.chain_id, KIND_BLOCK, value)
+            result.blocks.append((block_seq, block.chain_id, value))
+            result.add_event(block_seq, block.chain_id, KIND_BLOCK, value)
+            if events:
+                assert self.life is not None
+                seq = self.life.store(write, events, seq, batch.received_ns, block.source_id, result)
         return seq
 
     def _store_sightings(self, write: LogWrite, batch: CommitJob, sightings: list[Sighting], seq: int,

@@ -28,7 +28,8 @@ def summary(seq: int, value: bytes | memoryview) -> query_pb2.ListBlocksBlock:
         seq_id=seq, chain_id=block.chain_id, number=block.number, hash=block.hash, parent_hash=block.parent_hash,
         timestamp=block.timestamp, base_fee=block.base_fee, tx_count=block.tx_count,
         seen_pending=event.block.seen_pending, source_id=block.source_id, seen_unix_ns=block.seen_unix_ns,
-        received_unix_ns=event.received_unix_ns, reverted=sum(1 for tx in block.txs if tx.status == _REVERTED))
+        received_unix_ns=event.received_unix_ns, reverted=sum(1 for tx in block.txs if tx.status == _REVERTED),
+        inclusion_latency_p50_ms=event.block.inclusion_latency_p50_ms)
 
 
 class BlockWindow:

@@ -39,6 +39,7 @@ from processd.storage.records import CommitResult, FeatureEntry, OppEntry, TxEnt
 from processd.views.blocks import BlockWindow
 from processd.views.coverage import selector_coverage
 from processd.views.ingest_stats import IngestStatsStore, StatsLimits
+from processd.views.lifecycle import LatencyWindow, lifecycle_totals
 from processd.views.pools import PoolView
 from processd.views.windows import OpportunityWindow, TxWindow, chain_offsets
 from processd.wire.columns import BatchColumns
@@ -95,6 +96,10 @@ class ReadModels:
         self.blocks = BlockWindow(recent_blocks)
         #: The latest reserves per (chain, pair) (processd.views.pools): what the valuation reads.
         self.pools = PoolView(max_pairs=pool_max_pairs)
+        #: Inclusion latencies of the newest TX_INCLUDED events per chain (processd.views.lifecycle).
+        self.latencies = LatencyWindow()
+        #: Tracked pending transactions of a chain now (the server binds the lifecycle tracker's count).
+        self.pending_of: Callable[[int], int] = lambda chain_id: 0
 
     # ---- updates -----------------------------------------------------------------------------------------
 
@@ -114,6 +119,8 @@ class ReadModels:
             self.blocks.add(result.blocks)
         if result.pool_states:
             self.pools.add(result.pool_states)
+        if result.life_info:
+            self.latencies.add(result.life_info)
         self.counters.update(result.aggregates)
         for key in result.aggregates:
             if key[:1] == AGG_CHAIN:
@@ -182,6 +189,7 @@ class ReadModels:
         for key in self.counters:
             if key[:1] == AGG_CHAIN:
                 self.chain(U64.unpack(key[1:9])[0])
+        self.latencies.rebuild(eventlog, self.chain_ids())
         self.last_seq = eventlog.last_seq()
         txs: list[TxEntry] = []
         features: list[FeatureEntry] = []
@@ -275,6 +283,7 @@ class ReadModels:
             opportunity_count=self.counter(chain_id, AGG_OPPS),
             replay=self.replay_point(chain_id),
             sources=self.source_standings(chain_id),
+            lifecycle=lifecycle_totals(chain_id, self.counter, self.latencies, self.pending_of(chain_id)),
         )
         if coverage_top:
             totals.selector_coverage.extend(self.selector_coverage(chain_id, coverage_top))
@@ -382,6 +391,7 @@ class ReadModels:
             "ingest_stats": len(self.ingest_stats),
             "chains": len(self.chains),
             "pools": len(self.pools),
+            "inclusion_latencies": len(self.latencies),
         }
 
     def _tx_windows(self) -> list[TxWindow]:

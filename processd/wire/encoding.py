@@ -8,6 +8,8 @@ result parses as the same ``mempulse.v1.Event`` (tests compare it with the proto
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 from common.pb.v1 import block_pb2, events_pb2, pool_pb2, tx_pb2
 from processd.wire.tags import tag, varint_slow
 
@@ -181,14 +183,16 @@ def source_seen_value(header: bytes, chain_id: int, tx_hash: bytes, source_id: s
 KIND_BLOCK: int = events_pb2.EVENT_KIND_BLOCK
 
 
-def block_value(block: block_pb2.BlockEnvelope, received_ns: int, seen_pending: int) -> bytes:
+def block_value(block: block_pb2.BlockEnvelope, received_ns: int, seen_pending: int, latency_p50_ms: int = 0,
+                included_tracked: int = 0) -> bytes:
     """A BLOCK ``events`` value: the kind byte, then ``Event {chain_id, kind, first_seen_unix_ns: the block's seen
     time, received_unix_ns, source_id, block: BlockSeen(block, seen_pending)}`` (no tx_hash: it is about a block).
 
     Through the protobuf library, not by hand: a chain has a block every 0.25-12 s, so its ~10-50 us per block
     (of which most is the copy of its transaction list) is nothing next to a transaction's; deterministic
     serialization keeps the value a function of its inputs."""
-    body = events_pb2.BlockSeen(block=block, seen_pending=seen_pending)
+    body = events_pb2.BlockSeen(block=block, seen_pending=seen_pending, inclusion_latency_p50_ms=latency_p50_ms,
+                                included_tracked=included_tracked)
     event = events_pb2.Event(chain_id=block.chain_id, kind=events_pb2.EVENT_KIND_BLOCK,
                              first_seen_unix_ns=block.seen_unix_ns, received_unix_ns=received_ns,
                              source_id=block.source_id, block=body)
@@ -207,3 +211,118 @@ def pool_state_value(state: pool_pb2.PoolState, received_ns: int) -> bytes:
     event = events_pb2.Event(chain_id=state.chain_id, kind=events_pb2.EVENT_KIND_POOL_STATE,
                              received_unix_ns=received_ns, pool_state=events_pb2.PoolStateSeen(state=state))
     return bytes((KIND_POOL_STATE,)) + event.SerializeToString(deterministic=True)
+
+
+#: The body field of each lifecycle kind in ``Event.body``.
+_LIFE_BODY: dict[int, str] = {events_pb2.EVENT_KIND_TX_INCLUDED: "tx_included",
+                              events_pb2.EVENT_KIND_TX_REPLACED: "tx_replaced",
+                              events_pb2.EVENT_KIND_TX_DROPPED: "tx_dropped", events_pb2.EVENT_KIND_REORG: "reorg"}
+
+
+class IncludedBody(NamedTuple):
+    """The fields of a ``TxIncluded`` body, encoded by hand (:func:`included_value`): one per tracked transaction of
+    every block, the lifecycle's most frequent event (building the message costs several times the encoding)."""
+
+    block_number: int
+    block_hash: bytes
+    position: int  # TxIncluded.index (``index`` is a tuple method)
+    status: int
+    inclusion_latency_ms: int
+    tx_seq_id: int
+    block_seq_id: int
+    reincluded: bool
+
+
+KIND_INCLUDED: int = events_pb2.EVENT_KIND_TX_INCLUDED
+INCLUDED_PREFIX = bytes((KIND_INCLUDED,)) + _TAG_KIND + varint(KIND_INCLUDED)
+_TAG_TX_INCLUDED = tag(_E, "tx_included")
+_INC = events_pb2.TxIncluded
+_INCLUDED_TAGS = tuple(tag(_INC, name) for name in ("block_number", "block_hash", "index", "status",
+                                                     "inclusion_latency_ms", "tx_seq_id", "block_seq_id",
+                                                     "reincluded"))
+
+
+def included_value(header: bytes, body: IncludedBody) -> bytes:
+    """A TX_INCLUDED ``events`` value: ``header`` (:func:`event_header`) and the ``TxIncluded`` body, by hand (its
+    fields are varints but the hash; zero fields are omitted, as protobuf does)."""
+    t_number, t_hash, t_index, t_status, t_latency, t_tx_seq, t_block_seq, t_again = _INCLUDED_TAGS
+    inner = b"".join((
+        t_number + varint(body.block_number) if body.block_number else b"",
+        t_hash + varint(len(body.block_hash)) + body.block_hash if body.block_hash else b"",
+        t_index + varint(body.position) if body.position else b"",
+        t_status + varint(body.status) if body.status else b"",
+        t_latency + varint(body.inclusion_latency_ms) if body.inclusion_latency_ms else b"",
+        t_tx_seq + varint(body.tx_seq_id) if body.tx_seq_id else b"",
+        t_block_seq + varint(body.block_seq_id) if body.block_seq_id else b"",
+        t_again + b"\x01" if body.reincluded else b""))
+    return b"".join((INCLUDED_PREFIX, header, _TAG_TX_INCLUDED, varint(len(inner)), inner))
+
+
+class ReplacedBody(NamedTuple):
+    """The fields of a ``TxReplaced`` body, in field-number order, encoded by hand (:func:`flat_value`)."""
+
+    by_hash: bytes
+    fee_bump_bps: int
+    cancel: bool
+    tx_seq_id: int
+    by_block: bool = False
+
+
+class DroppedBody(NamedTuple):
+    """The fields of a ``TxDropped`` body, in field-number order, encoded by hand (:func:`flat_value`)."""
+
+    reason: int
+    tx_seq_id: int
+    source_id: str = ""
+
+
+_FLAT: dict[type, tuple[bytes, bytes, tuple[bytes, ...]]] = {
+    body_type: (bytes((kind,)) + _TAG_KIND + varint(kind), tag(_E, field),
+                tuple(tag(message, name) for name in body_type._fields))
+    for body_type, kind, field, message in (
+        (ReplacedBody, events_pb2.EVENT_KIND_TX_REPLACED, "tx_replaced", events_pb2.TxReplaced),
+        (DroppedBody, events_pb2.EVENT_KIND_TX_DROPPED, "tx_dropped", events_pb2.TxDropped))}
+
+
+def flat_value(header: bytes, body: ReplacedBody | DroppedBody) -> bytes:
+    """A TX_REPLACED or TX_DROPPED ``events`` value by hand: ``header`` (:func:`event_header`) and the body, whose
+    fields are scalars (bytes and strings length-delimited, ints as varints, a negative int64 as its 64-bit two's
+    complement, as protobuf writes it; zero fields omitted)."""
+    prefix, body_tag, tags = _FLAT[type(body)]
+    parts = []
+    value: Any
+    for field_tag, value in zip(tags, body, strict=True):
+        if not value:
+            continue
+        if isinstance(value, str):
+            value = value.encode()
+        if isinstance(value, bytes):
+            parts.append(field_tag + varint(len(value)) + value)
+        else:
+            parts.append(field_tag + varint(int(value) & 0xFFFFFFFFFFFFFFFF))
+    inner = b"".join(parts)
+    return b"".join((prefix, header, body_tag, varint(len(inner)), inner))
+
+
+def life_value_from(event_header_bytes: bytes, body: IncludedBody | ReplacedBody | DroppedBody) -> bytes:
+    """A hand-encoded lifecycle value from its header (:func:`header` of reusable parts: the writer keeps the chain
+    field and the tail of a commit's events)."""
+    if isinstance(body, IncludedBody):
+        return included_value(event_header_bytes, body)
+    return flat_value(event_header_bytes, body)
+
+
+def life_value(kind: int, chain_id: int, tx_hash: bytes, first_seen_ns: int, received_ns: int, source_id: str,
+               body: Any) -> bytes:
+    """A lifecycle ``events`` value (TX_INCLUDED, TX_REPLACED, TX_DROPPED or REORG): the kind byte, then ``Event
+    {chain_id, kind, tx_hash, first_seen_unix_ns (the transaction's), received_unix_ns (of the batch that caused
+    it), source_id (the block's or TxGone's source), body}``. TX_INCLUDED, TX_REPLACED and TX_DROPPED (an
+    :class:`IncludedBody`, :class:`ReplacedBody`, :class:`DroppedBody`) by hand, REORG (rare) through the protobuf
+    library."""
+    if isinstance(body, IncludedBody | ReplacedBody | DroppedBody):
+        return life_value_from(header(chain_field(chain_id), tx_hash, first_seen_ns, header_tail(received_ns,
+                                                                                                  source_id)), body)
+    event = events_pb2.Event(chain_id=chain_id, kind=kind, tx_hash=tx_hash,  # type: ignore[arg-type]
+                             first_seen_unix_ns=first_seen_ns, received_unix_ns=received_ns, source_id=source_id)
+    getattr(event, _LIFE_BODY[kind]).CopyFrom(body)
+    return bytes((kind,)) + event.SerializeToString(deterministic=True)

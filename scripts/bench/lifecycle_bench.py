@@ -1,135 +1,206 @@
-"""Benchmark of ingestd's lifecycle work (issue 16) against a real anvil (``--no-mining``) holding N pending
-transactions, in interleaved rounds within one run (the machine is shared: ratios matter more than absolutes):
+"""Transaction lifecycle cost (issue 16): processd CPU per committed transaction with lifecycle tracking on vs the
+same build with no blocks (so no tracking), paired in one run; and the cost of applying one block of N tracked
+transactions.
 
-- ``recheck``: one :class:`ingestd.pending.PendingTracker` round over the N tracked hashes (batched
-  ``eth_getTransactionByHash``, ``fetch_batch_size`` 100): JSON-RPC requests, and ingestd's CPU and wall time per
-  round, per 1,000 tracked transactions; compared with ``fetch``, the live path's cost of fetching the same N
-  transactions once (the same batched request, plus mapping each to a ``TxEnvelope``), as ``recheck_over_fetch``.
-- ``backfill``: one :class:`ingestd.backfill.Backfill` run (``txpool_content``, every transaction mapped to an
-  envelope the way the worker does), wall and CPU time for N; compared with ``fetch`` as ``backfill_over_fetch``.
-- ``track_add``: the hot-path cost of tracking one delivered envelope (``PendingTracker.add``), in microseconds.
+    python -m scripts.bench.lifecycle_bench [--tx 20000] [--rounds 2] [--out-name lifecycle]
 
-Run: ``python -m scripts.bench.lifecycle_bench [--pending 1000,2000] [--rounds 5]`` writes
-``artifacts/perf/lifecycle.json``.
+* **paired CPU**: per round, a fresh ``python -m processd`` (sync durability, default analysis workers) per variant,
+  the variants alternating (``lifecycle``, ``blocks_no_lifecycle``, ``blocks_off``, then again). Both get the identical
+  transactions (synthetic, one chain, batches of 500, one stream, up to 8 batches in flight); ``lifecycle`` also
+  gets a first block (tracking starts) and after every 1,000 transactions a block including 500 of them (each
+  block: TX_INCLUDED events, a restart floor, the latency window). The figure is processd's CPU (its process tree,
+  workers included, from /proc) per committed transaction, and the ratios lifecycle / blocks_off and lifecycle /
+  blocks_no_lifecycle (the same blocks stored, no tracking) per round.
+* **apply one block**: the tracker alone (``LifecycleTracker.block`` with N tracked pending transactions, all in
+  the block), and end to end through processd (the ack latency of a batch holding one block of N stored
+  transactions, commit and fsync included), for N = 100, 1,000, 5,000.
+
+Writes ``artifacts/perf/<out-name>.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
-import statistics
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
-from common.testing.anvil import AnvilNode
-from common.testing.fixtures import load_mainnet_calls
-from common.testing.replay import Replayer
-from ingestd.backfill import Backfill, BackfillStats
-from ingestd.fetcher import BatchFetcher
-from ingestd.mapping import tx_to_envelope
-from ingestd.pending import PendingStats, PendingTracker
-from scripts.bench.harness import write_artifact
+from common.pb.v1 import block_pb2, ingest_pb2, tx_pb2
+from common.testing.ingest_push import push_batches
+from common.testing.netutil import free_port, wait_for_port
+from common.testing.synth import synthetic_envelopes
+from processd.storage.lifecycle import LifecycleTracker, Pending
+from scripts.bench.harness import ratio, summarize, tree_cpu_seconds, write_artifact
 
-CHAIN_ID = 137
-BATCH = 100
-
-
-async def _measure(fn: Callable[[], Awaitable[Any]]) -> tuple[float, float]:
-    """(wall s, CPU s of this process) of one awaited call."""
-    w0, c0 = time.perf_counter(), time.process_time()
-    await fn()
-    return time.perf_counter() - w0, time.process_time() - c0
+ROOT = Path(__file__).resolve().parents[2]
+CHAIN = 137
+BATCH = 500
+#: lifecycle: blocks and tracking; blocks_no_lifecycle: the same blocks, lifecycle_enabled=false (the BLOCK
+#: events' own cost); blocks_off: no block at all (so nothing tracked).
+VARIANTS = ("lifecycle", "blocks_no_lifecycle", "blocks_off")
 
 
-async def _one_size(url: str, hashes: list[bytes], rounds: int) -> dict[str, Any]:
-    n = len(hashes)
-    async with BatchFetcher([url], max_in_flight=1) as fetcher:
-        stats = PendingStats()
-        tracker = PendingTracker(CHAIN_ID, fetcher, stats, capacity=n * 2, interval_s=3600, batch_size=BATCH,
-                                 send=lambda g: True, blocks_busy=lambda: False)
-        for h in hashes:
-            tracker.add(h, "bench")
-
-        async def fetch() -> None:
-            for start in range(0, n, BATCH):
-                outcome = await fetcher.fetch(hashes[start:start + BATCH])
-                for h, tx in outcome.found:
-                    tx_to_envelope(tx, CHAIN_ID, "bench", 1, h)
-
-        def deliver(tx: Any, seen_ns: int) -> str:
-            tx_to_envelope(tx, CHAIN_ID, "bench", seen_ns)
-            return "delivered"
-
-        backfill = Backfill("bench", fetcher, BackfillStats(), n * 2, deliver)
-        samples: dict[str, list[tuple[float, float]]] = {"recheck": [], "fetch": [], "backfill": []}
-        requests_per_round = []
-        for _ in range(rounds):
-            before = stats.requests
-            samples["recheck"].append(await _measure(lambda: tracker.recheck(min_age_s=0)))
-            requests_per_round.append(stats.requests - before)
-            samples["fetch"].append(await _measure(fetch))
-            samples["backfill"].append(await _measure(backfill.run_once))
-        assert len(tracker) == n, "every tracked transaction is still pending"
-    med = {k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v)) for k, v in samples.items()}
-    per_k = 1000 / n
-    return {
-        "pending": n,
-        "recheck_requests_per_round": max(requests_per_round),
-        "recheck_requests_per_1000_tracked": round(max(requests_per_round) * per_k, 1),
-        "recheck_cpu_ms_per_1000_tracked": round(med["recheck"][1] * per_k * 1e3, 2),
-        "recheck_wall_ms_per_1000_tracked": round(med["recheck"][0] * per_k * 1e3, 2),
-        "fetch_cpu_ms_per_1000": round(med["fetch"][1] * per_k * 1e3, 2),
-        "recheck_over_fetch_cpu": round(med["recheck"][1] / med["fetch"][1], 3),
-        "backfill_wall_s": round(med["backfill"][0], 4),
-        "backfill_cpu_s": round(med["backfill"][1], 4),
-        "backfill_over_fetch_wall": round(med["backfill"][0] / med["fetch"][0], 3),
-        "fetch_wall_s": round(med["fetch"][0], 4),
-    }
+def _block(number: int, timestamp: int, txs: list[tx_pb2.TxEnvelope]) -> block_pb2.BlockEnvelope:
+    return block_pb2.BlockEnvelope(
+        chain_id=CHAIN, number=number, hash=number.to_bytes(4, "big") * 8, parent_hash=b"\x01" * 32,
+        timestamp=timestamp, source_id="bench", seen_unix_ns=timestamp * 10**9, tx_count=len(txs),
+        txs=[block_pb2.IncludedTx(hash=t.hash, index=i, sender=t.sender, nonce=t.nonce,
+                                  status=block_pb2.TX_STATUS_OK, gas_used=21000) for i, t in enumerate(txs)])
 
 
-def _track_add_us(n: int = 100_000) -> float:
-    """Microseconds per PendingTracker.add (the hot path's added cost per delivered envelope), bounded set full."""
-    tracker = PendingTracker(CHAIN_ID, None, PendingStats(), capacity=n // 2, interval_s=1,  # type: ignore[arg-type]
-                             batch_size=BATCH, send=lambda g: True, blocks_busy=lambda: False)
-    keys = [i.to_bytes(32, "big") for i in range(n)]
-    c0 = time.process_time()
-    for k in keys:
-        tracker.add(k, "bench")
-    return round((time.process_time() - c0) / n * 1e6, 3)
-
-
-def run(sizes: list[int], rounds: int) -> dict[str, Any]:
-    calls = load_mainnet_calls()
-    out: dict[str, Any] = {"track_add_us": _track_add_us(), "sizes": []}
-    for n in sizes:
-        with AnvilNode(chain_id=CHAIN_ID) as node:
-            async def send(node: AnvilNode = node, n: int = n) -> list[str]:
-                async with Replayer(node.http_url, batch_size=100) as replayer:
-                    sent: list[str] = []
-                    salt = 0
-                    while len(sent) < n:  # more than the fixture holds: the same calls again, a new gas limit
-                        batch = [dataclasses.replace(c, gas=c.gas + salt) for c in calls[:n - len(sent)]]
-                        sent += [s.tx_hash for s in await replayer.send(batch)]
-                        salt += 1
-                    return sent
-
-            sent = asyncio.run(send())
-            hashes = [bytes.fromhex(h[2:]) for h in sent]
-            out["sizes"].append(asyncio.run(_one_size(node.http_url, hashes, rounds)))
+def _batches(envelopes: list[tx_pb2.TxEnvelope], with_blocks: bool) -> list[ingest_pb2.TxBatch]:
+    """The transactions in batches of BATCH; with blocks: a first block, then one per 1,000 transactions."""
+    t0 = min(e.first_seen_unix_ns for e in envelopes) // 10**9
+    out: list[ingest_pb2.TxBatch] = []
+    seq = 1
+    if with_blocks:
+        out.append(ingest_pb2.TxBatch(session_id="bench", batch_seq=seq, blocks=[_block(1, t0, [])]))
+        seq += 1
+    number = 1
+    for start in range(0, len(envelopes), BATCH):
+        chunk = envelopes[start:start + BATCH]
+        batch = ingest_pb2.TxBatch(session_id="bench", batch_seq=seq, envelopes=chunk)
+        seq += 1
+        if with_blocks and (start // BATCH) % 2 == 1:
+            number += 1
+            batch.blocks.append(_block(number, t0 + 12 * number, envelopes[start - BATCH:start:2] + chunk[::2]))
+        out.append(batch)
     return out
 
 
+class Processd:
+    """``python -m processd`` on a fresh data dir."""
+
+    def __init__(self, workdir: Path, name: str, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.data = workdir / name
+        log_path = workdir / f"{name}.log"
+        self.log = log_path.open("wb")
+        self.proc = subprocess.Popen([sys.executable, "-m", "processd", "--data-dir", str(self.data), "--listen",
+                                      f"127.0.0.1:{self.port}"], cwd=ROOT, stdout=self.log,
+                                     stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+        deadline = time.monotonic() + 60
+        while b"processd listening on" not in log_path.read_bytes():  # (the event log is open: it serves)
+            assert self.proc.poll() is None and time.monotonic() < deadline, "processd did not start"
+            time.sleep(0.05)
+        assert wait_for_port("127.0.0.1", self.port, 10), "processd did not start"
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def cpu(self) -> float:
+        value = tree_cpu_seconds(self.proc.pid)
+        assert value is not None
+        return value
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(60)
+        self.log.close()
+
+
+def paired_cpu(tx: int, rounds: int, workdir: Path) -> dict[str, Any]:
+    """CPU per committed transaction, lifecycle vs blocks_off, alternating per round (module doc)."""
+    per_round: list[dict[str, Any]] = []
+    for r in range(rounds):
+        envelopes = synthetic_envelopes(tx, seed=7000 + r, chain_ids=(CHAIN,))
+        row: dict[str, Any] = {}
+        for variant in VARIANTS:
+            batches = _batches(envelopes, variant != "blocks_off")
+            env = {"MEMPULSE_PROCESSD_LIFECYCLE_ENABLED": "false"} if variant == "blocks_no_lifecycle" else None
+            p = Processd(workdir, f"{variant}-{r}", env)
+            try:
+                time.sleep(0.5)
+                before = p.cpu()
+                started = time.perf_counter()
+                acks = asyncio.run(push_batches(p.address, batches, max_inflight=8))
+                elapsed = time.perf_counter() - started
+                cpu = p.cpu() - before
+            finally:
+                p.stop()
+            committed = sum(a.accepted for a in acks)
+            assert committed == tx, (variant, committed)
+            row[variant] = {"cpu_us_per_tx": round(cpu / committed * 1e6, 2), "tx_per_s": round(committed / elapsed),
+                            "blocks": sum(a.blocks_stored for a in acks)}
+        row["ratio"] = ratio(row["lifecycle"]["cpu_us_per_tx"], row["blocks_off"]["cpu_us_per_tx"])
+        row["ratio_vs_blocks_no_lifecycle"] = ratio(row["lifecycle"]["cpu_us_per_tx"],
+                                                    row["blocks_no_lifecycle"]["cpu_us_per_tx"])
+        per_round.append(row)
+        print(f"round {r}: {row}", flush=True)
+    out: dict[str, Any] = {"rounds": per_round, "ratio": summarize([row["ratio"] for row in per_round]),
+                           "ratio_vs_blocks_no_lifecycle": summarize([row["ratio_vs_blocks_no_lifecycle"]
+                                                                      for row in per_round])}
+    for variant in VARIANTS:
+        out[f"{variant}_cpu_us_per_tx"] = summarize([row[variant]["cpu_us_per_tx"] for row in per_round])
+    return out
+
+
+def tracker_block_us(n: int, repeat: int = 5) -> float:
+    """The state machine alone: one block including N tracked pending transactions (median of ``repeat``)."""
+    times = []
+    for _ in range(repeat):
+        t = LifecycleTracker(max_pending=n + 1)
+        t.block(_block(1, 1_700_000_000, []), 1)
+        envelopes = []
+        for i in range(n):
+            p = Pending(i + 2, i.to_bytes(32, "big"), (i % 997).to_bytes(20, "big"), i // 997, 10**9,
+                        1_700_000_000 * 10**9, False)
+            t.pending(CHAIN, p)
+            envelopes.append(tx_pb2.TxEnvelope(hash=p.tx_hash, sender=p.sender, nonce=p.nonce))
+        block = _block(2, 1_700_000_012, envelopes)
+        started = time.perf_counter()
+        t.block(block, n + 2)
+        times.append(time.perf_counter() - started)
+    times.sort()
+    return round(times[len(times) // 2] * 1e6, 1)
+
+
+def block_ack_ms(n: int, workdir: Path) -> float:
+    """End to end: the ack latency of one batch holding a block of N stored, tracked transactions."""
+    envelopes = synthetic_envelopes(n, seed=9000 + n, chain_ids=(CHAIN,))
+    t0 = min(e.first_seen_unix_ns for e in envelopes) // 10**9
+    p = Processd(workdir, f"block-{n}")
+    try:
+        first = [ingest_pb2.TxBatch(session_id="b", batch_seq=1, blocks=[_block(1, t0, [])])]
+        first += [ingest_pb2.TxBatch(session_id="b", batch_seq=2 + i // BATCH, envelopes=envelopes[i:i + BATCH])
+                  for i in range(0, n, BATCH)]
+        asyncio.run(push_batches(p.address, first, max_inflight=8))
+        started = time.perf_counter()
+        [ack] = asyncio.run(push_batches(p.address, [ingest_pb2.TxBatch(
+            session_id="b", batch_seq=10**6, blocks=[_block(2, t0 + 12, envelopes)])]))
+        elapsed = time.perf_counter() - started
+        assert ack.blocks_stored == 1
+    finally:
+        p.stop()
+    return round(elapsed * 1e3, 2)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lifecycle_bench", description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--pending", default="1000,2000", help="comma-separated pending pool sizes")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--tx", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--out-name", default="lifecycle")
     args = parser.parse_args(argv)
-    results = run([int(x) for x in args.pending.split(",")], args.rounds)
-    path = write_artifact(args.out_name, results, command="python -m scripts.bench.lifecycle_bench")
-    print(results)
+    workdir = Path(tempfile.mkdtemp(prefix="lifecycle-bench-"))
+    try:
+        results: dict[str, Any] = {"tx": args.tx, "batch": BATCH, "paired_cpu": paired_cpu(args.tx, args.rounds,
+                                                                                           workdir)}
+        results["apply_block"] = {}
+        for n in (100, 1000, 5000):
+            tracker_us = tracker_block_us(n)
+            results["apply_block"][str(n)] = {"tracker_us": tracker_us, "tracker_us_per_tx": round(tracker_us / n, 2),
+                                              "ack_ms": block_ack_ms(n, workdir)}
+        print(results["apply_block"], flush=True)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    path = write_artifact(args.out_name, results)
     print(f"wrote {path}")
     return 0
 

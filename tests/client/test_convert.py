@@ -48,10 +48,10 @@ def test_typed_transaction_fields() -> None:
 
 def test_unknown_enum_values_and_kinds_from_a_newer_processd() -> None:
     assert _convert.features(events_pb2.TxFeatures(category=99)).category == "unknown_99"
-    assert _convert.event(events_pb2.Event(seq_id=1, kind=9)) is None
+    assert _convert.event(events_pb2.Event(seq_id=1, kind=99)) is None
     body = events_pb2.TxSourceSeen(sighting=tx_pb2.TxSighting(source_id="b", seen_unix_ns=7), tx_seq_id=1)
     known = events_pb2.Event(seq_id=2, kind=events_pb2.EVENT_KIND_TX_SOURCE_SEEN, tx_source_seen=body)
-    assert [e.seq_id for e in _convert.events([events_pb2.Event(seq_id=1, kind=9), known])] == [2]
+    assert [e.seq_id for e in _convert.events([events_pb2.Event(seq_id=1, kind=99), known])] == [2]
     ev = _convert.event(known)
     assert ev is not None and ev.kind is EventKind.TX_SOURCE_SEEN and ev.sighting is not None
     assert (ev.sighting.source_id, ev.sighting.seen_unix_ns, ev.sighting.tx_seq_id) == ("b", 7, 1)
@@ -70,3 +70,26 @@ def test_a_pool_state_event_is_typed_with_exact_reserves() -> None:
     assert ev.pool_state == PoolState(137, "0x" + "01" * 20, "0x" + "02" * 20, "0x" + "03" * 20,
                                       "0x" + "04" * 20, 2**111 + 3, 0, 9, "0x" + "05" * 32, "get_reserves")
     assert _convert.KIND_TO_PB[EventKind("pool_state")] == events_pb2.EVENT_KIND_POOL_STATE
+
+
+def test_lifecycle_events_map_to_their_records() -> None:
+    inc = events_pb2.Event(seq_id=5, kind=events_pb2.EVENT_KIND_TX_INCLUDED, tx_hash=b"\x01" * 32,
+                           tx_included=events_pb2.TxIncluded(block_number=7, block_hash=b"\x02" * 32, index=3,
+                                                             status=2, inclusion_latency_ms=1500, tx_seq_id=1,
+                                                             block_seq_id=4, reincluded=True))
+    rep = events_pb2.Event(seq_id=6, kind=events_pb2.EVENT_KIND_TX_REPLACED,
+                           tx_replaced=events_pb2.TxReplaced(by_hash=b"\x03" * 32, fee_bump_bps=-50, cancel=True))
+    drop = events_pb2.Event(seq_id=7, kind=events_pb2.EVENT_KIND_TX_DROPPED,
+                            tx_dropped=events_pb2.TxDropped(reason=events_pb2.DROP_REASON_NONCE_PASSED, tx_seq_id=2))
+    reorg = events_pb2.Event(seq_id=8, kind=events_pb2.EVENT_KIND_REORG,
+                             reorg=events_pb2.Reorg(depth=2, number=9, new_hash=b"\x04" * 32,
+                                                    orphaned_hashes=[b"\x05" * 32], unincluded=1))
+    a, b, c, d = _convert.events([inc, rep, drop, reorg])
+    assert a.kind is EventKind.TX_INCLUDED and a.included is not None and a.replaced is None
+    assert (a.included.block_number, a.included.status, a.included.inclusion_latency_ms, a.included.reincluded) == (
+        7, "reverted", 1500, True)
+    assert b.replaced is not None and (b.replaced.by_hash, b.replaced.fee_bump_bps, b.replaced.cancel) == (
+        "0x" + "03" * 32, -50, True)
+    assert c.dropped is not None and c.dropped.reason == "nonce_passed" and c.dropped.tx_seq_id == 2
+    assert d.reorg is not None and d.reorg.orphaned_hashes == ("0x" + "05" * 32,) and d.reorg.unincluded == 1
+    assert d.tx_hash == "0x"

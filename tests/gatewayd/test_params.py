@@ -25,7 +25,10 @@ def test_defaults_fill_every_parameter() -> None:
     none = frozenset()
     filters = {"from": (), "to": (), "method": (), "protocol": (), "token_in": (), "token_out": (),
                "min_value_wei": 0, "min_profit_wei": 0, "min_score": 0}
-    assert parse("transactions") == {"chain_id": 0, "limit": 25, "before_seq_id": 0, "include": none, **filters}
+    assert parse("transactions") == {"chain_id": 0, "limit": 25, "before_seq_id": 0, "status": 0, "include": none,
+                                     **filters}
+    assert parse("transactions", status="dropped")["status"] == 4
+    assert error_of("transactions", status="gone").code == "invalid_status"
     assert parse("transactions_all") == {"chain_id": 0, "from_seq_id": 0, "limit": 1000, "include": none, **filters}
     assert parse("events") == {"from_seq_id": 0, "limit": 100, "chain_id": 0, "kinds": (), "include": none,
                                **filters}

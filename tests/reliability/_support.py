@@ -31,6 +31,9 @@ CHAIN_SEQ = struct.Struct(">QQ")
 KIND_SEEN = events_pb2.EVENT_KIND_TX_SEEN
 KIND_SOURCE = events_pb2.EVENT_KIND_TX_SOURCE_SEEN
 KIND_BLOCK = events_pb2.EVENT_KIND_BLOCK
+#: Lifecycle kinds: each a unit of its own (chain_seq entry; tx_life entry when about a transaction).
+LIFE_KINDS = frozenset((events_pb2.EVENT_KIND_TX_INCLUDED, events_pb2.EVENT_KIND_TX_REPLACED,
+                        events_pb2.EVENT_KIND_TX_DROPPED, events_pb2.EVENT_KIND_REORG))
 BLOCK_KEY = struct.Struct(">QQ32s")
 KIND_POOL_STATE = events_pb2.EVENT_KIND_POOL_STATE
 POOL_KEY = struct.Struct(">Q20sQ32s")
@@ -126,6 +129,9 @@ def audit_log(data_dir: Path) -> Audit:
       maps exactly the retained BLOCK events (chain, number, hash) to their seqs;
     * a POOL_STATE event likewise: its own ``chain_seq`` entry, no (chain, pair, block number, block hash) stored
       twice, and ``pools`` maps exactly the retained POOL_STATE events to their seqs.
+    * a lifecycle event (TX_INCLUDED, TX_REPLACED, TX_DROPPED, REORG) has a ``chain_seq`` entry of its own, one about
+      a transaction names its TX_SEEN (or one already pruned), and ``tx_life`` indexes exactly the retained ones
+      about a transaction; a transaction is settled (replaced or dropped) at most once, and never after that.
     """
     out = Audit()
     env = lmdb.open(str(data_dir), readonly=True, max_dbs=16, lock=True, max_readers=256)
@@ -147,9 +153,15 @@ def audit_log(data_dir: Path) -> Audit:
             pools_db = env.open_db(b"pools", create=False)
         except lmdb.NotFoundError:  # a log written before pool states existed
             pools_db = None
+        try:
+            life_db = env.open_db(b"tx_life", create=False)
+        except lmdb.NotFoundError:  # a log written before tx_life existed
+            life_db = None
         sightings: dict[bytes, int] = {}
         blocks: dict[bytes, int] = {}
         pools: dict[bytes, int] = {}
+        life: dict[bytes, int] = {}
+        settled: set[tuple[int, bytes]] = set()
         with env.begin() as txn:
             raw = txn.get(b"last_seq", db=meta_db)
             out.last_seq = U64.unpack(raw)[0] if raw else 0
@@ -183,6 +195,11 @@ def audit_log(data_dir: Path) -> Audit:
                     if pkey in pools:
                         out.problems.append(f"pool state {seq}: (chain, pair, block) stored twice")
                     pools[pkey] = seq
+                    continue
+                if event.kind in LIFE_KINDS:  # a unit of its own, like a sighting
+                    chain_index[CHAIN_SEQ.pack(event.chain_id, seq)] = bytes((event.kind,))
+                    if event.tx_hash:
+                        _audit_life(out, event, seq, life, settled)
                     continue
                 if event.kind == KIND_SOURCE:  # not part of its transaction's contiguous events
                     chain_index[CHAIN_SEQ.pack(event.chain_id, seq)] = bytes((KIND_SOURCE,))
@@ -225,6 +242,10 @@ def audit_log(data_dir: Path) -> Audit:
             if held != want:
                 out.problems.append(f"tx_sources differs from the retained TX_SOURCE_SEEN events ({len(held)} vs "
                                     f"{len(want)})")
+            held_life = {bytes(k): v[0] for k, v in txn.cursor(db=life_db)} if life_db else {}
+            if held_life != life:
+                out.problems.append(f"tx_life differs from the retained lifecycle events ({len(held_life)} vs "
+                                    f"{len(life)})")
             held_blocks = {bytes(k): U64.unpack(v)[0] for k, v in txn.cursor(db=blocks_db)} if blocks_db else {}
             if held_blocks != blocks:
                 out.problems.append(f"blocks index differs from the retained BLOCK events ({len(held_blocks)} vs "
@@ -236,6 +257,22 @@ def audit_log(data_dir: Path) -> Audit:
     finally:
         env.close()
     return out
+
+
+def _audit_life(out: Audit, event: events_pb2.Event, seq: int, life: dict[bytes, int],
+                settled: set[tuple[int, bytes]]) -> None:
+    """One lifecycle event about a transaction: it names the transaction's TX_SEEN, and nothing follows a
+    replacement or a drop of the same transaction."""
+    body = event.WhichOneof("body")
+    tx_seq = getattr(event, body or "tx_included").tx_seq_id
+    k = (event.chain_id, bytes(event.tx_hash))
+    if out.txs.get(k) != tx_seq and tx_seq >= (out.first_seq or 0):
+        out.problems.append(f"lifecycle event {seq} names tx seq {tx_seq}, not its transaction's TX_SEEN")
+    if k in settled:
+        out.problems.append(f"lifecycle event {seq} about a transaction already replaced or dropped")
+    if event.kind != events_pb2.EVENT_KIND_TX_INCLUDED:
+        settled.add(k)
+    life[U64.pack(event.chain_id) + bytes(event.tx_hash[:16]) + U64.pack(seq)] = event.kind
 
 
 # ---- a resending ingest client -------------------------------------------------------------------------------

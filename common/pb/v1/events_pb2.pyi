@@ -17,7 +17,11 @@ class EventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EVENT_KIND_TX_DECODED: _ClassVar[EventKind]
     EVENT_KIND_OPP_DETECTED: _ClassVar[EventKind]
     EVENT_KIND_TX_SOURCE_SEEN: _ClassVar[EventKind]
+    EVENT_KIND_TX_INCLUDED: _ClassVar[EventKind]
+    EVENT_KIND_TX_REPLACED: _ClassVar[EventKind]
+    EVENT_KIND_TX_DROPPED: _ClassVar[EventKind]
     EVENT_KIND_BLOCK: _ClassVar[EventKind]
+    EVENT_KIND_REORG: _ClassVar[EventKind]
     EVENT_KIND_POOL_STATE: _ClassVar[EventKind]
 
 class TxCategory(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
@@ -34,12 +38,23 @@ class OpportunityKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     OPPORTUNITY_KIND_SANDWICH_CANDIDATE: _ClassVar[OpportunityKind]
     OPPORTUNITY_KIND_BACKRUN_CANDIDATE: _ClassVar[OpportunityKind]
     OPPORTUNITY_KIND_ARB_CANDIDATE: _ClassVar[OpportunityKind]
+
+class DropReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DROP_REASON_UNSPECIFIED: _ClassVar[DropReason]
+    DROP_REASON_EXPIRED: _ClassVar[DropReason]
+    DROP_REASON_EVICTED: _ClassVar[DropReason]
+    DROP_REASON_NONCE_PASSED: _ClassVar[DropReason]
 EVENT_KIND_UNSPECIFIED: EventKind
 EVENT_KIND_TX_SEEN: EventKind
 EVENT_KIND_TX_DECODED: EventKind
 EVENT_KIND_OPP_DETECTED: EventKind
 EVENT_KIND_TX_SOURCE_SEEN: EventKind
+EVENT_KIND_TX_INCLUDED: EventKind
+EVENT_KIND_TX_REPLACED: EventKind
+EVENT_KIND_TX_DROPPED: EventKind
 EVENT_KIND_BLOCK: EventKind
+EVENT_KIND_REORG: EventKind
 EVENT_KIND_POOL_STATE: EventKind
 TX_CATEGORY_UNSPECIFIED: TxCategory
 TX_CATEGORY_SWAP: TxCategory
@@ -50,6 +65,10 @@ OPPORTUNITY_KIND_UNSPECIFIED: OpportunityKind
 OPPORTUNITY_KIND_SANDWICH_CANDIDATE: OpportunityKind
 OPPORTUNITY_KIND_BACKRUN_CANDIDATE: OpportunityKind
 OPPORTUNITY_KIND_ARB_CANDIDATE: OpportunityKind
+DROP_REASON_UNSPECIFIED: DropReason
+DROP_REASON_EXPIRED: DropReason
+DROP_REASON_EVICTED: DropReason
+DROP_REASON_NONCE_PASSED: DropReason
 
 class TxFeatures(_message.Message):
     __slots__ = ("protocol", "category", "method", "selector", "token_in", "token_out", "amount_in", "amount_out_min", "amount_in_max", "amount_out", "path", "fee_tiers", "recipient", "deadline", "value", "gas_price", "priority_fee", "calldata_len", "decoded", "decode_error", "args", "args_truncated")
@@ -198,12 +217,76 @@ class TxSourceSeen(_message.Message):
     def __init__(self, sighting: _Optional[_Union[_tx_pb2.TxSighting, _Mapping]] = ..., tx_seq_id: _Optional[int] = ...) -> None: ...
 
 class BlockSeen(_message.Message):
-    __slots__ = ("block", "seen_pending")
+    __slots__ = ("block", "seen_pending", "inclusion_latency_p50_ms", "included_tracked")
     BLOCK_FIELD_NUMBER: _ClassVar[int]
     SEEN_PENDING_FIELD_NUMBER: _ClassVar[int]
+    INCLUSION_LATENCY_P50_MS_FIELD_NUMBER: _ClassVar[int]
+    INCLUDED_TRACKED_FIELD_NUMBER: _ClassVar[int]
     block: _block_pb2.BlockEnvelope
     seen_pending: int
-    def __init__(self, block: _Optional[_Union[_block_pb2.BlockEnvelope, _Mapping]] = ..., seen_pending: _Optional[int] = ...) -> None: ...
+    inclusion_latency_p50_ms: int
+    included_tracked: int
+    def __init__(self, block: _Optional[_Union[_block_pb2.BlockEnvelope, _Mapping]] = ..., seen_pending: _Optional[int] = ..., inclusion_latency_p50_ms: _Optional[int] = ..., included_tracked: _Optional[int] = ...) -> None: ...
+
+class TxIncluded(_message.Message):
+    __slots__ = ("block_number", "block_hash", "index", "status", "inclusion_latency_ms", "tx_seq_id", "block_seq_id", "reincluded")
+    BLOCK_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_HASH_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    INCLUSION_LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    TX_SEQ_ID_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_SEQ_ID_FIELD_NUMBER: _ClassVar[int]
+    REINCLUDED_FIELD_NUMBER: _ClassVar[int]
+    block_number: int
+    block_hash: bytes
+    index: int
+    status: _block_pb2.TxStatus
+    inclusion_latency_ms: int
+    tx_seq_id: int
+    block_seq_id: int
+    reincluded: bool
+    def __init__(self, block_number: _Optional[int] = ..., block_hash: _Optional[bytes] = ..., index: _Optional[int] = ..., status: _Optional[_Union[_block_pb2.TxStatus, str]] = ..., inclusion_latency_ms: _Optional[int] = ..., tx_seq_id: _Optional[int] = ..., block_seq_id: _Optional[int] = ..., reincluded: _Optional[bool] = ...) -> None: ...
+
+class TxReplaced(_message.Message):
+    __slots__ = ("by_hash", "fee_bump_bps", "cancel", "tx_seq_id", "by_block")
+    BY_HASH_FIELD_NUMBER: _ClassVar[int]
+    FEE_BUMP_BPS_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_FIELD_NUMBER: _ClassVar[int]
+    TX_SEQ_ID_FIELD_NUMBER: _ClassVar[int]
+    BY_BLOCK_FIELD_NUMBER: _ClassVar[int]
+    by_hash: bytes
+    fee_bump_bps: int
+    cancel: bool
+    tx_seq_id: int
+    by_block: bool
+    def __init__(self, by_hash: _Optional[bytes] = ..., fee_bump_bps: _Optional[int] = ..., cancel: _Optional[bool] = ..., tx_seq_id: _Optional[int] = ..., by_block: _Optional[bool] = ...) -> None: ...
+
+class TxDropped(_message.Message):
+    __slots__ = ("reason", "tx_seq_id", "source_id")
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    TX_SEQ_ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_ID_FIELD_NUMBER: _ClassVar[int]
+    reason: DropReason
+    tx_seq_id: int
+    source_id: str
+    def __init__(self, reason: _Optional[_Union[DropReason, str]] = ..., tx_seq_id: _Optional[int] = ..., source_id: _Optional[str] = ...) -> None: ...
+
+class Reorg(_message.Message):
+    __slots__ = ("depth", "new_hash", "number", "orphaned_hashes", "unincluded", "too_deep")
+    DEPTH_FIELD_NUMBER: _ClassVar[int]
+    NEW_HASH_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    ORPHANED_HASHES_FIELD_NUMBER: _ClassVar[int]
+    UNINCLUDED_FIELD_NUMBER: _ClassVar[int]
+    TOO_DEEP_FIELD_NUMBER: _ClassVar[int]
+    depth: int
+    new_hash: bytes
+    number: int
+    orphaned_hashes: _containers.RepeatedScalarFieldContainer[bytes]
+    unincluded: int
+    too_deep: bool
+    def __init__(self, depth: _Optional[int] = ..., new_hash: _Optional[bytes] = ..., number: _Optional[int] = ..., orphaned_hashes: _Optional[_Iterable[bytes]] = ..., unincluded: _Optional[int] = ..., too_deep: _Optional[bool] = ...) -> None: ...
 
 class PoolStateSeen(_message.Message):
     __slots__ = ("state",)
@@ -212,7 +295,7 @@ class PoolStateSeen(_message.Message):
     def __init__(self, state: _Optional[_Union[_pool_pb2.PoolState, _Mapping]] = ...) -> None: ...
 
 class Event(_message.Message):
-    __slots__ = ("seq_id", "chain_id", "kind", "tx_hash", "first_seen_unix_ns", "received_unix_ns", "source_id", "tx_seen", "tx_decoded", "opp_detected", "tx_source_seen", "block", "pool_state")
+    __slots__ = ("seq_id", "chain_id", "kind", "tx_hash", "first_seen_unix_ns", "received_unix_ns", "source_id", "tx_seen", "tx_decoded", "opp_detected", "tx_source_seen", "tx_included", "tx_replaced", "tx_dropped", "block", "reorg", "pool_state")
     SEQ_ID_FIELD_NUMBER: _ClassVar[int]
     CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -224,7 +307,11 @@ class Event(_message.Message):
     TX_DECODED_FIELD_NUMBER: _ClassVar[int]
     OPP_DETECTED_FIELD_NUMBER: _ClassVar[int]
     TX_SOURCE_SEEN_FIELD_NUMBER: _ClassVar[int]
+    TX_INCLUDED_FIELD_NUMBER: _ClassVar[int]
+    TX_REPLACED_FIELD_NUMBER: _ClassVar[int]
+    TX_DROPPED_FIELD_NUMBER: _ClassVar[int]
     BLOCK_FIELD_NUMBER: _ClassVar[int]
+    REORG_FIELD_NUMBER: _ClassVar[int]
     POOL_STATE_FIELD_NUMBER: _ClassVar[int]
     seq_id: int
     chain_id: int
@@ -237,6 +324,10 @@ class Event(_message.Message):
     tx_decoded: TxDecoded
     opp_detected: OppDetected
     tx_source_seen: TxSourceSeen
+    tx_included: TxIncluded
+    tx_replaced: TxReplaced
+    tx_dropped: TxDropped
     block: BlockSeen
+    reorg: Reorg
     pool_state: PoolStateSeen
-    def __init__(self, seq_id: _Optional[int] = ..., chain_id: _Optional[int] = ..., kind: _Optional[_Union[EventKind, str]] = ..., tx_hash: _Optional[bytes] = ..., first_seen_unix_ns: _Optional[int] = ..., received_unix_ns: _Optional[int] = ..., source_id: _Optional[str] = ..., tx_seen: _Optional[_Union[TxSeen, _Mapping]] = ..., tx_decoded: _Optional[_Union[TxDecoded, _Mapping]] = ..., opp_detected: _Optional[_Union[OppDetected, _Mapping]] = ..., tx_source_seen: _Optional[_Union[TxSourceSeen, _Mapping]] = ..., block: _Optional[_Union[BlockSeen, _Mapping]] = ..., pool_state: _Optional[_Union[PoolStateSeen, _Mapping]] = ...) -> None: ...
+    def __init__(self, seq_id: _Optional[int] = ..., chain_id: _Optional[int] = ..., kind: _Optional[_Union[EventKind, str]] = ..., tx_hash: _Optional[bytes] = ..., first_seen_unix_ns: _Optional[int] = ..., received_unix_ns: _Optional[int] = ..., source_id: _Optional[str] = ..., tx_seen: _Optional[_Union[TxSeen, _Mapping]] = ..., tx_decoded: _Optional[_Union[TxDecoded, _Mapping]] = ..., opp_detected: _Optional[_Union[OppDetected, _Mapping]] = ..., tx_source_seen: _Optional[_Union[TxSourceSeen, _Mapping]] = ..., tx_included: _Optional[_Union[TxIncluded, _Mapping]] = ..., tx_replaced: _Optional[_Union[TxReplaced, _Mapping]] = ..., tx_dropped: _Optional[_Union[TxDropped, _Mapping]] = ..., block: _Optional[_Union[BlockSeen, _Mapping]] = ..., reorg: _Optional[_Union[Reorg, _Mapping]] = ..., pool_state: _Optional[_Union[PoolStateSeen, _Mapping]] = ...) -> None: ...

@@ -2,12 +2,26 @@ from common.pb.v1 import events_pb2 as _events_pb2
 from common.pb.v1 import ingest_pb2 as _ingest_pb2
 from common.pb.v1 import tx_pb2 as _tx_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class TxLifecycleStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TX_LIFECYCLE_STATUS_UNSPECIFIED: _ClassVar[TxLifecycleStatus]
+    TX_LIFECYCLE_STATUS_PENDING: _ClassVar[TxLifecycleStatus]
+    TX_LIFECYCLE_STATUS_INCLUDED: _ClassVar[TxLifecycleStatus]
+    TX_LIFECYCLE_STATUS_REPLACED: _ClassVar[TxLifecycleStatus]
+    TX_LIFECYCLE_STATUS_DROPPED: _ClassVar[TxLifecycleStatus]
+TX_LIFECYCLE_STATUS_UNSPECIFIED: TxLifecycleStatus
+TX_LIFECYCLE_STATUS_PENDING: TxLifecycleStatus
+TX_LIFECYCLE_STATUS_INCLUDED: TxLifecycleStatus
+TX_LIFECYCLE_STATUS_REPLACED: TxLifecycleStatus
+TX_LIFECYCLE_STATUS_DROPPED: TxLifecycleStatus
 
 class StoredTx(_message.Message):
     __slots__ = ("seq_id", "tx", "received_unix_ns", "sources")
@@ -74,7 +88,7 @@ class ReplayPoint(_message.Message):
     def __init__(self, seq_high_water: _Optional[int] = ..., committed_unix_ns: _Optional[int] = ..., pending_count: _Optional[int] = ...) -> None: ...
 
 class ChainTotals(_message.Message):
-    __slots__ = ("chain_id", "tx_count", "decoded_count", "opportunity_count", "rejected", "replay", "ingest", "drop_ratio", "sources", "selector_coverage")
+    __slots__ = ("chain_id", "tx_count", "decoded_count", "opportunity_count", "rejected", "replay", "ingest", "drop_ratio", "sources", "selector_coverage", "lifecycle")
     CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
     TX_COUNT_FIELD_NUMBER: _ClassVar[int]
     DECODED_COUNT_FIELD_NUMBER: _ClassVar[int]
@@ -85,6 +99,7 @@ class ChainTotals(_message.Message):
     DROP_RATIO_FIELD_NUMBER: _ClassVar[int]
     SOURCES_FIELD_NUMBER: _ClassVar[int]
     SELECTOR_COVERAGE_FIELD_NUMBER: _ClassVar[int]
+    LIFECYCLE_FIELD_NUMBER: _ClassVar[int]
     chain_id: int
     tx_count: int
     decoded_count: int
@@ -95,7 +110,36 @@ class ChainTotals(_message.Message):
     drop_ratio: float
     sources: _containers.RepeatedCompositeFieldContainer[SourceStanding]
     selector_coverage: _containers.RepeatedCompositeFieldContainer[_events_pb2.SelectorCoverage]
-    def __init__(self, chain_id: _Optional[int] = ..., tx_count: _Optional[int] = ..., decoded_count: _Optional[int] = ..., opportunity_count: _Optional[int] = ..., rejected: _Optional[_Iterable[_Union[_ingest_pb2.RejectCount, _Mapping]]] = ..., replay: _Optional[_Union[ReplayPoint, _Mapping]] = ..., ingest: _Optional[_Union[_ingest_pb2.ChainIngestStats, _Mapping]] = ..., drop_ratio: _Optional[float] = ..., sources: _Optional[_Iterable[_Union[SourceStanding, _Mapping]]] = ..., selector_coverage: _Optional[_Iterable[_Union[_events_pb2.SelectorCoverage, _Mapping]]] = ...) -> None: ...
+    lifecycle: LifecycleTotals
+    def __init__(self, chain_id: _Optional[int] = ..., tx_count: _Optional[int] = ..., decoded_count: _Optional[int] = ..., opportunity_count: _Optional[int] = ..., rejected: _Optional[_Iterable[_Union[_ingest_pb2.RejectCount, _Mapping]]] = ..., replay: _Optional[_Union[ReplayPoint, _Mapping]] = ..., ingest: _Optional[_Union[_ingest_pb2.ChainIngestStats, _Mapping]] = ..., drop_ratio: _Optional[float] = ..., sources: _Optional[_Iterable[_Union[SourceStanding, _Mapping]]] = ..., selector_coverage: _Optional[_Iterable[_Union[_events_pb2.SelectorCoverage, _Mapping]]] = ..., lifecycle: _Optional[_Union[LifecycleTotals, _Mapping]] = ...) -> None: ...
+
+class LifecycleTotals(_message.Message):
+    __slots__ = ("pending", "included", "replaced", "dropped", "included_private", "reorgs", "reorgs_too_deep", "inclusion_latency_p50_ms", "inclusion_latency_p99_ms", "replaced_rate", "dropped_rate", "private_share")
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    INCLUDED_FIELD_NUMBER: _ClassVar[int]
+    REPLACED_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_FIELD_NUMBER: _ClassVar[int]
+    INCLUDED_PRIVATE_FIELD_NUMBER: _ClassVar[int]
+    REORGS_FIELD_NUMBER: _ClassVar[int]
+    REORGS_TOO_DEEP_FIELD_NUMBER: _ClassVar[int]
+    INCLUSION_LATENCY_P50_MS_FIELD_NUMBER: _ClassVar[int]
+    INCLUSION_LATENCY_P99_MS_FIELD_NUMBER: _ClassVar[int]
+    REPLACED_RATE_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_RATE_FIELD_NUMBER: _ClassVar[int]
+    PRIVATE_SHARE_FIELD_NUMBER: _ClassVar[int]
+    pending: int
+    included: int
+    replaced: int
+    dropped: int
+    included_private: int
+    reorgs: int
+    reorgs_too_deep: int
+    inclusion_latency_p50_ms: int
+    inclusion_latency_p99_ms: int
+    replaced_rate: float
+    dropped_rate: float
+    private_share: float
+    def __init__(self, pending: _Optional[int] = ..., included: _Optional[int] = ..., replaced: _Optional[int] = ..., dropped: _Optional[int] = ..., included_private: _Optional[int] = ..., reorgs: _Optional[int] = ..., reorgs_too_deep: _Optional[int] = ..., inclusion_latency_p50_ms: _Optional[int] = ..., inclusion_latency_p99_ms: _Optional[int] = ..., replaced_rate: _Optional[float] = ..., dropped_rate: _Optional[float] = ..., private_share: _Optional[float] = ...) -> None: ...
 
 class EventFilter(_message.Message):
     __slots__ = ("chain_ids", "kinds", "senders", "to", "selectors", "methods", "protocols", "tokens_in", "tokens_out", "min_value", "min_score", "addresses", "min_profit_wei")
@@ -164,18 +208,20 @@ class GetSnapshotResponse(_message.Message):
     def __init__(self, chains: _Optional[_Iterable[_Union[ChainTotals, _Mapping]]] = ..., replay: _Optional[_Union[ReplayPoint, _Mapping]] = ..., feature_summary: _Optional[_Iterable[_Union[FeatureSummary, _Mapping]]] = ..., recent_features: _Optional[_Iterable[_Union[FeatureRecord, _Mapping]]] = ..., top_opportunities: _Optional[_Iterable[_Union[_events_pb2.Opportunity, _Mapping]]] = ..., recent_transactions: _Optional[_Iterable[_Union[StoredTx, _Mapping]]] = ..., last_seq_id: _Optional[int] = ..., recent_transactions_truncated: _Optional[bool] = ...) -> None: ...
 
 class ListTransactionsRequest(_message.Message):
-    __slots__ = ("chain_id", "limit", "cursor", "ascending", "filter")
+    __slots__ = ("chain_id", "limit", "cursor", "ascending", "status", "filter")
     CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     CURSOR_FIELD_NUMBER: _ClassVar[int]
     ASCENDING_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
     FILTER_FIELD_NUMBER: _ClassVar[int]
     chain_id: int
     limit: int
     cursor: int
     ascending: bool
+    status: TxLifecycleStatus
     filter: EventFilter
-    def __init__(self, chain_id: _Optional[int] = ..., limit: _Optional[int] = ..., cursor: _Optional[int] = ..., ascending: _Optional[bool] = ..., filter: _Optional[_Union[EventFilter, _Mapping]] = ...) -> None: ...
+    def __init__(self, chain_id: _Optional[int] = ..., limit: _Optional[int] = ..., cursor: _Optional[int] = ..., ascending: _Optional[bool] = ..., status: _Optional[_Union[TxLifecycleStatus, str]] = ..., filter: _Optional[_Union[EventFilter, _Mapping]] = ...) -> None: ...
 
 class ListTransactionsResponse(_message.Message):
     __slots__ = ("transactions", "next_cursor", "last_seq_id", "truncated")
@@ -198,14 +244,18 @@ class GetTransactionRequest(_message.Message):
     def __init__(self, chain_id: _Optional[int] = ..., hash: _Optional[bytes] = ...) -> None: ...
 
 class GetTransactionResponse(_message.Message):
-    __slots__ = ("transaction", "features", "opportunities")
+    __slots__ = ("transaction", "features", "opportunities", "status", "history")
     TRANSACTION_FIELD_NUMBER: _ClassVar[int]
     FEATURES_FIELD_NUMBER: _ClassVar[int]
     OPPORTUNITIES_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_FIELD_NUMBER: _ClassVar[int]
     transaction: StoredTx
     features: FeatureRecord
     opportunities: _containers.RepeatedCompositeFieldContainer[_events_pb2.Opportunity]
-    def __init__(self, transaction: _Optional[_Union[StoredTx, _Mapping]] = ..., features: _Optional[_Union[FeatureRecord, _Mapping]] = ..., opportunities: _Optional[_Iterable[_Union[_events_pb2.Opportunity, _Mapping]]] = ...) -> None: ...
+    status: TxLifecycleStatus
+    history: _containers.RepeatedCompositeFieldContainer[_events_pb2.Event]
+    def __init__(self, transaction: _Optional[_Union[StoredTx, _Mapping]] = ..., features: _Optional[_Union[FeatureRecord, _Mapping]] = ..., opportunities: _Optional[_Iterable[_Union[_events_pb2.Opportunity, _Mapping]]] = ..., status: _Optional[_Union[TxLifecycleStatus, str]] = ..., history: _Optional[_Iterable[_Union[_events_pb2.Event, _Mapping]]] = ...) -> None: ...
 
 class ListFeaturesRequest(_message.Message):
     __slots__ = ("chain_id", "limit", "filter")
@@ -300,7 +350,7 @@ class ListBlocksRequest(_message.Message):
     def __init__(self, chain_id: _Optional[int] = ..., limit: _Optional[int] = ..., cursor: _Optional[int] = ...) -> None: ...
 
 class ListBlocksBlock(_message.Message):
-    __slots__ = ("seq_id", "chain_id", "number", "hash", "parent_hash", "timestamp", "base_fee", "tx_count", "seen_pending", "source_id", "seen_unix_ns", "received_unix_ns", "reverted")
+    __slots__ = ("seq_id", "chain_id", "number", "hash", "parent_hash", "timestamp", "base_fee", "tx_count", "seen_pending", "source_id", "seen_unix_ns", "received_unix_ns", "reverted", "inclusion_latency_p50_ms")
     SEQ_ID_FIELD_NUMBER: _ClassVar[int]
     CHAIN_ID_FIELD_NUMBER: _ClassVar[int]
     NUMBER_FIELD_NUMBER: _ClassVar[int]
@@ -314,6 +364,7 @@ class ListBlocksBlock(_message.Message):
     SEEN_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
     RECEIVED_UNIX_NS_FIELD_NUMBER: _ClassVar[int]
     REVERTED_FIELD_NUMBER: _ClassVar[int]
+    INCLUSION_LATENCY_P50_MS_FIELD_NUMBER: _ClassVar[int]
     seq_id: int
     chain_id: int
     number: int
@@ -327,7 +378,8 @@ class ListBlocksBlock(_message.Message):
     seen_unix_ns: int
     received_unix_ns: int
     reverted: int
-    def __init__(self, seq_id: _Optional[int] = ..., chain_id: _Optional[int] = ..., number: _Optional[int] = ..., hash: _Optional[bytes] = ..., parent_hash: _Optional[bytes] = ..., timestamp: _Optional[int] = ..., base_fee: _Optional[bytes] = ..., tx_count: _Optional[int] = ..., seen_pending: _Optional[int] = ..., source_id: _Optional[str] = ..., seen_unix_ns: _Optional[int] = ..., received_unix_ns: _Optional[int] = ..., reverted: _Optional[int] = ...) -> None: ...
+    inclusion_latency_p50_ms: int
+    def __init__(self, seq_id: _Optional[int] = ..., chain_id: _Optional[int] = ..., number: _Optional[int] = ..., hash: _Optional[bytes] = ..., parent_hash: _Optional[bytes] = ..., timestamp: _Optional[int] = ..., base_fee: _Optional[bytes] = ..., tx_count: _Optional[int] = ..., seen_pending: _Optional[int] = ..., source_id: _Optional[str] = ..., seen_unix_ns: _Optional[int] = ..., received_unix_ns: _Optional[int] = ..., reverted: _Optional[int] = ..., inclusion_latency_p50_ms: _Optional[int] = ...) -> None: ...
 
 class ListBlocksResponse(_message.Message):
     __slots__ = ("blocks", "next_cursor")

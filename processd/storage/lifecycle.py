@@ -1,0 +1,345 @@
+"""The transaction lifecycle state machine (issue 16): pending -> included | replaced | dropped, per chain.
+
+:class:`LifecycleTracker` holds, per chain, the pending transactions it tracks (by hash, and by sender and nonce),
+the recent blocks (up to ``max_reorg_depth``, with the transactions each included) and the chain's head. It is
+pure state, no LMDB: the single writer (``processd.storage.writer``) feeds it the inputs of a commit in seq
+order inside the write transaction, and stores the :data:`LifeEvent` s it returns in that same transaction, so a
+lifecycle event is exactly as durable as its cause.
+
+Rules (docs/architecture.md, "The transaction lifecycle"):
+
+* A chain is tracked from its first stored block (before it, nothing can settle a transaction, and there is no
+  log time to expire one by). A transaction stored before that stays untracked (status UNSPECIFIED).
+* **pending**: a stored transaction (TX_SEEN) of a tracked chain, at most ``max_pending`` over all chains (past the
+  bound it is counted as ``overflow`` and left untracked).
+* **replaced**: a new pending transaction of the same (sender, nonce) replaces the tracked one (TX_REPLACED with
+  the fee bump in bps and whether it is a cancel); so does a block including another hash of that pair
+  (``by_block``: a replacement processd only saw mined).
+* **included**: a block lists the hash (TX_INCLUDED: block, index, receipt status, latency = block timestamp minus
+  first seen).
+* **dropped**: ``nonce_passed`` when a block includes a higher nonce of the sender (the nonce was used by a
+  transaction processd never saw pending: it cannot be "replaced by" a known hash, so it is a drop, not a
+  replacement); ``evicted`` on ingestd's TxGone; ``expired`` when a block's timestamp is past the transaction's
+  first-seen time plus ``ttl_ms``. Expiry is evaluated only when a block is applied, against that block's
+  timestamp: log time, never the wall clock, so replaying the log reproduces it.
+* **reorg**: a block at a height the tracker holds with another hash orphans the held blocks from that height up:
+  their included transactions are pending again (and included anew when their block of the new branch arrives),
+  and a REORG event records depth, hashes and how many came back. A reorg below the held window
+  (deeper than ``max_reorg_depth``) is recorded with ``too_deep`` and undoes the held blocks only. A transaction put
+  back whose (sender, nonce) another pending one took meanwhile is tracked by hash only (the pair stays the other's).
+
+Restart: :meth:`LifecycleTracker.floors` gives per chain the lowest seq whose events the state depends on (tracked
+transactions, held blocks and their included transactions); the writer persists it per chain (``agg``) in every
+commit that changed the chain, and at start :meth:`processd.storage.lifewrite.LifeWriter.rebuild` re-runs the
+tracker over the log from there, which reproduces the state (the rules are a function of the log's events in seq
+order; ``tests/processd/test_lifecycle_tracker.py`` checks it as a property).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from common.pb.v1 import block_pb2, events_pb2
+from processd.wire.encoding import DroppedBody, IncludedBody, ReplacedBody
+
+KIND_INCLUDED: int = events_pb2.EVENT_KIND_TX_INCLUDED
+KIND_REPLACED: int = events_pb2.EVENT_KIND_TX_REPLACED
+KIND_DROPPED: int = events_pb2.EVENT_KIND_TX_DROPPED
+KIND_REORG: int = events_pb2.EVENT_KIND_REORG
+EXPIRED = events_pb2.DROP_REASON_EXPIRED
+EVICTED = events_pb2.DROP_REASON_EVICTED
+NONCE_PASSED = events_pb2.DROP_REASON_NONCE_PASSED
+#: A lifecycle event to store: (kind, chain id, transaction hash (empty for REORG), the transaction's first-seen
+#: unix ns, body: an IncludedBody, ReplacedBody or DroppedBody (encoded by hand), or a Reorg message).
+LifeEvent = tuple[int, int, bytes, int, "IncludedBody | ReplacedBody | DroppedBody | events_pb2.Reorg"]
+#: Outcome labels of mempulse_processd_lifecycle_total (the first four are also agg counters).
+OUTCOMES = ("included", "replaced", "dropped_expired", "dropped_evicted", "dropped_nonce_passed", "overflow",
+            "late_pending", "reincluded")
+
+
+@dataclass(slots=True)
+class Pending:
+    """One tracked pending transaction."""
+
+    seq: int  # its TX_SEEN seq
+    tx_hash: bytes
+    sender: bytes
+    nonce: int
+    fee: int  # its bid: max_fee_per_gas or gas_price, wei (0 = unknown)
+    first_seen_ns: int
+    cancel: bool  # a transfer of 0 to itself without calldata
+    repended: bool = False  # put back by a reorg (its next inclusion is a re-inclusion)
+
+
+@dataclass(slots=True)
+class HeldBlock:
+    """A recent block of a chain and the tracked transactions it included (what a reorg puts back)."""
+
+    number: int
+    block_hash: bytes
+    seq: int
+    included: list[Pending] = field(default_factory=list)
+
+    #: The lowest seq this block's undo depends on (set once the block is applied: :meth:`seal`).
+    floor: int = 0
+
+    def seal(self) -> None:
+        """Records :attr:`floor` (the included list does not change after the block is applied)."""
+        self.floor = min([self.seq, *(p.seq for p in self.included)])
+
+
+@dataclass(slots=True)
+class BlockOutcome:
+    """What applying one block gives: the events to store after its BLOCK event, and its BlockSeen figures."""
+
+    events: list[LifeEvent] = field(default_factory=list)
+    latency_p50_ms: int = 0
+    included_tracked: int = 0
+
+
+class ChainLife:
+    """One chain's lifecycle state."""
+
+    def __init__(self) -> None:
+        self.pending: dict[bytes, Pending] = {}
+        self.by_sender: dict[bytes, dict[int, bytes]] = {}
+        #: (first seen ns, seq, hash) of every tracked transaction; entries of settled ones are skipped when met.
+        self.expiry: list[tuple[int, int, bytes]] = []
+        self.blocks: dict[int, HeldBlock] = {}
+        self.included_hashes: set[bytes] = set()
+        self.head = -1
+        #: The lowest seq of a transaction put back by a reorg and still tracked (its place in ``pending`` is new).
+        self.repended_floor = 0
+        #: (seq, hash) of the tracked transactions in tracking order (seq order, but for those a reorg put back):
+        #: settled ones are dropped from the front when :meth:`floor` meets them (amortized O(1); iterating the
+        #: ``pending`` dict from its start would walk every slot its deletions left).
+        self.order: deque[tuple[int, bytes]] = deque()
+
+    def floor(self, fallback: int) -> int:
+        """The lowest seq the chain's state depends on (``fallback`` when it holds nothing)."""
+        order, pending = self.order, self.pending
+        if len(order) > 4 * len(pending) + 4096:  # settled entries behind a long-pending one: compact (bounded)
+            order = self.order = deque(sorted((p.seq, h) for h, p in pending.items()))
+        while order:
+            seq, tx_hash = order[0]
+            p = pending.get(tx_hash)
+            if p is not None and p.seq == seq:
+                break
+            order.popleft()
+        marks = [order[0][0]] if order else []
+        if self.repended_floor and pending:
+            marks.append(self.repended_floor)
+        marks.extend(b.floor for b in self.blocks.values())
+        return min(marks) if marks else fallback
+
+
+def fee_bump_bps(old: int, new: int) -> int:
+    """The replacement's bid over the replaced one's, basis points of the old bid (0 when either is unknown)."""
+    if old <= 0 or new <= 0:
+        return 0
+    return (new - old) * 10_000 // old
+
+
+class LifecycleTracker:
+    """The lifecycle state of every tracked chain (module doc). Used by the single writer's thread only."""
+
+    def __init__(self, *, ttl_ms: int = 3_600_000, max_pending: int = 200_000, max_reorg_depth: int = 64) -> None:
+        self.ttl_ns = ttl_ms * 1_000_000
+        self.max_pending = max_pending
+        self.max_reorg_depth = max_reorg_depth
+        self.chains: dict[int, ChainLife] = {}
+        self.tracked = 0
+        #: Outcome counts since start (OUTCOMES; the metrics read and the writer's agg deltas come from events).
+        self.counts: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
+
+    def active(self, chain_id: int) -> bool:
+        """Whether the chain is tracked (a block of it was applied)."""
+        return chain_id in self.chains
+
+    def activate(self, chain_id: int) -> ChainLife:
+        """Starts tracking ``chain_id`` (its first block, or a restart that knows it had one)."""
+        life = self.chains.get(chain_id)
+        if life is None:
+            life = self.chains[chain_id] = ChainLife()
+        return life
+
+    # ---- inputs ------------------------------------------------------------------------------------------
+
+    def pending(self, chain_id: int, tx: Pending) -> list[LifeEvent]:
+        """A stored pending transaction: tracked (and replacing its (sender, nonce) predecessor) when its chain is."""
+        life = self.chains.get(chain_id)
+        if life is None:
+            return []
+        if tx.tx_hash in life.included_hashes:  # announced after a held block included it
+            self.counts["late_pending"] += 1
+            return []
+        out: list[LifeEvent] = []
+        nonces = life.by_sender.get(tx.sender)
+        old_hash = nonces.get(tx.nonce) if nonces else None
+        if old_hash is not None:
+            old = self._settle(life, old_hash)
+            body = ReplacedBody(tx.tx_hash, fee_bump_bps(old.fee, tx.fee), tx.cancel, old.seq)
+            out.append((KIND_REPLACED, chain_id, old.tx_hash, old.first_seen_ns, body))
+            self.counts["replaced"] += 1
+        self._track(life, tx)
+        return out
+
+    def gone(self, chain_id: int, tx_hash: bytes, source_id: str) -> list[LifeEvent]:
+        """ingestd says the node no longer knows ``tx_hash``: a tracked one is dropped as evicted."""
+        life = self.chains.get(chain_id)
+        if life is None or tx_hash not in life.pending:
+            return []
+        old = self._settle(life, tx_hash)
+        self.counts["dropped_evicted"] += 1
+        body = DroppedBody(EVICTED, old.seq, source_id)
+        return [(KIND_DROPPED, chain_id, old.tx_hash, old.first_seen_ns, body)]
+
+    def block(self, block: block_pb2.BlockEnvelope, seq: int) -> BlockOutcome:
+        """Applies a new block (stored as a BLOCK event at ``seq``): reorg, inclusions, replacements, nonce
+        drops, expiry, in that order (module doc)."""
+        chain_id = block.chain_id
+        life = self.activate(chain_id)
+        outcome = BlockOutcome()
+        if block.number <= life.head:
+            held = life.blocks.get(block.number)
+            if held is None or held.block_hash != block.hash:
+                outcome.events.append(self._reorg(life, block, held is None))
+        held_block = HeldBlock(block.number, block.hash, seq)
+        self._include(life, block, held_block, outcome)
+        self._nonces_passed(life, block, outcome)
+        self._expire(life, chain_id, block.timestamp * 1_000_000_000, outcome)
+        held_block.seal()
+        life.blocks[block.number] = held_block
+        life.included_hashes.update(p.tx_hash for p in held_block.included)
+        life.head = max(life.head, block.number)
+        for number in [n for n in life.blocks if n <= life.head - self.max_reorg_depth]:
+            gone = life.blocks.pop(number)
+            life.included_hashes.difference_update(p.tx_hash for p in gone.included)
+        return outcome
+
+    # ---- block steps -------------------------------------------------------------------------------------
+
+    def _reorg(self, life: ChainLife, block: block_pb2.BlockEnvelope, below_window: bool) -> LifeEvent:
+        """Un-includes the held blocks from ``block.number`` up (they are orphaned); the REORG event."""
+        orphaned = sorted((b for b in life.blocks.values() if b.number >= block.number), key=lambda b: b.number)
+        depth = life.head - block.number + 1
+        back = 0
+        for held in orphaned:
+            del life.blocks[held.number]
+            for tx in held.included:
+                life.included_hashes.discard(tx.tx_hash)
+                if tx.tx_hash in life.pending:
+                    continue
+                tx.repended = True
+                if self._track(life, tx):
+                    back += 1
+                    life.repended_floor = min(life.repended_floor or tx.seq, tx.seq)
+        too_deep = below_window or depth > self.max_reorg_depth
+        life.head = block.number - 1
+        body = events_pb2.Reorg(depth=depth, new_hash=block.hash, number=block.number,
+                                orphaned_hashes=[b.block_hash for b in orphaned], unincluded=back, too_deep=too_deep)
+        return (KIND_REORG, block.chain_id, b"", 0, body)
+
+    def _include(self, life: ChainLife, block: block_pb2.BlockEnvelope, held: HeldBlock,
+                 outcome: BlockOutcome) -> None:
+        """Settles the block's tracked transactions as included, and other hashes of their (sender, nonce) as
+        replaced by them."""
+        chain_id, ts_ms = block.chain_id, block.timestamp * 1000
+        latencies: list[int] = []
+        for tx in block.txs:
+            if tx.hash in life.pending:
+                p = self._settle(life, tx.hash)
+                latency = max(0, ts_ms - p.first_seen_ns // 1_000_000)
+                latencies.append(latency)
+                held.included.append(p)
+                reincluded = p.repended
+                if reincluded:
+                    self.counts["reincluded"] += 1
+                body = IncludedBody(block.number, block.hash, tx.index, tx.status, latency, p.seq, held.seq,
+                                    reincluded)
+                outcome.events.append((KIND_INCLUDED, chain_id, p.tx_hash, p.first_seen_ns, body))
+                self.counts["included"] += 1
+                continue
+            nonces = life.by_sender.get(tx.sender)
+            other = nonces.get(tx.nonce) if nonces else None
+            if other is not None:
+                old = self._settle(life, other)
+                body_r = ReplacedBody(tx.hash, 0, False, old.seq, by_block=True)
+                outcome.events.append((KIND_REPLACED, chain_id, old.tx_hash, old.first_seen_ns, body_r))
+                self.counts["replaced"] += 1
+        if not life.pending:
+            life.repended_floor = 0
+        if latencies:
+            latencies.sort()
+            outcome.latency_p50_ms = latencies[(len(latencies) - 1) // 2]
+            outcome.included_tracked = len(latencies)
+
+    def _nonces_passed(self, life: ChainLife, block: block_pb2.BlockEnvelope, outcome: BlockOutcome) -> None:
+        """Drops the tracked transactions whose nonce is below one the block mined for their sender."""
+        mined: dict[bytes, int] = {}
+        for tx in block.txs:
+            if tx.nonce >= mined.get(tx.sender, -1):
+                mined[tx.sender] = tx.nonce
+        for sender, top in mined.items():
+            nonces = life.by_sender.get(sender)
+            if not nonces:
+                continue
+            for nonce in sorted(n for n in nonces if n < top):
+                old = self._settle(life, nonces[nonce])
+                body = DroppedBody(NONCE_PASSED, old.seq)
+                outcome.events.append((KIND_DROPPED, block.chain_id, old.tx_hash, old.first_seen_ns, body))
+                self.counts["dropped_nonce_passed"] += 1
+
+    def _expire(self, life: ChainLife, chain_id: int, now_ns: int, outcome: BlockOutcome) -> None:
+        """Drops, as expired, the tracked transactions first seen more than the TTL before ``now_ns`` (the block's
+        timestamp), oldest first-seen first."""
+        cutoff = now_ns - self.ttl_ns
+        heap = life.expiry
+        while heap and heap[0][0] < cutoff:
+            _, seq, tx_hash = heapq.heappop(heap)
+            p = life.pending.get(tx_hash)
+            if p is None or p.seq != seq:
+                continue
+            self._settle(life, tx_hash)
+            body = DroppedBody(EXPIRED, seq)
+            outcome.events.append((KIND_DROPPED, chain_id, tx_hash, p.first_seen_ns, body))
+            self.counts["dropped_expired"] += 1
+        if len(heap) > 2 * len(life.pending) + 1024:  # settled entries pile up: rebuild (amortized O(1))
+            life.expiry = [(p.first_seen_ns, p.seq, h) for h, p in life.pending.items()]
+            heapq.heapify(life.expiry)
+
+    # ---- state -------------------------------------------------------------------------------------------
+
+    def _track(self, life: ChainLife, tx: Pending) -> bool:
+        if self.tracked >= self.max_pending:
+            self.counts["overflow"] += 1
+            return False
+        life.pending[tx.tx_hash] = tx
+        # A transaction put back by a reorg does not take its (sender, nonce) from one seen pending meanwhile.
+        life.by_sender.setdefault(tx.sender, {}).setdefault(tx.nonce, tx.tx_hash)
+        heapq.heappush(life.expiry, (tx.first_seen_ns, tx.seq, tx.tx_hash))
+        life.order.append((tx.seq, tx.tx_hash))
+        self.tracked += 1
+        return True
+
+    def _settle(self, life: ChainLife, tx_hash: bytes) -> Pending:
+        p = life.pending.pop(tx_hash)
+        nonces = life.by_sender.get(p.sender)
+        if nonces is not None and nonces.get(p.nonce) == tx_hash:
+            del nonces[p.nonce]
+            if not nonces:
+                del life.by_sender[p.sender]
+        self.tracked -= 1
+        return p
+
+    def floors(self, chain_ids: Iterable[int], fallback: int) -> dict[int, int]:
+        """Per chain, the lowest seq its state depends on (``fallback``, the commit's last seq + 1, when none)."""
+        return {c: self.chains[c].floor(fallback) for c in chain_ids if c in self.chains}
+
+    def pending_count(self, chain_id: int) -> int:
+        """Tracked pending transactions of a chain."""
+        life = self.chains.get(chain_id)
+        return len(life.pending) if life is not None else 0

@@ -1,0 +1,210 @@
+"""The lifecycle's part of a commit: feeding the tracker the commit's inputs, storing the events it returns, and
+rebuilding it from the log at start.
+
+:class:`LifeWriter` runs in the single writer's thread, inside the write transaction (``processd.storage.writer``
+calls it for each batch's stored transactions, blocks and TxGone reports, in seq order), so a lifecycle event is
+committed with its cause under the same ack. The state itself (:class:`processd.storage.lifecycle.LifecycleTracker`)
+lives in memory: at start, and after an aborted write transaction left it ahead of the log, it is rebuilt by
+re-running the tracker over the log from the lowest ``AGG_LIFE_FLOOR`` (:meth:`LifeWriter.rebuild`), which the
+commits keep current. The rebuild reads only the events the state depends on (TX_SEEN, BLOCK, evicted TX_DROPPED)
+from that seq on: with the default TTL of one hour, about an hour of the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from common.pb.v1 import block_pb2, events_pb2, tx_pb2
+from processd.storage.eventlog import EventLog
+from processd.storage.layout import (
+    AGG_CHAIN,
+    AGG_FIRST_BLOCK,
+    AGG_LIFE_FLOOR,
+    KIND_BLOCK,
+    KIND_DROPPED,
+    KIND_INCLUDED,
+    KIND_REORG,
+    KIND_SEEN,
+    TX_KEY_HASH_BYTES,
+    U64,
+    agg_chain_key,
+    decode_event,
+)
+from processd.storage.lifecycle import EVICTED, LifecycleTracker, LifeEvent, Pending
+from processd.storage.logwrite import LogWrite
+from processd.storage.records import CommitResult
+from processd.wire.columns import BatchColumns
+
+log = logging.getLogger(__name__)
+
+#: A validated TxGone: (chain_id, 32-byte hash, source id, seen unix ns).
+Gone = tuple[int, bytes, str, int]
+
+
+def pending_of(value: bytes | memoryview, seq: int) -> tuple[int, Pending]:
+    """(chain id, :class:`Pending`) of a stored TX_SEEN value at ``seq`` (one upb parse of the event)."""
+    event = events_pb2.Event.FromString(memoryview(value)[1:])  # type: ignore[arg-type]
+    tx = event.tx_seen.tx
+    bid = tx.max_fee_per_gas or tx.gas_price
+    cancel = tx.to == tx.sender and not tx.input and not tx.value.strip(b"\x00")
+    return event.chain_id, Pending(seq, event.tx_hash, tx.sender, tx.nonce, int.from_bytes(bid, "big"),
+                                   event.first_seen_unix_ns, cancel)
+
+
+def pending_of_envelope(tx: tx_pb2.TxEnvelope, seq: int) -> Pending:
+    """:class:`Pending` of a stored transaction from its envelope (the same values as :func:`pending_of` of its
+    TX_SEEN value: ``tests/processd/test_lifecycle_encoding.py``)."""
+    sender = tx.sender
+    cancel = tx.to == sender and not tx.input and not tx.value.strip(b"\x00")
+    return Pending(seq, tx.hash, sender, tx.nonce, int.from_bytes(tx.max_fee_per_gas or tx.gas_price, "big"),
+                   tx.first_seen_unix_ns, cancel)
+
+
+class LifeWriter:
+    """The tracker and how a commit stores what it derives (module doc)."""
+
+    def __init__(self, tracker: LifecycleTracker) -> None:
+        self.tracker = tracker
+        #: Chains whose lifecycle state a commit in progress changed (their AGG_LIFE_FLOOR is written).
+        self._touched: set[int] = set()
+        #: Set when a write transaction that fed the tracker was aborted: rebuild before the next commit.
+        self.stale = False
+        self.rebuild_s = 0.0
+        self.rebuilt_events = 0
+        #: Stored transactions whose envelope was not at hand (their TX_SEEN value was parsed instead).
+        self.parsed = 0
+
+    def begin(self) -> None:
+        """A write transaction starts (a stale tracker must have been rebuilt by then: :meth:`rebuild`)."""
+        self._touched.clear()
+
+    # ---- inputs of a commit ------------------------------------------------------------------------------
+
+    def stored(self, write: LogWrite, columns: BatchColumns, first: int, seq: int, received_ns: int,
+               result: CommitResult, envelopes: Sequence[tx_pb2.TxEnvelope] = ()) -> int:
+        """The transactions a batch stored at ``first``...: tracked when their chain is; returns the last seq
+        used by the replacements they caused (stored after the batch's events).
+
+        ``envelopes`` are the batch's envelopes as the event loop parsed them (all of them; ``columns.reasons``
+        marks the valid ones): a transaction's fields are read from its envelope, found by walking the valid ones
+        in order (the stored transactions are a subsequence of them, by ``tx_hash`` key), which costs a few field
+        reads instead of a parse of its TX_SEEN value (the fallback, and what the rebuild does: the same values)."""
+        chains = self.tracker.chains
+        if not chains or chains.keys().isdisjoint(columns.last_event):
+            return seq
+        values, keys, reasons = columns.values, columns.tx_key, columns.reasons
+        walk = iter([e for e, r in zip(envelopes, reasons, strict=True) if not r]
+                    if len(envelopes) == len(reasons) else ())
+        for t, chain_id in enumerate(columns.chain):
+            key = keys[t]
+            found = None
+            for env in walk:
+                if env.chain_id == chain_id and U64.pack(chain_id) + env.hash[:TX_KEY_HASH_BYTES] == key:
+                    found = env
+                    break
+            if chain_id not in chains:
+                continue
+            offset = columns.seen_at[t]
+            if found is not None:
+                tx = pending_of_envelope(found, first + offset)
+            else:
+                self.parsed += 1
+                tx = pending_of(values[offset], first + offset)[1]
+            seq = self.store(write, self.tracker.pending(chain_id, tx), seq, received_ns, "", result)
+        return seq
+
+    def block(self, write: LogWrite, block: block_pb2.BlockEnvelope, block_seq: int,
+              received_ns: int) -> tuple[bytes, list[LifeEvent]]:
+        """Stores a new block at ``block_seq``; returns its BLOCK value and the lifecycle events it causes (for
+        :meth:`store`, after the caller recorded the block)."""
+        outcome = self.tracker.block(block, block_seq)
+        value = write.add_block(block_seq, block, received_ns, outcome.latency_p50_ms, outcome.included_tracked)
+        self._touched.add(block.chain_id)
+        return value, outcome.events
+
+    def gone(self, write: LogWrite, gone: Iterable[Gone], seq: int, received_ns: int,
+             result: CommitResult) -> tuple[int, int]:
+        """TxGone reports: a tracked transaction is dropped as evicted. Returns (applied, last seq used)."""
+        applied = 0
+        for chain_id, tx_hash, source_id, _ in gone:
+            events = self.tracker.gone(chain_id, tx_hash, source_id)
+            applied += len(events)
+            seq = self.store(write, events, seq, received_ns, source_id, result)
+        return applied, seq
+
+    def store(self, write: LogWrite, events: list[LifeEvent], seq: int, received_ns: int, source_id: str,
+              result: CommitResult) -> int:
+        """Stores lifecycle events after ``seq``; returns the last seq used."""
+        for kind, chain_id, tx_hash, first_seen_ns, body in events:
+            seq += 1
+            value = write.add_life(seq, kind, chain_id, tx_hash, first_seen_ns, received_ns, source_id, body)
+            result.add_event(seq, chain_id, kind, value)
+            result.life_events.append((seq, chain_id, kind, value))
+            result.life_info.append((chain_id, kind, _detail(kind, body)))
+            self._touched.add(chain_id)
+        return seq
+
+    def finish(self, write: LogWrite, last_seq: int, result: CommitResult) -> None:
+        """Writes the restart floor of every chain this commit changed (the commit's last seq + 1 when the
+        chain's state holds nothing), and their tracked pending counts into ``result``."""
+        for chain_id, floor in self.tracker.floors(self._touched, last_seq + 1).items():
+            write.set_counter(agg_chain_key(chain_id, AGG_LIFE_FLOOR), floor)
+            result.life_pending[chain_id] = self.tracker.pending_count(chain_id)
+
+    # ---- restart -----------------------------------------------------------------------------------------
+
+    def rebuild(self, eventlog: EventLog, counters: dict[bytes, int]) -> None:
+        """Re-runs the tracker over the log from the lowest restart floor (module doc); the tracker is reset
+        first. The chains whose first block precedes that floor are tracked from the start."""
+        started = time.perf_counter()
+        knobs = self.tracker
+        self.tracker = tracker = LifecycleTracker(ttl_ms=knobs.ttl_ns // 1_000_000, max_pending=knobs.max_pending,
+                                                  max_reorg_depth=knobs.max_reorg_depth)
+        floors = _chain_values(counters, AGG_LIFE_FLOOR)
+        if not floors:
+            self.stale = False
+            return
+        start = min(floors.values())
+        for chain_id, first in _chain_values(counters, AGG_FIRST_BLOCK).items():
+            if first < start:
+                tracker.activate(chain_id)
+        walked = 0
+        with eventlog.begin() as txn:
+            for seq, value in eventlog.values_from(txn, start):
+                kind = value[0]
+                walked += 1
+                if kind == KIND_SEEN:
+                    chain_id, tx = pending_of(value, seq)
+                    tracker.pending(chain_id, tx)
+                elif kind == KIND_BLOCK:
+                    tracker.block(decode_event(value, seq).block.block, seq)
+                elif kind == KIND_DROPPED:
+                    event = decode_event(value, seq)
+                    if event.tx_dropped.reason == EVICTED:
+                        tracker.gone(event.chain_id, event.tx_hash, event.tx_dropped.source_id)
+        tracker.counts = dict.fromkeys(tracker.counts, 0)
+        self.stale = False
+        self.rebuild_s = time.perf_counter() - started
+        self.rebuilt_events = walked
+        log.info("lifecycle rebuilt from seq %d: %d events in %.3f s, %d pending tracked on %d chains", start,
+                 walked, self.rebuild_s, tracker.tracked, len(tracker.chains))
+
+
+def _detail(kind: int, body: Any) -> int:
+    """The figure of a lifecycle event its consumers need (``CommitResult.life_info``)."""
+    if kind == KIND_INCLUDED:
+        return int(body.inclusion_latency_ms)
+    if kind == KIND_DROPPED:
+        return int(body.reason)
+    if kind == KIND_REORG:
+        return int(body.depth) * 2 + int(body.too_deep)
+    return 0
+
+
+def _chain_values(counters: dict[bytes, int], field: bytes) -> dict[int, int]:
+    """Per chain, the value of one ``agg`` per-chain field."""
+    return {U64.unpack(key[1:9])[0]: value for key, value in counters.items()
+            if key[:1] == AGG_CHAIN and key[9:] == field}

@@ -1,0 +1,73 @@
+"""The hand-encoded lifecycle values (processd/wire/encoding.py: included_value, flat_value) parse as the protobuf
+library's Event with the same fields, zero fields included (omitted, as protobuf omits them), at the same size."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from common.pb.v1 import events_pb2
+from common.testing.synth import synthetic_envelopes, typed_envelopes
+from processd.storage.layout import decode_event
+from processd.storage.lifewrite import pending_of, pending_of_envelope
+from processd.wire.encoding import DroppedBody, IncludedBody, ReplacedBody, life_value
+
+_u64 = st.integers(0, 2**64 - 1)
+
+
+@given(_u64, st.binary(max_size=32), st.integers(0, 2**32 - 1), st.integers(0, 2), _u64, _u64, _u64, st.booleans(),
+       st.integers(0, 2**63), _u64, st.binary(max_size=32), st.text(max_size=20))
+def test_hand_encoded_included_value_matches_protobuf(number: int, block_hash: bytes, index: int, status: int,
+                                                      latency: int, tx_seq: int, block_seq: int, again: bool,
+                                                      chain_id: int, first_seen: int, tx_hash: bytes,
+                                                      source: str) -> None:
+    body = IncludedBody(number, block_hash, index, status, latency, tx_seq, block_seq, again)
+    value = life_value(events_pb2.EVENT_KIND_TX_INCLUDED, chain_id, tx_hash, first_seen, 123, source, body)
+    want = events_pb2.Event(
+        chain_id=chain_id, kind=events_pb2.EVENT_KIND_TX_INCLUDED, tx_hash=tx_hash, first_seen_unix_ns=first_seen,
+        received_unix_ns=123, source_id=source,
+        tx_included=events_pb2.TxIncluded(block_number=number, block_hash=block_hash, index=index,
+                                          status=status,  # type: ignore[arg-type]
+                                          inclusion_latency_ms=latency, tx_seq_id=tx_seq, block_seq_id=block_seq,
+                                          reincluded=again))
+    assert value[0] == events_pb2.EVENT_KIND_TX_INCLUDED
+    assert decode_event(value, 0) == want
+    assert len(value) - 1 == want.ByteSize()
+
+
+@given(st.binary(max_size=32), st.integers(-(2**63), 2**63 - 1), st.booleans(), _u64, st.booleans(),
+       st.integers(0, 3), _u64, st.text(max_size=20), st.integers(1, 2**63), st.binary(max_size=32))
+def test_hand_encoded_replaced_and_dropped_values_match_protobuf(by_hash: bytes, bump: int, cancel: bool,
+                                                                 tx_seq: int, by_block: bool, reason: int,
+                                                                 drop_seq: int, source: str, chain_id: int,
+                                                                 tx_hash: bytes) -> None:
+    replaced = life_value(events_pb2.EVENT_KIND_TX_REPLACED, chain_id, tx_hash, 5, 6, source,
+                          ReplacedBody(by_hash, bump, cancel, tx_seq, by_block))
+    want = events_pb2.Event(chain_id=chain_id, kind=events_pb2.EVENT_KIND_TX_REPLACED, tx_hash=tx_hash,
+                            first_seen_unix_ns=5, received_unix_ns=6, source_id=source,
+                            tx_replaced=events_pb2.TxReplaced(by_hash=by_hash, fee_bump_bps=bump, cancel=cancel,
+                                                              tx_seq_id=tx_seq, by_block=by_block))
+    assert decode_event(replaced, 0) == want and len(replaced) - 1 == want.ByteSize()
+    dropped = life_value(events_pb2.EVENT_KIND_TX_DROPPED, chain_id, tx_hash, 5, 6, source,
+                         DroppedBody(reason, drop_seq, source))
+    want = events_pb2.Event(chain_id=chain_id, kind=events_pb2.EVENT_KIND_TX_DROPPED, tx_hash=tx_hash,
+                            first_seen_unix_ns=5, received_unix_ns=6, source_id=source,
+                            tx_dropped=events_pb2.TxDropped(reason=reason,  # type: ignore[arg-type]
+                                                            tx_seq_id=drop_seq, source_id=source))
+    assert decode_event(dropped, 0) == want and len(dropped) - 1 == want.ByteSize()
+
+
+def test_pending_from_the_envelope_equals_pending_from_its_stored_value() -> None:
+    """What the writer reads from a batch's parsed envelope is what the restart reads from the TX_SEEN value."""
+    envelopes = synthetic_envelopes(60, seed=31) + typed_envelopes(20, seed=31)
+    cancel = envelopes[0].__deepcopy__()
+    cancel.to, cancel.value, cancel.input = cancel.sender, b"", b""
+    legacy = envelopes[1].__deepcopy__()
+    legacy.ClearField("max_fee_per_gas")
+    legacy.gas_price = b"\x05"
+    for i, env in enumerate([*envelopes, cancel, legacy]):
+        value = bytes((events_pb2.EVENT_KIND_TX_SEEN,)) + events_pb2.Event(
+            chain_id=env.chain_id, kind=events_pb2.EVENT_KIND_TX_SEEN, tx_hash=env.hash,
+            first_seen_unix_ns=env.first_seen_unix_ns, tx_seen=events_pb2.TxSeen(tx=env)).SerializeToString()
+        assert pending_of_envelope(env, i) == pending_of(value, i)[1]
+    assert pending_of_envelope(cancel, 0).cancel and pending_of_envelope(legacy, 0).fee == 5

@@ -1,0 +1,201 @@
+"""The lifecycle state machine alone (processd/storage/lifecycle.py): unit cases, a property test against a naive
+reference model, and the restart property (re-running the tracker over the log from its floor gives the same
+state). Property tests run derandomized (tests/conftest.py's gating profile)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from common.pb.v1 import block_pb2, events_pb2
+from processd.storage.lifecycle import LifecycleTracker, Pending, fee_bump_bps
+
+CHAIN = 1
+TTL_S = 100
+
+
+def _tracker(max_pending: int = 1000, depth: int = 4) -> LifecycleTracker:
+    return LifecycleTracker(ttl_ms=TTL_S * 1000, max_pending=max_pending, max_reorg_depth=depth)
+
+
+def _p(seq: int, tag: int, sender: int, nonce: int, fee: int = 100, seen_s: int = 1000) -> Pending:
+    return Pending(seq, bytes([tag]) * 32, bytes([sender]) * 20, nonce, fee, seen_s * 10**9, False)
+
+
+def _block(number: int, txs: list[tuple[int, int, int]], ts: int, tag: int = 0) -> block_pb2.BlockEnvelope:
+    return block_pb2.BlockEnvelope(
+        chain_id=CHAIN, number=number, hash=bytes([number % 256, tag]) * 16, timestamp=ts,
+        txs=[block_pb2.IncludedTx(hash=bytes([h]) * 32, index=i, sender=bytes([s]) * 20, nonce=n)
+             for i, (h, s, n) in enumerate(txs)])
+
+
+def test_fee_bump() -> None:
+    assert fee_bump_bps(100, 112) == 1200
+    assert fee_bump_bps(100, 90) == -1000
+    assert fee_bump_bps(0, 10) == 0 and fee_bump_bps(10, 0) == 0
+
+
+def test_untracked_before_the_first_block_and_overflow_counted() -> None:
+    t = _tracker(max_pending=2)
+    assert t.pending(CHAIN, _p(1, 1, 1, 0)) == [] and not t.tracked
+    t.block(_block(1, [], 1000), 2)
+    for seq, tag in ((3, 2), (4, 3), (5, 4)):
+        t.pending(CHAIN, _p(seq, tag, tag, 0))
+    assert t.tracked == 2 and t.counts["overflow"] == 1
+
+
+def test_reorg_unincludes_and_reincludes() -> None:
+    t = _tracker()
+    t.block(_block(1, [], 1000), 1)
+    t.pending(CHAIN, _p(2, 7, 1, 0))
+    out = t.block(_block(2, [(7, 1, 0)], 1010), 3)
+    assert [e[0] for e in out.events] == [events_pb2.EVENT_KIND_TX_INCLUDED] and t.tracked == 0
+    assert out.latency_p50_ms == 10_000 and out.included_tracked == 1
+    out = t.block(_block(2, [], 1011, tag=1), 4)  # same height, other hash
+    [reorg] = out.events
+    assert reorg[0] == events_pb2.EVENT_KIND_REORG and reorg[4].depth == 1 and reorg[4].unincluded == 1
+    assert not reorg[4].too_deep and t.tracked == 1
+    out = t.block(_block(3, [(7, 1, 0)], 1020), 5)
+    assert out.events[0][4].reincluded and t.tracked == 0
+
+
+def test_a_reorg_below_the_held_window_is_too_deep() -> None:
+    t = _tracker(depth=2)
+    for n in range(1, 8):
+        t.block(_block(n, [], 1000 + n), n)
+    out = t.block(_block(3, [], 1100, tag=9), 20)
+    [reorg] = out.events
+    assert reorg[4].too_deep and reorg[4].depth == 5
+
+
+# ---- against a reference model ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Reference:
+    """The rules written the slow, obvious way: a status per hash, every scan over everything."""
+
+    status: dict[bytes, str] = field(default_factory=dict)
+    txs: dict[bytes, Pending] = field(default_factory=dict)
+
+    def pending(self, tx: Pending) -> None:
+        for h, p in self.txs.items():
+            if self.status[h] == "pending" and (p.sender, p.nonce) == (tx.sender, tx.nonce):
+                self.status[h] = "replaced"
+        self.txs[tx.tx_hash] = tx
+        self.status[tx.tx_hash] = "pending"
+
+    def block(self, block: block_pb2.BlockEnvelope) -> None:
+        for itx in block.txs:
+            if self.status.get(itx.hash) == "pending":
+                self.status[itx.hash] = "included"
+                continue
+            for h, p in self.txs.items():
+                if self.status[h] == "pending" and (p.sender, p.nonce) == (itx.sender, itx.nonce):
+                    self.status[h] = "replaced"
+        top: dict[bytes, int] = {}
+        for itx in block.txs:
+            top[itx.sender] = max(top.get(itx.sender, -1), itx.nonce)
+        for h, p in self.txs.items():
+            if self.status[h] == "pending" and p.nonce < top.get(p.sender, -1):
+                self.status[h] = "dropped"
+        for h, p in self.txs.items():
+            if self.status[h] == "pending" and p.first_seen_ns < (block.timestamp - TTL_S) * 10**9:
+                self.status[h] = "dropped"
+
+    def gone(self, tx_hash: bytes) -> None:
+        if self.status.get(tx_hash) == "pending":
+            self.status[tx_hash] = "dropped"
+
+
+_KIND_STATUS = {events_pb2.EVENT_KIND_TX_INCLUDED: "included", events_pb2.EVENT_KIND_TX_REPLACED: "replaced",
+                events_pb2.EVENT_KIND_TX_DROPPED: "dropped"}
+_op = st.one_of(
+    st.tuples(st.just("tx"), st.integers(0, 3), st.integers(0, 3), st.integers(1, 200), st.integers(0, 150)),
+    st.tuples(st.just("block"), st.lists(st.tuples(st.integers(0, 40), st.integers(0, 3), st.integers(0, 3)),
+                                         max_size=4), st.integers(0, 60)),
+    st.tuples(st.just("gone"), st.integers(0, 40)),
+)
+
+
+def _run(ops: list[tuple], tracker: LifecycleTracker) -> tuple[Reference, dict[bytes, str], list[tuple]]:
+    """Runs ``ops`` on the tracker and the reference; the tracker's statuses from its events; the 'log'."""
+    ref = Reference()
+    got: dict[bytes, str] = {}
+    log: list[tuple] = []  # (seq, input) as the event log would hold them
+    seq, number, now = 1, 1, 1000
+    tracker.block(_block(number, [], now), seq)
+    log.append((seq, "block", _block(number, [], now)))
+    tag = 0
+    for op in ops:
+        seq += 1
+        if op[0] == "tx":
+            tag += 1
+            tx = _p(seq, 0, op[1], op[2], op[3], now - op[4])
+            tx.tx_hash = tag.to_bytes(2, "big") * 16
+            ref.pending(Pending(**{f: getattr(tx, f) for f in tx.__dataclass_fields__}))
+            log.append((seq, "tx", Pending(**{f: getattr(tx, f) for f in tx.__dataclass_fields__})))
+            events = tracker.pending(CHAIN, tx)
+            got[tx.tx_hash] = "pending"
+        elif op[0] in ("block", "reorg"):
+            # a reorg: a block at a height already held (1-3 below the next one), with another hash
+            number = max(2, number + 1 - op[3]) if op[0] == "reorg" else number + 1
+            now += op[2]
+            hashes = [((h % max(tag, 1)) + 1).to_bytes(2, "big") * 16 for h, _, _ in op[1]]
+            block = _block(number, [], now, tag=seq % 256 if op[0] == "reorg" else 0)
+            block.txs.extend(block_pb2.IncludedTx(hash=h, sender=bytes([s]) * 20, nonce=n)
+                             for h, (_, s, n) in zip(hashes, op[1], strict=True))
+            ref.block(block)
+            events = tracker.block(block, seq).events
+            log.append((seq, "block", block))
+        else:
+            h = ((op[1] % max(tag, 1)) + 1).to_bytes(2, "big") * 16
+            ref.gone(h)
+            events = tracker.gone(CHAIN, h, "src")
+            if events:  # the log holds the reports that dropped a transaction (TX_DROPPED evicted), not the others
+                log.append((seq, "gone", h))
+        for kind, _, tx_hash, _, _ in events:
+            if tx_hash:  # (a REORG is about the chain)
+                got[tx_hash] = _KIND_STATUS[kind]
+    return ref, got, log
+
+
+@settings(max_examples=300)
+@given(st.lists(_op, max_size=40))
+def test_tracker_agrees_with_the_reference_model(ops: list[tuple]) -> None:
+    tracker = _tracker()
+    ref, got, _ = _run(ops, tracker)
+    assert got == ref.status
+    assert tracker.tracked == sum(1 for s in ref.status.values() if s == "pending")
+
+
+_reorg = st.tuples(st.just("reorg"), st.lists(st.tuples(st.integers(0, 40), st.integers(0, 3), st.integers(0, 3)),
+                                             max_size=4), st.integers(0, 60), st.integers(1, 3))
+
+
+@settings(max_examples=200)
+@given(st.lists(st.one_of(_op, _reorg), max_size=40))
+def test_rerun_from_the_floor_rebuilds_the_same_state(ops: list[tuple]) -> None:
+    live = _tracker()
+    _, _, log = _run(ops, live)
+    floor = live.floors([CHAIN], log[-1][0] + 1)[CHAIN]
+    rebuilt = _tracker()
+    if log[0][0] < floor:  # the chain's first block precedes the floor: tracked from the start
+        rebuilt.activate(CHAIN)
+    for seq, kind, item in log:
+        if seq < floor:
+            continue
+        if kind == "tx":
+            rebuilt.pending(CHAIN, Pending(**{f: getattr(item, f) for f in item.__dataclass_fields__}))
+        elif kind == "block":
+            rebuilt.block(item, seq)
+        else:
+            rebuilt.gone(CHAIN, item, "src")
+    a, b = live.chains[CHAIN], rebuilt.chains[CHAIN]
+    assert {h: (p.seq, p.repended) for h, p in a.pending.items()} == {h: (p.seq, p.repended)
+                                                                       for h, p in b.pending.items()}
+    assert a.by_sender == b.by_sender and a.head == b.head
+    assert {n: (x.block_hash, [p.tx_hash for p in x.included]) for n, x in a.blocks.items()} == {
+        n: (x.block_hash, [p.tx_hash for p in x.included]) for n, x in b.blocks.items()}

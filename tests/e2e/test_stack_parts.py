@@ -15,7 +15,15 @@ import pytest
 
 from common.envconfig import ConfigError
 from common.testing.anvil import AnvilNode
-from common.testing.demo import ChainStatus, RateMeter, format_status, lock_demo_dir, main, parse_snapshot
+from common.testing.demo import (
+    ChainStatus,
+    RateMeter,
+    format_status,
+    lock_demo_dir,
+    main,
+    parse_snapshot,
+    redraw,
+)
 from common.testing.fixtures import load_mainnet_calls
 from common.testing.process import ManagedProcess, ProcessError, die_with_parent_prefix
 from common.testing.stack import ChainSpec, Stack, StackConfig, StackError
@@ -81,11 +89,12 @@ def test_process_restart_after_kill_appends_to_log(tmp_path: Path) -> None:
 def test_parse_snapshot_and_status_line() -> None:
     snap = {"chains": [
         {"chain_id": 1, "tx_count": 120, "ingest": {"seen": 130, "dropped": {"dedup": 9, "fetch_queue_full": 3,
-                                                                   "block_gap_too_large": 4}}},
+                                                                   "block_gap_too_large": 4}},
+         "lifecycle": {"pending": 12, "included": 80, "replaced": "5", "dropped": 3, "reorgs": 1}},
         {"chain_id": 137, "tx_count": "80", "ingest": None, "rejected": {"bad_hash": 2}},
     ]}
     statuses = parse_snapshot(snap)
-    assert statuses == {1: ChainStatus(1, 120, 3, 130), 137: ChainStatus(137, 80, 2, 0)}
+    assert statuses == {1: ChainStatus(1, 120, 3, 130, (12, 80, 5, 3)), 137: ChainStatus(137, 80, 2, 0)}
     assert parse_snapshot({"chains": {"5": {"tx_count": 2}}}) == {5: ChainStatus(5, 2, 0, 0)}
     assert parse_snapshot("garbage") == {}
     meter = RateMeter()
@@ -93,13 +102,18 @@ def test_parse_snapshot_and_status_line() -> None:
     rates = meter.add(2.0, {1: ChainStatus(1, 200, 0, 0)})
     assert rates == {1: 50.0}
     traffic = {1: TrafficStats(1, 50.0, 210, 205, 5, 0, 0, 4.0)}
-    line = format_status([1, 137], statuses, rates, traffic, 4.0)
-    assert "ethereum(1)    50 tx/s     120 stored" in line
-    assert "polygon(137)     0 tx/s      80 stored" in line
-    assert line.endswith("total 200 stored, 5 dropped (3.85%), 205 generated")
+    lines = format_status([1, 137], statuses, rates, traffic, 4.0)
+    assert lines == [
+        "[    4s] ethereum(1)       50 tx/s     120 stored | 12 pending / 80 included / 5 replaced / 3 dropped",
+        "[    4s] polygon(137)       0 tx/s      80 stored | lifecycle off",
+        "[    4s] total 200 stored, 5 lost in ingest (3.85%), 205 generated"]
     behind = {1: TrafficStats(1, 900.0, 210, 205, 5, 40, 0, 4.0)}
-    assert format_status([1], statuses, rates, behind, 4.0).endswith(
+    assert format_status([1], statuses, rates, behind, 4.0)[-1].endswith(
         "205 generated (40 skipped: anvil cannot take the target rate)")
+    # On a terminal the next status rewrites the lines of the last one in place: up to its first line, then each
+    # line cleared and cut to the width.
+    assert redraw(["a", "bb"], 0, 80) == "\r\x1b[Ka\n\x1b[Kbb"
+    assert redraw(["a", "bbbb", "c"], 3, 2) == "\x1b[2F\r\x1b[Ka\n\x1b[Kbb\n\x1b[Kc"
 
 
 def _pending_count(url: str) -> int:

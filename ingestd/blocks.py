@@ -5,8 +5,8 @@ Heads come from the ``newHeads`` subscriptions (:mod:`ingestd.heads`) and, when 
 interval or the chain has no WebSocket source, from polling the latest block. A head that jumps by more than one
 queues the missing heights too, at most ``max_block_gap`` of them (the older ones are counted as ``gap_too_large``
 and skipped); the first head after start also queues the ``block_backfill_depth`` heights below it (blocks mined
-while ingestd was down; processd ignores those it stored); a head at a height already queued but with a new hash (another block at that height: a reorg) queues
-that height again. A block whose parent is not the block delivered at the height below (a reorg that reached
+while ingestd was down; processd ignores those it stored); a head at a height already queued but with a new hash
+(another block at that height: a reorg) queues that height again. A block whose parent is not the block delivered at the height below (a reorg that reached
 further back than its head) has its new branch walked back by parent hash (``eth_getBlockByHash``), at most
 ``max_reorg_depth`` blocks (deeper: counted ``reorg_too_deep`` and logged), and the branch is sent in ascending
 order before it, so processd sees every block of the new branch. The poll fallback asks for the latest block's

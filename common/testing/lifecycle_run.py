@@ -78,6 +78,8 @@ class RunConfig:
     recheck_interval_ms: int = 500
     #: ingestd's block_backfill_depth: the blocks mined while it was down reach processd after its restart.
     block_backfill_depth: int = 64
+    #: Keep the traffic going past ``traffic_s`` (up to twice as long) until the generators sent this many.
+    min_records: int = 0
     drain_timeout_s: float = 60.0
     settle_timeout_s: float = 60.0
     #: Threads asking gatewayd about the transactions.
@@ -442,6 +444,9 @@ def _timeline(stack: Stack, cfg: RunConfig, res: RunResult) -> None:
         action()
         log.info("lifecycle run: step at %.0fs done (%.1fs)", at_s, time.monotonic() - start)
     time.sleep(max(0.0, cfg.traffic_s - (time.monotonic() - start)))
+    while (sum(len(gen.records()) for gen in stack.generators.values()) < cfg.min_records
+           and time.monotonic() - start < 2 * cfg.traffic_s):
+        time.sleep(1.0)
 
 
 def _pool_size(url: str) -> int:

@@ -41,4 +41,6 @@ def test_lifecycle_long_run(tmp_path: Path) -> None:
     assert result.records >= txs and result.replacements / result.records >= 0.05, doc
     assert [k["name"] for k in result.kills] == ["processd", "ingestd"] and len(result.reorgs) == 1
     assert set(result.evicted_reported.values()) == {"dropped:evicted"}, result.evicted_reported
-    assert result.latency_over_block_time == 0 and result.latency_checked > 0, doc["latency"]
+    latency = doc["latency"]  # within one block time at p99 and for all but 1 % (tests/e2e/test_lifecycle_e2e.py)
+    assert result.latency_checked > 0 and abs(latency["error_ms_p99"]) <= 1000, latency
+    assert result.latency_over_block_time <= result.latency_checked // 100, latency

@@ -18,15 +18,18 @@ Semantics, where the node and mempulse cannot see the same thing:
 - a transaction mempulse never saw and no stored block lists, sent while ingestd was down (from a second before
   the kill, what ingestd had received but not delivered dies with it, to a few seconds after the restart's pool
   backfill), that the node says was replaced or dropped is
-  **unobservable**: it left the pool before any of mempulse's sources could see it. So is one the node held only
-  behind a nonce gap (an evicted or anvil-dropped earlier nonce of its sender) until the end, when the run drops
-  what the pool keeps: anvil does not announce such a transaction on ``newPendingTransactions`` (it cannot be
-  mined), so no mempool watcher sees it. Both are counted (``unobservable``: ``downtime`` / ``behind_gap``), not
-  mismatches; anything else missing is a mismatch;
+  **unobservable**: it left the pool before any of mempulse's sources could see it. So is one, never mined,
+  whose nonce is above its sender's final nonce: it sat behind a nonce gap (an evicted or anvil-dropped earlier
+  nonce of its sender) until anvil dropped it or the run did at the end, and anvil does not announce a
+  transaction it cannot mine on ``newPendingTransactions``, so no mempool watcher sees it. Both are counted
+  (``unobservable``: ``downtime`` / ``behind_gap``), not mismatches; anything else missing is a mismatch;
 - known daemon bug, counted apart (``known_bugs``, with examples) and not as a mismatch until it is fixed:
   ``replaced_then_mined``: a speed-up or cancel the node accepted while it was mining the original, which it
   then mined: processd settles the original as replaced when it stores the replacement, and a block listing the
-  original later does not undo that (docs/reliability.md, daemon bugs);
+  original later does not undo that; ``pending_after_its_block``: a transaction processd stored as pending after
+  the block that includes it (ingestd fetched the block before the transaction) is tracked as pending, then
+  dropped as ``nonce_passed`` (recognised only when that block is among processd's stored ones, so a lost block
+  stays a mismatch) (docs/reliability.md, daemon bugs 19 and 20);
 - inclusion latency: for each included transaction that ingestd saw live (sent outside a downtime), mempulse's
   ``inclusion_latency_ms`` against the block's timestamp minus the generator's send time; the error must be
   within one block time (``latency_errors_ms``). A backfilled transaction's first seen is the backfill's time. A
@@ -109,8 +112,8 @@ class RunResult:
     reorgs: list[dict[str, Any]] = field(default_factory=list)
     kills: list[dict[str, Any]] = field(default_factory=list)
     left_in_pool_dropped: int = 0
-    #: Transactions in the pool at the end behind a nonce gap of their sender (never announced; module doc).
-    behind_gap: set[str] = field(default_factory=set)
+    #: chain id -> sender -> its nonce at the end (records above it sat behind a nonce gap: module doc).
+    final_nonces: dict[int, dict[str, int]] = field(default_factory=dict)
     #: Known daemon bug -> the hashes it explains (module doc); not in ``mismatches``.
     known_bugs: dict[str, list[str]] = field(default_factory=dict)
     private: int = 0
@@ -138,7 +141,7 @@ class RunResult:
                 "replacement_share": round(self.replacements / self.records, 4) if self.records else 0.0,
                 "evicted": len(self.evicted), "reorgs": self.reorgs, "kills": self.kills,
                 "left_in_pool_dropped": self.left_in_pool_dropped, "private": self.private,
-                "unobservable": self.unobservable, "behind_gap_at_end": len(self.behind_gap),
+                "unobservable": self.unobservable,
                 "known_bugs": {k: {"count": len(v), "examples": v[:5]} for k, v in self.known_bugs.items()},
                 "mismatches": len(self.mismatches),
                 "mismatch_fields": _field_counts(self.mismatches), "mismatch_examples": self.mismatch_examples[:20],
@@ -380,7 +383,8 @@ def _in_downtime(sent_ms: int | None, downtimes: Sequence[tuple[float, float]]) 
 
 
 def _views(stack: Stack, records: Sequence[SentRecord], truth: Mapping[str, Mapping[str, Any]],
-           sent_ms: Mapping[str, int], downtimes: Sequence[tuple[float, float]], behind_gap: set[str], threads: int,
+           sent_ms: Mapping[str, int], downtimes: Sequence[tuple[float, float]],
+           final_nonces: Mapping[int, Mapping[str, int]], threads: int,
            ) -> dict[str, dict[str, Any]]:
     """mempulse's view of ``records``, a never-stored one completed from the stored blocks (``private``) or, when it
     left the pool unseen during an ingestd downtime, marked ``unobservable`` (module doc)."""
@@ -394,14 +398,20 @@ def _views(stack: Stack, records: Sequence[SentRecord], truth: Mapping[str, Mapp
             view[key] = {"status": "included", **listed, "replaced_by": None, "private": True}
         elif truth[key]["status"] in ("replaced", "dropped") and _in_downtime(sent_ms.get(key), downtimes):
             view[key] = {**truth[key], "unobservable": "downtime"}
-        elif truth[key]["status"] == "dropped" and key in behind_gap:
+        elif (truth[key]["status"] in ("replaced", "dropped")
+              and rec.nonce > final_nonces[rec.chain_id].get(rec.sender.lower(), rec.nonce)):
             view[key] = {**truth[key], "unobservable": "behind_gap"}
     return view
 
 
-def _known_bug(h: str, truth: Mapping[str, Mapping[str, Any]], view: Mapping[str, Mapping[str, Any]]) -> str | None:
-    """The known daemon bug that explains the mismatch of ``h`` (module doc), or None."""
+def _known_bug(h: str, truth: Mapping[str, Mapping[str, Any]], view: Mapping[str, Mapping[str, Any]],
+               listed: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """The known daemon bug that explains the mismatch of ``h`` (module doc), or None. ``listed``: the stored
+    blocks' transactions (:func:`block_listing`)."""
     got, want = view.get(h) or {}, truth[h]
+    if (want["status"] == "included" and got.get("status") == "dropped" and got.get("reason") == "nonce_passed"
+            and (listed.get(h) or {}).get("block_number") == want["block_number"]):
+        return "pending_after_its_block"
     by = got.get("replaced_by")
     if (want["status"] == "included" and got.get("status") == "replaced" and isinstance(by, str) and by in truth
             and truth[by]["status"] == "replaced" and truth[by]["replaced_by"] == h):
@@ -492,27 +502,25 @@ def _drain(stack: Stack, cfg: RunConfig, res: RunResult) -> None:
             stable = stable + 1 if size >= previous else 0
             previous = size
         if previous:
-            res.behind_gap |= _behind_gap(url)
             rpc(url, "anvil_dropAllTransactions", [])
             res.left_in_pool_dropped += previous
             log.info("lifecycle run: chain %s: dropped the %d transactions left in the pool", spec.chain_id, previous)
         time.sleep(spec.block_time_s)  # a last block, so every chain's state is final
 
 
-def _behind_gap(url: str) -> set[str]:
-    """Hashes in the node's pool whose sender's nonces, from its mined nonce up, have a hole below theirs."""
-    content = rpc(url, "txpool_content", [])
-    pool = {**content.get("queued", {}), **content.get("pending", {})}
-    senders = sorted(pool)
-    mined = _batch(url, [("eth_getTransactionCount", [s, "latest"]) for s in senders])
-    out: set[str] = set()
-    for sender, top in zip(senders, mined, strict=True):
-        txs = {int(n): tx for n, tx in pool[sender].items()}
-        nonce = int(top, 16)
-        while nonce in txs:  # the executable run
-            nonce += 1
-        out |= {tx["hash"].lower() for n, tx in txs.items() if n > nonce}
-    return out
+def _final_nonces(url: str, senders: Iterable[str]) -> dict[str, int]:
+    """sender -> its mined nonce count now."""
+    order = sorted({x.lower() for x in senders})
+    return {x: int(n, 16) for x, n in zip(order, _batch(url, [("eth_getTransactionCount", [x, "latest"])
+                                                               for x in order]), strict=True)}
+
+
+def _listed(stack: Stack, hashes: Iterable[str], by_hash: Mapping[str, SentRecord]) -> dict[str, dict[str, Any]]:
+    """The stored blocks' transactions (:func:`block_listing`) of the chains of ``hashes``."""
+    listed: dict[str, dict[str, Any]] = {}
+    for cid in {by_hash[h].chain_id for h in hashes}:
+        listed.update(block_listing(stack, cid))
+    return listed
 
 
 def _settle(stack: Stack, cfg: RunConfig, res: RunResult, records: Sequence[SentRecord],
@@ -528,23 +536,29 @@ def _settle(stack: Stack, cfg: RunConfig, res: RunResult, records: Sequence[Sent
         res.by_chain[spec.chain_id] = summary({r.tx_hash.lower(): truth[r.tx_hash.lower()] for r in records
                                                if r.chain_id == spec.chain_id})
     downtimes = _downtimes(res.kills)
+    by_hash = {r.tx_hash.lower(): r for r in records}
+    res.final_nonces = {spec.chain_id: _final_nonces(stack.anvils[spec.chain_id].http_url,
+                                                     [r.sender for r in records if r.chain_id == spec.chain_id])
+                        for spec in cfg.chains}
     deadline = time.monotonic() + cfg.settle_timeout_s
-    view = _views(stack, records, truth, sent_ms, downtimes, res.behind_gap, cfg.query_threads)
+    view = _views(stack, records, truth, sent_ms, downtimes, res.final_nonces, cfg.query_threads)
     diff = compare(truth, view)
     while diff and time.monotonic() < deadline:
         time.sleep(1.0)
         again = [r for r in records if r.tx_hash.lower() in diff]
-        view.update(_views(stack, again, truth, sent_ms, downtimes, res.behind_gap, cfg.query_threads))
+        view.update(_views(stack, again, truth, sent_ms, downtimes, res.final_nonces, cfg.query_threads))
         diff = compare(truth, view)
-        if all(_known_bug(h, truth, view) for h in diff):
-            break
+        if len(diff) <= 50:
+            listed = _listed(stack, diff, by_hash)
+            if all(_known_bug(h, truth, view, listed) for h in diff):
+                break  # what is left is explained: no use waiting
+    listed = _listed(stack, diff, by_hash)
     for h in list(diff):
-        bug = _known_bug(h, truth, view)
+        bug = _known_bug(h, truth, view, listed)
         if bug is not None:
             res.known_bugs.setdefault(bug, []).append(h)
             del diff[h]
     res.mismatches = diff
-    by_hash = {r.tx_hash.lower(): r for r in records}
     slots: dict[tuple[int, str, int], list[str]] = {}
     for r in records:
         slots.setdefault((r.chain_id, r.sender.lower(), r.nonce), []).append(r.tx_hash.lower())

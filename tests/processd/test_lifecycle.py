@@ -1,7 +1,7 @@
 """The transaction lifecycle through processd's real gRPC Ingest stream and LMDB (issue 16): included, replaced
 (by a pending speed-up and by a block), dropped (evicted, expired, nonce passed), private flow, a reorg and the
-re-inclusion after it, GetTransaction's status and history, ListTransactions' status filter, and the state after
-a restart (rebuilt from the log) and after kill -9."""
+re-inclusion after it, GetTransaction's status and history, ListTransactions' status filter, the state after
+a restart (rebuilt from the log) and after kill -9, and the commit order next to pool states (issue 17)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from common.pb.v1 import block_pb2, events_pb2, ingest_pb2, query_pb2, tx_pb2
+from common.pb.v1 import block_pb2, events_pb2, ingest_pb2, pool_pb2, query_pb2, tx_pb2
 from common.testing.ingest_push import channel, push_batches
 from common.testing.synth import synthetic_envelopes
 from processd.api.server import ProcessdServer
@@ -153,6 +153,46 @@ async def test_lifecycle_outcomes_statuses_and_restart(server_factory: Factory, 
     assert (await _life(srv2.address))[len(EXPECTED):] == [("tx_included", bytes([D]), "block 4 latency 47000")]
     await srv2.stop(grace_s=0.5)
     audit_log(tmp_path / "lmdb").assert_clean()
+
+
+async def test_a_batch_of_a_block_a_txgone_and_pool_states_commits_them_in_order(server_factory: Factory,
+                                                                               tmp_path: Path) -> None:
+    """One batch carrying a block, a TxGone and a pool state (issue 16 and 17 together): the block, its lifecycle
+    events right behind it, the eviction, then the pool state, all acked together; a restart rebuilds the same
+    lifecycle state, pool view and read-model digest."""
+    srv = await server_factory(data_dir=tmp_path / "lmdb", lifecycle_ttl_ms=3_600_000)
+    state = pool_pb2.PoolState(chain_id=CHAIN, pair=b"\x11" * 20, factory=b"\x02" * 20, token0=b"\x03" * 20,
+                               token1=b"\x04" * 20, reserve0=(10**21).to_bytes(9, "big"), reserve1=b"\x05",
+                               block_number=2, block_hash=BLOCK2.hash, source=pool_pb2.POOL_STATE_SOURCE_SYNC_LOG)
+    both = _batch(5, blocks=[BLOCK2], gone=[bytes([F]) * 32])
+    both.pools.append(state)
+    acks = await push_batches(srv.address, [_batch(1, [BEFORE]), _batch(2, blocks=[_block(1, [])]),
+                                            _batch(3, PENDING[:1]), _batch(4, PENDING[1:]), both], max_inflight=1)
+    assert (acks[-1].blocks_stored, acks[-1].gone_stored, acks[-1].pools_stored) == (1, 1, 1)
+    kinds = [events_pb2.EVENT_KIND_BLOCK, events_pb2.EVENT_KIND_POOL_STATE, *LIFE_KINDS]
+    async with channel(srv.address) as ch:
+        scan = await query_stub(ch).ScanEvents(S.ScanEventsRequest(chain_id=CHAIN, kinds=kinds, limit=1000))
+    tail = [(e.WhichOneof("body"), e.tx_hash[:1]) for e in scan.events][2:]  # after block 1 and A's replacement
+    assert tail == [("block", b""), ("tx_included", bytes([B])), ("tx_replaced", bytes([E])),
+                    ("tx_dropped", bytes([C])), ("tx_dropped", bytes([G])), ("tx_dropped", bytes([F])),
+                    ("pool_state", b"")]
+    held, digest = srv.models.pools.lookup(CHAIN, state.pair), srv.models.digest()
+    snap = await _snapshot_lifecycle(srv.address)
+    assert held is not None and held.reserve0 == 10**21 and snap.dropped == 3
+
+    await srv.stop(grace_s=0.5)
+    srv2 = await server_factory(data_dir=tmp_path / "lmdb", lifecycle_ttl_ms=3_600_000)
+    assert srv2.models.pools.lookup(CHAIN, state.pair) == held and srv2.models.digest() == digest
+    assert await _snapshot_lifecycle(srv2.address) == snap
+    assert (await _status(srv2.address, D))[0] == S.TX_LIFECYCLE_STATUS_PENDING
+    await srv2.stop(grace_s=0.5)
+    audit_log(tmp_path / "lmdb").assert_clean()
+
+
+async def _snapshot_lifecycle(address: str) -> query_pb2.LifecycleTotals:
+    async with channel(address) as ch:
+        snap = await query_stub(ch).GetSnapshot(S.GetSnapshotRequest(chain_id=CHAIN))
+    return snap.chains[0].lifecycle
 
 
 async def test_lifecycle_off_stores_blocks_without_lifecycle_events(server_factory: Factory, tmp_path: Path) -> None:

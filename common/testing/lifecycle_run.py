@@ -358,19 +358,25 @@ def query_reported(stack: Stack, records: Iterable[SentRecord], threads: int) ->
     """mempulse's view of ``records`` from gatewayd (hashes it does not store are left out)."""
     recs = list(records)
     local = threading.local()
+    clients: list[httpx.Client] = []
 
     def one(rec: SentRecord) -> tuple[str, dict[str, Any] | None]:
         client = getattr(local, "client", None)
         if client is None:
             client = local.client = httpx.Client(base_url=stack.gateway_url, timeout=30.0)
+            clients.append(client)
         resp = client.get(f"/transactions/{rec.tx_hash}", params={"chain_id": rec.chain_id})
         if resp.status_code == 404:
             return rec.tx_hash.lower(), None
         resp.raise_for_status()
         return rec.tx_hash.lower(), reported(resp.json())
 
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        return {h: view for h, view in pool.map(one, recs) if view is not None}
+    try:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            return {h: view for h, view in pool.map(one, recs) if view is not None}
+    finally:
+        for client in clients:
+            client.close()
 
 
 def _downtimes(kills: Sequence[Mapping[str, Any]]) -> list[tuple[float, float]]:

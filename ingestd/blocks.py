@@ -1,19 +1,20 @@
 """One chain's block follower: new heads -> heights to fetch -> block with full transactions + receipts ->
 ``BlockEnvelope`` on the outbound queue (kept until processd acks it, like envelopes).
 
-Heads come from the ``newHeads`` subscriptions (:mod:`ingestd.heads`) and, when those are silent for a poll
-interval or the chain has no WebSocket source, from polling the latest block. A head that jumps by more than one
-queues the missing heights too, at most ``max_block_gap`` of them (the older ones are counted as ``gap_too_large``
-and skipped); a head at a height already queued but with a new hash (another block at that height: a reorg) queues
-that height again. A block whose parent is not the block delivered at the height below (a reorg that reached
-further back than its head) has its new branch walked back by parent hash (``eth_getBlockByHash``), at most
-``max_reorg_depth`` blocks (deeper: counted ``reorg_too_deep`` and logged), and the branch is sent in ascending
-order before it, so processd sees every block of the new branch. The poll fallback asks for the latest block's
-number *and hash*, so it sees another block at the same height too. Everything is bounded: the height queue
-(``block_queue_size``, ``queue_full``), one block fetched at a time (so receipts in flight are one block's),
-transactions per block message (``max_block_txs``, ``truncated``). Every block that does not reach processd is
-counted by reason (:class:`ingestd.metrics.BlockDrop`); a bad answer (null block, malformed object or receipts,
-another chain's transactions, HTTP 429 past the retries) is a counted drop, never a crash.
+Heads come from the ``newHeads`` subscriptions (:mod:`ingestd.heads`) and, when those are silent for a poll interval
+or the chain has no WebSocket source, from polling the latest block. A head that jumps by more than one queues the
+missing heights too, at most ``max_block_gap`` of them (the older ones are counted as ``gap_too_large`` and
+skipped); the first head after start also queues the ``block_backfill_depth`` heights below it (blocks mined while
+ingestd was down; processd ignores those it stored); a head at a height already queued but with a new hash (another
+block at that height: a reorg) queues that height again. A block whose parent is not the block delivered at the
+height below (a reorg that reached further back than its head) has its new branch walked back by parent hash
+(``eth_getBlockByHash``), at most ``max_reorg_depth`` blocks (deeper: counted ``reorg_too_deep`` and logged), and
+the branch is sent in ascending order before it, so processd sees every block of the new branch. The poll fallback
+asks for the latest block's number *and hash*, so it sees another block at the same height too. Everything is
+bounded: the height queue (``block_queue_size``, ``queue_full``), one block fetched at a time (so receipts in flight
+are one block's), transactions per block message (``max_block_txs``, ``truncated``). Every block that does not reach
+processd is counted by reason (:class:`ingestd.metrics.BlockDrop`); a bad answer (null block, malformed object or
+receipts, another chain's transactions, HTTP 429 past the retries) is a counted drop, never a crash.
 """
 
 from __future__ import annotations
@@ -94,7 +95,9 @@ class BlockFollower:
         """Queues ``number`` and, when the head jumped, the heights between (at most ``max_block_gap``)."""
         highest = self.highest
         first = number
-        if highest is not None and number > highest:
+        if highest is None:  # the first head: the blocks mined while ingestd was down too (block_backfill_depth)
+            first = max(0, number - self.cfg.block_backfill_depth)
+        elif number > highest:
             first = highest + 1
             missing = number - first
             if missing > self.cfg.max_block_gap:

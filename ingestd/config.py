@@ -150,6 +150,9 @@ class IngestConfig:
     block_poll_interval_ms: int = 2000
     #: Missing heights fetched when the head jumps; beyond, the older ones are skipped (gap_too_large).
     max_block_gap: int = 64
+    #: At start, the first head also queues this many heights below it (0 = start at the head): the blocks mined
+    #: while ingestd was down reach processd, which ignores the ones it already stored.
+    block_backfill_depth: int = 0
     #: Heights waiting to be fetched (beyond: queue_full drops).
     block_queue_size: int = 256
     #: Transactions sent per block message (a larger block is sent with its first ones, truncated).
@@ -365,6 +368,7 @@ def _block_knobs(source: Knobs, d: IngestConfig) -> dict[str, Any]:
     return {"follow_blocks": follow_blocks,
             "block_poll_interval_ms": source.get_int("block_poll_interval_ms", d.block_poll_interval_ms, minimum=10),
             "max_block_gap": source.get_int("max_block_gap", d.max_block_gap, minimum=0),
+            "block_backfill_depth": source.get_int("block_backfill_depth", d.block_backfill_depth, minimum=0),
             "block_queue_size": source.get_int("block_queue_size", d.block_queue_size, minimum=1),
             "max_block_txs": source.get_int("max_block_txs", d.max_block_txs, minimum=1),
             "max_reorg_depth": source.get_int("max_reorg_depth", d.max_reorg_depth, minimum=0),

@@ -173,3 +173,23 @@ def test_scripts_generate_writes_the_records_the_truth_reads(anvil: AnvilNode, t
         if r.kind == "original":  # replaced in the pool by the pending speed-up or cancel of its nonce
             assert truth[r.tx_hash]["status"] == "replaced", truth[r.tx_hash]
             assert truth[r.tx_hash]["replaced_by"] == replacement[(r.sender, r.nonce)]
+
+
+def test_an_original_whose_replacement_the_node_dropped_is_replaced_and_the_replacement_dropped(
+        anvil: AnvilNode) -> None:
+    """anvil may drop a speed-up when it mines (or a test evicts it): the original was still replaced by it (the node
+    took the speed-up in its place), and the speed-up itself is dropped."""
+    url = anvil.http_url
+    calls = distinct_senders(1)
+
+    async def send() -> tuple[list[SentTx], list[SentTx]]:
+        async with Replayer(url) as replayer:
+            sent = await replayer.send(calls)
+            return sent, await replayer.replace(sent, ["speedup"])
+
+    sent, replacements = asyncio.run(send())
+    rpc(url, "anvil_dropTransaction", [replacements[0].tx_hash])
+    truth = node_truth(url, [record(s) for s in [*sent, *replacements]])
+    assert truth[sent[0].tx_hash] == {"status": "replaced", "block_number": None, "index": None,
+                                      "receipt_status": None, "replaced_by": replacements[0].tx_hash}
+    assert truth[replacements[0].tx_hash]["status"] == "dropped"

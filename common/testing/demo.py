@@ -2,7 +2,8 @@
 
 Starts anvil chains 1 and 137 (``--no-mining``), processd (LMDB in ``data/demo/lmdb``), one ingestd for both
 chains, gatewayd on 127.0.0.1:8080 and one generator per chain replaying the bundled real mainnet calls;
-prints the URLs to try and a live one-line status (tx/s per chain, total stored, drops) read from
+prints the URLs to try and a live status, one line per chain (tx/s, stored, and the lifecycle of its transactions:
+pending / included / replaced / dropped) and one of totals (stored, lost in ingest, generated), read from
 ``/dashboard/snapshot`` until Ctrl-C (or ``--duration-s``), then stops every child cleanly. The last line
 printed is ``demo summary: {json}`` (per chain: stored, generated; drops), which CI smoke tests parse.
 """
@@ -52,6 +53,8 @@ class ChainStatus:
     dropped: int
     #: Distinct transactions ingestd saw (the drop ratio's denominator).
     seen: int
+    #: The snapshot's lifecycle figures (pending, included, replaced, dropped); None without them (lifecycle off).
+    lifecycle: tuple[int, int, int, int] | None = None
 
 
 def _int(value: Any) -> int:
@@ -97,9 +100,23 @@ def parse_snapshot(snapshot: Any) -> dict[int, ChainStatus]:
         ingest = item.get("ingest") or {}
         rejected = item.get("rejected")
         n_rejected = sum(_int(v) for v in rejected.values()) if isinstance(rejected, dict) else 0
+        life = item.get("lifecycle")
         out[cid] = ChainStatus(chain_id=cid, stored=_int(item.get("tx_count")), dropped=_dropped(ingest) + n_rejected,
-                               seen=_int(ingest.get("seen")) if isinstance(ingest, dict) else 0)
+                               seen=_int(ingest.get("seen")) if isinstance(ingest, dict) else 0,
+                               lifecycle=_lifecycle(life))
     return out
+
+
+#: The snapshot's lifecycle figures each chain's status line shows, in order.
+LIFECYCLE_FIGURES = ("pending", "included", "replaced", "dropped")
+
+
+def _lifecycle(life: Any) -> tuple[int, int, int, int] | None:
+    """A chain's ``lifecycle`` figures of the snapshot (None when it has none)."""
+    if not isinstance(life, dict):
+        return None
+    pending, included, replaced, dropped = (_int(life.get(k)) for k in LIFECYCLE_FIGURES)
+    return pending, included, replaced, dropped
 
 
 class RateMeter:
@@ -174,15 +191,20 @@ def valued_text(chain_id: int, tally: ValuedTally | None) -> str:
 
 def format_status(chain_ids: list[int], statuses: dict[int, ChainStatus], rates: dict[int, float],
                   traffic: dict[int, TrafficStats], elapsed_s: float,
-                  valued: dict[int, ValuedTally] | None = None) -> str:
-    """The one-line status: per chain tx/s and stored (and, with swaps, valued opportunities and the best net
-    profit), then totals and drops."""
-    parts = []
+                  valued: dict[int, ValuedTally] | None = None) -> list[str]:
+    """The status: one line per chain (tx/s, stored, its transactions' lifecycle: pending / included / replaced /
+    dropped, and with swaps its valued opportunities and best net profit), then one line of totals (stored, lost
+    in ingest, generated)."""
+    lines = []
     for cid in chain_ids:
         st = statuses.get(cid)
         stored = st.stored if st else 0
-        parts.append(f"{chain_name(cid)}({cid}) {rates.get(cid, 0.0):5.0f} tx/s {stored:>7} stored"
-                     + (valued_text(cid, valued.get(cid, ValuedTally())) if valued is not None else ""))
+        life = st.lifecycle if st else None
+        figures = " / ".join(f"{n} {name}" for n, name in zip(life, LIFECYCLE_FIGURES, strict=True)) if life \
+            else "lifecycle off"
+        lines.append(f"[{elapsed_s:5.0f}s] {chain_name(cid) + f'({cid})':<14} {rates.get(cid, 0.0):5.0f} tx/s "
+                     f"{stored:>7} stored | {figures}"
+                     + (f" |{valued_text(cid, valued.get(cid, ValuedTally()))}" if valued is not None else ""))
     total = sum(st.stored for st in statuses.values())
     dropped = sum(st.dropped for st in statuses.values())
     seen = sum(st.seen for st in statuses.values())
@@ -191,8 +213,15 @@ def format_status(chain_ids: list[int], statuses: dict[int, ChainStatus], rates:
     behind = sum(t.behind for t in traffic.values())
     # Skipped sends mean anvil (not mempulse) is the limit: say so, or a lower tx/s looks like a loss.
     lag = f" ({behind} skipped: anvil cannot take the target rate)" if behind else ""
-    return (f"[{elapsed_s:5.0f}s] " + " | ".join(parts)
-            + f" | total {total} stored, {dropped} dropped{ratio}, {sent} generated{lag}")
+    lines.append(f"[{elapsed_s:5.0f}s] total {total} stored, {dropped} lost in ingest{ratio}, {sent} generated{lag}")
+    return lines
+
+
+def redraw(lines: list[str], drawn: int, width: int) -> str:
+    """What rewrites the ``drawn`` status lines printed last (0: none yet) with ``lines`` on a terminal, each cut to
+    ``width`` (a wrapped line could not be redrawn in place)."""
+    up = f"\x1b[{drawn - 1}F" if drawn > 1 else ""
+    return up + "\r" + "\n".join("\x1b[K" + line[:width] for line in lines)
 
 
 #: The demo's blocks: ethereum's 12 s scaled down to 3 (a demo should show blocks within seconds), polygon's 2 s.
@@ -448,6 +477,7 @@ def run(cfg: DemoConfig, stop: threading.Event, running: threading.Event | None 
         valued = ValuedTracker() if stack.worlds else None
         started = time.monotonic()
         last_print = 0.0
+        drawn = 0
         while not stop.is_set():
             elapsed = time.monotonic() - started
             if cfg.duration_s is not None and elapsed >= cfg.duration_s:
@@ -457,18 +487,19 @@ def run(cfg: DemoConfig, stop: threading.Event, running: threading.Event | None 
                 statuses = parse_snapshot(stack.get_json("/dashboard/snapshot", **_STATUS_QUERY))
                 if valued is not None:
                     valued.poll(stack, list(cfg.chain_ids))
-                line = format_status(list(cfg.chain_ids), statuses, meter.add(time.monotonic(), statuses),
-                                     stack.traffic_stats(), elapsed, valued.tallies if valued is not None else None)
+                lines = format_status(list(cfg.chain_ids), statuses, meter.add(time.monotonic(), statuses),
+                                      stack.traffic_stats(), elapsed, valued.tallies if valued is not None else None)
                 if export is not None:
-                    line += " | " + export.status()
+                    lines[-1] += " | " + export.status()
             except (httpx.HTTPError, ValueError) as exc:  # e.g. 503 while processd is busy: keep going
-                line = f"[{elapsed:5.0f}s] gateway not answering yet ({exc.__class__.__name__}); " \
-                       f"{sum(t.accepted for t in stack.traffic_stats().values())} generated"
-            if tty:  # cut to the terminal width: a wrapped line could not be redrawn in place
-                width = shutil.get_terminal_size().columns - 1
-                print("\r\x1b[K" + line[:width], end="", flush=True)
-            elif elapsed - last_print >= 5.0 or last_print == 0.0:  # logs and CI: a line every 5 s
-                print(line, flush=True)
+                lines = [f"[{elapsed:5.0f}s] gateway not answering yet ({exc.__class__.__name__}); "
+                         f"{sum(t.accepted for t in stack.traffic_stats().values())} generated"]
+                lines += [""] * len(cfg.chain_ids)  # as many lines as a status, so the next one redraws them
+            if tty:
+                print(redraw(lines, drawn, shutil.get_terminal_size().columns - 1), end="", flush=True)
+                drawn = len(lines)
+            elif elapsed - last_print >= 5.0 or last_print == 0.0:  # logs and CI: the status every 5 s
+                print("\n".join(line for line in lines if line), flush=True)
                 last_print = elapsed or 1e-9
             stop.wait(cfg.interval_s)
         if tty:

@@ -9,8 +9,10 @@ transaction itself and its sender's mined nonce:
 - unknown to the node and not mined, and another transaction took its (sender, nonce) in a block: ``replaced``
   (``replaced_by`` = that transaction's hash when it is among the records, else ``""``: replaced by a transaction
   the generator did not send);
-- unknown to the node, its nonce not used yet, and another record with its (sender, nonce) is pending in the node
-  (a speed-up or cancel not mined yet): ``replaced`` by that one;
+- unknown to the node, its nonce not used yet, and a later record with its (sender, nonce) (a speed-up or cancel
+  the node accepted, so it took this one's place in the pool; whatever became of it then: anvil may drop it when
+  mining, and it is judged on its own) or another record of that slot pending in the node: ``replaced`` by that
+  one;
 - unknown to the node, not mined, its nonce not used and not held by a pending record: ``dropped``.
 
 The shape (what :func:`compare` takes on both sides)::
@@ -101,16 +103,29 @@ def node_truth(http_url: str, records: Iterable[SentRecord], timeout_s: float = 
             client, http_url, [("eth_getTransactionCount", [s, "latest"]) for s in senders])), strict=True))
     pending_at = {(r.sender.lower(), r.nonce): r.tx_hash.lower() for r, tx in zip(rest, txs, strict=True)
                   if isinstance(tx, dict)}
+    next_in_slot = _next_in_slot(recs)
     for rec, tx in zip(rest, txs, strict=True):
         key, slot = rec.tx_hash.lower(), (rec.sender.lower(), rec.nonce)
         if isinstance(tx, dict):
             out[key] = _truth("pending")
         elif mined_nonce[rec.sender.lower()] > rec.nonce:
             out[key] = _truth("replaced", replaced_by=included_at.get(slot, ""))
-        elif slot in pending_at:
-            out[key] = _truth("replaced", replaced_by=pending_at[slot])
+        elif key in next_in_slot or slot in pending_at:
+            out[key] = _truth("replaced", replaced_by=next_in_slot.get(key) or pending_at[slot])
         else:
             out[key] = _truth("dropped")
+    return out
+
+
+def _next_in_slot(records: Sequence[SentRecord]) -> dict[str, str]:
+    """hash -> the hash of the next record (in send order) with the same (sender, nonce): what replaced it."""
+    last: dict[tuple[str, int], str] = {}
+    out: dict[str, str] = {}
+    for r in records:
+        slot = (r.sender.lower(), r.nonce)
+        if slot in last:
+            out[last[slot]] = r.tx_hash.lower()
+        last[slot] = r.tx_hash.lower()
     return out
 
 

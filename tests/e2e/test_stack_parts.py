@@ -24,6 +24,7 @@ from common.testing.demo import (
     lock_demo_dir,
     main,
     parse_snapshot,
+    redraw,
 )
 from common.testing.fixtures import load_mainnet_calls
 from common.testing.process import ManagedProcess, ProcessError, die_with_parent_prefix
@@ -90,11 +91,12 @@ def test_process_restart_after_kill_appends_to_log(tmp_path: Path) -> None:
 def test_parse_snapshot_and_status_line() -> None:
     snap = {"chains": [
         {"chain_id": 1, "tx_count": 120, "ingest": {"seen": 130, "dropped": {"dedup": 9, "fetch_queue_full": 3,
-                                                                   "block_gap_too_large": 4}}},
+                                                                   "block_gap_too_large": 4}},
+         "lifecycle": {"pending": 12, "included": 80, "replaced": "5", "dropped": 3, "reorgs": 1}},
         {"chain_id": 137, "tx_count": "80", "ingest": None, "rejected": {"bad_hash": 2}},
     ]}
     statuses = parse_snapshot(snap)
-    assert statuses == {1: ChainStatus(1, 120, 3, 130), 137: ChainStatus(137, 80, 2, 0)}
+    assert statuses == {1: ChainStatus(1, 120, 3, 130, (12, 80, 5, 3)), 137: ChainStatus(137, 80, 2, 0)}
     assert parse_snapshot({"chains": {"5": {"tx_count": 2}}}) == {5: ChainStatus(5, 2, 0, 0)}
     assert parse_snapshot("garbage") == {}
     meter = RateMeter()
@@ -102,13 +104,18 @@ def test_parse_snapshot_and_status_line() -> None:
     rates = meter.add(2.0, {1: ChainStatus(1, 200, 0, 0)})
     assert rates == {1: 50.0}
     traffic = {1: TrafficStats(1, 50.0, 210, 205, 5, 0, 0, 4.0)}
-    line = format_status([1, 137], statuses, rates, traffic, 4.0)
-    assert "ethereum(1)    50 tx/s     120 stored" in line
-    assert "polygon(137)     0 tx/s      80 stored" in line
-    assert line.endswith("total 200 stored, 5 dropped (3.85%), 205 generated")
+    lines = format_status([1, 137], statuses, rates, traffic, 4.0)
+    assert lines == [
+        "[    4s] ethereum(1)       50 tx/s     120 stored | 12 pending / 80 included / 5 replaced / 3 dropped",
+        "[    4s] polygon(137)       0 tx/s      80 stored | lifecycle off",
+        "[    4s] total 200 stored, 5 lost in ingest (3.85%), 205 generated"]
     behind = {1: TrafficStats(1, 900.0, 210, 205, 5, 40, 0, 4.0)}
-    assert format_status([1], statuses, rates, behind, 4.0).endswith(
+    assert format_status([1], statuses, rates, behind, 4.0)[-1].endswith(
         "205 generated (40 skipped: anvil cannot take the target rate)")
+    # On a terminal the next status rewrites the lines of the last one in place: up to its first line, then each
+    # line cleared and cut to the width.
+    assert redraw(["a", "bb"], 0, 80) == "\r\x1b[Ka\n\x1b[Kbb"
+    assert redraw(["a", "bbbb", "c"], 3, 2) == "\x1b[2F\r\x1b[Ka\n\x1b[Kbb\n\x1b[Kc"
 
 
 def test_valued_tally_counts_each_opportunity_once_and_keeps_the_best() -> None:
@@ -122,10 +129,10 @@ def test_valued_tally_counts_each_opportunity_once_and_keeps_the_best() -> None:
     tracker.add(1, None)
     assert tracker.tallies == {137: ValuedTally(3, 31_200_000_000_000_000, 15), 1: ValuedTally(0, 0, 0)}
     statuses = {137: ChainStatus(137, 80, 0, 0)}
-    line = format_status([1, 137], statuses, {}, {}, 4.0, tracker.tallies)
-    assert "polygon(137)     0 tx/s      80 stored 3 valued, best 0.0312 MATIC" in line
-    assert "ethereum(1)     0 tx/s       0 stored 0 valued, best -" in line
-    assert "valued" not in format_status([1, 137], statuses, {}, {}, 4.0)
+    eth, polygon, _total = format_status([1, 137], statuses, {}, {}, 4.0, tracker.tallies)
+    assert polygon.startswith("[    4s] polygon(137)       0 tx/s      80 stored | ")
+    assert polygon.endswith("| 3 valued, best 0.0312 MATIC") and eth.endswith("| 0 valued, best -")
+    assert not any("valued" in line for line in format_status([1, 137], statuses, {}, {}, 4.0))
 
 
 def _pending_count(url: str) -> int:

@@ -212,6 +212,17 @@ def test_a_head_that_jumps_queues_the_missing_heights_up_to_max_block_gap(anvil:
     assert [b.number for b in sent] == [1, 2, 3, 4, 5, 6] and not any(stats.drops.values())
 
 
+def test_the_first_head_also_queues_block_backfill_depth_heights_below_it(anvil: AnvilNode) -> None:
+    """What a restarted ingestd needs: the blocks mined while it was down (processd ignores those it stored)."""
+    rpc(anvil.http_url, "anvil_mine", ["0x6"])
+    heads = [(5, node_hash(anvil.http_url, 5)), (6, node_hash(anvil.http_url, 6))]
+    assert [b.number for b in follow(anvil.http_url, heads)[0]] == [5, 6]  # default 0: from the first head
+    sent, stats = follow(anvil.http_url, heads, block_backfill_depth=3)
+    assert [b.number for b in sent] == [2, 3, 4, 5, 6] and not any(stats.drops.values())
+    assert [b.hash for b in sent] == [node_hash(anvil.http_url, n) for n in (2, 3, 4, 5, 6)]
+    assert [b.number for b in follow(anvil.http_url, heads, block_backfill_depth=64)[0]] == [0, 1, 2, 3, 4, 5, 6]
+
+
 def test_receipts_fall_back_to_batched_eth_get_transaction_receipt(anvil: AnvilNode) -> None:
     sent = [s.tx_hash for s in send_txs(anvil.http_url, 0, 3)]
     rpc(anvil.http_url, "evm_mine", [])

@@ -3,15 +3,17 @@ stack, each proven by execution on the chain (common/testing/verify.py), predict
 
     scripts/verify_opportunities --short                 # ~30 opportunities, under a minute
     scripts/verify_opportunities --count 500             # the issue 17 target run
-    scripts/verify_opportunities --predictor processd    # processd's own valuations (once they are on REST)
+    scripts/verify_opportunities --predictor processd    # processd's own valuations (the test command: --short)
 
 Steps: start a stack (one anvil chain with the Uniswap V2 world, processd, gatewayd, ingestd, traffic with a
 ``--swap-share`` of router swaps, no block mining: the verifier is the only one that mines); fund the searcher
-before any traffic; collect the opportunities processd reports (``GET /events?kinds=opp_detected``) and fetch
-each victim from the node while it is pending; stop the traffic; turn each into predictions
+before any traffic; for processd's valuation, let ingestd read the pools at two warm-up blocks; collect the
+opportunities processd reports (``GET /events?kinds=opp_detected``) and fetch each victim from the node while
+it is pending; stop the traffic; turn each into predictions
 (``--predictor reference``: exact V2 math on the reserves read now, common/testing/verify_reference.py;
-``--predictor processd``: :func:`predictions_from_opportunity_json` on processd's valuation); execute each in
-its own snapshot; write ``artifacts/signal/verify.json``.
+``--predictor processd``: :func:`predictions_from_opportunity_json` on processd's valuation,
+common/testing/verify_processd.py); execute each in its own snapshot (processd's only when no pair it read
+changed after its state block); write ``artifacts/signal/verify.json`` (``verify_processd.json``).
 """
 
 from __future__ import annotations
@@ -55,6 +57,9 @@ log = logging.getLogger(__name__)
 DEFAULT_OUT = REPO_ROOT / "artifacts" / "signal" / "verify.json"
 #: --short writes here, so the test command's run does not overwrite the committed long run's artifact.
 SHORT_OUT = REPO_ROOT / "artifacts" / "signal" / "verify_short.json"
+#: --predictor processd writes its own artifacts (the reference's stay).
+PROCESSD_OUT = REPO_ROOT / "artifacts" / "signal" / "verify_processd.json"
+PROCESSD_SHORT_OUT = REPO_ROOT / "artifacts" / "signal" / "verify_processd_short.json"
 _SHORT_COUNT = 30
 _EVENTS_PAGE = 1000
 _GIVE_UP_VICTIMS = 100  # victims seen with no prediction at all: stop collecting (e.g. no valuation on REST yet)
@@ -381,12 +386,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                     "starting one; needs --attach-rpc, the node with the default world (deploy_world on a fresh node)")
     ap.add_argument("--attach-rpc", default=None, help="the attached stack's anvil HTTP URL")
     ap.add_argument("--out", default=None, help=f"artifact path (default {DEFAULT_OUT.relative_to(REPO_ROOT)}, "
-                                                f"with --short {SHORT_OUT.relative_to(REPO_ROOT)})")
+                                                f"with --short {SHORT_OUT.relative_to(REPO_ROOT)}; --predictor "
+                                                f"processd: {PROCESSD_OUT.relative_to(REPO_ROOT)}, "
+                                                f"{PROCESSD_SHORT_OUT.relative_to(REPO_ROOT)})")
     args = ap.parse_args(argv)
     if bool(args.attach_gateway) != bool(args.attach_rpc):
         ap.error("--attach-gateway and --attach-rpc go together")
     if args.out is None:
-        args.out = str(SHORT_OUT if args.short else DEFAULT_OUT)
+        if args.predictor == "processd":
+            args.out = str(PROCESSD_SHORT_OUT if args.short else PROCESSD_OUT)
+        else:
+            args.out = str(SHORT_OUT if args.short else DEFAULT_OUT)
     return args
 
 

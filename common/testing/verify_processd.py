@@ -130,7 +130,10 @@ def _prediction(obj: Mapping[str, Any], victim: VictimTx, world: World, state: S
     if token != a:
         raise ValueError(f"profit token {token} is not the victim's input token {a}")
     dex = routers[victim.to]
+    pools = {p.pair for p in world.pools}
     hops = [pair_address(dex.factory, x, y, world.pair_init_code_hash) for x, y in pairwise(swap.path)]
+    if not pools.issuperset(hops):
+        raise ValueError(f"the victim's path {swap.path} crosses a pair the world does not have")
     if is_sandwich:
         bought = get_amount_out(amount_in, *state.oriented_at(hops[0], a, b, block))
         front: tuple[Leg, ...] = (Leg(dex.router, (a, b), amount_in, bought),)
@@ -142,6 +145,8 @@ def _prediction(obj: Mapping[str, Any], victim: VictimTx, world: World, state: S
             raise ValueError(f"{len(others)} other factories: the JSON does not say which pool the back-run used")
         other = others[0]
         twin = pair_address(other.factory, a, b, world.pair_init_code_hash)
+        if twin not in pools:
+            raise ValueError(f"no {other.name} pool of {a}/{b} for a back-run")
         middle = get_amount_out(amount_in, *state.oriented_at(twin, a, b, block))
         front = ()
         back = (Leg(other.router, (a, b), amount_in, middle), Leg(dex.router, (b, a), middle, amount_in + profit))

@@ -62,6 +62,15 @@ PROCESSD_OUT = REPO_ROOT / "artifacts" / "signal" / "verify_processd.json"
 PROCESSD_SHORT_OUT = REPO_ROOT / "artifacts" / "signal" / "verify_processd_short.json"
 _SHORT_COUNT = 30
 _EVENTS_PAGE = 1000
+_PROCESSD_NOTE = (
+    "legs from the REST opportunity JSON (common/testing/verify_processd.py): sandwich = frontrun_amount_in of "
+    "profit_token on the victim's router, back-run sells all it bought; back-run = backrun_amount_in on the other "
+    "factory's pair, the middle amount on the victim's (two router transactions; processd models one contract "
+    "call); intermediate amounts by getAmountOut on the reserves at state_block_number. Executed only when no "
+    "pair it read synced after state_block_number (else skipped: state moved). Exactness is about the token "
+    "profit (sandwich_profit_wei / backrun_profit_wei); predicted_net_wei charges processd's gas constants "
+    "(predicted_gas_cost_wei), realized_net_wei the receipts' gas, realized_net_with_processd_gas_wei the former "
+    "on the realized profit")
 _GIVE_UP_VICTIMS = 100  # victims seen with no prediction at all: stop collecting (e.g. no valuation on REST yet)
 
 
@@ -360,6 +369,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "method": "evm_snapshot; victim alone in the pool; base fee pinned; front-run max fee and tip +1 wei over "
                   "the victim's, back-run -1 (anvil --order fees orders by max fee, builders by tip); evm_mine "
                   "one block; order and receipts checked; balances before/after; evm_revert",
+        **({"processd": _PROCESSD_NOTE} if args.predictor == "processd" else {}),
         "searcher": searcher, "symbols": world.symbols, "collect": dict(seen), "collect_s": round(collected_s, 2),
         "total_s": round(time.monotonic() - started, 2), "summary": summary,
         "opportunities": [_row(p, o) for p, o in zip(preds, outcomes, strict=True)],

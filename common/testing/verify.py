@@ -157,6 +157,7 @@ class Prediction:
     predicted it (``reference`` or ``processd``). ``native_per_token`` (numerator, denominator) converts the
     profit token to wei of the native currency the way the prediction did (``(1, 1)`` for WETH), so the realized
     net is computed alike: ``realized * num // den - gas paid``; None when the prediction has no net.
+    ``state_block_number`` and ``predicted_gas_cost_wei``: see below (processd's predictions set them).
     """
 
     chain_id: int
@@ -174,6 +175,11 @@ class Prediction:
     native_per_token: tuple[int, int] | None = None
     source: str = "reference"
     detail: str = ""
+    #: The block of the reserves the prediction was computed on (processd's ``state_block_number``; None: the
+    #: latest block when predicted).
+    state_block_number: int | None = None
+    #: The gas cost the predicted net charged (processd's documented constants at the victim's bid), wei.
+    predicted_gas_cost_wei: int | None = None
 
 
 @dataclass

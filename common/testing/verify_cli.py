@@ -3,15 +3,17 @@ stack, each proven by execution on the chain (common/testing/verify.py), predict
 
     scripts/verify_opportunities --short                 # ~30 opportunities, under a minute
     scripts/verify_opportunities --count 500             # the issue 17 target run
-    scripts/verify_opportunities --predictor processd    # processd's own valuations (once they are on REST)
+    scripts/verify_opportunities --predictor processd    # processd's own valuations (the test command: --short)
 
 Steps: start a stack (one anvil chain with the Uniswap V2 world, processd, gatewayd, ingestd, traffic with a
 ``--swap-share`` of router swaps, no block mining: the verifier is the only one that mines); fund the searcher
-before any traffic; collect the opportunities processd reports (``GET /events?kinds=opp_detected``) and fetch
-each victim from the node while it is pending; stop the traffic; turn each into predictions
+before any traffic; for processd's valuation, let ingestd read the pools at two warm-up blocks; collect the
+opportunities processd reports (``GET /events?kinds=opp_detected``) and fetch each victim from the node while
+it is pending; stop the traffic; turn each into predictions
 (``--predictor reference``: exact V2 math on the reserves read now, common/testing/verify_reference.py;
-``--predictor processd``: :func:`predictions_from_opportunity_json` on processd's valuation); execute each in
-its own snapshot; write ``artifacts/signal/verify.json``.
+``--predictor processd``: :func:`predictions_from_opportunity_json` on processd's valuation,
+common/testing/verify_processd.py); execute each in its own snapshot (processd's only when no pair it read
+changed after its state block); write ``artifacts/signal/verify.json`` (``verify_processd.json``).
 """
 
 from __future__ import annotations
@@ -44,75 +46,43 @@ from common.testing.uniswap import (
     rpc_batch,
     trader_address,
 )
-from common.testing.verify import Leg, Outcome, Prediction, VictimTx, execute, fetch_victim, fund_searcher
+from common.testing.verify import Outcome, Prediction, VictimTx, execute, fetch_victim, fund_searcher
+from common.testing.verify_processd import StateReader, predictions_from_opportunity_json, skip_if_state_moved
 from common.testing.verify_reference import Pools, predict_backrun, predict_sandwich
+
+__all__ = ["main", "predictions_from_opportunity_json", "run", "summarize"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_OUT = REPO_ROOT / "artifacts" / "signal" / "verify.json"
 #: --short writes here, so the test command's run does not overwrite the committed long run's artifact.
 SHORT_OUT = REPO_ROOT / "artifacts" / "signal" / "verify_short.json"
+#: --predictor processd writes its own artifacts (the reference's stay).
+PROCESSD_OUT = REPO_ROOT / "artifacts" / "signal" / "verify_processd.json"
+PROCESSD_SHORT_OUT = REPO_ROOT / "artifacts" / "signal" / "verify_processd_short.json"
 _SHORT_COUNT = 30
 _EVENTS_PAGE = 1000
+_PROCESSD_NOTE = (
+    "legs from the REST opportunity JSON (common/testing/verify_processd.py): sandwich = frontrun_amount_in of "
+    "profit_token on the victim's router, back-run sells all it bought; back-run = backrun_amount_in on the other "
+    "factory's pair, the middle amount on the victim's (two router transactions; processd models one contract "
+    "call); intermediate amounts by getAmountOut on the reserves at state_block_number. Executed only when no "
+    "pair it read synced after state_block_number (else skipped: state moved). Exactness is about the token "
+    "profit (sandwich_profit_wei / backrun_profit_wei); predicted_net_wei charges processd's gas constants "
+    "(predicted_gas_cost_wei), realized_net_wei the receipts' gas, realized_net_with_processd_gas_wei the former "
+    "on the realized profit")
 _GIVE_UP_VICTIMS = 100  # victims seen with no prediction at all: stop collecting (e.g. no valuation on REST yet)
-
-
-# ---- THE place to adapt once processd's valuation fields are merged ------------------------------------------
-
-def _leg_json(obj: Mapping[str, Any], default_router: str) -> Leg:
-    path = tuple(str(a).lower() for a in obj["path"])
-    return Leg(str(obj.get("router") or default_router).lower(), path, int(obj["amount_in"]),
-               int(obj.get("amount_out") or obj.get("expected_out") or 0))
-
-
-def predictions_from_opportunity_json(obj: Mapping[str, Any], victim: VictimTx) -> Prediction | None:
-    """A :class:`Prediction` from one opportunity of processd's REST JSON (``/opps/recent``, ``/events``
-    ``opportunity``) and its victim as the node holds it; None when it carries no valuation.
-
-    ASSUMED FIELDS (a best guess written before processd's valuation was merged; adapt here and only here):
-    ``obj["valuation"]`` = ``{"kind": "sandwich"|"backrun", "pairs": [...], "profit_token": "0x..",
-    "front_run": [{"router", "path", "amount_in", "amount_out"}...], "back_run": [...],
-    "profit_wei": "<decimal>", "net_profit_wei": "<decimal>", "gas_price_wei": "<decimal>",
-    "native_per_token": ["<num>", "<den>"] (optional)}`` with amounts as
-    decimal strings (uint256); a single leg may be an object instead of a list. ``back_run`` legs whose
-    ``amount_in`` is ``"all"`` sell what the front-run bought (its ``amount_out``).
-    """
-    val = obj.get("valuation")
-    if not isinstance(val, Mapping) or victim.hash != str(obj.get("tx_hash", "")).lower():
-        return None
-    try:
-        legs: dict[str, list[Leg]] = {}
-        for side in ("front_run", "back_run"):
-            raw = val.get(side) or []
-            items = [raw] if isinstance(raw, Mapping) else list(raw)
-            if side == "back_run" and legs["front_run"]:
-                bought = legs["front_run"][-1].expected_out
-                items = [{**i, "amount_in": bought} if str(i.get("amount_in")) == "all" else i for i in items]
-            legs[side] = [_leg_json(i, victim.to) for i in items]
-        profit_token = str(val.get("profit_token") or legs["front_run"][0].path[0]).lower()
-        net = val.get("net_profit_wei")
-        gas_price = val.get("gas_price_wei")
-        rate = val.get("native_per_token")  # optional [num, den]: lets the verifier compute the realized net
-        return Prediction(chain_id=int(obj["chain_id"]), victim_hash=victim.hash, victim=victim,
-                          kind="backrun" if val.get("kind") == "backrun" else "sandwich",
-                          pairs=tuple(str(p).lower() for p in val.get("pairs") or ()), profit_token=profit_token,
-                          front=tuple(legs["front_run"]), back=tuple(legs["back_run"]),
-                          predicted_profit_wei=int(val["profit_wei"]),
-                          predicted_net_wei=None if net is None else int(net),
-                          gas_price_wei=None if gas_price is None else int(gas_price),
-                          native_per_token=(int(rate[0]), int(rate[1])) if rate else None, source="processd")
-    except (KeyError, IndexError, TypeError, ValueError) as exc:
-        log.warning("opportunity %s: valuation not understood (%s): %s", obj.get("tx_hash"), exc, val)
-        return None
 
 
 # ---- collecting, predicting, executing ---------------------------------------------------------------------
 
 def collect(get_json: Callable[..., Any], world: World, wanted: int, timeout_s: float, client: httpx.Client,
-            predict_one: Callable[[VictimTx, Mapping[str, Any]], list[Prediction]]
+            predict_one: Callable[[VictimTx, Mapping[str, Any]], list[Prediction]], per_kind: bool = False
             ) -> tuple[list[Prediction], Counter[str]]:
     """Pages processd's ``opp_detected`` events, fetches each victim on the world's routers from the node while it
     is pending and predicts on it, until ``wanted`` predictions (or ``timeout_s``): (predictions, counters).
+    Each victim is predicted once, or with ``per_kind`` once per opportunity kind (processd reports a victim's
+    sandwich and back-run as two opportunities; the reference predicts both from the first).
 
     Predicting while the traffic runs is sound here: nothing mines (the stack's ``mine_interval_s`` is 0), so
     the reserves read now are the ones every execution starts from (each reverts). On an attached stack that
@@ -120,20 +90,24 @@ def collect(get_json: Callable[..., Any], world: World, wanted: int, timeout_s: 
     routers = {d.router for d in world.dexes.values()}
     preds: list[Prediction] = []
     done: set[str] = set()
+    victims: dict[str, VictimTx | None] = {}
     seen: Counter[str] = Counter()
     cursor, deadline = 0, time.monotonic() + timeout_s
     while len(preds) < wanted and time.monotonic() < deadline:
         page = get_json("/events", chain_id=world.chain_id, kinds="opp_detected", from_seq_id=cursor,
-                              limit=_EVENTS_PAGE)
+                        limit=_EVENTS_PAGE)
         cursor = int(page.get("next_from_seq_id") or cursor)
         for event in page.get("events") or []:
             opp = event.get("opportunity") or {}
             tx_hash = str(opp.get("tx_hash") or event.get("tx_hash") or "").lower()
             seen["opportunities"] += 1
-            if not tx_hash or tx_hash in done or len(preds) >= wanted:
+            key = f"{tx_hash}:{opp.get('kind')}" if per_kind else tx_hash
+            if not tx_hash or key in done or len(preds) >= wanted:
                 continue
-            done.add(tx_hash)
-            victim = fetch_victim(world.rpc_url, tx_hash, client=client)
+            done.add(key)
+            if tx_hash not in victims:
+                victims[tx_hash] = fetch_victim(world.rpc_url, tx_hash, client=client)
+            victim = victims[tx_hash]
             if victim is None:
                 seen["victim not pending"] += 1
             elif victim.to not in routers:
@@ -152,18 +126,54 @@ def collect(get_json: Callable[..., Any], world: World, wanted: int, timeout_s: 
     return preds[:wanted], seen
 
 
-def predictor(world: World, name: str,
-              fresh: bool = False) -> Callable[[VictimTx, Mapping[str, Any]], list[Prediction]]:
-    """The per-victim prediction function: the reference's sandwich and backrun, or processd's valuation.
-    ``fresh``: read the reserves for every victim (an attached stack may mine between victims)."""
+class ProcessdPredictor:
+    """``--predictor processd``: each valued, profitable sandwich or back-run opportunity of processd becomes a
+    prediction (:func:`predictions_from_opportunity_json`); opportunities valued on a state older than
+    ``min_state_block`` (before the collection's last warm-up block: their pools have moved since) are counted
+    in ``counts``, not predicted."""
+
+    def __init__(self, world: World, state: StateReader, min_state_block: int = 0) -> None:
+        self.world = world
+        self.state = state
+        self.min_state_block = min_state_block
+        self.counts: Counter[str] = Counter()
+
+    def __call__(self, victim: VictimTx, opp: Mapping[str, Any]) -> list[Prediction]:
+        kind = str(opp.get("kind"))
+        self.counts[f"{kind} seen"] += 1
+        if not opp.get("valued"):
+            self.counts[f"{kind} not valued"] += 1
+            return []
+        block = opp.get("state_block_number")
+        if block is not None and int(block) < self.min_state_block:
+            self.counts[f"{kind} valued before the warm-up block"] += 1
+            return []
+        p = predictions_from_opportunity_json(opp, victim, self.world, self.state)
+        self.counts[f"{kind} {'predicted' if p else 'valued, not profitable'}"] += 1
+        return [p] if p else []
+
+
+def predictor(world: World, name: str, fresh: bool = False, state: StateReader | None = None,
+              min_state_block: int = 0) -> Callable[[VictimTx, Mapping[str, Any]], list[Prediction]]:
+    """The per-victim prediction function: the reference's sandwich and backrun, or processd's valuation
+    (``state``: the node reader its legs need). ``fresh``: read the reserves for every victim (an attached stack
+    may mine between victims)."""
     if name == "processd":
-        return lambda victim, opp: [p for p in (predictions_from_opportunity_json(opp, victim),) if p]
+        if state is None:
+            raise ValueError("the processd predictor needs a StateReader")
+        return ProcessdPredictor(world, state, min_state_block)
     once = None if fresh else Pools(world)  # nothing mines during a started run: read once
 
     def predict_one(victim: VictimTx, _: Mapping[str, Any]) -> list[Prediction]:
         pools = once or Pools(world)
         return [p for p in (predict_sandwich(world, victim, pools), predict_backrun(world, victim, pools)) if p]
     return predict_one
+
+
+def execute_checked(world: World, p: Prediction, searcher: str, timeout_s: float, client: httpx.Client,
+                    state: StateReader) -> Outcome:
+    """:func:`execute`, unless a pair the prediction read changed after its state block (``skipped``)."""
+    return skip_if_state_moved(p, state) or execute(world, p, searcher, timeout_s, client)
 
 
 def summarize(preds: Sequence[Prediction], outcomes: Sequence[Outcome]) -> dict[str, Any]:
@@ -236,6 +246,15 @@ def _row(p: Prediction, o: Outcome) -> dict[str, Any]:
                        "expected_out": str(leg.expected_out)} for leg in p.front],
                back=[{"router": leg.router, "path": list(leg.path), "amount_in": str(leg.amount_in),
                       "expected_out": str(leg.expected_out)} for leg in p.back])
+    if p.source == "processd":
+        # The net with both gas figures: processd's (documented constants at the victim's bid) and the receipts'.
+        realized_net_processd_gas = None
+        if o.realized_profit_wei is not None and p.native_per_token and p.predicted_gas_cost_wei is not None:
+            num, den = p.native_per_token
+            realized_net_processd_gas = str(o.realized_profit_wei * num // den - p.predicted_gas_cost_wei)
+        row.update(state_block_number=p.state_block_number,
+                   predicted_gas_cost_wei=None if p.predicted_gas_cost_wei is None else str(p.predicted_gas_cost_wei),
+                   realized_net_with_processd_gas_wei=realized_net_processd_gas)
     return row
 
 
@@ -273,8 +292,10 @@ def run_attached(args: argparse.Namespace, count: int) -> tuple[World, str, list
     searcher = fund_searcher(world)
     outcomes: list[Outcome] = []
     preds_all: list[Prediction] = []
-    predict = predictor(world, args.predictor, fresh=True)
     with httpx.Client(base_url=args.attach_gateway, timeout=10.0) as gw, httpx.Client() as client:
+        state = StateReader(world, client)
+        predict = predictor(world, args.predictor, fresh=True, state=state)
+
         def get_json(path: str, **params: Any) -> Any:
             resp = gw.get(path, params=params)
             resp.raise_for_status()
@@ -283,28 +304,53 @@ def run_attached(args: argparse.Namespace, count: int) -> tuple[World, str, list
         def predict_and_execute(victim: VictimTx, opp: Mapping[str, Any]) -> list[Prediction]:
             preds = predict(victim, opp)
             preds_all.extend(preds)
-            outcomes.extend(execute(world, p, searcher, args.timeout_s, client) for p in preds)
+            outcomes.extend(execute_checked(world, p, searcher, args.timeout_s, client, state) for p in preds)
             return preds
 
-        _, seen = collect(get_json, world, count, args.collect_timeout_s, client, predict_and_execute)
+        _, seen = collect(get_json, world, count, args.collect_timeout_s, client, predict_and_execute,
+                          per_kind=args.predictor == "processd")
+    if isinstance(predict, ProcessdPredictor):
+        seen.update(predict.counts)
     return world, searcher, preds_all[:count], outcomes[:count], seen
+
+
+def warm_up(world: World, seconds: float) -> int:
+    """For processd's valuation on a stack that does not mine: ingestd reads a pair's reserves only at a block
+    after a pending swap touched it, so let the traffic touch the pools, mine a block, again, and wait for
+    ingestd's reads to reach processd; returns the last block (the state every later valuation reads)."""
+    for _ in range(2):
+        time.sleep(seconds / 3)
+        rpc_batch(world.rpc_url, [("evm_mine", [])])
+    time.sleep(seconds / 3)
+    [latest] = rpc_batch(world.rpc_url, [("eth_blockNumber", [])])
+    return int(str(latest), 16)
 
 
 def run_started(args: argparse.Namespace, count: int) -> tuple[World, str, list[Prediction], list[Outcome],
                                                                 Counter[str]]:
-    """Starts a stack (no mining), collects predictions while its traffic runs, stops the traffic, executes."""
+    """Starts a stack (no mining), collects predictions while its traffic runs, stops the traffic, executes.
+    With ``--predictor processd`` ingestd follows the pools (``pool_state``) and a warm-up mines two blocks first
+    (:func:`warm_up`); after it nothing mines until the executions, which run on the warm-up block's state."""
     started = time.monotonic()
+    processd = args.predictor == "processd"
     config = StackConfig(chains=(ChainSpec(args.chain_id, rate_tx_s=args.rate_tx_s),), uniswap=True,
-                         swap_share=args.swap_share, mine_interval_s=0.0, start_traffic=False, anvil_max_pending=0)
+                         pool_state=processd, swap_share=args.swap_share, mine_interval_s=0.0, start_traffic=False,
+                         anvil_max_pending=0)
     with Stack(config) as stack, httpx.Client() as client:
         world = stack.worlds[args.chain_id]
+        state = StateReader(world, client)
         searcher = fund_searcher(world)  # before any traffic: funding mines blocks
         stack.start_generators()
-        preds, seen = collect(stack.get_json, world, count, args.collect_timeout_s, client,
-                              predictor(world, args.predictor))
+        min_block = warm_up(world, args.warm_up_s) if processd else 0
+        predict = predictor(world, args.predictor, state=state, min_state_block=min_block)
+        preds, seen = collect(stack.get_json, world, count, args.collect_timeout_s, client, predict,
+                              per_kind=processd)
         stack.stop_generators()
         seen["collect_ms"] = int((time.monotonic() - started) * 1000)
-        outcomes = [execute(world, p, searcher, args.timeout_s, client) for p in preds]
+        if isinstance(predict, ProcessdPredictor):
+            seen.update(predict.counts)
+            seen["warm_up_block"] = min_block
+        outcomes = [execute_checked(world, p, searcher, args.timeout_s, client, state) for p in preds]
     return world, searcher, preds, outcomes, seen
 
 
@@ -323,6 +369,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "method": "evm_snapshot; victim alone in the pool; base fee pinned; front-run max fee and tip +1 wei over "
                   "the victim's, back-run -1 (anvil --order fees orders by max fee, builders by tip); evm_mine "
                   "one block; order and receipts checked; balances before/after; evm_revert",
+        **({"processd": _PROCESSD_NOTE} if args.predictor == "processd" else {}),
         "searcher": searcher, "symbols": world.symbols, "collect": dict(seen), "collect_s": round(collected_s, 2),
         "total_s": round(time.monotonic() - started, 2), "summary": summary,
         "opportunities": [_row(p, o) for p, o in zip(preds, outcomes, strict=True)],
@@ -342,17 +389,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--rate-tx-s", type=float, default=40.0, help="traffic rate while collecting")
     ap.add_argument("--swap-share", type=float, default=0.6, help="share of the traffic that is router swaps")
     ap.add_argument("--collect-timeout-s", type=float, default=120.0)
+    ap.add_argument("--warm-up-s", type=float, default=6.0, help="--predictor processd: traffic before the two "
+                    "warm-up blocks that let ingestd read the pools (see warm_up)")
     ap.add_argument("--timeout-s", type=float, default=30.0, help="budget of one execution")
     ap.add_argument("--attach-gateway", default=None, help="attach to a running stack's gatewayd (URL) instead of "
                     "starting one; needs --attach-rpc, the node with the default world (deploy_world on a fresh node)")
     ap.add_argument("--attach-rpc", default=None, help="the attached stack's anvil HTTP URL")
     ap.add_argument("--out", default=None, help=f"artifact path (default {DEFAULT_OUT.relative_to(REPO_ROOT)}, "
-                                                f"with --short {SHORT_OUT.relative_to(REPO_ROOT)})")
+                                                f"with --short {SHORT_OUT.relative_to(REPO_ROOT)}; --predictor "
+                                                f"processd: {PROCESSD_OUT.relative_to(REPO_ROOT)}, "
+                                                f"{PROCESSD_SHORT_OUT.relative_to(REPO_ROOT)})")
     args = ap.parse_args(argv)
     if bool(args.attach_gateway) != bool(args.attach_rpc):
         ap.error("--attach-gateway and --attach-rpc go together")
     if args.out is None:
-        args.out = str(SHORT_OUT if args.short else DEFAULT_OUT)
+        if args.predictor == "processd":
+            args.out = str(PROCESSD_SHORT_OUT if args.short else PROCESSD_OUT)
+        else:
+            args.out = str(SHORT_OUT if args.short else DEFAULT_OUT)
     return args
 
 

@@ -28,6 +28,7 @@ from common.testing.uniswap import (
 )
 from common.testing.verify import Leg, Outcome, Prediction, VictimTx, execute, fetch_victim, fund_searcher
 from common.testing.verify_cli import attach_world, predictions_from_opportunity_json, summarize
+from common.testing.verify_processd import StateReader, skip_if_state_moved
 from common.testing.verify_reference import Pools, decode_swap, predict_backrun, predict_sandwich
 
 _SWAP = "swapExactTokensForTokens(uint256,uint256,address[],address,uint256)"
@@ -232,24 +233,64 @@ def _victim_stub(tx_hash: str = "0x" + "ab" * 32) -> VictimTx:
                     nonce=3, tx_type=0, gas_price=30 * 10**9, max_fee_per_gas=None, max_priority_fee_per_gas=None)
 
 
-def test_opportunity_json_adapter() -> None:
-    """The one place processd's valuation fields are read: the assumed shape becomes a Prediction (a back-run of
-    "all" sells what the front-run bought); no valuation, another victim or a malformed one gives None."""
-    victim = _victim_stub()
-    a, b = "0x" + "aa" * 20, "0x" + "bb" * 20
-    obj: dict[str, Any] = {"chain_id": 1, "tx_hash": "0x" + victim.hash[2:].upper(), "valuation": {
-        "kind": "sandwich", "pairs": ["0x" + "CC" * 20], "profit_token": a,
-        "front_run": {"path": [a, b], "amount_in": "1000", "amount_out": "77"},
-        "back_run": [{"path": [b, a], "amount_in": "all", "amount_out": "1010"}],
-        "profit_wei": "10", "net_profit_wei": "-5", "gas_price_wei": "30000000000"}}
-    p = predictions_from_opportunity_json(obj, victim)
-    assert p is not None and p.source == "processd" and p.kind == "sandwich" and p.pairs == ("0x" + "cc" * 20,)
-    assert p.front == (Leg(victim.to, (a, b), 1000, 77),) and p.back == (Leg(victim.to, (b, a), 77, 1010),)
-    assert (p.predicted_profit_wei, p.predicted_net_wei, p.gas_price_wei, p.profit_token) == (10, -5, 30 * 10**9, a)
-    assert predictions_from_opportunity_json({k: v for k, v in obj.items() if k != "valuation"}, victim) is None
-    assert predictions_from_opportunity_json(obj, _victim_stub("0x" + "cd" * 32)) is None
-    broken = {**obj, "valuation": {**obj["valuation"], "profit_wei": "lots"}}
-    assert predictions_from_opportunity_json(broken, victim) is None
+def _opportunity(victim: VictimTx, kind: str, block: int, token: str, **figures: str) -> dict[str, Any]:
+    """An opportunity as gatewayd renders it (gatewayd/serializers.py): only the fields the adapter reads vary."""
+    return {"chain_id": 1, "tx_hash": "0x" + victim.hash[2:].upper(), "kind": kind, "valued": True,
+            "valuation_note": "", "profit_token": token, "state_block_number": block, "price_impact_bps": 12,
+            "net_profit_wei": None, "sandwich_profit_wei": None, "frontrun_amount_in": None,
+            "backrun_profit_wei": None, "backrun_amount_in": None, "gas_cost_wei": None, **figures}
+
+
+def test_opportunity_json_adapter(world: tuple[World, str], client: httpx.Client) -> None:
+    """processd's opportunity JSON becomes legs on the world's routers: a sandwich sells frontrun_amount_in on the
+    victim's pair and sells back all it bought (one getAmountOut on the reserves at state_block_number), a
+    back-run sells backrun_amount_in on the other factory's pair and the middle amount on the victim's; the
+    profit is processd's figure. Not valued, not profitable, another kind or victim, or malformed: None. A pair
+    that synced after the state block makes the prediction skipped (state moved)."""
+    w, _ = world
+    weth, link, uni = w.tokens["WETH"], w.tokens["LINK"], w.tokens["UNI"]
+    uni_router, sushi_router = w.dexes["uniswap_v2"].router, w.dexes["sushiswap"].router
+    [victim] = _send_victims(w, [_victim_tx(w, 7, _SWAP, 10**18, 0, [weth, link], trader_address(7), 2**40)])
+    block = int(rpc(w.rpc_url, "eth_blockNumber"), 16)
+    pair, twin = w.pool("uniswap_v2", "WETH", "LINK").pair, w.pool("sushiswap", "WETH", "LINK").pair
+    state = StateReader(w, client)
+    sw = _opportunity(victim, "sandwich_candidate", block, weth, frontrun_amount_in="1000000", sandwich_profit_wei="77",
+                      gas_cost_wei="30", net_profit_wei="47")
+    p = predictions_from_opportunity_json(sw, victim, w, state)
+    bought = out_of(10**6, *_oriented(w, pair, weth))
+    assert p is not None and (p.source, p.kind, p.pairs, p.profit_token, p.state_block_number) == (
+        "processd", "sandwich", (pair,), weth, block)
+    assert p.front == (Leg(uni_router, (weth, link), 10**6, bought),)
+    assert p.back == (Leg(uni_router, (link, weth), bought, 10**6 + 77),)
+    assert (p.predicted_profit_wei, p.predicted_net_wei, p.predicted_gas_cost_wei, p.native_per_token) == (
+        77, 47, 30, (77, 77))
+    assert p.gas_price_wei == 30 * 10**9
+    br = _opportunity(victim, "backrun_candidate", block, weth, backrun_amount_in="5000", backrun_profit_wei="9")
+    q = predictions_from_opportunity_json(br, victim, w, state)
+    middle = out_of(5000, *_oriented(w, twin, weth))
+    assert q is not None and q.kind == "backrun" and q.front == () and q.pairs == (pair, twin)
+    assert q.back == (Leg(sushi_router, (weth, link), 5000, middle), Leg(uni_router, (link, weth), middle, 5009))
+    assert (q.predicted_profit_wei, q.predicted_net_wei, q.native_per_token) == (9, None, None)
+    for no in ({**sw, "valued": False}, {**sw, "kind": "arb_candidate"}, {**sw, "sandwich_profit_wei": "0"},
+               {**sw, "sandwich_profit_wei": None}, {**sw, "sandwich_profit_wei": "lots"},
+               {**sw, "profit_token": link}, {**br, "backrun_amount_in": None}):
+        assert predictions_from_opportunity_json(no, victim, w, state) is None, no
+    other = _victim_stub()
+    assert predictions_from_opportunity_json({**sw, "tx_hash": other.hash}, victim, w, state) is None
+    # WETH/UNI has no sushiswap pool: a back-run of it names a pool the world does not have
+    [lone] = _send_victims(w, [_victim_tx(w, 8, _SWAP, 10**18, 0, [weth, uni], trader_address(8), 2**40)])
+    assert predictions_from_opportunity_json({**br, "tx_hash": lone.hash}, lone, w, state) is None
+    assert skip_if_state_moved(p, state) is None
+    snap = rpc(w.rpc_url, "evm_snapshot")
+    try:  # the victim mined moves the pair: both predictions read it
+        rpc(w.rpc_url, "evm_mine")
+        assert rpc(w.rpc_url, "eth_getTransactionReceipt", [victim.hash]) is not None
+        for pred in (p, q):
+            out = skip_if_state_moved(pred, state)
+            assert out is not None and out.status == "skipped" and out.explanation.startswith("state moved")
+            assert pair in out.explanation and twin not in out.explanation
+    finally:
+        assert rpc(w.rpc_url, "evm_revert", [snap])
 
 
 def test_summary_counts_exact_and_losses() -> None:

@@ -26,10 +26,8 @@ Semantics, where the node and mempulse cannot see the same thing:
 - known daemon bug, counted apart (``known_bugs``, with examples) and not as a mismatch until it is fixed:
   ``replaced_then_mined``: a speed-up or cancel the node accepted while it was mining the original, which it
   then mined: processd settles the original as replaced when it stores the replacement, and a block listing the
-  original later does not undo that; ``pending_after_its_block``: a transaction processd stored as pending after
-  the block that includes it (ingestd fetched the block before the transaction) is tracked as pending, then
-  dropped as ``nonce_passed`` (recognised only when that block is among processd's stored ones, so a lost block
-  stays a mismatch) (docs/reliability.md, daemon bugs 19 and 20);
+  original later does not undo that (docs/reliability.md, daemon bug 19; bug 20, a transaction stored after the
+  block that includes it, is fixed and counts as a mismatch again);
 - inclusion latency: for each included transaction that ingestd saw live (sent outside a downtime), mempulse's
   ``inclusion_latency_ms`` against the block's timestamp minus the generator's send time; the error must be
   within one block time (``latency_errors_ms``). A backfilled transaction's first seen is the backfill's time. A
@@ -410,14 +408,9 @@ def _views(stack: Stack, records: Sequence[SentRecord], truth: Mapping[str, Mapp
     return view
 
 
-def _known_bug(h: str, truth: Mapping[str, Mapping[str, Any]], view: Mapping[str, Mapping[str, Any]],
-               listed: Mapping[str, Mapping[str, Any]]) -> str | None:
-    """The known daemon bug that explains the mismatch of ``h`` (module doc), or None. ``listed``: the stored
-    blocks' transactions (:func:`block_listing`)."""
+def _known_bug(h: str, truth: Mapping[str, Mapping[str, Any]], view: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """The known daemon bug that explains the mismatch of ``h`` (module doc), or None."""
     got, want = view.get(h) or {}, truth[h]
-    if (want["status"] == "included" and got.get("status") == "dropped" and got.get("reason") == "nonce_passed"
-            and (listed.get(h) or {}).get("block_number") == want["block_number"]):
-        return "pending_after_its_block"
     by = got.get("replaced_by")
     if (want["status"] == "included" and got.get("status") == "replaced" and isinstance(by, str) and by in truth
             and truth[by]["status"] == "replaced" and truth[by]["replaced_by"] == h):
@@ -521,14 +514,6 @@ def _final_nonces(url: str, senders: Iterable[str]) -> dict[str, int]:
                                                                for x in order]), strict=True)}
 
 
-def _listed(stack: Stack, hashes: Iterable[str], by_hash: Mapping[str, SentRecord]) -> dict[str, dict[str, Any]]:
-    """The stored blocks' transactions (:func:`block_listing`) of the chains of ``hashes``."""
-    listed: dict[str, dict[str, Any]] = {}
-    for cid in {by_hash[h].chain_id for h in hashes}:
-        listed.update(block_listing(stack, cid))
-    return listed
-
-
 def _settle(stack: Stack, cfg: RunConfig, res: RunResult, records: Sequence[SentRecord],
             sent_ms: Mapping[str, int]) -> None:
     """The node's truth, then mempulse's view until they agree (or ``settle_timeout_s``); the figures into ``res``."""
@@ -554,13 +539,10 @@ def _settle(stack: Stack, cfg: RunConfig, res: RunResult, records: Sequence[Sent
         again = [r for r in records if r.tx_hash.lower() in diff]
         view.update(_views(stack, again, truth, sent_ms, downtimes, res.final_nonces, cfg.query_threads))
         diff = compare(truth, view)
-        if len(diff) <= 50:
-            listed = _listed(stack, diff, by_hash)
-            if all(_known_bug(h, truth, view, listed) for h in diff):
-                break  # what is left is explained: no use waiting
-    listed = _listed(stack, diff, by_hash)
+        if len(diff) <= 50 and all(_known_bug(h, truth, view) for h in diff):
+            break  # what is left is explained: no use waiting
     for h in list(diff):
-        bug = _known_bug(h, truth, view, listed)
+        bug = _known_bug(h, truth, view)
         if bug is not None:
             res.known_bugs.setdefault(bug, []).append(h)
             del diff[h]

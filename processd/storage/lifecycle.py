@@ -16,7 +16,8 @@ Rules (docs/architecture.md, "The transaction lifecycle"):
   the fee bump in bps and whether it is a cancel); so does a block including another hash of that pair
   (``by_block``: a replacement processd only saw mined).
 * **included**: a block lists the hash (TX_INCLUDED: block, index, receipt status, latency = block timestamp minus
-  first seen).
+  first seen); also a transaction stored after a held block listed it (ingestd fetched the block first): it is
+  included in that block as it is stored.
 * **dropped**: ``nonce_passed`` when a block includes a higher nonce of the sender (the nonce was used by a
   transaction processd never saw pending: it cannot be "replaced by" a known hash, so it is a drop, not a
   replacement); ``evicted`` on ingestd's TxGone; ``expired`` when a block's timestamp is past the transaction's
@@ -82,6 +83,10 @@ class HeldBlock:
     block_hash: bytes
     seq: int
     included: list[Pending] = field(default_factory=list)
+    #: Every transaction the block lists (hash -> (index, receipt status)), tracked or not: one whose pending
+    #: envelope is stored after the block is included at once (:meth:`LifecycleTracker.pending`).
+    txs: dict[bytes, tuple[int, int]] = field(default_factory=dict)
+    timestamp: int = 0
 
     #: The lowest seq this block's undo depends on (set once the block is applied: :meth:`seal`).
     floor: int = 0
@@ -110,6 +115,8 @@ class ChainLife:
         self.expiry: list[tuple[int, int, bytes]] = []
         self.blocks: dict[int, HeldBlock] = {}
         self.included_hashes: set[bytes] = set()
+        #: Hash -> the held block listing it (every transaction of the held blocks, tracked or not).
+        self.listed: dict[bytes, HeldBlock] = {}
         self.head = -1
         #: The lowest seq of a transaction put back by a reorg and still tracked (its place in ``pending`` is new).
         self.repended_floor = 0
@@ -176,6 +183,9 @@ class LifecycleTracker:
         if tx.tx_hash in life.included_hashes:  # announced after a held block included it
             self.counts["late_pending"] += 1
             return []
+        held = life.listed.get(tx.tx_hash)
+        if held is not None:  # stored after the block that lists it (its fetch finished later): included now
+            return self._late_include(life, chain_id, tx, held)
         out: list[LifeEvent] = []
         nonces = life.by_sender.get(tx.sender)
         old_hash = nonces.get(tx.nonce) if nonces else None
@@ -186,6 +196,18 @@ class LifecycleTracker:
             self.counts["replaced"] += 1
         self._track(life, tx)
         return out
+
+    def _late_include(self, life: ChainLife, chain_id: int, tx: Pending, held: HeldBlock) -> list[LifeEvent]:
+        """A pending transaction stored after a held block listed it: included in that block (its (sender, nonce)
+        was settled by the block already), and put back like the block's other inclusions if a reorg orphans it."""
+        index, status = held.txs[tx.tx_hash]
+        latency = max(0, held.timestamp * 1000 - tx.first_seen_ns // 1_000_000)
+        held.included.append(tx)
+        life.included_hashes.add(tx.tx_hash)
+        self.counts["late_pending"] += 1
+        self.counts["included"] += 1
+        body = IncludedBody(held.number, held.block_hash, index, status, latency, tx.seq, held.seq, False)
+        return [(KIND_INCLUDED, chain_id, tx.tx_hash, tx.first_seen_ns, body)]
 
     def gone(self, chain_id: int, tx_hash: bytes, source_id: str) -> list[LifeEvent]:
         """ingestd says the node no longer knows ``tx_hash``: a tracked one is dropped as evicted."""
@@ -207,17 +229,18 @@ class LifecycleTracker:
             held = life.blocks.get(block.number)
             if held is None or held.block_hash != block.hash:
                 outcome.events.append(self._reorg(life, block, held is None))
-        held_block = HeldBlock(block.number, block.hash, seq)
+        held_block = HeldBlock(block.number, block.hash, seq, timestamp=block.timestamp)
+        held_block.txs = {tx.hash: (tx.index, tx.status) for tx in block.txs}
         self._include(life, block, held_block, outcome)
         self._nonces_passed(life, block, outcome)
         self._expire(life, chain_id, block.timestamp * 1_000_000_000, outcome)
         held_block.seal()
         life.blocks[block.number] = held_block
         life.included_hashes.update(p.tx_hash for p in held_block.included)
+        life.listed.update(dict.fromkeys(held_block.txs, held_block))
         life.head = max(life.head, block.number)
         for number in [n for n in life.blocks if n <= life.head - self.max_reorg_depth]:
-            gone = life.blocks.pop(number)
-            life.included_hashes.difference_update(p.tx_hash for p in gone.included)
+            self._forget(life, life.blocks.pop(number))
         return outcome
 
     # ---- block steps -------------------------------------------------------------------------------------
@@ -229,8 +252,8 @@ class LifecycleTracker:
         back = 0
         for held in orphaned:
             del life.blocks[held.number]
+            self._forget(life, held)
             for tx in held.included:
-                life.included_hashes.discard(tx.tx_hash)
                 if tx.tx_hash in life.pending:
                     continue
                 tx.repended = True
@@ -312,6 +335,14 @@ class LifecycleTracker:
             heapq.heapify(life.expiry)
 
     # ---- state -------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _forget(life: ChainLife, held: HeldBlock) -> None:
+        """A held block leaves the window (or is orphaned): its hashes are no longer included or listed by it."""
+        life.included_hashes.difference_update(p.tx_hash for p in held.included)
+        for tx_hash in held.txs:
+            if life.listed.get(tx_hash) is held:
+                del life.listed[tx_hash]
 
     def _track(self, life: ChainLife, tx: Pending) -> bool:
         if self.tracked >= self.max_pending:

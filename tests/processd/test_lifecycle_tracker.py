@@ -46,6 +46,29 @@ def test_untracked_before_the_first_block_and_overflow_counted() -> None:
     assert t.tracked == 2 and t.counts["overflow"] == 1
 
 
+def test_a_transaction_stored_after_the_block_that_lists_it_is_included_at_once() -> None:
+    """ingestd can deliver a block before a transaction's pending envelope (the block's fetch finished first):
+    the late envelope is included in that block at once (it was tracked as pending, then dropped as nonce_passed
+    by the sender's next block: docs/reliability.md bug 20), and a reorg that orphans the block puts it back."""
+    t = _tracker()
+    t.block(_block(1, [], 1000), 1)
+    t.pending(CHAIN, _p(2, 7, 7, 0))  # the original, sender 7 nonce 0
+    out = t.block(_block(2, [(9, 7, 0), (8, 5, 0)], 1010), 3)  # a speed-up (hash 9) mined before it was stored
+    assert [e[0] for e in out.events] == [events_pb2.EVENT_KIND_TX_REPLACED]  # the original, by_block
+    ((kind, chain, tx_hash, _seen_ns, body),) = t.pending(CHAIN, _p(4, 9, 7, 0, seen_s=1008))
+    assert (kind, chain, tx_hash) == (events_pb2.EVENT_KIND_TX_INCLUDED, CHAIN, bytes([9]) * 32)
+    assert (body.block_number, body.position, body.inclusion_latency_ms) == (2, 0, 2000)
+    assert not t.tracked and t.counts["late_pending"] == 1
+    # the sender's next block does not drop it (it is not pending), and a second announcement is a no-op
+    assert not t.block(_block(3, [(10, 7, 1)], 1012), 5).events
+    assert t.pending(CHAIN, _p(6, 9, 7, 0)) == []
+    # a reorg at height 2 puts it back to pending with the block's other tracked inclusions
+    reorg = t.block(_block(2, [], 1013, tag=1), 7)
+    assert reorg.events[0][0] == events_pb2.EVENT_KIND_REORG and t.chains[CHAIN].pending[bytes([9]) * 32].repended
+    # an unknown block's listing is forgotten with the block
+    assert bytes([8]) * 32 not in t.chains[CHAIN].listed
+
+
 def test_reorg_unincludes_and_reincludes() -> None:
     t = _tracker()
     t.block(_block(1, [], 1000), 1)
@@ -79,8 +102,15 @@ class Reference:
 
     status: dict[bytes, str] = field(default_factory=dict)
     txs: dict[bytes, Pending] = field(default_factory=dict)
+    #: Block number -> the hashes it lists, for the last ``depth`` blocks (the tracker's held window).
+    listed: dict[int, set[bytes]] = field(default_factory=dict)
+    depth: int = 4
 
     def pending(self, tx: Pending) -> None:
+        if any(tx.tx_hash in hashes for hashes in self.listed.values()):  # a held block listed it already
+            self.txs[tx.tx_hash] = tx
+            self.status[tx.tx_hash] = "included"
+            return
         for h, p in self.txs.items():
             if self.status[h] == "pending" and (p.sender, p.nonce) == (tx.sender, tx.nonce):
                 self.status[h] = "replaced"
@@ -88,6 +118,9 @@ class Reference:
         self.status[tx.tx_hash] = "pending"
 
     def block(self, block: block_pb2.BlockEnvelope) -> None:
+        self.listed[block.number] = {itx.hash for itx in block.txs}
+        for number in [n for n in self.listed if n <= max(self.listed) - self.depth]:
+            del self.listed[number]
         for itx in block.txs:
             if self.status.get(itx.hash) == "pending":
                 self.status[itx.hash] = "included"

@@ -74,6 +74,22 @@ def _error_event(code: str, message: str) -> bytes:
     return b"event: error\ndata: %s\n\n" % orjson.dumps({"error": {"code": code, "message": message}})
 
 
+async def next_item(queue: asyncio.Queue[Any], heartbeat_s: float, response: Any) -> Any:
+    """The next item a stream's reader put on ``queue``, with a heartbeat comment sent for every ``heartbeat_s``
+    of waiting; None after a gateway shutdown, whose final ``event: error`` it sent (the plain and the sharded
+    streams' relay loops)."""
+    while True:
+        try:
+            item = await asyncio.wait_for(queue.get(), heartbeat_s)
+        except TimeoutError:
+            await response.send(b": heartbeat\n\n")
+            continue
+        if item is _SHUTDOWN:
+            await response.send(_error_event("shutting_down", "gateway is stopping; reconnect"))
+            return None
+        return item
+
+
 class EventStreamer:
     """Serves SSE streams, at most ``max_clients`` at a time, each with its own processd subscription."""
 
@@ -176,13 +192,8 @@ class EventStreamer:
         came for ``heartbeat_s``, until a shutdown, the end of the subscription or an upstream error (each sent
         as a final ``event: error``)."""
         while True:
-            try:
-                item = await asyncio.wait_for(queue.get(), self.heartbeat_s)
-            except TimeoutError:
-                await response.send(b": heartbeat\n\n")
-                continue
-            if item is _SHUTDOWN:
-                await response.send(_error_event("shutting_down", "gateway is stopping; reconnect"))
+            item = await next_item(queue, self.heartbeat_s, response)
+            if item is None:
                 return
             if item is _END:
                 log.warning("processd ended the event subscription")

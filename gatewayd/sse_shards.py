@@ -29,7 +29,7 @@ from gatewayd.params import UINT64_MAX, ParamError, parse_uint
 from gatewayd.processd_client import UpstreamError, map_rpc_error
 from gatewayd.render import sse_frame
 from gatewayd.shards import Shard, ShardSet, shard_error
-from gatewayd.sse import _SHUTDOWN, QUEUE_MESSAGES, EventStreamer, _error_event, _subscribe_request
+from gatewayd.sse import QUEUE_MESSAGES, EventStreamer, _subscribe_request, next_item
 
 log = logging.getLogger(__name__)
 
@@ -145,13 +145,8 @@ class ShardedStreams:
         metrics = self.streamer.metrics
         fingerprint = self.shards.fingerprint
         while True:
-            try:
-                item = await asyncio.wait_for(queue.get(), self.streamer.heartbeat_s)
-            except TimeoutError:
-                await response.send(b": heartbeat\n\n")
-                continue
-            if item is _SHUTDOWN:
-                await response.send(_error_event("shutting_down", "gateway is stopping; reconnect"))
+            item = await next_item(queue, self.streamer.heartbeat_s, response)
+            if item is None:
                 return
             i, msg = item
             if not msg.events:

@@ -11,6 +11,7 @@ import pytest
 
 from common.pb.v1 import block_pb2, events_pb2, ingest_pb2, pool_pb2, query_pb2, query_pb2_grpc, tx_pb2
 from common.testing.clickhouse import clickhouse_binary
+from common.testing.ingest_push import push_batches, push_envelopes
 from common.testing.synth import synthetic_envelopes
 from processd.export.mapper import KIND_NAMES
 from processd.export.schema import DATA_TABLES, EVENTS
@@ -125,3 +126,13 @@ def pool_batch(batch_seq: int, pairs: int = 5, session_id: str = "pools") -> ing
                 block_number=batch_seq, block_hash=batch_seq.to_bytes(8, "big") * 4,
                 source=pool_pb2.POOL_STATE_SOURCE_SYNC_LOG if p % 2 else pool_pb2.POOL_STATE_SOURCE_GET_RESERVES))
     return ingest_pb2.TxBatch(session_id=session_id, batch_seq=batch_seq, pools=pools)
+
+
+async def fill_query_log(addr: str) -> None:
+    """The log the documented queries run on (tests/export/test_queries_doc.py, and on a newer ClickHouse engine
+    tests/export/test_newer_server_sql.py): 1,500 transactions, sightings from two more sources, blocks including
+    every other transaction, and pool states."""
+    envs = envelopes(1500, seed=3)
+    await push_envelopes(addr, envs)
+    await push_batches(addr, [sighting_batch(envs[::3], 1), sighting_batch(envs[1::5], 2, "third")])
+    await push_batches(addr, [block_batch(envs[::2], 1), pool_batch(1)])

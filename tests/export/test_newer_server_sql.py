@@ -24,11 +24,10 @@ from typing import Any
 import pytest
 
 from common.pb.v1 import events_pb2
-from common.testing.ingest_push import push_batches, push_envelopes
 from processd.api.server import ProcessdServer
 from processd.export.mapper import rows_of
 from processd.export.schema import CURSOR_TABLE, DATA_TABLES, SCHEMA_VERSION, cursor_ddl, storage_ddl
-from tests.export._helpers import block_batch, check_export, envelopes, log_events, pool_batch, sighting_batch
+from tests.export._helpers import check_export, fill_query_log, log_events
 from tests.export.test_queries_doc import ORACLES, _close, doc_queries
 from tests.processd._helpers import make_config
 
@@ -84,10 +83,7 @@ def log(tmp_path_factory: pytest.TempPathFactory) -> list[events_pb2.Event]:
         await server.start()
         try:
             addr = f"127.0.0.1:{server.port}"
-            envs = envelopes(1500, seed=3)
-            await push_envelopes(addr, envs)
-            await push_batches(addr, [sighting_batch(envs[::3], 1), sighting_batch(envs[1::5], 2, "third")])
-            await push_batches(addr, [block_batch(envs[::2], 1), pool_batch(1)])
+            await fill_query_log(addr)
             return await asyncio.to_thread(log_events, addr)
         finally:
             await server.stop(grace_s=0.5)

@@ -17,11 +17,10 @@ import pytest
 
 from common.pb.v1 import events_pb2
 from common.testing.clickhouse import ClickHouseServer
-from common.testing.ingest_push import push_batches, push_envelopes
 from processd.api.server import ProcessdServer
 from processd.export.config import ExportConfig
 from processd.export.exporter import Exporter
-from tests.export._helpers import block_batch, envelopes, log_events, pool_batch, sighting_batch
+from tests.export._helpers import fill_query_log, log_events
 from tests.processd._helpers import make_config
 
 pytestmark = pytest.mark.integration
@@ -46,10 +45,7 @@ def exported(clickhouse: ClickHouseServer, tmp_path_factory: pytest.TempPathFact
         await server.start()
         try:
             addr = f"127.0.0.1:{server.port}"
-            envs = envelopes(1500, seed=3)
-            await push_envelopes(addr, envs)
-            await push_batches(addr, [sighting_batch(envs[::3], 1), sighting_batch(envs[1::5], 2, "third")])
-            await push_batches(addr, [block_batch(envs[::2], 1), pool_batch(1)])
+            await fill_query_log(addr)
             cfg = replace(ExportConfig(), processd=addr, clickhouse_host=clickhouse.host,
                           clickhouse_port=clickhouse.port, exit_at_head=True)
             async with Exporter(cfg) as exporter:

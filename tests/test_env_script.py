@@ -1,4 +1,5 @@
-"""scripts/_env.sh: the setup steps' output reaches a redirected stderr intact, a failed pip stops setup, and the
+"""scripts/_env.sh: the setup steps' output reaches a redirected stderr intact, the project is installed with uv
+(bootstrapped with pip) and with pip when uv fails, a failed install stops setup, and the
 runtime/dev/bench levels share one venv (the demo installs the runtime only; the test command adds the dev extras;
 the benchmarks that compare with web3.py add the bench extras),
 and the deploy kit's tools are installed with apt-get as root, or left out with a message."""
@@ -14,8 +15,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _fake_root(tmp_path: Path, pip_exit: int) -> Path:
-    """A project root whose .venv/bin/python is a stand-in for pip: prints like pip, exits ``pip_exit``."""
+def _fake_root(tmp_path: Path, pip_exit: int, uv_exit: int | None = None) -> Path:
+    """A project root whose .venv/bin/python is a stand-in for pip and uv: prints like them, exits ``pip_exit``
+    (``uv_exit`` for ``-m uv``, default ``pip_exit``)."""
     (tmp_path / "scripts").mkdir()
     shutil.copy(ROOT / "scripts" / "_env.sh", tmp_path / "scripts" / "_env.sh")
     (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
@@ -25,7 +27,8 @@ def _fake_root(tmp_path: Path, pip_exit: int) -> Path:
     python.write_text("#!/bin/sh\necho \"$*\" >> \"$(dirname \"$0\")/../../pip-calls\"\n"
                       "echo 'Collecting something'\necho 'WARNING: Location mirror unreachable'\n"
                       "echo 'Requirement already satisfied: x in ./.venv'\n"
-                      f"echo 'pip says: done' >&2\nexit {pip_exit}\n")
+                      f"echo 'pip says: done' >&2\n"
+                      f"[ \"$2\" = uv ] && exit {pip_exit if uv_exit is None else uv_exit}\nexit {pip_exit}\n")
     python.chmod(0o755)
     return tmp_path
 
@@ -40,7 +43,7 @@ def test_setup_output_survives_a_redirected_stderr(tmp_path: Path, pip_exit: int
     text = err.read_bytes()
     assert b"\0" not in text, text[:200]  # `tee /dev/stderr` truncated the file under the lines already written
     lines = text.decode().splitlines()
-    assert lines[0].startswith("setup: pip install"), lines
+    assert lines[0].startswith("setup: install"), lines
     assert "Collecting something" in lines and "pip says: done" in lines
     assert not any(line.startswith(("WARNING: Location", "Requirement already")) for line in lines)
     if pip_exit == 0:
@@ -48,24 +51,26 @@ def test_setup_output_survives_a_redirected_stderr(tmp_path: Path, pip_exit: int
         assert (root / ".venv" / ".mempulse-installed").exists()
     else:
         assert proc.returncode == 1 and b"setup-finished" not in proc.stdout
-        assert lines[-1].startswith("error: pip install failed")
+        assert lines[-1].startswith("error: install failed")
         assert not (root / ".venv" / ".mempulse-installed").exists()
 
 
 def _setup(root: Path, level: str) -> list[str]:
-    """Runs ``setup_venv LEVEL`` in ``root``; returns the pip command lines it ran."""
+    """Runs ``setup_venv LEVEL`` in ``root``; returns the project install command lines it ran (uv's, or pip's
+    when uv failed; not the bootstrap of uv)."""
     calls = root / "pip-calls"
     calls.unlink(missing_ok=True)
     subprocess.run(["bash", "-c", f"source scripts/_env.sh; setup_venv {level}"], cwd=root, check=True,
                    capture_output=True, timeout=60)
-    return calls.read_text().splitlines() if calls.exists() else []
+    lines = calls.read_text().splitlines() if calls.exists() else []
+    return [line for line in lines if not line.endswith(" uv")]
 
 
 def test_runtime_and_dev_levels_share_one_venv(tmp_path: Path) -> None:
     root = _fake_root(tmp_path, 0)
     # the demo: the runtime only, with pip's progress lines (no -q)
     (call,) = _setup(root, "runtime")
-    assert call.endswith(f"pip install --disable-pip-version-check -e {root}"), call
+    assert call == f"-m uv pip install --python {root}/.venv/bin/python -e {root}", call
     assert " -q" not in call
     assert _setup(root, "runtime") == []  # a second demo installs nothing
     # the test command after the demo adds the dev extras to the same venv
@@ -88,6 +93,20 @@ def test_runtime_and_dev_levels_share_one_venv(tmp_path: Path) -> None:
     assert call.endswith(f"-e {root}[dev,bench]"), call
     assert _setup(root, "bench") == [] and _setup(root, "dev") == [] and _setup(root, "runtime") == []
 
+
+
+def test_pip_installs_when_uv_fails(tmp_path: Path) -> None:
+    root = _fake_root(tmp_path, 0, uv_exit=1)
+    calls = root / "pip-calls"
+    proc = subprocess.run(["bash", "-c", "source scripts/_env.sh; setup_venv dev"], cwd=root, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    bootstrap, uv, pip = calls.read_text().splitlines()
+    assert bootstrap == "-m pip install -q --disable-pip-version-check uv"
+    assert uv.startswith("-m uv pip install") and uv.endswith(f"-e {root}[dev]")
+    assert pip == f"-m pip install --disable-pip-version-check -e {root}[dev]"
+    assert "uv could not install; trying pip" in proc.stderr
+    assert (root / ".venv" / ".mempulse-installed").read_text().split()[1] == "dev"
 
 
 def _deploy_tools_run(tmp_path: Path, uid: int,

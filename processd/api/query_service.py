@@ -448,6 +448,7 @@ class QueryService(query_pb2_grpc.QueryServicer):
                     if sub.cut_reason:
                         break
         finally:
+            sub.wakeup.close()
             hub.unregister(sub)
             self._metrics.subscribers.dec()
 

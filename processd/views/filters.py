@@ -36,6 +36,7 @@ from processd.errors import ProcessdError
 from processd.storage.eventlog import EventLog
 from processd.wire.columns import BatchColumns
 from processd.wire.encoding import varint
+from processd.wire.tags import tag
 
 KIND_SEEN: int = events_pb2.EVENT_KIND_TX_SEEN
 KIND_DECODED: int = events_pb2.EVENT_KIND_TX_DECODED
@@ -225,11 +226,18 @@ def frame_event(seq: int, value: bytes) -> bytes:
 
 
 def _opp_body(seq: int, value: bytes) -> bytes:
-    """The Event fields of a stored OPP_DETECTED ``value`` with ``opportunity.seq_id`` set (a parse and a
-    serialize: opportunities are a small share of the events)."""
-    event = _parse_event(value[1:])
-    event.opp_detected.opportunity.seq_id = seq
-    return event.SerializeToString()
+    """The Event fields of a stored OPP_DETECTED ``value`` with ``opportunity.seq_id`` set: the stored fields,
+    then ``opp_detected { opportunity { seq_id } }`` once more. Protobuf merges the occurrences of an embedded
+    message field (and the last occurrence of a scalar wins), so this parses as the Event with the seq set, the
+    Event ``decode_event`` makes, without the parse and serialize that cost ~4 us an opportunity."""
+    seq_field = _OPP_SEQ_TAG + varint(seq)
+    opportunity = _OPPORTUNITY_TAG + varint(len(seq_field)) + seq_field
+    return b"%b%b%b%b" % (value[1:], _OPP_DETECTED_TAG, varint(len(opportunity)), opportunity)
+
+
+_OPP_DETECTED_TAG = tag(events_pb2.Event, "opp_detected")
+_OPPORTUNITY_TAG = tag(events_pb2.OppDetected, "opportunity")
+_OPP_SEQ_TAG = tag(events_pb2.Opportunity, "seq_id")
 
 
 #: Anchor fields, most selective first: (TxFilter attribute, what the transaction has there).

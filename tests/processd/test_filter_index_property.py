@@ -19,7 +19,15 @@ from common.testing.synth import synthetic_envelopes
 from processd.analysis.analyzer import Analyzer
 from processd.analysis.prepare import prepare_batch
 from processd.storage.layout import decode_event
-from processd.views.filters import FilterGroup, FilterIndex, TxView, compile_filter, match_columns, match_raw
+from processd.views.filters import (
+    FilterGroup,
+    FilterIndex,
+    TxView,
+    compile_filter,
+    frame_event,
+    match_columns,
+    match_raw,
+)
 from processd.wire.columns import BatchColumns
 from tests.processd._filter_reference import DECODED, OPP, SEEN, group_transactions, tx_matches
 
@@ -165,3 +173,18 @@ def test_the_generated_filters_match_some_transactions_and_miss_others() -> None
         assert pool[name], name
         taken = len([s for s in _predicate(EventFilter(**{name: pool[name][:3]}, kinds=[SEEN]))])
         assert 0 < taken < total, name
+
+
+def test_each_frame_parses_as_the_event_the_log_decodes() -> None:
+    """frame_event's bytes (an opportunity's seq_id merged in after its stored fields, not re-serialized) parse as
+    the very Event ``decode_event`` makes of the stored value, at seqs across varint lengths."""
+    _, events = stored()
+    opportunities = 0
+    for first, cols in stored()[0]:
+        for shift in (0, (1 << 28) - first - 5, (1 << 35) - first):
+            for i, value in enumerate(cols.values):
+                seq = first + shift + i
+                parsed = query_pb2.SubscribeEventsResponse.FromString(frame_event(seq, value)).events
+                assert list(parsed) == [decode_event(value, seq)]
+                opportunities += value[0] == OPP
+    assert opportunities == 3 * sum(e.kind == OPP for e in events)

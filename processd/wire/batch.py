@@ -17,6 +17,7 @@ shared by nearly every transaction of a batch, is encoded once.
 from __future__ import annotations
 
 from collections import Counter
+from operator import itemgetter
 
 from processd.wire import encoding
 from processd.wire.columns import BatchColumns, FeatureKey
@@ -57,11 +58,7 @@ def encode_batch(received_ns: int, accepted: list[Accepted], reasons: bytes, ana
     fkey_of: list[int] = []
     last_event: dict[int, int] = {}
     opp_count: dict[int, int] = {}
-    sender_col: list[bytes] = []
-    to_col: list[bytes] = []
-    selector_col: list[bytes] = []
-    for chain_id, hash_prefix, tx_key, tx_hash, first_seen, source_id, envelope, analysis, sender, to, selector in (
-            accepted):
+    for chain_id, hash_prefix, tx_key, tx_hash, first_seen, source_id, envelope, analysis, _, _, _ in accepted:
         if source_id != source:
             source = source_id
             cached = tails.get(source_id)
@@ -88,9 +85,6 @@ def encode_batch(received_ns: int, accepted: list[Accepted], reasons: bytes, ana
                             features)))
         chain_col.append(chain_id)
         tx_keys.append(tx_key)
-        sender_col.append(sender)
-        to_col.append(to)
-        selector_col.append(selector)
         seen_at.append(offset)
         fkey = (chain_id, category, protocol, decoded, source_id)
         fid = fkey_ids.get(fkey)
@@ -111,6 +105,8 @@ def encode_batch(received_ns: int, accepted: list[Accepted], reasons: bytes, ana
         else:
             tx_kinds.append(_SEEN_DECODED)
         last_event[chain_id] = len(values) - 1
+    # The filtered fan-out's columns (columns.py), taken from the accepted tuples at C level.
+    sender_col, to_col, selector_col = (list(map(itemgetter(i), accepted)) for i in (8, 9, 10))
     counts = Counter(fkey_of)  # transactions per feature key, counted once per batch (a C loop)
     tally = {fkey: counts[fid] for fid, fkey in enumerate(fkeys)}
     return BatchColumns(reasons, analysis_errors, chain_col, tx_keys, seen_at, tx_kinds, values, opps, fkeys, fkey_of,

@@ -9,64 +9,21 @@ transaction at a time, and those are the events the parsed-event reference (``_f
 
 from __future__ import annotations
 
-import functools
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common.pb.v1 import events_pb2, ingest_pb2, query_pb2
-from common.testing.synth import synthetic_envelopes
-from processd.analysis.analyzer import Analyzer
-from processd.analysis.prepare import prepare_batch
+from common.pb.v1 import events_pb2, query_pb2
 from processd.storage.layout import decode_event
 from processd.views.filters import (
     FilterGroup,
     FilterIndex,
-    TxView,
     compile_filter,
     frame_event,
     match_columns,
     match_raw,
 )
-from processd.wire.columns import BatchColumns
+from tests.processd._filter_data import CHAINS, EventFilter, occurring, predicate, stored
 from tests.processd._filter_reference import DECODED, OPP, SEEN, group_transactions, tx_matches
-
-CHAINS = (1, 56, 137)
-FIRST = 16_370  # seqs cross 2**14: the frames' varints change length inside the log
-EventFilter = query_pb2.EventFilter
-
-
-@functools.cache
-def stored() -> tuple[list[tuple[int, BatchColumns]], list[events_pb2.Event]]:
-    """Three prepared batches at consecutive seqs, and all their events parsed (with seq_id)."""
-    out: list[tuple[int, BatchColumns]] = []
-    events: list[events_pb2.Event] = []
-    seq = FIRST
-    for k in range(3):
-        raw = ingest_pb2.TxBatch(session_id="p", batch_seq=k + 1, envelopes=synthetic_envelopes(
-            120, seed=300 + k, chain_ids=CHAINS)).SerializeToString()
-        cols = prepare_batch(raw, 1_700_000_000_000_000_000, Analyzer(), frozenset(), 128 * 1024)
-        out.append((seq, cols))
-        events.extend(decode_event(v, seq + i) for i, v in enumerate(cols.values))
-        seq += len(cols.values)
-    return out, events
-
-
-@functools.cache
-def occurring() -> dict[str, list[object]]:
-    """Values of each filter field that occur in the stored transactions (sorted, so draws are stable)."""
-    _, events = stored()
-    seen = [e.tx_seen.tx for e in events if e.kind == SEEN]
-    decoded = [e.tx_decoded.features for e in events if e.kind == DECODED]
-    values: dict[str, set[object]] = {
-        "senders": {t.sender for t in seen}, "to": {t.to for t in seen if t.to},
-        "selectors": {t.input[:4] for t in seen if len(t.input) >= 4},
-        "methods": {f.method for f in decoded if f.method}, "protocols": {f.protocol for f in decoded if f.protocol},
-        "tokens_in": {f.token_in for f in decoded if f.token_in},
-        "tokens_out": {f.token_out for f in decoded if f.token_out},
-    }
-    return {name: sorted(v, key=repr) for name, v in values.items()}
-
 
 _ABSENT = {"senders": [b"\xee" * 20], "to": [b"\xef" * 20], "selectors": [b"\xde\xad\xbe\xef"],
            "methods": ["nothing"], "protocols": ["nowhere"], "tokens_in": [b"\xed" * 20], "tokens_out": [b"\xec" * 20]}
@@ -105,21 +62,6 @@ def _seqs(group: FilterGroup) -> list[int]:
     return [e.seq_id for e in message.events]
 
 
-def _predicate(f: EventFilter) -> list[int]:
-    """What ``TxFilter.matches`` picks, one transaction at a time (no index)."""
-    compiled = compile_filter(f)
-    out: list[int] = []
-    for first, cols in stored()[0]:
-        n = len(cols.seen_at)
-        for t in range(n):
-            start = cols.seen_at[t]
-            end = cols.seen_at[t + 1] if t + 1 < n else len(cols.values)
-            if compiled.matches(TxView(cols.chain[t], cols.values, start, end, first + start)):
-                out.extend(first + o for o in range(start, end)
-                           if not compiled.kinds or cols.values[o][0] in compiled.kinds)
-    return out
-
-
 def _groups(filters: list[EventFilter]) -> list[FilterGroup]:
     by_filter: dict[object, FilterGroup] = {}
     for f in filters:
@@ -130,13 +72,13 @@ def _groups(filters: list[EventFilter]) -> list[FilterGroup]:
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(event_filters(), min_size=1, max_size=12))
-def test_indexed_matching_on_columns_equals_the_predicate(filters: list[EventFilter]) -> None:
+def test_indexed_matching_on_columns_equals_thepredicate(filters: list[EventFilter]) -> None:
     groups = _groups(filters)
     index = FilterIndex(groups)
     match_columns(index, stored()[0])
     for g in groups:
         f = next(f for f in filters if compile_filter(f) == g.filter)
-        assert _seqs(g) == _predicate(f), f
+        assert _seqs(g) == predicate(f), f
 
 
 @settings(max_examples=30, deadline=None)
@@ -152,7 +94,7 @@ def test_indexed_matching_on_log_values_equals_the_predicate_and_the_reference(f
         f = next(f for f in filters if compile_filter(f) == g.filter)
         reference = [e.seq_id for tx in transactions if tx_matches(f, tx) for e in tx
                      if not f.kinds or e.kind in f.kinds]
-        assert _seqs(g) == _predicate(f) == reference, f
+        assert _seqs(g) == predicate(f) == reference, f
 
 
 def _stored_body(event: events_pb2.Event) -> bytes:
@@ -171,7 +113,7 @@ def test_the_generated_filters_match_some_transactions_and_miss_others() -> None
     total = len([e for e in stored()[1] if e.kind == SEEN])
     for name in ("senders", "to", "selectors", "methods", "protocols", "tokens_in", "tokens_out"):
         assert pool[name], name
-        taken = len([s for s in _predicate(EventFilter(**{name: pool[name][:3]}, kinds=[SEEN]))])
+        taken = len([s for s in predicate(EventFilter(**{name: pool[name][:3]}, kinds=[SEEN]))])
         assert 0 < taken < total, name
 
 

@@ -8,7 +8,7 @@ from common.pb.v1 import query_pb2
 from processd.storage.records import CommitResult
 from processd.views.filters import compile_filter
 from processd.views.subscriptions import CUT_SLOW, Subscriber, SubscriptionHub
-from tests.processd.test_filter_index_property import CHAINS, _predicate, stored
+from tests.processd._filter_data import CHAINS, predicate, stored
 
 
 def _commit(k: int) -> CommitResult:
@@ -39,7 +39,7 @@ def test_one_commit_is_one_message_sent_as_buffered() -> None:
     messages = [sub.take_message(500, 1 << 20, commit.last_seq) for sub in subs]
     assert messages[0] is messages[1]  # one message per group and commit, shared by its subscribers
     seqs, last = _parse(messages[0])
-    assert seqs == [s for s in _predicate(f) if s <= commit.last_seq] and last == commit.last_seq
+    assert seqs == [s for s in predicate(f) if s <= commit.last_seq] and last == commit.last_seq
     # Sent later, after another commit: the head then is appended (the last occurrence wins).
     hub.publish_commit(_commit(1))
     later = subs[0].take_message(500, 1 << 20, commit.last_seq + 10_000)
@@ -53,7 +53,7 @@ def test_waiting_messages_are_joined_up_to_the_bounds() -> None:
     commits = [_commit(k) for k in range(3)]
     for commit in commits:
         hub.publish_commit(commit)
-    expected = _predicate(f)
+    expected = predicate(f)
     seqs, last = _parse(sub.take_message(10_000, 1 << 20, commits[-1].last_seq))
     assert seqs == expected and last == commits[-1].last_seq and sub.buffered_events == 0
     for commit in commits:
@@ -65,7 +65,7 @@ def test_waiting_messages_are_joined_up_to_the_bounds() -> None:
 
 
 def test_a_buffer_past_its_bound_is_cut_off_with_the_reason() -> None:
-    hub, cuts, f = _hub(max_buffered=len(_predicate(query_pb2.EventFilter(chain_ids=[CHAINS[0]]))) // 2)
+    hub, cuts, f = _hub(max_buffered=len(predicate(query_pb2.EventFilter(chain_ids=[CHAINS[0]]))) // 2)
     sub = Subscriber(0, frozenset(), hub.max_buffered, compile_filter(f))
     hub.register(sub)
     hub.publish_commit(_commit(0))

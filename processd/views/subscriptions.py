@@ -100,7 +100,7 @@ class Subscriber:
                  event_filter: TxFilter | None = None) -> None:
         self.chain_id = chain_id
         self.kinds = kinds
-        #: A filtered subscriber buffers framed event bytes (:func:`frame_event`) instead of messages.
+        #: A filtered subscriber buffers ready serialized messages (:data:`FramedEntry`) instead of Events.
         self.filter = event_filter
         self.max_buffered = max_buffered
         self.buffer: deque[Any] = deque()  # Events, or FramedEntry with a filter
@@ -160,7 +160,8 @@ class Subscriber:
         """:meth:`take` for a filtered subscriber, as a serialized ``SubscribeEventsResponse`` whose
         ``last_seq_id`` is ``head``: whole entries, at least one, until ``max_events`` events or ``max_bytes``.
         The usual case, one entry made at the last commit, is sent as it is (no copy); else the entries are
-        joined and ``head`` appended (a singular field's last occurrence wins when the message is parsed)."""
+        joined, and ``head`` is appended when it is past the last entry's ``last_seq_id`` (a singular field's
+        last occurrence wins when the message is parsed)."""
         buffer = self.buffer
         message, events, last = buffer.popleft()
         if buffer and events + buffer[0][1] <= max_events and len(message) + len(buffer[0][0]) <= max_bytes:

@@ -28,6 +28,8 @@ from processd.wire.encoding import varint
 from processd.wire.tags import tag
 
 CUT_SLOW = "slow_subscriber"
+#: A heartbeat timer that fires this close to its wait's deadline ends the wait instead of being re-armed.
+_REARM_MIN_S = 0.01
 #: A filtered subscriber's buffer entry: a serialized ``SubscribeEventsResponse`` (framed events, then
 #: ``last_seq_id``: :func:`framed_message`), how many events it holds, and that ``last_seq_id``.
 FramedEntry = tuple[bytes, int, int]
@@ -79,8 +81,10 @@ class Wakeup:
 
     def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
         waiter = self._waiter
-        if waiter is not None and loop.time() < self._deadline:
-            self._timer = loop.call_at(self._deadline, self._expire, loop)  # a later wait moved the deadline
+        # A later wait moved the deadline: re-armed for it (not for the last few ms: a loop may run a handle up to
+        # its clock resolution early, and a heartbeat need not be that exact).
+        if waiter is not None and loop.time() < self._deadline - _REARM_MIN_S:
+            self._timer = loop.call_at(self._deadline, self._expire, loop)
             return
         self._timer = None  # not waiting: the next wait arms a new one
         if waiter is not None and not waiter.done():

@@ -247,7 +247,7 @@ class IngestPipeline:
             # A batch of sightings, blocks, TxGone reports or pool states only has nothing to prepare; one with
             # envelopes gets its preparation in _queued, which replaces this future.
             prepared: asyncio.Future[BatchColumns] = loop.create_future()
-            prepared.set_result(BatchColumns(b"", 0, [], [], [], [], [], [], [], [], {}, {}, {}))
+            prepared.set_result(BatchColumns(b"", 0, [], [], [], [], [], [], [], [], {}, {}, {}, [], [], []))
             job = pending.job = CommitJob(
                 batch_seq=batch.batch_seq, envelopes=len(batch.envelopes), received_ns=pending.received_ns,
                 prepared=prepared, done=loop.create_future(), sightings=sightings, blocks=blocks, gone=gone,

@@ -115,5 +115,6 @@ def prepare_batch(raw: bytes, received_ns: int, analyzer: Analyzer | AnalyzeEnco
             analysis = fallback_analysis(envelope, exc)
             errors += 1
         accepted.append((chain_id, chain[0], chain[1] + tx_hash[:key_hash_bytes], tx_hash,  # eventlog.tx_key
-                         envelope.first_seen_unix_ns, source_id, envelope.SerializeToString(), analysis))
+                         envelope.first_seen_unix_ns, source_id, envelope.SerializeToString(), analysis,
+                         sender, to, data[:4]))
     return encode_batch(received_ns, accepted, bytes(reasons), errors)

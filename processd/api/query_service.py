@@ -448,6 +448,7 @@ class QueryService(query_pb2_grpc.QueryServicer):
                     if sub.cut_reason:
                         break
         finally:
+            sub.wakeup.close()
             hub.unregister(sub)
             self._metrics.subscribers.dec()
 
@@ -477,8 +478,8 @@ class QueryService(query_pb2_grpc.QueryServicer):
                 sub.next_seq = cursor
                 hub.register(sub)
                 break
-        async with contextlib.aclosing(self._live(sub, context, lambda: framed_message(
-                sub.take_framed(SUBSCRIBE_PAGE, self.subscribe_message_bytes), hub.last_seq))) as live:
+        async with contextlib.aclosing(self._live(sub, context, lambda: sub.take_message(
+                SUBSCRIBE_PAGE, self.subscribe_message_bytes, hub.last_seq))) as live:
             async for message in live:
                 yield message
 

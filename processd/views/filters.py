@@ -2,18 +2,19 @@
 
 A :class:`TxFilter` is the normalized, hashable form of an ``EventFilter`` (sets, ints), so subscribers with the
 same filter share one (``processd.views.subscriptions`` groups them) and a commit is matched once per distinct
-filter, not once per subscriber. Matching reads a transaction through a :class:`TxView` built on what the commit
-already has (``BatchColumns``: the chain, the protocol of its feature-count key, its opportunities' scores, and
-its events' values) and parses an event value only for a field some filter asks about: the TX_SEEN value for
-``senders`` / ``to`` / ``selectors`` / ``min_value``, the TX_DECODED value for ``methods`` / ``tokens_in`` /
-``tokens_out``. Why parse instead of adding columns: the columns are built in the analysis workers (another
-room, on the hot path of every transaction whether anyone filters or not); a parse here costs 2-4 us for the
-transactions of a commit that *has* filtered subscribers, once per transaction, whatever their number.
+filter, not once per subscriber.
 
 :class:`FilterIndex` makes 1,000 filters cost about what one does: each filter is indexed under one of its
-set-valued fields (its *anchor*, the most selective it has), so a transaction looks up its own ``to``,
-``sender``, ... in a dict per anchored field and checks in full only the filters found there, plus the few
-without an anchor (chain/kinds/min_value/min_score only).
+set-valued fields (its *anchor*, the most selective it has): per anchored field, a dict from each value some
+filter asked for to the filters asking. A commit's stored batches carry the anchors' values as columns
+(``BatchColumns.to`` / ``sender`` / ``selector`` / ``chain``, filled by the analysis workers, which read those
+fields anyway), so matching a batch is one C-level ``map`` of each anchored field's dict over its column; only the
+transactions found there get a :class:`TxView`, and only the filters found are checked in full (when they ask
+about more than their anchor). Cost grows with the matches, not with the subscribers, and a transaction no
+filter asks about costs a dict lookup per anchored field. A :class:`TxView` parses an event value only for a
+field some filter checks beyond its anchor: the TX_SEEN value for ``addresses`` / ``min_value``, the TX_DECODED
+value for ``methods`` / ``tokens_in`` / ``tokens_out``. Filters anchored on those (or without an anchor: chain,
+kinds, min value, min score only) see every transaction through a view, as the catch-up does on log values.
 
 Semantics (query.proto, ``EventFilter``): AND across fields (selectors and methods are one), OR within a field;
 a transaction's events are taken or skipped together, then ``kinds`` picks among them; a TX_SOURCE_SEEN event
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from itertools import compress, repeat
 from operator import attrgetter
 from typing import Any
 
@@ -34,6 +36,7 @@ from processd.errors import ProcessdError
 from processd.storage.eventlog import EventLog
 from processd.wire.columns import BatchColumns
 from processd.wire.encoding import varint
+from processd.wire.tags import tag
 
 KIND_SEEN: int = events_pb2.EVENT_KIND_TX_SEEN
 KIND_DECODED: int = events_pb2.EVENT_KIND_TX_DECODED
@@ -223,11 +226,18 @@ def frame_event(seq: int, value: bytes) -> bytes:
 
 
 def _opp_body(seq: int, value: bytes) -> bytes:
-    """The Event fields of a stored OPP_DETECTED ``value`` with ``opportunity.seq_id`` set (a parse and a
-    serialize: opportunities are a small share of the events)."""
-    event = _parse_event(value[1:])
-    event.opp_detected.opportunity.seq_id = seq
-    return event.SerializeToString()
+    """The Event fields of a stored OPP_DETECTED ``value`` with ``opportunity.seq_id`` set: the stored fields,
+    then ``opp_detected { opportunity { seq_id } }`` once more. Protobuf merges the occurrences of an embedded
+    message field (and the last occurrence of a scalar wins), so this parses as the Event with the seq set, the
+    Event ``decode_event`` makes, without the parse and serialize that cost ~4 us an opportunity."""
+    seq_field = _OPP_SEQ_TAG + varint(seq)
+    opportunity = _OPPORTUNITY_TAG + varint(len(seq_field)) + seq_field
+    return b"%b%b%b%b" % (value[1:], _OPP_DETECTED_TAG, varint(len(opportunity)), opportunity)
+
+
+_OPP_DETECTED_TAG = tag(events_pb2.Event, "opp_detected")
+_OPPORTUNITY_TAG = tag(events_pb2.OppDetected, "opportunity")
+_OPP_SEQ_TAG = tag(events_pb2.Opportunity, "seq_id")
 
 
 #: Anchor fields, most selective first: (TxFilter attribute, what the transaction has there).
@@ -241,9 +251,9 @@ _ANCHORS: tuple[tuple[str, Callable[[TxView], object]], ...] = (
     ("protocols", TxView.protocol),
     ("chain_ids", lambda tx: tx.chain),
 )
-#: The anchors read from the TxEnvelope alone, as getters on a parsed envelope.
-_ENVELOPE_GETTERS: dict[str, Callable[[tx_pb2.TxEnvelope], object]] = {
-    "to": attrgetter("to"), "senders": attrgetter("sender"), "selectors": lambda env: env.input[:4]}
+#: The anchors a stored batch has a column for (``BatchColumns``, filled by the analysis workers): matched per
+#: batch with one C-level ``map`` of the anchor's table over the column, no view and no parse per transaction.
+_COLUMN_ANCHORS: dict[str, str] = {"to": "to", "senders": "sender", "selectors": "selector", "chain_ids": "chain"}
 _seq_of = attrgetter("seq")
 #: (chain, tx hash) -> (seq of its TX_SEEN, its events' values), or (0, []) when not stored.
 TxLookup = Callable[[int, bytes], tuple[int, list[bytes]]]
@@ -288,11 +298,12 @@ class FilterIndex:
     """The distinct filters (their groups), indexed so matching costs per transaction, not per filter.
 
     Each group is indexed under one set-valued field (its anchor, the most selective it has): per anchored field,
-    a dict from each value some filter asked for to the groups asking. A transaction looks up its own value of
-    each anchored field and is appended straight to the groups found there (after a check of their other fields,
-    if they have any), so a commit costs a dict lookup per transaction and field plus an append per delivery,
-    whatever the number of filters; the groups it touched are listed (``touched``), so the fan-out visits only
-    those. Groups without an anchor check every transaction.
+    a dict from each value some filter asked for to the groups asking. A transaction's own value of each
+    anchored field is looked up (from the batch's columns: :func:`match_batch`; from its view: :meth:`collect`)
+    and it is appended straight to the groups found there (after a check of their other fields, if they have
+    any), so a commit costs a dict lookup per transaction and field plus an append per delivery, whatever the
+    number of filters; the groups it touched are listed (``touched``), so the fan-out visits only those. Groups
+    without an anchor check every transaction.
     """
 
     def __init__(self, groups: Iterable[FilterGroup]) -> None:
@@ -308,13 +319,13 @@ class FilterIndex:
         self.fields = [(name, get, tables[name]) for name, get in _ANCHORS if name in tables]
         #: The groups that took anything in this round (transactions or sightings), in no particular order.
         self.touched: list[FilterGroup] = []
-        #: When every filter is anchored on a TxEnvelope field (senders, to, selectors: the usual case), each
-        #: field's getter on a parsed envelope and its table: :func:`match_columns` then probes a transaction's
-        #: envelope before it builds a view of it (most transactions match no filter).
-        self.envelope_probes: list[tuple[Callable[[tx_pb2.TxEnvelope], object], dict[object, list[FilterGroup]]]] = (
-            [(_ENVELOPE_GETTERS[name], table) for name, _, table in self.fields]
-            if self.fields and not self.unanchored and all(name in _ENVELOPE_GETTERS for name, _, _ in self.fields)
-            else [])
+        #: For :func:`match_columns`: the anchored fields a stored batch has a column for, as (column, table),
+        #: and whether any group needs a view of every transaction (unanchored, or anchored on a field parsed
+        #: from the events: tokens, methods, protocols), with those fields.
+        self.column_fields = [(_COLUMN_ANCHORS[name], table) for name, _, table in self.fields
+                              if name in _COLUMN_ANCHORS]
+        self.view_fields = [field for field in self.fields if field[0] not in _COLUMN_ANCHORS]
+        self.per_tx = bool(self.unanchored or self.view_fields)
 
     @staticmethod
     def _anchor(g: FilterGroup) -> bool:
@@ -342,9 +353,11 @@ class FilterIndex:
             g.sightings = []
         self.touched = []
 
-    def collect(self, tx: TxView) -> bool:
-        """Gives one transaction (in seq order within the round) to the groups that take it; returns whether any
-        did (the caller frames it then, once for all of them: :func:`frame_taken`)."""
+    def collect(self, tx: TxView, fields: list[tuple[str, Callable[[TxView], object], dict[object, list[FilterGroup]]]]
+                | None = None) -> bool:
+        """Gives one transaction (in seq order within the round) to the groups that take it, among the unanchored
+        and those anchored on ``fields`` (default: every anchored field); returns whether any did (the caller
+        frames it then, once for all of them: :func:`frame_taken`)."""
         taken = False
         touched = self.touched
         for g in self.unanchored:
@@ -353,15 +366,10 @@ class FilterIndex:
                     touched.append(g)
                 g.txs.append(tx)
                 taken = True
-        for _, get, table in self.fields:
+        for _, get, table in self.fields if fields is None else fields:
             groups = table.get(get(tx))
             if groups is not None:
-                for g in groups:
-                    if not g.recheck or g.filter.matches(tx):
-                        if not g.txs and not g.sightings:  # once per round (sightings come first)
-                            touched.append(g)
-                        g.txs.append(tx)
-                        taken = True
+                taken = _take(groups, tx, touched) or taken
         return taken
 
     def sighted(self, g: FilterGroup, sighting: TxView) -> None:
@@ -451,30 +459,62 @@ def compile_filter(pb: query_pb2.EventFilter | None, chain_id: int = 0, kinds: I
 def match_columns(index: FilterIndex, stored: Iterable[tuple[int, BatchColumns]],
                   sightings: Iterable[tuple[int, int, int, bytes]] = (), lookup: TxLookup | None = None) -> None:
     """Gives each group of ``index`` the transactions it takes from a commit's stored batches ``(first seq,
-    columns)`` and the ``sightings`` it takes (:func:`add_sighting`), in seq order. Chain, protocol and scores come
-    from the columns; a value is parsed only when a filter asks."""
+    columns)`` and the ``sightings`` it takes (:func:`add_sighting`), in seq order (:func:`match_batch`)."""
     index.begin()
     for event in sightings:
         add_sighting(index, event, lookup)
-    collect, probes = index.collect, index.envelope_probes
     for first, cols in stored:
-        values, seen_at, chains, fkeys, fkey_of = cols.values, cols.seen_at, cols.chain, cols.fkeys, cols.fkey_of
-        scores = {offset: score for offset, _, score in cols.opps}
-        n = len(seen_at)
-        taken = []
-        for t in range(n):
-            start = seen_at[t]
-            env = None
-            if probes:
-                env = _parse_event(values[start][1:]).tx_seen.tx
-                if not any(get(env) in table for get, table in probes):
-                    continue  # no filter asked for any of its values: no view, no collect
-            end = seen_at[t + 1] if t + 1 < n else len(values)
-            tx = TxView(chains[t], values, start, end, first + start, fkeys[fkey_of[t]][2], scores, env)
-            if collect(tx):
-                taken.append(tx)
-        frame_taken(taken, values, first, n)
+        match_batch(index, first, cols)
     index.finish()
+
+
+def match_batch(index: FilterIndex, first: int, cols: BatchColumns) -> None:
+    """One stored batch (its events at seqs from ``first``). Per anchored field with a column (to, sender,
+    selector, chain), the field's table is mapped over the column (C level); only the transactions found there
+    get a view (built once, shared by the groups that take it), and only the groups found are checked in full,
+    when they ask about more than their anchor. The other groups (unanchored, or anchored on tokens, methods,
+    protocols) see every transaction, through :meth:`FilterIndex.collect`. Each group is reached through one
+    field, in the batch's order, so its transactions stay in seq order. The taken transactions are framed once
+    (:func:`frame_taken`)."""
+    values, seen_at, chains, fkeys, fkey_of = cols.values, cols.seen_at, cols.chain, cols.fkeys, cols.fkey_of
+    n, nvalues = len(seen_at), len(values)
+    scores = {offset: score for offset, _, score in cols.opps}
+    taken: dict[int, TxView] = {}
+    touched = index.touched
+    for column, table in index.column_fields:
+        hits: list[list[FilterGroup]] = list(map(table.get, getattr(cols, column), repeat([])))
+        for t in compress(range(n), hits):
+            tx = taken.get(t)
+            if tx is None:
+                start = seen_at[t]
+                tx = TxView(chains[t], values, start, seen_at[t + 1] if t + 1 < n else nvalues, first + start,
+                            fkeys[fkey_of[t]][2], scores)
+            if _take(hits[t], tx, touched):
+                taken[t] = tx
+    if index.per_tx:
+        fields = index.view_fields
+        for t in range(n):
+            tx = taken.get(t)
+            if tx is None:
+                start = seen_at[t]
+                tx = TxView(chains[t], values, start, seen_at[t + 1] if t + 1 < n else nvalues, first + start,
+                            fkeys[fkey_of[t]][2], scores)
+            if index.collect(tx, fields):
+                taken[t] = tx
+    frame_taken(list(taken.values()), values, first, n)
+
+
+def _take(groups: list[FilterGroup], tx: TxView, touched: list[FilterGroup]) -> bool:
+    """Appends ``tx`` to those of ``groups`` (found under its value of their anchor) that take it: at once when
+    the anchor is all they ask, else after a check of the rest; returns whether any did."""
+    taken = False
+    for g in groups:
+        if not g.recheck or g.filter.matches(tx):
+            if not g.txs and not g.sightings:  # once per round (sightings come first)
+                touched.append(g)
+            g.txs.append(tx)
+            taken = True
+    return taken
 
 
 def frame_taken(taken: list[TxView], values: list[bytes], first: int, txs: int) -> None:

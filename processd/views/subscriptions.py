@@ -5,10 +5,12 @@ is marked cut off (reason ``slow_subscriber``) and its stream ends with RESOURCE
 its last seq. Events are parsed once per commit, and only when someone is subscribed.
 
 Subscribers with an ``EventFilter`` (``processd.views.filters``) take another path: they are grouped by their
-compiled filter, a commit is matched once per transaction against a :class:`~processd.views.filters.FilterIndex`
-of the distinct filters (not once per subscriber), nothing is parsed but the fields a filter asks about, and
-what they take is buffered as ready ``SubscribeEventsResponse.events`` entries (framed once per commit, shared
-by every subscriber that takes them), so a message to a filtered subscriber is a join of bytes.
+compiled filter, a commit is matched once against a :class:`~processd.views.filters.FilterIndex` of the
+distinct filters (on the stored batches' columns, not once per subscriber), nothing is parsed but the fields a
+filter checks beyond its anchor, and what a group takes is buffered as a ready serialized
+``SubscribeEventsResponse`` (its transactions' events framed once per commit, shared by every group that takes
+them; the message joined once per group, shared by its subscribers), so a message to a filtered subscriber is
+usually sent as it was buffered.
 """
 
 from __future__ import annotations
@@ -18,33 +20,35 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from common.pb.v1 import events_pb2
+from common.pb.v1 import events_pb2, query_pb2
 from processd.storage.eventlog import EVENT_OVERHEAD_BYTES, decode_event
 from processd.storage.records import CommitResult
 from processd.views.filters import FilterGroup, FilterIndex, TxFilter, TxLookup, match_columns
 from processd.wire.encoding import varint
+from processd.wire.tags import tag
 
 CUT_SLOW = "slow_subscriber"
-#: A filtered subscriber's buffer entry: framed events (:func:`~processd.views.filters.frame_event`) as parts
-#: to join into its next message, how many events they are, and their bytes.
-FramedEntry = tuple[list[bytes], int, int]
-
-
-def _expire(waiter: asyncio.Future[bool]) -> None:
-    if not waiter.done():
-        waiter.set_result(False)
+#: A heartbeat timer that fires this close to its wait's deadline ends the wait instead of being re-armed.
+_REARM_MIN_S = 0.01
+#: A filtered subscriber's buffer entry: a serialized ``SubscribeEventsResponse`` (framed events, then
+#: ``last_seq_id``: :func:`framed_message`), how many events it holds, and that ``last_seq_id``.
+FramedEntry = tuple[bytes, int, int]
 
 
 class Wakeup:
     """A subscriber's wake-up flag: ``asyncio.Event``'s set / clear / is_set, and a :meth:`wait` with a timeout
-    that costs a future and a timer handle (``asyncio.wait_for`` on an Event makes a task per wait: with 1,000
-    subscribers woken by every commit, that was a large part of the fan-out)."""
+    (the heartbeat). ``asyncio.wait_for`` on an Event makes a task per wait, and even a timer handle per wait
+    (``call_later`` + ``cancel``: a heap push, and the loop's clean-up of cancelled handles) was ~3 us of each
+    message to 1,000 subscribers woken by every commit: a wait costs a future here, and one timer per
+    subscriber is re-armed only when it fires before its deadline (the deadline moves with each wait)."""
 
-    __slots__ = ("_flag", "_waiter")
+    __slots__ = ("_deadline", "_flag", "_timer", "_waiter")
 
     def __init__(self) -> None:
         self._flag = False
         self._waiter: asyncio.Future[bool] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._deadline = 0.0
 
     def set(self) -> None:
         self._flag = True
@@ -64,12 +68,33 @@ class Wakeup:
             return True
         loop = asyncio.get_running_loop()
         waiter = self._waiter = loop.create_future()
-        handle = loop.call_later(within_s, _expire, waiter)
+        self._deadline = loop.time() + within_s
+        timer = self._timer
+        if timer is None or timer.when() > self._deadline:
+            if timer is not None:
+                timer.cancel()
+            self._timer = loop.call_at(self._deadline, self._expire, loop)
         try:
             return await waiter
         finally:
-            handle.cancel()
             self._waiter = None
+
+    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        waiter = self._waiter
+        # A later wait moved the deadline: re-armed for it (not for the last few ms: a loop may run a handle up to
+        # its clock resolution early, and a heartbeat need not be that exact).
+        if waiter is not None and loop.time() < self._deadline - _REARM_MIN_S:
+            self._timer = loop.call_at(self._deadline, self._expire, loop)
+            return
+        self._timer = None  # not waiting: the next wait arms a new one
+        if waiter is not None and not waiter.done():
+            waiter.set_result(False)
+
+    def close(self) -> None:
+        """Cancels the timer (the subscription ended)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 class Subscriber:
@@ -79,14 +104,14 @@ class Subscriber:
                  event_filter: TxFilter | None = None) -> None:
         self.chain_id = chain_id
         self.kinds = kinds
-        #: A filtered subscriber buffers framed event bytes (:func:`frame_event`) instead of messages.
+        #: A filtered subscriber buffers ready serialized messages (:data:`FramedEntry`) instead of Events.
         self.filter = event_filter
         self.max_buffered = max_buffered
-        self.buffer: deque[Any] = deque()  # Events, or framed bytes with a filter
-        #: Stored size of each buffered event (in step with ``buffer``), so messages can be cut by bytes.
+        self.buffer: deque[Any] = deque()  # Events, or FramedEntry with a filter
+        #: Stored size of each buffered event (in step with ``buffer``, without a filter), so messages can be cut
+        #: by bytes.
         self.sizes: deque[int] = deque()
-        #: Filtered: events in each buffered entry (a transaction's), and in all of them.
-        self.counts: deque[int] = deque()
+        #: Filtered: events in all its buffered entries.
         self.buffered_events = 0
         self.wakeup = Wakeup()
         self.cut_reason = ""
@@ -114,45 +139,48 @@ class Subscriber:
         return True
 
     def offer_framed(self, entries: list[FramedEntry], group: FilterGroup) -> bool:
-        """Appends a commit's framed events for this subscriber's group (``entries``, shared by the group's
+        """Appends a commit's messages for this subscriber's group (``entries``, shared by the group's
         subscribers: usually one per commit, one per transaction when that would pass a message's bounds) from
         ``next_seq`` on; False (and the cut) when the buffer would overflow."""
         if group.txs and group.txs[0].seq < self.next_seq:
             # Only a commit right after registration can start before next_seq: frame this one apart.
-            entries = [([b], n, len(b)) for b, n in group.frames(self.next_seq)]
+            last = entries[-1][2]
+            entries = [(framed_message([b], last), n, last) for b, n in group.frames(self.next_seq)]
         events = sum(n for _, n, _ in entries)
         if not events:
             return True
         if self.buffered_events + events > self.max_buffered:
             self.cut_reason = CUT_SLOW
             self.buffer.clear()
-            self.sizes.clear()
-            self.counts.clear()
             self.buffered_events = 0
             self.wakeup.set()
             return False
-        for parts, n, size in entries:
-            if n:
-                self.buffer.append(parts)
-                self.sizes.append(size)
-                self.counts.append(n)
+        self.buffer.extend(entries)
         self.buffered_events += events
         self.wakeup.set()
         return True
 
-    def take_framed(self, max_events: int, max_bytes: int) -> list[bytes]:
-        """:meth:`take` for a filtered subscriber: whole transactions, at least one, until ``max_events`` events
-        or ``max_bytes``."""
-        buffer, sizes, counts = self.buffer, self.sizes, self.counts
-        page = list(buffer.popleft())
-        total = sizes.popleft()
-        events = counts.popleft()
-        while buffer and events + counts[0] <= max_events and total + sizes[0] <= max_bytes:
-            total += sizes.popleft()
-            events += counts.popleft()
-            page.extend(buffer.popleft())
+    def take_message(self, max_events: int, max_bytes: int, head: int) -> bytes:
+        """:meth:`take` for a filtered subscriber, as a serialized ``SubscribeEventsResponse`` whose
+        ``last_seq_id`` is ``head``: whole entries, at least one, until ``max_events`` events or ``max_bytes``.
+        The usual case, one entry made at the last commit, is sent as it is (no copy); else the entries are
+        joined, and ``head`` is appended when it is past the last entry's ``last_seq_id`` (a singular field's
+        last occurrence wins when the message is parsed)."""
+        buffer = self.buffer
+        message, events, last = buffer.popleft()
+        if buffer and events + buffer[0][1] <= max_events and len(message) + len(buffer[0][0]) <= max_bytes:
+            parts = [message]
+            size = len(message)
+            while buffer and events + buffer[0][1] <= max_events and size + len(buffer[0][0]) <= max_bytes:
+                part, n, last = buffer.popleft()
+                parts.append(part)
+                events += n
+                size += len(part)
+            message = b"".join(parts)
         self.buffered_events -= events
-        return page
+        if last != head:
+            message += _LAST_SEQ_TAG + varint(head)
+        return message
 
     def take(self, max_events: int, max_bytes: int) -> list[Any]:
         """Pops the next message's events: at least one, at most ``max_events``, and no more than fit in
@@ -254,12 +282,14 @@ class SubscriptionHub:
 
     def publish_filtered(self, result: CommitResult) -> None:
         """Matches the commit's transactions once against the distinct filters (:func:`match_columns`), frames
-        each taken transaction once per set of kinds, and offers each group's to its subscribers."""
+        each taken transaction once per set of kinds, makes each group's messages once and offers them to its
+        subscribers."""
         index = self.index()
         match_columns(index, result.stored, result.source_events, self.tx_lookup)
+        last = result.last_seq
         for g in index.touched:
             if g.txs:
-                entries = self._group_entries(g)
+                entries = self._group_entries(g, last)
                 for sub in list(g.members):
                     if not sub.offer_framed(entries, g):
                         self.unregister(sub)
@@ -267,14 +297,14 @@ class SubscriptionHub:
                             self._on_cut(sub.cut_reason)
         index.begin()  # let go of the commit's values
 
-    def _group_entries(self, group: FilterGroup) -> list[FramedEntry]:
-        """What ``group`` takes from a commit as buffer entries: one entry of all its transactions' frames when
-        they fit in one message (each subscriber of the group then appends one; the bytes are joined once, into
-        the message), else one per transaction."""
+    def _group_entries(self, group: FilterGroup, last_seq: int) -> list[FramedEntry]:
+        """What ``group`` takes from a commit as buffer entries, serialized messages with ``last_seq``: one of
+        all its transactions' frames when they fit in one message (joined once here, sent as they are by each
+        subscriber of the group), else one per transaction."""
         parts, events, size = group.joined()
         if events <= self.message_events and size <= self.message_bytes:
-            return [(parts, events, size)]
-        return [([b], n, len(b)) for b, n in group.frames()]
+            return [(framed_message(parts, last_seq), events, last_seq)]
+        return [(framed_message([b], last_seq), n, last_seq) for b, n in group.frames()]
 
     def publish(self, first_seq: int, last_seq: int, raw_events: list[tuple[int, int, int, bytes]] | None) -> None:
         """Hands one commit's events (seqs ``first_seq..last_seq``) to every subscriber without waiting.
@@ -313,4 +343,9 @@ class SubscriptionHub:
 
 def framed_message(entries: list[bytes], last_seq: int) -> bytes:
     """A serialized ``SubscribeEventsResponse`` of framed ``entries`` (:func:`frame_event`) and ``last_seq_id``."""
-    return b"".join(entries) + (b"\x10" + varint(last_seq) if last_seq else b"")
+    if last_seq:
+        return b"".join([*entries, _LAST_SEQ_TAG, varint(last_seq)])
+    return b"".join(entries)
+
+
+_LAST_SEQ_TAG = tag(query_pb2.SubscribeEventsResponse, "last_seq_id")

@@ -9,11 +9,18 @@ their key), so the writer's work per event is one LMDB put.
 Event offsets are positions among the batch's events, in order: transaction ``t``'s events are ``seen_at[t]``
 (TX_SEEN), ``seen_at[t] + 1`` (TX_DECODED), then one OPP_DETECTED per opportunity; ``tx_kinds[t]`` holds
 their kinds, one byte each.
+
+``sender``, ``to`` and ``selector`` repeat three envelope fields per transaction, as stored (20 bytes, 20 or 0,
+the input's first 4 bytes or fewer): the filtered fan-out (``processd.views.filters``) looks a commit's
+transactions up in its index of subscribers' filters by these columns, so a commit nobody's filter asks about
+costs no parse of its events. The workers read the fields anyway (validation), so they cost an append each there.
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
+
+from common.pb.v1 import events_pb2
 
 #: (chain, category, protocol, decoded, source id): the feature counts, and the first-seen wins per source.
 FeatureKey = tuple[int, int, str, bool, str]
@@ -43,6 +50,16 @@ class BatchColumns(NamedTuple):
     #: Per chain: offset of its last event, and its number of opportunities.
     last_event: dict[int, int]
     opp_count: dict[int, int]
+    # ---- per valid transaction, for the filtered fan-out (module doc)
+    sender: list[bytes]
+    to: list[bytes]
+    selector: list[bytes]
+
+
+def envelope_keys(seen_value: bytes) -> tuple[bytes, bytes, bytes]:
+    """(sender, to, selector) of a stored TX_SEEN value (the slow path: a parse)."""
+    env = events_pb2.Event.FromString(seen_value[1:]).tx_seen.tx
+    return env.sender, env.to, env.input[:4]
 
 
 class ColumnsBuilder:
@@ -64,11 +81,19 @@ class ColumnsBuilder:
         self.tally: dict[FeatureKey, int] = {}
         self.last_event: dict[int, int] = {}
         self.opp_count: dict[int, int] = {}
+        self.sender: list[bytes] = []
+        self.to: list[bytes] = []
+        self.selector: list[bytes] = []
 
     def add(self, chain_id: int, tx_key: bytes, fkey: FeatureKey, kinds: bytes, values: list[bytes] | tuple[bytes, ...],
-            scores: list[int] | tuple[int, ...]) -> None:
-        """One transaction: its events' ``kinds`` and ``values``, and the ``scores`` of its opportunities."""
+            scores: list[int] | tuple[int, ...], keys: tuple[bytes, bytes, bytes] | None = None) -> None:
+        """One transaction: its events' ``kinds`` and ``values``, and the ``scores`` of its opportunities;
+        ``keys`` its (sender, to, selector), parsed from its TX_SEEN value when not given."""
         offset = len(self.values)
+        sender, to, selector = envelope_keys(values[0]) if keys is None else keys
+        self.sender.append(sender)
+        self.to.append(to)
+        self.selector.append(selector)
         self.chain.append(chain_id)
         self.tx_key.append(tx_key)
         self.seen_at.append(offset)
@@ -89,7 +114,7 @@ class ColumnsBuilder:
         """The columns of the transactions added so far."""
         return BatchColumns(reasons, analysis_errors, self.chain, self.tx_key, self.seen_at, self.tx_kinds,
                             self.values, self.opps, self.fkeys, self.fkey_of, self.tally, self.last_event,
-                            self.opp_count)
+                            self.opp_count, self.sender, self.to, self.selector)
 
 
 def keep_only(columns: BatchColumns, keep: list[bool]) -> BatchColumns:
@@ -103,5 +128,6 @@ def keep_only(columns: BatchColumns, keep: list[bool]) -> BatchColumns:
         start = columns.seen_at[t]
         end = columns.seen_at[t + 1] if t + 1 < n else len(columns.values)
         builder.add(columns.chain[t], columns.tx_key[t], columns.fkeys[columns.fkey_of[t]], columns.tx_kinds[t],
-                    columns.values[start:end], [scores[o] for o in range(start + 2, end)])
+                    columns.values[start:end], [scores[o] for o in range(start + 2, end)],
+                    (columns.sender[t], columns.to[t], columns.selector[t]))
     return builder.build(columns.reasons, columns.analysis_errors)

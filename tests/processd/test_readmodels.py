@@ -136,7 +136,8 @@ def test_commits_fill_windows_as_if_every_transaction_were_added_one_by_one() ->
                     kinds = (bytes((encoding.KIND_SEEN, encoding.KIND_DECODED))
                              + bytes((encoding.KIND_OPP,)) * rng.randint(0, 2))
                     values = [b"%d-%d" % (len(builder.values) + i, chain_id) for i in range(len(kinds))]
-                    builder.add(chain_id, b"k", (chain_id, 0, "", False), kinds, values, [50] * (len(kinds) - 2))
+                    builder.add(chain_id, b"k", (chain_id, 0, "", False), kinds, values, [50] * (len(kinds) - 2),
+                                (b"", b"", b""))
                 columns = builder.build(b"", 0)
                 if not columns.chain:
                     continue
@@ -181,7 +182,7 @@ def test_a_sparse_chain_in_big_mixed_batches_does_not_pin_whole_batches() -> Non
         for t in range(batch_txs):
             chain_id = 56 if t == 7 else 1  # chain 56: one transaction per batch
             kinds = bytes((encoding.KIND_SEEN, encoding.KIND_DECODED))
-            builder.add(chain_id, b"k", (chain_id, 0, "", False), kinds, [b"s%d" % t, b"d%d" % t], [])
+            builder.add(chain_id, b"k", (chain_id, 0, "", False), kinds, [b"s%d" % t, b"d%d" % t], [], (b"", b"", b""))
         columns = builder.build(b"", 0)
         result = CommitResult(last_seq=seq + len(columns.values), committed_ns=1, batches=1, envelopes=batch_txs)
         result.stored.append((seq + 1, columns))

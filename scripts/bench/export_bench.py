@@ -49,7 +49,7 @@ from common.testing.synth import synthetic_envelopes
 from processd.export.__main__ import tune_gc
 from processd.export.config import ExportConfig
 from processd.export.exporter import Exporter
-from processd.export.mapper import Columns, Row, columns_of, empty_columns, extend_columns, rows_of
+from processd.export.mapper import BatchSummary, Columns, Row, columns_of, empty_columns, extend_columns, rows_of
 from processd.export.schema import DATA_TABLES, insert_sql
 from processd.export.sink import ClickHouseSink
 from scripts.bench.harness import REPO_ROOT, percentile, ratio, tree_cpu_seconds, write_artifact
@@ -180,8 +180,8 @@ def _workers_cpu(exporter: Exporter) -> float:
 async def _lag(cfg: ExportConfig, addr: str, rate: float, seconds: float, start_index: int) -> dict[str, Any]:
     lags_ms: list[float] = []
 
-    def on_batch(columns: dict[str, Columns], done_ns: int) -> None:
-        lags_ms.extend((done_ns - received) / 1e6 for received in columns["events"][5])
+    def on_batch(summary: BatchSummary, done_ns: int) -> None:
+        lags_ms.extend((done_ns - received) / 1e6 for received in summary.received_ns)
 
     tick_s = 0.1
     per_tick = max(1, round(rate * tick_s))

@@ -9,6 +9,7 @@ the same values a whole column at a time, which is what the exporter inserts.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
 
@@ -151,6 +152,8 @@ def rows_of(events: Iterable[events_pb2.Event]) -> dict[str, list[Row]]:
 Columns = list[list[Any]]
 #: Columns every table starts with (schema._HEAD): chain_id, seq, tx_hash, first_seen, first_seen_ns, received_ns.
 _HEAD_LEN = 6
+#: The head column of received_ns.
+_RECEIVED_COL = 5
 
 
 def _head_columns(evs: list[events_pb2.Event]) -> Columns:
@@ -159,7 +162,7 @@ def _head_columns(evs: list[events_pb2.Event]) -> Columns:
             [f // _NS for f in firsts], firsts, [e.received_unix_ns for e in evs]]
 
 
-def _decimal(values: list[bytes]) -> list[str]:
+def _decimal(values: Sequence[bytes]) -> list[str]:
     """Big-endian uint256s as decimal strings, each distinct value converted once: in a page of a pool's
     transactions most amounts repeat (gas prices, tips, a zero value), and a dict hit is several times cheaper
     than int.from_bytes + str. The dict lives for one call: bounded by the page."""
@@ -194,20 +197,56 @@ def _transactions_columns(evs: list[events_pb2.Event], head: Columns) -> Columns
             [t.tx_type for t in txs], [i[:4] for i in inputs], [len(i) for i in inputs], inputs]
 
 
+class _SetFields:
+    """A wide message read with one ``ListFields()`` call per message instead of one attribute read per column:
+    ListFields returns only the fields that are set, as (descriptor, value) pairs, so a message whose columns are
+    mostly at their defaults (a TxFeatures: most transactions are no swap) costs its set fields only. The values
+    land in a row that starts as the defaults (:attr:`template`), and the rows are transposed at C level."""
+
+    def __init__(self, descriptor: Any, none: Iterable[str] = ()) -> None:
+        fields = list(descriptor.fields)
+        #: descriptor -> column index (the descriptors ListFields returns are the message's own objects)
+        self.slot = {fd: i for i, fd in enumerate(fields)}
+        #: unset fields: None for a field with presence (unknown), a repeated one and those in ``none`` (an empty
+        #: address is NULL in ClickHouse); the proto default for the others
+        self.template = [None if fd.has_presence or fd.is_repeated or fd.name in none else fd.default_value
+                         for fd in fields]
+        self.index = {fd.name: i for i, fd in enumerate(fields)}
+
+    def columns(self, msgs: list[Any]) -> list[tuple[Any, ...]]:
+        """One tuple per field of the message (``index`` says which), in the order of ``msgs``."""
+        slot, template = self.slot, self.template
+        rows = []
+        for m in msgs:
+            row = template.copy()
+            for fd, value in m.ListFields():
+                row[slot[fd]] = value
+            rows.append(row)
+        return list(zip(*rows, strict=True))
+
+
+_FEATURE_FIELDS = _SetFields(events_pb2.TxFeatures.DESCRIPTOR, none=("token_in", "token_out", "recipient"))
+
+
+def _opt_decimal(values: Sequence[bytes | None]) -> list[str | None]:
+    """An ``optional bytes`` uint256 column read with ListFields: None when not set, else its decimal digits (a set
+    empty value is "0"); each distinct value converted once."""
+    digits = {v: str(int.from_bytes(v, "big")) for v in set(values) if v is not None}
+    return [None if v is None else digits[v] for v in values]
+
+
 def _features_columns(evs: list[events_pb2.Event], head: Columns) -> Columns:
-    fs = [e.tx_decoded.features for e in evs]
+    cols = _FEATURE_FIELDS.columns([e.tx_decoded.features for e in evs])
+    f = _FEATURE_FIELDS.index
     cats = CATEGORY_NAMES
-    deadlines = [f.deadline for f in fs]
-    return [*head, [f.protocol for f in fs], [cats.get(f.category, "UNSPECIFIED") for f in fs],
-            [f.method for f in fs], [f.selector for f in fs], [int(f.decoded) for f in fs],
-            [f.decode_error for f in fs], [f.token_in or None for f in fs], [f.token_out or None for f in fs],
-            _opt_col(fs, "amount_in"), _opt_col(fs, "amount_out_min"), _opt_col(fs, "amount_in_max"),
-            _opt_col(fs, "amount_out"), [list(f.path) for f in fs], [list(f.fee_tiers) for f in fs],
-            [f.recipient or None for f in fs],
-            # deadline: a nonzero value is set; HasField only for the zeros (unset, or set to 0)
-            [d if d or f.HasField("deadline") else None for f, d in zip(fs, deadlines, strict=True)],
-            _decimal([f.value for f in fs]), _decimal([f.gas_price for f in fs]),
-            _decimal([f.priority_fee for f in fs]), [f.calldata_len for f in fs]]
+    return [*head, list(cols[f["protocol"]]), [cats.get(c, "UNSPECIFIED") for c in cols[f["category"]]],
+            list(cols[f["method"]]), list(cols[f["selector"]]), [1 if d else 0 for d in cols[f["decoded"]]],
+            list(cols[f["decode_error"]]), list(cols[f["token_in"]]), list(cols[f["token_out"]]),
+            _opt_decimal(cols[f["amount_in"]]), _opt_decimal(cols[f["amount_out_min"]]),
+            _opt_decimal(cols[f["amount_in_max"]]), _opt_decimal(cols[f["amount_out"]]),
+            [list(p) if p else [] for p in cols[f["path"]]], [list(t) if t else [] for t in cols[f["fee_tiers"]]],
+            list(cols[f["recipient"]]), list(cols[f["deadline"]]), _decimal(cols[f["value"]]),
+            _decimal(cols[f["gas_price"]]), _decimal(cols[f["priority_fee"]]), list(cols[f["calldata_len"]])]
 
 
 def _opportunities_columns(evs: list[events_pb2.Event], head: Columns) -> Columns:
@@ -304,3 +343,23 @@ def unknown_kinds(columns: dict[str, Columns]) -> list[int]:
 def row_count(columns: Columns) -> int:
     """Rows held by one table's columns."""
     return len(columns[0])
+
+
+@dataclass(slots=True)
+class BatchSummary:
+    """What the exporter keeps of a batch it wrote, for its metrics and hook (the columns themselves stay where
+    they were mapped: in a worker process, with ``map_workers``). Taken before the INSERT: the driver rewrites
+    the lists it is given (enum names to values, NULLs to defaults)."""
+
+    #: Rows by table name.
+    rows: dict[str, int]
+    #: The ``events`` rows' ``received_ns``, in seq order (the lag of each event once the batch is written).
+    received_ns: list[int]
+    #: Seqs of the events of a kind this exporter does not know (:func:`unknown_kinds`).
+    unknown_seqs: list[int]
+
+
+def summary_of(columns: dict[str, Columns]) -> BatchSummary:
+    """The :class:`BatchSummary` of a batch's columns."""
+    return BatchSummary({table: row_count(cols) for table, cols in columns.items()},
+                        list(columns[EVENTS.name][_RECEIVED_COL]), unknown_kinds(columns))

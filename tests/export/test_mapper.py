@@ -32,9 +32,13 @@ def _events() -> list[events_pb2.Event]:
             features.amount_in = MAX_U256.to_bytes(32, "big")
             features.token_in = env.sender
             features.path.extend([env.sender, env.to])
+            features.fee_tiers.extend([500, i])
+            features.recipient = env.sender
             features.deadline = i
         elif i % 2 == 0:
-            features.deadline = 0  # set, 0: not NULL (the mapper asks HasField only of the zeros)
+            features.deadline = 0  # set, 0: not NULL
+        else:
+            features.decode_error = "short calldata"
         if i % 4 == 0:
             features.amount_out_min = b""  # set, 0
         out.append(events_pb2.Event(seq_id=seq, chain_id=env.chain_id, kind=events_pb2.EVENT_KIND_TX_DECODED,

@@ -36,7 +36,7 @@ from processd.export.mapper import (
     rows_of,
     summary_of,
 )
-from processd.export.metrics import ExportMetrics
+from processd.export.metrics import STAGES, ExportMetrics
 from processd.export.sink import ClickHouseSink, ResumePoint
 from processd.export.workers import MapperPool
 
@@ -210,13 +210,17 @@ class Exporter:
         present = {t: keys for t, keys in point.present.items() if keys}
         present_until = max((seq for keys in present.values() for _, seq in keys), default=0)
         writes = _Writes(self)
+        stages = {stage: self.metrics.stage_seconds.labels(stage) for stage in STAGES}
         try:
             while True:
                 timeout = max(0.0, batch.first_at + interval_s - time.monotonic()) if batch.events else None
+                waited = time.perf_counter()
                 try:
                     item = await asyncio.wait_for(pages.get(), timeout)
                 except TimeoutError:
                     item = None
+                stages["source_wait"].inc(time.perf_counter() - waited)
+                self.metrics.read_ahead_pages.set(pages.qsize())
                 if isinstance(item, BaseException):
                     raise item
                 if item is not None:
@@ -253,6 +257,7 @@ class Exporter:
         """Adds a page to the batch: serialized for a worker, or mapped here (minus the rows already stored)."""
         if not batch.events:
             batch.first_at = time.monotonic()
+        started = time.perf_counter()
         if to_worker:
             assert page.raw is not None
             batch.raw.append(page.raw)
@@ -261,6 +266,7 @@ class Exporter:
         else:
             extend_columns(batch.columns, columns_of(page.events))
         batch.events += len(page.events)
+        self.metrics.stage_seconds.labels("map").inc(time.perf_counter() - started)
 
     def _add_skipping(self, rows: dict[str, Columns], events: Sequence[Any],
                       present: dict[str, set[tuple[int, int]]]) -> None:
@@ -328,8 +334,11 @@ class _Writes:
 
     async def add(self, batch: _Batch, next_seq: int) -> None:
         """Starts writing ``batch`` (events below ``next_seq``); first waits while ``depth`` batches are."""
+        waited = time.perf_counter()
         while len(self._tasks) >= self.depth:
             await self._tasks.popleft()  # raises its failure: the session ends
+        metrics = self.exporter.metrics
+        metrics.stage_seconds.labels("sink_wait").inc(time.perf_counter() - waited)
         previous = self._tasks[-1] if self._tasks else None
         ex = self.exporter
         if batch.raw:
@@ -341,6 +350,7 @@ class _Writes:
         else:
             task = asyncio.create_task(self._own_batch(previous, batch.columns, next_seq))
         self._tasks.append(task)
+        metrics.batches_in_flight.set(sum(not t.done() for t in self._tasks))
 
     async def _worker_batch(self, previous: asyncio.Task[None] | None,
                             job: concurrent.futures.Future[BatchSummary], next_seq: int) -> None:
@@ -367,11 +377,13 @@ class _Writes:
         """Waits until every batch is written (raises the first failure)."""
         while self._tasks:
             await self._tasks.popleft()
+        self.exporter.metrics.batches_in_flight.set(0)
 
     async def close(self) -> None:
         """Waits until nothing is being written any more, here or in a worker (batches not started in a worker are
         dropped); a failure that is not an ExportError (a bug) is raised."""
         tasks, self._tasks = list(self._tasks), deque()
+        self.exporter.metrics.batches_in_flight.set(0)
         if self.exporter.mappers is not None:
             await self.exporter.mappers.wait_idle(self._jobs)
         if tasks:

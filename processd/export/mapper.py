@@ -13,14 +13,18 @@ from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
 
-from common.pb.v1 import events_pb2, pool_pb2
+from common.pb.v1 import block_pb2, events_pb2, pool_pb2
 from processd.export.schema import (
     BLOCKS,
     DATA_TABLES,
+    DROPS,
     EVENTS,
     FEATURES,
+    INCLUSIONS,
     OPPORTUNITIES,
     POOL_STATES,
+    REORGS,
+    REPLACEMENTS,
     TRANSACTIONS,
     TX_SOURCES,
     Table,
@@ -34,6 +38,10 @@ _OPP_DETECTED = events_pb2.EVENT_KIND_OPP_DETECTED
 _TX_SOURCE_SEEN = events_pb2.EVENT_KIND_TX_SOURCE_SEEN
 _BLOCK = events_pb2.EVENT_KIND_BLOCK
 _POOL_STATE = events_pb2.EVENT_KIND_POOL_STATE
+_TX_INCLUDED = events_pb2.EVENT_KIND_TX_INCLUDED
+_TX_REPLACED = events_pb2.EVENT_KIND_TX_REPLACED
+_TX_DROPPED = events_pb2.EVENT_KIND_TX_DROPPED
+_REORG = events_pb2.EVENT_KIND_REORG
 #: What ``events.kind`` says of a kind this exporter's proto does not know (a newer processd's): the row is still
 #: written (the export stays complete by seq), and the exporter counts it (mempulse_export_unknown_kinds_total).
 UNKNOWN_KIND = "UNSPECIFIED"
@@ -43,6 +51,8 @@ CATEGORY_NAMES = {value: name.removeprefix("TX_CATEGORY_") for name, value in ev
 OPP_KIND_NAMES = {value: name.removeprefix("OPPORTUNITY_KIND_") for name, value in events_pb2.OpportunityKind.items()}
 POOL_SOURCE_NAMES = {value: name.removeprefix("POOL_STATE_SOURCE_")
                      for name, value in pool_pb2.PoolStateSource.items()}
+TX_STATUS_NAMES = {value: name.removeprefix("TX_STATUS_") for name, value in block_pb2.TxStatus.items()}
+DROP_REASON_NAMES = {value: name.removeprefix("DROP_REASON_") for name, value in events_pb2.DropReason.items()}
 
 
 def u256(raw: bytes) -> str:
@@ -115,8 +125,36 @@ def pool_state_row(ev: events_pb2.Event) -> Row:
             u256(p.reserve1), p.block_number, p.block_hash, POOL_SOURCE_NAMES.get(p.source, "UNSPECIFIED"))
 
 
-#: Event kind -> (its detail table, the row function). A kind not listed (a newer processd's lifecycle events)
-#: still gets its ``events`` row, so the log stays complete; its details wait for a table of their own.
+def inclusion_row(ev: events_pb2.Event) -> Row:
+    """The ``inclusions`` row of a TX_INCLUDED event."""
+    b = ev.tx_included
+    return (*_head(ev), ev.source_id, b.block_number, b.block_hash, b.index,
+            TX_STATUS_NAMES.get(b.status, "UNSPECIFIED"), b.inclusion_latency_ms, b.tx_seq_id, b.block_seq_id,
+            int(b.reincluded))
+
+
+def replacement_row(ev: events_pb2.Event) -> Row:
+    """The ``replacements`` row of a TX_REPLACED event."""
+    b = ev.tx_replaced
+    return (*_head(ev), ev.source_id, b.by_hash, b.fee_bump_bps, int(b.cancel), b.tx_seq_id, int(b.by_block))
+
+
+def drop_row(ev: events_pb2.Event) -> Row:
+    """The ``drops`` row of a TX_DROPPED event."""
+    b = ev.tx_dropped
+    return (*_head(ev), DROP_REASON_NAMES.get(b.reason, "UNSPECIFIED"), b.tx_seq_id, b.source_id)
+
+
+def reorg_row(ev: events_pb2.Event) -> Row:
+    """The ``reorgs`` row of a REORG event."""
+    r = ev.reorg
+    received = ev.received_unix_ns
+    return (ev.chain_id, ev.seq_id, received // _NS, received, ev.source_id, r.number, r.new_hash, r.depth,
+            list(r.orphaned_hashes), r.unincluded, int(r.too_deep))
+
+
+#: Event kind -> (its detail table, the row function). A kind not listed (a newer processd's) still gets its
+#: ``events`` row, so the log stays complete; its details wait for a table of their own.
 DETAIL: dict[int, tuple[Table, Any]] = {
     _TX_SEEN: (TRANSACTIONS, transaction_row),
     _TX_DECODED: (FEATURES, features_row),
@@ -124,6 +162,10 @@ DETAIL: dict[int, tuple[Table, Any]] = {
     _TX_SOURCE_SEEN: (TX_SOURCES, source_row),
     _BLOCK: (BLOCKS, block_row),
     _POOL_STATE: (POOL_STATES, pool_state_row),
+    _TX_INCLUDED: (INCLUSIONS, inclusion_row),
+    _TX_REPLACED: (REPLACEMENTS, replacement_row),
+    _TX_DROPPED: (DROPS, drop_row),
+    _REORG: (REORGS, reorg_row),
 }
 
 
@@ -286,6 +328,36 @@ def _pool_states_columns(evs: list[events_pb2.Event], head: Columns) -> Columns:
             [sources.get(p.source, "UNSPECIFIED") for p in ps]]
 
 
+def _inclusions_columns(evs: list[events_pb2.Event], head: Columns) -> Columns:
+    bs = [e.tx_included for e in evs]
+    names = TX_STATUS_NAMES
+    return [*head, [e.source_id for e in evs], [b.block_number for b in bs], [b.block_hash for b in bs],
+            [b.index for b in bs], [names.get(b.status, "UNSPECIFIED") for b in bs],
+            [b.inclusion_latency_ms for b in bs], [b.tx_seq_id for b in bs], [b.block_seq_id for b in bs],
+            [int(b.reincluded) for b in bs]]
+
+
+def _replacements_columns(evs: list[events_pb2.Event], head: Columns) -> Columns:
+    bs = [e.tx_replaced for e in evs]
+    return [*head, [e.source_id for e in evs], [b.by_hash for b in bs], [b.fee_bump_bps for b in bs],
+            [int(b.cancel) for b in bs], [b.tx_seq_id for b in bs], [int(b.by_block) for b in bs]]
+
+
+def _drops_columns(evs: list[events_pb2.Event], head: Columns) -> Columns:
+    bs = [e.tx_dropped for e in evs]
+    names = DROP_REASON_NAMES
+    return [*head, [names.get(b.reason, "UNSPECIFIED") for b in bs], [b.tx_seq_id for b in bs],
+            [b.source_id for b in bs]]
+
+
+def _reorgs_columns(evs: list[events_pb2.Event], head: Columns) -> Columns:
+    rs = [e.reorg for e in evs]
+    received = head[5]
+    return [head[0], head[1], [r // _NS for r in received], received, [e.source_id for e in evs],
+            [r.number for r in rs], [r.new_hash for r in rs], [r.depth for r in rs],
+            [list(r.orphaned_hashes) for r in rs], [r.unincluded for r in rs], [int(r.too_deep) for r in rs]]
+
+
 _DETAIL_COLUMNS = {
     _TX_SEEN: (TRANSACTIONS, _transactions_columns),
     _TX_DECODED: (FEATURES, _features_columns),
@@ -293,6 +365,10 @@ _DETAIL_COLUMNS = {
     _TX_SOURCE_SEEN: (TX_SOURCES, _sources_columns),
     _BLOCK: (BLOCKS, _blocks_columns),
     _POOL_STATE: (POOL_STATES, _pool_states_columns),
+    _TX_INCLUDED: (INCLUSIONS, _inclusions_columns),
+    _TX_REPLACED: (REPLACEMENTS, _replacements_columns),
+    _TX_DROPPED: (DROPS, _drops_columns),
+    _REORG: (REORGS, _reorgs_columns),
 }
 
 

@@ -58,7 +58,7 @@ class Exporter:
         self.metrics = metrics or ExportMetrics()
         self.on_batch = on_batch
         self.sink = ClickHouseSink(config)
-        #: The mapping worker processes (config.map_workers > 0), else None: pages are mapped in this process.
+        #: The batch worker processes (config.map_workers > 0), else None: batches are mapped and inserted here.
         self.mappers = MapperPool(config.map_workers) if config.map_workers else None
         self._task: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None

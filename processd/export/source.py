@@ -33,7 +33,7 @@ class Page:
     at_head: bool = True
 
 
-#: ScanEvents returning the response's bytes (parsed here, and again by a mapping worker).
+#: ScanEvents returning the response's bytes (parsed here, and again by a batch worker).
 RawScan = Callable[..., Awaitable[bytes]]
 
 

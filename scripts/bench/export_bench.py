@@ -297,7 +297,7 @@ def main() -> None:
     p.add_argument("--live-s", type=float, default=30.0, help="seconds of live traffic (default 30)")
     p.add_argument("--repeat", type=int, default=3, help="floor/exporter pairs, alternating (median reported)")
     p.add_argument("--short", action="store_true", help="5000 transactions, 10 s of live traffic, one pair")
-    p.add_argument("--map-workers", type=int, default=2, help="mapping workers of the second exporter run (default 2)")
+    p.add_argument("--map-workers", type=int, default=2, help="batch workers of the second exporter run (default 2)")
     p.add_argument("--out-name", default="export")
     args = p.parse_args()
     if args.short:
@@ -309,7 +309,7 @@ def main() -> None:
     w = results["exporter_map_workers"]
     print(f"floor {f['rows_per_s']} rows/s ({f['cpu_us_per_row']} us/row), exporter {e['rows_per_s']} rows/s "
           f"({e['cpu_us_per_row']} us/row): {results['throughput_vs_floor']} of the floor, "
-          f"{results['throughput_vs_row_floor']} of the row insert; with {args.map_workers} mapping workers "
+          f"{results['throughput_vs_row_floor']} of the row insert; with {args.map_workers} batch workers "
           f"{w['rows_per_s']} rows/s ({w['cpu_us_per_row']} us/row): {results['map_workers']['vs_floor']} of the "
           f"floor; lag at {lag['rate_tx_s']} tx/s p50 {lag['p50_ms']} ms p99 {lag['p99_ms']} ms")
 

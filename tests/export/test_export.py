@@ -40,7 +40,7 @@ async def _fill(processd: ProcessdServer, count: int, start: int = 0) -> int:
 @pytest.mark.parametrize("map_workers", [0, 2])
 async def test_export_equals_the_log_then_tails_it(clickhouse: ClickHouseServer, processd: ProcessdServer,
                                                    export_config: ExportConfig, map_workers: int) -> None:
-    """In-process mapping and mapping workers (processd.export.workers) alike."""
+    """In-process and with batch workers (processd.export.workers) alike."""
     addr = f"127.0.0.1:{processd.port}"
     export_config = replace(export_config, map_workers=map_workers)
     last = await _fill(processd, 900)
@@ -163,7 +163,7 @@ async def test_a_foreign_table_fails_the_export_and_its_waiters(
 
 async def test_a_killed_mapping_worker_ends_the_session_and_the_next_one_finishes_exactly_once(
         clickhouse: ClickHouseServer, processd: ProcessdServer, export_config: ExportConfig) -> None:
-    """SIGKILL of a mapping worker: counted as a mapper failure, new workers, the export still equals the log."""
+    """SIGKILL of a batch worker: counted as a mapper failure, new workers, the export still equals the log."""
     addr = f"127.0.0.1:{processd.port}"
     last = await _fill(processd, 900)
     cfg = replace(export_config, exit_at_head=True, map_workers=1)

@@ -8,7 +8,7 @@ while the exporter runs (the exporter waits it out and resumes by itself). At th
 rows, none twice even before merges, and the same with FINAL.
 
 Short mode (default pytest run): 3 rounds. Long mode (scripts/reliability): 20, or
-``MEMPULSE_RELIABILITY_EXPORT_KILLS``. Run twice: mapping in-process, and with a mapping worker process
+``MEMPULSE_RELIABILITY_EXPORT_KILLS``. Run twice: in-process, and with a batch worker process
 (``--map-workers 1``), whose workers must die with each killed exporter (no orphan left mapping).
 """
 

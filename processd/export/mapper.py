@@ -258,6 +258,8 @@ class _SetFields:
     def columns(self, msgs: list[Any]) -> list[tuple[Any, ...]]:
         """One tuple per field of the message (``index`` says which), in the order of ``msgs``."""
         slot, template = self.slot, self.template
+        if not msgs:
+            return [() for _ in template]
         rows = []
         for m in msgs:
             row = template.copy()

@@ -28,10 +28,12 @@ from processd.views.filters import (
     LogMatcher,
     TxFilter,
     compile_filter,
+    frame_event,
     match_raw,
 )
 from processd.views.readmodels import ReadModels
 from processd.views.subscriptions import Subscriber, SubscriptionHub, framed_message
+from processd.wire.encoding import scan_response
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,11 @@ HEAD_HEADER = "mempulse-head-seq-id"
 #: Sent with the admission of a subscription with an EventFilter: processd applies it (an older processd
 #: ignores the field; the Python client then filters by itself).
 FILTER_HEADER = "mempulse-filter"
+
+
+def _framed(value: Any, seq: int) -> bytes:
+    """One ScanEventsResponse.events entry of a stored value (:func:`frame_event`, in scan's argument order)."""
+    return frame_event(seq, value)
 
 
 class BadRequestError(ProcessdError):
@@ -336,7 +343,8 @@ class QueryService(query_pb2_grpc.QueryServicer):
         return query_pb2.ListBlocksResponse(blocks=blocks, next_cursor=next_cursor)
 
     async def ScanEvents(self, request: query_pb2.ScanEventsRequest,
-                         context: grpc.aio.ServicerContext) -> query_pb2.ScanEventsResponse:
+                         context: grpc.aio.ServicerContext) -> bytes:
+        """A page of the log, serialized (``api.server`` sends bytes as they are)."""
         try:
             chain_id = self._chain(request.chain_id)
             kinds = self._kinds(list(request.kinds))
@@ -350,13 +358,14 @@ class QueryService(query_pb2_grpc.QueryServicer):
         if event_filter is not None:
             return self._filtered_scan(event_filter, start, limit)
         stats = ScanStats()
-        events, next_seq, more, last = self._log.scan_page(
-            start, limit, chain_id=chain_id, kinds=kinds, max_examined=self.scan_max_examined, stats=stats,
+        # The stored values framed as they are (no decode and re-encode per event: the export reads the whole
+        # log through here, docs/export.md#benchmark); the answer is serialized already (api.server passes it on).
+        framed, next_seq, more, last = self._log.scan_page_as(
+            _framed, start, limit, chain_id=chain_id, kinds=kinds, max_examined=self.scan_max_examined, stats=stats,
             max_bytes=self.max_page_bytes)
         # A walk that reached the end has looked at everything up to ``last``, matching or not.
         next_seq = max(next_seq, start) if more else max(start, last + 1)
-        return query_pb2.ScanEventsResponse(events=events, next_seq_id=next_seq, last_seq_id=last,
-                                            truncated=stats.truncated)
+        return scan_response(framed, next_seq, last, stats.truncated)
 
     # ---- streaming ---------------------------------------------------------------------------------------
 
@@ -509,7 +518,7 @@ class QueryService(query_pb2_grpc.QueryServicer):
         index.begin()
         return framed, next_cursor, head
 
-    def _filtered_scan(self, event_filter: TxFilter, start: int, limit: int) -> query_pb2.ScanEventsResponse:
+    def _filtered_scan(self, event_filter: TxFilter, start: int, limit: int) -> bytes:
         """A ScanEvents page with a filter: the log walked from ``start`` in chunks (:meth:`_filtered_chunk`)
         until ``limit`` events, the byte budget, the scan bound of events examined, or the head. The page ends at a
         transaction's boundary (it holds at least one whole transaction: a page may pass ``limit`` by the rest of
@@ -524,21 +533,13 @@ class QueryService(query_pb2_grpc.QueryServicer):
             for seq, entry, n in entries:
                 over_bytes = size + len(entry) > self.max_page_bytes
                 if events and (events + n > limit or over_bytes):
-                    return self._scan_response(parts, seq, head, over_bytes)
+                    return scan_response(parts, seq, head, over_bytes)
                 parts.append(entry)
                 events += n
                 size += len(entry)
             examined += next_cursor - cursor
             cursor = next_cursor
-        return self._scan_response(parts, cursor, head, False)
-
-    @staticmethod
-    def _scan_response(parts: list[bytes], next_seq: int, head: int, truncated: bool,
-                       ) -> query_pb2.ScanEventsResponse:
-        # Framed events are ScanEventsResponse.events entries too (field 1 of both messages).
-        page = query_pb2.ScanEventsResponse.FromString(b"".join(parts))
-        page.next_seq_id, page.last_seq_id, page.truncated = next_seq, head, truncated
-        return page
+        return scan_response(parts, cursor, head, False)
 
     def _pages(self, entries: list[tuple[bytes, int]]) -> list[list[bytes]]:
         """Framed transactions cut into messages by events and bytes (each holds at least one)."""

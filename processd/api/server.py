@@ -45,22 +45,26 @@ SERVICE_NAMES = (
 )
 
 
-def _serialize_subscribe(message: query_pb2.SubscribeEventsResponse | bytes) -> bytes:
-    """SubscribeEvents' response serializer: a filtered subscription yields its messages already serialized
-    (``QueryService._filtered_subscription``: framed events joined), the others yield messages."""
+def _serialize_framed(message: query_pb2.SubscribeEventsResponse | query_pb2.ScanEventsResponse | bytes) -> bytes:
+    """The response serializer of the RPCs that may answer already serialized bytes (:data:`FRAMED_RPCS`): a
+    filtered subscription yields its messages serialized (``QueryService._filtered_subscription``: framed events
+    joined), the others yield messages; ScanEvents answers its page as the stored values framed."""
     return message if isinstance(message, bytes) else message.SerializeToString()
 
 
+#: The Query RPCs whose servicer methods may return serialized responses.
+FRAMED_RPCS = frozenset({"SubscribeEvents", "ScanEvents"})
+
+
 def add_query_service(servicer: QueryService, server: grpc.aio.Server) -> None:
-    """``add_QueryServicer_to_server`` with :func:`_serialize_subscribe` for SubscribeEvents: the handlers are
+    """``add_QueryServicer_to_server`` with :func:`_serialize_framed` for :data:`FRAMED_RPCS`: the handlers are
     built from the service descriptor, so every RPC of query.proto is served as the generated code would."""
     service = query_pb2.DESCRIPTOR.services_by_name["Query"]
     handlers = {}
     for method in service.methods:
         request_type = getattr(query_pb2, method.input_type.name)
         response_type = getattr(query_pb2, method.output_type.name)
-        serializer = (_serialize_subscribe if method.name == "SubscribeEvents"
-                      else response_type.SerializeToString)
+        serializer = _serialize_framed if method.name in FRAMED_RPCS else response_type.SerializeToString
         make = (grpc.unary_stream_rpc_method_handler if method.server_streaming
                 else grpc.unary_unary_rpc_method_handler)
         handlers[method.name] = make(getattr(servicer, method.name), request_deserializer=request_type.FromString,

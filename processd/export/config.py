@@ -33,7 +33,8 @@ class ExportConfig:
     name: str = "default"
     #: Events per insert batch (each table gets one INSERT per batch) ...
     batch_rows: int = 20_000
-    #: ... or what arrived within this long after the first buffered event, whichever comes first.
+    #: ... or, once at the head (or when processd sends nothing for that long), what arrived within this long after
+    #: the first buffered event, whichever comes first: a catch-up batch fills to batch_rows.
     flush_interval_ms: int = 200
     #: Events per ScanEvents page during catch-up (at most batch_rows; processd clamps it to its max page limit).
     scan_page_events: int = 5000
@@ -47,7 +48,7 @@ class ExportConfig:
     exit_at_head: bool = False
     #: Largest gRPC message accepted from processd.
     max_message_bytes: int = 64 * 1024 * 1024
-    #: Worker processes mapping catch-up pages to columns (processd.export.workers); 0 = map in-process.
+    #: Worker processes that parse, map and insert catch-up batches (processd.export.workers); 0 = in-process.
     map_workers: int = 0
 
 
@@ -67,8 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="export name the resume cursor is kept under (env MEMPULSE_EXPORT_NAME, default)")
     p.add_argument("--batch-rows", type=int, help="events per insert batch (env MEMPULSE_EXPORT_BATCH_ROWS, 20000)")
     p.add_argument("--flush-interval-ms", type=int,
-                   help="longest wait for a batch to fill (env MEMPULSE_EXPORT_FLUSH_INTERVAL_MS, 200)")
-    p.add_argument("--map-workers", type=int, help="worker processes mapping catch-up pages, 0 = in-process "
+                   help="longest wait for a batch to fill at the head (env MEMPULSE_EXPORT_FLUSH_INTERVAL_MS, 200)")
+    p.add_argument("--map-workers", type=int, help="worker processes that parse, map and insert catch-up batches, "
+                   "0 = in-process "
                    "(env MEMPULSE_EXPORT_MAP_WORKERS, 0)")
     p.add_argument("--metrics-port", type=int, help="Prometheus port, 0 = off (env MEMPULSE_EXPORT_METRICS_PORT)")
     p.add_argument("--exit-at-head", action="store_true", default=None,

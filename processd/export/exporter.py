@@ -6,16 +6,21 @@ session: it is counted, logged, waited out with backoff, and the next session re
 holds (:meth:`processd.export.sink.ClickHouseSink.resume`). A non-retriable failure (schema mismatch) ends
 the background task and fails every pending :meth:`Exporter.wait_exported`.
 
-One batch write is in flight while the next batch is read and mapped (the write runs in a thread: the driver
-blocks), so reading from processd and inserting into ClickHouse overlap.
+The stages overlap: a reader task keeps up to ``_READ_AHEAD_PAGES`` pages read ahead of the batching; a batch is
+written while the next one is read and mapped (in a thread: the driver blocks), or, with ``map_workers``, up to
+that many catch-up batches are parsed, mapped and inserted at once by worker processes (:mod:`workers`). Whatever
+wrote a batch, the cursor moves past it only once it and every batch before it are in (:class:`_Writes`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from common.pb.v1 import query_pb2_grpc
@@ -23,27 +28,25 @@ from processd.export import source
 from processd.export.config import ExportConfig
 from processd.export.errors import ExportError, MapperUnavailable, SinkUnavailable
 from processd.export.mapper import (
+    BatchSummary,
     Columns,
     columns_of,
     empty_columns,
     extend_columns,
-    row_count,
     rows_of,
-    unknown_kinds,
+    summary_of,
 )
-from processd.export.metrics import ExportMetrics
-from processd.export.schema import EVENTS
+from processd.export.metrics import STAGES, ExportMetrics
 from processd.export.sink import ClickHouseSink, ResumePoint
 from processd.export.workers import MapperPool
 
 log = logging.getLogger(__name__)
 
-#: Pages read ahead of the mapper (each at most scan_page_events events or one SubscribeEvents message).
+#: Pages read ahead of the batching (each at most scan_page_events events or one SubscribeEvents message).
 _READ_AHEAD_PAGES = 8
-#: Column of received_ns in every row (schema._HEAD).
-_RECEIVED_COL = 5
 
-BatchHook = Callable[[dict[str, Columns], int], None]
+#: Called after each batch is written, with its summary and the write's completion time (unix ns).
+BatchHook = Callable[[BatchSummary, int], None]
 
 
 class Exporter:
@@ -53,10 +56,9 @@ class Exporter:
                  on_batch: BatchHook | None = None) -> None:
         self.config = config
         self.metrics = metrics or ExportMetrics()
-        #: Called after each batch is written, with its columns by table and the write's completion time (unix ns).
         self.on_batch = on_batch
         self.sink = ClickHouseSink(config)
-        #: The mapping worker processes (config.map_workers > 0), else None: pages are mapped in this process.
+        #: The batch worker processes (config.map_workers > 0), else None: batches are mapped and inserted here.
         self.mappers = MapperPool(config.map_workers) if config.map_workers else None
         self._task: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
@@ -194,9 +196,6 @@ class Exporter:
         page_events = min(self.config.scan_page_events, self.config.batch_rows)
         try:
             async for page in source.tail(stub, from_seq, page_events, scan):
-                if page.raw is not None and page.events and self.mappers is not None:
-                    # mapped in a worker while it waits in the queue (bounded: the queue's pages at most)
-                    page.columns, page.raw = self.mappers.submit(page.raw), None
                 await pages.put(page)
         except ExportError as exc:
             await pages.put(exc)
@@ -204,21 +203,24 @@ class Exporter:
     async def _write_loop(self, point: ResumePoint, pages: asyncio.Queue[source.Page | BaseException]) -> None:
         cfg = self.config
         interval_s = cfg.flush_interval_ms / 1000
-        rows = empty_columns()
-        read = 0  # events read into ``rows`` (skipped ones included: the cursor passes them too)
+        batch = _Batch()
         next_seq = point.next_seq
-        first_at = 0.0
-        # rows stored past the cursor by the interrupted batch: skipped while the reread passes them
+        at_head = False
+        # rows stored past the cursor by the interrupted batches: skipped while the reread passes them
         present = {t: keys for t, keys in point.present.items() if keys}
         present_until = max((seq for keys in present.values() for _, seq in keys), default=0)
-        writing: asyncio.Task[None] | None = None
+        writes = _Writes(self)
+        stages = {stage: self.metrics.stage_seconds.labels(stage) for stage in STAGES}
         try:
             while True:
-                timeout = max(0.0, first_at + interval_s - time.monotonic()) if read else None
+                timeout = max(0.0, batch.first_at + interval_s - time.monotonic()) if batch.events else None
+                waited = time.perf_counter()
                 try:
                     item = await asyncio.wait_for(pages.get(), timeout)
                 except TimeoutError:
                     item = None
+                stages["source_wait"].inc(time.perf_counter() - waited)
+                self.metrics.read_ahead_pages.set(pages.qsize())
                 if isinstance(item, BaseException):
                     raise item
                 if item is not None:
@@ -226,42 +228,45 @@ class Exporter:
                     self.metrics.head_seq.set(item.head_seq)
                     if self._target is None:
                         self._target = item.head_seq
-                    events = item.events
-                    if events:
-                        if not read:
-                            first_at = time.monotonic()
-                        if present and events[0].seq_id <= present_until:
-                            if item.columns is not None:  # a worker's columns are not used here: not awaited
-                                item.columns.cancel()
-                            self._add_skipping(rows, events, present)
-                        else:
-                            extend_columns(rows, await self._columns(item))
-                        read += len(events)
-                        next_seq = events[-1].seq_id + 1
+                    at_head = item.at_head
+                    if item.events:
+                        skipping = bool(present) and item.events[0].seq_id <= present_until
+                        to_worker = item.raw is not None and self.mappers is not None and not skipping
+                        if batch.events and to_worker != bool(batch.raw):  # a batch is a worker's or this process's
+                            await writes.add(batch, next_seq)
+                            batch = _Batch()
+                        self._add(batch, item, to_worker, present if skipping else None)
+                        next_seq = item.events[-1].seq_id + 1
                 at_target = cfg.exit_at_head and self._target is not None and next_seq > self._target
-                if read and (read >= cfg.batch_rows or time.monotonic() - first_at >= interval_s or at_target):
-                    if writing is not None:
-                        await writing
-                    writing = asyncio.create_task(self._write(rows, next_seq))
-                    rows, read = empty_columns(), 0
-                if at_target and not read:
-                    if writing is not None:
-                        await writing
+                # the flush interval bounds the lag once caught up (or when processd is slow to answer); a
+                # catch-up batch fills to batch_rows: fewer, larger INSERTs
+                due = (item is None or at_head) and time.monotonic() - batch.first_at >= interval_s
+                if batch.events and (batch.events >= cfg.batch_rows or due or at_target):
+                    await writes.add(batch, next_seq)
+                    batch = _Batch()
+                if at_target and not batch.events:
+                    await writes.drain()
                     log.info("exported up to seq %d, the head at start: exiting", self._exported)
                     return
         finally:
-            if writing is not None:
-                # never leave a write running in its thread while the next session resumes on the connection
-                await asyncio.wait({writing})
-                if not writing.cancelled() and writing.exception() is not None and not isinstance(
-                        writing.exception(), ExportError):
-                    raise writing.exception()  # type: ignore[misc]
+            # never leave a write running (in a thread or a worker) while the next session resumes
+            await writes.close()
 
-    async def _columns(self, page: source.Page) -> dict[str, Columns]:
-        """A page's columns: from its mapping worker, or mapped here."""
-        if page.columns is not None and self.mappers is not None:
-            return await self.mappers.result(page.columns)
-        return columns_of(page.events)
+    def _add(self, batch: _Batch, page: source.Page, to_worker: bool,
+             present: dict[str, set[tuple[int, int]]] | None) -> None:
+        """Adds a page to the batch: serialized for a worker, or mapped here (minus the rows already stored)."""
+        if not batch.events:
+            batch.first_at = time.monotonic()
+        started = time.perf_counter()
+        if to_worker:
+            assert page.raw is not None
+            batch.raw.append(page.raw)
+        elif present is not None:
+            self._add_skipping(batch.columns, page.events, present)
+        else:
+            extend_columns(batch.columns, columns_of(page.events))
+        batch.events += len(page.events)
+        self.metrics.stage_seconds.labels("map").inc(time.perf_counter() - started)
 
     def _add_skipping(self, rows: dict[str, Columns], events: Sequence[Any],
                       present: dict[str, set[tuple[int, int]]]) -> None:
@@ -277,10 +282,9 @@ class Exporter:
                 for column, value in zip(columns, row, strict=True):
                     column.append(value)
 
-    def _count_unknown(self, rows: dict[str, Columns]) -> None:
+    def _count_unknown(self, seqs: list[int]) -> None:
         """Counts the events of a kind this exporter does not know (logged once: a newer processd's kind stays
         newer for every batch, and its rows are still exported, as UNSPECIFIED)."""
-        seqs = unknown_kinds(rows)
         if seqs:
             self.metrics.unknown_kinds.inc(len(seqs))
             if not self._unknown_logged:
@@ -289,19 +293,102 @@ class Exporter:
                             "UNSPECIFIED without details, counted in mempulse_export_unknown_kinds_total; "
                             "upgrade the exporter", seqs[0])
 
-    async def _write(self, rows: dict[str, Columns], next_seq: int) -> None:
-        started = time.perf_counter()
-        await asyncio.to_thread(self.sink.write, rows, next_seq)
+    def _written(self, summary: BatchSummary, next_seq: int, started: float) -> None:
+        """Book-keeping once a batch is in and the cursor moved past it."""
         done_ns = time.time_ns()
         self.metrics.insert_seconds.observe(time.perf_counter() - started)
         self.metrics.batches.inc()
-        self._count_unknown(rows)  # after the write: a batch written again after a failure is counted once
-        for table, columns in rows.items():
-            if row_count(columns):
-                self.metrics.rows.labels(table).inc(row_count(columns))
-        received = rows[EVENTS.name][_RECEIVED_COL]
-        if received:
-            self.metrics.lag_seconds.set(max(0, done_ns - received[-1]) / 1e9)
+        self._count_unknown(summary.unknown_seqs)  # after the write: a batch written again is counted once
+        for table, rows in summary.rows.items():
+            if rows:
+                self.metrics.rows.labels(table).inc(rows)
+        if summary.received_ns:
+            self.metrics.lag_seconds.set(max(0, done_ns - summary.received_ns[-1]) / 1e9)
         self._advance(next_seq - 1)
         if self.on_batch is not None:
-            self.on_batch(rows, done_ns)
+            self.on_batch(summary, done_ns)
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Events read since the last write: mapped here (``columns``) or, catch-up pages with workers, kept
+    serialized for a worker (``raw``)."""
+
+    columns: dict[str, Columns] = field(default_factory=empty_columns)
+    raw: list[bytes] = field(default_factory=list)
+    events: int = 0
+    first_at: float = 0.0
+
+
+class _Writes:
+    """The batches being written, in seq order: at most ``max(1, map_workers)`` at once. Each is a task that
+    inserts its rows (a worker's batch starts at once in its worker; a batch mapped here waits for the one before
+    it, since the exporter's one connection serves it and the cursor) and then, once the batch before it is done,
+    moves the cursor past it. A failure fails every later batch before its cursor moves."""
+
+    def __init__(self, exporter: Exporter) -> None:
+        self.exporter = exporter
+        self.depth = max(1, exporter.config.map_workers)
+        self._tasks: deque[asyncio.Task[None]] = deque()
+        self._jobs: list[concurrent.futures.Future[BatchSummary]] = []
+
+    async def add(self, batch: _Batch, next_seq: int) -> None:
+        """Starts writing ``batch`` (events below ``next_seq``); first waits while ``depth`` batches are."""
+        waited = time.perf_counter()
+        while len(self._tasks) >= self.depth:
+            await self._tasks.popleft()  # raises its failure: the session ends
+        metrics = self.exporter.metrics
+        metrics.stage_seconds.labels("sink_wait").inc(time.perf_counter() - waited)
+        previous = self._tasks[-1] if self._tasks else None
+        ex = self.exporter
+        if batch.raw:
+            assert ex.mappers is not None
+            self._jobs = [job for job in self._jobs if not job.done()]
+            job = ex.mappers.submit(ex.config, batch.raw)
+            self._jobs.append(job)
+            task = asyncio.create_task(self._worker_batch(previous, job, next_seq))
+        else:
+            task = asyncio.create_task(self._own_batch(previous, batch.columns, next_seq))
+        self._tasks.append(task)
+        metrics.batches_in_flight.set(sum(not t.done() for t in self._tasks))
+
+    async def _worker_batch(self, previous: asyncio.Task[None] | None,
+                            job: concurrent.futures.Future[BatchSummary], next_seq: int) -> None:
+        ex = self.exporter
+        started = time.perf_counter()
+        assert ex.mappers is not None
+        summary = await ex.mappers.result(job)
+        if previous is not None:
+            await previous
+        await asyncio.to_thread(ex.sink.move_cursor, next_seq)
+        ex._written(summary, next_seq, started)
+
+    async def _own_batch(self, previous: asyncio.Task[None] | None, columns: dict[str, Columns],
+                         next_seq: int) -> None:
+        ex = self.exporter
+        if previous is not None:
+            await previous
+        started = time.perf_counter()
+        summary = summary_of(columns)  # before the INSERT: the driver rewrites the lists
+        await asyncio.to_thread(ex.sink.write, columns, next_seq)
+        ex._written(summary, next_seq, started)
+
+    async def drain(self) -> None:
+        """Waits until every batch is written (raises the first failure)."""
+        while self._tasks:
+            await self._tasks.popleft()
+        self.exporter.metrics.batches_in_flight.set(0)
+
+    async def close(self) -> None:
+        """Waits until nothing is being written any more, here or in a worker (batches not started in a worker are
+        dropped); a failure that is not an ExportError (a bug) is raised."""
+        tasks, self._tasks = list(self._tasks), deque()
+        self.exporter.metrics.batches_in_flight.set(0)
+        if self.exporter.mappers is not None:
+            await self.exporter.mappers.wait_idle(self._jobs)
+        if tasks:
+            await asyncio.wait(tasks)
+        for task in tasks:
+            if not task.cancelled() and task.exception() is not None and not isinstance(
+                    task.exception(), ExportError):
+                raise task.exception()  # type: ignore[misc]

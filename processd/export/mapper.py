@@ -9,17 +9,22 @@ the same values a whole column at a time, which is what the exporter inserts.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
 
-from common.pb.v1 import events_pb2, pool_pb2
+from common.pb.v1 import block_pb2, events_pb2, pool_pb2
 from processd.export.schema import (
     BLOCKS,
     DATA_TABLES,
+    DROPS,
     EVENTS,
     FEATURES,
+    INCLUSIONS,
     OPPORTUNITIES,
     POOL_STATES,
+    REORGS,
+    REPLACEMENTS,
     TRANSACTIONS,
     TX_SOURCES,
     Table,
@@ -33,6 +38,10 @@ _OPP_DETECTED = events_pb2.EVENT_KIND_OPP_DETECTED
 _TX_SOURCE_SEEN = events_pb2.EVENT_KIND_TX_SOURCE_SEEN
 _BLOCK = events_pb2.EVENT_KIND_BLOCK
 _POOL_STATE = events_pb2.EVENT_KIND_POOL_STATE
+_TX_INCLUDED = events_pb2.EVENT_KIND_TX_INCLUDED
+_TX_REPLACED = events_pb2.EVENT_KIND_TX_REPLACED
+_TX_DROPPED = events_pb2.EVENT_KIND_TX_DROPPED
+_REORG = events_pb2.EVENT_KIND_REORG
 #: What ``events.kind`` says of a kind this exporter's proto does not know (a newer processd's): the row is still
 #: written (the export stays complete by seq), and the exporter counts it (mempulse_export_unknown_kinds_total).
 UNKNOWN_KIND = "UNSPECIFIED"
@@ -42,6 +51,8 @@ CATEGORY_NAMES = {value: name.removeprefix("TX_CATEGORY_") for name, value in ev
 OPP_KIND_NAMES = {value: name.removeprefix("OPPORTUNITY_KIND_") for name, value in events_pb2.OpportunityKind.items()}
 POOL_SOURCE_NAMES = {value: name.removeprefix("POOL_STATE_SOURCE_")
                      for name, value in pool_pb2.PoolStateSource.items()}
+TX_STATUS_NAMES = {value: name.removeprefix("TX_STATUS_") for name, value in block_pb2.TxStatus.items()}
+DROP_REASON_NAMES = {value: name.removeprefix("DROP_REASON_") for name, value in events_pb2.DropReason.items()}
 
 
 def u256(raw: bytes) -> str:
@@ -114,8 +125,36 @@ def pool_state_row(ev: events_pb2.Event) -> Row:
             u256(p.reserve1), p.block_number, p.block_hash, POOL_SOURCE_NAMES.get(p.source, "UNSPECIFIED"))
 
 
-#: Event kind -> (its detail table, the row function). A kind not listed (a newer processd's lifecycle events)
-#: still gets its ``events`` row, so the log stays complete; its details wait for a table of their own.
+def inclusion_row(ev: events_pb2.Event) -> Row:
+    """The ``inclusions`` row of a TX_INCLUDED event."""
+    b = ev.tx_included
+    return (*_head(ev), ev.source_id, b.block_number, b.block_hash, b.index,
+            TX_STATUS_NAMES.get(b.status, "UNSPECIFIED"), b.inclusion_latency_ms, b.tx_seq_id, b.block_seq_id,
+            int(b.reincluded))
+
+
+def replacement_row(ev: events_pb2.Event) -> Row:
+    """The ``replacements`` row of a TX_REPLACED event."""
+    b = ev.tx_replaced
+    return (*_head(ev), ev.source_id, b.by_hash, b.fee_bump_bps, int(b.cancel), b.tx_seq_id, int(b.by_block))
+
+
+def drop_row(ev: events_pb2.Event) -> Row:
+    """The ``drops`` row of a TX_DROPPED event."""
+    b = ev.tx_dropped
+    return (*_head(ev), DROP_REASON_NAMES.get(b.reason, "UNSPECIFIED"), b.tx_seq_id, b.source_id)
+
+
+def reorg_row(ev: events_pb2.Event) -> Row:
+    """The ``reorgs`` row of a REORG event."""
+    r = ev.reorg
+    received = ev.received_unix_ns
+    return (ev.chain_id, ev.seq_id, received // _NS, received, ev.source_id, r.number, r.new_hash, r.depth,
+            list(r.orphaned_hashes), r.unincluded, int(r.too_deep))
+
+
+#: Event kind -> (its detail table, the row function). A kind not listed (a newer processd's) still gets its
+#: ``events`` row, so the log stays complete; its details wait for a table of their own.
 DETAIL: dict[int, tuple[Table, Any]] = {
     _TX_SEEN: (TRANSACTIONS, transaction_row),
     _TX_DECODED: (FEATURES, features_row),
@@ -123,6 +162,10 @@ DETAIL: dict[int, tuple[Table, Any]] = {
     _TX_SOURCE_SEEN: (TX_SOURCES, source_row),
     _BLOCK: (BLOCKS, block_row),
     _POOL_STATE: (POOL_STATES, pool_state_row),
+    _TX_INCLUDED: (INCLUSIONS, inclusion_row),
+    _TX_REPLACED: (REPLACEMENTS, replacement_row),
+    _TX_DROPPED: (DROPS, drop_row),
+    _REORG: (REORGS, reorg_row),
 }
 
 
@@ -151,6 +194,8 @@ def rows_of(events: Iterable[events_pb2.Event]) -> dict[str, list[Row]]:
 Columns = list[list[Any]]
 #: Columns every table starts with (schema._HEAD): chain_id, seq, tx_hash, first_seen, first_seen_ns, received_ns.
 _HEAD_LEN = 6
+#: The head column of received_ns.
+_RECEIVED_COL = 5
 
 
 def _head_columns(evs: list[events_pb2.Event]) -> Columns:
@@ -159,7 +204,7 @@ def _head_columns(evs: list[events_pb2.Event]) -> Columns:
             [f // _NS for f in firsts], firsts, [e.received_unix_ns for e in evs]]
 
 
-def _decimal(values: list[bytes]) -> list[str]:
+def _decimal(values: Sequence[bytes]) -> list[str]:
     """Big-endian uint256s as decimal strings, each distinct value converted once: in a page of a pool's
     transactions most amounts repeat (gas prices, tips, a zero value), and a dict hit is several times cheaper
     than int.from_bytes + str. The dict lives for one call: bounded by the page."""
@@ -194,20 +239,58 @@ def _transactions_columns(evs: list[events_pb2.Event], head: Columns) -> Columns
             [t.tx_type for t in txs], [i[:4] for i in inputs], [len(i) for i in inputs], inputs]
 
 
+class _SetFields:
+    """A wide message read with one ``ListFields()`` call per message instead of one attribute read per column:
+    ListFields returns only the fields that are set, as (descriptor, value) pairs, so a message whose columns are
+    mostly at their defaults (a TxFeatures: most transactions are no swap) costs its set fields only. The values
+    land in a row that starts as the defaults (:attr:`template`), and the rows are transposed at C level."""
+
+    def __init__(self, descriptor: Any, none: Iterable[str] = ()) -> None:
+        fields = list(descriptor.fields)
+        #: descriptor -> column index (the descriptors ListFields returns are the message's own objects)
+        self.slot = {fd: i for i, fd in enumerate(fields)}
+        #: unset fields: None for a field with presence (unknown), a repeated one and those in ``none`` (an empty
+        #: address is NULL in ClickHouse); the proto default for the others
+        self.template = [None if fd.has_presence or fd.is_repeated or fd.name in none else fd.default_value
+                         for fd in fields]
+        self.index = {fd.name: i for i, fd in enumerate(fields)}
+
+    def columns(self, msgs: list[Any]) -> list[tuple[Any, ...]]:
+        """One tuple per field of the message (``index`` says which), in the order of ``msgs``."""
+        slot, template = self.slot, self.template
+        if not msgs:
+            return [() for _ in template]
+        rows = []
+        for m in msgs:
+            row = template.copy()
+            for fd, value in m.ListFields():
+                row[slot[fd]] = value
+            rows.append(row)
+        return list(zip(*rows, strict=True))
+
+
+_FEATURE_FIELDS = _SetFields(events_pb2.TxFeatures.DESCRIPTOR, none=("token_in", "token_out", "recipient"))
+
+
+def _opt_decimal(values: Sequence[bytes | None]) -> list[str | None]:
+    """An ``optional bytes`` uint256 column read with ListFields: None when not set, else its decimal digits (a set
+    empty value is "0"); each distinct value converted once."""
+    digits = {v: str(int.from_bytes(v, "big")) for v in set(values) if v is not None}
+    return [None if v is None else digits[v] for v in values]
+
+
 def _features_columns(evs: list[events_pb2.Event], head: Columns) -> Columns:
-    fs = [e.tx_decoded.features for e in evs]
+    cols = _FEATURE_FIELDS.columns([e.tx_decoded.features for e in evs])
+    f = _FEATURE_FIELDS.index
     cats = CATEGORY_NAMES
-    deadlines = [f.deadline for f in fs]
-    return [*head, [f.protocol for f in fs], [cats.get(f.category, "UNSPECIFIED") for f in fs],
-            [f.method for f in fs], [f.selector for f in fs], [int(f.decoded) for f in fs],
-            [f.decode_error for f in fs], [f.token_in or None for f in fs], [f.token_out or None for f in fs],
-            _opt_col(fs, "amount_in"), _opt_col(fs, "amount_out_min"), _opt_col(fs, "amount_in_max"),
-            _opt_col(fs, "amount_out"), [list(f.path) for f in fs], [list(f.fee_tiers) for f in fs],
-            [f.recipient or None for f in fs],
-            # deadline: a nonzero value is set; HasField only for the zeros (unset, or set to 0)
-            [d if d or f.HasField("deadline") else None for f, d in zip(fs, deadlines, strict=True)],
-            _decimal([f.value for f in fs]), _decimal([f.gas_price for f in fs]),
-            _decimal([f.priority_fee for f in fs]), [f.calldata_len for f in fs]]
+    return [*head, list(cols[f["protocol"]]), [cats.get(c, "UNSPECIFIED") for c in cols[f["category"]]],
+            list(cols[f["method"]]), list(cols[f["selector"]]), [1 if d else 0 for d in cols[f["decoded"]]],
+            list(cols[f["decode_error"]]), list(cols[f["token_in"]]), list(cols[f["token_out"]]),
+            _opt_decimal(cols[f["amount_in"]]), _opt_decimal(cols[f["amount_out_min"]]),
+            _opt_decimal(cols[f["amount_in_max"]]), _opt_decimal(cols[f["amount_out"]]),
+            [list(p) if p else [] for p in cols[f["path"]]], [list(t) if t else [] for t in cols[f["fee_tiers"]]],
+            list(cols[f["recipient"]]), list(cols[f["deadline"]]), _decimal(cols[f["value"]]),
+            _decimal(cols[f["gas_price"]]), _decimal(cols[f["priority_fee"]]), list(cols[f["calldata_len"]])]
 
 
 def _opportunities_columns(evs: list[events_pb2.Event], head: Columns) -> Columns:
@@ -247,6 +330,36 @@ def _pool_states_columns(evs: list[events_pb2.Event], head: Columns) -> Columns:
             [sources.get(p.source, "UNSPECIFIED") for p in ps]]
 
 
+def _inclusions_columns(evs: list[events_pb2.Event], head: Columns) -> Columns:
+    bs = [e.tx_included for e in evs]
+    names = TX_STATUS_NAMES
+    return [*head, [e.source_id for e in evs], [b.block_number for b in bs], [b.block_hash for b in bs],
+            [b.index for b in bs], [names.get(b.status, "UNSPECIFIED") for b in bs],
+            [b.inclusion_latency_ms for b in bs], [b.tx_seq_id for b in bs], [b.block_seq_id for b in bs],
+            [int(b.reincluded) for b in bs]]
+
+
+def _replacements_columns(evs: list[events_pb2.Event], head: Columns) -> Columns:
+    bs = [e.tx_replaced for e in evs]
+    return [*head, [e.source_id for e in evs], [b.by_hash for b in bs], [b.fee_bump_bps for b in bs],
+            [int(b.cancel) for b in bs], [b.tx_seq_id for b in bs], [int(b.by_block) for b in bs]]
+
+
+def _drops_columns(evs: list[events_pb2.Event], head: Columns) -> Columns:
+    bs = [e.tx_dropped for e in evs]
+    names = DROP_REASON_NAMES
+    return [*head, [names.get(b.reason, "UNSPECIFIED") for b in bs], [b.tx_seq_id for b in bs],
+            [b.source_id for b in bs]]
+
+
+def _reorgs_columns(evs: list[events_pb2.Event], head: Columns) -> Columns:
+    rs = [e.reorg for e in evs]
+    received = head[5]
+    return [head[0], head[1], [r // _NS for r in received], received, [e.source_id for e in evs],
+            [r.number for r in rs], [r.new_hash for r in rs], [r.depth for r in rs],
+            [list(r.orphaned_hashes) for r in rs], [r.unincluded for r in rs], [int(r.too_deep) for r in rs]]
+
+
 _DETAIL_COLUMNS = {
     _TX_SEEN: (TRANSACTIONS, _transactions_columns),
     _TX_DECODED: (FEATURES, _features_columns),
@@ -254,6 +367,10 @@ _DETAIL_COLUMNS = {
     _TX_SOURCE_SEEN: (TX_SOURCES, _sources_columns),
     _BLOCK: (BLOCKS, _blocks_columns),
     _POOL_STATE: (POOL_STATES, _pool_states_columns),
+    _TX_INCLUDED: (INCLUSIONS, _inclusions_columns),
+    _TX_REPLACED: (REPLACEMENTS, _replacements_columns),
+    _TX_DROPPED: (DROPS, _drops_columns),
+    _REORG: (REORGS, _reorgs_columns),
 }
 
 
@@ -304,3 +421,23 @@ def unknown_kinds(columns: dict[str, Columns]) -> list[int]:
 def row_count(columns: Columns) -> int:
     """Rows held by one table's columns."""
     return len(columns[0])
+
+
+@dataclass(slots=True)
+class BatchSummary:
+    """What the exporter keeps of a batch it wrote, for its metrics and hook (the columns themselves stay where
+    they were mapped: in a worker process, with ``map_workers``). Taken before the INSERT: the driver rewrites
+    the lists it is given (enum names to values, NULLs to defaults)."""
+
+    #: Rows by table name.
+    rows: dict[str, int]
+    #: The ``events`` rows' ``received_ns``, in seq order (the lag of each event once the batch is written).
+    received_ns: list[int]
+    #: Seqs of the events of a kind this exporter does not know (:func:`unknown_kinds`).
+    unknown_seqs: list[int]
+
+
+def summary_of(columns: dict[str, Columns]) -> BatchSummary:
+    """The :class:`BatchSummary` of a batch's columns."""
+    return BatchSummary({table: row_count(cols) for table, cols in columns.items()},
+                        list(columns[EVENTS.name][_RECEIVED_COL]), unknown_kinds(columns))

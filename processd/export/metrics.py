@@ -11,6 +11,9 @@ PREFIX = "mempulse_export_"
 #: Failure reasons: ClickHouse away, processd away, a mapping worker died (each ends a session; the exporter
 #: retries).
 FAILURE_REASONS = ("sink", "source", "mapper")
+#: Where the export loop's wall time goes (``stage_seconds_total``): waiting for processd's next page, mapping
+#: pages in the exporter's own process, waiting for ClickHouse (every batch slot in flight).
+STAGES = ("source_wait", "map", "sink_wait")
 
 
 class ExportMetrics:
@@ -37,6 +40,16 @@ class ExportMetrics:
         self.head_seq = Gauge(f"{PREFIX}head_seq", "Highest committed seq processd last reported", registry=r)
         self.lag_seconds = Gauge(f"{PREFIX}lag_seconds", "Age of the newest exported event when its batch was "
                                  "written (written time - processd's received time)", registry=r)
+        self.stage_seconds = Counter(f"{PREFIX}stage_seconds_total", "Wall time of the export loop by stage: "
+                                     "source_wait (no page from processd ready), map (mapping pages in this "
+                                     "process), sink_wait (every batch slot in flight: ClickHouse or the workers "
+                                     "are behind)", ["stage"], registry=r)
+        self.batches_in_flight = Gauge(f"{PREFIX}batches_in_flight", "Batches being written (at most "
+                                       "max(1, map_workers))", registry=r)
+        self.read_ahead_pages = Gauge(f"{PREFIX}read_ahead_pages", "Pages read from processd waiting for the "
+                                      "batching (at most 8)", registry=r)
+        for stage in STAGES:
+            self.stage_seconds.labels(stage)
         for table in DATA_TABLES:
             self.rows.labels(table.name)
         for reason in FAILURE_REASONS:

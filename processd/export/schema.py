@@ -24,14 +24,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from common.pb.v1 import events_pb2, pool_pb2
+from common.pb.v1 import block_pb2, events_pb2, pool_pb2
 
 #: Bump when a table changes shape; stored in ``export_cursor.schema_version`` for the next exporter to check.
 #: 2: ``events.kind`` holds every kind of the proto (BLOCK, POOL_STATE, ...), tables ``blocks`` and ``pool_states``.
-SCHEMA_VERSION = 2
+#: 3: the transaction lifecycle's tables ``inclusions``, ``replacements``, ``drops`` and ``reorgs``.
+SCHEMA_VERSION = 3
 #: Older schema versions whose tables :meth:`processd.export.sink.ClickHouseSink.ensure_schema` upgrades in place
-#: (1: ``events.kind`` an Enum8 of the first four kinds only, no blocks / pool_states tables).
-UPGRADABLE_VERSIONS = frozenset({1})
+#: (1: ``events.kind`` an Enum8 of the first four kinds only, no blocks / pool_states tables; 2: no lifecycle
+#: tables). Missing tables are created; nothing else changes shape.
+UPGRADABLE_VERSIONS = frozenset({1, 2})
 
 
 def enum8(prefix: str, items: list[tuple[str, int]]) -> str:
@@ -49,6 +51,8 @@ def enum8(prefix: str, items: list[tuple[str, int]]) -> str:
 #: (an existing table is upgraded in place at start: the values of an older Enum8 are a subset of these).
 _EVENT_KIND = enum8("EVENT_KIND_", events_pb2.EventKind.items())
 _POOL_SOURCE = enum8("POOL_STATE_SOURCE_", pool_pb2.PoolStateSource.items())
+_TX_STATUS = enum8("TX_STATUS_", block_pb2.TxStatus.items())
+_DROP_REASON = enum8("DROP_REASON_", events_pb2.DropReason.items())
 _CATEGORY = "Enum8('UNSPECIFIED' = 0, 'SWAP' = 1, 'TRANSFER' = 2, 'APPROVAL' = 3, 'OTHER' = 4)"
 _OPP_KIND = ("Enum8('UNSPECIFIED' = 0, 'SANDWICH_CANDIDATE' = 1, 'BACKRUN_CANDIDATE' = 2, "
              "'ARB_CANDIDATE' = 3)")
@@ -174,8 +178,52 @@ POOL_STATES = Table("pool_states", (
     ("source", _POOL_SOURCE),  # how ingestd read them: GET_RESERVES or SYNC_LOG
 ), "POOL_STATE: a Uniswap V2-style pair's reserves as of a block", partition="toYYYYMM(received)")
 
+# The transaction lifecycle (issue 16): what happened to a pending transaction, one row per lifecycle event. The
+# head's first_seen is the transaction's (its partition and time buckets are those of its transactions row).
+INCLUSIONS = Table("inclusions", (
+    *_HEAD,
+    ("source_id", "String"),  # the source that announced the block
+    ("block_number", "UInt64"),
+    ("block_hash", _HASH),
+    ("tx_index", "UInt32"),  # position in the block
+    ("status", _TX_STATUS),  # receipt status: OK, REVERTED, UNSPECIFIED (no receipt)
+    ("inclusion_latency_ms", "UInt64"),  # block timestamp - first seen (clamped at 0)
+    ("tx_seq", "UInt64"),  # seq of the transaction's TX_SEEN
+    ("block_seq", "UInt64"),  # seq of the BLOCK that included it
+    ("reincluded", "UInt8"),  # 1: included again in a new branch after a reorg un-included it
+), "TX_INCLUDED: a tracked pending transaction included in a block")
+REPLACEMENTS = Table("replacements", (
+    *_HEAD,
+    ("source_id", "String"),
+    ("by_hash", _HASH),  # the replacing transaction
+    ("fee_bump_bps", "Int64"),  # the replacement's bid over this one's, basis points (0: a bid unknown)
+    ("cancel", "UInt8"),  # 1: a 0-value self-transfer without calldata
+    ("tx_seq", "UInt64"),
+    ("by_block", "UInt8"),  # 1: the replacement was seen included in a block
+), "TX_REPLACED: a tracked pending transaction replaced by another of its sender and nonce")
+DROPS = Table("drops", (
+    *_HEAD,
+    ("reason", _DROP_REASON),  # EXPIRED, EVICTED, NONCE_PASSED
+    ("tx_seq", "UInt64"),
+    ("source_id", "String"),  # EVICTED: the source whose node no longer knew it
+), "TX_DROPPED: a tracked pending transaction that left the pool without being included")
+REORGS = Table("reorgs", (
+    ("chain_id", "UInt64"),
+    ("seq", "UInt64"),
+    ("received", "DateTime"),  # when processd stored the block that caused it (the event has no first sighting)
+    ("received_ns", "UInt64"),
+    ("source_id", "String"),
+    ("number", "UInt64"),  # the new block's height
+    ("new_hash", _HASH),
+    ("depth", "UInt32"),  # stored blocks of the chain it orphans
+    ("orphaned_hashes", f"Array({_HASH})"),  # lowest height first
+    ("unincluded", "UInt32"),  # transactions pending again
+    ("too_deep", "UInt8"),  # 1: deeper than processd's lifecycle_max_reorg_depth
+), "REORG: a block at a height processd had seen with another hash", partition="toYYYYMM(received)")
+
 #: The data tables, in insert order (``events`` last: a reader that sees an event row finds its details).
-DATA_TABLES: tuple[Table, ...] = (TRANSACTIONS, FEATURES, OPPORTUNITIES, TX_SOURCES, BLOCKS, POOL_STATES, EVENTS)
+DATA_TABLES: tuple[Table, ...] = (TRANSACTIONS, FEATURES, OPPORTUNITIES, TX_SOURCES, BLOCKS, POOL_STATES,
+                                  INCLUSIONS, REPLACEMENTS, DROPS, REORGS, EVENTS)
 
 #: The resume cursor: one row per batch (ReplacingMergeTree keeps the highest next_seq per name at merge time;
 #: readers take max(next_seq)). Always a plain table on the server the exporter talks to, never sharded.

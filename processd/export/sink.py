@@ -175,14 +175,23 @@ class ClickHouseSink:
         return point
 
     def write(self, columns: Mapping[str, Sequence[Sequence[Any]]], next_seq: int) -> None:
-        """Inserts one batch (one columnar INSERT per table that has rows), then moves the cursor to ``next_seq``."""
+        """Inserts one batch (:meth:`insert`), then moves the cursor to ``next_seq`` (:meth:`move_cursor`)."""
+        self.insert(columns)
+        self.move_cursor(next_seq)
+
+    def insert(self, columns: Mapping[str, Sequence[Sequence[Any]]]) -> None:
+        """One columnar INSERT per table that has rows (the cursor is the caller's: :meth:`move_cursor` once this
+        batch and every batch before it are in)."""
         db = self.config.database
         for table in DATA_TABLES:
             table_columns = columns.get(table.name)
             if table_columns and table_columns[0]:
                 self.execute(insert_sql(db, table), table_columns, columnar=True)
-        self.execute(f"INSERT INTO `{db}`.`{CURSOR_TABLE}` (name, next_seq, schema_version, written) VALUES",
-                     [(self.config.name, next_seq, SCHEMA_VERSION, int(time.time()))])
+
+    def move_cursor(self, next_seq: int) -> None:
+        """Records that every event below ``next_seq`` is in every table (one row into ``export_cursor``)."""
+        self.execute(f"INSERT INTO `{self.config.database}`.`{CURSOR_TABLE}` (name, next_seq, schema_version, "
+                     "written) VALUES", [(self.config.name, next_seq, SCHEMA_VERSION, int(time.time()))])
 
 
 def upgrade_enums(execute: Callable[..., Any], database: str, cluster: str, server: str) -> list[str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import grpc
 
@@ -27,13 +26,14 @@ class Page:
 
     events: Sequence[events_pb2.Event]
     head_seq: int
-    #: A ScanEvents page as processd sent it, when read raw (for the mapping workers: processd.export.workers).
+    #: A ScanEvents page as processd sent it, when read raw (for the batch workers: processd.export.workers).
     raw: bytes | None = None
-    #: Its columns, being mapped in a worker (set by the exporter's reader).
-    columns: Any = None
+    #: Whether the events reach the head processd reported (a live message, or the last page of a catch-up): the
+    #: exporter's flush interval applies only then, so catch-up batches fill to batch_rows (fewer, larger INSERTs).
+    at_head: bool = True
 
 
-#: ScanEvents returning the response's bytes (parsed here, and again by a mapping worker).
+#: ScanEvents returning the response's bytes (parsed here, and again by a batch worker).
 RawScan = Callable[..., Awaitable[bytes]]
 
 
@@ -66,8 +66,8 @@ async def tail(stub: query_pb2_grpc.QueryStub, from_seq: int, page_events: int,
                 raw = await scan(request, timeout=60) if scan is not None else None
                 resp = (query_pb2.ScanEventsResponse.FromString(raw) if raw is not None
                         else await stub.ScanEvents(request, timeout=60))
-                yield Page(resp.events, resp.last_seq_id, raw)
                 next_seq = max(next_seq, resp.next_seq_id)
+                yield Page(resp.events, resp.last_seq_id, raw, at_head=next_seq > resp.last_seq_id)
                 if next_seq > resp.last_seq_id:
                     break
             log.debug("caught up at seq %d: subscribing", next_seq - 1)

@@ -1,42 +1,64 @@
-"""Mapping ScanEvents pages in worker processes (``map_workers`` > 0), beside the exporter's own process.
+"""Catch-up batches parsed, mapped and inserted by worker processes (``map_workers`` > 0), beside the exporter's
+own process.
 
-Profiled (docs/export.md#benchmark), mapping events to columns is about two thirds of the exporter's CPU, nearly
-all of it reading protobuf fields one Python object at a time, and it holds the GIL that the driver's INSERT
-encoding needs too. A page's serialized bytes go to a worker, which parses and maps it and sends back the
-columns (pickled: about a quarter of the mapping's cost); the exporter's process keeps the gRPC reads, the
-INSERTs and the cursor, so the exactly-once logic is unchanged. Only catch-up pages (ScanEvents) go to the
-workers: live SubscribeEvents messages are small and mapped in-process.
+Profiled (docs/export.md#benchmark), nearly all of the exporter's CPU is two per-row Python loops under one GIL:
+mapping events to columns (reading protobuf fields one Python object at a time) and the driver's encoding of
+those columns for the INSERT. A worker does both for a whole batch: the exporter hands it the batch's ScanEvents
+pages as processd sent them (bytes: pickling them is a copy), the worker parses, maps and inserts them (one
+columnar INSERT per table, on its own ClickHouse connection) and sends back a :class:`BatchSummary` (row counts,
+the events' received times). So N workers map and insert N batches at once, and the exporter's process keeps only
+the gRPC reads, the batching and the cursor. Only catch-up pages (ScanEvents) go to the workers: live
+SubscribeEvents messages are small and written in-process.
 
-Bounded: a page is submitted when the reader queues it, so at most the read-ahead's pages are in the workers.
-A worker that dies breaks the pool: :class:`MapperUnavailable` ends the session (retried like the others) and
-the next session starts a new pool. Workers die with the exporter (``PR_SET_PDEATHSIG``), a SIGKILL included.
+Exactly once is unchanged (:mod:`processd.export.sink`): a worker never moves the cursor; the exporter moves it
+past a batch once that batch and every batch before it are in (:class:`processd.export.exporter.Exporter`), so
+rows past the cursor are at most the batches in flight, which a resume finds and skips as before.
+
+Bounded: at most ``map_workers`` batches are in the workers. A worker that dies breaks the pool:
+:class:`MapperUnavailable` ends the session (retried like the others) and the next session starts a new pool.
+Workers die with the exporter (``PR_SET_PDEATHSIG``), a SIGKILL included.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import ctypes
 import gc
 import multiprocessing
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import TypeVar
 
 from common.pb.v1 import query_pb2
+from processd.export.config import ExportConfig
 from processd.export.errors import MapperUnavailable
-from processd.export.mapper import Columns, columns_of
+from processd.export.mapper import BatchSummary, columns_of, summary_of
+from processd.export.sink import ClickHouseSink
 
 _PR_SET_PDEATHSIG = 1
 _T = TypeVar("_T")
+#: The worker process's ClickHouse connection (one per worker, opened at its first batch, reopened after a failure
+#: by the sink itself).
+_sink: ClickHouseSink | None = None
 
 
-def map_page(raw: bytes) -> dict[str, Columns]:
-    """The columns of one serialized ScanEventsResponse (runs in a worker)."""
-    return columns_of(query_pb2.ScanEventsResponse.FromString(raw).events)
+def write_pages(config: ExportConfig, pages: Sequence[bytes]) -> BatchSummary:
+    """Parses, maps and inserts one batch of serialized ScanEventsResponses (runs in a worker): one INSERT per
+    table, never the cursor. A ClickHouse failure raises :class:`SinkUnavailable` back to the exporter."""
+    global _sink
+    if _sink is None or _sink.config != config:
+        _sink = ClickHouseSink(config)
+    parse = query_pb2.ScanEventsResponse.FromString
+    events = [ev for raw in pages for ev in parse(raw).events]
+    columns = columns_of(events)
+    summary = summary_of(columns)  # before the INSERT: the driver rewrites the lists
+    _sink.insert(columns)
+    return summary
 
 
 def _ready() -> int:
@@ -56,7 +78,7 @@ def _init_worker(parent: int) -> None:
 
 
 class MapperPool:
-    """``workers`` spawned processes mapping pages; started on first use, again after a failure."""
+    """``workers`` spawned processes writing batches; started on first use, again after a failure."""
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
@@ -70,30 +92,37 @@ class MapperPool:
         return self._pool
 
     async def start(self) -> None:
-        """Starts every worker (a spawn imports the mapper: done before the first page, not during it)."""
-        await self._wait(asyncio.gather(*(self._run(_ready) for _ in range(self.workers))))
+        """Starts every worker (a spawn imports the mapper: done before the first batch, not during it)."""
+        await asyncio.gather(*(self.result(self._submit(_ready)) for _ in range(self.workers)))
 
-    def submit(self, raw: bytes) -> asyncio.Future[dict[str, Columns]]:
-        """Maps one serialized page in a worker; await the result with :meth:`result`."""
-        return self._run(map_page, raw)
+    def submit(self, config: ExportConfig, pages: Sequence[bytes]) -> concurrent.futures.Future[BatchSummary]:
+        """Writes one batch of serialized pages in a worker (:func:`write_pages`); await it with :meth:`result`.
+        The future is the pool's own: :meth:`wait_idle` can wait for a batch a cancelled caller left running."""
+        return self._submit(write_pages, config, list(pages))
 
-    def _run(self, fn: Callable[..., _T], *args: object) -> asyncio.Future[_T]:
+    def _submit(self, fn: Callable[..., _T], *args: object) -> concurrent.futures.Future[_T]:
         try:
-            return asyncio.get_running_loop().run_in_executor(self._executor(), fn, *args)
+            return self._executor().submit(fn, *args)
         except BrokenProcessPool as exc:  # a worker died since the last call: the pool takes no more work
             self.close()
             raise MapperUnavailable(f"a mapping worker died: {exc}") from exc
 
-    async def result(self, fut: asyncio.Future[dict[str, Columns]]) -> dict[str, Columns]:
-        """The columns of a submitted page; a dead worker raises :class:`MapperUnavailable`."""
-        return await self._wait(fut)
-
-    async def _wait(self, fut: Awaitable[_T]) -> _T:
+    async def result(self, fut: concurrent.futures.Future[_T]) -> _T:
+        """The result of a submitted call; a dead worker raises :class:`MapperUnavailable`, a failure inside the
+        worker (ClickHouse away: :class:`SinkUnavailable`) is raised as it was raised there."""
         try:
-            return await fut
+            return await asyncio.wrap_future(fut)
         except BrokenProcessPool as exc:
             self.close()
             raise MapperUnavailable(f"a mapping worker died: {exc}") from exc
+
+    @staticmethod
+    async def wait_idle(futures: Sequence[concurrent.futures.Future[BatchSummary]]) -> None:
+        """Returns once none of ``futures`` is running in a worker any more (those not started are cancelled): a
+        session never resumes while a batch of the previous one may still be inserting."""
+        running = [f for f in futures if not f.cancel() and not f.done()]
+        if running:
+            await asyncio.to_thread(concurrent.futures.wait, running)
 
     def pids(self) -> list[int]:
         """The workers' process ids (for CPU accounting)."""
@@ -101,7 +130,7 @@ class MapperPool:
         return [p.pid for p in processes.values() if p.pid is not None]
 
     def close(self) -> None:
-        """Stops the workers (pages still mapping are dropped: a new session rereads them). Idempotent."""
+        """Stops the workers (batches not started are dropped: a new session rereads them). Idempotent."""
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)

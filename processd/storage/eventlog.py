@@ -262,8 +262,14 @@ class EventLog:
     def scan_page(self, from_seq: int, limit: int, **filters: Any) -> tuple[list[events_pb2.Event], int, bool, int]:
         """:meth:`scan` in its own read transaction (see :meth:`read`), plus the last committed seq that
         transaction saw: ``(events, next_seq, more, last_seq)``."""
-        def page(txn: lmdb.Transaction) -> tuple[list[events_pb2.Event], int, bool, int]:
-            return (*self.scan(txn, from_seq, limit, **filters), self.txn_last_seq(txn))
+        return self.scan_page_as(decode_event, from_seq, limit, **filters)
+
+    def scan_page_as(self, build: Callable[[Any, int], _T], from_seq: int, limit: int,
+                     **filters: Any) -> tuple[list[_T], int, bool, int]:
+        """:meth:`scan_page` with each event given as ``build(value, seq)`` of its stored value instead of a
+        decoded Event (ScanEvents frames the stored bytes as they are: no decode and re-encode per event)."""
+        def page(txn: lmdb.Transaction) -> tuple[list[_T], int, bool, int]:
+            return (*self.scan_as(build, txn, from_seq, limit, **filters), self.txn_last_seq(txn))
 
         return self.read(page)
 
@@ -412,8 +418,14 @@ class EventLog:
             out.append(event)
         return out
 
-    def scan(
+    def scan(self, txn: lmdb.Transaction, from_seq: int, limit: int,
+             **filters: Any) -> tuple[list[events_pb2.Event], int, bool]:
+        """:meth:`scan_as` with decoded events."""
+        return self.scan_as(decode_event, txn, from_seq, limit, **filters)
+
+    def scan_as(
         self,
+        build: Callable[[Any, int], _T],
         txn: lmdb.Transaction,
         from_seq: int,
         limit: int,
@@ -424,8 +436,9 @@ class EventLog:
         descending: bool = False,
         max_bytes: int = 0,
         keep: Callable[[lmdb.Transaction, int], bool] | None = None,
-    ) -> tuple[list[events_pb2.Event], int, bool]:
-        """Events from ``from_seq`` (inclusive) in seq order, filtered by chain and kinds.
+    ) -> tuple[list[_T], int, bool]:
+        """Events from ``from_seq`` (inclusive) in seq order, filtered by chain and kinds, each as ``build(value,
+        seq)`` of its stored value (the buffer is valid only during the call: ``build`` copies what it keeps).
 
         Cost O(log N + examined): one positioned cursor and ``examined`` steps (each a point read when a chain
         filter walks the ``chain_seq`` index). Returns the events and the seq to continue from (one past the
@@ -438,7 +451,7 @@ class EventLog:
         ``keep`` (an ``EventFilter``'s, for ListTransactions) leaves out, as examined, the events it refuses.
         """
         stats = stats if stats is not None else ScanStats()
-        out: list[events_pb2.Event] = []
+        out: list[_T] = []
         if chain_id:
             walker = self._walk_chain(txn, chain_id, from_seq, descending, stats)
         else:
@@ -461,7 +474,7 @@ class EventLog:
                         more = stats.truncated = True
                         break
                     page_bytes += size
-                    out.append(decode_event(value, seq))
+                    out.append(build(value, seq))
             examined += 1
             next_seq = seq if descending else seq + 1
             if len(out) >= limit or examined >= max_examined:

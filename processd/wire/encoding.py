@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from common.pb.v1 import block_pb2, events_pb2, pool_pb2, tx_pb2
+from common.pb.v1 import block_pb2, events_pb2, pool_pb2, query_pb2, tx_pb2
 from processd.wire.tags import tag, varint_slow
 
 _E = events_pb2.Event
@@ -326,3 +326,17 @@ def life_value(kind: int, chain_id: int, tx_hash: bytes, first_seen_ns: int, rec
                              first_seen_unix_ns=first_seen_ns, received_unix_ns=received_ns, source_id=source_id)
     getattr(event, _LIFE_BODY[kind]).CopyFrom(body)
     return bytes((kind,)) + event.SerializeToString(deterministic=True)
+
+
+_SR = query_pb2.ScanEventsResponse
+_TAG_SCAN_NEXT = tag(_SR, "next_seq_id")
+_TAG_SCAN_LAST = tag(_SR, "last_seq_id")
+_SCAN_TRUNCATED = tag(_SR, "truncated") + b"\x01"
+
+
+def scan_response(events: list[bytes], next_seq: int, last_seq: int, truncated: bool) -> bytes:
+    """A serialized ``ScanEventsResponse`` of framed ``events`` (each a whole ``events`` entry: tag, length,
+    Event) and its three scalars, each left out at its default as protobuf does; it parses as the message the
+    library would build (``tests/processd/test_scan_framing.py``)."""
+    return b"".join((*events, _TAG_SCAN_NEXT + varint(next_seq) if next_seq else b"",
+                     _TAG_SCAN_LAST + varint(last_seq) if last_seq else b"", _SCAN_TRUNCATED if truncated else b""))

@@ -14,9 +14,13 @@ One run, one machine, one ClickHouse server (Debian's 18.16, started here on fre
 3. **export**: the exporter (in this process, so its CPU is this process's CPU: ``time.process_time``) exports
    the same log from processd into another empty database, ``--exit-at-head``, default batch size. Its work on
    top of the floor: ScanEvents pages over gRPC, protobuf parsing, the mapping, batching, the cursor.
-   processd's CPU while it serves the export (its ScanEvents pages) is measured too: it runs on the same cores.
-   Then the same with ``--map-workers`` (2) mapping worker processes (MEMPULSE_EXPORT_MAP_WORKERS): their CPU
-   counts as the exporter's, their start-up (once per exporter process) is timed apart.
+   processd's CPU while it serves the export (its ScanEvents pages) is measured too: it runs on the same cores,
+   and so is ClickHouse's (per row, for the floor and the exporter alike: its INSERT work and the background
+   merges of the parts the INSERTs made), and where the export loop's wall time went (waiting for processd,
+   mapping, waiting for ClickHouse: ``mempulse_export_stage_seconds_total``).
+   Then the same with ``--map-workers`` (2) batch worker processes (MEMPULSE_EXPORT_MAP_WORKERS: each parses, maps
+   and inserts whole catch-up batches): their CPU counts as the exporter's, their start-up (once per exporter
+   process) is timed apart.
    The exporter's own stages (parsing the pages, the columnar mapping, the row-by-row reference mapping) are
    timed alone on the same pages beforehand.
    2. and 3. alternate ``--repeat`` times (3), each into an empty database; the medians are reported, and the
@@ -49,7 +53,8 @@ from common.testing.synth import synthetic_envelopes
 from processd.export.__main__ import tune_gc
 from processd.export.config import ExportConfig
 from processd.export.exporter import Exporter
-from processd.export.mapper import Columns, Row, columns_of, empty_columns, extend_columns, rows_of
+from processd.export.mapper import BatchSummary, Columns, Row, columns_of, empty_columns, extend_columns, rows_of
+from processd.export.metrics import STAGES
 from processd.export.schema import DATA_TABLES, insert_sql
 from processd.export.sink import ClickHouseSink
 from scripts.bench.harness import REPO_ROOT, percentile, ratio, tree_cpu_seconds, write_artifact
@@ -130,7 +135,8 @@ def _log_rows(pages: list[bytes]) -> tuple[dict[str, list[Row]], dict[str, Colum
     return rows, columns, sum(len(events) for events in parsed), stages
 
 
-def _floor(cfg: ExportConfig, rows: dict[str, list[Row]], columns: dict[str, Columns] | None) -> dict[str, Any]:
+def _floor(cfg: ExportConfig, rows: dict[str, list[Row]], columns: dict[str, Columns] | None,
+           ch_pid: int | None) -> dict[str, Any]:
     """The plain bulk insert: ``rows`` one row tuple at a time, or (``columns`` given) the same values as columns."""
     sink = ClickHouseSink(cfg)
     sink.ensure_schema()
@@ -138,16 +144,24 @@ def _floor(cfg: ExportConfig, rows: dict[str, list[Row]], columns: dict[str, Col
     n = sum(len(r) for r in rows.values())
     # fresh lists per run: the driver replaces NULLs and enum names in the lists it is given
     data: dict[str, Any] = {t: [list(c) for c in cols] for t, cols in columns.items()} if columns else rows
+    ch0 = tree_cpu_seconds(ch_pid) if ch_pid else None
     cpu0, t0 = time.process_time(), time.perf_counter()
     for table in DATA_TABLES:
         client.execute(insert_sql(cfg.database, table), data[table.name], columnar=columns is not None)
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     sink.close()
     return {"rows": n, "seconds": round(wall, 3), "rows_per_s": round(n / wall),
-            "cpu_us_per_row": round(cpu / n * 1e6, 2)}
+            "cpu_us_per_row": round(cpu / n * 1e6, 2), "clickhouse_cpu_us_per_row": _per_row(ch_pid, ch0, n)}
 
 
-async def _export(cfg: ExportConfig, rows_total: int, processd_pid: int | None) -> dict[str, Any]:
+def _per_row(pid: int | None, before: float | None, rows: int) -> float | None:
+    """CPU us per row of process ``pid`` (and its children) since ``before`` (ClickHouse: its INSERT work and the
+    background merges that ran meanwhile, which its parts start)."""
+    after = tree_cpu_seconds(pid) if pid else None
+    return round((after - before) / rows * 1e6, 2) if after is not None and before is not None else None
+
+
+async def _export(cfg: ExportConfig, rows_total: int, processd_pid: int | None, ch_pid: int | None) -> dict[str, Any]:
     ClickHouseSink(cfg).ensure_schema()  # created before the clock, as for the floor (the resume is timed)
     exporter = Exporter(replace(cfg, exit_at_head=True, create_schema=False))
     # Mapping workers start once per exporter process (spawned: each imports the exporter's modules anew); a
@@ -158,6 +172,7 @@ async def _export(cfg: ExportConfig, rows_total: int, processd_pid: int | None) 
     start_s = time.perf_counter() - start_s
     startup_cpu = _workers_cpu(exporter)
     served0 = tree_cpu_seconds(processd_pid) if processd_pid else None
+    ch0 = tree_cpu_seconds(ch_pid) if ch_pid else None
     cpu0, t0 = time.process_time(), time.perf_counter()
     async with exporter:
         await exporter.wait_closed()
@@ -170,7 +185,11 @@ async def _export(cfg: ExportConfig, rows_total: int, processd_pid: int | None) 
             "cpu_us_per_row": round(cpu / written * 1e6, 2), "map_workers": cfg.map_workers,
             "workers_cpu_us_per_row": round(workers_cpu / written * 1e6, 2),
             "workers_startup": {"seconds": round(start_s, 3), "cpu_s": round(startup_cpu, 3)},
-            "processd_cpu_s": round(served1 - served0, 3) if served0 is not None and served1 is not None else None}
+            "processd_cpu_s": round(served1 - served0, 3) if served0 is not None and served1 is not None else None,
+            "clickhouse_cpu_us_per_row": _per_row(ch_pid, ch0, int(written)),
+            # where the export loop's wall time went (mempulse_export_stage_seconds_total)
+            "stage_wall_s": {stage: round(exporter.metrics.stage_seconds.labels(stage)._value.get(), 3)
+                             for stage in STAGES}}
 
 
 def _workers_cpu(exporter: Exporter) -> float:
@@ -180,8 +199,8 @@ def _workers_cpu(exporter: Exporter) -> float:
 async def _lag(cfg: ExportConfig, addr: str, rate: float, seconds: float, start_index: int) -> dict[str, Any]:
     lags_ms: list[float] = []
 
-    def on_batch(columns: dict[str, Columns], done_ns: int) -> None:
-        lags_ms.extend((done_ns - received) / 1e6 for received in columns["events"][5])
+    def on_batch(summary: BatchSummary, done_ns: int) -> None:
+        lags_ms.extend((done_ns - received) / 1e6 for received in summary.received_ns)
 
     tick_s = 0.1
     per_tick = max(1, round(rate * tick_s))
@@ -222,11 +241,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             base = replace(ExportConfig(), processd=addr, clickhouse_host=ch.host, clickhouse_port=ch.port)
             floors, row_floors, exports, worker_exports = [], [], [], []
             for i in range(args.repeat):  # alternating, each into an empty database: the machine's load varies
-                row_floors.append(_floor(replace(base, database=f"rowfloor{i}"), rows, None))
-                floors.append(_floor(replace(base, database=f"floor{i}"), rows, columns))
-                exports.append(await _export(replace(base, database=f"export{i}"), total, proc.pid))
+                row_floors.append(_floor(replace(base, database=f"rowfloor{i}"), rows, None, ch.pid))
+                floors.append(_floor(replace(base, database=f"floor{i}"), rows, columns, ch.pid))
+                exports.append(await _export(replace(base, database=f"export{i}"), total, proc.pid, ch.pid))
                 worker_exports.append(await _export(replace(base, database=f"workers{i}", map_workers=args.map_workers),
-                                                    total, proc.pid))
+                                                    total, proc.pid, ch.pid))
             lag = await _lag(replace(base, database="export0"), addr, args.rate, args.live_s, args.tx)
             version = ch.query("SELECT version()")[0][0]
         finally:
@@ -278,7 +297,7 @@ def main() -> None:
     p.add_argument("--live-s", type=float, default=30.0, help="seconds of live traffic (default 30)")
     p.add_argument("--repeat", type=int, default=3, help="floor/exporter pairs, alternating (median reported)")
     p.add_argument("--short", action="store_true", help="5000 transactions, 10 s of live traffic, one pair")
-    p.add_argument("--map-workers", type=int, default=2, help="mapping workers of the second exporter run (default 2)")
+    p.add_argument("--map-workers", type=int, default=2, help="batch workers of the second exporter run (default 2)")
     p.add_argument("--out-name", default="export")
     args = p.parse_args()
     if args.short:
@@ -290,7 +309,7 @@ def main() -> None:
     w = results["exporter_map_workers"]
     print(f"floor {f['rows_per_s']} rows/s ({f['cpu_us_per_row']} us/row), exporter {e['rows_per_s']} rows/s "
           f"({e['cpu_us_per_row']} us/row): {results['throughput_vs_floor']} of the floor, "
-          f"{results['throughput_vs_row_floor']} of the row insert; with {args.map_workers} mapping workers "
+          f"{results['throughput_vs_row_floor']} of the row insert; with {args.map_workers} batch workers "
           f"{w['rows_per_s']} rows/s ({w['cpu_us_per_row']} us/row): {results['map_workers']['vs_floor']} of the "
           f"floor; lag at {lag['rate_tx_s']} tx/s p50 {lag['p50_ms']} ms p99 {lag['p99_ms']} ms")
 

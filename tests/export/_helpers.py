@@ -17,7 +17,8 @@ from processd.export.mapper import KIND_NAMES
 from processd.export.schema import DATA_TABLES, EVENTS
 
 #: Event kind -> the table holding its details (a kind not listed has none: only its events row).
-KIND_TABLE = {1: "transactions", 2: "features", 3: "opportunities", 4: "tx_sources", 8: "blocks", 10: "pool_states"}
+KIND_TABLE = {1: "transactions", 2: "features", 3: "opportunities", 4: "tx_sources", 5: "inclusions",
+              6: "replacements", 7: "drops", 8: "blocks", 9: "reorgs", 10: "pool_states"}
 CHAINS = (1, 137, 56)
 
 
@@ -128,11 +129,26 @@ def pool_batch(batch_seq: int, pairs: int = 5, session_id: str = "pools") -> ing
     return ingest_pb2.TxBatch(session_id=session_id, batch_seq=batch_seq, pools=pools)
 
 
+def first_blocks(envs: Sequence[tx_pb2.TxEnvelope], batch_seq: int = 1) -> ingest_pb2.TxBatch:
+    """One block per chain of ``envs`` (number 1, one transaction never seen, its timestamp the first sighting of
+    the earliest of ``envs``): processd tracks the lifecycle of a chain's transactions from its first block, so
+    the transactions stored after it get TX_INCLUDED (and TX_DROPPED) events."""
+    start = min(e.first_seen_unix_ns for e in envs) // 10**9
+    return ingest_pb2.TxBatch(session_id="first-blocks", batch_seq=batch_seq, blocks=[
+        block_pb2.BlockEnvelope(chain_id=chain, number=1, hash=b"\x0f" * 24 + chain.to_bytes(8, "big"),
+                                parent_hash=b"\x0e" * 32, timestamp=start, base_fee=_u(10**9), source_id="node",
+                                seen_unix_ns=start * 10**9, tx_count=1,
+                                txs=[block_pb2.IncludedTx(hash=b"\x0d" * 24 + chain.to_bytes(8, "big"), index=0,
+                                                          sender=b"\x06" * 20, status=block_pb2.TX_STATUS_OK)])
+        for chain in sorted({e.chain_id for e in envs})])
+
+
 async def fill_query_log(addr: str) -> None:
     """The log the documented queries run on (tests/export/test_queries_doc.py, and on a newer ClickHouse engine
-    tests/export/test_newer_server_sql.py): 1,500 transactions, sightings from two more sources, blocks including
-    every other transaction, and pool states."""
+    tests/export/test_newer_server_sql.py): a first block per chain, 1,500 transactions, sightings from two more
+    sources, blocks including every other transaction (their TX_INCLUDED events), and pool states."""
     envs = envelopes(1500, seed=3)
+    await push_batches(addr, [first_blocks(envs)])
     await push_envelopes(addr, envs)
     await push_batches(addr, [sighting_batch(envs[::3], 1), sighting_batch(envs[1::5], 2, "third")])
     await push_batches(addr, [block_batch(envs[::2], 1), pool_batch(1)])

@@ -7,10 +7,11 @@ import asyncio
 import os
 import signal
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
-from common.pb.v1 import events_pb2, pool_pb2
+from common.pb.v1 import block_pb2, events_pb2, pool_pb2
 from common.testing.clickhouse import ClickHouseServer
 from common.testing.ingest_push import push_batches, push_envelopes
 from processd.api.server import ProcessdServer
@@ -19,6 +20,8 @@ from processd.export.errors import ExportError, SchemaMismatch
 from processd.export.exporter import Exporter
 from processd.export.schema import CURSOR_TABLE
 from tests.export._helpers import block_batch, check_export, envelopes, log_events, pool_batch, sighting_batch
+from tests.processd._helpers import make_config
+from tests.processd.test_lifecycle import _scenario as lifecycle_scenario
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +40,7 @@ async def _fill(processd: ProcessdServer, count: int, start: int = 0) -> int:
 @pytest.mark.parametrize("map_workers", [0, 2])
 async def test_export_equals_the_log_then_tails_it(clickhouse: ClickHouseServer, processd: ProcessdServer,
                                                    export_config: ExportConfig, map_workers: int) -> None:
-    """In-process mapping and mapping workers (processd.export.workers) alike."""
+    """In-process and with batch workers (processd.export.workers) alike."""
     addr = f"127.0.0.1:{processd.port}"
     export_config = replace(export_config, map_workers=map_workers)
     last = await _fill(processd, 900)
@@ -160,7 +163,7 @@ async def test_a_foreign_table_fails_the_export_and_its_waiters(
 
 async def test_a_killed_mapping_worker_ends_the_session_and_the_next_one_finishes_exactly_once(
         clickhouse: ClickHouseServer, processd: ProcessdServer, export_config: ExportConfig) -> None:
-    """SIGKILL of a mapping worker: counted as a mapper failure, new workers, the export still equals the log."""
+    """SIGKILL of a batch worker: counted as a mapper failure, new workers, the export still equals the log."""
     addr = f"127.0.0.1:{processd.port}"
     last = await _fill(processd, 900)
     cfg = replace(export_config, exit_at_head=True, map_workers=1)
@@ -177,3 +180,50 @@ async def test_a_killed_mapping_worker_ends_the_session_and_the_next_one_finishe
         assert exporter.metrics.failures.labels("mapper")._value.get() >= 1
         assert pid not in exporter.mappers.pids()
     check_export(clickhouse.query, cfg.database, await asyncio.to_thread(log_events, addr))
+
+
+async def test_lifecycle_tables_hold_every_lifecycle_event(clickhouse: ClickHouseServer, tmp_path: Path,
+                                                          export_config: ExportConfig) -> None:
+    """The lifecycle scenario of tests/processd/test_lifecycle.py (included, replaced by a speed-up and by a block,
+    dropped evicted / nonce passed / expired, a reorg and the re-inclusion after it) through a real processd: every
+    lifecycle event is a row of its table, value by value."""
+    server = ProcessdServer(make_config(tmp_path / "life", analysis_workers=0, lifecycle_ttl_ms=3_600_000))
+    await server.start()
+    try:
+        addr = f"127.0.0.1:{server.port}"
+        await lifecycle_scenario(addr)
+        events = await asyncio.to_thread(log_events, addr)
+        cfg = replace(export_config, processd=addr, exit_at_head=True)
+        async with Exporter(cfg) as exporter:
+            await asyncio.wait_for(exporter.wait_closed(), 60)
+    finally:
+        await server.stop(grace_s=0.5)
+    check_export(clickhouse.query, cfg.database, events)
+    db = cfg.database
+    by_kind: dict[int, list[events_pb2.Event]] = {}
+    for e in events:
+        by_kind.setdefault(e.kind, []).append(e)
+    assert {5, 6, 7, 9} <= set(by_kind), sorted(by_kind)
+    got = clickhouse.query(f"SELECT seq, lower(hex(tx_hash)), block_number, lower(hex(block_hash)), tx_index, "
+                           f"toString(status), inclusion_latency_ms, tx_seq, block_seq, reincluded, source_id "
+                           f"FROM {db}.inclusions ORDER BY seq")
+    assert [tuple(r) for r in got] == [
+        (e.seq_id, e.tx_hash.hex(), b.block_number, b.block_hash.hex(), b.index,
+         block_pb2.TxStatus.Name(b.status).removeprefix("TX_STATUS_"), b.inclusion_latency_ms, b.tx_seq_id,
+         b.block_seq_id, int(b.reincluded), e.source_id) for e in by_kind[5] for b in [e.tx_included]]
+    assert any(r[9] for r in got)  # the re-inclusion after the reorg
+    got = clickhouse.query(f"SELECT seq, lower(hex(by_hash)), fee_bump_bps, cancel, tx_seq, by_block "
+                           f"FROM {db}.replacements ORDER BY seq")
+    assert [tuple(r) for r in got] == [(e.seq_id, b.by_hash.hex(), b.fee_bump_bps, int(b.cancel), b.tx_seq_id,
+                                        int(b.by_block)) for e in by_kind[6] for b in [e.tx_replaced]]
+    got = clickhouse.query(f"SELECT seq, toString(reason), tx_seq, source_id FROM {db}.drops ORDER BY seq")
+    assert [tuple(r) for r in got] == [
+        (e.seq_id, events_pb2.DropReason.Name(b.reason).removeprefix("DROP_REASON_"), b.tx_seq_id, b.source_id)
+        for e in by_kind[7] for b in [e.tx_dropped]]
+    assert {r[1] for r in got} == {"EVICTED", "NONCE_PASSED", "EXPIRED"}
+    got = clickhouse.query(f"SELECT seq, number, lower(hex(new_hash)), depth, "
+                           f"arrayMap(h -> lower(hex(h)), orphaned_hashes), unincluded, too_deep, "
+                           f"toUnixTimestamp(received) FROM {db}.reorgs ORDER BY seq")
+    assert [tuple(r) for r in got] == [
+        (e.seq_id, r.number, r.new_hash.hex(), r.depth, [h.hex() for h in r.orphaned_hashes], r.unincluded,
+         int(r.too_deep), e.received_unix_ns // 10**9) for e in by_kind[9] for r in [e.reorg]]

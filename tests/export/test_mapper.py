@@ -32,9 +32,13 @@ def _events() -> list[events_pb2.Event]:
             features.amount_in = MAX_U256.to_bytes(32, "big")
             features.token_in = env.sender
             features.path.extend([env.sender, env.to])
+            features.fee_tiers.extend([500, i])
+            features.recipient = env.sender
             features.deadline = i
         elif i % 2 == 0:
-            features.deadline = 0  # set, 0: not NULL (the mapper asks HasField only of the zeros)
+            features.deadline = 0  # set, 0: not NULL
+        else:
+            features.decode_error = "short calldata"
         if i % 4 == 0:
             features.amount_out_min = b""  # set, 0
         out.append(events_pb2.Event(seq_id=seq, chain_id=env.chain_id, kind=events_pb2.EVENT_KIND_TX_DECODED,
@@ -66,6 +70,30 @@ def _events() -> list[events_pb2.Event]:
                                    block_number=n, block_hash=bytes([n]) * 32, source=n % 3)
         out.append(events_pb2.Event(seq_id=seq, chain_id=1, kind=events_pb2.EVENT_KIND_POOL_STATE,
                                     received_unix_ns=10**18 + n, pool_state=events_pb2.PoolStateSeen(state=state)))
+    for n in range(3):  # the transaction lifecycle: each kind with its flags set and unset
+        head = {"chain_id": 137, "tx_hash": bytes([n + 1]) * 32, "first_seen_unix_ns": 10**18 + n,
+                "received_unix_ns": 10**18 + 10**9 * n, "source_id": f"node{n}"}
+        seq += 1
+        out.append(events_pb2.Event(seq_id=seq, kind=events_pb2.EVENT_KIND_TX_INCLUDED, **head,
+                                    tx_included=events_pb2.TxIncluded(
+                                        block_number=n, block_hash=bytes([n]) * 32, index=n, status=n,
+                                        inclusion_latency_ms=1000 * n, tx_seq_id=n + 1, block_seq_id=n + 2,
+                                        reincluded=n == 2)))
+        seq += 1
+        out.append(events_pb2.Event(seq_id=seq, kind=events_pb2.EVENT_KIND_TX_REPLACED, **head,
+                                    tx_replaced=events_pb2.TxReplaced(by_hash=bytes([9, n]) * 16,
+                                                                      fee_bump_bps=-50 + 1000 * n, cancel=n == 1,
+                                                                      tx_seq_id=n + 1, by_block=n == 2)))
+        seq += 1
+        out.append(events_pb2.Event(seq_id=seq, kind=events_pb2.EVENT_KIND_TX_DROPPED, **head,
+                                    tx_dropped=events_pb2.TxDropped(reason=n + 1, tx_seq_id=n + 1,
+                                                                    source_id="node" if n == 1 else "")))
+        seq += 1
+        out.append(events_pb2.Event(seq_id=seq, chain_id=137, kind=events_pb2.EVENT_KIND_REORG,
+                                    received_unix_ns=10**18 + n, source_id="node",
+                                    reorg=events_pb2.Reorg(depth=n, new_hash=bytes([7, n]) * 16, number=50 + n,
+                                                           orphaned_hashes=[bytes([8, i]) * 16 for i in range(n)],
+                                                           unincluded=n, too_deep=n == 2)))
     out.append(events_pb2.Event(seq_id=seq + 1, chain_id=1, kind=99))  # a newer kind: an events row only
     return out
 
@@ -98,6 +126,13 @@ def test_values_keep_unknown_apart_from_zero_and_stay_exact() -> None:
     assert [r[12] for r in pools] == ["UNSPECIFIED", "GET_RESERVES", "SYNC_LOG", "UNSPECIFIED"]
     assert [r[8] for r in rows_of(events)["transactions"]].count(None) == 1
     assert u256(b"") == "0" and u256(MAX_U256.to_bytes(32, "big")) == str(MAX_U256)
+    rows = rows_of(events)
+    assert [(r[10], r[14]) for r in rows["inclusions"]] == [("UNSPECIFIED", 0), ("OK", 0), ("REVERTED", 1)]
+    assert [(r[7], r[8], r[9], r[11]) for r in rows["replacements"]] == [
+        (bytes([9, 0]) * 16, -50, 0, 0), (bytes([9, 1]) * 16, 950, 1, 0), (bytes([9, 2]) * 16, 1950, 0, 1)]
+    assert [(r[6], r[8]) for r in rows["drops"]] == [("EXPIRED", ""), ("EVICTED", "node"), ("NONCE_PASSED", "")]
+    assert [(r[2], r[7], len(r[8]), r[10]) for r in rows["reorgs"]] == [(10**9, 0, 0, 0), (10**9, 1, 1, 0),
+                                                                        (10**9, 2, 2, 1)]
 
 
 def test_events_kind_has_every_kind_of_the_proto_and_enum8_refuses_what_does_not_fit() -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from common.pb.v1 import events_pb2
+from common.pb.v1 import block_pb2, events_pb2
 from common.testing.clickhouse import ClickHouseServer
 from processd.api.server import ProcessdServer
 from processd.export.config import ExportConfig
@@ -203,6 +203,18 @@ def inclusion_latency_by_chain(events: Sequence[events_pb2.Event]) -> Rows:
     return sorted((c, len(v), _qexact(v, 0.5), _qexact(v, 0.9)) for c, v in latency.items())
 
 
+def inclusion_latency_by_chain_hour(events: Sequence[events_pb2.Event]) -> Rows:
+    per: dict[tuple[int, int], list[int]] = defaultdict(list)
+    reverted: Counter[tuple[int, int]] = Counter()
+    for e in _by_kind(events, events_pb2.EVENT_KIND_TX_INCLUDED):
+        b = e.tx_included
+        if not b.reincluded:
+            key = (e.chain_id, _hour(e.first_seen_unix_ns))
+            per[key].append(b.inclusion_latency_ms)
+            reverted[key] += b.status == block_pb2.TX_STATUS_REVERTED
+    return sorted((c, h, len(v), _qexact(v, 0.5), _qexact(v, 0.9), reverted[(c, h)]) for (c, h), v in per.items())
+
+
 def completeness_by_chain(events: Sequence[events_pb2.Event]) -> Rows:
     per: dict[int, list[events_pb2.Event]] = defaultdict(list)
     for e in events:
@@ -217,8 +229,8 @@ def export_position(events: Sequence[events_pb2.Event]) -> Rows:
 ORACLES: dict[str, Callable[[Sequence[events_pb2.Event]], Rows]] = {f.__name__: f for f in (
     transactions_by_chain_hour, decode_coverage_by_selector, top_opportunity_senders, sandwich_volume_by_router,
     opportunities_by_kind_protocol, value_by_chain_hour, gas_price_by_chain_hour, source_delay, top_token_pairs,
-    protocol_category_mix, blocks_by_chain_hour, inclusion_latency_by_chain, completeness_by_chain,
-    export_position)}
+    protocol_category_mix, blocks_by_chain_hour, inclusion_latency_by_chain, inclusion_latency_by_chain_hour,
+    completeness_by_chain, export_position)}
 
 
 def _plain(value: Any) -> Any:
@@ -237,10 +249,10 @@ def _close(got: Any, want: Any) -> bool:
     return bool(got == want)
 
 
-def test_the_doc_has_twelve_user_queries_and_an_oracle_for_each() -> None:
+def test_the_doc_has_thirteen_user_queries_and_an_oracle_for_each() -> None:
     queries = doc_queries()
     assert set(queries) == set(ORACLES), (set(queries) ^ set(ORACLES))
-    assert len(queries) - 2 == 12  # twelve for users, two for operators
+    assert len(queries) - 2 == 13  # thirteen for users, two for operators
 
 
 def _names() -> Iterator[str]:

@@ -8,8 +8,9 @@ while the exporter runs (the exporter waits it out and resumes by itself). At th
 rows, none twice even before merges, and the same with FINAL.
 
 Short mode (default pytest run): 3 rounds. Long mode (scripts/reliability): 20, or
-``MEMPULSE_RELIABILITY_EXPORT_KILLS``. Run twice: mapping in-process, and with a mapping worker process
-(``--map-workers 1``), whose workers must die with each killed exporter (no orphan left mapping).
+``MEMPULSE_RELIABILITY_EXPORT_KILLS``. Run twice: in-process, and with two batch worker processes
+(``--map-workers 2``: two batches in flight, so a kill can leave rows of both past the cursor), whose workers must
+die with each killed exporter (no orphan left inserting).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def _gone(pids: list[int]) -> bool:
 
 
 @pytest.mark.timeout(1800)
-@pytest.mark.parametrize("map_workers", [0, 1])
+@pytest.mark.parametrize("map_workers", [0, 2])
 def test_export_kill9_loop_is_exactly_once(tmp_path: Path, map_workers: int) -> None:
     require_clickhouse()
     workers = ("--map-workers", str(map_workers))

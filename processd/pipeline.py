@@ -526,6 +526,7 @@ class IngestPipeline:
         life = self.writer.life
         if life is not None:
             m.lifecycle_tracked.set(life.tracker.tracked)
+            m.lifecycle_replaced_held.set(life.tracker.held)
             overflow = life.tracker.counts["overflow"]
             if overflow > self._overflow_seen:
                 m.lifecycle_overflow.inc(overflow - self._overflow_seen)

@@ -14,7 +14,13 @@ Rules (docs/architecture.md, "The transaction lifecycle"):
   bound it is counted as ``overflow`` and left untracked).
 * **replaced**: a new pending transaction of the same (sender, nonce) replaces the tracked one (TX_REPLACED with
   the fee bump in bps and whether it is a cancel); so does a block including another hash of that pair
-  (``by_block``: a replacement processd only saw mined).
+  (``by_block``: a replacement processd only saw mined). A transaction replaced by a pending one keeps its
+  (sender, nonce) slot (``ChainLife.replaced``, counted in ``max_pending``) until a block settles that nonce: a
+  node can accept a speed-up or cancel while it is mining the original, and then mines the original
+  (docs/reliability.md bug 19). A block listing a held replaced transaction includes it (TX_INCLUDED after its
+  TX_REPLACED: its last event is the node's truth), the pending replacement is replaced ``by_block`` by it, and
+  any other held replaced hash of the slot whose replacement was not the mined one is replaced ``by_block`` by the
+  mined one; a block mining the nonce or a higher one of the sender, or expiry, forgets the slot.
 * **included**: a block lists the hash (TX_INCLUDED: block, index, receipt status, latency = block timestamp minus
   first seen); also a transaction stored after a held block listed it (ingestd fetched the block first): it is
   included in that block as it is stored.
@@ -58,7 +64,7 @@ NONCE_PASSED = events_pb2.DROP_REASON_NONCE_PASSED
 LifeEvent = tuple[int, int, bytes, int, "IncludedBody | ReplacedBody | DroppedBody | events_pb2.Reorg"]
 #: Outcome labels of mempulse_processd_lifecycle_total (the first four are also agg counters).
 OUTCOMES = ("included", "replaced", "dropped_expired", "dropped_evicted", "dropped_nonce_passed", "overflow",
-            "late_pending", "reincluded")
+            "late_pending", "reincluded", "replaced_mined")
 
 
 @dataclass(slots=True)
@@ -111,6 +117,10 @@ class ChainLife:
     def __init__(self) -> None:
         self.pending: dict[bytes, Pending] = {}
         self.by_sender: dict[bytes, dict[int, bytes]] = {}
+        #: Replaced transactions whose (sender, nonce) no block settled yet: hash -> (the transaction, the hash that
+        #: replaced it); and sender -> nonce -> those hashes (a block listing one of them includes it: bug 19).
+        self.replaced: dict[bytes, tuple[Pending, bytes]] = {}
+        self.replaced_at: dict[bytes, dict[int, list[bytes]]] = {}
         #: (first seen ns, seq, hash) of every tracked transaction; entries of settled ones are skipped when met.
         self.expiry: list[tuple[int, int, bytes]] = []
         self.blocks: dict[int, HeldBlock] = {}
@@ -127,12 +137,16 @@ class ChainLife:
 
     def floor(self, fallback: int) -> int:
         """The lowest seq the chain's state depends on (``fallback`` when it holds nothing)."""
-        order, pending = self.order, self.pending
-        if len(order) > 4 * len(pending) + 4096:  # settled entries behind a long-pending one: compact (bounded)
-            order = self.order = deque(sorted((p.seq, h) for h, p in pending.items()))
+        order, pending, replaced = self.order, self.pending, self.replaced
+        if len(order) > 4 * (len(pending) + len(replaced)) + 4096:  # settled entries behind a long-held one: compact
+            order = self.order = deque(sorted([(p.seq, h) for h, p in pending.items()]
+                                              + [(r[0].seq, h) for h, r in replaced.items()]))
         while order:
             seq, tx_hash = order[0]
             p = pending.get(tx_hash)
+            if p is None:
+                held = replaced.get(tx_hash)
+                p = held[0] if held is not None else None
             if p is not None and p.seq == seq:
                 break
             order.popleft()
@@ -159,6 +173,8 @@ class LifecycleTracker:
         self.max_reorg_depth = max_reorg_depth
         self.chains: dict[int, ChainLife] = {}
         self.tracked = 0
+        #: Replaced transactions held until a block settles their nonce (``ChainLife.replaced``, all chains).
+        self.held = 0
         #: Outcome counts since start (OUTCOMES; the metrics read and the writer's agg deltas come from events).
         self.counts: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
 
@@ -194,6 +210,9 @@ class LifecycleTracker:
             body = ReplacedBody(tx.tx_hash, fee_bump_bps(old.fee, tx.fee), tx.cancel, old.seq)
             out.append((KIND_REPLACED, chain_id, old.tx_hash, old.first_seen_ns, body))
             self.counts["replaced"] += 1
+            self._track(life, tx)
+            self._hold_replaced(life, old, tx.tx_hash)  # after the replacement: it has the first claim on room
+            return out
         self._track(life, tx)
         return out
 
@@ -268,37 +287,62 @@ class LifecycleTracker:
 
     def _include(self, life: ChainLife, block: block_pb2.BlockEnvelope, held: HeldBlock,
                  outcome: BlockOutcome) -> None:
-        """Settles the block's tracked transactions as included, and other hashes of their (sender, nonce) as
-        replaced by them."""
+        """Settles the block's tracked transactions as included, other hashes of their (sender, nonce) as replaced
+        by them, and includes a listed transaction held as replaced (bug 19: the node mined the original)."""
         chain_id, ts_ms = block.chain_id, block.timestamp * 1000
         latencies: list[int] = []
+        pending, replaced, events, counts = life.pending, life.replaced, outcome.events, self.counts
         for tx in block.txs:
-            if tx.hash in life.pending:
-                p = self._settle(life, tx.hash)
+            tx_hash = tx.hash
+            in_pending = tx_hash in pending
+            if in_pending or tx_hash in replaced:
+                if in_pending:
+                    p = self._settle(life, tx_hash)
+                else:
+                    p = self._forget_replaced(life, tx_hash)
+                    counts["replaced_mined"] += 1
                 latency = max(0, ts_ms - p.first_seen_ns // 1_000_000)
                 latencies.append(latency)
                 held.included.append(p)
                 reincluded = p.repended
                 if reincluded:
-                    self.counts["reincluded"] += 1
+                    counts["reincluded"] += 1
                 body = IncludedBody(block.number, block.hash, tx.index, tx.status, latency, p.seq, held.seq,
                                     reincluded)
-                outcome.events.append((KIND_INCLUDED, chain_id, p.tx_hash, p.first_seen_ns, body))
-                self.counts["included"] += 1
-                continue
-            nonces = life.by_sender.get(tx.sender)
+                events.append((KIND_INCLUDED, chain_id, p.tx_hash, p.first_seen_ns, body))
+                counts["included"] += 1
+            nonces = life.by_sender.get(tx.sender) if not in_pending else None
             other = nonces.get(tx.nonce) if nonces else None
             if other is not None:
                 old = self._settle(life, other)
-                body_r = ReplacedBody(tx.hash, 0, False, old.seq, by_block=True)
-                outcome.events.append((KIND_REPLACED, chain_id, old.tx_hash, old.first_seen_ns, body_r))
-                self.counts["replaced"] += 1
+                body_r = ReplacedBody(tx_hash, 0, False, old.seq, by_block=True)
+                events.append((KIND_REPLACED, chain_id, old.tx_hash, old.first_seen_ns, body_r))
+                counts["replaced"] += 1
+            if life.replaced_at:
+                self._settle_slot(life, chain_id, tx.sender, tx.nonce, tx_hash, events)
         if not life.pending:
             life.repended_floor = 0
         if latencies:
             latencies.sort()
             outcome.latency_p50_ms = latencies[(len(latencies) - 1) // 2]
             outcome.included_tracked = len(latencies)
+
+    def _settle_slot(self, life: ChainLife, chain_id: int, sender: bytes, nonce: int, mined: bytes,
+                     events: list[LifeEvent]) -> None:
+        """A block mined ``mined`` at (``sender``, ``nonce``): the replaced transactions held for that slot are
+        forgotten, and one whose replacement was not the mined transaction is replaced ``by_block`` by it (what the
+        node says of it)."""
+        nonces = life.replaced_at.get(sender)
+        hashes = nonces.get(nonce) if nonces else None
+        if not hashes:
+            return
+        for tx_hash in list(hashes):
+            by_hash = life.replaced[tx_hash][1]
+            old = self._forget_replaced(life, tx_hash)
+            if by_hash != mined:
+                body = ReplacedBody(mined, 0, False, old.seq, by_block=True)
+                events.append((KIND_REPLACED, chain_id, tx_hash, old.first_seen_ns, body))
+                self.counts["replaced"] += 1
 
     def _nonces_passed(self, life: ChainLife, block: block_pb2.BlockEnvelope, outcome: BlockOutcome) -> None:
         """Drops the tracked transactions whose nonce is below one the block mined for their sender."""
@@ -307,6 +351,11 @@ class LifecycleTracker:
             if tx.nonce >= mined.get(tx.sender, -1):
                 mined[tx.sender] = tx.nonce
         for sender, top in mined.items():
+            held = life.replaced_at.get(sender)
+            if held:  # replaced transactions of a passed nonce: their slot is settled (by a hash never seen)
+                for nonce in [n for n in held if n < top]:
+                    for tx_hash in list(held[nonce]):
+                        self._forget_replaced(life, tx_hash)
             nonces = life.by_sender.get(sender)
             if not nonces:
                 continue
@@ -325,13 +374,17 @@ class LifecycleTracker:
             _, seq, tx_hash = heapq.heappop(heap)
             p = life.pending.get(tx_hash)
             if p is None or p.seq != seq:
+                held = life.replaced.get(tx_hash)
+                if held is not None and held[0].seq == seq:  # a replaced one expires silently (it is settled)
+                    self._forget_replaced(life, tx_hash)
                 continue
             self._settle(life, tx_hash)
             body = DroppedBody(EXPIRED, seq)
             outcome.events.append((KIND_DROPPED, chain_id, tx_hash, p.first_seen_ns, body))
             self.counts["dropped_expired"] += 1
-        if len(heap) > 2 * len(life.pending) + 1024:  # settled entries pile up: rebuild (amortized O(1))
+        if len(heap) > 2 * (len(life.pending) + len(life.replaced)) + 1024:  # settled ones pile up: rebuild
             life.expiry = [(p.first_seen_ns, p.seq, h) for h, p in life.pending.items()]
+            life.expiry += [(r[0].first_seen_ns, r[0].seq, h) for h, r in life.replaced.items()]
             heapq.heapify(life.expiry)
 
     # ---- state -------------------------------------------------------------------------------------------
@@ -345,7 +398,7 @@ class LifecycleTracker:
                 del life.listed[tx_hash]
 
     def _track(self, life: ChainLife, tx: Pending) -> bool:
-        if self.tracked >= self.max_pending:
+        if self.tracked + self.held >= self.max_pending:
             self.counts["overflow"] += 1
             return False
         life.pending[tx.tx_hash] = tx
@@ -364,6 +417,28 @@ class LifecycleTracker:
             if not nonces:
                 del life.by_sender[p.sender]
         self.tracked -= 1
+        return p
+
+    def _hold_replaced(self, life: ChainLife, old: Pending, by_hash: bytes) -> None:
+        """Keeps a transaction just replaced by a pending one until a block settles its (sender, nonce) (bug 19);
+        past ``max_pending`` it is not kept (counted as ``overflow``)."""
+        if self.tracked + self.held >= self.max_pending:
+            self.counts["overflow"] += 1
+            return
+        life.replaced[old.tx_hash] = (old, by_hash)
+        life.replaced_at.setdefault(old.sender, {}).setdefault(old.nonce, []).append(old.tx_hash)
+        self.held += 1
+
+    def _forget_replaced(self, life: ChainLife, tx_hash: bytes) -> Pending:
+        p = life.replaced.pop(tx_hash)[0]
+        nonces = life.replaced_at[p.sender]
+        hashes = nonces[p.nonce]
+        hashes.remove(tx_hash)
+        if not hashes:
+            del nonces[p.nonce]
+            if not nonces:
+                del life.replaced_at[p.sender]
+        self.held -= 1
         return p
 
     def floors(self, chain_ids: Iterable[int], fallback: int) -> dict[int, int]:

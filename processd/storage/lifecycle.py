@@ -44,10 +44,12 @@ order; ``tests/processd/test_lifecycle_tracker.py`` checks it as a property).
 
 from __future__ import annotations
 
+import functools
 import heapq
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Final, NamedTuple
 
 from common.pb.v1 import block_pb2, events_pb2
 from processd.wire.encoding import DroppedBody, IncludedBody, ReplacedBody
@@ -67,9 +69,9 @@ OUTCOMES = ("included", "replaced", "dropped_expired", "dropped_evicted", "dropp
             "late_pending", "reincluded", "replaced_mined")
 
 
-@dataclass(slots=True)
-class Pending:
-    """One tracked pending transaction."""
+class Pending(NamedTuple):
+    """One tracked pending transaction: a plain tuple (the writer builds one per stored transaction, so it costs a
+    tuple, not an object; the tracker reads it by the ``_SEQ``... indexes below)."""
 
     seq: int  # its TX_SEEN seq
     tx_hash: bytes
@@ -79,6 +81,21 @@ class Pending:
     first_seen_ns: int
     cancel: bool  # a transfer of 0 to itself without calldata
     repended: bool = False  # put back by a reorg (its next inclusion is a re-inclusion)
+
+
+#: Positions of :class:`Pending`'s fields (the hot loops index tuples: no attribute lookup).
+_SEQ: Final = 0
+_HASH: Final = 1
+_SENDER: Final = 2
+_NONCE: Final = 3
+_SEEN: Final = 5
+_REPENDED: Final = 7
+#: A transaction a block lists, as the tracker reads it: (hash, sender, nonce, index, receipt status).
+BlockRow = tuple[bytes, bytes, int, int, int]
+#: C-level constructors of the event bodies (a NamedTuple's own ``__new__`` is a Python call per event).
+_included_body = functools.partial(tuple.__new__, IncludedBody)
+_replaced_body = functools.partial(tuple.__new__, ReplacedBody)
+_dropped_body = functools.partial(tuple.__new__, DroppedBody)
 
 
 @dataclass(slots=True)
@@ -99,7 +116,7 @@ class HeldBlock:
 
     def seal(self) -> None:
         """Records :attr:`floor` (the included list does not change after the block is applied)."""
-        self.floor = min([self.seq, *(p.seq for p in self.included)])
+        self.floor = min([self.seq, *(p[_SEQ] for p in self.included)])
 
 
 @dataclass(slots=True)
@@ -139,15 +156,15 @@ class ChainLife:
         """The lowest seq the chain's state depends on (``fallback`` when it holds nothing)."""
         order, pending, replaced = self.order, self.pending, self.replaced
         if len(order) > 4 * (len(pending) + len(replaced)) + 4096:  # settled entries behind a long-held one: compact
-            order = self.order = deque(sorted([(p.seq, h) for h, p in pending.items()]
-                                              + [(r[0].seq, h) for h, r in replaced.items()]))
+            order = self.order = deque(sorted([(p[_SEQ], h) for h, p in pending.items()]
+                                              + [(r[0][_SEQ], h) for h, r in replaced.items()]))
         while order:
             seq, tx_hash = order[0]
             p = pending.get(tx_hash)
             if p is None:
                 held = replaced.get(tx_hash)
                 p = held[0] if held is not None else None
-            if p is not None and p.seq == seq:
+            if p is not None and p[_SEQ] == seq:
                 break
             order.popleft()
         marks = [order[0][0]] if order else []
@@ -216,6 +233,36 @@ class LifecycleTracker:
         self._track(life, tx)
         return out
 
+    def pending_many(self, chain_id: int, txs: Iterable[Pending]) -> list[LifeEvent]:
+        """:meth:`pending` of each of ``txs`` in order (a batch's stored transactions), with the usual case (a new
+        (sender, nonce), room under the bound, no held block listing it) in one loop of dict operations; any other
+        goes through :meth:`pending`."""
+        life = self.chains.get(chain_id)
+        if life is None:
+            return []
+        out: list[LifeEvent] = []
+        pending, by_sender, listed, included = life.pending, life.by_sender, life.listed, life.included_hashes
+        expiry, order_append, push = life.expiry, life.order.append, heapq.heappush
+        for tx in txs:
+            tx_hash = tx[_HASH]
+            if tx_hash in listed or tx_hash in included or self.tracked + self.held >= self.max_pending:
+                out += self.pending(chain_id, tx)
+                continue
+            sender, nonce = tx[_SENDER], tx[_NONCE]
+            nonces = by_sender.get(sender)
+            if nonces is None:
+                by_sender[sender] = {nonce: tx_hash}
+            elif nonce in nonces:  # a replacement
+                out += self.pending(chain_id, tx)
+                continue
+            else:
+                nonces[nonce] = tx_hash
+            pending[tx_hash] = tx
+            push(expiry, (tx[_SEEN], tx[_SEQ], tx_hash))
+            order_append((tx[_SEQ], tx_hash))
+            self.tracked += 1
+        return out
+
     def _late_include(self, life: ChainLife, chain_id: int, tx: Pending, held: HeldBlock) -> list[LifeEvent]:
         """A pending transaction stored after a held block listed it: included in that block (its (sender, nonce)
         was settled by the block already), and put back like the block's other inclusions if a reorg orphans it."""
@@ -249,13 +296,16 @@ class LifecycleTracker:
             if held is None or held.block_hash != block.hash:
                 outcome.events.append(self._reorg(life, block, held is None))
         held_block = HeldBlock(block.number, block.hash, seq, timestamp=block.timestamp)
-        held_block.txs = {tx.hash: (tx.index, tx.status) for tx in block.txs}
-        self._include(life, block, held_block, outcome)
-        self._nonces_passed(life, block, outcome)
+        # Each field of each listed transaction read once (every upb read allocates): (hash, sender, nonce, index,
+        # receipt status).
+        rows: list[BlockRow] = [(tx.hash, tx.sender, tx.nonce, tx.index, tx.status) for tx in block.txs]
+        held_block.txs = {row[0]: (row[3], row[4]) for row in rows}
+        self._include(life, chain_id, rows, held_block, outcome)
+        self._nonces_passed(life, chain_id, rows, outcome)
         self._expire(life, chain_id, block.timestamp * 1_000_000_000, outcome)
         held_block.seal()
         life.blocks[block.number] = held_block
-        life.included_hashes.update(p.tx_hash for p in held_block.included)
+        life.included_hashes.update([p[_HASH] for p in held_block.included])
         life.listed.update(dict.fromkeys(held_block.txs, held_block))
         life.head = max(life.head, block.number)
         for number in [n for n in life.blocks if n <= life.head - self.max_reorg_depth]:
@@ -275,7 +325,7 @@ class LifecycleTracker:
             for tx in held.included:
                 if tx.tx_hash in life.pending:
                     continue
-                tx.repended = True
+                tx = tx._replace(repended=True)
                 if self._track(life, tx):
                     back += 1
                     life.repended_floor = min(life.repended_floor or tx.seq, tx.seq)
@@ -285,42 +335,52 @@ class LifecycleTracker:
                                 orphaned_hashes=[b.block_hash for b in orphaned], unincluded=back, too_deep=too_deep)
         return (KIND_REORG, block.chain_id, b"", 0, body)
 
-    def _include(self, life: ChainLife, block: block_pb2.BlockEnvelope, held: HeldBlock,
-                 outcome: BlockOutcome) -> None:
+    def _include(self, life: ChainLife, chain_id: int, rows: list[BlockRow],
+                 held: HeldBlock, outcome: BlockOutcome) -> None:
         """Settles the block's tracked transactions as included, other hashes of their (sender, nonce) as replaced
-        by them, and includes a listed transaction held as replaced (bug 19: the node mined the original)."""
-        chain_id, ts_ms = block.chain_id, block.timestamp * 1000
+        by them, and includes a listed transaction held as replaced (bug 19: the node mined the original). One loop
+        over the block's rows, the settling of a tracked transaction written out (it runs for most of them)."""
+        ts_ms, number, block_hash, block_seq = held.timestamp * 1000, held.number, held.block_hash, held.seq
         latencies: list[int] = []
-        pending, replaced, events, counts = life.pending, life.replaced, outcome.events, self.counts
-        for tx in block.txs:
-            tx_hash = tx.hash
-            in_pending = tx_hash in pending
-            if in_pending or tx_hash in replaced:
-                if in_pending:
-                    p = self._settle(life, tx_hash)
-                else:
-                    p = self._forget_replaced(life, tx_hash)
-                    counts["replaced_mined"] += 1
-                latency = max(0, ts_ms - p.first_seen_ns // 1_000_000)
+        pending, by_sender, replaced, events, counts = life.pending, life.by_sender, life.replaced, outcome.events, \
+            self.counts
+        included = held.included
+        for tx_hash, sender, nonce, index, status in rows:
+            p = pending.pop(tx_hash, None)
+            in_pending = p is not None
+            if p is not None:  # (LifecycleTracker._settle, inline)
+                nonces = by_sender.get(p[_SENDER])
+                if nonces is not None and nonces.get(p[_NONCE]) == tx_hash:
+                    del nonces[p[_NONCE]]
+                    if not nonces:
+                        del by_sender[p[_SENDER]]
+                self.tracked -= 1
+            elif tx_hash in replaced:
+                p = self._forget_replaced(life, tx_hash)
+                counts["replaced_mined"] += 1
+            if p is not None:
+                latency = ts_ms - p[_SEEN] // 1_000_000
+                if latency < 0:
+                    latency = 0
                 latencies.append(latency)
-                held.included.append(p)
-                reincluded = p.repended
+                included.append(p)
+                reincluded = p[_REPENDED]
                 if reincluded:
                     counts["reincluded"] += 1
-                body = IncludedBody(block.number, block.hash, tx.index, tx.status, latency, p.seq, held.seq,
-                                    reincluded)
-                events.append((KIND_INCLUDED, chain_id, p.tx_hash, p.first_seen_ns, body))
-                counts["included"] += 1
-            nonces = life.by_sender.get(tx.sender) if not in_pending else None
-            other = nonces.get(tx.nonce) if nonces else None
-            if other is not None:
-                old = self._settle(life, other)
-                body_r = ReplacedBody(tx_hash, 0, False, old.seq, by_block=True)
-                events.append((KIND_REPLACED, chain_id, old.tx_hash, old.first_seen_ns, body_r))
-                counts["replaced"] += 1
+                events.append((KIND_INCLUDED, chain_id, tx_hash, p[_SEEN], _included_body(
+                    (number, block_hash, index, status, latency, p[_SEQ], block_seq, reincluded))))
+            if not in_pending:
+                nonces = by_sender.get(sender)
+                other = nonces.get(nonce) if nonces else None
+                if other is not None:
+                    old = self._settle(life, other)
+                    events.append((KIND_REPLACED, chain_id, other, old[_SEEN], _replaced_body(
+                        (tx_hash, 0, False, old[_SEQ], True))))
+                    counts["replaced"] += 1
             if life.replaced_at:
-                self._settle_slot(life, chain_id, tx.sender, tx.nonce, tx_hash, events)
-        if not life.pending:
+                self._settle_slot(life, chain_id, sender, nonce, tx_hash, events)
+        counts["included"] += len(latencies)
+        if not pending:
             life.repended_floor = 0
         if latencies:
             latencies.sort()
@@ -344,25 +404,27 @@ class LifecycleTracker:
                 events.append((KIND_REPLACED, chain_id, tx_hash, old.first_seen_ns, body))
                 self.counts["replaced"] += 1
 
-    def _nonces_passed(self, life: ChainLife, block: block_pb2.BlockEnvelope, outcome: BlockOutcome) -> None:
+    def _nonces_passed(self, life: ChainLife, chain_id: int, rows: list[BlockRow],
+                       outcome: BlockOutcome) -> None:
         """Drops the tracked transactions whose nonce is below one the block mined for their sender."""
+        by_sender, replaced_at = life.by_sender, life.replaced_at
         mined: dict[bytes, int] = {}
-        for tx in block.txs:
-            if tx.nonce >= mined.get(tx.sender, -1):
-                mined[tx.sender] = tx.nonce
+        for _, sender, nonce, _, _ in rows:
+            if (by_sender.get(sender) or replaced_at.get(sender)) and nonce >= mined.get(sender, -1):
+                mined[sender] = nonce
         for sender, top in mined.items():
-            held = life.replaced_at.get(sender)
+            held = replaced_at.get(sender)
             if held:  # replaced transactions of a passed nonce: their slot is settled (by a hash never seen)
                 for nonce in [n for n in held if n < top]:
                     for tx_hash in list(held[nonce]):
                         self._forget_replaced(life, tx_hash)
-            nonces = life.by_sender.get(sender)
+            nonces = by_sender.get(sender)
             if not nonces:
                 continue
             for nonce in sorted(n for n in nonces if n < top):
                 old = self._settle(life, nonces[nonce])
-                body = DroppedBody(NONCE_PASSED, old.seq)
-                outcome.events.append((KIND_DROPPED, block.chain_id, old.tx_hash, old.first_seen_ns, body))
+                body = _dropped_body((NONCE_PASSED, old[_SEQ], ""))
+                outcome.events.append((KIND_DROPPED, chain_id, old[_HASH], old[_SEEN], body))
                 self.counts["dropped_nonce_passed"] += 1
 
     def _expire(self, life: ChainLife, chain_id: int, now_ns: int, outcome: BlockOutcome) -> None:

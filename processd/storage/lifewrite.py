@@ -12,6 +12,7 @@ from that seq on: with the default TTL of one hour, about an hour of the log.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -63,6 +64,27 @@ def pending_of_envelope(tx: tx_pb2.TxEnvelope, seq: int) -> Pending:
                    tx.first_seen_unix_ns, cancel)
 
 
+#: A :class:`Pending` from its fields as one tuple (C-level: no Python call per stored transaction).
+_new_pending = functools.partial(tuple.__new__, Pending)
+
+
+def _stored_envelopes(valid: Sequence[tx_pb2.TxEnvelope | None], chains: list[int],
+                      keys: list[bytes]) -> list[tx_pb2.TxEnvelope | None]:
+    """The envelope of each stored transaction (``keys``, a subsequence of the valid envelopes in order), found by
+    walking the valid ones; None where none matches (then its TX_SEEN value is parsed)."""
+    out: list[tx_pb2.TxEnvelope | None] = []
+    walk = iter(valid)
+    for chain_id, key in zip(chains, keys, strict=True):
+        found = None
+        prefix = U64.pack(chain_id)
+        for env in walk:
+            if env is not None and env.chain_id == chain_id and prefix + env.hash[:TX_KEY_HASH_BYTES] == key:
+                found = env
+                break
+        out.append(found)
+    return out
+
+
 class LifeWriter:
     """The tracker and how a commit stores what it derives (module doc)."""
 
@@ -95,25 +117,38 @@ class LifeWriter:
         chains = self.tracker.chains
         if not chains or chains.keys().isdisjoint(columns.last_event):
             return seq
-        values, keys, reasons = columns.values, columns.tx_key, columns.reasons
-        walk = iter([e for e, r in zip(envelopes, reasons, strict=True) if not r]
-                    if len(envelopes) == len(reasons) else ())
-        for t, chain_id in enumerate(columns.chain):
-            key = keys[t]
-            found = None
-            for env in walk:
-                if env.chain_id == chain_id and U64.pack(chain_id) + env.hash[:TX_KEY_HASH_BYTES] == key:
-                    found = env
-                    break
+        keys, chain_col, seen_at = columns.tx_key, columns.chain, columns.seen_at
+        valid: list[tx_pb2.TxEnvelope | None] = [e for e, r in zip(envelopes, columns.reasons, strict=True) if not r] \
+            if len(envelopes) == len(columns.reasons) else []
+        if len(valid) != len(keys):  # some were not stored (duplicates, a refused chain): match them by key
+            valid = _stored_envelopes(valid, chain_col, keys)
+        if len(columns.last_event) == 1:  # one chain: the usual batch
+            runs: list[tuple[int, Sequence[int]]] = [(chain_col[0], range(len(keys)))]
+        else:  # runs of consecutive transactions of one chain, in order (so the events keep the batch's order)
+            runs = []
+            for t, chain_id in enumerate(chain_col):
+                if runs and runs[-1][0] == chain_id:
+                    runs[-1][1].append(t)  # type: ignore[attr-defined]
+                else:
+                    runs.append((chain_id, [t]))
+        new = _new_pending
+        for chain_id, positions in runs:
             if chain_id not in chains:
                 continue
-            offset = columns.seen_at[t]
-            if found is not None:
-                tx = pending_of_envelope(found, first + offset)
-            else:
-                self.parsed += 1
-                tx = pending_of(values[offset], first + offset)[1]
-            seq = self.store(write, self.tracker.pending(chain_id, tx), seq, received_ns, "", result)
+            txs = []
+            for t in positions:
+                env = valid[t] if valid else None
+                if env is None:
+                    self.parsed += 1
+                    txs.append(pending_of(columns.values[seen_at[t]], first + seen_at[t])[1])
+                    continue
+                sender, to = env.sender, env.to
+                txs.append(new((first + seen_at[t], env.hash, sender, env.nonce,
+                                int.from_bytes(env.max_fee_per_gas or env.gas_price, "big"), env.first_seen_unix_ns,
+                                to == sender and not env.input and not env.value.strip(b"\x00"), False)))
+            events = self.tracker.pending_many(chain_id, txs)
+            if events:
+                seq = self.store(write, events, seq, received_ns, "", result)
         return seq
 
     def block(self, write: LogWrite, block: block_pb2.BlockEnvelope, block_seq: int,
@@ -137,15 +172,27 @@ class LifeWriter:
 
     def store(self, write: LogWrite, events: list[LifeEvent], seq: int, received_ns: int, source_id: str,
               result: CommitResult) -> int:
-        """Stores lifecycle events after ``seq``; returns the last seq used."""
-        for kind, chain_id, tx_hash, first_seen_ns, body in events:
-            seq += 1
-            value = write.add_life(seq, kind, chain_id, tx_hash, first_seen_ns, received_ns, source_id, body)
-            result.add_event(seq, chain_id, kind, value)
-            result.life_events.append((seq, chain_id, kind, value))
-            result.life_info.append((chain_id, kind, _detail(kind, body)))
-            self._touched.add(chain_id)
-        return seq
+        """Stores lifecycle events after ``seq`` (in one go: :meth:`LogWrite.add_life_events`); returns the last
+        seq used."""
+        if not events:
+            return seq
+        first = seq + 1
+        values = write.add_life_events(first, events, received_ns, source_id)
+        seqs = range(first, first + len(values))
+        chains = [e[1] for e in events]
+        kinds = [e[0] for e in events]
+        records = list(zip(seqs, chains, kinds, values, strict=True))
+        result.chains.update(chains)
+        result.source_events.extend(records)
+        if result.events is not None:
+            result.events.extend(records)
+        result.life_events.extend(records)
+        # (the figure of _detail, its two frequent kinds inline)
+        bodies: list[Any] = [e[4] for e in events]  # (_detail's two frequent kinds inline)
+        result.life_info.extend([(c, k, int(b[4]) if k == KIND_INCLUDED else int(b[0]) if k == KIND_DROPPED
+                                  else _detail(k, b)) for c, k, b in zip(chains, kinds, bodies, strict=True)])
+        self._touched.update(chains)
+        return seqs[-1]
 
     def finish(self, write: LogWrite, last_seq: int, result: CommitResult) -> None:
         """Writes the restart floor of every chain this commit changed (the commit's last seq + 1 when the
@@ -196,9 +243,9 @@ class LifeWriter:
 def _detail(kind: int, body: Any) -> int:
     """The figure of a lifecycle event its consumers need (``CommitResult.life_info``)."""
     if kind == KIND_INCLUDED:
-        return int(body.inclusion_latency_ms)
+        return int(body[4])  # IncludedBody.inclusion_latency_ms
     if kind == KIND_DROPPED:
-        return int(body.reason)
+        return int(body[0])  # DroppedBody.reason
     if kind == KIND_REORG:
         return int(body.depth) * 2 + int(body.too_deep)
     return 0

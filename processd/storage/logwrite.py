@@ -13,6 +13,8 @@ values come complete from preparation). Sightings are a Python loop each, paid o
 from __future__ import annotations
 
 import logging
+from collections import Counter
+from operator import itemgetter
 from typing import Any
 
 from common.pb.v1 import block_pb2, events_pb2, pool_pb2
@@ -48,6 +50,7 @@ from processd.storage.layout import (
     KIND_SOURCE,
     LIFE_KINDS,
     META_LAST_SEQ,
+    TX_KEY_HASH_BYTES,
     U64,
     agg_chain_key,
     agg_feature_key,
@@ -69,6 +72,7 @@ from processd.wire.encoding import (
     header_tail,
     life_value,
     life_value_from,
+    life_values,
     pool_state_value,
     source_seen_value,
 )
@@ -88,6 +92,8 @@ SIGHTING_OUTCOMES = ("stored", "repeat", "unknown_tx", "over_limit", "invalid")
 _LIFE_AGG = {KIND_INCLUDED: AGG_INCLUDED, KIND_REPLACED: AGG_REPLACED, KIND_DROPPED: AGG_DROPPED,
              KIND_REORG: AGG_REORGS}
 _KIND_BYTES = {kind: bytes((kind,)) for kind in _LIFE_AGG}
+#: A lifecycle event's kind and chain (``processd.storage.lifecycle.LifeEvent``), for C-level maps.
+_FIRST, _SECOND = itemgetter(0), itemgetter(1)
 
 
 class LogCounters:
@@ -144,6 +150,7 @@ class LogWrite:
             self.txn.abort()
             raise
         self._sources_cursor: Any = None
+        self._life_cursor: Any = None
         self.deltas: dict[bytes, int] = {}
         #: Counters set (not added to) by this transaction: the lifecycle's restart marks.
         self.sets: dict[bytes, int] = {}
@@ -347,6 +354,40 @@ class LogWrite:
             self._add(agg_chain_key(chain_id, AGG_REORGS_DEEP), 1)
         self.high_water[chain_id] = seq
         return value
+
+    def add_life_events(self, first_seq: int, events: list[Any], received_ns: int, source_id: str) -> list[bytes]:
+        """Stores lifecycle events at ``first_seq``, ``first_seq + 1``... (what :meth:`add_life` does for each, on
+        whole lists: values encoded by :func:`processd.wire.encoding.life_values`, one ``putmulti`` per database, the
+        ``agg`` counts once per (chain, kind)); returns their values."""
+        txn, eventlog = self.txn, self.log
+        values = life_values(events, received_ns, source_id)
+        n = len(values)
+        seqs = range(first_seq, first_seq + n)
+        seq_keys = list(map(U64.pack, seqs))
+        kinds = list(map(_FIRST, events))
+        kind_bytes = list(map(_KIND_BYTES.__getitem__, kinds))
+        chains = list(map(_SECOND, events))
+        self._events_cursor.putmulti(zip(seq_keys, values, strict=True), append=True)
+        self._chain_cursor.putmulti(zip(map(CHAIN_SEQ.pack, chains, seqs), kind_bytes, strict=True))
+        prefixes = {chain_id: U64.pack(chain_id) for chain_id in set(chains)}  # (eventlog.tx_key, inline)
+        life_keys = [(prefixes[e[1]] + e[2][:TX_KEY_HASH_BYTES] + seq_key, kind)
+                     for e, seq_key, kind in zip(events, seq_keys, kind_bytes, strict=True) if e[2]]
+        if life_keys:
+            life_keys.sort()  # (B-tree locality: a block's events touch keys all over the index)
+            cursor = self._life_cursor
+            if cursor is None:
+                cursor = self._life_cursor = txn.cursor(db=eventlog.life_db)
+            cursor.putmulti(life_keys)
+        deltas = self.deltas
+        for (chain_id, kind), count in Counter(zip(chains, kinds, strict=True)).items():
+            key = agg_chain_key(chain_id, _LIFE_AGG[kind])
+            deltas[key] = deltas.get(key, 0) + count
+        if KIND_REORG in kinds:
+            for e in events:
+                if e[0] == KIND_REORG and e[4].too_deep:
+                    self._add(agg_chain_key(e[1], AGG_REORGS_DEEP), 1)
+        self.high_water.update(zip(chains, seqs, strict=True))  # (the last seq of each chain wins)
+        return values
 
     def set_counter(self, key: bytes, value: int) -> None:
         """Sets an ``agg`` value (written by :meth:`put_counters`)."""

@@ -10,7 +10,7 @@ from common.pb.v1 import events_pb2
 from common.testing.synth import synthetic_envelopes, typed_envelopes
 from processd.storage.layout import decode_event
 from processd.storage.lifewrite import pending_of, pending_of_envelope
-from processd.wire.encoding import DroppedBody, IncludedBody, ReplacedBody, life_value
+from processd.wire.encoding import DroppedBody, IncludedBody, ReplacedBody, life_value, life_values
 
 _u64 = st.integers(0, 2**64 - 1)
 
@@ -55,6 +55,29 @@ def test_hand_encoded_replaced_and_dropped_values_match_protobuf(by_hash: bytes,
                             tx_dropped=events_pb2.TxDropped(reason=reason,  # type: ignore[arg-type]
                                                             tx_seq_id=drop_seq, source_id=source))
     assert decode_event(dropped, 0) == want and len(dropped) - 1 == want.ByteSize()
+
+
+_included = st.builds(IncludedBody, _u64, st.binary(max_size=32), st.integers(0, 2**32 - 1), st.integers(0, 2), _u64,
+                      _u64, _u64, st.booleans())
+_life_event = st.one_of(
+    st.tuples(st.just(events_pb2.EVENT_KIND_TX_INCLUDED), st.sampled_from([0, 1, 137, 2**63]),
+              st.one_of(st.binary(min_size=32, max_size=32), st.binary(max_size=33)), st.one_of(st.just(0), _u64),
+              _included),
+    st.tuples(st.just(events_pb2.EVENT_KIND_TX_REPLACED), st.sampled_from([1, 137]), st.binary(max_size=32), _u64,
+              st.builds(ReplacedBody, st.binary(max_size=32), st.integers(-(2**63), 2**63 - 1), st.booleans(), _u64,
+                        st.booleans())),
+    st.tuples(st.just(events_pb2.EVENT_KIND_TX_DROPPED), st.sampled_from([1, 137]), st.binary(max_size=32), _u64,
+              st.builds(DroppedBody, st.integers(0, 3), _u64, st.text(max_size=5))),
+    st.tuples(st.just(events_pb2.EVENT_KIND_REORG), st.sampled_from([1, 137]), st.just(b""), st.just(0),
+              st.builds(events_pb2.Reorg, depth=st.integers(0, 9), too_deep=st.booleans())))
+
+
+@given(st.lists(_life_event, max_size=12), st.integers(0, 2**63), st.text(max_size=8))
+def test_lifecycle_values_in_bulk_equal_one_by_one(events: list, received: int, source: str) -> None:
+    """The writer's bulk encoder (shared parts encoded once per commit, TX_INCLUDED written out) gives each event's
+    value byte for byte as life_value does (which the tests above hold to protobuf)."""
+    assert life_values(events, received, source) == [life_value(kind, chain_id, tx_hash, seen, received, source, body)
+                                                     for kind, chain_id, tx_hash, seen, body in events]
 
 
 def test_pending_from_the_envelope_equals_pending_from_its_stored_value() -> None:

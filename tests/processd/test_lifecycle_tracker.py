@@ -221,11 +221,10 @@ def _run(ops: list[tuple], tracker: LifecycleTracker) -> tuple[Reference, dict[b
         seq += 1
         if op[0] == "tx":
             tag += 1
-            tx = _p(seq, 0, op[1], op[2], op[3], now - op[4])
-            tx.tx_hash = tag.to_bytes(2, "big") * 16
-            ref.pending(Pending(**{f: getattr(tx, f) for f in tx.__dataclass_fields__}))
-            log.append((seq, "tx", Pending(**{f: getattr(tx, f) for f in tx.__dataclass_fields__})))
-            events = tracker.pending(CHAIN, tx)
+            tx = _p(seq, 0, op[1], op[2], op[3], now - op[4])._replace(tx_hash=tag.to_bytes(2, "big") * 16)
+            ref.pending(tx)
+            log.append((seq, "tx", tx))
+            events = tracker.pending_many(CHAIN, [tx])  # (the writer's path; the rebuild below takes pending())
             got[tx.tx_hash] = "pending"
         elif op[0] in ("block", "reorg"):
             # a reorg: a block at a height already held (1-3 below the next one), with another hash
@@ -277,7 +276,7 @@ def test_rerun_from_the_floor_rebuilds_the_same_state(ops: list[tuple]) -> None:
         if seq < floor:
             continue
         if kind == "tx":
-            rebuilt.pending(CHAIN, Pending(**{f: getattr(item, f) for f in item.__dataclass_fields__}))
+            rebuilt.pending(CHAIN, item)
         elif kind == "block":
             rebuilt.block(item, seq)
         else:

@@ -114,6 +114,10 @@ def prepare_batch(raw: bytes, received_ns: int, analyzer: Analyzer | AnalyzeEnco
         except Exception as exc:  # analysis must never stop the log; store the tx undecoded
             analysis = fallback_analysis(envelope, exc)
             errors += 1
+        first_seen = envelope.first_seen_unix_ns
         accepted.append((chain_id, chain[0], chain[1] + tx_hash[:key_hash_bytes], tx_hash,  # eventlog.tx_key
-                         envelope.first_seen_unix_ns, source_id, envelope.SerializeToString(), analysis))
+                         first_seen, source_id, envelope.SerializeToString(), analysis,
+                         # the lifecycle's fields (wire.columns.life_row, inline)
+                         (tx_hash, sender, envelope.nonce, int.from_bytes(max_fee or gas_price, "big"), first_seen,
+                          to == sender and not data and not value.strip(b"\x00"))))
     return encode_batch(received_ns, accepted, bytes(reasons), errors)

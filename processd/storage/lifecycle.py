@@ -49,6 +49,7 @@ import heapq
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Final, NamedTuple
 
 from common.pb.v1 import block_pb2, events_pb2
@@ -92,6 +93,7 @@ _SEEN: Final = 5
 _REPENDED: Final = 7
 #: A transaction a block lists, as the tracker reads it: (hash, sender, nonce, index, receipt status).
 BlockRow = tuple[bytes, bytes, int, int, int]
+_SEQ_OF, _HASH_OF, _HASH_OF_ROW = itemgetter(_SEQ), itemgetter(_HASH), itemgetter(0)
 #: C-level constructors of the event bodies (a NamedTuple's own ``__new__`` is a Python call per event).
 _included_body = functools.partial(tuple.__new__, IncludedBody)
 _replaced_body = functools.partial(tuple.__new__, ReplacedBody)
@@ -106,17 +108,25 @@ class HeldBlock:
     block_hash: bytes
     seq: int
     included: list[Pending] = field(default_factory=list)
-    #: Every transaction the block lists (hash -> (index, receipt status)), tracked or not: one whose pending
-    #: envelope is stored after the block is included at once (:meth:`LifecycleTracker.pending`).
-    txs: dict[bytes, tuple[int, int]] = field(default_factory=dict)
+    #: Every transaction the block lists, tracked or not (:data:`BlockRow` s): one whose pending envelope is stored
+    #: after the block is included at once (:meth:`LifecycleTracker.pending`, which looks it up by :meth:`position`).
+    rows: list[BlockRow] = field(default_factory=list)
     timestamp: int = 0
 
     #: The lowest seq this block's undo depends on (set once the block is applied: :meth:`seal`).
     floor: int = 0
+    _positions: dict[bytes, tuple[int, int]] | None = None
 
     def seal(self) -> None:
         """Records :attr:`floor` (the included list does not change after the block is applied)."""
-        self.floor = min([self.seq, *(p[_SEQ] for p in self.included)])
+        self.floor = min(self.seq, min(map(_SEQ_OF, self.included), default=self.seq))
+
+    def position(self, tx_hash: bytes) -> tuple[int, int]:
+        """(index, receipt status) of a transaction the block lists (the map is built on the first question: a
+        late pending transaction is rare)."""
+        if self._positions is None:
+            self._positions = {row[0]: (row[3], row[4]) for row in self.rows}
+        return self._positions[tx_hash]
 
 
 @dataclass(slots=True)
@@ -266,7 +276,7 @@ class LifecycleTracker:
     def _late_include(self, life: ChainLife, chain_id: int, tx: Pending, held: HeldBlock) -> list[LifeEvent]:
         """A pending transaction stored after a held block listed it: included in that block (its (sender, nonce)
         was settled by the block already), and put back like the block's other inclusions if a reorg orphans it."""
-        index, status = held.txs[tx.tx_hash]
+        index, status = held.position(tx.tx_hash)
         latency = max(0, held.timestamp * 1000 - tx.first_seen_ns // 1_000_000)
         held.included.append(tx)
         life.included_hashes.add(tx.tx_hash)
@@ -299,14 +309,14 @@ class LifecycleTracker:
         # Each field of each listed transaction read once (every upb read allocates): (hash, sender, nonce, index,
         # receipt status).
         rows: list[BlockRow] = [(tx.hash, tx.sender, tx.nonce, tx.index, tx.status) for tx in block.txs]
-        held_block.txs = {row[0]: (row[3], row[4]) for row in rows}
+        held_block.rows = rows
         self._include(life, chain_id, rows, held_block, outcome)
         self._nonces_passed(life, chain_id, rows, outcome)
         self._expire(life, chain_id, block.timestamp * 1_000_000_000, outcome)
         held_block.seal()
         life.blocks[block.number] = held_block
-        life.included_hashes.update([p[_HASH] for p in held_block.included])
-        life.listed.update(dict.fromkeys(held_block.txs, held_block))
+        life.included_hashes.update(map(_HASH_OF, held_block.included))
+        life.listed.update(dict.fromkeys(map(_HASH_OF_ROW, rows), held_block))
         life.head = max(life.head, block.number)
         for number in [n for n in life.blocks if n <= life.head - self.max_reorg_depth]:
             self._forget(life, life.blocks.pop(number))
@@ -345,6 +355,7 @@ class LifecycleTracker:
         pending, by_sender, replaced, events, counts = life.pending, life.by_sender, life.replaced, outcome.events, \
             self.counts
         included = held.included
+        settled = 0  # (taken from self.tracked once, after the loop)
         for tx_hash, sender, nonce, index, status in rows:
             p = pending.pop(tx_hash, None)
             in_pending = p is not None
@@ -354,7 +365,7 @@ class LifecycleTracker:
                     del nonces[p[_NONCE]]
                     if not nonces:
                         del by_sender[p[_SENDER]]
-                self.tracked -= 1
+                settled += 1
             elif tx_hash in replaced:
                 p = self._forget_replaced(life, tx_hash)
                 counts["replaced_mined"] += 1
@@ -379,6 +390,7 @@ class LifecycleTracker:
                     counts["replaced"] += 1
             if life.replaced_at:
                 self._settle_slot(life, chain_id, sender, nonce, tx_hash, events)
+        self.tracked -= settled
         counts["included"] += len(latencies)
         if not pending:
             life.repended_floor = 0
@@ -454,8 +466,8 @@ class LifecycleTracker:
     @staticmethod
     def _forget(life: ChainLife, held: HeldBlock) -> None:
         """A held block leaves the window (or is orphaned): its hashes are no longer included or listed by it."""
-        life.included_hashes.difference_update(p.tx_hash for p in held.included)
-        for tx_hash in held.txs:
+        life.included_hashes.difference_update(map(_HASH_OF, held.included))
+        for tx_hash in map(_HASH_OF_ROW, held.rows):
             if life.listed.get(tx_hash) is held:
                 del life.listed[tx_hash]
 

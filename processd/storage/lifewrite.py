@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from common.pb.v1 import block_pb2, events_pb2, tx_pb2
+from common.pb.v1 import block_pb2, events_pb2
 from processd.storage.eventlog import EventLog
 from processd.storage.layout import (
     AGG_CHAIN,
@@ -29,7 +29,6 @@ from processd.storage.layout import (
     KIND_INCLUDED,
     KIND_REORG,
     KIND_SEEN,
-    TX_KEY_HASH_BYTES,
     U64,
     agg_chain_key,
     decode_event,
@@ -55,34 +54,8 @@ def pending_of(value: bytes | memoryview, seq: int) -> tuple[int, Pending]:
                                    event.first_seen_unix_ns, cancel)
 
 
-def pending_of_envelope(tx: tx_pb2.TxEnvelope, seq: int) -> Pending:
-    """:class:`Pending` of a stored transaction from its envelope (the same values as :func:`pending_of` of its
-    TX_SEEN value: ``tests/processd/test_lifecycle_encoding.py``)."""
-    sender = tx.sender
-    cancel = tx.to == sender and not tx.input and not tx.value.strip(b"\x00")
-    return Pending(seq, tx.hash, sender, tx.nonce, int.from_bytes(tx.max_fee_per_gas or tx.gas_price, "big"),
-                   tx.first_seen_unix_ns, cancel)
-
-
 #: A :class:`Pending` from its fields as one tuple (C-level: no Python call per stored transaction).
 _new_pending = functools.partial(tuple.__new__, Pending)
-
-
-def _stored_envelopes(valid: Sequence[tx_pb2.TxEnvelope | None], chains: list[int],
-                      keys: list[bytes]) -> list[tx_pb2.TxEnvelope | None]:
-    """The envelope of each stored transaction (``keys``, a subsequence of the valid envelopes in order), found by
-    walking the valid ones; None where none matches (then its TX_SEEN value is parsed)."""
-    out: list[tx_pb2.TxEnvelope | None] = []
-    walk = iter(valid)
-    for chain_id, key in zip(chains, keys, strict=True):
-        found = None
-        prefix = U64.pack(chain_id)
-        for env in walk:
-            if env is not None and env.chain_id == chain_id and prefix + env.hash[:TX_KEY_HASH_BYTES] == key:
-                found = env
-                break
-        out.append(found)
-    return out
 
 
 class LifeWriter:
@@ -106,24 +79,19 @@ class LifeWriter:
     # ---- inputs of a commit ------------------------------------------------------------------------------
 
     def stored(self, write: LogWrite, columns: BatchColumns, first: int, seq: int, received_ns: int,
-               result: CommitResult, envelopes: Sequence[tx_pb2.TxEnvelope] = ()) -> int:
+               result: CommitResult) -> int:
         """The transactions a batch stored at ``first``...: tracked when their chain is; returns the last seq
         used by the replacements they caused (stored after the batch's events).
 
-        ``envelopes`` are the batch's envelopes as the event loop parsed them (all of them; ``columns.reasons``
-        marks the valid ones): a transaction's fields are read from its envelope, found by walking the valid ones
-        in order (the stored transactions are a subsequence of them, by ``tx_hash`` key), which costs a few field
-        reads instead of a parse of its TX_SEEN value (the fallback, and what the rebuild does: the same values)."""
+        A transaction's fields come from ``columns.life`` (read by preparation, in the workers: here it costs a
+        tuple); columns without it (built by hand) have each TX_SEEN value parsed instead (the rebuild's way: the
+        same values, ``tests/processd/test_lifecycle_encoding.py``)."""
         chains = self.tracker.chains
         if not chains or chains.keys().isdisjoint(columns.last_event):
             return seq
-        keys, chain_col, seen_at = columns.tx_key, columns.chain, columns.seen_at
-        valid: list[tx_pb2.TxEnvelope | None] = [e for e, r in zip(envelopes, columns.reasons, strict=True) if not r] \
-            if len(envelopes) == len(columns.reasons) else []
-        if len(valid) != len(keys):  # some were not stored (duplicates, a refused chain): match them by key
-            valid = _stored_envelopes(valid, chain_col, keys)
+        chain_col, seen_at, life = columns.chain, columns.seen_at, columns.life
         if len(columns.last_event) == 1:  # one chain: the usual batch
-            runs: list[tuple[int, Sequence[int]]] = [(chain_col[0], range(len(keys)))]
+            runs: list[tuple[int, Sequence[int]]] = [(chain_col[0], range(len(chain_col)))]
         else:  # runs of consecutive transactions of one chain, in order (so the events keep the batch's order)
             runs = []
             for t, chain_id in enumerate(chain_col):
@@ -135,17 +103,11 @@ class LifeWriter:
         for chain_id, positions in runs:
             if chain_id not in chains:
                 continue
-            txs = []
-            for t in positions:
-                env = valid[t] if valid else None
-                if env is None:
-                    self.parsed += 1
-                    txs.append(pending_of(columns.values[seen_at[t]], first + seen_at[t])[1])
-                    continue
-                sender, to = env.sender, env.to
-                txs.append(new((first + seen_at[t], env.hash, sender, env.nonce,
-                                int.from_bytes(env.max_fee_per_gas or env.gas_price, "big"), env.first_seen_unix_ns,
-                                to == sender and not env.input and not env.value.strip(b"\x00"), False)))
+            if life:
+                txs = [new((first + seen_at[t], *life[t], False)) for t in positions]
+            else:
+                self.parsed += len(positions)
+                txs = [pending_of(columns.values[seen_at[t]], first + seen_at[t])[1] for t in positions]
             events = self.tracker.pending_many(chain_id, txs)
             if events:
                 seq = self.store(write, events, seq, received_ns, "", result)

@@ -372,8 +372,7 @@ class LogWrite:
         prefixes = {chain_id: U64.pack(chain_id) for chain_id in set(chains)}  # (eventlog.tx_key, inline)
         life_keys = [(prefixes[e[1]] + e[2][:TX_KEY_HASH_BYTES] + seq_key, kind)
                      for e, seq_key, kind in zip(events, seq_keys, kind_bytes, strict=True) if e[2]]
-        if life_keys:
-            life_keys.sort()  # (B-tree locality: a block's events touch keys all over the index)
+        if life_keys:  # (not sorted first: sorting cost more than the locality saved, measured)
             cursor = self._life_cursor
             if cursor is None:
                 cursor = self._life_cursor = txn.cursor(db=eventlog.life_db)

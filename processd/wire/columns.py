@@ -17,6 +17,18 @@ from typing import NamedTuple
 
 #: (chain, category, protocol, decoded, source id): the feature counts, and the first-seen wins per source.
 FeatureKey = tuple[int, int, str, bool, str]
+#: What the transaction lifecycle needs of a transaction, read by preparation (in the workers) so the single writer
+#: does not read the envelope: (hash, sender, nonce, bid in wei: max_fee_per_gas or gas_price, first-seen unix ns,
+#: cancel: a transfer of 0 to itself without calldata). ``processd.storage.lifecycle.Pending`` is its seq, this,
+#: and a flag.
+LifeRow = tuple[bytes, bytes, int, int, int, bool]
+
+
+def life_row(tx_hash: bytes, sender: bytes, nonce: int, to: bytes, value: bytes, gas_price: bytes, max_fee: bytes,
+             data: bytes, first_seen_ns: int) -> LifeRow:
+    """The :data:`LifeRow` of a transaction from its envelope's fields."""
+    return (tx_hash, sender, nonce, int.from_bytes(max_fee or gas_price, "big"), first_seen_ns,
+            to == sender and not data and not value.strip(b"\x00"))
 
 
 class BatchColumns(NamedTuple):
@@ -43,6 +55,9 @@ class BatchColumns(NamedTuple):
     #: Per chain: offset of its last event, and its number of opportunities.
     last_event: dict[int, int]
     opp_count: dict[int, int]
+    #: Per valid transaction, its :data:`LifeRow` (empty when the columns were built without: the writer then reads
+    #: the transaction's TX_SEEN value).
+    life: list[LifeRow] | tuple[()] = ()
 
 
 class ColumnsBuilder:
@@ -64,10 +79,14 @@ class ColumnsBuilder:
         self.tally: dict[FeatureKey, int] = {}
         self.last_event: dict[int, int] = {}
         self.opp_count: dict[int, int] = {}
+        self.life: list[LifeRow] = []
 
     def add(self, chain_id: int, tx_key: bytes, fkey: FeatureKey, kinds: bytes, values: list[bytes] | tuple[bytes, ...],
-            scores: list[int] | tuple[int, ...]) -> None:
-        """One transaction: its events' ``kinds`` and ``values``, and the ``scores`` of its opportunities."""
+            scores: list[int] | tuple[int, ...], life: LifeRow | None = None) -> None:
+        """One transaction: its events' ``kinds`` and ``values``, the ``scores`` of its opportunities, and its
+        :data:`LifeRow` (all transactions of a batch have one, or none has)."""
+        if life is not None:
+            self.life.append(life)
         offset = len(self.values)
         self.chain.append(chain_id)
         self.tx_key.append(tx_key)
@@ -89,7 +108,7 @@ class ColumnsBuilder:
         """The columns of the transactions added so far."""
         return BatchColumns(reasons, analysis_errors, self.chain, self.tx_key, self.seen_at, self.tx_kinds,
                             self.values, self.opps, self.fkeys, self.fkey_of, self.tally, self.last_event,
-                            self.opp_count)
+                            self.opp_count, self.life)
 
 
 def keep_only(columns: BatchColumns, keep: list[bool]) -> BatchColumns:
@@ -103,5 +122,6 @@ def keep_only(columns: BatchColumns, keep: list[bool]) -> BatchColumns:
         start = columns.seen_at[t]
         end = columns.seen_at[t + 1] if t + 1 < n else len(columns.values)
         builder.add(columns.chain[t], columns.tx_key[t], columns.fkeys[columns.fkey_of[t]], columns.tx_kinds[t],
-                    columns.values[start:end], [scores[o] for o in range(start + 2, end)])
+                    columns.values[start:end], [scores[o] for o in range(start + 2, end)],
+                    columns.life[t] if columns.life else None)
     return builder.build(columns.reasons, columns.analysis_errors)

@@ -60,8 +60,7 @@ def _jobs(loop: asyncio.AbstractEventLoop, batches: list[ingest_pb2.TxBatch]) ->
         prepared: asyncio.Future[Any] = loop.create_future()
         prepared.set_result(prepare_batch(raw, received, analyzer, frozenset({CHAIN}), 128 * 1024))
         job = CommitJob(batch_seq=batch.batch_seq, envelopes=len(batch.envelopes), received_ns=received,
-                        prepared=prepared, done=loop.create_future(), blocks=list(batch.blocks),
-                        tx_envelopes=ingest_pb2.TxBatch.FromString(raw).envelopes)
+                        prepared=prepared, done=loop.create_future(), blocks=list(batch.blocks))
         jobs.append(job)
     return jobs
 

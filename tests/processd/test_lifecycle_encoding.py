@@ -9,7 +9,9 @@ from hypothesis import strategies as st
 from common.pb.v1 import events_pb2
 from common.testing.synth import synthetic_envelopes, typed_envelopes
 from processd.storage.layout import decode_event
-from processd.storage.lifewrite import pending_of, pending_of_envelope
+from processd.storage.lifecycle import Pending
+from processd.storage.lifewrite import pending_of
+from processd.wire.columns import life_row
 from processd.wire.encoding import DroppedBody, IncludedBody, ReplacedBody, life_value, life_values
 
 _u64 = st.integers(0, 2**64 - 1)
@@ -80,17 +82,25 @@ def test_lifecycle_values_in_bulk_equal_one_by_one(events: list, received: int, 
                                                      for kind, chain_id, tx_hash, seen, body in events]
 
 
-def test_pending_from_the_envelope_equals_pending_from_its_stored_value() -> None:
-    """What the writer reads from a batch's parsed envelope is what the restart reads from the TX_SEEN value."""
+def test_the_life_column_equals_pending_from_the_stored_value() -> None:
+    """What preparation reads for the lifecycle (wire.columns.life_row, inlined in prepare_batch: its columns are held
+    to this function by test_prepare_equality.py) is what the restart reads from the TX_SEEN value."""
     envelopes = synthetic_envelopes(60, seed=31) + typed_envelopes(20, seed=31)
     cancel = envelopes[0].__deepcopy__()
     cancel.to, cancel.value, cancel.input = cancel.sender, b"", b""
+    zero_value = envelopes[2].__deepcopy__()  # a cancel whose value is written with leading zero bytes
+    zero_value.to, zero_value.value, zero_value.input = zero_value.sender, b"\x00\x00", b""
     legacy = envelopes[1].__deepcopy__()
     legacy.ClearField("max_fee_per_gas")
     legacy.gas_price = b"\x05"
-    for i, env in enumerate([*envelopes, cancel, legacy]):
+    for i, env in enumerate([*envelopes, cancel, zero_value, legacy]):
         value = bytes((events_pb2.EVENT_KIND_TX_SEEN,)) + events_pb2.Event(
             chain_id=env.chain_id, kind=events_pb2.EVENT_KIND_TX_SEEN, tx_hash=env.hash,
             first_seen_unix_ns=env.first_seen_unix_ns, tx_seen=events_pb2.TxSeen(tx=env)).SerializeToString()
-        assert pending_of_envelope(env, i) == pending_of(value, i)[1]
-    assert pending_of_envelope(cancel, 0).cancel and pending_of_envelope(legacy, 0).fee == 5
+        row = life_row(env.hash, env.sender, env.nonce, env.to, env.value, env.gas_price, env.max_fee_per_gas,
+                       env.input, env.first_seen_unix_ns)
+        assert Pending(i, *row) == pending_of(value, i)[1]
+    assert pending_of(bytes((events_pb2.EVENT_KIND_TX_SEEN,)) + events_pb2.Event(
+        tx_seen=events_pb2.TxSeen(tx=cancel)).SerializeToString(), 0)[1].cancel
+    assert life_row(b"", b"\x01" * 20, 0, b"\x01" * 20, b"\x00", b"\x05", b"", b"", 0) == (
+        b"", b"\x01" * 20, 0, 5, 0, True)

@@ -484,7 +484,7 @@ class IngestPipeline:
             m.events.labels(_KIND_NAMES[events_pb2.EVENT_KIND_POOL_STATE]).inc(len(result.pool_states))
             m.pool_states.labels("stored").inc(len(result.pool_states))
             m.pool_states.labels("duplicate").inc(result.pool_duplicates)
-        if result.life_events or result.gone_applied or result.gone_ignored or result.life_pending:
+        if result.life_info or result.gone_applied or result.gone_ignored or result.life_pending:
             self._life_metrics(result)
         if result.sightings.get("stored"):
             m.events.labels(_KIND_NAMES[events_pb2.EVENT_KIND_TX_SOURCE_SEEN]).inc(result.sightings["stored"])

@@ -157,27 +157,28 @@ class ChainLife:
         self.head = -1
         #: The lowest seq of a transaction put back by a reorg and still tracked (its place in ``pending`` is new).
         self.repended_floor = 0
-        #: (seq, hash) of the tracked transactions in tracking order (seq order, but for those a reorg put back):
+        #: The tracked transactions (their :class:`Pending` itself: no tuple per entry) in tracking order (seq
+        #: order, but for those a reorg put back; an entry counts while it is the very object tracked):
         #: settled ones are dropped from the front when :meth:`floor` meets them (amortized O(1); iterating the
         #: ``pending`` dict from its start would walk every slot its deletions left).
-        self.order: deque[tuple[int, bytes]] = deque()
+        self.order: deque[Pending] = deque()
 
     def floor(self, fallback: int) -> int:
         """The lowest seq the chain's state depends on (``fallback`` when it holds nothing)."""
         order, pending, replaced = self.order, self.pending, self.replaced
         if len(order) > 4 * (len(pending) + len(replaced)) + 4096:  # settled entries behind a long-held one: compact
-            order = self.order = deque(sorted([(p[_SEQ], h) for h, p in pending.items()]
-                                              + [(r[0][_SEQ], h) for h, r in replaced.items()]))
+            order = self.order = deque(sorted([*pending.values(), *(r[0] for r in replaced.values())],
+                                              key=_SEQ_OF))
         while order:
-            seq, tx_hash = order[0]
-            p = pending.get(tx_hash)
-            if p is None:
-                held = replaced.get(tx_hash)
-                p = held[0] if held is not None else None
-            if p is not None and p[_SEQ] == seq:
+            p = order[0]
+            held = pending.get(p[_HASH])
+            if held is None:
+                r = replaced.get(p[_HASH])
+                held = r[0] if r is not None else None
+            if held is p:
                 break
             order.popleft()
-        marks = [order[0][0]] if order else []
+        marks = [order[0][_SEQ]] if order else []
         if self.repended_floor and pending:
             marks.append(self.repended_floor)
         marks.extend(b.floor for b in self.blocks.values())
@@ -253,24 +254,26 @@ class LifecycleTracker:
         out: list[LifeEvent] = []
         pending, by_sender, listed, included = life.pending, life.by_sender, life.listed, life.included_hashes
         expiry, order_append, push = life.expiry, life.order.append, heapq.heappush
+        added = 0  # tracked by the loop, not yet in self.tracked
+        room = self.max_pending - self.tracked - self.held
         for tx in txs:
-            tx_hash = tx[_HASH]
-            if tx_hash in listed or tx_hash in included or self.tracked + self.held >= self.max_pending:
-                out += self.pending(chain_id, tx)
-                continue
-            sender, nonce = tx[_SENDER], tx[_NONCE]
+            tx_hash, sender, nonce = tx[_HASH], tx[_SENDER], tx[_NONCE]
             nonces = by_sender.get(sender)
+            if tx_hash in listed or tx_hash in included or room <= added or (nonces is not None and nonce in nonces):
+                self.tracked += added  # (pending() reads and counts it)
+                added = 0
+                out += self.pending(chain_id, tx)
+                room = self.max_pending - self.tracked - self.held
+                continue
             if nonces is None:
                 by_sender[sender] = {nonce: tx_hash}
-            elif nonce in nonces:  # a replacement
-                out += self.pending(chain_id, tx)
-                continue
             else:
                 nonces[nonce] = tx_hash
             pending[tx_hash] = tx
             push(expiry, (tx[_SEEN], tx[_SEQ], tx_hash))
-            order_append((tx[_SEQ], tx_hash))
-            self.tracked += 1
+            order_append(tx)
+            added += 1
+        self.tracked += added
         return out
 
     def _late_include(self, life: ChainLife, chain_id: int, tx: Pending, held: HeldBlock) -> list[LifeEvent]:
@@ -479,7 +482,7 @@ class LifecycleTracker:
         # A transaction put back by a reorg does not take its (sender, nonce) from one seen pending meanwhile.
         life.by_sender.setdefault(tx.sender, {}).setdefault(tx.nonce, tx.tx_hash)
         heapq.heappush(life.expiry, (tx.first_seen_ns, tx.seq, tx.tx_hash))
-        life.order.append((tx.seq, tx.tx_hash))
+        life.order.append(tx)
         self.tracked += 1
         return True
 

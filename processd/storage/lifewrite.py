@@ -148,8 +148,6 @@ class LifeWriter:
         result.source_events.extend(records)
         if result.events is not None:
             result.events.extend(records)
-        result.life_events.extend(records)
-        # (the figure of _detail, its two frequent kinds inline)
         bodies: list[Any] = [e[4] for e in events]  # (_detail's two frequent kinds inline)
         result.life_info.extend([(c, k, int(b[4]) if k == KIND_INCLUDED else int(b[0]) if k == KIND_DROPPED
                                   else _detail(k, b)) for c, k, b in zip(chains, kinds, bodies, strict=True)])

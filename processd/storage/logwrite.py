@@ -62,16 +62,8 @@ from processd.storage.layout import (
 )
 from processd.wire.columns import BatchColumns, FeatureKey, keep_only
 from processd.wire.encoding import (
-    DroppedBody,
-    IncludedBody,
-    ReplacedBody,
     block_value,
-    chain_field,
     event_header,
-    header,
-    header_tail,
-    life_value,
-    life_value_from,
     life_values,
     pool_state_value,
     source_seen_value,
@@ -154,8 +146,6 @@ class LogWrite:
         self.deltas: dict[bytes, int] = {}
         #: Counters set (not added to) by this transaction: the lifecycle's restart marks.
         self.sets: dict[bytes, int] = {}
-        #: (chain, receive time, source) -> the header parts of lifecycle events (few distinct per commit).
-        self._life_parts: dict[tuple[int, int, str], tuple[bytes, bytes]] = {}
         self.high_water: dict[int, int] = {}
         # (chain, category, protocol, decoded, source) -> transactions; per-chain tx / decoded / feature counts
         # derive from it once per commit instead of several counter updates per transaction.
@@ -329,36 +319,11 @@ class LogWrite:
         self.high_water[chain_id] = seq
         return value
 
-    def add_life(self, seq: int, kind: int, chain_id: int, tx_hash: bytes, first_seen_ns: int, received_ns: int,
-                 source_id: str, body: Any) -> bytes:
-        """Stores a lifecycle event at ``seq`` (its ``chain_seq`` entry, its ``tx_life`` entry when it is about a
-        transaction, its ``agg`` count); returns its value."""
-        txn, eventlog = self.txn, self.log
-        if isinstance(body, IncludedBody | ReplacedBody | DroppedBody):
-            # The header's chain field and tail (receive time, source) repeat over a commit's events: built once.
-            parts = self._life_parts.get((chain_id, received_ns, source_id))
-            if parts is None:
-                parts = self._life_parts[(chain_id, received_ns, source_id)] = (
-                    chain_field(chain_id), header_tail(received_ns, source_id))
-            value = life_value_from(header(parts[0], tx_hash, first_seen_ns, parts[1]), body)
-        else:
-            value = life_value(kind, chain_id, tx_hash, first_seen_ns, received_ns, source_id, body)
-        seq_bytes, kind_byte = U64.pack(seq), _KIND_BYTES[kind]
-        txn.put(seq_bytes, value, db=eventlog.events_db, append=True)
-        txn.put(CHAIN_SEQ.pack(chain_id, seq), kind_byte, db=eventlog.chain_db)
-        if tx_hash:
-            txn.put(tx_key(chain_id, tx_hash) + seq_bytes, kind_byte, db=eventlog.life_db)
-        key = agg_chain_key(chain_id, _LIFE_AGG[kind])
-        self.deltas[key] = self.deltas.get(key, 0) + 1
-        if kind == KIND_REORG and body.too_deep:
-            self._add(agg_chain_key(chain_id, AGG_REORGS_DEEP), 1)
-        self.high_water[chain_id] = seq
-        return value
-
     def add_life_events(self, first_seq: int, events: list[Any], received_ns: int, source_id: str) -> list[bytes]:
-        """Stores lifecycle events at ``first_seq``, ``first_seq + 1``... (what :meth:`add_life` does for each, on
-        whole lists: values encoded by :func:`processd.wire.encoding.life_values`, one ``putmulti`` per database, the
-        ``agg`` counts once per (chain, kind)); returns their values."""
+        """Stores lifecycle events ``(kind, chain id, tx hash, first seen ns, body)`` at ``first_seq``,
+        ``first_seq + 1``...: each its ``events`` value (:func:`processd.wire.encoding.life_values`), its ``chain_seq``
+        entry, its ``tx_life`` entry when it is about a transaction, its ``agg`` count; on whole lists (one
+        ``putmulti`` per database, the counts once per (chain, kind)). Returns their values."""
         txn, eventlog = self.txn, self.log
         values = life_values(events, received_ns, source_id)
         n = len(values)

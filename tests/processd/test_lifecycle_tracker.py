@@ -44,6 +44,13 @@ def test_untracked_before_the_first_block_and_overflow_counted() -> None:
     for seq, tag in ((3, 2), (4, 3), (5, 4)):
         t.pending(CHAIN, _p(seq, tag, tag, 0))
     assert t.tracked == 2 and t.counts["overflow"] == 1
+    # the writer's batch path keeps the same bound (and a replacement inside the batch goes the usual way)
+    t = _tracker(max_pending=3)
+    t.block(_block(1, [], 1000), 2)
+    out = t.pending_many(CHAIN, [_p(3, 2, 2, 0), _p(4, 3, 3, 0), _p(5, 4, 2, 0), _p(6, 5, 5, 0), _p(7, 6, 6, 0)])
+    assert [e[0] for e in out] == [events_pb2.EVENT_KIND_TX_REPLACED]
+    assert (t.tracked, t.held, t.counts["overflow"]) == (2, 1, 2)
+    assert set(t.chains[CHAIN].pending) == {bytes([3]) * 32, bytes([4]) * 32}
 
 
 def test_a_transaction_stored_after_the_block_that_lists_it_is_included_at_once() -> None:

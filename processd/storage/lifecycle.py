@@ -78,7 +78,7 @@ class Pending(NamedTuple):
     tx_hash: bytes
     sender: bytes
     nonce: int
-    fee: int  # its bid: max_fee_per_gas or gas_price, wei (0 = unknown)
+    fee: bytes | int  # its bid: max_fee_per_gas or gas_price, wei (big-endian bytes as stored; 0 = unknown)
     first_seen_ns: int
     cancel: bool  # a transfer of 0 to itself without calldata
     repended: bool = False  # put back by a reorg (its next inclusion is a re-inclusion)
@@ -185,8 +185,13 @@ class ChainLife:
         return min(marks) if marks else fallback
 
 
-def fee_bump_bps(old: int, new: int) -> int:
-    """The replacement's bid over the replaced one's, basis points of the old bid (0 when either is unknown)."""
+def fee_bump_bps(old: bytes | int, new: bytes | int) -> int:
+    """The replacement's bid over the replaced one's, basis points of the old bid (0 when either is unknown); a bid
+    is wei, as an int or big-endian bytes (read only here: a replacement is rare, a tracked transaction is not)."""
+    if isinstance(old, bytes):
+        old = int.from_bytes(old, "big")
+    if isinstance(new, bytes):
+        new = int.from_bytes(new, "big")
     if old <= 0 or new <= 0:
         return 0
     return (new - old) * 10_000 // old

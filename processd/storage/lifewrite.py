@@ -36,7 +36,7 @@ from processd.storage.layout import (
 from processd.storage.lifecycle import EVICTED, LifecycleTracker, LifeEvent, Pending
 from processd.storage.logwrite import LogWrite
 from processd.storage.records import CommitResult
-from processd.wire.columns import BatchColumns
+from processd.wire.columns import LIFE_ROW, BatchColumns
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def pending_of(value: bytes | memoryview, seq: int) -> tuple[int, Pending]:
     tx = event.tx_seen.tx
     bid = tx.max_fee_per_gas or tx.gas_price
     cancel = tx.to == tx.sender and not tx.input and not tx.value.strip(b"\x00")
-    return event.chain_id, Pending(seq, event.tx_hash, tx.sender, tx.nonce, int.from_bytes(bid, "big"),
+    return event.chain_id, Pending(seq, event.tx_hash, tx.sender, tx.nonce, bid.rjust(32, b"\x00"),
                                    event.first_seen_unix_ns, cancel)
 
 
@@ -100,11 +100,14 @@ class LifeWriter:
                 else:
                     runs.append((chain_id, [t]))
         new = _new_pending
+        rows: list[tuple[bytes, bytes, int, bytes, int, bool]] | None = None
         for chain_id, positions in runs:
             if chain_id not in chains:
                 continue
             if life:
-                txs = [new((first + seen_at[t], *life[t], False)) for t in positions]
+                if rows is None:
+                    rows = list(LIFE_ROW.iter_unpack(life))
+                txs = [new((first + seen_at[t], *rows[t], False)) for t in positions]
             else:
                 self.parsed += len(positions)
                 txs = [pending_of(columns.values[seen_at[t]], first + seen_at[t])[1] for t in positions]

@@ -19,15 +19,15 @@ from __future__ import annotations
 from collections import Counter
 
 from processd.wire import encoding
-from processd.wire.columns import BatchColumns, FeatureKey, LifeRow
+from processd.wire.columns import BatchColumns, FeatureKey
 
 #: (serialized TxFeatures, category, protocol, decoded, (score, serialized Opportunity) pairs): the fields of
 #: ``processd.analysis.analyzer.EncodedAnalysis`` (wire does not import analysis).
 Encoded = tuple[bytes, int, str, bool, tuple[tuple[int, bytes], ...]]
 #: One accepted transaction: (chain id, :func:`processd.wire.encoding.hash_prefix` of its chain, its ``tx_hash``
 #: index key, its hash (32 bytes), first-seen unix ns, source id, serialized ``TxEnvelope``, its analysis, its
-#: :data:`processd.wire.columns.LifeRow`).
-Accepted = tuple[int, bytes, bytes, bytes, int, str, bytes, Encoded, LifeRow]
+#: packed :data:`processd.wire.columns.LIFE_ROW`).
+Accepted = tuple[int, bytes, bytes, bytes, int, str, bytes, Encoded, bytes]
 
 _SEEN_DECODED = bytes((encoding.KIND_SEEN, encoding.KIND_DECODED))
 _OPP_KIND = bytes((encoding.KIND_OPP,))
@@ -57,7 +57,7 @@ def encode_batch(received_ns: int, accepted: list[Accepted], reasons: bytes, ana
     fkey_of: list[int] = []
     last_event: dict[int, int] = {}
     opp_count: dict[int, int] = {}
-    life: list[LifeRow] = []
+    life: list[bytes] = []
     for chain_id, hash_prefix, tx_key, tx_hash, first_seen, source_id, envelope, analysis, row in accepted:
         if source_id != source:
             source = source_id
@@ -109,4 +109,4 @@ def encode_batch(received_ns: int, accepted: list[Accepted], reasons: bytes, ana
     counts = Counter(fkey_of)  # transactions per feature key, counted once per batch (a C loop)
     tally = {fkey: counts[fid] for fid, fkey in enumerate(fkeys)}
     return BatchColumns(reasons, analysis_errors, chain_col, tx_keys, seen_at, tx_kinds, values, opps, fkeys, fkey_of,
-                        tally, last_event, opp_count, life)
+                        tally, last_event, opp_count, join(life))

@@ -13,22 +13,24 @@ their kinds, one byte each.
 
 from __future__ import annotations
 
+import struct
 from typing import NamedTuple
 
 #: (chain, category, protocol, decoded, source id): the feature counts, and the first-seen wins per source.
 FeatureKey = tuple[int, int, str, bool, str]
 #: What the transaction lifecycle needs of a transaction, read by preparation (in the workers) so the single writer
-#: does not read the envelope: (hash, sender, nonce, bid in wei: max_fee_per_gas or gas_price, first-seen unix ns,
-#: cancel: a transfer of 0 to itself without calldata). ``processd.storage.lifecycle.Pending`` is its seq, this,
-#: and a flag.
-LifeRow = tuple[bytes, bytes, int, int, int, bool]
+#: does not read the envelope, packed per transaction (one bytes object per batch: marshalled as one copy, unpacked
+#: by the writer with ``iter_unpack``, both C loops): hash (32 bytes), sender (20), nonce (u64), bid (max_fee_per_gas
+#: or gas_price, 32 bytes big-endian), first-seen unix ns (u64), cancel (a transfer of 0 to itself without calldata).
+#: ``processd.storage.lifecycle.Pending`` is its seq, these fields, and a flag.
+LIFE_ROW = struct.Struct(">32s20sQ32sQ?")
 
 
 def life_row(tx_hash: bytes, sender: bytes, nonce: int, to: bytes, value: bytes, gas_price: bytes, max_fee: bytes,
-             data: bytes, first_seen_ns: int) -> LifeRow:
-    """The :data:`LifeRow` of a transaction from its envelope's fields."""
-    return (tx_hash, sender, nonce, int.from_bytes(max_fee or gas_price, "big"), first_seen_ns,
-            to == sender and not data and not value.strip(b"\x00"))
+             data: bytes, first_seen_ns: int) -> bytes:
+    """The packed :data:`LIFE_ROW` of a (validated) transaction from its envelope's fields."""
+    return LIFE_ROW.pack(tx_hash, sender, nonce, (max_fee or gas_price).rjust(32, b"\x00"), first_seen_ns,
+                         to == sender and not data and not value.strip(b"\x00"))
 
 
 class BatchColumns(NamedTuple):
@@ -55,9 +57,9 @@ class BatchColumns(NamedTuple):
     #: Per chain: offset of its last event, and its number of opportunities.
     last_event: dict[int, int]
     opp_count: dict[int, int]
-    #: Per valid transaction, its :data:`LifeRow` (empty when the columns were built without: the writer then reads
-    #: the transaction's TX_SEEN value).
-    life: list[LifeRow] | tuple[()] = ()
+    #: Per valid transaction, its packed :data:`LIFE_ROW`, concatenated (empty when the columns were built without:
+    #: the writer then reads the transaction's TX_SEEN value).
+    life: bytes = b""
 
 
 class ColumnsBuilder:
@@ -79,12 +81,12 @@ class ColumnsBuilder:
         self.tally: dict[FeatureKey, int] = {}
         self.last_event: dict[int, int] = {}
         self.opp_count: dict[int, int] = {}
-        self.life: list[LifeRow] = []
+        self.life: list[bytes] = []
 
     def add(self, chain_id: int, tx_key: bytes, fkey: FeatureKey, kinds: bytes, values: list[bytes] | tuple[bytes, ...],
-            scores: list[int] | tuple[int, ...], life: LifeRow | None = None) -> None:
-        """One transaction: its events' ``kinds`` and ``values``, the ``scores`` of its opportunities, and its
-        :data:`LifeRow` (all transactions of a batch have one, or none has)."""
+            scores: list[int] | tuple[int, ...], life: bytes | None = None) -> None:
+        """One transaction: its events' ``kinds`` and ``values``, the ``scores`` of its opportunities, and its packed
+        :data:`LIFE_ROW` (all transactions of a batch have one, or none has)."""
         if life is not None:
             self.life.append(life)
         offset = len(self.values)
@@ -108,7 +110,7 @@ class ColumnsBuilder:
         """The columns of the transactions added so far."""
         return BatchColumns(reasons, analysis_errors, self.chain, self.tx_key, self.seen_at, self.tx_kinds,
                             self.values, self.opps, self.fkeys, self.fkey_of, self.tally, self.last_event,
-                            self.opp_count, self.life)
+                            self.opp_count, b"".join(self.life))
 
 
 def keep_only(columns: BatchColumns, keep: list[bool]) -> BatchColumns:
@@ -123,5 +125,5 @@ def keep_only(columns: BatchColumns, keep: list[bool]) -> BatchColumns:
         end = columns.seen_at[t + 1] if t + 1 < n else len(columns.values)
         builder.add(columns.chain[t], columns.tx_key[t], columns.fkeys[columns.fkey_of[t]], columns.tx_kinds[t],
                     columns.values[start:end], [scores[o] for o in range(start + 2, end)],
-                    columns.life[t] if columns.life else None)
+                    columns.life[t * LIFE_ROW.size:(t + 1) * LIFE_ROW.size] if columns.life else None)
     return builder.build(columns.reasons, columns.analysis_errors)

@@ -439,13 +439,14 @@ class LifecycleTracker:
                     for tx_hash in list(held[nonce]):
                         self._forget_replaced(life, tx_hash)
             nonces = by_sender.get(sender)
-            if not nonces:
+            if not nonces or min(nonces) >= top:
                 continue
-            for nonce in sorted(n for n in nonces if n < top):
+            passed = sorted([n for n in nonces if n < top]) if len(nonces) > 1 else list(nonces)
+            for nonce in passed:
                 old = self._settle(life, nonces[nonce])
-                body = _dropped_body((NONCE_PASSED, old[_SEQ], ""))
-                outcome.events.append((KIND_DROPPED, chain_id, old[_HASH], old[_SEEN], body))
-                self.counts["dropped_nonce_passed"] += 1
+                outcome.events.append((KIND_DROPPED, chain_id, old[_HASH], old[_SEEN],
+                                       _dropped_body((NONCE_PASSED, old[_SEQ], ""))))
+            self.counts["dropped_nonce_passed"] += len(passed)
 
     def _expire(self, life: ChainLife, chain_id: int, now_ns: int, outcome: BlockOutcome) -> None:
         """Drops, as expired, the tracked transactions first seen more than the TTL before ``now_ns`` (the block's

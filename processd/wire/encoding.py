@@ -339,7 +339,6 @@ def life_values(events: list[Any], received_ns: int, source_id: str) -> list[byt
     event per tracked transaction it includes, written out in the loop (varints inlined as table lookups)."""
     join = b"".join
     tail = header_tail(received_ns, source_id)
-    chains: dict[int, bytes] = {}
     blocks: dict[tuple[int, bytes, int], tuple[bytes, bytes]] = {}
     highs: dict[int, bytes] = {}
     _, _, t_index, t_status, t_latency, t_tx_seq, _, t_again = _INCLUDED_TAGS
@@ -351,23 +350,12 @@ def life_values(events: list[Any], received_ns: int, source_id: str) -> list[byt
     dropped_prefix, dropped_tag, (d_reason, d_tx_seq, d_source) = _FLAT[DroppedBody]
     out: list[bytes] = []
     append = out.append
+    # Per (kind, chain): what precedes a 32-byte hash (kind byte, Event.kind, chain, hash tag and length); per kind:
+    # what follows the first-seen time (the tail and the body's tag). A value is then one join.
+    starts: dict[tuple[bytes, int], bytes] = {}
+    ends = {tag: tail + tag for tag in (_TAG_TX_INCLUDED, replaced_tag, dropped_tag)}
     for kind, chain_id, tx_hash, first_seen, body in events:
-        chain = chains.get(chain_id)
-        if chain is None:
-            chain = chains[chain_id] = chain_field(chain_id)
         body_type = type(body)
-        if body_type is not included and body_type is not replaced and body_type is not dropped:  # a REORG
-            append(life_value(kind, chain_id, tx_hash, first_seen, received_ns, source_id, body))
-            continue
-        if 72057594037927936 <= first_seen < 1180591620717411303424 and len(tx_hash) == 32:  # 2**56..2**70 ns
-            high = first_seen >> 28
-            high_bytes = highs.get(high)
-            if high_bytes is None:
-                high_bytes = highs[high] = cont14[high & 0x3FFF] + cont14[high >> 14 & 0x3FFF] + table[high >> 28]
-            head = join((chain, _HASH32, tx_hash, first_seen_tag, cont14[first_seen & 0x3FFF],
-                         cont14[first_seen >> 14 & 0x3FFF], high_bytes, tail))
-        else:
-            head = header(chain, tx_hash, first_seen, tail)
         if body_type is included:
             number, block_hash, index, status, latency, tx_seq, block_seq, again = body
             parts = blocks.get((number, block_hash, block_seq))
@@ -391,7 +379,7 @@ def life_values(events: list[Any], received_ns: int, source_id: str) -> list[byt
                 r_tx_seq + (table[tx_seq] if tx_seq < 16384 else varint(tx_seq)) if tx_seq else b"",
                 r_by_block if by_block else b""))
             prefix, body_tag = replaced_prefix, replaced_tag
-        else:
+        elif body_type is dropped:
             reason, tx_seq, drop_source = body
             raw = drop_source.encode() if drop_source else b""
             inner = join((
@@ -399,8 +387,24 @@ def life_values(events: list[Any], received_ns: int, source_id: str) -> list[byt
                 d_tx_seq + (table[tx_seq] if tx_seq < 16384 else varint(tx_seq)) if tx_seq else b"",
                 d_source + varint(len(raw)) + raw if raw else b""))
             prefix, body_tag = dropped_prefix, dropped_tag
+        else:  # a REORG (rare): through the protobuf library
+            append(life_value(kind, chain_id, tx_hash, first_seen, received_ns, source_id, body))
+            continue
         n = len(inner)
-        append(join((prefix, head, body_tag, table[n] if n < 16384 else varint(n), inner)))
+        inner_len = table[n] if n < 16384 else varint(n)
+        if 72057594037927936 <= first_seen < 1180591620717411303424 and len(tx_hash) == 32:  # 2**56..2**70 ns
+            start = starts.get((prefix, chain_id))
+            if start is None:
+                start = starts[(prefix, chain_id)] = prefix + chain_field(chain_id) + _HASH32
+            high = first_seen >> 28
+            high_bytes = highs.get(high)
+            if high_bytes is None:
+                high_bytes = highs[high] = cont14[high & 0x3FFF] + cont14[high >> 14 & 0x3FFF] + table[high >> 28]
+            append(join((start, tx_hash, first_seen_tag, cont14[first_seen & 0x3FFF], cont14[first_seen >> 14 & 0x3FFF],
+                         high_bytes, ends[body_tag], inner_len, inner)))
+        else:
+            head = header(chain_field(chain_id), tx_hash, first_seen, tail)
+            append(join((prefix, head, body_tag, inner_len, inner)))
     return out
 
 

@@ -61,14 +61,16 @@ def test_hand_encoded_replaced_and_dropped_values_match_protobuf(by_hash: bytes,
 
 _included = st.builds(IncludedBody, _u64, st.binary(max_size=32), st.integers(0, 2**32 - 1), st.integers(0, 2), _u64,
                       _u64, _u64, st.booleans())
+_seen = st.one_of(st.just(0), _u64, st.integers(2**56, 2**63))  # (nanosecond times: the encoder's fast path)
 _life_event = st.one_of(
     st.tuples(st.just(events_pb2.EVENT_KIND_TX_INCLUDED), st.sampled_from([0, 1, 137, 2**63]),
-              st.one_of(st.binary(min_size=32, max_size=32), st.binary(max_size=33)), st.one_of(st.just(0), _u64),
-              _included),
-    st.tuples(st.just(events_pb2.EVENT_KIND_TX_REPLACED), st.sampled_from([1, 137]), st.binary(max_size=32), _u64,
+              st.one_of(st.binary(min_size=32, max_size=32), st.binary(max_size=33)), _seen, _included),
+    st.tuples(st.just(events_pb2.EVENT_KIND_TX_REPLACED), st.sampled_from([1, 137]),
+              st.one_of(st.binary(min_size=32, max_size=32), st.binary(max_size=32)), _seen,
               st.builds(ReplacedBody, st.binary(max_size=32), st.integers(-(2**63), 2**63 - 1), st.booleans(), _u64,
                         st.booleans())),
-    st.tuples(st.just(events_pb2.EVENT_KIND_TX_DROPPED), st.sampled_from([1, 137]), st.binary(max_size=32), _u64,
+    st.tuples(st.just(events_pb2.EVENT_KIND_TX_DROPPED), st.sampled_from([1, 137]),
+              st.one_of(st.binary(min_size=32, max_size=32), st.binary(max_size=32)), _seen,
               st.builds(DroppedBody, st.integers(0, 3), _u64, st.text(max_size=5))),
     st.tuples(st.just(events_pb2.EVENT_KIND_REORG), st.sampled_from([1, 137]), st.just(b""), st.just(0),
               st.builds(events_pb2.Reorg, depth=st.integers(0, 9), too_deep=st.booleans())))

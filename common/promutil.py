@@ -10,7 +10,11 @@ prometheus-client's ``process_*`` (RSS, CPU, open fds of the serving process), `
 
 from __future__ import annotations
 
+import bisect
+import functools
+from collections import Counter
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -65,3 +69,19 @@ class FunctionCounter(Collector):
 
     def collect(self) -> Iterator[Metric]:
         yield CounterMetricFamily(self.name, self.documentation, value=self.value())
+
+
+def observe_many(histogram: Any, values: list[float]) -> None:
+    """``histogram.observe(v)`` for each of ``values`` (a Histogram, or a labelled child of one), with one
+    increment per bucket touched and one of the sum: a commit may hold thousands of observations (processd's
+    inclusion latencies), and ``observe`` takes the bucket's lock and walks the bounds once per value. Uses the
+    client's per-bucket values (``_upper_bounds``, ``_buckets``, ``_sum``, as in prometheus-client 0.2x); with
+    another layout it falls back to ``observe`` (``tests/test_common.py`` holds both to the same samples)."""
+    bounds, buckets, total = (getattr(histogram, name, None) for name in ("_upper_bounds", "_buckets", "_sum"))
+    if not isinstance(bounds, list) or not isinstance(buckets, list) or total is None or len(bounds) != len(buckets):
+        for value in values:
+            histogram.observe(value)
+        return
+    for index, count in Counter(map(functools.partial(bisect.bisect_left, bounds), values)).items():
+        buckets[index].inc(count)  # bisect_left: the first bound >= the value, the bucket observe() picks
+    total.inc(sum(values))

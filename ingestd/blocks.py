@@ -4,17 +4,19 @@
 Heads come from the ``newHeads`` subscriptions (:mod:`ingestd.heads`) and, when those are silent for a poll interval
 or the chain has no WebSocket source, from polling the latest block. A head that jumps by more than one queues the
 missing heights too, at most ``max_block_gap`` of them (the older ones are counted as ``gap_too_large`` and
-skipped); the first head after start also queues the ``block_backfill_depth`` heights below it (blocks mined while
-ingestd was down; processd ignores those it stored); a head at a height already queued but with a new hash (another
-block at that height: a reorg) queues that height again. A block whose parent is not the block delivered at the
-height below (a reorg that reached further back than its head) has its new branch walked back by parent hash
-(``eth_getBlockByHash``), at most ``max_reorg_depth`` blocks (deeper: counted ``reorg_too_deep`` and logged), and
-the branch is sent in ascending order before it, so processd sees every block of the new branch. The poll fallback
-asks for the latest block's number *and hash*, so it sees another block at the same height too. Everything is
-bounded: the height queue (``block_queue_size``, ``queue_full``), one block fetched at a time (so receipts in flight
-are one block's), transactions per block message (``max_block_txs``, ``truncated``). Every block that does not reach
-processd is counted by reason (:class:`ingestd.metrics.BlockDrop`); a bad answer (null block, malformed object or
-receipts, another chain's transactions, HTTP 429 past the retries) is a counted drop, never a crash.
+skipped); the first head after start also queues the ``block_backfill_depth`` heights below it (default 64, at most
+``max_block_gap``: blocks mined while ingestd was down; processd ignores those it stored; the pool state path is not
+told of them: reserves are read at the chain's head, and an old block may predate a pair); a head at a height
+already queued but with a new hash (another block at that height: a reorg) queues that height again. A block whose
+parent is not the block delivered at the height below (a reorg that reached further back than its head) has its new
+branch walked back by parent hash (``eth_getBlockByHash``), at most ``max_reorg_depth`` blocks (deeper: counted
+``reorg_too_deep`` and logged), and the branch is sent in ascending order before it, so processd sees every block of
+the new branch. The poll fallback asks for the latest block's number *and hash*, so it sees another block at the
+same height too. Everything is bounded: the height queue (``block_queue_size``, ``queue_full``), one block fetched
+at a time (so receipts in flight are one block's), transactions per block message (``max_block_txs``,
+``truncated``). Every block that does not reach processd is counted by reason (:class:`ingestd.metrics.BlockDrop`);
+a bad answer (null block, malformed object or receipts, another chain's transactions, HTTP 429 past the retries) is
+a counted drop, never a crash.
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ class BlockFollower:
         self.queue: deque[tuple[int, str, int]] = deque()
         self._wake = asyncio.Event()
         self.highest: int | None = None  # the highest height queued so far
+        #: The first head's height: the ones below it were queued by the start's backfill (block_backfill_depth).
+        self.first_head: int | None = None
         self._known: OrderedDict[bytes, None] = OrderedDict()
         self.last_head_mono = 0.0
         self._block_receipts = True  # until the node says it has no eth_getBlockReceipts
@@ -95,8 +99,10 @@ class BlockFollower:
         """Queues ``number`` and, when the head jumped, the heights between (at most ``max_block_gap``)."""
         highest = self.highest
         first = number
-        if highest is None:  # the first head: the blocks mined while ingestd was down too (block_backfill_depth)
-            first = max(0, number - self.cfg.block_backfill_depth)
+        if highest is None:  # the first head: the blocks mined while ingestd was down too (block_backfill_depth,
+            # bounded like any other jump of the head by max_block_gap)
+            first = max(0, number - min(self.cfg.block_backfill_depth, self.cfg.max_block_gap))
+            self.first_head = number
         elif number > highest:
             first = highest + 1
             missing = number - first
@@ -159,7 +165,8 @@ class BlockFollower:
                 self.fetching = False
             for envelope in envelopes:
                 self.deliver(envelope)
-                await self._notify_block(envelope)
+                if self.first_head is None or envelope.number >= self.first_head:  # (not a backfilled old block)
+                    await self._notify_block(envelope)
 
     async def _notify_block(self, envelope: block_pb2.BlockEnvelope) -> None:
         """Tells the pool state path (``on_block``) that a block went on the outbound queue."""

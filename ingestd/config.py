@@ -150,9 +150,10 @@ class IngestConfig:
     block_poll_interval_ms: int = 2000
     #: Missing heights fetched when the head jumps; beyond, the older ones are skipped (gap_too_large).
     max_block_gap: int = 64
-    #: At start, the first head also queues this many heights below it (0 = start at the head): the blocks mined
-    #: while ingestd was down reach processd, which ignores the ones it already stored.
-    block_backfill_depth: int = 0
+    #: At start, the first head also queues this many heights below it (0 = start at the head; at most
+    #: ``max_block_gap``): the blocks mined while ingestd was down reach processd, which ignores the ones it already
+    #: stored. On by default: without it a transaction mined while ingestd was down stays pending in processd.
+    block_backfill_depth: int = 64
     #: Heights waiting to be fetched (beyond: queue_full drops).
     block_queue_size: int = 256
     #: Transactions sent per block message (a larger block is sent with its first ones, truncated).

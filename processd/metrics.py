@@ -166,6 +166,10 @@ class ProcessdMetrics:
                               "too_deep: deeper than lifecycle_max_reorg_depth)", ["chain_id", "depth"], registry=r)
         self.lifecycle_tracked = Gauge(f"{PREFIX}lifecycle_tracked_pending", "Pending transactions the lifecycle "
                                        "tracks (all chains)", registry=r)
+        self.lifecycle_replaced_held = Gauge(f"{PREFIX}lifecycle_replaced_held", "Replaced transactions held until "
+                                             "a block settles their nonce (a node may mine the original: it is "
+                                             "then included); counted with lifecycle_tracked_pending against "
+                                             "lifecycle_max_pending", registry=r)
         self.lifecycle_tracked_max = Gauge(f"{PREFIX}lifecycle_tracked_pending_max", "Bound of "
                                            "lifecycle_tracked_pending (lifecycle_max_pending)", registry=r)
         self.lifecycle_overflow = Counter(f"{PREFIX}lifecycle_overflow", "Pending transactions left untracked "

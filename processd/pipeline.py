@@ -37,13 +37,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 from google.protobuf.message import DecodeError
 
 from common.chains import MAX_CHAIN_ID
 from common.pb.v1 import block_pb2, events_pb2, ingest_pb2, pool_pb2, tx_pb2
+from common.promutil import observe_many
 from processd.analysis.pool import AnalysisPool
 from processd.analysis.validation import MAX_SOURCE_ID_CHARS, OK, REASON_NAMES
 from processd.analysis.valuation.pairs import Venues, pair_cache_entries
@@ -251,7 +254,7 @@ class IngestPipeline:
             job = pending.job = CommitJob(
                 batch_seq=batch.batch_seq, envelopes=len(batch.envelopes), received_ns=pending.received_ns,
                 prepared=prepared, done=loop.create_future(), sightings=sightings, blocks=blocks, gone=gone,
-                tx_envelopes=batch.envelopes, pools=pools)
+                pools=pools)
             await self.writer.submit(job, on_queued=lambda: self._queued(pending, job, batch, raw))
         return pending
 
@@ -481,7 +484,7 @@ class IngestPipeline:
             m.events.labels(_KIND_NAMES[events_pb2.EVENT_KIND_POOL_STATE]).inc(len(result.pool_states))
             m.pool_states.labels("stored").inc(len(result.pool_states))
             m.pool_states.labels("duplicate").inc(result.pool_duplicates)
-        if result.life_events or result.gone_applied or result.gone_ignored or result.life_pending:
+        if result.life_info or result.gone_applied or result.gone_ignored or result.life_pending:
             self._life_metrics(result)
         if result.sightings.get("stored"):
             m.events.labels(_KIND_NAMES[events_pb2.EVENT_KIND_TX_SOURCE_SEEN]).inc(result.sightings["stored"])
@@ -497,41 +500,42 @@ class IngestPipeline:
         """The lifecycle's metrics of one commit: events by kind, outcomes, latencies, reorgs, tracked gauge (from
         ``CommitResult.life_info``: no event is parsed here)."""
         m = self._metrics
-        kinds: dict[int, int] = {}
-        outcomes: dict[tuple[int, str], int] = {}
-        latencies: dict[int, list[int]] = {}
-        for chain_id, kind, detail in result.life_info:
-            kinds[kind] = kinds.get(kind, 0) + 1
-            if kind == events_pb2.EVENT_KIND_TX_INCLUDED:
-                outcome = "included"
-                latencies.setdefault(chain_id, []).append(detail)
-            elif kind == events_pb2.EVENT_KIND_TX_REPLACED:
-                outcome = "replaced"
-            elif kind == events_pb2.EVENT_KIND_TX_DROPPED:
-                outcome = "dropped_" + _DROP_NAMES.get(detail, "unknown")
-            else:
-                m.reorgs.labels(str(chain_id), reorg_bucket(detail // 2, bool(detail & 1))).inc()
-                continue
-            outcomes[(chain_id, outcome)] = outcomes.get((chain_id, outcome), 0) + 1
-        for kind, n in kinds.items():
+        info = result.life_info
+        for kind, n in Counter(map(_KIND_OF, info)).items():
             m.events.labels(_KIND_NAMES[kind]).inc(n)
-        for (chain_id, outcome), n in outcomes.items():
-            m.lifecycle.labels(str(chain_id), outcome).inc(n)
-        for chain_id, values in latencies.items():
-            histogram = m.inclusion_latency.labels(str(chain_id))
-            for ms in values:
-                histogram.observe(ms / 1000)
+        included: dict[int, list[float]] = {}  # chain -> latencies, seconds
+        for chain_id, kind, detail in info:
+            if kind == _KIND_INCLUDED:
+                latencies = included.get(chain_id)
+                if latencies is None:
+                    latencies = included[chain_id] = []
+                latencies.append(detail / 1000)
+        for chain_id, values in included.items():
+            m.lifecycle.labels(str(chain_id), "included").inc(len(values))
+            observe_many(m.inclusion_latency.labels(str(chain_id)), values)
+        # the other kinds, few distinct (chain, kind, detail): counted once each
+        for (chain_id, kind, detail), n in Counter([row for row in info if row[1] != _KIND_INCLUDED]).items():
+            if kind == events_pb2.EVENT_KIND_TX_REPLACED:
+                m.lifecycle.labels(str(chain_id), "replaced").inc(n)
+            elif kind == events_pb2.EVENT_KIND_TX_DROPPED:
+                m.lifecycle.labels(str(chain_id), "dropped_" + _DROP_NAMES.get(detail, "unknown")).inc(n)
+            else:
+                m.reorgs.labels(str(chain_id), reorg_bucket(detail // 2, bool(detail & 1))).inc(n)
         m.lifecycle_gone.labels("applied").inc(result.gone_applied)
         m.lifecycle_gone.labels("ignored").inc(result.gone_ignored)
         life = self.writer.life
         if life is not None:
             m.lifecycle_tracked.set(life.tracker.tracked)
+            m.lifecycle_replaced_held.set(life.tracker.held)
             overflow = life.tracker.counts["overflow"]
             if overflow > self._overflow_seen:
                 m.lifecycle_overflow.inc(overflow - self._overflow_seen)
             self._overflow_seen = overflow
 
 
+_KIND_INCLUDED: int = events_pb2.EVENT_KIND_TX_INCLUDED
+#: The kind of a ``CommitResult.life_info`` row (chain, kind, detail).
+_KIND_OF = itemgetter(1)
 _DROP_NAMES: dict[int, str] = {events_pb2.DROP_REASON_EXPIRED: "expired", events_pb2.DROP_REASON_EVICTED: "evicted",
                events_pb2.DROP_REASON_NONCE_PASSED: "nonce_passed"}
 

@@ -13,6 +13,8 @@
 #   grpc_boundary    the same ingest->process path in one process vs across gRPC, by batch size
 #   loadtest_rest    gatewayd's REST routes under Locust, with ingest running (gatewayd's module)
 #   loadtest         both Locust files headless; the gRPC ingest figures come from here
+#   lifecycle        processd with the transaction lifecycle vs blocks without it vs no blocks (CPU, tx/s)
+#   lifecycle_writer the same three in the single writer's thread alone
 # Benchmarks another module owns are skipped with a note when they are not there yet.
 source "$(dirname "$0")/_env.sh"
 setup_all bench  # the rate sweep compares with a web3.py loop (the [bench] extras)
@@ -22,7 +24,7 @@ ONLY=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --only) ONLY=",$2,"; shift 2 ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) die "unknown argument $1 (use --only NAME[,NAME])" ;;
   esac
 done
@@ -48,6 +50,8 @@ bench loadtest_rest loadtests.loadtest_rest
 bench loadtest scripts.bench.loadtest
 bench rest_cpu scripts.bench.rest_cpu
 bench sse_fanout scripts.bench.sse_fanout
+bench lifecycle scripts.bench.lifecycle_bench
+bench lifecycle_writer scripts.bench.lifecycle_writer --rounds 3
 
 echo "== README performance table"
 python -m scripts.bench.render_table

@@ -139,3 +139,35 @@ def test_proc_readers_on_self_and_gone_pid() -> None:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
     assert rss_bytes(proc.pid) is None
+
+
+@given(st.lists(st.one_of(st.floats(-10, 5000, allow_nan=False), st.sampled_from([0.5, 1.0, 2.0, 3600.0])),
+                max_size=40))
+def test_observe_many_gives_the_samples_of_one_observe_per_value(values: list[float]) -> None:
+    """common.promutil.observe_many (one increment per bucket) against Histogram.observe per value, bounds included,
+    on a labelled child (how processd uses it) and through the fallback."""
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from common.promutil import observe_many
+
+    def samples(observe: object) -> list[tuple[str, dict[str, str], float]]:
+        registry = CollectorRegistry()
+        hist = Histogram("h_seconds", "h", ["chain_id"], buckets=(0.5, 1, 2, 5, 3600), registry=registry)
+        child = hist.labels("1")
+        if observe is None:
+            for v in values:
+                child.observe(v)
+        else:
+            observe(child, values)  # type: ignore[operator]
+        return [(s.name, s.labels, round(s.value, 6)) for m in registry.collect() for s in m.samples
+                if not s.name.endswith("_created")]  # (a creation time, not an observation)
+
+    class Plain:  # no per-bucket values: observe_many falls back to observe
+        def __init__(self, child: object) -> None:
+            self.child = child
+
+        def observe(self, value: float) -> None:
+            self.child.observe(value)  # type: ignore[attr-defined]
+
+    assert samples(observe_many) == samples(None)
+    assert samples(lambda child, vs: observe_many(Plain(child), vs)) == samples(None)

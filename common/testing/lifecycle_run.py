@@ -23,11 +23,9 @@ Semantics, where the node and mempulse cannot see the same thing:
   nonce of its sender) until anvil dropped it or the run did at the end, and anvil does not announce a
   transaction it cannot mine on ``newPendingTransactions``, so no mempool watcher sees it. Both are counted
   (``unobservable``: ``downtime`` / ``behind_gap``), not mismatches; anything else missing is a mismatch;
-- known daemon bug, counted apart (``known_bugs``, with examples) and not as a mismatch until it is fixed:
-  ``replaced_then_mined``: a speed-up or cancel the node accepted while it was mining the original, which it
-  then mined: processd settles the original as replaced when it stores the replacement, and a block listing the
-  original later does not undo that (docs/reliability.md, daemon bug 19; bug 20, a transaction stored after the
-  block that includes it, is fixed and counts as a mismatch again);
+- no daemon bug is counted apart any more: a speed-up or cancel the node accepted while it was mining the original,
+  which it then mined (docs/reliability.md bug 19), and a transaction stored after the block that includes it
+  (bug 20), are fixed and count as mismatches like any other;
 - inclusion latency: for each included transaction that ingestd saw live (sent outside a downtime), mempulse's
   ``inclusion_latency_ms`` against the block's timestamp minus the generator's send time; the error must be
   within one block time (``latency_errors_ms``). A backfilled transaction's first seen is the backfill's time. A
@@ -112,8 +110,6 @@ class RunResult:
     left_in_pool_dropped: int = 0
     #: chain id -> sender -> its nonce at the end (records above it sat behind a nonce gap: module doc).
     final_nonces: dict[int, dict[str, int]] = field(default_factory=dict)
-    #: Known daemon bug -> the hashes it explains (module doc); not in ``mismatches``.
-    known_bugs: dict[str, list[str]] = field(default_factory=dict)
     private: int = 0
     unobservable: dict[str, int] = field(default_factory=dict)
     mismatches: dict[str, list[str]] = field(default_factory=dict)
@@ -140,7 +136,6 @@ class RunResult:
                 "evicted": len(self.evicted), "reorgs": self.reorgs, "kills": self.kills,
                 "left_in_pool_dropped": self.left_in_pool_dropped, "private": self.private,
                 "unobservable": self.unobservable,
-                "known_bugs": {k: {"count": len(v), "examples": v[:5]} for k, v in self.known_bugs.items()},
                 "mismatches": len(self.mismatches),
                 "mismatch_fields": _field_counts(self.mismatches), "mismatch_examples": self.mismatch_examples[:20],
                 "reported_drop_reasons": self.reported_reasons,
@@ -408,16 +403,6 @@ def _views(stack: Stack, records: Sequence[SentRecord], truth: Mapping[str, Mapp
     return view
 
 
-def _known_bug(h: str, truth: Mapping[str, Mapping[str, Any]], view: Mapping[str, Mapping[str, Any]]) -> str | None:
-    """The known daemon bug that explains the mismatch of ``h`` (module doc), or None."""
-    got, want = view.get(h) or {}, truth[h]
-    by = got.get("replaced_by")
-    if (want["status"] == "included" and got.get("status") == "replaced" and isinstance(by, str) and by in truth
-            and truth[by]["status"] == "replaced" and truth[by]["replaced_by"] == h):
-        return "replaced_then_mined"
-    return None
-
-
 # ---- the run -----------------------------------------------------------------------------------------------------
 
 def run(cfg: RunConfig, on_stack: Callable[[Stack], None] | None = None) -> RunResult:
@@ -539,13 +524,6 @@ def _settle(stack: Stack, cfg: RunConfig, res: RunResult, records: Sequence[Sent
         again = [r for r in records if r.tx_hash.lower() in diff]
         view.update(_views(stack, again, truth, sent_ms, downtimes, res.final_nonces, cfg.query_threads))
         diff = compare(truth, view)
-        if len(diff) <= 50 and all(_known_bug(h, truth, view) for h in diff):
-            break  # what is left is explained: no use waiting
-    for h in list(diff):
-        bug = _known_bug(h, truth, view)
-        if bug is not None:
-            res.known_bugs.setdefault(bug, []).append(h)
-            del diff[h]
     res.mismatches = diff
     slots: dict[tuple[int, str, int], list[str]] = {}
     for r in records:

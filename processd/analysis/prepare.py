@@ -22,7 +22,7 @@ from processd.analysis.validation import MAX_SOURCE_ID_CHARS, validate_fields, v
 from processd.analysis.valuation.state import Reserves
 from processd.storage.layout import TX_KEY_HASH_BYTES, U64
 from processd.wire.batch import Accepted, encode_batch
-from processd.wire.columns import BatchColumns
+from processd.wire.columns import LIFE_ROW, BatchColumns
 from processd.wire.encoding import hash_prefix
 from processd.wire.features import encode_features
 
@@ -70,6 +70,7 @@ def prepare_batch(raw: bytes, received_ns: int, analyzer: Analyzer | AnalyzeEnco
     key_hash_bytes = TX_KEY_HASH_BYTES
     # Chains accepted in this batch -> (what precedes the hash in their headers, tx_hash key prefix).
     chains: dict[int, tuple[bytes, bytes]] = {}
+    pack_life = LIFE_ROW.pack
     for index, envelope in enumerate(envelopes):
         chain_id = envelope.chain_id
         tx_hash = envelope.hash
@@ -114,7 +115,10 @@ def prepare_batch(raw: bytes, received_ns: int, analyzer: Analyzer | AnalyzeEnco
         except Exception as exc:  # analysis must never stop the log; store the tx undecoded
             analysis = fallback_analysis(envelope, exc)
             errors += 1
+        first_seen = envelope.first_seen_unix_ns
         accepted.append((chain_id, chain[0], chain[1] + tx_hash[:key_hash_bytes], tx_hash,  # eventlog.tx_key
-                         envelope.first_seen_unix_ns, source_id, envelope.SerializeToString(), analysis,
-                         sender, to, data[:4]))
+                         first_seen, source_id, envelope.SerializeToString(), analysis, sender, to, data[:4],
+                         # the lifecycle's fields (wire.columns.life_row, inline)
+                         pack_life(tx_hash, sender, envelope.nonce, (max_fee or gas_price).rjust(32, b"\x00"),
+                                   first_seen, to == sender and not data and not value.strip(b"\x00"))))
     return encode_batch(received_ns, accepted, bytes(reasons), errors)

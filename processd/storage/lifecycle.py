@@ -14,7 +14,13 @@ Rules (docs/architecture.md, "The transaction lifecycle"):
   bound it is counted as ``overflow`` and left untracked).
 * **replaced**: a new pending transaction of the same (sender, nonce) replaces the tracked one (TX_REPLACED with
   the fee bump in bps and whether it is a cancel); so does a block including another hash of that pair
-  (``by_block``: a replacement processd only saw mined).
+  (``by_block``: a replacement processd only saw mined). A transaction replaced by a pending one keeps its
+  (sender, nonce) slot (``ChainLife.replaced``, counted in ``max_pending``) until a block settles that nonce: a
+  node can accept a speed-up or cancel while it is mining the original, and then mines the original
+  (docs/reliability.md bug 19). A block listing a held replaced transaction includes it (TX_INCLUDED after its
+  TX_REPLACED: its last event is the node's truth), the pending replacement is replaced ``by_block`` by it, and
+  any other held replaced hash of the slot whose replacement was not the mined one is replaced ``by_block`` by the
+  mined one; a block mining the nonce or a higher one of the sender, or expiry, forgets the slot.
 * **included**: a block lists the hash (TX_INCLUDED: block, index, receipt status, latency = block timestamp minus
   first seen); also a transaction stored after a held block listed it (ingestd fetched the block first): it is
   included in that block as it is stored.
@@ -38,10 +44,13 @@ order; ``tests/processd/test_lifecycle_tracker.py`` checks it as a property).
 
 from __future__ import annotations
 
+import functools
 import heapq
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from operator import itemgetter
+from typing import Final, NamedTuple
 
 from common.pb.v1 import block_pb2, events_pb2
 from processd.wire.encoding import DroppedBody, IncludedBody, ReplacedBody
@@ -58,21 +67,37 @@ NONCE_PASSED = events_pb2.DROP_REASON_NONCE_PASSED
 LifeEvent = tuple[int, int, bytes, int, "IncludedBody | ReplacedBody | DroppedBody | events_pb2.Reorg"]
 #: Outcome labels of mempulse_processd_lifecycle_total (the first four are also agg counters).
 OUTCOMES = ("included", "replaced", "dropped_expired", "dropped_evicted", "dropped_nonce_passed", "overflow",
-            "late_pending", "reincluded")
+            "late_pending", "reincluded", "replaced_mined")
 
 
-@dataclass(slots=True)
-class Pending:
-    """One tracked pending transaction."""
+class Pending(NamedTuple):
+    """One tracked pending transaction: a plain tuple (the writer builds one per stored transaction, so it costs a
+    tuple, not an object; the tracker reads it by the ``_SEQ``... indexes below)."""
 
     seq: int  # its TX_SEEN seq
     tx_hash: bytes
     sender: bytes
     nonce: int
-    fee: int  # its bid: max_fee_per_gas or gas_price, wei (0 = unknown)
+    fee: bytes | int  # its bid: max_fee_per_gas or gas_price, wei (big-endian bytes as stored; 0 = unknown)
     first_seen_ns: int
     cancel: bool  # a transfer of 0 to itself without calldata
     repended: bool = False  # put back by a reorg (its next inclusion is a re-inclusion)
+
+
+#: Positions of :class:`Pending`'s fields (the hot loops index tuples: no attribute lookup).
+_SEQ: Final = 0
+_HASH: Final = 1
+_SENDER: Final = 2
+_NONCE: Final = 3
+_SEEN: Final = 5
+_REPENDED: Final = 7
+#: A transaction a block lists, as the tracker reads it: (hash, sender, nonce, index, receipt status).
+BlockRow = tuple[bytes, bytes, int, int, int]
+_SEQ_OF, _HASH_OF, _HASH_OF_ROW = itemgetter(_SEQ), itemgetter(_HASH), itemgetter(0)
+#: C-level constructors of the event bodies (a NamedTuple's own ``__new__`` is a Python call per event).
+_included_body = functools.partial(tuple.__new__, IncludedBody)
+_replaced_body = functools.partial(tuple.__new__, ReplacedBody)
+_dropped_body = functools.partial(tuple.__new__, DroppedBody)
 
 
 @dataclass(slots=True)
@@ -83,17 +108,25 @@ class HeldBlock:
     block_hash: bytes
     seq: int
     included: list[Pending] = field(default_factory=list)
-    #: Every transaction the block lists (hash -> (index, receipt status)), tracked or not: one whose pending
-    #: envelope is stored after the block is included at once (:meth:`LifecycleTracker.pending`).
-    txs: dict[bytes, tuple[int, int]] = field(default_factory=dict)
+    #: Every transaction the block lists, tracked or not (:data:`BlockRow` s): one whose pending envelope is stored
+    #: after the block is included at once (:meth:`LifecycleTracker.pending`, which looks it up by :meth:`position`).
+    rows: list[BlockRow] = field(default_factory=list)
     timestamp: int = 0
 
     #: The lowest seq this block's undo depends on (set once the block is applied: :meth:`seal`).
     floor: int = 0
+    _positions: dict[bytes, tuple[int, int]] | None = None
 
     def seal(self) -> None:
         """Records :attr:`floor` (the included list does not change after the block is applied)."""
-        self.floor = min([self.seq, *(p.seq for p in self.included)])
+        self.floor = min(self.seq, min(map(_SEQ_OF, self.included), default=self.seq))
+
+    def position(self, tx_hash: bytes) -> tuple[int, int]:
+        """(index, receipt status) of a transaction the block lists (the map is built on the first question: a
+        late pending transaction is rare)."""
+        if self._positions is None:
+            self._positions = {row[0]: (row[3], row[4]) for row in self.rows}
+        return self._positions[tx_hash]
 
 
 @dataclass(slots=True)
@@ -111,6 +144,10 @@ class ChainLife:
     def __init__(self) -> None:
         self.pending: dict[bytes, Pending] = {}
         self.by_sender: dict[bytes, dict[int, bytes]] = {}
+        #: Replaced transactions whose (sender, nonce) no block settled yet: hash -> (the transaction, the hash that
+        #: replaced it); and sender -> nonce -> those hashes (a block listing one of them includes it: bug 19).
+        self.replaced: dict[bytes, tuple[Pending, bytes]] = {}
+        self.replaced_at: dict[bytes, dict[int, list[bytes]]] = {}
         #: (first seen ns, seq, hash) of every tracked transaction; entries of settled ones are skipped when met.
         self.expiry: list[tuple[int, int, bytes]] = []
         self.blocks: dict[int, HeldBlock] = {}
@@ -120,31 +157,41 @@ class ChainLife:
         self.head = -1
         #: The lowest seq of a transaction put back by a reorg and still tracked (its place in ``pending`` is new).
         self.repended_floor = 0
-        #: (seq, hash) of the tracked transactions in tracking order (seq order, but for those a reorg put back):
+        #: The tracked transactions (their :class:`Pending` itself: no tuple per entry) in tracking order (seq
+        #: order, but for those a reorg put back; an entry counts while it is the very object tracked):
         #: settled ones are dropped from the front when :meth:`floor` meets them (amortized O(1); iterating the
         #: ``pending`` dict from its start would walk every slot its deletions left).
-        self.order: deque[tuple[int, bytes]] = deque()
+        self.order: deque[Pending] = deque()
 
     def floor(self, fallback: int) -> int:
         """The lowest seq the chain's state depends on (``fallback`` when it holds nothing)."""
-        order, pending = self.order, self.pending
-        if len(order) > 4 * len(pending) + 4096:  # settled entries behind a long-pending one: compact (bounded)
-            order = self.order = deque(sorted((p.seq, h) for h, p in pending.items()))
+        order, pending, replaced = self.order, self.pending, self.replaced
+        if len(order) > 4 * (len(pending) + len(replaced)) + 4096:  # settled entries behind a long-held one: compact
+            order = self.order = deque(sorted([*pending.values(), *(r[0] for r in replaced.values())],
+                                              key=_SEQ_OF))
         while order:
-            seq, tx_hash = order[0]
-            p = pending.get(tx_hash)
-            if p is not None and p.seq == seq:
+            p = order[0]
+            held = pending.get(p[_HASH])
+            if held is None:
+                r = replaced.get(p[_HASH])
+                held = r[0] if r is not None else None
+            if held is p:
                 break
             order.popleft()
-        marks = [order[0][0]] if order else []
+        marks = [order[0][_SEQ]] if order else []
         if self.repended_floor and pending:
             marks.append(self.repended_floor)
         marks.extend(b.floor for b in self.blocks.values())
         return min(marks) if marks else fallback
 
 
-def fee_bump_bps(old: int, new: int) -> int:
-    """The replacement's bid over the replaced one's, basis points of the old bid (0 when either is unknown)."""
+def fee_bump_bps(old: bytes | int, new: bytes | int) -> int:
+    """The replacement's bid over the replaced one's, basis points of the old bid (0 when either is unknown); a bid
+    is wei, as an int or big-endian bytes (read only here: a replacement is rare, a tracked transaction is not)."""
+    if isinstance(old, bytes):
+        old = int.from_bytes(old, "big")
+    if isinstance(new, bytes):
+        new = int.from_bytes(new, "big")
     if old <= 0 or new <= 0:
         return 0
     return (new - old) * 10_000 // old
@@ -159,6 +206,8 @@ class LifecycleTracker:
         self.max_reorg_depth = max_reorg_depth
         self.chains: dict[int, ChainLife] = {}
         self.tracked = 0
+        #: Replaced transactions held until a block settles their nonce (``ChainLife.replaced``, all chains).
+        self.held = 0
         #: Outcome counts since start (OUTCOMES; the metrics read and the writer's agg deltas come from events).
         self.counts: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
 
@@ -194,13 +243,48 @@ class LifecycleTracker:
             body = ReplacedBody(tx.tx_hash, fee_bump_bps(old.fee, tx.fee), tx.cancel, old.seq)
             out.append((KIND_REPLACED, chain_id, old.tx_hash, old.first_seen_ns, body))
             self.counts["replaced"] += 1
+            self._track(life, tx)
+            self._hold_replaced(life, old, tx.tx_hash)  # after the replacement: it has the first claim on room
+            return out
         self._track(life, tx)
+        return out
+
+    def pending_many(self, chain_id: int, txs: Iterable[Pending]) -> list[LifeEvent]:
+        """:meth:`pending` of each of ``txs`` in order (a batch's stored transactions), with the usual case (a new
+        (sender, nonce), room under the bound, no held block listing it) in one loop of dict operations; any other
+        goes through :meth:`pending`."""
+        life = self.chains.get(chain_id)
+        if life is None:
+            return []
+        out: list[LifeEvent] = []
+        pending, by_sender, listed, included = life.pending, life.by_sender, life.listed, life.included_hashes
+        expiry, order_append, push = life.expiry, life.order.append, heapq.heappush
+        added = 0  # tracked by the loop, not yet in self.tracked
+        room = self.max_pending - self.tracked - self.held
+        for tx in txs:
+            tx_hash, sender, nonce = tx[_HASH], tx[_SENDER], tx[_NONCE]
+            nonces = by_sender.get(sender)
+            if tx_hash in listed or tx_hash in included or room <= added or (nonces is not None and nonce in nonces):
+                self.tracked += added  # (pending() reads and counts it)
+                added = 0
+                out += self.pending(chain_id, tx)
+                room = self.max_pending - self.tracked - self.held
+                continue
+            if nonces is None:
+                by_sender[sender] = {nonce: tx_hash}
+            else:
+                nonces[nonce] = tx_hash
+            pending[tx_hash] = tx
+            push(expiry, (tx[_SEEN], tx[_SEQ], tx_hash))
+            order_append(tx)
+            added += 1
+        self.tracked += added
         return out
 
     def _late_include(self, life: ChainLife, chain_id: int, tx: Pending, held: HeldBlock) -> list[LifeEvent]:
         """A pending transaction stored after a held block listed it: included in that block (its (sender, nonce)
         was settled by the block already), and put back like the block's other inclusions if a reorg orphans it."""
-        index, status = held.txs[tx.tx_hash]
+        index, status = held.position(tx.tx_hash)
         latency = max(0, held.timestamp * 1000 - tx.first_seen_ns // 1_000_000)
         held.included.append(tx)
         life.included_hashes.add(tx.tx_hash)
@@ -230,14 +314,17 @@ class LifecycleTracker:
             if held is None or held.block_hash != block.hash:
                 outcome.events.append(self._reorg(life, block, held is None))
         held_block = HeldBlock(block.number, block.hash, seq, timestamp=block.timestamp)
-        held_block.txs = {tx.hash: (tx.index, tx.status) for tx in block.txs}
-        self._include(life, block, held_block, outcome)
-        self._nonces_passed(life, block, outcome)
+        # Each field of each listed transaction read once (every upb read allocates): (hash, sender, nonce, index,
+        # receipt status).
+        rows: list[BlockRow] = [(tx.hash, tx.sender, tx.nonce, tx.index, tx.status) for tx in block.txs]
+        held_block.rows = rows
+        self._include(life, chain_id, rows, held_block, outcome)
+        self._nonces_passed(life, chain_id, rows, outcome)
         self._expire(life, chain_id, block.timestamp * 1_000_000_000, outcome)
         held_block.seal()
         life.blocks[block.number] = held_block
-        life.included_hashes.update(p.tx_hash for p in held_block.included)
-        life.listed.update(dict.fromkeys(held_block.txs, held_block))
+        life.included_hashes.update(map(_HASH_OF, held_block.included))
+        life.listed.update(dict.fromkeys(map(_HASH_OF_ROW, rows), held_block))
         life.head = max(life.head, block.number)
         for number in [n for n in life.blocks if n <= life.head - self.max_reorg_depth]:
             self._forget(life, life.blocks.pop(number))
@@ -256,7 +343,7 @@ class LifecycleTracker:
             for tx in held.included:
                 if tx.tx_hash in life.pending:
                     continue
-                tx.repended = True
+                tx = tx._replace(repended=True)
                 if self._track(life, tx):
                     back += 1
                     life.repended_floor = min(life.repended_floor or tx.seq, tx.seq)
@@ -266,55 +353,100 @@ class LifecycleTracker:
                                 orphaned_hashes=[b.block_hash for b in orphaned], unincluded=back, too_deep=too_deep)
         return (KIND_REORG, block.chain_id, b"", 0, body)
 
-    def _include(self, life: ChainLife, block: block_pb2.BlockEnvelope, held: HeldBlock,
-                 outcome: BlockOutcome) -> None:
-        """Settles the block's tracked transactions as included, and other hashes of their (sender, nonce) as
-        replaced by them."""
-        chain_id, ts_ms = block.chain_id, block.timestamp * 1000
+    def _include(self, life: ChainLife, chain_id: int, rows: list[BlockRow],
+                 held: HeldBlock, outcome: BlockOutcome) -> None:
+        """Settles the block's tracked transactions as included, other hashes of their (sender, nonce) as replaced
+        by them, and includes a listed transaction held as replaced (bug 19: the node mined the original). One loop
+        over the block's rows, the settling of a tracked transaction written out (it runs for most of them)."""
+        ts_ms, number, block_hash, block_seq = held.timestamp * 1000, held.number, held.block_hash, held.seq
         latencies: list[int] = []
-        for tx in block.txs:
-            if tx.hash in life.pending:
-                p = self._settle(life, tx.hash)
-                latency = max(0, ts_ms - p.first_seen_ns // 1_000_000)
+        pending, by_sender, replaced, events, counts = life.pending, life.by_sender, life.replaced, outcome.events, \
+            self.counts
+        included = held.included
+        settled = 0  # (taken from self.tracked once, after the loop)
+        for tx_hash, sender, nonce, index, status in rows:
+            p = pending.pop(tx_hash, None)
+            in_pending = p is not None
+            if p is not None:  # (LifecycleTracker._settle, inline)
+                nonces = by_sender.get(p[_SENDER])
+                if nonces is not None and nonces.get(p[_NONCE]) == tx_hash:
+                    del nonces[p[_NONCE]]
+                    if not nonces:
+                        del by_sender[p[_SENDER]]
+                settled += 1
+            elif tx_hash in replaced:
+                p = self._forget_replaced(life, tx_hash)
+                counts["replaced_mined"] += 1
+            if p is not None:
+                latency = ts_ms - p[_SEEN] // 1_000_000
+                if latency < 0:
+                    latency = 0
                 latencies.append(latency)
-                held.included.append(p)
-                reincluded = p.repended
+                included.append(p)
+                reincluded = p[_REPENDED]
                 if reincluded:
-                    self.counts["reincluded"] += 1
-                body = IncludedBody(block.number, block.hash, tx.index, tx.status, latency, p.seq, held.seq,
-                                    reincluded)
-                outcome.events.append((KIND_INCLUDED, chain_id, p.tx_hash, p.first_seen_ns, body))
-                self.counts["included"] += 1
-                continue
-            nonces = life.by_sender.get(tx.sender)
-            other = nonces.get(tx.nonce) if nonces else None
-            if other is not None:
-                old = self._settle(life, other)
-                body_r = ReplacedBody(tx.hash, 0, False, old.seq, by_block=True)
-                outcome.events.append((KIND_REPLACED, chain_id, old.tx_hash, old.first_seen_ns, body_r))
-                self.counts["replaced"] += 1
-        if not life.pending:
+                    counts["reincluded"] += 1
+                events.append((KIND_INCLUDED, chain_id, tx_hash, p[_SEEN], _included_body(
+                    (number, block_hash, index, status, latency, p[_SEQ], block_seq, reincluded))))
+            if not in_pending:
+                nonces = by_sender.get(sender)
+                other = nonces.get(nonce) if nonces else None
+                if other is not None:
+                    old = self._settle(life, other)
+                    events.append((KIND_REPLACED, chain_id, other, old[_SEEN], _replaced_body(
+                        (tx_hash, 0, False, old[_SEQ], True))))
+                    counts["replaced"] += 1
+            if life.replaced_at:
+                self._settle_slot(life, chain_id, sender, nonce, tx_hash, events)
+        self.tracked -= settled
+        counts["included"] += len(latencies)
+        if not pending:
             life.repended_floor = 0
         if latencies:
             latencies.sort()
             outcome.latency_p50_ms = latencies[(len(latencies) - 1) // 2]
             outcome.included_tracked = len(latencies)
 
-    def _nonces_passed(self, life: ChainLife, block: block_pb2.BlockEnvelope, outcome: BlockOutcome) -> None:
+    def _settle_slot(self, life: ChainLife, chain_id: int, sender: bytes, nonce: int, mined: bytes,
+                     events: list[LifeEvent]) -> None:
+        """A block mined ``mined`` at (``sender``, ``nonce``): the replaced transactions held for that slot are
+        forgotten, and one whose replacement was not the mined transaction is replaced ``by_block`` by it (what the
+        node says of it)."""
+        nonces = life.replaced_at.get(sender)
+        hashes = nonces.get(nonce) if nonces else None
+        if not hashes:
+            return
+        for tx_hash in list(hashes):
+            by_hash = life.replaced[tx_hash][1]
+            old = self._forget_replaced(life, tx_hash)
+            if by_hash != mined:
+                body = ReplacedBody(mined, 0, False, old.seq, by_block=True)
+                events.append((KIND_REPLACED, chain_id, tx_hash, old.first_seen_ns, body))
+                self.counts["replaced"] += 1
+
+    def _nonces_passed(self, life: ChainLife, chain_id: int, rows: list[BlockRow],
+                       outcome: BlockOutcome) -> None:
         """Drops the tracked transactions whose nonce is below one the block mined for their sender."""
+        by_sender, replaced_at = life.by_sender, life.replaced_at
         mined: dict[bytes, int] = {}
-        for tx in block.txs:
-            if tx.nonce >= mined.get(tx.sender, -1):
-                mined[tx.sender] = tx.nonce
+        for _, sender, nonce, _, _ in rows:
+            if (by_sender.get(sender) or replaced_at.get(sender)) and nonce >= mined.get(sender, -1):
+                mined[sender] = nonce
         for sender, top in mined.items():
-            nonces = life.by_sender.get(sender)
-            if not nonces:
+            held = replaced_at.get(sender)
+            if held:  # replaced transactions of a passed nonce: their slot is settled (by a hash never seen)
+                for nonce in [n for n in held if n < top]:
+                    for tx_hash in list(held[nonce]):
+                        self._forget_replaced(life, tx_hash)
+            nonces = by_sender.get(sender)
+            if not nonces or min(nonces) >= top:
                 continue
-            for nonce in sorted(n for n in nonces if n < top):
+            passed = sorted([n for n in nonces if n < top]) if len(nonces) > 1 else list(nonces)
+            for nonce in passed:
                 old = self._settle(life, nonces[nonce])
-                body = DroppedBody(NONCE_PASSED, old.seq)
-                outcome.events.append((KIND_DROPPED, block.chain_id, old.tx_hash, old.first_seen_ns, body))
-                self.counts["dropped_nonce_passed"] += 1
+                outcome.events.append((KIND_DROPPED, chain_id, old[_HASH], old[_SEEN],
+                                       _dropped_body((NONCE_PASSED, old[_SEQ], ""))))
+            self.counts["dropped_nonce_passed"] += len(passed)
 
     def _expire(self, life: ChainLife, chain_id: int, now_ns: int, outcome: BlockOutcome) -> None:
         """Drops, as expired, the tracked transactions first seen more than the TTL before ``now_ns`` (the block's
@@ -325,13 +457,17 @@ class LifecycleTracker:
             _, seq, tx_hash = heapq.heappop(heap)
             p = life.pending.get(tx_hash)
             if p is None or p.seq != seq:
+                held = life.replaced.get(tx_hash)
+                if held is not None and held[0].seq == seq:  # a replaced one expires silently (it is settled)
+                    self._forget_replaced(life, tx_hash)
                 continue
             self._settle(life, tx_hash)
             body = DroppedBody(EXPIRED, seq)
             outcome.events.append((KIND_DROPPED, chain_id, tx_hash, p.first_seen_ns, body))
             self.counts["dropped_expired"] += 1
-        if len(heap) > 2 * len(life.pending) + 1024:  # settled entries pile up: rebuild (amortized O(1))
+        if len(heap) > 2 * (len(life.pending) + len(life.replaced)) + 1024:  # settled ones pile up: rebuild
             life.expiry = [(p.first_seen_ns, p.seq, h) for h, p in life.pending.items()]
+            life.expiry += [(r[0].first_seen_ns, r[0].seq, h) for h, r in life.replaced.items()]
             heapq.heapify(life.expiry)
 
     # ---- state -------------------------------------------------------------------------------------------
@@ -339,20 +475,20 @@ class LifecycleTracker:
     @staticmethod
     def _forget(life: ChainLife, held: HeldBlock) -> None:
         """A held block leaves the window (or is orphaned): its hashes are no longer included or listed by it."""
-        life.included_hashes.difference_update(p.tx_hash for p in held.included)
-        for tx_hash in held.txs:
+        life.included_hashes.difference_update(map(_HASH_OF, held.included))
+        for tx_hash in map(_HASH_OF_ROW, held.rows):
             if life.listed.get(tx_hash) is held:
                 del life.listed[tx_hash]
 
     def _track(self, life: ChainLife, tx: Pending) -> bool:
-        if self.tracked >= self.max_pending:
+        if self.tracked + self.held >= self.max_pending:
             self.counts["overflow"] += 1
             return False
         life.pending[tx.tx_hash] = tx
         # A transaction put back by a reorg does not take its (sender, nonce) from one seen pending meanwhile.
         life.by_sender.setdefault(tx.sender, {}).setdefault(tx.nonce, tx.tx_hash)
         heapq.heappush(life.expiry, (tx.first_seen_ns, tx.seq, tx.tx_hash))
-        life.order.append((tx.seq, tx.tx_hash))
+        life.order.append(tx)
         self.tracked += 1
         return True
 
@@ -364,6 +500,28 @@ class LifecycleTracker:
             if not nonces:
                 del life.by_sender[p.sender]
         self.tracked -= 1
+        return p
+
+    def _hold_replaced(self, life: ChainLife, old: Pending, by_hash: bytes) -> None:
+        """Keeps a transaction just replaced by a pending one until a block settles its (sender, nonce) (bug 19);
+        past ``max_pending`` it is not kept (counted as ``overflow``)."""
+        if self.tracked + self.held >= self.max_pending:
+            self.counts["overflow"] += 1
+            return
+        life.replaced[old.tx_hash] = (old, by_hash)
+        life.replaced_at.setdefault(old.sender, {}).setdefault(old.nonce, []).append(old.tx_hash)
+        self.held += 1
+
+    def _forget_replaced(self, life: ChainLife, tx_hash: bytes) -> Pending:
+        p = life.replaced.pop(tx_hash)[0]
+        nonces = life.replaced_at[p.sender]
+        hashes = nonces[p.nonce]
+        hashes.remove(tx_hash)
+        if not hashes:
+            del nonces[p.nonce]
+            if not nonces:
+                del life.replaced_at[p.sender]
+        self.held -= 1
         return p
 
     def floors(self, chain_ids: Iterable[int], fallback: int) -> dict[int, int]:

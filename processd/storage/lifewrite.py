@@ -12,12 +12,13 @@ from that seq on: with the default TTL of one hour, about an hour of the log.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from common.pb.v1 import block_pb2, events_pb2, tx_pb2
+from common.pb.v1 import block_pb2, events_pb2
 from processd.storage.eventlog import EventLog
 from processd.storage.layout import (
     AGG_CHAIN,
@@ -28,7 +29,6 @@ from processd.storage.layout import (
     KIND_INCLUDED,
     KIND_REORG,
     KIND_SEEN,
-    TX_KEY_HASH_BYTES,
     U64,
     agg_chain_key,
     decode_event,
@@ -36,7 +36,7 @@ from processd.storage.layout import (
 from processd.storage.lifecycle import EVICTED, LifecycleTracker, LifeEvent, Pending
 from processd.storage.logwrite import LogWrite
 from processd.storage.records import CommitResult
-from processd.wire.columns import BatchColumns
+from processd.wire.columns import LIFE_ROW, BatchColumns
 
 log = logging.getLogger(__name__)
 
@@ -50,17 +50,12 @@ def pending_of(value: bytes | memoryview, seq: int) -> tuple[int, Pending]:
     tx = event.tx_seen.tx
     bid = tx.max_fee_per_gas or tx.gas_price
     cancel = tx.to == tx.sender and not tx.input and not tx.value.strip(b"\x00")
-    return event.chain_id, Pending(seq, event.tx_hash, tx.sender, tx.nonce, int.from_bytes(bid, "big"),
+    return event.chain_id, Pending(seq, event.tx_hash, tx.sender, tx.nonce, bid.rjust(32, b"\x00"),
                                    event.first_seen_unix_ns, cancel)
 
 
-def pending_of_envelope(tx: tx_pb2.TxEnvelope, seq: int) -> Pending:
-    """:class:`Pending` of a stored transaction from its envelope (the same values as :func:`pending_of` of its
-    TX_SEEN value: ``tests/processd/test_lifecycle_encoding.py``)."""
-    sender = tx.sender
-    cancel = tx.to == sender and not tx.input and not tx.value.strip(b"\x00")
-    return Pending(seq, tx.hash, sender, tx.nonce, int.from_bytes(tx.max_fee_per_gas or tx.gas_price, "big"),
-                   tx.first_seen_unix_ns, cancel)
+#: A :class:`Pending` from its fields as one tuple (C-level: no Python call per stored transaction).
+_new_pending = functools.partial(tuple.__new__, Pending)
 
 
 class LifeWriter:
@@ -84,36 +79,41 @@ class LifeWriter:
     # ---- inputs of a commit ------------------------------------------------------------------------------
 
     def stored(self, write: LogWrite, columns: BatchColumns, first: int, seq: int, received_ns: int,
-               result: CommitResult, envelopes: Sequence[tx_pb2.TxEnvelope] = ()) -> int:
+               result: CommitResult) -> int:
         """The transactions a batch stored at ``first``...: tracked when their chain is; returns the last seq
         used by the replacements they caused (stored after the batch's events).
 
-        ``envelopes`` are the batch's envelopes as the event loop parsed them (all of them; ``columns.reasons``
-        marks the valid ones): a transaction's fields are read from its envelope, found by walking the valid ones
-        in order (the stored transactions are a subsequence of them, by ``tx_hash`` key), which costs a few field
-        reads instead of a parse of its TX_SEEN value (the fallback, and what the rebuild does: the same values)."""
+        A transaction's fields come from ``columns.life`` (read by preparation, in the workers: here it costs a
+        tuple); columns without it (built by hand) have each TX_SEEN value parsed instead (the rebuild's way: the
+        same values, ``tests/processd/test_lifecycle_encoding.py``)."""
         chains = self.tracker.chains
         if not chains or chains.keys().isdisjoint(columns.last_event):
             return seq
-        values, keys, reasons = columns.values, columns.tx_key, columns.reasons
-        walk = iter([e for e, r in zip(envelopes, reasons, strict=True) if not r]
-                    if len(envelopes) == len(reasons) else ())
-        for t, chain_id in enumerate(columns.chain):
-            key = keys[t]
-            found = None
-            for env in walk:
-                if env.chain_id == chain_id and U64.pack(chain_id) + env.hash[:TX_KEY_HASH_BYTES] == key:
-                    found = env
-                    break
+        chain_col, seen_at, life = columns.chain, columns.seen_at, columns.life
+        if len(columns.last_event) == 1:  # one chain: the usual batch
+            runs: list[tuple[int, Sequence[int]]] = [(chain_col[0], range(len(chain_col)))]
+        else:  # runs of consecutive transactions of one chain, in order (so the events keep the batch's order)
+            runs = []
+            for t, chain_id in enumerate(chain_col):
+                if runs and runs[-1][0] == chain_id:
+                    runs[-1][1].append(t)  # type: ignore[attr-defined]
+                else:
+                    runs.append((chain_id, [t]))
+        new = _new_pending
+        rows: list[tuple[bytes, bytes, int, bytes, int, bool]] | None = None
+        for chain_id, positions in runs:
             if chain_id not in chains:
                 continue
-            offset = columns.seen_at[t]
-            if found is not None:
-                tx = pending_of_envelope(found, first + offset)
+            if life:
+                if rows is None:
+                    rows = list(LIFE_ROW.iter_unpack(life))
+                txs = [new((first + seen_at[t], *rows[t], False)) for t in positions]
             else:
-                self.parsed += 1
-                tx = pending_of(values[offset], first + offset)[1]
-            seq = self.store(write, self.tracker.pending(chain_id, tx), seq, received_ns, "", result)
+                self.parsed += len(positions)
+                txs = [pending_of(columns.values[seen_at[t]], first + seen_at[t])[1] for t in positions]
+            events = self.tracker.pending_many(chain_id, txs)
+            if events:
+                seq = self.store(write, events, seq, received_ns, "", result)
         return seq
 
     def block(self, write: LogWrite, block: block_pb2.BlockEnvelope, block_seq: int,
@@ -137,15 +137,25 @@ class LifeWriter:
 
     def store(self, write: LogWrite, events: list[LifeEvent], seq: int, received_ns: int, source_id: str,
               result: CommitResult) -> int:
-        """Stores lifecycle events after ``seq``; returns the last seq used."""
-        for kind, chain_id, tx_hash, first_seen_ns, body in events:
-            seq += 1
-            value = write.add_life(seq, kind, chain_id, tx_hash, first_seen_ns, received_ns, source_id, body)
-            result.add_event(seq, chain_id, kind, value)
-            result.life_events.append((seq, chain_id, kind, value))
-            result.life_info.append((chain_id, kind, _detail(kind, body)))
-            self._touched.add(chain_id)
-        return seq
+        """Stores lifecycle events after ``seq`` (in one go: :meth:`LogWrite.add_life_events`); returns the last
+        seq used."""
+        if not events:
+            return seq
+        first = seq + 1
+        values = write.add_life_events(first, events, received_ns, source_id)
+        seqs = range(first, first + len(values))
+        chains = [e[1] for e in events]
+        kinds = [e[0] for e in events]
+        records = list(zip(seqs, chains, kinds, values, strict=True))
+        result.chains.update(chains)
+        result.source_events.extend(records)
+        if result.events is not None:
+            result.events.extend(records)
+        bodies: list[Any] = [e[4] for e in events]  # (_detail's two frequent kinds inline)
+        result.life_info.extend([(c, k, int(b[4]) if k == KIND_INCLUDED else int(b[0]) if k == KIND_DROPPED
+                                  else _detail(k, b)) for c, k, b in zip(chains, kinds, bodies, strict=True)])
+        self._touched.update(chains)
+        return seqs[-1]
 
     def finish(self, write: LogWrite, last_seq: int, result: CommitResult) -> None:
         """Writes the restart floor of every chain this commit changed (the commit's last seq + 1 when the
@@ -196,9 +206,9 @@ class LifeWriter:
 def _detail(kind: int, body: Any) -> int:
     """The figure of a lifecycle event its consumers need (``CommitResult.life_info``)."""
     if kind == KIND_INCLUDED:
-        return int(body.inclusion_latency_ms)
+        return int(body[4])  # IncludedBody.inclusion_latency_ms
     if kind == KIND_DROPPED:
-        return int(body.reason)
+        return int(body[0])  # DroppedBody.reason
     if kind == KIND_REORG:
         return int(body.depth) * 2 + int(body.too_deep)
     return 0

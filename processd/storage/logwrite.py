@@ -13,6 +13,8 @@ values come complete from preparation). Sightings are a Python loop each, paid o
 from __future__ import annotations
 
 import logging
+from collections import Counter
+from operator import itemgetter
 from typing import Any
 
 from common.pb.v1 import block_pb2, events_pb2, pool_pb2
@@ -48,6 +50,7 @@ from processd.storage.layout import (
     KIND_SOURCE,
     LIFE_KINDS,
     META_LAST_SEQ,
+    TX_KEY_HASH_BYTES,
     U64,
     agg_chain_key,
     agg_feature_key,
@@ -59,16 +62,9 @@ from processd.storage.layout import (
 )
 from processd.wire.columns import BatchColumns, FeatureKey, keep_only
 from processd.wire.encoding import (
-    DroppedBody,
-    IncludedBody,
-    ReplacedBody,
     block_value,
-    chain_field,
     event_header,
-    header,
-    header_tail,
-    life_value,
-    life_value_from,
+    life_values,
     pool_state_value,
     source_seen_value,
 )
@@ -88,6 +84,8 @@ SIGHTING_OUTCOMES = ("stored", "repeat", "unknown_tx", "over_limit", "invalid")
 _LIFE_AGG = {KIND_INCLUDED: AGG_INCLUDED, KIND_REPLACED: AGG_REPLACED, KIND_DROPPED: AGG_DROPPED,
              KIND_REORG: AGG_REORGS}
 _KIND_BYTES = {kind: bytes((kind,)) for kind in _LIFE_AGG}
+#: A lifecycle event's kind and chain (``processd.storage.lifecycle.LifeEvent``), for C-level maps.
+_FIRST, _SECOND = itemgetter(0), itemgetter(1)
 
 
 class LogCounters:
@@ -144,11 +142,10 @@ class LogWrite:
             self.txn.abort()
             raise
         self._sources_cursor: Any = None
+        self._life_cursor: Any = None
         self.deltas: dict[bytes, int] = {}
         #: Counters set (not added to) by this transaction: the lifecycle's restart marks.
         self.sets: dict[bytes, int] = {}
-        #: (chain, receive time, source) -> the header parts of lifecycle events (few distinct per commit).
-        self._life_parts: dict[tuple[int, int, str], tuple[bytes, bytes]] = {}
         self.high_water: dict[int, int] = {}
         # (chain, category, protocol, decoded, source) -> transactions; per-chain tx / decoded / feature counts
         # derive from it once per commit instead of several counter updates per transaction.
@@ -322,31 +319,39 @@ class LogWrite:
         self.high_water[chain_id] = seq
         return value
 
-    def add_life(self, seq: int, kind: int, chain_id: int, tx_hash: bytes, first_seen_ns: int, received_ns: int,
-                 source_id: str, body: Any) -> bytes:
-        """Stores a lifecycle event at ``seq`` (its ``chain_seq`` entry, its ``tx_life`` entry when it is about a
-        transaction, its ``agg`` count); returns its value."""
+    def add_life_events(self, first_seq: int, events: list[Any], received_ns: int, source_id: str) -> list[bytes]:
+        """Stores lifecycle events ``(kind, chain id, tx hash, first seen ns, body)`` at ``first_seq``,
+        ``first_seq + 1``...: each its ``events`` value (:func:`processd.wire.encoding.life_values`), its ``chain_seq``
+        entry, its ``tx_life`` entry when it is about a transaction, its ``agg`` count; on whole lists (one
+        ``putmulti`` per database, the counts once per (chain, kind)). Returns their values."""
         txn, eventlog = self.txn, self.log
-        if isinstance(body, IncludedBody | ReplacedBody | DroppedBody):
-            # The header's chain field and tail (receive time, source) repeat over a commit's events: built once.
-            parts = self._life_parts.get((chain_id, received_ns, source_id))
-            if parts is None:
-                parts = self._life_parts[(chain_id, received_ns, source_id)] = (
-                    chain_field(chain_id), header_tail(received_ns, source_id))
-            value = life_value_from(header(parts[0], tx_hash, first_seen_ns, parts[1]), body)
-        else:
-            value = life_value(kind, chain_id, tx_hash, first_seen_ns, received_ns, source_id, body)
-        seq_bytes, kind_byte = U64.pack(seq), _KIND_BYTES[kind]
-        txn.put(seq_bytes, value, db=eventlog.events_db, append=True)
-        txn.put(CHAIN_SEQ.pack(chain_id, seq), kind_byte, db=eventlog.chain_db)
-        if tx_hash:
-            txn.put(tx_key(chain_id, tx_hash) + seq_bytes, kind_byte, db=eventlog.life_db)
-        key = agg_chain_key(chain_id, _LIFE_AGG[kind])
-        self.deltas[key] = self.deltas.get(key, 0) + 1
-        if kind == KIND_REORG and body.too_deep:
-            self._add(agg_chain_key(chain_id, AGG_REORGS_DEEP), 1)
-        self.high_water[chain_id] = seq
-        return value
+        values = life_values(events, received_ns, source_id)
+        n = len(values)
+        seqs = range(first_seq, first_seq + n)
+        seq_keys = list(map(U64.pack, seqs))
+        kinds = list(map(_FIRST, events))
+        kind_bytes = list(map(_KIND_BYTES.__getitem__, kinds))
+        chains = list(map(_SECOND, events))
+        self._events_cursor.putmulti(zip(seq_keys, values, strict=True), append=True)
+        self._chain_cursor.putmulti(zip(map(CHAIN_SEQ.pack, chains, seqs), kind_bytes, strict=True))
+        prefixes = {chain_id: U64.pack(chain_id) for chain_id in set(chains)}  # (eventlog.tx_key, inline)
+        life_keys = [(prefixes[e[1]] + e[2][:TX_KEY_HASH_BYTES] + seq_key, kind)
+                     for e, seq_key, kind in zip(events, seq_keys, kind_bytes, strict=True) if e[2]]
+        if life_keys:  # (not sorted first: sorting cost more than the locality saved, measured)
+            cursor = self._life_cursor
+            if cursor is None:
+                cursor = self._life_cursor = txn.cursor(db=eventlog.life_db)
+            cursor.putmulti(life_keys)
+        deltas = self.deltas
+        for (chain_id, kind), count in Counter(zip(chains, kinds, strict=True)).items():
+            key = agg_chain_key(chain_id, _LIFE_AGG[kind])
+            deltas[key] = deltas.get(key, 0) + count
+        if KIND_REORG in kinds:
+            for e in events:
+                if e[0] == KIND_REORG and e[4].too_deep:
+                    self._add(agg_chain_key(e[1], AGG_REORGS_DEEP), 1)
+        self.high_water.update(zip(chains, seqs, strict=True))  # (the last seq of each chain wins)
+        return values
 
     def set_counter(self, key: bytes, value: int) -> None:
         """Sets an ``agg`` value (written by :meth:`put_counters`)."""

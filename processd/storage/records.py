@@ -61,9 +61,9 @@ class CommitResult:
     #: Pool states stored by this commit, in seq order; and those not stored because already stored.
     pool_states: list[PoolStateEntry] = field(default_factory=list)
     pool_duplicates: int = 0
-    #: Lifecycle events stored by this commit (TX_INCLUDED, TX_REPLACED, TX_DROPPED, REORG), in seq order.
-    life_events: list[EventEntry] = field(default_factory=list)
-    #: The same events as (chain_id, kind, detail), so metrics and read models need not parse them: detail is the
+    #: The lifecycle events stored by this commit (TX_INCLUDED, TX_REPLACED, TX_DROPPED, REORG), in seq order, as
+    #: (chain_id, kind, detail), so metrics and read models need not parse them (the events themselves are in
+    #: ``source_events`` and ``events`` with the others): detail is the
     #: inclusion latency in ms (TX_INCLUDED), the DropReason (TX_DROPPED), depth * 2 + too_deep (REORG), else 0.
     life_info: list[tuple[int, int, int]] = field(default_factory=list)
     #: TxGone reports applied (a tracked transaction dropped as evicted) and ignored.

@@ -23,14 +23,14 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import lmdb
 
-from common.pb.v1 import block_pb2, pool_pb2, tx_pb2
+from common.pb.v1 import block_pb2, pool_pb2
 from processd.errors import ProcessdError
 from processd.storage.crashpoints import CrashSwitch
 from processd.storage.diskfull import DiskFullGate, is_write_failure
@@ -100,8 +100,6 @@ class CommitJob:
     blocks_duplicate: int = 0
     #: Validated TxGone reports of the batch, applied after its blocks; and how many were applied / ignored.
     gone: list[Gone] = field(default_factory=list)
-    #: The batch's envelopes as parsed on receipt (read, never changed: the lifecycle takes fields from them).
-    tx_envelopes: Sequence[tx_pb2.TxEnvelope] = ()
     gone_stored: int = 0
     gone_ignored: int = 0
     #: Validated pool states of the batch, stored after its blocks and TxGone reports; and how many were stored /
@@ -431,7 +429,7 @@ class CommitWriter:
             result.add_stored(first, columns)
             batch.first_seq, batch.last_seq = first, seq
             if self.life is not None:
-                seq = self.life.stored(write, columns, first, seq, batch.received_ns, result, batch.tx_envelopes)
+                seq = self.life.stored(write, columns, first, seq, batch.received_ns, result)
         else:
             batch.first_seq = batch.last_seq = 0
         batch.duplicates = len(duplicate_values)

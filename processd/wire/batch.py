@@ -27,8 +27,9 @@ from processd.wire.columns import BatchColumns, FeatureKey
 Encoded = tuple[bytes, int, str, bool, tuple[tuple[int, bytes], ...]]
 #: One accepted transaction: (chain id, :func:`processd.wire.encoding.hash_prefix` of its chain, its ``tx_hash``
 #: index key, its hash (32 bytes), first-seen unix ns, source id, serialized ``TxEnvelope``, its analysis, and
-#: its envelope's sender, to and input[:4], as the columns of the same names carry them).
-Accepted = tuple[int, bytes, bytes, bytes, int, str, bytes, Encoded, bytes, bytes, bytes]
+#: its envelope's sender, to and input[:4], as the columns of the same names carry them, and its packed
+#: :data:`processd.wire.columns.LIFE_ROW`).
+Accepted = tuple[int, bytes, bytes, bytes, int, str, bytes, Encoded, bytes, bytes, bytes, bytes]
 
 _SEEN_DECODED = bytes((encoding.KIND_SEEN, encoding.KIND_DECODED))
 _OPP_KIND = bytes((encoding.KIND_OPP,))
@@ -58,7 +59,7 @@ def encode_batch(received_ns: int, accepted: list[Accepted], reasons: bytes, ana
     fkey_of: list[int] = []
     last_event: dict[int, int] = {}
     opp_count: dict[int, int] = {}
-    for chain_id, hash_prefix, tx_key, tx_hash, first_seen, source_id, envelope, analysis, _, _, _ in accepted:
+    for chain_id, hash_prefix, tx_key, tx_hash, first_seen, source_id, envelope, analysis, _, _, _, _ in accepted:
         if source_id != source:
             source = source_id
             cached = tails.get(source_id)
@@ -105,9 +106,10 @@ def encode_batch(received_ns: int, accepted: list[Accepted], reasons: bytes, ana
         else:
             tx_kinds.append(_SEEN_DECODED)
         last_event[chain_id] = len(values) - 1
-    # The filtered fan-out's columns (columns.py), taken from the accepted tuples at C level.
+    # The filtered fan-out's columns and the lifecycle's rows (columns.py), taken from the accepted tuples at C level.
     sender_col, to_col, selector_col = (list(map(itemgetter(i), accepted)) for i in (8, 9, 10))
+    life = join(map(itemgetter(11), accepted))
     counts = Counter(fkey_of)  # transactions per feature key, counted once per batch (a C loop)
     tally = {fkey: counts[fid] for fid, fkey in enumerate(fkeys)}
     return BatchColumns(reasons, analysis_errors, chain_col, tx_keys, seen_at, tx_kinds, values, opps, fkeys, fkey_of,
-                        tally, last_event, opp_count, sender_col, to_col, selector_col)
+                        tally, last_event, opp_count, sender_col, to_col, selector_col, life)

@@ -18,12 +18,26 @@ costs no parse of its events. The workers read the fields anyway (validation), s
 
 from __future__ import annotations
 
+import struct
 from typing import NamedTuple
 
 from common.pb.v1 import events_pb2
 
 #: (chain, category, protocol, decoded, source id): the feature counts, and the first-seen wins per source.
 FeatureKey = tuple[int, int, str, bool, str]
+#: What the transaction lifecycle needs of a transaction, read by preparation (in the workers) so the single writer
+#: does not read the envelope, packed per transaction (one bytes object per batch: marshalled as one copy, unpacked
+#: by the writer with ``iter_unpack``, both C loops): hash (32 bytes), sender (20), nonce (u64), bid (max_fee_per_gas
+#: or gas_price, 32 bytes big-endian), first-seen unix ns (u64), cancel (a transfer of 0 to itself without calldata).
+#: ``processd.storage.lifecycle.Pending`` is its seq, these fields, and a flag.
+LIFE_ROW = struct.Struct(">32s20sQ32sQ?")
+
+
+def life_row(tx_hash: bytes, sender: bytes, nonce: int, to: bytes, value: bytes, gas_price: bytes, max_fee: bytes,
+             data: bytes, first_seen_ns: int) -> bytes:
+    """The packed :data:`LIFE_ROW` of a (validated) transaction from its envelope's fields."""
+    return LIFE_ROW.pack(tx_hash, sender, nonce, (max_fee or gas_price).rjust(32, b"\x00"), first_seen_ns,
+                         to == sender and not data and not value.strip(b"\x00"))
 
 
 class BatchColumns(NamedTuple):
@@ -54,6 +68,9 @@ class BatchColumns(NamedTuple):
     sender: list[bytes]
     to: list[bytes]
     selector: list[bytes]
+    #: Per valid transaction, its packed :data:`LIFE_ROW`, concatenated (empty when the columns were built without:
+    #: the writer then reads the transaction's TX_SEEN value).
+    life: bytes = b""
 
 
 def envelope_keys(seen_value: bytes) -> tuple[bytes, bytes, bytes]:
@@ -84,11 +101,16 @@ class ColumnsBuilder:
         self.sender: list[bytes] = []
         self.to: list[bytes] = []
         self.selector: list[bytes] = []
+        self.life: list[bytes] = []
 
     def add(self, chain_id: int, tx_key: bytes, fkey: FeatureKey, kinds: bytes, values: list[bytes] | tuple[bytes, ...],
-            scores: list[int] | tuple[int, ...], keys: tuple[bytes, bytes, bytes] | None = None) -> None:
+            scores: list[int] | tuple[int, ...], keys: tuple[bytes, bytes, bytes] | None = None,
+            life: bytes | None = None) -> None:
         """One transaction: its events' ``kinds`` and ``values``, and the ``scores`` of its opportunities;
-        ``keys`` its (sender, to, selector), parsed from its TX_SEEN value when not given."""
+        ``keys`` its (sender, to, selector), parsed from its TX_SEEN value when not given; ``life`` its packed
+        :data:`LIFE_ROW` (all transactions of a batch have one, or none has)."""
+        if life is not None:
+            self.life.append(life)
         offset = len(self.values)
         sender, to, selector = envelope_keys(values[0]) if keys is None else keys
         self.sender.append(sender)
@@ -114,7 +136,7 @@ class ColumnsBuilder:
         """The columns of the transactions added so far."""
         return BatchColumns(reasons, analysis_errors, self.chain, self.tx_key, self.seen_at, self.tx_kinds,
                             self.values, self.opps, self.fkeys, self.fkey_of, self.tally, self.last_event,
-                            self.opp_count, self.sender, self.to, self.selector)
+                            self.opp_count, self.sender, self.to, self.selector, b"".join(self.life))
 
 
 def keep_only(columns: BatchColumns, keep: list[bool]) -> BatchColumns:
@@ -129,5 +151,6 @@ def keep_only(columns: BatchColumns, keep: list[bool]) -> BatchColumns:
         end = columns.seen_at[t + 1] if t + 1 < n else len(columns.values)
         builder.add(columns.chain[t], columns.tx_key[t], columns.fkeys[columns.fkey_of[t]], columns.tx_kinds[t],
                     columns.values[start:end], [scores[o] for o in range(start + 2, end)],
-                    (columns.sender[t], columns.to[t], columns.selector[t]))
+                    (columns.sender[t], columns.to[t], columns.selector[t]),
+                    columns.life[t * LIFE_ROW.size:(t + 1) * LIFE_ROW.size] if columns.life else None)
     return builder.build(columns.reasons, columns.analysis_errors)

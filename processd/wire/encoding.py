@@ -340,3 +340,92 @@ def scan_response(events: list[bytes], next_seq: int, last_seq: int, truncated: 
     library would build (``tests/processd/test_scan_framing.py``)."""
     return b"".join((*events, _TAG_SCAN_NEXT + varint(next_seq) if next_seq else b"",
                      _TAG_SCAN_LAST + varint(last_seq) if last_seq else b"", _SCAN_TRUNCATED if truncated else b""))
+
+
+_HASH32 = _TAG_TX_HASH + _TABLE[32]
+
+
+def life_values(events: list[Any], received_ns: int, source_id: str) -> list[bytes]:
+    """The ``events`` values of lifecycle events ``(kind, chain id, tx hash, first seen ns, body)`` stored by one
+    write of a batch (same receive time and source): what :func:`life_value` gives for each, byte for byte
+    (``tests/processd/test_lifecycle_encoding.py``), with the parts events share encoded once (the chain field, the
+    header's tail, a block's number, hash and seq, the high bits of nanosecond times) and TX_INCLUDED, a block's one
+    event per tracked transaction it includes, written out in the loop (varints inlined as table lookups)."""
+    join = b"".join
+    tail = header_tail(received_ns, source_id)
+    blocks: dict[tuple[int, bytes, int], tuple[bytes, bytes]] = {}
+    highs: dict[int, bytes] = {}
+    _, _, t_index, t_status, t_latency, t_tx_seq, _, t_again = _INCLUDED_TAGS
+    table, cont14, first_seen_tag, included = _TABLE, _CONT14, _TAG_FIRST_SEEN, IncludedBody
+    again_field = t_again + b"\x01"
+    replaced, dropped = ReplacedBody, DroppedBody
+    replaced_prefix, replaced_tag, (r_by_hash, r_bump, r_cancel, r_tx_seq, r_by_block) = _FLAT[ReplacedBody]
+    r_cancel, r_by_block = r_cancel + b"\x01", r_by_block + b"\x01"
+    dropped_prefix, dropped_tag, (d_reason, d_tx_seq, d_source) = _FLAT[DroppedBody]
+    out: list[bytes] = []
+    append = out.append
+    # Per (kind, chain): what precedes a 32-byte hash (kind byte, Event.kind, chain, hash tag and length); per kind:
+    # what follows the first-seen time (the tail and the body's tag). A value is then one join.
+    starts: dict[tuple[bytes, int], bytes] = {}
+    ends = {tag: tail + tag for tag in (_TAG_TX_INCLUDED, replaced_tag, dropped_tag)}
+    for kind, chain_id, tx_hash, first_seen, body in events:
+        body_type = type(body)
+        if body_type is included:
+            number, block_hash, index, status, latency, tx_seq, block_seq, again = body
+            parts = blocks.get((number, block_hash, block_seq))
+            if parts is None:
+                parts = blocks[(number, block_hash, block_seq)] = _included_block_parts(number, block_hash, block_seq)
+            inner = join((
+                parts[0],
+                t_index + (table[index] if index < 16384 else varint(index)) if index else b"",
+                t_status + table[status] if 0 < status < 16384 else (t_status + varint(status) if status else b""),
+                t_latency + (table[latency] if latency < 16384 else varint(latency)) if latency else b"",
+                t_tx_seq + (table[tx_seq] if tx_seq < 16384 else cont14[tx_seq & 0x3FFF] + table[tx_seq >> 14]
+                            if tx_seq < 268435456 else varint(tx_seq)) if tx_seq else b"",
+                parts[1], again_field if again else b""))
+            prefix, body_tag = INCLUDED_PREFIX, _TAG_TX_INCLUDED
+        elif body_type is replaced:
+            by_hash, bump, cancel, tx_seq, by_block = body
+            inner = join((
+                r_by_hash + varint(len(by_hash)) + by_hash if by_hash else b"",
+                r_bump + varint(int(bump) & 0xFFFFFFFFFFFFFFFF) if bump else b"",
+                r_cancel if cancel else b"",
+                r_tx_seq + (table[tx_seq] if tx_seq < 16384 else varint(tx_seq)) if tx_seq else b"",
+                r_by_block if by_block else b""))
+            prefix, body_tag = replaced_prefix, replaced_tag
+        elif body_type is dropped:
+            reason, tx_seq, drop_source = body
+            raw = drop_source.encode() if drop_source else b""
+            inner = join((
+                d_reason + varint(int(reason)) if reason else b"",
+                d_tx_seq + (table[tx_seq] if tx_seq < 16384 else varint(tx_seq)) if tx_seq else b"",
+                d_source + varint(len(raw)) + raw if raw else b""))
+            prefix, body_tag = dropped_prefix, dropped_tag
+        else:  # a REORG (rare): through the protobuf library
+            append(life_value(kind, chain_id, tx_hash, first_seen, received_ns, source_id, body))
+            continue
+        n = len(inner)
+        inner_len = table[n] if n < 16384 else varint(n)
+        if 72057594037927936 <= first_seen < 1180591620717411303424 and len(tx_hash) == 32:  # 2**56..2**70 ns
+            start = starts.get((prefix, chain_id))
+            if start is None:
+                start = starts[(prefix, chain_id)] = prefix + chain_field(chain_id) + _HASH32
+            high = first_seen >> 28
+            high_bytes = highs.get(high)
+            if high_bytes is None:
+                high_bytes = highs[high] = cont14[high & 0x3FFF] + cont14[high >> 14 & 0x3FFF] + table[high >> 28]
+            append(join((start, tx_hash, first_seen_tag, cont14[first_seen & 0x3FFF], cont14[first_seen >> 14 & 0x3FFF],
+                         high_bytes, ends[body_tag], inner_len, inner)))
+        else:
+            head = header(chain_field(chain_id), tx_hash, first_seen, tail)
+            append(join((prefix, head, body_tag, inner_len, inner)))
+    return out
+
+
+def _included_block_parts(number: int, block_hash: bytes, block_seq: int) -> tuple[bytes, bytes]:
+    """What every TX_INCLUDED body of one block shares: its fields before the transaction's (block number, block
+    hash) and after them (the block's seq)."""
+    t_number, t_hash, _, _, _, _, t_block_seq, _ = _INCLUDED_TAGS
+    return ((t_number + varint(number) if number else b"")
+            + (t_hash + varint(len(block_hash)) + block_hash if block_hash else b""),
+            t_block_seq + varint(block_seq) if block_seq else b"")

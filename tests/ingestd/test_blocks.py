@@ -175,6 +175,7 @@ def test_blocks_mined_at_once_all_arrive_and_resends_are_stored_once(
 def follow(url: str, heads: list[tuple[int, bytes]], **knobs: int) -> tuple[list[block_pb2.BlockEnvelope], BlockStats]:
     """A BlockFollower on ``url`` (a real fetcher) fed ``heads``: the blocks of the heights it queued (the others
     are counted in the returned stats)."""
+    knobs.setdefault("block_backfill_depth", 0)  # (from the first head given, unless a test asks for a backfill)
     cfg = IngestConfig(chains=(), fetch_retries=1, fetch_backoff_ms=1, **knobs)  # type: ignore[arg-type]
     chain = ChainConfig(CHAIN, "polygon", (), (url,))
     stats = BlockStats()
@@ -216,11 +217,15 @@ def test_the_first_head_also_queues_block_backfill_depth_heights_below_it(anvil:
     """What a restarted ingestd needs: the blocks mined while it was down (processd ignores those it stored)."""
     rpc(anvil.http_url, "anvil_mine", ["0x6"])
     heads = [(5, node_hash(anvil.http_url, 5)), (6, node_hash(anvil.http_url, 6))]
-    assert [b.number for b in follow(anvil.http_url, heads)[0]] == [5, 6]  # default 0: from the first head
+    assert [b.number for b in follow(anvil.http_url, heads)[0]] == [5, 6]  # 0: from the first head
     sent, stats = follow(anvil.http_url, heads, block_backfill_depth=3)
     assert [b.number for b in sent] == [2, 3, 4, 5, 6] and not any(stats.drops.values())
     assert [b.hash for b in sent] == [node_hash(anvil.http_url, n) for n in (2, 3, 4, 5, 6)]
     assert [b.number for b in follow(anvil.http_url, heads, block_backfill_depth=64)[0]] == [0, 1, 2, 3, 4, 5, 6]
+    # on by default, and bounded by max_block_gap like any other jump of the head
+    assert IngestConfig(chains=()).block_backfill_depth == 64
+    assert [b.number for b in follow(anvil.http_url, heads, block_backfill_depth=64, max_block_gap=2)[0]] == [
+        3, 4, 5, 6]
 
 
 def test_receipts_fall_back_to_batched_eth_get_transaction_receipt(anvil: AnvilNode) -> None:

@@ -257,7 +257,7 @@ def test_a_reorg_deeper_than_its_head_sends_the_new_branch_in_order(anvil: Anvil
     url = anvil.http_url
     rpc(url, "anvil_mine", ["0x3"])
     old = [node_hash(url, n) for n in range(4)]
-    cfg = IngestConfig(chains=(), fetch_retries=1, fetch_backoff_ms=1, max_reorg_depth=8)
+    cfg = IngestConfig(chains=(), fetch_retries=1, fetch_backoff_ms=1, max_reorg_depth=8, block_backfill_depth=0)
     sent: list[block_pb2.BlockEnvelope] = []
     stats = BlockStats()
 
@@ -278,7 +278,7 @@ def test_a_reorg_deeper_than_its_head_sends_the_new_branch_in_order(anvil: Anvil
             rpc(url, "anvil_reorg", [2, []])  # blocks 2 and 3 replaced; only the new head is announced
             await head(3, node_hash(url, 3))
             # and a reorg deeper than max_reorg_depth: the branch below it is not walked
-            follower.cfg = IngestConfig(chains=(), max_reorg_depth=1)
+            follower.cfg = IngestConfig(chains=(), max_reorg_depth=1, block_backfill_depth=0)
             rpc(url, "anvil_reorg", [3, []])
             await head(3, node_hash(url, 3))
 
@@ -293,7 +293,7 @@ def test_a_reorg_deeper_than_its_head_sends_the_new_branch_in_order(anvil: Anvil
 def test_the_poll_fallback_sees_another_block_at_the_same_height(anvil: AnvilNode) -> None:
     url = anvil.http_url
     rpc(url, "anvil_mine", ["0x2"])
-    cfg = IngestConfig(chains=(), block_poll_interval_ms=20)
+    cfg = IngestConfig(chains=(), block_poll_interval_ms=20, block_backfill_depth=0)  # (the polled head alone)
     queued: list[int] = []
 
     async def go() -> None:

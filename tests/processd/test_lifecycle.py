@@ -124,7 +124,7 @@ async def test_lifecycle_outcomes_statuses_and_restart(server_factory: Factory, 
     acks = await _scenario(srv.address)
     assert (acks[4].gone_stored, acks[4].gone_ignored) == (1, 1)  # F evicted; an unknown hash ignored
     assert await _life(srv.address) == EXPECTED
-    assert srv.writer.life is not None and srv.writer.life.parsed == 0  # fields read from the parsed envelopes
+    assert srv.writer.life is not None and srv.writer.life.parsed == 0  # fields from preparation's life column
     statuses = {tag: (await _status(srv.address, tag))[0] for tag in (A, B, C, D, E, F, G, U)}
     assert statuses == {A: S.TX_LIFECYCLE_STATUS_REPLACED, B: S.TX_LIFECYCLE_STATUS_INCLUDED,
                         C: S.TX_LIFECYCLE_STATUS_DROPPED, D: S.TX_LIFECYCLE_STATUS_PENDING,

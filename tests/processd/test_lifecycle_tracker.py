@@ -44,6 +44,13 @@ def test_untracked_before_the_first_block_and_overflow_counted() -> None:
     for seq, tag in ((3, 2), (4, 3), (5, 4)):
         t.pending(CHAIN, _p(seq, tag, tag, 0))
     assert t.tracked == 2 and t.counts["overflow"] == 1
+    # the writer's batch path keeps the same bound (and a replacement inside the batch goes the usual way)
+    t = _tracker(max_pending=3)
+    t.block(_block(1, [], 1000), 2)
+    out = t.pending_many(CHAIN, [_p(3, 2, 2, 0), _p(4, 3, 3, 0), _p(5, 4, 2, 0), _p(6, 5, 5, 0), _p(7, 6, 6, 0)])
+    assert [e[0] for e in out] == [events_pb2.EVENT_KIND_TX_REPLACED]
+    assert (t.tracked, t.held, t.counts["overflow"]) == (2, 1, 2)
+    assert set(t.chains[CHAIN].pending) == {bytes([3]) * 32, bytes([4]) * 32}
 
 
 def test_a_transaction_stored_after_the_block_that_lists_it_is_included_at_once() -> None:
@@ -67,6 +74,51 @@ def test_a_transaction_stored_after_the_block_that_lists_it_is_included_at_once(
     assert reorg.events[0][0] == events_pb2.EVENT_KIND_REORG and t.chains[CHAIN].pending[bytes([9]) * 32].repended
     # an unknown block's listing is forgotten with the block
     assert bytes([8]) * 32 not in t.chains[CHAIN].listed
+
+
+def test_a_replaced_transaction_the_block_mines_is_included() -> None:
+    """A node can accept a speed-up while it is mining the original, then mine the original (docs/reliability.md bug
+    19): the original's (sender, nonce) slot is held after TX_REPLACED, and the block listing it includes it; the
+    pending speed-up is replaced by_block by it, and a middle replacement is replaced by_block by the mined one."""
+    t = _tracker()
+    t.block(_block(1, [], 1000), 1)
+    t.pending(CHAIN, _p(2, 7, 7, 0, fee=100, seen_s=1001))  # the original
+    [(kind, _, _, _, body)] = t.pending(CHAIN, _p(3, 8, 7, 0, fee=120))  # a speed-up: the original is replaced
+    assert kind == events_pb2.EVENT_KIND_TX_REPLACED and body.by_hash == bytes([8]) * 32
+    t.pending(CHAIN, _p(4, 9, 7, 0, fee=150))  # another: the first speed-up is replaced too
+    assert t.tracked == 1 and t.held == 2
+    out = t.block(_block(2, [(7, 7, 0)], 1010), 5)  # ... but the node mined the original
+    got = [(e[0], e[2][0], getattr(e[4], "by_hash", b"")[:1], getattr(e[4], "by_block", None)) for e in out.events]
+    assert got == [(events_pb2.EVENT_KIND_TX_INCLUDED, 7, b"", None),
+                   (events_pb2.EVENT_KIND_TX_REPLACED, 9, b"\x07", True),   # the pending one, by the block
+                   (events_pb2.EVENT_KIND_TX_REPLACED, 8, b"\x07", True)]   # the middle one: by the mined hash
+    assert out.events[0][4].inclusion_latency_ms == 9000 and out.included_tracked == 1
+    assert t.tracked == 0 and t.held == 0 and not t.chains[CHAIN].replaced_at
+    # a slot the mined replacement settled, or a passed nonce, forgets the held ones without an event
+    t.pending(CHAIN, _p(6, 10, 5, 0))
+    t.pending(CHAIN, _p(7, 11, 5, 0))
+    t.pending(CHAIN, _p(8, 12, 6, 0))
+    t.pending(CHAIN, _p(9, 13, 6, 0))
+    assert t.held == 2
+    out = t.block(_block(3, [(11, 5, 0), (14, 6, 1)], 1020), 10)
+    assert [(e[0], e[2][0]) for e in out.events] == [(events_pb2.EVENT_KIND_TX_INCLUDED, 11),
+                                                      (events_pb2.EVENT_KIND_TX_DROPPED, 13)]
+    assert t.held == 0 and t.tracked == 0
+
+
+def test_held_replaced_transactions_count_against_max_pending_and_expire() -> None:
+    t = _tracker(max_pending=2)
+    t.block(_block(1, [], 1000), 1)
+    t.chains[CHAIN].blocks[1].floor = 10  # (the held block alone would set the floor below the transactions)
+    t.pending(CHAIN, _p(2, 1, 1, 0))
+    t.pending(CHAIN, _p(3, 2, 1, 0))  # replaces 1: 1 is held
+    assert (t.tracked, t.held) == (1, 1)
+    t.pending(CHAIN, _p(4, 3, 1, 0))  # replaces 2: the replacement is tracked first, 2 finds no room
+    assert (t.tracked, t.held, t.counts["overflow"]) == (1, 1, 1)
+    assert t.floors([CHAIN], 100)[CHAIN] == 2  # the held one is part of the restart floor
+    out = t.block(_block(2, [], 1000 + TTL_S + 1), 5)  # past the TTL: 3 expires, 1 is forgotten silently
+    assert [(e[0], e[2][0]) for e in out.events] == [(events_pb2.EVENT_KIND_TX_DROPPED, 3)]
+    assert (t.tracked, t.held) == (0, 0)
 
 
 def test_reorg_unincludes_and_reincludes() -> None:
@@ -102,6 +154,9 @@ class Reference:
 
     status: dict[bytes, str] = field(default_factory=dict)
     txs: dict[bytes, Pending] = field(default_factory=dict)
+    #: Replaced by a pending transaction, and no block settled their (sender, nonce) yet: a block listing one
+    #: includes it (the node mined the original after accepting its replacement: bug 19).
+    held: set[bytes] = field(default_factory=set)
     #: Block number -> the hashes it lists, for the last ``depth`` blocks (the tracker's held window).
     listed: dict[int, set[bytes]] = field(default_factory=dict)
     depth: int = 4
@@ -114,6 +169,7 @@ class Reference:
         for h, p in self.txs.items():
             if self.status[h] == "pending" and (p.sender, p.nonce) == (tx.sender, tx.nonce):
                 self.status[h] = "replaced"
+                self.held.add(h)
         self.txs[tx.tx_hash] = tx
         self.status[tx.tx_hash] = "pending"
 
@@ -122,21 +178,27 @@ class Reference:
         for number in [n for n in self.listed if n <= max(self.listed) - self.depth]:
             del self.listed[number]
         for itx in block.txs:
-            if self.status.get(itx.hash) == "pending":
+            if self.status.get(itx.hash) == "pending" or itx.hash in self.held:
+                was_pending = self.status[itx.hash] == "pending"
                 self.status[itx.hash] = "included"
-                continue
+                self.held = {h for h in self.held if (self.txs[h].sender, self.txs[h].nonce) != (itx.sender, itx.nonce)}
+                if was_pending:
+                    continue
             for h, p in self.txs.items():
                 if self.status[h] == "pending" and (p.sender, p.nonce) == (itx.sender, itx.nonce):
                     self.status[h] = "replaced"
+            self.held = {h for h in self.held if (self.txs[h].sender, self.txs[h].nonce) != (itx.sender, itx.nonce)}
         top: dict[bytes, int] = {}
         for itx in block.txs:
             top[itx.sender] = max(top.get(itx.sender, -1), itx.nonce)
         for h, p in self.txs.items():
             if self.status[h] == "pending" and p.nonce < top.get(p.sender, -1):
                 self.status[h] = "dropped"
+        self.held = {h for h in self.held if self.txs[h].nonce >= top.get(self.txs[h].sender, -1)}
         for h, p in self.txs.items():
             if self.status[h] == "pending" and p.first_seen_ns < (block.timestamp - TTL_S) * 10**9:
                 self.status[h] = "dropped"
+        self.held = {h for h in self.held if self.txs[h].first_seen_ns >= (block.timestamp - TTL_S) * 10**9}
 
     def gone(self, tx_hash: bytes) -> None:
         if self.status.get(tx_hash) == "pending":
@@ -166,11 +228,10 @@ def _run(ops: list[tuple], tracker: LifecycleTracker) -> tuple[Reference, dict[b
         seq += 1
         if op[0] == "tx":
             tag += 1
-            tx = _p(seq, 0, op[1], op[2], op[3], now - op[4])
-            tx.tx_hash = tag.to_bytes(2, "big") * 16
-            ref.pending(Pending(**{f: getattr(tx, f) for f in tx.__dataclass_fields__}))
-            log.append((seq, "tx", Pending(**{f: getattr(tx, f) for f in tx.__dataclass_fields__})))
-            events = tracker.pending(CHAIN, tx)
+            tx = _p(seq, 0, op[1], op[2], op[3], now - op[4])._replace(tx_hash=tag.to_bytes(2, "big") * 16)
+            ref.pending(tx)
+            log.append((seq, "tx", tx))
+            events = tracker.pending_many(CHAIN, [tx])  # (the writer's path; the rebuild below takes pending())
             got[tx.tx_hash] = "pending"
         elif op[0] in ("block", "reorg"):
             # a reorg: a block at a height already held (1-3 below the next one), with another hash
@@ -202,6 +263,7 @@ def test_tracker_agrees_with_the_reference_model(ops: list[tuple]) -> None:
     ref, got, _ = _run(ops, tracker)
     assert got == ref.status
     assert tracker.tracked == sum(1 for s in ref.status.values() if s == "pending")
+    assert set(tracker.chains[CHAIN].replaced) == ref.held
 
 
 _reorg = st.tuples(st.just("reorg"), st.lists(st.tuples(st.integers(0, 40), st.integers(0, 3), st.integers(0, 3)),
@@ -221,7 +283,7 @@ def test_rerun_from_the_floor_rebuilds_the_same_state(ops: list[tuple]) -> None:
         if seq < floor:
             continue
         if kind == "tx":
-            rebuilt.pending(CHAIN, Pending(**{f: getattr(item, f) for f in item.__dataclass_fields__}))
+            rebuilt.pending(CHAIN, item)
         elif kind == "block":
             rebuilt.block(item, seq)
         else:
@@ -230,5 +292,7 @@ def test_rerun_from_the_floor_rebuilds_the_same_state(ops: list[tuple]) -> None:
     assert {h: (p.seq, p.repended) for h, p in a.pending.items()} == {h: (p.seq, p.repended)
                                                                        for h, p in b.pending.items()}
     assert a.by_sender == b.by_sender and a.head == b.head
+    assert {h: (r[0].seq, r[1]) for h, r in a.replaced.items()} == {h: (r[0].seq, r[1]) for h, r in b.replaced.items()}
+    assert a.replaced_at == b.replaced_at
     assert {n: (x.block_hash, [p.tx_hash for p in x.included]) for n, x in a.blocks.items()} == {
         n: (x.block_hash, [p.tx_hash for p in x.included]) for n, x in b.blocks.items()}

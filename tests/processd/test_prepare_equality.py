@@ -38,7 +38,7 @@ from processd.analysis.validation import (
 )
 from processd.storage.eventlog import tx_key
 from processd.wire import encoding
-from processd.wire.columns import BatchColumns, ColumnsBuilder
+from processd.wire.columns import BatchColumns, ColumnsBuilder, life_row
 from tests.processd._reference import reference_analyze
 
 RECEIVED_NS = 1_700_000_000_987_654_321
@@ -89,9 +89,12 @@ def reference_prepare(raw: bytes, received_ns: int, analyze: Callable[[tx_pb2.Tx
         values += [encoding.event_value(encoding.KIND_OPP, header, o.SerializeToString())
                    for o in analysis.opportunities]
         kinds = bytes([encoding.KIND_SEEN, encoding.KIND_DECODED] + [encoding.KIND_OPP] * len(analysis.opportunities))
+        e = envelope
         columns.add(envelope.chain_id, tx_key(envelope.chain_id, envelope.hash),
                     (envelope.chain_id, f.category, f.protocol, f.decoded, envelope.source_id), kinds, values,
-                    [o.score for o in analysis.opportunities])
+                    [o.score for o in analysis.opportunities],
+                    life=life_row(e.hash, e.sender, e.nonce, e.to, e.value, e.gas_price, e.max_fee_per_gas,
+                                  e.input, e.first_seen_unix_ns))
     return columns.build(bytes(reasons), errors)
 
 

@@ -28,7 +28,7 @@ import grpc
 from common.pb.v1 import query_pb2, query_pb2_grpc
 from common.testing.netutil import free_port
 from common.testing.procfs import cpu_seconds
-from processd.api.server import _serialize_subscribe
+from processd.api.server import _serialize_framed
 from processd.wire.encoding import varint
 from scripts.bench.harness import write_artifact
 
@@ -53,7 +53,7 @@ async def serve(port: int, count: int, size: int) -> None:
 
     handlers = {"SubscribeEvents": grpc.unary_stream_rpc_method_handler(
         handler, request_deserializer=query_pb2.SubscribeEventsRequest.FromString,
-        response_serializer=_serialize_subscribe)}
+        response_serializer=_serialize_framed)}
     server = grpc.aio.server()
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("mempulse.v1.Query", handlers),))
     server.add_insecure_port(f"127.0.0.1:{port}")

@@ -3,7 +3,7 @@
     python -m scripts.bench.stream_floor [--shapes 1000x10x8000,100x100x8000,...] [--out-name stream_floor]
 
 A bare ``grpc.aio`` server (no processd) serves ``SubscribeEvents`` with SubscribeEvents' own bytes pass-through
-serializer (``processd.api.server._serialize_subscribe``): each of S streams yields M ready messages of B bytes
+serializer (``processd.api.server._serialize_framed``): each of S streams yields M ready messages of B bytes
 as fast as the client takes them. The client runs in its own process (S streams over S/100 channels, as
 ``filter_bench``'s subscribers). Per shape: the server process's CPU (user + system, read from /proc) per
 message. This is what processd's filtered fan-out pays per message whatever it matches (1,000 subscribers

@@ -57,10 +57,12 @@ def keccak256(data: bytes) -> bytes:
     return keccak.new(data=data, digest_bits=256).digest()
 
 
-#: Pair addresses computed so far, per process (two keccak256 each, the dearest step of a valuation): bounded,
-#: emptied when full; its size is ``mempulse_processd_valuation_pair_cache_entries`` (the pipeline's process).
+#: Pair addresses computed so far, per process (two keccak256 each, the dearest step of a valuation), and the
+#: pairs of whole routes (:func:`route_pairs`, one lookup instead of one per hop): bounded, emptied when full; its
+#: size is ``mempulse_processd_valuation_pair_cache_entries`` (the pipeline's process).
 PAIR_CACHE_MAX = 65_536
-_pair_cache: dict[tuple[bytes, bytes, bytes, bytes], bytes] = {}
+_pair_cache: dict[tuple[object, ...], bytes] = {}
+_route_cache: dict[tuple[object, ...], tuple[bytes, ...]] = {}
 
 
 def pair_address(factory: bytes, init_code_hash: bytes, token_a: bytes, token_b: bytes) -> bytes:
@@ -78,9 +80,24 @@ def pair_address(factory: bytes, init_code_hash: bytes, token_a: bytes, token_b:
     return found
 
 
+def route_pairs(factory: bytes, init_code_hash: bytes, path: tuple[bytes, ...], *extra: bytes) -> tuple[bytes, ...]:
+    """The pair of each hop of ``path`` on a factory, then the pair of ``path[0]`` with each token of ``extra``
+    (cached per route: a valuation reads the same routes again and again)."""
+    key = (factory, init_code_hash, path, *extra)
+    found = _route_cache.get(key)
+    if found is not None:
+        return found
+    found = tuple(pair_address(factory, init_code_hash, path[i], path[i + 1]) for i in range(len(path) - 1))
+    found += tuple(pair_address(factory, init_code_hash, path[0], token) for token in extra)
+    if len(_route_cache) >= PAIR_CACHE_MAX:
+        _route_cache.clear()
+    _route_cache[key] = found
+    return found
+
+
 def pair_cache_entries() -> int:
-    """Entries of this process's pair-address cache."""
-    return len(_pair_cache)
+    """Entries of this process's pair-address and route caches."""
+    return len(_pair_cache) + len(_route_cache)
 
 
 class Venues:

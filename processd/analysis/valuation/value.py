@@ -12,13 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from itertools import pairwise
 
 from processd.analysis.decoding.model import UNISWAP_V2, DecodedCall
 from processd.analysis.valuation import backrun, sandwich
 from processd.analysis.valuation.amm import AmmError, get_amounts_in, min_input_for, price_impact_bps, swap_out
 from processd.analysis.valuation.calldata import v2_path
-from processd.analysis.valuation.pairs import Factory, Venues, pair_address
+from processd.analysis.valuation.pairs import Factory, Venues, pair_address, route_pairs
 from processd.analysis.valuation.state import PoolReserves, Reserves, ReserveSource
 from processd.errors import ProcessdError
 
@@ -65,21 +64,20 @@ class NotValued(ProcessdError):
     retriable = False
 
 
-def pairs_needed(chain_id: int, router: bytes, data: bytes, venues: Venues) -> list[bytes]:
+def pairs_needed(chain_id: int, router: bytes, data: bytes, venues: Venues) -> list[bytes] | tuple[bytes, ...]:
     """Pair addresses a V2 router call's valuation reads: its hops on the router's factory, the first hop's pair on
     the chain's other factories, and the input token's WETH pair (empty when the call is not valued)."""
     factory = venues.factory_of_router(chain_id, router)
     path = v2_path(data) if factory is not None else None
     if factory is None or path is None:
         return []
-    out = [pair_address(factory.address, factory.init_code_hash, a, b) for a, b in pairwise(path)]
-    for other in venues.factories(chain_id):
-        if other is not factory:
-            out.append(pair_address(other.address, other.init_code_hash, path[0], path[1]))
     weth = venues.wrapped_native(chain_id)
-    if weth is not None and path[0] != weth:
-        out.append(pair_address(factory.address, factory.init_code_hash, path[0], weth))
-    return out
+    out = route_pairs(factory.address, factory.init_code_hash, path,
+                      *((weth,) if weth is not None and path[0] != weth else ()))
+    others = [other for other in venues.factories(chain_id) if other is not factory]
+    if not others:
+        return out
+    return [*out, *(route_pairs(o.address, o.init_code_hash, path[:2])[0] for o in others)]
 
 
 def gather(calls: Iterable[tuple[int, bytes, bytes]], source: ReserveSource,
@@ -100,9 +98,12 @@ def gather(calls: Iterable[tuple[int, bytes, bytes]], source: ReserveSource,
 
 
 def _oriented(reserves: Reserves, chain_id: int, factory: Factory, token_in: bytes,
-              token_out: bytes) -> tuple[int, int, PoolReserves] | None:
-    """(reserve of token_in, reserve of token_out, the pool) of a pair, None when its state is unknown."""
-    r = reserves.get((chain_id, pair_address(factory.address, factory.init_code_hash, token_in, token_out)))
+              token_out: bytes, pair: bytes | None = None) -> tuple[int, int, PoolReserves] | None:
+    """(reserve of token_in, reserve of token_out, the pool) of a pair (``pair``: its address when known), None
+    when its state is unknown."""
+    if pair is None:
+        pair = pair_address(factory.address, factory.init_code_hash, token_in, token_out)
+    r = reserves.get((chain_id, pair))
     if r is None:
         return None
     if r.token0 == token_in and r.token1 == token_out:
@@ -138,11 +139,13 @@ class Valuer:
         if call.fee_on_transfer:
             raise NotValued("not valued: fee-on-transfer token (the transfer tax is unknown)")
         path = call.path
-        if len(path) < 2 or len({frozenset(h) for h in pairwise(path)}) != len(path) - 1:
+        pairs = route_pairs(factory.address, factory.init_code_hash, path) if len(path) >= 2 else ()
+        if not pairs or len(set(pairs)) != len(pairs):
             raise NotValued("not valued: the path crosses a pair twice")
         hops = []
-        for a, b in pairwise(path):
-            h = _oriented(reserves, chain_id, factory, a, b)
+        for i, pair in enumerate(pairs):
+            a, b = path[i], path[i + 1]
+            h = _oriented(reserves, chain_id, factory, a, b, pair)
             if h is None:
                 raise NotValued(f"not valued: pool state unknown ({factory.name} pair of 0x{a.hex()}/0x{b.hex()})")
             hops.append(h)
@@ -236,7 +239,8 @@ class Valuer:
         for other in self.venues.factories(chain_id):
             if other is factory:
                 continue
-            h = _oriented(reserves, chain_id, other, path[0], path[1])
+            h = _oriented(reserves, chain_id, other, path[0], path[1],
+                          route_pairs(other.address, other.init_code_hash, path[:2])[0])
             if h is None:
                 continue
             others += 1

@@ -59,3 +59,13 @@ def export_tree(rev: str) -> Path:
 def resolve(rev: str) -> str:
     """The short commit id of ``rev``."""
     return _git("rev-parse", "--short", rev).decode().strip()
+
+
+def merge_base(a: str, b: str) -> str:
+    """The merge base of two revisions."""
+    return _git("merge-base", a, b).decode().strip()
+
+
+def dirty() -> bool:
+    """Whether the working tree has uncommitted changes to tracked files."""
+    return bool(_git("status", "--porcelain", "--untracked-files=no").strip())

@@ -315,6 +315,24 @@ def test_exact_output_peak_is_the_sign_change_of_the_slope(r_in: int, r_out: int
     assert abs(peak - lo) <= 1
 
 
+@settings(derandomize=True, deadline=None, max_examples=300)
+@given(st.integers(200, 5000), st.integers(20, 3000), st.integers(1, 25), st.integers(0, 100), st.booleans())
+def test_no_gain_test_never_drops_a_profitable_sandwich(r_in: int, r_out: int, amount: int, slack_pct: int,
+                                                        exact_in: bool) -> None:
+    """frontrun.can_gain (the victim's trade does not outweigh two fees: no search at all) is false only where the
+    exhaustive search finds no front-run that gains a single unit. Small victims on deeper pools, where it bites."""
+    if exact_in:
+        min_out = swap_out(amount, r_in, r_out) * (100 - slack_pct) // 100
+        victim = sandwich.exact_in_victim(amount, min_out)
+        largest = amount
+    else:
+        amount = amount % max(1, r_out // 20) + 1
+        largest = get_amount_in(amount, r_in, r_out) * (100 + slack_pct) // 100
+        victim = sandwich.exact_out_victim(amount, largest)
+    if not frontrun.can_gain(r_in, largest, 9970):
+        assert brute_sandwich(r_in, r_out, victim)[0] <= 0
+
+
 def test_no_sandwich_when_the_victim_has_no_slack() -> None:
     amount, r_in, r_out = 10**18, 10**21, 10**21
     victim = sandwich.exact_in_victim(amount, swap_out(amount, r_in, r_out))

@@ -56,17 +56,27 @@ def optimal(other_a: int, other_b: int, victim_b: int, victim_a: int, other_fee_
     if k <= lo:
         return None  # the marginal rate at x = 0 is below 1: no back-run gains
     centre = (isqrt(k * lo) - lo) // m
-    # Every x within REFINE of x*, and the least x buying each middle amount within REFINE of x*'s (the profit is
-    # best at the left edge of each plateau of equal middle amounts).
-    xs = set(range(max(1, centre - REFINE), centre + REFINE + 1))
+    # Every x within REFINE of x* when a middle amount costs few units of A (narrow plateaus), and the least x
+    # buying each middle amount within REFINE of x*'s: within a plateau of equal middle amounts the output is the
+    # same and the input grows, so the profit is best at its left edge.
     mid = swap_out(centre, other_a, other_b, other_fee_bps) if centre > 0 else 0
+    edge = min_input_for(mid, other_a, other_b, other_fee_bps) if mid > 0 else 1
+    nxt = min_input_for(mid + 1, other_a, other_b, other_fee_bps)
+    xs = set(range(max(1, centre - REFINE), centre + REFINE + 1)) if nxt == 0 or nxt - edge <= 2 * REFINE else set()
     for amount in range(max(1, mid - REFINE), mid + REFINE + 1):
-        x = min_input_for(amount, other_a, other_b, other_fee_bps)
+        x = edge if amount == mid else nxt if amount == mid + 1 else min_input_for(amount, other_a, other_b,
+                                                                                 other_fee_bps)
         if x >= 1:
             xs.add(x)
-    best: Backrun | None = None
-    for x in sorted(xs):
-        b = run(x, other_a, other_b, victim_b, victim_a, other_fee_bps, victim_fee_bps)
-        if b is not None and (best is None or b.profit > best.profit):
-            best = b
-    return best if best is not None and best.profit > 0 else None
+    best_x, best = 0, 0
+    oa, vb = other_a * _D, victim_b * _D
+    for x in sorted(xs):  # swap_out twice, inline; ties: the smallest x
+        w = x * go
+        middle = w * other_b // (oa + w)
+        if middle <= 0:
+            continue
+        w = middle * gv
+        profit = w * victim_a // (vb + w) - x
+        if profit > best:
+            best_x, best = x, profit
+    return run(best_x, other_a, other_b, victim_b, victim_a, other_fee_bps, victim_fee_bps) if best > 0 else None

@@ -132,6 +132,17 @@ def slope_quadratic(r: int, amount_in: int, g: int) -> tuple[int, int, int]:
     return alpha, beta, gamma
 
 
+def can_gain(r: int, amount_in: int, g: int) -> bool:
+    """Whether a sandwich of a victim paying at most ``amount_in`` can gain at all: the continuous profit of an
+    exact-input victim is ``x (C1 x + C0) / (...)`` with a positive denominator, so it is positive for some x > 0
+    only when C0 > 0 or C1 > 0 (the victim's trade outweighs two fees). Both grow with the victim's input, and an
+    exact-output victim's sandwich is the exact-input one of what it pays (at most its ``amountInMax``), so this
+    rules out most small swaps before any search (the floors only take from the attacker)."""
+    d = _D
+    c0 = g * g * (r + amount_in) * (d * r + g * amount_in) - d ** 3 * r * r
+    return c0 > 0 or g * g * (r + amount_in) - d * d * r > 0
+
+
 def exact_in_peaks(r: int, amount_in: int, g: int) -> list[int]:
     """Non-negative roots (floored) of P'(x) = 0 for an exact-input victim, in units of x."""
     alpha, beta, gamma = slope_quadratic(r, amount_in, g)

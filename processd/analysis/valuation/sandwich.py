@@ -91,8 +91,12 @@ def run(x: int, r_in: int, r_out: int, victim: VictimStep, fee_bps: int = V2_FEE
 
 def _legs(x: int, r_in: int, r_out: int, victim: VictimStep, fee_bps: int) -> tuple[int, int, int, int, int] | None:
     """:func:`run` as a tuple (profit, bought, victim paid, victim got, back-run output): the searches call it
-    hundreds of times, and a frozen dataclass costs more to build than the arithmetic."""
-    bought = swap_out(x, r_in, r_out, fee_bps)
+    times, and a frozen dataclass costs more to build than the arithmetic; the swaps are ``swap_out`` inline)."""
+    if x <= 0 or r_in <= 0 or r_out <= 0:
+        return None
+    gw = _D - fee_bps
+    w = x * gw
+    bought = w * r_out // (r_in * _D + w)
     if bought <= 0:
         return None
     r_in += x
@@ -103,7 +107,11 @@ def _legs(x: int, r_in: int, r_out: int, victim: VictimStep, fee_bps: int) -> tu
     if step is None:
         return None
     paid, got = step
-    back = swap_out(bought, r_out - got, r_in + paid, fee_bps)
+    left = r_out - got
+    if left <= 0:
+        return None
+    w = bought * gw
+    back = w * (r_in + paid) // (left * _D + w)
     if back <= 0:
         return None
     return back - x, bought, paid, got, back
@@ -210,6 +218,9 @@ def optimal(r_in: int, r_out: int, victim: VictimStep, *, exact_in_amount: int |
     or ``exact_out_amount`` (and ``max_in``) for an exact-output one: they feed the closed forms; ``victim`` is the
     exact step (:func:`exact_in_victim`, :func:`exact_out_victim`).
     """
+    largest = exact_in_amount if exact_in_amount is not None else max_in if exact_out_amount is not None else None
+    if largest is not None and not frontrun.can_gain(r_in, largest, _D - fee_bps):
+        return None
     x_max = bound(r_in, r_out, victim, exact_in_amount=exact_in_amount, min_out=min_out,
                   exact_out_amount=exact_out_amount, max_in=max_in, fee_bps=fee_bps)
     if x_max < 1:

@@ -51,6 +51,7 @@ from typing import Any
 from common.pb.v1 import tx_pb2
 from common.testing.ingest_push import push_envelopes
 from common.testing.netutil import free_port
+from common.testing.procfs import cpu_seconds, descendants
 from common.testing.samples import fixture_envelopes
 from processd.analysis.analyzer import Analyzer
 from processd.analysis.valuation.calldata import v2_path
@@ -202,17 +203,26 @@ def _copies(envelopes: list[tx_pb2.TxEnvelope], copies: int, salt: str) -> list[
     return out
 
 
+def _tree_cpu_s() -> float:
+    """CPU seconds of this process and its children (the analysis workers) so far."""
+    pids = [os.getpid(), *descendants(os.getpid())]
+    return sum(cpu_seconds(p) or 0.0 for p in pids)
+
+
 async def _one_run(config: ProcessdConfig, source: MappingSource | None,
-                   envelopes: list[tx_pb2.TxEnvelope]) -> float:
+                   envelopes: list[tx_pb2.TxEnvelope]) -> tuple[float, float]:
+    """(tx/s, CPU µs per transaction of processd, its workers and the in-process sender) of one timed push."""
     server = await ProcessdServer(replace(config, listen_port=free_port()), reserve_source=source).start()
     try:
         await push_envelopes(server.address, envelopes[:500], batch_size=250, session_id="warm")
+        cpu0 = _tree_cpu_s()
         t0 = time.perf_counter()
         acks = await push_envelopes(server.address, envelopes[500:], batch_size=250, session_id="run",
                                     first_batch_seq=100)
         elapsed = time.perf_counter() - t0
+        cpu = _tree_cpu_s() - cpu0
         assert sum(a.accepted for a in acks) == len(envelopes) - 500
-        return (len(envelopes) - 500) / elapsed
+        return (len(envelopes) - 500) / elapsed, cpu / (len(envelopes) - 500) * 1e6
     finally:
         await server.stop(grace_s=1)
 
@@ -261,12 +271,15 @@ def one_run_main(mix: str, mode: str, copies: int, workers: int, salt: str) -> N
     envs = _copies(mixes(everything, swaps, valued)[mix], copies, salt)
     work = Path(tempfile.mkdtemp(prefix="valuation-bench-"))
     try:
-        config = ProcessdConfig(data_dir=work, analysis_workers=workers, durability="nosync", flush_interval_ms=1)
-        rate = asyncio.run(_one_run(config, source if mode == "on" else None, envs))
+        # off: valuation off altogether (no pool view, no gathering); on: the synthetic reserves as the source.
+        config = ProcessdConfig(data_dir=work, analysis_workers=workers, durability="nosync", flush_interval_ms=1,
+                                valuation=mode == "on")
+        rate, cpu_us = asyncio.run(_one_run(config, source if mode == "on" else None, envs))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     import processd
-    print(json.dumps({"tx_per_s": rate, "tx": len(envs) - 500, "processd": str(Path(processd.__file__).parent),
+    print(json.dumps({"tx_per_s": rate, "cpu_us_per_tx": cpu_us, "tx": len(envs) - 500,
+                      "processd": str(Path(processd.__file__).parent),
                       "python": sys.version.split()[0]}))
 
 
@@ -291,21 +304,28 @@ def throughput(mix_names: list[str], trees: dict[str, tuple[Path, str]], args: a
     modes = list(trees)
     for name in mix_names:
         runs: dict[str, list[float]] = {m: [] for m in modes}
+        cpu: dict[str, list[float]] = {m: [] for m in modes}
         tx = 0
         for r in range(args.rounds):
             for mode in modes[r % len(modes):] + modes[:r % len(modes)]:
                 tree, on = trees[mode]
                 result = _spawn_run(tree, name, on, args, f"{name}{r}{mode}")
                 runs[mode].append(result["tx_per_s"])
+                cpu[mode].append(result["cpu_us_per_tx"])
                 tx = result["tx"]
-                print(f"{name} round {r} {mode}: {runs[mode][-1]:,.0f} tx/s", flush=True)
+                print(f"{name} round {r} {mode}: {runs[mode][-1]:,.0f} tx/s, {cpu[mode][-1]:.0f} µs CPU/tx", flush=True)
         medians = {m: statistics.median(v) for m, v in runs.items()}
         entry: dict[str, Any] = {"tx": tx, **{f"tx_per_s_{m}": [round(x) for x in v] for m, v in runs.items()},
                                  **{f"median_{m}": round(v) for m, v in medians.items()}}
+        cpu_medians = {m: statistics.median(v) for m, v in cpu.items()}
+        entry.update({f"cpu_us_per_tx_{m}": [round(x, 1) for x in v] for m, v in cpu.items()})
         for m in modes:
             if m != "off":
                 entry[f"{m}_over_off"] = round(medians[m] / medians["off"], 3)
                 entry[f"cost_pct_{m}"] = round((1 - medians[m] / medians["off"]) * 100, 1)
+                # CPU per transaction is far less sensitive to the other work on a shared machine than tx/s: when
+                # processd is CPU-bound, the throughput cost is 1 - off/on of it.
+                entry[f"cpu_cost_pct_{m}"] = round((1 - cpu_medians["off"] / cpu_medians[m]) * 100, 1)
         out[name] = entry
     return out
 

@@ -178,7 +178,9 @@ def _refined(centre: int, r_in: int, r_out: int, x_max: int, fee_bps: int) -> se
         xs.update(range(max(1, centre - REFINE), min(x_max, centre + REFINE) + 1))
     for b in range(max(1, bought - REFINE), bought + REFINE + 1):
         x = edge if b == bought else nxt if b == bought + 1 else min_input_for(b, r_in, r_out, fee_bps)
-        if 1 <= x <= x_max:
+        if x > x_max or (x == 0 and b > bought):  # the edges grow with b (0: no input buys b)
+            break
+        if x >= 1:
             xs.add(x)
     return xs
 
@@ -247,9 +249,13 @@ def _centres(r_in: int, r_out: int, victim: VictimStep, x_max: int, exact_in_amo
     g = _D - fee_bps
     if exact_in_amount is not None:
         alpha, beta, gamma = frontrun.slope_quadratic(r_in, exact_in_amount, g)
+        rising = alpha * x_max * x_max + beta * x_max + gamma >= 0
+        if rising and alpha <= 0:  # a concave slope positive at both ends is positive between: no interior peak
+            if alpha * 1 + beta + gamma >= 0:
+                return [x_max]
         out = [c for c in frontrun.exact_in_peaks(r_in, exact_in_amount, g)
                if 1 <= c < x_max and alpha * (c + 1) ** 2 + beta * (c + 1) + gamma < 0]  # falls after c: a maximum
-        if alpha * x_max * x_max + beta * x_max + gamma >= 0:
+        if rising:
             out.append(x_max)
         elif not out:  # falling on the whole range: the least front-run (rarely profitable), and the bound
             out += [1, x_max]

@@ -64,33 +64,48 @@ class NotValued(ProcessdError):
     retriable = False
 
 
-def pairs_needed(chain_id: int, router: bytes, data: bytes, venues: Venues) -> list[bytes] | tuple[bytes, ...]:
-    """Pair addresses a V2 router call's valuation reads: its hops on the router's factory, the first hop's pair on
-    the chain's other factories, and the input token's WETH pair (empty when the call is not valued)."""
+def pairs_needed(chain_id: int, router: bytes, data: bytes, venues: Venues) -> tuple[bytes, ...]:
+    """Pair addresses a V2 router call's valuation reads: its hops on the router's factory, the input token's WETH
+    pair, and the first hop's pair on the chain's other factories (empty when the call is not valued)."""
+    path = v2_path(data)
+    return () if path is None else route_needs(chain_id, router, path, venues)
+
+
+def route_needs(chain_id: int, router: bytes, path: tuple[bytes, ...], venues: Venues) -> tuple[bytes, ...]:
+    """:func:`pairs_needed` of a call's path (cached with the routes' pairs: one lookup per known route)."""
     factory = venues.factory_of_router(chain_id, router)
-    path = v2_path(data) if factory is not None else None
-    if factory is None or path is None:
-        return []
+    if factory is None:
+        return ()
     weth = venues.wrapped_native(chain_id)
     out = route_pairs(factory.address, factory.init_code_hash, path,
                       *((weth,) if weth is not None and path[0] != weth else ()))
-    others = [other for other in venues.factories(chain_id) if other is not factory]
-    if not others:
-        return out
-    return [*out, *(route_pairs(o.address, o.init_code_hash, path[:2])[0] for o in others)]
+    for other in venues.factories(chain_id):
+        if other is not factory:
+            out += route_pairs(other.address, other.init_code_hash, path[:2])
+    return out
 
 
 def gather(calls: Iterable[tuple[int, bytes, bytes]], source: ReserveSource,
            venues: Venues) -> tuple[list[PoolReserves], int]:
     """The reserves the valuation of ``(chain id, to, calldata)`` calls needs, as ``source`` knows them now, and
-    the number of pairs it did not know."""
+    the number of pairs it did not know. Runs on processd's event loop for every batch: each distinct route of the
+    batch is resolved once (a batch's swaps share few routes)."""
+    routes: set[tuple[int, bytes, tuple[bytes, ...]]] = set()
     seen: set[tuple[int, bytes]] = set()
     found: list[PoolReserves] = []
     for chain_id, to, data in calls:
-        for pair in pairs_needed(chain_id, to, data, venues):
-            if (chain_id, pair) in seen:
+        path = v2_path(data)
+        if path is None:
+            continue
+        route = (chain_id, to, path)
+        if route in routes:
+            continue
+        routes.add(route)
+        for pair in route_needs(chain_id, to, path, venues):
+            key = (chain_id, pair)
+            if key in seen:
                 continue
-            seen.add((chain_id, pair))
+            seen.add(key)
             r = source.lookup(chain_id, pair)
             if r is not None:
                 found.append(r)
@@ -139,7 +154,11 @@ class Valuer:
         if call.fee_on_transfer:
             raise NotValued("not valued: fee-on-transfer token (the transfer tax is unknown)")
         path = call.path
-        pairs = route_pairs(factory.address, factory.init_code_hash, path) if len(path) >= 2 else ()
+        weth = self.venues.wrapped_native(chain_id)
+        priced = weth is not None and len(path) >= 2 and path[0] != weth  # the profit token's WETH pair is read
+        route = route_pairs(factory.address, factory.init_code_hash, path, *((weth,) if priced else ())) \
+            if len(path) >= 2 else ()
+        pairs = route[:-1] if priced else route
         if not pairs or len(set(pairs)) != len(pairs):
             raise NotValued("not valued: the path crosses a pair twice")
         hops = []
@@ -154,12 +173,15 @@ class Valuer:
         fee = factory.fee_bps
         rest = [(h[0], h[1]) for h in hops[1:]]
         victim, kw, amount_in = self._victim(call, value_wei, hops, rest, fee)
+        victim_step = victim(r_in, r_out)  # first: no search for a swap that would revert as it is
+        if victim_step is None:
+            raise NotValued("not valued: the victim's bound already fails on the current reserves (it would revert)")
         impact = price_impact_bps(amount_in, r_in, fee)
         unbounded = kw.get("max_in", 0) > sandwich.UINT112_MAX  # an exact-output victim with no real limit
         s = None if unbounded else sandwich.optimal(r_in, r_out, victim, fee_bps=fee, **kw)
         token = path[0]
         block = min(p.block_number for p in pools)
-        weth_side = self._weth_quote(chain_id, factory, token, reserves)
+        weth_side = self._weth_quote(chain_id, factory, token, reserves, route[-1] if priced else None)
         if isinstance(weth_side, tuple):
             block = min(block, weth_side[2])
         sw_fig = sw_note = None
@@ -172,9 +194,6 @@ class Valuer:
                        "balance, which processd does not see, bounds a sandwich")
         else:
             sw_note = "valued: no profitable sandwich within the victim's slippage bound"
-        victim_step = victim(r_in, r_out)
-        if victim_step is None:
-            raise NotValued("not valued: the victim's bound already fails on the current reserves (it would revert)")
         after_b, after_a = r_out - victim_step[1], r_in + victim_step[0]
         br_fig, br_note = self._backrun(chain_id, factory, path, reserves, (after_b, after_a), weth_side, gas_price,
                                         block)
@@ -204,16 +223,16 @@ class Valuer:
                     {"exact_out_amount": amounts[1], "max_in": max_in}, amounts[0])
         raise NotValued("not valued: the swap's amounts are unknown")
 
-    def _weth_quote(self, chain_id: int, factory: Factory, token: bytes,
-                    reserves: Reserves) -> tuple[int, int, int] | bool | None:
+    def _weth_quote(self, chain_id: int, factory: Factory, token: bytes, reserves: Reserves,
+                    pair: bytes | None = None) -> tuple[int, int, int] | bool | None:
         """True when ``token`` is the wrapped native token, its (token, WETH) reserves and their block, or None when
-        unknown."""
+        unknown (``pair``: the address of the (token, WETH) pair when known)."""
         weth = self.venues.wrapped_native(chain_id)
         if weth is None:
             return None
         if token == weth:
             return True
-        h = _oriented(reserves, chain_id, factory, token, weth)
+        h = _oriented(reserves, chain_id, factory, token, weth, pair)
         return None if h is None else (h[0], h[1], h[2].block_number)
 
     @staticmethod

@@ -9,7 +9,7 @@ import pytest
 from common.pb.v1 import events_pb2, ingest_pb2, tx_pb2
 from processd.analysis.analyzer import Analyzer
 from processd.analysis.prepare import prepare_batch
-from processd.analysis.searcher import NO_STATE_SOURCE
+from processd.analysis.searcher import HEURISTIC_RANK, NO_STATE_SOURCE
 from processd.analysis.valuation import backrun, sandwich
 from processd.analysis.valuation.amm import swap_out
 from processd.analysis.valuation.state import PoolReserves, from_wire, to_wire
@@ -94,7 +94,7 @@ def test_no_source_falls_back_to_the_heuristic_and_says_so() -> None:
     assert opps
     for o in opps:
         assert not o.valued and o.valuation_note == NO_STATE_SOURCE
-        assert f"heuristic score ({NO_STATE_SOURCE})" in o.reasons
+        assert f"{HEURISTIC_RANK} ({NO_STATE_SOURCE})" in o.reasons
         assert not o.HasField("net_profit_wei")
 
 

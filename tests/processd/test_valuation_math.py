@@ -238,6 +238,25 @@ def test_large_reserves_never_break_the_victims_bound(r_in: int, r_out: int, sha
         assert s is None or s.profit <= found.profit + TOLERANCE or x > found.max_frontrun
 
 
+@settings(derandomize=True, deadline=None, max_examples=150)
+@given(st.integers(20, 3000), st.integers(20, 3000), st.integers(1, 2000), st.integers(0, 100), st.integers(1, 400))
+def test_capped_sandwich_is_the_exhaustive_maximum_within_the_capital(r_in: int, r_out: int, amount: int,
+                                                                       slack_pct: int, cap: int) -> None:
+    """With a capital bound the best front-run within it (the exhaustive search over [1, min(bound, cap)])."""
+    min_out = swap_out(amount, r_in, r_out) * (100 - slack_pct) // 100
+    victim = sandwich.exact_in_victim(amount, min_out)
+    found = sandwich.optimal(r_in, r_out, victim, exact_in_amount=amount, min_out=min_out, max_frontrun_in=cap)
+    best = 0
+    for x in range(1, cap + 1):
+        s = sandwich.run(x, r_in, r_out, victim)
+        if s is not None and s.profit > best:
+            best = s.profit
+    if found is None:
+        assert best <= TOLERANCE
+    else:
+        assert found.frontrun_in <= cap and best - TOLERANCE <= found.profit <= best
+
+
 def brute_bound(r_in: int, r_out: int, victim: sandwich.VictimStep) -> int:
     """The largest front-run the victim's bound allows, by trying every x from 0 up (-1: not even 0)."""
     x = 0

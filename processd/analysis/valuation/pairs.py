@@ -101,12 +101,14 @@ def pair_cache_entries() -> int:
 
 
 class Venues:
-    """The factories of each chain, the factory behind each router, and each chain's wrapped native token."""
+    """The factories of each chain, the factory behind each router, and each chain's wrapped native token; and the
+    attacker's capital (``max_capital_wei``: the largest sandwich front-run, native wei; 0 = no bound)."""
 
-    __slots__ = ("_by_chain", "_by_router", "_wrapped")
+    __slots__ = ("_by_chain", "_by_router", "_wrapped", "max_capital_wei")
 
     def __init__(self, factories: tuple[Factory, ...] = BUILTIN_FACTORIES,
-                 wrapped_native: dict[int, bytes] | None = None) -> None:
+                 wrapped_native: dict[int, bytes] | None = None, max_capital_wei: int = 0) -> None:
+        self.max_capital_wei = max_capital_wei
         self._by_chain: dict[int, list[Factory]] = {}
         self._by_router: dict[tuple[int, bytes], Factory] = {}
         for f in factories:
@@ -128,10 +130,10 @@ class Venues:
         return self._wrapped.get(chain_id)
 
     def __getstate__(self) -> tuple[object, ...]:  # sent pickled to the analysis workers
-        return self._by_chain, self._by_router, self._wrapped
+        return self._by_chain, self._by_router, self._wrapped, self.max_capital_wei
 
     def __setstate__(self, state: tuple[object, ...]) -> None:
-        self._by_chain, self._by_router, self._wrapped = state  # type: ignore[assignment]
+        self._by_chain, self._by_router, self._wrapped, self.max_capital_wei = state  # type: ignore[assignment]
 
 
 def _address(entry: dict[str, object], key: str, where: str, size: int = 20) -> bytes:
@@ -167,10 +169,11 @@ def venue_from_json(entry: object, where: str) -> tuple[Factory, bytes | None]:
     return factory, wrapped
 
 
-def load_venues(path: Path | None) -> Venues:
-    """The built-in venues plus those of the JSON file at ``path`` (none: the built-in ones only)."""
+def load_venues(path: Path | None, max_capital_wei: int = 0) -> Venues:
+    """The built-in venues plus those of the JSON file at ``path`` (none: the built-in ones only), with the
+    attacker's capital bound (:class:`Venues`)."""
     if path is None:
-        return Venues()
+        return Venues(max_capital_wei=max_capital_wei)
     try:
         entries = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
@@ -184,4 +187,4 @@ def load_venues(path: Path | None) -> Venues:
         factories.append(factory)
         if token is not None:
             wrapped[factory.chain_id] = token
-    return Venues(tuple(factories), wrapped)
+    return Venues(tuple(factories), wrapped, max_capital_wei)

@@ -213,25 +213,29 @@ def bound(r_in: int, r_out: int, victim: VictimStep, *, exact_in_amount: int | N
 
 
 def optimal(r_in: int, r_out: int, victim: VictimStep, *, exact_in_amount: int | None = None, min_out: int = 0,
-            exact_out_amount: int | None = None, max_in: int = 0, fee_bps: int = V2_FEE_BPS) -> Sandwich | None:
+            exact_out_amount: int | None = None, max_in: int = 0, fee_bps: int = V2_FEE_BPS,
+            max_frontrun_in: int | None = None) -> Sandwich | None:
     """The most profitable sandwich of ``victim`` on the pair (module doc); None when none gains.
 
     Give ``exact_in_amount`` (and ``min_out``, the least this pair must give the victim) for an exact-input victim
     or ``exact_out_amount`` (and ``max_in``) for an exact-output one: they feed the closed forms; ``victim`` is the
-    exact step (:func:`exact_in_victim`, :func:`exact_out_victim`).
+    exact step (:func:`exact_in_victim`, :func:`exact_out_victim`). ``max_frontrun_in``: the attacker's capital,
+    the largest front-run it may use (None: bounded by the victim only); the optimum within it (the profit's
+    shape is the same, the range ends earlier).
     """
     largest = exact_in_amount if exact_in_amount is not None else max_in if exact_out_amount is not None else None
     if largest is not None and not frontrun.can_gain(r_in, largest, _D - fee_bps):
         return None
     x_max = bound(r_in, r_out, victim, exact_in_amount=exact_in_amount, min_out=min_out,
                   exact_out_amount=exact_out_amount, max_in=max_in, fee_bps=fee_bps)
-    if x_max < 1:
+    top = x_max if max_frontrun_in is None or max_frontrun_in >= x_max else max_frontrun_in
+    if top < 1:
         return None
     best: tuple[int, int, int, int, int] | None = None
     best_x = 0
     xs: set[int] = set()
-    for centre in _centres(r_in, r_out, victim, x_max, exact_in_amount, exact_out_amount, fee_bps):
-        xs |= _refined(centre, r_in, r_out, x_max, fee_bps)
+    for centre in _centres(r_in, r_out, victim, top, exact_in_amount, exact_out_amount, fee_bps):
+        xs |= _refined(centre, r_in, r_out, top, fee_bps)
     for x in sorted(xs):  # ties: the smallest x
         legs = _legs(x, r_in, r_out, victim, fee_bps)
         if legs is not None and (best is None or legs[0] > best[0]):

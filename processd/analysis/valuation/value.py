@@ -178,14 +178,20 @@ class Valuer:
             raise NotValued("not valued: the victim's bound already fails on the current reserves (it would revert)")
         impact = price_impact_bps(amount_in, r_in, fee)
         unbounded = kw.get("max_in", 0) > sandwich.UINT112_MAX  # an exact-output victim with no real limit
-        s = None if unbounded else sandwich.optimal(r_in, r_out, victim, fee_bps=fee, **kw)
         token = path[0]
         block = min(p.block_number for p in pools)
         weth_side = self._weth_quote(chain_id, factory, token, reserves, route[-1] if priced else None)
         if isinstance(weth_side, tuple):
             block = min(block, weth_side[2])
+        capital = self._capital(weth_side)
+        unpriced = capital is not None and capital < 0
+        s = None if unbounded or unpriced else sandwich.optimal(r_in, r_out, victim, fee_bps=fee,
+                                                                      max_frontrun_in=capital, **kw)
         sw_fig = sw_note = None
-        if s is not None:
+        if unpriced:
+            sw_note = ("not valued: the capital bound (max_capital_wei) cannot be priced in the victim's input token "
+                       "(no known pair of it with the wrapped native token)")
+        elif s is not None:
             sw_fig = self._figures(s.profit, s.frontrun_in, token, weth_side, SANDWICH_GAS * gas_price, block)
         elif unbounded:
             # What such a victim pays is bounded only by its balance and allowance, which processd does not see (a
@@ -193,7 +199,8 @@ class Valuer:
             sw_note = ("not valued: the victim set no limit on its input (amountInMax above 2**112), so only its "
                        "balance, which processd does not see, bounds a sandwich")
         else:
-            sw_note = "valued: no profitable sandwich within the victim's slippage bound"
+            sw_note = "valued: no profitable sandwich within the victim's slippage bound" + (
+                " and the capital bound" if capital is not None else "")
         after_b, after_a = r_out - victim_step[1], r_in + victim_step[0]
         br_fig, br_note = self._backrun(chain_id, factory, path, reserves, (after_b, after_a), weth_side, gas_price,
                                         block)
@@ -234,6 +241,19 @@ class Valuer:
             return True
         h = _oriented(reserves, chain_id, factory, token, weth, pair)
         return None if h is None else (h[0], h[1], h[2].block_number)
+
+    def _capital(self, weth_side: tuple[int, int, int] | bool | None) -> int | None:
+        """The largest front-run in the victim's input token: None without a capital bound; the bound itself for
+        WETH; for another token the amount worth it at its WETH pair's reserves (spot, floor); 0 when that pair's
+        state is unknown (-1: the bound cannot be priced)."""
+        cap = self.venues.max_capital_wei
+        if not cap:
+            return None
+        if weth_side is True:
+            return cap
+        if isinstance(weth_side, tuple):
+            return cap * weth_side[0] // weth_side[1] if weth_side[1] > 0 else -1
+        return -1
 
     @staticmethod
     def _figures(profit: int, amount_in: int, token: bytes, weth_side: tuple[int, int, int] | bool | None,

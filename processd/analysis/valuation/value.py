@@ -30,7 +30,7 @@ SANDWICH_GAS = 2 * (TX_BASE_GAS + V2_SWAP_GAS)
 BACKRUN_GAS = TX_BASE_GAS + 2 * V2_SWAP_GAS
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass costs ~6x to build, and one is built per swap
 class Figures:
     """One kind's valuation. ``profit`` is in ``profit_token`` base units; ``native_profit`` its value in native
     wei (None when the token has no known WETH pair); ``net`` = native_profit - gas_cost (None likewise)."""
@@ -45,7 +45,7 @@ class Figures:
     block_number: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass costs ~6x to build, and one is built per swap
 class SwapValuation:
     """A swap valued on reserves: each kind's figures or the reason it has none."""
 

@@ -143,9 +143,10 @@ def can_gain(r: int, amount_in: int, g: int) -> bool:
     return c0 > 0 or g * g * (r + amount_in) - d * d * r > 0
 
 
-def exact_in_peaks(r: int, amount_in: int, g: int) -> list[int]:
-    """Non-negative roots (floored) of P'(x) = 0 for an exact-input victim, in units of x."""
-    alpha, beta, gamma = slope_quadratic(r, amount_in, g)
+def exact_in_peaks(r: int, amount_in: int, g: int, slope: tuple[int, int, int] | None = None) -> list[int]:
+    """Non-negative roots (floored) of P'(x) = 0 for an exact-input victim, in units of x (``slope``: its
+    :func:`slope_quadratic`, when computed already)."""
+    alpha, beta, gamma = slope if slope is not None else slope_quadratic(r, amount_in, g)
     if alpha == 0:
         return [-gamma // beta] if beta else []
     disc = beta * beta - 4 * alpha * gamma

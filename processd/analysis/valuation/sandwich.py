@@ -252,12 +252,16 @@ def _centres(r_in: int, r_out: int, victim: VictimStep, x_max: int, exact_in_amo
     slope quartic; without either amount, ``x_max``."""
     g = _D - fee_bps
     if exact_in_amount is not None:
-        alpha, beta, gamma = frontrun.slope_quadratic(r_in, exact_in_amount, g)
+        slope = alpha, beta, gamma = frontrun.slope_quadratic(r_in, exact_in_amount, g)
         rising = alpha * x_max * x_max + beta * x_max + gamma >= 0
-        if rising and alpha <= 0:  # a concave slope positive at both ends is positive between: no interior peak
-            if alpha * 1 + beta + gamma >= 0:
+        if rising and alpha + beta + gamma >= 0:
+            # Rising at both ends: no interior peak when the slope quadratic is concave, or convex with its lowest
+            # point outside (1, x_max) or not below 0 there (no square root needed).
+            low = -beta // (2 * alpha) if alpha > 0 else 0
+            if alpha <= 0 or not 1 < low < x_max or min(
+                    alpha * x * x + beta * x + gamma for x in (low, low + 1)) >= 0:
                 return [x_max]
-        out = [c for c in frontrun.exact_in_peaks(r_in, exact_in_amount, g)
+        out = [c for c in frontrun.exact_in_peaks(r_in, exact_in_amount, g, slope)
                if 1 <= c < x_max and alpha * (c + 1) ** 2 + beta * (c + 1) + gamma < 0]  # falls after c: a maximum
         if rising:
             out.append(x_max)

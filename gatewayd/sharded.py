@@ -2,8 +2,9 @@
 
 Orders (docs/gatewayd.md#several-processd-shards-by-chain): transactions by first-seen time (newest first on
 ``/transactions``, oldest first on ``/transactions/all``), events and blocks by the time processd received them,
-opportunities as processd ranks them (valued ones by net profit, then the rest by score), feature records by recency rank; within one shard the shard's own seq order is always
-kept (:mod:`gatewayd.merge`). Paged routes return ``next_cursor``, a position per shard.
+opportunities as processd ranks them (valued ones by net profit, then the rest by score), feature records by
+recency rank; within one shard the shard's own seq order is always kept (:mod:`gatewayd.merge`). Paged routes
+return ``next_cursor``, a position per shard.
 
 A shard that does not answer leaves its chains out of the answer instead of failing it: the answer says
 ``"partial": true`` with ``missing_shards`` and ``missing_chains``, and its cursor keeps that shard's position,

@@ -4,8 +4,9 @@ same pair (another factory), in one transaction after the victim's.
 The victim sold token A for token B on pool V, so B is dearer on V than before. The back-run sells ``x`` of A on
 the other pool O for B, and that B on V for A: profit = output - x, in token A. The two swaps compose into
 ``z = K x / (L + M x)`` (fees included, floors left out), maximal at ``x* = (sqrt(K L) - L) / M`` (integer square
-root), profitable only when K > L. The exact integer profit is then computed around x* (:data:`REFINE` either
-side) and the best taken (docs/valuation.md#backrun).
+root), profitable only when K > L. The exact integer profit is then computed at the left edges of the plateaus
+of equal middle amounts within :data:`REFINE` of x*'s (and, when they are narrow, at every x within :data:`REFINE`
+of x*) and the best taken (docs/valuation.md#the-math).
 """
 
 from __future__ import annotations

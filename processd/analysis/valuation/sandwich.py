@@ -6,20 +6,21 @@ attacker sells what the front-run bought on the reserves the victim left. Profit
 victim's input token. Every step is :mod:`processd.analysis.valuation.amm`'s integer math, and each swap must
 give an output > 0 (``UniswapV2: INSUFFICIENT_OUTPUT_AMOUNT``).
 
-Finding x (docs/valuation.md#sandwich has the derivation):
+Finding x (docs/valuation.md#the-math has the derivation; the closed forms are in
+:mod:`processd.analysis.valuation.frontrun`):
 
-1. ``x_max``, the largest front-run the victim's bound allows: the victim's output falls (or its input rises)
-   monotonically with x, so the feasible front-runs are ``[0, x_max]``. The bound, with the fee and without the
-   floors, is a quadratic in x (closed form with ``math.isqrt``); the exact integer boundary is then found by
-   galloping and bisection on the exact predicate.
-2. For an exact-input victim, the continuous profit is ``P(x) = x (C1 x + C0) / (g^2 x^2 + E x + R^2)`` (the
-   output-side reserve cancels), whose derivative vanishes on a quadratic: its roots in ``[1, x_max]`` and
-   ``x_max`` itself are the only candidates. For an exact-output victim (its input depends on x) a golden-section
-   search over the exact integer profit gives the candidate.
-3. Exact local refinement: the integer profit of every x within :data:`REFINE` of the candidate is computed and
-   the best taken. The floors put the integer profit within a few units of the continuous one, so the result is
-   within a few units of the true integer maximum; tests/processd/test_valuation_sandwich.py checks it against an
-   exhaustive search and states the tolerance.
+0. No search when the victim's trade cannot outweigh two fees (``frontrun.can_gain``).
+1. ``x_max``, the largest front-run the victim's bound allows (:func:`bound`): the feasible front-runs are
+   ``[0, x_max]``; for a fixed front-run output the victim's condition is one closed-form bound on x, so the exact
+   boundary is 1 to 3 plateau steps from the floor of the continuous root (the gallop-and-bisection search
+   :func:`max_frontrun` is the fallback). A capital bound (``max_frontrun_in``) ends the range earlier.
+2. Where the continuous profit peaks in ``[1, x_max]`` (:func:`_centres`): for an exact-input victim the roots of
+   a quadratic (or ``x_max`` when it still rises there); for an exact-output victim the sign change of a quartic,
+   by Newton steps on integers.
+3. Exact refinement (:func:`_refined`): the integer profit at the left edges of the plateaus of equal front-run
+   outputs within :data:`REFINE` of the peak's (where the integer profit is best), and, when plateaus are narrow,
+   at every x within :data:`REFINE` of it; the best is taken. tests/processd/test_valuation_math.py checks it
+   against an exhaustive search and states the tolerance (1 base unit).
 
 No front-run is ever reported that breaks the victim's bound: the chosen x is checked with the exact predicate.
 """
@@ -90,8 +91,8 @@ def run(x: int, r_in: int, r_out: int, victim: VictimStep, fee_bps: int = V2_FEE
 
 
 def _legs(x: int, r_in: int, r_out: int, victim: VictimStep, fee_bps: int) -> tuple[int, int, int, int, int] | None:
-    """:func:`run` as a tuple (profit, bought, victim paid, victim got, back-run output): the searches call it
-    times, and a frozen dataclass costs more to build than the arithmetic; the swaps are ``swap_out`` inline)."""
+    """:func:`run` as a tuple (profit, bought, victim paid, victim got, back-run output): the refinement calls it
+    for each point, and a dataclass costs more to build than the arithmetic (the swaps are ``swap_out`` inline)."""
     if x <= 0 or r_in <= 0 or r_out <= 0:
         return None
     gw = _D - fee_bps
@@ -115,11 +116,6 @@ def _legs(x: int, r_in: int, r_out: int, victim: VictimStep, fee_bps: int) -> tu
     if back <= 0:
         return None
     return back - x, bought, paid, got, back
-
-
-def _profit(x: int, r_in: int, r_out: int, victim: VictimStep, fee_bps: int) -> int | None:
-    legs = _legs(x, r_in, r_out, victim, fee_bps)
-    return None if legs is None else legs[0]
 
 
 def _feasible(x: int, r_in: int, r_out: int, victim: VictimStep, fee_bps: int) -> bool:

@@ -7,7 +7,8 @@ Measured in one run, interleaved (the machine is shared: ratios matter more than
 - ``per_swap``: over the Uniswap V2 / Sushiswap router swaps of the bundled mainnet fixtures, µs per swap of
   ``Valuer.value`` of the base revision (its package imported next to the working tree's,
   ``scripts/bench/baseline.py``) and of the working tree, on the same decoded calls and reserves, over all swaps
-  and over the valued ones alone; of ``Analyzer.analyze_fields`` with the swap's reserves vs without a reserve
+  and over the valued ones alone, and on pools 100x deeper (``deep``: the same swaps 100x smaller against their
+  pools, as most mempool swaps are; fewer of them can gain); of ``Analyzer.analyze_fields`` with the swap's reserves vs without a reserve
   source (the difference is the valuation: pair addresses, the closed forms, the exact refinement, the extra
   opportunity fields); and of the pipeline's gathering (``gather``: the path read from the calldata, CREATE2 pair
   addresses, the source's lookups) per swap.
@@ -124,16 +125,21 @@ def per_swap(swaps: list[tx_pb2.TxEnvelope], source: MappingSource, venues: Venu
                                       int.from_bytes(e.gas_price, "big"), state) for e, c in decoded]
     valued = [d for d, v in zip(decoded, outcomes, strict=True) if not isinstance(v, str)]
 
-    def value_only(valuer: Any, calls: list[tuple[tx_pb2.TxEnvelope, Any]]) -> Callable[[], None]:
+    def value_only(valuer: Any, calls: list[tuple[tx_pb2.TxEnvelope, Any]], at: dict = state) -> Callable[[], None]:
         def loop() -> None:
             for e, call in calls:
                 valuer.value(e.chain_id, e.to, call, int.from_bytes(e.value, "big"), int.from_bytes(e.gas_price, "big"),
-                             state)
+                             at)
         return loop
+
+    # Pools 100x deeper: the same swaps are 100x smaller against them, as most mempool swaps are against their
+    # pools (fewer gain over two fees, fewer pay their gas: the early stops matter there).
+    deep = {k: replace(p, reserve0=p.reserve0 * 100, reserve1=p.reserve1 * 100) for k, p in state.items()}
 
     calls = [(e.chain_id, e.to, e.input) for e in swaps]
     timings: dict[str, list[float]] = {k: [] for k in ("analyze_off", "analyze_on", "value_base", "value_new",
-                                                       "value_base_valued", "value_new_valued", "gather")}
+                                                       "value_base_valued", "value_new_valued", "value_base_deep",
+                                                       "value_new_deep", "gather")}
     for _ in range(rounds):  # interleaved
         timings["analyze_off"].append(_timed(analyze(None)))
         timings["analyze_on"].append(_timed(analyze(state)))
@@ -141,6 +147,8 @@ def per_swap(swaps: list[tx_pb2.TxEnvelope], source: MappingSource, venues: Venu
         timings["value_new"].append(_timed(value_only(analyzer.valuer, decoded)))
         timings["value_base_valued"].append(_timed(value_only(base_valuer, valued)) * len(swaps) / len(valued))
         timings["value_new_valued"].append(_timed(value_only(analyzer.valuer, valued)) * len(swaps) / len(valued))
+        timings["value_base_deep"].append(_timed(value_only(base_valuer, decoded, deep)))
+        timings["value_new_deep"].append(_timed(value_only(analyzer.valuer, decoded, deep)))
         timings["gather"].append(_timed(lambda: gather(calls, source, venues)))
     n = len(swaps)
     out: dict[str, Any] = {f"{k}_us_per_swap": round(statistics.median(v) / n * 1e6, 2) for k, v in timings.items()}
@@ -148,6 +156,14 @@ def per_swap(swaps: list[tx_pb2.TxEnvelope], source: MappingSource, venues: Venu
     out["value_new_over_base"] = round(out["value_new_us_per_swap"] / out["value_base_us_per_swap"], 3)
     out["value_valued_new_over_base"] = round(out["value_new_valued_us_per_swap"]
                                               / out["value_base_valued_us_per_swap"], 3)
+    out["value_deep_new_over_base"] = round(out["value_new_deep_us_per_swap"] / out["value_base_deep_us_per_swap"], 3)
+    deep_outcomes = [analyzer.valuer.value(e.chain_id, e.to, c, int.from_bytes(e.value, "big"),
+                                           int.from_bytes(e.gas_price, "big"), deep) for e, c in decoded]
+    out["deep"] = {"valued": sum(1 for v in deep_outcomes if not isinstance(v, str)),
+                   "sandwich_net_positive": sum(1 for v in deep_outcomes if not isinstance(v, str)
+                                                and v.sandwich is not None and (v.sandwich.net or 0) > 0),
+                   "backrun_net_positive": sum(1 for v in deep_outcomes if not isinstance(v, str)
+                                               and v.backrun is not None and (v.backrun.net or 0) > 0)}
     out["swaps"] = n
     out["valued"] = len(valued)
     out["profitable_sandwich"] = sum(1 for v in outcomes if not isinstance(v, str) and v.sandwich is not None)

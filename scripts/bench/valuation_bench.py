@@ -8,10 +8,10 @@ Measured in one run, interleaved (the machine is shared: ratios matter more than
   ``Valuer.value`` of the base revision (its package imported next to the working tree's,
   ``scripts/bench/baseline.py``) and of the working tree, on the same decoded calls and reserves, over all swaps
   and over the valued ones alone, and on pools 100x deeper (``deep``: the same swaps 100x smaller against their
-  pools, as most mempool swaps are; fewer of them can gain); of ``Analyzer.analyze_fields`` with the swap's reserves vs without a reserve
-  source (the difference is the valuation: pair addresses, the closed forms, the exact refinement, the extra
-  opportunity fields); and of the pipeline's gathering (``gather``: the path read from the calldata, CREATE2 pair
-  addresses, the source's lookups) per swap.
+  pools, as most mempool swaps are; fewer of them can gain); of ``Analyzer.analyze_fields`` with the swap's
+  reserves vs without a reserve source (the difference is the valuation: pair addresses, the closed forms, the
+  exact refinement, the extra opportunity fields); and of the pipeline's gathering (``gather``: the path read
+  from the calldata, CREATE2 pair addresses, the source's lookups) per swap.
 - ``prepare``: ``prepare_batch`` (what an analysis worker runs per batch: validation, analysis, encoding) over the
   fixture mix in batches of 250, with the batches' reserves vs without, µs per transaction of the mix (the CPU
   the valuation adds to the workers, without the noise of a whole daemon on a shared machine), plus the

@@ -489,7 +489,9 @@ OPERATIONS: dict[str, tuple[str, str, str, str, bool]] = {
     "opps_recent": (
         "/opps/recent",
         "Top opportunities of the recent window",
-        "Best score first, newer first among equal scores.",
+        "Opportunities valued on pool state with a net profit first, highest net profit (net_profit_wei) first; "
+        "then the others (heuristic only, or valued without a native value) by heuristic score; newer first among "
+        "equals.",
         "OpportunityList",
         False,
     ),

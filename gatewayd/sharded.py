@@ -2,8 +2,9 @@
 
 Orders (docs/gatewayd.md#several-processd-shards-by-chain): transactions by first-seen time (newest first on
 ``/transactions``, oldest first on ``/transactions/all``), events and blocks by the time processd received them,
-opportunities by score, feature records by recency rank; within one shard the shard's own seq order is always
-kept (:mod:`gatewayd.merge`). Paged routes return ``next_cursor``, a position per shard.
+opportunities as processd ranks them (valued ones by net profit, then the rest by score), feature records by
+recency rank; within one shard the shard's own seq order is always kept (:mod:`gatewayd.merge`). Paged routes
+return ``next_cursor``, a position per shard.
 
 A shard that does not answer leaves its chains out of the answer instead of failing it: the answer says
 ``"partial": true`` with ``missing_shards`` and ``missing_chains``, and its cursor keeps that shard's position,
@@ -178,12 +179,13 @@ class ShardedReads:
         return orjson.dumps({"features": self.render.features(merged), **got.flags()})
 
     async def opps_recent(self, p: dict[str, Any]) -> bytes:
-        """``/opps/recent`` over every shard: by score (each shard's ranking kept for equal scores)."""
+        """``/opps/recent`` over every shard: by the read model's ranking (net profit, then score; each shard's
+        order kept for equal keys)."""
         flt = event_filter(p, "opps_recent")
         got = await self.gather(lambda c, i: c.list_opportunities(query_pb2.ListOpportunitiesRequest(
             limit=p["limit"], min_score=p["min_score"], filter=flt)))
         pages = [None if r is None else ShardPage(r.opportunities, False) for r in got.answers]
-        merged = merge_page(pages, _score, p["limit"])
+        merged = merge_page(pages, _rank, p["limit"])
         return orjson.dumps({"opportunities": self.render.opportunities([o for _, o in merged.items]),
                              **got.flags()})
 
@@ -200,7 +202,7 @@ class ShardedReads:
             out.feature_summary.extend(r.feature_summary)
         txs = merge_page([ShardPage(r.recent_transactions, False) for r in answers], _tx_time, p["tx_limit"])
         out.recent_transactions.extend(t for _, t in txs.items)
-        opps = merge_page([ShardPage(r.top_opportunities, False) for r in answers], _score, p["opp_limit"])
+        opps = merge_page([ShardPage(r.top_opportunities, False) for r in answers], _rank, p["opp_limit"])
         out.top_opportunities.extend(o for _, o in opps.items)
         out.recent_features.extend(_by_rank([r.recent_features for r in answers], p["feature_limit"]))
         out.recent_transactions_truncated = any(r.recent_transactions_truncated for r in answers)
@@ -264,5 +266,9 @@ def _block_time(block: query_pb2.ListBlocksBlock) -> int:
     return int(block.received_unix_ns)
 
 
-def _score(opportunity: Any) -> int:
-    return int(opportunity.score)
+def _rank(opportunity: Any) -> tuple[int, int]:
+    """The read model's ranking (processd/views/windows.py::rank_key): valued with a net profit first, by net
+    profit; then the rest by heuristic score."""
+    if opportunity.valued and opportunity.HasField("net_profit_wei"):
+        return 1, int.from_bytes(opportunity.net_profit_wei, "big")
+    return 0, int(opportunity.score)

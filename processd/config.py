@@ -116,6 +116,9 @@ class ProcessdConfig:
     #: Value swaps on the pool states ingestd sends (the pipeline's log-ordered pool view, docs/valuation.md);
     #: off = every opportunity keeps its heuristic score (``valued: false``).
     valuation: bool = True
+    #: The largest front-run a valued sandwich may use, in native wei (the attacker's capital; a front-run in
+    #: another token is priced at its WETH pair's reserves, docs/valuation.md); 0 = bounded by the victim only.
+    valuation_max_capital_wei: int = 0
 
     @property
     def page_bytes(self) -> int:
@@ -167,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(env MEMPULSE_PROCESSD_VALUATION_VENUES_FILE, none: mainnet Uniswap V2 and Sushiswap only)")
     p.add_argument("--valuation", choices=("on", "off"), help="value swaps on the pool states ingestd sends "
                    "(env MEMPULSE_PROCESSD_VALUATION, on)")
+    p.add_argument("--valuation-max-capital-wei", type=int, help="largest sandwich front-run, native wei "
+                   "(env MEMPULSE_PROCESSD_VALUATION_MAX_CAPITAL_WEI, 0 = no bound but the victim's)")
     p.add_argument("--chains", help="comma-separated chain names/ids served, empty = all "
                    "(env MEMPULSE_PROCESSD_CHAINS)")
     return p
@@ -185,6 +190,15 @@ def knobs(env: Mapping[str, str] | None = None) -> Knobs:
 def _pick_int(cli: int | None, knob: str, default: int, env: Knobs, minimum: int) -> int:
     value = cli if cli is not None else env.get_int(knob, default)
     return _positive(f"--{knob.replace('_', '-')} / {env.name(knob)}", value, minimum)
+
+
+def _capital(cli: int | None, env: Knobs) -> int:
+    """``valuation_max_capital_wei``: 0..2**256-1 (a wei amount has no smaller bound than 0)."""
+    value = _pick_int(cli, "valuation_max_capital_wei", 0, env, 0)
+    if value >= 1 << 256:
+        raise ConfigError(f"--valuation-max-capital-wei / {env.name('valuation_max_capital_wei')} must be below "
+                          f"2**256, got {value}")
+    return value
 
 
 def _abi_dir(cli: str | None, env: Knobs) -> Path | None:
@@ -269,6 +283,7 @@ def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None
         abi_dir=_abi_dir(args.abi_dir, source),
         valuation_venues_file=_venues_file(args.valuation_venues_file, source),
         valuation=(args.valuation == "on") if args.valuation is not None else source.get_bool("valuation", True),
+        valuation_max_capital_wei=_capital(args.valuation_max_capital_wei, source),
         lifecycle_enabled=source.get_bool("lifecycle_enabled", d.lifecycle_enabled),
         lifecycle_ttl_ms=_pick_int(None, "lifecycle_ttl_ms", d.lifecycle_ttl_ms, source, 1000),
         lifecycle_max_pending=_pick_int(None, "lifecycle_max_pending", d.lifecycle_max_pending, source, 1),

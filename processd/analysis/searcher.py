@@ -51,6 +51,9 @@ _UNKNOWN_SLIPPAGE = f"slippage unknown (assumed {ASSUMED_BPS / 100:.2f}%)"
 #: Why a batch's opportunities are not valued when processd has no reserve source (the default today).
 NO_STATE_SOURCE = "not valued: no pool state source configured"
 _ARB_NOTE = "not valued: arbitrage candidates are valued as back-runs of the victim's pair"
+#: The last reason of an opportunity that is not valued: the read model ranks it by this score, after every one
+#: valued with a net profit (processd/views/windows.py).
+HEURISTIC_RANK = "heuristic score, ranked after the opportunities valued on pool state"
 #: What a valuation argument may be: the figures, why there are none, or None (no reserve source).
 ValuationInput = SwapValuation | str | None
 #: Main venues: labels of the canonical Uniswap deployments (everything else is a secondary venue).
@@ -250,7 +253,7 @@ class Searcher:
         scored.sort()
         common = self._reasons(chain_id, a, call, protocol)
         fallback = OppValue(False, note)
-        heuristic = f"heuristic score ({note})"
+        heuristic = f"{HEURISTIC_RANK} ({note})"
         out = []
         for score, kind in scored:
             out.append((-score, kind, [*self._kind_reasons(kind, a, common, protocol), heuristic], fallback))
@@ -281,7 +284,7 @@ class Searcher:
         out: list[Scored] = [(score, kind, reasons, value) for _, kind, score, reasons, value in ranked]
         score = self.arb_score(a)
         if score >= floor:
-            out.append((score, ARB, [*self._kind_reasons(ARB, a, common, protocol), f"heuristic score ({_ARB_NOTE})"],
+            out.append((score, ARB, [*self._kind_reasons(ARB, a, common, protocol), f"{HEURISTIC_RANK} ({_ARB_NOTE})"],
                         OppValue(False, _ARB_NOTE)))
         return out
 
@@ -329,7 +332,8 @@ def _opp_value(kind: int, fig: Figures, v: SwapValuation) -> OppValue:
 def _valued_reason(kind: int, fig: Figures, v: SwapValuation) -> str:
     """The first reason of a valued opportunity: its figures, exact integers (wei and token base units)."""
     what = "sandwich: front-run" if kind == SANDWICH else "back-run through another pool: input"
-    net = "net value unknown" if fig.net is None else f"net {fig.net} wei after gas {fig.gas_cost} wei"
+    net = ("net value unknown (ranked by heuristic score)" if fig.net is None
+           else f"net {fig.net} wei after gas {fig.gas_cost} wei (ranked by net profit)")
     return (f"valued on reserves at block {fig.block_number}: {what} {fig.amount_in}, gross profit {fig.profit} of "
             f"0x{fig.profit_token.hex()}, {net}")
 

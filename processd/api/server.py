@@ -112,7 +112,7 @@ class ProcessdServer:
         self.config = config
         # First: a bad ABI file (changed since load_config checked it) is a ConfigError before anything is opened.
         user_abis = _user_abis(config)
-        venues = load_venues(config.valuation_venues_file)
+        venues = load_venues(config.valuation_venues_file, config.valuation_max_capital_wei)
         self.metrics = ProcessdMetrics()
         self.eventlog = EventLog(config.data_dir, config.map_size_mb << 20, sync=config.durability == "sync",
                                  start_empty_over_damaged=config.start_empty_over_damaged_log)

@@ -13,7 +13,6 @@ in the bench the daemon's CPU fell from ~11.0 to ~9.3 us per transaction with ch
 
 from __future__ import annotations
 
-import operator
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from itertools import compress, repeat
@@ -104,17 +103,24 @@ def chain_offsets(seen_at: list[int], chains: list[int], chain_id: int) -> list[
 
 
 class OpportunityWindow:
-    """The newest ``maxlen`` opportunities (:data:`OppEntry`), read best first: score desc, then seq desc.
+    """The newest ``maxlen`` opportunities (:data:`OppEntry`), read best first (:func:`rank_key`): those valued on
+    pool state with a known net profit first, highest net profit (native wei) first; then the others (heuristic
+    only, or valued without a native value) by heuristic score; newer first among equals.
 
     Commits only append to a bounded deque (C-level, no Python work per opportunity); the ranking is sorted when
     a query asks for it, at most once per change and over at most ``maxlen`` entries (a few ms for 5,000), so
-    ingest never pays for rankings nobody reads. An opportunity is parsed only when a query returns it.
+    ingest never pays for rankings nobody reads. An opportunity is parsed only when a ranking first needs its net
+    profit (once: its key is kept while it stays in the window) or a query returns it.
     """
 
     def __init__(self, maxlen: int) -> None:
         self.maxlen = maxlen
         self._by_age: deque[OppEntry] = deque(maxlen=maxlen)
         self._ranked: list[OppEntry] | None = []
+        #: How many entries of the ranking lead with a net profit (they come first).
+        self._valued = 0
+        #: Each entry's rank key by seq, for the entries of the window (rebuilt with each ranking: bounded by it).
+        self._keys: dict[int, tuple[int, int, int]] = {}
 
     def __len__(self) -> int:
         return len(self._by_age)
@@ -132,22 +138,37 @@ class OpportunityWindow:
     def _ranking(self) -> list[OppEntry]:
         ranked = self._ranked
         if ranked is None:
-            ranked = self._ranked = sorted(self._by_age, key=_SCORE_THEN_SEQ, reverse=True)
+            old, keys = self._keys, {}
+            for entry in self._by_age:
+                key = old.get(entry[0])
+                keys[entry[0]] = key if key is not None else rank_key(entry)
+            self._keys = keys
+            ranked = self._ranked = sorted(self._by_age, key=lambda e: keys[e[0]], reverse=True)
+            self._valued = sum(1 for key in keys.values() if key[0])
         return ranked
 
     def top(self, limit: int, min_score: int = 0, keep: Callable[[int, int], bool] | None = None,
             min_profit_wei: int = 0) -> list[events_pb2.Opportunity]:
-        """Best first, newer first among equal scores; stops at the first score below ``min_score``. ``keep``
-        (seq, chain) -> bool leaves out the opportunities of transactions an ``EventFilter`` refuses;
-        ``min_profit_wei`` those whose net profit (valued opportunities only) is below it."""
+        """Best first (class doc). ``min_score`` leaves out opportunities scoring below it (the score-ranked part
+        stops at the first); ``keep`` (seq, chain) -> bool leaves out the opportunities of transactions an
+        ``EventFilter`` refuses; ``min_profit_wei`` those whose net profit (valued opportunities only) is below it
+        (so the ranking stops at the first valued one below it)."""
         out: list[events_pb2.Opportunity] = []
-        for seq, chain_id, score, value in self._ranking():
-            if score < min_score or len(out) >= limit:
+        ranking = self._ranking()
+        valued = self._valued
+        keys = self._keys
+        for i, (seq, chain_id, score, value) in enumerate(ranking):
+            if len(out) >= limit:
+                break
+            if i < valued:
+                if min_profit_wei and keys[seq][1] < min_profit_wei:
+                    break  # the rest nets less, and heuristic opportunities never match a profit bound
+                if score < min_score:
+                    continue
+            elif score < min_score or min_profit_wei:
                 break
             if keep is None or keep(seq, chain_id):
-                opp = decode_event(value, seq).opp_detected.opportunity
-                if not min_profit_wei or int.from_bytes(opp.net_profit_wei, "big") >= min_profit_wei:
-                    out.append(opp)
+                out.append(decode_event(value, seq).opp_detected.opportunity)
         return out
 
     def seqs(self) -> list[int]:
@@ -155,4 +176,11 @@ class OpportunityWindow:
         return [entry[0] for entry in self._ranking()]
 
 
-_SCORE_THEN_SEQ = operator.itemgetter(2, 0)
+def rank_key(entry: OppEntry) -> tuple[int, int, int]:
+    """(1, net profit wei, seq) for an opportunity valued with a known net profit, else (0, score, seq): sorted
+    descending, valued ones by net profit first, then the rest by heuristic score, newer first among equals."""
+    seq, _, score, value = entry
+    opp = decode_event(value, seq).opp_detected.opportunity
+    if opp.valued and opp.HasField("net_profit_wei"):
+        return 1, int.from_bytes(opp.net_profit_wei, "big"), seq
+    return 0, score, seq

@@ -1,26 +1,36 @@
-"""Benchmark of the valuation (issue 17): its cost per swap, and processd's full-path throughput with it on vs off.
+"""Benchmark of the valuation (issue 17): its cost per swap, and processd's full-path throughput with it off, with
+the valuation of a base revision (``--base``, default the merge base with main) and with the working tree's, in one
+run.
 
 Measured in one run, interleaved (the machine is shared: ratios matter more than absolute figures):
 
 - ``per_swap``: over the Uniswap V2 / Sushiswap router swaps of the bundled mainnet fixtures, µs per swap of
-  ``Analyzer.analyze_fields`` with the swap's reserves vs without a reserve source (the difference is the
-  valuation: pair addresses, the closed forms, the exact searches, the extra opportunity fields), of
-  ``Valuer.value`` alone, and of the pipeline's gathering (``gather``: the path read from the calldata, CREATE2
-  pair addresses, the source's lookups) per swap.
+  ``Valuer.value`` of the base revision (its package imported next to the working tree's,
+  ``scripts/bench/baseline.py``) and of the working tree, on the same decoded calls and reserves, over all swaps
+  and over the valued ones alone, and on pools 100x deeper (``deep``: the same swaps 100x smaller against their
+  pools, as most mempool swaps are; fewer of them can gain); of ``Analyzer.analyze_fields`` with the swap's
+  reserves vs without a reserve source (the difference is the valuation: pair addresses, the closed forms, the
+  exact refinement, the extra opportunity fields); and of the pipeline's gathering (``gather``: the path read
+  from the calldata, CREATE2 pair addresses, the source's lookups) per swap.
 - ``prepare``: ``prepare_batch`` (what an analysis worker runs per batch: validation, analysis, encoding) over the
   fixture mix in batches of 250, with the batches' reserves vs without, µs per transaction of the mix (the CPU
   the valuation adds to the workers, without the noise of a whole daemon on a shared machine), plus the
   pipeline's gathering per transaction of the mix (on the event loop).
-- ``throughput``: a real in-process ``ProcessdServer`` (LMDB, analysis worker processes, gRPC ingest) fed the
-  fixture mix (every call of the fixtures, new hashes per run) and, separately, the V2 router swaps alone;
-  rounds alternate off / on, each on a fresh data directory; tx/s per run, median per mode, and the ratio.
+- ``throughput``: a real ``ProcessdServer`` (LMDB, analysis worker processes, gRPC ingest), each run in a fresh
+  process on a fresh data directory: ``off`` (no reserve source), ``base`` (a reserve source, the base revision's
+  whole tree, exported with ``git archive``) and ``new`` (a reserve source, the working tree); rounds rotate the
+  order of the modes; tx/s per run, median per mode, and the ratios. Mixes: ``fixture_mix`` (every call of the
+  fixtures, 7% of them V2 router swaps), ``demo_mix`` (the fixture mix plus V2 router swaps for 10% of the
+  sends, as the demo's traffic: ``--swap-share 0.1`` of executable swaps beside replayed mainnet calls),
+  ``v2_swaps_only`` (the V2 router swaps alone) and ``v2_valued_only`` (only the swaps the synthetic reserves
+  let be valued: the worst case, every swap searched).
 
 The reserves are SYNTHETIC: deterministic made-up reserves (1e18..1e24 base units) for every pair the corpus
 swaps read (their hops, the same pair on the other factory, the input token's WETH pair), not mainnet state; the
-cost of the search does not depend on whether a sandwich turns out profitable. Writes
-``artifacts/perf/valuation.json``.
+cost of the search does not depend on whether a sandwich turns out profitable, but a swap whose bound already
+fails on them is cheap (about half of them: hence ``v2_valued_only``). Writes ``artifacts/perf/valuation.json``.
 
-Run: ``python -m scripts.bench.valuation_bench [--rounds 3] [--copies 4] [--workers 2]``
+Run: ``python -m scripts.bench.valuation_bench [--rounds 3] [--copies 4] [--workers 2] [--base REV]``
 """
 
 from __future__ import annotations
@@ -42,6 +52,7 @@ from typing import Any
 from common.pb.v1 import tx_pb2
 from common.testing.ingest_push import push_envelopes
 from common.testing.netutil import free_port
+from common.testing.procfs import cpu_seconds, descendants
 from common.testing.samples import fixture_envelopes
 from processd.analysis.analyzer import Analyzer
 from processd.analysis.valuation.calldata import v2_path
@@ -50,7 +61,7 @@ from processd.analysis.valuation.state import PoolReserves
 from processd.analysis.valuation.value import gather, pairs_needed
 from processd.api.server import ProcessdServer
 from processd.config import ProcessdConfig
-from scripts.bench.harness import write_artifact
+from scripts.bench.harness import REPO_ROOT, write_artifact
 
 
 class MappingSource:
@@ -95,7 +106,8 @@ def _timed(fn: Callable[[], object]) -> float:
         gc.enable()
 
 
-def per_swap(swaps: list[tx_pb2.TxEnvelope], source: MappingSource, venues: Venues, rounds: int) -> dict[str, Any]:
+def per_swap(swaps: list[tx_pb2.TxEnvelope], source: MappingSource, venues: Venues, rounds: int,
+             base_valuer: Any) -> dict[str, Any]:
     analyzer = Analyzer(venues=venues)
     state = source.pools
     fields = [(e.chain_id, e.hash, e.sender, e.to, e.value, e.gas_price, None, None, e.input) for e in swaps]
@@ -106,30 +118,54 @@ def per_swap(swaps: list[tx_pb2.TxEnvelope], source: MappingSource, venues: Venu
                 analyzer.analyze_fields(*f, reserves)
         return loop
 
-    decoded = [(e, analyzer.decode_call(e.chain_id, e.to, int.from_bytes(e.value, "big"), e.sender, e.input)[0])
-               for e in swaps]
+    decoded = [(e, c) for e in swaps
+               if (c := analyzer.decode_call(e.chain_id, e.to, int.from_bytes(e.value, "big"), e.sender, e.input)[0])
+               is not None]
+    outcomes = [analyzer.valuer.value(e.chain_id, e.to, c, int.from_bytes(e.value, "big"),
+                                      int.from_bytes(e.gas_price, "big"), state) for e, c in decoded]
+    valued = [d for d, v in zip(decoded, outcomes, strict=True) if not isinstance(v, str)]
 
-    def value_only() -> None:
-        for e, call in decoded:
-            if call is not None:
-                analyzer.valuer.value(e.chain_id, e.to, call, int.from_bytes(e.value, "big"),
-                                      int.from_bytes(e.gas_price, "big"), state)
+    def value_only(valuer: Any, calls: list[tuple[tx_pb2.TxEnvelope, Any]], at: dict = state) -> Callable[[], None]:
+        def loop() -> None:
+            for e, call in calls:
+                valuer.value(e.chain_id, e.to, call, int.from_bytes(e.value, "big"), int.from_bytes(e.gas_price, "big"),
+                             at)
+        return loop
+
+    # Pools 100x deeper: the same swaps are 100x smaller against them, as most mempool swaps are against their
+    # pools (fewer gain over two fees, fewer pay their gas: the early stops matter there).
+    deep = {k: replace(p, reserve0=p.reserve0 * 100, reserve1=p.reserve1 * 100) for k, p in state.items()}
 
     calls = [(e.chain_id, e.to, e.input) for e in swaps]
-    timings: dict[str, list[float]] = {"analyze_off": [], "analyze_on": [], "value": [], "gather": []}
+    timings: dict[str, list[float]] = {k: [] for k in ("analyze_off", "analyze_on", "value_base", "value_new",
+                                                       "value_base_valued", "value_new_valued", "value_base_deep",
+                                                       "value_new_deep", "gather")}
     for _ in range(rounds):  # interleaved
         timings["analyze_off"].append(_timed(analyze(None)))
         timings["analyze_on"].append(_timed(analyze(state)))
-        timings["value"].append(_timed(value_only))
+        timings["value_base"].append(_timed(value_only(base_valuer, decoded)))
+        timings["value_new"].append(_timed(value_only(analyzer.valuer, decoded)))
+        timings["value_base_valued"].append(_timed(value_only(base_valuer, valued)) * len(swaps) / len(valued))
+        timings["value_new_valued"].append(_timed(value_only(analyzer.valuer, valued)) * len(swaps) / len(valued))
+        timings["value_base_deep"].append(_timed(value_only(base_valuer, decoded, deep)))
+        timings["value_new_deep"].append(_timed(value_only(analyzer.valuer, decoded, deep)))
         timings["gather"].append(_timed(lambda: gather(calls, source, venues)))
     n = len(swaps)
-    out: dict[str, Any] = {k: round(statistics.median(v) / n * 1e6, 2) for k, v in timings.items()}
-    out = {f"{k}_us_per_swap": v for k, v in out.items()}
+    out: dict[str, Any] = {f"{k}_us_per_swap": round(statistics.median(v) / n * 1e6, 2) for k, v in timings.items()}
     out["valuation_us_per_swap"] = round(out["analyze_on_us_per_swap"] - out["analyze_off_us_per_swap"], 2)
-    outcomes = [analyzer.valuer.value(e.chain_id, e.to, c, int.from_bytes(e.value, "big"),
-                                      int.from_bytes(e.gas_price, "big"), state) for e, c in decoded if c is not None]
+    out["value_new_over_base"] = round(out["value_new_us_per_swap"] / out["value_base_us_per_swap"], 3)
+    out["value_valued_new_over_base"] = round(out["value_new_valued_us_per_swap"]
+                                              / out["value_base_valued_us_per_swap"], 3)
+    out["value_deep_new_over_base"] = round(out["value_new_deep_us_per_swap"] / out["value_base_deep_us_per_swap"], 3)
+    deep_outcomes = [analyzer.valuer.value(e.chain_id, e.to, c, int.from_bytes(e.value, "big"),
+                                           int.from_bytes(e.gas_price, "big"), deep) for e, c in decoded]
+    out["deep"] = {"valued": sum(1 for v in deep_outcomes if not isinstance(v, str)),
+                   "sandwich_net_positive": sum(1 for v in deep_outcomes if not isinstance(v, str)
+                                                and v.sandwich is not None and (v.sandwich.net or 0) > 0),
+                   "backrun_net_positive": sum(1 for v in deep_outcomes if not isinstance(v, str)
+                                               and v.backrun is not None and (v.backrun.net or 0) > 0)}
     out["swaps"] = n
-    out["valued"] = sum(1 for v in outcomes if not isinstance(v, str))
+    out["valued"] = len(valued)
     out["profitable_sandwich"] = sum(1 for v in outcomes if not isinstance(v, str) and v.sandwich is not None)
     out["profitable_backrun"] = sum(1 for v in outcomes if not isinstance(v, str) and v.backrun is not None)
     return out
@@ -183,67 +219,167 @@ def _copies(envelopes: list[tx_pb2.TxEnvelope], copies: int, salt: str) -> list[
     return out
 
 
-async def _one_run(work: Path, config: ProcessdConfig, source: MappingSource | None,
-                   envelopes: list[tx_pb2.TxEnvelope]) -> float:
-    data = work / f"run-{time.time_ns()}"
-    server = await ProcessdServer(replace(config, data_dir=data, listen_port=free_port()),
-                                  reserve_source=source).start()
+def _tree_cpu_s() -> float:
+    """CPU seconds of this process and its children (the analysis workers) so far."""
+    pids = [os.getpid(), *descendants(os.getpid())]
+    return sum(cpu_seconds(p) or 0.0 for p in pids)
+
+
+async def _one_run(config: ProcessdConfig, source: MappingSource | None,
+                   envelopes: list[tx_pb2.TxEnvelope]) -> tuple[float, float]:
+    """(tx/s, CPU µs per transaction of processd, its workers and the in-process sender) of one timed push."""
+    server = await ProcessdServer(replace(config, listen_port=free_port()), reserve_source=source).start()
     try:
         await push_envelopes(server.address, envelopes[:500], batch_size=250, session_id="warm")
+        cpu0 = _tree_cpu_s()
         t0 = time.perf_counter()
         acks = await push_envelopes(server.address, envelopes[500:], batch_size=250, session_id="run",
                                     first_batch_seq=100)
         elapsed = time.perf_counter() - t0
+        cpu = _tree_cpu_s() - cpu0
         assert sum(a.accepted for a in acks) == len(envelopes) - 500
-        return (len(envelopes) - 500) / elapsed
+        return (len(envelopes) - 500) / elapsed, cpu / (len(envelopes) - 500) * 1e6
     finally:
         await server.stop(grace_s=1)
-        shutil.rmtree(data, ignore_errors=True)
 
 
-async def throughput(mixes: dict[str, list[tx_pb2.TxEnvelope]], source: MappingSource, args: argparse.Namespace,
-                     work: Path) -> dict[str, Any]:
-    config = ProcessdConfig(data_dir=work, analysis_workers=args.workers, durability="nosync", flush_interval_ms=1)
+def corpus() -> tuple[list[tx_pb2.TxEnvelope], list[tx_pb2.TxEnvelope], MappingSource, Venues]:
+    """(the fixture mix, its V2 router swaps, the synthetic reserve source, the venues)."""
+    venues = Venues()
+    everything = fixture_envelopes(chain_id=1)
+    swaps = [e for e in everything if e.to and v2_path(e.input) is not None
+             and venues.factory_of_router(e.chain_id, e.to) is not None]
+    return everything, swaps, MappingSource(synthetic_reserves(swaps, venues)), venues
+
+
+def valued_swaps(swaps: list[tx_pb2.TxEnvelope], analyzer: Analyzer,
+                 source: MappingSource) -> list[tx_pb2.TxEnvelope]:
+    """The swaps the synthetic reserves let be valued (the others fail their own bound on them)."""
+    out = []
+    for e in swaps:
+        call = analyzer.decode_call(e.chain_id, e.to, int.from_bytes(e.value, "big"), e.sender, e.input)[0]
+        if call is not None and not isinstance(analyzer.valuer.value(
+                e.chain_id, e.to, call, int.from_bytes(e.value, "big"), int.from_bytes(e.gas_price, "big"),
+                source.pools), str):
+            out.append(e)
+    return out
+
+
+def mixes(everything: list[tx_pb2.TxEnvelope], swaps: list[tx_pb2.TxEnvelope],
+          valued: list[tx_pb2.TxEnvelope]) -> dict[str, list[tx_pb2.TxEnvelope]]:
+    """The throughput mixes (module doc), each about as long as the fixture mix."""
+    n = len(everything)
+    extra = n // 9  # 10% of the sends: extra / (n + extra)
+    return {"fixture_mix": everything,
+            "demo_mix": [*everything, *(swaps[i % len(swaps)] for i in range(extra))],
+            "v2_swaps_only": swaps * max(1, n // len(swaps)),
+            "v2_valued_only": valued * max(1, n // max(1, len(valued)))}
+
+
+def one_run_main(mix: str, mode: str, copies: int, workers: int, salt: str) -> None:
+    """``--one-run``: one throughput run in this process (which may run another revision's tree), tx/s on stdout."""
+    import json
+    import sys
+
+    everything, swaps, source, venues = corpus()
+    analyzer = Analyzer(venues=venues)
+    valued = valued_swaps(swaps, analyzer, source) if mix == "v2_valued_only" else []
+    envs = _copies(mixes(everything, swaps, valued)[mix], copies, salt)
+    work = Path(tempfile.mkdtemp(prefix="valuation-bench-"))
+    try:
+        # off: valuation off altogether (no pool view, no gathering); on: the synthetic reserves as the source.
+        config = ProcessdConfig(data_dir=work, analysis_workers=workers, durability="nosync", flush_interval_ms=1,
+                                valuation=mode == "on")
+        rate, cpu_us = asyncio.run(_one_run(config, source if mode == "on" else None, envs))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    import processd
+    print(json.dumps({"tx_per_s": rate, "cpu_us_per_tx": cpu_us, "tx": len(envs) - 500,
+                      "processd": str(Path(processd.__file__).parent),
+                      "python": sys.version.split()[0]}))
+
+
+def _spawn_run(tree: Path, mix: str, mode: str, args: argparse.Namespace, salt: str) -> dict[str, Any]:
+    import json
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--one-run", mix, mode, "--copies", str(args.copies),
+           "--workers", str(args.workers), "--salt", salt]
+    done = subprocess.run(cmd, cwd=tree, env=env, check=True, capture_output=True, text=True)
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    if Path(result["processd"]).resolve() != (tree / "processd").resolve():
+        raise RuntimeError(f"the run imported {result['processd']}, not {tree}/processd")
+    return result
+
+
+def throughput(mix_names: list[str], trees: dict[str, tuple[Path, str]], args: argparse.Namespace) -> dict[str, Any]:
+    """Every mix in every mode (``trees``: mode -> (tree, reserve source on|off)), rounds rotating the order."""
     out: dict[str, Any] = {}
-    for name, base in mixes.items():
-        runs: dict[str, list[float]] = {"off": [], "on": []}
+    modes = list(trees)
+    for name in mix_names:
+        runs: dict[str, list[float]] = {m: [] for m in modes}
+        cpu: dict[str, list[float]] = {m: [] for m in modes}
+        tx = 0
         for r in range(args.rounds):
-            for mode in ("off", "on") if r % 2 == 0 else ("on", "off"):
-                envs = _copies(base, args.copies, f"{name}{r}{mode}")
-                runs[mode].append(await _one_run(work, config, source if mode == "on" else None, envs))
-                print(f"{name} round {r} {mode}: {runs[mode][-1]:,.0f} tx/s", flush=True)
-        off, on = statistics.median(runs["off"]), statistics.median(runs["on"])
-        out[name] = {"tx": len(base) * args.copies - 500, "tx_per_s_off": [round(x) for x in runs["off"]],
-                     "tx_per_s_on": [round(x) for x in runs["on"]], "median_off": round(off), "median_on": round(on),
-                     "on_over_off": round(on / off, 3), "cost_pct": round((1 - on / off) * 100, 1)}
+            for mode in modes[r % len(modes):] + modes[:r % len(modes)]:
+                tree, on = trees[mode]
+                result = _spawn_run(tree, name, on, args, f"{name}{r}{mode}")
+                runs[mode].append(result["tx_per_s"])
+                cpu[mode].append(result["cpu_us_per_tx"])
+                tx = result["tx"]
+                print(f"{name} round {r} {mode}: {runs[mode][-1]:,.0f} tx/s, {cpu[mode][-1]:.0f} µs CPU/tx", flush=True)
+        medians = {m: statistics.median(v) for m, v in runs.items()}
+        entry: dict[str, Any] = {"tx": tx, **{f"tx_per_s_{m}": [round(x) for x in v] for m, v in runs.items()},
+                                 **{f"median_{m}": round(v) for m, v in medians.items()}}
+        cpu_medians = {m: statistics.median(v) for m, v in cpu.items()}
+        entry.update({f"cpu_us_per_tx_{m}": [round(x, 1) for x in v] for m, v in cpu.items()})
+        for m in modes:
+            if m != "off":
+                entry[f"{m}_over_off"] = round(medians[m] / medians["off"], 3)
+                entry[f"cost_pct_{m}"] = round((1 - medians[m] / medians["off"]) * 100, 1)
+                # CPU per transaction is far less sensitive to the other work on a shared machine than tx/s: when
+                # processd is CPU-bound, the throughput cost is 1 - off/on of it.
+                entry[f"cpu_cost_pct_{m}"] = round((1 - cpu_medians["off"] / cpu_medians[m]) * 100, 1)
+        out[name] = entry
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--copies", type=int, default=4, help="copies of the fixture mix per throughput run")
+    parser.add_argument("--copies", type=int, default=4, help="copies of the mix per throughput run")
     parser.add_argument("--workers", type=int, default=2, help="processd --analysis-workers")
+    parser.add_argument("--base", default="", help="the revision to compare with (default: merge-base HEAD main)")
+    parser.add_argument("--mixes", default="fixture_mix,demo_mix,v2_swaps_only,v2_valued_only")
     parser.add_argument("--out-name", default="valuation")
+    parser.add_argument("--one-run", nargs=2, metavar=("MIX", "MODE"), help=argparse.SUPPRESS)
+    parser.add_argument("--salt", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    venues = Venues()
-    everything = fixture_envelopes(chain_id=1)
-    swaps = [e for e in everything if e.to and v2_path(e.input) is not None
-             and venues.factory_of_router(e.chain_id, e.to) is not None]
-    source = MappingSource(synthetic_reserves(swaps, venues))
+    if args.one_run:
+        one_run_main(args.one_run[0], args.one_run[1], args.copies, args.workers, args.salt)
+        return
+    from scripts.bench import baseline
+
+    base = baseline.resolve(args.base or baseline.merge_base("HEAD", "main"))
+    everything, swaps, source, venues = corpus()
+    old = baseline.load_package(base, "processd.analysis.valuation", "baseline_valuation")
     results: dict[str, Any] = {"reserves": "synthetic (deterministic, 1e18..1e24 base units per pool; not mainnet "
                                "state)", "pools": len(source.pools), "load_avg_1m": os.getloadavg()[0],
-                               "workers": args.workers, "durability": "nosync"}
-    results["per_swap"] = per_swap(swaps, source, venues, max(5, args.rounds * 2))
+                               "workers": args.workers, "durability": "nosync", "base": base,
+                               "new": baseline.resolve("HEAD") + ("+dirty" if baseline.dirty() else "")}
+    results["per_swap"] = per_swap(swaps, source, venues, max(5, args.rounds * 2),
+                                   old.value.Valuer(old.pairs.Venues()))
     print("per swap:", results["per_swap"], flush=True)
     results["prepare"] = prepare_cost(everything, source, venues, max(5, args.rounds * 2))
     print("prepare:", results["prepare"], flush=True)
-    work = Path(tempfile.mkdtemp(prefix="valuation-bench-"))
+    base_tree = baseline.export_tree(base)
     try:
-        mixes = {"fixture_mix": everything, "v2_swaps_only": swaps * max(1, len(everything) // len(swaps))}
-        results["throughput"] = asyncio.run(throughput(mixes, source, args, work))
+        trees = {"off": (REPO_ROOT, "off"), "base": (base_tree, "on"), "new": (REPO_ROOT, "on")}
+        results["throughput"] = throughput(args.mixes.split(","), trees, args)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(base_tree, ignore_errors=True)
     results["load_avg_1m_end"] = os.getloadavg()[0]
     path = write_artifact(args.out_name, results, command="python -m scripts.bench.valuation_bench")
     print(path)

@@ -177,3 +177,21 @@ def test_bad_or_foreign_cursors_are_a_400(text: str, why: str) -> None:
         decode_cursor("cursor", text, "tx", FP, 2)
     assert info.value.code == "invalid_cursor"
     assert why in info.value.message
+
+
+def test_opportunities_of_several_shards_merge_by_the_read_models_ranking() -> None:
+    """/opps/recent over shards: each shard's page is ranked (valued with a net profit by net profit, then the rest by
+    score); the merge keeps that ranking across shards, so a high heuristic score never passes a valued one."""
+    from common.pb.v1 import events_pb2
+    from gatewayd.sharded import _rank
+
+    def opp(seq: int, score: int, net: int | None = None) -> events_pb2.Opportunity:
+        o = events_pb2.Opportunity(seq_id=seq, score=score, valued=net is not None)
+        if net is not None:
+            o.net_profit_wei = net.to_bytes(16, "big").lstrip(b"\0")
+        return o
+
+    a = [opp(1, 10, 5 * 10**17), opp(2, 3, 10**15), opp(3, 95), opp(4, 20)]
+    b = [opp(11, 50, 10**18), opp(12, 99), opp(13, 40)]
+    merged = merge_page([ShardPage(a, False), ShardPage(b, False)], _rank, 10)
+    assert [o.seq_id for _, o in merged.items] == [11, 1, 2, 12, 3, 13, 4]

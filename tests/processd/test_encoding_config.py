@@ -83,6 +83,17 @@ def test_valuation_is_on_by_default_flag_over_env(tmp_path: Path) -> None:
     assert not load_config([*base, "--valuation", "off"], {}).valuation
 
 
+def test_capital_bound_knob(tmp_path: Path) -> None:
+    base = ["--data-dir", str(tmp_path)]
+    assert load_config(base, {}).valuation_max_capital_wei == 0
+    env = {"MEMPULSE_PROCESSD_VALUATION_MAX_CAPITAL_WEI": str(5 * 10**18)}
+    assert load_config(base, env).valuation_max_capital_wei == 5 * 10**18
+    assert load_config([*base, "--valuation-max-capital-wei", "7"], env).valuation_max_capital_wei == 7
+    for bad in ("-1", "1e18", str(2**256)):
+        with pytest.raises(ConfigError, match="VALUATION_MAX_CAPITAL_WEI"):
+            load_config(base, {"MEMPULSE_PROCESSD_VALUATION_MAX_CAPITAL_WEI": bad})
+
+
 @pytest.mark.parametrize("argv, env, needle", [
     ([], {}, "--data-dir"),
     (["--data-dir", "x", "--listen", "nohost"], {}, "--listen"),

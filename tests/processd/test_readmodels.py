@@ -36,6 +36,32 @@ def test_opportunity_window_keeps_newest_and_ranks_by_score_then_recency() -> No
     assert w.seqs() == [5, 4, 3, 6]
 
 
+def valued_entry(seq: int, score: int, net_wei: int | None) -> OppEntry:
+    """An opportunity valued on pool state (net profit ``net_wei``; None: native value unknown)."""
+    opp = events_pb2.Opportunity(chain_id=1, score=score, valued=True)
+    if net_wei is not None:
+        opp.net_profit_wei = net_wei.to_bytes(32, "big").lstrip(b"\0")
+    header = encoding.event_header(1, b"\x01" * 32, 5, 6, "src")
+    return seq, 1, score, encoding.event_value(encoding.KIND_OPP, header, opp.SerializeToString())
+
+
+def test_opportunity_window_ranks_valued_by_net_profit_then_the_rest_by_score() -> None:
+    w = OpportunityWindow(maxlen=10)
+    w.extend([opp_entry(1, 90), valued_entry(2, 5, 10**15), valued_entry(3, 40, 3 * 10**17), opp_entry(4, 60),
+              valued_entry(5, 80, None), valued_entry(6, 1, 3 * 10**17), opp_entry(7, 60)])
+    # net profit first (equal nets: newer first), then the heuristic and the net-unknown ones by score, newer first
+    assert w.seqs() == [6, 3, 2, 1, 5, 7, 4]
+    assert [o.seq_id for o in w.top(3)] == [6, 3, 2]
+    # min_score leaves out a low-scoring valued one without ending the ranking there
+    assert [o.seq_id for o in w.top(10, min_score=30)] == [3, 1, 5, 7, 4]
+    assert [o.seq_id for o in w.top(10, min_score=70)] == [1, 5]
+    # a profit bound keeps only valued ones netting at least that much
+    assert [o.seq_id for o in w.top(10, min_profit_wei=10**17)] == [6, 3]
+    assert [o.seq_id for o in w.top(10, keep=lambda seq, chain: seq % 2 == 1)] == [3, 1, 5, 7]
+    w.extend([valued_entry(8, 50, 10**18), opp_entry(9, 99), opp_entry(10, 1), opp_entry(11, 2)])  # 1 ages out
+    assert w.seqs() == [8, 6, 3, 2, 9, 5, 7, 4, 11, 10]
+
+
 def test_hub_reads_back_a_commit_it_was_not_handed(tmp_path: Path) -> None:
     """A subscriber that registers while a commit runs without collected events still gets them (from LMDB)."""
 

@@ -9,9 +9,10 @@ import pytest
 from common.pb.v1 import events_pb2, ingest_pb2, tx_pb2
 from processd.analysis.analyzer import Analyzer
 from processd.analysis.prepare import prepare_batch
-from processd.analysis.searcher import NO_STATE_SOURCE
+from processd.analysis.searcher import HEURISTIC_RANK, NO_STATE_SOURCE
 from processd.analysis.valuation import backrun, sandwich
 from processd.analysis.valuation.amm import swap_out
+from processd.analysis.valuation.pairs import Venues
 from processd.analysis.valuation.state import PoolReserves, from_wire, to_wire
 from processd.analysis.valuation.value import BACKRUN_GAS, SANDWICH_GAS
 from tests.processd._reference import reference_analyze
@@ -40,12 +41,12 @@ def reserves(*pools: PoolReserves) -> dict[tuple[int, bytes], PoolReserves]:
 State = dict[tuple[int, bytes], PoolReserves]
 
 
-def analyze(env: tx_pb2.TxEnvelope, state: State | None) -> list[events_pb2.Opportunity]:
+def analyze(env: tx_pb2.TxEnvelope, state: State | None, analyzer: Analyzer = ANALYZER) -> list[events_pb2.Opportunity]:
     """The opportunities prepare_batch stores for ``env`` valued on ``state``, checked byte for byte against the
     protobuf library's encoding of the same analysis."""
     raw = ingest_pb2.TxBatch(batch_seq=1, envelopes=[env]).SerializeToString()
-    columns = prepare_batch(raw, 1, ANALYZER, frozenset(), 1 << 20, state)
-    want = reference_analyze(ANALYZER, env, state)
+    columns = prepare_batch(raw, 1, analyzer, frozenset(), 1 << 20, state)
+    want = reference_analyze(analyzer, env, state)
     got = [events_pb2.Event.FromString(v[1:]).opp_detected.opportunity for v in columns.values[2:]]
     assert [o.SerializeToString() for o in got] == [o.SerializeToString() for o in want.opportunities]
     return got
@@ -94,7 +95,7 @@ def test_no_source_falls_back_to_the_heuristic_and_says_so() -> None:
     assert opps
     for o in opps:
         assert not o.valued and o.valuation_note == NO_STATE_SOURCE
-        assert f"heuristic score ({NO_STATE_SOURCE})" in o.reasons
+        assert f"{HEURISTIC_RANK} ({NO_STATE_SOURCE})" in o.reasons
         assert not o.HasField("net_profit_wei")
 
 
@@ -135,6 +136,34 @@ def test_a_token_without_weth_pair_has_no_native_value() -> None:
     valued = [o for o in opps if o.valued]
     assert valued and all(not o.HasField("net_profit_wei") and o.valuation_note.startswith("native value unknown")
                           for o in valued)
+
+
+def test_the_capital_bound_clips_the_front_run() -> None:
+    """--valuation-max-capital-wei: the sandwich's front-run is at most the bound (in WETH as is; in another token
+    at its WETH pair's reserves), the best one within it; without a priced bound, no sandwich figure."""
+    capped = Analyzer(venues=Venues(max_capital_wei=10**18))
+    weth_in = swap_env(50 * 10**18, 0, [WETH, USDC])
+    free = {o.kind: o for o in analyze(weth_in, reserves(UNI_POOL, SUSHI_POOL))}[SANDWICH]
+    assert u(free.frontrun_amount_in) > 10**18  # the victim alone would allow a larger one
+    state = reserves(UNI_POOL, SUSHI_POOL)
+    s = {o.kind: o for o in analyze(weth_in, state, capped)}[SANDWICH]
+    assert u(s.frontrun_amount_in) <= 10**18 and u(s.sandwich_profit_wei) > 0
+    victim = sandwich.exact_in_victim(50 * 10**18, 1)
+    r_in, r_out = 1000 * 10**18, 2_000_000 * 10**6
+    best = max((sandwich.run(x, r_in, r_out, victim) for x in range(10**18 - 3000, 10**18 + 1)),
+               key=lambda r: r.profit if r else -1)
+    assert best is not None and u(s.sandwich_profit_wei) >= best.profit  # the bound's end, where it still rises
+    again = sandwich.run(u(s.frontrun_amount_in), r_in, r_out, victim)
+    assert again is not None and again.profit == u(s.sandwich_profit_wei)
+    # USDC in: 1 WETH of capital is 2,000 USDC at the pair's spot price
+    usdc_in = swap_env(200_000 * 10**6, 0, [USDC, WETH])
+    s = {o.kind: o for o in analyze(usdc_in, state, capped)}[SANDWICH]
+    assert 0 < u(s.frontrun_amount_in) <= 2_000 * 10**6
+    # a token without a WETH pair: the bound cannot be priced
+    token_a, token_b = b"\xaa" * 20, b"\xbb" * 20
+    opps = analyze(swap_env(10**22, 0, [token_a, token_b]), reserves(pool(UNI, token_a, 10**24, token_b, 10**24)),
+                   capped)
+    assert SANDWICH not in {o.kind for o in opps}
 
 
 def test_multi_hop_values_the_first_hop_within_the_final_bound() -> None:

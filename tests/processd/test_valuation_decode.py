@@ -52,11 +52,11 @@ def test_fixture_swap_maps_to_valuation_inputs(call: MainnetCall) -> None:
     venues = Venues()
     factory = venues.factory_of_router(1, to)
     if factory is None:
-        assert pairs_needed(1, to, data, venues) == []  # a fork router the valuation does not know
+        assert pairs_needed(1, to, data, venues) == ()  # a fork router the valuation does not know
     else:
         needed = pairs_needed(1, to, data, venues)
         hops = [pair_address(factory.address, factory.init_code_hash, a, b) for a, b in pairwise(path)]
-        assert needed[:len(hops)] == hops
+        assert list(needed[:len(hops)]) == hops
 
 
 def test_malformed_calldata_has_no_path() -> None:

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from processd.analysis.valuation import backrun, sandwich
+from processd.analysis.valuation import backrun, frontrun, sandwich
 from processd.analysis.valuation.amm import (
     AmmError,
     get_amount_in,
@@ -236,6 +236,120 @@ def test_large_reserves_never_break_the_victims_bound(r_in: int, r_out: int, sha
     for x in (found.frontrun_in - 1, found.frontrun_in + 1):
         s = sandwich.run(x, r_in, r_out, victim)
         assert s is None or s.profit <= found.profit + TOLERANCE or x > found.max_frontrun
+
+
+@settings(derandomize=True, deadline=None, max_examples=150)
+@given(st.integers(20, 3000), st.integers(20, 3000), st.integers(1, 2000), st.integers(0, 100), st.integers(1, 400))
+def test_capped_sandwich_is_the_exhaustive_maximum_within_the_capital(r_in: int, r_out: int, amount: int,
+                                                                       slack_pct: int, cap: int) -> None:
+    """With a capital bound the best front-run within it (the exhaustive search over [1, min(bound, cap)])."""
+    min_out = swap_out(amount, r_in, r_out) * (100 - slack_pct) // 100
+    victim = sandwich.exact_in_victim(amount, min_out)
+    found = sandwich.optimal(r_in, r_out, victim, exact_in_amount=amount, min_out=min_out, max_frontrun_in=cap)
+    best = 0
+    for x in range(1, cap + 1):
+        s = sandwich.run(x, r_in, r_out, victim)
+        if s is not None and s.profit > best:
+            best = s.profit
+    if found is None:
+        assert best <= TOLERANCE
+    else:
+        assert found.frontrun_in <= cap and best - TOLERANCE <= found.profit <= best
+
+
+def brute_bound(r_in: int, r_out: int, victim: sandwich.VictimStep) -> int:
+    """The largest front-run the victim's bound allows, by trying every x from 0 up (-1: not even 0)."""
+    x = 0
+    while sandwich._feasible(x, r_in, r_out, victim, 30):
+        x += 1
+    return x - 1
+
+
+@settings(derandomize=True, deadline=None, max_examples=300)
+@given(st.integers(1, 3000), st.integers(2, 3000), st.integers(1, 2000), st.integers(0, 100), st.booleans())
+def test_closed_form_bound_is_the_exhaustive_boundary(r_in: int, r_out: int, amount: int, slack_pct: int,
+                                                      exact_in: bool) -> None:
+    """The plateau walk from the continuous root (frontrun.boundary) gives exactly the largest feasible front-run,
+    for both kinds of victim, including victims whose bound already fails (-1)."""
+    if exact_in:
+        min_out = swap_out(amount, r_in, r_out) * (100 - slack_pct) // 100
+        victim = sandwich.exact_in_victim(amount, min_out)
+        kw: dict[str, int] = {"exact_in_amount": amount, "min_out": min_out}
+    else:
+        amount = amount % max(1, r_out - 1) + 1
+        max_in = (r_in * amount * 10_000 // max(1, (r_out - amount) * 9970) + 1) * (100 + slack_pct) // 100
+        victim = sandwich.exact_out_victim(amount, max_in)
+        kw = {"exact_out_amount": amount, "max_in": max_in}
+    assert sandwich.bound(r_in, r_out, victim, **kw) == brute_bound(r_in, r_out, victim)
+
+
+@settings(derandomize=True, deadline=None, max_examples=300)
+@given(st.integers(10**6, 10**30), st.integers(10**6, 10**30), st.integers(1, 10**4), st.integers(0, 2000),
+       st.booleans())
+def test_closed_form_bound_equals_the_search_on_large_pools(r_in: int, r_out: int, share: int, slippage_bps: int,
+                                                            exact_in: bool) -> None:
+    """On realistic reserves (tokens of 6 to 18 decimals on either side), the closed form's boundary is the one the
+    exact gallop-and-bisection search (sandwich.max_frontrun) finds."""
+    amount = r_in * share // 10**5 + 1
+    if exact_in:
+        min_out = swap_out(amount, r_in, r_out) * (10_000 - slippage_bps) // 10_000
+        victim = sandwich.exact_in_victim(amount, min_out)
+        kw: dict[str, int] = {"exact_in_amount": amount, "min_out": min_out}
+    else:
+        amount = min(swap_out(amount, r_in, r_out), r_out - 1) or 1
+        max_in = get_amount_in(amount, r_in, r_out) * (10_000 + slippage_bps) // 10_000
+        victim = sandwich.exact_out_victim(amount, max_in)
+        kw = {"exact_out_amount": amount, "max_in": max_in}
+    assert sandwich.bound(r_in, r_out, victim, **kw) == sandwich.max_frontrun(r_in, r_out, victim, 0)
+
+
+@settings(derandomize=True, deadline=None, max_examples=200)
+@given(st.integers(10**6, 10**27), st.integers(10**6, 10**27), st.integers(1, 10**4), st.integers(1, 3000))
+def test_exact_output_peak_is_the_sign_change_of_the_slope(r_in: int, r_out: int, share: int,
+                                                          slippage_bps: int) -> None:
+    """The Newton steps of frontrun.exact_out_peak land where plain bisection of the slope quartic's sign does."""
+    amount = max(1, r_out * share // 10**5)
+    max_in = get_amount_in(amount, r_in, r_out) * (10_000 + slippage_bps) // 10_000
+    victim = sandwich.exact_out_victim(amount, max_in)
+    x_max = sandwich.bound(r_in, r_out, victim, exact_out_amount=amount, max_in=max_in)
+    if x_max < 2:
+        return
+    g = 9970
+    poly = frontrun.exact_out_slope(r_in, r_out, amount, g)
+
+    def rising(x: int) -> bool:
+        return sum(c * (10_000 * r_in + g * x) ** i for i, c in enumerate(poly)) > 0
+
+    peak = frontrun.exact_out_peak(r_in, r_out, amount, x_max, g, x_max // 3)
+    if rising(x_max):
+        assert peak == x_max
+        return
+    if not rising(1):
+        assert peak == 1
+        return
+    lo, hi = 1, x_max  # rising at lo, not at hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if rising(mid) else (lo, mid)
+    assert abs(peak - lo) <= 1
+
+
+@settings(derandomize=True, deadline=None, max_examples=300)
+@given(st.integers(200, 5000), st.integers(20, 3000), st.integers(1, 25), st.integers(0, 100), st.booleans())
+def test_no_gain_test_never_drops_a_profitable_sandwich(r_in: int, r_out: int, amount: int, slack_pct: int,
+                                                        exact_in: bool) -> None:
+    """frontrun.can_gain (the victim's trade does not outweigh two fees: no search at all) is false only where the
+    exhaustive search finds no front-run that gains a single unit. Small victims on deeper pools, where it bites."""
+    if exact_in:
+        min_out = swap_out(amount, r_in, r_out) * (100 - slack_pct) // 100
+        victim = sandwich.exact_in_victim(amount, min_out)
+        largest = amount
+    else:
+        amount = amount % max(1, r_out // 20) + 1
+        largest = get_amount_in(amount, r_in, r_out) * (100 + slack_pct) // 100
+        victim = sandwich.exact_out_victim(amount, largest)
+    if not frontrun.can_gain(r_in, largest, 9970):
+        assert brute_sandwich(r_in, r_out, victim)[0] <= 0
 
 
 def test_no_sandwich_when_the_victim_has_no_slack() -> None:

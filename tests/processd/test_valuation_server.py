@@ -19,7 +19,7 @@ from processd.api.server import ProcessdServer
 from tests.gatewayd.conftest import Gateway
 from tests.processd._filter_reference import reference_filter
 from tests.processd._helpers import make_config, query_stub
-from tests.processd._valuation import SUSHI, UNI, UNI_ROUTER, USDC, WETH, DictSource, pool
+from tests.processd._valuation import DAI, SUSHI, UNI, UNI_ROUTER, USDC, WETH, DictSource, pool
 
 R_WETH, R_USDC = 1000 * 10**18, 2_000_000 * 10**6
 
@@ -114,5 +114,59 @@ async def test_without_pool_states_scores_are_heuristic(tmp_path: Path, valuatio
             assert all(o.valuation_note.startswith("not valued: pool state unknown") for o in opps)
         else:
             assert all(o.valuation_note == "not valued: no pool state source configured" for o in opps)
+    finally:
+        await server.stop(grace_s=0.5)
+
+
+def _rank(o: events_pb2.Opportunity) -> tuple[int, int]:
+    return (1, net(o)) if o.valued and o.HasField("net_profit_wei") else (0, o.score)
+
+
+async def test_opportunities_rank_by_net_profit_then_heuristic_score(tmp_path: Path) -> None:
+    """ListOpportunities and /opps/recent (real processd, real gatewayd): the opportunities valued on pool state
+    come first, highest net profit first, then the heuristic ones (a pair with no known state) by score, and
+    their reasons say so; min_score still leaves out low scores in both parts."""
+    source = DictSource([pool(UNI, WETH, R_WETH, USDC, R_USDC, block=77), pool(SUSHI, WETH, R_WETH, USDC, R_USDC)])
+    unknown = []  # the same swaps on WETH/DAI, whose pools have no state: heuristic scores only
+    for e in swaps()[:20]:
+        u = tx_pb2.TxEnvelope()
+        u.CopyFrom(e)
+        u.hash = hashlib.sha256(b"dai" + e.hash).digest()
+        u.input = e.input.replace(USDC.rjust(32, b"\0"), DAI.rjust(32, b"\0"))
+        unknown.append(u)
+    server = await ProcessdServer(make_config(tmp_path / "lmdb", analysis_workers=0), reserve_source=source).start()
+    try:
+        await push_envelopes(server.address, unknown[:10] + swaps() + unknown[10:], batch_size=20)
+        async with channel(server.address) as ch:
+            stub = query_stub(ch)
+            listed = list((await stub.ListOpportunities(query_pb2.ListOpportunitiesRequest(limit=500))).opportunities)
+            page = await stub.ScanEvents(query_pb2.ScanEventsRequest(from_seq_id=1, limit=5000))
+            stored = [e.opp_detected.opportunity for e in page.events if e.kind == events_pb2.EVENT_KIND_OPP_DETECTED]
+            assert len(listed) == len(stored)
+            keys = [_rank(o) for o in listed]
+            assert keys == sorted(keys, reverse=True)
+            valued = [o for o in listed if o.valued]
+            heuristic = [o for o in listed if not o.valued]
+            assert len(valued) >= 5 and len(heuristic) >= 5
+            assert listed[:len(valued)] == valued  # every valued one (all with a net profit here) first
+            assert [net(o) for o in valued] == sorted((net(o) for o in valued), reverse=True)
+            assert [o.score for o in heuristic] == sorted((o.score for o in heuristic), reverse=True)
+            # a heuristic score above every valued one does not put it first
+            assert max(o.score for o in heuristic) >= min(o.score for o in valued)
+            assert all("ranked after the opportunities valued on pool state" in o.reasons[-1] for o in heuristic)
+            assert all("ranked by net profit" in o.reasons[0] for o in valued)
+            floor = sorted(o.score for o in listed)[len(listed) // 2]
+            high = list((await stub.ListOpportunities(query_pb2.ListOpportunitiesRequest(
+                limit=500, min_score=floor))).opportunities)
+            assert high == [o for o in listed if o.score >= floor]
+        gw = Gateway(server.address, tmp_path / "gw.log")
+        await asyncio.to_thread(gw.start)
+        try:
+            async with httpx.AsyncClient(base_url=gw.url, timeout=10) as http:
+                rest = (await http.get("/opps/recent", params={"limit": 200})).json()["opportunities"]
+        finally:
+            await asyncio.to_thread(gw.stop)
+        assert [(o["valued"], o["net_profit_wei"], o["score"]) for o in rest] == [
+            (o.valued, str(net(o)) if o.HasField("net_profit_wei") else None, o.score) for o in listed[:200]]
     finally:
         await server.stop(grace_s=0.5)

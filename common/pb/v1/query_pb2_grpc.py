@@ -111,7 +111,8 @@ class QueryServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListOpportunities(self, request, context):
-        """ListOpportunities returns opportunities of the recent window, best score first.
+        """ListOpportunities returns opportunities of the recent window, best first: those valued on pool state with
+        a net profit (Opportunity.net_profit_wei) by net profit, then the others by score; newer first among equals.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

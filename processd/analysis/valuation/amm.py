@@ -74,8 +74,13 @@ def min_input_for(amount_out: int, reserve_in: int, reserve_out: int, fee_bps: i
         return 0
     if amount_out >= reserve_out or reserve_in <= 0:
         return 0
-    x = get_amount_in(amount_out, reserve_in, reserve_out, fee_bps)
-    while x > 1 and swap_out(x - 1, reserve_in, reserve_out, fee_bps) >= amount_out:
+    gw = _BPS - fee_bps
+    x = reserve_in * amount_out * _BPS // ((reserve_out - amount_out) * gw) + 1  # getAmountIn
+    scaled = reserve_in * _BPS
+    while x > 1:  # swap_out(x - 1) >= amount_out, inline (called thousands of times per batch)
+        w = (x - 1) * gw
+        if w * reserve_out // (scaled + w) < amount_out:
+            break
         x -= 1
     return x
 

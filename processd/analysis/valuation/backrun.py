@@ -4,8 +4,9 @@ same pair (another factory), in one transaction after the victim's.
 The victim sold token A for token B on pool V, so B is dearer on V than before. The back-run sells ``x`` of A on
 the other pool O for B, and that B on V for A: profit = output - x, in token A. The two swaps compose into
 ``z = K x / (L + M x)`` (fees included, floors left out), maximal at ``x* = (sqrt(K L) - L) / M`` (integer square
-root), profitable only when K > L. The exact integer profit is then computed around x* (:data:`REFINE` either
-side) and the best taken (docs/valuation.md#backrun).
+root), profitable only when K > L. The exact integer profit is then computed at the left edges of the plateaus
+of equal middle amounts within :data:`REFINE` of x*'s (and, when they are narrow, at every x within :data:`REFINE`
+of x*) and the best taken (docs/valuation.md#the-math).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ _D = 10_000
 REFINE = 2
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass costs ~6x to build, and one is built per swap
 class Backrun:
     """The best back-run: amount of token A sold on the other pool, B bought there, A received on the victim's."""
 
@@ -56,17 +57,27 @@ def optimal(other_a: int, other_b: int, victim_b: int, victim_a: int, other_fee_
     if k <= lo:
         return None  # the marginal rate at x = 0 is below 1: no back-run gains
     centre = (isqrt(k * lo) - lo) // m
-    # Every x within REFINE of x*, and the least x buying each middle amount within REFINE of x*'s (the profit is
-    # best at the left edge of each plateau of equal middle amounts).
-    xs = set(range(max(1, centre - REFINE), centre + REFINE + 1))
+    # Every x within REFINE of x* when a middle amount costs few units of A (narrow plateaus), and the least x
+    # buying each middle amount within REFINE of x*'s: within a plateau of equal middle amounts the output is the
+    # same and the input grows, so the profit is best at its left edge.
     mid = swap_out(centre, other_a, other_b, other_fee_bps) if centre > 0 else 0
+    edge = min_input_for(mid, other_a, other_b, other_fee_bps) if mid > 0 else 1
+    nxt = min_input_for(mid + 1, other_a, other_b, other_fee_bps)
+    xs = set(range(max(1, centre - REFINE), centre + REFINE + 1)) if nxt == 0 or nxt - edge <= 2 * REFINE else set()
     for amount in range(max(1, mid - REFINE), mid + REFINE + 1):
-        x = min_input_for(amount, other_a, other_b, other_fee_bps)
+        x = edge if amount == mid else nxt if amount == mid + 1 else min_input_for(amount, other_a, other_b,
+                                                                                 other_fee_bps)
         if x >= 1:
             xs.add(x)
-    best: Backrun | None = None
-    for x in sorted(xs):
-        b = run(x, other_a, other_b, victim_b, victim_a, other_fee_bps, victim_fee_bps)
-        if b is not None and (best is None or b.profit > best.profit):
-            best = b
-    return best if best is not None and best.profit > 0 else None
+    best_x, best = 0, 0
+    oa, vb = other_a * _D, victim_b * _D
+    for x in sorted(xs):  # swap_out twice, inline; ties: the smallest x
+        w = x * go
+        middle = w * other_b // (oa + w)
+        if middle <= 0:
+            continue
+        w = middle * gv
+        profit = w * victim_a // (vb + w) - x
+        if profit > best:
+            best_x, best = x, profit
+    return run(best_x, other_a, other_b, victim_b, victim_a, other_fee_bps, victim_fee_bps) if best > 0 else None

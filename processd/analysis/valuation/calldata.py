@@ -16,6 +16,8 @@ PATH_ARG: dict[bytes, int] = {
 }
 #: Longest path read (a longer one is not valued).
 MAX_PATH = 8
+#: The 12 zero bytes an ABI-encoded address starts with.
+_ZERO_WORD_HEAD = bytes(12)
 
 
 def v2_path(data: bytes) -> tuple[bytes, ...] | None:
@@ -33,7 +35,11 @@ def v2_path(data: bytes) -> tuple[bytes, ...] | None:
     count = int.from_bytes(data[start:start + 32], "big")
     if not 2 <= count <= MAX_PATH or len(data) < start + 32 + 32 * count:
         return None
-    words = [data[start + 32 + 32 * i:start + 64 + 32 * i] for i in range(count)]
-    if any(w[:12] != bytes(12) for w in words):
-        return None
-    return tuple(w[12:] for w in words)
+    out = []
+    at = start + 32
+    for _ in range(count):  # a loop, not comprehensions: this runs on processd's event loop for every swap
+        if data[at:at + 12] != _ZERO_WORD_HEAD:
+            return None
+        out.append(data[at + 12:at + 32])
+        at += 32
+    return tuple(out)

@@ -57,10 +57,12 @@ def keccak256(data: bytes) -> bytes:
     return keccak.new(data=data, digest_bits=256).digest()
 
 
-#: Pair addresses computed so far, per process (two keccak256 each, the dearest step of a valuation): bounded,
-#: emptied when full; its size is ``mempulse_processd_valuation_pair_cache_entries`` (the pipeline's process).
+#: Pair addresses computed so far, per process (two keccak256 each, the dearest step of a valuation), and the
+#: pairs of whole routes (:func:`route_pairs`, one lookup instead of one per hop): bounded, emptied when full; its
+#: size is ``mempulse_processd_valuation_pair_cache_entries`` (the pipeline's process).
 PAIR_CACHE_MAX = 65_536
-_pair_cache: dict[tuple[bytes, bytes, bytes, bytes], bytes] = {}
+_pair_cache: dict[tuple[object, ...], bytes] = {}
+_route_cache: dict[tuple[object, ...], tuple[bytes, ...]] = {}
 
 
 def pair_address(factory: bytes, init_code_hash: bytes, token_a: bytes, token_b: bytes) -> bytes:
@@ -78,18 +80,35 @@ def pair_address(factory: bytes, init_code_hash: bytes, token_a: bytes, token_b:
     return found
 
 
+def route_pairs(factory: bytes, init_code_hash: bytes, path: tuple[bytes, ...], *extra: bytes) -> tuple[bytes, ...]:
+    """The pair of each hop of ``path`` on a factory, then the pair of ``path[0]`` with each token of ``extra``
+    (cached per route: a valuation reads the same routes again and again)."""
+    key = (factory, init_code_hash, path, *extra)
+    found = _route_cache.get(key)
+    if found is not None:
+        return found
+    found = tuple(pair_address(factory, init_code_hash, path[i], path[i + 1]) for i in range(len(path) - 1))
+    found += tuple(pair_address(factory, init_code_hash, path[0], token) for token in extra)
+    if len(_route_cache) >= PAIR_CACHE_MAX:
+        _route_cache.clear()
+    _route_cache[key] = found
+    return found
+
+
 def pair_cache_entries() -> int:
-    """Entries of this process's pair-address cache."""
-    return len(_pair_cache)
+    """Entries of this process's pair-address and route caches."""
+    return len(_pair_cache) + len(_route_cache)
 
 
 class Venues:
-    """The factories of each chain, the factory behind each router, and each chain's wrapped native token."""
+    """The factories of each chain, the factory behind each router, and each chain's wrapped native token; and the
+    attacker's capital (``max_capital_wei``: the largest sandwich front-run, native wei; 0 = no bound)."""
 
-    __slots__ = ("_by_chain", "_by_router", "_wrapped")
+    __slots__ = ("_by_chain", "_by_router", "_wrapped", "max_capital_wei")
 
     def __init__(self, factories: tuple[Factory, ...] = BUILTIN_FACTORIES,
-                 wrapped_native: dict[int, bytes] | None = None) -> None:
+                 wrapped_native: dict[int, bytes] | None = None, max_capital_wei: int = 0) -> None:
+        self.max_capital_wei = max_capital_wei
         self._by_chain: dict[int, list[Factory]] = {}
         self._by_router: dict[tuple[int, bytes], Factory] = {}
         for f in factories:
@@ -111,10 +130,10 @@ class Venues:
         return self._wrapped.get(chain_id)
 
     def __getstate__(self) -> tuple[object, ...]:  # sent pickled to the analysis workers
-        return self._by_chain, self._by_router, self._wrapped
+        return self._by_chain, self._by_router, self._wrapped, self.max_capital_wei
 
     def __setstate__(self, state: tuple[object, ...]) -> None:
-        self._by_chain, self._by_router, self._wrapped = state  # type: ignore[assignment]
+        self._by_chain, self._by_router, self._wrapped, self.max_capital_wei = state  # type: ignore[assignment]
 
 
 def _address(entry: dict[str, object], key: str, where: str, size: int = 20) -> bytes:
@@ -150,10 +169,11 @@ def venue_from_json(entry: object, where: str) -> tuple[Factory, bytes | None]:
     return factory, wrapped
 
 
-def load_venues(path: Path | None) -> Venues:
-    """The built-in venues plus those of the JSON file at ``path`` (none: the built-in ones only)."""
+def load_venues(path: Path | None, max_capital_wei: int = 0) -> Venues:
+    """The built-in venues plus those of the JSON file at ``path`` (none: the built-in ones only), with the
+    attacker's capital bound (:class:`Venues`)."""
     if path is None:
-        return Venues()
+        return Venues(max_capital_wei=max_capital_wei)
     try:
         entries = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
@@ -167,4 +187,4 @@ def load_venues(path: Path | None) -> Venues:
         factories.append(factory)
         if token is not None:
             wrapped[factory.chain_id] = token
-    return Venues(tuple(factories), wrapped)
+    return Venues(tuple(factories), wrapped, max_capital_wei)

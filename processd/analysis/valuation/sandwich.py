@@ -6,20 +6,21 @@ attacker sells what the front-run bought on the reserves the victim left. Profit
 victim's input token. Every step is :mod:`processd.analysis.valuation.amm`'s integer math, and each swap must
 give an output > 0 (``UniswapV2: INSUFFICIENT_OUTPUT_AMOUNT``).
 
-Finding x (docs/valuation.md#sandwich has the derivation):
+Finding x (docs/valuation.md#the-math has the derivation; the closed forms are in
+:mod:`processd.analysis.valuation.frontrun`):
 
-1. ``x_max``, the largest front-run the victim's bound allows: the victim's output falls (or its input rises)
-   monotonically with x, so the feasible front-runs are ``[0, x_max]``. The bound, with the fee and without the
-   floors, is a quadratic in x (closed form with ``math.isqrt``); the exact integer boundary is then found by
-   galloping and bisection on the exact predicate.
-2. For an exact-input victim, the continuous profit is ``P(x) = x (C1 x + C0) / (g^2 x^2 + E x + R^2)`` (the
-   output-side reserve cancels), whose derivative vanishes on a quadratic: its roots in ``[1, x_max]`` and
-   ``x_max`` itself are the only candidates. For an exact-output victim (its input depends on x) a golden-section
-   search over the exact integer profit gives the candidate.
-3. Exact local refinement: the integer profit of every x within :data:`REFINE` of the candidate is computed and
-   the best taken. The floors put the integer profit within a few units of the continuous one, so the result is
-   within a few units of the true integer maximum; tests/processd/test_valuation_sandwich.py checks it against an
-   exhaustive search and states the tolerance.
+0. No search when the victim's trade cannot outweigh two fees (``frontrun.can_gain``).
+1. ``x_max``, the largest front-run the victim's bound allows (:func:`bound`): the feasible front-runs are
+   ``[0, x_max]``; for a fixed front-run output the victim's condition is one closed-form bound on x, so the exact
+   boundary is 1 to 3 plateau steps from the floor of the continuous root (the gallop-and-bisection search
+   :func:`max_frontrun` is the fallback). A capital bound (``max_frontrun_in``) ends the range earlier.
+2. Where the continuous profit peaks in ``[1, x_max]`` (:func:`_centres`): for an exact-input victim the roots of
+   a quadratic (or ``x_max`` when it still rises there); for an exact-output victim the sign change of a quartic,
+   by Newton steps on integers.
+3. Exact refinement (:func:`_refined`): the integer profit at the left edges of the plateaus of equal front-run
+   outputs within :data:`REFINE` of the peak's (where the integer profit is best), and, when plateaus are narrow,
+   at every x within :data:`REFINE` of it; the best is taken. tests/processd/test_valuation_math.py checks it
+   against an exhaustive search and states the tolerance (1 base unit).
 
 No front-run is ever reported that breaks the victim's bound: the chosen x is checked with the exact predicate.
 """
@@ -28,20 +29,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from math import isqrt
 
+from processd.analysis.valuation import frontrun
 from processd.analysis.valuation.amm import V2_FEE_BPS, get_amount_in, min_input_for, swap_out
+from processd.analysis.valuation.frontrun import UINT112_MAX
 
 _D = 10_000
-#: A pair's reserves are uint112: a swap that would leave a balance above this reverts (UniswapV2: OVERFLOW).
-UINT112_MAX = (1 << 112) - 1
 #: Integers either side of the candidate front-run whose exact profit is computed.
 REFINE = 2
-#: Golden-section iterations stop when the bracket is this narrow (then the exact refinement scans it).
-_GOLDEN_STOP = 2 * REFINE
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass costs ~6x to build, and one is built per swap
 class Sandwich:
     """The best sandwich found: front-run size and outputs, the victim's amounts, profit in the input token."""
 
@@ -93,9 +91,13 @@ def run(x: int, r_in: int, r_out: int, victim: VictimStep, fee_bps: int = V2_FEE
 
 
 def _legs(x: int, r_in: int, r_out: int, victim: VictimStep, fee_bps: int) -> tuple[int, int, int, int, int] | None:
-    """:func:`run` as a tuple (profit, bought, victim paid, victim got, back-run output): the searches call it
-    hundreds of times, and a frozen dataclass costs more to build than the arithmetic."""
-    bought = swap_out(x, r_in, r_out, fee_bps)
+    """:func:`run` as a tuple (profit, bought, victim paid, victim got, back-run output): the refinement calls it
+    for each point, and a dataclass costs more to build than the arithmetic (the swaps are ``swap_out`` inline)."""
+    if x <= 0 or r_in <= 0 or r_out <= 0:
+        return None
+    gw = _D - fee_bps
+    w = x * gw
+    bought = w * r_out // (r_in * _D + w)
     if bought <= 0:
         return None
     r_in += x
@@ -106,15 +108,14 @@ def _legs(x: int, r_in: int, r_out: int, victim: VictimStep, fee_bps: int) -> tu
     if step is None:
         return None
     paid, got = step
-    back = swap_out(bought, r_out - got, r_in + paid, fee_bps)
+    left = r_out - got
+    if left <= 0:
+        return None
+    w = bought * gw
+    back = w * (r_in + paid) // (left * _D + w)
     if back <= 0:
         return None
     return back - x, bought, paid, got, back
-
-
-def _profit(x: int, r_in: int, r_out: int, victim: VictimStep, fee_bps: int) -> int | None:
-    legs = _legs(x, r_in, r_out, victim, fee_bps)
-    return None if legs is None else legs[0]
 
 
 def _feasible(x: int, r_in: int, r_out: int, victim: VictimStep, fee_bps: int) -> bool:
@@ -122,29 +123,6 @@ def _feasible(x: int, r_in: int, r_out: int, victim: VictimStep, fee_bps: int) -
     A front-run too small to buy anything is judged on the reserves it would leave (it reverts, so :func:`run`
     never reports it, but the predicate stays monotone)."""
     return r_in + x <= UINT112_MAX and victim(r_in + x, r_out - swap_out(x, r_in, r_out, fee_bps)) is not None
-
-
-def _exact_in_root(r_in: int, r_out: int, amount_in: int, need: int, g: int) -> int:
-    """The largest x (continuous, fee included, no floors) for which the victim still gets ``need``; -1 if none."""
-    a2 = need * _D * g
-    b = need * (_D * _D * r_in + g * (_D * r_in + g * amount_in))
-    c = need * (_D * r_in + g * amount_in) * _D * r_in - g * amount_in * r_out * _D * r_in
-    return _root(a2, b, c)
-
-
-def _exact_out_root(r_in: int, r_out: int, amount_out: int, max_in: int, g: int) -> int:
-    """The largest x (continuous) for which the exact-output victim pays at most ``max_in``; -1 if none."""
-    a2 = _D * amount_out * g
-    b = _D * amount_out * (_D * r_in + g * r_in) + g * g * max_in * amount_out
-    c = _D * amount_out * _D * r_in * r_in - g * max_in * (r_out * _D * r_in - amount_out * _D * r_in)
-    return _root(a2, b, c)
-
-
-def _root(a2: int, b: int, c: int) -> int:
-    """floor of the positive root of a2 x^2 + b x + c (a2 > 0, b >= 0); -1 when c > 0 (no x >= 0 satisfies <= 0)."""
-    if c > 0:
-        return -1
-    return (isqrt(b * b - 4 * a2 * c) - b) // (2 * a2)
 
 
 def max_frontrun(r_in: int, r_out: int, victim: VictimStep, start: int, fee_bps: int = V2_FEE_BPS) -> int:
@@ -183,120 +161,112 @@ def max_frontrun(r_in: int, r_out: int, victim: VictimStep, start: int, fee_bps:
     return lo
 
 
-def _slope_quadratic(r_in: int, amount_in: int, g: int) -> tuple[int, int, int]:
-    """(alpha, beta, gamma): P'(x) of an exact-input victim has the sign of alpha x^2 + beta x + gamma.
-
-    With q = g/D: P = x (C1 x + C0) / (q^2 x^2 + E x + R^2); P' = 0 on (C1 E - C0 q^2) x^2 + 2 C1 R^2 x + C0 R^2 = 0.
-    Every term is scaled by D^5 to stay in integers.
-    """
-    r, a, d = r_in, amount_in, _D
-    # Scaled by D^3: C0 = q^2 (R + a)(R + q a) - R^2, C1 = q^2 (R + a) - R (scaled by D^2), E = R + q^2 (R + q a).
-    c0 = g * g * (r + a) * (d * r + g * a) - d ** 3 * r * r          # * D^3
-    c1 = g * g * (r + a) - d * d * r                                  # * D^2
-    e = d ** 3 * r + g * g * (d * r + g * a)                          # * D^3
-    alpha = c1 * e - c0 * g * g                                       # * D^5
-    beta = 2 * c1 * r * r * d ** 3                                    # * D^5
-    gamma = c0 * r * r * d * d                                        # * D^5
-    return alpha, beta, gamma
-
-
-def _critical_points(r_in: int, amount_in: int, g: int) -> list[int]:
-    """Non-negative roots (floored) of P'(x) = 0 for an exact-input victim (module doc, step 2), in units of x."""
-    alpha, beta, gamma = _slope_quadratic(r_in, amount_in, g)
-    if alpha == 0:
-        return [-gamma // beta] if beta else []
-    disc = beta * beta - 4 * alpha * gamma
-    if disc < 0:
-        return []
-    s = isqrt(disc)
-    roots = {(-beta + s) // (2 * alpha), (-beta - s) // (2 * alpha)}
-    return sorted(x for x in roots if x >= 0)
-
-
-def _rising_at(x: int, r_in: int, r_out: int, victim: VictimStep, g: int, fee_bps: int) -> bool:
-    """Whether an exact-output victim's sandwich profit still rises at ``x`` (then, the profit being unimodal, its
-    maximum is at the bound x_max: no search needed). Its derivative is that of an exact-input victim paying the
-    same ``a`` plus a positive term (a larger victim input gains more, and the input grows with x), so a
-    non-negative exact-input slope at (x, a(x)) is enough."""
-    step = victim(r_in + x, r_out - swap_out(x, r_in, r_out, fee_bps))
-    if step is None:
-        return False
-    alpha, beta, gamma = _slope_quadratic(r_in, step[0], g)
-    return alpha * x * x + beta * x + gamma >= 0
-
-
-def _golden(r_in: int, r_out: int, victim: VictimStep, fee_bps: int, hi: int) -> int:
-    """Golden-section search of the exact integer profit over [1, hi] (an infeasible leg counts as no profit)."""
-    def f(x: int) -> int:
-        p = _profit(x, r_in, r_out, victim, fee_bps)
-        return -(1 << 512) if p is None else p
-
-    lo = 1
-    # 0.618... as a fraction of integers: the bracket shrinks to 61.8% per step.
-    m1 = hi - (hi - lo) * 610 // 987
-    m2 = lo + (hi - lo) * 610 // 987
-    f1, f2 = f(m1), f(m2)
-    while hi - lo > _GOLDEN_STOP:
-        if f1 < f2:
-            lo = m1
-            m1, f1 = m2, f2
-            m2 = lo + (hi - lo) * 610 // 987
-            f2 = f(m2)
-        else:
-            hi = m2
-            m2, f2 = m1, f1
-            m1 = hi - (hi - lo) * 610 // 987
-            f1 = f(m1)
-        if m1 > m2:
-            m1, m2, f1, f2 = m2, m1, f2, f1
-    return (lo + hi) // 2
-
-
-def _refined(candidates: list[int], r_in: int, r_out: int, x_max: int, fee_bps: int) -> set[int]:
-    """The front-runs the exact search evaluates: every x within :data:`REFINE` of a candidate, and, for every
-    front-run output within :data:`REFINE` of a candidate's, the least x that buys it (the integer profit is best
-    at the left edge of each plateau of equal outputs, which can be wider than the x window)."""
+def _refined(centre: int, r_in: int, r_out: int, x_max: int, fee_bps: int) -> set[int]:
+    """The front-runs the exact search evaluates around ``centre``: the least x that buys each front-run output
+    within :data:`REFINE` of the centre's (the integer profit is best at the left edge of a plateau of equal
+    outputs: within one, the front-run grows by 1 and the back-run's output by at most 1), and, when the plateaus
+    are narrow (an output unit costs few units of input), every x within :data:`REFINE` of the centre."""
+    bought = swap_out(centre, r_in, r_out, fee_bps)
     xs: set[int] = set()
-    for centre in candidates:
+    edge = min_input_for(bought, r_in, r_out, fee_bps) if bought > 0 else 1
+    nxt = min_input_for(bought + 1, r_in, r_out, fee_bps)
+    if nxt == 0 or nxt - edge <= 2 * REFINE:
         xs.update(range(max(1, centre - REFINE), min(x_max, centre + REFINE) + 1))
-        bought = swap_out(centre, r_in, r_out, fee_bps)
-        for b in range(max(1, bought - REFINE), bought + REFINE + 1):
-            x = min_input_for(b, r_in, r_out, fee_bps)
-            if 1 <= x <= x_max:
-                xs.add(x)
+    for b in range(max(1, bought - REFINE), bought + REFINE + 1):
+        x = edge if b == bought else nxt if b == bought + 1 else min_input_for(b, r_in, r_out, fee_bps)
+        if x > x_max or (x == 0 and b > bought):  # the edges grow with b (0: no input buys b)
+            break
+        if x >= 1:
+            xs.add(x)
     return xs
 
 
+def bound(r_in: int, r_out: int, victim: VictimStep, *, exact_in_amount: int | None = None, min_out: int = 0,
+          exact_out_amount: int | None = None, max_in: int = 0, fee_bps: int = V2_FEE_BPS) -> int:
+    """The largest front-run the victim's bound allows (-1: none, not even 0): the closed form of
+    :mod:`~processd.analysis.valuation.frontrun` (continuous root, then exact plateau steps), or, when it gives
+    no answer, the exact search :func:`max_frontrun`."""
+    g = _D - fee_bps
+    x: int | None = None
+    if exact_in_amount is not None:
+        need = min_out if min_out > 0 else 1
+        start = frontrun.exact_in_root(r_in, r_out, exact_in_amount, need, g)
+        if r_in > 0 and r_out > 0:
+            x = frontrun.boundary(r_in, r_out, frontrun.exact_in_limit(r_in, r_out, exact_in_amount, need, g),
+                                  start, fee_bps)
+    elif exact_out_amount is not None:
+        start = frontrun.exact_out_root(r_in, r_out, exact_out_amount, max_in, g)
+        if r_in > 0 and r_out > 0 and exact_out_amount > 0:
+            x = frontrun.boundary(r_in, r_out, frontrun.exact_out_limit(r_in, r_out, exact_out_amount, max_in, g),
+                                  start, fee_bps)
+            # The limit leaves out the uint112 cap of the victim's payment: check the answer where it can matter.
+            if x is not None and x >= 0 and r_in + x + max_in > UINT112_MAX and (
+                    not _feasible(x, r_in, r_out, victim, fee_bps) or _feasible(x + 1, r_in, r_out, victim, fee_bps)):
+                x = None
+    else:
+        start = 0
+    return x if x is not None else max_frontrun(r_in, r_out, victim, start, fee_bps)
+
+
 def optimal(r_in: int, r_out: int, victim: VictimStep, *, exact_in_amount: int | None = None, min_out: int = 0,
-            exact_out_amount: int | None = None, max_in: int = 0, fee_bps: int = V2_FEE_BPS) -> Sandwich | None:
+            exact_out_amount: int | None = None, max_in: int = 0, fee_bps: int = V2_FEE_BPS,
+            max_frontrun_in: int | None = None) -> Sandwich | None:
     """The most profitable sandwich of ``victim`` on the pair (module doc); None when none gains.
 
     Give ``exact_in_amount`` (and ``min_out``, the least this pair must give the victim) for an exact-input victim
     or ``exact_out_amount`` (and ``max_in``) for an exact-output one: they feed the closed forms; ``victim`` is the
-    exact step (:func:`exact_in_victim`, :func:`exact_out_victim`).
+    exact step (:func:`exact_in_victim`, :func:`exact_out_victim`). ``max_frontrun_in``: the attacker's capital,
+    the largest front-run it may use (None: bounded by the victim only); the optimum within it (the profit's
+    shape is the same, the range ends earlier).
     """
-    g = _D - fee_bps
-    if exact_in_amount is not None:
-        start = _exact_in_root(r_in, r_out, exact_in_amount, min_out if min_out > 0 else 1, g)
-    elif exact_out_amount is not None:
-        start = _exact_out_root(r_in, r_out, exact_out_amount, max_in, g)
-    else:
-        start = 0
-    x_max = max_frontrun(r_in, r_out, victim, start, fee_bps)
-    if x_max < 1:
+    largest = exact_in_amount if exact_in_amount is not None else max_in if exact_out_amount is not None else None
+    if largest is not None and not frontrun.can_gain(r_in, largest, _D - fee_bps):
         return None
-    if exact_in_amount is not None:
-        candidates = [x for x in _critical_points(r_in, exact_in_amount, g) if 1 <= x <= x_max] + [x_max]
-    elif _rising_at(x_max, r_in, r_out, victim, g, fee_bps):
-        candidates = [x_max]
-    else:
-        candidates = [_golden(r_in, r_out, victim, fee_bps, x_max), x_max]
+    x_max = bound(r_in, r_out, victim, exact_in_amount=exact_in_amount, min_out=min_out,
+                  exact_out_amount=exact_out_amount, max_in=max_in, fee_bps=fee_bps)
+    top = x_max if max_frontrun_in is None or max_frontrun_in >= x_max else max_frontrun_in
+    if top < 1:
+        return None
     best: tuple[int, int, int, int, int] | None = None
     best_x = 0
-    for x in sorted(_refined(candidates, r_in, r_out, x_max, fee_bps)):  # ties: the smallest x
+    xs: set[int] = set()
+    for centre in _centres(r_in, r_out, victim, top, exact_in_amount, exact_out_amount, fee_bps):
+        xs |= _refined(centre, r_in, r_out, top, fee_bps)
+    for x in sorted(xs):  # ties: the smallest x
         legs = _legs(x, r_in, r_out, victim, fee_bps)
         if legs is not None and (best is None or legs[0] > best[0]):
             best, best_x = legs, x
     if best is None or best[0] <= 0:
         return None
     return Sandwich(best_x, best[1], best[2], best[3], best[4], best[0], x_max)
+
+
+def _centres(r_in: int, r_out: int, victim: VictimStep, x_max: int, exact_in_amount: int | None,
+             exact_out_amount: int | None, fee_bps: int) -> list[int]:
+    """Where the continuous profit peaks in ``[1, x_max]`` (module doc, step 2): an exact-input victim's local
+    maxima of the closed form and ``x_max`` when the profit still rises there; an exact-output victim's peak of the
+    slope quartic; without either amount, ``x_max``."""
+    g = _D - fee_bps
+    if exact_in_amount is not None:
+        slope = alpha, beta, gamma = frontrun.slope_quadratic(r_in, exact_in_amount, g)
+        rising = alpha * x_max * x_max + beta * x_max + gamma >= 0
+        if rising and alpha + beta + gamma >= 0:
+            # Rising at both ends: no interior peak when the slope quadratic is concave, or convex with its lowest
+            # point outside (1, x_max) or not below 0 there (no square root needed).
+            low = -beta // (2 * alpha) if alpha > 0 else 0
+            if alpha <= 0 or not 1 < low < x_max or min(
+                    alpha * x * x + beta * x + gamma for x in (low, low + 1)) >= 0:
+                return [x_max]
+        out = [c for c in frontrun.exact_in_peaks(r_in, exact_in_amount, g, slope)
+               if 1 <= c < x_max and alpha * (c + 1) ** 2 + beta * (c + 1) + gamma < 0]  # falls after c: a maximum
+        if rising:
+            out.append(x_max)
+        elif not out:  # falling on the whole range: the least front-run (rarely profitable), and the bound
+            out += [1, x_max]
+        return out
+    if exact_out_amount is not None:
+        now = victim(r_in, r_out)
+        guesses = frontrun.exact_in_peaks(r_in, now[0], g) if now is not None else []
+        guess = guesses[-1] if guesses else x_max // 2
+        return [frontrun.exact_out_peak(r_in, r_out, exact_out_amount, x_max, g, guess)]
+    return [x_max]

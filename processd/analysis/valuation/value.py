@@ -12,13 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from itertools import pairwise
 
 from processd.analysis.decoding.model import UNISWAP_V2, DecodedCall
 from processd.analysis.valuation import backrun, sandwich
 from processd.analysis.valuation.amm import AmmError, get_amounts_in, min_input_for, price_impact_bps, swap_out
 from processd.analysis.valuation.calldata import v2_path
-from processd.analysis.valuation.pairs import Factory, Venues, pair_address
+from processd.analysis.valuation.pairs import Factory, Venues, pair_address, route_pairs
 from processd.analysis.valuation.state import PoolReserves, Reserves, ReserveSource
 from processd.errors import ProcessdError
 
@@ -31,7 +30,7 @@ SANDWICH_GAS = 2 * (TX_BASE_GAS + V2_SWAP_GAS)
 BACKRUN_GAS = TX_BASE_GAS + 2 * V2_SWAP_GAS
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass costs ~6x to build, and one is built per swap
 class Figures:
     """One kind's valuation. ``profit`` is in ``profit_token`` base units; ``native_profit`` its value in native
     wei (None when the token has no known WETH pair); ``net`` = native_profit - gas_cost (None likewise)."""
@@ -46,7 +45,7 @@ class Figures:
     block_number: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass costs ~6x to build, and one is built per swap
 class SwapValuation:
     """A swap valued on reserves: each kind's figures or the reason it has none."""
 
@@ -65,34 +64,48 @@ class NotValued(ProcessdError):
     retriable = False
 
 
-def pairs_needed(chain_id: int, router: bytes, data: bytes, venues: Venues) -> list[bytes]:
-    """Pair addresses a V2 router call's valuation reads: its hops on the router's factory, the first hop's pair on
-    the chain's other factories, and the input token's WETH pair (empty when the call is not valued)."""
+def pairs_needed(chain_id: int, router: bytes, data: bytes, venues: Venues) -> tuple[bytes, ...]:
+    """Pair addresses a V2 router call's valuation reads: its hops on the router's factory, the input token's WETH
+    pair, and the first hop's pair on the chain's other factories (empty when the call is not valued)."""
+    path = v2_path(data)
+    return () if path is None else route_needs(chain_id, router, path, venues)
+
+
+def route_needs(chain_id: int, router: bytes, path: tuple[bytes, ...], venues: Venues) -> tuple[bytes, ...]:
+    """:func:`pairs_needed` of a call's path (cached with the routes' pairs: one lookup per known route)."""
     factory = venues.factory_of_router(chain_id, router)
-    path = v2_path(data) if factory is not None else None
-    if factory is None or path is None:
-        return []
-    out = [pair_address(factory.address, factory.init_code_hash, a, b) for a, b in pairwise(path)]
+    if factory is None:
+        return ()
+    weth = venues.wrapped_native(chain_id)
+    out = route_pairs(factory.address, factory.init_code_hash, path,
+                      *((weth,) if weth is not None and path[0] != weth else ()))
     for other in venues.factories(chain_id):
         if other is not factory:
-            out.append(pair_address(other.address, other.init_code_hash, path[0], path[1]))
-    weth = venues.wrapped_native(chain_id)
-    if weth is not None and path[0] != weth:
-        out.append(pair_address(factory.address, factory.init_code_hash, path[0], weth))
+            out += route_pairs(other.address, other.init_code_hash, path[:2])
     return out
 
 
 def gather(calls: Iterable[tuple[int, bytes, bytes]], source: ReserveSource,
            venues: Venues) -> tuple[list[PoolReserves], int]:
     """The reserves the valuation of ``(chain id, to, calldata)`` calls needs, as ``source`` knows them now, and
-    the number of pairs it did not know."""
+    the number of pairs it did not know. Runs on processd's event loop for every batch: each distinct route of the
+    batch is resolved once (a batch's swaps share few routes)."""
+    routes: set[tuple[int, bytes, tuple[bytes, ...]]] = set()
     seen: set[tuple[int, bytes]] = set()
     found: list[PoolReserves] = []
     for chain_id, to, data in calls:
-        for pair in pairs_needed(chain_id, to, data, venues):
-            if (chain_id, pair) in seen:
+        path = v2_path(data)
+        if path is None:
+            continue
+        route = (chain_id, to, path)
+        if route in routes:
+            continue
+        routes.add(route)
+        for pair in route_needs(chain_id, to, path, venues):
+            key = (chain_id, pair)
+            if key in seen:
                 continue
-            seen.add((chain_id, pair))
+            seen.add(key)
             r = source.lookup(chain_id, pair)
             if r is not None:
                 found.append(r)
@@ -100,9 +113,12 @@ def gather(calls: Iterable[tuple[int, bytes, bytes]], source: ReserveSource,
 
 
 def _oriented(reserves: Reserves, chain_id: int, factory: Factory, token_in: bytes,
-              token_out: bytes) -> tuple[int, int, PoolReserves] | None:
-    """(reserve of token_in, reserve of token_out, the pool) of a pair, None when its state is unknown."""
-    r = reserves.get((chain_id, pair_address(factory.address, factory.init_code_hash, token_in, token_out)))
+              token_out: bytes, pair: bytes | None = None) -> tuple[int, int, PoolReserves] | None:
+    """(reserve of token_in, reserve of token_out, the pool) of a pair (``pair``: its address when known), None
+    when its state is unknown."""
+    if pair is None:
+        pair = pair_address(factory.address, factory.init_code_hash, token_in, token_out)
+    r = reserves.get((chain_id, pair))
     if r is None:
         return None
     if r.token0 == token_in and r.token1 == token_out:
@@ -138,11 +154,17 @@ class Valuer:
         if call.fee_on_transfer:
             raise NotValued("not valued: fee-on-transfer token (the transfer tax is unknown)")
         path = call.path
-        if len(path) < 2 or len({frozenset(h) for h in pairwise(path)}) != len(path) - 1:
+        weth = self.venues.wrapped_native(chain_id)
+        priced = weth is not None and len(path) >= 2 and path[0] != weth  # the profit token's WETH pair is read
+        route = route_pairs(factory.address, factory.init_code_hash, path, *((weth,) if priced else ())) \
+            if len(path) >= 2 else ()
+        pairs = route[:-1] if priced else route
+        if not pairs or len(set(pairs)) != len(pairs):
             raise NotValued("not valued: the path crosses a pair twice")
         hops = []
-        for a, b in pairwise(path):
-            h = _oriented(reserves, chain_id, factory, a, b)
+        for i, pair in enumerate(pairs):
+            a, b = path[i], path[i + 1]
+            h = _oriented(reserves, chain_id, factory, a, b, pair)
             if h is None:
                 raise NotValued(f"not valued: pool state unknown ({factory.name} pair of 0x{a.hex()}/0x{b.hex()})")
             hops.append(h)
@@ -151,16 +173,25 @@ class Valuer:
         fee = factory.fee_bps
         rest = [(h[0], h[1]) for h in hops[1:]]
         victim, kw, amount_in = self._victim(call, value_wei, hops, rest, fee)
+        victim_step = victim(r_in, r_out)  # first: no search for a swap that would revert as it is
+        if victim_step is None:
+            raise NotValued("not valued: the victim's bound already fails on the current reserves (it would revert)")
         impact = price_impact_bps(amount_in, r_in, fee)
         unbounded = kw.get("max_in", 0) > sandwich.UINT112_MAX  # an exact-output victim with no real limit
-        s = None if unbounded else sandwich.optimal(r_in, r_out, victim, fee_bps=fee, **kw)
         token = path[0]
         block = min(p.block_number for p in pools)
-        weth_side = self._weth_quote(chain_id, factory, token, reserves)
+        weth_side = self._weth_quote(chain_id, factory, token, reserves, route[-1] if priced else None)
         if isinstance(weth_side, tuple):
             block = min(block, weth_side[2])
+        capital = self._capital(weth_side)
+        unpriced = capital is not None and capital < 0
+        s = None if unbounded or unpriced else sandwich.optimal(r_in, r_out, victim, fee_bps=fee,
+                                                                      max_frontrun_in=capital, **kw)
         sw_fig = sw_note = None
-        if s is not None:
+        if unpriced:
+            sw_note = ("not valued: the capital bound (max_capital_wei) cannot be priced in the victim's input token "
+                       "(no known pair of it with the wrapped native token)")
+        elif s is not None:
             sw_fig = self._figures(s.profit, s.frontrun_in, token, weth_side, SANDWICH_GAS * gas_price, block)
         elif unbounded:
             # What such a victim pays is bounded only by its balance and allowance, which processd does not see (a
@@ -168,10 +199,8 @@ class Valuer:
             sw_note = ("not valued: the victim set no limit on its input (amountInMax above 2**112), so only its "
                        "balance, which processd does not see, bounds a sandwich")
         else:
-            sw_note = "valued: no profitable sandwich within the victim's slippage bound"
-        victim_step = victim(r_in, r_out)
-        if victim_step is None:
-            raise NotValued("not valued: the victim's bound already fails on the current reserves (it would revert)")
+            sw_note = "valued: no profitable sandwich within the victim's slippage bound" + (
+                " and the capital bound" if capital is not None else "")
         after_b, after_a = r_out - victim_step[1], r_in + victim_step[0]
         br_fig, br_note = self._backrun(chain_id, factory, path, reserves, (after_b, after_a), weth_side, gas_price,
                                         block)
@@ -201,17 +230,30 @@ class Valuer:
                     {"exact_out_amount": amounts[1], "max_in": max_in}, amounts[0])
         raise NotValued("not valued: the swap's amounts are unknown")
 
-    def _weth_quote(self, chain_id: int, factory: Factory, token: bytes,
-                    reserves: Reserves) -> tuple[int, int, int] | bool | None:
+    def _weth_quote(self, chain_id: int, factory: Factory, token: bytes, reserves: Reserves,
+                    pair: bytes | None = None) -> tuple[int, int, int] | bool | None:
         """True when ``token`` is the wrapped native token, its (token, WETH) reserves and their block, or None when
-        unknown."""
+        unknown (``pair``: the address of the (token, WETH) pair when known)."""
         weth = self.venues.wrapped_native(chain_id)
         if weth is None:
             return None
         if token == weth:
             return True
-        h = _oriented(reserves, chain_id, factory, token, weth)
+        h = _oriented(reserves, chain_id, factory, token, weth, pair)
         return None if h is None else (h[0], h[1], h[2].block_number)
+
+    def _capital(self, weth_side: tuple[int, int, int] | bool | None) -> int | None:
+        """The largest front-run in the victim's input token: None without a capital bound; the bound itself for
+        WETH; for another token the amount worth it at its WETH pair's reserves (spot, floor); 0 when that pair's
+        state is unknown (-1: the bound cannot be priced)."""
+        cap = self.venues.max_capital_wei
+        if not cap:
+            return None
+        if weth_side is True:
+            return cap
+        if isinstance(weth_side, tuple):
+            return cap * weth_side[0] // weth_side[1] if weth_side[1] > 0 else -1
+        return -1
 
     @staticmethod
     def _figures(profit: int, amount_in: int, token: bytes, weth_side: tuple[int, int, int] | bool | None,
@@ -236,7 +278,8 @@ class Valuer:
         for other in self.venues.factories(chain_id):
             if other is factory:
                 continue
-            h = _oriented(reserves, chain_id, other, path[0], path[1])
+            h = _oriented(reserves, chain_id, other, path[0], path[1],
+                          route_pairs(other.address, other.init_code_hash, path[:2])[0])
             if h is None:
                 continue
             others += 1

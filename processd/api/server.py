@@ -59,9 +59,11 @@ def add_query_service(servicer: QueryService, server: grpc.aio.Server) -> None:
     for method in service.methods:
         request_type = getattr(query_pb2, method.input_type.name)
         response_type = getattr(query_pb2, method.output_type.name)
-        serializer = (_serialize_subscribe if method.name == "SubscribeEvents"
+        # SubscribeMany yields only serialized messages (processd.views.many), SubscribeEvents some.
+        serializer = (_serialize_subscribe if method.name in ("SubscribeEvents", "SubscribeMany")
                       else response_type.SerializeToString)
-        make = (grpc.unary_stream_rpc_method_handler if method.server_streaming
+        make = (grpc.stream_stream_rpc_method_handler if method.client_streaming
+                else grpc.unary_stream_rpc_method_handler if method.server_streaming
                 else grpc.unary_unary_rpc_method_handler)
         handlers[method.name] = make(getattr(servicer, method.name), request_deserializer=request_type.FromString,
                                      response_serializer=serializer)
@@ -150,7 +152,8 @@ class ProcessdServer:
         self.query = QueryService(self.eventlog, self.models, self.hub, self.metrics,
                                   default_limit=config.default_page_limit, max_limit=config.max_page_limit,
                                   scan_max_examined=config.scan_max_examined, max_page_bytes=config.page_bytes,
-                                  is_pending=self._is_pending if config.lifecycle_enabled else None)
+                                  is_pending=self._is_pending if config.lifecycle_enabled else None,
+                                  max_filters_per_stream=config.max_filters_per_stream)
         self.health = HealthServicer()
         self._gate = _Gate()
         self._server: grpc.aio.Server | None = None
@@ -251,6 +254,7 @@ class ProcessdServer:
         m.map_size_bytes.set_function(lambda: self.eventlog.map_size_bytes)
         m.map_max_size_bytes.set(self.writer.map_max_size_bytes)
         m.last_seq.set_function(lambda: self.models.last_seq)
+        m.many_filters.set_function(lambda: self.hub.stream_filters)
         m.queue_envelopes.set_function(lambda: self.writer.queued_envelopes)
         m.queue_capacity.set(self.config.commit_queue_max_envelopes)
         m.disk_full.set_function(lambda: int(self.writer.disk.full))

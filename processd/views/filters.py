@@ -125,8 +125,8 @@ class TxView:
     ``seq``), with the fields a filter reads parsed at most once and only when asked for, and its events framed
     for a SubscribeEvents message at most once per set of kinds."""
 
-    __slots__ = ("_env", "_features", "_framed", "_protocol", "_scores", "all_bytes", "all_count", "chain", "end",
-                 "seq", "start", "values")
+    __slots__ = ("_env", "_events", "_features", "_framed", "_protocol", "_scores", "all_bytes", "all_count",
+                 "batch_frames", "chain", "end", "seq", "start", "values")
 
     def __init__(self, chain: int, values: Sequence[bytes], start: int, end: int, seq: int,
                  protocol: str | None = None, scores: dict[int, int] | None = None,
@@ -147,11 +147,30 @@ class TxView:
         #: All its events framed (:meth:`frame_all`, once it is taken), read C-level by ``attrgetter``.
         self.all_bytes = b""
         self.all_count = 0
+        #: Every event of its batch framed (by :func:`frame_taken`, when it framed the whole batch), indexed as
+        #: ``values``: :meth:`event_frames` slices its own from them.
+        self.batch_frames: list[bytes] | None = None
+        self._events: list[bytes] | None = None
 
     def frame_all(self) -> None:
         """Frames all its events once (the usual case: a filter without ``kinds``)."""
         if not self.all_count:
             self.all_bytes, self.all_count = self._frame(frozenset(), 0)
+
+    def event_frames(self) -> list[bytes]:
+        """Each of its events framed apart (:func:`frame_event`), in seq order: for SubscribeMany, which tags
+        each event with its filters. Sliced from the batch's frames when :func:`frame_taken` made them, else
+        framed here; once."""
+        events = self._events
+        if events is None:
+            frames = self.batch_frames
+            if frames is not None:
+                events = frames[self.start:self.end]
+            else:
+                base = self.seq - self.start
+                events = [frame_event(base + i, self.values[i]) for i in range(self.start, self.end)]
+            self._events = events
+        return events
 
     def envelope(self) -> tx_pb2.TxEnvelope:
         """The ``TxEnvelope`` (parsed from the TX_SEEN value on first use)."""
@@ -264,11 +283,14 @@ _count_of = attrgetter("all_count")
 class FilterGroup:
     """The subscribers of one distinct filter, and the transactions it takes from what is being matched."""
 
-    __slots__ = ("anchor", "filter", "members", "recheck", "sightings", "txs")
+    __slots__ = ("anchor", "filter", "many", "members", "recheck", "sightings", "txs")
 
     def __init__(self, event_filter: TxFilter) -> None:
         self.filter = event_filter
         self.members: set[Any] = set()
+        #: SubscribeMany streams with this filter: stream -> the stream's ids of it (a stream may add one filter
+        #: under several ids).
+        self.many: dict[Any, list[int]] = {}
         #: The field it is indexed under (None: checked against every transaction), and whether a transaction
         #: found there must still be checked against its other fields.
         self.anchor: str | None = None
@@ -532,6 +554,7 @@ def frame_taken(taken: list[TxView], values: list[bytes], first: int, txs: int) 
     for tx in taken:
         tx.all_bytes = join(frames[tx.start:tx.end])
         tx.all_count = tx.end - tx.start
+        tx.batch_frames = frames
 
 
 def add_sighting(index: FilterIndex, event: tuple[int, int, int, bytes], lookup: TxLookup | None) -> None:

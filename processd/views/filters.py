@@ -283,7 +283,7 @@ _count_of = attrgetter("all_count")
 class FilterGroup:
     """The subscribers of one distinct filter, and the transactions it takes from what is being matched."""
 
-    __slots__ = ("anchor", "filter", "many", "members", "recheck", "sightings", "txs")
+    __slots__ = ("anchor", "filter", "many", "many_packed", "members", "recheck", "sightings", "txs")
 
     def __init__(self, event_filter: TxFilter) -> None:
         self.filter = event_filter
@@ -291,6 +291,8 @@ class FilterGroup:
         #: SubscribeMany streams with this filter: stream -> the stream's ids of it (a stream may add one filter
         #: under several ids).
         self.many: dict[Any, list[int]] = {}
+        #: Per stream, its ids of this filter packed (``ManyEvent.filter_ids``), made once per change of them.
+        self.many_packed: dict[Any, bytes] = {}
         #: The field it is indexed under (None: checked against every transaction), and whether a transaction
         #: found there must still be checked against its other fields.
         self.anchor: str | None = None

@@ -345,6 +345,7 @@ class SubscriptionHub:
             group = self.groups[event_filter] = FilterGroup(event_filter)
             self._index = None
         group.many.setdefault(stream, []).append(fid)
+        group.many_packed.pop(stream, None)
         self.stream_filters += 1
 
     def _remove_filter(self, stream: ManyStream, fid: int) -> None:
@@ -355,6 +356,7 @@ class SubscriptionHub:
         group = self.groups[event_filter]
         ids = group.many[stream]
         ids.remove(fid)
+        group.many_packed.pop(stream, None)
         if not ids:
             del group.many[stream]
             if not group.many and not group.members:

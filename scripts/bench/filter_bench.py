@@ -106,10 +106,14 @@ async def _subscribe(channel: grpc.aio.Channel, spec: dict[str, list[str]], read
     admitted[0] += 1
     if admitted[0] == n:
         ready.set()
-    async for msg in call:
-        totals["messages"] += 1
-        totals["events"] += len(msg.events)
-        totals["tx_seen"] += sum(1 for e in msg.events if e.kind == SEEN)
+    try:
+        async for msg in call:
+            totals["messages"] += 1
+            totals["events"] += len(msg.events)
+            totals["tx_seen"] += sum(1 for e in msg.events if e.kind == SEEN)
+    except grpc.aio.AioRpcError as err:
+        if err.code() != grpc.StatusCode.CANCELLED:
+            totals[f"ended_{err.code().name}"] += 1
 
 
 def _event_filter(spec: dict[str, list[str]]) -> query_pb2.EventFilter:
@@ -137,6 +141,8 @@ async def _many(target: str, specs: list[dict[str, list[str]]], ready: asyncio.E
                 ids = len(e.filter_ids)
                 totals["events"] += ids
                 totals["tx_seen"] += ids if e.event.kind == SEEN else 0
+    except grpc.aio.AioRpcError as err:
+        totals[f"ended_{err.code().name}"] += 1  # a cut (RESOURCE_EXHAUSTED) makes the step's figures void
     finally:
         await channel.close(None)
 
@@ -225,6 +231,8 @@ async def step(server: Server, count: int, args: argparse.Namespace, work: Path,
         "events_delivered": received.get("events", 0),
         "messages_delivered": received.get("messages", 0),
         "matched_share_per_subscriber": round(received.get("tx_seen", 0) / args.tx / count, 4) if count else None,
+        # Streams processd ended during the step (a slow one is cut: RESOURCE_EXHAUSTED): should be none.
+        "streams_ended": {k[6:]: v for k, v in received.items() if k.startswith("ended_")},
         "load_avg_1m": os.getloadavg()[0],
     }
 
@@ -262,6 +270,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     counts = [int(c) for c in args.counts.split(",")]
     work = Path(tempfile.mkdtemp(prefix="filter-bench-"))
     os.environ["MEMPULSE_PROCESSD_MAX_SUBSCRIBERS"] = str(max(counts) + 16)
+    # A SubscribeMany stream of 1,000 filters of 1% carries nearly every event (~2.3 per transaction, each once):
+    # at ingest speed the subscriber process reads ~90k events in a few seconds, more than the default 20,000
+    # buffered events of a subscriber, and was cut as slow in one step of the first run. Both transports get the
+    # larger bound (a SubscribeEvents subscriber of 1% never comes near either).
+    os.environ["MEMPULSE_PROCESSD_SUBSCRIBER_QUEUE_EVENTS"] = str(args.queue_events)
     trees = ["new", "old"] if args.compare_root else ["new"]
     servers: dict[str, Server] = {}
     steps: list[dict[str, Any]] = []
@@ -301,6 +314,7 @@ def _print_step(tree: str, s: dict[str, Any]) -> None:
 def _results(args: argparse.Namespace, counts: list[int], trees: list[str], steps: list[dict[str, Any]],
              ) -> dict[str, Any]:
     out: dict[str, Any] = {"tx_per_step": args.tx, "passes": args.passes, "match_share_target": SHARE,
+                           "subscriber_queue_events": args.queue_events, "transports": args.transports,
                            "durability": "sync", "cpu_window": f"push + {DRAIN_S} s drain"}
     for tree in trees:
         mine = [s for s in steps if s["tree"] == tree]
@@ -339,6 +353,8 @@ def main() -> None:
     parser.add_argument("--transports", default="streams,many",
                         help="streams: one SubscribeEvents stream per filter; many: all filters on one SubscribeMany "
                              "stream (comma-separated; both run each count in the same run)")
+    parser.add_argument("--queue-events", type=int, default=200_000,
+                        help="processd's subscriber_queue_events for the run (buffered events per stream)")
     parser.add_argument("--subscriber-child", nargs=2, metavar=("TARGET", "FILTERS_JSON"))
     parser.add_argument("--many-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -1,7 +1,7 @@
 """Shared event streams (gatewayd/fanout.py) against a real processd and gatewayd: ~50 clients from the head with
 mixed filters, while envelopes stream in. Every client gets exactly its matching events in order (checked
-against ScanEvents), processd serves them all with one subscription per filter (its cap is set below the client
-count), and clients that stop reading are cut with a counted reason while the others keep up."""
+against ScanEvents), processd serves them all with one SubscribeMany stream carrying every filter (its cap is one
+subscriber), and clients that stop reading are cut with a counted reason while the others keep up."""
 
 from __future__ import annotations
 
@@ -81,12 +81,13 @@ async def _run(p: Any, g: Any) -> list[Tally]:
 
 
 def test_shared_streams_deliver_every_matching_event_and_cut_slow_clients(processd_factory, gateway_factory) -> None:
-    p = processd_factory(env={"MEMPULSE_PROCESSD_MAX_SUBSCRIBERS": str(len(FILTERS) + 2)})
+    # One subscriber slot: every filter (and rendering) rides on the gateway's one SubscribeMany stream.
+    p = processd_factory(env={"MEMPULSE_PROCESSD_MAX_SUBSCRIBERS": "1"})
     g = gateway_factory(p.addr, "--sse-max-clients", "100", "--max-connections-per-address", "0",
                         "--rate-limit-rps", "0")
     good = asyncio.run(_run(p, g))
     assert all(t.count > 0 for t in good), "every filter matched some of the pushed events"
     # Exactly the slow clients were cut: one more would be a good client that starved.
     assert _metric(g.url, 'mempulse_gatewayd_sse_cuts_total{reason="slow_client"}') == SLOW
-    # One processd subscription per filter (and one for the raw renderings), not one per client.
+    # One filter of the shared stream per distinct filter (and one for the raw renderings), not one per client.
     assert _metric(g.url, "mempulse_gatewayd_sse_upstreams") <= len(FILTERS) + 1

@@ -22,16 +22,18 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
+from operator import attrgetter
 from typing import Any
 
 from common.pb.v1 import events_pb2, query_pb2
 from processd.storage.eventlog import EVENT_OVERHEAD_BYTES, decode_event
 from processd.storage.records import CommitResult
 from processd.views.filters import FilterGroup, FilterIndex, TxFilter, TxLookup, match_columns
-from processd.views.many import ManyEntry, ManyLimitError, ManyRequestError, ack_entry, collect_streams, tagged_entries
+from processd.views.many import ManyEntry, ManyLimitError, ManyRequestError, ack_entry, tagged_entries
 from processd.wire.encoding import varint
 from processd.wire.tags import tag
 
+_seq_of = attrgetter("seq")
 CUT_SLOW = "slow_subscriber"
 #: A SubscribeMany stream whose buffer would overflow.
 CUT_SLOW_STREAM = "slow_stream"
@@ -215,6 +217,8 @@ class ManyStream(Subscriber):
         self.max_filters = max_filters
         #: The client's filter ids in use and their compiled filters.
         self.filters: dict[int, TxFilter] = {}
+        #: Its filters with ``kinds`` (without any, every event of a taken transaction carries the same ids).
+        self.kinded = 0
         #: Why the stream must end (a bad request), set by the request reader; the stream's loop answers it.
         self.error: Exception | None = None
 
@@ -340,12 +344,14 @@ class SubscriptionHub:
 
     def _add_filter(self, stream: ManyStream, fid: int, event_filter: TxFilter) -> None:
         stream.filters[fid] = event_filter
+        stream.kinded += bool(event_filter.kinds)
         group = self.groups.get(event_filter)
         if group is None:
             group = self.groups[event_filter] = FilterGroup(event_filter)
             self._index = None
-        group.many.setdefault(stream, []).append(fid)
-        group.many_packed.pop(stream, None)
+        ids = group.many.setdefault(stream, [])
+        ids.append(fid)
+        group.many_packed[stream] = b"".join(map(varint, ids))
         self.stream_filters += 1
 
     def _remove_filter(self, stream: ManyStream, fid: int) -> None:
@@ -353,12 +359,14 @@ class SubscriptionHub:
         if event_filter is None:
             return
         self.stream_filters -= 1
+        stream.kinded -= bool(event_filter.kinds)
         group = self.groups[event_filter]
         ids = group.many[stream]
         ids.remove(fid)
-        group.many_packed.pop(stream, None)
+        group.many_packed[stream] = b"".join(map(varint, ids))
         if not ids:
             del group.many[stream]
+            del group.many_packed[stream]
             if not group.many and not group.members:
                 del self.groups[event_filter]
                 self._index = None
@@ -401,9 +409,12 @@ class SubscriptionHub:
                         self.unregister(sub)
                         if self._on_cut is not None:
                             self._on_cut(sub.cut_reason)
-        if self.streams:
-            for stream, taken in collect_streams(index.touched).items():
-                if not stream.offer_entries(tagged_entries(taken, last, self.message_events, self.message_bytes)):
+        if self.streams and index.many_txs:
+            txs = sorted(index.many_txs, key=_seq_of)
+            for stream in list(self.streams):
+                entries = tagged_entries(txs, stream, last, self.message_events, self.message_bytes,
+                                         stream.kinded > 0)
+                if not stream.offer_entries(entries):
                     self._cut_stream(stream)
         index.begin()  # let go of the commit's values
 

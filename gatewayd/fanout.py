@@ -307,7 +307,13 @@ class Upstream:
         acknowledgement; the start (or the error) goes to ``ready``."""
         shared = self.fanout.shared
         try:
-            await shared.ensure_open(admit)
+            while True:
+                try:
+                    await shared.ensure_open(admit)
+                    break
+                except UpstreamError as exc:
+                    if exc.code != OPENER_LEFT:  # another filter's opener left before the admission: open anew
+                        raise
             shared.add(self, many_filter(request))
             await asyncio.shield(self.ready)
         except BaseException as exc:

@@ -9,13 +9,13 @@ with their status codes and counted.
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import grpc
 import pytest
 
-from common.pb.v1 import events_pb2, query_pb2
-from common.testing.ingest_push import channel, push_envelopes
+from common.pb.v1 import events_pb2, ingest_pb2, query_pb2, tx_pb2
+from common.testing.ingest_push import channel, push_batches, push_envelopes
 from common.testing.synth import synthetic_envelopes
 from processd.api.server import ProcessdServer
 from tests.processd._filter_reference import reference_filter
@@ -100,11 +100,40 @@ async def test_each_filter_id_gets_what_the_reference_takes_after_its_start(serv
 async def _until_expected(call, stub, filters: dict[int, EventFilter], after: int,
                           ) -> tuple[list[query_pb2.SubscribeManyResponse], dict[int, list[int]]]:
     """Messages until every event the reference gives ``filters`` from the log past seq ``after`` arrived."""
-    events = [e for e in await _scan_all(stub) if e.seq_id > after]
-    expected = {fid: reference_filter(f, events) for fid, f in filters.items()}
+    # The reference reads the whole log: a sighting matches by its transaction, which may be older than ``after``.
+    events = await _scan_all(stub)
+    expected = {fid: [seq for seq in reference_filter(f, events) if seq > after] for fid, f in filters.items()}
     wanted = {s for seqs in expected.values() for s in seqs}
     assert wanted  # honest: the filters take something
     return await _read(call, lambda ms: set(_seqs(ms)) >= wanted), expected
+
+
+async def test_sightings_carry_the_ids_of_the_filters_that_take_them(server: ProcessdServer) -> None:
+    """TX_SOURCE_SEEN events in the same commit as new transactions: each filter (chain and kind, or transaction
+    fields read from the log, with and without kinds) tags what the reference takes, sightings included."""
+    envs, more = synthetic_envelopes(30, seed=73), synthetic_envelopes(30, seed=76)
+    await push_envelopes(server.address, envs, batch_size=30)
+    target = Counter(e.to for e in envs + more if e.to).most_common(1)[0][0]
+    source = events_pb2.EVENT_KIND_TX_SOURCE_SEEN
+    filters = {1: EventFilter(chain_ids=[envs[0].chain_id], kinds=[source]), 2: EventFilter(to=[target]),
+               3: EventFilter(to=[target], kinds=[source]), 4: EventFilter(min_score=1)}
+    async with channel(server.address) as ch:
+        stub = query_stub(ch)
+        call = stub.SubscribeMany()
+        await call.write(_add(*filters.items()))
+        await _read(call, lambda ms: ms and ms[-1].added)
+        start = server.models.last_seq
+        sightings = [tx_pb2.TxSighting(chain_id=e.chain_id, hash=e.hash, source_id="late",
+                                       seen_unix_ns=e.first_seen_unix_ns + 5) for e in envs]
+        await push_batches(server.address, [ingest_pb2.TxBatch(session_id="s", batch_seq=1, envelopes=more,
+                                                               sightings=sightings)])
+        messages, expected = await _until_expected(call, stub, filters, start)
+        call.cancel()
+    assert _by_id(messages) == {fid: seqs for fid, seqs in expected.items() if seqs}
+    events = {e.event.seq_id: e.event.kind for m in messages for e in m.events}
+    # Every filter took sightings (the first one only those of its chain), the second transactions too.
+    assert all(any(events[s] == source for s in expected[fid]) for fid in filters), expected
+    assert any(events[s] == events_pb2.EVENT_KIND_TX_SEEN for s in expected[2])
 
 
 async def test_remove_stops_an_id_and_a_new_add_starts_at_the_next_commit(server: ProcessdServer) -> None:

@@ -8,6 +8,13 @@ once per client, and each rendered once per client message. Now clients that sta
 to every :class:`Listener` of that filter. Clients with a cursor (a replay, a reconnect) keep their own
 subscription (:mod:`gatewayd.sse`): their catch-up is theirs alone.
 
+Since issue 18 the filters themselves share one processd call: every :class:`Upstream` (a distinct filter and
+rendering) is a filter of the gateway's one ``SubscribeMany`` stream (:class:`SharedStream`), added when its first
+client joins (it starts where processd's acknowledgement says) and removed when its last one leaves. processd
+sends each event once with the ids of the filters that take it; the stream's reader renders each event once per
+rendering (raw or not) and offers the frame to the upstreams whose ids it carries, so processd's messages follow
+its commits, not the distinct filters of the gateway's clients.
+
 Bounded and fair: each listener queues at most :data:`LISTENER_MAX_BYTES` / :data:`LISTENER_MAX_MESSAGES`; a
 client that falls that far behind (it does not read, or reads slower than the stream) is cut with the counted
 reason ``slow_client`` (``mempulse_gatewayd_sse_cuts_total``) and an ``event: error`` when its socket still
@@ -136,72 +143,195 @@ class Listener:
                 return
 
 
-class Upstream:
-    """One shared processd subscription and the listeners it feeds."""
+def many_filter(request: query_pb2.SubscribeEventsRequest) -> query_pb2.EventFilter:
+    """The ``EventFilter`` of a from-head SubscribeEvents request, its own ``chain_id`` and ``kinds`` folded in
+    (a SubscribeMany filter has only the filter; REST's filter parameters set neither field)."""
+    f = query_pb2.EventFilter()
+    if request.HasField("filter"):
+        f.CopyFrom(request.filter)
+    if request.chain_id:
+        del f.chain_ids[:]
+        f.chain_ids.append(request.chain_id)
+    if request.kinds:
+        del f.kinds[:]
+        f.kinds.extend(request.kinds)
+    return f
 
-    def __init__(self, fanout: Fanout, key: Hashable, raw: bool) -> None:
+
+class SharedStream:
+    """The gateway's one ``SubscribeMany`` call to processd: opened (admission awaited) by the first client from
+    the head, its requests written one at a time by a writer task, its messages read by a reader that hands
+    each event's frame to the upstreams of the filter ids it carries. When processd ends it, every upstream's
+    clients get the final error and the next client opens a new one."""
+
+    def __init__(self, fanout: Fanout) -> None:
         self.fanout = fanout
-        self.key = key
-        self.raw = raw
-        self.listeners: set[Listener] = set()
         self.call: Any = None
-        self.ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        #: seq_id of the last event offered to the listeners (the admission head before any): a client that
-        #: joins now receives exactly the matching events after it.
-        self.last_seq = 0
-        self.task: asyncio.Task[None] | None = None
-        self._batch: list[bytes] = []
-        self._batch_events = 0
-        self._batch_bytes = 0
-        self._flush: asyncio.TimerHandle | None = None
+        #: The admission (processd's head), awaited by every client that needs the call meanwhile.
+        self.opened: asyncio.Future[int] | None = None
+        self.by_id: dict[int, Upstream] = {}
+        self._next_id = 0
+        self._requests: asyncio.Queue[query_pb2.SubscribeManyRequest] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
 
-    async def open(self, request: query_pb2.SubscribeEventsRequest, admit: Admit) -> None:
-        """Opens the call and waits for processd's admission; the result (head or error) goes to ``ready``."""
-        first: asyncio.Queue[Any] = asyncio.Queue(1)
-        try:
-            self.call = self.fanout.client.subscribe_events(request)
-            head = await admit(self.call, first)
-        except BaseException as exc:
-            if self.call is not None:
-                self.call.cancel()
-            # The opener's client went away (cancelled) before the admission: the waiters open a new one.
-            self.ready.set_exception(exc if isinstance(exc, Exception) else UpstreamError(
-                503, OPENER_LEFT, "the subscription was cancelled", retriable=True, grpc_code="CANCELLED"))
-            self.ready.exception()  # retrieved: no "never retrieved" warning when no one else waits
-            self.fanout.drop(self)
-            raise
-        self.last_seq = head
-        self.ready.set_result(head)
-        self.task = asyncio.create_task(self._read(None if first.empty() else first.get_nowait()))
+    async def ensure_open(self, admit: Admit) -> None:
+        """Opens the call unless it is open (the first caller awaits processd's admission, the others its result);
+        raises :class:`UpstreamError` when processd refuses or fails."""
+        if self.opened is None:
+            self.opened = asyncio.get_running_loop().create_future()
+            first: asyncio.Queue[Any] = asyncio.Queue(1)
+            try:
+                self.call = self.fanout.client.subscribe_many()
+                head = await admit(self.call, first)
+            except BaseException as exc:
+                opened, self.opened = self.opened, None
+                if self.call is not None:
+                    self.call.cancel()
+                    self.call = None
+                opened.set_exception(exc if isinstance(exc, Exception) else UpstreamError(
+                    503, OPENER_LEFT, "the subscription was cancelled", retriable=True, grpc_code="CANCELLED"))
+                opened.exception()  # retrieved: no "never retrieved" warning when no one else waits
+                raise
+            self.opened.set_result(head)
+            self._tasks = [asyncio.create_task(self._read(None if first.empty() else first.get_nowait())),
+                           asyncio.create_task(self._write())]
+            return
+        await asyncio.shield(self.opened)
+
+    def add(self, upstream: Upstream, event_filter: query_pb2.EventFilter) -> None:
+        """Adds ``upstream``'s filter under a new id; its ``ready`` gets the acknowledged start (from_seq - 1)."""
+        self._next_id = fid = (self._next_id + 1) % (1 << 32)
+        upstream.fid = fid
+        self.by_id[fid] = upstream
+        self._requests.put_nowait(query_pb2.SubscribeManyRequest(add=[query_pb2.ManyFilter(id=fid,
+                                                                                         filter=event_filter)]))
+
+    def remove(self, upstream: Upstream) -> None:
+        """Removes ``upstream``'s filter (its last client left)."""
+        if self.by_id.get(upstream.fid) is upstream:
+            del self.by_id[upstream.fid]
+            self._requests.put_nowait(query_pb2.SubscribeManyRequest(remove=[upstream.fid]))
+
+    async def _write(self) -> None:
+        """Writes the queued requests in order (a gRPC call takes one write at a time)."""
+        while True:
+            request = await self._requests.get()
+            try:
+                await self.call.write(request)
+            except (grpc.RpcError, asyncio.InvalidStateError) as err:  # the call ended: the reader reports it
+                log.debug("SubscribeMany write failed: %s", err)
+                return
 
     async def _read(self, first: Any) -> None:
-        """Reads the subscription until it ends, then ends every listener's stream with the reason."""
+        """Reads the call until it ends, then ends every upstream's streams with the reason."""
         try:
             if first is not None:
                 self._take(first)
             while True:
                 msg = await self.call.read()
                 if msg is grpc.aio.EOF:  # type: ignore[attr-defined]
-                    log.warning("processd ended a shared event subscription")
+                    log.warning("processd ended the shared event subscription")
                     self._end(error_frame("stream_ended", "processd ended the stream; reconnect"))
                     return
                 self._take(msg)
         except grpc.RpcError as err:
             if err.code() is not grpc.StatusCode.CANCELLED:
                 log.warning("shared event subscription ended: %s %s", err.code().name, err.details())
-                self.fanout.metrics.grpc_error("SubscribeEvents", err.code().name)
-            mapped = map_rpc_error("SubscribeEvents", err)
+                self.fanout.metrics.grpc_error("SubscribeMany", err.code().name)
+            mapped = map_rpc_error("SubscribeMany", err)
             self._end(error_frame(mapped.code, mapped.message))
 
     def _take(self, msg: Any) -> None:
-        """Renders one message's events once and batches them for the next flush."""
-        if not msg.events:
-            return
-        blob = self.fanout.format(msg.events, self.raw)
-        self._batch.append(blob)
-        self._batch_events += len(msg.events)
-        self._batch_bytes += len(blob)
-        self.last_seq = msg.events[-1].seq_id
+        """Acknowledgements to their upstreams, then each event rendered once per rendering it needs and offered
+        to the upstreams of its filter ids."""
+        by_id = self.by_id
+        for added in msg.added:
+            upstream = by_id.get(added.id)
+            if upstream is not None and not upstream.ready.done():
+                upstream.last_seq = upstream.flushed_seq = added.from_seq_id - 1
+                upstream.ready.set_result(upstream.last_seq)
+        fmt = self.fanout.format
+        for item in msg.events:
+            frames: dict[bool, bytes] = {}
+            event = item.event
+            for fid in item.filter_ids:
+                upstream = by_id.get(fid)
+                if upstream is None or not upstream.ready.done():
+                    continue  # removed meanwhile (a late event of it), or not acknowledged (cannot be)
+                frame = frames.get(upstream.raw)
+                if frame is None:
+                    frame = frames[upstream.raw] = fmt((event,), upstream.raw)
+                upstream.take_frame(frame, event.seq_id)
+
+    def _end(self, frame: bytes) -> None:
+        upstreams = list(self.by_id.values())
+        self.close()
+        for upstream in upstreams:
+            upstream.end(frame)
+
+    def close(self) -> None:
+        """Cancels the call and its tasks; the next client opens a new one."""
+        if self.call is not None:
+            self.call.cancel()
+        for task in self._tasks:
+            if task is not asyncio.current_task():
+                task.cancel()
+        self.call, self.opened, self._tasks = None, None, []
+        self.by_id = {}
+        self._requests = asyncio.Queue()
+
+
+class Upstream:
+    """One filter (and rendering) of the shared stream, and the listeners it feeds."""
+
+    def __init__(self, fanout: Fanout, key: Hashable, raw: bool) -> None:
+        self.fanout = fanout
+        self.key = key
+        self.raw = raw
+        self.listeners: set[Listener] = set()
+        #: Its id on the shared stream (SharedStream.add).
+        self.fid = 0
+        self.ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        #: seq_id of the last event batched, and of the last one offered to the listeners (from_seq_id - 1 before
+        #: any): a client that joins now receives exactly the matching events after ``flushed_seq`` (those batched
+        #: and not flushed yet included).
+        self.last_seq = 0
+        self.flushed_seq = 0
+        self._batch: list[bytes] = []
+        self._batch_events = 0
+        self._batch_bytes = 0
+        self._flush: asyncio.TimerHandle | None = None
+
+    async def open(self, request: query_pb2.SubscribeEventsRequest, admit: Admit) -> None:
+        """Adds its filter to the shared stream (opened first if need be) and waits for processd's
+        acknowledgement; the start (or the error) goes to ``ready``."""
+        shared = self.fanout.shared
+        try:
+            while True:
+                try:
+                    await shared.ensure_open(admit)
+                    break
+                except UpstreamError as exc:
+                    if exc.code != OPENER_LEFT:  # another filter's opener left before the admission: open anew
+                        raise
+            shared.add(self, many_filter(request))
+            await asyncio.shield(self.ready)
+        except BaseException as exc:
+            shared.remove(self)
+            if not self.ready.done():
+                # The opener's client went away (cancelled) before the acknowledgement: the waiters open anew.
+                self.ready.set_exception(exc if isinstance(exc, Exception) else UpstreamError(
+                    503, OPENER_LEFT, "the subscription was cancelled", retriable=True, grpc_code="CANCELLED"))
+                self.ready.exception()
+            self.fanout.drop(self)
+            raise
+
+    def take_frame(self, frame: bytes, seq: int) -> None:
+        """Batches one event's rendered frame for the next flush."""
+        self._batch.append(frame)
+        self._batch_events += 1
+        self._batch_bytes += len(frame)
+        self.last_seq = seq
         if self._batch_bytes >= FLUSH_MAX_BYTES:
             if self._flush is not None:
                 self._flush.cancel()
@@ -216,26 +346,29 @@ class Upstream:
             return
         blob = b"".join(self._batch) if len(self._batch) > 1 else self._batch[0]
         events, self._batch, self._batch_events, self._batch_bytes = self._batch_events, [], 0, 0
+        self.flushed_seq = self.last_seq
         slow = [listener for listener in self.listeners if not listener.offer(blob)]
         for listener in slow:
             self.fanout.cut(listener, CUT_SLOW)
         self.fanout.metrics.sse_events.inc(events * (len(self.listeners)))
 
-    def _end(self, frame: bytes) -> None:
+    def end(self, frame: bytes) -> None:
+        """The shared stream ended: what is batched, then ``frame``, to every listener."""
         self.flush()
         for listener in self.listeners:
             listener.finish(frame)
+        if not self.ready.done():
+            self.ready.set_exception(UpstreamError(503, "stream_ended", "processd ended the event subscription",
+                                                   retriable=True, grpc_code="OK"))
+            self.ready.exception()
         self.fanout.drop(self)
 
     def close(self) -> None:
-        """Cancels the call and the reader (no listener left, or shutdown)."""
+        """Removes its filter from the shared stream (no listener left, or shutdown)."""
         if self._flush is not None:
             self._flush.cancel()
             self._flush = None
-        if self.call is not None:
-            self.call.cancel()
-        if self.task is not None:
-            self.task.cancel()
+        self.fanout.shared.remove(self)
 
 
 class Fanout:
@@ -248,6 +381,8 @@ class Fanout:
         self.heartbeat_s = heartbeat_s
         self.format = format_events
         self.upstreams: dict[Hashable, Upstream] = {}
+        #: The one processd call every upstream is a filter of.
+        self.shared = SharedStream(self)
         self._heartbeats: asyncio.Task[None] | None = None
         metrics.sse_queued_bytes.set_function(self.queued_bytes)
 
@@ -272,7 +407,7 @@ class Fanout:
                 if exc.code != OPENER_LEFT:
                     raise
                 return await self.join(p, raw, request, admit, listener)
-        if upstream.key not in self.upstreams or upstream.task is None or upstream.task.done():
+        if upstream.key not in self.upstreams or not upstream.ready.done():
             raise UpstreamError(503, "stream_ended", "processd ended the event subscription at once",
                                 retriable=True, grpc_code="OK")
         # No await from here: the listener gets every event after last_seq, and none before.
@@ -280,7 +415,7 @@ class Fanout:
         upstream.listeners.add(listener)
         if self._heartbeats is None:
             self._heartbeats = asyncio.create_task(self._heartbeat_loop())
-        return upstream.last_seq
+        return upstream.flushed_seq
 
     def leave(self, listener: Listener) -> None:
         """Removes a listener (its client is gone or its stream ended); the last one closes the upstream."""
@@ -330,6 +465,7 @@ class Fanout:
                 listener.put_nowait(None)
             upstream.close()
         self.upstreams.clear()
+        self.shared.close()
         if self._heartbeats is not None:
             self._heartbeats.cancel()
             with contextlib.suppress(asyncio.CancelledError):

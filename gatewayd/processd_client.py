@@ -162,6 +162,14 @@ class ProcessdClient:
         """
         return self.stub.SubscribeEvents(request)
 
+    def subscribe_many(self) -> Any:
+        """Query.SubscribeMany: a bidi call carrying many filters (no deadline: it lives as long as its clients).
+
+        Write ``SubscribeManyRequest``s with ``await call.write(...)`` (one at a time), read with
+        ``await call.read()``; errors surface as ``grpc.RpcError``.
+        """
+        return self.stub.SubscribeMany()
+
     async def health(self) -> str:
         """processd's gRPC health status: "serving", "not_serving", or "unavailable" when unreachable."""
         if self._health is None:

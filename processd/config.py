@@ -88,6 +88,8 @@ class ProcessdConfig:
     #: Pairs the pool read model holds (latest reserves per (chain, pair); the least recently updated is evicted).
     pool_max_pairs: int = 100_000
     max_subscribers: int = 64
+    #: Filters one SubscribeMany stream may hold at once (an add past it ends the stream: RESOURCE_EXHAUSTED).
+    max_filters_per_stream: int = 4096
     #: Live events buffered per subscriber before it is cut off as too slow.
     subscriber_queue_events: int = 20000
     #: Default / maximum page sizes of Query RPCs.
@@ -273,6 +275,7 @@ def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None
         opportunity_window=_pick_int(None, "opportunity_window", d.opportunity_window, source, 1),
         pool_max_pairs=_pick_int(None, "pool_max_pairs", d.pool_max_pairs, source, 1),
         max_subscribers=_pick_int(None, "max_subscribers", d.max_subscribers, source, 0),
+        max_filters_per_stream=_pick_int(None, "max_filters_per_stream", d.max_filters_per_stream, source, 1),
         subscriber_queue_events=_pick_int(None, "subscriber_queue_events", d.subscriber_queue_events, source, 1),
         analysis_workers=_pick_int(args.analysis_workers, "analysis_workers", d.analysis_workers, source, 0),
         analysis_stall_timeout_ms=_pick_int(None, "analysis_stall_timeout_ms", d.analysis_stall_timeout_ms, source,

@@ -17,7 +17,7 @@ from processd.analysis.validation import REASON_NAMES
 from processd.storage.eventlog import AGG_SOURCE, AGG_SOURCE_LATER, AGG_SOURCE_WINS, U64
 from processd.storage.logwrite import SIGHTING_OUTCOMES
 from processd.views import ingest_stats
-from processd.views.subscriptions import CUT_SLOW
+from processd.views.subscriptions import CUT_SLOW, CUT_SLOW_STREAM
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ _INCLUSION_BUCKETS = (0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600)
 _BLOCK_OUTCOMES = ("stored", "duplicate", "invalid")  # pipeline: check_blocks, committed
 _OUTCOMES = ("accepted", "duplicate_or_rejected")  # pipeline.IngestPipeline.committed
 _REJECT_REASONS = (*REASON_NAMES.values(), "malformed_batch")  # validation + ingest_service
-_EXHAUSTED_CAUSES = ("commit_queue_full", "too_many_subscribers")  # ingest_service, query_service
+_EXHAUSTED_CAUSES = ("commit_queue_full", "too_many_subscribers", "too_many_filters")  # ingest, query_service
 _STATS_REJECT_REASONS = (*ingest_stats.REASONS, "bad_session_id", "too_many_sessions")  # + pipeline
 _STORAGE_FULL_CAUSES = ("map_full", "disk_full")  # writer
 _QUERY_RPCS = tuple(query_pb2.DESCRIPTOR.services_by_name["Query"].methods_by_name)  # query_service._bad
@@ -99,6 +99,7 @@ class ProcessdMetrics:
                                         registry=r)
         self.last_seq = Gauge(f"{PREFIX}last_seq", "Highest committed seq id", registry=r)
         self.subscribers = Gauge(f"{PREFIX}subscribers", "Live SubscribeEvents streams", registry=r)
+        self._many_metrics(r)
         self.ingest_streams = Gauge(f"{PREFIX}ingest_streams", "Open Ingest.Stream calls", registry=r)
         self.queue_envelopes = Gauge(f"{PREFIX}commit_queue_envelopes", "Envelopes waiting for commit", registry=r)
         self.queue_capacity = Gauge(f"{PREFIX}commit_queue_capacity", "Commit queue bound (envelopes)", registry=r)
@@ -124,7 +125,7 @@ class ProcessdMetrics:
         _zero(self.rejects, _REJECT_REASONS)
         _zero(self.sightings, SIGHTING_OUTCOMES)
         _zero(self.resource_exhausted, _EXHAUSTED_CAUSES)
-        _zero(self.subscriber_cuts, (CUT_SLOW,))
+        _zero(self.subscriber_cuts, (CUT_SLOW, CUT_SLOW_STREAM))
         _zero(self.ingest_stats_rejected, _STATS_REJECT_REASONS)
         _zero(self.storage_full_groups, _STORAGE_FULL_CAUSES)
         _zero(self.bad_requests, _QUERY_RPCS)
@@ -153,6 +154,14 @@ class ProcessdMetrics:
                                                       "pool view evicted (least recently updated) to stay within its "
                                                       "bound", registry=r)
         _zero(self.pool_states, _BLOCK_OUTCOMES)  # pipeline: check_pools, committed (same outcomes as blocks)
+
+    def _many_metrics(self, r: CollectorRegistry) -> None:
+        """SubscribeMany's metrics (issue 18; its cuts are ``subscriber_cuts{reason="slow_stream"}``)."""
+        self.many_streams = Gauge(f"{PREFIX}many_streams", "Live SubscribeMany streams", registry=r)
+        self.many_filters = Gauge(f"{PREFIX}many_filters", "Filters held by the live SubscribeMany streams",
+                                  registry=r)
+        self.many_messages = Counter(f"{PREFIX}many_messages", "Messages sent on SubscribeMany streams (events, "
+                                     "acknowledgements; heartbeats not counted)", registry=r)
 
     def _lifecycle_metrics(self, r: CollectorRegistry) -> None:
         """The transaction lifecycle's metrics (issue 16)."""

@@ -6,6 +6,7 @@ never pin old pages while a client is slow, and the writer can grow the map betw
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
@@ -31,8 +32,9 @@ from processd.views.filters import (
     frame_event,
     match_raw,
 )
+from processd.views.many import ManyLimitError, ManyRequestError, heartbeat
 from processd.views.readmodels import ReadModels
-from processd.views.subscriptions import Subscriber, SubscriptionHub, framed_message
+from processd.views.subscriptions import ManyStream, Subscriber, SubscriptionHub, framed_message
 from processd.wire.encoding import scan_response
 
 log = logging.getLogger(__name__)
@@ -82,7 +84,8 @@ class QueryService(query_pb2_grpc.QueryServicer):
                  default_limit: int = limits.DEFAULT_PAGE_LIMIT, max_limit: int = limits.MAX_PAGE_LIMIT,
                  scan_max_examined: int = 20000,
                  max_page_bytes: int = 8 << 20,
-                 is_pending: Callable[[int, bytes], bool] | None = None) -> None:
+                 is_pending: Callable[[int, bytes], bool] | None = None,
+                 max_filters_per_stream: int = 4096) -> None:
         self._log = eventlog
         #: Whether the lifecycle tracks (chain, hash) as pending now (the writer's tracker; None: lifecycle off).
         self._is_pending = is_pending
@@ -95,6 +98,8 @@ class QueryService(query_pb2_grpc.QueryServicer):
         #: Byte budget of a page (ProcessdConfig.page_bytes): pages end early and say ``truncated``.
         self.max_page_bytes = max_page_bytes
         self.subscribe_message_bytes = min(max_page_bytes, SUBSCRIBE_MESSAGE_BYTES)
+        #: Filters one SubscribeMany stream may hold at once (ProcessdConfig.max_filters_per_stream).
+        self.max_filters_per_stream = max_filters_per_stream
         hub.message_events, hub.message_bytes = SUBSCRIBE_PAGE, self.subscribe_message_bytes
 
     # ---- request checks ----------------------------------------------------------------------------------
@@ -556,3 +561,79 @@ class QueryService(query_pb2_grpc.QueryServicer):
         if page:
             pages.append(page)
         return pages
+
+    # ---- SubscribeMany: many filters on one stream ------------------------------------------------------------
+
+    async def SubscribeMany(self, request_iterator: AsyncIterator[query_pb2.SubscribeManyRequest],
+                            context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+        """Admission (one of the ``max_subscribers`` slots, as SubscribeEvents), then :meth:`_many`."""
+        hub = self._hub
+        if not hub.try_reserve():
+            self._metrics.resource_exhausted.labels("too_many_subscribers").inc()
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"too many subscribers (max {hub.max_subscribers})")
+        try:
+            async with contextlib.aclosing(self._many(request_iterator, context)) as messages:
+                async for msg in messages:
+                    yield msg
+        finally:
+            hub.release()
+
+    async def _many(self, requests: AsyncIterator[query_pb2.SubscribeManyRequest],
+                    context: grpc.aio.ServicerContext) -> AsyncGenerator[bytes, None]:
+        """A SubscribeMany stream: its requests read by a task of their own (:meth:`_many_requests`: filters
+        added and removed between commits, acknowledged in the stream's buffer), and the buffer sent as
+        serialized messages when woken, a heartbeat when idle for HEARTBEAT_S; a bad request or a cut ends it."""
+        hub, metrics = self._hub, self._metrics
+        stream = ManyStream(hub.max_buffered, self.max_filters_per_stream)
+        await context.send_initial_metadata(((SUBSCRIPTION_HEADER, "admitted"), (HEAD_HEADER, str(hub.last_seq))))
+        hub.add_stream(stream)
+        reader = asyncio.get_running_loop().create_task(self._many_requests(requests, stream))
+        metrics.many_streams.inc()
+        try:
+            while not hub.closed:
+                if not await stream.wakeup.wait(HEARTBEAT_S):
+                    yield heartbeat(hub.last_seq)
+                    continue
+                stream.wakeup.clear()
+                if stream.error is not None:
+                    await self._many_error(context, stream.error)
+                if stream.cut_reason:
+                    await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                        f"stream too slow ({stream.cut_reason}); subscribe again")
+                while stream.buffer:
+                    yield stream.take_message(SUBSCRIBE_PAGE, self.subscribe_message_bytes, hub.last_seq)
+                    metrics.many_messages.inc()
+                    if stream.cut_reason:
+                        break
+        finally:
+            reader.cancel()
+            stream.wakeup.close()
+            hub.drop_stream(stream)
+            metrics.many_streams.dec()
+
+    async def _many_error(self, context: grpc.aio.ServicerContext, exc: Exception) -> None:
+        if isinstance(exc, ManyLimitError):
+            self._metrics.resource_exhausted.labels("too_many_filters").inc()
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+        self._metrics.bad_requests.labels("SubscribeMany").inc()
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+
+    async def _many_requests(self, requests: AsyncIterator[query_pb2.SubscribeManyRequest],
+                             stream: ManyStream) -> None:
+        """Applies a stream's requests as they come (compiled first: a bad filter changes nothing); the first
+        bad one is left in ``stream.error`` for the stream's loop to answer, and ends the reading."""
+        try:
+            async for request in requests:
+                add = []
+                for entry in request.add:
+                    try:
+                        add.append((entry.id, compile_filter(entry.filter if entry.HasField("filter") else None)))
+                    except FilterError as exc:
+                        raise ManyRequestError(f"add: filter id {entry.id}: {exc}") from exc
+                self._hub.change_filters(stream, add, list(request.remove))
+        except (ManyRequestError, ManyLimitError) as exc:
+            stream.error = exc
+            stream.wakeup.set()
+        except grpc.aio.AioRpcError:
+            log.debug("SubscribeMany: the request stream ended with an error", exc_info=True)

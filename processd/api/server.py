@@ -45,15 +45,17 @@ SERVICE_NAMES = (
 )
 
 
-def _serialize_framed(message: query_pb2.SubscribeEventsResponse | query_pb2.ScanEventsResponse | bytes) -> bytes:
+def _serialize_framed(message: query_pb2.SubscribeEventsResponse | query_pb2.ScanEventsResponse
+                      | query_pb2.SubscribeManyResponse | bytes) -> bytes:
     """The response serializer of the RPCs that may answer already serialized bytes (:data:`FRAMED_RPCS`): a
     filtered subscription yields its messages serialized (``QueryService._filtered_subscription``: framed events
-    joined), the others yield messages; ScanEvents answers its page as the stored values framed."""
+    joined), the others yield messages; ScanEvents answers its page as the stored values framed; SubscribeMany
+    yields only serialized messages (``processd.views.many``)."""
     return message if isinstance(message, bytes) else message.SerializeToString()
 
 
 #: The Query RPCs whose servicer methods may return serialized responses.
-FRAMED_RPCS = frozenset({"SubscribeEvents", "ScanEvents"})
+FRAMED_RPCS = frozenset({"SubscribeEvents", "ScanEvents", "SubscribeMany"})
 
 
 def add_query_service(servicer: QueryService, server: grpc.aio.Server) -> None:
@@ -65,7 +67,8 @@ def add_query_service(servicer: QueryService, server: grpc.aio.Server) -> None:
         request_type = getattr(query_pb2, method.input_type.name)
         response_type = getattr(query_pb2, method.output_type.name)
         serializer = _serialize_framed if method.name in FRAMED_RPCS else response_type.SerializeToString
-        make = (grpc.unary_stream_rpc_method_handler if method.server_streaming
+        make = (grpc.stream_stream_rpc_method_handler if method.client_streaming
+                else grpc.unary_stream_rpc_method_handler if method.server_streaming
                 else grpc.unary_unary_rpc_method_handler)
         handlers[method.name] = make(getattr(servicer, method.name), request_deserializer=request_type.FromString,
                                      response_serializer=serializer)
@@ -154,7 +157,8 @@ class ProcessdServer:
         self.query = QueryService(self.eventlog, self.models, self.hub, self.metrics,
                                   default_limit=config.default_page_limit, max_limit=config.max_page_limit,
                                   scan_max_examined=config.scan_max_examined, max_page_bytes=config.page_bytes,
-                                  is_pending=self._is_pending if config.lifecycle_enabled else None)
+                                  is_pending=self._is_pending if config.lifecycle_enabled else None,
+                                  max_filters_per_stream=config.max_filters_per_stream)
         self.health = HealthServicer()
         self._gate = _Gate()
         self._server: grpc.aio.Server | None = None
@@ -255,6 +259,7 @@ class ProcessdServer:
         m.map_size_bytes.set_function(lambda: self.eventlog.map_size_bytes)
         m.map_max_size_bytes.set(self.writer.map_max_size_bytes)
         m.last_seq.set_function(lambda: self.models.last_seq)
+        m.many_filters.set_function(lambda: self.hub.stream_filters)
         m.queue_envelopes.set_function(lambda: self.writer.queued_envelopes)
         m.queue_capacity.set(self.config.commit_queue_max_envelopes)
         m.disk_full.set_function(lambda: int(self.writer.disk.full))

@@ -125,8 +125,8 @@ class TxView:
     ``seq``), with the fields a filter reads parsed at most once and only when asked for, and its events framed
     for a SubscribeEvents message at most once per set of kinds."""
 
-    __slots__ = ("_env", "_features", "_framed", "_protocol", "_scores", "all_bytes", "all_count", "chain", "end",
-                 "seq", "start", "values")
+    __slots__ = ("_env", "_events", "_features", "_framed", "_protocol", "_scores", "all_bytes", "all_count",
+                 "batch_frames", "chain", "end", "seq", "start", "takers", "values")
 
     def __init__(self, chain: int, values: Sequence[bytes], start: int, end: int, seq: int,
                  protocol: str | None = None, scores: dict[int, int] | None = None,
@@ -147,11 +147,32 @@ class TxView:
         #: All its events framed (:meth:`frame_all`, once it is taken), read C-level by ``attrgetter``.
         self.all_bytes = b""
         self.all_count = 0
+        #: Every event of its batch framed (by :func:`frame_taken`, when it framed the whole batch), indexed as
+        #: ``values``: :meth:`event_frames` slices its own from them.
+        self.batch_frames: list[bytes] | None = None
+        self._events: list[bytes] | None = None
+        #: The groups with SubscribeMany streams that took it this round (``FilterIndex.many_txs`` lists it).
+        self.takers: list[FilterGroup] = []
 
     def frame_all(self) -> None:
         """Frames all its events once (the usual case: a filter without ``kinds``)."""
         if not self.all_count:
             self.all_bytes, self.all_count = self._frame(frozenset(), 0)
+
+    def event_frames(self) -> list[bytes]:
+        """Each of its events framed apart (:func:`frame_event`), in seq order: for SubscribeMany, which tags
+        each event with its filters. Sliced from the batch's frames when :func:`frame_taken` made them, else
+        framed here; once."""
+        events = self._events
+        if events is None:
+            frames = self.batch_frames
+            if frames is not None:
+                events = frames[self.start:self.end]
+            else:
+                base = self.seq - self.start
+                events = [frame_event(base + i, self.values[i]) for i in range(self.start, self.end)]
+            self._events = events
+        return events
 
     def envelope(self) -> tx_pb2.TxEnvelope:
         """The ``TxEnvelope`` (parsed from the TX_SEEN value on first use)."""
@@ -264,11 +285,16 @@ _count_of = attrgetter("all_count")
 class FilterGroup:
     """The subscribers of one distinct filter, and the transactions it takes from what is being matched."""
 
-    __slots__ = ("anchor", "filter", "members", "recheck", "sightings", "txs")
+    __slots__ = ("anchor", "filter", "many", "many_packed", "members", "recheck", "sightings", "txs")
 
     def __init__(self, event_filter: TxFilter) -> None:
         self.filter = event_filter
         self.members: set[Any] = set()
+        #: SubscribeMany streams with this filter: stream -> the stream's ids of it (a stream may add one filter
+        #: under several ids).
+        self.many: dict[Any, list[int]] = {}
+        #: Per stream, its ids of this filter packed (``ManyEvent.filter_ids``), made when they change.
+        self.many_packed: dict[Any, bytes] = {}
         #: The field it is indexed under (None: checked against every transaction), and whether a transaction
         #: found there must still be checked against its other fields.
         self.anchor: str | None = None
@@ -319,6 +345,9 @@ class FilterIndex:
         self.fields = [(name, get, tables[name]) for name, get in _ANCHORS if name in tables]
         #: The groups that took anything in this round (transactions or sightings), in no particular order.
         self.touched: list[FilterGroup] = []
+        #: The transactions and sightings this round that groups with SubscribeMany streams took (each once, its
+        #: ``takers`` those groups), in no particular order.
+        self.many_txs: list[TxView] = []
         #: For :func:`match_columns`: the anchored fields a stored batch has a column for, as (column, table),
         #: and whether any group needs a view of every transaction (unanchored, or anchored on a field parsed
         #: from the events: tokens, methods, protocols), with those fields.
@@ -352,6 +381,7 @@ class FilterIndex:
             g.txs = []
             g.sightings = []
         self.touched = []
+        self.many_txs = []
 
     def collect(self, tx: TxView, fields: list[tuple[str, Callable[[TxView], object], dict[object, list[FilterGroup]]]]
                 | None = None) -> bool:
@@ -365,11 +395,13 @@ class FilterIndex:
                 if not g.txs and not g.sightings:
                     touched.append(g)
                 g.txs.append(tx)
+                if g.many:
+                    _many_take(self.many_txs, g, tx)
                 taken = True
         for _, get, table in self.fields if fields is None else fields:
             groups = table.get(get(tx))
             if groups is not None:
-                taken = _take(groups, tx, touched) or taken
+                taken = _take(groups, tx, touched, self.many_txs) or taken
         return taken
 
     def sighted(self, g: FilterGroup, sighting: TxView) -> None:
@@ -377,6 +409,8 @@ class FilterIndex:
         if not g.txs and not g.sightings:
             self.touched.append(g)
         g.sightings.append(sighting)
+        if g.many:
+            _many_take(self.many_txs, g, sighting)
 
     def finish(self) -> None:
         """Ends a round: each group's sightings merged with its transactions, in seq order (a transaction reaches
@@ -480,7 +514,7 @@ def match_batch(index: FilterIndex, first: int, cols: BatchColumns) -> None:
     n, nvalues = len(seen_at), len(values)
     scores = {offset: score for offset, _, score in cols.opps}
     taken: dict[int, TxView] = {}
-    touched = index.touched
+    touched, many = index.touched, index.many_txs
     for column, table in index.column_fields:
         hits: list[list[FilterGroup]] = list(map(table.get, getattr(cols, column), repeat([])))
         for t in compress(range(n), hits):
@@ -489,7 +523,7 @@ def match_batch(index: FilterIndex, first: int, cols: BatchColumns) -> None:
                 start = seen_at[t]
                 tx = TxView(chains[t], values, start, seen_at[t + 1] if t + 1 < n else nvalues, first + start,
                             fkeys[fkey_of[t]][2], scores)
-            if _take(hits[t], tx, touched):
+            if _take(hits[t], tx, touched, many):
                 taken[t] = tx
     if index.per_tx:
         fields = index.view_fields
@@ -504,7 +538,7 @@ def match_batch(index: FilterIndex, first: int, cols: BatchColumns) -> None:
     frame_taken(list(taken.values()), values, first, n)
 
 
-def _take(groups: list[FilterGroup], tx: TxView, touched: list[FilterGroup]) -> bool:
+def _take(groups: list[FilterGroup], tx: TxView, touched: list[FilterGroup], many: list[TxView]) -> bool:
     """Appends ``tx`` to those of ``groups`` (found under its value of their anchor) that take it: at once when
     the anchor is all they ask, else after a check of the rest; returns whether any did."""
     taken = False
@@ -513,8 +547,19 @@ def _take(groups: list[FilterGroup], tx: TxView, touched: list[FilterGroup]) -> 
             if not g.txs and not g.sightings:  # once per round (sightings come first)
                 touched.append(g)
             g.txs.append(tx)
+            if g.many:  # as _many_take, inline: once per delivery to a SubscribeMany filter
+                if not tx.takers:
+                    many.append(tx)
+                tx.takers.append(g)
             taken = True
     return taken
+
+
+def _many_take(many: list[TxView], g: FilterGroup, tx: TxView) -> None:
+    """Records that ``g``, a group with SubscribeMany streams, took ``tx`` (listed once per round)."""
+    if not tx.takers:
+        many.append(tx)
+    tx.takers.append(g)
 
 
 def frame_taken(taken: list[TxView], values: list[bytes], first: int, txs: int) -> None:
@@ -532,6 +577,7 @@ def frame_taken(taken: list[TxView], values: list[bytes], first: int, txs: int) 
     for tx in taken:
         tx.all_bytes = join(frames[tx.start:tx.end])
         tx.all_count = tx.end - tx.start
+        tx.batch_frames = frames
 
 
 def add_sighting(index: FilterIndex, event: tuple[int, int, int, bytes], lookup: TxLookup | None) -> None:

@@ -11,6 +11,10 @@ filter checks beyond its anchor, and what a group takes is buffered as a ready s
 ``SubscribeEventsResponse`` (its transactions' events framed once per commit, shared by every group that takes
 them; the message joined once per group, shared by its subscribers), so a message to a filtered subscriber is
 usually sent as it was buffered.
+
+SubscribeMany streams (:class:`ManyStream`, :mod:`processd.views.many`) register each of their filters in the
+same groups (``FilterGroup.many``), so one matching pass serves them too; each stream gets, per commit, every
+event its filters take once, tagged with their ids.
 """
 
 from __future__ import annotations
@@ -18,16 +22,21 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
+from operator import attrgetter
 from typing import Any
 
 from common.pb.v1 import events_pb2, query_pb2
 from processd.storage.eventlog import EVENT_OVERHEAD_BYTES, decode_event
 from processd.storage.records import CommitResult
 from processd.views.filters import FilterGroup, FilterIndex, TxFilter, TxLookup, match_columns
+from processd.views.many import ManyEntry, ManyLimitError, ManyRequestError, ack_entry, tagged_entries
 from processd.wire.encoding import varint
 from processd.wire.tags import tag
 
+_seq_of = attrgetter("seq")
 CUT_SLOW = "slow_subscriber"
+#: A SubscribeMany stream whose buffer would overflow.
+CUT_SLOW_STREAM = "slow_stream"
 #: A heartbeat timer that fires this close to its wait's deadline ends the wait instead of being re-armed.
 _REARM_MIN_S = 0.01
 #: A filtered subscriber's buffer entry: a serialized ``SubscribeEventsResponse`` (framed events, then
@@ -198,6 +207,38 @@ class Subscriber:
         return page
 
 
+class ManyStream(Subscriber):
+    """One SubscribeMany stream: its filters by the client's id, and a buffer of ready serialized
+    ``SubscribeManyResponse`` messages (events tagged with filter ids, acknowledgements), taken as a filtered
+    subscriber's are (:meth:`Subscriber.take_message`: ``last_seq_id`` is field 2 of both messages)."""
+
+    def __init__(self, max_buffered: int, max_filters: int) -> None:
+        super().__init__(0, frozenset(), max_buffered)
+        self.max_filters = max_filters
+        #: The client's filter ids in use and their compiled filters.
+        self.filters: dict[int, TxFilter] = {}
+        #: Its filters with ``kinds`` (without any, every event of a taken transaction carries the same ids).
+        self.kinded = 0
+        #: Why the stream must end (a bad request), set by the request reader; the stream's loop answers it.
+        self.error: Exception | None = None
+
+    def offer_entries(self, entries: list[ManyEntry], reason: str = CUT_SLOW_STREAM) -> bool:
+        """Appends ready entries; False (and the cut, with ``reason``) when the buffer would overflow."""
+        count = sum(n for _, n, _ in entries)
+        if not count:
+            return True
+        if self.buffered_events + count > self.max_buffered:
+            self.cut_reason = reason
+            self.buffer.clear()
+            self.buffered_events = 0
+            self.wakeup.set()
+            return False
+        self.buffer.extend(entries)
+        self.buffered_events += count
+        self.wakeup.set()
+        return True
+
+
 class SubscriptionHub:
     """Registry of live subscribers (bounded in number) and the per-commit publisher."""
 
@@ -216,6 +257,9 @@ class SubscriptionHub:
         #: Filtered subscribers by compiled filter, and the index of those filters (rebuilt when they change).
         self.groups: dict[TxFilter, FilterGroup] = {}
         self._index: FilterIndex | None = None
+        #: Live SubscribeMany streams, and their filters in all.
+        self.streams: set[ManyStream] = set()
+        self.stream_filters = 0
         #: Slots held by SubscribeEvents calls, from admission to their end (catch-up included): the bound.
         self.reserved = 0
         self.last_seq = 0
@@ -258,9 +302,79 @@ class SubscriptionHub:
         group = self.groups.get(sub.filter)
         if group is not None:
             group.members.discard(sub)
-            if not group.members:
+            if not group.members and not group.many:
                 del self.groups[sub.filter]
                 self._index = None
+
+    # ---- SubscribeMany streams ------------------------------------------------------------------------------
+
+    def add_stream(self, stream: ManyStream) -> None:
+        """Registers a SubscribeMany stream (its slot is taken by the caller: :meth:`try_reserve`)."""
+        self.streams.add(stream)
+
+    def drop_stream(self, stream: ManyStream) -> None:
+        """Unregisters a stream and every filter it holds (its end, or its cut); idempotent."""
+        for fid in list(stream.filters):
+            self._remove_filter(stream, fid)
+        self.streams.discard(stream)
+
+    def change_filters(self, stream: ManyStream, add: list[tuple[int, TxFilter]], remove: list[int]) -> None:
+        """One SubscribeMany request: ``remove`` (ids; one not in use is acknowledged all the same), then ``add``
+        (id, filter), each applying from the next commit's seqs (``last_seq + 1``: registration happens between
+        commits), then one acknowledgement in the stream's buffer, behind the events of earlier commits and ahead
+        of later ones. Raises :class:`ManyRequestError` (an id in use) or :class:`ManyLimitError` (past
+        ``max_filters``); what came before the bad add stays applied (the stream ends on the error anyway)."""
+        for fid in remove:
+            self._remove_filter(stream, fid)
+        start = self.last_seq + 1
+        added: list[tuple[int, int]] = []
+        try:
+            for fid, event_filter in add:
+                if fid in stream.filters:
+                    raise ManyRequestError(f"add: filter id {fid} is already in use (remove it first)")
+                if len(stream.filters) >= stream.max_filters:
+                    raise ManyLimitError(f"add: filter id {fid} would pass the limit of {stream.max_filters} "
+                                         "filters per stream")
+                self._add_filter(stream, fid, event_filter)
+                added.append((fid, start))
+        finally:
+            if added or remove:
+                if not stream.offer_entries([ack_entry(added, remove, self.last_seq)]):
+                    self._cut_stream(stream)
+
+    def _add_filter(self, stream: ManyStream, fid: int, event_filter: TxFilter) -> None:
+        stream.filters[fid] = event_filter
+        stream.kinded += bool(event_filter.kinds)
+        group = self.groups.get(event_filter)
+        if group is None:
+            group = self.groups[event_filter] = FilterGroup(event_filter)
+            self._index = None
+        ids = group.many.setdefault(stream, [])
+        ids.append(fid)
+        group.many_packed[stream] = b"".join(map(varint, ids))
+        self.stream_filters += 1
+
+    def _remove_filter(self, stream: ManyStream, fid: int) -> None:
+        event_filter = stream.filters.pop(fid, None)
+        if event_filter is None:
+            return
+        self.stream_filters -= 1
+        stream.kinded -= bool(event_filter.kinds)
+        group = self.groups[event_filter]
+        ids = group.many[stream]
+        ids.remove(fid)
+        group.many_packed[stream] = b"".join(map(varint, ids))
+        if not ids:
+            del group.many[stream]
+            del group.many_packed[stream]
+            if not group.many and not group.members:
+                del self.groups[event_filter]
+                self._index = None
+
+    def _cut_stream(self, stream: ManyStream) -> None:
+        self.drop_stream(stream)
+        if self._on_cut is not None:
+            self._on_cut(stream.cut_reason)
 
     def index(self) -> FilterIndex:
         """The index of the registered filters (built once per change of the set of distinct filters)."""
@@ -288,13 +402,20 @@ class SubscriptionHub:
         match_columns(index, result.stored, result.source_events, self.tx_lookup)
         last = result.last_seq
         for g in index.touched:
-            if g.txs:
+            if g.txs and g.members:
                 entries = self._group_entries(g, last)
                 for sub in list(g.members):
                     if not sub.offer_framed(entries, g):
                         self.unregister(sub)
                         if self._on_cut is not None:
                             self._on_cut(sub.cut_reason)
+        if self.streams and index.many_txs:
+            txs = sorted(index.many_txs, key=_seq_of)
+            for stream in list(self.streams):
+                entries = tagged_entries(txs, stream, last, self.message_events, self.message_bytes,
+                                         stream.kinded > 0)
+                if not stream.offer_entries(entries):
+                    self._cut_stream(stream)
         index.begin()  # let go of the commit's values
 
     def _group_entries(self, group: FilterGroup, last_seq: int) -> list[FramedEntry]:
@@ -338,6 +459,8 @@ class SubscriptionHub:
         for group in self.groups.values():
             for sub in group.members:
                 sub.wakeup.set()
+        for stream in self.streams:
+            stream.wakeup.set()
 
 
 

@@ -38,6 +38,8 @@ _VALUE_PREFIX: dict[int, bytes] = {k: bytes((k,)) + _KIND_FIELD[k] for k in (KIN
 
 #: Every varint below 2**14 (lengths of nearly all fields), precomputed: a list index beats any encoder.
 _TABLE = [varint_slow(i) for i in range(1 << 14)]
+#: The varint of each int below 2**14, for callers that index it directly (lengths in a hot loop, no call).
+SMALL_VARINTS = _TABLE
 #: Any 14 bits as two varint groups that both carry the continuation bit: larger ints (seqs past 16383,
 #: nanosecond timestamps) are encoded 14 bits per lookup instead of 7 bits per Python loop iteration.
 _CONT14 = [bytes(((i & 0x7F) | 0x80, (i >> 7) | 0x80)) for i in range(1 << 14)]

@@ -1,7 +1,7 @@
 """Filtered subscribers benchmark: processd CPU per committed transaction with 0 / 10 / 100 / 1,000 subscribers.
 
     python -m scripts.bench.filter_bench [--tx 40000] [--passes 2] [--counts 0,10,100,1000] [--out-name filters]
-        [--compare-root /tmp/base]   # another checkout (git archive of the base commit): old and new in one run
+        [--transports streams,many] [--compare-root /tmp/base]   # another checkout: old and new in one run
 
 One real ``python -m processd`` (sync durability) serves every step, side by side in one run. Per step, a
 subscriber process (``--subscriber-child``, so its CPU is not processd's) opens N ``SubscribeEvents`` streams,
@@ -20,6 +20,13 @@ whole fan-out runs), the kernel part of that (loopback TCP), and the subscriber 
 the cores, so the throughput figures pay for it too). With ``--compare-root`` a second processd runs from that
 checkout, each step runs on both (alternating which goes first), and the artifact holds both trees' figures
 and their ratios (``new_vs_old``). Writes ``artifacts/perf/filters.json``.
+
+``--transports`` (default both): ``streams`` opens one ``SubscribeEvents`` stream per filter, as above; ``many``
+puts the same N filters on one ``SubscribeMany`` stream (issue 18: each taken event sent once with the ids of
+the filters that take it), its adds acknowledged before the clock starts. Each count runs both, in the same run,
+alternating which goes first; the figures are per transport (``by_subscribers`` is the streams', as before;
+``many_by_filters`` the shared stream's) and ``many_vs_streams`` holds their ratios. The subscriber process
+counts deliveries the same way for both: a SubscribeMany event counts once per filter id it carries.
 """
 
 from __future__ import annotations
@@ -93,28 +100,62 @@ def make_filters(count: int, seed: int = 7, matching: bool = True) -> list[dict[
 
 async def _subscribe(channel: grpc.aio.Channel, spec: dict[str, list[str]], ready: asyncio.Event,
                      admitted: list[int], totals: Counter[str], n: int) -> None:
-    f = query_pb2.EventFilter()
-    for field, addresses in spec.items():
-        getattr(f, field).extend(bytes.fromhex(a) for a in addresses)
-    call = query_pb2_grpc.QueryStub(channel).SubscribeEvents(query_pb2.SubscribeEventsRequest(from_head=True,
-                                                                                             filter=f))
+    call = query_pb2_grpc.QueryStub(channel).SubscribeEvents(query_pb2.SubscribeEventsRequest(
+        from_head=True, filter=_event_filter(spec)))
     await call.initial_metadata()
     admitted[0] += 1
     if admitted[0] == n:
         ready.set()
-    async for msg in call:
-        totals["messages"] += 1
-        totals["events"] += len(msg.events)
-        totals["tx_seen"] += sum(1 for e in msg.events if e.kind == SEEN)
+    try:
+        async for msg in call:
+            totals["messages"] += 1
+            totals["events"] += len(msg.events)
+            totals["tx_seen"] += sum(1 for e in msg.events if e.kind == SEEN)
+    except grpc.aio.AioRpcError as err:
+        if err.code() != grpc.StatusCode.CANCELLED:
+            totals[f"ended_{err.code().name}"] += 1
 
 
-async def subscriber_child(target: str, specs: list[dict[str, list[str]]]) -> None:
+def _event_filter(spec: dict[str, list[str]]) -> query_pb2.EventFilter:
+    f = query_pb2.EventFilter()
+    for field, addresses in spec.items():
+        getattr(f, field).extend(bytes.fromhex(a) for a in addresses)
+    return f
+
+
+async def _many(target: str, specs: list[dict[str, list[str]]], ready: asyncio.Event, totals: Counter[str]) -> None:
+    """One SubscribeMany stream with every filter (ids 0..N-1); ``ready`` once all adds are acknowledged."""
+    channel = grpc.aio.insecure_channel(target, options=[("grpc.max_receive_message_length", 64 << 20)])
+    call = query_pb2_grpc.QueryStub(channel).SubscribeMany()
+    await call.initial_metadata()
+    await call.write(query_pb2.SubscribeManyRequest(add=[query_pb2.ManyFilter(id=i, filter=_event_filter(spec))
+                                                         for i, spec in enumerate(specs)]))
+    acknowledged = 0
+    try:
+        async for msg in call:
+            acknowledged += len(msg.added)
+            if acknowledged == len(specs):
+                ready.set()
+            totals["messages"] += 1
+            for e in msg.events:
+                ids = len(e.filter_ids)
+                totals["events"] += ids
+                totals["tx_seen"] += ids if e.event.kind == SEEN else 0
+    except grpc.aio.AioRpcError as err:
+        totals[f"ended_{err.code().name}"] += 1  # a cut (RESOURCE_EXHAUSTED) makes the step's figures void
+    finally:
+        await channel.close(None)
+
+
+async def subscriber_child(target: str, specs: list[dict[str, list[str]]], many: bool = False) -> None:
     """Opens a stream per filter; prints "ready" once all are admitted, then the counts when stdin closes."""
     totals: Counter[str] = Counter()
     ready, admitted = asyncio.Event(), [0]
-    channels = [grpc.aio.insecure_channel(target) for _ in range(0, len(specs), SUBSCRIBERS_PER_CHANNEL)]
+    channels = [] if many else [grpc.aio.insecure_channel(target)
+                                for _ in range(0, len(specs), SUBSCRIBERS_PER_CHANNEL)]
     tasks = [asyncio.create_task(_subscribe(channels[i // SUBSCRIBERS_PER_CHANNEL], spec, ready, admitted, totals,
-                                            len(specs))) for i, spec in enumerate(specs)]
+                                            len(specs))) for i, spec in enumerate(specs)] if not many else (
+        [asyncio.create_task(_many(target, specs, ready, totals))] if specs else [])
     if specs:
         await ready.wait()
     print("ready", flush=True)
@@ -138,11 +179,13 @@ def system_seconds(pid: int) -> float:
     return int(raw[raw.rfind(")") + 2:].split()[12]) / os.sysconf("SC_CLK_TCK")
 
 
-def start_subscribers(target: str, filters: list[dict[str, list[str]]], work: Path) -> subprocess.Popen[str]:
+def start_subscribers(target: str, filters: list[dict[str, list[str]]], work: Path,
+                      many: bool = False) -> subprocess.Popen[str]:
     path = work / f"filters-{len(filters)}.json"
     path.write_text(json.dumps(filters))
     proc = subprocess.Popen([sys.executable, "-m", "scripts.bench.filter_bench", "--subscriber-child", target,
-                             str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
+                             str(path), *(["--many-child"] if many else [])],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.stdout is not None
     if proc.stdout.readline().strip() != "ready":
@@ -156,11 +199,12 @@ def stop_subscribers(proc: subprocess.Popen[str]) -> dict[str, int]:
 
 
 async def step(server: Server, count: int, args: argparse.Namespace, work: Path, seed: int,
-               matching: bool = True) -> dict[str, Any]:
-    """One measured push of ``args.tx`` new transactions with ``count`` filtered subscribers attached."""
+               matching: bool = True, transport: str = "streams") -> dict[str, Any]:
+    """One measured push of ``args.tx`` new transactions with ``count`` filtered subscribers attached (one
+    stream each, or, ``transport`` "many", all on one SubscribeMany stream)."""
     lines = make_json_lines(args.tx, seed=seed)
-    encoded = [encode_batches(part, 500, f"s{seed}-{i}", 1) for i, part in enumerate(split_by_chain(lines))]
-    subs = start_subscribers(server.target, make_filters(count, matching=matching), work)
+    encoded = [encode_batches(part, 500, f"s{seed}-{i}-{transport}", 1) for i, part in enumerate(split_by_chain(lines))]
+    subs = start_subscribers(server.target, make_filters(count, matching=matching), work, many=transport == "many")
     try:
         await asyncio.sleep(1.0)  # let the subscriptions' catch-up end before the clock starts
         cpu0, (main0, _) = tree_cpu_seconds(server.proc.pid) or 0.0, server.cpu_split()
@@ -173,7 +217,8 @@ async def step(server: Server, count: int, args: argparse.Namespace, work: Path,
     finally:
         received = stop_subscribers(subs)
     return {
-        "subscribers": count, "match": "1%" if matching else "none", "tx": args.tx, "accepted": result["accepted"],
+        "subscribers": count, "transport": transport, "match": "1%" if matching else "none", "tx": args.tx,
+        "accepted": result["accepted"],
         "seconds": result["seconds"],
         "tx_per_s": round(args.tx / result["seconds"], 1),
         "processd_cpu_us_per_tx": round((cpu1 - cpu0) / args.tx * 1e6, 2),
@@ -186,15 +231,20 @@ async def step(server: Server, count: int, args: argparse.Namespace, work: Path,
         "events_delivered": received.get("events", 0),
         "messages_delivered": received.get("messages", 0),
         "matched_share_per_subscriber": round(received.get("tx_seen", 0) / args.tx / count, 4) if count else None,
+        # Streams processd ended during the step (a slow one is cut: RESOURCE_EXHAUSTED): should be none.
+        "streams_ended": {k[6:]: v for k, v in received.items() if k.startswith("ended_")},
         "load_avg_1m": os.getloadavg()[0],
     }
 
 
-def summarize_counts(steps: list[dict[str, Any]], counts: list[int], match: str) -> dict[str, Any]:
-    """Per count, the mean of its passes, and each against the figures with no subscriber."""
+def summarize_counts(steps: list[dict[str, Any]], counts: list[int], match: str,
+                     transport: str = "streams") -> dict[str, Any]:
+    """Per count, the mean of its passes, and each against the figures with no subscriber (the steps with none
+    of either transport: both are the same run without subscribers)."""
     out: dict[str, Any] = {}
     for count in counts:
-        mine = [s for s in steps if s["subscribers"] == count and (s["match"] == match or not count)]
+        mine = [s for s in steps if s["subscribers"] == count and (not count or (
+            s["match"] == match and s.get("transport", "streams") == transport))]
         out[str(count)] = {key: round(sum(s[key] for s in mine) / len(mine), 2)
                            for key in ("tx_per_s", "processd_cpu_us_per_tx", "processd_main_cpu_us_per_tx",
                                        "processd_main_sys_us_per_tx", "subscribers_cpu_us_per_tx")}
@@ -220,6 +270,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     counts = [int(c) for c in args.counts.split(",")]
     work = Path(tempfile.mkdtemp(prefix="filter-bench-"))
     os.environ["MEMPULSE_PROCESSD_MAX_SUBSCRIBERS"] = str(max(counts) + 16)
+    # A SubscribeMany stream of 1,000 filters of 1% carries nearly every event (~2.3 per transaction, each once):
+    # at ingest speed the subscriber process reads ~90k events in a few seconds, more than the default 20,000
+    # buffered events of a subscriber, and was cut as slow in one step of the first run. Both transports get the
+    # larger bound (a SubscribeEvents subscriber of 1% never comes near either).
+    os.environ["MEMPULSE_PROCESSD_SUBSCRIBER_QUEUE_EVENTS"] = str(args.queue_events)
     trees = ["new", "old"] if args.compare_root else ["new"]
     servers: dict[str, Server] = {}
     steps: list[dict[str, Any]] = []
@@ -230,24 +285,36 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await streams_encoded(servers[tree].target, warm, 64)
         order = [c for p in range(args.passes) for c in (counts if p % 2 == 0 else counts[::-1])]
         seed = 100
+        transports = args.transports.split(",")
         for i, count in enumerate(order):
             for matching in (True, False) if count and args.no_match else (True,):
-                seed += 1
-                # Both trees get the same traffic, in alternating order (the machine's load drifts).
-                for tree in trees if i % 2 == 0 else trees[::-1]:
-                    steps.append({"tree": tree, **await step(servers[tree], count, args, work, seed, matching)})
-                    s = steps[-1]
-                    print(f"{tree} {count:>5} subscribers ({s['match']:>4}): {s['tx_per_s']:>9,.0f} tx/s,"
+                # Both transports (with none: once), both trees, in alternating order (the machine's load drifts).
+                for transport in (transports if i % 2 == 0 else transports[::-1]) if count else transports[:1]:
+                    seed += 1
+                    for tree in trees if i % 2 == 0 else trees[::-1]:
+                        steps.append({"tree": tree, **await step(servers[tree], count, args, work, seed, matching,
+                                                                 transport)})
+                        _print_step(tree, steps[-1])
+    finally:
+        for server in servers.values():
+            server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    return _results(args, counts, trees, steps)
+
+
+def _print_step(tree: str, s: dict[str, Any]) -> None:
+    print(f"{tree} {s['subscribers']:>5} {s['transport']:>7} ({s['match']:>4}): {s['tx_per_s']:>9,.0f} tx/s,"
                           f" processd {s['processd_cpu_us_per_tx']} us/tx (main {s['processd_main_cpu_us_per_tx']},"
                           f" sys {s['processd_main_sys_us_per_tx']}), subscribers {s['subscribers_cpu_us_per_tx']}"
                           " us/tx,"
                           f" {s['events_delivered']:,} events in {s['messages_delivered']:,} messages,"
                           f" share {s['matched_share_per_subscriber']}", flush=True)
-    finally:
-        for server in servers.values():
-            server.stop()
-        shutil.rmtree(work, ignore_errors=True)
+
+
+def _results(args: argparse.Namespace, counts: list[int], trees: list[str], steps: list[dict[str, Any]],
+             ) -> dict[str, Any]:
     out: dict[str, Any] = {"tx_per_step": args.tx, "passes": args.passes, "match_share_target": SHARE,
+                           "subscriber_queue_events": args.queue_events, "transports": args.transports,
                            "durability": "sync", "cpu_window": f"push + {DRAIN_S} s drain"}
     for tree in trees:
         mine = [s for s in steps if s["tree"] == tree]
@@ -255,6 +322,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         out[f"{prefix}by_subscribers"] = summarize_counts(mine, counts, "1%")
         out[f"{prefix}by_subscribers_matching_none"] = (summarize_counts(mine, counts, "none") if args.no_match
                                                         else None)
+        if "many" in args.transports.split(","):
+            out[f"{prefix}many_by_filters"] = summarize_counts(mine, counts, "1%", "many")
+            out[f"{prefix}many_by_filters_matching_none"] = (summarize_counts(mine, counts, "none", "many")
+                                                             if args.no_match else None)
+    if "many_by_filters" in out and "streams" in args.transports.split(","):
+        out["many_vs_streams"] = {c: {k: ratio(out["many_by_filters"][c][k], out["by_subscribers"][c][k])
+                                      for k in ("tx_per_s", "processd_cpu_us_per_tx", "subscribers_cpu_us_per_tx")}
+                                  for c in out["many_by_filters"]}
     if args.compare_root:
         out["old_tree"] = args.compare_root
         out["new_vs_old"] = {key: {c: {k: ratio(out[key][c][k], out[f"old_{key}"][c][k])
@@ -275,11 +350,17 @@ def main() -> None:
     parser.add_argument("--compare-root", default=None,
                         help="another checkout of mempulse (e.g. `git archive` of the base commit): its processd runs "
                              "every step too, in alternating order, and the artifact has both and their ratios")
+    parser.add_argument("--transports", default="streams,many",
+                        help="streams: one SubscribeEvents stream per filter; many: all filters on one SubscribeMany "
+                             "stream (comma-separated; both run each count in the same run)")
+    parser.add_argument("--queue-events", type=int, default=200_000,
+                        help="processd's subscriber_queue_events for the run (buffered events per stream)")
     parser.add_argument("--subscriber-child", nargs=2, metavar=("TARGET", "FILTERS_JSON"))
+    parser.add_argument("--many-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.subscriber_child:
         target, path = args.subscriber_child
-        asyncio.run(subscriber_child(target, json.loads(Path(path).read_text())))
+        asyncio.run(subscriber_child(target, json.loads(Path(path).read_text()), args.many_child))
         return
     started = time.time()
     results = asyncio.run(run(args))

@@ -72,7 +72,7 @@ def test_labelled_series_known_at_start_exist_at_zero(live_scrape: LiveScrape) -
 
     assert {"storage_full", "malformed_batch", "unknown_chain"} <= labels("processd", "mempulse_processd_rejects_total",
                                                                           "reason")
-    assert labels("processd", "mempulse_processd_subscriber_cuts_total", "reason") == {"slow_subscriber"}
+    assert labels("processd", "mempulse_processd_subscriber_cuts_total", "reason") == {"slow_subscriber", "slow_stream"}
     assert {"fetch_queue_full", "outbound_queue_full", "shutdown"} <= labels("ingestd", "mempulse_ingestd_drops_total",
                                                                               "reason")
     assert len(labels("ingestd", "mempulse_ingestd_rpc_latency_seconds_count", "endpoint")) == 1  # the fetch URL

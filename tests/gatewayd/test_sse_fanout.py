@@ -1,7 +1,7 @@
 """Shared event streams (gatewayd/fanout.py) against a real processd and gatewayd: ~50 clients from the head with
 mixed filters, while envelopes stream in. Every client gets exactly its matching events in order (checked
-against ScanEvents), processd serves them all with one subscription per filter (its cap is set below the client
-count), and clients that stop reading are cut with a counted reason while the others keep up."""
+against ScanEvents), processd serves them all with one SubscribeMany stream carrying every filter (its cap is one
+subscriber), and clients that stop reading are cut with a counted reason while the others keep up."""
 
 from __future__ import annotations
 
@@ -81,12 +81,58 @@ async def _run(p: Any, g: Any) -> list[Tally]:
 
 
 def test_shared_streams_deliver_every_matching_event_and_cut_slow_clients(processd_factory, gateway_factory) -> None:
-    p = processd_factory(env={"MEMPULSE_PROCESSD_MAX_SUBSCRIBERS": str(len(FILTERS) + 2)})
+    # One subscriber slot: every filter (and rendering) rides on the gateway's one SubscribeMany stream.
+    p = processd_factory(env={"MEMPULSE_PROCESSD_MAX_SUBSCRIBERS": "1"})
     g = gateway_factory(p.addr, "--sse-max-clients", "100", "--max-connections-per-address", "0",
                         "--rate-limit-rps", "0")
     good = asyncio.run(_run(p, g))
     assert all(t.count > 0 for t in good), "every filter matched some of the pushed events"
     # Exactly the slow clients were cut: one more would be a good client that starved.
     assert _metric(g.url, 'mempulse_gatewayd_sse_cuts_total{reason="slow_client"}') == SLOW
-    # One processd subscription per filter (and one for the raw renderings), not one per client.
+    # One filter of the shared stream per distinct filter (and one for the raw renderings), not one per client.
     assert _metric(g.url, "mempulse_gatewayd_sse_upstreams") <= len(FILTERS) + 1
+
+
+async def _clients(port: int, paths: list[str]) -> tuple[list[Tally], list[asyncio.Task[Tally]]]:
+    tallies = [Tally(f"c{i}", path) for i, path in enumerate(paths)]
+    tasks = [asyncio.create_task(run_client("127.0.0.1", port, t)) for t in tallies]
+    await _wait(lambda: all(t.head is not None for t in tallies), "clients open")
+    return tallies, tasks
+
+
+async def _stop(tasks: list[asyncio.Task[Tally]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _exact(p: Any, tallies: list[Tally], chain: str) -> None:
+    expected = {t.name: expected_tally([s for s, _ in expected_ids(p.addr, int(chain), [], t.head)]) for t in tallies}
+    await _wait(lambda: all(t.last >= expected[t.name][2] for t in tallies), "clients caught up")
+    for t in tallies:
+        assert (t.count, t.first, t.last, t.digest) == expected[t.name] and t.count > 0, t.name
+
+
+async def _filters_come_and_go(p: Any, g: Any) -> None:
+    port = int(g.url.rsplit(":", 1)[1])
+    ones, ones_tasks = await _clients(port, [_path("1", "")] * 2)
+    _others, others_tasks = await _clients(port, [_path("137", "")] * 2)
+    assert _metric(g.url, "mempulse_gatewayd_sse_upstreams") == 2
+    await _stop(others_tasks)  # the last clients of chain 137 leave: its filter leaves the shared stream
+    await _wait(lambda: _metric(g.url, "mempulse_gatewayd_sse_upstreams") == 1, "chain 137's filter removed")
+    await push_envelopes(p.addr, synthetic_envelopes(400, seed=21), batch_size=100, session_id="a")
+    await _exact(p, ones, "1")
+    await _stop(ones_tasks)
+    await _wait(lambda: _metric(g.url, "mempulse_gatewayd_sse_upstreams") == 0, "every filter removed")
+    # A filter added again later (processd's one subscriber slot is still the gateway's shared stream).
+    again, again_tasks = await _clients(port, [_path("137", "")])
+    await push_envelopes(p.addr, synthetic_envelopes(400, seed=22), batch_size=100, session_id="b")
+    await _exact(p, again, "137")
+    await _stop(again_tasks)
+
+
+def test_filters_leave_the_shared_stream_with_their_last_client_and_come_back(processd_factory,
+                                                                              gateway_factory) -> None:
+    p = processd_factory(env={"MEMPULSE_PROCESSD_MAX_SUBSCRIBERS": "1"})
+    g = gateway_factory(p.addr, "--max-connections-per-address", "0", "--rate-limit-rps", "0")
+    asyncio.run(_filters_come_and_go(p, g))

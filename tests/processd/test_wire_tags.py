@@ -9,7 +9,7 @@ import pytest
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from common.pb.v1 import events_pb2, ingest_pb2, tx_pb2
+from common.pb.v1 import events_pb2, ingest_pb2, query_pb2, tx_pb2
 from processd.wire import encoding, features, opportunities
 from processd.wire.tags import library_field, tag, varint_slow
 
@@ -18,7 +18,7 @@ _FD = FieldDescriptor
 MESSAGES: list[type[Message]] = [
     getattr(module, name) for module in (events_pb2, tx_pb2, ingest_pb2)
     for name in module.DESCRIPTOR.message_types_by_name
-]
+] + [query_pb2.SubscribeEventsResponse, query_pb2.SubscribeManyResponse, query_pb2.ManyEvent]  # SubscribeMany's frames
 FIELDS = [(m, f.name) for m in MESSAGES for f in m.DESCRIPTOR.fields]
 
 

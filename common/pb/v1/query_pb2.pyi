@@ -388,3 +388,47 @@ class ListBlocksResponse(_message.Message):
     blocks: _containers.RepeatedCompositeFieldContainer[ListBlocksBlock]
     next_cursor: int
     def __init__(self, blocks: _Optional[_Iterable[_Union[ListBlocksBlock, _Mapping]]] = ..., next_cursor: _Optional[int] = ...) -> None: ...
+
+class ManyFilter(_message.Message):
+    __slots__ = ("id", "filter")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    filter: EventFilter
+    def __init__(self, id: _Optional[int] = ..., filter: _Optional[_Union[EventFilter, _Mapping]] = ...) -> None: ...
+
+class SubscribeManyRequest(_message.Message):
+    __slots__ = ("add", "remove")
+    ADD_FIELD_NUMBER: _ClassVar[int]
+    REMOVE_FIELD_NUMBER: _ClassVar[int]
+    add: _containers.RepeatedCompositeFieldContainer[ManyFilter]
+    remove: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, add: _Optional[_Iterable[_Union[ManyFilter, _Mapping]]] = ..., remove: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class ManyEvent(_message.Message):
+    __slots__ = ("event", "filter_ids")
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    FILTER_IDS_FIELD_NUMBER: _ClassVar[int]
+    event: _events_pb2.Event
+    filter_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, event: _Optional[_Union[_events_pb2.Event, _Mapping]] = ..., filter_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class ManyFilterAdded(_message.Message):
+    __slots__ = ("id", "from_seq_id")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_SEQ_ID_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    from_seq_id: int
+    def __init__(self, id: _Optional[int] = ..., from_seq_id: _Optional[int] = ...) -> None: ...
+
+class SubscribeManyResponse(_message.Message):
+    __slots__ = ("events", "last_seq_id", "added", "removed")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEQ_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDED_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[ManyEvent]
+    last_seq_id: int
+    added: _containers.RepeatedCompositeFieldContainer[ManyFilterAdded]
+    removed: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, events: _Optional[_Iterable[_Union[ManyEvent, _Mapping]]] = ..., last_seq_id: _Optional[int] = ..., added: _Optional[_Iterable[_Union[ManyFilterAdded, _Mapping]]] = ..., removed: _Optional[_Iterable[int]] = ...) -> None: ...

@@ -75,6 +75,11 @@ class QueryStub:
                 request_serializer=common_dot_pb_dot_v1_dot_query__pb2.ListBlocksRequest.SerializeToString,
                 response_deserializer=common_dot_pb_dot_v1_dot_query__pb2.ListBlocksResponse.FromString,
                 _registered_method=True)
+        self.SubscribeMany = channel.stream_stream(
+                '/mempulse.v1.Query/SubscribeMany',
+                request_serializer=common_dot_pb_dot_v1_dot_query__pb2.SubscribeManyRequest.SerializeToString,
+                response_deserializer=common_dot_pb_dot_v1_dot_query__pb2.SubscribeManyResponse.FromString,
+                _registered_method=True)
 
 
 class QueryServicer:
@@ -140,6 +145,18 @@ class QueryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubscribeMany(self, request_iterator, context):
+        """SubscribeMany carries many filters on one stream (issue 18): the client adds and removes filters by its own
+        id at any time, and each matching event is sent once with the ids of the filters that take it, so the
+        server's messages follow commits and its bytes follow matching events, not filters. Live only: a filter
+        applies from the seq_id its add is acknowledged with (catch-up stays with SubscribeEvents / ScanEvents).
+        The stream takes one of the server's subscriber slots (RESOURCE_EXHAUSTED when all are held); a stream
+        that cannot keep up is cut off with RESOURCE_EXHAUSTED, as a SubscribeEvents subscriber is.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QueryServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -182,6 +199,11 @@ def add_QueryServicer_to_server(servicer, server):
                     servicer.ListBlocks,
                     request_deserializer=common_dot_pb_dot_v1_dot_query__pb2.ListBlocksRequest.FromString,
                     response_serializer=common_dot_pb_dot_v1_dot_query__pb2.ListBlocksResponse.SerializeToString,
+            ),
+            'SubscribeMany': grpc.stream_stream_rpc_method_handler(
+                    servicer.SubscribeMany,
+                    request_deserializer=common_dot_pb_dot_v1_dot_query__pb2.SubscribeManyRequest.FromString,
+                    response_serializer=common_dot_pb_dot_v1_dot_query__pb2.SubscribeManyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -401,6 +423,33 @@ class Query:
             '/mempulse.v1.Query/ListBlocks',
             common_dot_pb_dot_v1_dot_query__pb2.ListBlocksRequest.SerializeToString,
             common_dot_pb_dot_v1_dot_query__pb2.ListBlocksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubscribeMany(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/mempulse.v1.Query/SubscribeMany',
+            common_dot_pb_dot_v1_dot_query__pb2.SubscribeManyRequest.SerializeToString,
+            common_dot_pb_dot_v1_dot_query__pb2.SubscribeManyResponse.FromString,
             options,
             channel_credentials,
             insecure,

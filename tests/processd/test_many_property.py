@@ -1,0 +1,190 @@
+"""SubscribeMany's tagging (processd.views.many, the hub's streams), without a server: derandomized properties.
+
+Stored batches are real ``prepare_batch`` output (``_filter_data``). For random filters added to a stream under
+random ids (equal filters under several ids, several streams sharing filters, SubscribeEvents subscribers beside
+them), each commit published through the hub gives each stream messages whose events are, in seq order, exactly
+the events some of its filters take, each the Event the log decodes, and each carrying exactly the ids of the
+filters whose plain predicate (``TxFilter.matches`` one transaction at a time, ``_filter_data.predicate``) takes
+it, which are also the ones the parsed-event reference (``_filter_reference.tx_matches``) takes.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from common.pb.v1 import query_pb2
+from processd.storage.records import CommitResult
+from processd.views import many
+from processd.views.filters import compile_filter
+from processd.views.many import ManyLimitError, ManyRequestError
+from processd.views.subscriptions import CUT_SLOW_STREAM, ManyStream, Subscriber, SubscriptionHub
+from processd.wire.tags import tag
+from tests.processd._filter_data import EventFilter, predicate, stored
+from tests.processd._filter_reference import group_transactions, tx_matches
+from tests.processd.test_filter_index_property import event_filters
+
+
+def _commit(k: int) -> CommitResult:
+    first, cols = stored()[0][k]
+    result = CommitResult(last_seq=first + len(cols.values) - 1, committed_ns=0, batches=1, envelopes=0,
+                          first_seq=first)
+    result.add_stored(first, cols)
+    return result
+
+
+def _drain(stream: ManyStream, head: int, max_events: int = 500, max_bytes: int = 1 << 20,
+           ) -> list[query_pb2.SubscribeManyResponse]:
+    out = []
+    while stream.buffer:
+        out.append(query_pb2.SubscribeManyResponse.FromString(stream.take_message(max_events, max_bytes, head)))
+    return out
+
+
+def _expected(filters: dict[int, EventFilter]) -> dict[int, list[int]]:
+    """seq -> ids of the filters whose predicate takes the event (the ones no filter takes are absent)."""
+    events = stored()[1]
+    by_seq: dict[int, list[int]] = defaultdict(list)
+    transactions = group_transactions(events)
+    for fid, f in sorted(filters.items()):
+        chosen = predicate(f)
+        reference = [e.seq_id for tx in transactions if tx_matches(f, tx) for e in tx
+                     if not f.kinds or e.kind in f.kinds]
+        assert chosen == reference, f
+        for seq in chosen:
+            by_seq[seq].append(fid)
+    return dict(sorted(by_seq.items()))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(event_filters(), min_size=1, max_size=10), st.data())
+def test_the_ids_on_each_event_are_the_filters_that_take_it(filters: list[EventFilter], data: st.DataObject) -> None:
+    hub = SubscriptionHub(16, 1_000_000)
+    hub.message_events = 37  # a commit's matches are cut into messages of at most this many events
+    streams = [ManyStream(hub.max_buffered, 64) for _ in range(2)]
+    for stream in streams:
+        hub.add_stream(stream)
+    wanted: list[dict[int, EventFilter]] = [{}, {}]
+    ids = data.draw(st.lists(st.integers(0, 2**32 - 1), min_size=2 * len(filters), max_size=2 * len(filters),
+                             unique=True))
+    for i, f in enumerate(filters):
+        # Each filter on the first stream; about half also on the second (groups shared across streams).
+        targets = [0, 1] if data.draw(st.booleans()) else [0]
+        for s in targets:
+            fid = ids[2 * i + s]
+            wanted[s][fid] = f
+            hub.change_filters(streams[s], [(fid, compile_filter(f))], [])
+    # A SubscribeEvents subscriber of the first filter shares its group.
+    plain = Subscriber(0, frozenset(), hub.max_buffered, compile_filter(filters[0]))
+    hub.register(plain)
+    for stream, mine in zip(streams, wanted, strict=True):
+        acks = _drain(stream, 0)
+        assert [a.id for m in acks for a in m.added] == list(mine)
+        assert all(a.from_seq_id == 1 for m in acks for a in m.added)
+    for k in range(len(stored()[0])):
+        hub.publish_commit(_commit(k))
+    events = {e.seq_id: e for e in stored()[1]}
+    for stream, mine in zip(streams, wanted, strict=True):
+        messages = _drain(stream, hub.last_seq, max_events=37)
+        got = [(e.event.seq_id, sorted(e.filter_ids)) for m in messages for e in m.events]
+        assert got == list(_expected(mine).items())
+        for m in messages:
+            for e in m.events:
+                assert e.event == events[e.event.seq_id]
+            assert len(m.events) <= 37 and m.last_seq_id == hub.last_seq
+    assert plain.buffered_events == len(predicate(filters[0]))
+
+
+def test_the_tags_shared_with_subscribe_events_are_the_same() -> None:
+    """A framed SubscribeEvents entry is a ManyEvent's ``event`` field, and ``last_seq_id`` is one field in both
+    responses (``Subscriber.take_message`` appends the head to either)."""
+    assert tag(query_pb2.ManyEvent, "event") == tag(query_pb2.SubscribeEventsResponse, "events")
+    assert tag(query_pb2.SubscribeManyResponse, "last_seq_id") == tag(query_pb2.SubscribeEventsResponse,
+                                                                      "last_seq_id")
+
+
+def _hub_with(stream: ManyStream) -> SubscriptionHub:
+    hub = SubscriptionHub(16, stream.max_buffered)
+    hub.add_stream(stream)
+    return hub
+
+
+def test_an_add_applies_from_the_next_commit_and_a_remove_stops_it() -> None:
+    chain = stored()[0][0][1].chain[0]
+    stream = ManyStream(100_000, 8)
+    hub = _hub_with(stream)
+    hub.publish_commit(_commit(0))  # before any filter: nothing for the stream
+    assert not stream.buffer
+    hub.change_filters(stream, [(5, compile_filter(EventFilter(chain_ids=[chain])))], [])
+    hub.publish_commit(_commit(1))
+    hub.change_filters(stream, [], [5, 6])  # 6 was never added: acknowledged all the same
+    hub.publish_commit(_commit(2))
+    messages = _drain(stream, hub.last_seq)
+    first1 = stored()[0][1][0]
+    assert [(a.id, a.from_seq_id) for a in messages[0].added] == [(5, first1)]
+    events = [e for m in messages for e in m.events]
+    assert events and all(list(e.filter_ids) == [5] for e in events)
+    assert [e.event.seq_id for e in events] == [s for s in predicate(EventFilter(chain_ids=[chain]))
+                                                if first1 <= s < stored()[0][2][0]]
+    # Waiting entries are joined into one message (repeated fields concatenate): the seqs say what is whose.
+    assert [list(m.removed) for m in messages] == [[5, 6]]
+    assert all(e.event.seq_id < stored()[0][2][0] for e in events)
+    assert hub.stream_filters == 0 and not hub.groups
+
+
+def test_bad_adds_raise_and_what_came_before_stays_acknowledged() -> None:
+    stream = ManyStream(100_000, 2)
+    hub = _hub_with(stream)
+    f = compile_filter(EventFilter(chain_ids=[1]))
+    try:
+        hub.change_filters(stream, [(1, f), (1, f)], [])
+    except ManyRequestError as exc:
+        assert "filter id 1 is already in use" in str(exc)
+    else:
+        raise AssertionError("a reused id was accepted")
+    try:
+        hub.change_filters(stream, [(2, f), (3, f)], [])
+    except ManyLimitError as exc:
+        assert "limit of 2 filters" in str(exc)
+    else:
+        raise AssertionError("the bound was passed")
+    assert [a.id for m in _drain(stream, 0) for a in m.added] == [1, 2]
+    assert sorted(stream.filters) == [1, 2] and hub.stream_filters == 2
+    hub.drop_stream(stream)
+    assert hub.stream_filters == 0 and not hub.groups and not hub.streams
+
+
+def test_a_stream_whose_buffer_would_overflow_is_cut_and_unregistered() -> None:
+    cuts: list[str] = []
+    stream = ManyStream(50, 8)
+    hub = SubscriptionHub(16, 50, on_cut=cuts.append)
+    hub.add_stream(stream)
+    hub.change_filters(stream, [(1, compile_filter(EventFilter()))], [])  # takes everything: > 50 events
+    hub.publish_commit(_commit(0))
+    assert cuts == [CUT_SLOW_STREAM] and stream.cut_reason == CUT_SLOW_STREAM
+    assert not stream.buffer and not hub.streams and not hub.groups and hub.stream_filters == 0
+
+
+def test_a_commit_past_the_message_bounds_is_cut_into_messages() -> None:
+    stream = ManyStream(100_000, 8)
+    hub = _hub_with(stream)
+    hub.message_events, hub.message_bytes = 1000, 4096
+    hub.change_filters(stream, [(9, compile_filter(EventFilter()))], [])
+    _drain(stream, 0)
+    commit = _commit(0)
+    hub.publish_commit(commit)
+    entries = list(stream.buffer)
+    # Each within the bytes (and last_seq_id's few), or one event bigger than them on its own.
+    assert len(entries) > 1 and all(len(message) <= 4096 + 16 or n == 1 for message, n, _ in entries)
+    messages = _drain(stream, commit.last_seq, max_bytes=1)  # one buffered entry per message
+    assert [e.event.seq_id for m in messages for e in m.events] == list(range(commit.first_seq, commit.last_seq + 1))
+
+
+def test_heartbeat_and_ack_entries_parse() -> None:
+    assert query_pb2.SubscribeManyResponse.FromString(many.heartbeat(77)).last_seq_id == 77
+    message, count, last = many.ack_entry([(3, 10)], [4], 9)
+    parsed = query_pb2.SubscribeManyResponse.FromString(message)
+    assert (count, last, parsed.last_seq_id) == (1, 9, 9)
+    assert [(a.id, a.from_seq_id) for a in parsed.added] == [(3, 10)] and list(parsed.removed) == [4]

@@ -179,6 +179,10 @@ class ProcessdMetrics:
                                              "a block settles their nonce (a node may mine the original: it is "
                                              "then included); counted with lifecycle_tracked_pending against "
                                              "lifecycle_max_pending", registry=r)
+        self.lifecycle_index_entries = Gauge(f"{PREFIX}lifecycle_index_entries", "Entries of the lifecycle's expiry "
+                                             "heaps and tracking-order queues (all chains): settled transactions' "
+                                             "entries linger until compacted, at most twice the tracked and held "
+                                             "ones plus 1024 per chain", registry=r)
         self.lifecycle_tracked_max = Gauge(f"{PREFIX}lifecycle_tracked_pending_max", "Bound of "
                                            "lifecycle_tracked_pending (lifecycle_max_pending)", registry=r)
         self.lifecycle_overflow = Counter(f"{PREFIX}lifecycle_overflow", "Pending transactions left untracked "

@@ -527,6 +527,7 @@ class IngestPipeline:
         if life is not None:
             m.lifecycle_tracked.set(life.tracker.tracked)
             m.lifecycle_replaced_held.set(life.tracker.held)
+            m.lifecycle_index_entries.set(life.tracker.index_entries())
             overflow = life.tracker.counts["overflow"]
             if overflow > self._overflow_seen:
                 m.lifecycle_overflow.inc(overflow - self._overflow_seen)

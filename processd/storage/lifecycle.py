@@ -163,10 +163,22 @@ class ChainLife:
         #: ``pending`` dict from its start would walk every slot its deletions left).
         self.order: deque[Pending] = deque()
 
+    def compact_expiry(self) -> None:
+        """Rebuilds the expiry heap from the tracked and held transactions once the entries of settled ones (skipped
+        when :meth:`LifecycleTracker._expire` meets them) outnumber those: expiry pops them only when a block is
+        applied, and a chain without blocks still settles transactions by replacement and eviction (amortized O(1):
+        a rebuild follows at least as many settles as it keeps entries)."""
+        if len(self.expiry) > 2 * (len(self.pending) + len(self.replaced)) + 1024:
+            expiry = [(p[_SEEN], p[_SEQ], h) for h, p in self.pending.items()]
+            expiry += [(r[0][_SEEN], r[0][_SEQ], h) for h, r in self.replaced.items()]
+            heapq.heapify(expiry)
+            self.expiry = expiry
+
     def floor(self, fallback: int) -> int:
         """The lowest seq the chain's state depends on (``fallback`` when it holds nothing)."""
         order, pending, replaced = self.order, self.pending, self.replaced
-        if len(order) > 4 * (len(pending) + len(replaced)) + 4096:  # settled entries behind a long-held one: compact
+        # Settled entries behind a long-held one: compact (each keeps its Pending alive; as the expiry heap's bound).
+        if len(order) > 2 * (len(pending) + len(replaced)) + 1024:
             order = self.order = deque(sorted([*pending.values(), *(r[0] for r in replaced.values())],
                                               key=_SEQ_OF))
         while order:
@@ -245,6 +257,7 @@ class LifecycleTracker:
             self.counts["replaced"] += 1
             self._track(life, tx)
             self._hold_replaced(life, old, tx.tx_hash)  # after the replacement: it has the first claim on room
+            life.compact_expiry()  # (past the bound the replaced one is not held: its entry is stale)
             return out
         self._track(life, tx)
         return out
@@ -299,6 +312,7 @@ class LifecycleTracker:
         if life is None or tx_hash not in life.pending:
             return []
         old = self._settle(life, tx_hash)
+        life.compact_expiry()
         self.counts["dropped_evicted"] += 1
         body = DroppedBody(EVICTED, old.seq, source_id)
         return [(KIND_DROPPED, chain_id, old.tx_hash, old.first_seen_ns, body)]
@@ -465,10 +479,7 @@ class LifecycleTracker:
             body = DroppedBody(EXPIRED, seq)
             outcome.events.append((KIND_DROPPED, chain_id, tx_hash, p.first_seen_ns, body))
             self.counts["dropped_expired"] += 1
-        if len(heap) > 2 * (len(life.pending) + len(life.replaced)) + 1024:  # settled ones pile up: rebuild
-            life.expiry = [(p.first_seen_ns, p.seq, h) for h, p in life.pending.items()]
-            life.expiry += [(r[0].first_seen_ns, r[0].seq, h) for h, r in life.replaced.items()]
-            heapq.heapify(life.expiry)
+        life.compact_expiry()  # (after the loop: it pops from the heap it started with)
 
     # ---- state -------------------------------------------------------------------------------------------
 
@@ -527,6 +538,11 @@ class LifecycleTracker:
     def floors(self, chain_ids: Iterable[int], fallback: int) -> dict[int, int]:
         """Per chain, the lowest seq its state depends on (``fallback``, the commit's last seq + 1, when none)."""
         return {c: self.chains[c].floor(fallback) for c in chain_ids if c in self.chains}
+
+    def index_entries(self) -> int:
+        """Entries of every chain's expiry heap and tracking order (those of settled transactions linger until
+        compacted: :meth:`ChainLife.compact_expiry`, :meth:`ChainLife.floor`); the gauge of their bound."""
+        return sum(len(life.expiry) + len(life.order) for life in self.chains.values())
 
     def pending_count(self, chain_id: int) -> int:
         """Tracked pending transactions of a chain."""

@@ -121,6 +121,42 @@ def test_held_replaced_transactions_count_against_max_pending_and_expire() -> No
     assert (t.tracked, t.held) == (0, 0)
 
 
+def test_settling_without_blocks_keeps_the_expiry_heap_bounded() -> None:
+    """Without blocks (a chain that does not mine, or between slow blocks) transactions still settle: replaced by
+    pending ones past the bound (the replaced one is not held) and evicted by TxGone. Their expiry entries used to
+    stay until a block was applied, so the heap grew by one entry per such settle (the soak's RssAnon growth with
+    the lifecycle on); it is compacted as settles pile up, and expiry still drops exactly the live ones."""
+    t = _tracker(max_pending=4)
+    t.block(_block(1, [], 1000), 1)
+    life = t.chains[CHAIN]
+
+    def tx(seq: int, sender: int, nonce: int) -> Pending:
+        return Pending(seq, seq.to_bytes(32, "big"), bytes([sender]) * 20, nonce, 100 + seq, 1000 * 10**9, False)
+
+    for seq in range(2, 6):  # two senders, two nonces each: the bound is reached
+        t.pending(CHAIN, tx(seq, seq % 2, seq // 4))
+    seq = 6
+    for _ in range(5000):  # replacements at the bound (nothing held) and evictions of new ones
+        out = t.pending(CHAIN, tx(seq, 0, 0))
+        assert [e[0] for e in out] == [events_pb2.EVENT_KIND_TX_REPLACED]
+        seq += 1
+    assert t.counts["overflow"] == 5000 and (t.tracked, t.held) == (4, 0)
+    for _ in range(2000):
+        assert t.gone(CHAIN, next(reversed(life.pending)), "s")  # the newest tracked one
+        t.pending(CHAIN, tx(seq, 9, seq))
+        seq += 1
+    assert t.counts["dropped_evicted"] == 2000 and t.tracked == 4
+    live = len(life.pending) + len(life.replaced)
+    assert len(life.expiry) <= 2 * live + 1024
+    assert t.index_entries() == len(life.expiry) + len(life.order)
+    t.floors([CHAIN], seq)  # (each commit's floor compacts the tracking order as the heap is)
+    assert len(life.order) <= 2 * live + 1024
+    live_hashes = set(life.pending)
+    out = t.block(_block(2, [], 1000 + TTL_S + 1), seq)  # past the TTL: exactly the live ones expire, once each
+    assert [e[0] for e in out.events] == [events_pb2.EVENT_KIND_TX_DROPPED] * 4
+    assert {e[2] for e in out.events} == live_hashes and t.tracked == 0
+
+
 def test_reorg_unincludes_and_reincludes() -> None:
     t = _tracker()
     t.block(_block(1, [], 1000), 1)

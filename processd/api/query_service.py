@@ -377,16 +377,23 @@ class QueryService(query_pb2_grpc.QueryServicer):
     async def SubscribeEvents(self, request: query_pb2.SubscribeEventsRequest,
                               context: grpc.aio.ServicerContext,
                               ) -> AsyncIterator[query_pb2.SubscribeEventsResponse | bytes]:
-        """Admission, then :meth:`_subscription`. The slot is reserved before any await, so concurrent calls
+        """Admission (:meth:`_admitted`), then :meth:`_subscription`."""
+        async with contextlib.aclosing(self._admitted(self._subscription(request, context), context)) as messages:
+            async for msg in messages:
+                yield msg
+
+    async def _admitted(self, messages: AsyncGenerator[Any, None],
+                        context: grpc.aio.ServicerContext) -> AsyncGenerator[Any, None]:
+        """``messages`` in one of the hub's slots. The slot is reserved before any await, so concurrent calls
         cannot all pass the check (at most ``max_subscribers`` streams, catch-up included), and a refused call
-        gets RESOURCE_EXHAUSTED at once, before any message."""
+        gets RESOURCE_EXHAUSTED at once, before any message; it is released when the stream ends."""
         hub = self._hub
         if not hub.try_reserve():
             self._metrics.resource_exhausted.labels("too_many_subscribers").inc()
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                 f"too many subscribers (max {hub.max_subscribers})")
         try:
-            async with contextlib.aclosing(self._subscription(request, context)) as messages:
+            async with contextlib.aclosing(messages):
                 async for msg in messages:
                     yield msg
         finally:
@@ -566,18 +573,11 @@ class QueryService(query_pb2_grpc.QueryServicer):
 
     async def SubscribeMany(self, request_iterator: AsyncIterator[query_pb2.SubscribeManyRequest],
                             context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
-        """Admission (one of the ``max_subscribers`` slots, as SubscribeEvents), then :meth:`_many`."""
-        hub = self._hub
-        if not hub.try_reserve():
-            self._metrics.resource_exhausted.labels("too_many_subscribers").inc()
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                f"too many subscribers (max {hub.max_subscribers})")
-        try:
-            async with contextlib.aclosing(self._many(request_iterator, context)) as messages:
-                async for msg in messages:
-                    yield msg
-        finally:
-            hub.release()
+        """Admission (one of the ``max_subscribers`` slots, as SubscribeEvents: :meth:`_admitted`), then
+        :meth:`_many`."""
+        async with contextlib.aclosing(self._admitted(self._many(request_iterator, context), context)) as messages:
+            async for msg in messages:
+                yield msg
 
     async def _many(self, requests: AsyncIterator[query_pb2.SubscribeManyRequest],
                     context: grpc.aio.ServicerContext) -> AsyncGenerator[bytes, None]:

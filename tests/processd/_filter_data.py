@@ -11,6 +11,7 @@ from common.testing.synth import synthetic_envelopes
 from processd.analysis.analyzer import Analyzer
 from processd.analysis.prepare import prepare_batch
 from processd.storage.layout import decode_event
+from processd.storage.records import CommitResult
 from processd.views.filters import TxView, compile_filter
 from processd.wire.columns import BatchColumns
 from tests.processd._filter_reference import DECODED, SEEN
@@ -65,3 +66,12 @@ def predicate(f: EventFilter) -> list[int]:
                 out.extend(first + o for o in range(start, end)
                            if not compiled.kinds or cols.values[o][0] in compiled.kinds)
     return out
+
+
+def commit_of(k: int) -> CommitResult:
+    """The commit of the ``k``-th stored batch alone, as the writer reports it to the subscription hub."""
+    first, cols = stored()[0][k]
+    result = CommitResult(last_seq=first + len(cols.values) - 1, committed_ns=0, batches=1, envelopes=0,
+                          first_seq=first)
+    result.add_stored(first, cols)
+    return result

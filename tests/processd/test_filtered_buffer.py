@@ -5,18 +5,9 @@ cut by the message bounds, and a subscriber whose buffer would pass its bound is
 from __future__ import annotations
 
 from common.pb.v1 import query_pb2
-from processd.storage.records import CommitResult
 from processd.views.filters import compile_filter
 from processd.views.subscriptions import CUT_SLOW, Subscriber, SubscriptionHub
-from tests.processd._filter_data import CHAINS, predicate, stored
-
-
-def _commit(k: int) -> CommitResult:
-    first, cols = stored()[0][k]
-    result = CommitResult(last_seq=first + len(cols.values) - 1, committed_ns=0, batches=1, envelopes=0,
-                          first_seq=first)
-    result.add_stored(first, cols)
-    return result
+from tests.processd._filter_data import CHAINS, commit_of, predicate
 
 
 def _hub(max_buffered: int = 100_000) -> tuple[SubscriptionHub, list[str], query_pb2.EventFilter]:
@@ -34,14 +25,14 @@ def test_one_commit_is_one_message_sent_as_buffered() -> None:
     subs = [Subscriber(0, frozenset(), hub.max_buffered, compile_filter(f)) for _ in range(2)]
     for sub in subs:
         hub.register(sub)
-    commit = _commit(0)
+    commit = commit_of(0)
     hub.publish_commit(commit)
     messages = [sub.take_message(500, 1 << 20, commit.last_seq) for sub in subs]
     assert messages[0] is messages[1]  # one message per group and commit, shared by its subscribers
     seqs, last = _parse(messages[0])
     assert seqs == [s for s in predicate(f) if s <= commit.last_seq] and last == commit.last_seq
     # Sent later, after another commit: the head then is appended (the last occurrence wins).
-    hub.publish_commit(_commit(1))
+    hub.publish_commit(commit_of(1))
     later = subs[0].take_message(500, 1 << 20, commit.last_seq + 10_000)
     assert _parse(later)[1] == commit.last_seq + 10_000 and not subs[0].buffer
 
@@ -50,7 +41,7 @@ def test_waiting_messages_are_joined_up_to_the_bounds() -> None:
     hub, _, f = _hub()
     sub = Subscriber(0, frozenset(), hub.max_buffered, compile_filter(f))
     hub.register(sub)
-    commits = [_commit(k) for k in range(3)]
+    commits = [commit_of(k) for k in range(3)]
     for commit in commits:
         hub.publish_commit(commit)
     expected = predicate(f)
@@ -68,7 +59,7 @@ def test_a_buffer_past_its_bound_is_cut_off_with_the_reason() -> None:
     hub, cuts, f = _hub(max_buffered=len(predicate(query_pb2.EventFilter(chain_ids=[CHAINS[0]]))) // 2)
     sub = Subscriber(0, frozenset(), hub.max_buffered, compile_filter(f))
     hub.register(sub)
-    hub.publish_commit(_commit(0))
-    hub.publish_commit(_commit(1))
+    hub.publish_commit(commit_of(0))
+    hub.publish_commit(commit_of(1))
     assert sub.cut_reason == CUT_SLOW and cuts == [CUT_SLOW] and not sub.buffer and sub.wakeup.is_set()
     assert not hub.groups  # unregistered: later commits cost it nothing

@@ -16,23 +16,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from common.pb.v1 import query_pb2
-from processd.storage.records import CommitResult
 from processd.views import many
 from processd.views.filters import compile_filter
 from processd.views.many import ManyLimitError, ManyRequestError
 from processd.views.subscriptions import CUT_SLOW_STREAM, ManyStream, Subscriber, SubscriptionHub
 from processd.wire.tags import tag
-from tests.processd._filter_data import EventFilter, predicate, stored
+from tests.processd._filter_data import EventFilter, commit_of, predicate, stored
 from tests.processd._filter_reference import group_transactions, tx_matches
 from tests.processd.test_filter_index_property import event_filters
-
-
-def _commit(k: int) -> CommitResult:
-    first, cols = stored()[0][k]
-    result = CommitResult(last_seq=first + len(cols.values) - 1, committed_ns=0, batches=1, envelopes=0,
-                          first_seq=first)
-    result.add_stored(first, cols)
-    return result
 
 
 def _drain(stream: ManyStream, head: int, max_events: int = 500, max_bytes: int = 1 << 20,
@@ -84,7 +75,7 @@ def test_the_ids_on_each_event_are_the_filters_that_take_it(filters: list[EventF
         assert [a.id for m in acks for a in m.added] == list(mine)
         assert all(a.from_seq_id == 1 for m in acks for a in m.added)
     for k in range(len(stored()[0])):
-        hub.publish_commit(_commit(k))
+        hub.publish_commit(commit_of(k))
     events = {e.seq_id: e for e in stored()[1]}
     for stream, mine in zip(streams, wanted, strict=True):
         messages = _drain(stream, hub.last_seq, max_events=37)
@@ -115,12 +106,12 @@ def test_an_add_applies_from_the_next_commit_and_a_remove_stops_it() -> None:
     chain = stored()[0][0][1].chain[0]
     stream = ManyStream(100_000, 8)
     hub = _hub_with(stream)
-    hub.publish_commit(_commit(0))  # before any filter: nothing for the stream
+    hub.publish_commit(commit_of(0))  # before any filter: nothing for the stream
     assert not stream.buffer
     hub.change_filters(stream, [(5, compile_filter(EventFilter(chain_ids=[chain])))], [])
-    hub.publish_commit(_commit(1))
+    hub.publish_commit(commit_of(1))
     hub.change_filters(stream, [], [5, 6])  # 6 was never added: acknowledged all the same
-    hub.publish_commit(_commit(2))
+    hub.publish_commit(commit_of(2))
     messages = _drain(stream, hub.last_seq)
     first1 = stored()[0][1][0]
     assert [(a.id, a.from_seq_id) for a in messages[0].added] == [(5, first1)]
@@ -162,7 +153,7 @@ def test_a_stream_whose_buffer_would_overflow_is_cut_and_unregistered() -> None:
     hub = SubscriptionHub(16, 50, on_cut=cuts.append)
     hub.add_stream(stream)
     hub.change_filters(stream, [(1, compile_filter(EventFilter()))], [])  # takes everything: > 50 events
-    hub.publish_commit(_commit(0))
+    hub.publish_commit(commit_of(0))
     assert cuts == [CUT_SLOW_STREAM] and stream.cut_reason == CUT_SLOW_STREAM
     assert not stream.buffer and not hub.streams and not hub.groups and hub.stream_filters == 0
 
@@ -173,7 +164,7 @@ def test_a_commit_past_the_message_bounds_is_cut_into_messages() -> None:
     hub.message_events, hub.message_bytes = 1000, 4096
     hub.change_filters(stream, [(9, compile_filter(EventFilter()))], [])
     _drain(stream, 0)
-    commit = _commit(0)
+    commit = commit_of(0)
     hub.publish_commit(commit)
     entries = list(stream.buffer)
     # Each within the bytes (and last_seq_id's few), or one event bigger than them on its own.

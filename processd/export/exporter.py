@@ -180,14 +180,15 @@ class Exporter:
         pages: asyncio.Queue[source.Page | BaseException] = asyncio.Queue(_READ_AHEAD_PAGES)
         if self.mappers is not None:
             await self.mappers.start()
+        scan = source.ThreadScan(cfg.processd, cfg.max_message_bytes)
         async with source.channel(cfg.processd, cfg.max_message_bytes) as ch:
-            reader = asyncio.create_task(self._read(query_pb2_grpc.QueryStub(ch), point.next_seq, pages,
-                                                    source.raw_scan(ch) if self.mappers is not None else None))
+            reader = asyncio.create_task(self._read(query_pb2_grpc.QueryStub(ch), point.next_seq, pages, scan))
             try:
                 await self._write_loop(point, pages)
             finally:
                 reader.cancel()
                 await asyncio.gather(reader, return_exceptions=True)
+                scan.close()
 
     async def _read(self, stub: query_pb2_grpc.QueryStub, from_seq: int,
                     pages: asyncio.Queue[source.Page | BaseException], scan: source.RawScan | None) -> None:

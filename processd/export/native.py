@@ -20,6 +20,7 @@ with :class:`ColumnsMismatch`, before any byte of data is sent).
 
 from __future__ import annotations
 
+import queue
 import re
 import struct
 from collections.abc import Callable, Sequence
@@ -54,6 +55,21 @@ class Columns(list[list[Any]]):
     @property
     def rows(self) -> int:
         return len(self[0]) if self else 0
+
+
+class BlockFeed(list[Any]):
+    """The blocks of one INSERT, taken from ``blocks`` until a None (a list, as ``execute`` wants its data; the list
+    itself stays empty). :attr:`ABORT` instead of None fails the INSERT: nothing of it is stored."""
+
+    ABORT: Any = object()
+
+    def __init__(self, blocks: queue.Queue[Columns | None]) -> None:
+        super().__init__()
+        self.blocks = blocks
+
+
+class FeedAborted(Exception):
+    """The exporter gave up a batch while its INSERT was being fed (the connection is dropped)."""
 
 
 def _ints(code: str) -> Encoder:
@@ -138,31 +154,41 @@ def _default(kind: str) -> Any:
 
 
 class NativeClient(Client):
-    """A clickhouse-driver ``Client`` whose INSERT data may be a :class:`Columns`: written by :func:`encoder`
-    (one block; the driver's ``insert_block_size`` split does not apply). Any other data goes the driver's way."""
+    """A clickhouse-driver ``Client`` whose INSERT data may be a :class:`Columns` (one block) or a
+    :class:`BlockFeed` (a block at a time as they come), written by :func:`encoder` (the driver's
+    ``insert_block_size`` split does not apply). Any other data goes the driver's way."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._encoders: dict[str, Encoder | None] = {}
 
     def send_data(self, sample_block: Any, data: Any, types_check: bool = False, columnar: bool = False) -> int:
-        if not isinstance(data, Columns):
+        if isinstance(data, Columns):
+            blocks: Any = iter((data,))
+        elif isinstance(data, BlockFeed):
+            blocks = iter(data.blocks.get, None)
+        else:
             return int(super().send_data(sample_block, data, types_check=types_check, columnar=columnar))
         spec = sample_block.columns_with_types
-        if len(spec) != len(data):
-            raise ColumnsMismatch(f"the server's table has columns {spec}, the block has {len(data)}")
         conn = self.connection
         if conn.compression:
             raise ColumnsMismatch("NativeClient writes uncompressed blocks only")
-        rows = data.rows
-        for column in data:
-            if len(column) != rows:
-                raise ColumnsMismatch(f"columns of {rows} and {len(column)} rows in one block")
-        self._write_block(conn, spec, data, rows)
-        self.receive_profile_events()
+        total = 0
+        for block in blocks:
+            if block is BlockFeed.ABORT:
+                raise FeedAborted("the batch was given up")
+            rows = block.rows
+            if len(spec) != len(block):
+                raise ColumnsMismatch(f"the server's table has columns {spec}, the block has {len(block)}")
+            for column in block:
+                if len(column) != rows:
+                    raise ColumnsMismatch(f"columns of {rows} and {len(column)} rows in one block")
+            self._write_block(conn, spec, block, rows)
+            self.receive_profile_events()
+            total += rows
         conn.send_data(ColumnOrientedBlock())  # an empty block ends the data
         self.receive_profile_events()
-        return rows
+        return total
 
     def _write_block(self, conn: Any, spec: Sequence[tuple[str, str]], data: Columns, rows: int) -> None:
         out = conn.fout

@@ -26,13 +26,14 @@ from typing import Any
 from clickhouse_driver import errors as ch_errors
 
 from processd.export.config import ExportConfig
-from processd.export.errors import SchemaMismatch, SinkUnavailable
-from processd.export.native import Columns, ColumnsMismatch, NativeClient
+from processd.export.errors import ExportError, SchemaMismatch, SinkUnavailable
+from processd.export.native import BlockFeed, Columns, ColumnsMismatch, FeedAborted, NativeClient
 from processd.export.schema import (
     CURSOR_TABLE,
     DATA_TABLES,
     SCHEMA_VERSION,
     UPGRADABLE_VERSIONS,
+    Table,
     cursor_ddl,
     distributed_ddl,
     enum_values,
@@ -41,6 +42,7 @@ from processd.export.schema import (
     modify_column_sql,
     storage_ddl,
 )
+from processd.export.stream import Feed, TableStream
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +67,39 @@ def _wrap(exc: BaseException, what: str) -> SinkUnavailable:
     return SinkUnavailable(f"ClickHouse {what}: {type(exc).__name__}: {exc}")
 
 
+def _translate(exc: BaseException) -> ExportError | None:
+    """The exporter's error for a failed statement, None for one that is not ClickHouse's (a bug)."""
+    if isinstance(exc, _UNAVAILABLE):
+        return _wrap(exc, "unavailable")
+    if isinstance(exc, ch_errors.ServerException):
+        # A restarting server answers some statements with errors (tables still loading, ...): try again.
+        return _wrap(exc, f"error {exc.code}")
+    if isinstance(exc, ColumnsMismatch):  # the table is not the shape the columns were built for: no retry helps
+        return SchemaMismatch(f"ClickHouse INSERT: {exc}")
+    if isinstance(exc, FeedAborted):
+        return SinkUnavailable(f"ClickHouse INSERT given up: {exc}")
+    return None
+
+
+def _fed_insert(client: NativeClient, sql: str, feed: BlockFeed) -> int:
+    """One INSERT of the blocks of ``feed`` (a stream's thread), its errors the exporter's."""
+    try:
+        return int(client.execute(sql, feed))
+    except Exception as exc:
+        error = _translate(exc)
+        if error is None:
+            raise
+        raise error from exc
+
+
 class ClickHouseSink:
     """One native-protocol connection to the ClickHouse server the exporter writes through."""
 
     def __init__(self, config: ExportConfig) -> None:
         self.config = config
         self._client: NativeClient | None = None
+        #: Per table, the INSERTs fed block by block (:meth:`feed`), on connections of their own.
+        self._streams: dict[str, TableStream] = {}
 
     def _new_client(self, host: str, port: int) -> NativeClient:
         settings: dict[str, Any] = {}
@@ -89,22 +118,31 @@ class ClickHouseSink:
         return self._client
 
     def execute(self, sql: str, params: Any = None, columnar: bool = False) -> Any:
-        """Runs one statement; server-away errors become :class:`SinkUnavailable` (the connection is dropped)."""
+        """Runs one statement; server-away errors become :class:`SinkUnavailable` (the connections are dropped)."""
         try:
             return self.client.execute(sql, params, columnar=columnar)
-        except _UNAVAILABLE as exc:
+        except Exception as exc:
+            error = _translate(exc)
+            if error is None:
+                raise
             self.close()
-            raise _wrap(exc, "unavailable") from exc
-        except ch_errors.ServerException as exc:
-            # A restarting server answers some statements with errors (tables still loading, ...): try again.
-            self.close()
-            raise _wrap(exc, f"error {exc.code}") from exc
-        except ColumnsMismatch as exc:  # the table is not the shape the columns were built for: no retry helps
-            self.close()
-            raise SchemaMismatch(f"ClickHouse INSERT: {exc}") from exc
+            raise error from exc
+
+    def feed(self, table: Table) -> Feed:
+        """A new INSERT into ``table`` fed block by block (:mod:`processd.export.stream`), started once the
+        INSERTs into it opened before have ended."""
+        stream = self._streams.get(table.name)
+        if stream is None:
+            host, port = self.config.clickhouse_host, self.config.clickhouse_port
+            stream = self._streams[table.name] = TableStream(
+                table, insert_sql(self.config.database, table), lambda: self._new_client(host, port), _fed_insert)
+        return stream.open()
 
     def close(self) -> None:
-        """Drops the connection (the next statement reconnects). Idempotent."""
+        """Gives up the INSERTs being fed and drops the connections (the next statement reconnects). Idempotent."""
+        streams, self._streams = self._streams, {}
+        for stream in streams.values():
+            stream.close()
         client, self._client = self._client, None
         if client is not None:
             client.disconnect()

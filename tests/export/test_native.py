@@ -1,9 +1,11 @@
 """The exporter's own Native encoding (processd.export.native): what it inserts reads back exactly as what
 clickhouse-driver's column classes insert from the same columns, for every table and kind; a type it does not
-know is written by the driver; a table or a value that does not fit is a SchemaMismatch before any data is sent."""
+know is written by the driver; a table or a value that does not fit is a SchemaMismatch. And the INSERTs fed
+block by block (processd.export.stream)."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from dataclasses import replace
 
@@ -12,11 +14,12 @@ from clickhouse_driver import Client
 
 from common.testing.clickhouse import ClickHouseServer
 from processd.export.config import ExportConfig
-from processd.export.errors import SchemaMismatch
+from processd.export.errors import SchemaMismatch, SinkUnavailable
 from processd.export.mapper import columns_of
 from processd.export.native import Columns, NativeClient, encoder
 from processd.export.schema import DATA_TABLES, EVENTS, insert_sql
 from processd.export.sink import ClickHouseSink
+from processd.export.stream import FEED_BLOCKS
 from tests.export.test_mapper import _events as every_kind_events
 
 
@@ -82,4 +85,36 @@ def test_a_table_or_value_that_does_not_fit_is_a_schema_mismatch(clickhouse: Cli
         sink.insert({EVENTS.name: ragged[EVENTS.name]})
     sink.insert({EVENTS.name: columns[EVENTS.name]})  # the connection is fine after each (it reconnects)
     assert sink.execute("SELECT count() FROM native_misfit.events") == [(len(columns[EVENTS.name][0]),)]
+    sink.close()
+
+
+async def test_a_fed_insert_stores_its_blocks_as_one_part_and_an_aborted_one_nothing(
+        clickhouse: ClickHouseServer) -> None:
+    """processd.export.stream: the blocks fed to one INSERT (more than FEED_BLOCKS: the feed waits for room) make
+    one part (ClickHouse squashes them); a feed given up stores none of its blocks, and the next INSERT into the
+    table goes through on a new connection."""
+    sink = _sink(clickhouse, "native_fed")
+    events = columns_of(every_kind_events())[EVENTS.name]
+    n = len(events[0])
+    feed = sink.feed(EVENTS)
+    for start in range(0, n, 5):  # blocks of 5 rows
+        await feed.put(Columns([column[start:start + 5] for column in events]))
+    assert n // 5 > FEED_BLOCKS
+    feed.end()
+    assert await asyncio.wrap_future(feed.done) == n
+    assert sink.execute("SELECT count(), uniqExact(seq) FROM native_fed.events") == [(n, n)]
+    (parts,) = sink.execute("SELECT count(), uniqExact(partition) FROM system.parts WHERE database = 'native_fed' "
+                            "AND table = 'events' AND level = 0")
+    assert parts[0] == parts[1], parts  # one INSERT: one part per partition, not one per block
+
+    given_up = sink.feed(EVENTS)
+    await given_up.put(Columns(events))
+    given_up.abort()
+    with pytest.raises(SinkUnavailable):
+        await asyncio.wrap_future(given_up.done)
+    after = sink.feed(EVENTS)
+    await after.put(Columns([column[:3] for column in events]))
+    after.end()
+    assert await asyncio.wrap_future(after.done) == 3
+    assert sink.execute("SELECT count() FROM native_fed.events") == [(n + 3,)]
     sink.close()

@@ -6,10 +6,11 @@ session: it is counted, logged, waited out with backoff, and the next session re
 holds (:meth:`processd.export.sink.ClickHouseSink.resume`). A non-retriable failure (schema mismatch) ends
 the background task and fails every pending :meth:`Exporter.wait_exported`.
 
-The stages overlap: a reader task keeps up to ``_READ_AHEAD_PAGES`` pages read ahead of the batching; a batch is
-written while the next one is read and mapped (in a thread: the driver blocks), or, with ``map_workers``, up to
-that many catch-up batches are parsed, mapped and inserted at once by worker processes (:mod:`workers`). Whatever
-wrote a batch, the cursor moves past it only once it and every batch before it are in (:class:`_Writes`).
+The stages overlap: a reader task keeps up to ``_READ_AHEAD_PAGES`` pages read ahead of the batching; each page
+is mapped here and sent, one block per table, to the batch's INSERTs, which run on their own connections and
+threads while the next page is mapped (:mod:`stream`); or, with ``map_workers``, up to that many catch-up batches
+are parsed, mapped and inserted at once by worker processes (:mod:`workers`). Whatever wrote a batch, the cursor
+moves past it only once it and every batch before it are in (:class:`_Writes`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,11 @@ log = logging.getLogger(__name__)
 
 #: Pages read ahead of the batching (each at most scan_page_events events or one SubscribeEvents message).
 _READ_AHEAD_PAGES = 8
+
+#: Most events of a batch a worker writes (the batch_rows of before the INSERTs were fed page by page): a worker
+#: holds its whole batch as Python columns, and N workers need N batches to work at once; a batch fed page by page
+#: here holds a few pages whatever its size.
+WORKER_BATCH_EVENTS = 20_000
 
 #: Called after each batch is written, with its summary and the write's completion time (unix ns).
 BatchHook = Callable[[BatchSummary, int], None]
@@ -188,10 +194,12 @@ class Exporter:
     async def _read(self, stub: query_pb2_grpc.QueryStub, from_seq: int,
                     pages: asyncio.Queue[source.Page | BaseException], scan: source.RawScan | None) -> None:
         # pages no larger than a batch: a batch then stays within batch_rows events (+ one page at most), so
-        # batch_rows bounds the memory a batch holds and how much a kill between its INSERTs leaves to skip
+        # batch_rows bounds how much a kill between its INSERTs leaves to skip (and a worker's batch in memory)
         page_events = min(self.config.scan_page_events, self.config.batch_rows)
         try:
             async for page in source.tail(stub, from_seq, page_events, scan):
+                if self.mappers is None:
+                    page.raw = None  # the bytes are for a worker only: not held in the read-ahead beside the parse
                 await pages.put(page)
         except ExportError as exc:
             await pages.put(exc)
@@ -241,7 +249,8 @@ class Exporter:
                 # the flush interval bounds the lag once caught up (or when processd is slow to answer); a
                 # catch-up batch fills to batch_rows: fewer, larger INSERTs
                 due = (item is None or at_head) and time.monotonic() - batch.first_at >= interval_s
-                if batch.events and (batch.events >= cfg.batch_rows or due or at_target):
+                full = batch.events >= (min(cfg.batch_rows, WORKER_BATCH_EVENTS) if batch.raw else cfg.batch_rows)
+                if batch.events and (full or due or at_target):
                     await writes.add(batch, next_seq)
                     batch = _Batch()
                 if at_target and not batch.events:
@@ -340,9 +349,9 @@ class _Batch:
 
 class _Writes:
     """The batches being written, in seq order: at most ``max(1, map_workers)`` at once. Each is a task that
-    inserts its rows (a worker's batch starts at once in its worker; a batch mapped here waits for the one before
-    it, since the exporter's one connection serves it and the cursor) and then, once the batch before it is done,
-    moves the cursor past it. A failure fails every later batch before its cursor moves."""
+    inserts its rows (a worker's batch starts at once in its worker; a batch mapped here was fed to its INSERTs
+    page by page, which the task ends: the detail tables', then the events one) and then, once the batch before
+    it is done, moves the cursor past it. A failure fails every later batch before its cursor moves."""
 
     def __init__(self, exporter: Exporter) -> None:
         self.exporter = exporter

@@ -15,7 +15,7 @@ the driver's own column class, so nothing depends on the list below being comple
 :class:`NativeClient` is a clickhouse-driver ``Client`` whose INSERT takes a :class:`Columns` (the columns of one
 block): the query, the server's sample block and the end of the INSERT stay the driver's; only the block's bytes
 are written here, on the server's column names and types (a table whose columns differ from ours fails the INSERT
-with :class:`ColumnsMismatch`, before any byte of data is sent).
+with :class:`~processd.export.errors.ColumnsMismatch`).
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ from clickhouse_driver.protocol import ClientPacketTypes
 from clickhouse_driver.varint import write_varint
 from clickhouse_driver.writer import write_binary_str, write_binary_uint8
 
+from processd.export.errors import ColumnsMismatch, FeedAborted
+
 #: Writes one column's data (``items``, a list the encoder may not keep) to the connection's buffered writer.
 Encoder = Callable[[list[Any], Any], None]
 
@@ -42,10 +44,6 @@ _INTS = {"UInt8": "B", "UInt16": "H", "UInt32": "I", "UInt64": "Q", "Int8": "b",
          "Int64": "q", "DateTime": "I"}
 _ENUM = re.compile(r"^Enum(8|16)\((.*)\)$", re.S)
 _ENUM_ITEM = re.compile(r"'((?:[^'\\]|\\.)*)'\s*=\s*(-?\d+)")
-
-
-class ColumnsMismatch(ValueError):
-    """The server's columns for an INSERT are not the ones the columns were built for."""
 
 
 class Columns(list[list[Any]]):
@@ -66,10 +64,6 @@ class BlockFeed(list[Any]):
     def __init__(self, blocks: queue.Queue[Columns | None]) -> None:
         super().__init__()
         self.blocks = blocks
-
-
-class FeedAborted(Exception):
-    """The exporter gave up a batch while its INSERT was being fed (the connection is dropped)."""
 
 
 def _ints(code: str) -> Encoder:

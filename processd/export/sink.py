@@ -27,7 +27,7 @@ from clickhouse_driver import errors as ch_errors
 
 from processd.export.config import ExportConfig
 from processd.export.errors import ExportError, SchemaMismatch, SinkUnavailable
-from processd.export.native import BlockFeed, Columns, ColumnsMismatch, FeedAborted, NativeClient
+from processd.export.native import BlockFeed, Columns, NativeClient
 from processd.export.schema import (
     CURSOR_TABLE,
     DATA_TABLES,
@@ -74,10 +74,6 @@ def _translate(exc: BaseException) -> ExportError | None:
     if isinstance(exc, ch_errors.ServerException):
         # A restarting server answers some statements with errors (tables still loading, ...): try again.
         return _wrap(exc, f"error {exc.code}")
-    if isinstance(exc, ColumnsMismatch):  # the table is not the shape the columns were built for: no retry helps
-        return SchemaMismatch(f"ClickHouse INSERT: {exc}")
-    if isinstance(exc, FeedAborted):
-        return SinkUnavailable(f"ClickHouse INSERT given up: {exc}")
     return None
 
 
@@ -85,6 +81,8 @@ def _fed_insert(client: NativeClient, sql: str, feed: BlockFeed) -> int:
     """One INSERT of the blocks of ``feed`` (a stream's thread), its errors the exporter's."""
     try:
         return int(client.execute(sql, feed))
+    except ExportError:
+        raise
     except Exception as exc:
         error = _translate(exc)
         if error is None:
@@ -121,6 +119,9 @@ class ClickHouseSink:
         """Runs one statement; server-away errors become :class:`SinkUnavailable` (the connections are dropped)."""
         try:
             return self.client.execute(sql, params, columnar=columnar)
+        except ExportError:  # ours already (a block that does not fit: ColumnsMismatch)
+            self.close()
+            raise
         except Exception as exc:
             error = _translate(exc)
             if error is None:

@@ -32,7 +32,7 @@ class ExportConfig:
     #: The export's name: its resume cursor is stored under it (two exporters into one database need two names).
     name: str = "default"
     #: Events per insert batch (each table gets one INSERT per batch) ...
-    batch_rows: int = 20_000
+    batch_rows: int = 100_000
     #: ... or, once at the head (or when processd sends nothing for that long), what arrived within this long after
     #: the first buffered event, whichever comes first: a catch-up batch fills to batch_rows.
     flush_interval_ms: int = 200
@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cluster", help="write through Distributed tables over this ClickHouse cluster, sharded by "
                    "chain_id (env MEMPULSE_EXPORT_CLUSTER; empty = one server)")
     p.add_argument("--name", help="export name the resume cursor is kept under (env MEMPULSE_EXPORT_NAME, default)")
-    p.add_argument("--batch-rows", type=int, help="events per insert batch (env MEMPULSE_EXPORT_BATCH_ROWS, 20000)")
+    p.add_argument("--batch-rows", type=int, help="events per insert batch (env MEMPULSE_EXPORT_BATCH_ROWS, 100000)")
     p.add_argument("--flush-interval-ms", type=int,
                    help="longest wait for a batch to fill at the head (env MEMPULSE_EXPORT_FLUSH_INTERVAL_MS, 200)")
     p.add_argument("--map-workers", type=int, help="worker processes that parse, map and insert catch-up batches, "

@@ -29,3 +29,13 @@ class MapperUnavailable(ExportError):
     """A mapping worker process died (killed, out of memory): the session ends, the next starts new workers."""
 
     retriable = True
+
+
+class ColumnsMismatch(SchemaMismatch):
+    """The server's columns for an INSERT are not the ones the columns were built for (processd.export.native),
+    or a value does not fit its column's type: no retry helps."""
+
+
+class FeedAborted(SinkUnavailable):
+    """The exporter gave up a batch while its INSERT was being fed (processd.export.stream): the INSERT fails and
+    stores nothing; the connection is dropped."""

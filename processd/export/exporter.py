@@ -6,10 +6,11 @@ session: it is counted, logged, waited out with backoff, and the next session re
 holds (:meth:`processd.export.sink.ClickHouseSink.resume`). A non-retriable failure (schema mismatch) ends
 the background task and fails every pending :meth:`Exporter.wait_exported`.
 
-The stages overlap: a reader task keeps up to ``_READ_AHEAD_PAGES`` pages read ahead of the batching; a batch is
-written while the next one is read and mapped (in a thread: the driver blocks), or, with ``map_workers``, up to
-that many catch-up batches are parsed, mapped and inserted at once by worker processes (:mod:`workers`). Whatever
-wrote a batch, the cursor moves past it only once it and every batch before it are in (:class:`_Writes`).
+The stages overlap: a reader task keeps up to ``_READ_AHEAD_PAGES`` pages read ahead of the batching; each page
+is mapped here and sent, one block per table, to the batch's INSERTs, which run on their own connections and
+threads while the next page is mapped (:mod:`stream`); or, with ``map_workers``, up to that many catch-up batches
+are parsed, mapped and inserted at once by worker processes (:mod:`workers`). Whatever wrote a batch, the cursor
+moves past it only once it and every batch before it are in (:class:`_Writes`).
 """
 
 from __future__ import annotations
@@ -27,23 +28,23 @@ from common.pb.v1 import query_pb2_grpc
 from processd.export import source
 from processd.export.config import ExportConfig
 from processd.export.errors import ExportError, MapperUnavailable, SinkUnavailable
-from processd.export.mapper import (
-    BatchSummary,
-    Columns,
-    columns_of,
-    empty_columns,
-    extend_columns,
-    rows_of,
-    summary_of,
-)
+from processd.export.mapper import BatchSummary, Columns, columns_of, empty_columns, rows_of, summary_of
 from processd.export.metrics import STAGES, ExportMetrics
+from processd.export.native import Columns as Block
+from processd.export.schema import DATA_TABLES, EVENTS
 from processd.export.sink import ClickHouseSink, ResumePoint
+from processd.export.stream import Feed
 from processd.export.workers import MapperPool
 
 log = logging.getLogger(__name__)
 
 #: Pages read ahead of the batching (each at most scan_page_events events or one SubscribeEvents message).
 _READ_AHEAD_PAGES = 8
+
+#: Most events of a batch a worker writes (the batch_rows of before the INSERTs were fed page by page): a worker
+#: holds its whole batch as Python columns, and N workers need N batches to work at once; a batch fed page by page
+#: here holds a few pages whatever its size.
+WORKER_BATCH_EVENTS = 20_000
 
 #: Called after each batch is written, with its summary and the write's completion time (unix ns).
 BatchHook = Callable[[BatchSummary, int], None]
@@ -180,22 +181,25 @@ class Exporter:
         pages: asyncio.Queue[source.Page | BaseException] = asyncio.Queue(_READ_AHEAD_PAGES)
         if self.mappers is not None:
             await self.mappers.start()
+        scan = source.ThreadScan(cfg.processd, cfg.max_message_bytes)
         async with source.channel(cfg.processd, cfg.max_message_bytes) as ch:
-            reader = asyncio.create_task(self._read(query_pb2_grpc.QueryStub(ch), point.next_seq, pages,
-                                                    source.raw_scan(ch) if self.mappers is not None else None))
+            reader = asyncio.create_task(self._read(query_pb2_grpc.QueryStub(ch), point.next_seq, pages, scan))
             try:
                 await self._write_loop(point, pages)
             finally:
                 reader.cancel()
                 await asyncio.gather(reader, return_exceptions=True)
+                scan.close()
 
     async def _read(self, stub: query_pb2_grpc.QueryStub, from_seq: int,
                     pages: asyncio.Queue[source.Page | BaseException], scan: source.RawScan | None) -> None:
         # pages no larger than a batch: a batch then stays within batch_rows events (+ one page at most), so
-        # batch_rows bounds the memory a batch holds and how much a kill between its INSERTs leaves to skip
+        # batch_rows bounds how much a kill between its INSERTs leaves to skip (and a worker's batch in memory)
         page_events = min(self.config.scan_page_events, self.config.batch_rows)
         try:
             async for page in source.tail(stub, from_seq, page_events, scan):
+                if self.mappers is None:
+                    page.raw = None  # the bytes are for a worker only: not held in the read-ahead beside the parse
                 await pages.put(page)
         except ExportError as exc:
             await pages.put(exc)
@@ -213,7 +217,11 @@ class Exporter:
         stages = {stage: self.metrics.stage_seconds.labels(stage) for stage in STAGES}
         try:
             while True:
-                timeout = max(0.0, batch.first_at + interval_s - time.monotonic()) if batch.events else None
+                # at the head, a batch is written flush_interval after its first event at the latest; while catching
+                # up, only once processd sent nothing for that long (a page merely slower than the rest of the
+                # interval would cut a catch-up batch short: more, smaller parts)
+                timeout = (None if not batch.events else interval_s if not at_head
+                           else max(0.0, batch.first_at + interval_s - time.monotonic()))
                 waited = time.perf_counter()
                 try:
                     item = await asyncio.wait_for(pages.get(), timeout)
@@ -235,13 +243,14 @@ class Exporter:
                         if batch.events and to_worker != bool(batch.raw):  # a batch is a worker's or this process's
                             await writes.add(batch, next_seq)
                             batch = _Batch()
-                        self._add(batch, item, to_worker, present if skipping else None)
+                        await self._add(batch, item, to_worker, present if skipping else None)
                         next_seq = item.events[-1].seq_id + 1
                 at_target = cfg.exit_at_head and self._target is not None and next_seq > self._target
                 # the flush interval bounds the lag once caught up (or when processd is slow to answer); a
                 # catch-up batch fills to batch_rows: fewer, larger INSERTs
                 due = (item is None or at_head) and time.monotonic() - batch.first_at >= interval_s
-                if batch.events and (batch.events >= cfg.batch_rows or due or at_target):
+                full = batch.events >= (min(cfg.batch_rows, WORKER_BATCH_EVENTS) if batch.raw else cfg.batch_rows)
+                if batch.events and (full or due or at_target):
                     await writes.add(batch, next_seq)
                     batch = _Batch()
                 if at_target and not batch.events:
@@ -252,35 +261,44 @@ class Exporter:
             # never leave a write running (in a thread or a worker) while the next session resumes
             await writes.close()
 
-    def _add(self, batch: _Batch, page: source.Page, to_worker: bool,
-             present: dict[str, set[tuple[int, int]]] | None) -> None:
-        """Adds a page to the batch: serialized for a worker, or mapped here (minus the rows already stored)."""
+    async def _add(self, batch: _Batch, page: source.Page, to_worker: bool,
+                   present: dict[str, set[tuple[int, int]]] | None) -> None:
+        """Adds a page to the batch: serialized for a worker, or mapped here (minus the rows already stored) and
+        sent as one block to each table's INSERT of the batch (:mod:`processd.export.stream`)."""
         if not batch.events:
             batch.first_at = time.monotonic()
+        batch.events += len(page.events)
         started = time.perf_counter()
         if to_worker:
             assert page.raw is not None
             batch.raw.append(page.raw)
-        elif present is not None:
-            self._add_skipping(batch.columns, page.events, present)
-        else:
-            extend_columns(batch.columns, columns_of(page.events))
-        batch.events += len(page.events)
+            self.metrics.stage_seconds.labels("map").inc(time.perf_counter() - started)
+            return
+        columns = self._skipping(page.events, present) if present is not None else columns_of(page.events)
+        batch.add_summary(summary_of(columns))
         self.metrics.stage_seconds.labels("map").inc(time.perf_counter() - started)
+        for table in DATA_TABLES:  # a table's INSERT opens with the batch's first rows for it
+            table_columns = columns[table.name]
+            if table_columns[0]:
+                feed = batch.feeds.get(table.name)
+                if feed is None:
+                    feed = batch.feeds[table.name] = self.sink.feed(table)
+                await feed.put(Block(table_columns))
 
-    def _add_skipping(self, rows: dict[str, Columns], events: Sequence[Any],
-                      present: dict[str, set[tuple[int, int]]]) -> None:
+    def _skipping(self, events: Sequence[Any], present: dict[str, set[tuple[int, int]]]) -> dict[str, Columns]:
         """The slow path, for the pages that overlap rows stored past the cursor: row by row, minus those rows."""
+        out = empty_columns()
         for table, table_rows in rows_of(events).items():
             keys = present.get(table)
             if keys:
                 kept = [r for r in table_rows if (r[0], r[1]) not in keys]
                 self.metrics.skipped.inc(len(table_rows) - len(kept))
                 table_rows = kept
-            columns = rows[table]
+            columns = out[table]
             for row in table_rows:
                 for column, value in zip(columns, row, strict=True):
                     column.append(value)
+        return out
 
     def _count_unknown(self, seqs: list[int]) -> None:
         """Counts the events of a kind this exporter does not know (logged once: a newer processd's kind stays
@@ -311,20 +329,29 @@ class Exporter:
 
 @dataclass(slots=True)
 class _Batch:
-    """Events read since the last write: mapped here (``columns``) or, catch-up pages with workers, kept
-    serialized for a worker (``raw``)."""
+    """Events read since the last write: mapped here and fed to the batch's INSERTs (``feeds``, by table name) as
+    they come, or, catch-up pages with workers, kept serialized for a worker (``raw``)."""
 
-    columns: dict[str, Columns] = field(default_factory=empty_columns)
+    feeds: dict[str, Feed] = field(default_factory=dict)
+    summary: BatchSummary = field(default_factory=lambda: BatchSummary({}, [], []))
     raw: list[bytes] = field(default_factory=list)
     events: int = 0
     first_at: float = 0.0
 
+    def add_summary(self, page: BatchSummary) -> None:
+        """Adds a page's summary to the batch's."""
+        rows = self.summary.rows
+        for table, count in page.rows.items():
+            rows[table] = rows.get(table, 0) + count
+        self.summary.received_ns.extend(page.received_ns)
+        self.summary.unknown_seqs.extend(page.unknown_seqs)
+
 
 class _Writes:
     """The batches being written, in seq order: at most ``max(1, map_workers)`` at once. Each is a task that
-    inserts its rows (a worker's batch starts at once in its worker; a batch mapped here waits for the one before
-    it, since the exporter's one connection serves it and the cursor) and then, once the batch before it is done,
-    moves the cursor past it. A failure fails every later batch before its cursor moves."""
+    inserts its rows (a worker's batch starts at once in its worker; a batch mapped here was fed to its INSERTs
+    page by page, which the task ends: the detail tables', then the events one) and then, once the batch before
+    it is done, moves the cursor past it. A failure fails every later batch before its cursor moves."""
 
     def __init__(self, exporter: Exporter) -> None:
         self.exporter = exporter
@@ -348,7 +375,7 @@ class _Writes:
             self._jobs.append(job)
             task = asyncio.create_task(self._worker_batch(previous, job, next_seq))
         else:
-            task = asyncio.create_task(self._own_batch(previous, batch.columns, next_seq))
+            task = asyncio.create_task(self._own_batch(previous, batch, next_seq))
         self._tasks.append(task)
         metrics.batches_in_flight.set(sum(not t.done() for t in self._tasks))
 
@@ -363,15 +390,24 @@ class _Writes:
         await asyncio.to_thread(ex.sink.move_cursor, next_seq)
         ex._written(summary, next_seq, started)
 
-    async def _own_batch(self, previous: asyncio.Task[None] | None, columns: dict[str, Columns],
-                         next_seq: int) -> None:
+    async def _own_batch(self, previous: asyncio.Task[None] | None, batch: _Batch, next_seq: int) -> None:
         ex = self.exporter
+        started = time.perf_counter()
+        # the detail tables' INSERTs end first, then the events one: a reader that sees an event row finds its
+        # details (each INSERT's rows appear at its end, as one part)
+        details = [feed for table, feed in batch.feeds.items() if table != EVENTS.name]
+        for feed in details:
+            feed.end()
+        for feed in details:
+            await asyncio.wrap_future(feed.done)
+        events = batch.feeds.get(EVENTS.name)
+        if events is not None:
+            events.end()
+            await asyncio.wrap_future(events.done)
         if previous is not None:
             await previous
-        started = time.perf_counter()
-        summary = summary_of(columns)  # before the INSERT: the driver rewrites the lists
-        await asyncio.to_thread(ex.sink.write, columns, next_seq)
-        ex._written(summary, next_seq, started)
+        await asyncio.to_thread(ex.sink.move_cursor, next_seq)
+        ex._written(batch.summary, next_seq, started)
 
     async def drain(self) -> None:
         """Waits until every batch is written (raises the first failure)."""

@@ -8,6 +8,7 @@ from the next seq not yet returned, so no event is skipped or repeated.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -33,29 +34,48 @@ class Page:
     at_head: bool = True
 
 
-#: ScanEvents returning the response's bytes (parsed here, and again by a batch worker).
-RawScan = Callable[..., Awaitable[bytes]]
+#: ScanEvents returning the response's bytes (parsed here, and again by a batch worker): a :class:`ThreadScan`.
+RawScan = Callable[[query_pb2.ScanEventsRequest], Awaitable[bytes]]
+
+#: Seconds a ScanEvents call may take.
+SCAN_TIMEOUT_S = 60.0
 
 
-def raw_scan(ch: grpc.aio.Channel) -> RawScan:
-    """ScanEvents on ``ch`` that returns the serialized response."""
-    return ch.unary_unary("/mempulse.v1.Query/ScanEvents",
-                          request_serializer=query_pb2.ScanEventsRequest.SerializeToString,
-                          response_deserializer=None)
+class ThreadScan:
+    """ScanEvents over a blocking channel, each call in a thread, so the next catch-up page is read while the
+    event loop maps the one before: over the asyncio channel a page's bytes are read only when the loop is free,
+    and with each page mapped for tens of ms the export spent a good part of its time waiting for pages
+    (``source_wait``, docs/export.md#benchmark). The blocking call waits in gRPC's C core with the GIL released.
+    Returns the serialized response (:data:`RawScan`). ``close()`` closes the channel, cancelling a call in flight.
+    """
+
+    def __init__(self, target: str, max_message_bytes: int) -> None:
+        self._channel = grpc.insecure_channel(target, options=_options(max_message_bytes))
+        self._call = self._channel.unary_unary("/mempulse.v1.Query/ScanEvents",
+                                               request_serializer=query_pb2.ScanEventsRequest.SerializeToString,
+                                               response_deserializer=None)
+
+    async def __call__(self, request: query_pb2.ScanEventsRequest) -> bytes:
+        return bytes(await asyncio.to_thread(self._call, request, timeout=SCAN_TIMEOUT_S))
+
+    def close(self) -> None:
+        self._channel.close()
+
+
+def _options(max_message_bytes: int) -> list[tuple[str, int]]:
+    return [("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", 4 * 1024 * 1024)]
 
 
 def channel(target: str, max_message_bytes: int) -> grpc.aio.Channel:
     """An insecure channel to processd that accepts its largest pages."""
-    return grpc.aio.insecure_channel(target, options=[
-        ("grpc.max_receive_message_length", max_message_bytes),
-        ("grpc.max_send_message_length", 4 * 1024 * 1024),
-    ])
+    return grpc.aio.insecure_channel(target, options=_options(max_message_bytes))
 
 
 async def tail(stub: query_pb2_grpc.QueryStub, from_seq: int, page_events: int,
                scan: RawScan | None = None) -> AsyncIterator[Page]:
     """Every event from ``from_seq`` on, forever (scan, then subscribe; back to scanning when a stream ends).
-    With ``scan`` (:func:`raw_scan`) the catch-up pages also carry their bytes (:attr:`Page.raw`).
+    With ``scan`` (:class:`ThreadScan`) the catch-up pages also carry their bytes (:attr:`Page.raw`).
 
     Raises :class:`SourceUnavailable` when processd cannot be reached (the caller retries with backoff)."""
     next_seq = max(from_seq, 1)
@@ -63,9 +83,9 @@ async def tail(stub: query_pb2_grpc.QueryStub, from_seq: int, page_events: int,
         try:
             while True:  # catch-up
                 request = query_pb2.ScanEventsRequest(from_seq_id=next_seq, limit=page_events)
-                raw = await scan(request, timeout=60) if scan is not None else None
+                raw = await scan(request) if scan is not None else None
                 resp = (query_pb2.ScanEventsResponse.FromString(raw) if raw is not None
-                        else await stub.ScanEvents(request, timeout=60))
+                        else await stub.ScanEvents(request, timeout=SCAN_TIMEOUT_S))
                 next_seq = max(next_seq, resp.next_seq_id)
                 yield Page(resp.events, resp.last_seq_id, raw, at_head=next_seq > resp.last_seq_id)
                 if next_seq > resp.last_seq_id:
@@ -81,7 +101,7 @@ async def tail(stub: query_pb2_grpc.QueryStub, from_seq: int, page_events: int,
             finally:
                 call.cancel()
             log.info("processd ended the event stream at seq %d: scanning again", next_seq - 1)
-        except grpc.aio.AioRpcError as exc:
+        except grpc.RpcError as exc:  # the aio channel's AioRpcError, or the blocking one's (ThreadScan)
             if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
                 # cut off as too slow (or refused: too many subscribers): scanning needs no subscriber slot
                 log.warning("processd cut the event stream (%s): scanning from seq %d", exc.details(), next_seq)

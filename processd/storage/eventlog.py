@@ -451,6 +451,8 @@ class EventLog:
         ``keep`` (an ``EventFilter``'s, for ListTransactions) leaves out, as examined, the events it refuses.
         """
         stats = stats if stats is not None else ScanStats()
+        if not chain_id and not kinds and keep is None and not descending:
+            return self._scan_plain(build, txn, from_seq, limit, max_examined, stats, max_bytes)
         out: list[_T] = []
         if chain_id:
             walker = self._walk_chain(txn, chain_id, from_seq, descending, stats)
@@ -480,6 +482,37 @@ class EventLog:
             if len(out) >= limit or examined >= max_examined:
                 more = True
                 break
+        stats.page_bytes = page_bytes
+        return out, next_seq, more
+
+    def _scan_plain(self, build: Callable[[Any, int], _T], txn: lmdb.Transaction, from_seq: int, limit: int,
+                    max_examined: int, stats: ScanStats, max_bytes: int) -> tuple[list[_T], int, bool]:
+        """:meth:`scan_as` without a filter, ascending (the export's catch-up reads the whole log this way): the
+        same page, with the cursor stepped at C level (``iternext``) instead of through :meth:`_walk_all`'s
+        generator; about a third of the CPU per event (docs/export.md#benchmark)."""
+        out: list[_T] = []
+        append = out.append
+        cur = txn.cursor(db=self.events_db)
+        stats.cursor_steps += 1
+        bound = min(limit, max_examined)  # every event examined is taken: the two bounds are one
+        next_seq, more, page_bytes = from_seq, False, 0
+        if cur.set_range(seq_key(max(from_seq, 1))):
+            unpack = U64.unpack
+            for key, value in cur.iternext():
+                size = len(value) + EVENT_OVERHEAD_BYTES
+                if max_bytes and out and page_bytes + size > max_bytes:
+                    more = stats.truncated = True
+                    break
+                page_bytes += size
+                seq = unpack(key)[0]
+                append(build(value, seq))
+                next_seq = seq + 1
+                if len(out) >= bound:
+                    more = True
+                    break
+            # as _walk_all counts: a step to each event after the first, and one more unless the page ended at its
+            # limit (the step past the end, or to the event left for the next page)
+            stats.cursor_steps += len(out) - (1 if more and not stats.truncated else 0)
         stats.page_bytes = page_bytes
         return out, next_seq, more
 

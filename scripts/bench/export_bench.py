@@ -45,6 +45,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from clickhouse_driver import Client
+
 from common.pb.v1 import ingest_pb2, tx_pb2
 from common.testing.clickhouse import ClickHouseServer
 from common.testing.ingest_push import push_batches, push_envelopes
@@ -140,7 +142,9 @@ def _floor(cfg: ExportConfig, rows: dict[str, list[Row]], columns: dict[str, Col
     """The plain bulk insert: ``rows`` one row tuple at a time, or (``columns`` given) the same values as columns."""
     sink = ClickHouseSink(cfg)
     sink.ensure_schema()
-    client = sink.client
+    # clickhouse-driver's own Client (the exporter's sink encodes its columns itself: processd.export.native)
+    client = Client(cfg.clickhouse_host, port=cfg.clickhouse_port)
+    client.execute("SELECT 1")  # connected before the clock, as the exporter's resume is its first statement
     n = sum(len(r) for r in rows.values())
     # fresh lists per run: the driver replaces NULLs and enum names in the lists it is given
     data: dict[str, Any] = {t: [list(c) for c in cols] for t, cols in columns.items()} if columns else rows
@@ -150,6 +154,7 @@ def _floor(cfg: ExportConfig, rows: dict[str, list[Row]], columns: dict[str, Col
         client.execute(insert_sql(cfg.database, table), data[table.name], columnar=columns is not None)
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     sink.close()
+    client.disconnect()
     return {"rows": n, "seconds": round(wall, 3), "rows_per_s": round(n / wall),
             "cpu_us_per_row": round(cpu / n * 1e6, 2), "clickhouse_cpu_us_per_row": _per_row(ch_pid, ch0, n)}
 

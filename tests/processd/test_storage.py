@@ -11,7 +11,7 @@ from common.pb.v1 import events_pb2, ingest_pb2, query_pb2
 from common.testing.ingest_push import channel, push_envelopes
 from common.testing.synth import synthetic_envelopes
 from processd.api.server import ProcessdServer
-from processd.storage.eventlog import META_SCHEMA, SCHEMA_VERSION, U32, EventLog, StorageError
+from processd.storage.eventlog import META_SCHEMA, SCHEMA_VERSION, U32, EventLog, ScanStats, StorageError
 from tests.processd._helpers import query_stub
 
 STORAGE_FULL = ingest_pb2.REJECT_REASON_STORAGE_FULL
@@ -143,3 +143,27 @@ async def test_a_storage_full_batch_of_blocks_gone_reports_or_pool_states_only_i
     job.storage_full = True
     ack = PendingBatch(batch_seq=7, envelopes=(), received_ns=1, job=job).ack()
     assert _full([ack]) == 2
+
+
+async def test_the_unfiltered_scan_fast_path_pages_as_the_generic_walk(server_factory) -> None:
+    """ScanEvents without a filter steps the cursor at C level (EventLog._scan_plain): the same pages, cursor and
+    counters as the generic walk (forced here with a ``keep`` that keeps everything), at every page edge: the
+    limit, the examined bound, the byte budget, the end of the log, a start past it."""
+    srv = await server_factory()
+    await push_envelopes(srv.address, synthetic_envelopes(60, seed=4), batch_size=25)
+    log = srv.eventlog
+    last = log.last_seq()
+    sizes = []
+    with log.begin() as txn:
+        for from_seq, limit, examined, max_bytes in ((1, 1000, 20000, 0), (1, 7, 20000, 0), (5, 50, 9, 0),
+                                                     (last - 3, 10, 20000, 0), (last + 1, 10, 20000, 0),
+                                                     (0, 40, 20000, 3000), (2, 40, 20000, 1)):
+            pages = []
+            for keep in (None, lambda _txn, _seq: True):
+                stats = ScanStats()
+                out = log.scan_as(lambda value, seq: (seq, bytes(value)), txn, from_seq, limit, stats=stats,
+                                  max_examined=examined, max_bytes=max_bytes, keep=keep)
+                pages.append((out, stats))
+            assert pages[0] == pages[1], (from_seq, limit, examined, max_bytes)
+            sizes.append(len(pages[0][0][0]))
+    assert sizes == [last, 7, 9, 4, 0, sizes[5], 1] and 1 < sizes[5] < 40 and last > 60

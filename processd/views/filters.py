@@ -16,6 +16,11 @@ field some filter checks beyond its anchor: the TX_SEEN value for ``addresses`` 
 value for ``methods`` / ``tokens_in`` / ``tokens_out``. Filters anchored on those (or without an anchor: chain,
 kinds, min value, min score only) see every transaction through a view, as the catch-up does on log values.
 
+Under each anchor value an :class:`Anchor` sorts its groups by what taking a transaction costs them. Groups of
+SubscribeMany streams that take a transaction as it is (no other field, no kinds) need no view at all: on a
+field with a column their ids per stream are tables (value -> ``ManyEvent.filter_ids``, :class:`ColumnAnchors`),
+which ``processd.views.many`` maps over the stored batch's columns per stream (:class:`StreamBatch`).
+
 Semantics (query.proto, ``EventFilter``): AND across fields (selectors and methods are one), OR within a field;
 a transaction's events are taken or skipped together, then ``kinds`` picks among them; a TX_SOURCE_SEEN event
 matches on its chain and kind, and on the other fields by its transaction as read from the log

@@ -14,7 +14,8 @@ usually sent as it was buffered.
 
 SubscribeMany streams (:class:`ManyStream`, :mod:`processd.views.many`) register each of their filters in the
 same groups (``FilterGroup.many``), so one matching pass serves them too; each stream gets, per commit, every
-event its filters take once, tagged with their ids.
+event its filters take once, tagged with their ids (read per stored batch from the index's column tables:
+``processd.views.many.tagged_entries``).
 """
 
 from __future__ import annotations

@@ -16,6 +16,11 @@ field some filter checks beyond its anchor: the TX_SEEN value for ``addresses`` 
 value for ``methods`` / ``tokens_in`` / ``tokens_out``. Filters anchored on those (or without an anchor: chain,
 kinds, min value, min score only) see every transaction through a view, as the catch-up does on log values.
 
+Under each anchor value an :class:`Anchor` sorts its groups by what taking a transaction costs them. Groups of
+SubscribeMany streams that take a transaction as it is (no other field, no kinds) need no view at all: on a
+field with a column their ids per stream are tables (value -> ``ManyEvent.filter_ids``, :class:`ColumnAnchors`),
+which ``processd.views.many`` maps over the stored batch's columns per stream (:class:`StreamBatch`).
+
 Semantics (query.proto, ``EventFilter``): AND across fields (selectors and methods are one), OR within a field;
 a transaction's events are taken or skipped together, then ``kinds`` picks among them; a TX_SOURCE_SEEN event
 matches on its chain and kind, and on the other fields by its transaction as read from the log
@@ -26,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from itertools import compress, repeat
+from itertools import compress
 from operator import attrgetter
 from typing import Any
 
@@ -35,7 +40,7 @@ from common.pb.v1 import events_pb2, query_pb2, tx_pb2
 from processd.errors import ProcessdError
 from processd.storage.eventlog import EventLog
 from processd.wire.columns import BatchColumns
-from processd.wire.encoding import varint
+from processd.wire.encoding import SMALL_VARINTS, varint, varints
 from processd.wire.tags import tag
 
 KIND_SEEN: int = events_pb2.EVENT_KIND_TX_SEEN
@@ -126,7 +131,7 @@ class TxView:
     for a SubscribeEvents message at most once per set of kinds."""
 
     __slots__ = ("_env", "_events", "_features", "_framed", "_protocol", "_scores", "all_bytes", "all_count",
-                 "batch_frames", "chain", "end", "seq", "start", "takers", "values")
+                 "anchors", "batch_frames", "chain", "end", "seq", "start", "takers", "values")
 
     def __init__(self, chain: int, values: Sequence[bytes], start: int, end: int, seq: int,
                  protocol: str | None = None, scores: dict[int, int] | None = None,
@@ -151,7 +156,10 @@ class TxView:
         #: ``values``: :meth:`event_frames` slices its own from them.
         self.batch_frames: list[bytes] | None = None
         self._events: list[bytes] | None = None
-        #: The groups with SubscribeMany streams that took it this round (``FilterIndex.many_txs`` lists it).
+        #: What SubscribeMany streams took it this round (``FilterIndex.many_txs`` lists it): the anchors whose
+        #: groups took it as it is, without kinds (their ids packed per stream: :attr:`Anchor.packed`), and the
+        #: other groups with streams that took it, one by one.
+        self.anchors: list[Anchor] = []
         self.takers: list[FilterGroup] = []
 
     def frame_all(self) -> None:
@@ -251,14 +259,21 @@ def _opp_body(seq: int, value: bytes) -> bytes:
     then ``opp_detected { opportunity { seq_id } }`` once more. Protobuf merges the occurrences of an embedded
     message field (and the last occurrence of a scalar wins), so this parses as the Event with the seq set, the
     Event ``decode_event`` makes, without the parse and serialize that cost ~4 us an opportunity."""
+    return b"%b%b" % (value[1:], opp_seq_field(seq))  # value may be a memoryview (a scan's)
+
+
+def opp_seq_field(seq: int) -> bytes:
+    """``opp_detected { opportunity { seq_id } }`` as Event fields: what an OPP_DETECTED event gets after its
+    stored fields (:func:`_opp_body`)."""
     seq_field = _OPP_SEQ_TAG + varint(seq)
     opportunity = _OPPORTUNITY_TAG + varint(len(seq_field)) + seq_field
-    return b"%b%b%b%b" % (value[1:], _OPP_DETECTED_TAG, varint(len(opportunity)), opportunity)
+    return b"%b%b%b" % (_OPP_DETECTED_TAG, varint(len(opportunity)), opportunity)
 
 
 _OPP_DETECTED_TAG = tag(events_pb2.Event, "opp_detected")
 _OPPORTUNITY_TAG = tag(events_pb2.OppDetected, "opportunity")
 _OPP_SEQ_TAG = tag(events_pb2.Opportunity, "seq_id")
+_IDS_TAG = tag(query_pb2.ManyEvent, "filter_ids")
 
 
 #: Anchor fields, most selective first: (TxFilter attribute, what the transaction has there).
@@ -285,7 +300,7 @@ _count_of = attrgetter("all_count")
 class FilterGroup:
     """The subscribers of one distinct filter, and the transactions it takes from what is being matched."""
 
-    __slots__ = ("anchor", "filter", "many", "many_packed", "members", "recheck", "sightings", "txs")
+    __slots__ = ("anchor", "anchors", "filter", "many", "many_packed", "members", "recheck", "sightings", "txs")
 
     def __init__(self, event_filter: TxFilter) -> None:
         self.filter = event_filter
@@ -299,9 +314,23 @@ class FilterGroup:
         #: found there must still be checked against its other fields.
         self.anchor: str | None = None
         self.recheck = True
+        #: The index entries it is listed in (one per value of its anchor), told when its subscribers change.
+        self.anchors: list[Anchor] = []
         #: Transactions taken, in seq order (after :meth:`FilterIndex.finish`), and the sightings taken meanwhile.
         self.txs: list[TxView] = []
         self.sightings: list[TxView] = []
+
+    @property
+    def listed(self) -> bool:
+        """Whether what it takes goes to its ``txs``: it has SubscribeEvents subscribers, or no SubscribeMany
+        stream either (a catch-up's or a scan's own group). A group of streams only is told apart by the ids
+        on each transaction (:attr:`TxView.takers`, :attr:`TxView.anchors`) and needs no list."""
+        return bool(self.members or not self.many)
+
+    def changed(self) -> None:
+        """Its subscribers or stream ids changed: the index entries it is in sort it again (no index rebuild)."""
+        for anchor in self.anchors:
+            anchor.sort()
 
     def frames(self, from_seq: int = 0) -> list[tuple[bytes, int]]:
         """Its transactions' events of the filter's kinds, framed (bytes, events), those with any."""
@@ -320,6 +349,104 @@ class FilterGroup:
         return parts, sum(n for _, n in frames), sum(map(len, parts))
 
 
+class Anchor:
+    """The groups indexed under one value of an anchored field, sorted by what a transaction found there costs
+    them (:meth:`sort`, when the index is built and when a group's subscribers change):
+
+    * ``checked``: groups that ask about more than their anchor, each checking the transaction in full;
+    * ``listed``: the others whose ``txs`` take it (:attr:`FilterGroup.listed`);
+    * ``kinded``: the others with SubscribeMany streams and ``kinds``, each among the transaction's takers;
+    * the others with streams and without kinds, all at once: their ids are ``packed`` here per stream. At
+      1,000 filters a transaction is taken by ~10 groups of streams: one join of ids per stream, made when they
+      change. On a field with a batch column (``column``), they are also the column's tables per stream (value
+      -> ids field: :class:`ColumnAnchors`), which a stored batch's transactions are looked up in C-level, with
+      no view; elsewhere (a view-field anchor, the catch-up) the transaction lists the anchor
+      (:attr:`TxView.anchors`).
+    """
+
+    __slots__ = ("checked", "column", "fields", "general", "groups", "kinded", "listed", "packed", "value")
+
+    def __init__(self, value: object = None, column: ColumnAnchors | None = None) -> None:
+        self.value = value
+        self.column = column
+        self.groups: list[FilterGroup] = []
+        self.checked: list[FilterGroup] = []
+        self.listed: list[FilterGroup] = []
+        self.kinded: list[FilterGroup] = []
+        #: Per stream, its ids of every group taken at once, packed, and as the ``ManyEvent.filter_ids`` field.
+        self.packed: dict[Any, bytes] = {}
+        self.fields: dict[Any, bytes] = {}
+        #: Whether a transaction found here needs a view: it has groups that are checked, listed or kinded.
+        self.general = False
+
+    def sort(self) -> None:
+        """Sorts its groups into the lists above (from their current subscribers and ids)."""
+        plain = [g for g in self.groups if not g.recheck]
+        self.checked = [g for g in self.groups if g.recheck]
+        self.listed = [g for g in plain if g.listed]
+        self.kinded = [g for g in plain if g.many and g.filter.kinds]
+        packed: dict[Any, list[bytes]] = {}
+        for g in plain:
+            if not g.filter.kinds:
+                for stream, ids in g.many_packed.items():
+                    packed.setdefault(stream, []).append(ids)
+        self.packed = {stream: b"".join(ids) for stream, ids in packed.items()}
+        old = self.fields
+        self.fields = {stream: _IDS_TAG + varint(len(ids)) + ids for stream, ids in self.packed.items()}
+        self.general = bool(self.checked or self.listed or self.kinded)
+        if self.column is not None:
+            self.column.update(self, old)
+
+
+class ColumnAnchors:
+    """The anchors of one field with a batch column (``BatchColumns.to`` / ``sender`` / ``selector`` /
+    ``chain``), as tables a column is mapped over (C level): ``table`` (value -> :class:`Anchor`, every one),
+    ``general`` (value -> anchor, those whose transactions need a view: ``Anchor.general``) and, per stream,
+    value -> the ``ManyEvent.filter_ids`` field of its groups there that take at once (``streams``). Kept up to
+    date by :meth:`Anchor.sort`."""
+
+    __slots__ = ("general", "name", "streams", "table")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.table: dict[object, Anchor] = {}
+        self.general: dict[object, Anchor] = {}
+        self.streams: dict[Any, dict[object, bytes]] = {}
+
+    def update(self, anchor: Anchor, old_fields: dict[Any, bytes]) -> None:
+        """Takes ``anchor``'s new ``general`` and ``fields`` (its ``old_fields`` are let go)."""
+        value = anchor.value
+        if anchor.general:
+            self.general[value] = anchor
+        else:
+            self.general.pop(value, None)
+        for stream in old_fields.keys() - anchor.fields.keys():
+            table = self.streams[stream]
+            del table[value]
+            if not table:
+                del self.streams[stream]
+        for stream, field in anchor.fields.items():
+            self.streams.setdefault(stream, {})[value] = field
+
+
+class StreamBatch:
+    """What a stored batch gave SubscribeMany streams in a round, tagged per stream by
+    ``processd.views.many.tagged_entries``: its first seq and columns, the index's column fields (their tables
+    per stream: :class:`ColumnAnchors`), and the views that groups with streams took apart (``views``:
+    ``TxView.takers`` and view-field anchors)."""
+
+    __slots__ = ("cols", "columns", "first", "seq_fields", "views")
+
+    def __init__(self, first: int, cols: BatchColumns, columns: list[ColumnAnchors], views: list[TxView]) -> None:
+        self.first = first
+        self.cols = cols
+        self.columns = columns
+        self.views = views
+        #: Each event's ``Event.seq_id`` field (and an opportunity's ``seq_id``: :func:`opp_seq_field`), made
+        #: by the first stream that tags the batch, for the others.
+        self.seq_fields: list[bytes] | None = None
+
+
 class FilterIndex:
     """The distinct filters (their groups), indexed so matching costs per transaction, not per filter.
 
@@ -335,12 +462,26 @@ class FilterIndex:
     def __init__(self, groups: Iterable[FilterGroup]) -> None:
         self.groups = list(groups)
         self.unanchored = [g for g in self.groups if not self._anchor(g)]
-        tables: dict[str, dict[object, list[FilterGroup]]] = {}
+        tables: dict[str, dict[object, Anchor]] = {}
+        columns: dict[str, ColumnAnchors] = {}
         for g in self.groups:
+            g.anchors = []  # a group is in one index at a time: the hub's latest, or a catch-up's own
             if g.anchor is not None:
-                table = tables.setdefault(g.anchor, {})
+                column = None
+                if g.anchor in _COLUMN_ANCHORS:
+                    column = columns.get(g.anchor)
+                    if column is None:
+                        column = columns[g.anchor] = ColumnAnchors(_COLUMN_ANCHORS[g.anchor])
+                table = tables.setdefault(g.anchor, {} if column is None else column.table)
                 for value in getattr(g.filter, g.anchor):
-                    table.setdefault(value, []).append(g)
+                    anchor = table.get(value)
+                    if anchor is None:
+                        anchor = table[value] = Anchor(value, column)
+                    anchor.groups.append(g)
+                    g.anchors.append(anchor)
+        for table in tables.values():
+            for anchor in table.values():
+                anchor.sort()
         #: Per anchored field: its getter and the groups of each value (the values any filter asked for).
         self.fields = [(name, get, tables[name]) for name, get in _ANCHORS if name in tables]
         #: The groups that took anything in this round (transactions or sightings), in no particular order.
@@ -348,11 +489,13 @@ class FilterIndex:
         #: The transactions and sightings this round that groups with SubscribeMany streams took (each once, its
         #: ``takers`` those groups), in no particular order.
         self.many_txs: list[TxView] = []
-        #: For :func:`match_columns`: the anchored fields a stored batch has a column for, as (column, table),
-        #: and whether any group needs a view of every transaction (unanchored, or anchored on a field parsed
-        #: from the events: tokens, methods, protocols), with those fields.
-        self.column_fields = [(_COLUMN_ANCHORS[name], table) for name, _, table in self.fields
-                              if name in _COLUMN_ANCHORS]
+        #: The stored batches of this round, for the streams: what their column anchors hold for each stream
+        #: (``Anchor.fields``) is read C-level per stream, and only the views in them are walked.
+        self.stream_batches: list[StreamBatch] = []
+        #: For :func:`match_columns`: the anchored fields a stored batch has a column for, and whether any group
+        #: needs a view of every transaction (unanchored, or anchored on a field parsed from the events: tokens,
+        #: methods, protocols), with those fields.
+        self.columns = [columns[name] for name, _, _ in self.fields if name in columns]
         self.view_fields = [field for field in self.fields if field[0] not in _COLUMN_ANCHORS]
         self.per_tx = bool(self.unanchored or self.view_fields)
 
@@ -372,7 +515,9 @@ class FilterIndex:
         """The groups ``tx`` may match (a probe without taking, for a sighting's transaction)."""
         found = list(self.unanchored)
         for _, get, table in self.fields:
-            found.extend(table.get(get(tx), ()))
+            anchor = table.get(get(tx))
+            if anchor is not None:
+                found.extend(anchor.groups)
         return found
 
     def begin(self) -> None:
@@ -382,26 +527,25 @@ class FilterIndex:
             g.sightings = []
         self.touched = []
         self.many_txs = []
+        self.stream_batches = []
 
-    def collect(self, tx: TxView, fields: list[tuple[str, Callable[[TxView], object], dict[object, list[FilterGroup]]]]
-                | None = None) -> bool:
+    def collect(self, tx: TxView, fields: list[tuple[str, Callable[[TxView], object], dict[object, Anchor]]]
+                | None = None, many: list[TxView] | None = None) -> bool:
         """Gives one transaction (in seq order within the round) to the groups that take it, among the unanchored
         and those anchored on ``fields`` (default: every anchored field); returns whether any did (the caller
         frames it then, once for all of them: :func:`frame_taken`)."""
         taken = False
         touched = self.touched
+        if many is None:
+            many = self.many_txs
         for g in self.unanchored:
             if g.filter.matches(tx):
-                if not g.txs and not g.sightings:
-                    touched.append(g)
-                g.txs.append(tx)
-                if g.many:
-                    _many_take(self.many_txs, g, tx)
+                _give(g, tx, touched, many)
                 taken = True
         for _, get, table in self.fields if fields is None else fields:
-            groups = table.get(get(tx))
-            if groups is not None:
-                taken = _take(groups, tx, touched, self.many_txs) or taken
+            anchor = table.get(get(tx))
+            if anchor is not None:
+                taken = _take(anchor, tx, touched, many) or taken
         return taken
 
     def sighted(self, g: FilterGroup, sighting: TxView) -> None:
@@ -410,7 +554,9 @@ class FilterIndex:
             self.touched.append(g)
         g.sightings.append(sighting)
         if g.many:
-            _many_take(self.many_txs, g, sighting)
+            if not sighting.takers:
+                self.many_txs.append(sighting)
+            sighting.takers.append(g)
 
     def finish(self) -> None:
         """Ends a round: each group's sightings merged with its transactions, in seq order (a transaction reaches
@@ -514,16 +660,19 @@ def match_batch(index: FilterIndex, first: int, cols: BatchColumns) -> None:
     n, nvalues = len(seen_at), len(values)
     scores = {offset: score for offset, _, score in cols.opps}
     taken: dict[int, TxView] = {}
-    touched, many = index.touched, index.many_txs
-    for column, table in index.column_fields:
-        hits: list[list[FilterGroup]] = list(map(table.get, getattr(cols, column), repeat([])))
+    touched = index.touched
+    many: list[TxView] = []  # the views groups with streams took apart (StreamBatch.views)
+    for column in index.columns:
+        if not column.general:
+            continue  # streams only there: read per stream from the batch (StreamBatch)
+        hits = list(map(column.general.get, getattr(cols, column.name)))
         for t in compress(range(n), hits):
             tx = taken.get(t)
             if tx is None:
                 start = seen_at[t]
                 tx = TxView(chains[t], values, start, seen_at[t + 1] if t + 1 < n else nvalues, first + start,
                             fkeys[fkey_of[t]][2], scores)
-            if _take(hits[t], tx, touched, many):
+            if _take(hits[t], tx, touched, many, False):  # type: ignore[arg-type]  # compress: not None
                 taken[t] = tx
     if index.per_tx:
         fields = index.view_fields
@@ -533,33 +682,50 @@ def match_batch(index: FilterIndex, first: int, cols: BatchColumns) -> None:
                 start = seen_at[t]
                 tx = TxView(chains[t], values, start, seen_at[t + 1] if t + 1 < n else nvalues, first + start,
                             fkeys[fkey_of[t]][2], scores)
-            if index.collect(tx, fields):
+            if index.collect(tx, fields, many):
                 taken[t] = tx
-    frame_taken(list(taken.values()), values, first, n)
+    index.stream_batches.append(StreamBatch(first, cols, index.columns, many))
+    if taken:
+        frame_taken(list(taken.values()), values, first, n)
 
 
-def _take(groups: list[FilterGroup], tx: TxView, touched: list[FilterGroup], many: list[TxView]) -> bool:
-    """Appends ``tx`` to those of ``groups`` (found under its value of their anchor) that take it: at once when
-    the anchor is all they ask, else after a check of the rest; returns whether any did."""
-    taken = False
-    for g in groups:
-        if not g.recheck or g.filter.matches(tx):
-            if not g.txs and not g.sightings:  # once per round (sightings come first)
-                touched.append(g)
-            g.txs.append(tx)
-            if g.many:  # as _many_take, inline: once per delivery to a SubscribeMany filter
-                if not tx.takers:
-                    many.append(tx)
-                tx.takers.append(g)
+def _take(anchor: Anchor, tx: TxView, touched: list[FilterGroup], many: list[TxView], packed: bool = True) -> bool:
+    """Gives ``tx`` to the groups of ``anchor`` (found under its value of their anchor field) that take it: at
+    once when the anchor is all they ask (the groups of streams only without kinds: the anchor, once, unless
+    ``packed`` is False: a batch's column anchors are read per stream from the batch), else after a check of the
+    rest; returns whether any did."""
+    listed = anchor.listed
+    for g in listed:
+        if not g.txs and not g.sightings:  # once per round (sightings come first)
+            touched.append(g)
+        g.txs.append(tx)
+    taken = bool(listed)
+    packed = packed and bool(anchor.packed)
+    if packed or anchor.kinded:
+        if not tx.anchors and not tx.takers:  # listed once per round
+            many.append(tx)
+        if packed:
+            tx.anchors.append(anchor)
+        tx.takers.extend(anchor.kinded)
+        taken = True
+    for g in anchor.checked:
+        if g.filter.matches(tx):
+            _give(g, tx, touched, many)
             taken = True
     return taken
 
 
-def _many_take(many: list[TxView], g: FilterGroup, tx: TxView) -> None:
-    """Records that ``g``, a group with SubscribeMany streams, took ``tx`` (listed once per round)."""
-    if not tx.takers:
-        many.append(tx)
-    tx.takers.append(g)
+def _give(g: FilterGroup, tx: TxView, touched: list[FilterGroup], many: list[TxView]) -> None:
+    """Gives ``tx`` to one group that takes it: its ``txs`` when it is listed, its streams through ``tx.takers``
+    (``many`` lists ``tx`` once per round)."""
+    if g.listed:
+        if not g.txs and not g.sightings:
+            touched.append(g)
+        g.txs.append(tx)
+    if g.many:
+        if not tx.anchors and not tx.takers:
+            many.append(tx)
+        tx.takers.append(g)
 
 
 def frame_taken(taken: list[TxView], values: list[bytes], first: int, txs: int) -> None:
@@ -570,14 +736,21 @@ def frame_taken(taken: list[TxView], values: list[bytes], first: int, txs: int) 
         for tx in taken:
             tx.frame_all()
         return
-    frames = [frame_event(seq, v) if v[0] == KIND_OPP else b"\x0a%b\x08%b%b" % (varint(len(v) + len(s)), s, v[1:])
-              for v, seq, s in zip(values, range(first, first + len(values)),
-                                   map(varint, range(first, first + len(values))), strict=True)]
+    frames = frame_values(values, first)
     join = b"".join
     for tx in taken:
         tx.all_bytes = join(frames[tx.start:tx.end])
         tx.all_count = tx.end - tx.start
         tx.batch_frames = frames
+
+
+def frame_values(values: list[bytes], first: int) -> list[bytes]:
+    """Every one of ``values`` (at seqs from ``first``) framed as :func:`frame_event` does, in one comprehension:
+    seq varints by blocks (:func:`~processd.wire.encoding.varints`), lengths from the table."""
+    small = SMALL_VARINTS
+    return [b"\x0a%b\x08%b%b" % (small[k] if (k := len(v) + len(s)) < 16384 else varint(k), s, v[1:])
+            if v[0] != KIND_OPP else frame_event(seq, v)
+            for v, s, seq in zip(values, varints(first, len(values)), range(first, first + len(values)), strict=True)]
 
 
 def add_sighting(index: FilterIndex, event: tuple[int, int, int, bytes], lookup: TxLookup | None) -> None:

@@ -17,13 +17,16 @@ and registration are in :mod:`processd.views.subscriptions` (``ManyStream``, ``S
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+from itertools import chain, repeat
+from operator import itemgetter
 from typing import Any
 
-from common.pb.v1 import query_pb2
+from common.pb.v1 import events_pb2, query_pb2
 from processd.errors import ProcessdError
-from processd.views.filters import TxView
-from processd.wire.encoding import SMALL_VARINTS, varint
+from processd.views.filters import StreamBatch, TxView, opp_seq_field
+from processd.wire.columns import BatchColumns
+from processd.wire.encoding import SMALL_VARINTS, varint, varints
 from processd.wire.tags import tag
 
 #: A buffer entry, as a filtered subscriber's (``subscriptions.FramedEntry``): a serialized
@@ -45,54 +48,159 @@ class ManyLimitError(ProcessdError):
     retriable = False
 
 
-def _tagged(txs: list[TxView], stream: Any, kinded: bool) -> Iterable[bytes]:
-    """Each event ``stream``'s filters take from ``txs`` (a round's ``FilterIndex.many_txs``, in seq order) as a
-    ``SubscribeManyResponse.events`` entry: the framed event (``ManyEvent.event`` has the tag of
-    ``SubscribeEventsResponse.events``, field 1) and its filters' ids, the packed ids of the stream in every group
-    that took the transaction (``FilterGroup.many_packed``, made when the stream's filters change) joined. A group
-    with ``kinds`` tags only its kinds' events of a transaction (``kinded``: whether any filter of a stream has
-    kinds; without, every event of a taken transaction carries the same ids); an event no filter of the stream
-    takes is left out."""
-    small = SMALL_VARINTS
+def _tagged(txs: list[TxView], stream: Any, kinded: bool) -> list[tuple[int, list[bytes]]]:
+    """Each event ``stream``'s filters take from ``txs`` (views: sightings, transactions matched outside a stored
+    batch) as a ``SubscribeManyResponse.events`` entry: the framed event (``ManyEvent.event`` has the tag of
+    ``SubscribeEventsResponse.events``, field 1) and its filters' ids (``ManyEvent.filter_ids``), per view with
+    its first seq."""
+    out: list[tuple[int, list[bytes]]] = []
     for tx in txs:
-        packed = b"".join([p for g in tx.takers if (p := g.many_packed.get(stream)) is not None])
-        if not packed:
-            continue  # taken by other streams' filters only
+        packed, some_kinds = _ids_of(tx.anchors, tx.takers, stream, kinded)
+        fields = _event_fields(tx, packed, some_kinds)
         frames = tx.event_frames()
-        if not kinded or all(not g.filter.kinds for g in tx.takers):
-            size = len(packed)
-            ids = b"%b%b%b" % (_IDS_TAG, small[size] if size < 16384 else varint(size), packed)
-            for frame in frames:
-                size = len(frame) + len(ids)
-                yield b"%b%b%b%b" % (_EVENTS_TAG, small[size] if size < 16384 else varint(size), frame, ids)
-            continue
-        values, start = tx.values, tx.start
-        for i, frame in enumerate(frames):
-            kind = values[start + i][0]
-            packed = b"".join([p for g in tx.takers if (p := g.many_packed.get(stream)) is not None
-                               and (not g.filter.kinds or kind in g.filter.kinds)])
-            if packed:
-                ids = b"%b%b%b" % (_IDS_TAG, varint(len(packed)), packed)
-                yield b"%b%b%b%b" % (_EVENTS_TAG, varint(len(frame) + len(ids)), frame, ids)
+        parts = [_entry(frame, field) for frame, field in zip(frames, fields, strict=True) if field]
+        if parts:
+            out.append((tx.seq, parts))
+    return out
 
 
-def tagged_entries(txs: list[TxView], stream: Any, last_seq: int, max_events: int, max_bytes: int,
-                   kinded: bool = True) -> list[ManyEntry]:
-    """What ``stream``'s filters take from a round's ``txs`` (:func:`_tagged`) as serialized
-    ``SubscribeManyResponse`` messages with ``last_seq``: one when they fit in ``max_events`` events and
-    ``max_bytes``, else cut there (each holds at least one event)."""
+def _batch_parts(batch: StreamBatch, stream: Any, kinded: bool) -> list[bytes]:
+    """The entries of one stored batch for ``stream``: the ids field of each transaction from its column anchors
+    (``Anchor.fields`` of the stream, read C-level: map, no loop per transaction), repeated over its events
+    (``tx_kinds``: one byte per event), plus the ids of the views some of the stream's groups took apart; then
+    every event with ids framed and tagged at once (:func:`tag_values`)."""
+    cols = batch.cols
+    tx_fields: list[bytes] | None = None
+    for column in batch.columns:
+        table = column.streams.get(stream)
+        if table is not None:
+            fields = map(table.get, getattr(cols, column.name), repeat(b""))
+            # A packed repeated field may come in several parts, which parsers concatenate: one per column.
+            tx_fields = list(fields) if tx_fields is None else list(map(bytes.__add__, tx_fields, fields))
+    values = cols.values
+    if tx_fields is None:
+        events = [b""] * len(values)
+    else:
+        events = list(chain.from_iterable(map(repeat, tx_fields, map(len, cols.tx_kinds))))
+    for tx in batch.views:
+        packed, some_kinds = _ids_of(tx.anchors, tx.takers, stream, kinded)
+        for i, field in enumerate(_event_fields(tx, packed, some_kinds), tx.start):
+            if field:
+                events[i] += field
+    if not any(events):
+        return []
+    seq_fields = batch.seq_fields
+    if seq_fields is None:
+        seq_fields = batch.seq_fields = _seq_fields(batch.first, cols)
+    return tag_values(values, seq_fields, events)
+
+
+def _seq_fields(first: int, cols: BatchColumns) -> list[bytes]:
+    """The ``Event.seq_id`` field of each event of a batch at seqs from ``first``, an opportunity's followed by
+    its own ``seq_id`` (:func:`~processd.views.filters.opp_seq_field`)."""
+    out = varints(first, len(cols.values), _SEQ_TAG)
+    for offset, _, _ in cols.opps:
+        out[offset] += opp_seq_field(first + offset)
+    return out
+
+
+def tag_values(values: list[bytes], seq_fields: list[bytes], fields: list[bytes]) -> list[bytes]:
+    """The ``SubscribeManyResponse.events`` entry of each of a stored batch's ``values`` whose ids field in
+    ``fields`` is not empty: ``ManyEvent.event`` then the ids. The event is framed whole, without a copy of
+    the value: behind the tag of ``Event.kind``, the value's kind byte (a stored value starts with it: layout.py)
+    is read as ``Event.kind``, which the value then sets again to the same number (the last occurrence of a
+    scalar wins); its ``seq_id`` field (``seq_fields``) comes after the value (fields may come in any order).
+    The framing then is three table lookups and one join per event, in one comprehension, with no frame apart
+    (a batch taken only by streams' filters is never framed for SubscribeEvents)."""
+    outer, heads, lengths = _frame_tables()
+    join = b"".join
+    try:
+        return [join((outer[lengths[k := len(v) + len(s) + _KIND_LEN] + len(f)], heads[k], v, s, f))
+                for v, s, f in zip(values, seq_fields, fields, strict=True) if f]
+    except IndexError:  # a size past the tables (2**14: a big value, or ids of very many filters): rare
+        return [_entry(_FRAME_TAG + varint(len(v) + len(s) + _KIND_LEN) + _KIND_TAG + v + s, f)
+                for v, s, f in zip(values, seq_fields, fields, strict=True) if f]
+
+
+@functools.cache
+def _frame_tables() -> tuple[list[bytes], list[bytes], list[int]]:
+    """Per size below 2**14: the ``SubscribeManyResponse.events`` tag and length; the ``ManyEvent.event`` tag and
+    length with the ``Event.kind`` tag after them (:func:`tag_values`); and the size of that framed event (made on
+    first use, ~1 MiB)."""
+    heads = [_FRAME_TAG + s + _KIND_TAG for s in SMALL_VARINTS]
+    return ([_EVENTS_TAG + s for s in SMALL_VARINTS], heads,
+            [len(h) - len(_KIND_TAG) + k for k, h in enumerate(heads)])
+
+
+def _entry(frame: bytes, field: bytes) -> bytes:
+    """One ``SubscribeManyResponse.events`` entry: a framed event and its ids field."""
+    size = len(frame) + len(field)
+    return b"%b%b%b%b" % (_EVENTS_TAG, SMALL_VARINTS[size] if size < 16384 else varint(size), frame, field)
+
+
+def _event_fields(tx: TxView, packed: bytes, some_kinds: list[tuple[bytes, frozenset[int]]]) -> list[bytes]:
+    """The ids field of each event of ``tx`` (empty: no filter of the stream takes it): ``packed`` on every
+    event, each of ``some_kinds`` on the events of its kinds."""
+    count = tx.end - tx.start
+    if not some_kinds:
+        return [ids_field(packed) if packed else b""] * count
+    values, start = tx.values, tx.start
+    fields = []
+    for i in range(count):
+        kind = values[start + i][0]
+        event_packed = b"".join([packed, *[p for p, kinds in some_kinds if kind in kinds]])
+        fields.append(ids_field(event_packed) if event_packed else b"")
+    return fields
+
+
+def _ids_of(anchors: list[Any], takers: list[Any], stream: Any, kinded: bool,
+            ) -> tuple[bytes, list[tuple[bytes, frozenset[int]]]]:
+    """``stream``'s packed ids on every event of a transaction (from its ``anchors`` and the ``takers`` without
+    kinds), and those of its takers with kinds (``kinded``), each with its kinds."""
+    every = [p for a in anchors if (p := a.packed.get(stream)) is not None]
+    some_kinds: list[tuple[bytes, frozenset[int]]] = []
+    for g in takers:
+        p = g.many_packed.get(stream)
+        if p is not None:
+            if kinded and g.filter.kinds:
+                some_kinds.append((p, g.filter.kinds))
+            else:
+                every.append(p)
+    return b"".join(every), some_kinds
+
+
+def ids_field(packed: bytes) -> bytes:
+    """``ManyEvent.filter_ids`` of ``packed`` ids (their varints, joined)."""
+    return b"%b%b%b" % (_IDS_TAG, varint(len(packed)), packed)
+
+
+def tagged_entries(batches: list[StreamBatch], txs: list[TxView], stream: Any, last_seq: int, max_events: int,
+                   max_bytes: int, kinded: bool = True) -> list[ManyEntry]:
+    """What ``stream``'s filters take from a round (its stored ``batches``: :func:`_batch_parts`, and other
+    views ``txs``, sightings: :func:`_tagged`) as serialized ``SubscribeManyResponse`` messages with
+    ``last_seq``, the events in seq order: one when they fit in ``max_events`` events and ``max_bytes``, else cut
+    there (each holds at least one event)."""
+    chunks = [(batch.first, parts) for batch in batches if (parts := _batch_parts(batch, stream, kinded))]
+    if txs:
+        chunks += _tagged(txs, stream, kinded)
+        chunks.sort(key=_first)
+    parts = chunks[0][1] if len(chunks) == 1 else [p for _, ps in chunks for p in ps]
     entries: list[ManyEntry] = []
-    parts: list[bytes] = []
-    size = 0
     last_field = _LAST_SEQ_TAG + varint(last_seq) if last_seq else b""
-    for part in _tagged(txs, stream, kinded):
-        if parts and (len(parts) >= max_events or size + len(part) > max_bytes):
-            entries.append((b"".join([*parts, last_field]), len(parts), last_seq))
-            parts, size = [], 0
-        parts.append(part)
-        size += len(part)
-    if parts:
-        entries.append((b"".join([*parts, last_field]), len(parts), last_seq))
+    i, n = 0, len(parts)
+    while i < n:
+        chunk = parts[i:i + max_events]
+        if sum(map(len, chunk)) > max_bytes:  # cut by bytes: as many as fit, at least one
+            size = k = 0
+            for part in chunk:
+                if k and size + len(part) > max_bytes:
+                    break
+                size += len(part)
+                k += 1
+            chunk = chunk[:k]
+        chunk.append(last_field)
+        entries.append((b"".join(chunk), len(chunk) - 1, last_seq))
+        i += len(chunk) - 1
     return entries
 
 
@@ -113,3 +221,8 @@ def heartbeat(last_seq: int) -> bytes:
 _EVENTS_TAG = tag(query_pb2.SubscribeManyResponse, "events")
 _IDS_TAG = tag(query_pb2.ManyEvent, "filter_ids")
 _LAST_SEQ_TAG = tag(query_pb2.SubscribeManyResponse, "last_seq_id")
+_FRAME_TAG = tag(query_pb2.ManyEvent, "event")
+_KIND_TAG = tag(events_pb2.Event, "kind")
+_KIND_LEN = len(_KIND_TAG)
+_SEQ_TAG = tag(events_pb2.Event, "seq_id")
+_first = itemgetter(0)

@@ -14,7 +14,8 @@ usually sent as it was buffered.
 
 SubscribeMany streams (:class:`ManyStream`, :mod:`processd.views.many`) register each of their filters in the
 same groups (``FilterGroup.many``), so one matching pass serves them too; each stream gets, per commit, every
-event its filters take once, tagged with their ids.
+event its filters take once, tagged with their ids (read per stored batch from the index's column tables:
+``processd.views.many.tagged_entries``).
 """
 
 from __future__ import annotations
@@ -294,6 +295,7 @@ class SubscriptionHub:
             group = self.groups[sub.filter] = FilterGroup(sub.filter)
             self._index = None
         group.members.add(sub)
+        group.changed()
 
     def unregister(self, sub: Subscriber) -> None:
         if sub.filter is None:
@@ -305,6 +307,8 @@ class SubscriptionHub:
             if not group.members and not group.many:
                 del self.groups[sub.filter]
                 self._index = None
+            else:
+                group.changed()
 
     # ---- SubscribeMany streams ------------------------------------------------------------------------------
 
@@ -352,6 +356,7 @@ class SubscriptionHub:
         ids = group.many.setdefault(stream, [])
         ids.append(fid)
         group.many_packed[stream] = b"".join(map(varint, ids))
+        group.changed()
         self.stream_filters += 1
 
     def _remove_filter(self, stream: ManyStream, fid: int) -> None:
@@ -370,6 +375,8 @@ class SubscriptionHub:
             if not group.many and not group.members:
                 del self.groups[event_filter]
                 self._index = None
+                return
+        group.changed()
 
     def _cut_stream(self, stream: ManyStream) -> None:
         self.drop_stream(stream)
@@ -409,11 +416,13 @@ class SubscriptionHub:
                         self.unregister(sub)
                         if self._on_cut is not None:
                             self._on_cut(sub.cut_reason)
-        if self.streams and index.many_txs:
-            txs = sorted(index.many_txs, key=_seq_of)
+        if self.stream_filters and (index.many_txs or index.stream_batches):
+            txs = index.many_txs
             for stream in list(self.streams):
-                entries = tagged_entries(txs, stream, last, self.message_events, self.message_bytes,
-                                         stream.kinded > 0)
+                if not stream.filters:
+                    continue
+                entries = tagged_entries(index.stream_batches, txs, stream, last, self.message_events,
+                                         self.message_bytes, stream.kinded > 0)
                 if not stream.offer_entries(entries):
                     self._cut_stream(stream)
         index.begin()  # let go of the commit's values

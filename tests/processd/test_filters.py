@@ -143,7 +143,7 @@ async def test_filtered_events_equal_scan_events_field_by_field(server: Processd
 async def test_envelope_only_filters_take_the_column_path(server: ProcessdServer) -> None:
     """Live subscribers whose filters are all anchored on envelope fields (senders, to, selectors, with or
     without other fields): a commit is matched on its batches' sender / to / selector columns, with no view of
-    every transaction (FilterIndex.column_fields, no per_tx pass); they get exactly what the reference picks."""
+    every transaction (FilterIndex.columns, no per_tx pass); they get exactly what the reference picks."""
     await push_envelopes(server.address, synthetic_envelopes(400, seed=78), batch_size=200)
     async with channel(server.address) as ch:
         stub = query_stub(ch)
@@ -151,14 +151,14 @@ async def test_envelope_only_filters_take_the_column_path(server: ProcessdServer
         filters = [EventFilter(to=v["to"][:2]), EventFilter(senders=v["senders"][:1], kinds=[DECODED]),
                    EventFilter(selectors=v["selectors"][:2], kinds=[SEEN, OPP]),
                    EventFilter(senders=v["senders"], chain_ids=[1, 56, 137])]
-        assert server.hub.index().column_fields == []  # nobody yet
+        assert server.hub.index().columns == []  # nobody yet
         calls = [stub.SubscribeEvents(query_pb2.SubscribeEventsRequest(from_head=True, filter=f)) for f in filters]
         for call in calls:
             await call.initial_metadata()
         start = server.models.last_seq + 1
         await push_envelopes(server.address, synthetic_envelopes(600, seed=79), batch_size=300, session_id="b")
         index = server.hub.index()
-        assert [column for column, _ in index.column_fields] == ["to", "sender", "selector"] and not index.per_tx
+        assert [column.name for column in index.columns] == ["to", "sender", "selector"] and not index.per_tx
         head = server.models.last_seq
         events = await _scan_all(stub)
         for f, call in zip(filters, calls, strict=True):

@@ -16,13 +16,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from common.pb.v1 import query_pb2
+from processd.storage.layout import decode_event
 from processd.views import many
 from processd.views.filters import compile_filter
 from processd.views.many import ManyLimitError, ManyRequestError
 from processd.views.subscriptions import CUT_SLOW_STREAM, ManyStream, Subscriber, SubscriptionHub
+from processd.wire.encoding import varint, varints
 from processd.wire.tags import tag
 from tests.processd._filter_data import EventFilter, commit_of, predicate, stored
-from tests.processd._filter_reference import group_transactions, tx_matches
+from tests.processd._filter_reference import SEEN, group_transactions, tx_matches
 from tests.processd.test_filter_index_property import event_filters
 
 
@@ -179,3 +181,70 @@ def test_heartbeat_and_ack_entries_parse() -> None:
     parsed = query_pb2.SubscribeManyResponse.FromString(message)
     assert (count, last, parsed.last_seq_id) == (1, 9, 9)
     assert [(a.id, a.from_seq_id) for a in parsed.added] == [(3, 10)] and list(parsed.removed) == [4]
+
+
+def test_tagged_values_parse_as_the_logs_events_with_their_ids() -> None:
+    """``tag_values`` frames a stored value whole (its kind byte read as ``Event.kind``) with its seq field and an
+    opportunity's seq: each entry parses as a ManyEvent whose event is the one the log decodes and whose ids are
+    the field's; past the tables (a value over 16 KiB, the ids of 9,000 filters) it falls back to framing apart and
+    gives the same."""
+    first, cols = stored()[0][1]
+    values = list(cols.values)
+    seq_fields = many._seq_fields(first, cols)
+    packed = [b"".join(map(varint, range(i % 3, i % 3 + 1 + i % 5))) for i in range(len(values))]
+    fields = [many.ids_field(p) if i % 4 else b"" for i, p in enumerate(packed)]
+    # The big value: a TX_SEEN with a long calldata (past the 2**14 tables), same seq.
+    seen = decode_event(values[0], first)
+    seen.ClearField("seq_id")
+    seen.tx_seen.tx.input = bytes(20_000)
+    big = [bytes([SEEN]) + seen.SerializeToString(), *values[1:]]
+    wide = [many.ids_field(b"".join(map(varint, range(9000))))] * len(values)  # 17.9 KB of ids
+    for vals, ids in ((values, fields), (big, fields), (values, wide)):
+        entries = many.tag_values(vals, seq_fields, ids)
+        expected = [(first + i, decode_event(v, first + i), f)
+                    for i, (v, f) in enumerate(zip(vals, ids, strict=True)) if f]
+        parsed = query_pb2.SubscribeManyResponse.FromString(b"".join(entries)).events
+        assert len(parsed) == len(expected)
+        for got, (seq, event, f) in zip(parsed, expected, strict=True):
+            assert got.event == event and got.event.seq_id == seq
+            assert list(got.filter_ids) == list(query_pb2.ManyEvent.FromString(f).filter_ids)
+
+
+def test_varints_with_a_prefix_equal_varint_one_by_one() -> None:
+    for first, count in ((1, 10), (16_000, 1000), (16_384, 16_384), (100_000, 50_000), ((1 << 28) - 100, 300),
+                         (5, 0), (16_383, 2)):
+        for prefix in (b"", b"\x08"):
+            assert varints(first, count, prefix) == [prefix + varint(i) for i in range(first, first + count)]
+
+
+def test_subscribers_joining_and_leaving_a_streams_group_after_the_index_is_built() -> None:
+    """A group of one stream's filter, taken at once through the column tables, gains a SubscribeEvents
+    subscriber and a second stream's id after the index was built (no rebuild: the anchors sort their groups
+    again), then loses the first stream's id: each gets, commit by commit, exactly what the filter takes."""
+    f = EventFilter(senders=sorted({e.tx_seen.tx.sender for e in stored()[1] if e.kind == SEEN})[:40])
+    compiled = compile_filter(f)
+    chosen = set(predicate(f))
+    a, b = ManyStream(1_000_000, 8), ManyStream(1_000_000, 8)
+    hub = SubscriptionHub(16, 1_000_000)
+    for stream in (a, b):
+        hub.add_stream(stream)
+    hub.change_filters(a, [(1, compiled)], [])
+    hub.publish_commit(commit_of(0))
+    index = hub.index()
+    plain = Subscriber(0, frozenset(), hub.max_buffered, compiled)
+    hub.register(plain)
+    hub.change_filters(b, [(7, compiled)], [])
+    hub.publish_commit(commit_of(1))
+    hub.change_filters(a, [], [1])
+    hub.publish_commit(commit_of(2))
+    assert hub.index() is index  # the same index all along
+    bounds = [stored()[0][k][0] for k in range(3)] + [hub.last_seq + 1]
+
+    def taken(k: int) -> list[int]:
+        return sorted(s for s in chosen if bounds[k] <= s < bounds[k + 1])
+
+    got_a = [(e.event.seq_id, list(e.filter_ids)) for m in _drain(a, hub.last_seq) for e in m.events]
+    got_b = [(e.event.seq_id, list(e.filter_ids)) for m in _drain(b, hub.last_seq) for e in m.events]
+    assert got_a == [(s, [1]) for s in taken(0) + taken(1)]
+    assert got_b == [(s, [7]) for s in taken(1) + taken(2)]
+    assert plain.buffered_events == len(taken(1)) + len(taken(2))

@@ -16,6 +16,7 @@ import functools
 import logging
 import time
 from collections.abc import Iterable, Sequence
+from operator import itemgetter
 from typing import Any
 
 from common.pb.v1 import block_pb2, events_pb2
@@ -28,6 +29,7 @@ from processd.storage.layout import (
     KIND_DROPPED,
     KIND_INCLUDED,
     KIND_REORG,
+    KIND_REPLACED,
     KIND_SEEN,
     U64,
     agg_chain_key,
@@ -54,6 +56,9 @@ def pending_of(value: bytes | memoryview, seq: int) -> tuple[int, Pending]:
                                    event.first_seen_unix_ns, cancel)
 
 
+#: A lifecycle event's kind, chain and body (C-level); the kinds whose ``life_info`` detail is not a body field.
+_KIND, _CHAIN, _BODY = itemgetter(0), itemgetter(1), itemgetter(4)
+_RARE_KINDS = frozenset((KIND_REPLACED, KIND_REORG))
 #: A :class:`Pending` from its fields as one tuple (C-level: no Python call per stored transaction).
 _new_pending = functools.partial(tuple.__new__, Pending)
 
@@ -121,7 +126,8 @@ class LifeWriter:
         """Stores a new block at ``block_seq``; returns its BLOCK value and the lifecycle events it causes (for
         :meth:`store`, after the caller recorded the block)."""
         outcome = self.tracker.block(block, block_seq)
-        value = write.add_block(block_seq, block, received_ns, outcome.latency_p50_ms, outcome.included_tracked)
+        value = write.add_block(block_seq, block, received_ns, outcome.latency_p50_ms, outcome.included_tracked,
+                               outcome.hashes)
         self._touched.add(block.chain_id)
         return value, outcome.events
 
@@ -138,23 +144,32 @@ class LifeWriter:
     def store(self, write: LogWrite, events: list[LifeEvent], seq: int, received_ns: int, source_id: str,
               result: CommitResult) -> int:
         """Stores lifecycle events after ``seq`` (in one go: :meth:`LogWrite.add_life_events`); returns the last
-        seq used."""
+        seq used. (The usual call holds one chain's events: its records are built with C-level maps.)"""
         if not events:
             return seq
         first = seq + 1
-        values = write.add_life_events(first, events, received_ns, source_id)
-        seqs = range(first, first + len(values))
-        chains = [e[1] for e in events]
-        kinds = [e[0] for e in events]
+        kinds = list(map(_KIND, events))
+        values = write.add_life_events(first, events, received_ns, source_id, kinds)
+        n = len(values)
+        seqs = range(first, first + n)
+        chain_id = events[0][1]
+        chains = list(map(_CHAIN, events))
+        if chains.count(chain_id) == n:
+            result.chains.add(chain_id)
+            self._touched.add(chain_id)
+        else:
+            result.chains.update(chains)
+            self._touched.update(chains)
         records = list(zip(seqs, chains, kinds, values, strict=True))
-        result.chains.update(chains)
         result.source_events.extend(records)
         if result.events is not None:
             result.events.extend(records)
-        bodies: list[Any] = [e[4] for e in events]  # (_detail's two frequent kinds inline)
-        result.life_info.extend([(c, k, int(b[4]) if k == KIND_INCLUDED else int(b[0]) if k == KIND_DROPPED
-                                  else _detail(k, b)) for c, k, b in zip(chains, kinds, bodies, strict=True)])
-        self._touched.update(chains)
+        if _RARE_KINDS.isdisjoint(kinds):  # included and dropped only: _detail's two cases inline
+            bodies: list[Any] = list(map(_BODY, events))
+            details: list[int] = [b[4] if k == KIND_INCLUDED else b[0] for k, b in zip(kinds, bodies, strict=True)]
+        else:
+            details = [_detail(k, e[4]) for k, e in zip(kinds, events, strict=True)]
+        result.life_info.extend(zip(chains, kinds, details, strict=True))
         return seqs[-1]
 
     def finish(self, write: LogWrite, last_seq: int, result: CommitResult) -> None:

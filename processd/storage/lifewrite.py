@@ -29,7 +29,6 @@ from processd.storage.layout import (
     KIND_DROPPED,
     KIND_INCLUDED,
     KIND_REORG,
-    KIND_REPLACED,
     KIND_SEEN,
     U64,
     agg_chain_key,
@@ -56,9 +55,10 @@ def pending_of(value: bytes | memoryview, seq: int) -> tuple[int, Pending]:
                                    event.first_seen_unix_ns, cancel)
 
 
-#: A lifecycle event's kind, chain and body (C-level); the kinds whose ``life_info`` detail is not a body field.
+#: A lifecycle event's kind, chain and body (C-level).
 _KIND, _CHAIN, _BODY = itemgetter(0), itemgetter(1), itemgetter(4)
-_RARE_KINDS = frozenset((KIND_REPLACED, KIND_REORG))
+#: IncludedBody.inclusion_latency_ms (C-level).
+_LATENCY = itemgetter(4)
 #: A :class:`Pending` from its fields as one tuple (C-level: no Python call per stored transaction).
 _new_pending = functools.partial(tuple.__new__, Pending)
 
@@ -154,7 +154,8 @@ class LifeWriter:
         seqs = range(first, first + n)
         chain_id = events[0][1]
         chains = list(map(_CHAIN, events))
-        if chains.count(chain_id) == n:
+        one_chain = chains.count(chain_id) == n
+        if one_chain:
             result.chains.add(chain_id)
             self._touched.add(chain_id)
         else:
@@ -164,12 +165,24 @@ class LifeWriter:
         result.source_events.extend(records)
         if result.events is not None:
             result.events.extend(records)
-        if _RARE_KINDS.isdisjoint(kinds):  # included and dropped only: _detail's two cases inline
-            bodies: list[Any] = list(map(_BODY, events))
-            details: list[int] = [b[4] if k == KIND_INCLUDED else b[0] for k, b in zip(kinds, bodies, strict=True)]
-        else:
-            details = [_detail(k, e[4]) for k, e in zip(kinds, events, strict=True)]
-        result.life_info.extend(zip(chains, kinds, details, strict=True))
+        life_kinds = result.life_kinds
+        for kind in set(kinds):
+            life_kinds[kind] = life_kinds.get(kind, 0) + kinds.count(kind)
+        bodies: list[Any] = list(map(_BODY, events))
+        included = kinds.count(KIND_INCLUDED)
+        if included:
+            if not one_chain:  # (never from the writer's calls; by row)
+                for c, k, b in zip(chains, kinds, bodies, strict=True):
+                    if k == KIND_INCLUDED:
+                        result.life_latencies.setdefault(c, []).append(b[4])
+            elif included == n:  # a block's inclusions only: C-level
+                result.life_latencies.setdefault(chain_id, []).extend(map(_LATENCY, bodies))
+            else:
+                result.life_latencies.setdefault(chain_id, []).extend(
+                    [b[4] for k, b in zip(kinds, bodies, strict=True) if k == KIND_INCLUDED])
+        if included != n:
+            result.life_other.extend([(c, k, b[0] if k == KIND_DROPPED else _detail(k, b))
+                                      for c, k, b in zip(chains, kinds, bodies, strict=True) if k != KIND_INCLUDED])
         return seqs[-1]
 
     def finish(self, write: LogWrite, last_seq: int, result: CommitResult) -> None:
@@ -219,7 +232,7 @@ class LifeWriter:
 
 
 def _detail(kind: int, body: Any) -> int:
-    """The figure of a lifecycle event its consumers need (``CommitResult.life_info``)."""
+    """The figure of a lifecycle event its consumers need (``CommitResult.life_other``, ``life_latencies``)."""
     if kind == KIND_INCLUDED:
         return int(body[4])  # IncludedBody.inclusion_latency_ms
     if kind == KIND_DROPPED:

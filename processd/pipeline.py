@@ -79,8 +79,9 @@ _KIND_NAMES: dict[int, str] = {events_pb2.EVENT_KIND_TX_SEEN: "tx_seen", events_
                                events_pb2.EVENT_KIND_TX_REPLACED: "tx_replaced",
                                events_pb2.EVENT_KIND_TX_DROPPED: "tx_dropped", events_pb2.EVENT_KIND_REORG: "reorg",
                                events_pb2.EVENT_KIND_POOL_STATE: "pool_state"}
-#: Transactions one block may list (ingestd sends at most its max_block_txs, 10,000 by default): the writer does a
-#: point read per transaction (seen_pending), so this bounds one block's cost in the commit.
+#: Transactions one block may list (ingestd sends at most its max_block_txs, 10,000 by default): the writer looks
+#: each one up (seen_pending, one getmulti) and the lifecycle settles it, so this bounds one block's cost in the
+#: commit.
 MAX_BLOCK_TXS = 20_000
 
 

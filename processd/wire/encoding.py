@@ -370,7 +370,7 @@ def life_values(events: list[Any], received_ns: int, source_id: str) -> list[byt
     event per tracked transaction it includes, written out in the loop (varints inlined as table lookups)."""
     join = b"".join
     tail = header_tail(received_ns, source_id)
-    blocks: dict[tuple[int, bytes, int], tuple[bytes, bytes]] = {}
+    blocks: dict[int, tuple[bytes, bytes, int, bytes]] = {}
     highs: dict[int, bytes] = {}
     _, _, t_index, t_status, t_latency, t_tx_seq, _, t_again = _INCLUDED_TAGS
     table, cont14, first_seen_tag, included = _TABLE, _CONT14, _TAG_FIRST_SEEN, IncludedBody
@@ -381,17 +381,20 @@ def life_values(events: list[Any], received_ns: int, source_id: str) -> list[byt
     dropped_prefix, dropped_tag, (d_reason, d_tx_seq, d_source) = _FLAT[DroppedBody]
     out: list[bytes] = []
     append = out.append
-    # Per (kind, chain): what precedes a 32-byte hash (kind byte, Event.kind, chain, hash tag and length); per kind:
-    # what follows the first-seen time (the tail and the body's tag). A value is then one join.
-    starts: dict[tuple[bytes, int], bytes] = {}
+    # Per kind, of the first event's chain: what precedes a 32-byte hash (kind byte, Event.kind, chain, hash tag and
+    # length); per kind: what follows the first-seen time (the tail and the body's tag). A value is then one join.
+    starts: dict[bytes, bytes] = {}
+    chain0 = events[0][1] if events else 0
     ends = {tag: tail + tag for tag in (_TAG_TX_INCLUDED, replaced_tag, dropped_tag)}
     for kind, chain_id, tx_hash, first_seen, body in events:
         body_type = type(body)
         if body_type is included:
             number, block_hash, index, status, latency, tx_seq, block_seq, again = body
-            parts = blocks.get((number, block_hash, block_seq))
-            if parts is None:
-                parts = blocks[(number, block_hash, block_seq)] = _included_block_parts(number, block_hash, block_seq)
+            # (by the block's seq, an int: a block's events follow it, so its seq names it in one write; checked)
+            parts = blocks.get(block_seq)
+            if parts is None or parts[2] != number or parts[3] != block_hash:
+                parts = blocks[block_seq] = (*_included_block_parts(number, block_hash, block_seq), number,
+                                             block_hash)
             inner = join((
                 parts[0],
                 t_index + (table[index] if index < 16384 else varint(index)) if index else b"",
@@ -424,9 +427,11 @@ def life_values(events: list[Any], received_ns: int, source_id: str) -> list[byt
         n = len(inner)
         inner_len = table[n] if n < 16384 else varint(n)
         if 72057594037927936 <= first_seen < 1180591620717411303424 and len(tx_hash) == 32:  # 2**56..2**70 ns
-            start = starts.get((prefix, chain_id))
+            start = starts.get(prefix) if chain_id == chain0 else None  # (one chain per call, as the writer's)
             if start is None:
-                start = starts[(prefix, chain_id)] = prefix + chain_field(chain_id) + _HASH32
+                start = prefix + chain_field(chain_id) + _HASH32
+                if chain_id == chain0:
+                    starts[prefix] = start
             high = first_seen >> 28
             high_bytes = highs.get(high)
             if high_bytes is None:

@@ -40,7 +40,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter
 
 from google.protobuf.message import DecodeError
 
@@ -80,8 +79,9 @@ _KIND_NAMES: dict[int, str] = {events_pb2.EVENT_KIND_TX_SEEN: "tx_seen", events_
                                events_pb2.EVENT_KIND_TX_REPLACED: "tx_replaced",
                                events_pb2.EVENT_KIND_TX_DROPPED: "tx_dropped", events_pb2.EVENT_KIND_REORG: "reorg",
                                events_pb2.EVENT_KIND_POOL_STATE: "pool_state"}
-#: Transactions one block may list (ingestd sends at most its max_block_txs, 10,000 by default): the writer does a
-#: point read per transaction (seen_pending), so this bounds one block's cost in the commit.
+#: Transactions one block may list (ingestd sends at most its max_block_txs, 10,000 by default): the writer looks
+#: each one up (seen_pending, one getmulti) and the lifecycle settles it, so this bounds one block's cost in the
+#: commit.
 MAX_BLOCK_TXS = 20_000
 
 
@@ -484,7 +484,7 @@ class IngestPipeline:
             m.events.labels(_KIND_NAMES[events_pb2.EVENT_KIND_POOL_STATE]).inc(len(result.pool_states))
             m.pool_states.labels("stored").inc(len(result.pool_states))
             m.pool_states.labels("duplicate").inc(result.pool_duplicates)
-        if result.life_info or result.gone_applied or result.gone_ignored or result.life_pending:
+        if result.life_kinds or result.gone_applied or result.gone_ignored or result.life_pending:
             self._life_metrics(result)
         if result.sightings.get("stored"):
             m.events.labels(_KIND_NAMES[events_pb2.EVENT_KIND_TX_SOURCE_SEEN]).inc(result.sightings["stored"])
@@ -498,23 +498,16 @@ class IngestPipeline:
 
     def _life_metrics(self, result: CommitResult) -> None:
         """The lifecycle's metrics of one commit: events by kind, outcomes, latencies, reorgs, tracked gauge (from
-        ``CommitResult.life_info``: no event is parsed here)."""
+        ``CommitResult.life_kinds``, ``life_latencies``, ``life_other``: no event is parsed or walked here but the
+        few that are not inclusions)."""
         m = self._metrics
-        info = result.life_info
-        for kind, n in Counter(map(_KIND_OF, info)).items():
+        for kind, n in result.life_kinds.items():
             m.events.labels(_KIND_NAMES[kind]).inc(n)
-        included: dict[int, list[float]] = {}  # chain -> latencies, seconds
-        for chain_id, kind, detail in info:
-            if kind == _KIND_INCLUDED:
-                latencies = included.get(chain_id)
-                if latencies is None:
-                    latencies = included[chain_id] = []
-                latencies.append(detail / 1000)
-        for chain_id, values in included.items():
-            m.lifecycle.labels(str(chain_id), "included").inc(len(values))
-            observe_many(m.inclusion_latency.labels(str(chain_id)), values)
+        for chain_id, latencies in result.life_latencies.items():
+            m.lifecycle.labels(str(chain_id), "included").inc(len(latencies))
+            observe_many(m.inclusion_latency.labels(str(chain_id)), list(map(_MS_TO_S, latencies)))
         # the other kinds, few distinct (chain, kind, detail): counted once each
-        for (chain_id, kind, detail), n in Counter([row for row in info if row[1] != _KIND_INCLUDED]).items():
+        for (chain_id, kind, detail), n in Counter(result.life_other).items():
             if kind == events_pb2.EVENT_KIND_TX_REPLACED:
                 m.lifecycle.labels(str(chain_id), "replaced").inc(n)
             elif kind == events_pb2.EVENT_KIND_TX_DROPPED:
@@ -534,9 +527,8 @@ class IngestPipeline:
             self._overflow_seen = overflow
 
 
-_KIND_INCLUDED: int = events_pb2.EVENT_KIND_TX_INCLUDED
-#: The kind of a ``CommitResult.life_info`` row (chain, kind, detail).
-_KIND_OF = itemgetter(1)
+#: Milliseconds to seconds, C-level (``ms / 1000``, as the histogram was fed before).
+_MS_TO_S = (1000).__rtruediv__
 _DROP_NAMES: dict[int, str] = {events_pb2.DROP_REASON_EXPIRED: "expired", events_pb2.DROP_REASON_EVICTED: "evicted",
                events_pb2.DROP_REASON_NONCE_PASSED: "nonce_passed"}
 

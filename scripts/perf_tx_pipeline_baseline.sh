@@ -50,7 +50,7 @@ bench loadtest_rest loadtests.loadtest_rest
 bench loadtest scripts.bench.loadtest
 bench rest_cpu scripts.bench.rest_cpu
 bench sse_fanout scripts.bench.sse_fanout
-bench lifecycle scripts.bench.lifecycle_bench
+bench lifecycle scripts.bench.lifecycle_bench --tx 100000 --rounds 3  # (rounds of 20,000 last under a second: noise)
 bench lifecycle_writer scripts.bench.lifecycle_writer --rounds 3
 
 echo "== README performance table"

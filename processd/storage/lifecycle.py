@@ -136,6 +136,8 @@ class BlockOutcome:
     events: list[LifeEvent] = field(default_factory=list)
     latency_p50_ms: int = 0
     included_tracked: int = 0
+    #: The hashes the block lists, in order (for the BLOCK event's ``seen_pending``: read from the message once).
+    hashes: list[bytes] = field(default_factory=list)
 
 
 class ChainLife:
@@ -332,6 +334,7 @@ class LifecycleTracker:
         # receipt status).
         rows: list[BlockRow] = [(tx.hash, tx.sender, tx.nonce, tx.index, tx.status) for tx in block.txs]
         held_block.rows = rows
+        outcome.hashes = list(map(_HASH_OF_ROW, rows))
         self._include(life, chain_id, rows, held_block, outcome)
         self._nonces_passed(life, chain_id, rows, outcome)
         self._expire(life, chain_id, block.timestamp * 1_000_000_000, outcome)
@@ -441,11 +444,12 @@ class LifecycleTracker:
     def _nonces_passed(self, life: ChainLife, chain_id: int, rows: list[BlockRow],
                        outcome: BlockOutcome) -> None:
         """Drops the tracked transactions whose nonce is below one the block mined for their sender."""
-        by_sender, replaced_at = life.by_sender, life.replaced_at
+        by_sender, replaced_at, pending = life.by_sender, life.replaced_at, life.pending
         mined: dict[bytes, int] = {}
-        for _, sender, nonce, _, _ in rows:
-            if (by_sender.get(sender) or replaced_at.get(sender)) and nonce >= mined.get(sender, -1):
+        for _, sender, nonce, _, _ in rows:  # (both maps drop a sender whose last nonce goes: ``in`` is enough)
+            if (sender in by_sender or sender in replaced_at) and nonce >= mined.get(sender, -1):
                 mined[sender] = nonce
+        events = outcome.events
         for sender, top in mined.items():
             held = replaced_at.get(sender)
             if held:  # replaced transactions of a passed nonce: their slot is settled (by a hash never seen)
@@ -456,10 +460,14 @@ class LifecycleTracker:
             if not nonces or min(nonces) >= top:
                 continue
             passed = sorted([n for n in nonces if n < top]) if len(nonces) > 1 else list(nonces)
-            for nonce in passed:
-                old = self._settle(life, nonces[nonce])
-                outcome.events.append((KIND_DROPPED, chain_id, old[_HASH], old[_SEEN],
-                                       _dropped_body((NONCE_PASSED, old[_SEQ], ""))))
+            for nonce in passed:  # (LifecycleTracker._settle, inline: the pair maps to the tracked hash)
+                tx_hash = nonces.pop(nonce)
+                old = pending.pop(tx_hash)
+                events.append((KIND_DROPPED, chain_id, tx_hash, old[_SEEN],
+                               _dropped_body((NONCE_PASSED, old[_SEQ], ""))))
+            if not nonces:
+                del by_sender[sender]
+            self.tracked -= len(passed)
             self.counts["dropped_nonce_passed"] += len(passed)
 
     def _expire(self, life: ChainLife, chain_id: int, now_ns: int, outcome: BlockOutcome) -> None:

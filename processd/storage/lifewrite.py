@@ -16,6 +16,7 @@ import functools
 import logging
 import time
 from collections.abc import Iterable, Sequence
+from operator import itemgetter
 from typing import Any
 
 from common.pb.v1 import block_pb2, events_pb2
@@ -54,6 +55,10 @@ def pending_of(value: bytes | memoryview, seq: int) -> tuple[int, Pending]:
                                    event.first_seen_unix_ns, cancel)
 
 
+#: A lifecycle event's kind, chain and body (C-level).
+_KIND, _CHAIN, _BODY = itemgetter(0), itemgetter(1), itemgetter(4)
+#: IncludedBody.inclusion_latency_ms (C-level).
+_LATENCY = itemgetter(4)
 #: A :class:`Pending` from its fields as one tuple (C-level: no Python call per stored transaction).
 _new_pending = functools.partial(tuple.__new__, Pending)
 
@@ -121,7 +126,8 @@ class LifeWriter:
         """Stores a new block at ``block_seq``; returns its BLOCK value and the lifecycle events it causes (for
         :meth:`store`, after the caller recorded the block)."""
         outcome = self.tracker.block(block, block_seq)
-        value = write.add_block(block_seq, block, received_ns, outcome.latency_p50_ms, outcome.included_tracked)
+        value = write.add_block(block_seq, block, received_ns, outcome.latency_p50_ms, outcome.included_tracked,
+                               outcome.hashes)
         self._touched.add(block.chain_id)
         return value, outcome.events
 
@@ -138,23 +144,45 @@ class LifeWriter:
     def store(self, write: LogWrite, events: list[LifeEvent], seq: int, received_ns: int, source_id: str,
               result: CommitResult) -> int:
         """Stores lifecycle events after ``seq`` (in one go: :meth:`LogWrite.add_life_events`); returns the last
-        seq used."""
+        seq used. (The usual call holds one chain's events: its records are built with C-level maps.)"""
         if not events:
             return seq
         first = seq + 1
-        values = write.add_life_events(first, events, received_ns, source_id)
-        seqs = range(first, first + len(values))
-        chains = [e[1] for e in events]
-        kinds = [e[0] for e in events]
+        kinds = list(map(_KIND, events))
+        values = write.add_life_events(first, events, received_ns, source_id, kinds)
+        n = len(values)
+        seqs = range(first, first + n)
+        chain_id = events[0][1]
+        chains = list(map(_CHAIN, events))
+        one_chain = chains.count(chain_id) == n
+        if one_chain:
+            result.chains.add(chain_id)
+            self._touched.add(chain_id)
+        else:
+            result.chains.update(chains)
+            self._touched.update(chains)
         records = list(zip(seqs, chains, kinds, values, strict=True))
-        result.chains.update(chains)
         result.source_events.extend(records)
         if result.events is not None:
             result.events.extend(records)
-        bodies: list[Any] = [e[4] for e in events]  # (_detail's two frequent kinds inline)
-        result.life_info.extend([(c, k, int(b[4]) if k == KIND_INCLUDED else int(b[0]) if k == KIND_DROPPED
-                                  else _detail(k, b)) for c, k, b in zip(chains, kinds, bodies, strict=True)])
-        self._touched.update(chains)
+        life_kinds = result.life_kinds
+        for kind in set(kinds):
+            life_kinds[kind] = life_kinds.get(kind, 0) + kinds.count(kind)
+        bodies: list[Any] = list(map(_BODY, events))
+        included = kinds.count(KIND_INCLUDED)
+        if included:
+            if not one_chain:  # (never from the writer's calls; by row)
+                for c, k, b in zip(chains, kinds, bodies, strict=True):
+                    if k == KIND_INCLUDED:
+                        result.life_latencies.setdefault(c, []).append(b[4])
+            elif included == n:  # a block's inclusions only: C-level
+                result.life_latencies.setdefault(chain_id, []).extend(map(_LATENCY, bodies))
+            else:
+                result.life_latencies.setdefault(chain_id, []).extend(
+                    [b[4] for k, b in zip(kinds, bodies, strict=True) if k == KIND_INCLUDED])
+        if included != n:
+            result.life_other.extend([(c, k, b[0] if k == KIND_DROPPED else _detail(k, b))
+                                      for c, k, b in zip(chains, kinds, bodies, strict=True) if k != KIND_INCLUDED])
         return seqs[-1]
 
     def finish(self, write: LogWrite, last_seq: int, result: CommitResult) -> None:
@@ -204,7 +232,7 @@ class LifeWriter:
 
 
 def _detail(kind: int, body: Any) -> int:
-    """The figure of a lifecycle event its consumers need (``CommitResult.life_info``)."""
+    """The figure of a lifecycle event its consumers need (``CommitResult.life_other``, ``life_latencies``)."""
     if kind == KIND_INCLUDED:
         return int(body[4])  # IncludedBody.inclusion_latency_ms
     if kind == KIND_DROPPED:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
@@ -86,6 +87,8 @@ _LIFE_AGG = {KIND_INCLUDED: AGG_INCLUDED, KIND_REPLACED: AGG_REPLACED, KIND_DROP
 _KIND_BYTES = {kind: bytes((kind,)) for kind in _LIFE_AGG}
 #: A lifecycle event's kind and chain (``processd.storage.lifecycle.LifeEvent``), for C-level maps.
 _FIRST, _SECOND = itemgetter(0), itemgetter(1)
+#: A lifecycle event's hash, and a hash's part a ``tx_life`` key holds (its first TX_KEY_HASH_BYTES), C-level.
+_THIRD, _KEY_PART = itemgetter(2), itemgetter(slice(None, TX_KEY_HASH_BYTES))
 
 
 class LogCounters:
@@ -278,14 +281,18 @@ class LogWrite:
         return self.txn.get(block_key(block.chain_id, block.number, block.hash), db=self.log.blocks_db) is not None
 
     def add_block(self, seq: int, block: block_pb2.BlockEnvelope, received_ns: int, latency_p50_ms: int = 0,
-                  included_tracked: int = 0) -> bytes:
+                  included_tracked: int = 0, hashes: list[bytes] | None = None) -> bytes:
         """Stores ``block`` (not stored yet: :meth:`has_block`) as a BLOCK event at ``seq``; returns its value. Its
-        ``seen_pending`` is how many of its transactions the ``tx_hash`` index holds now (one point read each: a
-        block's transactions are bounded by ingestd's max_block_txs and processd's check); the others are counted
-        as never seen pending (``AGG_PRIVATE``). The lifecycle figures come from the tracker."""
+        ``seen_pending`` is how many of its transactions the ``tx_hash`` index holds now (one ``getmulti`` of their
+        keys: a block's transactions are bounded by ingestd's max_block_txs and processd's check); the others are
+        counted as never seen pending (``AGG_PRIVATE``). The lifecycle figures come from the tracker, and so may
+        ``hashes``, the hashes the block lists in order (read from the message once: every upb read allocates)."""
         txn, eventlog = self.txn, self.log
-        chain_id, tx_db = block.chain_id, eventlog.tx_db
-        seen_pending = sum(1 for tx in block.txs if txn.get(tx_key(chain_id, tx.hash), db=tx_db) is not None)
+        chain_id = block.chain_id
+        if hashes is None:
+            hashes = [tx.hash for tx in block.txs]
+        prefix = U64.pack(chain_id)  # (tx_key, inline)
+        seen_pending = len(self._hash_cursor.getmulti([prefix + h[:TX_KEY_HASH_BYTES] for h in hashes]))
         value = block_value(block, received_ns, seen_pending, latency_p50_ms, included_tracked)
         txn.put(U64.pack(seq), value, db=eventlog.events_db, append=True)
         txn.put(CHAIN_SEQ.pack(chain_id, seq), bytes((KIND_BLOCK,)), db=eventlog.chain_db)
@@ -319,29 +326,58 @@ class LogWrite:
         self.high_water[chain_id] = seq
         return value
 
-    def add_life_events(self, first_seq: int, events: list[Any], received_ns: int, source_id: str) -> list[bytes]:
+    def add_life_events(self, first_seq: int, events: list[Any], received_ns: int, source_id: str,
+                        kinds: list[int] | None = None) -> list[bytes]:
         """Stores lifecycle events ``(kind, chain id, tx hash, first seen ns, body)`` at ``first_seq``,
         ``first_seq + 1``...: each its ``events`` value (:func:`processd.wire.encoding.life_values`), its ``chain_seq``
         entry, its ``tx_life`` entry when it is about a transaction, its ``agg`` count; on whole lists (one
-        ``putmulti`` per database, the counts once per (chain, kind)). Returns their values."""
-        txn, eventlog = self.txn, self.log
+        ``putmulti`` per database, the counts once per (chain, kind)). ``kinds``: the events' kinds, when the caller
+        has them. Returns their values.
+
+        The writer stores one chain's events per call (a batch's run of one chain, a block, a TxGone report): that
+        case builds its keys with C-level maps only (no Python step per event but the encoding)."""
         values = life_values(events, received_ns, source_id)
         n = len(values)
-        seqs = range(first_seq, first_seq + n)
-        seq_keys = list(map(U64.pack, seqs))
-        kinds = list(map(_FIRST, events))
+        seq_keys = list(map(U64.pack, range(first_seq, first_seq + n)))
+        if kinds is None:
+            kinds = list(map(_FIRST, events))
         kind_bytes = list(map(_KIND_BYTES.__getitem__, kinds))
-        chains = list(map(_SECOND, events))
+        chain_id = events[0][1]
         self._events_cursor.putmulti(zip(seq_keys, values, strict=True), append=True)
+        if KIND_REORG in kinds or list(map(_SECOND, events)).count(chain_id) != n:
+            self._index_life_events(events, first_seq, seq_keys, kinds, kind_bytes)
+        else:
+            prefix = U64.pack(chain_id)  # (CHAIN_SEQ and eventlog.tx_key, inline: chain id, then seq or hash)
+            self._chain_cursor.putmulti(zip(map(prefix.__add__, seq_keys), kind_bytes, strict=True))
+            # (not sorted first: sorting cost more than the locality saved, measured)
+            self._life().putmulti(zip(map(b"".join, zip(repeat(prefix), map(_KEY_PART, map(_THIRD, events)), seq_keys)),
+                                      kind_bytes, strict=True))
+            deltas = self.deltas
+            for kind in set(kinds):
+                key = agg_chain_key(chain_id, _LIFE_AGG[kind])
+                deltas[key] = deltas.get(key, 0) + kinds.count(kind)
+            self.high_water[chain_id] = first_seq + n - 1
+        return values
+
+    def _life(self) -> Any:
+        """The write cursor of ``tx_life`` (opened on first use)."""
+        cursor = self._life_cursor
+        if cursor is None:
+            cursor = self._life_cursor = self.txn.cursor(db=self.log.life_db)
+        return cursor
+
+    def _index_life_events(self, events: list[Any], first_seq: int, seq_keys: list[bytes], kinds: list[int],
+                           kind_bytes: list[bytes]) -> None:
+        """The index entries and counts of lifecycle events of several chains, or with a REORG among them (no
+        transaction hash: no ``tx_life`` entry; a too-deep one counted apart)."""
+        seqs = range(first_seq, first_seq + len(seq_keys))
+        chains = list(map(_SECOND, events))
         self._chain_cursor.putmulti(zip(map(CHAIN_SEQ.pack, chains, seqs), kind_bytes, strict=True))
         prefixes = {chain_id: U64.pack(chain_id) for chain_id in set(chains)}  # (eventlog.tx_key, inline)
         life_keys = [(prefixes[e[1]] + e[2][:TX_KEY_HASH_BYTES] + seq_key, kind)
                      for e, seq_key, kind in zip(events, seq_keys, kind_bytes, strict=True) if e[2]]
-        if life_keys:  # (not sorted first: sorting cost more than the locality saved, measured)
-            cursor = self._life_cursor
-            if cursor is None:
-                cursor = self._life_cursor = txn.cursor(db=eventlog.life_db)
-            cursor.putmulti(life_keys)
+        if life_keys:
+            self._life().putmulti(life_keys)
         deltas = self.deltas
         for (chain_id, kind), count in Counter(zip(chains, kinds, strict=True)).items():
             key = agg_chain_key(chain_id, _LIFE_AGG[kind])
@@ -351,7 +387,6 @@ class LogWrite:
                 if e[0] == KIND_REORG and e[4].too_deep:
                     self._add(agg_chain_key(e[1], AGG_REORGS_DEEP), 1)
         self.high_water.update(zip(chains, seqs, strict=True))  # (the last seq of each chain wins)
-        return values
 
     def set_counter(self, key: bytes, value: int) -> None:
         """Sets an ``agg`` value (written by :meth:`put_counters`)."""

@@ -61,17 +61,25 @@ class CommitResult:
     #: Pool states stored by this commit, in seq order; and those not stored because already stored.
     pool_states: list[PoolStateEntry] = field(default_factory=list)
     pool_duplicates: int = 0
-    #: The lifecycle events stored by this commit (TX_INCLUDED, TX_REPLACED, TX_DROPPED, REORG), in seq order, as
-    #: (chain_id, kind, detail), so metrics and read models need not parse them (the events themselves are in
-    #: ``source_events`` and ``events`` with the others): detail is the
-    #: inclusion latency in ms (TX_INCLUDED), the DropReason (TX_DROPPED), depth * 2 + too_deep (REORG), else 0.
-    life_info: list[tuple[int, int, int]] = field(default_factory=list)
+    #: The lifecycle events stored by this commit (TX_INCLUDED, TX_REPLACED, TX_DROPPED, REORG), grouped as their
+    #: consumers (metrics, the latency windows) take them, so the event loop need not walk or parse them (the
+    #: events themselves are in ``source_events`` and ``events`` with the others): how many of each kind; per
+    #: chain, the inclusion latencies (ms) of its TX_INCLUDED, in seq order; and (chain_id, kind, detail) of every
+    #: other one, in seq order: detail is the DropReason (TX_DROPPED), depth * 2 + too_deep (REORG), else 0.
+    life_kinds: dict[int, int] = field(default_factory=dict)
+    life_latencies: dict[int, list[int]] = field(default_factory=dict)
+    life_other: list[tuple[int, int, int]] = field(default_factory=list)
     #: TxGone reports applied (a tracked transaction dropped as evicted) and ignored.
     gone_applied: int = 0
     gone_ignored: int = 0
     #: Tracked pending transactions after the commit, per chain (chains the commit changed).
     life_pending: dict[int, int] = field(default_factory=dict)
     duration_s: float = 0.0
+
+    @property
+    def life_events(self) -> int:
+        """Lifecycle events stored by this commit."""
+        return sum(self.life_kinds.values())
 
     def add_stored(self, first: int, columns: BatchColumns) -> None:
         """Records a deduplicated batch stored at seqs ``first``... Only C-level loops (``map``, ``zip``) per

@@ -1,7 +1,7 @@
 """The lifecycle read model: per chain, the inclusion latencies of the newest TX_INCLUDED events (bounded), and the
 snapshot's ``LifecycleTotals`` from them and the ``agg`` counters.
 
-Fed by each commit's lifecycle events (``CommitResult.life_info``); rebuilt at start by one backward walk of
+Fed by each commit's inclusion latencies (``CommitResult.life_latencies``); rebuilt at start by one backward walk of
 each chain's ``chain_seq`` entries, reading only the TX_INCLUDED events until the window is full or
 ``max_examined`` entries were looked at (so the cost is the window's, bounded, not the log's).
 """
@@ -51,15 +51,8 @@ class LatencyWindow:
             window = self.chains[chain_id] = deque(maxlen=self.size)
         return window
 
-    def add(self, info: list[tuple[int, int, int]]) -> None:
-        """Takes a commit's lifecycle events as ``CommitResult.life_info`` (chain, kind, detail), in seq order."""
-        latencies: dict[int, list[int]] = {}
-        for chain_id, kind, detail in info:
-            if kind == KIND_INCLUDED:
-                found = latencies.get(chain_id)
-                if found is None:
-                    found = latencies[chain_id] = []
-                found.append(detail)
+    def add(self, latencies: dict[int, list[int]]) -> None:
+        """Takes a commit's inclusion latencies (ms) per chain, in seq order (``CommitResult.life_latencies``)."""
         for chain_id, values in latencies.items():
             window = self._window(chain_id)
             if window is not None:

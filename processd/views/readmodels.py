@@ -119,8 +119,8 @@ class ReadModels:
             self.blocks.add(result.blocks)
         if result.pool_states:
             self.pools.add(result.pool_states)
-        if result.life_info:
-            self.latencies.add(result.life_info)
+        if result.life_latencies:
+            self.latencies.add(result.life_latencies)
         self.counters.update(result.aggregates)
         for key in result.aggregates:
             if key[:1] == AGG_CHAIN:

@@ -223,15 +223,30 @@ def block_value(block: block_pb2.BlockEnvelope, received_ns: int, seen_pending: 
     """A BLOCK ``events`` value: the kind byte, then ``Event {chain_id, kind, first_seen_unix_ns: the block's seen
     time, received_unix_ns, source_id, block: BlockSeen(block, seen_pending)}`` (no tx_hash: it is about a block).
 
-    Through the protobuf library, not by hand: a chain has a block every 0.25-12 s, so its ~10-50 us per block
-    (of which most is the copy of its transaction list) is nothing next to a transaction's; deterministic
-    serialization keeps the value a function of its inputs."""
-    body = events_pb2.BlockSeen(block=block, seen_pending=seen_pending, inclusion_latency_p50_ms=latency_p50_ms,
-                                included_tracked=included_tracked)
-    event = events_pb2.Event(chain_id=block.chain_id, kind=events_pb2.EVENT_KIND_BLOCK,
-                             first_seen_unix_ns=block.seen_unix_ns, received_unix_ns=received_ns,
-                             source_id=block.source_id, block=body)
-    return bytes((KIND_BLOCK,)) + event.SerializeToString(deterministic=True)
+    By hand around the block's own serialization: building ``BlockSeen(block=block)`` copied the block's
+    transaction list into a new message only to serialize it again (four fifths of the cost, for every block of
+    hundreds of transactions). Fields in field-number order, zero ones omitted, the block serialized
+    deterministically: the bytes the protobuf library's deterministic serialization gives
+    (``tests/processd/test_block_value.py``)."""
+    raw = block.SerializeToString(deterministic=True)
+    body = b"".join((_TAG_BS_BLOCK, varint(len(raw)), raw,
+                     _TAG_BS_SEEN + varint(seen_pending) if seen_pending else b"",
+                     _TAG_BS_LATENCY + varint(latency_p50_ms) if latency_p50_ms else b"",
+                     _TAG_BS_TRACKED + varint(included_tracked) if included_tracked else b""))
+    source = block.source_id.encode()
+    return b"".join((_BLOCK_PREFIX, chain_field(block.chain_id), _BLOCK_KIND_FIELD,
+                     _TAG_FIRST_SEEN + varint(block.seen_unix_ns) if block.seen_unix_ns else b"",
+                     _TAG_RECEIVED + varint(received_ns) if received_ns else b"",
+                     _TAG_SOURCE_ID + varint(len(source)) + source if source else b"",
+                     _TAG_BLOCK, varint(len(body)), body))
+
+
+_BS = events_pb2.BlockSeen
+_TAG_BS_BLOCK, _TAG_BS_SEEN, _TAG_BS_LATENCY, _TAG_BS_TRACKED = (
+    tag(_BS, name) for name in ("block", "seen_pending", "inclusion_latency_p50_ms", "included_tracked"))
+_TAG_BLOCK = tag(_E, "block")
+_BLOCK_PREFIX = bytes((events_pb2.EVENT_KIND_BLOCK,))
+_BLOCK_KIND_FIELD = _TAG_KIND + varint_slow(events_pb2.EVENT_KIND_BLOCK)
 
 
 KIND_POOL_STATE: int = events_pb2.EVENT_KIND_POOL_STATE
@@ -388,7 +403,7 @@ def life_values(events: list[Any], received_ns: int, source_id: str) -> list[byt
     event per tracked transaction it includes, written out in the loop (varints inlined as table lookups)."""
     join = b"".join
     tail = header_tail(received_ns, source_id)
-    blocks: dict[tuple[int, bytes, int], tuple[bytes, bytes]] = {}
+    blocks: dict[int, tuple[bytes, bytes, int, bytes]] = {}
     highs: dict[int, bytes] = {}
     _, _, t_index, t_status, t_latency, t_tx_seq, _, t_again = _INCLUDED_TAGS
     table, cont14, first_seen_tag, included = _TABLE, _CONT14, _TAG_FIRST_SEEN, IncludedBody
@@ -399,17 +414,20 @@ def life_values(events: list[Any], received_ns: int, source_id: str) -> list[byt
     dropped_prefix, dropped_tag, (d_reason, d_tx_seq, d_source) = _FLAT[DroppedBody]
     out: list[bytes] = []
     append = out.append
-    # Per (kind, chain): what precedes a 32-byte hash (kind byte, Event.kind, chain, hash tag and length); per kind:
-    # what follows the first-seen time (the tail and the body's tag). A value is then one join.
-    starts: dict[tuple[bytes, int], bytes] = {}
+    # Per kind, of the first event's chain: what precedes a 32-byte hash (kind byte, Event.kind, chain, hash tag and
+    # length); per kind: what follows the first-seen time (the tail and the body's tag). A value is then one join.
+    starts: dict[bytes, bytes] = {}
+    chain0 = events[0][1] if events else 0
     ends = {tag: tail + tag for tag in (_TAG_TX_INCLUDED, replaced_tag, dropped_tag)}
     for kind, chain_id, tx_hash, first_seen, body in events:
         body_type = type(body)
         if body_type is included:
             number, block_hash, index, status, latency, tx_seq, block_seq, again = body
-            parts = blocks.get((number, block_hash, block_seq))
-            if parts is None:
-                parts = blocks[(number, block_hash, block_seq)] = _included_block_parts(number, block_hash, block_seq)
+            # (by the block's seq, an int: a block's events follow it, so its seq names it in one write; checked)
+            parts = blocks.get(block_seq)
+            if parts is None or parts[2] != number or parts[3] != block_hash:
+                parts = blocks[block_seq] = (*_included_block_parts(number, block_hash, block_seq), number,
+                                             block_hash)
             inner = join((
                 parts[0],
                 t_index + (table[index] if index < 16384 else varint(index)) if index else b"",
@@ -442,9 +460,11 @@ def life_values(events: list[Any], received_ns: int, source_id: str) -> list[byt
         n = len(inner)
         inner_len = table[n] if n < 16384 else varint(n)
         if 72057594037927936 <= first_seen < 1180591620717411303424 and len(tx_hash) == 32:  # 2**56..2**70 ns
-            start = starts.get((prefix, chain_id))
+            start = starts.get(prefix) if chain_id == chain0 else None  # (one chain per call, as the writer's)
             if start is None:
-                start = starts[(prefix, chain_id)] = prefix + chain_field(chain_id) + _HASH32
+                start = prefix + chain_field(chain_id) + _HASH32
+                if chain_id == chain0:
+                    starts[prefix] = start
             high = first_seen >> 28
             high_bytes = highs.get(high)
             if high_bytes is None:

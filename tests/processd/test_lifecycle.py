@@ -144,6 +144,20 @@ async def test_lifecycle_outcomes_statuses_and_restart(server_factory: Factory, 
     # Private flow: blocks 2, 2' and 3 list 5 transactions, of which PRIVATE (twice) and Y were never pending.
     assert life.included_private == 3 and life.private_share == pytest.approx(3 / 5)
     assert life.inclusion_latency_p50_ms == 23000 and life.inclusion_latency_p99_ms == 35000
+    # The metrics come from the commits' grouped lifecycle figures (CommitResult.life_kinds, life_latencies,
+    # life_other): the same outcomes as the events above.
+    reg = srv.metrics.registry
+    chain = {"chain_id": str(CHAIN)}
+    outcomes = {o: reg.get_sample_value("mempulse_processd_lifecycle_total", {**chain, "outcome": o})
+                for o in ("included", "replaced", "dropped_evicted", "dropped_nonce_passed", "dropped_expired")}
+    assert outcomes == {"included": 2, "replaced": 2, "dropped_evicted": 1, "dropped_nonce_passed": 1,
+                        "dropped_expired": 1}
+    assert reg.get_sample_value("mempulse_processd_inclusion_latency_seconds_count", chain) == 2
+    assert reg.get_sample_value("mempulse_processd_inclusion_latency_seconds_sum", chain) == pytest.approx(58.0)
+    assert reg.get_sample_value("mempulse_processd_reorgs_total", {**chain, "depth": "1"}) == 1
+    kinds = {k: reg.get_sample_value("mempulse_processd_events_total", {"kind": k})
+             for k in ("tx_included", "tx_replaced", "tx_dropped", "reorg")}
+    assert kinds == {"tx_included": 2, "tx_replaced": 2, "tx_dropped": 3, "reorg": 1}
 
     # A restart rebuilds the state from the log: D is still pending, and a later block settles it.
     await srv.stop(grace_s=0.5)

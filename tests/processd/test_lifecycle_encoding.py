@@ -106,3 +106,18 @@ def test_the_life_column_equals_pending_from_the_stored_value() -> None:
         tx_seen=events_pb2.TxSeen(tx=cancel)).SerializeToString(), 0)[1].cancel
     assert LIFE_ROW.unpack(life_row(b"\x02" * 32, b"\x01" * 20, 2**64 - 1, b"\x01" * 20, b"\x00", b"\x05", b"", b"",
                                     7)) == (b"\x02" * 32, b"\x01" * 20, 2**64 - 1, b"\x05".rjust(32, b"\x00"), 7, True)
+
+
+def test_bulk_values_of_events_sharing_a_block_seq_or_crossing_chains() -> None:
+    """The bulk encoder caches a block's parts by its seq and a kind's start by the first event's chain: events
+    naming another block under the same seq, or of another chain, get their own (not the cached) bytes."""
+    h = b"\x11" * 32
+    first = IncludedBody(5, b"\xaa" * 32, 1, 1, 10, 7, 99, False)
+    other_block = IncludedBody(6, b"\xbb" * 32, 2, 1, 11, 8, 99, True)
+    events = [(events_pb2.EVENT_KIND_TX_INCLUDED, 137, h, 2**60, first),
+              (events_pb2.EVENT_KIND_TX_INCLUDED, 137, h, 2**60 + 1, other_block),
+              (events_pb2.EVENT_KIND_TX_INCLUDED, 1, h, 2**60 + 2, first),
+              (events_pb2.EVENT_KIND_TX_DROPPED, 1, h, 2**60 + 3, DroppedBody(3, 4)),
+              (events_pb2.EVENT_KIND_TX_INCLUDED, 137, h, 2**60 + 4, first)]
+    assert life_values(events, 6, "node") == [life_value(kind, chain_id, tx_hash, seen, 6, "node", body)
+                                              for kind, chain_id, tx_hash, seen, body in events]

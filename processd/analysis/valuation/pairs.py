@@ -57,12 +57,14 @@ def keccak256(data: bytes) -> bytes:
     return keccak.new(data=data, digest_bits=256).digest()
 
 
-#: Pair addresses computed so far, per process (two keccak256 each, the dearest step of a valuation), and the
-#: pairs of whole routes (:func:`route_pairs`, one lookup instead of one per hop): bounded, emptied when full; its
-#: size is ``mempulse_processd_valuation_pair_cache_entries`` (the pipeline's process).
+#: Pair addresses computed so far, per process (two keccak256 each, the dearest step of a valuation), the pairs
+#: of whole routes (:func:`route_pairs`, one lookup instead of one per hop) and the plans of routes through a
+#: router (:func:`route_plan`): each bounded, emptied when full; their size is
+#: ``mempulse_processd_valuation_pair_cache_entries`` (the pipeline's process).
 PAIR_CACHE_MAX = 65_536
 _pair_cache: dict[tuple[object, ...], bytes] = {}
 _route_cache: dict[tuple[object, ...], tuple[bytes, ...]] = {}
+_plan_cache: dict[tuple[object, ...], RoutePlan | None] = {}
 
 
 def pair_address(factory: bytes, init_code_hash: bytes, token_a: bytes, token_b: bytes) -> bytes:
@@ -96,8 +98,70 @@ def route_pairs(factory: bytes, init_code_hash: bytes, path: tuple[bytes, ...], 
 
 
 def pair_cache_entries() -> int:
-    """Entries of this process's pair-address and route caches."""
-    return len(_pair_cache) + len(_route_cache)
+    """Entries of this process's pair-address, route and route-plan caches."""
+    return len(_pair_cache) + len(_route_cache) + len(_plan_cache)
+
+
+#: A pair's key in the reserves mapping: (chain id, 20-byte pair address).
+PairKey = tuple[int, bytes]
+
+
+@dataclass(slots=True)
+class RoutePlan:
+    """Everything a swap's valuation (and the pipeline's gathering) reads that depends only on the venues, the
+    chain, the router and the token path, resolved once per route (:func:`route_plan`): the swaps of a batch, and
+    of the batches after it, share few routes."""
+
+    factory: Factory
+    #: The reserves key of each hop's pair on the router's factory, in path order.
+    hops: tuple[PairKey, ...]
+    #: The path crosses a pair twice, or has no hop (not valued).
+    repeated: bool
+    #: The input token is the chain's wrapped native token (the profit is native as it is).
+    input_is_weth: bool
+    #: The reserves key of the input token's pair with the wrapped native token on the router's factory (prices
+    #: the profit); None when the input is that token, the chain has none or the path has no hop.
+    weth: PairKey | None
+    #: (factory, reserves key of the first hop's pair there) for each other factory of the chain (back-runs).
+    others: tuple[tuple[Factory, PairKey], ...]
+    #: The pair addresses the valuation reads, for the pipeline to gather: the hops, the WETH pair, the others.
+    needs: tuple[bytes, ...]
+
+
+def route_plan(venues: Venues, chain_id: int, router: bytes, path: tuple[bytes, ...]) -> RoutePlan | None:
+    """The :class:`RoutePlan` of a swap through ``router`` along ``path`` (None: a router no factory lists),
+    cached per process."""
+    key = (venues, chain_id, router, path)
+    try:
+        return _plan_cache[key]
+    except KeyError:
+        pass
+    plan = _plan(venues, chain_id, router, path)
+    if len(_plan_cache) >= PAIR_CACHE_MAX:
+        _plan_cache.clear()
+    _plan_cache[key] = plan
+    return plan
+
+
+def _plan(venues: Venues, chain_id: int, router: bytes, path: tuple[bytes, ...]) -> RoutePlan | None:
+    factory = venues.factory_of_router(chain_id, router)
+    if factory is None:
+        return None
+    weth = venues.wrapped_native(chain_id)
+    extra = (weth,) if weth is not None and path[:1] != (weth,) else ()
+    needs = route_pairs(factory.address, factory.init_code_hash, path, *extra)
+    others = []
+    for other in venues.factories(chain_id):
+        if other is not factory:
+            first = route_pairs(other.address, other.init_code_hash, path[:2])
+            needs += first
+            if first:
+                others.append((other, (chain_id, first[0])))
+    hops = needs[:len(path) - 1] if len(path) >= 2 else ()
+    priced = bool(extra) and len(path) >= 2
+    return RoutePlan(factory, tuple((chain_id, pair) for pair in hops), not hops or len(set(hops)) != len(hops),
+                     weth is not None and path[:1] == (weth,),
+                     (chain_id, needs[len(path) - 1]) if priced else None, tuple(others), needs)
 
 
 class Venues:

@@ -186,8 +186,9 @@ def prepare_cost(everything: list[tx_pb2.TxEnvelope], source: MappingSource, ven
         out = []
         for raw in raws:
             batch = ingest_pb2.TxBatch.FromString(raw).envelopes
-            calls = [(e.chain_id, to, e.input) for e in batch
-                     if (to := e.to) and venues.factory_of_router(e.chain_id, to) is not None]
+            calls = [(e.chain_id, to, e.input) for e in batch  # as the pipeline's _reserves
+                     if (to := e.to) in venues.router_addresses
+                     and venues.factory_of_router(e.chain_id, to) is not None]
             out.append(to_wire(gather(calls, source, venues)[0]))
         return out
 

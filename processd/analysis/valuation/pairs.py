@@ -168,7 +168,7 @@ class Venues:
     """The factories of each chain, the factory behind each router, and each chain's wrapped native token; and the
     attacker's capital (``max_capital_wei``: the largest sandwich front-run, native wei; 0 = no bound)."""
 
-    __slots__ = ("_by_chain", "_by_router", "_wrapped", "max_capital_wei")
+    __slots__ = ("_by_chain", "_by_router", "_wrapped", "max_capital_wei", "router_addresses")
 
     def __init__(self, factories: tuple[Factory, ...] = BUILTIN_FACTORIES,
                  wrapped_native: dict[int, bytes] | None = None, max_capital_wei: int = 0) -> None:
@@ -180,6 +180,9 @@ class Venues:
             for router in f.routers:
                 self._by_router[(f.chain_id, router)] = f
         self._wrapped = dict(BUILTIN_WRAPPED_NATIVE if wrapped_native is None else wrapped_native)
+        #: Every known router's address, on any chain: the pipeline's first test per transaction (a set lookup of
+        #: the ``to`` address, before the (chain, router) one), since most transactions go elsewhere.
+        self.router_addresses = frozenset(router for _, router in self._by_router)
 
     def factory_of_router(self, chain_id: int, router: bytes) -> Factory | None:
         """The factory a router swaps through, None for a router the valuation does not know."""
@@ -198,6 +201,7 @@ class Venues:
 
     def __setstate__(self, state: tuple[object, ...]) -> None:
         self._by_chain, self._by_router, self._wrapped, self.max_capital_wei = state  # type: ignore[assignment]
+        self.router_addresses = frozenset(router for _, router in self._by_router)
 
 
 def _address(entry: dict[str, object], key: str, where: str, size: int = 20) -> bytes:

@@ -141,14 +141,16 @@ class Valuer:
             return f"not valued: the swap would revert on the current reserves ({exc})"
 
     def _value(self, chain_id: int, router: bytes, call: DecodedCall, value_wei: int, gas_price: int,
-               reserves: Reserves) -> SwapValuation:
+               reserves: Reserves) -> SwapValuation | str:
+        """:meth:`value`; the common reasons for no valuation are returned, not raised (a raise costs more than
+        the whole early exit, and half the swaps stop here on their own bound)."""
         plan = route_plan(self.venues, chain_id, router, call.path) if call.family == UNISWAP_V2 else None
         if plan is None:
-            raise NotValued("not valued: not a swap through a known Uniswap V2-style router (V3 is not valued yet)")
+            return "not valued: not a swap through a known Uniswap V2-style router (V3 is not valued yet)"
         if call.fee_on_transfer:
-            raise NotValued("not valued: fee-on-transfer token (the transfer tax is unknown)")
+            return "not valued: fee-on-transfer token (the transfer tax is unknown)"
         if plan.repeated:
-            raise NotValued("not valued: the path crosses a pair twice")
+            return "not valued: the path crosses a pair twice"
         path = call.path
         factory = plan.factory
         hops = []
@@ -156,8 +158,8 @@ class Valuer:
         for i, key in enumerate(plan.hops):
             h = _oriented(reserves, key, path[i], path[i + 1])
             if h is None:
-                raise NotValued(f"not valued: pool state unknown ({factory.name} pair of 0x{path[i].hex()}/"
-                                f"0x{path[i + 1].hex()})")
+                return (f"not valued: pool state unknown ({factory.name} pair of 0x{path[i].hex()}/"
+                        f"0x{path[i + 1].hex()})")
             hops.append(h)
             n = h[2].block_number
             if block < 0 or n < block:
@@ -167,7 +169,7 @@ class Valuer:
         victim, kw, amount_in = self._victim(call, value_wei, hops, fee)
         victim_step = victim(r_in, r_out)  # first: no search for a swap that would revert as it is
         if victim_step is None:
-            raise NotValued("not valued: the victim's bound already fails on the current reserves (it would revert)")
+            return "not valued: the victim's bound already fails on the current reserves (it would revert)"
         pools_block = block
         weth_side = self._weth_quote(plan, path[0], reserves)
         if type(weth_side) is tuple and weth_side[2] < block:

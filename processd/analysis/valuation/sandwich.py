@@ -304,8 +304,8 @@ def _centres(r_in: int, r_out: int, victim: VictimStep, x_max: int, exact_in_amo
             # Rising at both ends: no interior peak when the slope quadratic is concave, or convex with its lowest
             # point outside (1, x_max) or not below 0 there (no square root needed).
             low = -beta // (2 * alpha) if alpha > 0 else 0
-            if alpha <= 0 or not 1 < low < x_max or min(
-                    alpha * x * x + beta * x + gamma for x in (low, low + 1)) >= 0:
+            if alpha <= 0 or not 1 < low < x_max or (alpha * low * low + beta * low + gamma >= 0
+                                                      and alpha * (low + 1) ** 2 + beta * (low + 1) + gamma >= 0):
                 return [x_max]
         out = [c for c in frontrun.exact_in_peaks(r_in, exact_in_amount, g, slope)
                if 1 <= c < x_max and alpha * (c + 1) ** 2 + beta * (c + 1) + gamma < 0]  # falls after c: a maximum

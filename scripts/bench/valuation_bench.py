@@ -2,35 +2,38 @@
 the valuation of a base revision (``--base``, default the merge base with main) and with the working tree's, in one
 run.
 
-Measured in one run, interleaved (the machine is shared: ratios matter more than absolute figures):
+Measured in one run (the machine is shared: ratios matter more than absolute figures):
 
-- ``per_swap``: over the Uniswap V2 / Sushiswap router swaps of the bundled mainnet fixtures, µs per swap of
+- ``per_swap``: over the Uniswap V2 / Sushiswap router swaps of the bundled mainnet fixtures, CPU µs per swap of
   ``Valuer.value`` of the base revision (its package imported next to the working tree's,
   ``scripts/bench/baseline.py``) and of the working tree, on the same decoded calls and reserves, over all swaps
   and over the valued ones alone, and on pools 100x deeper (``deep``: the same swaps 100x smaller against their
   pools, as most mempool swaps are; fewer of them can gain); of ``Analyzer.analyze_fields`` with the swap's
   reserves vs without a reserve source (the difference is the valuation: pair addresses, the closed forms, the
   exact refinement, the extra opportunity fields); and of the pipeline's gathering (``gather``: the path read
-  from the calldata, CREATE2 pair addresses, the source's lookups) per swap.
-- ``prepare``: ``prepare_batch`` (what an analysis worker runs per batch: validation, analysis, encoding) over the
-  fixture mix in batches of 250, with the batches' reserves vs without, µs per transaction of the mix (the CPU
-  the valuation adds to the workers, without the noise of a whole daemon on a shared machine), plus the
-  pipeline's gathering per transaction of the mix (on the event loop).
+  from the calldata, the route's plan, the source's lookups) per swap. Variants interleaved, medians.
+- ``prepare``: per mix (below), ``prepare_batch`` (what an analysis worker runs per batch: validation, analysis,
+  encoding) in batches of 250, with the batches' reserves vs without, CPU µs per transaction (the CPU the
+  valuation adds to the workers, without the noise of a whole daemon on a shared machine), plus the pipeline's
+  gathering per transaction (on the event loop).
 - ``throughput``: a real ``ProcessdServer`` (LMDB, analysis worker processes, gRPC ingest), each run in a fresh
   process on a fresh data directory: ``off`` (no reserve source), ``base`` (a reserve source, the base revision's
-  whole tree, exported with ``git archive``) and ``new`` (a reserve source, the working tree); rounds rotate the
-  order of the modes; tx/s per run, median per mode, and the ratios. Mixes: ``fixture_mix`` (every call of the
-  fixtures, 7% of them V2 router swaps), ``demo_mix`` (the fixture mix plus V2 router swaps for 10% of the
-  sends, as the demo's traffic: ``--swap-share 0.1`` of executable swaps beside replayed mainnet calls),
-  ``v2_swaps_only`` (the V2 router swaps alone) and ``v2_valued_only`` (only the swaps the synthetic reserves
-  let be valued: the worst case, every swap searched).
+  whole tree, exported with ``git archive``) and ``new`` (a reserve source, the working tree); a round runs the
+  three side by side (warmed up, then told to go at once: they share the machine's load of that moment); tx/s and
+  CPU per transaction per run, costs per round and their medians (:func:`throughput`). Mixes: ``fixture_mix``
+  (every call of the fixtures, 7% of them V2 router swaps), ``demo_mix`` (the fixture mix plus V2 router swaps for
+  10% of the sends, as the demo's traffic: ``--swap-share 0.1`` of executable swaps beside replayed mainnet
+  calls), ``v2_swaps_only`` (the V2 router swaps alone) and ``v2_valued_only`` (only the swaps the synthetic
+  reserves let be valued: the worst case, every swap searched).
+
+In-process times are CPU time of the bench process (``time.process_time``), not wall time.
 
 The reserves are SYNTHETIC: deterministic made-up reserves (1e18..1e24 base units) for every pair the corpus
 swaps read (their hops, the same pair on the other factory, the input token's WETH pair), not mainnet state; the
 cost of the search does not depend on whether a sandwich turns out profitable, but a swap whose bound already
 fails on them is cheap (about half of them: hence ``v2_valued_only``). Writes ``artifacts/perf/valuation.json``.
 
-Run: ``python -m scripts.bench.valuation_bench [--rounds 3] [--copies 4] [--workers 2] [--base REV]``
+Run: ``python -m scripts.bench.valuation_bench [--rounds 5] [--copies 6] [--workers 2] [--base REV]``
 """
 
 from __future__ import annotations

@@ -147,8 +147,10 @@ def _plan(venues: Venues, chain_id: int, router: bytes, path: tuple[bytes, ...])
     factory = venues.factory_of_router(chain_id, router)
     if factory is None:
         return None
+    if len(path) < 2:  # a decoded call's path may be empty or one token: no hop, nothing to read
+        return RoutePlan(factory, (), True, False, None, (), ())
     weth = venues.wrapped_native(chain_id)
-    extra = (weth,) if weth is not None and path[:1] != (weth,) else ()
+    extra = (weth,) if weth is not None and path[0] != weth else ()
     needs = route_pairs(factory.address, factory.init_code_hash, path, *extra)
     others = []
     for other in venues.factories(chain_id):
@@ -157,11 +159,10 @@ def _plan(venues: Venues, chain_id: int, router: bytes, path: tuple[bytes, ...])
             needs += first
             if first:
                 others.append((other, (chain_id, first[0])))
-    hops = needs[:len(path) - 1] if len(path) >= 2 else ()
-    priced = bool(extra) and len(path) >= 2
-    return RoutePlan(factory, tuple((chain_id, pair) for pair in hops), not hops or len(set(hops)) != len(hops),
-                     weth is not None and path[:1] == (weth,),
-                     (chain_id, needs[len(path) - 1]) if priced else None, tuple(others), needs)
+    hops = needs[:len(path) - 1]
+    return RoutePlan(factory, tuple((chain_id, pair) for pair in hops), len(set(hops)) != len(hops),
+                     weth is not None and path[0] == weth, (chain_id, needs[len(path) - 1]) if extra else None,
+                     tuple(others), needs)
 
 
 class Venues:

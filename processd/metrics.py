@@ -137,7 +137,8 @@ class ProcessdMetrics:
                                        "V2 router swaps before their analysis, by outcome: found, unknown (the "
                                        "reserve source does not know the pair)", ["outcome"], registry=r)
         self.valuation_pair_cache = Gauge(f"{PREFIX}valuation_pair_cache_entries", "Entries of the pipeline's "
-                                          "pair-address cache (CREATE2, bounded: emptied at 65536)", registry=r)
+                                          "pair-address, route and route-plan caches (CREATE2 addresses and the "
+                                          "routes' plans, each bounded: emptied at 65536)", registry=r)
         self.pool_states = Counter(f"{PREFIX}pool_states", "Pool states (TxBatch.pools) by outcome: stored (a "
                                    "POOL_STATE event), duplicate (already stored: a resend or another ingestd's copy), "
                                    "invalid (malformed, chain not served)",

@@ -375,8 +375,9 @@ class IngestPipeline:
         if source is None:
             return None
         venues = self._venues
+        routers = venues.router_addresses  # a set lookup first: most transactions are not router swaps
         calls = [(e.chain_id, to, e.input) for e in batch.envelopes
-                 if (to := e.to) and venues.factory_of_router(e.chain_id, to) is not None]
+                 if (to := e.to) in routers and venues.factory_of_router(e.chain_id, to) is not None]
         if not calls:
             return ()
         found, unknown = gather(calls, source, venues)

@@ -38,6 +38,8 @@ _TAG_NOTE = tag(_O, "valuation_note")
 #: (field name, its tag) of the optional uint256 valuation amounts, in field-number order.
 _AMOUNT_TAGS = [(name, tag(_O, name)) for name in ("net_profit_wei", "sandwich_profit_wei", "frontrun_amount_in",
                                                    "backrun_profit_wei", "gas_cost_wei")]
+_AMOUNT_FIELD_TAGS = tuple(field_tag for _, field_tag in _AMOUNT_TAGS)
+_VALUED_TRUE = _TAG_VALUED + b"\x01"
 _TAG_IMPACT = tag(_O, "price_impact_bps")
 _TAG_PROFIT_TOKEN = tag(_O, "profit_token")
 _TAG_BLOCK = tag(_O, "state_block_number")
@@ -81,26 +83,30 @@ def _length_delimited(field_tag: bytes, raw: bytes) -> bytes:
 
 
 def encode_value(v: OppValue) -> bytes:
-    """Opportunity fields 12..22 of ``v``, as protobuf writes them (defaults left out, set optionals written)."""
-    if (type(v.price_impact_bps) is not int or not 0 <= v.price_impact_bps <= _MAX_U32
-            or type(v.state_block_number) is not int or not 0 <= v.state_block_number <= _MAX_U64
-            or type(v.note) is not str or type(v.profit_token) is not bytes):
+    """Opportunity fields 12..22 of ``v``, as protobuf writes them (defaults left out, set optionals written). Runs
+    per valued opportunity: fields unpacked once, lengths from the varint table inline (no call per field)."""
+    valued, note, net, sandwich, frontrun, backrun, gas, impact, token, block, backrun_in = v
+    if (type(impact) is not int or not 0 <= impact <= _MAX_U32 or type(block) is not int
+            or not 0 <= block <= _MAX_U64 or type(note) is not str or type(token) is not bytes):
         return _library_value(v)
-    parts = [_TAG_VALUED + b"\x01"] if v.valued else []
-    if v.note:
-        parts.append(_length_delimited(_TAG_NOTE, v.note.encode()))
-    for name, field_tag in _AMOUNT_TAGS:
-        amount = getattr(v, name)
+    table = _VARINT
+    parts = [_VALUED_TRUE] if valued else []
+    if note:
+        parts.append(_length_delimited(_TAG_NOTE, note.encode()))
+    for field_tag, amount in zip(_AMOUNT_FIELD_TAGS, (net, sandwich, frontrun, backrun, gas), strict=True):
         if amount is not None:
-            parts.append(_length_delimited(field_tag, u256(amount)))
-    if v.price_impact_bps:
-        parts.append(_TAG_IMPACT + varint(v.price_impact_bps))
-    if v.profit_token:
-        parts.append(_length_delimited(_TAG_PROFIT_TOKEN, v.profit_token))
-    if v.state_block_number:
-        parts.append(_TAG_BLOCK + varint(v.state_block_number))
-    if v.backrun_amount_in is not None:
-        parts.append(_length_delimited(_TAG_BACKRUN_IN, u256(v.backrun_amount_in)))
+            raw = amount.to_bytes((amount.bit_length() + 7) // 8, "big")  # u256, inline
+            n = len(raw)
+            parts.append(field_tag + (table[n] if n < 16384 else varint(n)) + raw)
+    if impact:
+        parts.append(_TAG_IMPACT + (table[impact] if impact < 16384 else varint(impact)))
+    if token:
+        parts.append(_length_delimited(_TAG_PROFIT_TOKEN, token))
+    if block:
+        parts.append(_TAG_BLOCK + varint(block))
+    if backrun_in is not None:
+        raw = backrun_in.to_bytes((backrun_in.bit_length() + 7) // 8, "big")
+        parts.append(_length_delimited(_TAG_BACKRUN_IN, raw))
     return b"".join(parts)
 
 

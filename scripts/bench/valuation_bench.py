@@ -2,35 +2,38 @@
 the valuation of a base revision (``--base``, default the merge base with main) and with the working tree's, in one
 run.
 
-Measured in one run, interleaved (the machine is shared: ratios matter more than absolute figures):
+Measured in one run (the machine is shared: ratios matter more than absolute figures):
 
-- ``per_swap``: over the Uniswap V2 / Sushiswap router swaps of the bundled mainnet fixtures, µs per swap of
+- ``per_swap``: over the Uniswap V2 / Sushiswap router swaps of the bundled mainnet fixtures, CPU µs per swap of
   ``Valuer.value`` of the base revision (its package imported next to the working tree's,
   ``scripts/bench/baseline.py``) and of the working tree, on the same decoded calls and reserves, over all swaps
   and over the valued ones alone, and on pools 100x deeper (``deep``: the same swaps 100x smaller against their
   pools, as most mempool swaps are; fewer of them can gain); of ``Analyzer.analyze_fields`` with the swap's
   reserves vs without a reserve source (the difference is the valuation: pair addresses, the closed forms, the
   exact refinement, the extra opportunity fields); and of the pipeline's gathering (``gather``: the path read
-  from the calldata, CREATE2 pair addresses, the source's lookups) per swap.
-- ``prepare``: ``prepare_batch`` (what an analysis worker runs per batch: validation, analysis, encoding) over the
-  fixture mix in batches of 250, with the batches' reserves vs without, µs per transaction of the mix (the CPU
-  the valuation adds to the workers, without the noise of a whole daemon on a shared machine), plus the
-  pipeline's gathering per transaction of the mix (on the event loop).
+  from the calldata, the route's plan, the source's lookups) per swap. Variants interleaved, medians.
+- ``prepare``: per mix (below), ``prepare_batch`` (what an analysis worker runs per batch: validation, analysis,
+  encoding) in batches of 250, with the batches' reserves vs without, CPU µs per transaction (the CPU the
+  valuation adds to the workers, without the noise of a whole daemon on a shared machine), plus the pipeline's
+  gathering per transaction (on the event loop).
 - ``throughput``: a real ``ProcessdServer`` (LMDB, analysis worker processes, gRPC ingest), each run in a fresh
   process on a fresh data directory: ``off`` (no reserve source), ``base`` (a reserve source, the base revision's
-  whole tree, exported with ``git archive``) and ``new`` (a reserve source, the working tree); rounds rotate the
-  order of the modes; tx/s per run, median per mode, and the ratios. Mixes: ``fixture_mix`` (every call of the
-  fixtures, 7% of them V2 router swaps), ``demo_mix`` (the fixture mix plus V2 router swaps for 10% of the
-  sends, as the demo's traffic: ``--swap-share 0.1`` of executable swaps beside replayed mainnet calls),
-  ``v2_swaps_only`` (the V2 router swaps alone) and ``v2_valued_only`` (only the swaps the synthetic reserves
-  let be valued: the worst case, every swap searched).
+  whole tree, exported with ``git archive``) and ``new`` (a reserve source, the working tree); a round runs the
+  three side by side (warmed up, then told to go at once: they share the machine's load of that moment); tx/s and
+  CPU per transaction per run, costs per round and their medians (:func:`throughput`). Mixes: ``fixture_mix``
+  (every call of the fixtures, 7% of them V2 router swaps), ``demo_mix`` (the fixture mix plus V2 router swaps for
+  10% of the sends, as the demo's traffic: ``--swap-share 0.1`` of executable swaps beside replayed mainnet
+  calls), ``v2_swaps_only`` (the V2 router swaps alone) and ``v2_valued_only`` (only the swaps the synthetic
+  reserves let be valued: the worst case, every swap searched).
+
+In-process times are CPU time of the bench process (``time.process_time``), not wall time.
 
 The reserves are SYNTHETIC: deterministic made-up reserves (1e18..1e24 base units) for every pair the corpus
 swaps read (their hops, the same pair on the other factory, the input token's WETH pair), not mainnet state; the
 cost of the search does not depend on whether a sandwich turns out profitable, but a swap whose bound already
 fails on them is cheap (about half of them: hence ``v2_valued_only``). Writes ``artifacts/perf/valuation.json``.
 
-Run: ``python -m scripts.bench.valuation_bench [--rounds 3] [--copies 4] [--workers 2] [--base REV]``
+Run: ``python -m scripts.bench.valuation_bench [--rounds 5] [--copies 6] [--workers 2] [--base REV]``
 """
 
 from __future__ import annotations
@@ -96,12 +99,14 @@ def synthetic_reserves(envelopes: Iterable[tx_pb2.TxEnvelope], venues: Venues) -
 
 
 def _timed(fn: Callable[[], object]) -> float:
+    """CPU seconds of this process running ``fn`` (not wall time: on the shared machine another process taking the
+    core between two lines would count), with the collector off."""
     gc.collect()
     gc.disable()
     try:
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         fn()
-        return time.perf_counter() - t0
+        return time.process_time() - t0
     finally:
         gc.enable()
 
@@ -171,38 +176,57 @@ def per_swap(swaps: list[tx_pb2.TxEnvelope], source: MappingSource, venues: Venu
     return out
 
 
-def prepare_cost(everything: list[tx_pb2.TxEnvelope], source: MappingSource, venues: Venues,
+def prepare_cost(mixed: dict[str, list[tx_pb2.TxEnvelope]], source: MappingSource, venues: Venues,
                  rounds: int) -> dict[str, Any]:
+    """Per mix: the analysis workers' ``prepare_batch`` CPU per transaction with the batches' reserves vs without,
+    and the pipeline's gathering (event loop), in batches of 250, rounds interleaved, medians. ``cost_pct`` is what
+    the valuation adds to this part of processd's work (the rest, ingest, commit, read models, is the same either
+    way, so the full path's share is lower)."""
     from common.pb.v1 import ingest_pb2
     from processd.analysis.prepare import prepare_batch
     from processd.analysis.valuation.state import from_wire, to_wire
 
-    envs = _copies(everything, 1, "prepare")
-    raws = [ingest_pb2.TxBatch(batch_seq=1, envelopes=envs[i:i + 250]).SerializeToString()
-            for i in range(0, len(envs), 250)]
+    out: dict[str, Any] = {}
     analyzer = Analyzer(venues=venues)
+    for name, mix in mixed.items():
+        envs = _copies(mix, 1, "prepare")
+        raws = [ingest_pb2.TxBatch(batch_seq=1, envelopes=envs[i:i + 250]).SerializeToString()
+                for i in range(0, len(envs), 250)]
 
-    def gathered() -> list[tuple[Any, ...]]:
-        out = []
-        for raw in raws:
-            batch = ingest_pb2.TxBatch.FromString(raw).envelopes
-            calls = [(e.chain_id, to, e.input) for e in batch
-                     if (to := e.to) and venues.factory_of_router(e.chain_id, to) is not None]
-            out.append(to_wire(gather(calls, source, venues)[0]))
-        return out
+        parsed = [ingest_pb2.TxBatch.FromString(raw) for raw in raws]  # the pipeline has parsed the batch anyway
 
-    rows = gathered()
-    timings: dict[str, list[float]] = {"off": [], "on": [], "gather": []}
-    for _ in range(rounds):
-        timings["off"].append(_timed(lambda: [prepare_batch(r, 1, analyzer, frozenset(), 1 << 20) for r in raws]))
-        timings["on"].append(_timed(lambda: [prepare_batch(r, 1, analyzer, frozenset(), 1 << 20, from_wire(w))
-                                             for r, w in zip(raws, rows, strict=True)]))
-        timings["gather"].append(_timed(gathered))
-    n = len(envs)
-    off, on = statistics.median(timings["off"]), statistics.median(timings["on"])
-    return {"tx": n, "off_us_per_tx": round(off / n * 1e6, 2), "on_us_per_tx": round(on / n * 1e6, 2),
-            "gather_us_per_tx": round(statistics.median(timings["gather"]) / n * 1e6, 2),
-            "worker_cost_pct": round((on / off - 1) * 100, 1)}
+        def gathered(parsed: list[Any] = parsed) -> list[Any]:
+            rows = []
+            for message in parsed:
+                batch = message.envelopes
+                calls = [(e.chain_id, to, e.input) for e in batch  # as the pipeline's _reserves
+                         if (to := e.to) in venues.router_addresses
+                         and venues.factory_of_router(e.chain_id, to) is not None]
+                rows.append(to_wire(gather(calls, source, venues)[0]))
+            return rows
+
+        rows = gathered()
+        for r, w in zip(raws, rows, strict=True):  # warm: the route caches filled, as in a running worker
+            prepare_batch(r, 1, analyzer, frozenset(), 1 << 20, from_wire(w))
+        timings: dict[str, list[float]] = {"off": [], "on": [], "gather": []}
+        def off(raws: list[bytes] = raws) -> None:
+            for r in raws:
+                prepare_batch(r, 1, analyzer, frozenset(), 1 << 20)
+
+        def on(raws: list[bytes] = raws, rows: list[Any] = rows) -> None:
+            for r, w in zip(raws, rows, strict=True):
+                prepare_batch(r, 1, analyzer, frozenset(), 1 << 20, from_wire(w))
+
+        for _ in range(rounds):
+            timings["off"].append(_timed(off))
+            timings["on"].append(_timed(on))
+            timings["gather"].append(_timed(gathered))
+        n = len(envs)
+        t_off, t_on, t_g = (statistics.median(timings[k]) / n * 1e6 for k in ("off", "on", "gather"))
+        out[name] = {"tx": n, "off_us_per_tx": round(t_off, 2), "on_us_per_tx": round(t_on, 2),
+                     "gather_us_per_tx": round(t_g, 2), "worker_cost_pct": round((1 - t_off / t_on) * 100, 1),
+                     "cost_pct": round((1 - t_off / (t_on + t_g)) * 100, 1)}
+    return out
 
 
 def _copies(envelopes: list[tx_pb2.TxEnvelope], copies: int, salt: str) -> list[tx_pb2.TxEnvelope]:
@@ -226,11 +250,14 @@ def _tree_cpu_s() -> float:
 
 
 async def _one_run(config: ProcessdConfig, source: MappingSource | None,
-                   envelopes: list[tx_pb2.TxEnvelope]) -> tuple[float, float]:
-    """(tx/s, CPU µs per transaction of processd, its workers and the in-process sender) of one timed push."""
+                   envelopes: list[tx_pb2.TxEnvelope], gate: Callable[[], object] | None = None) -> tuple[float, float]:
+    """(tx/s, CPU µs per transaction of processd, its workers and the in-process sender) of one timed push;
+    ``gate`` is called after the warm-up, before the timed push (it returns when the other runs are ready too)."""
     server = await ProcessdServer(replace(config, listen_port=free_port()), reserve_source=source).start()
     try:
         await push_envelopes(server.address, envelopes[:500], batch_size=250, session_id="warm")
+        if gate is not None:
+            await asyncio.get_running_loop().run_in_executor(None, gate)
         cpu0 = _tree_cpu_s()
         t0 = time.perf_counter()
         acks = await push_envelopes(server.address, envelopes[500:], batch_size=250, session_id="run",
@@ -276,8 +303,17 @@ def mixes(everything: list[tx_pb2.TxEnvelope], swaps: list[tx_pb2.TxEnvelope],
             "v2_valued_only": valued * max(1, n // max(1, len(valued)))}
 
 
+def _ready_then_wait() -> None:
+    """The ``--one-run`` gate: says ``ready`` on stdout, returns at the next line on stdin (the parent's go)."""
+    import sys
+
+    print("ready", flush=True)
+    sys.stdin.readline()
+
+
 def one_run_main(mix: str, mode: str, copies: int, workers: int, salt: str) -> None:
-    """``--one-run``: one throughput run in this process (which may run another revision's tree), tx/s on stdout."""
+    """``--one-run``: one throughput run in this process (which may run another revision's tree), tx/s on stdout;
+    after its warm-up it says ``ready`` and waits for a line on stdin (:func:`_round`)."""
     import json
     import sys
 
@@ -290,7 +326,7 @@ def one_run_main(mix: str, mode: str, copies: int, workers: int, salt: str) -> N
         # off: valuation off altogether (no pool view, no gathering); on: the synthetic reserves as the source.
         config = ProcessdConfig(data_dir=work, analysis_workers=workers, durability="nosync", flush_interval_ms=1,
                                 valuation=mode == "on")
-        rate, cpu_us = asyncio.run(_one_run(config, source if mode == "on" else None, envs))
+        rate, cpu_us = asyncio.run(_one_run(config, source if mode == "on" else None, envs, _ready_then_wait))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     import processd
@@ -299,23 +335,56 @@ def one_run_main(mix: str, mode: str, copies: int, workers: int, salt: str) -> N
                       "python": sys.version.split()[0]}))
 
 
-def _spawn_run(tree: Path, mix: str, mode: str, args: argparse.Namespace, salt: str) -> dict[str, Any]:
+def _round(runs: list[tuple[Path, str, str]], args: argparse.Namespace, salt: str) -> list[dict[str, Any]]:
+    """One round: a ``--one-run`` process per (tree, mix, reserve source on|off), all started together; once every
+    one is warmed up and ready they are told to go at once, so their timed pushes share the machine's load of
+    that moment (it swings 2-3x between minutes here), instead of each meeting another."""
     import json
     import subprocess
     import sys
 
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--one-run", mix, mode, "--copies", str(args.copies),
-           "--workers", str(args.workers), "--salt", salt]
-    done = subprocess.run(cmd, cwd=tree, env=env, check=True, capture_output=True, text=True)
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    if Path(result["processd"]).resolve() != (tree / "processd").resolve():
-        raise RuntimeError(f"the run imported {result['processd']}, not {tree}/processd")
-    return result
+    procs = []
+    for i, (tree, mix, on) in enumerate(runs):
+        env = {**os.environ, "PYTHONPATH": str(tree)}
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--one-run", mix, on, "--copies", str(args.copies),
+               "--workers", str(args.workers), "--salt", f"{salt}-{i}"]
+        procs.append(subprocess.Popen(cmd, cwd=tree, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      stderr=subprocess.DEVNULL, text=True))
+    try:
+        for p in procs:
+            assert p.stdout is not None
+            if p.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"a --one-run process exited before its run ({p.args!r})")
+        for p in procs:
+            assert p.stdin is not None
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        results = []
+        for p, (tree, _, _) in zip(procs, runs, strict=True):
+            out, _ = p.communicate(timeout=900)
+            if p.returncode != 0:
+                raise RuntimeError(f"a --one-run process failed ({p.args!r})")
+            result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+            if Path(result["processd"]).resolve() != (tree / "processd").resolve():
+                raise RuntimeError(f"the run imported {result['processd']}, not {tree}/processd")
+            results.append(result)
+        return results
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
 
 
 def throughput(mix_names: list[str], trees: dict[str, tuple[Path, str]], args: argparse.Namespace) -> dict[str, Any]:
-    """Every mix in every mode (``trees``: mode -> (tree, reserve source on|off)), rounds rotating the order."""
+    """Every mix in every mode (``trees``: mode -> (tree, reserve source on|off)), a round running its modes side
+    by side (:func:`_round`).
+
+    The modes of a round share the machine's load, so the costs are read per round (``cpu_cost_pct_<mode>_rounds``,
+    1 - off/mode of that round's CPU per transaction; likewise ``cost_pct_<mode>_rounds`` from tx/s), then their
+    median and worst round; the ratio of the modes' medians over all rounds is reported too (``cpu_cost_pct_<mode>``).
+    Side by side, a mode that finishes first leaves the others more of the machine for their last part: tx/s
+    understates the cost, CPU per transaction does not."""
     out: dict[str, Any] = {}
     modes = list(trees)
     for name in mix_names:
@@ -323,33 +392,49 @@ def throughput(mix_names: list[str], trees: dict[str, tuple[Path, str]], args: a
         cpu: dict[str, list[float]] = {m: [] for m in modes}
         tx = 0
         for r in range(args.rounds):
-            for mode in modes[r % len(modes):] + modes[:r % len(modes)]:
-                tree, on = trees[mode]
-                result = _spawn_run(tree, name, on, args, f"{name}{r}{mode}")
+            results = _round([(trees[m][0], name, trees[m][1]) for m in modes], args, f"{name}{r}")
+            for mode, result in zip(modes, results, strict=True):
                 runs[mode].append(result["tx_per_s"])
                 cpu[mode].append(result["cpu_us_per_tx"])
                 tx = result["tx"]
-                print(f"{name} round {r} {mode}: {runs[mode][-1]:,.0f} tx/s, {cpu[mode][-1]:.0f} µs CPU/tx", flush=True)
-        medians = {m: statistics.median(v) for m, v in runs.items()}
-        entry: dict[str, Any] = {"tx": tx, **{f"tx_per_s_{m}": [round(x) for x in v] for m, v in runs.items()},
-                                 **{f"median_{m}": round(v) for m, v in medians.items()}}
-        cpu_medians = {m: statistics.median(v) for m, v in cpu.items()}
-        entry.update({f"cpu_us_per_tx_{m}": [round(x, 1) for x in v] for m, v in cpu.items()})
-        for m in modes:
-            if m != "off":
-                entry[f"{m}_over_off"] = round(medians[m] / medians["off"], 3)
-                entry[f"cost_pct_{m}"] = round((1 - medians[m] / medians["off"]) * 100, 1)
-                # CPU per transaction is far less sensitive to the other work on a shared machine than tx/s: when
-                # processd is CPU-bound, the throughput cost is 1 - off/on of it.
-                entry[f"cpu_cost_pct_{m}"] = round((1 - cpu_medians["off"] / cpu_medians[m]) * 100, 1)
-        out[name] = entry
+            print(f"{name} round {r}: " + ", ".join(f"{m} {runs[m][-1]:,.0f} tx/s {cpu[m][-1]:.1f} µs CPU/tx"
+                                                      for m in modes), flush=True)
+        out[name] = _throughput_entry(tx, runs, cpu, modes)
     return out
+
+
+def _throughput_entry(tx: int, runs: dict[str, list[float]], cpu: dict[str, list[float]],
+                      modes: list[str]) -> dict[str, Any]:
+    """One mix's figures (:func:`throughput`)."""
+    medians = {m: statistics.median(v) for m, v in runs.items()}
+    cpu_medians = {m: statistics.median(v) for m, v in cpu.items()}
+    entry: dict[str, Any] = {"tx": tx, **{f"tx_per_s_{m}": [round(x) for x in v] for m, v in runs.items()},
+                             **{f"median_{m}": round(v) for m, v in medians.items()},
+                             **{f"cpu_us_per_tx_{m}": [round(x, 1) for x in v] for m, v in cpu.items()},
+                             **{f"median_cpu_us_per_tx_{m}": round(v, 1) for m, v in cpu_medians.items()}}
+    for m in modes:
+        if m == "off":
+            continue
+        entry[f"{m}_over_off"] = round(medians[m] / medians["off"], 3)
+        entry[f"cost_pct_{m}"] = round((1 - medians[m] / medians["off"]) * 100, 1)
+        rate_rounds = [round((1 - x / o) * 100, 1) for x, o in zip(runs[m], runs["off"], strict=True)]
+        entry[f"cost_pct_{m}_rounds"] = rate_rounds
+        entry[f"cost_pct_{m}_round_median"] = round(statistics.median(rate_rounds), 1)
+        # CPU per transaction is far less sensitive to the other work on a shared machine than tx/s: when
+        # processd is CPU-bound, the throughput cost is 1 - off/on of it.
+        entry[f"cpu_cost_pct_{m}"] = round((1 - cpu_medians["off"] / cpu_medians[m]) * 100, 1)
+        cpu_rounds = [round((1 - o / x) * 100, 1) for x, o in zip(cpu[m], cpu["off"], strict=True)]
+        entry[f"cpu_cost_pct_{m}_rounds"] = cpu_rounds
+        entry[f"cpu_cost_pct_{m}_round_median"] = round(statistics.median(cpu_rounds), 1)
+        entry[f"cpu_cost_pct_{m}_worst_round"] = max(cpu_rounds)
+    return entry
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--copies", type=int, default=4, help="copies of the mix per throughput run")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--copies", type=int, default=6, help="copies of the mix per throughput run (longer runs: "
+                        "the CPU clock ticks 100 times a second per process)")
     parser.add_argument("--workers", type=int, default=2, help="processd --analysis-workers")
     parser.add_argument("--base", default="", help="the revision to compare with (default: merge-base HEAD main)")
     parser.add_argument("--mixes", default="fixture_mix,demo_mix,v2_swaps_only,v2_valued_only")
@@ -372,7 +457,8 @@ def main() -> None:
     results["per_swap"] = per_swap(swaps, source, venues, max(5, args.rounds * 2),
                                    old.value.Valuer(old.pairs.Venues()))
     print("per swap:", results["per_swap"], flush=True)
-    results["prepare"] = prepare_cost(everything, source, venues, max(5, args.rounds * 2))
+    valued = valued_swaps(swaps, Analyzer(venues=venues), source)
+    results["prepare"] = prepare_cost(mixes(everything, swaps, valued), source, venues, max(7, args.rounds * 2))
     print("prepare:", results["prepare"], flush=True)
     base_tree = baseline.export_tree(base)
     try:

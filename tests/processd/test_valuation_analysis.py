@@ -104,6 +104,20 @@ def test_unknown_pool_state_is_named() -> None:
     assert opps and all(not o.valued and "pool state unknown (uniswap_v2 pair of" in o.valuation_note for o in opps)
 
 
+@pytest.mark.parametrize("path", [[], [WETH]])
+def test_a_path_without_a_hop_is_refused_with_its_reason(path: list[bytes]) -> None:
+    """A router call whose path has no hop (empty or one token: it still decodes) gets a reason, not an analysis
+    error (the route plan of such a path reads nothing)."""
+    state = reserves(UNI_POOL, SUSHI_POOL)
+    env = swap_env(10 * 10**18, 0, path)
+    raw = ingest_pb2.TxBatch(batch_seq=1, envelopes=[env]).SerializeToString()
+    assert prepare_batch(raw, 1, ANALYZER, frozenset(), 1 << 20, state).analysis_errors == 0
+    call = ANALYZER.decode_call(1, UNI_ROUTER, 0, env.sender, env.input)[0]
+    assert call is not None and call.path == tuple(path)
+    why = ANALYZER.valuer.value(1, UNI_ROUTER, call, 0, 30 * GWEI, state)
+    assert why == "not valued: the path crosses a pair twice"
+
+
 def test_a_tight_swap_offers_no_sandwich() -> None:
     amount = 10 * 10**18
     quote = swap_out(amount, 1000 * 10**18, 2_000_000 * 10**6)

@@ -69,20 +69,16 @@ def swap_out(amount_in: int, reserve_in: int, reserve_out: int, fee_bps: int = V
 
 def min_input_for(amount_out: int, reserve_in: int, reserve_out: int, fee_bps: int = V2_FEE_BPS) -> int:
     """The least input whose :func:`swap_out` is at least ``amount_out`` (``getAmountIn`` rounds up by one more
-    than needed when the division is exact); 0 when no input can buy it (``amount_out >= reserve_out``)."""
+    than needed when the division is exact); 0 when no input can buy it (``amount_out >= reserve_out``).
+
+    Closed form, one division: ``floor(x g S / (R D + x g)) >= a`` holds exactly when ``x g S >= a (R D + x g)``
+    (the denominator is positive), i.e. ``x g (S - a) >= a R D``, so the least x is ``ceil(a R D / (g (S - a)))``
+    (at least 1 since ``a R D > 0``). Called several times per valued swap."""
     if amount_out <= 0:
         return 0
     if amount_out >= reserve_out or reserve_in <= 0:
         return 0
-    gw = _BPS - fee_bps
-    x = reserve_in * amount_out * _BPS // ((reserve_out - amount_out) * gw) + 1  # getAmountIn
-    scaled = reserve_in * _BPS
-    while x > 1:  # swap_out(x - 1) >= amount_out, inline (called thousands of times per batch)
-        w = (x - 1) * gw
-        if w * reserve_out // (scaled + w) < amount_out:
-            break
-        x -= 1
-    return x
+    return -(-(reserve_in * amount_out * _BPS) // ((reserve_out - amount_out) * (_BPS - fee_bps)))
 
 
 def price_impact_bps(amount_in: int, reserve_in: int, fee_bps: int = V2_FEE_BPS) -> int:

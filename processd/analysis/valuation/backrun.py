@@ -69,7 +69,7 @@ def optimal(other_a: int, other_b: int, victim_b: int, victim_a: int, other_fee_
                                                                                  other_fee_bps)
         if x >= 1:
             xs.add(x)
-    best_x, best = 0, 0
+    best_x, best, best_middle = 0, 0, 0
     oa, vb = other_a * _D, victim_b * _D
     for x in sorted(xs):  # swap_out twice, inline; ties: the smallest x
         w = x * go
@@ -79,5 +79,6 @@ def optimal(other_a: int, other_b: int, victim_b: int, victim_a: int, other_fee_
         w = middle * gv
         profit = w * victim_a // (vb + w) - x
         if profit > best:
-            best_x, best = x, profit
-    return run(best_x, other_a, other_b, victim_b, victim_a, other_fee_bps, victim_fee_bps) if best > 0 else None
+            best_x, best, best_middle = x, profit, middle
+    # The best's legs as :func:`run` gives them (profit > 0: both outputs are positive).
+    return Backrun(best_x, best_middle, best + best_x, best) if best > 0 else None

@@ -25,19 +25,24 @@ def v2_path(data: bytes) -> tuple[bytes, ...] | None:
     arg = PATH_ARG.get(data[:4])
     if arg is None:
         return None
+    n = len(data)
     head = 4 + 32 * arg
-    if len(data) < head + 32:
+    if n < head + 32:
         return None
     offset = int.from_bytes(data[head:head + 32], "big")
     start = 4 + offset
-    if offset > len(data) or len(data) < start + 32:
+    if offset > n or n < start + 32:
         return None
     count = int.from_bytes(data[start:start + 32], "big")
-    if not 2 <= count <= MAX_PATH or len(data) < start + 32 + 32 * count:
-        return None
-    out = []
     at = start + 32
-    for _ in range(count):  # a loop, not comprehensions: this runs on processd's event loop for every swap
+    if not 2 <= count <= MAX_PATH or n < at + 32 * count:
+        return None
+    if count == 2:  # most swaps: no loop (this runs on processd's event loop for every swap)
+        if data[at:at + 12] != _ZERO_WORD_HEAD or data[at + 32:at + 44] != _ZERO_WORD_HEAD:
+            return None
+        return data[at + 12:at + 32], data[at + 44:at + 64]
+    out = []
+    for _ in range(count):  # a loop, not a comprehension (a function call per comprehension in Python 3.11)
         if data[at:at + 12] != _ZERO_WORD_HEAD:
             return None
         out.append(data[at + 12:at + 32])

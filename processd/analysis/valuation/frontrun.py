@@ -78,17 +78,19 @@ def boundary(r: int, s: int, limit: Limit, start: int, fee_bps: int) -> int | No
     not even 0 is feasible; None when ``start`` is not feasible or the walk takes more than :data:`MAX_STEPS`
     steps (the caller searches instead)."""
     x = start if start > 0 else 0
-    if x > limit(swap_out(x, r, s, fee_bps)):
+    f = swap_out(x, r, s, fee_bps)  # the plateau of x: its output and the victim's bound there
+    lim = limit(f)
+    if x > lim:
         return -1 if x == 0 else None
     for _ in range(MAX_STEPS):
-        f = swap_out(x, r, s, fee_bps)
-        lim = limit(f)
         nxt = min_input_for(f + 1, r, s, fee_bps)  # the first x of the next plateau; 0: none (f + 1 >= s)
         if nxt == 0 or lim < nxt:
             return lim
-        if nxt > limit(swap_out(nxt, r, s, fee_bps)):
+        f = swap_out(nxt, r, s, fee_bps)
+        lim_next = limit(f)
+        if nxt > lim_next:
             return nxt - 1
-        x = nxt
+        lim = lim_next  # the next step starts from nxt's plateau, already evaluated
     return None
 
 

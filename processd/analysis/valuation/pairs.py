@@ -57,12 +57,14 @@ def keccak256(data: bytes) -> bytes:
     return keccak.new(data=data, digest_bits=256).digest()
 
 
-#: Pair addresses computed so far, per process (two keccak256 each, the dearest step of a valuation), and the
-#: pairs of whole routes (:func:`route_pairs`, one lookup instead of one per hop): bounded, emptied when full; its
-#: size is ``mempulse_processd_valuation_pair_cache_entries`` (the pipeline's process).
+#: Pair addresses computed so far, per process (two keccak256 each, the dearest step of a valuation), the pairs
+#: of whole routes (:func:`route_pairs`, one lookup instead of one per hop) and the plans of routes through a
+#: router (:func:`route_plan`): each bounded, emptied when full; their size is
+#: ``mempulse_processd_valuation_pair_cache_entries`` (the pipeline's process).
 PAIR_CACHE_MAX = 65_536
 _pair_cache: dict[tuple[object, ...], bytes] = {}
 _route_cache: dict[tuple[object, ...], tuple[bytes, ...]] = {}
+_plan_cache: dict[tuple[object, ...], RoutePlan | None] = {}
 
 
 def pair_address(factory: bytes, init_code_hash: bytes, token_a: bytes, token_b: bytes) -> bytes:
@@ -96,15 +98,78 @@ def route_pairs(factory: bytes, init_code_hash: bytes, path: tuple[bytes, ...], 
 
 
 def pair_cache_entries() -> int:
-    """Entries of this process's pair-address and route caches."""
-    return len(_pair_cache) + len(_route_cache)
+    """Entries of this process's pair-address, route and route-plan caches."""
+    return len(_pair_cache) + len(_route_cache) + len(_plan_cache)
+
+
+#: A pair's key in the reserves mapping: (chain id, 20-byte pair address).
+PairKey = tuple[int, bytes]
+
+
+@dataclass(slots=True)
+class RoutePlan:
+    """Everything a swap's valuation (and the pipeline's gathering) reads that depends only on the venues, the
+    chain, the router and the token path, resolved once per route (:func:`route_plan`): the swaps of a batch, and
+    of the batches after it, share few routes."""
+
+    factory: Factory
+    #: The reserves key of each hop's pair on the router's factory, in path order.
+    hops: tuple[PairKey, ...]
+    #: The path crosses a pair twice, or has no hop (not valued).
+    repeated: bool
+    #: The input token is the chain's wrapped native token (the profit is native as it is).
+    input_is_weth: bool
+    #: The reserves key of the input token's pair with the wrapped native token on the router's factory (prices
+    #: the profit); None when the input is that token, the chain has none or the path has no hop.
+    weth: PairKey | None
+    #: (factory, reserves key of the first hop's pair there) for each other factory of the chain (back-runs).
+    others: tuple[tuple[Factory, PairKey], ...]
+    #: The pair addresses the valuation reads, for the pipeline to gather: the hops, the WETH pair, the others.
+    needs: tuple[bytes, ...]
+
+
+def route_plan(venues: Venues, chain_id: int, router: bytes, path: tuple[bytes, ...]) -> RoutePlan | None:
+    """The :class:`RoutePlan` of a swap through ``router`` along ``path`` (None: a router no factory lists),
+    cached per process."""
+    key = (venues, chain_id, router, path)
+    try:
+        return _plan_cache[key]
+    except KeyError:
+        pass
+    plan = _plan(venues, chain_id, router, path)
+    if len(_plan_cache) >= PAIR_CACHE_MAX:
+        _plan_cache.clear()
+    _plan_cache[key] = plan
+    return plan
+
+
+def _plan(venues: Venues, chain_id: int, router: bytes, path: tuple[bytes, ...]) -> RoutePlan | None:
+    factory = venues.factory_of_router(chain_id, router)
+    if factory is None:
+        return None
+    if len(path) < 2:  # a decoded call's path may be empty or one token: no hop, nothing to read
+        return RoutePlan(factory, (), True, False, None, (), ())
+    weth = venues.wrapped_native(chain_id)
+    extra = (weth,) if weth is not None and path[0] != weth else ()
+    needs = route_pairs(factory.address, factory.init_code_hash, path, *extra)
+    others = []
+    for other in venues.factories(chain_id):
+        if other is not factory:
+            first = route_pairs(other.address, other.init_code_hash, path[:2])
+            needs += first
+            if first:
+                others.append((other, (chain_id, first[0])))
+    hops = needs[:len(path) - 1]
+    return RoutePlan(factory, tuple((chain_id, pair) for pair in hops), len(set(hops)) != len(hops),
+                     weth is not None and path[0] == weth, (chain_id, needs[len(path) - 1]) if extra else None,
+                     tuple(others), needs)
 
 
 class Venues:
     """The factories of each chain, the factory behind each router, and each chain's wrapped native token; and the
     attacker's capital (``max_capital_wei``: the largest sandwich front-run, native wei; 0 = no bound)."""
 
-    __slots__ = ("_by_chain", "_by_router", "_wrapped", "max_capital_wei")
+    __slots__ = ("_by_chain", "_by_router", "_wrapped", "max_capital_wei", "router_addresses")
 
     def __init__(self, factories: tuple[Factory, ...] = BUILTIN_FACTORIES,
                  wrapped_native: dict[int, bytes] | None = None, max_capital_wei: int = 0) -> None:
@@ -116,6 +181,9 @@ class Venues:
             for router in f.routers:
                 self._by_router[(f.chain_id, router)] = f
         self._wrapped = dict(BUILTIN_WRAPPED_NATIVE if wrapped_native is None else wrapped_native)
+        #: Every known router's address, on any chain: the pipeline's first test per transaction (a set lookup of
+        #: the ``to`` address, before the (chain, router) one), since most transactions go elsewhere.
+        self.router_addresses = frozenset(router for _, router in self._by_router)
 
     def factory_of_router(self, chain_id: int, router: bytes) -> Factory | None:
         """The factory a router swaps through, None for a router the valuation does not know."""
@@ -134,6 +202,7 @@ class Venues:
 
     def __setstate__(self, state: tuple[object, ...]) -> None:
         self._by_chain, self._by_router, self._wrapped, self.max_capital_wei = state  # type: ignore[assignment]
+        self.router_addresses = frozenset(router for _, router in self._by_router)
 
 
 def _address(entry: dict[str, object], key: str, where: str, size: int = 20) -> bytes:

@@ -59,17 +59,28 @@ class Sandwich:
 VictimStep = Callable[[int, int], "tuple[int, int] | None"]
 
 
-def exact_in_victim(amount_in: int, min_out: int, fee_bps: int = V2_FEE_BPS) -> VictimStep:
-    """A victim selling exactly ``amount_in`` that needs at least ``min_out`` from this pair."""
-    need = min_out if min_out > 0 else 1
+class ExactInVictim:
+    """A victim selling exactly ``amount_in`` that needs at least ``need`` from this pair (a :data:`VictimStep`; a
+    class, not a closure, so :func:`optimal` can evaluate its front-runs with the victim's swap inline)."""
 
-    def step(r_in: int, r_out: int) -> tuple[int, int] | None:
+    __slots__ = ("amount_in", "fee_bps", "need")
+
+    def __init__(self, amount_in: int, need: int, fee_bps: int) -> None:
+        self.amount_in = amount_in
+        self.need = need
+        self.fee_bps = fee_bps
+
+    def __call__(self, r_in: int, r_out: int) -> tuple[int, int] | None:
+        amount_in = self.amount_in
         if r_in + amount_in > UINT112_MAX:
             return None
-        out = swap_out(amount_in, r_in, r_out, fee_bps)
-        return (amount_in, out) if out >= need else None
+        out = swap_out(amount_in, r_in, r_out, self.fee_bps)
+        return (amount_in, out) if out >= self.need else None
 
-    return step
+
+def exact_in_victim(amount_in: int, min_out: int, fee_bps: int = V2_FEE_BPS) -> VictimStep:
+    """A victim selling exactly ``amount_in`` that needs at least ``min_out`` from this pair."""
+    return ExactInVictim(amount_in, min_out if min_out > 0 else 1, fee_bps)
 
 
 def exact_out_victim(amount_out: int, max_in: int, fee_bps: int = V2_FEE_BPS) -> VictimStep:
@@ -232,13 +243,52 @@ def optimal(r_in: int, r_out: int, victim: VictimStep, *, exact_in_amount: int |
     xs: set[int] = set()
     for centre in _centres(r_in, r_out, victim, top, exact_in_amount, exact_out_amount, fee_bps):
         xs |= _refined(centre, r_in, r_out, top, fee_bps)
-    for x in sorted(xs):  # ties: the smallest x
-        legs = _legs(x, r_in, r_out, victim, fee_bps)
-        if legs is not None and (best is None or legs[0] > best[0]):
-            best, best_x = legs, x
+    if type(victim) is ExactInVictim:
+        best_x, best = _best_exact_in(sorted(xs), r_in, r_out, victim, fee_bps)
+    else:
+        for x in sorted(xs):  # ties: the smallest x
+            legs = _legs(x, r_in, r_out, victim, fee_bps)
+            if legs is not None and (best is None or legs[0] > best[0]):
+                best, best_x = legs, x
     if best is None or best[0] <= 0:
         return None
     return Sandwich(best_x, best[1], best[2], best[3], best[4], best[0], x_max)
+
+
+def _best_exact_in(xs: list[int], r_in: int, r_out: int, victim: ExactInVictim,
+                   fee_bps: int) -> tuple[int, tuple[int, int, int, int, int] | None]:
+    """(x, :func:`_legs` of x) of the most profitable front-run of ``xs`` (ties: the first) against an exact-input
+    victim, its swap inline (the same integer steps as :func:`_legs` with the victim's ``__call__``: this loop is
+    most of a valued swap's refinement)."""
+    best: tuple[int, int, int, int, int] | None = None
+    best_x = 0
+    if r_in <= 0 or r_out <= 0:
+        return best_x, best
+    gw = _D - fee_bps
+    paid, need = victim.amount_in, victim.need
+    vw = paid * (_D - victim.fee_bps)
+    scaled = r_in * _D
+    for x in xs:
+        if x <= 0:
+            continue
+        w = x * gw
+        bought = w * r_out // (scaled + w)
+        if bought <= 0:
+            continue
+        moved_in, moved_out = r_in + x, r_out - bought
+        if moved_in > UINT112_MAX or moved_in + paid > UINT112_MAX:  # the pair's uint112 balances
+            continue
+        got = vw * moved_out // (moved_in * _D + vw) if paid > 0 and moved_out > 0 else 0
+        if got < need:
+            continue
+        left = moved_out - got
+        if left <= 0:
+            continue
+        w = bought * gw
+        back = w * (moved_in + paid) // (left * _D + w)
+        if back > 0 and (best is None or back - x > best[0]):
+            best, best_x = (back - x, bought, paid, got, back), x
+    return best_x, best
 
 
 def _centres(r_in: int, r_out: int, victim: VictimStep, x_max: int, exact_in_amount: int | None,
@@ -254,8 +304,8 @@ def _centres(r_in: int, r_out: int, victim: VictimStep, x_max: int, exact_in_amo
             # Rising at both ends: no interior peak when the slope quadratic is concave, or convex with its lowest
             # point outside (1, x_max) or not below 0 there (no square root needed).
             low = -beta // (2 * alpha) if alpha > 0 else 0
-            if alpha <= 0 or not 1 < low < x_max or min(
-                    alpha * x * x + beta * x + gamma for x in (low, low + 1)) >= 0:
+            if alpha <= 0 or not 1 < low < x_max or (alpha * low * low + beta * low + gamma >= 0
+                                                      and alpha * (low + 1) ** 2 + beta * (low + 1) + gamma >= 0):
                 return [x_max]
         out = [c for c in frontrun.exact_in_peaks(r_in, exact_in_amount, g, slope)
                if 1 <= c < x_max and alpha * (c + 1) ** 2 + beta * (c + 1) + gamma < 0]  # falls after c: a maximum

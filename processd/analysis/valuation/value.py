@@ -17,7 +17,7 @@ from processd.analysis.decoding.model import UNISWAP_V2, DecodedCall
 from processd.analysis.valuation import backrun, sandwich
 from processd.analysis.valuation.amm import AmmError, get_amounts_in, min_input_for, price_impact_bps, swap_out
 from processd.analysis.valuation.calldata import v2_path
-from processd.analysis.valuation.pairs import Factory, Venues, pair_address, route_pairs
+from processd.analysis.valuation.pairs import PairKey, RoutePlan, Venues, route_plan
 from processd.analysis.valuation.state import PoolReserves, Reserves, ReserveSource
 from processd.errors import ProcessdError
 
@@ -72,27 +72,20 @@ def pairs_needed(chain_id: int, router: bytes, data: bytes, venues: Venues) -> t
 
 
 def route_needs(chain_id: int, router: bytes, path: tuple[bytes, ...], venues: Venues) -> tuple[bytes, ...]:
-    """:func:`pairs_needed` of a call's path (cached with the routes' pairs: one lookup per known route)."""
-    factory = venues.factory_of_router(chain_id, router)
-    if factory is None:
-        return ()
-    weth = venues.wrapped_native(chain_id)
-    out = route_pairs(factory.address, factory.init_code_hash, path,
-                      *((weth,) if weth is not None and path[0] != weth else ()))
-    for other in venues.factories(chain_id):
-        if other is not factory:
-            out += route_pairs(other.address, other.init_code_hash, path[:2])
-    return out
+    """:func:`pairs_needed` of a call's path (the route's cached :class:`~.pairs.RoutePlan`)."""
+    plan = route_plan(venues, chain_id, router, path)
+    return () if plan is None else plan.needs
 
 
 def gather(calls: Iterable[tuple[int, bytes, bytes]], source: ReserveSource,
            venues: Venues) -> tuple[list[PoolReserves], int]:
     """The reserves the valuation of ``(chain id, to, calldata)`` calls needs, as ``source`` knows them now, and
     the number of pairs it did not know. Runs on processd's event loop for every batch: each distinct route of the
-    batch is resolved once (a batch's swaps share few routes)."""
+    batch is resolved once (a batch's swaps share few routes), from the process's route plans."""
     routes: set[tuple[int, bytes, tuple[bytes, ...]]] = set()
     seen: set[tuple[int, bytes]] = set()
     found: list[PoolReserves] = []
+    lookup = source.lookup
     for chain_id, to, data in calls:
         path = v2_path(data)
         if path is None:
@@ -101,24 +94,25 @@ def gather(calls: Iterable[tuple[int, bytes, bytes]], source: ReserveSource,
         if route in routes:
             continue
         routes.add(route)
-        for pair in route_needs(chain_id, to, path, venues):
+        plan = route_plan(venues, chain_id, to, path)
+        if plan is None:
+            continue
+        for pair in plan.needs:
             key = (chain_id, pair)
             if key in seen:
                 continue
             seen.add(key)
-            r = source.lookup(chain_id, pair)
+            r = lookup(chain_id, pair)
             if r is not None:
                 found.append(r)
     return found, len(seen) - len(found)
 
 
-def _oriented(reserves: Reserves, chain_id: int, factory: Factory, token_in: bytes,
-              token_out: bytes, pair: bytes | None = None) -> tuple[int, int, PoolReserves] | None:
-    """(reserve of token_in, reserve of token_out, the pool) of a pair (``pair``: its address when known), None
-    when its state is unknown."""
-    if pair is None:
-        pair = pair_address(factory.address, factory.init_code_hash, token_in, token_out)
-    r = reserves.get((chain_id, pair))
+def _oriented(reserves: Reserves, key: PairKey, token_in: bytes,
+              token_out: bytes) -> tuple[int, int, PoolReserves] | None:
+    """(reserve of token_in, reserve of token_out, the pool) of the pair at ``key``, None when its state is unknown
+    (or names other tokens)."""
+    r = reserves.get(key)
     if r is None:
         return None
     if r.token0 == token_in and r.token1 == token_out:
@@ -147,76 +141,75 @@ class Valuer:
             return f"not valued: the swap would revert on the current reserves ({exc})"
 
     def _value(self, chain_id: int, router: bytes, call: DecodedCall, value_wei: int, gas_price: int,
-               reserves: Reserves) -> SwapValuation:
-        factory = self.venues.factory_of_router(chain_id, router)
-        if call.family != UNISWAP_V2 or factory is None:
-            raise NotValued("not valued: not a swap through a known Uniswap V2-style router (V3 is not valued yet)")
+               reserves: Reserves) -> SwapValuation | str:
+        """:meth:`value`; the common reasons for no valuation are returned, not raised (a raise costs more than
+        the whole early exit, and half the swaps stop here on their own bound)."""
+        plan = route_plan(self.venues, chain_id, router, call.path) if call.family == UNISWAP_V2 else None
+        if plan is None:
+            return "not valued: not a swap through a known Uniswap V2-style router (V3 is not valued yet)"
         if call.fee_on_transfer:
-            raise NotValued("not valued: fee-on-transfer token (the transfer tax is unknown)")
+            return "not valued: fee-on-transfer token (the transfer tax is unknown)"
+        if plan.repeated:
+            return "not valued: the path crosses a pair twice"
         path = call.path
-        weth = self.venues.wrapped_native(chain_id)
-        priced = weth is not None and len(path) >= 2 and path[0] != weth  # the profit token's WETH pair is read
-        route = route_pairs(factory.address, factory.init_code_hash, path, *((weth,) if priced else ())) \
-            if len(path) >= 2 else ()
-        pairs = route[:-1] if priced else route
-        if not pairs or len(set(pairs)) != len(pairs):
-            raise NotValued("not valued: the path crosses a pair twice")
+        factory = plan.factory
         hops = []
-        for i, pair in enumerate(pairs):
-            a, b = path[i], path[i + 1]
-            h = _oriented(reserves, chain_id, factory, a, b, pair)
+        block = -1
+        for i, key in enumerate(plan.hops):
+            h = _oriented(reserves, key, path[i], path[i + 1])
             if h is None:
-                raise NotValued(f"not valued: pool state unknown ({factory.name} pair of 0x{a.hex()}/0x{b.hex()})")
+                return (f"not valued: pool state unknown ({factory.name} pair of 0x{path[i].hex()}/"
+                        f"0x{path[i + 1].hex()})")
             hops.append(h)
-        pools = [h[2] for h in hops]
+            n = h[2].block_number
+            if block < 0 or n < block:
+                block = n
         r_in, r_out = hops[0][0], hops[0][1]
         fee = factory.fee_bps
-        rest = [(h[0], h[1]) for h in hops[1:]]
-        victim, kw, amount_in = self._victim(call, value_wei, hops, rest, fee)
+        victim, kw, amount_in = self._victim(call, value_wei, hops, fee)
         victim_step = victim(r_in, r_out)  # first: no search for a swap that would revert as it is
         if victim_step is None:
-            raise NotValued("not valued: the victim's bound already fails on the current reserves (it would revert)")
-        impact = price_impact_bps(amount_in, r_in, fee)
-        unbounded = kw.get("max_in", 0) > sandwich.UINT112_MAX  # an exact-output victim with no real limit
-        token = path[0]
-        block = min(p.block_number for p in pools)
-        weth_side = self._weth_quote(chain_id, factory, token, reserves, route[-1] if priced else None)
-        if isinstance(weth_side, tuple):
-            block = min(block, weth_side[2])
+            return "not valued: the victim's bound already fails on the current reserves (it would revert)"
+        pools_block = block
+        weth_side = self._weth_quote(plan, path[0], reserves)
+        if type(weth_side) is tuple and weth_side[2] < block:
+            block = weth_side[2]
+        sw_fig, sw_note = self._sandwich(r_in, r_out, victim, kw, fee, path[0], weth_side, gas_price, block)
+        br_fig, br_note = self._backrun(plan, path, reserves, (r_out - victim_step[1], r_in + victim_step[0]),
+                                        weth_side, gas_price, block)
+        return SwapValuation(pools_block, price_impact_bps(amount_in, r_in, fee), sw_fig, sw_note, br_fig, br_note)
+
+    def _sandwich(self, r_in: int, r_out: int, victim: sandwich.VictimStep, kw: dict[str, int], fee: int,
+                  token: bytes, weth_side: tuple[int, int, int] | bool | None, gas_price: int,
+                  block: int) -> tuple[Figures | None, str]:
+        """The best sandwich's figures, or why there are none."""
         capital = self._capital(weth_side)
-        unpriced = capital is not None and capital < 0
-        s = None if unbounded or unpriced else sandwich.optimal(r_in, r_out, victim, fee_bps=fee,
-                                                                      max_frontrun_in=capital, **kw)
-        sw_fig = sw_note = None
-        if unpriced:
-            sw_note = ("not valued: the capital bound (max_capital_wei) cannot be priced in the victim's input token "
-                       "(no known pair of it with the wrapped native token)")
-        elif s is not None:
-            sw_fig = self._figures(s.profit, s.frontrun_in, token, weth_side, SANDWICH_GAS * gas_price, block)
-        elif unbounded:
-            # What such a victim pays is bounded only by its balance and allowance, which processd does not see (a
-            # sandwich "within its bound" would report a victim paying up to the pair's uint112 limit).
-            sw_note = ("not valued: the victim set no limit on its input (amountInMax above 2**112), so only its "
-                       "balance, which processd does not see, bounds a sandwich")
-        else:
-            sw_note = "valued: no profitable sandwich within the victim's slippage bound" + (
+        if capital is not None and capital < 0:
+            return None, ("not valued: the capital bound (max_capital_wei) cannot be priced in the victim's input "
+                          "token (no known pair of it with the wrapped native token)")
+        if kw.get("max_in", 0) > sandwich.UINT112_MAX:
+            # An exact-output victim with no real limit: what it pays is bounded only by its balance and allowance,
+            # which processd does not see (a sandwich "within its bound" would report a victim paying up to the
+            # pair's uint112 limit).
+            return None, ("not valued: the victim set no limit on its input (amountInMax above 2**112), so only its "
+                          "balance, which processd does not see, bounds a sandwich")
+        s = sandwich.optimal(r_in, r_out, victim, fee_bps=fee, max_frontrun_in=capital, **kw)
+        if s is None:
+            return None, "valued: no profitable sandwich within the victim's slippage bound" + (
                 " and the capital bound" if capital is not None else "")
-        after_b, after_a = r_out - victim_step[1], r_in + victim_step[0]
-        br_fig, br_note = self._backrun(chain_id, factory, path, reserves, (after_b, after_a), weth_side, gas_price,
-                                        block)
-        return SwapValuation(min(p.block_number for p in pools), impact, sw_fig, sw_note or "", br_fig, br_note)
+        return self._figures(s.profit, s.frontrun_in, token, weth_side, SANDWICH_GAS * gas_price, block), ""
 
     @staticmethod
     def _victim(call: DecodedCall, value_wei: int, hops: list[tuple[int, int, PoolReserves]],
-                rest: list[tuple[int, int]], fee: int) -> tuple[sandwich.VictimStep, dict[str, int], int]:
+                fee: int) -> tuple[sandwich.VictimStep, dict[str, int], int]:
         """The victim's step on the first pair, the closed form's inputs, and its input amount now."""
         if call.amount_out_min is not None:  # exact input
             amount_in = value_wei if call.native_in else call.amount_in
             if not amount_in:
                 raise NotValued("not valued: the swap's input amount is unknown")
             need = call.amount_out_min if call.amount_out_min > 0 else 1
-            for r_in, r_out in reversed(rest):  # the least first-hop output the rest of the path turns into `need`
-                need = min_input_for(need, r_in, r_out, fee)
+            for i in range(len(hops) - 1, 0, -1):  # the least first-hop output the rest of the path turns into `need`
+                need = min_input_for(need, hops[i][0], hops[i][1], fee)
                 if need == 0:
                     raise NotValued("not valued: the victim's bound already fails on the current reserves")
             return (sandwich.exact_in_victim(amount_in, need, fee),
@@ -230,16 +223,14 @@ class Valuer:
                     {"exact_out_amount": amounts[1], "max_in": max_in}, amounts[0])
         raise NotValued("not valued: the swap's amounts are unknown")
 
-    def _weth_quote(self, chain_id: int, factory: Factory, token: bytes, reserves: Reserves,
-                    pair: bytes | None = None) -> tuple[int, int, int] | bool | None:
-        """True when ``token`` is the wrapped native token, its (token, WETH) reserves and their block, or None when
-        unknown (``pair``: the address of the (token, WETH) pair when known)."""
-        weth = self.venues.wrapped_native(chain_id)
-        if weth is None:
-            return None
-        if token == weth:
+    def _weth_quote(self, plan: RoutePlan, token: bytes, reserves: Reserves) -> tuple[int, int, int] | bool | None:
+        """True when ``token`` (the path's input) is the wrapped native token, its (token, WETH) reserves and their
+        block, or None when unknown."""
+        if plan.input_is_weth:
             return True
-        h = _oriented(reserves, chain_id, factory, token, weth, pair)
+        if plan.weth is None:
+            return None
+        h = _oriented(reserves, plan.weth, token, self.venues.wrapped_native(plan.weth[0]) or b"")
         return None if h is None else (h[0], h[1], h[2].block_number)
 
     def _capital(self, weth_side: tuple[int, int, int] | bool | None) -> int | None:
@@ -267,23 +258,21 @@ class Valuer:
         return Figures(profit, amount_in, token, native, gas_cost, None if native is None else native - gas_cost,
                        block)
 
-    def _backrun(self, chain_id: int, factory: Factory, path: tuple[bytes, ...], reserves: Reserves,
-                 after: tuple[int, int], weth_side: tuple[int, int, int] | bool | None, gas_price: int,
+    def _backrun(self, plan: RoutePlan, path: tuple[bytes, ...], reserves: Reserves, after: tuple[int, int],
+                 weth_side: tuple[int, int, int] | bool | None, gas_price: int,
                  block: int) -> tuple[Figures | None, str]:
         """The best back-run of the first hop through the same pair on another factory of the chain (``after``: the
         victim's pair's reserves of its output and input token after the victim)."""
         best: backrun.Backrun | None = None
         best_block = block
         others = 0
-        for other in self.venues.factories(chain_id):
-            if other is factory:
-                continue
-            h = _oriented(reserves, chain_id, other, path[0], path[1],
-                          route_pairs(other.address, other.init_code_hash, path[:2])[0])
+        fee = plan.factory.fee_bps
+        for other, key in plan.others:
+            h = _oriented(reserves, key, path[0], path[1])
             if h is None:
                 continue
             others += 1
-            b = backrun.optimal(h[0], h[1], after[0], after[1], other.fee_bps, factory.fee_bps)
+            b = backrun.optimal(h[0], h[1], after[0], after[1], other.fee_bps, fee)
             if b is not None and (best is None or b.profit > best.profit):
                 best, best_block = b, min(block, h[2].block_number)
         if best is None:

@@ -150,16 +150,20 @@ class ManySubscription:
         return self._queue.qsize() - self._wakes
 
     async def add(self, fid: int, flt: Filter) -> None:
-        """Adds filter ``fid`` (an id not held; :meth:`remove` it first to change it); on a running stream it is
-        sent at once and takes the events from the seq processd acknowledges it with."""
+        """Adds filter ``fid``, or replaces the one held under it (processd applies a request's remove before
+        its add); on a running stream it is sent at once and takes the events from the seq processd
+        acknowledges it with (:meth:`since`, :meth:`wait_added`)."""
         _check_id(fid)
         _check_filter(flt)
-        if fid in self._filters:
-            raise InvalidArgumentError(f"filter id {fid} is held already (remove it first)")
-        if len(self._filters) >= MAX_FILTERS:
+        replaced = fid in self._filters
+        if not replaced and len(self._filters) >= MAX_FILTERS:
             raise InvalidArgumentError(f"at most {MAX_FILTERS} filters on one stream")
         self._filters[fid] = flt
-        await self._send(_add_request([(fid, flt)]))
+        self._since.pop(fid, None)
+        req = _add_request([(fid, flt)])
+        if replaced:
+            req.remove.append(fid)
+        await self._send(req)
 
     async def remove(self, fid: int) -> None:
         """Removes filter ``fid`` (no-op if not held): its id is on no event queued after this."""
@@ -376,7 +380,10 @@ class ManySubscription:
         for ev, ids in events:
             if ev.seq_id <= self._queued_seq:
                 continue  # queued already (a guard: the merge sends each seq once)
-            held = frozenset(i for i in ids if i in self._filters)
+            # An id counts from its filter's first seq on: a filter removed and added again under the same id may
+            # still be sent its old incarnation's last events, below the new one's acknowledged seq.
+            seq, since = ev.seq_id, self._since
+            held = frozenset(i for i in ids if i in self._filters and since.get(i, seq + 1) <= seq)
             converted = _convert.event(ev) if held else None
             if converted is not None:
                 await self._queue.put(TaggedEvent(converted, held))  # blocks while the consumer is behind

@@ -57,4 +57,18 @@ async def test_bad_filters_are_refused_before_the_stream(seeded: ProcessdServer)
             c.subscribe_many({1: "chain 1"})  # type: ignore[dict-item]
         async with c.subscribe_many({1: Filter()}) as sub:
             with pytest.raises(InvalidArgumentError):
-                await sub.add(1, Filter(chain_ids={1}))
+                await sub.add(2**32, Filter())
+            with pytest.raises(InvalidArgumentError):
+                await sub.wait_added(3)
+
+
+async def test_a_filter_replaced_under_its_id(seeded: ProcessdServer) -> None:
+    async with Client(seeded.address) as c, c.subscribe_many({7: FILTERS[7]}) as sub:
+        head = await sub.wait_admitted()
+        await sub.add(7, Filter(chain_ids={1}))  # one request: remove 7, add 7
+        since = await sub.wait_added(7)
+        await push_envelopes(seeded.address, synthetic_envelopes(30, seed=10), batch_size=15, session_id="r")
+        want = tagged(await raw_log(seeded.address), {7: lambda e: e.chain_id == 1}, since)
+        got = await take(sub, len(want))
+    assert since == head + 1 and want
+    assert pairs(got) == want

@@ -15,6 +15,7 @@ Records are frozen dataclasses of hex strings and ints (:mod:`common.client.reco
 
 from __future__ import annotations
 
+from common.client._many import ManySubscription, TaggedEvent
 from common.client._subscribe import Backoff, Subscription
 from common.client.client import Client, service_config
 from common.client.errors import (
@@ -75,6 +76,7 @@ __all__ = [
     "Included",
     "InvalidArgumentError",
     "LifecycleTotals",
+    "ManySubscription",
     "NotFoundError",
     "Opportunity",
     "PoolState",
@@ -86,6 +88,7 @@ __all__ = [
     "SourceSeen",
     "SourceStanding",
     "Subscription",
+    "TaggedEvent",
     "Transaction",
     "TransactionDetail",
     "TransactionPage",

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import grpc
 
 from common.client import _convert
+from common.client._many import MAX_FILTERS, ManySubscription
 from common.client._subscribe import Backoff, Subscription
 from common.client.errors import ClientClosedError, InvalidArgumentError, from_rpc_error
 from common.client.filter import MAX_CHAIN_ID, Filter
@@ -139,7 +140,7 @@ class Client:
         ]
         self._channel: grpc.aio.Channel | None = None
         self._stub: query_pb2_grpc.QueryStub | None = None
-        self._subscriptions: set[Subscription] = set()
+        self._subscriptions: set[Subscription | ManySubscription] = set()
 
     # ---- lifecycle --------------------------------------------------------------------------------------------
 
@@ -262,5 +263,32 @@ class Client:
         sub = Subscription(
             self._query, flt or Filter(), from_seq, queue_events=self.queue_events, backoff=self.reconnect,
             idle_timeout_s=self.idle_timeout_s, lookup_timeout_s=self.timeout_s, on_close=self._subscriptions.discard)
+        self._subscriptions.add(sub)
+        return sub
+
+    def subscribe_many(self, filters: Mapping[int, Filter] | None = None, *, from_seq: int | None = None
+                       ) -> ManySubscription:
+        """Many filters on one stream (processd's ``SubscribeMany``): ``async for te in client.subscribe_many({1:
+        Filter(...), 2: Filter(...)})`` yields :class:`~common.client._many.TaggedEvent` s, each event once with
+        the ids of the filters that take it. ``add`` / ``remove`` change the filters while it runs.
+
+        ``from_seq`` None (default) starts each filter with the events committed after processd acknowledges it;
+        an int replays the log from that seq (inclusive) for the filters given here first. Across processd
+        restarts it reconnects (``reconnect`` backoff) and resumes after the last event it queued: SubscribeMany
+        has no resume point of its own, so the gap is read from the log per filter (``ScanEvents``; see
+        :class:`~common.client._many.ManySubscription`). Each call has the client's deadline.
+        """
+        held: dict[int, Filter] = {}
+        for fid, flt in (filters or {}).items():
+            if not isinstance(flt, Filter):
+                raise InvalidArgumentError(f"filter {fid!r:.20}: expected a Filter, got {type(flt).__name__}")
+            held[_check_uint("filter id", fid, 2**32 - 1)] = flt
+        if len(held) > MAX_FILTERS:
+            raise InvalidArgumentError(f"at most {MAX_FILTERS} filters on one stream, got {len(held)}")
+        if from_seq is not None:
+            _check_uint("from_seq", from_seq, 2**64 - 1)
+        sub = ManySubscription(
+            self._query, held, from_seq, queue_events=self.queue_events, backoff=self.reconnect,
+            idle_timeout_s=self.idle_timeout_s, timeout_s=self.timeout_s, on_close=self._subscriptions.discard)
         self._subscriptions.add(sub)
         return sub

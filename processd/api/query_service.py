@@ -22,19 +22,13 @@ from processd.errors import ProcessdError
 from processd.metrics import ProcessdMetrics
 from processd.storage.eventlog import KIND_DECODED, KIND_OPP, KIND_SEEN, EventLog, ScanStats
 from processd.storage.layout import decode_event, seq_key
-from processd.views.filters import (
-    FilterError,
-    FilterGroup,
-    FilterIndex,
-    LogMatcher,
-    TxFilter,
-    compile_filter,
-    frame_event,
-    match_raw,
-)
+from processd.views.filter_index import FilterGroup, FilterIndex
+from processd.views.filter_match import LogMatcher, match_raw
+from processd.views.filter_model import FilterError, TxFilter, compile_filter
 from processd.views.many import ManyLimitError, ManyRequestError, heartbeat
 from processd.views.readmodels import ReadModels
 from processd.views.subscriptions import ManyStream, Subscriber, SubscriptionHub, framed_message
+from processd.views.tx_view import frame_event
 from processd.wire.encoding import scan_response
 
 log = logging.getLogger(__name__)

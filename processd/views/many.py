@@ -3,7 +3,7 @@
 A gRPC stream costs its server 30-50 us of CPU per message (``scripts/bench/stream_floor.py``), so 1,000
 filtered SubscribeEvents streams that each get a message per commit cost processd more than its ingest does. A
 SubscribeMany stream holds any number of its client's filters (bounded: ``max_filters_per_stream``), registered
-in the same :class:`~processd.views.filters.FilterIndex` as the SubscribeEvents filters, so a commit is matched
+in the same :class:`~processd.views.filter_index.FilterIndex` as the SubscribeEvents filters, so a commit is matched
 once for every stream and subscriber. What a stream's filters take is sent as one message per commit (cut by
 count and bytes): each taken event framed once (:meth:`TxView.event_frames`, shared by every stream that takes
 it) and followed by the packed ids of the stream's filters that take it (a ``ManyEvent``). processd's messages
@@ -24,7 +24,8 @@ from typing import Any
 
 from common.pb.v1 import events_pb2, query_pb2
 from processd.errors import ProcessdError
-from processd.views.filters import StreamBatch, TxView, opp_seq_field
+from processd.views.filter_match import StreamBatch
+from processd.views.tx_view import TxView, opp_seq_field
 from processd.wire.columns import BatchColumns
 from processd.wire.encoding import SMALL_VARINTS, varint, varints
 from processd.wire.tags import tag
@@ -97,7 +98,7 @@ def _batch_parts(batch: StreamBatch, stream: Any, kinded: bool) -> list[bytes]:
 
 def _seq_fields(first: int, cols: BatchColumns) -> list[bytes]:
     """The ``Event.seq_id`` field of each event of a batch at seqs from ``first``, an opportunity's followed by
-    its own ``seq_id`` (:func:`~processd.views.filters.opp_seq_field`)."""
+    its own ``seq_id`` (:func:`~processd.views.tx_view.opp_seq_field`)."""
     out = varints(first, len(cols.values), _SEQ_TAG)
     for offset, _, _ in cols.opps:
         out[offset] += opp_seq_field(first + offset)

@@ -4,8 +4,8 @@ Each subscriber has a bounded buffer. ``publish`` never waits: when a subscriber
 is marked cut off (reason ``slow_subscriber``) and its stream ends with RESOURCE_EXHAUSTED; it may resume from
 its last seq. Events are parsed once per commit, and only when someone is subscribed.
 
-Subscribers with an ``EventFilter`` (``processd.views.filters``) take another path: they are grouped by their
-compiled filter, a commit is matched once against a :class:`~processd.views.filters.FilterIndex` of the
+Subscribers with an ``EventFilter`` (``processd.views.filter_model``) take another path: they are grouped by their
+compiled filter, a commit is matched once against a :class:`~processd.views.filter_index.FilterIndex` of the
 distinct filters (on the stored batches' columns, not once per subscriber), nothing is parsed but the fields a
 filter checks beyond its anchor, and what a group takes is buffered as a ready serialized
 ``SubscribeEventsResponse`` (its transactions' events framed once per commit, shared by every group that takes
@@ -29,7 +29,9 @@ from typing import Any
 from common.pb.v1 import events_pb2, query_pb2
 from processd.storage.eventlog import EVENT_OVERHEAD_BYTES, decode_event
 from processd.storage.records import CommitResult
-from processd.views.filters import FilterGroup, FilterIndex, TxFilter, TxLookup, match_columns
+from processd.views.filter_index import FilterGroup, FilterIndex, TxLookup
+from processd.views.filter_match import match_columns
+from processd.views.filter_model import TxFilter
 from processd.views.many import ManyEntry, ManyLimitError, ManyRequestError, ack_entry, tagged_entries
 from processd.wire.encoding import varint
 from processd.wire.tags import tag

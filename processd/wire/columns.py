@@ -11,7 +11,7 @@ Event offsets are positions among the batch's events, in order: transaction ``t`
 their kinds, one byte each.
 
 ``sender``, ``to`` and ``selector`` repeat three envelope fields per transaction, as stored (20 bytes, 20 or 0,
-the input's first 4 bytes or fewer): the filtered fan-out (``processd.views.filters``) looks a commit's
+the input's first 4 bytes or fewer): the filtered fan-out (``processd.views.filter_index``) looks a commit's
 transactions up in its index of subscribers' filters by these columns, so a commit nobody's filter asks about
 costs no parse of its events. The workers read the fields anyway (validation), so they cost an append each there.
 """

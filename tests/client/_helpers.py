@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 
-from common.client import Event, Subscription
+from common.client import Event, Filter, ManySubscription, Subscription, TaggedEvent
 from common.pb.v1 import events_pb2, query_pb2, query_pb2_grpc
 from common.testing.ingest_push import channel
 
@@ -56,3 +56,40 @@ async def read_until(sub: Subscription, last_seq: int) -> list[Event]:
 
 def expected(log: list[events_pb2.Event], keep: Callable[[events_pb2.Event], bool], start: int = 1) -> list[int]:
     return [e.seq_id for e in log if e.seq_id >= start and keep(e)]
+
+
+# ---- many filters on one stream ----------------------------------------------------------------------------------
+
+Rule = Callable[[events_pb2.Event], bool]
+#: Two overlapping filters: a chain 137 event of any kind, and a TX_DECODED event of any chain.
+FILTERS = {7: Filter(chain_ids={137}), 9: Filter(kinds={"tx_decoded"})}
+RULES: dict[int, Rule] = {7: lambda e: e.chain_id == 137, 9: lambda e: e.kind == DECODED}
+
+
+def tagged(log: list[events_pb2.Event], rules: dict[int, Rule], start: int = 1) -> list[tuple[int, frozenset[int]]]:
+    """(seq, ids of the rules that take it) of each event from ``start`` that some rule takes."""
+    out = []
+    for e in log:
+        ids = frozenset(fid for fid, rule in rules.items() if rule(e))
+        if e.seq_id >= start and ids:
+            out.append((e.seq_id, ids))
+    return out
+
+
+async def take(sub: ManySubscription, count: int, got: list[TaggedEvent] | None = None) -> list[TaggedEvent]:
+    """Events of ``sub`` until ``got`` holds ``count`` (bounded by a generous timeout: a missing event fails)."""
+    got = [] if got is None else got
+
+    async def read() -> None:
+        async for te in sub:
+            got.append(te)
+            if len(got) >= count:
+                return
+
+    if len(got) < count:
+        await asyncio.wait_for(read(), 60)
+    return got
+
+
+def pairs(got: list[TaggedEvent]) -> list[tuple[int, frozenset[int]]]:
+    return [(te.event.seq_id, te.filter_ids) for te in got]

@@ -1,4 +1,4 @@
-"""The three scripts of examples/ run as users run them (``python examples/<script>.py --target host:port``) against
+"""The scripts of examples/ run as users run them (``python examples/<script>.py --target host:port``) against
 a seeded processd, replaying its log (``--from-seq 1``) and stopping after ``--max-events``; what they print or
 write is checked against a ScanEvents walk of the log."""
 
@@ -88,6 +88,26 @@ async def test_follow_address(seeded: ProcessdServer) -> None:
                               "--from-seq", "1", "--max-events", str(len(want)))
     assert [_seq(line) for line in lines] == want
     assert any("tx_seen" in line and (f"from={address}" in line or f"to={address}" in line) for line in lines)
+
+
+async def test_watch_addresses(seeded: ProcessdServer) -> None:
+    log = await raw_log(seeded.address)
+    txs = tx_index(log)
+    counts: dict[str, int] = {}
+    for env, _ in txs.values():
+        for addr in {env.sender, env.to} - {b""}:
+            counts["0x" + addr.hex()] = counts.get("0x" + addr.hex(), 0) + 1
+    watched = sorted(counts, key=lambda a: (-counts[a], a))[:2]
+    want = []
+    for e in log:
+        env = txs[(e.chain_id, e.tx_hash)][0]
+        who = [a for a in watched if a in ("0x" + env.sender.hex(), "0x" + env.to.hex())]
+        if who:
+            want.append(f"{e.seq_id} {','.join(who)}")
+    assert len(want) >= 8 and len({w.split()[1] for w in want}) >= 2, "the seed's addresses tell too little"
+    lines = await run_example("watch_addresses.py", *watched, "--target", seeded.address, "--from-seq", "1",
+                              "--max-events", str(len(want)))
+    assert [" ".join(line.split()[:2]) for line in lines] == want
 
 
 async def test_opportunities_csv(seeded: ProcessdServer, tmp_path: Path) -> None:

@@ -12,7 +12,8 @@ from processd.analysis.analyzer import Analyzer
 from processd.analysis.prepare import prepare_batch
 from processd.storage.layout import decode_event
 from processd.storage.records import CommitResult
-from processd.views.filters import TxView, compile_filter
+from processd.views.filter_model import compile_filter
+from processd.views.tx_view import TxView
 from processd.wire.columns import BatchColumns
 from tests.processd._filter_reference import DECODED, SEEN
 

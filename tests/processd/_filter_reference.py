@@ -1,6 +1,6 @@
 """The reference of ``EventFilter`` semantics, written the obvious way over parsed events (for the tests).
 
-It shares no code with ``processd.views.filters``: a transaction is its parsed TX_SEEN, TX_DECODED and
+It shares no code with ``processd.views.filter_*`` and ``tx_view``: a transaction is its parsed TX_SEEN, TX_DECODED and
 OPP_DETECTED events, and each field is checked as query.proto documents it.
 """
 

@@ -14,14 +14,10 @@ from hypothesis import strategies as st
 
 from common.pb.v1 import events_pb2, query_pb2
 from processd.storage.layout import decode_event
-from processd.views.filters import (
-    FilterGroup,
-    FilterIndex,
-    compile_filter,
-    frame_event,
-    match_columns,
-    match_raw,
-)
+from processd.views.filter_index import FilterGroup, FilterIndex
+from processd.views.filter_match import match_columns, match_raw
+from processd.views.filter_model import compile_filter
+from processd.views.tx_view import frame_event
 from tests.processd._filter_data import CHAINS, EventFilter, occurring, predicate, stored
 from tests.processd._filter_reference import DECODED, OPP, SEEN, group_transactions, tx_matches
 

@@ -5,7 +5,7 @@ cut by the message bounds, and a subscriber whose buffer would pass its bound is
 from __future__ import annotations
 
 from common.pb.v1 import query_pb2
-from processd.views.filters import compile_filter
+from processd.views.filter_model import compile_filter
 from processd.views.subscriptions import CUT_SLOW, Subscriber, SubscriptionHub
 from tests.processd._filter_data import CHAINS, commit_of, predicate
 

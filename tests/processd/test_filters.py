@@ -320,7 +320,7 @@ async def test_scan_events_applies_the_filter(server_factory) -> None:
 def test_framing_a_whole_batch_gives_each_transactions_own_frames() -> None:
     """frame_taken frames a batch in one pass when most of it is taken, one transaction at a time otherwise: both
     give every taken transaction the bytes TxView.frame_all makes (seqs past 2**14 and 2**28 included)."""
-    from processd.views.filters import TxView, frame_taken
+    from processd.views.tx_view import TxView, frame_taken
 
     values = [bytes([1 + i % 3]) + events_pb2.Event(chain_id=1 + i, tx_hash=bytes(range(i % 200)) * (1 + i % 90),
                                                     kind=1 + i % 3).SerializeToString() for i in range(40)]

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from common.pb.v1 import query_pb2
 from processd.storage.layout import decode_event
 from processd.views import many
-from processd.views.filters import compile_filter
+from processd.views.filter_model import compile_filter
 from processd.views.many import ManyLimitError, ManyRequestError
 from processd.views.subscriptions import CUT_SLOW_STREAM, ManyStream, Subscriber, SubscriptionHub
 from processd.wire.encoding import varint, varints

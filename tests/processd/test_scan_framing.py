@@ -10,7 +10,7 @@ from common.pb.v1 import events_pb2, query_pb2
 from common.testing.ingest_push import channel, push_batches, push_envelopes
 from common.testing.synth import synthetic_envelopes
 from processd.api.server import ProcessdServer
-from processd.views.filters import frame_event
+from processd.views.tx_view import frame_event
 from processd.wire.encoding import scan_response
 from tests.export._helpers import block_batch, pool_batch, sighting_batch
 from tests.processd._helpers import query_stub

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import Phase, settings
 
 from common.testing.anvil import AnvilNode
+from tests._schedule import schedule
 
 # Property-based tests in the gating run are deterministic: derandomized (examples derived from each test's
 # name), no example database (nothing carried over between runs or machines), so a gating test can never fail
@@ -19,6 +20,12 @@ settings.register_profile("gating", derandomize=True, database=None, print_blob=
 settings.register_profile("fuzz", derandomize=False, database=None, print_blob=True)
 settings.load_profile(os.environ.get("MEMPULSE_HYPOTHESIS_PROFILE")
                       or ("fuzz" if os.environ.get("MEMPULSE_RELIABILITY_LONG", "") not in ("", "0") else "gating"))
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own reordering by fixture scope
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Longest work first, and a module's shared fixture on one worker (tests/_schedule.py)."""
+    schedule(items)
 
 
 @pytest.fixture

@@ -1,86 +1,97 @@
-"""The order the parallel phase hands tests out in (tests/conftest.py calls :func:`schedule` after collection).
+"""The order the parallel phase runs tests in, and how pytest-xdist hands them to its workers (tests/conftest.py).
 
-Two things cost CI minutes with pytest-xdist's default ``load`` distribution on 2 workers: a module whose tests
-share a module-scoped fixture (an anvil world, a stack, a ClickHouse server) gets split between the workers, so
-both pay the fixture; and a long test that comes late in collection order runs alone at the end while the other
-worker idles. So every test that uses a module/class-scoped fixture, or a session/package-scoped fixture of a
-sub-directory's conftest, gets an ``xdist_group`` mark (its module, or that directory): scripts/test runs
-``--dist loadgroup``, which keeps a group on one worker. And the work units (a group, or a lone test) are sorted
-longest first by :data:`KNOWN_SECONDS` (measured, ``--durations``), the rest after them in collection order:
-longest-processing-time-first, which leaves the workers at most about one short test apart at the end.
+Two things cost CI minutes with pytest-xdist's ``load`` distribution on 2 workers: it sends tests in big chunks of
+collection order, so a module whose tests share a module-scoped fixture (an anvil world, a stack) may be split
+between the workers, both paying the fixture, and a long test late in collection order runs alone at the end
+while the other worker idles. So here a *work unit* is a module (or a directory of :data:`SHARED_DIRS`, whose
+conftest shares a session fixture): :func:`order_units` sorts the collection by unit, longest first by the measured
+seconds of tests/_durations.json, and :class:`UnitScheduling` hands each worker one whole unit at a time in that
+order (longest-processing-time-first: the workers end at most about one short module apart).
 
-The table only steers the order: a stale or missing figure costs time, never a check. Refresh it from the
-``slowest durations`` block that scripts/test prints (``--durations``): a group's key is its module or directory
-(the sum of its tests), a lone test's its node id.
+xdist's own ``--dist loadscope``/``loadgroup`` would group too, but they key tests by node id, and pytest 9 with
+schemathesis gives many items one node id (tests/gatewayd/test_schemathesis.py: 26 items, 2 ids), which they would
+run once each; :class:`UnitScheduling` keeps ``load``'s bookkeeping by collection index.
+
+The table only steers the order: a stale or missing figure costs time, never a check. Refresh it from a
+``--durations=0`` run (summed per module; scripts/test prints the slowest 25 tests of each phase).
 """
 
 from __future__ import annotations
 
+import functools
+import json
+from pathlib import Path
+
 import pytest
+from xdist.scheduler import LoadScheduling
+from xdist.workermanage import WorkerController
 
-#: Seconds per work unit, measured with ``--durations`` (targeted runs on the shared 2-core machine): a group's
-#: module or directory (all its tests together, fixture included), or a lone test's node id. Only the order matters.
-KNOWN_SECONDS: dict[str, float] = {
-    # tests/e2e and tests/reliability (one worker, 2026-12-05)
-    "tests/e2e/test_lifecycle_e2e.py": 57,
-    "tests/e2e/test_walking_skeleton.py": 40,
-    "tests/e2e/test_verify_processd.py::test_processd_valuations_realize_exactly": 33,
-    "tests/e2e/test_verify_short.py::test_short_reference_verifier_passes": 27,
-    "tests/e2e/test_valuation_world.py::test_processd_values_the_worlds_swaps_to_the_wei": 25,
-    "tests/reliability/test_kill_loop.py::test_kill9_loop_loses_nothing_acked[default]": 25,
-    "tests/e2e/test_shards.py::test_one_shard_killed_the_other_keeps_serving": 24,
-    "tests/e2e/test_uniswap_world.py": 18,
-    "tests/e2e/test_crash_recovery.py::test_processd_kill_9_mid_stream_loses_and_duplicates_nothing": 14,
-    "tests/reliability/test_ingest_faults.py::test_processd_kill9_while_ingestd_streams": 13,
-    "tests/reliability/test_export_kill_loop.py::test_export_kill9_loop_is_exactly_once[2]": 12,
-    "tests/reliability/test_kill_loop.py::test_kill9_loop_loses_nothing_acked[growing_map]": 11,
-    "tests/reliability/test_export_kill_loop.py::test_export_kill9_loop_is_exactly_once[0]": 8,
-    "tests/reliability/test_ingest_faults.py::test_upstream_fault_storm_is_fully_accounted": 7,
-    "tests/e2e/test_verify.py": 7,
-    "tests/reliability/test_crash_points.py::test_record_survives_exactly_when_acked": 5,
-    "tests/reliability/test_security.py::test_real_sockets_are_on_loopback": 4,
-    "tests/e2e/test_stack_parts.py::test_stack_of_anvils_with_paced_traffic_only": 4,
-}
-
-_BROAD_SCOPES = ("session", "package")
-_MODULE_SCOPES = ("module", "class")
+#: Seconds per work unit (a module path, or a directory of SHARED_DIRS), measured with ``--durations=0``.
+DURATIONS_FILE = Path(__file__).with_name("_durations.json")
+#: Directories whose conftest shares a session fixture between modules (tests/deploy: one live stack, scraped).
+SHARED_DIRS = ("tests/deploy",)
 
 
-def group_of(item: pytest.Item) -> str | None:
-    """The work unit ``item`` has to share a worker with: the directory of a session/package-scoped fixture of a
-    sub-directory's conftest (the broadest), else its module when it uses a module/class-scoped fixture, else
-    None (the test can run anywhere). Fixtures of plugins (no base id) and of the root conftest are per worker
-    anyway and group nothing."""
-    info = getattr(item, "_fixtureinfo", None)
-    if info is None:
-        return None
-    module = item.nodeid.split("::", 1)[0]
-    group: str | None = None
-    for name in info.names_closure:
-        for fixturedef in info.name2fixturedefs.get(name, ()):
-            base = getattr(fixturedef, "baseid", "") or ""
-            if fixturedef.scope in _BROAD_SCOPES and base not in ("", "tests") and "::" not in base:
-                return base
-            if fixturedef.scope in _MODULE_SCOPES:
-                group = module
-    return group
+@functools.cache
+def known_table() -> dict[str, float]:
+    """The measured seconds of tests/_durations.json (read once, at the first collection)."""
+    return {str(k): float(v) for k, v in json.loads(DURATIONS_FILE.read_text())["seconds"].items()}
 
 
-def known_seconds(unit: str, table: dict[str, float] | None = None) -> float:
-    """The measured seconds of a work unit (a group's name, or a lone test's node id; a parametrized test's entry
-    without the ``[...]`` covers each of its cases); 0 when unmeasured."""
-    table = KNOWN_SECONDS if table is None else table
-    return table.get(unit, table.get(unit.split("[", 1)[0], 0.0))
+def unit_of(nodeid: str) -> str:
+    """The work unit of a test: its module, or the shared directory that holds it."""
+    module = nodeid.split("::", 1)[0]
+    return next((d for d in SHARED_DIRS if module.startswith(d + "/")), module)
 
 
-def schedule(items: list[pytest.Item], table: dict[str, float] | None = None) -> None:
-    """Marks the groups (:func:`group_of`) and sorts ``items`` in place: work units by known seconds, longest
-    first, ties (and everything unmeasured) in collection order; a unit's tests stay together and in order."""
+def order_units(items: list[pytest.Item], table: dict[str, float] | None = None) -> None:
+    """Sorts ``items`` in place: units by known seconds, longest first, ties (and everything unmeasured) in
+    collection order; a unit's tests stay together and in their order."""
+    table = known_table() if table is None else table
     units: dict[str, list[pytest.Item]] = {}
     for item in items:
-        group = group_of(item)
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(name=group))
-        units.setdefault(group or item.nodeid, []).append(item)
-    order = sorted(enumerate(units.items()), key=lambda e: (-known_seconds(e[1][0], table), e[0]))
+        units.setdefault(unit_of(item.nodeid), []).append(item)
+    order = sorted(enumerate(units.items()), key=lambda e: (-table.get(e[1][0], 0.0), e[0]))
     items[:] = [item for _, (_, unit) in order for item in unit]
+
+
+class UnitScheduling(LoadScheduling):
+    """pytest-xdist's ``load`` scheduling, one work unit at a time: at the start and whenever a worker holds fewer
+    than two tests (a worker runs a test once it knows the next), it gets the next unit of the collection order,
+    whole. By collection index, like ``load``, so items sharing a node id each run."""
+
+    def schedule(self) -> None:
+        """Initial distribution: one unit per worker (see ``LoadScheduling.schedule``)."""
+        assert self.collection_is_completed
+        if self.collection is not None:
+            for node in self.nodes:
+                self.check_schedule(node)
+            return
+        if not self._check_nodes_have_same_collection():
+            self.log("**Different tests collected, aborting run**")
+            return
+        self.collection = next(iter(self.node2collection.values()))
+        self.pending[:] = range(len(self.collection))
+        if not self.collection:
+            return
+        for node in self.nodes:
+            self.check_schedule(node)
+
+    def check_schedule(self, node: WorkerController, duration: float = 0) -> None:
+        """Tops ``node`` up with whole units until it holds two tests; once nothing is left to hand out, it is
+        shut down (it runs what it holds, then exits), as in ``load``."""
+        if node.shutting_down:
+            return
+        while self.pending and len(self.node2pending[node]) < 2:
+            self._send_tests(node, self._next_unit_size())
+        if not self.pending:
+            node.shutdown()
+
+    def _next_unit_size(self) -> int:
+        """How many of the pending tests, from the first, belong to its unit."""
+        assert self.collection is not None
+        unit = unit_of(self.collection[self.pending[0]])
+        size = 1
+        while size < len(self.pending) and unit_of(self.collection[self.pending[size]]) == unit:
+            size += 1
+        return size

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import Phase, settings
 
 from common.testing.anvil import AnvilNode
-from tests._schedule import schedule
+from tests._schedule import UnitScheduling, order_units
 
 # Property-based tests in the gating run are deterministic: derandomized (examples derived from each test's
 # name), no example database (nothing carried over between runs or machines), so a gating test can never fail
@@ -22,10 +22,15 @@ settings.load_profile(os.environ.get("MEMPULSE_HYPOTHESIS_PROFILE")
                       or ("fuzz" if os.environ.get("MEMPULSE_RELIABILITY_LONG", "") not in ("", "0") else "gating"))
 
 
-@pytest.hookimpl(trylast=True)  # after pytest's own reordering by fixture scope
+@pytest.hookimpl(trylast=True)  # after pytest's own reordering by fixture scope and the -m deselection
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Longest work first, and a module's shared fixture on one worker (tests/_schedule.py)."""
-    schedule(items)
+    """Work units (modules) longest first (tests/_schedule.py)."""
+    order_units(items)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> UnitScheduling | None:
+    """``--dist load`` (what ``-n N`` means) hands out whole modules in that order (tests/_schedule.py)."""
+    return UnitScheduling(config, log) if config.getvalue("dist") == "load" else None
 
 
 @pytest.fixture

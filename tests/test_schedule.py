@@ -1,84 +1,69 @@
-"""tests/_schedule.py: which tests share a worker and the order the parallel phase hands them out in, on a small
-collected suite (pytester)."""
+"""tests/_schedule.py: the order of the parallel phase's work units (pytester collections) and pytest-xdist handing
+out whole units (a real ``-n 2`` run of a small suite)."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests._schedule import KNOWN_SECONDS, group_of, known_seconds, schedule
+from tests._schedule import known_table, order_units, unit_of
 
 pytest_plugins = ["pytester"]
 
-_SUITE = """
-import pytest
-
-@pytest.fixture(scope="module")
-def world():
-    return 1
-
-def test_quick():
-    pass
-
-def test_uses_world_a(world):
-    pass
-
-def test_slow():
-    pass
-
-def test_uses_world_b(world):
-    pass
-
-@pytest.mark.parametrize("n", [1, 2])
-def test_cases(n):
-    pass
-"""
+_INI = "[pytest]\nasyncio_default_fixture_loop_scope = function\n"
 
 
 @pytest.fixture
-def pytester(pytester: pytest.Pytester) -> pytest.Pytester:
-    """pytester with the asyncio plugin's loop scope set (as in pyproject.toml), so its inner run warns nothing."""
-    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+def suite(pytester: pytest.Pytester) -> pytest.Pytester:
+    """Three modules, one with tests sharing a module fixture; pytest-asyncio's loop scope set (as pyproject.toml)."""
+    pytester.makeini(_INI)
+    pytester.makepyfile(
+        test_a="def test_a1():\n    pass\n\ndef test_a2():\n    pass\n",
+        test_b=("import pytest\n\n@pytest.fixture(scope='module')\ndef world():\n    return 1\n\n"
+                + "".join(f"def test_b{i}(world):\n    pass\n\n" for i in range(6))),
+        test_c="import pytest\n\n@pytest.mark.parametrize('n', range(4))\ndef test_c(n):\n    pass\n")
     return pytester
 
 
-def _names(items: list[pytest.Item]) -> list[str]:
-    return [item.name for item in items]
+def _modules(items: list[pytest.Item]) -> list[str]:
+    return [item.nodeid.split("::")[0] for item in items]
 
 
-def test_tests_sharing_a_module_fixture_form_one_group_and_the_rest_none(pytester: pytest.Pytester) -> None:
-    items = pytester.getitems(_SUITE)
-    groups = {item.name: group_of(item) for item in items}
-    module = items[0].nodeid.split("::")[0]
-    assert groups == {"test_quick": None, "test_uses_world_a": module, "test_slow": None,
-                      "test_uses_world_b": module, "test_cases[1]": None, "test_cases[2]": None}
+def test_units_longest_first_each_whole_and_the_unmeasured_in_collection_order(suite: pytest.Pytester) -> None:
+    items = suite.getitems(suite.path)
+    assert _modules(items) == ["test_a.py"] * 2 + ["test_b.py"] * 6 + ["test_c.py"] * 4
+    before = [item.nodeid for item in items]
+    order_units(items, {"test_c.py": 30.0, "test_b.py": 10.0})
+    assert _modules(items) == ["test_c.py"] * 4 + ["test_b.py"] * 6 + ["test_a.py"] * 2
+    assert [i.nodeid for i in items if i.nodeid.startswith("test_b")] == [n for n in before if n.startswith("test_b")]
+    order_units(items, {})
+    assert _modules(items) == ["test_c.py"] * 4 + ["test_b.py"] * 6 + ["test_a.py"] * 2  # ties keep the order
 
 
-def test_longest_unit_first_a_group_together_the_unmeasured_in_collection_order(pytester: pytest.Pytester) -> None:
-    items = pytester.getitems(_SUITE)
-    module = items[0].nodeid.split("::")[0]
-    table = {f"{module}::test_slow": 30.0, module: 10.0, f"{module}::test_cases": 20.0}
-    schedule(items, table)
-    assert _names(items) == ["test_slow", "test_cases[1]", "test_cases[2]", "test_uses_world_a",
-                             "test_uses_world_b", "test_quick"]
-    marked = {item.name: [m.kwargs["name"] for m in item.iter_markers("xdist_group")] for item in items}
-    assert marked["test_uses_world_a"] == marked["test_uses_world_b"] == [module]
-    assert marked["test_slow"] == marked["test_quick"] == []
+def test_a_shared_directory_is_one_unit() -> None:
+    assert unit_of("tests/deploy/test_metrics_scheme.py::test_x") == "tests/deploy"
+    assert unit_of("tests/e2e/test_verify.py::test_y[1]") == "tests/e2e/test_verify.py"
 
 
-def test_unmeasured_units_keep_the_order_of_their_first_test(pytester: pytest.Pytester) -> None:
-    items = pytester.getitems(_SUITE)
-    schedule(items, {})
-    assert _names(items) == ["test_quick", "test_uses_world_a", "test_uses_world_b", "test_slow", "test_cases[1]",
-                             "test_cases[2]"]
+def test_two_workers_each_run_whole_modules_and_every_item_runs(suite: pytest.Pytester,
+                                                                 request: pytest.FixtureRequest,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scheduler through tests/conftest.py's hook: ``-n 2`` gives each module to one worker, and all 12 run."""
+    monkeypatch.setenv("PYTHONPATH", str(request.config.rootpath))
+    suite.makeconftest("from tests.conftest import pytest_xdist_make_scheduler  # noqa: F401\n")
+    result = suite.runpytest_subprocess("-n", "2", "-v", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=12)
+    workers: dict[str, set[str]] = {}
+    for line in result.outlines:
+        if line.startswith("[gw") and "PASSED" in line:
+            workers.setdefault(line.split("::")[0].split()[-1], set()).add(line.split("]")[0])
+    assert set(workers) == {"test_a.py", "test_b.py", "test_c.py"}
+    assert all(len(w) == 1 for w in workers.values()), workers
 
 
-def test_the_table_names_tests_that_exist(request: pytest.FixtureRequest) -> None:
-    """Every key is a module, or a test of one (a parametrized test without its cases): a renamed test shows here
-    rather than silently losing its place."""
+def test_the_table_names_units_that_exist(request: pytest.FixtureRequest) -> None:
+    """Every key is a module or a shared directory: a renamed module shows here rather than losing its place."""
     root = request.config.rootpath
-    for key in KNOWN_SECONDS:
-        path, _, name = key.partition("::")
-        assert (root / path).is_file(), key
-        if name:
-            assert f"def {name.split('[', 1)[0]}(" in (root / path).read_text(), key
-    assert known_seconds("tests/no_such.py::test_x") == 0.0
+    table = known_table()
+    assert len(table) > 20
+    for key in table:
+        assert (root / key).exists() and unit_of(key + "/x.py" if (root / key).is_dir() else key) == key, key

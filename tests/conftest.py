@@ -9,6 +9,7 @@ import pytest
 from hypothesis import Phase, settings
 
 from common.testing.anvil import AnvilNode
+from tests._schedule import UnitScheduling, order_units
 
 # Property-based tests in the gating run are deterministic: derandomized (examples derived from each test's
 # name), no example database (nothing carried over between runs or machines), so a gating test can never fail
@@ -19,6 +20,17 @@ settings.register_profile("gating", derandomize=True, database=None, print_blob=
 settings.register_profile("fuzz", derandomize=False, database=None, print_blob=True)
 settings.load_profile(os.environ.get("MEMPULSE_HYPOTHESIS_PROFILE")
                       or ("fuzz" if os.environ.get("MEMPULSE_RELIABILITY_LONG", "") not in ("", "0") else "gating"))
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own reordering by fixture scope and the -m deselection
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Work units (modules) longest first (tests/_schedule.py)."""
+    order_units(items)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> UnitScheduling | None:
+    """``--dist load`` (what ``-n N`` means) hands out whole modules in that order (tests/_schedule.py)."""
+    return UnitScheduling(config, log) if config.getvalue("dist") == "load" else None
 
 
 @pytest.fixture

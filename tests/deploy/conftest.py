@@ -8,7 +8,6 @@ the test that every dashboard and rule expression names an exported metric.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
@@ -31,6 +30,10 @@ class LiveScrape:
     families: dict[str, list[Metric]]
     #: daemon -> pid of the process that was started (whose /metrics was scraped)
     pids: dict[str, int]
+    #: daemon -> that process's start time in clock ticks since boot (field 22 of /proc/<pid>/stat), read while it
+    #: ran: the stack is stopped once scraped (a session fixture would otherwise keep it running, with its traffic,
+    #: until the worker's last test)
+    start_ticks: dict[str, int]
 
     def sample_names(self) -> set[str]:
         """Every sample name exported by any daemon (``x_total``, ``x_bucket``, ``process_open_fds``, ...)."""
@@ -77,8 +80,9 @@ def _exercise_gateway(stack: Stack) -> None:
 
 
 @pytest.fixture(scope="session")
-def live_scrape(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveScrape]:
-    """Starts the stack with traffic on one chain, waits for deliveries, exercises gatewayd, scrapes all three."""
+def live_scrape(tmp_path_factory: pytest.TempPathFactory) -> LiveScrape:
+    """Starts the stack with traffic on one chain, waits for deliveries, exercises gatewayd, scrapes all three,
+    stops it."""
     root = tmp_path_factory.mktemp("deploy-stack")
     config = StackConfig(chains=(ChainSpec(137, rate_tx_s=40),), data_dir=root / "data", log_dir=root / "logs")
     with Stack(config) as stack:
@@ -89,5 +93,12 @@ def live_scrape(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveScrape
         _exercise_gateway(stack)
         families = {d: list(text_string_to_metric_families(httpx.get(_metrics_url(stack, d), timeout=5).text))
                     for d in DAEMONS}
-        pids = {d: stack.process(d).pid for d in DAEMONS}
-        yield LiveScrape(families, {d: pid for d, pid in pids.items() if pid is not None})
+        pids = {d: pid for d in DAEMONS if (pid := stack.process(d).pid) is not None}
+        start_ticks = {d: _start_ticks(pid) for d, pid in pids.items()}
+    return LiveScrape(families, pids, start_ticks)
+
+
+def _start_ticks(pid: int) -> int:
+    """A running process's start time, clock ticks after boot (/proc/<pid>/stat field 22)."""
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[19])

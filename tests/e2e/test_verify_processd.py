@@ -2,27 +2,39 @@
 swaps in the traffic, ingestd following the pools (--pool-state), processd valuing the pending swaps, gatewayd
 serving them; the verifier's adapter (common/testing/verify_processd.py) turns the REST opportunity JSON into legs
 and the executor (common/testing/verify.py) runs each on the chain: realized == processd's predicted profit to the
-wei, and the legs are the JSON's amounts."""
+wei, and the legs are the JSON's amounts.
+
+The run is the short verifier's own, ``scripts/verify_opportunities --short --predictor processd`` (its 30
+opportunities, its exit status and its artifact ``artifacts/signal/verify_processd_short.json``), which the test
+command used to run on its own after pytest as well: one stack run checks both, here, stricter (every opportunity
+executed and exact, not 99 %) and in the parallel phase."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from common.testing.stack import ChainSpec, Stack, StackConfig
-from common.testing.verify import Prediction, VictimTx, execute, fund_searcher
-from common.testing.verify_cli import ProcessdPredictor, collect, warm_up
-from common.testing.verify_processd import StateReader, skip_if_state_moved
+from common.testing import verify_cli
+from common.testing.verify import Prediction, VictimTx
 from common.testing.verify_reference import decode_swap
 
 pytestmark = pytest.mark.integration
 
-_WANTED = 16
+
+class _Recording(verify_cli.ProcessdPredictor):
+    """processd's predictor as the CLI builds it, keeping each opportunity's JSON with its prediction (the legs
+    are checked against the JSON after the run)."""
+
+    pairs: list[tuple[Mapping[str, Any], Prediction]] = []
+
+    def __call__(self, victim: VictimTx, opp: Mapping[str, Any]) -> list[Prediction]:
+        got = super().__call__(victim, opp)
+        self.pairs.extend((opp, p) for p in got)
+        return got
 
 
 def _check_legs(opp: Mapping[str, Any], p: Prediction) -> None:
@@ -47,34 +59,24 @@ def _check_legs(opp: Mapping[str, Any], p: Prediction) -> None:
         assert p.predicted_net_wei == int(opp["net_profit_wei"])
 
 
-def test_processd_valuations_realize_exactly(tmp_path: Path) -> None:
-    cfg = StackConfig(chains=(ChainSpec(1, rate_tx_s=40),), uniswap=True, pool_state=True, swap_share=0.8,
-                      mine_interval_s=0.0, start_traffic=False, anvil_max_pending=0, log_dir=tmp_path / "logs",
-                      data_dir=tmp_path / "data")
-    with Stack(cfg) as stack, httpx.Client() as client:
-        world = stack.worlds[1]
-        state = StateReader(world, client)
-        searcher = fund_searcher(world)
-        stack.start_generators()
-        block = warm_up(world, 6.0)
-        predictor = ProcessdPredictor(world, state, block)
-        pairs: list[tuple[Mapping[str, Any], Prediction]] = []
-
-        def keep(victim: VictimTx, opp: Mapping[str, Any]) -> list[Prediction]:
-            got = predictor(victim, opp)
-            pairs.extend((opp, p) for p in got)
-            return got
-
-        preds, seen = collect(stack.get_json, world, _WANTED, 120.0, client, keep, per_kind=True)
-        stack.stop_generators()
-        assert len(preds) == _WANTED, (seen, predictor.counts)
-        kinds = Counter(p.kind for p in preds)
-        assert kinds["sandwich"] >= 1 and kinds["backrun"] >= 1, kinds
-        assert predictor.counts["arb_candidate seen"] == predictor.counts["arb_candidate not valued"]
-        for opp, p in pairs[:_WANTED]:
-            _check_legs(opp, p)
-            assert skip_if_state_moved(p, state) is None  # nothing mined after the warm-up block
-            out = execute(world, p, searcher, client=client)
-            assert out.status == "executed" and out.ordering_ok and out.victim_status == 1, out.explanation
-            assert out.leg_statuses == [1] * (len(p.front) + len(p.back)) and out.reverted
-            assert out.exact and out.realized_profit_wei == p.predicted_profit_wei > 0, out.explanation
+def test_processd_valuations_realize_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The short verifier with processd's predictor: exit 0, every one of its 30 opportunities executed and exact
+    (realized profit == predicted, legs mined in order around the victim, all reverted), both kinds, the
+    arbitrage candidates never valued, and each prediction's legs the amounts of its opportunity JSON."""
+    pairs: list[tuple[Mapping[str, Any], Prediction]] = []
+    monkeypatch.setattr(_Recording, "pairs", pairs)
+    monkeypatch.setattr(verify_cli, "ProcessdPredictor", _Recording)
+    status = verify_cli.main(["--short", "--predictor", "processd"])
+    artifact = json.loads(verify_cli.PROCESSD_SHORT_OUT.read_text())
+    summary, rows, seen = artifact["summary"], artifact["opportunities"], artifact["collect"]
+    assert status == 0, summary
+    assert artifact["mode"] == "short" and len(rows) == len(pairs) == verify_cli._SHORT_COUNT, (seen, summary)
+    kinds = Counter(p.kind for _, p in pairs)
+    assert kinds["sandwich"] >= 1 and kinds["backrun"] >= 1, kinds
+    assert seen.get("arb_candidate seen", 0) == seen.get("arb_candidate not valued", 0), seen
+    for (opp, p), row in zip(pairs, rows, strict=True):
+        _check_legs(opp, p)
+        assert row["victim_hash"] == p.victim.hash and row["status"] == "executed", row  # not skipped: state kept
+        assert row["ordering_ok"] and row["victim_status"] == 1 and row["reverted"], row
+        assert row["leg_statuses"] == [1] * (len(p.front) + len(p.back)), row
+        assert row["exact"] and int(row["realized_profit_wei"]) == p.predicted_profit_wei > 0, row

@@ -51,8 +51,8 @@ def pending_of(value: bytes | memoryview, seq: int) -> tuple[int, Pending]:
     tx = event.tx_seen.tx
     bid = tx.max_fee_per_gas or tx.gas_price
     cancel = tx.to == tx.sender and not tx.input and not tx.value.strip(b"\x00")
-    return event.chain_id, Pending(seq, event.tx_hash, tx.sender, tx.nonce, bid.rjust(32, b"\x00"),
-                                   event.first_seen_unix_ns, cancel)
+    return event.chain_id, Pending(event.first_seen_unix_ns, seq, event.tx_hash, tx.sender, tx.nonce,
+                                   bid.rjust(32, b"\x00"), cancel)
 
 
 #: A lifecycle event's kind, chain and body (C-level).
@@ -112,7 +112,9 @@ class LifeWriter:
             if life:
                 if rows is None:
                     rows = list(LIFE_ROW.iter_unpack(life))
-                txs = [new((first + seen_at[t], *rows[t], False)) for t in positions]
+                # (a LIFE_ROW is hash, sender, nonce, bid, first seen, cancel; a Pending starts with first seen, seq)
+                txs = [new((seen, first + seen_at[t], h, sender, nonce, bid, cancel, False)) for t in positions
+                       for h, sender, nonce, bid, seen, cancel in (rows[t],)]
             else:
                 self.parsed += len(positions)
                 txs = [pending_of(columns.values[seen_at[t]], first + seen_at[t])[1] for t in positions]

@@ -101,7 +101,8 @@ def test_the_life_column_equals_pending_from_the_stored_value() -> None:
             first_seen_unix_ns=env.first_seen_unix_ns, tx_seen=events_pb2.TxSeen(tx=env)).SerializeToString()
         row = life_row(env.hash, env.sender, env.nonce, env.to, env.value, env.gas_price, env.max_fee_per_gas,
                        env.input, env.first_seen_unix_ns)
-        assert Pending(i, *LIFE_ROW.unpack(row)) == pending_of(value, i)[1]
+        tx_hash, sender, nonce, bid, seen, cancel_flag = LIFE_ROW.unpack(row)  # (as LifeWriter.stored builds it)
+        assert Pending(seen, i, tx_hash, sender, nonce, bid, cancel_flag) == pending_of(value, i)[1]
     assert pending_of(bytes((events_pb2.EVENT_KIND_TX_SEEN,)) + events_pb2.Event(
         tx_seen=events_pb2.TxSeen(tx=cancel)).SerializeToString(), 0)[1].cancel
     assert LIFE_ROW.unpack(life_row(b"\x02" * 32, b"\x01" * 20, 2**64 - 1, b"\x01" * 20, b"\x00", b"\x05", b"", b"",

@@ -21,7 +21,7 @@ def _tracker(max_pending: int = 1000, depth: int = 4) -> LifecycleTracker:
 
 
 def _p(seq: int, tag: int, sender: int, nonce: int, fee: int = 100, seen_s: int = 1000) -> Pending:
-    return Pending(seq, bytes([tag]) * 32, bytes([sender]) * 20, nonce, fee, seen_s * 10**9, False)
+    return Pending(seen_s * 10**9, seq, bytes([tag]) * 32, bytes([sender]) * 20, nonce, fee, False)
 
 
 def _block(number: int, txs: list[tuple[int, int, int]], ts: int, tag: int = 0) -> block_pb2.BlockEnvelope:
@@ -131,7 +131,7 @@ def test_settling_without_blocks_keeps_the_expiry_heap_bounded() -> None:
     life = t.chains[CHAIN]
 
     def tx(seq: int, sender: int, nonce: int) -> Pending:
-        return Pending(seq, seq.to_bytes(32, "big"), bytes([sender]) * 20, nonce, 100 + seq, 1000 * 10**9, False)
+        return Pending(1000 * 10**9, seq, seq.to_bytes(32, "big"), bytes([sender]) * 20, nonce, 100 + seq, False)
 
     for seq in range(2, 6):  # two senders, two nonces each: the bound is reached
         t.pending(CHAIN, tx(seq, seq % 2, seq // 4))

@@ -80,7 +80,7 @@ class Pending(NamedTuple):
     tx_hash: bytes
     sender: bytes
     nonce: int
-    fee: bytes | int  # its bid: max_fee_per_gas or gas_price, wei (big-endian bytes as stored; 0 = unknown)
+    fee: int  # its bid: max_fee_per_gas or gas_price, wei (0 = unknown)
     cancel: bool  # a transfer of 0 to itself without calldata
     repended: bool = False  # put back by a reorg (its next inclusion is a re-inclusion)
 

@@ -429,7 +429,7 @@ class LifecycleTracker:
             if p is not None:  # (LifecycleTracker._settle, inline for a sender of one tracked nonce)
                 holder = by_sender.get(p[_SENDER])
                 if holder is not None:
-                    if isinstance(holder, dict):
+                    if type(holder) is dict:
                         life.unclaim(p)
                     elif holder[_HASH] == tx_hash:
                         del by_sender[p[_SENDER]]
@@ -532,20 +532,29 @@ class LifecycleTracker:
         """Drops, as expired, the tracked transactions first seen more than the TTL before ``now_ns`` (the block's
         timestamp), oldest first-seen first."""
         cutoff = now_ns - self.ttl_ns
-        heap = life.expiry
+        heap, pending, by_sender, events = life.expiry, life.pending, life.by_sender, outcome.events
+        pop = heapq.heappop
+        expired = 0  # (taken from self.tracked and counted once, after the loop)
         while heap and heap[0][0] < cutoff:
-            entry = heapq.heappop(heap)
+            entry = pop(heap)
             seq, tx_hash = entry[_SEQ], entry[_HASH]
-            p = life.pending.get(tx_hash)
-            if p is None or p.seq != seq:
+            p = pending.get(tx_hash)
+            if p is None or p[_SEQ] != seq:
                 held = life.replaced.get(tx_hash)
-                if held is not None and held[0].seq == seq:  # a replaced one expires silently (it is settled)
+                if held is not None and held[0][_SEQ] == seq:  # a replaced one expires silently (it is settled)
                     self._forget_replaced(life, tx_hash)
                 continue
-            self._settle(life, tx_hash)
-            body = DroppedBody(EXPIRED, seq)
-            outcome.events.append((KIND_DROPPED, chain_id, tx_hash, p.first_seen_ns, body))
-            self.counts["dropped_expired"] += 1
+            del pending[tx_hash]  # (LifecycleTracker._settle, inline for a sender of one tracked nonce)
+            holder = by_sender.get(p[_SENDER])
+            if holder is not None:
+                if type(holder) is dict:
+                    life.unclaim(p)
+                elif holder[_HASH] == tx_hash:
+                    del by_sender[p[_SENDER]]
+            expired += 1
+            events.append((KIND_DROPPED, chain_id, tx_hash, p[_SEEN], _dropped_body((EXPIRED, seq, ""))))
+        self.tracked -= expired
+        self.counts["dropped_expired"] += expired
         life.compact_expiry()  # (after the loop: it pops from the heap it started with)
 
     # ---- state -------------------------------------------------------------------------------------------

@@ -20,7 +20,10 @@ Figures:
   ``replaced`` / ``replaced_at`` the held ones and their index); shared immortal objects (small ints, bools, empty
   bytes) are not counted;
 * **CPU** of the single writer's thread in the tracker (no tracemalloc): ``pending_many`` per tracked transaction,
-  and applying a block that includes 5,000 of them (per included transaction), median of ``--rounds`` rounds, the
+  applying a block that includes 5,000 of them (per included transaction), and a block past the TTL expiring the
+  rest (per expired transaction), each part timed from a fresh ``gc.collect()`` (which of the two variants meets
+  a collection of the older generations in one block otherwise depends on how many containers it allocated before:
+  noise of +-30 %), median of ``--rounds`` rounds, the
   variants alternating within each round, and the ratios new / base.
 
 Writes ``artifacts/perf/<out-name>.json``.
@@ -51,6 +54,7 @@ MODULE = "processd/storage/lifecycle.py"
 CHAIN = 137
 BATCH = 500
 T0 = 1_700_000_000
+CPU_FIGURES = ("pending_many_us_per_tx", "apply_block_us_per_tx", "expire_us_per_tx")
 STRUCTURES = ("pending", "entries", "by_sender", "replaced", "replaced_at", "expiry", "order")
 
 
@@ -179,21 +183,30 @@ def memory(module: ModuleType, n: int) -> dict[str, Any]:
 
 
 def cpu(module: ModuleType, n: int, block_n: int = 5000) -> dict[str, float]:
-    """Writer-thread CPU in the tracker: pending_many per transaction, a block of ``block_n`` per included one."""
+    """Writer-thread CPU in the tracker: pending_many per transaction, a block of ``block_n`` per included one, a
+    block past the TTL per expired one."""
     rows = packed_rows(n)
     tracker = module.LifecycleTracker(max_pending=2 * n)
     tracker.block(_block(1, T0 - 120, []), 1)
+    gc.collect()  # (each timed part starts from an empty young generation: the collections in it are its own)
     started = time.process_time()
     seq = feed(module, tracker, rows, 2)
     pending_s = time.process_time() - started
     listed = [(r[0], r[1], r[2]) for r in LIFE_ROW.iter_unpack(rows[:block_n * LIFE_ROW.size])]
     block = _block(2, T0, listed)
+    gc.collect()
     started = time.process_time()
     outcome = tracker.block(block, seq)
     block_s = time.process_time() - started
     assert outcome.included_tracked == block_n
+    gc.collect()
+    started = time.process_time()  # the rest expire (the heap popped in first-seen order)
+    outcome = tracker.block(_block(3, T0 + 7200, []), seq + 1)
+    expire_s = time.process_time() - started
+    assert len(outcome.events) == n - block_n and tracker.tracked == 0
     return {"pending_many_us_per_tx": round(pending_s / n * 1e6, 3),
-            "apply_block_us_per_tx": round(block_s / block_n * 1e6, 3)}
+            "apply_block_us_per_tx": round(block_s / block_n * 1e6, 3),
+            "expire_us_per_tx": round(expire_s / (n - block_n) * 1e6, 3)}
 
 
 def _median(values: list[float]) -> float:
@@ -221,11 +234,11 @@ def main(argv: list[str] | None = None) -> int:
         results["cpu_rounds"].append(row)
         print(row, flush=True)
     results["cpu"] = {name: {k: _median([r[name][k] for r in results["cpu_rounds"]])
-                             for k in ("pending_many_us_per_tx", "apply_block_us_per_tx")} for name in variants}
+                             for k in CPU_FIGURES} for name in variants}
     base, new = results["memory"]["base"], results["memory"]["new"]
     results["bytes_per_entry_ratio"] = ratio(new["bytes_per_entry"], base["bytes_per_entry"])
     results["cpu_ratio"] = {k: ratio(results["cpu"]["new"][k], results["cpu"]["base"][k])
-                            for k in ("pending_many_us_per_tx", "apply_block_us_per_tx")}
+                            for k in CPU_FIGURES}
     path = write_artifact(args.out_name, results)
     print(f"wrote {path}: bytes/entry {base['bytes_per_entry']} -> {new['bytes_per_entry']},"
           f" cpu {results['cpu_ratio']}")

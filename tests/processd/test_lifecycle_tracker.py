@@ -4,13 +4,14 @@ state). Property tests run derandomized (tests/conftest.py's gating profile)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from common.pb.v1 import block_pb2, events_pb2
-from processd.storage.lifecycle import LifecycleTracker, Pending, fee_bump_bps
+from processd.storage.lifecycle import ChainLife, LifecycleTracker, Pending, fee_bump_bps
 
 CHAIN = 1
 TTL_S = 100
@@ -251,8 +252,10 @@ _op = st.one_of(
 )
 
 
-def _run(ops: list[tuple], tracker: LifecycleTracker) -> tuple[Reference, dict[bytes, str], list[tuple]]:
-    """Runs ``ops`` on the tracker and the reference; the tracker's statuses from its events; the 'log'."""
+def _run(ops: list[tuple], tracker: LifecycleTracker,
+         after: Callable[[], None] | None = None) -> tuple[Reference, dict[bytes, str], list[tuple]]:
+    """Runs ``ops`` on the tracker and the reference (``after`` called after each); the tracker's statuses from its
+    events; the 'log'."""
     ref = Reference()
     got: dict[bytes, str] = {}
     log: list[tuple] = []  # (seq, input) as the event log would hold them
@@ -289,7 +292,27 @@ def _run(ops: list[tuple], tracker: LifecycleTracker) -> tuple[Reference, dict[b
         for kind, _, tx_hash, _, _ in events:
             if tx_hash:  # (a REORG is about the chain)
                 got[tx_hash] = _KIND_STATUS[kind]
+        if after is not None:
+            after()
     return ref, got, log
+
+
+_reorg = st.tuples(st.just("reorg"), st.lists(st.tuples(st.integers(0, 40), st.integers(0, 3), st.integers(0, 3)),
+                                             max_size=4), st.integers(0, 60), st.integers(1, 3))
+
+
+def _check_layout(life: ChainLife) -> None:
+    """The compact layout (docs/processd.md, lifecycle memory): a sender of one tracked nonce maps to its Pending
+    itself, a dict only holds two or more; every slot holds the very tuple tracked for its hash; every tracked or
+    held tuple is its own entry of the expiry heap."""
+    for sender, held in life.by_sender.items():
+        slots = list(held.items()) if isinstance(held, dict) else [(held.nonce, held)]
+        assert not isinstance(held, dict) or len(held) >= 2
+        for nonce, p in slots:
+            assert (p.sender, p.nonce) == (sender, nonce) and life.pending[p.tx_hash] is p
+    in_heap = {id(p) for p in life.expiry}
+    assert all(id(p) in in_heap for p in life.pending.values())
+    assert all(id(r[0]) in in_heap for r in life.replaced.values())
 
 
 @settings(max_examples=300)
@@ -302,8 +325,11 @@ def test_tracker_agrees_with_the_reference_model(ops: list[tuple]) -> None:
     assert set(tracker.chains[CHAIN].replaced) == ref.held
 
 
-_reorg = st.tuples(st.just("reorg"), st.lists(st.tuples(st.integers(0, 40), st.integers(0, 3), st.integers(0, 3)),
-                                             max_size=4), st.integers(0, 60), st.integers(1, 3))
+@settings(max_examples=200)
+@given(st.lists(st.one_of(_op, _reorg), max_size=40))
+def test_compact_layout_holds(ops: list[tuple]) -> None:
+    tracker = _tracker()
+    _run(ops, tracker, lambda: _check_layout(tracker.chains[CHAIN]))
 
 
 @settings(max_examples=200)

@@ -19,6 +19,9 @@ Figures:
   objects they hold, ``by_sender`` the (sender, nonce) index, ``expiry`` the heap, ``order`` the tracking order,
   ``replaced`` / ``replaced_at`` the held ones and their index); shared immortal objects (small ints, bools, empty
   bytes) are not counted;
+* **RSS**: the resident set's growth per entry over the same build, in a fresh process per variant (includes what
+  the allocator cannot give back: the freed inputs leave holes in the arenas the kept objects share; a running
+  processd reuses them for the next batches);
 * **CPU** of the single writer's thread in the tracker (no tracemalloc): ``pending_many`` per tracked transaction,
   applying a block that includes 5,000 of them (per included transaction), and a block past the TTL expiring the
   rest (per expired transaction), each part timed from a fresh ``gc.collect()`` (which of the two variants meets
@@ -35,6 +38,7 @@ import argparse
 import functools
 import gc
 import importlib.util
+import os
 import subprocess
 import sys
 import time
@@ -55,6 +59,8 @@ CHAIN = 137
 BATCH = 500
 T0 = 1_700_000_000
 CPU_FIGURES = ("pending_many_us_per_tx", "apply_block_us_per_tx", "expire_us_per_tx")
+#: The rows of :func:`rss_child` (made before its baseline).
+packed_rows_cache: bytes | None = None
 STRUCTURES = ("pending", "entries", "by_sender", "replaced", "replaced_at", "expiry", "order")
 
 
@@ -86,6 +92,8 @@ def _nonce(i: int, n: int) -> int:
 
 def packed_rows(n: int) -> bytes:
     """``LIFE_ROW`` s of ``n`` transactions (as the workers pack them)."""
+    if packed_rows_cache is not None and len(packed_rows_cache) == n * LIFE_ROW.size:
+        return packed_rows_cache
     return b"".join(LIFE_ROW.pack((i + 1).to_bytes(32, "big"), _sender(i, n), _nonce(i, n),
                                   (30_000_000_000 + i).to_bytes(32, "big"), (T0 - 60) * 10**9 + i * 1000, False)
                     for i in range(n))
@@ -209,6 +217,34 @@ def cpu(module: ModuleType, n: int, block_n: int = 5000) -> dict[str, float]:
             "expire_us_per_tx": round(expire_s / (n - block_n) * 1e6, 3)}
 
 
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def rss_child(base: str | None, n: int) -> float:
+    """In a fresh process (``--rss-child``): the resident set's growth per entry over :func:`build` (its inputs
+    packed, and their unpacked rows allocated and freed once, before the baseline)."""
+    module = load_tracker_module(base)
+    rows = packed_rows(n)
+    junk = list(LIFE_ROW.iter_unpack(rows))
+    del junk
+    global packed_rows_cache
+    packed_rows_cache = rows
+    gc.collect()
+    before = _rss_bytes()
+    tracker, entries = build(module, n)
+    gc.collect()
+    return round((_rss_bytes() - before) / entries, 1)
+
+
+def rss(base: str | None, n: int) -> float:
+    """:func:`rss_child` of ``base`` (None: this tree) in a subprocess."""
+    out = subprocess.run([sys.executable, "-m", "scripts.bench.lifecycle_memory", "--rss-child", base or "",
+                          "--n", str(n)], cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    return float(out.split()[-1])
+
+
 def _median(values: list[float]) -> float:
     values = sorted(values)
     return values[len(values) // 2]
@@ -221,13 +257,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--cpu-n", type=int, default=50_000)
     parser.add_argument("--out-name", default="lifecycle_memory")
+    parser.add_argument("--rss-child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.rss_child is not None:
+        print(rss_child(args.rss_child or None, args.n))
+        return 0
     from processd.__main__ import tune_gc
     tune_gc()  # (processd's collector settings)
     variants = {"base": load_tracker_module(args.base), "new": load_tracker_module(None)}
     results: dict[str, Any] = {"n": args.n, "base": args.base, "memory": {}, "cpu_rounds": []}
     for name, module in variants.items():
         results["memory"][name] = memory(module, args.n)
+        results["memory"][name]["rss_bytes_per_entry"] = rss(args.base if name == "base" else None, args.n)
         print(name, results["memory"][name], flush=True)
     for _ in range(args.rounds):
         row = {name: cpu(module, args.cpu_n) for name, module in variants.items()}

@@ -72,24 +72,25 @@ OUTCOMES = ("included", "replaced", "dropped_expired", "dropped_evicted", "dropp
 
 class Pending(NamedTuple):
     """One tracked pending transaction: a plain tuple (the writer builds one per stored transaction, so it costs a
-    tuple, not an object; the tracker reads it by the ``_SEQ``... indexes below)."""
+    tuple, not an object; the tracker reads it by the ``_SEQ``... indexes below). First-seen time, then seq: the
+    tuple is its own expiry heap entry (ordered by first seen, ties by seq; no tuple of its own per entry)."""
 
+    first_seen_ns: int
     seq: int  # its TX_SEEN seq
     tx_hash: bytes
     sender: bytes
     nonce: int
-    fee: bytes | int  # its bid: max_fee_per_gas or gas_price, wei (big-endian bytes as stored; 0 = unknown)
-    first_seen_ns: int
+    fee: int  # its bid: max_fee_per_gas or gas_price, wei (0 = unknown)
     cancel: bool  # a transfer of 0 to itself without calldata
     repended: bool = False  # put back by a reorg (its next inclusion is a re-inclusion)
 
 
 #: Positions of :class:`Pending`'s fields (the hot loops index tuples: no attribute lookup).
-_SEQ: Final = 0
-_HASH: Final = 1
-_SENDER: Final = 2
-_NONCE: Final = 3
-_SEEN: Final = 5
+_SEEN: Final = 0
+_SEQ: Final = 1
+_HASH: Final = 2
+_SENDER: Final = 3
+_NONCE: Final = 4
 _REPENDED: Final = 7
 #: A transaction a block lists, as the tracker reads it: (hash, sender, nonce, index, receipt status).
 BlockRow = tuple[bytes, bytes, int, int, int]
@@ -145,13 +146,17 @@ class ChainLife:
 
     def __init__(self) -> None:
         self.pending: dict[bytes, Pending] = {}
-        self.by_sender: dict[bytes, dict[int, bytes]] = {}
+        #: The (sender, nonce) index of ``pending``: sender -> the tracked :class:`Pending` itself when the sender has
+        #: one tracked nonce (most have: no dict per sender), else a dict nonce -> Pending (two or more: a dict left
+        #: with one is collapsed back, so the shape is a function of the content and a rebuild gives the same).
+        self.by_sender: dict[bytes, Pending | dict[int, Pending]] = {}
         #: Replaced transactions whose (sender, nonce) no block settled yet: hash -> (the transaction, the hash that
         #: replaced it); and sender -> nonce -> those hashes (a block listing one of them includes it: bug 19).
         self.replaced: dict[bytes, tuple[Pending, bytes]] = {}
         self.replaced_at: dict[bytes, dict[int, list[bytes]]] = {}
-        #: (first seen ns, seq, hash) of every tracked transaction; entries of settled ones are skipped when met.
-        self.expiry: list[tuple[int, int, bytes]] = []
+        #: The expiry heap: every tracked (and held replaced) transaction's :class:`Pending` itself, which orders by
+        #: (first seen ns, seq); entries of settled ones are skipped when met.
+        self.expiry: list[Pending] = []
         self.blocks: dict[int, HeldBlock] = {}
         self.included_hashes: set[bytes] = set()
         #: Hash -> the held block listing it (every transaction of the held blocks, tracked or not).
@@ -165,14 +170,49 @@ class ChainLife:
         #: ``pending`` dict from its start would walk every slot its deletions left).
         self.order: deque[Pending] = deque()
 
+    def slot(self, sender: bytes, nonce: int) -> Pending | None:
+        """The tracked transaction holding (``sender``, ``nonce``) in :attr:`by_sender`, if any."""
+        held = self.by_sender.get(sender)
+        if held is None:
+            return None
+        if isinstance(held, dict):
+            return held.get(nonce)
+        return held if held[_NONCE] == nonce else None
+
+    def claim(self, tx: Pending) -> None:
+        """Gives ``tx`` its (sender, nonce) unless another tracked transaction holds it (a transaction put back by a
+        reorg does not take its pair from one seen pending meanwhile)."""
+        by_sender, sender = self.by_sender, tx[_SENDER]
+        held = by_sender.get(sender)
+        if held is None:
+            by_sender[sender] = tx
+        elif isinstance(held, dict):
+            held.setdefault(tx[_NONCE], tx)
+        elif held[_NONCE] != tx[_NONCE]:
+            by_sender[sender] = {held[_NONCE]: held, tx[_NONCE]: tx}
+
+    def unclaim(self, p: Pending) -> None:
+        """Frees ``p``'s (sender, nonce) if ``p`` (by hash) holds it."""
+        by_sender, sender = self.by_sender, p[_SENDER]
+        held = by_sender.get(sender)
+        if held is None:
+            return
+        if isinstance(held, dict):
+            q = held.get(p[_NONCE])
+            if q is not None and q[_HASH] == p[_HASH]:
+                del held[p[_NONCE]]
+                if len(held) == 1:
+                    by_sender[sender] = next(iter(held.values()))
+        elif held[_HASH] == p[_HASH]:
+            del by_sender[sender]
+
     def compact_expiry(self) -> None:
         """Rebuilds the expiry heap from the tracked and held transactions once the entries of settled ones (skipped
         when :meth:`LifecycleTracker._expire` meets them) outnumber those: expiry pops them only when a block is
         applied, and a chain without blocks still settles transactions by replacement and eviction (amortized O(1):
         a rebuild follows at least as many settles as it keeps entries)."""
         if len(self.expiry) > 2 * (len(self.pending) + len(self.replaced)) + 1024:
-            expiry = [(p[_SEEN], p[_SEQ], h) for h, p in self.pending.items()]
-            expiry += [(r[0][_SEEN], r[0][_SEQ], h) for h, r in self.replaced.items()]
+            expiry = [*self.pending.values(), *(r[0] for r in self.replaced.values())]
             heapq.heapify(expiry)
             self.expiry = expiry
 
@@ -250,10 +290,9 @@ class LifecycleTracker:
         if held is not None:  # stored after the block that lists it (its fetch finished later): included now
             return self._late_include(life, chain_id, tx, held)
         out: list[LifeEvent] = []
-        nonces = life.by_sender.get(tx.sender)
-        old_hash = nonces.get(tx.nonce) if nonces else None
-        if old_hash is not None:
-            old = self._settle(life, old_hash)
+        holder = life.slot(tx.sender, tx.nonce)
+        if holder is not None:
+            old = self._settle(life, holder[_HASH])
             body = ReplacedBody(tx.tx_hash, fee_bump_bps(old.fee, tx.fee), tx.cancel, old.seq)
             out.append((KIND_REPLACED, chain_id, old.tx_hash, old.first_seen_ns, body))
             self.counts["replaced"] += 1
@@ -278,19 +317,22 @@ class LifecycleTracker:
         room = self.max_pending - self.tracked - self.held
         for tx in txs:
             tx_hash, sender, nonce = tx[_HASH], tx[_SENDER], tx[_NONCE]
-            nonces = by_sender.get(sender)
-            if tx_hash in listed or tx_hash in included or room <= added or (nonces is not None and nonce in nonces):
+            held = by_sender.get(sender)
+            if tx_hash in listed or tx_hash in included or room <= added or (held is not None and (
+                    nonce in held if isinstance(held, dict) else held[_NONCE] == nonce)):
                 self.tracked += added  # (pending() reads and counts it)
                 added = 0
                 out += self.pending(chain_id, tx)
                 room = self.max_pending - self.tracked - self.held
                 continue
-            if nonces is None:
-                by_sender[sender] = {nonce: tx_hash}
+            if held is None:  # (ChainLife.claim, inline: the pair is free)
+                by_sender[sender] = tx
+            elif isinstance(held, dict):
+                held[nonce] = tx
             else:
-                nonces[nonce] = tx_hash
+                by_sender[sender] = {held[_NONCE]: held, nonce: tx}
             pending[tx_hash] = tx
-            push(expiry, (tx[_SEEN], tx[_SEQ], tx_hash))
+            push(expiry, tx)
             order_append(tx)
             added += 1
         self.tracked += added
@@ -384,11 +426,12 @@ class LifecycleTracker:
         for tx_hash, sender, nonce, index, status in rows:
             p = pending.pop(tx_hash, None)
             in_pending = p is not None
-            if p is not None:  # (LifecycleTracker._settle, inline)
-                nonces = by_sender.get(p[_SENDER])
-                if nonces is not None and nonces.get(p[_NONCE]) == tx_hash:
-                    del nonces[p[_NONCE]]
-                    if not nonces:
+            if p is not None:  # (LifecycleTracker._settle, inline for a sender of one tracked nonce)
+                holder = by_sender.get(p[_SENDER])
+                if holder is not None:
+                    if type(holder) is dict:
+                        life.unclaim(p)
+                    elif holder[_HASH] == tx_hash:
                         del by_sender[p[_SENDER]]
                 settled += 1
             elif tx_hash in replaced:
@@ -405,10 +448,10 @@ class LifecycleTracker:
                     counts["reincluded"] += 1
                 events.append((KIND_INCLUDED, chain_id, tx_hash, p[_SEEN], _included_body(
                     (number, block_hash, index, status, latency, p[_SEQ], block_seq, reincluded))))
-            if not in_pending:
-                nonces = by_sender.get(sender)
-                other = nonces.get(nonce) if nonces else None
-                if other is not None:
+            if not in_pending and sender in by_sender:
+                holder = life.slot(sender, nonce)
+                if holder is not None:
+                    other = holder[_HASH]
                     old = self._settle(life, other)
                     events.append((KIND_REPLACED, chain_id, other, old[_SEEN], _replaced_body(
                         (tx_hash, 0, False, old[_SEQ], True))))
@@ -456,37 +499,62 @@ class LifecycleTracker:
                 for nonce in [n for n in held if n < top]:
                     for tx_hash in list(held[nonce]):
                         self._forget_replaced(life, tx_hash)
-            nonces = by_sender.get(sender)
-            if not nonces or min(nonces) >= top:
-                continue
-            passed = sorted([n for n in nonces if n < top]) if len(nonces) > 1 else list(nonces)
-            for nonce in passed:  # (LifecycleTracker._settle, inline: the pair maps to the tracked hash)
-                tx_hash = nonces.pop(nonce)
+            passed = self._unclaim_below(life, sender, top)
+            for tx_hash in passed:  # (LifecycleTracker._settle, inline: the pair maps to the tracked hash)
                 old = pending.pop(tx_hash)
                 events.append((KIND_DROPPED, chain_id, tx_hash, old[_SEEN],
                                _dropped_body((NONCE_PASSED, old[_SEQ], ""))))
-            if not nonces:
-                del by_sender[sender]
             self.tracked -= len(passed)
             self.counts["dropped_nonce_passed"] += len(passed)
+
+    @staticmethod
+    def _unclaim_below(life: ChainLife, sender: bytes, top: int) -> list[bytes]:
+        """Frees the (``sender``, nonce) pairs below ``top``; the hashes that held them, by nonce."""
+        by_sender = life.by_sender
+        held = by_sender.get(sender)
+        if held is None:
+            return []
+        if not isinstance(held, dict):
+            if held[_NONCE] >= top:
+                return []
+            del by_sender[sender]
+            return [held[_HASH]]
+        nonces: dict[int, Pending] = held
+        passed = sorted([n for n in nonces if n < top])
+        hashes = [nonces.pop(n)[_HASH] for n in passed]
+        if len(nonces) == 1:
+            by_sender[sender] = next(iter(nonces.values()))
+        elif not nonces:
+            del by_sender[sender]
+        return hashes
 
     def _expire(self, life: ChainLife, chain_id: int, now_ns: int, outcome: BlockOutcome) -> None:
         """Drops, as expired, the tracked transactions first seen more than the TTL before ``now_ns`` (the block's
         timestamp), oldest first-seen first."""
         cutoff = now_ns - self.ttl_ns
-        heap = life.expiry
+        heap, pending, by_sender, events = life.expiry, life.pending, life.by_sender, outcome.events
+        pop = heapq.heappop
+        expired = 0  # (taken from self.tracked and counted once, after the loop)
         while heap and heap[0][0] < cutoff:
-            _, seq, tx_hash = heapq.heappop(heap)
-            p = life.pending.get(tx_hash)
-            if p is None or p.seq != seq:
+            entry = pop(heap)
+            seq, tx_hash = entry[_SEQ], entry[_HASH]
+            p = pending.get(tx_hash)
+            if p is None or p[_SEQ] != seq:
                 held = life.replaced.get(tx_hash)
-                if held is not None and held[0].seq == seq:  # a replaced one expires silently (it is settled)
+                if held is not None and held[0][_SEQ] == seq:  # a replaced one expires silently (it is settled)
                     self._forget_replaced(life, tx_hash)
                 continue
-            self._settle(life, tx_hash)
-            body = DroppedBody(EXPIRED, seq)
-            outcome.events.append((KIND_DROPPED, chain_id, tx_hash, p.first_seen_ns, body))
-            self.counts["dropped_expired"] += 1
+            del pending[tx_hash]  # (LifecycleTracker._settle, inline for a sender of one tracked nonce)
+            holder = by_sender.get(p[_SENDER])
+            if holder is not None:
+                if type(holder) is dict:
+                    life.unclaim(p)
+                elif holder[_HASH] == tx_hash:
+                    del by_sender[p[_SENDER]]
+            expired += 1
+            events.append((KIND_DROPPED, chain_id, tx_hash, p[_SEEN], _dropped_body((EXPIRED, seq, ""))))
+        self.tracked -= expired
+        self.counts["dropped_expired"] += expired
         life.compact_expiry()  # (after the loop: it pops from the heap it started with)
 
     # ---- state -------------------------------------------------------------------------------------------
@@ -504,20 +572,15 @@ class LifecycleTracker:
             self.counts["overflow"] += 1
             return False
         life.pending[tx.tx_hash] = tx
-        # A transaction put back by a reorg does not take its (sender, nonce) from one seen pending meanwhile.
-        life.by_sender.setdefault(tx.sender, {}).setdefault(tx.nonce, tx.tx_hash)
-        heapq.heappush(life.expiry, (tx.first_seen_ns, tx.seq, tx.tx_hash))
+        life.claim(tx)
+        heapq.heappush(life.expiry, tx)
         life.order.append(tx)
         self.tracked += 1
         return True
 
     def _settle(self, life: ChainLife, tx_hash: bytes) -> Pending:
         p = life.pending.pop(tx_hash)
-        nonces = life.by_sender.get(p.sender)
-        if nonces is not None and nonces.get(p.nonce) == tx_hash:
-            del nonces[p.nonce]
-            if not nonces:
-                del life.by_sender[p.sender]
+        life.unclaim(p)
         self.tracked -= 1
         return p
 

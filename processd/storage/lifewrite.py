@@ -51,8 +51,8 @@ def pending_of(value: bytes | memoryview, seq: int) -> tuple[int, Pending]:
     tx = event.tx_seen.tx
     bid = tx.max_fee_per_gas or tx.gas_price
     cancel = tx.to == tx.sender and not tx.input and not tx.value.strip(b"\x00")
-    return event.chain_id, Pending(seq, event.tx_hash, tx.sender, tx.nonce, bid.rjust(32, b"\x00"),
-                                   event.first_seen_unix_ns, cancel)
+    return event.chain_id, Pending(event.first_seen_unix_ns, seq, event.tx_hash, tx.sender, tx.nonce,
+                                   int.from_bytes(bid, "big"), cancel)
 
 
 #: A lifecycle event's kind, chain and body (C-level).
@@ -61,6 +61,17 @@ _KIND, _CHAIN, _BODY = itemgetter(0), itemgetter(1), itemgetter(4)
 _LATENCY = itemgetter(4)
 #: A :class:`Pending` from its fields as one tuple (C-level: no Python call per stored transaction).
 _new_pending = functools.partial(tuple.__new__, Pending)
+
+
+def pendings_of_rows(rows: Sequence[tuple[bytes, bytes, int, bytes, int, bool]], positions: Iterable[int],
+                     first: int, seen_at: Sequence[int]) -> list[Pending]:
+    """The :class:`Pending` s of the unpacked ``LIFE_ROW`` s at ``positions`` (the transaction at position ``t`` is
+    stored at seq ``first + seen_at[t]``). A LIFE_ROW is (hash, sender, nonce, bid, first seen, cancel); a Pending
+    starts with first seen and seq (its own expiry heap entry) and holds the bid as an int (32 bytes where the row's
+    32-byte string takes 65: the tracker keeps one per tracked transaction)."""
+    new, from_bytes = _new_pending, int.from_bytes
+    return [new((seen, first + seen_at[t], h, sender, nonce, from_bytes(bid, "big"), cancel, False))
+            for t in positions for h, sender, nonce, bid, seen, cancel in (rows[t],)]
 
 
 class LifeWriter:
@@ -104,7 +115,6 @@ class LifeWriter:
                     runs[-1][1].append(t)  # type: ignore[attr-defined]
                 else:
                     runs.append((chain_id, [t]))
-        new = _new_pending
         rows: list[tuple[bytes, bytes, int, bytes, int, bool]] | None = None
         for chain_id, positions in runs:
             if chain_id not in chains:
@@ -112,7 +122,7 @@ class LifeWriter:
             if life:
                 if rows is None:
                     rows = list(LIFE_ROW.iter_unpack(life))
-                txs = [new((first + seen_at[t], *rows[t], False)) for t in positions]
+                txs = pendings_of_rows(rows, positions, first, seen_at)
             else:
                 self.parsed += len(positions)
                 txs = [pending_of(columns.values[seen_at[t]], first + seen_at[t])[1] for t in positions]

@@ -170,8 +170,8 @@ def tracker_block_us(n: int, repeat: int = 5) -> float:
         t.block(_block(1, 1_700_000_000, []), 1)
         envelopes = []
         for i in range(n):
-            p = Pending(i + 2, i.to_bytes(32, "big"), (i % 997).to_bytes(20, "big"), i // 997, 10**9,
-                        1_700_000_000 * 10**9, False)
+            p = Pending(seq=i + 2, tx_hash=i.to_bytes(32, "big"), sender=(i % 997).to_bytes(20, "big"), nonce=i // 997,
+                        fee=10**9, first_seen_ns=1_700_000_000 * 10**9, cancel=False)
             t.pending(CHAIN, p)
             envelopes.append(tx_pb2.TxEnvelope(hash=p.tx_hash, sender=p.sender, nonce=p.nonce))
         block = _block(2, 1_700_000_012, envelopes)

@@ -9,8 +9,7 @@ from hypothesis import strategies as st
 from common.pb.v1 import events_pb2
 from common.testing.synth import synthetic_envelopes, typed_envelopes
 from processd.storage.layout import decode_event
-from processd.storage.lifecycle import Pending
-from processd.storage.lifewrite import pending_of
+from processd.storage.lifewrite import pending_of, pendings_of_rows
 from processd.wire.columns import LIFE_ROW, life_row
 from processd.wire.encoding import DroppedBody, IncludedBody, ReplacedBody, life_value, life_values
 
@@ -101,7 +100,8 @@ def test_the_life_column_equals_pending_from_the_stored_value() -> None:
             first_seen_unix_ns=env.first_seen_unix_ns, tx_seen=events_pb2.TxSeen(tx=env)).SerializeToString()
         row = life_row(env.hash, env.sender, env.nonce, env.to, env.value, env.gas_price, env.max_fee_per_gas,
                        env.input, env.first_seen_unix_ns)
-        assert Pending(i, *LIFE_ROW.unpack(row)) == pending_of(value, i)[1]
+        [built] = pendings_of_rows([LIFE_ROW.unpack(row)], [0], i, [0])  # (as LifeWriter.stored builds it)
+        assert built == pending_of(value, i)[1] and type(built.fee) is int
     assert pending_of(bytes((events_pb2.EVENT_KIND_TX_SEEN,)) + events_pb2.Event(
         tx_seen=events_pb2.TxSeen(tx=cancel)).SerializeToString(), 0)[1].cancel
     assert LIFE_ROW.unpack(life_row(b"\x02" * 32, b"\x01" * 20, 2**64 - 1, b"\x01" * 20, b"\x00", b"\x05", b"", b"",

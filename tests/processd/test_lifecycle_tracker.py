@@ -4,13 +4,14 @@ state). Property tests run derandomized (tests/conftest.py's gating profile)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from common.pb.v1 import block_pb2, events_pb2
-from processd.storage.lifecycle import LifecycleTracker, Pending, fee_bump_bps
+from processd.storage.lifecycle import ChainLife, LifecycleTracker, Pending, fee_bump_bps
 
 CHAIN = 1
 TTL_S = 100
@@ -21,7 +22,7 @@ def _tracker(max_pending: int = 1000, depth: int = 4) -> LifecycleTracker:
 
 
 def _p(seq: int, tag: int, sender: int, nonce: int, fee: int = 100, seen_s: int = 1000) -> Pending:
-    return Pending(seq, bytes([tag]) * 32, bytes([sender]) * 20, nonce, fee, seen_s * 10**9, False)
+    return Pending(seen_s * 10**9, seq, bytes([tag]) * 32, bytes([sender]) * 20, nonce, fee, False)
 
 
 def _block(number: int, txs: list[tuple[int, int, int]], ts: int, tag: int = 0) -> block_pb2.BlockEnvelope:
@@ -131,7 +132,7 @@ def test_settling_without_blocks_keeps_the_expiry_heap_bounded() -> None:
     life = t.chains[CHAIN]
 
     def tx(seq: int, sender: int, nonce: int) -> Pending:
-        return Pending(seq, seq.to_bytes(32, "big"), bytes([sender]) * 20, nonce, 100 + seq, 1000 * 10**9, False)
+        return Pending(1000 * 10**9, seq, seq.to_bytes(32, "big"), bytes([sender]) * 20, nonce, 100 + seq, False)
 
     for seq in range(2, 6):  # two senders, two nonces each: the bound is reached
         t.pending(CHAIN, tx(seq, seq % 2, seq // 4))
@@ -251,8 +252,10 @@ _op = st.one_of(
 )
 
 
-def _run(ops: list[tuple], tracker: LifecycleTracker) -> tuple[Reference, dict[bytes, str], list[tuple]]:
-    """Runs ``ops`` on the tracker and the reference; the tracker's statuses from its events; the 'log'."""
+def _run(ops: list[tuple], tracker: LifecycleTracker,
+         after: Callable[[], None] | None = None) -> tuple[Reference, dict[bytes, str], list[tuple]]:
+    """Runs ``ops`` on the tracker and the reference (``after`` called after each); the tracker's statuses from its
+    events; the 'log'."""
     ref = Reference()
     got: dict[bytes, str] = {}
     log: list[tuple] = []  # (seq, input) as the event log would hold them
@@ -289,7 +292,27 @@ def _run(ops: list[tuple], tracker: LifecycleTracker) -> tuple[Reference, dict[b
         for kind, _, tx_hash, _, _ in events:
             if tx_hash:  # (a REORG is about the chain)
                 got[tx_hash] = _KIND_STATUS[kind]
+        if after is not None:
+            after()
     return ref, got, log
+
+
+_reorg = st.tuples(st.just("reorg"), st.lists(st.tuples(st.integers(0, 40), st.integers(0, 3), st.integers(0, 3)),
+                                             max_size=4), st.integers(0, 60), st.integers(1, 3))
+
+
+def _check_layout(life: ChainLife) -> None:
+    """The compact layout (docs/processd.md, lifecycle memory): a sender of one tracked nonce maps to its Pending
+    itself, a dict only holds two or more; every slot holds the very tuple tracked for its hash; every tracked or
+    held tuple is its own entry of the expiry heap."""
+    for sender, held in life.by_sender.items():
+        slots = list(held.items()) if isinstance(held, dict) else [(held.nonce, held)]
+        assert not isinstance(held, dict) or len(held) >= 2
+        for nonce, p in slots:
+            assert (p.sender, p.nonce) == (sender, nonce) and life.pending[p.tx_hash] is p
+    in_heap = {id(p) for p in life.expiry}
+    assert all(id(p) in in_heap for p in life.pending.values())
+    assert all(id(r[0]) in in_heap for r in life.replaced.values())
 
 
 @settings(max_examples=300)
@@ -302,8 +325,11 @@ def test_tracker_agrees_with_the_reference_model(ops: list[tuple]) -> None:
     assert set(tracker.chains[CHAIN].replaced) == ref.held
 
 
-_reorg = st.tuples(st.just("reorg"), st.lists(st.tuples(st.integers(0, 40), st.integers(0, 3), st.integers(0, 3)),
-                                             max_size=4), st.integers(0, 60), st.integers(1, 3))
+@settings(max_examples=200)
+@given(st.lists(st.one_of(_op, _reorg), max_size=40))
+def test_compact_layout_holds(ops: list[tuple]) -> None:
+    tracker = _tracker()
+    _run(ops, tracker, lambda: _check_layout(tracker.chains[CHAIN]))
 
 
 @settings(max_examples=200)

@@ -263,11 +263,15 @@ def _run(ops: list[tuple], tracker: LifecycleTracker,
     tracker.block(_block(number, [], now), seq)
     log.append((seq, "block", _block(number, [], now)))
     tag = 0
+    #: A hash stands for one signed transaction, so a block lists a hash sent before with that sender and nonce
+    #: (a hash never seen pending, private flow, takes the op's own).
+    slot_of: dict[bytes, tuple[bytes, int]] = {}
     for op in ops:
         seq += 1
         if op[0] == "tx":
             tag += 1
             tx = _p(seq, 0, op[1], op[2], op[3], now - op[4])._replace(tx_hash=tag.to_bytes(2, "big") * 16)
+            slot_of[tx.tx_hash] = (tx.sender, tx.nonce)
             ref.pending(tx)
             log.append((seq, "tx", tx))
             events = tracker.pending_many(CHAIN, [tx])  # (the writer's path; the rebuild below takes pending())
@@ -278,8 +282,9 @@ def _run(ops: list[tuple], tracker: LifecycleTracker,
             now += op[2]
             hashes = [((h % max(tag, 1)) + 1).to_bytes(2, "big") * 16 for h, _, _ in op[1]]
             block = _block(number, [], now, tag=seq % 256 if op[0] == "reorg" else 0)
-            block.txs.extend(block_pb2.IncludedTx(hash=h, sender=bytes([s]) * 20, nonce=n)
-                             for h, (_, s, n) in zip(hashes, op[1], strict=True))
+            slots = [slot_of.get(h, (bytes([s]) * 20, n)) for h, (_, s, n) in zip(hashes, op[1], strict=True)]
+            block.txs.extend(block_pb2.IncludedTx(hash=h, sender=sender, nonce=nonce)
+                             for h, (sender, nonce) in zip(hashes, slots, strict=True))
             ref.block(block)
             events = tracker.block(block, seq).events
             log.append((seq, "block", block))

@@ -59,6 +59,9 @@ FLUSH_MAX_BYTES = 256 * 1024
 #: a client that stopped reading, four times the queue bound, per client; 256 KiB still carries the unfiltered
 #: stream at the demo rate (~0.4 MB/s) over a 100 ms round trip.
 SOCKET_SNDBUF_BYTES = 256 * 1024
+#: Seconds a gateway whose processd answered SubscribeMany with UNIMPLEMENTED (an older release) serves streams from
+#: the head with their own SubscribeEvents before it tries SubscribeMany again (a rolling upgrade replaces it).
+MANY_RETRY_S = 30.0
 HEARTBEAT = b": heartbeat\n\n"
 CUT_SLOW = "slow_client"
 #: Internal: the client opening an upstream left before processd admitted it.
@@ -193,6 +196,7 @@ class SharedStream:
                 opened.exception()  # retrieved: no "never retrieved" warning when no one else waits
                 raise
             self.opened.set_result(head)
+            self.fanout.many_worked()
             self._tasks = [asyncio.create_task(self._read(None if first.empty() else first.get_nowait())),
                            asyncio.create_task(self._write())]
             return
@@ -384,7 +388,31 @@ class Fanout:
         #: The one processd call every upstream is a filter of.
         self.shared = SharedStream(self)
         self._heartbeats: asyncio.Task[None] | None = None
+        #: Until when (monotonic) processd is taken not to implement SubscribeMany; 0: it is taken to.
+        self._many_refused_until = 0.0
+        self._many_warned = False
         metrics.sse_queued_bytes.set_function(self.queued_bytes)
+
+    def many_supported(self) -> bool:
+        """False while processd is taken not to implement SubscribeMany (its last answer, at most
+        :data:`MANY_RETRY_S` ago): streams from the head then take their own SubscribeEvents."""
+        return time.monotonic() >= self._many_refused_until
+
+    def many_unimplemented(self) -> None:
+        """processd answered SubscribeMany with UNIMPLEMENTED (an older release): streams from the head take their
+        own SubscribeEvents for :data:`MANY_RETRY_S`, then SubscribeMany is tried again. Logged once (and again
+        only after SubscribeMany worked in between)."""
+        self._many_refused_until = time.monotonic() + MANY_RETRY_S
+        if not self._many_warned:
+            self._many_warned = True
+            log.warning("processd does not implement SubscribeMany (an older release?): SSE streams from the head "
+                        "get their own SubscribeEvents subscription; SubscribeMany is tried again every %.0f s",
+                        MANY_RETRY_S)
+
+    def many_worked(self) -> None:
+        """processd admitted a SubscribeMany call: a later refusal is logged again."""
+        self._many_refused_until = 0.0
+        self._many_warned = False
 
     def queued_bytes(self) -> int:
         """Bytes waiting in every listener's queue (the gauge; read at scrape time)."""

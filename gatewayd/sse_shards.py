@@ -103,6 +103,7 @@ class ShardedStreams:
         putting ``(i, message)`` on ``queue``; a lost subscription is retried every :data:`RETRY_S`."""
         read = positions[i]
         while True:
+            self.streamer.metrics.sse_streams.labels("own").inc()
             call = shard.client.subscribe_events(_subscribe_request(p, None if read == EXHAUSTED else read + 1))
             try:
                 sink = _Sink(queue, i)

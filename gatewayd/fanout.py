@@ -15,6 +15,11 @@ sends each event once with the ids of the filters that take it; the stream's rea
 rendering (raw or not) and offers the frame to the upstreams whose ids it carries, so processd's messages follow
 its commits, not the distinct filters of the gateway's clients.
 
+A processd of an older release answers SubscribeMany with UNIMPLEMENTED: :meth:`Fanout.many_unimplemented` then
+sends streams from the head to their own SubscribeEvents (:mod:`gatewayd.sse`, counted as
+``sse_streams_total{path="fallback"}``, logged once) for :data:`MANY_RETRY_S`, after which SubscribeMany is tried
+again. In front of several shards each shard has a fanout of its own (:mod:`gatewayd.shard_fanout`).
+
 Bounded and fair: each listener queues at most :data:`LISTENER_MAX_BYTES` / :data:`LISTENER_MAX_MESSAGES`; a
 client that falls that far behind (it does not read, or reads slower than the stream) is cut with the counted
 reason ``slow_client`` (``mempulse_gatewayd_sse_cuts_total``) and an ``event: error`` when its socket still
@@ -391,7 +396,6 @@ class Fanout:
         #: Until when (monotonic) processd is taken not to implement SubscribeMany; 0: it is taken to.
         self._many_refused_until = 0.0
         self._many_warned = False
-        metrics.sse_queued_bytes.set_function(self.queued_bytes)
 
     def many_supported(self) -> bool:
         """False while processd is taken not to implement SubscribeMany (its last answer, at most
@@ -414,6 +418,10 @@ class Fanout:
         self._many_refused_until = 0.0
         self._many_warned = False
 
+    def _new_upstream(self, key: Hashable, raw: bool) -> Upstream:
+        """The upstream of a new filter (a subclass's own kind: gatewayd/shard_fanout.py)."""
+        return Upstream(self, key, raw)
+
     def queued_bytes(self) -> int:
         """Bytes waiting in every listener's queue (the gauge; read at scrape time)."""
         return sum(lis.queued for up in self.upstreams.values() for lis in up.listeners)
@@ -425,8 +433,7 @@ class Fanout:
         key = (upstream_key(p), raw)
         upstream = self.upstreams.get(key)
         if upstream is None:
-            upstream = self.upstreams[key] = Upstream(self, key, raw)
-            self.metrics.sse_upstreams.set(len(self.upstreams))
+            upstream = self.upstreams[key] = self._new_upstream(key, raw)
             await upstream.open(request, admit)
         else:
             try:
@@ -441,7 +448,7 @@ class Fanout:
         # No await from here: the listener gets every event after last_seq, and none before.
         listener.upstream = upstream
         upstream.listeners.add(listener)
-        if self._heartbeats is None:
+        if self._heartbeats is None and self.heartbeat_s > 0:
             self._heartbeats = asyncio.create_task(self._heartbeat_loop())
         return upstream.flushed_seq
 
@@ -459,7 +466,6 @@ class Fanout:
         """Forgets ``upstream`` (ended or empty): the next client of its filter opens a new one."""
         if self.upstreams.get(upstream.key) is upstream:
             del self.upstreams[upstream.key]
-            self.metrics.sse_upstreams.set(len(self.upstreams))
 
     def cut(self, listener: Listener, reason: str) -> None:
         """Ends a listener's stream for ``reason`` (counted). A writer stuck on a full socket cannot send the

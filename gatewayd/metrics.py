@@ -21,8 +21,8 @@ PREFIX = "mempulse_gatewayd_"
 #: Why the gateway cuts an SSE client (the label values of ``sse_cuts_total``).
 SSE_CUT_REASONS = ("slow_client",)
 #: Which processd call serves an SSE stream's subscription (the label values of ``sse_streams_total``): ``shared``
-#: a filter of the gateway's SubscribeMany stream, ``own`` its own SubscribeEvents (a cursor, or a shard of a
-#: sharded gateway), ``fallback`` its own SubscribeEvents from the head (processd does not implement SubscribeMany).
+#: a filter of the gateway's SubscribeMany stream, ``own`` its own SubscribeEvents (from a cursor, with one processd
+#: or per shard), ``fallback`` its own SubscribeEvents from the head (processd does not implement SubscribeMany).
 SSE_PATHS = ("shared", "own", "fallback")
 _LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import grpc
 import httpx
+import orjson
 import pytest
 
 from common.pb.v1 import query_pb2
@@ -103,4 +104,63 @@ def test_streams_from_the_head_fall_back_to_subscribe_events_without_subscribe_m
     assert len(tallies) == 2 * len(FILTERS)
     # Logged once at WARNING, not once per client.
     log_text = (tmp_path / "gatewayd.log").read_text()
+    assert log_text.count("does not implement SubscribeMany") == 1, log_text[-2000:]
+
+
+async def _hashes_of(client: httpx.AsyncClient, params: dict[str, Any], count: int, started: asyncio.Event,
+                     out: list[str]) -> None:
+    """Reads ``count`` events of a stream into ``out`` (their tx hashes); ``started`` once its 200 came."""
+    async with client.stream("GET", "/events/stream", params=params) as resp:
+        assert resp.status_code == 200, await resp.aread()
+        started.set()
+        async for line in resp.aiter_lines():
+            assert not line.startswith("event: error"), line
+            if line.startswith("data: "):
+                out.append(orjson.loads(line[6:])["tx_hash"])
+                if len(out) == count:
+                    return
+
+
+async def _run_sharded(tmp_path: Path) -> None:
+    older = ProcessdServer(make_config(tmp_path / "older", analysis_workers=0))
+    older.query.__class__ = _OlderQuery
+    newer = ProcessdServer(make_config(tmp_path / "newer", analysis_workers=0))
+    await older.start()
+    await newer.start()
+    gateway = Gateway(f"1={older.address}", tmp_path / "gatewayd-sharded.log",
+                      ["--processd", f"56,polygon={newer.address}", "--rate-limit-rps", "0"])
+    await asyncio.to_thread(gateway.start)
+    on_older = synthetic_envelopes(4, seed=41, chain_ids=(1,))
+    on_newer = synthetic_envelopes(3, seed=42, chain_ids=(137,))
+    streams = {"older": ({"kinds": "tx_seen", "chain_id": 1}, len(on_older)),
+               "newer": ({"kinds": "tx_seen", "chain_id": 137}, len(on_newer)),
+               "all": ({"kinds": "tx_seen"}, len(on_older) + len(on_newer))}
+    got: dict[str, list[str]] = {name: [] for name in streams}
+    try:
+        async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as client:
+            started = {name: asyncio.Event() for name in streams}
+            tasks = [asyncio.create_task(_hashes_of(client, params, count, started[name], got[name]))
+                     for name, (params, count) in streams.items()]
+            await asyncio.wait_for(asyncio.gather(*(s.wait() for s in started.values())), 30)
+            await push_envelopes(older.address, on_older, batch_size=100, session_id="older")
+            await push_envelopes(newer.address, on_newer, batch_size=100, session_id="newer")
+            await asyncio.wait_for(asyncio.gather(*tasks), 60)
+            streams_total = 'mempulse_gatewayd_sse_streams_total{path="%s"}'
+            # The older shard's subscriptions (its chain's stream, the all-chain stream's) fell back; the newer's
+            # are filters of its SubscribeMany stream.
+            assert await asyncio.to_thread(_metric, gateway.url, streams_total % "fallback") == 2
+            assert await asyncio.to_thread(_metric, gateway.url, streams_total % "shared") == 2
+    finally:
+        await asyncio.to_thread(gateway.stop)
+        await older.stop()
+        await newer.stop()
+    hashes = {name: ["0x" + e.hash.hex() for e in envs] for name, envs in (("older", on_older), ("newer", on_newer))}
+    assert got["older"] == hashes["older"] and got["newer"] == hashes["newer"]
+    assert [h for h in got["all"] if h in hashes["older"]] == hashes["older"]
+    assert sorted(got["all"]) == sorted(hashes["older"] + hashes["newer"])
+
+
+def test_a_shard_without_subscribe_many_falls_back_the_others_share(tmp_path: Path) -> None:
+    asyncio.run(_run_sharded(tmp_path))
+    log_text = (tmp_path / "gatewayd-sharded.log").read_text()
     assert log_text.count("does not implement SubscribeMany") == 1, log_text[-2000:]

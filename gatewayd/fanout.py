@@ -81,6 +81,14 @@ def upstream_key(p: dict[str, Any]) -> Hashable:
                         for k, v in p.items() if k != "from_seq_id"))
 
 
+def limit_send_buffer(transport: Any) -> None:
+    """Caps a shared-stream client's kernel send buffer at :data:`SOCKET_SNDBUF_BYTES` (None: no socket)."""
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_SNDBUF_BYTES)
+
+
 def error_frame(code: str, message: str) -> bytes:
     """The final ``event: error`` SSE message of a stream."""
     return b"event: error\ndata: %s\n\n" % orjson.dumps({"error": {"code": code, "message": message}})
@@ -99,10 +107,7 @@ class Listener:
         self.final: bytes | None = None
         self.sending = False
         self.transport = transport
-        sock = transport.get_extra_info("socket") if transport is not None else None
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_SNDBUF_BYTES)
+        limit_send_buffer(transport)
         self.last_write = time.monotonic()
         self.upstream: Upstream | None = None
 

@@ -24,8 +24,9 @@ from gatewayd.fanout import CUT_SLOW, LISTENER_MAX_MESSAGES, Fanout, Listener, U
 from gatewayd.metrics import GatewayMetrics
 from gatewayd.processd_client import ProcessdClient
 
-#: Events a sharded stream may have queued from one shard's shared stream before it is cut as slow.
-SINK_MAX_EVENTS = 8192
+#: Events a sharded stream may have queued from one shard's shared stream before it is cut as slow (about the
+#: one-processd path's 1 MiB of rendered messages at the demo's event sizes).
+SINK_MAX_EVENTS = 2048
 
 
 def _the_events(events: Any, raw: bool) -> Any:

@@ -33,6 +33,7 @@ from sanic import Request
 
 from common.limits import MAX_PAGE_LIMIT
 from common.pb.v1 import query_pb2
+from gatewayd.fanout import limit_send_buffer
 from gatewayd.merge import EXHAUSTED, decode_cursor, encode_cursor
 from gatewayd.params import UINT64_MAX, ParamError, parse_uint
 from gatewayd.processd_client import UpstreamError, map_rpc_error
@@ -86,6 +87,7 @@ class ShardedStreams:
             raise UpstreamError(503, "too_many_streams", f"{streamer.max_clients} event streams are open; retry "
                                 "later", retriable=True, grpc_code="")
         pumps: list[asyncio.Task[None]] = []
+        limit_send_buffer(request.transport)  # a client that stops reading is cut, not buffered for in the kernel
         try:
             admitted = [asyncio.Event() for _ in shards]
             failures: list[UpstreamError | None] = [None] * len(shards)

@@ -4,6 +4,7 @@ go on, partial answers flagged), and the merged SSE stream's composite Last-Even
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import Iterator
@@ -14,6 +15,8 @@ import orjson
 import pytest
 from jsonschema import Draft202012Validator
 
+from common.testing.ingest_push import push_envelopes
+from common.testing.sseclient import Tally, expected_ids, expected_tally, run_client
 from common.testing.synth import synthetic_envelopes
 
 pytestmark = pytest.mark.integration
@@ -245,3 +248,42 @@ def test_streams_share_one_subscribe_many_per_shard_and_rejoin_it(processd_facto
         assert [d["tx_hash"] for _, d in readers["polygon"].events(3)] == _hashes(live_b[:3])
         # Back on B's one SubscribeMany stream (its one slot), never on an own SubscribeEvents.
         assert _metric(g.url, streams % "own") == 0 and _metric(g.url, streams % "shared") >= 9
+
+
+async def _slow_and_good(a: Any, g: Any) -> list[Any]:
+    port = int(g.url.rsplit(":", 1)[1])
+    good = [Tally(f"good{i}", "/events/stream?chain_id=1") for i in range(2)]
+    slow = [Tally(f"slow{i}", "/events/stream?chain_id=1&include=raw") for i in range(2)]
+    tasks = [asyncio.create_task(run_client("127.0.0.1", port, t)) for t in good]
+    tasks += [asyncio.create_task(run_client("127.0.0.1", port, t, slow=True)) for t in slow]
+    deadline = time.monotonic() + 60
+    try:
+        while not all(t.status for t in good + slow):
+            assert time.monotonic() < deadline, "clients open"
+            await asyncio.sleep(0.1)
+        # Enough to pass what a stopped client can hold: kernel buffers, 16 queued messages, SINK_MAX_EVENTS.
+        envelopes = synthetic_envelopes(8000, seed=17, chain_ids=A_CHAINS)
+        for i in range(0, len(envelopes), 100):  # paced, as in test_sse_fanout
+            await push_envelopes(a.addr, envelopes[i:i + 100], batch_size=100, session_id="slow",
+                                 first_batch_seq=i // 100 + 1)
+            await asyncio.sleep(0.05)
+        expected = expected_tally([s for s, _ in await asyncio.to_thread(expected_ids, a.addr, 1, [], 0)])
+        cuts = 'mempulse_gatewayd_sse_cuts_total{reason="slow_client"}'
+        while not (all(t.last >= expected[2] for t in good) and await asyncio.to_thread(_metric, g.url, cuts) >= 2):
+            assert time.monotonic() < deadline + 60, (
+                [(t.name, t.count, t.last, t.closed, t.error_code) for t in good + slow], expected)
+            await asyncio.sleep(0.2)
+        assert await asyncio.to_thread(_metric, g.url, cuts) == 2  # the slow ones, not a good one
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for t in good:
+        assert (t.count, t.first, t.last, t.digest) == expected and t.in_order, (t.summary(), expected)
+    return good
+
+
+def test_a_slow_sharded_stream_is_cut_the_others_get_every_event(processd_factory, gateway_factory) -> None:
+    a, _b, g = shard_stack(processd_factory, gateway_factory, "--max-connections-per-address", "0")
+    good = asyncio.run(_slow_and_good(a, g))
+    assert all(t.count > 0 for t in good)

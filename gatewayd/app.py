@@ -562,6 +562,8 @@ def create_app(config: GatewayConfig, name: str | None = None) -> Sanic:
 
     async def end_streams(_app: Sanic) -> None:
         await gw.streamer.close()
+        if gw.sharded_streams is not None:
+            await gw.sharded_streams.close()
 
     async def stop_client(_app: Sanic) -> None:
         if gw.shards is not None:

@@ -15,6 +15,11 @@ sends each event once with the ids of the filters that take it; the stream's rea
 rendering (raw or not) and offers the frame to the upstreams whose ids it carries, so processd's messages follow
 its commits, not the distinct filters of the gateway's clients.
 
+A processd of an older release answers SubscribeMany with UNIMPLEMENTED: :meth:`Fanout.many_unimplemented` then
+sends streams from the head to their own SubscribeEvents (:mod:`gatewayd.sse`, counted as
+``sse_streams_total{path="fallback"}``, logged once) for :data:`MANY_RETRY_S`, after which SubscribeMany is tried
+again. In front of several shards each shard has a fanout of its own (:mod:`gatewayd.shard_fanout`).
+
 Bounded and fair: each listener queues at most :data:`LISTENER_MAX_BYTES` / :data:`LISTENER_MAX_MESSAGES`; a
 client that falls that far behind (it does not read, or reads slower than the stream) is cut with the counted
 reason ``slow_client`` (``mempulse_gatewayd_sse_cuts_total``) and an ``event: error`` when its socket still
@@ -59,6 +64,9 @@ FLUSH_MAX_BYTES = 256 * 1024
 #: a client that stopped reading, four times the queue bound, per client; 256 KiB still carries the unfiltered
 #: stream at the demo rate (~0.4 MB/s) over a 100 ms round trip.
 SOCKET_SNDBUF_BYTES = 256 * 1024
+#: Seconds a gateway whose processd answered SubscribeMany with UNIMPLEMENTED (an older release) serves streams from
+#: the head with their own SubscribeEvents before it tries SubscribeMany again (a rolling upgrade replaces it).
+MANY_RETRY_S = 30.0
 HEARTBEAT = b": heartbeat\n\n"
 CUT_SLOW = "slow_client"
 #: Internal: the client opening an upstream left before processd admitted it.
@@ -71,6 +79,14 @@ def upstream_key(p: dict[str, Any]) -> Hashable:
     """The sharing key of a stream's parameters: all of them but the cursor (lists as tuples)."""
     return tuple(sorted((k, tuple(v) if isinstance(v, list | tuple | set | frozenset) else v)
                         for k, v in p.items() if k != "from_seq_id"))
+
+
+def limit_send_buffer(transport: Any) -> None:
+    """Caps a shared-stream client's kernel send buffer at :data:`SOCKET_SNDBUF_BYTES` (None: no socket)."""
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_SNDBUF_BYTES)
 
 
 def error_frame(code: str, message: str) -> bytes:
@@ -91,10 +107,7 @@ class Listener:
         self.final: bytes | None = None
         self.sending = False
         self.transport = transport
-        sock = transport.get_extra_info("socket") if transport is not None else None
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_SNDBUF_BYTES)
+        limit_send_buffer(transport)
         self.last_write = time.monotonic()
         self.upstream: Upstream | None = None
 
@@ -193,6 +206,7 @@ class SharedStream:
                 opened.exception()  # retrieved: no "never retrieved" warning when no one else waits
                 raise
             self.opened.set_result(head)
+            self.fanout.many_worked()
             self._tasks = [asyncio.create_task(self._read(None if first.empty() else first.get_nowait())),
                            asyncio.create_task(self._write())]
             return
@@ -384,7 +398,34 @@ class Fanout:
         #: The one processd call every upstream is a filter of.
         self.shared = SharedStream(self)
         self._heartbeats: asyncio.Task[None] | None = None
-        metrics.sse_queued_bytes.set_function(self.queued_bytes)
+        #: Until when (monotonic) processd is taken not to implement SubscribeMany; 0: it is taken to.
+        self._many_refused_until = 0.0
+        self._many_warned = False
+
+    def many_supported(self) -> bool:
+        """False while processd is taken not to implement SubscribeMany (its last answer, at most
+        :data:`MANY_RETRY_S` ago): streams from the head then take their own SubscribeEvents."""
+        return time.monotonic() >= self._many_refused_until
+
+    def many_unimplemented(self) -> None:
+        """processd answered SubscribeMany with UNIMPLEMENTED (an older release): streams from the head take their
+        own SubscribeEvents for :data:`MANY_RETRY_S`, then SubscribeMany is tried again. Logged once (and again
+        only after SubscribeMany worked in between)."""
+        self._many_refused_until = time.monotonic() + MANY_RETRY_S
+        if not self._many_warned:
+            self._many_warned = True
+            log.warning("processd does not implement SubscribeMany (an older release?): SSE streams from the head "
+                        "get their own SubscribeEvents subscription; SubscribeMany is tried again every %.0f s",
+                        MANY_RETRY_S)
+
+    def many_worked(self) -> None:
+        """processd admitted a SubscribeMany call: a later refusal is logged again."""
+        self._many_refused_until = 0.0
+        self._many_warned = False
+
+    def _new_upstream(self, key: Hashable, raw: bool) -> Upstream:
+        """The upstream of a new filter (a subclass's own kind: gatewayd/shard_fanout.py)."""
+        return Upstream(self, key, raw)
 
     def queued_bytes(self) -> int:
         """Bytes waiting in every listener's queue (the gauge; read at scrape time)."""
@@ -397,8 +438,7 @@ class Fanout:
         key = (upstream_key(p), raw)
         upstream = self.upstreams.get(key)
         if upstream is None:
-            upstream = self.upstreams[key] = Upstream(self, key, raw)
-            self.metrics.sse_upstreams.set(len(self.upstreams))
+            upstream = self.upstreams[key] = self._new_upstream(key, raw)
             await upstream.open(request, admit)
         else:
             try:
@@ -413,7 +453,7 @@ class Fanout:
         # No await from here: the listener gets every event after last_seq, and none before.
         listener.upstream = upstream
         upstream.listeners.add(listener)
-        if self._heartbeats is None:
+        if self._heartbeats is None and self.heartbeat_s > 0:
             self._heartbeats = asyncio.create_task(self._heartbeat_loop())
         return upstream.flushed_seq
 
@@ -431,7 +471,6 @@ class Fanout:
         """Forgets ``upstream`` (ended or empty): the next client of its filter opens a new one."""
         if self.upstreams.get(upstream.key) is upstream:
             del self.upstreams[upstream.key]
-            self.metrics.sse_upstreams.set(len(self.upstreams))
 
     def cut(self, listener: Listener, reason: str) -> None:
         """Ends a listener's stream for ``reason`` (counted). A writer stuck on a full socket cannot send the

@@ -20,6 +20,10 @@ PREFIX = "mempulse_gatewayd_"
 
 #: Why the gateway cuts an SSE client (the label values of ``sse_cuts_total``).
 SSE_CUT_REASONS = ("slow_client",)
+#: Which processd call serves an SSE stream's subscription (the label values of ``sse_streams_total``): ``shared``
+#: a filter of the gateway's SubscribeMany stream, ``own`` its own SubscribeEvents (from a cursor, with one processd
+#: or per shard), ``fallback`` its own SubscribeEvents from the head (processd does not implement SubscribeMany).
+SSE_PATHS = ("shared", "own", "fallback")
 _LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -117,6 +121,15 @@ class GatewayMetrics:
         )
         for reason in SSE_CUT_REASONS:  # present at zero from start
             self.sse_cuts.labels(reason)
+        self.sse_streams = Counter(
+            f"{PREFIX}sse_streams_total",
+            "processd subscriptions taken for SSE streams, by path (shared: a filter of the SubscribeMany stream; "
+            "own: its own SubscribeEvents; fallback: its own SubscribeEvents because processd lacks SubscribeMany)",
+            ["path"],
+            registry=r,
+        )
+        for path in SSE_PATHS:
+            self.sse_streams.labels(path)
         self.sse_upstreams = Gauge(
             f"{PREFIX}sse_upstreams", "processd subscriptions shared by SSE clients that started at the head",
             registry=r,

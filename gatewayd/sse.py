@@ -110,6 +110,11 @@ class EventStreamer:
         self._open: dict[asyncio.Task[Any], Any] = {}
         # Streams from the head share one processd subscription per filter (gatewayd/fanout.py).
         self.fanout = Fanout(client, metrics, heartbeat_s, lambda events, raw: format_events(events, render, raw))
+        metrics.sse_queued_bytes.set_function(self.fanout.queued_bytes)
+        #: The shared streams of each processd shard (gatewayd/sse_shards.py adds them), counted in sse_upstreams.
+        self.shard_fanouts: list[Fanout] = []
+        metrics.sse_upstreams.set_function(
+            lambda: len(self.fanout.upstreams) + sum(len(f.upstreams) for f in self.shard_fanouts))
 
     @property
     def open_streams(self) -> int:
@@ -132,8 +137,9 @@ class EventStreamer:
         raw = "raw" in p["include"]
         task = asyncio.current_task()
         assert task is not None
-        shared = from_seq is None  # from the head: a listener of the shared upstream of its filter
-        queue: Any = Listener(request.transport) if shared else asyncio.Queue(QUEUE_MESSAGES)
+        # From the head: a listener of the shared upstream of its filter, unless processd lacks SubscribeMany.
+        listener = Listener(request.transport) if from_seq is None and self.fanout.many_supported() else None
+        queue: Any = listener if listener is not None else asyncio.Queue(QUEUE_MESSAGES)
         if not self._try_reserve(task, queue):
             self.metrics.sse_rejected.inc()
             raise UpstreamError(
@@ -143,13 +149,32 @@ class EventStreamer:
                 retriable=True,
                 grpc_code="",
             )
-        call: Any = None
+        try:
+            if listener is not None:
+                try:
+                    await self._stream_shared(request, p, raw, listener)
+                    return
+                except UpstreamError as exc:
+                    if exc.grpc_code != "UNIMPLEMENTED":
+                        raise
+                # An older processd: this client takes its own subscription from the head, as before SubscribeMany.
+                self.fanout.many_unimplemented()
+                self.fanout.leave(listener)
+                queue = self._open[task] = asyncio.Queue(QUEUE_MESSAGES)
+            self.metrics.sse_streams.labels("own" if from_seq is not None else "fallback").inc()
+            await self._stream_own(request, p, from_seq, raw, queue)
+        finally:
+            if listener is not None:
+                self.fanout.leave(listener)
+            self._open.pop(task, None)
+            self.metrics.sse_clients.set(len(self._open))
+
+    async def _stream_own(self, request: Request, p: dict[str, Any], from_seq: int | None, raw: bool,
+                          queue: asyncio.Queue[Any]) -> None:
+        """A stream on its own SubscribeEvents call (a cursor, or processd lacks SubscribeMany)."""
+        call = self.client.subscribe_events(_subscribe_request(p, from_seq))
         reader: asyncio.Task[None] | None = None
         try:
-            if shared:
-                await self._stream_shared(request, p, raw, queue)
-                return
-            call = self.client.subscribe_events(_subscribe_request(p, from_seq))
             # Nothing has been sent to the client yet: a refusal by processd (its own subscriber cap), or processd
             # being down, is still a 503 JSON answer with Retry-After here, not a 200 followed by an error event
             # (which browsers retry every 2 s). The admission reports the head, so no ScanEvents probe is needed.
@@ -165,20 +190,16 @@ class EventStreamer:
             await self._relay(response, queue, raw)
             await response.eof()
         finally:
-            if shared:
-                self.fanout.leave(queue)
-            if call is not None:
-                call.cancel()
+            call.cancel()
             if reader is not None:
                 reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await reader
-            self._open.pop(task, None)
-            self.metrics.sse_clients.set(len(self._open))
 
     async def _stream_shared(self, request: Request, p: dict[str, Any], raw: bool, listener: Listener) -> None:
         """A stream from the head, fed by the shared upstream of its filter (admission awaited before the 200)."""
         head = await self.fanout.join(p, raw, _subscribe_request(p, None), self._admitted, listener)
+        self.metrics.sse_streams.labels("shared").inc()
         response = await request.respond(
             content_type="text/event-stream; charset=utf-8",
             headers={"cache-control": "no-cache", "x-accel-buffering": "no"},

@@ -4,6 +4,8 @@ go on, partial answers flagged), and the merged SSE stream's composite Last-Even
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -13,6 +15,8 @@ import orjson
 import pytest
 from jsonschema import Draft202012Validator
 
+from common.testing.ingest_push import push_envelopes
+from common.testing.sseclient import Tally, expected_ids, expected_tally, run_client
 from common.testing.synth import synthetic_envelopes
 
 pytestmark = pytest.mark.integration
@@ -194,3 +198,92 @@ def test_a_shard_killed_and_restarted(processd_factory, gateway_factory) -> None
         assert [d["tx_hash"] for _, d in rest] == ["0x" + e.hash.hex() for e in live_b[2:]]
         bad = http.get("/events/stream", headers={"last-event-id": "12"})
         assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_cursor"
+
+
+def _metric(url: str, name: str) -> float:
+    text = httpx.get(f"{url}/metrics", timeout=5).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+
+
+def _hashes(envelopes: list[Any]) -> list[str]:
+    return ["0x" + e.hash.hex() for e in envelopes]
+
+
+def test_streams_share_one_subscribe_many_per_shard_and_rejoin_it(processd_factory, gateway_factory) -> None:
+    # One subscriber slot per shard: four streams with different filters (six shard subscriptions) can only all
+    # be admitted as filters of each shard's one SubscribeMany stream, and so can their return after a restart.
+    env = {"MEMPULSE_PROCESSD_MAX_SUBSCRIBERS": "1"}
+    a, b = processd_factory("a", env=env), processd_factory("b", env=env)
+    g = gateway_factory(f"1={a.addr}", "--processd", f"56,polygon={b.addr}", "--rate-limit-rps", "0",
+                        "--max-connections-per-address", "0", "--sse-heartbeat-s", "0.5")
+    paths = {"all": {"kinds": "tx_seen"}, "raw": {"kinds": "tx_seen", "include": "raw"},
+             "eth": {"kinds": "tx_seen", "chain_id": 1}, "polygon": {"kinds": "tx_seen", "chain_id": 137}}
+    streams = 'mempulse_gatewayd_sse_streams_total{path="%s"}'
+    with contextlib.ExitStack() as stack:
+        http = stack.enter_context(g.client())
+        readers = {}
+        for name, params in paths.items():
+            resp = stack.enter_context(http.stream("GET", "/events/stream", params=params))
+            assert resp.status_code == 200, (name, resp.read())
+            readers[name] = Reader(resp)
+        assert _metric(g.url, streams % "shared") == 6 and _metric(g.url, streams % "own") == 0
+        assert _metric(g.url, "mempulse_gatewayd_sse_upstreams") == 6  # 3 filters on each shard's stream
+        live_a = synthetic_envelopes(3, seed=3, chain_ids=A_CHAINS)
+        a.push(live_a)
+        for name in ("all", "raw", "eth"):
+            assert [d["tx_hash"] for _, d in readers[name].events(3)] == _hashes(live_a), name
+
+        b.proc.kill()  # kill -9: shard B's shared stream is gone, shard A's flows on
+        b.proc.wait()
+        more_a = synthetic_envelopes(2, seed=4, chain_ids=A_CHAINS)
+        a.push(more_a)
+        for name in ("all", "raw", "eth"):
+            assert [d["tx_hash"] for _, d in readers[name].events(2)] == _hashes(more_a), name
+
+        b.start()  # pushed at once: what B commits before the streams are back is caught up, no gap
+        live_b = synthetic_envelopes(3, seed=5, chain_ids=(137,)) + synthetic_envelopes(2, seed=6, chain_ids=(56,))
+        b.push(live_b)
+        for name in ("all", "raw"):
+            assert [d["tx_hash"] for _, d in readers[name].events(5)] == _hashes(live_b), name
+        assert [d["tx_hash"] for _, d in readers["polygon"].events(3)] == _hashes(live_b[:3])
+        # Back on B's one SubscribeMany stream (its one slot), never on an own SubscribeEvents.
+        assert _metric(g.url, streams % "own") == 0 and _metric(g.url, streams % "shared") >= 9
+
+
+async def _slow_and_good(a: Any, g: Any) -> list[Any]:
+    port = int(g.url.rsplit(":", 1)[1])
+    good = [Tally(f"good{i}", "/events/stream?chain_id=1") for i in range(2)]
+    slow = [Tally(f"slow{i}", "/events/stream?chain_id=1&include=raw") for i in range(2)]
+    tasks = [asyncio.create_task(run_client("127.0.0.1", port, t)) for t in good]
+    tasks += [asyncio.create_task(run_client("127.0.0.1", port, t, slow=True)) for t in slow]
+    deadline = time.monotonic() + 60
+    try:
+        while not all(t.status for t in good + slow):
+            assert time.monotonic() < deadline, "clients open"
+            await asyncio.sleep(0.1)
+        # Enough to pass what a stopped client can hold: kernel buffers, 16 queued messages, SINK_MAX_EVENTS.
+        envelopes = synthetic_envelopes(8000, seed=17, chain_ids=A_CHAINS)
+        for i in range(0, len(envelopes), 100):  # paced, as in test_sse_fanout
+            await push_envelopes(a.addr, envelopes[i:i + 100], batch_size=100, session_id="slow",
+                                 first_batch_seq=i // 100 + 1)
+            await asyncio.sleep(0.05)
+        expected = expected_tally([s for s, _ in await asyncio.to_thread(expected_ids, a.addr, 1, [], 0)])
+        cuts = 'mempulse_gatewayd_sse_cuts_total{reason="slow_client"}'
+        while not (all(t.last >= expected[2] for t in good) and await asyncio.to_thread(_metric, g.url, cuts) >= 2):
+            assert time.monotonic() < deadline + 60, (
+                [(t.name, t.count, t.last, t.closed, t.error_code) for t in good + slow], expected)
+            await asyncio.sleep(0.2)
+        assert await asyncio.to_thread(_metric, g.url, cuts) == 2  # the slow ones, not a good one
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for t in good:
+        assert (t.count, t.first, t.last, t.digest) == expected and t.in_order, (t.summary(), expected)
+    return good
+
+
+def test_a_slow_sharded_stream_is_cut_the_others_get_every_event(processd_factory, gateway_factory) -> None:
+    a, _b, g = shard_stack(processd_factory, gateway_factory, "--max-connections-per-address", "0")
+    good = asyncio.run(_slow_and_good(a, g))
+    assert all(t.count > 0 for t in good)

@@ -91,6 +91,9 @@ def test_shared_streams_deliver_every_matching_event_and_cut_slow_clients(proces
     assert _metric(g.url, 'mempulse_gatewayd_sse_cuts_total{reason="slow_client"}') == SLOW
     # One filter of the shared stream per distinct filter (and one for the raw renderings), not one per client.
     assert _metric(g.url, "mempulse_gatewayd_sse_upstreams") <= len(FILTERS) + 1
+    # Every client was served by the shared stream: none took its own subscription.
+    assert _metric(g.url, 'mempulse_gatewayd_sse_streams_total{path="shared"}') == len(good) + SLOW
+    assert _metric(g.url, 'mempulse_gatewayd_sse_streams_total{path="fallback"}') == 0
 
 
 async def _clients(port: int, paths: list[str]) -> tuple[list[Tally], list[asyncio.Task[Tally]]]:

@@ -16,7 +16,8 @@ Records are frozen dataclasses of hex strings and ints (:mod:`common.client.reco
 from __future__ import annotations
 
 from common.client._many import ManySubscription, TaggedEvent
-from common.client._subscribe import Backoff, Subscription
+from common.client._stream import Backoff
+from common.client._subscribe import Subscription
 from common.client.client import Client, service_config
 from common.client.errors import (
     ClientClosedError,

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -26,8 +25,9 @@ from typing import Any
 import grpc
 
 from common.client import _convert
-from common.client._subscribe import ADMITTED_HEADER, HEAD_HEADER, Backoff
-from common.client.errors import ClientClosedError, ClientError, InvalidArgumentError, UnavailableError, from_rpc_error
+from common.client._stream import Backoff, ResumableStream
+from common.client._subscribe import ADMITTED_HEADER, HEAD_HEADER
+from common.client.errors import ClientClosedError, InvalidArgumentError
 from common.client.filter import Filter
 from common.client.records import Event
 from common.pb.v1 import events_pb2, query_pb2, query_pb2_grpc
@@ -41,8 +41,6 @@ CATCHUP_WINDOW_SEQS = 20_000
 #: Events per ScanEvents page of a catch-up.
 CATCHUP_PAGE_EVENTS = 1000
 _MAX_ID = 2**32 - 1
-_CLOSED = object()
-_WAKE = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,45 +69,37 @@ def _add_request(filters: Iterable[tuple[int, Filter]]) -> query_pb2.SubscribeMa
                                                for fid, flt in filters])
 
 
-class ManySubscription:
+class ManySubscription(ResumableStream[TaggedEvent]):
     """An async iterator of :class:`TaggedEvent` over many filters on one stream (``Client.subscribe_many``),
     surviving processd restarts: each event any filter takes is delivered once, in seq order, with the ids of its
     filters (see the module docstring for how a reconnect resumes).
 
     The stream starts at the first ``async for`` step (or ``start()``, or ``async with``); :meth:`add` and
     :meth:`remove` change the filters while it runs (a filter added later takes events from the seq processd
-    acknowledges it with, or from ``from_seq`` when given). ``aclose()`` ends it. If it cannot go on (processd
+    acknowledges it with, or from ``from_seq`` when given). ``wait_admitted()`` returns once processd has
+    acknowledged the filters the stream was opened with. ``aclose()`` ends it. If it cannot go on (processd
     refused a filter, or unreachable for ``Backoff.max_attempts`` reconnects) the events already queued are
     delivered first, then the iteration raises the :class:`ClientError`.
     """
 
+    method = "SubscribeMany"
+    label = "many-filter subscription"
+
     def __init__(self, stub: query_pb2_grpc.QueryStub, filters: dict[int, Filter], from_seq: int | None, *,
                  queue_events: int, backoff: Backoff, idle_timeout_s: float, timeout_s: float,
                  on_close: Any = None) -> None:
+        super().__init__(queue_events=queue_events, backoff=backoff, idle_timeout_s=idle_timeout_s,
+                         on_close=on_close)
         self._stub = stub
         self._filters = dict(filters)
         #: Per filter, the first seq it takes (``from_seq``, else its first acknowledgement).
         self._since: dict[int, int] = {fid: max(from_seq, 1) for fid in filters} if from_seq is not None else {}
-        self._backoff = backoff
-        self._idle_timeout_s = idle_timeout_s
         self._timeout_s = timeout_s
-        self._on_close = on_close
-        self._queue: asyncio.Queue[Any] = asyncio.Queue(queue_events)
-        self._wakes = 0
-        self._final: BaseException | object | None = None
-        self._task: asyncio.Task[None] | None = None
         self._call: Any = None  # the current stream, once its filters are sent
         self._write_lock = asyncio.Lock()
-        self._rng = random.Random()
         #: The seq of the last event queued (the stream's resume point is one past it).
         self._queued_seq = 0
-        self._last_seq = 0
-        self._settled = asyncio.Event()
         self._acked = asyncio.Event()  # set at each acknowledgement of an add (and when the subscription ends)
-        #: The head processd reported when the first stream was admitted (None before).
-        self.head_seq: int | None = None
-        #: Streams opened after the first one (processd restarts, resets, cut-offs).
-        self.reconnects = 0
 
     @property
     def filters(self) -> dict[int, Filter]:
@@ -138,16 +128,6 @@ class ManySubscription:
                 raise ClientClosedError("the subscription was closed before processd acknowledged the filter")
             self._acked.clear()  # no await since the check above: an acknowledgement cannot slip in between
             await self._acked.wait()
-
-    @property
-    def last_seq(self) -> int:
-        """The seq of the last event this iterator returned (0 before the first)."""
-        return self._last_seq
-
-    @property
-    def pending(self) -> int:
-        """Events queued for the consumer and not yet taken."""
-        return self._queue.qsize() - self._wakes
 
     async def add(self, fid: int, flt: Filter) -> None:
         """Adds filter ``fid``, or replaces the one held under it (processd applies a request's remove before
@@ -183,113 +163,17 @@ class ManySubscription:
             except (grpc.RpcError, grpc.aio.UsageError, asyncio.InvalidStateError):
                 pass  # the stream broke: the reconnect sends every filter held
 
-    async def start(self) -> ManySubscription:
-        """Starts the background stream (idempotent)."""
-        if self._task is None and self._final is None:
-            self._task = asyncio.create_task(self._run(), name="mempulse-client-many")
-        return self
-
-    async def wait_admitted(self) -> int:
-        """Starts the stream if needed, waits until processd has acknowledged its filters and returns the head
-        processd reported at admission. Raises the subscription's error if it ended first."""
-        await self.start()
-        await self._settled.wait()
-        if self.head_seq is None:
-            if isinstance(self._final, BaseException):
-                raise self._final
-            raise ClientClosedError("the subscription was closed before processd admitted it")
-        return self.head_seq
-
-    async def aclose(self) -> None:
-        """Ends the stream; iteration stops after this. Safe to call twice."""
-        if self._final is None:
-            self._finish(_CLOSED)
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise
-        if self._on_close is not None:
-            self._on_close(self)
-            self._on_close = None
-
-    async def __aenter__(self) -> ManySubscription:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    def __aiter__(self) -> ManySubscription:
-        return self
-
-    async def __anext__(self) -> TaggedEvent:
-        if self._task is None and self._final is None:
-            await self.start()
-        while True:
-            if self._final is _CLOSED:
-                raise StopAsyncIteration
-            if self._queue.empty() and self._final is not None:
-                if isinstance(self._final, BaseException):
-                    raise self._final
-                raise StopAsyncIteration
-            item = await self._queue.get()
-            if item is _WAKE:
-                self._wakes -= 1
-                continue
-            self._last_seq = item.event.seq_id
-            return item
-
     # ---- the background task --------------------------------------------------------------------------------
 
-    def _finish(self, final: BaseException | object) -> None:
-        if self._final is None:
-            self._final = final
-        self._settled.set()
-        self._acked.set()
-        try:
-            self._queue.put_nowait(_WAKE)
-            self._wakes += 1
-        except asyncio.QueueFull:
-            pass
+    def _seq_of(self, item: TaggedEvent) -> int:
+        return item.event.seq_id
 
-    async def _run(self) -> None:
-        attempt = 0
-        try:
-            while True:
-                admitted = [False]
-                try:
-                    await self._stream_once(admitted)
-                    cause = "processd ended the stream"
-                except grpc.RpcError as err:
-                    mapped = from_rpc_error("SubscribeMany", err)
-                    if not mapped.retriable:
-                        raise mapped from None
-                    cause = f"{mapped.code}: {(err.details() or '')[:200]}"
-                except TimeoutError:
-                    cause = f"no message for {self._idle_timeout_s:g} s (processd sends a heartbeat every 5 s)"
-                finally:
-                    self._call = None
-                attempt = 1 if admitted[0] else attempt + 1
-                if self._backoff.max_attempts is not None and attempt > self._backoff.max_attempts:
-                    raise UnavailableError(
-                        f"SubscribeMany: gave up after {attempt - 1} reconnect attempts ({cause})",
-                        method="SubscribeMany", code="UNAVAILABLE")
-                delay = self._backoff.delay(attempt, self._rng)
-                log.warning("many-filter subscription lost (%s); reconnecting in %.2f s after seq %d", cause, delay,
-                            self._queued_seq)
-                await asyncio.sleep(delay)
-                self.reconnects += 1
-        except ClientError as err:
-            self._finish(err)
-        except asyncio.CancelledError:
-            raise
-        except Exception as err:  # a bug must still end the caller's iteration, not hang it
-            log.exception("many-filter subscription failed")
-            self._finish(ClientError(f"SubscribeMany: the subscription failed: {err!r}", method="SubscribeMany"))
+    def _resume_point(self) -> str:
+        return f"after seq {self._queued_seq}"
+
+    def _finish(self, final: BaseException | object) -> None:
+        super()._finish(final)
+        self._acked.set()
 
     async def _stream_once(self, admitted: list[bool]) -> None:
         """One SubscribeMany call, until it ends (returns) or fails (raises ``grpc.RpcError``/TimeoutError): the
@@ -332,6 +216,7 @@ class ManySubscription:
                     caught_up, held = True, []
                     self._settled.set()
         finally:
+            self._call = None
             call.cancel()
 
     async def _catch_up(self, sent: dict[int, Filter], acked: dict[int, int], held: list[query_pb2.ManyEvent]

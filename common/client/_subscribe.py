@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import grpc
 
 from common.client import _convert
-from common.client.errors import ClientClosedError, ClientError, InvalidArgumentError, UnavailableError, from_rpc_error
+from common.client._stream import Backoff, ResumableStream
+from common.client.errors import InvalidArgumentError
 from common.client.filter import Filter, TxFacts
 from common.client.records import Event
 from common.pb.v1 import events_pb2, query_pb2, query_pb2_grpc
@@ -42,39 +42,9 @@ FACTS_CACHE_TXS = 65_536
 
 _SEEN = events_pb2.EVENT_KIND_TX_SEEN
 _DECODED = events_pb2.EVENT_KIND_TX_DECODED
-_WAKE = object()
-#: The subscription was closed by its owner: iteration ends.
-_CLOSED = object()
 
 
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """How a subscription reconnects: after the n-th consecutive failure it waits
-    ``min(max_s, initial_s * multiplier**(n-1))``, spread by +-``jitter`` (a fraction) so clients of one
-    processd do not come back in step, and gives up after ``max_attempts`` consecutive failures (None: never).
-    A stream that processd admitted resets the count.
-    """
-
-    initial_s: float = 0.1
-    max_s: float = 5.0
-    multiplier: float = 2.0
-    jitter: float = 0.2
-    max_attempts: int | None = None
-
-    def __post_init__(self) -> None:
-        if not (0 < self.initial_s <= self.max_s) or self.multiplier < 1 or not 0 <= self.jitter < 1:
-            raise InvalidArgumentError(
-                f"invalid backoff {self}: need 0 < initial_s <= max_s, multiplier >= 1, 0 <= jitter < 1")
-        if self.max_attempts is not None and self.max_attempts < 0:
-            raise InvalidArgumentError(f"invalid backoff {self}: max_attempts must be >= 0 or None")
-
-    def delay(self, attempt: int, rng: random.Random) -> float:
-        """Seconds to wait before reconnect ``attempt`` (1 = the first after a failure)."""
-        base = min(self.max_s, self.initial_s * self.multiplier ** max(attempt - 1, 0))
-        return min(self.max_s, base * (1.0 + rng.uniform(-self.jitter, self.jitter)))
-
-
-class Subscription:
+class Subscription(ResumableStream[Event]):
     """An async iterator of :class:`Event` that survives processd restarts (``Client.subscribe`` makes them).
 
     The stream starts at the first ``async for`` step (or ``start()``, or ``async with``); ``aclose()`` (or
@@ -82,6 +52,9 @@ class Subscription:
     (processd refused the request, or unreachable for ``Backoff.max_attempts`` reconnects) the events already
     queued are delivered first, then the iteration raises the :class:`ClientError`.
     """
+
+    method = "SubscribeEvents"
+    label = "event subscription"
 
     def __init__(
         self,
@@ -95,35 +68,16 @@ class Subscription:
         lookup_timeout_s: float,
         on_close: Any = None,
     ) -> None:
+        super().__init__(queue_events=queue_events, backoff=backoff, idle_timeout_s=idle_timeout_s,
+                         on_close=on_close)
         self.filter = flt
         self._stub = stub
-        self._backoff = backoff
-        self._idle_timeout_s = idle_timeout_s
         self._lookup_timeout_s = lookup_timeout_s
-        self._on_close = on_close
         # The seq the next stream starts from; None until processd has told the head (from_head).
         self._next_seq: int | None = None if from_seq is None else max(from_seq, 1)
-        self._queue: asyncio.Queue[Any] = asyncio.Queue(queue_events)
-        self._final: BaseException | object | None = None
-        self._task: asyncio.Task[None] | None = None
         self._facts: OrderedDict[tuple[int, bytes], TxFacts] = OrderedDict()
         #: Whether the current stream's processd applies the whole filter (its admission says so).
         self._server_filters = False
-        self._rng = random.Random()
-        self._last_seq = 0
-        self._wakes = 0  # _WAKE markers in the queue
-        #: The head processd reported when the first stream was admitted (None before).
-        self.head_seq: int | None = None
-        #: Streams opened after the first one (processd restarts, resets, cut-offs).
-        self.reconnects = 0
-        # Set when processd first admits the stream, or when the subscription ends before that.
-        self._settled = asyncio.Event()
-
-    @property
-    def last_seq(self) -> int:
-        """The seq of the last event this iterator returned (0 before the first): resume a later subscription
-        with ``from_seq=last_seq + 1``."""
-        return self._last_seq
 
     @property
     def resume_seq(self) -> int | None:
@@ -131,120 +85,11 @@ class Subscription:
         reported the head of a subscription started from now."""
         return self._next_seq
 
-    @property
-    def pending(self) -> int:
-        """Events queued for the consumer and not yet taken (how far behind the stream it is)."""
-        return self._queue.qsize() - self._wakes
+    def _seq_of(self, item: Event) -> int:
+        return item.seq_id
 
-    async def start(self) -> Subscription:
-        """Starts the background stream (idempotent)."""
-        if self._task is None and self._final is None:
-            self._task = asyncio.create_task(self._run(), name="mempulse-client-subscription")
-        return self
-
-    async def wait_admitted(self) -> int:
-        """Starts the stream if needed, waits until processd has admitted it and returns the head it reported
-        (the highest committed seq at admission): events committed after this returns are sure to be delivered.
-        Raises the subscription's error if it ended first."""
-        await self.start()
-        await self._settled.wait()
-        if self.head_seq is None:
-            if isinstance(self._final, BaseException):
-                raise self._final
-            raise ClientClosedError("the subscription was closed before processd admitted it")
-        return self.head_seq
-
-    async def aclose(self) -> None:
-        """Ends the stream; iteration stops after this. Safe to call twice."""
-        if self._final is None:
-            self._finish(_CLOSED)
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                # Re-raise only if the caller itself is being cancelled, not because of the task we cancelled.
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise
-        if self._on_close is not None:
-            self._on_close(self)
-            self._on_close = None
-
-    async def __aenter__(self) -> Subscription:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    def __aiter__(self) -> Subscription:
-        return self
-
-    async def __anext__(self) -> Event:
-        if self._task is None and self._final is None:
-            await self.start()
-        while True:
-            if self._final is _CLOSED:  # closed by its owner: what is still queued is not wanted any more
-                raise StopAsyncIteration
-            if self._queue.empty() and self._final is not None:
-                if isinstance(self._final, BaseException):
-                    raise self._final
-                raise StopAsyncIteration
-            item = await self._queue.get()
-            if item is _WAKE:
-                self._wakes -= 1
-                continue
-            self._last_seq = item.seq_id
-            return item
-
-    # ---- the background task --------------------------------------------------------------------------------
-
-    def _finish(self, final: BaseException | object) -> None:
-        if self._final is None:
-            self._final = final
-        self._settled.set()
-        # Wake a consumer waiting on an empty queue; a full one is drained first and then sees _final.
-        try:
-            self._queue.put_nowait(_WAKE)
-            self._wakes += 1
-        except asyncio.QueueFull:
-            pass
-
-    async def _run(self) -> None:
-        attempt = 0
-        try:
-            while True:
-                admitted = [False]
-                try:
-                    await self._stream_once(admitted)
-                    cause = "processd ended the stream"
-                except grpc.RpcError as err:
-                    mapped = from_rpc_error("SubscribeEvents", err)
-                    if not mapped.retriable:
-                        raise mapped from None
-                    cause = f"{mapped.code}: {(err.details() or '')[:200]}"
-                except TimeoutError:
-                    cause = f"no message for {self._idle_timeout_s:g} s (processd sends a heartbeat every 5 s)"
-                if admitted[0]:
-                    attempt = 0
-                attempt += 1
-                if self._backoff.max_attempts is not None and attempt > self._backoff.max_attempts:
-                    raise UnavailableError(
-                        f"SubscribeEvents: gave up after {attempt - 1} reconnect attempts ({cause})",
-                        method="SubscribeEvents", code="UNAVAILABLE")
-                delay = self._backoff.delay(attempt, self._rng)
-                log.warning("event subscription lost (%s); reconnecting in %.2f s from seq %s", cause, delay,
-                            self._next_seq if self._next_seq is not None else "head")
-                await asyncio.sleep(delay)
-                self.reconnects += 1
-        except ClientError as err:
-            self._finish(err)
-        except asyncio.CancelledError:
-            raise
-        except Exception as err:  # a bug must still end the caller's iteration, not hang it
-            log.exception("event subscription failed")
-            self._finish(ClientError(f"SubscribeEvents: the subscription failed: {err!r}", method="SubscribeEvents"))
+    def _resume_point(self) -> str:
+        return "from the head" if self._next_seq is None else f"from seq {self._next_seq}"
 
     def _request(self) -> query_pb2.SubscribeEventsRequest:
         # The older fields as before (an older processd reads only them), and the whole filter (this release's

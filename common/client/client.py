@@ -11,7 +11,8 @@ import grpc
 
 from common.client import _convert
 from common.client._many import MAX_FILTERS, ManySubscription
-from common.client._subscribe import Backoff, Subscription
+from common.client._stream import Backoff
+from common.client._subscribe import Subscription
 from common.client.errors import ClientClosedError, InvalidArgumentError, from_rpc_error
 from common.client.filter import MAX_CHAIN_ID, Filter
 from common.client.records import (

@@ -98,6 +98,8 @@ class Listener:
     """One client's bounded queue of rendered SSE bytes, written to its socket by its handler task."""
 
     __slots__ = ("final", "last_write", "pending", "queued", "sending", "transport", "upstream", "wakeup")
+    #: The bound of ``queued``: bytes here (a subclass queuing other things counts in its own unit).
+    MAX_QUEUED = LISTENER_MAX_BYTES
 
     def __init__(self, transport: Any) -> None:
         self.pending: deque[bytes] = deque()
@@ -116,7 +118,7 @@ class Listener:
         if self.final is not None:
             return True
         # An empty queue takes any batch (a batch is bounded by FLUSH_MAX_BYTES + one message).
-        if self.pending and (self.queued + len(blob) > LISTENER_MAX_BYTES
+        if self.pending and (self.queued + len(blob) > self.MAX_QUEUED
                              or len(self.pending) >= LISTENER_MAX_MESSAGES):
             return False
         self.pending.append(blob)

@@ -20,7 +20,7 @@ import asyncio
 from collections.abc import Hashable
 from typing import Any
 
-from gatewayd.fanout import CUT_SLOW, LISTENER_MAX_MESSAGES, Fanout, Listener, Upstream
+from gatewayd.fanout import CUT_SLOW, Fanout, Listener, Upstream
 from gatewayd.metrics import GatewayMetrics
 from gatewayd.processd_client import ProcessdClient
 
@@ -37,21 +37,13 @@ def _the_events(events: Any, raw: bool) -> Any:
 class ShardSink(Listener):
     """One sharded stream's bounded queue of event batches from one shard's shared stream, read by its pump."""
 
+    #: Its queue holds batches of events, bounded in events (:meth:`Listener.offer`).
+    MAX_QUEUED = SINK_MAX_EVENTS
+
     def __init__(self) -> None:
         super().__init__(None)
         #: True once the stream was cut (its queue overflowed): it ends, it is not resumed.
         self.cut = False
-
-    def offer(self, blob: Any) -> bool:
-        """Queues a batch of events; False when that would pass the bounds (the caller cuts the stream)."""
-        if self.final is not None:
-            return True
-        if self.pending and (self.queued + len(blob) > SINK_MAX_EVENTS or len(self.pending) >= LISTENER_MAX_MESSAGES):
-            return False
-        self.pending.append(blob)
-        self.queued += len(blob)
-        self.wakeup.set()
-        return True
 
     def finish(self, frame: bytes, drop_pending: bool = False) -> None:
         """Ends the sink with ``frame`` (a cut drops what is queued: the stream ends with it)."""

@@ -75,7 +75,9 @@ def test_process_not_ready_in_time(tmp_path: Path) -> None:
 
 def test_process_restart_after_kill_appends_to_log(tmp_path: Path) -> None:
     code = "import os, time; print('pid', os.getpid()); time.sleep(60)"
-    proc = ManagedProcess("re", _py(code), tmp_path / "re.log", ready_log="pid")
+    # Ready on the whole line: unbuffered print() writes "pid", " " and the number separately, and a kill between
+    # them left "pid" alone in the log (seen once in CI).
+    proc = ManagedProcess("re", _py(code), tmp_path / "re.log", ready_log=r"pid \d+\n")
     try:
         proc.start()
         first = proc.pid

@@ -10,9 +10,17 @@ from collections.abc import Callable
 from common.client import Event, Filter, ManySubscription, Subscription, TaggedEvent
 from common.pb.v1 import events_pb2, query_pb2, query_pb2_grpc
 from common.testing.ingest_push import channel
+from tests.reliability._support import ProcessdProc
 
 SEEN = events_pb2.EVENT_KIND_TX_SEEN
 DECODED = events_pb2.EVENT_KIND_TX_DECODED
+
+
+async def restart(proc: ProcessdProc) -> None:
+    """(Re)starts the processd subprocess: Popen from the event loop's thread (the child dies with the thread that
+    started it), readiness awaited off it."""
+    proc.start(wait_ready=False)
+    await asyncio.to_thread(proc.wait_ready)
 
 
 async def raw_log(address: str) -> list[events_pb2.Event]:

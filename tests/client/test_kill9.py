@@ -17,16 +17,10 @@ import pytest
 from common.client import Backoff, Client, Event, Subscription
 from common.testing.ingest_push import push_envelopes
 from common.testing.synth import synthetic_envelopes
-from tests.client._helpers import raw_log
+from tests.client._helpers import raw_log, restart
 from tests.reliability._support import ProcessdProc
 
 pytestmark = pytest.mark.integration
-
-
-async def _restart(proc: ProcessdProc) -> None:
-    # Popen from the event loop's thread (the child dies with the thread that started it), readiness off it.
-    proc.start(wait_ready=False)
-    await asyncio.to_thread(proc.wait_ready)
 
 
 async def _take(sub: Subscription, got: list[Event], count: int) -> None:
@@ -39,7 +33,7 @@ async def _take(sub: Subscription, got: list[Event], count: int) -> None:
 async def test_kill9_mid_stream_loses_and_repeats_nothing(tmp_path: Path) -> None:
     proc = ProcessdProc(tmp_path / "lmdb", tmp_path / "processd.log", "--flush-interval-ms", "1",
                         "--analysis-workers", "0")
-    await _restart(proc)
+    await restart(proc)
     try:
         await push_envelopes(proc.addr, synthetic_envelopes(300, seed=11), batch_size=50)
         got: list[Event] = []
@@ -50,12 +44,12 @@ async def test_kill9_mid_stream_loses_and_repeats_nothing(tmp_path: Path) -> Non
             # the full queue with more in flight, and processd dies.
             await _take(sub, got, 100)
             proc.kill()
-            await _restart(proc)
+            await restart(proc)
             # 2. Live traffic after the restart, then a kill after the consumer is past the first backlog.
             await push_envelopes(proc.addr, synthetic_envelopes(200, seed=12), batch_size=20, session_id="b")
             await _take(sub, got, first_total + 100)
             proc.kill()
-            await _restart(proc)
+            await restart(proc)
             await push_envelopes(proc.addr, synthetic_envelopes(100, seed=13), batch_size=20, session_id="c")
             final = await raw_log(proc.addr)
             await _take(sub, got, len(final))
@@ -75,7 +69,7 @@ async def test_a_silent_stream_is_reopened_and_nothing_is_lost(tmp_path: Path) -
     subscription goes on from where it was."""
     proc = ProcessdProc(tmp_path / "lmdb", tmp_path / "processd.log", "--flush-interval-ms", "1",
                         "--analysis-workers", "0")
-    await _restart(proc)
+    await restart(proc)
     try:
         await push_envelopes(proc.addr, synthetic_envelopes(50, seed=21), batch_size=25)
         got: list[Event] = []

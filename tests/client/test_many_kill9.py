@@ -10,7 +10,6 @@ with the new stream. Expected events and ids come from a ScanEvents walk of the 
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
@@ -18,22 +17,16 @@ import pytest
 from common.client import Backoff, Client, TaggedEvent
 from common.testing.ingest_push import push_envelopes
 from common.testing.synth import synthetic_envelopes
-from tests.client._helpers import FILTERS, RULES, pairs, raw_log, tagged, take
+from tests.client._helpers import FILTERS, RULES, pairs, raw_log, restart, tagged, take
 from tests.reliability._support import ProcessdProc
 
 pytestmark = pytest.mark.integration
 
 
-async def _restart(proc: ProcessdProc) -> None:
-    # Popen from the event loop's thread (the child dies with the thread that started it), readiness off it.
-    proc.start(wait_ready=False)
-    await asyncio.to_thread(proc.wait_ready)
-
-
 async def test_kill9_mid_stream_loses_and_repeats_nothing(tmp_path: Path) -> None:
     proc = ProcessdProc(tmp_path / "lmdb", tmp_path / "processd.log", "--flush-interval-ms", "1",
                         "--analysis-workers", "0")
-    await _restart(proc)
+    await restart(proc)
     try:
         await push_envelopes(proc.addr, synthetic_envelopes(300, seed=11), batch_size=50)
         got: list[TaggedEvent] = []
@@ -44,13 +37,13 @@ async def test_kill9_mid_stream_loses_and_repeats_nothing(tmp_path: Path) -> Non
             # queue with more read, and processd dies.
             await take(sub, 100, got)
             proc.kill()
-            await _restart(proc)
+            await restart(proc)
             # 2. Live traffic after the restart (some of it while the client waits to reconnect), then a kill
             # after the consumer is past the first backlog.
             await push_envelopes(proc.addr, synthetic_envelopes(200, seed=12), batch_size=20, session_id="b")
             await take(sub, len(first) + 100, got)
             proc.kill()
-            await _restart(proc)
+            await restart(proc)
             await push_envelopes(proc.addr, synthetic_envelopes(100, seed=13), batch_size=20, session_id="c")
             want = tagged(await raw_log(proc.addr), RULES)
             await take(sub, len(want), got)

@@ -18,6 +18,7 @@ from jsonschema import Draft202012Validator
 from common.testing.ingest_push import push_envelopes
 from common.testing.sseclient import Tally, expected_ids, expected_tally, run_client
 from common.testing.synth import synthetic_envelopes
+from tests.gatewayd._sse import metric
 
 pytestmark = pytest.mark.integration
 
@@ -200,10 +201,6 @@ def test_a_shard_killed_and_restarted(processd_factory, gateway_factory) -> None
         assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_cursor"
 
 
-def _metric(url: str, name: str) -> float:
-    text = httpx.get(f"{url}/metrics", timeout=5).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
-
 
 def _hashes(envelopes: list[Any]) -> list[str]:
     return ["0x" + e.hash.hex() for e in envelopes]
@@ -226,8 +223,8 @@ def test_streams_share_one_subscribe_many_per_shard_and_rejoin_it(processd_facto
             resp = stack.enter_context(http.stream("GET", "/events/stream", params=params))
             assert resp.status_code == 200, (name, resp.read())
             readers[name] = Reader(resp)
-        assert _metric(g.url, streams % "shared") == 6 and _metric(g.url, streams % "own") == 0
-        assert _metric(g.url, "mempulse_gatewayd_sse_upstreams") == 6  # 3 filters on each shard's stream
+        assert metric(g.url, streams % "shared") == 6 and metric(g.url, streams % "own") == 0
+        assert metric(g.url, "mempulse_gatewayd_sse_upstreams") == 6  # 3 filters on each shard's stream
         live_a = synthetic_envelopes(3, seed=3, chain_ids=A_CHAINS)
         a.push(live_a)
         for name in ("all", "raw", "eth"):
@@ -247,7 +244,7 @@ def test_streams_share_one_subscribe_many_per_shard_and_rejoin_it(processd_facto
             assert [d["tx_hash"] for _, d in readers[name].events(5)] == _hashes(live_b), name
         assert [d["tx_hash"] for _, d in readers["polygon"].events(3)] == _hashes(live_b[:3])
         # Back on B's one SubscribeMany stream (its one slot), never on an own SubscribeEvents.
-        assert _metric(g.url, streams % "own") == 0 and _metric(g.url, streams % "shared") >= 9
+        assert metric(g.url, streams % "own") == 0 and metric(g.url, streams % "shared") >= 9
 
 
 async def _slow_and_good(a: Any, g: Any) -> list[Any]:
@@ -269,11 +266,11 @@ async def _slow_and_good(a: Any, g: Any) -> list[Any]:
             await asyncio.sleep(0.05)
         expected = expected_tally([s for s, _ in await asyncio.to_thread(expected_ids, a.addr, 1, [], 0)])
         cuts = 'mempulse_gatewayd_sse_cuts_total{reason="slow_client"}'
-        while not (all(t.last >= expected[2] for t in good) and await asyncio.to_thread(_metric, g.url, cuts) >= 2):
+        while not (all(t.last >= expected[2] for t in good) and await asyncio.to_thread(metric, g.url, cuts) >= 2):
             assert time.monotonic() < deadline + 60, (
                 [(t.name, t.count, t.last, t.closed, t.error_code) for t in good + slow], expected)
             await asyncio.sleep(0.2)
-        assert await asyncio.to_thread(_metric, g.url, cuts) == 2  # the slow ones, not a good one
+        assert await asyncio.to_thread(metric, g.url, cuts) == 2  # the slow ones, not a good one
     finally:
         for task in tasks:
             task.cancel()

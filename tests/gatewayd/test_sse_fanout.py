@@ -6,15 +6,14 @@ subscriber), and clients that stop reading are cut with a counted reason while t
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
-import httpx
 import pytest
 
 from common.testing.ingest_push import push_envelopes
 from common.testing.sseclient import Tally, expected_ids, expected_tally, run_client
 from common.testing.synth import synthetic_envelopes
+from tests.gatewayd._sse import metric, stream_path, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -26,33 +25,17 @@ SLOW = 3
 TX = 3000
 
 
-def _path(chain: str, kinds: str, raw: bool = False) -> str:
-    params = [f"chain_id={chain}"] if chain else []
-    params += [f"kinds={kinds}"] if kinds else []
-    params += ["include=raw"] if raw else []
-    return "/events/stream" + ("?" + "&".join(params) if params else "")
 
-
-def _metric(url: str, name: str) -> float:
-    text = httpx.get(f"{url}/metrics", timeout=5).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
-
-
-async def _wait(check: Any, what: str, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, f"not within {timeout_s:.0f} s: {what}"
-        await asyncio.sleep(0.1)
 
 
 async def _run(p: Any, g: Any) -> list[Tally]:
     port = int(g.url.rsplit(":", 1)[1])
-    good = [Tally(f"c{i}", _path(*FILTERS[i % len(FILTERS)])) for i in range(len(FILTERS) * PER_FILTER)]
-    slow = [Tally(f"slow{i}", _path("", "", raw=True)) for i in range(SLOW)]
+    good = [Tally(f"c{i}", stream_path(*FILTERS[i % len(FILTERS)])) for i in range(len(FILTERS) * PER_FILTER)]
+    slow = [Tally(f"slow{i}", stream_path("", "", raw=True)) for i in range(SLOW)]
     tasks = [asyncio.create_task(run_client("127.0.0.1", port, t)) for t in good]
     tasks += [asyncio.create_task(run_client("127.0.0.1", port, t, slow=True)) for t in slow]
     try:
-        await _wait(lambda: all(t.head is not None for t in good) and all(t.status for t in slow), "clients open")
+        await wait_until(lambda: all(t.head is not None for t in good) and all(t.status for t in slow), "clients open")
         envelopes = synthetic_envelopes(TX, seed=7)
         # Paced (a batch every 0.1 s, ~3x the demo's rate): pushed at once, the burst reached 10 MB per unfiltered
         # client within a second, and on a loaded machine this process, which also reads the 50 streams, fell
@@ -66,8 +49,8 @@ async def _run(p: Any, g: Any) -> list[Tally]:
             chain, kinds = FILTERS[int(t.name[1:]) % len(FILTERS)]
             ids = [seq for seq, _ in expected_ids(p.addr, int(chain or 0), kinds.split(",") if kinds else [], t.head)]
             expected[t.name] = expected_tally(ids)
-        await _wait(lambda: all(t.last >= expected[t.name][2] or t.closed for t in good), "every client caught up")
-        await _wait(lambda: _metric(g.url, 'mempulse_gatewayd_sse_cuts_total{reason="slow_client"}') >= SLOW,
+        await wait_until(lambda: all(t.last >= expected[t.name][2] or t.closed for t in good), "every client caught up")
+        await wait_until(lambda: metric(g.url, 'mempulse_gatewayd_sse_cuts_total{reason="slow_client"}') >= SLOW,
                     "the slow clients cut")
     finally:
         for task in tasks:
@@ -88,18 +71,18 @@ def test_shared_streams_deliver_every_matching_event_and_cut_slow_clients(proces
     good = asyncio.run(_run(p, g))
     assert all(t.count > 0 for t in good), "every filter matched some of the pushed events"
     # Exactly the slow clients were cut: one more would be a good client that starved.
-    assert _metric(g.url, 'mempulse_gatewayd_sse_cuts_total{reason="slow_client"}') == SLOW
+    assert metric(g.url, 'mempulse_gatewayd_sse_cuts_total{reason="slow_client"}') == SLOW
     # One filter of the shared stream per distinct filter (and one for the raw renderings), not one per client.
-    assert _metric(g.url, "mempulse_gatewayd_sse_upstreams") <= len(FILTERS) + 1
+    assert metric(g.url, "mempulse_gatewayd_sse_upstreams") <= len(FILTERS) + 1
     # Every client was served by the shared stream: none took its own subscription.
-    assert _metric(g.url, 'mempulse_gatewayd_sse_streams_total{path="shared"}') == len(good) + SLOW
-    assert _metric(g.url, 'mempulse_gatewayd_sse_streams_total{path="fallback"}') == 0
+    assert metric(g.url, 'mempulse_gatewayd_sse_streams_total{path="shared"}') == len(good) + SLOW
+    assert metric(g.url, 'mempulse_gatewayd_sse_streams_total{path="fallback"}') == 0
 
 
 async def _clients(port: int, paths: list[str]) -> tuple[list[Tally], list[asyncio.Task[Tally]]]:
     tallies = [Tally(f"c{i}", path) for i, path in enumerate(paths)]
     tasks = [asyncio.create_task(run_client("127.0.0.1", port, t)) for t in tallies]
-    await _wait(lambda: all(t.head is not None for t in tallies), "clients open")
+    await wait_until(lambda: all(t.head is not None for t in tallies), "clients open")
     return tallies, tasks
 
 
@@ -111,24 +94,24 @@ async def _stop(tasks: list[asyncio.Task[Tally]]) -> None:
 
 async def _exact(p: Any, tallies: list[Tally], chain: str) -> None:
     expected = {t.name: expected_tally([s for s, _ in expected_ids(p.addr, int(chain), [], t.head)]) for t in tallies}
-    await _wait(lambda: all(t.last >= expected[t.name][2] for t in tallies), "clients caught up")
+    await wait_until(lambda: all(t.last >= expected[t.name][2] for t in tallies), "clients caught up")
     for t in tallies:
         assert (t.count, t.first, t.last, t.digest) == expected[t.name] and t.count > 0, t.name
 
 
 async def _filters_come_and_go(p: Any, g: Any) -> None:
     port = int(g.url.rsplit(":", 1)[1])
-    ones, ones_tasks = await _clients(port, [_path("1", "")] * 2)
-    _others, others_tasks = await _clients(port, [_path("137", "")] * 2)
-    assert _metric(g.url, "mempulse_gatewayd_sse_upstreams") == 2
+    ones, ones_tasks = await _clients(port, [stream_path("1", "")] * 2)
+    _others, others_tasks = await _clients(port, [stream_path("137", "")] * 2)
+    assert metric(g.url, "mempulse_gatewayd_sse_upstreams") == 2
     await _stop(others_tasks)  # the last clients of chain 137 leave: its filter leaves the shared stream
-    await _wait(lambda: _metric(g.url, "mempulse_gatewayd_sse_upstreams") == 1, "chain 137's filter removed")
+    await wait_until(lambda: metric(g.url, "mempulse_gatewayd_sse_upstreams") == 1, "chain 137's filter removed")
     await push_envelopes(p.addr, synthetic_envelopes(400, seed=21), batch_size=100, session_id="a")
     await _exact(p, ones, "1")
     await _stop(ones_tasks)
-    await _wait(lambda: _metric(g.url, "mempulse_gatewayd_sse_upstreams") == 0, "every filter removed")
+    await wait_until(lambda: metric(g.url, "mempulse_gatewayd_sse_upstreams") == 0, "every filter removed")
     # A filter added again later (processd's one subscriber slot is still the gateway's shared stream).
-    again, again_tasks = await _clients(port, [_path("137", "")])
+    again, again_tasks = await _clients(port, [stream_path("137", "")])
     await push_envelopes(p.addr, synthetic_envelopes(400, seed=22), batch_size=100, session_id="b")
     await _exact(p, again, "137")
     await _stop(again_tasks)

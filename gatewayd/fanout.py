@@ -71,8 +71,9 @@ HEARTBEAT = b": heartbeat\n\n"
 CUT_SLOW = "slow_client"
 #: Internal: the client opening an upstream left before processd admitted it.
 OPENER_LEFT = "opener_left"
-#: Admission of a subscription: ``admit(call, queue) -> head`` (EventStreamer._admitted), raising UpstreamError.
-Admit = Callable[[Any, "asyncio.Queue[Any]"], Awaitable[int]]
+#: Admission of a subscription: ``admit(call, queue, method) -> head`` (EventStreamer._admitted), raising
+#: UpstreamError; ``method`` is the gRPC method its errors are counted under.
+Admit = Callable[[Any, "asyncio.Queue[Any]", str], Awaitable[int]]
 
 
 def upstream_key(p: dict[str, Any]) -> Hashable:
@@ -197,7 +198,7 @@ class SharedStream:
             first: asyncio.Queue[Any] = asyncio.Queue(1)
             try:
                 self.call = self.fanout.client.subscribe_many()
-                head = await admit(self.call, first)
+                head = await admit(self.call, first, "SubscribeMany")
             except BaseException as exc:
                 opened, self.opened = self.opened, None
                 if self.call is not None:

@@ -239,7 +239,7 @@ class EventStreamer:
         self.metrics.sse_clients.set(len(self._open))
         return True
 
-    async def _admitted(self, call: Any, queue: Any) -> int:
+    async def _admitted(self, call: Any, queue: Any, method: str = "SubscribeEvents") -> int:
         """Waits until processd has admitted the subscription and returns the head it reported (the highest
         committed seq_id at admission), or raises the :class:`UpstreamError` its refusal or failure maps to.
 
@@ -249,7 +249,8 @@ class EventStreamer:
         ``done()``), so the next read raises its status. No answer within the gRPC deadline is a 503
         ``processd_unavailable``: taking silence for admission answered 200 to clients that processd then refused
         (a busy processd is exactly when its cap is reached), which browsers retry every 2 s. A processd that is
-        down fails the call, which maps to a 503 too.
+        down fails the call, which maps to a 503 too. ``method`` names the call in the error metric and message
+        (``SubscribeMany`` for the shared streams).
         """
         try:
             metadata = dict(await asyncio.wait_for(call.initial_metadata(), self.client.timeout_s) or ())
@@ -257,7 +258,7 @@ class EventStreamer:
                 return int(metadata.get(HEAD_HEADER, 0))
             msg = await asyncio.wait_for(call.read(), self.client.timeout_s)  # raises the refusal's status
         except TimeoutError:
-            self.metrics.grpc_error("SubscribeEvents", "DEADLINE_EXCEEDED")
+            self.metrics.grpc_error(method, "DEADLINE_EXCEEDED")
             raise UpstreamError(
                 503,
                 "processd_unavailable",
@@ -266,8 +267,8 @@ class EventStreamer:
                 grpc_code="DEADLINE_EXCEEDED",
             ) from None
         except grpc.RpcError as err:
-            self.metrics.grpc_error("SubscribeEvents", err.code().name)
-            raise map_rpc_error("SubscribeEvents", err) from None
+            self.metrics.grpc_error(method, err.code().name)
+            raise map_rpc_error(method, err) from None
         if msg is grpc.aio.EOF:  # type: ignore[attr-defined]
             raise UpstreamError(
                 503, "stream_ended", "processd ended the event subscription at once", retriable=True, grpc_code="OK"

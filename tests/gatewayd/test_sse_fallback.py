@@ -8,7 +8,6 @@ answers UNIMPLEMENTED through the real gRPC server, as a release without the met
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from common.testing.sseclient import Tally, expected_ids, expected_tally, run_cl
 from common.testing.synth import synthetic_envelopes
 from processd.api.query_service import QueryService
 from processd.api.server import ProcessdServer
+from tests.gatewayd._sse import metric, stream_path, wait_until
 from tests.gatewayd.conftest import Gateway
 from tests.processd._helpers import make_config
 
@@ -42,21 +42,7 @@ class _OlderQuery(QueryService):
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not implemented!")
 
 
-def _path(chain: str, kinds: str) -> str:
-    params = ([f"chain_id={chain}"] if chain else []) + ([f"kinds={kinds}"] if kinds else [])
-    return "/events/stream" + ("?" + "&".join(params) if params else "")
 
-
-def _metric(url: str, name: str) -> float:
-    text = httpx.get(f"{url}/metrics", timeout=5).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
-
-
-async def _wait(check: Any, what: str, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await asyncio.to_thread(check):
-        assert time.monotonic() < deadline, f"not within {timeout_s:.0f} s: {what}"
-        await asyncio.sleep(0.1)
 
 
 async def _run(tmp_path: Path) -> list[Tally]:
@@ -68,12 +54,12 @@ async def _run(tmp_path: Path) -> list[Tally]:
     gateway = Gateway(addr, tmp_path / "gatewayd.log", ["--max-connections-per-address", "0", "--rate-limit-rps", "0"])
     await asyncio.to_thread(gateway.start)
     port = gateway.port
-    tallies = [Tally(f"c{i}", _path(*FILTERS[i % len(FILTERS)])) for i in range(2 * len(FILTERS))]
+    tallies = [Tally(f"c{i}", stream_path(*FILTERS[i % len(FILTERS)])) for i in range(2 * len(FILTERS))]
     tasks = [asyncio.create_task(run_client("127.0.0.1", port, t)) for t in tallies]
     try:
-        await _wait(lambda: all(t.status for t in tallies), "clients answered")
+        await wait_until(lambda: all(t.status for t in tallies), "clients answered")
         assert [t.status for t in tallies] == [200] * len(tallies), [(t.status, t.error_code) for t in tallies]
-        await _wait(lambda: all(t.head is not None for t in tallies), "clients open")
+        await wait_until(lambda: all(t.head is not None for t in tallies), "clients open")
         await push_envelopes(addr, synthetic_envelopes(TX, seed=31), batch_size=100, session_id="older")
         expected = {}
         for i, t in enumerate(tallies):
@@ -81,15 +67,19 @@ async def _run(tmp_path: Path) -> list[Tally]:
             ids = await asyncio.to_thread(expected_ids, addr, int(chain or 0), kinds.split(",") if kinds else [],
                                           t.head or 0)
             expected[t.name] = expected_tally([seq for seq, _ in ids])
-        await _wait(lambda: all(t.last >= expected[t.name][2] or t.closed for t in tallies), "clients caught up")
+        await wait_until(lambda: all(t.last >= expected[t.name][2] or t.closed for t in tallies), "clients caught up")
         for t in tallies:
             assert (t.count, t.first, t.last, t.digest) == expected[t.name] and t.count > 0 and t.in_order, (
                 f"{t.name} {t.path}: {t.count} events {t.first}..{t.last} (closed {t.closed}, error "
                 f"{t.error_code!r}), expected {expected[t.name][:3]}")
         # Every client took its own subscription from the head (the fallback), none a shared one.
         streams = 'mempulse_gatewayd_sse_streams_total{path="%s"}'
-        assert await asyncio.to_thread(_metric, gateway.url, streams % "fallback") == len(tallies)
-        assert await asyncio.to_thread(_metric, gateway.url, streams % "shared") == 0
+        assert await asyncio.to_thread(metric, gateway.url, streams % "fallback") == len(tallies)
+        assert await asyncio.to_thread(metric, gateway.url, streams % "shared") == 0
+        # The refusals are counted under the method processd refused, not under the fallback's SubscribeEvents.
+        errors = 'mempulse_gatewayd_grpc_errors_total{grpc_code="UNIMPLEMENTED",method="%s"}'
+        assert await asyncio.to_thread(metric, gateway.url, errors % "SubscribeMany") >= 1
+        assert await asyncio.to_thread(metric, gateway.url, errors % "SubscribeEvents") == 0
         return tallies
     finally:
         for task in tasks:
@@ -148,8 +138,8 @@ async def _run_sharded(tmp_path: Path) -> None:
             streams_total = 'mempulse_gatewayd_sse_streams_total{path="%s"}'
             # The older shard's subscriptions (its chain's stream, the all-chain stream's) fell back; the newer's
             # are filters of its SubscribeMany stream.
-            assert await asyncio.to_thread(_metric, gateway.url, streams_total % "fallback") == 2
-            assert await asyncio.to_thread(_metric, gateway.url, streams_total % "shared") == 2
+            assert await asyncio.to_thread(metric, gateway.url, streams_total % "fallback") == 2
+            assert await asyncio.to_thread(metric, gateway.url, streams_total % "shared") == 2
     finally:
         await asyncio.to_thread(gateway.stop)
         await older.stop()

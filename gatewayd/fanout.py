@@ -430,8 +430,9 @@ class Fanout:
         """The upstream of a new filter (a subclass's own kind: gatewayd/shard_fanout.py)."""
         return Upstream(self, key, raw)
 
-    def queued_bytes(self) -> int:
-        """Bytes waiting in every listener's queue (the gauge; read at scrape time)."""
+    def queued(self) -> int:
+        """What waits in every listener's queue, in the listeners' unit (:attr:`Listener.MAX_QUEUED`: bytes for a
+        client, events for a shard sink); the gauges read it at scrape time."""
         return sum(lis.queued for up in self.upstreams.values() for lis in up.listeners)
 
     async def join(self, p: dict[str, Any], raw: bool, request: query_pb2.SubscribeEventsRequest, admit: Admit,

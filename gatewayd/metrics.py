@@ -139,6 +139,12 @@ class GatewayMetrics:
             "Bytes of SSE messages waiting in the per-client queues (each bounded; a client over its bound is cut)",
             registry=r,
         )
+        self.sse_shard_queued_events = Gauge(
+            f"{PREFIX}sse_shard_queued_events",
+            "Events waiting in the sharded streams' queues on each shard's shared stream (each bounded; a stream "
+            "over its bound is cut)",
+            registry=r,
+        )
         self.connections = Gauge(
             f"{PREFIX}connections", "Open HTTP connections (admitted by the per-address cap)", registry=r
         )

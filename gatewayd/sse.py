@@ -110,11 +110,12 @@ class EventStreamer:
         self._open: dict[asyncio.Task[Any], Any] = {}
         # Streams from the head share one processd subscription per filter (gatewayd/fanout.py).
         self.fanout = Fanout(client, metrics, heartbeat_s, lambda events, raw: format_events(events, render, raw))
-        metrics.sse_queued_bytes.set_function(self.fanout.queued_bytes)
+        metrics.sse_queued_bytes.set_function(self.fanout.queued)
         #: The shared streams of each processd shard (gatewayd/sse_shards.py adds them), counted in sse_upstreams.
         self.shard_fanouts: list[Fanout] = []
         metrics.sse_upstreams.set_function(
             lambda: len(self.fanout.upstreams) + sum(len(f.upstreams) for f in self.shard_fanouts))
+        metrics.sse_shard_queued_events.set_function(lambda: sum(f.queued() for f in self.shard_fanouts))
 
     @property
     def open_streams(self) -> int:

@@ -18,7 +18,8 @@ from jsonschema import Draft202012Validator
 from common.testing.ingest_push import push_envelopes
 from common.testing.sseclient import Tally, expected_ids, expected_tally, run_client
 from common.testing.synth import synthetic_envelopes
-from tests.gatewayd._sse import metric
+from gatewayd.shard_fanout import SINK_MAX_EVENTS
+from tests.gatewayd._sse import metric, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -247,6 +248,10 @@ def test_streams_share_one_subscribe_many_per_shard_and_rejoin_it(processd_facto
         assert metric(g.url, streams % "own") == 0 and metric(g.url, streams % "shared") >= 9
 
 
+#: The gauge of events waiting in the sharded streams' shard sinks.
+SHARD_QUEUED = "mempulse_gatewayd_sse_shard_queued_events"
+
+
 async def _slow_and_good(a: Any, g: Any) -> list[Any]:
     port = int(g.url.rsplit(":", 1)[1])
     good = [Tally(f"good{i}", "/events/stream?chain_id=1") for i in range(2)]
@@ -260,21 +265,28 @@ async def _slow_and_good(a: Any, g: Any) -> list[Any]:
             await asyncio.sleep(0.1)
         # Enough to pass what a stopped client can hold: kernel buffers, 16 queued messages, SINK_MAX_EVENTS.
         envelopes = synthetic_envelopes(8000, seed=17, chain_ids=A_CHAINS)
+        queued: list[float] = []  # the shard sinks' gauge while the slow ones fill theirs
         for i in range(0, len(envelopes), 100):  # paced, as in test_sse_fanout
             await push_envelopes(a.addr, envelopes[i:i + 100], batch_size=100, session_id="slow",
                                  first_batch_seq=i // 100 + 1)
+            queued.append(await asyncio.to_thread(metric, g.url, SHARD_QUEUED))
             await asyncio.sleep(0.05)
         expected = expected_tally([s for s, _ in await asyncio.to_thread(expected_ids, a.addr, 1, [], 0)])
         cuts = 'mempulse_gatewayd_sse_cuts_total{reason="slow_client"}'
         while not (all(t.last >= expected[2] for t in good) and await asyncio.to_thread(metric, g.url, cuts) >= 2):
             assert time.monotonic() < deadline + 60, (
                 [(t.name, t.count, t.last, t.closed, t.error_code) for t in good + slow], expected)
+            queued.append(await asyncio.to_thread(metric, g.url, SHARD_QUEUED))
             await asyncio.sleep(0.2)
         assert await asyncio.to_thread(metric, g.url, cuts) == 2  # the slow ones, not a good one
+        # Four sinks on shard A's stream, each bounded (a batch may take one over its bound before the cut).
+        assert max(queued) > 0 and all(0 <= v <= 4 * 2 * SINK_MAX_EVENTS for v in queued), queued
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+    # The streams ended: their sinks left the shard's stream and nothing stays counted as queued.
+    await wait_until(lambda: metric(g.url, SHARD_QUEUED) == 0, "shard sinks emptied", 30)
     for t in good:
         assert (t.count, t.first, t.last, t.digest) == expected and t.in_order, (t.summary(), expected)
     return good

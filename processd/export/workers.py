@@ -35,9 +35,10 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import TypeVar
 
 from common.pb.v1 import query_pb2
+from processd.export import colmap
 from processd.export.config import ExportConfig
 from processd.export.errors import MapperUnavailable
-from processd.export.mapper import BatchSummary, columns_of, summary_of
+from processd.export.mapper import BatchSummary, empty_columns, extend_columns, summary_of
 from processd.export.sink import ClickHouseSink
 
 _PR_SET_PDEATHSIG = 1
@@ -54,8 +55,9 @@ def write_pages(config: ExportConfig, pages: Sequence[bytes]) -> BatchSummary:
     if _sink is None or _sink.config != config:
         _sink = ClickHouseSink(config)
     parse = query_pb2.ScanEventsResponse.FromString
-    events = [ev for raw in pages for ev in parse(raw).events]
-    columns = columns_of(events)
+    columns = empty_columns()
+    for raw in pages:
+        extend_columns(columns, colmap.columns_of_page(raw, parse(raw).events))
     summary = summary_of(columns)  # before the INSERT: the driver rewrites the lists
     _sink.insert(columns)
     return summary

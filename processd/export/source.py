@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
@@ -34,19 +36,24 @@ class Page:
     at_head: bool = True
 
 
-#: ScanEvents returning the response's bytes (parsed here, and again by a batch worker): a :class:`ThreadScan`.
-RawScan = Callable[[query_pb2.ScanEventsRequest], Awaitable[bytes]]
-
 #: Seconds a ScanEvents call may take.
 SCAN_TIMEOUT_S = 60.0
+#: Catch-up pages a :class:`ThreadScan` fetches ahead of the reader (beside the exporter's read-ahead queue).
+SCAN_AHEAD_PAGES = 2
+#: Seconds between a waiting fetch thread's checks that its reader is gone.
+_STOP_POLL_S = 0.25
+
+_Fetched = tuple[bytes, query_pb2.ScanEventsResponse]
 
 
 class ThreadScan:
-    """ScanEvents over a blocking channel, each call in a thread, so the next catch-up page is read while the
-    event loop maps the one before: over the asyncio channel a page's bytes are read only when the loop is free,
-    and with each page mapped for tens of ms the export spent a good part of its time waiting for pages
-    (``source_wait``, docs/export.md#benchmark). The blocking call waits in gRPC's C core with the GIL released.
-    Returns the serialized response (:data:`RawScan`). ``close()`` closes the channel, cancelling a call in flight.
+    """The catch-up pages (ScanEvents) fetched by a thread of their own over a blocking channel, each asked for as
+    soon as the one before it arrived, up to :data:`SCAN_AHEAD_PAGES` ahead of the reader, and parsed there.
+
+    Why (docs/export.md#benchmark): asked for from the event loop, the next page was requested only when the loop
+    was free between two pages' mapping, and processd, idle in between, answered after that; the export waited for
+    pages more than half of its time (``source_wait``) while processd's CPU stayed low. The blocking call waits in
+    gRPC's C core with the GIL released. ``close()`` closes the channel, cancelling a call in flight.
     """
 
     def __init__(self, target: str, max_message_bytes: int) -> None:
@@ -55,8 +62,52 @@ class ThreadScan:
                                                request_serializer=query_pb2.ScanEventsRequest.SerializeToString,
                                                response_deserializer=None)
 
-    async def __call__(self, request: query_pb2.ScanEventsRequest) -> bytes:
-        return bytes(await asyncio.to_thread(self._call, request, timeout=SCAN_TIMEOUT_S))
+    async def pages(self, from_seq: int, limit: int) -> AsyncIterator[_Fetched]:
+        """The pages from ``from_seq`` (``limit`` events each) to the first one that reaches the head processd
+        reports, as (bytes, parsed). Raises the call's ``grpc.RpcError``."""
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Queue[_Fetched | BaseException | None] = asyncio.Queue()  # bounded by ``slots``
+        slots = threading.Semaphore(SCAN_AHEAD_PAGES)
+        stop = threading.Event()
+
+        def deliver(item: _Fetched | BaseException | None) -> None:
+            try:
+                loop.call_soon_threadsafe(ready.put_nowait, item)
+            except RuntimeError:  # the loop closed: nobody reads any more
+                stop.set()
+
+        threading.Thread(target=self._fetch, args=(from_seq, limit, slots, stop, deliver), daemon=True,
+                         name="export-scan").start()
+        try:
+            while (item := await ready.get()) is not None:
+                slots.release()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+
+    def _fetch(self, seq: int, limit: int, slots: threading.Semaphore, stop: threading.Event,
+               deliver: Callable[[Any], None]) -> None:
+        parse = query_pb2.ScanEventsResponse.FromString
+        while True:
+            while not slots.acquire(timeout=_STOP_POLL_S):  # SCAN_AHEAD_PAGES wait for the reader
+                if stop.is_set():
+                    return
+            if stop.is_set():
+                return
+            try:
+                raw = bytes(self._call(query_pb2.ScanEventsRequest(from_seq_id=seq, limit=limit),
+                                       timeout=SCAN_TIMEOUT_S))
+                resp = parse(raw)
+            except Exception as exc:  # the reader raises it (an RpcError, or bytes protobuf refuses)
+                deliver(exc)
+                return
+            seq = max(seq, resp.next_seq_id)
+            deliver((raw, resp))
+            if seq > resp.last_seq_id:  # the head as processd reported it: the reader subscribes now
+                deliver(None)
+                return
 
     def close(self) -> None:
         self._channel.close()
@@ -73,7 +124,7 @@ def channel(target: str, max_message_bytes: int) -> grpc.aio.Channel:
 
 
 async def tail(stub: query_pb2_grpc.QueryStub, from_seq: int, page_events: int,
-               scan: RawScan | None = None) -> AsyncIterator[Page]:
+               scan: ThreadScan | None = None) -> AsyncIterator[Page]:
     """Every event from ``from_seq`` on, forever (scan, then subscribe; back to scanning when a stream ends).
     With ``scan`` (:class:`ThreadScan`) the catch-up pages also carry their bytes (:attr:`Page.raw`).
 
@@ -81,15 +132,18 @@ async def tail(stub: query_pb2_grpc.QueryStub, from_seq: int, page_events: int,
     next_seq = max(from_seq, 1)
     while True:
         try:
-            while True:  # catch-up
-                request = query_pb2.ScanEventsRequest(from_seq_id=next_seq, limit=page_events)
-                raw = await scan(request) if scan is not None else None
-                resp = (query_pb2.ScanEventsResponse.FromString(raw) if raw is not None
-                        else await stub.ScanEvents(request, timeout=SCAN_TIMEOUT_S))
-                next_seq = max(next_seq, resp.next_seq_id)
-                yield Page(resp.events, resp.last_seq_id, raw, at_head=next_seq > resp.last_seq_id)
-                if next_seq > resp.last_seq_id:
-                    break
+            if scan is not None:  # catch-up, fetched ahead by its thread
+                async for raw, resp in scan.pages(next_seq, page_events):
+                    next_seq = max(next_seq, resp.next_seq_id)
+                    yield Page(resp.events, resp.last_seq_id, raw, at_head=next_seq > resp.last_seq_id)
+            else:
+                while True:  # catch-up
+                    resp = await stub.ScanEvents(query_pb2.ScanEventsRequest(from_seq_id=next_seq, limit=page_events),
+                                                 timeout=SCAN_TIMEOUT_S)
+                    next_seq = max(next_seq, resp.next_seq_id)
+                    yield Page(resp.events, resp.last_seq_id, at_head=next_seq > resp.last_seq_id)
+                    if next_seq > resp.last_seq_id:
+                        break
             log.debug("caught up at seq %d: subscribing", next_seq - 1)
             call = stub.SubscribeEvents(query_pb2.SubscribeEventsRequest(from_seq_id=next_seq))
             try:

@@ -70,6 +70,7 @@ enum { H_NONE = 0, H_SEQ, H_CHAIN, H_KIND, H_HASH, H_FIRST, H_RECEIVED, H_SOURCE
 
 typedef struct {
     int events_field;
+    int next_seq_field, last_seq_field; /* the page's own varints: ScanEventsResponse.next_seq_id, last_seq_id */
     uint8_t head[MAX_FIELD + 1];    /* Event field number -> H_* */
     uint8_t is_body[MAX_FIELD + 1]; /* Event field number -> 1: a field of the body oneof */
     int8_t table_of_kind[MAX_FIELD + 1];
@@ -174,13 +175,13 @@ static int compile_table(Plan *plan, PyObject *item) {
     return (t->spec = compile_spec(plan, spec, (int)slots)) == NULL ? -1 : 0;
 }
 
-/* compile_plan((events_field, (seq, chain, kind, hash, first_seen, received, source), body_fields, kind_names,
- *               unknown_name, tables)) */
+/* compile_plan(((events_field, next_seq_field, last_seq_field), (seq, chain, kind, hash, first_seen, received,
+ *               source), body_fields, kind_names, unknown_name, tables)) */
 static PyObject *compile_plan(PyObject *self, PyObject *args) {
     PyObject *head, *bodies, *names, *unknown, *tables;
-    int events_field;
-    if (!PyArg_ParseTuple(args, "(iO!O!O!UO!)", &events_field, &PyTuple_Type, &head, &PyTuple_Type, &bodies,
-                          &PyTuple_Type, &names, &unknown, &PyTuple_Type, &tables))
+    int events_field, next_seq_field, last_seq_field;
+    if (!PyArg_ParseTuple(args, "((iii)O!O!O!UO!)", &events_field, &next_seq_field, &last_seq_field, &PyTuple_Type,
+                          &head, &PyTuple_Type, &bodies, &PyTuple_Type, &names, &unknown, &PyTuple_Type, &tables))
         return NULL;
     Plan *plan = PyMem_Calloc(1, sizeof(Plan));
     if (plan == NULL)
@@ -191,6 +192,8 @@ static PyObject *compile_plan(PyObject *self, PyObject *args) {
     Py_INCREF(unknown);
     plan->unknown_name = unknown;
     plan->events_field = events_field;
+    plan->next_seq_field = next_seq_field;
+    plan->last_seq_field = last_seq_field;
     if (events_field < 1 || events_field > MAX_FIELD || PyTuple_GET_SIZE(head) != 7 ||
         PyTuple_GET_SIZE(tables) > MAX_TABLES) {
         PyErr_SetString(PyExc_ValueError, "bad plan");
@@ -732,7 +735,73 @@ done:
     return result;
 }
 
+/* The seq of one event (its last seq field, 0 without one, as protobuf reads it): 1, or 0 when malformed or when
+ * the field has another wire type (protobuf keeps that as unknown). */
+static int event_seq(const Plan *plan, const uint8_t *p, const uint8_t *end, uint64_t *seq) {
+    *seq = 0;
+    while (p < end) {
+        uint64_t tag;
+        if (!read_varint(&p, end, &tag) || (tag >> 3) == 0)
+            return 0;
+        uint64_t number = tag >> 3;
+        if (number <= MAX_FIELD && plan->head[number] == H_SEQ) {
+            if ((tag & 7) != 0 || !read_varint(&p, end, seq))
+                return 0;
+        } else if (!skip_field(&p, end, (int)(tag & 7))) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* summary(plan, page) -> (events, first seq, last seq, next_seq_id, last_seq_id) or None: what the exporter needs
+ * of a page before mapping it, without building its messages. None: the page is not plain wire data (the caller
+ * parses it with protobuf). */
+static PyObject *summary(PyObject *self, PyObject *args) {
+    PyObject *capsule;
+    Py_buffer page;
+    if (!PyArg_ParseTuple(args, "Oy*", &capsule, &page))
+        return NULL;
+    Plan *plan = PyCapsule_GetPointer(capsule, "mempulse.colmap.plan");
+    if (plan == NULL) {
+        PyBuffer_Release(&page);
+        return NULL;
+    }
+    const uint8_t *p = page.buf, *end = p + page.len;
+    uint64_t first = 0, last = 0, next_seq = 0, last_seq = 0, seq;
+    Py_ssize_t count = 0;
+    int ok = 1;
+    while (p < end && ok) {
+        uint64_t tag, number;
+        const uint8_t *s;
+        Py_ssize_t n;
+        if (!read_varint(&p, end, &tag) || (number = tag >> 3) == 0) {
+            ok = 0;
+        } else if (number == (uint64_t)plan->events_field && (tag & 7) == 2) {
+            ok = read_span(&p, end, &s, &n) && event_seq(plan, s, s + n, &seq);
+            if (ok && count++ == 0)
+                first = seq;
+            last = seq;
+        } else if ((number == (uint64_t)plan->next_seq_field || number == (uint64_t)plan->last_seq_field) &&
+                   (tag & 7) == 0) {
+            ok = read_varint(&p, end, number == (uint64_t)plan->next_seq_field ? &next_seq : &last_seq);
+        } else if ((number == (uint64_t)plan->next_seq_field || number == (uint64_t)plan->last_seq_field) ||
+                   number == (uint64_t)plan->events_field) {
+            ok = 0; /* another wire type: protobuf keeps it as unknown */
+        } else {
+            ok = skip_field(&p, end, (int)(tag & 7));
+        }
+    }
+    PyBuffer_Release(&page);
+    if (!ok)
+        Py_RETURN_NONE;
+    return Py_BuildValue("(nKKKK)", count, (unsigned long long)first, (unsigned long long)last,
+                         (unsigned long long)next_seq, (unsigned long long)last_seq);
+}
+
 static PyMethodDef methods[] = {
+    {"summary", summary, METH_VARARGS,
+     "summary(plan, page) -> (events, first seq, last seq, next_seq_id, last_seq_id) or None."},
     {"compile_plan", compile_plan, METH_VARARGS, "A plan (colmap.py builds it from the descriptors), compiled."},
     {"decode", decode, METH_VARARGS,
      "decode(plan, page) -> (tables, others) or None: a serialized ScanEventsResponse into column lists."},

@@ -23,9 +23,9 @@ compiled extension (a source install with no C compiler), every page goes the pr
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from google.protobuf.descriptor import FieldDescriptor
 
@@ -167,8 +167,9 @@ def plan() -> Any:
 def _compile() -> Any:
     event = events_pb2.Event.DESCRIPTOR
     kinds = max(KIND_NAMES) + 1
+    page = query_pb2.ScanEventsResponse.DESCRIPTOR.fields_by_name
     return _colmap.compile_plan((
-        query_pb2.ScanEventsResponse.DESCRIPTOR.fields_by_name["events"].number,
+        (page["events"].number, page["next_seq_id"].number, page["last_seq_id"].number),
         tuple(event.fields_by_name[name].number for name in _HEAD),
         tuple(fd.number for fd in event.oneofs_by_name["body"].fields),
         tuple(KIND_NAMES.get(k, UNKNOWN_KIND) for k in range(kinds)), UNKNOWN_KIND,
@@ -203,13 +204,35 @@ _FINISH = {TRANSACTIONS.name: _finish_transactions, FEATURES.name: _finish_featu
            OPPORTUNITIES.name: _finish_opportunities, TX_SOURCES.name: lambda cols: cols}
 
 
-def columns_of_page(raw: bytes | None, events: Sequence[events_pb2.Event]) -> dict[str, Columns]:
-    """The columns of a page by table name, as :func:`mapper.columns_of` gives them for ``events`` (the page
-    parsed), mapped from ``raw`` (its bytes) by ``_colmap`` where it can."""
+class PageSummary(NamedTuple):
+    """What the exporter needs of a catch-up page before mapping it (:func:`page_summary`)."""
+
+    #: Events in the page.
+    event_count: int
+    #: The first and last event's seq (0 without events).
+    first_seq: int
+    last_seq: int
+    #: ScanEventsResponse.next_seq_id and last_seq_id.
+    next_seq_id: int
+    last_seq_id: int
+
+
+def page_summary(raw: bytes) -> PageSummary | None:
+    """A serialized ScanEventsResponse's :class:`PageSummary`, read by ``_colmap`` without building its messages
+    (the protobuf parse is then needed only if the page is mapped by protobuf); None without the extension, or
+    when the bytes are not plain wire data (parse them)."""
+    compiled = plan()
+    found = _colmap.summary(compiled, raw) if compiled is not None else None
+    return PageSummary(*found) if found is not None else None
+
+
+def columns_of_page(raw: bytes | None, events: Callable[[], Sequence[events_pb2.Event]]) -> dict[str, Columns]:
+    """The columns of a page by table name, as :func:`mapper.columns_of` gives them for the page parsed
+    (``events()``, called only when needed), mapped from ``raw`` (its bytes) by ``_colmap`` where it can."""
     compiled = plan()
     decoded = _colmap.decode(compiled, raw) if compiled is not None and raw is not None else None
     if decoded is None:
-        return mapper.columns_of(events)
+        return mapper.columns_of(events())
     tables, others = decoded
     out = mapper.empty_columns()
     out[EVENTS.name] = tables[0]
@@ -217,7 +240,8 @@ def columns_of_page(raw: bytes | None, events: Sequence[events_pb2.Event]) -> di
         if cols[0]:
             out[table.name] = _FINISH[table.name](cols)
     if others:  # kinds without a plan: from the parsed page, with the head columns _colmap read
-        mapper.detail_columns(out, [events[i] for i in others], mapper.pick(tables[0], others))
+        parsed = events()
+        mapper.detail_columns(out, [parsed[i] for i in others], mapper.pick(tables[0], others))
     return out
 
 

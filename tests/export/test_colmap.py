@@ -30,7 +30,8 @@ DERANDOMIZED = settings(derandomize=True, deadline=None, max_examples=200,
 
 
 def _page(events: list[events_pb2.Event], tail: bytes = b"") -> bytes:
-    return query_pb2.ScanEventsResponse(events=events, next_seq_id=9, last_seq_id=99).SerializeToString() + tail
+    resp = query_pb2.ScanEventsResponse(events=events, next_seq_id=2**40 + 9, last_seq_id=99, truncated=True)
+    return resp.SerializeToString() + tail
 
 
 def _framed(event: bytes) -> bytes:
@@ -52,12 +53,18 @@ def _decoded(raw: bytes) -> Any:
 
 def _assert_same(raw: bytes) -> None:
     """The page's columns both ways, equal in values and in types (the Native encoder packs ints, not bools)."""
-    events = query_pb2.ScanEventsResponse.FromString(raw).events
-    expected, got = columns_of(events), colmap.columns_of_page(raw, events)
+    resp = query_pb2.ScanEventsResponse.FromString(raw)
+    events = resp.events
+    expected, got = columns_of(events), colmap.columns_of_page(raw, lambda: events)
     for table in DATA_TABLES:
         assert got[table.name] == expected[table.name], table.name
         for mine, theirs in zip(got[table.name], expected[table.name], strict=True):
             assert [type(v) for v in mine] == [type(v) for v in theirs], table.name
+    # what the exporter reads of a page before mapping it, from the bytes
+    summary = colmap.page_summary(raw)
+    if summary is not None:
+        seqs = (events[0].seq_id, events[-1].seq_id) if events else (0, 0)
+        assert summary == (len(events), *seqs, resp.next_seq_id, resp.last_seq_id)
 
 
 def test_every_kind_maps_as_protobuf_does_and_the_planned_kinds_in_c() -> None:
@@ -169,7 +176,7 @@ def _event(draw: st.DrawFn) -> events_pb2.Event:
 @given(st.lists(_event(), max_size=8))
 def test_property_pages_map_as_protobuf_does(events: list[events_pb2.Event]) -> None:
     raw = _page(events)
-    assert _decoded(raw) is not None
+    assert _decoded(raw) is not None and colmap.page_summary(raw) is not None
     _assert_same(raw)
 
 
@@ -191,6 +198,7 @@ def test_property_mutated_bytes_never_crash_and_never_disagree(events: list[even
             return
     mutated = bytes(raw)
     _decoded(mutated)  # whatever protobuf makes of them: no crash
+    colmap.page_summary(mutated)
     try:
         query_pb2.ScanEventsResponse.FromString(mutated)
     except DecodeError:  # protobuf refuses the page: the exporter never maps it
@@ -219,7 +227,7 @@ async def test_a_processd_log_maps_in_c_page_by_page(processd: ProcessdServer) -
     assert query_pb2_grpc and len(pages) > 2
     kinds = set()
     for raw in pages:
-        assert _decoded(raw) is not None
+        assert _decoded(raw) is not None and colmap.page_summary(raw) is not None
         _assert_same(raw)
         kinds.update(e.kind for e in query_pb2.ScanEventsResponse.FromString(raw).events)
     assert set(colmap.PLANNED) <= kinds and len(kinds) > len(colmap.PLANNED)

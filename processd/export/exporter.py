@@ -199,8 +199,8 @@ class Exporter:
         keep_raw = self.mappers is not None or colmap.available()
         try:
             async for page in source.tail(stub, from_seq, page_events, scan):
-                if not keep_raw:
-                    page.raw = None  # nothing maps from the bytes: not held in the read-ahead beside the parse
+                if not keep_raw and page.raw is not None:
+                    page.drop_raw()  # nothing maps from the bytes: not held in the read-ahead beside the parse
                 await pages.put(page)
         except ExportError as exc:
             await pages.put(exc)
@@ -238,14 +238,14 @@ class Exporter:
                     if self._target is None:
                         self._target = item.head_seq
                     at_head = item.at_head
-                    if item.events:
-                        skipping = bool(present) and item.events[0].seq_id <= present_until
+                    if item.count:
+                        skipping = bool(present) and item.first_seq <= present_until
                         to_worker = item.raw is not None and self.mappers is not None and not skipping
                         if batch.events and to_worker != bool(batch.raw):  # a batch is a worker's or this process's
                             await writes.add(batch, next_seq)
                             batch = _Batch()
                         await self._add(batch, item, to_worker, present if skipping else None)
-                        next_seq = item.events[-1].seq_id + 1
+                        next_seq = item.last_seq + 1
                 at_target = cfg.exit_at_head and self._target is not None and next_seq > self._target
                 # the flush interval bounds the lag once caught up (or when processd is slow to answer); a
                 # catch-up batch fills to batch_rows: fewer, larger INSERTs
@@ -268,7 +268,7 @@ class Exporter:
         sent as one block to each table's INSERT of the batch (:mod:`processd.export.stream`)."""
         if not batch.events:
             batch.first_at = time.monotonic()
-        batch.events += len(page.events)
+        batch.events += page.count
         started = time.perf_counter()
         if to_worker:
             assert page.raw is not None
@@ -276,7 +276,7 @@ class Exporter:
             self.metrics.stage_seconds.labels("map").inc(time.perf_counter() - started)
             return
         columns = (self._skipping(page.events, present) if present is not None
-                   else colmap.columns_of_page(page.raw, page.events))
+                   else colmap.columns_of_page(page.raw, lambda: page.events))
         batch.add_summary(summary_of(columns))
         self.metrics.stage_seconds.labels("map").inc(time.perf_counter() - started)
         for table in DATA_TABLES:  # a table's INSERT opens with the batch's first rows for it

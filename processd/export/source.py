@@ -12,28 +12,64 @@ import asyncio
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from common.pb.v1 import events_pb2, query_pb2, query_pb2_grpc
-from processd.export.errors import SourceUnavailable
+from processd.export import colmap
+from processd.export.errors import MalformedPage, SourceUnavailable
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(slots=True)
 class Page:
-    """Events in seq order (maybe none: a heartbeat) and the highest committed seq processd reported with them."""
+    """Events in seq order (maybe none: a heartbeat) and the highest committed seq processd reported with them.
 
-    events: Sequence[events_pb2.Event]
-    head_seq: int
-    #: A ScanEvents page as processd sent it, when read raw (for the batch workers: processd.export.workers).
-    raw: bytes | None = None
-    #: Whether the events reach the head processd reported (a live message, or the last page of a catch-up): the
-    #: exporter's flush interval applies only then, so catch-up batches fill to batch_rows (fewer, larger INSERTs).
-    at_head: bool = True
+    A catch-up page read raw may come unparsed: its count and seqs read from its bytes (:func:`colmap.page_summary`),
+    its messages parsed only if something asks for :attr:`events` (the protobuf mapper, the replay skip): the C
+    mapper reads the bytes."""
+
+    __slots__ = ("_events", "at_head", "count", "first_seq", "head_seq", "last_seq", "raw")
+
+    def __init__(self, events: Sequence[events_pb2.Event] | None, head_seq: int, raw: bytes | None = None,
+                 at_head: bool = True, summary: colmap.PageSummary | None = None) -> None:
+        self._events = events
+        self.head_seq = head_seq
+        #: The ScanEvents page as processd sent it, when read raw (for the C mapper and the batch workers).
+        self.raw = raw
+        #: Whether the events reach the head processd reported (a live message, or the last page of a catch-up):
+        #: the exporter's flush interval applies only then, so catch-up batches fill to batch_rows.
+        self.at_head = at_head
+        if events is not None:
+            self.count = len(events)
+            self.first_seq, self.last_seq = (events[0].seq_id, events[-1].seq_id) if events else (0, 0)
+        else:
+            assert summary is not None and raw is not None
+            self.count, self.first_seq, self.last_seq = summary.event_count, summary.first_seq, summary.last_seq
+
+    @property
+    def events(self) -> Sequence[events_pb2.Event]:
+        """The events, parsed from :attr:`raw` on first use (:class:`MalformedPage` if protobuf refuses them)."""
+        if self._events is None:
+            assert self.raw is not None
+            self._events = parse_page(self.raw).events
+        return self._events
+
+    def drop_raw(self) -> None:
+        """Lets go of the bytes (parsing them first if nothing did)."""
+        if self._events is None:
+            self._events = self.events
+        self.raw = None
+
+
+def parse_page(raw: bytes) -> query_pb2.ScanEventsResponse:
+    """A serialized ScanEventsResponse parsed; :class:`MalformedPage` when protobuf refuses it."""
+    try:
+        return query_pb2.ScanEventsResponse.FromString(raw)
+    except DecodeError as exc:
+        raise MalformedPage(f"processd sent a ScanEvents page protobuf cannot parse ({len(raw)} bytes): {exc}") from exc
 
 
 #: Seconds a ScanEvents call may take.
@@ -43,7 +79,8 @@ SCAN_AHEAD_PAGES = 2
 #: Seconds between a waiting fetch thread's checks that its reader is gone.
 _STOP_POLL_S = 0.25
 
-_Fetched = tuple[bytes, query_pb2.ScanEventsResponse]
+#: A fetched page and the response's next_seq_id.
+_Fetched = tuple[Page, int]
 
 
 class ThreadScan:
@@ -53,7 +90,8 @@ class ThreadScan:
     Why (docs/export.md#benchmark): asked for from the event loop, the next page was requested only when the loop
     was free between two pages' mapping, and processd, idle in between, answered after that; the export waited for
     pages more than half of its time (``source_wait``) while processd's CPU stayed low. The blocking call waits in
-    gRPC's C core with the GIL released. ``close()`` closes the channel, cancelling a call in flight.
+    gRPC's C core with the GIL released. A page is not parsed here when the C mapper can read what the reader
+    needs from its bytes (:class:`Page`). ``close()`` closes the channel, cancelling a call in flight.
     """
 
     def __init__(self, target: str, max_message_bytes: int) -> None:
@@ -64,7 +102,7 @@ class ThreadScan:
 
     async def pages(self, from_seq: int, limit: int) -> AsyncIterator[_Fetched]:
         """The pages from ``from_seq`` (``limit`` events each) to the first one that reaches the head processd
-        reports, as (bytes, parsed). Raises the call's ``grpc.RpcError``."""
+        reports, each with its next_seq_id. Raises the call's ``grpc.RpcError``, or :class:`MalformedPage`."""
         loop = asyncio.get_running_loop()
         ready: asyncio.Queue[_Fetched | BaseException | None] = asyncio.Queue()  # bounded by ``slots``
         slots = threading.Semaphore(SCAN_AHEAD_PAGES)
@@ -89,7 +127,6 @@ class ThreadScan:
 
     def _fetch(self, seq: int, limit: int, slots: threading.Semaphore, stop: threading.Event,
                deliver: Callable[[Any], None]) -> None:
-        parse = query_pb2.ScanEventsResponse.FromString
         while True:
             while not slots.acquire(timeout=_STOP_POLL_S):  # SCAN_AHEAD_PAGES wait for the reader
                 if stop.is_set():
@@ -99,18 +136,29 @@ class ThreadScan:
             try:
                 raw = bytes(self._call(query_pb2.ScanEventsRequest(from_seq_id=seq, limit=limit),
                                        timeout=SCAN_TIMEOUT_S))
-                resp = parse(raw)
+                page, next_seq = _page_of(raw, seq)
             except Exception as exc:  # the reader raises it (an RpcError, or bytes protobuf refuses)
                 deliver(exc)
                 return
-            seq = max(seq, resp.next_seq_id)
-            deliver((raw, resp))
-            if seq > resp.last_seq_id:  # the head as processd reported it: the reader subscribes now
+            seq = next_seq
+            deliver((page, next_seq))
+            if page.at_head:  # the head as processd reported it: the reader subscribes now
                 deliver(None)
                 return
 
     def close(self) -> None:
         self._channel.close()
+
+
+def _page_of(raw: bytes, seq: int) -> tuple[Page, int]:
+    """A fetched page (asked for from ``seq``) and the seq to ask for next."""
+    summary = colmap.page_summary(raw)
+    if summary is not None:
+        next_seq = max(seq, summary.next_seq_id)
+        return Page(None, summary.last_seq_id, raw, next_seq > summary.last_seq_id, summary), next_seq
+    resp = parse_page(raw)
+    next_seq = max(seq, resp.next_seq_id)
+    return Page(resp.events, resp.last_seq_id, raw, next_seq > resp.last_seq_id), next_seq
 
 
 def _options(max_message_bytes: int) -> list[tuple[str, int]]:
@@ -133,9 +181,9 @@ async def tail(stub: query_pb2_grpc.QueryStub, from_seq: int, page_events: int,
     while True:
         try:
             if scan is not None:  # catch-up, fetched ahead by its thread
-                async for raw, resp in scan.pages(next_seq, page_events):
-                    next_seq = max(next_seq, resp.next_seq_id)
-                    yield Page(resp.events, resp.last_seq_id, raw, at_head=next_seq > resp.last_seq_id)
+                async for page, page_next in scan.pages(next_seq, page_events):
+                    next_seq = max(next_seq, page_next)
+                    yield page
             else:
                 while True:  # catch-up
                     resp = await stub.ScanEvents(query_pb2.ScanEventsRequest(from_seq_id=next_seq, limit=page_events),

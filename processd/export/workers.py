@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import ctypes
+import functools
 import gc
 import multiprocessing
 import os
@@ -34,12 +35,13 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import TypeVar
 
-from common.pb.v1 import query_pb2
+from common.pb.v1 import events_pb2
 from processd.export import colmap
 from processd.export.config import ExportConfig
 from processd.export.errors import MapperUnavailable
 from processd.export.mapper import BatchSummary, empty_columns, extend_columns, summary_of
 from processd.export.sink import ClickHouseSink
+from processd.export.source import parse_page
 
 _PR_SET_PDEATHSIG = 1
 _T = TypeVar("_T")
@@ -54,13 +56,16 @@ def write_pages(config: ExportConfig, pages: Sequence[bytes]) -> BatchSummary:
     global _sink
     if _sink is None or _sink.config != config:
         _sink = ClickHouseSink(config)
-    parse = query_pb2.ScanEventsResponse.FromString
     columns = empty_columns()
     for raw in pages:
-        extend_columns(columns, colmap.columns_of_page(raw, parse(raw).events))
+        extend_columns(columns, colmap.columns_of_page(raw, functools.partial(_events_of, raw)))
     summary = summary_of(columns)  # before the INSERT: the driver rewrites the lists
     _sink.insert(columns)
     return summary
+
+
+def _events_of(raw: bytes) -> Sequence[events_pb2.Event]:
+    return parse_page(raw).events
 
 
 def _ready() -> int:

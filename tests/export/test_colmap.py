@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from common.pb.v1 import events_pb2, query_pb2, query_pb2_grpc, tx_pb2
 from processd.api.server import ProcessdServer
-from processd.export import colmap
+from processd.export import colmap, source
+from processd.export.errors import MalformedPage
 from processd.export.mapper import columns_of
 from processd.export.schema import DATA_TABLES
 from tests.export._helpers import fill_query_log
@@ -231,3 +232,16 @@ async def test_a_processd_log_maps_in_c_page_by_page(processd: ProcessdServer) -
         _assert_same(raw)
         kinds.update(e.kind for e in query_pb2.ScanEventsResponse.FromString(raw).events)
     assert set(colmap.PLANNED) <= kinds and len(kinds) > len(colmap.PLANNED)
+
+
+def test_a_page_protobuf_refuses_is_malformed_and_not_retried() -> None:
+    """Bytes protobuf cannot parse, whichever path meets them first: a MalformedPage (reading the page again gives
+    the same bytes), never an exception that ends the reader unnoticed."""
+    broken = _page(_events()[:3])[:-7] + b"\x0a\x05\xff\xff"  # an event field cut short
+    assert colmap.page_summary(broken) is None and _decoded(broken) is None
+    with pytest.raises(MalformedPage) as raised:
+        source._page_of(broken, 1)
+    assert not raised.value.retriable
+    page = source.Page(None, 9, broken, summary=colmap.PageSummary(1, 1, 1, 2, 9))
+    with pytest.raises(MalformedPage):
+        colmap.columns_of_page(page.raw, lambda: page.events)

@@ -63,6 +63,7 @@ typedef struct {
     int body_field;
     Spec *spec;
     int slots;
+    int source_slot;    /* the slot that takes the event's own source_id, or -1 */
     PyObject *defaults; /* tuple: the row before any field is read */
 } Table;
 
@@ -154,13 +155,13 @@ static Spec *compile_spec(Plan *plan, PyObject *spec, int slots) {
 
 static int compile_table(Plan *plan, PyObject *item) {
     PyObject *spec, *defaults;
-    int kind, body;
-    if (!PyArg_ParseTuple(item, "iiOO!;a table is (kind, body field, spec, defaults)", &kind, &body, &spec,
-                          &PyTuple_Type, &defaults))
+    int kind, body, source_slot;
+    if (!PyArg_ParseTuple(item, "iiOO!i;a table is (kind, body field, spec, defaults, source slot)", &kind, &body,
+                          &spec, &PyTuple_Type, &defaults, &source_slot))
         return -1;
     Py_ssize_t slots = PyTuple_GET_SIZE(defaults);
     if (kind < 0 || kind > MAX_FIELD || plan->table_of_kind[kind] >= 0 || body < 1 || body > MAX_FIELD ||
-        slots > MAX_SLOTS) {
+        slots > MAX_SLOTS || source_slot < -1 || source_slot >= slots) {
         PyErr_Format(PyExc_ValueError, "bad table: kind %d body %d slots %zd", kind, body, slots);
         return -1;
     }
@@ -168,6 +169,7 @@ static int compile_table(Plan *plan, PyObject *item) {
     t->kind = kind;
     t->body_field = body;
     t->slots = (int)slots;
+    t->source_slot = source_slot;
     Py_INCREF(defaults);
     t->defaults = defaults;
     plan->table_of_kind[kind] = (int8_t)plan->tables;
@@ -633,6 +635,8 @@ static int detail_row(const Table *t, const EventHead *h, PyObject *columns, PyO
     if (h->body_field == t->body_field)
         for (int i = 0; i < h->bodies && rc == OK; i++)
             rc = decode_message(t->spec, h->body[i], h->body[i] + h->body_len[i], row, memo);
+    if (t->source_slot >= 0) /* the event's source_id (head[7]) */
+        Py_SETREF(row[t->source_slot], Py_NewRef(head[7]));
     if (rc == OK && (rc = append_row(columns, head, HEAD_COLUMNS, 0)) == OK)
         rc = append_row(columns, row, t->slots, HEAD_COLUMNS);
     for (int i = 0; i < t->slots; i++)

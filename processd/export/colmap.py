@@ -33,12 +33,24 @@ from common.pb.v1 import events_pb2, query_pb2
 from processd.export import mapper
 from processd.export.mapper import (
     CATEGORY_NAMES,
+    DROP_REASON_NAMES,
     KIND_NAMES,
     OPP_KIND_NAMES,
+    TX_STATUS_NAMES,
     UNKNOWN_KIND,
     Columns,
 )
-from processd.export.schema import EVENTS, FEATURES, OPPORTUNITIES, TRANSACTIONS, TX_SOURCES, Table
+from processd.export.schema import (
+    DROPS,
+    EVENTS,
+    FEATURES,
+    INCLUSIONS,
+    OPPORTUNITIES,
+    REPLACEMENTS,
+    TRANSACTIONS,
+    TX_SOURCES,
+    Table,
+)
 
 try:
     from processd.export import _colmap  # type: ignore[attr-defined]
@@ -61,10 +73,14 @@ def _under(prefix: str, names: Sequence[str]) -> tuple[str, ...]:
 
 
 _AMOUNTS = ("amount_in", "amount_out_min", "amount_in_max", "amount_out")
+#: A row field that is the event's own source_id (not its body's).
+_EVENT_SOURCE = "@source_id"
 
-#: Event kind -> (its table, the body field, the fields in row order (dotted: a submessage's field), those an empty
-#: value makes NULL, the uint256 amounts written as decimal digits). The fields are the table's columns after the
-#: head, as read or as :data:`_FINISH` completes them.
+#: Event kind -> (its table, the body field, the fields in row order (dotted: a submessage's field; ``@source_id``:
+#: the event's own), those an empty value makes NULL, the uint256 amounts written as decimal digits). The fields
+#: are the table's columns after the head, as read or as :data:`_FINISH` completes them. Blocks, pool states and
+#: reorgs (a few per block; their rows start otherwise, and a block's hashes are repeated messages) stay with
+#: the protobuf mapper.
 PLANNED: dict[int, tuple[Table, str, tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
     events_pb2.EVENT_KIND_TX_SEEN: (
         TRANSACTIONS, "tx_seen", _under("tx", (
@@ -84,6 +100,13 @@ PLANNED: dict[int, tuple[Table, str, tuple[str, ...], tuple[str, ...], tuple[str
         _under("opportunity", ("token_in", "token_out")), ("opportunity.notional_wei",)),
     events_pb2.EVENT_KIND_TX_SOURCE_SEEN: (
         TX_SOURCES, "tx_source_seen", ("sighting.source_id", "sighting.seen_unix_ns", "tx_seq_id"), (), ()),
+    events_pb2.EVENT_KIND_TX_INCLUDED: (
+        INCLUSIONS, "tx_included", (_EVENT_SOURCE, "block_number", "block_hash", "index", "status",
+                                    "inclusion_latency_ms", "tx_seq_id", "block_seq_id", "reincluded"), (), ()),
+    events_pb2.EVENT_KIND_TX_REPLACED: (
+        REPLACEMENTS, "tx_replaced", (_EVENT_SOURCE, "by_hash", "fee_bump_bps", "cancel", "tx_seq_id", "by_block"),
+        (), ()),
+    events_pb2.EVENT_KIND_TX_DROPPED: (DROPS, "tx_dropped", ("reason", "tx_seq_id", "source_id"), (), ()),
 }
 
 #: The Event fields of the head columns, in _colmap's order.
@@ -143,13 +166,16 @@ def _spec(message: Any, fields: Sequence[tuple[str, int]], none: Sequence[str], 
     return tuple(items)
 
 
-def _table_plan(kind: int) -> tuple[int, int, tuple[Any, ...], tuple[Any, ...]]:
-    """One table's part of the plan: (kind, the body's field number, the body message's spec, the row's defaults)."""
+def _table_plan(kind: int) -> tuple[int, int, tuple[Any, ...], tuple[Any, ...], int]:
+    """One table's part of the plan: (kind, the body's field number, the body message's spec, the row's defaults,
+    the slot of the event's own source_id or -1)."""
     _table, body, fields, none, amounts = PLANNED[kind]
     body_fd = events_pb2.Event.DESCRIPTOR.fields_by_name[body]
     defaults: list[Any] = [None] * len(fields)
-    spec = _spec(body_fd.message_type, [(name, slot) for slot, name in enumerate(fields)], none, amounts, defaults)
-    return kind, body_fd.number, spec, tuple(defaults)
+    source_slot = fields.index(_EVENT_SOURCE) if _EVENT_SOURCE in fields else -1
+    body_fields = [(name, slot) for slot, name in enumerate(fields) if slot != source_slot]
+    spec = _spec(body_fd.message_type, body_fields, none, amounts, defaults)
+    return kind, body_fd.number, spec, tuple(defaults), source_slot
 
 
 @cache
@@ -200,8 +226,23 @@ def _finish_opportunities(cols: Columns) -> Columns:
             *cols[8:]]
 
 
+def _finish_inclusions(cols: Columns) -> Columns:
+    names = TX_STATUS_NAMES
+    return [*cols[:10], [names.get(s, "UNSPECIFIED") for s in cols[10]], *cols[11:]]
+
+
+def _finish_drops(cols: Columns) -> Columns:
+    names = DROP_REASON_NAMES
+    return [*cols[:6], [names.get(r, "UNSPECIFIED") for r in cols[6]], *cols[7:]]
+
+
+def _as_read(cols: Columns) -> Columns:
+    return cols
+
+
 _FINISH = {TRANSACTIONS.name: _finish_transactions, FEATURES.name: _finish_features,
-           OPPORTUNITIES.name: _finish_opportunities, TX_SOURCES.name: lambda cols: cols}
+           OPPORTUNITIES.name: _finish_opportunities, TX_SOURCES.name: _as_read, INCLUSIONS.name: _finish_inclusions,
+           REPLACEMENTS.name: _as_read, DROPS.name: _finish_drops}
 
 
 class PageSummary(NamedTuple):

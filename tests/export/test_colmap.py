@@ -15,7 +15,7 @@ from google.protobuf.message import DecodeError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from common.pb.v1 import events_pb2, query_pb2, query_pb2_grpc, tx_pb2
+from common.pb.v1 import events_pb2, query_pb2, tx_pb2
 from processd.api.server import ProcessdServer
 from processd.export import colmap, source
 from processd.export.errors import MalformedPage
@@ -134,7 +134,7 @@ _amount = st.one_of(st.binary(max_size=3), st.binary(min_size=8, max_size=33))
 
 @st.composite
 def _event(draw: st.DrawFn) -> events_pb2.Event:
-    kind = draw(st.sampled_from([*colmap.PLANNED, events_pb2.EVENT_KIND_TX_INCLUDED, 0, 77]))
+    kind = draw(st.sampled_from([*colmap.PLANNED, events_pb2.EVENT_KIND_REORG, 0, 77]))
     ev = events_pb2.Event(seq_id=draw(_u64), chain_id=draw(_u64), kind=kind, tx_hash=draw(_bytes),
                           first_seen_unix_ns=draw(_u64), received_unix_ns=draw(_u64), source_id=draw(_text))
     if kind == events_pb2.EVENT_KIND_TX_SEEN:
@@ -168,8 +168,20 @@ def _event(draw: st.DrawFn) -> events_pb2.Event:
         ev.tx_source_seen.tx_seq_id = draw(_u64)
         ev.tx_source_seen.sighting.source_id = draw(_text)
         ev.tx_source_seen.sighting.seen_unix_ns = draw(_u64)
-    elif kind == events_pb2.EVENT_KIND_TX_INCLUDED:
-        ev.tx_included.block_number = draw(_u64)
+    elif kind == events_pb2.EVENT_KIND_TX_INCLUDED and draw(st.booleans()):
+        b = ev.tx_included
+        b.block_number, b.block_hash, b.index, b.status = draw(_u64), draw(_bytes), draw(_u32), draw(st.integers(-1, 4))
+        b.inclusion_latency_ms, b.tx_seq_id, b.block_seq_id, b.reincluded = (draw(_u64), draw(_u64), draw(_u64),
+                                                                             draw(st.booleans()))
+    elif kind == events_pb2.EVENT_KIND_TX_REPLACED:
+        r = ev.tx_replaced
+        r.by_hash, r.fee_bump_bps, r.cancel = draw(_bytes), draw(st.integers(-(2**63), 2**63 - 1)), draw(st.booleans())
+        r.tx_seq_id, r.by_block = draw(_u64), draw(st.booleans())
+    elif kind == events_pb2.EVENT_KIND_TX_DROPPED:
+        d = ev.tx_dropped
+        d.reason, d.tx_seq_id, d.source_id = draw(st.integers(-1, 5)), draw(_u64), draw(_text)
+    elif kind == events_pb2.EVENT_KIND_REORG:
+        ev.reorg.depth = draw(_u32)
     return ev
 
 
@@ -181,7 +193,7 @@ def test_property_pages_map_as_protobuf_does(events: list[events_pb2.Event]) -> 
     _assert_same(raw)
 
 
-@DERANDOMIZED
+@settings(DERANDOMIZED, max_examples=800)  # most mutations break the page: enough that some do not
 @given(st.lists(_event(), min_size=1, max_size=4), st.data())
 def test_property_mutated_bytes_never_crash_and_never_disagree(events: list[events_pb2.Event],
                                                                 data: st.DataObject) -> None:
@@ -225,13 +237,16 @@ async def test_a_processd_log_maps_in_c_page_by_page(processd: ProcessdServer) -
             seq = resp.next_seq_id
             if seq > resp.last_seq_id:
                 break
-    assert query_pb2_grpc and len(pages) > 2
+    assert len(pages) > 2
     kinds = set()
     for raw in pages:
         assert _decoded(raw) is not None and colmap.page_summary(raw) is not None
         _assert_same(raw)
         kinds.update(e.kind for e in query_pb2.ScanEventsResponse.FromString(raw).events)
-    assert set(colmap.PLANNED) <= kinds and len(kinds) > len(colmap.PLANNED)
+    # in C: transactions, features, opportunities, sightings, inclusions; by protobuf: blocks, pool states
+    assert set(colmap.PLANNED) & kinds == set(colmap.PLANNED) - {events_pb2.EVENT_KIND_TX_REPLACED,
+                                                                events_pb2.EVENT_KIND_TX_DROPPED}
+    assert {events_pb2.EVENT_KIND_BLOCK, events_pb2.EVENT_KIND_POOL_STATE} <= kinds
 
 
 def test_a_page_protobuf_refuses_is_malformed_and_not_retried() -> None:

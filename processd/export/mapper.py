@@ -3,7 +3,8 @@
 No I/O and no state: the same event always gives the same rows (what makes a replayed batch identical to the
 first, so ReplacingMergeTree can collapse it). Row order is the table's column order. One function per table
 maps an event to a row tuple (the reference, in the style of ethereum-etl's mappers); :func:`columns_of` builds
-the same values a whole column at a time, which is what the exporter inserts.
+the same values a whole column at a time: what the exporter inserts for the pages the C mapper
+(:mod:`processd.export.colmap`) does not map, and the oracle that mapper is tested against.
 """
 
 from __future__ import annotations
@@ -182,7 +183,7 @@ def rows_of(events: Iterable[events_pb2.Event]) -> dict[str, list[Row]]:
     return rows
 
 
-# ---- the fast path: whole columns at once --------------------------------------------------------------------
+# ---- whole columns at once (the protobuf mapper: colmap's fallback) ------------------------------------------
 # The same values as the row functions above, built a column at a time with list comprehensions (no per-row
 # tuple or call) and inserted with columnar=True (no transposition in the driver): about twice as fast as rows.
 # Profiled (docs/export.md#benchmark), the mapping is the exporter's largest cost and nearly all of it is reading

@@ -1,9 +1,10 @@
 """Catch-up batches parsed, mapped and inserted by worker processes (``map_workers`` > 0), beside the exporter's
 own process.
 
-Profiled (docs/export.md#benchmark), nearly all of the exporter's CPU is two per-row Python loops under one GIL:
-mapping events to columns (reading protobuf fields one Python object at a time) and the driver's encoding of
-those columns for the INSERT. A worker does both for a whole batch: the exporter hands it the batch's ScanEvents
+The exporter's CPU is mostly per-row work under one GIL: mapping events to columns and encoding them for the
+INSERT. A worker does both for a whole batch (mapping with :mod:`processd.export.colmap`, C where it can, as the
+exporter does; since mapping is C, workers are slower than the default on the machines measured:
+docs/export.md#benchmark): the exporter hands it the batch's ScanEvents
 pages as processd sent them (bytes: pickling them is a copy), the worker parses, maps and inserts them (one
 columnar INSERT per table, on its own ClickHouse connection) and sends back a :class:`BatchSummary` (row counts,
 the events' received times). So N workers map and insert N batches at once, and the exporter's process keeps only

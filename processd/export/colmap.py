@@ -18,6 +18,11 @@ twice, a kind with another kind's body, a known field with another wire type, a 
 malformed bytes), it declines, and that page is mapped by :func:`mapper.columns_of`; events of kinds outside
 :data:`PLANNED` (blocks, pool states, the lifecycle) are mapped by it too, from the parsed page. Without the
 compiled extension (a source install with no C compiler), every page goes the protobuf way: slower, the same.
+
+What it reads it checks as protobuf does (wire types, lengths, UTF-8); a field no column takes it skips as protobuf
+skips an unknown field, by its length, without looking inside. So a page protobuf would refuse only for what is
+inside such a field (an invalid UTF-8 string the exporter does not export) is exported, where the protobuf path
+stops with :class:`~processd.export.errors.MalformedPage`; processd's encoders write no such page.
 """
 
 from __future__ import annotations

@@ -6,7 +6,10 @@ crash."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import random
+from dataclasses import replace
 from typing import Any
 
 import grpc
@@ -16,12 +19,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from common.pb.v1 import events_pb2, query_pb2, tx_pb2
+from common.testing.clickhouse import ClickHouseServer
 from processd.api.server import ProcessdServer
 from processd.export import colmap, source
+from processd.export.config import ExportConfig
 from processd.export.errors import MalformedPage
+from processd.export.exporter import Exporter
 from processd.export.mapper import columns_of
 from processd.export.schema import DATA_TABLES
-from tests.export._helpers import fill_query_log
+from tests.export._helpers import check_export, fill_query_log, log_events
 from tests.export.test_mapper import MAX_U256, _events
 
 pytestmark = pytest.mark.skipif(not colmap.available(), reason="processd/export/_colmap is not compiled")
@@ -260,3 +266,28 @@ def test_a_page_protobuf_refuses_is_malformed_and_not_retried() -> None:
     page = source.Page(None, 9, broken, summary=colmap.PageSummary(1, 1, 1, 2, 9))
     with pytest.raises(MalformedPage):
         colmap.columns_of_page(page.raw, lambda: page.events)
+
+
+async def test_without_the_extension_the_export_is_the_same(clickhouse: ClickHouseServer, processd: ProcessdServer,
+                                                            export_config: ExportConfig,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """An install where _colmap did not compile (no C compiler): every page parsed and mapped by protobuf, the
+    export equal to the log all the same, and the same rows as the C mapper writes into another database."""
+    addr = f"127.0.0.1:{processd.port}"
+    await fill_query_log(addr)
+    events = await asyncio.to_thread(log_events, addr)
+    cfg = replace(export_config, exit_at_head=True, batch_rows=100_000)
+    async with Exporter(cfg) as exporter:
+        await asyncio.wait_for(exporter.wait_closed(), 120)
+    monkeypatch.setattr(colmap, "_colmap", None)
+    monkeypatch.setattr(colmap, "plan", functools.cache(colmap.plan.__wrapped__))  # for this test only
+    assert not colmap.available() and colmap.page_summary(_page(events[:2])) is None
+    plain = replace(cfg, database=f"{cfg.database}_plain")
+    async with Exporter(plain) as exporter:
+        await asyncio.wait_for(exporter.wait_closed(), 120)
+    check_export(clickhouse.query, plain.database, events)
+    for table in DATA_TABLES:
+        columns = ", ".join(name for name, _ in table.columns)
+        both = [clickhouse.query(f"SELECT {columns} FROM {db}.{table.name} ORDER BY seq")
+                for db in (cfg.database, plain.database)]
+        assert both[0] == both[1], table.name

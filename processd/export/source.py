@@ -85,13 +85,14 @@ _Fetched = tuple[Page, int]
 
 class ThreadScan:
     """The catch-up pages (ScanEvents) fetched by a thread of their own over a blocking channel, each asked for as
-    soon as the one before it arrived, up to :data:`SCAN_AHEAD_PAGES` ahead of the reader, and parsed there.
+    soon as the one before it arrived, up to :data:`SCAN_AHEAD_PAGES` ahead of the reader.
 
     Why (docs/export.md#benchmark): asked for from the event loop, the next page was requested only when the loop
     was free between two pages' mapping, and processd, idle in between, answered after that; the export waited for
     pages more than half of its time (``source_wait``) while processd's CPU stayed low. The blocking call waits in
-    gRPC's C core with the GIL released. A page is not parsed here when the C mapper can read what the reader
-    needs from its bytes (:class:`Page`). ``close()`` closes the channel, cancelling a call in flight.
+    gRPC's C core with the GIL released. What the reader needs of a page (its count, seqs, next seq) is read from
+    its bytes by the C mapper, or, without it, the page is parsed here (:class:`Page`). ``close()`` closes the
+    channel, cancelling a call in flight.
     """
 
     def __init__(self, target: str, max_message_bytes: int) -> None:

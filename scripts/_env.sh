@@ -71,7 +71,9 @@ setup_venv() {
     "$py" -m venv "$venv" || die "could not create .venv: install the python3-venv package and retry"
   fi
   stamp="$venv/.mempulse-installed"
-  want="$(sha256sum < "$MEMPULSE_ROOT/pyproject.toml" | cut -d' ' -f1)"
+  # what an install is made of: the project's metadata, and the C sources pip compiles (a changed one needs a build)
+  want="$( { cat "$MEMPULSE_ROOT/pyproject.toml"; cat "$MEMPULSE_ROOT"/processd/export/*.c 2>/dev/null || true; } \
+    | sha256sum | cut -d' ' -f1)"
   have="$(cat "$stamp" 2>/dev/null || true)"
   [ "$have" != "$want" ] || have="$want dev"  # a stamp from before the levels: every install was a dev one
   # each level contains the ones below it: only a request above what a (fresh) venv holds installs again

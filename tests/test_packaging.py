@@ -18,6 +18,7 @@ import configparser
 import shutil
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -63,11 +64,14 @@ def test_wheel_holds_the_runtime_and_nothing_else(wheel: Path) -> None:
         scripts.read_string(zf.read(entry_points).decode())
     files = {name for name in names if not name.partition("/")[0].endswith(".dist-info")}
     runtime = {_rel(path) for path in runtime_sources()} | {_rel(p) for p in (ROOT / "common" / "pb").rglob("*.pyi")}
+    # the C extensions, compiled (processd/export/_colmap.c: optional, and here a compiler is there to build it)
+    suffix = sysconfig.get_config_var("EXT_SUFFIX")
+    runtime |= {_rel(c.with_name(c.stem + suffix)) for package in DAEMONS for c in (ROOT / package).rglob("*.c")}
     assert not runtime - files, f"runtime files missing from the wheel: {sorted(runtime - files)}"
     assert not files - runtime, f"files in the wheel that the daemons do not run: {sorted(files - runtime)}"
     # what that equality means, spelled out
     assert {"common/chains.py", "common/rawtx.py", "common/pb/v1/tx_pb2.py", "common/pb/v1/tx_pb2.pyi",
-            *(f"{daemon}/__main__.py" for daemon in DAEMONS)} <= files
+            f"processd/export/_colmap{suffix}", *(f"{daemon}/__main__.py" for daemon in DAEMONS)} <= files
     dev = sorted(name for name in files
                  if name.startswith(("common/testing/", "tests/", "scripts/", "loadtests/")) or name.endswith(".jsonl"))
     assert not dev, dev

@@ -39,3 +39,8 @@ class ColumnsMismatch(SchemaMismatch):
 class FeedAborted(SinkUnavailable):
     """The exporter gave up a batch while its INSERT was being fed (processd.export.stream): the INSERT fails and
     stores nothing; the connection is dropped."""
+
+
+class MalformedPage(ExportError):
+    """processd sent a ScanEvents page that protobuf cannot parse: reading it again gives the same bytes, so no
+    retry helps (a processd bug to report)."""

@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from common.pb.v1 import query_pb2_grpc
-from processd.export import source
+from processd.export import colmap, source
 from processd.export.config import ExportConfig
 from processd.export.errors import ExportError, MapperUnavailable, SinkUnavailable
-from processd.export.mapper import BatchSummary, Columns, columns_of, empty_columns, rows_of, summary_of
+from processd.export.mapper import BatchSummary, Columns, empty_columns, rows_of, summary_of
 from processd.export.metrics import STAGES, ExportMetrics
 from processd.export.native import Columns as Block
 from processd.export.schema import DATA_TABLES, EVENTS
@@ -192,14 +192,15 @@ class Exporter:
                 scan.close()
 
     async def _read(self, stub: query_pb2_grpc.QueryStub, from_seq: int,
-                    pages: asyncio.Queue[source.Page | BaseException], scan: source.RawScan | None) -> None:
+                    pages: asyncio.Queue[source.Page | BaseException], scan: source.ThreadScan | None) -> None:
         # pages no larger than a batch: a batch then stays within batch_rows events (+ one page at most), so
         # batch_rows bounds how much a kill between its INSERTs leaves to skip (and a worker's batch in memory)
         page_events = min(self.config.scan_page_events, self.config.batch_rows)
+        keep_raw = self.mappers is not None or colmap.available()
         try:
             async for page in source.tail(stub, from_seq, page_events, scan):
-                if self.mappers is None:
-                    page.raw = None  # the bytes are for a worker only: not held in the read-ahead beside the parse
+                if not keep_raw and page.raw is not None:
+                    page.drop_raw()  # nothing maps from the bytes: not held in the read-ahead beside the parse
                 await pages.put(page)
         except ExportError as exc:
             await pages.put(exc)
@@ -237,14 +238,14 @@ class Exporter:
                     if self._target is None:
                         self._target = item.head_seq
                     at_head = item.at_head
-                    if item.events:
-                        skipping = bool(present) and item.events[0].seq_id <= present_until
+                    if item.count:
+                        skipping = bool(present) and item.first_seq <= present_until
                         to_worker = item.raw is not None and self.mappers is not None and not skipping
                         if batch.events and to_worker != bool(batch.raw):  # a batch is a worker's or this process's
                             await writes.add(batch, next_seq)
                             batch = _Batch()
                         await self._add(batch, item, to_worker, present if skipping else None)
-                        next_seq = item.events[-1].seq_id + 1
+                        next_seq = item.last_seq + 1
                 at_target = cfg.exit_at_head and self._target is not None and next_seq > self._target
                 # the flush interval bounds the lag once caught up (or when processd is slow to answer); a
                 # catch-up batch fills to batch_rows: fewer, larger INSERTs
@@ -267,14 +268,15 @@ class Exporter:
         sent as one block to each table's INSERT of the batch (:mod:`processd.export.stream`)."""
         if not batch.events:
             batch.first_at = time.monotonic()
-        batch.events += len(page.events)
+        batch.events += page.count
         started = time.perf_counter()
         if to_worker:
             assert page.raw is not None
             batch.raw.append(page.raw)
             self.metrics.stage_seconds.labels("map").inc(time.perf_counter() - started)
             return
-        columns = self._skipping(page.events, present) if present is not None else columns_of(page.events)
+        columns = (self._skipping(page.events, present) if present is not None
+                   else colmap.columns_of_page(page.raw, lambda: page.events))
         batch.add_summary(summary_of(columns))
         self.metrics.stage_seconds.labels("map").inc(time.perf_counter() - started)
         for table in DATA_TABLES:  # a table's INSERT opens with the batch's first rows for it

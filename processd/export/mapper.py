@@ -3,7 +3,8 @@
 No I/O and no state: the same event always gives the same rows (what makes a replayed batch identical to the
 first, so ReplacingMergeTree can collapse it). Row order is the table's column order. One function per table
 maps an event to a row tuple (the reference, in the style of ethereum-etl's mappers); :func:`columns_of` builds
-the same values a whole column at a time, which is what the exporter inserts.
+the same values a whole column at a time: what the exporter inserts for the pages the C mapper
+(:mod:`processd.export.colmap`) does not map, and the oracle that mapper is tested against.
 """
 
 from __future__ import annotations
@@ -182,7 +183,7 @@ def rows_of(events: Iterable[events_pb2.Event]) -> dict[str, list[Row]]:
     return rows
 
 
-# ---- the fast path: whole columns at once --------------------------------------------------------------------
+# ---- whole columns at once (the protobuf mapper: colmap's fallback) ------------------------------------------
 # The same values as the row functions above, built a column at a time with list comprehensions (no per-row
 # tuple or call) and inserted with columnar=True (no transposition in the driver): about twice as fast as rows.
 # Profiled (docs/export.md#benchmark), the mapping is the exporter's largest cost and nearly all of it is reading
@@ -225,9 +226,10 @@ def _opt_col(msgs: list[Any], field: str) -> list[str | None]:
     return [digits[v] if v else ("0" if m.HasField(field) else None) for m, v in zip(msgs, raw, strict=True)]
 
 
-def _pick(head: Columns, index: list[int]) -> Columns:
-    """The head columns of the events at ``index`` (cheaper than reading them from the messages again)."""
-    return [[column[i] for i in index] for column in head]
+def pick(head: Columns, index: list[int]) -> Columns:
+    """The head columns (the first six of ``head``) of the events at ``index`` (cheaper than reading them from the
+    messages again)."""
+    return [[column[i] for i in index] for column in head[:_HEAD_LEN]]
 
 
 def _transactions_columns(evs: list[events_pb2.Event], head: Columns) -> Columns:
@@ -389,6 +391,15 @@ def columns_of(events: Sequence[events_pb2.Event]) -> dict[str, Columns]:
     head = _head_columns(evs)
     names = KIND_NAMES
     out[EVENTS.name] = [*head, [names.get(k, UNKNOWN_KIND) for k in kinds], [e.source_id for e in evs]]
+    detail_columns(out, evs, head, kinds)
+    return out
+
+
+def detail_columns(out: dict[str, Columns], evs: list[events_pb2.Event], head: Columns,
+                   kinds: Sequence[int] | None = None) -> None:
+    """Sets ``out``'s detail tables to the columns of ``evs`` (whose head columns are ``head``), by kind."""
+    if kinds is None:
+        kinds = [e.kind for e in evs]
     by_kind: dict[int, list[int]] = {kind: [] for kind in _DETAIL_COLUMNS}
     for i, kind in enumerate(kinds):  # one pass sorts the events by kind (a kind without a table: no detail)
         index = by_kind.get(kind)
@@ -397,8 +408,7 @@ def columns_of(events: Sequence[events_pb2.Event]) -> dict[str, Columns]:
     for kind, (table, build) in _DETAIL_COLUMNS.items():
         index = by_kind[kind]
         if index:
-            out[table.name] = build([evs[i] for i in index], _pick(head, index))
-    return out
+            out[table.name] = build([evs[i] for i in index], pick(head, index))
 
 
 def extend_columns(into: dict[str, Columns], more: dict[str, Columns]) -> None:

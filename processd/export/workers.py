@@ -1,9 +1,10 @@
 """Catch-up batches parsed, mapped and inserted by worker processes (``map_workers`` > 0), beside the exporter's
 own process.
 
-Profiled (docs/export.md#benchmark), nearly all of the exporter's CPU is two per-row Python loops under one GIL:
-mapping events to columns (reading protobuf fields one Python object at a time) and the driver's encoding of
-those columns for the INSERT. A worker does both for a whole batch: the exporter hands it the batch's ScanEvents
+The exporter's CPU is mostly per-row work under one GIL: mapping events to columns and encoding them for the
+INSERT. A worker does both for a whole batch (mapping with :mod:`processd.export.colmap`, C where it can, as the
+exporter does; since mapping is C, workers are slower than the default on the machines measured:
+docs/export.md#benchmark): the exporter hands it the batch's ScanEvents
 pages as processd sent them (bytes: pickling them is a copy), the worker parses, maps and inserts them (one
 columnar INSERT per table, on its own ClickHouse connection) and sends back a :class:`BatchSummary` (row counts,
 the events' received times). So N workers map and insert N batches at once, and the exporter's process keeps only
@@ -24,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import ctypes
+import functools
 import gc
 import multiprocessing
 import os
@@ -34,11 +36,13 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import TypeVar
 
-from common.pb.v1 import query_pb2
+from common.pb.v1 import events_pb2
+from processd.export import colmap
 from processd.export.config import ExportConfig
 from processd.export.errors import MapperUnavailable
-from processd.export.mapper import BatchSummary, columns_of, summary_of
+from processd.export.mapper import BatchSummary, empty_columns, extend_columns, summary_of
 from processd.export.sink import ClickHouseSink
+from processd.export.source import parse_page
 
 _PR_SET_PDEATHSIG = 1
 _T = TypeVar("_T")
@@ -53,12 +57,16 @@ def write_pages(config: ExportConfig, pages: Sequence[bytes]) -> BatchSummary:
     global _sink
     if _sink is None or _sink.config != config:
         _sink = ClickHouseSink(config)
-    parse = query_pb2.ScanEventsResponse.FromString
-    events = [ev for raw in pages for ev in parse(raw).events]
-    columns = columns_of(events)
+    columns = empty_columns()
+    for raw in pages:
+        extend_columns(columns, colmap.columns_of_page(raw, functools.partial(_events_of, raw)))
     summary = summary_of(columns)  # before the INSERT: the driver rewrites the lists
     _sink.insert(columns)
     return summary
+
+
+def _events_of(raw: bytes) -> Sequence[events_pb2.Event]:
+    return parse_page(raw).events
 
 
 def _ready() -> int:

@@ -76,6 +76,9 @@ class Exporter:
     async def start(self) -> Exporter:
         """Starts the background task (returns at once)."""
         if self._task is None:
+            if not colmap.available():  # e.g. installed without a C compiler: the same rows, about twice the CPU
+                log.warning("the C page mapper (processd/export/_colmap) is not available: pages are mapped with "
+                            "protobuf, about twice the CPU per row")
             self._task = asyncio.create_task(self._run(), name="mempulse-export")
             self._task.add_done_callback(self._on_done)
         return self

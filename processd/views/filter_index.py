@@ -127,8 +127,7 @@ class Anchor:
 
     __slots__ = ("checked", "column", "fields", "general", "groups", "kinded", "listed", "packed", "table", "value")
 
-    def __init__(self, value: object = None, column: ColumnAnchors | None = None,
-                 table: dict[object, Anchor] | None = None) -> None:
+    def __init__(self, value: object, column: ColumnAnchors | None, table: dict[object, Anchor]) -> None:
         self.value = value
         self.column = column
         #: The index table it is listed in (under ``value``), which lets go of it once it has no group.

@@ -25,7 +25,7 @@ from processd.views.subscriptions import CUT_SLOW_STREAM, ManyStream, Subscriber
 from processd.wire.encoding import varint, varints
 from processd.wire.tags import tag
 from tests.processd._filter_data import EventFilter, commit_of, predicate, stored
-from tests.processd._filter_reference import SEEN, group_transactions, tx_matches
+from tests.processd._filter_reference import OPP, SEEN, group_transactions, tx_matches
 from tests.processd.test_filter_index_property import event_filters
 
 
@@ -299,3 +299,26 @@ def test_an_index_kept_up_to_date_equals_one_built_afresh(filters: list[EventFil
     # No entry outlives its groups (the index stays as large as the filters in use).
     assert all(anchor.groups for _, _, table in index.fields for anchor in table.values())
     assert all(table for column in index.columns for table in column.streams.values())
+
+
+def test_a_stream_taking_few_of_a_batch_gets_them_framed_apart_with_their_opportunities() -> None:
+    """A stream whose filters take few of a batch's transactions gets only theirs framed (``many._few``):
+    each event, an opportunity's included, is the one the log decodes (its ``seq_id``, an opportunity's own
+    ``opportunity.seq_id``), with the filter's id."""
+    events = stored()[1]
+    with_opps = [tx for tx in group_transactions(events) if any(e.kind == OPP for e in tx)]
+    senders = sorted({tx[0].tx_seen.tx.sender for tx in with_opps[:2]})
+    f = EventFilter(senders=senders)
+    first, cols = stored()[0][0]
+    chosen = [s for s in predicate(f) if s < first + len(cols.values)]
+    taken = {s for s in chosen if decode_event(cols.values[s - first], s).kind == SEEN}
+    assert chosen and len(taken) * many._FEW_RATIO < len(cols.seen_at)  # few: the path under test
+    assert any(decode_event(cols.values[s - first], s).kind == OPP for s in chosen)
+    stream = ManyStream(1_000_000, 8)
+    hub = _hub_with(stream)
+    hub.change_filters(stream, [(4, compile_filter(f))], [])
+    hub.publish_commit(commit_of(0))
+    got = [e for m in _drain(stream, hub.last_seq) for e in m.events]
+    by_seq = {e.seq_id: e for e in events}
+    assert [e.event.seq_id for e in got] == chosen
+    assert all(e.event == by_seq[e.event.seq_id] and list(e.filter_ids) == [4] for e in got)

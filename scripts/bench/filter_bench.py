@@ -32,7 +32,10 @@ filter id it carries.
 Issue 18's target is per pass (1,000 filters cost at most 25% of the ingest of none: throughput >= 0.75x and
 processd CPU <= 1.25x in every pass), and one pass's ratio swings with whatever else the 2 cores run, so
 ``many_ratios`` holds, per count, each pass's ratios to the same pass's step without filters (throughput, processd
-CPU, its main process's, and processd's with the subscriber process's) with their median, mean, min and max.
+CPU, its main process's, and processd's with the subscriber process's) with their median, mean, min and max, and
+each step records ``others_cores``: the CPU the rest of the machine used during its window (/proc/stat's busy time
+less processd's, the subscriber process's and the driver's), so a pass that shared the cores with other work
+shows it.
 Run it with ``--passes`` 5 or more and ``--tx`` 80000 (a step of ~2-4 s: the 10 s replay-digest timer, ~0.1 s of
 processd's main process, lands in some steps and not others).
 """
@@ -195,6 +198,12 @@ def system_seconds(pid: int) -> float:
     return int(raw[raw.rfind(")") + 2:].split()[12]) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has been busy (every CPU, /proc/stat: all but idle and iowait)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text(encoding="ascii").split("\n", 1)[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def start_subscribers(target: str, filters: list[dict[str, list[str]]], work: Path,
                       many: bool = False) -> subprocess.Popen[str]:
     path = work / f"filters-{len(filters)}.json"
@@ -225,11 +234,13 @@ async def step(server: Server, count: int, args: argparse.Namespace, work: Path,
         await asyncio.sleep(1.0)  # let the subscriptions' catch-up end before the clock starts
         cpu0, (main0, _) = tree_cpu_seconds(server.proc.pid) or 0.0, server.cpu_split()
         sys0, child0 = system_seconds(server.proc.pid), cpu_seconds(subs.pid) or 0.0
+        busy0, own0, wall0 = machine_busy_seconds(), time.process_time(), time.monotonic()
         result = await streams_encoded(server.target, encoded, 64)
         # The fan-out goes on after the last ack (the subscribers' messages): the CPU is read once they are out.
         await asyncio.sleep(DRAIN_S)
         cpu1, (main1, _) = tree_cpu_seconds(server.proc.pid) or 0.0, server.cpu_split()
         sys1, child1 = system_seconds(server.proc.pid), cpu_seconds(subs.pid) or 0.0
+        busy1, own1, wall1 = machine_busy_seconds(), time.process_time(), time.monotonic()
     finally:
         received = stop_subscribers(subs)
     return {
@@ -250,6 +261,10 @@ async def step(server: Server, count: int, args: argparse.Namespace, work: Path,
         # Streams processd ended during the step (a slow one is cut: RESOURCE_EXHAUSTED): should be none.
         "streams_ended": {k[6:]: v for k, v in received.items() if k.startswith("ended_")},
         "load_avg_1m": os.getloadavg()[0],
+        # What the rest of the machine ran meanwhile (other work on the 2 cores), in cores: the machine's busy
+        # time less processd's, the subscriber process's and this driver's (the pushing client).
+        "others_cores": round(max(0.0, (busy1 - busy0) - (cpu1 - cpu0) - (child1 - child0) - (own1 - own0))
+                              / (wall1 - wall0), 2),
     }
 
 
@@ -287,6 +302,7 @@ def pass_ratios(steps: list[dict[str, Any]], counts: list[int], passes: int) -> 
     out: dict[str, Any] = {}
     for count in counts[1:]:
         per_pass: dict[str, list[float]] = {name: [] for name in _RATIOS}
+        others: list[list[float | None]] = []
         for p in range(passes):
             none = [s for s in steps if s["pass"] == p and not s["subscribers"]]
             mine = [s for s in steps if s["pass"] == p and s["subscribers"] == count and s["match"] == "1%"
@@ -297,9 +313,12 @@ def pass_ratios(steps: list[dict[str, Any]], counts: list[int], passes: int) -> 
                 value = ratio(sum(mine[0][k] for k in keys), sum(none[0][k] for k in keys))
                 if value is not None:
                     per_pass[name].append(value)
+            others.append([none[0].get("others_cores"), mine[0].get("others_cores")])
         out[str(count)] = {name: {"per_pass": values, "median": round(statistics.median(values), 3),
                                   "mean": round(statistics.fmean(values), 3), "min": min(values), "max": max(values)}
                            for name, values in per_pass.items() if values}
+        # Per pass, the other work's cores during its step without filters and during this count's.
+        out[str(count)]["others_cores_per_pass"] = others
     return out
 
 
@@ -351,11 +370,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def _print_step(tree: str, s: dict[str, Any]) -> None:
     print(f"{tree} {s['subscribers']:>5} {s['transport']:>7} ({s['match']:>4}): {s['tx_per_s']:>9,.0f} tx/s,"
-                          f" processd {s['processd_cpu_us_per_tx']} us/tx (main {s['processd_main_cpu_us_per_tx']},"
-                          f" sys {s['processd_main_sys_us_per_tx']}), subscribers {s['subscribers_cpu_us_per_tx']}"
-                          " us/tx,"
-                          f" {s['events_delivered']:,} events in {s['messages_delivered']:,} messages,"
-                          f" share {s['matched_share_per_subscriber']}", flush=True)
+          f" processd {s['processd_cpu_us_per_tx']} us/tx (main {s['processd_main_cpu_us_per_tx']},"
+          f" sys {s['processd_main_sys_us_per_tx']}), subscribers {s['subscribers_cpu_us_per_tx']} us/tx,"
+          f" {s['events_delivered']:,} events in {s['messages_delivered']:,} messages,"
+          f" share {s['matched_share_per_subscriber']}, others {s['others_cores']} cores", flush=True)
 
 
 def _results(args: argparse.Namespace, counts: list[int], trees: list[str], steps: list[dict[str, Any]],

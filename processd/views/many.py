@@ -18,7 +18,7 @@ and registration are in :mod:`processd.views.subscriptions` (``ManyStream``, ``S
 from __future__ import annotations
 
 import functools
-from itertools import chain, repeat
+from itertools import chain, compress, repeat
 from operator import itemgetter
 from typing import Any
 
@@ -67,22 +67,19 @@ def _tagged(txs: list[TxView], stream: Any, kinded: bool) -> list[tuple[int, lis
 
 def _batch_parts(batch: StreamBatch, stream: Any, kinded: bool) -> list[bytes]:
     """The entries of one stored batch for ``stream``: the ids field of each transaction from its column anchors
-    (``Anchor.fields`` of the stream, read C-level: map, no loop per transaction), repeated over its events
-    (``tx_kinds``: one byte per event), plus the ids of the views some of the stream's groups took apart; then
-    every event with ids framed and tagged at once (:func:`tag_values`)."""
-    cols = batch.cols
-    tx_fields: list[bytes] | None = None
-    for column in batch.columns:
-        table = column.streams.get(stream)
-        if table is not None:
-            fields = map(table.get, getattr(cols, column.name), repeat(b""))
-            # A packed repeated field may come in several parts, which parsers concatenate: one per column.
-            tx_fields = list(fields) if tx_fields is None else list(map(bytes.__add__, tx_fields, fields))
-    values = cols.values
-    if tx_fields is None:
-        events = [b""] * len(values)
-    else:
-        events = list(chain.from_iterable(map(repeat, tx_fields, map(len, cols.tx_kinds))))
+    (:func:`_tx_fields`), given to each of its events (:meth:`StreamBatch.event_tx`), plus the ids of the views
+    some of the stream's groups took apart; then every event with ids framed and tagged at once
+    (:func:`tag_values`). When the stream takes few of the batch's transactions (a stream of a few filters), only
+    theirs are picked out and framed (:func:`_few`)."""
+    tx_fields = _tx_fields(batch, stream)
+    if not batch.views:
+        if tx_fields is None:
+            return []
+        taken = list(compress(range(len(tx_fields)), tx_fields))
+        if len(taken) * _FEW_RATIO < len(tx_fields):
+            return _few(batch, taken, tx_fields) if taken else []
+    values = batch.cols.values
+    events = [b""] * len(values) if tx_fields is None else list(map(tx_fields.__getitem__, batch.event_tx()))
     for tx in batch.views:
         packed, some_kinds = _ids_of(tx.anchors, tx.takers, stream, kinded)
         for i, field in enumerate(_event_fields(tx, packed, some_kinds), tx.start):
@@ -92,16 +89,58 @@ def _batch_parts(batch: StreamBatch, stream: Any, kinded: bool) -> list[bytes]:
         return []
     seq_fields = batch.seq_fields
     if seq_fields is None:
-        seq_fields = batch.seq_fields = _seq_fields(batch.first, cols)
+        seq_fields = batch.seq_fields = _seq_fields(batch.first, batch.cols)
     return tag_values(values, seq_fields, events)
+
+
+def _tx_fields(batch: StreamBatch, stream: Any) -> list[bytes] | None:
+    """The ``ManyEvent.filter_ids`` field of ``stream`` for each transaction of ``batch`` (empty: none of its
+    filters anchored on a column takes it), from the column anchors' tables (``Anchor.fields`` of the stream:
+    one C-level ``map`` per column, no loop per transaction); None when no column has the stream."""
+    cols = batch.cols
+    tx_fields: Any = None
+    for column in batch.columns:
+        table = column.streams.get(stream)
+        if table is not None:
+            fields = map(table.get, getattr(cols, column.name), repeat(b""))
+            # A packed repeated field may come in several parts, which parsers concatenate: one per column.
+            tx_fields = fields if tx_fields is None else map(bytes.__add__, tx_fields, fields)
+    return None if tx_fields is None else list(tx_fields)
+
+
+def _few(batch: StreamBatch, taken: list[int], tx_fields: list[bytes]) -> list[bytes]:
+    """:func:`tag_values` of the events of the ``taken`` transactions when they are few of the batch's: their
+    values and seq fields picked out (a transaction's events are its TX_SEEN, TX_DECODED, then its opportunities:
+    ``BatchColumns``), so the rest of the batch costs a C-level pass, not a frame."""
+    cols, first = batch.cols, batch.first
+    values, seen_at = cols.values, cols.seen_at
+    ends = [*seen_at[1:], len(values)]
+    picked: list[bytes] = []
+    seq_fields: list[bytes] = []
+    fields: list[bytes] = []
+    for t in taken:
+        start, end = seen_at[t], ends[t]
+        picked += values[start:end]
+        fields += [tx_fields[t]] * (end - start)
+        seq_fields += varints(first + start, end - start, _SEQ_TAG)
+        for i in range(start + 2, end):  # its opportunities
+            seq_fields[i - end] += opp_seq_field(first + i)
+    return tag_values(picked, seq_fields, fields)
+
+
+#: Below one transaction of ``_FEW_RATIO`` taken, a batch's taken transactions are picked out (:func:`_few`).
+_FEW_RATIO = 8
 
 
 def _seq_fields(first: int, cols: BatchColumns) -> list[bytes]:
     """The ``Event.seq_id`` field of each event of a batch at seqs from ``first``, an opportunity's followed by
-    its own ``seq_id`` (:func:`~processd.views.tx_view.opp_seq_field`)."""
+    its own ``seq_id`` (:func:`~processd.views.tx_view.opp_seq_field`, here from the seq field's own varint and a
+    prefix by its length)."""
     out = varints(first, len(cols.values), _SEQ_TAG)
+    prefixes = _opp_prefixes()
     for offset, _, _ in cols.opps:
-        out[offset] += opp_seq_field(first + offset)
+        field = out[offset]
+        out[offset] = field + prefixes[len(field)] + field[_SEQ_LEN:]
     return out
 
 
@@ -185,7 +224,7 @@ def tagged_entries(batches: list[StreamBatch], txs: list[TxView], stream: Any, l
     if txs:
         chunks += _tagged(txs, stream, kinded)
         chunks.sort(key=_first)
-    parts = chunks[0][1] if len(chunks) == 1 else [p for _, ps in chunks for p in ps]
+    parts = chunks[0][1] if len(chunks) == 1 else list(chain.from_iterable(map(_second, chunks)))
     entries: list[ManyEntry] = []
     last_field = _LAST_SEQ_TAG + varint(last_seq) if last_seq else b""
     i, n = 0, len(parts)
@@ -227,3 +266,17 @@ _KIND_TAG = tag(events_pb2.Event, "kind")
 _KIND_LEN = len(_KIND_TAG)
 _SEQ_TAG = tag(events_pb2.Event, "seq_id")
 _first = itemgetter(0)
+_second = itemgetter(1)
+_SEQ_LEN = len(_SEQ_TAG)
+
+
+@functools.cache
+def _opp_prefixes() -> list[bytes]:
+    """Per length of an ``Event.seq_id`` field (tag and varint), what goes before the varint in an opportunity's
+    ``opp_detected { opportunity { seq_id } }`` (:func:`~processd.views.tx_view.opp_seq_field`)."""
+    out = [b""] * (_SEQ_LEN + 11)
+    for size in range(1, 11):
+        seq = 1 << 7 * (size - 1)  # a seq whose varint has ``size`` bytes
+        field = opp_seq_field(seq)
+        out[_SEQ_LEN + size] = field[:len(field) - size]
+    return out

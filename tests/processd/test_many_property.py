@@ -18,13 +18,14 @@ from hypothesis import strategies as st
 from common.pb.v1 import query_pb2
 from processd.storage.layout import decode_event
 from processd.views import many
+from processd.views.filter_index import FilterIndex
 from processd.views.filter_model import compile_filter
 from processd.views.many import ManyLimitError, ManyRequestError
 from processd.views.subscriptions import CUT_SLOW_STREAM, ManyStream, Subscriber, SubscriptionHub
 from processd.wire.encoding import varint, varints
 from processd.wire.tags import tag
 from tests.processd._filter_data import EventFilter, commit_of, predicate, stored
-from tests.processd._filter_reference import SEEN, group_transactions, tx_matches
+from tests.processd._filter_reference import OPP, SEEN, group_transactions, tx_matches
 from tests.processd.test_filter_index_property import event_filters
 
 
@@ -248,3 +249,76 @@ def test_subscribers_joining_and_leaving_a_streams_group_after_the_index_is_buil
     assert got_a == [(s, [1]) for s in taken(0) + taken(1)]
     assert got_b == [(s, [7]) for s in taken(1) + taken(2)]
     assert plain.buffered_events == len(taken(1)) + len(taken(2))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(event_filters(), min_size=2, max_size=8), st.data())
+def test_an_index_kept_up_to_date_equals_one_built_afresh(filters: list[EventFilter], data: st.DataObject) -> None:
+    """Filters added and removed between commits (SubscribeMany ids, in requests of several; SubscribeEvents
+    subscribers registered and gone; a stream's end) change only the index entries of their anchor values
+    (``FilterIndex.update``): commit by commit, every stream and subscriber gets what it gets from a hub whose
+    index is built afresh from its groups before each commit (ids compared as sets: their order is free)."""
+    hubs = [SubscriptionHub(16, 1_000_000) for _ in range(2)]
+    streams = [[ManyStream(1_000_000, 64) for _ in range(2)] for _ in hubs]
+    subs: list[list[Subscriber]] = [[], []]
+    for hub, mine in zip(hubs, streams, strict=True):
+        for stream in mine:
+            hub.add_stream(stream)
+    held: list[set[int]] = [set(), set()]  # per stream, its ids in use (the same in both hubs)
+    for k in range(len(stored()[0])):
+        for _ in range(data.draw(st.integers(1, 3))):
+            s = data.draw(st.integers(0, 1))
+            remove = sorted(data.draw(st.sets(st.sampled_from(sorted(held[s]))))) if held[s] else []
+            add = [(fid, data.draw(st.integers(0, len(filters) - 1)))
+                   for fid in data.draw(st.sets(st.integers(0, 20), max_size=4)) if fid not in held[s] - set(remove)]
+            held[s] = (held[s] - set(remove)) | {fid for fid, _ in add}
+            register = data.draw(st.integers(-1, len(filters) - 1))
+            for h, hub in enumerate(hubs):
+                hub.change_filters(streams[h][s], [(fid, compile_filter(filters[i])) for fid, i in add], remove)
+                if register >= 0:
+                    subs[h].append(Subscriber(0, frozenset(), hub.max_buffered, compile_filter(filters[register])))
+                    hub.register(subs[h][-1])
+                elif subs[h]:
+                    hub.unregister(subs[h].pop(0))
+        hubs[1]._index = FilterIndex(hubs[1].groups.values())  # afresh: the reference
+        for hub in hubs:
+            hub.publish_commit(commit_of(k))
+    if data.draw(st.booleans()):
+        for h, hub in enumerate(hubs):
+            hub.drop_stream(streams[h][0])
+        assert not hubs[0].index().groups.keys() - set(hubs[0].groups.values())
+
+    def received(stream: ManyStream, head: int) -> list[tuple[int, list[int]]]:
+        return [(e.event.seq_id, sorted(e.filter_ids)) for m in _drain(stream, head) for e in m.events]
+
+    for kept, fresh in zip(streams[0], streams[1], strict=True):
+        assert received(kept, hubs[0].last_seq) == received(fresh, hubs[1].last_seq)
+    assert [s.buffered_events for s in subs[0]] == [s.buffered_events for s in subs[1]]
+    index = hubs[0].index()
+    assert set(index.groups) == set(hubs[0].groups.values())
+    # No entry outlives its groups (the index stays as large as the filters in use).
+    assert all(anchor.groups for _, _, table in index.fields for anchor in table.values())
+    assert all(table for column in index.columns for table in column.streams.values())
+
+
+def test_a_stream_taking_few_of_a_batch_gets_them_framed_apart_with_their_opportunities() -> None:
+    """A stream whose filters take few of a batch's transactions gets only theirs framed (``many._few``):
+    each event, an opportunity's included, is the one the log decodes (its ``seq_id``, an opportunity's own
+    ``opportunity.seq_id``), with the filter's id."""
+    events = stored()[1]
+    with_opps = [tx for tx in group_transactions(events) if any(e.kind == OPP for e in tx)]
+    senders = sorted({tx[0].tx_seen.tx.sender for tx in with_opps[:2]})
+    f = EventFilter(senders=senders)
+    first, cols = stored()[0][0]
+    chosen = [s for s in predicate(f) if s < first + len(cols.values)]
+    taken = {s for s in chosen if decode_event(cols.values[s - first], s).kind == SEEN}
+    assert chosen and len(taken) * many._FEW_RATIO < len(cols.seen_at)  # few: the path under test
+    assert any(decode_event(cols.values[s - first], s).kind == OPP for s in chosen)
+    stream = ManyStream(1_000_000, 8)
+    hub = _hub_with(stream)
+    hub.change_filters(stream, [(4, compile_filter(f))], [])
+    hub.publish_commit(commit_of(0))
+    got = [e for m in _drain(stream, hub.last_seq) for e in m.events]
+    by_seq = {e.seq_id: e for e in events}
+    assert [e.event.seq_id for e in got] == chosen
+    assert all(e.event == by_seq[e.event.seq_id] and list(e.filter_ids) == [4] for e in got)

@@ -175,6 +175,11 @@ class OpportunityWindow:
         """The seqs of the window, best first."""
         return [entry[0] for entry in self._ranking()]
 
+    def seqs_by_age(self) -> list[int]:
+        """The seqs of the window, oldest first: its content without ranking it (the ranking is a function of the
+        content, so the replay digest hashes this and parses no opportunity)."""
+        return [entry[0] for entry in self._by_age]
+
 
 def rank_key(entry: OppEntry) -> tuple[int, int, int]:
     """(1, net profit wei, seq) for an opportunity valued with a known net profit, else (0, score, seq): sorted

@@ -34,6 +34,7 @@ def test_opportunity_window_keeps_newest_and_ranks_by_score_then_recency() -> No
     assert [o.seq_id for o in w.top(10, min_score=50)] == [5, 4, 3]
     assert [o.seq_id for o in w.top(1)] == [5]
     assert w.seqs() == [5, 4, 3, 6]
+    assert w.seqs_by_age() == [3, 4, 5, 6]  # the replay digest's view: the content, oldest first, unranked
 
 
 def valued_entry(seq: int, score: int, net_wei: int | None) -> OppEntry:

@@ -111,11 +111,12 @@ def _centres(r: int, c0: int, c1: int, gg: int, drga: int, top: int) -> list[int
     alpha = c1 * (_D3 * r + gg * drga) - c0 * gg
     beta = 2 * c1 * rr * _D3
     gamma = c0 * rr * _D2
-    rising = alpha * top * top + beta * top + gamma >= 0
+    # The slope quadratic's values by Horner's rule: (alpha x + beta) x + gamma, the same integers.
+    rising = (alpha * top + beta) * top + gamma >= 0
     if rising and alpha + beta + gamma >= 0:
         low = -beta // (2 * alpha) if alpha > 0 else 0
-        if alpha <= 0 or not 1 < low < top or (alpha * low * low + beta * low + gamma >= 0
-                                                and alpha * (low + 1) ** 2 + beta * (low + 1) + gamma >= 0):
+        if alpha <= 0 or not 1 < low < top or ((alpha * low + beta) * low + gamma >= 0
+                                                and (alpha * (low + 1) + beta) * (low + 1) + gamma >= 0):
             return [top]
     if alpha == 0:  # frontrun.exact_in_peaks
         peaks = [-gamma // beta] if beta else []
@@ -126,7 +127,7 @@ def _centres(r: int, c0: int, c1: int, gg: int, drga: int, top: int) -> list[int
         else:
             root = isqrt(disc)
             peaks = sorted(x for x in {(-beta + root) // (2 * alpha), (-beta - root) // (2 * alpha)} if x >= 0)
-    out = [c for c in peaks if 1 <= c < top and alpha * (c + 1) ** 2 + beta * (c + 1) + gamma < 0]
+    out = [c for c in peaks if 1 <= c < top and (alpha * (c + 1) + beta) * (c + 1) + gamma < 0]
     if rising:
         out.append(top)
     elif not out:

@@ -130,6 +130,8 @@ class RoutePlan:
     needs: tuple[bytes, ...]
     #: ``needs`` as reserves keys ((chain id, pair), in the same order).
     need_keys: tuple[PairKey, ...] = ()
+    #: The chain's wrapped native token (b"" when it has none).
+    weth_token: bytes = b""
 
 
 def route_plan(venues: Venues, chain_id: int, router: bytes, path: tuple[bytes, ...]) -> RoutePlan | None:
@@ -166,7 +168,7 @@ def _plan(venues: Venues, chain_id: int, router: bytes, path: tuple[bytes, ...])
     hops = needs[:len(path) - 1]
     return RoutePlan(factory, tuple((chain_id, pair) for pair in hops), len(set(hops)) != len(hops),
                      weth is not None and path[0] == weth, (chain_id, needs[len(path) - 1]) if extra else None,
-                     tuple(others), needs, tuple((chain_id, pair) for pair in needs))
+                     tuple(others), needs, tuple((chain_id, pair) for pair in needs), weth or b"")
 
 
 def words_plan(venues: Venues, chain_id: int, router: bytes, words: bytes) -> RoutePlan | None:

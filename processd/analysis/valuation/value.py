@@ -15,7 +15,14 @@ from dataclasses import dataclass
 
 from processd.analysis.decoding.model import UNISWAP_V2, DecodedCall
 from processd.analysis.valuation import backrun, sandwich
-from processd.analysis.valuation.amm import AmmError, get_amounts_in, min_input_for, price_impact_bps, swap_out
+from processd.analysis.valuation.amm import (
+    V2_FEE_BPS,
+    AmmError,
+    get_amounts_in,
+    min_input_for,
+    price_impact_bps,
+    swap_out,
+)
 from processd.analysis.valuation.calldata import path_words, v2_path
 from processd.analysis.valuation.exact_in import optimal_exact_in
 from processd.analysis.valuation.pairs import PairKey, RoutePlan, Venues, route_plan, words_plan
@@ -29,6 +36,9 @@ TX_BASE_GAS = 21_000
 V2_SWAP_GAS = 90_000
 SANDWICH_GAS = 2 * (TX_BASE_GAS + V2_SWAP_GAS)
 BACKRUN_GAS = TX_BASE_GAS + 2 * V2_SWAP_GAS
+#: amm.swap_out's terms at the default fee, for the profit's sale on its WETH pair (priced at that fee).
+_BPS = 10_000
+_WITH_FEE = _BPS - V2_FEE_BPS
 
 
 @dataclass(slots=True)  # not frozen: a frozen dataclass costs ~6x to build, and one is built per swap
@@ -198,7 +208,7 @@ class Valuer:
                   block: int, amount_in: int) -> tuple[Figures | None, str]:
         """The best sandwich's figures, or why there are none (``victim``: an exact-input victim's least output,
         ``amount_in`` its input; or an exact-output victim's step and ``kw`` its closed form's inputs)."""
-        capital = self._capital(weth_side)
+        capital = self._capital(weth_side) if self.venues.max_capital_wei else None
         if capital is not None and capital < 0:
             return None, ("not valued: the capital bound (max_capital_wei) cannot be priced in the victim's input "
                           "token (no known pair of it with the wrapped native token)")
@@ -253,8 +263,14 @@ class Valuer:
             return True
         if plan.weth is None:
             return None
-        h = _oriented(reserves, plan.weth, token, self.venues.wrapped_native(plan.weth[0]) or b"")
-        return None if h is None else (h[0], h[1], h[2].block_number)
+        r = reserves.get(plan.weth)  # _oriented, inline: the pair of (token, the wrapped native token)
+        if r is None:
+            return None
+        if r.token0 == token:
+            return (r.reserve0, r.reserve1, r.block_number) if r.token1 == plan.weth_token else None
+        if r.token1 == token:
+            return (r.reserve1, r.reserve0, r.block_number) if r.token0 == plan.weth_token else None
+        return None
 
     def _capital(self, weth_side: tuple[int, int, int] | bool | None) -> int | None:
         """The largest front-run in the victim's input token: None without a capital bound; the bound itself for
@@ -274,8 +290,13 @@ class Valuer:
                  gas_cost: int, block: int) -> Figures:
         if weth_side is True:
             native: int | None = profit
-        elif isinstance(weth_side, tuple):
-            native = swap_out(profit, weth_side[0], weth_side[1])  # what selling the profit for WETH gives
+        elif isinstance(weth_side, tuple):  # what selling the profit for WETH gives (swap_out, inline)
+            reserve_in, reserve_out = weth_side[0], weth_side[1]
+            if profit <= 0 or reserve_in <= 0 or reserve_out <= 0:
+                native = 0
+            else:
+                w = profit * _WITH_FEE
+                native = w * reserve_out // (reserve_in * _BPS + w)
         else:
             native = None
         return Figures(profit, amount_in, token, native, gas_cost, None if native is None else native - gas_cost,
@@ -290,14 +311,22 @@ class Valuer:
         best_block = block
         others = 0
         fee = plan.factory.fee_bps
+        token_a, token_b = path[0], path[1]
+        get = reserves.get
         for other, key in plan.others:
-            h = _oriented(reserves, key, path[0], path[1])
-            if h is None:
+            r = get(key)  # _oriented, inline
+            if r is None:
+                continue
+            if r.token0 == token_a and r.token1 == token_b:
+                other_a, other_b = r.reserve0, r.reserve1
+            elif r.token1 == token_a and r.token0 == token_b:
+                other_a, other_b = r.reserve1, r.reserve0
+            else:
                 continue
             others += 1
-            b = backrun.optimal(h[0], h[1], after[0], after[1], other.fee_bps, fee)
+            b = backrun.optimal(other_a, other_b, after[0], after[1], other.fee_bps, fee)
             if b is not None and (best is None or b.profit > best.profit):
-                best, best_block = b, min(block, h[2].block_number)
+                best, best_block = b, min(block, r.block_number)
         if best is None:
             return None, ("valued: no profitable back-run through the other pools of the pair" if others
                           else "not valued: no other pool of the pair with known state")

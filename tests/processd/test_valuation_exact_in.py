@@ -1,6 +1,8 @@
-"""The fused exact-input sandwich (valuation/exact_in.py) gives what sandwich.optimal gives, field for field, and the
-fused back-run what its reference does (derandomized properties). sandwich.optimal itself is checked against the
-exhaustive search in test_valuation_math.py."""
+"""The valuation's fast paths give what the plain ones give: the fused exact-input sandwich (valuation/exact_in.py)
+what sandwich.optimal gives, field for field; the back-run with the one-unit-plateau shortcut what the one without
+it does; an exact-output victim's slope quartic evaluated from its factors what its coefficients give
+(derandomized properties). sandwich.optimal itself is checked against the exhaustive search in
+test_valuation_math.py."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from math import isqrt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from processd.analysis.valuation import backrun, exact_in, sandwich
+from processd.analysis.valuation import backrun, exact_in, frontrun, sandwich
 from processd.analysis.valuation.amm import min_input_for, one_unit_plateaus, swap_out
 
 FEES = st.sampled_from([30, 30, 25, 0, 100, 9_000])
@@ -106,3 +108,17 @@ def test_backrun_large_pools(a_exp: int, b_exp: int, a_mul: int, b_mul: int, mov
     victim_a, victim_b = other_a * (10_000 + moved_bps) // 10_000, other_b * (10_000 - moved_bps) // 10_000
     assert backrun.optimal(other_a, other_b, victim_b, victim_a, 30, fee) == reference_backrun(
         other_a, other_b, victim_b, victim_a, 30, fee)
+
+
+@settings(derandomize=True, deadline=None, max_examples=400)
+@given(st.integers(1, 30), st.integers(1, 30), st.integers(1, 10**9), st.integers(1, 10**9), st.integers(1, 10**6),
+       st.integers(0, 40), FEES)
+def test_exact_output_slope_from_its_factors(r_exp: int, s_exp: int, r_mul: int, s_mul: int, share: int,
+                                             u_exp: int, fee: int) -> None:
+    r, s = r_mul * 10**r_exp, s_mul * 10**s_exp
+    amount_out = s * share // 10**6 + 1
+    g = 10_000 - fee
+    for u in (10_000 * r + g, 10_000 * r + g * 10**u_exp, 10**u_exp):
+        quartic = frontrun.exact_out_slope(r, s, amount_out, g)
+        assert frontrun.exact_out_slope_at(r, s, amount_out, g, u) == (
+            frontrun._at(quartic, u), frontrun._at(frontrun._derivative(quartic), u))

@@ -19,8 +19,10 @@ Measured in one run (the machine is shared: ratios matter more than absolute fig
 - ``throughput``: a real ``ProcessdServer`` (LMDB, analysis worker processes, gRPC ingest), each run in a fresh
   process on a fresh data directory: ``off`` (no reserve source), ``base`` (a reserve source, the base revision's
   whole tree, exported with ``git archive``) and ``new`` (a reserve source, the working tree); a round runs the
-  three side by side (warmed up, then told to go at once: they share the machine's load of that moment); tx/s and
-  CPU per transaction per run, costs per round and their medians (:func:`throughput`). Mixes: ``fixture_mix``
+  three side by side (warmed up with :data:`WARM_COPIES` copies of the mix, so every process's route caches are
+  warm as in a running daemon, the collector set as processd's ``__main__`` sets it, then told to go at once: they
+  share the machine's load of that moment); tx/s and CPU per transaction per run, costs per round and their
+  medians (:func:`throughput`). Mixes: ``fixture_mix``
   (every call of the fixtures, 7% of them V2 router swaps), ``demo_mix`` (the fixture mix plus V2 router swaps for
   10% of the sends, as the demo's traffic: ``--swap-share 0.1`` of executable swaps beside replayed mainnet
   calls), ``v2_swaps_only`` (the V2 router swaps alone) and ``v2_valued_only`` (only the swaps the synthetic
@@ -249,23 +251,32 @@ def _tree_cpu_s() -> float:
     return sum(cpu_seconds(p) or 0.0 for p in pids)
 
 
-async def _one_run(config: ProcessdConfig, source: MappingSource | None,
-                   envelopes: list[tx_pb2.TxEnvelope], gate: Callable[[], object] | None = None) -> tuple[float, float]:
-    """(tx/s, CPU µs per transaction of processd, its workers and the in-process sender) of one timed push;
-    ``gate`` is called after the warm-up, before the timed push (it returns when the other runs are ready too)."""
+#: Copies of the mix each throughput run pushes before the timed push: every route of the mix then reaches each
+#: analysis worker (a batch goes to the least busy one) and the pipeline, so their route and pair-address caches
+#: are warm, as in a daemon that has run a while (resolving a route costs a few keccak256, ~60 µs: cold, the
+#: ~100 routes of the mix cost each process a few ms, ~1.5 µs per timed transaction of a run).
+WARM_COPIES = 2
+
+
+async def _one_run(config: ProcessdConfig, source: MappingSource | None, envelopes: list[tx_pb2.TxEnvelope],
+                   warm: int, gate: Callable[[], object] | None = None) -> tuple[float, float]:
+    """(tx/s, CPU µs per transaction of processd, its workers and the in-process sender) of one timed push of
+    ``envelopes[warm:]`` after a warm-up push of ``envelopes[:warm]``; ``gate`` is called after the warm-up, before
+    the timed push (it returns when the other runs are ready too)."""
     server = await ProcessdServer(replace(config, listen_port=free_port()), reserve_source=source).start()
     try:
-        await push_envelopes(server.address, envelopes[:500], batch_size=250, session_id="warm")
+        await push_envelopes(server.address, envelopes[:warm], batch_size=250, session_id="warm")
         if gate is not None:
             await asyncio.get_running_loop().run_in_executor(None, gate)
         cpu0 = _tree_cpu_s()
         t0 = time.perf_counter()
-        acks = await push_envelopes(server.address, envelopes[500:], batch_size=250, session_id="run",
+        acks = await push_envelopes(server.address, envelopes[warm:], batch_size=250, session_id="run",
                                     first_batch_seq=100)
         elapsed = time.perf_counter() - t0
         cpu = _tree_cpu_s() - cpu0
-        assert sum(a.accepted for a in acks) == len(envelopes) - 500
-        return (len(envelopes) - 500) / elapsed, cpu / (len(envelopes) - 500) * 1e6
+        timed = len(envelopes) - warm
+        assert sum(a.accepted for a in acks) == timed
+        return timed / elapsed, cpu / timed * 1e6
     finally:
         await server.stop(grace_s=1)
 
@@ -320,17 +331,23 @@ def one_run_main(mix: str, mode: str, copies: int, workers: int, salt: str) -> N
     everything, swaps, source, venues = corpus()
     analyzer = Analyzer(venues=venues)
     valued = valued_swaps(swaps, analyzer, source) if mix == "v2_valued_only" else []
-    envs = _copies(mixes(everything, swaps, valued)[mix], copies, salt)
+    mixed = mixes(everything, swaps, valued)[mix]
+    envs = _copies(mixed, copies + WARM_COPIES, salt)
+    warm = len(mixed) * WARM_COPIES
     work = Path(tempfile.mkdtemp(prefix="valuation-bench-"))
+    from processd.__main__ import tune_gc  # the tree under test's: as its processd runs
+
+    tune_gc()  # the collector as the daemon sets it (processd/__main__.py); the workers keep the default
     try:
         # off: valuation off altogether (no pool view, no gathering); on: the synthetic reserves as the source.
         config = ProcessdConfig(data_dir=work, analysis_workers=workers, durability="nosync", flush_interval_ms=1,
                                 valuation=mode == "on")
-        rate, cpu_us = asyncio.run(_one_run(config, source if mode == "on" else None, envs, _ready_then_wait))
+        rate, cpu_us = asyncio.run(_one_run(config, source if mode == "on" else None, envs, warm,
+                                            _ready_then_wait))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     import processd
-    print(json.dumps({"tx_per_s": rate, "cpu_us_per_tx": cpu_us, "tx": len(envs) - 500,
+    print(json.dumps({"tx_per_s": rate, "cpu_us_per_tx": cpu_us, "tx": len(envs) - warm,
                       "processd": str(Path(processd.__file__).parent),
                       "python": sys.version.split()[0]}))
 
@@ -453,6 +470,7 @@ def main() -> None:
     results: dict[str, Any] = {"reserves": "synthetic (deterministic, 1e18..1e24 base units per pool; not mainnet "
                                "state)", "pools": len(source.pools), "load_avg_1m": os.getloadavg()[0],
                                "workers": args.workers, "durability": "nosync", "base": base,
+                               "copies": args.copies, "warm_copies": WARM_COPIES, "rounds": args.rounds,
                                "new": baseline.resolve("HEAD") + ("+dirty" if baseline.dirty() else "")}
     results["per_swap"] = per_swap(swaps, source, venues, max(5, args.rounds * 2),
                                    old.value.Valuer(old.pairs.Venues()))

@@ -48,14 +48,14 @@ def optimal(other_a: int, other_b: int, victim_b: int, victim_a: int, other_fee_
             victim_fee_bps: int = V2_FEE_BPS) -> Backrun | None:
     """The most profitable back-run through the other pool (reserves ``other_a``, ``other_b``) and the victim's
     pool after the victim (``victim_b``, ``victim_a``); None when no x gains."""
-    if min(other_a, other_b, victim_b, victim_a) <= 0:
+    if other_a <= 0 or other_b <= 0 or victim_b <= 0 or victim_a <= 0:
         return None
     go, gv = _D - other_fee_bps, _D - victim_fee_bps
     k = gv * go * other_b * victim_a
     lo = _D * _D * victim_b * other_a
-    m = go * (_D * victim_b + gv * other_b)
     if k <= lo:
-        return None  # the marginal rate at x = 0 is below 1: no back-run gains
+        return None  # the marginal rate at x = 0 is below 1: no back-run gains (most swaps: nothing else computed)
+    m = go * (_D * victim_b + gv * other_b)
     centre = (isqrt(k * lo) - lo) // m
     oa, vb = other_a * _D, victim_b * _D
     xs = range(centre - REFINE, centre + REFINE + 1) if one_unit_plateaus(centre, oa, other_b, go) else _refined(

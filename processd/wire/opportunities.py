@@ -38,7 +38,7 @@ _TAG_NOTE = tag(_O, "valuation_note")
 #: (field name, its tag) of the optional uint256 valuation amounts, in field-number order.
 _AMOUNT_TAGS = [(name, tag(_O, name)) for name in ("net_profit_wei", "sandwich_profit_wei", "frontrun_amount_in",
                                                    "backrun_profit_wei", "gas_cost_wei")]
-_AMOUNT_FIELD_TAGS = tuple(field_tag for _, field_tag in _AMOUNT_TAGS)
+_TAG_NET, _TAG_SANDWICH, _TAG_FRONTRUN, _TAG_BACKRUN, _TAG_GAS = (field_tag for _, field_tag in _AMOUNT_TAGS)
 _VALUED_TRUE = _TAG_VALUED + b"\x01"
 _TAG_IMPACT = tag(_O, "price_impact_bps")
 _TAG_PROFIT_TOKEN = tag(_O, "profit_token")
@@ -84,7 +84,8 @@ def _length_delimited(field_tag: bytes, raw: bytes) -> bytes:
 
 def encode_value(v: OppValue) -> bytes:
     """Opportunity fields 12..22 of ``v``, as protobuf writes them (defaults left out, set optionals written). Runs
-    per valued opportunity: fields unpacked once, lengths from the varint table inline (no call per field)."""
+    per valued opportunity: fields unpacked once, each written inline (no loop, no call per field; lengths from the
+    varint table)."""
     valued, note, net, sandwich, frontrun, backrun, gas, impact, token, block, backrun_in = v
     if (type(impact) is not int or not 0 <= impact <= _MAX_U32 or type(block) is not int
             or not 0 <= block <= _MAX_U64 or type(note) is not str or type(token) is not bytes):
@@ -93,20 +94,31 @@ def encode_value(v: OppValue) -> bytes:
     parts = [_VALUED_TRUE] if valued else []
     if note:
         parts.append(_length_delimited(_TAG_NOTE, note.encode()))
-    for field_tag, amount in zip(_AMOUNT_FIELD_TAGS, (net, sandwich, frontrun, backrun, gas), strict=True):
-        if amount is not None:
-            raw = amount.to_bytes((amount.bit_length() + 7) // 8, "big")  # u256, inline
-            n = len(raw)
-            parts.append(field_tag + (table[n] if n < 16384 else varint(n)) + raw)
+    # The uint256 amounts in field-number order (u256 inline; a negative amount raises as u256 does).
+    if net is not None:
+        raw = net.to_bytes((net.bit_length() + 7) // 8, "big")
+        parts += (_TAG_NET, table[n] if (n := len(raw)) < 16384 else varint(n), raw)
+    if sandwich is not None:
+        raw = sandwich.to_bytes((sandwich.bit_length() + 7) // 8, "big")
+        parts += (_TAG_SANDWICH, table[n] if (n := len(raw)) < 16384 else varint(n), raw)
+    if frontrun is not None:
+        raw = frontrun.to_bytes((frontrun.bit_length() + 7) // 8, "big")
+        parts += (_TAG_FRONTRUN, table[n] if (n := len(raw)) < 16384 else varint(n), raw)
+    if backrun is not None:
+        raw = backrun.to_bytes((backrun.bit_length() + 7) // 8, "big")
+        parts += (_TAG_BACKRUN, table[n] if (n := len(raw)) < 16384 else varint(n), raw)
+    if gas is not None:
+        raw = gas.to_bytes((gas.bit_length() + 7) // 8, "big")
+        parts += (_TAG_GAS, table[n] if (n := len(raw)) < 16384 else varint(n), raw)
     if impact:
-        parts.append(_TAG_IMPACT + (table[impact] if impact < 16384 else varint(impact)))
+        parts += (_TAG_IMPACT, table[impact] if impact < 16384 else varint(impact))
     if token:
-        parts.append(_length_delimited(_TAG_PROFIT_TOKEN, token))
+        parts += (_TAG_PROFIT_TOKEN, table[len(token)] if len(token) < 16384 else varint(len(token)), token)
     if block:
-        parts.append(_TAG_BLOCK + varint(block))
+        parts += (_TAG_BLOCK, table[block] if block < 16384 else varint(block))
     if backrun_in is not None:
         raw = backrun_in.to_bytes((backrun_in.bit_length() + 7) // 8, "big")
-        parts.append(_length_delimited(_TAG_BACKRUN_IN, raw))
+        parts += (_TAG_BACKRUN_IN, table[n] if (n := len(raw)) < 16384 else varint(n), raw)
     return b"".join(parts)
 
 

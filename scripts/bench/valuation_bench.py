@@ -18,13 +18,17 @@ Measured in one run (the machine is shared: ratios matter more than absolute fig
   gathering per transaction (on the event loop).
 - ``throughput``: a real ``ProcessdServer`` (LMDB, analysis worker processes, gRPC ingest), each run in a fresh
   process on a fresh data directory: ``off`` (no reserve source), ``base`` (a reserve source, the base revision's
-  whole tree, exported with ``git archive``) and ``new`` (a reserve source, the working tree); a round runs the
-  three side by side (warmed up, then told to go at once: they share the machine's load of that moment); tx/s and
-  CPU per transaction per run, costs per round and their medians (:func:`throughput`). Mixes: ``fixture_mix``
-  (every call of the fixtures, 7% of them V2 router swaps), ``demo_mix`` (the fixture mix plus V2 router swaps for
-  10% of the sends, as the demo's traffic: ``--swap-share 0.1`` of executable swaps beside replayed mainnet
-  calls), ``v2_swaps_only`` (the V2 router swaps alone) and ``v2_valued_only`` (only the swaps the synthetic
-  reserves let be valued: the worst case, every swap searched).
+  whole tree, exported with ``git archive``) and ``new`` (a reserve source, the working tree); a round starts the
+  three together (each warmed up with :data:`WARM_COPIES` copies of the mix, so every process's route caches are
+  warm as in a running daemon, the collector set as processd's ``__main__`` sets it), then told to go at once: they
+  run side by side, sharing the machine's load of that moment; or, with ``--slices N``, their timed pushes take
+  turns in N parts, one run at a time (:func:`_round`: each part has the machine to itself but for its other
+  tenants, so it measures a lone processd, whose throughput the valuation costs on each batch's critical path, not
+  only in CPU); tx/s and CPU per transaction per run, costs per round and their medians (:func:`throughput`).
+  Mixes: ``fixture_mix`` (every call of the fixtures, 7% of them V2 router swaps), ``demo_mix`` (the fixture mix
+  plus V2 router swaps for 10% of the sends, as the demo's traffic: ``--swap-share 0.1`` of executable swaps beside
+  replayed mainnet calls), ``v2_swaps_only`` (the V2 router swaps alone) and ``v2_valued_only`` (only the swaps the
+  synthetic reserves let be valued: the worst case, every swap searched).
 
 In-process times are CPU time of the bench process (``time.process_time``), not wall time.
 
@@ -33,7 +37,7 @@ swaps read (their hops, the same pair on the other factory, the input token's WE
 cost of the search does not depend on whether a sandwich turns out profitable, but a swap whose bound already
 fails on them is cheap (about half of them: hence ``v2_valued_only``). Writes ``artifacts/perf/valuation.json``.
 
-Run: ``python -m scripts.bench.valuation_bench [--rounds 5] [--copies 6] [--workers 2] [--base REV]``
+Run: ``python -m scripts.bench.valuation_bench [--rounds 5] [--copies 6] [--slices 0] [--workers 2] [--base REV]``
 """
 
 from __future__ import annotations
@@ -244,28 +248,68 @@ def _copies(envelopes: list[tx_pb2.TxEnvelope], copies: int, salt: str) -> list[
 
 
 def _tree_cpu_s() -> float:
-    """CPU seconds of this process and its children (the analysis workers) so far."""
+    """CPU seconds of this process and its children (the analysis workers) so far, every thread of each, from the
+    scheduler's nanosecond counters (``/proc/<pid>/task/<tid>/schedstat``; the 100 Hz ``stat`` ticks would make a
+    part of a run, a fraction of a second, uncertain by several percent), or the ticks where there are none."""
     pids = [os.getpid(), *descendants(os.getpid())]
-    return sum(cpu_seconds(p) or 0.0 for p in pids)
+    total = 0.0
+    for pid in pids:
+        ns = _schedstat_ns(pid)
+        total += ns / 1e9 if ns is not None else cpu_seconds(pid) or 0.0
+    return total
 
 
-async def _one_run(config: ProcessdConfig, source: MappingSource | None,
-                   envelopes: list[tx_pb2.TxEnvelope], gate: Callable[[], object] | None = None) -> tuple[float, float]:
-    """(tx/s, CPU µs per transaction of processd, its workers and the in-process sender) of one timed push;
-    ``gate`` is called after the warm-up, before the timed push (it returns when the other runs are ready too)."""
-    server = await ProcessdServer(replace(config, listen_port=free_port()), reserve_source=source).start()
+def _schedstat_ns(pid: int) -> int | None:
+    """Nanoseconds on CPU of every thread of ``pid`` (None without schedstat)."""
     try:
-        await push_envelopes(server.address, envelopes[:500], batch_size=250, session_id="warm")
-        if gate is not None:
-            await asyncio.get_running_loop().run_in_executor(None, gate)
-        cpu0 = _tree_cpu_s()
-        t0 = time.perf_counter()
-        acks = await push_envelopes(server.address, envelopes[500:], batch_size=250, session_id="run",
-                                    first_batch_seq=100)
-        elapsed = time.perf_counter() - t0
-        cpu = _tree_cpu_s() - cpu0
-        assert sum(a.accepted for a in acks) == len(envelopes) - 500
-        return (len(envelopes) - 500) / elapsed, cpu / (len(envelopes) - 500) * 1e6
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    total = 0
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat", encoding="ascii") as fh:
+                total += int(fh.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            if tid == str(pid):
+                return None
+    return total
+
+
+#: Copies of the mix each throughput run pushes before the timed push: every route of the mix then reaches each
+#: analysis worker (a batch goes to the least busy one) and the pipeline, so their route and pair-address caches
+#: are warm, as in a daemon that has run a while (resolving a route costs a few keccak256, ~60 µs: cold, the
+#: ~100 routes of the mix cost each process a few ms, ~1.5 µs per timed transaction of a run).
+WARM_COPIES = 2
+
+
+async def _one_run(config: ProcessdConfig, source: MappingSource | None, envelopes: list[tx_pb2.TxEnvelope],
+                   warm: int, slices: int, gate: Callable[[], object]) -> tuple[float, float]:
+    """(tx/s, CPU µs per transaction of processd, its workers and the in-process sender) of the timed push of
+    ``envelopes[warm:]`` after a warm-up push of ``envelopes[:warm]``, in ``slices`` parts (0: one); ``gate`` is
+    called before each part (it returns when this run's turn comes) and after the last with ``None`` (it reports
+    the part done). tx/s and CPU are those of the parts alone: a run idles between its turns."""
+    server = await ProcessdServer(replace(config, listen_port=free_port()), reserve_source=source).start()
+    loop = asyncio.get_running_loop()
+    try:
+        await push_envelopes(server.address, envelopes[:warm], batch_size=250, session_id="warm")
+        timed = envelopes[warm:]
+        per = -(-len(timed) // max(1, slices))
+        elapsed = cpu = 0.0
+        accepted = 0
+        for k in range(0, len(timed), per):
+            await loop.run_in_executor(None, gate)
+            cpu0 = _tree_cpu_s()
+            t0 = time.perf_counter()
+            acks = await push_envelopes(server.address, timed[k:k + per], batch_size=250, session_id=f"run{k}",
+                                        first_batch_seq=100)
+            elapsed += time.perf_counter() - t0
+            cpu += _tree_cpu_s() - cpu0
+            accepted += sum(a.accepted for a in acks)
+            if slices:
+                print("done", flush=True)
+        assert accepted == len(timed)
+        return len(timed) / elapsed, cpu / len(timed) * 1e6
     finally:
         await server.stop(grace_s=1)
 
@@ -304,42 +348,56 @@ def mixes(everything: list[tx_pb2.TxEnvelope], swaps: list[tx_pb2.TxEnvelope],
 
 
 def _ready_then_wait() -> None:
-    """The ``--one-run`` gate: says ``ready`` on stdout, returns at the next line on stdin (the parent's go)."""
+    """The ``--one-run`` gate: says ``ready`` on stdout the first time, then returns at each line on stdin (the
+    parent's go)."""
     import sys
 
-    print("ready", flush=True)
+    if not _said_ready:
+        _said_ready.append(True)
+        print("ready", flush=True)
     sys.stdin.readline()
 
 
-def one_run_main(mix: str, mode: str, copies: int, workers: int, salt: str) -> None:
+_said_ready: list[bool] = []
+
+
+def one_run_main(mix: str, mode: str, copies: int, workers: int, salt: str, slices: int) -> None:
     """``--one-run``: one throughput run in this process (which may run another revision's tree), tx/s on stdout;
-    after its warm-up it says ``ready`` and waits for a line on stdin (:func:`_round`)."""
+    after its warm-up it says ``ready`` and waits for a line on stdin before its timed push, or before each of its
+    ``slices`` parts, saying ``done`` after each (:func:`_round`)."""
     import json
     import sys
 
     everything, swaps, source, venues = corpus()
     analyzer = Analyzer(venues=venues)
     valued = valued_swaps(swaps, analyzer, source) if mix == "v2_valued_only" else []
-    envs = _copies(mixes(everything, swaps, valued)[mix], copies, salt)
+    mixed = mixes(everything, swaps, valued)[mix]
+    envs = _copies(mixed, copies + WARM_COPIES, salt)
+    warm = len(mixed) * WARM_COPIES
     work = Path(tempfile.mkdtemp(prefix="valuation-bench-"))
+    from processd.__main__ import tune_gc  # the tree under test's: as its processd runs
+
+    tune_gc()  # the collector as the daemon sets it (processd/__main__.py); the workers keep the default
     try:
         # off: valuation off altogether (no pool view, no gathering); on: the synthetic reserves as the source.
         config = ProcessdConfig(data_dir=work, analysis_workers=workers, durability="nosync", flush_interval_ms=1,
                                 valuation=mode == "on")
-        rate, cpu_us = asyncio.run(_one_run(config, source if mode == "on" else None, envs, _ready_then_wait))
+        rate, cpu_us = asyncio.run(_one_run(config, source if mode == "on" else None, envs, warm, slices,
+                                            _ready_then_wait))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     import processd
-    print(json.dumps({"tx_per_s": rate, "cpu_us_per_tx": cpu_us, "tx": len(envs) - 500,
+    print(json.dumps({"tx_per_s": rate, "cpu_us_per_tx": cpu_us, "tx": len(envs) - warm,
                       "processd": str(Path(processd.__file__).parent),
                       "python": sys.version.split()[0]}))
 
 
 def _round(runs: list[tuple[Path, str, str]], args: argparse.Namespace, salt: str) -> list[dict[str, Any]]:
-    """One round: a ``--one-run`` process per (tree, mix, reserve source on|off), all started together; once every
-    one is warmed up and ready they are told to go at once, so their timed pushes share the machine's load of
-    that moment (it swings 2-3x between minutes here), instead of each meeting another."""
-    import json
+    """One round: a ``--one-run`` process per (tree, mix, reserve source on|off), all started and warmed up
+    together, then told to go at once: their timed pushes share the machine's load of that moment (it swings 2-3x
+    between minutes here) instead of each meeting another. With ``--slices`` N their timed pushes take turns
+    instead: N parts each, one run at a time, the order rotating each turn, so each part runs alone on the machine
+    (no mode takes the cores from another) and the modes' parts alternate within seconds, meeting the same load."""
     import subprocess
     import sys
 
@@ -347,28 +405,23 @@ def _round(runs: list[tuple[Path, str, str]], args: argparse.Namespace, salt: st
     for i, (tree, mix, on) in enumerate(runs):
         env = {**os.environ, "PYTHONPATH": str(tree)}
         cmd = [sys.executable, str(Path(__file__).resolve()), "--one-run", mix, on, "--copies", str(args.copies),
-               "--workers", str(args.workers), "--salt", f"{salt}-{i}"]
+               "--workers", str(args.workers), "--salt", f"{salt}-{i}", "--slices", str(args.slices)]
         procs.append(subprocess.Popen(cmd, cwd=tree, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       stderr=subprocess.DEVNULL, text=True))
     try:
         for p in procs:
-            assert p.stdout is not None
-            if p.stdout.readline().strip() != "ready":
+            if _line(p) != "ready":
                 raise RuntimeError(f"a --one-run process exited before its run ({p.args!r})")
-        for p in procs:
-            assert p.stdin is not None
-            p.stdin.write("go\n")
-            p.stdin.flush()
-        results = []
-        for p, (tree, _, _) in zip(procs, runs, strict=True):
-            out, _ = p.communicate(timeout=900)
-            if p.returncode != 0:
-                raise RuntimeError(f"a --one-run process failed ({p.args!r})")
-            result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-            if Path(result["processd"]).resolve() != (tree / "processd").resolve():
-                raise RuntimeError(f"the run imported {result['processd']}, not {tree}/processd")
-            results.append(result)
-        return results
+        if args.slices:
+            for k in range(args.slices):
+                for p in procs[k % len(procs):] + procs[:k % len(procs)]:
+                    _say(p, "go")
+                    if _line(p) != "done":
+                        raise RuntimeError(f"a --one-run process failed in its part {k} ({p.args!r})")
+        else:
+            for p in procs:
+                _say(p, "go")
+        return [_result(p, tree) for p, (tree, _, _) in zip(procs, runs, strict=True)]
     finally:
         for p in procs:
             if p.poll() is None:
@@ -376,15 +429,41 @@ def _round(runs: list[tuple[Path, str, str]], args: argparse.Namespace, salt: st
                 p.wait()
 
 
+def _line(p: Any) -> str:
+    assert p.stdout is not None
+    return str(p.stdout.readline()).strip()
+
+
+def _say(p: Any, line: str) -> None:
+    assert p.stdin is not None
+    p.stdin.write(line + "\n")
+    p.stdin.flush()
+
+
+def _result(p: Any, tree: Path) -> dict[str, Any]:
+    """A finished ``--one-run``'s JSON line, checked to come from ``tree``'s processd."""
+    import json
+
+    out, _ = p.communicate(timeout=900)
+    if p.returncode != 0:
+        raise RuntimeError(f"a --one-run process failed ({p.args!r})")
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    if Path(result["processd"]).resolve() != (tree / "processd").resolve():
+        raise RuntimeError(f"the run imported {result['processd']}, not {tree}/processd")
+    return result
+
+
 def throughput(mix_names: list[str], trees: dict[str, tuple[Path, str]], args: argparse.Namespace) -> dict[str, Any]:
     """Every mix in every mode (``trees``: mode -> (tree, reserve source on|off)), a round running its modes side
-    by side (:func:`_round`).
+    by side or in turns (:func:`_round`).
 
-    The modes of a round share the machine's load, so the costs are read per round (``cpu_cost_pct_<mode>_rounds``,
-    1 - off/mode of that round's CPU per transaction; likewise ``cost_pct_<mode>_rounds`` from tx/s), then their
-    median and worst round; the ratio of the modes' medians over all rounds is reported too (``cpu_cost_pct_<mode>``).
-    Side by side, a mode that finishes first leaves the others more of the machine for their last part: tx/s
-    understates the cost, CPU per transaction does not."""
+    The modes of a round meet the same load of the machine, so the costs are read per round
+    (``cpu_cost_pct_<mode>_rounds``, 1 - off/mode of that round's CPU per transaction; likewise
+    ``cost_pct_<mode>_rounds`` from tx/s), then their median and worst round; the ratio of the modes' medians over
+    all rounds is reported too (``cpu_cost_pct_<mode>``). Side by side the modes take cores from each other, and
+    one that finishes first leaves the others more of the machine for their last part: tx/s says as much about the
+    scheduler as about the modes, CPU per transaction does not (when processd is CPU-bound, the throughput cost is
+    1 - off/on of it). In turns (``--slices``) tx/s is a lone processd's."""
     out: dict[str, Any] = {}
     modes = list(trees)
     for name in mix_names:
@@ -436,6 +515,8 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=6, help="copies of the mix per throughput run (longer runs: "
                         "the CPU clock ticks 100 times a second per process)")
     parser.add_argument("--workers", type=int, default=2, help="processd --analysis-workers")
+    parser.add_argument("--slices", type=int, default=0, help="0: the runs of a round side by side; N: each run's "
+                        "timed push in N parts, the runs of a round taking turns (each part alone on the machine)")
     parser.add_argument("--base", default="", help="the revision to compare with (default: merge-base HEAD main)")
     parser.add_argument("--mixes", default="fixture_mix,demo_mix,v2_swaps_only,v2_valued_only")
     parser.add_argument("--out-name", default="valuation")
@@ -443,7 +524,7 @@ def main() -> None:
     parser.add_argument("--salt", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one_run:
-        one_run_main(args.one_run[0], args.one_run[1], args.copies, args.workers, args.salt)
+        one_run_main(args.one_run[0], args.one_run[1], args.copies, args.workers, args.salt, args.slices)
         return
     from scripts.bench import baseline
 
@@ -453,6 +534,8 @@ def main() -> None:
     results: dict[str, Any] = {"reserves": "synthetic (deterministic, 1e18..1e24 base units per pool; not mainnet "
                                "state)", "pools": len(source.pools), "load_avg_1m": os.getloadavg()[0],
                                "workers": args.workers, "durability": "nosync", "base": base,
+                               "copies": args.copies, "warm_copies": WARM_COPIES, "rounds": args.rounds,
+                               "slices": args.slices,
                                "new": baseline.resolve("HEAD") + ("+dirty" if baseline.dirty() else "")}
     results["per_swap"] = per_swap(swaps, source, venues, max(5, args.rounds * 2),
                                    old.value.Valuer(old.pairs.Venues()))

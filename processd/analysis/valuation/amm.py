@@ -81,6 +81,19 @@ def min_input_for(amount_out: int, reserve_in: int, reserve_out: int, fee_bps: i
     return -(-(reserve_in * amount_out * _BPS) // ((reserve_out - amount_out) * (_BPS - fee_bps)))
 
 
+def one_unit_plateaus(x: int, scaled_reserve_in: int, reserve_out: int, g: int) -> bool:
+    """Whether each input from ``x - 3`` to ``x + 2`` buys at least one unit of output more than the input one
+    less (every plateau of equal outputs there is one input wide); ``scaled_reserve_in`` is ``reserve_in * 10,000``
+    and ``g`` is ``10,000 - fee_bps``. Exact: the continuous output ``F(x) = x g S / (R D + x g)`` is concave, so
+    its steps shrink as x grows, and the last one, ``F(x + 2) - F(x + 1) = g S R D / ((R D + (x + 1) g)(R D +
+    (x + 2) g))``, at least 1 makes each floor at least one above the one before.
+
+    The refinements (sandwich front-run, back-run) use it to skip the ``min_input_for`` of the outputs near a
+    candidate: there the least input buying ``out(x) + k`` (k in -2..2) is within ``[x - 2, x + 2]``."""
+    return x >= 3 and g * reserve_out * scaled_reserve_in >= ((scaled_reserve_in + (x + 1) * g)
+                                                              * (scaled_reserve_in + (x + 2) * g))
+
+
 def price_impact_bps(amount_in: int, reserve_in: int, fee_bps: int = V2_FEE_BPS) -> int:
     """How far below the pool's spot price (fee excluded) a sale of ``amount_in`` executes, basis points (floor):
     ``1 - out / (amount_in_after_fee * reserve_out / reserve_in)`` = ``x / (reserve_in + x)``, x after fee."""

@@ -22,6 +22,14 @@ _ZERO_WORD_HEAD = bytes(12)
 
 def v2_path(data: bytes) -> tuple[bytes, ...] | None:
     """The token path of a V2 router swap call, None when ``data`` is not one or is malformed."""
+    region = path_words(data)
+    return None if region is None else path_of_words(region)
+
+
+def path_words(data: bytes) -> bytes | None:
+    """The ABI words of a V2 router swap call's ``path`` array (its elements, 32 bytes each), None when ``data``
+    is not such a call or is too short for them: one slice, unchecked, so that the pipeline can key the routes it
+    has resolved by it (:func:`path_of_words` of the words is :func:`v2_path` of the call)."""
     arg = PATH_ARG.get(data[:4])
     if arg is None:
         return None
@@ -37,14 +45,18 @@ def v2_path(data: bytes) -> tuple[bytes, ...] | None:
     at = start + 32
     if not 2 <= count <= MAX_PATH or n < at + 32 * count:
         return None
-    if count == 2:  # most swaps: no loop (this runs on processd's event loop for every swap)
-        if data[at:at + 12] != _ZERO_WORD_HEAD or data[at + 32:at + 44] != _ZERO_WORD_HEAD:
+    return data[at:at + 32 * count]
+
+
+def path_of_words(words: bytes) -> tuple[bytes, ...] | None:
+    """The addresses of :func:`path_words`' words; None when one is not an address (its 12 high bytes not 0)."""
+    if len(words) == 64:  # most swaps: no loop (this runs on processd's event loop for every new route)
+        if words[:12] != _ZERO_WORD_HEAD or words[32:44] != _ZERO_WORD_HEAD:
             return None
-        return data[at + 12:at + 32], data[at + 44:at + 64]
+        return words[12:32], words[44:64]
     out = []
-    for _ in range(count):  # a loop, not a comprehension (a function call per comprehension in Python 3.11)
-        if data[at:at + 12] != _ZERO_WORD_HEAD:
+    for at in range(0, len(words), 32):  # a loop, not a comprehension (a function call per comprehension in 3.11)
+        if words[at:at + 12] != _ZERO_WORD_HEAD:
             return None
-        out.append(data[at + 12:at + 32])
-        at += 32
+        out.append(words[at + 12:at + 32])
     return tuple(out)

@@ -197,30 +197,48 @@ def exact_out_slope(r: int, s: int, amount_out: int, g: int) -> list[int]:
     return [q[i] + (tail[i] if i < len(tail) else 0) for i in range(max(len(q), len(tail)))]
 
 
+def exact_out_slope_at(r: int, s: int, amount_out: int, g: int, u: int) -> tuple[int, int]:
+    """``(Q(u), Q'(u))``: the quartic of :func:`exact_out_slope` and its derivative at ``u``, evaluated from their
+    factors instead of from the coefficients (the same integers: exact arithmetic of the same polynomials; about
+    30 products instead of the coefficients' hundred). With ``E = A - B``: ``Q = E B + (U - D r)(E' B - E B')``
+    and ``Q' = 2 E' B + (U - D r)(E'' B - E B'')``, ``A`` and ``B`` products of two linear factors."""
+    c = _D - g
+    m = amount_out
+    rsd = r * s * _D
+    a1, a2 = s * u - c * r * s, g * rsd + m * c * u  # A = a1 a2
+    k = g * s - m * _D
+    b1, b2 = rsd - m * u, rsd * c + k * u  # B = b1 b2
+    b = b1 * b2
+    e = a1 * a2 - b
+    e1 = s * a2 + a1 * m * c + m * b2 - b1 * k  # A' - B'
+    e2 = 2 * s * m * c + 2 * m * k  # A'' - B''
+    b_1 = b1 * k - m * b2  # B'
+    shift = u - _D * r
+    return e * b + shift * (e1 * b - e * b_1), 2 * e1 * b + shift * (e2 * b + e * 2 * m * k)
+
+
 def exact_out_peak(r: int, s: int, amount_out: int, x_max: int, g: int, guess: int) -> int:
     """Where an exact-output victim's continuous sandwich profit peaks in ``[1, x_max]`` (floored): ``x_max`` when
     it still rises there, 1 when it already falls at 1, else the sign change of the slope quartic found by Newton
-    steps kept inside the bracket (bisection when a step leaves it)."""
-    poly = exact_out_slope(r, s, amount_out, g)
-    slope = _derivative(poly)
+    steps kept inside the bracket (bisection when a step leaves it). The quartic and its slope are evaluated from
+    their factors (:func:`exact_out_slope_at`)."""
     base = _D * r
     lo, hi = base + g, base + g * x_max
-    if _at(poly, hi) >= 0:
+    if exact_out_slope_at(r, s, amount_out, g, hi)[0] >= 0:
         return x_max
-    if _at(poly, lo) <= 0:
+    if exact_out_slope_at(r, s, amount_out, g, lo)[0] <= 0:
         return 1
     u = base + g * guess
     if not lo < u < hi:
         u = (lo + hi) // 2
     for _ in range(MAX_NEWTON):
-        value = _at(poly, u)
+        value, d = exact_out_slope_at(r, s, amount_out, g, u)
         if value > 0:
             lo = u
         else:
             hi = u
         if hi - lo <= g:
             break
-        d = _at(slope, u)
         step = value // d if d else 0
         if d and -g < step < g:  # converged to within one unit of x
             lo = hi = u - step

@@ -15,6 +15,7 @@ from pathlib import Path
 from Crypto.Hash import keccak
 
 from processd.analysis.valuation.amm import V2_FEE_BPS
+from processd.analysis.valuation.calldata import path_of_words
 from processd.errors import ProcessdError
 
 
@@ -65,6 +66,7 @@ PAIR_CACHE_MAX = 65_536
 _pair_cache: dict[tuple[object, ...], bytes] = {}
 _route_cache: dict[tuple[object, ...], tuple[bytes, ...]] = {}
 _plan_cache: dict[tuple[object, ...], RoutePlan | None] = {}
+_words_cache: dict[tuple[object, ...], RoutePlan | None] = {}
 
 
 def pair_address(factory: bytes, init_code_hash: bytes, token_a: bytes, token_b: bytes) -> bytes:
@@ -98,8 +100,8 @@ def route_pairs(factory: bytes, init_code_hash: bytes, path: tuple[bytes, ...], 
 
 
 def pair_cache_entries() -> int:
-    """Entries of this process's pair-address, route and route-plan caches."""
-    return len(_pair_cache) + len(_route_cache) + len(_plan_cache)
+    """Entries of this process's pair-address, route and route-plan caches (plans by path and by path words)."""
+    return len(_pair_cache) + len(_route_cache) + len(_plan_cache) + len(_words_cache)
 
 
 #: A pair's key in the reserves mapping: (chain id, 20-byte pair address).
@@ -126,6 +128,10 @@ class RoutePlan:
     others: tuple[tuple[Factory, PairKey], ...]
     #: The pair addresses the valuation reads, for the pipeline to gather: the hops, the WETH pair, the others.
     needs: tuple[bytes, ...]
+    #: ``needs`` as reserves keys ((chain id, pair), in the same order).
+    need_keys: tuple[PairKey, ...] = ()
+    #: The chain's wrapped native token (b"" when it has none).
+    weth_token: bytes = b""
 
 
 def route_plan(venues: Venues, chain_id: int, router: bytes, path: tuple[bytes, ...]) -> RoutePlan | None:
@@ -162,7 +168,24 @@ def _plan(venues: Venues, chain_id: int, router: bytes, path: tuple[bytes, ...])
     hops = needs[:len(path) - 1]
     return RoutePlan(factory, tuple((chain_id, pair) for pair in hops), len(set(hops)) != len(hops),
                      weth is not None and path[0] == weth, (chain_id, needs[len(path) - 1]) if extra else None,
-                     tuple(others), needs)
+                     tuple(others), needs, tuple((chain_id, pair) for pair in needs), weth or b"")
+
+
+def words_plan(venues: Venues, chain_id: int, router: bytes, words: bytes) -> RoutePlan | None:
+    """:func:`route_plan` of the path whose ABI words are ``words`` (``calldata.path_words``; None: not a path of
+    addresses, or a router no factory lists), cached per process by the words themselves: the pipeline's
+    gathering reads no address out of a call whose route it has resolved before (bounded like the other caches)."""
+    key = (venues, chain_id, router, words)
+    try:
+        return _words_cache[key]
+    except KeyError:
+        pass
+    path = path_of_words(words)
+    plan = None if path is None else route_plan(venues, chain_id, router, path)
+    if len(_words_cache) >= PAIR_CACHE_MAX:
+        _words_cache.clear()
+    _words_cache[key] = plan
+    return plan
 
 
 class Venues:

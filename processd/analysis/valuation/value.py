@@ -15,9 +15,17 @@ from dataclasses import dataclass
 
 from processd.analysis.decoding.model import UNISWAP_V2, DecodedCall
 from processd.analysis.valuation import backrun, sandwich
-from processd.analysis.valuation.amm import AmmError, get_amounts_in, min_input_for, price_impact_bps, swap_out
-from processd.analysis.valuation.calldata import v2_path
-from processd.analysis.valuation.pairs import PairKey, RoutePlan, Venues, route_plan
+from processd.analysis.valuation.amm import (
+    V2_FEE_BPS,
+    AmmError,
+    get_amounts_in,
+    min_input_for,
+    price_impact_bps,
+    swap_out,
+)
+from processd.analysis.valuation.calldata import path_words, v2_path
+from processd.analysis.valuation.exact_in import optimal_exact_in
+from processd.analysis.valuation.pairs import PairKey, RoutePlan, Venues, route_plan, words_plan
 from processd.analysis.valuation.state import PoolReserves, Reserves, ReserveSource
 from processd.errors import ProcessdError
 
@@ -28,6 +36,9 @@ TX_BASE_GAS = 21_000
 V2_SWAP_GAS = 90_000
 SANDWICH_GAS = 2 * (TX_BASE_GAS + V2_SWAP_GAS)
 BACKRUN_GAS = TX_BASE_GAS + 2 * V2_SWAP_GAS
+#: amm.swap_out's terms at the default fee, for the profit's sale on its WETH pair (priced at that fee).
+_BPS = 10_000
+_WITH_FEE = _BPS - V2_FEE_BPS
 
 
 @dataclass(slots=True)  # not frozen: a frozen dataclass costs ~6x to build, and one is built per swap
@@ -81,28 +92,28 @@ def gather(calls: Iterable[tuple[int, bytes, bytes]], source: ReserveSource,
            venues: Venues) -> tuple[list[PoolReserves], int]:
     """The reserves the valuation of ``(chain id, to, calldata)`` calls needs, as ``source`` knows them now, and
     the number of pairs it did not know. Runs on processd's event loop for every batch: each distinct route of the
-    batch is resolved once (a batch's swaps share few routes), from the process's route plans."""
-    routes: set[tuple[int, bytes, tuple[bytes, ...]]] = set()
-    seen: set[tuple[int, bytes]] = set()
+    batch is resolved once (a batch's swaps share few routes), from the process's route plans, found by the
+    call's path words (``calldata.path_words``, one slice: no address is read out of a known route's call)."""
+    routes: set[tuple[int, bytes, bytes]] = set()
+    seen: set[PairKey] = set()
     found: list[PoolReserves] = []
     lookup = source.lookup
     for chain_id, to, data in calls:
-        path = v2_path(data)
-        if path is None:
+        words = path_words(data)
+        if words is None:
             continue
-        route = (chain_id, to, path)
+        route = (chain_id, to, words)
         if route in routes:
             continue
         routes.add(route)
-        plan = route_plan(venues, chain_id, to, path)
+        plan = words_plan(venues, chain_id, to, words)
         if plan is None:
             continue
-        for pair in plan.needs:
-            key = (chain_id, pair)
+        for key in plan.need_keys:
             if key in seen:
                 continue
             seen.add(key)
-            r = lookup(chain_id, pair)
+            r = lookup(*key)
             if r is not None:
                 found.append(r)
     return found, len(seen) - len(found)
@@ -152,38 +163,52 @@ class Valuer:
         if plan.repeated:
             return "not valued: the path crosses a pair twice"
         path = call.path
-        factory = plan.factory
         hops = []
         block = -1
-        for i, key in enumerate(plan.hops):
-            h = _oriented(reserves, key, path[i], path[i + 1])
-            if h is None:
-                return (f"not valued: pool state unknown ({factory.name} pair of 0x{path[i].hex()}/"
-                        f"0x{path[i + 1].hex()})")
-            hops.append(h)
-            n = h[2].block_number
-            if block < 0 or n < block:
-                block = n
+        get = reserves.get
+        for i, key in enumerate(plan.hops):  # _oriented, inline (every valuation reads its hops)
+            r = get(key)
+            token_in, token_out = path[i], path[i + 1]
+            if r is not None and r.token0 == token_in and r.token1 == token_out:
+                hops.append((r.reserve0, r.reserve1, r))
+            elif r is not None and r.token1 == token_in and r.token0 == token_out:
+                hops.append((r.reserve1, r.reserve0, r))
+            else:
+                return (f"not valued: pool state unknown ({plan.factory.name} pair of 0x{token_in.hex()}/"
+                        f"0x{token_out.hex()})")
+            if block < 0 or r.block_number < block:
+                block = r.block_number
         r_in, r_out = hops[0][0], hops[0][1]
-        fee = factory.fee_bps
-        victim, kw, amount_in = self._victim(call, value_wei, hops, fee)
-        victim_step = victim(r_in, r_out)  # first: no search for a swap that would revert as it is
+        fee = plan.factory.fee_bps
+        victim: sandwich.VictimStep | int  # exact input: the least first-hop output it takes (no object built)
+        if call.amount_out_min is not None:
+            amount_in, victim = self._exact_in(call, value_wei, hops, fee)
+            kw: dict[str, int] = {}
+            # exact_in_victim's step, inline (first: no search for a swap that would revert as it is; half the
+            # swaps stop here)
+            bought = swap_out(amount_in, r_in, r_out, fee) if r_in + amount_in <= sandwich.UINT112_MAX else 0
+            victim_step = (amount_in, bought) if bought >= victim else None
+        else:
+            victim, kw, amount_in = self._exact_out(call, value_wei, hops, fee)
+            victim_step = victim(r_in, r_out)
         if victim_step is None:
             return "not valued: the victim's bound already fails on the current reserves (it would revert)"
         pools_block = block
         weth_side = self._weth_quote(plan, path[0], reserves)
         if type(weth_side) is tuple and weth_side[2] < block:
             block = weth_side[2]
-        sw_fig, sw_note = self._sandwich(r_in, r_out, victim, kw, fee, path[0], weth_side, gas_price, block)
+        sw_fig, sw_note = self._sandwich(r_in, r_out, victim, kw, fee, path[0], weth_side, gas_price, block,
+                                         amount_in)
         br_fig, br_note = self._backrun(plan, path, reserves, (r_out - victim_step[1], r_in + victim_step[0]),
                                         weth_side, gas_price, block)
         return SwapValuation(pools_block, price_impact_bps(amount_in, r_in, fee), sw_fig, sw_note, br_fig, br_note)
 
-    def _sandwich(self, r_in: int, r_out: int, victim: sandwich.VictimStep, kw: dict[str, int], fee: int,
+    def _sandwich(self, r_in: int, r_out: int, victim: sandwich.VictimStep | int, kw: dict[str, int], fee: int,
                   token: bytes, weth_side: tuple[int, int, int] | bool | None, gas_price: int,
-                  block: int) -> tuple[Figures | None, str]:
-        """The best sandwich's figures, or why there are none."""
-        capital = self._capital(weth_side)
+                  block: int, amount_in: int) -> tuple[Figures | None, str]:
+        """The best sandwich's figures, or why there are none (``victim``: an exact-input victim's least output,
+        ``amount_in`` its input; or an exact-output victim's step and ``kw`` its closed form's inputs)."""
+        capital = self._capital(weth_side) if self.venues.max_capital_wei else None
         if capital is not None and capital < 0:
             return None, ("not valued: the capital bound (max_capital_wei) cannot be priced in the victim's input "
                           "token (no known pair of it with the wrapped native token)")
@@ -193,28 +218,36 @@ class Valuer:
             # pair's uint112 limit).
             return None, ("not valued: the victim set no limit on its input (amountInMax above 2**112), so only its "
                           "balance, which processd does not see, bounds a sandwich")
-        s = sandwich.optimal(r_in, r_out, victim, fee_bps=fee, max_frontrun_in=capital, **kw)
+        if isinstance(victim, int):  # exact input, most swaps: the fused steps (sandwich.optimal's result)
+            s = optimal_exact_in(r_in, r_out, amount_in, victim, fee, capital)
+        else:
+            s = sandwich.optimal(r_in, r_out, victim, fee_bps=fee, max_frontrun_in=capital, **kw)
         if s is None:
             return None, "valued: no profitable sandwich within the victim's slippage bound" + (
                 " and the capital bound" if capital is not None else "")
         return self._figures(s.profit, s.frontrun_in, token, weth_side, SANDWICH_GAS * gas_price, block), ""
 
     @staticmethod
-    def _victim(call: DecodedCall, value_wei: int, hops: list[tuple[int, int, PoolReserves]],
-                fee: int) -> tuple[sandwich.VictimStep, dict[str, int], int]:
-        """The victim's step on the first pair, the closed form's inputs, and its input amount now."""
-        if call.amount_out_min is not None:  # exact input
-            amount_in = value_wei if call.native_in else call.amount_in
-            if not amount_in:
-                raise NotValued("not valued: the swap's input amount is unknown")
-            need = call.amount_out_min if call.amount_out_min > 0 else 1
-            for i in range(len(hops) - 1, 0, -1):  # the least first-hop output the rest of the path turns into `need`
-                need = min_input_for(need, hops[i][0], hops[i][1], fee)
-                if need == 0:
-                    raise NotValued("not valued: the victim's bound already fails on the current reserves")
-            return (sandwich.exact_in_victim(amount_in, need, fee),
-                    {"exact_in_amount": amount_in, "min_out": need}, amount_in)
-        if call.amount_out is not None:  # exact output
+    def _exact_in(call: DecodedCall, value_wei: int, hops: list[tuple[int, int, PoolReserves]],
+                  fee: int) -> tuple[int, int]:
+        """An exact-input victim's input and the least output it takes from the first pair (what the rest of the
+        path, at current reserves, turns into its ``amountOutMin``; at least 1)."""
+        amount_in = value_wei if call.native_in else call.amount_in
+        if not amount_in:
+            raise NotValued("not valued: the swap's input amount is unknown")
+        out_min = call.amount_out_min or 0  # set: the caller's test
+        need = out_min if out_min > 0 else 1
+        for i in range(len(hops) - 1, 0, -1):  # the least first-hop output the rest of the path turns into `need`
+            need = min_input_for(need, hops[i][0], hops[i][1], fee)
+            if need == 0:
+                raise NotValued("not valued: the victim's bound already fails on the current reserves")
+        return amount_in, need
+
+    @staticmethod
+    def _exact_out(call: DecodedCall, value_wei: int, hops: list[tuple[int, int, PoolReserves]],
+                   fee: int) -> tuple[sandwich.VictimStep, dict[str, int], int]:
+        """An exact-output victim's step on the first pair, the closed form's inputs, and its input amount now."""
+        if call.amount_out is not None:
             max_in = value_wei if call.native_in else call.amount_in_max
             if max_in is None:
                 raise NotValued("not valued: the swap's maximum input is unknown")
@@ -230,8 +263,14 @@ class Valuer:
             return True
         if plan.weth is None:
             return None
-        h = _oriented(reserves, plan.weth, token, self.venues.wrapped_native(plan.weth[0]) or b"")
-        return None if h is None else (h[0], h[1], h[2].block_number)
+        r = reserves.get(plan.weth)  # _oriented, inline: the pair of (token, the wrapped native token)
+        if r is None:
+            return None
+        if r.token0 == token:
+            return (r.reserve0, r.reserve1, r.block_number) if r.token1 == plan.weth_token else None
+        if r.token1 == token:
+            return (r.reserve1, r.reserve0, r.block_number) if r.token0 == plan.weth_token else None
+        return None
 
     def _capital(self, weth_side: tuple[int, int, int] | bool | None) -> int | None:
         """The largest front-run in the victim's input token: None without a capital bound; the bound itself for
@@ -251,8 +290,13 @@ class Valuer:
                  gas_cost: int, block: int) -> Figures:
         if weth_side is True:
             native: int | None = profit
-        elif isinstance(weth_side, tuple):
-            native = swap_out(profit, weth_side[0], weth_side[1])  # what selling the profit for WETH gives
+        elif isinstance(weth_side, tuple):  # what selling the profit for WETH gives (swap_out, inline)
+            reserve_in, reserve_out = weth_side[0], weth_side[1]
+            if profit <= 0 or reserve_in <= 0 or reserve_out <= 0:
+                native = 0
+            else:
+                w = profit * _WITH_FEE
+                native = w * reserve_out // (reserve_in * _BPS + w)
         else:
             native = None
         return Figures(profit, amount_in, token, native, gas_cost, None if native is None else native - gas_cost,
@@ -267,14 +311,22 @@ class Valuer:
         best_block = block
         others = 0
         fee = plan.factory.fee_bps
+        token_a, token_b = path[0], path[1]
+        get = reserves.get
         for other, key in plan.others:
-            h = _oriented(reserves, key, path[0], path[1])
-            if h is None:
+            r = get(key)  # _oriented, inline
+            if r is None:
+                continue
+            if r.token0 == token_a and r.token1 == token_b:
+                other_a, other_b = r.reserve0, r.reserve1
+            elif r.token1 == token_a and r.token0 == token_b:
+                other_a, other_b = r.reserve1, r.reserve0
+            else:
                 continue
             others += 1
-            b = backrun.optimal(h[0], h[1], after[0], after[1], other.fee_bps, fee)
+            b = backrun.optimal(other_a, other_b, after[0], after[1], other.fee_bps, fee)
             if b is not None and (best is None or b.profit > best.profit):
-                best, best_block = b, min(block, h[2].block_number)
+                best, best_block = b, min(block, r.block_number)
         if best is None:
             return None, ("valued: no profitable back-run through the other pools of the pair" if others
                           else "not valued: no other pool of the pair with known state")

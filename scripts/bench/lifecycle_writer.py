@@ -30,7 +30,7 @@ from processd.__main__ import tune_gc
 from processd.analysis.analyzer import default_analyzer
 from processd.analysis.prepare import prepare_batch
 from processd.storage.eventlog import EventLog
-from processd.storage.lifecycle import LifecycleTracker
+from processd.storage.lifeengine import LifeEngine
 from processd.storage.records import CommitResult
 from processd.storage.writer import CommitJob, CommitWriter
 from scripts.bench.harness import ratio, summarize, write_artifact
@@ -74,7 +74,7 @@ def writer_seconds(variant: str, batches: list[ingest_pb2.TxBatch], workdir: Pat
         path = workdir / variant
         shutil.rmtree(path, ignore_errors=True)
         eventlog = EventLog(path, 1 << 30, sync=False).open()
-        tracker = LifecycleTracker() if variant == "lifecycle" else None
+        tracker = LifeEngine() if variant == "lifecycle" else None
         writer = CommitWriter(eventlog, _Quiet(), lifecycle=tracker)
         loop.run_until_complete(writer.start())
         spent = 0.0

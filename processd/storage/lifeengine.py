@@ -36,6 +36,7 @@ from processd.storage.layout import (
     KIND_DROPPED,
     KIND_INCLUDED,
     KIND_REORG,
+    KIND_REPLACED,
     KIND_SEEN,
     U64,
     decode_event,
@@ -50,14 +51,16 @@ log = logging.getLogger(__name__)
 #: A validated TxGone: (chain_id, 32-byte hash, source id, seen unix ns).
 Gone = tuple[int, bytes, str, int]
 #: Lifecycle events to store at consecutive seqs, encoded: (values, kinds, chain ids, transaction hashes (b"" for
-#: a REORG), figures). The figure of each event is what its consumers need: the inclusion latency (ms) of a
-#: TX_INCLUDED, the DropReason of a TX_DROPPED, depth * 2 + too_deep of a REORG, 0 for a TX_REPLACED.
-LifeGroup = tuple[list[bytes], list[int], list[int], list[bytes], list[int]]
+#: a REORG), the TX_SEEN seq each names packed as u64 (its ``tx_life_seq`` key's first part; b"" for a REORG),
+#: figures). The figure of each event is what its consumers need: the inclusion latency (ms) of a TX_INCLUDED, the
+#: DropReason of a TX_DROPPED, depth * 2 + too_deep of a REORG, 0 for a TX_REPLACED.
+LifeGroup = tuple[list[bytes], list[int], list[int], list[bytes], list[bytes], list[int]]
 #: What the engine's state counts, for the metrics: (tracked, replaced held, index entries, overflow since start).
 LifeStats = tuple[int, int, int, int]
 
-#: A lifecycle event's kind, chain, hash and body; IncludedBody.inclusion_latency_ms (C-level).
-_KIND, _CHAIN, _THIRD, _BODY, _LATENCY = itemgetter(0), itemgetter(1), itemgetter(2), itemgetter(4), itemgetter(4)
+#: A lifecycle event's kind, chain, hash and body; IncludedBody.inclusion_latency_ms and tx_seq_id (C-level).
+_KIND, _CHAIN, _THIRD, _BODY = itemgetter(0), itemgetter(1), itemgetter(2), itemgetter(4)
+_LATENCY, _INCLUDED_TX_SEQ = itemgetter(4), itemgetter(5)
 #: A :class:`Pending` from its fields as one tuple (C-level: no Python call per stored transaction).
 _new_pending = functools.partial(tuple.__new__, Pending)
 
@@ -94,16 +97,25 @@ def _figure(kind: int, body: Any) -> int:
     return 0
 
 
+def _tx_key(kind: int, body: Any) -> bytes:
+    """The packed TX_SEEN seq a lifecycle event names (:data:`LifeGroup`; b"" for a REORG)."""
+    if kind == KIND_REORG:
+        return b""
+    return U64.pack(body[5] if kind == KIND_INCLUDED else body[3] if kind == KIND_REPLACED else body[1])
+
+
 def encode_group(events: list[LifeEvent], received_ns: int, source_id: str) -> LifeGroup:
     """``events`` as the log stores them (:data:`LifeGroup`; C-level maps but for the encoding)."""
     kinds = list(map(_KIND, events))
     bodies = list(map(_BODY, events))
     if kinds.count(KIND_INCLUDED) == len(kinds):  # a block's inclusions only
         figures = list(map(_LATENCY, bodies))
+        tx_keys = list(map(U64.pack, map(_INCLUDED_TX_SEQ, bodies)))
     else:
         figures = list(map(_figure, kinds, bodies))
+        tx_keys = list(map(_tx_key, kinds, bodies))
     return (life_values(events, received_ns, source_id), kinds, list(map(_CHAIN, events)), list(map(_THIRD, events)),
-            figures)
+            tx_keys, figures)
 
 
 class LifeEngine:

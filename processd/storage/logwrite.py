@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from itertools import repeat
-from operator import itemgetter
 from typing import Any
 
 from common.pb.v1 import block_pb2, events_pb2, pool_pb2
@@ -50,6 +48,7 @@ from processd.storage.layout import (
     KIND_SEEN,
     KIND_SOURCE,
     LIFE_KINDS,
+    LIFE_SEQ,
     META_LAST_SEQ,
     TX_KEY_HASH_BYTES,
     U64,
@@ -58,6 +57,7 @@ from processd.storage.layout import (
     agg_source_key,
     block_key,
     decode_event,
+    life_tx_seq,
     pool_key,
     tx_key,
 )
@@ -84,8 +84,6 @@ SIGHTING_OUTCOMES = ("stored", "repeat", "unknown_tx", "over_limit", "invalid")
 _LIFE_AGG = {KIND_INCLUDED: AGG_INCLUDED, KIND_REPLACED: AGG_REPLACED, KIND_DROPPED: AGG_DROPPED,
              KIND_REORG: AGG_REORGS}
 _KIND_BYTES = {kind: bytes((kind,)) for kind in _LIFE_AGG}
-#: The part of a hash a ``tx_life`` key holds (its first TX_KEY_HASH_BYTES), C-level.
-_KEY_PART = itemgetter(slice(None, TX_KEY_HASH_BYTES))
 
 
 class LogCounters:
@@ -324,11 +322,12 @@ class LogWrite:
         return value
 
     def put_life_events(self, first_seq: int, values: list[bytes], kinds: list[int], chains: list[int],
-                        hashes: list[bytes], figures: list[int]) -> None:
+                        tx_keys: list[bytes], figures: list[int]) -> None:
         """Stores lifecycle events encoded by the engine (``processd.storage.lifeengine.LifeGroup``: values, kinds,
-        chain ids, transaction hashes (b"" for a REORG), figures) at ``first_seq``, ``first_seq + 1``...: each its
-        ``events`` value, its ``chain_seq`` entry, its ``tx_life`` entry when it is about a transaction, its ``agg``
-        count; on whole lists (one ``putmulti`` per database, the counts once per (chain, kind)).
+        chain ids, the TX_SEEN seq each names packed (b"" for a REORG), figures) at ``first_seq``, ``first_seq + 1``...:
+        each its ``events`` value, its ``chain_seq`` entry, its ``tx_life_seq`` entry when it is about a
+        transaction, its ``agg`` count; on whole lists (one ``putmulti`` per database, the counts once per (chain,
+        kind)).
 
         The writer stores one chain's events per call (a batch's run of one chain, a block, a TxGone report): that
         case builds its keys with C-level maps only."""
@@ -338,13 +337,11 @@ class LogWrite:
         chain_id = chains[0]
         self._events_cursor.putmulti(zip(seq_keys, values, strict=True), append=True)
         if KIND_REORG in kinds or chains.count(chain_id) != n:
-            self._index_life_events(first_seq, seq_keys, kinds, kind_bytes, chains, hashes, figures)
+            self._index_life_events(first_seq, seq_keys, kinds, kind_bytes, chains, tx_keys, figures)
         else:
-            prefix = U64.pack(chain_id)  # (CHAIN_SEQ and eventlog.tx_key, inline: chain id, then seq or hash)
+            prefix = U64.pack(chain_id)  # (CHAIN_SEQ, inline: chain id, then seq)
             self._chain_cursor.putmulti(zip(map(prefix.__add__, seq_keys), kind_bytes, strict=True))
-            # (not sorted first: sorting cost more than the locality saved, measured)
-            self._life().putmulti(zip(map(b"".join, zip(repeat(prefix), map(_KEY_PART, hashes), seq_keys)),
-                                      kind_bytes, strict=True))
+            self._life().putmulti(zip(map(bytes.__add__, tx_keys, seq_keys), kind_bytes, strict=True))
             deltas = self.deltas
             for kind in set(kinds):
                 key = agg_chain_key(chain_id, _LIFE_AGG[kind])
@@ -352,21 +349,20 @@ class LogWrite:
             self.high_water[chain_id] = first_seq + n - 1
 
     def _life(self) -> Any:
-        """The write cursor of ``tx_life`` (opened on first use)."""
+        """The write cursor of ``tx_life_seq`` (opened on first use)."""
         cursor = self._life_cursor
         if cursor is None:
-            cursor = self._life_cursor = self.txn.cursor(db=self.log.life_db)
+            cursor = self._life_cursor = self.txn.cursor(db=self.log.life_seq_db)
         return cursor
 
     def _index_life_events(self, first_seq: int, seq_keys: list[bytes], kinds: list[int], kind_bytes: list[bytes],
-                           chains: list[int], hashes: list[bytes], figures: list[int]) -> None:
-        """The index entries and counts of lifecycle events of several chains, or with a REORG among them (no
-        transaction hash: no ``tx_life`` entry; a too-deep one, odd figure, counted apart)."""
+                           chains: list[int], tx_keys: list[bytes], figures: list[int]) -> None:
+        """The index entries and counts of lifecycle events of several chains, or with a REORG among them (not about
+        a transaction: no ``tx_life_seq`` entry; a too-deep one, odd figure, counted apart)."""
         seqs = range(first_seq, first_seq + len(seq_keys))
         self._chain_cursor.putmulti(zip(map(CHAIN_SEQ.pack, chains, seqs), kind_bytes, strict=True))
-        prefixes = {chain_id: U64.pack(chain_id) for chain_id in set(chains)}  # (eventlog.tx_key, inline)
-        life_keys = [(prefixes[c] + h[:TX_KEY_HASH_BYTES] + seq_key, kind)
-                     for c, h, seq_key, kind in zip(chains, hashes, seq_keys, kind_bytes, strict=True) if h]
+        life_keys = [(tx + seq_key, kind)
+                     for tx, seq_key, kind in zip(tx_keys, seq_keys, kind_bytes, strict=True) if tx]
         if life_keys:
             self._life().putmulti(life_keys)
         deltas = self.deltas
@@ -439,8 +435,9 @@ class LogWrite:
             elif value[0] in LIFE_KINDS:  # a lifecycle event: its own entries
                 event = decode_event(value, U64.unpack(cur.key())[0])
                 txn.delete(CHAIN_SEQ.pack(event.chain_id, event.seq_id), db=eventlog.chain_db)
-                if event.tx_hash:
-                    txn.delete(tx_key(event.chain_id, event.tx_hash) + U64.pack(event.seq_id), db=eventlog.life_db)
+                if event.tx_hash:  # (its entry is in tx_life_seq, or in tx_life for a log written before it)
+                    if not txn.delete(LIFE_SEQ.pack(life_tx_seq(event), event.seq_id), db=eventlog.life_seq_db):
+                        txn.delete(tx_key(event.chain_id, event.tx_hash) + U64.pack(event.seq_id), db=eventlog.life_db)
             # Any other event belongs to the transaction just pruned (a transaction's events are contiguous; a
             # sighting always follows its own transaction, so one met here is as old as the pruned ones).
             positioned = cur.delete() and bool(cur.key())

@@ -12,12 +12,14 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import grpc
+import lmdb
 import pytest
 
 from common.pb.v1 import block_pb2, events_pb2, ingest_pb2, pool_pb2, query_pb2, tx_pb2
 from common.testing.ingest_push import channel, push_batches
 from common.testing.synth import synthetic_envelopes
 from processd.api.server import ProcessdServer
+from processd.storage.eventlog import U64, decode_event, tx_key
 from processd.storage.lifeproc import LifeProcess
 from tests.processd._helpers import ProcessdSubprocess, query_stub
 from tests.reliability._support import audit_log
@@ -248,6 +250,54 @@ def test_kill9_and_restart_give_identical_lifecycle(tmp_path: Path) -> None:
     finally:
         proc.stop()
     audit_log(data).assert_clean()
+
+
+def _as_before_tx_life_seq(data: Path) -> int:
+    """Rewrites a log's lifecycle index as a build before ``tx_life_seq`` wrote it (``tx_life``: the ``tx_hash`` key
+    + the event's seq); returns the entries moved."""
+    env = lmdb.open(str(data), max_dbs=16)
+    try:
+        events, life, life_seq = (env.open_db(n) for n in (b"events", b"tx_life", b"tx_life_seq"))
+        with env.begin(write=True) as txn:
+            entries = [(bytes(k), bytes(v)) for k, v in txn.cursor(db=life_seq)]
+            for key, kind in entries:
+                seq = U64.unpack(key[8:])[0]
+                event = decode_event(txn.get(U64.pack(seq), db=events), seq)
+                txn.put(tx_key(event.chain_id, event.tx_hash) + U64.pack(seq), kind, db=life)
+            txn.drop(life_seq, delete=True)
+    finally:
+        env.close()
+    return len(entries)
+
+
+async def test_a_log_indexed_before_tx_life_seq_reads_and_goes_on(server_factory: Factory, tmp_path: Path) -> None:
+    """A log whose lifecycle events a build before ``tx_life_seq`` indexed (in ``tx_life``, by hash) opens: the
+    statuses and histories read its entries, the events committed after are indexed in ``tx_life_seq``, both read
+    together, and retention prunes both (the audit finds each retained event indexed once)."""
+    data = tmp_path / "lmdb"
+    srv = await server_factory(data_dir=data, lifecycle_ttl_ms=3_600_000)
+    first = [_batch(1, [BEFORE]), _batch(2, blocks=[_block(1, [])]), _batch(3, PENDING[:1]),
+             _batch(4, PENDING[1:]), _batch(5, gone=[bytes([F]) * 32]), _batch(6, blocks=[BLOCK2])]
+    await push_batches(srv.address, first, max_inflight=1)
+    await srv.stop(grace_s=0.5)
+    assert _as_before_tx_life_seq(data) == 6  # A replaced, F evicted, B included, E replaced, C and G dropped
+    srv2 = await server_factory(data_dir=data, lifecycle_ttl_ms=3_600_000)
+    assert await _status(srv2.address, A) == (S.TX_LIFECYCLE_STATUS_REPLACED, [events_pb2.EVENT_KIND_TX_REPLACED])
+    await push_batches(srv2.address, [_batch(7, blocks=[BLOCK2B]), _batch(8, blocks=[BLOCK3])], max_inflight=1)
+    assert await _life(srv2.address) == EXPECTED
+    assert (await _status(srv2.address, B))[1] == [events_pb2.EVENT_KIND_TX_INCLUDED] * 2  # one entry in each index
+    async with channel(srv2.address) as ch:
+        dropped = await query_stub(ch).ListTransactions(S.ListTransactionsRequest(
+            chain_id=CHAIN, status=S.TX_LIFECYCLE_STATUS_DROPPED))
+    assert sorted(t.tx.hash[0] for t in dropped.transactions) == sorted([C, F, G])
+    await srv2.stop(grace_s=0.5)
+    audit_log(data).assert_clean()
+    srv3 = await server_factory(data_dir=data, lifecycle_ttl_ms=3_600_000, retention_max_events=12)
+    await push_batches(srv3.address, [_batch(9, [_tx(0x71, 7, 0, 10)])], max_inflight=1)  # a commit prunes
+    await srv3.stop(grace_s=0.5)
+    audit = audit_log(data)
+    audit.assert_clean()
+    assert audit.first_seq > 20  # the old index's events were pruned with their entries
 
 
 async def test_a_lost_lifecycle_process_is_replaced_and_the_commit_done_again(server_factory: Factory,

@@ -95,7 +95,8 @@ def _dump(eventlog: EventLog) -> dict[str, list[tuple[bytes, bytes]]]:
     out = {}
     with eventlog.env.begin() as txn:
         for name, db in (("events", eventlog.events_db), ("chain_seq", eventlog.chain_db),
-                         ("tx_life", eventlog.life_db), ("blocks", eventlog.blocks_db)):
+                         ("tx_life_seq", eventlog.life_seq_db), ("tx_life", eventlog.life_db),
+                         ("blocks", eventlog.blocks_db)):
             out[name] = [(bytes(k), bytes(v)) for k, v in txn.cursor(db=db)]
     return out
 

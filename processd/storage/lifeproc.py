@@ -134,9 +134,10 @@ class LifeProcess:
                     process.kill()
             process.join(5)
 
-    def _call(self, name: str, *args: Any, timeout: float | None = CALL_TIMEOUT_S) -> Any:
+    def _call(self, name: str, *args: Any, bounded: bool = True) -> Any:
+        """One request and its answer; ``bounded``: lost after :data:`CALL_TIMEOUT_S` without an answer."""
         with self._lock:
-            return self._call_locked(name, args, timeout)
+            return self._call_locked(name, args, CALL_TIMEOUT_S if bounded else None)
 
     def _call_locked(self, name: str, args: tuple[Any, ...], timeout: float | None) -> Any:
         conn = self._conn
@@ -191,5 +192,5 @@ class LifeProcess:
 
     def rebuild_path(self, path: str, counters: dict[bytes, int]) -> tuple[float, int]:
         """:meth:`LifeEngine.rebuild_path` (no timeout: it walks up to the TTL's worth of the log)."""
-        answer: tuple[float, int] = self._call("rebuild_path", path, counters, timeout=None)
+        answer: tuple[float, int] = self._call("rebuild_path", path, counters, bounded=False)
         return answer

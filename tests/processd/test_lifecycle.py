@@ -6,6 +6,7 @@ a restart (rebuilt from the log) and after kill -9, and the commit order next to
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from collections.abc import Awaitable, Callable
@@ -19,6 +20,7 @@ from common.pb.v1 import block_pb2, events_pb2, ingest_pb2, pool_pb2, query_pb2,
 from common.testing.ingest_push import channel, push_batches
 from common.testing.synth import synthetic_envelopes
 from processd.api.server import ProcessdServer
+from processd.storage import lifeproc
 from processd.storage.eventlog import U64, decode_event, tx_key
 from processd.storage.lifeproc import LifeProcess
 from tests.processd._helpers import ProcessdSubprocess, query_stub
@@ -321,6 +323,31 @@ async def test_a_lost_lifecycle_process_is_replaced_and_the_commit_done_again(se
     assert srv.metrics.registry.get_sample_value("mempulse_processd_lifecycle_process_restarts_total") == 1
     assert (await _status(srv.address, D))[0] == S.TX_LIFECYCLE_STATUS_PENDING
     assert life.pending == {c: set(h) for c, h in life.engine.pending_sets().items()}
+    await srv.stop(grace_s=0.5)
+    audit_log(tmp_path / "lmdb").assert_clean()
+
+
+async def test_a_lifecycle_process_that_stops_answering_is_replaced(server_factory: Factory, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lifecycle process that stops answering (SIGSTOP: alive, silent) is lost after the call timeout: it is
+    killed, a new one rebuilds from the log, and the commit is done again with the events of an uninterrupted run."""
+    monkeypatch.setattr(lifeproc, "CALL_TIMEOUT_S", 1.0)
+    srv = await server_factory(data_dir=tmp_path / "lmdb", lifecycle_ttl_ms=3_600_000)
+    life = srv.writer.life
+    assert life is not None and isinstance(life.engine, LifeProcess) and life.engine.pid is not None
+    first = [_batch(1, [BEFORE]), _batch(2, blocks=[_block(1, [])]), _batch(3, PENDING[:1]),
+             _batch(4, PENDING[1:]), _batch(5, gone=[bytes([F]) * 32])]
+    await push_batches(srv.address, first, max_inflight=1)
+    stopped = life.engine.pid
+    os.kill(stopped, signal.SIGSTOP)
+    try:
+        rest = [_batch(6, blocks=[BLOCK2]), _batch(7, blocks=[BLOCK2B]), _batch(8, blocks=[BLOCK3])]
+        await push_batches(srv.address, rest, max_inflight=1)
+        assert await _life(srv.address) == EXPECTED
+        assert life.engine.pid not in (None, stopped) and life.engine.restarts == 1
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(stopped, signal.SIGKILL)
     await srv.stop(grace_s=0.5)
     audit_log(tmp_path / "lmdb").assert_clean()
 

@@ -37,6 +37,10 @@ from processd.storage.lifeengine import Gone, LifeEngine, LifeGroup, LifeStats
 log = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
+_PR_SET_NAME = 15
+#: The lifecycle process's name in /proc/<pid>/comm (``ps``, ``top``): it tells it apart from the analysis workers,
+#: which are spawned the same way.
+PROCESS_NAME = b"processd-life"
 #: A call the child has not answered in this long (a rebuild excepted) counts as the child lost: it is killed and
 #: replaced. Far above any one commit's lifecycle work (a 5,000-transaction block: ~15 ms).
 CALL_TIMEOUT_S = 60.0
@@ -56,7 +60,9 @@ def _child_main(conn: Connection, knobs: tuple[int, int, int]) -> None:
     """The lifecycle process: answers engine calls until its pipe closes."""
     if sys.platform == "linux":
         with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+            libc.prctl(_PR_SET_NAME, ctypes.c_char_p(PROCESS_NAME))
     # processd decides when its children stop (as the analysis workers: pool.py).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)

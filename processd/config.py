@@ -81,6 +81,9 @@ class ProcessdConfig:
     lifecycle_max_pending: int = 200_000
     #: Blocks per chain the lifecycle keeps to undo a reorg; deeper reorgs are recorded as too_deep.
     lifecycle_max_reorg_depth: int = 64
+    #: Run the lifecycle's tracker and event encoding in a child process (off the GIL of the event loop and the
+    #: single writer); off: in the single writer's thread. The same events either way.
+    lifecycle_process: bool = True
     max_sources_per_chain: int = 64
     recent_tx_per_chain: int = 2000
     recent_features: int = 2000
@@ -170,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "with addresses) whose functions are decoded (env MEMPULSE_PROCESSD_ABI_DIR, none)")
     p.add_argument("--valuation-venues-file", help="JSON list of extra Uniswap V2-style factories for the valuation "
                    "(env MEMPULSE_PROCESSD_VALUATION_VENUES_FILE, none: mainnet Uniswap V2 and Sushiswap only)")
+    p.add_argument("--lifecycle-process", choices=("on", "off"), help="run the lifecycle's tracker and event "
+                   "encoding in a child process (env MEMPULSE_PROCESSD_LIFECYCLE_PROCESS, on)")
     p.add_argument("--valuation", choices=("on", "off"), help="value swaps on the pool states ingestd sends "
                    "(env MEMPULSE_PROCESSD_VALUATION, on)")
     p.add_argument("--valuation-max-capital-wei", type=int, help="largest sandwich front-run, native wei "
@@ -228,6 +233,11 @@ def _venues_file(cli: str | None, env: Knobs) -> Path | None:
     return Path(text)
 
 
+def _on_off(flag: str | None, name: str, default: bool, source: Knobs) -> bool:
+    """An on/off knob: its flag (``on`` / ``off``) when given, else its env value, else ``default``."""
+    return flag == "on" if flag is not None else source.get_bool(name, default)
+
+
 def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> ProcessdConfig:
     """Parses flags and environment into a :class:`ProcessdConfig`; raises :class:`ConfigError` on bad input."""
     source = knobs(env)
@@ -235,8 +245,7 @@ def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None
     data_dir = args.data_dir or source.get_str("data_dir", "")
     if not data_dir:
         raise ConfigError(f"--data-dir (or {source.name('data_dir')}) is required")
-    listen = args.listen or source.get_str("listen", "127.0.0.1:50051")
-    host, port = parse_hostport(listen, "--listen")
+    host, port = parse_hostport(args.listen or source.get_str("listen", "127.0.0.1:50051"), "--listen")
     durability = args.durability or source.get_str("durability", "sync")
     if durability not in DURABILITY_MODES:
         raise ConfigError(f"{source.raw('durability')[0]} must be sync or nosync, got {durability!r}")
@@ -285,13 +294,14 @@ def load_config(argv: Sequence[str] | None = None, env: Mapping[str, str] | None
         disk_full_retry_ms=_pick_int(args.disk_full_retry_ms, "disk_full_retry_ms", d.disk_full_retry_ms, source, 1),
         abi_dir=_abi_dir(args.abi_dir, source),
         valuation_venues_file=_venues_file(args.valuation_venues_file, source),
-        valuation=(args.valuation == "on") if args.valuation is not None else source.get_bool("valuation", True),
+        valuation=_on_off(args.valuation, "valuation", True, source),
         valuation_max_capital_wei=_capital(args.valuation_max_capital_wei, source),
         lifecycle_enabled=source.get_bool("lifecycle_enabled", d.lifecycle_enabled),
         lifecycle_ttl_ms=_pick_int(None, "lifecycle_ttl_ms", d.lifecycle_ttl_ms, source, 1000),
         lifecycle_max_pending=_pick_int(None, "lifecycle_max_pending", d.lifecycle_max_pending, source, 1),
         lifecycle_max_reorg_depth=_pick_int(None, "lifecycle_max_reorg_depth", d.lifecycle_max_reorg_depth, source,
                                             1),
+        lifecycle_process=_on_off(args.lifecycle_process, "lifecycle_process", d.lifecycle_process, source),
     )
     if cfg.map_max_size_mb < cfg.map_size_mb:
         raise ConfigError(f"map_max_size_mb ({cfg.map_max_size_mb}) must be >= map_size_mb ({cfg.map_size_mb})")

@@ -193,6 +193,9 @@ class ProcessdMetrics:
                                       ["outcome"], registry=r)
         self.lifecycle_rebuild_seconds = Gauge(f"{PREFIX}lifecycle_rebuild_seconds", "Time the last rebuild of "
                                                "the lifecycle state from the log took", registry=r)
+        self.lifecycle_process_restarts = FunctionCounter(
+            f"{PREFIX}lifecycle_process_restarts", "Lifecycle processes lost (died or stopped answering) and "
+            "replaced (the commit was aborted and done again)", registry=r)
 
     def serve(self, host: str, port: int) -> None:
         """Starts the /metrics HTTP endpoint (a daemon thread of prometheus-client)."""

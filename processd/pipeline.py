@@ -54,7 +54,7 @@ from processd.analysis.valuation.value import gather
 from processd.errors import ProcessdError
 from processd.metrics import ProcessdMetrics
 from processd.storage.eventlog import EventLog
-from processd.storage.lifewrite import Gone
+from processd.storage.lifeengine import Gone
 from processd.storage.logwrite import Sighting
 from processd.storage.records import CommitResult
 from processd.storage.writer import CommitJob, CommitListener, CommitWriter
@@ -519,10 +519,10 @@ class IngestPipeline:
         m.lifecycle_gone.labels("ignored").inc(result.gone_ignored)
         life = self.writer.life
         if life is not None:
-            m.lifecycle_tracked.set(life.tracker.tracked)
-            m.lifecycle_replaced_held.set(life.tracker.held)
-            m.lifecycle_index_entries.set(life.tracker.index_entries())
-            overflow = life.tracker.counts["overflow"]
+            tracked, held, index_entries, overflow = life.stats
+            m.lifecycle_tracked.set(tracked)
+            m.lifecycle_replaced_held.set(held)
+            m.lifecycle_index_entries.set(index_entries)
             if overflow > self._overflow_seen:
                 m.lifecycle_overflow.inc(overflow - self._overflow_seen)
             self._overflow_seen = overflow

@@ -82,7 +82,7 @@ def test_lifecycle_replays_to_the_same_digest(tmp_path: Path) -> None:
     first = digest_tree(ROOT, batches, tmp_path / "first")
     second = digest_tree(ROOT, batches, tmp_path / "second")
     assert first.hexdigest() == second.hexdigest(), first_differences(first, second)
-    assert first.parts["lmdb:tx_life"]
+    assert first.parts["lmdb:tx_life_seq"]
     env = lmdb.open(str(tmp_path / "first" / "data"), readonly=True, lock=False, max_dbs=16)
     try:
         with env.begin(db=env.open_db(b"events", create=False)) as txn:
@@ -102,7 +102,7 @@ def test_lifecycle_and_pool_states_in_one_log(tmp_path: Path) -> None:
     batches = with_lifecycle(read_recording())
     batches += pool_state_batches(max(b.batch_seq for b in batches) + 1)
     run = digest_tree(ROOT, batches, tmp_path / "both")
-    assert run.parts["lmdb:tx_life"] and run.parts["lmdb:pools"]
+    assert run.parts["lmdb:tx_life_seq"] and run.parts["lmdb:pools"]
     env = lmdb.open(str(tmp_path / "both" / "data"), readonly=True, lock=False, max_dbs=16)
     try:
         with env.begin(db=env.open_db(b"events", create=False)) as txn:

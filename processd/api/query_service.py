@@ -249,7 +249,7 @@ class QueryService(query_pb2_grpc.QueryServicer):
             await context.abort(grpc.StatusCode.NOT_FOUND, f"transaction 0x{request.hash.hex()} not found {where}")
         response = query_pb2.GetTransactionResponse()
         seen = events[0]
-        history = self._log.read(lambda txn: self._log.tx_life(txn, seen.chain_id, seen.tx_hash))
+        history = self._log.read(lambda txn: self._log.tx_life(txn, seen.chain_id, seen.tx_hash, seen.seq_id))
         response.status = self._status(seen.chain_id, seen.tx_hash, history)  # type: ignore[assignment]
         response.history.extend(history)
         for e in events:
@@ -282,7 +282,7 @@ class QueryService(query_pb2_grpc.QueryServicer):
                 return False
             seen = decode_event(value, seq)
             return self._status(seen.chain_id, seen.tx_hash,
-                                self._log.tx_life(txn, seen.chain_id, seen.tx_hash)) == status
+                                self._log.tx_life(txn, seen.chain_id, seen.tx_hash, seq)) == status
         return keep
 
     def _find_any(self, txn: lmdb.Transaction, chains: list[int], tx_hash: bytes) -> list[events_pb2.Event]:

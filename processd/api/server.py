@@ -28,7 +28,8 @@ from processd.metrics import ProcessdMetrics, SourceCollector
 from processd.pipeline import IngestPipeline
 from processd.storage.crashpoints import CrashSwitch
 from processd.storage.eventlog import DAMAGE_ERRORS, EventLog
-from processd.storage.lifecycle import LifecycleTracker
+from processd.storage.lifeengine import LifeEngine
+from processd.storage.lifeproc import LifeProcess
 from processd.storage.logcheck import DATA_FILE, DamagedLogError
 from processd.storage.writer import CommitWriter
 from processd.views.readmodels import ReadModels
@@ -141,8 +142,8 @@ class ProcessdServer:
             retention_max_events=config.retention_max_events, retention_max_age_s=config.retention_max_age_s,
             crash=self.crash, on_storage_full=self._on_storage_full, disk_full_retry_ms=config.disk_full_retry_ms,
             max_sources_per_tx=config.max_sources_per_tx, max_sources_per_chain=config.max_sources_per_chain,
-            lifecycle=LifecycleTracker(ttl_ms=config.lifecycle_ttl_ms, max_pending=config.lifecycle_max_pending,
-                                       max_reorg_depth=config.lifecycle_max_reorg_depth)
+            lifecycle=(LifeProcess if config.lifecycle_process else LifeEngine)(
+                config.lifecycle_ttl_ms, config.lifecycle_max_pending, config.lifecycle_max_reorg_depth)
             if config.lifecycle_enabled else None,
         )
         self.pipeline = IngestPipeline(writer, self.pool, self.models, self.hub, self.metrics,
@@ -169,15 +170,18 @@ class ProcessdServer:
         self._digest_task: asyncio.Task[None] | None = None
 
     def _is_pending(self, chain_id: int, tx_hash: bytes) -> bool:
-        """Whether the lifecycle tracks the transaction as pending now (a dict lookup: safe beside the writer's
-        thread, which replaces entries but never leaves one half-written)."""
+        """Whether the lifecycle tracks the transaction as pending now (a set lookup in the writer's copy:
+        ``LifeWriter.pending``, safe beside the writer's thread)."""
         life = self.writer.life
-        chain = life.tracker.chains.get(chain_id) if life is not None else None
-        return chain is not None and tx_hash in chain.pending
+        return life is not None and life.is_pending(chain_id, tx_hash)
+
+    def _life_restarts(self) -> int:
+        engine = self.writer.life.engine if self.writer.life is not None else None
+        return engine.restarts if isinstance(engine, LifeProcess) else 0
 
     def _pending_count(self, chain_id: int) -> int:
         life = self.writer.life
-        return life.tracker.pending_count(chain_id) if life is not None else 0
+        return len(life.pending.get(chain_id, ())) if life is not None else 0
 
     @property
     def address(self) -> str:
@@ -276,6 +280,7 @@ class ProcessdServer:
             m.valuation_view_pairs.set_function(view.__len__)
             m.valuation_view_evicted.set_function(lambda: view.counters.evicted)
         m.lifecycle_rebuild_seconds.set_function(lambda: self.writer.life.rebuild_s if self.writer.life else 0.0)
+        m.lifecycle_process_restarts.set_function(self._life_restarts)
         for name in ("recent_tx", "recent_features", "window_held_values", "opportunities", "counters",
                      "ingest_stats", "chains", "pools", "inclusion_latencies"):
             m.read_model_entries.labels(name).set_function(self._size_getter(name))

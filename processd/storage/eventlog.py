@@ -38,6 +38,7 @@ from processd.storage.layout import (
     KIND_SEEN,
     KIND_SOURCE,
     LATER_DB_NAMES,
+    LIFE_SEQ,
     META_LAST_SEQ,
     META_SCHEMA,
     SCHEMA_VERSION,
@@ -141,6 +142,7 @@ class EventLog:
         self.blocks_db: Any = None
         self.pools_db: Any = None
         self.life_db: Any = None
+        self.life_seq_db: Any = None
         self.stale_readers_cleared = 0
         self._lock_fd: int | None = None
 
@@ -209,6 +211,7 @@ class EventLog:
         self.blocks_db = env.open_db(b"blocks")
         self.pools_db = env.open_db(b"pools")
         self.life_db = env.open_db(b"tx_life")
+        self.life_seq_db = env.open_db(b"tx_life_seq")
         with env.begin(write=True) as txn:
             raw = txn.get(META_SCHEMA, db=self.meta_db)
             if raw is None:
@@ -331,23 +334,37 @@ class EventLog:
         out.sort(key=lambda item: (item[1], item[0]))
         return out
 
-    def tx_life(self, txn: lmdb.Transaction, chain_id: int, tx_hash: bytes) -> list[events_pb2.Event]:
-        """The lifecycle events about a transaction (``tx_life`` index), oldest first (the full hash is checked)."""
+    def tx_life(self, txn: lmdb.Transaction, chain_id: int, tx_hash: bytes, tx_seq: int) -> list[events_pb2.Event]:
+        """The lifecycle events about the transaction whose TX_SEEN is at ``tx_seq``, oldest first: its
+        ``tx_life_seq`` entries, and those a log written before that index holds in ``tx_life`` (by its hash; the
+        full hash is checked)."""
+        seqs: list[int] = []
+        cur = txn.cursor(db=self.life_seq_db)
+        head = U64.pack(tx_seq)
+        positioned = cur.set_range(head)
+        while positioned:
+            key = cur.key()
+            if key[:8] != head:
+                break
+            seqs.append(LIFE_SEQ.unpack(key)[1])
+            positioned = cur.next()
         prefix = tx_key(chain_id, tx_hash)
         cur = txn.cursor(db=self.life_db)
-        out: list[events_pb2.Event] = []
         positioned = cur.set_range(prefix)
+        old = []
         while positioned:
             key = cur.key()
             if key[:len(prefix)] != prefix:
                 break
-            seq = U64.unpack(key[len(prefix):])[0]
+            old.append(U64.unpack(key[len(prefix):])[0])
+            positioned = cur.next()
+        out: list[events_pb2.Event] = []
+        for seq in sorted(old) + seqs if old else seqs:  # (the old index's events precede the new one's)
             value = txn.get(seq_key(seq), db=self.events_db)
             if value is not None:
                 event = decode_event(value, seq)
                 if event.tx_hash == tx_hash:
                     out.append(event)
-            positioned = cur.next()
         return out
 
     def values_from(self, txn: lmdb.Transaction, first_seq: int) -> Iterator[tuple[int, bytes | memoryview]]:

@@ -2,7 +2,7 @@
 it, ``logwrite.py`` writes it). No LMDB import here: the analysis workers take the ``tx_hash`` key format from
 this module without loading LMDB.
 
-Layout (one LMDB environment, nine named databases; all integers big-endian so byte order = numeric order):
+Layout (one LMDB environment, ten named databases; all integers big-endian so byte order = numeric order):
 
 ==============  ===============================  =============================================
 database        key                              value
@@ -22,8 +22,12 @@ database        key                              value
 ``pools``       chain_id (u64) + pair (20 B) +   seq (u64) of the pool state's POOL_STATE event
                 block number (u64) + block
                 hash (32 B)
-``tx_life``     a ``tx_hash`` key + seq (u64)    kind (u8) of that lifecycle event
-                of a lifecycle event about it
+``tx_life``     a ``tx_hash`` key + seq (u64)    kind (u8) of that lifecycle event (written
+                of a lifecycle event about it    before ``tx_life_seq``: read, pruned, no
+                                                 longer written)
+``tx_life_seq`` seq (u64) of a transaction's     kind (u8) of that lifecycle event
+                TX_SEEN + seq (u64) of a
+                lifecycle event about it
 ==============  ===============================  =============================================
 
 The events of one transaction are contiguous: TX_SEEN at seq s, TX_DECODED at s+1, then one OPP_DETECTED per
@@ -57,12 +61,17 @@ BLOCK value records how many of the block's transactions the ``tx_hash`` index h
 
 Lifecycle events (TX_INCLUDED, TX_REPLACED, TX_DROPPED, about one transaction; REORG, about a chain: see
 ``processd.storage.lifecycle``) are events of their own, each with its own ``chain_seq`` entry, written in the
-transaction of the batch or block that caused them; those about a transaction are indexed in ``tx_life`` under
-its ``tx_hash`` key, so a transaction's status and history are one cursor seek. ``agg`` counts them per chain
-(``AGG_INCLUDED`` ...), the transactions blocks listed and those never seen pending (``AGG_BLOCK_TXS``,
-``AGG_PRIVATE``), and holds two marks of the lifecycle's restart (``AGG_LIFE_FLOOR``: the lowest seq its state
-depends on; ``AGG_FIRST_BLOCK``: the seq of the chain's first block). Retention prunes a lifecycle event like a
-sighting (its own entries).
+transaction of the batch or block that caused them; those about a transaction are indexed in ``tx_life_seq`` under
+its TX_SEEN seq (which the body names: ``tx_seq_id``), so a transaction's status and history are one cursor seek
+once its TX_SEEN is found (a reader has it: ``tx_hash`` gives it). Keyed by that seq, the entries a block's
+inclusions add are clustered near the end of the index (its transactions were stored recently), where the
+``tx_hash`` key's uniform bytes put each one on its own page (one page copied and written per included
+transaction; issue 16). Logs written before ``tx_life_seq`` existed hold their entries in ``tx_life`` (keyed by the
+``tx_hash`` key): readers read both, retention prunes both, new events are indexed in ``tx_life_seq`` only.
+``agg`` counts them per chain (``AGG_INCLUDED`` ...), the transactions blocks listed and those never seen pending
+(``AGG_BLOCK_TXS``, ``AGG_PRIVATE``), and holds two marks of the lifecycle's restart (``AGG_LIFE_FLOOR``: the lowest
+seq its state depends on; ``AGG_FIRST_BLOCK``: the seq of the chain's first block). Retention prunes a lifecycle
+event like a sighting (its own entries).
 
 A pool state (``TxBatch.pools``, issue 17: a pair's reserves as of a block) is one POOL_STATE event with its own
 ``chain_seq`` entry, stored once per (chain, pair, block number, block hash): ``pools`` is its dedup index. The
@@ -72,9 +81,9 @@ node answering wrongly) is ignored like a repeat: the first one stored stays. It
 height (its states at one height, a reorg, side by side). The pool read model (``processd.views.pools``) is
 rebuilt from these events in seq order. Retention prunes a POOL_STATE event like a block, with its ``pools`` key.
 
-Schema 2 is this layout (``tx_sources``, ``blocks``, ``tx_life`` and ``pools`` came later: a log without them gets
-them at open, so an old log opens and takes the new kinds); schema 1 (seq inside values, one ``chain_seq`` entry per
-event) is refused at open.
+Schema 2 is this layout (``tx_sources``, ``blocks``, ``tx_life``, ``pools`` and ``tx_life_seq`` came later: a log
+without them gets them at open, so an old log opens and takes the new kinds); schema 1 (seq inside values, one
+``chain_seq`` entry per event) is refused at open.
 """
 
 from __future__ import annotations
@@ -91,9 +100,11 @@ META_SCHEMA = b"schema_version"
 META_LAST_SEQ = b"last_seq"
 #: The named databases of the log: the main database of its LMDB environment holds exactly these keys.
 DB_NAMES = frozenset((b"events", b"chain_seq", b"tx_hash", b"agg", b"meta", b"tx_sources", b"blocks", b"tx_life",
-                      b"pools"))
+                      b"pools", b"tx_life_seq"))
 #: Databases a log written before they existed lacks (created at open).
-LATER_DB_NAMES = frozenset((b"tx_sources", b"blocks", b"tx_life", b"pools"))
+LATER_DB_NAMES = frozenset((b"tx_sources", b"blocks", b"tx_life", b"pools", b"tx_life_seq"))
+#: A ``tx_life_seq`` key: the transaction's TX_SEEN seq, then the lifecycle event's seq.
+LIFE_SEQ = struct.Struct(">QQ")
 
 #: agg keys: b"C" + chain (u64) + one field byte; b"F" + chain (u64) + category (u8) + protocol (utf-8).
 AGG_CHAIN = b"C"
@@ -193,3 +204,16 @@ def decode_event(value: bytes | memoryview, seq: int) -> events_pb2.Event:
     if value[0] == KIND_OPP:
         event.opp_detected.opportunity.seq_id = seq
     return event
+
+
+def life_tx_seq(event: events_pb2.Event) -> int:
+    """The TX_SEEN seq a lifecycle event about a transaction names (its ``tx_life_seq`` key's first part); 0 for
+    any other event."""
+    body = event.WhichOneof("body")
+    if body == "tx_included":
+        return event.tx_included.tx_seq_id
+    if body == "tx_replaced":
+        return event.tx_replaced.tx_seq_id
+    if body == "tx_dropped":
+        return event.tx_dropped.tx_seq_id
+    return 0

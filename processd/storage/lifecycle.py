@@ -3,7 +3,8 @@
 :class:`LifecycleTracker` holds, per chain, the pending transactions it tracks (by hash, and by sender and nonce),
 the recent blocks (up to ``max_reorg_depth``, with the transactions each included) and the chain's head. It is
 pure state, no LMDB: the single writer (``processd.storage.writer``) feeds it the inputs of a commit in seq
-order inside the write transaction, and stores the :data:`LifeEvent` s it returns in that same transaction, so a
+order inside the write transaction (through ``processd.storage.lifeengine.LifeEngine``, in the lifecycle process or
+in the writer's thread), and stores the :data:`LifeEvent` s it returns, encoded, in that same transaction, so a
 lifecycle event is exactly as durable as its cause.
 
 Rules (docs/architecture.md, "The transaction lifecycle"):
@@ -37,7 +38,7 @@ Rules (docs/architecture.md, "The transaction lifecycle"):
 
 Restart: :meth:`LifecycleTracker.floors` gives per chain the lowest seq whose events the state depends on (tracked
 transactions, held blocks and their included transactions); the writer persists it per chain (``agg``) in every
-commit that changed the chain, and at start :meth:`processd.storage.lifewrite.LifeWriter.rebuild` re-runs the
+commit that changed the chain, and at start :meth:`processd.storage.lifeengine.LifeEngine.rebuild_env` re-runs the
 tracker over the log from there, which reproduces the state (the rules are a function of the log's events in seq
 order; ``tests/processd/test_lifecycle_tracker.py`` checks it as a property).
 """

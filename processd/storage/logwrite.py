@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from itertools import repeat
-from operator import itemgetter
 from typing import Any
 
 from common.pb.v1 import block_pb2, events_pb2, pool_pb2
@@ -50,6 +48,7 @@ from processd.storage.layout import (
     KIND_SEEN,
     KIND_SOURCE,
     LIFE_KINDS,
+    LIFE_SEQ,
     META_LAST_SEQ,
     TX_KEY_HASH_BYTES,
     U64,
@@ -58,6 +57,7 @@ from processd.storage.layout import (
     agg_source_key,
     block_key,
     decode_event,
+    life_tx_seq,
     pool_key,
     tx_key,
 )
@@ -65,7 +65,6 @@ from processd.wire.columns import BatchColumns, FeatureKey, keep_only
 from processd.wire.encoding import (
     block_value,
     event_header,
-    life_values,
     pool_state_value,
     source_seen_value,
 )
@@ -85,10 +84,6 @@ SIGHTING_OUTCOMES = ("stored", "repeat", "unknown_tx", "over_limit", "invalid")
 _LIFE_AGG = {KIND_INCLUDED: AGG_INCLUDED, KIND_REPLACED: AGG_REPLACED, KIND_DROPPED: AGG_DROPPED,
              KIND_REORG: AGG_REORGS}
 _KIND_BYTES = {kind: bytes((kind,)) for kind in _LIFE_AGG}
-#: A lifecycle event's kind and chain (``processd.storage.lifecycle.LifeEvent``), for C-level maps.
-_FIRST, _SECOND = itemgetter(0), itemgetter(1)
-#: A lifecycle event's hash, and a hash's part a ``tx_life`` key holds (its first TX_KEY_HASH_BYTES), C-level.
-_THIRD, _KEY_PART = itemgetter(2), itemgetter(slice(None, TX_KEY_HASH_BYTES))
 
 
 class LogCounters:
@@ -326,66 +321,57 @@ class LogWrite:
         self.high_water[chain_id] = seq
         return value
 
-    def add_life_events(self, first_seq: int, events: list[Any], received_ns: int, source_id: str,
-                        kinds: list[int] | None = None) -> list[bytes]:
-        """Stores lifecycle events ``(kind, chain id, tx hash, first seen ns, body)`` at ``first_seq``,
-        ``first_seq + 1``...: each its ``events`` value (:func:`processd.wire.encoding.life_values`), its ``chain_seq``
-        entry, its ``tx_life`` entry when it is about a transaction, its ``agg`` count; on whole lists (one
-        ``putmulti`` per database, the counts once per (chain, kind)). ``kinds``: the events' kinds, when the caller
-        has them. Returns their values.
+    def put_life_events(self, first_seq: int, values: list[bytes], kinds: list[int], chains: list[int],
+                        tx_keys: list[bytes], figures: list[int]) -> None:
+        """Stores lifecycle events encoded by the engine (``processd.storage.lifeengine.LifeGroup``: values, kinds,
+        chain ids, the TX_SEEN seq each names packed (b"" for a REORG), figures) at ``first_seq``, ``first_seq + 1``...:
+        each its ``events`` value, its ``chain_seq`` entry, its ``tx_life_seq`` entry when it is about a
+        transaction, its ``agg`` count; on whole lists (one ``putmulti`` per database, the counts once per (chain,
+        kind)).
 
         The writer stores one chain's events per call (a batch's run of one chain, a block, a TxGone report): that
-        case builds its keys with C-level maps only (no Python step per event but the encoding)."""
-        values = life_values(events, received_ns, source_id)
+        case builds its keys with C-level maps only."""
         n = len(values)
         seq_keys = list(map(U64.pack, range(first_seq, first_seq + n)))
-        if kinds is None:
-            kinds = list(map(_FIRST, events))
         kind_bytes = list(map(_KIND_BYTES.__getitem__, kinds))
-        chain_id = events[0][1]
+        chain_id = chains[0]
         self._events_cursor.putmulti(zip(seq_keys, values, strict=True), append=True)
-        if KIND_REORG in kinds or list(map(_SECOND, events)).count(chain_id) != n:
-            self._index_life_events(events, first_seq, seq_keys, kinds, kind_bytes)
+        if KIND_REORG in kinds or chains.count(chain_id) != n:
+            self._index_life_events(first_seq, seq_keys, kinds, kind_bytes, chains, tx_keys, figures)
         else:
-            prefix = U64.pack(chain_id)  # (CHAIN_SEQ and eventlog.tx_key, inline: chain id, then seq or hash)
+            prefix = U64.pack(chain_id)  # (CHAIN_SEQ, inline: chain id, then seq)
             self._chain_cursor.putmulti(zip(map(prefix.__add__, seq_keys), kind_bytes, strict=True))
-            # (not sorted first: sorting cost more than the locality saved, measured)
-            self._life().putmulti(zip(map(b"".join, zip(repeat(prefix), map(_KEY_PART, map(_THIRD, events)), seq_keys)),
-                                      kind_bytes, strict=True))
+            self._life().putmulti(zip(map(bytes.__add__, tx_keys, seq_keys), kind_bytes, strict=True))
             deltas = self.deltas
             for kind in set(kinds):
                 key = agg_chain_key(chain_id, _LIFE_AGG[kind])
                 deltas[key] = deltas.get(key, 0) + kinds.count(kind)
             self.high_water[chain_id] = first_seq + n - 1
-        return values
 
     def _life(self) -> Any:
-        """The write cursor of ``tx_life`` (opened on first use)."""
+        """The write cursor of ``tx_life_seq`` (opened on first use)."""
         cursor = self._life_cursor
         if cursor is None:
-            cursor = self._life_cursor = self.txn.cursor(db=self.log.life_db)
+            cursor = self._life_cursor = self.txn.cursor(db=self.log.life_seq_db)
         return cursor
 
-    def _index_life_events(self, events: list[Any], first_seq: int, seq_keys: list[bytes], kinds: list[int],
-                           kind_bytes: list[bytes]) -> None:
-        """The index entries and counts of lifecycle events of several chains, or with a REORG among them (no
-        transaction hash: no ``tx_life`` entry; a too-deep one counted apart)."""
+    def _index_life_events(self, first_seq: int, seq_keys: list[bytes], kinds: list[int], kind_bytes: list[bytes],
+                           chains: list[int], tx_keys: list[bytes], figures: list[int]) -> None:
+        """The index entries and counts of lifecycle events of several chains, or with a REORG among them (not about
+        a transaction: no ``tx_life_seq`` entry; a too-deep one, odd figure, counted apart)."""
         seqs = range(first_seq, first_seq + len(seq_keys))
-        chains = list(map(_SECOND, events))
         self._chain_cursor.putmulti(zip(map(CHAIN_SEQ.pack, chains, seqs), kind_bytes, strict=True))
-        prefixes = {chain_id: U64.pack(chain_id) for chain_id in set(chains)}  # (eventlog.tx_key, inline)
-        life_keys = [(prefixes[e[1]] + e[2][:TX_KEY_HASH_BYTES] + seq_key, kind)
-                     for e, seq_key, kind in zip(events, seq_keys, kind_bytes, strict=True) if e[2]]
+        life_keys = [(tx + seq_key, kind)
+                     for tx, seq_key, kind in zip(tx_keys, seq_keys, kind_bytes, strict=True) if tx]
         if life_keys:
             self._life().putmulti(life_keys)
         deltas = self.deltas
         for (chain_id, kind), count in Counter(zip(chains, kinds, strict=True)).items():
             key = agg_chain_key(chain_id, _LIFE_AGG[kind])
             deltas[key] = deltas.get(key, 0) + count
-        if KIND_REORG in kinds:
-            for e in events:
-                if e[0] == KIND_REORG and e[4].too_deep:
-                    self._add(agg_chain_key(e[1], AGG_REORGS_DEEP), 1)
+        for chain_id, kind, figure in zip(chains, kinds, figures, strict=True):
+            if kind == KIND_REORG and figure & 1:
+                self._add(agg_chain_key(chain_id, AGG_REORGS_DEEP), 1)
         self.high_water.update(zip(chains, seqs, strict=True))  # (the last seq of each chain wins)
 
     def set_counter(self, key: bytes, value: int) -> None:
@@ -449,8 +435,9 @@ class LogWrite:
             elif value[0] in LIFE_KINDS:  # a lifecycle event: its own entries
                 event = decode_event(value, U64.unpack(cur.key())[0])
                 txn.delete(CHAIN_SEQ.pack(event.chain_id, event.seq_id), db=eventlog.chain_db)
-                if event.tx_hash:
-                    txn.delete(tx_key(event.chain_id, event.tx_hash) + U64.pack(event.seq_id), db=eventlog.life_db)
+                if event.tx_hash:  # (its entry is in tx_life_seq, or in tx_life for a log written before it)
+                    if not txn.delete(LIFE_SEQ.pack(life_tx_seq(event), event.seq_id), db=eventlog.life_seq_db):
+                        txn.delete(tx_key(event.chain_id, event.tx_hash) + U64.pack(event.seq_id), db=eventlog.life_db)
             # Any other event belongs to the transaction just pruned (a transaction's events are contiguous; a
             # sighting always follows its own transaction, so one met here is as old as the pruned ones).
             positioned = cur.delete() and bool(cur.key())

@@ -36,8 +36,9 @@ from processd.storage.crashpoints import CrashSwitch
 from processd.storage.diskfull import DiskFullGate, is_write_failure
 from processd.storage.eventlog import EventLog
 from processd.storage.layout import KIND_BLOCK, KIND_POOL_STATE, KIND_SOURCE
-from processd.storage.lifecycle import LifecycleTracker
-from processd.storage.lifewrite import Gone, LifeWriter
+from processd.storage.lifeengine import Gone
+from processd.storage.lifeproc import LifeProcess, LifeProcessLost
+from processd.storage.lifewrite import Engine, LifeWriter
 from processd.storage.logwrite import LogCounters, LogWrite, Sighting, duplicate_sightings
 from processd.storage.records import CommitResult
 from processd.wire.columns import BatchColumns
@@ -68,6 +69,11 @@ class WriterStoppedError(ProcessdError):
     """The writer is shutting down or failed; the batch was not committed (resend it)."""
 
     retriable = True
+
+
+#: Lifecycle processes lost in a row on one group before the writer gives up (fails, and processd exits): a child
+#: that dies on every attempt is a bug, not a transient.
+MAX_LIFE_RESTARTS = 3
 
 
 class _MapFull(ProcessdError):
@@ -142,7 +148,7 @@ class CommitWriter:
         disk_full_retry_ms: int = 1000,
         max_sources_per_tx: int = 16,
         max_sources_per_chain: int = 64,
-        lifecycle: LifecycleTracker | None = None,
+        lifecycle: Engine | None = None,
     ) -> None:
         self.log = eventlog
         self._listener = listener
@@ -161,7 +167,8 @@ class CommitWriter:
         self.max_sources_per_tx = max_sources_per_tx
         self.max_sources_per_chain = max_sources_per_chain
         self._counters = LogCounters({}, max_sources_per_chain)
-        #: The transaction lifecycle (None: not tracked, lifecycle_enabled off).
+        #: The transaction lifecycle (None: not tracked, lifecycle_enabled off): its engine in this thread
+        #: (``LifeEngine``) or in the lifecycle process (``LifeProcess``).
         self.life = LifeWriter(lifecycle) if lifecycle is not None else None
         self._queue: deque[CommitJob] = deque()
         self.queued_envelopes = 0
@@ -186,6 +193,8 @@ class CommitWriter:
         self.last_seq = self.log.last_seq()
         self._counters = LogCounters(self.log.load_aggregates(), self.max_sources_per_chain)
         if self.life is not None:
+            if isinstance(self.life.engine, LifeProcess):
+                self.life.engine.start()  # (from the event loop's thread: see LifeProcess.start)
             self.life.rebuild(self.log, self._counters.values)
         self._task = asyncio.create_task(self._run(), name="processd-writer")
 
@@ -203,6 +212,8 @@ class CommitWriter:
             finally:
                 self._task = None
                 self._executor.shutdown(wait=True)
+        if self.life is not None and isinstance(self.life.engine, LifeProcess):
+            self.life.engine.stop()
 
     # ---- submission --------------------------------------------------------------------------------------
 
@@ -292,6 +303,7 @@ class CommitWriter:
                 batch.done.set_exception(WriterStoppedError(f"preparation failed: {batch.prepared.exception()!r}"))
             group = [batch for batch in group if batch.prepared.exception() is None]
         self.committing = True
+        lost = 0
         try:
             while True:
                 if self.disk.blocked():  # a commit failed for lack of space a moment ago: do not hammer the disk
@@ -301,6 +313,11 @@ class CommitWriter:
                     result = await loop.run_in_executor(self._executor, self._commit, group)
                     self.disk.succeeded()
                     break
+                except LifeProcessLost as exc:
+                    lost += 1
+                    if lost > MAX_LIFE_RESTARTS:
+                        raise
+                    self._restart_life(exc)
                 except _MapFull:
                     # No read transaction is open here: reads run synchronously on this event loop thread.
                     if not self._grow_map():
@@ -330,6 +347,15 @@ class CommitWriter:
         for batch in group:
             if not batch.done.done():
                 batch.done.set_result(None)
+
+    def _restart_life(self, exc: LifeProcessLost) -> None:
+        """The lifecycle process was lost in a commit (aborted, so nothing of it is in the log): a new one, whose
+        state the next attempt rebuilds from the log (``LifeWriter.stale``)."""
+        assert self.life is not None and isinstance(self.life.engine, LifeProcess)
+        log.error("%s; restarting it and committing the group again", exc)
+        self.life.engine.restart()
+        assert self.log.env is not None
+        self.log.env.reader_check()  # (a child killed in its rebuild's read leaves a stale reader slot)
 
     def _grow_map(self) -> bool:
         current = self.log.map_size_bytes
@@ -374,7 +400,6 @@ class CommitWriter:
         if life is not None:
             if life.stale:  # an aborted transaction fed it: back to what the log says
                 life.rebuild(self.log, self._counters.values)
-            life.begin()
         write = LogWrite(self.log, self._counters)
         try:
             for batch in group:
@@ -480,16 +505,16 @@ class CommitWriter:
                 continue
             block_seq = seq + 1
             if self.life is not None:
-                value, events = self.life.block(write, block, block_seq, batch.received_ns)
+                value, group = self.life.block(write, block, block_seq, batch.received_ns)
             else:
-                value, events = write.add_block(block_seq, block, batch.received_ns), []
+                value, group = write.add_block(block_seq, block, batch.received_ns), None
             seq = block_seq
             batch.blocks_stored += 1
             result.blocks.append((block_seq, block.chain_id, value))
             result.add_event(block_seq, block.chain_id, KIND_BLOCK, value)
-            if events:
+            if group is not None:
                 assert self.life is not None
-                seq = self.life.store(write, events, seq, batch.received_ns, block.source_id, result)
+                seq = self.life.store(write, group, seq, result)
         return seq
 
     def _store_sightings(self, write: LogWrite, batch: CommitJob, sightings: list[Sighting], seq: int,

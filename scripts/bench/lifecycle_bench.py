@@ -5,15 +5,16 @@ transactions.
     python -m scripts.bench.lifecycle_bench [--tx 20000] [--rounds 2] [--out-name lifecycle]
 
 * **paired CPU**: per round, a fresh ``python -m processd`` (sync durability, default analysis workers) per variant,
-  the variants alternating (``lifecycle``, ``blocks_no_lifecycle``, ``blocks_off``, then again). Both get the identical
+  the variants alternating (``lifecycle``, ``lifecycle_in_thread``, ``blocks_no_lifecycle``, ``blocks_off``, then
+  again). Both get the identical
   transactions (synthetic, one chain, batches of 500, one stream, up to 8 batches in flight); ``lifecycle`` also
   gets a first block (tracking starts) and after every 1,000 transactions a block including 500 of them (each
   block: TX_INCLUDED events, a restart floor, the latency window). The figures are processd's CPU per committed
   transaction, of its process tree (workers included, from /proc) and of its main process alone (the event loop
   and the single writer's thread share its GIL: the serial part, which bounds throughput once the analysis is
   spread over workers), the throughput (tx/s), and per round the ratios lifecycle / blocks_off and lifecycle /
-  blocks_no_lifecycle (the same blocks stored, no tracking) of each; the issue's target is the throughput ratio
-  ``tx_per_s_ratio`` >= 0.85 (the lifecycle costs at most 15 % of it).
+  blocks_no_lifecycle (the same blocks stored, no tracking) of each, and lifecycle / lifecycle_in_thread; the issue's
+  target is the throughput ratio ``tx_per_s_ratio`` >= 0.85 (the lifecycle costs at most 15 % of it).
 * **apply one block**: the tracker alone (``LifecycleTracker.block`` with N tracked pending transactions, all in
   the block), and end to end through processd (the ack latency of a batch holding one block of N stored
   transactions, commit and fsync included), for N = 100, 1,000, 5,000.
@@ -46,9 +47,13 @@ from scripts.bench.harness import ratio, summarize, tree_cpu_seconds, write_arti
 ROOT = Path(__file__).resolve().parents[2]
 CHAIN = 137
 BATCH = 500
-#: lifecycle: blocks and tracking; blocks_no_lifecycle: the same blocks, lifecycle_enabled=false (the BLOCK
-#: events' own cost); blocks_off: no block at all (so nothing tracked).
-VARIANTS = ("lifecycle", "blocks_no_lifecycle", "blocks_off")
+#: lifecycle: blocks and tracking (the engine in the lifecycle process, the default); lifecycle_in_thread: the same
+#: with the engine in the single writer's thread; blocks_no_lifecycle: the same blocks, lifecycle_enabled=false (the
+#: BLOCK events' own cost); blocks_off: no block at all (so nothing tracked).
+VARIANTS = ("lifecycle", "lifecycle_in_thread", "blocks_no_lifecycle", "blocks_off")
+#: The environment of each variant's processd.
+VARIANT_ENV: dict[str, dict[str, str]] = {"lifecycle_in_thread": {"MEMPULSE_PROCESSD_LIFECYCLE_PROCESS": "false"},
+                                          "blocks_no_lifecycle": {"MEMPULSE_PROCESSD_LIFECYCLE_ENABLED": "false"}}
 
 
 def _block(number: int, timestamp: int, txs: list[tx_pb2.TxEnvelope]) -> block_pb2.BlockEnvelope:
@@ -125,8 +130,7 @@ def paired_cpu(tx: int, rounds: int, workdir: Path) -> dict[str, Any]:
         row: dict[str, Any] = {}
         for variant in VARIANTS:
             batches = _batches(envelopes, variant != "blocks_off")
-            env = {"MEMPULSE_PROCESSD_LIFECYCLE_ENABLED": "false"} if variant == "blocks_no_lifecycle" else None
-            p = Processd(workdir, f"{variant}-{r}", env)
+            p = Processd(workdir, f"{variant}-{r}", VARIANT_ENV.get(variant))
             try:
                 time.sleep(0.5)
                 before, main_before = p.cpu(), p.main_cpu()
@@ -149,11 +153,18 @@ def paired_cpu(tx: int, rounds: int, workdir: Path) -> dict[str, Any]:
         # throughput kept: lifecycle tx/s over the other's (the issue's target: >= 0.85)
         row["tx_per_s_ratio"] = ratio(life["tx_per_s"], off["tx_per_s"])
         row["tx_per_s_ratio_vs_blocks_no_lifecycle"] = ratio(life["tx_per_s"], no_life["tx_per_s"])
+        # the lifecycle process vs the engine in the writer's thread (what it changed)
+        in_thread = row["lifecycle_in_thread"]
+        row["main_ratio_vs_in_thread"] = ratio(life["main_cpu_us_per_tx"], in_thread["main_cpu_us_per_tx"])
+        row["ratio_vs_in_thread"] = ratio(life["cpu_us_per_tx"], in_thread["cpu_us_per_tx"])
+        row["tx_per_s_ratio_vs_in_thread"] = ratio(life["tx_per_s"], in_thread["tx_per_s"])
+        row["in_thread_tx_per_s_ratio"] = ratio(in_thread["tx_per_s"], off["tx_per_s"])
         per_round.append(row)
         print(f"round {r}: {row}", flush=True)
     out: dict[str, Any] = {"rounds": per_round}
     for key in ("ratio", "ratio_vs_blocks_no_lifecycle", "main_ratio", "main_ratio_vs_blocks_no_lifecycle",
-                "tx_per_s_ratio", "tx_per_s_ratio_vs_blocks_no_lifecycle"):
+                "tx_per_s_ratio", "tx_per_s_ratio_vs_blocks_no_lifecycle", "main_ratio_vs_in_thread",
+                "ratio_vs_in_thread", "tx_per_s_ratio_vs_in_thread", "in_thread_tx_per_s_ratio"):
         out[key] = summarize([row[key] for row in per_round])
     for variant in VARIANTS:
         for figure in ("cpu_us_per_tx", "main_cpu_us_per_tx", "tx_per_s"):

@@ -49,7 +49,7 @@ from types import ModuleType
 from typing import Any
 
 from common.pb.v1 import block_pb2
-from processd.storage.lifewrite import pendings_of_rows
+from processd.storage.lifeengine import pendings_of_rows
 from processd.wire.columns import LIFE_ROW
 from scripts.bench.harness import ratio, write_artifact
 

@@ -1,6 +1,8 @@
 """The lifecycle's cost in the single writer's thread alone (issue 16): the real ``CommitWriter`` write transaction
 (``LogWrite``, ``LifeWriter``, LMDB, no fsync) fed the batches of ``scripts/bench/lifecycle_bench.py``, timed with
-``time.thread_time`` around each commit, for the three variants of that benchmark, alternating in one run.
+``time.thread_time`` around each commit, for the variants of that benchmark, alternating in one run: ``lifecycle``
+with the engine in the lifecycle process (``processd.storage.lifeproc``: its CPU is not the writer's thread's, and
+the thread's waits for its answers are not CPU), ``lifecycle_in_thread`` with the engine in the writer's thread.
 
     python -m scripts.bench.lifecycle_writer [--tx 10000] [--rounds 2] [--profile lifecycle] [--out-name NAME]
 
@@ -30,7 +32,8 @@ from processd.__main__ import tune_gc
 from processd.analysis.analyzer import default_analyzer
 from processd.analysis.prepare import prepare_batch
 from processd.storage.eventlog import EventLog
-from processd.storage.lifecycle import LifecycleTracker
+from processd.storage.lifeengine import LifeEngine
+from processd.storage.lifeproc import LifeProcess
 from processd.storage.records import CommitResult
 from processd.storage.writer import CommitJob, CommitWriter
 from scripts.bench.harness import ratio, summarize, write_artifact
@@ -74,7 +77,11 @@ def writer_seconds(variant: str, batches: list[ingest_pb2.TxBatch], workdir: Pat
         path = workdir / variant
         shutil.rmtree(path, ignore_errors=True)
         eventlog = EventLog(path, 1 << 30, sync=False).open()
-        tracker = LifecycleTracker() if variant == "lifecycle" else None
+        tracker: LifeEngine | LifeProcess | None = None
+        if variant == "lifecycle":
+            tracker = LifeProcess(3_600_000, 200_000, 64)  # processd's defaults
+        elif variant == "lifecycle_in_thread":
+            tracker = LifeEngine()
         writer = CommitWriter(eventlog, _Quiet(), lifecycle=tracker)
         loop.run_until_complete(writer.start())
         spent = 0.0
@@ -117,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                 row[variant] = round(spent / committed * 1e6, 2)
             row["ratio"] = ratio(row["lifecycle"], row["blocks_off"])
             row["ratio_vs_blocks_no_lifecycle"] = ratio(row["lifecycle"], row["blocks_no_lifecycle"])
+            row["ratio_vs_in_thread"] = ratio(row["lifecycle"], row["lifecycle_in_thread"])
             print(f"round {r}: writer-thread us/tx {row}", flush=True)
             rounds.append(row)
         if args.profile:
@@ -130,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         results: dict[str, Any] = {"tx": args.tx, "group_batches": GROUP, "rounds": rounds,
                                    "ratio": summarize([row["ratio"] for row in rounds]),
                                    "ratio_vs_blocks_no_lifecycle": summarize(
-                                       [row["ratio_vs_blocks_no_lifecycle"] for row in rounds])}
+                                       [row["ratio_vs_blocks_no_lifecycle"] for row in rounds]),
+                                   "ratio_vs_in_thread": summarize([row["ratio_vs_in_thread"] for row in rounds])}
         for variant in VARIANTS:
             results[f"{variant}_writer_us_per_tx"] = summarize([row[variant] for row in rounds])
         print(f"wrote {write_artifact(args.out_name, results)}")

@@ -160,8 +160,9 @@ ROWS: tuple[Row, ...] = (
     Row("processd gRPC ingest under Locust, 2 streams x 500/batch (tx/s)", "loadtest", "ingest.tx_per_s",
         "{:,.0f}", ""),
     Row("  batch-to-durable-ack p99 (ms)", "loadtest", "ingest.batch_to_ack_p99_ms", "{:.0f}", ""),
-    # The transaction lifecycle's cost: processd with blocks and tracking vs the same build without blocks and with
-    # blocks but lifecycle_enabled=false, alternating in one run (scripts/bench/lifecycle_bench.py).
+    # The transaction lifecycle's cost: processd with blocks and tracking vs the same build without blocks, with
+    # blocks but lifecycle_enabled=false, and with the engine in the writer's thread, alternating in one run
+    # (scripts/bench/lifecycle_bench.py).
     Row("processd throughput kept with the lifecycle on, vs no blocks (tx/s, same run, median of rounds)",
         "lifecycle", "paired_cpu.tx_per_s_ratio.p50", "{:.2f}x", ">= 0.85x"),
     Row("  vs blocks stored, lifecycle off", "lifecycle", "paired_cpu.tx_per_s_ratio_vs_blocks_no_lifecycle.p50",
@@ -173,11 +174,17 @@ ROWS: tuple[Row, ...] = (
         "{:.2f}x", ""),
     Row("  main process (event loop + single writer), lifecycle on / no blocks", "lifecycle",
         "paired_cpu.main_ratio.p50", "{:.2f}x", ""),
+    Row("  lifecycle process / engine in the writer's thread: throughput (same run)", "lifecycle",
+        "paired_cpu.tx_per_s_ratio_vs_in_thread.p50", "{:.2f}x", ""),
+    Row("  lifecycle process / engine in the writer's thread: main process CPU (same run)", "lifecycle",
+        "paired_cpu.main_ratio_vs_in_thread.p50", "{:.2f}x", ""),
     Row("Single writer's thread per tx, lifecycle on (us)", "lifecycle_writer", "lifecycle_writer_us_per_tx.p50",
         "{:.1f}", ""),
     Row("  no blocks (us, same run)", "lifecycle_writer", "blocks_off_writer_us_per_tx.p50", "{:.1f}", ""),
     Row("  blocks, lifecycle off (us, same run)", "lifecycle_writer", "blocks_no_lifecycle_writer_us_per_tx.p50",
         "{:.1f}", ""),
+    Row("  lifecycle on, engine in the writer's thread (us, same run)", "lifecycle_writer",
+        "lifecycle_in_thread_writer_us_per_tx.p50", "{:.1f}", ""),
 )
 
 

@@ -32,6 +32,7 @@ from processd.analysis.analyzer import analyze, default_analyzer
 from processd.analysis.pool import MAX_FUTILE_RESTARTS, AnalysisPool, PoolStoppedError
 from processd.analysis.prepare import prepare_batch
 from processd.api.server import ProcessdServer
+from processd.storage.lifeproc import PROCESS_NAME
 from tests.processd._helpers import ProcessdSubprocess, make_config, query_stub
 
 pytestmark = pytest.mark.integration
@@ -104,8 +105,16 @@ def _children(pid: int) -> dict[int, str]:
 
 
 def _workers(pid: int) -> set[int]:
-    """The analysis worker processes of processd ``pid`` (spawn'd multiprocessing children)."""
-    return {child for child, cmd in _children(pid).items() if "spawn_main" in cmd}
+    """The analysis worker processes of processd ``pid`` (spawn'd multiprocessing children; not the lifecycle
+    process, spawned the same way and named apart: ``processd.storage.lifeproc.PROCESS_NAME``)."""
+    return {child for child, cmd in _children(pid).items() if "spawn_main" in cmd and _comm(child) != PROCESS_NAME}
+
+
+def _comm(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/comm").read_bytes().strip()
+    except OSError:
+        return b""
 
 
 def _alive(pid: int) -> bool:

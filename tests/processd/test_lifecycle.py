@@ -6,16 +6,23 @@ a restart (rebuilt from the log) and after kill -9, and the commit order next to
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import grpc
+import lmdb
 import pytest
 
 from common.pb.v1 import block_pb2, events_pb2, ingest_pb2, pool_pb2, query_pb2, tx_pb2
 from common.testing.ingest_push import channel, push_batches
 from common.testing.synth import synthetic_envelopes
 from processd.api.server import ProcessdServer
+from processd.storage import lifeproc
+from processd.storage.eventlog import U64, decode_event, tx_key
+from processd.storage.lifeproc import LifeProcess
 from tests.processd._helpers import ProcessdSubprocess, query_stub
 from tests.reliability._support import audit_log
 
@@ -119,12 +126,21 @@ async def _scenario(address: str) -> list[ingest_pb2.IngestAck]:
         _batch(8, blocks=[BLOCK3])], max_inflight=1)
 
 
-async def test_lifecycle_outcomes_statuses_and_restart(server_factory: Factory, tmp_path: Path) -> None:
-    srv = await server_factory(data_dir=tmp_path / "lmdb", lifecycle_ttl_ms=3_600_000)
+@pytest.mark.parametrize("in_process", [False, True], ids=["lifecycle_process", "in_writer_thread"])
+async def test_lifecycle_outcomes_statuses_and_restart(server_factory: Factory, tmp_path: Path,
+                                                       in_process: bool) -> None:
+    """The scenario's events, statuses, lists, snapshot and metrics, with the engine in the lifecycle process
+    (default) and in the writer's thread: the same everywhere."""
+    srv = await server_factory(data_dir=tmp_path / "lmdb", lifecycle_ttl_ms=3_600_000,
+                               lifecycle_process=not in_process)
     acks = await _scenario(srv.address)
     assert (acks[4].gone_stored, acks[4].gone_ignored) == (1, 1)  # F evicted; an unknown hash ignored
     assert await _life(srv.address) == EXPECTED
-    assert srv.writer.life is not None and srv.writer.life.parsed == 0  # fields from preparation's life column
+    life_writer = srv.writer.life
+    assert life_writer is not None and life_writer.parsed == 0  # fields from preparation's life column
+    # the writer's copy of what is pending (what statuses read) is the engine's state, wherever it runs
+    assert life_writer.pending == {c: set(h) for c, h in life_writer.engine.pending_sets().items()}
+    assert life_writer.pending == {CHAIN: {bytes([D]) * 32}}
     statuses = {tag: (await _status(srv.address, tag))[0] for tag in (A, B, C, D, E, F, G, U)}
     assert statuses == {A: S.TX_LIFECYCLE_STATUS_REPLACED, B: S.TX_LIFECYCLE_STATUS_INCLUDED,
                         C: S.TX_LIFECYCLE_STATUS_DROPPED, D: S.TX_LIFECYCLE_STATUS_PENDING,
@@ -161,7 +177,8 @@ async def test_lifecycle_outcomes_statuses_and_restart(server_factory: Factory, 
 
     # A restart rebuilds the state from the log: D is still pending, and a later block settles it.
     await srv.stop(grace_s=0.5)
-    srv2 = await server_factory(data_dir=tmp_path / "lmdb", lifecycle_ttl_ms=3_600_000)
+    srv2 = await server_factory(data_dir=tmp_path / "lmdb", lifecycle_ttl_ms=3_600_000,
+                                lifecycle_process=not in_process)
     assert (await _status(srv2.address, D))[0] == S.TX_LIFECYCLE_STATUS_PENDING
     await push_batches(srv2.address, [_batch(9, blocks=[_block(4, [(bytes([D]) * 32, 2, 7)])])])
     assert (await _life(srv2.address))[len(EXPECTED):] == [("tx_included", bytes([D]), "block 4 latency 47000")]
@@ -235,6 +252,104 @@ def test_kill9_and_restart_give_identical_lifecycle(tmp_path: Path) -> None:
     finally:
         proc.stop()
     audit_log(data).assert_clean()
+
+
+def _as_before_tx_life_seq(data: Path) -> int:
+    """Rewrites a log's lifecycle index as a build before ``tx_life_seq`` wrote it (``tx_life``: the ``tx_hash`` key
+    + the event's seq); returns the entries moved."""
+    env = lmdb.open(str(data), max_dbs=16)
+    try:
+        events, life, life_seq = (env.open_db(n) for n in (b"events", b"tx_life", b"tx_life_seq"))
+        with env.begin(write=True) as txn:
+            entries = [(bytes(k), bytes(v)) for k, v in txn.cursor(db=life_seq)]
+            for key, kind in entries:
+                seq = U64.unpack(key[8:])[0]
+                event = decode_event(txn.get(U64.pack(seq), db=events), seq)
+                txn.put(tx_key(event.chain_id, event.tx_hash) + U64.pack(seq), kind, db=life)
+            txn.drop(life_seq, delete=True)
+    finally:
+        env.close()
+    return len(entries)
+
+
+async def test_a_log_indexed_before_tx_life_seq_reads_and_goes_on(server_factory: Factory, tmp_path: Path) -> None:
+    """A log whose lifecycle events a build before ``tx_life_seq`` indexed (in ``tx_life``, by hash) opens: the
+    statuses and histories read its entries, the events committed after are indexed in ``tx_life_seq``, both read
+    together, and retention prunes both (the audit finds each retained event indexed once)."""
+    data = tmp_path / "lmdb"
+    srv = await server_factory(data_dir=data, lifecycle_ttl_ms=3_600_000)
+    first = [_batch(1, [BEFORE]), _batch(2, blocks=[_block(1, [])]), _batch(3, PENDING[:1]),
+             _batch(4, PENDING[1:]), _batch(5, gone=[bytes([F]) * 32]), _batch(6, blocks=[BLOCK2])]
+    await push_batches(srv.address, first, max_inflight=1)
+    await srv.stop(grace_s=0.5)
+    assert _as_before_tx_life_seq(data) == 6  # A replaced, F evicted, B included, E replaced, C and G dropped
+    srv2 = await server_factory(data_dir=data, lifecycle_ttl_ms=3_600_000)
+    assert await _status(srv2.address, A) == (S.TX_LIFECYCLE_STATUS_REPLACED, [events_pb2.EVENT_KIND_TX_REPLACED])
+    await push_batches(srv2.address, [_batch(7, blocks=[BLOCK2B]), _batch(8, blocks=[BLOCK3])], max_inflight=1)
+    assert await _life(srv2.address) == EXPECTED
+    assert (await _status(srv2.address, B))[1] == [events_pb2.EVENT_KIND_TX_INCLUDED] * 2  # one entry in each index
+    async with channel(srv2.address) as ch:
+        dropped = await query_stub(ch).ListTransactions(S.ListTransactionsRequest(
+            chain_id=CHAIN, status=S.TX_LIFECYCLE_STATUS_DROPPED))
+    assert sorted(t.tx.hash[0] for t in dropped.transactions) == sorted([C, F, G])
+    await srv2.stop(grace_s=0.5)
+    audit_log(data).assert_clean()
+    srv3 = await server_factory(data_dir=data, lifecycle_ttl_ms=3_600_000, retention_max_events=12)
+    await push_batches(srv3.address, [_batch(9, [_tx(0x71, 7, 0, 10)])], max_inflight=1)  # a commit prunes
+    await srv3.stop(grace_s=0.5)
+    audit = audit_log(data)
+    audit.assert_clean()
+    assert audit.first_seq > 20  # the old index's events were pruned with their entries
+
+
+async def test_a_lost_lifecycle_process_is_replaced_and_the_commit_done_again(server_factory: Factory,
+                                                                              tmp_path: Path) -> None:
+    """The lifecycle process killed -9 between commits: the next commit fails to reach it, is aborted, a new process
+    rebuilds the state from the log and the commit is done again; the events are those of an uninterrupted run and
+    nothing is acked twice or lost."""
+    srv = await server_factory(data_dir=tmp_path / "lmdb", lifecycle_ttl_ms=3_600_000)
+    life = srv.writer.life
+    assert life is not None and isinstance(life.engine, LifeProcess) and life.engine.pid is not None
+    first = [_batch(1, [BEFORE]), _batch(2, blocks=[_block(1, [])]), _batch(3, PENDING[:1]),
+             _batch(4, PENDING[1:]), _batch(5, gone=[bytes([F]) * 32])]
+    await push_batches(srv.address, first, max_inflight=1)
+    killed = life.engine.pid
+    os.kill(killed, signal.SIGKILL)
+    rest = [_batch(6, blocks=[BLOCK2]), _batch(7, blocks=[BLOCK2B]), _batch(8, blocks=[BLOCK3])]
+    acks = await push_batches(srv.address, rest, max_inflight=1)
+    assert [a.blocks_stored for a in acks] == [1, 1, 1]
+    assert await _life(srv.address) == EXPECTED
+    assert life.engine.pid not in (None, killed) and life.engine.restarts == 1
+    assert srv.metrics.registry.get_sample_value("mempulse_processd_lifecycle_process_restarts_total") == 1
+    assert (await _status(srv.address, D))[0] == S.TX_LIFECYCLE_STATUS_PENDING
+    assert life.pending == {c: set(h) for c, h in life.engine.pending_sets().items()}
+    await srv.stop(grace_s=0.5)
+    audit_log(tmp_path / "lmdb").assert_clean()
+
+
+async def test_a_lifecycle_process_that_stops_answering_is_replaced(server_factory: Factory, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lifecycle process that stops answering (SIGSTOP: alive, silent) is lost after the call timeout: it is
+    killed, a new one rebuilds from the log, and the commit is done again with the events of an uninterrupted run."""
+    monkeypatch.setattr(lifeproc, "CALL_TIMEOUT_S", 1.0)
+    srv = await server_factory(data_dir=tmp_path / "lmdb", lifecycle_ttl_ms=3_600_000)
+    life = srv.writer.life
+    assert life is not None and isinstance(life.engine, LifeProcess) and life.engine.pid is not None
+    first = [_batch(1, [BEFORE]), _batch(2, blocks=[_block(1, [])]), _batch(3, PENDING[:1]),
+             _batch(4, PENDING[1:]), _batch(5, gone=[bytes([F]) * 32])]
+    await push_batches(srv.address, first, max_inflight=1)
+    stopped = life.engine.pid
+    os.kill(stopped, signal.SIGSTOP)
+    try:
+        rest = [_batch(6, blocks=[BLOCK2]), _batch(7, blocks=[BLOCK2B]), _batch(8, blocks=[BLOCK3])]
+        await push_batches(srv.address, rest, max_inflight=1)
+        assert await _life(srv.address) == EXPECTED
+        assert life.engine.pid not in (None, stopped) and life.engine.restarts == 1
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(stopped, signal.SIGKILL)
+    await srv.stop(grace_s=0.5)
+    audit_log(tmp_path / "lmdb").assert_clean()
 
 
 async def test_bad_gone_reports_are_counted_and_ignored(server_factory: Factory, tmp_path: Path) -> None:

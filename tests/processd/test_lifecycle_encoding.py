@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from common.pb.v1 import events_pb2
 from common.testing.synth import synthetic_envelopes, typed_envelopes
 from processd.storage.layout import decode_event
-from processd.storage.lifewrite import pending_of, pendings_of_rows
+from processd.storage.lifeengine import pending_of, pendings_of_rows
 from processd.wire.columns import LIFE_ROW, life_row
 from processd.wire.encoding import DroppedBody, IncludedBody, ReplacedBody, life_value, life_values
 

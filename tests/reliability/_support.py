@@ -31,7 +31,8 @@ CHAIN_SEQ = struct.Struct(">QQ")
 KIND_SEEN = events_pb2.EVENT_KIND_TX_SEEN
 KIND_SOURCE = events_pb2.EVENT_KIND_TX_SOURCE_SEEN
 KIND_BLOCK = events_pb2.EVENT_KIND_BLOCK
-#: Lifecycle kinds: each a unit of its own (chain_seq entry; tx_life entry when about a transaction).
+#: Lifecycle kinds: each a unit of its own (chain_seq entry; tx_life_seq entry, or tx_life in an older log, when
+#: about a transaction).
 LIFE_KINDS = frozenset((events_pb2.EVENT_KIND_TX_INCLUDED, events_pb2.EVENT_KIND_TX_REPLACED,
                         events_pb2.EVENT_KIND_TX_DROPPED, events_pb2.EVENT_KIND_REORG))
 BLOCK_KEY = struct.Struct(">QQ32s")
@@ -130,8 +131,9 @@ def audit_log(data_dir: Path) -> Audit:
     * a POOL_STATE event likewise: its own ``chain_seq`` entry, no (chain, pair, block number, block hash) stored
       twice, and ``pools`` maps exactly the retained POOL_STATE events to their seqs.
     * a lifecycle event (TX_INCLUDED, TX_REPLACED, TX_DROPPED, REORG) has a ``chain_seq`` entry of its own, one about
-      a transaction names its TX_SEEN (or one already pruned), and ``tx_life`` indexes exactly the retained ones
-      about a transaction; a transaction is settled (replaced or dropped) at most once, and never after that.
+      a transaction names its TX_SEEN (or one already pruned), and ``tx_life_seq`` (``tx_life`` in an older log)
+      indexes exactly the retained ones about a transaction, each once; a transaction is settled (replaced or
+      dropped) at most once, and never after that.
     """
     out = Audit()
     env = lmdb.open(str(data_dir), readonly=True, max_dbs=16, lock=True, max_readers=256)
@@ -157,10 +159,14 @@ def audit_log(data_dir: Path) -> Audit:
             life_db = env.open_db(b"tx_life", create=False)
         except lmdb.NotFoundError:  # a log written before tx_life existed
             life_db = None
+        try:
+            life_seq_db = env.open_db(b"tx_life_seq", create=False)
+        except lmdb.NotFoundError:  # a log written before tx_life_seq existed
+            life_seq_db = None
         sightings: dict[bytes, int] = {}
         blocks: dict[bytes, int] = {}
         pools: dict[bytes, int] = {}
-        life: dict[bytes, int] = {}
+        life: dict[int, tuple[bytes, bytes, int]] = {}
         settled: set[tuple[int, bytes]] = set()
         with env.begin() as txn:
             raw = txn.get(b"last_seq", db=meta_db)
@@ -242,10 +248,15 @@ def audit_log(data_dir: Path) -> Audit:
             if held != want:
                 out.problems.append(f"tx_sources differs from the retained TX_SOURCE_SEEN events ({len(held)} vs "
                                     f"{len(want)})")
+            # each retained lifecycle event about a transaction is indexed once: in tx_life_seq (by its TX_SEEN
+            # seq), or in tx_life (by its tx_hash key) when a build before tx_life_seq wrote it
             held_life = {bytes(k): v[0] for k, v in txn.cursor(db=life_db)} if life_db else {}
-            if held_life != life:
-                out.problems.append(f"tx_life differs from the retained lifecycle events ({len(held_life)} vs "
-                                    f"{len(life)})")
+            held_life_seq = {bytes(k): v[0] for k, v in txn.cursor(db=life_seq_db)} if life_seq_db else {}
+            indexed = [(held_life.get(old), held_life_seq.get(new), kind) for old, new, kind in life.values()]
+            once = all((a is None) != (b is None) and kind in (a, b) for a, b, kind in indexed)
+            if not once or len(held_life) + len(held_life_seq) != len(life):
+                out.problems.append(f"tx_life / tx_life_seq differ from the retained lifecycle events "
+                                    f"({len(held_life)} + {len(held_life_seq)} vs {len(life)})")
             held_blocks = {bytes(k): U64.unpack(v)[0] for k, v in txn.cursor(db=blocks_db)} if blocks_db else {}
             if held_blocks != blocks:
                 out.problems.append(f"blocks index differs from the retained BLOCK events ({len(held_blocks)} vs "
@@ -259,7 +270,7 @@ def audit_log(data_dir: Path) -> Audit:
     return out
 
 
-def _audit_life(out: Audit, event: events_pb2.Event, seq: int, life: dict[bytes, int],
+def _audit_life(out: Audit, event: events_pb2.Event, seq: int, life: dict[int, tuple[bytes, bytes, int]],
                 settled: set[tuple[int, bytes]]) -> None:
     """One lifecycle event about a transaction: it names the transaction's TX_SEEN, and nothing follows a
     replacement or a drop of the same transaction."""
@@ -272,7 +283,9 @@ def _audit_life(out: Audit, event: events_pb2.Event, seq: int, life: dict[bytes,
         out.problems.append(f"lifecycle event {seq} about a transaction already replaced or dropped")
     if event.kind != events_pb2.EVENT_KIND_TX_INCLUDED:
         settled.add(k)
-    life[U64.pack(event.chain_id) + bytes(event.tx_hash[:16]) + U64.pack(seq)] = event.kind
+    # its index keys: in tx_life (by the tx_hash key, before tx_life_seq existed) and in tx_life_seq (by TX_SEEN seq)
+    life[seq] = (U64.pack(event.chain_id) + bytes(event.tx_hash[:16]) + U64.pack(seq), U64.pack(tx_seq) + U64.pack(seq),
+                 event.kind)
 
 
 # ---- a resending ingest client -------------------------------------------------------------------------------

@@ -355,7 +355,7 @@ class Stack:
             return
         args = ["--data-dir", str(self.data_dir), "--listen", self.processd_addr,
                 *self._metrics_args("processd"), *self._venues_args(), *self.config.processd_args]
-        self._add("processd", "processd", args, ready=lambda: _grpc_serving(self.processd_addr)).start()
+        self._add("processd", "processd", args, ready=lambda: grpc_serving(self.processd_addr)).start()
         log.info("processd ready on %s (data %s)", self.processd_addr, self.data_dir)
 
     def _venues_args(self) -> list[str]:
@@ -379,7 +379,7 @@ class Stack:
             data = self.data_dir / f"shard-{i}"
             args = ["--data-dir", str(data), "--listen", addr, *self._metrics_args(f"processd-{i}"),
                     *self._venues_args(), *self.config.processd_args]
-            self._add(f"processd-{i}", "processd", args, ready=functools.partial(_grpc_serving, addr)).start()
+            self._add(f"processd-{i}", "processd", args, ready=functools.partial(grpc_serving, addr)).start()
             log.info("processd-%d ready on %s for chains %s (data %s)", i, addr, groups[i], data)
         self.processd_port = int(self.shard_addrs[0].rsplit(":", 1)[1])
 
@@ -458,8 +458,9 @@ def _sources_connected(metrics_url: str, expected: int) -> bool:
     return connected >= expected
 
 
-def _grpc_serving(addr: str) -> bool:
-    """True once processd answers grpc.health.v1 Check with SERVING."""
+def grpc_serving(addr: str) -> bool:
+    """True once processd answers grpc.health.v1 Check with SERVING (or has no health service); False while it
+    does not answer, or answers anything else (a polling predicate: it never raises)."""
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 

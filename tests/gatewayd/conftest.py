@@ -8,25 +8,17 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import grpc
 import httpx
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from common.pb.v1 import tx_pb2
 from common.testing.ingest_push import push_envelopes
 from common.testing.netutil import free_port
 from common.testing.process import ManagedProcess, child_env, python_module_argv
+from common.testing.stack import grpc_serving
 
 #: Chains of the synthetic data set (ethereum, polygon, bsc).
 CHAINS = (1, 137, 56)
-
-
-def grpc_serving(addr: str) -> bool:
-    """True once processd answers grpc.health.v1 Check with SERVING."""
-    with grpc.insecure_channel(addr) as channel:
-        resp = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=1.0)
-        return bool(resp.status == health_pb2.HealthCheckResponse.SERVING)
 
 
 def http_ok(url: str) -> bool:

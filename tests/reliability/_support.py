@@ -24,6 +24,7 @@ import lmdb
 from common.pb.v1 import events_pb2, ingest_pb2, ingest_pb2_grpc, tx_pb2
 from common.testing.netutil import free_port
 from common.testing.process import ManagedProcess, child_env, python_module_argv
+from common.testing.stack import grpc_serving
 
 ROOT = Path(__file__).resolve().parents[2]
 U64 = struct.Struct(">Q")
@@ -63,18 +64,6 @@ def write_artifact(name: str, figures: dict[str, object]) -> Path | None:
     doc = {"test": name, "long_mode": long_mode(), "finished_unix": int(time.time()), **figures}
     path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
     return path
-
-
-def grpc_serving(addr: str) -> bool:
-    """True once the server at ``addr`` answers grpc.health.v1 Check with SERVING."""
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    with grpc.insecure_channel(addr) as channel:
-        try:
-            resp = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1.0)
-        except grpc.RpcError:
-            return False
-        return bool(resp.status == health_pb2.HealthCheckResponse.SERVING)
 
 
 class ProcessdProc(ManagedProcess):

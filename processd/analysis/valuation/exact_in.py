@@ -81,11 +81,17 @@ def _root(r: int, s: int, a: int, need: int, g: int, drga: int) -> int:
 def _bound(r: int, s: int, a: int, need: int, g: int, drga: int) -> int | None:
     """``frontrun.boundary`` of the exact-input limit from the continuous root, inline; None: the caller searches
     (``sandwich.max_frontrun``), as :func:`sandwich.bound` does. ``r``, ``s`` > 0."""
-    start = _root(r, s, a, need, g, drga)
-    ag = a * g
-    nd = need * _D
-    cap = UINT112_MAX - r - a
     rd = r * _D
+    nd = need * _D
+    c = need * drga * rd - g * a * s * rd  # _root, inline (one call less per valued swap)
+    if c > 0:
+        start = -1
+    else:
+        a2 = nd * g
+        b = need * (_D2 * r + g * drga)
+        start = (isqrt(b * b - 4 * a2 * c) - b) // (2 * a2)
+    ag = a * g
+    cap = UINT112_MAX - r - a
     x = start if start > 0 else 0
     f = x * g * s // (rd + x * g) if x > 0 else 0  # swap_out
     lim = ag * (s - f - need) // nd - r  # the limit at f

@@ -11,7 +11,7 @@ native currency by selling it on its WETH pair of the same factory.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from processd.analysis.decoding.model import UNISWAP_V2, DecodedCall
 from processd.analysis.valuation import backrun, sandwich
@@ -41,8 +41,7 @@ _WITH_FEE = _BPS - V2_FEE_BPS
 _NO_KW: dict[str, int] = {}
 
 
-@dataclass(slots=True)  # not frozen: a frozen dataclass costs ~6x to build, and one is built per swap
-class Figures:
+class Figures(NamedTuple):
     """One kind's valuation. ``profit`` is in ``profit_token`` base units; ``native_profit`` its value in native
     wei (None when the token has no known WETH pair); ``net`` = native_profit - gas_cost (None likewise)."""
 
@@ -56,8 +55,7 @@ class Figures:
     block_number: int
 
 
-@dataclass(slots=True)  # not frozen: a frozen dataclass costs ~6x to build, and one is built per swap
-class SwapValuation:
+class SwapValuation(NamedTuple):
     """A swap valued on reserves: each kind's figures or the reason it has none."""
 
     #: The block of the victim's pools' reserves (the oldest of them).
@@ -67,6 +65,11 @@ class SwapValuation:
     sandwich_note: str
     backrun: Figures | None
     backrun_note: str
+
+
+#: ``Figures(...)`` / ``SwapValuation(...)`` without the Python-level ``__new__`` a NamedTuple adds (a tuple built
+#: in C: a slots dataclass's ``__init__`` cost ~0.3 µs per object, and a valued swap builds three).
+_new = tuple.__new__
 
 
 class NotValued(ProcessdError):
@@ -204,7 +207,7 @@ class Valuer:
                                             weth_side, gas_price, block)
             # amm.price_impact_bps, inline (amount_in > 0; r_in > 0: the victim's step would have failed)
             w = amount_in * (_BPS - fee)
-            return SwapValuation(pools_block, _BPS * w // (r_in * _BPS + w), sw_fig, sw_note, br_fig, br_note)
+            return _new(SwapValuation, (pools_block, _BPS * w // (r_in * _BPS + w), sw_fig, sw_note, br_fig, br_note))
         except NotValued as exc:
             return str(exc)
         except AmmError as exc:
@@ -219,14 +222,14 @@ class Valuer:
         if capital is not None and capital < 0:
             return None, ("not valued: the capital bound (max_capital_wei) cannot be priced in the victim's input "
                           "token (no known pair of it with the wrapped native token)")
-        if kw.get("max_in", 0) > sandwich.UINT112_MAX:
+        if isinstance(victim, int):  # exact input, most swaps: the fused steps (sandwich.optimal's result)
+            s = optimal_exact_in(r_in, r_out, amount_in, victim, fee, capital)
+        elif kw["max_in"] > sandwich.UINT112_MAX:
             # An exact-output victim with no real limit: what it pays is bounded only by its balance and allowance,
             # which processd does not see (a sandwich "within its bound" would report a victim paying up to the
             # pair's uint112 limit).
             return None, ("not valued: the victim set no limit on its input (amountInMax above 2**112), so only its "
                           "balance, which processd does not see, bounds a sandwich")
-        if isinstance(victim, int):  # exact input, most swaps: the fused steps (sandwich.optimal's result)
-            s = optimal_exact_in(r_in, r_out, amount_in, victim, fee, capital)
         else:
             s = sandwich.optimal(r_in, r_out, victim, fee_bps=fee, max_frontrun_in=capital, **kw)
         if s is None:
@@ -300,8 +303,8 @@ class Valuer:
                 native = w * reserve_out // (reserve_in * _BPS + w)
         else:
             native = None
-        return Figures(profit, amount_in, token, native, gas_cost, None if native is None else native - gas_cost,
-                       block)
+        return _new(Figures, (profit, amount_in, token, native, gas_cost,
+                              None if native is None else native - gas_cost, block))
 
     def _backrun(self, plan: RoutePlan, path: tuple[bytes, ...], reserves: Reserves, after: tuple[int, int],
                  weth_side: tuple[int, int, int] | bool | None, gas_price: int,

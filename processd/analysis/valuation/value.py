@@ -169,22 +169,22 @@ class Valuer:
             if plan.repeated:
                 return "not valued: the path crosses a pair twice"
             path = call.path
-            hops = []
-            block = -1
-            get = reserves.get
-            for i, key in enumerate(plan.hops):  # _oriented, inline (every valuation reads its hops)
-                r = get(key)
-                token_in, token_out = path[i], path[i + 1]
-                if r is not None and r.token0 == token_in and r.token1 == token_out:
-                    hops.append((r.reserve0, r.reserve1, r))
-                elif r is not None and r.token1 == token_in and r.token0 == token_out:
-                    hops.append((r.reserve1, r.reserve0, r))
-                else:
-                    return (f"not valued: pool state unknown ({plan.factory.name} pair of 0x{token_in.hex()}/"
-                            f"0x{token_out.hex()})")
-                if block < 0 or r.block_number < block:
-                    block = r.block_number
-            r_in, r_out = hops[0][0], hops[0][1]
+            r = reserves.get(plan.hops[0])  # the first hop's pair (_oriented, inline: every valuation reads it)
+            token_in, token_out = path[0], path[1]
+            if r is not None and r.token0 == token_in and r.token1 == token_out:
+                r_in, r_out = r.reserve0, r.reserve1
+            elif r is not None and r.token1 == token_in and r.token0 == token_out:
+                r_in, r_out = r.reserve1, r.reserve0
+            else:
+                return (f"not valued: pool state unknown ({plan.factory.name} pair of 0x{token_in.hex()}/"
+                        f"0x{token_out.hex()})")
+            hops = [(r_in, r_out, r)]
+            block = r.block_number
+            if len(plan.hops) > 1:
+                later = self._later_hops(plan, path, reserves, hops)
+                if isinstance(later, str):
+                    return later
+                block = min(block, later)
             fee = plan.factory.fee_bps
             victim: sandwich.VictimStep | int  # exact input: the least first-hop output it takes (no object built)
             out_min = call.amount_out_min
@@ -250,6 +250,27 @@ class Valuer:
             return None, "valued: no profitable sandwich within the victim's slippage bound" + (
                 " and the capital bound" if capital is not None else "")
         return self._figures(s.profit, s.frontrun_in, token, weth_side, SANDWICH_GAS * gas_price, block), ""
+
+    @staticmethod
+    def _later_hops(plan: RoutePlan, path: tuple[bytes, ...], reserves: Reserves,
+                    hops: list[tuple[int, int, PoolReserves]]) -> int | str:
+        """Appends the reserves of a multi-hop path's hops after the first to ``hops`` (reserve in, reserve out, the
+        pool); the oldest block among them, or why the swap is not valued (a pair's state unknown)."""
+        block = -1
+        get = reserves.get
+        for i in range(1, len(plan.hops)):  # _oriented, inline
+            r = get(plan.hops[i])
+            token_in, token_out = path[i], path[i + 1]
+            if r is not None and r.token0 == token_in and r.token1 == token_out:
+                hops.append((r.reserve0, r.reserve1, r))
+            elif r is not None and r.token1 == token_in and r.token0 == token_out:
+                hops.append((r.reserve1, r.reserve0, r))
+            else:
+                return (f"not valued: pool state unknown ({plan.factory.name} pair of 0x{token_in.hex()}/"
+                        f"0x{token_out.hex()})")
+            if block < 0 or r.block_number < block:
+                block = r.block_number
+        return block
 
     @staticmethod
     def _first_hop_need(need: int, hops: list[tuple[int, int, PoolReserves]], fee: int) -> int:

@@ -44,6 +44,9 @@ class EncodedAnalysis(NamedTuple):
     opportunities: tuple[tuple[int, bytes], ...]
 
 
+#: Why a Uniswap V3-style swap has no valuation.
+_V3_NOT_VALUED = "not valued: Uniswap V3-style swaps are not valued yet"
+
 #: ``EncodedAnalysis(...)`` without the Python-level ``__new__`` namedtuple adds (it runs for every transaction).
 _new = tuple.__new__
 
@@ -170,8 +173,15 @@ class Analyzer:
             return _new(EncodedAnalysis, (features, TRANSFER if not data and to else OTHER, protocol, False, ()))
         if not call.swap_count or not is_rankable(call):
             return _new(EncodedAnalysis, (features, call.category, protocol, bool(call.decoded), ()))
-        bid = gas_price if max_fee_per_gas is None else max_fee_per_gas
-        valuation = self.valuation(chain_id, to, call, value_wei, int.from_bytes(bid, "big"), reserves)
+        # self.valuation, inline (a call less per swap)
+        valuation: ValuationInput
+        if reserves is None:
+            valuation = None
+        elif call.family != UNISWAP_V2:
+            valuation = _V3_NOT_VALUED
+        else:
+            valuation = self.valuer.value(chain_id, to, call, value_wei, int.from_bytes(
+                gas_price if max_fee_per_gas is None else max_fee_per_gas, "big"), reserves)
         opportunities = self.searcher.rank(chain_id, tx_hash, call, protocol, value_wei, int.from_bytes(tip, "big"),
                                            valuation)
         return _new(EncodedAnalysis, (features, call.category, protocol, True, opportunities))
@@ -184,7 +194,7 @@ class Analyzer:
         if reserves is None:
             return None
         if call.family != UNISWAP_V2:
-            return "not valued: Uniswap V3-style swaps are not valued yet"
+            return _V3_NOT_VALUED
         return self.valuer.value(chain_id, to, call, value_wei, bid_wei, reserves)
 
 

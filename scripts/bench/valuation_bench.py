@@ -204,8 +204,7 @@ def prepare_cost(mixed: dict[str, list[tx_pb2.TxEnvelope]], source: MappingSourc
             for message in parsed:
                 batch = message.envelopes
                 calls = [(e.chain_id, to, e.input) for e in batch  # as the pipeline's _reserves
-                         if (to := e.to) in venues.router_addresses
-                         and venues.factory_of_router(e.chain_id, to) is not None]
+                         if (to := e.to) in venues.router_addresses]
                 rows.append(to_wire(gather(calls, source, venues)[0]))
             return rows
 

@@ -4,6 +4,7 @@ reads the same path."""
 
 from __future__ import annotations
 
+import random
 from itertools import pairwise
 
 import eth_abi
@@ -11,9 +12,9 @@ import pytest
 
 from common.testing.fixtures import MainnetCall, load_mainnet_calls
 from processd.analysis.analyzer import Analyzer
-from processd.analysis.valuation.calldata import PATH_ARG, v2_path
-from processd.analysis.valuation.pairs import Venues, pair_address
-from processd.analysis.valuation.value import pairs_needed
+from processd.analysis.valuation.calldata import MAX_PATH, PATH_ARG, path_words, v2_path
+from processd.analysis.valuation.pairs import Venues, pair_address, words_plan
+from processd.analysis.valuation.value import gather, pairs_needed
 
 TOKENS_ARGS = ["uint256", "uint256", "address[]", "address", "uint256"]
 ETH_ARGS = ["uint256", "address[]", "address", "uint256"]
@@ -64,3 +65,60 @@ def test_malformed_calldata_has_no_path() -> None:
     assert v2_path(data[:40]) is None
     assert v2_path(b"\x38\xed\x17\x39" + (2**255).to_bytes(32, "big") * 5) is None  # offset out of range
     assert v2_path(b"\xa9\x05\x9c\xbb" + bytes(64)) is None  # transfer(): not a router swap
+
+
+class _RecordingSource:
+    """A ReserveSource that knows no pair and records what it was asked."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[int, bytes]] = []
+
+    def lookup(self, chain_id: int, pair: bytes) -> None:
+        self.asked.append((chain_id, pair))
+
+
+def _mangled(data: bytes, rng: random.Random) -> list[bytes]:
+    """The call and variants of it that path_words must read or refuse: cut short, another offset or count word,
+    another selector."""
+    arg = PATH_ARG[data[:4]]
+    head = 4 + 32 * arg
+    offset = int.from_bytes(data[head:head + 32], "big")
+    out = [data, data[:rng.randrange(len(data))], data[:head + 31], data[:4 + offset + 63]]
+    for value in (0, 32, offset + 32, len(data), 2**255, rng.randrange(len(data) + 64)):
+        out.append(data[:head] + value.to_bytes(32, "big") + data[head + 32:])
+    # Address words after the call, so that a longer count can be read in full.
+    tail = b"".join(bytes(12) + rng.randbytes(20) for _ in range(MAX_PATH + 2))
+    for count in (0, 1, 3, MAX_PATH, MAX_PATH + 1, 2**64):
+        at = 4 + offset
+        out.append(data[:at] + count.to_bytes(32, "big") + data[at + 32:])
+        out.append(data[:at] + count.to_bytes(32, "big") + data[at + 32:] + tail)
+    out.append(rng.choice(list(PATH_ARG)) + data[4:])
+    return out
+
+
+def test_gather_reads_the_routes_path_words_reads() -> None:
+    """gather (calldata.path_words inline) asks for exactly the pairs of the routes path_words reads, each once,
+    on every fixture swap and mangled variants of it (derandomized)."""
+    rng = random.Random(17)
+    venues = Venues()
+    calls = []
+    for c in V2_CALLS:
+        to = bytes.fromhex(c.to[2:])  # type: ignore[index]
+        calls += [(1, to, d) for d in _mangled(bytes.fromhex(c.input[2:]), rng)]
+    want: set[tuple[int, bytes]] = set()
+    for chain_id, to, data in calls:
+        words = path_words(data)
+        plan = None if words is None else words_plan(venues, chain_id, to, words)
+        if plan is not None:
+            want.update(plan.need_keys)
+    for batch in (calls, calls[::7], calls[:50]):
+        source = _RecordingSource()
+        found, unknown = gather(batch, source, venues)
+        sub: set[tuple[int, bytes]] = set()
+        for chain_id, to, data in batch:
+            words = path_words(data)
+            plan = None if words is None else words_plan(venues, chain_id, to, words)
+            if plan is not None:
+                sub.update(plan.need_keys)
+        assert sorted(source.asked) == sorted(sub) and found == [] and unknown == len(sub)
+    assert len(want) > 100

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from math import isqrt
 
-from processd.analysis.valuation.amm import V2_FEE_BPS, one_unit_plateaus, swap_out
+from processd.analysis.valuation.amm import V2_FEE_BPS, swap_out
 
 _D = 10_000
 #: Integers either side of the closed-form optimum whose exact profit is computed.
@@ -58,8 +58,9 @@ def optimal(other_a: int, other_b: int, victim_b: int, victim_a: int, other_fee_
     m = go * (_D * victim_b + gv * other_b)
     centre = (isqrt(k * lo) - lo) // m
     oa, vb = other_a * _D, victim_b * _D
-    xs = range(centre - REFINE, centre + REFINE + 1) if one_unit_plateaus(centre, oa, other_b, go) else _refined(
-        centre, oa, other_b, go)
+    # amm.one_unit_plateaus(centre, oa, other_b, go), inline (one call less per back-run searched)
+    xs = range(centre - REFINE, centre + REFINE + 1) if centre >= 3 and go * other_b * oa >= (
+        (oa + (centre + 1) * go) * (oa + (centre + 2) * go)) else _refined(centre, oa, other_b, go)
     best_x, best, best_middle = 0, 0, 0
     for x in xs:  # swap_out twice, inline; ties: the smallest x
         w = x * go

@@ -14,6 +14,8 @@ PATH_ARG: dict[bytes, int] = {
         ("7ff36ab5", 1), ("fb3bdb41", 1), ("b6f9de95", 1),
     )
 }
+#: Selector -> the offset in the calldata of the word holding ``path``'s offset (4 + 32 * its argument index).
+PATH_HEAD: dict[bytes, int] = {selector: 4 + 32 * arg for selector, arg in PATH_ARG.items()}
 #: Longest path read (a longer one is not valued).
 MAX_PATH = 8
 #: The 12 zero bytes an ABI-encoded address starts with.

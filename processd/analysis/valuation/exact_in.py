@@ -51,10 +51,17 @@ def optimal_exact_in(r: int, s: int, amount_in: int, need: int, fee_bps: int = V
     top = x_max if max_frontrun_in is None or max_frontrun_in >= x_max else max_frontrun_in
     if top < 1:
         return None
-    xs: set[int] = set()
-    for centre in _centres(r, c0, c1, gg, drga, top):
-        _refine(xs, centre, r, s, g, top)
-    best_x, best = _best(sorted(xs), r, s, a, need, g)
+    centres = _centres(r, c0, c1, gg, drga, top)
+    c = centres[0]
+    if len(centres) == 1 and c >= 3 and g * s * dr >= (dr + (c + 1) * g) * (dr + (c + 2) * g):
+        # One centre (most swaps) whose plateaus are one front-run wide (amm.one_unit_plateaus, inline): what
+        # _refine adds is this range, already sorted, so no set is built (the same candidates in the same order)
+        best_x, best = _best(range(c - REFINE, (top if top < c + REFINE else c + REFINE) + 1), r, s, a, need, g)
+    else:
+        xs: set[int] = set()
+        for centre in centres:
+            _refine(xs, centre, r, s, g, top)
+        best_x, best = _best(sorted(xs), r, s, a, need, g)
     if best is None or best[0] <= 0:
         return None
     return Sandwich(best_x, best[1], best[2], best[3], best[4], best[0], x_max)
@@ -74,11 +81,17 @@ def _root(r: int, s: int, a: int, need: int, g: int, drga: int) -> int:
 def _bound(r: int, s: int, a: int, need: int, g: int, drga: int) -> int | None:
     """``frontrun.boundary`` of the exact-input limit from the continuous root, inline; None: the caller searches
     (``sandwich.max_frontrun``), as :func:`sandwich.bound` does. ``r``, ``s`` > 0."""
-    start = _root(r, s, a, need, g, drga)
-    ag = a * g
-    nd = need * _D
-    cap = UINT112_MAX - r - a
     rd = r * _D
+    nd = need * _D
+    c = need * drga * rd - g * a * s * rd  # _root, inline (one call less per valued swap)
+    if c > 0:
+        start = -1
+    else:
+        a2 = nd * g
+        b = need * (_D2 * r + g * drga)
+        start = (isqrt(b * b - 4 * a2 * c) - b) // (2 * a2)
+    ag = a * g
+    cap = UINT112_MAX - r - a
     x = start if start > 0 else 0
     f = x * g * s // (rd + x * g) if x > 0 else 0  # swap_out
     lim = ag * (s - f - need) // nd - r  # the limit at f
@@ -164,34 +177,34 @@ def _refine(xs: set[int], centre: int, r: int, s: int, g: int, top: int) -> None
             xs.add(x)
 
 
-def _best(xs: list[int], r_in: int, r_out: int, paid: int, need: int,
+def _best(xs: list[int] | range, r_in: int, r_out: int, paid: int, need: int,
           g: int) -> tuple[int, tuple[int, int, int, int, int] | None]:
     """``sandwich._best_exact_in``: (x, (profit, bought, paid, got, back-run output)) of the most profitable
-    front-run of ``xs`` (ties: the first)."""
-    best: tuple[int, int, int, int, int] | None = None
-    best_x = 0
-    if r_in <= 0 or r_out <= 0:
-        return best_x, best
+    front-run of ``xs`` (ascending, each at least 1; ties: the first).
+
+    The pair's guards that cannot fail here are left out (each costs as much as an operation of the arithmetic,
+    for 3 to 6 front-runs per valued swap): with ``r_in``, ``r_out`` and ``paid`` positive, a swap's output is
+    below the reserve it is taken from (``bought < r_out``, ``got < r_out - bought``), so no reserve it leaves is
+    empty; and ``r_in + x + paid`` within uint112 implies ``r_in + x`` within it."""
+    if r_in <= 0 or r_out <= 0 or paid <= 0:  # no victim output (got = 0 < need): nothing is feasible
+        return 0, None
+    best_x = best_p = best_bought = best_got = best_back = 0
+    found = False
     vw = paid * g
     scaled = r_in * _D
+    cap = UINT112_MAX - paid - r_in
     for x in xs:
-        if x <= 0:
-            continue
         w = x * g
         bought = w * r_out // (scaled + w)
-        if bought <= 0:
+        if bought <= 0 or x > cap:  # cap: the pair's uint112 balances (r_in + x + paid)
             continue
-        moved_in, moved_out = r_in + x, r_out - bought
-        if moved_in > UINT112_MAX or moved_in + paid > UINT112_MAX:  # the pair's uint112 balances
-            continue
-        got = vw * moved_out // (moved_in * _D + vw) if paid > 0 and moved_out > 0 else 0
+        moved_out = r_out - bought
+        moved_in_d = scaled + x * _D
+        got = vw * moved_out // (moved_in_d + vw)
         if got < need:
             continue
-        left = moved_out - got
-        if left <= 0:
-            continue
         w = bought * g
-        back = w * (moved_in + paid) // (left * _D + w)
-        if back > 0 and (best is None or back - x > best[0]):
-            best, best_x = (back - x, bought, paid, got, back), x
-    return best_x, best
+        back = w * (r_in + x + paid) // ((moved_out - got) * _D + w)
+        if back > 0 and (not found or back - x > best_p):
+            found, best_x, best_p, best_bought, best_got, best_back = True, x, back - x, bought, got, back
+    return (best_x, (best_p, best_bought, paid, best_got, best_back)) if found else (0, None)

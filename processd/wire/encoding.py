@@ -401,6 +401,13 @@ def life_values(events: list[Any], received_ns: int, source_id: str) -> list[byt
     (``tests/processd/test_lifecycle_encoding.py``), with the parts events share encoded once (the chain field, the
     header's tail, a block's number, hash and seq, the high bits of nanosecond times) and TX_INCLUDED, a block's one
     event per tracked transaction it includes, written out in the loop (varints inlined as table lookups)."""
+    return life_encode(events, received_ns, source_id)[0]
+
+
+def life_encode(events: list[Any], received_ns: int, source_id: str) -> tuple[list[bytes], list[int], list[int]]:
+    """:func:`life_values` of ``events``, and what the same loop reads of each body on the way: the TX_SEEN seq it
+    names (``tx_seq_id``; -1 for a REORG) and its figure (the inclusion latency of a TX_INCLUDED, the reason of a
+    TX_DROPPED, depth * 2 + too_deep of a REORG, 0 for a TX_REPLACED): one walk of the bodies, not three."""
     join = b"".join
     tail = header_tail(received_ns, source_id)
     blocks: dict[int, tuple[bytes, bytes, int, bytes]] = {}
@@ -414,6 +421,9 @@ def life_values(events: list[Any], received_ns: int, source_id: str) -> list[byt
     dropped_prefix, dropped_tag, (d_reason, d_tx_seq, d_source) = _FLAT[DroppedBody]
     out: list[bytes] = []
     append = out.append
+    tx_seqs: list[int] = []
+    figures: list[int] = []
+    seq_append, figure_append = tx_seqs.append, figures.append
     # Per kind, of the first event's chain: what precedes a 32-byte hash (kind byte, Event.kind, chain, hash tag and
     # length); per kind: what follows the first-seen time (the tail and the body's tag). A value is then one join.
     starts: dict[bytes, bytes] = {}
@@ -437,26 +447,35 @@ def life_values(events: list[Any], received_ns: int, source_id: str) -> list[byt
                             if tx_seq < 268435456 else varint(tx_seq)) if tx_seq else b"",
                 parts[1], again_field if again else b""))
             prefix, body_tag = INCLUDED_PREFIX, _TAG_TX_INCLUDED
+            figure_append(latency)
         elif body_type is replaced:
             by_hash, bump, cancel, tx_seq, by_block = body
             inner = join((
                 r_by_hash + varint(len(by_hash)) + by_hash if by_hash else b"",
                 r_bump + varint(int(bump) & 0xFFFFFFFFFFFFFFFF) if bump else b"",
                 r_cancel if cancel else b"",
-                r_tx_seq + (table[tx_seq] if tx_seq < 16384 else varint(tx_seq)) if tx_seq else b"",
+                r_tx_seq + (table[tx_seq] if tx_seq < 16384 else cont14[tx_seq & 0x3FFF] + table[tx_seq >> 14]
+                            if tx_seq < 268435456 else varint(tx_seq)) if tx_seq else b"",
                 r_by_block if by_block else b""))
             prefix, body_tag = replaced_prefix, replaced_tag
+            figure_append(0)
         elif body_type is dropped:
             reason, tx_seq, drop_source = body
             raw = drop_source.encode() if drop_source else b""
+            reason = int(reason)
             inner = join((
-                d_reason + varint(int(reason)) if reason else b"",
-                d_tx_seq + (table[tx_seq] if tx_seq < 16384 else varint(tx_seq)) if tx_seq else b"",
+                (d_reason + (table[reason] if reason < 16384 else varint(reason))) if reason else b"",
+                d_tx_seq + (table[tx_seq] if tx_seq < 16384 else cont14[tx_seq & 0x3FFF] + table[tx_seq >> 14]
+                            if tx_seq < 268435456 else varint(tx_seq)) if tx_seq else b"",
                 d_source + varint(len(raw)) + raw if raw else b""))
             prefix, body_tag = dropped_prefix, dropped_tag
+            figure_append(reason)
         else:  # a REORG (rare): through the protobuf library
             append(life_value(kind, chain_id, tx_hash, first_seen, received_ns, source_id, body))
+            seq_append(-1)
+            figure_append(int(body.depth) * 2 + int(body.too_deep))
             continue
+        seq_append(tx_seq)
         n = len(inner)
         inner_len = table[n] if n < 16384 else varint(n)
         if 72057594037927936 <= first_seen < 1180591620717411303424 and len(tx_hash) == 32:  # 2**56..2**70 ns
@@ -474,7 +493,7 @@ def life_values(events: list[Any], received_ns: int, source_id: str) -> list[byt
         else:
             head = header(chain_field(chain_id), tx_hash, first_seen, tail)
             append(join((prefix, head, body_tag, inner_len, inner)))
-    return out
+    return out, tx_seqs, figures
 
 
 def _included_block_parts(number: int, block_hash: bytes, block_seq: int) -> tuple[bytes, bytes]:

@@ -49,10 +49,11 @@ log = logging.getLogger(__name__)
 #: A validated TxGone: (chain_id, 32-byte hash, source id, seen unix ns).
 Gone = tuple[int, bytes, str, int]
 #: Lifecycle events to store at consecutive seqs, encoded: (values, kinds, chain ids, transaction hashes (b"" for
-#: a REORG), the TX_SEEN seq each names packed as u64 (its ``tx_life_seq`` key's first part; b"" for a REORG),
+#: a REORG), the TX_SEEN seq each names (its ``tx_life_seq`` key's first part; -1 for a REORG: ints, which cost the
+#: pipe to the lifecycle process less than packed keys, and the writer packs both parts of the key in one call),
 #: figures). The figure of each event is what its consumers need: the inclusion latency (ms) of a TX_INCLUDED, the
 #: DropReason of a TX_DROPPED, depth * 2 + too_deep of a REORG, 0 for a TX_REPLACED.
-LifeGroup = tuple[list[bytes], list[int], list[int], list[bytes], list[bytes], list[int]]
+LifeGroup = tuple[list[bytes], list[int], list[int], list[bytes], list[int], list[int]]
 #: What the engine's state counts, for the metrics: (tracked, replaced held, index entries, overflow since start).
 LifeStats = tuple[int, int, int, int]
 
@@ -87,11 +88,7 @@ def encode_group(events: list[LifeEvent], received_ns: int, source_id: str) -> L
     """``events`` as the log stores them (:data:`LifeGroup`): the values, the TX_SEEN seq each names and the figures
     from one walk of the bodies (:func:`processd.wire.encoding.life_encode`), the rest C-level maps."""
     values, tx_seqs, figures = life_encode(events, received_ns, source_id)
-    if -1 in tx_seqs:  # a REORG names no transaction (rare)
-        tx_keys = [U64.pack(s) if s >= 0 else b"" for s in tx_seqs]
-    else:
-        tx_keys = list(map(U64.pack, tx_seqs))
-    return values, list(map(_KIND, events)), list(map(_CHAIN, events)), list(map(_THIRD, events)), tx_keys, figures
+    return values, list(map(_KIND, events)), list(map(_CHAIN, events)), list(map(_THIRD, events)), tx_seqs, figures
 
 
 class LifeEngine:

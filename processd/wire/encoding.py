@@ -420,22 +420,16 @@ def life_encode(events: list[Any], received_ns: int, source_id: str) -> tuple[li
     blocks: dict[int, tuple[bytes, bytes, int, bytes]] = {}
     highs: dict[int, bytes] = {}
     _, _, t_index, t_status, t_latency, t_tx_seq, _, t_again = _INCLUDED_TAGS
-    table, cont14, included = _TABLE, _CONT14, IncludedBody
-    # The fields a TX_INCLUDED writes per event, tag and value in one lookup below 2**14 (2**28 for the seq).
-    index_table, status_table, latency_table = _tagged(t_index), _tagged(t_status), _tagged(t_latency)
-    seq_table, seq_cont14 = _prefixed(t_tx_seq)
-    first_seen_cont14 = _prefixed(_TAG_FIRST_SEEN)[1]
+    table, cont14, included, replaced, dropped = _TABLE, _CONT14, IncludedBody, ReplacedBody, DroppedBody
+    (index_table, status_table, latency_table, (seq_table, seq_cont14), first_seen_cont14, reason_table,
+     (drop_seq_table, drop_seq_cont14)) = _life_tables()
     again_field = t_again + b"\x01"
-    replaced, dropped = ReplacedBody, DroppedBody
-    replaced_prefix, replaced_tag, (r_by_hash, r_bump, r_cancel, r_tx_seq, r_by_block) = _FLAT[ReplacedBody]
-    r_cancel, r_by_block = r_cancel + b"\x01", r_by_block + b"\x01"
+    replaced_prefix, replaced_tag, _ = _FLAT[ReplacedBody]
     dropped_prefix, dropped_tag, (d_reason, d_tx_seq, d_source) = _FLAT[DroppedBody]
-    reason_table, (drop_seq_table, drop_seq_cont14) = _tagged(d_reason), _prefixed(d_tx_seq)
     out: list[bytes] = []
-    append = out.append
     tx_seqs: list[int] = []
     figures: list[int] = []
-    seq_append, figure_append = tx_seqs.append, figures.append
+    append, seq_append, figure_append = out.append, tx_seqs.append, figures.append
     # Per kind, of the first event's chain: what precedes a 32-byte hash (kind byte, Event.kind, chain, hash tag and
     # length); per kind: what follows the first-seen time (the tail and the body's tag). A value is then one join.
     starts: dict[bytes, bytes] = {}
@@ -445,11 +439,9 @@ def life_encode(events: list[Any], received_ns: int, source_id: str) -> tuple[li
         body_type = type(body)
         if body_type is included:
             number, block_hash, index, status, latency, tx_seq, block_seq, again = body
-            # (by the block's seq, an int: a block's events follow it, so its seq names it in one write; checked)
-            parts = blocks.get(block_seq)
+            parts = blocks.get(block_seq)  # (by the block's seq: its events follow it in one write; checked)
             if parts is None or parts[2] != number or parts[3] != block_hash:
-                parts = blocks[block_seq] = (*_included_block_parts(number, block_hash, block_seq), number,
-                                             block_hash)
+                parts = blocks[block_seq] = _included_block_parts(number, block_hash, block_seq)
             inner = join((
                 parts[0],
                 (index_table[index] if index < 16384 else t_index + varint(index)) if index else b"",
@@ -460,15 +452,8 @@ def life_encode(events: list[Any], received_ns: int, source_id: str) -> tuple[li
                 parts[1], again_field if again else b""))
             prefix, body_tag = INCLUDED_PREFIX, _TAG_TX_INCLUDED
             figure_append(latency)
-        elif body_type is replaced:
-            by_hash, bump, cancel, tx_seq, by_block = body
-            inner = join((
-                r_by_hash + varint(len(by_hash)) + by_hash if by_hash else b"",
-                r_bump + varint(int(bump) & 0xFFFFFFFFFFFFFFFF) if bump else b"",
-                r_cancel if cancel else b"",
-                r_tx_seq + (table[tx_seq] if tx_seq < 16384 else cont14[tx_seq & 0x3FFF] + table[tx_seq >> 14]
-                            if tx_seq < 268435456 else varint(tx_seq)) if tx_seq else b"",
-                r_by_block if by_block else b""))
+        elif body_type is replaced:  # (rare: a replacement)
+            tx_seq, inner = body[3], _replaced_inner(body)
             prefix, body_tag = replaced_prefix, replaced_tag
             figure_append(0)
         elif body_type is dropped:
@@ -508,10 +493,33 @@ def life_encode(events: list[Any], received_ns: int, source_id: str) -> tuple[li
     return out, tx_seqs, figures
 
 
-def _included_block_parts(number: int, block_hash: bytes, block_seq: int) -> tuple[bytes, bytes]:
+@functools.cache
+def _life_tables() -> tuple[Any, ...]:
+    """The tables :func:`life_encode` looks a field's tag and value up in, below 2**14 (2**28 for a seq and the low
+    bits of a first-seen time, by :func:`_prefixed`): TX_INCLUDED index, status, latency, seq; ``Event`` first
+    seen; TX_DROPPED reason, seq (made on the first call: ~4 MiB in the process that encodes lifecycle events)."""
+    _, _, t_index, t_status, t_latency, t_tx_seq, _, _ = _INCLUDED_TAGS
+    _, _, (d_reason, d_tx_seq, _) = _FLAT[DroppedBody]
+    return (_tagged(t_index), _tagged(t_status), _tagged(t_latency), _prefixed(t_tx_seq),
+            _prefixed(_TAG_FIRST_SEEN)[1], _tagged(d_reason), _prefixed(d_tx_seq))
+
+
+def _replaced_inner(body: ReplacedBody) -> bytes:
+    """The serialized ``TxReplaced`` of ``body`` (what :func:`flat_value` writes after its tag and length)."""
+    _, _, (r_by_hash, r_bump, r_cancel, r_tx_seq, r_by_block) = _FLAT[ReplacedBody]
+    by_hash, bump, cancel, tx_seq, by_block = body
+    return b"".join((
+        r_by_hash + varint(len(by_hash)) + by_hash if by_hash else b"",
+        r_bump + varint(int(bump) & 0xFFFFFFFFFFFFFFFF) if bump else b"",
+        r_cancel + b"\x01" if cancel else b"",
+        r_tx_seq + varint(tx_seq) if tx_seq else b"",
+        r_by_block + b"\x01" if by_block else b""))
+
+
+def _included_block_parts(number: int, block_hash: bytes, block_seq: int) -> tuple[bytes, bytes, int, bytes]:
     """What every TX_INCLUDED body of one block shares: its fields before the transaction's (block number, block
-    hash) and after them (the block's seq)."""
+    hash) and after them (the block's seq); then the number and hash they were made of (the cache's check)."""
     t_number, t_hash, _, _, _, _, t_block_seq, _ = _INCLUDED_TAGS
     return ((t_number + varint(number) if number else b"")
             + (t_hash + varint(len(block_hash)) + block_hash if block_hash else b""),
-            t_block_seq + varint(block_seq) if block_seq else b"")
+            t_block_seq + varint(block_seq) if block_seq else b"", number, block_hash)

@@ -422,7 +422,7 @@ class LifecycleTracker:
         latencies: list[int] = []
         pending, by_sender, replaced, events, counts = life.pending, life.by_sender, life.replaced, outcome.events, \
             self.counts
-        included = held.included
+        included, replaced_at = held.included, life.replaced_at  # (a ChainLife's maps are never rebound)
         settled = 0  # (taken from self.tracked once, after the loop)
         for tx_hash, sender, nonce, index, status in rows:
             p = pending.pop(tx_hash, None)
@@ -457,7 +457,7 @@ class LifecycleTracker:
                     events.append((KIND_REPLACED, chain_id, other, old[_SEEN], _replaced_body(
                         (tx_hash, 0, False, old[_SEQ], True))))
                     counts["replaced"] += 1
-            if life.replaced_at:
+            if replaced_at:
                 self._settle_slot(life, chain_id, sender, nonce, tx_hash, events)
         self.tracked -= settled
         counts["included"] += len(latencies)
@@ -494,19 +494,30 @@ class LifecycleTracker:
             if (sender in by_sender or sender in replaced_at) and nonce >= mined.get(sender, -1):
                 mined[sender] = nonce
         events = outcome.events
+        dropped = 0  # (taken from self.tracked and counted once, after the loop)
         for sender, top in mined.items():
             held = replaced_at.get(sender)
             if held:  # replaced transactions of a passed nonce: their slot is settled (by a hash never seen)
                 for nonce in [n for n in held if n < top]:
                     for tx_hash in list(held[nonce]):
                         self._forget_replaced(life, tx_hash)
-            passed = self._unclaim_below(life, sender, top)
+            holder = by_sender.get(sender)
+            if holder is None:
+                continue
+            if isinstance(holder, dict):
+                passed = self._unclaim_below(life, sender, top)
+            else:  # (_unclaim_below, inline for a sender of one tracked nonce: most)
+                if holder[_NONCE] >= top:
+                    continue
+                del by_sender[sender]
+                passed = [holder[_HASH]]
             for tx_hash in passed:  # (LifecycleTracker._settle, inline: the pair maps to the tracked hash)
                 old = pending.pop(tx_hash)
                 events.append((KIND_DROPPED, chain_id, tx_hash, old[_SEEN],
                                _dropped_body((NONCE_PASSED, old[_SEQ], ""))))
-            self.tracked -= len(passed)
-            self.counts["dropped_nonce_passed"] += len(passed)
+            dropped += len(passed)
+        self.tracked -= dropped
+        self.counts["dropped_nonce_passed"] += dropped
 
     @staticmethod
     def _unclaim_below(life: ChainLife, sender: bytes, top: int) -> list[bytes]:

@@ -3,7 +3,7 @@ events it derives encoded as the log stores them.
 
 :class:`LifeEngine` holds the :class:`~processd.storage.lifecycle.LifecycleTracker` and answers each input of a
 commit (a batch's stored transactions, a block, TxGone reports) with plain data: the events' values encoded
-(:func:`processd.wire.encoding.life_values`), their kinds, chains, hashes and one figure each (:data:`LifeGroup`),
+(:func:`processd.wire.encoding.life_encode`), their kinds, chains, hashes and one figure each (:data:`LifeGroup`),
 which ``processd.storage.lifewrite.LifeWriter`` puts into the write transaction at the seqs it assigns. Only lists,
 bytes and ints go in and out, so the engine runs either in the writer's thread or in a process of its own
 (``processd.storage.lifeproc``, ``--lifecycle-process``, the default), where the tracker's work and the encoding do
@@ -34,9 +34,7 @@ from processd.storage.layout import (
     AGG_LIFE_FLOOR,
     KIND_BLOCK,
     KIND_DROPPED,
-    KIND_INCLUDED,
     KIND_REORG,
-    KIND_REPLACED,
     KIND_SEEN,
     U64,
     decode_event,
@@ -44,23 +42,23 @@ from processd.storage.layout import (
 )
 from processd.storage.lifecycle import _HASH, EVICTED, LifecycleTracker, LifeEvent, Pending
 from processd.wire.columns import LIFE_ROW
-from processd.wire.encoding import life_values
+from processd.wire.encoding import life_encode
 
 log = logging.getLogger(__name__)
 
 #: A validated TxGone: (chain_id, 32-byte hash, source id, seen unix ns).
 Gone = tuple[int, bytes, str, int]
 #: Lifecycle events to store at consecutive seqs, encoded: (values, kinds, chain ids, transaction hashes (b"" for
-#: a REORG), the TX_SEEN seq each names packed as u64 (its ``tx_life_seq`` key's first part; b"" for a REORG),
+#: a REORG), the TX_SEEN seq each names (its ``tx_life_seq`` key's first part; -1 for a REORG: ints, which cost the
+#: pipe to the lifecycle process less than packed keys, and the writer packs both parts of the key in one call),
 #: figures). The figure of each event is what its consumers need: the inclusion latency (ms) of a TX_INCLUDED, the
 #: DropReason of a TX_DROPPED, depth * 2 + too_deep of a REORG, 0 for a TX_REPLACED.
-LifeGroup = tuple[list[bytes], list[int], list[int], list[bytes], list[bytes], list[int]]
+LifeGroup = tuple[list[bytes], list[int], list[int], list[bytes], list[int], list[int]]
 #: What the engine's state counts, for the metrics: (tracked, replaced held, index entries, overflow since start).
 LifeStats = tuple[int, int, int, int]
 
-#: A lifecycle event's kind, chain, hash and body; IncludedBody.inclusion_latency_ms and tx_seq_id (C-level).
-_KIND, _CHAIN, _THIRD, _BODY = itemgetter(0), itemgetter(1), itemgetter(2), itemgetter(4)
-_LATENCY, _INCLUDED_TX_SEQ = itemgetter(4), itemgetter(5)
+#: A lifecycle event's kind, chain and hash (C-level).
+_KIND, _CHAIN, _THIRD = itemgetter(0), itemgetter(1), itemgetter(2)
 #: A :class:`Pending` from its fields as one tuple (C-level: no Python call per stored transaction).
 _new_pending = functools.partial(tuple.__new__, Pending)
 
@@ -86,36 +84,11 @@ def pendings_of_rows(rows: Sequence[tuple[bytes, bytes, int, bytes, int, bool]],
             for t in positions for h, sender, nonce, bid, seen, cancel in (rows[t],)]
 
 
-def _figure(kind: int, body: Any) -> int:
-    """The figure of a lifecycle event its consumers need (:data:`LifeGroup`)."""
-    if kind == KIND_INCLUDED:
-        return int(body[4])  # IncludedBody.inclusion_latency_ms
-    if kind == KIND_DROPPED:
-        return int(body[0])  # DroppedBody.reason
-    if kind == KIND_REORG:
-        return int(body.depth) * 2 + int(body.too_deep)
-    return 0
-
-
-def _tx_key(kind: int, body: Any) -> bytes:
-    """The packed TX_SEEN seq a lifecycle event names (:data:`LifeGroup`; b"" for a REORG)."""
-    if kind == KIND_REORG:
-        return b""
-    return U64.pack(body[5] if kind == KIND_INCLUDED else body[3] if kind == KIND_REPLACED else body[1])
-
-
 def encode_group(events: list[LifeEvent], received_ns: int, source_id: str) -> LifeGroup:
-    """``events`` as the log stores them (:data:`LifeGroup`; C-level maps but for the encoding)."""
-    kinds = list(map(_KIND, events))
-    bodies = list(map(_BODY, events))
-    if kinds.count(KIND_INCLUDED) == len(kinds):  # a block's inclusions only
-        figures = list(map(_LATENCY, bodies))
-        tx_keys = list(map(U64.pack, map(_INCLUDED_TX_SEQ, bodies)))
-    else:
-        figures = list(map(_figure, kinds, bodies))
-        tx_keys = list(map(_tx_key, kinds, bodies))
-    return (life_values(events, received_ns, source_id), kinds, list(map(_CHAIN, events)), list(map(_THIRD, events)),
-            tx_keys, figures)
+    """``events`` as the log stores them (:data:`LifeGroup`): the values, the TX_SEEN seq each names and the figures
+    from one walk of the bodies (:func:`processd.wire.encoding.life_encode`), the rest C-level maps."""
+    values, tx_seqs, figures = life_encode(events, received_ns, source_id)
+    return values, list(map(_KIND, events)), list(map(_CHAIN, events)), list(map(_THIRD, events)), tx_seqs, figures
 
 
 class LifeEngine:

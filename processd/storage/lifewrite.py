@@ -127,10 +127,10 @@ class LifeWriter:
     def store(self, write: LogWrite, group: LifeGroup, seq: int, result: CommitResult) -> int:
         """Stores a group of lifecycle events after ``seq`` (:meth:`LogWrite.put_life_events`), records them in
         ``result`` and takes the transactions they settle out of :attr:`pending`; returns the last seq used."""
-        values, kinds, chains, hashes, tx_keys, figures = group
+        values, kinds, chains, hashes, tx_seqs, figures = group
         first = seq + 1
         n = len(values)
-        write.put_life_events(first, values, kinds, chains, tx_keys, figures)
+        write.put_life_events(first, values, kinds, chains, tx_seqs, figures)
         seqs = range(first, first + n)
         chain_id = chains[0]
         one_chain = chains.count(chain_id) == n

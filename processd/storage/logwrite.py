@@ -322,9 +322,9 @@ class LogWrite:
         return value
 
     def put_life_events(self, first_seq: int, values: list[bytes], kinds: list[int], chains: list[int],
-                        tx_keys: list[bytes], figures: list[int]) -> None:
+                        tx_seqs: list[int], figures: list[int]) -> None:
         """Stores lifecycle events encoded by the engine (``processd.storage.lifeengine.LifeGroup``: values, kinds,
-        chain ids, the TX_SEEN seq each names packed (b"" for a REORG), figures) at ``first_seq``, ``first_seq + 1``...:
+        chain ids, the TX_SEEN seq each names (-1 for a REORG), figures) at ``first_seq``, ``first_seq + 1``...:
         each its ``events`` value, its ``chain_seq`` entry, its ``tx_life_seq`` entry when it is about a
         transaction, its ``agg`` count; on whole lists (one ``putmulti`` per database, the counts once per (chain,
         kind)).
@@ -337,11 +337,12 @@ class LogWrite:
         chain_id = chains[0]
         self._events_cursor.putmulti(zip(seq_keys, values, strict=True), append=True)
         if KIND_REORG in kinds or chains.count(chain_id) != n:
-            self._index_life_events(first_seq, seq_keys, kinds, kind_bytes, chains, tx_keys, figures)
+            self._index_life_events(first_seq, seq_keys, kinds, kind_bytes, chains, tx_seqs, figures)
         else:
             prefix = U64.pack(chain_id)  # (CHAIN_SEQ, inline: chain id, then seq)
             self._chain_cursor.putmulti(zip(map(prefix.__add__, seq_keys), kind_bytes, strict=True))
-            self._life().putmulti(zip(map(bytes.__add__, tx_keys, seq_keys), kind_bytes, strict=True))
+            self._life().putmulti(zip(map(LIFE_SEQ.pack, tx_seqs, range(first_seq, first_seq + n)), kind_bytes,
+                                      strict=True))
             deltas = self.deltas
             for kind in set(kinds):
                 key = agg_chain_key(chain_id, _LIFE_AGG[kind])
@@ -356,13 +357,13 @@ class LogWrite:
         return cursor
 
     def _index_life_events(self, first_seq: int, seq_keys: list[bytes], kinds: list[int], kind_bytes: list[bytes],
-                           chains: list[int], tx_keys: list[bytes], figures: list[int]) -> None:
+                           chains: list[int], tx_seqs: list[int], figures: list[int]) -> None:
         """The index entries and counts of lifecycle events of several chains, or with a REORG among them (not about
         a transaction: no ``tx_life_seq`` entry; a too-deep one, odd figure, counted apart)."""
         seqs = range(first_seq, first_seq + len(seq_keys))
         self._chain_cursor.putmulti(zip(map(CHAIN_SEQ.pack, chains, seqs), kind_bytes, strict=True))
-        life_keys = [(tx + seq_key, kind)
-                     for tx, seq_key, kind in zip(tx_keys, seq_keys, kind_bytes, strict=True) if tx]
+        life_keys = [(LIFE_SEQ.pack(tx, seq), kind)
+                     for tx, seq, kind in zip(tx_seqs, seqs, kind_bytes, strict=True) if tx >= 0]
         if life_keys:
             self._life().putmulti(life_keys)
         deltas = self.deltas

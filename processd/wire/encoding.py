@@ -87,6 +87,13 @@ def varints(first: int, count: int, prefix: bytes = b"") -> list[bytes]:
 
 
 @functools.cache
+def _tagged(prefix: bytes) -> list[bytes]:
+    """The varints below 2**14 with ``prefix`` (a field's tag) before each: a field's tag and value in one lookup
+    (made once per tag on first use: ~0.6 MiB each; the lifecycle encoder uses four)."""
+    return [prefix + v for v in _TABLE]
+
+
+@functools.cache
 def _prefixed(prefix: bytes) -> tuple[list[bytes], list[bytes]]:
     """The varint tables with ``prefix`` before each entry (made once per prefix: ~1 MiB each)."""
     if not prefix:
@@ -401,19 +408,28 @@ def life_values(events: list[Any], received_ns: int, source_id: str) -> list[byt
     (``tests/processd/test_lifecycle_encoding.py``), with the parts events share encoded once (the chain field, the
     header's tail, a block's number, hash and seq, the high bits of nanosecond times) and TX_INCLUDED, a block's one
     event per tracked transaction it includes, written out in the loop (varints inlined as table lookups)."""
+    return life_encode(events, received_ns, source_id)[0]
+
+
+def life_encode(events: list[Any], received_ns: int, source_id: str) -> tuple[list[bytes], list[int], list[int]]:
+    """:func:`life_values` of ``events``, and what the same loop reads of each body on the way: the TX_SEEN seq it
+    names (``tx_seq_id``; -1 for a REORG) and its figure (the inclusion latency of a TX_INCLUDED, the reason of a
+    TX_DROPPED, depth * 2 + too_deep of a REORG, 0 for a TX_REPLACED): one walk of the bodies, not three."""
     join = b"".join
     tail = header_tail(received_ns, source_id)
     blocks: dict[int, tuple[bytes, bytes, int, bytes]] = {}
     highs: dict[int, bytes] = {}
     _, _, t_index, t_status, t_latency, t_tx_seq, _, t_again = _INCLUDED_TAGS
-    table, cont14, first_seen_tag, included = _TABLE, _CONT14, _TAG_FIRST_SEEN, IncludedBody
+    table, cont14, included, replaced, dropped = _TABLE, _CONT14, IncludedBody, ReplacedBody, DroppedBody
+    (index_table, status_table, latency_table, (seq_table, seq_cont14), first_seen_cont14, reason_table,
+     (drop_seq_table, drop_seq_cont14)) = _life_tables()
     again_field = t_again + b"\x01"
-    replaced, dropped = ReplacedBody, DroppedBody
-    replaced_prefix, replaced_tag, (r_by_hash, r_bump, r_cancel, r_tx_seq, r_by_block) = _FLAT[ReplacedBody]
-    r_cancel, r_by_block = r_cancel + b"\x01", r_by_block + b"\x01"
+    replaced_prefix, replaced_tag, _ = _FLAT[ReplacedBody]
     dropped_prefix, dropped_tag, (d_reason, d_tx_seq, d_source) = _FLAT[DroppedBody]
     out: list[bytes] = []
-    append = out.append
+    tx_seqs: list[int] = []
+    figures: list[int] = []
+    append, seq_append, figure_append = out.append, tx_seqs.append, figures.append
     # Per kind, of the first event's chain: what precedes a 32-byte hash (kind byte, Event.kind, chain, hash tag and
     # length); per kind: what follows the first-seen time (the tail and the body's tag). A value is then one join.
     starts: dict[bytes, bytes] = {}
@@ -423,40 +439,40 @@ def life_values(events: list[Any], received_ns: int, source_id: str) -> list[byt
         body_type = type(body)
         if body_type is included:
             number, block_hash, index, status, latency, tx_seq, block_seq, again = body
-            # (by the block's seq, an int: a block's events follow it, so its seq names it in one write; checked)
-            parts = blocks.get(block_seq)
+            parts = blocks.get(block_seq)  # (by the block's seq: its events follow it in one write; checked)
             if parts is None or parts[2] != number or parts[3] != block_hash:
-                parts = blocks[block_seq] = (*_included_block_parts(number, block_hash, block_seq), number,
-                                             block_hash)
+                parts = blocks[block_seq] = _included_block_parts(number, block_hash, block_seq)
             inner = join((
                 parts[0],
-                t_index + (table[index] if index < 16384 else varint(index)) if index else b"",
-                t_status + table[status] if 0 < status < 16384 else (t_status + varint(status) if status else b""),
-                t_latency + (table[latency] if latency < 16384 else varint(latency)) if latency else b"",
-                t_tx_seq + (table[tx_seq] if tx_seq < 16384 else cont14[tx_seq & 0x3FFF] + table[tx_seq >> 14]
-                            if tx_seq < 268435456 else varint(tx_seq)) if tx_seq else b"",
+                (index_table[index] if index < 16384 else t_index + varint(index)) if index else b"",
+                (status_table[status] if status < 16384 else t_status + varint(status)) if status else b"",
+                (latency_table[latency] if latency < 16384 else t_latency + varint(latency)) if latency else b"",
+                (seq_table[tx_seq] if tx_seq < 16384 else seq_cont14[tx_seq & 0x3FFF] + table[tx_seq >> 14]
+                 if tx_seq < 268435456 else t_tx_seq + varint(tx_seq)) if tx_seq else b"",
                 parts[1], again_field if again else b""))
             prefix, body_tag = INCLUDED_PREFIX, _TAG_TX_INCLUDED
-        elif body_type is replaced:
-            by_hash, bump, cancel, tx_seq, by_block = body
-            inner = join((
-                r_by_hash + varint(len(by_hash)) + by_hash if by_hash else b"",
-                r_bump + varint(int(bump) & 0xFFFFFFFFFFFFFFFF) if bump else b"",
-                r_cancel if cancel else b"",
-                r_tx_seq + (table[tx_seq] if tx_seq < 16384 else varint(tx_seq)) if tx_seq else b"",
-                r_by_block if by_block else b""))
+            figure_append(latency)
+        elif body_type is replaced:  # (rare: a replacement)
+            tx_seq, inner = body[3], _replaced_inner(body)
             prefix, body_tag = replaced_prefix, replaced_tag
+            figure_append(0)
         elif body_type is dropped:
             reason, tx_seq, drop_source = body
             raw = drop_source.encode() if drop_source else b""
+            reason = int(reason)
             inner = join((
-                d_reason + varint(int(reason)) if reason else b"",
-                d_tx_seq + (table[tx_seq] if tx_seq < 16384 else varint(tx_seq)) if tx_seq else b"",
+                (reason_table[reason] if reason < 16384 else d_reason + varint(reason)) if reason else b"",
+                (drop_seq_table[tx_seq] if tx_seq < 16384 else drop_seq_cont14[tx_seq & 0x3FFF] + table[tx_seq >> 14]
+                 if tx_seq < 268435456 else d_tx_seq + varint(tx_seq)) if tx_seq else b"",
                 d_source + varint(len(raw)) + raw if raw else b""))
             prefix, body_tag = dropped_prefix, dropped_tag
+            figure_append(reason)
         else:  # a REORG (rare): through the protobuf library
             append(life_value(kind, chain_id, tx_hash, first_seen, received_ns, source_id, body))
+            seq_append(-1)
+            figure_append(int(body.depth) * 2 + int(body.too_deep))
             continue
+        seq_append(tx_seq)
         n = len(inner)
         inner_len = table[n] if n < 16384 else varint(n)
         if 72057594037927936 <= first_seen < 1180591620717411303424 and len(tx_hash) == 32:  # 2**56..2**70 ns
@@ -469,18 +485,41 @@ def life_values(events: list[Any], received_ns: int, source_id: str) -> list[byt
             high_bytes = highs.get(high)
             if high_bytes is None:
                 high_bytes = highs[high] = cont14[high & 0x3FFF] + cont14[high >> 14 & 0x3FFF] + table[high >> 28]
-            append(join((start, tx_hash, first_seen_tag, cont14[first_seen & 0x3FFF], cont14[first_seen >> 14 & 0x3FFF],
+            append(join((start, tx_hash, first_seen_cont14[first_seen & 0x3FFF], cont14[first_seen >> 14 & 0x3FFF],
                          high_bytes, ends[body_tag], inner_len, inner)))
         else:
             head = header(chain_field(chain_id), tx_hash, first_seen, tail)
             append(join((prefix, head, body_tag, inner_len, inner)))
-    return out
+    return out, tx_seqs, figures
 
 
-def _included_block_parts(number: int, block_hash: bytes, block_seq: int) -> tuple[bytes, bytes]:
+@functools.cache
+def _life_tables() -> tuple[Any, ...]:
+    """The tables :func:`life_encode` looks a field's tag and value up in, below 2**14 (2**28 for a seq and the low
+    bits of a first-seen time, by :func:`_prefixed`): TX_INCLUDED index, status, latency, seq; ``Event`` first
+    seen; TX_DROPPED reason, seq (made on the first call: ~6 MiB in the process that encodes lifecycle events)."""
+    _, _, t_index, t_status, t_latency, t_tx_seq, _, _ = _INCLUDED_TAGS
+    _, _, (d_reason, d_tx_seq, _) = _FLAT[DroppedBody]
+    return (_tagged(t_index), _tagged(t_status), _tagged(t_latency), _prefixed(t_tx_seq),
+            [_TAG_FIRST_SEEN + c for c in _CONT14], _tagged(d_reason), _prefixed(d_tx_seq))
+
+
+def _replaced_inner(body: ReplacedBody) -> bytes:
+    """The serialized ``TxReplaced`` of ``body`` (what :func:`flat_value` writes after its tag and length)."""
+    _, _, (r_by_hash, r_bump, r_cancel, r_tx_seq, r_by_block) = _FLAT[ReplacedBody]
+    by_hash, bump, cancel, tx_seq, by_block = body
+    return b"".join((
+        r_by_hash + varint(len(by_hash)) + by_hash if by_hash else b"",
+        r_bump + varint(int(bump) & 0xFFFFFFFFFFFFFFFF) if bump else b"",
+        r_cancel + b"\x01" if cancel else b"",
+        r_tx_seq + varint(tx_seq) if tx_seq else b"",
+        r_by_block + b"\x01" if by_block else b""))
+
+
+def _included_block_parts(number: int, block_hash: bytes, block_seq: int) -> tuple[bytes, bytes, int, bytes]:
     """What every TX_INCLUDED body of one block shares: its fields before the transaction's (block number, block
-    hash) and after them (the block's seq)."""
+    hash) and after them (the block's seq); then the number and hash they were made of (the cache's check)."""
     t_number, t_hash, _, _, _, _, t_block_seq, _ = _INCLUDED_TAGS
     return ((t_number + varint(number) if number else b"")
             + (t_hash + varint(len(block_hash)) + block_hash if block_hash else b""),
-            t_block_seq + varint(block_seq) if block_seq else b"")
+            t_block_seq + varint(block_seq) if block_seq else b"", number, block_hash)

@@ -2,7 +2,7 @@
 same build with no blocks (so no tracking), paired in one run; and the cost of applying one block of N tracked
 transactions.
 
-    python -m scripts.bench.lifecycle_bench [--tx 20000] [--rounds 2] [--out-name lifecycle]
+    python -m scripts.bench.lifecycle_bench [--tx 20000] [--rounds 2] [--out-name lifecycle] [--baseline PATH]
 
 * **paired CPU**: per round, a fresh ``python -m processd`` (sync durability, default analysis workers) per variant,
   the variants alternating (``lifecycle``, ``lifecycle_in_thread``, ``blocks_no_lifecycle``, ``blocks_off``, then
@@ -14,7 +14,11 @@ transactions.
   and the single writer's thread share its GIL: the serial part, which bounds throughput once the analysis is
   spread over workers), the throughput (tx/s), and per round the ratios lifecycle / blocks_off and lifecycle /
   blocks_no_lifecycle (the same blocks stored, no tracking) of each, and lifecycle / lifecycle_in_thread; the issue's
-  target is the throughput ratio ``tx_per_s_ratio`` >= 0.85 (the lifecycle costs at most 15 % of it).
+  target is the throughput ratio ``tx_per_s_ratio`` >= 0.85 (the lifecycle costs at most 15 % of it). With
+  ``--baseline PATH`` (a checkout of older code, e.g. ``git worktree add`` or ``git archive`` of a commit), a fifth
+  variant, ``lifecycle_baseline``, runs that tree's processd with the lifecycle on, in the same alternation, and each
+  round gives this tree's lifecycle over it (``ratio_vs_baseline``, ``main_ratio_vs_baseline``,
+  ``tx_per_s_ratio_vs_baseline``): old vs new in one run.
 * **apply one block**: the tracker alone (``LifecycleTracker.block`` with N tracked pending transactions, all in
   the block), and end to end through processd (the ack latency of a batch holding one block of N stored
   transactions, commit and fsync included), for N = 100, 1,000, 5,000.
@@ -87,13 +91,13 @@ def _batches(envelopes: list[tx_pb2.TxEnvelope], with_blocks: bool) -> list[inge
 class Processd:
     """``python -m processd`` on a fresh data dir."""
 
-    def __init__(self, workdir: Path, name: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, workdir: Path, name: str, env: dict[str, str] | None = None, tree: Path = ROOT) -> None:
         self.port = free_port()
         self.data = workdir / name
         log_path = workdir / f"{name}.log"
         self.log = log_path.open("wb")
         self.proc = subprocess.Popen([sys.executable, "-m", "processd", "--data-dir", str(self.data), "--listen",
-                                      f"127.0.0.1:{self.port}"], cwd=ROOT, stdout=self.log,
+                                      f"127.0.0.1:{self.port}"], cwd=tree, stdout=self.log,
                                      stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
         deadline = time.monotonic() + 60
         while b"processd listening on" not in log_path.read_bytes():  # (the event log is open: it serves)
@@ -122,15 +126,18 @@ class Processd:
         self.log.close()
 
 
-def paired_cpu(tx: int, rounds: int, workdir: Path) -> dict[str, Any]:
-    """CPU per committed transaction, lifecycle vs blocks_off, alternating per round (module doc)."""
+def paired_cpu(tx: int, rounds: int, workdir: Path, baseline: Path | None = None) -> dict[str, Any]:
+    """CPU per committed transaction, lifecycle vs blocks_off, alternating per round (module doc); with
+    ``baseline`` (a checkout of older code), also ``lifecycle_baseline``: its processd, lifecycle on, same input."""
     per_round: list[dict[str, Any]] = []
+    variants = (*VARIANTS, "lifecycle_baseline") if baseline is not None else VARIANTS
     for r in range(rounds):
         envelopes = synthetic_envelopes(tx, seed=7000 + r, chain_ids=(CHAIN,))
         row: dict[str, Any] = {}
-        for variant in VARIANTS:
+        for variant in variants:
             batches = _batches(envelopes, variant != "blocks_off")
-            p = Processd(workdir, f"{variant}-{r}", VARIANT_ENV.get(variant))
+            tree = baseline if variant == "lifecycle_baseline" and baseline is not None else ROOT
+            p = Processd(workdir, f"{variant}-{r}", VARIANT_ENV.get(variant), tree)
             try:
                 time.sleep(0.5)
                 before, main_before = p.cpu(), p.main_cpu()
@@ -159,14 +166,24 @@ def paired_cpu(tx: int, rounds: int, workdir: Path) -> dict[str, Any]:
         row["ratio_vs_in_thread"] = ratio(life["cpu_us_per_tx"], in_thread["cpu_us_per_tx"])
         row["tx_per_s_ratio_vs_in_thread"] = ratio(life["tx_per_s"], in_thread["tx_per_s"])
         row["in_thread_tx_per_s_ratio"] = ratio(in_thread["tx_per_s"], off["tx_per_s"])
+        if baseline is not None:  # this tree's lifecycle vs the older code's, same input, same run
+            old = row["lifecycle_baseline"]
+            row["ratio_vs_baseline"] = ratio(life["cpu_us_per_tx"], old["cpu_us_per_tx"])
+            row["main_ratio_vs_baseline"] = ratio(life["main_cpu_us_per_tx"], old["main_cpu_us_per_tx"])
+            row["tx_per_s_ratio_vs_baseline"] = ratio(life["tx_per_s"], old["tx_per_s"])
+            row["baseline_tx_per_s_ratio"] = ratio(old["tx_per_s"], off["tx_per_s"])
         per_round.append(row)
         print(f"round {r}: {row}", flush=True)
     out: dict[str, Any] = {"rounds": per_round}
     for key in ("ratio", "ratio_vs_blocks_no_lifecycle", "main_ratio", "main_ratio_vs_blocks_no_lifecycle",
                 "tx_per_s_ratio", "tx_per_s_ratio_vs_blocks_no_lifecycle", "main_ratio_vs_in_thread",
-                "ratio_vs_in_thread", "tx_per_s_ratio_vs_in_thread", "in_thread_tx_per_s_ratio"):
+                "ratio_vs_in_thread", "tx_per_s_ratio_vs_in_thread", "in_thread_tx_per_s_ratio",
+                *(("ratio_vs_baseline", "main_ratio_vs_baseline", "tx_per_s_ratio_vs_baseline",
+                   "baseline_tx_per_s_ratio") if baseline is not None else ())):
         out[key] = summarize([row[key] for row in per_round])
-    for variant in VARIANTS:
+    if baseline is not None:
+        out["baseline"] = str(baseline)
+    for variant in variants:
         for figure in ("cpu_us_per_tx", "main_cpu_us_per_tx", "tx_per_s"):
             out[f"{variant}_{figure}"] = summarize([row[variant][figure] for row in per_round])
     return out
@@ -218,14 +235,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tx", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--out-name", default="lifecycle")
+    parser.add_argument("--baseline", type=Path, help="a checkout of older code: adds its lifecycle as a variant")
+    parser.add_argument("--skip-apply-block", action="store_true", help="the paired CPU only")
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="lifecycle-bench-"))
     try:
-        results: dict[str, Any] = {"tx": args.tx, "batch": BATCH, "paired_cpu": paired_cpu(args.tx, args.rounds,
-                                                                                           workdir)}
+        results: dict[str, Any] = {"tx": args.tx, "batch": BATCH, "paired_cpu": paired_cpu(
+            args.tx, args.rounds, workdir, args.baseline.resolve() if args.baseline else None)}
         results["apply_block"] = {}
         tune_gc()  # (processd's collector settings for the in-process tracker figures)
-        for n in (100, 1000, 5000):
+        for n in () if args.skip_apply_block else (100, 1000, 5000):
             tracker_us = tracker_block_us(n)
             results["apply_block"][str(n)] = {"tracker_us": tracker_us, "tracker_us_per_tx": round(tracker_us / n, 2),
                                               "ack_ms": block_ack_ms(n, workdir)}

@@ -11,7 +11,7 @@ from common.testing.synth import synthetic_envelopes, typed_envelopes
 from processd.storage.layout import decode_event
 from processd.storage.lifeengine import pending_of, pendings_of_rows
 from processd.wire.columns import LIFE_ROW, life_row
-from processd.wire.encoding import DroppedBody, IncludedBody, ReplacedBody, life_value, life_values
+from processd.wire.encoding import DroppedBody, IncludedBody, ReplacedBody, life_encode, life_value, life_values
 
 _u64 = st.integers(0, 2**64 - 1)
 
@@ -58,19 +58,22 @@ def test_hand_encoded_replaced_and_dropped_values_match_protobuf(by_hash: bytes,
     assert decode_event(dropped, 0) == want and len(dropped) - 1 == want.ByteSize()
 
 
+#: Seqs: any u64, and the encoder's two-lookup range (2**14 .. 2**28) apart (a random u64 is rarely in it).
+_seq = st.one_of(_u64, st.integers(2**14 - 2, 2**28 + 2))
 _included = st.builds(IncludedBody, _u64, st.binary(max_size=32), st.integers(0, 2**32 - 1), st.integers(0, 2), _u64,
-                      _u64, _u64, st.booleans())
+                      _seq, _u64, st.booleans())
 _seen = st.one_of(st.just(0), _u64, st.integers(2**56, 2**63))  # (nanosecond times: the encoder's fast path)
 _life_event = st.one_of(
     st.tuples(st.just(events_pb2.EVENT_KIND_TX_INCLUDED), st.sampled_from([0, 1, 137, 2**63]),
               st.one_of(st.binary(min_size=32, max_size=32), st.binary(max_size=33)), _seen, _included),
     st.tuples(st.just(events_pb2.EVENT_KIND_TX_REPLACED), st.sampled_from([1, 137]),
               st.one_of(st.binary(min_size=32, max_size=32), st.binary(max_size=32)), _seen,
-              st.builds(ReplacedBody, st.binary(max_size=32), st.integers(-(2**63), 2**63 - 1), st.booleans(), _u64,
+              st.builds(ReplacedBody, st.binary(max_size=32), st.integers(-(2**63), 2**63 - 1), st.booleans(), _seq,
                         st.booleans())),
     st.tuples(st.just(events_pb2.EVENT_KIND_TX_DROPPED), st.sampled_from([1, 137]),
               st.one_of(st.binary(min_size=32, max_size=32), st.binary(max_size=32)), _seen,
-              st.builds(DroppedBody, st.integers(0, 3), _u64, st.text(max_size=5))),
+              st.builds(DroppedBody, st.one_of(st.integers(0, 3), st.integers(16380, 16390)), _seq,
+                        st.text(max_size=5))),
     st.tuples(st.just(events_pb2.EVENT_KIND_REORG), st.sampled_from([1, 137]), st.just(b""), st.just(0),
               st.builds(events_pb2.Reorg, depth=st.integers(0, 9), too_deep=st.booleans())))
 
@@ -79,8 +82,26 @@ _life_event = st.one_of(
 def test_lifecycle_values_in_bulk_equal_one_by_one(events: list, received: int, source: str) -> None:
     """The writer's bulk encoder (shared parts encoded once per commit, TX_INCLUDED written out) gives each event's
     value byte for byte as life_value does (which the tests above hold to protobuf)."""
-    assert life_values(events, received, source) == [life_value(kind, chain_id, tx_hash, seen, received, source, body)
-                                                     for kind, chain_id, tx_hash, seen, body in events]
+    want = [life_value(kind, chain_id, tx_hash, seen, received, source, body)
+            for kind, chain_id, tx_hash, seen, body in events]
+    assert life_values(events, received, source) == want
+    # What the same walk reads of each body for the writer's index and figures (lifeengine.encode_group).
+    values, tx_seqs, figures = life_encode(events, received, source)
+    assert values == want
+    assert tx_seqs == [-1 if kind == events_pb2.EVENT_KIND_REORG else body.tx_seq_id for kind, _, _, _, body in events]
+    assert figures == [_figure(kind, body) for kind, _, _, _, body in events]
+
+
+def _figure(kind: int, body: object) -> int:
+    """A lifecycle event's figure as docs/processd.md defines it (the reference for life_encode)."""
+    if isinstance(body, IncludedBody):
+        return body.inclusion_latency_ms
+    if isinstance(body, DroppedBody):
+        return body.reason
+    if isinstance(body, ReplacedBody):
+        return 0
+    assert isinstance(body, events_pb2.Reorg) and kind == events_pb2.EVENT_KIND_REORG
+    return body.depth * 2 + int(body.too_deep)
 
 
 def test_the_life_column_equals_pending_from_the_stored_value() -> None:

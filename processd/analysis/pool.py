@@ -320,6 +320,11 @@ class AnalysisPool:
         finally:
             self.inflight -= 1
 
+    @property
+    def ready_workers(self) -> int:
+        """Worker processes that said they are ready and take batches now (a replacement counts once ready)."""
+        return len(self._workers)
+
     def dispatch(self) -> None:
         """Sends queued jobs to workers with credit left, the least busy first."""
         queue = self._queue

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from itertools import compress
+from itertools import chain, compress, repeat
 from typing import Any
 
 from common.pb.v1 import events_pb2
@@ -26,7 +26,7 @@ class StreamBatch:
     per stream: :class:`ColumnAnchors`), and the views that groups with streams took apart (``views``:
     ``TxView.takers`` and view-field anchors)."""
 
-    __slots__ = ("cols", "columns", "first", "seq_fields", "views")
+    __slots__ = ("_event_tx", "cols", "columns", "first", "seq_fields", "views")
 
     def __init__(self, first: int, cols: BatchColumns, columns: list[ColumnAnchors], views: list[TxView]) -> None:
         self.first = first
@@ -36,6 +36,16 @@ class StreamBatch:
         #: Each event's ``Event.seq_id`` field (and an opportunity's ``seq_id``: :func:`opp_seq_field`), made
         #: by the first stream that tags the batch, for the others.
         self.seq_fields: list[bytes] | None = None
+        self._event_tx: list[int] | None = None
+
+    def event_tx(self) -> list[int]:
+        """Each event's transaction (its index in the columns), made once per batch (C level)."""
+        out = self._event_tx
+        if out is None:
+            cols = self.cols
+            out = self._event_tx = list(chain.from_iterable(map(repeat, range(len(cols.tx_kinds)),
+                                                                map(len, cols.tx_kinds))))
+        return out
 
 
 def match_columns(index: FilterIndex, stored: Iterable[tuple[int, BatchColumns]],

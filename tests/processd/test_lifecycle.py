@@ -245,7 +245,7 @@ def test_kill9_and_restart_give_identical_lifecycle(tmp_path: Path) -> None:
         asyncio.run(push_batches(proc.address, first, max_inflight=1))
         proc.kill9()
         proc.start()
-        rest = [_batch(6, blocks=[BLOCK2]), _batch(7, blocks=[BLOCK2B]), _batch(8, blocks=[BLOCK3])]
+        rest = _after_the_loss()
         asyncio.run(push_batches(proc.address, rest, max_inflight=1))
         assert asyncio.run(_life(proc.address)) == EXPECTED
         assert asyncio.run(_status(proc.address, D))[0] == S.TX_LIFECYCLE_STATUS_PENDING
@@ -302,6 +302,17 @@ async def test_a_log_indexed_before_tx_life_seq_reads_and_goes_on(server_factory
     assert audit.first_seq > 20  # the old index's events were pruned with their entries
 
 
+def _before_the_loss() -> list[ingest_pb2.TxBatch]:
+    """The first batches of the restart tests (before the lifecycle process is lost, or the log is reopened)."""
+    return [_batch(1, [BEFORE]), _batch(2, blocks=[_block(1, [])]), _batch(3, PENDING[:1]),
+            _batch(4, PENDING[1:]), _batch(5, gone=[bytes([F]) * 32])]
+
+
+def _after_the_loss() -> list[ingest_pb2.TxBatch]:
+    """The blocks those tests commit after it (a reorg among them)."""
+    return [_batch(6, blocks=[BLOCK2]), _batch(7, blocks=[BLOCK2B]), _batch(8, blocks=[BLOCK3])]
+
+
 async def test_a_lost_lifecycle_process_is_replaced_and_the_commit_done_again(server_factory: Factory,
                                                                               tmp_path: Path) -> None:
     """The lifecycle process killed -9 between commits: the next commit fails to reach it, is aborted, a new process
@@ -310,12 +321,10 @@ async def test_a_lost_lifecycle_process_is_replaced_and_the_commit_done_again(se
     srv = await server_factory(data_dir=tmp_path / "lmdb", lifecycle_ttl_ms=3_600_000)
     life = srv.writer.life
     assert life is not None and isinstance(life.engine, LifeProcess) and life.engine.pid is not None
-    first = [_batch(1, [BEFORE]), _batch(2, blocks=[_block(1, [])]), _batch(3, PENDING[:1]),
-             _batch(4, PENDING[1:]), _batch(5, gone=[bytes([F]) * 32])]
-    await push_batches(srv.address, first, max_inflight=1)
+    await push_batches(srv.address, _before_the_loss(), max_inflight=1)
     killed = life.engine.pid
     os.kill(killed, signal.SIGKILL)
-    rest = [_batch(6, blocks=[BLOCK2]), _batch(7, blocks=[BLOCK2B]), _batch(8, blocks=[BLOCK3])]
+    rest = _after_the_loss()
     acks = await push_batches(srv.address, rest, max_inflight=1)
     assert [a.blocks_stored for a in acks] == [1, 1, 1]
     assert await _life(srv.address) == EXPECTED
@@ -335,13 +344,11 @@ async def test_a_lifecycle_process_that_stops_answering_is_replaced(server_facto
     srv = await server_factory(data_dir=tmp_path / "lmdb", lifecycle_ttl_ms=3_600_000)
     life = srv.writer.life
     assert life is not None and isinstance(life.engine, LifeProcess) and life.engine.pid is not None
-    first = [_batch(1, [BEFORE]), _batch(2, blocks=[_block(1, [])]), _batch(3, PENDING[:1]),
-             _batch(4, PENDING[1:]), _batch(5, gone=[bytes([F]) * 32])]
-    await push_batches(srv.address, first, max_inflight=1)
+    await push_batches(srv.address, _before_the_loss(), max_inflight=1)
     stopped = life.engine.pid
     os.kill(stopped, signal.SIGSTOP)
     try:
-        rest = [_batch(6, blocks=[BLOCK2]), _batch(7, blocks=[BLOCK2B]), _batch(8, blocks=[BLOCK3])]
+        rest = _after_the_loss()
         await push_batches(srv.address, rest, max_inflight=1)
         assert await _life(srv.address) == EXPECTED
         assert life.engine.pid not in (None, stopped) and life.engine.restarts == 1

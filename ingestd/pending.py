@@ -20,10 +20,10 @@ ingestd did not fetch (a dropped height) answers with its ``blockNumber``, not `
 A transaction that comes back to the pool after a reorg is not tracked again (it is announced again, deduplicated).
 
 **Replacements**: a delivered transaction with the (sender, nonce) of a tracked one (a speed-up or a cancel) takes
-its place: the older one is no longer tracked (``superseded``) and is never reported gone, although the node
-forgets it: it was replaced, not dropped, and its fate follows the replacement's (processd pairs them by sender
-and nonce; if the replacement is included, the original was replaced; if the replacement is dropped, it is
-reported gone itself).
+its place, and so does one of a followed block (a replacement mined before ingestd delivered it as pending): the
+older one is no longer tracked (``superseded``) and is never reported gone, although the node forgets it: it was
+replaced, not dropped, and its fate follows the replacement's (processd pairs them by sender and nonce; if the
+replacement is included, the original was replaced; if the replacement is dropped, it is reported gone itself).
 
 Bounded: at most ``pending_track_size`` hashes (the oldest leaves first: ``overflow``); suspects are a subset.
 """
@@ -138,11 +138,17 @@ class PendingTracker:
             del self._by_key[entry[2]]
         return True
 
-    def mined(self, hashes: Iterable[bytes]) -> None:
-        """The transactions of a block the follower delivered: the block path reports them, they are forgotten."""
-        for tx_hash in hashes:
+    def mined(self, txs: Iterable[tuple[bytes, bytes, int]]) -> None:
+        """The (hash, sender, nonce) of a block's transactions the follower delivered: the block path reports them,
+        they are forgotten; so is a tracked transaction whose (sender, nonce) the block used under another hash (a
+        replacement ingestd saw only in the block: the tracked one was replaced, not dropped, and processd settles
+        it from the block)."""
+        by_key = self._by_key
+        for tx_hash, sender, nonce in txs:
             if self._untrack(tx_hash):
                 self.stats.included += 1
+            elif sender and (older := by_key.get((sender, nonce))) is not None and self._untrack(older):
+                self.stats.superseded += 1
 
     async def run(self) -> None:
         """Re-checks every ``interval_s`` until cancelled; an unexpected error is logged, never fatal."""

@@ -80,7 +80,7 @@ class ChainFollow:
     def _send_block(self, block: block_pb2.BlockEnvelope) -> bool:
         """A followed block to processd; its transactions are no longer pending (the tracker forgets them)."""
         if self.pending is not None:
-            self.pending.mined(tx.hash for tx in block.txs)
+            self.pending.mined((tx.hash, tx.sender, tx.nonce) for tx in block.txs)
         return self._outbound.try_enqueue(block)
 
     # -- told by the pending side ------------------------------------------------------------------------------

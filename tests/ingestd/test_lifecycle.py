@@ -82,12 +82,13 @@ def test_a_dropped_transaction_is_reported_gone_after_two_null_rounds_and_a_mine
     async def steps(tracker: PendingTracker) -> None:
         for h in (followed, unfollowed, dropped, kept, included_meanwhile, held):
             tracker.add(b(h), "src")
-        tracker.mined([b(followed)])  # a block the follower delivered
+        tracker.mined([(b(followed), b"", -1)])  # a block the follower delivered
         for h in (dropped, included_meanwhile, held):
             rpc(url, "anvil_dropTransaction", [h])
         assert await recheck(tracker) == 0  # first null: suspects only
         assert b(unfollowed) not in tracker  # mined in a block ingestd did not follow: the node says so, not gone
-        tracker.mined([b(included_meanwhile)])  # a followed block included it after the first null: never gone
+        # a followed block included it after the first null: never gone
+        tracker.mined([(b(included_meanwhile), b"", -1)])
         t.busy = True  # the block follower has a height queued: the second nulls are held back
         assert await recheck(tracker) == 0
         t.busy = False
@@ -129,6 +130,32 @@ def test_a_replaced_transaction_is_superseded_not_reported_gone(anvil: AnvilNode
 
     t.run(steps)
     assert t.stats.superseded == 1 and [g.hash for g in t.gone] == [b(speedup.tx_hash)]
+
+
+def test_a_replacement_seen_only_in_a_followed_block_supersedes_the_tracked_original(anvil: AnvilNode) -> None:
+    """The replacement was mined before ingestd delivered it as pending: the block that includes it, with the
+    original's (sender, nonce), is what tells the tracker; the original, which the node forgot, is never gone."""
+    url = anvil.http_url
+
+    async def send() -> tuple[SentTx, SentTx]:
+        async with Replayer(url) as replayer:
+            [original] = await replayer.send(load_mainnet_calls()[:1])
+            [speedup] = await replayer.replace([original], ["speedup"])
+            return original, speedup
+
+    original, speedup = asyncio.run(send())
+    t = Tracker(url)
+    sender = bytes.fromhex(original.sender[2:])
+
+    async def steps(tracker: PendingTracker) -> None:
+        tracker.add(b(original.tx_hash), "src", sender, original.nonce)
+        assert await recheck(tracker) == 0  # the node forgot the original: a suspect
+        tracker.mined([(b(speedup.tx_hash), sender, speedup.nonce)])  # the block with the replacement
+        assert b(original.tx_hash) not in tracker
+        assert await recheck(tracker) == 0 and await recheck(tracker) == 0
+
+    t.run(steps)
+    assert original.nonce == speedup.nonce and t.stats.superseded == 1 and t.stats.included == 0 and t.gone == []
 
 
 def test_the_tracked_set_is_bounded_and_a_full_outbound_queue_defers_the_report(anvil: AnvilNode) -> None:

@@ -106,16 +106,18 @@ def test_a_dropped_transaction_is_reported_gone_after_two_null_rounds_and_a_mine
     assert t.stats.included == 2 and t.stats.gone_sent == 2 and t.stats.requests == 4 and t.stats.rounds == 4
 
 
+async def _sent_and_sped_up(url: str) -> tuple[SentTx, SentTx]:
+    """A mainnet call sent to the node, and its speed-up (same sender and nonce, higher fee)."""
+    async with Replayer(url) as replayer:
+        [original] = await replayer.send(load_mainnet_calls()[:1])
+        [speedup] = await replayer.replace([original], ["speedup"])
+        return original, speedup
+
+
 def test_a_replaced_transaction_is_superseded_not_reported_gone(anvil: AnvilNode) -> None:
     url = anvil.http_url
 
-    async def send() -> tuple[SentTx, SentTx]:
-        async with Replayer(url) as replayer:
-            [original] = await replayer.send(load_mainnet_calls()[:1])
-            [speedup] = await replayer.replace([original], ["speedup"])
-            return original, speedup
-
-    original, speedup = asyncio.run(send())
+    original, speedup = asyncio.run(_sent_and_sped_up(url))
     t = Tracker(url)
 
     async def steps(tracker: PendingTracker) -> None:
@@ -137,13 +139,7 @@ def test_a_replacement_seen_only_in_a_followed_block_supersedes_the_tracked_orig
     original's (sender, nonce), is what tells the tracker; the original, which the node forgot, is never gone."""
     url = anvil.http_url
 
-    async def send() -> tuple[SentTx, SentTx]:
-        async with Replayer(url) as replayer:
-            [original] = await replayer.send(load_mainnet_calls()[:1])
-            [speedup] = await replayer.replace([original], ["speedup"])
-            return original, speedup
-
-    original, speedup = asyncio.run(send())
+    original, speedup = asyncio.run(_sent_and_sped_up(url))
     t = Tracker(url)
     sender = bytes.fromhex(original.sender[2:])
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections import deque
 from collections.abc import Iterable, Sequence
 from operator import itemgetter
 from pathlib import Path
@@ -100,6 +101,24 @@ class LifeEngine:
         self.tracker = LifecycleTracker(ttl_ms=ttl_ms, max_pending=max_pending, max_reorg_depth=max_reorg_depth)
         #: Chains whose state the commit in progress changed (their AGG_LIFE_FLOOR is written by :meth:`finish`).
         self._touched: set[int] = set()
+        #: Answers of calls made by :meth:`send`, not yet taken by :meth:`receive`.
+        self._answers: deque[Any] = deque()
+
+    # ---- calls answered later (the writer's overlap: processd.storage.lifewrite) --------------------------------
+
+    def send(self, name: str, args: tuple[Any, ...]) -> None:
+        """Makes the call ``name(*args)`` (one of :meth:`stored`, :meth:`block`) whose answer :meth:`receive` gives,
+        in the order of the calls. Here it is made at once; the lifecycle process (``processd.storage.lifeproc``)
+        makes it while the writer's thread goes on."""
+        self._answers.append(getattr(self, name)(*args))
+
+    def receive(self) -> Any:
+        """The answer of the oldest call :meth:`send` made that was not received yet."""
+        return self._answers.popleft()
+
+    def discard(self) -> None:
+        """Drops the answers not received (their write transaction was aborted)."""
+        self._answers.clear()
 
     # ---- inputs of a commit ------------------------------------------------------------------------------
 

@@ -1,9 +1,13 @@
 """The lifecycle process (``--lifecycle-process``, on by default): a :class:`~processd.storage.lifeengine.LifeEngine`
 in a child process, so the tracker's work and the encoding of lifecycle events run outside processd's GIL.
 
-The single writer's thread calls :class:`LifeProcess` as it would the engine, synchronously, in the order of a
-commit's inputs: each call is one request on a pipe (pickle of lists, bytes and ints) and one answer; the writer's
-thread waits for it in ``recv``, which releases the GIL, so the event loop runs meanwhile. The log is written only
+The single writer's thread calls :class:`LifeProcess` as it would the engine, in the order of a commit's inputs: each
+call is one request on a pipe (pickle of lists, bytes and ints) and one answer. A batch's stored transactions and a
+block are sent as the writer meets them (:meth:`LifeProcess.send`) and their answers taken at the commit's end
+(:meth:`LifeProcess.receive`), so the child works while the writer's thread puts the commit's other events; the
+other calls wait for their answer. Neither side ever blocks the other on a full pipe: a thread of this process
+writes the requests, and a thread of the child writes the answers. Waiting for an answer (``recv``) releases the
+GIL, so the event loop runs meanwhile. The log is written only
 by the writer (the child puts nothing: it answers encoded values), so every guarantee of the write transaction
 holds as before; the child's state is rebuilt from the log (:meth:`LifeEngine.rebuild_path`, the environment
 opened read-only) at start and whenever the writer marks it stale.
@@ -23,6 +27,7 @@ import gc
 import logging
 import multiprocessing
 import pickle
+import queue
 import signal
 import sys
 import threading
@@ -73,18 +78,35 @@ def _child_main(conn: Connection, knobs: tuple[int, int, int]) -> None:
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
     engine = LifeEngine(*knobs)
+    # The answers are written by a thread: while the writer sends a commit's requests and takes their answers only at
+    # its end, this loop keeps reading requests (the answers wait here, at most one commit's worth).
+    answers: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+    sender = threading.Thread(target=_send_all, args=(conn, answers), name="life-answers", daemon=True)
+    sender.start()
     while True:
         try:
             name, args = pickle.loads(conn.recv_bytes())
         except EOFError:
+            answers.put(None)
+            sender.join()
             return
         try:
             answer: tuple[bool, Any] = (True, getattr(engine, name)(*args))
         except Exception:
             answer = (False, traceback.format_exc())
+        answers.put(pickle.dumps(answer, pickle.HIGHEST_PROTOCOL))
+
+
+def _send_all(conn: Connection, messages: queue.SimpleQueue[bytes | None]) -> None:
+    """Writes ``messages`` on ``conn`` in order until a None (or the other side is gone: its reader learns it from
+    the pipe)."""
+    while True:
+        data = messages.get()
+        if data is None:
+            return
         try:
-            conn.send_bytes(pickle.dumps(answer, pickle.HIGHEST_PROTOCOL))
-        except BrokenPipeError:
+            conn.send_bytes(data)
+        except OSError:
             return
 
 
@@ -95,8 +117,15 @@ class LifeProcess:
         self.knobs = (ttl_ms, max_pending, max_reorg_depth)
         self._conn: Connection | None = None
         self._process: BaseProcess | None = None
-        #: One call at a time on the pipe (the writer's thread makes them; a test's check may too).
+        #: The requests, written by a thread (:func:`_send_all`), so that :meth:`send` never blocks on the pipe.
+        self._requests: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._sender: threading.Thread | None = None
+        #: Held by a thread from its first call until the answers of all the calls it sent are received: one
+        #: conversation at a time on the pipe (the writer's thread makes them; a test's check may too).
         self._lock = threading.Lock()
+        self._owner: int | None = None
+        #: Calls sent whose answers were not received.
+        self._owed = 0
         self.restarts = 0
 
     @property
@@ -113,6 +142,10 @@ class LifeProcess:
         process.start()
         child.close()
         self._conn, self._process = parent, process
+        self._requests = queue.SimpleQueue()
+        self._sender = threading.Thread(target=_send_all, args=(parent, self._requests), name="processd-life-requests",
+                                        daemon=True)
+        self._sender.start()
 
     def restart(self) -> None:
         """Replaces a lost child with a new one (its state is rebuilt by the writer's next commit)."""
@@ -121,7 +154,8 @@ class LifeProcess:
         self.start()
 
     def stop(self) -> None:
-        """Ends the child (idempotent): EOF on its pipe, then a kill if it lingers."""
+        """Ends the child (idempotent): EOF on its pipe once the requests are written, then a kill if it lingers."""
+        self._stop_sender(5)
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -129,33 +163,68 @@ class LifeProcess:
             self._process.join(5)
             self._kill()
 
+    def _stop_sender(self, timeout: float) -> None:
+        sender, self._sender = self._sender, None
+        if sender is not None:
+            self._requests.put(None)
+            sender.join(timeout)
+
     def _kill(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
         process, self._process = self._process, None
         if process is not None:
             if process.is_alive():
                 with contextlib.suppress(OSError, ValueError):
                     process.kill()
             process.join(5)
+        # (after the kill: a request the sender thread was blocked writing fails, and its fd is closed only then)
+        self._stop_sender(5)
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        if self._owner is not None:  # a conversation the lost child left unanswered
+            self._owner, self._owed = None, 0
+            self._lock.release()
 
     def _call(self, name: str, *args: Any, bounded: bool = True) -> Any:
         """One request and its answer; ``bounded``: lost after :data:`CALL_TIMEOUT_S` without an answer."""
-        with self._lock:
-            return self._call_locked(name, args, CALL_TIMEOUT_S if bounded else None)
+        self.send(name, args)
+        return self._receive(name, CALL_TIMEOUT_S if bounded else None)
 
-    def _call_locked(self, name: str, args: tuple[Any, ...], timeout: float | None) -> Any:
+    def send(self, name: str, args: tuple[Any, ...]) -> None:
+        """Sends the call ``name(*args)``; its answer is :meth:`receive` 's, in the order of the calls (module doc)."""
+        if self._conn is None:
+            raise LifeProcessLost("the lifecycle process is not running")
+        me = threading.get_ident()
+        if self._owner != me:
+            self._lock.acquire()
+            self._owner = me
+        self._owed += 1
+        self._requests.put(pickle.dumps((name, args), pickle.HIGHEST_PROTOCOL))
+
+    def receive(self) -> Any:
+        """The answer of the oldest call sent and not received (lost after :data:`CALL_TIMEOUT_S` without it)."""
+        return self._receive("a call", CALL_TIMEOUT_S)
+
+    def discard(self) -> None:
+        """Receives and drops the answers owed (their write transaction was aborted)."""
+        while self._owed:
+            with contextlib.suppress(LifeEngineError):
+                self.receive()
+
+    def _receive(self, name: str, timeout: float | None) -> Any:
         conn = self._conn
-        if conn is None:
+        if conn is None or not self._owed:
             raise LifeProcessLost("the lifecycle process is not running")
         try:
-            conn.send_bytes(pickle.dumps((name, args), pickle.HIGHEST_PROTOCOL))
             if timeout is not None and not conn.poll(timeout):
                 raise LifeProcessLost(f"the lifecycle process did not answer {name} within {timeout:.0f} s")
             ok, answer = pickle.loads(conn.recv_bytes())
         except (EOFError, OSError) as exc:
             raise LifeProcessLost(f"the lifecycle process is gone ({name}: {exc!r})") from None
+        self._owed -= 1
+        if not self._owed:
+            self._owner = None
+            self._lock.release()
         if not ok:
             raise LifeEngineError(f"lifecycle engine failed in {name}:\n{answer}")
         return answer

@@ -7,9 +7,19 @@ committed with its cause under the same ack. The state and the encoding are the 
 (:class:`processd.storage.lifeengine.LifeEngine`, in this thread, or the same in the lifecycle process:
 :class:`processd.storage.lifeproc.LifeProcess`); this module assigns the seqs, puts the values and their index
 entries (:meth:`processd.storage.logwrite.LogWrite.put_life_events`) and fills the commit's lifecycle figures.
-The state lives in memory: at start, and after an aborted write transaction left it ahead of the log, it is rebuilt
-by re-running the tracker over the log from the lowest ``AGG_LIFE_FLOOR`` (:meth:`LifeWriter.rebuild`), which the
-commits keep current.
+
+A batch's stored transactions and a block are *sent* to the engine as the writer meets them, and the events they
+cause are stored when the engine's answers are taken (:meth:`LifeWriter.drain`): at the commit's end
+(:meth:`LifeWriter.finish`), in the order sent, after every event of the commit's batches; so with the engine in its
+process the child tracks and encodes while the writer's thread puts the commit's other events (issue 16: waiting
+for each answer put the child's work and the writer's end to end on the commit's critical path). A block's BLOCK
+event keeps its place (its seq, ``chain_seq`` and ``blocks`` entries are written when it is met, so a copy of it
+later in the commit is a duplicate); its value, which holds the tracker's figures, is put when its answer comes.
+A TxGone report is the one input taken at once: what was sent before it is stored first, then its TX_DROPPED, so the
+log's order of the tracker's inputs (TX_SEEN, BLOCK, an eviction's TX_DROPPED) is the order the engine took them,
+which the rebuild replays. The state lives in memory: at start, and after an aborted write transaction left it
+ahead of the log, it is rebuilt by re-running the tracker over the log from the lowest ``AGG_LIFE_FLOOR``
+(:meth:`LifeWriter.rebuild`), which the commits keep current.
 
 What is pending is asked by readers on the event loop (``GetTransaction``'s status, ``ListTransactions(status=)``,
 the snapshot's pending count), where the engine may be in another process: :attr:`LifeWriter.pending` is a copy,
@@ -21,11 +31,19 @@ chain's whole set), and replaced whole by a rebuild.
 from __future__ import annotations
 
 import logging
-from typing import Protocol
+from collections import deque
+from typing import Any, NamedTuple, Protocol
 
 from common.pb.v1 import block_pb2
 from processd.storage.eventlog import EventLog
-from processd.storage.layout import AGG_LIFE_FLOOR, KIND_DROPPED, KIND_INCLUDED, KIND_REPLACED, agg_chain_key
+from processd.storage.layout import (
+    AGG_LIFE_FLOOR,
+    KIND_BLOCK,
+    KIND_DROPPED,
+    KIND_INCLUDED,
+    KIND_REPLACED,
+    agg_chain_key,
+)
 from processd.storage.lifeengine import Gone, LifeEngine, LifeGroup, LifeStats
 from processd.storage.logwrite import LogWrite
 from processd.storage.records import CommitResult
@@ -38,6 +56,12 @@ __all__ = ["Engine", "Gone", "LifeWriter"]
 
 class Engine(Protocol):
     """What the writer calls: :class:`LifeEngine` itself, or :class:`processd.storage.lifeproc.LifeProcess`."""
+
+    def send(self, name: str, args: tuple[Any, ...]) -> None: ...
+
+    def receive(self) -> Any: ...
+
+    def discard(self) -> None: ...
 
     def stored(self, chain_col: list[int], seen_at: list[int], life: bytes, seen_values: list[bytes] | None,
                first: int, received_ns: int) -> tuple[LifeGroup | None, dict[int, list[bytes]]]: ...
@@ -58,6 +82,19 @@ class Engine(Protocol):
 _SETTLING = frozenset((KIND_INCLUDED, KIND_REPLACED, KIND_DROPPED))
 
 
+class _SentBlock(NamedTuple):
+    """A block sent to the engine, waiting for its answer (:meth:`LifeWriter.drain`): what its value needs, and where
+    its records are in the commit's result."""
+
+    block: block_pb2.BlockEnvelope
+    seq: int
+    received_ns: int
+    seen_pending: int
+    at_blocks: int
+    at_source: int
+    at_events: int  # (-1: no events list)
+
+
 class LifeWriter:
     """The engine and how a commit stores what it derives (module doc)."""
 
@@ -75,6 +112,9 @@ class LifeWriter:
         self.rebuilt_events = 0
         #: Stored transactions whose envelope was not at hand (their TX_SEEN value was parsed instead).
         self.parsed = 0
+        #: The calls sent to the engine whose answers are not stored yet, in order: None for a batch's stored
+        #: transactions, a :class:`_SentBlock` for a block (module doc).
+        self._sent: deque[_SentBlock | None] = deque()
 
     def is_pending(self, chain_id: int, tx_hash: bytes) -> bool:
         """Whether the tracker holds the transaction as pending (a set lookup: safe beside the writer's thread)."""
@@ -83,42 +123,69 @@ class LifeWriter:
 
     # ---- inputs of a commit ------------------------------------------------------------------------------
 
-    def stored(self, write: LogWrite, columns: BatchColumns, first: int, seq: int, received_ns: int,
-               result: CommitResult) -> int:
-        """The transactions a batch stored at ``first``...: tracked when their chain is; returns the last seq
-        used by the replacements they caused (stored after the batch's events)."""
+    def stored(self, write: LogWrite, columns: BatchColumns, first: int, received_ns: int) -> None:
+        """The transactions a batch stored at ``first``...: sent to the engine, tracked when their chain is (the
+        replacements they cause are stored by :meth:`drain`)."""
         pending = self.pending
         if not pending or pending.keys().isdisjoint(columns.last_event):
-            return seq
+            return
         seen_values = None
         if not columns.life:  # (columns built by hand: the engine parses the TX_SEEN values)
             self.parsed += len(columns.seen_at)
             seen_values = [columns.values[at] for at in columns.seen_at]
-        group, added = self.engine.stored(columns.chain, columns.seen_at, columns.life, seen_values, first,
-                                          received_ns)
-        if group is not None:
-            seq = self.store(write, group, seq, result)
-        for chain_id, hashes in added.items():
-            pending[chain_id].update(hashes)
-        return seq
+        self.engine.send("stored", (columns.chain, columns.seen_at, columns.life, seen_values, first, received_ns))
+        self._sent.append(None)
 
-    def block(self, write: LogWrite, block: block_pb2.BlockEnvelope, block_seq: int,
-              received_ns: int) -> tuple[bytes, LifeGroup | None]:
-        """Stores a new block at ``block_seq``; returns its BLOCK value and the lifecycle events it causes (for
-        :meth:`store`, after the caller recorded the block)."""
-        p50, included, hashes, group, snapshot = self.engine.block(block.SerializeToString(), block_seq, received_ns)
-        value = write.add_block(block_seq, block, received_ns, p50, included, hashes)
-        if snapshot is not None:  # a reorg put transactions back: the chain's set as the tracker holds it now
-            self.pending[block.chain_id] = set(snapshot)  # (one rebinding: a reader never sees it half-filled)
-        else:
-            self.pending.setdefault(block.chain_id, set())
-        return value, group
+    def block(self, write: LogWrite, block: block_pb2.BlockEnvelope, block_seq: int, received_ns: int,
+              result: CommitResult) -> None:
+        """A new block at ``block_seq``: indexed and counted now, sent to the engine; its value (which holds the
+        tracker's figures) and the lifecycle events it causes are stored by :meth:`drain`. Its records in
+        ``result`` are made now, in seq order, and filled in then."""
+        seen_pending = write.index_block(block_seq, block)
+        self.engine.send("block", (block.SerializeToString(), block_seq, received_ns))
+        chain_id = block.chain_id
+        sent = _SentBlock(block, block_seq, received_ns, seen_pending, len(result.blocks), len(result.source_events),
+                          len(result.events) if result.events is not None else -1)
+        result.blocks.append((block_seq, chain_id, b""))
+        result.add_event(block_seq, chain_id, KIND_BLOCK, b"")
+        self._sent.append(sent)
+        self.pending.setdefault(chain_id, set())
+
+    def drain(self, write: LogWrite, seq: int, result: CommitResult) -> int:
+        """Takes the engine's answers to what was sent and stores them in the order sent, after ``seq``: a batch's
+        replacements, a block's value and then its events. Returns the last seq used."""
+        sent, engine, pending = self._sent, self.engine, self.pending
+        while sent:
+            item = sent.popleft()
+            if item is None:
+                group, added = engine.receive()
+                for chain_id, hashes in added.items():
+                    pending[chain_id].update(hashes)
+            else:
+                p50, included, _, group, snapshot = engine.receive()
+                block = item.block
+                value = write.put_block(item.seq, block, item.received_ns, item.seen_pending, p50, included,
+                                        append=False)
+                chain_id = block.chain_id
+                result.blocks[item.at_blocks] = (item.seq, chain_id, value)
+                record = (item.seq, chain_id, KIND_BLOCK, value)
+                result.source_events[item.at_source] = record
+                if item.at_events >= 0 and result.events is not None:
+                    result.events[item.at_events] = record
+                if snapshot is not None:  # a reorg put transactions back: the chain's set as the tracker holds it
+                    pending[chain_id] = set(snapshot)  # (one rebinding: a reader never sees it half-filled)
+            if group is not None:
+                seq = self.store(write, group, seq, result)
+        return seq
 
     def gone(self, write: LogWrite, gone: list[Gone], seq: int, received_ns: int,
              result: CommitResult) -> tuple[int, int]:
-        """TxGone reports: a tracked transaction is dropped as evicted. Returns (applied, last seq used)."""
+        """TxGone reports: a tracked transaction is dropped as evicted. What was sent before is stored first (a
+        TX_DROPPED of an eviction is an input of the tracker's rebuild: its place among the log's TX_SEEN and BLOCK
+        events must be where the engine took it). Returns (applied, last seq used)."""
         if not self.pending:
             return 0, seq
+        seq = self.drain(write, seq, result)
         applied, groups = self.engine.gone(gone, received_ns)
         for group in groups:
             seq = self.store(write, group, seq, result)
@@ -174,14 +241,17 @@ class LifeWriter:
             if held is not None and kind in _SETTLING:
                 held.discard(tx_hash)
 
-    def finish(self, write: LogWrite, last_seq: int, result: CommitResult) -> None:
-        """Writes the restart floor of every chain this commit changed (the commit's last seq + 1 when the
-        chain's state holds nothing), and their tracked pending counts into ``result``."""
-        floors, counts, self.stats = self.engine.finish(last_seq)
+    def finish(self, write: LogWrite, seq: int, result: CommitResult) -> int:
+        """The commit's end: stores what is still owed (:meth:`drain`), then writes the restart floor of every chain
+        this commit changed (the commit's last seq + 1 when the chain's state holds nothing), and their tracked
+        pending counts into ``result``. Returns the commit's last seq."""
+        seq = self.drain(write, seq, result)
+        floors, counts, self.stats = self.engine.finish(seq)
         for chain_id, floor in floors.items():
             write.set_counter(agg_chain_key(chain_id, AGG_LIFE_FLOOR), floor)
         result.life_pending.update(counts)
         self.pending_counts.update(counts)
+        return seq
 
     # ---- restart -----------------------------------------------------------------------------------------
 
@@ -189,6 +259,8 @@ class LifeWriter:
         """Re-runs the tracker over the log from the lowest restart floor (module doc), in the engine's thread or
         process; then takes its pending sets and figures."""
         engine = self.engine
+        self._sent.clear()
+        engine.discard()  # (answers to an aborted transaction's calls)
         if isinstance(engine, LifeEngine):
             assert eventlog.env is not None
             self.rebuild_s, self.rebuilt_events = engine.rebuild_env(eventlog.env, eventlog.events_db, counters)

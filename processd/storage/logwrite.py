@@ -277,28 +277,43 @@ class LogWrite:
 
     def add_block(self, seq: int, block: block_pb2.BlockEnvelope, received_ns: int, latency_p50_ms: int = 0,
                   included_tracked: int = 0, hashes: list[bytes] | None = None) -> bytes:
-        """Stores ``block`` (not stored yet: :meth:`has_block`) as a BLOCK event at ``seq``; returns its value. Its
-        ``seen_pending`` is how many of its transactions the ``tx_hash`` index holds now (one ``getmulti`` of their
-        keys: a block's transactions are bounded by ingestd's max_block_txs and processd's check); the others are
-        counted as never seen pending (``AGG_PRIVATE``). The lifecycle figures come from the tracker, and so may
-        ``hashes``, the hashes the block lists in order (read from the message once: every upb read allocates)."""
+        """Stores ``block`` (not stored yet: :meth:`has_block`) as a BLOCK event at ``seq``; returns its value: its
+        index entries and counts (:meth:`index_block`), then its value (:meth:`put_block`). The lifecycle figures
+        come from the tracker, and so may ``hashes``, the hashes the block lists in order (read from the message
+        once: every upb read allocates)."""
+        seen_pending = self.index_block(seq, block, hashes)
+        return self.put_block(seq, block, received_ns, seen_pending, latency_p50_ms, included_tracked)
+
+    def index_block(self, seq: int, block: block_pb2.BlockEnvelope, hashes: list[bytes] | None = None) -> int:
+        """Everything of a new block's BLOCK event at ``seq`` but its value: its ``chain_seq`` and ``blocks`` entries
+        (so :meth:`has_block` knows it at once) and counts. Returns its ``seen_pending``: how many of its transactions
+        the ``tx_hash`` index holds now, at the block's place in the log (one ``getmulti`` of their keys: a block's
+        transactions are bounded by ingestd's max_block_txs and processd's check); the others are counted as never
+        seen pending (``AGG_PRIVATE``)."""
         txn, eventlog = self.txn, self.log
         chain_id = block.chain_id
         if hashes is None:
             hashes = [tx.hash for tx in block.txs]
         prefix = U64.pack(chain_id)  # (tx_key, inline)
         seen_pending = len(self._hash_cursor.getmulti([prefix + h[:TX_KEY_HASH_BYTES] for h in hashes]))
-        value = block_value(block, received_ns, seen_pending, latency_p50_ms, included_tracked)
-        txn.put(U64.pack(seq), value, db=eventlog.events_db, append=True)
         txn.put(CHAIN_SEQ.pack(chain_id, seq), bytes((KIND_BLOCK,)), db=eventlog.chain_db)
         txn.put(block_key(chain_id, block.number, block.hash), U64.pack(seq), db=eventlog.blocks_db)
         self._add(agg_chain_key(chain_id, AGG_BLOCKS), 1)
-        self._add(agg_chain_key(chain_id, AGG_BLOCK_TXS), len(block.txs))
-        self._add(agg_chain_key(chain_id, AGG_PRIVATE), len(block.txs) - seen_pending)
+        self._add(agg_chain_key(chain_id, AGG_BLOCK_TXS), len(hashes))
+        self._add(agg_chain_key(chain_id, AGG_PRIVATE), len(hashes) - seen_pending)
         first_key = agg_chain_key(chain_id, AGG_FIRST_BLOCK)
         if not self.counters.values.get(first_key) and first_key not in self.sets:
             self.sets[first_key] = seq
         self.high_water[chain_id] = seq
+        return seen_pending
+
+    def put_block(self, seq: int, block: block_pb2.BlockEnvelope, received_ns: int, seen_pending: int,
+                  latency_p50_ms: int = 0, included_tracked: int = 0, append: bool = True) -> bytes:
+        """The value of a block indexed at ``seq`` (:meth:`index_block`), put; returned. ``append``: ``seq`` is the
+        log's end; else it is inserted below it (the lifecycle puts a block's value once the tracker's figures are
+        in, after the events that follow the block in the same commit: ``processd.storage.lifewrite``)."""
+        value = block_value(block, received_ns, seen_pending, latency_p50_ms, included_tracked)
+        self.txn.put(U64.pack(seq), value, db=self.log.events_db, append=append)
         return value
 
     # ---- pool states ------------------------------------------------------------------------------------

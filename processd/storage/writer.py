@@ -14,7 +14,9 @@ A batch's sightings (later sources of transactions, ``TxBatch.sightings``) are s
 the same write transaction, one TX_SOURCE_SEEN event each (:meth:`CommitWriter._store_sightings`); then its blocks
 (``TxBatch.blocks``), one BLOCK event each unless already stored (:meth:`CommitWriter._store_blocks`); then its pool
 states (``TxBatch.pools``), one POOL_STATE event each unless already stored (:meth:`CommitWriter._store_pools`), so a
-batch is acked only after the commit that stores its blocks and pool states.
+batch is acked only after the commit that stores its blocks and pool states. The lifecycle events that the commit's
+transactions and blocks cause (``processd.storage.lifewrite``) follow them at the commit's end, in the same
+transaction.
 """
 
 from __future__ import annotations
@@ -405,7 +407,7 @@ class CommitWriter:
             for batch in group:
                 seq = self._store_batch(write, batch, seq, result)
             if life is not None:
-                life.finish(write, seq, result)
+                seq = life.finish(write, seq, result)
             write.count_stored()
             if seq != self.last_seq:  # this commit stored events
                 write.put_last_seq(seq)
@@ -435,10 +437,10 @@ class CommitWriter:
         return result
 
     def _store_batch(self, write: LogWrite, batch: CommitJob, seq: int, result: CommitResult) -> int:
-        """Stores one batch after ``seq``: its new transactions (then the lifecycle events they cause), then its
-        sightings, then the sources of its duplicates (another ingestd's envelope of a stored transaction is
-        a later sighting), then its blocks (each followed by its lifecycle events), its TxGone reports and its pool
-        states; returns the last seq."""
+        """Stores one batch after ``seq``: its new transactions, then its sightings, then the sources of its
+        duplicates (another ingestd's envelope of a stored transaction is a later sighting), then its blocks, its
+        TxGone reports and its pool states; returns the last seq. The lifecycle events its transactions and blocks
+        cause are stored at the commit's end (``LifeWriter.finish``), or before a later TxGone report's."""
         columns = batch.prepared.result()
         # A group aborted by MapFull is written again after the map grows: start the ack's counts afresh.
         batch.sightings_stored = batch.sightings_ignored = batch.blocks_stored = batch.blocks_duplicate = 0
@@ -454,7 +456,7 @@ class CommitWriter:
             result.add_stored(first, columns)
             batch.first_seq, batch.last_seq = first, seq
             if self.life is not None:
-                seq = self.life.stored(write, columns, first, seq, batch.received_ns, result)
+                self.life.stored(write, columns, first, batch.received_ns)
         else:
             batch.first_seq = batch.last_seq = 0
         batch.duplicates = len(duplicate_values)
@@ -496,25 +498,22 @@ class CommitWriter:
 
     def _store_blocks(self, write: LogWrite, batch: CommitJob, seq: int, result: CommitResult) -> int:
         """Stores the batch's blocks after its transactions and sightings (so ``seen_pending`` counts the batch's
-        own transactions), each followed by the lifecycle events it causes; a block already stored is only
-        counted. Returns the last seq used."""
+        own transactions); a block already stored is only counted. With the lifecycle on, a block's value (which
+        holds the tracker's figures) and the events it causes are stored at the commit's end. Returns the last seq
+        used."""
         for block in batch.blocks:
             if write.has_block(block):
                 batch.blocks_duplicate += 1
                 result.block_duplicates[block.chain_id] = result.block_duplicates.get(block.chain_id, 0) + 1
                 continue
-            block_seq = seq + 1
-            if self.life is not None:
-                value, group = self.life.block(write, block, block_seq, batch.received_ns)
-            else:
-                value, group = write.add_block(block_seq, block, batch.received_ns), None
-            seq = block_seq
+            seq += 1
             batch.blocks_stored += 1
-            result.blocks.append((block_seq, block.chain_id, value))
-            result.add_event(block_seq, block.chain_id, KIND_BLOCK, value)
-            if group is not None:
-                assert self.life is not None
-                seq = self.life.store(write, group, seq, result)
+            if self.life is not None:  # (its value and lifecycle events are stored at the commit's end)
+                self.life.block(write, block, seq, batch.received_ns, result)
+                continue
+            value = write.add_block(seq, block, batch.received_ns)
+            result.blocks.append((seq, block.chain_id, value))
+            result.add_event(seq, block.chain_id, KIND_BLOCK, value)
         return seq
 
     def _store_sightings(self, write: LogWrite, batch: CommitJob, sightings: list[Sighting], seq: int,

@@ -7,7 +7,9 @@ transactions.
 * **paired CPU**: per round, a fresh ``python -m processd`` (sync durability, default analysis workers) per variant,
   the variants alternating (``lifecycle``, ``lifecycle_in_thread``, ``blocks_no_lifecycle``, ``blocks_off``, then
   again). Both get the identical
-  transactions (synthetic, one chain, batches of 500, one stream, up to 8 batches in flight); ``lifecycle`` also
+  transactions (synthetic, one chain, batches of 500, one stream, as many batches unacked as ingestd sends by
+  default, ``outbound_max_unacked_batches`` = 64, or ``--max-inflight``: with 8 the commit's latency, not its
+  throughput, bounds the stream); ``lifecycle`` also
   gets a first block (tracking starts) and after every 1,000 transactions a block including 500 of them (each
   block: TX_INCLUDED events, a restart floor, the latency window). The figures are processd's CPU per committed
   transaction, of its process tree (workers included, from /proc) and of its main process alone (the event loop
@@ -44,6 +46,7 @@ from common.testing.ingest_push import push_batches
 from common.testing.netutil import free_port, wait_for_port
 from common.testing.procfs import cpu_seconds
 from common.testing.synth import synthetic_envelopes
+from ingestd.config import IngestConfig
 from processd.__main__ import tune_gc
 from processd.storage.lifecycle import LifecycleTracker, Pending
 from scripts.bench.harness import ratio, summarize, tree_cpu_seconds, write_artifact
@@ -126,7 +129,12 @@ class Processd:
         self.log.close()
 
 
-def paired_cpu(tx: int, rounds: int, workdir: Path, baseline: Path | None = None) -> dict[str, Any]:
+#: Unacked batches on the bench's stream: what ingestd sends by default.
+MAX_INFLIGHT = IngestConfig.outbound_max_unacked_batches
+
+
+def paired_cpu(tx: int, rounds: int, workdir: Path, baseline: Path | None = None,
+               max_inflight: int = MAX_INFLIGHT) -> dict[str, Any]:
     """CPU per committed transaction, lifecycle vs blocks_off, alternating per round (module doc); with
     ``baseline`` (a checkout of older code), also ``lifecycle_baseline``: its processd, lifecycle on, same input."""
     per_round: list[dict[str, Any]] = []
@@ -142,7 +150,7 @@ def paired_cpu(tx: int, rounds: int, workdir: Path, baseline: Path | None = None
                 time.sleep(0.5)
                 before, main_before = p.cpu(), p.main_cpu()
                 started = time.perf_counter()
-                acks = asyncio.run(push_batches(p.address, batches, max_inflight=8))
+                acks = asyncio.run(push_batches(p.address, batches, max_inflight=max_inflight))
                 elapsed = time.perf_counter() - started
                 cpu, main_cpu = p.cpu() - before, p.main_cpu() - main_before
             finally:
@@ -237,11 +245,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-name", default="lifecycle")
     parser.add_argument("--baseline", type=Path, help="a checkout of older code: adds its lifecycle as a variant")
     parser.add_argument("--skip-apply-block", action="store_true", help="the paired CPU only")
+    parser.add_argument("--max-inflight", type=int, default=MAX_INFLIGHT,
+                        help="unacked batches on the stream (default: ingestd's, %(default)s)")
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="lifecycle-bench-"))
     try:
-        results: dict[str, Any] = {"tx": args.tx, "batch": BATCH, "paired_cpu": paired_cpu(
-            args.tx, args.rounds, workdir, args.baseline.resolve() if args.baseline else None)}
+        results: dict[str, Any] = {"tx": args.tx, "batch": BATCH, "max_inflight": args.max_inflight}
+        results["paired_cpu"] = paired_cpu(args.tx, args.rounds, workdir,
+                                           args.baseline.resolve() if args.baseline else None, args.max_inflight)
         results["apply_block"] = {}
         tune_gc()  # (processd's collector settings for the in-process tracker figures)
         for n in () if args.skip_apply_block else (100, 1000, 5000):

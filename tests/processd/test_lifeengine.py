@@ -101,6 +101,22 @@ def _dump(eventlog: EventLog) -> dict[str, list[tuple[bytes, bytes]]]:
     return out
 
 
+def _check_records(eventlog: EventLog, result: CommitResult) -> None:
+    """What the commit told the read side is what it wrote: every event in seq order, each with its stored value (a
+    block's value, put after the events that follow it in the commit, included), the blocks and the other events as
+    well."""
+    assert result.events is not None
+    seqs = [record[0] for record in result.events]
+    assert seqs == list(range(result.first_seq, result.last_seq + 1))
+    assert eventlog.env is not None
+    with eventlog.env.begin() as txn:
+        for seq, _, kind, value in result.events:
+            assert txn.get(seq.to_bytes(8, "big"), db=eventlog.events_db) == value and value[0] == kind
+    assert [b[0] for b in result.blocks] == sorted(b[0] for b in result.blocks)
+    assert set(result.blocks) <= {(s, c, v) for s, c, _, v in result.events}
+    assert set(result.source_events) <= set(result.events)
+
+
 def _run(engine: Any, data: Path, groups: list[list[ingest_pb2.TxBatch]]) -> dict[str, list[tuple[bytes, bytes]]]:
     loop = asyncio.new_event_loop()
     try:
@@ -110,8 +126,9 @@ def _run(engine: Any, data: Path, groups: list[list[ingest_pb2.TxBatch]]) -> dic
         life = writer.life
         assert life is not None
         for group in groups:
-            writer._commit(_jobs(loop, group))  # the write transaction, in this thread (the executor's work)
+            result = writer._commit(_jobs(loop, group))  # the write transaction, in this thread (the executor's work)
             assert life.pending == {c: set(h) for c, h in life.engine.pending_sets().items()}
+            _check_records(eventlog, result)
         pending = {c: set(h) for c, h in life.pending.items()}
         assert any(pending.values())  # (the scenario leaves some pending)
         life.rebuild(eventlog, writer._counters.values)  # what a restart does

@@ -3,33 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import signal
 import sys
 from collections.abc import Sequence
 
 from common.envconfig import ConfigError
+from common.gctune import tune_gc
 from common.logsetup import configure_logging
 from processd.config import ProcessdConfig, load_config
 from processd.storage.eventlog import StorageError
 
 log = logging.getLogger("processd")
-
-#: Cyclic-GC thresholds for the running daemon. The hot path allocates (and frees) tens of thousands of short-lived
-#: tuples and messages per group commit; with CPython's default (700, 10, 10) the collector ran every few hundred
-#: transactions and its full collections walked every long-lived object (decoder registries, read-model
-#: windows), about 10% of processd's CPU. The event path creates no reference cycles, so rarer collections cost
-#: no memory growth; memory stays bounded by the read-model and queue bounds.
-GC_THRESHOLDS = (50_000, 50, 100)
-
-
-def tune_gc() -> None:
-    """Moves everything allocated during start-up out of the collector's reach and makes collections rarer."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
-
 
 async def run(config: ProcessdConfig) -> int:
     """Runs a ProcessdServer until a termination signal arrives (exit code 0) or its writer fails (1)."""

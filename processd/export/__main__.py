@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import signal
 import sys
 from collections.abc import Sequence
 
 from common.envconfig import ConfigError
+from common.gctune import tune_gc
 from common.logsetup import configure_logging
 from processd.export.config import ExportConfig, load_config
 from processd.export.errors import ExportError
@@ -17,22 +17,6 @@ from processd.export.exporter import Exporter
 from processd.export.metrics import ExportMetrics
 
 log = logging.getLogger("mempulse.export")
-
-#: Collector thresholds while exporting (as processd's, processd/__main__.py). Mapping a batch allocates about
-#: two container objects per row (message wrappers, the Array columns' lists), so with CPython's default
-#: (700, 10, 10) the collector ran every few hundred rows and its full collections walked the whole batch held
-#: for the insert: about 8% of the exporter's CPU on the benchmark's log (docs/export.md#benchmark). The export
-#: path creates no reference cycles, so rarer collections cost no memory growth; memory stays bounded by the
-#: batch size and the read-ahead.
-GC_THRESHOLDS = (50_000, 50, 100)
-
-
-def tune_gc() -> None:
-    """Moves everything allocated during start-up out of the collector's reach and makes collections rarer."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
-
 
 async def run(config: ExportConfig) -> int:
     """Runs an :class:`Exporter` until a signal (0), the head with ``exit_at_head`` (0) or a fatal error (1)."""

@@ -26,7 +26,6 @@ import asyncio
 import concurrent.futures
 import ctypes
 import functools
-import gc
 import multiprocessing
 import os
 import signal
@@ -36,6 +35,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import TypeVar
 
+from common.gctune import tune_gc
 from common.pb.v1 import events_pb2
 from processd.export import colmap
 from processd.export.config import ExportConfig
@@ -80,9 +80,7 @@ def _init_worker(parent: int) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:  # the exporter died while this worker was still starting: before the prctl
         os._exit(1)
-    # the exporter's collector settings (processd.export.__main__.GC_THRESHOLDS): mapping makes no cycles
-    gc.freeze()
-    gc.set_threshold(50_000, 50, 100)
+    tune_gc()  # the exporter's collector settings: mapping makes no cycles
 
 
 class MapperPool:

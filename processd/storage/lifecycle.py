@@ -138,8 +138,6 @@ class BlockOutcome:
     events: list[LifeEvent] = field(default_factory=list)
     latency_p50_ms: int = 0
     included_tracked: int = 0
-    #: The hashes the block lists, in order (for the BLOCK event's ``seen_pending``: read from the message once).
-    hashes: list[bytes] = field(default_factory=list)
 
 
 class ChainLife:
@@ -377,7 +375,6 @@ class LifecycleTracker:
         # receipt status).
         rows: list[BlockRow] = [(tx.hash, tx.sender, tx.nonce, tx.index, tx.status) for tx in block.txs]
         held_block.rows = rows
-        outcome.hashes = list(map(_HASH_OF_ROW, rows))
         self._include(life, chain_id, rows, held_block, outcome)
         self._nonces_passed(life, chain_id, rows, outcome)
         self._expire(life, chain_id, block.timestamp * 1_000_000_000, outcome)

@@ -163,10 +163,10 @@ class LifeEngine:
         return encode_group(events, received_ns, ""), added
 
     def block(self, raw: bytes, seq: int, received_ns: int
-              ) -> tuple[int, int, list[bytes], LifeGroup | None, list[bytes] | None]:
+              ) -> tuple[int, int, LifeGroup | None, list[bytes] | None]:
         """A new block (a serialized ``BlockEnvelope``) stored at ``seq``: its BlockSeen figures (inclusion latency
-        p50, tracked inclusions), the hashes it lists in order, the events it causes, and, when it undid a reorg
-        (which puts transactions back), every hash its chain now tracks as pending (else None)."""
+        p50, tracked inclusions), the events it causes, and, when it undid a reorg (which puts transactions back),
+        every hash its chain now tracks as pending (else None)."""
         block = block_pb2.BlockEnvelope.FromString(raw)
         outcome = self.tracker.block(block, seq)
         self._touched.add(block.chain_id)
@@ -174,7 +174,7 @@ class LifeEngine:
         snapshot = None
         if group is not None and KIND_REORG in group[1]:
             snapshot = list(self.tracker.chains[block.chain_id].pending)
-        return outcome.latency_p50_ms, outcome.included_tracked, outcome.hashes, group, snapshot
+        return outcome.latency_p50_ms, outcome.included_tracked, group, snapshot
 
     def gone(self, reports: list[Gone], received_ns: int) -> tuple[int, list[LifeGroup]]:
         """TxGone reports: a tracked transaction is dropped as evicted. (applied, the events of each report that

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import gc
 import logging
 import multiprocessing
 import pickle
@@ -36,6 +35,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from common.gctune import tune_gc
 from processd.errors import ProcessdError
 from processd.storage.lifeengine import Gone, LifeEngine, LifeGroup, LifeStats
 
@@ -71,12 +71,9 @@ def _child_main(conn: Connection, knobs: tuple[int, int, int]) -> None:
     # processd decides when its children stop (as the analysis workers: pool.py).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    # processd's collector settings (processd.__main__.GC_THRESHOLDS): the tracker holds a tuple per tracked
-    # transaction for up to the TTL, and makes no cycles; with the default thresholds the collector walked them
-    # every few hundred transactions.
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 50, 100)
+    # processd's collector settings: the tracker holds a tuple per tracked transaction for up to the TTL, and makes
+    # no cycles; with the default thresholds the collector walked them every few hundred transactions.
+    tune_gc()
     engine = LifeEngine(*knobs)
     # The answers are written by a thread: while the writer sends a commit's requests and takes their answers only at
     # its end, this loop keeps reading requests (the answers wait here, at most one commit's worth).
@@ -239,9 +236,9 @@ class LifeProcess:
         return answer
 
     def block(self, raw: bytes, seq: int, received_ns: int
-              ) -> tuple[int, int, list[bytes], LifeGroup | None, list[bytes] | None]:
+              ) -> tuple[int, int, LifeGroup | None, list[bytes] | None]:
         """:meth:`LifeEngine.block`."""
-        answer: tuple[int, int, list[bytes], LifeGroup | None, list[bytes] | None] = self._call(
+        answer: tuple[int, int, LifeGroup | None, list[bytes] | None] = self._call(
             "block", raw, seq, received_ns)
         return answer
 

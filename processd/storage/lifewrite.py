@@ -67,7 +67,7 @@ class Engine(Protocol):
                first: int, received_ns: int) -> tuple[LifeGroup | None, dict[int, list[bytes]]]: ...
 
     def block(self, raw: bytes, seq: int, received_ns: int
-              ) -> tuple[int, int, list[bytes], LifeGroup | None, list[bytes] | None]: ...
+              ) -> tuple[int, int, LifeGroup | None, list[bytes] | None]: ...
 
     def gone(self, reports: list[Gone], received_ns: int) -> tuple[int, list[LifeGroup]]: ...
 
@@ -162,7 +162,7 @@ class LifeWriter:
                 for chain_id, hashes in added.items():
                     pending[chain_id].update(hashes)
             else:
-                p50, included, _, group, snapshot = engine.receive()
+                p50, included, group, snapshot = engine.receive()
                 block = item.block
                 value = write.put_block(item.seq, block, item.received_ns, item.seen_pending, p50, included,
                                         append=False)

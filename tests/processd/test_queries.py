@@ -261,7 +261,7 @@ async def test_reads_free_their_lmdb_reader_slots(loaded: ProcessdServer) -> Non
     schemathesis run): a NOT_FOUND lookup raised from the frame holding the transaction, so every unknown hash
     kept a reader slot until a cyclic collection, which processd's tuned GC makes rare; 256 of them and every
     read failed with MDB_READERS_FULL. An open SubscribeEvents stream held one for its whole life."""
-    gc.disable()  # as rare as processd's collections (processd.__main__.GC_THRESHOLDS): nothing frees cycles
+    gc.disable()  # as rare as processd's collections (common.gctune): nothing frees cycles
     try:
         base = _reader_slots(loaded)
         async with channel(loaded.address) as ch:

@@ -49,6 +49,9 @@ PROCESS_NAME = b"processd-life"
 #: A call the child has not answered in this long (a rebuild excepted) counts as the child lost: it is killed and
 #: replaced. Far above any one commit's lifecycle work (a 5,000-transaction block: ~15 ms).
 CALL_TIMEOUT_S = 60.0
+#: A request of at most this many bytes sent when the pipe is empty is written by the calling thread (it fits the
+#: socket's buffer, ~200 KiB on Linux: the write cannot block); any other goes through the request thread.
+_DIRECT_MAX_BYTES = 64 * 1024
 
 
 class LifeProcessLost(ProcessdError):
@@ -76,13 +79,15 @@ def _child_main(conn: Connection, knobs: tuple[int, int, int]) -> None:
     tune_gc()
     engine = LifeEngine(*knobs)
     # The answers are written by a thread: while the writer sends a commit's requests and takes their answers only at
-    # its end, this loop keeps reading requests (the answers wait here, at most one commit's worth).
+    # its end, this loop keeps reading requests (the answers wait here, at most one commit's worth). The answer to a
+    # call sent when nothing else was owed (the writer waits for it, and every earlier answer was read, so that
+    # thread has nothing left to write) is written at once: no thread switch on a quiet commit's path.
     answers: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
     sender = threading.Thread(target=_send_all, args=(conn, answers), name="life-answers", daemon=True)
     sender.start()
     while True:
         try:
-            name, args = pickle.loads(conn.recv_bytes())
+            name, args, alone = pickle.loads(conn.recv_bytes())
         except EOFError:
             answers.put(None)
             sender.join()
@@ -91,7 +96,14 @@ def _child_main(conn: Connection, knobs: tuple[int, int, int]) -> None:
             answer: tuple[bool, Any] = (True, getattr(engine, name)(*args))
         except Exception:
             answer = (False, traceback.format_exc())
-        answers.put(pickle.dumps(answer, pickle.HIGHEST_PROTOCOL))
+        data = pickle.dumps(answer, pickle.HIGHEST_PROTOCOL)
+        if not alone:
+            answers.put(data)
+            continue
+        try:
+            conn.send_bytes(data)
+        except OSError:  # (processd is gone: EOF on the next read)
+            continue
 
 
 def _send_all(conn: Connection, messages: queue.SimpleQueue[bytes | None]) -> None:
@@ -195,8 +207,16 @@ class LifeProcess:
         if self._owner != me:
             self._lock.acquire()
             self._owner = me
+        alone = not self._owed  # (every earlier request was answered, so read: the pipe to the child is empty)
         self._owed += 1
-        self._requests.put(pickle.dumps((name, args), pickle.HIGHEST_PROTOCOL))
+        data = pickle.dumps((name, args, alone), pickle.HIGHEST_PROTOCOL)
+        if alone and len(data) <= _DIRECT_MAX_BYTES:
+            try:
+                self._conn.send_bytes(data)  # (fits the empty pipe: it cannot block, even on a stopped child)
+            except OSError as exc:
+                raise LifeProcessLost(f"the lifecycle process is gone ({name}: {exc!r})") from None
+        else:
+            self._requests.put(data)
 
     def receive(self) -> Any:
         """The answer of the oldest call sent and not received (lost after :data:`CALL_TIMEOUT_S` without it)."""

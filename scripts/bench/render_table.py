@@ -178,6 +178,8 @@ ROWS: tuple[Row, ...] = (
         "paired_cpu.tx_per_s_ratio_vs_in_thread.p50", "{:.2f}x", ""),
     Row("  lifecycle process / engine in the writer's thread: main process CPU (same run)", "lifecycle",
         "paired_cpu.main_ratio_vs_in_thread.p50", "{:.2f}x", ""),
+    Row("  lifecycle on, this build / the `--baseline` tree (throughput, same run; the artifact names it)",
+        "lifecycle", "paired_cpu.tx_per_s_ratio_vs_baseline.p50", "{:.2f}x", ""),
     Row("Single writer's thread per tx, lifecycle on (us)", "lifecycle_writer", "lifecycle_writer_us_per_tx.p50",
         "{:.1f}", ""),
     Row("  no blocks (us, same run)", "lifecycle_writer", "blocks_off_writer_us_per_tx.p50", "{:.1f}", ""),

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from processd.storage.eventlog import StorageError
+from processd.storage.logenv import StorageError
 
 log = logging.getLogger(__name__)
 

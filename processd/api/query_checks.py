@@ -15,7 +15,7 @@ import grpc
 from common import limits
 from processd.errors import ProcessdError
 from processd.metrics import ProcessdMetrics
-from processd.views.filter_model import TxFilter, compile_filter
+from processd.views.filter_model import FilterError, TxFilter, compile_filter
 
 #: The shared table (common.limits): gatewayd's REST checks read the same bounds.
 VALID_KINDS = frozenset(limits.EVENT_KINDS.values())
@@ -67,6 +67,20 @@ class QueryChecks:
         if not request.HasField("filter") or not request.filter.ByteSize():
             return None
         return replace(compile_filter(request.filter, chain_id), kinds=frozenset())
+
+    async def _event_selection(self, request: Any, context: grpc.aio.ServicerContext,
+                               rpc: str) -> tuple[int, frozenset[int], TxFilter | None]:
+        """An event read's selection (ScanEvents, SubscribeEvents): its chain id, kinds and compiled ``filter`` (None
+        without one); a bad one is answered INVALID_ARGUMENT, counted under ``rpc``, and raises."""
+        try:
+            chain_id = self._chain(request.chain_id)
+            kinds = self._kinds(list(request.kinds))
+            event_filter = (compile_filter(request.filter, chain_id, kinds)
+                            if request.HasField("filter") and request.filter.ByteSize() else None)
+        except (BadRequestError, FilterError) as exc:
+            await self._bad(context, rpc, BadRequestError(str(exc)))
+            raise
+        return chain_id, kinds, event_filter
 
     async def _bad(self, context: grpc.aio.ServicerContext, rpc: str, exc: BadRequestError) -> None:
         self._metrics.bad_requests.labels(rpc).inc()

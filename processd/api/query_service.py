@@ -23,7 +23,7 @@ from processd.metrics import ProcessdMetrics
 from processd.storage.eventlog import KIND_DECODED, KIND_OPP, KIND_SEEN, EventLog, ScanStats
 from processd.storage.layout import decode_event, seq_key
 from processd.views.filter_match import LogMatcher
-from processd.views.filter_model import FilterError, compile_filter
+from processd.views.filter_model import FilterError
 from processd.views.readmodels import ReadModels
 from processd.views.subscriptions import SubscriptionHub
 from processd.views.tx_view import frame_event
@@ -284,14 +284,7 @@ class QueryService(QueryStreams, query_pb2_grpc.QueryServicer):
     async def ScanEvents(self, request: query_pb2.ScanEventsRequest,
                          context: grpc.aio.ServicerContext) -> bytes:
         """A page of the log, serialized (``api.server`` sends bytes as they are)."""
-        try:
-            chain_id = self._chain(request.chain_id)
-            kinds = self._kinds(list(request.kinds))
-            event_filter = (compile_filter(request.filter, chain_id, kinds)
-                            if request.HasField("filter") and request.filter.ByteSize() else None)
-        except (BadRequestError, FilterError) as exc:
-            await self._bad(context, "ScanEvents", BadRequestError(str(exc)))
-            raise
+        chain_id, kinds, event_filter = await self._event_selection(request, context, "ScanEvents")
         start = max(request.from_seq_id, 1)
         limit = self._limit(request.limit)
         if event_filter is not None:

@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 
 from common.pb.v1 import query_pb2
-from processd.api.query_checks import BadRequestError, QueryChecks
+from processd.api.query_checks import QueryChecks
 from processd.storage.eventlog import KIND_SEEN, EventLog
 from processd.views.filter_index import FilterGroup, FilterIndex
 from processd.views.filter_match import match_raw
@@ -85,14 +85,7 @@ class QueryStreams(QueryChecks):
     async def _subscription(self, request: query_pb2.SubscribeEventsRequest,
                             context: grpc.aio.ServicerContext,
                             ) -> AsyncGenerator[query_pb2.SubscribeEventsResponse | bytes, None]:
-        try:
-            chain_id = self._chain(request.chain_id)
-            kinds = self._kinds(list(request.kinds))
-            event_filter = (compile_filter(request.filter, chain_id, kinds)
-                            if request.HasField("filter") and request.filter.ByteSize() else None)
-        except (BadRequestError, FilterError) as exc:
-            await self._bad(context, "SubscribeEvents", BadRequestError(str(exc)))
-            raise
+        chain_id, kinds, event_filter = await self._event_selection(request, context, "SubscribeEvents")
         if event_filter is not None:
             async with contextlib.aclosing(self._filtered_subscription(request, context, event_filter)) as messages:
                 async for msg in messages:

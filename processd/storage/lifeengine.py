@@ -41,7 +41,9 @@ from processd.storage.layout import (
     decode_event,
     seq_key,
 )
-from processd.storage.lifecycle import _HASH, EVICTED, LifecycleTracker, LifeEvent, Pending
+from processd.storage.lifecycle import EVICTED, LifecycleTracker
+from processd.storage.lifestate import HASH as _HASH
+from processd.storage.lifestate import LifeEvent, Pending
 from processd.wire.columns import LIFE_ROW
 from processd.wire.encoding import life_encode
 

@@ -48,7 +48,8 @@ from common.testing.procfs import cpu_seconds
 from common.testing.synth import synthetic_envelopes
 from ingestd.config import IngestConfig
 from processd.__main__ import tune_gc
-from processd.storage.lifecycle import LifecycleTracker, Pending
+from processd.storage.lifecycle import LifecycleTracker
+from processd.storage.lifestate import Pending
 from scripts.bench.harness import ratio, summarize, tree_cpu_seconds, write_artifact
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from common.pb.v1 import block_pb2, events_pb2
-from processd.storage.lifecycle import ChainLife, LifecycleTracker, Pending, fee_bump_bps
+from processd.storage.lifecycle import LifecycleTracker, fee_bump_bps
+from processd.storage.lifestate import ChainLife, Pending
 
 CHAIN = 1
 TTL_S = 100

@@ -79,9 +79,9 @@ def _child_main(conn: Connection, knobs: tuple[int, int, int]) -> None:
     tune_gc()
     engine = LifeEngine(*knobs)
     # The answers are written by a thread: while the writer sends a commit's requests and takes their answers only at
-    # its end, this loop keeps reading requests (the answers wait here, at most one commit's worth). The answer to a
-    # call sent when nothing else was owed (the writer waits for it, and every earlier answer was read, so that
-    # thread has nothing left to write) is written at once: no thread switch on a quiet commit's path.
+    # its end, this loop keeps reading requests (the answers wait here, at most one commit's worth). A small answer to
+    # a call sent when nothing else was owed (every earlier answer was read, so that thread has nothing left to
+    # write) is written at once: no thread switch on a quiet commit's path.
     answers: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
     sender = threading.Thread(target=_send_all, args=(conn, answers), name="life-answers", daemon=True)
     sender.start()
@@ -97,7 +97,7 @@ def _child_main(conn: Connection, knobs: tuple[int, int, int]) -> None:
         except Exception:
             answer = (False, traceback.format_exc())
         data = pickle.dumps(answer, pickle.HIGHEST_PROTOCOL)
-        if not alone:
+        if not alone or len(data) > _DIRECT_MAX_BYTES:  # (a big one could fill the pipe before the writer reads)
             answers.put(data)
             continue
         try:

@@ -115,6 +115,9 @@ class LifeWriter:
         #: The calls sent to the engine whose answers are not stored yet, in order: None for a batch's stored
         #: transactions, a :class:`_SentBlock` for a block (module doc).
         self._sent: deque[_SentBlock | None] = deque()
+        #: Answers dropped since start because their write transaction was aborted (MapFull, a disk error) after
+        #: its inputs were sent: the state was rebuilt instead.
+        self.dropped_answers = 0
 
     def is_pending(self, chain_id: int, tx_hash: bytes) -> bool:
         """Whether the tracker holds the transaction as pending (a set lookup: safe beside the writer's thread)."""
@@ -259,6 +262,7 @@ class LifeWriter:
         """Re-runs the tracker over the log from the lowest restart floor (module doc), in the engine's thread or
         process; then takes its pending sets and figures."""
         engine = self.engine
+        self.dropped_answers += len(self._sent)
         self._sent.clear()
         engine.discard()  # (answers to an aborted transaction's calls)
         if isinstance(engine, LifeEngine):

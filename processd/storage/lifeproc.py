@@ -248,20 +248,6 @@ class LifeProcess:
 
     # ---- the engine's methods (processd.storage.lifeengine.LifeEngine) ----------------------------------------
 
-    def stored(self, chain_col: list[int], seen_at: list[int], life: bytes, seen_values: list[bytes] | None,
-               first: int, received_ns: int) -> tuple[LifeGroup | None, dict[int, list[bytes]]]:
-        """:meth:`LifeEngine.stored`."""
-        answer: tuple[LifeGroup | None, dict[int, list[bytes]]] = self._call(
-            "stored", chain_col, seen_at, life, seen_values, first, received_ns)
-        return answer
-
-    def block(self, raw: bytes, seq: int, received_ns: int
-              ) -> tuple[int, int, LifeGroup | None, list[bytes] | None]:
-        """:meth:`LifeEngine.block`."""
-        answer: tuple[int, int, LifeGroup | None, list[bytes] | None] = self._call(
-            "block", raw, seq, received_ns)
-        return answer
-
     def gone(self, reports: list[Gone], received_ns: int) -> tuple[int, list[LifeGroup]]:
         """:meth:`LifeEngine.gone`."""
         answer: tuple[int, list[LifeGroup]] = self._call("gone", reports, received_ns)

@@ -55,19 +55,15 @@ __all__ = ["Engine", "Gone", "LifeWriter"]
 
 
 class Engine(Protocol):
-    """What the writer calls: :class:`LifeEngine` itself, or :class:`processd.storage.lifeproc.LifeProcess`."""
+    """What the writer calls: :class:`LifeEngine` itself, or :class:`processd.storage.lifeproc.LifeProcess`. A batch's
+    stored transactions and a block go by :meth:`send` (``"stored"``, ``"block"``: :meth:`LifeEngine.stored`,
+    :meth:`LifeEngine.block`, answered by :meth:`receive` in order); the rest are called and answered at once."""
 
     def send(self, name: str, args: tuple[Any, ...]) -> None: ...
 
     def receive(self) -> Any: ...
 
     def discard(self) -> None: ...
-
-    def stored(self, chain_col: list[int], seen_at: list[int], life: bytes, seen_values: list[bytes] | None,
-               first: int, received_ns: int) -> tuple[LifeGroup | None, dict[int, list[bytes]]]: ...
-
-    def block(self, raw: bytes, seq: int, received_ns: int
-              ) -> tuple[int, int, LifeGroup | None, list[bytes] | None]: ...
 
     def gone(self, reports: list[Gone], received_ns: int) -> tuple[int, list[LifeGroup]]: ...
 

@@ -275,16 +275,13 @@ class LogWrite:
         """Whether ``block``'s (chain, number, hash) is stored already (a resend, or another ingestd's copy)."""
         return self.txn.get(block_key(block.chain_id, block.number, block.hash), db=self.log.blocks_db) is not None
 
-    def add_block(self, seq: int, block: block_pb2.BlockEnvelope, received_ns: int, latency_p50_ms: int = 0,
-                  included_tracked: int = 0, hashes: list[bytes] | None = None) -> bytes:
-        """Stores ``block`` (not stored yet: :meth:`has_block`) as a BLOCK event at ``seq``; returns its value: its
-        index entries and counts (:meth:`index_block`), then its value (:meth:`put_block`). The lifecycle figures
-        come from the tracker, and so may ``hashes``, the hashes the block lists in order (read from the message
-        once: every upb read allocates)."""
-        seen_pending = self.index_block(seq, block, hashes)
-        return self.put_block(seq, block, received_ns, seen_pending, latency_p50_ms, included_tracked)
+    def add_block(self, seq: int, block: block_pb2.BlockEnvelope, received_ns: int) -> bytes:
+        """Stores ``block`` (not stored yet: :meth:`has_block`) as a BLOCK event at ``seq`` with no lifecycle figures
+        (the lifecycle off); returns its value: its index entries and counts (:meth:`index_block`), then its value
+        (:meth:`put_block`)."""
+        return self.put_block(seq, block, received_ns, self.index_block(seq, block))
 
-    def index_block(self, seq: int, block: block_pb2.BlockEnvelope, hashes: list[bytes] | None = None) -> int:
+    def index_block(self, seq: int, block: block_pb2.BlockEnvelope) -> int:
         """Everything of a new block's BLOCK event at ``seq`` but its value: its ``chain_seq`` and ``blocks`` entries
         (so :meth:`has_block` knows it at once) and counts. Returns its ``seen_pending``: how many of its transactions
         the ``tx_hash`` index holds now, at the block's place in the log (one ``getmulti`` of their keys: a block's
@@ -292,8 +289,7 @@ class LogWrite:
         seen pending (``AGG_PRIVATE``)."""
         txn, eventlog = self.txn, self.log
         chain_id = block.chain_id
-        if hashes is None:
-            hashes = [tx.hash for tx in block.txs]
+        hashes = [tx.hash for tx in block.txs]  # (each field read once: every upb read allocates)
         prefix = U64.pack(chain_id)  # (tx_key, inline)
         seen_pending = len(self._hash_cursor.getmulti([prefix + h[:TX_KEY_HASH_BYTES] for h in hashes]))
         txn.put(CHAIN_SEQ.pack(chain_id, seq), bytes((KIND_BLOCK,)), db=eventlog.chain_db)

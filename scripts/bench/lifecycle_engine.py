@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -89,22 +90,17 @@ def record_calls(tx: int, path: Path) -> int:
 
     calls: list[tuple[str, tuple[Any, ...]]] = []
 
-    class Recording(LifeEngine):
-        def stored(self, *args: Any) -> Any:
-            calls.append(("stored", args))
-            return super().stored(*args)
+    def recorded(name: str) -> Callable[..., Any]:
+        engine_method = getattr(LifeEngine, name)
 
-        def block(self, *args: Any) -> Any:
-            calls.append(("block", args))
-            return super().block(*args)
+        def method(self: LifeEngine, *args: Any) -> Any:
+            calls.append((name, args))
+            return engine_method(self, *args)
+        return method
 
-        def gone(self, *args: Any) -> Any:
-            calls.append(("gone", args))
-            return super().gone(*args)
-
-        def finish(self, *args: Any) -> Any:
-            calls.append(("finish", args))
-            return super().finish(*args)
+    # (the writer's calls: stored and block by LifeEngine.send, gone and finish directly)
+    Recording = type("Recording", (LifeEngine,), {name: recorded(name) for name in ("stored", "block", "gone",
+                                                                                    "finish")})
 
     loop = asyncio.new_event_loop()
     workdir = Path(tempfile.mkdtemp(prefix="lifecycle-engine-"))

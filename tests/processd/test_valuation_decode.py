@@ -96,6 +96,17 @@ def _mangled(data: bytes, rng: random.Random) -> list[bytes]:
     return out
 
 
+def _need_keys(venues: Venues, calls: list[tuple[int, bytes, bytes]]) -> set[tuple[int, bytes]]:
+    """The pair keys the routes ``path_words`` reads in ``calls`` need (what ``gather`` must ask for, each once)."""
+    keys: set[tuple[int, bytes]] = set()
+    for chain_id, to, data in calls:
+        words = path_words(data)
+        plan = None if words is None else words_plan(venues, chain_id, to, words)
+        if plan is not None:
+            keys.update(plan.need_keys)
+    return keys
+
+
 def test_gather_reads_the_routes_path_words_reads() -> None:
     """gather (calldata.path_words inline) asks for exactly the pairs of the routes path_words reads, each once,
     on every fixture swap and mangled variants of it (derandomized)."""
@@ -105,20 +116,9 @@ def test_gather_reads_the_routes_path_words_reads() -> None:
     for c in V2_CALLS:
         to = bytes.fromhex(c.to[2:])  # type: ignore[index]
         calls += [(1, to, d) for d in _mangled(bytes.fromhex(c.input[2:]), rng)]
-    want: set[tuple[int, bytes]] = set()
-    for chain_id, to, data in calls:
-        words = path_words(data)
-        plan = None if words is None else words_plan(venues, chain_id, to, words)
-        if plan is not None:
-            want.update(plan.need_keys)
     for batch in (calls, calls[::7], calls[:50]):
         source = _RecordingSource()
         found, unknown = gather(batch, source, venues)
-        sub: set[tuple[int, bytes]] = set()
-        for chain_id, to, data in batch:
-            words = path_words(data)
-            plan = None if words is None else words_plan(venues, chain_id, to, words)
-            if plan is not None:
-                sub.update(plan.need_keys)
+        sub = _need_keys(venues, batch)
         assert sorted(source.asked) == sorted(sub) and found == [] and unknown == len(sub)
-    assert len(want) > 100
+    assert len(_need_keys(venues, calls)) > 100

@@ -3,6 +3,8 @@ readers."""
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 from hypothesis import given
@@ -18,7 +20,7 @@ from common.hexutil import (
     uint256_to_int,
 )
 from common.testing.fixtures import load_mainnet_calls
-from common.testing.procfs import cpu_seconds, rss_anon_bytes, rss_bytes
+from common.testing.procfs import cpu_seconds, cpu_seconds_exact, rss_anon_bytes, rss_bytes
 from common.testing.replay import Replayer, intrinsic_gas
 
 
@@ -136,9 +138,19 @@ def test_proc_readers_on_self_and_gone_pid() -> None:
     assert (rss_bytes(os.getpid()) or 0) > 1_000_000
     assert 0 < (rss_anon_bytes(os.getpid()) or 0) <= (rss_bytes(os.getpid()) or 0)
     assert cpu_seconds(os.getpid()) is not None
+    # The exact reader counts this process's CPU as the process clock does (both are the scheduler's run time; a
+    # second thread that runs meanwhile is counted too), and grows by what the loop below burns.
+    before, clock = cpu_seconds_exact(os.getpid()), time.process_time()
+    total = 0
+    while time.process_time() - clock < 0.05:
+        total += 1
+    after, spent = cpu_seconds_exact(os.getpid()), time.process_time() - clock
+    assert before is not None and after is not None
+    assert spent >= 0.05 and abs((after - before) - spent) < 0.02
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
     assert rss_bytes(proc.pid) is None
+    assert cpu_seconds_exact(proc.pid) is None
 
 
 @given(st.lists(st.one_of(st.floats(-10, 5000, allow_nan=False), st.sampled_from([0.5, 1.0, 2.0, 3600.0])),

@@ -9,8 +9,10 @@ a bare Sanic app whose handlers return the bytes gatewayd answered for the same 
 ``scripts.bench.http_load`` in its own process (raw asyncio, keep-alive, a fixed request count), against each
 server in turn, alternating over ``--rounds`` rounds after a warm-up round that is not counted.
 
-Measured per round and server: user+sys CPU of the server's process tree from /proc over the round, divided by
-the requests answered. processd's CPU over gatewayd's rounds is reported apart: it is the backend, not
+Measured per round and server: the CPU time of the server's process tree over the round, divided by the requests
+answered; to the nanosecond, from the scheduler's per-thread figures (``/proc/<pid>/task/*/schedstat``: the servers'
+threads live through a round), not in 10 ms ticks (a short round's ~100 ms of CPU, counted in ticks, moved a
+ratio by up to a fifth). processd's CPU over gatewayd's rounds is reported apart: it is the backend, not
 gatewayd (with the micro-cache most requests never reach it). The artifact is ``artifacts/perf/rest_cpu.json``;
 ``ratios`` holds gatewayd / bare per route (median over rounds), the issue's target is <= 1.3.
 """
@@ -119,16 +121,17 @@ def measure(server: ManagedProcess, port: int, path: str, args: argparse.Namespa
             backend: ManagedProcess | None = None) -> dict[str, Any]:
     """One round against one server: its CPU per request (us), and the backend's when given."""
     assert server.pid is not None
-    cpu0 = tree_cpu_seconds(server.pid) or 0.0
-    back0 = (tree_cpu_seconds(backend.pid) or 0.0) if backend is not None and backend.pid else 0.0
+    cpu0 = tree_cpu_seconds(server.pid, exact=True) or 0.0
+    back0 = (tree_cpu_seconds(backend.pid, exact=True) or 0.0) if backend is not None and backend.pid else 0.0
     result = load(port, path, args.requests, connections)
-    cpu = (tree_cpu_seconds(server.pid) or 0.0) - cpu0
+    cpu = (tree_cpu_seconds(server.pid, exact=True) or 0.0) - cpu0
     ok = result["statuses"].get("200", 0)
     if ok != args.requests:
         raise RuntimeError(f"{server.name} {path}: {result['statuses']} of {args.requests} requests")
     row = {"cpu_us_per_request": round(cpu / ok * 1e6, 1), "rps": result["rps"], "body_bytes": result["body_bytes"]}
     if backend is not None and backend.pid:
-        row["processd_cpu_us_per_request"] = round(((tree_cpu_seconds(backend.pid) or 0.0) - back0) / ok * 1e6, 1)
+        back = (tree_cpu_seconds(backend.pid, exact=True) or 0.0) - back0
+        row["processd_cpu_us_per_request"] = round(back / ok * 1e6, 1)
     return row
 
 
@@ -198,12 +201,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="gatewayd requires an API key and runs its rate limiter (never refusing) on every request")
     parser.add_argument("--gatewayd-from", type=Path, default=None,
                         help="a directory holding another revision's gatewayd/ package (git archive REV gatewayd)")
-    parser.add_argument("--short", action="store_true", help="a quick run (1,500 requests, 2 rounds)")
+    parser.add_argument("--short", action="store_true", help="a quick run (1,500 requests, 3 rounds)")
     parser.add_argument("--out-dir", type=Path, default=None)
     parser.add_argument("--out-name", default="rest_cpu")
     args = parser.parse_args(argv)
     if args.short:
-        args.requests, args.rounds = 1500, 2
+        args.requests, args.rounds = 1500, 3
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     results = run(args)
     path = write_artifact(args.out_name, results, directory=args.out_dir, mode="short" if args.short else "full")

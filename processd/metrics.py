@@ -69,7 +69,8 @@ class ProcessdMetrics:
                                  "outcome: stored, repeat, unknown_tx, over_limit, invalid", ["outcome"], registry=r)
         self.blocks = Counter(f"{PREFIX}blocks", "Blocks (TxBatch.blocks) by chain and outcome: stored, "
                               "duplicate (already stored: a resend or a second source), invalid (malformed, chain "
-                              "not served)", ["chain_id", "outcome"], registry=r)
+                              "not served), returned (a stored block stored again: a new block built on it after the "
+                              "chain had left it, a reorg back)", ["chain_id", "outcome"], registry=r)
         self._pool_metrics(r)
         self._lifecycle_metrics(r)
         self.analysis_errors = Counter(f"{PREFIX}analysis_errors", "Transactions whose analysis raised (stored "

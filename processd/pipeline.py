@@ -478,8 +478,14 @@ class IngestPipeline:
             m.sightings.labels(outcome).inc(n)
         if result.blocks:
             m.events.labels(_KIND_NAMES[events_pb2.EVENT_KIND_BLOCK]).inc(len(result.blocks))
+            stored = dict(result.blocks_returned)  # (the returned ones are not counted as stored)
             for _, chain_id, _ in result.blocks:
-                m.blocks.labels(str(chain_id), "stored").inc()
+                if stored.get(chain_id):
+                    stored[chain_id] -= 1
+                else:
+                    m.blocks.labels(str(chain_id), "stored").inc()
+            for chain_id, n in result.blocks_returned.items():
+                m.blocks.labels(str(chain_id), "returned").inc(n)
         for chain_id, n in result.block_duplicates.items():
             m.blocks.labels(str(chain_id), "duplicate").inc(n)
         if result.pool_states or result.pool_duplicates:

@@ -145,6 +145,7 @@ class ProcessdServer:
             lifecycle=(LifeProcess if config.lifecycle_process else LifeEngine)(
                 config.lifecycle_ttl_ms, config.lifecycle_max_pending, config.lifecycle_max_reorg_depth)
             if config.lifecycle_enabled else None,
+            max_reorg_depth=config.lifecycle_max_reorg_depth,
         )
         self.pipeline = IngestPipeline(writer, self.pool, self.models, self.hub, self.metrics,
                                        max_chains=config.max_chains, chain_ids=config.chain_ids,

@@ -136,11 +136,12 @@ class LifeWriter:
         self._sent.append(None)
 
     def block(self, write: LogWrite, block: block_pb2.BlockEnvelope, block_seq: int, received_ns: int,
-              result: CommitResult) -> None:
-        """A new block at ``block_seq``: indexed and counted now, sent to the engine; its value (which holds the
+              result: CommitResult, again: bool = False) -> None:
+        """A new block at ``block_seq`` (``again``: a stored one the chain went back to,
+        ``processd.storage.blockbranch``): indexed and counted now, sent to the engine; its value (which holds the
         tracker's figures) and the lifecycle events it causes are stored by :meth:`drain`. Its records in
         ``result`` are made now, in seq order, and filled in then."""
-        seen_pending = write.index_block(block_seq, block)
+        seen_pending = write.index_block(block_seq, block, again)
         self.engine.send("block", (block.SerializeToString(), block_seq, received_ns))
         chain_id = block.chain_id
         sent = _SentBlock(block, block_seq, received_ns, seen_pending, len(result.blocks), len(result.source_events),

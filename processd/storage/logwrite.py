@@ -145,6 +145,9 @@ class LogWrite:
         #: Counters set (not added to) by this transaction: the lifecycle's restart marks.
         self.sets: dict[bytes, int] = {}
         self.high_water: dict[int, int] = {}
+        #: Blocks indexed by this transaction whose value is not put yet, by seq (``processd.storage.blockbranch``
+        #: reads a stored block's envelope from here first).
+        self.unput_blocks: dict[int, block_pb2.BlockEnvelope] = {}
         # (chain, category, protocol, decoded, source) -> transactions; per-chain tx / decoded / feature counts
         # derive from it once per commit instead of several counter updates per transaction.
         self._feature_tally: dict[FeatureKey, int] = {}
@@ -275,18 +278,19 @@ class LogWrite:
         """Whether ``block``'s (chain, number, hash) is stored already (a resend, or another ingestd's copy)."""
         return self.txn.get(block_key(block.chain_id, block.number, block.hash), db=self.log.blocks_db) is not None
 
-    def add_block(self, seq: int, block: block_pb2.BlockEnvelope, received_ns: int) -> bytes:
+    def add_block(self, seq: int, block: block_pb2.BlockEnvelope, received_ns: int, again: bool = False) -> bytes:
         """Stores ``block`` (not stored yet: :meth:`has_block`) as a BLOCK event at ``seq`` with no lifecycle figures
         (the lifecycle off); returns its value: its index entries and counts (:meth:`index_block`), then its value
         (:meth:`put_block`)."""
-        return self.put_block(seq, block, received_ns, self.index_block(seq, block))
+        return self.put_block(seq, block, received_ns, self.index_block(seq, block, again))
 
-    def index_block(self, seq: int, block: block_pb2.BlockEnvelope) -> int:
+    def index_block(self, seq: int, block: block_pb2.BlockEnvelope, again: bool = False) -> int:
         """Everything of a new block's BLOCK event at ``seq`` but its value: its ``chain_seq`` and ``blocks`` entries
         (so :meth:`has_block` knows it at once) and counts. Returns its ``seen_pending``: how many of its transactions
         the ``tx_hash`` index holds now, at the block's place in the log (one ``getmulti`` of their keys: a block's
         transactions are bounded by ingestd's max_block_txs and processd's check); the others are counted as never
-        seen pending (``AGG_PRIVATE``)."""
+        seen pending (``AGG_PRIVATE``). ``again``: a stored block the chain went back to
+        (``processd.storage.blockbranch``): its ``blocks`` entry moves to ``seq``, the counts stay (counted once)."""
         txn, eventlog = self.txn, self.log
         chain_id = block.chain_id
         hashes = [tx.hash for tx in block.txs]  # (each field read once: every upb read allocates)
@@ -294,13 +298,16 @@ class LogWrite:
         seen_pending = len(self._hash_cursor.getmulti([prefix + h[:TX_KEY_HASH_BYTES] for h in hashes]))
         txn.put(CHAIN_SEQ.pack(chain_id, seq), bytes((KIND_BLOCK,)), db=eventlog.chain_db)
         txn.put(block_key(chain_id, block.number, block.hash), U64.pack(seq), db=eventlog.blocks_db)
+        self.unput_blocks[seq] = block
+        self.high_water[chain_id] = seq
+        if again:
+            return seen_pending
         self._add(agg_chain_key(chain_id, AGG_BLOCKS), 1)
         self._add(agg_chain_key(chain_id, AGG_BLOCK_TXS), len(hashes))
         self._add(agg_chain_key(chain_id, AGG_PRIVATE), len(hashes) - seen_pending)
         first_key = agg_chain_key(chain_id, AGG_FIRST_BLOCK)
         if not self.counters.values.get(first_key) and first_key not in self.sets:
             self.sets[first_key] = seq
-        self.high_water[chain_id] = seq
         return seen_pending
 
     def put_block(self, seq: int, block: block_pb2.BlockEnvelope, received_ns: int, seen_pending: int,
@@ -310,6 +317,7 @@ class LogWrite:
         in, after the events that follow the block in the same commit: ``processd.storage.lifewrite``)."""
         value = block_value(block, received_ns, seen_pending, latency_p50_ms, included_tracked)
         self.txn.put(U64.pack(seq), value, db=self.log.events_db, append=append)
+        self.unput_blocks.pop(seq, None)
         return value
 
     # ---- pool states ------------------------------------------------------------------------------------

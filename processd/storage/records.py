@@ -58,6 +58,9 @@ class CommitResult:
     #: Blocks stored by this commit, in seq order; and blocks not stored because already stored, per chain.
     blocks: list[BlockEntry] = field(default_factory=list)
     block_duplicates: dict[int, int] = field(default_factory=dict)
+    #: Of ``blocks``, per chain, those stored again because the chain went back to them
+    #: (``processd.storage.blockbranch``).
+    blocks_returned: dict[int, int] = field(default_factory=dict)
     #: Pool states stored by this commit, in seq order; and those not stored because already stored.
     pool_states: list[PoolStateEntry] = field(default_factory=list)
     pool_duplicates: int = 0

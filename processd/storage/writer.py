@@ -34,6 +34,7 @@ import lmdb
 
 from common.pb.v1 import block_pb2, pool_pb2
 from processd.errors import ProcessdError
+from processd.storage.blockbranch import returning_branch
 from processd.storage.crashpoints import CrashSwitch
 from processd.storage.diskfull import DiskFullGate, is_write_failure
 from processd.storage.eventlog import EventLog
@@ -151,6 +152,7 @@ class CommitWriter:
         max_sources_per_tx: int = 16,
         max_sources_per_chain: int = 64,
         lifecycle: Engine | None = None,
+        max_reorg_depth: int = 64,
     ) -> None:
         self.log = eventlog
         self._listener = listener
@@ -172,6 +174,8 @@ class CommitWriter:
         #: The transaction lifecycle (None: not tracked, lifecycle_enabled off): its engine in this thread
         #: (``LifeEngine``) or in the lifecycle process (``LifeProcess``).
         self.life = LifeWriter(lifecycle) if lifecycle is not None else None
+        #: How far down a new block's parent is followed to a branch the chain goes back to (``blockbranch``).
+        self.max_reorg_depth = max_reorg_depth
         self._queue: deque[CommitJob] = deque()
         self.queued_envelopes = 0
         self._wakeup = asyncio.Event()
@@ -498,23 +502,36 @@ class CommitWriter:
 
     def _store_blocks(self, write: LogWrite, batch: CommitJob, seq: int, result: CommitResult) -> int:
         """Stores the batch's blocks after its transactions and sightings (so ``seen_pending`` counts the batch's
-        own transactions); a block already stored is only counted. With the lifecycle on, a block's value (which
-        holds the tracker's figures) and the events it causes are stored at the commit's end. Returns the last seq
-        used."""
+        own transactions); a block already stored is only counted, and a new one whose parent is a stored block the
+        chain had left brings that branch back first (``processd.storage.blockbranch``). With the lifecycle on, a
+        block's value (which holds the tracker's figures) and the events it causes are stored at the commit's end.
+        Returns the last seq used."""
         for block in batch.blocks:
             if write.has_block(block):
                 batch.blocks_duplicate += 1
                 result.block_duplicates[block.chain_id] = result.block_duplicates.get(block.chain_id, 0) + 1
                 continue
+            # A parent the chain had left (A, B at its height, now A's child): A's branch is stored again first.
+            for again in returning_branch(write, block, self.max_reorg_depth):
+                seq += 1
+                self._store_block(write, again, seq, batch.received_ns, result, again=True)
+                result.blocks_returned[block.chain_id] = result.blocks_returned.get(block.chain_id, 0) + 1
             seq += 1
             batch.blocks_stored += 1
-            if self.life is not None:  # (its value and lifecycle events are stored at the commit's end)
-                self.life.block(write, block, seq, batch.received_ns, result)
-                continue
-            value = write.add_block(seq, block, batch.received_ns)
-            result.blocks.append((seq, block.chain_id, value))
-            result.add_event(seq, block.chain_id, KIND_BLOCK, value)
+            self._store_block(write, block, seq, batch.received_ns, result)
         return seq
+
+    def _store_block(self, write: LogWrite, block: block_pb2.BlockEnvelope, seq: int, received_ns: int,
+                     result: CommitResult, again: bool = False) -> None:
+        """One BLOCK event at ``seq`` (``again``: a stored block the chain went back to,
+        ``processd.storage.blockbranch``). With the lifecycle on, its value and the lifecycle events it causes are
+        stored at the commit's end."""
+        if self.life is not None:
+            self.life.block(write, block, seq, received_ns, result, again)
+            return
+        value = write.add_block(seq, block, received_ns, again)
+        result.blocks.append((seq, block.chain_id, value))
+        result.add_event(seq, block.chain_id, KIND_BLOCK, value)
 
     def _store_sightings(self, write: LogWrite, batch: CommitJob, sightings: list[Sighting], seq: int,
                          result: CommitResult, from_duplicates: bool = False) -> int:

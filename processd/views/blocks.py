@@ -9,6 +9,7 @@ and one event read per entry, so the cost is the window's, not the log's.
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
 
 import lmdb
@@ -49,10 +50,15 @@ class BlockWindow:
             self._append(summary(seq, value))
 
     def _append(self, entry: query_pb2.ListBlocksBlock) -> None:
-        self.all.append(entry)
         window = self.chains.get(entry.chain_id)
         if window is None:
             window = self.chains[entry.chain_id] = deque(maxlen=self.size)
+        elif window and entry.number <= window[-1].number:  # a reorg, or a block stored again: the chain went back
+            for old in [e for e in window if e.hash == entry.hash]:  # to it (it moves to its new seq, as the index
+                window.remove(old)  # entry does: the window rebuilt at start is the same)
+                with contextlib.suppress(ValueError):  # (gone from the window of all chains already)
+                    self.all.remove(old)
+        self.all.append(entry)
         window.append(entry)
 
     def page(self, chain_id: int, limit: int, cursor: int) -> tuple[list[query_pb2.ListBlocksBlock], int]:

@@ -115,8 +115,9 @@ def audit_log(data_dir: Path) -> Audit:
       event (and nothing else);
     * a TX_SOURCE_SEEN event (a later source) has a ``chain_seq`` entry of its own, names a TX_SEEN of its
       transaction (or one already pruned), and ``tx_sources`` holds exactly the retained transactions' sources;
-    * a BLOCK event has a ``chain_seq`` entry of its own, no (chain, block hash) is stored twice, and ``blocks``
-      maps exactly the retained BLOCK events (chain, number, hash) to their seqs;
+    * a BLOCK event has a ``chain_seq`` entry of its own, no (chain, block hash) is stored twice but after another
+      block at its height (the chain went back to it: ``processd.storage.blockbranch``), and ``blocks`` maps
+      exactly the retained BLOCK events (chain, number, hash) to their seqs (the last copy's);
     * a POOL_STATE event likewise: its own ``chain_seq`` entry, no (chain, pair, block number, block hash) stored
       twice, and ``pools`` maps exactly the retained POOL_STATE events to their seqs.
     * a lifecycle event (TX_INCLUDED, TX_REPLACED, TX_DROPPED, REORG) has a ``chain_seq`` entry of its own, one about
@@ -154,6 +155,7 @@ def audit_log(data_dir: Path) -> Audit:
             life_seq_db = None
         sightings: dict[bytes, int] = {}
         blocks: dict[bytes, int] = {}
+        current_at: dict[tuple[int, int], bytes] = {}  # (chain, number) -> the hash of its last BLOCK event
         pools: dict[bytes, int] = {}
         life: dict[int, tuple[bytes, bytes, int]] = {}
         settled: set[tuple[int, bytes]] = set()
@@ -179,9 +181,11 @@ def audit_log(data_dir: Path) -> Audit:
                     chain_index[CHAIN_SEQ.pack(event.chain_id, seq)] = bytes((KIND_BLOCK,))
                     block = event.block.block
                     bkey = BLOCK_KEY.pack(event.chain_id, block.number, bytes(block.hash))
-                    if bkey in blocks:
+                    height = (event.chain_id, block.number)
+                    if bkey in blocks and current_at.get(height) == bytes(block.hash):
                         out.problems.append(f"block {seq}: (chain, block hash) stored twice")
                     blocks[bkey] = seq
+                    current_at[height] = bytes(block.hash)
                     continue
                 if event.kind == KIND_POOL_STATE:  # a unit of its own, like a block
                     chain_index[CHAIN_SEQ.pack(event.chain_id, seq)] = bytes((KIND_POOL_STATE,))

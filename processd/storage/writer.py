@@ -10,12 +10,12 @@ the event loop keeps receiving and the workers keep preparing the next group. On
 the :class:`CommitListener` told (read models, live subscribers) and the batches released to their acks
 (:attr:`CommitJob.done`).
 
-A batch's sightings (later sources of transactions, ``TxBatch.sightings``) are stored after its envelopes, in
-the same write transaction, one TX_SOURCE_SEEN event each (:meth:`CommitWriter._store_sightings`); then its blocks
-(``TxBatch.blocks``), one BLOCK event each unless already stored (:meth:`CommitWriter._store_blocks`); then its pool
-states (``TxBatch.pools``), one POOL_STATE event each unless already stored (:meth:`CommitWriter._store_pools`), so a
-batch is acked only after the commit that stores its blocks and pool states. The lifecycle events that the commit's
-transactions and blocks cause (``processd.storage.lifewrite``) follow them at the commit's end, in the same
+What one batch stores, in order, is :class:`processd.storage.batchstore.BatchStore`'s:
+its envelopes, its sightings (later sources of transactions, ``TxBatch.sightings``: one TX_SOURCE_SEEN event each),
+its blocks (``TxBatch.blocks``: one BLOCK event each unless already stored), its TxGone reports and its pool states
+(``TxBatch.pools``: one POOL_STATE event each unless already stored), all in the commit's write transaction, so a
+batch is acked only after the commit that stores its blocks and pool states. The lifecycle events that the
+commit's transactions and blocks cause (``processd.storage.lifewrite``) follow them at the commit's end, in the same
 transaction.
 """
 
@@ -34,15 +34,14 @@ import lmdb
 
 from common.pb.v1 import block_pb2, pool_pb2
 from processd.errors import ProcessdError
-from processd.storage.blockbranch import returning_branch
+from processd.storage.batchstore import BatchStore
 from processd.storage.crashpoints import CrashSwitch
 from processd.storage.diskfull import DiskFullGate, is_write_failure
 from processd.storage.eventlog import EventLog
-from processd.storage.layout import KIND_BLOCK, KIND_POOL_STATE, KIND_SOURCE
 from processd.storage.lifeengine import Gone
 from processd.storage.lifeproc import LifeProcess, LifeProcessLost
 from processd.storage.lifewrite import Engine, LifeWriter
-from processd.storage.logwrite import LogCounters, LogWrite, Sighting, duplicate_sightings
+from processd.storage.logwrite import LogCounters, LogWrite, Sighting
 from processd.storage.records import CommitResult
 from processd.wire.columns import BatchColumns
 
@@ -174,8 +173,7 @@ class CommitWriter:
         #: The transaction lifecycle (None: not tracked, lifecycle_enabled off): its engine in this thread
         #: (``LifeEngine``) or in the lifecycle process (``LifeProcess``).
         self.life = LifeWriter(lifecycle) if lifecycle is not None else None
-        #: How far down a new block's parent is followed to a branch the chain goes back to (``blockbranch``).
-        self.max_reorg_depth = max_reorg_depth
+        self._batches = BatchStore(self.life, max_sources_per_tx=max_sources_per_tx, max_reorg_depth=max_reorg_depth)
         self._queue: deque[CommitJob] = deque()
         self.queued_envelopes = 0
         self._wakeup = asyncio.Event()
@@ -409,7 +407,7 @@ class CommitWriter:
         write = LogWrite(self.log, self._counters)
         try:
             for batch in group:
-                seq = self._store_batch(write, batch, seq, result)
+                seq = self._batches.store(write, batch, seq, result)
             if life is not None:
                 seq = life.finish(write, seq, result)
             write.count_stored()
@@ -439,122 +437,3 @@ class CommitWriter:
         result.aggregates = new_values
         result.duration_s = time.perf_counter() - started
         return result
-
-    def _store_batch(self, write: LogWrite, batch: CommitJob, seq: int, result: CommitResult) -> int:
-        """Stores one batch after ``seq``: its new transactions, then its sightings, then the sources of its
-        duplicates (another ingestd's envelope of a stored transaction is a later sighting), then its blocks, its
-        TxGone reports and its pool states; returns the last seq. The lifecycle events its transactions and blocks
-        cause are stored at the commit's end (``LifeWriter.finish``), or before a later TxGone report's."""
-        columns = batch.prepared.result()
-        # A group aborted by MapFull is written again after the map grows: start the ack's counts afresh.
-        batch.sightings_stored = batch.sightings_ignored = batch.blocks_stored = batch.blocks_duplicate = 0
-        batch.pools_stored = batch.pools_duplicate = 0
-        batch.gone_stored = batch.gone_ignored = 0
-        result.analysis_errors += columns.analysis_errors
-        n = len(columns.tx_key)
-        columns, duplicate_values = write.claim_hashes(columns, seq + 1)
-        if columns.tx_key:
-            first = seq + 1
-            seq += len(columns.values)
-            write.append(columns, first)
-            result.add_stored(first, columns)
-            batch.first_seq, batch.last_seq = first, seq
-            if self.life is not None:
-                self.life.stored(write, columns, first, batch.received_ns)
-        else:
-            batch.first_seq = batch.last_seq = 0
-        batch.duplicates = len(duplicate_values)
-        batch.accepted = n - batch.duplicates
-        result.envelopes += n
-        if batch.sightings:
-            seq = self._store_sightings(write, batch, batch.sightings, seq, result)
-        if duplicate_values:
-            seq = self._store_sightings(write, batch, duplicate_sightings(duplicate_values), seq, result,
-                                        from_duplicates=True)
-        if batch.blocks:
-            seq = self._store_blocks(write, batch, seq, result)
-        if batch.gone:
-            applied = 0
-            if self.life is not None:
-                applied, seq = self.life.gone(write, batch.gone, seq, batch.received_ns, result)
-            batch.gone_stored, batch.gone_ignored = applied, len(batch.gone) - applied
-            result.gone_applied += applied
-            result.gone_ignored += len(batch.gone) - applied
-        if batch.pools:
-            seq = self._store_pools(write, batch, seq, result)
-        return seq
-
-    @staticmethod
-    def _store_pools(write: LogWrite, batch: CommitJob, seq: int, result: CommitResult) -> int:
-        """Stores the batch's pool states after its blocks and TxGone reports; one already stored (same chain, pair,
-        block number and hash) is only counted. Returns the last seq used."""
-        for state in batch.pools:
-            value = write.add_pool_state(seq + 1, state, batch.received_ns)
-            if not value:
-                batch.pools_duplicate += 1
-                result.pool_duplicates += 1
-                continue
-            seq += 1
-            batch.pools_stored += 1
-            result.pool_states.append((seq, state.chain_id, value))
-            result.add_event(seq, state.chain_id, KIND_POOL_STATE, value)
-        return seq
-
-    def _store_blocks(self, write: LogWrite, batch: CommitJob, seq: int, result: CommitResult) -> int:
-        """Stores the batch's blocks after its transactions and sightings (so ``seen_pending`` counts the batch's
-        own transactions); a block already stored is only counted, and a new one whose parent is a stored block the
-        chain had left brings that branch back first (``processd.storage.blockbranch``). With the lifecycle on, a
-        block's value (which holds the tracker's figures) and the events it causes are stored at the commit's end.
-        Returns the last seq used."""
-        for block in batch.blocks:
-            if write.has_block(block):
-                batch.blocks_duplicate += 1
-                result.block_duplicates[block.chain_id] = result.block_duplicates.get(block.chain_id, 0) + 1
-                continue
-            # A parent the chain had left (A, B at its height, now A's child): A's branch is stored again first.
-            for again in returning_branch(write, block, self.max_reorg_depth):
-                seq += 1
-                self._store_block(write, again, seq, batch.received_ns, result, again=True)
-                result.blocks_returned[block.chain_id] = result.blocks_returned.get(block.chain_id, 0) + 1
-            seq += 1
-            batch.blocks_stored += 1
-            self._store_block(write, block, seq, batch.received_ns, result)
-        return seq
-
-    def _store_block(self, write: LogWrite, block: block_pb2.BlockEnvelope, seq: int, received_ns: int,
-                     result: CommitResult, again: bool = False) -> None:
-        """One BLOCK event at ``seq`` (``again``: a stored block the chain went back to,
-        ``processd.storage.blockbranch``). With the lifecycle on, its value and the lifecycle events it causes are
-        stored at the commit's end."""
-        if self.life is not None:
-            self.life.block(write, block, seq, received_ns, result, again)
-            return
-        value = write.add_block(seq, block, received_ns, again)
-        result.blocks.append((seq, block.chain_id, value))
-        result.add_event(seq, block.chain_id, KIND_BLOCK, value)
-
-    def _store_sightings(self, write: LogWrite, batch: CommitJob, sightings: list[Sighting], seq: int,
-                         result: CommitResult, from_duplicates: bool = False) -> int:
-        """Stores ``sightings`` of ``batch`` (after its envelopes, so one of them may name a transaction of this
-        very batch); returns the last seq used. Idempotent: a sighting of a transaction not in the log, a repeated
-        (transaction, source), the first source itself, or one past ``max_sources_per_tx`` is only counted
-        (:meth:`LogWrite.add_sighting`).
-
-        ``from_duplicates``: the sightings are duplicate envelopes (another ingestd's, or a resend). They are not
-        the batch's ``TxBatch.sightings`` (its ack does not count them), and a repeat, a resend's usual case, is
-        not counted at all."""
-        outcomes = result.sightings
-        stored = 0
-        for sighting in sightings:
-            outcome, value = write.add_sighting(seq + 1, sighting, batch.received_ns, self.max_sources_per_tx)
-            if outcome == "stored":
-                seq += 1
-                stored += 1
-                result.add_event(seq, sighting[0], KIND_SOURCE, value)
-            elif outcome == "repeat" and from_duplicates:
-                continue
-            outcomes[outcome] = outcomes.get(outcome, 0) + 1
-        if not from_duplicates:
-            batch.sightings_stored += stored
-            batch.sightings_ignored += len(sightings) - stored
-        return seq

@@ -67,7 +67,7 @@ from processd.storage.lifestate import (
     LifeEvent,
     Pending,
 )
-from processd.wire.encoding import DroppedBody, IncludedBody, ReplacedBody
+from processd.wire.lifeencoding import DroppedBody, IncludedBody, ReplacedBody
 
 KIND_INCLUDED: int = events_pb2.EVENT_KIND_TX_INCLUDED
 KIND_REPLACED: int = events_pb2.EVENT_KIND_TX_REPLACED

@@ -3,7 +3,7 @@ events it derives encoded as the log stores them.
 
 :class:`LifeEngine` holds the :class:`~processd.storage.lifecycle.LifecycleTracker` and answers each input of a
 commit (a batch's stored transactions, a block, TxGone reports) with plain data: the events' values encoded
-(:func:`processd.wire.encoding.life_encode`), their kinds, chains, hashes and one figure each (:data:`LifeGroup`),
+(:func:`processd.wire.lifeencoding.life_encode`), their kinds, chains, hashes and one figure each (:data:`LifeGroup`),
 which ``processd.storage.lifewrite.LifeWriter`` puts into the write transaction at the seqs it assigns. Only lists,
 bytes and ints go in and out, so the engine runs either in the writer's thread or in a process of its own
 (``processd.storage.lifeproc``, ``--lifecycle-process``, the default), where the tracker's work and the encoding do
@@ -45,7 +45,7 @@ from processd.storage.lifecycle import EVICTED, LifecycleTracker
 from processd.storage.lifestate import HASH as _HASH
 from processd.storage.lifestate import LifeEvent, Pending
 from processd.wire.columns import LIFE_ROW
-from processd.wire.encoding import life_encode
+from processd.wire.lifeencoding import life_encode
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def pendings_of_rows(rows: Sequence[tuple[bytes, bytes, int, bytes, int, bool]],
 
 def encode_group(events: list[LifeEvent], received_ns: int, source_id: str) -> LifeGroup:
     """``events`` as the log stores them (:data:`LifeGroup`): the values, the TX_SEEN seq each names and the figures
-    from one walk of the bodies (:func:`processd.wire.encoding.life_encode`), the rest C-level maps."""
+    from one walk of the bodies (:func:`processd.wire.lifeencoding.life_encode`), the rest C-level maps."""
     values, tx_seqs, figures = life_encode(events, received_ns, source_id)
     return values, list(map(_KIND, events)), list(map(_CHAIN, events)), list(map(_THIRD, events)), tx_seqs, figures
 

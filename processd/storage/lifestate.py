@@ -17,7 +17,7 @@ from operator import itemgetter
 from typing import Final, NamedTuple
 
 from common.pb.v1 import events_pb2
-from processd.wire.encoding import DroppedBody, IncludedBody, ReplacedBody
+from processd.wire.lifeencoding import DroppedBody, IncludedBody, ReplacedBody
 
 #: A lifecycle event to store: (kind, chain id, transaction hash (empty for REORG), the transaction's first-seen
 #: unix ns, body: an IncludedBody, ReplacedBody or DroppedBody (encoded by hand), or a Reorg message).

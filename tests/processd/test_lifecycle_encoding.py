@@ -1,4 +1,4 @@
-"""The hand-encoded lifecycle values (processd/wire/encoding.py: included_value, flat_value) parse as the protobuf
+"""The hand-encoded lifecycle values (processd/wire/lifeencoding.py: included_value, flat_value) parse as the protobuf
 library's Event with the same fields, zero fields included (omitted, as protobuf omits them), at the same size."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from common.testing.synth import synthetic_envelopes, typed_envelopes
 from processd.storage.layout import decode_event
 from processd.storage.lifeengine import pending_of, pendings_of_rows
 from processd.wire.columns import LIFE_ROW, life_row
-from processd.wire.encoding import DroppedBody, IncludedBody, ReplacedBody, life_encode, life_value, life_values
+from processd.wire.lifeencoding import DroppedBody, IncludedBody, ReplacedBody, life_encode, life_value, life_values
 
 _u64 = st.integers(0, 2**64 - 1)
 

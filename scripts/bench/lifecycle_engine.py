@@ -34,7 +34,10 @@ _REPLAY = """
 import hashlib, json, pickle, sys, time
 from processd.__main__ import tune_gc
 from processd.storage.lifeengine import LifeEngine
-from processd.wire.lifeencoding import life_values
+try:
+    from processd.wire.lifeencoding import life_values
+except ImportError:  # (a tree from before the lifecycle's encoding had its own module)
+    from processd.wire.encoding import life_values
 tune_gc()
 life_values([], 0, "")  # (warm-up: the encoder's tables are made on first use, once per process)
 calls = pickle.load(open(sys.argv[1], "rb"))

@@ -470,7 +470,10 @@ class LogWrite:
         self.txn.delete(CHAIN_SEQ.pack(event.chain_id, event.seq_id), db=self.log.chain_db)
         if event.kind == KIND_BLOCK:
             block = event.block.block
-            self.txn.delete(block_key(event.chain_id, block.number, block.hash), db=self.log.blocks_db)
+            key = block_key(event.chain_id, block.number, block.hash)
+            held = self.txn.get(key, db=self.log.blocks_db)
+            if held is not None and U64.unpack(held)[0] == event.seq_id:  # (not when the entry moved to a later
+                self.txn.delete(key, db=self.log.blocks_db)  # copy: a block the chain went back to, blockbranch)
         else:
             state = event.pool_state.state
             self.txn.delete(pool_key(event.chain_id, state.pair, state.block_number, state.block_hash),

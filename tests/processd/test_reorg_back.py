@@ -88,3 +88,19 @@ async def test_lifecycle_off_stores_the_returning_branch_too(server_factory: Fac
                                      _batch(4, blocks=[B2A, B3])], max_inflight=1)
     assert await _blocks(srv.address) == [(3, b"\x00"), (2, b"\x00"), (2, b"\x01"), (1, b"\x00")]
     assert await _life(srv.address) == []
+
+
+async def test_pruning_a_block_stored_again_keeps_its_later_copy(server_factory: Factory, tmp_path: Path) -> None:
+    """Retention prunes 2a's first BLOCK event: the ``blocks`` entry, which moved to its later copy, stays (2a is
+    still known: a resend of it is a duplicate), and the log's indexes match its events."""
+    data = tmp_path / "lmdb"
+    srv = await server_factory(data_dir=data, lifecycle_enabled=False, retention_max_events=4)
+    b4 = _block(4, [], parent=B3.hash)
+    b5 = _block(5, [], parent=b4.hash)
+    await push_batches(srv.address, [_batch(1, blocks=[B1]), _batch(2, blocks=[B2A]), _batch(3, blocks=[B2B]),
+                                     _batch(4, blocks=[B2A, B3]), _batch(5, blocks=[b4]), _batch(6, blocks=[b5])],
+                       max_inflight=1)
+    [ack] = await push_batches(srv.address, [_batch(7, blocks=[B2A])])
+    assert (ack.blocks_stored, ack.blocks_ignored) == (0, 1)
+    await srv.stop(grace_s=0.5)
+    audit_log(data).assert_clean()

@@ -8,12 +8,15 @@ events that are not inclusions), on the event loop, after each commit and before
 from __future__ import annotations
 
 from collections import Counter
+from typing import TYPE_CHECKING
 
 from common.pb.v1 import events_pb2
 from common.promutil import observe_many
 from processd.metrics import ProcessdMetrics
 from processd.storage.records import CommitResult
-from processd.storage.writer import CommitWriter
+
+if TYPE_CHECKING:  # (the pipeline drives the writer; this module only reads two of its figures)
+    from processd.storage.writer import CommitWriter
 
 _KIND_NAMES: dict[int, str] = {events_pb2.EVENT_KIND_TX_SEEN: "tx_seen", events_pb2.EVENT_KIND_TX_DECODED: "tx_decoded",
                                events_pb2.EVENT_KIND_OPP_DETECTED: "opp_detected",

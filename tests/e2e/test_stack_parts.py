@@ -15,14 +15,13 @@ import pytest
 
 from common.envconfig import ConfigError
 from common.testing.anvil import AnvilNode
-from common.testing.demo import (
+from common.testing.demo import lock_demo_dir, main
+from common.testing.demo_status import (
     ChainStatus,
     RateMeter,
     ValuedTally,
     ValuedTracker,
     format_status,
-    lock_demo_dir,
-    main,
     parse_snapshot,
     redraw,
 )

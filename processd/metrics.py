@@ -17,7 +17,7 @@ from processd.analysis.validation import REASON_NAMES
 from processd.storage.eventlog import AGG_SOURCE, AGG_SOURCE_LATER, AGG_SOURCE_WINS, U64
 from processd.storage.logwrite import SIGHTING_OUTCOMES
 from processd.views import ingest_stats
-from processd.views.subscriptions import CUT_SLOW, CUT_SLOW_STREAM
+from processd.views.subscribers import CUT_SLOW, CUT_SLOW_STREAM
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,8 @@ from processd.views.filter_index import FilterGroup, FilterIndex
 from processd.views.filter_match import match_raw
 from processd.views.filter_model import FilterError, TxFilter, compile_filter
 from processd.views.many import ManyLimitError, ManyRequestError, heartbeat
-from processd.views.subscriptions import ManyStream, Subscriber, SubscriptionHub, framed_message
+from processd.views.subscribers import ManyStream, Subscriber, framed_message
+from processd.views.subscriptions import SubscriptionHub
 from processd.wire.encoding import scan_response
 
 log = logging.getLogger(__name__)

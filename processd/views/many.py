@@ -12,7 +12,8 @@ then follow commits and its bytes the taken events, not the filters.
 This module holds the pure parts: the errors of a request, the serialized messages of a stream's matches
 (:func:`tagged_entries`, from the round's ``FilterIndex.many_txs``: each taken transaction lists the groups with
 streams that took it, ``TxView.takers``) and of its acknowledgements (:func:`ack_entry`). The stream's buffer
-and registration are in :mod:`processd.views.subscriptions` (``ManyStream``, ``SubscriptionHub.change_filters``).
+is :mod:`processd.views.subscribers`' ``ManyStream``, its registration
+:mod:`processd.views.subscriptions`' ``SubscriptionHub.change_filters``.
 """
 
 from __future__ import annotations

@@ -54,7 +54,8 @@ def _fanout_rounds(filters: int, rounds: int) -> dict[str, Any]:
     from processd.analysis.prepare import prepare_batch
     from processd.storage.records import CommitResult
     from processd.views.filter_model import compile_filter
-    from processd.views.subscriptions import ManyStream, SubscriptionHub
+    from processd.views.subscribers import ManyStream
+    from processd.views.subscriptions import SubscriptionHub
     from scripts.bench.filter_bench import _event_filter, make_filters
     from scripts.bench.processd_bench import CHAINS
 

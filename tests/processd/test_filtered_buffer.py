@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from common.pb.v1 import query_pb2
 from processd.views.filter_model import compile_filter
-from processd.views.subscriptions import CUT_SLOW, Subscriber, SubscriptionHub
+from processd.views.subscribers import CUT_SLOW, Subscriber
+from processd.views.subscriptions import SubscriptionHub
 from tests.processd._filter_data import CHAINS, commit_of, predicate
 
 

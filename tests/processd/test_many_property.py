@@ -21,7 +21,8 @@ from processd.views import many
 from processd.views.filter_index import FilterIndex
 from processd.views.filter_model import compile_filter
 from processd.views.many import ManyLimitError, ManyRequestError
-from processd.views.subscriptions import CUT_SLOW_STREAM, ManyStream, Subscriber, SubscriptionHub
+from processd.views.subscribers import CUT_SLOW_STREAM, ManyStream, Subscriber
+from processd.views.subscriptions import SubscriptionHub
 from processd.wire.encoding import varint, varints
 from processd.wire.tags import tag
 from tests.processd._filter_data import EventFilter, commit_of, predicate, stored

@@ -13,7 +13,8 @@ from common.testing.synth import synthetic_envelopes
 from processd.api.server import ProcessdServer
 from processd.storage.records import OppEntry
 from processd.views.readmodels import OpportunityWindow, ReadModels
-from processd.views.subscriptions import Subscriber, SubscriptionHub
+from processd.views.subscribers import Subscriber
+from processd.views.subscriptions import SubscriptionHub
 from processd.wire import encoding
 from tests.processd._helpers import make_config
 

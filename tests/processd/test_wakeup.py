@@ -1,11 +1,11 @@
-"""processd.views.subscriptions.Wakeup: a subscriber's wake-up flag with a heartbeat timeout, one timer per
+"""processd.views.subscribers.Wakeup: a subscriber's wake-up flag with a heartbeat timeout, one timer per
 subscriber (re-armed when it fires before the deadline of the latest wait), not one per wait."""
 
 from __future__ import annotations
 
 import asyncio
 
-from processd.views.subscriptions import Wakeup
+from processd.views.subscribers import Wakeup
 
 
 async def test_a_set_flag_returns_at_once_and_a_set_during_the_wait_wakes_it() -> None:

@@ -158,7 +158,10 @@ class ProcessdMetrics:
         _zero(self.pool_states, _BLOCK_OUTCOMES)  # pipeline: check_pools, committed (same outcomes as blocks)
 
     def _many_metrics(self, r: CollectorRegistry) -> None:
-        """SubscribeMany's metrics (issue 18; its cuts are ``subscriber_cuts{reason="slow_stream"}``)."""
+        """SubscribeMany's metrics (issue 18; its cuts are ``subscriber_cuts{reason="slow_stream"}``), and the log walks
+        of the unary reads."""
+        self.log_walks = Gauge(f"{PREFIX}log_walks", "ScanEvents and ListTransactions pages being read in the "
+                               "log-walk threads or waiting for one (processd.api.query_service)", registry=r)
         self.many_streams = Gauge(f"{PREFIX}many_streams", "Live SubscribeMany streams", registry=r)
         self.many_filters = Gauge(f"{PREFIX}many_filters", "Filters held by the live SubscribeMany streams",
                                   registry=r)

@@ -281,6 +281,7 @@ class ProcessdServer:
             m.valuation_view_pairs.set_function(view.__len__)
             m.valuation_view_evicted.set_function(lambda: view.counters.evicted)
         m.lifecycle_rebuild_seconds.set_function(lambda: self.writer.life.rebuild_s if self.writer.life else 0.0)
+        m.log_walks.set_function(lambda: self.query.log_walks)
         m.lifecycle_process_restarts.set_function(self._life_restarts)
         for name in ("recent_tx", "recent_features", "window_held_values", "opportunities", "counters",
                      "ingest_stats", "chains", "pools", "inclusion_latencies"):
@@ -305,6 +306,7 @@ class ProcessdServer:
         self.hub.close()
         if self._server is not None:
             await self._server.stop(grace_s)
+        self.query.close()  # (a log walk still in its thread ends before the log closes)
         await self.writer.stop()
         await self.pool.stop()
         if self.eventlog.env is not None:

@@ -20,6 +20,7 @@ import lmdb
 
 from processd.errors import ProcessdError
 from processd.storage.layout import DB_NAMES, LATER_DB_NAMES, META_LAST_SEQ, META_SCHEMA, SCHEMA_VERSION, U32, U64
+from processd.storage.readgate import ReadGate
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -61,7 +62,8 @@ def lock_data_dir(path: Path) -> int:
 
 
 class LogEnvironment:
-    """Owns the LMDB environment: reads are synchronous and short; the writer thread uses :attr:`env` directly.
+    """Owns the LMDB environment: reads are synchronous and short (the long ones in worker threads go through
+    :attr:`reads`); the writer thread uses :attr:`env` directly.
     :class:`~processd.storage.eventlog.EventLog` adds the read paths."""
 
     def __init__(self, path: Path, map_size_bytes: int, sync: bool = True,
@@ -83,6 +85,8 @@ class LogEnvironment:
         self.life_db: Any = None
         self.life_seq_db: Any = None
         self.stale_readers_cleared = 0
+        #: The reads that run in worker threads, against growing the map (``processd.storage.readgate``).
+        self.reads = ReadGate()
         self._lock_fd: int | None = None
 
     def open(self) -> Self:
@@ -229,6 +233,9 @@ class LogEnvironment:
         return int(env.info()["last_pgno"] + 1) * int(env.stat()["psize"])
 
     def set_map_size(self, size_bytes: int) -> None:
-        """Grows the map; only while no transaction of this process is open (the caller guarantees it)."""
-        self._require().set_mapsize(size_bytes)
-        self.map_size_bytes = self._require().info()["map_size"]
+        """Grows the map; only while no transaction of this process is open: the caller runs on the event loop's
+        thread, where the other reads run, and the reads of worker threads (:attr:`reads`) are waited for."""
+        def grow() -> None:
+            self._require().set_mapsize(size_bytes)
+            self.map_size_bytes = self._require().info()["map_size"]
+        self.reads.exclusive(grow)

@@ -323,7 +323,8 @@ class CommitWriter:
                         raise
                     self._restart_life(exc)
                 except _MapFull:
-                    # No read transaction is open here: reads run synchronously on this event loop thread.
+                    # No read transaction is open here: reads run on this event loop thread, or in worker threads
+                    # that set_map_size waits for (processd.storage.readgate).
                     if not self._grow_map():
                         result = self._reject_storage_full(
                             group, "map_full", f"map {self.log.map_size_bytes >> 20} MiB = max")

@@ -142,11 +142,16 @@ class Subscriber:
             # Only a commit right after registration can start before next_seq: frame this one apart.
             last = entries[-1][2]
             entries = [(framed_message([b], last), n, last) for b, n in group.frames(self.next_seq)]
+        return self._buffer_ready(entries, CUT_SLOW)
+
+    def _buffer_ready(self, entries: list[Any], reason: str) -> bool:
+        """Appends ready entries (``(bytes, events, last_seq)``); False, and the cut with ``reason``, when the
+        buffer would overflow."""
         events = sum(n for _, n, _ in entries)
         if not events:
             return True
         if self.buffered_events + events > self.max_buffered:
-            self.cut_reason = CUT_SLOW
+            self.cut_reason = reason
             self.buffer.clear()
             self.buffered_events = 0
             self.wakeup.set()
@@ -211,19 +216,7 @@ class ManyStream(Subscriber):
 
     def offer_entries(self, entries: list[ManyEntry], reason: str = CUT_SLOW_STREAM) -> bool:
         """Appends ready entries; False (and the cut, with ``reason``) when the buffer would overflow."""
-        count = sum(n for _, n, _ in entries)
-        if not count:
-            return True
-        if self.buffered_events + count > self.max_buffered:
-            self.cut_reason = reason
-            self.buffer.clear()
-            self.buffered_events = 0
-            self.wakeup.set()
-            return False
-        self.buffer.extend(entries)
-        self.buffered_events += count
-        self.wakeup.set()
-        return True
+        return self._buffer_ready(entries, reason)
 
 
 def framed_message(entries: list[bytes], last_seq: int) -> bytes:

@@ -18,8 +18,9 @@ hosted provider's round trip (``--latency-ms``, 30 by default):
     the least any Python consumer does: one ``websockets`` connection, ``orjson.loads`` of each notification.
 
 The measured window is the same for every consumer: from the first send until the consumer's processes have gone
-quiet after the drive (CPU under 2% of a core for 0.5 s), read from ``/proc`` (user+sys of every process of the
-consumer), so nothing polls the consumer while it works. Delivered = accepted hashes the consumer stored (mempulse:
+quiet after the drive (CPU under 2% of a core for 0.5 s), read from ``/proc`` (the run time of every thread of
+every process of the consumer, to the nanosecond; the user+sys ticks too, as a cross-check: ``cpu_s_ticks``), so
+nothing polls the consumer while it works. Delivered = accepted hashes the consumer stored (mempulse:
 read back from processd over Query) or saw (the loops). Latency: mempulse, ingestd's announce-to-durable-ack
 histogram (``notification_to_ack``); the loops, anvil's acceptance (the send's answer) to the loop seeing it.
 RSS per process (and its anonymous part) at the end of each phase.

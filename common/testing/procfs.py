@@ -5,7 +5,9 @@ clock ticks, or exact from the scheduler's per-thread figures), and its descenda
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -70,6 +72,18 @@ def cpu_seconds_exact(pid: int) -> float | None:
         except (OSError, IndexError, ValueError):
             return None
     return total / 1e9
+
+
+@functools.cache
+def exact_cpu_available() -> bool:
+    """Whether the kernel keeps per-thread schedstat, which :func:`cpu_seconds_exact` reads."""
+    return os.path.exists("/proc/self/schedstat")
+
+
+def cpu_reader(exact: bool) -> Callable[[int], float | None]:
+    """:func:`cpu_seconds_exact` when ``exact`` and the kernel has it (:func:`exact_cpu_available`), else
+    :func:`cpu_seconds`."""
+    return cpu_seconds_exact if exact and exact_cpu_available() else cpu_seconds
 
 
 def descendants(pid: int) -> list[int]:

@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from common.testing.procfs import cpu_seconds, cpu_seconds_exact, descendants, rss_anon_bytes, rss_bytes
+from common.testing.procfs import cpu_reader, cpu_seconds, descendants, rss_anon_bytes, rss_bytes
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACT_DIR = REPO_ROOT / "artifacts" / "perf"
@@ -193,9 +193,8 @@ def tree_cpu_seconds(pid: int, *, exact: bool = False) -> float | None:
     main process alone is ~70% of its CPU). A descendant that exits between two readings takes its CPU with it.
     ``exact``: :func:`cpu_seconds_exact` instead (nanoseconds, not 10 ms ticks, of live threads: for short spans over
     which no thread exits); ticks when the kernel keeps no schedstat."""
-    if exact and os.path.exists("/proc/self/schedstat"):
-        return _sum_or_none(cpu_seconds_exact(p) for p in _tree(pid, True))
-    return _sum_or_none(cpu_seconds(p) for p in _tree(pid, True))
+    read = cpu_reader(exact)
+    return _sum_or_none(read(p) for p in _tree(pid, True))
 
 
 def _tree(pid: int, tree: bool) -> list[int]:

@@ -52,9 +52,9 @@ import httpx
 from common.testing.anvil import AnvilNode
 from common.testing.fixtures import MainnetCall, load_mainnet_calls
 from common.testing.netutil import free_port, wait_for_port
-from common.testing.procfs import cpu_seconds, cpu_seconds_exact, descendants, rss_anon_bytes, rss_bytes
+from common.testing.procfs import cpu_reader, descendants, exact_cpu_available, rss_anon_bytes, rss_bytes
 from common.testing.replay import Replayer
-from scripts.bench.harness import REPO_ROOT, percentile, ratio, read_artifact, write_artifact
+from scripts.bench.harness import REPO_ROOT, percentile, ratio, read_artifact, tree_cpu_seconds, write_artifact
 from scripts.bench.ingest_bench import clear_pool, delta, hist_quantile, msum, scrape, start_proxy, stop, stored_hashes
 
 log = logging.getLogger("rate_sweep")
@@ -105,10 +105,6 @@ async def paced_drive(http_url: str, rate: float | None, duration_s: float, call
 
 # ------------------------------------------------------------------------------------------ processes
 
-#: Whether the kernel keeps per-thread schedstat (the exact CPU of :func:`cpu_of`).
-EXACT_CPU = Path("/proc/self/schedstat").exists()
-
-
 def tree_pids(pid: int) -> list[int]:
     return [pid, *descendants(pid)]
 
@@ -117,8 +113,7 @@ def cpu_of(pids: dict[str, int], exact: bool = False) -> dict[str, float]:
     """CPU seconds of each named process and its descendants: user+sys in clock ticks, or (``exact``) the
     scheduler's run time of their live threads to the nanosecond (a 6 s phase at 200 tx/s is a few hundred ms of
     CPU over several processes: 10 ms ticks each moved the short sweep's ratio by several percent)."""
-    read = cpu_seconds_exact if exact and EXACT_CPU else cpu_seconds
-    return {name: sum(read(p) or 0.0 for p in tree_pids(pid)) for name, pid in pids.items()}
+    return {name: tree_cpu_seconds(pid, exact=exact) or 0.0 for name, pid in pids.items()}
 
 
 def wait_quiet(pids: dict[str, int], deadline_s: float) -> tuple[float, dict[str, float]]:
@@ -206,7 +201,7 @@ def run_phase(consumer: str, rate: float | None, ws: str, http: str, node: Anvil
             pids = {consumer: worker.pid}
         time.sleep(0.5)  # start-up work (imports, connections) out of the window
         ticks0, cpu0 = cpu_of(pids), cpu_of(pids, exact=True)
-        main_cpu = cpu_seconds_exact if EXACT_CPU else cpu_seconds
+        main_cpu = cpu_reader(True)
         processd_main0 = main_cpu(pids["processd"]) if "processd" in pids else None
         t0 = time.monotonic()
         traffic = asyncio.run(paced_drive(node.http_url, rate, args.drive_s, calls, 300 * index % len(calls)))
@@ -255,7 +250,7 @@ def run_phase(consumer: str, rate: float | None, ws: str, http: str, node: Anvil
         total_cpu = sum(cpu[name] for name in pids)
         out.update(delivered=delivered, delivered_ratio=round(delivered / len(accepted), 4) if accepted else None,
                    cpu_s={k: round(v, 3) for k, v in cpu.items()}, cpu_s_total=round(total_cpu, 3),
-                   cpu_s_ticks={k: round(v, 3) for k, v in ticks.items()}, cpu_exact=EXACT_CPU,
+                   cpu_s_ticks={k: round(v, 3) for k, v in ticks.items()}, cpu_exact=exact_cpu_available(),
                    cpu_us_per_tx=round(total_cpu * 1e6 / delivered, 1) if delivered else None,
                    cpu_core_share=round(total_cpu / (t1 - t0), 3) if t1 > t0 else None, memory_mib=memory,
                    rss_mib_total=round(sum(v["rss_mib"] or 0 for v in memory.values()), 1))

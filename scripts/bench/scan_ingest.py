@@ -28,7 +28,7 @@ from typing import Any
 from common.pb.v1 import ingest_pb2, ingest_pb2_grpc, query_pb2, query_pb2_grpc, tx_pb2
 from common.testing.ingest_push import channel, push_envelopes
 from common.testing.synth import synthetic_envelopes
-from scripts.bench.harness import percentile, ratio, write_artifact
+from scripts.bench.harness import REPO_ROOT, percentile, ratio, write_artifact
 from scripts.bench.lifecycle_bench import Processd
 
 CHAIN = 137
@@ -96,7 +96,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
 async def run_tree(args: argparse.Namespace, workdir: Path, tree: Path | None) -> list[dict[str, Any]]:
     """One tree's processd, seeded, through ``--rounds`` rounds of the phases."""
-    processd = Processd(workdir, "processd", tree=tree) if tree else Processd(workdir, "processd")
+    processd = Processd(workdir, "processd", tree=tree or REPO_ROOT)
     try:
         await push_envelopes(processd.address, synthetic_envelopes(args.seed_tx, seed=3, chain_ids=(CHAIN,)),
                              batch_size=500, max_inflight=16)

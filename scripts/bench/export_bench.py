@@ -50,13 +50,13 @@ from typing import Any
 
 from clickhouse_driver import Client
 
+from common.gctune import tune_gc
 from common.pb.v1 import ingest_pb2, tx_pb2
 from common.testing.clickhouse import ClickHouseServer
 from common.testing.ingest_push import push_batches, push_envelopes
 from common.testing.process import ManagedProcess, child_env, python_module_argv
 from common.testing.synth import synthetic_envelopes
 from processd.export import colmap
-from processd.export.__main__ import tune_gc
 from processd.export.config import ExportConfig
 from processd.export.exporter import Exporter
 from processd.export.mapper import BatchSummary, Columns, Row, columns_of, empty_columns, extend_columns, rows_of

@@ -41,13 +41,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from common.gctune import tune_gc
 from common.pb.v1 import block_pb2, ingest_pb2, tx_pb2
 from common.testing.ingest_push import push_batches
 from common.testing.netutil import free_port, wait_for_port
 from common.testing.procfs import cpu_seconds
 from common.testing.synth import synthetic_envelopes
 from ingestd.config import IngestConfig
-from processd.__main__ import tune_gc
 from processd.storage.lifecycle import LifecycleTracker
 from processd.storage.lifestate import Pending
 from scripts.bench.harness import ratio, summarize, tree_cpu_seconds, write_artifact

@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.rss_child is not None:
         print(rss_child(args.rss_child or None, args.n))
         return 0
-    from processd.__main__ import tune_gc
+    from common.gctune import tune_gc
     tune_gc()  # (processd's collector settings)
     variants = {"base": load_tracker_module(args.base), "new": load_tracker_module(None)}
     results: dict[str, Any] = {"n": args.n, "base": args.base, "memory": {}, "cpu_rounds": []}

@@ -26,9 +26,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from common.gctune import tune_gc
 from common.pb.v1 import ingest_pb2
 from common.testing.synth import synthetic_envelopes
-from processd.__main__ import tune_gc
 from processd.analysis.analyzer import default_analyzer
 from processd.analysis.prepare import prepare_batch
 from processd.storage.eventlog import EventLog
